@@ -1,0 +1,87 @@
+import { loadConfig, ConfigError, type Config } from './config.js';
+import { createLogger, type Logger } from './core/logger.js';
+import { migrate } from './core/migrate.js';
+import { openDatabase } from './runtime.js';
+import { serve } from './server.js';
+
+const USAGE = `usage: storekeep <command>
+
+  serve      migrate, then serve the HTTP API (embedded PostgreSQL unless DATABASE_URL is set)
+  start      same as serve
+  migrate    apply pending database migrations and exit
+  worker     run background jobs
+  check      run the integrity checks; exits non-zero on any finding
+`;
+
+function onSignals(logger: Logger, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const commandName = argv[0] ?? 'serve';
+  if (commandName === 'help' || commandName === '--help' || commandName === '-h') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`storekeep: configuration error: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+
+  switch (commandName) {
+    case 'serve':
+    case 'start': {
+      const server = await serve(config, logger);
+      onSignals(logger, server.close);
+      return -1; // keep running
+    }
+    case 'migrate': {
+      const database = await openDatabase(config, logger);
+      try {
+        const applied = await migrate(database.url, logger);
+        process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
+      } finally {
+        await database.stop();
+      }
+      return 0;
+    }
+    case 'worker':
+    case 'check':
+      process.stderr.write(`storekeep ${commandName}: not available yet\n`);
+      return 1;
+    default:
+      process.stderr.write(`storekeep: unknown command "${commandName}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (error: unknown) => {
+    process.stderr.write(`storekeep: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);

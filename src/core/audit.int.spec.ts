@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+
+describe('the audit log is append-only', () => {
+  let t: TestApp;
+  let tenantId: string;
+
+  before(async () => {
+    t = await startTestApp();
+    const tenant = await t.newTenant();
+    tenantId = tenant.tenantId;
+    await tenant.owner.post('/v1/stores', { code: 'AUD', name: 'Audited' }, { headers: { 'x-correlation-id': 'audit-corr-1' } });
+  });
+  after(() => t.close());
+
+  /** Runs SQL as the app's own role with the tenant's RLS context, in a transaction. */
+  async function asApp(statement: string): Promise<void> {
+    const client = await t.appPool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
+      await client.query(statement);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  it('records the request correlation id on the command event', async () => {
+    const event = (await t.admin.query(`SELECT * FROM events WHERE tenant_id = $1 AND type = 'store.create' AND subject_type IS NULL`, [tenantId])).rows[0];
+    assert.equal(event.correlation_id, 'audit-corr-1');
+    assert.deepEqual(event.payload, { code: 'AUD', name: 'Audited' });
+  });
+
+  it('the app role cannot update or delete events', async () => {
+    await assert.rejects(asApp(`UPDATE events SET actor = 'someone else'`), /append-only/);
+    await assert.rejects(asApp(`DELETE FROM events`), /append-only/);
+    await assert.rejects(asApp(`TRUNCATE events`), /append-only|permission denied/);
+  });
+
+  it('even the owning (migration) role cannot update or delete events', async () => {
+    await assert.rejects(t.admin.query(`UPDATE events SET actor = 'x'`), /append-only/);
+    await assert.rejects(t.admin.query(`DELETE FROM events`), /append-only/);
+    await assert.rejects(t.admin.query(`TRUNCATE events CASCADE`), /append-only/);
+    const remaining = await t.admin.query('SELECT count(*)::int AS n FROM events WHERE tenant_id = $1', [tenantId]);
+    assert.ok(remaining.rows[0].n >= 2);
+  });
+
+  it('operations are immutable except for being marked reverted once; never deleted', async () => {
+    await assert.rejects(asApp(`UPDATE operations SET actor = 'x'`), /immutable/);
+    await assert.rejects(asApp(`DELETE FROM operations`), /never deleted/);
+    await assert.rejects(t.admin.query(`UPDATE operations SET type = 'x' WHERE tenant_id = '${tenantId}'`), /immutable/);
+  });
+
+  it('op_id columns cannot change (reusable trigger)', async () => {
+    await assert.rejects(asApp(`UPDATE stores SET op_id = gen_random_uuid()`), /immutable/);
+    await asApp(`UPDATE stores SET name = 'Renamed'`); // other columns may change
+  });
+
+  it('the stock ledger is append-only', async () => {
+    // Given a ledger row
+    const token = await t.newTenant();
+    const s = (await token.owner.post('/v1/stores', { code: 'L', name: 'L' })).body;
+    const sku = (await token.owner.post('/v1/skus', { code: 'L', name: 'L', unit: 'piece', price: 1 })).body;
+    const receipt = await token.owner.post(`/v1/stores/${s.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 3 }] });
+    assert.equal(receipt.status, 201);
+    // Then neither role can rewrite or remove it
+    await assert.rejects(t.admin.query(`UPDATE stock_ledger SET quantity_change = 1 WHERE tenant_id = $1`, [token.tenantId]), /append-only/);
+    await assert.rejects(t.admin.query(`DELETE FROM stock_ledger WHERE tenant_id = $1`, [token.tenantId]), /append-only/);
+  });
+});

@@ -1,0 +1,98 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { sql } from 'kysely';
+import { maybeOne, type Db } from './db.js';
+import { AppError, notFound } from './errors.js';
+import { isRole, roleHas, type Permission, type Role } from './permissions.js';
+
+/** Who is calling. The token decides tenant, role and store scope. */
+export type Principal =
+  | { kind: 'operator'; name: 'operator' }
+  | {
+      kind: 'token';
+      tokenId: string;
+      tenantId: string;
+      name: string;
+      role: Role;
+      /** null: every store of the tenant. */
+      storeIds: readonly string[] | null;
+    };
+
+export type TenantPrincipal = Extract<Principal, { kind: 'token' }>;
+
+export const SYSTEM_TENANT_ID = '00000000-0000-0000-0000-000000000000';
+
+export function generateToken(): string {
+  return `sk_${randomBytes(32).toString('base64url')}`;
+}
+
+export function hashToken(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+export function actorLabel(principal: Principal): string {
+  return principal.kind === 'operator' ? 'operator' : `${principal.role}:${principal.name}`;
+}
+
+/** A record outside the caller's stores is reported exactly like a missing one. */
+export function assertStoreInScope(principal: TenantPrincipal, storeId: string, what = 'store'): void {
+  if (principal.storeIds !== null && !principal.storeIds.includes(storeId)) throw notFound(what);
+}
+
+export function inStoreScope(principal: TenantPrincipal, storeId: string): boolean {
+  return principal.storeIds === null || principal.storeIds.includes(storeId);
+}
+
+export function assertPermission(principal: TenantPrincipal, permission: Permission): void {
+  if (!roleHas(principal.role, permission)) {
+    throw new AppError('forbidden', `role ${principal.role} may not ${permission.replace('.', ' ')}`);
+  }
+}
+
+interface TokenRow {
+  tenant_id: string;
+  id: string;
+  name: string;
+  role: string;
+  store_ids: string[] | null;
+}
+
+/**
+ * Resolves bearer tokens. Tenant tokens are looked up by hash through a
+ * SECURITY DEFINER function (the tenant is not known yet, so RLS cannot be
+ * satisfied); results are cached briefly because every request needs one.
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, { principal: Principal | null; expiresAt: number }>();
+  private operatorHashes: Buffer[] = [];
+
+  constructor(
+    private readonly db: Db,
+    private readonly cacheTtlMs = 10_000,
+  ) {}
+
+  setOperatorTokens(tokens: string[]): void {
+    this.operatorHashes = tokens.map(hashToken);
+  }
+
+  addOperatorHash(hash: Buffer): void {
+    this.operatorHashes.push(hash);
+  }
+
+  async authenticate(token: string): Promise<Principal | null> {
+    const hash = hashToken(token);
+    if (this.operatorHashes.some((known) => timingSafeEqual(known, hash))) {
+      return { kind: 'operator', name: 'operator' };
+    }
+    const key = hash.toString('base64');
+    const cached = this.cache.get(key);
+    if (cached && cached.expiresAt > Date.now()) return cached.principal;
+    const row = await maybeOne(this.db, sql<TokenRow>`SELECT * FROM find_api_token(${hash})`);
+    const principal: Principal | null =
+      row && isRole(row.role)
+        ? { kind: 'token', tokenId: row.id, tenantId: row.tenant_id, name: row.name, role: row.role, storeIds: row.store_ids }
+        : null;
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(key, { principal, expiresAt: Date.now() + this.cacheTtlMs });
+    return principal;
+  }
+}

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { runCommand, type CommandInput } from './command.js';
+import { newId } from './ids.js';
+
+describe('the command transaction', () => {
+  let t: TestApp;
+  let tenantId: string;
+  let input: () => CommandInput;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ tenantId } = await t.newTenant());
+    const tokenId = (await t.admin.query('SELECT id FROM api_tokens WHERE tenant_id = $1', [tenantId])).rows[0].id;
+    input = () => ({
+      tenantId,
+      principal: { kind: 'token', tokenId, tenantId, name: 'test', role: 'owner', storeIds: null },
+      correlationId: `corr-${newId()}`,
+      idempotencyKey: `key-${newId()}`,
+      fingerprint: newId(),
+      payload: { test: true },
+    });
+  });
+  after(() => t.close());
+
+  const counts = async () => {
+    const row = (
+      await t.admin.query(
+        `SELECT (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
+                (SELECT count(*) FROM events WHERE tenant_id = $1)::int AS events,
+                (SELECT count(*) FROM stores WHERE tenant_id = $1)::int AS stores,
+                (SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1)::int AS keys`,
+        [tenantId],
+      )
+    ).rows[0];
+    return row as { operations: number; events: number; stores: number; keys: number };
+  };
+
+  it('a command that throws half-way leaves no row behind', async () => {
+    const before = await counts();
+    await assert.rejects(
+      runCommand(t.db, input(), { type: 'store.create' }, async (cmd) => {
+        await sql`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES (${cmd.tenantId}, ${newId()}, 'HALF', 'Half', ${cmd.opId})`.execute(cmd.tx);
+        cmd.audit({ subjectType: 'store', subjectId: 'x', after: {} });
+        throw new Error('crash after the business row');
+      }),
+      /crash after the business row/,
+    );
+    assert.deepEqual(await counts(), before);
+  });
+
+  it('a command that fails at the very end (after events are written) leaves nothing either', async () => {
+    const before = await counts();
+    await assert.rejects(
+      runCommand(t.db, input(), { type: 'store.create' }, async (cmd) => {
+        await sql`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES (${cmd.tenantId}, ${newId()}, 'LATE', 'Late', ${cmd.opId})`.execute(cmd.tx);
+        // Violates the unique code at commit time of the second insert: a database error, not ours.
+        await sql`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES (${cmd.tenantId}, ${newId()}, 'LATE', 'Late', ${cmd.opId})`.execute(cmd.tx);
+        return { status: 201, body: {} };
+      }),
+    );
+    assert.deepEqual(await counts(), before);
+  });
+
+  it('writes the operation, its audit event and the idempotency record with the effect', async () => {
+    const before = await counts();
+    const commandInput = input();
+    const outcome = await runCommand(t.db, commandInput, { type: 'store.create' }, async (cmd) => {
+      const id = newId();
+      await sql`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES (${cmd.tenantId}, ${id}, 'FULL', 'Full', ${cmd.opId})`.execute(cmd.tx);
+      cmd.touch('stores', id);
+      return { status: 201, body: { id } };
+    });
+    const afterCounts = await counts();
+    assert.deepEqual(afterCounts, { operations: before.operations + 1, events: before.events + 1, stores: before.stores + 1, keys: before.keys + 1 });
+    const event = (await t.admin.query('SELECT * FROM events WHERE op_id = $1', [outcome.opId])).rows[0];
+    assert.equal(event.correlation_id, commandInput.correlationId);
+    assert.equal(event.actor, 'owner:test');
+    assert.deepEqual(event.effects, [{ table: 'stores', id: (outcome.body as { id: string }).id, action: 'created' }]);
+    assert.deepEqual(event.payload, { test: true });
+  });
+
+  it('runs the whole command again after a serialization failure, and it takes effect once', async () => {
+    let attempts = 0;
+    const before = await counts();
+    const outcome = await runCommand(t.db, input(), { type: 'store.create' }, async (cmd) => {
+      attempts += 1;
+      await sql`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES (${cmd.tenantId}, ${newId()}, 'RETRY', 'Retry', ${cmd.opId})`.execute(cmd.tx);
+      if (attempts === 1) await sql`DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = 'serialization_failure'; END $$`.execute(cmd.tx);
+      return { status: 201, body: { attempts } };
+    });
+    assert.equal(attempts, 2);
+    assert.deepEqual(outcome.body, { attempts: 2 });
+    const afterCounts = await counts();
+    assert.equal(afterCounts.stores, before.stores + 1);
+    assert.equal(afterCounts.operations, before.operations + 1);
+  });
+
+  it('a real deadlock between two commands is resolved by retrying the loser', async () => {
+    // Given two stores both commands will lock, in opposite order
+    const a = newId();
+    const b = newId();
+    await t.admin.query(
+      `INSERT INTO operations (tenant_id, id, type, actor, correlation_id) VALUES ($1, $2, 'seed', 'test', 'seed')`,
+      [tenantId, a],
+    );
+    await t.admin.query(`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES ($1, $2, 'DL-A', 'A', $2), ($1, $3, 'DL-B', 'B', $2)`, [tenantId, a, b]);
+    let attempts = 0;
+    const lockBoth = (first: string, second: string) =>
+      runCommand(t.db, input(), { type: 'store.touch' }, async (cmd) => {
+        attempts += 1;
+        await sql`SELECT 1 FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${first} FOR UPDATE`.execute(cmd.tx);
+        await sql`SELECT pg_sleep(0.2)`.execute(cmd.tx);
+        await sql`SELECT 1 FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${second} FOR UPDATE`.execute(cmd.tx);
+        return { status: 200, body: { ok: true } };
+      });
+    const results = await Promise.all([lockBoth(a, b), lockBoth(b, a)]);
+    assert.deepEqual(results.map((r) => r.status), [200, 200]);
+    assert.ok(attempts >= 3, `one command was retried after the deadlock (attempts: ${attempts})`);
+  });
+});

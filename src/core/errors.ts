@@ -1,0 +1,71 @@
+/**
+ * One error type for everything the service refuses on purpose. `code` is a
+ * closed union and the HTTP status of each code lives in exactly one table, so
+ * a client can rely on `code` and the edge never guesses a status.
+ */
+export const ERROR_STATUS = {
+  validation_failed: 400,
+  malformed_json: 400,
+  unauthorized: 401,
+  invalid_signature: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  insufficient_stock: 409,
+  invalid_transition: 409,
+  idempotency_key_in_flight: 409,
+  conflict: 409,
+  already_exists: 409,
+  piece_unavailable: 409,
+  operation_already_used: 409,
+  version_conflict: 412,
+  precondition_required: 428,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  idempotency_key_reused: 422,
+  geofence_violation: 422,
+  unprocessable: 422,
+  rate_limited: 429,
+  internal_error: 500,
+  service_unavailable: 503,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  /** Extra members of the problem document (e.g. `shortages`, `distance_m`). */
+  readonly extra: Record<string, unknown>;
+  readonly errors: FieldError[] | undefined;
+
+  constructor(
+    code: ErrorCode,
+    detail: string,
+    options: { extra?: Record<string, unknown>; errors?: FieldError[]; cause?: unknown } = {},
+  ) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.extra = options.extra ?? {};
+    this.errors = options.errors;
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+export const notFound = (what: string): AppError => new AppError('not_found', `${what} was not found`);
+
+export const validationFailed = (path: string, message: string): AppError =>
+  new AppError('validation_failed', message, { errors: [{ path, message }] });
+
+/** An invariant the code relies on; breaking it is a bug, never a user error. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}

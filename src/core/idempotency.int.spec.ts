@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+
+describe('idempotency keys', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+  });
+  after(() => t.close());
+
+  const count = async (table: string) =>
+    Number((await t.admin.query(`SELECT count(*)::int AS n FROM ${table} WHERE tenant_id = $1`, [tenantId])).rows[0].n);
+
+  it('50 concurrent requests with one key have one effect; the others replay it or are told it is in flight', async () => {
+    // Given a key never used
+    const key = 'concurrent-store-1';
+    const storesBefore = await count('stores');
+    const opsBefore = await count('operations');
+
+    // When 50 clients send the same request with it at once
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, () => owner.post('/v1/stores', { code: 'S-CONC', name: 'Concurrent' }, { idempotencyKey: key })),
+    );
+
+    // Then exactly one store, one operation and one idempotency record exist
+    assert.equal(await count('stores'), storesBefore + 1);
+    assert.equal(await count('operations'), opsBefore + 1);
+    const records = await t.admin.query('SELECT op_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2', [tenantId, key]);
+    assert.equal(records.rowCount, 1);
+
+    const created = responses.filter((r) => r.status === 201 && r.headers.get('idempotent-replayed') !== 'true');
+    const replayed = responses.filter((r) => r.status === 201 && r.headers.get('idempotent-replayed') === 'true');
+    const inFlight = responses.filter((r) => r.status === 409);
+    assert.equal(created.length, 1, 'one request did the work');
+    assert.equal(created.length + replayed.length + inFlight.length, 50, `unexpected statuses ${responses.map((r) => r.status)}`);
+    for (const r of inFlight) assert.equal(r.body.code, 'idempotency_key_in_flight');
+    for (const r of replayed) assert.deepEqual(r.body, created[0]!.body);
+    assert.equal(records.rows[0].op_id, created[0]!.body.op_id);
+  });
+
+  it('replays the identical status and body, with Idempotent-Replayed: true', async () => {
+    const first = await owner.post('/v1/skus', { code: 'SKU-R', name: 'Rice', unit: 'kg', price: 250 }, { idempotencyKey: 'sku-r' });
+    const second = await owner.post('/v1/skus', { code: 'SKU-R', name: 'Rice', unit: 'kg', price: 250 }, { idempotencyKey: 'sku-r' });
+    assert.equal(first.status, 201);
+    assert.equal(first.headers.get('idempotent-replayed'), null);
+    assert.equal(second.status, 201);
+    assert.equal(second.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(second.body, first.body);
+    // Keys order in the body does not change the fingerprint.
+    const third = await owner.post('/v1/skus', { price: 250, unit: 'kg', name: 'Rice', code: 'SKU-R' }, { idempotencyKey: 'sku-r' });
+    assert.equal(third.status, 201);
+    assert.deepEqual(third.body, first.body);
+    assert.equal(Number((await t.admin.query(`SELECT count(*) FROM skus WHERE tenant_id = $1 AND code = 'SKU-R'`, [tenantId])).rows[0].count), 1);
+  });
+
+  it('the same key with a different body is 422 idempotency_key_reused and writes nothing', async () => {
+    await owner.post('/v1/stores', { code: 'S-A', name: 'A' }, { idempotencyKey: 'reuse-me' });
+    const opsBefore = await count('operations');
+    const storesBefore = await count('stores');
+    const response = await owner.post('/v1/stores', { code: 'S-B', name: 'B' }, { idempotencyKey: 'reuse-me' });
+    assert.equal(response.status, 422);
+    assert.equal(response.body.code, 'idempotency_key_reused');
+    assert.match(response.headers.get('content-type') ?? '', /application\/problem\+json/);
+    assert.equal(await count('operations'), opsBefore);
+    assert.equal(await count('stores'), storesBefore);
+  });
+
+  it('the same key on another path is a different request (422)', async () => {
+    await owner.post('/v1/stores', { code: 'S-P', name: 'P' }, { idempotencyKey: 'path-key' });
+    const response = await owner.post('/v1/skus', { code: 'S-P', name: 'P', unit: 'piece', price: 1 }, { idempotencyKey: 'path-key' });
+    assert.equal(response.status, 422);
+  });
+
+  it('keys are scoped per tenant', async () => {
+    const other = await t.newTenant();
+    const a = await owner.post('/v1/stores', { code: 'S-T', name: 'T' }, { idempotencyKey: 'shared-key' });
+    const b = await other.owner.post('/v1/stores', { code: 'S-T', name: 'T' }, { idempotencyKey: 'shared-key' });
+    assert.equal(a.status, 201);
+    assert.equal(b.status, 201);
+    assert.equal(b.headers.get('idempotent-replayed'), null);
+    assert.notEqual(a.body.id, b.body.id);
+  });
+
+  it('a refused request is not stored: retrying it with the same key is evaluated again', async () => {
+    const store = (await owner.post('/v1/stores', { code: 'S-REF', name: 'Ref' })).body;
+    const sku = (await owner.post('/v1/skus', { code: 'SKU-REF', name: 'Ref', unit: 'piece', price: 100 })).body;
+    const take = { sku_id: sku.id, quantity_change: -5, reason: 'count' };
+    const refused = await owner.post(`/v1/stores/${store.id}/stock/adjustments`, take, { idempotencyKey: 'adj-1' });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.code, 'insufficient_stock');
+    await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 10 }] });
+    const retried = await owner.post(`/v1/stores/${store.id}/stock/adjustments`, take, { idempotencyKey: 'adj-1' });
+    assert.equal(retried.status, 201);
+    assert.equal(retried.body.quantity_after, 5);
+  });
+
+  it('an Idempotency-Key longer than 255 characters is a validation error', async () => {
+    const response = await owner.post('/v1/stores', { code: 'S-LONG', name: 'L' }, { idempotencyKey: 'k'.repeat(256) });
+    assert.equal(response.status, 400);
+    assert.equal(response.body.code, 'validation_failed');
+    assert.equal(Number((await t.admin.query(`SELECT count(*) FROM stores WHERE code = 'S-LONG'`)).rows[0].count), 0);
+  });
+
+  it('expired keys are purged and can be used again', async () => {
+    await owner.post('/v1/stores', { code: 'S-EXP', name: 'E' }, { idempotencyKey: 'old-key' });
+    await t.admin.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'old-key'`);
+    const fresh = await owner.post('/v1/stores', { code: 'S-EXP2', name: 'E2' }, { idempotencyKey: 'old-key' });
+    assert.equal(fresh.status, 201, 'an expired key no longer binds the body');
+    await t.admin.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'old-key'`);
+    const purged = await t.appPool.query('SELECT purge_expired_idempotency_keys() AS n');
+    assert.ok(purged.rows[0].n >= 1);
+    assert.equal((await t.admin.query(`SELECT 1 FROM idempotency_keys WHERE key = 'old-key'`)).rowCount, 0);
+  });
+});

@@ -1,0 +1,24 @@
+import client from 'prom-client';
+
+/**
+ * One Prometheus registry per process. Modules add their own metrics here
+ * (jobs, integrity findings…); /metrics serves it.
+ */
+export const registry = new client.Registry();
+client.collectDefaultMetrics({ register: registry });
+
+export const httpRequestDuration = new client.Histogram({
+  name: 'http_request_duration_seconds',
+  help: 'HTTP request duration by route and status',
+  labelNames: ['method', 'route', 'status_code'] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  registers: [registry],
+});
+
+export const commandRetries = new client.Counter({
+  name: 'storekeep_transaction_retries_total',
+  help: 'Transactions run again after a serialization failure or deadlock',
+  registers: [registry],
+});
+
+export { client as prometheus };

@@ -1,0 +1,116 @@
+/**
+ * Roles and what they may do, as one table. Routes name the permission they
+ * need; the edge checks it before any data is read. A test walks every write
+ * endpoint × every role against this table.
+ */
+export const ROLES = ['owner', 'admin', 'manager', 'cashier', 'field_agent', 'auditor'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const PERMISSIONS = [
+  'tokens.create',
+  'tenant.settings',
+  'stores.write',
+  'stores.read',
+  'skus.write',
+  'skus.read',
+  'stock.read',
+  'stock.receive',
+  'stock.adjust',
+  'sales.create',
+  'sales.bulk',
+  'sales.void',
+  'sales.read',
+  'sales.sync',
+  'parties.write',
+  'parties.read',
+  'payments.create',
+  'ledger.read',
+  'transfers.request',
+  'transfers.approve',
+  'transfers.receive',
+  'transfers.read',
+  'settlements.submit',
+  'settlements.approve',
+  'settlements.read',
+  'field.manage',
+  'visits.complete',
+  'field.read',
+  'pieces.write',
+  'pieces.read',
+  'orders.create',
+  'orders.manage',
+  'orders.read',
+  'operations.read',
+  'operations.revert',
+  'integrity.read',
+  'review.read',
+  'review.resolve',
+] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+const READ_ALL: Permission[] = PERMISSIONS.filter((permission) => permission.endsWith('.read'));
+
+const ROLE_PERMISSIONS: Record<Role, ReadonlySet<Permission>> = {
+  owner: new Set(PERMISSIONS),
+  admin: new Set(PERMISSIONS),
+  manager: new Set<Permission>([
+    ...READ_ALL,
+    'stores.write',
+    'skus.write',
+    'stock.receive',
+    'stock.adjust',
+    'sales.create',
+    'sales.bulk',
+    'sales.void',
+    'sales.sync',
+    'parties.write',
+    'payments.create',
+    'transfers.request',
+    'transfers.approve',
+    'transfers.receive',
+    'settlements.submit',
+    'settlements.approve',
+    'field.manage',
+    'visits.complete',
+    'pieces.write',
+    'orders.create',
+    'orders.manage',
+    'operations.revert',
+    'review.resolve',
+  ]),
+  cashier: new Set<Permission>([
+    'stores.read',
+    'skus.read',
+    'stock.read',
+    'sales.create',
+    'sales.read',
+    'sales.sync',
+    'parties.read',
+    'payments.create',
+    'settlements.submit',
+    'settlements.read',
+    'transfers.read',
+    'transfers.receive',
+    'orders.create',
+    'orders.read',
+    'pieces.read',
+  ]),
+  field_agent: new Set<Permission>([
+    'stores.read',
+    'skus.read',
+    'stock.read',
+    'sales.read',
+    'parties.read',
+    'field.read',
+    'visits.complete',
+  ]),
+  auditor: new Set<Permission>([...READ_ALL]),
+};
+
+export function roleHas(role: Role, permission: Permission): boolean {
+  return ROLE_PERMISSIONS[role].has(permission);
+}
+
+export function isRole(value: string): value is Role {
+  return (ROLES as readonly string[]).includes(value);
+}

@@ -1,0 +1,196 @@
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import type { Authenticator, Principal } from '../core/auth.js';
+import { currentScope, runInScope } from '../core/context.js';
+import type { Db } from '../core/db.js';
+import { AppError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { httpRequestDuration, registry } from '../core/metrics.js';
+import { pendingMigrations } from '../core/migrate.js';
+import { roleHas, type Permission } from '../core/permissions.js';
+import { sendProblem, toAppError } from './problem.js';
+import { routeModules } from './routes.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the auth hook; null only on routes with `auth: 'none'`. */
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** Who may call: `tenant` (default) a tenant token, `operator` the root token, `none` anyone. */
+    auth?: 'none' | 'operator' | 'tenant';
+    /** Permission a tenant token's role must have; checked before the body is read. */
+    permission?: Permission;
+  }
+}
+
+export interface AppDeps {
+  config: Config;
+  pool: pg.Pool;
+  db: Db;
+  logger: Logger;
+  authenticator: Authenticator;
+  /** Called on unexpected errors (Sentry when configured). */
+  reportError?: (error: unknown) => void;
+}
+
+export type App = FastifyInstance<http.Server, http.IncomingMessage, http.ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+const CORRELATION_HEADER = 'x-correlation-id';
+const CORRELATION_ID = /^[\w.:@/+=-]{1,200}$/;
+
+function correlationIdOf(request: http.IncomingMessage): string {
+  const given = request.headers[CORRELATION_HEADER];
+  return typeof given === 'string' && CORRELATION_ID.test(given) ? given : randomUUID();
+}
+
+// Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
+// fields are an error, not silently dropped. Query strings and path params
+// arrive as text, so those are coerced.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+function makeAjv(options: AjvOptions): Ajv {
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
+  addFormats(ajv);
+  return ajv;
+}
+
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const { config, logger } = deps;
+  const options: FastifyServerOptions<http.Server, Logger> = {
+    loggerInstance: logger,
+    bodyLimit: config.bodyLimitBytes,
+    logController: new LogController({
+      requestIdLogLabel: 'correlation_id',
+      // Probes and scrapes would drown the log.
+      disableRequestLogging: (request) => /^\/(healthz|readyz|metrics)/.test(request.url),
+    }),
+    genReqId: (request) => (request as http.IncomingMessage & { correlationId?: string }).correlationId ?? correlationIdOf(request),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true },
+    // Every request runs inside its own async scope, so the correlation id
+    // reaches every log line and audit event without being passed around.
+    serverFactory: (handler) =>
+      http.createServer((request, response) => {
+        const correlationId = correlationIdOf(request);
+        (request as http.IncomingMessage & { correlationId?: string }).correlationId = correlationId;
+        runInScope({ correlationId }, () => handler(request, response));
+      }),
+  };
+  const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+
+  const bodyAjv = makeAjv({ coerceTypes: false, removeAdditional: false });
+  const textAjv = makeAjv({ coerceTypes: 'array', removeAdditional: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
+
+  app.decorateRequest('principal', null);
+  // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
+  app.removeContentTypeParser('text/plain');
+
+  app.setErrorHandler((error, request, reply) => {
+    const { appError, unexpected } = toAppError(error);
+    if (unexpected) {
+      request.log.error({ err: error }, 'unexpected error');
+      deps.reportError?.(error);
+    }
+    return sendProblem(request, reply, appError);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header(CORRELATION_HEADER, request.id);
+    const config = request.routeOptions.config;
+    const mode = config.auth ?? 'tenant';
+    if (mode === 'none' || request.routeOptions.url === undefined) return;
+    const header = request.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (!match?.[1]) throw new AppError('unauthorized', 'send a token as "Authorization: Bearer <token>"');
+    const principal = await deps.authenticator.authenticate(match[1]);
+    if (!principal) throw new AppError('unauthorized', 'the token is not valid');
+    if (mode === 'operator' && principal.kind !== 'operator') {
+      throw new AppError('forbidden', 'this endpoint needs the operator token');
+    }
+    if (mode === 'tenant') {
+      if (principal.kind !== 'token') throw new AppError('forbidden', 'this endpoint needs a tenant token');
+      const scope = currentScope();
+      if (scope) scope.tenantId = principal.tenantId;
+      if (config.permission && !roleHas(principal.role, config.permission)) {
+        throw new AppError('forbidden', `role ${principal.role} may not ${config.permission}`);
+      }
+    }
+    request.principal = principal;
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    httpRequestDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimitPerMinute,
+    timeWindow: 60_000,
+    skipOnError: true,
+    ...(config.redisUrl ? { redis: new (await import('ioredis')).Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 }) } : {}),
+    keyGenerator: (request) => {
+      const header = request.headers.authorization;
+      return typeof header === 'string' && header.length > 20 ? `t:${header.slice(-24)}` : `ip:${request.ip}`;
+    },
+    errorResponseBuilder: (_request, context) =>
+      new AppError('rate_limited', `rate limit of ${context.max} requests per minute exceeded; retry after ${context.after}`),
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'storekeep API',
+        version: '1.0.0',
+        description:
+          'Every mutating request accepts an `Idempotency-Key` header. Errors are `application/problem+json` with a stable `code`. See API.md for the conventions.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+
+  app.get('/openapi.json', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/healthz', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+
+  app.get('/readyz', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async (_request, reply) => {
+    try {
+      const pending = await pendingMigrations(deps.pool);
+      if (pending.length > 0) {
+        return reply.status(503).send({ status: 'not_ready', database: 'ok', pending_migrations: pending });
+      }
+      return { status: 'ready', database: 'ok', migrations: 'applied' };
+    } catch (error) {
+      logger.warn({ err: error }, 'readiness check failed');
+      return reply.status(503).send({ status: 'not_ready', database: 'unreachable' });
+    }
+  });
+
+  app.get('/metrics', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async (_request, reply) => {
+    reply.header('content-type', registry.contentType);
+    return registry.metrics();
+  });
+
+  for (const register of routeModules) await app.register(async (scoped) => register(scoped as unknown as App, deps));
+
+  return app;
+}

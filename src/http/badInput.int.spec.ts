@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+
+describe('bad input gets a clear problem+json and changes nothing', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: { id: string };
+  let sku: { id: string };
+
+  before(async () => {
+    t = await startTestApp({ bodyLimitBytes: 4096 });
+    ({ owner, tenantId } = await t.newTenant());
+    store = (await owner.post('/v1/stores', { code: 'BAD', name: 'Bad inputs' })).body;
+    sku = (await owner.post('/v1/skus', { code: 'BAD-1', name: 'Thing', unit: 'kg', price: 100 })).body;
+  });
+  after(() => t.close());
+
+  const snapshot = async () =>
+    (
+      await t.admin.query(
+        `SELECT (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
+                (SELECT count(*) FROM events WHERE tenant_id = $1)::int AS events,
+                (SELECT count(*) FROM stores WHERE tenant_id = $1)::int AS stores,
+                (SELECT count(*) FROM skus WHERE tenant_id = $1)::int AS skus,
+                (SELECT count(*) FROM stock_ledger WHERE tenant_id = $1)::int AS ledger,
+                (SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1)::int AS keys`,
+        [tenantId],
+      )
+    ).rows[0];
+
+  function assertProblem(response: ApiResponse, status: number, code: string) {
+    assert.equal(response.status, status, JSON.stringify(response.body));
+    assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    assert.equal(response.body.code, code);
+    assert.equal(response.body.status, status);
+    assert.equal(typeof response.body.title, 'string');
+    assert.equal(typeof response.body.detail, 'string');
+    assert.equal(response.body.correlation_id, response.headers.get('x-correlation-id'));
+    assert.ok(!/at .*\.ts:\d+|SELECT|INSERT/i.test(JSON.stringify(response.body)), 'no stack trace or SQL leaks');
+  }
+
+  const cases: Array<[string, () => Promise<ApiResponse>, number, string]> = [
+    ['malformed JSON', () => owner.post('/v1/stores', undefined, { rawBody: '{"code": "X", ' , idempotencyKey: 'bad-1' }), 400, 'malformed_json'],
+    ['empty JSON body', () => owner.post('/v1/stores', undefined, { rawBody: '', headers: { 'content-type': 'application/json' } }), 400, 'malformed_json'],
+    ['wrong type', () => owner.post('/v1/skus', { code: 'W', name: 'W', unit: 'kg', price: '100' }, { idempotencyKey: 'bad-2' }), 400, 'validation_failed'],
+    ['float money', () => owner.post('/v1/skus', { code: 'F', name: 'F', unit: 'kg', price: 1.5 }), 400, 'validation_failed'],
+    ['unknown unit', () => owner.post('/v1/skus', { code: 'U', name: 'U', unit: 'litre', price: 1 }), 400, 'validation_failed'],
+    ['missing field', () => owner.post('/v1/stores', { code: 'M' }), 400, 'validation_failed'],
+    ['unknown field', () => owner.post('/v1/stores', { code: 'N', name: 'N', colour: 'red' }), 400, 'validation_failed'],
+    ['negative receipt', () => owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: -1 }] }), 400, 'validation_failed'],
+    ['fractional grams', () => owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 0.5 }] }), 400, 'validation_failed'],
+    ['empty item list', () => owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [] }), 400, 'validation_failed'],
+    ['unknown SKU', () => owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: '00000000-0000-4000-8000-000000000001', quantity: 1 }] }), 400, 'validation_failed'],
+    ['bad uuid in path', () => owner.post('/v1/stores/not-a-uuid/stock/receipts', { items: [{ sku_id: sku.id, quantity: 1 }] }), 400, 'validation_failed'],
+    ['oversized body', () => owner.post('/v1/stores', { code: 'BIG', name: 'x'.repeat(10_000) }), 413, 'payload_too_large'],
+    ['not JSON', () => owner.post('/v1/stores', undefined, { rawBody: 'code=X', headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type'],
+    ['zero adjustment', () => owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 0, reason: 'x' }), 400, 'validation_failed'],
+    ['unknown route', () => owner.post('/v1/nothing-here', {}), 404, 'not_found'],
+    ['duplicate store code', () => owner.post('/v1/stores', { code: 'BAD', name: 'Again' }), 409, 'already_exists'],
+  ];
+
+  for (const [name, send, status, code] of cases) {
+    it(`${name} → ${status} ${code}, nothing written`, async () => {
+      const before = await snapshot();
+      const response = await send();
+      assertProblem(response, status, code);
+      assert.deepEqual(await snapshot(), before);
+    });
+  }
+
+  it('validation errors carry the path of each bad field', async () => {
+    const response = await owner.post('/v1/skus', { code: 'P', unit: 'kg', price: 'x', extra: 1 });
+    assertProblem(response, 400, 'validation_failed');
+    const paths = response.body.errors.map((e: { path: string }) => e.path).sort();
+    assert.deepEqual(paths, ['/body/extra', '/body/name', '/body/price']);
+  });
+
+  it('keeps a given X-Correlation-ID and generates one otherwise', async () => {
+    const kept = await owner.get('/v1/stores', { headers: { 'x-correlation-id': 'till-7-req-42' } });
+    assert.equal(kept.headers.get('x-correlation-id'), 'till-7-req-42');
+    const generated = await owner.get('/v1/stores');
+    assert.match(generated.headers.get('x-correlation-id') ?? '', /^[0-9a-f-]{36}$/);
+  });
+
+  it('serves health, readiness, metrics and the OpenAPI document', async () => {
+    assert.equal((await owner.get('/healthz')).status, 200);
+    const ready = await owner.get('/readyz');
+    assert.equal(ready.status, 200);
+    assert.equal(ready.body.status, 'ready');
+    const metrics = await owner.get('/metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /http_request_duration_seconds_bucket/);
+    assert.match(metrics.body, /process_cpu_user_seconds_total/);
+    const openapi = await owner.get('/openapi.json');
+    assert.equal(openapi.status, 200);
+    assert.ok(openapi.body.paths['/v1/stores']);
+    assert.ok(openapi.body.paths['/v1/stores/{store_id}/stock/receipts']);
+    assert.equal((await owner.get('/docs')).status === 200 || (await owner.get('/docs/')).status === 200, true);
+  });
+});

@@ -1,0 +1,49 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { TenantPrincipal } from '../core/auth.js';
+import { fingerprintRequest, runCommand, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
+import type { Db } from '../core/db.js';
+import { AppError, assert } from '../core/errors.js';
+
+/** The tenant token of a request on a `tenant` route (the auth hook guarantees it). */
+export function tenantOf(request: FastifyRequest): TenantPrincipal {
+  const principal = request.principal;
+  assert(principal?.kind === 'token', 'route requires a tenant principal');
+  return principal;
+}
+
+export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
+  const header = request.headers['idempotency-key'];
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || header.length < 1 || header.length > 255) {
+    throw new AppError('validation_failed', 'Idempotency-Key must be 1 to 255 characters', {
+      errors: [{ path: '/headers/idempotency-key', message: 'must be 1 to 255 characters' }],
+    });
+  }
+  return header;
+}
+
+/** What the command helper needs from an HTTP request. */
+export function commandInputOf(request: FastifyRequest, tenantId?: string): CommandInput {
+  const principal = request.principal;
+  assert(principal !== null, 'commands need an authenticated principal');
+  const resolvedTenant = tenantId ?? (principal.kind === 'token' ? principal.tenantId : undefined);
+  assert(resolvedTenant !== undefined, 'commands need a tenant');
+  return {
+    tenantId: resolvedTenant,
+    principal,
+    correlationId: request.id,
+    idempotencyKey: idempotencyKeyOf(request),
+    fingerprint: fingerprintRequest(request.method, request.url.split('?')[0] ?? request.url, request.body),
+    payload: request.body,
+  };
+}
+
+export function sendOutcome(reply: FastifyReply, outcome: CommandOutcome): FastifyReply {
+  if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+  return reply.status(outcome.status).send(outcome.body);
+}
+
+/** Runs a route's command in one transaction and sends its (possibly replayed) result. */
+export async function command(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
+  return sendOutcome(reply, await runCommand(db, commandInputOf(request), spec, fn));
+}

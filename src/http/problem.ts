@@ -1,0 +1,106 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
+
+/**
+ * Every error leaves as application/problem+json (RFC 9457) with a stable
+ * `code`. Nothing about the server's internals (stack, SQL) is ever included.
+ */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  correlation_id: string;
+  errors?: FieldError[];
+  [extra: string]: unknown;
+}
+
+const TITLES: Partial<Record<ErrorCode, string>> = {
+  validation_failed: 'The request is not valid',
+  malformed_json: 'The request body is not valid JSON',
+  unauthorized: 'Authentication required',
+  forbidden: 'Not allowed',
+  not_found: 'Not found',
+  insufficient_stock: 'Not enough stock',
+  internal_error: 'Internal server error',
+};
+
+function titleOf(code: ErrorCode): string {
+  return TITLES[code] ?? code.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
+}
+
+export function problemOf(error: AppError, correlationId: string): Problem {
+  return {
+    ...error.extra,
+    type: `https://storekeep.dev/problems/${error.code.replace(/_/g, '-')}`,
+    title: titleOf(error.code),
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+    correlation_id: correlationId,
+    ...(error.errors ? { errors: error.errors } : {}),
+  };
+}
+
+interface AjvError {
+  instancePath?: string;
+  message?: string;
+  keyword?: string;
+  params?: Record<string, unknown>;
+}
+
+function validationErrors(error: FastifyError): FieldError[] {
+  const context = (error as FastifyError & { validationContext?: string }).validationContext ?? 'body';
+  return ((error.validation ?? []) as AjvError[]).map((item) => {
+    let path = `/${context}${item.instancePath ?? ''}`;
+    let message = item.message ?? 'is not valid';
+    if (item.keyword === 'additionalProperties' && typeof item.params?.additionalProperty === 'string') {
+      path += `/${item.params.additionalProperty}`;
+      message = 'is not a known field';
+    } else if (item.keyword === 'required' && typeof item.params?.missingProperty === 'string') {
+      path += `/${item.params.missingProperty}`;
+      message = 'is required';
+    }
+    return { path, message };
+  });
+}
+
+/** Turns anything thrown into an AppError (unknown errors become internal_error). */
+export function toAppError(error: unknown): { appError: AppError; unexpected: boolean } {
+  if (error instanceof AppError) return { appError: error, unexpected: false };
+  const fastifyError = error as FastifyError;
+  if (fastifyError?.validation) {
+    const errors = validationErrors(fastifyError);
+    return {
+      appError: new AppError('validation_failed', errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors }),
+      unexpected: false,
+    };
+  }
+  switch (fastifyError?.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { appError: new AppError('malformed_json', fastifyError.message), unexpected: false };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { appError: new AppError('payload_too_large', 'the request body is larger than the server accepts'), unexpected: false };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { appError: new AppError('unsupported_media_type', 'send the body as application/json'), unexpected: false };
+  }
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
+    return { appError: new AppError('malformed_json', 'the request body is not valid JSON'), unexpected: false };
+  }
+  const status = fastifyError?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const code = (Object.entries(ERROR_STATUS).find(([, s]) => s === status)?.[0] ?? 'validation_failed') as ErrorCode;
+    return { appError: new AppError(code, fastifyError.message), unexpected: false };
+  }
+  return { appError: new AppError('internal_error', 'an unexpected error occurred; it has been logged'), unexpected: true };
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: AppError): FastifyReply {
+  return reply
+    .status(error.status)
+    .header('content-type', 'application/problem+json; charset=utf-8')
+    .send(JSON.stringify(problemOf(error, request.id)));
+}

@@ -1,0 +1,29 @@
+import type { Command } from '../core/command.js';
+import { AppError } from '../core/errors.js';
+import { changeStock } from './changeStock.js';
+import { assertSkusExist, assertStoreExists } from './receiveStock.js';
+
+export interface AdjustmentInput {
+  sku_id: string;
+  quantity_change: number;
+  reason: string;
+}
+
+/** A counted correction (damage, shrinkage, found stock). Never below zero. */
+export async function adjustStock(cmd: Command, storeId: string, input: AdjustmentInput) {
+  await assertStoreExists(cmd.tx, cmd.tenantId, storeId);
+  await assertSkusExist(cmd.tx, cmd.tenantId, [input.sku_id], '/body/sku_id');
+  const result = await changeStock(cmd.tx, cmd.tenantId, cmd.opId, [
+    { storeId, skuId: input.sku_id, quantityChange: input.quantity_change, kind: 'adjustment', reason: input.reason },
+  ]);
+  if (!result.ok) {
+    throw new AppError('insufficient_stock', 'the adjustment would make stock negative', {
+      extra: { shortages: result.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
+    });
+  }
+  const balance = result.balances[0];
+  cmd.storeId = storeId;
+  cmd.touch('stock_ledger', `${storeId}/${input.sku_id}`, 'created');
+  cmd.audit({ subjectType: 'stock', subjectId: `${storeId}/${input.sku_id}`, payload: input, after: balance });
+  return { op_id: cmd.opId, sku_id: input.sku_id, quantity_change: input.quantity_change, quantity_after: balance?.quantity_after ?? 0, reason: input.reason };
+}

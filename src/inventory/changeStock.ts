@@ -1,0 +1,106 @@
+import { sql } from 'kysely';
+import { maybeOne, type Tx } from '../core/db.js';
+import { assert } from '../core/errors.js';
+
+export interface StockChange {
+  storeId: string;
+  skuId: string;
+  /** Base units; negative takes stock out. */
+  quantityChange: number;
+  kind: string;
+  reason?: string | null;
+}
+
+export interface StockShortage {
+  store_id: string;
+  sku_id: string;
+  requested: number;
+  available: number;
+}
+
+export type StockChangeResult =
+  | { ok: true; balances: Array<{ store_id: string; sku_id: string; quantity_after: number }> }
+  | { ok: false; shortages: StockShortage[] };
+
+/**
+ * Moves stock and appends the ledger, in the caller's transaction.
+ *
+ * Each balance is changed with ONE relative, conditional statement —
+ * `quantity = quantity + change WHERE quantity + change >= 0` — which takes the
+ * row lock and checks in the same step, so two cashiers selling the last kilo
+ * can never both succeed (the second waits for the lock, then sees the new
+ * quantity). Changes are applied in (store, sku) order so two multi-line
+ * commands cannot deadlock; lines of the same SKU are summed first.
+ *
+ * A shortage is a result, not an exception: every short line is reported, and
+ * the caller rolls back (nothing it did in this transaction survives).
+ */
+export async function changeStock(tx: Tx, tenantId: string, opId: string, changes: StockChange[]): Promise<StockChangeResult> {
+  const merged = new Map<string, StockChange>();
+  for (const change of changes) {
+    assert(Number.isSafeInteger(change.quantityChange), 'stock changes are integers');
+    const key = `${change.storeId}/${change.skuId}/${change.kind}`;
+    const existing = merged.get(key);
+    merged.set(key, existing ? { ...existing, quantityChange: existing.quantityChange + change.quantityChange } : { ...change });
+  }
+  const ordered = [...merged.values()]
+    .filter((change) => change.quantityChange !== 0)
+    .sort((a, b) => (a.storeId + a.skuId < b.storeId + b.skuId ? -1 : a.storeId + a.skuId > b.storeId + b.skuId ? 1 : 0));
+
+  const shortages: StockShortage[] = [];
+  const after: Array<{ store_id: string; sku_id: string; quantity_after: number; change: StockChange }> = [];
+  for (const change of ordered) {
+    if (change.quantityChange > 0) {
+      const row = await maybeOne(
+        tx,
+        sql<{ quantity: number }>`
+          INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity)
+          VALUES (${tenantId}, ${change.storeId}, ${change.skuId}, ${change.quantityChange})
+          ON CONFLICT (tenant_id, store_id, sku_id)
+          DO UPDATE SET quantity = stock_balances.quantity + EXCLUDED.quantity, updated_at = now()
+          RETURNING quantity`,
+      );
+      assert(row, 'upsert returns the balance');
+      after.push({ store_id: change.storeId, sku_id: change.skuId, quantity_after: row.quantity, change });
+    } else {
+      const row = await maybeOne(
+        tx,
+        sql<{ quantity: number }>`
+          UPDATE stock_balances SET quantity = quantity + ${change.quantityChange}, updated_at = now()
+          WHERE tenant_id = ${tenantId} AND store_id = ${change.storeId} AND sku_id = ${change.skuId}
+            AND quantity + ${change.quantityChange} >= 0
+          RETURNING quantity`,
+      );
+      if (row) {
+        after.push({ store_id: change.storeId, sku_id: change.skuId, quantity_after: row.quantity, change });
+      } else {
+        // Short (or no balance row yet). Read what is there for the report; the
+        // caller rolls back, so this read does not need to be stable.
+        const current = await maybeOne(
+          tx,
+          sql<{ quantity: number }>`
+            SELECT quantity FROM stock_balances
+            WHERE tenant_id = ${tenantId} AND store_id = ${change.storeId} AND sku_id = ${change.skuId}`,
+        );
+        shortages.push({ store_id: change.storeId, sku_id: change.skuId, requested: -change.quantityChange, available: current?.quantity ?? 0 });
+      }
+    }
+  }
+  if (shortages.length > 0) return { ok: false, shortages };
+
+  if (after.length === 0) return { ok: true, balances: [] };
+  await sql`
+      INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
+      SELECT ${tenantId}, l.store_id, l.sku_id, ${opId}, l.quantity_change, l.quantity_after, l.kind, l.reason
+      FROM jsonb_to_recordset(${JSON.stringify(
+        after.map((row) => ({
+          store_id: row.store_id,
+          sku_id: row.sku_id,
+          quantity_change: row.change.quantityChange,
+          quantity_after: row.quantity_after,
+          kind: row.change.kind,
+          reason: row.change.reason ?? null,
+        })),
+      )}::jsonb) AS l(store_id uuid, sku_id uuid, quantity_change bigint, quantity_after bigint, kind text, reason text)`.execute(tx);
+  return { ok: true, balances: after.map(({ store_id, sku_id, quantity_after }) => ({ store_id, sku_id, quantity_after })) };
+}

@@ -1,0 +1,24 @@
+/** Row and API shapes of the inventory tables. */
+export type Unit = 'kg' | 'piece' | 'metre';
+
+export interface StoreRow {
+  id: string;
+  code: string;
+  name: string;
+  op_id: string;
+  created_at: Date;
+}
+
+export interface SkuRow {
+  id: string;
+  code: string;
+  name: string;
+  unit: Unit;
+  price: number;
+  tracks_pieces: boolean;
+  op_id: string;
+  created_at: Date;
+}
+
+/** The base unit quantities of a SKU are counted in. */
+export const BASE_UNIT: Record<Unit, 'grams' | 'pieces' | 'millimetres'> = { kg: 'grams', piece: 'pieces', metre: 'millimetres' };

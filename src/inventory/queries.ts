@@ -1,0 +1,46 @@
+import { sql } from 'kysely';
+import { all, maybeOne, type Tx } from '../core/db.js';
+import type { SkuRow, StoreRow } from './inventory.table.js';
+
+export async function findStore(tx: Tx, tenantId: string, id: string): Promise<StoreRow | undefined> {
+  return maybeOne(tx, sql<StoreRow>`SELECT id, code, name, op_id, created_at FROM stores WHERE tenant_id = ${tenantId} AND id = ${id}`);
+}
+
+/** Stores in code order; `storeIds` limits to a token's scope (null = all). */
+export async function listStores(tx: Tx, tenantId: string, storeIds: readonly string[] | null, after: string | undefined, limit: number): Promise<StoreRow[]> {
+  return all(
+    tx,
+    sql<StoreRow>`
+      SELECT id, code, name, op_id, created_at FROM stores
+      WHERE tenant_id = ${tenantId}
+        AND (${storeIds === null}::boolean OR id = ANY(${storeIds ?? []}::uuid[]))
+        AND (${after ?? null}::text IS NULL OR code > ${after ?? null})
+      ORDER BY code LIMIT ${limit}`,
+  );
+}
+
+export async function findSku(tx: Tx, tenantId: string, id: string): Promise<SkuRow | undefined> {
+  return maybeOne(
+    tx,
+    sql<SkuRow>`SELECT id, code, name, unit, price, tracks_pieces, op_id, created_at FROM skus WHERE tenant_id = ${tenantId} AND id = ${id}`,
+  );
+}
+
+export async function listSkus(tx: Tx, tenantId: string, after: string | undefined, limit: number): Promise<SkuRow[]> {
+  return all(
+    tx,
+    sql<SkuRow>`
+      SELECT id, code, name, unit, price, tracks_pieces, op_id, created_at FROM skus
+      WHERE tenant_id = ${tenantId} AND (${after ?? null}::text IS NULL OR code > ${after ?? null})
+      ORDER BY code LIMIT ${limit}`,
+  );
+}
+
+export async function listStock(tx: Tx, tenantId: string, storeId: string): Promise<Array<{ sku_id: string; quantity: number; updated_at: Date }>> {
+  return all(
+    tx,
+    sql<{ sku_id: string; quantity: number; updated_at: Date }>`
+      SELECT sku_id, quantity, updated_at FROM stock_balances
+      WHERE tenant_id = ${tenantId} AND store_id = ${storeId} ORDER BY sku_id`,
+  );
+}

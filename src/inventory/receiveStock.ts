@@ -1,0 +1,51 @@
+import { sql } from 'kysely';
+import type { Command } from '../core/command.js';
+import { all, type Tx } from '../core/db.js';
+import { AppError } from '../core/errors.js';
+import { changeStock, type StockChange } from './changeStock.js';
+
+/** Refuses SKU ids the tenant does not have (reported like a bad field). */
+export async function assertSkusExist(tx: Tx, tenantId: string, skuIds: string[], path = '/body/items'): Promise<Map<string, { id: string; unit: string; price: number; tracks_pieces: boolean }>> {
+  const unique = [...new Set(skuIds)];
+  const rows = await all(
+    tx,
+    sql<{ id: string; unit: string; price: number; tracks_pieces: boolean }>`
+      SELECT id, unit, price, tracks_pieces FROM skus WHERE tenant_id = ${tenantId} AND id = ANY(${unique}::uuid[])`,
+  );
+  const found = new Map(rows.map((row) => [row.id, row]));
+  const missing = unique.filter((id) => !found.has(id));
+  if (missing.length > 0) {
+    throw new AppError('validation_failed', `unknown SKU ids: ${missing.join(', ')}`, {
+      errors: missing.map((id) => ({ path, message: `SKU ${id} does not exist` })),
+    });
+  }
+  return found;
+}
+
+export async function assertStoreExists(tx: Tx, tenantId: string, storeId: string): Promise<void> {
+  const rows = await all(tx, sql<{ id: string }>`SELECT id FROM stores WHERE tenant_id = ${tenantId} AND id = ${storeId}`);
+  if (rows.length === 0) throw new AppError('not_found', 'store was not found');
+}
+
+export interface ReceiptInput {
+  items: Array<{ sku_id: string; quantity: number }>;
+  reference?: string | undefined;
+}
+
+export async function receiveStock(cmd: Command, storeId: string, input: ReceiptInput) {
+  await assertStoreExists(cmd.tx, cmd.tenantId, storeId);
+  await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
+  const changes: StockChange[] = input.items.map((item) => ({
+    storeId,
+    skuId: item.sku_id,
+    quantityChange: item.quantity,
+    kind: 'receipt',
+    reason: input.reference ?? null,
+  }));
+  const result = await changeStock(cmd.tx, cmd.tenantId, cmd.opId, changes);
+  if (!result.ok) throw new Error('a receipt only adds stock'); // unreachable: quantities are positive
+  cmd.storeId = storeId;
+  for (const balance of result.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  cmd.audit({ subjectType: 'store', subjectId: storeId, payload: input, after: result.balances });
+  return { op_id: cmd.opId, items: result.balances.map(({ sku_id, quantity_after }) => ({ sku_id, quantity_after })) };
+}

@@ -1,0 +1,195 @@
+import { Type } from 'typebox';
+import { assertStoreInScope } from '../core/auth.js';
+import { inTenantTransaction } from '../core/command.js';
+import { notFound } from '../core/errors.js';
+import type { App, AppDeps } from '../http/app.js';
+import { command, tenantOf } from '../http/command.js';
+import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { adjustStock } from './adjustStock.js';
+import { createSku } from './createSku.js';
+import { createStore } from './createStore.js';
+import { findSku, findStore, listSkus, listStock, listStores } from './queries.js';
+import { receiveStock } from './receiveStock.js';
+
+const Store = Type.Object({ id: Uuid, code: Type.String(), name: Type.String(), op_id: Uuid, created_at: Timestamp });
+const Sku = Type.Object({
+  id: Uuid,
+  code: Type.String(),
+  name: Type.String(),
+  unit: Type.Union([Type.Literal('kg'), Type.Literal('piece'), Type.Literal('metre')]),
+  price: Money,
+  tracks_pieces: Type.Boolean(),
+  op_id: Uuid,
+  created_at: Timestamp,
+});
+const StoreParams = Type.Object({ store_id: Uuid });
+const isCodeCursor = (value: unknown): value is { code: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { code?: unknown }).code === 'string';
+
+export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> {
+  app.post(
+    '/v1/stores',
+    {
+      config: { permission: 'stores.write' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Create a store',
+        headers: IdempotencyHeaders,
+        body: Type.Object({ code: Type.String({ minLength: 1, maxLength: 50 }), name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        response: { 201: Store },
+      },
+    },
+    async (request, reply) => command(db, request, reply, { type: 'store.create' }, async (cmd) => ({ status: 201, body: await createStore(cmd, request.body) })),
+  );
+
+  app.get(
+    '/v1/stores',
+    { config: { permission: 'stores.read' }, schema: { tags: ['inventory'], summary: 'List stores in the caller\'s scope', querystring: ListQuery, response: { 200: Page(Store) } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const after = decodeCursor(request.query.cursor, isCodeCursor)?.code;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listStores(tx, principal.tenantId, principal.storeIds, after, limit + 1));
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ code: items[items.length - 1]?.code }) : null };
+    },
+  );
+
+  app.get(
+    '/v1/stores/:id',
+    { config: { permission: 'stores.read' }, schema: { tags: ['inventory'], summary: 'A store', params: IdParams, response: { 200: Store } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      assertStoreInScope(principal, request.params.id);
+      const store = await inTenantTransaction(db, principal.tenantId, (tx) => findStore(tx, principal.tenantId, request.params.id));
+      if (!store) throw notFound('store');
+      return store;
+    },
+  );
+
+  app.post(
+    '/v1/skus',
+    {
+      config: { permission: 'skus.write' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Create a SKU. `price` is per kg / piece / metre in minor units; quantities are grams, pieces or millimetres.',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          {
+            code: Type.String({ minLength: 1, maxLength: 100 }),
+            name: Type.String({ minLength: 1, maxLength: 200 }),
+            unit: Type.Union([Type.Literal('kg'), Type.Literal('piece'), Type.Literal('metre')]),
+            price: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000 }),
+            tracks_pieces: Type.Optional(Type.Boolean({ description: 'stock is the sum of workshop pieces (rolls, cut pieces, bundles)' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Sku },
+      },
+    },
+    async (request, reply) => command(db, request, reply, { type: 'sku.create' }, async (cmd) => ({ status: 201, body: await createSku(cmd, request.body) })),
+  );
+
+  app.get(
+    '/v1/skus',
+    { config: { permission: 'skus.read' }, schema: { tags: ['inventory'], summary: 'List SKUs', querystring: ListQuery, response: { 200: Page(Sku) } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const after = decodeCursor(request.query.cursor, isCodeCursor)?.code;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listSkus(tx, principal.tenantId, after, limit + 1));
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ code: items[items.length - 1]?.code }) : null };
+    },
+  );
+
+  app.get(
+    '/v1/skus/:id',
+    { config: { permission: 'skus.read' }, schema: { tags: ['inventory'], summary: 'A SKU', params: IdParams, response: { 200: Sku } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const sku = await inTenantTransaction(db, principal.tenantId, (tx) => findSku(tx, principal.tenantId, request.params.id));
+      if (!sku) throw notFound('SKU');
+      return sku;
+    },
+  );
+
+  app.post(
+    '/v1/stores/:store_id/stock/receipts',
+    {
+      config: { permission: 'stock.receive' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Receive goods into a store',
+        headers: IdempotencyHeaders,
+        params: StoreParams,
+        body: Type.Object(
+          {
+            items: Type.Array(Type.Object({ sku_id: Uuid, quantity: PositiveQuantity }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 }),
+            reference: Type.Optional(Type.String({ maxLength: 200 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Type.Object({ op_id: Uuid, items: Type.Array(Type.Object({ sku_id: Uuid, quantity_after: Type.Integer() })) }) },
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.params.store_id);
+      return command(db, request, reply, { type: 'stock.receive', storeId: request.params.store_id }, async (cmd) => ({
+        status: 201,
+        body: await receiveStock(cmd, request.params.store_id, request.body),
+      }));
+    },
+  );
+
+  app.post(
+    '/v1/stores/:store_id/stock/adjustments',
+    {
+      config: { permission: 'stock.adjust' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Correct a stock balance (a negative result is refused with insufficient_stock)',
+        headers: IdempotencyHeaders,
+        params: StoreParams,
+        body: Type.Object(
+          {
+            sku_id: Uuid,
+            quantity_change: Type.Integer({ minimum: -1_000_000_000_000, maximum: 1_000_000_000_000, not: { const: 0 } }),
+            reason: Type.String({ minLength: 1, maxLength: 500 }),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.params.store_id);
+      return command(db, request, reply, { type: 'stock.adjust', storeId: request.params.store_id }, async (cmd) => ({
+        status: 201,
+        body: await adjustStock(cmd, request.params.store_id, request.body),
+      }));
+    },
+  );
+
+  app.get(
+    '/v1/stores/:store_id/stock',
+    {
+      config: { permission: 'stock.read' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Current stock of every SKU in a store',
+        params: StoreParams,
+        response: { 200: Type.Object({ items: Type.Array(Type.Object({ sku_id: Uuid, quantity: Type.Integer(), updated_at: Timestamp })) }) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      assertStoreInScope(principal, request.params.store_id);
+      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+        const store = await findStore(tx, principal.tenantId, request.params.store_id);
+        if (!store) throw notFound('store');
+        return { items: await listStock(tx, principal.tenantId, request.params.store_id) };
+      });
+    },
+  );
+}

@@ -1,0 +1,67 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import type { Config } from './config.js';
+import { generateToken, hashToken } from './core/auth.js';
+import { startEmbeddedPostgres } from './core/embeddedPostgres.js';
+import type { Logger } from './core/logger.js';
+
+export interface DatabaseHandle {
+  /** Owner connection (migrations, maintenance). Requests use the app role on top of it. */
+  url: string;
+  embedded: boolean;
+  stop(): Promise<void>;
+}
+
+const EMBEDDED_DATABASE = 'storekeep';
+
+/** DATABASE_URL when set; otherwise the embedded PostgreSQL under the data folder. */
+export async function openDatabase(config: Config, logger: Logger): Promise<DatabaseHandle> {
+  if (config.databaseUrl) return { url: config.databaseUrl, embedded: false, stop: async () => {} };
+  const server = await startEmbeddedPostgres({ dataDir: config.dataDir, logger });
+  try {
+    const admin = new pg.Client(server.url);
+    await admin.connect();
+    try {
+      const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
+      if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`);
+    } finally {
+      await admin.end();
+    }
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  const url = new URL(server.url);
+  url.pathname = `/${EMBEDDED_DATABASE}`;
+  return { url: url.toString(), embedded: true, stop: () => server.stop() };
+}
+
+/**
+ * The operator token. STOREKEEP_ROOT_TOKEN wins; otherwise one is generated on
+ * the first start against a database, its hash stored there (so every process
+ * accepts it) and the token itself written to <data dir>/root-token and printed once.
+ */
+export async function operatorTokenHashes(config: Config, adminUrl: string, logger: Logger): Promise<{ hashes: Buffer[]; generated?: string; file: string }> {
+  const file = path.join(config.dataDir, 'root-token');
+  if (config.rootToken) return { hashes: [hashToken(config.rootToken)], file };
+  const client = new pg.Client(adminUrl);
+  await client.connect();
+  try {
+    const existing = await client.query<{ token_hash: Buffer }>('SELECT token_hash FROM operator_tokens');
+    if (existing.rows.length > 0) return { hashes: existing.rows.map((row) => row.token_hash), file };
+    const token = generateToken();
+    await client.query('INSERT INTO operator_tokens (token_hash) VALUES ($1)', [hashToken(token)]);
+    await mkdir(config.dataDir, { recursive: true });
+    await writeFile(file, `${token}\n`, { mode: 0o600 });
+    logger.info({ file }, 'generated the operator token');
+    return { hashes: [hashToken(token)], generated: token, file };
+  } finally {
+    await client.end();
+  }
+}
+
+export async function readOperatorTokenFile(file: string): Promise<string | undefined> {
+  return existsSync(file) ? (await readFile(file, 'utf8')).trim() : undefined;
+}

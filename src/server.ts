@@ -1,0 +1,69 @@
+import type { Config } from './config.js';
+import { Authenticator } from './core/auth.js';
+import { setIdempotencyTtlHours } from './core/command.js';
+import { createDb, createPool } from './core/db.js';
+import type { Logger } from './core/logger.js';
+import { migrate } from './core/migrate.js';
+import { buildApp, type App } from './http/app.js';
+import { openDatabase, operatorTokenHashes, readOperatorTokenFile } from './runtime.js';
+
+export interface RunningServer {
+  app: App;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Migrate, then serve the API until SIGTERM/SIGINT; shutdown finishes in-flight requests. */
+export async function serve(config: Config, logger: Logger): Promise<RunningServer> {
+  const database = await openDatabase(config, logger);
+  try {
+    await migrate(database.url, logger);
+    const operator = await operatorTokenHashes(config, database.url, logger);
+    setIdempotencyTtlHours(config.idempotencyTtlHours);
+
+    const pool = createPool(database.url, {
+      max: config.databasePoolSize,
+      asAppRole: true,
+      onError: (error) => logger.warn({ err: error }, 'idle database connection failed'),
+    });
+    const db = createDb(pool);
+    const authenticator = new Authenticator(db);
+    authenticator.setOperatorTokens([]);
+    for (const hash of operator.hashes) authenticator.addOperatorHash(hash);
+
+    let reportError: ((error: unknown) => void) | undefined;
+    if (config.sentryDsn) {
+      const Sentry = await import('@sentry/node');
+      Sentry.init({ dsn: config.sentryDsn });
+      reportError = (error) => Sentry.captureException(error);
+    }
+
+    const app = await buildApp({ config, pool, db, logger, authenticator, reportError });
+    const address = await app.listen({ port: config.port, host: config.host });
+
+    const purge = setInterval(() => {
+      pool.query('SELECT purge_expired_idempotency_keys()').catch((error: unknown) => logger.warn({ err: error }, 'idempotency purge failed'));
+    }, 60 * 60 * 1000);
+    purge.unref();
+
+    const storedToken = operator.generated ?? (config.rootToken ? undefined : await readOperatorTokenFile(operator.file));
+    const lines = [`storekeep listening on ${address}`, `  API docs:        ${address}/docs`];
+    if (database.embedded) lines.push(`  database:        embedded PostgreSQL under ${config.dataDir}`);
+    if (operator.generated) lines.push(`  operator token:  ${operator.generated}   (also saved to ${operator.file})`);
+    else if (storedToken) lines.push(`  operator token:  in ${operator.file}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        clearInterval(purge);
+        await app.close(); // stops accepting, waits for in-flight requests
+        await pool.end();
+        await database.stop();
+      })());
+    return { app, url: address, close };
+  } catch (error) {
+    await database.stop();
+    throw error;
+  }
+}

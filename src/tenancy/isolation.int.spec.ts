@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { ApiClient } from '../../test/support/client.js';
+
+describe('tenants and stores are walls', () => {
+  let t: TestApp;
+  let a: { tenantId: string; owner: ApiClient };
+  let b: { tenantId: string; owner: ApiClient };
+  let storeB: { id: string };
+  let skuB: { id: string };
+  let storeA1: { id: string };
+  let storeA2: { id: string };
+
+  before(async () => {
+    t = await startTestApp();
+    a = await t.newTenant('Tenant A');
+    b = await t.newTenant('Tenant B');
+    storeB = (await b.owner.post('/v1/stores', { code: 'B1', name: 'B shop' })).body;
+    skuB = (await b.owner.post('/v1/skus', { code: 'B-SKU', name: 'B thing', unit: 'piece', price: 100 })).body;
+    await b.owner.post(`/v1/stores/${storeB.id}/stock/receipts`, { items: [{ sku_id: skuB.id, quantity: 10 }] });
+    storeA1 = (await a.owner.post('/v1/stores', { code: 'A1', name: 'A one' })).body;
+    storeA2 = (await a.owner.post('/v1/stores', { code: 'A2', name: 'A two' })).body;
+  });
+  after(() => t.close());
+
+  it("tenant A's token cannot read tenant B's records: 404, as if they did not exist", async () => {
+    assert.equal((await a.owner.get(`/v1/stores/${storeB.id}`)).status, 404);
+    assert.equal((await a.owner.get(`/v1/skus/${skuB.id}`)).status, 404);
+    assert.equal((await a.owner.get(`/v1/stores/${storeB.id}/stock`)).status, 404);
+    const missing = await a.owner.get(`/v1/stores/00000000-0000-4000-8000-000000000000`);
+    assert.equal(missing.status, 404);
+    const foreign = await a.owner.get(`/v1/stores/${storeB.id}`);
+    assert.deepEqual(Object.keys(foreign.body).sort(), Object.keys(missing.body).sort());
+    const list = await a.owner.get('/v1/stores');
+    assert.deepEqual(list.body.items.map((s: { code: string }) => s.code).sort(), ['A1', 'A2']);
+  });
+
+  it("tenant A's token cannot write into tenant B's records", async () => {
+    const response = await a.owner.post(`/v1/stores/${storeB.id}/stock/receipts`, { items: [{ sku_id: skuB.id, quantity: 5 }] });
+    assert.ok(response.status === 404 || response.status === 400, `got ${response.status}`);
+    const stock = await t.admin.query('SELECT quantity FROM stock_balances WHERE store_id = $1', [storeB.id]);
+    assert.equal(Number(stock.rows[0].quantity), 10);
+  });
+
+  it("a raw query under tenant A's RLS context sees none of B's rows, in every tenant table", async () => {
+    const tables = (
+      await t.admin.query<{ table_name: string }>(
+        `SELECT c.table_name FROM information_schema.columns c
+         JOIN information_schema.tables t USING (table_schema, table_name)
+         WHERE c.table_schema = 'public' AND c.column_name = 'tenant_id' AND t.table_type = 'BASE TABLE'`,
+      )
+    ).rows.map((row) => row.table_name);
+    assert.ok(tables.includes('stores') && tables.includes('events') && tables.includes('stock_ledger'));
+    const client = await t.appPool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [a.tenantId]);
+      for (const table of tables) {
+        const visible = await client.query(`SELECT count(*)::int AS n FROM ${table} WHERE tenant_id = $1`, [b.tenantId]);
+        assert.equal(visible.rows[0].n, 0, `${table} leaks tenant B's rows`);
+        const own = await client.query(`SELECT count(*)::int AS n FROM ${table} WHERE tenant_id <> $1`, [a.tenantId]);
+        assert.equal(own.rows[0].n, 0, `${table} shows rows of another tenant`);
+      }
+      // and B's rows really exist (the test would pass vacuously otherwise)
+      const real = await t.admin.query('SELECT count(*)::int AS n FROM stock_ledger WHERE tenant_id = $1', [b.tenantId]);
+      assert.ok(real.rows[0].n > 0);
+      // Writing a row for B under A's context is refused by the policy
+      await assert.rejects(
+        client.query(`UPDATE stores SET name = 'hacked' WHERE tenant_id = $1 RETURNING id`, [b.tenantId]).then((r) => {
+          if (r.rowCount === 0) throw new Error('row-level security: no rows visible');
+        }),
+        /row-level security/,
+      );
+      await assert.rejects(
+        client.query(`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES ($1, gen_random_uuid(), 'X', 'X', gen_random_uuid())`, [b.tenantId]),
+        /row-level security/,
+      );
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
+
+  it('with no tenant set, the app role sees no rows at all', async () => {
+    const result = await t.appPool.query('SELECT count(*)::int AS n FROM stores');
+    assert.equal(result.rows[0].n, 0);
+  });
+
+  it('the app role cannot bypass row-level security', async () => {
+    const role = await t.appPool.query(`SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user`);
+    assert.equal(role.rows[0].current_user, 'storekeep_app');
+    assert.equal(role.rows[0].rolsuper, false);
+    assert.equal(role.rows[0].rolbypassrls, false);
+  });
+
+  it('a store-scoped token sees only its stores; others are 404', async () => {
+    const issued = await a.owner.post('/v1/tokens', { name: 'till 1', role: 'cashier', store_ids: [storeA1.id] });
+    assert.equal(issued.status, 201);
+    assert.match(issued.body.token, /^sk_/);
+    const cashier = t.client(issued.body.token);
+    assert.equal((await cashier.get(`/v1/stores/${storeA1.id}`)).status, 200);
+    assert.equal((await cashier.get(`/v1/stores/${storeA2.id}`)).status, 404);
+    assert.equal((await cashier.get(`/v1/stores/${storeA2.id}/stock`)).status, 404);
+    const list = await cashier.get('/v1/stores');
+    assert.deepEqual(list.body.items.map((s: { id: string }) => s.id), [storeA1.id]);
+  });
+
+  it('a role without the permission gets 403 and nothing is written', async () => {
+    const issued = await a.owner.post('/v1/tokens', { name: 'auditor', role: 'auditor' });
+    const auditor = t.client(issued.body.token);
+    const response = await auditor.post('/v1/stores', { code: 'NOPE', name: 'Nope' });
+    assert.equal(response.status, 403);
+    assert.equal(response.body.code, 'forbidden');
+    assert.equal((await t.admin.query(`SELECT 1 FROM stores WHERE code = 'NOPE'`)).rowCount, 0);
+  });
+
+  it('tokens are stored only as hashes', async () => {
+    const issued = await a.owner.post('/v1/tokens', { name: 'hash check', role: 'manager' });
+    const rows = await t.admin.query(`SELECT * FROM api_tokens WHERE id = $1`, [issued.body.id]);
+    assert.equal(rows.rowCount, 1);
+    assert.ok(!JSON.stringify(rows.rows[0]).includes(issued.body.token));
+    const events = await t.admin.query(`SELECT 1 FROM events WHERE tenant_id = $1 AND (payload::text LIKE $2 OR after::text LIKE $2)`, [a.tenantId, `%${issued.body.token}%`]);
+    assert.equal(events.rowCount, 0);
+  });
+
+  it('no token, a bad token, or a tenant token on operator routes', async () => {
+    const none = await new ApiClient(t.baseUrl, undefined).get('/v1/stores');
+    assert.equal(none.status, 401);
+    assert.equal(none.body.code, 'unauthorized');
+    assert.equal((await t.client('sk_not-a-real-token').get('/v1/stores')).status, 401);
+    assert.equal((await a.owner.post('/v1/tenants', { name: 'sneaky' })).status, 403);
+    assert.equal((await t.operator.get('/v1/stores')).status, 403);
+  });
+});

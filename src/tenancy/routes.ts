@@ -1,0 +1,92 @@
+import { Type } from 'typebox';
+import { SYSTEM_TENANT_ID } from '../core/auth.js';
+import { runCommand } from '../core/command.js';
+import { ROLES } from '../core/permissions.js';
+import type { App, AppDeps } from '../http/app.js';
+import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
+import { IdempotencyHeaders, Uuid } from '../http/schemas.js';
+import { createTenant } from './createTenant.js';
+import { createToken } from './createToken.js';
+import { getTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
+import { inTenantTransaction } from '../core/command.js';
+
+const redactToken = (body: unknown): unknown => ({ ...(body as object), token: null });
+
+const Settings = Type.Object(
+  {
+    bulk_sale_threshold: Type.Optional(Type.Integer({ minimum: 1 })),
+    geofence_radius_m: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    settlement_float: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+export async function tenancyRoutes(app: App, { db }: AppDeps): Promise<void> {
+  app.post(
+    '/v1/tenants',
+    {
+      config: { auth: 'operator' },
+      schema: {
+        tags: ['tenancy'],
+        summary: 'Create a tenant and its owner token (operator token). A replay returns the tenant with `token: null`: the secret is shown once.',
+        headers: IdempotencyHeaders,
+        body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+      },
+    },
+    async (request, reply) =>
+      sendOutcome(
+        reply,
+        await runCommand(db, commandInputOf(request, SYSTEM_TENANT_ID), { type: 'tenant.create', redactForReplay: redactToken }, async (cmd) => ({
+          status: 201,
+          body: await createTenant(cmd, request.body.name),
+        })),
+      ),
+  );
+
+  app.post(
+    '/v1/tokens',
+    {
+      config: { permission: 'tokens.create' },
+      schema: {
+        tags: ['tenancy'],
+        summary: 'Issue an API token with a role and optional store scope. The token is shown once; a replay returns `token: null`.',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          {
+            name: Type.String({ minLength: 1, maxLength: 200 }),
+            role: Type.Union(ROLES.map((role) => Type.Literal(role))),
+            store_ids: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'token.create', redactForReplay: redactToken }, async (cmd) => ({
+        status: 201,
+        body: await createToken(cmd, request.body),
+      })),
+  );
+
+  app.get(
+    '/v1/tenant/settings',
+    { config: { permission: 'stores.read' }, schema: { tags: ['tenancy'], summary: 'Tenant settings' } },
+    async (request) => {
+      const tenantId = tenantOf(request).tenantId;
+      return inTenantTransaction(db, tenantId, (tx) => getTenantSettings(tx, tenantId));
+    },
+  );
+
+  app.patch(
+    '/v1/tenant/settings',
+    {
+      config: { permission: 'tenant.settings' },
+      schema: { tags: ['tenancy'], summary: 'Change tenant settings (merged into the current ones)', headers: IdempotencyHeaders, body: Settings },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'tenant.settings.update' }, async (cmd) => ({
+        status: 200,
+        body: await updateTenantSettings(cmd, request.body),
+      })),
+  );
+}

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function startServer(dataDir: string, port: number): ChildProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, STOREKEEP_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn' };
+  delete env.DATABASE_URL; // the embedded default is what is under test
+  delete env.STOREKEEP_ROOT_TOKEN;
+  return spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), 'serve'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+async function waitReady(port: number, child: ChildProcess, timeoutMs = 90_000): Promise<unknown> {
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${output}`);
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+      if (response.status === 200) return response.json();
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`not ready after ${timeoutMs} ms: ${output}`);
+}
+
+function postmasterPid(dataDir: string): number | undefined {
+  const file = path.join(dataDir, 'pg', 'postmaster.pid');
+  return existsSync(file) ? Number(readFileSync(file, 'utf8').split('\n')[0]) : undefined;
+}
+
+/** Running, and not a zombie waiting to be reaped. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = `/proc/${pid}/stat`;
+  return !existsSync(stat) || !/^\d+ \(.*\) Z/.test(readFileSync(stat, 'utf8'));
+}
+
+describe('embedded start-up (npm start)', { timeout: 240_000 }, () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-start-'));
+  const children: ChildProcess[] = [];
+  after(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const pid = postmasterPid(dataDir);
+    if (pid && alive(pid)) process.kill(pid, 'SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('starts from an empty data folder, survives kill -9, and shuts down cleanly on SIGTERM', async () => {
+    // Given an empty data folder, when the service starts
+    const port1 = await freePort();
+    const first = startServer(dataDir, port1);
+    children.push(first);
+    const ready = await waitReady(port1, first);
+    assert.deepEqual(ready, { status: 'ready', database: 'ok', migrations: 'applied' });
+    const token = readFileSync(path.join(dataDir, 'root-token'), 'utf8').trim();
+    const created = await fetch(`http://127.0.0.1:${port1}/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Before the crash' }),
+    });
+    assert.equal(created.status, 201);
+    const orphan = postmasterPid(dataDir);
+    assert.ok(orphan && alive(orphan));
+
+    // When it is killed with SIGKILL (its PostgreSQL is left running) and started again
+    first.kill('SIGKILL');
+    await new Promise((resolve) => first.once('exit', resolve));
+    assert.ok(alive(orphan!), 'the orphaned PostgreSQL is still running');
+    const port2 = await freePort();
+    const second = startServer(dataDir, port2);
+    children.push(second);
+    await waitReady(port2, second);
+
+    // Then the same operator token still works and the data survived
+    const again = await fetch(`http://127.0.0.1:${port2}/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'After the crash' }),
+    });
+    assert.equal(again.status, 201);
+    assert.ok(!alive(orphan!) || postmasterPid(dataDir) !== orphan, 'the stale server was replaced');
+
+    // And SIGTERM stops the API and its database
+    const pid = postmasterPid(dataDir)!;
+    second.kill('SIGTERM');
+    const code = await new Promise((resolve) => second.once('exit', resolve));
+    assert.equal(code, 0);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.ok(!alive(pid), 'embedded PostgreSQL stopped with the service');
+  });
+});

@@ -1,0 +1,50 @@
+import { randomUUID } from 'node:crypto';
+import { loadConfig, type Config } from '../../src/config.js';
+import { Authenticator } from '../../src/core/auth.js';
+import { createLogger } from '../../src/core/logger.js';
+import { buildApp, type App } from '../../src/http/app.js';
+import { ApiClient } from './client.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
+
+export interface TestApp extends TestDatabase {
+  app: App;
+  baseUrl: string;
+  operatorToken: string;
+  operator: ApiClient;
+  /** Creates a tenant through the API; returns its id and an owner client. */
+  newTenant(name?: string): Promise<{ tenantId: string; token: string; owner: ApiClient }>;
+  client(token: string): ApiClient;
+  close(): Promise<void>;
+}
+
+/** The real HTTP app on a loopback port, on this test file's own database. */
+export async function startTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+  const database = await createTestDatabase();
+  const operatorToken = `test-operator-${randomUUID()}`;
+  const config: Config = { ...loadConfig({ LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, ...overrides };
+  const logger = createLogger(config.logLevel);
+  const authenticator = new Authenticator(database.db);
+  authenticator.setOperatorTokens([operatorToken]);
+  const app = await buildApp({ config, pool: database.appPool, db: database.db, logger, authenticator });
+  const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+  const client = (token: string) => new ApiClient(baseUrl, token);
+  const operator = client(operatorToken);
+  return {
+    ...database,
+    app,
+    baseUrl,
+    operatorToken,
+    operator,
+    client,
+    async newTenant(name = `tenant-${randomUUID().slice(0, 8)}`) {
+      const response = await operator.post('/v1/tenants', { name });
+      if (response.status !== 201) throw new Error(`tenant creation failed: ${response.status} ${JSON.stringify(response.body)}`);
+      const body = response.body as { tenant: { id: string }; token: string };
+      return { tenantId: body.tenant.id, token: body.token, owner: client(body.token) };
+    },
+    async close() {
+      await app.close();
+      await database.drop();
+    },
+  };
+}

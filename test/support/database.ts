@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { createDb, createPool, type Db } from '../../src/core/db.js';
+
+export interface TestDatabase {
+  /** Owner (superuser) connection string of this file's own database. */
+  url: string;
+  /** Owner pool: bypasses RLS — for Given/Then steps that set up or inspect rows directly. */
+  admin: pg.Pool;
+  /** App-role pool and Kysely: what the service itself runs as (RLS applies). */
+  appPool: pg.Pool;
+  db: Db;
+  drop(): Promise<void>;
+}
+
+function serverUrl(): { server: string; template: string } {
+  const server = process.env.STOREKEEP_TEST_SERVER_URL;
+  const template = process.env.STOREKEEP_TEST_TEMPLATE;
+  if (!server || !template) throw new Error('run tests with `npm test` (it starts PostgreSQL and migrates the template database)');
+  return { server, template };
+}
+
+/** A fresh database cloned from the migrated template: one per test file. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const { server, template } = serverUrl();
+  const name = `${template}_${randomBytes(5).toString('hex')}`;
+  const control = new pg.Client(server);
+  await control.connect();
+  try {
+    await control.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+  } finally {
+    await control.end();
+  }
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  const admin = new pg.Pool({ connectionString: url.toString(), max: 5 });
+  admin.on('error', () => undefined);
+  const appPool = createPool(url.toString(), { max: 30, asAppRole: true });
+  const db = createDb(appPool);
+  let dropped = false;
+  return {
+    url: url.toString(),
+    admin,
+    appPool,
+    db,
+    async drop() {
+      if (dropped) return;
+      dropped = true;
+      await db.destroy();
+      await admin.end();
+      const control = new pg.Client(server);
+      await control.connect();
+      try {
+        await control.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await control.end();
+      }
+    },
+  };
+}
