@@ -4,6 +4,7 @@ import { actorLabel, type Principal } from './auth.js';
 import { maybeOne, type Db, type Tx } from './db.js';
 import { AppError, assert } from './errors.js';
 import { newId } from './ids.js';
+import { commandRetries } from './metrics.js';
 import { isRetryableTransactionError } from './pgErrors.js';
 
 /**
@@ -262,6 +263,7 @@ export async function inTenantTransaction<T>(db: Db, tenantId: string, fn: (tx: 
       });
     } catch (error) {
       if (attempt >= maxAttempts || !isRetryableTransactionError(error)) throw error;
+      commandRetries.inc();
       const ceilingMs = Math.min(200, 5 * 2 ** attempt);
       await new Promise((resolve) => setTimeout(resolve, Math.random() * ceilingMs));
     }
