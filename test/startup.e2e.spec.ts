@@ -114,3 +114,53 @@ describe('embedded start-up (npm start)', { timeout: 240_000 }, () => {
     assert.ok(!alive(pid), 'embedded PostgreSQL stopped with the service');
   });
 });
+
+describe('graceful shutdown (SIGTERM)', { timeout: 240_000 }, () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-term-'));
+  const children: ChildProcess[] = [];
+  after(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const pid = postmasterPid(dataDir);
+    if (pid && alive(pid)) process.kill(pid, 'SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('requests in flight at SIGTERM either complete and stay committed, or were never applied', async () => {
+    // Given a running service
+    const port = await freePort();
+    const first = startServer(dataDir, port);
+    children.push(first);
+    await waitReady(port, first);
+    const token = readFileSync(path.join(dataDir, 'root-token'), 'utf8').trim();
+    const create = (base: string, key: string) =>
+      fetch(`${base}/v1/tenants`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ name: key }),
+      });
+
+    // When 40 requests are sent and SIGTERM arrives while they run
+    const keys = Array.from({ length: 40 }, (_, i) => `shutdown-${i}`);
+    const inFlight = keys.map((key) => create(`http://127.0.0.1:${port}`, key).then((r) => r.status, () => 'refused' as const));
+    await new Promise((resolve) => setTimeout(resolve, 15));
+    first.kill('SIGTERM');
+    const statuses = await Promise.all(inFlight);
+    const exitCode = await new Promise((resolve) => (first.exitCode !== null ? resolve(first.exitCode) : first.once('exit', resolve)));
+    assert.equal(exitCode, 0, 'clean exit after draining');
+    assert.ok(statuses.every((status) => status === 201 || status === 503 || status === 'refused'), `statuses: ${statuses}`);
+    assert.ok(statuses.some((status) => status === 201), 'some requests were in flight and completed');
+
+    // Then after a restart, every acknowledged request replays (it committed) and the rest apply once
+    const port2 = await freePort();
+    const second = startServer(dataDir, port2);
+    children.push(second);
+    await waitReady(port2, second);
+    for (const [i, key] of keys.entries()) {
+      const again = await create(`http://127.0.0.1:${port2}`, key);
+      assert.equal(again.status, 201);
+      if (statuses[i] === 201) assert.equal(again.headers.get('idempotent-replayed'), 'true', `${key} was acknowledged, so it must have committed`);
+    }
+  });
+});

@@ -1,12 +1,12 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { currentScope } from './context.js';
 
 /**
  * One pino logger per process. The mixin adds the correlation id (and tenant)
  * of the request or job being served to every line, wherever it is logged from.
  */
-export function createLogger(level: string, name = 'storekeep'): Logger {
-  return pino({
+export function createLogger(level: string, name = 'storekeep', destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     name,
     level,
     mixin(_merge, _level, logger) {
@@ -20,7 +20,8 @@ export function createLogger(level: string, name = 'storekeep'): Logger {
       };
     },
     redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export type { Logger };

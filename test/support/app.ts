@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { loadConfig, type Config } from '../../src/config.js';
 import { Authenticator } from '../../src/core/auth.js';
-import { createLogger } from '../../src/core/logger.js';
+import { createLogger, type Logger } from '../../src/core/logger.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import { ApiClient } from './client.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -18,11 +18,11 @@ export interface TestApp extends TestDatabase {
 }
 
 /** The real HTTP app on a loopback port, on this test file's own database. */
-export async function startTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+export async function startTestApp(overrides: Partial<Config> = {}, options: { logger?: Logger } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const operatorToken = `test-operator-${randomUUID()}`;
   const config: Config = { ...loadConfig({ LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, ...overrides };
-  const logger = createLogger(config.logLevel);
+  const logger = options.logger ?? createLogger(config.logLevel);
   const authenticator = new Authenticator(database.db);
   authenticator.setOperatorTokens([operatorToken]);
   const app = await buildApp({ config, pool: database.appPool, db: database.db, logger, authenticator });

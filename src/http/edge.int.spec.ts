@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { createLogger } from '../core/logger.js';
+
+describe('rate limits', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp({ rateLimitPerMinute: 5 });
+  });
+  after(() => t.close());
+
+  it('past the limit a token gets 429 problem+json with Retry-After, and nothing is written', async () => {
+    const { owner, tenantId } = await t.newTenant();
+    const responses = [];
+    for (let i = 0; i < 8; i++) responses.push(await owner.post('/v1/stores', { code: `RL-${i}`, name: 'Rate limited' }));
+    const limited = responses.filter((r) => r.status === 429);
+    assert.ok(limited.length >= 3, `statuses: ${responses.map((r) => r.status)}`);
+    const first = limited[0]!;
+    assert.match(first.headers.get('content-type') ?? '', /application\/problem\+json/);
+    assert.equal(first.body.code, 'rate_limited');
+    assert.ok(Number(first.headers.get('retry-after')) > 0);
+    const stores = await t.admin.query('SELECT count(*)::int AS n FROM stores WHERE tenant_id = $1', [tenantId]);
+    assert.equal(stores.rows[0].n, responses.filter((r) => r.status === 201).length);
+  });
+
+  it('health and readiness are never rate limited', async () => {
+    for (let i = 0; i < 10; i++) assert.equal((await t.operator.get('/healthz')).status, 200);
+  });
+});
+
+describe('correlation ids in logs', () => {
+  const lines: Array<Record<string, unknown>> = [];
+  let t: TestApp;
+  before(async () => {
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const logger = createLogger('info', 'test', sink);
+    t = await startTestApp({}, { logger });
+  });
+  after(() => t.close());
+
+  it('every log line of a request carries its correlation id', async () => {
+    await t.operator.post('/v1/tenants', { name: 'logged' }, { headers: { 'x-correlation-id': 'corr-log-1' } });
+    const mine = lines.filter((line) => line.correlation_id === 'corr-log-1');
+    assert.ok(mine.some((line) => line.msg === 'incoming request'));
+    assert.ok(mine.some((line) => line.msg === 'request completed'));
+    const requestLines = lines.filter((line) => (line.req as { url?: string } | undefined)?.url === '/v1/tenants');
+    assert.ok(requestLines.every((line) => line.correlation_id === 'corr-log-1'));
+  });
+});
