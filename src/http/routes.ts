@@ -2,8 +2,9 @@ import type { App, AppDeps } from './app.js';
 import { tenancyRoutes } from '../tenancy/routes.js';
 import { operationRoutes } from '../operations/routes.js';
 import { inventoryRoutes } from '../inventory/routes.js';
+import { moneyRoutes } from '../money/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes];

@@ -1,4 +1,5 @@
 import type { IntegrityCheck } from './check.js';
+import { moneyChecks } from '../money/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [];
+export const allChecks: IntegrityCheck[] = [...moneyChecks];

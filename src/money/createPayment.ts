@@ -1,0 +1,62 @@
+import { sql } from 'kysely';
+import type { Command } from '../core/command.js';
+import { one } from '../core/db.js';
+import { AppError, notFound } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { assertStoreExists } from '../inventory/receiveStock.js';
+import { postJournal } from './postJournal.js';
+import { findParty } from './queries.js';
+import { storeAccountForMethod, type PaymentMethod, type PaymentRow } from './money.table.js';
+
+export interface PaymentInput {
+  party_id: string;
+  store_id: string;
+  method: PaymentMethod;
+  amount: number;
+  /** Default: `out` for a supplier (we pay), `in` for a customer (they pay). */
+  direction?: 'in' | 'out' | undefined;
+  reference?: string | undefined;
+}
+
+/**
+ * A payment and its journal entry, in the command's one transaction:
+ *   in  (a customer pays):  debit the store's drawer/bank/clearing, credit the party
+ *   out (we pay a supplier): debit the party, credit the store's drawer/bank/clearing
+ */
+export async function createPayment(cmd: Command, input: PaymentInput): Promise<PaymentRow> {
+  await assertStoreExists(cmd.tx, cmd.tenantId, input.store_id);
+  const party = await findParty(cmd.tx, cmd.tenantId, input.party_id);
+  if (!party) {
+    throw new AppError('validation_failed', `party ${input.party_id} does not exist`, {
+      errors: [{ path: '/body/party_id', message: 'is not a known supplier or customer' }],
+    });
+  }
+  const direction = input.direction ?? (party.kind === 'supplier' ? 'out' : 'in');
+  const storeAccount = storeAccountForMethod(input.method);
+  if (storeAccount === null) throw notFound('payment method');
+  const intoStore = direction === 'in' ? input.amount : -input.amount;
+  const id = newId();
+  const entry = await postJournal(cmd.tx, cmd, {
+    kind: 'payment',
+    storeId: input.store_id,
+    subjectType: 'payment',
+    subjectId: id,
+    postings: [
+      { account: { storeId: input.store_id, kind: storeAccount }, amount: intoStore },
+      { account: { partyId: party.id }, amount: -intoStore },
+    ],
+  });
+  const payment = await one(
+    cmd.tx,
+    sql<PaymentRow>`
+      INSERT INTO payments (tenant_id, id, party_id, store_id, direction, method, amount, reference, entry_id, op_id)
+      VALUES (${cmd.tenantId}, ${id}, ${party.id}, ${input.store_id}, ${direction}, ${input.method}, ${input.amount},
+              ${input.reference ?? null}, ${entry.entryId}, ${cmd.opId})
+      RETURNING id, party_id, store_id, direction, method, amount, reference, entry_id, op_id, created_at`,
+  );
+  cmd.storeId = input.store_id;
+  cmd.touch('payments', id);
+  cmd.touch('journal_entries', entry.entryId);
+  cmd.audit({ subjectType: 'payment', subjectId: id, after: payment });
+  return payment;
+}

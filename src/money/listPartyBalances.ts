@@ -1,0 +1,76 @@
+import { sql } from 'kysely';
+import { all, type Tx } from '../core/db.js';
+import type { PartyKind } from './money.table.js';
+
+export interface PartyBalance {
+  party_id: string;
+  name: string;
+  code: string | null;
+  /** Sum of the debits on the party's account, minor units. */
+  debit_total: number;
+  /** Sum of the credits on the party's account, minor units. */
+  credit_total: number;
+  /** What the customer owes us (debit − credit) / what we owe the supplier (credit − debit). */
+  outstanding: number;
+}
+
+/** Keyset position: the last row's outstanding and party id. */
+export interface BalanceCursor {
+  outstanding: number;
+  party_id: string;
+}
+
+/**
+ * Supplier or customer balances, most outstanding first (ties by party id),
+ * in ONE query, whatever the page.
+ *
+ * Why it reads the account rows rather than summing postings: every posting
+ * moves its account's `debit_total`, `credit_total` and `balance` in the same
+ * transaction (postJournal), so those columns ARE the per-party aggregate of
+ * the postings, kept up to date incrementally — and the integrity check
+ * `money_account_totals_match_postings` verifies it. Summing a million postings
+ * per page would cost a full aggregate and sort on every request (and the
+ * sort key, outstanding, is only known after the aggregate); reading the
+ * maintained aggregate walks a partial index in outstanding order and stops
+ * after `limit` rows. Every party has its account from birth (created in the
+ * same statement as the party), so parties without postings are listed with
+ * zeros. The keyset (outstanding, party_id) makes pages stable: a row never
+ * appears twice or is skipped between pages unless its balance moves.
+ */
+export async function listPartyBalances(
+  tx: Tx,
+  tenantId: string,
+  kind: PartyKind,
+  after: BalanceCursor | undefined,
+  limit: number,
+): Promise<PartyBalance[]> {
+  if (kind === 'customer') {
+    // outstanding = balance; order balance DESC, party_id ASC
+    // (index accounts_receivable_outstanding_idx: tenant_id, balance DESC, party_id).
+    return all(
+      tx,
+      sql<PartyBalance>`
+        SELECT a.party_id, p.name, p.code, a.debit_total, a.credit_total, a.balance AS outstanding
+        FROM accounts a JOIN parties p ON p.tenant_id = a.tenant_id AND p.id = a.party_id
+        WHERE a.tenant_id = ${tenantId} AND a.kind = 'receivable'
+          AND (${after === undefined}::boolean
+               OR (a.balance <= ${after?.outstanding ?? 0}::bigint
+                   AND (a.balance < ${after?.outstanding ?? 0}::bigint OR a.party_id > ${after?.party_id ?? null}::uuid)))
+        ORDER BY a.balance DESC, a.party_id
+        LIMIT ${limit}`,
+    );
+  }
+  // outstanding = −balance; order balance ASC, party_id ASC
+  // (index accounts_payable_outstanding_idx: tenant_id, balance, party_id).
+  return all(
+    tx,
+    sql<PartyBalance>`
+      SELECT a.party_id, p.name, p.code, a.debit_total, a.credit_total, -a.balance AS outstanding
+      FROM accounts a JOIN parties p ON p.tenant_id = a.tenant_id AND p.id = a.party_id
+      WHERE a.tenant_id = ${tenantId} AND a.kind = 'payable'
+        AND (${after === undefined}::boolean
+             OR (a.balance, a.party_id) > (${-(after?.outstanding ?? 0)}::bigint, ${after?.party_id ?? null}::uuid))
+      ORDER BY a.balance, a.party_id
+      LIMIT ${limit}`,
+  );
+}

@@ -1,0 +1,53 @@
+/** Row and API shapes of the money tables. */
+export type PartyKind = 'supplier' | 'customer';
+
+export const STORE_ACCOUNT_KINDS = ['cash_drawer', 'bank', 'card_clearing', 'mobile_clearing', 'sales_revenue'] as const;
+export type StoreAccountKind = (typeof STORE_ACCOUNT_KINDS)[number];
+export type PartyAccountKind = 'receivable' | 'payable';
+export type AccountKind = StoreAccountKind | PartyAccountKind;
+
+export const PAYMENT_METHODS = ['cash', 'card', 'mobile', 'bank'] as const;
+export type PaymentMethod = (typeof PAYMENT_METHODS)[number];
+
+export interface PartyRow {
+  id: string;
+  kind: PartyKind;
+  name: string;
+  code: string | null;
+  op_id: string;
+  created_at: Date;
+}
+
+export interface PaymentRow {
+  id: string;
+  party_id: string;
+  store_id: string;
+  direction: 'in' | 'out';
+  method: PaymentMethod;
+  amount: number;
+  reference: string | null;
+  entry_id: string;
+  op_id: string;
+  created_at: Date;
+}
+
+/** The account a party's postings go to: what a customer owes us, what we owe a supplier. */
+export function partyAccountKind(kind: PartyKind): PartyAccountKind {
+  return kind === 'customer' ? 'receivable' : 'payable';
+}
+
+/** Where money paid by each method sits in a store: the drawer, the bank, or a clearing account. */
+export function storeAccountForMethod(method: PaymentMethod | 'credit'): StoreAccountKind | null {
+  switch (method) {
+    case 'cash':
+      return 'cash_drawer';
+    case 'card':
+      return 'card_clearing';
+    case 'mobile':
+      return 'mobile_clearing';
+    case 'bank':
+      return 'bank';
+    case 'credit':
+      return null;
+  }
+}

@@ -1,0 +1,54 @@
+import { sql } from 'kysely';
+import { all, maybeOne, type Tx } from '../core/db.js';
+import type { PartyKind, PartyRow, PaymentRow } from './money.table.js';
+
+export async function findParty(tx: Tx, tenantId: string, id: string): Promise<PartyRow | undefined> {
+  return maybeOne(tx, sql<PartyRow>`SELECT id, kind, name, code, op_id, created_at FROM parties WHERE tenant_id = ${tenantId} AND id = ${id}`);
+}
+
+/** Parties in id (creation) order, optionally of one kind. */
+export async function listParties(tx: Tx, tenantId: string, kind: PartyKind | undefined, after: string | undefined, limit: number): Promise<PartyRow[]> {
+  return all(
+    tx,
+    sql<PartyRow>`
+      SELECT id, kind, name, code, op_id, created_at FROM parties
+      WHERE tenant_id = ${tenantId}
+        AND (${kind ?? null}::text IS NULL OR kind = ${kind ?? null})
+        AND (${after ?? null}::uuid IS NULL OR id > ${after ?? null}::uuid)
+      ORDER BY id LIMIT ${limit}`,
+  );
+}
+
+export async function findPayment(tx: Tx, tenantId: string, id: string): Promise<PaymentRow | undefined> {
+  return maybeOne(
+    tx,
+    sql<PaymentRow>`
+      SELECT id, party_id, store_id, direction, method, amount, reference, entry_id, op_id, created_at
+      FROM payments WHERE tenant_id = ${tenantId} AND id = ${id}`,
+  );
+}
+
+export interface JournalEntryView {
+  id: string;
+  kind: string;
+  store_id: string | null;
+  business_date: string;
+  subject_type: string | null;
+  subject_id: string | null;
+  op_id: string;
+  created_at: Date;
+  postings: Array<{ account_id: string; account_key: string; amount: number }>;
+}
+
+/** The journal entries of an operation with their postings (one query). */
+export async function listEntriesOfOperation(tx: Tx, tenantId: string, opId: string): Promise<JournalEntryView[]> {
+  return all(
+    tx,
+    sql<JournalEntryView>`
+      SELECT e.id, e.kind, e.store_id, e.business_date, e.subject_type, e.subject_id, e.op_id, e.created_at,
+             coalesce((SELECT jsonb_agg(jsonb_build_object('account_id', p.account_id, 'account_key', a.key, 'amount', p.amount) ORDER BY p.id)
+                       FROM postings p JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+                       WHERE p.tenant_id = e.tenant_id AND p.entry_id = e.id), '[]'::jsonb) AS postings
+      FROM journal_entries e WHERE e.tenant_id = ${tenantId} AND e.op_id = ${opId} ORDER BY e.created_at, e.id`,
+  );
+}

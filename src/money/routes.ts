@@ -1,0 +1,205 @@
+import { Type } from 'typebox';
+import { assertStoreInScope } from '../core/auth.js';
+import { inTenantTransaction } from '../core/command.js';
+import { notFound } from '../core/errors.js';
+import type { App, AppDeps } from '../http/app.js';
+import { command, tenantOf } from '../http/command.js';
+import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { createParty } from './createParty.js';
+import { createPayment } from './createPayment.js';
+import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
+import type { PartyKind } from './money.table.js';
+import { findParty, findPayment, listEntriesOfOperation, listParties } from './queries.js';
+
+const PartyKindSchema = Type.Union([Type.Literal('supplier'), Type.Literal('customer')]);
+const Party = Type.Object({
+  id: Uuid,
+  kind: PartyKindSchema,
+  name: Type.String(),
+  code: Type.Union([Type.String(), Type.Null()]),
+  op_id: Uuid,
+  created_at: Timestamp,
+});
+const PaymentMethodSchema = Type.Union([Type.Literal('cash'), Type.Literal('card'), Type.Literal('mobile'), Type.Literal('bank')]);
+const Payment = Type.Object({
+  id: Uuid,
+  party_id: Uuid,
+  store_id: Uuid,
+  direction: Type.Union([Type.Literal('in'), Type.Literal('out')]),
+  method: PaymentMethodSchema,
+  amount: Money,
+  reference: Type.Union([Type.String(), Type.Null()]),
+  entry_id: Uuid,
+  op_id: Uuid,
+  created_at: Timestamp,
+});
+const PartyBalance = Type.Object({
+  party_id: Uuid,
+  name: Type.String(),
+  code: Type.Union([Type.String(), Type.Null()]),
+  debit_total: Money,
+  credit_total: Money,
+  outstanding: Money,
+});
+const JournalEntry = Type.Object({
+  id: Uuid,
+  kind: Type.String(),
+  store_id: Type.Union([Uuid, Type.Null()]),
+  business_date: Type.String({ format: 'date' }),
+  subject_type: Type.Union([Type.String(), Type.Null()]),
+  subject_id: Type.Union([Uuid, Type.Null()]),
+  op_id: Uuid,
+  created_at: Timestamp,
+  postings: Type.Array(Type.Object({ account_id: Uuid, account_key: Type.String(), amount: Money })),
+});
+
+const isIdCursor = (value: unknown): value is { id: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
+const isBalanceCursor = (value: unknown): value is BalanceCursor =>
+  typeof value === 'object' &&
+  value !== null &&
+  Number.isSafeInteger((value as { outstanding?: unknown }).outstanding) &&
+  typeof (value as { party_id?: unknown }).party_id === 'string' &&
+  /^[0-9a-f-]{36}$/i.test((value as { party_id: string }).party_id);
+
+export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
+  app.post(
+    '/v1/parties',
+    {
+      config: { permission: 'parties.write' },
+      schema: {
+        tags: ['money'],
+        summary: 'Create a supplier or customer (and its payable / receivable account, at zero)',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          { kind: PartyKindSchema, name: Type.String({ minLength: 1, maxLength: 200 }), code: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })) },
+          { additionalProperties: false },
+        ),
+        response: { 201: Party },
+      },
+    },
+    async (request, reply) => command(db, request, reply, { type: 'party.create' }, async (cmd) => ({ status: 201, body: await createParty(cmd, request.body) })),
+  );
+
+  app.get(
+    '/v1/parties',
+    {
+      config: { permission: 'parties.read' },
+      schema: {
+        tags: ['money'],
+        summary: 'List suppliers and customers (creation order)',
+        querystring: Type.Object({ ...ListQuery.properties, kind: Type.Optional(PartyKindSchema) }, { additionalProperties: false }),
+        response: { 200: Page(Party) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listParties(tx, principal.tenantId, request.query.kind, after, limit + 1));
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
+
+  app.get(
+    '/v1/parties/:id',
+    { config: { permission: 'parties.read' }, schema: { tags: ['money'], summary: 'A supplier or customer', params: IdParams, response: { 200: Party } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const party = await inTenantTransaction(db, principal.tenantId, (tx) => findParty(tx, principal.tenantId, request.params.id));
+      if (!party) throw notFound('party');
+      return party;
+    },
+  );
+
+  app.post(
+    '/v1/payments',
+    {
+      config: { permission: 'payments.create' },
+      schema: {
+        tags: ['money'],
+        summary:
+          'Pay a supplier or receive from a customer through a store (payment + journal entry in one transaction). `direction` defaults to `out` for a supplier and `in` for a customer; the other direction is a refund.',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          {
+            party_id: Uuid,
+            store_id: Uuid,
+            method: PaymentMethodSchema,
+            amount: Type.Integer({ minimum: 1, maximum: 9_000_000_000_000, description: 'minor units' }),
+            direction: Type.Optional(Type.Union([Type.Literal('in'), Type.Literal('out')])),
+            reference: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Payment },
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.body.store_id);
+      return command(db, request, reply, { type: 'payment.create', storeId: request.body.store_id }, async (cmd) => ({
+        status: 201,
+        body: await createPayment(cmd, request.body),
+      }));
+    },
+  );
+
+  app.get(
+    '/v1/payments/:id',
+    { config: { permission: 'ledger.read' }, schema: { tags: ['money'], summary: 'A payment', params: IdParams, response: { 200: Payment } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const payment = await inTenantTransaction(db, principal.tenantId, (tx) => findPayment(tx, principal.tenantId, request.params.id));
+      if (!payment) throw notFound('payment');
+      assertStoreInScope(principal, payment.store_id, 'payment');
+      return payment;
+    },
+  );
+
+  for (const [path, kind] of [
+    ['/v1/ledger/suppliers', 'supplier'],
+    ['/v1/ledger/customers', 'customer'],
+  ] as Array<[string, PartyKind]>) {
+    app.get(
+      path,
+      {
+        config: { permission: 'ledger.read' },
+        schema: {
+          tags: ['money'],
+          summary: `${kind === 'supplier' ? 'Supplier' : 'Customer'} balances: total debit, credit and outstanding per party (${kind === 'supplier' ? 'what we owe' : 'what they owe'}), most outstanding first, ties by party id; parties with no postings are listed with zeros`,
+          querystring: ListQuery,
+          response: { 200: Page(PartyBalance) },
+        },
+      },
+      async (request) => {
+        const principal = tenantOf(request);
+        const limit = request.query.limit ?? 50;
+        const after = decodeCursor(request.query.cursor, isBalanceCursor);
+        const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listPartyBalances(tx, principal.tenantId, kind, after, limit + 1));
+        const items = rows.slice(0, limit);
+        const last = items[items.length - 1];
+        return { items, next_cursor: rows.length > limit && last ? encodeCursor({ outstanding: last.outstanding, party_id: last.party_id }) : null };
+      },
+    );
+  }
+
+  app.get(
+    '/v1/ledger/operations/:op_id',
+    {
+      config: { permission: 'ledger.read' },
+      schema: {
+        tags: ['money'],
+        summary: 'The journal entries (with postings) an operation wrote',
+        params: Type.Object({ op_id: Uuid }),
+        response: { 200: Type.Object({ items: Type.Array(JournalEntry) }) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const items = await inTenantTransaction(db, principal.tenantId, (tx) => listEntriesOfOperation(tx, principal.tenantId, request.params.op_id));
+      for (const entry of items) if (entry.store_id !== null) assertStoreInScope(principal, entry.store_id, 'operation');
+      return { items };
+    },
+  );
+}

@@ -1,0 +1,41 @@
+import type pg from 'pg';
+import { allChecks } from '../../src/integrity/registry.js';
+
+export interface Finding {
+  check: string;
+  subject: string;
+  detail: unknown;
+}
+
+/** Runs every registered integrity check for one tenant (owner pool) and returns the findings. */
+export async function integrityFindings(admin: pg.Pool, tenantId: string | null, names?: string[]): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  for (const check of allChecks) {
+    if (names && !names.includes(check.name)) continue;
+    const { rows } = await admin.query<{ subject: string; detail: unknown }>(check.sql, [tenantId]);
+    for (const row of rows) findings.push({ check: check.name, subject: row.subject, detail: row.detail });
+  }
+  return findings;
+}
+
+/** Counts the statements a pool's clients run (a pool/query hook), e.g. to prove "one query, not one per row". */
+export function countQueries(pool: pg.Pool): { texts: string[]; reset(): void } {
+  const texts: string[] = [];
+  const wrapped = new WeakSet<object>();
+  pool.on('acquire', (client) => {
+    if (wrapped.has(client)) return;
+    wrapped.add(client);
+    const original = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const first = args[0];
+      texts.push(typeof first === 'string' ? first : String((first as { text?: string })?.text ?? ''));
+      return original(...args);
+    };
+  });
+  return {
+    texts,
+    reset() {
+      texts.length = 0;
+    },
+  };
+}
