@@ -3,6 +3,8 @@ import { createLogger, type Logger } from './core/logger.js';
 import { migrate } from './core/migrate.js';
 import { openDatabase } from './runtime.js';
 import { serve } from './server.js';
+import { setIdempotencyTtlHours } from './core/command.js';
+import { startWorker } from './jobs/worker.js';
 
 const USAGE = `usage: storekeep <command>
 
@@ -66,7 +68,22 @@ async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    case 'worker':
+    case 'worker': {
+      const database = await openDatabase(config, logger);
+      try {
+        await migrate(database.url, logger);
+        setIdempotencyTtlHours(config.idempotencyTtlHours);
+        const worker = await startWorker({ databaseUrl: database.url, config, logger });
+        onSignals(logger, async () => {
+          await worker.stop();
+          await database.stop();
+        });
+      } catch (error) {
+        await database.stop();
+        throw error;
+      }
+      return -1; // keep running
+    }
     case 'check':
       process.stderr.write(`storekeep ${commandName}: not available yet\n`);
       return 1;

@@ -22,6 +22,27 @@ export interface Config {
   bodyLimitBytes: number;
   /** Connections in this process's pool. */
   databasePoolSize: number;
+  /** Jobs one worker process runs at once. */
+  workerConcurrency: number;
+  /** Port of the worker's own /metrics endpoint (0: none). */
+  workerMetricsPort: number;
+  /** Retry backoff of a failed job: base · 2^(attempt-1), capped, with full jitter. */
+  jobRetryBaseMs: number;
+  jobRetryMaxMs: number;
+  /** Attempts of a job before it lands in the review queue. */
+  jobMaxAttempts: number;
+  /** The outside fulfilment provider's API. */
+  fulfilmentUrl: string;
+  /** Sent as `Authorization: Bearer …` to the provider when set. */
+  fulfilmentApiKey: string | undefined;
+  /** HMAC-SHA256 secret of the provider's webhooks; unset: every webhook is refused. */
+  fulfilmentWebhookSecret: string | undefined;
+  /** Timeout of one call to the provider. */
+  fulfilmentTimeoutMs: number;
+  /** A webhook whose timestamp is further than this from now is refused (replay protection). */
+  fulfilmentWebhookToleranceSeconds: number;
+  /** An order in `pending`/`submitting` longer than this is recovered by the worker. */
+  ordersStuckAfterSeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -40,6 +61,18 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
 function optional(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw === '' ? undefined : raw;
+}
+
+function httpUrl(env: Env, name: string, fallback: string): string {
+  const raw = optional(env, name) ?? fallback;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a valid URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`${name} must start with http:// or https://`);
+  return raw.replace(/\/+$/, '');
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -82,5 +115,16 @@ export function loadConfig(env: Env = process.env): Config {
     idempotencyTtlHours: integer(env, 'IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 365),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 20, 2, 500),
+    workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 4, 1, 100),
+    workerMetricsPort: integer(env, 'WORKER_METRICS_PORT', 9464, 0, 65535),
+    jobRetryBaseMs: integer(env, 'JOB_RETRY_BASE_MS', 1000, 1, 3_600_000),
+    jobRetryMaxMs: integer(env, 'JOB_RETRY_MAX_MS', 300_000, 1, 86_400_000),
+    jobMaxAttempts: integer(env, 'JOB_MAX_ATTEMPTS', 8, 1, 100),
+    fulfilmentUrl: httpUrl(env, 'FULFILMENT_PROVIDER_URL', 'http://127.0.0.1:8090'),
+    fulfilmentApiKey: optional(env, 'FULFILMENT_API_KEY'),
+    fulfilmentWebhookSecret: optional(env, 'FULFILMENT_WEBHOOK_SECRET'),
+    fulfilmentTimeoutMs: integer(env, 'FULFILMENT_TIMEOUT_MS', 10_000, 10, 600_000),
+    fulfilmentWebhookToleranceSeconds: integer(env, 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 86_400),
+    ordersStuckAfterSeconds: integer(env, 'ORDERS_STUCK_AFTER_SECONDS', 120, 1, 86_400),
   };
 }

@@ -6,7 +6,8 @@ import { isRole, roleHas, type Permission, type Role } from './permissions.js';
 
 /** Who is calling. The token decides tenant, role and store scope. */
 export type Principal =
-  | { kind: 'operator'; name: 'operator' }
+  /** The operator token, or the service itself (`worker`, `provider:fulfilment` for signed webhooks). */
+  | { kind: 'operator'; name: string }
   | {
       kind: 'token';
       tokenId: string;
@@ -30,7 +31,7 @@ export function hashToken(token: string): Buffer {
 }
 
 export function actorLabel(principal: Principal): string {
-  return principal.kind === 'operator' ? 'operator' : `${principal.role}:${principal.name}`;
+  return principal.kind === 'operator' ? principal.name : `${principal.role}:${principal.name}`;
 }
 
 /** A record outside the caller's stores is reported exactly like a missing one. */

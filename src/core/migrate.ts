@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
+import { Logger as WorkerLogger, runMigrations as runWorkerMigrations } from 'graphile-worker';
 import type { Logger } from './logger.js';
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
@@ -26,7 +27,40 @@ export async function migrate(databaseUrl: string, logger?: Logger): Promise<str
     verbose: false,
   });
   for (const migration of applied) logger?.info({ migration: migration.name }, 'migration applied');
+  await migrateJobQueue(databaseUrl, logger);
   return applied.map((migration) => migration.name);
+}
+
+// Any constant: the key of the session advisory lock that serialises job-queue
+// schema installs across processes.
+const JOB_QUEUE_MIGRATION_LOCK = 740_001;
+
+/**
+ * Installs or upgrades graphile-worker's schema (`graphile_worker`), after our
+ * own migrations (so `enqueue_job`, created by 0400, finds `add_job` when first
+ * called). graphile-worker copes with a concurrent install on its own, but two
+ * processes starting at once would then log a clash and sleep; a session
+ * advisory lock makes the second simply wait and find nothing to do.
+ * Idempotent: an up-to-date schema is a no-op.
+ */
+async function migrateJobQueue(databaseUrl: string, logger?: Logger): Promise<void> {
+  const client = new pg.Client(databaseUrl);
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [JOB_QUEUE_MIGRATION_LOCK]);
+    try {
+      await runWorkerMigrations({
+        connectionString: databaseUrl,
+        logger: new WorkerLogger(() => (level, message) => {
+          if (level === 'error' || level === 'warning') logger?.warn({ component: 'graphile-worker' }, message);
+        }),
+      });
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [JOB_QUEUE_MIGRATION_LOCK]);
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 export async function migrationFiles(): Promise<string[]> {

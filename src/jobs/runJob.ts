@@ -1,0 +1,146 @@
+import type { JobHelpers } from 'graphile-worker';
+import { SYSTEM_TENANT_ID } from '../core/auth.js';
+import { fingerprintRequest, runCommand } from '../core/command.js';
+import { runInScope } from '../core/context.js';
+import { openReviewItem } from '../core/review.js';
+import { backoffOf, type WorkerDeps } from './worker.js';
+import { retryDelayMs } from './backoff.js';
+import { CRASH_RERUNS, type JobEnvelope } from './enqueueJob.js';
+import { jobDuration, jobsTotal } from './metrics.js';
+import { PermanentJobError, WORKER_PRINCIPAL, type JobContext, type TaskDefinition } from './task.js';
+
+function isEnvelope(payload: unknown): payload is JobEnvelope {
+  return typeof payload === 'object' && payload !== null && 'correlation_id' in payload && 'chain_id' in payload && 'data' in payload;
+}
+
+/** Jobs added by cron (or by hand) have no envelope: give them one. */
+function envelopeOf(payload: unknown, jobId: string, task: string): JobEnvelope {
+  if (isEnvelope(payload)) return payload;
+  const cron = (payload as { _cron?: { ts?: string } } | null)?._cron;
+  return {
+    correlation_id: cron?.ts ? `cron:${task}:${cron.ts}` : `job:${jobId}`,
+    tenant_id: null,
+    attempt: 1,
+    max_attempts: 0,
+    chain_id: `job-${jobId}`,
+    data: payload ?? {},
+  };
+}
+
+function errorOf(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/**
+ * Runs one job of `task` the way every job runs:
+ *
+ * - inside the correlation scope of the request that enqueued it (every log
+ *   line and audit event of the job carries that id);
+ * - on failure with attempts left: the next attempt is scheduled as a new job
+ *   (same job key, so it replaces rather than duplicates) at now + backoff
+ *   with jitter, and this run completes. graphile-worker's own retry (fixed
+ *   e^attempts seconds, no jitter) is left for crashes only;
+ * - after the last attempt: a `job_failed` review item with the error (one per
+ *   job chain: the dedupe key and the command's idempotency key make a re-run
+ *   after a crash open nothing new), then the task's onGiveUp.
+ */
+export async function runJob(definition: TaskDefinition, payload: unknown, helpers: JobHelpers, deps: WorkerDeps): Promise<void> {
+  const task = definition.name;
+  const envelope = envelopeOf(payload, helpers.job.id, task);
+  const maxAttempts = envelope.max_attempts > 0 ? envelope.max_attempts : (definition.maxAttempts ?? deps.config.jobMaxAttempts);
+  const scope = { correlationId: envelope.correlation_id, ...(envelope.tenant_id ? { tenantId: envelope.tenant_id } : {}) };
+  await runInScope(scope, async () => {
+    const logger = deps.logger.child({ job_id: helpers.job.id, task, attempt: envelope.attempt, max_attempts: maxAttempts });
+    const ctx: JobContext = {
+      db: deps.db,
+      ownerPool: deps.ownerPool,
+      config: deps.config,
+      logger,
+      jobId: helpers.job.id,
+      attempt: envelope.attempt,
+      maxAttempts,
+      correlationId: envelope.correlation_id,
+      tenantId: envelope.tenant_id,
+      principal: WORKER_PRINCIPAL,
+      async addJob(name, data, options = {}) {
+        const next: JobEnvelope = {
+          correlation_id: options.correlationId ?? envelope.correlation_id,
+          tenant_id: options.tenantId !== undefined ? options.tenantId : envelope.tenant_id,
+          attempt: 1,
+          max_attempts: options.maxAttempts ?? 0,
+          chain_id: `${helpers.job.id}-${name}-${options.jobKey ?? Math.random().toString(36).slice(2)}`,
+          data,
+        };
+        await helpers.addJob(name, next, {
+          maxAttempts: CRASH_RERUNS,
+          ...(options.jobKey ? { jobKey: options.jobKey, jobKeyMode: options.jobKeyMode ?? 'replace' } : {}),
+          ...(options.runAt ? { runAt: options.runAt } : {}),
+        });
+      },
+    };
+    const started = process.hrtime.bigint();
+    logger.debug('job started');
+    try {
+      await definition.handle(envelope.data, ctx);
+      jobsTotal.inc({ task, outcome: 'done' });
+      logger.info({ duration_ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'job done');
+    } catch (thrown) {
+      const error = errorOf(thrown);
+      const permanent = error instanceof PermanentJobError;
+      if (!permanent && envelope.attempt < maxAttempts) {
+        const delayMs = retryDelayMs(envelope.attempt, backoffOf(deps.config));
+        await helpers.addJob(task, { ...envelope, attempt: envelope.attempt + 1, max_attempts: maxAttempts, last_error: error.message }, {
+          jobKey: helpers.job.key ?? `retry:${envelope.chain_id}`,
+          jobKeyMode: 'replace',
+          runAt: new Date(Date.now() + delayMs),
+          maxAttempts: CRASH_RERUNS,
+        });
+        jobsTotal.inc({ task, outcome: 'retried' });
+        logger.warn({ err: error, retry_in_ms: delayMs }, 'job failed; retry scheduled');
+        return;
+      }
+      await openJobFailedItem(deps, task, envelope, maxAttempts, error);
+      jobsTotal.inc({ task, outcome: 'failed' });
+      logger.error({ err: error }, permanent ? 'job failed permanently; review item opened' : 'job failed after its last attempt; review item opened');
+      await definition.onGiveUp?.(envelope.data, ctx, error);
+    } finally {
+      jobDuration.observe({ task }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  });
+}
+
+async function openJobFailedItem(deps: WorkerDeps, task: string, envelope: JobEnvelope, maxAttempts: number, error: Error): Promise<void> {
+  const tenantId = envelope.tenant_id ?? SYSTEM_TENANT_ID;
+  const key = `job-failed:${envelope.chain_id}`;
+  await runCommand(
+    deps.db,
+    {
+      tenantId,
+      principal: WORKER_PRINCIPAL,
+      correlationId: envelope.correlation_id,
+      idempotencyKey: key,
+      fingerprint: fingerprintRequest('JOB', task, { chain_id: envelope.chain_id }),
+      payload: { task, chain_id: envelope.chain_id },
+    },
+    { type: 'job.give_up' },
+    async (cmd) => {
+      const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
+        kind: 'job_failed',
+        severity: 'warning',
+        subjectType: 'job',
+        subjectId: envelope.chain_id,
+        dedupeKey: key,
+        detail: {
+          task,
+          error: error.message.slice(0, 2000),
+          attempts: envelope.attempt,
+          max_attempts: maxAttempts,
+          correlation_id: envelope.correlation_id,
+          data: envelope.data,
+        },
+      });
+      cmd.touch('review_items', id, 'created');
+      return { status: 201, body: { review_item_id: id } };
+    },
+  );
+}

@@ -1,0 +1,49 @@
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import type { Principal } from '../core/auth.js';
+import type { Db } from '../core/db.js';
+import type { Logger } from '../core/logger.js';
+import type { EnqueueOptions } from './enqueueJob.js';
+
+/** What a task's handler gets besides its data. */
+export interface JobContext {
+  /** App-role database (row-level security applies): business work goes through runCommand / inTenantTransaction. */
+  db: Db;
+  /** Owner pool, for the few cross-tenant sweeps (integrity, stuck orders) that must see every tenant. */
+  ownerPool: pg.Pool;
+  config: Config;
+  logger: Logger;
+  jobId: string;
+  attempt: number;
+  maxAttempts: number;
+  correlationId: string;
+  tenantId: string | null;
+  /** The principal commands run by a job act as (audit actor `worker`). */
+  principal: Principal;
+  /** Enqueue another job now (outside any business transaction: for sweeps that fan out). */
+  addJob(task: string, data: unknown, options?: EnqueueOptions): Promise<void>;
+}
+
+export interface TaskDefinition<T = any> {
+  /** `part.verb`, e.g. `order.submit`. */
+  name: string;
+  /** Overrides JOB_MAX_ATTEMPTS for this task. */
+  maxAttempts?: number;
+  handle(data: T, ctx: JobContext): Promise<void>;
+  /** After the last attempt failed (the review item is already open). */
+  onGiveUp?(data: T, ctx: JobContext, error: Error): Promise<void>;
+}
+
+/** Thrown by a handler for a failure no retry can fix: straight to the review queue. */
+export class PermanentJobError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PermanentJobError';
+  }
+}
+
+export const WORKER_PRINCIPAL: Principal = { kind: 'operator', name: 'worker' };
+
+export function defineTask<T>(definition: TaskDefinition<T>): TaskDefinition<T> {
+  return definition;
+}

@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { loadConfig, type Config } from '../config.js';
+import { runInScope } from '../core/context.js';
+import { createLogger } from '../core/logger.js';
+import { registry } from '../core/metrics.js';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { sleep, waitFor } from '../../test/support/wait.js';
+import { enqueueJob } from './enqueueJob.js';
+import { defineTask, PermanentJobError } from './task.js';
+import { startWorker, type RunningWorker } from './worker.js';
+
+// Test tasks write into a plain table the app role may use, so the Then steps
+// can count how often each job ran.
+const record = defineTask<{ value: string; delay_ms?: number; fail_times?: number; permanent?: boolean }>({
+  name: 'test.record',
+  maxAttempts: 3,
+  async handle(data, ctx) {
+    if (data.delay_ms) await sleep(data.delay_ms);
+    const { rows } = await ctx.ownerPool.query<{ n: number }>(
+      `INSERT INTO job_test_attempts (value) VALUES ($1) RETURNING (SELECT count(*) FROM job_test_attempts WHERE value = $1)::int + 1 AS n`,
+      [data.value],
+    );
+    const attempt = rows[0]!.n;
+    if (data.permanent) throw new PermanentJobError(`refused ${data.value}`);
+    if (data.fail_times !== undefined && attempt <= data.fail_times) throw new Error(`provider said 500 (attempt ${attempt})`);
+    await ctx.ownerPool.query('INSERT INTO job_test_runs (value, correlation_id, attempt) VALUES ($1, $2, $3)', [data.value, ctx.correlationId, ctx.attempt]);
+  },
+});
+
+describe('worker', () => {
+  let t: TestDatabase;
+  let config: Config;
+  const logger = createLogger('silent');
+  const workers: RunningWorker[] = [];
+  const start = async () => {
+    const worker = await startWorker({ databaseUrl: t.url, config, logger, tasks: [record], crontab: '', serveMetrics: false, pollIntervalMs: 100 });
+    workers.push(worker);
+    return worker;
+  };
+  const runs = async (value: string) =>
+    (await t.admin.query<{ value: string; correlation_id: string; attempt: number }>('SELECT * FROM job_test_runs WHERE value = $1', [value])).rows;
+
+  before(async () => {
+    t = await createTestDatabase();
+    config = { ...loadConfig({ LOG_LEVEL: 'silent' }), jobRetryBaseMs: 20, jobRetryMaxMs: 100, workerConcurrency: 4 };
+    await t.admin.query(`
+      CREATE TABLE job_test_runs (value text NOT NULL, correlation_id text NOT NULL, attempt int NOT NULL);
+      CREATE TABLE job_test_attempts (value text NOT NULL);`);
+  });
+  beforeEach(async () => {
+    await Promise.all(workers.splice(0).map((worker) => worker.stop()));
+  });
+  after(async () => {
+    await Promise.all(workers.splice(0).map((worker) => worker.stop()));
+    await t.drop();
+  });
+
+  it('never runs a job enqueued in a transaction that rolled back', async () => {
+    // Given a business transaction that enqueues a job and then fails
+    await assert.rejects(
+      t.db.transaction().execute(async (tx) => {
+        await enqueueJob(tx, 'test.record', { value: 'rolled-back' });
+        throw new Error('business rule broken');
+      }),
+      /business rule broken/,
+    );
+    // and one that commits
+    await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'committed' }));
+    // When a worker runs until the committed job is done
+    await start();
+    await waitFor('the committed job', async () => (await runs('committed')).length === 1);
+    await sleep(300);
+    // Then the rolled-back job never existed and never ran
+    assert.equal((await runs('rolled-back')).length, 0);
+    const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`);
+    assert.equal(rows[0].n, 0);
+  });
+
+  it('runs each committed job exactly once with two workers competing', async () => {
+    // Given 40 committed jobs
+    const values = Array.from({ length: 40 }, (_, i) => `both-${i}`);
+    await t.db.transaction().execute(async (tx) => {
+      for (const value of values) await enqueueJob(tx, 'test.record', { value, delay_ms: 10 });
+    });
+    // When two workers (separate pools, 4 slots each) take jobs at once
+    await Promise.all([start(), start()]);
+    await waitFor('all jobs', async () => {
+      const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM job_test_runs WHERE value LIKE 'both-%'`);
+      return rows[0].n >= values.length;
+    });
+    await sleep(300);
+    // Then every job ran once: one attempt, one recorded run
+    const { rows } = await t.admin.query(
+      `SELECT value, count(*)::int AS n FROM job_test_attempts WHERE value LIKE 'both-%' GROUP BY value ORDER BY value`,
+    );
+    assert.equal(rows.length, values.length);
+    assert.ok(rows.every((row: { n: number }) => row.n === 1), JSON.stringify(rows.filter((row: { n: number }) => row.n !== 1)));
+  });
+
+  it('carries the correlation id of the enqueuing request into the job', async () => {
+    await runInScope({ correlationId: 'req-corr-42' }, () => t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'correlated' })));
+    await start();
+    const [run] = await waitFor('the correlated job', async () => {
+      const found = await runs('correlated');
+      return found.length > 0 && found;
+    });
+    assert.equal(run!.correlation_id, 'req-corr-42');
+  });
+
+  it('retries a failing job with backoff and runs it to success once', async () => {
+    // Given a job whose first two attempts fail
+    await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'flaky', fail_times: 2 }));
+    await start();
+    const [run] = await waitFor('the flaky job to succeed', async () => {
+      const found = await runs('flaky');
+      return found.length > 0 && found;
+    });
+    await sleep(300);
+    // Then it succeeded on the third attempt, once, and the retries are counted
+    assert.equal(run!.attempt, 3);
+    assert.equal((await runs('flaky')).length, 1);
+    const attempts = await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'flaky'`);
+    assert.equal(attempts.rows[0].n, 3);
+    const metrics = await registry.getSingleMetricAsString('storekeep_jobs_total');
+    assert.match(metrics, /storekeep_jobs_total\{task="test.record",outcome="retried"\} [1-9]/);
+  });
+
+  it('puts a job that fails every attempt into the review queue with its error', async () => {
+    await runInScope({ correlationId: 'req-doomed' }, () =>
+      t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'doomed', fail_times: 99 })),
+    );
+    await start();
+    const item = await waitFor('a job_failed review item', async () => {
+      const { rows } = await t.admin.query(`SELECT * FROM review_items WHERE kind = 'job_failed' AND detail->'data'->>'value' = 'doomed'`);
+      return rows[0];
+    });
+    await sleep(300);
+    // Then it was tried maxAttempts (3) times, never succeeded, left one item and no job behind
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'doomed'`)).rows[0].n, 3);
+    assert.equal((await runs('doomed')).length, 0);
+    assert.match(item.detail.error, /provider said 500 \(attempt 3\)/);
+    assert.equal(item.detail.correlation_id, 'req-doomed');
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE detail->'data'->>'value' = 'doomed'`)).rows[0].n, 1);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n, 0);
+    const event = await t.admin.query(`SELECT actor, correlation_id FROM events WHERE type = 'job.give_up' AND correlation_id = 'req-doomed'`);
+    assert.deepEqual(event.rows, [{ actor: 'worker', correlation_id: 'req-doomed' }]);
+  });
+
+  it('does not retry a permanent failure', async () => {
+    await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'refused', permanent: true }));
+    await start();
+    await waitFor('the review item', async () => {
+      const { rows } = await t.admin.query(`SELECT 1 FROM review_items WHERE kind = 'job_failed' AND detail->'data'->>'value' = 'refused'`);
+      return rows.length === 1;
+    });
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'refused'`)).rows[0].n, 1);
+  });
+
+  it('finishes the running job on graceful shutdown', async () => {
+    const worker = await start();
+    await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'slow', delay_ms: 700 }));
+    await waitFor('the slow job to start', async () => (await t.admin.query(`SELECT 1 FROM job_test_attempts WHERE value = 'slow'`)).rows.length === 1);
+    // When the worker is stopped while the job runs
+    await worker.stop();
+    // Then the job had finished before stop returned
+    assert.equal((await runs('slow')).length, 1);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n, 0);
+  });
+});

@@ -1,0 +1,132 @@
+import http from 'node:http';
+import { Logger as WorkerLogger, run, type Runner, type TaskList } from 'graphile-worker';
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import { createDb, createPool, type Db } from '../core/db.js';
+import type { Logger } from '../core/logger.js';
+import { registry } from '../core/metrics.js';
+import type { BackoffPolicy } from './backoff.js';
+import { runJob } from './runJob.js';
+import { allTasks, crontab } from './registry.js';
+import type { TaskDefinition } from './task.js';
+
+export interface WorkerDeps {
+  config: Config;
+  logger: Logger;
+  /** App-role database for the business work of tasks. */
+  db: Db;
+  /** Owner pool: graphile-worker's own queries and cross-tenant sweeps. */
+  ownerPool: pg.Pool;
+}
+
+export function backoffOf(config: Config): BackoffPolicy {
+  return { baseMs: config.jobRetryBaseMs, maxMs: config.jobRetryMaxMs };
+}
+
+export interface StartWorkerOptions {
+  databaseUrl: string;
+  config: Config;
+  logger: Logger;
+  /** Defaults to every task of registry.ts. */
+  tasks?: TaskDefinition[];
+  /** Defaults to registry.ts's crontab; '' for none. */
+  crontab?: string;
+  /** Serve /metrics on config.workerMetricsPort (default true). */
+  serveMetrics?: boolean;
+  pollIntervalMs?: number;
+}
+
+export interface RunningWorker {
+  deps: WorkerDeps;
+  metricsUrl: string | undefined;
+  /** Graceful: stops taking jobs, waits for the running ones to finish. */
+  stop(): Promise<void>;
+}
+
+function workerLogger(logger: Logger): WorkerLogger {
+  return new WorkerLogger((scope) => (level, message) => {
+    const bound = { component: 'graphile-worker', ...(scope.workerId ? { worker_id: scope.workerId } : {}) };
+    if (level === 'error') logger.error(bound, message);
+    else if (level === 'warning') logger.warn(bound, message);
+    else logger.debug(bound, message);
+  });
+}
+
+/**
+ * `storekeep worker`: graphile-worker on the service's own PostgreSQL. The
+ * queue runs as the owner (it must lock and delete any tenant's jobs); the
+ * business work of each task runs as the app role under row-level security,
+ * through runCommand / inTenantTransaction like any request.
+ */
+export async function startWorker(options: StartWorkerOptions): Promise<RunningWorker> {
+  const { config, logger } = options;
+  const ownerPool = createPool(options.databaseUrl, {
+    max: config.workerConcurrency + 4,
+    asAppRole: false,
+    applicationName: 'storekeep-worker',
+    onError: (error) => logger.warn({ err: error }, 'idle worker connection failed'),
+  });
+  const appPool = createPool(options.databaseUrl, {
+    max: config.workerConcurrency * 2 + 2,
+    asAppRole: true,
+    applicationName: 'storekeep-worker',
+    onError: (error) => logger.warn({ err: error }, 'idle worker connection failed'),
+  });
+  // A client's network error while checked out must not crash the process (graphile-worker checks for this handler).
+  ownerPool.on('connect', (client) => client.on('error', (error) => logger.warn({ err: error }, 'worker connection failed')));
+  const deps: WorkerDeps = { config, logger, db: createDb(appPool), ownerPool };
+  const tasks = options.tasks ?? allTasks;
+  const taskList: TaskList = {};
+  for (const definition of tasks) {
+    taskList[definition.name] = (payload, helpers) => runJob(definition, payload, helpers, deps);
+  }
+
+  let runner: Runner;
+  try {
+    runner = await run({
+      pgPool: ownerPool,
+      taskList,
+      crontab: options.crontab ?? crontab,
+      concurrency: config.workerConcurrency,
+      noHandleSignals: true,
+      pollInterval: options.pollIntervalMs ?? 2000,
+      logger: workerLogger(logger),
+    });
+  } catch (error) {
+    await Promise.allSettled([ownerPool.end(), appPool.end()]);
+    throw error;
+  }
+
+  let metricsServer: http.Server | undefined;
+  let metricsUrl: string | undefined;
+  if ((options.serveMetrics ?? true) && config.workerMetricsPort > 0) {
+    metricsServer = http.createServer((request, response) => {
+      if (request.url === '/metrics') {
+        registry.metrics().then(
+          (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          () => response.writeHead(500).end(),
+        );
+      } else if (request.url === '/healthz') {
+        response.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      } else {
+        response.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((resolve) => metricsServer!.listen(config.workerMetricsPort, config.host, resolve));
+    metricsUrl = `http://${config.host}:${config.workerMetricsPort}`;
+  }
+  logger.info({ concurrency: config.workerConcurrency, tasks: Object.keys(taskList), metrics: metricsUrl }, 'worker started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    deps,
+    metricsUrl,
+    stop: () =>
+      (stopping ??= (async () => {
+        await runner.stop(); // waits for running jobs
+        if (metricsServer) await new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
+        await Promise.allSettled([ownerPool.end(), appPool.end()]);
+        logger.info('worker stopped');
+      })()),
+  };
+}
