@@ -47,3 +47,28 @@ export function sendOutcome(reply: FastifyReply, outcome: CommandOutcome): Fasti
 export async function command(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
   return sendOutcome(reply, await runCommand(db, commandInputOf(request), spec, fn));
 }
+
+/**
+ * Thrown inside a command whose effect already happened through an earlier
+ * operation (completing a completed visit, reverting a reverted operation):
+ * the transaction rolls back, so nothing new is written, and the route answers
+ * with the stored result as a replay (`Idempotent-Replayed: true`).
+ */
+export class AlreadyDone extends Error {
+  constructor(
+    readonly body: unknown,
+    readonly status = 200,
+  ) {
+    super('already done: replaying the earlier result');
+  }
+}
+
+/** `command`, plus AlreadyDone turned into a replayed response. */
+export async function commandOrReplay(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
+  try {
+    return await command(db, request, reply, spec, fn);
+  } catch (error) {
+    if (!(error instanceof AlreadyDone)) throw error;
+    return sendOutcome(reply, { status: error.status, body: error.body, replayed: true, opId: null });
+  }
+}

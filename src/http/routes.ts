@@ -3,8 +3,9 @@ import { tenancyRoutes } from '../tenancy/routes.js';
 import { operationRoutes } from '../operations/routes.js';
 import { inventoryRoutes } from '../inventory/routes.js';
 import { moneyRoutes } from '../money/routes.js';
+import { fieldRoutes } from '../field/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes];

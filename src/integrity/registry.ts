@@ -1,5 +1,6 @@
 import type { IntegrityCheck } from './check.js';
 import { moneyChecks } from '../money/integrity.js';
+import { fieldChecks } from '../field/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...moneyChecks];
+export const allChecks: IntegrityCheck[] = [...moneyChecks, ...fieldChecks];

@@ -1,0 +1,202 @@
+import { sql } from 'kysely';
+import { assertStoreInScope } from '../core/auth.js';
+import type { Command } from '../core/command.js';
+import { all, maybeOne, type Tx } from '../core/db.js';
+import { AppError, assert, notFound } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { AlreadyDone } from '../http/command.js';
+import { changeStock, type StockChange } from '../inventory/changeStock.js';
+import { assertSkusExist } from '../inventory/receiveStock.js';
+import { getTenantSettings } from '../tenancy/updateTenantSettings.js';
+import type { VisitCompletion } from './field.table.js';
+import { checkGeofence, DEFAULT_GEOFENCE_RADIUS_M } from './geofence.js';
+import { loadVisitCompletion } from './queries.js';
+import { planSettlement, type ReportedLine } from './settlement.js';
+
+export interface CompleteVisitInput {
+  latitude: number;
+  longitude: number;
+  /** Goods left on consignment on this visit (may be empty). */
+  lines: Array<{ sku_id: string; quantity: number; unit_price?: number | undefined }>;
+  /** Settlement of an open consignment of this point of sale, left on an earlier visit. */
+  settlement?: { consignment_id: string; lines: ReportedLine[] } | undefined;
+}
+
+interface LockedVisit {
+  id: string;
+  status: 'scheduled' | 'completed';
+  agent_token_id: string;
+  point_of_sale_id: string;
+  store_id: string;
+  latitude: number;
+  longitude: number;
+}
+
+/** Locks a visit row for the rest of the transaction (two completions of one visit queue up here). */
+export async function lockVisitForUpdate(tx: Tx, tenantId: string, visitId: string): Promise<LockedVisit | undefined> {
+  return maybeOne(
+    tx,
+    sql<LockedVisit>`
+      SELECT v.id, v.status, v.agent_token_id, v.point_of_sale_id, p.store_id, p.latitude::float8 AS latitude, p.longitude::float8 AS longitude
+      FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
+      WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}
+      FOR UPDATE OF v`,
+  );
+}
+
+/**
+ * Completes a visit in ONE transaction, writing in this order:
+ *   1. the settlement of an earlier consignment (returned goods back to stock),
+ *   2. the new consignment, its goods taken out of the supplying store (stock ledger),
+ *   3. the point of sale's last visit,
+ *   4. the visit's status.
+ * Any refusal (geofence, shortage, bad settlement) or crash rolls back all of it.
+ * A visit that is already completed is answered with its stored completion
+ * (AlreadyDone → a replay, nothing written).
+ */
+export async function completeVisit(cmd: Command, visitId: string, input: CompleteVisitInput): Promise<VisitCompletion> {
+  const principal = cmd.principal;
+  assert(principal.kind === 'token', 'visits are completed by tenant tokens');
+  const { tx, tenantId, opId } = cmd;
+
+  const visit = await lockVisitForUpdate(tx, tenantId, visitId);
+  if (!visit) throw notFound('visit');
+  // An agent sees only their own visits; anyone else needs the store in scope.
+  if (principal.role === 'field_agent' && visit.agent_token_id !== principal.tokenId) throw notFound('visit');
+  assertStoreInScope(principal, visit.store_id, 'visit');
+  cmd.storeId = visit.store_id;
+
+  if (visit.status === 'completed') {
+    const stored = await loadVisitCompletion(tx, tenantId, visitId);
+    throw new AlreadyDone(stored);
+  }
+
+  const settings = await getTenantSettings(tx, tenantId);
+  const radiusM = settings.geofence_radius_m ?? DEFAULT_GEOFENCE_RADIUS_M;
+  const fence = checkGeofence({ latitude: input.latitude, longitude: input.longitude }, visit, radiusM);
+  if (!fence.inside) {
+    throw new AppError('geofence_violation', `the agent is ${fence.distance_m} m from the point of sale; the geofence is ${fence.radius_m} m`, {
+      extra: { distance_m: fence.distance_m, radius_m: fence.radius_m },
+    });
+  }
+
+  const skuIds = [...input.lines.map((line) => line.sku_id), ...(input.settlement?.lines.map((line) => line.sku_id) ?? [])];
+  const skus = skuIds.length > 0 ? await assertSkusExist(tx, tenantId, skuIds, '/body/lines') : new Map();
+  const seen = new Set<string>();
+  input.lines.forEach((line, index) => {
+    if (seen.has(line.sku_id)) throw new AppError('validation_failed', 'a SKU appears twice in lines', { errors: [{ path: `/body/lines/${index}/sku_id`, message: 'SKU appears twice' }] });
+    seen.add(line.sku_id);
+    if (skus.get(line.sku_id)?.tracks_pieces) {
+      throw new AppError('validation_failed', 'piece-tracked SKUs move as workshop pieces, not on consignment', {
+        errors: [{ path: `/body/lines/${index}/sku_id`, message: 'SKU is piece-tracked' }],
+      });
+    }
+  });
+
+  const stockChanges: StockChange[] = [];
+
+  // 1. Settlement of an earlier consignment of this point of sale.
+  if (input.settlement) {
+    const consignment = await maybeOne(
+      tx,
+      sql<{ id: string; status: string; point_of_sale_id: string; store_id: string }>`
+        SELECT id, status, point_of_sale_id, store_id FROM consignments
+        WHERE tenant_id = ${tenantId} AND id = ${input.settlement.consignment_id} FOR UPDATE`,
+    );
+    if (!consignment || consignment.point_of_sale_id !== visit.point_of_sale_id) {
+      throw new AppError('validation_failed', 'the consignment to settle is not one of this point of sale', {
+        errors: [{ path: '/body/settlement/consignment_id', message: 'not a consignment of this point of sale' }],
+      });
+    }
+    if (consignment.status !== 'open') {
+      throw new AppError('invalid_transition', 'the consignment is already settled', { extra: { consignment_id: consignment.id } });
+    }
+    const consigned = await all(
+      tx,
+      sql<{ sku_id: string; quantity: number; unit_price: number }>`
+        SELECT sku_id, quantity, unit_price FROM consignment_lines WHERE tenant_id = ${tenantId} AND consignment_id = ${consignment.id}`,
+    );
+    const plan = planSettlement(consigned, input.settlement.lines);
+    if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
+
+    const settlementId = newId();
+    // The money part's ledger is not on main yet: the amount owed is recorded
+    // on the settlement row (posted_to_ledger = false) for it to pick up.
+    await sql`
+      INSERT INTO consignment_settlements (tenant_id, id, consignment_id, visit_id, amount_owed, posted_to_ledger, op_id)
+      VALUES (${tenantId}, ${settlementId}, ${consignment.id}, ${visitId}, ${plan.amount_owed}, false, ${opId})`.execute(tx);
+    await sql`
+      INSERT INTO consignment_settlement_lines (tenant_id, id, settlement_id, sku_id, sold_quantity, returned_quantity, unit_price, op_id)
+      SELECT ${tenantId}, l.id, ${settlementId}, l.sku_id, l.sold_quantity, l.returned_quantity, l.unit_price, ${opId}
+      FROM jsonb_to_recordset(${JSON.stringify(plan.lines.map((line) => ({ ...line, id: newId() })))}::jsonb)
+        AS l(id uuid, sku_id uuid, sold_quantity bigint, returned_quantity bigint, unit_price bigint)`.execute(tx);
+    const settled = await sql`
+      UPDATE consignments SET status = 'settled', settled_by_op = ${opId}
+      WHERE tenant_id = ${tenantId} AND id = ${consignment.id} AND status = 'open'`.execute(tx);
+    assert(settled.numAffectedRows === 1n, 'consignment locked and open');
+    for (const returned of plan.returned) {
+      stockChanges.push({ storeId: consignment.store_id, skuId: returned.sku_id, quantityChange: returned.quantity, kind: 'consignment_return', reason: `consignment ${consignment.id}` });
+    }
+    cmd.touch('consignment_settlements', settlementId);
+    cmd.touch('consignments', consignment.id, 'updated');
+    cmd.audit({ subjectType: 'consignment', subjectId: consignment.id, before: { status: 'open' }, after: { status: 'settled', settlement_id: settlementId, amount_owed: plan.amount_owed, lines: plan.lines } });
+  }
+
+  // 2. The new consignment: goods leave the supplying store.
+  let consignmentId: string | null = null;
+  if (input.lines.length > 0) {
+    consignmentId = newId();
+    await sql`
+      INSERT INTO consignments (tenant_id, id, visit_id, point_of_sale_id, store_id, op_id)
+      VALUES (${tenantId}, ${consignmentId}, ${visitId}, ${visit.point_of_sale_id}, ${visit.store_id}, ${opId})`.execute(tx);
+    const lines = input.lines.map((line) => ({ id: newId(), sku_id: line.sku_id, quantity: line.quantity, unit_price: line.unit_price ?? skus.get(line.sku_id)?.price ?? 0 }));
+    await sql`
+      INSERT INTO consignment_lines (tenant_id, id, consignment_id, sku_id, quantity, unit_price, op_id)
+      SELECT ${tenantId}, l.id, ${consignmentId}, l.sku_id, l.quantity, l.unit_price, ${opId}
+      FROM jsonb_to_recordset(${JSON.stringify(lines)}::jsonb) AS l(id uuid, sku_id uuid, quantity bigint, unit_price bigint)`.execute(tx);
+    for (const line of lines) {
+      stockChanges.push({ storeId: visit.store_id, skuId: line.sku_id, quantityChange: -line.quantity, kind: 'consignment_out', reason: `consignment ${consignmentId}` });
+    }
+    cmd.touch('consignments', consignmentId);
+    cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines } });
+  }
+
+  if (stockChanges.length > 0) {
+    const moved = await changeStock(tx, tenantId, opId, stockChanges);
+    if (!moved.ok) {
+      throw new AppError('insufficient_stock', 'the supplying store does not have the goods to leave on consignment', {
+        extra: { shortages: moved.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
+      });
+    }
+    for (const balance of moved.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  }
+
+  // 3. The point of sale's last visit.
+  const pointOfSale = await maybeOne(
+    tx,
+    sql<{ last_visit_at: Date }>`
+      UPDATE points_of_sale SET last_visit_at = now(), last_visit_id = ${visitId}
+      WHERE tenant_id = ${tenantId} AND id = ${visit.point_of_sale_id}
+      RETURNING last_visit_at`,
+  );
+  assert(pointOfSale, 'the visit references its point of sale');
+  cmd.touch('points_of_sale', visit.point_of_sale_id, 'updated');
+
+  // 4. The visit itself, last.
+  const completed = await sql`
+    UPDATE visits SET status = 'completed', completed_at = now(), completed_by_op = ${opId},
+      completed_latitude = ${input.latitude}, completed_longitude = ${input.longitude}, completed_distance_m = ${fence.distance_m}
+    WHERE tenant_id = ${tenantId} AND id = ${visitId} AND status = 'scheduled'`.execute(tx);
+  assert(completed.numAffectedRows === 1n, 'visit locked and scheduled');
+  cmd.touch('visits', visitId, 'updated');
+  cmd.audit({
+    subjectType: 'visit',
+    subjectId: visitId,
+    before: { status: 'scheduled' },
+    after: { status: 'completed', distance_m: fence.distance_m, radius_m: fence.radius_m, consignment_id: consignmentId },
+  });
+
+  const result = await loadVisitCompletion(tx, tenantId, visitId);
+  assert(result, 'visit exists');
+  return result;
+}

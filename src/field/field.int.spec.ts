@@ -1,0 +1,377 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+import { offsetNorth } from './geofence.js';
+import { fieldChecks } from './integrity.js';
+
+const SHOP = { latitude: -1.286389, longitude: 36.817223 };
+
+describe('field sales: points of sale, visits, consignments', () => {
+  let t: TestApp;
+  let tenantId: string;
+  let owner: ApiClient;
+  let manager: ApiClient;
+  let agent: ApiClient;
+  let otherAgent: ApiClient;
+  let agentId: string;
+  let otherAgentId: string;
+  let store: { id: string };
+  let otherStore: { id: string };
+  let soap: { id: string; price: number };
+  let rice: { id: string };
+  let pos: { id: string };
+  let idempotency = 0;
+
+  const key = () => ({ idempotencyKey: `field-${++idempotency}` });
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = (await owner.post('/v1/stores', { code: 'DEPOT', name: 'Depot' })).body;
+    otherStore = (await owner.post('/v1/stores', { code: 'FAR', name: 'Far depot' })).body;
+    soap = (await owner.post('/v1/skus', { code: 'SOAP', name: 'Soap bar', unit: 'piece', price: 120 })).body;
+    rice = (await owner.post('/v1/skus', { code: 'RICE', name: 'Rice', unit: 'kg', price: 900 })).body;
+    await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: soap.id, quantity: 100 }, { sku_id: rice.id, quantity: 50_000 }] });
+    const mk = async (name: string, role: string, storeIds?: string[]) => {
+      const response = await owner.post('/v1/tokens', { name, role, ...(storeIds ? { store_ids: storeIds } : {}) });
+      assert.equal(response.status, 201, JSON.stringify(response.body));
+      return response.body as { id: string; token: string };
+    };
+    const managerToken = await mk('manager', 'manager', [store.id]);
+    const agentToken = await mk('amina', 'field_agent', [store.id]);
+    const otherAgentToken = await mk('brian', 'field_agent', [store.id]);
+    manager = t.client(managerToken.token);
+    agent = t.client(agentToken.token);
+    otherAgent = t.client(otherAgentToken.token);
+    agentId = agentToken.id;
+    otherAgentId = otherAgentToken.id;
+    const created = await manager.post('/v1/points-of-sale', { name: 'Kiosk 7', store_id: store.id, ...SHOP }, key());
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    pos = created.body;
+  });
+  after(() => t.close());
+
+  const snapshot = async () =>
+    (
+      await t.admin.query(
+        `SELECT (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
+                (SELECT count(*) FROM events WHERE tenant_id = $1)::int AS events,
+                (SELECT count(*) FROM points_of_sale WHERE tenant_id = $1)::int AS points_of_sale,
+                (SELECT count(*) FROM visits WHERE tenant_id = $1)::int AS visits,
+                (SELECT count(*) FROM visits WHERE tenant_id = $1 AND status = 'completed')::int AS completed_visits,
+                (SELECT count(*) FROM consignments WHERE tenant_id = $1)::int AS consignments,
+                (SELECT count(*) FROM consignment_lines WHERE tenant_id = $1)::int AS consignment_lines,
+                (SELECT count(*) FROM consignment_settlements WHERE tenant_id = $1)::int AS settlements,
+                (SELECT count(*) FROM stock_ledger WHERE tenant_id = $1)::int AS ledger,
+                (SELECT coalesce(sum(quantity), 0)::int FROM stock_balances WHERE tenant_id = $1) AS stock,
+                (SELECT string_agg(coalesce(last_visit_at::text, '-'), ',' ORDER BY id) FROM points_of_sale WHERE tenant_id = $1) AS last_visits`,
+        [tenantId],
+      )
+    ).rows[0];
+
+  const stockOf = async (skuId: string, storeId = store.id) =>
+    Number((await t.admin.query('SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2', [storeId, skuId])).rows[0]?.quantity ?? 0);
+
+  const schedule = async (agentTokenId = agentId, pointOfSaleId = pos.id) => {
+    const response = await manager.post('/v1/visits', { point_of_sale_id: pointOfSaleId, agent_token_id: agentTokenId, scheduled_for: new Date().toISOString() }, key());
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body as { id: string; status: string };
+  };
+
+  const runChecks = async () => {
+    const findings: Array<{ check: string; subject: string }> = [];
+    for (const check of fieldChecks) {
+      const rows = (await t.admin.query(check.sql, [tenantId])).rows;
+      for (const row of rows) findings.push({ check: check.name, subject: row.subject });
+    }
+    return findings;
+  };
+
+  function assertProblem(response: ApiResponse, status: number, code: string) {
+    assert.equal(response.status, status, JSON.stringify(response.body));
+    assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    assert.equal(response.body.code, code);
+  }
+
+  it('creates and lists points of sale; an agent sees the ones of their stores', async () => {
+    const farPos = await owner.post('/v1/points-of-sale', { name: 'Far kiosk', store_id: otherStore.id, latitude: 10, longitude: 10 }, key());
+    assert.equal(farPos.status, 201);
+    assert.equal((await agent.get(`/v1/points-of-sale/${farPos.body.id}`)).status, 404);
+    const listed = await agent.get('/v1/points-of-sale');
+    assert.deepEqual(listed.body.items.map((p: { id: string }) => p.id), [pos.id]);
+    const one = await agent.get(`/v1/points-of-sale/${pos.id}`);
+    assert.equal(one.body.latitude, SHOP.latitude);
+    assert.equal(one.body.last_visit_at, null);
+    // A manager of another store cannot place a point of sale there.
+    assertProblem(await manager.post('/v1/points-of-sale', { name: 'X', store_id: otherStore.id, latitude: 0, longitude: 0 }), 404, 'not_found');
+  });
+
+  it('an agent cannot create points of sale or visits (403)', async () => {
+    const before = await snapshot();
+    assertProblem(await agent.post('/v1/points-of-sale', { name: 'Mine', store_id: store.id, ...SHOP }), 403, 'forbidden');
+    assertProblem(await agent.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: agentId, scheduled_for: new Date().toISOString() }), 403, 'forbidden');
+    assert.deepEqual(await snapshot(), before);
+  });
+
+  const badInputs: Array<[string, () => Promise<ApiResponse>, number, string]> = [
+    ['latitude above 90', () => manager.post('/v1/points-of-sale', { name: 'N', store_id: store.id, latitude: 90.5, longitude: 0 }), 400, 'validation_failed'],
+    ['longitude below -180', () => manager.post('/v1/points-of-sale', { name: 'N', store_id: store.id, latitude: 0, longitude: -181 }), 400, 'validation_failed'],
+    ['latitude as text', () => manager.post('/v1/points-of-sale', { name: 'N', store_id: store.id, latitude: '1.5', longitude: 0 }), 400, 'validation_failed'],
+    ['unknown store', () => owner.post('/v1/points-of-sale', { name: 'N', store_id: '00000000-0000-4000-8000-000000000009', latitude: 0, longitude: 0 }), 404, 'not_found'],
+    ['visit for a non-agent token', () => manager.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: '00000000-0000-4000-8000-000000000009', scheduled_for: new Date().toISOString() }), 400, 'validation_failed'],
+    ['visit with a bad date', () => manager.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: agentId, scheduled_for: 'tomorrow' }), 400, 'validation_failed'],
+    ['visit to an unknown point of sale', () => manager.post('/v1/visits', { point_of_sale_id: '00000000-0000-4000-8000-000000000009', agent_token_id: agentId, scheduled_for: new Date().toISOString() }), 404, 'not_found'],
+  ];
+  for (const [name, send, status, code] of badInputs) {
+    it(`bad input: ${name} → ${status} ${code}, nothing written`, async () => {
+      const before = await snapshot();
+      assertProblem(await send(), status, code);
+      assert.deepEqual(await snapshot(), before);
+    });
+  }
+
+  it('an agent sees only their own visits; someone else\'s visit is 404', async () => {
+    const mine = await schedule(agentId);
+    const theirs = await schedule(otherAgentId);
+    const listed = await agent.get('/v1/visits?status=scheduled');
+    const ids = listed.body.items.map((v: { id: string }) => v.id);
+    assert.ok(ids.includes(mine.id));
+    assert.ok(!ids.includes(theirs.id));
+    assert.equal((await agent.get(`/v1/visits/${theirs.id}`)).status, 404);
+    assert.equal((await agent.get(`/v1/visits/${mine.id}`)).body.visit.status, 'scheduled');
+
+    const before = await snapshot();
+    const response = await agent.post(`/v1/visits/${theirs.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }] });
+    assertProblem(response, 404, 'not_found');
+    assert.deepEqual(await snapshot(), before);
+  });
+
+  it('geofence inside (150 m): consignment, stock out through the ledger, point of sale and visit updated in one operation', async () => {
+    const visit = await schedule();
+    const soapBefore = await stockOf(soap.id);
+    const response = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 150), lines: [{ sku_id: soap.id, quantity: 10 }, { sku_id: rice.id, quantity: 2500, unit_price: 800 }] }, key());
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const { visit: done, consignment, settlement } = response.body;
+    assert.equal(done.status, 'completed');
+    assert.equal(done.completed_distance_m, 150);
+    assert.equal(settlement, null);
+    assert.equal(consignment.status, 'open');
+    assert.deepEqual(
+      consignment.lines.map((l: { sku_id: string; quantity: number; unit_price: number }) => [l.sku_id, l.quantity, l.unit_price]).sort(),
+      [[soap.id, 10, 120], [rice.id, 2500, 800]].sort(),
+    );
+    // Then: the rows
+    assert.equal(await stockOf(soap.id), soapBefore - 10);
+    const ledger = (await t.admin.query(`SELECT sku_id, quantity_change, kind FROM stock_ledger WHERE op_id = $1 ORDER BY sku_id`, [done.completed_by_op])).rows;
+    assert.equal(ledger.length, 2);
+    assert.ok(ledger.every((row) => row.kind === 'consignment_out'));
+    const consignmentRow = (await t.admin.query('SELECT op_id, visit_id FROM consignments WHERE id = $1', [consignment.id])).rows[0];
+    assert.equal(consignmentRow.op_id, done.completed_by_op);
+    const pointOfSale = (await t.admin.query('SELECT last_visit_at, last_visit_id FROM points_of_sale WHERE id = $1', [pos.id])).rows[0];
+    assert.equal(pointOfSale.last_visit_id, visit.id);
+    assert.equal(new Date(pointOfSale.last_visit_at).toISOString(), new Date(done.completed_at).toISOString());
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('geofence on the edge (exactly 200 m) is inside', async () => {
+    const visit = await schedule();
+    const response = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 200), lines: [] });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    assert.equal(response.body.visit.completed_distance_m, 200);
+    assert.equal(response.body.consignment, null);
+  });
+
+  it('geofence outside (201 m and 5 km): 422 geofence_violation with the distance, nothing written', async () => {
+    const visit = await schedule();
+    for (const metres of [201, 5000]) {
+      const before = await snapshot();
+      const response = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, metres), lines: [{ sku_id: soap.id, quantity: 1 }] }, key());
+      assertProblem(response, 422, 'geofence_violation');
+      assert.equal(response.body.distance_m, metres);
+      assert.equal(response.body.radius_m, 200);
+      assert.deepEqual(await snapshot(), before);
+    }
+    assert.equal((await agent.get(`/v1/visits/${visit.id}`)).body.visit.status, 'scheduled');
+  });
+
+  it('the tenant setting geofence_radius_m widens the fence', async () => {
+    const visit = await schedule();
+    assert.equal((await owner.patch('/v1/tenant/settings', { geofence_radius_m: 1000 })).status, 200);
+    try {
+      const response = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 900), lines: [] });
+      assert.equal(response.status, 200, JSON.stringify(response.body));
+      assert.equal(response.body.visit.completed_distance_m, 900);
+    } finally {
+      assert.equal((await owner.patch('/v1/tenant/settings', { geofence_radius_m: 200 })).status, 200);
+    }
+  });
+
+  it('coordinates out of range or missing lines are validation errors; nothing written', async () => {
+    const visit = await schedule();
+    for (const body of [
+      { latitude: 91, longitude: 0, lines: [] },
+      { latitude: 0, longitude: 180.01, lines: [] },
+      { latitude: SHOP.latitude, lines: [] },
+      { ...SHOP, lines: [{ sku_id: soap.id, quantity: 0 }] },
+      { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1.5 }] },
+      { ...SHOP, lines: [{ sku_id: '00000000-0000-4000-8000-000000000009', quantity: 1 }] },
+      { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }, { sku_id: soap.id, quantity: 2 }] },
+    ]) {
+      const before = await snapshot();
+      assertProblem(await agent.post(`/v1/visits/${visit.id}/complete`, body), 400, 'validation_failed');
+      assert.deepEqual(await snapshot(), before, JSON.stringify(body));
+    }
+  });
+
+  it('insufficient stock: 409 with shortages, nothing written', async () => {
+    const visit = await schedule();
+    const before = await snapshot();
+    const response = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1_000 }] });
+    assertProblem(response, 409, 'insufficient_stock');
+    assert.deepEqual(response.body.shortages, [{ sku_id: soap.id, requested: 1000, available: await stockOf(soap.id) }]);
+    assert.deepEqual(await snapshot(), before);
+  });
+
+  it('completing a completed visit replays: 200, the same result, no new effects', async () => {
+    const visit = await schedule();
+    const first = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 3 }] }, key());
+    assert.equal(first.status, 200);
+    const before = await snapshot();
+    // A different key (or none) and a different body: the visit is done, its result is returned.
+    const again = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 50), lines: [{ sku_id: soap.id, quantity: 7 }] }, key());
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(again.body, first.body);
+    assert.deepEqual(await snapshot(), before);
+  });
+
+  it('two concurrent completions of one visit: one takes effect, the other replays it', async () => {
+    const visit = await schedule();
+    const soapBefore = await stockOf(soap.id);
+    const responses = await Promise.all([1, 2, 3].map(() => agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 2 }] })));
+    assert.deepEqual(responses.map((r) => r.status), [200, 200, 200]);
+    assert.equal(responses.filter((r) => r.headers.get('idempotent-replayed') === 'true').length, 2);
+    assert.equal(await stockOf(soap.id), soapBefore - 2);
+    assert.equal(Number((await t.admin.query('SELECT count(*) FROM consignments WHERE visit_id = $1', [visit.id])).rows[0].count), 1);
+  });
+
+  it('a crash between the writes (the visit status update fails) leaves none of them', async () => {
+    const visit = await schedule();
+    await t.admin.query(`
+      CREATE FUNCTION test_crash_on_visit_complete() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.status = 'completed' THEN RAISE EXCEPTION 'injected crash before the visit status update'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER test_crash BEFORE UPDATE ON visits FOR EACH ROW EXECUTE FUNCTION test_crash_on_visit_complete();`);
+    try {
+      const before = await snapshot();
+      const soapBefore = await stockOf(soap.id);
+      const response = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 5 }] }, key());
+      assertProblem(response, 500, 'internal_error');
+      // Then: no consignment, no ledger row, no point-of-sale change, no stock change.
+      assert.deepEqual(await snapshot(), before);
+      assert.equal(await stockOf(soap.id), soapBefore);
+      assert.equal(Number((await t.admin.query('SELECT count(*) FROM consignments WHERE visit_id = $1', [visit.id])).rows[0].count), 0);
+    } finally {
+      await t.admin.query('DROP TRIGGER test_crash ON visits; DROP FUNCTION test_crash_on_visit_complete()');
+    }
+    // And the same visit completes normally afterwards.
+    const retried = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 5 }] });
+    assert.equal(retried.status, 200);
+  });
+
+  it('the next visit settles the consignment: sold → money owed, returned → back to stock', async () => {
+    // Given a fresh point of sale with goods left on a first visit
+    const kiosk = (await manager.post('/v1/points-of-sale', { name: 'Kiosk 9', store_id: store.id, ...SHOP }, key())).body;
+    const first = await schedule(agentId, kiosk.id);
+    const left = await agent.post(`/v1/visits/${first.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 8 }, { sku_id: rice.id, quantity: 4000, unit_price: 1 }] });
+    assert.equal(left.status, 200);
+    const consignmentId = left.body.consignment.id;
+    const open = await agent.get(`/v1/points-of-sale/${kiosk.id}/consignments`);
+    assert.deepEqual(open.body.items.map((c: { id: string }) => c.id), [consignmentId]);
+
+    const soapBefore = await stockOf(soap.id);
+    const riceBefore = await stockOf(rice.id);
+    const second = await schedule(agentId, kiosk.id);
+
+    // Bad settlements are refused, nothing written
+    for (const settlement of [
+      { consignment_id: consignmentId, lines: [{ sku_id: soap.id, sold_quantity: 5, returned_quantity: 1 }, { sku_id: rice.id, sold_quantity: 4000, returned_quantity: 0 }] },
+      { consignment_id: consignmentId, lines: [{ sku_id: soap.id, sold_quantity: 8, returned_quantity: 0 }] },
+      { consignment_id: '00000000-0000-4000-8000-000000000009', lines: [{ sku_id: soap.id, sold_quantity: 8, returned_quantity: 0 }] },
+    ]) {
+      const before = await snapshot();
+      assertProblem(await agent.post(`/v1/visits/${second.id}/complete`, { ...SHOP, lines: [], settlement }), 400, 'validation_failed');
+      assert.deepEqual(await snapshot(), before);
+    }
+
+    // When the agent reports 5 soap sold and 3 returned, all rice sold, and leaves 6 soap again
+    const response = await agent.post(
+      `/v1/visits/${second.id}/complete`,
+      {
+        ...SHOP,
+        lines: [{ sku_id: soap.id, quantity: 6 }],
+        settlement: { consignment_id: consignmentId, lines: [{ sku_id: soap.id, sold_quantity: 5, returned_quantity: 3 }, { sku_id: rice.id, sold_quantity: 4000, returned_quantity: 0 }] },
+      },
+      key(),
+    );
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const { settlement, consignment } = response.body;
+    assert.equal(settlement.amount_owed, 5 * 120 + 4000 * 1);
+    assert.equal(settlement.posted_to_ledger, false);
+    assert.equal(settlement.consignment_id, consignmentId);
+    // Then: returned soap came back, new soap left; rice unchanged (all sold)
+    assert.equal(await stockOf(soap.id), soapBefore + 3 - 6);
+    assert.equal(await stockOf(rice.id), riceBefore);
+    const ledger = (await t.admin.query(`SELECT kind, quantity_change FROM stock_ledger WHERE op_id = $1 ORDER BY kind`, [response.body.visit.completed_by_op])).rows;
+    assert.deepEqual(ledger.map((row) => [row.kind, Number(row.quantity_change)]), [['consignment_out', -6], ['consignment_return', 3]]);
+    const settled = (await t.admin.query('SELECT status, settled_by_op FROM consignments WHERE id = $1', [consignmentId])).rows[0];
+    assert.deepEqual(settled, { status: 'settled', settled_by_op: response.body.visit.completed_by_op });
+    const nowOpen = await agent.get(`/v1/points-of-sale/${kiosk.id}/consignments`);
+    assert.deepEqual(nowOpen.body.items.map((c: { id: string }) => c.id), [consignment.id]);
+
+    // Settling the same consignment twice is refused
+    const third = await schedule(agentId, kiosk.id);
+    const before = await snapshot();
+    assertProblem(
+      await agent.post(`/v1/visits/${third.id}/complete`, { ...SHOP, lines: [], settlement: { consignment_id: consignmentId, lines: [{ sku_id: soap.id, sold_quantity: 8, returned_quantity: 0 }, { sku_id: rice.id, sold_quantity: 4000, returned_quantity: 0 }] } }),
+      409,
+      'invalid_transition',
+    );
+    assert.deepEqual(await snapshot(), before);
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('integrity: a consignment whose visit is not completed is reported by that check only', async () => {
+    const visit = await schedule();
+    const done = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }] });
+    assert.equal(done.status, 200);
+    assert.deepEqual(await runChecks(), []);
+    await t.admin.query(`UPDATE visits SET status = 'scheduled', completed_at = NULL, completed_by_op = NULL WHERE id = $1`, [visit.id]);
+    try {
+      assert.deepEqual(await runChecks(), [{ check: 'consignment_visit_completed', subject: `consignment:${done.body.consignment.id}` }]);
+    } finally {
+      await t.admin.query(`UPDATE visits SET status = 'completed', completed_at = now(), completed_by_op = $2 WHERE id = $1`, [visit.id, done.body.visit.completed_by_op]);
+    }
+  });
+
+  it('integrity: consignment lines that do not match the stock ledger are reported by that check only', async () => {
+    const visit = await schedule();
+    const done = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 2 }] });
+    assert.equal(done.status, 200);
+    const client = await t.admin.connect();
+    try {
+      await client.query(`SET session_replication_role = replica`);
+      await client.query(`UPDATE consignment_lines SET quantity = 3 WHERE consignment_id = $1`, [done.body.consignment.id]);
+      const findings = await runChecks();
+      assert.deepEqual(findings.map((f) => f.check), ['consignment_stock_matches_ledger']);
+      await client.query(`UPDATE consignment_lines SET quantity = 2 WHERE consignment_id = $1`, [done.body.consignment.id]);
+    } finally {
+      await client.query(`SET session_replication_role = origin`);
+      client.release();
+    }
+    assert.deepEqual(await runChecks(), []);
+  });
+});

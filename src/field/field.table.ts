@@ -1,0 +1,65 @@
+/** Row shapes of the field tables, as the API returns them. */
+export interface PointOfSaleRow {
+  id: string;
+  name: string;
+  store_id: string;
+  latitude: number;
+  longitude: number;
+  last_visit_at: Date | null;
+  last_visit_id: string | null;
+  op_id: string;
+  created_at: Date;
+}
+
+export interface VisitRow {
+  id: string;
+  point_of_sale_id: string;
+  store_id: string;
+  agent_token_id: string;
+  scheduled_for: Date;
+  status: 'scheduled' | 'completed';
+  completed_at: Date | null;
+  completed_by_op: string | null;
+  completed_latitude: number | null;
+  completed_longitude: number | null;
+  completed_distance_m: number | null;
+  op_id: string;
+  created_at: Date;
+}
+
+export interface ConsignmentLineRow {
+  sku_id: string;
+  quantity: number;
+  unit_price: number;
+}
+
+export interface ConsignmentView {
+  id: string;
+  visit_id: string;
+  point_of_sale_id: string;
+  store_id: string;
+  status: 'open' | 'settled';
+  settled_by_op: string | null;
+  op_id: string;
+  created_at: Date;
+  lines: ConsignmentLineRow[];
+}
+
+export interface SettlementView {
+  id: string;
+  consignment_id: string;
+  visit_id: string;
+  amount_owed: number;
+  /** Whether the amount owed was also posted to the money ledger (when that part exists). */
+  posted_to_ledger: boolean;
+  op_id: string;
+  created_at: Date;
+  lines: Array<{ sku_id: string; sold_quantity: number; returned_quantity: number; unit_price: number }>;
+}
+
+/** What completing a visit returns, fresh or replayed. */
+export interface VisitCompletion {
+  visit: VisitRow;
+  consignment: ConsignmentView | null;
+  settlement: SettlementView | null;
+}

@@ -1,0 +1,72 @@
+import type { IntegrityCheck } from '../integrity/check.js';
+
+/** Invariants of field sales (consignments), checked by the integrity runner. */
+export const fieldChecks: IntegrityCheck[] = [
+  {
+    name: 'consignment_visit_completed',
+    severity: 'critical',
+    description: 'Every consignment belongs to a visit that was completed by the same operation that created the consignment.',
+    sql: `
+      SELECT c.tenant_id, 'consignment:' || c.id AS subject,
+             jsonb_build_object('visit_id', c.visit_id, 'visit_status', v.status, 'consignment_op_id', c.op_id, 'visit_completed_by_op', v.completed_by_op) AS detail
+      FROM consignments c
+      JOIN visits v ON v.tenant_id = c.tenant_id AND v.id = c.visit_id
+      WHERE ($1::uuid IS NULL OR c.tenant_id = $1)
+        AND (v.status <> 'completed' OR v.completed_by_op IS DISTINCT FROM c.op_id)`,
+  },
+  {
+    name: 'consignment_stock_matches_ledger',
+    severity: 'critical',
+    description:
+      "The goods on each consignment left the supplying store through the stock ledger (kind consignment_out) in the consignment's operation, SKU by SKU, and nothing else left that way.",
+    sql: `
+      WITH lines AS (
+        SELECT l.tenant_id, c.id AS consignment_id, c.op_id, c.store_id, l.sku_id, l.quantity
+        FROM consignment_lines l JOIN consignments c ON c.tenant_id = l.tenant_id AND c.id = l.consignment_id
+        WHERE ($1::uuid IS NULL OR l.tenant_id = $1)
+      ), moved AS (
+        SELECT s.tenant_id, s.op_id, s.store_id, s.sku_id, -sum(s.quantity_change) AS quantity
+        FROM stock_ledger s
+        WHERE s.kind = 'consignment_out' AND ($1::uuid IS NULL OR s.tenant_id = $1)
+        GROUP BY s.tenant_id, s.op_id, s.store_id, s.sku_id
+      )
+      SELECT coalesce(lines.tenant_id, moved.tenant_id) AS tenant_id,
+             'operation:' || coalesce(lines.op_id, moved.op_id) || '/sku:' || coalesce(lines.sku_id, moved.sku_id) AS subject,
+             jsonb_build_object('consignment_id', lines.consignment_id, 'consigned', lines.quantity, 'ledger_out', moved.quantity) AS detail
+      FROM lines FULL JOIN moved
+        ON moved.tenant_id = lines.tenant_id AND moved.op_id = lines.op_id AND moved.store_id = lines.store_id AND moved.sku_id = lines.sku_id
+      WHERE lines.quantity IS DISTINCT FROM moved.quantity`,
+  },
+  {
+    name: 'consignment_settlement_matches_ledger',
+    severity: 'critical',
+    description:
+      "A consignment is settled exactly when it has a settlement; returned goods came back through the stock ledger (kind consignment_return) in the settlement's operation.",
+    sql: `
+      WITH settled AS (
+        SELECT c.tenant_id, c.id, c.status, c.settled_by_op, s.id AS settlement_id, s.op_id AS settlement_op
+        FROM consignments c LEFT JOIN consignment_settlements s ON s.tenant_id = c.tenant_id AND s.consignment_id = c.id
+        WHERE ($1::uuid IS NULL OR c.tenant_id = $1)
+      ), returned AS (
+        SELECT sl.tenant_id, s.op_id, c.store_id, sl.sku_id, sum(sl.returned_quantity) AS quantity
+        FROM consignment_settlement_lines sl
+        JOIN consignment_settlements s ON s.tenant_id = sl.tenant_id AND s.id = sl.settlement_id
+        JOIN consignments c ON c.tenant_id = s.tenant_id AND c.id = s.consignment_id
+        WHERE sl.returned_quantity > 0 AND ($1::uuid IS NULL OR sl.tenant_id = $1)
+        GROUP BY sl.tenant_id, s.op_id, c.store_id, sl.sku_id
+      ), moved AS (
+        SELECT tenant_id, op_id, store_id, sku_id, sum(quantity_change) AS quantity
+        FROM stock_ledger WHERE kind = 'consignment_return' AND ($1::uuid IS NULL OR tenant_id = $1)
+        GROUP BY tenant_id, op_id, store_id, sku_id
+      )
+      SELECT tenant_id, 'consignment:' || id AS subject,
+             jsonb_build_object('status', status, 'settlement_id', settlement_id, 'settled_by_op', settled_by_op, 'settlement_op', settlement_op) AS detail
+      FROM settled
+      WHERE (status = 'settled') <> (settlement_id IS NOT NULL) OR (settlement_id IS NOT NULL AND settled_by_op IS DISTINCT FROM settlement_op)
+      UNION ALL
+      SELECT coalesce(r.tenant_id, m.tenant_id), 'operation:' || coalesce(r.op_id, m.op_id) || '/sku:' || coalesce(r.sku_id, m.sku_id),
+             jsonb_build_object('returned', r.quantity, 'ledger_in', m.quantity)
+      FROM returned r FULL JOIN moved m ON m.tenant_id = r.tenant_id AND m.op_id = r.op_id AND m.store_id = r.store_id AND m.sku_id = r.sku_id
+      WHERE r.quantity IS DISTINCT FROM m.quantity`,
+  },
+];

@@ -1,0 +1,123 @@
+import { sql } from 'kysely';
+import { all, maybeOne, type Tx } from '../core/db.js';
+import type { ConsignmentView, PointOfSaleRow, SettlementView, VisitCompletion, VisitRow } from './field.table.js';
+
+const POINT_OF_SALE_COLUMNS = sql`id, name, store_id, latitude::float8 AS latitude, longitude::float8 AS longitude, last_visit_at, last_visit_id, op_id, created_at`;
+const VISIT_COLUMNS = sql`v.id, v.point_of_sale_id, p.store_id, v.agent_token_id, v.scheduled_for, v.status, v.completed_at, v.completed_by_op,
+  v.completed_latitude::float8 AS completed_latitude, v.completed_longitude::float8 AS completed_longitude, v.completed_distance_m, v.op_id, v.created_at`;
+
+export async function findPointOfSale(tx: Tx, tenantId: string, id: string): Promise<PointOfSaleRow | undefined> {
+  return maybeOne(tx, sql<PointOfSaleRow>`SELECT ${POINT_OF_SALE_COLUMNS} FROM points_of_sale WHERE tenant_id = ${tenantId} AND id = ${id}`);
+}
+
+/** Points of sale in id order (ids are time-ordered UUIDs); `storeIds` limits to a token's scope. */
+export async function listPointsOfSale(
+  tx: Tx,
+  tenantId: string,
+  storeIds: readonly string[] | null,
+  filter: { storeId?: string | undefined },
+  after: string | undefined,
+  limit: number,
+): Promise<PointOfSaleRow[]> {
+  return all(
+    tx,
+    sql<PointOfSaleRow>`
+      SELECT ${POINT_OF_SALE_COLUMNS} FROM points_of_sale
+      WHERE tenant_id = ${tenantId}
+        AND (${storeIds === null}::boolean OR store_id = ANY(${storeIds ?? []}::uuid[]))
+        AND (${filter.storeId ?? null}::uuid IS NULL OR store_id = ${filter.storeId ?? null})
+        AND (${after ?? null}::uuid IS NULL OR id > ${after ?? null})
+      ORDER BY id LIMIT ${limit}`,
+  );
+}
+
+export async function findVisit(tx: Tx, tenantId: string, id: string): Promise<VisitRow | undefined> {
+  return maybeOne(
+    tx,
+    sql<VisitRow>`
+      SELECT ${VISIT_COLUMNS} FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
+      WHERE v.tenant_id = ${tenantId} AND v.id = ${id}`,
+  );
+}
+
+/** Visits by (scheduled_for, id). `agentTokenId` limits to one agent's visits; `storeIds` to a token's scope. */
+export async function listVisits(
+  tx: Tx,
+  tenantId: string,
+  scope: { storeIds: readonly string[] | null; agentTokenId?: string | undefined },
+  filter: { status?: string | undefined; pointOfSaleId?: string | undefined },
+  after: { scheduled_for: string; id: string } | undefined,
+  limit: number,
+): Promise<VisitRow[]> {
+  return all(
+    tx,
+    sql<VisitRow>`
+      SELECT ${VISIT_COLUMNS} FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
+      WHERE v.tenant_id = ${tenantId}
+        AND (${scope.storeIds === null}::boolean OR p.store_id = ANY(${scope.storeIds ?? []}::uuid[]))
+        AND (${scope.agentTokenId ?? null}::uuid IS NULL OR v.agent_token_id = ${scope.agentTokenId ?? null})
+        AND (${filter.status ?? null}::text IS NULL OR v.status = ${filter.status ?? null})
+        AND (${filter.pointOfSaleId ?? null}::uuid IS NULL OR v.point_of_sale_id = ${filter.pointOfSaleId ?? null})
+        AND (${after?.scheduled_for ?? null}::timestamptz IS NULL
+             OR (v.scheduled_for, v.id) > (${after?.scheduled_for ?? null}::timestamptz, ${after?.id ?? null}::uuid))
+      ORDER BY v.scheduled_for, v.id LIMIT ${limit}`,
+  );
+}
+
+export async function findConsignment(tx: Tx, tenantId: string, where: { id?: string; visitId?: string }): Promise<ConsignmentView | undefined> {
+  const row = await maybeOne(
+    tx,
+    sql<Omit<ConsignmentView, 'lines'>>`
+      SELECT id, visit_id, point_of_sale_id, store_id, status, settled_by_op, op_id, created_at FROM consignments
+      WHERE tenant_id = ${tenantId} AND (id = ${where.id ?? null} OR visit_id = ${where.visitId ?? null})`,
+  );
+  if (!row) return undefined;
+  const lines = await all(
+    tx,
+    sql<ConsignmentView['lines'][number]>`
+      SELECT sku_id, quantity, unit_price FROM consignment_lines WHERE tenant_id = ${tenantId} AND consignment_id = ${row.id} ORDER BY sku_id`,
+  );
+  return { ...row, lines };
+}
+
+export async function findSettlementByVisit(tx: Tx, tenantId: string, visitId: string): Promise<SettlementView | undefined> {
+  const row = await maybeOne(
+    tx,
+    sql<Omit<SettlementView, 'lines'>>`
+      SELECT id, consignment_id, visit_id, amount_owed, posted_to_ledger, op_id, created_at FROM consignment_settlements
+      WHERE tenant_id = ${tenantId} AND visit_id = ${visitId}`,
+  );
+  if (!row) return undefined;
+  const lines = await all(
+    tx,
+    sql<SettlementView['lines'][number]>`
+      SELECT sku_id, sold_quantity, returned_quantity, unit_price FROM consignment_settlement_lines
+      WHERE tenant_id = ${tenantId} AND settlement_id = ${row.id} ORDER BY sku_id`,
+  );
+  return { ...row, lines };
+}
+
+/** The completion of a visit as stored: what complete-visit returns, first time and on replay. */
+export async function loadVisitCompletion(tx: Tx, tenantId: string, visitId: string): Promise<VisitCompletion | undefined> {
+  const visit = await findVisit(tx, tenantId, visitId);
+  if (!visit) return undefined;
+  return {
+    visit,
+    consignment: (await findConsignment(tx, tenantId, { visitId })) ?? null,
+    settlement: (await findSettlementByVisit(tx, tenantId, visitId)) ?? null,
+  };
+}
+
+export async function listOpenConsignments(tx: Tx, tenantId: string, pointOfSaleId: string): Promise<ConsignmentView[]> {
+  const ids = await all(
+    tx,
+    sql<{ id: string }>`
+      SELECT id FROM consignments WHERE tenant_id = ${tenantId} AND point_of_sale_id = ${pointOfSaleId} AND status = 'open' ORDER BY id LIMIT 500`,
+  );
+  const views: ConsignmentView[] = [];
+  for (const { id } of ids) {
+    const view = await findConsignment(tx, tenantId, { id });
+    if (view) views.push(view);
+  }
+  return views;
+}

@@ -1,0 +1,291 @@
+import { Type } from 'typebox';
+import { assertStoreInScope, inStoreScope } from '../core/auth.js';
+import { inTenantTransaction } from '../core/command.js';
+import { notFound } from '../core/errors.js';
+import type { App, AppDeps } from '../http/app.js';
+import { command, commandOrReplay, tenantOf } from '../http/command.js';
+import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, Money, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { completeVisit } from './completeVisit.js';
+import { createPointOfSale } from './createPointOfSale.js';
+import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
+import { scheduleVisit } from './scheduleVisit.js';
+
+const Latitude = Type.Number({ minimum: -90, maximum: 90, description: 'decimal degrees (WGS 84)' });
+const Longitude = Type.Number({ minimum: -180, maximum: 180, description: 'decimal degrees (WGS 84)' });
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
+
+const PointOfSale = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  store_id: Uuid,
+  latitude: Type.Number(),
+  longitude: Type.Number(),
+  last_visit_at: Nullable(Timestamp),
+  last_visit_id: Nullable(Uuid),
+  op_id: Uuid,
+  created_at: Timestamp,
+});
+const Visit = Type.Object({
+  id: Uuid,
+  point_of_sale_id: Uuid,
+  store_id: Uuid,
+  agent_token_id: Uuid,
+  scheduled_for: Timestamp,
+  status: Type.Union([Type.Literal('scheduled'), Type.Literal('completed')]),
+  completed_at: Nullable(Timestamp),
+  completed_by_op: Nullable(Uuid),
+  completed_latitude: Nullable(Type.Number()),
+  completed_longitude: Nullable(Type.Number()),
+  completed_distance_m: Nullable(Type.Integer({ description: 'great-circle distance from the point of sale at completion, whole metres' })),
+  op_id: Uuid,
+  created_at: Timestamp,
+});
+const Consignment = Type.Object({
+  id: Uuid,
+  visit_id: Uuid,
+  point_of_sale_id: Uuid,
+  store_id: Uuid,
+  status: Type.Union([Type.Literal('open'), Type.Literal('settled')]),
+  settled_by_op: Nullable(Uuid),
+  op_id: Uuid,
+  created_at: Timestamp,
+  lines: Type.Array(Type.Object({ sku_id: Uuid, quantity: Type.Integer(), unit_price: Money })),
+});
+const Settlement = Type.Object({
+  id: Uuid,
+  consignment_id: Uuid,
+  visit_id: Uuid,
+  amount_owed: Type.Integer({ description: 'Σ sold × unit price, minor units: what the point of sale owes' }),
+  posted_to_ledger: Type.Boolean({ description: 'whether the amount was also posted to the money ledger' }),
+  op_id: Uuid,
+  created_at: Timestamp,
+  lines: Type.Array(Type.Object({ sku_id: Uuid, sold_quantity: Type.Integer(), returned_quantity: Type.Integer(), unit_price: Money })),
+});
+const VisitCompletion = Type.Object({ visit: Visit, consignment: Nullable(Consignment), settlement: Nullable(Settlement) });
+
+const isIdCursor = (value: unknown): value is { id: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string';
+const isVisitCursor = (value: unknown): value is { scheduled_for: string; id: string } =>
+  isIdCursor(value) && typeof (value as { scheduled_for?: unknown }).scheduled_for === 'string';
+
+export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
+  app.post(
+    '/v1/points-of-sale',
+    {
+      config: { permission: 'field.manage' },
+      schema: {
+        tags: ['field'],
+        summary: 'Create a point of sale supplied from a store',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          { name: Type.String({ minLength: 1, maxLength: 200 }), store_id: Uuid, latitude: Latitude, longitude: Longitude },
+          { additionalProperties: false },
+        ),
+        response: { 201: PointOfSale },
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.body.store_id);
+      return command(db, request, reply, { type: 'point_of_sale.create', storeId: request.body.store_id }, async (cmd) => ({
+        status: 201,
+        body: await createPointOfSale(cmd, request.body),
+      }));
+    },
+  );
+
+  app.get(
+    '/v1/points-of-sale',
+    {
+      config: { permission: 'field.read' },
+      schema: {
+        tags: ['field'],
+        summary: "List points of sale in the caller's stores",
+        querystring: Type.Object(
+          {
+            store_id: Type.Optional(Uuid),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+            cursor: Type.Optional(Type.String({ maxLength: 500 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(PointOfSale) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
+        listPointsOfSale(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id }, after, limit + 1),
+      );
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
+
+  app.get(
+    '/v1/points-of-sale/:id',
+    { config: { permission: 'field.read' }, schema: { tags: ['field'], summary: 'A point of sale', params: IdParams, response: { 200: PointOfSale } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const row = await inTenantTransaction(db, principal.tenantId, (tx) => findPointOfSale(tx, principal.tenantId, request.params.id));
+      if (!row || !inStoreScope(principal, row.store_id)) throw notFound('point of sale');
+      return row;
+    },
+  );
+
+  app.get(
+    '/v1/points-of-sale/:id/consignments',
+    {
+      config: { permission: 'field.read' },
+      schema: {
+        tags: ['field'],
+        summary: 'Open consignments at a point of sale (what the next visit settles)',
+        params: IdParams,
+        response: { 200: Type.Object({ items: Type.Array(Consignment) }) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+        const row = await findPointOfSale(tx, principal.tenantId, request.params.id);
+        if (!row || !inStoreScope(principal, row.store_id)) throw notFound('point of sale');
+        return { items: await listOpenConsignments(tx, principal.tenantId, row.id) };
+      });
+    },
+  );
+
+  app.post(
+    '/v1/visits',
+    {
+      config: { permission: 'field.manage' },
+      schema: {
+        tags: ['field'],
+        summary: 'Schedule a visit of a field agent (a field_agent token reaching the store) to a point of sale',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          { point_of_sale_id: Uuid, agent_token_id: Uuid, scheduled_for: Type.String({ format: 'date-time' }) },
+          { additionalProperties: false },
+        ),
+        response: { 201: Visit },
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'visit.schedule' }, async (cmd) => ({ status: 201, body: await scheduleVisit(cmd, request.body) })),
+  );
+
+  app.get(
+    '/v1/visits',
+    {
+      config: { permission: 'field.read' },
+      schema: {
+        tags: ['field'],
+        summary: 'List visits by scheduled time. A field agent sees only their own visits.',
+        querystring: Type.Object(
+          {
+            status: Type.Optional(Type.Union([Type.Literal('scheduled'), Type.Literal('completed')])),
+            point_of_sale_id: Type.Optional(Uuid),
+            agent_token_id: Type.Optional(Uuid),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+            cursor: Type.Optional(Type.String({ maxLength: 500 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(Visit) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const after = decodeCursor(request.query.cursor, isVisitCursor);
+      const agentTokenId = principal.role === 'field_agent' ? principal.tokenId : request.query.agent_token_id;
+      if (principal.role === 'field_agent' && request.query.agent_token_id !== undefined && request.query.agent_token_id !== principal.tokenId) {
+        return { items: [], next_cursor: null };
+      }
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
+        listVisits(
+          tx,
+          principal.tenantId,
+          { storeIds: principal.storeIds, agentTokenId },
+          { status: request.query.status, pointOfSaleId: request.query.point_of_sale_id },
+          after,
+          limit + 1,
+        ),
+      );
+      const items = rows.slice(0, limit);
+      const last = items[items.length - 1];
+      return {
+        items,
+        next_cursor: rows.length > limit && last ? encodeCursor({ scheduled_for: new Date(last.scheduled_for).toISOString(), id: last.id }) : null,
+      };
+    },
+  );
+
+  app.get(
+    '/v1/visits/:id',
+    {
+      config: { permission: 'field.read' },
+      schema: { tags: ['field'], summary: 'A visit with the consignment it left and the settlement it made', params: IdParams, response: { 200: VisitCompletion } },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const found = await inTenantTransaction(db, principal.tenantId, (tx) => loadVisitCompletion(tx, principal.tenantId, request.params.id));
+      if (!found || !inStoreScope(principal, found.visit.store_id)) throw notFound('visit');
+      if (principal.role === 'field_agent' && found.visit.agent_token_id !== principal.tokenId) throw notFound('visit');
+      return found;
+    },
+  );
+
+  app.post(
+    '/v1/visits/:id/complete',
+    {
+      config: { permission: 'visits.complete' },
+      schema: {
+        tags: ['field'],
+        summary:
+          "Complete a visit at the point of sale: in one transaction, settle an earlier consignment (sold → money owed, returned → stock), leave goods on a new consignment (taken out of the supplying store's stock), update the point of sale's last visit and mark the visit completed. The agent's position must be within the geofence (`geofence_radius_m`, default 200 m) or `422 geofence_violation` with `distance_m` and `radius_m`. Completing a completed visit replays its result. A field agent can complete only their own visits (others are 404).",
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: Type.Object(
+          {
+            latitude: Latitude,
+            longitude: Longitude,
+            lines: Type.Array(
+              Type.Object(
+                { sku_id: Uuid, quantity: PositiveQuantity, unit_price: Type.Optional(Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: 'default: the SKU price' })) },
+                { additionalProperties: false },
+              ),
+              { maxItems: 500, description: 'goods left on consignment (may be empty)' },
+            ),
+            settlement: Type.Optional(
+              Type.Object(
+                {
+                  consignment_id: Uuid,
+                  lines: Type.Array(
+                    Type.Object(
+                      {
+                        sku_id: Uuid,
+                        sold_quantity: Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }),
+                        returned_quantity: Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }),
+                      },
+                      { additionalProperties: false },
+                    ),
+                    { minItems: 1, maxItems: 500, description: 'every consignment line, sold + returned = quantity left' },
+                  ),
+                },
+                { additionalProperties: false },
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: VisitCompletion },
+      },
+    },
+    async (request, reply) =>
+      commandOrReplay(db, request, reply, { type: 'visit.complete' }, async (cmd) => ({
+        status: 200,
+        body: await completeVisit(cmd, request.params.id, request.body),
+      })),
+  );
+}
