@@ -2,6 +2,8 @@
 -- Field sales: points of sale, visits by field agents, consignments (goods left
 -- at a point of sale, taken out of the supplying store's stock) and their
 -- settlement on the next visit (sold → money owed, returned → back to stock).
+-- Money owed is posted to the double-entry ledger (0300): the point of sale is
+-- a customer party, debited (receivable) against the store's sales revenue.
 
 CREATE TABLE points_of_sale (
   tenant_id uuid NOT NULL REFERENCES tenants (id),
@@ -9,6 +11,8 @@ CREATE TABLE points_of_sale (
   name text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
   -- The store whose stock the point of sale is supplied from.
   store_id uuid NOT NULL,
+  -- The customer party whose receivable account carries what it owes.
+  party_id uuid NOT NULL,
   -- Decimal degrees (WGS 84). Coordinates are not quantities or money: numeric
   -- keeps what the client sent exactly, the range checks are the last defence.
   latitude numeric(10, 7) NOT NULL CHECK (latitude BETWEEN -90 AND 90),
@@ -19,12 +23,13 @@ CREATE TABLE points_of_sale (
   created_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (tenant_id, id),
   FOREIGN KEY (tenant_id, store_id) REFERENCES stores (tenant_id, id),
+  FOREIGN KEY (tenant_id, party_id) REFERENCES parties (tenant_id, id),
   FOREIGN KEY (tenant_id, op_id) REFERENCES operations (tenant_id, id)
 );
 SELECT enable_tenant_rls('points_of_sale');
 CREATE INDEX points_of_sale_store_idx ON points_of_sale (tenant_id, store_id, id);
 CREATE TRIGGER points_of_sale_immutable BEFORE UPDATE ON points_of_sale
-  FOR EACH ROW EXECUTE FUNCTION forbid_column_change('tenant_id', 'id', 'store_id', 'op_id', 'created_at');
+  FOR EACH ROW EXECUTE FUNCTION forbid_column_change('tenant_id', 'id', 'store_id', 'party_id', 'op_id', 'created_at');
 REVOKE DELETE ON points_of_sale FROM storekeep_app;
 
 CREATE TABLE visits (
@@ -113,13 +118,15 @@ CREATE TABLE consignment_settlements (
   visit_id uuid NOT NULL,
   -- Σ sold × unit_price, minor units: what the point of sale owes.
   amount_owed bigint NOT NULL CHECK (amount_owed >= 0),
-  -- True when the amount owed was also posted to the double-entry money
-  -- ledger in the same operation (once that part exists).
-  posted_to_ledger boolean NOT NULL DEFAULT false,
+  -- The journal entry (receivable of the point of sale's party / store sales
+  -- revenue) posted in the same operation; none when nothing was sold.
+  journal_entry_id uuid,
   op_id uuid NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (tenant_id, id),
   UNIQUE (tenant_id, consignment_id),
+  FOREIGN KEY (tenant_id, journal_entry_id) REFERENCES journal_entries (tenant_id, id),
+  CHECK ((amount_owed > 0) = (journal_entry_id IS NOT NULL)),
   FOREIGN KEY (tenant_id, consignment_id) REFERENCES consignments (tenant_id, id),
   FOREIGN KEY (tenant_id, visit_id) REFERENCES visits (tenant_id, id),
   FOREIGN KEY (tenant_id, op_id) REFERENCES operations (tenant_id, id)

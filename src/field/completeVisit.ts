@@ -7,6 +7,7 @@ import { newId } from '../core/ids.js';
 import { AlreadyDone } from '../http/command.js';
 import { changeStock, type StockChange } from '../inventory/changeStock.js';
 import { assertSkusExist } from '../inventory/receiveStock.js';
+import { postJournal } from '../money/postJournal.js';
 import { getTenantSettings } from '../tenancy/updateTenantSettings.js';
 import type { VisitCompletion } from './field.table.js';
 import { checkGeofence, DEFAULT_GEOFENCE_RADIUS_M } from './geofence.js';
@@ -28,6 +29,7 @@ interface LockedVisit {
   agent_token_id: string;
   point_of_sale_id: string;
   store_id: string;
+  party_id: string;
   latitude: number;
   longitude: number;
 }
@@ -37,7 +39,7 @@ export async function lockVisitForUpdate(tx: Tx, tenantId: string, visitId: stri
   return maybeOne(
     tx,
     sql<LockedVisit>`
-      SELECT v.id, v.status, v.agent_token_id, v.point_of_sale_id, p.store_id, p.latitude::float8 AS latitude, p.longitude::float8 AS longitude
+      SELECT v.id, v.status, v.agent_token_id, v.point_of_sale_id, p.store_id, p.party_id, p.latitude::float8 AS latitude, p.longitude::float8 AS longitude
       FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
       WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}
       FOR UPDATE OF v`,
@@ -120,11 +122,26 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
 
     const settlementId = newId();
-    // The money part's ledger is not on main yet: the amount owed is recorded
-    // on the settlement row (posted_to_ledger = false) for it to pick up.
+    // What was sold is owed by the point of sale: its customer party's
+    // receivable is debited against the store's sales revenue, in this transaction.
+    const entry =
+      plan.amount_owed > 0
+        ? await postJournal(tx, cmd, {
+            kind: 'consignment_settlement',
+            storeId: consignment.store_id,
+            subjectType: 'consignment_settlement',
+            subjectId: settlementId,
+            memo: `consignment ${consignment.id}`,
+            postings: [
+              { account: { partyId: visit.party_id }, amount: plan.amount_owed },
+              { account: { storeId: consignment.store_id, kind: 'sales_revenue' }, amount: -plan.amount_owed },
+            ],
+          })
+        : null;
     await sql`
-      INSERT INTO consignment_settlements (tenant_id, id, consignment_id, visit_id, amount_owed, posted_to_ledger, op_id)
-      VALUES (${tenantId}, ${settlementId}, ${consignment.id}, ${visitId}, ${plan.amount_owed}, false, ${opId})`.execute(tx);
+      INSERT INTO consignment_settlements (tenant_id, id, consignment_id, visit_id, amount_owed, journal_entry_id, op_id)
+      VALUES (${tenantId}, ${settlementId}, ${consignment.id}, ${visitId}, ${plan.amount_owed}, ${entry?.entryId ?? null}, ${opId})`.execute(tx);
+    if (entry) cmd.touch('journal_entries', entry.entryId);
     await sql`
       INSERT INTO consignment_settlement_lines (tenant_id, id, settlement_id, sku_id, sold_quantity, returned_quantity, unit_price, op_id)
       SELECT ${tenantId}, l.id, ${settlementId}, l.sku_id, l.sold_quantity, l.returned_quantity, l.unit_price, ${opId}

@@ -285,6 +285,7 @@ describe('field sales: points of sale, visits, consignments', () => {
   it('the next visit settles the consignment: sold → money owed, returned → back to stock', async () => {
     // Given a fresh point of sale with goods left on a first visit
     const kiosk = (await manager.post('/v1/points-of-sale', { name: 'Kiosk 9', store_id: store.id, ...SHOP }, key())).body;
+    assert.ok(kiosk.party_id, 'a customer party is created with the point of sale');
     const first = await schedule(agentId, kiosk.id);
     const left = await agent.post(`/v1/visits/${first.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 8 }, { sku_id: rice.id, quantity: 4000, unit_price: 1 }] });
     assert.equal(left.status, 200);
@@ -320,7 +321,18 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.equal(response.status, 200, JSON.stringify(response.body));
     const { settlement, consignment } = response.body;
     assert.equal(settlement.amount_owed, 5 * 120 + 4000 * 1);
-    assert.equal(settlement.posted_to_ledger, false);
+    // The money owed is posted: the point of sale's party receivable against the store's sales revenue.
+    assert.ok(settlement.journal_entry_id);
+    const postings = (
+      await t.admin.query(
+        `SELECT a.kind, a.party_id, a.store_id, p.amount FROM postings p JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+         WHERE p.entry_id = $1 ORDER BY a.kind`,
+        [settlement.journal_entry_id],
+      )
+    ).rows.map((row) => [row.kind, row.party_id ?? row.store_id, Number(row.amount)]);
+    assert.deepEqual(postings, [['receivable', kiosk.party_id, 4600], ['sales_revenue', store.id, -4600]]);
+    const receivable = (await t.admin.query(`SELECT balance FROM accounts WHERE party_id = $1`, [kiosk.party_id])).rows[0];
+    assert.equal(Number(receivable.balance), 4600);
     assert.equal(settlement.consignment_id, consignmentId);
     // Then: returned soap came back, new soap left; rice unchanged (all sold)
     assert.equal(await stockOf(soap.id), soapBefore + 3 - 6);

@@ -3,6 +3,7 @@ export interface PointOfSaleRow {
   id: string;
   name: string;
   store_id: string;
+  party_id: string;
   latitude: number;
   longitude: number;
   last_visit_at: Date | null;
@@ -50,8 +51,8 @@ export interface SettlementView {
   consignment_id: string;
   visit_id: string;
   amount_owed: number;
-  /** Whether the amount owed was also posted to the money ledger (when that part exists). */
-  posted_to_ledger: boolean;
+  /** The money-ledger entry posting the amount owed (null when nothing was sold). */
+  journal_entry_id: string | null;
   op_id: string;
   created_at: Date;
   lines: Array<{ sku_id: string; sold_quantity: number; returned_quantity: number; unit_price: number }>;

@@ -69,4 +69,23 @@ export const fieldChecks: IntegrityCheck[] = [
       FROM returned r FULL JOIN moved m ON m.tenant_id = r.tenant_id AND m.op_id = r.op_id AND m.store_id = r.store_id AND m.sku_id = r.sku_id
       WHERE r.quantity IS DISTINCT FROM m.quantity`,
   },
+
+  {
+    name: 'consignment_settlement_posted',
+    severity: 'critical',
+    description: "The amount owed on each consignment settlement was posted to the receivable of the point of sale's customer party in the settlement's journal entry.",
+    sql: `
+      SELECT s.tenant_id, 'consignment_settlement:' || s.id AS subject,
+             jsonb_build_object('amount_owed', s.amount_owed, 'posted', posted.amount, 'journal_entry_id', s.journal_entry_id) AS detail
+      FROM consignment_settlements s
+      JOIN consignments c ON c.tenant_id = s.tenant_id AND c.id = s.consignment_id
+      JOIN points_of_sale p ON p.tenant_id = c.tenant_id AND p.id = c.point_of_sale_id
+      LEFT JOIN LATERAL (
+        SELECT sum(po.amount) AS amount
+        FROM postings po JOIN accounts a ON a.tenant_id = po.tenant_id AND a.id = po.account_id
+        WHERE po.tenant_id = s.tenant_id AND po.entry_id = s.journal_entry_id AND a.party_id = p.party_id
+      ) posted ON true
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+        AND coalesce(posted.amount, 0) <> s.amount_owed`,
+  },
 ];

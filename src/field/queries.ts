@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import type { ConsignmentView, PointOfSaleRow, SettlementView, VisitCompletion, VisitRow } from './field.table.js';
 
-const POINT_OF_SALE_COLUMNS = sql`id, name, store_id, latitude::float8 AS latitude, longitude::float8 AS longitude, last_visit_at, last_visit_id, op_id, created_at`;
+const POINT_OF_SALE_COLUMNS = sql`id, name, store_id, party_id, latitude::float8 AS latitude, longitude::float8 AS longitude, last_visit_at, last_visit_id, op_id, created_at`;
 const VISIT_COLUMNS = sql`v.id, v.point_of_sale_id, p.store_id, v.agent_token_id, v.scheduled_for, v.status, v.completed_at, v.completed_by_op,
   v.completed_latitude::float8 AS completed_latitude, v.completed_longitude::float8 AS completed_longitude, v.completed_distance_m, v.op_id, v.created_at`;
 
@@ -84,7 +84,7 @@ export async function findSettlementByVisit(tx: Tx, tenantId: string, visitId: s
   const row = await maybeOne(
     tx,
     sql<Omit<SettlementView, 'lines'>>`
-      SELECT id, consignment_id, visit_id, amount_owed, posted_to_ledger, op_id, created_at FROM consignment_settlements
+      SELECT id, consignment_id, visit_id, amount_owed, journal_entry_id, op_id, created_at FROM consignment_settlements
       WHERE tenant_id = ${tenantId} AND visit_id = ${visitId}`,
   );
   if (!row) return undefined;
