@@ -4,8 +4,9 @@ import { operationRoutes } from '../operations/routes.js';
 import { inventoryRoutes } from '../inventory/routes.js';
 import { moneyRoutes } from '../money/routes.js';
 import { fieldRoutes } from '../field/routes.js';
+import { transferRoutes } from '../transfers/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes];

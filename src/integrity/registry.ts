@@ -1,6 +1,7 @@
 import type { IntegrityCheck } from './check.js';
 import { moneyChecks } from '../money/integrity.js';
 import { fieldChecks } from '../field/integrity.js';
+import { transferChecks } from '../transfers/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...moneyChecks, ...fieldChecks];
+export const allChecks: IntegrityCheck[] = [...moneyChecks, ...fieldChecks, ...transferChecks];

@@ -1,0 +1,45 @@
+import { sql } from 'kysely';
+import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
+import type { Command } from '../core/command.js';
+import { AppError, notFound } from '../core/errors.js';
+import { changeStock } from '../inventory/changeStock.js';
+import { findTransfer } from './queries.js';
+import { transitionTransfer } from './transitionTransfer.js';
+import type { TransferRow } from './transfers.table.js';
+
+/**
+ * Approve: status → approved, the stock leaves the source (ledger `transfer_out`)
+ * and is recorded in transit on the items — one transaction. Short stock at the
+ * source refuses the whole approval (`409 insufficient_stock`, nothing written).
+ * Only a token whose scope includes the SOURCE store may approve.
+ */
+export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string): Promise<TransferRow> {
+  const current = await findTransfer(cmd.tx, cmd.tenantId, id);
+  if (!current || !inStoreScope(principal, current.source_store_id)) throw notFound('transfer');
+  cmd.storeId = current.source_store_id;
+  await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = now()`);
+  const stock = await changeStock(
+    cmd.tx,
+    cmd.tenantId,
+    cmd.opId,
+    current.items.map((item) => ({
+      storeId: current.source_store_id,
+      skuId: item.sku_id,
+      quantityChange: -item.quantity,
+      kind: 'transfer_out',
+      reason: `transfer ${id}`,
+    })),
+  );
+  if (!stock.ok) {
+    throw new AppError('insufficient_stock', 'the source store does not have the stock to send', {
+      extra: { shortages: stock.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
+    });
+  }
+  await sql`UPDATE stock_transfer_items SET quantity_in_transit = quantity WHERE tenant_id = ${cmd.tenantId} AND transfer_id = ${id}`.execute(cmd.tx);
+  const after = await findTransfer(cmd.tx, cmd.tenantId, id);
+  if (!after) throw new Error('approved transfer is missing');
+  cmd.touch('stock_transfers', id, 'updated');
+  for (const balance of stock.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  cmd.audit({ subjectType: 'stock_transfer', subjectId: id, before: current, after });
+  return after;
+}

@@ -1,0 +1,44 @@
+import type { IntegrityCheck } from '../integrity/check.js';
+
+/** Invariants of stock transfers: both sides booked, transit consistent with status. */
+export const transferChecks: IntegrityCheck[] = [
+  {
+    name: 'transfer_in_transit_consistent',
+    severity: 'critical',
+    description: 'An approved transfer has all its quantity in transit; any other has none; a received one records what arrived.',
+    sql: `
+      SELECT t.tenant_id, t.id::text AS subject,
+             jsonb_build_object('status', t.status, 'sku_id', i.sku_id, 'quantity', i.quantity,
+                                'in_transit', i.quantity_in_transit, 'received', i.quantity_received) AS detail
+      FROM stock_transfers t
+      JOIN stock_transfer_items i ON i.tenant_id = t.tenant_id AND i.transfer_id = t.id
+      WHERE ($1::uuid IS NULL OR t.tenant_id = $1)
+        AND (i.quantity_in_transit <> CASE WHEN t.status = 'approved' THEN i.quantity ELSE 0 END
+             OR (i.quantity_received IS NOT NULL) <> (t.status = 'received'))`,
+  },
+  {
+    name: 'transfer_stock_ledger_matches',
+    severity: 'critical',
+    description:
+      'A transfer moved exactly its quantities: out of the source by its approval (transfer_out) and into the destination by its receipt (transfer_in); a requested or cancelled one moved nothing.',
+    sql: `
+      SELECT t.tenant_id, t.id::text AS subject,
+             jsonb_build_object('status', t.status, 'sku_id', i.sku_id, 'quantity', i.quantity, 'received', i.quantity_received,
+                                'out', coalesce(o.moved, 0), 'in', coalesce(n.moved, 0)) AS detail
+      FROM stock_transfers t
+      JOIN stock_transfer_items i ON i.tenant_id = t.tenant_id AND i.transfer_id = t.id
+      LEFT JOIN LATERAL (
+        SELECT sum(l.quantity_change) AS moved FROM stock_ledger l
+        WHERE l.tenant_id = t.tenant_id AND l.op_id = t.approved_op AND l.store_id = t.source_store_id
+          AND l.sku_id = i.sku_id AND l.kind = 'transfer_out'
+      ) o ON true
+      LEFT JOIN LATERAL (
+        SELECT sum(l.quantity_change) AS moved FROM stock_ledger l
+        WHERE l.tenant_id = t.tenant_id AND l.op_id = t.received_op AND l.store_id = t.destination_store_id
+          AND l.sku_id = i.sku_id AND l.kind = 'transfer_in'
+      ) n ON true
+      WHERE ($1::uuid IS NULL OR t.tenant_id = $1)
+        AND (coalesce(o.moved, 0) <> CASE WHEN t.status IN ('approved', 'received') THEN -i.quantity ELSE 0 END
+             OR coalesce(n.moved, 0) <> coalesce(i.quantity_received, 0))`,
+  },
+];

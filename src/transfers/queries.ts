@@ -1,0 +1,36 @@
+import { sql } from 'kysely';
+import { all, maybeOne, type Tx } from '../core/db.js';
+import type { TransferRow } from './transfers.table.js';
+
+const TRANSFER_COLUMNS = sql`
+  t.id, t.source_store_id, t.destination_store_id, t.status, t.version, t.note, t.requested_by,
+  t.approved_by, t.approved_at, t.received_by, t.received_at, t.cancelled_by, t.cancelled_at, t.op_id, t.created_at,
+  coalesce((SELECT jsonb_agg(jsonb_build_object('sku_id', i.sku_id, 'quantity', i.quantity, 'quantity_in_transit', i.quantity_in_transit,
+                                                'quantity_received', i.quantity_received) ORDER BY i.sku_id)
+            FROM stock_transfer_items i WHERE i.tenant_id = t.tenant_id AND i.transfer_id = t.id), '[]'::jsonb) AS items`;
+
+export async function findTransfer(tx: Tx, tenantId: string, id: string): Promise<TransferRow | undefined> {
+  return maybeOne(tx, sql<TransferRow>`SELECT ${TRANSFER_COLUMNS} FROM stock_transfers t WHERE t.tenant_id = ${tenantId} AND t.id = ${id}`);
+}
+
+/** Transfers touching the caller's stores (null = all), newest first by id. */
+export async function listTransfers(
+  tx: Tx,
+  tenantId: string,
+  storeIds: readonly string[] | null,
+  filter: { storeId?: string | undefined; status?: string | undefined },
+  before: string | undefined,
+  limit: number,
+): Promise<TransferRow[]> {
+  return all(
+    tx,
+    sql<TransferRow>`
+      SELECT ${TRANSFER_COLUMNS} FROM stock_transfers t
+      WHERE t.tenant_id = ${tenantId}
+        AND (${storeIds === null}::boolean OR t.source_store_id = ANY(${storeIds ?? []}::uuid[]) OR t.destination_store_id = ANY(${storeIds ?? []}::uuid[]))
+        AND (${filter.storeId ?? null}::uuid IS NULL OR t.source_store_id = ${filter.storeId ?? null}::uuid OR t.destination_store_id = ${filter.storeId ?? null}::uuid)
+        AND (${filter.status ?? null}::text IS NULL OR t.status = ${filter.status ?? null})
+        AND (${before ?? null}::uuid IS NULL OR t.id < ${before ?? null}::uuid)
+      ORDER BY t.id DESC LIMIT ${limit}`,
+  );
+}

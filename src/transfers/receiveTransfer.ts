@@ -1,0 +1,58 @@
+import { sql } from 'kysely';
+import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
+import type { Command } from '../core/command.js';
+import { AppError, notFound } from '../core/errors.js';
+import { openReviewItem } from '../core/review.js';
+import { changeStock } from '../inventory/changeStock.js';
+import { findTransfer } from './queries.js';
+import { planReceipt, type ReceiptLine } from './transferState.js';
+import { transitionTransfer } from './transitionTransfer.js';
+import type { TransferRow } from './transfers.table.js';
+
+/**
+ * Receive: status → received, what arrived enters the destination (ledger
+ * `transfer_in`), the transit is cleared, and a shortfall (sent − received)
+ * opens a `transfer_shortfall` review item — one transaction. The shortfall
+ * is not put back at the source: it left and did not arrive; a person decides.
+ * Only a token whose scope includes the DESTINATION store may receive.
+ */
+export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined): Promise<TransferRow> {
+  const current = await findTransfer(cmd.tx, cmd.tenantId, id);
+  if (!current || !inStoreScope(principal, current.destination_store_id)) throw notFound('transfer');
+  cmd.storeId = current.destination_store_id;
+  const plan = planReceipt(current.items, lines);
+  if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
+  await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = now()`);
+  const stock = await changeStock(
+    cmd.tx,
+    cmd.tenantId,
+    cmd.opId,
+    plan.lines
+      .filter((line) => line.received > 0)
+      .map((line) => ({ storeId: current.destination_store_id, skuId: line.sku_id, quantityChange: line.received, kind: 'transfer_in', reason: `transfer ${id}` })),
+  );
+  if (!stock.ok) throw new Error('receiving only adds stock');
+  await sql`
+    UPDATE stock_transfer_items i SET quantity_in_transit = 0, quantity_received = l.received
+    FROM jsonb_to_recordset(${JSON.stringify(plan.lines)}::jsonb) AS l(sku_id uuid, received bigint)
+    WHERE i.tenant_id = ${cmd.tenantId} AND i.transfer_id = ${id} AND i.sku_id = l.sku_id`.execute(cmd.tx);
+  const short = plan.lines.filter((line) => line.shortfall > 0);
+  if (short.length > 0) {
+    const reviewId = await openReviewItem(cmd.tx, cmd.tenantId, cmd.opId, {
+      kind: 'transfer_shortfall',
+      severity: 'warning',
+      subjectType: 'stock_transfer',
+      subjectId: id,
+      storeId: current.destination_store_id,
+      detail: { transfer_id: id, source_store_id: current.source_store_id, lines: short },
+      dedupeKey: `transfer_shortfall/${id}`,
+    });
+    cmd.touch('review_items', reviewId);
+  }
+  const after = await findTransfer(cmd.tx, cmd.tenantId, id);
+  if (!after) throw new Error('received transfer is missing');
+  cmd.touch('stock_transfers', id, 'updated');
+  for (const balance of stock.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  cmd.audit({ subjectType: 'stock_transfer', subjectId: id, before: current, after });
+  return after;
+}

@@ -1,0 +1,47 @@
+import { sql } from 'kysely';
+import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
+import type { Command } from '../core/command.js';
+import { AppError, notFound } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { assertSkusExist, assertStoreExists } from '../inventory/receiveStock.js';
+import { findTransfer } from './queries.js';
+import type { TransferRow } from './transfers.table.js';
+
+export interface TransferRequestInput {
+  source_store_id: string;
+  destination_store_id: string;
+  items: Array<{ sku_id: string; quantity: number }>;
+  note?: string | undefined;
+}
+
+/** Records a request to move stock; nothing moves until it is approved. */
+export async function requestTransfer(cmd: Command, principal: TenantPrincipal, input: TransferRequestInput): Promise<TransferRow> {
+  if (input.source_store_id === input.destination_store_id) {
+    throw new AppError('validation_failed', 'source and destination must be different stores', {
+      errors: [{ path: '/body/destination_store_id', message: 'is the same store as the source' }],
+    });
+  }
+  // Either end of the transfer must be the requester's: a destination asks a source for goods, or a source offers them.
+  if (!inStoreScope(principal, input.source_store_id) && !inStoreScope(principal, input.destination_store_id)) throw notFound('store');
+  await assertStoreExists(cmd.tx, cmd.tenantId, input.source_store_id);
+  await assertStoreExists(cmd.tx, cmd.tenantId, input.destination_store_id);
+  await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
+
+  const quantities = new Map<string, number>();
+  for (const item of input.items) quantities.set(item.sku_id, (quantities.get(item.sku_id) ?? 0) + item.quantity);
+  const id = newId();
+  await sql`
+    INSERT INTO stock_transfers (tenant_id, id, source_store_id, destination_store_id, note, requested_by, op_id)
+    VALUES (${cmd.tenantId}, ${id}, ${input.source_store_id}, ${input.destination_store_id}, ${input.note ?? null}, ${cmd.actor}, ${cmd.opId})`.execute(cmd.tx);
+  await sql`
+    INSERT INTO stock_transfer_items (tenant_id, id, transfer_id, sku_id, quantity, op_id)
+    SELECT ${cmd.tenantId}, i.id, ${id}, i.sku_id, i.quantity, ${cmd.opId}
+    FROM jsonb_to_recordset(${JSON.stringify([...quantities].map(([sku_id, quantity]) => ({ id: newId(), sku_id, quantity })))}::jsonb)
+      AS i(id uuid, sku_id uuid, quantity bigint)`.execute(cmd.tx);
+  const transfer = await findTransfer(cmd.tx, cmd.tenantId, id);
+  if (!transfer) throw new Error('transfer just inserted is missing');
+  cmd.storeId = input.source_store_id;
+  cmd.touch('stock_transfers', id);
+  cmd.audit({ subjectType: 'stock_transfer', subjectId: id, after: transfer });
+  return transfer;
+}

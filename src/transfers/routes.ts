@@ -1,0 +1,176 @@
+import { Type } from 'typebox';
+import { inStoreScope } from '../core/auth.js';
+import { inTenantTransaction } from '../core/command.js';
+import { notFound } from '../core/errors.js';
+import type { App, AppDeps } from '../http/app.js';
+import { command, tenantOf } from '../http/command.js';
+import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { approveTransfer } from './approveTransfer.js';
+import { cancelTransfer } from './cancelTransfer.js';
+import { findTransfer, listTransfers } from './queries.js';
+import { receiveTransfer } from './receiveTransfer.js';
+import { requestTransfer } from './requestTransfer.js';
+
+const Status = Type.Union([Type.Literal('requested'), Type.Literal('approved'), Type.Literal('received'), Type.Literal('cancelled')]);
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+const NullableTime = Type.Union([Timestamp, Type.Null()]);
+const Transfer = Type.Object({
+  id: Uuid,
+  source_store_id: Uuid,
+  destination_store_id: Uuid,
+  status: Status,
+  version: Type.Integer(),
+  note: NullableString,
+  requested_by: Type.String(),
+  approved_by: NullableString,
+  approved_at: NullableTime,
+  received_by: NullableString,
+  received_at: NullableTime,
+  cancelled_by: NullableString,
+  cancelled_at: NullableTime,
+  op_id: Uuid,
+  created_at: Timestamp,
+  items: Type.Array(
+    Type.Object({
+      sku_id: Uuid,
+      quantity: Type.Integer(),
+      quantity_in_transit: Type.Integer(),
+      quantity_received: Type.Union([Type.Integer(), Type.Null()]),
+    }),
+  ),
+});
+/** Action endpoints take an empty JSON object (or no body at all). */
+const NoBody = Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()]);
+const isIdCursor = (value: unknown): value is { id: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
+
+export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
+  app.post(
+    '/v1/transfers',
+    {
+      config: { permission: 'transfers.request' },
+      schema: {
+        tags: ['transfers'],
+        summary: 'Request a stock transfer between two stores (no stock moves). The caller must have the source or the destination in scope.',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          {
+            source_store_id: Uuid,
+            destination_store_id: Uuid,
+            items: Type.Array(Type.Object({ sku_id: Uuid, quantity: PositiveQuantity }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 }),
+            note: Type.Optional(Type.String({ maxLength: 500 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Transfer },
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, tenantOf(request), request.body) })),
+  );
+
+  app.post(
+    '/v1/transfers/:id/approve',
+    {
+      config: { permission: 'transfers.approve' },
+      schema: {
+        tags: ['transfers'],
+        summary:
+          'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope. `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` unless requested.',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: NoBody,
+        response: { 200: Transfer },
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'transfer.approve' }, async (cmd) => ({ status: 200, body: await approveTransfer(cmd, tenantOf(request), request.params.id) })),
+  );
+
+  app.post(
+    '/v1/transfers/:id/receive',
+    {
+      config: { permission: 'transfers.receive' },
+      schema: {
+        tags: ['transfers'],
+        summary:
+          'Receive an approved transfer at the destination. Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope.',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: Type.Union([
+          Type.Object(
+            {
+              items: Type.Optional(
+                Type.Array(
+                  Type.Object({ sku_id: Uuid, quantity_received: Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }) }, { additionalProperties: false }),
+                  { maxItems: 1000 },
+                ),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+          Type.Null(),
+        ]),
+        response: { 200: Transfer },
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'transfer.receive' }, async (cmd) => ({
+        status: 200,
+        body: await receiveTransfer(cmd, tenantOf(request), request.params.id, request.body?.items),
+      })),
+  );
+
+  app.post(
+    '/v1/transfers/:id/cancel',
+    {
+      config: { permission: 'transfers.request' },
+      schema: {
+        tags: ['transfers'],
+        summary: 'Cancel a transfer that is still requested (nothing has moved). `409 invalid_transition` after approval.',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: NoBody,
+        response: { 200: Transfer },
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'transfer.cancel' }, async (cmd) => ({ status: 200, body: await cancelTransfer(cmd, tenantOf(request), request.params.id) })),
+  );
+
+  app.get(
+    '/v1/transfers/:id',
+    { config: { permission: 'transfers.read' }, schema: { tags: ['transfers'], summary: 'A stock transfer', params: IdParams, response: { 200: Transfer } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const transfer = await inTenantTransaction(db, principal.tenantId, (tx) => findTransfer(tx, principal.tenantId, request.params.id));
+      if (!transfer || (!inStoreScope(principal, transfer.source_store_id) && !inStoreScope(principal, transfer.destination_store_id))) {
+        throw notFound('transfer');
+      }
+      return transfer;
+    },
+  );
+
+  app.get(
+    '/v1/transfers',
+    {
+      config: { permission: 'transfers.read' },
+      schema: {
+        tags: ['transfers'],
+        summary: 'Transfers touching the caller\'s stores, newest first',
+        querystring: Type.Object({ ...ListQuery.properties, store_id: Type.Optional(Uuid), status: Type.Optional(Status) }, { additionalProperties: false }),
+        response: { 200: Page(Transfer) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const before = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
+        listTransfers(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, status: request.query.status }, before, limit + 1),
+      );
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
+}

@@ -1,0 +1,214 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { integrityFindings } from '../../test/support/integrity.js';
+
+describe('stock transfers between stores', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let north: { id: string };
+  let south: { id: string };
+  let flour: { id: string };
+  let rice: { id: string };
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    north = (await owner.post('/v1/stores', { code: 'N', name: 'North' })).body;
+    south = (await owner.post('/v1/stores', { code: 'S', name: 'South' })).body;
+    flour = (await owner.post('/v1/skus', { code: 'FLOUR', name: 'Flour', unit: 'kg', price: 120 })).body;
+    rice = (await owner.post('/v1/skus', { code: 'RICE', name: 'Rice', unit: 'kg', price: 200 })).body;
+    await owner.post(`/v1/stores/${north.id}/stock/receipts`, { items: [{ sku_id: flour.id, quantity: 100_000 }, { sku_id: rice.id, quantity: 50_000 }] });
+  });
+  after(() => t.close());
+
+  const stock = async (storeId: string, skuId: string) =>
+    Number((await t.admin.query(`SELECT quantity FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, storeId, skuId])).rows[0]?.quantity ?? 0);
+  const ledgerSum = async (storeId: string, skuId: string) =>
+    Number((await t.admin.query(`SELECT coalesce(sum(quantity_change), 0) AS s FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, storeId, skuId])).rows[0].s);
+  const counts = async () =>
+    (
+      await t.admin.query(
+        `SELECT (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
+                (SELECT count(*) FROM stock_transfers WHERE tenant_id = $1)::int AS transfers,
+                (SELECT count(*) FROM stock_transfer_items WHERE tenant_id = $1)::int AS items,
+                (SELECT count(*) FROM stock_ledger WHERE tenant_id = $1)::int AS ledger,
+                (SELECT count(*) FROM review_items WHERE tenant_id = $1)::int AS reviews,
+                (SELECT coalesce(sum(quantity), 0) FROM stock_balances WHERE tenant_id = $1)::bigint AS stock,
+                (SELECT string_agg(status || version, ',' ORDER BY id) FROM stock_transfers WHERE tenant_id = $1) AS statuses`,
+        [tenantId],
+      )
+    ).rows[0];
+  const request = (items: Array<{ sku_id: string; quantity: number }>, from = north, to = south, client = owner) =>
+    client.post('/v1/transfers', { source_store_id: from.id, destination_store_id: to.id, items });
+
+  it('request moves nothing; approve takes stock out of the source into transit; receive brings it in — each one transaction', async () => {
+    const before = { north: await stock(north.id, flour.id), south: await stock(south.id, flour.id) };
+    const requested = await request([{ sku_id: flour.id, quantity: 3_000 }, { sku_id: flour.id, quantity: 2_000 }, { sku_id: rice.id, quantity: 1_000 }]);
+    assert.equal(requested.status, 201, JSON.stringify(requested.body));
+    assert.equal(requested.body.status, 'requested');
+    assert.deepEqual(requested.body.items.find((i: { sku_id: string }) => i.sku_id === flour.id).quantity, 5_000, 'lines of one SKU are summed');
+    assert.equal(await stock(north.id, flour.id), before.north);
+
+    const approved = await owner.post(`/v1/transfers/${requested.body.id}/approve`, {}, { idempotencyKey: randomUUID() });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.equal(approved.body.status, 'approved');
+    assert.equal(approved.body.version, 2);
+    assert.deepEqual(approved.body.items.map((i: { quantity_in_transit: number }) => i.quantity_in_transit).sort(), [1_000, 5_000]);
+    assert.equal(await stock(north.id, flour.id), before.north - 5_000);
+    assert.equal(await stock(south.id, flour.id), before.south);
+
+    const received = await owner.post(`/v1/transfers/${requested.body.id}/receive`);
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    assert.equal(received.body.status, 'received');
+    assert.deepEqual(received.body.items.map((i: { quantity_in_transit: number }) => i.quantity_in_transit), [0, 0]);
+    assert.equal(await stock(south.id, flour.id), before.south + 5_000);
+    for (const store of [north, south]) for (const sku of [flour, rice]) assert.equal(await stock(store.id, sku.id), await ledgerSum(store.id, sku.id));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a partial receipt brings in what arrived and opens a review item for the shortfall', async () => {
+    const requested = await request([{ sku_id: flour.id, quantity: 1_000 }, { sku_id: rice.id, quantity: 400 }]);
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
+    const southFlour = await stock(south.id, flour.id);
+    const received = await owner.post(`/v1/transfers/${requested.body.id}/receive`, { items: [{ sku_id: flour.id, quantity_received: 900 }] });
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    assert.equal(await stock(south.id, flour.id), southFlour + 900);
+    const review = await t.admin.query(`SELECT kind, store_id, detail FROM review_items WHERE tenant_id = $1 AND subject_id = $2`, [tenantId, requested.body.id]);
+    assert.equal(review.rows.length, 1);
+    assert.equal(review.rows[0].kind, 'transfer_shortfall');
+    assert.equal(review.rows[0].store_id, south.id);
+    assert.deepEqual(
+      review.rows[0].detail.lines.map((l: { sku_id: string; shortfall: number }) => [l.sku_id, l.shortfall]).sort(),
+      [[flour.id, 100], [rice.id, 400]].sort(),
+    );
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('invalid transitions are 409 invalid_transition and change nothing', async () => {
+    const requested = await request([{ sku_id: flour.id, quantity: 10 }]);
+    const before = await counts();
+    const early = await owner.post(`/v1/transfers/${requested.body.id}/receive`);
+    assert.equal(early.status, 409);
+    assert.equal(early.body.code, 'invalid_transition');
+    assert.deepEqual(await counts(), before);
+
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/cancel`)).status, 200);
+    for (const action of ['approve', 'receive', 'cancel']) {
+      const snapshot = await counts();
+      const response = await owner.post(`/v1/transfers/${requested.body.id}/${action}`);
+      assert.equal(response.status, 409, action);
+      assert.equal(response.body.code, 'invalid_transition');
+      assert.equal(response.body.status, 409);
+      assert.deepEqual(await counts(), snapshot);
+    }
+
+    const approvedOne = await request([{ sku_id: flour.id, quantity: 10 }]);
+    assert.equal((await owner.post(`/v1/transfers/${approvedOne.body.id}/approve`)).status, 200);
+    const snapshot = await counts();
+    assert.equal((await owner.post(`/v1/transfers/${approvedOne.body.id}/cancel`)).body.code, 'invalid_transition');
+    assert.equal((await owner.post(`/v1/transfers/${approvedOne.body.id}/approve`)).body.code, 'invalid_transition');
+    assert.deepEqual(await counts(), snapshot);
+  });
+
+  it('approval with short source stock is refused with insufficient_stock and writes nothing', async () => {
+    const available = await stock(north.id, rice.id);
+    const requested = await request([{ sku_id: flour.id, quantity: 1 }, { sku_id: rice.id, quantity: available + 1 }]);
+    const before = await counts();
+    const response = await owner.post(`/v1/transfers/${requested.body.id}/approve`, {}, { idempotencyKey: randomUUID() });
+    assert.equal(response.status, 409);
+    assert.equal(response.body.code, 'insufficient_stock');
+    assert.deepEqual(response.body.shortages, [{ sku_id: rice.id, requested: available + 1, available }]);
+    assert.deepEqual(await counts(), before);
+  });
+
+  it('two approvals of one transfer at once: one 200, one 409, stock moved once', async () => {
+    const requested = await request([{ sku_id: flour.id, quantity: 7 }]);
+    const northBefore = await stock(north.id, flour.id);
+    const responses = await Promise.all([0, 1, 2, 3].map(() => owner.post(`/v1/transfers/${requested.body.id}/approve`)));
+    assert.deepEqual(responses.map((r) => r.status).sort(), [200, 409, 409, 409]);
+    assert.equal(await stock(north.id, flour.id), northBefore - 7);
+  });
+
+  it('approve needs the source store in scope, receive the destination; outside scope is 404', async () => {
+    const northManager = t.client((await owner.post('/v1/tokens', { name: 'north', role: 'manager', store_ids: [north.id] })).body.token);
+    const southManager = t.client((await owner.post('/v1/tokens', { name: 'south', role: 'manager', store_ids: [south.id] })).body.token);
+    const requested = await request([{ sku_id: flour.id, quantity: 5 }], north, south, southManager);
+    assert.equal(requested.status, 201, 'a destination manager may ask a source for goods');
+    const before = await counts();
+    const foreignApprove = await southManager.post(`/v1/transfers/${requested.body.id}/approve`);
+    assert.equal(foreignApprove.status, 404);
+    assert.equal(foreignApprove.body.code, 'not_found');
+    assert.deepEqual(await counts(), before);
+    assert.equal((await northManager.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
+    const snapshot = await counts();
+    assert.equal((await northManager.post(`/v1/transfers/${requested.body.id}/receive`)).status, 404);
+    assert.deepEqual(await counts(), snapshot);
+    assert.equal((await southManager.post(`/v1/transfers/${requested.body.id}/receive`)).status, 200);
+
+    const east = (await owner.post('/v1/stores', { code: 'E', name: 'East' })).body;
+    const unrelated = await request([{ sku_id: flour.id, quantity: 1 }], north, east);
+    assert.equal((await southManager.get(`/v1/transfers/${unrelated.body.id}`)).status, 404);
+    assert.equal((await southManager.post(`/v1/transfers/${unrelated.body.id}/cancel`)).status, 404);
+    assert.equal((await request([{ sku_id: flour.id, quantity: 1 }], north, east, southManager)).status, 404);
+    const listed = await southManager.get('/v1/transfers?limit=500');
+    assert.ok(listed.body.items.every((x: { source_store_id: string; destination_store_id: string }) => x.source_store_id === south.id || x.destination_store_id === south.id));
+  });
+
+  it('a transfer approval racing another consumer of the last units: never negative, exactly one wins', async () => {
+    for (let round = 0; round < 10; round++) {
+      const sku = (await owner.post('/v1/skus', { code: `LAST-${round}`, name: 'Last', unit: 'piece', price: 10 })).body;
+      await owner.post(`/v1/stores/${north.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 3 }] });
+      const first = await request([{ sku_id: sku.id, quantity: 3 }]);
+      const second = await request([{ sku_id: sku.id, quantity: 2 }]);
+      const [a, b, c] = await Promise.all([
+        owner.post(`/v1/transfers/${first.body.id}/approve`),
+        owner.post(`/v1/transfers/${second.body.id}/approve`),
+        owner.post(`/v1/stores/${north.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: -2, reason: 'damaged' }),
+      ]);
+      const won = [a, b, c].filter((r) => r.status === 200 || r.status === 201);
+      assert.equal(won.length, 1, [a, b, c].map((r) => r.status).join(','));
+      for (const lost of [a, b, c].filter((r) => r.status >= 300)) assert.equal(lost.body.code, 'insufficient_stock');
+      const left = await stock(north.id, sku.id);
+      assert.ok(left >= 0);
+      assert.equal(left, await ledgerSum(north.id, sku.id));
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  describe('bad input: problem+json and nothing written', () => {
+    const cases: Array<[string, () => Promise<{ status: number; body: { code: string } }>, number, string]> = [
+      ['same store twice', () => request([{ sku_id: flour.id, quantity: 1 }], north, north), 400, 'validation_failed'],
+      ['unknown SKU', () => request([{ sku_id: randomUUID(), quantity: 1 }]), 400, 'validation_failed'],
+      ['zero quantity', () => request([{ sku_id: flour.id, quantity: 0 }]), 400, 'validation_failed'],
+      ['no items', () => request([]), 400, 'validation_failed'],
+      ['unknown store', () => owner.post('/v1/transfers', { source_store_id: randomUUID(), destination_store_id: south.id, items: [{ sku_id: flour.id, quantity: 1 }] }), 404, 'not_found'],
+      ['unknown transfer', () => owner.post(`/v1/transfers/${randomUUID()}/approve`), 404, 'not_found'],
+      ['unknown field on approve', () => owner.post(`/v1/transfers/${randomUUID()}/approve`, { force: true }), 400, 'validation_failed'],
+    ];
+    for (const [name, send, status, code] of cases) {
+      it(`${name} → ${status} ${code}`, async () => {
+        const before = await counts();
+        const response = await send();
+        assert.equal(response.status, status, JSON.stringify(response.body));
+        assert.equal(response.body.code, code);
+        assert.deepEqual(await counts(), before);
+      });
+    }
+
+    it('receiving more than was sent, or a SKU not sent → 400, nothing written', async () => {
+      const requested = await request([{ sku_id: flour.id, quantity: 10 }]);
+      await owner.post(`/v1/transfers/${requested.body.id}/approve`);
+      const before = await counts();
+      for (const items of [[{ sku_id: flour.id, quantity_received: 11 }], [{ sku_id: rice.id, quantity_received: 1 }]]) {
+        const response = await owner.post(`/v1/transfers/${requested.body.id}/receive`, { items });
+        assert.equal(response.status, 400);
+        assert.equal(response.body.code, 'validation_failed');
+      }
+      assert.deepEqual(await counts(), before);
+    });
+  });
+});
