@@ -5,8 +5,9 @@ import { inventoryRoutes } from '../inventory/routes.js';
 import { moneyRoutes } from '../money/routes.js';
 import { fieldRoutes } from '../field/routes.js';
 import { transferRoutes } from '../transfers/routes.js';
+import { salesRoutes } from '../sales/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes];

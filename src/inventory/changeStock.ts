@@ -19,7 +19,7 @@ export interface StockShortage {
 }
 
 export type StockChangeResult =
-  | { ok: true; balances: Array<{ store_id: string; sku_id: string; quantity_after: number }> }
+  | { ok: true; balances: Array<{ store_id: string; sku_id: string; quantity_after: number; ledger_id: number }> }
   | { ok: false; shortages: StockShortage[] };
 
 /**
@@ -33,7 +33,8 @@ export type StockChangeResult =
  * commands cannot deadlock; lines of the same SKU are summed first.
  *
  * A shortage is a result, not an exception: every short line is reported, and
- * the caller rolls back (nothing it did in this transaction survives).
+ * the caller MUST roll back (lines before the short one have already moved and
+ * written their ledger rows in this transaction).
  */
 export async function changeStock(tx: Tx, tenantId: string, opId: string, changes: StockChange[]): Promise<StockChangeResult> {
   const merged = new Map<string, StockChange>();
@@ -48,59 +49,49 @@ export async function changeStock(tx: Tx, tenantId: string, opId: string, change
     .sort((a, b) => (a.storeId + a.skuId < b.storeId + b.skuId ? -1 : a.storeId + a.skuId > b.storeId + b.skuId ? 1 : 0));
 
   const shortages: StockShortage[] = [];
-  const after: Array<{ store_id: string; sku_id: string; quantity_after: number; change: StockChange }> = [];
+  const after: Array<{ store_id: string; sku_id: string; quantity_after: number; ledger_id: number }> = [];
   for (const change of ordered) {
-    if (change.quantityChange > 0) {
-      const row = await maybeOne(
-        tx,
-        sql<{ quantity: number }>`
+    // The balance change and its ledger row are ONE statement (a data-modifying
+    // CTE): one round trip per line, and the ledger row exists exactly when the
+    // balance moved. The sale path runs this for every line of every sale, so
+    // round trips are what bounds throughput on a hot SKU.
+    const balance =
+      change.quantityChange > 0
+        ? sql`
           INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity)
           VALUES (${tenantId}, ${change.storeId}, ${change.skuId}, ${change.quantityChange})
           ON CONFLICT (tenant_id, store_id, sku_id)
           DO UPDATE SET quantity = stock_balances.quantity + EXCLUDED.quantity, updated_at = now()
-          RETURNING quantity`,
-      );
-      assert(row, 'upsert returns the balance');
-      after.push({ store_id: change.storeId, sku_id: change.skuId, quantity_after: row.quantity, change });
-    } else {
-      const row = await maybeOne(
-        tx,
-        sql<{ quantity: number }>`
+          RETURNING quantity`
+        : sql`
           UPDATE stock_balances SET quantity = quantity + ${change.quantityChange}, updated_at = now()
           WHERE tenant_id = ${tenantId} AND store_id = ${change.storeId} AND sku_id = ${change.skuId}
             AND quantity + ${change.quantityChange} >= 0
-          RETURNING quantity`,
+          RETURNING quantity`;
+    const row = await maybeOne(
+      tx,
+      sql<{ id: number; quantity_after: number }>`
+        WITH changed AS (${balance})
+        INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
+        SELECT ${tenantId}, ${change.storeId}, ${change.skuId}, ${opId}, ${change.quantityChange}, changed.quantity, ${change.kind}, ${change.reason ?? null}
+        FROM changed
+        RETURNING id, quantity_after`,
+    );
+    if (row) {
+      after.push({ store_id: change.storeId, sku_id: change.skuId, quantity_after: row.quantity_after, ledger_id: row.id });
+    } else {
+      assert(change.quantityChange < 0, 'adding stock always succeeds');
+      // Short (or no balance row yet). Read what is there for the report; the
+      // caller rolls back, so this read does not need to be stable.
+      const current = await maybeOne(
+        tx,
+        sql<{ quantity: number }>`
+          SELECT quantity FROM stock_balances
+          WHERE tenant_id = ${tenantId} AND store_id = ${change.storeId} AND sku_id = ${change.skuId}`,
       );
-      if (row) {
-        after.push({ store_id: change.storeId, sku_id: change.skuId, quantity_after: row.quantity, change });
-      } else {
-        // Short (or no balance row yet). Read what is there for the report; the
-        // caller rolls back, so this read does not need to be stable.
-        const current = await maybeOne(
-          tx,
-          sql<{ quantity: number }>`
-            SELECT quantity FROM stock_balances
-            WHERE tenant_id = ${tenantId} AND store_id = ${change.storeId} AND sku_id = ${change.skuId}`,
-        );
-        shortages.push({ store_id: change.storeId, sku_id: change.skuId, requested: -change.quantityChange, available: current?.quantity ?? 0 });
-      }
+      shortages.push({ store_id: change.storeId, sku_id: change.skuId, requested: -change.quantityChange, available: current?.quantity ?? 0 });
     }
   }
   if (shortages.length > 0) return { ok: false, shortages };
-
-  if (after.length === 0) return { ok: true, balances: [] };
-  await sql`
-      INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
-      SELECT ${tenantId}, l.store_id, l.sku_id, ${opId}, l.quantity_change, l.quantity_after, l.kind, l.reason
-      FROM jsonb_to_recordset(${JSON.stringify(
-        after.map((row) => ({
-          store_id: row.store_id,
-          sku_id: row.sku_id,
-          quantity_change: row.change.quantityChange,
-          quantity_after: row.quantity_after,
-          kind: row.change.kind,
-          reason: row.change.reason ?? null,
-        })),
-      )}::jsonb) AS l(store_id uuid, sku_id uuid, quantity_change bigint, quantity_after bigint, kind text, reason text)`.execute(tx);
-  return { ok: true, balances: after.map(({ store_id, sku_id, quantity_after }) => ({ store_id, sku_id, quantity_after })) };
+  return { ok: true, balances: after };
 }

@@ -1,0 +1,237 @@
+import { sql } from 'kysely';
+import type { Command } from '../core/command.js';
+import { all, one, type Tx } from '../core/db.js';
+import { AppError, assert } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { roleHas } from '../core/permissions.js';
+import { openReviewItem } from '../core/review.js';
+import { changeStock, type StockChange } from '../inventory/changeStock.js';
+import type { Unit } from '../inventory/inventory.table.js';
+import { lineTotal } from './lineTotal.js';
+import type { SaleInput, SaleItemView, SaleSource, SaleView } from './sale.table.js';
+
+export interface SaleShortage {
+  sku_id: string;
+  requested: number;
+  available: number;
+}
+
+export type RecordSaleResult = { ok: true; sale: SaleView } | { ok: false; shortages: SaleShortage[] };
+
+interface SaleContext {
+  store_exists: boolean;
+  bulk_sale_threshold: number | null;
+  skus: Array<{ id: string; unit: Unit }>;
+}
+
+/** Quantity per SKU with lines of the same SKU summed, in first-seen order. */
+export function quantitiesBySku(items: SaleInput['items']): Map<string, number> {
+  const totals = new Map<string, number>();
+  for (const item of items) totals.set(item.sku_id, (totals.get(item.sku_id) ?? 0) + item.quantity);
+  return totals;
+}
+
+/**
+ * A sale is bulk when the client says so or when any SKU's summed quantity
+ * reaches the tenant's `bulk_sale_threshold` (unset: only explicit bulk sales).
+ * Summing per SKU means splitting a bulk quantity over lines does not evade it.
+ */
+export function isBulkSale(input: Pick<SaleInput, 'items' | 'sale_type'>, threshold: number | null): boolean {
+  if (input.sale_type === 'bulk') return true;
+  if (threshold === null) return false;
+  return [...quantitiesBySku(input.items).values()].some((quantity) => quantity >= threshold);
+}
+
+/**
+ * Spreads each SKU's unfulfilled quantity over its lines, last line first
+ * (earlier lines are filled first). Returns the shortfall per line.
+ */
+export function allocateShortfall(items: SaleInput['items'], shortfallBySku: Map<string, number>): number[] {
+  const remaining = new Map(shortfallBySku);
+  const result = items.map(() => 0);
+  for (let index = items.length - 1; index >= 0; index--) {
+    const item = items[index]!;
+    const left = remaining.get(item.sku_id) ?? 0;
+    const take = Math.min(left, item.quantity);
+    result[index] = take;
+    remaining.set(item.sku_id, left - take);
+  }
+  return result;
+}
+
+async function loadSaleContext(tx: Tx, tenantId: string, storeId: string, skuIds: string[]): Promise<SaleContext> {
+  return one(
+    tx,
+    sql<SaleContext>`
+      SELECT EXISTS (SELECT 1 FROM stores WHERE tenant_id = ${tenantId} AND id = ${storeId}) AS store_exists,
+             (SELECT (settings ->> 'bulk_sale_threshold')::bigint FROM tenants WHERE id = ${tenantId}) AS bulk_sale_threshold,
+             (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'unit', unit)), '[]'::jsonb)
+              FROM skus WHERE tenant_id = ${tenantId} AND id = ANY(${skuIds}::uuid[])) AS skus`,
+  );
+}
+
+/**
+ * Locks the balances of an offline sale's SKUs (in sku order, like
+ * changeStock) and says how much of each is there.
+ */
+async function lockBalancesForUpdate(tx: Tx, tenantId: string, storeId: string, skuIds: string[]): Promise<Map<string, number>> {
+  const rows = await all(
+    tx,
+    sql<{ sku_id: string; quantity: number }>`
+      SELECT sku_id, quantity FROM stock_balances
+      WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND sku_id = ANY(${skuIds}::uuid[])
+      ORDER BY sku_id FOR UPDATE`,
+  );
+  return new Map(rows.map((row) => [row.sku_id, row.quantity]));
+}
+
+/**
+ * The in-transaction part of a sale: everything a sale writes, in the
+ * command's transaction (`cmd.tx`). Other parts add their own writes here
+ * (the money part posts the sale to the ledger) so they commit with the sale.
+ *
+ * - `online` (POST /v1/sales): every SKU's summed quantity is taken with one
+ *   conditional UPDATE (changeStock); any short SKU → `{ ok: false }` listing
+ *   every short one, and the caller rolls back (no receipt number is taken:
+ *   the counter is advanced after the stock, in the same transaction).
+ * - `offline` (POST /v1/sync/sales): the sale already happened at the till.
+ *   Stock takes what is there, down to 0, through the ledger; what was missing
+ *   is recorded as `shortfall_quantity` on the lines and a review item is
+ *   opened. Stock never goes negative, so online sales still never oversell.
+ */
+export async function recordSale(cmd: Command, input: SaleInput, source: SaleSource = 'online'): Promise<RecordSaleResult> {
+  const { tx, tenantId, opId } = cmd;
+  const storeId = input.store_id;
+  const bySku = quantitiesBySku(input.items);
+  const skuIds = [...bySku.keys()];
+
+  const context = await loadSaleContext(tx, tenantId, storeId, skuIds);
+  if (!context.store_exists) throw new AppError('not_found', 'store was not found');
+  const units = new Map(context.skus.map((sku) => [sku.id, sku.unit]));
+  const missing = input.items.flatMap((item, index) => (units.has(item.sku_id) ? [] : [index]));
+  if (missing.length > 0) {
+    throw new AppError('validation_failed', 'unknown SKU ids', {
+      errors: missing.map((index) => ({ path: `/body/items/${index}/sku_id`, message: 'SKU does not exist' })),
+    });
+  }
+  const bulk = isBulkSale(input, context.bulk_sale_threshold);
+  if (bulk && (cmd.principal.kind !== 'token' || !roleHas(cmd.principal.role, 'sales.bulk'))) {
+    throw new AppError('forbidden', 'a bulk sale needs the sales.bulk permission');
+  }
+
+  const saleId = newId();
+  let shortfallBySku = new Map<string, number>();
+  let taken = bySku;
+  if (source === 'offline') {
+    const available = await lockBalancesForUpdate(tx, tenantId, storeId, skuIds);
+    taken = new Map(skuIds.map((skuId) => [skuId, Math.min(bySku.get(skuId)!, available.get(skuId) ?? 0)]));
+    shortfallBySku = new Map(skuIds.map((skuId) => [skuId, bySku.get(skuId)! - taken.get(skuId)!]));
+  }
+  const changes: StockChange[] = [...taken].map(([skuId, quantity]) => ({
+    storeId,
+    skuId,
+    quantityChange: -quantity,
+    kind: 'sale',
+    reason: `sale ${saleId}`,
+  }));
+  const stock = await changeStock(tx, tenantId, opId, changes);
+  if (!stock.ok) {
+    assert(source === 'online', 'an offline sale only takes what it locked');
+    return { ok: false, shortages: stock.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) };
+  }
+
+  const shortfalls = allocateShortfall(input.items, shortfallBySku);
+  const items: SaleItemView[] = input.items.map((item, index) => ({
+    id: newId(),
+    line_number: index + 1,
+    sku_id: item.sku_id,
+    quantity: item.quantity,
+    unit_price: item.unit_price,
+    line_total: lineTotal(units.get(item.sku_id)!, item.quantity, item.unit_price),
+    shortfall_quantity: shortfalls[index]!,
+  }));
+  const total = items.reduce((sum, item) => sum + item.line_total, 0);
+
+  // Receipt number, sale and lines in one statement. The counter row is
+  // advanced relatively inside this transaction, so the number is taken only
+  // by a sale that commits (a refused sale returned above, before this).
+  const saleRow = await one(
+    tx,
+    sql<{ receipt_number: number; created_at: Date; client_created_at: Date | null }>`
+      WITH number AS (
+        INSERT INTO store_receipt_counters (tenant_id, store_id, last_number) VALUES (${tenantId}, ${storeId}, 1)
+        ON CONFLICT (tenant_id, store_id) DO UPDATE SET last_number = store_receipt_counters.last_number + 1
+        RETURNING last_number
+      ), sale AS (
+        INSERT INTO sales (tenant_id, id, store_id, receipt_number, payment_method, sale_type, source, customer_id, total, client_created_at, op_id)
+        SELECT ${tenantId}, ${saleId}, ${storeId}, number.last_number, ${input.payment_method}, ${bulk ? 'bulk' : 'regular'}, ${source},
+               ${input.customer_id ?? null}, ${total}, ${input.client_created_at ?? null}, ${opId}
+        FROM number
+        RETURNING receipt_number, created_at, client_created_at
+      ), lines AS (
+        INSERT INTO sale_items (tenant_id, id, sale_id, line_number, sku_id, quantity, unit_price, line_total, shortfall_quantity, op_id)
+        SELECT ${tenantId}, l.id, ${saleId}, l.line_number, l.sku_id, l.quantity, l.unit_price, l.line_total, l.shortfall_quantity, ${opId}
+        FROM jsonb_to_recordset(${JSON.stringify(items)}::jsonb)
+          AS l(id uuid, line_number integer, sku_id uuid, quantity bigint, unit_price bigint, line_total bigint, shortfall_quantity bigint)
+      )
+      SELECT receipt_number, created_at, client_created_at FROM sale`,
+  );
+
+  const sale: SaleView = {
+    id: saleId,
+    op_id: opId,
+    store_id: storeId,
+    receipt_number: saleRow.receipt_number,
+    status: 'completed',
+    payment_method: input.payment_method,
+    sale_type: bulk ? 'bulk' : 'regular',
+    source,
+    customer_id: input.customer_id ?? null,
+    total,
+    client_created_at: saleRow.client_created_at,
+    created_at: saleRow.created_at,
+    voided_at: null,
+    voided_by_op: null,
+    void_reason: null,
+    items,
+  };
+
+  const short = [...shortfallBySku].filter(([, shortfall]) => shortfall > 0);
+  if (short.length > 0) {
+    const reviewId = await openReviewItem(tx, tenantId, opId, {
+      kind: 'offline_sale_shortage',
+      subjectType: 'sale',
+      subjectId: saleId,
+      storeId,
+      detail: {
+        sale_id: saleId,
+        receipt_number: sale.receipt_number,
+        shortages: short.map(([skuId, shortfall]) => ({
+          sku_id: skuId,
+          requested: bySku.get(skuId)!,
+          available: taken.get(skuId)!,
+          shortfall,
+        })),
+      },
+      dedupeKey: `offline_sale_shortage:${saleId}`,
+    });
+    cmd.touch('review_items', reviewId, 'created');
+  }
+
+  cmd.storeId = storeId;
+  cmd.touch('sales', saleId, 'created');
+  for (const item of items) cmd.touch('sale_items', item.id, 'created');
+  for (const balance of stock.balances) {
+    cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
+    cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
+  }
+  cmd.touch('store_receipt_counters', storeId, 'updated');
+  cmd.audit({ subjectType: 'sale', subjectId: saleId, after: sale });
+  return { ok: true, sale };
+}
+
+export function insufficientStock(shortages: SaleShortage[]): AppError {
+  return new AppError('insufficient_stock', `not enough stock for ${shortages.length} SKU${shortages.length === 1 ? '' : 's'}`, {
+    extra: { shortages },
+  });
+}

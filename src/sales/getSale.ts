@@ -1,0 +1,29 @@
+import { sql } from 'kysely';
+import { maybeOne, type Tx } from '../core/db.js';
+import type { SaleView } from './sale.table.js';
+
+const saleQuery = (tenantId: string, saleId: string, lock: boolean) => sql<SaleView>`
+  SELECT s.id, s.op_id, s.store_id, s.receipt_number, s.status, s.payment_method, s.sale_type, s.source, s.customer_id,
+         s.total, s.client_created_at, s.created_at, s.voided_at, s.voided_by_op, s.void_reason,
+         (SELECT jsonb_agg(jsonb_build_object(
+                   'id', i.id, 'line_number', i.line_number, 'sku_id', i.sku_id, 'quantity', i.quantity,
+                   'unit_price', i.unit_price, 'line_total', i.line_total, 'shortfall_quantity', i.shortfall_quantity)
+                 ORDER BY i.line_number)
+          FROM sale_items i WHERE i.tenant_id = s.tenant_id AND i.sale_id = s.id) AS items
+  FROM sales s
+  WHERE s.tenant_id = ${tenantId} AND s.id = ${saleId}
+  ${lock ? sql`FOR UPDATE OF s` : sql``}`;
+
+export async function findSale(tx: Tx, tenantId: string, saleId: string): Promise<SaleView | undefined> {
+  return maybeOne(tx, saleQuery(tenantId, saleId, false));
+}
+
+/** The sale with its row locked until the transaction ends (void takes this lock first). */
+export async function lockSaleForUpdate(tx: Tx, tenantId: string, saleId: string): Promise<SaleView | undefined> {
+  return maybeOne(tx, saleQuery(tenantId, saleId, true));
+}
+
+/** Where a sale belongs (for scope checks and to pick its group-commit lane). */
+export async function findSaleStore(tx: Tx, tenantId: string, saleId: string): Promise<string | undefined> {
+  return (await maybeOne(tx, sql<{ store_id: string }>`SELECT store_id FROM sales WHERE tenant_id = ${tenantId} AND id = ${saleId}`))?.store_id;
+}

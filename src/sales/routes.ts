@@ -1,0 +1,209 @@
+import { Type, type Static } from 'typebox';
+import { assertStoreInScope, inStoreScope } from '../core/auth.js';
+import { fingerprintRequest, inTenantTransaction, type CommandFn, type CommandInput, type CommandOutcome } from '../core/command.js';
+import { AppError, notFound } from '../core/errors.js';
+import { roleHas } from '../core/permissions.js';
+import type { App, AppDeps } from '../http/app.js';
+import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
+import { problemOf, toAppError } from '../http/problem.js';
+import { IdempotencyHeaders, IdParams, Money, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { insufficientStock, recordSale } from './createSale.js';
+import { findSale, findSaleStore } from './getSale.js';
+import { groupCommitterFor } from './groupCommit.js';
+import type { SaleInput, SaleSource } from './sale.table.js';
+import { recordVoid } from './voidSale.js';
+
+const PaymentMethod = Type.Union([Type.Literal('cash'), Type.Literal('card'), Type.Literal('mobile'), Type.Literal('credit')]);
+const SaleType = Type.Union([Type.Literal('regular'), Type.Literal('bulk')]);
+const UnitPrice = Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: 'minor units per kg / piece / metre' });
+
+const saleBodyProperties = {
+  store_id: Uuid,
+  payment_method: PaymentMethod,
+  items: Type.Array(
+    Type.Object(
+      {
+        sku_id: Uuid,
+        quantity: PositiveQuantity,
+        unit_price: UnitPrice,
+      },
+      { additionalProperties: false },
+    ),
+    { minItems: 1, maxItems: 200 },
+  ),
+  customer_id: Type.Optional(Uuid),
+  client_created_at: Type.Optional(Type.String({ format: 'date-time', description: 'when the till made the sale' })),
+  sale_type: Type.Optional(SaleType),
+};
+const SaleBody = Type.Object(saleBodyProperties, { additionalProperties: false });
+
+export const Sale = Type.Object({
+  id: Uuid,
+  op_id: Uuid,
+  store_id: Uuid,
+  receipt_number: Type.Integer({ minimum: 1, description: 'per store, from 1, gapless among committed sales' }),
+  status: Type.Union([Type.Literal('completed'), Type.Literal('voided')]),
+  payment_method: PaymentMethod,
+  sale_type: SaleType,
+  source: Type.Union([Type.Literal('online'), Type.Literal('offline')], { description: 'offline: synced from a till by POST /v1/sync/sales' }),
+  customer_id: Type.Union([Uuid, Type.Null()]),
+  total: Money,
+  client_created_at: Type.Union([Timestamp, Type.Null()]),
+  created_at: Timestamp,
+  voided_at: Type.Union([Timestamp, Type.Null()]),
+  voided_by_op: Type.Union([Uuid, Type.Null()]),
+  void_reason: Type.Union([Type.String(), Type.Null()]),
+  items: Type.Array(
+    Type.Object({
+      id: Uuid,
+      line_number: Type.Integer(),
+      sku_id: Uuid,
+      quantity: Type.Integer({ description: 'base units (grams, pieces, millimetres)' }),
+      unit_price: Money,
+      line_total: Money,
+      shortfall_quantity: Type.Integer({ description: 'offline sales: the part that was not in stock when synced' }),
+    }),
+  ),
+});
+
+const SALE_SUMMARY =
+  'Sell: every line is checked against stock atomically (lines of one SKU summed), the store\'s next receipt number is taken, and ' +
+  'sale, lines, stock ledger, operation, audit and idempotency record commit together. Line total = quantity × unit_price for pieces; ' +
+  'for kg / metre items quantity is grams / millimetres and unit_price is per kg / metre: quantity × unit_price / 1000, rounded half up. ' +
+  'Any short SKU → 409 insufficient_stock with every shortage, nothing written. A bulk sale (sale_type bulk, or a SKU quantity ≥ the ' +
+  'tenant\'s bulk_sale_threshold) needs sales.bulk.';
+
+type SaleBody = Static<typeof SaleBody>;
+
+/** What a sale command does inside its transaction (shared by POST /v1/sales and each synced sale). */
+function saleCommand(body: SaleInput, source: SaleSource): CommandFn {
+  return async (cmd) => {
+    const result = await recordSale(cmd, body, source);
+    if (!result.ok) throw insufficientStock(result.shortages);
+    return { status: 201, body: result.sale };
+  };
+}
+
+export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
+  const writer = groupCommitterFor(db);
+
+  app.post(
+    '/v1/sales',
+    {
+      config: { permission: 'sales.create' },
+      schema: { tags: ['sales'], summary: SALE_SUMMARY, headers: IdempotencyHeaders, body: SaleBody, response: { 201: Sale } },
+    },
+    async (request, reply) => {
+      const principal = tenantOf(request);
+      const body: SaleBody = request.body;
+      assertStoreInScope(principal, body.store_id);
+      const outcome = await writer.run(body.store_id, commandInputOf(request), { type: 'sale.create', storeId: body.store_id }, saleCommand(body, 'online'));
+      return sendOutcome(reply, outcome);
+    },
+  );
+
+  app.get(
+    '/v1/sales/:id',
+    { config: { permission: 'sales.read' }, schema: { tags: ['sales'], summary: 'A sale with its lines', params: IdParams, response: { 200: Sale } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const sale = await inTenantTransaction(db, principal.tenantId, (tx) => findSale(tx, principal.tenantId, request.params.id));
+      if (!sale || !inStoreScope(principal, sale.store_id)) throw notFound('sale');
+      return sale;
+    },
+  );
+
+  app.post(
+    '/v1/sales/:id/void',
+    {
+      config: { permission: 'sales.void' },
+      schema: {
+        tags: ['sales'],
+        summary:
+          'Void a sale: stock comes back through new ledger rows, the receipt number is kept (never reused). Voiding a voided sale returns it again (200, nothing new written).',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: Type.Object({ reason: Type.String({ minLength: 1, maxLength: 500 }) }, { additionalProperties: false }),
+        response: { 200: Sale },
+      },
+    },
+    async (request, reply) => {
+      const principal = tenantOf(request);
+      const saleId = request.params.id;
+      const storeId = await inTenantTransaction(db, principal.tenantId, (tx) => findSaleStore(tx, principal.tenantId, saleId));
+      if (storeId === undefined || !inStoreScope(principal, storeId)) throw notFound('sale');
+      const outcome = await writer.run(storeId, commandInputOf(request), { type: 'sale.void', storeId }, async (cmd) => ({
+        status: 200,
+        body: await recordVoid(cmd, saleId, request.body.reason),
+      }));
+      return sendOutcome(reply, outcome);
+    },
+  );
+
+  const SyncBody = Type.Object(
+    {
+      sales: Type.Array(
+        Type.Object({ idempotency_key: Type.String({ minLength: 1, maxLength: 255 }), ...saleBodyProperties }, { additionalProperties: false }),
+        { minItems: 1, maxItems: 500 },
+      ),
+    },
+    { additionalProperties: false },
+  );
+
+  app.post(
+    '/v1/sync/sales',
+    {
+      config: { permission: 'sales.sync' },
+      schema: {
+        tags: ['sales'],
+        summary:
+          'Sync sales an offline till queued. Each is applied as if sent alone to POST /v1/sales with its own Idempotency-Key (same fingerprint, ' +
+          'so a sale sent online first is replayed, not duplicated). A sale that already happened offline is never lost: when stock is now short, ' +
+          'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
+          'offline_sale_shortage review item is opened (201, source offline).',
+        headers: IdempotencyHeaders,
+        body: SyncBody,
+        response: {
+          200: Type.Object({
+            results: Type.Array(
+              Type.Object({
+                idempotency_key: Type.String(),
+                status: Type.Integer(),
+                replayed: Type.Boolean(),
+                body: Type.Unknown({ description: 'the sale, or a problem document' }),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const base = commandInputOf(request);
+      const results = await Promise.allSettled(
+        request.body.sales.map(async ({ idempotency_key, ...sale }): Promise<CommandOutcome> => {
+          if (!inStoreScope(principal, sale.store_id)) throw notFound('store');
+          if (!roleHas(principal.role, 'sales.create')) throw new AppError('forbidden', `role ${principal.role} may not sales.create`);
+          const input: CommandInput = {
+            ...base,
+            idempotencyKey: idempotency_key,
+            fingerprint: fingerprintRequest('POST', '/v1/sales', sale),
+            payload: sale,
+          };
+          return writer.run(sale.store_id, input, { type: 'sale.create', storeId: sale.store_id }, saleCommand(sale, 'offline'));
+        }),
+      );
+      return {
+        results: results.map((result, index) => {
+          const idempotencyKey = request.body.sales[index]!.idempotency_key;
+          if (result.status === 'fulfilled') {
+            return { idempotency_key: idempotencyKey, status: result.value.status, replayed: result.value.replayed, body: result.value.body };
+          }
+          const { appError, unexpected } = toAppError(result.reason);
+          if (unexpected) request.log.error({ err: result.reason, idempotency_key: idempotencyKey }, 'synced sale failed');
+          return { idempotency_key: idempotencyKey, status: appError.status, replayed: false, body: problemOf(appError, request.id) };
+        }),
+      };
+    },
+  );
+}

@@ -1,0 +1,48 @@
+/** Row and API shapes of the sales tables. */
+export type PaymentMethod = 'cash' | 'card' | 'mobile' | 'credit';
+export type SaleType = 'regular' | 'bulk';
+export type SaleSource = 'online' | 'offline';
+export type SaleStatus = 'completed' | 'voided';
+
+export interface SaleItemView {
+  id: string;
+  line_number: number;
+  sku_id: string;
+  /** Base units of the SKU. */
+  quantity: number;
+  /** Minor units per kg / piece / metre. */
+  unit_price: number;
+  line_total: number;
+  /** Offline sales only: quantity that was not in stock when synced. */
+  shortfall_quantity: number;
+}
+
+/** The sale as the API returns it (`GET /v1/sales/{id}`, and every sale command). */
+export interface SaleView {
+  id: string;
+  op_id: string;
+  store_id: string;
+  receipt_number: number;
+  status: SaleStatus;
+  payment_method: PaymentMethod;
+  sale_type: SaleType;
+  source: SaleSource;
+  customer_id: string | null;
+  total: number;
+  client_created_at: Date | string | null;
+  created_at: Date | string;
+  voided_at: Date | string | null;
+  voided_by_op: string | null;
+  void_reason: string | null;
+  items: SaleItemView[];
+}
+
+/** The body of POST /v1/sales (and of each item of POST /v1/sync/sales, without its key). */
+export interface SaleInput {
+  store_id: string;
+  payment_method: PaymentMethod;
+  items: Array<{ sku_id: string; quantity: number; unit_price: number }>;
+  customer_id?: string | undefined;
+  client_created_at?: string | undefined;
+  sale_type?: SaleType | undefined;
+}

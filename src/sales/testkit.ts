@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import type { TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+
+/** Given-steps shared by the sales tests: a store, SKUs and stock, through the API. */
+export async function givenStore(owner: ApiClient, code: string): Promise<string> {
+  const response = await owner.post('/v1/stores', { code, name: `Store ${code}` });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body.id;
+}
+
+export async function givenSku(owner: ApiClient, code: string, unit: 'kg' | 'piece' | 'metre' = 'piece', price = 100): Promise<string> {
+  const response = await owner.post('/v1/skus', { code, name: `SKU ${code}`, unit, price });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body.id;
+}
+
+export async function givenStock(owner: ApiClient, storeId: string, items: Array<{ sku_id: string; quantity: number }>): Promise<void> {
+  const response = await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+}
+
+export async function givenToken(t: TestApp, owner: ApiClient, role: string, storeIds?: string[]): Promise<ApiClient> {
+  const response = await owner.post('/v1/tokens', { name: `${role}-${Math.random().toString(36).slice(2, 8)}`, role, ...(storeIds ? { store_ids: storeIds } : {}) });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return t.client(response.body.token);
+}
+
+/** Rows of one tenant in every table a sale writes. */
+export async function saleRowCounts(t: TestApp, tenantId: string) {
+  const { rows } = await t.admin.query(
+    `SELECT (SELECT count(*) FROM sales WHERE tenant_id = $1)::int AS sales,
+            (SELECT count(*) FROM sale_items WHERE tenant_id = $1)::int AS sale_items,
+            (SELECT count(*) FROM stock_ledger WHERE tenant_id = $1)::int AS ledger,
+            (SELECT coalesce(sum(quantity), 0)::bigint FROM stock_balances WHERE tenant_id = $1) AS stock,
+            (SELECT coalesce(sum(last_number), 0)::bigint FROM store_receipt_counters WHERE tenant_id = $1) AS receipt_numbers,
+            (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
+            (SELECT count(*) FROM events WHERE tenant_id = $1)::int AS events,
+            (SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1)::int AS keys,
+            (SELECT count(*) FROM review_items WHERE tenant_id = $1)::int AS review_items`,
+    [tenantId],
+  );
+  return rows[0] as Record<string, number | string>;
+}
+
+/** Stock balance and the sum of its ledger for one store/SKU. */
+export async function balanceAndLedger(t: TestApp, tenantId: string, storeId: string, skuId: string): Promise<{ balance: number; ledger: number }> {
+  const { rows } = await t.admin.query(
+    `SELECT (SELECT quantity FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::int AS balance,
+            (SELECT coalesce(sum(quantity_change), 0) FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::int AS ledger`,
+    [tenantId, storeId, skuId],
+  );
+  return rows[0];
+}

@@ -1,0 +1,57 @@
+import { sql } from 'kysely';
+import { inStoreScope } from '../core/auth.js';
+import { CommandRefused, type Command } from '../core/command.js';
+import { one } from '../core/db.js';
+import { assert, notFound } from '../core/errors.js';
+import { changeStock } from '../inventory/changeStock.js';
+import { lockSaleForUpdate } from './getSale.js';
+import type { SaleView } from './sale.table.js';
+
+/**
+ * The in-transaction part of voiding a sale (other parts add their reversing
+ * writes here, e.g. the money part's reversing postings).
+ *
+ * The sale row is locked first, so two voids of one sale serialize: the second
+ * sees `voided` and answers the sale again (200) with no new effect — it is
+ * refused as a command (rolled back, nothing written), not stored as a second
+ * operation. Stock comes back through new `void` ledger rows (what the sale
+ * actually took: quantity minus any offline shortfall); the receipt number
+ * stays with the voided sale and is never reused.
+ */
+export async function recordVoid(cmd: Command, saleId: string, reason: string): Promise<SaleView> {
+  const { tx, tenantId, opId } = cmd;
+  const before = await lockSaleForUpdate(tx, tenantId, saleId);
+  if (!before || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, before.store_id))) throw notFound('sale');
+  if (before.status === 'voided') throw new CommandRefused({ status: 200, body: before });
+
+  const returned = new Map<string, number>();
+  for (const item of before.items) {
+    const quantity = item.quantity - item.shortfall_quantity;
+    if (quantity > 0) returned.set(item.sku_id, (returned.get(item.sku_id) ?? 0) + quantity);
+  }
+  const stock = await changeStock(
+    tx,
+    tenantId,
+    opId,
+    [...returned].map(([skuId, quantity]) => ({ storeId: before.store_id, skuId, quantityChange: quantity, kind: 'void', reason: `void of sale ${saleId}` })),
+  );
+  assert(stock.ok, 'returning stock always succeeds');
+
+  const row = await one(
+    tx,
+    sql<{ voided_at: Date }>`
+      UPDATE sales SET status = 'voided', voided_by_op = ${opId}, voided_at = now(), void_reason = ${reason}
+      WHERE tenant_id = ${tenantId} AND id = ${saleId} AND status = 'completed'
+      RETURNING voided_at`,
+  );
+  const after: SaleView = { ...before, status: 'voided', voided_by_op: opId, voided_at: row.voided_at, void_reason: reason };
+
+  cmd.storeId = before.store_id;
+  cmd.touch('sales', saleId, 'updated');
+  for (const balance of stock.balances) {
+    cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
+    cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
+  }
+  cmd.audit({ subjectType: 'sale', subjectId: saleId, before, after });
+  return after;
+}
