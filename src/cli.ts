@@ -5,6 +5,9 @@ import { openDatabase } from './runtime.js';
 import { serve } from './server.js';
 import { setIdempotencyTtlHours } from './core/command.js';
 import { startWorker } from './jobs/worker.js';
+import pg from 'pg';
+import { allChecks } from './integrity/registry.js';
+import { checkSettingsOf, runChecksAsOwner } from './integrity/runChecks.js';
 
 const USAGE = `usage: storekeep <command>
 
@@ -12,7 +15,8 @@ const USAGE = `usage: storekeep <command>
   start      same as serve
   migrate    apply pending database migrations and exit
   worker     run background jobs
-  check      run the integrity checks; exits non-zero on any finding
+  check      run the integrity checks over every tenant; prints findings (--json: as JSON)
+             and exits 1 on any finding
 `;
 
 function onSignals(logger: Logger, close: () => Promise<void>): void {
@@ -84,9 +88,29 @@ async function main(argv: string[]): Promise<number> {
       }
       return -1; // keep running
     }
-    case 'check':
-      process.stderr.write(`storekeep ${commandName}: not available yet\n`);
-      return 1;
+    case 'check': {
+      const database = await openDatabase(config, logger);
+      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+      try {
+        const run = await runChecksAsOwner(pool, allChecks, checkSettingsOf(config));
+        if (argv.includes('--json')) {
+          process.stdout.write(`${JSON.stringify({ ok: run.findings.length === 0, checked_at: run.checked_at, findings: run.findings }, null, 2)}\n`);
+        } else {
+          for (const finding of run.findings) {
+            process.stdout.write(`${finding.severity}\t${finding.check}\ttenant=${finding.tenant_id}\tsubject=${finding.subject}\t${JSON.stringify(finding.detail)}\n`);
+          }
+          process.stdout.write(
+            run.findings.length === 0
+              ? `ok: ${run.checks.length} checks, no findings\n`
+              : `${run.findings.length} finding(s) from ${run.checks.length} checks\n`,
+          );
+        }
+        return run.findings.length === 0 ? 0 : 1;
+      } finally {
+        await pool.end();
+        await database.stop();
+      }
+    }
     default:
       process.stderr.write(`storekeep: unknown command "${commandName}"\n\n${USAGE}`);
       return 2;

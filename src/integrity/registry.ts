@@ -2,6 +2,8 @@ import type { IntegrityCheck } from './check.js';
 import { moneyChecks } from '../money/integrity.js';
 import { fieldChecks } from '../field/integrity.js';
 import { transferChecks } from '../transfers/integrity.js';
+import { coreChecks } from './coreChecks.js';
+import { inventoryChecks } from '../inventory/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...moneyChecks, ...fieldChecks, ...transferChecks];
+export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks];

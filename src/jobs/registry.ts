@@ -1,3 +1,4 @@
+import { integrityNightly } from '../integrity/nightlyJob.js';
 import { purgeIdempotencyKeys } from './housekeeping.js';
 import type { TaskDefinition } from './task.js';
 
@@ -5,7 +6,7 @@ import type { TaskDefinition } from './task.js';
  * Every task the worker runs. A part adds its own here (its handler lives in
  * its folder, e.g. src/orders/submitOrderJob.ts).
  */
-export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys];
+export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly];
 
 /**
  * Periodic jobs (graphile-worker crontab syntax, UTC). `jobKey` makes two
@@ -14,6 +15,7 @@ export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys];
  */
 export const crontabLines: string[] = [
   '17 * * * * idempotency.purge ?max=1&jobKey=cron:idempotency.purge',
+  '30 2 * * * integrity.run ?max=1&jobKey=cron:integrity.run',
 ];
 
 export const crontab = crontabLines.join('\n');

@@ -1,0 +1,49 @@
+import { sql } from 'kysely';
+import { all, maybeOne, type Tx } from '../core/db.js';
+
+export interface ReviewItemRow {
+  id: string;
+  kind: string;
+  severity: 'info' | 'warning' | 'critical';
+  subject_type: string | null;
+  subject_id: string | null;
+  store_id: string | null;
+  detail: unknown;
+  status: 'open' | 'resolved';
+  op_id: string;
+  created_at: Date;
+  resolved_at: Date | null;
+  resolved_by_op: string | null;
+  resolution_note: string | null;
+}
+
+const COLUMNS = sql`id, kind, severity, subject_type, subject_id, store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note`;
+
+export interface ReviewItemFilter {
+  status?: 'open' | 'resolved' | undefined;
+  kind?: string | undefined;
+  /** null: every store (and items of no store); otherwise only items of these stores. */
+  storeIds: readonly string[] | null;
+  /** Ids are UUIDv7 (time-ordered): newest first, keyset on id. */
+  beforeId?: string | undefined;
+  limit: number;
+}
+
+export async function listReviewItems(tx: Tx, tenantId: string, filter: ReviewItemFilter): Promise<ReviewItemRow[]> {
+  return all(
+    tx,
+    sql<ReviewItemRow>`
+      SELECT ${COLUMNS} FROM review_items
+      WHERE tenant_id = ${tenantId}
+        AND (${filter.status ?? null}::text IS NULL OR status = ${filter.status ?? null})
+        AND (${filter.kind ?? null}::text IS NULL OR kind = ${filter.kind ?? null})
+        AND (${filter.storeIds === null}::boolean OR store_id = ANY(${filter.storeIds ?? []}::uuid[]))
+        AND (${filter.beforeId ?? null}::uuid IS NULL OR id < ${filter.beforeId ?? null}::uuid)
+      ORDER BY id DESC
+      LIMIT ${filter.limit}`,
+  );
+}
+
+export async function findReviewItem(tx: Tx, tenantId: string, id: string): Promise<ReviewItemRow | undefined> {
+  return maybeOne(tx, sql<ReviewItemRow>`SELECT ${COLUMNS} FROM review_items WHERE tenant_id = ${tenantId} AND id = ${id}`);
+}

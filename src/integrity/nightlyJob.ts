@@ -1,0 +1,56 @@
+import { fingerprintRequest, runCommand } from '../core/command.js';
+import { openReviewItem } from '../core/review.js';
+import { defineTask } from '../jobs/task.js';
+import { allChecks } from './registry.js';
+import { checkSettingsOf, runChecksAsOwner, type Finding } from './runChecks.js';
+
+function storeOf(finding: Finding): string | undefined {
+  const detail = finding.detail as { store_id?: unknown } | null;
+  return typeof detail?.store_id === 'string' ? detail.store_id : undefined;
+}
+
+/**
+ * Runs every check over every tenant and opens one review item per finding
+ * in the finding's tenant (`integrity_finding`, deduplicated per check and
+ * subject while open). It never fixes or deletes anything: money and stock
+ * records are corrected by people, through commands, after review.
+ */
+export const integrityNightly = defineTask<Record<string, unknown>>({
+  name: 'integrity.run',
+  maxAttempts: 3,
+  async handle(_data, ctx) {
+    const run = await runChecksAsOwner(ctx.ownerPool, allChecks, checkSettingsOf(ctx.config));
+    const byTenant = new Map<string, Finding[]>();
+    for (const finding of run.findings) byTenant.set(finding.tenant_id, [...(byTenant.get(finding.tenant_id) ?? []), finding]);
+    for (const [tenantId, findings] of byTenant) {
+      await runCommand(
+        ctx.db,
+        {
+          tenantId,
+          principal: ctx.principal,
+          correlationId: ctx.correlationId,
+          fingerprint: fingerprintRequest('JOB', 'integrity.run', { checked_at: run.checked_at }),
+          payload: { findings: findings.length },
+        },
+        { type: 'integrity.review' },
+        async (cmd) => {
+          for (const finding of findings) {
+            const storeId = storeOf(finding);
+            const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
+              kind: 'integrity_finding',
+              severity: finding.severity,
+              subjectType: finding.check,
+              subjectId: finding.subject,
+              ...(storeId ? { storeId } : {}),
+              dedupeKey: `integrity:${finding.check}:${finding.subject}`,
+              detail: { check: finding.check, subject: finding.subject, detail: finding.detail, checked_at: run.checked_at },
+            });
+            cmd.touch('review_items', id, 'created');
+          }
+          return { status: 200, body: { findings: findings.length } };
+        },
+      );
+    }
+    ctx.logger.info({ checks: run.checks.length, findings: run.findings.length }, 'integrity run finished');
+  },
+});

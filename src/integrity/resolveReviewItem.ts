@@ -1,0 +1,33 @@
+import { sql } from 'kysely';
+import { inStoreScope } from '../core/auth.js';
+import type { Command } from '../core/command.js';
+import { maybeOne } from '../core/db.js';
+import { AppError, notFound } from '../core/errors.js';
+import { findReviewItem, type ReviewItemRow } from './listReviewItems.js';
+
+/**
+ * Marks an open review item resolved, with the note saying what was done.
+ * A conditional update (`WHERE status = 'open'`): two people resolving at once
+ * cannot both win; the loser gets 409 invalid_transition. Nothing else is
+ * changed: a person fixes the data through the normal commands.
+ */
+export async function resolveReviewItem(cmd: Command, id: string, note: string): Promise<ReviewItemRow> {
+  const principal = cmd.principal;
+  const before = await findReviewItem(cmd.tx, cmd.tenantId, id);
+  const visible =
+    before !== undefined &&
+    (principal.kind !== 'token' || principal.storeIds === null || (before.store_id !== null && inStoreScope(principal, before.store_id)));
+  if (!visible) throw notFound('review item');
+  const after = await maybeOne(
+    cmd.tx,
+    sql<ReviewItemRow>`
+      UPDATE review_items SET status = 'resolved', resolved_at = now(), resolved_by_op = ${cmd.opId}, resolution_note = ${note}
+      WHERE tenant_id = ${cmd.tenantId} AND id = ${id} AND status = 'open'
+      RETURNING id, kind, severity, subject_type, subject_id, store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note`,
+  );
+  if (!after) throw new AppError('invalid_transition', 'the review item is already resolved', { extra: { status: 'resolved' } });
+  if (after.store_id) cmd.storeId = after.store_id;
+  cmd.touch('review_items', id, 'updated');
+  cmd.audit({ subjectType: 'review_item', subjectId: id, before: { status: before.status }, after: { status: after.status, resolution_note: note } });
+  return after;
+}

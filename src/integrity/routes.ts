@@ -1,0 +1,122 @@
+import { Type } from 'typebox';
+import { inTenantTransaction } from '../core/command.js';
+import { notFound } from '../core/errors.js';
+import type { App, AppDeps } from '../http/app.js';
+import { command, tenantOf } from '../http/command.js';
+import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { inStoreScope } from '../core/auth.js';
+import { findReviewItem, listReviewItems } from './listReviewItems.js';
+import { allChecks } from './registry.js';
+import { resolveReviewItem } from './resolveReviewItem.js';
+import { checkSettingsOf, runChecksForTenant } from './runChecks.js';
+
+const Finding = Type.Object({
+  check: Type.String({ description: 'name of the invariant, e.g. stock_ledger_matches_balance' }),
+  severity: Type.Union([Type.Literal('warning'), Type.Literal('critical')]),
+  subject: Type.String({ description: 'the record breaking it (id, or store_id/sku_id …)' }),
+  detail: Type.Unknown({ description: 'the figures that disagree' }),
+});
+
+const ReviewItem = Type.Object({
+  id: Uuid,
+  kind: Type.String({ description: 'integrity_finding, job_failed, offline_sale_shortage, transfer_shortfall …' }),
+  severity: Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')]),
+  subject_type: Type.Union([Type.String(), Type.Null()]),
+  subject_id: Type.Union([Type.String(), Type.Null()]),
+  store_id: Type.Union([Uuid, Type.Null()]),
+  detail: Type.Unknown(),
+  status: Type.Union([Type.Literal('open'), Type.Literal('resolved')]),
+  op_id: Uuid,
+  created_at: Timestamp,
+  resolved_at: Type.Union([Timestamp, Type.Null()]),
+  resolved_by_op: Type.Union([Uuid, Type.Null()]),
+  resolution_note: Type.Union([Type.String(), Type.Null()]),
+});
+
+const isIdCursor = (value: unknown): value is { id: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' &&
+  /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
+
+export async function integrityRoutes(app: App, { db, config }: AppDeps): Promise<void> {
+  app.get(
+    '/v1/integrity',
+    {
+      config: { permission: 'integrity.read' },
+      schema: {
+        tags: ['integrity'],
+        summary: 'Run every integrity check on the caller\'s tenant now',
+        response: { 200: Type.Object({ ok: Type.Boolean(), checked_at: Timestamp, findings: Type.Array(Finding) }) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const run = await runChecksForTenant(db, principal.tenantId, allChecks, checkSettingsOf(config));
+      return {
+        ok: run.findings.length === 0,
+        checked_at: run.checked_at,
+        findings: run.findings.map(({ check, severity, subject, detail }) => ({ check, severity, subject, detail })),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/review-items',
+    {
+      config: { permission: 'review.read' },
+      schema: {
+        tags: ['integrity'],
+        summary: 'The review queue, newest first (store-scoped tokens see their stores\' items only)',
+        querystring: Type.Object(
+          {
+            ...ListQuery.properties,
+            status: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('resolved')])),
+            kind: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(ReviewItem) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const beforeId = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
+        listReviewItems(tx, principal.tenantId, { status: request.query.status, kind: request.query.kind, storeIds: principal.storeIds, beforeId, limit: limit + 1 }),
+      );
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
+
+  app.get(
+    '/v1/review-items/:id',
+    { config: { permission: 'review.read' }, schema: { tags: ['integrity'], summary: 'A review item', params: IdParams, response: { 200: ReviewItem } } },
+    async (request) => {
+      const principal = tenantOf(request);
+      const item = await inTenantTransaction(db, principal.tenantId, (tx) => findReviewItem(tx, principal.tenantId, request.params.id));
+      if (!item || (principal.storeIds !== null && (item.store_id === null || !inStoreScope(principal, item.store_id)))) throw notFound('review item');
+      return item;
+    },
+  );
+
+  app.post(
+    '/v1/review-items/:id/resolve',
+    {
+      config: { permission: 'review.resolve' },
+      schema: {
+        tags: ['integrity'],
+        summary: 'Resolve an open review item with a note (409 invalid_transition if already resolved)',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: Type.Object({ note: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),
+        response: { 200: ReviewItem },
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'review_item.resolve' }, async (cmd) => ({
+        status: 200,
+        body: await resolveReviewItem(cmd, request.params.id, request.body.note),
+      })),
+  );
+}

@@ -1,0 +1,99 @@
+import { CompiledQuery } from 'kysely';
+import type pg from 'pg';
+import { inTenantTransaction } from '../core/command.js';
+import type { Db } from '../core/db.js';
+import type { IntegrityCheck } from './check.js';
+import { integrityFindings, integrityLastRun } from './metrics.js';
+
+export interface Finding {
+  check: string;
+  severity: 'warning' | 'critical';
+  subject: string;
+  detail: unknown;
+  tenant_id: string;
+}
+
+export interface CheckRun {
+  checked_at: Date;
+  checks: string[];
+  findings: Finding[];
+}
+
+/** Settings some checks read (`current_setting('storekeep.…')`), set per transaction. */
+export interface CheckSettings {
+  /** An order in pending/submitting longer than this is reported as stuck. */
+  ordersStuckSeconds: number;
+}
+
+interface Row {
+  tenant_id: string;
+  subject: string;
+  detail: unknown;
+}
+
+// A check that cannot run (a table renamed, a bug in its SQL) must not be
+// silent: it is reported as a finding of its own.
+const failed = (check: IntegrityCheck, tenantId: string, error: unknown): Finding => ({
+  check: check.name,
+  severity: 'critical',
+  subject: 'check_failed',
+  detail: { error: error instanceof Error ? error.message : String(error) },
+  tenant_id: tenantId,
+});
+
+const toFindings = (check: IntegrityCheck, rows: Row[]): Finding[] =>
+  rows.map((row) => ({ check: check.name, severity: check.severity, subject: String(row.subject), detail: row.detail, tenant_id: row.tenant_id }));
+
+const SYSTEM_TENANT_ID = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * Every check over every tenant, as the owner (row-level security does not
+ * apply to it): `storekeep check` and the nightly job. Each check is one
+ * statement in its own read-only transaction, so it sees one consistent
+ * snapshot and a failing check cannot hide the others.
+ */
+export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], settings: CheckSettings): Promise<CheckRun> {
+  const findings: Finding[] = [];
+  const client = await pool.connect();
+  try {
+    for (const check of checks) {
+      try {
+        await client.query('BEGIN READ ONLY');
+        await client.query(`SELECT set_config('storekeep.orders_stuck_seconds', $1, true)`, [String(settings.ordersStuckSeconds)]);
+        const result = await client.query<Row>(check.sql, [null]);
+        await client.query('COMMIT');
+        findings.push(...toFindings(check, result.rows));
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        findings.push(failed(check, SYSTEM_TENANT_ID, error));
+      }
+    }
+  } finally {
+    client.release();
+  }
+  for (const check of checks) integrityFindings.set({ check: check.name }, findings.filter((finding) => finding.check === check.name).length);
+  integrityLastRun.setToCurrentTime();
+  return { checked_at: new Date(), checks: checks.map((check) => check.name), findings };
+}
+
+/** Every check over one tenant, as the app role under row-level security (`GET /v1/integrity`). */
+export async function runChecksForTenant(db: Db, tenantId: string, checks: IntegrityCheck[], settings: CheckSettings): Promise<CheckRun> {
+  const findings: Finding[] = [];
+  for (const check of checks) {
+    try {
+      const rows = await inTenantTransaction(db, tenantId, async (tx) => {
+        await tx.executeQuery(CompiledQuery.raw(`SELECT set_config('storekeep.orders_stuck_seconds', $1, true)`, [String(settings.ordersStuckSeconds)]));
+        return (await tx.executeQuery<Row>(CompiledQuery.raw(check.sql, [tenantId]))).rows;
+      });
+      findings.push(...toFindings(check, rows));
+    } catch (error) {
+      findings.push(failed(check, tenantId, error));
+    }
+  }
+  return { checked_at: new Date(), checks: checks.map((check) => check.name), findings };
+}
+
+/** Stuck-order threshold of the checker: later than the worker's own recovery, so a finding means recovery failed. */
+export function checkSettingsOf(config: { ordersStuckAfterSeconds: number }): CheckSettings {
+  return { ordersStuckSeconds: Math.max(config.ordersStuckAfterSeconds * 2, config.ordersStuckAfterSeconds + 60) };
+}

@@ -1,0 +1,30 @@
+import type { IntegrityCheck } from '../integrity/check.js';
+
+/** Stock invariants (DESIGN.md principle 2: balances are the lock, ledgers are the history). */
+export const inventoryChecks: IntegrityCheck[] = [
+  {
+    name: 'stock_ledger_matches_balance',
+    severity: 'critical',
+    description: 'Every stock balance equals the sum of its ledger rows.',
+    sql: `
+      SELECT b.tenant_id, b.store_id || '/' || b.sku_id AS subject,
+             jsonb_build_object('store_id', b.store_id, 'sku_id', b.sku_id, 'balance', b.quantity, 'ledger_sum', coalesce(l.total, 0)) AS detail
+      FROM stock_balances b
+      LEFT JOIN (
+        SELECT tenant_id, store_id, sku_id, sum(quantity_change) AS total
+        FROM stock_ledger WHERE ($1::uuid IS NULL OR tenant_id = $1)
+        GROUP BY tenant_id, store_id, sku_id
+      ) l ON l.tenant_id = b.tenant_id AND l.store_id = b.store_id AND l.sku_id = b.sku_id
+      WHERE ($1::uuid IS NULL OR b.tenant_id = $1) AND b.quantity <> coalesce(l.total, 0)`,
+  },
+  {
+    name: 'stock_not_negative',
+    severity: 'critical',
+    description: 'No stock balance is below zero (the CHECK constraint is the last defence; this finds it dropped or bypassed).',
+    sql: `
+      SELECT b.tenant_id, b.store_id || '/' || b.sku_id AS subject,
+             jsonb_build_object('store_id', b.store_id, 'sku_id', b.sku_id, 'quantity', b.quantity) AS detail
+      FROM stock_balances b
+      WHERE ($1::uuid IS NULL OR b.tenant_id = $1) AND b.quantity < 0`,
+  },
+];
