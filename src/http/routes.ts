@@ -7,8 +7,9 @@ import { fieldRoutes } from '../field/routes.js';
 import { transferRoutes } from '../transfers/routes.js';
 import { salesRoutes } from '../sales/routes.js';
 import { integrityRoutes } from '../integrity/routes.js';
+import { settlementRoutes } from '../settlements/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes, settlementRoutes];

@@ -1,0 +1,59 @@
+import { sql } from 'kysely';
+import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
+import type { Command } from '../core/command.js';
+import { maybeOne } from '../core/db.js';
+import { AppError, notFound } from '../core/errors.js';
+import { PG, pgCode } from '../core/pgErrors.js';
+import { findSettlement, SETTLEMENT_COLUMNS } from './queries.js';
+import { settlementTransition, type SettlementDecision } from './settlementMath.js';
+import type { SettlementRow } from './settlements.table.js';
+
+/**
+ * Approve or reject a submitted settlement, guarded by the version the caller
+ * saw (If-Match). ONE conditional UPDATE `… WHERE version = $expected AND
+ * status = 'submitted'`: of two managers approving at once, the second waits
+ * for the first's row lock, then finds the version moved and updates nothing
+ * → `412 version_conflict`. The row names exactly one decider.
+ */
+export async function decideSettlement(
+  cmd: Command,
+  principal: TenantPrincipal,
+  id: string,
+  decision: SettlementDecision,
+  expectedVersion: number,
+  note: string | undefined,
+): Promise<SettlementRow> {
+  const current = await findSettlement(cmd.tx, cmd.tenantId, id);
+  if (!current || !inStoreScope(principal, current.store_id)) throw notFound('settlement');
+  cmd.storeId = current.store_id;
+  let decided: SettlementRow | undefined;
+  try {
+    decided = await maybeOne(
+      cmd.tx,
+      sql<SettlementRow>`
+        UPDATE settlements
+        SET status = ${decision === 'approve' ? 'approved' : 'rejected'}, version = version + 1, decided_by = ${cmd.actor},
+            decided_op = ${cmd.opId}, decided_at = now(), decision_note = ${note ?? null}, updated_at = now()
+        WHERE tenant_id = ${cmd.tenantId} AND id = ${id} AND version = ${expectedVersion} AND status = 'submitted'
+        RETURNING ${SETTLEMENT_COLUMNS}`,
+    );
+  } catch (error) {
+    if (pgCode(error) === PG.UNIQUE_VIOLATION) {
+      throw new AppError('conflict', 'this store-day already has an approved settlement', { cause: error });
+    }
+    throw error;
+  }
+  if (!decided) {
+    const now = (await findSettlement(cmd.tx, cmd.tenantId, id)) ?? current;
+    if (now.version !== expectedVersion) {
+      throw new AppError('version_conflict', `the settlement is at version ${now.version}, not ${expectedVersion}; reload it and decide again`, {
+        extra: { current_version: now.version, status: now.status },
+      });
+    }
+    const verdict = settlementTransition(now.status, decision);
+    throw new AppError('invalid_transition', verdict.ok ? 'the settlement changed; reload it' : verdict.reason, { extra: { status: now.status } });
+  }
+  cmd.touch('settlements', id, 'updated');
+  cmd.audit({ subjectType: 'settlement', subjectId: id, before: current, after: decided });
+  return decided;
+}

@@ -1,0 +1,156 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { assertStoreInScope, inStoreScope } from '../core/auth.js';
+import { inTenantTransaction, runCommand, type CommandFn, type CommandSpec } from '../core/command.js';
+import type { Db } from '../core/db.js';
+import { AppError, notFound } from '../core/errors.js';
+import type { App, AppDeps } from '../http/app.js';
+import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
+import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { decideSettlement } from './decideSettlement.js';
+import { findSettlement, listSettlements } from './queries.js';
+import { etagOf, versionFromIfMatch, type SettlementDecision } from './settlementMath.js';
+import { submitSettlement } from './submitSettlement.js';
+
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+const Settlement = Type.Object({
+  id: Uuid,
+  store_id: Uuid,
+  business_date: Type.String({ format: 'date' }),
+  status: Type.Union([Type.Literal('submitted'), Type.Literal('approved'), Type.Literal('rejected')]),
+  version: Type.Integer({ description: 'also sent as the ETag; send it back as If-Match to approve or reject' }),
+  float_amount: Money,
+  cash_sales: Money,
+  cash_voids: Money,
+  payments_in: Money,
+  payments_out: Money,
+  other_cash: Money,
+  expected_cash: Money,
+  declared_cash: Money,
+  variance: Type.Integer({ description: 'declared − expected, minor units (negative: cash short)' }),
+  note: NullableString,
+  submitted_by: Type.String(),
+  decided_by: NullableString,
+  decided_at: Type.Union([Timestamp, Type.Null()]),
+  decision_note: NullableString,
+  op_id: Uuid,
+  created_at: Timestamp,
+});
+const DecisionHeaders = Type.Object({
+  ...IdempotencyHeaders.properties,
+  'if-match': Type.Optional(Type.String({ maxLength: 100, description: 'the ETag (version) of the settlement being decided; required' })),
+});
+const DecisionBody = Type.Union([Type.Object({ note: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })) }, { additionalProperties: false }), Type.Null()]);
+const isIdCursor = (value: unknown): value is { id: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
+
+/** Runs a settlement command and returns its version as the ETag. */
+async function settlementCommand(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
+  const outcome = await runCommand(db, commandInputOf(request), spec, fn);
+  const version = (outcome.body as { version?: unknown } | null)?.version;
+  if (outcome.status < 300 && typeof version === 'number') reply.header('etag', etagOf(version));
+  return sendOutcome(reply, outcome);
+}
+
+function expectedVersionOf(request: FastifyRequest): number {
+  const header = request.headers['if-match'];
+  if (header === undefined) throw new AppError('precondition_required', 'send If-Match with the settlement\'s ETag (its version) to decide it');
+  const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
+  if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this settlement`);
+  return version;
+}
+
+export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void> {
+  app.post(
+    '/v1/settlements',
+    {
+      config: { permission: 'settlements.submit' },
+      schema: {
+        tags: ['settlements'],
+        summary:
+          'Submit a store\'s cash settlement for a business date (UTC): expected cash = tenant `settlement_float` + the day\'s cash sales − cash voids + cash payments in − cash payments out (from the ledger), declared cash, variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`).',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          {
+            store_id: Uuid,
+            business_date: Type.String({ format: 'date' }),
+            declared_cash: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: 'counted cash, minor units' }),
+            note: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Settlement },
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.body.store_id);
+      return settlementCommand(db, request, reply, { type: 'settlement.submit', storeId: request.body.store_id }, async (cmd) => ({
+        status: 201,
+        body: await submitSettlement(cmd, request.body),
+      }));
+    },
+  );
+
+  for (const decision of ['approve', 'reject'] as SettlementDecision[]) {
+    app.post(
+      `/v1/settlements/:id/${decision}`,
+      {
+        config: { permission: 'settlements.approve' },
+        schema: {
+          tags: ['settlements'],
+          summary: `${decision === 'approve' ? 'Approve' : 'Reject'} a submitted settlement. Requires \`If-Match\` with its ETag: missing → \`428 precondition_required\`, stale → \`412 version_conflict\`; not submitted → \`409 invalid_transition\`.`,
+          headers: DecisionHeaders,
+          params: IdParams,
+          body: DecisionBody,
+          response: { 200: Settlement },
+        },
+      },
+      async (request, reply) => {
+        const expected = expectedVersionOf(request);
+        const principal = tenantOf(request);
+        return settlementCommand(db, request, reply, { type: `settlement.${decision}` }, async (cmd) => ({
+          status: 200,
+          body: await decideSettlement(cmd, principal, request.params.id, decision, expected, request.body?.note),
+        }));
+      },
+    );
+  }
+
+  app.get(
+    '/v1/settlements/:id',
+    { config: { permission: 'settlements.read' }, schema: { tags: ['settlements'], summary: 'A settlement (its version as ETag)', params: IdParams, response: { 200: Settlement } } },
+    async (request, reply) => {
+      const principal = tenantOf(request);
+      const settlement = await inTenantTransaction(db, principal.tenantId, (tx) => findSettlement(tx, principal.tenantId, request.params.id));
+      if (!settlement || !inStoreScope(principal, settlement.store_id)) throw notFound('settlement');
+      reply.header('etag', etagOf(settlement.version));
+      return settlement;
+    },
+  );
+
+  app.get(
+    '/v1/settlements',
+    {
+      config: { permission: 'settlements.read' },
+      schema: {
+        tags: ['settlements'],
+        summary: 'Settlements of the caller\'s stores, newest first',
+        querystring: Type.Object(
+          { ...ListQuery.properties, store_id: Type.Optional(Uuid), business_date: Type.Optional(Type.String({ format: 'date' })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(Settlement) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const before = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
+        listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limit + 1),
+      );
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
+}

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { computeSettlement, etagOf, settlementTransition, versionFromIfMatch } from './settlementMath.js';
+
+const day = { float: 10_000, cashSales: 52_500, cashVoids: 2_500, paymentsIn: 3_000, paymentsOut: 8_000, otherCash: 0 };
+
+describe('computeSettlement', () => {
+  it('expected = float + cash sales − cash voids + payments in − payments out + other', () => {
+    assert.deepEqual(computeSettlement(day, 55_000), { expected_cash: 55_000, declared_cash: 55_000, variance: 0 });
+  });
+  it('a short drawer has a negative variance, an over drawer a positive one', () => {
+    assert.equal(computeSettlement(day, 54_900).variance, -100);
+    assert.equal(computeSettlement(day, 55_250).variance, 250);
+  });
+  it('a day with no movements expects the float', () => {
+    const quiet = { float: 5_000, cashSales: 0, cashVoids: 0, paymentsIn: 0, paymentsOut: 0, otherCash: 0 };
+    assert.deepEqual(computeSettlement(quiet, 5_000), { expected_cash: 5_000, declared_cash: 5_000, variance: 0 });
+  });
+  it('other drawer movements count with their sign', () => {
+    assert.equal(computeSettlement({ ...day, otherCash: -1_000 }, 54_000).variance, 0);
+  });
+  it('refuses non-integer money', () => {
+    assert.throws(() => computeSettlement({ ...day, cashSales: 1.5 }, 0));
+    assert.throws(() => computeSettlement(day, 0.1));
+  });
+});
+
+describe('settlement decisions and versions', () => {
+  it('only a submitted settlement can be approved or rejected', () => {
+    assert.deepEqual(settlementTransition('submitted', 'approve'), { ok: true, to: 'approved' });
+    assert.deepEqual(settlementTransition('submitted', 'reject'), { ok: true, to: 'rejected' });
+    for (const status of ['approved', 'rejected'] as const) {
+      for (const decision of ['approve', 'reject'] as const) assert.equal(settlementTransition(status, decision).ok, false);
+    }
+  });
+  it('reads the version from an If-Match header', () => {
+    assert.equal(versionFromIfMatch('"3"'), 3);
+    assert.equal(versionFromIfMatch('W/"12"'), 12);
+    assert.equal(versionFromIfMatch('7'), 7);
+    assert.equal(versionFromIfMatch('"abc"'), null);
+    assert.equal(versionFromIfMatch('*'), null);
+    assert.equal(etagOf(4), '"4"');
+    assert.equal(versionFromIfMatch(etagOf(4)), 4);
+  });
+});

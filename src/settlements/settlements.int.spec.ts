@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+
+describe('daily cash settlements', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: { id: string };
+  let otherStore: { id: string };
+  let managerA: ApiClient;
+  let managerB: ApiClient;
+  let today: string;
+
+  const pastDate = (daysAgo: number) => new Date(Date.parse(`${today}T00:00:00Z`) - daysAgo * 86_400_000).toISOString().slice(0, 10);
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    today = (await t.admin.query(`SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS d`)).rows[0].d;
+    store = (await owner.post('/v1/stores', { code: 'D1', name: 'Drawer one' })).body;
+    otherStore = (await owner.post('/v1/stores', { code: 'D2', name: 'Drawer two' })).body;
+    assert.equal((await owner.patch('/v1/tenant/settings', { settlement_float: 10_000 })).status, 200);
+    managerA = t.client((await owner.post('/v1/tokens', { name: 'anna', role: 'manager', store_ids: [store.id] })).body.token);
+    managerB = t.client((await owner.post('/v1/tokens', { name: 'bert', role: 'manager', store_ids: [store.id] })).body.token);
+  });
+  after(() => t.close());
+
+  const counts = async () =>
+    (
+      await t.admin.query(
+        `SELECT (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
+                (SELECT string_agg(status || ':' || version || ':' || coalesce(decided_by, '-'), ',' ORDER BY id) FROM settlements WHERE tenant_id = $1) AS settlements,
+                (SELECT count(*) FROM settlements WHERE tenant_id = $1)::int AS rows`,
+        [tenantId],
+      )
+    ).rows[0];
+
+  it('expected cash = float + the day\'s cash movements of that store\'s drawer; declared and variance recorded; ETag = version', async () => {
+    const customer = (await owner.post('/v1/parties', { kind: 'customer', name: 'Cora' })).body;
+    const supplier = (await owner.post('/v1/parties', { kind: 'supplier', name: 'Sam' })).body;
+    const pay = (body: object) => owner.post('/v1/payments', body);
+    assert.equal((await pay({ party_id: customer.id, store_id: store.id, method: 'cash', amount: 3_000 })).status, 201);
+    assert.equal((await pay({ party_id: supplier.id, store_id: store.id, method: 'cash', amount: 800 })).status, 201);
+    assert.equal((await pay({ party_id: customer.id, store_id: store.id, method: 'card', amount: 5_000 })).status, 201, 'card is not drawer cash');
+    assert.equal((await pay({ party_id: customer.id, store_id: otherStore.id, method: 'cash', amount: 7_000 })).status, 201, 'another store');
+
+    const response = await managerA.post('/v1/settlements', { store_id: store.id, business_date: today, declared_cash: 12_000, note: 'count 1' });
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    assert.equal(response.headers.get('etag'), '"1"');
+    const row = (await t.admin.query(`SELECT * FROM settlements WHERE id = $1`, [response.body.id])).rows[0];
+    assert.deepEqual(
+      [row.float_amount, row.cash_sales, row.cash_voids, row.payments_in, row.payments_out, row.other_cash, row.expected_cash, row.declared_cash, row.variance].map(Number),
+      [10_000, 0, 0, 3_000, 800, 0, 12_200, 12_000, -200],
+    );
+    assert.equal(row.status, 'submitted');
+    assert.equal(row.submitted_by, 'manager:anna');
+
+    const second = await managerB.post('/v1/settlements', { store_id: store.id, business_date: today, declared_cash: 1 });
+    assert.equal(second.status, 409);
+    assert.equal(second.body.code, 'already_exists');
+  });
+
+  it('two managers approve the same settlement at once: exactly one 200 and one 412; the row names one approver', async () => {
+    for (let round = 1; round <= 8; round++) {
+      const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(round), declared_cash: 10_000 });
+      assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+      const etag = submitted.headers.get('etag') ?? '';
+      const [a, b] = await Promise.all([
+        managerA.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': etag }, idempotencyKey: randomUUID() }),
+        managerB.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': etag }, idempotencyKey: randomUUID() }),
+      ]);
+      assert.deepEqual([a.status, b.status].sort(), [200, 412], `${a.status} ${b.status}`);
+      const winner = a.status === 200 ? a : b;
+      const loser = a.status === 200 ? b : a;
+      assert.equal(loser.body.code, 'version_conflict');
+      assert.equal(winner.headers.get('etag'), '"2"');
+      const row = (await t.admin.query(`SELECT status, version, decided_by, decided_op FROM settlements WHERE id = $1`, [submitted.body.id])).rows[0];
+      assert.equal(row.status, 'approved');
+      assert.equal(row.version, 2);
+      assert.equal(row.decided_by, winner === a ? 'manager:anna' : 'manager:bert');
+      const decisions = await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'settlement.approve' AND id = $2`, [tenantId, row.decided_op]);
+      assert.equal(decisions.rows[0].n, 1);
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1 AND subject_id = $2 AND type = 'settlement.approve'`, [tenantId, submitted.body.id])).rows[0].n, 1);
+    }
+  });
+
+  it('If-Match is required (428), must be current (412), and a decided settlement cannot be decided again (409) — nothing written', async () => {
+    const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(20), declared_cash: 9_000 });
+    const id = submitted.body.id;
+    let before = await counts();
+    const missing = await managerA.post(`/v1/settlements/${id}/approve`, {});
+    assert.equal(missing.status, 428);
+    assert.equal(missing.body.code, 'precondition_required');
+    const stale = await managerA.post(`/v1/settlements/${id}/approve`, {}, { headers: { 'if-match': '"7"' } });
+    assert.equal(stale.status, 412);
+    assert.equal(stale.body.current_version, 1);
+    const garbage = await managerA.post(`/v1/settlements/${id}/reject`, {}, { headers: { 'if-match': 'nonsense' } });
+    assert.equal(garbage.status, 412);
+    assert.deepEqual(await counts(), before);
+
+    const rejected = await managerB.post(`/v1/settlements/${id}/reject`, { note: 'recount' }, { headers: { 'if-match': '"1"' } });
+    assert.equal(rejected.status, 200);
+    assert.equal(rejected.body.status, 'rejected');
+    before = await counts();
+    const again = await managerA.post(`/v1/settlements/${id}/approve`, {}, { headers: { 'if-match': '"2"' } });
+    assert.equal(again.status, 409);
+    assert.equal(again.body.code, 'invalid_transition');
+    assert.deepEqual(await counts(), before);
+
+    // A rejected day may be submitted again, and that one approved.
+    const resubmitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(20), declared_cash: 10_000 });
+    assert.equal(resubmitted.status, 201);
+    assert.equal(resubmitted.body.variance, 0);
+    assert.equal((await managerB.post(`/v1/settlements/${resubmitted.body.id}/approve`, null, { headers: { 'if-match': '"1"' } })).status, 200);
+    const fetched = await managerA.get(`/v1/settlements/${resubmitted.body.id}`);
+    assert.equal(fetched.headers.get('etag'), '"2"');
+    assert.equal((await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(20), declared_cash: 1 })).status, 409);
+  });
+
+  it('the database allows one approved settlement per store-day', async () => {
+    const approved = (await t.admin.query(`SELECT * FROM settlements WHERE tenant_id = $1 AND status = 'approved' LIMIT 1`, [tenantId])).rows[0];
+    await assert.rejects(
+      t.admin.query(
+        `INSERT INTO settlements (tenant_id, id, store_id, business_date, status, float_amount, cash_sales, cash_voids, payments_in, payments_out, other_cash,
+                                  expected_cash, declared_cash, variance, submitted_by, decided_by, decided_op, op_id)
+         SELECT tenant_id, $2, store_id, business_date, 'approved', float_amount, cash_sales, cash_voids, payments_in, payments_out, other_cash,
+                expected_cash, declared_cash, variance, submitted_by, decided_by, decided_op, op_id FROM settlements WHERE id = $1`,
+        [approved.id, randomUUID()],
+      ),
+      (error: { constraint?: string }) => error.constraint === 'settlements_one_approved_per_store_day',
+    );
+  });
+
+  it('approval needs settlements.approve (cashier 403) and the store in scope (404)', async () => {
+    const cashier = t.client((await owner.post('/v1/tokens', { name: 'cash', role: 'cashier', store_ids: [store.id] })).body.token);
+    const otherManager = t.client((await owner.post('/v1/tokens', { name: 'other', role: 'manager', store_ids: [otherStore.id] })).body.token);
+    const submitted = await cashier.post('/v1/settlements', { store_id: store.id, business_date: pastDate(30), declared_cash: 10_000 });
+    assert.equal(submitted.status, 201, 'a cashier may submit');
+    const before = await counts();
+    const forbidden = await cashier.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': '"1"' } });
+    assert.equal(forbidden.status, 403);
+    const outside = await otherManager.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': '"1"' } });
+    assert.equal(outside.status, 404);
+    assert.equal((await otherManager.get(`/v1/settlements/${submitted.body.id}`)).status, 404);
+    assert.equal((await otherManager.post('/v1/settlements', { store_id: store.id, business_date: pastDate(31), declared_cash: 1 })).status, 404);
+    assert.deepEqual(await counts(), before);
+  });
+
+  describe('bad input: problem+json and nothing written', () => {
+    const cases: Array<[string, () => Record<string, unknown>, number, string]> = [
+      ['a future date', () => ({ store_id: store.id, business_date: '2999-01-01', declared_cash: 1 }), 400, 'validation_failed'],
+      ['not a date', () => ({ store_id: store.id, business_date: '2024-02-30x', declared_cash: 1 }), 400, 'validation_failed'],
+      ['negative cash', () => ({ store_id: store.id, business_date: today, declared_cash: -1 }), 400, 'validation_failed'],
+      ['fractional cash', () => ({ store_id: store.id, business_date: today, declared_cash: 1.25 }), 400, 'validation_failed'],
+      ['unknown store', () => ({ store_id: randomUUID(), business_date: today, declared_cash: 1 }), 404, 'not_found'],
+      ['unknown field', () => ({ store_id: store.id, business_date: today, declared_cash: 1, expected_cash: 1 }), 400, 'validation_failed'],
+    ];
+    for (const [name, body, status, code] of cases) {
+      it(`${name} → ${status} ${code}`, async () => {
+        const before = await counts();
+        const response = await owner.post('/v1/settlements', body(), { idempotencyKey: randomUUID() });
+        assert.equal(response.status, status, JSON.stringify(response.body));
+        assert.equal(response.body.code, code);
+        assert.deepEqual(await counts(), before);
+      });
+    }
+  });
+});

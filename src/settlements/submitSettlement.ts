@@ -1,0 +1,61 @@
+import { sql } from 'kysely';
+import type { Command } from '../core/command.js';
+import { one } from '../core/db.js';
+import { AppError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { assertStoreExists } from '../inventory/receiveStock.js';
+import { getTenantSettings } from '../tenancy/updateTenantSettings.js';
+import { drawerMovements, SETTLEMENT_COLUMNS } from './queries.js';
+import { computeSettlement } from './settlementMath.js';
+import type { SettlementRow } from './settlements.table.js';
+
+export interface SettlementInput {
+  store_id: string;
+  /** 'YYYY-MM-DD' (UTC business date); not in the future. */
+  business_date: string;
+  declared_cash: number;
+  note?: string | undefined;
+}
+
+/**
+ * Submit: the expected cash (tenant float + the day's drawer movements from the
+ * ledger), the declared cash and the variance, recorded in one transaction. A
+ * store-day may have one settlement submitted or approved at a time (database
+ * unique index): a second submission is `409 already_exists` until the first
+ * is rejected.
+ */
+export async function submitSettlement(cmd: Command, input: SettlementInput): Promise<SettlementRow> {
+  await assertStoreExists(cmd.tx, cmd.tenantId, input.store_id);
+  const today = await one(cmd.tx, sql<{ today: string }>`SELECT (now() AT TIME ZONE 'UTC')::date AS today`);
+  if (input.business_date > today.today) {
+    throw new AppError('validation_failed', 'a day can only be settled once it has started', {
+      errors: [{ path: '/body/business_date', message: `is after today (${today.today}, UTC)` }],
+    });
+  }
+  const settings = await getTenantSettings(cmd.tx, cmd.tenantId);
+  const movements = { float: settings.settlement_float ?? 0, ...(await drawerMovements(cmd.tx, cmd.tenantId, input.store_id, input.business_date)) };
+  const figures = computeSettlement(movements, input.declared_cash);
+  const id = newId();
+  try {
+    const settlement = await one(
+      cmd.tx,
+      sql<SettlementRow>`
+        INSERT INTO settlements (tenant_id, id, store_id, business_date, float_amount, cash_sales, cash_voids, payments_in, payments_out,
+                                 other_cash, expected_cash, declared_cash, variance, note, submitted_by, op_id)
+        VALUES (${cmd.tenantId}, ${id}, ${input.store_id}, ${input.business_date}::date, ${movements.float}, ${movements.cashSales},
+                ${movements.cashVoids}, ${movements.paymentsIn}, ${movements.paymentsOut}, ${movements.otherCash},
+                ${figures.expected_cash}, ${figures.declared_cash}, ${figures.variance}, ${input.note ?? null}, ${cmd.actor}, ${cmd.opId})
+        RETURNING ${SETTLEMENT_COLUMNS}`,
+    );
+    cmd.storeId = input.store_id;
+    cmd.touch('settlements', id);
+    cmd.audit({ subjectType: 'settlement', subjectId: id, after: settlement });
+    return settlement;
+  } catch (error) {
+    if (pgCode(error) === PG.UNIQUE_VIOLATION && pgConstraint(error)?.startsWith('settlements_one_')) {
+      throw new AppError('already_exists', `store ${input.store_id} already has a submitted or approved settlement for ${input.business_date}`, { cause: error });
+    }
+    throw error;
+  }
+}
