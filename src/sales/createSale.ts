@@ -6,6 +6,7 @@ import { newId } from '../core/ids.js';
 import { roleHas } from '../core/permissions.js';
 import { openReviewItem } from '../core/review.js';
 import { changeStock, type StockChange } from '../inventory/changeStock.js';
+import { assertSaleCustomer, postSale } from '../money/postSale.js';
 import type { Unit } from '../inventory/inventory.table.js';
 import { lineTotal } from './lineTotal.js';
 import type { SaleInput, SaleItemView, SaleSource, SaleView } from './sale.table.js';
@@ -114,6 +115,7 @@ export async function recordSale(cmd: Command, input: SaleInput, source: SaleSou
       errors: missing.map((index) => ({ path: `/body/items/${index}/sku_id`, message: 'SKU does not exist' })),
     });
   }
+  await assertSaleCustomer(tx, tenantId, input);
   const bulk = isBulkSale(input, context.bulk_sale_threshold);
   if (bulk && (cmd.principal.kind !== 'token' || !roleHas(cmd.principal.role, 'sales.bulk'))) {
     throw new AppError('forbidden', 'a bulk sale needs the sales.bulk permission');
@@ -195,6 +197,11 @@ export async function recordSale(cmd: Command, input: SaleInput, source: SaleSou
     void_reason: null,
     items,
   };
+
+  // The money side, in this same transaction/savepoint: debit drawer, clearing
+  // or customer receivable, credit sales revenue (src/money/postSale.ts).
+  const entry = await postSale(tx, cmd, sale);
+  if (entry) cmd.touch('journal_entries', entry.entryId, 'created');
 
   const short = [...shortfallBySku].filter(([, shortfall]) => shortfall > 0);
   if (short.length > 0) {

@@ -4,6 +4,7 @@ import { CommandRefused, type Command } from '../core/command.js';
 import { one } from '../core/db.js';
 import { assert, notFound } from '../core/errors.js';
 import { changeStock } from '../inventory/changeStock.js';
+import { postSaleVoid } from '../money/postSale.js';
 import { lockSaleForUpdate } from './getSale.js';
 import type { SaleView } from './sale.table.js';
 
@@ -44,6 +45,9 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string): 
       WHERE tenant_id = ${tenantId} AND id = ${saleId} AND status = 'completed'
       RETURNING voided_at`,
   );
+  // Reversing postings of the sale's journal entry, in this transaction (src/money/postSale.ts).
+  const reversal = await postSaleVoid(tx, cmd, before);
+  if (reversal) cmd.touch('journal_entries', reversal.entryId, 'created');
   const after: SaleView = { ...before, status: 'voided', voided_by_op: opId, voided_at: row.voided_at, void_reason: reason };
 
   cmd.storeId = before.store_id;

@@ -1,0 +1,98 @@
+import { sql } from 'kysely';
+import { all, maybeOne, type Tx } from '../core/db.js';
+import { AppError } from '../core/errors.js';
+import type { AccountRef } from './journal.js';
+import { storeAccountForMethod, type StoreAccountKind } from './money.table.js';
+import { postJournal, type PostedEntry } from './postJournal.js';
+
+type Cmd = { tenantId: string; opId: string };
+
+interface SaleForLedger {
+  id: string;
+  store_id: string;
+  payment_method: 'cash' | 'card' | 'mobile' | 'credit';
+  customer_id: string | null;
+  total: number;
+}
+
+/**
+ * A sale's `customer_id`, when given, must be a known customer; a credit sale
+ * must name one (its receivable is what the customer owes). 400 otherwise.
+ */
+export async function assertSaleCustomer(tx: Tx, tenantId: string, input: { payment_method: string; customer_id?: string | null | undefined }): Promise<void> {
+  const customerId = input.customer_id ?? null;
+  if (customerId === null) {
+    if (input.payment_method === 'credit') {
+      throw new AppError('validation_failed', 'a credit sale needs the customer_id of a known customer', {
+        errors: [{ path: '/body/customer_id', message: 'is required for a credit sale' }],
+      });
+    }
+    return;
+  }
+  const found = await maybeOne(tx, sql<{ id: string }>`SELECT id FROM parties WHERE tenant_id = ${tenantId} AND id = ${customerId} AND kind = 'customer'`);
+  if (!found) {
+    throw new AppError('validation_failed', `customer ${customerId} does not exist`, {
+      errors: [{ path: '/body/customer_id', message: 'is not a known customer' }],
+    });
+  }
+}
+
+/** Where a sale's money goes: the drawer (cash), a clearing account (card, mobile), or the customer's receivable (credit). */
+export function saleDebitAccount(sale: Pick<SaleForLedger, 'store_id' | 'payment_method' | 'customer_id'>): AccountRef {
+  const kind = storeAccountForMethod(sale.payment_method);
+  if (kind === null) {
+    if (sale.customer_id === null) throw new Error('a credit sale without a customer reached the ledger');
+    return { partyId: sale.customer_id };
+  }
+  return { storeId: sale.store_id, kind };
+}
+
+const REVENUE: StoreAccountKind = 'sales_revenue';
+
+/**
+ * The sale's journal entry, in the sale's own transaction (and savepoint, under
+ * group commit): debit where the money went, credit the store's sales revenue.
+ * Balances move relatively (postJournal), so many sales in one transaction
+ * each add their own amount. A sale with a total of 0 moves no money: no entry.
+ */
+export async function postSale(tx: Tx, cmd: Cmd, sale: SaleForLedger): Promise<PostedEntry | null> {
+  if (sale.total === 0) return null;
+  return postJournal(tx, cmd, {
+    kind: 'sale',
+    storeId: sale.store_id,
+    subjectType: 'sale',
+    subjectId: sale.id,
+    postings: [
+      { account: saleDebitAccount(sale), amount: sale.total },
+      { account: { storeId: sale.store_id, kind: REVENUE }, amount: -sale.total },
+    ],
+  });
+}
+
+/**
+ * A void's reversing entry: exactly the sale's postings, negated, dated today
+ * (the cash leaves the drawer on the day of the void). Reversing what was
+ * posted — not recomputing it — keeps the two entries exact mirrors.
+ */
+export async function postSaleVoid(tx: Tx, cmd: Cmd, sale: Pick<SaleForLedger, 'id' | 'store_id'>): Promise<PostedEntry | null> {
+  const posted = await all(
+    tx,
+    sql<{ kind: string; store_id: string | null; party_id: string | null; amount: number }>`
+      SELECT a.kind, a.store_id, a.party_id, p.amount
+      FROM journal_entries e
+      JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+      JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+      WHERE e.tenant_id = ${cmd.tenantId} AND e.subject_id = ${sale.id} AND e.kind = 'sale'`,
+  );
+  if (posted.length === 0) return null;
+  return postJournal(tx, cmd, {
+    kind: 'sale_void',
+    storeId: sale.store_id,
+    subjectType: 'sale',
+    subjectId: sale.id,
+    postings: posted.map((posting) => ({
+      account: posting.party_id !== null ? { partyId: posting.party_id } : { storeId: posting.store_id!, kind: posting.kind as StoreAccountKind },
+      amount: -posting.amount,
+    })),
+  });
+}
