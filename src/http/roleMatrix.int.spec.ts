@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import Fastify, { type RouteOptions } from 'fastify';
+import { loadConfig } from '../config.js';
+import { Authenticator } from '../core/auth.js';
+import { createLogger } from '../core/logger.js';
+import { ROLES, roleHas, type Permission, type Role } from '../core/permissions.js';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import type { App } from './app.js';
+import { routeModules } from './routes.js';
+
+/**
+ * Every write endpoint × every role, against the one role → permission table.
+ * The routes are collected from the route modules themselves (an `onRoute`
+ * hook), so an endpoint another part adds is walked as soon as it is
+ * registered in src/http/routes.ts — no list to keep up to date here.
+ */
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const SOME_ID = '01900000-0000-7000-8000-000000000000';
+
+interface CollectedRoute {
+  method: string;
+  url: string;
+  auth: string;
+  permission: Permission | undefined;
+}
+
+async function collectRoutes(t: TestApp): Promise<CollectedRoute[]> {
+  const routes: CollectedRoute[] = [];
+  const collector = Fastify({ logger: false });
+  collector.addHook('onRoute', (route: RouteOptions) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const config = (route.config ?? {}) as { auth?: string; permission?: Permission };
+    for (const method of methods) routes.push({ method, url: route.url, auth: config.auth ?? 'tenant', permission: config.permission });
+  });
+  const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0 };
+  const deps = { config, pool: t.appPool, db: t.db, logger: createLogger('silent'), authenticator: new Authenticator(t.db) };
+  for (const register of routeModules) await collector.register(async (scoped) => register(scoped as unknown as App, deps));
+  await collector.ready();
+  await collector.close();
+  return routes;
+}
+
+describe('role × write endpoint matrix', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let routes: CollectedRoute[];
+  const clients = new Map<Role, ApiClient>();
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner } = await t.newTenant());
+    for (const role of ROLES) {
+      const response = await owner.post('/v1/tokens', { name: `matrix-${role}`, role });
+      assert.equal(response.status, 201);
+      clients.set(role, t.client(response.body.token));
+    }
+    routes = (await collectRoutes(t)).filter((route) => WRITE_METHODS.has(route.method));
+  });
+  after(() => t.close());
+
+  it('collects the write endpoints of every part, and each tenant one names a permission', () => {
+    const urls = routes.map((route) => `${route.method} ${route.url}`);
+    for (const expected of ['POST /v1/stores', 'POST /v1/payments', 'POST /v1/transfers/:id/approve', 'POST /v1/settlements/:id/approve', 'POST /v1/parties']) {
+      assert.ok(urls.includes(expected), `${expected} is collected`);
+    }
+    const withoutPermission = routes.filter((route) => route.auth === 'tenant' && route.permission === undefined);
+    assert.deepEqual(withoutPermission, [], 'every tenant write endpoint declares config.permission');
+  });
+
+  it('every role gets 403 exactly when it lacks the route\'s permission (before any body is read)', async () => {
+    const mismatches: string[] = [];
+    let checked = 0;
+    for (const route of routes) {
+      const path = route.url.replace(/:[a-z_]+/g, SOME_ID);
+      if (route.auth === 'none') continue;
+      for (const role of ROLES) {
+        const response = await clients.get(role)!.request(route.method, path, {});
+        const forbidden = response.status === 403;
+        const expectForbidden = route.auth === 'operator' || (route.auth === 'tenant' && !roleHas(role, route.permission!));
+        checked++;
+        if (forbidden !== expectForbidden) {
+          mismatches.push(`${role} ${route.method} ${route.url}: got ${response.status}, expected ${expectForbidden ? '403' : 'not 403'}`);
+        }
+        if (forbidden) assert.equal(response.body.code, 'forbidden');
+      }
+    }
+    assert.deepEqual(mismatches, []);
+    assert.equal(checked, routes.filter((route) => route.auth !== 'none').length * ROLES.length);
+    assert.ok(routes.length >= 20, `walked ${routes.length} write endpoints`);
+  });
+});
