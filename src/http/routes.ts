@@ -8,8 +8,9 @@ import { transferRoutes } from '../transfers/routes.js';
 import { salesRoutes } from '../sales/routes.js';
 import { integrityRoutes } from '../integrity/routes.js';
 import { settlementRoutes } from '../settlements/routes.js';
+import { pieceRoutes } from '../pieces/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes, settlementRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes, settlementRoutes, pieceRoutes];

@@ -4,6 +4,7 @@ import { fieldChecks } from '../field/integrity.js';
 import { transferChecks } from '../transfers/integrity.js';
 import { coreChecks } from './coreChecks.js';
 import { inventoryChecks } from '../inventory/integrity.js';
+import { pieceChecks } from '../pieces/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks];
+export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks];

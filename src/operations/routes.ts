@@ -3,9 +3,11 @@ import { assertStoreInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { tenantOf } from '../http/command.js';
-import { Uuid } from '../http/schemas.js';
+import { commandOrReplay, tenantOf } from '../http/command.js';
+import { IdempotencyHeaders, Uuid } from '../http/schemas.js';
 import { getOperation } from './getOperation.js';
+import { revertOperation } from './revertOperation.js';
+import { revertHandlers } from './revertRegistry.js';
 
 export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.get(
@@ -27,5 +29,36 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       if (operation.store_id !== null) assertStoreInScope(principal, operation.store_id, 'operation');
       return operation;
     },
+  );
+
+  app.post(
+    '/v1/operations/:op_id/revert',
+    {
+      config: { permission: 'operations.revert' },
+      schema: {
+        tags: ['operations'],
+        summary:
+          'Revert an operation as a new operation: finds exactly the rows it created and consumed by its id, restores them (soft deletes, reversing stock entries) and marks it `reverted_by`. Revertible types: ' +
+          Object.keys(revertHandlers).join(', ') +
+          '. Reverting a reverted operation replays the first revert (200, `Idempotent-Replayed: true`). `409 operation_already_used` names the later operation (`used_by_op_id`) that used its outputs; `422 unprocessable` for a type that cannot be reverted.',
+        headers: IdempotencyHeaders,
+        params: Type.Object({ op_id: Uuid }),
+        response: {
+          200: Type.Object({
+            op_id: Uuid,
+            reverted_op_id: Uuid,
+            reverted_type: Type.String(),
+            changes: Type.Array(
+              Type.Object({ type: Type.String(), subject_type: Type.String(), subject_id: Type.String(), before: Type.Unknown(), after: Type.Unknown() }),
+            ),
+          }),
+        },
+      },
+    },
+    async (request, reply) =>
+      commandOrReplay(db, request, reply, { type: 'operation.revert' }, async (cmd) => ({
+        status: 200,
+        body: await revertOperation(cmd, request.params.op_id, revertHandlers),
+      })),
   );
 }

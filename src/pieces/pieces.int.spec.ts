@@ -1,0 +1,389 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+import { pieceChecks } from './integrity.js';
+import { sweepExpiredPieceReservations } from './sweepExpiredReservations.js';
+
+interface Piece {
+  id: string;
+  kind: string;
+  quantity: number;
+  status: string;
+  version: number;
+  original_piece_id: string;
+  created_by_op: string;
+  consumed_by_op: string | null;
+  deleted_by_op: string | null;
+  reserved_by_op: string | null;
+}
+
+describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
+  let t: TestApp;
+  let tenantId: string;
+  let owner: ApiClient;
+  let store: { id: string };
+  let cloth: { id: string };
+  let buttons: { id: string };
+  let plain: { id: string };
+  let keys = 0;
+  const key = () => ({ idempotencyKey: `pieces-${++keys}` });
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = (await owner.post('/v1/stores', { code: 'WS', name: 'Workshop' })).body;
+    cloth = (await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body;
+    buttons = (await owner.post('/v1/skus', { code: 'BTN', name: 'Buttons', unit: 'piece', price: 5, tracks_pieces: true })).body;
+    plain = (await owner.post('/v1/skus', { code: 'PLAIN', name: 'Plain', unit: 'piece', price: 5 })).body;
+  });
+  after(() => t.close());
+
+  const snapshot = async () =>
+    (
+      await t.admin.query(
+        `SELECT (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
+                (SELECT count(*) FROM events WHERE tenant_id = $1)::int AS events,
+                (SELECT count(*) FROM pieces WHERE tenant_id = $1)::int AS pieces,
+                (SELECT string_agg(id || ':' || status || ':' || version || ':' || coalesce(deleted_by_op::text, '-'), ',' ORDER BY id) FROM pieces WHERE tenant_id = $1) AS piece_states,
+                (SELECT count(*) FROM stock_ledger WHERE tenant_id = $1)::int AS ledger,
+                (SELECT coalesce(sum(quantity), 0)::int FROM stock_balances WHERE tenant_id = $1) AS stock,
+                (SELECT count(*) FROM operations WHERE tenant_id = $1 AND reverted_by IS NOT NULL)::int AS reverted`,
+        [tenantId],
+      )
+    ).rows[0];
+
+  const stockOf = async (skuId: string) =>
+    Number((await t.admin.query('SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2', [store.id, skuId])).rows[0]?.quantity ?? 0);
+  const livePieces = async (skuId: string) =>
+    (
+      await t.admin.query(
+        `SELECT id, kind, quantity::int, status, version, original_piece_id FROM pieces
+         WHERE sku_id = $1 AND deleted_by_op IS NULL AND status IN ('in_stock', 'reserved') ORDER BY id`,
+        [skuId],
+      )
+    ).rows;
+  const runChecks = async () => {
+    const findings: Array<{ check: string; subject: string }> = [];
+    for (const check of pieceChecks) for (const row of (await t.admin.query(check.sql, [tenantId])).rows) findings.push({ check: check.name, subject: row.subject });
+    return findings;
+  };
+  const receive = async (skuId: string, pieces: Array<{ kind: string; quantity: number }>): Promise<Piece[]> => {
+    const response = await owner.post('/v1/pieces', { store_id: store.id, sku_id: skuId, pieces }, key());
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body.pieces;
+  };
+  function assertProblem(response: ApiResponse, status: number, code: string) {
+    assert.equal(response.status, status, JSON.stringify(response.body));
+    assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    assert.equal(response.body.code, code);
+  }
+
+  it('receives rolls and spare pieces; stock rises by their sum through the ledger', async () => {
+    const clothBefore = await stockOf(cloth.id);
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 50_000 }]);
+    assert.ok(roll);
+    assert.equal(roll.status, 'in_stock');
+    assert.equal(roll.version, 1);
+    assert.equal(roll.original_piece_id, roll.id);
+    assert.equal(await stockOf(cloth.id), clothBefore + 50_000);
+    const ledger = (await t.admin.query('SELECT kind, quantity_change FROM stock_ledger WHERE op_id = $1', [roll.created_by_op])).rows;
+    assert.deepEqual(ledger.map((row) => [row.kind, Number(row.quantity_change)]), [['piece_receipt', 50_000]]);
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('cuts a roll into lengths: input consumed, parts and remainder created, stock unchanged', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 10_000 }]);
+    assert.ok(roll);
+    const before = await stockOf(cloth.id);
+    const response = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [2500, 3000] }, key());
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    const { consumed, pieces, remainder, op_id } = response.body;
+    assert.equal(consumed.status, 'consumed');
+    assert.equal(consumed.consumed_by_op, op_id);
+    assert.equal(consumed.version, 2);
+    assert.deepEqual(pieces.map((p: Piece) => [p.kind, p.quantity]), [['cut', 2500], ['cut', 3000]]);
+    assert.deepEqual([remainder.kind, remainder.quantity], ['roll', 4500]);
+    for (const piece of [...pieces, remainder]) {
+      assert.equal(piece.original_piece_id, roll.id);
+      assert.equal(piece.created_by_op, op_id);
+    }
+    assert.equal(await stockOf(cloth.id), before);
+    assert.equal(Number((await t.admin.query('SELECT count(*) FROM stock_ledger WHERE op_id = $1', [op_id])).rows[0].count), 0);
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('bad input is refused with problem+json and nothing is written', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 1000 }]);
+    const [spare] = await receive(buttons.id, [{ kind: 'spare', quantity: 10 }]);
+    const [bundle] = await receive(buttons.id, [{ kind: 'bundle', quantity: 5 }]);
+    assert.ok(roll && spare && bundle);
+    const cases: Array<[string, () => Promise<ApiResponse>, number, string]> = [
+      ['SKU that does not track pieces', () => owner.post('/v1/pieces', { store_id: store.id, sku_id: plain.id, pieces: [{ kind: 'spare', quantity: 1 }] }), 400, 'validation_failed'],
+      ['spare piece of a metre SKU', () => owner.post('/v1/pieces', { store_id: store.id, sku_id: cloth.id, pieces: [{ kind: 'spare', quantity: 1 }] }), 400, 'validation_failed'],
+      ['zero length', () => owner.post('/v1/pieces', { store_id: store.id, sku_id: cloth.id, pieces: [{ kind: 'roll', quantity: 0 }] }), 400, 'validation_failed'],
+      ['unknown kind', () => owner.post('/v1/pieces', { store_id: store.id, sku_id: cloth.id, pieces: [{ kind: 'sheet', quantity: 1 }] }), 400, 'validation_failed'],
+      ['lengths that do not fit', () => owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [600, 401] }), 422, 'unprocessable'],
+      ['fractional length', () => owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1.5] }), 400, 'validation_failed'],
+      ['cutting a bundle', () => owner.post('/v1/pieces/cut', { piece_id: bundle.id, parts: [1] }), 422, 'unprocessable'],
+      ['cutting an unknown piece', () => owner.post('/v1/pieces/cut', { piece_id: '00000000-0000-4000-8000-000000000009', parts: [1] }), 404, 'not_found'],
+      ['combining a roll', () => owner.post('/v1/pieces/combine', { piece_ids: [roll.id, spare.id], bundle_size: 1, bundle_count: 1 }), 422, 'unprocessable'],
+      ['bundles that do not fit', () => owner.post('/v1/pieces/combine', { piece_ids: [spare.id], bundle_size: 4, bundle_count: 3 }), 422, 'unprocessable'],
+      ['a piece listed twice', () => owner.post('/v1/pieces/combine', { piece_ids: [spare.id, spare.id], bundle_size: 1, bundle_count: 1 }), 400, 'validation_failed'],
+      ['reservation without expiry', () => owner.post('/v1/pieces/reservations', { piece_ids: [spare.id], expires_in_seconds: 0 }), 400, 'validation_failed'],
+      ['revert of an unknown operation', () => owner.post('/v1/operations/00000000-0000-4000-8000-000000000009/revert'), 404, 'not_found'],
+    ];
+    for (const [name, send, status, code] of cases) {
+      const before = await snapshot();
+      const response = await send();
+      assert.equal(response.status, status, `${name}: ${JSON.stringify(response.body)}`);
+      assertProblem(response, status, code);
+      assert.deepEqual(await snapshot(), before, name);
+    }
+  });
+
+  it('an operation type without a revert handler is 422, nothing written', async () => {
+    const created = await owner.post('/v1/stores', { code: 'NOREV', name: 'No revert' });
+    const before = await snapshot();
+    assertProblem(await owner.post(`/v1/operations/${created.body.op_id}/revert`), 422, 'unprocessable');
+    assert.deepEqual(await snapshot(), before);
+  });
+
+  it('two concurrent combines over overlapping spare pieces: one wins, the other is a conflict, counts exact', async () => {
+    for (let round = 0; round < 5; round++) {
+      const pieces = await receive(buttons.id, Array.from({ length: 6 }, () => ({ kind: 'spare', quantity: 10 })));
+      const ids = pieces.map((p) => p.id);
+      const stockBefore = await stockOf(buttons.id);
+      const liveBefore = await livePieces(buttons.id);
+      // Overlap on pieces 2 and 3; opposite order in the body to tempt a deadlock.
+      const [a, b] = await Promise.all([
+        owner.post('/v1/pieces/combine', { piece_ids: ids.slice(0, 4), bundle_size: 15, bundle_count: 2 }, key()),
+        owner.post('/v1/pieces/combine', { piece_ids: ids.slice(2, 6).reverse(), bundle_size: 15, bundle_count: 2 }, key()),
+      ]);
+      const statuses = [a.status, b.status].sort();
+      assert.deepEqual(statuses, [201, 409], JSON.stringify([a.body, b.body]));
+      const winner = a.status === 201 ? a : b;
+      const loser = a.status === 201 ? b : a;
+      assert.equal(loser.body.code, 'piece_unavailable');
+      // Then: exactly the winner's inputs are consumed, its 2 bundles + remainder exist, stock unchanged
+      assert.equal(await stockOf(buttons.id), stockBefore);
+      const consumed = (await t.admin.query(`SELECT id, consumed_by_op FROM pieces WHERE id = ANY($1::uuid[]) AND status = 'consumed'`, [ids])).rows;
+      assert.equal(consumed.length, 4);
+      assert.ok(consumed.every((row) => row.consumed_by_op === winner.body.op_id));
+      const created = (await t.admin.query(`SELECT kind, quantity::int FROM pieces WHERE created_by_op = $1 ORDER BY kind`, [winner.body.op_id])).rows;
+      assert.deepEqual(created.map((r) => [r.kind, r.quantity]), [['bundle', 15], ['bundle', 15], ['spare', 10]]);
+      const liveAfter = await livePieces(buttons.id);
+      assert.equal(liveAfter.length, liveBefore.length - 4 + 3);
+      assert.equal(liveAfter.reduce((sum, p) => sum + p.quantity, 0), stockBefore);
+      assert.equal(Number((await t.admin.query(`SELECT count(*) FROM operations WHERE tenant_id = $1 AND type = 'piece.combine' AND id = $2`, [tenantId, loser.body.op_id ?? '00000000-0000-4000-8000-000000000000'])).rows[0].count), 0);
+    }
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('cut → combine → revert the combine → revert the cut gives back the exact original piece and stock', async () => {
+    const [original] = await receive(buttons.id, [{ kind: 'spare', quantity: 100 }]);
+    assert.ok(original);
+    const liveBefore = await livePieces(buttons.id);
+    const stockBefore = await stockOf(buttons.id);
+
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: original.id, parts: [30, 30] }, key());
+    assert.equal(cut.status, 201, JSON.stringify(cut.body));
+    const [a, b] = cut.body.pieces as Piece[];
+    assert.ok(a && b);
+    assert.equal(cut.body.remainder.quantity, 40);
+    const combine = await owner.post('/v1/pieces/combine', { piece_ids: [a.id, b.id], bundle_size: 10, bundle_count: 5 }, key());
+    assert.equal(combine.status, 201, JSON.stringify(combine.body));
+    assert.equal(combine.body.bundles.length, 5);
+    assert.equal(combine.body.remainder.quantity, 10);
+    assert.equal(await stockOf(buttons.id), stockBefore);
+
+    // Reverting the cut first is refused: its outputs were used by the combine
+    const blockedBefore = await snapshot();
+    const blocked = await owner.post(`/v1/operations/${cut.body.op_id}/revert`);
+    assertProblem(blocked, 409, 'operation_already_used');
+    assert.equal(blocked.body.used_by_op_id, combine.body.op_id);
+    assert.equal(blocked.body.used_by_op_type, 'piece.combine');
+    assert.match(blocked.body.detail, new RegExp(combine.body.op_id));
+    assert.deepEqual(await snapshot(), blockedBefore);
+
+    const revertCombine = await owner.post(`/v1/operations/${combine.body.op_id}/revert`, undefined, key());
+    assert.equal(revertCombine.status, 200, JSON.stringify(revertCombine.body));
+    assert.equal(revertCombine.body.reverted_op_id, combine.body.op_id);
+    const afterCombineRevert = await t.admin.query(`SELECT id, status, consumed_by_op FROM pieces WHERE id = ANY($1::uuid[]) ORDER BY id`, [[a.id, b.id]]);
+    assert.ok(afterCombineRevert.rows.every((row) => row.status === 'in_stock' && row.consumed_by_op === null));
+    const outputs = (await t.admin.query(`SELECT deleted_by_op FROM pieces WHERE created_by_op = $1`, [combine.body.op_id])).rows;
+    assert.equal(outputs.length, 6);
+    assert.ok(outputs.every((row) => row.deleted_by_op === revertCombine.body.op_id));
+
+    const revertCut = await owner.post(`/v1/operations/${cut.body.op_id}/revert`, undefined, key());
+    assert.equal(revertCut.status, 200, JSON.stringify(revertCut.body));
+
+    // Then: the live pieces are exactly those before the cut, the original back in stock
+    const liveAfter = await livePieces(buttons.id);
+    assert.deepEqual(
+      liveAfter.map(({ version: _v, ...rest }) => rest),
+      liveBefore.map(({ version: _v, ...rest }) => rest),
+    );
+    const restored = (await owner.get(`/v1/pieces/${original.id}`)).body;
+    assert.equal(restored.status, 'in_stock');
+    assert.equal(restored.quantity, 100);
+    assert.equal(restored.consumed_by_op, null);
+    assert.equal(restored.deleted_by_op, null);
+    assert.equal(restored.version, 3); // received (1), cut (2), restored (3)
+    assert.equal(await stockOf(buttons.id), stockBefore);
+    const reverted = (await t.admin.query(`SELECT id, reverted_by FROM operations WHERE id = ANY($1::uuid[]) ORDER BY id`, [[cut.body.op_id, combine.body.op_id]])).rows;
+    assert.deepEqual(
+      Object.fromEntries(reverted.map((row) => [row.id, row.reverted_by])),
+      { [cut.body.op_id]: revertCut.body.op_id, [combine.body.op_id]: revertCombine.body.op_id },
+    );
+    assert.deepEqual(await runChecks(), []);
+
+    // Reverting twice is a replay: same result, nothing new
+    const before = await snapshot();
+    const again = await owner.post(`/v1/operations/${cut.body.op_id}/revert`, undefined, key());
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(again.body, revertCut.body);
+    assert.deepEqual(await snapshot(), before);
+
+    // History of a cut part: created by the cut, combined, restored by the first revert, deleted by the second
+    const history = await owner.get(`/v1/pieces/${a.id}/history`);
+    assert.equal(history.status, 200);
+    assert.deepEqual(
+      history.body.items.map((item: { type: string; op_id: string; operation_type: string }) => [item.type, item.op_id, item.operation_type]),
+      [
+        ['piece.created', cut.body.op_id, 'piece.cut'],
+        ['piece.combined', combine.body.op_id, 'piece.combine'],
+        ['piece.reverted', revertCombine.body.op_id, 'operation.revert'],
+        ['piece.reverted', revertCut.body.op_id, 'operation.revert'],
+      ],
+    );
+    const [created, combined, restoredStep, deleted] = history.body.items;
+    assert.equal(created.before, null);
+    assert.equal(created.after.status, 'in_stock');
+    assert.deepEqual([combined.before.status, combined.after.status, combined.after.consumed_by_op], ['in_stock', 'consumed', combine.body.op_id]);
+    assert.deepEqual([restoredStep.before.status, restoredStep.after.status], ['consumed', 'in_stock']);
+    assert.deepEqual([deleted.before.deleted_by_op, deleted.after.deleted_by_op], [null, revertCut.body.op_id]);
+    assert.ok(history.body.items.every((item: { actor: string }) => item.actor.startsWith('owner:')));
+    // And the original's: received, cut, restored
+    const originalHistory = await owner.get(`/v1/pieces/${original.id}/history`);
+    assert.deepEqual(
+      originalHistory.body.items.map((item: { type: string; op_id: string }) => [item.type, item.op_id]),
+      [['piece.created', original.created_by_op], ['piece.cut', cut.body.op_id], ['piece.reverted', revertCut.body.op_id]],
+    );
+  });
+
+  it('reservations: reserved pieces are held for their operation; expired ones are released lazily and by the sweep', async () => {
+    const [p1, p2, p3] = await receive(buttons.id, [{ kind: 'spare', quantity: 5 }, { kind: 'spare', quantity: 5 }, { kind: 'spare', quantity: 5 }]);
+    assert.ok(p1 && p2 && p3);
+    const reserve = await owner.post('/v1/pieces/reservations', { piece_ids: [p1.id, p2.id], expires_in_seconds: 600 }, key());
+    assert.equal(reserve.status, 201, JSON.stringify(reserve.body));
+    assert.ok(reserve.body.pieces.every((p: Piece) => p.status === 'reserved' && p.reserved_by_op === reserve.body.op_id));
+
+    // Another operation cannot use them
+    const before = await snapshot();
+    const refused = await owner.post('/v1/pieces/combine', { piece_ids: [p1.id, p3.id], bundle_size: 10, bundle_count: 1 });
+    assertProblem(refused, 409, 'piece_unavailable');
+    assert.deepEqual(refused.body.pieces, [{ id: p1.id, status: 'reserved', held_by_op: reserve.body.op_id }]);
+    assertProblem(await owner.post('/v1/pieces/reservations', { piece_ids: [p2.id], expires_in_seconds: 60 }), 409, 'piece_unavailable');
+    assert.deepEqual(await snapshot(), before);
+
+    // The reservation's own use: a cut naming it
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: p1.id, parts: [2], reservation_op_id: reserve.body.op_id }, key());
+    assert.equal(cut.status, 201, JSON.stringify(cut.body));
+
+    // Release frees what is still held (p2), the consumed p1 stays consumed
+    const release = await owner.post(`/v1/pieces/reservations/${reserve.body.op_id}/release`, undefined, key());
+    assert.equal(release.status, 200);
+    assert.deepEqual(release.body.released.map((p: Piece) => [p.id, p.status]), [[p2.id, 'in_stock']]);
+    assert.equal((await owner.get(`/v1/pieces/${p1.id}`)).body.status, 'consumed');
+
+    // Lazy expiry: a reservation past its time no longer holds the piece
+    const short = await owner.post('/v1/pieces/reservations', { piece_ids: [p2.id], expires_in_seconds: 60 }, key());
+    assert.equal(short.status, 201);
+    await t.admin.query(`UPDATE pieces SET reserved_until = now() - interval '1 second' WHERE id = $1`, [p2.id]);
+    assert.equal((await owner.get(`/v1/pieces/${p2.id}`)).body.status, 'in_stock');
+    const used = await owner.post('/v1/pieces/combine', { piece_ids: [p2.id, p3.id], bundle_size: 10, bundle_count: 1 }, key());
+    assert.equal(used.status, 201, JSON.stringify(used.body));
+    const p2History = (await owner.get(`/v1/pieces/${p2.id}/history`)).body.items.map((item: { type: string }) => item.type);
+    assert.deepEqual(p2History, ['piece.created', 'piece.reserved', 'piece.released', 'piece.reserved', 'piece.reservation_expired', 'piece.combined']);
+
+    // The sweep releases expired reservations of every tenant, as its own operation
+    const [p4] = await receive(buttons.id, [{ kind: 'spare', quantity: 7 }]);
+    assert.ok(p4);
+    const held = await owner.post('/v1/pieces/reservations', { piece_ids: [p4.id], expires_in_seconds: 60 }, key());
+    assert.equal(held.status, 201);
+    await t.admin.query(`UPDATE pieces SET reserved_until = now() - interval '1 second' WHERE id = $1`, [p4.id]);
+    assert.equal(await sweepExpiredPieceReservations(t.db), 1);
+    const swept = (await t.admin.query(`SELECT status, reserved_by_op FROM pieces WHERE id = $1`, [p4.id])).rows[0];
+    assert.deepEqual(swept, { status: 'in_stock', reserved_by_op: null });
+    assert.equal(await sweepExpiredPieceReservations(t.db), 0);
+    const sweepEvent = (await t.admin.query(`SELECT e.type, o.type AS op_type FROM events e JOIN operations o ON o.id = e.op_id WHERE e.subject_id = $1 ORDER BY e.id DESC LIMIT 1`, [p4.id])).rows[0];
+    assert.deepEqual(sweepEvent, { type: 'piece.reservation_expired', op_type: 'piece.reservations.expire' });
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('revert is refused while an output is reserved by another operation, naming it', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 3000 }]);
+    assert.ok(roll);
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, key());
+    assert.equal(cut.status, 201);
+    const reserve = await owner.post('/v1/pieces/reservations', { piece_ids: [cut.body.pieces[0].id], expires_in_seconds: 600 }, key());
+    assert.equal(reserve.status, 201);
+    const before = await snapshot();
+    const refused = await owner.post(`/v1/operations/${cut.body.op_id}/revert`);
+    assertProblem(refused, 409, 'operation_already_used');
+    assert.equal(refused.body.used_by_op_id, reserve.body.op_id);
+    assert.deepEqual(await snapshot(), before);
+    // Reverting the reservation releases it; then the cut reverts
+    assert.equal((await owner.post(`/v1/operations/${reserve.body.op_id}/revert`)).status, 200);
+    assert.equal((await owner.post(`/v1/operations/${cut.body.op_id}/revert`)).status, 200);
+    assert.equal((await owner.get(`/v1/pieces/${roll.id}`)).body.status, 'in_stock');
+  });
+
+  it('reverting a receive removes its pieces and their stock', async () => {
+    const stockBefore = await stockOf(cloth.id);
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 777 }]);
+    assert.ok(roll);
+    const revert = await owner.post(`/v1/operations/${roll.created_by_op}/revert`, undefined, key());
+    assert.equal(revert.status, 200, JSON.stringify(revert.body));
+    assert.equal(await stockOf(cloth.id), stockBefore);
+    const row = (await t.admin.query('SELECT deleted_by_op, status FROM pieces WHERE id = $1', [roll.id])).rows[0];
+    assert.deepEqual(row, { deleted_by_op: revert.body.op_id, status: 'in_stock' });
+    assertProblem(await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1] }), 409, 'piece_unavailable');
+  });
+
+  it('pieces are never hard-deleted and their identity never changes (database triggers)', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 500 }]);
+    assert.ok(roll);
+    const client = await t.appPool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
+      for (const statement of [
+        `UPDATE pieces SET original_piece_id = '${cloth.id}' WHERE id = '${roll.id}'`,
+        `UPDATE pieces SET created_by_op = op_id WHERE false; UPDATE pieces SET quantity = 1 WHERE id = '${roll.id}'`,
+        `DELETE FROM pieces WHERE id = '${roll.id}'`,
+      ]) {
+        await client.query('SAVEPOINT s');
+        await assert.rejects(client.query(statement));
+        await client.query('ROLLBACK TO SAVEPOINT s');
+      }
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    await assert.rejects(t.admin.query(`UPDATE pieces SET created_by_op = $2 WHERE id = $1`, [roll.id, cloth.id]));
+  });
+
+  it('integrity: a stock balance that differs from the live pieces is reported by that check only', async () => {
+    assert.deepEqual(await runChecks(), []);
+    await t.admin.query(`UPDATE stock_balances SET quantity = quantity + 1 WHERE store_id = $1 AND sku_id = $2`, [store.id, buttons.id]);
+    try {
+      assert.deepEqual(await runChecks(), [{ check: 'piece_stock_matches_balance', subject: `stock:${store.id}/${buttons.id}` }]);
+    } finally {
+      await t.admin.query(`UPDATE stock_balances SET quantity = quantity - 1 WHERE store_id = $1 AND sku_id = $2`, [store.id, buttons.id]);
+    }
+    assert.deepEqual(await runChecks(), []);
+  });
+});
