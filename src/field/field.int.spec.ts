@@ -386,4 +386,34 @@ describe('field sales: points of sale, visits, consignments', () => {
     }
     assert.deepEqual(await runChecks(), []);
   });
+
+  it('integrity: settlement lines or amounts that do not match the ledgers are reported by their checks only', async () => {
+    const kiosk = (await manager.post('/v1/points-of-sale', { name: 'Kiosk 11', store_id: store.id, ...SHOP }, key())).body;
+    const first = await schedule(agentId, kiosk.id);
+    const left = await agent.post(`/v1/visits/${first.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 4 }] });
+    assert.equal(left.status, 200);
+    const second = await schedule(agentId, kiosk.id);
+    const settled = await agent.post(`/v1/visits/${second.id}/complete`, {
+      ...SHOP,
+      lines: [],
+      settlement: { consignment_id: left.body.consignment.id, lines: [{ sku_id: soap.id, sold_quantity: 3, returned_quantity: 1 }] },
+    });
+    assert.equal(settled.status, 200, JSON.stringify(settled.body));
+    assert.deepEqual(await runChecks(), []);
+    const settlementId = settled.body.settlement.id;
+    const client = await t.admin.connect();
+    try {
+      await client.query(`SET session_replication_role = replica`);
+      await client.query(`UPDATE consignment_settlement_lines SET returned_quantity = 2 WHERE settlement_id = $1`, [settlementId]);
+      assert.deepEqual((await runChecks()).map((f) => f.check), ['consignment_settlement_matches_ledger']);
+      await client.query(`UPDATE consignment_settlement_lines SET returned_quantity = 1 WHERE settlement_id = $1`, [settlementId]);
+      await client.query(`UPDATE consignment_settlements SET amount_owed = amount_owed + 1 WHERE id = $1`, [settlementId]);
+      assert.deepEqual(await runChecks(), [{ check: 'consignment_settlement_posted', subject: `consignment_settlement:${settlementId}` }]);
+      await client.query(`UPDATE consignment_settlements SET amount_owed = amount_owed - 1 WHERE id = $1`, [settlementId]);
+    } finally {
+      await client.query(`SET session_replication_role = origin`);
+      client.release();
+    }
+    assert.deepEqual(await runChecks(), []);
+  });
 });

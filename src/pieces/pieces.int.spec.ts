@@ -386,4 +386,60 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     }
     assert.deepEqual(await runChecks(), []);
   });
+
+  it('concurrent reverts of one operation: one takes effect, the others replay it; stock exact', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 4000 }]);
+    assert.ok(roll);
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000, 1000] }, key());
+    assert.equal(cut.status, 201);
+    const stockBefore = await stockOf(cloth.id);
+    const responses = await Promise.all([1, 2, 3].map(() => owner.post(`/v1/operations/${cut.body.op_id}/revert`, undefined, key())));
+    assert.deepEqual(responses.map((r) => r.status), [200, 200, 200]);
+    assert.equal(responses.filter((r) => r.headers.get('idempotent-replayed') === 'true').length, 2);
+    assert.equal(new Set(responses.map((r) => r.body.op_id)).size, 1);
+    assert.equal(Number((await t.admin.query(`SELECT count(*) FROM operations WHERE tenant_id = $1 AND type = 'operation.revert' AND id = $2`, [tenantId, responses[0]?.body.op_id])).rows[0].count), 1);
+    assert.equal(await stockOf(cloth.id), stockBefore);
+    assert.deepEqual((await livePieces(cloth.id)).filter((p) => p.original_piece_id === roll.id).map((p) => p.id), [roll.id]);
+  });
+
+  it('pieces outside a token\'s stores are 404 for reads, commands and reverts', async () => {
+    const elsewhere = (await owner.post('/v1/stores', { code: 'WS2', name: 'Other workshop' })).body;
+    const scoped = (await owner.post('/v1/tokens', { name: 'ws2 manager', role: 'manager', store_ids: [elsewhere.id] })).body;
+    const other = t.client(scoped.token);
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 900 }]);
+    assert.ok(roll);
+    const before = await snapshot();
+    assertProblem(await other.get(`/v1/pieces/${roll.id}`), 404, 'not_found');
+    assertProblem(await other.get(`/v1/pieces/${roll.id}/history`), 404, 'not_found');
+    assertProblem(await other.post('/v1/pieces/cut', { piece_id: roll.id, parts: [100] }), 404, 'not_found');
+    assertProblem(await other.post(`/v1/operations/${roll.created_by_op}/revert`), 404, 'not_found');
+    assertProblem(await other.post('/v1/pieces', { store_id: store.id, sku_id: cloth.id, pieces: [{ kind: 'roll', quantity: 1 }] }), 404, 'not_found');
+    assert.deepEqual((await other.get('/v1/pieces')).body.items, []);
+    assert.deepEqual(await snapshot(), before);
+  });
+
+  it('integrity: a piece left alive from a reverted operation is reported by that check only', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 2000 }]);
+    assert.ok(roll);
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [500] }, key());
+    assert.equal(cut.status, 201);
+    const revert = await owner.post(`/v1/operations/${cut.body.op_id}/revert`, undefined, key());
+    assert.equal(revert.status, 200);
+    assert.deepEqual(await runChecks(), []);
+    const part = cut.body.pieces[0].id;
+    const client = await t.admin.connect();
+    try {
+      await client.query(`SET session_replication_role = replica`);
+      // Undelete the part and take the same length from the restored roll's balance accounting: stock stays equal to live pieces
+      await client.query(`UPDATE pieces SET deleted_by_op = NULL WHERE id = $1`, [part]);
+      await client.query(`UPDATE stock_balances SET quantity = quantity + 500 WHERE store_id = $1 AND sku_id = $2`, [store.id, cloth.id]);
+      assert.deepEqual(await runChecks(), [{ check: 'piece_consumed_by_reverted_or_live_operation', subject: `piece:${part}` }]);
+      await client.query(`UPDATE pieces SET deleted_by_op = $2 WHERE id = $1`, [part, revert.body.op_id]);
+      await client.query(`UPDATE stock_balances SET quantity = quantity - 500 WHERE store_id = $1 AND sku_id = $2`, [store.id, cloth.id]);
+    } finally {
+      await client.query(`SET session_replication_role = origin`);
+      client.release();
+    }
+    assert.deepEqual(await runChecks(), []);
+  });
 });
