@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
+
+describe('POST /v1/sync/sales: offline tills', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let cashier: ApiClient;
+  let tenantId: string;
+  let storeId: string;
+  let milk: string;
+  let eggs: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    storeId = await givenStore(owner, 'S1');
+    milk = await givenSku(owner, 'MILK', 'piece', 120);
+    eggs = await givenSku(owner, 'EGGS', 'piece', 30);
+    await givenStock(owner, storeId, [
+      { sku_id: milk, quantity: 100 },
+      { sku_id: eggs, quantity: 100 },
+    ]);
+    cashier = await givenToken(t, owner, 'cashier');
+  });
+  after(() => t.close());
+
+  const queued = (quantity: number, sku = milk) => ({
+    idempotency_key: randomUUID(),
+    store_id: storeId,
+    payment_method: 'cash',
+    client_created_at: '2026-11-22T09:30:00.000Z',
+    items: [{ sku_id: sku, quantity, unit_price: 120 }],
+  });
+
+  it('a batch sent twice creates each sale once (the second answer is a replay)', async () => {
+    const batch = { sales: [queued(1), queued(2), queued(3, eggs)] };
+    const first = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: randomUUID() });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.deepEqual(first.body.results.map((r: { status: number }) => r.status), [201, 201, 201]);
+    const before = await saleRowCounts(t, tenantId);
+
+    const second = await cashier.post('/v1/sync/sales', batch);
+    assert.equal(second.status, 200);
+    assert.deepEqual(second.body.results.map((r: { status: number; replayed: boolean }) => [r.status, r.replayed]), [[201, true], [201, true], [201, true]]);
+    assert.deepEqual(second.body.results.map((r: { body: { id: string } }) => r.body.id), first.body.results.map((r: { body: { id: string } }) => r.body.id));
+    assert.deepEqual(await saleRowCounts(t, tenantId), before);
+    // source and till time kept
+    const sale = (await owner.get(`/v1/sales/${first.body.results[0].body.id}`)).body;
+    assert.equal(sale.source, 'offline');
+    assert.equal(sale.client_created_at, '2026-11-22T09:30:00.000Z');
+  });
+
+  it('the same batch sent twice at the same time still creates each sale once', async () => {
+    const batch = { sales: Array.from({ length: 8 }, () => queued(1)) };
+    const before = (await saleRowCounts(t, tenantId)).sales as number;
+    const responses = await Promise.all([cashier.post('/v1/sync/sales', batch), cashier.post('/v1/sync/sales', batch)]);
+    for (const response of responses) {
+      for (const result of response.body.results) {
+        assert.ok(result.status === 201 || (result.status === 409 && result.body.code === 'idempotency_key_in_flight'), JSON.stringify(result));
+      }
+    }
+    assert.equal((await saleRowCounts(t, tenantId)).sales, before + 8);
+  });
+
+  it('a sale first sent online and then synced is not duplicated (same fingerprint)', async () => {
+    const item = queued(1);
+    const { idempotency_key, ...body } = item;
+    const online = await cashier.post('/v1/sales', body, { idempotencyKey: idempotency_key });
+    assert.equal(online.status, 201);
+    const synced = await cashier.post('/v1/sync/sales', { sales: [item] });
+    assert.equal(synced.body.results[0].status, 201);
+    assert.equal(synced.body.results[0].replayed, true);
+    assert.equal(synced.body.results[0].body.id, online.body.id);
+    // the same key with a different sale is refused, like a direct POST
+    const changed = await cashier.post('/v1/sync/sales', { sales: [{ ...item, items: [{ sku_id: milk, quantity: 2, unit_price: 120 }] }] });
+    assert.equal(changed.body.results[0].status, 422);
+    assert.equal(changed.body.results[0].body.code, 'idempotency_key_reused');
+  });
+
+  it('one item failing does not stop the others, each gets its own answer', async () => {
+    const unknownSku = '00000000-0000-4000-8000-000000000009';
+    const bulk = { ...queued(1), sale_type: 'bulk' };
+    const batch = { sales: [queued(1), { ...queued(1), items: [{ sku_id: unknownSku, quantity: 1, unit_price: 1 }] }, bulk, queued(1)] };
+    const response = await cashier.post('/v1/sync/sales', batch);
+    assert.deepEqual(response.body.results.map((r: { status: number }) => r.status), [201, 400, 403, 201]);
+    assert.equal(response.body.results[2].body.code, 'forbidden');
+  });
+
+  it('an offline sale that now lacks stock is recorded: stock goes to 0, the shortfall is on the line and in a review item', async () => {
+    // Given: 5 eggs left
+    const { balance } = await balanceAndLedger(t, tenantId, storeId, eggs);
+    if (balance > 5) {
+      const adjust = await owner.post(`/v1/stores/${storeId}/stock/adjustments`, { sku_id: eggs, quantity_change: 5 - balance, reason: 'count' });
+      assert.equal(adjust.status, 201);
+    }
+    // When: the till sold 3 + 4 eggs (two lines) and 1 milk while offline
+    const item = { ...queued(1), items: [{ sku_id: eggs, quantity: 3, unit_price: 30 }, { sku_id: milk, quantity: 1, unit_price: 120 }, { sku_id: eggs, quantity: 4, unit_price: 30 }] };
+    const response = await cashier.post('/v1/sync/sales', { sales: [item] });
+    // Then
+    const result = response.body.results[0];
+    assert.equal(result.status, 201, JSON.stringify(result));
+    assert.equal(result.body.total, 3 * 30 + 120 + 4 * 30, 'the customer paid for everything');
+    assert.deepEqual(result.body.items.map((i: { shortfall_quantity: number }) => i.shortfall_quantity), [0, 0, 2]);
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, eggs), { balance: 0, ledger: 0 });
+    const review = await t.admin.query(`SELECT kind, subject_id, detail FROM review_items WHERE tenant_id = $1 AND kind = 'offline_sale_shortage'`, [tenantId]);
+    assert.equal(review.rows.length, 1);
+    assert.equal(review.rows[0].subject_id, result.body.id);
+    assert.deepEqual(review.rows[0].detail.shortages, [{ sku_id: eggs, requested: 7, available: 5, shortfall: 2 }]);
+
+    // online sales still never oversell
+    const online = await cashier.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: eggs, quantity: 1, unit_price: 30 }] });
+    assert.equal(online.status, 409);
+
+    // voiding it returns only what it took
+    const voided = await owner.post(`/v1/sales/${result.body.id}/void`, { reason: 'returned' });
+    assert.equal(voided.status, 200);
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, eggs), { balance: 5, ledger: 5 });
+  });
+
+  it('a store outside the token\'s scope is 404 for that item only', async () => {
+    const other = await givenStore(owner, 'S2');
+    const scoped = await givenToken(t, owner, 'cashier', [storeId]);
+    const response = await scoped.post('/v1/sync/sales', { sales: [{ ...queued(1), store_id: other }, queued(1)] });
+    assert.deepEqual(response.body.results.map((r: { status: number }) => r.status), [404, 201]);
+  });
+});
