@@ -10,6 +10,9 @@ import { createSku } from './createSku.js';
 import { createStore } from './createStore.js';
 import { findSku, findStore, listSkus, listStock, listStores } from './queries.js';
 import { receiveStock } from './receiveStock.js';
+import { listStockLedger } from './listStockLedger.js';
+import { stockAsOf } from './stockAsOf.js';
+import { SNAPSHOT_SETTLE_MINUTES, takeStockSnapshots } from './takeStockSnapshots.js';
 
 const Store = Type.Object({ id: Uuid, code: Type.String(), name: Type.String(), op_id: Uuid, created_at: Timestamp });
 const Sku = Type.Object({
@@ -23,6 +26,8 @@ const Sku = Type.Object({
   created_at: Timestamp,
 });
 const StoreParams = Type.Object({ store_id: Uuid });
+const isIdCursor = (value: unknown): value is { id: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^\d{1,19}$/.test((value as { id: string }).id);
 const isCodeCursor = (value: unknown): value is { code: string } =>
   typeof value === 'object' && value !== null && typeof (value as { code?: unknown }).code === 'string';
 
@@ -177,19 +182,89 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.read' },
       schema: {
         tags: ['inventory'],
-        summary: 'Current stock of every SKU in a store',
+        summary:
+          'Stock of every SKU in a store: now, or with `?as_of=` (ISO 8601) at that moment — served from the daily snapshot ' +
+          'plus the ledger since, so it costs the same with 10 million ledger rows as with 10 thousand. An as-of answer has ' +
+          '`as_of` and no `updated_at`.',
         params: StoreParams,
-        response: { 200: Type.Object({ items: Type.Array(Type.Object({ sku_id: Uuid, quantity: Type.Integer(), updated_at: Timestamp })) }) },
+        querystring: Type.Object({ as_of: Type.Optional(Type.String({ format: 'date-time' })) }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({
+            as_of: Type.Optional(Timestamp),
+            items: Type.Array(Type.Object({ sku_id: Uuid, quantity: Type.Integer(), updated_at: Type.Optional(Timestamp) })),
+          }),
+        },
       },
     },
     async (request) => {
       const principal = tenantOf(request);
       assertStoreInScope(principal, request.params.store_id);
+      const asOf = request.query.as_of === undefined ? undefined : new Date(request.query.as_of);
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const store = await findStore(tx, principal.tenantId, request.params.store_id);
         if (!store) throw notFound('store');
+        if (asOf) return { as_of: asOf, items: await stockAsOf(tx, principal.tenantId, request.params.store_id, asOf) };
         return { items: await listStock(tx, principal.tenantId, request.params.store_id) };
       });
     },
+  );
+
+  app.get(
+    '/v1/stores/:store_id/stock/:sku_id/ledger',
+    {
+      config: { permission: 'stock.read' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, sale, void, transfer_out, …',
+        params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
+        querystring: ListQuery,
+        response: {
+          200: Page(
+            Type.Object({
+              id: Type.Integer(),
+              op_id: Uuid,
+              kind: Type.String(),
+              quantity_change: Type.Integer(),
+              quantity_after: Type.Integer(),
+              reason: Type.Union([Type.String(), Type.Null()]),
+              created_at: Timestamp,
+            }),
+          ),
+        },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const { store_id: storeId, sku_id: skuId } = request.params;
+      assertStoreInScope(principal, storeId);
+      const limit = request.query.limit ?? 50;
+      const beforeId = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+        const store = await findStore(tx, principal.tenantId, storeId);
+        if (!store) throw notFound('store');
+        if (!(await findSku(tx, principal.tenantId, skuId))) throw notFound('SKU');
+        const rows = await listStockLedger(tx, principal.tenantId, storeId, skuId, beforeId, limit + 1);
+        const items = rows.slice(0, limit);
+        return { items, next_cursor: rows.length > limit ? encodeCursor({ id: String(items[items.length - 1]?.id) }) : null };
+      });
+    },
+  );
+
+  app.post(
+    '/v1/stock/snapshots',
+    {
+      config: { permission: 'stock.adjust' },
+      schema: {
+        tags: ['inventory'],
+        summary:
+          'Take the daily stock snapshots of this tenant now (the nightly job does the same): every UTC day after the latest ' +
+          `snapshot up to \`through\` (default and latest allowed: the last day that ended ${SNAPSHOT_SETTLE_MINUTES} minutes ago).`,
+        headers: IdempotencyHeaders,
+        body: Type.Object({ through: Type.Optional(Type.String({ format: 'date' })) }, { additionalProperties: false }),
+        response: { 200: Type.Object({ through: Type.Union([Type.String(), Type.Null()]), snapshots_written: Type.Integer() }) },
+      },
+    },
+    async (request, reply) =>
+      command(db, request, reply, { type: 'stock.snapshot' }, async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd, request.body.through) })),
   );
 }

@@ -219,6 +219,10 @@ describe('POST /v1/sales: an atomic sale', () => {
       ['void of a missing sale', () => owner.post(`/v1/sales/${unknown}/void`, { reason: 'x' }), 404, 'not_found'],
       ['sync without sales', () => owner.post('/v1/sync/sales', { sales: [] }), 400, 'validation_failed'],
       ['sync item without key', () => owner.post('/v1/sync/sales', { sales: [{ store_id: storeId, payment_method: 'cash', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }] }), 400, 'validation_failed'],
+      ['ledger with a bad cursor', () => owner.get(`/v1/stores/${storeId}/stock/${bread}/ledger?cursor=zzz`), 400, 'validation_failed'],
+      ['ledger of an unknown SKU', () => owner.get(`/v1/stores/${storeId}/stock/${unknown}/ledger`), 404, 'not_found'],
+      ['stock as of a non-date', () => owner.get(`/v1/stores/${storeId}/stock?as_of=soon`), 400, 'validation_failed'],
+      ['snapshots through a non-date', () => owner.post('/v1/stock/snapshots', { through: 'yesterday' }), 400, 'validation_failed'],
     ];
     for (const [name, send, status, code] of cases) {
       it(`${name} → ${status} ${code}`, async () => {

@@ -1,0 +1,93 @@
+import { sql } from 'kysely';
+import { all, one, type Db } from '../core/db.js';
+import { runCommand, type Command } from '../core/command.js';
+import { fingerprintRequest } from '../core/command.js';
+import { newId } from '../core/ids.js';
+
+/**
+ * A UTC day is snapshotted only once it ended at least this long ago: a
+ * transaction that started before midnight could still be committing ledger
+ * rows stamped before it (statement_timeout and idle_in_transaction timeouts
+ * bound a transaction's life far below this).
+ */
+export const SNAPSHOT_SETTLE_MINUTES = 10;
+
+export interface SnapshotResult {
+  /** Last day snapshotted (YYYY-MM-DD), or null when nothing was due. */
+  through: string | null;
+  snapshots_written: number;
+}
+
+/**
+ * Writes the daily balance snapshots of the command's tenant for every day
+ * after its latest snapshot up to `through` (default: the last UTC day that
+ * ended SNAPSHOT_SETTLE_MINUTES ago), in one set-based statement:
+ *
+ *   snapshot(pair, D) = latest earlier snapshot of the pair
+ *                       + running sum of the pair's ledger rows per day.
+ *
+ * Only (store, SKU, day) with ledger rows get a row; a pair's latest snapshot
+ * on or before a day is its balance at the end of that day. Idempotent: days
+ * already snapshotted are skipped.
+ */
+export async function takeStockSnapshots(cmd: Command, through?: string): Promise<SnapshotResult> {
+  const { tx, tenantId, opId } = cmd;
+  const bounds = await one(
+    tx,
+    sql<{ from_date: string | null; through_date: string }>`
+      SELECT (SELECT max(snapshot_date) + 1 FROM stock_snapshots WHERE tenant_id = ${tenantId}) AS from_date,
+             least(coalesce(${through ?? null}::date, 'infinity'::date),
+                   ((now() - make_interval(mins => ${SNAPSHOT_SETTLE_MINUTES})) AT TIME ZONE 'UTC')::date - 1) AS through_date`,
+  );
+  if (bounds.from_date !== null && bounds.from_date > bounds.through_date) return { through: null, snapshots_written: 0 };
+  const written = await all(
+    tx,
+    sql<{ n: number }>`
+      WITH daily AS (
+        SELECT store_id, sku_id, (created_at AT TIME ZONE 'UTC')::date AS day, sum(quantity_change) AS change
+        FROM stock_ledger
+        WHERE tenant_id = ${tenantId}
+          AND created_at >= coalesce((${bounds.from_date}::date)::timestamp AT TIME ZONE 'UTC', '-infinity')
+          AND created_at < ((${bounds.through_date}::date + 1)::timestamp AT TIME ZONE 'UTC')
+        GROUP BY 1, 2, 3
+      ), inserted AS (
+        INSERT INTO stock_snapshots (tenant_id, store_id, sku_id, snapshot_date, quantity, op_id)
+        SELECT ${tenantId}, d.store_id, d.sku_id, d.day,
+               coalesce(base.quantity, 0) + sum(d.change) OVER (PARTITION BY d.store_id, d.sku_id ORDER BY d.day),
+               ${opId}
+        FROM daily d
+        LEFT JOIN LATERAL (
+          SELECT s.quantity FROM stock_snapshots s
+          WHERE s.tenant_id = ${tenantId} AND s.store_id = d.store_id AND s.sku_id = d.sku_id
+          ORDER BY s.snapshot_date DESC LIMIT 1
+        ) base ON true
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+      )
+      SELECT count(*)::int AS n FROM inserted`,
+  );
+  const count = written[0]?.n ?? 0;
+  cmd.touch('stock_snapshots', `${bounds.from_date ?? 'start'}..${bounds.through_date}`, 'created');
+  cmd.audit({ subjectType: 'stock_snapshots', subjectId: bounds.through_date, after: { from: bounds.from_date, through: bounds.through_date, written: count } });
+  return { through: bounds.through_date, snapshots_written: count };
+}
+
+/**
+ * Runs takeStockSnapshots for every tenant holding stock, each as its own
+ * operation (for the nightly job; also `POST /v1/stock/snapshots` runs it for
+ * one tenant now). Needs a pool as the app role, like every command.
+ */
+export async function takeAllStockSnapshots(db: Db, correlationId = `snapshots-${newId()}`): Promise<Array<{ tenantId: string } & SnapshotResult>> {
+  const tenants = await all(db, sql<{ id: string }>`SELECT tenants_with_stock() AS id`);
+  const results: Array<{ tenantId: string } & SnapshotResult> = [];
+  for (const { id: tenantId } of tenants) {
+    const outcome = await runCommand(
+      db,
+      { tenantId, principal: { kind: 'operator', name: 'operator' }, correlationId, fingerprint: fingerprintRequest('JOB', 'stock.snapshot', { tenantId }) },
+      { type: 'stock.snapshot' },
+      async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd) }),
+    );
+    results.push({ tenantId, ...(outcome.body as SnapshotResult) });
+  }
+  return results;
+}
