@@ -5,6 +5,7 @@ import { transferChecks } from '../transfers/integrity.js';
 import { coreChecks } from './coreChecks.js';
 import { inventoryChecks } from '../inventory/integrity.js';
 import { pieceChecks } from '../pieces/integrity.js';
+import { salesChecks } from '../sales/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks];
+export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks, ...salesChecks];

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { allChecks } from '../integrity/registry.js';
+import { runChecksAsOwner } from '../integrity/runChecks.js';
+import { givenSku, givenStock, givenStore } from './testkit.js';
+
+const settings = { ordersStuckSeconds: 600 };
+
+describe('sales integrity checks: each finds its own corruption and nothing else', () => {
+  let t: TestApp;
+
+  interface Shop {
+    tenantId: string;
+    owner: ApiClient;
+    storeId: string;
+    skuId: string;
+    sale: { id: string; op_id: string; receipt_number: number };
+  }
+
+  /** A shop with stock, three sales and one void: consistent by construction. */
+  async function newShop(): Promise<Shop> {
+    const { tenantId, owner } = await t.newTenant();
+    const storeId = await givenStore(owner, `S${randomUUID().slice(0, 6)}`);
+    const skuId = await givenSku(owner, `K${randomUUID().slice(0, 6)}`, 'kg', 1000);
+    await givenStock(owner, storeId, [{ sku_id: skuId, quantity: 10_000 }]);
+    const sales = [];
+    for (const quantity of [100, 250, 333]) {
+      const response = await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, quantity, unit_price: 1000 }] });
+      assert.equal(response.status, 201);
+      sales.push(response.body);
+    }
+    assert.equal((await owner.post(`/v1/sales/${sales[1].id}/void`, { reason: 'test' })).status, 200);
+    // an offline sale with a shortfall is consistent too
+    await owner.post(`/v1/stores/${storeId}/stock/adjustments`, { sku_id: skuId, quantity_change: -(10_000 - 100 - 333 - 5), reason: 'count' });
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, quantity: 9, unit_price: 1000 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201);
+    assert.equal(synced.body.results[0].body.items[0].shortfall_quantity, 4);
+    return { tenantId, owner, storeId, skuId, sale: sales[0] };
+  }
+
+  async function reported(shop: Shop): Promise<string[]> {
+    const run = await runChecksAsOwner(t.admin, allChecks, settings);
+    return [...new Set(run.findings.filter((finding) => finding.tenant_id === shop.tenantId).map((finding) => finding.check))].sort();
+  }
+
+  /** Corrupts as a superuser with triggers off (what a bad manual fix or a bug could do). */
+  async function corrupt(statements: string[], params: unknown[][]): Promise<void> {
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL session_replication_role = replica`);
+      for (const [index, statement] of statements.entries()) await client.query(statement, params[index]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+  }
+
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  it('a consistent shop has no findings', async () => {
+    assert.deepEqual(await reported(await newShop()), []);
+  });
+
+  it('sales_receipt_numbers_gapless: a counter advanced without a sale (a hole)', async () => {
+    const shop = await newShop();
+    await corrupt([`UPDATE store_receipt_counters SET last_number = last_number + 1 WHERE tenant_id = $1`], [[shop.tenantId]]);
+    assert.deepEqual(await reported(shop), ['sales_receipt_numbers_gapless']);
+  });
+
+  it('sales_receipt_numbers_gapless: a sale renumbered past the counter', async () => {
+    const shop = await newShop();
+    await corrupt([`UPDATE sales SET receipt_number = 99 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.sale.id]]);
+    assert.deepEqual(await reported(shop), ['sales_receipt_numbers_gapless']);
+  });
+
+  it('sale_has_items: a sale whose lines are gone', async () => {
+    const shop = await newShop();
+    // its stock came back too, so only the missing lines are wrong
+    await corrupt(
+      [
+        `DELETE FROM sale_items WHERE tenant_id = $1 AND sale_id = $2`,
+        `DELETE FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2`,
+        `UPDATE stock_balances SET quantity = quantity + 100 WHERE tenant_id = $1`,
+        `UPDATE sales SET total = 0 WHERE tenant_id = $1 AND id = $2`,
+      ],
+      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.op_id], [shop.tenantId], [shop.tenantId, shop.sale.id]],
+    );
+    assert.deepEqual(await reported(shop), ['sale_has_items']);
+  });
+
+  it('sale_total_matches_items: a total changed after the fact', async () => {
+    const shop = await newShop();
+    await corrupt([`UPDATE sales SET total = total + 1 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.sale.id]]);
+    assert.deepEqual(await reported(shop), ['sale_total_matches_items']);
+  });
+
+  it('sale_stock_matches_items: a line changed after its stock was taken', async () => {
+    const shop = await newShop();
+    await corrupt(
+      [`UPDATE sale_items SET quantity = quantity + 1, line_total = line_total + 1 WHERE tenant_id = $1 AND sale_id = $2`, `UPDATE sales SET total = total + 1 WHERE tenant_id = $1 AND id = $2`],
+      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.id]],
+    );
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+
+  it('sale_stock_matches_items: a voided sale whose stock did not come back as a void', async () => {
+    const shop = await newShop();
+    const voided = (await t.admin.query(`SELECT voided_by_op FROM sales WHERE tenant_id = $1 AND status = 'voided'`, [shop.tenantId])).rows[0].voided_by_op;
+    // the stock moved back, but not as the void's ledger rows (balance = ledger still holds)
+    await corrupt([`UPDATE stock_ledger SET kind = 'adjustment' WHERE tenant_id = $1 AND op_id = $2`], [[shop.tenantId, voided]]);
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+});
