@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { Principal } from '../core/auth.js';
 import { runCommand } from '../core/command.js';
 import { all, type Db } from '../core/db.js';
 import { newId } from '../core/ids.js';
@@ -12,7 +13,7 @@ import { lockPiecesForUpdate, releaseExpiredReservations } from './pieceRows.js'
  * For the jobs part to schedule (e.g. every minute). Returns how many pieces
  * were released.
  */
-export async function sweepExpiredPieceReservations(db: Db, options: { batchSize?: number } = {}): Promise<number> {
+export async function sweepExpiredPieceReservations(db: Db, options: { batchSize?: number; principal?: Principal; correlationId?: string } = {}): Promise<number> {
   const batchSize = options.batchSize ?? 1000;
   const tenants = await all(db, sql<{ tenant_id: string }>`SELECT tenants_with_expired_piece_reservations() AS tenant_id`);
   let released = 0;
@@ -21,8 +22,8 @@ export async function sweepExpiredPieceReservations(db: Db, options: { batchSize
       db,
       {
         tenantId,
-        principal: { kind: 'operator', name: 'operator' },
-        correlationId: `sweep-piece-reservations-${newId()}`,
+        principal: options.principal ?? { kind: 'operator', name: 'sweep' },
+        correlationId: options.correlationId ?? `sweep-piece-reservations-${newId()}`,
         fingerprint: 'sweep-piece-reservations',
       },
       { type: 'piece.reservations.expire' },
