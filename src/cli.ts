@@ -7,6 +7,7 @@ import { setIdempotencyTtlHours } from './core/command.js';
 import { startWorker } from './jobs/worker.js';
 import pg from 'pg';
 import { allChecks } from './integrity/registry.js';
+import { startProviderSim } from './providerSim/providerSim.js';
 import { checkSettingsOf, runChecksAsOwner } from './integrity/runChecks.js';
 
 const USAGE = `usage: storekeep <command>
@@ -15,6 +16,8 @@ const USAGE = `usage: storekeep <command>
   start      same as serve
   migrate    apply pending database migrations and exit
   worker     run background jobs
+  provider-sim  a fake fulfilment provider on loopback (--port, --webhook-url, --latency-ms,
+             --fail-rate, --duplicate-webhooks, --out-of-order-webhooks, --no-webhooks)
   check      run the integrity checks over every tenant; prints findings (--json: as JSON)
              and exits 1 on any finding
 `;
@@ -87,6 +90,34 @@ async function main(argv: string[]): Promise<number> {
         throw error;
       }
       return -1; // keep running
+    }
+    case 'provider-sim': {
+      const flag = (name: string) => {
+        const index = argv.indexOf(`--${name}`);
+        return index >= 0 ? argv[index + 1] : undefined;
+      };
+      const secret = config.fulfilmentWebhookSecret;
+      if (!secret) {
+        process.stderr.write('storekeep provider-sim: set FULFILMENT_WEBHOOK_SECRET (the API must have the same one)\n');
+        return 2;
+      }
+      const port = Number(flag('port') ?? (new URL(config.fulfilmentUrl).port || 8090));
+      const sim = await startProviderSim({
+        port,
+        secret,
+        webhookUrl: flag('webhook-url') ?? `http://${config.host}:${config.port}/v1/webhooks/fulfilment`,
+        faults: {
+          latencyMs: Number(flag('latency-ms') ?? 0),
+          failRate: Number(flag('fail-rate') ?? 0),
+          duplicateWebhooks: argv.includes('--duplicate-webhooks'),
+          outOfOrderWebhooks: argv.includes('--out-of-order-webhooks'),
+          webhooks: !argv.includes('--no-webhooks'),
+        },
+        log: (line) => logger.info({ component: 'provider-sim' }, line),
+      });
+      process.stdout.write(`provider-sim listening on ${sim.url} (faults: GET/POST ${sim.url}/_sim/faults)\n`);
+      onSignals(logger, sim.stop);
+      return -1;
     }
     case 'check': {
       const database = await openDatabase(config, logger);

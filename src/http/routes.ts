@@ -9,8 +9,9 @@ import { salesRoutes } from '../sales/routes.js';
 import { integrityRoutes } from '../integrity/routes.js';
 import { settlementRoutes } from '../settlements/routes.js';
 import { pieceRoutes } from '../pieces/routes.js';
+import { orderRoutes } from '../orders/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes, settlementRoutes, pieceRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes, settlementRoutes, pieceRoutes, orderRoutes];

@@ -6,6 +6,7 @@ import { coreChecks } from './coreChecks.js';
 import { inventoryChecks } from '../inventory/integrity.js';
 import { pieceChecks } from '../pieces/integrity.js';
 import { salesChecks } from '../sales/integrity.js';
+import { orderChecks } from '../orders/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks, ...salesChecks];
+export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks, ...salesChecks, ...orderChecks];

@@ -1,5 +1,8 @@
 import { integrityNightly } from '../integrity/nightlyJob.js';
 import { purgeIdempotencyKeys } from './housekeeping.js';
+import type { Config } from '../config.js';
+import { recoverOrder, sweepStuckOrders } from '../orders/recoverOrderJob.js';
+import { submitOrder } from '../orders/submitOrderJob.js';
 import type { TaskDefinition } from './task.js';
 import { sweepPieceReservations } from '../pieces/sweepJob.js';
 
@@ -7,7 +10,7 @@ import { sweepPieceReservations } from '../pieces/sweepJob.js';
  * Every task the worker runs. A part adds its own here (its handler lives in
  * its folder, e.g. src/orders/submitOrderJob.ts).
  */
-export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations];
+export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, sweepStuckOrders];
 
 /**
  * Periodic jobs (graphile-worker crontab syntax, UTC). `jobKey` makes two
@@ -21,3 +24,12 @@ export const crontabLines: string[] = [
 ];
 
 export const crontab = crontabLines.join('\n');
+
+/**
+ * Jobs enqueued by every worker on a timer finer than cron's minute (job key:
+ * however many workers, one waiting job). The stuck-order sweep runs at half
+ * the stuck threshold, so an order is recovered at most 1.5× that late.
+ */
+export function periodicJobs(config: Config): Array<{ task: string; everyMs: number }> {
+  return [{ task: 'orders.sweep', everyMs: Math.min(60_000, Math.max(200, (config.ordersStuckAfterSeconds * 1000) / 2)) }];
+}

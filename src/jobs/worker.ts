@@ -7,7 +7,7 @@ import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
 import type { BackoffPolicy } from './backoff.js';
 import { runJob } from './runJob.js';
-import { allTasks, crontab } from './registry.js';
+import { allTasks, crontab, periodicJobs } from './registry.js';
 import type { TaskDefinition } from './task.js';
 
 export interface WorkerDeps {
@@ -115,6 +115,17 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     await new Promise<void>((resolve) => metricsServer!.listen(config.workerMetricsPort, config.host, resolve));
     metricsUrl = `http://${config.host}:${config.workerMetricsPort}`;
   }
+  const timers = periodicJobs(config)
+    .filter((periodic) => periodic.task in taskList)
+    .map((periodic) => {
+      const timer = setInterval(() => {
+        ownerPool
+          .query(`SELECT graphile_worker.add_job($1, '{}'::json, job_key => $1, job_key_mode => 'preserve_run_at', max_attempts => 1)`, [periodic.task])
+          .catch((error: unknown) => logger.warn({ err: error, task: periodic.task }, 'could not enqueue periodic job'));
+      }, periodic.everyMs);
+      timer.unref();
+      return timer;
+    });
   logger.info({ concurrency: config.workerConcurrency, tasks: Object.keys(taskList), metrics: metricsUrl }, 'worker started');
 
   let stopping: Promise<void> | undefined;
@@ -123,6 +134,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     metricsUrl,
     stop: () =>
       (stopping ??= (async () => {
+        for (const timer of timers) clearInterval(timer);
         await runner.stop(); // waits for running jobs
         if (metricsServer) await new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
         await Promise.allSettled([ownerPool.end(), appPool.end()]);

@@ -1,0 +1,102 @@
+import { sql } from 'kysely';
+import type { Command } from '../core/command.js';
+import { maybeOne } from '../core/db.js';
+import { AppError, assert, notFound } from '../core/errors.js';
+import { openReviewItem } from '../core/review.js';
+import { ORDER_COLUMNS, findOrder, type OrderRow } from './findOrder.js';
+import { decide, type Decision, type OrderEvent } from './orderStatus.js';
+
+export type OrderSource = 'api' | 'worker' | 'webhook' | 'recovery';
+
+export interface OrderPatch {
+  providerOrderId?: string;
+  lastError?: string;
+  /** Why (a manager's reason), kept in the status history. */
+  note?: string;
+  /** Count one more call to the provider. */
+  countSubmitAttempt?: boolean;
+}
+
+export type AppliedEvent =
+  | { ok: true; moved: boolean; decision: Decision; before: OrderRow; order: OrderRow }
+  | { ok: false; reason: string; order: OrderRow };
+
+/**
+ * Applies one event to an order inside the command's transaction: asks the
+ * pure state machine, then writes the answer as a conditional UPDATE
+ * (`WHERE status = <the status decided on>`). If another transaction moved
+ * the order in between, the UPDATE matches nothing and we decide again on the
+ * new status (bounded: each lost race means the order moved forward).
+ * A move appends to the status history. Refusals are results, not errors.
+ */
+export async function applyOrderEvent(cmd: Command, orderId: string, event: OrderEvent, source: OrderSource, patch: OrderPatch = {}): Promise<AppliedEvent> {
+  for (let round = 0; round < 10; round++) {
+    const before = await findOrder(cmd.tx, cmd.tenantId, orderId);
+    if (!before) throw notFound('order');
+    const decision = decide(before.status, event);
+    if (decision.kind === 'refuse') return { ok: false, reason: decision.reason, order: before };
+    const to = decision.kind === 'move' ? decision.to : before.status;
+    const providerOrderId = patch.providerOrderId ?? null;
+    const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || patch.lastError !== undefined || patch.countSubmitAttempt === true;
+    if (event.type === 'provider_status' && (before.status === 'failed' || before.status === 'cancelled')) {
+      await noteProviderMismatch(cmd, before, event.status, source);
+    }
+    if (decision.kind === 'stay' && !hasPatch) return { ok: true, moved: false, decision, before, order: before };
+    const order = await maybeOne(
+      cmd.tx,
+      sql<OrderRow>`
+        UPDATE orders SET
+          status = ${to},
+          provider_order_id = coalesce(provider_order_id, ${providerOrderId}),
+          last_error = coalesce(${patch.lastError ?? null}, last_error),
+          submit_attempts = submit_attempts + ${patch.countSubmitAttempt ? 1 : 0},
+          status_changed_at = CASE WHEN ${decision.kind === 'move'} THEN now() ELSE status_changed_at END,
+          version = version + 1,
+          updated_at = now()
+        WHERE tenant_id = ${cmd.tenantId} AND id = ${orderId} AND status = ${before.status}
+        RETURNING ${ORDER_COLUMNS}`,
+    );
+    if (!order) continue; // moved under us: decide again on its new status
+    if (decision.kind === 'move') {
+      await sql`
+        INSERT INTO order_status_history (tenant_id, order_id, from_status, to_status, source, detail, op_id)
+        VALUES (${cmd.tenantId}, ${orderId}, ${before.status}, ${to}, ${source},
+                ${JSON.stringify({ event: event.type, ...('status' in event ? { provider_status: event.status } : {}), ...(patch.lastError ? { error: patch.lastError } : {}), ...(patch.note ? { note: patch.note } : {}) })}::jsonb,
+                ${cmd.opId})`.execute(cmd.tx);
+    }
+    cmd.storeId = order.store_id;
+    cmd.touch('orders', orderId, 'updated');
+    cmd.audit({
+      subjectType: 'order',
+      subjectId: orderId,
+      before: { status: before.status, provider_order_id: before.provider_order_id },
+      after: { status: order.status, provider_order_id: order.provider_order_id },
+      payload: { event, source },
+    });
+    return { ok: true, moved: decision.kind === 'move', decision, before, order };
+  }
+  assert(false, 'an order cannot move ten times during one transition');
+}
+
+/**
+ * The provider reports an order we already gave up on or cancelled: someone
+ * must look (it may ship anyway). One open review item per order.
+ */
+async function noteProviderMismatch(cmd: Command, order: OrderRow, providerStatus: string, source: OrderSource): Promise<void> {
+  const id = await openReviewItem(cmd.tx, cmd.tenantId, cmd.opId, {
+    kind: 'order_provider_mismatch',
+    severity: 'warning',
+    subjectType: 'order',
+    subjectId: order.id,
+    storeId: order.store_id,
+    dedupeKey: `order-provider-mismatch:${order.id}`,
+    detail: { status: order.status, provider_status: providerStatus, source, provider_key: order.provider_key },
+  });
+  cmd.touch('review_items', id, 'created');
+}
+
+/** For the API: a refusal is 409 invalid_transition naming the current status. */
+export function orThrow(result: AppliedEvent): Extract<AppliedEvent, { ok: true }> {
+  if (!result.ok) throw new AppError('invalid_transition', result.reason, { extra: { current_status: result.order.status } });
+  return result;
+}

@@ -1,0 +1,98 @@
+import { currentScope } from '../core/context.js';
+
+/** An order as the provider reports it. */
+export interface ProviderOrder {
+  id: string;
+  status: string;
+  reference: string;
+  merchant: string;
+  idempotency_key: string;
+}
+
+/** The provider could not be reached or failed (5xx, 408, 429, timeout, network): try again later. */
+export class ProviderUnavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ProviderUnavailable';
+  }
+}
+
+/** The provider refused the request (4xx): the same call will be refused again. */
+export class ProviderRejected extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {
+    super(`provider refused the order (${status}): ${JSON.stringify(body).slice(0, 500)}`);
+    this.name = 'ProviderRejected';
+  }
+}
+
+export interface ProviderOptions {
+  baseUrl: string;
+  apiKey?: string | undefined;
+  timeoutMs: number;
+}
+
+export interface CreateProviderOrder {
+  reference: string;
+  merchant: string;
+  lines: Array<{ sku_id: string; quantity: number }>;
+  shipping_address: unknown;
+  payment_reference: string;
+}
+
+/**
+ * The adapter to the outside fulfilment provider (the API storekeep
+ * provider-sim speaks). Every create carries the order's idempotency key, so
+ * any number of retries — after a 500, a timeout, a lost response, a
+ * recovery — leave one order at the provider.
+ */
+export class FulfilmentProvider {
+  constructor(private readonly options: ProviderOptions) {}
+
+  private async call(method: string, path: string, init: { body?: unknown; idempotencyKey?: string } = {}): Promise<{ status: number; body: unknown }> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
+    if (init.idempotencyKey) headers['idempotency-key'] = init.idempotencyKey;
+    const correlationId = currentScope()?.correlationId;
+    if (correlationId) headers['x-correlation-id'] = correlationId;
+    if (init.body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.baseUrl}${path}`, {
+        method,
+        headers,
+        body: init.body === undefined ? undefined : JSON.stringify(init.body),
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+    } catch (error) {
+      throw new ProviderUnavailable(`provider ${method} ${path} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    const text = await response.text().catch(() => '');
+    let body: unknown = text;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      // keep the text
+    }
+    if (response.status >= 500 || response.status === 408 || response.status === 429) {
+      throw new ProviderUnavailable(`provider ${method} ${path} answered ${response.status}`);
+    }
+    return { status: response.status, body };
+  }
+
+  async createOrder(idempotencyKey: string, order: CreateProviderOrder): Promise<ProviderOrder> {
+    const { status, body } = await this.call('POST', '/orders', { body: order, idempotencyKey });
+    if (status === 200 || status === 201) return body as ProviderOrder;
+    throw new ProviderRejected(status, body);
+  }
+
+  /** The order created with this idempotency key, or null if the provider never created one. */
+  async findByIdempotencyKey(idempotencyKey: string): Promise<ProviderOrder | null> {
+    const { status, body } = await this.call('GET', `/orders?idempotency_key=${encodeURIComponent(idempotencyKey)}`);
+    if (status === 404) return null;
+    if (status === 200) return body as ProviderOrder;
+    throw new ProviderRejected(status, body);
+  }
+}

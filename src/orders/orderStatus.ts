@@ -1,0 +1,88 @@
+/**
+ * The order state machine, as a pure function. Every caller (API, worker,
+ * webhook, recovery) asks `decide` what an event does to the current status,
+ * then applies the answer with a conditional UPDATE (`WHERE status = current`),
+ * so two racing callers cannot both move the same order.
+ *
+ *   pending ──► submitting ──► submitted ──► processing ──► completed
+ *      │            │              │              │
+ *      │            └──► failed    └──────────────┴──► failed (provider)
+ *      └──► cancelled   (manual cancel also from submitted / processing)
+ */
+export const ORDER_STATUSES = ['pending', 'submitting', 'submitted', 'processing', 'completed', 'failed', 'cancelled'] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+
+/** What the provider says about an order (its own words mapped to ours: accepted → submitted). */
+export type ProviderStatus = 'submitted' | 'processing' | 'completed' | 'failed';
+
+export type OrderEvent =
+  /** The worker is about to call the provider (again). */
+  | { type: 'submit' }
+  /** The provider acknowledged or reported a status (create response, webhook, recovery lookup). */
+  | { type: 'provider_status'; status: ProviderStatus }
+  /** The provider refused the order (4xx): no retry can fix it. */
+  | { type: 'provider_rejected' }
+  /** Retries and recoveries are exhausted without the provider knowing the order. */
+  | { type: 'give_up' }
+  | { type: 'complete' }
+  | { type: 'cancel' };
+
+export type Decision =
+  | { kind: 'move'; to: OrderStatus }
+  /** Nothing to do: a duplicate or stale event, or the work is already done. */
+  | { kind: 'stay'; reason: string }
+  | { kind: 'refuse'; reason: string };
+
+export const FINAL_STATUSES: ReadonlySet<OrderStatus> = new Set(['completed', 'failed', 'cancelled']);
+
+// How far along the provider's side an order is; a provider event can only move it forward.
+const PROGRESS: Record<OrderStatus, number> = {
+  pending: 0,
+  submitting: 1,
+  submitted: 2,
+  processing: 3,
+  completed: 4,
+  failed: 4,
+  cancelled: 4,
+};
+
+export function decide(current: OrderStatus, event: OrderEvent): Decision {
+  switch (event.type) {
+    case 'submit':
+      if (current === 'pending') return { kind: 'move', to: 'submitting' };
+      if (current === 'submitting') return { kind: 'stay', reason: 'already submitting' };
+      return { kind: 'refuse', reason: `an order that is ${current} is not submitted again` };
+    case 'provider_status': {
+      if (FINAL_STATUSES.has(current)) return { kind: 'stay', reason: `the order is already ${current}` };
+      if (PROGRESS[event.status] <= PROGRESS[current]) return { kind: 'stay', reason: `stale: the order is already ${current}` };
+      return { kind: 'move', to: event.status };
+    }
+    case 'provider_rejected':
+      if (current === 'submitting') return { kind: 'move', to: 'failed' };
+      return { kind: 'stay', reason: `the order is ${current}` };
+    case 'give_up':
+      if (current === 'pending' || current === 'submitting') return { kind: 'move', to: 'failed' };
+      return { kind: 'stay', reason: `the order is ${current}` };
+    case 'complete':
+      if (current === 'submitted' || current === 'processing') return { kind: 'move', to: 'completed' };
+      return { kind: 'refuse', reason: `an order that is ${current} cannot be completed` };
+    case 'cancel':
+      // Not while submitting: the provider may be creating it this instant.
+      if (current === 'pending' || current === 'submitted' || current === 'processing') return { kind: 'move', to: 'cancelled' };
+      return { kind: 'refuse', reason: `an order that is ${current} cannot be cancelled` };
+  }
+}
+
+/** The provider's status words → ours. */
+export function providerStatusOf(word: string): ProviderStatus | undefined {
+  switch (word) {
+    case 'accepted':
+      return 'submitted';
+    case 'processing':
+    case 'completed':
+    case 'failed':
+      return word;
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,296 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { loadConfig, type Config } from '../config.js';
+import { createLogger } from '../core/logger.js';
+import { registry } from '../core/metrics.js';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { sleep, waitFor } from '../../test/support/wait.js';
+import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
+import { historyOf, newOrderShop, orderBody, postWebhook, providerEvent, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
+
+describe('orders through the provider (API + worker + provider-sim)', () => {
+  let t: TestApp;
+  let sim: ProviderSim;
+  let worker: RunningWorker;
+
+  const simOrdersFor = (orderId: string) => [...sim.orders.values()].filter((order) => order.reference === orderId);
+
+  before(async () => {
+    sim = await startProviderSim({ secret: WEBHOOK_SECRET });
+    const overrides: Partial<Config> = {
+      fulfilmentUrl: sim.url,
+      fulfilmentWebhookSecret: WEBHOOK_SECRET,
+      fulfilmentTimeoutMs: 300,
+      ordersStuckAfterSeconds: 1,
+      jobRetryBaseMs: 20,
+      jobRetryMaxMs: 100,
+      jobMaxAttempts: 4,
+      workerMetricsPort: 0,
+    };
+    t = await startTestApp(overrides);
+    sim.webhookUrl = `${t.baseUrl}/v1/webhooks/fulfilment`;
+    worker = await startWorker({
+      databaseUrl: t.url,
+      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
+      logger: createLogger('silent'),
+      crontab: '',
+      pollIntervalMs: 100,
+    });
+  });
+  beforeEach(() => {
+    Object.assign(sim.faults, { failCreates: 0, acceptThenHang: 0, duplicateWebhooks: false, outOfOrderWebhooks: false, webhooks: true, latencyMs: 0 });
+  });
+  after(async () => {
+    await worker.stop();
+    await sim.stop();
+    await t.close();
+  });
+
+  it('submits through the outbox and follows the provider to completed, carrying the correlation id', async () => {
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop), { headers: { 'x-correlation-id': 'corr-order-1' } });
+    assert.equal(created.status, 201);
+    assert.equal(created.body.status, 'pending');
+    const orderId: string = created.body.id;
+
+    await waitForStatus(t.admin, orderId, 'completed');
+    assert.equal(simOrdersFor(orderId).length, 1);
+    assert.deepEqual(
+      (await historyOf(t.admin, orderId)).map((row) => row.to_status),
+      ['pending', 'submitting', 'submitted', 'processing', 'completed'],
+    );
+    const events = await t.admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
+    assert.deepEqual(events.rows, [
+      { provider_status: 'processing', outcome: 'applied' },
+      { provider_status: 'completed', outcome: 'applied' },
+    ]);
+    const view = await shop.owner.get(`/v1/orders/${orderId}`);
+    assert.equal(view.status, 200);
+    assert.equal(view.body.status, 'completed');
+    assert.equal(view.body.provider_order_id, simOrdersFor(orderId)[0]!.id);
+    // the worker's commands carry the request's correlation id (and act as `worker`)
+    const ops = await t.admin.query(`SELECT DISTINCT actor, correlation_id FROM operations WHERE tenant_id = $1 AND type = 'order.submit'`, [shop.tenantId]);
+    assert.deepEqual(ops.rows, [{ actor: 'worker', correlation_id: 'corr-order-1' }]);
+  });
+
+  it('provider answers 500 three times, then succeeds: one provider order', async () => {
+    sim.faults.webhooks = false;
+    sim.faults.failCreates = 3;
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    const orderId: string = created.body.id;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    await sleep(200);
+    assert.equal(simOrdersFor(orderId).length, 1);
+    assert.equal(sim.faults.failCreates, 0);
+    const row = (await t.admin.query(`SELECT submit_attempts, provider_order_id FROM orders WHERE id = $1`, [orderId])).rows[0];
+    assert.equal(row.submit_attempts, 4);
+    assert.equal(row.provider_order_id, simOrdersFor(orderId)[0]!.id);
+    assert.match(await registry.getSingleMetricAsString('storekeep_jobs_total'), /task="order.submit",outcome="retried"\} [3-9]/);
+  });
+
+  it('provider accepts but the response is lost: recovery finds the order by its key, no duplicate', async () => {
+    sim.faults.webhooks = false;
+    sim.faults.acceptThenHang = 1_000; // every create call is accepted, then never answered
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    const orderId: string = created.body.id;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    sim.faults.acceptThenHang = 0;
+    await sleep(300);
+    const atProvider = simOrdersFor(orderId);
+    assert.equal(atProvider.length, 1);
+    assert.ok(atProvider[0]!.create_calls >= 1);
+    const history = await historyOf(t.admin, orderId);
+    assert.deepEqual(history.at(-1), { from_status: 'submitting', to_status: 'submitted', source: 'recovery' });
+    assert.equal((await t.admin.query(`SELECT provider_order_id FROM orders WHERE id = $1`, [orderId])).rows[0].provider_order_id, atProvider[0]!.id);
+  });
+
+  it('duplicate and out-of-order webhooks leave the order completed', async () => {
+    sim.faults.duplicateWebhooks = true;
+    sim.faults.outOfOrderWebhooks = true;
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    const orderId: string = created.body.id;
+    await waitForStatus(t.admin, orderId, 'completed');
+    const providerOrderId = simOrdersFor(orderId)[0]!.id;
+    await waitFor('all four deliveries', async () => sim.deliveries.filter((d) => d.status === 200).length >= 4 && sim.orders.has(providerOrderId));
+    await sleep(200);
+    assert.equal(await statusOf(t.admin, orderId), 'completed');
+    const history = await historyOf(t.admin, orderId);
+    assert.equal(history.filter((row) => row.to_status === 'completed').length, 1);
+    assert.equal(history.at(-1)!.to_status, 'completed');
+    const events = await t.admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
+    assert.deepEqual(events.rows, [
+      { provider_status: 'completed', outcome: 'applied' },
+      { provider_status: 'processing', outcome: 'ignored' },
+    ]);
+  });
+
+  it('a badly signed webhook is 401 invalid_signature and changes nothing', async () => {
+    sim.faults.webhooks = false;
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    const orderId: string = created.body.id;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    const counts = async () =>
+      (
+        await t.admin.query(
+          `SELECT (SELECT version FROM orders WHERE id = $1) AS version,
+                  (SELECT count(*) FROM order_status_history WHERE order_id = $1)::int AS history,
+                  (SELECT count(*) FROM fulfilment_webhook_events WHERE order_id = $1)::int AS events,
+                  (SELECT count(*) FROM operations WHERE tenant_id = $2)::int AS operations`,
+          [orderId, shop.tenantId],
+        )
+      ).rows[0];
+    const before = await counts();
+    const event = providerEvent(shop.tenantId, orderId, 'completed');
+    for (const options of [
+      { secret: 'not-the-secret' },
+      { signature: null },
+      { signature: 't=abc,v1=nothex' },
+      { timestamp: Math.floor(Date.now() / 1000) - 3600 }, // replay of an old delivery
+    ]) {
+      const response = await postWebhook(t.baseUrl, event, options);
+      assert.equal(response.status, 401, JSON.stringify(options));
+      assert.equal(response.body.code, 'invalid_signature');
+    }
+    const tampered = await fetch(`${t.baseUrl}/v1/webhooks/fulfilment`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'fulfilment-signature': (await import('./webhookSignature.js')).signWebhook(WEBHOOK_SECRET, Math.floor(Date.now() / 1000), JSON.stringify(event)) },
+      body: JSON.stringify({ ...event, data: { ...event.data, status: 'failed' } }),
+    });
+    assert.equal(tampered.status, 401);
+    assert.deepEqual(await counts(), before);
+    assert.equal(await statusOf(t.admin, orderId), 'submitted');
+
+    // the same event, properly signed, is applied once; its redelivery is a replay
+    const good = await postWebhook(t.baseUrl, event);
+    assert.equal(good.status, 200);
+    assert.equal(good.body.applied, true);
+    const again = await postWebhook(t.baseUrl, event);
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal(await statusOf(t.admin, orderId), 'completed');
+    assert.equal((await counts()).events, 1);
+  });
+});
+
+describe('orders API (no worker running)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp({ fulfilmentWebhookSecret: WEBHOOK_SECRET });
+  });
+  after(async () => {
+    await t.close();
+  });
+
+  it('creates a pending order and its submit job in the same transaction', async () => {
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop), { headers: { 'x-correlation-id': 'corr-create' }, idempotencyKey: 'order-1' });
+    assert.equal(created.status, 201);
+    assert.deepEqual(created.body.lines, [{ line_no: 1, sku_id: shop.skuId, quantity: 1500 }]);
+    const jobs = await t.admin.query(`SELECT t.identifier AS task_identifier, j.key, j.payload
+       FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id WHERE j.key = $1`, [`order.submit:${created.body.id}`]);
+    assert.equal(jobs.rows.length, 1);
+    assert.equal(jobs.rows[0].task_identifier, 'order.submit');
+    assert.equal(jobs.rows[0].payload.correlation_id, 'corr-create');
+    assert.equal(jobs.rows[0].payload.tenant_id, shop.tenantId);
+    // replay: same order, no second order or job
+    const replay = await shop.owner.post('/v1/orders', orderBody(shop), { idempotencyKey: 'order-1' });
+    assert.equal(replay.status, 422); // a different payment reference: a different request under the same key
+    const sameAgain = await shop.owner.request('POST', '/v1/orders', undefined, {
+      idempotencyKey: 'order-1',
+      rawBody: JSON.stringify({ ...orderBody(shop), payment_reference: created.body.payment_reference }),
+    });
+    assert.equal(sameAgain.status, 201);
+    assert.equal(sameAgain.body.id, created.body.id);
+    const count = await t.admin.query(`SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1`, [shop.tenantId]);
+    assert.equal(count.rows[0].n, 1);
+  });
+
+  it('refuses bad input and writes nothing', async () => {
+    const shop = await newOrderShop(t);
+    const cases = [
+      { ...orderBody(shop), lines: [] },
+      { ...orderBody(shop), shipping_address: { name: 'x' } },
+      { ...orderBody(shop), lines: [{ sku_id: shop.skuId, quantity: 1.5 }] },
+      { ...orderBody(shop), extra: true },
+    ];
+    for (const body of cases) {
+      const response = await shop.owner.post('/v1/orders', body);
+      assert.equal(response.status, 400, JSON.stringify(body));
+    }
+    const unknownSku = await shop.owner.post('/v1/orders', { ...orderBody(shop), lines: [{ sku_id: '00000000-0000-4000-8000-000000000000', quantity: 1 }] });
+    assert.ok(unknownSku.status >= 400 && unknownSku.status < 500);
+    const count = await t.admin.query(`SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1`, [shop.tenantId]);
+    assert.equal(count.rows[0].n, 0);
+  });
+
+  it('manual completion and cancellation follow the state machine (409 invalid_transition otherwise)', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const early = await shop.owner.post(`/v1/orders/${orderId}/complete`, {});
+    assert.equal(early.status, 409);
+    assert.equal(early.body.code, 'invalid_transition');
+    assert.equal(early.body.current_status, 'pending');
+
+    // the provider reports it processing, then a manager completes it
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'processing'))).status, 200);
+    const completed = await shop.owner.post(`/v1/orders/${orderId}/complete`, { reason: 'delivered, courier confirmed by phone' });
+    assert.equal(completed.status, 200);
+    assert.equal(completed.body.status, 'completed');
+    const cancelLate = await shop.owner.post(`/v1/orders/${orderId}/cancel`, {});
+    assert.equal(cancelLate.status, 409);
+    assert.deepEqual((await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`), ['pending:api', 'processing:webhook', 'completed:api']);
+  });
+
+  it('concurrent cancellations: exactly one wins', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const results = await Promise.all(Array.from({ length: 6 }, () => shop.owner.post(`/v1/orders/${orderId}/cancel`, {})));
+    assert.deepEqual(results.map((r) => r.status).sort(), [200, 409, 409, 409, 409, 409]);
+    assert.equal(await statusOf(t.admin, orderId), 'cancelled');
+    assert.equal((await historyOf(t.admin, orderId)).filter((row) => row.to_status === 'cancelled').length, 1);
+  });
+
+  it('scopes: other tenant 404, cashier may create but not manage (403)', async () => {
+    const shop = await newOrderShop(t);
+    const other = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    assert.equal((await other.owner.get(`/v1/orders/${orderId}`)).status, 404);
+    assert.equal((await other.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 404);
+    const token = await shop.owner.post('/v1/tokens', { name: 'till', role: 'cashier' });
+    const cashier = t.client(token.body.token);
+    assert.equal((await cashier.post('/v1/orders', orderBody(shop))).status, 201);
+    assert.equal((await cashier.post(`/v1/orders/${orderId}/cancel`, {})).status, 403);
+    const secondStore = await shop.owner.post('/v1/stores', { code: 'OTHER', name: 'Other store' });
+    const scoped = await shop.owner.post('/v1/tokens', { name: 'elsewhere', role: 'manager', store_ids: [secondStore.body.id] });
+    assert.equal(scoped.status, 201, JSON.stringify(scoped.body));
+    assert.equal((await t.client(scoped.body.token).get(`/v1/orders/${orderId}`)).status, 404);
+    assert.equal(await statusOf(t.admin, orderId), 'pending');
+  });
+
+  it('a webhook for an unknown order is 404 and writes nothing', async () => {
+    const shop = await newOrderShop(t);
+    const response = await postWebhook(t.baseUrl, providerEvent(shop.tenantId, '00000000-0000-4000-8000-000000000001', 'completed'));
+    assert.equal(response.status, 404);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM fulfilment_webhook_events`)).rows[0].n >= 0, true);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'order.webhook'`, [shop.tenantId])).rows[0].n, 0);
+  });
+
+  it('integrity: order_not_stuck and order_status_matches_history each report their corruption, only theirs', async () => {
+    const stuckShop = await newOrderShop(t);
+    const stuckId: string = (await stuckShop.owner.post('/v1/orders', orderBody(stuckShop))).body.id;
+    await t.admin.query(`UPDATE orders SET status_changed_at = now() - interval '1 hour' WHERE id = $1`, [stuckId]);
+    const stuck = await stuckShop.owner.get('/v1/integrity');
+    assert.deepEqual(stuck.body.findings.map((f: { check: string; subject: string }) => [f.check, f.subject]), [['order_not_stuck', stuckId]]);
+
+    const driftShop = await newOrderShop(t);
+    const driftId: string = (await driftShop.owner.post('/v1/orders', orderBody(driftShop))).body.id;
+    await t.admin.query(`UPDATE orders SET status = 'processing' WHERE id = $1`, [driftId]);
+    const drift = await driftShop.owner.get('/v1/integrity');
+    assert.deepEqual(drift.body.findings.map((f: { check: string; subject: string }) => [f.check, f.subject]), [['order_status_matches_history', driftId]]);
+  });
+});

@@ -1,0 +1,111 @@
+import { sql } from 'kysely';
+import { inTenantTransaction } from '../core/command.js';
+import { maybeOne } from '../core/db.js';
+import { assert } from '../core/errors.js';
+import { openReviewItem } from '../core/review.js';
+import { enqueueJob } from '../jobs/enqueueJob.js';
+import { jobCommand } from '../jobs/jobCommand.js';
+import { defineTask } from '../jobs/task.js';
+import { applyOrderEvent } from './applyOrderEvent.js';
+import { submitJobKey } from './createOrder.js';
+import { findOrder } from './findOrder.js';
+import { providerFrom } from './provider.js';
+import { recordProviderOrder } from './submitOrderJob.js';
+
+/** Times an order is submitted again after the provider did not know it, before it is failed for review. */
+export const MAX_RECOVERIES = 3;
+
+/**
+ * `orders.sweep`: finds orders in `pending`/`submitting` longer than
+ * ORDERS_STUCK_AFTER_SECONDS across all tenants (as the owner; an index keeps
+ * it to the in-flight few) and enqueues one `order.recover` per order (job
+ * key per order: two sweeps, or two workers, add one job).
+ */
+export const sweepStuckOrders = defineTask<Record<string, unknown>>({
+  name: 'orders.sweep',
+  maxAttempts: 1,
+  async handle(_data, ctx) {
+    const { rows } = await ctx.ownerPool.query<{ tenant_id: string; id: string }>(
+      `SELECT tenant_id, id FROM orders
+       WHERE status IN ('pending', 'submitting') AND status_changed_at < now() - make_interval(secs => $1)
+       ORDER BY status_changed_at LIMIT 1000`,
+      [ctx.config.ordersStuckAfterSeconds],
+    );
+    for (const row of rows) {
+      await ctx.addJob('order.recover', { order_id: row.id }, { tenantId: row.tenant_id, jobKey: `order.recover:${row.id}`, jobKeyMode: 'preserve_run_at' });
+    }
+    if (rows.length > 0) ctx.logger.info({ orders: rows.length }, 'stuck orders queued for recovery');
+  },
+});
+
+/**
+ * `order.recover`: one stuck order.
+ * - pending (its submit job was lost, e.g. locked by a worker killed with -9):
+ *   enqueue the submit job again;
+ * - submitting: ask the provider for the order by its idempotency key. Found:
+ *   move on to what the provider says. Not found: the provider never created
+ *   it, so submit again (same key: never a duplicate), up to MAX_RECOVERIES
+ *   times, then fail the order and open a review item.
+ * Each step restarts the order's stuck clock (conditionally, so a concurrent
+ * move wins), and is a command of its own.
+ */
+export const recoverOrder = defineTask<{ order_id: string }>({
+  name: 'order.recover',
+  async handle(data, ctx) {
+    const tenantId = ctx.tenantId;
+    assert(tenantId, 'order jobs carry their tenant');
+    const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
+    if (!order || (order.status !== 'pending' && order.status !== 'submitting')) return;
+
+    if (order.status === 'submitting') {
+      const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key);
+      if (found) {
+        await recordProviderOrder(ctx, tenantId, order.id, found, 'recovery');
+        ctx.logger.info({ order_id: order.id, provider_order_id: found.id }, 'stuck order found at the provider');
+        return;
+      }
+      if (order.recoveries >= MAX_RECOVERIES) {
+        await jobCommand(ctx, tenantId, 'order.give_up', async (cmd) => {
+          const reason = `the provider does not know the order after ${order.recoveries} recoveries and ${order.submit_attempts} calls`;
+          const result = await applyOrderEvent(cmd, order.id, { type: 'give_up' }, 'recovery', { lastError: reason });
+          if (result.ok && result.moved) {
+            const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
+              kind: 'order_failed',
+              subjectType: 'order',
+              subjectId: order.id,
+              storeId: order.store_id,
+              dedupeKey: `order-failed:${order.id}`,
+              detail: { reason, last_error: order.last_error, provider_key: order.provider_key },
+            });
+            cmd.touch('review_items', id, 'created');
+          }
+          return { status: 200, body: { status: result.order.status } };
+        });
+        ctx.logger.warn({ order_id: order.id }, 'stuck order failed after its last recovery');
+        return;
+      }
+    }
+
+    await jobCommand(ctx, tenantId, 'order.recover', async (cmd) => {
+      const touched = await maybeOne(
+        cmd.tx,
+        sql<{ store_id: string }>`
+          UPDATE orders SET status_changed_at = now(), version = version + 1, updated_at = now(),
+                 recoveries = recoveries + CASE WHEN status = 'submitting' THEN 1 ELSE 0 END
+          WHERE tenant_id = ${tenantId} AND id = ${order.id} AND status = ${order.status} AND version = ${order.version}
+          RETURNING store_id`,
+      );
+      if (!touched) return { status: 409, body: { reason: 'the order moved meanwhile' } };
+      await sql`
+        INSERT INTO order_status_history (tenant_id, order_id, from_status, to_status, source, detail, op_id)
+        VALUES (${tenantId}, ${order.id}, ${order.status}, ${order.status}, 'recovery', ${JSON.stringify({ event: 'resubmit' })}::jsonb, ${cmd.opId})`.execute(cmd.tx);
+      // preserve_run_at: a submit still waiting for its backoff keeps its time.
+      await enqueueJob(cmd.tx, 'order.submit', { order_id: order.id }, { tenantId, jobKey: submitJobKey(order.id), jobKeyMode: 'preserve_run_at' });
+      cmd.storeId = touched.store_id;
+      cmd.touch('orders', order.id, 'updated');
+      cmd.audit({ subjectType: 'order', subjectId: order.id, payload: { recovery: order.recoveries + (order.status === 'submitting' ? 1 : 0) } });
+      return { status: 200, body: {} };
+    });
+    ctx.logger.info({ order_id: order.id, status: order.status }, 'stuck order submitted again');
+  },
+});

@@ -1,0 +1,245 @@
+import type { FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { assertStoreInScope } from '../core/auth.js';
+import { fingerprintRequest, inTenantTransaction, runCommand } from '../core/command.js';
+import { AppError, notFound } from '../core/errors.js';
+import { isUuid } from '../core/ids.js';
+import type { App, AppDeps } from '../http/app.js';
+import { command, idempotencyKeyOf, sendOutcome, tenantOf } from '../http/command.js';
+import { IdempotencyHeaders, IdParams, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
+import { createOrder } from './createOrder.js';
+import { findOrder, findOrderView } from './findOrder.js';
+import { receiveWebhook, type WebhookEvent } from './receiveWebhook.js';
+import { SIGNATURE_HEADER, verifyWebhookSignature } from './webhookSignature.js';
+
+const Status = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('submitting'),
+  Type.Literal('submitted'),
+  Type.Literal('processing'),
+  Type.Literal('completed'),
+  Type.Literal('failed'),
+  Type.Literal('cancelled'),
+]);
+const ShippingAddress = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    line1: Type.String({ minLength: 1, maxLength: 200 }),
+    line2: Type.Optional(Type.String({ maxLength: 200 })),
+    city: Type.String({ minLength: 1, maxLength: 100 }),
+    postal_code: Type.String({ minLength: 1, maxLength: 20 }),
+    country: Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2' }),
+    phone: Type.Optional(Type.String({ maxLength: 40 })),
+  },
+  { additionalProperties: false },
+);
+const Order = Type.Object({
+  id: Uuid,
+  store_id: Uuid,
+  status: Status,
+  shipping_address: ShippingAddress,
+  payment_reference: Type.String(),
+  provider_order_id: Type.Union([Type.String(), Type.Null()]),
+  submit_attempts: Type.Integer({ description: 'calls made to the provider to create the order' }),
+  recoveries: Type.Integer({ description: 'times the stuck-order sweep submitted it again' }),
+  last_error: Type.Union([Type.String(), Type.Null()]),
+  version: Type.Integer(),
+  op_id: Uuid,
+  created_at: Timestamp,
+  updated_at: Timestamp,
+  status_changed_at: Timestamp,
+  lines: Type.Array(Type.Object({ line_no: Type.Integer(), sku_id: Uuid, quantity: Type.Integer() })),
+  history: Type.Array(
+    Type.Object({
+      from_status: Type.Union([Status, Type.Null()]),
+      to_status: Status,
+      source: Type.Union([Type.Literal('api'), Type.Literal('worker'), Type.Literal('webhook'), Type.Literal('recovery')]),
+      op_id: Uuid,
+      created_at: Timestamp,
+    }),
+  ),
+});
+const ManualBody = Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })) }, { additionalProperties: false });
+
+const WebhookBody = Type.Object(
+  {
+    id: Type.String({ minLength: 1, maxLength: 200, description: 'the provider\'s event id (a second delivery is a no-op)' }),
+    type: Type.String({ minLength: 1, maxLength: 100 }),
+    created_at: Type.Optional(Type.String()),
+    data: Type.Object(
+      {
+        order_id: Type.String({ minLength: 1, maxLength: 200, description: 'the provider\'s order id' }),
+        reference: Uuid,
+        merchant: Uuid,
+        status: Type.String({ minLength: 1, maxLength: 50 }),
+        sequence: Type.Optional(Type.Integer()),
+      },
+      { additionalProperties: true },
+    ),
+  },
+  // The provider's payload, not ours: fields it adds later are kept, not refused.
+  { additionalProperties: true },
+);
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    rawBody?: string;
+    bodyParseError?: boolean;
+  }
+}
+
+export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<void> {
+  app.post(
+    '/v1/orders',
+    {
+      config: { permission: 'orders.create' },
+      schema: {
+        tags: ['orders'],
+        summary: 'Create an order for the outside fulfilment provider (submitted by the worker; starts `pending`)',
+        headers: IdempotencyHeaders,
+        body: Type.Object(
+          {
+            store_id: Uuid,
+            lines: Type.Array(Type.Object({ sku_id: Uuid, quantity: PositiveQuantity }, { additionalProperties: false }), { minItems: 1, maxItems: 500 }),
+            shipping_address: ShippingAddress,
+            payment_reference: Type.String({ minLength: 1, maxLength: 200 }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Order },
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.body.store_id);
+      return command(db, request, reply, { type: 'order.create', storeId: request.body.store_id }, async (cmd) => ({
+        status: 201,
+        body: await createOrder(cmd, request.body),
+      }));
+    },
+  );
+
+  app.get(
+    '/v1/orders/:id',
+    { config: { permission: 'orders.read' }, schema: { tags: ['orders'], summary: 'An order with its lines and status history', params: IdParams, response: { 200: Order } } },
+    async (request, reply) => {
+      const principal = tenantOf(request);
+      const order = await inTenantTransaction(db, principal.tenantId, (tx) => findOrderView(tx, principal.tenantId, request.params.id));
+      if (!order) throw notFound('order');
+      assertStoreInScope(principal, order.store_id, 'order');
+      reply.header('etag', `"${order.version}"`);
+      return order;
+    },
+  );
+
+  for (const [verb, event] of [
+    ['complete', { type: 'complete' }],
+    ['cancel', { type: 'cancel' }],
+  ] as const) {
+    app.post(
+      `/v1/orders/:id/${verb}`,
+      {
+        config: { permission: 'orders.manage' },
+        schema: {
+          tags: ['orders'],
+          summary:
+            verb === 'complete'
+              ? 'Mark a submitted or processing order completed by hand (409 invalid_transition otherwise)'
+              : 'Cancel a pending, submitted or processing order (409 invalid_transition otherwise, e.g. while submitting)',
+          headers: IdempotencyHeaders,
+          params: IdParams,
+          body: ManualBody,
+          response: { 200: Order },
+        },
+      },
+      async (request, reply) => {
+        const principal = tenantOf(request);
+        const existing = await inTenantTransaction(db, principal.tenantId, (tx) => findOrder(tx, principal.tenantId, request.params.id));
+        if (!existing) throw notFound('order');
+        assertStoreInScope(principal, existing.store_id, 'order');
+        return command(db, request, reply, { type: `order.${verb}`, storeId: existing.store_id }, async (cmd) => {
+          orThrow(await applyOrderEvent(cmd, request.params.id, event, 'api', request.body.reason ? { note: request.body.reason } : {}));
+          return { status: 200, body: (await findOrderView(cmd.tx, cmd.tenantId, request.params.id))! };
+        });
+      },
+    );
+  }
+
+  // Webhooks authenticate by signature, not by token, over the exact bytes
+  // received: this scope keeps the raw body next to the parsed one.
+  await app.register(async (hooks) => {
+    hooks.removeContentTypeParser('application/json');
+    hooks.addContentTypeParser('application/json', { parseAs: 'string' }, (request: FastifyRequest, body: string | Buffer, done) => {
+      const text = typeof body === 'string' ? body : body.toString('utf8');
+      request.rawBody = text;
+      try {
+        done(null, text.length > 0 ? JSON.parse(text) : undefined);
+      } catch {
+        request.bodyParseError = true;
+        done(null, undefined);
+      }
+    });
+
+    hooks.post(
+      '/v1/webhooks/fulfilment',
+      {
+        config: { auth: 'none' },
+        schema: {
+          tags: ['orders'],
+          summary:
+            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing; a repeated event id is a no-op.',
+          security: [],
+          body: WebhookBody,
+          response: {
+            200: Type.Object({
+              received: Type.Boolean(),
+              event_id: Type.String(),
+              order_id: Uuid,
+              duplicate: Type.Boolean(),
+              applied: Type.Boolean({ description: 'the event moved the order' }),
+              status: Type.Optional(Status),
+            }),
+          },
+        },
+        preValidation: async (request) => {
+          const header = request.headers[SIGNATURE_HEADER];
+          const check = verifyWebhookSignature(
+            config.fulfilmentWebhookSecret,
+            typeof header === 'string' ? header : undefined,
+            request.rawBody ?? '',
+            Math.floor(Date.now() / 1000),
+            config.fulfilmentWebhookToleranceSeconds,
+          );
+          if (!check.ok) {
+            request.log.warn({ reason: check.reason }, 'fulfilment webhook refused');
+            throw new AppError('invalid_signature', check.reason);
+          }
+          if (request.bodyParseError) throw new AppError('malformed_json', 'the request body is not valid JSON');
+        },
+      },
+      async (request, reply) => {
+        const event = request.body as WebhookEvent;
+        const tenantId = event.data.merchant;
+        const orderId = event.data.reference;
+        if (!isUuid(tenantId) || !isUuid(orderId)) throw notFound('order');
+        // The order must exist in the tenant the event names (also proves the tenant exists).
+        const order = await inTenantTransaction(db, tenantId, (tx) => findOrder(tx, tenantId, orderId));
+        if (!order) throw notFound('order');
+        const outcome = await runCommand(
+          db,
+          {
+            tenantId,
+            principal: { kind: 'operator', name: 'provider:fulfilment' },
+            correlationId: request.id,
+            idempotencyKey: `fulfilment-webhook:${event.id}`,
+            fingerprint: fingerprintRequest('POST', '/v1/webhooks/fulfilment', event),
+            payload: event,
+          },
+          { type: 'order.webhook', storeId: order.store_id },
+          async (cmd) => ({ status: 200, body: await receiveWebhook(cmd, event) }),
+        );
+        return sendOutcome(reply, outcome);
+      },
+    );
+  });
+}

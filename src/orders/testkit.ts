@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { waitFor } from '../../test/support/wait.js';
+import { signWebhook } from './webhookSignature.js';
+
+export const WEBHOOK_SECRET = 'test-fulfilment-secret';
+
+export interface OrderShop {
+  tenantId: string;
+  owner: ApiClient;
+  storeId: string;
+  skuId: string;
+}
+
+export async function newOrderShop(t: TestApp): Promise<OrderShop> {
+  const { tenantId, owner } = await t.newTenant();
+  const store = await owner.post('/v1/stores', { code: `S${randomUUID().slice(0, 6)}`, name: 'Web shop' });
+  const sku = await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Rope', unit: 'metre', price: 250 });
+  assert.equal(store.status, 201);
+  assert.equal(sku.status, 201);
+  return { tenantId, owner, storeId: store.body.id, skuId: sku.body.id };
+}
+
+export const orderBody = (shop: OrderShop) => ({
+  store_id: shop.storeId,
+  lines: [{ sku_id: shop.skuId, quantity: 1500 }],
+  shipping_address: { name: 'Ada', line1: '1 Quay St', city: 'Lisbon', postal_code: '1100-001', country: 'PT' },
+  payment_reference: `pay_${randomUUID().slice(0, 8)}`,
+});
+
+export async function statusOf(admin: pg.Pool, orderId: string): Promise<string | undefined> {
+  return (await admin.query<{ status: string }>('SELECT status FROM orders WHERE id = $1', [orderId])).rows[0]?.status;
+}
+
+export async function waitForStatus(admin: pg.Pool, orderId: string, status: string, timeoutMs = 20_000): Promise<void> {
+  await waitFor(`order ${orderId} to be ${status} (is ${await statusOf(admin, orderId)})`, async () => (await statusOf(admin, orderId)) === status, timeoutMs);
+}
+
+export async function historyOf(admin: pg.Pool, orderId: string): Promise<Array<{ from_status: string | null; to_status: string; source: string }>> {
+  return (await admin.query('SELECT from_status, to_status, source FROM order_status_history WHERE order_id = $1 ORDER BY id', [orderId])).rows;
+}
+
+/** Posts a provider event signed with `secret` (default: the right one). */
+export async function postWebhook(
+  baseUrl: string,
+  event: unknown,
+  options: { secret?: string; timestamp?: number; signature?: string | null } = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const body = JSON.stringify(event);
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  const signature =
+    options.signature === undefined
+      ? signWebhook(options.secret ?? WEBHOOK_SECRET, options.timestamp ?? Math.floor(Date.now() / 1000), body)
+      : options.signature;
+  if (signature !== null) headers['fulfilment-signature'] = signature;
+  const response = await fetch(`${baseUrl}/v1/webhooks/fulfilment`, { method: 'POST', headers, body });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
+}
+
+export const providerEvent = (tenantId: string, orderId: string, status: string, id = `evt_${randomUUID()}`) => ({
+  id,
+  type: `order.${status}`,
+  created_at: new Date().toISOString(),
+  data: { order_id: `po_manual_${orderId.slice(0, 8)}`, reference: orderId, merchant: tenantId, status },
+});

@@ -1,0 +1,253 @@
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { signWebhook } from '../orders/webhookSignature.js';
+
+/**
+ * `storekeep provider-sim`: a stand-in for the outside fulfilment provider,
+ * on loopback, speaking the API the adapter (src/orders/fulfilmentProvider.ts)
+ * calls, with faults to inject:
+ *
+ *   POST /orders            Idempotency-Key required; one order per key (a repeat returns it, 200)
+ *   GET  /orders?idempotency_key=K   the order created with that key, or 404
+ *   GET  /orders/{id}
+ *   then webhooks to `webhookUrl`: processing, then completed (signed, see webhookSignature.ts)
+ *
+ * Control (for tests and demos): GET/POST /_sim/faults (merge), GET /_sim/orders,
+ * POST /_sim/orders/{id}/status { status } (sends that webhook).
+ */
+export interface SimFaults {
+  /** Added to every response. */
+  latencyMs: number;
+  /** The next N creates answer 500 without creating anything. */
+  failCreates: number;
+  /** The next N creates create (or find) the order, then never answer (the caller times out). */
+  acceptThenHang: number;
+  /** Probability that a create answers 500 (0..1), for the crash test's noise. */
+  failRate: number;
+  /** Send each webhook twice. */
+  duplicateWebhooks: boolean;
+  /** Send the completed webhook before the processing one. */
+  outOfOrderWebhooks: boolean;
+  /** Send webhooks at all. */
+  webhooks: boolean;
+  /** Delay before the first webhook. */
+  webhookDelayMs: number;
+}
+
+export interface SimOrder {
+  id: string;
+  status: 'accepted' | 'processing' | 'completed' | 'failed';
+  reference: string;
+  merchant: string;
+  idempotency_key: string;
+  body: unknown;
+  created_at: string;
+  /** How many create calls carried this order's key. */
+  create_calls: number;
+}
+
+export interface ProviderSimOptions {
+  port?: number;
+  host?: string;
+  secret: string;
+  /** Where webhooks go (storekeep's POST /v1/webhooks/fulfilment); unset: none are sent. */
+  webhookUrl?: string;
+  faults?: Partial<SimFaults>;
+  log?: (line: string) => void;
+}
+
+export interface ProviderSim {
+  url: string;
+  faults: SimFaults;
+  orders: Map<string, SimOrder>;
+  /** Webhook deliveries attempted (event id, status code or error). */
+  deliveries: Array<{ event_id: string; status: number | string }>;
+  /** Where webhooks go (settable once the API's address is known). */
+  webhookUrl: string | undefined;
+  /** Sends a status webhook for an order now. */
+  sendStatus(orderId: string, status: SimOrder['status']): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const DEFAULT_FAULTS: SimFaults = {
+  latencyMs: 0,
+  failCreates: 0,
+  acceptThenHang: 0,
+  failRate: 0,
+  duplicateWebhooks: false,
+  outOfOrderWebhooks: false,
+  webhooks: true,
+  webhookDelayMs: 20,
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function startProviderSim(options: ProviderSimOptions): Promise<ProviderSim> {
+  const faults: SimFaults = { ...DEFAULT_FAULTS, ...options.faults };
+  const orders = new Map<string, SimOrder>();
+  const byKey = new Map<string, string>();
+  const deliveries: ProviderSim['deliveries'] = [];
+  const hanging = new Set<http.ServerResponse>();
+  const pendingTimers = new Set<NodeJS.Timeout>();
+  let sequence = 0;
+  let stopped = false;
+  const log = options.log ?? (() => undefined);
+
+  async function deliver(order: SimOrder, status: SimOrder['status']): Promise<void> {
+    const webhookUrl = sim.webhookUrl;
+    if (!webhookUrl || stopped) return;
+    const event = {
+      id: `evt_${randomUUID()}`,
+      type: `order.${status}`,
+      created_at: new Date().toISOString(),
+      data: { order_id: order.id, reference: order.reference, merchant: order.merchant, status, sequence: ++sequence },
+    };
+    const body = JSON.stringify(event);
+    const copies = faults.duplicateWebhooks ? 2 : 1;
+    for (let copy = 0; copy < copies; copy++) {
+      // Like real providers: retry a delivery that failed, a few times.
+      for (let attempt = 1; attempt <= 5 && !stopped; attempt++) {
+        try {
+          const response = await fetch(webhookUrl, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'fulfilment-signature': signWebhook(options.secret, Math.floor(Date.now() / 1000), body) },
+            body,
+            signal: AbortSignal.timeout(5000),
+          });
+          await response.text();
+          deliveries.push({ event_id: event.id, status: response.status });
+          if (response.status < 500) break;
+        } catch (error) {
+          deliveries.push({ event_id: event.id, status: error instanceof Error ? error.message : String(error) });
+        }
+        await sleep(100 * attempt);
+      }
+    }
+  }
+
+  function scheduleLifecycle(order: SimOrder): void {
+    if (!faults.webhooks || !sim.webhookUrl) return;
+    const timer = setTimeout(() => {
+      pendingTimers.delete(timer);
+      const steps: Array<SimOrder['status']> = faults.outOfOrderWebhooks ? ['completed', 'processing'] : ['processing', 'completed'];
+      (async () => {
+        for (const status of steps) {
+          if (stopped) return;
+          if (status === 'completed' || order.status !== 'completed') order.status = status;
+          await deliver(order, status);
+        }
+      })().catch((error: unknown) => log(`webhook delivery failed: ${String(error)}`));
+    }, faults.webhookDelayMs);
+    pendingTimers.add(timer);
+  }
+
+  const send = (response: http.ServerResponse, status: number, body: unknown) => {
+    response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  };
+  const publicOrder = ({ body: _body, create_calls: _calls, ...order }: SimOrder) => order;
+
+  async function readBody(request: http.IncomingMessage): Promise<unknown> {
+    let text = '';
+    for await (const chunk of request) text += chunk;
+    return text ? JSON.parse(text) : undefined;
+  }
+
+  const server = http.createServer((request, response) => {
+    (async () => {
+      const url = new URL(request.url ?? '/', 'http://sim');
+      if (url.pathname.startsWith('/_sim/')) {
+        if (url.pathname === '/_sim/faults') {
+          if (request.method === 'POST') Object.assign(faults, await readBody(request));
+          return send(response, 200, faults);
+        }
+        if (url.pathname === '/_sim/orders') return send(response, 200, { items: [...orders.values()] });
+        const match = /^\/_sim\/orders\/([^/]+)\/status$/.exec(url.pathname);
+        const order = match ? orders.get(match[1]!) : undefined;
+        if (order && request.method === 'POST') {
+          const { status } = (await readBody(request)) as { status: SimOrder['status'] };
+          order.status = status;
+          await deliver(order, status);
+          return send(response, 200, publicOrder(order));
+        }
+        return send(response, 404, { error: 'not_found' });
+      }
+      if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+      if (request.method === 'POST' && url.pathname === '/orders') {
+        const key = request.headers['idempotency-key'];
+        if (typeof key !== 'string' || key.length === 0) return send(response, 400, { error: 'idempotency_key_required' });
+        const body = (await readBody(request)) as { reference?: string; merchant?: string } | undefined;
+        if (!body?.reference || !body.merchant) return send(response, 422, { error: 'reference and merchant are required' });
+        if (faults.failCreates > 0) {
+          faults.failCreates--;
+          return send(response, 500, { error: 'internal' });
+        }
+        if (faults.failRate > 0 && Math.random() < faults.failRate) return send(response, 503, { error: 'unavailable' });
+        const existingId = byKey.get(key);
+        let order = existingId ? orders.get(existingId) : undefined;
+        const created = !order;
+        if (!order) {
+          order = {
+            id: `po_${randomUUID()}`,
+            status: 'accepted',
+            reference: body.reference,
+            merchant: body.merchant,
+            idempotency_key: key,
+            body,
+            created_at: new Date().toISOString(),
+            create_calls: 0,
+          };
+          orders.set(order.id, order);
+          byKey.set(key, order.id);
+          log(`created ${order.id} for ${body.reference}`);
+          scheduleLifecycle(order);
+        }
+        order.create_calls++;
+        if (faults.acceptThenHang > 0) {
+          faults.acceptThenHang--;
+          hanging.add(response); // never answered: the caller's timeout fires
+          return;
+        }
+        return send(response, created ? 201 : 200, publicOrder(order));
+      }
+      if (request.method === 'GET' && url.pathname === '/orders') {
+        const key = url.searchParams.get('idempotency_key');
+        const order = key ? orders.get(byKey.get(key) ?? '') : undefined;
+        return order ? send(response, 200, publicOrder(order)) : send(response, 404, { error: 'not_found' });
+      }
+      const match = /^\/orders\/([^/]+)$/.exec(url.pathname);
+      if (request.method === 'GET' && match) {
+        const order = orders.get(match[1]!);
+        return order ? send(response, 200, publicOrder(order)) : send(response, 404, { error: 'not_found' });
+      }
+      return send(response, 404, { error: 'not_found' });
+    })().catch((error: unknown) => {
+      log(`request failed: ${String(error)}`);
+      if (!response.headersSent) send(response, 400, { error: 'bad_request' });
+    });
+  });
+
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  const address = server.address() as AddressInfo;
+  const sim: ProviderSim = {
+    webhookUrl: options.webhookUrl,
+    url: `http://${options.host ?? '127.0.0.1'}:${address.port}`,
+    faults,
+    orders,
+    deliveries,
+    sendStatus: async (orderId, status) => {
+      const order = orders.get(orderId);
+      if (!order) throw new Error(`no sim order ${orderId}`);
+      order.status = status;
+      await deliver(order, status);
+    },
+    stop: async () => {
+      stopped = true;
+      for (const timer of pendingTimers) clearTimeout(timer);
+      for (const response of hanging) response.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return sim;
+}
