@@ -416,4 +416,26 @@ describe('field sales: points of sale, visits, consignments', () => {
     }
     assert.deepEqual(await runChecks(), []);
   });
+
+  it('two visits consigning the last units concurrently: exactly one wins, stock never negative', async () => {
+    const last = (await owner.post('/v1/skus', { code: 'LAST', name: 'Last units', unit: 'piece', price: 10 })).body;
+    await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: last.id, quantity: 5 }] });
+    const visits = [await schedule(), await schedule()];
+    const responses = await Promise.all(visits.map((visit) => agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: last.id, quantity: 4 }] })));
+    assert.deepEqual(responses.map((r) => r.status).sort(), [200, 409]);
+    const loser = responses.find((r) => r.status === 409);
+    assert.equal(loser?.body.code, 'insufficient_stock');
+    assert.equal(await stockOf(last.id), 1);
+    const out = (await t.admin.query(`SELECT coalesce(sum(quantity_change), 0)::int AS total FROM stock_ledger WHERE sku_id = $1 AND kind = 'consignment_out'`, [last.id])).rows[0];
+    assert.equal(out.total, -4);
+    const completed = (await t.admin.query(`SELECT count(*)::int AS n FROM visits WHERE id = ANY($1::uuid[]) AND status = 'completed'`, [visits.map((v) => v.id)])).rows[0];
+    assert.equal(completed.n, 1);
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('the OpenAPI document describes the field endpoints', async () => {
+    const openapi = (await owner.get('/openapi.json')).body;
+    for (const path of ['/v1/points-of-sale', '/v1/visits', '/v1/visits/{id}/complete', '/v1/points-of-sale/{id}/consignments']) assert.ok(openapi.paths[path], path);
+    assert.ok(openapi.paths['/v1/visits/{id}/complete'].post.requestBody);
+  });
 });

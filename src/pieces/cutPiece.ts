@@ -13,16 +13,28 @@ export interface CutInput {
   reservation_op_id?: string | undefined;
 }
 
+/** Parses an If-Match header (`"3"`, `W/"3"` or `3`) into a piece version; anything else never matches. */
+export function versionFromIfMatch(header: string): number {
+  const match = /^\s*(?:W\/)?"?(\d{1,9})"?\s*$/.exec(header);
+  return match?.[1] ? Number(match[1]) : -1;
+}
+
 /**
  * Cuts a roll (or cut piece) into the given lengths, or splits a spare piece
  * into the given counts. The input is consumed; each part and the remainder
  * become new pieces. Stock does not change (the outputs sum to the input).
  */
-export async function cutPiece(cmd: Command, input: CutInput): Promise<{ op_id: string; consumed: PieceRow; pieces: PieceRow[]; remainder: PieceRow | null }> {
+export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: number): Promise<{ op_id: string; consumed: PieceRow; pieces: PieceRow[]; remainder: PieceRow | null }> {
   const principal = cmd.principal;
   assert(principal.kind === 'token', 'pieces are cut by tenant tokens');
-  const locked = await releaseExpiredReservations(cmd, await lockPiecesForUpdate(cmd.tx, cmd.tenantId, [input.piece_id]));
+  const found = await lockPiecesForUpdate(cmd.tx, cmd.tenantId, [input.piece_id]);
+  const locked = await releaseExpiredReservations(cmd, found);
   assertPiecesUsable(principal, [input.piece_id], locked, input.reservation_op_id);
+  // If-Match: the version the client saw (as stored before any lazy release just above).
+  const seen = found[0]?.version;
+  if (expectedVersion !== undefined && seen !== expectedVersion) {
+    throw new AppError('version_conflict', `the piece is at version ${seen}, not ${expectedVersion}`, { extra: { version: seen } });
+  }
   const piece = locked[0];
   assert(piece, 'locked piece');
   cmd.storeId = piece.store_id;

@@ -442,4 +442,22 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     }
     assert.deepEqual(await runChecks(), []);
   });
+
+  it('If-Match on a cut: a stale ETag is 412 version_conflict and nothing is written', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 5000 }]);
+    assert.ok(roll);
+    const seen = await owner.get(`/v1/pieces/${roll.id}`);
+    assert.equal(seen.headers.get('etag'), '"1"');
+    const reserve = await owner.post('/v1/pieces/reservations', { piece_ids: [roll.id], expires_in_seconds: 60 }, key());
+    assert.equal(reserve.status, 201);
+    const release = await owner.post(`/v1/pieces/reservations/${reserve.body.op_id}/release`, undefined, key());
+    assert.equal(release.status, 200);
+    const before = await snapshot();
+    const stale = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': '"1"' } });
+    assertProblem(stale, 412, 'version_conflict');
+    assert.equal(stale.body.version, 3);
+    assert.deepEqual(await snapshot(), before);
+    const fresh = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': (await owner.get(`/v1/pieces/${roll.id}`)).headers.get('etag') ?? '' } });
+    assert.equal(fresh.status, 201, JSON.stringify(fresh.body));
+  });
 });

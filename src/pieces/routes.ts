@@ -6,7 +6,7 @@ import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { combinePieces } from './combinePieces.js';
-import { cutPiece } from './cutPiece.js';
+import { cutPiece, versionFromIfMatch } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
 import { receivePieces } from './receivePieces.js';
 import { releaseReservation, reservePieces } from './reservePieces.js';
@@ -86,8 +86,8 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['pieces'],
         summary:
-          'Cut a roll or cut piece into the given lengths (millimetres), or split a spare piece into the given counts. The input is consumed; each part and the remainder become new pieces. Parts that do not fit: 422. A piece in use: 409 piece_unavailable.',
-        headers: IdempotencyHeaders,
+          'Cut a roll or cut piece into the given lengths (millimetres), or split a spare piece into the given counts. The input is consumed; each part and the remainder become new pieces. Parts that do not fit: 422. A piece in use: 409 piece_unavailable. Optional `If-Match` with the piece\'s ETag (version): 412 version_conflict when it moved.',
+        headers: Type.Intersect([IdempotencyHeaders, Type.Object({ 'if-match': Type.Optional(Type.String({ maxLength: 100, description: 'ETag (version) of the piece from GET /v1/pieces/{id}' })) })]),
         body: Type.Object(
           { piece_id: Uuid, parts: Type.Array(PositiveQuantity, { minItems: 1, maxItems: 200 }), reservation_op_id: ReservationOpId },
           { additionalProperties: false },
@@ -95,7 +95,11 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 201: Type.Object({ op_id: Uuid, consumed: Piece, pieces: Type.Array(Piece), remainder: Nullable(Piece) }) },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'piece.cut' }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body) })),
+    async (request, reply) => {
+      const ifMatch = request.headers['if-match'];
+      const expected = typeof ifMatch === 'string' ? versionFromIfMatch(ifMatch) : undefined;
+      return command(db, request, reply, { type: 'piece.cut' }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));
+    },
   );
 
   app.post(
@@ -190,11 +194,12 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
 
   app.get(
     '/v1/pieces/:id',
-    { config: { permission: 'pieces.read' }, schema: { tags: ['pieces'], summary: 'A piece', params: IdParams, response: { 200: Piece } } },
-    async (request) => {
+    { config: { permission: 'pieces.read' }, schema: { tags: ['pieces'], summary: 'A piece; its `version` is also the ETag', params: IdParams, response: { 200: Piece } } },
+    async (request, reply) => {
       const principal = tenantOf(request);
       const piece = await inTenantTransaction(db, principal.tenantId, (tx) => findPiece(tx, principal.tenantId, request.params.id));
       if (!piece || !inStoreScope(principal, piece.store_id)) throw notFound('piece');
+      reply.header('etag', `"${piece.version}"`);
       return piece;
     },
   );
