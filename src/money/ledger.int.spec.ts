@@ -134,6 +134,30 @@ describe('money: parties, payments and the double-entry ledger', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('100 concurrent payments on one customer and one drawer: each adds exactly its amount (no lost update)', async () => {
+    const accountsBefore = await accountsOf();
+    const amounts = Array.from({ length: 100 }, (_, i) => 1 + ((i * 37) % 500));
+    const responses = await Promise.all(
+      amounts.map((amount) => owner.post('/v1/payments', { party_id: customer.id, store_id: store.id, method: 'cash', amount }, { idempotencyKey: randomUUID() })),
+    );
+    assert.ok(responses.every((r) => r.status === 201));
+    const total = amounts.reduce((sum, amount) => sum + amount, 0);
+    const accountsAfter = await accountsOf();
+    assert.equal(accountsAfter.get(`party/${customer.id}`)!.credit_total, accountsBefore.get(`party/${customer.id}`)!.credit_total + total);
+    assert.equal(accountsAfter.get(`store/${store.id}/cash_drawer`)!.balance, accountsBefore.get(`store/${store.id}/cash_drawer`)!.balance + total);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('the endpoints are documented in the OpenAPI document', async () => {
+    const openapi = await owner.get('/openapi.json');
+    assert.equal(openapi.status, 200);
+    for (const path of ['/v1/parties', '/v1/payments', '/v1/ledger/customers', '/v1/ledger/suppliers', '/v1/transfers/{id}/approve', '/v1/transfers/{id}/receive', '/v1/settlements', '/v1/settlements/{id}/approve']) {
+      assert.ok(openapi.body.paths[path], `${path} documented`);
+    }
+    assert.ok(openapi.body.paths['/v1/payments'].post.responses['201']);
+    assert.ok(openapi.body.paths['/v1/ledger/customers'].get.responses['200']);
+  });
+
   describe('bad input: problem+json and nothing written', () => {
     const cases: Array<[string, () => Record<string, unknown>, number, string]> = [
       ['unknown party', () => ({ party_id: randomUUID(), store_id: store.id, method: 'cash', amount: 1 }), 400, 'validation_failed'],

@@ -114,6 +114,24 @@ describe('sales post to the ledger in the sale\'s own transaction', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('in a group-committed batch, a refused sale takes its postings with it and the others keep theirs', async () => {
+    const scarce = (await owner.post('/v1/skus', { code: 'SCARCE', name: 'Scarce', unit: 'piece', price: 70 })).body;
+    await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: scarce.id, quantity: 50 }] });
+    const drawer = `store/${store.id}/cash_drawer`;
+    const drawerBefore = await balance(drawer);
+    const entriesBefore = (await counts()).entries;
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        owner.post('/v1/sales', { store_id: store.id, payment_method: 'cash', items: [{ sku_id: scarce.id, quantity: 1, unit_price: 70 }] }, { idempotencyKey: randomUUID() }),
+      ),
+    );
+    assert.equal(responses.filter((r) => r.status === 201).length, 50);
+    assert.equal(responses.filter((r) => r.status === 409).length, 50);
+    assert.equal(await balance(drawer), drawerBefore + 50 * 70);
+    assert.equal((await counts()).entries, entriesBefore + 50);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('the settlement counts the day\'s cash sales and cash voids of the store', async () => {
     const { owner: o2, tenantId: t2 } = await t.newTenant();
     const shop = (await o2.post('/v1/stores', { code: 'X', name: 'X' })).body;

@@ -120,6 +120,18 @@ describe('daily cash settlements', () => {
     assert.equal((await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(20), declared_cash: 1 })).status, 409);
   });
 
+  it('an approval retried with its Idempotency-Key replays the 200 (not a 412)', async () => {
+    const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(40), declared_cash: 10_000 });
+    const key = randomUUID();
+    const first = await managerA.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': '"1"' }, idempotencyKey: key });
+    const again = await managerA.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': '"1"' }, idempotencyKey: key });
+    assert.equal(first.status, 200);
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal(again.headers.get('etag'), '"2"');
+    assert.deepEqual(again.body, first.body);
+  });
+
   it('the database allows one approved settlement per store-day', async () => {
     const approved = (await t.admin.query(`SELECT * FROM settlements WHERE tenant_id = $1 AND status = 'approved' LIMIT 1`, [tenantId])).rows[0];
     await assert.rejects(
