@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Command } from '../core/command.js';
+import type { Command, CommandFn } from '../core/command.js';
 import { all, one, type Tx } from '../core/db.js';
 import { AppError, assert } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -241,4 +241,17 @@ export function insufficientStock(shortages: SaleShortage[]): AppError {
   return new AppError('insufficient_stock', `not enough stock for ${shortages.length} SKU${shortages.length === 1 ? '' : 's'}`, {
     extra: { shortages },
   });
+}
+
+/**
+ * The command function of a sale (POST /v1/sales and each synced sale): the
+ * sale, or a thrown 409 insufficient_stock that rolls it back (its savepoint,
+ * under group commit).
+ */
+export function saleCommand(body: SaleInput, source: SaleSource): CommandFn {
+  return async (cmd) => {
+    const result = await recordSale(cmd, body, source);
+    if (!result.ok) throw insufficientStock(result.shortages);
+    return { status: 201, body: result.sale };
+  };
 }

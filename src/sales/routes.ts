@@ -1,16 +1,15 @@
 import { Type, type Static } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
-import { fingerprintRequest, inTenantTransaction, type CommandFn, type CommandInput, type CommandOutcome } from '../core/command.js';
+import { fingerprintRequest, inTenantTransaction, type CommandInput, type CommandOutcome } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
 import { IdempotencyHeaders, IdParams, Money, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
-import { insufficientStock, recordSale } from './createSale.js';
+import { saleCommand } from './createSale.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
-import type { SaleInput, SaleSource } from './sale.table.js';
 import { recordVoid } from './voidSale.js';
 
 const PaymentMethod = Type.Union([Type.Literal('cash'), Type.Literal('card'), Type.Literal('mobile'), Type.Literal('credit')]);
@@ -74,15 +73,6 @@ const SALE_SUMMARY =
   'tenant\'s bulk_sale_threshold) needs sales.bulk.';
 
 type SaleBody = Static<typeof SaleBody>;
-
-/** What a sale command does inside its transaction (shared by POST /v1/sales and each synced sale). */
-function saleCommand(body: SaleInput, source: SaleSource): CommandFn {
-  return async (cmd) => {
-    const result = await recordSale(cmd, body, source);
-    if (!result.ok) throw insufficientStock(result.shortages);
-    return { status: 201, body: result.sale };
-  };
-}
 
 export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
   const writer = groupCommitterFor(db);

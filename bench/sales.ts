@@ -1,0 +1,323 @@
+/**
+ * `npm run bench`: the sale path against a pgbench-like reference, in one run,
+ * on ONE durable PostgreSQL (embedded, default fsync / synchronous_commit /
+ * full_page_writes — not the test settings).
+ *
+ *   1. reference: single-row durable UPDATEs, one transaction each
+ *      (pgbench's simple-update shape): on 100,000 rows, and on one hot row;
+ *   2. the real sale path in-process (group committer → executeCommand →
+ *      recordSale), and one-transaction-per-sale (runCommand) for comparison;
+ *   3. the real sale path over HTTP (the API as a child process, keep-alive
+ *      connections from this process);
+ *   at 1, 8, 32 and 64 closed-loop clients, on one hot SKU and on 100 SKUs
+ *   across 10 stores. Prints sales/s, p50/p99 latency and the ratio to the
+ *   reference, and writes the table to bench/last-run.md.
+ *
+ * Options (env): BENCH_SECONDS (per measurement, default 5),
+ * BENCH_CLIENTS (default "1,8,32,64"), DATABASE_URL (use that server instead
+ * of the embedded one; it must be durable for the figures to mean anything).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import pg from 'pg';
+import { fingerprintRequest, runCommand, type CommandInput } from '../src/core/command.js';
+import { createDb, createPool, type Db } from '../src/core/db.js';
+import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
+import { migrate } from '../src/core/migrate.js';
+import { saleCommand } from '../src/sales/createSale.js';
+import { GroupCommitter } from '../src/sales/groupCommit.js';
+import type { SaleInput } from '../src/sales/sale.table.js';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,8,32,64').split(',').map(Number);
+
+interface Measurement {
+  name: string;
+  clients: number;
+  ops: number;
+  errors: number;
+  seconds: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+const percentile = (sorted: number[], p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!);
+
+/** Closed loop: `clients` workers each run `op` back to back for SECONDS (after a short warm-up). */
+async function measure(name: string, clients: number, op: (client: number) => Promise<boolean>): Promise<Measurement> {
+  const warmupEnd = Date.now() + 500;
+  const end = warmupEnd + SECONDS * 1000;
+  const latencies: number[] = [];
+  let errors = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async (_, client) => {
+      while (Date.now() < end) {
+        const started = performance.now();
+        const ok = await op(client);
+        const now = Date.now();
+        if (now < warmupEnd) continue;
+        if (now >= end) break;
+        if (ok) latencies.push(performance.now() - started);
+        else errors++;
+      }
+    }),
+  );
+  latencies.sort((a, b) => a - b);
+  const result = { name, clients, ops: latencies.length, errors, seconds: SECONDS, p50_ms: percentile(latencies, 0.5), p99_ms: percentile(latencies, 0.99) };
+  process.stdout.write(
+    `${name.padEnd(44)} ${String(clients).padStart(3)} clients  ${(result.ops / SECONDS).toFixed(0).padStart(6)} /s  p50 ${result.p50_ms.toFixed(2).padStart(7)} ms  p99 ${result.p99_ms.toFixed(2).padStart(7)} ms${errors ? `  errors ${errors}` : ''}\n`,
+  );
+  return result;
+}
+
+async function startDatabase(): Promise<{ url: string; stop: () => Promise<void>; durable: string }> {
+  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {}, durable: 'DATABASE_URL server' };
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-bench-'));
+  // Durable: no fsync/synchronous_commit overrides. Only the connection limit is raised.
+  const server = await startEmbeddedPostgres({ dataDir, settings: { max_connections: '300' } });
+  return {
+    url: server.url,
+    durable: 'embedded PostgreSQL 18, default fsync=on, synchronous_commit=on, full_page_writes=on',
+    stop: async () => {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface Shop {
+  tenantId: string;
+  token: string;
+  stores: string[];
+  skus: string[];
+}
+
+/** A tenant with 10 stores and 100 SKUs (stocked everywhere) plus one hot store/SKU, through the API. */
+async function setUpShop(baseUrl: string, rootToken: string): Promise<Shop> {
+  const call = async (token: string, method: string, url: string, body: unknown) => {
+    const response = await fetch(`${baseUrl}${url}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const json = (await response.json()) as any;
+    if (response.status >= 300) throw new Error(`${method} ${url}: ${response.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  const tenant = await call(rootToken, 'POST', '/v1/tenants', { name: `bench-${randomUUID().slice(0, 8)}` });
+  const token: string = tenant.token;
+  const stores: string[] = [];
+  for (let i = 0; i < 11; i++) stores.push((await call(token, 'POST', '/v1/stores', { code: `B${i}`, name: `Bench ${i}` })).id);
+  const skus: string[] = [];
+  for (let i = 0; i < 101; i++) skus.push((await call(token, 'POST', '/v1/skus', { code: `SKU${i}`, name: `Item ${i}`, unit: 'piece', price: 100 })).id);
+  // stores[0] / skus[0]: the hot pair; stores 1..10 × skus 1..100: the spread
+  await call(token, 'POST', `/v1/stores/${stores[0]}/stock/receipts`, { items: [{ sku_id: skus[0], quantity: 1_000_000_000 }] });
+  for (const store of stores.slice(1)) {
+    await call(token, 'POST', `/v1/stores/${store}/stock/receipts`, { items: skus.slice(1).map((sku) => ({ sku_id: sku, quantity: 100_000_000 })) });
+  }
+  return { tenantId: tenant.tenant.id, token, stores, skus };
+}
+
+function saleBody(shop: Shop, hot: boolean): SaleInput {
+  const store = hot ? shop.stores[0]! : shop.stores[1 + Math.floor(Math.random() * 10)]!;
+  const sku = hot ? shop.skus[0]! : shop.skus[1 + Math.floor(Math.random() * 100)]!;
+  return { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+/** POST over a keep-alive connection (one per concurrent client); resolves with the status. */
+function post(baseUrl: string, urlPath: string, token: string, body: unknown): Promise<number> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      `${baseUrl}${urlPath}`,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          'idempotency-key': randomUUID(),
+        },
+      },
+      (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode ?? 0));
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
+
+async function startApi(databaseUrl: string, rootToken: string): Promise<{ child: ChildProcess; baseUrl: string }> {
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'serve'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      STOREKEEP_ROOT_TOKEN: rootToken,
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_PER_MINUTE: '10000000',
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${baseUrl}/readyz`)).ok) return { child, baseUrl };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error('the API did not become ready');
+}
+
+async function main(): Promise<void> {
+  const database = await startDatabase();
+  const template = `bench_${randomUUID().slice(0, 8)}`;
+  const control = new pg.Client(database.url);
+  await control.connect();
+  await control.query(`CREATE DATABASE ${template}`);
+  await control.end();
+  const url = new URL(database.url);
+  url.pathname = `/${template}`;
+  const databaseUrl = url.toString();
+  await migrate(databaseUrl);
+
+  const admin = new pg.Pool({ connectionString: databaseUrl, max: 70 });
+  const settings = (await admin.query(`SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'server_version')`)).rows;
+  const rootToken = `bench-root-${randomUUID()}`;
+  const api = await startApi(databaseUrl, rootToken);
+  const results: Measurement[] = [];
+  let exitCode = 0;
+  try {
+    process.stdout.write(`database: ${database.durable}\n${settings.map((s) => `  ${s.name}=${s.setting}`).join('\n')}\n`);
+    process.stdout.write(`cores: ${os.cpus().length}, load average before: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n\n`);
+
+    // 1. Reference: single-row durable updates (pgbench simple-update shape).
+    await admin.query(`CREATE TABLE bench_accounts (id integer PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)`);
+    await admin.query(`INSERT INTO bench_accounts (id) SELECT generate_series(1, 100000)`);
+    await admin.query(`VACUUM ANALYZE bench_accounts`);
+    for (const clients of CLIENTS) {
+      results.push(
+        await measure('reference: 1-row UPDATE, 100k rows', clients, async () => {
+          await admin.query('UPDATE bench_accounts SET balance = balance + 1 WHERE id = $1', [1 + Math.floor(Math.random() * 100_000)]);
+          return true;
+        }),
+      );
+    }
+    for (const clients of CLIENTS) {
+      results.push(
+        await measure('reference: 1-row UPDATE, one hot row', clients, async () => {
+          await admin.query('UPDATE bench_accounts SET balance = balance + 1 WHERE id = 1');
+          return true;
+        }),
+      );
+    }
+
+    // 2. The sale path in-process.
+    const shop = await setUpShop(api.baseUrl, rootToken);
+    const tokenId = (await admin.query(`SELECT id FROM api_tokens WHERE tenant_id = $1`, [shop.tenantId])).rows[0].id;
+    const pool = createPool(databaseUrl, { max: 20, asAppRole: true });
+    const db: Db = createDb(pool);
+    const committer = new GroupCommitter(db);
+    const inputOf = (body: SaleInput): CommandInput => ({
+      tenantId: shop.tenantId,
+      principal: { kind: 'token', tokenId, tenantId: shop.tenantId, name: 'bench', role: 'owner', storeIds: null },
+      correlationId: randomUUID(),
+      idempotencyKey: randomUUID(),
+      fingerprint: fingerprintRequest('POST', '/v1/sales', body),
+      payload: body,
+    });
+    for (const hot of [true, false]) {
+      for (const clients of CLIENTS) {
+        results.push(
+          await measure(`in-process group commit, ${hot ? 'hot SKU' : '100 SKUs × 10 stores'}`, clients, async () => {
+            const body = saleBody(shop, hot);
+            const outcome = await committer.run(body.store_id, inputOf(body), { type: 'sale.create', storeId: body.store_id }, saleCommand(body, 'online'));
+            return outcome.status === 201;
+          }),
+        );
+      }
+    }
+    for (const clients of CLIENTS.filter((c) => c >= 8)) {
+      results.push(
+        await measure('in-process, one transaction per sale, hot SKU', clients, async () => {
+          const body = saleBody(shop, true);
+          try {
+            const outcome = await runCommand(db, inputOf(body), { type: 'sale.create', storeId: body.store_id }, saleCommand(body, 'online'));
+            return outcome.status === 201;
+          } catch {
+            return false;
+          }
+        }),
+      );
+    }
+    await db.destroy();
+
+    // 3. The sale path over HTTP.
+    for (const hot of [true, false]) {
+      for (const clients of CLIENTS) {
+        results.push(
+          await measure(`HTTP POST /v1/sales, ${hot ? 'hot SKU' : '100 SKUs × 10 stores'}`, clients, async () => {
+            const status = await post(api.baseUrl, '/v1/sales', shop.token, saleBody(shop, hot));
+            return status === 201;
+          }),
+        );
+      }
+    }
+
+    // The books must balance after all that.
+    const check = await admin.query(
+      `SELECT count(*)::int AS mismatches FROM stock_balances b
+       WHERE b.quantity <> (SELECT coalesce(sum(quantity_change), 0) FROM stock_ledger l WHERE l.tenant_id = b.tenant_id AND l.store_id = b.store_id AND l.sku_id = b.sku_id)`,
+    );
+    const gaps = await admin.query(
+      `SELECT count(*)::int AS gaps FROM store_receipt_counters c
+       WHERE c.last_number <> (SELECT count(*) FROM sales s WHERE s.tenant_id = c.tenant_id AND s.store_id = c.store_id)`,
+    );
+    process.stdout.write(`\nafter the run: ${check.rows[0].mismatches} balance/ledger mismatches, ${gaps.rows[0].gaps} stores with receipt-number gaps\n`);
+    if (check.rows[0].mismatches !== 0 || gaps.rows[0].gaps !== 0) exitCode = 1;
+
+    writeFileSync(path.join(root, 'bench/last-run.md'), report(results, database.durable, settings));
+    process.stdout.write(`\nwrote bench/last-run.md\n`);
+  } finally {
+    api.child.kill('SIGTERM');
+    await new Promise((resolve) => api.child.once('exit', resolve));
+    await admin.end();
+    await database.stop();
+  }
+  process.exit(exitCode);
+}
+
+function report(results: Measurement[], durable: string, settings: Array<{ name: string; setting: string }>): string {
+  const reference = Math.max(...results.filter((r) => r.name.startsWith('reference: 1-row UPDATE, 100k')).map((r) => r.ops / r.seconds));
+  const lines = [
+    `# bench/sales.ts — last run ${new Date().toISOString()}`,
+    '',
+    `Database: ${durable} (${settings.map((s) => `${s.name}=${s.setting}`).join(', ')}). ${os.cpus().length} cores, load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`,
+    `Reference (best single-row durable UPDATE rate on 100k rows): ${reference.toFixed(0)} /s. ${SECONDS} s per measurement after 0.5 s warm-up.`,
+    '',
+    '| measurement | clients | per s | p50 ms | p99 ms | × reference | errors |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...results.map(
+      (r) => `| ${r.name} | ${r.clients} | ${(r.ops / r.seconds).toFixed(0)} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${(r.ops / r.seconds / reference).toFixed(2)} | ${r.errors} |`,
+    ),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
