@@ -148,6 +148,33 @@ describe('money: parties, payments and the double-entry ledger', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('lists a store\'s accounts (all kinds, zeros where nothing was posted) and pages an account\'s postings', async () => {
+    const accounts = await owner.get(`/v1/stores/${store.id}/accounts`);
+    assert.equal(accounts.status, 200);
+    assert.deepEqual(accounts.body.items.map((a: { kind: string }) => a.kind), ['cash_drawer', 'bank', 'card_clearing', 'mobile_clearing', 'sales_revenue']);
+    const stored = await accountsOf();
+    for (const account of accounts.body.items) {
+      const row = stored.get(account.key);
+      assert.equal(account.balance, row?.balance ?? 0, account.key);
+      assert.equal(account.debit_total - account.credit_total, account.balance);
+    }
+    const all = (await t.admin.query(`SELECT p.id::int, p.amount::int FROM postings p JOIN accounts a ON a.id = p.account_id WHERE a.key = $1 ORDER BY p.id DESC`, [`party/${customer.id}`])).rows;
+    assert.ok(all.length > 3);
+    const seen: Array<{ id: number; amount: number }> = [];
+    let cursor: string | null = null;
+    do {
+      const page: { status: number; body: { items: Array<{ id: number; amount: number }>; next_cursor: string | null } } = await owner.get(`/v1/parties/${customer.id}/postings?limit=3${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(page.status, 200);
+      seen.push(...page.body.items.map(({ id, amount }) => ({ id, amount })));
+      cursor = page.body.next_cursor;
+    } while (cursor !== null);
+    assert.deepEqual(seen, all);
+    const drawer = await owner.get(`/v1/stores/${store.id}/accounts/cash_drawer/postings?limit=500`);
+    assert.equal(drawer.body.items.reduce((sum: number, p: { amount: number }) => sum + p.amount, 0), stored.get(`store/${store.id}/cash_drawer`)!.balance);
+    assert.equal((await owner.get(`/v1/stores/${store.id}/accounts/safe/postings`)).status, 400);
+    assert.equal((await owner.get(`/v1/parties/${randomUUID()}/postings`)).status, 404);
+  });
+
   it('the endpoints are documented in the OpenAPI document', async () => {
     const openapi = await owner.get('/openapi.json');
     assert.equal(openapi.status, 200);

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { assertStoreInScope } from '../core/auth.js';
+import { assertStoreExists } from '../inventory/receiveStock.js';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -8,6 +9,8 @@ import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Mo
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
+import { listAccountPostings, listStoreAccounts } from './listStoreAccounts.js';
+import { STORE_ACCOUNT_KINDS } from './money.table.js';
 import type { PartyKind } from './money.table.js';
 import { findParty, findPayment, listEntriesOfOperation, listParties } from './queries.js';
 
@@ -53,6 +56,34 @@ const JournalEntry = Type.Object({
   postings: Type.Array(Type.Object({ account_id: Uuid, account_key: Type.String(), amount: Money })),
 });
 
+const Account = Type.Object({
+  id: Type.Union([Uuid, Type.Null()]),
+  key: Type.String(),
+  kind: Type.String(),
+  balance: Money,
+  debit_total: Money,
+  credit_total: Money,
+});
+const Posting = Type.Object({
+  id: Type.Integer(),
+  entry_id: Uuid,
+  entry_kind: Type.String(),
+  business_date: Type.String({ format: 'date' }),
+  subject_type: Type.Union([Type.String(), Type.Null()]),
+  subject_id: Type.Union([Uuid, Type.Null()]),
+  amount: Money,
+  op_id: Uuid,
+  created_at: Timestamp,
+});
+const StoreAccountKindSchema = Type.Union([
+  Type.Literal('cash_drawer'),
+  Type.Literal('bank'),
+  Type.Literal('card_clearing'),
+  Type.Literal('mobile_clearing'),
+  Type.Literal('sales_revenue'),
+]);
+const isPostingCursor = (value: unknown): value is { id: number } =>
+  typeof value === 'object' && value !== null && Number.isSafeInteger((value as { id?: unknown }).id);
 const isIdCursor = (value: unknown): value is { id: string } =>
   typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
 const isBalanceCursor = (value: unknown): value is BalanceCursor =>
@@ -183,6 +214,72 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       },
     );
   }
+
+  app.get(
+    '/v1/stores/:store_id/accounts',
+    {
+      config: { permission: 'ledger.read' },
+      schema: {
+        tags: ['money'],
+        summary: `A store's accounts (${STORE_ACCOUNT_KINDS.join(', ')}) with balance (debit − credit) and totals, minor units`,
+        params: Type.Object({ store_id: Uuid }),
+        response: { 200: Type.Object({ items: Type.Array(Account) }) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      assertStoreInScope(principal, request.params.store_id);
+      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+        await assertStoreExists(tx, principal.tenantId, request.params.store_id);
+        return { items: await listStoreAccounts(tx, principal.tenantId, request.params.store_id) };
+      });
+    },
+  );
+
+  app.get(
+    '/v1/stores/:store_id/accounts/:kind/postings',
+    {
+      config: { permission: 'ledger.read' },
+      schema: {
+        tags: ['money'],
+        summary: 'The postings of one store account, newest first',
+        params: Type.Object({ store_id: Uuid, kind: StoreAccountKindSchema }),
+        querystring: ListQuery,
+        response: { 200: Page(Posting) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      assertStoreInScope(principal, request.params.store_id);
+      const limit = request.query.limit ?? 50;
+      const before = decodeCursor(request.query.cursor, isPostingCursor)?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        await assertStoreExists(tx, principal.tenantId, request.params.store_id);
+        return listAccountPostings(tx, principal.tenantId, `store/${request.params.store_id}/${request.params.kind}`, before, limit + 1);
+      });
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
+
+  app.get(
+    '/v1/parties/:id/postings',
+    {
+      config: { permission: 'ledger.read' },
+      schema: { tags: ['money'], summary: 'The postings of a party\'s account, newest first', params: IdParams, querystring: ListQuery, response: { 200: Page(Posting) } },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const before = decodeCursor(request.query.cursor, isPostingCursor)?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        if (!(await findParty(tx, principal.tenantId, request.params.id))) throw notFound('party');
+        return listAccountPostings(tx, principal.tenantId, `party/${request.params.id}`, before, limit + 1);
+      });
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
 
   app.get(
     '/v1/ledger/operations/:op_id',
