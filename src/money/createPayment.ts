@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { one } from '../core/db.js';
-import { AppError, notFound } from '../core/errors.js';
+import { AppError, assert } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import { postJournal } from './postJournal.js';
@@ -33,7 +33,7 @@ export async function createPayment(cmd: Command, input: PaymentInput): Promise<
   }
   const direction = input.direction ?? (party.kind === 'supplier' ? 'out' : 'in');
   const storeAccount = storeAccountForMethod(input.method);
-  if (storeAccount === null) throw notFound('payment method');
+  assert(storeAccount !== null, 'every payment method has a store account');
   const intoStore = direction === 'in' ? input.amount : -input.amount;
   const id = newId();
   const entry = await postJournal(cmd.tx, cmd, {

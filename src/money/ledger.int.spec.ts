@@ -175,6 +175,24 @@ describe('money: parties, payments and the double-entry ledger', () => {
     assert.equal((await owner.get(`/v1/parties/${randomUUID()}/postings`)).status, 404);
   });
 
+  it('a failure after the postings are written leaves neither the payment nor its entry nor any balance change', async () => {
+    const before = await counts();
+    const accountsBefore = await accountsOf();
+    // Injected fault: the payment row (written after the journal entry) cannot be inserted.
+    await t.admin.query(`CREATE FUNCTION fail_payment() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$`);
+    await t.admin.query(`CREATE TRIGGER fail_payment BEFORE INSERT ON payments FOR EACH ROW EXECUTE FUNCTION fail_payment()`);
+    try {
+      const response = await owner.post('/v1/payments', { party_id: customer.id, store_id: store.id, method: 'cash', amount: 999 }, { idempotencyKey: randomUUID() });
+      assert.equal(response.status, 500);
+      assert.equal(response.body.code, 'internal_error');
+    } finally {
+      await t.admin.query(`DROP TRIGGER fail_payment ON payments`);
+      await t.admin.query(`DROP FUNCTION fail_payment()`);
+    }
+    assert.deepEqual(await counts(), before);
+    assert.deepEqual(await accountsOf(), accountsBefore);
+  });
+
   it('the endpoints are documented in the OpenAPI document', async () => {
     const openapi = await owner.get('/openapi.json');
     assert.equal(openapi.status, 200);
