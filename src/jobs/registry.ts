@@ -5,12 +5,13 @@ import { recoverOrder, sweepStuckOrders } from '../orders/recoverOrderJob.js';
 import { submitOrder } from '../orders/submitOrderJob.js';
 import type { TaskDefinition } from './task.js';
 import { sweepPieceReservations } from '../pieces/sweepJob.js';
+import { stockSnapshotsNightly } from '../inventory/snapshotJob.js';
 
 /**
  * Every task the worker runs. A part adds its own here (its handler lives in
  * its folder, e.g. src/orders/submitOrderJob.ts).
  */
-export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, sweepStuckOrders];
+export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, sweepStuckOrders, stockSnapshotsNightly];
 
 /**
  * Periodic jobs (graphile-worker crontab syntax, UTC). `jobKey` makes two
@@ -20,6 +21,7 @@ export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightl
 export const crontabLines: string[] = [
   '17 * * * * idempotency.purge ?max=1&jobKey=cron:idempotency.purge',
   '30 2 * * * integrity.run ?max=1&jobKey=cron:integrity.run',
+  '10 0 * * * stock.snapshots ?max=1&jobKey=cron:stock.snapshots',
   '* * * * * pieces.reservations.sweep ?max=1&jobKey=cron:pieces.reservations.sweep',
 ];
 
