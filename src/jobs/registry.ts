@@ -3,6 +3,7 @@ import { purgeIdempotencyKeys } from './housekeeping.js';
 import type { Config } from '../config.js';
 import { recoverOrder, sweepStuckOrders } from '../orders/recoverOrderJob.js';
 import { submitOrder } from '../orders/submitOrderJob.js';
+import type { CronItem } from 'graphile-worker';
 import type { TaskDefinition } from './task.js';
 import { sweepPieceReservations } from '../pieces/sweepJob.js';
 import { stockSnapshotsNightly } from '../inventory/snapshotJob.js';
@@ -14,18 +15,18 @@ import { stockSnapshotsNightly } from '../inventory/snapshotJob.js';
 export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, sweepStuckOrders, stockSnapshotsNightly];
 
 /**
- * Periodic jobs (graphile-worker crontab syntax, UTC). `jobKey` makes two
- * worker processes enqueue one job per tick, not two. Slots for nightly stock
- * snapshots and the daily analytics rollup: add a line and a task above.
+ * Periodic jobs (UTC). Given to graphile-worker as parsed items, not crontab
+ * text: its crontab syntax does not allow the dots in our task names. The
+ * cron identifier makes graphile-worker enqueue one job per tick however many
+ * workers run. Add a line here (and its task above) for new periodic work,
+ * e.g. the daily analytics rollup.
  */
-export const crontabLines: string[] = [
-  '17 * * * * idempotency.purge ?max=1&jobKey=cron:idempotency.purge',
-  '30 2 * * * integrity.run ?max=1&jobKey=cron:integrity.run',
-  '10 0 * * * stock.snapshots ?max=1&jobKey=cron:stock.snapshots',
-  '* * * * * pieces.reservations.sweep ?max=1&jobKey=cron:pieces.reservations.sweep',
+export const cronItems: CronItem[] = [
+  { task: 'idempotency.purge', match: '17 * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:idempotency.purge' } },
+  { task: 'stock.snapshots', match: '10 0 * * *', options: { backfillPeriod: 0, jobKey: 'cron:stock.snapshots' } },
+  { task: 'integrity.run', match: '30 2 * * *', options: { backfillPeriod: 0, jobKey: 'cron:integrity.run' } },
+  { task: 'pieces.reservations.sweep', match: '* * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:pieces.reservations.sweep' } },
 ];
-
-export const crontab = crontabLines.join('\n');
 
 /**
  * Jobs enqueued by every worker on a timer finer than cron's minute (job key:

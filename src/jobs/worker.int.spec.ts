@@ -34,7 +34,7 @@ describe('worker', () => {
   const logger = createLogger('silent');
   const workers: RunningWorker[] = [];
   const start = async () => {
-    const worker = await startWorker({ databaseUrl: t.url, config, logger, tasks: [record], crontab: '', serveMetrics: false, pollIntervalMs: 100 });
+    const worker = await startWorker({ databaseUrl: t.url, config, logger, tasks: [record], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
     workers.push(worker);
     return worker;
   };
@@ -54,6 +54,16 @@ describe('worker', () => {
   after(async () => {
     await Promise.all(workers.splice(0).map((worker) => worker.stop()));
     await t.drop();
+  });
+
+  it('starts with every registered task and the default schedule (what `storekeep worker` runs)', async () => {
+    const worker = await startWorker({ databaseUrl: t.url, config, logger, serveMetrics: false });
+    workers.push(worker);
+    const known = await waitFor('the cron items to be registered', async () => {
+      const { rows } = await t.admin.query<{ identifier: string }>(`SELECT identifier FROM graphile_worker._private_known_crontabs ORDER BY 1`);
+      return rows.length > 0 && rows.map((row) => row.identifier);
+    });
+    assert.ok(known.includes('integrity.run') && known.includes('stock.snapshots'), JSON.stringify(known));
   });
 
   it('never runs a job enqueued in a transaction that rolled back', async () => {

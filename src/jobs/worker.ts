@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { Logger as WorkerLogger, run, type Runner, type TaskList } from 'graphile-worker';
+import { Logger as WorkerLogger, parseCronItems, run, type CronItem, type Runner, type TaskList } from 'graphile-worker';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import { createDb, createPool, type Db } from '../core/db.js';
@@ -7,7 +7,7 @@ import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
 import type { BackoffPolicy } from './backoff.js';
 import { runJob } from './runJob.js';
-import { allTasks, crontab, periodicJobs } from './registry.js';
+import { allTasks, cronItems, periodicJobs } from './registry.js';
 import type { TaskDefinition } from './task.js';
 
 export interface WorkerDeps {
@@ -29,8 +29,8 @@ export interface StartWorkerOptions {
   logger: Logger;
   /** Defaults to every task of registry.ts. */
   tasks?: TaskDefinition[];
-  /** Defaults to registry.ts's crontab; '' for none. */
-  crontab?: string;
+  /** Defaults to registry.ts's cronItems (only those whose task is in `tasks`); [] for none. */
+  cronItems?: CronItem[];
   /** Serve /metrics on config.workerMetricsPort (default true). */
   serveMetrics?: boolean;
   pollIntervalMs?: number;
@@ -86,7 +86,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     runner = await run({
       pgPool: ownerPool,
       taskList,
-      crontab: options.crontab ?? crontab,
+      parsedCronItems: parseCronItems((options.cronItems ?? cronItems).filter((item) => item.task in taskList)),
       concurrency: config.workerConcurrency,
       noHandleSignals: true,
       pollInterval: options.pollIntervalMs ?? 2000,

@@ -34,7 +34,7 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
       databaseUrl: t.url,
       config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
       logger: createLogger('silent'),
-      crontab: '',
+      cronItems: [],
       pollIntervalMs: 100,
     });
   });
