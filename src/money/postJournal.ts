@@ -9,7 +9,7 @@ export interface JournalEntryInput {
   kind: string;
   /** The store whose settlement the entry counts in (null for none). */
   storeId?: string | null;
-  /** 'YYYY-MM-DD'; default: today (UTC) by the database clock. */
+  /** 'YYYY-MM-DD'; default (and latest): today (UTC) by the database clock — no entry counts for a future day. */
   businessDate?: string;
   subjectType?: string;
   subjectId?: string;
@@ -61,7 +61,7 @@ export async function postJournal(tx: Tx, cmd: { tenantId: string; opId: string 
       ), entry AS (
         INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, memo, op_id)
         VALUES (${cmd.tenantId}, ${entryId}, ${input.kind}, ${input.storeId ?? null},
-                coalesce(${input.businessDate ?? null}::date, (now() AT TIME ZONE 'UTC')::date),
+                LEAST(coalesce(${input.businessDate ?? null}::date, (now() AT TIME ZONE 'UTC')::date), (now() AT TIME ZONE 'UTC')::date),
                 ${input.subjectType ?? null}, ${input.subjectId ?? null}, ${input.memo ?? null}, ${cmd.opId})
         RETURNING id
       ), moved AS (

@@ -13,6 +13,9 @@ interface SaleForLedger {
   payment_method: 'cash' | 'card' | 'mobile' | 'credit';
   customer_id: string | null;
   total: number;
+  source?: 'online' | 'offline';
+  /** When the till made the sale (offline sales synced later). */
+  client_created_at?: Date | string | null;
 }
 
 /**
@@ -60,6 +63,9 @@ export async function postSale(tx: Tx, cmd: Cmd, sale: SaleForLedger): Promise<P
   return postJournal(tx, cmd, {
     kind: 'sale',
     storeId: sale.store_id,
+    // An offline sale synced later counts for the day the till took the money
+    // (UTC; never a future day — postJournal caps it at today).
+    ...(sale.source === 'offline' && sale.client_created_at ? { businessDate: new Date(sale.client_created_at).toISOString().slice(0, 10) } : {}),
     subjectType: 'sale',
     subjectId: sale.id,
     postings: [

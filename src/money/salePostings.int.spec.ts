@@ -153,6 +153,31 @@ describe('sales post to the ledger in the sale\'s own transaction', () => {
     assert.deepEqual(await integrityFindings(t.admin, t2), []);
   });
 
+  it('an offline sale synced later counts in the settlement of the day the till took the cash', async () => {
+    const { owner: o3, tenantId: t3 } = await t.newTenant();
+    const shop = (await o3.post('/v1/stores', { code: 'OFF', name: 'Offline' })).body;
+    const item = (await o3.post('/v1/skus', { code: 'O', name: 'O', unit: 'piece', price: 100 })).body;
+    await o3.post(`/v1/stores/${shop.id}/stock/receipts`, { items: [{ sku_id: item.id, quantity: 10 }] });
+    const yesterday = (await t.admin.query(`SELECT to_char((now() AT TIME ZONE 'UTC')::date - 1, 'YYYY-MM-DD') AS d`)).rows[0].d;
+    const synced = await o3.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: shop.id, payment_method: 'cash', items: [{ sku_id: item.id, quantity: 3, unit_price: 100 }], client_created_at: `${yesterday}T18:00:00Z` }],
+    });
+    assert.equal(synced.status, 200, JSON.stringify(synced.body));
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    const entry = (await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d FROM journal_entries WHERE tenant_id = $1 AND kind = 'sale'`, [t3])).rows;
+    assert.deepEqual(entry, [{ d: yesterday }]);
+    const settlement = await o3.post('/v1/settlements', { store_id: shop.id, business_date: yesterday, declared_cash: 300 });
+    assert.equal(settlement.status, 201, JSON.stringify(settlement.body));
+    assert.deepEqual([settlement.body.cash_sales, settlement.body.expected_cash, settlement.body.variance], [300, 300, 0]);
+    // A till clock in the future never books into a day that has not started.
+    const future = await o3.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: shop.id, payment_method: 'cash', items: [{ sku_id: item.id, quantity: 1, unit_price: 100 }], client_created_at: '2999-01-01T00:00:00Z' }],
+    });
+    assert.equal(future.body.results[0].status, 201);
+    const dates = (await t.admin.query(`SELECT business_date <= (now() AT TIME ZONE 'UTC')::date AS ok FROM journal_entries WHERE tenant_id = $1`, [t3])).rows;
+    assert.ok(dates.every((row) => row.ok));
+  });
+
   it('a transfer approval racing a sale on the last units of the source: never negative, exactly one wins', async () => {
     const other = (await owner.post('/v1/stores', { code: 'SP2', name: 'Other' })).body;
     for (let round = 0; round < 15; round++) {
