@@ -46,6 +46,7 @@ describe('role × write endpoint matrix', () => {
   let t: TestApp;
   let owner: ApiClient;
   let routes: CollectedRoute[];
+  let reads: CollectedRoute[];
   const clients = new Map<Role, ApiClient>();
 
   before(async () => {
@@ -56,7 +57,9 @@ describe('role × write endpoint matrix', () => {
       assert.equal(response.status, 201);
       clients.set(role, t.client(response.body.token));
     }
-    routes = (await collectRoutes(t)).filter((route) => WRITE_METHODS.has(route.method));
+    const collected = await collectRoutes(t);
+    routes = collected.filter((route) => WRITE_METHODS.has(route.method));
+    reads = collected.filter((route) => route.method === 'GET' && route.auth === 'tenant');
   });
   after(() => t.close());
 
@@ -89,5 +92,19 @@ describe('role × write endpoint matrix', () => {
     assert.deepEqual(mismatches, []);
     assert.equal(checked, routes.filter((route) => route.auth !== 'none').length * ROLES.length);
     assert.ok(routes.length >= 20, `walked ${routes.length} write endpoints`);
+  });
+
+  it('read endpoints too: 403 exactly when the role lacks the route\'s permission', async () => {
+    const mismatches: string[] = [];
+    for (const route of reads) {
+      const path = route.url.replace(/:[a-z_]+/g, SOME_ID);
+      for (const role of ROLES) {
+        const response = await clients.get(role)!.get(path);
+        const expectForbidden = route.permission !== undefined && !roleHas(role, route.permission);
+        if ((response.status === 403) !== expectForbidden) mismatches.push(`${role} GET ${route.url}: got ${response.status}`);
+      }
+    }
+    assert.deepEqual(mismatches, []);
+    assert.ok(reads.length >= 20, `walked ${reads.length} read endpoints`);
   });
 });
