@@ -25,7 +25,15 @@ export async function requestTransfer(cmd: Command, principal: TenantPrincipal, 
   if (!inStoreScope(principal, input.source_store_id) && !inStoreScope(principal, input.destination_store_id)) throw notFound('store');
   await assertStoreExists(cmd.tx, cmd.tenantId, input.source_store_id);
   await assertStoreExists(cmd.tx, cmd.tenantId, input.destination_store_id);
-  await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
+  const skus = await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
+  // Stock of a piece-tracked SKU is the sum of its workshop pieces; moving the
+  // balance alone would break that invariant, so such SKUs are not transferred here.
+  const pieceTracked = input.items.flatMap((item, index) => (skus.get(item.sku_id)?.tracks_pieces ? [index] : []));
+  if (pieceTracked.length > 0) {
+    throw new AppError('validation_failed', 'piece-tracked SKUs move as workshop pieces, not by transfer', {
+      errors: pieceTracked.map((index) => ({ path: `/body/items/${index}/sku_id`, message: 'is piece-tracked' })),
+    });
+  }
 
   const quantities = new Map<string, number>();
   for (const item of input.items) quantities.set(item.sku_id, (quantities.get(item.sku_id) ?? 0) + item.quantity);

@@ -199,6 +199,15 @@ describe('stock transfers between stores', () => {
       });
     }
 
+    it('a piece-tracked SKU (stock = its workshop pieces) → 400, nothing written', async () => {
+      const roll = (await owner.post('/v1/skus', { code: 'ROLL-T', name: 'Roll', unit: 'metre', price: 10, tracks_pieces: true })).body;
+      const before = await counts();
+      const response = await request([{ sku_id: flour.id, quantity: 1 }, { sku_id: roll.id, quantity: 1 }]);
+      assert.equal(response.status, 400);
+      assert.deepEqual(response.body.errors, [{ path: '/body/items/1/sku_id', message: 'is piece-tracked' }]);
+      assert.deepEqual(await counts(), before);
+    });
+
     it('receiving more than was sent, or a SKU not sent → 400, nothing written', async () => {
       const requested = await request([{ sku_id: flour.id, quantity: 10 }]);
       await owner.post(`/v1/transfers/${requested.body.id}/approve`);
