@@ -132,6 +132,15 @@ describe('daily cash settlements', () => {
     assert.deepEqual(again.body, first.body);
   });
 
+  it('concurrent submissions for one store-day: one 201, the rest 409 already_exists', async () => {
+    const responses = await Promise.all(
+      [0, 1, 2, 3].map((i) => (i % 2 ? managerA : managerB).post('/v1/settlements', { store_id: store.id, business_date: pastDate(50), declared_cash: 100 + i })),
+    );
+    assert.deepEqual(responses.map((r) => r.status).sort(), [201, 409, 409, 409]);
+    const rows = await t.admin.query(`SELECT count(*)::int AS n FROM settlements WHERE tenant_id = $1 AND store_id = $2 AND business_date = $3`, [tenantId, store.id, pastDate(50)]);
+    assert.equal(rows.rows[0].n, 1);
+  });
+
   it('the database allows one approved settlement per store-day', async () => {
     const approved = (await t.admin.query(`SELECT * FROM settlements WHERE tenant_id = $1 AND status = 'approved' LIMIT 1`, [tenantId])).rows[0];
     await assert.rejects(

@@ -133,6 +133,16 @@ describe('stock transfers between stores', () => {
     assert.equal(await stock(north.id, flour.id), northBefore - 7);
   });
 
+  it('three receipts of one transfer at once: one 200, the others 409; the stock arrives once', async () => {
+    const requested = await request([{ sku_id: rice.id, quantity: 9 }]);
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
+    const southBefore = await stock(south.id, rice.id);
+    const responses = await Promise.all([0, 1, 2].map(() => owner.post(`/v1/transfers/${requested.body.id}/receive`)));
+    assert.deepEqual(responses.map((r) => r.status).sort(), [200, 409, 409]);
+    assert.equal(await stock(south.id, rice.id), southBefore + 9);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('approve needs the source store in scope, receive the destination; outside scope is 404', async () => {
     const northManager = t.client((await owner.post('/v1/tokens', { name: 'north', role: 'manager', store_ids: [north.id] })).body.token);
     const southManager = t.client((await owner.post('/v1/tokens', { name: 'south', role: 'manager', store_ids: [south.id] })).body.token);
