@@ -12,7 +12,7 @@ const MIGRATIONS_TABLE = 'schema_migrations';
 /**
  * Applies the numbered SQL files in migrations/, each in its own transaction,
  * under node-pg-migrate's advisory lock so two processes starting at once do
- * not migrate twice. Runs as the connecting (owner) user, never as the app role.
+ * not migrate twice (the second waits, then has nothing to do). Runs as the connecting (owner) user, never as the app role.
  */
 export async function migrate(databaseUrl: string, logger?: Logger): Promise<string[]> {
   const applied = await runner({
@@ -23,6 +23,9 @@ export async function migrate(databaseUrl: string, logger?: Logger): Promise<str
     count: Infinity,
     singleTransaction: false,
     checkOrder: true,
+    // Two processes starting at once (an API and a worker): the second waits
+    // for the first to finish, then finds nothing to apply, instead of failing.
+    advisoryLockMode: 'wait',
     log: (message: string) => logger?.debug({ migration: message.trim() }, 'migrate'),
     verbose: false,
   });

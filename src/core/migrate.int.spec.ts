@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { migrate, migrationFiles } from './migrate.js';
+
+describe('migrate', () => {
+  const server = process.env.STOREKEEP_TEST_SERVER_URL!;
+  const template = process.env.STOREKEEP_TEST_TEMPLATE!;
+  const name = `${template}_empty_${randomBytes(4).toString('hex')}`;
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+
+  const control = async (query: string) => {
+    const client = new pg.Client(server);
+    await client.connect();
+    try {
+      await client.query(query);
+    } finally {
+      await client.end();
+    }
+  };
+  before(() => control(`CREATE DATABASE ${name}`));
+  after(() => control(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+
+  it('is safe for two processes starting at once on an empty database, and idempotent', async () => {
+    // When an API and a worker start together
+    const [first, second] = await Promise.all([migrate(url.toString()), migrate(url.toString())]);
+    // Then every migration was applied exactly once, by one of them, and the job queue exists
+    assert.deepEqual([...first, ...second].sort(), (await migrationFiles()).sort());
+    const client = new pg.Client(url.toString());
+    await client.connect();
+    try {
+      const queue = await client.query(`SELECT count(*)::int AS n FROM graphile_worker.migrations`);
+      assert.ok(queue.rows[0].n > 0);
+    } finally {
+      await client.end();
+    }
+    // and a third run has nothing to do
+    assert.deepEqual(await migrate(url.toString()), []);
+  });
+});
