@@ -179,11 +179,15 @@ async function main(): Promise<void> {
       const { sql } = await import('kysely');
       return (
         await sql<{ 'QUERY PLAN': string }>`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-          SELECT a.party_id, p.name, p.code, a.debit_total, a.credit_total, a.balance AS outstanding
-          FROM accounts a JOIN parties p ON p.tenant_id = a.tenant_id AND p.id = a.party_id
-          WHERE a.tenant_id = ${tenant} AND a.kind = 'receivable'
-            AND (false OR (a.balance <= ${deep.outstanding}::bigint AND (a.balance < ${deep.outstanding}::bigint OR a.party_id > ${deep.party_id}::uuid)))
-          ORDER BY a.balance DESC, a.party_id LIMIT 51`.execute(tx)
+          SELECT a.party_id, p.name, p.code, a.debit_total, a.credit_total, a.outstanding
+          FROM (
+            SELECT party_id, debit_total, credit_total, balance AS outstanding FROM accounts
+            WHERE tenant_id = ${tenant} AND party_id IS NOT NULL AND kind = 'receivable'
+              AND (false OR (balance <= ${deep.outstanding}::bigint AND (balance < ${deep.outstanding}::bigint OR party_id > ${deep.party_id}::uuid)))
+            ORDER BY balance DESC, party_id LIMIT 51
+          ) a
+          JOIN parties p ON p.tenant_id = ${tenant} AND p.id = a.party_id
+          ORDER BY a.outstanding DESC, a.party_id`.execute(tx)
       ).rows.map((row) => row['QUERY PLAN']);
     });
     process.stdout.write(`\nplan of a deep page:\n${plan.join('\n')}\n`);

@@ -31,8 +31,9 @@ export interface BalanceCursor {
  * `money_account_totals_match_postings` verifies it. Summing a million postings
  * per page would cost a full aggregate and sort on every request (and the
  * sort key, outstanding, is only known after the aggregate); reading the
- * maintained aggregate walks a partial index in outstanding order and stops
- * after `limit` rows. Every party has its account from birth (created in the
+ * maintained aggregate is a bounded top-N sort over the tenant's accounts of
+ * one kind (no index on `balance`: it would make every balance update on the
+ * hot sale path a non-HOT update — see migration 0304). Every party has its account from birth (created in the
  * same statement as the party), so parties without postings are listed with
  * zeros. The keyset (outstanding, party_id) makes pages stable: a row never
  * appears twice or is skipped between pages unless its balance moves.
@@ -45,32 +46,38 @@ export async function listPartyBalances(
   limit: number,
 ): Promise<PartyBalance[]> {
   if (kind === 'customer') {
-    // outstanding = balance; order balance DESC, party_id ASC
-    // (index accounts_receivable_outstanding_idx: tenant_id, balance DESC, party_id).
+    // outstanding = balance; order balance DESC, party_id ASC.
     return all(
       tx,
       sql<PartyBalance>`
-        SELECT a.party_id, p.name, p.code, a.debit_total, a.credit_total, a.balance AS outstanding
-        FROM accounts a JOIN parties p ON p.tenant_id = a.tenant_id AND p.id = a.party_id
-        WHERE a.tenant_id = ${tenantId} AND a.kind = 'receivable'
-          AND (${after === undefined}::boolean
-               OR (a.balance <= ${after?.outstanding ?? 0}::bigint
-                   AND (a.balance < ${after?.outstanding ?? 0}::bigint OR a.party_id > ${after?.party_id ?? null}::uuid)))
-        ORDER BY a.balance DESC, a.party_id
-        LIMIT ${limit}`,
+        SELECT a.party_id, p.name, p.code, a.debit_total, a.credit_total, a.outstanding
+        FROM (
+          SELECT party_id, debit_total, credit_total, balance AS outstanding FROM accounts
+          WHERE tenant_id = ${tenantId} AND party_id IS NOT NULL AND kind = 'receivable'
+            AND (${after === undefined}::boolean
+                 OR (balance <= ${after?.outstanding ?? 0}::bigint
+                     AND (balance < ${after?.outstanding ?? 0}::bigint OR party_id > ${after?.party_id ?? null}::uuid)))
+          ORDER BY balance DESC, party_id
+          LIMIT ${limit}
+        ) a
+        JOIN parties p ON p.tenant_id = ${tenantId} AND p.id = a.party_id
+        ORDER BY a.outstanding DESC, a.party_id`,
     );
   }
-  // outstanding = −balance; order balance ASC, party_id ASC
-  // (index accounts_payable_outstanding_idx: tenant_id, balance, party_id).
+  // outstanding = −balance; order balance ASC, party_id ASC.
   return all(
     tx,
     sql<PartyBalance>`
       SELECT a.party_id, p.name, p.code, a.debit_total, a.credit_total, -a.balance AS outstanding
-      FROM accounts a JOIN parties p ON p.tenant_id = a.tenant_id AND p.id = a.party_id
-      WHERE a.tenant_id = ${tenantId} AND a.kind = 'payable'
-        AND (${after === undefined}::boolean
-             OR (a.balance, a.party_id) > (${-(after?.outstanding ?? 0)}::bigint, ${after?.party_id ?? null}::uuid))
-      ORDER BY a.balance, a.party_id
-      LIMIT ${limit}`,
+      FROM (
+        SELECT party_id, debit_total, credit_total, balance FROM accounts
+        WHERE tenant_id = ${tenantId} AND party_id IS NOT NULL AND kind = 'payable'
+          AND (${after === undefined}::boolean
+               OR (balance, party_id) > (${-(after?.outstanding ?? 0)}::bigint, ${after?.party_id ?? null}::uuid))
+        ORDER BY balance, party_id
+        LIMIT ${limit}
+      ) a
+      JOIN parties p ON p.tenant_id = ${tenantId} AND p.id = a.party_id
+      ORDER BY a.balance, a.party_id`,
   );
 }
