@@ -32,6 +32,8 @@ import { isRetryableTransactionError, pgCode } from '../core/pgErrors.js';
  *   after a quiet period runs alone, immediately (no added latency at low
  *   load); while a batch commits, new arrivals queue and form the next batch.
  *   The batch size therefore follows the load by itself.
+ * - A lane queues at most MAX_QUEUE commands; beyond that it answers 503 at
+ *   once (overload sheds load instead of growing every caller's latency).
  * - FIFO and a cap of MAX_BATCH (64) commands: an arrival waits for at most
  *   the running batch plus its own, and a batch never uses more than 64
  *   subtransaction ids (PostgreSQL caches 64 per backend; beyond that every
@@ -61,6 +63,8 @@ import { isRetryableTransactionError, pgCode } from '../core/pgErrors.js';
 
 const MAX_BATCH = 64;
 const MAX_ATTEMPTS = 5;
+/** Beyond this many waiting commands a lane sheds load (503) instead of queueing without bound. */
+const MAX_QUEUE = 5_000;
 
 const batchSize = new prometheus.Histogram({
   name: 'storekeep_group_commit_batch_size',
@@ -113,6 +117,9 @@ export class GroupCommitter {
   run(laneKey: string, input: CommandInput, spec: CommandSpec, fn: CommandFn): Promise<CommandOutcome> {
     const key = `${input.tenantId}/${laneKey}`;
     let lane = this.lanes.get(key);
+    if (lane && lane.queue.length >= MAX_QUEUE) {
+      return Promise.reject(new AppError('service_unavailable', 'too many sales are waiting for this store; retry shortly with the same Idempotency-Key'));
+    }
     if (!lane) {
       lane = { tenantId: input.tenantId, queue: [], running: false };
       this.lanes.set(key, lane);
