@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+
+/**
+ * Money and transfer checks, each against its own corruption (done as the
+ * superuser, with triggers and foreign keys switched off where the database
+ * would refuse it otherwise): that check, and only that check, reports it.
+ */
+describe('integrity checks of money and transfers', () => {
+  let t: TestApp;
+
+  interface World {
+    tenantId: string;
+    owner: ApiClient;
+    source: string;
+    destination: string;
+    skuId: string;
+    partyId: string;
+    paymentId: string;
+    transferId: string;
+  }
+
+  /** A tenant with two stores, stock, a customer who paid, and an approved transfer: consistent by construction. */
+  async function newWorld(): Promise<World> {
+    const { tenantId, owner } = await t.newTenant();
+    const ok = <T extends { status: number; body: any }>(response: T, status = 201): T => {
+      assert.equal(response.status, status, JSON.stringify(response.body));
+      return response;
+    };
+    const source = ok(await owner.post('/v1/stores', { code: 'SRC', name: 'Source' })).body.id;
+    const destination = ok(await owner.post('/v1/stores', { code: 'DST', name: 'Destination' })).body.id;
+    const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;
+    ok(await owner.post(`/v1/stores/${source}/stock/receipts`, { items: [{ sku_id: skuId, quantity: 50 }] }));
+    const partyId = ok(await owner.post('/v1/parties', { kind: 'customer', name: 'Bea' })).body.id;
+    const paymentId = ok(await owner.post('/v1/payments', { party_id: partyId, store_id: source, method: 'cash', amount: 700 })).body.id;
+    const transferId = ok(await owner.post('/v1/transfers', { source_store_id: source, destination_store_id: destination, items: [{ sku_id: skuId, quantity: 5 }] })).body.id;
+    ok(await owner.post(`/v1/transfers/${transferId}/approve`, {}), 200);
+    return { tenantId, owner, source, destination, skuId, partyId, paymentId, transferId };
+  }
+
+  async function reported(world: World): Promise<string[]> {
+    const response = await world.owner.get('/v1/integrity');
+    assert.equal(response.status, 200);
+    return [...new Set<string>(response.body.findings.map((finding: { check: string }) => finding.check))].sort();
+  }
+
+  /** Runs `statements` as the superuser with triggers and foreign keys off. */
+  async function corrupt(statements: Array<[string, unknown[]]>): Promise<void> {
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      for (const [text, values] of statements) await client.query(text, values);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(async () => {
+    await t.close();
+  });
+
+  it('the world is consistent before anything is corrupted', async () => {
+    assert.deepEqual(await reported(await newWorld()), []);
+  });
+
+  it('money_journal_entry_balanced: an entry whose postings do not sum to zero', async () => {
+    const world = await newWorld();
+    const account = (await t.admin.query(`SELECT id FROM accounts WHERE tenant_id = $1 AND store_id = $2 AND kind = 'cash_drawer'`, [world.tenantId, world.source])).rows[0];
+    const op = (await t.admin.query(`SELECT op_id FROM payments WHERE id = $1`, [world.paymentId])).rows[0].op_id;
+    const entryId = randomUUID();
+    // A one-legged entry; the account's own totals are kept in step so only the entry is wrong.
+    await corrupt([
+      [`INSERT INTO journal_entries (tenant_id, id, kind, store_id, op_id) VALUES ($1, $2, 'manual', $3, $4)`, [world.tenantId, entryId, world.source, op]],
+      [`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, 50, $4)`, [world.tenantId, entryId, account.id, op]],
+      [`UPDATE accounts SET balance = balance + 50, debit_total = debit_total + 50 WHERE id = $1`, [account.id]],
+    ]);
+    assert.deepEqual(await reported(world), ['money_journal_entry_balanced']);
+  });
+
+  it('money_account_totals_match_postings: a balance changed without a posting', async () => {
+    const world = await newWorld();
+    await corrupt([[`UPDATE accounts SET balance = balance + 10, debit_total = debit_total + 10 WHERE tenant_id = $1 AND party_id = $2`, [world.tenantId, world.partyId]]]);
+    assert.deepEqual(await reported(world), ['money_account_totals_match_postings']);
+  });
+
+  it('money_party_has_account: a party without its account', async () => {
+    const world = await newWorld();
+    const op = (await t.admin.query(`SELECT op_id FROM parties WHERE id = $1`, [world.partyId])).rows[0].op_id;
+    await corrupt([[`INSERT INTO parties (tenant_id, id, kind, name, op_id) VALUES ($1, $2, 'supplier', 'Orphan', $3)`, [world.tenantId, randomUUID(), op]]]);
+    assert.deepEqual(await reported(world), ['money_party_has_account']);
+  });
+
+  it('money_payment_has_entry: a payment whose entry moves another amount', async () => {
+    const world = await newWorld();
+    await corrupt([[`UPDATE payments SET amount = amount + 1 WHERE id = $1`, [world.paymentId]]]);
+    assert.deepEqual(await reported(world), ['money_payment_has_entry']);
+  });
+
+  it('transfer_in_transit_consistent: an approved transfer with nothing in transit', async () => {
+    const world = await newWorld();
+    await corrupt([[`UPDATE stock_transfer_items SET quantity_in_transit = 0 WHERE transfer_id = $1`, [world.transferId]]]);
+    assert.deepEqual(await reported(world), ['transfer_in_transit_consistent']);
+  });
+
+  it('transfer_stock_ledger_matches: more stock left the source than the transfer sent', async () => {
+    const world = await newWorld();
+    const approvedOp = (await t.admin.query(`SELECT approved_op FROM stock_transfers WHERE id = $1`, [world.transferId])).rows[0].approved_op;
+    const balance = (await t.admin.query(`SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId])).rows[0].quantity;
+    // The stock ledger and balance agree with each other (no stock finding); the transfer does not.
+    await corrupt([
+      [
+        `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind) VALUES ($1, $2, $3, $4, -1, $5, 'transfer_out')`,
+        [world.tenantId, world.source, world.skuId, approvedOp, balance - 1],
+      ],
+      [`UPDATE stock_balances SET quantity = quantity - 1 WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId]],
+    ]);
+    assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches']);
+  });
+});
