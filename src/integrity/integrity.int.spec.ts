@@ -11,6 +11,7 @@ import { waitFor } from '../../test/support/wait.js';
 import { startWorker } from '../jobs/worker.js';
 import type { IntegrityCheck } from './check.js';
 import { integrityNightly } from './nightlyJob.js';
+import { stockSnapshotsNightly } from '../inventory/snapshotJob.js';
 import { allChecks } from './registry.js';
 import { runChecksAsOwner, runChecksForTenant } from './runChecks.js';
 
@@ -156,9 +157,33 @@ describe('integrity checker', () => {
       assert.equal((await openItems()).length, 1);
       const metrics = await registry.getSingleMetricAsString('storekeep_integrity_findings');
       assert.match(metrics, /storekeep_integrity_findings\{check="stock_ledger_matches_balance"\} [1-9]/);
+      // the API's /metrics shows the open findings from the review queue
+      const scraped = await (await fetch(`${t.baseUrl}/metrics`)).text();
+      const lines = scraped.split('\n').filter((line) => line.startsWith('storekeep_integrity_open_findings{'));
+      // (the run covered every tenant of this file's database, so earlier tests' corruptions are there too)
+      const open = await t.admin.query<{ check: string; n: number }>(
+        `SELECT subject_type AS check, count(*)::int AS n FROM review_items WHERE kind = 'integrity_finding' AND status = 'open' GROUP BY 1 ORDER BY 1`,
+      );
+      assert.ok(open.rows.some((row) => row.check === 'stock_ledger_matches_balance'));
+      assert.deepEqual(lines.sort(), open.rows.map((row) => `storekeep_integrity_open_findings{check="${row.check}"} ${row.n}`).sort());
       // and the stock itself was not touched: reviewed, never auto-fixed
       const balance = await t.admin.query(`SELECT quantity FROM stock_balances WHERE tenant_id = $1`, [shop.tenantId]);
       assert.equal(balance.rows[0].quantity, 11);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('the nightly stock snapshot job runs for every tenant holding stock', async () => {
+    const shop = await newShop();
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
+    const worker = await startWorker({ databaseUrl: t.url, config, logger: createLogger('silent'), tasks: [stockSnapshotsNightly], cronItems: [], pollIntervalMs: 100 });
+    try {
+      await t.admin.query(`SELECT graphile_worker.add_job('stock.snapshots', '{}'::json)`);
+      await waitFor('the snapshot operation', async () => {
+        const { rows } = await t.admin.query(`SELECT 1 FROM operations WHERE tenant_id = $1 AND type = 'stock.snapshot'`, [shop.tenantId]);
+        return rows.length === 1;
+      });
     } finally {
       await worker.stop();
     }

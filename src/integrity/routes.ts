@@ -9,6 +9,7 @@ import { findReviewItem, listReviewItems } from './listReviewItems.js';
 import { allChecks } from './registry.js';
 import { resolveReviewItem } from './resolveReviewItem.js';
 import { checkSettingsOf, runChecksForTenant } from './runChecks.js';
+import { serveOpenFindingsFrom } from './metrics.js';
 
 const Finding = Type.Object({
   check: Type.String({ description: 'name of the invariant, e.g. stock_ledger_matches_balance' }),
@@ -37,7 +38,8 @@ const isIdCursor = (value: unknown): value is { id: string } =>
   typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' &&
   /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
 
-export async function integrityRoutes(app: App, { db, config }: AppDeps): Promise<void> {
+export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): Promise<void> {
+  serveOpenFindingsFrom(pool);
   app.get(
     '/v1/integrity',
     {

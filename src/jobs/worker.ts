@@ -112,8 +112,16 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
         response.writeHead(404).end();
       }
     });
-    await new Promise<void>((resolve) => metricsServer!.listen(config.workerMetricsPort, config.host, resolve));
-    metricsUrl = `http://${config.host}:${config.workerMetricsPort}`;
+    // A second worker on the same host with the same port still runs its jobs, without /metrics.
+    const listening = await new Promise<boolean>((resolve) => {
+      metricsServer!.once('error', (error) => {
+        logger.warn({ err: error, port: config.workerMetricsPort }, 'worker /metrics not served (set WORKER_METRICS_PORT per worker)');
+        resolve(false);
+      });
+      metricsServer!.listen(config.workerMetricsPort, config.host, () => resolve(true));
+    });
+    if (listening) metricsUrl = `http://${config.host}:${config.workerMetricsPort}`;
+    else metricsServer = undefined;
   }
   const timers = periodicJobs(config)
     .filter((periodic) => periodic.task in taskList)
