@@ -118,6 +118,28 @@ describe('worker', () => {
     assert.equal(run!.correlation_id, 'req-corr-42');
   });
 
+  it('logs every line of a job with the correlation id of the request that enqueued it', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const capture = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const worker = await startWorker({
+      databaseUrl: t.url,
+      config,
+      logger: createLogger('info', 'storekeep', capture),
+      tasks: [record],
+      cronItems: [],
+      serveMetrics: false,
+      pollIntervalMs: 100,
+    });
+    workers.push(worker);
+    await runInScope({ correlationId: 'req-logged-7' }, () =>
+      t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'logged', fail_times: 1 })),
+    );
+    await waitFor('the logged job', async () => (await runs('logged')).length === 1);
+    const jobLines = lines.filter((line) => line.task === 'test.record');
+    assert.deepEqual(jobLines.map((line) => line.msg), ['job failed; retry scheduled', 'job done']);
+    assert.ok(jobLines.every((line) => line.correlation_id === 'req-logged-7'), JSON.stringify(jobLines));
+  });
+
   it('retries a failing job with backoff and runs it to success once', async () => {
     // Given a job whose first two attempts fail
     await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'flaky', fail_times: 2 }));
