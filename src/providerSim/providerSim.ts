@@ -23,6 +23,8 @@ export interface SimFaults {
   failCreates: number;
   /** The next N creates create (or find) the order, then never answer (the caller times out). */
   acceptThenHang: number;
+  /** The next N creates are refused for good (422): bad address, unknown product… */
+  rejectCreates: number;
   /** Probability that a create answers 500 (0..1), for the crash test's noise. */
   failRate: number;
   /** Send each webhook twice. */
@@ -74,6 +76,7 @@ const DEFAULT_FAULTS: SimFaults = {
   latencyMs: 0,
   failCreates: 0,
   acceptThenHang: 0,
+  rejectCreates: 0,
   failRate: 0,
   duplicateWebhooks: false,
   outOfOrderWebhooks: false,
@@ -181,6 +184,10 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
         if (faults.failCreates > 0) {
           faults.failCreates--;
           return send(response, 500, { error: 'internal' });
+        }
+        if (faults.rejectCreates > 0) {
+          faults.rejectCreates--;
+          return send(response, 422, { error: 'address_not_deliverable' });
         }
         if (faults.failRate > 0 && Math.random() < faults.failRate) return send(response, 503, { error: 'unavailable' });
         const existingId = byKey.get(key);
