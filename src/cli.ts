@@ -76,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'worker': {
-      const database = await openDatabase(config, logger);
+      const database = await openDatabase(config, logger, { attach: true });
       try {
         await migrate(database.url, logger);
         setIdempotencyTtlHours(config.idempotencyTtlHours);
@@ -120,7 +120,7 @@ async function main(argv: string[]): Promise<number> {
       return -1;
     }
     case 'check': {
-      const database = await openDatabase(config, logger);
+      const database = await openDatabase(config, logger, { attach: true });
       const pool = new pg.Pool({ connectionString: database.url, max: 1 });
       try {
         const run = await runChecksAsOwner(pool, allChecks, checkSettingsOf(config));

@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import type { Config } from './config.js';
 import { generateToken, hashToken } from './core/auth.js';
-import { startEmbeddedPostgres } from './core/embeddedPostgres.js';
+import { runningEmbeddedPostgres, startEmbeddedPostgres } from './core/embeddedPostgres.js';
 import type { Logger } from './core/logger.js';
 
 export interface DatabaseHandle {
@@ -17,8 +17,16 @@ export interface DatabaseHandle {
 const EMBEDDED_DATABASE = 'storekeep';
 
 /** DATABASE_URL when set; otherwise the embedded PostgreSQL under the data folder. */
-export async function openDatabase(config: Config, logger: Logger): Promise<DatabaseHandle> {
+export async function openDatabase(config: Config, logger: Logger, options: { attach?: boolean } = {}): Promise<DatabaseHandle> {
   if (config.databaseUrl) return { url: config.databaseUrl, embedded: false, stop: async () => {} };
+  // A worker or a check next to a running `npm start` shares its embedded server (and never stops it).
+  const running = options.attach ? await runningEmbeddedPostgres(config.dataDir) : undefined;
+  if (running) {
+    const url = new URL(running);
+    url.pathname = `/${EMBEDDED_DATABASE}`;
+    logger.info({ dataDir: config.dataDir }, 'using the embedded PostgreSQL already running');
+    return { url: url.toString(), embedded: true, stop: async () => {} };
+  }
   const server = await startEmbeddedPostgres({ dataDir: config.dataDir, logger });
   try {
     const admin = new pg.Client(server.url);

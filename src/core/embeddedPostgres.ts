@@ -122,6 +122,26 @@ async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
   }
 }
 
+/**
+ * The address of an embedded server another storekeep process (`npm start`)
+ * is running under this data folder, or undefined. `storekeep worker` and
+ * `storekeep check` attach to it instead of starting their own — starting one
+ * would stop the running server as if it were stale.
+ */
+export async function runningEmbeddedPostgres(dataDir: string): Promise<string | undefined> {
+  const root = path.resolve(dataDir);
+  const pidFile = path.join(root, 'pg', 'postmaster.pid');
+  const passwordFile = path.join(root, 'pg-password');
+  if (!existsSync(pidFile) || !existsSync(passwordFile)) return undefined;
+  // postmaster.pid: pid, data dir, start time, port, socket dir, listen address, …
+  const lines = (await readFile(pidFile, 'utf8')).split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid) || !Number.isInteger(port) || port <= 0) return undefined;
+  const password = (await readFile(passwordFile, 'utf8')).trim();
+  return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   const root = path.resolve(options.dataDir);
   const pgData = path.join(root, 'pg');

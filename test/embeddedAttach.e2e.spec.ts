@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { sleep, waitFor } from './support/wait.js';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 180_000 }, () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-attach-'));
+  const children: ChildProcess[] = [];
+  const env = (port: number): NodeJS.ProcessEnv => {
+    const result: NodeJS.ProcessEnv = { ...process.env, STOREKEEP_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn', WORKER_METRICS_PORT: '0' };
+    delete result.DATABASE_URL; // the embedded default is what is under test
+    return result;
+  };
+  const cli = (command: string, port: number) => {
+    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), command], { cwd: root, env: env(port), stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    return child;
+  };
+  after(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await sleep(3000);
+    const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
+    if (existsSync(pidFile)) {
+      const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+      try {
+        process.kill(pid, 'SIGINT');
+      } catch {
+        // already gone
+      }
+      await sleep(1000);
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('attaches to the running server instead of stopping it', async () => {
+    const port = await freePort();
+    const api = cli('serve', port);
+    const ready = async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    };
+    await waitFor('the API', ready, 120_000, 200);
+    const postmaster = readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0];
+
+    // storekeep check: runs on the same database and leaves it running
+    const check = cli('check', port);
+    let stdout = '';
+    check.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const code = await new Promise((resolve) => check.on('close', resolve));
+    assert.equal(code, 0, stdout);
+    assert.match(stdout, /^ok: \d+ checks, no findings/m);
+    assert.equal(await ready(), true);
+
+    // storekeep worker: same
+    const worker = cli('worker', port);
+    await sleep(4000);
+    assert.equal(worker.exitCode, null, 'the worker keeps running');
+    assert.equal(await ready(), true);
+    assert.equal(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0], postmaster, 'the same PostgreSQL');
+    worker.kill('SIGTERM');
+    assert.equal(await new Promise((resolve) => worker.on('exit', resolve)), 0);
+    assert.equal(await ready(), true, 'stopping the worker leaves the API\'s database running');
+    api.kill('SIGTERM');
+    await new Promise((resolve) => api.on('exit', resolve));
+  });
+});
