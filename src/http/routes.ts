@@ -10,8 +10,9 @@ import { integrityRoutes } from '../integrity/routes.js';
 import { settlementRoutes } from '../settlements/routes.js';
 import { pieceRoutes } from '../pieces/routes.js';
 import { orderRoutes } from '../orders/routes.js';
+import { analyticsRoutes } from '../analytics/routes.js';
 
 /** Every module's routes, registered in this order. */
 export type RouteModule = (app: App, deps: AppDeps) => Promise<void>;
 
-export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes, settlementRoutes, pieceRoutes, orderRoutes];
+export const routeModules: RouteModule[] = [tenancyRoutes, operationRoutes, inventoryRoutes, moneyRoutes, fieldRoutes, transferRoutes, salesRoutes, integrityRoutes, settlementRoutes, pieceRoutes, orderRoutes, analyticsRoutes];

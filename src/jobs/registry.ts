@@ -7,12 +7,13 @@ import type { CronItem } from 'graphile-worker';
 import type { TaskDefinition } from './task.js';
 import { sweepPieceReservations } from '../pieces/sweepJob.js';
 import { stockSnapshotsNightly } from '../inventory/snapshotJob.js';
+import { rollupDailySalesJob } from '../analytics/rollupJob.js';
 
 /**
  * Every task the worker runs. A part adds its own here (its handler lives in
  * its folder, e.g. src/orders/submitOrderJob.ts).
  */
-export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, sweepStuckOrders, stockSnapshotsNightly];
+export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, sweepStuckOrders, stockSnapshotsNightly, rollupDailySalesJob];
 
 /**
  * Periodic jobs (UTC). Given to graphile-worker as parsed items, not crontab
@@ -24,6 +25,7 @@ export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightl
 export const cronItems: CronItem[] = [
   { task: 'idempotency.purge', match: '17 * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:idempotency.purge' } },
   { task: 'stock.snapshots', match: '10 0 * * *', options: { backfillPeriod: 0, jobKey: 'cron:stock.snapshots' } },
+  { task: 'analytics.rollup', match: '20 0 * * *', options: { backfillPeriod: 0, jobKey: 'cron:analytics.rollup' } },
   { task: 'integrity.run', match: '30 2 * * *', options: { backfillPeriod: 0, jobKey: 'cron:integrity.run' } },
   { task: 'pieces.reservations.sweep', match: '* * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:pieces.reservations.sweep' } },
 ];

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../config.js';
+import { createLogger } from '../core/logger.js';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { waitFor } from '../../test/support/wait.js';
+import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import { previousUtcDay, rollupDailySalesJob } from './rollupJob.js';
+
+describe('daily sales rollup', () => {
+  let t: TestApp;
+  let worker: RunningWorker;
+  before(async () => {
+    t = await startTestApp();
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
+    worker = await startWorker({ databaseUrl: t.url, config, logger: createLogger('silent'), tasks: [rollupDailySalesJob], cronItems: [], pollIntervalMs: 100 });
+  });
+  after(async () => {
+    await worker.stop();
+    await t.close();
+  });
+
+  it('the nightly run is for the UTC day that just ended', () => {
+    assert.equal(previousUtcDay(new Date('2026-03-01T00:20:00Z')), '2026-02-28');
+    assert.equal(previousUtcDay(new Date('2026-01-01T23:59:00Z')), '2025-12-31');
+  });
+
+  it('rolls up a day per store, recomputes idempotently, and counts later voids', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'A', name: 'A' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'SALT', name: 'Salt', unit: 'piece', price: 300 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 100 }] })).status, 201);
+    const sell = async (quantity: number) => {
+      const response = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity, unit_price: 300 }] });
+      assert.equal(response.status, 201, JSON.stringify(response.body));
+      return response.body as { id: string; total: number };
+    };
+    const sales = [await sell(1), await sell(2), await sell(3)];
+    const today = new Date().toISOString().slice(0, 10);
+    const rollup = async () => {
+      const before = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId])).rows[0].n;
+      await t.admin.query(`SELECT graphile_worker.add_job('analytics.rollup', json_build_object('date', $1::text))`, [today]);
+      await waitFor('the rollup', async () => {
+        const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId]);
+        return rows[0].n === before + 1;
+      });
+      return (await t.admin.query(`SELECT id, sales_count, voided_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows;
+    };
+
+    const [first] = await rollup();
+    assert.equal(first.sales_count, 3);
+    assert.equal(first.voided_count, 0);
+    assert.equal(first.revenue, sales.reduce((sum, sale) => sum + sale.total, 0));
+
+    // a void and another sale, then the same day again: one row, recomputed
+    assert.equal((await owner.post(`/v1/sales/${sales[0]!.id}/void`, { reason: 'wrong item' })).status, 200);
+    const fourth = await sell(4);
+    const again = await rollup();
+    assert.equal(again.length, 1);
+    assert.equal(again[0].id, first.id);
+    assert.equal(again[0].sales_count, 4);
+    assert.equal(again[0].voided_count, 1);
+    assert.equal(again[0].revenue, sales[1]!.total + sales[2]!.total + fourth.total);
+
+    const read = await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=${today}&to=${today}`);
+    assert.equal(read.status, 200);
+    assert.deepEqual(
+      read.body.items.map((item: Record<string, unknown>) => [item.business_date, item.sales_count, item.voided_count, item.revenue]),
+      [[today, 4, 1, again[0].revenue]],
+    );
+    const bad = await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=${today}&to=2000-01-01`);
+    assert.equal(bad.status, 400);
+  });
+});
