@@ -9,10 +9,18 @@ export interface AdjustmentInput {
   reason: string;
 }
 
-/** A counted correction (damage, shrinkage, found stock). Never below zero. */
+/** A counted correction (damage, shrinkage, found stock). Never below zero. Not for piece-tracked SKUs (422). */
 export async function adjustStock(cmd: Command, storeId: string, input: AdjustmentInput) {
   await assertStoreExists(cmd.tx, cmd.tenantId, storeId);
-  await assertSkusExist(cmd.tx, cmd.tenantId, [input.sku_id], '/body/sku_id');
+  const skus = await assertSkusExist(cmd.tx, cmd.tenantId, [input.sku_id], '/body/sku_id');
+  // Stock of a piece-tracked SKU is the sum of its workshop pieces: it moves
+  // only through pieces commands (receive, cut, combine, revert) and sales
+  // naming pieces. Adjusting the balance alone would break that invariant.
+  if (skus.get(input.sku_id)?.tracks_pieces) {
+    throw new AppError('unprocessable', 'the stock of a piece-tracked SKU moves only through its pieces (POST /v1/pieces, sales naming piece_ids)', {
+      errors: [{ path: '/body/sku_id', message: 'SKU is piece-tracked' }],
+    });
+  }
   const result = await changeStock(cmd.tx, cmd.tenantId, cmd.opId, [
     { storeId, skuId: input.sku_id, quantityChange: input.quantity_change, kind: 'adjustment', reason: input.reason },
   ]);

@@ -154,7 +154,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.adjust' },
       schema: {
         tags: ['inventory'],
-        summary: 'Correct a stock balance (a negative result is refused with insufficient_stock)',
+        summary: 'Correct a stock balance (a negative result is refused with insufficient_stock). Piece-tracked SKUs are refused (422 unprocessable): their stock moves only through their pieces.',
         headers: IdempotencyHeaders,
         params: StoreParams,
         body: Type.Object(

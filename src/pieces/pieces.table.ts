@@ -34,6 +34,7 @@ export function pieceState(piece: PieceRow) {
     consumed_by_op: piece.consumed_by_op,
     reserved_by_op: piece.reserved_by_op,
     reserved_until: piece.reserved_until,
+    sold_by_op: piece.sold_by_op,
     deleted_by_op: piece.deleted_by_op,
   };
 }

@@ -7,7 +7,8 @@ const saleQuery = (tenantId: string, saleId: string, lock: boolean) => sql<SaleV
          s.total, s.client_created_at, s.created_at, s.voided_at, s.voided_by_op, s.void_reason,
          (SELECT jsonb_agg(jsonb_build_object(
                    'id', i.id, 'line_number', i.line_number, 'sku_id', i.sku_id, 'quantity', i.quantity,
-                   'unit_price', i.unit_price, 'line_total', i.line_total, 'shortfall_quantity', i.shortfall_quantity)
+                   'unit_price', i.unit_price, 'line_total', i.line_total, 'shortfall_quantity', i.shortfall_quantity,
+                   'piece_ids', i.piece_ids)
                  ORDER BY i.line_number)
           FROM sale_items i WHERE i.tenant_id = s.tenant_id AND i.sale_id = s.id) AS items
   FROM sales s

@@ -23,8 +23,22 @@ const saleBodyProperties = {
     Type.Object(
       {
         sku_id: Uuid,
-        quantity: PositiveQuantity,
+        quantity: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: 1_000_000_000_000,
+            description: 'base units; required unless the SKU tracks pieces (then, if sent, it must equal the sum of the named pieces)',
+          }),
+        ),
         unit_price: UnitPrice,
+        piece_ids: Type.Optional(
+          Type.Array(Uuid, {
+            minItems: 1,
+            maxItems: 500,
+            description:
+              'piece-tracked SKUs only (and required for them): the workshop pieces sold, each in stock in this store and of this SKU; the line quantity is their sum',
+          }),
+        ),
       },
       { additionalProperties: false },
     ),
@@ -61,6 +75,7 @@ export const Sale = Type.Object({
       unit_price: Money,
       line_total: Money,
       shortfall_quantity: Type.Integer({ description: 'offline sales: the part that was not in stock when synced' }),
+      piece_ids: Type.Array(Uuid, { description: 'piece-tracked SKUs: the pieces the line named ([] for other SKUs)' }),
     }),
   ),
 });

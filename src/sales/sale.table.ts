@@ -15,6 +15,8 @@ export interface SaleItemView {
   line_total: number;
   /** Offline sales only: quantity that was not in stock when synced. */
   shortfall_quantity: number;
+  /** Piece-tracked SKUs: the pieces the line named ([] otherwise). */
+  piece_ids: string[];
 }
 
 /** The sale as the API returns it (`GET /v1/sales/{id}`, and every sale command). */
@@ -41,7 +43,11 @@ export interface SaleView {
 export interface SaleInput {
   store_id: string;
   payment_method: PaymentMethod;
-  items: Array<{ sku_id: string; quantity: number; unit_price: number }>;
+  /**
+   * `quantity` is required for SKUs that do not track pieces; a line of a
+   * piece-tracked SKU names its pieces instead (`quantity`, if sent, must be their sum).
+   */
+  items: Array<{ sku_id: string; quantity?: number | undefined; unit_price: number; piece_ids?: string[] | undefined }>;
   customer_id?: string | undefined;
   client_created_at?: string | undefined;
   sale_type?: SaleType | undefined;

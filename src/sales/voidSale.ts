@@ -5,6 +5,7 @@ import { one } from '../core/db.js';
 import { assert, notFound } from '../core/errors.js';
 import { changeStock } from '../inventory/changeStock.js';
 import { postSaleVoid } from '../money/postSale.js';
+import { returnSoldPieces } from '../pieces/sellPieces.js';
 import { lockSaleForUpdate } from './getSale.js';
 import type { SaleView } from './sale.table.js';
 
@@ -17,7 +18,11 @@ import type { SaleView } from './sale.table.js';
  * refused as a command (rolled back, nothing written), not stored as a second
  * operation. Stock comes back through new `void` ledger rows (what the sale
  * actually took: quantity minus any offline shortfall); the receipt number
- * stays with the voided sale and is never reused.
+ * stays with the voided sale and is never reused. Workshop pieces the sale
+ * sold (sold_by_op = the sale's operation) are back in stock (`piece.returned`),
+ * locked before the balances like every pieces command; the void's ledger rows
+ * return exactly their sum (an offline line's unavailable pieces were its
+ * shortfall and were never sold), so stock stays = Σ live pieces.
  */
 export async function recordVoid(cmd: Command, saleId: string, reason: string): Promise<SaleView> {
   const { tx, tenantId, opId } = cmd;
@@ -25,6 +30,7 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string): 
   if (!before || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, before.store_id))) throw notFound('sale');
   if (before.status === 'voided') throw new CommandRefused({ status: 200, body: before });
 
+  await returnSoldPieces(cmd, before.op_id);
   const returned = new Map<string, number>();
   for (const item of before.items) {
     const quantity = item.quantity - item.shortfall_quantity;
