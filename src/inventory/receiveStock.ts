@@ -34,7 +34,15 @@ export interface ReceiptInput {
 
 export async function receiveStock(cmd: Command, storeId: string, input: ReceiptInput) {
   await assertStoreExists(cmd.tx, cmd.tenantId, storeId);
-  await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
+  const skus = await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
+  // Stock of a piece-tracked SKU is the sum of its workshop pieces: it is
+  // received as pieces (POST /v1/pieces), never as a bare quantity.
+  const pieceTracked = input.items.flatMap((item, index) => (skus.get(item.sku_id)?.tracks_pieces ? [index] : []));
+  if (pieceTracked.length > 0) {
+    throw new AppError('unprocessable', 'piece-tracked SKUs are received as pieces (POST /v1/pieces)', {
+      errors: pieceTracked.map((index) => ({ path: `/body/items/${index}/sku_id`, message: 'SKU is piece-tracked' })),
+    });
+  }
   const changes: StockChange[] = input.items.map((item) => ({
     storeId,
     skuId: item.sku_id,

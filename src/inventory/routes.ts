@@ -126,7 +126,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.receive' },
       schema: {
         tags: ['inventory'],
-        summary: 'Receive goods into a store',
+        summary: 'Receive goods into a store. Piece-tracked SKUs are refused (422 unprocessable): they are received as pieces (POST /v1/pieces).',
         headers: IdempotencyHeaders,
         params: StoreParams,
         body: Type.Object(

@@ -38,4 +38,19 @@ export const pieceChecks: IntegrityCheck[] = [
         AND ((p.consumed_by_op IS NOT NULL AND c.reverted_by IS NOT NULL)
           OR (o.reverted_by IS NOT NULL AND p.deleted_by_op IS DISTINCT FROM o.reverted_by))`,
   },
+  {
+    name: 'piece_sold_by_completed_sale',
+    severity: 'critical',
+    description:
+      'A sold piece was sold by a completed (not voided) sale of its store whose line of its SKU names it; a voided sale left none of its pieces sold.',
+    sql: `
+      SELECT p.tenant_id, 'piece:' || p.id AS subject,
+             jsonb_build_object('sold_by_op', p.sold_by_op, 'status', p.status, 'sale_id', s.id, 'sale_status', s.status) AS detail
+      FROM pieces p
+      LEFT JOIN sales s ON s.tenant_id = p.tenant_id AND s.op_id = p.sold_by_op
+      WHERE ($1::uuid IS NULL OR p.tenant_id = $1) AND p.sold_by_op IS NOT NULL
+        AND (s.id IS NULL OR s.status <> 'completed' OR s.store_id <> p.store_id
+          OR NOT EXISTS (SELECT 1 FROM sale_items i
+                         WHERE i.tenant_id = s.tenant_id AND i.sale_id = s.id AND i.sku_id = p.sku_id AND p.id = ANY (i.piece_ids)))`,
+  },
 ];

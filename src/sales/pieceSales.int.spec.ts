@@ -367,7 +367,32 @@ describe('selling workshop pieces (POST /v1/sales with piece_ids, void, sync; ad
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
-  it('a stock adjustment of a piece-tracked SKU → 422 unprocessable, nothing written; other SKUs still adjust', async () => {
+  it('integrity: piece_sold_by_completed_sale finds a piece left sold by a voided sale or by an operation that is not a sale', async () => {
+    // Given (its own tenant: the rows are corrupted on purpose)
+    const other = await t.newTenant();
+    const shop = (await other.owner.post('/v1/stores', { code: 'IC', name: 'Integrity' })).body.id;
+    const roll = (await other.owner.post('/v1/skus', { code: 'ROLL', name: 'Roll', unit: 'metre', price: 100, tracks_pieces: true })).body.id;
+    const received = await other.owner.post('/v1/pieces', { store_id: shop, sku_id: roll, pieces: [{ kind: 'roll', quantity: 1000 }, { kind: 'roll', quantity: 2000 }] }, { idempotencyKey: randomUUID() });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const [first, second] = received.body.pieces as Piece[];
+    assert.ok(first && second);
+    const sale = await other.owner.post('/v1/sales', { store_id: shop, payment_method: 'cash', items: [{ sku_id: roll, piece_ids: [first.id], unit_price: 100 }] }, { idempotencyKey: randomUUID() });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    assert.deepEqual(await integrityFindings(t.admin, other.tenantId, ['piece_sold_by_completed_sale']), []);
+    const voided = await other.owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'test' }, { idempotencyKey: randomUUID() });
+    assert.equal(voided.status, 200);
+    assert.deepEqual(await integrityFindings(t.admin, other.tenantId), []);
+    // When the voided sale's piece is put back to sold, and another piece is marked sold by the receive
+    await t.admin.query(`UPDATE pieces SET status = 'sold', sold_by_op = $2 WHERE id = $1`, [first.id, sale.body.op_id]);
+    await t.admin.query(`UPDATE pieces SET status = 'sold', sold_by_op = $2 WHERE id = $1`, [second.id, received.body.op_id]);
+    // Then
+    const findings = await integrityFindings(t.admin, other.tenantId, ['piece_sold_by_completed_sale']);
+    assert.deepEqual(findings.map((f) => f.subject).sort(), [`piece:${first.id}`, `piece:${second.id}`].sort());
+    // and this tenant is untouched
+    assert.deepEqual(await integrityFindings(t.admin, tenantId, ['piece_sold_by_completed_sale']), []);
+  });
+
+  it('a stock adjustment or bare stock receipt of a piece-tracked SKU → 422 unprocessable, nothing written; other SKUs still adjust', async () => {
     await receive(buttons, [{ kind: 'spare', quantity: 4 }]);
     const before = await snapshot();
     for (const quantity_change of [5, -1]) {
@@ -377,6 +402,11 @@ describe('selling workshop pieces (POST /v1/sales with piece_ids, void, sync; ad
     }
     assert.deepEqual(await snapshot(), before);
     assert.equal(await stockOf(buttons), await livePieces(buttons));
+    // and a bare stock receipt of it likewise (pieces are received with POST /v1/pieces)
+    const receipt = await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: plain, quantity: 1 }, { sku_id: buttons, quantity: 5 }] }, { idempotencyKey: randomUUID() });
+    assertProblem(receipt, 422, 'unprocessable');
+    assert.deepEqual(receipt.body.errors, [{ path: '/body/items/1/sku_id', message: 'SKU is piece-tracked' }]);
+    assert.deepEqual(await snapshot(), before);
     const plainAdjust = await owner.post(`/v1/stores/${storeId}/stock/adjustments`, { sku_id: plain, quantity_change: -1, reason: 'damaged' }, { idempotencyKey: randomUUID() });
     assert.equal(plainAdjust.status, 201, JSON.stringify(plainAdjust.body));
   });
