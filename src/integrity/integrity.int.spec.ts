@@ -276,6 +276,23 @@ describe('review items API', () => {
     assert.deepEqual(seen.sort(), ids.sort());
   });
 
+  it('the operator sees and resolves the system tenant\'s items; tenants cannot', async () => {
+    const { owner } = await t.newTenant();
+    const item = await seedItem('00000000-0000-0000-0000-000000000000');
+    const listed = await t.operator.get('/v1/system/review-items?status=open');
+    assert.equal(listed.status, 200);
+    assert.ok(listed.body.items.some((row: { id: string }) => row.id === item));
+    assert.equal((await owner.get('/v1/system/review-items')).status, 403);
+    assert.equal((await owner.post(`/v1/system/review-items/${item}/resolve`, { note: 'x' })).status, 403);
+    const resolved = await t.operator.post(`/v1/system/review-items/${item}/resolve`, { note: 'nightly run re-ran by hand' });
+    assert.equal(resolved.status, 200);
+    assert.equal(resolved.body.status, 'resolved');
+    const row = (await t.admin.query(`SELECT status, resolved_by_op FROM review_items WHERE id = $1`, [item])).rows[0];
+    assert.equal(row.status, 'resolved');
+    const op = await t.admin.query(`SELECT actor FROM operations WHERE tenant_id = '00000000-0000-0000-0000-000000000000' AND id = $1`, [row.resolved_by_op]);
+    assert.equal(op.rows[0].actor, 'operator');
+  });
+
   it('hides other tenants\' items (404) and refuses roles without review.resolve (403), changing nothing', async () => {
     const a = await t.newTenant();
     const b = await t.newTenant();

@@ -1,10 +1,10 @@
 import { Type } from 'typebox';
-import { inTenantTransaction } from '../core/command.js';
+import { inTenantTransaction, runCommand } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, tenantOf } from '../http/command.js';
+import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, Timestamp, Uuid } from '../http/schemas.js';
-import { inStoreScope } from '../core/auth.js';
+import { inStoreScope, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { findReviewItem, listReviewItems } from './listReviewItems.js';
 import { allChecks } from './registry.js';
 import { resolveReviewItem } from './resolveReviewItem.js';
@@ -120,5 +120,55 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
         status: 200,
         body: await resolveReviewItem(cmd, request.params.id, request.body.note),
       })),
+  );
+
+  // The operator's own queue: items of the system tenant — jobs that belong
+  // to no tenant (nightly runs, sweeps) and gave up, checks that could not run.
+  app.get(
+    '/v1/system/review-items',
+    {
+      config: { auth: 'operator' },
+      schema: {
+        tags: ['integrity'],
+        summary: 'The operator\'s review queue (system tenant: failed tenant-less jobs, checks that could not run), newest first',
+        querystring: Type.Object(
+          { ...ListQuery.properties, status: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('resolved')])) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(ReviewItem) },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit ?? 50;
+      const beforeId = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const rows = await inTenantTransaction(db, SYSTEM_TENANT_ID, (tx) =>
+        listReviewItems(tx, SYSTEM_TENANT_ID, { status: request.query.status, storeIds: null, beforeId, limit: limit + 1 }),
+      );
+      const items = rows.slice(0, limit);
+      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+    },
+  );
+
+  app.post(
+    '/v1/system/review-items/:id/resolve',
+    {
+      config: { auth: 'operator' },
+      schema: {
+        tags: ['integrity'],
+        summary: 'Resolve an item of the operator\'s review queue with a note',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: Type.Object({ note: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),
+        response: { 200: ReviewItem },
+      },
+    },
+    async (request, reply) =>
+      sendOutcome(
+        reply,
+        await runCommand(db, commandInputOf(request, SYSTEM_TENANT_ID), { type: 'review_item.resolve' }, async (cmd) => ({
+          status: 200,
+          body: await resolveReviewItem(cmd, request.params.id, request.body.note),
+        })),
+      ),
   );
 }
