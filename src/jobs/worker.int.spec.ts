@@ -66,6 +66,29 @@ describe('worker', () => {
     assert.ok(known.includes('integrity.run') && known.includes('stock.snapshots'), JSON.stringify(known));
   });
 
+  it('the app role may enqueue, and nothing else on the queue; never for another tenant', async () => {
+    for (const statement of [
+      'SELECT * FROM graphile_worker._private_jobs',
+      'SELECT * FROM graphile_worker.jobs',
+      `SELECT graphile_worker.add_job('test.record', '{}'::json)`,
+      'DELETE FROM graphile_worker._private_jobs',
+    ]) {
+      await assert.rejects(t.appPool.query(statement), /permission denied/, statement);
+    }
+    const client = await t.appPool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('app.tenant_id', '00000000-0000-0000-0000-000000000000', true)`);
+      await assert.rejects(
+        client.query(`SELECT enqueue_job('test.record', '{"tenant_id": "11111111-1111-4111-8111-111111111111", "data": {}}'::jsonb)`),
+        /another tenant/,
+      );
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
+
   it('never runs a job enqueued in a transaction that rolled back', async () => {
     // Given a business transaction that enqueues a job and then fails
     await assert.rejects(
