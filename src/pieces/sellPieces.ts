@@ -38,6 +38,9 @@ const unavailableOf = (piece: PieceRow): UnavailablePiece => ({
   held_by_op: piece.deleted_by_op ?? piece.consumed_by_op ?? piece.reserved_by_op ?? piece.sold_by_op,
 });
 
+/** At most this many pieces in one sale (they are all locked in its transaction). */
+export const MAX_PIECES_PER_SALE = 500;
+
 /** A piece named twice in one sale (on one line or two) is a bad request. Pure. */
 export function duplicatePieceErrors(lines: ReadonlyArray<{ index: number; pieceIds: readonly string[] }>): FieldError[] {
   const seen = new Set<string>();
@@ -62,6 +65,12 @@ export function duplicatePieceErrors(lines: ReadonlyArray<{ index: number; piece
  * pieces (409), an offline one records them as a shortfall.
  */
 export async function lockPiecesForSale(cmd: Command, storeId: string, lines: PieceSaleLine[]): Promise<PieceSaleLineResult[]> {
+  const count = lines.reduce((sum, line) => sum + line.pieceIds.length, 0);
+  if (count > MAX_PIECES_PER_SALE) {
+    throw new AppError('validation_failed', `a sale names at most ${MAX_PIECES_PER_SALE} pieces`, {
+      errors: [{ path: '/body/items', message: `names ${count} pieces; at most ${MAX_PIECES_PER_SALE} per sale` }],
+    });
+  }
   const duplicates = duplicatePieceErrors(lines);
   if (duplicates.length > 0) throw new AppError('validation_failed', 'a piece may be sold once per sale', { errors: duplicates });
 

@@ -284,6 +284,16 @@ describe('selling workshop pieces (POST /v1/sales with piece_ids, void, sync; ad
         check: (body) => assert.deepEqual(body.errors.map((e: any) => e.path), ['/body/items/0/quantity']),
       },
       {
+        name: 'more than 500 pieces in one sale',
+        items: [
+          { sku_id: cloth, piece_ids: Array.from({ length: 300 }, () => randomUUID()), unit_price: 500 },
+          { sku_id: cloth, piece_ids: Array.from({ length: 201 }, () => randomUUID()), unit_price: 500 },
+        ],
+        status: 400,
+        code: 'validation_failed',
+        check: (body) => assert.deepEqual(body.errors.map((e: any) => e.path), ['/body/items']),
+      },
+      {
         name: 'an empty piece_ids',
         items: [{ sku_id: cloth, piece_ids: [], unit_price: 500 }],
         status: 400,

@@ -36,7 +36,7 @@ const saleBodyProperties = {
             minItems: 1,
             maxItems: 500,
             description:
-              'piece-tracked SKUs only (and required for them): the workshop pieces sold, each in stock in this store and of this SKU; the line quantity is their sum',
+              'piece-tracked SKUs only (and required for them): the workshop pieces sold, each in stock in this store and of this SKU; the line quantity is their sum. At most 500 pieces per sale.',
           }),
         ),
       },
@@ -85,7 +85,9 @@ const SALE_SUMMARY =
   'sale, lines, stock ledger, operation, audit and idempotency record commit together. Line total = quantity × unit_price for pieces; ' +
   'for kg / metre items quantity is grams / millimetres and unit_price is per kg / metre: quantity × unit_price / 1000, rounded half up. ' +
   'Any short SKU → 409 insufficient_stock with every shortage, nothing written. A bulk sale (sale_type bulk, or a SKU quantity ≥ the ' +
-  'tenant\'s bulk_sale_threshold) needs sales.bulk.';
+  'tenant\'s bulk_sale_threshold) needs sales.bulk. A line of a piece-tracked SKU names the workshop pieces it sells (piece_ids; quantity = ' +
+  'their sum): they are locked, marked sold by this sale and their sum leaves stock; a piece sold, consumed, deleted or reserved → 409 ' +
+  'piece_unavailable naming the pieces, nothing written. piece_ids on another SKU, or none on a piece-tracked one → 400.';
 
 type SaleBody = Static<typeof SaleBody>;
 
@@ -125,7 +127,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['sales'],
         summary:
-          'Void a sale: stock comes back through new ledger rows, the receipt number is kept (never reused). Voiding a voided sale returns it again (200, nothing new written).',
+          'Void a sale: stock comes back through new ledger rows, workshop pieces it sold are back in stock, the receipt number is kept (never reused). Voiding a voided sale returns it again (200, nothing new written).',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object({ reason: Type.String({ minLength: 1, maxLength: 500 }) }, { additionalProperties: false }),
@@ -165,7 +167,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           'Sync sales an offline till queued. Each is applied as if sent alone to POST /v1/sales with its own Idempotency-Key (same fingerprint, ' +
           'so a sale sent online first is replayed, not duplicated). A sale that already happened offline is never lost: when stock is now short, ' +
           'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
-          'offline_sale_shortage review item is opened (201, source offline).',
+          'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
+          'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces.',
         headers: IdempotencyHeaders,
         body: SyncBody,
         response: {
