@@ -14,7 +14,8 @@
  *   reference, and writes the table to bench/last-run.md.
  *
  * Options (env): BENCH_SECONDS (per measurement, default 5),
- * BENCH_CLIENTS (default "1,8,32,64"), DATABASE_URL (use that server instead
+ * BENCH_CLIENTS (default "1,8,32,64"), BENCH_BATCH_CAPS (group-commit batch caps
+ * compared on the hot SKU at the largest client count, default "1,4,16"), DATABASE_URL (use that server instead
  * of the embedded one; it must be durable for the figures to mean anything).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,6 +36,7 @@ import type { SaleInput } from '../src/sales/sale.table.js';
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,8,32,64').split(',').map(Number);
+const BATCH_CAPS = (process.env.BENCH_BATCH_CAPS ?? '1,4,16').split(',').filter(Boolean).map(Number);
 
 interface Measurement {
   name: string;
@@ -259,6 +261,18 @@ async function main(): Promise<void> {
           } catch {
             return false;
           }
+        }),
+      );
+    }
+    // Batch size: the same hot-SKU group commit with smaller batch caps (the
+    // default cap, 64, is measured above), at the largest client count.
+    for (const maxBatch of BATCH_CAPS) {
+      const capped = new GroupCommitter(db, { maxBatch });
+      results.push(
+        await measure(`in-process group commit, hot SKU, maxBatch ${maxBatch}`, Math.max(...CLIENTS), async () => {
+          const body = saleBody(shop, true);
+          const outcome = await capped.run(body.store_id, inputOf(body), { type: 'sale.create', storeId: body.store_id }, saleCommand(body, 'online'));
+          return outcome.status === 201;
         }),
       );
     }
