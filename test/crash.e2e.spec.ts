@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort, root } from './support/processes.js';
 import { allChecks } from '../src/integrity/registry.js';
 import { runChecksAsOwner } from '../src/integrity/runChecks.js';
 import { startProviderSim, type ProviderSim } from '../src/providerSim/providerSim.js';
@@ -18,18 +18,8 @@ import { sleep, waitFor } from './support/wait.js';
  * idempotency key creates nothing new, the checker finds nothing, and no
  * order is left in pending/submitting.
  */
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const SECRET = 'crash-test-webhook-secret';
 const ROOT_TOKEN = `crash-test-operator-${randomUUID()}`;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 type Kind = 'sale' | 'order';
 interface Attempt {

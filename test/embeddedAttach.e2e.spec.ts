@@ -1,22 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { cleanUpProcesses, freePort, root } from './support/processes.js';
 import { sleep, waitFor } from './support/wait.js';
-
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 180_000 }, () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-attach-'));
@@ -31,21 +20,7 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     children.push(child);
     return child;
   };
-  after(async () => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await sleep(3000);
-    const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
-    if (existsSync(pidFile)) {
-      const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-      try {
-        process.kill(pid, 'SIGINT');
-      } catch {
-        // already gone
-      }
-      await sleep(1000);
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => cleanUpProcesses(dataDir, children));
 
   it('attaches to the running server instead of stopping it', async () => {
     const port = await freePort();

@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { cleanUpProcesses, freePort, postmasterPid, processAlive, root } from './support/processes.js';
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function startServer(dataDir: string, port: number): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, STOREKEEP_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn' };
@@ -42,33 +32,12 @@ async function waitReady(port: number, child: ChildProcess, timeoutMs = 90_000):
   throw new Error(`not ready after ${timeoutMs} ms: ${output}`);
 }
 
-function postmasterPid(dataDir: string): number | undefined {
-  const file = path.join(dataDir, 'pg', 'postmaster.pid');
-  return existsSync(file) ? Number(readFileSync(file, 'utf8').split('\n')[0]) : undefined;
-}
-
-/** Running, and not a zombie waiting to be reaped. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  const stat = `/proc/${pid}/stat`;
-  return !existsSync(stat) || !/^\d+ \(.*\) Z/.test(readFileSync(stat, 'utf8'));
-}
+const alive = processAlive;
 
 describe('embedded start-up (npm start)', { timeout: 240_000 }, () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-start-'));
   const children: ChildProcess[] = [];
-  after(async () => {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    const pid = postmasterPid(dataDir);
-    if (pid && alive(pid)) process.kill(pid, 'SIGINT');
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => cleanUpProcesses(dataDir, children));
 
   it('starts from an empty data folder, survives kill -9, and shuts down cleanly on SIGTERM', async () => {
     // Given an empty data folder, when the service starts
@@ -118,14 +87,7 @@ describe('embedded start-up (npm start)', { timeout: 240_000 }, () => {
 describe('graceful shutdown (SIGTERM)', { timeout: 240_000 }, () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-term-'));
   const children: ChildProcess[] = [];
-  after(async () => {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    const pid = postmasterPid(dataDir);
-    if (pid && alive(pid)) process.kill(pid, 'SIGINT');
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => cleanUpProcesses(dataDir, children));
 
   it('requests in flight at SIGTERM either complete and stay committed, or were never applied', async () => {
     // Given a running service

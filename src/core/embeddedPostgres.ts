@@ -65,7 +65,8 @@ function osUser(): { uid: number; gid: number } | undefined {
   return { uid, gid };
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on loopback right now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
@@ -78,7 +79,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Running, and not a zombie waiting to be reaped (containers often lack a reaping init). */
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (error) {
