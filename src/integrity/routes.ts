@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { inTenantTransaction, runCommand } from '../core/command.js';
-import { notFound } from '../core/errors.js';
+import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, Timestamp, Uuid } from '../http/schemas.js';
@@ -46,12 +46,18 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       config: { permission: 'integrity.read' },
       schema: {
         tags: ['integrity'],
-        summary: 'Run every integrity check on the caller\'s tenant now',
+        summary:
+          'Run every integrity check on the caller\'s tenant now. The checks span every store of the tenant, so a token limited to some stores gets 403.',
         response: { 200: Type.Object({ ok: Type.Boolean(), checked_at: Timestamp, findings: Type.Array(Finding) }) },
       },
     },
     async (request) => {
       const principal = tenantOf(request);
+      // Findings name rows of every store (balances, orders, settlements); a
+      // store-scoped token must not see other stores' figures through them.
+      if (principal.storeIds !== null) {
+        throw new AppError('forbidden', 'integrity checks span every store of the tenant; use a token that is not limited to some stores');
+      }
       const run = await runChecksForTenant(db, principal.tenantId, allChecks, checkSettingsOf(config));
       return {
         ok: run.findings.length === 0,

@@ -26,7 +26,10 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
         getOperation(tx, principal.tenantId, request.params.op_id),
       );
       if (!operation) throw notFound('operation');
+      // An operation without a store (catalogue changes, sweeps across stores)
+      // is tenant-wide: visible only to tokens not limited to some stores.
       if (operation.store_id !== null) assertStoreInScope(principal, operation.store_id, 'operation');
+      else if (principal.storeIds !== null) throw notFound('operation');
       return operation;
     },
   );

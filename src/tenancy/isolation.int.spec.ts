@@ -106,6 +106,42 @@ describe('tenants and stores are walls', () => {
     assert.deepEqual(list.body.items.map((s: { id: string }) => s.id), [storeA1.id]);
   });
 
+  it('tenant-wide reads are closed to store-scoped tokens: integrity (403), operations without a store (404)', async () => {
+    const issued = await a.owner.post('/v1/tokens', { name: 'scoped manager', role: 'manager', store_ids: [storeA1.id] });
+    const manager = t.client(issued.body.token);
+    const integrity = await manager.get('/v1/integrity');
+    assert.equal(integrity.status, 403);
+    assert.equal(integrity.body.code, 'forbidden');
+    assert.equal((await a.owner.get('/v1/integrity')).status, 200);
+    // a SKU is tenant-wide: its creation has no store
+    const sku = await a.owner.post('/v1/skus', { code: 'TW-SKU', name: 'Tenant wide', unit: 'piece', price: 1 });
+    assert.equal((await a.owner.get(`/v1/operations/${sku.body.op_id}`)).status, 200);
+    assert.equal((await manager.get(`/v1/operations/${sku.body.op_id}`)).status, 404);
+    // the scoped store's own operations stay visible to it
+    const store = await t.admin.query('SELECT op_id FROM stores WHERE id = $1', [storeA1.id]);
+    assert.equal((await manager.get(`/v1/operations/${store.rows[0].op_id}`)).status, 200);
+  });
+
+  it('SECURITY DEFINER functions (which pass row-level security) are not executable by other database roles', async () => {
+    const role = `sk_outsider_${Date.now()}`;
+    await t.admin.query(`CREATE ROLE ${role} NOLOGIN`);
+    const client = await t.admin.connect();
+    try {
+      for (const call of ["find_api_token('\\x00'::bytea)", 'purge_expired_idempotency_keys()', 'tenants_with_expired_piece_reservations()']) {
+        await client.query('BEGIN');
+        await client.query(`SET LOCAL ROLE ${role}`);
+        await assert.rejects(client.query(`SELECT * FROM ${call}`), /permission denied/, call);
+        await client.query('ROLLBACK');
+      }
+      const app = await t.appPool.query(`SELECT count(*)::int AS n FROM tenants_with_expired_piece_reservations()`);
+      assert.equal(app.rows[0].n, 0);
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+      await t.admin.query(`DROP ROLE ${role}`);
+    }
+  });
+
   it('a role without the permission gets 403 and nothing is written', async () => {
     const issued = await a.owner.post('/v1/tokens', { name: 'auditor', role: 'auditor' });
     const auditor = t.client(issued.body.token);
