@@ -61,7 +61,7 @@ export async function postJournal(tx: Tx, cmd: { tenantId: string; opId: string 
       ), entry AS (
         INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, memo, op_id)
         VALUES (${cmd.tenantId}, ${entryId}, ${input.kind}, ${input.storeId ?? null},
-                LEAST(coalesce(${input.businessDate ?? null}::date, (now() AT TIME ZONE 'UTC')::date), (now() AT TIME ZONE 'UTC')::date),
+                open_business_date(${cmd.tenantId}::uuid, ${input.storeId ?? null}::uuid, ${input.businessDate ?? null}::date),
                 ${input.subjectType ?? null}, ${input.subjectId ?? null}, ${input.memo ?? null}, ${cmd.opId})
         RETURNING id
       ), moved AS (

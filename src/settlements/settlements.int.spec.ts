@@ -132,6 +132,65 @@ describe('daily cash settlements', () => {
     assert.deepEqual(again.body, first.body);
   });
 
+  describe('money never lands in a settled day', () => {
+    const entryDates = async (storeId: string) =>
+      (
+        await t.admin.query(
+          `SELECT to_char(e.business_date, 'YYYY-MM-DD') AS day, sum(p.amount)::int AS cash
+           FROM journal_entries e JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+           JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+           WHERE e.tenant_id = $1 AND e.store_id = $2 AND a.key = 'store/' || $2 || '/cash_drawer'
+           GROUP BY 1 ORDER BY 1`,
+          [tenantId, storeId],
+        )
+      ).rows.map((row) => [row.day, row.cash]);
+    const shopWithStock = async (code: string) => {
+      const shop = (await owner.post('/v1/stores', { code, name: code })).body;
+      const sku = (await owner.post('/v1/skus', { code: `${code}-SKU`, name: 'thing', unit: 'piece', price: 100 })).body;
+      assert.equal((await owner.post(`/v1/stores/${shop.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 1000 }] })).status, 201);
+      return { shop, sku };
+    };
+    const tomorrow = () => new Date(Date.parse(`${today}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+
+    it('an offline sale synced after its day was settled counts in the next open day; a sale after today\'s count, tomorrow', async () => {
+      const { shop, sku } = await shopWithStock('LATE');
+      const yesterday = pastDate(1);
+      // Given yesterday is settled (nothing was sold)
+      const settled = await owner.post('/v1/settlements', { store_id: shop.id, business_date: yesterday, declared_cash: 10_000 });
+      assert.equal(settled.status, 201);
+      // When a sale the till made yesterday arrives today
+      const synced = await owner.post('/v1/sync/sales', {
+        sales: [{ idempotency_key: randomUUID(), store_id: shop.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 2, unit_price: 100 }], client_created_at: `${yesterday}T17:00:00Z` }],
+      });
+      assert.equal(synced.body.results[0].status, 201);
+      // Then its cash is booked today, and yesterday's settlement still matches the ledger
+      assert.deepEqual(await entryDates(shop.id), [[today, 200]]);
+      // And once today is counted, a new sale's cash counts tomorrow
+      assert.equal((await owner.post('/v1/settlements', { store_id: shop.id, business_date: today, declared_cash: 10_200 })).status, 201);
+      const sale = await owner.post('/v1/sales', { store_id: shop.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 100 }] });
+      assert.equal(sale.status, 201);
+      assert.deepEqual(await entryDates(shop.id), [[today, 200], [tomorrow(), 100]]);
+      const days = (await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS day, cash_sales FROM settlements WHERE store_id = $1 ORDER BY 1`, [shop.id])).rows;
+      assert.deepEqual(days.map((d) => [d.day, Number(d.cash_sales)]), [[yesterday, 0], [today, 200]]);
+    });
+
+    it('a submission racing concurrent cash sales: the settled figures are exactly what the ledger has for that day', async () => {
+      const { shop, sku } = await shopWithStock('RACE');
+      const sales = Array.from({ length: 30 }, () =>
+        owner.post('/v1/sales', { store_id: shop.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 100 }] }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const submission = owner.post('/v1/settlements', { store_id: shop.id, business_date: today, declared_cash: 0 });
+      const [responses, submitted] = await Promise.all([Promise.all(sales), submission]);
+      assert.ok(responses.every((r) => r.status === 201));
+      assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+      const byDay = new Map((await entryDates(shop.id)) as Array<[string, number]>);
+      const settledRow = (await t.admin.query(`SELECT cash_sales FROM settlements WHERE id = $1`, [submitted.body.id])).rows[0];
+      assert.equal(Number(settledRow.cash_sales), byDay.get(today) ?? 0, 'nothing slipped into the counted day after the count');
+      assert.equal((byDay.get(today) ?? 0) + (byDay.get(tomorrow()) ?? 0), 3_000, 'every sale is booked on one of the two days');
+    });
+  });
+
   it('concurrent submissions for one store-day: one 201, the rest 409 already_exists', async () => {
     const responses = await Promise.all(
       [0, 1, 2, 3].map((i) => (i % 2 ? managerA : managerB).post('/v1/settlements', { store_id: store.id, business_date: pastDate(50), declared_cash: 100 + i })),

@@ -33,6 +33,10 @@ export async function submitSettlement(cmd: Command, input: SettlementInput): Pr
       errors: [{ path: '/body/business_date', message: `is after today (${today.today}, UTC)` }],
     });
   }
+  // Entries of this store-day hold a shared lock on it while they are written
+  // (open_business_date, migration 0802): wait for them, and make later ones
+  // move to the next day, so the figures below are final.
+  await sql`SELECT pg_advisory_xact_lock(settlement_day_lock_key(${cmd.tenantId}::uuid, ${input.store_id}::uuid, ${input.business_date}::date))`.execute(cmd.tx);
   const settings = await getTenantSettings(cmd.tx, cmd.tenantId);
   const movements = { float: settings.settlement_float ?? 0, ...(await drawerMovements(cmd.tx, cmd.tenantId, input.store_id, input.business_date)) };
   const figures = computeSettlement(movements, input.declared_cash);
