@@ -108,6 +108,10 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       async (request, reply) => {
         const expected = expectedVersionOf(request);
         const principal = tenantOf(request);
+        // Scope checked before the command too, so a replayed decision is never
+        // handed to a token that cannot see the settlement.
+        const visible = await inTenantTransaction(db, principal.tenantId, (tx) => findSettlement(tx, principal.tenantId, request.params.id));
+        if (!visible || !inStoreScope(principal, visible.store_id)) throw notFound('settlement');
         return settlementCommand(db, request, reply, { type: `settlement.${decision}` }, async (cmd) => ({
           status: 200,
           body: await decideSettlement(cmd, principal, request.params.id, decision, expected, request.body?.note),

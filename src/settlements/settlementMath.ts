@@ -38,12 +38,4 @@ export function settlementTransition(status: SettlementStatus, decision: Settlem
   return { ok: true, to: decision === 'approve' ? 'approved' : 'rejected' };
 }
 
-/** Parses an If-Match header into the version it names: `"3"`, `W/"3"` or `3`. */
-export function versionFromIfMatch(header: string): number | null {
-  const match = /^\s*(?:W\/)?"?(\d{1,9})"?\s*$/.exec(header);
-  return match?.[1] ? Number(match[1]) : null;
-}
-
-export function etagOf(version: number): string {
-  return `"${version}"`;
-}
+export { etagOf, versionFromIfMatch } from '../http/etag.js';

@@ -13,11 +13,11 @@ import type { TransferRow } from './transfers.table.js';
  * source refuses the whole approval (`409 insufficient_stock`, nothing written).
  * Only a token whose scope includes the SOURCE store may approve.
  */
-export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string): Promise<TransferRow> {
+export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: number): Promise<TransferRow> {
   const current = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.source_store_id)) throw notFound('transfer');
   cmd.storeId = current.source_store_id;
-  await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = now()`);
+  await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = now()`, expectedVersion);
   const stock = await changeStock(
     cmd.tx,
     cmd.tenantId,

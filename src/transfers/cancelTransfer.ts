@@ -7,13 +7,13 @@ import { transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /** Cancel: only a requested transfer (nothing has moved yet); either end's staff may cancel. */
-export async function cancelTransfer(cmd: Command, principal: TenantPrincipal, id: string): Promise<TransferRow> {
+export async function cancelTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: number): Promise<TransferRow> {
   const current = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || (!inStoreScope(principal, current.source_store_id) && !inStoreScope(principal, current.destination_store_id))) {
     throw notFound('transfer');
   }
   cmd.storeId = current.source_store_id;
-  await transitionTransfer(cmd, current, 'cancel', sql`cancelled_by = ${cmd.actor}, cancelled_op = ${cmd.opId}, cancelled_at = now()`);
+  await transitionTransfer(cmd, current, 'cancel', sql`cancelled_by = ${cmd.actor}, cancelled_op = ${cmd.opId}, cancelled_at = now()`, expectedVersion);
   const after = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!after) throw new Error('cancelled transfer is missing');
   cmd.touch('stock_transfers', id, 'updated');

@@ -16,13 +16,13 @@ import type { TransferRow } from './transfers.table.js';
  * is not put back at the source: it left and did not arrive; a person decides.
  * Only a token whose scope includes the DESTINATION store may receive.
  */
-export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined): Promise<TransferRow> {
+export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined, expectedVersion?: number): Promise<TransferRow> {
   const current = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.destination_store_id)) throw notFound('transfer');
   cmd.storeId = current.destination_store_id;
   const plan = planReceipt(current.items, lines);
   if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
-  await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = now()`);
+  await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = now()`, expectedVersion);
   const stock = await changeStock(
     cmd.tx,
     cmd.tenantId,

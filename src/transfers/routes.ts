@@ -1,9 +1,12 @@
 import { Type } from 'typebox';
 import { inStoreScope } from '../core/auth.js';
-import { inTenantTransaction } from '../core/command.js';
+import type { TenantPrincipal } from '../core/auth.js';
+import { inTenantTransaction, runCommand, type CommandFn, type CommandSpec } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, tenantOf } from '../http/command.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
+import { etagOf, optionalExpectedVersion } from '../http/etag.js';
 import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
@@ -45,6 +48,26 @@ const isIdCursor = (value: unknown): value is { id: string } =>
   typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
 
 export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
+  /**
+   * The store-scope check of an action, made before the command runs, so a
+   * replayed response is never handed to a token that cannot see the
+   * transfer. (The command checks again on the rows it locks.)
+   */
+  const assertVisible = async (principal: TenantPrincipal, id: string, side: 'source' | 'destination' | 'either') => {
+    const transfer = await inTenantTransaction(db, principal.tenantId, (tx) => findTransfer(tx, principal.tenantId, id));
+    const source = transfer !== undefined && inStoreScope(principal, transfer.source_store_id);
+    const destination = transfer !== undefined && inStoreScope(principal, transfer.destination_store_id);
+    if (!(side === 'source' ? source : side === 'destination' ? destination : source || destination)) throw notFound('transfer');
+  };
+
+  /** Runs a transfer action; the response carries the transfer's version as its ETag. */
+  const act = async (request: FastifyRequest, reply: FastifyReply, side: 'source' | 'destination' | 'either', spec: CommandSpec, fn: CommandFn) => {
+    await assertVisible(tenantOf(request), (request.params as { id: string }).id, side);
+    const outcome = await runCommand(db, commandInputOf(request), spec, fn);
+    const version = (outcome.body as { version?: unknown } | null)?.version;
+    if (outcome.status < 300 && typeof version === 'number') reply.header('etag', etagOf(version));
+    return sendOutcome(reply, outcome);
+  };
   app.post(
     '/v1/transfers',
     {
@@ -76,15 +99,20 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['transfers'],
         summary:
-          'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope. `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` unless requested.',
+          'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope. `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` unless requested. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,
         response: { 200: Transfer },
       },
     },
-    async (request, reply) =>
-      command(db, request, reply, { type: 'transfer.approve' }, async (cmd) => ({ status: 200, body: await approveTransfer(cmd, tenantOf(request), request.params.id) })),
+    async (request, reply) => {
+      const expected = optionalExpectedVersion(request, 'transfer');
+      return act(request, reply, 'source', { type: 'transfer.approve' }, async (cmd) => ({
+        status: 200,
+        body: await approveTransfer(cmd, tenantOf(request), request.params.id, expected),
+      }));
+    },
   );
 
   app.post(
@@ -94,7 +122,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['transfers'],
         summary:
-          'Receive an approved transfer at the destination. Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope.',
+          'Receive an approved transfer at the destination. Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Union([
@@ -114,11 +142,13 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 200: Transfer },
       },
     },
-    async (request, reply) =>
-      command(db, request, reply, { type: 'transfer.receive' }, async (cmd) => ({
+    async (request, reply) => {
+      const expected = optionalExpectedVersion(request, 'transfer');
+      return act(request, reply, 'destination', { type: 'transfer.receive' }, async (cmd) => ({
         status: 200,
-        body: await receiveTransfer(cmd, tenantOf(request), request.params.id, request.body?.items),
-      })),
+        body: await receiveTransfer(cmd, tenantOf(request), request.params.id, request.body?.items, expected),
+      }));
+    },
   );
 
   app.post(
@@ -127,26 +157,35 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'transfers.request' },
       schema: {
         tags: ['transfers'],
-        summary: 'Cancel a transfer that is still requested (nothing has moved). `409 invalid_transition` after approval.',
+        summary: 'Cancel a transfer that is still requested (nothing has moved). `409 invalid_transition` after approval. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,
         response: { 200: Transfer },
       },
     },
-    async (request, reply) =>
-      command(db, request, reply, { type: 'transfer.cancel' }, async (cmd) => ({ status: 200, body: await cancelTransfer(cmd, tenantOf(request), request.params.id) })),
+    async (request, reply) => {
+      const expected = optionalExpectedVersion(request, 'transfer');
+      return act(request, reply, 'either', { type: 'transfer.cancel' }, async (cmd) => ({
+        status: 200,
+        body: await cancelTransfer(cmd, tenantOf(request), request.params.id, expected),
+      }));
+    },
   );
 
   app.get(
     '/v1/transfers/:id',
-    { config: { permission: 'transfers.read' }, schema: { tags: ['transfers'], summary: 'A stock transfer', params: IdParams, response: { 200: Transfer } } },
-    async (request) => {
+    {
+      config: { permission: 'transfers.read' },
+      schema: { tags: ['transfers'], summary: 'A stock transfer; its `version` is sent as the ETag', params: IdParams, response: { 200: Transfer } },
+    },
+    async (request, reply) => {
       const principal = tenantOf(request);
       const transfer = await inTenantTransaction(db, principal.tenantId, (tx) => findTransfer(tx, principal.tenantId, request.params.id));
       if (!transfer || (!inStoreScope(principal, transfer.source_store_id) && !inStoreScope(principal, transfer.destination_store_id))) {
         throw notFound('transfer');
       }
+      reply.header('etag', etagOf(transfer.version));
       return transfer;
     },
   );

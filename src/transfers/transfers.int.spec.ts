@@ -70,6 +70,36 @@ describe('stock transfers between stores', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('the version is the ETag; a stale If-Match is 412 version_conflict and writes nothing', async () => {
+    const requested = await request([{ sku_id: flour.id, quantity: 100 }]);
+    const fetched = await owner.get(`/v1/transfers/${requested.body.id}`);
+    assert.equal(fetched.headers.get('etag'), '"1"');
+    const approved = await owner.post(`/v1/transfers/${requested.body.id}/approve`, {}, { headers: { 'if-match': '"1"' } });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.equal(approved.headers.get('etag'), '"2"');
+    const before = await counts();
+    const stale = await owner.post(`/v1/transfers/${requested.body.id}/receive`, {}, { headers: { 'if-match': '"1"' } });
+    assert.equal(stale.status, 412, JSON.stringify(stale.body));
+    assert.equal(stale.body.code, 'version_conflict');
+    const garbage = await owner.post(`/v1/transfers/${requested.body.id}/receive`, {}, { headers: { 'if-match': 'yesterday' } });
+    assert.equal(garbage.status, 412);
+    assert.deepEqual(await counts(), before);
+    const received = await owner.post(`/v1/transfers/${requested.body.id}/receive`, {}, { headers: { 'if-match': '"2"' } });
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    assert.equal(received.headers.get('etag'), '"3"');
+  });
+
+  it('a replayed action is not handed to a token that cannot see the transfer', async () => {
+    const requested = await request([{ sku_id: flour.id, quantity: 100 }]);
+    const key = randomUUID();
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`, {}, { idempotencyKey: key })).status, 200);
+    const elsewhere = (await owner.post('/v1/stores', { code: `E-${key.slice(0, 6)}`, name: 'Elsewhere' })).body;
+    const outsider = t.client((await owner.post('/v1/tokens', { name: 'outsider', role: 'manager', store_ids: [elsewhere.id] })).body.token);
+    const replay = await outsider.post(`/v1/transfers/${requested.body.id}/approve`, {}, { idempotencyKey: key });
+    assert.equal(replay.status, 404, JSON.stringify(replay.body));
+    assert.equal(replay.headers.get('idempotent-replayed'), null);
+  });
+
   it('a partial receipt brings in what arrived and opens a review item for the shortfall', async () => {
     const requested = await request([{ sku_id: flour.id, quantity: 1_000 }, { sku_id: rice.id, quantity: 400 }]);
     assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);

@@ -13,20 +13,32 @@ import type { TransferRow } from './transfers.table.js';
  * moved and updates nothing — it gets `409 invalid_transition`, never a second
  * stock movement. `set` holds the columns the transition stamps.
  */
-export async function transitionTransfer(cmd: Command, current: TransferRow, action: TransferAction, set: RawBuilder<unknown>): Promise<void> {
+export async function transitionTransfer(
+  cmd: Command,
+  current: TransferRow,
+  action: TransferAction,
+  set: RawBuilder<unknown>,
+  expectedVersion?: number,
+): Promise<void> {
   const { from, to } = TRANSFER_TRANSITIONS[action];
   const moved = await maybeOne(
     cmd.tx,
     sql<{ id: string }>`
       UPDATE stock_transfers SET status = ${to}, version = version + 1, updated_at = now(), ${set}
       WHERE tenant_id = ${cmd.tenantId} AND id = ${current.id} AND status = ${from}
+        AND (${expectedVersion ?? null}::int IS NULL OR version = ${expectedVersion ?? null}::int)
       RETURNING id`,
   );
   if (moved) return;
   // Not in `from` (any more): report the transition from the status it is in now.
   const now = (await findTransfer(cmd.tx, cmd.tenantId, current.id)) ?? current;
+  if (expectedVersion !== undefined && now.version !== expectedVersion) {
+    throw new AppError('version_conflict', `the transfer is at version ${now.version}, not ${expectedVersion} (If-Match)`, {
+      extra: { current_version: now.version },
+    });
+  }
   const verdict = transferTransition(now.status, action);
   throw new AppError('invalid_transition', verdict.ok ? `the transfer changed during ${action}; retry` : verdict.reason, {
-    extra: { status: now.status },
+    extra: { current_status: now.status },
   });
 }

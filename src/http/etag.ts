@@ -1,0 +1,25 @@
+import type { FastifyRequest } from 'fastify';
+import { AppError } from '../core/errors.js';
+
+/** Optimistic concurrency at the edge: a record's `version` is its ETag; If-Match sends it back. */
+/** Parses an If-Match header into the version it names: `"3"`, `W/"3"` or `3`. */
+export function versionFromIfMatch(header: string): number | null {
+  const match = /^\s*(?:W\/)?"?(\d{1,9})"?\s*$/.exec(header);
+  return match?.[1] ? Number(match[1]) : null;
+}
+
+export function etagOf(version: number): string {
+  return `"${version}"`;
+}
+
+/**
+ * The version an optional If-Match names: undefined without the header; a
+ * header that names no version can never match, so it is a 412.
+ */
+export function optionalExpectedVersion(request: FastifyRequest, what: string): number | undefined {
+  const header = request.headers['if-match'];
+  if (header === undefined) return undefined;
+  const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
+  if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this ${what}`);
+  return version;
+}
