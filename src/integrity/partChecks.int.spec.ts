@@ -5,7 +5,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 
 /**
- * Money and transfer checks, each against its own corruption (done as the
+ * Money, transfer and settlement checks, each against its own corruption (done as the
  * superuser, with triggers and foreign keys switched off where the database
  * would refuse it otherwise): that check, and only that check, reports it.
  */
@@ -21,6 +21,7 @@ describe('integrity checks of money and transfers', () => {
     partyId: string;
     paymentId: string;
     transferId: string;
+    settlementId: string;
   }
 
   /** A tenant with two stores, stock, a customer who paid, and an approved transfer: consistent by construction. */
@@ -38,7 +39,9 @@ describe('integrity checks of money and transfers', () => {
     const paymentId = ok(await owner.post('/v1/payments', { party_id: partyId, store_id: source, method: 'cash', amount: 700 })).body.id;
     const transferId = ok(await owner.post('/v1/transfers', { source_store_id: source, destination_store_id: destination, items: [{ sku_id: skuId, quantity: 5 }] })).body.id;
     ok(await owner.post(`/v1/transfers/${transferId}/approve`, {}), 200);
-    return { tenantId, owner, source, destination, skuId, partyId, paymentId, transferId };
+    const today = new Date().toISOString().slice(0, 10);
+    const settlementId = ok(await owner.post('/v1/settlements', { store_id: destination, business_date: today, declared_cash: 0 })).body.id;
+    return { tenantId, owner, source, destination, skuId, partyId, paymentId, transferId, settlementId };
   }
 
   async function reported(world: World): Promise<string[]> {
@@ -126,5 +129,11 @@ describe('integrity checks of money and transfers', () => {
       [`UPDATE stock_balances SET quantity = quantity - 1 WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId]],
     ]);
     assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches']);
+  });
+
+  it('settlement_matches_ledger: a settlement whose figures no longer match its day in the ledger', async () => {
+    const world = await newWorld();
+    await corrupt([[`UPDATE settlements SET cash_sales = cash_sales + 100, expected_cash = expected_cash + 100, variance = variance - 100 WHERE id = $1`, [world.settlementId]]]);
+    assert.deepEqual(await reported(world), ['settlement_matches_ledger']);
   });
 });

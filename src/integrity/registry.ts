@@ -7,6 +7,7 @@ import { inventoryChecks } from '../inventory/integrity.js';
 import { pieceChecks } from '../pieces/integrity.js';
 import { salesChecks } from '../sales/integrity.js';
 import { orderChecks } from '../orders/integrity.js';
+import { settlementChecks } from '../settlements/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks, ...salesChecks, ...orderChecks];
+export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks, ...salesChecks, ...orderChecks, ...settlementChecks];
