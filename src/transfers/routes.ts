@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { inStoreScope } from '../core/auth.js';
 import type { TenantPrincipal } from '../core/auth.js';
-import { inTenantTransaction, runCommand, type CommandFn, type CommandSpec } from '../core/command.js';
+import { inTenantTransaction, runCommand, type Command, type CommandSpec } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -13,6 +13,7 @@ import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
 import { receiveTransfer } from './receiveTransfer.js';
 import { requestTransfer } from './requestTransfer.js';
+import type { TransferRow } from './transfers.table.js';
 
 const Status = Type.Union([Type.Literal('requested'), Type.Literal('approved'), Type.Literal('received'), Type.Literal('cancelled')]);
 const NullableString = Type.Union([Type.String(), Type.Null()]);
@@ -60,10 +61,20 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
     if (!(side === 'source' ? source : side === 'destination' ? destination : source || destination)) throw notFound('transfer');
   };
 
-  /** Runs a transfer action; the response carries the transfer's version as its ETag. */
-  const act = async (request: FastifyRequest, reply: FastifyReply, side: 'source' | 'destination' | 'either', spec: CommandSpec, fn: CommandFn) => {
+  /**
+   * Runs a transfer action with the version its optional If-Match names; the
+   * response carries the transfer's version as its ETag.
+   */
+  const act = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    side: 'source' | 'destination' | 'either',
+    spec: CommandSpec,
+    fn: (cmd: Command, expectedVersion: number | undefined) => Promise<TransferRow>,
+  ) => {
+    const expected = optionalExpectedVersion(request, 'transfer');
     await assertVisible(tenantOf(request), (request.params as { id: string }).id, side);
-    const outcome = await runCommand(db, commandInputOf(request), spec, fn);
+    const outcome = await runCommand(db, commandInputOf(request), spec, async (cmd) => ({ status: 200, body: await fn(cmd, expected) }));
     const version = (outcome.body as { version?: unknown } | null)?.version;
     if (outcome.status < 300 && typeof version === 'number') reply.header('etag', etagOf(version));
     return sendOutcome(reply, outcome);
@@ -106,13 +117,8 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 200: Transfer },
       },
     },
-    async (request, reply) => {
-      const expected = optionalExpectedVersion(request, 'transfer');
-      return act(request, reply, 'source', { type: 'transfer.approve' }, async (cmd) => ({
-        status: 200,
-        body: await approveTransfer(cmd, tenantOf(request), request.params.id, expected),
-      }));
-    },
+    async (request, reply) =>
+      act(request, reply, 'source', { type: 'transfer.approve' }, (cmd, expected) => approveTransfer(cmd, tenantOf(request), request.params.id, expected)),
   );
 
   app.post(
@@ -142,13 +148,8 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 200: Transfer },
       },
     },
-    async (request, reply) => {
-      const expected = optionalExpectedVersion(request, 'transfer');
-      return act(request, reply, 'destination', { type: 'transfer.receive' }, async (cmd) => ({
-        status: 200,
-        body: await receiveTransfer(cmd, tenantOf(request), request.params.id, request.body?.items, expected),
-      }));
-    },
+    async (request, reply) =>
+      act(request, reply, 'destination', { type: 'transfer.receive' }, (cmd, expected) => receiveTransfer(cmd, tenantOf(request), request.params.id, request.body?.items, expected)),
   );
 
   app.post(
@@ -164,13 +165,8 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 200: Transfer },
       },
     },
-    async (request, reply) => {
-      const expected = optionalExpectedVersion(request, 'transfer');
-      return act(request, reply, 'either', { type: 'transfer.cancel' }, async (cmd) => ({
-        status: 200,
-        body: await cancelTransfer(cmd, tenantOf(request), request.params.id, expected),
-      }));
-    },
+    async (request, reply) =>
+      act(request, reply, 'either', { type: 'transfer.cancel' }, (cmd, expected) => cancelTransfer(cmd, tenantOf(request), request.params.id, expected)),
   );
 
   app.get(
