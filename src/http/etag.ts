@@ -1,4 +1,6 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { CommandOutcome } from '../core/command.js';
+import { sendOutcome } from './command.js';
 import { AppError } from '../core/errors.js';
 
 /** Optimistic concurrency at the edge: a record's `version` is its ETag; If-Match sends it back. */
@@ -22,4 +24,11 @@ export function optionalExpectedVersion(request: FastifyRequest, what: string): 
   const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
   if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this ${what}`);
   return version;
+}
+
+/** Sends a command's outcome; a successful one carrying a `version` also sends it as the ETag. */
+export function sendVersioned(reply: FastifyReply, outcome: CommandOutcome): FastifyReply {
+  const version = (outcome.body as { version?: unknown } | null)?.version;
+  if (outcome.status < 300 && typeof version === 'number') reply.header('etag', etagOf(version));
+  return sendOutcome(reply, outcome);
 }

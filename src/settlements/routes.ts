@@ -5,7 +5,8 @@ import { inTenantTransaction, runCommand, type CommandFn, type CommandSpec } fro
 import type { Db } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
+import { commandInputOf, tenantOf } from '../http/command.js';
+import { sendVersioned } from '../http/etag.js';
 import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, Timestamp, Uuid } from '../http/schemas.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
@@ -46,10 +47,7 @@ const isIdCursor = (value: unknown): value is { id: string } =>
 
 /** Runs a settlement command and returns its version as the ETag. */
 async function settlementCommand(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
-  const outcome = await runCommand(db, commandInputOf(request), spec, fn);
-  const version = (outcome.body as { version?: unknown } | null)?.version;
-  if (outcome.status < 300 && typeof version === 'number') reply.header('etag', etagOf(version));
-  return sendOutcome(reply, outcome);
+  return sendVersioned(reply, await runCommand(db, commandInputOf(request), spec, fn));
 }
 
 function expectedVersionOf(request: FastifyRequest): number {

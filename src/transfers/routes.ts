@@ -5,8 +5,8 @@ import { inTenantTransaction, runCommand, type Command, type CommandSpec } from 
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { etagOf, optionalExpectedVersion } from '../http/etag.js';
+import { command, commandInputOf, tenantOf } from '../http/command.js';
+import { etagOf, optionalExpectedVersion, sendVersioned } from '../http/etag.js';
 import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
@@ -74,10 +74,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   ) => {
     const expected = optionalExpectedVersion(request, 'transfer');
     await assertVisible(tenantOf(request), (request.params as { id: string }).id, side);
-    const outcome = await runCommand(db, commandInputOf(request), spec, async (cmd) => ({ status: 200, body: await fn(cmd, expected) }));
-    const version = (outcome.body as { version?: unknown } | null)?.version;
-    if (outcome.status < 300 && typeof version === 'number') reply.header('etag', etagOf(version));
-    return sendOutcome(reply, outcome);
+    return sendVersioned(reply, await runCommand(db, commandInputOf(request), spec, async (cmd) => ({ status: 200, body: await fn(cmd, expected) })));
   };
   app.post(
     '/v1/transfers',
