@@ -12,15 +12,11 @@
  * (session_replication_role = replica) for speed, then sets every account's
  * totals from its postings in one UPDATE — the state postJournal maintains.
  */
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { inTenantTransaction } from '../src/core/command.js';
 import { createDb, createPool } from '../src/core/db.js';
-import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
-import { migrate } from '../src/core/migrate.js';
+import { openBenchDatabase } from './database.js';
 import { listPartyBalances, type BalanceCursor } from '../src/money/listPartyBalances.js';
 
 const CUSTOMERS = 10_000;
@@ -47,27 +43,11 @@ async function time(label: string, runs: number, fn: () => Promise<unknown>): Pr
 }
 
 async function main(): Promise<void> {
-  let serverUrl = process.env.DATABASE_URL;
-  let stop = async () => {};
-  if (!serverUrl) {
-    const dataDir = path.join(os.tmpdir(), `storekeep-bench-ledger-${process.pid}`);
-    const server = await startEmbeddedPostgres({ dataDir });
-    serverUrl = server.url;
-    stop = async () => {
-      await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    };
-  }
-  const name = `sk_bench_ledger_${randomBytes(3).toString('hex')}`;
-  const control = new pg.Client(serverUrl);
-  await control.connect();
-  await control.query(`CREATE DATABASE ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
+  const database = await openBenchDatabase('bench_ledger');
+  const url = new URL(database.url);
   const appPool = createPool(url.toString(), { max: 4, asAppRole: true });
   const owner = new pg.Client(url.toString());
   try {
-    await migrate(url.toString());
     await owner.connect();
     const tenant = '01900000-0000-7000-8000-0000000000aa';
     const op = '01900000-0000-7000-8000-0000000000ab';
@@ -196,9 +176,7 @@ async function main(): Promise<void> {
   } finally {
     await owner.end().catch(() => undefined);
     await appPool.end();
-    await control.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
-    await control.end();
-    await stop();
+    await database.close();
   }
 }
 

@@ -9,15 +9,12 @@
  *
  *   npx tsx bench/salePostings.ts          (BENCH_SECONDS default 5, BENCH_CLIENTS default 64)
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { fingerprintRequest, type CommandInput } from '../src/core/command.js';
 import { createDb, createPool } from '../src/core/db.js';
-import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
-import { migrate } from '../src/core/migrate.js';
+import { openBenchDatabase } from './database.js';
 import { saleCommand } from '../src/sales/createSale.js';
 import { GroupCommitter } from '../src/sales/groupCommit.js';
 import type { SaleInput } from '../src/sales/sale.table.js';
@@ -26,27 +23,11 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 64);
 
 async function main(): Promise<void> {
-  let serverUrl = process.env.DATABASE_URL;
-  let stop = async () => {};
-  if (!serverUrl) {
-    const dataDir = path.join(os.tmpdir(), `storekeep-bench-salepostings-${process.pid}`);
-    const server = await startEmbeddedPostgres({ dataDir });
-    serverUrl = server.url;
-    stop = async () => {
-      await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    };
-  }
-  const name = `sk_bench_sp_${randomBytes(3).toString('hex')}`;
-  const control = new pg.Client(serverUrl);
-  await control.connect();
-  await control.query(`CREATE DATABASE ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
+  const database = await openBenchDatabase('bench_sp');
+  const url = new URL(database.url);
   const owner = new pg.Client(url.toString());
   const pool = createPool(url.toString(), { max: 20, asAppRole: true });
   try {
-    await migrate(url.toString());
     await owner.connect();
     const tenant = randomUUID();
     const op = randomUUID();
@@ -110,9 +91,7 @@ async function main(): Promise<void> {
   } finally {
     await owner.end().catch(() => undefined);
     await pool.end();
-    await control.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
-    await control.end();
-    await stop();
+    await database.close();
   }
 }
 

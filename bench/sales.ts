@@ -20,18 +20,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
 import pg from 'pg';
 import { fingerprintRequest, runCommand, type CommandInput } from '../src/core/command.js';
 import { createDb, createPool, type Db } from '../src/core/db.js';
-import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
-import { migrate } from '../src/core/migrate.js';
 import { saleCommand } from '../src/sales/createSale.js';
 import { GroupCommitter } from '../src/sales/groupCommit.js';
 import type { SaleInput } from '../src/sales/sale.table.js';
+import { openBenchDatabase } from './database.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -75,21 +74,6 @@ async function measure(name: string, clients: number, op: (client: number) => Pr
     `${name.padEnd(44)} ${String(clients).padStart(3)} clients  ${(result.ops / SECONDS).toFixed(0).padStart(6)} /s  p50 ${result.p50_ms.toFixed(2).padStart(7)} ms  p99 ${result.p99_ms.toFixed(2).padStart(7)} ms${errors ? `  errors ${errors}` : ''}\n`,
   );
   return result;
-}
-
-async function startDatabase(): Promise<{ url: string; stop: () => Promise<void>; durable: string }> {
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {}, durable: 'DATABASE_URL server' };
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-bench-'));
-  // Durable: no fsync/synchronous_commit overrides. Only the connection limit is raised.
-  const server = await startEmbeddedPostgres({ dataDir, settings: { max_connections: '300' } });
-  return {
-    url: server.url,
-    durable: 'embedded PostgreSQL 18, default fsync=on, synchronous_commit=on, full_page_writes=on',
-    stop: async () => {
-      await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
 }
 
 interface Shop {
@@ -184,16 +168,8 @@ async function startApi(databaseUrl: string, rootToken: string): Promise<{ child
 }
 
 async function main(): Promise<void> {
-  const database = await startDatabase();
-  const template = `bench_${randomUUID().slice(0, 8)}`;
-  const control = new pg.Client(database.url);
-  await control.connect();
-  await control.query(`CREATE DATABASE ${template}`);
-  await control.end();
-  const url = new URL(database.url);
-  url.pathname = `/${template}`;
-  const databaseUrl = url.toString();
-  await migrate(databaseUrl);
+  const database = await openBenchDatabase('bench');
+  const databaseUrl = database.url;
 
   const admin = new pg.Pool({ connectionString: databaseUrl, max: 70 });
   const settings = (await admin.query(`SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'server_version')`)).rows;
@@ -308,7 +284,7 @@ async function main(): Promise<void> {
     api.child.kill('SIGTERM');
     await new Promise((resolve) => api.child.once('exit', resolve));
     await admin.end();
-    await database.stop();
+    await database.close();
   }
   process.exit(exitCode);
 }

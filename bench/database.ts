@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
+import { migrate } from '../src/core/migrate.js';
+
+export interface BenchDatabase {
+  /** Owner connection string of a fresh, migrated database. */
+  url: string;
+  /** What the figures were measured on, for the report. */
+  durable: string;
+  /** Drops the database and stops the embedded server (if one was started). */
+  close(): Promise<void>;
+}
+
+/**
+ * A fresh migrated database on a DURABLE PostgreSQL: the server in
+ * DATABASE_URL (it must be durable for the figures to mean anything), or an
+ * embedded one with the default fsync / synchronous_commit / full_page_writes
+ * — not the test settings. Only the connection limit is raised.
+ */
+export async function openBenchDatabase(prefix: string): Promise<BenchDatabase> {
+  let serverUrl = process.env.DATABASE_URL;
+  let durable = 'DATABASE_URL server';
+  let stopServer = async () => {};
+  if (!serverUrl) {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), `storekeep-${prefix}-`));
+    const server = await startEmbeddedPostgres({ dataDir, settings: { max_connections: '300' } });
+    serverUrl = server.url;
+    durable = 'embedded PostgreSQL 18, default fsync=on, synchronous_commit=on, full_page_writes=on';
+    stopServer = async () => {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    };
+  }
+  const name = `sk_${prefix.replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`;
+  const control = new pg.Client(serverUrl);
+  await control.connect();
+  try {
+    await control.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await control.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  await migrate(url.toString());
+  return {
+    url: url.toString(),
+    durable,
+    async close() {
+      const drop = new pg.Client(serverUrl);
+      await drop.connect();
+      await drop.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+      await drop.end();
+      await stopServer();
+    },
+  };
+}
