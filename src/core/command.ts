@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import { actorLabel, type Principal } from './auth.js';
-import { maybeOne, type Db, type Tx } from './db.js';
+import { all, maybeOne, one, type Db, type Tx } from './db.js';
 import { AppError, assert } from './errors.js';
 import { newId } from './ids.js';
 import { commandRetries } from './metrics.js';
@@ -145,11 +145,143 @@ export async function setTenant(tx: Tx, tenantId: string): Promise<void> {
   await sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`.execute(tx);
 }
 
-interface StoredResponse {
+/** Everything a command leaves besides its business effect: operation row, audit events, idempotency record. */
+export interface CommandRecord {
+  input: CommandInput;
+  spec: CommandSpec;
+  opId: string;
+  storeId: string | null;
+  events: readonly AuditEvent[];
+  effects: readonly Effect[];
+  result: CommandResult;
+}
+
+const operationRow = (input: CommandInput, spec: CommandSpec, opId: string, storeId: string | null) => ({
+  id: opId,
+  type: spec.type,
+  actor_token_id: input.principal.kind === 'token' ? input.principal.tokenId : null,
+  actor: actorLabel(input.principal),
+  correlation_id: input.correlationId,
+  idempotency_key: input.idempotencyKey ?? null,
+  request_fingerprint: input.fingerprint,
+  store_id: storeId,
+});
+
+/** INSERT … SELECT of operation rows (no WHERE yet: a caller may add one). */
+const insertOperationsSql = (tenantId: string, rows: Array<ReturnType<typeof operationRow>>) => sql`
+  INSERT INTO operations (tenant_id, id, type, actor_token_id, actor, correlation_id, idempotency_key, request_fingerprint, store_id)
+  SELECT ${tenantId}::uuid, o.id, o.type, o.actor_token_id, o.actor, o.correlation_id, o.idempotency_key, o.request_fingerprint, o.store_id
+  FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+    AS o(id uuid, type text, actor_token_id uuid, actor text, correlation_id text, idempotency_key text, request_fingerprint text, store_id uuid)`;
+
+/**
+ * The operation rows of many commands in one statement (group commit writes
+ * a whole batch of sales this way; executeCommand writes its one row with the
+ * same SQL).
+ */
+export async function insertOperations(tx: Tx, tenantId: string, commands: ReadonlyArray<Pick<CommandRecord, 'input' | 'spec' | 'opId' | 'storeId'>>): Promise<void> {
+  if (commands.length === 0) return;
+  await insertOperationsSql(tenantId, commands.map((c) => operationRow(c.input, c.spec, c.opId, c.storeId))).execute(tx);
+}
+
+/** The audit rows of a command: one for the command itself (payload, effects), one per subject it changed. */
+function eventRows(record: CommandRecord) {
+  const { input, spec, opId, storeId } = record;
+  const common = { op_id: opId, actor: actorLabel(input.principal), correlation_id: input.correlationId };
+  return [
+    { ...common, type: spec.type, subject_type: null, subject_id: null, store_id: storeId, payload: input.payload ?? null, before: null, after: null, effects: record.effects },
+    ...record.events.map((event) => ({
+      ...common,
+      type: event.type ?? spec.type,
+      subject_type: event.subjectType,
+      subject_id: event.subjectId,
+      store_id: event.storeId ?? storeId,
+      payload: event.payload ?? null,
+      before: event.before ?? null,
+      after: event.after ?? null,
+      effects: null,
+    })),
+  ];
+}
+
+/**
+ * Audit events and idempotency records (2xx results of keyed commands) of
+ * many commands, in ONE statement. The operation rows must exist already.
+ * Events keep the commands' order (ids ascend in that order).
+ */
+export async function recordCommands(tx: Tx, tenantId: string, records: readonly CommandRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  const events = records.flatMap(eventRows);
+  const keyed = records
+    .filter((record) => record.input.idempotencyKey !== undefined)
+    .map((record) => ({
+      key: record.input.idempotencyKey,
+      fingerprint: record.input.fingerprint,
+      op_id: record.opId,
+      status: record.result.status,
+      body: (record.spec.redactForReplay ? record.spec.redactForReplay(record.result.body) : record.result.body) ?? null,
+      ttl_hours: record.spec.ttlHours ?? defaultTtlHours,
+    }));
+  const saved = await one(
+    tx,
+    sql<{ saved: number }>`
+      WITH audit AS (
+        INSERT INTO events (tenant_id, op_id, type, actor, correlation_id, store_id, subject_type, subject_id, payload, before, after, effects)
+        SELECT ${tenantId}::uuid, e.op_id, e.type, e.actor, e.correlation_id, e.store_id, e.subject_type, e.subject_id,
+               e.payload, e.before, e.after, e.effects
+        FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(events)}::jsonb)
+               AS (op_id uuid, type text, actor text, correlation_id text, store_id uuid, subject_type text, subject_id text,
+                   payload jsonb, before jsonb, after jsonb, effects jsonb))
+             WITH ORDINALITY AS e(op_id, type, actor, correlation_id, store_id, subject_type, subject_id, payload, before, after, effects, position)
+        ORDER BY e.position
+      ), saved AS (
+        INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at)
+        SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, k.body, now() + make_interval(hours => k.ttl_hours)
+        FROM jsonb_to_recordset(${JSON.stringify(keyed)}::jsonb) AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, ttl_hours integer)
+        ON CONFLICT (tenant_id, key) DO UPDATE
+          SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
+              response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at
+          WHERE idempotency_keys.expires_at <= now()
+        RETURNING 1
+      )
+      SELECT count(*)::int AS saved FROM saved`,
+  );
+  assert(saved.saved === keyed.length, 'idempotency record not saved: a live record appeared under the advisory lock');
+}
+
+/**
+ * Takes the transaction-scoped advisory lock of each Idempotency-Key without
+ * waiting; false where another transaction holds it (→ 409
+ * idempotency_key_in_flight). Stored records must be read AFTER this, in a
+ * later statement, so its snapshot sees what the previous holder committed.
+ */
+export async function claimIdempotencyKeys(tx: Tx, tenantId: string, keys: readonly string[]): Promise<boolean[]> {
+  if (keys.length === 0) return [];
+  const rows = await all(
+    tx,
+    sql<{ locked: boolean }>`
+      SELECT pg_try_advisory_xact_lock(hashtextextended(${tenantId} || '/' || k.key, 0)) AS locked
+      FROM unnest(${keys}::text[]) WITH ORDINALITY AS k(key, n) ORDER BY k.n`,
+  );
+  return rows.map((row) => row.locked);
+}
+
+export interface StoredResponse {
   fingerprint: string;
   op_id: string;
   response_status: number;
   response_body: unknown;
+}
+
+export const idempotencyKeyInFlight = () =>
+  new AppError('idempotency_key_in_flight', 'a request with this Idempotency-Key is still being processed; retry shortly');
+
+/** A stored response for this request: its replay, or 422 when the key was used for a different request. */
+export function replayOf(input: CommandInput, stored: StoredResponse): CommandOutcome {
+  if (stored.fingerprint !== input.fingerprint) {
+    throw new AppError('idempotency_key_reused', 'this Idempotency-Key was already used with a different request');
+  }
+  return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
 }
 
 /**
@@ -160,22 +292,12 @@ interface StoredResponse {
 export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandSpec, fn: CommandFn): Promise<CommandOutcome> {
   const key = input.idempotencyKey;
   const opId = newId();
-  const principal = input.principal;
-  const insertOperation = sql`
-    INSERT INTO operations (tenant_id, id, type, actor_token_id, actor, correlation_id, idempotency_key, request_fingerprint, store_id)
-    SELECT ${input.tenantId}::uuid, ${opId}::uuid, ${spec.type}, ${principal.kind === 'token' ? principal.tokenId : null}::uuid,
-           ${actorLabel(principal)}, ${input.correlationId}, ${key ?? null}, ${input.fingerprint}, ${spec.storeId ?? null}::uuid`;
+  const insertOperation = insertOperationsSql(input.tenantId, [operationRow(input, spec, opId, spec.storeId ?? null)]);
   if (key !== undefined) {
-    const locked = await maybeOne(
-      tx,
-      sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(hashtextextended(${input.tenantId + '/' + key}, 0)) AS locked`,
-    );
-    if (!locked?.locked) {
-      throw new AppError('idempotency_key_in_flight', 'a request with this Idempotency-Key is still being processed; retry shortly');
-    }
+    const [locked] = await claimIdempotencyKeys(tx, input.tenantId, [key]);
+    if (!locked) throw idempotencyKeyInFlight();
     // Under the lock, one statement reads the stored record and, only when
-    // there is none, inserts the operation row (one round trip instead of two;
-    // the sale path runs this for every sale of a group-commit batch).
+    // there is none, inserts the operation row (one round trip instead of two).
     const stored = await maybeOne(
       tx,
       sql<StoredResponse>`
@@ -188,12 +310,7 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
         )
         SELECT fingerprint, op_id, response_status, response_body FROM stored`,
     );
-    if (stored) {
-      if (stored.fingerprint !== input.fingerprint) {
-        throw new AppError('idempotency_key_reused', 'this Idempotency-Key was already used with a different request');
-      }
-      return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
-    }
+    if (stored) return replayOf(input, stored);
   } else {
     await insertOperation.execute(tx);
   }
@@ -210,44 +327,7 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
   if (storeId !== (spec.storeId ?? null)) {
     await sql`UPDATE operations SET store_id = ${storeId} WHERE tenant_id = ${input.tenantId} AND id = ${opId}`.execute(tx);
   }
-  const events = [
-    { type: spec.type, subject_type: null, subject_id: null, store_id: storeId, payload: input.payload ?? null, before: null, after: null, effects: cmd.effects },
-    ...cmd.events.map((event) => ({
-      type: event.type ?? spec.type,
-      subject_type: event.subjectType,
-      subject_id: event.subjectId,
-      store_id: event.storeId ?? storeId,
-      payload: event.payload ?? null,
-      before: event.before ?? null,
-      after: event.after ?? null,
-      effects: null,
-    })),
-  ];
-  const insertEvents = sql`
-    INSERT INTO events (tenant_id, op_id, type, actor, correlation_id, store_id, subject_type, subject_id, payload, before, after, effects)
-    SELECT ${input.tenantId}::uuid, ${opId}::uuid, e.type, ${actorLabel(principal)}, ${input.correlationId}, e.store_id, e.subject_type, e.subject_id,
-           e.payload, e.before, e.after, e.effects
-    FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(events)}::jsonb)
-           AS (type text, store_id uuid, subject_type text, subject_id text, payload jsonb, before jsonb, after jsonb, effects jsonb))
-         WITH ORDINALITY AS e(type, store_id, subject_type, subject_id, payload, before, after, effects, position)
-    ORDER BY e.position`;
-
-  if (key === undefined) {
-    await insertEvents.execute(tx);
-  } else {
-    // Audit events and the idempotency record in one statement (one round trip).
-    const stored = spec.redactForReplay ? spec.redactForReplay(result.body) : result.body;
-    const saved = await sql`
-      WITH audit AS (${insertEvents})
-      INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at)
-      VALUES (${input.tenantId}, ${key}, ${input.fingerprint}, ${opId}, ${result.status}, ${JSON.stringify(stored ?? null)}::jsonb,
-              now() + make_interval(hours => ${spec.ttlHours ?? defaultTtlHours}))
-      ON CONFLICT (tenant_id, key) DO UPDATE
-        SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
-            response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at
-        WHERE idempotency_keys.expires_at <= now()`.execute(tx);
-    assert(saved.numAffectedRows === 1n, 'idempotency record not saved: a live record appeared under the advisory lock');
-  }
+  await recordCommands(tx, input.tenantId, [{ input, spec, opId, storeId, events: cmd.events, effects: cmd.effects, result }]);
   return { ...result, replayed: false, opId };
 }
 

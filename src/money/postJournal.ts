@@ -23,53 +23,91 @@ export interface PostedEntry {
 }
 
 /**
- * Writes one journal entry, its postings and the balances of its accounts, in
- * the caller's transaction, in ONE statement:
+ * Writes journal entries, their postings and the balances of their accounts,
+ * in the caller's transaction, in ONE statement (a group-commit batch posts
+ * all its sales at once; postJournal is the same for one entry):
  *
- *   - the entry row;
+ *   - the entry rows, each dated by open_business_date (called once per
+ *     store and wanted day, not per entry);
  *   - one upsert per account, in account-key order, that moves `balance`,
- *     `debit_total` and `credit_total` relatively (`balance = balance + $1`):
- *     no read-then-write, so concurrent entries — and many entries in one
- *     group-committed transaction under savepoints — each add their own amount;
- *     a store account is created by the first posting that names it;
- *   - the postings.
+ *     `debit_total` and `credit_total` relatively (`balance = balance + $1`)
+ *     by the sum of that account's postings: no read-then-write, so
+ *     concurrent entries each add their own amount; a store account is
+ *     created by the first posting that names it;
+ *   - the postings, in the entries' order.
  *
  * Unbalanced postings are a bug in the caller (assert); the database checks the
  * same rule again at commit (deferred constraint trigger `journal_entry_balanced`).
  * Party accounts must exist (created with the party): callers validate parties.
  */
-export async function postJournal(tx: Tx, cmd: { tenantId: string; opId: string }, input: JournalEntryInput): Promise<PostedEntry> {
-  const checked = balanceJournal(input.postings);
-  assert(checked.ok, `journal entry ${input.kind} is not double-entry: ${checked.ok ? '' : checked.reason}`);
-  const entryId = newId();
-  const lines = checked.postings.map((posting) => ({
-    new_id: newId(),
-    key: posting.key,
-    kind: 'partyId' in posting.account ? null : posting.account.kind,
-    store_id: 'partyId' in posting.account ? null : posting.account.storeId,
-    party_id: 'partyId' in posting.account ? posting.account.partyId : null,
-    amount: posting.amount,
-    debit: posting.debit,
-    credit: posting.credit,
+export async function postJournals(
+  tx: Tx,
+  tenantId: string,
+  entries: ReadonlyArray<JournalEntryInput & { id?: string; opId: string }>,
+): Promise<PostedEntry[]> {
+  if (entries.length === 0) return [];
+  const entryRows = entries.map((input, position) => ({
+    id: input.id ?? newId(),
+    kind: input.kind,
+    store_id: input.storeId ?? null,
+    wanted: input.businessDate ?? null,
+    subject_type: input.subjectType ?? null,
+    subject_id: input.subjectId ?? null,
+    memo: input.memo ?? null,
+    op_id: input.opId,
+    position,
   }));
+  const lines = entries.flatMap((input, index) => {
+    const checked = balanceJournal(input.postings);
+    assert(checked.ok, `journal entry ${input.kind} is not double-entry: ${checked.ok ? '' : checked.reason}`);
+    return checked.postings.map((posting) => ({
+      entry_id: entryRows[index]!.id,
+      op_id: input.opId,
+      key: posting.key,
+      kind: 'partyId' in posting.account ? null : posting.account.kind,
+      store_id: 'partyId' in posting.account ? null : posting.account.storeId,
+      party_id: 'partyId' in posting.account ? posting.account.partyId : null,
+      amount: posting.amount,
+      debit: posting.debit,
+      credit: posting.credit,
+    }));
+  });
+  // One row per account: new accounts get an id, existing ones move by the sum.
+  const accounts = new Map<string, { new_id: string; key: string; kind: string | null; store_id: string | null; party_id: string | null; amount: number; debit: number; credit: number; op_id: string }>();
+  for (const line of lines) {
+    const account = accounts.get(line.key);
+    if (account) {
+      account.amount += line.amount;
+      account.debit += line.debit;
+      account.credit += line.credit;
+    } else {
+      accounts.set(line.key, { new_id: newId(), key: line.key, kind: line.kind, store_id: line.store_id, party_id: line.party_id, amount: line.amount, debit: line.debit, credit: line.credit, op_id: line.op_id });
+    }
+  }
   const rows = await all(
     tx,
-    sql<{ account_id: string; amount: number }>`
-      WITH input AS (
-        SELECT * FROM jsonb_to_recordset(${JSON.stringify(lines)}::jsonb)
-          AS i(new_id uuid, key text, kind text, store_id uuid, party_id uuid, amount bigint, debit bigint, credit bigint)
+    sql<{ entry_id: string; account_id: string; amount: number }>`
+      WITH entry_input AS (
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify(entryRows)}::jsonb)
+          AS e(id uuid, kind text, store_id uuid, wanted date, subject_type text, subject_id uuid, memo text, op_id uuid, position integer)
+      ), days AS (
+        SELECT d.store_id, d.wanted, open_business_date(${tenantId}::uuid, d.store_id, d.wanted) AS business_date
+        FROM (SELECT DISTINCT store_id, wanted FROM entry_input) d
       ), entry AS (
         INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, memo, op_id)
-        VALUES (${cmd.tenantId}, ${entryId}, ${input.kind}, ${input.storeId ?? null},
-                open_business_date(${cmd.tenantId}::uuid, ${input.storeId ?? null}::uuid, ${input.businessDate ?? null}::date),
-                ${input.subjectType ?? null}, ${input.subjectId ?? null}, ${input.memo ?? null}, ${cmd.opId})
+        SELECT ${tenantId}, e.id, e.kind, e.store_id, days.business_date, e.subject_type, e.subject_id, e.memo, e.op_id
+        FROM entry_input e JOIN days ON days.store_id IS NOT DISTINCT FROM e.store_id AND days.wanted IS NOT DISTINCT FROM e.wanted
+        ORDER BY e.position
         RETURNING id
+      ), account_input AS (
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify([...accounts.values()])}::jsonb)
+          AS a(new_id uuid, key text, kind text, store_id uuid, party_id uuid, amount bigint, debit bigint, credit bigint, op_id uuid)
       ), moved AS (
         INSERT INTO accounts AS a (tenant_id, id, key, kind, store_id, party_id, balance, debit_total, credit_total, op_id)
-        SELECT ${cmd.tenantId}, i.new_id, i.key,
+        SELECT ${tenantId}, i.new_id, i.key,
                coalesce(i.kind, CASE p.kind WHEN 'customer' THEN 'receivable' WHEN 'supplier' THEN 'payable' END),
-               i.store_id, i.party_id, i.amount, i.debit, i.credit, ${cmd.opId}
-        FROM input i LEFT JOIN parties p ON p.tenant_id = ${cmd.tenantId} AND p.id = i.party_id
+               i.store_id, i.party_id, i.amount, i.debit, i.credit, i.op_id
+        FROM account_input i LEFT JOIN parties p ON p.tenant_id = ${tenantId} AND p.id = i.party_id
         ORDER BY i.key
         ON CONFLICT (tenant_id, key) DO UPDATE
           SET balance = a.balance + EXCLUDED.balance,
@@ -79,10 +117,23 @@ export async function postJournal(tx: Tx, cmd: { tenantId: string; opId: string 
         RETURNING a.id, a.key
       )
       INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id)
-      SELECT ${cmd.tenantId}, (SELECT id FROM entry), moved.id, i.amount, ${cmd.opId}
-      FROM input i JOIN moved ON moved.key = i.key
-      RETURNING account_id, amount`,
+      SELECT ${tenantId}, l.entry_id, moved.id, l.amount, e.op_id
+      FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(lines)}::jsonb) AS (entry_id uuid, key text, amount bigint))
+             WITH ORDINALITY AS l(entry_id, key, amount, position)
+      JOIN moved ON moved.key = l.key
+      JOIN entry_input e ON e.id = l.entry_id
+      ORDER BY l.position
+      RETURNING entry_id, account_id, amount`,
   );
   assert(rows.length === lines.length, 'every posting found its account');
-  return { entryId, postings: rows };
+  return entryRows.map((entry) => ({
+    entryId: entry.id,
+    postings: rows.filter((row) => row.entry_id === entry.id).map(({ account_id, amount }) => ({ account_id, amount })),
+  }));
+}
+
+/** One journal entry (see postJournals). */
+export async function postJournal(tx: Tx, cmd: { tenantId: string; opId: string }, input: JournalEntryInput): Promise<PostedEntry> {
+  const [posted] = await postJournals(tx, cmd.tenantId, [{ ...input, opId: cmd.opId }]);
+  return posted!;
 }

@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
-import { all, maybeOne, type Tx } from '../core/db.js';
-import { AppError } from '../core/errors.js';
+import { all, type Tx } from '../core/db.js';
 import type { AccountRef } from './journal.js';
 import { storeAccountForMethod, type StoreAccountKind } from './money.table.js';
-import { postJournal, type PostedEntry } from './postJournal.js';
+import { postJournal, type JournalEntryInput, type PostedEntry } from './postJournal.js';
 
 type Cmd = { tenantId: string; opId: string };
 
@@ -16,28 +15,6 @@ interface SaleForLedger {
   source?: 'online' | 'offline';
   /** When the till made the sale (offline sales synced later). */
   client_created_at?: Date | string | null;
-}
-
-/**
- * A sale's `customer_id`, when given, must be a known customer; a credit sale
- * must name one (its receivable is what the customer owes). 400 otherwise.
- */
-export async function assertSaleCustomer(tx: Tx, tenantId: string, input: { payment_method: string; customer_id?: string | null | undefined }): Promise<void> {
-  const customerId = input.customer_id ?? null;
-  if (customerId === null) {
-    if (input.payment_method === 'credit') {
-      throw new AppError('validation_failed', 'a credit sale needs the customer_id of a known customer', {
-        errors: [{ path: '/body/customer_id', message: 'is required for a credit sale' }],
-      });
-    }
-    return;
-  }
-  const found = await maybeOne(tx, sql<{ id: string }>`SELECT id FROM parties WHERE tenant_id = ${tenantId} AND id = ${customerId} AND kind = 'customer'`);
-  if (!found) {
-    throw new AppError('validation_failed', `customer ${customerId} does not exist`, {
-      errors: [{ path: '/body/customer_id', message: 'is not a known customer' }],
-    });
-  }
 }
 
 /** Where a sale's money goes: the drawer (cash), a clearing account (card, mobile), or the customer's receivable (credit). */
@@ -53,18 +30,19 @@ export function saleDebitAccount(sale: Pick<SaleForLedger, 'store_id' | 'payment
 const REVENUE: StoreAccountKind = 'sales_revenue';
 
 /**
- * The sale's journal entry, in the sale's own transaction (and savepoint, under
- * group commit): debit where the money went, credit the store's sales revenue.
- * Balances move relatively (postJournal), so many sales in one transaction
- * each add their own amount. A sale with a total of 0 moves no money: no entry.
+ * The sale's journal entry (pure): debit where the money went, credit the
+ * store's sales revenue. A sale with a total of 0 moves no money: no entry.
+ * It is written in the sale's own transaction — by the sale writer, with the
+ * entries of every sale of a group-commit batch in one statement (postJournals);
+ * balances move relatively, so many sales in one transaction each add their own amount.
  */
-export async function postSale(tx: Tx, cmd: Cmd, sale: SaleForLedger): Promise<PostedEntry | null> {
+export function saleJournalEntry(sale: SaleForLedger): JournalEntryInput | null {
   if (sale.total === 0) return null;
-  return postJournal(tx, cmd, {
+  return {
     kind: 'sale',
     storeId: sale.store_id,
     // An offline sale synced later counts for the day the till took the money
-    // (UTC; never a future day — postJournal caps it at today).
+    // (UTC; never a future day — open_business_date caps it at today).
     ...(sale.source === 'offline' && sale.client_created_at ? { businessDate: new Date(sale.client_created_at).toISOString().slice(0, 10) } : {}),
     subjectType: 'sale',
     subjectId: sale.id,
@@ -72,7 +50,7 @@ export async function postSale(tx: Tx, cmd: Cmd, sale: SaleForLedger): Promise<P
       { account: saleDebitAccount(sale), amount: sale.total },
       { account: { storeId: sale.store_id, kind: REVENUE }, amount: -sale.total },
     ],
-  });
+  };
 }
 
 /**

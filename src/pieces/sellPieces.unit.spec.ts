@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { saleLineErrors } from '../sales/createSale.js';
+import { saleLineErrors } from '../sales/salePlan.js';
 import { duplicatePieceErrors } from './sellPieces.js';
 
 describe('sale lines of piece-tracked SKUs (pure rules)', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { allocateShortfall, quantitiesBySku } from './createSale.js';
+import { allocateShortfall, quantitiesBySku } from './salePlan.js';
 
 describe('sale line rules', () => {
   const line = (sku_id: string, quantity: number) => ({ sku_id, quantity, unit_price: 1 });
