@@ -273,6 +273,18 @@ export interface StoredResponse {
   response_body: unknown;
 }
 
+/** Live stored responses of the given keys (read after claimIdempotencyKeys took their locks). */
+export async function storedResponses(tx: Tx, tenantId: string, keys: readonly string[]): Promise<Map<string, StoredResponse>> {
+  if (keys.length === 0) return new Map();
+  const rows = await all(
+    tx,
+    sql<StoredResponse & { key: string }>`
+      SELECT key, fingerprint, op_id, response_status, response_body FROM idempotency_keys
+      WHERE tenant_id = ${tenantId} AND key = ANY(${keys}::text[]) AND expires_at > now()`,
+  );
+  return new Map(rows.map(({ key, ...stored }) => [key, stored]));
+}
+
 export const idempotencyKeyInFlight = () =>
   new AppError('idempotency_key_in_flight', 'a request with this Idempotency-Key is still being processed; retry shortly');
 

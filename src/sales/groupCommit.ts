@@ -1,9 +1,28 @@
 import { sql } from 'kysely';
-import { CommandRefused, executeCommand, setTenant, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
-import type { Db } from '../core/db.js';
-import { AppError } from '../core/errors.js';
+import {
+  claimIdempotencyKeys,
+  CommandRefused,
+  executeCommand,
+  idempotencyKeyInFlight,
+  insertOperations,
+  recordCommands,
+  replayOf,
+  setTenant,
+  storedResponses,
+  type CommandFn,
+  type CommandInput,
+  type CommandOutcome,
+  type CommandSpec,
+} from '../core/command.js';
+import type { Db, Tx } from '../core/db.js';
+import { AppError, assert } from '../core/errors.js';
+import { newId } from '../core/ids.js';
 import { commandRetries, prometheus, registry } from '../core/metrics.js';
 import { isRetryableTransactionError, pgCode } from '../core/pgErrors.js';
+import { saleCommand } from './createSale.js';
+import type { SaleInput, SaleSource } from './sale.table.js';
+import { planSale, saleEffects, validateSale, type PlannedSale, type SaleRequest } from './salePlan.js';
+import { loadSaleState, writeSales } from './saleRows.js';
 
 /**
  * Group commit for the sale path.
@@ -15,17 +34,32 @@ import { isRetryableTransactionError, pgCode } from '../core/pgErrors.js';
  *
  * Overview. Commands are queued per *lane* (tenant + store: everything a sale
  * locks — its store's balances and receipt counter — belongs to one lane). A
- * lane runs at most one batch at a time. A batch is ONE transaction; each
- * command in it runs under its own SAVEPOINT through `executeCommand`, exactly
- * the code path of a lone command (idempotency check and record, operation
- * row, audit events, the business function). One COMMIT, one disk flush, for
- * the whole batch; then every caller gets its own outcome.
+ * lane runs at most one batch at a time. A batch is ONE transaction and ONE
+ * COMMIT (one disk flush); then every caller gets its own outcome.
+ *
+ * Sales (POST /v1/sales and synced sales without workshop pieces) are written
+ * set-based: a run of consecutive sales in the batch is decided together and
+ * written with a fixed number of statements whatever its length:
  *
  *   BEGIN; SET LOCAL app.tenant_id
- *     SAVEPOINT c;                  sale 1 …            ok
- *     RELEASE c; SAVEPOINT c;       sale 2 … 409        ROLLBACK TO c  (sale 2 alone is undone)
- *     RELEASE c; SAVEPOINT c;       sale 3 …            ok
- *   COMMIT                          → 201, 409, 201
+ *     SAVEPOINT unit
+ *     pg_try_advisory_xact_lock(each key)          → 409 for keys in flight
+ *     SELECT stored responses of the keys           → replays / 422
+ *     lock balances + receipt counter, read SKUs …  (loadSaleState)
+ *       plan each sale in arrival order (salePlan.ts): refused ones (409
+ *       insufficient_stock, 400, 403 …) write nothing; accepted ones take
+ *       the stock and the next receipt number the sales before them left
+ *     INSERT operations                              (all accepted sales)
+ *     UPDATE balances, counter; INSERT ledger, sales, lines   (writeSales)
+ *     INSERT journal entries, postings; UPDATE accounts       (postJournals)
+ *     INSERT events, idempotency records             (recordCommands)
+ *   COMMIT                                           → 201, 409, 201 …
+ *
+ * Any other command (a void, a sale of workshop pieces) runs under its own
+ * SAVEPOINT through `executeCommand`, exactly the code path of a lone command:
+ *
+ *     RELEASE unit; SAVEPOINT unit;  void …  ok
+ *     RELEASE unit; SAVEPOINT unit;  sale with pieces … 409  ROLLBACK TO unit  (undone alone)
  *
  * Decisions and why:
  * - No timer. A batch is flushed as soon as the lane is idle: the first sale
@@ -34,13 +68,18 @@ import { isRetryableTransactionError, pgCode } from '../core/pgErrors.js';
  *   The batch size therefore follows the load by itself.
  * - A lane queues at most MAX_QUEUE commands; beyond that it answers 503 at
  *   once (overload sheds load instead of growing every caller's latency).
- * - FIFO and a cap of MAX_BATCH (64) commands: an arrival waits for at most
- *   the running batch plus its own, and a batch never uses more than 64
+ * - FIFO and a cap of MAX_BATCH commands: an arrival waits for at most the
+ *   running batch plus its own, and a batch never uses more than 64
  *   subtransaction ids (PostgreSQL caches 64 per backend; beyond that every
- *   other session's snapshots overflow to pg_subtrans and slow down).
- * - Receipt numbers stay gapless: the counter is advanced inside the sale's
- *   savepoint, so a refused sale's ROLLBACK TO gives its number back, and a
- *   failed batch rolls every number back.
+ *   other session's snapshots overflow to pg_subtrans and slow down) — a run
+ *   of sales uses one.
+ * - Receipt numbers stay gapless: only accepted sales are given numbers, in
+ *   order from the locked counter, and the counter is set to the last one in
+ *   the same transaction; a refused sale takes none, a command rolled back to
+ *   its savepoint gives its number back, a failed batch rolls every number back.
+ * - A run of sales that fails with an unexpected error (anything but a
+ *   refusal) is rolled back to its savepoint and its sales are run again one
+ *   by one, each under its own savepoint: only the sale that fails gets the error.
  * - The same Idempotency-Key twice in one lane is never put in the same batch:
  *   the second waits for the next batch and then replays the first one's
  *   committed response (what it would get had it arrived a moment later).
@@ -73,13 +112,15 @@ const batchSize = new prometheus.Histogram({
   registers: [registry],
 });
 
-interface Pending {
+/** A queued command: a sale written set-based with the sales around it (`sale`), or any command function (`fn`). */
+type Work = { sale: SaleRequest; fn?: undefined } | { fn: CommandFn; sale?: undefined };
+
+type Pending = Work & {
   input: CommandInput;
   spec: CommandSpec;
-  fn: CommandFn;
   resolve: (outcome: CommandOutcome) => void;
   reject: (error: unknown) => void;
-}
+};
 
 interface Lane {
   tenantId: string;
@@ -115,6 +156,22 @@ export class GroupCommitter {
    * command locks (for sales: the store), within the input's tenant.
    */
   run(laneKey: string, input: CommandInput, spec: CommandSpec, fn: CommandFn): Promise<CommandOutcome> {
+    return this.enqueue(laneKey, { input, spec, fn });
+  }
+
+  /**
+   * A sale (POST /v1/sales, or one synced sale): in its store's lane, planned
+   * and written set-based with the sales around it. A sale naming workshop
+   * pieces runs as its own command (recordSale: its pieces are locked first).
+   */
+  sale(input: CommandInput, body: SaleInput, source: SaleSource): Promise<CommandOutcome> {
+    const spec = { type: 'sale.create', storeId: body.store_id };
+    if (body.items.some((item) => item.piece_ids !== undefined)) return this.run(body.store_id, input, spec, saleCommand(body, source));
+    return this.enqueue(body.store_id, { input, spec, sale: { input, sale: body, source } });
+  }
+
+  private enqueue(laneKey: string, work: Omit<Pending, 'resolve' | 'reject'>): Promise<CommandOutcome> {
+    const { input } = work;
     const key = `${input.tenantId}/${laneKey}`;
     let lane = this.lanes.get(key);
     if (lane && lane.queue.length >= MAX_QUEUE) {
@@ -124,7 +181,7 @@ export class GroupCommitter {
       lane = { tenantId: input.tenantId, queue: [], running: false };
       this.lanes.set(key, lane);
     }
-    const promise = new Promise<CommandOutcome>((resolve, reject) => lane.queue.push({ input, spec, fn, resolve, reject }));
+    const promise = new Promise<CommandOutcome>((resolve, reject) => lane.queue.push({ ...work, resolve, reject } as Pending));
     if (!lane.running) void this.drain(key, lane);
     return promise;
   }
@@ -191,25 +248,20 @@ export class GroupCommitter {
     }
   }
 
-  /** One try of the batch: every command under its savepoint, one COMMIT. Throws if the batch as a whole failed. */
+  /** One try of the batch: each run of sales and each other command under its savepoint, one COMMIT. Throws if the batch as a whole failed. */
   private async attempt(tenantId: string, batch: Pending[]): Promise<Settled[]> {
     const trx = await this.db.startTransaction().execute();
     let committing = false;
     try {
       await setTenant(trx, tenantId);
+      const units = new Savepoints(trx);
       const settled: Settled[] = [];
-      for (const [index, item] of batch.entries()) {
-        // One round trip: release the previous command's savepoint (keeping its
-        // work) and open this one's.
-        await sql.raw(index === 0 ? 'SAVEPOINT command' : 'RELEASE SAVEPOINT command; SAVEPOINT command').execute(trx);
-        try {
-          settled.push({ ok: true, outcome: await executeCommand(trx, item.input, item.spec, item.fn) });
-        } catch (error) {
-          if (isRetryableTransactionError(error)) throw error;
-          await sql.raw('ROLLBACK TO SAVEPOINT command').execute(trx);
-          if (error instanceof CommandRefused) settled.push({ ok: true, outcome: { ...error.result, replayed: false, opId: null } });
-          else settled.push({ ok: false, error });
-        }
+      for (let start = 0; start < batch.length; ) {
+        let end = start + 1;
+        if (batch[start]!.sale) while (end < batch.length && batch[end]!.sale) end++;
+        const unit = batch.slice(start, end);
+        settled.push(...(unit[0]!.sale ? await this.runSales(trx, tenantId, unit, units) : [await runOne(trx, unit[0]!, units)]));
+        start = end;
       }
       committing = true;
       await trx.commit().execute();
@@ -221,6 +273,108 @@ export class GroupCommitter {
       throw error;
     }
   }
+
+  /**
+   * A run of sales, set-based, under one savepoint. If it fails unexpectedly
+   * (not a refusal: those are outcomes), it is rolled back and its sales are
+   * run again one by one, so only the failing sale gets the error.
+   */
+  private async runSales(trx: Tx, tenantId: string, sales: Pending[], units: Savepoints): Promise<Settled[]> {
+    await units.open();
+    try {
+      return await writeSaleRun(trx, tenantId, sales);
+    } catch (error) {
+      if (isRetryableTransactionError(error)) throw error;
+      await units.rollback();
+      if (sales.length === 1) return [{ ok: false, error }];
+      const settled: Settled[] = [];
+      for (const sale of sales) settled.push(...(await this.runSales(trx, tenantId, [sale], units)));
+      return settled;
+    }
+  }
+}
+
+/** The savepoint of the current unit of a batch: opening the next one releases (keeps) the previous one's work. */
+class Savepoints {
+  private isOpen = false;
+  constructor(private readonly trx: Tx) {}
+
+  async open(): Promise<void> {
+    // One round trip: release the previous unit's savepoint and open this one's.
+    await sql.raw(this.isOpen ? 'RELEASE SAVEPOINT unit; SAVEPOINT unit' : 'SAVEPOINT unit').execute(this.trx);
+    this.isOpen = true;
+  }
+
+  async rollback(): Promise<void> {
+    await sql.raw('ROLLBACK TO SAVEPOINT unit').execute(this.trx);
+  }
+}
+
+/** One command under its own savepoint, through executeCommand (the path of a lone command). */
+async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settled> {
+  await units.open();
+  try {
+    return { ok: true, outcome: await executeCommand(trx, item.input, item.spec, item.fn!) };
+  } catch (error) {
+    if (isRetryableTransactionError(error)) throw error;
+    await units.rollback();
+    if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: false, opId: null } };
+    return { ok: false, error };
+  }
+}
+
+/**
+ * Sales of one store, decided together and written with a fixed number of
+ * statements (see the overview above). Refusals, replays and keys in flight
+ * are outcomes; only an unexpected failure throws.
+ */
+async function writeSaleRun(trx: Tx, tenantId: string, items: Pending[]): Promise<Settled[]> {
+  const settled: Array<Settled | undefined> = items.map(() => undefined);
+  const keyed = items.flatMap((item, index) => (item.input.idempotencyKey === undefined ? [] : [{ index, key: item.input.idempotencyKey }]));
+  const claimed = await claimIdempotencyKeys(trx, tenantId, keyed.map(({ key }) => key));
+  keyed.forEach(({ index }, position) => {
+    if (!claimed[position]) settled[index] = { ok: false, error: idempotencyKeyInFlight() };
+  });
+  const stored = await storedResponses(trx, tenantId, keyed.filter((_, position) => claimed[position]).map(({ key }) => key));
+  for (const { index, key } of keyed) {
+    const response = stored.get(key);
+    if (response === undefined || settled[index] !== undefined) continue;
+    try {
+      settled[index] = { ok: true, outcome: replayOf(items[index]!.input, response) };
+    } catch (error) {
+      settled[index] = { ok: false, error };
+    }
+  }
+
+  const open = items.flatMap((item, index) => (settled[index] === undefined ? [{ index, request: item.sale! }] : []));
+  if (open.length > 0) {
+    const storeId = open[0]!.request.sale.store_id;
+    assert(open.every(({ request }) => request.sale.store_id === storeId), 'a lane holds the sales of one store');
+    const state = await loadSaleState(trx, tenantId, storeId, open.map(({ request }) => request.sale), { lock: true });
+    const locked = { lastReceipt: state.lastReceipt };
+    const accepted: Array<{ index: number; plan: PlannedSale }> = [];
+    for (const { index, request } of open) {
+      const invalid = validateSale(state, request);
+      const planned = invalid ? ({ ok: false, error: invalid } as const) : planSale(state, request, newId());
+      if (planned.ok) accepted.push({ index, plan: planned.plan });
+      else settled[index] = { ok: false, error: planned.error };
+    }
+    if (accepted.length > 0) {
+      const commands = accepted.map(({ index, plan }) => ({ input: items[index]!.input, spec: items[index]!.spec, opId: plan.opId, storeId }));
+      await insertOperations(trx, tenantId, commands);
+      const ledgerIds = await writeSales(trx, tenantId, storeId, accepted.map(({ plan }) => plan), locked);
+      const results = accepted.map(({ plan }) => ({ status: 201, body: plan.sale }));
+      await recordCommands(
+        trx,
+        tenantId,
+        accepted.map(({ plan }, position) => ({ ...commands[position]!, ...saleEffects(plan, ledgerIds[position]!), result: results[position]! })),
+      );
+      accepted.forEach(({ index, plan }, position) => {
+        settled[index] = { ok: true, outcome: { ...results[position]!, replayed: false, opId: plan.opId } };
+      });
+    }
+  }
+  return settled.map((result) => result!);
 }
 
 const committers = new WeakMap<Db, GroupCommitter>();

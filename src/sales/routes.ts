@@ -7,7 +7,6 @@ import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
 import { IdempotencyHeaders, IdParams, Money, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
-import { saleCommand } from './createSale.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
 import { recordVoid } from './voidSale.js';
@@ -104,7 +103,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       const principal = tenantOf(request);
       const body: SaleBody = request.body;
       assertStoreInScope(principal, body.store_id);
-      const outcome = await writer.run(body.store_id, commandInputOf(request), { type: 'sale.create', storeId: body.store_id }, saleCommand(body, 'online'));
+      const outcome = await writer.sale(commandInputOf(request), body, 'online');
       return sendOutcome(reply, outcome);
     },
   );
@@ -198,7 +197,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
             fingerprint: fingerprintRequest('POST', '/v1/sales', sale),
             payload: sale,
           };
-          return writer.run(sale.store_id, input, { type: 'sale.create', storeId: sale.store_id }, saleCommand(sale, 'offline'));
+          return writer.sale(input, sale, 'offline');
         }),
       );
       return {
