@@ -6,6 +6,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { fingerprintRequest, type CommandInput } from '../core/command.js';
 import { saleCommand } from './createSale.js';
 import { GroupCommitter } from './groupCommit.js';
+import { recordVoid } from './voidSale.js';
 import type { SaleInput } from './sale.table.js';
 import { givenSku, givenStock, givenStore } from './testkit.js';
 
@@ -15,11 +16,13 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
   let storeId: string;
   let skuId: string;
   let principal: CommandInput['principal'];
+  let owner: Awaited<ReturnType<TestApp['newTenant']>>['owner'];
 
   before(async () => {
     t = await startTestApp();
     const tenant = await t.newTenant();
     tenantId = tenant.tenantId;
+    owner = tenant.owner;
     storeId = await givenStore(tenant.owner, 'GC');
     skuId = await givenSku(tenant.owner, 'GC-1', 'piece', 10);
     await givenStock(tenant.owner, storeId, [{ sku_id: skuId, quantity: 1000 }]);
@@ -166,5 +169,177 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.equal(after.counter, (before.counter ?? 0) + 1);
     const numbers = (await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 ORDER BY 1`, [tenantId])).rows.map((r) => r.n);
     assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1));
+  });
+
+  // ── Sales written set-based (GroupCommitter.sale) ──────────────────────────
+  // The first call finds the lane idle and runs alone; calls made in the same
+  // tick queue behind it and form the next batch (one run of sales).
+
+  const statusOf = (promise: Promise<{ status: number; replayed: boolean }>) =>
+    promise.then(
+      (outcome) => (outcome.replayed ? `${outcome.status} replayed` : outcome.status),
+      (error: { code?: string; message?: string }) => error.code ?? error.message,
+    );
+
+  /** The stock ledger of the SKU is a chain (each row's quantity_after = the previous one's + its change) ending at the balance. */
+  async function assertLedgerChain(sku: string) {
+    const { rows } = await t.admin.query(
+      `SELECT quantity_change::int AS change, quantity_after::int AS after FROM stock_ledger WHERE tenant_id = $1 AND sku_id = $2 ORDER BY id`,
+      [tenantId, sku],
+    );
+    let running = 0;
+    for (const row of rows) {
+      running += row.change;
+      assert.equal(row.after, running, 'quantity_after follows the ledger order');
+    }
+    const balance = (await t.admin.query(`SELECT quantity::int AS q FROM stock_balances WHERE tenant_id = $1 AND sku_id = $2`, [tenantId, sku])).rows[0].q;
+    assert.equal(balance, running, 'balance = Σ ledger');
+  }
+
+  it('a run of sales is planned in order against one locked state; refused ones write nothing and take no number', async () => {
+    const committer = new GroupCommitter(t.db);
+    const before = await state();
+    const sales = [body(1), body(1), body(1_000_000), { ...body(1), items: [{ sku_id: randomUUID(), quantity: 1, unit_price: 10 }] }, body(2), body(1)];
+    const inputs = sales.map((sale) => inputOf(sale));
+    const outcomes = await Promise.all(sales.map((sale, index) => statusOf(committer.sale(inputs[index]!, sale, 'online'))));
+    assert.deepEqual(outcomes, [201, 201, 'insufficient_stock', 'validation_failed', 201, 201]);
+
+    const after = await state();
+    assert.equal(after.sales, before.sales + 4);
+    assert.equal(after.operations, before.operations + 4);
+    assert.equal(after.stock, before.stock - 5);
+    assert.equal(after.counter, (before.counter ?? 0) + 4);
+    const numbers = (await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 ORDER BY 1`, [tenantId])).rows.map((r) => r.n);
+    assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1));
+    await assertLedgerChain(skuId);
+    // Sales 2, 5 and 6 committed together (one transaction: one now()).
+    const batches = await t.admin.query(`SELECT count(DISTINCT created_at)::int AS n FROM (SELECT created_at FROM sales WHERE tenant_id = $1 ORDER BY receipt_number DESC LIMIT 3) s`, [tenantId]);
+    assert.equal(batches.rows[0].n, 1);
+
+    // Every accepted sale has its whole record: operation, two audit events
+    // (command with effects, sale after), idempotency record, journal entry
+    // with balanced postings, and the ledger row its effects name.
+    const accepted = [0, 1, 4, 5].map((index) => inputs[index]!.idempotencyKey!);
+    const { rows } = await t.admin.query(
+      `SELECT k.key, s.id AS sale_id, s.total::int,
+              (SELECT count(*)::int FROM events e WHERE e.tenant_id = k.tenant_id AND e.op_id = k.op_id) AS events,
+              (SELECT e.effects FROM events e WHERE e.tenant_id = k.tenant_id AND e.op_id = k.op_id AND e.subject_type IS NULL) AS effects,
+              (SELECT sum(p.amount)::int FROM journal_entries j JOIN postings p ON p.tenant_id = j.tenant_id AND p.entry_id = j.id
+               WHERE j.tenant_id = k.tenant_id AND j.subject_id = s.id) AS posted,
+              (SELECT count(*)::int FROM journal_entries j WHERE j.tenant_id = k.tenant_id AND j.subject_id = s.id) AS entries,
+              (SELECT array_agg(l.id::text) FROM stock_ledger l WHERE l.tenant_id = k.tenant_id AND l.op_id = k.op_id) AS ledger_ids
+       FROM idempotency_keys k JOIN sales s ON s.tenant_id = k.tenant_id AND s.op_id = k.op_id
+       WHERE k.tenant_id = $1 AND k.key = ANY($2::text[])`,
+      [tenantId, accepted],
+    );
+    assert.equal(rows.length, 4);
+    for (const row of rows) {
+      assert.equal(row.events, 2);
+      assert.equal(row.entries, 1);
+      assert.equal(row.posted, 0, 'postings of the entry sum to 0');
+      const effects = row.effects as Array<{ table: string; id: string }>;
+      assert.deepEqual(effects.filter((e) => e.table === 'stock_ledger').map((e) => e.id), row.ledger_ids);
+      assert.deepEqual(effects.filter((e) => e.table === 'sales').map((e) => e.id), [row.sale_id]);
+    }
+  });
+
+  it('keys in a run: in flight elsewhere → 409, stored → replay, stored for another request → 422, new → 201', async () => {
+    const committer = new GroupCommitter(t.db);
+    const stored = body(1);
+    const storedKey = randomUUID();
+    assert.equal((await committer.sale(inputOf(stored, storedKey), stored, 'online')).status, 201);
+    const reusedKey = randomUUID();
+    const reusedFirst = body(2);
+    assert.equal((await committer.sale(inputOf(reusedFirst, reusedKey), reusedFirst, 'online')).status, 201);
+    // Another transaction holds the advisory lock of a key: that request is in flight.
+    const busyKey = randomUUID();
+    const holder = await t.admin.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`, [tenantId, busyKey]);
+      const before = await state();
+      const primer = body(1);
+      const sales = [
+        { sale: primer, input: inputOf(primer) },
+        { sale: stored, input: inputOf(stored, storedKey) },
+        { sale: body(5), input: inputOf(body(5), reusedKey) },
+        { sale: body(1), input: inputOf(body(1), busyKey) },
+        { sale: body(1), input: inputOf(body(1)) },
+      ];
+      const outcomes = await Promise.all(sales.map(({ sale, input }) => statusOf(committer.sale(input, sale, 'online'))));
+      assert.deepEqual(outcomes, [201, '201 replayed', 'idempotency_key_reused', 'idempotency_key_in_flight', 201]);
+      const after = await state();
+      assert.equal(after.sales, before.sales + 2);
+      assert.equal(after.stock, before.stock - 2);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+  });
+
+  it('an unexpected failure inside a run: the run is re-run sale by sale and only the failing sale gets the error', async () => {
+    const committer = new GroupCommitter(t.db);
+    await t.admin.query(`
+      CREATE FUNCTION refuse_total_777() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.total = 777 THEN RAISE EXCEPTION 'a total of 777 is cursed'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER refuse_total_777 BEFORE INSERT ON sales FOR EACH ROW EXECUTE FUNCTION refuse_total_777();`);
+    try {
+      const before = await state();
+      const cursed: SaleInput = { ...body(1), items: [{ sku_id: skuId, quantity: 1, unit_price: 777 }] };
+      const sales = [body(1), body(1), cursed, body(1)];
+      const outcomes = await Promise.all(sales.map((sale) => statusOf(committer.sale(inputOf(sale), sale, 'online'))));
+      assert.equal(outcomes[0], 201);
+      assert.equal(outcomes[1], 201);
+      assert.match(String(outcomes[2]), /cursed|P0001/);
+      assert.equal(outcomes[3], 201);
+      const after = await state();
+      assert.equal(after.sales, before.sales + 3);
+      assert.equal(after.operations, before.operations + 3);
+      assert.equal(after.stock, before.stock - 3);
+      assert.equal(after.counter, (before.counter ?? 0) + 3);
+      await assertLedgerChain(skuId);
+    } finally {
+      await t.admin.query(`DROP TRIGGER refuse_total_777 ON sales; DROP FUNCTION refuse_total_777()`);
+    }
+  });
+
+  it('offline sales in one run share what is left: the first takes it, the next records the shortfall', async () => {
+    const committer = new GroupCommitter(t.db);
+    const scarce = await givenSku(owner, `GC-SCARCE-${randomUUID().slice(0, 6)}`, 'piece', 10);
+    await givenStock(owner, storeId, [{ sku_id: scarce, quantity: 5 }]);
+    const line = (quantity: number): SaleInput => ({ store_id: storeId, payment_method: 'cash', items: [{ sku_id: scarce, quantity, unit_price: 10 }], client_created_at: new Date().toISOString() });
+    const sales = [body(1), line(4), line(3), line(2)];
+    const outcomes = await Promise.all(sales.map((sale) => committer.sale(inputOf(sale), sale, 'offline')));
+    assert.deepEqual(outcomes.map((o) => o.status), [201, 201, 201, 201]);
+    const shortfalls = outcomes.slice(1).map((o) => (o.body as { items: Array<{ shortfall_quantity: number }> }).items[0]!.shortfall_quantity);
+    assert.deepEqual(shortfalls, [0, 2, 2], '4 of 5 taken, then 1 of 3, then 0 of 2');
+    const reviews = await t.admin.query(
+      `SELECT count(*)::int AS n FROM review_items WHERE tenant_id = $1 AND kind = 'offline_sale_shortage' AND subject_id = ANY($2::text[])`,
+      [tenantId, outcomes.slice(1).map((o) => (o.body as { id: string }).id)],
+    );
+    assert.equal(reviews.rows[0].n, 2);
+    await assertLedgerChain(scarce);
+    const balance = await t.admin.query(`SELECT quantity::int AS q FROM stock_balances WHERE tenant_id = $1 AND sku_id = $2`, [tenantId, scarce]);
+    assert.equal(balance.rows[0].q, 0);
+  });
+
+  it('a void between sales in one batch runs in its own savepoint between the two runs', async () => {
+    const committer = new GroupCommitter(t.db);
+    const sold = await committer.sale(inputOf(body(4)), body(4), 'online');
+    const saleId = (sold.body as { id: string }).id;
+    const before = await state();
+    const outcomes = await Promise.all([
+      statusOf(committer.sale(inputOf(body(1)), body(1), 'online')),
+      statusOf(committer.sale(inputOf(body(2)), body(2), 'online')),
+      statusOf(
+        committer.run(storeId, inputOf(body()), { type: 'sale.void', storeId }, async (cmd) => ({ status: 200, body: await recordVoid(cmd, saleId, 'test') })),
+      ),
+      statusOf(committer.sale(inputOf(body(3)), body(3), 'online')),
+    ]);
+    assert.deepEqual(outcomes, [201, 201, 200, 201]);
+    const after = await state();
+    assert.equal(after.sales, before.sales + 3);
+    assert.equal(after.stock, before.stock - 1 - 2 + 4 - 3);
+    await assertLedgerChain(skuId);
   });
 });
