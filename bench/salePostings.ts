@@ -15,7 +15,6 @@ import pg from 'pg';
 import { fingerprintRequest, type CommandInput } from '../src/core/command.js';
 import { createDb, createPool } from '../src/core/db.js';
 import { openBenchDatabase } from './database.js';
-import { saleCommand } from '../src/sales/createSale.js';
 import { GroupCommitter } from '../src/sales/groupCommit.js';
 import type { SaleInput } from '../src/sales/sale.table.js';
 
@@ -60,7 +59,7 @@ async function main(): Promise<void> {
           while (Date.now() < end) {
             const body: SaleInput = { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: unitPrice }] };
             const started = performance.now();
-            const outcome = await committer.run(store, inputOf(body), { type: 'sale.create', storeId: store }, saleCommand(body, 'online'));
+            const outcome = await committer.sale(inputOf(body), body, 'online');
             if (Date.now() < warmupEnd) continue;
             if (outcome.status !== 201) errors++;
             latencies.push(performance.now() - started);
