@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
@@ -108,21 +109,46 @@ describe('money: parties, payments and the double-entry ledger', () => {
     assert.equal((await accountsOf()).get(`store/${otherStore.id}/card_clearing`)?.balance, 700);
   });
 
-  it('the database refuses an unbalanced entry at commit, and postings cannot be changed', async () => {
-    const client = await t.appPool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
-      const op = randomUUID();
-      await client.query(`INSERT INTO operations (tenant_id, id, type, actor, correlation_id) VALUES ($1, $2, 'test', 'test', 'test')`, [tenantId, op]);
+  it('the database refuses an unbalanced entry (postings: at the statement; an entry without postings: at commit), and postings cannot be changed', async () => {
+    const notBalanced = (error: { code?: string; message: string }) => error.code === '23514' && /not balanced/.test(error.message);
+    const inTransaction = async (work: (client: pg.PoolClient, op: string, account: string) => Promise<void>) => {
+      const client = await t.appPool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
+        const op = randomUUID();
+        await client.query(`INSERT INTO operations (tenant_id, id, type, actor, correlation_id) VALUES ($1, $2, 'test', 'test', 'test')`, [tenantId, op]);
+        const account = (await client.query(`SELECT id FROM accounts WHERE tenant_id = $1 AND party_id = $2`, [tenantId, customer.id])).rows[0].id;
+        await work(client, op, account);
+      } finally {
+        await client.query('ROLLBACK').catch(() => undefined);
+        client.release();
+      }
+    };
+    const postingsBefore = (await t.admin.query(`SELECT count(*)::int AS n FROM postings WHERE tenant_id = $1`, [tenantId])).rows[0].n;
+    // A one-legged entry: the INSERT of its posting is refused.
+    await inTransaction(async (client, op, account) => {
       const entry = randomUUID();
       await client.query(`INSERT INTO journal_entries (tenant_id, id, kind, op_id) VALUES ($1, $2, 'broken', $3)`, [tenantId, entry, op]);
-      const account = (await client.query(`SELECT id FROM accounts WHERE tenant_id = $1 AND party_id = $2`, [tenantId, customer.id])).rows[0].id;
-      await client.query(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, 100, $4)`, [tenantId, entry, account, op]);
-      await assert.rejects(client.query('COMMIT'), (error: { code?: string; message: string }) => error.code === '23514' && /not balanced/.test(error.message));
-    } finally {
-      client.release();
-    }
+      await assert.rejects(
+        client.query(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, 100, $4)`, [tenantId, entry, account, op]),
+        notBalanced,
+      );
+    });
+    // An entry with no postings at all: refused at COMMIT.
+    await inTransaction(async (client, op) => {
+      await client.query(`INSERT INTO journal_entries (tenant_id, id, kind, op_id) VALUES ($1, $2, 'empty', $3)`, [tenantId, randomUUID(), op]);
+      await assert.rejects(client.query('COMMIT'), notBalanced);
+    });
+    // A posting added later to an existing, balanced entry: refused.
+    const existing = (await t.admin.query(`SELECT entry_id, account_id FROM postings WHERE tenant_id = $1 LIMIT 1`, [tenantId])).rows[0];
+    await inTransaction(async (client, op) => {
+      await assert.rejects(
+        client.query(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, 5, $4)`, [tenantId, existing.entry_id, existing.account_id, op]),
+        notBalanced,
+      );
+    });
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM postings WHERE tenant_id = $1`, [tenantId])).rows[0].n, postingsBefore);
     await assert.rejects(t.admin.query(`UPDATE postings SET amount = amount + 1 WHERE tenant_id = $1`, [tenantId]), /append-only/);
   });
 
