@@ -210,6 +210,7 @@ describe('POST /v1/sales: an atomic sale', () => {
       ['unknown payment method', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'gold', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['unknown field', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', discount: 5, items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['bad client_created_at', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', client_created_at: 'yesterday', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
+      ['client_created_at on a leap second', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', client_created_at: '2016-12-31T23:59:60Z', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['bad sale_type', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', sale_type: 'huge', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['unknown SKU', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: unknown, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['unknown store', () => owner.post('/v1/sales', { store_id: unknown, payment_method: 'cash', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 404, 'not_found'],

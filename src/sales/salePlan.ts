@@ -135,6 +135,12 @@ export function validateSale(state: SaleState, request: SaleRequest): AppError |
       errors: missing.map((index) => ({ path: `/body/items/${index}/sku_id`, message: 'SKU does not exist' })),
     });
   }
+  // JSON Schema's date-time admits a leap second (23:59:60), which a Date cannot hold.
+  if (sale.client_created_at !== undefined && Number.isNaN(new Date(sale.client_created_at).getTime())) {
+    return new AppError('validation_failed', 'client_created_at is not a representable moment', {
+      errors: [{ path: '/body/client_created_at', message: 'must be an RFC 3339 date-time without a leap second' }],
+    });
+  }
   const lineErrors = saleLineErrors(sale.items, state.skus);
   if (lineErrors.length > 0) return new AppError('validation_failed', 'sale lines do not fit their SKUs', { errors: lineErrors });
   const customerId = sale.customer_id ?? null;
