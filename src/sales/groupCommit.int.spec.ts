@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { integrityFindings } from '../../test/support/integrity.js';
 import { fingerprintRequest, type CommandInput } from '../core/command.js';
+import { createDb, createPool } from '../core/db.js';
 import { saleCommand } from './createSale.js';
 import { GroupCommitter } from './groupCommit.js';
 import { recordVoid } from './voidSale.js';
@@ -341,5 +343,44 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.equal(after.sales, before.sales + 3);
     assert.equal(after.stock, before.stock - 1 - 2 + 4 - 3);
     await assertLedgerChain(skuId);
+  });
+
+  it('two processes (two committers, two pools) selling the last units of one SKU: exactly the stock is sold, receipts gapless, books balanced', async () => {
+    const scarce = await givenSku(owner, `GC-RACE-${randomUUID().slice(0, 6)}`, 'piece', 10);
+    await givenStock(owner, storeId, [{ sku_id: scarce, quantity: 300 }]);
+    const counterBefore = (await state()).counter ?? 0;
+    const drawerBefore = await t.admin.query(`SELECT coalesce(sum(balance), 0)::int AS b FROM accounts WHERE tenant_id = $1 AND store_id = $2 AND kind = 'cash_drawer'`, [tenantId, storeId]);
+    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherDb = createDb(otherPool);
+    try {
+      const committers = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
+      const line: SaleInput = { store_id: storeId, payment_method: 'cash', items: [{ sku_id: scarce, quantity: 1, unit_price: 10 }] };
+      // 2 × 32 clients, 8 one-unit sales each: 512 attempts on 300 units.
+      const outcomes = await Promise.all(
+        Array.from({ length: 64 }, async (_, client) => {
+          const statuses: unknown[] = [];
+          for (let i = 0; i < 8; i++) statuses.push(await statusOf(committers[client % 2]!.sale(inputOf(line), line, 'online')));
+          return statuses;
+        }),
+      ).then((all) => all.flat());
+      assert.equal(outcomes.filter((o) => o === 201).length, 300);
+      assert.equal(outcomes.filter((o) => o === 'insufficient_stock').length, 212);
+      assert.equal(outcomes.length, 512);
+    } finally {
+      await otherDb.destroy();
+    }
+    await assertLedgerChain(scarce);
+    const after = await t.admin.query(
+      `SELECT (SELECT quantity::int FROM stock_balances WHERE tenant_id = $1 AND sku_id = $2) AS stock,
+              (SELECT last_number::int FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $3) AS counter,
+              (SELECT count(*)::int FROM sales s JOIN sale_items i ON i.tenant_id = s.tenant_id AND i.sale_id = s.id
+               WHERE s.tenant_id = $1 AND i.sku_id = $2) AS sold,
+              (SELECT coalesce(sum(balance), 0)::int FROM accounts WHERE tenant_id = $1 AND store_id = $3 AND kind = 'cash_drawer') AS drawer`,
+      [tenantId, scarce, storeId],
+    );
+    assert.deepEqual(after.rows[0], { stock: 0, counter: counterBefore + 300, sold: 300, drawer: drawerBefore.rows[0].b + 300 * 10 });
+    const numbers = (await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2 ORDER BY 1`, [tenantId, storeId])).rows.map((r) => r.n);
+    assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 });
