@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandOrReplay, tenantOf } from '../http/command.js';
-import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, Money, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
@@ -125,8 +125,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
         listPointsOfSale(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id }, after, limit + 1),
       );
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 
@@ -219,12 +218,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
           limit + 1,
         ),
       );
-      const items = rows.slice(0, limit);
-      const last = items[items.length - 1];
-      return {
-        items,
-        next_cursor: rows.length > limit && last ? encodeCursor({ scheduled_for: new Date(last.scheduled_for).toISOString(), id: last.id }) : null,
-      };
+      return pageOf(rows, limit, (last) => ({ scheduled_for: new Date(last.scheduled_for).toISOString(), id: last.id }));
     },
   );
 

@@ -44,6 +44,16 @@ export function Page<T extends TSchema>(item: T) {
 export const Money = Type.Integer({ minimum: -9_000_000_000_000, maximum: 9_000_000_000_000, description: 'minor units' });
 export const PositiveQuantity = Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, description: 'base units of the SKU' });
 
+/**
+ * One page of a list from the `limit + 1` rows its query returned: the first
+ * `limit`, and — only when there was one more — the cursor of the last item.
+ */
+export function pageOf<T>(rows: readonly T[], limit: number, cursorOf: (last: T) => unknown): { items: T[]; next_cursor: string | null } {
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1];
+  return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(cursorOf(last)) : null };
+}
+
 export function encodeCursor(position: unknown): string {
   return Buffer.from(JSON.stringify(position), 'utf8').toString('base64url');
 }

@@ -3,7 +3,7 @@ import { inTenantTransaction, runCommand } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { inStoreScope, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { findReviewItem, listReviewItems } from './listReviewItems.js';
 import { allChecks } from './registry.js';
@@ -92,8 +92,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
         listReviewItems(tx, principal.tenantId, { status: request.query.status, kind: request.query.kind, storeIds: principal.storeIds, beforeId, limit: limit + 1 }),
       );
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 
@@ -150,8 +149,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       const rows = await inTenantTransaction(db, SYSTEM_TENANT_ID, (tx) =>
         listReviewItems(tx, SYSTEM_TENANT_ID, { status: request.query.status, storeIds: null, beforeId, limit: limit + 1 }),
       );
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 

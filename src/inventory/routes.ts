@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { createSku } from './createSku.js';
 import { createStore } from './createStore.js';
@@ -55,8 +55,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       const limit = request.query.limit ?? 50;
       const after = decodeCursor(request.query.cursor, isCodeCursor)?.code;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listStores(tx, principal.tenantId, principal.storeIds, after, limit + 1));
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ code: items[items.length - 1]?.code }) : null };
+      return pageOf(rows, limit, (last) => ({ code: last.code }));
     },
   );
 
@@ -104,8 +103,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       const limit = request.query.limit ?? 50;
       const after = decodeCursor(request.query.cursor, isCodeCursor)?.code;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listSkus(tx, principal.tenantId, after, limit + 1));
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ code: items[items.length - 1]?.code }) : null };
+      return pageOf(rows, limit, (last) => ({ code: last.code }));
     },
   );
 
@@ -244,8 +242,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         if (!store) throw notFound('store');
         if (!(await findSku(tx, principal.tenantId, skuId))) throw notFound('SKU');
         const rows = await listStockLedger(tx, principal.tenantId, storeId, skuId, beforeId, limit + 1);
-        const items = rows.slice(0, limit);
-        return { items, next_cursor: rows.length > limit ? encodeCursor({ id: String(items[items.length - 1]?.id) }) : null };
+        return pageOf(rows, limit, (last) => ({ id: String(last.id) }));
       });
     },
   );

@@ -5,7 +5,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
@@ -128,8 +128,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       const limit = request.query.limit ?? 50;
       const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listParties(tx, principal.tenantId, request.query.kind, after, limit + 1));
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 
@@ -208,9 +207,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         const limit = request.query.limit ?? 50;
         const after = decodeCursor(request.query.cursor, isBalanceCursor);
         const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listPartyBalances(tx, principal.tenantId, kind, after, limit + 1));
-        const items = rows.slice(0, limit);
-        const last = items[items.length - 1];
-        return { items, next_cursor: rows.length > limit && last ? encodeCursor({ outstanding: last.outstanding, party_id: last.party_id }) : null };
+        return pageOf(rows, limit, (last) => ({ outstanding: last.outstanding, party_id: last.party_id }));
       },
     );
   }
@@ -257,8 +254,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         await assertStoreExists(tx, principal.tenantId, request.params.store_id);
         return listAccountPostings(tx, principal.tenantId, `store/${request.params.store_id}/${request.params.kind}`, before, limit + 1);
       });
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 
@@ -276,8 +272,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         if (!(await findParty(tx, principal.tenantId, request.params.id))) throw notFound('party');
         return listAccountPostings(tx, principal.tenantId, `party/${request.params.id}`, before, limit + 1);
       });
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 

@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { combinePieces } from './combinePieces.js';
 import { cutPiece, versionFromIfMatch } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
@@ -187,8 +187,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
         listPieces(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, skuId: request.query.sku_id, includeGone: request.query.include_gone }, after, limit + 1),
       );
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 
@@ -227,8 +226,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         const piece = await findPiece(tx, principal.tenantId, request.params.id);
         if (!piece || !inStoreScope(principal, piece.store_id)) throw notFound('piece');
         const rows = await pieceHistory(tx, principal.tenantId, piece.id, after, limit + 1);
-        const items = rows.slice(0, limit);
-        return { items, next_cursor: rows.length > limit ? encodeCursor({ event_id: Number(items[items.length - 1]?.event_id) }) : null };
+        return pageOf(rows, limit, (last) => ({ event_id: Number(last.event_id) }));
       });
     },
   );

@@ -7,7 +7,7 @@ import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, tenantOf } from '../http/command.js';
 import { sendVersioned } from '../http/etag.js';
-import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
 import { etagOf, versionFromIfMatch, type SettlementDecision } from './settlementMath.js';
@@ -151,8 +151,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
         listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limit + 1),
       );
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 }

@@ -7,7 +7,7 @@ import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { command, commandInputOf, tenantOf } from '../http/command.js';
 import { etagOf, optionalExpectedVersion, sendVersioned } from '../http/etag.js';
-import { decodeCursor, encodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
@@ -201,8 +201,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
         listTransfers(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, status: request.query.status }, before, limit + 1),
       );
-      const items = rows.slice(0, limit);
-      return { items, next_cursor: rows.length > limit ? encodeCursor({ id: items[items.length - 1]?.id }) : null };
+      return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
 }
