@@ -16,12 +16,34 @@ import type { Unit } from '../inventory/inventory.table.js';
  * totals, so the receipt adds up line by line.
  */
 export function lineTotal(unit: Unit, quantity: number, unitPrice: number): number {
+  const total = exactLineTotal(unit, quantity, unitPrice);
+  assert(total <= BigInt(Number.MAX_SAFE_INTEGER), 'line total is within the safe integer range');
+  return Number(total);
+}
+
+/** The largest amount of money storekeep records, in minor units (the API's `Money`). */
+export const MAX_AMOUNT = 9_000_000_000_000;
+
+function exactLineTotal(unit: Unit, quantity: number, unitPrice: number): bigint {
   assert(Number.isSafeInteger(quantity) && quantity > 0, 'quantity is a positive integer');
   assert(Number.isSafeInteger(unitPrice) && unitPrice >= 0, 'unit price is a non-negative integer');
   const product = BigInt(quantity) * BigInt(unitPrice);
-  const total = unit === 'piece' ? product : roundHalfUpDivide(product, 1000n);
-  assert(total <= BigInt(Number.MAX_SAFE_INTEGER), 'line total is within the safe integer range');
-  return Number(total);
+  return unit === 'piece' ? product : roundHalfUpDivide(product, 1000n);
+}
+
+/**
+ * Lines whose total, or a sale whose total, would be above MAX_AMOUNT (a bad
+ * request whatever the stock). Pure; `lines` are the sale's lines with their
+ * quantities known.
+ */
+export function amountErrors(lines: ReadonlyArray<{ unit: Unit; quantity: number; unit_price: number }>): Array<{ path: string; message: string }> {
+  const totals = lines.map((line) => exactLineTotal(line.unit, line.quantity, line.unit_price));
+  const errors = totals.flatMap((total, index) =>
+    total > BigInt(MAX_AMOUNT) ? [{ path: `/body/items/${index}`, message: `line total ${total} is above the largest amount (${MAX_AMOUNT} minor units)` }] : [],
+  );
+  const sum = totals.reduce((a, b) => a + b, 0n);
+  if (errors.length === 0 && sum > BigInt(MAX_AMOUNT)) errors.push({ path: '/body/items', message: `sale total ${sum} is above the largest amount (${MAX_AMOUNT} minor units)` });
+  return errors;
 }
 
 /** numerator / divisor rounded half up, for numerator ≥ 0 and divisor > 0. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { lineTotal, roundHalfUpDivide, saleTotal } from './lineTotal.js';
+import { amountErrors, lineTotal, MAX_AMOUNT, roundHalfUpDivide, saleTotal } from './lineTotal.js';
 
 describe('line totals', () => {
   it('pieces: quantity × price, exact', () => {
@@ -32,6 +32,13 @@ describe('line totals', () => {
     assert.throws(() => lineTotal('kg', 1.5, 10), /assertion failed/);
     assert.throws(() => lineTotal('kg', 0, 10), /assertion failed/);
     assert.throws(() => lineTotal('piece', 1, -1), /assertion failed/);
+  });
+
+  it('amountErrors: a line or a sale above the largest amount (9,000,000,000,000 minor units)', () => {
+    assert.deepEqual(amountErrors([{ unit: 'piece', quantity: 1, unit_price: MAX_AMOUNT }]), []);
+    assert.deepEqual(amountErrors([{ unit: 'kg', quantity: 1_000_000_000, unit_price: 9_000_000 }]), [], '9,000,000,000,000 exactly is allowed');
+    assert.deepEqual(amountErrors([{ unit: 'piece', quantity: 1, unit_price: 1 }, { unit: 'piece', quantity: 1_000_000_000_000, unit_price: 9_000_000_000_000 }]).map((e) => e.path), ['/body/items/1']);
+    assert.deepEqual(amountErrors([{ unit: 'piece', quantity: 1, unit_price: MAX_AMOUNT }, { unit: 'piece', quantity: 1, unit_price: 1 }]).map((e) => e.path), ['/body/items']);
   });
 
   it('roundHalfUpDivide', () => {

@@ -83,7 +83,7 @@ const SALE_SUMMARY =
   'Sell: every line is checked against stock atomically (lines of one SKU summed), the store\'s next receipt number is taken, and ' +
   'sale, lines, stock ledger, operation, audit and idempotency record commit together. Line total = quantity × unit_price for pieces; ' +
   'for kg / metre items quantity is grams / millimetres and unit_price is per kg / metre: quantity × unit_price / 1000, rounded half up. ' +
-  'Any short SKU → 409 insufficient_stock with every shortage, nothing written. A bulk sale (sale_type bulk, or a SKU quantity ≥ the ' +
+  'A line or sale total above 9,000,000,000,000 minor units → 400. Any short SKU → 409 insufficient_stock with every shortage, nothing written. A bulk sale (sale_type bulk, or a SKU quantity ≥ the ' +
   'tenant\'s bulk_sale_threshold) needs sales.bulk. A line of a piece-tracked SKU names the workshop pieces it sells (piece_ids; quantity = ' +
   'their sum): they are locked, marked sold by this sale and their sum leaves stock; a piece sold, consumed, deleted or reserved → 409 ' +
   'piece_unavailable naming the pieces, nothing written. piece_ids on another SKU, or none on a piece-tracked one → 400.';

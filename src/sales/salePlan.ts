@@ -8,7 +8,7 @@ import { saleJournalEntry } from '../money/postSale.js';
 import type { JournalEntryInput } from '../money/postJournal.js';
 import type { PieceSaleLineResult, UnavailablePiece } from '../pieces/sellPieces.js';
 import { pieceUnavailable } from '../pieces/sellPieces.js';
-import { lineTotal } from './lineTotal.js';
+import { amountErrors, lineTotal } from './lineTotal.js';
 import type { SaleInput, SaleItemView, SaleSource, SaleView } from './sale.table.js';
 
 /**
@@ -113,6 +113,8 @@ export function saleLineErrors(items: SaleInput['items'], skus: ReadonlyMap<stri
 
 export const mayBulk = (principal: Principal) => principal.kind === 'token' && roleHas(principal.role, 'sales.bulk');
 
+const tooLarge = (errors: FieldError[]) => new AppError('validation_failed', 'amounts above the largest amount storekeep records', { errors });
+
 const bulkForbidden = () => new AppError('forbidden', 'a bulk sale needs the sales.bulk permission');
 
 export function insufficientStock(shortages: SaleShortage[]): AppError {
@@ -143,6 +145,11 @@ export function validateSale(state: SaleState, request: SaleRequest): AppError |
   }
   const lineErrors = saleLineErrors(sale.items, state.skus);
   if (lineErrors.length > 0) return new AppError('validation_failed', 'sale lines do not fit their SKUs', { errors: lineErrors });
+  // Lines of pieces are checked again by planSale, once their quantity is known.
+  const amounts = amountErrors(
+    sale.items.flatMap((item) => (item.quantity === undefined ? [] : [{ unit: state.skus.get(item.sku_id)!.unit, quantity: item.quantity, unit_price: item.unit_price }])),
+  );
+  if (amounts.length > 0) return tooLarge(amounts);
   const customerId = sale.customer_id ?? null;
   if (customerId === null && sale.payment_method === 'credit') {
     return new AppError('validation_failed', 'a credit sale needs the customer_id of a known customer', {
@@ -184,6 +191,8 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
   if (source === 'online' && unavailable.length > 0) return { ok: false, error: pieceUnavailable(unavailable) };
 
   const lines: QuantifiedLine[] = input.items.map((item, index) => ({ sku_id: item.sku_id, quantity: pieces.get(index)?.quantity ?? item.quantity! }));
+  const amounts = amountErrors(input.items.map((item, index) => ({ unit: state.skus.get(item.sku_id)!.unit, quantity: lines[index]!.quantity, unit_price: item.unit_price })));
+  if (amounts.length > 0) return { ok: false, error: tooLarge(amounts) };
   const bySku = quantitiesBySku(lines);
   const skuIds = [...bySku.keys()].sort();
 
