@@ -12,7 +12,7 @@ import { getTenantSettings } from '../tenancy/updateTenantSettings.js';
 import type { VisitCompletion } from './field.table.js';
 import { checkGeofence, DEFAULT_GEOFENCE_RADIUS_M } from './geofence.js';
 import { loadVisitCompletion } from './queries.js';
-import { planSettlement, type ReportedLine } from './settlement.js';
+import { planSettlement, type ConsignedLine, type ReportedLine } from './settlement.js';
 
 export interface CompleteVisitInput {
   latitude: number;
@@ -115,8 +115,10 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     }
     const consigned = await all(
       tx,
-      sql<{ sku_id: string; quantity: number; unit_price: number }>`
-        SELECT sku_id, quantity, unit_price FROM consignment_lines WHERE tenant_id = ${tenantId} AND consignment_id = ${consignment.id}`,
+      sql<ConsignedLine>`
+        SELECT l.sku_id, s.unit, l.quantity, l.unit_price
+        FROM consignment_lines l JOIN skus s ON s.tenant_id = l.tenant_id AND s.id = l.sku_id
+        WHERE l.tenant_id = ${tenantId} AND l.consignment_id = ${consignment.id}`,
     );
     const plan = planSettlement(consigned, input.settlement.lines);
     if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });

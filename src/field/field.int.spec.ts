@@ -320,7 +320,8 @@ describe('field sales: points of sale, visits, consignments', () => {
     );
     assert.equal(response.status, 200, JSON.stringify(response.body));
     const { settlement, consignment } = response.body;
-    assert.equal(settlement.amount_owed, 5 * 120 + 4000 * 1);
+    // Soap: 5 pieces × 120. Rice: 4,000 g at 1 per kg, as a sale would total it = 4.
+    assert.equal(settlement.amount_owed, 5 * 120 + 4);
     // The money owed is posted: the point of sale's party receivable against the store's sales revenue.
     assert.ok(settlement.journal_entry_id);
     const postings = (
@@ -330,9 +331,9 @@ describe('field sales: points of sale, visits, consignments', () => {
         [settlement.journal_entry_id],
       )
     ).rows.map((row) => [row.kind, row.party_id ?? row.store_id, Number(row.amount)]);
-    assert.deepEqual(postings, [['receivable', kiosk.party_id, 4600], ['sales_revenue', store.id, -4600]]);
+    assert.deepEqual(postings, [['receivable', kiosk.party_id, 604], ['sales_revenue', store.id, -604]]);
     const receivable = (await t.admin.query(`SELECT balance FROM accounts WHERE party_id = $1`, [kiosk.party_id])).rows[0];
-    assert.equal(Number(receivable.balance), 4600);
+    assert.equal(Number(receivable.balance), 604);
     assert.equal(settlement.consignment_id, consignmentId);
     // Then: returned soap came back, new soap left; rice unchanged (all sold)
     assert.equal(await stockOf(soap.id), soapBefore + 3 - 6);

@@ -56,7 +56,7 @@ const Settlement = Type.Object({
   id: Uuid,
   consignment_id: Uuid,
   visit_id: Uuid,
-  amount_owed: Type.Integer({ description: 'Σ sold × unit price, minor units: what the point of sale owes' }),
+  amount_owed: Type.Integer({ description: 'what the point of sale owes, minor units: Σ per line what a sale of the sold quantity at unit_price would total (kg / metre lines: base units × price / 1000, rounded half up)' }),
   journal_entry_id: Nullable(Uuid),
   op_id: Uuid,
   created_at: Timestamp,

@@ -1,13 +1,21 @@
+import type { Unit } from '../inventory/inventory.table.js';
+import { amountErrors, lineTotal } from '../sales/lineTotal.js';
+
 /**
  * Settling a consignment: every unit left at the point of sale is accounted
- * for as sold (the point of sale owes sold × unit price) or returned (back to
- * the store's stock). Goods that stay at the point of sale are returned and
- * left again on the new consignment of the same visit, so a consignment is
- * always settled whole. Pure: no database.
+ * for as sold or returned (back to the store's stock). The point of sale owes,
+ * per line, what a sale of the sold quantity at the line's unit price would
+ * total (`lineTotal`: quantity in base units, price per piece / kg / metre,
+ * kg and metre lines rounded half up). Goods that stay at the point of sale
+ * are returned and left again on the new consignment of the same visit, so a
+ * consignment is always settled whole. Pure: no database.
  */
 export interface ConsignedLine {
   sku_id: string;
+  unit: Unit;
+  /** Base units of the SKU (grams, pieces, millimetres). */
   quantity: number;
+  /** Minor units per piece / kg / metre, like a sale line's. */
   unit_price: number;
 }
 
@@ -51,10 +59,11 @@ export function planSettlement(consigned: ConsignedLine[], reported: ReportedLin
   if (errors.length > 0) return { ok: false, errors };
 
   const lines = reported
-    .map((line) => ({ ...line, unit_price: byId.get(line.sku_id)?.unit_price ?? 0 }))
+    .map((line) => ({ ...line, unit_price: byId.get(line.sku_id)!.unit_price }))
     .sort((a, b) => (a.sku_id < b.sku_id ? -1 : a.sku_id > b.sku_id ? 1 : 0));
-  const amountOwed = lines.reduce((sum, line) => sum + line.sold_quantity * line.unit_price, 0);
-  if (!Number.isSafeInteger(amountOwed)) return { ok: false, errors: [{ path: '/body/settlement/lines', message: 'amount owed is too large' }] };
+  const sold = lines.filter((line) => line.sold_quantity > 0).map((line) => ({ unit: byId.get(line.sku_id)!.unit, quantity: line.sold_quantity, unit_price: line.unit_price }));
+  if (amountErrors(sold).length > 0) return { ok: false, errors: [{ path: '/body/settlement/lines', message: 'amount owed is too large' }] };
+  const amountOwed = sold.reduce((sum, line) => sum + lineTotal(line.unit, line.quantity, line.unit_price), 0);
   return {
     ok: true,
     lines,
