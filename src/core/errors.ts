@@ -25,6 +25,7 @@ export const ERROR_STATUS = {
   idempotency_key_reused: 422,
   geofence_violation: 422,
   unprocessable: 422,
+  limit_exceeded: 422,
   rate_limited: 429,
   internal_error: 500,
   service_unavailable: 503,

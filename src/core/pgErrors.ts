@@ -33,6 +33,23 @@ export function pgConstraint(error: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * SQLSTATE class 22, "data exception": a value PostgreSQL cannot store or
+ * read as its type (a date in year 0, an offset beyond ±15:59, a NUL
+ * character in text, a number beyond bigint, malformed uuid text). Every
+ * statement of a command runs in its transaction, so the error rolled back
+ * everything: the request changed nothing.
+ */
+export function isDataException(error: unknown): boolean {
+  return pgCode(error)?.startsWith('22') ?? false;
+}
+
+/** CHECK constraints that bound stored amounts (migration 0804): exceeding one is the request's fault. */
+export const LIMIT_CONSTRAINTS: Record<string, string> = {
+  stock_balances_quantity_limit: 'the stock of a SKU in a store would exceed 1,000,000,000,000,000 base units',
+  accounts_totals_limit: "an account's debit or credit total would exceed 9,000,000,000,000,000 minor units",
+};
+
 /** Failures where running the whole transaction again is the right answer. */
 export function isRetryableTransactionError(error: unknown): boolean {
   const code = pgCode(error);

@@ -13,6 +13,8 @@ import type { VisitCompletion } from './field.table.js';
 import { checkGeofence, DEFAULT_GEOFENCE_RADIUS_M } from './geofence.js';
 import { loadVisitCompletion } from './queries.js';
 import { planSettlement, type ConsignedLine, type ReportedLine } from './settlement.js';
+import { amountErrors } from '../sales/lineTotal.js';
+import type { Unit } from '../inventory/inventory.table.js';
 
 export interface CompleteVisitInput {
   latitude: number;
@@ -94,6 +96,16 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
       });
     }
   });
+  // What is left must be a value the settlement can book later (the same
+  // bound as a sale: each line, and the consignment, at most the largest amount).
+  const leftAmounts = amountErrors(
+    input.lines.map((line) => ({ unit: skus.get(line.sku_id)!.unit as Unit, quantity: line.quantity, unit_price: line.unit_price ?? skus.get(line.sku_id)!.price })),
+  );
+  if (leftAmounts.length > 0) {
+    throw new AppError('validation_failed', 'the goods left would be worth more than the largest amount storekeep records', {
+      errors: leftAmounts.map((error) => ({ ...error, path: error.path.replace('/body/items', '/body/lines') })),
+    });
+  }
 
   const stockChanges: StockChange[] = [];
 

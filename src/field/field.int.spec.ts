@@ -217,6 +217,9 @@ describe('field sales: points of sale, visits, consignments', () => {
       { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1.5 }] },
       { ...SHOP, lines: [{ sku_id: '00000000-0000-4000-8000-000000000009', quantity: 1 }] },
       { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }, { sku_id: soap.id, quantity: 2 }] },
+      // Goods worth more than the settlement could ever book (a line, then the whole consignment).
+      { ...SHOP, lines: [{ sku_id: soap.id, quantity: 2, unit_price: 9_000_000_000_000 }] },
+      { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1, unit_price: 9_000_000_000_000 }, { sku_id: rice.id, quantity: 1000, unit_price: 1000 }] },
     ]) {
       const before = await snapshot();
       assertProblem(await agent.post(`/v1/visits/${visit.id}/complete`, body), 400, 'validation_failed');

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
+import { isDataException, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 
 /**
  * Every error leaves as application/problem+json (RFC 9457) with a stable
@@ -90,6 +91,18 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
     return { appError: new AppError('malformed_json', 'the request body is not valid JSON'), unexpected: false };
   }
+  // A value the request carried that PostgreSQL refused as data (the command
+  // rolled back): the request's fault, not the server's.
+  if (isDataException(error)) {
+    return {
+      appError: new AppError('validation_failed', `a value in the request cannot be stored: ${(error as Error).message}`, {
+        errors: [{ path: '/', message: (error as Error).message }],
+      }),
+      unexpected: false,
+    };
+  }
+  const limit = pgCode(error) === PG.CHECK_VIOLATION ? LIMIT_CONSTRAINTS[pgConstraint(error) ?? ''] : undefined;
+  if (limit !== undefined) return { appError: new AppError('limit_exceeded', limit), unexpected: false };
   const status = fastifyError?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     const code = (Object.entries(ERROR_STATUS).find(([, s]) => s === status)?.[0] ?? 'validation_failed') as ErrorCode;

@@ -15,6 +15,13 @@ export interface CreateSkuInput {
 }
 
 export async function createSku(cmd: Command, input: CreateSkuInput): Promise<SkuRow> {
+  // Workshop pieces are rolls and cut pieces (metre) or spare pieces and
+  // bundles (piece); a kg SKU that tracks pieces could never hold stock.
+  if (input.tracks_pieces && input.unit === 'kg') {
+    throw new AppError('validation_failed', 'a kg SKU cannot track workshop pieces', {
+      errors: [{ path: '/body/tracks_pieces', message: 'only metre and piece SKUs track pieces' }],
+    });
+  }
   const id = newId();
   try {
     const sku = await one(

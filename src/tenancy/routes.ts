@@ -16,7 +16,7 @@ const Settings = Type.Object(
   {
     bulk_sale_threshold: Type.Optional(Type.Integer({ minimum: 1 })),
     geofence_radius_m: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    settlement_float: Type.Optional(Type.Integer({ minimum: 0 })),
+    settlement_float: Type.Optional(Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: 'minor units' })),
   },
   { additionalProperties: false },
 );
