@@ -15,6 +15,8 @@ export interface OrderPatch {
   note?: string;
   /** Count one more call to the provider. */
   countSubmitAttempt?: boolean;
+  /** If-Match of a manual action: the order must still be at this version (else 412 version_conflict). */
+  expectedVersion?: number;
 }
 
 export type AppliedEvent =
@@ -33,6 +35,11 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
   for (let round = 0; round < 10; round++) {
     const before = await findOrder(cmd.tx, cmd.tenantId, orderId);
     if (!before) throw notFound('order');
+    if (patch.expectedVersion !== undefined && before.version !== patch.expectedVersion) {
+      throw new AppError('version_conflict', `the order is at version ${before.version}, not ${patch.expectedVersion} (If-Match)`, {
+        extra: { current_version: before.version },
+      });
+    }
     const decision = decide(before.status, event);
     if (decision.kind === 'refuse') return { ok: false, reason: decision.reason, order: before };
     const to = decision.kind === 'move' ? decision.to : before.status;
@@ -54,6 +61,7 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
           version = version + 1,
           updated_at = now()
         WHERE tenant_id = ${cmd.tenantId} AND id = ${orderId} AND status = ${before.status}
+          AND (${patch.expectedVersion === undefined} OR version = ${before.version})
         RETURNING ${ORDER_COLUMNS}`,
     );
     if (!order) continue; // moved under us: decide again on its new status

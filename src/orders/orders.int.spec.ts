@@ -275,6 +275,28 @@ describe('orders API (no worker running)', () => {
     assert.deepEqual((await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`), ['pending:api', 'processing:webhook', 'completed:api']);
   });
 
+  it('manual actions honour If-Match: a stale ETag is 412 and changes nothing; a current one moves the order and returns the new ETag', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const read = await shop.owner.get(`/v1/orders/${orderId}`);
+    const etag = read.headers.get('etag')!;
+    assert.match(etag, /^"\d+"$/);
+    // the provider moves it on: the ETag the manager holds is stale
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'processing'))).status, 200);
+    const historyBefore = await historyOf(t.admin, orderId);
+    const stale = await shop.owner.post(`/v1/orders/${orderId}/cancel`, {}, { headers: { 'if-match': etag } });
+    assert.equal(stale.status, 412, JSON.stringify(stale.body));
+    assert.equal(stale.body.code, 'version_conflict');
+    assert.equal(await statusOf(t.admin, orderId), 'processing');
+    assert.deepEqual(await historyOf(t.admin, orderId), historyBefore);
+    const current = (await shop.owner.get(`/v1/orders/${orderId}`)).headers.get('etag')!;
+    const cancelled = await shop.owner.post(`/v1/orders/${orderId}/cancel`, {}, { headers: { 'if-match': current } });
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    assert.equal(cancelled.body.status, 'cancelled');
+    assert.equal(cancelled.headers.get('etag'), `"${cancelled.body.version}"`);
+    assert.notEqual(cancelled.headers.get('etag'), current);
+  });
+
   it('concurrent cancellations: exactly one wins', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

@@ -5,7 +5,8 @@ import { fingerprintRequest, inTenantTransaction, runCommand } from '../core/com
 import { AppError, notFound } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, idempotencyKeyOf, sendOutcome, tenantOf } from '../http/command.js';
+import { command, commandInputOf, idempotencyKeyOf, sendOutcome, tenantOf } from '../http/command.js';
+import { optionalExpectedVersion, sendVersioned } from '../http/etag.js';
 import { IdempotencyHeaders, IdParams, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
 import { createOrder } from './createOrder.js';
@@ -144,8 +145,8 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
           tags: ['orders'],
           summary:
             verb === 'complete'
-              ? 'Mark a submitted or processing order completed by hand (409 invalid_transition otherwise)'
-              : 'Cancel a pending, submitted or processing order (409 invalid_transition otherwise, e.g. while submitting)',
+              ? 'Mark a submitted or processing order completed by hand (409 invalid_transition otherwise). Optional `If-Match` with the order\'s ETag: stale → `412 version_conflict`; the response carries the new ETag.'
+              : 'Cancel a pending, submitted or processing order (409 invalid_transition otherwise, e.g. while submitting). Optional `If-Match` with the order\'s ETag: stale → `412 version_conflict`; the response carries the new ETag.',
           headers: IdempotencyHeaders,
           params: IdParams,
           body: ManualBody,
@@ -154,13 +155,16 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
       },
       async (request, reply) => {
         const principal = tenantOf(request);
+        const expectedVersion = optionalExpectedVersion(request, 'order');
         const existing = await inTenantTransaction(db, principal.tenantId, (tx) => findOrder(tx, principal.tenantId, request.params.id));
         if (!existing) throw notFound('order');
         assertStoreInScope(principal, existing.store_id, 'order');
-        return command(db, request, reply, { type: `order.${verb}`, storeId: existing.store_id }, async (cmd) => {
-          orThrow(await applyOrderEvent(cmd, request.params.id, event, 'api', request.body.reason ? { note: request.body.reason } : {}));
+        const outcome = await runCommand(db, commandInputOf(request), { type: `order.${verb}`, storeId: existing.store_id }, async (cmd) => {
+          const patch = { ...(request.body.reason ? { note: request.body.reason } : {}), ...(expectedVersion !== undefined ? { expectedVersion } : {}) };
+          orThrow(await applyOrderEvent(cmd, request.params.id, event, 'api', patch));
           return { status: 200, body: (await findOrderView(cmd.tx, cmd.tenantId, request.params.id))! };
         });
+        return sendVersioned(reply, outcome);
       },
     );
   }
