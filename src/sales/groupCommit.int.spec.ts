@@ -383,4 +383,36 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1));
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
+
+  it("a store's first sales from two processes at once: every sale lands, receipts 1..n; a refused first sale leaves no counter row", async () => {
+    const fresh = await givenStore(owner, `GC-NEW-${randomUUID().slice(0, 6)}`);
+    const item = await givenSku(owner, `GC-NEW-${randomUUID().slice(0, 6)}`, 'piece', 10);
+    await givenStock(owner, fresh, [{ sku_id: item, quantity: 1000 }]);
+    const line = (quantity: number): SaleInput => ({ store_id: fresh, payment_method: 'cash', items: [{ sku_id: item, quantity, unit_price: 10 }] });
+    const counterRows = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2`, [tenantId, fresh])).rows[0].n;
+
+    // Refused: nothing written, not even the counter row.
+    assert.equal(await statusOf(new GroupCommitter(t.db).sale(inputOf(line(5000)), line(5000), 'online')), 'insufficient_stock');
+    assert.equal(await counterRows(), 0);
+
+    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherDb = createDb(otherPool);
+    try {
+      const committers = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
+      const outcomes = await Promise.all(
+        Array.from({ length: 32 }, async (_, client) => {
+          const statuses: unknown[] = [];
+          for (let i = 0; i < 4; i++) statuses.push(await statusOf(committers[client % 2]!.sale(inputOf(line(1)), line(1), 'online')));
+          return statuses;
+        }),
+      ).then((all) => all.flat());
+      assert.deepEqual(outcomes.filter((o) => o !== 201), []);
+    } finally {
+      await otherDb.destroy();
+    }
+    const numbers = (await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2 ORDER BY 1`, [tenantId, fresh])).rows.map((r) => r.n);
+    assert.deepEqual(numbers, Array.from({ length: 128 }, (_, i) => i + 1));
+    assert.equal((await t.admin.query(`SELECT last_number::int AS n FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2`, [tenantId, fresh])).rows[0].n, 128);
+    await assertLedgerChain(item);
+  });
 });

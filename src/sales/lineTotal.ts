@@ -33,11 +33,12 @@ function exactLineTotal(unit: Unit, quantity: number, unitPrice: number): bigint
 
 /**
  * Lines whose total, or a sale whose total, would be above MAX_AMOUNT (a bad
- * request whatever the stock). Pure; `lines` are the sale's lines with their
- * quantities known.
+ * request whatever the stock). Pure; `lines` are all the sale's lines, in
+ * order, so an error's path names the right one.
  */
-export function amountErrors(lines: ReadonlyArray<{ unit: Unit; quantity: number; unit_price: number }>): Array<{ path: string; message: string }> {
-  const totals = lines.map((line) => exactLineTotal(line.unit, line.quantity, line.unit_price));
+export function amountErrors(lines: ReadonlyArray<{ unit: Unit; quantity: number | undefined; unit_price: number }>): Array<{ path: string; message: string }> {
+  // A line without a quantity yet (a line of pieces before they are read) counts as 0 here.
+  const totals = lines.map((line) => (line.quantity === undefined ? 0n : exactLineTotal(line.unit, line.quantity, line.unit_price)));
   const errors = totals.flatMap((total, index) =>
     total > BigInt(MAX_AMOUNT) ? [{ path: `/body/items/${index}`, message: `line total ${total} is above the largest amount (${MAX_AMOUNT} minor units)` }] : [],
   );

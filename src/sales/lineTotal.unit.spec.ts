@@ -39,6 +39,8 @@ describe('line totals', () => {
     assert.deepEqual(amountErrors([{ unit: 'kg', quantity: 1_000_000_000, unit_price: 9_000_000 }]), [], '9,000,000,000,000 exactly is allowed');
     assert.deepEqual(amountErrors([{ unit: 'piece', quantity: 1, unit_price: 1 }, { unit: 'piece', quantity: 1_000_000_000_000, unit_price: 9_000_000_000_000 }]).map((e) => e.path), ['/body/items/1']);
     assert.deepEqual(amountErrors([{ unit: 'piece', quantity: 1, unit_price: MAX_AMOUNT }, { unit: 'piece', quantity: 1, unit_price: 1 }]).map((e) => e.path), ['/body/items']);
+    // a line whose quantity is not known yet (pieces) keeps its place: the error names the right line
+    assert.deepEqual(amountErrors([{ unit: 'metre', quantity: undefined, unit_price: 5 }, { unit: 'piece', quantity: 2, unit_price: MAX_AMOUNT }]).map((e) => e.path), ['/body/items/1']);
   });
 
   it('roundHalfUpDivide', () => {

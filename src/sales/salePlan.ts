@@ -35,6 +35,8 @@ export interface SaleState {
   /** The known customers among the customer_ids of the sales. */
   customers: ReadonlySet<string>;
   bulkThreshold: number | null;
+  /** Each client_created_at of the sales as PostgreSQL reads it: UTC, microseconds (`…T10:00:00.123456Z`). */
+  clientTimes: ReadonlyMap<string, string>;
   lastReceipt: number;
   /** Base units in stock per SKU of the store (absent: no balance row, 0). */
   stock: Map<string, number>;
@@ -56,6 +58,8 @@ export interface SaleShortage {
 export interface PlannedSale {
   opId: string;
   sale: SaleView;
+  /** client_created_at as stored (UTC, microseconds), or null. */
+  clientCreatedAt: string | null;
   /** One stock ledger row per SKU that left stock, in SKU order, with the balance after it. */
   ledger: Array<{ sku_id: string; quantity_change: number; quantity_after: number }>;
   /** The sale's journal entry (null for a sale of total 0). */
@@ -137,18 +141,17 @@ export function validateSale(state: SaleState, request: SaleRequest): AppError |
       errors: missing.map((index) => ({ path: `/body/items/${index}/sku_id`, message: 'SKU does not exist' })),
     });
   }
-  // JSON Schema's date-time admits a leap second (23:59:60), which a Date cannot hold.
-  if (sale.client_created_at !== undefined && Number.isNaN(new Date(sale.client_created_at).getTime())) {
-    return new AppError('validation_failed', 'client_created_at is not a representable moment', {
-      errors: [{ path: '/body/client_created_at', message: 'must be an RFC 3339 date-time without a leap second' }],
+  // As PostgreSQL read it (a leap second is the next minute, `+05` an hour
+  // offset); only a moment beyond year 9999 in UTC is left to refuse here.
+  if (sale.client_created_at !== undefined && Number.isNaN(new Date(state.clientTimes.get(sale.client_created_at) ?? '').getTime())) {
+    return new AppError('validation_failed', 'client_created_at is outside the years 0001–9999 (UTC)', {
+      errors: [{ path: '/body/client_created_at', message: 'must fall within the years 0001–9999 in UTC' }],
     });
   }
   const lineErrors = saleLineErrors(sale.items, state.skus);
   if (lineErrors.length > 0) return new AppError('validation_failed', 'sale lines do not fit their SKUs', { errors: lineErrors });
   // Lines of pieces are checked again by planSale, once their quantity is known.
-  const amounts = amountErrors(
-    sale.items.flatMap((item) => (item.quantity === undefined ? [] : [{ unit: state.skus.get(item.sku_id)!.unit, quantity: item.quantity, unit_price: item.unit_price }])),
-  );
+  const amounts = amountErrors(sale.items.map((item) => ({ unit: state.skus.get(item.sku_id)!.unit, quantity: item.quantity, unit_price: item.unit_price })));
   if (amounts.length > 0) return tooLarge(amounts);
   const customerId = sale.customer_id ?? null;
   if (customerId === null && sale.payment_method === 'credit') {
@@ -247,6 +250,7 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
     piece_ids: item.piece_ids ?? [],
   }));
   const saleId = newId();
+  const clientCreatedAt = input.client_created_at === undefined ? null : state.clientTimes.get(input.client_created_at)!;
   const sale: SaleView = {
     id: saleId,
     op_id: opId,
@@ -258,7 +262,7 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
     source,
     customer_id: input.customer_id ?? null,
     total: items.reduce((sum, item) => sum + item.line_total, 0),
-    client_created_at: input.client_created_at === undefined ? null : new Date(input.client_created_at),
+    client_created_at: clientCreatedAt === null ? null : new Date(clientCreatedAt),
     created_at: state.now,
     voided_at: null,
     voided_by_op: null,
@@ -285,7 +289,7 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
         };
 
   const entry = saleJournalEntry(sale);
-  return { ok: true, plan: { opId, sale, ledger, entry: entry && { ...entry, id: newId() }, review } };
+  return { ok: true, plan: { opId, sale, clientCreatedAt, ledger, entry: entry && { ...entry, id: newId() }, review } };
 }
 
 /** The review item an offline sale's shortage opens (see planSale). */
