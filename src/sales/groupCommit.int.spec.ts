@@ -4,10 +4,13 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { integrityFindings } from '../../test/support/integrity.js';
-import { fingerprintRequest, type CommandInput } from '../core/command.js';
+import { fingerprintRequest, insertOperations, setTenant, type CommandInput } from '../core/command.js';
+import { isRetryableTransactionError } from '../core/pgErrors.js';
 import { createDb, createPool } from '../core/db.js';
 import { saleCommand } from './createSale.js';
 import { GroupCommitter } from './groupCommit.js';
+import { planSale } from './salePlan.js';
+import { loadSaleState, PlannedStateMoved, writeSales } from './saleRows.js';
 import { recordVoid } from './voidSale.js';
 import type { SaleInput } from './sale.table.js';
 import { givenSku, givenStock, givenStore } from './testkit.js';
@@ -414,5 +417,38 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.deepEqual(numbers, Array.from({ length: 128 }, (_, i) => i + 1));
     assert.equal((await t.admin.query(`SELECT last_number::int AS n FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2`, [tenantId, fresh])).rows[0].n, 128);
     await assertLedgerChain(item);
+  });
+
+  it("two transactions planning a store's first sales at once: the later one fails as a serialization conflict, never a second receipt 1", async () => {
+    const fresh = await givenStore(owner, `GC-RACE1-${randomUUID().slice(0, 6)}`);
+    const [a, b] = [await givenSku(owner, `GC-R1A-${randomUUID().slice(0, 6)}`), await givenSku(owner, `GC-R1B-${randomUUID().slice(0, 6)}`)];
+    await givenStock(owner, fresh, [{ sku_id: a, quantity: 5 }, { sku_id: b, quantity: 5 }]);
+    // Two SKUs: the transactions share no balance row, only the store's (not yet existing) counter.
+    const plannedWrite = async (tx: Awaited<ReturnType<ReturnType<typeof t.db.startTransaction>['execute']>>, sku: string) => {
+      await setTenant(tx, tenantId);
+      const sale: SaleInput = { store_id: fresh, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] };
+      const input = inputOf(sale);
+      const state = await loadSaleState(tx, tenantId, fresh, [sale], { lock: true });
+      const locked = { lastReceipt: state.lastReceipt };
+      const planned = planSale(state, { input, sale, source: 'online' }, randomUUID());
+      assert.ok(planned.ok);
+      assert.equal(planned.plan.sale.receipt_number, 1, 'both plan the first number');
+      await insertOperations(tx, tenantId, [{ input, spec: { ...spec, storeId: fresh }, opId: planned.plan.opId, storeId: fresh }]);
+      return () => writeSales(tx, tenantId, fresh, [planned.plan], locked);
+    };
+    const first = await t.db.startTransaction().execute();
+    const second = await t.db.startTransaction().execute();
+    try {
+      const writeFirst = await plannedWrite(first, a);
+      const writeSecond = await plannedWrite(second, b);
+      await writeFirst();
+      const late = writeSecond(); // waits for the first transaction
+      await first.commit().execute();
+      await assert.rejects(late, (error: unknown) => error instanceof PlannedStateMoved && isRetryableTransactionError(error));
+    } finally {
+      await second.rollback().execute().catch(() => undefined);
+    }
+    const rows = await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2`, [tenantId, fresh]);
+    assert.deepEqual(rows.rows.map((r) => r.n), [1]);
   });
 });
