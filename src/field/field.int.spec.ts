@@ -360,6 +360,25 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.deepEqual(await runChecks(), []);
   });
 
+  it('open consignments of a point of sale are listed in pages (limit, cursor)', async () => {
+    const stall = (await manager.post('/v1/points-of-sale', { name: 'Stall 3', store_id: store.id, ...SHOP }, key())).body;
+    const left: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const visit = await schedule(agentId, stall.id);
+      const done = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }] });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      left.push(done.body.consignment.id);
+    }
+    const first = await agent.get(`/v1/points-of-sale/${stall.id}/consignments?limit=2`);
+    assert.equal(first.status, 200);
+    assert.equal(first.body.items.length, 2);
+    assert.ok(first.body.next_cursor);
+    const second = await agent.get(`/v1/points-of-sale/${stall.id}/consignments?limit=2&cursor=${first.body.next_cursor}`);
+    assert.equal(second.body.items.length, 1);
+    assert.equal(second.body.next_cursor, null);
+    assert.deepEqual([...first.body.items, ...second.body.items].map((c: { id: string }) => c.id), [...left].sort());
+  });
+
   it('integrity: a consignment whose visit is not completed is reported by that check only', async () => {
     const visit = await schedule();
     const done = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }] });

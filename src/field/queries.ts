@@ -108,11 +108,14 @@ export async function loadVisitCompletion(tx: Tx, tenantId: string, visitId: str
   };
 }
 
-export async function listOpenConsignments(tx: Tx, tenantId: string, pointOfSaleId: string): Promise<ConsignmentView[]> {
+/** Open consignments of a point of sale, by id, after `afterId`, at most `limit`. */
+export async function listOpenConsignments(tx: Tx, tenantId: string, pointOfSaleId: string, afterId: string | undefined, limit: number): Promise<ConsignmentView[]> {
   const ids = await all(
     tx,
     sql<{ id: string }>`
-      SELECT id FROM consignments WHERE tenant_id = ${tenantId} AND point_of_sale_id = ${pointOfSaleId} AND status = 'open' ORDER BY id LIMIT 500`,
+      SELECT id FROM consignments
+      WHERE tenant_id = ${tenantId} AND point_of_sale_id = ${pointOfSaleId} AND status = 'open' AND (${afterId ?? null}::uuid IS NULL OR id > ${afterId ?? null}::uuid)
+      ORDER BY id LIMIT ${limit}`,
   );
   const views: ConsignmentView[] = [];
   for (const { id } of ids) {

@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandOrReplay, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
@@ -146,17 +146,20 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'field.read' },
       schema: {
         tags: ['field'],
-        summary: 'Open consignments at a point of sale (what the next visit settles)',
+        summary: 'Open consignments at a point of sale (what the next visit settles), oldest id first',
         params: IdParams,
-        response: { 200: Type.Object({ items: Type.Array(Consignment) }) },
+        querystring: ListQuery,
+        response: { 200: Page(Consignment) },
       },
     },
     async (request) => {
       const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const row = await findPointOfSale(tx, principal.tenantId, request.params.id);
         if (!row || !inStoreScope(principal, row.store_id)) throw notFound('point of sale');
-        return { items: await listOpenConsignments(tx, principal.tenantId, row.id) };
+        return pageOf(await listOpenConsignments(tx, principal.tenantId, row.id, after, limit + 1), limit, (last) => ({ id: last.id }));
       });
     },
   );
