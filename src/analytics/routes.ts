@@ -16,7 +16,7 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'sales.read' },
       schema: {
         tags: ['analytics'],
-        summary: 'Daily sales figures of a store (rolled up nightly by the worker; at most 366 days)',
+        summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`',
         querystring: Type.Object({ store_id: Uuid, from: Day, to: Day }, { additionalProperties: false }),
         response: {
           200: Type.Object({
