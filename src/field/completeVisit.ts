@@ -84,7 +84,9 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     });
   }
 
-  const skuIds = [...input.lines.map((line) => line.sku_id), ...(input.settlement?.lines.map((line) => line.sku_id) ?? [])];
+  // SKUs of the goods left now; the settlement's SKUs are checked against the
+  // consignment it settles (planSettlement names each line that is not on it).
+  const skuIds = input.lines.map((line) => line.sku_id);
   const skus = skuIds.length > 0 ? await assertSkusExist(tx, tenantId, skuIds, '/body/lines') : new Map();
   const seen = new Set<string>();
   input.lines.forEach((line, index) => {

@@ -310,6 +310,14 @@ describe('field sales: points of sale, visits, consignments', () => {
       assertProblem(await agent.post(`/v1/visits/${second.id}/complete`, { ...SHOP, lines: [], settlement }), 400, 'validation_failed');
       assert.deepEqual(await snapshot(), before);
     }
+    // A SKU that does not exist is reported at its settlement line
+    const unknownSku = await agent.post(`/v1/visits/${second.id}/complete`, {
+      ...SHOP,
+      lines: [],
+      settlement: { consignment_id: consignmentId, lines: [{ sku_id: soap.id, sold_quantity: 8, returned_quantity: 0 }, { sku_id: rice.id, sold_quantity: 4000, returned_quantity: 0 }, { sku_id: '00000000-0000-4000-8000-00000000000a', sold_quantity: 1, returned_quantity: 0 }] },
+    });
+    assertProblem(unknownSku, 400, 'validation_failed');
+    assert.deepEqual(unknownSku.body.errors.map((e: { path: string }) => e.path), ['/body/settlement/lines/2/sku_id']);
 
     // When the agent reports 5 soap sold and 3 returned, all rice sold, and leaves 6 soap again
     const response = await agent.post(
