@@ -18,6 +18,7 @@ import { httpRequestDuration, registry } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { sendProblem, toAppError } from './problem.js';
+import { isDataException } from '../core/pgErrors.js';
 import { routeModules } from './routes.js';
 
 declare module 'fastify' {
@@ -101,6 +102,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     if (unexpected) {
       request.log.error({ err: error }, 'unexpected error');
       deps.reportError?.(error);
+    } else if (isDataException(error)) {
+      // Answered 400, but logged: a value the schemas let through and the database refused.
+      request.log.warn({ err: error }, 'a request value was refused by the database');
     }
     return sendProblem(request, reply, appError);
   });
