@@ -109,9 +109,15 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     });
   }
 
+  // Lock order, as in every sale: stock balances first, money accounts after.
+  // So the settlement is decided and the goods left are listed, then the
+  // stock moves (returns in, new consignment out), and only then is the
+  // money posted. (Posting first made a visit and concurrent cash sales of
+  // the store wait for each other in opposite orders: deadlocks.)
   const stockChanges: StockChange[] = [];
 
-  // 1. Settlement of an earlier consignment of this point of sale.
+  // 1. Settlement of an earlier consignment of this point of sale: decide it.
+  let settling: { consignment: { id: string; store_id: string }; plan: Extract<ReturnType<typeof planSettlement>, { ok: true }> } | null = null;
   if (input.settlement) {
     const consignment = await maybeOne(
       tx,
@@ -136,7 +142,33 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     );
     const plan = planSettlement(consigned, input.settlement.lines);
     if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
+    settling = { consignment, plan };
+    for (const returned of plan.returned) {
+      stockChanges.push({ storeId: consignment.store_id, skuId: returned.sku_id, quantityChange: returned.quantity, kind: 'consignment_return', reason: `consignment ${consignment.id}` });
+    }
+  }
 
+  // 2. The new consignment: the goods leave the supplying store.
+  const consignmentId: string | null = input.lines.length > 0 ? newId() : null;
+  const newLines = input.lines.map((line) => ({ id: newId(), sku_id: line.sku_id, quantity: line.quantity, unit_price: line.unit_price ?? skus.get(line.sku_id)?.price ?? 0 }));
+  for (const line of newLines) {
+    stockChanges.push({ storeId: visit.store_id, skuId: line.sku_id, quantityChange: -line.quantity, kind: 'consignment_out', reason: `consignment ${consignmentId}` });
+  }
+
+  // Stock moves (balances locked in (store, sku) order).
+  if (stockChanges.length > 0) {
+    const moved = await changeStock(tx, tenantId, opId, stockChanges);
+    if (!moved.ok) {
+      throw new AppError('insufficient_stock', 'the supplying store does not have the goods to leave on consignment', {
+        extra: { shortages: moved.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
+      });
+    }
+    for (const balance of moved.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  }
+
+  // 1'. The settlement's rows and its money.
+  if (settling) {
+    const { consignment, plan } = settling;
     const settlementId = newId();
     // What was sold is owed by the point of sale: its customer party's
     // receivable is debited against the store's sales revenue, in this transaction.
@@ -167,41 +199,22 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
       UPDATE consignments SET status = 'settled', settled_by_op = ${opId}
       WHERE tenant_id = ${tenantId} AND id = ${consignment.id} AND status = 'open'`.execute(tx);
     assert(settled.numAffectedRows === 1n, 'consignment locked and open');
-    for (const returned of plan.returned) {
-      stockChanges.push({ storeId: consignment.store_id, skuId: returned.sku_id, quantityChange: returned.quantity, kind: 'consignment_return', reason: `consignment ${consignment.id}` });
-    }
     cmd.touch('consignment_settlements', settlementId);
     cmd.touch('consignments', consignment.id, 'updated');
     cmd.audit({ subjectType: 'consignment', subjectId: consignment.id, before: { status: 'open' }, after: { status: 'settled', settlement_id: settlementId, amount_owed: plan.amount_owed, lines: plan.lines } });
   }
 
-  // 2. The new consignment: goods leave the supplying store.
-  let consignmentId: string | null = null;
-  if (input.lines.length > 0) {
-    consignmentId = newId();
+  // 2'. The new consignment's rows.
+  if (consignmentId !== null) {
     await sql`
       INSERT INTO consignments (tenant_id, id, visit_id, point_of_sale_id, store_id, op_id)
       VALUES (${tenantId}, ${consignmentId}, ${visitId}, ${visit.point_of_sale_id}, ${visit.store_id}, ${opId})`.execute(tx);
-    const lines = input.lines.map((line) => ({ id: newId(), sku_id: line.sku_id, quantity: line.quantity, unit_price: line.unit_price ?? skus.get(line.sku_id)?.price ?? 0 }));
     await sql`
       INSERT INTO consignment_lines (tenant_id, id, consignment_id, sku_id, quantity, unit_price, op_id)
       SELECT ${tenantId}, l.id, ${consignmentId}, l.sku_id, l.quantity, l.unit_price, ${opId}
-      FROM jsonb_to_recordset(${JSON.stringify(lines)}::jsonb) AS l(id uuid, sku_id uuid, quantity bigint, unit_price bigint)`.execute(tx);
-    for (const line of lines) {
-      stockChanges.push({ storeId: visit.store_id, skuId: line.sku_id, quantityChange: -line.quantity, kind: 'consignment_out', reason: `consignment ${consignmentId}` });
-    }
+      FROM jsonb_to_recordset(${JSON.stringify(newLines)}::jsonb) AS l(id uuid, sku_id uuid, quantity bigint, unit_price bigint)`.execute(tx);
     cmd.touch('consignments', consignmentId);
-    cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines } });
-  }
-
-  if (stockChanges.length > 0) {
-    const moved = await changeStock(tx, tenantId, opId, stockChanges);
-    if (!moved.ok) {
-      throw new AppError('insufficient_stock', 'the supplying store does not have the goods to leave on consignment', {
-        extra: { shortages: moved.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
-      });
-    }
-    for (const balance of moved.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+    cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines: newLines } });
   }
 
   // 3. The point of sale's last visit.

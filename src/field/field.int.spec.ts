@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+import { integrityFindings } from '../../test/support/integrity.js';
 import { offsetNorth } from './geofence.js';
 import { fieldChecks } from './integrity.js';
 
@@ -446,6 +447,41 @@ describe('field sales: points of sale, visits, consignments', () => {
       client.release();
     }
     assert.deepEqual(await runChecks(), []);
+  });
+
+  it('settlements racing cash sales of the same SKU: every request succeeds (stock is locked before money, as in a sale), books balanced', async () => {
+    const item = (await owner.post('/v1/skus', { code: 'RACE-X', name: 'Race item', unit: 'piece', price: 100 })).body;
+    assert.equal((await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: item.id, quantity: 10_000 }] })).status, 201);
+    const N = 24;
+    const stalls: Array<{ id: string }> = [];
+    const consignments: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const stall = (await manager.post('/v1/points-of-sale', { name: `Race ${i}`, store_id: store.id, ...SHOP }, key())).body;
+      const visit = await schedule(agentId, stall.id);
+      const done = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: item.id, quantity: 1 }] });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      stalls.push(stall);
+      consignments.push(done.body.consignment.id);
+    }
+    const visits = [];
+    for (const stall of stalls) visits.push(await schedule(agentId, stall.id));
+    const responses = await Promise.all([
+      ...visits.map((visit, i) =>
+        agent.post(`/v1/visits/${visit.id}/complete`, {
+          ...SHOP,
+          settlement: { consignment_id: consignments[i], lines: [{ sku_id: item.id, sold_quantity: 1, returned_quantity: 0 }] },
+          lines: [{ sku_id: item.id, quantity: 1 }],
+        }),
+      ),
+      ...Array.from({ length: N }, () => owner.post('/v1/sales', { store_id: store.id, payment_method: 'cash', items: [{ sku_id: item.id, quantity: 1, unit_price: 100 }] })),
+    ]);
+    assert.deepEqual(
+      responses.filter((r) => r.status >= 300).map((r) => `${r.status} ${JSON.stringify(r.body).slice(0, 120)}`),
+      [],
+    );
+    // 10,000 − 24 left first − 24 left again − 24 sold at the till
+    assert.equal(await stockOf(item.id), 10_000 - 3 * N);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
   it('two visits consigning the last units concurrently: exactly one wins, stock never negative', async () => {
