@@ -271,7 +271,14 @@ export interface StoredResponse {
   op_id: string;
   response_status: number;
   response_body: unknown;
+  /** Who made the original request, and the store its operation belongs to (to decide who may see its replay). */
+  actor_token_id: string | null;
+  store_id: string | null;
 }
+
+/** The stored response of a key with its operation's actor and store (RLS keeps both to the tenant). */
+const STORED_COLUMNS = sql`k.fingerprint, k.op_id, k.response_status, k.response_body, o.actor_token_id, o.store_id`;
+const STORED_FROM = sql`idempotency_keys k JOIN operations o ON o.tenant_id = k.tenant_id AND o.id = k.op_id`;
 
 /** Live stored responses of the given keys (read after claimIdempotencyKeys took their locks). */
 export async function storedResponses(tx: Tx, tenantId: string, keys: readonly string[]): Promise<Map<string, StoredResponse>> {
@@ -279,8 +286,8 @@ export async function storedResponses(tx: Tx, tenantId: string, keys: readonly s
   const rows = await all(
     tx,
     sql<StoredResponse & { key: string }>`
-      SELECT key, fingerprint, op_id, response_status, response_body FROM idempotency_keys
-      WHERE tenant_id = ${tenantId} AND key = ANY(${keys}::text[]) AND expires_at > now()`,
+      SELECT k.key, ${STORED_COLUMNS} FROM ${STORED_FROM}
+      WHERE k.tenant_id = ${tenantId} AND k.key = ANY(${keys}::text[]) AND k.expires_at > now()`,
   );
   return new Map(rows.map(({ key, ...stored }) => [key, stored]));
 }
@@ -288,11 +295,25 @@ export async function storedResponses(tx: Tx, tenantId: string, keys: readonly s
 export const idempotencyKeyInFlight = () =>
   new AppError('idempotency_key_in_flight', 'a request with this Idempotency-Key is still being processed; retry shortly');
 
-/** A stored response for this request: its replay, or 422 when the key was used for a different request. */
+/**
+ * A stored response for this request: its replay, or 422 when the key was
+ * used for a different request. Only a caller who may see what it answered
+ * gets a replay: the token that made the request, a token of every store, or
+ * a token whose stores include the operation's store. Anyone else gets 404,
+ * as for any record outside its stores (keys are per tenant, so a key alone
+ * must not open another store's records).
+ */
 export function replayOf(input: CommandInput, stored: StoredResponse): CommandOutcome {
   if (stored.fingerprint !== input.fingerprint) {
     throw new AppError('idempotency_key_reused', 'this Idempotency-Key was already used with a different request');
   }
+  const principal = input.principal;
+  const visible =
+    principal.kind !== 'token' ||
+    principal.tokenId === stored.actor_token_id ||
+    principal.storeIds === null ||
+    (stored.store_id !== null && principal.storeIds.includes(stored.store_id));
+  if (!visible) throw new AppError('not_found', 'no record for this Idempotency-Key in this token\'s stores');
   return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
 }
 
@@ -314,13 +335,13 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
       tx,
       sql<StoredResponse>`
         WITH stored AS (
-          SELECT fingerprint, op_id, response_status, response_body FROM idempotency_keys
-          WHERE tenant_id = ${input.tenantId} AND key = ${key} AND expires_at > now()
+          SELECT ${STORED_COLUMNS} FROM ${STORED_FROM}
+          WHERE k.tenant_id = ${input.tenantId} AND k.key = ${key} AND k.expires_at > now()
         ), operation AS (
           ${insertOperation}
           WHERE NOT EXISTS (SELECT 1 FROM stored)
         )
-        SELECT fingerprint, op_id, response_status, response_body FROM stored`,
+        SELECT * FROM stored`,
     );
     if (stored) return replayOf(input, stored);
   } else {

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { assertStoreInScope } from '../core/auth.js';
+import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
@@ -48,15 +48,32 @@ export async function lockVisitForUpdate(tx: Tx, tenantId: string, visitId: stri
   );
 }
 
+/** Who may complete a visit: its own agent, or a non-agent token with the visit's store in scope. */
+export function mayCompleteVisit(principal: TenantPrincipal, visit: { agent_token_id: string; store_id: string }): boolean {
+  if (principal.role === 'field_agent' && visit.agent_token_id !== principal.tokenId) return false;
+  return inStoreScope(principal, visit.store_id);
+}
+
+/** A visit's agent and store (no lock: for the visibility check before the command). */
+export async function findVisitOwner(tx: Tx, tenantId: string, visitId: string): Promise<{ agent_token_id: string; store_id: string } | undefined> {
+  return maybeOne(
+    tx,
+    sql<{ agent_token_id: string; store_id: string }>`
+      SELECT v.agent_token_id, p.store_id FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
+      WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}`,
+  );
+}
+
 /**
- * Completes a visit in ONE transaction, writing in this order:
- *   1. the settlement of an earlier consignment (returned goods back to stock),
- *   2. the new consignment, its goods taken out of the supplying store (stock ledger),
- *   3. the point of sale's last visit,
- *   4. the visit's status.
+ * Completes a visit in ONE transaction: the settlement of an earlier
+ * consignment is decided, the stock moves (returned goods in, the new
+ * consignment's goods out), then the settlement's money and rows, the new
+ * consignment's rows, the point of sale's last visit and the visit's status.
  * Any refusal (geofence, shortage, bad settlement) or crash rolls back all of it.
- * A visit that is already completed is answered with its stored completion
- * (AlreadyDone → a replay, nothing written).
+ * A visit already completed by the same request (same body) is answered with
+ * its stored completion (AlreadyDone → a replay, nothing written); by a
+ * different one, 409 invalid_transition (the second device's goods or
+ * settlement were NOT recorded, and it must be told).
  */
 export async function completeVisit(cmd: Command, visitId: string, input: CompleteVisitInput): Promise<VisitCompletion> {
   const principal = cmd.principal;
@@ -66,11 +83,21 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
   const visit = await lockVisitForUpdate(tx, tenantId, visitId);
   if (!visit) throw notFound('visit');
   // An agent sees only their own visits; anyone else needs the store in scope.
-  if (principal.role === 'field_agent' && visit.agent_token_id !== principal.tokenId) throw notFound('visit');
-  assertStoreInScope(principal, visit.store_id, 'visit');
+  if (!mayCompleteVisit(principal, visit)) throw notFound('visit');
   cmd.storeId = visit.store_id;
 
   if (visit.status === 'completed') {
+    const original = await maybeOne(
+      tx,
+      sql<{ request_fingerprint: string | null }>`
+        SELECT o.request_fingerprint FROM visits v JOIN operations o ON o.tenant_id = v.tenant_id AND o.id = v.completed_by_op
+        WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}`,
+    );
+    if (original?.request_fingerprint !== cmd.input.fingerprint) {
+      throw new AppError('invalid_transition', 'the visit was already completed with a different request; nothing of this one was recorded', {
+        extra: { current_status: 'completed' },
+      });
+    }
     const stored = await loadVisitCompletion(tx, tenantId, visitId);
     throw new AlreadyDone(stored);
   }

@@ -237,17 +237,33 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.deepEqual(await snapshot(), before);
   });
 
-  it('completing a completed visit replays: 200, the same result, no new effects', async () => {
+  it('completing a completed visit: the same request (any key) replays 200; a different one is 409 — never a silent success', async () => {
     const visit = await schedule();
-    const first = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 3 }] }, key());
+    const body = { ...SHOP, lines: [{ sku_id: soap.id, quantity: 3 }] };
+    const first = await agent.post(`/v1/visits/${visit.id}/complete`, body, key());
     assert.equal(first.status, 200);
     const before = await snapshot();
-    // A different key (or none) and a different body: the visit is done, its result is returned.
-    const again = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 50), lines: [{ sku_id: soap.id, quantity: 7 }] }, key());
-    assert.equal(again.status, 200);
-    assert.equal(again.headers.get('idempotent-replayed'), 'true');
-    assert.deepEqual(again.body, first.body);
+    // The same body under another key (or none): the visit is done, its result is returned.
+    for (const again of [await agent.post(`/v1/visits/${visit.id}/complete`, body, key()), await agent.post(`/v1/visits/${visit.id}/complete`, body)]) {
+      assert.equal(again.status, 200);
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(again.body, first.body);
+    }
+    // A different body (a second device with other goods): refused, so it knows nothing of it was recorded.
+    const other = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 50), lines: [{ sku_id: soap.id, quantity: 7 }] }, key());
+    assertProblem(other, 409, 'invalid_transition');
+    assert.equal(other.body.current_status, 'completed');
     assert.deepEqual(await snapshot(), before);
+  });
+
+  it("an Idempotency-Key of another agent's completion is 404 for an agent who may not see that visit, not a replay", async () => {
+    const visit = await schedule();
+    const sharedKey = key();
+    const body = { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }] };
+    assert.equal((await agent.post(`/v1/visits/${visit.id}/complete`, body, sharedKey)).status, 200);
+    const replayByOther = await otherAgent.post(`/v1/visits/${visit.id}/complete`, body, sharedKey);
+    assertProblem(replayByOther, 404, 'not_found');
+    assert.equal(replayByOther.headers.get('idempotent-replayed'), null);
   });
 
   it('two concurrent completions of one visit: one takes effect, the other replays it', async () => {

@@ -5,7 +5,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandOrReplay, tenantOf } from '../http/command.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
-import { completeVisit } from './completeVisit.js';
+import { completeVisit, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
 import { scheduleVisit } from './scheduleVisit.js';
@@ -286,10 +286,17 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 200: VisitCompletion },
       },
     },
-    async (request, reply) =>
-      commandOrReplay(db, request, reply, { type: 'visit.complete' }, async (cmd) => ({
+    async (request, reply) => {
+      // Visibility before the command, so a replayed completion (an
+      // Idempotency-Key of the same tenant) is never handed to a token that
+      // may not see the visit — another agent of the same store included.
+      const principal = tenantOf(request);
+      const visit = await inTenantTransaction(db, principal.tenantId, (tx) => findVisitOwner(tx, principal.tenantId, request.params.id));
+      if (!visit || !mayCompleteVisit(principal, visit)) throw notFound('visit');
+      return commandOrReplay(db, request, reply, { type: 'visit.complete', storeId: visit.store_id }, async (cmd) => ({
         status: 200,
         body: await completeVisit(cmd, request.params.id, request.body),
-      })),
+      }));
+    },
   );
 }

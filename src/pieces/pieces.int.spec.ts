@@ -113,6 +113,31 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     assert.deepEqual(await runChecks(), []);
   });
 
+  it("an Idempotency-Key replays only to a caller who may see the operation's store: another store's manager gets 404", async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 5_000 }]);
+    const body = { piece_id: roll!.id, parts: [1000] };
+    const shared = key();
+    const cut = await owner.post('/v1/pieces/cut', body, shared);
+    assert.equal(cut.status, 201, JSON.stringify(cut.body));
+    const elsewhere = (await owner.post('/v1/stores', { code: `WS-${keys}`, name: 'Elsewhere' })).body;
+    const tokenFor = async (storeIds: string[]) =>
+      t.client((await owner.post('/v1/tokens', { name: `m-${storeIds[0]}`, role: 'manager', store_ids: storeIds })).body.token);
+    const outsider = await tokenFor([elsewhere.id]);
+    const insider = await tokenFor([store.id]);
+    const before = await snapshot();
+    const refused = await outsider.post('/v1/pieces/cut', body, shared);
+    assert.equal(refused.status, 404, JSON.stringify(refused.body));
+    assert.equal(refused.headers.get('idempotent-replayed'), null);
+    assert.ok(!JSON.stringify(refused.body).includes(roll!.id), 'nothing of the cut leaks');
+    for (const caller of [owner, insider]) {
+      const replay = await caller.post('/v1/pieces/cut', body, shared);
+      assert.equal(replay.status, 201, JSON.stringify(replay.body));
+      assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(replay.body, cut.body);
+    }
+    assert.deepEqual(await snapshot(), before);
+  });
+
   it('bad input is refused with problem+json and nothing is written', async () => {
     const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 1000 }]);
     const [spare] = await receive(buttons.id, [{ kind: 'spare', quantity: 10 }]);
