@@ -26,7 +26,7 @@ export const pieceChecks: IntegrityCheck[] = [
   {
     name: 'piece_consumed_by_reverted_or_live_operation',
     severity: 'warning',
-    description: 'A consumed piece was consumed by an operation that is not reverted and that created pieces (a cut or combine); a reverted operation left no piece consumed or live.',
+    description: 'A piece consumed by an operation (a cut or combine) was consumed by one that is not reverted; a reverted operation left none of the pieces it created live (they are deleted by its revert).',
     sql: `
       SELECT p.tenant_id, 'piece:' || p.id AS subject,
              jsonb_build_object('consumed_by_op', p.consumed_by_op, 'created_by_op', p.created_by_op, 'status', p.status,

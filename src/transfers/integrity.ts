@@ -27,15 +27,18 @@ export const transferChecks: IntegrityCheck[] = [
                                 'out', coalesce(o.moved, 0), 'in', coalesce(n.moved, 0)) AS detail
       FROM stock_transfers t
       JOIN stock_transfer_items i ON i.tenant_id = t.tenant_id AND i.transfer_id = t.id
+      -- A transfer's ledger rows: those of its approving / receiving operation,
+      -- and any row that names it (reason 'transfer <id>') — so a requested or
+      -- cancelled transfer that moved stock is found too.
       LEFT JOIN LATERAL (
         SELECT sum(l.quantity_change) AS moved FROM stock_ledger l
-        WHERE l.tenant_id = t.tenant_id AND l.op_id = t.approved_op AND l.store_id = t.source_store_id
-          AND l.sku_id = i.sku_id AND l.kind = 'transfer_out'
+        WHERE l.tenant_id = t.tenant_id AND l.store_id = t.source_store_id AND l.sku_id = i.sku_id AND l.kind = 'transfer_out'
+          AND (l.op_id = t.approved_op OR l.reason = 'transfer ' || t.id)
       ) o ON true
       LEFT JOIN LATERAL (
         SELECT sum(l.quantity_change) AS moved FROM stock_ledger l
-        WHERE l.tenant_id = t.tenant_id AND l.op_id = t.received_op AND l.store_id = t.destination_store_id
-          AND l.sku_id = i.sku_id AND l.kind = 'transfer_in'
+        WHERE l.tenant_id = t.tenant_id AND l.store_id = t.destination_store_id AND l.sku_id = i.sku_id AND l.kind = 'transfer_in'
+          AND (l.op_id = t.received_op OR l.reason = 'transfer ' || t.id)
       ) n ON true
       WHERE ($1::uuid IS NULL OR t.tenant_id = $1)
         AND (coalesce(o.moved, 0) <> CASE WHEN t.status IN ('approved', 'received') THEN -i.quantity ELSE 0 END
