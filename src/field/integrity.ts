@@ -71,6 +71,25 @@ export const fieldChecks: IntegrityCheck[] = [
   },
 
   {
+    name: 'consignment_settlement_amount_matches_lines',
+    severity: 'critical',
+    description:
+      "A consignment settlement's amount owed is what its lines' sold quantities total at their unit prices, each line as a sale would total it (pieces × price; grams or millimetres × price per kg or metre / 1000, rounded half up).",
+    sql: `
+      SELECT s.tenant_id, 'consignment_settlement:' || s.id AS subject,
+             jsonb_build_object('amount_owed', s.amount_owed, 'lines_total', lines.total) AS detail
+      FROM consignment_settlements s
+      CROSS JOIN LATERAL (
+        SELECT coalesce(sum(CASE k.unit WHEN 'piece' THEN sl.sold_quantity::numeric * sl.unit_price
+                                        ELSE floor(sl.sold_quantity::numeric * sl.unit_price / 1000 + 0.5) END), 0) AS total
+        FROM consignment_settlement_lines sl JOIN skus k ON k.tenant_id = sl.tenant_id AND k.id = sl.sku_id
+        WHERE sl.tenant_id = s.tenant_id AND sl.settlement_id = s.id
+      ) lines
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+        AND lines.total <> s.amount_owed`,
+  },
+
+  {
     name: 'consignment_settlement_posted',
     severity: 'critical',
     description: "The amount owed on each consignment settlement was posted to the receivable of the point of sale's customer party in the settlement's journal entry.",
