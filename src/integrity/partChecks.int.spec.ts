@@ -151,4 +151,10 @@ describe('integrity checks of money and transfers', () => {
     await corrupt([[`UPDATE settlements SET cash_sales = cash_sales + 100, expected_cash = expected_cash + 100, variance = variance - 100 WHERE id = $1`, [world.settlementId]]]);
     assert.deepEqual(await reported(world), ['settlement_matches_ledger']);
   });
+
+  it('settlement_matches_ledger: figures moved between components (their sum unchanged) are found too', async () => {
+    const world = await newWorld();
+    await corrupt([[`UPDATE settlements SET cash_sales = cash_sales + 100, cash_voids = cash_voids + 100 WHERE id = $1`, [world.settlementId]]]);
+    assert.deepEqual(await reported(world), ['settlement_matches_ledger']);
+  });
 });

@@ -6,23 +6,18 @@ export const settlementChecks: IntegrityCheck[] = [
     name: 'settlement_matches_ledger',
     severity: 'critical',
     description:
-      'A submitted or approved settlement still equals its store-day in the ledger: the cash movements it recorded are the postings to that store\'s drawer dated that day.',
+      "A submitted or approved settlement still equals its store-day in the ledger: each cash movement it recorded (sales, voids, payments in and out, other) is what that store's drawer postings dated that day say (drawer_movements).",
     sql: `
       SELECT s.tenant_id, s.id::text AS subject,
              jsonb_build_object('store_id', s.store_id, 'business_date', s.business_date, 'status', s.status,
-                                'settled_movements', s.cash_sales - s.cash_voids + s.payments_in - s.payments_out + s.other_cash,
-                                'ledger_movements', coalesce(l.total, 0)) AS detail
+                                'settled', jsonb_build_object('cash_sales', s.cash_sales, 'cash_voids', s.cash_voids, 'payments_in', s.payments_in,
+                                                              'payments_out', s.payments_out, 'other_cash', s.other_cash),
+                                'ledger', to_jsonb(m)) AS detail
       FROM settlements s
-      LEFT JOIN LATERAL (
-        SELECT sum(p.amount) AS total
-        FROM journal_entries e
-        JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
-        JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
-        WHERE e.tenant_id = s.tenant_id AND e.store_id = s.store_id AND e.business_date = s.business_date
-          AND a.key = 'store/' || s.store_id || '/cash_drawer'
-      ) l ON true
+      CROSS JOIN LATERAL drawer_movements(s.tenant_id, s.store_id, s.business_date) m
       WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
         AND s.status IN ('submitted', 'approved')
-        AND s.cash_sales - s.cash_voids + s.payments_in - s.payments_out + s.other_cash <> coalesce(l.total, 0)`,
+        AND (s.cash_sales, s.cash_voids, s.payments_in, s.payments_out, s.other_cash)
+            IS DISTINCT FROM (m.cash_sales, m.cash_voids, m.payments_in, m.payments_out, m.other_cash)`,
   },
 ];

@@ -37,20 +37,14 @@ export async function listSettlements(
  * the kind of entry that moved them (one aggregate query). Every cash sale,
  * cash void and cash payment of the store posts to this account with the
  * entry's business date, so the ledger is the one source of the figures.
+ * The SQL function drawer_movements (migration 0805) is the one definition,
+ * shared with the integrity check settlement_matches_ledger.
  */
 export async function drawerMovements(tx: Tx, tenantId: string, storeId: string, businessDate: string): Promise<Omit<DrawerMovements, 'float'>> {
   return one(
     tx,
     sql<Omit<DrawerMovements, 'float'>>`
-      SELECT coalesce(sum(p.amount) FILTER (WHERE e.kind = 'sale'), 0)::bigint AS "cashSales",
-             coalesce(-sum(p.amount) FILTER (WHERE e.kind = 'sale_void'), 0)::bigint AS "cashVoids",
-             coalesce(sum(p.amount) FILTER (WHERE e.kind = 'payment' AND p.amount > 0), 0)::bigint AS "paymentsIn",
-             coalesce(-sum(p.amount) FILTER (WHERE e.kind = 'payment' AND p.amount < 0), 0)::bigint AS "paymentsOut",
-             coalesce(sum(p.amount) FILTER (WHERE e.kind NOT IN ('sale', 'sale_void', 'payment')), 0)::bigint AS "otherCash"
-      FROM journal_entries e
-      JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
-      JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
-      WHERE e.tenant_id = ${tenantId} AND e.store_id = ${storeId} AND e.business_date = ${businessDate}::date
-        AND a.key = ${`store/${storeId}/cash_drawer`}`,
+      SELECT cash_sales AS "cashSales", cash_voids AS "cashVoids", payments_in AS "paymentsIn", payments_out AS "paymentsOut", other_cash AS "otherCash"
+      FROM drawer_movements(${tenantId}::uuid, ${storeId}::uuid, ${businessDate}::date)`,
   );
 }
