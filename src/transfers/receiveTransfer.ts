@@ -20,9 +20,12 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
   const current = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.destination_store_id)) throw notFound('transfer');
   cmd.storeId = current.destination_store_id;
+  // The transition first: a transfer that cannot be received (cancelled,
+  // received already, stale If-Match) is 409 / 412 whatever lines were sent.
+  // A bad line then throws and rolls the transition back with the command.
+  await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = now()`, expectedVersion);
   const plan = planReceipt(current.items, lines);
   if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
-  await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = now()`, expectedVersion);
   const stock = await changeStock(
     cmd.tx,
     cmd.tenantId,

@@ -135,6 +135,10 @@ describe('stock transfers between stores', () => {
       assert.equal(response.body.status, 409);
       assert.deepEqual(await counts(), snapshot);
     }
+    // Receiving a cancelled transfer is 409 whatever lines are sent (not 400 for lines it would never take).
+    const withBadLines = await owner.post(`/v1/transfers/${requested.body.id}/receive`, { items: [{ sku_id: flour.id, quantity_received: 999 }] });
+    assert.equal(withBadLines.status, 409, JSON.stringify(withBadLines.body));
+    assert.equal(withBadLines.body.code, 'invalid_transition');
 
     const approvedOne = await request([{ sku_id: flour.id, quantity: 10 }]);
     assert.equal((await owner.post(`/v1/transfers/${approvedOne.body.id}/approve`)).status, 200);
