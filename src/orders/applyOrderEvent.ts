@@ -44,7 +44,12 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     if (decision.kind === 'refuse') return { ok: false, reason: decision.reason, order: before };
     const to = decision.kind === 'move' ? decision.to : before.status;
     const providerOrderId = patch.providerOrderId ?? null;
-    const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || patch.lastError !== undefined || patch.countSubmitAttempt === true;
+    // A refusal or give-up that arrives after the order moved on (a webhook
+    // was faster) is stale: its error does not belong on an order that is
+    // progressing, and must not bump its version.
+    const staleFailure = decision.kind === 'stay' && (event.type === 'give_up' || event.type === 'provider_rejected');
+    const lastError = staleFailure ? undefined : patch.lastError;
+    const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || lastError !== undefined || patch.countSubmitAttempt === true;
     if (event.type === 'provider_status' && (before.status === 'failed' || before.status === 'cancelled')) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }
@@ -55,7 +60,7 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
         UPDATE orders SET
           status = ${to},
           provider_order_id = coalesce(provider_order_id, ${providerOrderId}),
-          last_error = coalesce(${patch.lastError ?? null}, last_error),
+          last_error = coalesce(${lastError ?? null}, last_error),
           submit_attempts = submit_attempts + ${patch.countSubmitAttempt ? 1 : 0},
           status_changed_at = CASE WHEN ${decision.kind === 'move'} THEN now() ELSE status_changed_at END,
           version = version + 1,

@@ -7,6 +7,9 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import { startWorker, type RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
+import { randomUUID } from 'node:crypto';
+import { runCommand } from '../core/command.js';
+import { applyOrderEvent } from './applyOrderEvent.js';
 import { historyOf, newOrderShop, orderBody, postWebhook, providerEvent, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
 
 describe('orders through the provider (API + worker + provider-sim)', () => {
@@ -295,6 +298,22 @@ describe('orders API (no worker running)', () => {
     assert.equal(cancelled.body.status, 'cancelled');
     assert.equal(cancelled.headers.get('etag'), `"${cancelled.body.version}"`);
     assert.notEqual(cancelled.headers.get('etag'), current);
+  });
+
+  it('a give-up arriving after the provider moved the order on is stale: no error recorded, version unchanged', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'processing'))).status, 200);
+    const before = (await t.admin.query(`SELECT status, version, last_error FROM orders WHERE id = $1`, [orderId])).rows[0];
+    const principal = { kind: 'operator' as const, name: 'recovery' };
+    const input = { tenantId: shop.tenantId, principal, correlationId: randomUUID(), fingerprint: 'give-up', payload: null };
+    await runCommand(t.db, input, { type: 'order.give_up' }, async (cmd) => {
+      const result = await applyOrderEvent(cmd, orderId, { type: 'give_up' }, 'recovery', { lastError: 'retries exhausted' });
+      assert.ok(result.ok && !result.moved);
+      return { status: 200, body: null };
+    });
+    const after = (await t.admin.query(`SELECT status, version, last_error FROM orders WHERE id = $1`, [orderId])).rows[0];
+    assert.deepEqual(after, before);
   });
 
   it('concurrent cancellations: exactly one wins', async () => {
