@@ -122,12 +122,23 @@ describe('tenants and stores are walls', () => {
     assert.equal((await manager.get(`/v1/operations/${store.rows[0].op_id}`)).status, 200);
   });
 
-  it('SECURITY DEFINER functions (which pass row-level security) are not executable by other database roles', async () => {
+  it('SECURITY DEFINER functions (which pass row-level security) are not executable by other database roles — every one of them', async () => {
+    // Every SECURITY DEFINER function of our schema, from the catalog (not a
+    // list kept by hand): PUBLIC must not hold EXECUTE on any.
+    const definers = (
+      await t.admin.query(
+        `SELECT p.oid::regprocedure::text AS signature, has_function_privilege('public', p.oid, 'EXECUTE') AS public_may
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE p.prosecdef AND n.nspname = 'public'`,
+      )
+    ).rows as Array<{ signature: string; public_may: boolean }>;
+    assert.ok(definers.length >= 5, `found ${definers.length} SECURITY DEFINER functions`);
+    assert.deepEqual(definers.filter((d) => d.public_may).map((d) => d.signature), []);
     const role = `sk_outsider_${Date.now()}`;
     await t.admin.query(`CREATE ROLE ${role} NOLOGIN`);
     const client = await t.admin.connect();
     try {
-      for (const call of ["find_api_token('\\x00'::bytea)", 'purge_expired_idempotency_keys()', 'tenants_with_expired_piece_reservations()']) {
+      for (const call of ["find_api_token('\\x00'::bytea)", 'purge_expired_idempotency_keys()', 'tenants_with_expired_piece_reservations()', 'tenants_with_stock()']) {
         await client.query('BEGIN');
         await client.query(`SET LOCAL ROLE ${role}`);
         await assert.rejects(client.query(`SELECT * FROM ${call}`), /permission denied/, call);
