@@ -117,6 +117,10 @@ describe('tenants and stores are walls', () => {
     const sku = await a.owner.post('/v1/skus', { code: 'TW-SKU', name: 'Tenant wide', unit: 'piece', price: 1 });
     assert.equal((await a.owner.get(`/v1/operations/${sku.body.op_id}`)).status, 200);
     assert.equal((await manager.get(`/v1/operations/${sku.body.op_id}`)).status, 404);
+    // …and reverting it is 404 too, without naming what it is
+    const revert = await manager.post(`/v1/operations/${sku.body.op_id}/revert`, {});
+    assert.equal(revert.status, 404, JSON.stringify(revert.body));
+    assert.ok(!JSON.stringify(revert.body).includes('sku.create'));
     // the scoped store's own operations stay visible to it
     const store = await t.admin.query('SELECT op_id FROM stores WHERE id = $1', [storeA1.id]);
     assert.equal((await manager.get(`/v1/operations/${store.rows[0].op_id}`)).status, 200);
