@@ -39,7 +39,15 @@ export interface PostingView {
 }
 
 /** An account's postings, newest first, keyset-paginated on the posting id. */
-export async function listAccountPostings(tx: Tx, tenantId: string, accountKey: string, before: number | undefined, limit: number): Promise<PostingView[]> {
+/** `storeIds`: only postings of entries of these stores (a store-scoped token's view); null: all. */
+export async function listAccountPostings(
+  tx: Tx,
+  tenantId: string,
+  accountKey: string,
+  before: number | undefined,
+  limit: number,
+  storeIds: readonly string[] | null = null,
+): Promise<PostingView[]> {
   return all(
     tx,
     sql<PostingView>`
@@ -49,6 +57,7 @@ export async function listAccountPostings(tx: Tx, tenantId: string, accountKey: 
       JOIN journal_entries e ON e.tenant_id = p.tenant_id AND e.id = p.entry_id
       WHERE a.tenant_id = ${tenantId} AND a.key = ${accountKey}
         AND (${before ?? null}::bigint IS NULL OR p.id < ${before ?? null}::bigint)
+        AND (${storeIds === null}::boolean OR e.store_id = ANY(${storeIds ?? []}::uuid[]))
       ORDER BY p.id DESC LIMIT ${limit}`,
   );
 }

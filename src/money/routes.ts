@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { assertStoreInScope } from '../core/auth.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import { inTenantTransaction } from '../core/command.js';
-import { notFound } from '../core/errors.js';
+import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
@@ -197,13 +197,15 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         config: { permission: 'ledger.read' },
         schema: {
           tags: ['money'],
-          summary: `${kind === 'supplier' ? 'Supplier' : 'Customer'} balances: total debit, credit and outstanding per party (${kind === 'supplier' ? 'what we owe' : 'what they owe'}), most outstanding first, ties by party id; parties with no postings are listed with zeros`,
+          summary: `${kind === 'supplier' ? 'Supplier' : 'Customer'} balances: total debit, credit and outstanding per party (${kind === 'supplier' ? 'what we owe' : 'what they owe'}), most outstanding first, ties by party id; parties with no postings are listed with zeros. Balances span every store: 403 for a token limited to some stores.`,
           querystring: ListQuery,
           response: { 200: Page(PartyBalance) },
         },
       },
       async (request) => {
         const principal = tenantOf(request);
+        // A party's balance sums its dealings with every store.
+        if (principal.storeIds !== null) throw new AppError('forbidden', 'party balances span every store; a token limited to some stores cannot list them');
         const limit = request.query.limit ?? 50;
         const after = decodeCursor(request.query.cursor, isBalanceCursor);
         const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listPartyBalances(tx, principal.tenantId, kind, after, limit + 1));
@@ -262,7 +264,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
     '/v1/parties/:id/postings',
     {
       config: { permission: 'ledger.read' },
-      schema: { tags: ['money'], summary: 'The postings of a party\'s account, newest first', params: IdParams, querystring: ListQuery, response: { 200: Page(Posting) } },
+      schema: { tags: ['money'], summary: 'The postings of a party\'s account, newest first (a token limited to some stores sees those of its stores)', params: IdParams, querystring: ListQuery, response: { 200: Page(Posting) } },
     },
     async (request) => {
       const principal = tenantOf(request);
@@ -270,7 +272,8 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       const before = decodeCursor(request.query.cursor, isPostingCursor)?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
         if (!(await findParty(tx, principal.tenantId, request.params.id))) throw notFound('party');
-        return listAccountPostings(tx, principal.tenantId, `party/${request.params.id}`, before, limit + 1);
+        // A party deals with every store; a store-scoped token sees the postings of its stores only.
+        return listAccountPostings(tx, principal.tenantId, `party/${request.params.id}`, before, limit + 1, principal.storeIds);
       });
       return pageOf(rows, limit, (last) => ({ id: last.id }));
     },

@@ -106,6 +106,20 @@ describe('tenants and stores are walls', () => {
     assert.deepEqual(list.body.items.map((s: { id: string }) => s.id), [storeA1.id]);
   });
 
+  it("a party's ledger for a store-scoped token: postings of its stores only; party balances (which span every store) 403", async () => {
+    const customer = (await a.owner.post('/v1/parties', { kind: 'customer', name: 'Two-store customer' })).body;
+    for (const [store, amount] of [[storeA1.id, 111], [storeA2.id, 222]] as const) {
+      assert.equal((await a.owner.post('/v1/payments', { party_id: customer.id, store_id: store, method: 'cash', amount })).status, 201);
+    }
+    const scoped = t.client((await a.owner.post('/v1/tokens', { name: 'A1 manager', role: 'manager', store_ids: [storeA1.id] })).body.token);
+    const amounts = (response: { body: { items: Array<{ amount: number }> } }) => response.body.items.map((p) => Math.abs(p.amount)).sort((x, y) => x - y);
+    assert.deepEqual(amounts(await a.owner.get(`/v1/parties/${customer.id}/postings`)), [111, 222]);
+    assert.deepEqual(amounts(await scoped.get(`/v1/parties/${customer.id}/postings`)), [111]);
+    const balances = await scoped.get('/v1/ledger/customers');
+    assert.equal(balances.status, 403, JSON.stringify(balances.body));
+    assert.equal((await a.owner.get('/v1/ledger/customers')).status, 200);
+  });
+
   it('tenant-wide reads are closed to store-scoped tokens: integrity (403), operations without a store (404)', async () => {
     const issued = await a.owner.post('/v1/tokens', { name: 'scoped manager', role: 'manager', store_ids: [storeA1.id] });
     const manager = t.client(issued.body.token);
