@@ -79,6 +79,11 @@ export class Authenticator {
     this.operatorHashes.push(hash);
   }
 
+  /** Forgets a token's cached lookup (after revoking it in this process). */
+  forget(hash: Buffer): void {
+    this.cache.delete(hash.toString('base64'));
+  }
+
   async authenticate(token: string): Promise<Principal | null> {
     const hash = hashToken(token);
     if (this.operatorHashes.some((known) => timingSafeEqual(known, hash))) {

@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import { generateToken, hashToken } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
-import { AppError } from '../core/errors.js';
+import { AppError, notFound } from '../core/errors.js';
+import { AlreadyDone } from '../http/command.js';
 import { newId } from '../core/ids.js';
 import type { Role } from '../core/permissions.js';
 
@@ -50,4 +51,45 @@ export async function createToken(cmd: Command, input: CreateTokenInput): Promis
   cmd.touch('api_tokens', id);
   cmd.audit({ subjectType: 'api_token', subjectId: id, after: { id, name: input.name, role: input.role, store_ids: storeIds } });
   return { id, token, name: input.name, role: input.role, store_ids: storeIds };
+}
+
+export interface RevokedToken {
+  id: string;
+  name: string;
+  role: Role;
+  store_ids: string[] | null;
+  revoked_at: Date;
+}
+
+/**
+ * Revokes an API token: it stops authenticating (in this process at once;
+ * in other processes within the authentication cache's 10 s). The issuer's
+ * rules apply: only an owner revokes an owner token, and a store-scoped
+ * issuer only tokens within its own stores. Revoking a revoked token answers
+ * it again (AlreadyDone: nothing written). Returns the token's hash for the
+ * caller to evict from its cache.
+ */
+export async function revokeToken(cmd: Command, tokenId: string): Promise<{ token: RevokedToken; hash: Buffer }> {
+  const principal = cmd.principal;
+  const row = (
+    await all(
+      cmd.tx,
+      sql<RevokedToken & { revoked_at: Date | null; token_hash: Buffer }>`
+        SELECT id, name, role, store_ids, revoked_at, token_hash FROM api_tokens WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} FOR UPDATE`,
+    )
+  )[0];
+  if (!row) throw notFound('token');
+  if (principal.kind === 'token') {
+    if (principal.storeIds !== null && (row.store_ids === null || row.store_ids.some((id) => !principal.storeIds!.includes(id)))) throw notFound('token');
+    if (row.role === 'owner' && principal.role !== 'owner') throw new AppError('forbidden', 'only an owner can revoke owner tokens');
+  }
+  const { token_hash: hash, ...token } = row;
+  // Already revoked: answered with the token as it is, nothing written (a replay).
+  if (token.revoked_at !== null) throw new AlreadyDone(token);
+  const revoked = (
+    await all(cmd.tx, sql<{ revoked_at: Date }>`UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} RETURNING revoked_at`)
+  )[0]!;
+  cmd.touch('api_tokens', tokenId, 'updated');
+  cmd.audit({ type: 'token.revoked', subjectType: 'api_token', subjectId: tokenId, before: { revoked_at: null }, after: { revoked_at: revoked.revoked_at } });
+  return { token: { ...token, revoked_at: revoked.revoked_at }, hash };
 }

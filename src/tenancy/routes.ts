@@ -3,10 +3,10 @@ import { SYSTEM_TENANT_ID } from '../core/auth.js';
 import { runCommand } from '../core/command.js';
 import { ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, Uuid } from '../http/schemas.js';
+import { command, commandInputOf, commandOrReplay, sendOutcome, tenantOf } from '../http/command.js';
+import { IdempotencyHeaders, IdParams, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
-import { createToken } from './createToken.js';
+import { createToken, revokeToken } from './createToken.js';
 import { getTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
 import { inTenantTransaction } from '../core/command.js';
 
@@ -21,7 +21,7 @@ const Settings = Type.Object(
   { additionalProperties: false },
 );
 
-export async function tenancyRoutes(app: App, { db }: AppDeps): Promise<void> {
+export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): Promise<void> {
   app.post(
     '/v1/tenants',
     {
@@ -66,6 +66,30 @@ export async function tenancyRoutes(app: App, { db }: AppDeps): Promise<void> {
         status: 201,
         body: await createToken(cmd, request.body),
       })),
+  );
+
+  app.post(
+    '/v1/tokens/:id/revoke',
+    {
+      config: { permission: 'tokens.create' },
+      schema: {
+        tags: ['tenancy'],
+        summary:
+          'Revoke an API token: it stops authenticating — at once in the process that revoked it, within 10 s in other API processes (each caches token lookups that long). Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again.',
+        headers: IdempotencyHeaders,
+        params: IdParams,
+      },
+    },
+    async (request, reply) => {
+      let hash: Buffer | undefined;
+      const response = await commandOrReplay(db, request, reply, { type: 'token.revoke' }, async (cmd) => {
+        const revoked = await revokeToken(cmd, request.params.id);
+        hash = revoked.hash;
+        return { status: 200, body: revoked.token };
+      });
+      if (hash) authenticator.forget(hash);
+      return response;
+    },
   );
 
   app.get(

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+
+describe('revoking API tokens', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store1: string;
+  let store2: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store1 = (await owner.post('/v1/stores', { code: 'T1', name: 'One' })).body.id;
+    store2 = (await owner.post('/v1/stores', { code: 'T2', name: 'Two' })).body.id;
+  });
+  after(() => t.close());
+
+  const issue = async (issuer: ApiClient, role: string, storeIds?: string[]) => {
+    const response = await issuer.post('/v1/tokens', { name: `${role}-${Math.random().toString(36).slice(2, 7)}`, role, ...(storeIds ? { store_ids: storeIds } : {}) });
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return { id: response.body.id as string, client: t.client(response.body.token) };
+  };
+  const events = async () => Number((await t.admin.query(`SELECT count(*) FROM events WHERE tenant_id = $1`, [tenantId])).rows[0].count);
+
+  it('a revoked token stops authenticating at once in this process; revoking again returns it, nothing written', async () => {
+    const cashier = await issue(owner, 'cashier');
+    assert.equal((await cashier.client.get('/v1/stores')).status, 200);
+    const revoked = await owner.post(`/v1/tokens/${cashier.id}/revoke`, {});
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    assert.equal(revoked.body.id, cashier.id);
+    assert.ok(revoked.body.revoked_at);
+    assert.equal((await cashier.client.get('/v1/stores')).status, 401);
+    const before = await events();
+    const again = await owner.post(`/v1/tokens/${cashier.id}/revoke`, {});
+    assert.equal(again.status, 200);
+    assert.equal(again.body.revoked_at, revoked.body.revoked_at);
+    assert.equal(await events(), before);
+    assert.ok(!JSON.stringify(revoked.body).includes('token_hash'), 'the hash is not returned');
+  });
+
+  it('the issuer rules apply: only an owner revokes an owner token; a store-limited admin only tokens within its stores; another tenant\'s token is 404', async () => {
+    const secondOwner = await issue(owner, 'owner');
+    const admin = await issue(owner, 'admin');
+    const refused = await admin.client.post(`/v1/tokens/${secondOwner.id}/revoke`, {});
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.equal((await secondOwner.client.get('/v1/stores')).status, 200, 'still valid');
+
+    const scopedAdmin = await issue(owner, 'admin', [store1]);
+    const inside = await issue(owner, 'cashier', [store1]);
+    const outside = await issue(owner, 'cashier', [store2]);
+    const everywhere = await issue(owner, 'cashier');
+    assert.equal((await scopedAdmin.client.post(`/v1/tokens/${outside.id}/revoke`, {})).status, 404);
+    assert.equal((await scopedAdmin.client.post(`/v1/tokens/${everywhere.id}/revoke`, {})).status, 404);
+    assert.equal((await scopedAdmin.client.post(`/v1/tokens/${inside.id}/revoke`, {})).status, 200);
+    assert.equal((await outside.client.get('/v1/stores')).status, 200, 'untouched');
+
+    const other = await t.newTenant('Other');
+    const foreign = await issue(other.owner, 'cashier');
+    assert.equal((await owner.post(`/v1/tokens/${foreign.id}/revoke`, {})).status, 404);
+    assert.equal((await foreign.client.get('/v1/stores')).status, 200);
+    // a cashier may not revoke tokens at all
+    assert.equal((await everywhere.client.post(`/v1/tokens/${inside.id}/revoke`, {})).status, 403);
+  });
+});
