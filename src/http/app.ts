@@ -19,6 +19,7 @@ import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { sendProblem, toAppError } from './problem.js';
 import { isDataException } from '../core/pgErrors.js';
+import { AuthFailureLimiter } from './authFailures.js';
 import { routeModules } from './routes.js';
 
 declare module 'fastify' {
@@ -112,16 +113,28 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
   );
 
+  const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
   app.addHook('onRequest', async (request, reply) => {
     reply.header(CORRELATION_HEADER, request.id);
     const config = request.routeOptions.config;
     const mode = config.auth ?? 'tenant';
     if (mode === 'none' || request.routeOptions.url === undefined) return;
+    const wait = authFailures.retryAfterSeconds(request.ip);
+    if (wait > 0) {
+      reply.header('retry-after', String(wait));
+      throw new AppError('rate_limited', `too many failed authentications from this address; retry after ${wait} s`);
+    }
     const header = request.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    if (!match?.[1]) throw new AppError('unauthorized', 'send a token as "Authorization: Bearer <token>"');
+    if (!match?.[1]) {
+      authFailures.recordFailure(request.ip);
+      throw new AppError('unauthorized', 'send a token as "Authorization: Bearer <token>"');
+    }
     const principal = await deps.authenticator.authenticate(match[1]);
-    if (!principal) throw new AppError('unauthorized', 'the token is not valid');
+    if (!principal) {
+      authFailures.recordFailure(request.ip);
+      throw new AppError('unauthorized', 'the token is not valid');
+    }
     if (mode === 'operator' && principal.kind !== 'operator') {
       throw new AppError('forbidden', 'this endpoint needs the operator token');
     }

@@ -25,6 +25,24 @@ describe('rate limits', () => {
     assert.equal(stores.rows[0].n, responses.filter((r) => r.status === 201).length);
   });
 
+  it('failed authentications from one address are limited too: past the limit every request from it is 429 with Retry-After until the window ends', async () => {
+    const guarded = await startTestApp({ authFailuresPerMinute: 3 });
+    try {
+      const { owner } = await guarded.newTenant();
+      const guesser = guarded.client('sk_guess_0000000000000000000000');
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await guesser.get('/v1/stores')).status);
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+      const limited = await guesser.get('/v1/stores');
+      assert.equal(limited.body.code, 'rate_limited');
+      assert.ok(Number(limited.headers.get('retry-after')) > 0);
+      // the limit is per address: the test's valid token shares it, so it is refused too until the window ends
+      assert.equal((await owner.get('/v1/stores')).status, 429);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   it('health and readiness are never rate limited', async () => {
     for (let i = 0; i < 10; i++) assert.equal((await t.operator.get('/healthz')).status, 200);
   });
