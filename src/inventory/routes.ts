@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { assertStoreInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
-import { notFound } from '../core/errors.js';
+import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
@@ -261,7 +261,10 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         response: { 200: Type.Object({ through: Type.Union([Type.String(), Type.Null()]), snapshots_written: Type.Integer() }) },
       },
     },
-    async (request, reply) =>
-      command(db, request, reply, { type: 'stock.snapshot' }, async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd, request.body.through) })),
+    async (request, reply) => {
+      // Snapshots are taken for every store of the tenant at once.
+      if (tenantOf(request).storeIds !== null) throw new AppError('forbidden', 'stock snapshots cover every store; a token limited to some stores cannot take them');
+      return command(db, request, reply, { type: 'stock.snapshot' }, async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd, request.body.through) }));
+    },
   );
 }

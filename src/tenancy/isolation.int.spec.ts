@@ -125,6 +125,7 @@ describe('tenants and stores are walls', () => {
     const manager = t.client(issued.body.token);
     const integrity = await manager.get('/v1/integrity');
     assert.equal(integrity.status, 403);
+    assert.equal((await manager.post('/v1/stock/snapshots', {})).status, 403, 'snapshots cover every store');
     assert.equal(integrity.body.code, 'forbidden');
     assert.equal((await a.owner.get('/v1/integrity')).status, 200);
     // a SKU is tenant-wide: its creation has no store
