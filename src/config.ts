@@ -17,6 +17,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Requests per minute per token (or per IP without a token). */
   rateLimitPerMinute: number;
+  /** When set, /metrics (API and worker) requires `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | undefined;
   /** Failed authentications per client IP per minute before it gets 429 (per API process). */
   authFailuresPerMinute: number;
   idempotencyTtlHours: number;
@@ -115,6 +117,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: logLevel as Config['logLevel'],
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 60_000, 1, 10_000_000),
     authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 600, 1, 1_000_000),
+    metricsToken: optional(env, 'METRICS_TOKEN'),
     idempotencyTtlHours: integer(env, 'IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 365),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 20, 2, 500),

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import client from 'prom-client';
 
 /**
@@ -22,3 +23,15 @@ export const commandRetries = new client.Counter({
 });
 
 export { client as prometheus };
+
+/**
+ * Whether a request may read /metrics: anyone when no METRICS_TOKEN is set
+ * (the server binds 127.0.0.1 by default), else only with that token as a
+ * bearer token (compared in constant time).
+ */
+export function metricsAllowed(metricsToken: string | undefined, authorization: string | undefined): boolean {
+  if (metricsToken === undefined) return true;
+  const expected = Buffer.from(`Bearer ${metricsToken}`);
+  const given = Buffer.from(authorization ?? '');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

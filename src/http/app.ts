@@ -14,7 +14,7 @@ import { currentScope, runInScope } from '../core/context.js';
 import type { Db } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { httpRequestDuration, registry } from '../core/metrics.js';
+import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { sendProblem, toAppError } from './problem.js';
@@ -202,7 +202,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     }
   });
 
-  app.get('/metrics', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async (request, reply) => {
+    if (!metricsAllowed(config.metricsToken, request.headers.authorization)) throw new AppError('unauthorized', 'send the METRICS_TOKEN as "Authorization: Bearer <token>"');
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { ApiClient } from '../../test/support/client.js';
 import { createLogger } from '../core/logger.js';
 
 describe('rate limits', () => {
@@ -38,6 +39,22 @@ describe('rate limits', () => {
       assert.ok(Number(limited.headers.get('retry-after')) > 0);
       // the limit is per address: the test's valid token shares it, so it is refused too until the window ends
       assert.equal((await owner.get('/v1/stores')).status, 429);
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  it('with METRICS_TOKEN set, /metrics needs it as a bearer token (401 otherwise, tenant tokens included)', async () => {
+    const guarded = await startTestApp({ metricsToken: 'scrape-me-0123456789' });
+    try {
+      const { owner } = await guarded.newTenant();
+      assert.equal((await new ApiClient(guarded.baseUrl, undefined).get('/metrics')).status, 401);
+      assert.equal((await owner.get('/metrics')).status, 401);
+      const scraper = guarded.client('scrape-me-0123456789');
+      const metrics = await scraper.get('/metrics');
+      assert.equal(metrics.status, 200);
+      assert.match(metrics.body, /http_request_duration_seconds_bucket/);
+      assert.equal((await new ApiClient(guarded.baseUrl, undefined).get('/healthz')).status, 200, 'health stays open');
     } finally {
       await guarded.close();
     }

@@ -56,6 +56,25 @@ describe('worker', () => {
     await t.drop();
   });
 
+  it('serves /metrics on its own port, behind METRICS_TOKEN when one is set', async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const worker = await startWorker({
+      databaseUrl: t.url,
+      config: { ...config, workerMetricsPort: port, metricsToken: 'worker-scrape-0123456789' },
+      logger,
+      tasks: [record],
+      cronItems: [],
+      pollIntervalMs: 100,
+    });
+    workers.push(worker);
+    assert.ok(worker.metricsUrl);
+    assert.equal((await fetch(`${worker.metricsUrl}/metrics`)).status, 401);
+    const scraped = await fetch(`${worker.metricsUrl}/metrics`, { headers: { authorization: 'Bearer worker-scrape-0123456789' } });
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /storekeep_jobs_total|process_cpu_user_seconds_total/);
+    assert.equal((await fetch(`${worker.metricsUrl}/healthz`)).status, 200);
+  });
+
   it('starts with every registered task and the default schedule (what `storekeep worker` runs)', async () => {
     const worker = await startWorker({ databaseUrl: t.url, config, logger, serveMetrics: false });
     workers.push(worker);

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import { createDb, createPool, type Db } from '../core/db.js';
 import type { Logger } from '../core/logger.js';
-import { registry } from '../core/metrics.js';
+import { metricsAllowed, registry } from '../core/metrics.js';
 import type { BackoffPolicy } from './backoff.js';
 import { runJob } from './runJob.js';
 import { allTasks, cronItems, periodicJobs } from './registry.js';
@@ -101,7 +101,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   let metricsUrl: string | undefined;
   if ((options.serveMetrics ?? true) && config.workerMetricsPort > 0) {
     metricsServer = http.createServer((request, response) => {
-      if (request.url === '/metrics') {
+      if (request.url === '/metrics' && !metricsAllowed(config.metricsToken, request.headers.authorization)) {
+        response.writeHead(401, { 'content-type': 'application/problem+json' }).end('{"code":"unauthorized","status":401,"title":"Unauthorized","detail":"send the METRICS_TOKEN as a bearer token"}');
+      } else if (request.url === '/metrics') {
         registry.metrics().then(
           (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
           () => response.writeHead(500).end(),
