@@ -51,6 +51,14 @@ export interface CommandSpec {
   ttlHours?: number;
   /** Applied to the response before it is stored for replay (e.g. to drop a secret shown once). */
   redactForReplay?: (body: unknown) => unknown;
+  /**
+   * The operation's store is the store of the record it answers (a piece, a
+   * review item, a visit…), and the route cannot check the caller's scope
+   * before the command: a replay then goes only to the token that made the
+   * request or to a caller with that store in scope (404 otherwise). Keys are
+   * per tenant, so without this a key alone would open another store's record.
+   */
+  replayInStoreScopeOnly?: boolean;
 }
 
 export interface CommandResult {
@@ -297,23 +305,22 @@ export const idempotencyKeyInFlight = () =>
 
 /**
  * A stored response for this request: its replay, or 422 when the key was
- * used for a different request. Only a caller who may see what it answered
- * gets a replay: the token that made the request, a token of every store, or
- * a token whose stores include the operation's store. Anyone else gets 404,
- * as for any record outside its stores (keys are per tenant, so a key alone
- * must not open another store's records).
+ * used for a different request. With `replayInStoreScopeOnly` (see
+ * CommandSpec), a store-scoped caller other than the original token must
+ * have the operation's store in scope (404 otherwise).
  */
-export function replayOf(input: CommandInput, stored: StoredResponse): CommandOutcome {
+export function replayOf(input: CommandInput, stored: StoredResponse, spec?: Pick<CommandSpec, 'replayInStoreScopeOnly'>): CommandOutcome {
   if (stored.fingerprint !== input.fingerprint) {
     throw new AppError('idempotency_key_reused', 'this Idempotency-Key was already used with a different request');
   }
   const principal = input.principal;
-  const visible =
-    principal.kind !== 'token' ||
-    principal.tokenId === stored.actor_token_id ||
-    principal.storeIds === null ||
-    (stored.store_id !== null && principal.storeIds.includes(stored.store_id));
-  if (!visible) throw new AppError('not_found', 'no record for this Idempotency-Key in this token\'s stores');
+  const hidden =
+    spec?.replayInStoreScopeOnly === true &&
+    principal.kind === 'token' &&
+    principal.storeIds !== null &&
+    principal.tokenId !== stored.actor_token_id &&
+    (stored.store_id === null || !principal.storeIds.includes(stored.store_id));
+  if (hidden) throw new AppError('not_found', 'no record for this Idempotency-Key in this token\'s stores');
   return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
 }
 
@@ -343,7 +350,7 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
         )
         SELECT * FROM stored`,
     );
-    if (stored) return replayOf(input, stored);
+    if (stored) return replayOf(input, stored, spec);
   } else {
     await insertOperation.execute(tx);
   }

@@ -180,7 +180,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       },
     },
     async (request, reply) =>
-      command(db, request, reply, { type: 'visit.schedule' }, async (cmd) => ({ status: 201, body: await scheduleVisit(cmd, request.body) })),
+      command(db, request, reply, { type: 'visit.schedule', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await scheduleVisit(cmd, request.body) })),
   );
 
   app.get(

@@ -121,7 +121,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       },
     },
     async (request, reply) =>
-      command(db, request, reply, { type: 'review_item.resolve' }, async (cmd) => ({
+      command(db, request, reply, { type: 'review_item.resolve', replayInStoreScopeOnly: true }, async (cmd) => ({
         status: 200,
         body: await resolveReviewItem(cmd, request.params.id, request.body.note),
       })),
@@ -169,7 +169,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
     async (request, reply) =>
       sendOutcome(
         reply,
-        await runCommand(db, commandInputOf(request, SYSTEM_TENANT_ID), { type: 'review_item.resolve' }, async (cmd) => ({
+        await runCommand(db, commandInputOf(request, SYSTEM_TENANT_ID), { type: 'review_item.resolve', replayInStoreScopeOnly: true }, async (cmd) => ({
           status: 200,
           body: await resolveReviewItem(cmd, request.params.id, request.body.note),
         })),

@@ -59,7 +59,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       },
     },
     async (request, reply) =>
-      commandOrReplay(db, request, reply, { type: 'operation.revert' }, async (cmd) => ({
+      commandOrReplay(db, request, reply, { type: 'operation.revert', replayInStoreScopeOnly: true }, async (cmd) => ({
         status: 200,
         body: await revertOperation(cmd, request.params.op_id, revertHandlers),
       })),

@@ -98,7 +98,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request, reply) => {
       const ifMatch = request.headers['if-match'];
       const expected = typeof ifMatch === 'string' ? versionFromIfMatch(ifMatch) : undefined;
-      return command(db, request, reply, { type: 'piece.cut' }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));
+      return command(db, request, reply, { type: 'piece.cut', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));
     },
   );
 
@@ -123,7 +123,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 201: Type.Object({ op_id: Uuid, consumed: Type.Array(Piece), bundles: Type.Array(Piece), remainder: Nullable(Piece) }) },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'piece.combine' }, async (cmd) => ({ status: 201, body: await combinePieces(cmd, request.body) })),
+    async (request, reply) => command(db, request, reply, { type: 'piece.combine', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await combinePieces(cmd, request.body) })),
   );
 
   app.post(
@@ -142,7 +142,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 201: Type.Object({ op_id: Uuid, reserved_until: Timestamp, pieces: Type.Array(Piece) }) },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'piece.reserve' }, async (cmd) => ({ status: 201, body: await reservePieces(cmd, request.body) })),
+    async (request, reply) => command(db, request, reply, { type: 'piece.reserve', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await reservePieces(cmd, request.body) })),
   );
 
   app.post(
@@ -157,7 +157,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 200: Type.Object({ op_id: Uuid, reservation_op_id: Uuid, released: Type.Array(Piece) }) },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'piece.release' }, async (cmd) => ({ status: 200, body: await releaseReservation(cmd, request.params.op_id) })),
+    async (request, reply) => command(db, request, reply, { type: 'piece.release', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 200, body: await releaseReservation(cmd, request.params.op_id) })),
   );
 
   app.get(

@@ -120,6 +120,26 @@ describe('tenants and stores are walls', () => {
     assert.equal((await a.owner.get('/v1/ledger/customers')).status, 200);
   });
 
+  it('a rotated token of the same scope replays what the old one did: a tenant-wide party, a transfer requested from the destination side', async () => {
+    const scope = [storeA2.id];
+    const mint = async () => t.client((await a.owner.post('/v1/tokens', { name: `A2 manager ${Math.random()}`, role: 'manager', store_ids: scope })).body.token);
+    const before = await mint();
+    const party = { kind: 'supplier', name: 'Rotating supplier' };
+    const sku = (await a.owner.post('/v1/skus', { code: `ROT-${Date.now()}`, name: 'Rotating SKU', unit: 'piece', price: 1 })).body;
+    const transfer = { source_store_id: storeA1.id, destination_store_id: storeA2.id, items: [{ sku_id: sku.id, quantity: 1 }] };
+    const created = await before.post('/v1/parties', party, { idempotencyKey: 'rotation-party' });
+    const requested = await before.post('/v1/transfers', transfer, { idempotencyKey: 'rotation-transfer' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(requested.status, 201, JSON.stringify(requested.body));
+    const after = await mint();
+    for (const [path, body, key, first] of [['/v1/parties', party, 'rotation-party', created], ['/v1/transfers', transfer, 'rotation-transfer', requested]] as const) {
+      const replay = await after.post(path, body, { idempotencyKey: key });
+      assert.equal(replay.status, 201, `${path}: ${JSON.stringify(replay.body)}`);
+      assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+      assert.equal(replay.body.id, first.body.id);
+    }
+  });
+
   it('tenant-wide reads are closed to store-scoped tokens: integrity (403), operations without a store (404)', async () => {
     const issued = await a.owner.post('/v1/tokens', { name: 'scoped manager', role: 'manager', store_ids: [storeA1.id] });
     const manager = t.client(issued.body.token);
