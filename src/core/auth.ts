@@ -79,9 +79,24 @@ export class Authenticator {
     this.operatorHashes.push(hash);
   }
 
+  /** Tokens that authenticated in the last hour (hash → until when): they skip the failed-authentication limiter. */
+  private readonly recentlyValid = new Map<string, number>();
+
   /** Forgets a token's cached lookup (after revoking it in this process). */
   forget(hash: Buffer): void {
     this.cache.delete(hash.toString('base64'));
+    this.recentlyValid.delete(hash.toString('base64'));
+  }
+
+  /**
+   * Whether this token authenticated in this process within the last hour
+   * (or is the operator's). A client guessing tokens cannot produce one, so
+   * such requests are never held back by failures of others at the same address.
+   */
+  wasRecentlyValid(token: string): boolean {
+    const hash = hashToken(token);
+    if (this.operatorHashes.some((known) => timingSafeEqual(known, hash))) return true;
+    return (this.recentlyValid.get(hash.toString('base64')) ?? 0) > Date.now();
   }
 
   async authenticate(token: string): Promise<Principal | null> {
@@ -99,6 +114,10 @@ export class Authenticator {
         : null;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { principal, expiresAt: Date.now() + this.cacheTtlMs });
+    if (principal) {
+      if (this.recentlyValid.size > 100_000) this.recentlyValid.clear();
+      this.recentlyValid.set(key, Date.now() + 3_600_000);
+    }
     return principal;
   }
 }

@@ -119,13 +119,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const config = request.routeOptions.config;
     const mode = config.auth ?? 'tenant';
     if (mode === 'none' || request.routeOptions.url === undefined) return;
+    const header = request.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    // Past too many failures from this address, only tokens known good in
+    // this process get through (a guesser cannot present one).
     const wait = authFailures.retryAfterSeconds(request.ip);
-    if (wait > 0) {
+    if (wait > 0 && !(match?.[1] && deps.authenticator.wasRecentlyValid(match[1]))) {
       reply.header('retry-after', String(wait));
       throw new AppError('rate_limited', `too many failed authentications from this address; retry after ${wait} s`);
     }
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match?.[1]) {
       authFailures.recordFailure(request.ip);
       throw new AppError('unauthorized', 'send a token as "Authorization: Bearer <token>"');
