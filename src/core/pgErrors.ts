@@ -34,14 +34,18 @@ export function pgConstraint(error: unknown): string | undefined {
 }
 
 /**
- * SQLSTATE class 22, "data exception": a value PostgreSQL cannot store or
- * read as its type (a date in year 0, an offset beyond ±15:59, a NUL
- * character in text, a number beyond bigint, malformed uuid text). Every
- * statement of a command runs in its transaction, so the error rolled back
- * everything: the request changed nothing.
+ * The data exceptions (SQLSTATE class 22) that a request's own values cause:
+ * text that is not a value of its type (a malformed uuid in a cursor), a
+ * number or a date out of range (year 0, an offset beyond ±15:59), a NUL or
+ * untranslatable character, a string too long. Every statement of a command
+ * runs in its transaction, so the error rolled everything back. Other class-22
+ * errors (division by zero, a bad argument to a function…) are bugs: 500.
  */
+const REQUEST_DATA_EXCEPTIONS: ReadonlySet<string> = new Set(['22001', '22003', '22007', '22008', '22009', '22021', '22P02', '22P05']);
+
 export function isDataException(error: unknown): boolean {
-  return pgCode(error)?.startsWith('22') ?? false;
+  const code = pgCode(error);
+  return code !== undefined && REQUEST_DATA_EXCEPTIONS.has(code);
 }
 
 /** CHECK constraints that bound stored amounts (migration 0804): exceeding one is the request's fault. */

@@ -104,8 +104,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       request.log.error({ err: error }, 'unexpected error');
       deps.reportError?.(error);
     } else if (isDataException(error)) {
-      // Answered 400, but logged: a value the schemas let through and the database refused.
+      // Answered 400, but logged and reported: a value the schemas let through
+      // and the database refused is a gap in a schema to close.
       request.log.warn({ err: error }, 'a request value was refused by the database');
+      deps.reportError?.(error);
     }
     return sendProblem(request, reply, appError);
   });

@@ -1,0 +1,27 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { toAppError } from './problem.js';
+
+const pgError = (code: string, message = 'x', constraint?: string) => Object.assign(new Error(message), { code, ...(constraint ? { constraint } : {}) });
+
+describe('toAppError and database errors', () => {
+  it('values a request carried that PostgreSQL refuses are 400 validation_failed (not unexpected)', () => {
+    for (const code of ['22P02', '22007', '22008', '22009', '22003', '22021', '22P05', '22001']) {
+      const { appError, unexpected } = toAppError(pgError(code));
+      assert.deepEqual([appError.code, unexpected], ['validation_failed', false], code);
+    }
+  });
+
+  it('other data exceptions are bugs: 500 internal_error, unexpected (reported)', () => {
+    for (const code of ['22012', '22023', '22004']) {
+      const { appError, unexpected } = toAppError(pgError(code));
+      assert.deepEqual([appError.code, unexpected], ['internal_error', true], code);
+    }
+  });
+
+  it('the amount-limit constraints are 422 limit_exceeded; any other CHECK violation stays a 500', () => {
+    assert.equal(toAppError(pgError('23514', 'x', 'stock_balances_quantity_limit')).appError.code, 'limit_exceeded');
+    assert.equal(toAppError(pgError('23514', 'x', 'accounts_totals_limit')).appError.code, 'limit_exceeded');
+    assert.deepEqual([toAppError(pgError('23514', 'x', 'journal_entry_balanced')).appError.code, toAppError(pgError('23514', 'x', 'journal_entry_balanced')).unexpected], ['internal_error', true]);
+  });
+});
