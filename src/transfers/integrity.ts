@@ -27,21 +27,29 @@ export const transferChecks: IntegrityCheck[] = [
                                 'out', coalesce(o.moved, 0), 'in', coalesce(n.moved, 0)) AS detail
       FROM stock_transfers t
       JOIN stock_transfer_items i ON i.tenant_id = t.tenant_id AND i.transfer_id = t.id
-      -- A transfer's ledger rows: those of its approving / receiving operation,
-      -- and any row that names it (reason 'transfer <id>') — so a requested or
-      -- cancelled transfer that moved stock is found too.
       LEFT JOIN LATERAL (
         SELECT sum(l.quantity_change) AS moved FROM stock_ledger l
-        WHERE l.tenant_id = t.tenant_id AND l.store_id = t.source_store_id AND l.sku_id = i.sku_id AND l.kind = 'transfer_out'
-          AND (l.op_id = t.approved_op OR l.reason = 'transfer ' || t.id)
+        WHERE l.tenant_id = t.tenant_id AND l.op_id = t.approved_op AND l.store_id = t.source_store_id
+          AND l.sku_id = i.sku_id AND l.kind = 'transfer_out'
       ) o ON true
       LEFT JOIN LATERAL (
         SELECT sum(l.quantity_change) AS moved FROM stock_ledger l
-        WHERE l.tenant_id = t.tenant_id AND l.store_id = t.destination_store_id AND l.sku_id = i.sku_id AND l.kind = 'transfer_in'
-          AND (l.op_id = t.received_op OR l.reason = 'transfer ' || t.id)
+        WHERE l.tenant_id = t.tenant_id AND l.op_id = t.received_op AND l.store_id = t.destination_store_id
+          AND l.sku_id = i.sku_id AND l.kind = 'transfer_in'
       ) n ON true
       WHERE ($1::uuid IS NULL OR t.tenant_id = $1)
         AND (coalesce(o.moved, 0) <> CASE WHEN t.status IN ('approved', 'received') THEN -i.quantity ELSE 0 END
-             OR coalesce(n.moved, 0) <> coalesce(i.quantity_received, 0))`,
+             OR coalesce(n.moved, 0) <> coalesce(i.quantity_received, 0))
+      UNION ALL
+      -- Transfer rows that name a transfer but are not its approval's or
+      -- receipt's (stock moved for a requested or cancelled transfer, or twice):
+      -- found through stock_ledger_transfer_reason_idx, transfer rows only.
+      SELECT t.tenant_id, t.id::text AS subject,
+             jsonb_build_object('status', t.status, 'stray_ledger_id', l.id, 'kind', l.kind, 'op_id', l.op_id, 'quantity_change', l.quantity_change) AS detail
+      FROM stock_ledger l
+      JOIN stock_transfers t ON t.tenant_id = l.tenant_id AND l.reason = 'transfer ' || t.id
+      WHERE ($1::uuid IS NULL OR l.tenant_id = $1)
+        AND l.kind IN ('transfer_out', 'transfer_in')
+        AND l.op_id IS DISTINCT FROM CASE l.kind WHEN 'transfer_out' THEN t.approved_op ELSE t.received_op END`,
   },
 ];
