@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
-import type { Command } from '../core/command.js';
+import { canonicalJson, type Command } from '../core/command.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -70,9 +70,10 @@ export async function findVisitOwner(tx: Tx, tenantId: string, visitId: string):
  * consignment's goods out), then the settlement's money and rows, the new
  * consignment's rows, the point of sale's last visit and the visit's status.
  * Any refusal (geofence, shortage, bad settlement) or crash rolls back all of it.
- * A visit already completed by the same request (same body) is answered with
- * its stored completion (AlreadyDone → a replay, nothing written); by a
- * different one, 409 invalid_transition (the second device's goods or
+ * A visit already completed with the same goods and settlement (whatever the
+ * key or the position sent) is answered with its stored completion
+ * (AlreadyDone → a replay, nothing written); with other goods or another
+ * settlement, 409 invalid_transition (the second device's goods or
  * settlement were NOT recorded, and it must be told).
  */
 export async function completeVisit(cmd: Command, visitId: string, input: CompleteVisitInput): Promise<VisitCompletion> {
@@ -87,13 +88,21 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
   cmd.storeId = visit.store_id;
 
   if (visit.status === 'completed') {
+    // The same completion again (a retry; the device may have re-read its
+    // position) replays; other goods or another settlement are a different
+    // request, refused. Compared: what the completion recorded, from its
+    // operation's audit event.
     const original = await maybeOne(
       tx,
-      sql<{ request_fingerprint: string | null }>`
-        SELECT o.request_fingerprint FROM visits v JOIN operations o ON o.tenant_id = v.tenant_id AND o.id = v.completed_by_op
+      sql<{ payload: unknown }>`
+        SELECT e.payload FROM visits v JOIN events e ON e.tenant_id = v.tenant_id AND e.op_id = v.completed_by_op AND e.subject_type IS NULL
         WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}`,
     );
-    if (original?.request_fingerprint !== cmd.input.fingerprint) {
+    const recorded = (body: unknown) => {
+      const { lines, settlement } = (body ?? {}) as { lines?: unknown; settlement?: unknown };
+      return canonicalJson({ lines: lines ?? [], settlement: settlement ?? null });
+    };
+    if (original === undefined || recorded(original.payload) !== recorded(input)) {
       throw new AppError('invalid_transition', 'the visit was already completed with a different request; nothing of this one was recorded', {
         extra: { current_status: 'completed' },
       });

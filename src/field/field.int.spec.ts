@@ -237,7 +237,7 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.deepEqual(await snapshot(), before);
   });
 
-  it('completing a completed visit: the same request (any key) replays 200; a different one is 409 — never a silent success', async () => {
+  it('completing a completed visit: the same goods and settlement (any key, any position) replay 200; other goods are 409 — never a silent success', async () => {
     const visit = await schedule();
     const body = { ...SHOP, lines: [{ sku_id: soap.id, quantity: 3 }] };
     const first = await agent.post(`/v1/visits/${visit.id}/complete`, body, key());
@@ -249,7 +249,12 @@ describe('field sales: points of sale, visits, consignments', () => {
       assert.equal(again.headers.get('idempotent-replayed'), 'true');
       assert.deepEqual(again.body, first.body);
     }
-    // A different body (a second device with other goods): refused, so it knows nothing of it was recorded.
+    // A retry that re-read its position (same goods, other coordinates) is the same completion.
+    const moved = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 30), lines: body.lines }, key());
+    assert.equal(moved.status, 200);
+    assert.equal(moved.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(moved.body, first.body);
+    // Other goods (a second device): refused, so it knows nothing of it was recorded.
     const other = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 50), lines: [{ sku_id: soap.id, quantity: 7 }] }, key());
     assertProblem(other, 409, 'invalid_transition');
     assert.equal(other.body.current_status, 'completed');
