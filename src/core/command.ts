@@ -244,7 +244,7 @@ export async function recordCommands(tx: Tx, tenantId: string, records: readonly
         ORDER BY e.position
       ), saved AS (
         INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at)
-        SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, k.body, now() + make_interval(hours => k.ttl_hours)
+        SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb), now() + make_interval(hours => k.ttl_hours)
         FROM jsonb_to_recordset(${JSON.stringify(keyed)}::jsonb) AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, ttl_hours integer)
         ON CONFLICT (tenant_id, key) DO UPDATE
           SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,

@@ -15,12 +15,13 @@ export function etagOf(version: number): string {
 }
 
 /**
- * The version an optional If-Match names: undefined without the header; a
- * header that names no version can never match, so it is a 412.
+ * The version an optional If-Match names: undefined without the header or
+ * with `*`; a header that names no version can never match, so it is a 412.
  */
 export function optionalExpectedVersion(request: FastifyRequest, what: string): number | undefined {
   const header = request.headers['if-match'];
-  if (header === undefined) return undefined;
+  // `*` matches any current version (RFC 9110): no precondition.
+  if (header === undefined || (typeof header === 'string' && header.trim() === '*')) return undefined;
   const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
   if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this ${what}`);
   return version;

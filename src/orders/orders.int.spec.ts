@@ -298,6 +298,9 @@ describe('orders API (no worker running)', () => {
     assert.equal(cancelled.body.status, 'cancelled');
     assert.equal(cancelled.headers.get('etag'), `"${cancelled.body.version}"`);
     assert.notEqual(cancelled.headers.get('etag'), current);
+    // `If-Match: *` is no precondition (any current version)
+    const another: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    assert.equal((await shop.owner.post(`/v1/orders/${another}/cancel`, {}, { headers: { 'if-match': '*' } })).status, 200);
   });
 
   it('a give-up arriving after the provider moved the order on is stale: no error recorded, version unchanged', async () => {
