@@ -43,6 +43,20 @@ export function inStoreScope(principal: TenantPrincipal, storeId: string): boole
   return principal.storeIds === null || principal.storeIds.includes(storeId);
 }
 
+/**
+ * Whether a record that may have no store is visible: one of a store needs
+ * that store in scope; one without (tenant-wide: catalogue changes, sweeps,
+ * tenant review items) only a token not limited to some stores.
+ */
+export function recordInScope(principal: TenantPrincipal, storeId: string | null): boolean {
+  return storeId === null ? principal.storeIds === null : inStoreScope(principal, storeId);
+}
+
+/** For what spans every store of the tenant: 403 for a token limited to some stores. */
+export function assertAllStores(principal: TenantPrincipal, what: string): void {
+  if (principal.storeIds !== null) throw new AppError('forbidden', `${what} span every store; a token limited to some stores cannot use them`);
+}
+
 export function assertPermission(principal: TenantPrincipal, permission: Permission): void {
   if (!roleHas(principal.role, permission)) {
     throw new AppError('forbidden', `role ${principal.role} may not ${permission.replace('.', ' ')}`);

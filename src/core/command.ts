@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
-import { actorLabel, type Principal } from './auth.js';
+import { actorLabel, recordInScope, type Principal } from './auth.js';
 import { all, maybeOne, one, type Db, type Tx } from './db.js';
 import { AppError, assert } from './errors.js';
 import { newId } from './ids.js';
@@ -317,9 +317,8 @@ export function replayOf(input: CommandInput, stored: StoredResponse, spec?: Pic
   const hidden =
     spec?.replayInStoreScopeOnly === true &&
     principal.kind === 'token' &&
-    principal.storeIds !== null &&
     principal.tokenId !== stored.actor_token_id &&
-    (stored.store_id === null || !principal.storeIds.includes(stored.store_id));
+    !recordInScope(principal, stored.store_id);
   if (hidden) throw new AppError('not_found', 'no record for this Idempotency-Key in this token\'s stores');
   return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
 }

@@ -1,10 +1,10 @@
 import { Type } from 'typebox';
 import { inTenantTransaction, runCommand } from '../core/command.js';
-import { AppError, notFound } from '../core/errors.js';
+import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
-import { inStoreScope, SYSTEM_TENANT_ID } from '../core/auth.js';
+import { assertAllStores, recordInScope, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { findReviewItem, listReviewItems } from './listReviewItems.js';
 import { allChecks } from './registry.js';
 import { resolveReviewItem } from './resolveReviewItem.js';
@@ -55,9 +55,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       const principal = tenantOf(request);
       // Findings name rows of every store (balances, orders, settlements); a
       // store-scoped token must not see other stores' figures through them.
-      if (principal.storeIds !== null) {
-        throw new AppError('forbidden', 'integrity checks span every store of the tenant; use a token that is not limited to some stores');
-      }
+      assertAllStores(principal, 'integrity checks');
       const run = await runChecksForTenant(db, principal.tenantId, allChecks, checkSettingsOf(config));
       return {
         ok: run.findings.length === 0,
@@ -102,7 +100,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
     async (request) => {
       const principal = tenantOf(request);
       const item = await inTenantTransaction(db, principal.tenantId, (tx) => findReviewItem(tx, principal.tenantId, request.params.id));
-      if (!item || (principal.storeIds !== null && (item.store_id === null || !inStoreScope(principal, item.store_id)))) throw notFound('review item');
+      if (!item || !recordInScope(principal, item.store_id)) throw notFound('review item');
       return item;
     },
   );

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
-import { assertStoreInScope } from '../core/auth.js';
+import { assertAllStores, assertStoreInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
-import { AppError, notFound } from '../core/errors.js';
+import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
@@ -263,7 +263,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     },
     async (request, reply) => {
       // Snapshots are taken for every store of the tenant at once.
-      if (tenantOf(request).storeIds !== null) throw new AppError('forbidden', 'stock snapshots cover every store; a token limited to some stores cannot take them');
+      assertAllStores(tenantOf(request), 'stock snapshots');
       return command(db, request, reply, { type: 'stock.snapshot' }, async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd, request.body.through) }));
     },
   );

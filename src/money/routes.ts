@@ -1,8 +1,8 @@
 import { Type } from 'typebox';
-import { assertStoreInScope } from '../core/auth.js';
+import { assertAllStores, assertStoreInScope } from '../core/auth.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import { inTenantTransaction } from '../core/command.js';
-import { AppError, notFound } from '../core/errors.js';
+import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
@@ -205,7 +205,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       async (request) => {
         const principal = tenantOf(request);
         // A party's balance sums its dealings with every store.
-        if (principal.storeIds !== null) throw new AppError('forbidden', 'party balances span every store; a token limited to some stores cannot list them');
+        assertAllStores(principal, 'party balances');
         const limit = request.query.limit ?? 50;
         const after = decodeCursor(request.query.cursor, isBalanceCursor);
         const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listPartyBalances(tx, principal.tenantId, kind, after, limit + 1));

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { inStoreScope } from '../core/auth.js';
+import { recordInScope } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
@@ -57,9 +57,8 @@ export async function revertOperation(cmd: Command, opId: string, handlers: Read
   const principal = cmd.principal;
   assert(principal.kind === 'token', 'operations are reverted by tenant tokens');
   const target = await lockOperationForUpdate(cmd.tx, cmd.tenantId, opId);
-  // Visible as GET /v1/operations/{id} sees it: an operation without a store
-  // is tenant-wide, out of a store-scoped token's reach (404, type not named).
-  if (!target || (target.store_id === null ? principal.storeIds !== null : !inStoreScope(principal, target.store_id))) throw notFound('operation');
+  // Visible as GET /v1/operations/{id} sees it (404, type not named).
+  if (!target || !recordInScope(principal, target.store_id)) throw notFound('operation');
   cmd.storeId = target.store_id ?? undefined;
 
   if (target.reverted_by !== null) throw new AlreadyDone(await loadRevertResult(cmd.tx, cmd.tenantId, target, target.reverted_by));

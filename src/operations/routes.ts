@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { assertStoreInScope } from '../core/auth.js';
+import { recordInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -25,11 +25,9 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       const operation = await inTenantTransaction(db, principal.tenantId, (tx) =>
         getOperation(tx, principal.tenantId, request.params.op_id),
       );
-      if (!operation) throw notFound('operation');
       // An operation without a store (catalogue changes, sweeps across stores)
       // is tenant-wide: visible only to tokens not limited to some stores.
-      if (operation.store_id !== null) assertStoreInScope(principal, operation.store_id, 'operation');
-      else if (principal.storeIds !== null) throw notFound('operation');
+      if (!operation || !recordInScope(principal, operation.store_id)) throw notFound('operation');
       return operation;
     },
   );
