@@ -138,11 +138,10 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
   // bound as a sale: each line, and the consignment, at most the largest amount).
   const leftAmounts = amountErrors(
     input.lines.map((line) => ({ unit: skus.get(line.sku_id)!.unit as Unit, quantity: line.quantity, unit_price: line.unit_price ?? skus.get(line.sku_id)!.price })),
+    '/body/lines',
   );
   if (leftAmounts.length > 0) {
-    throw new AppError('validation_failed', 'the goods left would be worth more than the largest amount storekeep records', {
-      errors: leftAmounts.map((error) => ({ ...error, path: error.path.replace('/body/items', '/body/lines') })),
-    });
+    throw new AppError('validation_failed', 'the goods left would be worth more than the largest amount storekeep records', { errors: leftAmounts });
   }
 
   // Lock order, as in every sale: stock balances first, money accounts after.

@@ -36,14 +36,17 @@ function exactLineTotal(unit: Unit, quantity: number, unitPrice: number): bigint
  * request whatever the stock). Pure; `lines` are all the sale's lines, in
  * order, so an error's path names the right one.
  */
-export function amountErrors(lines: ReadonlyArray<{ unit: Unit; quantity: number | undefined; unit_price: number }>): Array<{ path: string; message: string }> {
+export function amountErrors(
+  lines: ReadonlyArray<{ unit: Unit; quantity: number | undefined; unit_price: number }>,
+  path = '/body/items',
+): Array<{ path: string; message: string }> {
   // A line without a quantity yet (a line of pieces before they are read) counts as 0 here.
   const totals = lines.map((line) => (line.quantity === undefined ? 0n : exactLineTotal(line.unit, line.quantity, line.unit_price)));
   const errors = totals.flatMap((total, index) =>
-    total > BigInt(MAX_AMOUNT) ? [{ path: `/body/items/${index}`, message: `line total ${total} is above the largest amount (${MAX_AMOUNT} minor units)` }] : [],
+    total > BigInt(MAX_AMOUNT) ? [{ path: `${path}/${index}`, message: `line total ${total} is above the largest amount (${MAX_AMOUNT} minor units)` }] : [],
   );
   const sum = totals.reduce((a, b) => a + b, 0n);
-  if (errors.length === 0 && sum > BigInt(MAX_AMOUNT)) errors.push({ path: '/body/items', message: `sale total ${sum} is above the largest amount (${MAX_AMOUNT} minor units)` });
+  if (errors.length === 0 && sum > BigInt(MAX_AMOUNT)) errors.push({ path, message: `sale total ${sum} is above the largest amount (${MAX_AMOUNT} minor units)` });
   return errors;
 }
 

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { generateToken, hashToken } from '../core/auth.js';
 import type { Command } from '../core/command.js';
-import { all } from '../core/db.js';
+import { all, maybeOne, one } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { AlreadyDone } from '../http/command.js';
 import { newId } from '../core/ids.js';
@@ -71,13 +71,11 @@ export interface RevokedToken {
  */
 export async function revokeToken(cmd: Command, tokenId: string): Promise<{ token: RevokedToken; hash: Buffer }> {
   const principal = cmd.principal;
-  const row = (
-    await all(
-      cmd.tx,
-      sql<RevokedToken & { revoked_at: Date | null; token_hash: Buffer }>`
-        SELECT id, name, role, store_ids, revoked_at, token_hash FROM api_tokens WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} FOR UPDATE`,
-    )
-  )[0];
+  const row = await maybeOne(
+    cmd.tx,
+    sql<Omit<RevokedToken, 'revoked_at'> & { revoked_at: Date | null; token_hash: Buffer }>`
+      SELECT id, name, role, store_ids, revoked_at, token_hash FROM api_tokens WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} FOR UPDATE`,
+  );
   if (!row) throw notFound('token');
   if (principal.kind === 'token') {
     if (principal.storeIds !== null && (row.store_ids === null || row.store_ids.some((id) => !principal.storeIds!.includes(id)))) throw notFound('token');
@@ -86,9 +84,7 @@ export async function revokeToken(cmd: Command, tokenId: string): Promise<{ toke
   const { token_hash: hash, ...token } = row;
   // Already revoked: answered with the token as it is, nothing written (a replay).
   if (token.revoked_at !== null) throw new AlreadyDone(token);
-  const revoked = (
-    await all(cmd.tx, sql<{ revoked_at: Date }>`UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} RETURNING revoked_at`)
-  )[0]!;
+  const revoked = await one(cmd.tx, sql<{ revoked_at: Date }>`UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} RETURNING revoked_at`);
   cmd.touch('api_tokens', tokenId, 'updated');
   cmd.audit({ type: 'token.revoked', subjectType: 'api_token', subjectId: tokenId, before: { revoked_at: null }, after: { revoked_at: revoked.revoked_at } });
   return { token: { ...token, revoked_at: revoked.revoked_at }, hash };
