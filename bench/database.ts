@@ -58,3 +58,30 @@ export async function openBenchDatabase(prefix: string): Promise<BenchDatabase> 
     },
   };
 }
+
+/**
+ * Warm-up before measuring: a fresh database's tables are empty, and until
+ * they are analysed PostgreSQL's cached foreign-key checks scan them
+ * sequentially (3–4× slower sales in the first minute; the embedded server's
+ * autovacuum looks every 10 s). 32 clients make 100 sales each through
+ * `sell`, then `analyze` runs ANALYZE: the figures are for a database past that point.
+ */
+export async function warmUp(sell: (client: number) => Promise<unknown>, analyze: () => Promise<unknown>): Promise<void> {
+  await Promise.all(
+    Array.from({ length: 32 }, async (_, client) => {
+      for (let i = 0; i < 100; i++) await sell(client);
+    }),
+  );
+  await analyze();
+}
+
+/** Runs a bench's main: exit 0 when it resolves, 1 with the stack when it throws. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

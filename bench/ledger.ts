@@ -16,7 +16,7 @@ import os from 'node:os';
 import pg from 'pg';
 import { inTenantTransaction } from '../src/core/command.js';
 import { createDb, createPool } from '../src/core/db.js';
-import { openBenchDatabase } from './database.js';
+import { openBenchDatabase, runBench } from './database.js';
 import { listPartyBalances, type BalanceCursor } from '../src/money/listPartyBalances.js';
 
 const CUSTOMERS = 10_000;
@@ -180,10 +180,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -17,7 +17,7 @@ import os from 'node:os';
 import pg from 'pg';
 import { fingerprintRequest, type CommandInput } from '../src/core/command.js';
 import { createDb, createPool } from '../src/core/db.js';
-import { openBenchDatabase } from './database.js';
+import { openBenchDatabase, runBench, warmUp } from './database.js';
 import { GroupCommitter } from '../src/sales/groupCommit.js';
 import type { SaleInput } from '../src/sales/sale.table.js';
 
@@ -79,17 +79,13 @@ async function main(): Promise<void> {
         process.stdout.write(`${JSON.stringify(stats.rows)}\n`);
       }
     };
-    // Warm-up, then ANALYZE: until a fresh database's tables are analysed,
-    // PostgreSQL's cached foreign-key checks scan them sequentially (see bench/sales.ts).
-    await Promise.all(
-      Array.from({ length: 32 }, async () => {
-        for (let i = 0; i < 100; i++) {
-          const body: SaleInput = { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] };
-          await committer.sale(inputOf(body), body, 'online');
-        }
-      }),
+    await warmUp(
+      () => {
+        const body: SaleInput = { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] };
+        return committer.sale(inputOf(body), body, 'online');
+      },
+      () => owner.query('ANALYZE'),
     );
-    await owner.query('ANALYZE');
     process.stdout.write(`${settings.map((s) => `${s.name}=${s.setting}`).join(', ')}; ${os.cpus().length} cores, load ${os.loadavg()[0]!.toFixed(2)}\n\n`);
     process.stdout.write('| variant (hot SKU, in-process group commit) | clients | sales/s | p50 ms | p99 ms | errors |\n| --- | --- | --- | --- | --- | --- |\n');
     await measure('price 0: no journal entry', 0);
@@ -108,10 +104,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

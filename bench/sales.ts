@@ -39,7 +39,7 @@ import { createDb, createPool, type Db } from '../src/core/db.js';
 import { saleCommand } from '../src/sales/createSale.js';
 import { GroupCommitter } from '../src/sales/groupCommit.js';
 import type { SaleInput } from '../src/sales/sale.table.js';
-import { openBenchDatabase } from './database.js';
+import { openBenchDatabase, warmUp } from './database.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -265,20 +265,14 @@ async function main(): Promise<void> {
       fingerprint: fingerprintRequest('POST', '/v1/sales', body),
       payload: body,
     });
-    // Warm-up: a fresh database's tables are empty, and until they are
-    // analysed PostgreSQL's cached foreign-key checks scan them sequentially
-    // (3–4× slower sales in the first minute; the embedded server's autovacuum
-    // looks every 10 s). The figures below are for a database past that point:
-    // some sales everywhere, then ANALYZE.
-    await Promise.all(
-      Array.from({ length: 32 }, async (_, client) => {
-        for (let i = 0; i < 100; i++) {
-          const body = saleBody(shop, client % 2 === 0);
-          await committer.sale(inputOf(body), body, 'online');
-        }
-      }),
+    // Hot and spread sales, then ANALYZE (see warmUp).
+    await warmUp(
+      (client) => {
+        const body = saleBody(shop, client % 2 === 0);
+        return committer.sale(inputOf(body), body, 'online');
+      },
+      () => admin.query('ANALYZE'),
     );
-    await admin.query('ANALYZE');
 
     for (const hot of [true, false]) {
       for (const clients of CLIENTS) {
