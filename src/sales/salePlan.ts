@@ -115,13 +115,13 @@ export function saleLineErrors(items: SaleInput['items'], skus: ReadonlyMap<stri
   });
 }
 
-export const mayBulk = (principal: Principal) => principal.kind === 'token' && roleHas(principal.role, 'sales.bulk');
+const mayBulk = (principal: Principal) => principal.kind === 'token' && roleHas(principal.role, 'sales.bulk');
 
 const tooLarge = (errors: FieldError[]) => new AppError('validation_failed', 'amounts above the largest amount storekeep records', { errors });
 
 const bulkForbidden = () => new AppError('forbidden', 'a bulk sale needs the sales.bulk permission');
 
-export function insufficientStock(shortages: SaleShortage[]): AppError {
+function insufficientStock(shortages: SaleShortage[]): AppError {
   return new AppError('insufficient_stock', `not enough stock for ${shortages.length} SKU${shortages.length === 1 ? '' : 's'}`, {
     extra: { shortages },
   });
