@@ -82,6 +82,22 @@ describe('tenants and stores are walls', () => {
     }
   });
 
+  it('every tenant table has row-level security on, its policy reading the session tenant once per statement', async () => {
+    const { rows } = await t.admin.query<{ table_name: string; rls: boolean; qual: string | null; with_check: string | null }>(
+      `SELECT c.relname AS table_name, c.relrowsecurity AS rls, p.qual, p.with_check
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_policies p ON p.schemaname = n.nspname AND p.tablename = c.relname AND p.policyname = 'tenant_isolation'
+       WHERE n.nspname = 'public' AND c.relkind = 'r'
+         AND (c.relname = 'tenants' OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped))
+       ORDER BY 1`,
+    );
+    assert.ok(rows.length > 30, `tenant tables found: ${rows.length}`);
+    // (SELECT current_tenant_id()) is an initplan: one read of the setting per statement, not one per row (migration 0808).
+    const once = /^\((tenant_id|id) = \( SELECT current_tenant_id\(\) AS current_tenant_id\)\)$/;
+    const wrong = rows.filter((row) => !row.rls || !once.test(row.qual ?? '') || !once.test(row.with_check ?? ''));
+    assert.deepEqual(wrong, []);
+  });
+
   it('with no tenant set, the app role sees no rows at all', async () => {
     const result = await t.appPool.query('SELECT count(*)::int AS n FROM stores');
     assert.equal(result.rows[0].n, 0);
