@@ -50,7 +50,9 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     const staleFailure = decision.kind === 'stay' && (event.type === 'give_up' || event.type === 'provider_rejected');
     const lastError = staleFailure ? undefined : patch.lastError;
     const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || lastError !== undefined || patch.countSubmitAttempt === true;
-    if (event.type === 'provider_status' && (before.status === 'failed' || before.status === 'cancelled')) {
+    // The provider reports as alive (or shipped) an order we gave up on or cancelled.
+    // Its own `failed` agrees with both: nothing to look at.
+    if (event.type === 'provider_status' && event.status !== 'failed' && (before.status === 'failed' || before.status === 'cancelled')) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }
     if (decision.kind === 'stay' && !hasPatch) return { ok: true, moved: false, decision, before, order: before };

@@ -319,6 +319,45 @@ describe('orders API (no worker running)', () => {
     assert.deepEqual(after, before);
   });
 
+  it('provider events numbered per order: one at or below the newest received is out of order — ignored, even when its status would read as news', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const numbered = (status: string, sequence: number) => {
+      const event = providerEvent(shop.tenantId, orderId, status);
+      return { ...event, data: { ...event.data, sequence } };
+    };
+    const mismatches = async () =>
+      (await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId])).rows[0].n;
+    // The provider accepted (1), then failed the order (3); its "processing" (2) arrives last.
+    assert.equal((await postWebhook(t.baseUrl, numbered('accepted', 1))).body.applied, true);
+    assert.equal((await postWebhook(t.baseUrl, numbered('failed', 3))).body.applied, true);
+    const late = await postWebhook(t.baseUrl, numbered('processing', 2));
+    assert.equal(late.status, 200);
+    assert.deepEqual([late.body.applied, late.body.status], [false, 'failed']);
+    // A second report of the provider's own "failed" (another event id) agrees with the order.
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'failed'))).body.applied, false);
+    assert.equal(await statusOf(t.admin, orderId), 'failed');
+    assert.equal(await mismatches(), 0, 'neither the late event nor the agreeing one is a mismatch');
+    const events = await t.admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
+    assert.deepEqual(events.rows.map((row) => `${row.provider_status}:${row.outcome}`), ['accepted:applied', 'failed:applied', 'processing:ignored', 'failed:ignored']);
+
+    // A newer event that says the provider is working on the failed order is a real mismatch: someone must look.
+    assert.equal((await postWebhook(t.baseUrl, numbered('completed', 4))).status, 200);
+    assert.equal(await statusOf(t.admin, orderId), 'failed');
+    assert.equal(await mismatches(), 1);
+  });
+
+  it('a cancelled order the provider reports as alive opens order_provider_mismatch; its "failed" does not', async () => {
+    const shop = await newOrderShop(t);
+    const alive: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const dead: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    for (const id of [alive, dead]) assert.equal((await shop.owner.post(`/v1/orders/${id}/cancel`, { reason: 'customer changed mind' })).status, 200);
+    await postWebhook(t.baseUrl, providerEvent(shop.tenantId, alive, 'processing'));
+    await postWebhook(t.baseUrl, providerEvent(shop.tenantId, dead, 'failed'));
+    const items = await t.admin.query(`SELECT subject_id FROM review_items WHERE subject_id = ANY($1::text[]) AND kind = 'order_provider_mismatch'`, [[alive, dead]]);
+    assert.deepEqual(items.rows.map((row) => row.subject_id), [alive]);
+  });
+
   it('concurrent cancellations: exactly one wins', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

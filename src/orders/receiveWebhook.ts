@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
+import { notFound } from '../core/errors.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
 import { providerStatusOf } from './orderStatus.js';
 
@@ -15,6 +16,15 @@ export interface WebhookEvent {
  * provider retries, or sends twice) changes nothing; an event older than the
  * order's state (out of order) is recorded as ignored; anything else moves the
  * order forward through the state machine.
+ *
+ * Out of order is known two ways: by status progress (a `processing` after
+ * `completed`), and — when the provider numbers its events per order
+ * (`data.sequence`) — by number: an event numbered at or below one already
+ * recorded for the order is older than what the provider has told us since,
+ * so it is recorded as ignored without being applied (a late `accepted` after
+ * the provider's own `failed` is not the provider reviving the order, and
+ * opens no mismatch review item). The order's row is locked first, so the
+ * events of one order are taken one at a time.
  */
 export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   const orderId = event.data.reference;
@@ -24,10 +34,21 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   );
   if (seen) return { received: true, event_id: event.id, order_id: orderId, duplicate: true, applied: false };
 
+  const order = await maybeOne(
+    cmd.tx,
+    sql<{ status: string; newest_sequence: string | null }>`
+      SELECT o.status, (SELECT max((w.payload -> 'data' ->> 'sequence')::bigint) FROM fulfilment_webhook_events w
+              WHERE w.tenant_id = o.tenant_id AND w.order_id = o.id) AS newest_sequence
+      FROM orders o WHERE o.tenant_id = ${cmd.tenantId} AND o.id = ${orderId}
+      FOR NO KEY UPDATE OF o`,
+  );
+  if (!order) throw notFound('order');
+  const superseded = event.data.sequence !== undefined && order.newest_sequence !== null && event.data.sequence <= Number(order.newest_sequence);
+
   const status = providerStatusOf(event.data.status);
   let applied = false;
-  let orderStatus: string | undefined;
-  if (status) {
+  let orderStatus: string | undefined = superseded ? order.status : undefined;
+  if (status && !superseded) {
     const result = await applyOrderEvent(cmd, orderId, { type: 'provider_status', status }, 'webhook', { providerOrderId: event.data.order_id });
     applied = result.ok && result.moved;
     orderStatus = result.order.status;
@@ -38,3 +59,4 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   cmd.touch('fulfilment_webhook_events', event.id, 'created');
   return { received: true, event_id: event.id, order_id: orderId, duplicate: false, applied, status: orderStatus };
 }
+

@@ -74,7 +74,14 @@ const WebhookBody = Type.Object(
         reference: Uuid,
         merchant: Uuid,
         status: Type.String({ minLength: 1, maxLength: 50 }),
-        sequence: Type.Optional(Type.Integer()),
+        sequence: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: Number.MAX_SAFE_INTEGER,
+            description:
+              'the provider\'s number of this event within the order, increasing: an event numbered at or below one already received for the order is recorded as ignored (out of order)',
+          }),
+        ),
       },
       { additionalProperties: true },
     ),
