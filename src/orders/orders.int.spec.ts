@@ -347,6 +347,58 @@ describe('orders API (no worker running)', () => {
     assert.equal(await mismatches(), 1);
   });
 
+  it('two numbered events of one order at once: they are taken one at a time, and the lower one, taken second, is ignored', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const numbered = (status: string, sequence: number) => {
+      const event = providerEvent(shop.tenantId, orderId, status);
+      return { ...event, data: { ...event.data, sequence } };
+    };
+    assert.equal((await postWebhook(t.baseUrl, numbered('accepted', 1))).body.applied, true);
+    const waitingForTheOrder = (count: number) =>
+      waitFor(`${count} webhook(s) waiting for the order's lock`, async () => {
+        const { rows } = await t.admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM orders WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE%'`,
+        );
+        return rows[0].n >= count;
+      });
+    // Hold the order's row so both deliveries queue: "failed" (3) first, then the older "processing" (2).
+    const holder = await t.admin.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM orders WHERE id = $1 FOR UPDATE', [orderId]);
+      const failed = postWebhook(t.baseUrl, numbered('failed', 3));
+      await waitingForTheOrder(1);
+      const processing = postWebhook(t.baseUrl, numbered('processing', 2));
+      await waitingForTheOrder(2);
+      await holder.query('COMMIT');
+      const [first, second] = await Promise.all([failed, processing]);
+      assert.deepEqual([first.status, first.body.applied, second.status, second.body.applied], [200, true, 200, false]);
+    } finally {
+      holder.release();
+    }
+    assert.equal(await statusOf(t.admin, orderId), 'failed');
+    const items = await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId]);
+    assert.equal(items.rows[0].n, 0, 'the older event is not read as the provider reviving the order');
+    const events = await t.admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
+    assert.deepEqual(events.rows.map((row) => `${row.provider_status}:${row.outcome}`), ['accepted:applied', 'failed:applied', 'processing:ignored']);
+  });
+
+  it('a sequence number that cannot be compared (negative, or 10^15 and beyond) is taken as absent, and a stored one like that is skipped', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const numbered = (status: string, sequence: number) => {
+      const event = providerEvent(shop.tenantId, orderId, status);
+      return { ...event, data: { ...event.data, sequence } };
+    };
+    // Stored before sequence numbers were compared: a huge one.
+    assert.equal((await postWebhook(t.baseUrl, numbered('accepted', 1e21))).status, 200);
+    assert.equal((await postWebhook(t.baseUrl, numbered('processing', 5))).body.applied, true);
+    assert.equal((await postWebhook(t.baseUrl, numbered('completed', -1))).body.applied, true);
+    assert.equal(await statusOf(t.admin, orderId), 'completed');
+  });
+
   it('a cancelled order the provider reports as alive opens order_provider_mismatch; its "failed" does not', async () => {
     const shop = await newOrderShop(t);
     const alive: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

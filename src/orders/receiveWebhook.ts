@@ -28,22 +28,31 @@ export interface WebhookEvent {
  */
 export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   const orderId = event.data.reference;
+  // Lock the order first, then read what was recorded in later statements:
+  // under READ COMMITTED they see what a webhook holding the lock a moment
+  // ago recorded (the locking statement itself would not).
+  const order = await maybeOne(
+    cmd.tx,
+    sql<{ status: string }>`SELECT status FROM orders WHERE tenant_id = ${cmd.tenantId} AND id = ${orderId} FOR NO KEY UPDATE`,
+  );
+  if (!order) throw notFound('order');
   const seen = await maybeOne(
     cmd.tx,
     sql<{ outcome: string }>`SELECT outcome FROM fulfilment_webhook_events WHERE tenant_id = ${cmd.tenantId} AND id = ${event.id}`,
   );
   if (seen) return { received: true, event_id: event.id, order_id: orderId, duplicate: true, applied: false };
-
-  const order = await maybeOne(
-    cmd.tx,
-    sql<{ status: string; newest_sequence: string | null }>`
-      SELECT o.status, (SELECT max((w.payload -> 'data' ->> 'sequence')::bigint) FROM fulfilment_webhook_events w
-              WHERE w.tenant_id = o.tenant_id AND w.order_id = o.id) AS newest_sequence
-      FROM orders o WHERE o.tenant_id = ${cmd.tenantId} AND o.id = ${orderId}
-      FOR NO KEY UPDATE OF o`,
-  );
-  if (!order) throw notFound('order');
-  const superseded = event.data.sequence !== undefined && order.newest_sequence !== null && event.data.sequence <= Number(order.newest_sequence);
+  const sequence = usableSequence(event.data.sequence);
+  const newest =
+    sequence === undefined
+      ? undefined
+      : await maybeOne(
+          cmd.tx,
+          // Only sequence numbers stored as plain integers of at most 15 digits count (older events were stored unchecked).
+          sql<{ newest: string | null }>`
+            SELECT max((payload -> 'data' ->> 'sequence')::bigint) AS newest FROM fulfilment_webhook_events
+            WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND (payload -> 'data' ->> 'sequence') ~ '^[0-9]{1,15}$'`,
+        );
+  const superseded = sequence !== undefined && newest?.newest != null && sequence <= Number(newest.newest);
 
   const status = providerStatusOf(event.data.status);
   let applied = false;
@@ -60,3 +69,8 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   return { received: true, event_id: event.id, order_id: orderId, duplicate: false, applied, status: orderStatus };
 }
 
+
+/** The event's sequence number if it is one we can compare (a whole number from 0 to 10^15 - 1); otherwise the event is taken as unnumbered. */
+function usableSequence(sequence: number | undefined): number | undefined {
+  return sequence !== undefined && Number.isInteger(sequence) && sequence >= 0 && sequence < 1e15 ? sequence : undefined;
+}

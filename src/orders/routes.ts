@@ -76,10 +76,8 @@ const WebhookBody = Type.Object(
         status: Type.String({ minLength: 1, maxLength: 50 }),
         sequence: Type.Optional(
           Type.Integer({
-            minimum: 0,
-            maximum: Number.MAX_SAFE_INTEGER,
             description:
-              'the provider\'s number of this event within the order, increasing: an event numbered at or below one already received for the order is recorded as ignored (out of order)',
+              'the provider\'s number of this event within the order, increasing: an event numbered at or below one already received for the order is recorded as ignored (out of order); a number outside 0 … 10^15 - 1 is treated as absent',
           }),
         ),
       },
