@@ -40,6 +40,22 @@ function onSignals(logger: Logger, close: () => Promise<void>): void {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/**
+ * A long-running command with SIGTERM/SIGINT handled from its first moment:
+ * a signal that arrives while it is still starting (migrations, the embedded
+ * database) stops it as soon as it has started — exit 0 after a clean stop —
+ * instead of killing it half-started. `start` returns how to stop it.
+ */
+async function runUntilSignalled(logger: Logger, start: () => Promise<() => Promise<void>>): Promise<number> {
+  const starting = start();
+  onSignals(logger, async () => {
+    const stop = await starting;
+    await stop();
+  });
+  await starting;
+  return -1; // keep running
+}
+
 async function main(argv: string[]): Promise<number> {
   const commandName = argv[0] ?? 'serve';
   if (commandName === 'help' || commandName === '--help' || commandName === '-h') {
@@ -60,11 +76,8 @@ async function main(argv: string[]): Promise<number> {
 
   switch (commandName) {
     case 'serve':
-    case 'start': {
-      const server = await serve(config, logger);
-      onSignals(logger, server.close);
-      return -1; // keep running
-    }
+    case 'start':
+      return runUntilSignalled(logger, async () => (await serve(config, logger)).close);
     case 'migrate': {
       const database = await openDatabase(config, logger);
       try {
@@ -75,22 +88,22 @@ async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    case 'worker': {
-      const database = await openDatabase(config, logger, { attach: true });
-      try {
-        await migrate(database.url, logger);
-        setIdempotencyTtlHours(config.idempotencyTtlHours);
-        const worker = await startWorker({ databaseUrl: database.url, config, logger });
-        onSignals(logger, async () => {
-          await worker.stop();
+    case 'worker':
+      return runUntilSignalled(logger, async () => {
+        const database = await openDatabase(config, logger, { attach: true });
+        try {
+          await migrate(database.url, logger);
+          setIdempotencyTtlHours(config.idempotencyTtlHours);
+          const worker = await startWorker({ databaseUrl: database.url, config, logger });
+          return async () => {
+            await worker.stop();
+            await database.stop();
+          };
+        } catch (error) {
           await database.stop();
-        });
-      } catch (error) {
-        await database.stop();
-        throw error;
-      }
-      return -1; // keep running
-    }
+          throw error;
+        }
+      });
     case 'provider-sim': {
       const flag = (name: string) => {
         const index = argv.indexOf(`--${name}`);
