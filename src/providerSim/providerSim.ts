@@ -97,14 +97,15 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
   let stopped = false;
   const log = options.log ?? (() => undefined);
 
-  async function deliver(order: SimOrder, status: SimOrder['status']): Promise<void> {
+  /** Delivers one event; `number` is its place in the provider's own order of events (data.sequence). */
+  async function deliver(order: SimOrder, status: SimOrder['status'], number: number = ++sequence): Promise<void> {
     const webhookUrl = sim.webhookUrl;
     if (!webhookUrl || stopped) return;
     const event = {
       id: `evt_${randomUUID()}`,
       type: `order.${status}`,
       created_at: new Date().toISOString(),
-      data: { order_id: order.id, reference: order.reference, merchant: order.merchant, status, sequence: ++sequence },
+      data: { order_id: order.id, reference: order.reference, merchant: order.merchant, status, sequence: number },
     };
     const body = JSON.stringify(event);
     const copies = faults.duplicateWebhooks ? 2 : 1;
@@ -133,12 +134,18 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
     if (!faults.webhooks || !sim.webhookUrl) return;
     const timer = setTimeout(() => {
       pendingTimers.delete(timer);
-      const steps: Array<SimOrder['status']> = faults.outOfOrderWebhooks ? ['completed', 'processing'] : ['processing', 'completed'];
+      // Numbered in the order they happen (processing, then completed), delivered
+      // in that order or — with outOfOrderWebhooks — the other way round.
+      const happened: Array<{ status: SimOrder['status']; number: number }> = [
+        { status: 'processing', number: ++sequence },
+        { status: 'completed', number: ++sequence },
+      ];
+      const steps = faults.outOfOrderWebhooks ? [...happened].reverse() : happened;
       (async () => {
-        for (const status of steps) {
+        for (const { status, number } of steps) {
           if (stopped) return;
           if (status === 'completed' || order.status !== 'completed') order.status = status;
-          await deliver(order, status);
+          await deliver(order, status, number);
         }
       })().catch((error: unknown) => log(`webhook delivery failed: ${String(error)}`));
     }, faults.webhookDelayMs);
