@@ -69,7 +69,6 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   return { received: true, event_id: event.id, order_id: orderId, duplicate: false, applied, status: orderStatus };
 }
 
-
 /** The event's sequence number if it is one we can compare (a whole number from 0 to 10^15 - 1); otherwise the event is taken as unnumbered. */
 function usableSequence(sequence: number | undefined): number | undefined {
   return sequence !== undefined && Number.isInteger(sequence) && sequence >= 0 && sequence < 1e15 ? sequence : undefined;
