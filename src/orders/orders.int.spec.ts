@@ -10,7 +10,7 @@ import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.j
 import { randomUUID } from 'node:crypto';
 import { runCommand } from '../core/command.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
-import { historyOf, newOrderShop, orderBody, postWebhook, providerEvent, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
+import { historyOf, newOrderShop, numberedProviderEvent, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, webhookOutcomes, WEBHOOK_SECRET } from './testkit.js';
 
 describe('orders through the provider (API + worker + provider-sim)', () => {
   let t: TestApp;
@@ -322,12 +322,7 @@ describe('orders API (no worker running)', () => {
   it('provider events numbered per order: one at or below the newest received is out of order — ignored, even when its status would read as news', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
-    const numbered = (status: string, sequence: number) => {
-      const event = providerEvent(shop.tenantId, orderId, status);
-      return { ...event, data: { ...event.data, sequence } };
-    };
-    const mismatches = async () =>
-      (await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId])).rows[0].n;
+    const numbered = (status: string, sequence: number) => numberedProviderEvent(shop.tenantId, orderId, status, sequence);
     // The provider accepted (1), then failed the order (3); its "processing" (2) arrives last.
     assert.equal((await postWebhook(t.baseUrl, numbered('accepted', 1))).body.applied, true);
     assert.equal((await postWebhook(t.baseUrl, numbered('failed', 3))).body.applied, true);
@@ -337,23 +332,19 @@ describe('orders API (no worker running)', () => {
     // A second report of the provider's own "failed" (another event id) agrees with the order.
     assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'failed'))).body.applied, false);
     assert.equal(await statusOf(t.admin, orderId), 'failed');
-    assert.equal(await mismatches(), 0, 'neither the late event nor the agreeing one is a mismatch');
-    const events = await t.admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
-    assert.deepEqual(events.rows.map((row) => `${row.provider_status}:${row.outcome}`), ['accepted:applied', 'failed:applied', 'processing:ignored', 'failed:ignored']);
+    assert.equal(await providerMismatches(t.admin, orderId), 0, 'neither the late event nor the agreeing one is a mismatch');
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['accepted:applied', 'failed:applied', 'processing:ignored', 'failed:ignored']);
 
     // A newer event that says the provider is working on the failed order is a real mismatch: someone must look.
     assert.equal((await postWebhook(t.baseUrl, numbered('completed', 4))).status, 200);
     assert.equal(await statusOf(t.admin, orderId), 'failed');
-    assert.equal(await mismatches(), 1);
+    assert.equal(await providerMismatches(t.admin, orderId), 1);
   });
 
   it('two numbered events of one order at once: they are taken one at a time, and the lower one, taken second, is ignored', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
-    const numbered = (status: string, sequence: number) => {
-      const event = providerEvent(shop.tenantId, orderId, status);
-      return { ...event, data: { ...event.data, sequence } };
-    };
+    const numbered = (status: string, sequence: number) => numberedProviderEvent(shop.tenantId, orderId, status, sequence);
     assert.equal((await postWebhook(t.baseUrl, numbered('accepted', 1))).body.applied, true);
     const waitingForTheOrder = (count: number) =>
       waitFor(`${count} webhook(s) waiting for the order's lock`, async () => {
@@ -379,19 +370,14 @@ describe('orders API (no worker running)', () => {
       holder.release();
     }
     assert.equal(await statusOf(t.admin, orderId), 'failed');
-    const items = await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId]);
-    assert.equal(items.rows[0].n, 0, 'the older event is not read as the provider reviving the order');
-    const events = await t.admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
-    assert.deepEqual(events.rows.map((row) => `${row.provider_status}:${row.outcome}`), ['accepted:applied', 'failed:applied', 'processing:ignored']);
+    assert.equal(await providerMismatches(t.admin, orderId), 0, 'the older event is not read as the provider reviving the order');
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['accepted:applied', 'failed:applied', 'processing:ignored']);
   });
 
   it('a sequence number that cannot be compared (negative, or 10^15 and beyond) is taken as absent, and a stored one like that is skipped', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
-    const numbered = (status: string, sequence: number) => {
-      const event = providerEvent(shop.tenantId, orderId, status);
-      return { ...event, data: { ...event.data, sequence } };
-    };
+    const numbered = (status: string, sequence: number) => numberedProviderEvent(shop.tenantId, orderId, status, sequence);
     // Stored before sequence numbers were compared: a huge one.
     assert.equal((await postWebhook(t.baseUrl, numbered('accepted', 1e21))).status, 200);
     assert.equal((await postWebhook(t.baseUrl, numbered('processing', 5))).body.applied, true);

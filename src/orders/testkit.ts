@@ -67,3 +67,20 @@ export const providerEvent = (tenantId: string, orderId: string, status: string,
   created_at: new Date().toISOString(),
   data: { order_id: `po_manual_${orderId.slice(0, 8)}`, reference: orderId, merchant: tenantId, status },
 });
+
+/** A provider event carrying the provider's number for it within the order (`data.sequence`). */
+export const numberedProviderEvent = (tenantId: string, orderId: string, status: string, sequence: number) => {
+  const event = providerEvent(tenantId, orderId, status);
+  return { ...event, data: { ...event.data, sequence } };
+};
+
+/** The order's `order_provider_mismatch` review items. */
+export async function providerMismatches(admin: pg.Pool, orderId: string): Promise<number> {
+  return (await admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId])).rows[0].n;
+}
+
+/** The order's recorded provider events, as `status:outcome`, in the order received. */
+export async function webhookOutcomes(admin: pg.Pool, orderId: string): Promise<string[]> {
+  const { rows } = await admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
+  return rows.map((row) => `${row.provider_status}:${row.outcome}`);
+}
