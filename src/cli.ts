@@ -115,22 +115,23 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       const port = Number(flag('port') ?? (new URL(config.fulfilmentUrl).port || 8090));
-      const sim = await startProviderSim({
-        port,
-        secret,
-        webhookUrl: flag('webhook-url') ?? `http://${config.host}:${config.port}/v1/webhooks/fulfilment`,
-        faults: {
-          latencyMs: Number(flag('latency-ms') ?? 0),
-          failRate: Number(flag('fail-rate') ?? 0),
-          duplicateWebhooks: argv.includes('--duplicate-webhooks'),
-          outOfOrderWebhooks: argv.includes('--out-of-order-webhooks'),
-          webhooks: !argv.includes('--no-webhooks'),
-        },
-        log: (line) => logger.info({ component: 'provider-sim' }, line),
+      return runUntilSignalled(logger, async () => {
+        const sim = await startProviderSim({
+          port,
+          secret,
+          webhookUrl: flag('webhook-url') ?? `http://${config.host}:${config.port}/v1/webhooks/fulfilment`,
+          faults: {
+            latencyMs: Number(flag('latency-ms') ?? 0),
+            failRate: Number(flag('fail-rate') ?? 0),
+            duplicateWebhooks: argv.includes('--duplicate-webhooks'),
+            outOfOrderWebhooks: argv.includes('--out-of-order-webhooks'),
+            webhooks: !argv.includes('--no-webhooks'),
+          },
+          log: (line) => logger.info({ component: 'provider-sim' }, line),
+        });
+        process.stdout.write(`provider-sim listening on ${sim.url} (faults: GET/POST ${sim.url}/_sim/faults)\n`);
+        return sim.stop;
       });
-      process.stdout.write(`provider-sim listening on ${sim.url} (faults: GET/POST ${sim.url}/_sim/faults)\n`);
-      onSignals(logger, sim.stop);
-      return -1;
     }
     case 'check': {
       const database = await openDatabase(config, logger, { attach: true });
