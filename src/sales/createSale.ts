@@ -41,12 +41,12 @@ export async function recordSale(cmd: Command, input: SaleInput, source: SaleSou
   const state = await loadSaleState(tx, tenantId, storeId, [input], { lock: true });
   const invalid = validateSale(state, request);
   if (invalid) throw invalid;
-  const locked = { lastReceipt: state.lastReceipt };
+  const locked = new Map([[storeId, state.lastReceipt]]);
   const planned = planSale(state, request, opId, pieces);
   if (!planned.ok) throw planned.error;
   const { plan } = planned;
 
-  const [ledgerIds] = await writeSales(tx, tenantId, storeId, [plan], locked);
+  const [ledgerIds] = await writeSales(tx, tenantId, [plan], locked);
   const sold = [...pieces.values()].flatMap((result) => result.available);
   if (sold.length > 0) await markPiecesSold(cmd, sold);
 

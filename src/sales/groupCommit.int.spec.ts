@@ -10,7 +10,7 @@ import { createDb, createPool } from '../core/db.js';
 import { saleCommand } from './createSale.js';
 import { GroupCommitter } from './groupCommit.js';
 import { planSale } from './salePlan.js';
-import { loadSaleState, PlannedStateMoved, writeSales } from './saleRows.js';
+import { loadSaleState, loadSaleStates, PlannedStateMoved, writeSales } from './saleRows.js';
 import { recordVoid } from './voidSale.js';
 import type { SaleInput } from './sale.table.js';
 import { givenSku, givenStock, givenStore } from './testkit.js';
@@ -66,7 +66,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     const sales = [body(1), body(1), body(10_000), body(2), body(1)];
     const outcomes = await Promise.all(
       sales.map((sale) =>
-        committer.run(storeId, inputOf(sale), { ...spec, storeId }, saleCommand(sale, 'online')).then(
+        committer.run(inputOf(sale), { ...spec, storeId }, saleCommand(sale, 'online')).then(
           (outcome) => outcome.status,
           (error: { code?: string }) => error.code,
         ),
@@ -91,8 +91,8 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     const sale = body(3);
     const key = randomUUID();
     const [first, second] = await Promise.all([
-      committer.run(storeId, inputOf(sale, key), { ...spec, storeId }, saleCommand(sale, 'online')),
-      committer.run(storeId, inputOf(sale, key), { ...spec, storeId }, saleCommand(sale, 'online')),
+      committer.run(inputOf(sale, key), { ...spec, storeId }, saleCommand(sale, 'online')),
+      committer.run(inputOf(sale, key), { ...spec, storeId }, saleCommand(sale, 'online')),
     ]);
     assert.equal(first.status, 201);
     assert.equal(second.status, 201);
@@ -107,12 +107,12 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     const committer = new GroupCommitter(t.db);
     const before = await state();
     const results = await Promise.allSettled([
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, async (cmd) => {
+      committer.run(inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
+      committer.run(inputOf(body()), { ...spec, storeId }, async (cmd) => {
         await saleCommand(body(), 'online')(cmd);
         throw new Error('boom after the sale was written');
       }),
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
+      committer.run(inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
     ]);
     assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
     assert.match(String((results[1] as PromiseRejectedResult).reason), /boom/);
@@ -127,8 +127,8 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     const before = await state();
     let thrown = false;
     const outcomes = await Promise.all([
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, async (cmd) => {
+      committer.run(inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
+      committer.run(inputOf(body()), { ...spec, storeId }, async (cmd) => {
         const result = await saleCommand(body(), 'online')(cmd);
         if (!thrown) {
           thrown = true;
@@ -136,7 +136,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
         }
         return result;
       }),
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
+      committer.run(inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
     ]);
     assert.equal(thrown, true);
     assert.deepEqual(outcomes.map((o) => [o.status, o.replayed]), [[201, false], [201, false], [201, false]]);
@@ -150,7 +150,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
   it('a batch whose COMMIT fails rejects every caller and leaves nothing (numbers included)', async () => {
     const committer = new GroupCommitter(t.db);
     // Fill the lane so the next three run as one batch.
-    const blocker = committer.run(storeId, inputOf(body()), { ...spec, storeId }, async (cmd) => {
+    const blocker = committer.run(inputOf(body()), { ...spec, storeId }, async (cmd) => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       return saleCommand(body(), 'online')(cmd);
     });
@@ -162,9 +162,9 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
       return result;
     };
     const batch = await Promise.allSettled([
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, guarded(1)),
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
-      committer.run(storeId, inputOf(body()), { ...spec, storeId }, guarded(1)),
+      committer.run(inputOf(body()), { ...spec, storeId }, guarded(1)),
+      committer.run(inputOf(body()), { ...spec, storeId }, saleCommand(body(), 'online')),
+      committer.run(inputOf(body()), { ...spec, storeId }, guarded(1)),
     ]);
     assert.equal((await blocker).status, 201);
     assert.deepEqual(batch.map((r) => r.status), ['rejected', 'rejected', 'rejected']);
@@ -187,17 +187,24 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     );
 
   /** The stock ledger of the SKU is a chain (each row's quantity_after = the previous one's + its change) ending at the balance. */
-  async function assertLedgerChain(sku: string) {
+  async function assertLedgerChain(sku: string, store?: string) {
     const { rows } = await t.admin.query(
-      `SELECT quantity_change::int AS change, quantity_after::int AS after FROM stock_ledger WHERE tenant_id = $1 AND sku_id = $2 ORDER BY id`,
-      [tenantId, sku],
+      `SELECT quantity_change::int AS change, quantity_after::int AS after FROM stock_ledger
+       WHERE tenant_id = $1 AND sku_id = $2 AND ($3::uuid IS NULL OR store_id = $3) ORDER BY id`,
+      [tenantId, sku, store ?? null],
     );
     let running = 0;
     for (const row of rows) {
       running += row.change;
       assert.equal(row.after, running, 'quantity_after follows the ledger order');
     }
-    const balance = (await t.admin.query(`SELECT quantity::int AS q FROM stock_balances WHERE tenant_id = $1 AND sku_id = $2`, [tenantId, sku])).rows[0].q;
+    const balance = (
+      await t.admin.query(`SELECT quantity::int AS q FROM stock_balances WHERE tenant_id = $1 AND sku_id = $2 AND ($3::uuid IS NULL OR store_id = $3)`, [
+        tenantId,
+        sku,
+        store ?? null,
+      ])
+    ).rows[0].q;
     assert.equal(balance, running, 'balance = Σ ledger');
   }
 
@@ -337,7 +344,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
       statusOf(committer.sale(inputOf(body(1)), body(1), 'online')),
       statusOf(committer.sale(inputOf(body(2)), body(2), 'online')),
       statusOf(
-        committer.run(storeId, inputOf(body()), { type: 'sale.void', storeId }, async (cmd) => ({ status: 200, body: await recordVoid(cmd, saleId, 'test') })),
+        committer.run(inputOf(body()), { type: 'sale.void', storeId }, async (cmd) => ({ status: 200, body: await recordVoid(cmd, saleId, 'test') })),
       ),
       statusOf(committer.sale(inputOf(body(3)), body(3), 'online')),
     ]);
@@ -419,6 +426,83 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     await assertLedgerChain(item);
   });
 
+  it('sales of several stores in one batch: one transaction, each store its own receipt numbers (a new store from 1), stock and books per store', async () => {
+    const committer = new GroupCommitter(t.db);
+    const [x, y] = [await givenStore(owner, `GC-MX-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-MY-${randomUUID().slice(0, 6)}`)];
+    const item = await givenSku(owner, `GC-M-${randomUUID().slice(0, 6)}`, 'piece', 10);
+    await givenStock(owner, x, [{ sku_id: item, quantity: 3 }]);
+    await givenStock(owner, y, [{ sku_id: item, quantity: 2 }]);
+    await givenStock(owner, storeId, [{ sku_id: item, quantity: 5 }]);
+    const counterOf = async (store: string) =>
+      (await t.admin.query(`SELECT last_number::int AS n FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2`, [tenantId, store])).rows[0]?.n ?? 0;
+    const counterBefore = await counterOf(storeId);
+    const line = (store: string, quantity: number): SaleInput => ({ store_id: store, payment_method: 'cash', items: [{ sku_id: item, quantity, unit_price: 10 }] });
+    // The first call runs alone (the lane was idle); the rest form one batch across three stores.
+    const sales = [line(storeId, 1), line(x, 1), line(y, 2), line(storeId, 1), line(x, 3), line(y, 1), line(x, 2), line(storeId, 2)];
+    const outcomes = await Promise.all(sales.map((sale) => statusOf(committer.sale(inputOf(sale), sale, 'online'))));
+    // x: 1 then 3 (short: 2 left) then 2; y: 2 then 1 (short: 0 left).
+    assert.deepEqual(outcomes, [201, 201, 201, 201, 'insufficient_stock', 'insufficient_stock', 201, 201]);
+
+    const receipts = async (store: string) =>
+      (await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2 ORDER BY 1`, [tenantId, store])).rows.map((r) => r.n);
+    assert.deepEqual(await receipts(x), [1, 2]);
+    assert.deepEqual(await receipts(y), [1]);
+    assert.deepEqual((await receipts(storeId)).slice(-3), [counterBefore + 1, counterBefore + 2, counterBefore + 3]);
+    const counters = await t.admin.query(`SELECT store_id, last_number::int AS n FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = ANY($2::uuid[])`, [
+      tenantId,
+      [x, y, storeId],
+    ]);
+    assert.deepEqual(Object.fromEntries(counters.rows.map((r) => [r.store_id, r.n])), { [x]: 2, [y]: 1, [storeId]: counterBefore + 3 });
+    const stock = await t.admin.query(`SELECT store_id, quantity::int AS q FROM stock_balances WHERE tenant_id = $1 AND sku_id = $2`, [tenantId, item]);
+    assert.deepEqual(Object.fromEntries(stock.rows.map((r) => [r.store_id, r.q])), { [x]: 0, [y]: 0, [storeId]: 1 });
+    for (const store of [x, y, storeId]) await assertLedgerChain(item, store);
+    // Everything after the first sale committed together (one transaction: one now()).
+    const batches = await t.admin.query(`SELECT count(DISTINCT s.created_at)::int AS n FROM sales s JOIN sale_items i ON i.tenant_id = s.tenant_id AND i.sale_id = s.id WHERE s.tenant_id = $1 AND i.sku_id = $2`, [
+      tenantId,
+      item,
+    ]);
+    assert.equal(batches.rows[0].n, 2);
+    // Each store's drawer got its own sales' money.
+    const drawers = await t.admin.query(`SELECT store_id, balance::int AS b FROM accounts WHERE tenant_id = $1 AND kind = 'cash_drawer' AND store_id = ANY($2::uuid[])`, [tenantId, [x, y]]);
+    assert.deepEqual(Object.fromEntries(drawers.rows.map((r) => [r.store_id, r.b])), { [x]: 30, [y]: 20 });
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('two processes selling the last units in three stores, each batch spanning stores: exactly each store\'s stock is sold, receipts gapless per store, no deadlock reaches a caller', async () => {
+    const stores = [await givenStore(owner, `GC-P1-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-P2-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-P3-${randomUUID().slice(0, 6)}`)];
+    const skus = [await givenSku(owner, `GC-PA-${randomUUID().slice(0, 6)}`, 'piece', 10), await givenSku(owner, `GC-PB-${randomUUID().slice(0, 6)}`, 'piece', 10)];
+    for (const store of stores) await givenStock(owner, store, skus.map((sku) => ({ sku_id: sku, quantity: 40 })));
+    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherDb = createDb(otherPool);
+    try {
+      const committers = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
+      // 64 clients × 6 sales of one unit of each SKU (two lines) in a store chosen per sale: 384 attempts on 3 × 40 units of each.
+      const outcomes = await Promise.all(
+        Array.from({ length: 64 }, async (_, client) => {
+          const statuses: unknown[] = [];
+          for (let i = 0; i < 6; i++) {
+            const store = stores[(client + i) % 3]!;
+            const sale: SaleInput = { store_id: store, payment_method: 'cash', items: (client % 2 ? skus : [...skus].reverse()).map((sku) => ({ sku_id: sku, quantity: 1, unit_price: 10 })) };
+            statuses.push(await statusOf(committers[client % 2]!.sale(inputOf(sale), sale, 'online')));
+          }
+          return statuses;
+        }),
+      ).then((all) => all.flat());
+      assert.equal(outcomes.filter((o) => o === 201).length, 120);
+      assert.equal(outcomes.filter((o) => o === 'insufficient_stock').length, 384 - 120);
+    } finally {
+      await otherDb.destroy();
+    }
+    for (const store of stores) {
+      const numbers = (await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2 ORDER BY 1`, [tenantId, store])).rows.map((r) => r.n);
+      assert.deepEqual(numbers, Array.from({ length: 40 }, (_, i) => i + 1));
+      for (const sku of skus) await assertLedgerChain(sku, store);
+    }
+    const left = await t.admin.query(`SELECT coalesce(sum(quantity), 0)::int AS q FROM stock_balances WHERE tenant_id = $1 AND store_id = ANY($2::uuid[])`, [tenantId, stores]);
+    assert.equal(left.rows[0].q, 0);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it("two transactions planning a store's first sales at once: the later one fails as a serialization conflict, never a second receipt 1", async () => {
     const fresh = await givenStore(owner, `GC-RACE1-${randomUUID().slice(0, 6)}`);
     const [a, b] = [await givenSku(owner, `GC-R1A-${randomUUID().slice(0, 6)}`), await givenSku(owner, `GC-R1B-${randomUUID().slice(0, 6)}`)];
@@ -429,12 +513,12 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
       const sale: SaleInput = { store_id: fresh, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] };
       const input = inputOf(sale);
       const state = await loadSaleState(tx, tenantId, fresh, [sale], { lock: true });
-      const locked = { lastReceipt: state.lastReceipt };
+      const locked = new Map([[fresh, state.lastReceipt]]);
       const planned = planSale(state, { input, sale, source: 'online' }, randomUUID());
       assert.ok(planned.ok);
       assert.equal(planned.plan.sale.receipt_number, 1, 'both plan the first number');
       await insertOperations(tx, tenantId, [{ input, spec: { ...spec, storeId: fresh }, opId: planned.plan.opId, storeId: fresh }]);
-      return () => writeSales(tx, tenantId, fresh, [planned.plan], locked);
+      return () => writeSales(tx, tenantId, [planned.plan], locked);
     };
     const first = await t.db.startTransaction().execute();
     const second = await t.db.startTransaction().execute();
@@ -450,5 +534,45 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     }
     const rows = await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2`, [tenantId, fresh]);
     assert.deepEqual(rows.rows.map((r) => r.n), [1]);
+  });
+
+  it("a batch planning the first sales of two stores while another transaction makes one of them: it fails as a serialization conflict and writes nothing", async () => {
+    const [p, q] = [await givenStore(owner, `GC-FP-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-FQ-${randomUUID().slice(0, 6)}`)];
+    const [a, b] = [await givenSku(owner, `GC-FA-${randomUUID().slice(0, 6)}`), await givenSku(owner, `GC-FB-${randomUUID().slice(0, 6)}`)];
+    for (const store of [p, q]) await givenStock(owner, store, [{ sku_id: a, quantity: 5 }, { sku_id: b, quantity: 5 }]);
+    const plannedWrite = async (tx: Awaited<ReturnType<ReturnType<typeof t.db.startTransaction>['execute']>>, sales: SaleInput[]) => {
+      await setTenant(tx, tenantId);
+      const states = await loadSaleStates(tx, tenantId, sales, { lock: true });
+      const locked = new Map([...states].map(([store, st]) => [store, st.lastReceipt]));
+      const plans = sales.map((sale) => {
+        const planned = planSale(states.get(sale.store_id)!, { input: inputOf(sale), sale, source: 'online' }, randomUUID());
+        assert.ok(planned.ok);
+        return { sale, plan: planned.plan };
+      });
+      await insertOperations(
+        tx,
+        tenantId,
+        plans.map(({ sale, plan }) => ({ input: inputOf(sale), spec: { ...spec, storeId: sale.store_id }, opId: plan.opId, storeId: sale.store_id })),
+      );
+      return () => writeSales(tx, tenantId, plans.map(({ plan }) => plan), locked);
+    };
+    const line = (store: string, sku: string): SaleInput => ({ store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] });
+    const first = await t.db.startTransaction().execute();
+    const second = await t.db.startTransaction().execute();
+    try {
+      // Different SKUs: the two share no balance row, only q's (not yet existing) counter.
+      const writeFirst = await plannedWrite(first, [line(q, a)]);
+      const writeSecond = await plannedWrite(second, [line(p, b), line(q, b)]);
+      await writeFirst();
+      const late = writeSecond(); // waits for the first transaction
+      await first.commit().execute();
+      await assert.rejects(late, (error: unknown) => error instanceof PlannedStateMoved && isRetryableTransactionError(error));
+    } finally {
+      await second.rollback().execute().catch(() => undefined);
+    }
+    const rows = await t.admin.query(`SELECT store_id, receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = ANY($2::uuid[])`, [tenantId, [p, q]]);
+    assert.deepEqual(rows.rows, [{ store_id: q, n: 1 }]);
+    const counters = await t.admin.query(`SELECT store_id FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = ANY($2::uuid[])`, [tenantId, [p, q]]);
+    assert.deepEqual(counters.rows, [{ store_id: q }]);
   });
 });

@@ -138,7 +138,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       const saleId = request.params.id;
       const storeId = await inTenantTransaction(db, principal.tenantId, (tx) => findSaleStore(tx, principal.tenantId, saleId));
       if (storeId === undefined || !inStoreScope(principal, storeId)) throw notFound('sale');
-      const outcome = await writer.run(storeId, commandInputOf(request), { type: 'sale.void', storeId }, async (cmd) => ({
+      const outcome = await writer.run(commandInputOf(request), { type: 'sale.void', storeId }, async (cmd) => ({
         status: 200,
         body: await recordVoid(cmd, saleId, request.body.reason),
       }));

@@ -44,17 +44,25 @@ export class SkuCatalogCache {
 const skuCache = new SkuCatalogCache();
 
 /**
- * Everything sales of one store are decided against, in ONE statement:
- * the store, the SKUs not cached yet, the named customers, the tenant's bulk
- * threshold, the sales' client_created_at as PostgreSQL reads them (UTC,
- * microseconds; a value it cannot read fails the statement — a 400) and —
- * with `lock` — the store's stock balances of those SKUs (locked in SKU
- * order) and its receipt counter (locked; absent before the store's first
- * sale). Both stay locked until the transaction ends, so the state is what
- * the sales will find when they write.
+ * Everything sales are decided against, per store, in ONE statement for any
+ * number of stores: the stores, the SKUs not cached yet, the named customers,
+ * the tenant's bulk threshold, the sales' client_created_at as PostgreSQL
+ * reads them (UTC, microseconds; a value it cannot read fails the statement —
+ * a 400) and — with `lock` — each store's stock balances of the SKUs its
+ * sales name and its receipt counter (absent before the store's first sale).
+ * Locks are taken balances first (store, then SKU order), then counters
+ * (store order) — every stock change locks balances before a counter — and
+ * stay until the transaction ends, so the state is what the sales will find
+ * when they write. Stores, SKUs, customers, the threshold and the
+ * transaction time are shared by the returned states; stock and the last
+ * receipt number are each store's own.
  */
-export async function loadSaleState(tx: Tx, tenantId: string, storeId: string, sales: readonly SaleInput[], options: { lock: boolean }): Promise<SaleState> {
+export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly SaleInput[], options: { lock: boolean }): Promise<Map<string, SaleState>> {
+  const storeIds = [...new Set(sales.map((sale) => sale.store_id))].sort();
   const skuIds = [...new Set(sales.flatMap((sale) => sale.items.map((item) => item.sku_id)))].sort();
+  // The (store, SKU) pairs the sales touch: balances are found through the
+  // primary key (stores × SKUs) and only these pairs are locked.
+  const pairs = [...new Set(sales.flatMap((sale) => sale.items.map((item) => `${sale.store_id}/${item.sku_id}`)))];
   const uncached = skuCache.missing(tenantId, skuIds);
   const customerIds = [...new Set(sales.flatMap((sale) => (sale.customer_id ? [sale.customer_id] : [])))];
   const clientTimes = [...new Set(sales.flatMap((sale) => (sale.client_created_at === undefined ? [] : [sale.client_created_at])))];
@@ -62,45 +70,65 @@ export async function loadSaleState(tx: Tx, tenantId: string, storeId: string, s
     tx,
     sql<{
       now: Date;
-      store_exists: boolean;
+      stores: string[];
       skus: CatalogSku[];
       customers: string[];
       bulk_threshold: string | null;
       client_times: Record<string, string>;
-      stock: Record<string, string>;
-      last_receipt: string | null;
+      stock: Array<[string, string, string]>;
+      counters: Record<string, string>;
     }>`
       WITH balances AS (
-        SELECT sku_id, quantity FROM stock_balances
-        WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ${storeId} AND sku_id = ANY(${skuIds}::uuid[])
-        ORDER BY sku_id FOR UPDATE
-      ), counter AS (
-        SELECT last_number FROM store_receipt_counters
-        WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ${storeId}
-        FOR UPDATE
+        SELECT store_id, sku_id, quantity FROM stock_balances
+        WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
+          AND store_id::text || '/' || sku_id::text = ANY(${pairs}::text[])
+        ORDER BY store_id, sku_id FOR UPDATE
+      ), counters AS (
+        SELECT store_id, last_number FROM store_receipt_counters
+        WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[])
+        ORDER BY store_id FOR UPDATE
       )
       SELECT now() AS now,
-             EXISTS (SELECT 1 FROM stores WHERE tenant_id = ${tenantId} AND id = ${storeId}) AS store_exists,
+             ARRAY(SELECT id FROM stores WHERE tenant_id = ${tenantId} AND id = ANY(${storeIds}::uuid[])) AS stores,
              (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'unit', unit, 'tracks_pieces', tracks_pieces)), '[]'::jsonb)
               FROM skus WHERE tenant_id = ${tenantId} AND id = ANY(${uncached}::uuid[])) AS skus,
              ARRAY(SELECT id FROM parties WHERE tenant_id = ${tenantId} AND id = ANY(${customerIds}::uuid[]) AND kind = 'customer') AS customers,
              (SELECT settings ->> 'bulk_sale_threshold' FROM tenants WHERE id = ${tenantId}) AS bulk_threshold,
              (SELECT coalesce(jsonb_object_agg(t, to_char(t::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')), '{}'::jsonb)
               FROM unnest(${clientTimes}::text[]) AS t) AS client_times,
-             -- balances before the counter: the same lock order as every stock change
-             (SELECT coalesce(jsonb_object_agg(sku_id, quantity::text), '{}'::jsonb) FROM balances) AS stock,
-             (SELECT last_number FROM counter) AS last_receipt`,
+             -- balances before the counters: the same lock order as every stock change
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances) AS stock,
+             (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters) AS counters`,
   );
-  return {
+  // PostgreSQL answers with lowercase UUIDs; a request may name a store in capitals.
+  const existing = new Set(row.stores);
+  const shared = {
     now: row.now,
-    storeExists: row.store_exists,
     skus: skuCache.resolve(tenantId, skuIds, row.skus),
     customers: new Set(row.customers),
     bulkThreshold: row.bulk_threshold === null ? null : Number(row.bulk_threshold),
     clientTimes: new Map(Object.entries(row.client_times)),
-    lastReceipt: row.last_receipt === null ? 0 : Number(row.last_receipt),
-    stock: new Map(Object.entries(row.stock).map(([skuId, quantity]) => [skuId, Number(quantity)])),
   };
+  const states = new Map<string, SaleState>(
+    storeIds.map((storeId) => [
+      storeId,
+      {
+        ...shared,
+        storeExists: existing.has(storeId.toLowerCase()),
+        lastReceipt: Number(row.counters[storeId.toLowerCase()] ?? 0),
+        stock: new Map<string, number>(),
+      },
+    ]),
+  );
+  const byLowercase = new Map(storeIds.map((storeId) => [storeId.toLowerCase(), states.get(storeId)!]));
+  for (const [storeId, skuId, quantity] of row.stock) byLowercase.get(storeId)!.stock.set(skuId, Number(quantity));
+  return states;
+}
+
+/** loadSaleStates for sales of one store: that store's state. */
+export async function loadSaleState(tx: Tx, tenantId: string, storeId: string, sales: readonly SaleInput[], options: { lock: boolean }): Promise<SaleState> {
+  assert(sales.every((sale) => sale.store_id === storeId), 'the sales of one store');
+  return (await loadSaleStates(tx, tenantId, sales, options)).get(storeId)!;
 }
 
 /** The state a plan was made against moved under it (a store's first sales racing): run the transaction again. */
@@ -110,26 +138,46 @@ export class PlannedStateMoved extends Error {
 }
 
 /**
- * Writes planned sales of one store (planned in order against the state
- * loadSaleState locked in this transaction; their operation rows already
- * written): balances, stock ledger, receipt counter, sales and lines in ONE
- * statement, then their journal entries (postJournals, one statement) and any
- * review items. Returns each sale's stock ledger row ids by SKU.
+ * Writes planned sales (of any number of stores; planned in order against
+ * the states loadSaleStates locked in this transaction; their operation rows
+ * already written): balances, stock ledger, receipt counters, sales and
+ * lines in ONE statement, then their journal entries (postJournals, one
+ * statement) and any review items. Returns each sale's stock ledger row ids
+ * by SKU.
  *
- * The balances and the counter are set to what the plans left, and the
- * statement checks that they moved from exactly what was locked: a plan made
- * against any other state fails the assertion and rolls everything back.
+ * The balances and counters are set to what the plans left, and the
+ * statement checks that they moved from exactly what was locked
+ * (`locked`: each store's last receipt number when its state was loaded): a
+ * plan made against any other state fails the assertion and rolls
+ * everything back.
  */
-export async function writeSales(tx: Tx, tenantId: string, storeId: string, plans: readonly PlannedSale[], locked: { lastReceipt: number }): Promise<Array<Map<string, number>>> {
+export async function writeSales(tx: Tx, tenantId: string, plans: readonly PlannedSale[], locked: ReadonlyMap<string, number>): Promise<Array<Map<string, number>>> {
   if (plans.length === 0) return [];
-  const ledger = plans.flatMap((plan) => plan.ledger.map((row) => ({ ...row, op_id: plan.opId, reason: `sale ${plan.sale.id}` })));
-  const finalStock = new Map<string, { change: number; after: number }>();
+  const ledger = plans.flatMap((plan) =>
+    plan.ledger.map((row) => ({ ...row, store_id: plan.sale.store_id, op_id: plan.opId, reason: `sale ${plan.sale.id}` })),
+  );
+  const finalStock = new Map<string, { store_id: string; sku_id: string; change: number; after: number }>();
   for (const row of ledger) {
-    finalStock.set(row.sku_id, { change: (finalStock.get(row.sku_id)?.change ?? 0) + row.quantity_change, after: row.quantity_after });
+    const key = `${row.store_id}/${row.sku_id}`;
+    finalStock.set(key, { store_id: row.store_id, sku_id: row.sku_id, change: (finalStock.get(key)?.change ?? 0) + row.quantity_change, after: row.quantity_after });
   }
-  const balances = [...finalStock].map(([sku_id, { change, after }]) => ({ sku_id, change, after })).sort((a, b) => (a.sku_id < b.sku_id ? -1 : 1));
+  const balances = [...finalStock.values()];
+  // Per store: the receipt numbers its plans took, which must follow its locked counter without a gap.
+  const counters = [...locked].map(([storeId, lastReceipt]) => {
+    const numbers = plans.filter((plan) => plan.sale.store_id === storeId).map((plan) => plan.sale.receipt_number);
+    assert(
+      numbers.every((number, index) => number === lastReceipt + index + 1),
+      'receipt numbers follow the locked counter without a gap',
+    );
+    return { store_id: storeId, expected: lastReceipt, last: lastReceipt + numbers.length };
+  });
+  assert(
+    counters.reduce((sum, counter) => sum + counter.last - counter.expected, 0) === plans.length,
+    'every planned sale belongs to a store whose counter was locked',
+  );
   const sales = plans.map(({ sale, clientCreatedAt }) => ({
     id: sale.id,
+    store_id: sale.store_id,
     receipt_number: sale.receipt_number,
     payment_method: sale.payment_method,
     sale_type: sale.sale_type,
@@ -147,37 +195,46 @@ export async function writeSales(tx: Tx, tenantId: string, storeId: string, plan
       piece_ids: `{${item.piece_ids.join(',')}}`,
     })),
   );
-  const lastReceipt = plans[plans.length - 1]!.sale.receipt_number;
-  assert(lastReceipt === locked.lastReceipt + plans.length, 'receipt numbers follow the locked counter without a gap');
+  const moving = counters.filter((counter) => counter.last > counter.expected);
 
-  const statement = sql<{ ledger: Array<[string, string, number]> | null; balances_ok: boolean; counter_ok: boolean }>`
+  const statement = sql<{ ledger: Array<[string, string, number]> | null; balances_ok: boolean; counters_ok: boolean }>`
       WITH balance_input AS (
-        SELECT * FROM jsonb_to_recordset(${JSON.stringify(balances)}::jsonb) AS b(sku_id uuid, change bigint, after bigint)
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify(balances)}::jsonb) AS b(store_id uuid, sku_id uuid, change bigint, after bigint)
       ), moved AS (
         UPDATE stock_balances b SET quantity = b.quantity + i.change, updated_at = now()
         FROM balance_input i
-        WHERE b.tenant_id = ${tenantId} AND b.store_id = ${storeId} AND b.sku_id = i.sku_id
-        RETURNING b.sku_id, b.quantity = i.after AS as_planned
+        WHERE b.tenant_id = ${tenantId} AND b.store_id = i.store_id AND b.sku_id = i.sku_id
+        RETURNING b.store_id, b.sku_id, b.quantity = i.after AS as_planned
       ), ledger AS (
         INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
-        SELECT ${tenantId}, ${storeId}, l.sku_id, l.op_id, l.quantity_change, l.quantity_after, 'sale', l.reason
+        SELECT ${tenantId}, l.store_id, l.sku_id, l.op_id, l.quantity_change, l.quantity_after, 'sale', l.reason
         FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(ledger)}::jsonb)
-               AS (sku_id uuid, op_id uuid, quantity_change bigint, quantity_after bigint, reason text))
-             WITH ORDINALITY AS l(sku_id, op_id, quantity_change, quantity_after, reason, position)
+               AS (store_id uuid, sku_id uuid, op_id uuid, quantity_change bigint, quantity_after bigint, reason text))
+             WITH ORDINALITY AS l(store_id, sku_id, op_id, quantity_change, quantity_after, reason, position)
         ORDER BY l.position
         RETURNING id, op_id, sku_id
-      ), counter AS (
-        -- Locked by loadSaleState if it existed; created by the store's first sales.
-        INSERT INTO store_receipt_counters AS c (tenant_id, store_id, last_number) VALUES (${tenantId}, ${storeId}, ${lastReceipt})
-        ON CONFLICT (tenant_id, store_id) DO UPDATE SET last_number = EXCLUDED.last_number WHERE c.last_number = ${locked.lastReceipt}
-        RETURNING last_number
+      ), counter_input AS (
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify(moving)}::jsonb) AS c(store_id uuid, expected bigint, last bigint)
+      ), counter_moved AS (
+        -- Locked by loadSaleStates where it existed.
+        UPDATE store_receipt_counters c SET last_number = i.last
+        FROM counter_input i
+        WHERE c.tenant_id = ${tenantId} AND c.store_id = i.store_id AND c.last_number = i.expected
+        RETURNING c.store_id
+      ), counter_created AS (
+        -- A store's first sales create its counter; if another transaction
+        -- created it meanwhile, nothing is inserted and the check below fails.
+        INSERT INTO store_receipt_counters (tenant_id, store_id, last_number)
+        SELECT ${tenantId}, i.store_id, i.last FROM counter_input i WHERE i.expected = 0
+        ON CONFLICT (tenant_id, store_id) DO NOTHING
+        RETURNING store_id
       ), sale AS (
         INSERT INTO sales (tenant_id, id, store_id, receipt_number, payment_method, sale_type, source, customer_id, total, client_created_at, op_id)
-        SELECT ${tenantId}, s.id, ${storeId}, s.receipt_number, s.payment_method, s.sale_type, s.source, s.customer_id, s.total, s.client_created_at, s.op_id
+        SELECT ${tenantId}, s.id, s.store_id, s.receipt_number, s.payment_method, s.sale_type, s.source, s.customer_id, s.total, s.client_created_at, s.op_id
         FROM jsonb_to_recordset(${JSON.stringify(sales)}::jsonb)
-          AS s(id uuid, receipt_number bigint, payment_method text, sale_type text, source text, customer_id uuid, total bigint,
+          AS s(id uuid, store_id uuid, receipt_number bigint, payment_method text, sale_type text, source text, customer_id uuid, total bigint,
                client_created_at timestamptz, op_id uuid)
-        ORDER BY s.receipt_number
+        ORDER BY s.store_id, s.receipt_number
       ), lines AS (
         INSERT INTO sale_items (tenant_id, id, sale_id, line_number, sku_id, quantity, unit_price, line_total, shortfall_quantity, piece_ids, op_id)
         SELECT ${tenantId}, l.id, l.sale_id, l.line_number, l.sku_id, l.quantity, l.unit_price, l.line_total, l.shortfall_quantity, l.piece_ids::uuid[], l.op_id
@@ -187,8 +244,8 @@ export async function writeSales(tx: Tx, tenantId: string, storeId: string, plan
       )
       SELECT (SELECT jsonb_agg(jsonb_build_array(op_id, sku_id, id)) FROM ledger) AS ledger,
              (SELECT count(*) FILTER (WHERE as_planned) = ${balances.length} AND count(*) = ${balances.length} FROM moved) AS balances_ok,
-             EXISTS (SELECT 1 FROM counter) AS counter_ok`;
-  let written: { ledger: Array<[string, string, number]> | null; balances_ok: boolean; counter_ok: boolean };
+             (SELECT count(*) FROM counter_moved) + (SELECT count(*) FROM counter_created) = ${moving.length} AS counters_ok`;
+  let written: { ledger: Array<[string, string, number]> | null; balances_ok: boolean; counters_ok: boolean };
   try {
     written = await one(tx, statement);
   } catch (error) {
@@ -200,7 +257,7 @@ export async function writeSales(tx: Tx, tenantId: string, storeId: string, plan
     throw error;
   }
   assert(written.balances_ok, 'stock balances moved from exactly what the sales were planned against');
-  if (!written.counter_ok) throw new PlannedStateMoved('the store\'s receipt counter was created by another transaction');
+  if (!written.counters_ok) throw new PlannedStateMoved('a store\'s receipt counter was created by another transaction');
 
   const entries = plans.flatMap((plan) => (plan.entry ? [{ ...plan.entry, opId: plan.opId }] : []));
   await postJournals(tx, tenantId, entries);
