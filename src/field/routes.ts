@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandOrReplay, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
@@ -84,7 +84,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
             store_id: Uuid,
             latitude: Latitude,
             longitude: Longitude,
-            party_id: Type.Optional(Type.String({ format: 'uuid', description: 'an existing customer party that owes for this point of sale; default: a new customer party named after it' })),
+            party_id: Type.Optional(Type.String({ format: 'uuid', [LOWERCASE]: true, description: 'an existing customer party that owes for this point of sale; default: a new customer party named after it' })),
           },
           { additionalProperties: false },
         ),

@@ -18,6 +18,7 @@ import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.j
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { sendProblem, toAppError } from './problem.js';
+import { LOWERCASE } from './schemas.js';
 import { isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { routeModules } from './routes.js';
@@ -62,6 +63,20 @@ const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 function makeAjv(options: AjvOptions): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
   addFormats(ajv);
+  // `x-lowercase` (on UUIDs): the value is lowercased as it is validated, so
+  // the code and the database see one spelling of an id (PostgreSQL answers
+  // uuids in lowercase; a till that writes them in capitals names the same rows).
+  ajv.addKeyword({
+    keyword: LOWERCASE,
+    type: 'string',
+    schemaType: 'boolean',
+    modifying: true,
+    errors: false,
+    validate: (enabled: boolean, data: string, _schema?: unknown, context?: { parentData: Record<string | number, unknown>; parentDataProperty: string | number }) => {
+      if (enabled && context?.parentData !== undefined) context.parentData[context.parentDataProperty] = data.toLowerCase();
+      return true;
+    },
+  });
   return ajv;
 }
 

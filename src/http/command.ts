@@ -22,6 +22,19 @@ export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
   return header;
 }
 
+/**
+ * The path a request is fingerprinted by: its route with the path parameters
+ * as validated (UUIDs lowercased), so `/v1/sales/` and `/v1/sales`, or an id
+ * in capitals and in lowercase, are the same request for its Idempotency-Key.
+ * For the usual spelling it is exactly the path as sent.
+ */
+function canonicalPath(request: FastifyRequest): string {
+  const route = request.routeOptions.url;
+  if (route === undefined) return request.url.split('?')[0] ?? request.url;
+  const params = (request.params ?? {}) as Record<string, unknown>;
+  return route.replace(/:([A-Za-z0-9_]+)/g, (_, name: string) => encodeURIComponent(String(params[name])));
+}
+
 /** What the command helper needs from an HTTP request. */
 export function commandInputOf(request: FastifyRequest, tenantId?: string): CommandInput {
   const principal = request.principal;
@@ -33,7 +46,7 @@ export function commandInputOf(request: FastifyRequest, tenantId?: string): Comm
     principal,
     correlationId: request.id,
     idempotencyKey: idempotencyKeyOf(request),
-    fingerprint: fingerprintRequest(request.method, request.url.split('?')[0] ?? request.url, request.body),
+    fingerprint: fingerprintRequest(request.method, canonicalPath(request), request.body),
     payload: request.body,
   };
 }

@@ -2,7 +2,11 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { AppError } from '../core/errors.js';
 
 /** Schemas shared by every module's routes (they also feed the OpenAPI document). */
-export const Uuid = Type.String({ format: 'uuid', description: 'UUID' });
+/** Request schemas with this keyword set get the string lowercased as it is validated (src/http/app.ts). */
+export const LOWERCASE = 'x-lowercase';
+
+/** A UUID in any letter case; the API reads it lowercased (and always answers in lowercase). */
+export const Uuid = Type.String({ format: 'uuid', [LOWERCASE]: true, description: 'UUID (any letter case; read as lowercase)' });
 
 export const IdParams = Type.Object({ id: Uuid });
 

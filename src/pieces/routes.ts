@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, LOWERCASE, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { combinePieces } from './combinePieces.js';
 import { cutPiece, versionFromIfMatch } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
@@ -34,7 +34,7 @@ const Piece = Type.Object({
   updated_at: Timestamp,
 });
 const PieceIds = Type.Array(Uuid, { minItems: 1, maxItems: 500 });
-const ReservationOpId = Type.Optional(Type.String({ format: 'uuid', description: 'use pieces reserved under this reservation operation' }));
+const ReservationOpId = Type.Optional(Type.String({ format: 'uuid', [LOWERCASE]: true, description: 'use pieces reserved under this reservation operation' }));
 const HistoryItem = Type.Object({
   event_id: Type.Integer(),
   type: Type.String({ description: 'piece.created, piece.reserved, piece.released, piece.reservation_expired, piece.cut, piece.combined, piece.reverted, piece.sold (by a sale), piece.returned (by its void)' }),
