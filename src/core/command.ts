@@ -136,6 +136,27 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** Same method, path and (semantically) same JSON body → same fingerprint. */
+/**
+ * Idempotency keys storekeep makes for itself share each tenant's key space
+ * with its clients' keys: they are `<kind>:<id>` with one of these kinds, and
+ * a client may not send a key that starts like one (400) — otherwise a client
+ * could take a provider event's or a job's key first and have it refused.
+ */
+const INTERNAL_KEY_KINDS = ['fulfilment-webhook', 'job-failed'] as const;
+
+export function internalIdempotencyKey(kind: (typeof INTERNAL_KEY_KINDS)[number], id: string): string {
+  return `${kind}:${id}`;
+}
+
+/** A client's key that would fall in storekeep's own key space: refused (see INTERNAL_KEY_KINDS). */
+export function reservedKeyError(key: string, path: string): AppError | null {
+  const kind = INTERNAL_KEY_KINDS.find((candidate) => key.startsWith(`${candidate}:`));
+  if (kind === undefined) return null;
+  return new AppError('validation_failed', `idempotency keys starting with "${kind}:" are reserved for storekeep's own use`, {
+    errors: [{ path, message: `must not start with "${kind}:"` }],
+  });
+}
+
 export function fingerprintRequest(method: string, path: string, body: unknown): string {
   return createHash('sha256')
     .update(`${method.toUpperCase()} ${path}\n${canonicalJson(body ?? null)}`)

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TenantPrincipal } from '../core/auth.js';
-import { fingerprintRequest, runCommand, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
+import { fingerprintRequest, reservedKeyError, runCommand, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
 import type { Db } from '../core/db.js';
 import { AppError, assert } from '../core/errors.js';
 
@@ -19,6 +19,8 @@ export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
       errors: [{ path: '/headers/idempotency-key', message: 'must be 1 to 255 characters' }],
     });
   }
+  const reserved = reservedKeyError(header, '/headers/idempotency-key');
+  if (reserved) throw reserved;
   return header;
 }
 

@@ -1,6 +1,6 @@
 import type { JobHelpers } from 'graphile-worker';
 import { SYSTEM_TENANT_ID } from '../core/auth.js';
-import { fingerprintRequest, runCommand } from '../core/command.js';
+import { fingerprintRequest, internalIdempotencyKey, runCommand } from '../core/command.js';
 import { runInScope } from '../core/context.js';
 import { openReviewItem } from '../core/review.js';
 import { backoffOf, type WorkerDeps } from './worker.js';
@@ -111,7 +111,7 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
 
 async function openJobFailedItem(deps: WorkerDeps, task: string, envelope: JobEnvelope, maxAttempts: number, error: Error): Promise<void> {
   const tenantId = envelope.tenant_id ?? SYSTEM_TENANT_ID;
-  const key = `job-failed:${envelope.chain_id}`;
+  const key = internalIdempotencyKey('job-failed', envelope.chain_id);
   await runCommand(
     deps.db,
     {

@@ -218,6 +218,22 @@ describe('orders API (no worker running)', () => {
     await t.close();
   });
 
+  it("a client may not take a provider event's idempotency key (400, nothing written): the event, when it comes, is applied", async () => {
+    const shop = await newOrderShop(t);
+    const order = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(order.status, 201);
+    const event = providerEvent(shop.tenantId, order.body.id, 'accepted');
+    const stores = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM stores WHERE tenant_id = $1`, [shop.tenantId])).rows[0].n;
+    const before = await stores();
+    const squatter = await shop.owner.post('/v1/stores', { code: 'SQUAT', name: 'x' }, { idempotencyKey: `fulfilment-webhook:${event.id}` });
+    assert.equal(squatter.status, 400);
+    assert.equal(squatter.body.code, 'validation_failed');
+    assert.equal(await stores(), before);
+    const delivered = await postWebhook(t.baseUrl, event);
+    assert.equal(delivered.status, 200, JSON.stringify(delivered.body));
+    assert.equal(await statusOf(t.admin, order.body.id), 'submitted');
+  });
+
   it('creates a pending order and its submit job in the same transaction', async () => {
     const shop = await newOrderShop(t);
     const created = await shop.owner.post('/v1/orders', orderBody(shop), { headers: { 'x-correlation-id': 'corr-create' }, idempotencyKey: 'order-1' });

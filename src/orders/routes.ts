@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { assertStoreInScope } from '../core/auth.js';
-import { fingerprintRequest, inTenantTransaction, runCommand } from '../core/command.js';
+import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, runCommand } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -240,7 +240,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
             tenantId,
             principal: { kind: 'operator', name: 'provider:fulfilment' },
             correlationId: request.id,
-            idempotencyKey: `fulfilment-webhook:${event.id}`,
+            idempotencyKey: internalIdempotencyKey('fulfilment-webhook', event.id),
             fingerprint: fingerprintRequest('POST', '/v1/webhooks/fulfilment', event),
             payload: event,
           },

@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
-import { fingerprintRequest, inTenantTransaction, type CommandInput, type CommandOutcome } from '../core/command.js';
+import { fingerprintRequest, inTenantTransaction, replayOf, reservedKeyError, runCommand, storedResponses, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -146,6 +146,9 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
   );
 
+  /** A sync batch sent with an Idempotency-Key: one operation recording the batch's answer (its store is none; a replay goes to the till that sent it or to an all-stores token). */
+  const SYNC_SPEC: CommandSpec = { type: 'sales.sync', replayInStoreScopeOnly: true };
+
   const SyncBody = Type.Object(
     {
       sales: Type.Array(
@@ -167,7 +170,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           'so a sale sent online first is replayed, not duplicated). A sale that already happened offline is never lost: when stock is now short, ' +
           'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
-          'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces.',
+          'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces. The batch\'s own Idempotency-Key, when sent, ' +
+          'replays the whole first answer for the same batch (Idempotent-Replayed) and is 422 idempotency_key_reused for another batch, before any sale is applied.',
         headers: IdempotencyHeaders,
         body: SyncBody,
         response: {
@@ -184,13 +188,23 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const principal = tenantOf(request);
       const base = commandInputOf(request);
+      // The batch's own Idempotency-Key (optional; each sale has its key):
+      // the same batch again replays its first answer, another batch under
+      // the key is 422 — before any sale is applied.
+      const batchKey = base.idempotencyKey;
+      if (batchKey !== undefined) {
+        const stored = (await inTenantTransaction(db, principal.tenantId, (tx) => storedResponses(tx, principal.tenantId, [batchKey]))).get(batchKey);
+        if (stored) return sendOutcome(reply, replayOf(base, stored, SYNC_SPEC));
+      }
       const results = await Promise.allSettled(
         request.body.sales.map(async ({ idempotency_key, ...sale }): Promise<CommandOutcome> => {
           if (!inStoreScope(principal, sale.store_id)) throw notFound('store');
           if (!roleHas(principal.role, 'sales.create')) throw new AppError('forbidden', `role ${principal.role} may not sales.create`);
+          const reserved = reservedKeyError(idempotency_key, '/body/sales/idempotency_key');
+          if (reserved) throw reserved;
           const input: CommandInput = {
             ...base,
             idempotencyKey: idempotency_key,
@@ -200,7 +214,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           return writer.sale(input, sale, 'offline');
         }),
       );
-      return {
+      const body = {
         results: results.map((result, index) => {
           const idempotencyKey = request.body.sales[index]!.idempotency_key;
           if (result.status === 'fulfilled') {
@@ -211,6 +225,10 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           return { idempotency_key: idempotencyKey, status: appError.status, replayed: false, body: problemOf(appError, request.id) };
         }),
       };
+      if (batchKey === undefined) return body;
+      // Recorded once its sales are: a crash in between leaves no record,
+      // and the retry applies each sale again — every one a replay by its key.
+      return sendOutcome(reply, await runCommand(db, base, SYNC_SPEC, async () => ({ status: 200, body })));
     },
   );
 }

@@ -127,4 +127,37 @@ describe('POST /v1/sync/sales: offline tills', () => {
     const response = await scoped.post('/v1/sync/sales', { sales: [{ ...queued(1), store_id: other }, queued(1)] });
     assert.deepEqual(response.body.results.map((r: { status: number }) => r.status), [404, 201]);
   });
+
+  it("the batch's own Idempotency-Key: the same batch again replays the first answer (Idempotent-Replayed), another batch under it is 422 and applies nothing", async () => {
+    const key = randomUUID();
+    const batch = { sales: [queued(1), queued(1, eggs)] };
+    const first = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: key });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.headers.get('idempotent-replayed'), null);
+    const before = await saleRowCounts(t, tenantId);
+
+    const again = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: key });
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(again.body, first.body, 'the first answer, as it was (each sale not replayed)');
+
+    const other = await cashier.post('/v1/sync/sales', { sales: [queued(1)] }, { idempotencyKey: key });
+    assert.equal(other.status, 422);
+    assert.equal(other.body.code, 'idempotency_key_reused');
+    assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing written by the replay or the refused batch');
+  });
+
+  it("keys in storekeep's own key space are refused: a sale's key → that sale's 400; the batch's key → 400 and nothing applied", async () => {
+    const reservedItem = { ...queued(1), idempotency_key: 'fulfilment-webhook:evt_1' };
+    const response = await cashier.post('/v1/sync/sales', { sales: [reservedItem, queued(1)] });
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.body.results.map((r: { status: number }) => r.status), [400, 201]);
+    assert.equal(response.body.results[0].body.code, 'validation_failed');
+
+    const before = await saleRowCounts(t, tenantId);
+    const refused = await cashier.post('/v1/sync/sales', { sales: [queued(1)] }, { idempotencyKey: 'job-failed:chain-1' });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.code, 'validation_failed');
+    assert.deepEqual(await saleRowCounts(t, tenantId), before);
+  });
 });
