@@ -62,7 +62,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       },
     },
     async (request, reply) =>
-      command(db, request, reply, { type: 'token.create', redactForReplay: redactToken }, async (cmd) => ({
+      command(db, request, reply, { type: 'token.create', redactForReplay: redactToken, replayInStoreScopeOnly: true }, async (cmd) => ({
         status: 201,
         body: await createToken(cmd, request.body),
       })),
@@ -82,7 +82,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
     },
     async (request, reply) => {
       let hash: Buffer | undefined;
-      const response = await commandOrReplay(db, request, reply, { type: 'token.revoke' }, async (cmd) => {
+      const response = await commandOrReplay(db, request, reply, { type: 'token.revoke', replayInStoreScopeOnly: true }, async (cmd) => {
         const revoked = await revokeToken(cmd, request.params.id);
         hash = revoked.hash;
         return { status: 200, body: revoked.token };

@@ -96,8 +96,12 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 201: Transfer },
       },
     },
-    async (request, reply) =>
-      command(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, tenantOf(request), request.body) })),
+    async (request, reply) => {
+      // Checked before the command too: a replay must not show the transfer to a caller with neither store in scope.
+      const principal = tenantOf(request);
+      if (!inStoreScope(principal, request.body.source_store_id) && !inStoreScope(principal, request.body.destination_store_id)) throw notFound('store');
+      return command(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, principal, request.body) }));
+    },
   );
 
   app.post(
