@@ -132,6 +132,29 @@ describe('field sales: points of sale, visits, consignments', () => {
     });
   }
 
+  it('GET /v1/visits pages through visits scheduled within one millisecond (microseconds apart) once each, and ends', async () => {
+    const scheduled: string[] = [];
+    for (const micro of ['100100', '100200', '100300']) {
+      const r = await manager.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: otherAgentId, scheduled_for: `2031-01-01T10:00:00.${micro}Z` }, key());
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      scheduled.push(r.body.id);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 50; page++) {
+      const r: { status: number; body: { items: Array<{ id: string }>; next_cursor: string | null } } = await manager.get(
+        `/v1/visits?limit=1&agent_token_id=${otherAgentId}${cursor ? `&cursor=${cursor}` : ''}`,
+      );
+      assert.equal(r.status, 200);
+      seen.push(...r.body.items.map((v) => v.id));
+      cursor = r.body.next_cursor;
+      if (!cursor) break;
+    }
+    assert.equal(cursor, null, 'the listing ends');
+    assert.equal(new Set(seen).size, seen.length, 'no visit twice');
+    assert.deepEqual(seen.filter((id) => scheduled.includes(id)), scheduled, 'each in order');
+  });
+
   it('an agent sees only their own visits; someone else\'s visit is 404', async () => {
     const mine = await schedule(agentId);
     const theirs = await schedule(otherAgentId);

@@ -40,7 +40,7 @@ export async function findVisit(tx: Tx, tenantId: string, id: string): Promise<V
   );
 }
 
-/** Visits by (scheduled_for, id). `agentTokenId` limits to one agent's visits; `storeIds` to a token's scope. */
+/** Visits by (scheduled_for, id), each with its exact `position` for a cursor. `agentTokenId` limits to one agent's visits; `storeIds` to a token's scope. */
 export async function listVisits(
   tx: Tx,
   tenantId: string,
@@ -48,11 +48,14 @@ export async function listVisits(
   filter: { status?: string | undefined; pointOfSaleId?: string | undefined },
   after: { scheduled_for: string; id: string } | undefined,
   limit: number,
-): Promise<VisitRow[]> {
+): Promise<Array<VisitRow & { position: string }>> {
   return all(
     tx,
-    sql<VisitRow>`
-      SELECT ${VISIT_COLUMNS} FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
+    sql<VisitRow & { position: string }>`
+      SELECT ${VISIT_COLUMNS},
+             -- the exact scheduled_for (microseconds) for the next page's cursor
+             to_char(v.scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position
+      FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
       WHERE v.tenant_id = ${tenantId}
         AND (${scope.storeIds === null}::boolean OR p.store_id = ANY(${scope.storeIds ?? []}::uuid[]))
         AND (${scope.agentTokenId ?? null}::uuid IS NULL OR v.agent_token_id = ${scope.agentTokenId ?? null})

@@ -221,7 +221,10 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
           limit + 1,
         ),
       );
-      return pageOf(rows, limit, (last) => ({ scheduled_for: new Date(last.scheduled_for).toISOString(), id: last.id }));
+      // The cursor holds scheduled_for to the microsecond as stored: a millisecond
+      // one would sort before the row it came from and page it again forever.
+      const page = pageOf(rows, limit, (last) => ({ scheduled_for: last.position, id: last.id }));
+      return { ...page, items: page.items.map(({ position: _position, ...visit }) => visit) };
     },
   );
 
