@@ -70,4 +70,16 @@ describe('replays stay within the caller’s stores', () => {
     assert.equal(ownReplay.headers.get('idempotent-replayed'), 'true');
     assert.equal(ownReplay.body.token, null, 'the secret is shown once, never replayed');
   });
+
+  it('tenant settings apply to every store: a store-limited admin may not change them (403, nothing changed); an all-stores admin may', async () => {
+    const scopedAdmin = await givenToken(t, owner, 'admin', [north]);
+    const before = (await owner.get('/v1/tenant/settings')).body;
+    const refused = await scopedAdmin.patch('/v1/tenant/settings', { settlement_float: 1_000_000 });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.code, 'forbidden');
+    assert.deepEqual((await owner.get('/v1/tenant/settings')).body, before);
+    const allStoresAdmin = await givenToken(t, owner, 'admin');
+    assert.equal((await allStoresAdmin.patch('/v1/tenant/settings', { settlement_float: 5_000 })).status, 200);
+    assert.equal((await owner.get('/v1/tenant/settings')).body.settlement_float, 5_000);
+  });
 });

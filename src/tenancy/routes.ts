@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { SYSTEM_TENANT_ID } from '../core/auth.js';
+import { assertAllStores, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { runCommand } from '../core/command.js';
 import { ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -105,12 +105,20 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
     '/v1/tenant/settings',
     {
       config: { permission: 'tenant.settings' },
-      schema: { tags: ['tenancy'], summary: 'Change tenant settings (merged into the current ones)', headers: IdempotencyHeaders, body: Settings },
+      schema: {
+        tags: ['tenancy'],
+        summary:
+          'Change tenant settings (merged into the current ones). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403.',
+        headers: IdempotencyHeaders,
+        body: Settings,
+      },
     },
-    async (request, reply) =>
-      command(db, request, reply, { type: 'tenant.settings.update' }, async (cmd) => ({
+    async (request, reply) => {
+      assertAllStores(tenantOf(request), 'tenant settings');
+      return command(db, request, reply, { type: 'tenant.settings.update' }, async (cmd) => ({
         status: 200,
         body: await updateTenantSettings(cmd, request.body),
-      })),
+      }));
+    },
   );
 }
