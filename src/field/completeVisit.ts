@@ -5,7 +5,7 @@ import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { AlreadyDone } from '../http/command.js';
-import { changeStock, type StockChange } from '../inventory/changeStock.js';
+import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSkusExist } from '../inventory/receiveStock.js';
 import { postJournal } from '../money/postJournal.js';
 import { getTenantSettings } from '../tenancy/updateTenantSettings.js';
@@ -198,7 +198,7 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
         extra: { shortages: moved.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
       });
     }
-    for (const balance of moved.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+    touchStockMoves(cmd, moved.balances);
   }
 
   // 1'. The settlement's rows and its money.

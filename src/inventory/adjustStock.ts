@@ -1,6 +1,6 @@
 import type { Command } from '../core/command.js';
 import { AppError } from '../core/errors.js';
-import { changeStock } from './changeStock.js';
+import { changeStock, touchStockMoves } from './changeStock.js';
 import { assertSkusExist, assertStoreExists } from './receiveStock.js';
 
 export interface AdjustmentInput {
@@ -31,7 +31,7 @@ export async function adjustStock(cmd: Command, storeId: string, input: Adjustme
   }
   const balance = result.balances[0];
   cmd.storeId = storeId;
-  cmd.touch('stock_ledger', `${storeId}/${input.sku_id}`, 'created');
+  touchStockMoves(cmd, result.balances);
   cmd.audit({ subjectType: 'stock', subjectId: `${storeId}/${input.sku_id}`, payload: input, after: balance });
   return { op_id: cmd.opId, sku_id: input.sku_id, quantity_change: input.quantity_change, quantity_after: balance?.quantity_after ?? 0, reason: input.reason };
 }

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { maybeOne, type Tx } from '../core/db.js';
 import { assert } from '../core/errors.js';
+import type { Command } from '../core/command.js';
 
 export interface StockChange {
   storeId: string;
@@ -94,4 +95,16 @@ export async function changeStock(tx: Tx, tenantId: string, opId: string, change
   }
   if (shortages.length > 0) return { ok: false, shortages };
   return { ok: true, balances: after };
+}
+
+/**
+ * Names what a stock move touched in the command's effects (GET
+ * /v1/operations/{op_id}): each new ledger row by its id, each balance by
+ * `store/sku` — as sales and voids do.
+ */
+export function touchStockMoves(cmd: Pick<Command, 'touch'>, balances: ReadonlyArray<{ store_id: string; sku_id: string; ledger_id: number }>): void {
+  for (const balance of balances) {
+    cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
+    cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
+  }
 }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { all, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
-import { changeStock, type StockChange } from './changeStock.js';
+import { changeStock, type StockChange, touchStockMoves } from './changeStock.js';
 
 /** Refuses SKU ids the tenant does not have (reported like a bad field). */
 export async function assertSkusExist(tx: Tx, tenantId: string, skuIds: string[], path = '/body/items'): Promise<Map<string, { id: string; unit: string; price: number; tracks_pieces: boolean }>> {
@@ -53,7 +53,7 @@ export async function receiveStock(cmd: Command, storeId: string, input: Receipt
   const result = await changeStock(cmd.tx, cmd.tenantId, cmd.opId, changes);
   if (!result.ok) throw new Error('a receipt only adds stock'); // unreachable: quantities are positive
   cmd.storeId = storeId;
-  for (const balance of result.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  touchStockMoves(cmd, result.balances);
   cmd.audit({ subjectType: 'store', subjectId: storeId, payload: input, after: result.balances });
   return { op_id: cmd.opId, items: result.balances.map(({ sku_id, quantity_after }) => ({ sku_id, quantity_after })) };
 }

@@ -3,7 +3,7 @@ import type { Command } from '../core/command.js';
 import { all, one, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { changeStock, type StockChange } from '../inventory/changeStock.js';
+import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
 import { pieceState, type PieceRow } from './pieces.table.js';
 import type { PieceKind } from './plan.js';
 
@@ -116,5 +116,5 @@ export async function moveStockForPieces(cmd: Command, added: PieceRow[], remove
       extra: { shortages: moved.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
     });
   }
-  for (const balance of moved.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  touchStockMoves(cmd, moved.balances);
 }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
-import { changeStock } from '../inventory/changeStock.js';
+import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { findTransfer } from './queries.js';
 import { transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
@@ -39,7 +39,7 @@ export async function approveTransfer(cmd: Command, principal: TenantPrincipal, 
   const after = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!after) throw new Error('approved transfer is missing');
   cmd.touch('stock_transfers', id, 'updated');
-  for (const balance of stock.balances) cmd.touch('stock_ledger', `${balance.store_id}/${balance.sku_id}`, 'created');
+  touchStockMoves(cmd, stock.balances);
   cmd.audit({ subjectType: 'stock_transfer', subjectId: id, before: current, after });
   return after;
 }

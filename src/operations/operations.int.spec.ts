@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { givenSku, givenStore } from '../sales/testkit.js';
+
+/** GET /v1/operations/{op_id}: the rows an operation touched, named so they can be found. */
+describe('GET /v1/operations/{op_id}: every stock move names its ledger rows by id', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let north: string;
+  let south: string;
+  let flour: string;
+  let salt: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    north = await givenStore(owner, 'OP-N');
+    south = await givenStore(owner, 'OP-S');
+    flour = await givenSku(owner, 'OP-FLOUR', 'kg');
+    salt = await givenSku(owner, 'OP-SALT', 'piece');
+  });
+  after(() => t.close());
+
+  /** The operation's stock_ledger and stock_balances effects against the ledger rows it wrote. */
+  async function assertStockEffects(opId: string) {
+    const operation = await owner.get(`/v1/operations/${opId}`);
+    assert.equal(operation.status, 200);
+    const effects = operation.body.effects as Array<{ table: string; id: string; action: string }>;
+    const rows = await t.admin.query(`SELECT id::text, store_id, sku_id FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2`, [tenantId, opId]);
+    assert.ok(rows.rows.length > 0, 'the operation moved stock');
+    assert.deepEqual(
+      effects.filter((e) => e.table === 'stock_ledger').map((e) => e.id).sort(),
+      rows.rows.map((r) => r.id).sort(),
+      'each ledger row by its id',
+    );
+    assert.deepEqual(
+      effects.filter((e) => e.table === 'stock_balances').map((e) => e.id).sort(),
+      [...new Set(rows.rows.map((r) => `${r.store_id}/${r.sku_id}`))].sort(),
+      'each balance it moved by store/sku',
+    );
+  }
+
+  it('a receipt, an adjustment, a transfer approved and received, a sale and its void', async () => {
+    const receipt = await owner.post(`/v1/stores/${north}/stock/receipts`, { items: [{ sku_id: flour, quantity: 5000 }, { sku_id: salt, quantity: 20 }] });
+    assert.equal(receipt.status, 201, JSON.stringify(receipt.body));
+    await assertStockEffects(receipt.body.op_id);
+
+    const adjustment = await owner.post(`/v1/stores/${north}/stock/adjustments`, { sku_id: salt, quantity_change: -2, reason: 'damaged' });
+    assert.equal(adjustment.status, 201, JSON.stringify(adjustment.body));
+    await assertStockEffects(adjustment.body.op_id);
+
+    const transfer = await owner.post('/v1/transfers', { source_store_id: north, destination_store_id: south, items: [{ sku_id: flour, quantity: 1000 }] });
+    assert.equal(transfer.status, 201, JSON.stringify(transfer.body));
+    const approved = await owner.post(`/v1/transfers/${transfer.body.id}/approve`);
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    const received = await owner.post(`/v1/transfers/${transfer.body.id}/receive`, { items: [{ sku_id: flour, quantity_received: 1000 }] });
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    const transferOps = await t.admin.query(
+      `SELECT DISTINCT op_id FROM stock_ledger WHERE tenant_id = $1 AND kind IN ('transfer_out', 'transfer_in')`,
+      [tenantId],
+    );
+    assert.equal(transferOps.rows.length, 2);
+    for (const row of transferOps.rows) await assertStockEffects(row.op_id);
+
+    const sale = await owner.post('/v1/sales', { store_id: north, payment_method: 'cash', items: [{ sku_id: salt, quantity: 3, unit_price: 50 }] });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    await assertStockEffects(sale.body.op_id);
+    const voided = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'wrong item' });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    await assertStockEffects(voided.body.voided_by_op);
+  });
+});
