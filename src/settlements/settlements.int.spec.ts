@@ -174,6 +174,26 @@ describe('daily cash settlements', () => {
       assert.deepEqual(days.map((d) => [d.day, Number(d.cash_sales)]), [[yesterday, 0], [today, 200]]);
     });
 
+    it('a rejected count keeps the day closed: every sale after the first count is tomorrow\'s, and the recount expects the first count\'s figures', async () => {
+      const { shop, sku } = await shopWithStock('RECOUNT');
+      const sell = async () => {
+        const sale = await owner.post('/v1/sales', { store_id: shop.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 100 }] });
+        assert.equal(sale.status, 201, JSON.stringify(sale.body));
+      };
+      await sell(); // before the count
+      const first = await owner.post('/v1/settlements', { store_id: shop.id, business_date: today, declared_cash: 50 });
+      assert.equal(first.status, 201);
+      await sell(); // after the count
+      const rejected = await owner.post(`/v1/settlements/${first.body.id}/reject`, { note: 'recount' }, { headers: { 'if-match': first.headers.get('etag')! } });
+      assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+      await sell(); // after the rejection: still after the count
+      const recount = await owner.post('/v1/settlements', { store_id: shop.id, business_date: today, declared_cash: 100 });
+      assert.equal(recount.status, 201, JSON.stringify(recount.body));
+      assert.equal(Number(recount.body.cash_sales), Number(first.body.cash_sales));
+      assert.equal(Number(recount.body.cash_sales), 100);
+      assert.deepEqual(await entryDates(shop.id), [[today, 100], [tomorrow(), 200]], 'one evening is not split over two days');
+    });
+
     it('a submission racing concurrent cash sales: the settled figures are exactly what the ledger has for that day', async () => {
       const { shop, sku } = await shopWithStock('RACE');
       const sales = Array.from({ length: 30 }, () =>
