@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -17,7 +17,7 @@ import type { Logger } from '../core/logger.js';
 import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
-import { sendProblem, toAppError } from './problem.js';
+import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { routeModules } from './routes.js';
@@ -67,6 +67,19 @@ function makeAjv(options: AjvOptions): Ajv {
 
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config, logger } = deps;
+  const answerError = (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const { appError, unexpected } = toAppError(error);
+    if (unexpected) {
+      request.log.error({ err: error }, 'unexpected error');
+      deps.reportError?.(error);
+    } else if (isDataException(error)) {
+      // Answered 400, but logged and reported: a value the schemas let through
+      // and the database refused is a gap in a schema to close.
+      request.log.warn({ err: error }, 'a request value was refused by the database');
+      deps.reportError?.(error);
+    }
+    return sendProblem(request, reply, appError);
+  };
   const options: FastifyServerOptions<http.Server, Logger> = {
     loggerInstance: logger,
     bodyLimit: config.bodyLimitBytes,
@@ -79,6 +92,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
+    // Refusals made by the router before any hook runs (a path that is not
+    // valid percent-encoding, a path parameter past its length) are problems
+    // like any other, with the correlation id the hooks would have set.
+    frameworkErrors: (error, request, reply) => {
+      reply.header(CORRELATION_HEADER, request.id);
+      return answerError(error, request, reply);
+    },
+    // Requests Node cannot even parse never reach Fastify.
+    clientErrorHandler: answerClientError,
     // Every request runs inside its own async scope, so the correlation id
     // reaches every log line and audit event without being passed around.
     serverFactory: (handler) =>
@@ -98,19 +120,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
 
-  app.setErrorHandler((error, request, reply) => {
-    const { appError, unexpected } = toAppError(error);
-    if (unexpected) {
-      request.log.error({ err: error }, 'unexpected error');
-      deps.reportError?.(error);
-    } else if (isDataException(error)) {
-      // Answered 400, but logged and reported: a value the schemas let through
-      // and the database refused is a gap in a schema to close.
-      request.log.warn({ err: error }, 'a request value was refused by the database');
-      deps.reportError?.(error);
-    }
-    return sendProblem(request, reply, appError);
-  });
+  app.setErrorHandler(answerError);
   app.setNotFoundHandler((request, reply) =>
     sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
   );

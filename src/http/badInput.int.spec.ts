@@ -66,6 +66,8 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     ['a kg SKU that tracks pieces', () => owner.post('/v1/skus', { code: 'KGP', name: 'Kg pieces', unit: 'kg', price: 1, tracks_pieces: true }), 400, 'validation_failed'],
     ['zero adjustment', () => owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 0, reason: 'x' }), 400, 'validation_failed'],
     ['unknown route', () => owner.post('/v1/nothing-here', {}), 404, 'not_found'],
+    ['a path that is not valid percent-encoding', () => owner.get('/v1/sales/%E0%A4%A'), 400, 'validation_failed'],
+    ['a path parameter longer than any id', () => owner.get(`/v1/sales/${'a'.repeat(101)}`), 400, 'validation_failed'],
     ['duplicate store code', () => owner.post('/v1/stores', { code: 'BAD', name: 'Again' }), 409, 'already_exists'],
   ];
 
