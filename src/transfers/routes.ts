@@ -5,8 +5,8 @@ import { inTenantTransaction, runCommand, type Command, type CommandSpec } from 
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { command, commandInputOf, tenantOf } from '../http/command.js';
-import { etagOf, optionalExpectedVersion, sendVersioned } from '../http/etag.js';
+import { commandInputOf, tenantOf } from '../http/command.js';
+import { etagOf, optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
@@ -97,7 +97,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       },
     },
     async (request, reply) =>
-      command(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, tenantOf(request), request.body) })),
+      versionedCommand(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, tenantOf(request), request.body) })),
   );
 
   app.post(
