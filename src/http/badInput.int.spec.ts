@@ -80,6 +80,21 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     });
   }
 
+  it('every mutating endpoint declares its body in the OpenAPI document, and it refuses unknown fields (actions without input: none, {} or null)', async () => {
+    const paths = (await owner.get('/openapi.json')).body.paths as Record<string, Record<string, { requestBody?: { content: Record<string, { schema: any }> } }>>;
+    const open: string[] = [];
+    for (const [path, operations] of Object.entries(paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (!['post', 'put', 'patch', 'delete'].includes(method)) continue;
+        const schema = operation.requestBody?.content['application/json']?.schema;
+        const forms: any[] = schema?.anyOf ?? [schema];
+        if (!forms.every((form) => form?.type === 'null' || (form?.type === 'object' && form.additionalProperties === false))) open.push(`${method} ${path}`);
+      }
+    }
+    // The provider's payload is not ours: fields it adds later are kept.
+    assert.deepEqual(open, ['post /v1/webhooks/fulfilment']);
+  });
+
   it('validation errors carry the path of each bad field', async () => {
     const response = await owner.post('/v1/skus', { code: 'P', unit: 'kg', price: 'x', extra: 1 });
     assertProblem(response, 400, 'validation_failed');
