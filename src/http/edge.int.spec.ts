@@ -95,6 +95,31 @@ describe('correlation ids in logs', () => {
   });
 });
 
+describe('the browsable API docs', () => {
+  it('are served without a token (a browser sends none), page and assets alike, and never count as failed authentications', async () => {
+    const t = await startTestApp({ authFailuresPerMinute: 2 });
+    try {
+      const browser = new ApiClient(t.baseUrl, undefined);
+      for (let round = 0; round < 2; round++) {
+        const page = await browser.get('/docs/');
+        assert.equal(page.status, 200, `got ${page.status}`);
+        assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+        for (const asset of ['/docs/static/swagger-ui.css', '/docs/static/swagger-ui-bundle.js', '/docs/static/swagger-initializer.js', '/docs/json']) {
+          assert.equal((await browser.get(asset)).status, 200, asset);
+        }
+      }
+      // A bad token sent along is ignored there too.
+      assert.equal((await t.client('sk_not_a_token_000000000000000000').get('/docs/')).status, 200);
+      // None of those counted: this address still has its 2 failures before the limit.
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await browser.get('/v1/stores')).status);
+      assert.deepEqual(statuses, [401, 401, 429]);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 /** What a raw HTTP/1.1 exchange returned: status, lower-cased headers, parsed body. */
 async function rawExchange(baseUrl: string, request: string): Promise<{ status: number; headers: Record<string, string>; body: any }> {
   const { hostname, port } = new URL(baseUrl);
