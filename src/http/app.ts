@@ -49,6 +49,8 @@ export type App = FastifyInstance<http.Server, http.IncomingMessage, http.Server
 
 const CORRELATION_HEADER = 'x-correlation-id';
 const CORRELATION_ID = /^[\w.:@/+=-]{1,200}$/;
+/** The methods routes are registered for (HEAD comes with every GET). */
+const ROUTABLE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 function correlationIdOf(request: http.IncomingMessage): string {
   const given = request.headers[CORRELATION_HEADER];
@@ -121,9 +123,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler(answerError);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
-  );
+  // No route for this method: when the path has routes for other methods it
+  // is a 405 naming them in `Allow` (RFC 9110), otherwise a 404.
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? request.url;
+    const allowed = ROUTABLE_METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length === 0) return sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${path}`));
+    reply.header('allow', allowed.join(', '));
+    return sendProblem(request, reply, new AppError('method_not_allowed', `${path} does not serve ${request.method}; it serves ${allowed.join(', ')}`));
+  });
 
   const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
   app.addHook('onRequest', async (request, reply) => {

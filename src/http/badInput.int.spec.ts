@@ -67,6 +67,7 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     ['zero adjustment', () => owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 0, reason: 'x' }), 400, 'validation_failed'],
     ['unknown route', () => owner.post('/v1/nothing-here', {}), 404, 'not_found'],
     ['a path that is not valid percent-encoding', () => owner.get('/v1/sales/%E0%A4%A'), 400, 'validation_failed'],
+    ['a method the path does not serve', () => owner.put('/v1/stores', { code: 'PUT', name: 'Put' }), 405, 'method_not_allowed'],
     ['a path parameter longer than any id', () => owner.get(`/v1/sales/${'a'.repeat(101)}`), 400, 'validation_failed'],
     ['duplicate store code', () => owner.post('/v1/stores', { code: 'BAD', name: 'Again' }), 409, 'already_exists'],
   ];

@@ -120,6 +120,42 @@ describe('the browsable API docs', () => {
   });
 });
 
+describe('methods a path does not serve', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  const cases: Array<[string, string, string]> = [
+    ['PUT', '/v1/sales', 'POST'],
+    ['DELETE', '/v1/sales/00000000-0000-4000-8000-000000000001', 'GET, HEAD'],
+    ['GET', '/v1/sales/00000000-0000-4000-8000-000000000001/void', 'POST'],
+    ['PATCH', '/v1/stores/', 'GET, HEAD, POST'],
+  ];
+  for (const [method, path, allow] of cases) {
+    it(`${method} ${path} → 405 method_not_allowed with Allow: ${allow}`, async () => {
+      const { owner } = await t.newTenant();
+      const response = await owner.request(method, path, method === 'GET' || method === 'DELETE' ? undefined : {});
+      assert.equal(response.status, 405, `got ${response.status} ${JSON.stringify(response.body)}`);
+      assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(response.body.code, 'method_not_allowed');
+      assert.equal(response.headers.get('allow'), allow);
+      assert.equal(response.body.correlation_id, response.headers.get('x-correlation-id'));
+    });
+  }
+
+  it('an unknown path is still 404 not_found, whatever the method', async () => {
+    const { owner } = await t.newTenant();
+    for (const method of ['GET', 'PUT']) {
+      const response = await owner.request(method, '/v1/nothing-here', method === 'PUT' ? {} : undefined);
+      assert.equal(response.status, 404);
+      assert.equal(response.body.code, 'not_found');
+      assert.equal(response.headers.get('allow'), null);
+    }
+  });
+});
+
 /** What a raw HTTP/1.1 exchange returned: status, lower-cased headers, parsed body. */
 async function rawExchange(baseUrl: string, request: string): Promise<{ status: number; headers: Record<string, string>; body: any }> {
   const { hostname, port } = new URL(baseUrl);
