@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -17,7 +17,7 @@ import type { Logger } from '../core/logger.js';
 import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
-import { sendProblem, toAppError } from './problem.js';
+import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { LOWERCASE } from './schemas.js';
 import { isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
@@ -50,6 +50,8 @@ export type App = FastifyInstance<http.Server, http.IncomingMessage, http.Server
 
 const CORRELATION_HEADER = 'x-correlation-id';
 const CORRELATION_ID = /^[\w.:@/+=-]{1,200}$/;
+/** The methods routes are registered for (HEAD comes with every GET). */
+const ROUTABLE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 function correlationIdOf(request: http.IncomingMessage): string {
   const given = request.headers[CORRELATION_HEADER];
@@ -82,6 +84,19 @@ function makeAjv(options: AjvOptions): Ajv {
 
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config, logger } = deps;
+  const answerError = (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const { appError, unexpected } = toAppError(error);
+    if (unexpected) {
+      request.log.error({ err: error }, 'unexpected error');
+      deps.reportError?.(error);
+    } else if (isDataException(error)) {
+      // Answered 400, but logged and reported: a value the schemas let through
+      // and the database refused is a gap in a schema to close.
+      request.log.warn({ err: error }, 'a request value was refused by the database');
+      deps.reportError?.(error);
+    }
+    return sendProblem(request, reply, appError);
+  };
   const options: FastifyServerOptions<http.Server, Logger> = {
     loggerInstance: logger,
     bodyLimit: config.bodyLimitBytes,
@@ -94,6 +109,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
+    // Refusals made by the router before any hook runs (a path that is not
+    // valid percent-encoding, a path parameter past its length) are problems
+    // like any other, with the correlation id the hooks would have set.
+    frameworkErrors: (error, request, reply) => {
+      reply.header(CORRELATION_HEADER, request.id);
+      return answerError(error, request, reply);
+    },
+    // Requests Node cannot even parse never reach Fastify.
+    clientErrorHandler: answerClientError,
     // Every request runs inside its own async scope, so the correlation id
     // reaches every log line and audit event without being passed around.
     serverFactory: (handler) =>
@@ -113,22 +137,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
 
-  app.setErrorHandler((error, request, reply) => {
-    const { appError, unexpected } = toAppError(error);
-    if (unexpected) {
-      request.log.error({ err: error }, 'unexpected error');
-      deps.reportError?.(error);
-    } else if (isDataException(error)) {
-      // Answered 400, but logged and reported: a value the schemas let through
-      // and the database refused is a gap in a schema to close.
-      request.log.warn({ err: error }, 'a request value was refused by the database');
-      deps.reportError?.(error);
-    }
-    return sendProblem(request, reply, appError);
+  app.setErrorHandler(answerError);
+  // No route for this method: when the path has routes for other methods it
+  // is a 405 naming them in `Allow` (RFC 9110), otherwise a 404.
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? request.url;
+    const allowed = ROUTABLE_METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length === 0) return sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${path}`));
+    reply.header('allow', allowed.join(', '));
+    return sendProblem(request, reply, new AppError('method_not_allowed', `${path} does not serve ${request.method}; it serves ${allowed.join(', ')}`));
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
-  );
 
   const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
   app.addHook('onRequest', async (request, reply) => {
@@ -202,7 +220,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       security: [{ bearer: [] }],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  // The browsable docs are as public as /openapi.json: a browser sends no
+  // token, so every route of the UI (page, assets, its copy of the document)
+  // is `auth: 'none'` — never a 401, never an authentication failure counted.
+  await app.register(async (docs) => {
+    docs.addHook('onRoute', (route) => {
+      route.config = { ...route.config, auth: 'none' };
+    });
+    await docs.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  });
 
   app.get('/openapi.json', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
 

@@ -66,6 +66,9 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     ['a kg SKU that tracks pieces', () => owner.post('/v1/skus', { code: 'KGP', name: 'Kg pieces', unit: 'kg', price: 1, tracks_pieces: true }), 400, 'validation_failed'],
     ['zero adjustment', () => owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 0, reason: 'x' }), 400, 'validation_failed'],
     ['unknown route', () => owner.post('/v1/nothing-here', {}), 404, 'not_found'],
+    ['a path that is not valid percent-encoding', () => owner.get('/v1/sales/%E0%A4%A'), 400, 'validation_failed'],
+    ['a method the path does not serve', () => owner.put('/v1/stores', { code: 'PUT', name: 'Put' }), 405, 'method_not_allowed'],
+    ['a path parameter longer than any id', () => owner.get(`/v1/sales/${'a'.repeat(101)}`), 400, 'validation_failed'],
     ['duplicate store code', () => owner.post('/v1/stores', { code: 'BAD', name: 'Again' }), 409, 'already_exists'],
   ];
 
@@ -77,6 +80,21 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
       assert.deepEqual(await snapshot(), before);
     });
   }
+
+  it('every mutating endpoint declares its body in the OpenAPI document, and it refuses unknown fields (actions without input: none, {} or null)', async () => {
+    const paths = (await owner.get('/openapi.json')).body.paths as Record<string, Record<string, { requestBody?: { content: Record<string, { schema: any }> } }>>;
+    const open: string[] = [];
+    for (const [path, operations] of Object.entries(paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (!['post', 'put', 'patch', 'delete'].includes(method)) continue;
+        const schema = operation.requestBody?.content['application/json']?.schema;
+        const forms: any[] = schema?.anyOf ?? [schema];
+        if (!forms.every((form) => form?.type === 'null' || (form?.type === 'object' && form.additionalProperties === false))) open.push(`${method} ${path}`);
+      }
+    }
+    // The provider's payload is not ours: fields it adds later are kept.
+    assert.deepEqual(open, ['post /v1/webhooks/fulfilment']);
+  });
 
   it('validation errors carry the path of each bad field', async () => {
     const response = await owner.post('/v1/skus', { code: 'P', unit: 'kg', price: 'x', extra: 1 });

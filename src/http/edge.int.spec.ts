@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
@@ -92,4 +93,117 @@ describe('correlation ids in logs', () => {
     const requestLines = lines.filter((line) => (line.req as { url?: string } | undefined)?.url === '/v1/tenants');
     assert.ok(requestLines.every((line) => line.correlation_id === 'corr-log-1'));
   });
+});
+
+describe('the browsable API docs', () => {
+  it('are served without a token (a browser sends none), page and assets alike, and never count as failed authentications', async () => {
+    const t = await startTestApp({ authFailuresPerMinute: 2 });
+    try {
+      const browser = new ApiClient(t.baseUrl, undefined);
+      for (let round = 0; round < 2; round++) {
+        const page = await browser.get('/docs/');
+        assert.equal(page.status, 200, `got ${page.status}`);
+        assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+        for (const asset of ['/docs/static/swagger-ui.css', '/docs/static/swagger-ui-bundle.js', '/docs/static/swagger-initializer.js', '/docs/json']) {
+          assert.equal((await browser.get(asset)).status, 200, asset);
+        }
+      }
+      // A bad token sent along is ignored there too.
+      assert.equal((await t.client('sk_not_a_token_000000000000000000').get('/docs/')).status, 200);
+      // None of those counted: this address still has its 2 failures before the limit.
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await browser.get('/v1/stores')).status);
+      assert.deepEqual(statuses, [401, 401, 429]);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('methods a path does not serve', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  const cases: Array<[string, string, string]> = [
+    ['PUT', '/v1/sales', 'POST'],
+    ['DELETE', '/v1/sales/00000000-0000-4000-8000-000000000001', 'GET, HEAD'],
+    ['GET', '/v1/sales/00000000-0000-4000-8000-000000000001/void', 'POST'],
+    ['PATCH', '/v1/stores/', 'GET, HEAD, POST'],
+  ];
+  for (const [method, path, allow] of cases) {
+    it(`${method} ${path} → 405 method_not_allowed with Allow: ${allow}`, async () => {
+      const { owner } = await t.newTenant();
+      const response = await owner.request(method, path, method === 'GET' || method === 'DELETE' ? undefined : {});
+      assert.equal(response.status, 405, `got ${response.status} ${JSON.stringify(response.body)}`);
+      assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(response.body.code, 'method_not_allowed');
+      assert.equal(response.headers.get('allow'), allow);
+      assert.equal(response.body.correlation_id, response.headers.get('x-correlation-id'));
+    });
+  }
+
+  it('an unknown path is still 404 not_found, whatever the method', async () => {
+    const { owner } = await t.newTenant();
+    for (const method of ['GET', 'PUT']) {
+      const response = await owner.request(method, '/v1/nothing-here', method === 'PUT' ? {} : undefined);
+      assert.equal(response.status, 404);
+      assert.equal(response.body.code, 'not_found');
+      assert.equal(response.headers.get('allow'), null);
+    }
+  });
+});
+
+/** What a raw HTTP/1.1 exchange returned: status, lower-cased headers, parsed body. */
+async function rawExchange(baseUrl: string, request: string): Promise<{ status: number; headers: Record<string, string>; body: any }> {
+  const { hostname, port } = new URL(baseUrl);
+  const text = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => socket.end(request));
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (received += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(received));
+  });
+  const [head = '', body = ''] = text.split('\r\n\r\n');
+  const [statusLine = '', ...headerLines] = head.split('\r\n');
+  const headers = Object.fromEntries(headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+  return { status: Number(statusLine.split(' ')[1]), headers, body: body.length > 0 ? JSON.parse(body) : undefined };
+}
+
+describe('requests refused before they reach a route still get problem+json', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  it('a path that is not valid percent-encoding keeps the given X-Correlation-ID', async () => {
+    const { owner } = await t.newTenant();
+    const response = await owner.get('/v1/sales/%E0%A4%A', { headers: { 'x-correlation-id': 'till-3-bad-url' } });
+    assert.equal(response.status, 400);
+    assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    assert.equal(response.headers.get('x-correlation-id'), 'till-3-bad-url');
+    assert.deepEqual([response.body.code, response.body.correlation_id, response.body.errors], ['validation_failed', 'till-3-bad-url', [{ path: '/url', message: 'is not valid percent-encoding' }]]);
+  });
+
+  const clientErrors: Array<[string, string, number, string]> = [
+    ['a request Node cannot parse', 'GET /v1/stores HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n', 400, 'validation_failed'],
+    ['headers larger than Node accepts', `GET /v1/stores HTTP/1.1\r\nHost: x\r\nX-Filler: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+  ];
+  for (const [name, request, status, code] of clientErrors) {
+    it(`${name} → ${status} ${code} as problem+json with a correlation id, and the connection closed`, async () => {
+      const response = await rawExchange(t.baseUrl, request);
+      assert.equal(response.status, status);
+      assert.match(response.headers['content-type'] ?? '', /^application\/problem\+json/);
+      assert.equal(response.headers.connection, 'close');
+      assert.deepEqual([response.body.code, response.body.status], [code, status]);
+      assert.equal(typeof response.body.title, 'string');
+      assert.equal(typeof response.body.detail, 'string');
+      assert.match(response.headers['x-correlation-id'] ?? '', /^[0-9a-f-]{36}$/);
+      assert.equal(response.body.correlation_id, response.headers['x-correlation-id']);
+    });
+  }
 });

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { CommandOutcome } from '../core/command.js';
-import { sendOutcome } from './command.js';
+import { runCommand, type CommandFn, type CommandOutcome, type CommandSpec } from '../core/command.js';
+import type { Db } from '../core/db.js';
+import { commandInputOf, sendOutcome } from './command.js';
 import { AppError } from '../core/errors.js';
 
 /** Optimistic concurrency at the edge: a record's `version` is its ETag; If-Match sends it back. */
@@ -32,4 +33,9 @@ export function sendVersioned(reply: FastifyReply, outcome: CommandOutcome): Fas
   const version = (outcome.body as { version?: unknown } | null)?.version;
   if (outcome.status < 300 && typeof version === 'number') reply.header('etag', etagOf(version));
   return sendOutcome(reply, outcome);
+}
+
+/** `command` for a record with a version: the response (a replay too) carries it as the ETag. */
+export async function versionedCommand(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
+  return sendVersioned(reply, await runCommand(db, commandInputOf(request), spec, fn));
 }

@@ -1,4 +1,7 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
 import { isDataException, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 
@@ -84,6 +87,16 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
       return { appError: new AppError('malformed_json', fastifyError.message), unexpected: false };
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { appError: new AppError('payload_too_large', 'the request body is larger than the server accepts'), unexpected: false };
+    case 'FST_ERR_BAD_URL':
+      return {
+        appError: new AppError('validation_failed', 'the path is not valid percent-encoding', { errors: [{ path: '/url', message: 'is not valid percent-encoding' }] }),
+        unexpected: false,
+      };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return {
+        appError: new AppError('validation_failed', 'a path segment is longer than any identifier', { errors: [{ path: '/params', message: 'is too long' }] }),
+        unexpected: false,
+      };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return { appError: new AppError('unsupported_media_type', 'send the body as application/json'), unexpected: false };
@@ -116,4 +129,45 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
     .status(error.status)
     .header('content-type', 'application/problem+json; charset=utf-8')
     .send(JSON.stringify(problemOf(error, request.id)));
+}
+
+/** The problem a request Node could not parse gets, by Node's error code. */
+function clientProblem(code: string): AppError {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new AppError('headers_too_large', 'the request headers are larger than the server accepts');
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new AppError('payload_too_large', 'the chunk extensions of the request body are larger than the server accepts');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new AppError('request_timeout', 'the request did not arrive in time');
+    default:
+      return new AppError('validation_failed', 'the request is not valid HTTP/1.1');
+  }
+}
+
+/**
+ * Node's `clientError`: a request it could not parse (bad request line or
+ * header, headers too large, too slow) never becomes a Fastify request, so the
+ * problem is written to the socket here — same document, same headers — and
+ * the connection closed, as Node and Fastify do by default.
+ */
+export function answerClientError(error: ConnectionError, socket: Socket): void {
+  // A reset connection has no one left to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  // Never write into a response already under way on this connection.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const appError = clientProblem(error.code);
+    const correlationId = randomUUID();
+    const body = JSON.stringify(problemOf(appError, correlationId));
+    socket.write(
+      `HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status]}\r\n` +
+        'Content-Type: application/problem+json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        `X-Correlation-ID: ${correlationId}\r\n` +
+        'Connection: close\r\n\r\n' +
+        body,
+    );
+  }
+  socket.destroy(error);
 }

@@ -17,6 +17,12 @@ export const IdempotencyHeaders = Type.Object({
   ),
 });
 
+/**
+ * The body of an action that takes no input: none, `{}` or `null`. Anything
+ * else is refused (400), as unknown fields are everywhere else.
+ */
+export const NoBody = Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()]);
+
 export const ListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),

@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandOrReplay, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, NoBody, Uuid } from '../http/schemas.js';
 import { getOperation } from './getOperation.js';
 import { revertOperation } from './revertOperation.js';
 import { revertHandlers } from './revertRegistry.js';
@@ -44,6 +44,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
           '. Reverting a reverted operation replays the first revert (200, `Idempotent-Replayed: true`). `409 operation_already_used` names the later operation (`used_by_op_id`) that used its outputs; `422 unprocessable` for a type that cannot be reverted.',
         headers: IdempotencyHeaders,
         params: Type.Object({ op_id: Uuid }),
+        body: NoBody,
         response: {
           200: Type.Object({
             op_id: Uuid,

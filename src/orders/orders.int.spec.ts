@@ -258,6 +258,18 @@ describe('orders API (no worker running)', () => {
     assert.equal(count.rows[0].n, 1);
   });
 
+  it('creation returns the version as the ETag, like every later action; so does its replay', async () => {
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop), { idempotencyKey: 'order-etag-1' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.version, 1);
+    assert.equal(created.headers.get('etag'), '"1"');
+    assert.equal((await shop.owner.get(`/v1/orders/${created.body.id}`)).headers.get('etag'), created.headers.get('etag'));
+    const replay = await shop.owner.post('/v1/orders', { ...orderBody(shop), payment_reference: created.body.payment_reference }, { idempotencyKey: 'order-etag-1' });
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.equal(replay.headers.get('etag'), '"1"');
+  });
+
   it('refuses bad input and writes nothing', async () => {
     const shop = await newOrderShop(t);
     const cases = [

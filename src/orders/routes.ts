@@ -5,8 +5,8 @@ import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, runCom
 import { AppError, notFound } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, commandInputOf, idempotencyKeyOf, sendOutcome, tenantOf } from '../http/command.js';
-import { optionalExpectedVersion, sendVersioned } from '../http/etag.js';
+import { commandInputOf, idempotencyKeyOf, sendOutcome, tenantOf } from '../http/command.js';
+import { optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
 import { IdempotencyHeaders, IdParams, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
 import { createOrder } from './createOrder.js';
@@ -118,7 +118,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.body.store_id);
-      return command(db, request, reply, { type: 'order.create', storeId: request.body.store_id }, async (cmd) => ({
+      return versionedCommand(db, request, reply, { type: 'order.create', storeId: request.body.store_id }, async (cmd) => ({
         status: 201,
         body: await createOrder(cmd, request.body),
       }));

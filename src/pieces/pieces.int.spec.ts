@@ -167,6 +167,25 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     }
   });
 
+  it('revert and release take no body: anything but none, {} or null is 400 validation_failed and nothing is written', async () => {
+    const [spare] = await receive(buttons.id, [{ kind: 'spare', quantity: 3 }]);
+    assert.ok(spare);
+    const reserve = await owner.post('/v1/pieces/reservations', { piece_ids: [spare.id], expires_in_seconds: 600 }, key());
+    assert.equal(reserve.status, 201, JSON.stringify(reserve.body));
+    const before = await snapshot();
+    const release = await owner.post(`/v1/pieces/reservations/${reserve.body.op_id}/release`, { keep_consumed: false }, key());
+    assertProblem(release, 400, 'validation_failed');
+    assert.ok(release.body.errors.some((e: { path: string; message: string }) => e.path === '/body/keep_consumed' && e.message === 'is not a known field'), JSON.stringify(release.body.errors));
+    const revert = await owner.post(`/v1/operations/${reserve.body.op_id}/revert`, { reason: 'mistake', cascade: true }, key());
+    assertProblem(revert, 400, 'validation_failed');
+    assertProblem(await owner.post(`/v1/operations/${reserve.body.op_id}/revert`, []), 400, 'validation_failed');
+    assert.deepEqual(await snapshot(), before);
+    assert.equal((await owner.get(`/v1/pieces/${spare.id}`)).body.status, 'reserved');
+    // the accepted forms
+    assert.equal((await owner.post(`/v1/pieces/reservations/${reserve.body.op_id}/release`, null, key())).status, 200);
+    assert.equal((await owner.get(`/v1/pieces/${spare.id}`)).body.status, 'in_stock');
+  });
+
   it('an operation type without a revert handler is 422, nothing written', async () => {
     const created = await owner.post('/v1/stores', { code: 'NOREV', name: 'No revert' });
     const before = await snapshot();

@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, LOWERCASE, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, LOWERCASE, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { combinePieces } from './combinePieces.js';
 import { cutPiece, versionFromIfMatch } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
@@ -154,6 +154,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         summary: 'Release the pieces still held by a reservation (already consumed pieces stay consumed). Releasing twice releases nothing the second time.',
         headers: IdempotencyHeaders,
         params: Type.Object({ op_id: Uuid }),
+        body: NoBody,
         response: { 200: Type.Object({ op_id: Uuid, reservation_op_id: Uuid, released: Type.Array(Piece) }) },
       },
     },

@@ -1,12 +1,11 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
-import { inTenantTransaction, runCommand, type CommandFn, type CommandSpec } from '../core/command.js';
-import type { Db } from '../core/db.js';
+import { inTenantTransaction } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { commandInputOf, tenantOf } from '../http/command.js';
-import { sendVersioned } from '../http/etag.js';
+import { tenantOf } from '../http/command.js';
+import { versionedCommand } from '../http/etag.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
@@ -45,11 +44,6 @@ const DecisionBody = Type.Union([Type.Object({ note: Type.Optional(Type.String({
 const isIdCursor = (value: unknown): value is { id: string } =>
   typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
 
-/** Runs a settlement command and returns its version as the ETag. */
-async function settlementCommand(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
-  return sendVersioned(reply, await runCommand(db, commandInputOf(request), spec, fn));
-}
-
 function expectedVersionOf(request: FastifyRequest): number {
   const header = request.headers['if-match'];
   if (header === undefined) throw new AppError('precondition_required', 'send If-Match with the settlement\'s ETag (its version) to decide it');
@@ -82,7 +76,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.body.store_id);
-      return settlementCommand(db, request, reply, { type: 'settlement.submit', storeId: request.body.store_id }, async (cmd) => ({
+      return versionedCommand(db, request, reply, { type: 'settlement.submit', storeId: request.body.store_id }, async (cmd) => ({
         status: 201,
         body: await submitSettlement(cmd, request.body),
       }));
@@ -110,7 +104,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
         // handed to a token that cannot see the settlement.
         const visible = await inTenantTransaction(db, principal.tenantId, (tx) => findSettlement(tx, principal.tenantId, request.params.id));
         if (!visible || !inStoreScope(principal, visible.store_id)) throw notFound('settlement');
-        return settlementCommand(db, request, reply, { type: `settlement.${decision}` }, async (cmd) => ({
+        return versionedCommand(db, request, reply, { type: `settlement.${decision}` }, async (cmd) => ({
           status: 200,
           body: await decideSettlement(cmd, principal, request.params.id, decision, expected, request.body?.note),
         }));

@@ -4,7 +4,7 @@ import { runCommand } from '../core/command.js';
 import { ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, commandOrReplay, sendOutcome, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, IdParams, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, NoBody, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
 import { createToken, revokeToken } from './createToken.js';
 import { getTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
@@ -78,6 +78,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
           'Revoke an API token: it stops authenticating — at once in the process that revoked it, within 10 s in other API processes (each caches token lookups that long). Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again.',
         headers: IdempotencyHeaders,
         params: IdParams,
+        body: NoBody,
       },
     },
     async (request, reply) => {

@@ -41,6 +41,23 @@ describe('revoking API tokens', () => {
     assert.ok(!JSON.stringify(revoked.body).includes('token_hash'), 'the hash is not returned');
   });
 
+  it('revoke takes no body: anything but none, {} or null is 400 validation_failed, the token stays valid and nothing is written', async () => {
+    const cashier = await issue(owner, 'cashier');
+    const before = await events();
+    const refused = await owner.post(`/v1/tokens/${cashier.id}/revoke`, { reason: 'lost', revoke_all_tokens: true });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.match(refused.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    assert.equal(refused.body.code, 'validation_failed');
+    const unknown = refused.body.errors.filter((e: { message: string }) => e.message === 'is not a known field').map((e: { path: string }) => e.path);
+    assert.deepEqual(unknown.sort(), ['/body/reason', '/body/revoke_all_tokens']);
+    assert.equal((await owner.post(`/v1/tokens/${cashier.id}/revoke`, 'yes')).status, 400);
+    assert.equal(await events(), before);
+    assert.equal((await cashier.client.get('/v1/stores')).status, 200, 'still valid');
+    const revoked = await owner.post(`/v1/tokens/${cashier.id}/revoke`, null);
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    assert.equal((await cashier.client.get('/v1/stores')).status, 401);
+  });
+
   it('the issuer rules apply: only an owner revokes an owner token; a store-limited admin only tokens within its stores; another tenant\'s token is 404', async () => {
     const secondOwner = await issue(owner, 'owner');
     const admin = await issue(owner, 'admin');

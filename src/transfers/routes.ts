@@ -5,9 +5,9 @@ import { inTenantTransaction, runCommand, type Command, type CommandSpec } from 
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { command, commandInputOf, tenantOf } from '../http/command.js';
-import { etagOf, optionalExpectedVersion, sendVersioned } from '../http/etag.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { commandInputOf, tenantOf } from '../http/command.js';
+import { etagOf, optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
@@ -43,8 +43,6 @@ const Transfer = Type.Object({
     }),
   ),
 });
-/** Action endpoints take an empty JSON object (or no body at all). */
-const NoBody = Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()]);
 const isIdCursor = (value: unknown): value is { id: string } =>
   typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
 
@@ -100,7 +98,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       // Checked before the command too: a replay must not show the transfer to a caller with neither store in scope.
       const principal = tenantOf(request);
       if (!inStoreScope(principal, request.body.source_store_id) && !inStoreScope(principal, request.body.destination_store_id)) throw notFound('store');
-      return command(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, principal, request.body) }));
+      return versionedCommand(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, principal, request.body) }));
     },
   );
 

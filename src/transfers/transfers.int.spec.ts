@@ -89,6 +89,17 @@ describe('stock transfers between stores', () => {
     assert.equal(received.headers.get('etag'), '"3"');
   });
 
+  it('creation returns the version as the ETag, like every action; so does its replay', async () => {
+    const body = { source_store_id: north.id, destination_store_id: south.id, items: [{ sku_id: flour.id, quantity: 100 }] };
+    const requested = await owner.post('/v1/transfers', body, { idempotencyKey: 'transfer-etag-1' });
+    assert.equal(requested.status, 201, JSON.stringify(requested.body));
+    assert.equal(requested.body.version, 1);
+    assert.equal(requested.headers.get('etag'), '"1"');
+    const replay = await owner.post('/v1/transfers', body, { idempotencyKey: 'transfer-etag-1' });
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.equal(replay.headers.get('etag'), '"1"');
+  });
+
   it('a replayed action is not handed to a token that cannot see the transfer', async () => {
     const requested = await request([{ sku_id: flour.id, quantity: 100 }]);
     const key = randomUUID();
