@@ -8,7 +8,10 @@ export interface StockLedgerEntry {
   quantity_change: number;
   quantity_after: number;
   reason: string | null;
+  /** Millisecond precision, like every timestamp of the API. */
   created_at: Date;
+  /** created_at to the microsecond (UTC, `…T10:00:00.123456Z`): as an `as_of`, it includes this row. */
+  created_at_exact: string;
 }
 
 /** The ledger of one store/SKU, newest first, keyset-paginated by id (stock_ledger_balance_idx). */
@@ -16,7 +19,8 @@ export async function listStockLedger(tx: Tx, tenantId: string, storeId: string,
   return all(
     tx,
     sql<StockLedgerEntry>`
-      SELECT id, op_id, kind, quantity_change, quantity_after, reason, created_at
+      SELECT id, op_id, kind, quantity_change, quantity_after, reason, created_at,
+             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_exact
       FROM stock_ledger
       WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND sku_id = ${skuId}
         AND (${beforeId ?? null}::bigint IS NULL OR id < ${beforeId ?? null}::bigint)

@@ -11,7 +11,7 @@ import { createStore } from './createStore.js';
 import { findSku, findStore, listSkus, listStock, listStores } from './queries.js';
 import { receiveStock } from './receiveStock.js';
 import { listStockLedger } from './listStockLedger.js';
-import { stockAsOf } from './stockAsOf.js';
+import { readAsOf, stockAsOf } from './stockAsOf.js';
 import { SNAPSHOT_SETTLE_MINUTES, takeStockSnapshots } from './takeStockSnapshots.js';
 
 const Store = Type.Object({ id: Uuid, code: Type.String(), name: Type.String(), op_id: Uuid, created_at: Timestamp });
@@ -183,7 +183,9 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         summary:
           'Stock of every SKU in a store: now, or with `?as_of=` (ISO 8601) at that moment — served from the daily snapshot ' +
           'plus the ledger since, so it costs the same with 10 million ledger rows as with 10 thousand. An as-of answer has ' +
-          '`as_of` and no `updated_at`.',
+          '`as_of` and no `updated_at`. `as_of` is read as PostgreSQL reads a timestamptz, to the microsecond (a ledger row\'s ' +
+          '`created_at_exact` includes that row); the answer\'s `as_of` is that moment in UTC, to the millisecond like every ' +
+          'timestamp of the API. Outside the years 0001–9999 in UTC, or unreadable: 400.',
         params: StoreParams,
         querystring: Type.Object({ as_of: Type.Optional(Type.String({ format: 'date-time' })) }, { additionalProperties: false }),
         response: {
@@ -197,11 +199,13 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     async (request) => {
       const principal = tenantOf(request);
       assertStoreInScope(principal, request.params.store_id);
-      const asOf = request.query.as_of === undefined ? undefined : new Date(request.query.as_of);
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const store = await findStore(tx, principal.tenantId, request.params.store_id);
         if (!store) throw notFound('store');
-        if (asOf) return { as_of: asOf, items: await stockAsOf(tx, principal.tenantId, request.params.store_id, asOf) };
+        if (request.query.as_of !== undefined) {
+          const asOf = await readAsOf(tx, request.query.as_of);
+          return { as_of: new Date(asOf), items: await stockAsOf(tx, principal.tenantId, request.params.store_id, asOf) };
+        }
         return { items: await listStock(tx, principal.tenantId, request.params.store_id) };
       });
     },
@@ -226,6 +230,10 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
               quantity_after: Type.Integer(),
               reason: Type.Union([Type.String(), Type.Null()]),
               created_at: Timestamp,
+              created_at_exact: Type.String({
+                format: 'date-time',
+                description: 'created_at to the microsecond, as stored (UTC, `…T10:00:00.123456Z`); as `as_of` of the stock, it includes this row',
+              }),
             }),
           ),
         },

@@ -1,15 +1,51 @@
 import { sql } from 'kysely';
-import { all, type Tx } from '../core/db.js';
+import { all, one, type Tx } from '../core/db.js';
+import { AppError } from '../core/errors.js';
+import { isDataException } from '../core/pgErrors.js';
 
 /**
- * Stock of every SKU of a store at a moment: the pair's latest daily snapshot
- * that ended at or before `asOf`, plus the ledger rows from the end of that
- * day up to `asOf` (inclusive). Both are index lookups
+ * The moment an `as_of` names, as PostgreSQL reads it (`::timestamptz`: any
+ * offset form, a leap second as the next minute, microseconds kept), in UTC
+ * with microseconds (`…T10:00:00.123456Z`) — what stockAsOf takes. Read by
+ * PostgreSQL, not by a JS Date, whose milliseconds would miss a ledger row
+ * stamped within the same millisecond after them. A value PostgreSQL cannot
+ * read (year 0, `23:59:60.5`, an offset beyond ±15:59…) or one outside the
+ * years 0001–9999 in UTC (`0001-01-01T00:00:00+01:00` is 1 BC) is a 400.
+ */
+export async function readAsOf(tx: Tx, asOf: string): Promise<string> {
+  let row: { at: string | null };
+  try {
+    row = await one(
+      tx,
+      sql<{ at: string | null }>`
+        SELECT CASE WHEN t >= '0001-01-01 00:00:00+00' AND t < '10000-01-01 00:00:00+00'
+                    THEN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END AS at
+        FROM (SELECT ${asOf}::timestamptz AS t) AS parsed`,
+    );
+  } catch (error) {
+    if (!isDataException(error)) throw error;
+    throw new AppError('validation_failed', `as_of cannot be read as a moment: ${(error as Error).message}`, {
+      errors: [{ path: '/querystring/as_of', message: 'must be a date-time PostgreSQL can read, within the years 0001–9999 in UTC' }],
+    });
+  }
+  if (row.at === null) {
+    throw new AppError('validation_failed', 'as_of is outside the years 0001–9999 (UTC)', {
+      errors: [{ path: '/querystring/as_of', message: 'must fall within the years 0001–9999 in UTC' }],
+    });
+  }
+  return row.at;
+}
+
+/**
+ * Stock of every SKU of a store at a moment (`asOf` as readAsOf returns it):
+ * the pair's latest daily snapshot that ended at or before `asOf`, plus the
+ * ledger rows from the end of that day up to `asOf` (inclusive, to the
+ * microsecond). Both are index lookups
  * (stock_snapshots primary key, stock_ledger_history_idx), so the cost depends
  * on the rows since the last snapshot, not on the size of the ledger. A pair
  * without any snapshot yet is summed from its first ledger row.
  */
-export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf: Date): Promise<Array<{ sku_id: string; quantity: number }>> {
+export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf: string): Promise<Array<{ sku_id: string; quantity: number }>> {
   return all(
     tx,
     sql<{ sku_id: string; quantity: number }>`

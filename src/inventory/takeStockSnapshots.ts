@@ -29,9 +29,20 @@ export interface SnapshotResult {
  * Only (store, SKU, day) with ledger rows get a row; a pair's latest snapshot
  * on or before a day is its balance at the end of that day. Idempotent: days
  * already snapshotted are skipped.
+ *
+ * Runs of one tenant are serialized: the nightly job and a manager's
+ * `POST /v1/stock/snapshots` at once would otherwise both read the same
+ * latest snapshot, and the later INSERT would add the earlier run's rows to
+ * its own sums (days counted twice, in rows that are never rewritten). The
+ * transaction-scoped advisory lock is taken before the bounds are read, so a
+ * run that waited reads the bounds the other run left (READ COMMITTED: each
+ * statement sees what committed before it started). As a second wall, the
+ * base of every sum is the latest snapshot before the run's first day, so
+ * rows committed while the run is under way cannot change what it computes.
  */
 export async function takeStockSnapshots(cmd: Command, through?: string): Promise<SnapshotResult> {
   const { tx, tenantId, opId } = cmd;
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`stock-snapshots/${tenantId}`}, 0))`.execute(tx);
   const bounds = await one(
     tx,
     sql<{ from_date: string | null; through_date: string }>`
@@ -59,6 +70,7 @@ export async function takeStockSnapshots(cmd: Command, through?: string): Promis
         LEFT JOIN LATERAL (
           SELECT s.quantity FROM stock_snapshots s
           WHERE s.tenant_id = ${tenantId} AND s.store_id = d.store_id AND s.sku_id = d.sku_id
+            AND s.snapshot_date < coalesce(${bounds.from_date}::date, '-infinity')
           ORDER BY s.snapshot_date DESC LIMIT 1
         ) base ON true
         ON CONFLICT DO NOTHING

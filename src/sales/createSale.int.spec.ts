@@ -78,6 +78,9 @@ describe('POST /v1/sales: an atomic sale', () => {
       ['2026-06-01T10:00:00+05', '2026-06-01T05:00:00.000Z', '2026-06-01 05:00:00+00'],
       ['2016-12-31T23:59:60Z', '2017-01-01T00:00:00.000Z', '2017-01-01 00:00:00+00'],
       ['2026-11-23T10:00:00.123456Z', '2026-11-23T10:00:00.123Z', '2026-11-23 10:00:00.123456+00'],
+      // the first and the last microsecond of the years 0001–9999 in UTC
+      ['0001-01-01T01:00:00+01:00', '0001-01-01T00:00:00.000Z', '0001-01-01 00:00:00+00'],
+      ['9999-12-31T18:59:59.999999-05:00', '9999-12-31T23:59:59.999Z', '9999-12-31 23:59:59.999999+00'],
     ];
     for (const [sent, returned, stored] of cases) {
       const response = await sell(sent);
@@ -231,6 +234,7 @@ describe('POST /v1/sales: an atomic sale', () => {
       ['unknown field', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', discount: 5, items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['bad client_created_at', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', client_created_at: 'yesterday', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['client_created_at in year 0', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', client_created_at: '0000-06-01T10:00:00Z', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
+      ['client_created_at before year 0001 in UTC (1 BC)', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', client_created_at: '0001-01-01T00:00:00+01:00', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['client_created_at past year 9999 in UTC', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', client_created_at: '9999-12-31T23:00:00-05:00', items: [{ sku_id: bread, quantity: 1, unit_price: 1 }] }), 400, 'validation_failed'],
       ['a line total beyond the largest amount', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: bread, quantity: 1_000_000_000_000, unit_price: 9_000_000_000_000 }] }), 400, 'validation_failed'],
       ['a sale total beyond the largest amount', () => owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: bread, quantity: 1, unit_price: 9_000_000_000_000 }, { sku_id: bread, quantity: 1, unit_price: 9_000_000_000_000 }] }), 400, 'validation_failed'],

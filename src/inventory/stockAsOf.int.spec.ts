@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
+
+interface LedgerItem {
+  id: number;
+  quantity_change: number;
+  quantity_after: number;
+  created_at: string;
+  created_at_exact: string;
+}
+
+describe('stock as of a moment: as_of read by PostgreSQL, to the microsecond', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: string;
+  let sku: string; // history written with chosen microseconds
+  let live: string; // history written by the API (now(), whatever its microseconds)
+  const DAY = 86_400_000;
+  const today = Math.floor(Date.now() / DAY) * DAY; // UTC midnight
+  const day = (offset: number) => new Date(today + offset * DAY).toISOString().slice(0, 10);
+  // Given: +5 and +7 in the last millisecond of D-3, one microsecond apart; +11 at midnight sharp
+  const rows = () => [
+    { change: 5, after: 5, at: `${day(-3)}T23:59:59.999998Z` },
+    { change: 7, after: 12, at: `${day(-3)}T23:59:59.999999Z` },
+    { change: 11, after: 23, at: `${day(-2)}T00:00:00.000000Z` },
+  ];
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = await givenStore(owner, 'AO');
+    sku = await givenSku(owner, 'AO-A', 'piece');
+    live = await givenSku(owner, 'AO-B', 'piece');
+    const opId = (await t.admin.query(`SELECT op_id FROM skus WHERE tenant_id = $1 LIMIT 1`, [tenantId])).rows[0].op_id;
+    await t.admin.query(`INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity) VALUES ($1, $2, $3, 23)`, [tenantId, store, sku]);
+    for (const row of rows()) {
+      await t.admin.query(
+        `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'adjustment', $7::timestamptz)`,
+        [tenantId, store, sku, opId, row.change, row.after, row.at],
+      );
+    }
+    await givenStock(owner, store, [{ sku_id: live, quantity: 5 }]);
+    await givenStock(owner, store, [{ sku_id: live, quantity: 7 }]);
+    // the days before today are snapshotted, so answers come from a snapshot + the ledger after it
+    assert.equal((await owner.post('/v1/stock/snapshots', {})).status, 200);
+  });
+  after(() => t.close());
+
+  /** The stock of the history SKU as of `asOf` (sent as is), with the `as_of` the API answered. */
+  const stockAsOf = async (asOf: string) => {
+    const response = await owner.get(`/v1/stores/${store}/stock?as_of=${encodeURIComponent(asOf)}`);
+    assert.equal(response.status, 200, `${asOf}: ${JSON.stringify(response.body)}`);
+    const items = response.body.items as Array<{ sku_id: string; quantity: number }>;
+    return { asOf: response.body.as_of as string, quantity: items.find((item) => item.sku_id === sku)!.quantity, of: (id: string) => items.find((item) => item.sku_id === id)!.quantity };
+  };
+
+  /** Σ of every ledger row of the history SKU at or before `asOf`, as PostgreSQL reads `asOf`. */
+  const fullLedgerSum = async (asOf: string) =>
+    (
+      await t.admin.query(
+        `SELECT coalesce(sum(quantity_change), 0)::int AS n FROM stock_ledger WHERE tenant_id = $1 AND sku_id = $2 AND created_at <= $3::timestamptz`,
+        [tenantId, sku, asOf],
+      )
+    ).rows[0].n as number;
+
+  it('tells apart two ledger rows one microsecond apart, within a millisecond and across midnight', async () => {
+    const cases: Array<[string, number]> = [
+      [`${day(-3)}T23:59:59.999Z`, 0], // the millisecond before both rows' microseconds
+      [`${day(-3)}T23:59:59.999997Z`, 0],
+      [`${day(-3)}T23:59:59.999998Z`, 5],
+      [`${day(-3)}T23:59:59.999999Z`, 12],
+      [`${day(-2)}T00:59:59.999999+01:00`, 12], // the same moment with an offset
+      [`${day(-2)}T00:00:00Z`, 23], // midnight: the end of D-3's snapshot, and the row at that instant
+      [`${day(-2)}T00:00:00.000001Z`, 23],
+    ];
+    for (const [asOf, expected] of cases) {
+      assert.equal((await stockAsOf(asOf)).quantity, expected, asOf);
+      assert.equal(await fullLedgerSum(asOf), expected, `the ledger itself at ${asOf}`);
+    }
+  });
+
+  it('a ledger row shows created_at to the millisecond (as before) and created_at_exact to the microsecond, which as as_of includes the row', async () => {
+    const ledger = (await owner.get(`/v1/stores/${store}/stock/${sku}/ledger`)).body.items as LedgerItem[];
+    assert.deepEqual(
+      ledger.map(({ quantity_after, created_at, created_at_exact }) => ({ quantity_after, created_at, created_at_exact })),
+      rows()
+        .reverse()
+        .map((row) => ({ quantity_after: row.after, created_at: new Date(row.at).toISOString(), created_at_exact: row.at })),
+    );
+    for (const row of ledger) assert.equal((await stockAsOf(row.created_at_exact)).quantity, row.quantity_after, row.created_at_exact);
+  });
+
+  it('rows written by the API (now(), any microseconds): as of a row\'s created_at_exact is its quantity_after; a microsecond before, the one before', async () => {
+    const ledger = (await owner.get(`/v1/stores/${store}/stock/${live}/ledger`)).body.items as LedgerItem[];
+    const exact = (await t.admin.query(`SELECT id::int, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM stock_ledger WHERE tenant_id = $1 AND sku_id = $2`, [tenantId, live])).rows;
+    assert.equal(ledger.length, 2);
+    for (const row of ledger) {
+      assert.equal(row.created_at_exact, exact.find((r) => r.id === row.id)!.at, 'as the database keeps it');
+      assert.equal(new Date(row.created_at_exact).toISOString(), row.created_at, 'created_at is the same moment to the millisecond');
+      assert.equal((await stockAsOf(row.created_at_exact)).of(live), row.quantity_after);
+      const justBefore = (await t.admin.query(`SELECT to_char(($1::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`, [row.created_at_exact])).rows[0].at;
+      assert.equal((await stockAsOf(justBefore)).of(live), row.quantity_after - row.quantity_change);
+    }
+  });
+
+  it('answers as_of as PostgreSQL read it: UTC, to the millisecond like every timestamp of the API', async () => {
+    const cases: Array<[string, string]> = [
+      ['2016-12-31T23:59:60Z', '2017-01-01T00:00:00.000Z'], // a leap second is the next minute, as for a sale's client_created_at
+      ['2026-06-01T10:00:00+05', '2026-06-01T05:00:00.000Z'], // an hour-only offset
+      [`${day(-3)}T23:59:59.999998Z`, `${day(-3)}T23:59:59.999Z`],
+      ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'], // the first moment of the years 0001–9999 in UTC
+      ['9999-12-31T23:59:59.999999Z', '9999-12-31T23:59:59.999Z'], // and the last
+    ];
+    for (const [sent, answered] of cases) {
+      const { asOf, quantity } = await stockAsOf(sent);
+      assert.equal(asOf, answered, sent);
+      assert.equal(quantity, await fullLedgerSum(sent), sent);
+    }
+  });
+
+  describe('an as_of outside the years 0001–9999 in UTC, or one PostgreSQL cannot read: 400 problem+json', () => {
+    const cases: Array<[string, string]> = [
+      ['year 0', '0000-06-01T10:00:00Z'],
+      ['1 BC in UTC', '0001-01-01T00:00:00+01:00'],
+      ['year 10000 in UTC', '9999-12-31T23:00:00-05:00'],
+      ['a leap second with a fraction', '2016-12-31T23:59:60.5Z'],
+      ['an offset beyond ±15:59', '2026-01-01T10:00:00+16:00'],
+    ];
+    for (const [name, asOf] of cases) {
+      it(`${name} (${asOf}) → 400 validation_failed at /querystring/as_of`, async () => {
+        const response = await owner.get(`/v1/stores/${store}/stock?as_of=${encodeURIComponent(asOf)}`);
+        assert.equal(response.status, 400, JSON.stringify(response.body));
+        assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+        assert.equal(response.body.code, 'validation_failed');
+        assert.deepEqual(response.body.errors.map((error: { path: string }) => error.path), ['/querystring/as_of']);
+      });
+    }
+  });
+});
