@@ -526,9 +526,15 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
       const writeFirst = await plannedWrite(first, a);
       const writeSecond = await plannedWrite(second, b);
       await writeFirst();
-      const late = writeSecond(); // waits for the first transaction
+      // Waits for the first transaction. Its outcome is taken at once: it can
+      // fail as the first commits, before the commit's answer is awaited here.
+      const late = writeSecond().then(
+        () => 'written',
+        (error: unknown) => error,
+      );
       await first.commit().execute();
-      await assert.rejects(late, (error: unknown) => error instanceof PlannedStateMoved && isRetryableTransactionError(error));
+      const outcome = await late;
+      assert.ok(outcome instanceof PlannedStateMoved && isRetryableTransactionError(outcome), `expected PlannedStateMoved, got ${String(outcome)}`);
     } finally {
       await second.rollback().execute().catch(() => undefined);
     }
@@ -564,9 +570,15 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
       const writeFirst = await plannedWrite(first, [line(q, a)]);
       const writeSecond = await plannedWrite(second, [line(p, b), line(q, b)]);
       await writeFirst();
-      const late = writeSecond(); // waits for the first transaction
+      // Waits for the first transaction. Its outcome is taken at once: it can
+      // fail as the first commits, before the commit's answer is awaited here.
+      const late = writeSecond().then(
+        () => 'written',
+        (error: unknown) => error,
+      );
       await first.commit().execute();
-      await assert.rejects(late, (error: unknown) => error instanceof PlannedStateMoved && isRetryableTransactionError(error));
+      const outcome = await late;
+      assert.ok(outcome instanceof PlannedStateMoved && isRetryableTransactionError(outcome), `expected PlannedStateMoved, got ${String(outcome)}`);
     } finally {
       await second.rollback().execute().catch(() => undefined);
     }
