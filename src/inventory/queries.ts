@@ -36,11 +36,19 @@ export async function listSkus(tx: Tx, tenantId: string, after: string | undefin
   );
 }
 
-export async function listStock(tx: Tx, tenantId: string, storeId: string): Promise<Array<{ sku_id: string; quantity: number; updated_at: Date }>> {
+/** A page of a store's stock in SKU order: after a SKU id, at most `limit` rows (none given: all). */
+export interface StockPage {
+  after?: string | undefined;
+  limit?: number | undefined;
+}
+
+export async function listStock(tx: Tx, tenantId: string, storeId: string, page: StockPage = {}): Promise<Array<{ sku_id: string; quantity: number; updated_at: Date }>> {
   return all(
     tx,
     sql<{ sku_id: string; quantity: number; updated_at: Date }>`
       SELECT sku_id, quantity, updated_at FROM stock_balances
-      WHERE tenant_id = ${tenantId} AND store_id = ${storeId} ORDER BY sku_id`,
+      WHERE tenant_id = ${tenantId} AND store_id = ${storeId}
+        AND (${page.after ?? null}::uuid IS NULL OR sku_id > ${page.after ?? null}::uuid)
+      ORDER BY sku_id LIMIT ${page.limit ?? null}`,
   );
 }

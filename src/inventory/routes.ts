@@ -30,6 +30,9 @@ const isIdCursor = (value: unknown): value is { id: string } =>
   typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^\d{1,19}$/.test((value as { id: string }).id);
 const isCodeCursor = (value: unknown): value is { code: string } =>
   typeof value === 'object' && value !== null && typeof (value as { code?: unknown }).code === 'string';
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const isSkuCursor = (value: unknown): value is { sku_id: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { sku_id?: unknown }).sku_id === 'string' && UUID_TEXT.test((value as { sku_id: string }).sku_id);
 
 export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
@@ -185,13 +188,23 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           'plus the ledger since, so it costs the same with 10 million ledger rows as with 10 thousand. An as-of answer has ' +
           '`as_of` and no `updated_at`. `as_of` is read as PostgreSQL reads a timestamptz, to the microsecond (a ledger row\'s ' +
           '`created_at_exact` includes that row); the answer\'s `as_of` is that moment in UTC, to the millisecond like every ' +
-          'timestamp of the API. Outside the years 0001–9999 in UTC, or unreadable: 400.',
+          'timestamp of the API. Outside the years 0001–9999 in UTC, or unreadable: 400. In SKU order; pages with `?limit=` ' +
+          '(1–500) and `?cursor=` (the previous page\'s `next_cursor`) like every list — without either, every SKU in one answer ' +
+          '(`next_cursor: null`), as before lists were paged here.',
         params: StoreParams,
-        querystring: Type.Object({ as_of: Type.Optional(Type.String({ format: 'date-time' })) }, { additionalProperties: false }),
+        querystring: Type.Object(
+          {
+            as_of: Type.Optional(Type.String({ format: 'date-time' })),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+            cursor: Type.Optional(Type.String({ maxLength: 500 })),
+          },
+          { additionalProperties: false },
+        ),
         response: {
           200: Type.Object({
             as_of: Type.Optional(Timestamp),
             items: Type.Array(Type.Object({ sku_id: Uuid, quantity: Type.Integer(), updated_at: Type.Optional(Timestamp) })),
+            next_cursor: Type.Union([Type.String(), Type.Null()]),
           }),
         },
       },
@@ -199,14 +212,21 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     async (request) => {
       const principal = tenantOf(request);
       assertStoreInScope(principal, request.params.store_id);
+      const { as_of, cursor } = request.query;
+      const after = decodeCursor(cursor, isSkuCursor)?.sku_id;
+      // Paged when asked (a cursor alone pages by the default 50); else everything.
+      const limit = request.query.limit ?? (cursor !== undefined ? 50 : undefined);
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const store = await findStore(tx, principal.tenantId, request.params.store_id);
         if (!store) throw notFound('store');
-        if (request.query.as_of !== undefined) {
-          const asOf = await readAsOf(tx, request.query.as_of);
-          return { as_of: new Date(asOf), items: await stockAsOf(tx, principal.tenantId, request.params.store_id, asOf) };
+        const page = { after, limit: limit === undefined ? undefined : limit + 1 };
+        const paged = <T extends { sku_id: string }>(rows: T[]) =>
+          limit === undefined ? { items: rows, next_cursor: null } : pageOf(rows, limit, (last) => ({ sku_id: last.sku_id }));
+        if (as_of !== undefined) {
+          const asOf = await readAsOf(tx, as_of);
+          return { as_of: new Date(asOf), ...paged(await stockAsOf(tx, principal.tenantId, request.params.store_id, asOf, page)) };
         }
-        return { items: await listStock(tx, principal.tenantId, request.params.store_id) };
+        return paged(await listStock(tx, principal.tenantId, request.params.store_id, page));
       });
     },
   );

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { StockPage } from './queries.js';
 import { all, one, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { isDataException } from '../core/pgErrors.js';
@@ -45,7 +46,7 @@ export async function readAsOf(tx: Tx, asOf: string): Promise<string> {
  * on the rows since the last snapshot, not on the size of the ledger. A pair
  * without any snapshot yet is summed from its first ledger row.
  */
-export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf: string): Promise<Array<{ sku_id: string; quantity: number }>> {
+export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf: string, page: StockPage = {}): Promise<Array<{ sku_id: string; quantity: number }>> {
   return all(
     tx,
     sql<{ sku_id: string; quantity: number }>`
@@ -66,6 +67,7 @@ export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf:
           AND l.created_at >= coalesce(s.ended_at, '-infinity') AND l.created_at <= ${asOf}::timestamptz
       ) delta ON true
       WHERE b.tenant_id = ${tenantId} AND b.store_id = ${storeId}
-      ORDER BY b.sku_id`,
+        AND (${page.after ?? null}::uuid IS NULL OR b.sku_id > ${page.after ?? null}::uuid)
+      ORDER BY b.sku_id LIMIT ${page.limit ?? null}`,
   );
 }
