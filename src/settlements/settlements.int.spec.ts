@@ -194,6 +194,24 @@ describe('daily cash settlements', () => {
       assert.deepEqual(await entryDates(shop.id), [[today, 100], [tomorrow(), 200]], 'one evening is not split over two days');
     });
 
+    it('money is dated by the day it is booked on, not the day its transaction began: every day returned has been looked at', async () => {
+      const { shop } = await shopWithStock('MIDNIGHT');
+      const yesterday = pastDate(1);
+      for (const day of [yesterday, today]) {
+        assert.equal((await owner.post('/v1/settlements', { store_id: shop.id, business_date: day, declared_cash: 0 })).status, 201);
+      }
+      const openDay = async (wanted: string, onDay: string) =>
+        (await t.admin.query(`SELECT to_char(open_business_date_on($1, $2, $3::date, $4::date), 'YYYY-MM-DD') AS d`, [tenantId, shop.id, wanted, onDay])).rows[0].d;
+      // Booked today, wanting yesterday: both counted → tomorrow.
+      assert.equal(await openDay(yesterday, today), tomorrow());
+      // Judged by a "today" that is already over (a transaction begun before
+      // midnight), today would be taken as not counted without looking:
+      assert.equal(await openDay(yesterday, yesterday), today);
+      // …so open_business_date judges by the moment it books, not the transaction's start.
+      const definition = (await t.admin.query(`SELECT pg_get_functiondef('open_business_date(uuid,uuid,date)'::regprocedure) AS d`)).rows[0].d as string;
+      assert.match(definition, /open_business_date_on\(p_tenant, p_store, p_wanted, \(clock_timestamp\(\) AT TIME ZONE 'UTC'\)::date\)/);
+    });
+
     it('a submission racing concurrent cash sales: the settled figures are exactly what the ledger has for that day', async () => {
       const { shop, sku } = await shopWithStock('RACE');
       const sales = Array.from({ length: 30 }, () =>
