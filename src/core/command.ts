@@ -138,14 +138,17 @@ export function canonicalJson(value: unknown): string {
 /** Same method, path and (semantically) same JSON body → same fingerprint. */
 /**
  * Idempotency keys storekeep makes for itself share each tenant's key space
- * with its clients' keys: they are `<kind>:<id>` with one of these kinds, and
+ * with its clients' keys: they are `<kind>:<id>` with one of these kinds (a
+ * provider event, a failed job, a sync batch's own key), and
  * a client may not send a key that starts like one (400) — otherwise a client
  * could take a provider event's or a job's key first and have it refused.
  */
-const INTERNAL_KEY_KINDS = ['fulfilment-webhook', 'job-failed'] as const;
+const INTERNAL_KEY_KINDS = ['fulfilment-webhook', 'job-failed', 'sync-batch'] as const;
 
 export function internalIdempotencyKey(kind: (typeof INTERNAL_KEY_KINDS)[number], id: string): string {
-  return `${kind}:${id}`;
+  const key = `${kind}:${id}`;
+  // Keys are at most 255 characters; a longer id is named by its hash.
+  return key.length <= 255 ? key : `${kind}:sha256:${createHash('sha256').update(id).digest('base64url')}`;
 }
 
 /** A client's key that would fall in storekeep's own key space: refused (see INTERNAL_KEY_KINDS). */

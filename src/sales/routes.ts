@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
-import { fingerprintRequest, inTenantTransaction, replayOf, reservedKeyError, runCommand, storedResponses, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
+import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, reservedKeyError, runCommand, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -146,8 +146,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
   );
 
-  /** A sync batch sent with an Idempotency-Key: one operation recording the batch's answer (its store is none; a replay goes to the till that sent it or to an all-stores token). */
-  const SYNC_SPEC: CommandSpec = { type: 'sales.sync', replayInStoreScopeOnly: true };
+  /** A sync batch sent with an Idempotency-Key: one operation recording that the batch was taken (its sales are their own operations). */
+  const SYNC_SPEC: CommandSpec = { type: 'sales.sync' };
 
   const SyncBody = Type.Object(
     {
@@ -171,7 +171,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
           'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces. The batch\'s own Idempotency-Key, when sent, ' +
-          'replays the whole first answer for the same batch (Idempotent-Replayed) and is 422 idempotency_key_reused for another batch, before any sale is applied.',
+          'is taken before any sale is applied: another batch under it is 422 idempotency_key_reused (one still running 409), nothing applied; the same batch ' +
+          'again is applied again — each sale replays by its own key, one that failed only for the moment is tried afresh — and is answered with Idempotent-Replayed.',
         headers: IdempotencyHeaders,
         body: SyncBody,
         response: {
@@ -191,13 +192,24 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request, reply) => {
       const principal = tenantOf(request);
       const base = commandInputOf(request);
-      // The batch's own Idempotency-Key (optional; each sale has its key):
-      // the same batch again replays its first answer, another batch under
-      // the key is 422 — before any sale is applied.
+      // The batch's own Idempotency-Key (optional; each sale has its own key).
+      // Claimed and recorded — with the batch's fingerprint — BEFORE any sale
+      // is applied, in storekeep's key space (`sync-batch:<key>`, apart from
+      // the sales' keys): another batch under the key is 422 and one still
+      // running is 409, with nothing applied. The same batch again is applied
+      // again: every sale replays by its own key, and one that failed only for
+      // the moment (in flight, unavailable) is tried afresh instead of its
+      // failure being replayed forever. The answer then says it was replayed.
       const batchKey = base.idempotencyKey;
+      let replayed = false;
       if (batchKey !== undefined) {
-        const stored = (await inTenantTransaction(db, principal.tenantId, (tx) => storedResponses(tx, principal.tenantId, [batchKey]))).get(batchKey);
-        if (stored) return sendOutcome(reply, replayOf(base, stored, SYNC_SPEC));
+        const recorded = await runCommand(
+          db,
+          { ...base, idempotencyKey: internalIdempotencyKey('sync-batch', batchKey) },
+          SYNC_SPEC,
+          async () => ({ status: 200, body: { sales: request.body.sales.length } }),
+        );
+        replayed = recorded.replayed;
       }
       const results = await Promise.allSettled(
         request.body.sales.map(async ({ idempotency_key, ...sale }): Promise<CommandOutcome> => {
@@ -225,10 +237,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           return { idempotency_key: idempotencyKey, status: appError.status, replayed: false, body: problemOf(appError, request.id) };
         }),
       };
-      if (batchKey === undefined) return body;
-      // Recorded once its sales are: a crash in between leaves no record,
-      // and the retry applies each sale again — every one a replay by its key.
-      return sendOutcome(reply, await runCommand(db, base, SYNC_SPEC, async () => ({ status: 200, body })));
+      if (replayed) reply.header('idempotent-replayed', 'true');
+      return body;
     },
   );
 }

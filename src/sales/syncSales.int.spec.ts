@@ -128,23 +128,76 @@ describe('POST /v1/sync/sales: offline tills', () => {
     assert.deepEqual(response.body.results.map((r: { status: number }) => r.status), [404, 201]);
   });
 
-  it("the batch's own Idempotency-Key: the same batch again replays the first answer (Idempotent-Replayed), another batch under it is 422 and applies nothing", async () => {
+  it("the batch's own Idempotency-Key: the same batch again is applied again — every sale a replay — and answered with Idempotent-Replayed; another batch under it is 422 and applies nothing", async () => {
     const key = randomUUID();
     const batch = { sales: [queued(1), queued(1, eggs)] };
     const first = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: key });
     assert.equal(first.status, 200, JSON.stringify(first.body));
     assert.equal(first.headers.get('idempotent-replayed'), null);
+    assert.deepEqual(first.body.results.map((r: { status: number; replayed: boolean }) => [r.status, r.replayed]), [[201, false], [201, false]]);
     const before = await saleRowCounts(t, tenantId);
 
     const again = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: key });
     assert.equal(again.status, 200);
     assert.equal(again.headers.get('idempotent-replayed'), 'true');
-    assert.deepEqual(again.body, first.body, 'the first answer, as it was (each sale not replayed)');
+    assert.deepEqual(again.body.results.map((r: { status: number; replayed: boolean }) => [r.status, r.replayed]), [[201, true], [201, true]]);
+    assert.deepEqual(again.body.results.map((r: { body: { id: string } }) => r.body.id), first.body.results.map((r: { body: { id: string } }) => r.body.id));
 
     const other = await cashier.post('/v1/sync/sales', { sales: [queued(1)] }, { idempotencyKey: key });
     assert.equal(other.status, 422);
     assert.equal(other.body.code, 'idempotency_key_reused');
-    assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing written by the replay or the refused batch');
+    assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing written by the repeat or the refused batch');
+  });
+
+  it("a sale that failed only for the moment (its key in flight elsewhere) is applied when the batch is sent again under the same batch key", async () => {
+    const item = queued(1);
+    const elsewhere = await t.admin.connect();
+    try {
+      // Another API process holds this sale's key (what a transaction applying it holds).
+      await elsewhere.query(`SELECT pg_advisory_lock(hashtextextended($1 || '/' || $2, 0))`, [tenantId, item.idempotency_key]);
+      const batchKey = randomUUID();
+      const first = await cashier.post('/v1/sync/sales', { sales: [item] }, { idempotencyKey: batchKey });
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.equal(first.body.results[0].body.code, 'idempotency_key_in_flight');
+      await elsewhere.query(`SELECT pg_advisory_unlock_all()`);
+
+      const retry = await cashier.post('/v1/sync/sales', { sales: [item] }, { idempotencyKey: batchKey });
+      assert.equal(retry.status, 200, JSON.stringify(retry.body));
+      assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual([retry.body.results[0].status, retry.body.results[0].replayed], [201, false], 'applied now, not its old 409 replayed');
+      const sales = await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND idempotency_key = $2`, [tenantId, item.idempotency_key]);
+      assert.equal(sales.rows[0].n, 1);
+    } finally {
+      await elsewhere.query(`SELECT pg_advisory_unlock_all()`).catch(() => undefined);
+      elsewhere.release();
+    }
+  });
+
+  it("a batch key equal to one of its sales' keys is no conflict: the batch's key lives apart from its sales' keys", async () => {
+    const key = randomUUID();
+    const item = { ...queued(1), idempotency_key: key };
+    const first = await cashier.post('/v1/sync/sales', { sales: [item] }, { idempotencyKey: key });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.results[0].status, 201);
+    const again = await cashier.post('/v1/sync/sales', { sales: [item] }, { idempotencyKey: key });
+    assert.equal(again.status, 200);
+    assert.deepEqual([again.body.results[0].status, again.body.results[0].replayed], [201, true]);
+  });
+
+  it('two different batches under one batch key at once: one is applied, the other is refused (422 or 409) and applies nothing', async () => {
+    const batchKey = randomUUID();
+    const batches = [{ sales: Array.from({ length: 5 }, () => queued(1)) }, { sales: Array.from({ length: 5 }, () => queued(1)) }];
+    const responses = await Promise.all(batches.map((batch) => cashier.post('/v1/sync/sales', batch, { idempotencyKey: batchKey })));
+    const applied = await Promise.all(
+      batches.map(async (batch) => {
+        const keys = batch.sales.map((sale) => sale.idempotency_key);
+        return (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND idempotency_key = ANY($2::text[])`, [tenantId, keys])).rows[0].n;
+      }),
+    );
+    const statuses = responses.map((r) => r.status);
+    assert.deepEqual([...statuses].sort(), statuses.includes(409) ? [200, 409] : [200, 422], `statuses ${statuses}`);
+    const winner = statuses.indexOf(200);
+    assert.deepEqual(applied, winner === 0 ? [5, 0] : [0, 5]);
   });
 
   it("keys in storekeep's own key space are refused: a sale's key → that sale's 400; the batch's key → 400 and nothing applied", async () => {
