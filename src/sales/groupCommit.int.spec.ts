@@ -335,7 +335,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.equal(balance.rows[0].q, 0);
   });
 
-  it('a void between sales in one batch runs in its own savepoint between the two runs', async () => {
+  it('a void queued between sales ends the run before it and starts a batch of its store, under its own savepoint', async () => {
     const committer = new GroupCommitter(t.db);
     const sold = await committer.sale(inputOf(body(4)), body(4), 'online');
     const saleId = (sold.body as { id: string }).id;
@@ -353,6 +353,18 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.equal(after.sales, before.sales + 3);
     assert.equal(after.stock, before.stock - 1 - 2 + 4 - 3);
     await assertLedgerChain(skuId);
+    // The first sale ran alone (idle lane); the second ran as a run of its
+    // own; the void and the sale after it (its store) committed together.
+    const times = await t.admin.query(
+      `SELECT (SELECT created_at FROM stock_ledger WHERE tenant_id = $1 AND kind = 'void' AND reason = 'void of sale ' || $2 LIMIT 1) AS voided,
+              array_agg(created_at ORDER BY receipt_number) AS sold
+       FROM (SELECT created_at, receipt_number FROM sales WHERE tenant_id = $1 ORDER BY receipt_number DESC LIMIT 3) s`,
+      [tenantId, saleId],
+    );
+    const { voided, sold: soldAt } = times.rows[0] as { voided: Date | null; sold: Date[] };
+    assert.ok(voided !== null, 'the void wrote its ledger row');
+    assert.equal(new Set(soldAt.map((time) => time.getTime())).size, 3, 'three transactions for the three sales');
+    assert.equal(soldAt[2]!.getTime(), voided.getTime(), 'the void and the sale after it: one transaction');
   });
 
   it('two processes (two committers, two pools) selling the last units of one SKU: exactly the stock is sold, receipts gapless, books balanced', async () => {
@@ -501,6 +513,50 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     const left = await t.admin.query(`SELECT coalesce(sum(quantity), 0)::int AS q FROM stock_balances WHERE tenant_id = $1 AND store_id = ANY($2::uuid[])`, [tenantId, stores]);
     assert.equal(left.rows[0].q, 0);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('two processes whose queues hold sales of two stores around a void: no batch locks one store after another, so no deadlock', async () => {
+    const [a, b, c] = [await givenStore(owner, `GC-DA-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-DB-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-DC-${randomUUID().slice(0, 6)}`)];
+    const item = await givenSku(owner, `GC-D-${randomUUID().slice(0, 6)}`, 'piece', 10);
+    for (const store of [a, b, c]) await givenStock(owner, store, [{ sku_id: item, quantity: 1000 }]);
+    const line = (store: string): SaleInput => ({ store_id: store, payment_method: 'cash', items: [{ sku_id: item, quantity: 1, unit_price: 10 }] });
+    const seed = new GroupCommitter(t.db);
+    const [x, y] = [
+      ((await seed.sale(inputOf(line(c)), line(c), 'online')).body as { id: string }).id,
+      ((await seed.sale(inputOf(line(c)), line(c), 'online')).body as { id: string }).id,
+    ];
+    const deadlocks = async () => Number((await t.admin.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)).rows[0].deadlocks);
+    const deadlocksBefore = await deadlocks();
+    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherDb = createDb(otherPool);
+    const gate = await t.admin.connect();
+    try {
+      // Holds the two sales to be voided: a batch reaching a void waits there.
+      await gate.query('BEGIN');
+      await gate.query(`SELECT 1 FROM sales WHERE id = ANY($1::uuid[]) FOR UPDATE`, [[x, y]]);
+      const [p1, p2] = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
+      const voidOf = (id: string) => async (cmd: Parameters<Parameters<GroupCommitter['run']>[2]>[0]) => ({ status: 200, body: await recordVoid(cmd, id, 'test') });
+      // Each first call runs alone (idle lane); the rest queue: sale, void, sale — the two processes in opposite store order.
+      const firsts = [p1.sale(inputOf(line(c)), line(c), 'online'), p2.sale(inputOf(line(c)), line(c), 'online')];
+      const queued = [
+        p1.sale(inputOf(line(a)), line(a), 'online'),
+        p1.run(inputOf(line(c)), { type: 'sale.void', storeId: c }, voidOf(x)),
+        p1.sale(inputOf(line(b)), line(b), 'online'),
+        p2.sale(inputOf(line(b)), line(b), 'online'),
+        p2.run(inputOf(line(c)), { type: 'sale.void', storeId: c }, voidOf(y)),
+        p2.sale(inputOf(line(a)), line(a), 'online'),
+      ];
+      await Promise.all(firsts);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await gate.query('COMMIT');
+      assert.deepEqual(await Promise.all(queued.map((p) => statusOf(p))), [201, 200, 201, 201, 200, 201]);
+    } finally {
+      await gate.query('ROLLBACK').catch(() => undefined);
+      gate.release();
+      await otherDb.destroy();
+    }
+    assert.equal((await deadlocks()) - deadlocksBefore, 0, 'no deadlock detected');
+    for (const store of [a, b, c]) await assertLedgerChain(item, store);
   });
 
   it("two transactions planning a store's first sales at once: the later one fails as a serialization conflict, never a second receipt 1", async () => {

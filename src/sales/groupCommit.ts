@@ -79,6 +79,12 @@ import { loadSaleStates, writeSales } from './saleRows.js';
  *   subtransaction ids (PostgreSQL caches 64 per backend; beyond that every
  *   other session's snapshots overflow to pg_subtrans and slow down) — a run
  *   of sales uses one.
+ * - A batch is one run of sales of any stores, or — when another command
+ *   comes first — commands of that command's store only (takeBatch). A run
+ *   locks all its stores in one ordered statement; a batch that locked one
+ *   store's rows and then, after a void, another's could meet a batch of
+ *   another API process doing the opposite (measured: a deadlock, a batch
+ *   redone after deadlock_timeout).
  * - Receipt numbers stay gapless: only accepted sales are given numbers, in
  *   order from the locked counter, and the counter is set to the last one in
  *   the same transaction; a refused sale takes none, a command rolled back to
@@ -205,19 +211,36 @@ export class GroupCommitter {
     }
   }
 
-  /** Up to maxBatch commands in arrival order, never two with the same idempotency key. */
+  /**
+   * The next batch, in arrival order, never two commands with the same
+   * idempotency key, at most maxBatch: either one run of sales of any stores
+   * (locked together in one ordered statement), or — when another command
+   * (a void, a sale naming pieces) comes first — commands of that one store
+   * only (what a per-store lane held). So a transaction never locks one
+   * store's rows in one statement and another store's in a later one, which
+   * two API processes could do in opposite orders and deadlock.
+   */
   private takeBatch(lane: Lane): Pending[] {
     const batch: Pending[] = [];
     const keys = new Set<string>();
     const rest: Pending[] = [];
+    const first = lane.queue[0];
+    const store = first === undefined || first.sale ? undefined : storeOf(first);
+    let closed = false;
     for (const item of lane.queue) {
       const idempotencyKey = item.input.idempotencyKey;
-      if (batch.length >= this.maxBatch || (idempotencyKey !== undefined && keys.has(idempotencyKey))) {
+      if (!closed && batch.length > 0) {
+        const fits = store === undefined ? item.sale !== undefined : storeOf(item) === store;
+        if (batch.length >= this.maxBatch || !fits) closed = true;
+      }
+      if (closed || (idempotencyKey !== undefined && keys.has(idempotencyKey))) {
         rest.push(item);
         continue;
       }
       if (idempotencyKey !== undefined) keys.add(idempotencyKey);
       batch.push(item);
+      // A command of no known store runs alone.
+      if (store === undefined && item.sale === undefined) closed = true;
     }
     lane.queue = rest;
     return batch;
@@ -297,6 +320,11 @@ export class GroupCommitter {
       return settled;
     }
   }
+}
+
+/** The store a queued command acts in (undefined: not known before it runs). */
+function storeOf(item: Pending): string | undefined {
+  return item.sale ? item.sale.sale.store_id : item.spec.storeId;
 }
 
 /** The savepoint of the current unit of a batch: opening the next one releases (keeps) the previous one's work. */
