@@ -62,7 +62,7 @@ export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly S
   const skuIds = [...new Set(sales.flatMap((sale) => sale.items.map((item) => item.sku_id)))].sort();
   // The (store, SKU) pairs the sales touch: balances are found through the
   // primary key (stores × SKUs) and only these pairs are locked.
-  const pairs = [...new Set(sales.flatMap((sale) => sale.items.map((item) => `${sale.store_id}/${item.sku_id}`)))];
+  const pairs = [...new Set(sales.flatMap((sale) => sale.items.map((item) => `${sale.store_id}/${item.sku_id}`.toLowerCase())))];
   const uncached = skuCache.missing(tenantId, skuIds);
   const customerIds = [...new Set(sales.flatMap((sale) => (sale.customer_id ? [sale.customer_id] : [])))];
   const clientTimes = [...new Set(sales.flatMap((sale) => (sale.client_created_at === undefined ? [] : [sale.client_created_at])))];
