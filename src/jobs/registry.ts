@@ -31,6 +31,14 @@ export const cronItems: CronItem[] = [
 ];
 
 /**
+ * Whether a job key is a periodic job's: its cron item's (`cron:<task>`) or a
+ * timer's (the task name). The next tick reuses that key, so a retry must not.
+ */
+export function isPeriodicKey(key: string, task: string): boolean {
+  return key === `cron:${task}` || key === task;
+}
+
+/**
  * Jobs enqueued by every worker on a timer finer than cron's minute (job key:
  * however many workers, one waiting job). The stuck-order sweep runs at half
  * the stuck threshold, so an order is recovered at most 1.5× that late.

@@ -7,6 +7,7 @@ import { backoffOf, type WorkerDeps } from './worker.js';
 import { retryDelayMs } from './backoff.js';
 import { CRASH_RERUNS, type JobEnvelope } from './enqueueJob.js';
 import { jobDuration, jobsTotal } from './metrics.js';
+import { isPeriodicKey } from './registry.js';
 import { PermanentJobError, WORKER_PRINCIPAL, type JobContext, type TaskDefinition } from './task.js';
 
 function isEnvelope(payload: unknown): payload is JobEnvelope {
@@ -89,14 +90,24 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
       const permanent = error instanceof PermanentJobError;
       if (!permanent && envelope.attempt < maxAttempts) {
         const delayMs = retryDelayMs(envelope.attempt, backoffOf(deps.config));
-        await helpers.addJob(task, { ...envelope, attempt: envelope.attempt + 1, max_attempts: maxAttempts, last_error: error.message }, {
-          jobKey: helpers.job.key ?? `retry:${envelope.chain_id}`,
-          jobKeyMode: 'replace',
-          runAt: new Date(Date.now() + delayMs),
-          maxAttempts: CRASH_RERUNS,
-        });
-        jobsTotal.inc({ task, outcome: 'retried' });
+        // Logged before the retry is added: once added, another worker slot may
+        // run it (and log its own lines) before this await returns.
         logger.warn({ err: error, retry_in_ms: delayMs }, 'job failed; retry scheduled');
+        try {
+          await helpers.addJob(task, { ...envelope, attempt: envelope.attempt + 1, max_attempts: maxAttempts, last_error: error.message }, {
+            // A periodic job's key is shared with the next tick, which would
+            // replace a waiting retry's envelope (attempt 1 again, never
+            // giving up): its retries get a key of their own.
+            jobKey: helpers.job.key !== null && helpers.job.key !== undefined && !isPeriodicKey(helpers.job.key, task) ? helpers.job.key : `retry:${envelope.chain_id}`,
+            jobKeyMode: 'replace',
+            runAt: new Date(Date.now() + delayMs),
+            maxAttempts: CRASH_RERUNS,
+          });
+        } catch (scheduling) {
+          logger.error({ err: scheduling }, 'could not schedule the retry; the run fails and the queue runs it again');
+          throw scheduling;
+        }
+        jobsTotal.inc({ task, outcome: 'retried' });
         return;
       }
       await openJobFailedItem(deps, task, envelope, maxAttempts, error);

@@ -90,6 +90,11 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       concurrency: config.workerConcurrency,
       noHandleSignals: true,
       pollInterval: options.pollIntervalMs ?? 2000,
+      // Completions and failures go through graphile-worker's batcher, which
+      // its shutdown flushes: unbatched, the last job's completion was sent
+      // without being awaited and could find the pool already ended, leaving
+      // a finished job locked — to run again when its lock expired (4 h).
+      preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
       logger: workerLogger(logger),
     });
   } catch (error) {
