@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -55,5 +55,35 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     assert.equal(await ready(), true, 'stopping the worker leaves the API\'s database running');
     api.kill('SIGTERM');
     await new Promise((resolve) => api.on('exit', resolve));
+  });
+
+  it('a second API on the same data folder is refused and leaves the first one\'s database running; the owner stops it', async () => {
+    const port = await freePort();
+    const first = cli('serve', port);
+    const ready = async (at: number) => {
+      try {
+        return (await fetch(`http://127.0.0.1:${at}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    };
+    await waitFor('the first API', () => ready(port), 120_000, 200);
+    const postmaster = readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0];
+
+    const secondPort = await freePort();
+    const second = cli('serve', secondPort);
+    let output = '';
+    second.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    second.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise((resolve) => second.on('close', resolve));
+    assert.notEqual(code, 0, 'the second API does not start');
+    assert.match(output, /run by storekeep process \d+/);
+    assert.equal(await ready(port), true, 'the first API still has its database');
+    assert.equal(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0], postmaster, 'the same PostgreSQL');
+
+    first.kill('SIGTERM');
+    assert.equal(await new Promise((resolve) => first.on('exit', resolve)), 0);
+    assert.equal(existsSync(path.join(dataDir, 'pg', 'postmaster.pid')), false, 'the owner stopped its database');
+    assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'and gave up its claim');
   });
 });

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from './logger.js';
@@ -105,6 +105,56 @@ function run(command: string, args: string[], user: { uid: number; gid: number }
   });
 }
 
+/**
+ * The embedded server of a data folder has one owner: the storekeep process
+ * that started it, named in `<dataDir>/pg-owner` (created exclusively). Only
+ * the owner stops it. A second process starting on the same folder while the
+ * owner lives is refused — it used to take the running server for an orphan
+ * and stop it under the first process (and the first, on shutdown, then
+ * stopped the second's). Processes that only use it attach
+ * (runningEmbeddedPostgres) and never stop it.
+ */
+export class EmbeddedDatabaseInUse extends Error {}
+
+const OWNER_FILE = 'pg-owner';
+
+/** A live Node process (a storekeep) — not a pid since reused by something else. */
+function ownerAlive(pid: number): boolean {
+  if (!processAlive(pid)) return false;
+  try {
+    return /node/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+  } catch {
+    return true; // no /proc (not Linux): trust kill(0)
+  }
+}
+
+async function claimOwnership(root: string): Promise<void> {
+  const file = path.join(root, OWNER_FILE);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(owner) && owner > 0 && ownerAlive(owner)) {
+      throw new EmbeddedDatabaseInUse(
+        `the embedded PostgreSQL under ${root} is run by storekeep process ${owner}: stop that process first, or run next to it with ` +
+          '`storekeep worker` / `storekeep check` (they share it), or give this process DATABASE_URL',
+      );
+    }
+    await rm(file, { force: true }); // its process is gone (killed): the claim is stale
+  }
+  throw new EmbeddedDatabaseInUse(`the embedded PostgreSQL under ${root} is being started by another process`);
+}
+
+async function releaseOwnership(root: string): Promise<void> {
+  const file = path.join(root, OWNER_FILE);
+  const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+  if (owner === process.pid) await rm(file, { force: true });
+}
+
 /** Stops a server left running by a process that died without stopping it. */
 async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
   const pidFile = path.join(pgData, 'postmaster.pid');
@@ -171,6 +221,17 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     await writeFile(passwordFile, password, { mode: 0o600 });
   }
   const password = (await readFile(passwordFile, 'utf8')).trim();
+  await claimOwnership(root);
+  try {
+    return await startOwnedServer(options, root, pgData, password);
+  } catch (error) {
+    await releaseOwnership(root);
+    throw error;
+  }
+}
+
+async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: string, password: string): Promise<EmbeddedServer> {
+  // No live storekeep owns it: a server still running was left by one killed.
   await stopStaleServer(pgData, options.logger);
 
   const user = osUser();
@@ -203,6 +264,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       if (stopped) return;
       stopped = true;
       await run(pgCtl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgData], user);
+      await releaseOwnership(root);
       options.logger?.info('embedded PostgreSQL stopped');
     },
   };
