@@ -71,4 +71,36 @@ describe('daily sales rollup', () => {
     const bad = await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=${today}&to=2000-01-01`);
     assert.equal(bad.status, 400);
   });
+
+  it('an offline sale rung up yesterday and synced today counts yesterday (as its money does); the run for the day it was synced redoes that earlier day', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'OFF', name: 'Offline' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'OFF-SALT', name: 'Salt', unit: 'piece', price: 300 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 100 }] })).status, 201);
+    const now = new Date();
+    const today = now.toISOString().slice(0, 10);
+    const tillTime = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 1, 12)).toISOString();
+    const yesterday = tillTime.slice(0, 10);
+    const online = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 300 }] });
+    assert.equal(online.status, 201);
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: 'till-1-0001', store_id: store, payment_method: 'cash', client_created_at: tillTime, items: [{ sku_id: sku, quantity: 2, unit_price: 300 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    const ledger = (await t.admin.query(`SELECT business_date::text AS d, count(*)::int AS n FROM journal_entries WHERE tenant_id = $1 AND kind = 'sale' GROUP BY 1 ORDER BY 1`, [tenantId])).rows;
+    assert.deepEqual(ledger, [{ d: yesterday, n: 1 }, { d: today, n: 1 }], 'the ledger books the offline sale on the till day');
+
+    // The run for today (what the next night's cron runs) also redoes yesterday.
+    const before = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId])).rows[0].n;
+    await t.admin.query(`SELECT graphile_worker.add_job('analytics.rollup', json_build_object('date', $1::text))`, [today]);
+    await waitFor('the rollup of both days', async () => {
+      const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId]);
+      return rows[0].n === before + 2;
+    });
+    const rows = (await t.admin.query(`SELECT business_date::text AS d, sales_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`, [tenantId])).rows;
+    assert.deepEqual(rows, [
+      { d: yesterday, sales_count: 1, revenue: 600 },
+      { d: today, sales_count: 1, revenue: 300 },
+    ]);
+  });
 });

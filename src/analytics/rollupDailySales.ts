@@ -2,6 +2,10 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
 
+/** When a sale happened: its till time if it came from an offline till (never after it was recorded), else when it was recorded. */
+export const SALE_HAPPENED = 'LEAST(coalesce(s.client_created_at, s.created_at), s.created_at)';
+const saleHappened = sql.raw(SALE_HAPPENED);
+
 export interface DailySalesRow {
   store_id: string;
   business_date: string;
@@ -14,7 +18,10 @@ export interface DailySalesRow {
 /**
  * Recomputes one tenant's figures for one UTC day from its sales, in one
  * statement (an upsert per store): running it again for the same day gives
- * the same rows, with a later void taken into account.
+ * the same rows, with a later void taken into account. A sale counts on the
+ * day it happened: an offline sale's till time (`client_created_at`, never
+ * later than when it reached us), else when it was recorded — so a sale
+ * synced the morning after counts the day before, as its money does.
  */
 export async function rollupDailySales(cmd: Command, businessDate: string): Promise<DailySalesRow[]> {
   const rows = await all(
@@ -26,8 +33,10 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
              ${cmd.opId}, ${cmd.opId}
       FROM sales s
       WHERE s.tenant_id = ${cmd.tenantId}
+        -- a sale happened no later than it was recorded: bounds the scan
         AND s.created_at >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
-        AND s.created_at < (${businessDate}::date + 1)::timestamp AT TIME ZONE 'UTC'
+        AND ${saleHappened} >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
+        AND ${saleHappened} < (${businessDate}::date + 1)::timestamp AT TIME ZONE 'UTC'
       GROUP BY s.store_id
       ON CONFLICT (tenant_id, store_id, business_date) DO UPDATE
         SET sales_count = EXCLUDED.sales_count, voided_count = EXCLUDED.voided_count, revenue = EXCLUDED.revenue,
