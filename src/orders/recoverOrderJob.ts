@@ -44,8 +44,11 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
  *   enqueue the submit job again;
  * - submitting: ask the provider for the order by its idempotency key. Found:
  *   move on to what the provider says. Not found: the provider never created
- *   it, so submit again (same key: never a duplicate), up to MAX_RECOVERIES
- *   times, then fail the order and open a review item.
+ *   it, so submit again (same key: never a duplicate).
+ * Either way at most MAX_RECOVERIES times; still stuck after that, the order
+ * is failed with an order_failed review item (a pending order whose submit
+ * keeps failing before it reaches the provider was otherwise recovered
+ * forever, and each recovery restarted the clock order_not_stuck reads).
  * Each step restarts the order's stuck clock (conditionally, so a concurrent
  * move wins), and is a command of its own.
  */
@@ -64,26 +67,32 @@ export const recoverOrder = defineTask<{ order_id: string }>({
         ctx.logger.info({ order_id: order.id, provider_order_id: found.id }, 'stuck order found at the provider');
         return;
       }
-      if (order.recoveries >= MAX_RECOVERIES) {
-        await jobCommand(ctx, tenantId, 'order.give_up', async (cmd) => {
-          const reason = `the provider does not know the order after ${order.recoveries} recoveries and ${order.submit_attempts} calls`;
-          const result = await applyOrderEvent(cmd, order.id, { type: 'give_up' }, 'recovery', { lastError: reason });
-          if (result.ok && result.moved) {
-            const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
-              kind: 'order_failed',
-              subjectType: 'order',
-              subjectId: order.id,
-              storeId: order.store_id,
-              dedupeKey: `order-failed:${order.id}`,
-              detail: { reason, last_error: order.last_error, provider_key: order.provider_key },
-            });
-            cmd.touch('review_items', id, 'created');
-          }
-          return { status: 200, body: { status: result.order.status } };
-        });
-        ctx.logger.warn({ order_id: order.id }, 'stuck order failed after its last recovery');
-        return;
-      }
+    }
+    // Submitted again MAX_RECOVERIES times and still stuck — the provider
+    // does not know it, or (pending) its submit keeps failing before it
+    // reaches the provider: failed for review, never recovered forever.
+    if (order.recoveries >= MAX_RECOVERIES) {
+      await jobCommand(ctx, tenantId, 'order.give_up', async (cmd) => {
+        const reason =
+          order.status === 'submitting'
+            ? `the provider does not know the order after ${order.recoveries} recoveries and ${order.submit_attempts} calls`
+            : `the order was still pending after ${order.recoveries} recoveries: its submission keeps failing before it reaches the provider`;
+        const result = await applyOrderEvent(cmd, order.id, { type: 'give_up' }, 'recovery', { lastError: reason });
+        if (result.ok && result.moved) {
+          const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
+            kind: 'order_failed',
+            subjectType: 'order',
+            subjectId: order.id,
+            storeId: order.store_id,
+            dedupeKey: `order-failed:${order.id}`,
+            detail: { reason, last_error: order.last_error, provider_key: order.provider_key },
+          });
+          cmd.touch('review_items', id, 'created');
+        }
+        return { status: 200, body: { status: result.order.status } };
+      });
+      ctx.logger.warn({ order_id: order.id }, 'stuck order failed after its last recovery');
+      return;
     }
 
     await jobCommand(ctx, tenantId, 'order.recover', async (cmd) => {
@@ -91,7 +100,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
         cmd.tx,
         sql<{ store_id: string }>`
           UPDATE orders SET status_changed_at = now(), version = version + 1, updated_at = now(),
-                 recoveries = recoveries + CASE WHEN status = 'submitting' THEN 1 ELSE 0 END
+                 recoveries = recoveries + 1
           WHERE tenant_id = ${tenantId} AND id = ${order.id} AND status = ${order.status} AND version = ${order.version}
           RETURNING store_id`,
       );
@@ -103,7 +112,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
       await enqueueJob(cmd.tx, 'order.submit', { order_id: order.id }, { tenantId, jobKey: submitJobKey(order.id), jobKeyMode: 'preserve_run_at' });
       cmd.storeId = touched.store_id;
       cmd.touch('orders', order.id, 'updated');
-      cmd.audit({ subjectType: 'order', subjectId: order.id, payload: { recovery: order.recoveries + (order.status === 'submitting' ? 1 : 0) } });
+      cmd.audit({ subjectType: 'order', subjectId: order.id, payload: { recovery: order.recoveries + 1 } });
       return { status: 200, body: {} };
     });
     ctx.logger.info({ order_id: order.id, status: order.status }, 'stuck order submitted again');
