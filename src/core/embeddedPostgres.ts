@@ -201,33 +201,37 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   // The server runs as the `postgres` OS user when we are root: it must be able
   // to reach its data folder through every parent directory.
   if (isRoot()) await chmod(root, 0o755);
-
-  if (!existsSync(path.join(pgData, 'PG_VERSION'))) {
-    const password = randomBytes(18).toString('base64url');
-    const EmbeddedPostgres = await loadInitializer();
-    const initializer = new EmbeddedPostgres({
-      databaseDir: pgData,
-      user: SUPERUSER,
-      password,
-      authMethod: 'scram-sha-256',
-      persistent: true,
-      createPostgresUser: isRoot(),
-      initdbFlags: ['--encoding=UTF8', '--no-instructions'],
-      onLog: (message) => options.logger?.debug({ initdb: message.trim() }),
-      onError: (message) => options.logger?.warn({ initdb: String(message) }),
-    });
-    options.logger?.info({ pgData }, 'initialising embedded PostgreSQL');
-    await initializer.initialise();
-    await writeFile(passwordFile, password, { mode: 0o600 });
-  }
-  const password = (await readFile(passwordFile, 'utf8')).trim();
+  // Claimed before initdb too: two first starts on an empty folder do not both initialise it.
   await claimOwnership(root);
   try {
+    await initialiseOnce(options, pgData, passwordFile);
+    const password = (await readFile(passwordFile, 'utf8')).trim();
     return await startOwnedServer(options, root, pgData, password);
   } catch (error) {
     await releaseOwnership(root);
     throw error;
   }
+}
+
+/** initdb with a fresh superuser password, when the folder holds no cluster yet. */
+async function initialiseOnce(options: EmbeddedOptions, pgData: string, passwordFile: string): Promise<void> {
+  if (existsSync(path.join(pgData, 'PG_VERSION'))) return;
+  const password = randomBytes(18).toString('base64url');
+  const EmbeddedPostgres = await loadInitializer();
+  const initializer = new EmbeddedPostgres({
+    databaseDir: pgData,
+    user: SUPERUSER,
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: isRoot(),
+    initdbFlags: ['--encoding=UTF8', '--no-instructions'],
+    onLog: (message) => options.logger?.debug({ initdb: message.trim() }),
+    onError: (message) => options.logger?.warn({ initdb: String(message) }),
+  });
+  options.logger?.info({ pgData }, 'initialising embedded PostgreSQL');
+  await initializer.initialise();
+  await writeFile(passwordFile, password, { mode: 0o600 });
 }
 
 async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: string, password: string): Promise<EmbeddedServer> {
