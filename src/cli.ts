@@ -1,4 +1,5 @@
 import { loadConfig, ConfigError, type Config } from './config.js';
+import { EmbeddedDatabaseInUse } from './core/embeddedPostgres.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { migrate } from './core/migrate.js';
 import { openDatabase } from './runtime.js';
@@ -167,7 +168,9 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (error: unknown) => {
-    process.stderr.write(`storekeep: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+    // A refusal to start that says what to do is shown as it is; anything else with its stack.
+    const text = error instanceof EmbeddedDatabaseInUse ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`storekeep: ${text}\n`);
     process.exit(1);
   },
 );

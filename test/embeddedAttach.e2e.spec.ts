@@ -77,7 +77,8 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     second.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const code = await new Promise((resolve) => second.on('close', resolve));
     assert.notEqual(code, 0, 'the second API does not start');
-    assert.match(output, /run by storekeep process \d+/);
+    assert.match(output, /^storekeep: the embedded PostgreSQL under .* is run by storekeep process \d+: stop that process first/m);
+    assert.doesNotMatch(output, /\n\s+at /, 'a refusal, not a crash: no stack trace');
     assert.equal(await ready(port), true, 'the first API still has its database');
     assert.equal(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0], postmaster, 'the same PostgreSQL');
 
