@@ -10,7 +10,7 @@ import { createDb, createPool } from '../core/db.js';
 import { saleCommand } from './createSale.js';
 import { GroupCommitter } from './groupCommit.js';
 import { planSale } from './salePlan.js';
-import { loadSaleState, loadSaleStates, PlannedStateMoved, writeSales } from './saleRows.js';
+import { loadSaleStates, PlannedStateMoved, writeSales } from './saleRows.js';
 import { recordVoid } from './voidSale.js';
 import type { SaleInput } from './sale.table.js';
 import { givenSku, givenStock, givenStore } from './testkit.js';
@@ -559,41 +559,63 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     for (const store of [a, b, c]) await assertLedgerChain(item, store);
   });
 
+  /**
+   * Plans `sales` inside `tx` as a batch would (tenant set, states loaded and
+   * locked, operation rows written) and returns the plans and their write,
+   * not yet run.
+   */
+  async function planInTransaction(tx: Awaited<ReturnType<ReturnType<typeof t.db.startTransaction>['execute']>>, sales: SaleInput[]) {
+    await setTenant(tx, tenantId);
+    const states = await loadSaleStates(tx, tenantId, sales, { lock: true });
+    const locked = new Map([...states].map(([store, st]) => [store, st.lastReceipt]));
+    const plans = sales.map((sale) => {
+      const planned = planSale(states.get(sale.store_id)!, { input: inputOf(sale), sale, source: 'online' }, randomUUID());
+      assert.ok(planned.ok);
+      return planned.plan;
+    });
+    await insertOperations(
+      tx,
+      tenantId,
+      plans.map((plan, index) => ({ input: inputOf(sales[index]!), spec: { ...spec, storeId: plan.sale.store_id }, opId: plan.opId, storeId: plan.sale.store_id })),
+    );
+    return { plans, write: () => writeSales(tx, tenantId, plans, locked) };
+  }
+
+  /**
+   * Two transactions plan their sales against the same state; the first
+   * writes and commits while the second's write waits for it. Returns both
+   * plans and what the second write ended with (its error, or 'written').
+   */
+  async function raceTwoTransactions(firstSales: SaleInput[], secondSales: SaleInput[]) {
+    const first = await t.db.startTransaction().execute();
+    const second = await t.db.startTransaction().execute();
+    try {
+      const one = await planInTransaction(first, firstSales);
+      const two = await planInTransaction(second, secondSales);
+      await one.write();
+      // Its outcome is taken at once: it can fail as the first commits,
+      // before the commit's answer is awaited here.
+      const late = two.write().then(
+        () => 'written',
+        (error: unknown) => error,
+      );
+      await first.commit().execute();
+      return { plans: [one.plans, two.plans], outcome: await late };
+    } finally {
+      await second.rollback().execute().catch(() => undefined);
+    }
+  }
+
+  const oneUnit = (store: string, sku: string): SaleInput => ({ store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] });
+
   it("two transactions planning a store's first sales at once: the later one fails as a serialization conflict, never a second receipt 1", async () => {
     const fresh = await givenStore(owner, `GC-RACE1-${randomUUID().slice(0, 6)}`);
     const [a, b] = [await givenSku(owner, `GC-R1A-${randomUUID().slice(0, 6)}`), await givenSku(owner, `GC-R1B-${randomUUID().slice(0, 6)}`)];
     await givenStock(owner, fresh, [{ sku_id: a, quantity: 5 }, { sku_id: b, quantity: 5 }]);
     // Two SKUs: the transactions share no balance row, only the store's (not yet existing) counter.
-    const plannedWrite = async (tx: Awaited<ReturnType<ReturnType<typeof t.db.startTransaction>['execute']>>, sku: string) => {
-      await setTenant(tx, tenantId);
-      const sale: SaleInput = { store_id: fresh, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] };
-      const input = inputOf(sale);
-      const state = await loadSaleState(tx, tenantId, fresh, [sale], { lock: true });
-      const locked = new Map([[fresh, state.lastReceipt]]);
-      const planned = planSale(state, { input, sale, source: 'online' }, randomUUID());
-      assert.ok(planned.ok);
-      assert.equal(planned.plan.sale.receipt_number, 1, 'both plan the first number');
-      await insertOperations(tx, tenantId, [{ input, spec: { ...spec, storeId: fresh }, opId: planned.plan.opId, storeId: fresh }]);
-      return () => writeSales(tx, tenantId, [planned.plan], locked);
-    };
-    const first = await t.db.startTransaction().execute();
-    const second = await t.db.startTransaction().execute();
-    try {
-      const writeFirst = await plannedWrite(first, a);
-      const writeSecond = await plannedWrite(second, b);
-      await writeFirst();
-      // Waits for the first transaction. Its outcome is taken at once: it can
-      // fail as the first commits, before the commit's answer is awaited here.
-      const late = writeSecond().then(
-        () => 'written',
-        (error: unknown) => error,
-      );
-      await first.commit().execute();
-      const outcome = await late;
-      assert.ok(outcome instanceof PlannedStateMoved && isRetryableTransactionError(outcome), `expected PlannedStateMoved, got ${String(outcome)}`);
-    } finally {
-      await second.rollback().execute().catch(() => undefined);
-    }
+    const { plans, outcome } = await raceTwoTransactions([oneUnit(fresh, a)], [oneUnit(fresh, b)]);
+    assert.deepEqual(plans.flat().map((plan) => plan.sale.receipt_number), [1, 1], 'both plan the first number');
+    assert.ok(outcome instanceof PlannedStateMoved && isRetryableTransactionError(outcome), `expected PlannedStateMoved, got ${String(outcome)}`);
     const rows = await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2`, [tenantId, fresh]);
     assert.deepEqual(rows.rows.map((r) => r.n), [1]);
   });
@@ -602,42 +624,9 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     const [p, q] = [await givenStore(owner, `GC-FP-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-FQ-${randomUUID().slice(0, 6)}`)];
     const [a, b] = [await givenSku(owner, `GC-FA-${randomUUID().slice(0, 6)}`), await givenSku(owner, `GC-FB-${randomUUID().slice(0, 6)}`)];
     for (const store of [p, q]) await givenStock(owner, store, [{ sku_id: a, quantity: 5 }, { sku_id: b, quantity: 5 }]);
-    const plannedWrite = async (tx: Awaited<ReturnType<ReturnType<typeof t.db.startTransaction>['execute']>>, sales: SaleInput[]) => {
-      await setTenant(tx, tenantId);
-      const states = await loadSaleStates(tx, tenantId, sales, { lock: true });
-      const locked = new Map([...states].map(([store, st]) => [store, st.lastReceipt]));
-      const plans = sales.map((sale) => {
-        const planned = planSale(states.get(sale.store_id)!, { input: inputOf(sale), sale, source: 'online' }, randomUUID());
-        assert.ok(planned.ok);
-        return { sale, plan: planned.plan };
-      });
-      await insertOperations(
-        tx,
-        tenantId,
-        plans.map(({ sale, plan }) => ({ input: inputOf(sale), spec: { ...spec, storeId: sale.store_id }, opId: plan.opId, storeId: sale.store_id })),
-      );
-      return () => writeSales(tx, tenantId, plans.map(({ plan }) => plan), locked);
-    };
-    const line = (store: string, sku: string): SaleInput => ({ store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] });
-    const first = await t.db.startTransaction().execute();
-    const second = await t.db.startTransaction().execute();
-    try {
-      // Different SKUs: the two share no balance row, only q's (not yet existing) counter.
-      const writeFirst = await plannedWrite(first, [line(q, a)]);
-      const writeSecond = await plannedWrite(second, [line(p, b), line(q, b)]);
-      await writeFirst();
-      // Waits for the first transaction. Its outcome is taken at once: it can
-      // fail as the first commits, before the commit's answer is awaited here.
-      const late = writeSecond().then(
-        () => 'written',
-        (error: unknown) => error,
-      );
-      await first.commit().execute();
-      const outcome = await late;
-      assert.ok(outcome instanceof PlannedStateMoved && isRetryableTransactionError(outcome), `expected PlannedStateMoved, got ${String(outcome)}`);
-    } finally {
-      await second.rollback().execute().catch(() => undefined);
-    }
+    // Different SKUs: the two share no balance row, only q's (not yet existing) counter.
+    const { outcome } = await raceTwoTransactions([oneUnit(q, a)], [oneUnit(p, b), oneUnit(q, b)]);
+    assert.ok(outcome instanceof PlannedStateMoved && isRetryableTransactionError(outcome), `expected PlannedStateMoved, got ${String(outcome)}`);
     const rows = await t.admin.query(`SELECT store_id, receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = ANY($2::uuid[])`, [tenantId, [p, q]]);
     assert.deepEqual(rows.rows, [{ store_id: q, n: 1 }]);
     const counters = await t.admin.query(`SELECT store_id FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = ANY($2::uuid[])`, [tenantId, [p, q]]);
