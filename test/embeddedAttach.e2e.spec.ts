@@ -10,17 +10,27 @@ import { sleep, waitFor } from './support/wait.js';
 describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 180_000 }, () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-attach-'));
   const children: ChildProcess[] = [];
-  const env = (port: number): NodeJS.ProcessEnv => {
-    const result: NodeJS.ProcessEnv = { ...process.env, STOREKEEP_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn', WORKER_METRICS_PORT: '0' };
+  const otherDataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-owner-'));
+  const env = (port: number, options: { logLevel?: string; dir?: string }): NodeJS.ProcessEnv => {
+    const result: NodeJS.ProcessEnv = {
+      ...process.env,
+      STOREKEEP_DATA_DIR: options.dir ?? dataDir,
+      PORT: String(port),
+      LOG_LEVEL: options.logLevel ?? 'warn',
+      WORKER_METRICS_PORT: '0',
+    };
     delete result.DATABASE_URL; // the embedded default is what is under test
     return result;
   };
-  const cli = (command: string, port: number) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), command], { cwd: root, env: env(port), stdio: ['ignore', 'pipe', 'pipe'] });
+  const cli = (command: string, port: number, options: { logLevel?: string; dir?: string } = {}) => {
+    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), command], { cwd: root, env: env(port, options), stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     return child;
   };
-  after(() => cleanUpProcesses(dataDir, children));
+  after(async () => {
+    await cleanUpProcesses(dataDir, children);
+    await cleanUpProcesses(otherDataDir, []);
+  });
 
   it('attaches to the running server instead of stopping it', async () => {
     const port = await freePort();
@@ -44,9 +54,13 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     assert.match(stdout, /^ok: \d+ checks, no findings/m);
     assert.equal(await ready(), true);
 
-    // storekeep worker: same
-    const worker = cli('worker', port);
-    await sleep(4000);
+    // storekeep worker: same (signalled only once it has started: a signal
+    // before its code has loaded ends it by the default action)
+    const worker = cli('worker', port, { logLevel: 'info' });
+    let workerLog = '';
+    worker.stdout?.on('data', (chunk: Buffer) => (workerLog += chunk.toString()));
+    await waitFor('the worker', async () => workerLog.includes('"msg":"worker started"'), 120_000, 200);
+    await sleep(1000);
     assert.equal(worker.exitCode, null, 'the worker keeps running');
     assert.equal(await ready(), true);
     assert.equal(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0], postmaster, 'the same PostgreSQL');
@@ -59,7 +73,7 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
 
   it('a second API on the same data folder is refused and leaves the first one\'s database running; the owner stops it', async () => {
     const port = await freePort();
-    const first = cli('serve', port);
+    const first = cli('serve', port, { dir: otherDataDir });
     const ready = async (at: number) => {
       try {
         return (await fetch(`http://127.0.0.1:${at}/readyz`)).status === 200;
@@ -68,10 +82,10 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
       }
     };
     await waitFor('the first API', () => ready(port), 120_000, 200);
-    const postmaster = readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0];
+    const postmaster = readFileSync(path.join(otherDataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0];
 
     const secondPort = await freePort();
-    const second = cli('serve', secondPort);
+    const second = cli('serve', secondPort, { dir: otherDataDir });
     let output = '';
     second.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     second.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -80,11 +94,11 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     assert.match(output, /^storekeep: the embedded PostgreSQL under .* is run by storekeep process \d+: stop that process first/m);
     assert.doesNotMatch(output, /\n\s+at /, 'a refusal, not a crash: no stack trace');
     assert.equal(await ready(port), true, 'the first API still has its database');
-    assert.equal(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0], postmaster, 'the same PostgreSQL');
+    assert.equal(readFileSync(path.join(otherDataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0], postmaster, 'the same PostgreSQL');
 
     first.kill('SIGTERM');
     assert.equal(await new Promise((resolve) => first.on('exit', resolve)), 0);
-    assert.equal(existsSync(path.join(dataDir, 'pg', 'postmaster.pid')), false, 'the owner stopped its database');
-    assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'and gave up its claim');
+    assert.equal(existsSync(path.join(otherDataDir, 'pg', 'postmaster.pid')), false, 'the owner stopped its database');
+    assert.equal(existsSync(path.join(otherDataDir, 'pg-owner')), false, 'and gave up its claim');
   });
 });
