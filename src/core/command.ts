@@ -135,7 +135,6 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
 }
 
-/** Same method, path and (semantically) same JSON body → same fingerprint. */
 /**
  * Idempotency keys storekeep makes for itself share each tenant's key space
  * with its clients' keys: they are `<kind>:<id>` with one of these kinds (a
@@ -160,6 +159,7 @@ export function reservedKeyError(key: string, path: string): AppError | null {
   });
 }
 
+/** Same method, path and (semantically) same JSON body → same fingerprint. */
 export function fingerprintRequest(method: string, path: string, body: unknown): string {
   return createHash('sha256')
     .update(`${method.toUpperCase()} ${path}\n${canonicalJson(body ?? null)}`)

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { Kysely, PostgresDialect, type RawBuilder, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, type RawBuilder, type Transaction } from 'kysely';
 import { assert } from './errors.js';
 
 // int8 (bigint) arrives as a JS number: money and quantities are integers far
@@ -121,4 +121,22 @@ export async function one<T>(db: Executor, query: RawBuilder<T>): Promise<T> {
   const rows = (await query.execute(db)).rows;
   assert(rows.length === 1, `expected exactly one row, got ${rows.length}`);
   return rows[0] as T;
+}
+
+/**
+ * A timestamptz (an SQL expression) as UTC text to the microsecond
+ * (`2026-11-23T10:00:00.123456Z`): what a JS Date would cut to milliseconds,
+ * for cursors and values that must name a row's exact moment.
+ */
+export function utcMicros(moment: RawBuilder<unknown>): RawBuilder<string> {
+  return sql<string>`to_char(${moment} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}
+
+/**
+ * utcMicros, or NULL for a moment outside the years 0001–9999 in UTC (which
+ * to_char would print without its era, or with a fifth year digit): how a
+ * moment a client sent is read before it is accepted.
+ */
+export function utcMicrosWithinYears(moment: RawBuilder<unknown>): RawBuilder<string | null> {
+  return sql<string | null>`CASE WHEN ${moment} >= '0001-01-01 00:00:00+00' AND ${moment} < '10000-01-01 00:00:00+00' THEN ${utcMicros(moment)} END`;
 }

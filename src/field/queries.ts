@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, maybeOne, type Tx } from '../core/db.js';
+import { all, maybeOne, utcMicros, type Tx } from '../core/db.js';
 import type { ConsignmentView, PointOfSaleRow, SettlementView, VisitCompletion, VisitRow } from './field.table.js';
 
 const POINT_OF_SALE_COLUMNS = sql`id, name, store_id, party_id, latitude::float8 AS latitude, longitude::float8 AS longitude, last_visit_at, last_visit_id, op_id, created_at`;
@@ -54,7 +54,7 @@ export async function listVisits(
     sql<VisitRow & { position: string }>`
       SELECT ${VISIT_COLUMNS},
              -- the exact scheduled_for (microseconds) for the next page's cursor
-             to_char(v.scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position
+             ${utcMicros(sql.ref('v.scheduled_for'))} AS position
       FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
       WHERE v.tenant_id = ${tenantId}
         AND (${scope.storeIds === null}::boolean OR p.store_id = ANY(${scope.storeIds ?? []}::uuid[]))

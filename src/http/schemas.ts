@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { AppError } from '../core/errors.js';
 
 /** Schemas shared by every module's routes (they also feed the OpenAPI document). */
+
 /** Request schemas with this keyword set get the string lowercased as it is validated (src/http/app.ts). */
 export const LOWERCASE = 'x-lowercase';
 

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, type Tx } from '../core/db.js';
+import { all, utcMicros, type Tx } from '../core/db.js';
 
 export interface StockLedgerEntry {
   id: number;
@@ -20,7 +20,7 @@ export async function listStockLedger(tx: Tx, tenantId: string, storeId: string,
     tx,
     sql<StockLedgerEntry>`
       SELECT id, op_id, kind, quantity_change, quantity_after, reason, created_at,
-             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_exact
+             ${utcMicros(sql.ref('created_at'))} AS created_at_exact
       FROM stock_ledger
       WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND sku_id = ${skuId}
         AND (${beforeId ?? null}::bigint IS NULL OR id < ${beforeId ?? null}::bigint)

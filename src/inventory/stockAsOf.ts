@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { StockPage } from './queries.js';
-import { all, one, type Tx } from '../core/db.js';
+import { all, one, utcMicrosWithinYears, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { isDataException } from '../core/pgErrors.js';
 
@@ -19,9 +19,7 @@ export async function readAsOf(tx: Tx, asOf: string): Promise<string> {
     row = await one(
       tx,
       sql<{ at: string | null }>`
-        SELECT CASE WHEN t >= '0001-01-01 00:00:00+00' AND t < '10000-01-01 00:00:00+00'
-                    THEN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END AS at
-        FROM (SELECT ${asOf}::timestamptz AS t) AS parsed`,
+        SELECT ${utcMicrosWithinYears(sql.ref('t'))} AS at FROM (SELECT ${asOf}::timestamptz AS t) AS parsed`,
     );
   } catch (error) {
     if (!isDataException(error)) throw error;

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { one, type Tx } from '../core/db.js';
+import { one, utcMicrosWithinYears, type Tx } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 import { openReviewItems } from '../core/review.js';
@@ -94,7 +94,7 @@ export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly S
               FROM skus WHERE tenant_id = ${tenantId} AND id = ANY(${uncached}::uuid[])) AS skus,
              ARRAY(SELECT id FROM parties WHERE tenant_id = ${tenantId} AND id = ANY(${customerIds}::uuid[]) AND kind = 'customer') AS customers,
              (SELECT settings ->> 'bulk_sale_threshold' FROM tenants WHERE id = ${tenantId}) AS bulk_threshold,
-             (SELECT coalesce(jsonb_object_agg(t, CASE WHEN t::timestamptz >= '0001-01-01 00:00:00+00' AND t::timestamptz < '10000-01-01 00:00:00+00' THEN to_char(t::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END), '{}'::jsonb)
+             (SELECT coalesce(jsonb_object_agg(t, ${utcMicrosWithinYears(sql`t::timestamptz`)}), '{}'::jsonb)
               FROM unnest(${clientTimes}::text[]) AS t) AS client_times,
              -- balances before the counters: the same lock order as every stock change
              (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances) AS stock,
