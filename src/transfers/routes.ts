@@ -95,10 +95,11 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       },
     },
     async (request, reply) => {
-      // Checked before the command too: a replay must not show the transfer to a caller with neither store in scope.
+      // Either end must be the requester's (a destination asks a source for goods, or a source offers them);
+      // checked before the command, so a replay to a caller with neither store in scope is refused too.
       const principal = tenantOf(request);
       if (!inStoreScope(principal, request.body.source_store_id) && !inStoreScope(principal, request.body.destination_store_id)) throw notFound('store');
-      return versionedCommand(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, principal, request.body) }));
+      return versionedCommand(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, request.body) }));
     },
   );
 
