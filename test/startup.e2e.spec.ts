@@ -128,3 +128,52 @@ describe('graceful shutdown (SIGTERM)', { timeout: 240_000 }, () => {
     }
   });
 });
+
+describe('npm start under a process manager (SIGTERM to npm)', { timeout: 240_000 }, () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-npm-'));
+  const children: ChildProcess[] = [];
+  let group: number | undefined;
+  after(async () => {
+    // Whatever a failure left behind (npm runs in its own process group): stop
+    // it, and let go of its output pipes so this test process can exit.
+    if (group !== undefined) {
+      try {
+        process.kill(-group, 'SIGTERM');
+      } catch {
+        // the group is gone: nothing was left behind
+      }
+    }
+    for (const child of children) {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    }
+    await cleanUpProcesses(dataDir, children);
+  });
+
+  it('stops the API and its embedded PostgreSQL when npm itself gets SIGTERM', async () => {
+    // Given the service started the way the README says, `npm start`
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = { ...process.env, STOREKEEP_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn' };
+    delete env.DATABASE_URL;
+    delete env.STOREKEEP_ROOT_TOKEN;
+    const npm = spawn('npm', ['start', '--silent'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    children.push(npm);
+    group = npm.pid;
+    await waitReady(port, npm);
+    const database = postmasterPid(dataDir)!;
+    assert.ok(alive(database));
+
+    // When a process manager (systemd, docker stop, a supervisor) sends SIGTERM to npm's pid
+    npm.kill('SIGTERM');
+    await new Promise((resolve) => (npm.exitCode !== null || npm.signalCode !== null ? resolve(null) : npm.once('exit', resolve)));
+
+    // Then nothing is left running: the API stops listening and its PostgreSQL stops
+    // (before, npm's `sh -c` died alone and left both running as orphans).
+    const deadline = Date.now() + 30_000;
+    while ((alive(database) || (await fetch(`http://127.0.0.1:${port}/healthz`).then(() => true, () => false))) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.ok(!alive(database), 'embedded PostgreSQL stopped');
+    assert.equal(await fetch(`http://127.0.0.1:${port}/healthz`).then(() => 'listening', () => 'closed'), 'closed');
+  });
+});
