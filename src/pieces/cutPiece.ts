@@ -13,12 +13,6 @@ export interface CutInput {
   reservation_op_id?: string | undefined;
 }
 
-/** Parses an If-Match header (`"3"`, `W/"3"` or `3`) into a piece version; anything else never matches. */
-export function versionFromIfMatch(header: string): number {
-  const match = /^\s*(?:W\/)?"?(\d{1,9})"?\s*$/.exec(header);
-  return match?.[1] ? Number(match[1]) : -1;
-}
-
 /**
  * Cuts a roll (or cut piece) into the given lengths, or splits a spare piece
  * into the given counts. The input is consumed; each part and the remainder

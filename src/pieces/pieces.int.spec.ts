@@ -504,4 +504,16 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     const fresh = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': (await owner.get(`/v1/pieces/${roll.id}`)).headers.get('etag') ?? '' } });
     assert.equal(fresh.status, 201, JSON.stringify(fresh.body));
   });
+
+  it('If-Match: * on a cut matches the piece whatever its version (RFC 9110); on a piece that does not exist it is 404', async () => {
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 5000 }]);
+    assert.ok(roll);
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': '*' }, ...key() });
+    assert.equal(cut.status, 201, JSON.stringify(cut.body));
+    assert.equal(cut.body.consumed.id, roll.id);
+    const before = await snapshot();
+    const missing = await owner.post('/v1/pieces/cut', { piece_id: '01a243c6-0000-7000-8000-000000000000', parts: [1000] }, { headers: { 'if-match': '*' } });
+    assertProblem(missing, 404, 'not_found');
+    assert.deepEqual(await snapshot(), before);
+  });
 });

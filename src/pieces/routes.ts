@@ -4,9 +4,10 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
+import { optionalExpectedVersion } from '../http/etag.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, LOWERCASE, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { combinePieces } from './combinePieces.js';
-import { cutPiece, versionFromIfMatch } from './cutPiece.js';
+import { cutPiece } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
 import { receivePieces } from './receivePieces.js';
 import { releaseReservation, reservePieces } from './reservePieces.js';
@@ -86,7 +87,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['pieces'],
         summary:
-          'Cut a roll or cut piece into the given lengths (millimetres), or split a spare piece into the given counts. The input is consumed; each part and the remainder become new pieces. Parts that do not fit: 422. A piece in use: 409 piece_unavailable. Optional `If-Match` with the piece\'s ETag (version): 412 version_conflict when it moved.',
+          'Cut a roll or cut piece into the given lengths (millimetres), or split a spare piece into the given counts. The input is consumed; each part and the remainder become new pieces. Parts that do not fit: 422. A piece in use: 409 piece_unavailable. Optional `If-Match` with the piece\'s ETag (version): 412 version_conflict when it moved; `*` matches any version.',
         headers: Type.Intersect([IdempotencyHeaders, Type.Object({ 'if-match': Type.Optional(Type.String({ maxLength: 100, description: 'ETag (version) of the piece from GET /v1/pieces/{id}' })) })]),
         body: Type.Object(
           { piece_id: Uuid, parts: Type.Array(PositiveQuantity, { minItems: 1, maxItems: 200 }), reservation_op_id: ReservationOpId },
@@ -96,8 +97,8 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       },
     },
     async (request, reply) => {
-      const ifMatch = request.headers['if-match'];
-      const expected = typeof ifMatch === 'string' ? versionFromIfMatch(ifMatch) : undefined;
+      // A header naming no version is 412 at once; `*` matches any version of the piece.
+      const expected = optionalExpectedVersion(request, 'piece');
       return command(db, request, reply, { type: 'piece.cut', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));
     },
   );

@@ -47,6 +47,10 @@ const isIdCursor = (value: unknown): value is { id: string } =>
 function expectedVersionOf(request: FastifyRequest): number {
   const header = request.headers['if-match'];
   if (header === undefined) throw new AppError('precondition_required', 'send If-Match with the settlement\'s ETag (its version) to decide it');
+  // `*` would decide whatever figures are there now; a decision names the version its approver saw.
+  if (typeof header === 'string' && header.trim() === '*') {
+    throw new AppError('precondition_required', 'If-Match * does not say which figures were checked: send the settlement\'s ETag (its version) to decide it');
+  }
   const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
   if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this settlement`);
   return version;
@@ -90,7 +94,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
         config: { permission: 'settlements.approve' },
         schema: {
           tags: ['settlements'],
-          summary: `${decision === 'approve' ? 'Approve' : 'Reject'} a submitted settlement. Requires \`If-Match\` with its ETag: missing → \`428 precondition_required\`, stale → \`412 version_conflict\`; not submitted → \`409 invalid_transition\`.`,
+          summary: `${decision === 'approve' ? 'Approve' : 'Reject'} a submitted settlement. Requires \`If-Match\` with its ETag: missing or \`*\` → \`428 precondition_required\`, stale → \`412 version_conflict\`; not submitted → \`409 invalid_transition\`.`,
           headers: DecisionHeaders,
           params: IdParams,
           body: DecisionBody,

@@ -99,6 +99,11 @@ describe('daily cash settlements', () => {
     assert.equal(stale.body.current_version, 1);
     const garbage = await managerA.post(`/v1/settlements/${id}/reject`, {}, { headers: { 'if-match': 'nonsense' } });
     assert.equal(garbage.status, 412);
+    // `*` would approve whatever figures are there now: a decision must name the version it saw.
+    const any = await managerA.post(`/v1/settlements/${id}/approve`, {}, { headers: { 'if-match': '*' } });
+    assert.equal(any.status, 428);
+    assert.equal(any.body.code, 'precondition_required');
+    assert.match(any.body.detail, /\*/);
     assert.deepEqual(await counts(), before);
 
     const rejected = await managerB.post(`/v1/settlements/${id}/reject`, { note: 'recount' }, { headers: { 'if-match': '"1"' } });
