@@ -61,6 +61,12 @@ function correlationIdOf(request: http.IncomingMessage): string {
 // Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
 // fields are an error, not silently dropped. Query strings and path params
 // arrive as text, so those are coerced.
+/** The charset parameter of a Content-Type, lowercased and unquoted (undefined: none). */
+export function charsetOf(contentType: string | undefined): string | undefined {
+  const match = contentType === undefined ? null : /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(contentType);
+  return match ? (match[1] ?? match[2] ?? '').toLowerCase() : undefined;
+}
+
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 function makeAjv(options: AjvOptions): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
@@ -136,6 +142,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
+
+  // JSON between systems is UTF-8 (RFC 8259 §8.1): a body declared in any
+  // other charset is refused, not read as if it were UTF-8.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const charset = charsetOf(request.headers['content-type']);
+    const hasBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0';
+    if (hasBody && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      throw new AppError('unsupported_media_type', `send the body as application/json in UTF-8, not ${charset}`);
+    }
+    return payload;
+  });
 
   app.setErrorHandler(answerError);
   // No route for this method: when the path has routes for other methods it

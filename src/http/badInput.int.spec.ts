@@ -57,6 +57,9 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     ['bad uuid in path', () => owner.post('/v1/stores/not-a-uuid/stock/receipts', { items: [{ sku_id: sku.id, quantity: 1 }] }), 400, 'validation_failed'],
     ['oversized body', () => owner.post('/v1/stores', { code: 'BIG', name: 'x'.repeat(10_000) }), 413, 'payload_too_large'],
     ['not JSON', () => owner.post('/v1/stores', undefined, { rawBody: 'code=X', headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type'],
+    // JSON between systems is UTF-8 (RFC 8259); a body declared in another charset is not read as if it were.
+    ['JSON declared UTF-16', () => owner.post('/v1/stores', undefined, { rawBody: '{"code":"U16","name":"Sixteen"}', headers: { 'content-type': 'application/json; charset=utf-16' } }), 415, 'unsupported_media_type'],
+    ['JSON declared Latin-1', () => owner.post('/v1/stores', undefined, { rawBody: '{"code":"L1","name":"Latin"}', headers: { 'content-type': 'application/json;charset="ISO-8859-1"' } }), 415, 'unsupported_media_type'],
     ['a NUL character in text', () => owner.post('/v1/stores', { code: 'NUL', name: 'a\u0000b' }), 400, 'validation_failed'],
     ['a NUL character in a query', () => owner.get('/v1/review-items?kind=%00'), 400, 'validation_failed'],
     ['a cursor that only looks like a uuid', () => owner.get(`/v1/transfers?cursor=${Buffer.from(JSON.stringify({ id: '-'.repeat(36) })).toString('base64url')}`), 400, 'validation_failed'],
@@ -94,6 +97,13 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     }
     // The provider's payload is not ours: fields it adds later are kept.
     assert.deepEqual(open, ['post /v1/webhooks/fulfilment']);
+  });
+
+  it('JSON declared UTF-8 in any spelling of the parameter is read', async () => {
+    for (const [index, contentType] of ['application/json; charset=utf-8', 'application/json;charset="UTF-8"', 'Application/JSON; Charset=utf8'].entries()) {
+      const created = await owner.post('/v1/stores', undefined, { rawBody: JSON.stringify({ code: `U8-${index}`, name: 'Eight' }), headers: { 'content-type': contentType } });
+      assert.equal(created.status, 201, `${contentType}: ${JSON.stringify(created.body)}`);
+    }
   });
 
   it('validation errors carry the path of each bad field', async () => {
