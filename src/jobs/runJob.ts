@@ -40,7 +40,9 @@ function errorOf(error: unknown): Error {
  * - on failure with attempts left: the next attempt is scheduled as a new job
  *   (same job key, so it replaces rather than duplicates) at now + backoff
  *   with jitter, and this run completes. graphile-worker's own retry (fixed
- *   e^attempts seconds, no jitter) is left for crashes only;
+ *   e^attempts seconds, no jitter) is left for crashes only — and each of
+ *   its re-runs counts toward the attempts, so a crash loop or a retry that
+ *   could not be queued never runs the work more than maxAttempts times;
  * - after the last attempt: a `job_failed` review item with the error (one per
  *   job chain: the dedupe key and the command's idempotency key make a re-run
  *   after a crash open nothing new), then the task's onGiveUp.
@@ -49,16 +51,21 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
   const task = definition.name;
   const envelope = envelopeOf(payload, helpers.job.id, task);
   const maxAttempts = envelope.max_attempts > 0 ? envelope.max_attempts : (definition.maxAttempts ?? deps.config.jobMaxAttempts);
+  // A run graphile-worker itself re-runs (the worker died mid-run, or this
+  // code could not queue the retry) may have done the work too: it counts as
+  // an attempt, so the budget holds whatever fails (job.attempts is 1 on a
+  // job's first run).
+  const attempt = envelope.attempt + Math.max(0, helpers.job.attempts - 1);
   const scope = { correlationId: envelope.correlation_id, ...(envelope.tenant_id ? { tenantId: envelope.tenant_id } : {}) };
   await runInScope(scope, async () => {
-    const logger = deps.logger.child({ job_id: helpers.job.id, task, attempt: envelope.attempt, max_attempts: maxAttempts });
+    const logger = deps.logger.child({ job_id: helpers.job.id, task, attempt, max_attempts: maxAttempts });
     const ctx: JobContext = {
       db: deps.db,
       ownerPool: deps.ownerPool,
       config: deps.config,
       logger,
       jobId: helpers.job.id,
-      attempt: envelope.attempt,
+      attempt,
       maxAttempts,
       correlationId: envelope.correlation_id,
       tenantId: envelope.tenant_id,
@@ -88,13 +95,13 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
     } catch (thrown) {
       const error = errorOf(thrown);
       const permanent = error instanceof PermanentJobError;
-      if (!permanent && envelope.attempt < maxAttempts) {
-        const delayMs = retryDelayMs(envelope.attempt, backoffOf(deps.config));
+      if (!permanent && attempt < maxAttempts) {
+        const delayMs = retryDelayMs(attempt, backoffOf(deps.config));
         // Logged before the retry is added: once added, another worker slot may
         // run it (and log its own lines) before this await returns.
         logger.warn({ err: error, retry_in_ms: delayMs }, 'job failed; retry scheduled');
         try {
-          await helpers.addJob(task, { ...envelope, attempt: envelope.attempt + 1, max_attempts: maxAttempts, last_error: error.message }, {
+          await helpers.addJob(task, { ...envelope, attempt: attempt + 1, max_attempts: maxAttempts, last_error: error.message }, {
             // A periodic job's key is shared with the next tick, which would
             // replace a waiting retry's envelope (attempt 1 again, never
             // giving up): its retries get a key of their own.
@@ -110,7 +117,7 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
         jobsTotal.inc({ task, outcome: 'retried' });
         return;
       }
-      await openJobFailedItem(deps, task, envelope, maxAttempts, error);
+      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error);
       jobsTotal.inc({ task, outcome: 'failed' });
       logger.error({ err: error }, permanent ? 'job failed permanently; review item opened' : 'job failed after its last attempt; review item opened');
       await definition.onGiveUp?.(envelope.data, ctx, error);

@@ -232,6 +232,39 @@ describe('worker', () => {
     assert.deepEqual(event.rows, [{ actor: 'worker', correlation_id: 'req-doomed' }]);
   });
 
+  it('a retry that cannot be scheduled still uses up an attempt: the job gives up after maxAttempts runs, not after graphile-worker\'s crash reruns', async () => {
+    // Given the database refuses to queue this job's second attempt (a real error from add_job)
+    await t.admin.query(`
+      CREATE FUNCTION test_refuse_second_attempt() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.payload->'data'->>'value' = 'unschedulable' AND NEW.payload->>'attempt' = '2' THEN
+          RAISE EXCEPTION 'the queue is refusing writes';
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER test_refuse_second_attempt BEFORE INSERT ON graphile_worker._private_jobs
+        FOR EACH ROW EXECUTE FUNCTION test_refuse_second_attempt();`);
+    try {
+      await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'unschedulable', fail_times: 99 }));
+      await start();
+      // When every run fails (the first one's retry cannot be queued: graphile-worker re-runs the job itself)
+      const item = await waitFor(
+        'a job_failed review item',
+        async () => (await t.admin.query(`SELECT * FROM review_items WHERE kind = 'job_failed' AND detail->'data'->>'value' = 'unschedulable'`)).rows[0],
+        20_000,
+      );
+      await sleep(300);
+      // Then the handler ran maxAttempts (3) times in all — the re-run counted as the second attempt
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'unschedulable'`)).rows[0].n, 3);
+      assert.equal(item.detail.attempts, 3);
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n, 0);
+    } finally {
+      await Promise.all(workers.splice(0).map((worker) => worker.stop()));
+      await t.admin.query(`DELETE FROM graphile_worker._private_jobs WHERE payload->'data'->>'value' = 'unschedulable'`);
+      await t.admin.query('DROP TRIGGER test_refuse_second_attempt ON graphile_worker._private_jobs; DROP FUNCTION test_refuse_second_attempt()');
+    }
+  });
+
   it('does not retry a permanent failure', async () => {
     await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'refused', permanent: true }));
     await start();
