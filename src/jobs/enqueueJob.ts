@@ -37,7 +37,7 @@ export interface EnqueueOptions {
  */
 export const CRASH_RERUNS = 5;
 
-export function makeEnvelope<T>(data: T, options: EnqueueOptions = {}): JobEnvelope<T> {
+export function makeEnvelope<T>(data: T, options: Omit<EnqueueOptions, 'jobKeyMode'> = {}): JobEnvelope<T> {
   const scope = currentScope();
   return {
     correlation_id: options.correlationId ?? scope?.correlationId ?? `job-${newId()}`,
@@ -55,7 +55,13 @@ export function makeEnvelope<T>(data: T, options: EnqueueOptions = {}): JobEnvel
  * exists if it rolls back. Runs `enqueue_job`, which is the only right the app
  * role has on the job queue.
  */
-export async function enqueueJob<T>(tx: Executor, task: string, data: T, options: EnqueueOptions = {}): Promise<string> {
+export async function enqueueJob<T>(
+  tx: Executor,
+  task: string,
+  data: T,
+  /** `keep_waiting` (only here, in the enqueuing transaction): a job with the key that is queued and not running is kept as it is (payload, attempt count, time); otherwise as `preserve_run_at`. */
+  options: Omit<EnqueueOptions, 'jobKeyMode'> & { jobKeyMode?: EnqueueOptions['jobKeyMode'] | 'keep_waiting' } = {},
+): Promise<string> {
   const envelope = makeEnvelope(data, options);
   const row = await one(
     tx,

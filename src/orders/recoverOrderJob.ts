@@ -108,8 +108,9 @@ export const recoverOrder = defineTask<{ order_id: string }>({
       await sql`
         INSERT INTO order_status_history (tenant_id, order_id, from_status, to_status, source, detail, op_id)
         VALUES (${tenantId}, ${order.id}, ${order.status}, ${order.status}, 'recovery', ${JSON.stringify({ event: 'resubmit' })}::jsonb, ${cmd.opId})`.execute(cmd.tx);
-      // preserve_run_at: a submit still waiting for its backoff keeps its time.
-      await enqueueJob(cmd.tx, 'order.submit', { order_id: order.id }, { tenantId, jobKey: submitJobKey(order.id), jobKeyMode: 'preserve_run_at' });
+      // keep_waiting: a submit still waiting for its backoff is left as it is
+      // (its attempt count and time); a lost or running one gets a new job.
+      await enqueueJob(cmd.tx, 'order.submit', { order_id: order.id }, { tenantId, jobKey: submitJobKey(order.id), jobKeyMode: 'keep_waiting' });
       cmd.storeId = touched.store_id;
       cmd.touch('orders', order.id, 'updated');
       cmd.audit({ subjectType: 'order', subjectId: order.id, payload: { recovery: order.recoveries + 1 } });

@@ -9,6 +9,7 @@ import { startWorker, type RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
 import { allChecks } from '../integrity/registry.js';
 import { runChecksForTenant } from '../integrity/runChecks.js';
+import { submitJobKey } from './createOrder.js';
 import { MAX_RECOVERIES } from './recoverOrderJob.js';
 import { newOrderShop, orderBody, statusOf, WEBHOOK_SECRET } from './testkit.js';
 
@@ -60,5 +61,33 @@ describe('recovery of an order stuck in pending', () => {
     assert.equal(await statusOf(t.admin, orderId), 'failed', 'and stays failed');
     const run = await runChecksForTenant(t.db, shop.tenantId, allChecks, { ordersStuckSeconds: 2 });
     assert.deepEqual(run.findings.filter((finding) => finding.check === 'order_not_stuck'), []);
+  });
+
+  it('leaves a submit that waits for its retry as it is: its attempt count and its time survive a recovery', async () => {
+    await worker?.stop();
+    const shop = await newOrderShop(t);
+    // Given a pending order whose submit already failed twice and waits an hour for attempt 3
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const orderId = created.body.id as string;
+    const key = submitJobKey(orderId);
+    const queued = (await t.admin.query(`SELECT payload FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows[0];
+    const runAt = new Date(Date.now() + 3_600_000);
+    await t.admin.query(`SELECT graphile_worker.add_job('order.submit', $1::json, run_at => $2, job_key => $3, job_key_mode => 'replace', max_attempts => 5)`, [
+      JSON.stringify({ ...queued.payload, attempt: 3, max_attempts: 4, last_error: 'provider said 503' }),
+      runAt,
+      key,
+    ]);
+    // When it has been pending long enough to be recovered, and the worker recovers it
+    await sleep(1_200);
+    worker = await startWorker({ databaseUrl: t.url, config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides }, logger: createLogger('silent'), cronItems: [], pollIntervalMs: 100 });
+    await waitFor('a recovery', async () => (await t.admin.query(`SELECT recoveries FROM orders WHERE id = $1`, [orderId])).rows[0].recoveries >= 1, 15_000, 100);
+    // Then the waiting submit is the same attempt 3 at the same time (not attempt 1 again)
+    const jobs = (await t.admin.query(`SELECT payload, run_at FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows;
+    assert.equal(jobs.length, 1);
+    assert.equal(jobs[0].payload.attempt, 3);
+    assert.equal(jobs[0].payload.max_attempts, 4);
+    assert.equal(jobs[0].run_at.getTime(), runAt.getTime());
+    assert.equal(await statusOf(t.admin, orderId), 'pending');
   });
 });
