@@ -10,7 +10,7 @@ import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.j
 import { randomUUID } from 'node:crypto';
 import { runCommand } from '../core/command.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
-import { historyOf, newOrderShop, numberedProviderEvent, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, webhookOutcomes, WEBHOOK_SECRET } from './testkit.js';
+import { historyOf, newOrderShop, numberedProviderEvent, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, webhookConflicts, webhookOutcomes, WEBHOOK_SECRET } from './testkit.js';
 
 describe('orders through the provider (API + worker + provider-sim)', () => {
   let t: TestApp;
@@ -147,8 +147,11 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
     const orderId: string = created.body.id;
     await waitForStatus(t.admin, orderId, 'completed');
     const providerOrderId = simOrdersFor(orderId)[0]!.id;
-    await waitFor('all four deliveries', async () => sim.deliveries.filter((d) => d.status === 200).length >= 4 && sim.orders.has(providerOrderId));
+    const deliveries = () => sim.deliveries.filter((d) => d.order_id === providerOrderId);
+    await waitFor('all four deliveries', async () => deliveries().length >= 4);
     await sleep(200);
+    // Each copy carries its own delivery metadata (attempt, send time): every one is acknowledged.
+    assert.deepEqual(deliveries().map((d) => d.status), [200, 200, 200, 200]);
     assert.equal(await statusOf(t.admin, orderId), 'completed');
     const history = await historyOf(t.admin, orderId);
     assert.equal(history.filter((row) => row.to_status === 'completed').length, 1);
@@ -448,6 +451,70 @@ describe('orders API (no worker running)', () => {
     assert.equal(scoped.status, 201, JSON.stringify(scoped.body));
     assert.equal((await t.client(scoped.body.token).get(`/v1/orders/${orderId}`)).status, 404);
     assert.equal(await statusOf(t.admin, orderId), 'pending');
+  });
+
+  it('a redelivery of a processed event with only its delivery metadata changed is acknowledged (200, replay) and applied once', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const event = numberedProviderEvent(shop.tenantId, orderId, 'processing', 1);
+    const first = await postWebhook(t.baseUrl, { ...event, delivery_attempt: 1, sent_at: new Date().toISOString() });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.applied, true);
+    const version = (await t.admin.query(`SELECT version FROM orders WHERE id = $1`, [orderId])).rows[0].version;
+    // The provider's retry: the same event, a new attempt number, send time and signature time.
+    const retried = { ...event, delivery_attempt: 2, sent_at: new Date(Date.now() + 30_000).toISOString() };
+    const again = await postWebhook(t.baseUrl, retried, { timestamp: Math.floor(Date.now() / 1000) + 30 });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(again.body, first.body);
+    assert.equal(await statusOf(t.admin, orderId), 'processing');
+    assert.equal((await t.admin.query(`SELECT version FROM orders WHERE id = $1`, [orderId])).rows[0].version, version);
+    assert.deepEqual((await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`), ['pending:api', 'processing:webhook']);
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['processing:applied']);
+    assert.equal(await webhookConflicts(t.admin, orderId), 0);
+  });
+
+  it('a redelivery of a processed event id with different content is acknowledged (200), not applied, and opens one review item', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const event = numberedProviderEvent(shop.tenantId, orderId, 'processing', 1);
+    assert.equal((await postWebhook(t.baseUrl, event)).body.applied, true);
+    const changed = { ...event, type: 'order.completed', data: { ...event.data, status: 'completed' } };
+    const rowsLeft = async () => ({
+      status: await statusOf(t.admin, orderId),
+      history: (await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`),
+      events: await webhookOutcomes(t.admin, orderId),
+      conflicts: await webhookConflicts(t.admin, orderId),
+    });
+    const expected = { status: 'processing', history: ['pending:api', 'processing:webhook'], events: ['processing:applied'], conflicts: 1 };
+
+    const conflicting = await postWebhook(t.baseUrl, changed);
+    assert.equal(conflicting.status, 200, JSON.stringify(conflicting.body));
+    assert.deepEqual(
+      [conflicting.body.event_id, conflicting.body.order_id, conflicting.body.duplicate, conflicting.body.applied, conflicting.body.conflict],
+      [event.id, orderId, true, false, true],
+    );
+    assert.deepEqual(await rowsLeft(), expected);
+    const item = (
+      await t.admin.query(`SELECT severity, subject_type, store_id, detail FROM review_items WHERE subject_id = $1 AND kind = 'fulfilment_webhook_conflict'`, [orderId])
+    ).rows[0];
+    assert.deepEqual([item.severity, item.subject_type, item.store_id], ['warning', 'order', shop.storeId]);
+    assert.equal(item.detail.event_id, event.id);
+    assert.deepEqual([item.detail.recorded.data.status, item.detail.received.data.status], ['processing', 'completed']);
+
+    // The provider retries the conflicting delivery: acknowledged again, still one open item.
+    assert.equal((await postWebhook(t.baseUrl, changed, { timestamp: Math.floor(Date.now() / 1000) + 10 })).status, 200);
+    assert.deepEqual(await rowsLeft(), expected);
+    // The same once the idempotency record has expired (the recorded event still decides).
+    await t.admin.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1 AND key = $2`, [shop.tenantId, `fulfilment-webhook:${event.id}`]);
+    const late = await postWebhook(t.baseUrl, changed);
+    assert.deepEqual([late.status, late.body.duplicate, late.body.applied, late.body.conflict], [200, true, false, true]);
+    assert.deepEqual(await rowsLeft(), expected);
+    // The original content, redelivered, is a plain duplicate.
+    const original = await postWebhook(t.baseUrl, event);
+    assert.equal(original.status, 200);
+    assert.notEqual(original.body.conflict, true);
+    assert.deepEqual(await rowsLeft(), expected);
   });
 
   it('a webhook for an unknown order is 404 and writes nothing', async () => {

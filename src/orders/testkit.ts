@@ -84,3 +84,8 @@ export async function webhookOutcomes(admin: pg.Pool, orderId: string): Promise<
   const { rows } = await admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
   return rows.map((row) => `${row.provider_status}:${row.outcome}`);
 }
+
+/** The order's `fulfilment_webhook_conflict` review items (an event id redelivered with other content). */
+export async function webhookConflicts(admin: pg.Pool, orderId: string): Promise<number> {
+  return (await admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'fulfilment_webhook_conflict'`, [orderId])).rows[0].n;
+}

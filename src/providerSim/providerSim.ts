@@ -63,8 +63,8 @@ export interface ProviderSim {
   url: string;
   faults: SimFaults;
   orders: Map<string, SimOrder>;
-  /** Webhook deliveries attempted (event id, status code or error). */
-  deliveries: Array<{ event_id: string; status: number | string }>;
+  /** Webhook deliveries attempted (event id, the provider's order id, status code or error). */
+  deliveries: Array<{ event_id: string; order_id: string; status: number | string }>;
   /** Where webhooks go (settable once the API's address is known). */
   webhookUrl: string | undefined;
   /** Sends a status webhook for an order now. */
@@ -107,11 +107,14 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
       created_at: new Date().toISOString(),
       data: { order_id: order.id, reference: order.reference, merchant: order.merchant, status, sequence: number },
     };
-    const body = JSON.stringify(event);
     const copies = faults.duplicateWebhooks ? 2 : 1;
+    let deliveryAttempt = 0;
     for (let copy = 0; copy < copies; copy++) {
       // Like real providers: retry a delivery that failed, a few times.
       for (let attempt = 1; attempt <= 5 && !stopped; attempt++) {
+        // Like real providers, each delivery of the event carries its own
+        // delivery metadata (attempt number, send time) besides a fresh signature.
+        const body = JSON.stringify({ ...event, delivery_attempt: ++deliveryAttempt, sent_at: new Date().toISOString() });
         try {
           const response = await fetch(webhookUrl, {
             method: 'POST',
@@ -120,10 +123,10 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
             signal: AbortSignal.timeout(5000),
           });
           await response.text();
-          deliveries.push({ event_id: event.id, status: response.status });
+          deliveries.push({ event_id: event.id, order_id: order.id, status: response.status });
           if (response.status < 500) break;
         } catch (error) {
-          deliveries.push({ event_id: event.id, status: error instanceof Error ? error.message : String(error) });
+          deliveries.push({ event_id: event.id, order_id: order.id, status: error instanceof Error ? error.message : String(error) });
         }
         await sleep(100 * attempt);
       }
