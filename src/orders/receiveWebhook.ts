@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
-import type { Command } from '../core/command.js';
-import { maybeOne } from '../core/db.js';
+import { canonicalJson, type Command } from '../core/command.js';
+import { maybeOne, one } from '../core/db.js';
 import { notFound } from '../core/errors.js';
+import { openReviewItem } from '../core/review.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
 import { providerStatusOf } from './orderStatus.js';
 
@@ -12,8 +13,21 @@ export interface WebhookEvent {
 }
 
 /**
+ * What an event says: its type and data. Everything else in the body (its
+ * creation or send time, a delivery attempt counter, fields the provider adds
+ * to the envelope) and the signature header may differ between deliveries of
+ * the same event: that is delivery metadata, not a different event.
+ */
+export function webhookEventContent(event: Pick<WebhookEvent, 'type' | 'data'>): { type: string; data: WebhookEvent['data'] } {
+  return { type: event.type, data: event.data };
+}
+
+/**
  * One provider event, once. A delivery of an event already recorded (the
- * provider retries, or sends twice) changes nothing; an event older than the
+ * provider retries, or sends twice) changes nothing — the first delivery
+ * wins; if its content (webhookEventContent) differs from the recorded one,
+ * it is still acknowledged, and a `fulfilment_webhook_conflict` review item
+ * (one open per event id) keeps both for someone to look at. An event older than the
  * order's state (out of order) is recorded as ignored; anything else moves the
  * order forward through the state machine.
  *
@@ -38,9 +52,18 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   if (!order) throw notFound('order');
   const seen = await maybeOne(
     cmd.tx,
-    sql<{ outcome: string }>`SELECT outcome FROM fulfilment_webhook_events WHERE tenant_id = ${cmd.tenantId} AND id = ${event.id}`,
+    sql<{ outcome: string; order_id: string; payload: WebhookEvent }>`
+      SELECT outcome, order_id, payload FROM fulfilment_webhook_events WHERE tenant_id = ${cmd.tenantId} AND id = ${event.id}`,
   );
-  if (seen) return { received: true, event_id: event.id, order_id: orderId, duplicate: true, applied: false };
+  if (seen) {
+    const recorded = webhookEventContent(seen.payload);
+    const received = webhookEventContent(event);
+    if (canonicalJson(recorded) === canonicalJson(received)) {
+      return { received: true, event_id: event.id, order_id: seen.order_id, duplicate: true, applied: false };
+    }
+    await noteConflictingRedelivery(cmd, event.id, seen, recorded, received);
+    return { received: true, event_id: event.id, order_id: seen.order_id, duplicate: true, applied: false, conflict: true };
+  }
   const sequence = usableSequence(event.data.sequence);
   const newest =
     sequence === undefined
@@ -67,6 +90,31 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
     VALUES (${cmd.tenantId}, ${event.id}, ${orderId}, ${event.data.status}, ${applied ? 'applied' : 'ignored'}, ${JSON.stringify(event)}::jsonb, ${cmd.opId})`.execute(cmd.tx);
   cmd.touch('fulfilment_webhook_events', event.id, 'created');
   return { received: true, event_id: event.id, order_id: orderId, duplicate: false, applied, status: orderStatus };
+}
+
+/**
+ * The provider delivered an event id we already processed with other content:
+ * the first delivery stands (it may have moved the order), and someone must
+ * look at what the provider says now. One open review item per event id.
+ */
+async function noteConflictingRedelivery(
+  cmd: Command,
+  eventId: string,
+  seen: { outcome: string; order_id: string },
+  recorded: ReturnType<typeof webhookEventContent>,
+  received: ReturnType<typeof webhookEventContent>,
+): Promise<void> {
+  const order = await one(cmd.tx, sql<{ store_id: string }>`SELECT store_id FROM orders WHERE tenant_id = ${cmd.tenantId} AND id = ${seen.order_id}`);
+  const id = await openReviewItem(cmd.tx, cmd.tenantId, cmd.opId, {
+    kind: 'fulfilment_webhook_conflict',
+    severity: 'warning',
+    subjectType: 'order',
+    subjectId: seen.order_id,
+    storeId: order.store_id,
+    dedupeKey: `fulfilment-webhook-conflict:${eventId}`,
+    detail: { event_id: eventId, outcome: seen.outcome, recorded, received },
+  });
+  cmd.touch('review_items', id, 'created');
 }
 
 /** The event's sequence number if it is one we can compare (a whole number from 0 to 10^15 - 1); otherwise the event is taken as unnumbered. */

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { assertStoreInScope } from '../core/auth.js';
-import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, runCommand } from '../core/command.js';
+import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, runCommand, type CommandInput, type CommandOutcome } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -11,7 +11,7 @@ import { IdempotencyHeaders, IdParams, PositiveQuantity, Timestamp, Uuid } from 
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
 import { createOrder } from './createOrder.js';
 import { findOrder, findOrderView } from './findOrder.js';
-import { receiveWebhook, type WebhookEvent } from './receiveWebhook.js';
+import { receiveWebhook, webhookEventContent, type WebhookEvent } from './receiveWebhook.js';
 import { SIGNATURE_HEADER, verifyWebhookSignature } from './webhookSignature.js';
 
 const Status = Type.Union([
@@ -65,7 +65,7 @@ const ManualBody = Type.Object({ reason: Type.Optional(Type.String({ minLength: 
 
 const WebhookBody = Type.Object(
   {
-    id: Type.String({ minLength: 1, maxLength: 200, description: 'the provider\'s event id (a second delivery is a no-op)' }),
+    id: Type.String({ minLength: 1, maxLength: 200, description: 'the provider\'s event id (a second delivery is acknowledged and changes nothing)' }),
     type: Type.String({ minLength: 1, maxLength: 100 }),
     created_at: Type.Optional(Type.String()),
     data: Type.Object(
@@ -196,7 +196,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         schema: {
           tags: ['orders'],
           summary:
-            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing; a repeated event id is a no-op.',
+            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item.',
           security: [],
           body: WebhookBody,
           response: {
@@ -206,6 +206,12 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
               order_id: Uuid,
               duplicate: Type.Boolean(),
               applied: Type.Boolean({ description: 'the event moved the order' }),
+              conflict: Type.Optional(
+                Type.Boolean({
+                  description:
+                    'a redelivery of an event id already processed whose type or data differ from the first delivery: acknowledged, not applied, a fulfilment_webhook_conflict review item opened',
+                }),
+              ),
               status: Type.Optional(Status),
             }),
           },
@@ -234,19 +240,30 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         // The order must exist in the tenant the event names (also proves the tenant exists).
         const order = await inTenantTransaction(db, tenantId, (tx) => findOrder(tx, tenantId, orderId));
         if (!order) throw notFound('order');
-        const outcome = await runCommand(
-          db,
-          {
-            tenantId,
-            principal: { kind: 'operator', name: 'provider:fulfilment' },
-            correlationId: request.id,
-            idempotencyKey: internalIdempotencyKey('fulfilment-webhook', event.id),
-            fingerprint: fingerprintRequest('POST', '/v1/webhooks/fulfilment', event),
-            payload: event,
-          },
-          { type: 'order.webhook', storeId: order.store_id },
-          async (cmd) => ({ status: 200, body: await receiveWebhook(cmd, event) }),
-        );
+        const input: CommandInput = {
+          tenantId,
+          principal: { kind: 'operator', name: 'provider:fulfilment' },
+          correlationId: request.id,
+          idempotencyKey: internalIdempotencyKey('fulfilment-webhook', event.id),
+          // The event's content only: a redelivery differing in delivery
+          // metadata (attempt counter, send time…) is the same request, a replay.
+          fingerprint: fingerprintRequest('POST', '/v1/webhooks/fulfilment', { id: event.id, ...webhookEventContent(event) }),
+          payload: event,
+        };
+        const receive = (commandInput: CommandInput) =>
+          runCommand(db, commandInput, { type: 'order.webhook', storeId: order.store_id }, async (cmd) => ({ status: 200, body: await receiveWebhook(cmd, event) }));
+        let outcome: CommandOutcome;
+        try {
+          outcome = await receive(input);
+        } catch (error) {
+          if (!(error instanceof AppError && error.code === 'idempotency_key_reused')) throw error;
+          // The event id was processed with other content. Not a 4xx: the
+          // provider would drop the event or retry it for days. The recorded
+          // event decides (nothing is applied again) and receiveWebhook opens
+          // a review item; this delivery is a command of its own, not stored
+          // under the event's key (which keeps the first delivery's answer).
+          outcome = await receive({ ...input, idempotencyKey: undefined });
+        }
         return sendOutcome(reply, outcome);
       },
     );
