@@ -517,6 +517,57 @@ describe('orders API (no worker running)', () => {
     assert.deepEqual(await rowsLeft(), expected);
   });
 
+  it('concurrent redeliveries of a processed event, some with other content: the order moved once, one review item', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const event = numberedProviderEvent(shop.tenantId, orderId, 'processing', 1);
+    assert.equal((await postWebhook(t.baseUrl, event)).body.applied, true);
+    const changed = { ...event, type: 'order.completed', data: { ...event.data, status: 'completed' } };
+    const deliveries = await Promise.all(
+      Array.from({ length: 8 }, (_, attempt) => postWebhook(t.baseUrl, { ...(attempt % 2 === 0 ? event : changed), delivery_attempt: attempt + 2 })),
+    );
+    // None is refused (409 idempotency_key_in_flight while another holds the event's key would read to the provider as final).
+    assert.deepEqual(deliveries.map((delivery) => delivery.status), Array(8).fill(200), JSON.stringify(deliveries.map((delivery) => delivery.body)));
+    // A replay answers what the first delivery did (applied); any other answer applied nothing.
+    assert.ok(deliveries.every((delivery) => delivery.status !== 200 || delivery.headers.get('idempotent-replayed') === 'true' || delivery.body.applied === false));
+    assert.equal(await statusOf(t.admin, orderId), 'processing');
+    assert.deepEqual((await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`), ['pending:api', 'processing:webhook']);
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['processing:applied']);
+    assert.equal(await webhookConflicts(t.admin, orderId), 1);
+  });
+
+  it('a redelivery arriving while the first delivery is still being processed waits for it: both 200, applied once', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const event = numberedProviderEvent(shop.tenantId, orderId, 'processing', 1);
+    // Hold the order's row: the first delivery takes the event's key, then waits for the order.
+    const holder = await t.admin.connect();
+    let first: Promise<Awaited<ReturnType<typeof postWebhook>>>;
+    let again: Promise<Awaited<ReturnType<typeof postWebhook>>>;
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM orders WHERE id = $1 FOR UPDATE', [orderId]);
+      first = postWebhook(t.baseUrl, { ...event, delivery_attempt: 1 });
+      await waitFor("the first delivery waiting for the order's lock", async () => {
+        const { rows } = await t.admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM orders WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE%'`,
+        );
+        return rows[0].n >= 1;
+      });
+      again = postWebhook(t.baseUrl, { ...event, delivery_attempt: 2 });
+      await sleep(100);
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    const answers = await Promise.all([first, again]);
+    assert.deepEqual(answers.map((answer) => [answer.status, answer.body.applied]), [[200, true], [200, true]], JSON.stringify(answers.map((answer) => answer.body)));
+    assert.equal(answers[1].headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual((await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`), ['pending:api', 'processing:webhook']);
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['processing:applied']);
+  });
+
   it('a webhook for an unknown order is 404 and writes nothing', async () => {
     const shop = await newOrderShop(t);
     const response = await postWebhook(t.baseUrl, providerEvent(shop.tenantId, '00000000-0000-4000-8000-000000000001', 'completed'));

@@ -88,6 +88,37 @@ const WebhookBody = Type.Object(
   { additionalProperties: true },
 );
 
+/** Tries of a webhook delivery whose event another delivery is processing (waits of 0.65 to 1.3 s in all). */
+const WEBHOOK_IN_FLIGHT_TRIES = 10;
+
+/**
+ * One delivery of a provider event, answered 2xx whenever the event is (or
+ * gets) processed: a 4xx reads to a provider as final (the event is dropped)
+ * or is retried until its budget ends.
+ *
+ * - Another delivery of the same event holds its key (a replay for a few
+ *   milliseconds, a first delivery until its order is free): wait for it
+ *   (bounded, jittered), then replay; still held after that: 409
+ *   idempotency_key_in_flight as before, and the provider retries.
+ * - The event id was processed with other content (idempotency_key_reused):
+ *   the recorded event decides (nothing is applied again) and receiveWebhook
+ *   opens a review item; this delivery is a command of its own, not stored
+ *   under the event's key (which keeps the first delivery's answer).
+ */
+async function receiveDelivery(receive: (input: CommandInput) => Promise<CommandOutcome>, input: CommandInput): Promise<CommandOutcome> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await receive(input);
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      if (error.code === 'idempotency_key_reused') return receive({ ...input, idempotencyKey: undefined });
+      if (error.code !== 'idempotency_key_in_flight' || attempt >= WEBHOOK_IN_FLIGHT_TRIES) throw error;
+      const delayMs = Math.min(200, 10 * 2 ** attempt);
+      await new Promise((resolve) => setTimeout(resolve, delayMs / 2 + (Math.random() * delayMs) / 2));
+    }
+  }
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     rawBody?: string;
@@ -196,7 +227,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         schema: {
           tags: ['orders'],
           summary:
-            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item.',
+            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item. A delivery arriving while another delivery of the same event is processed waits for it (about a second at most) before answering 409 idempotency_key_in_flight.',
           security: [],
           body: WebhookBody,
           response: {
@@ -252,19 +283,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         };
         const receive = (commandInput: CommandInput) =>
           runCommand(db, commandInput, { type: 'order.webhook', storeId: order.store_id }, async (cmd) => ({ status: 200, body: await receiveWebhook(cmd, event) }));
-        let outcome: CommandOutcome;
-        try {
-          outcome = await receive(input);
-        } catch (error) {
-          if (!(error instanceof AppError && error.code === 'idempotency_key_reused')) throw error;
-          // The event id was processed with other content. Not a 4xx: the
-          // provider would drop the event or retry it for days. The recorded
-          // event decides (nothing is applied again) and receiveWebhook opens
-          // a review item; this delivery is a command of its own, not stored
-          // under the event's key (which keeps the first delivery's answer).
-          outcome = await receive({ ...input, idempotencyKey: undefined });
-        }
-        return sendOutcome(reply, outcome);
+        return sendOutcome(reply, await receiveDelivery(receive, input));
       },
     );
   });
