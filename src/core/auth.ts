@@ -93,11 +93,22 @@ export class Authenticator {
     this.operatorHashes.push(hash);
   }
 
+  /** Test seam: awaited between a token's database lookup and the write of its cache entry. */
+  afterLookup: ((hash: Buffer) => Promise<void>) | undefined;
+
   /** Tokens that authenticated in the last hour (hash → until when): they skip the failed-authentication limiter. */
   private readonly recentlyValid = new Map<string, number>();
 
+  /**
+   * Counts forget() calls. A lookup whose database read may predate a revoke
+   * that was forgotten meanwhile (the count moved during the read) must not
+   * cache what it read: that would bring the revoked token back.
+   */
+  private generation = 0;
+
   /** Forgets a token's cached lookup (after revoking it in this process). */
   forget(hash: Buffer): void {
+    this.generation += 1;
     this.cache.delete(hash.toString('base64'));
     this.recentlyValid.delete(hash.toString('base64'));
   }
@@ -121,11 +132,16 @@ export class Authenticator {
     const key = hash.toString('base64');
     const cached = this.cache.get(key);
     if (cached && cached.expiresAt > Date.now()) return cached.principal;
+    const generation = this.generation;
     const row = await maybeOne(this.db, sql<TokenRow>`SELECT * FROM find_api_token(${hash})`);
+    await this.afterLookup?.(hash);
     const principal: Principal | null =
       row && isRole(row.role)
         ? { kind: 'token', tokenId: row.id, tenantId: row.tenant_id, name: row.name, role: row.role, storeIds: row.store_ids }
         : null;
+    // A revoke forgotten during the read: this request, concurrent with it,
+    // goes on with what it read, but later ones look the token up again.
+    if (generation !== this.generation) return principal;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { principal, expiresAt: Date.now() + this.cacheTtlMs });
     if (principal) {

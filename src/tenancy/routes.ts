@@ -75,7 +75,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          'Revoke an API token: it stops authenticating — at once in the process that revoked it, within 10 s in other API processes (each caches token lookups that long). Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again.',
+          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long). Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { hashToken } from '../core/auth.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 
@@ -21,7 +22,7 @@ describe('revoking API tokens', () => {
   const issue = async (issuer: ApiClient, role: string, storeIds?: string[]) => {
     const response = await issuer.post('/v1/tokens', { name: `${role}-${Math.random().toString(36).slice(2, 7)}`, role, ...(storeIds ? { store_ids: storeIds } : {}) });
     assert.equal(response.status, 201, JSON.stringify(response.body));
-    return { id: response.body.id as string, client: t.client(response.body.token) };
+    return { id: response.body.id as string, token: response.body.token as string, client: t.client(response.body.token) };
   };
   const events = async () => Number((await t.admin.query(`SELECT count(*) FROM events WHERE tenant_id = $1`, [tenantId])).rows[0].count);
 
@@ -39,6 +40,41 @@ describe('revoking API tokens', () => {
     assert.equal(again.body.revoked_at, revoked.body.revoked_at);
     assert.equal(await events(), before);
     assert.ok(!JSON.stringify(revoked.body).includes('token_hash'), 'the hash is not returned');
+  });
+
+  it('a lookup that read the token before a revoke committed does not cache it past the revoke: the next request is 401 and writes nothing', async () => {
+    const admin = await issue(owner, 'admin');
+    const hash = hashToken(admin.token);
+    // Hold this token's first lookup between its database read and its cache write.
+    let readDone!: () => void;
+    const read = new Promise<void>((resolve) => (readDone = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    t.authenticator.afterLookup = async (looked) => {
+      if (!looked.equals(hash)) return;
+      t.authenticator.afterLookup = undefined;
+      readDone();
+      await released;
+    };
+    try {
+      const inFlight = admin.client.get('/v1/stores');
+      await read; // the lookup has read the token, still valid
+      const revoked = await owner.post(`/v1/tokens/${admin.id}/revoke`, {});
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+      release(); // only now does that lookup write the cache
+      assert.equal((await inFlight).status, 200, 'the request in flight read the token before the revoke committed');
+    } finally {
+      t.authenticator.afterLookup = undefined;
+      release();
+    }
+    const row = await t.admin.query(`SELECT revoked_at FROM api_tokens WHERE tenant_id = $1 AND id = $2`, [tenantId, admin.id]);
+    assert.ok(row.rows[0].revoked_at, 'the revoke committed');
+    const code = `R${Math.random().toString(36).slice(2, 8)}`;
+    const after = await admin.client.post('/v1/stores', { code, name: 'After the revoke' });
+    assert.equal(after.status, 401, `a revoked token authenticated: ${after.status} ${JSON.stringify(after.body)}`);
+    const stores = await t.admin.query(`SELECT count(*)::int AS n FROM stores WHERE tenant_id = $1 AND code = $2`, [tenantId, code]);
+    assert.equal(stores.rows[0].n, 0, 'nothing written by the revoked token');
+    assert.equal((await admin.client.get('/v1/stores')).status, 401);
   });
 
   it('revoke takes no body: anything but none, {} or null is 400 validation_failed, the token stays valid and nothing is written', async () => {

@@ -11,6 +11,7 @@ export interface TestApp extends TestDatabase {
   baseUrl: string;
   operatorToken: string;
   operator: ApiClient;
+  authenticator: Authenticator;
   /** Creates a tenant through the API; returns its id and an owner client. */
   newTenant(name?: string): Promise<{ tenantId: string; token: string; owner: ApiClient }>;
   client(token: string): ApiClient;
@@ -35,6 +36,7 @@ export async function startTestApp(overrides: Partial<Config> = {}, options: { l
     baseUrl,
     operatorToken,
     operator,
+    authenticator,
     client,
     async newTenant(name = `tenant-${randomUUID().slice(0, 8)}`) {
       const response = await operator.post('/v1/tenants', { name });
