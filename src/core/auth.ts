@@ -133,6 +133,10 @@ export class Authenticator {
     const cached = this.cache.get(key);
     if (cached && cached.expiresAt > Date.now()) return cached.principal;
     const generation = this.generation;
+    // The entry's lifetime counts from before the read: a revoke committed
+    // after the read's snapshot is then honoured within cacheTtlMs of its
+    // commit, however long the result took to come back and be cached.
+    const readAt = Date.now();
     const row = await maybeOne(this.db, sql<TokenRow>`SELECT * FROM find_api_token(${hash})`);
     await this.afterLookup?.(hash);
     const principal: Principal | null =
@@ -143,7 +147,7 @@ export class Authenticator {
     // goes on with what it read, but later ones look the token up again.
     if (generation !== this.generation) return principal;
     if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(key, { principal, expiresAt: Date.now() + this.cacheTtlMs });
+    this.cache.set(key, { principal, expiresAt: readAt + this.cacheTtlMs });
     if (principal) {
       if (this.recentlyValid.size > 100_000) this.recentlyValid.clear();
       this.recentlyValid.set(key, Date.now() + 3_600_000);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { hashToken } from '../core/auth.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Authenticator, hashToken } from '../core/auth.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 
@@ -75,6 +76,31 @@ describe('revoking API tokens', () => {
     const stores = await t.admin.query(`SELECT count(*)::int AS n FROM stores WHERE tenant_id = $1 AND code = $2`, [tenantId, code]);
     assert.equal(stores.rows[0].n, 0, 'nothing written by the revoked token');
     assert.equal((await admin.client.get('/v1/stores')).status, 401);
+  });
+
+  it('in another process, a lookup that read the token before the revoke committed is cached no longer than the cache lifetime counted from the read', async () => {
+    const cashier = await issue(owner, 'cashier');
+    const hash = hashToken(cashier.token);
+    const ttlMs = 1_000;
+    const otherProcess = new Authenticator(t.db, ttlMs);
+    let readDone!: () => void;
+    const read = new Promise<void>((resolve) => (readDone = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    otherProcess.afterLookup = async (looked) => {
+      if (!looked.equals(hash)) return;
+      otherProcess.afterLookup = undefined;
+      readDone();
+      await released;
+    };
+    const inFlight = otherProcess.authenticate(cashier.token);
+    await read; // read while the token is valid
+    const revoked = await owner.post(`/v1/tokens/${cashier.id}/revoke`, {});
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    await sleep(ttlMs + 200); // longer than the cache lifetime since the revoke committed
+    release();
+    assert.equal((await inFlight)?.kind, 'token', 'the lookup in flight read the token before the revoke');
+    assert.equal(await otherProcess.authenticate(cashier.token), null, 'a cache lifetime after the revoke, the other process refuses the token');
   });
 
   it('revoke takes no body: anything but none, {} or null is 400 validation_failed, the token stays valid and nothing is written', async () => {
