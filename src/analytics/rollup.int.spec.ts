@@ -5,6 +5,10 @@ import { createLogger } from '../core/logger.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { waitFor } from '../../test/support/wait.js';
 import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import { randomUUID } from 'node:crypto';
+import { runCommand } from '../core/command.js';
+import { sleep } from '../../test/support/wait.js';
+import { rollupDailySales } from './rollupDailySales.js';
 import { previousUtcDay, rollupDailySalesJob } from './rollupJob.js';
 
 describe('daily sales rollup', () => {
@@ -102,5 +106,44 @@ describe('daily sales rollup', () => {
       { d: yesterday, sales_count: 1, revenue: 600 },
       { d: today, sales_count: 1, revenue: 300 },
     ]);
+  });
+
+  it('two runs for one tenant-day at once: the run that read the older sales never writes over the newer figures', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'R', name: 'R' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'RACE', name: 'Race', unit: 'piece', price: 100 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 10 }] })).status, 201);
+    const sale = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] });
+    assert.equal(sale.status, 201);
+    const today = new Date().toISOString().slice(0, 10);
+    const run = () =>
+      runCommand(
+        t.db,
+        { tenantId, principal: { kind: 'operator', name: 'test' }, correlationId: randomUUID(), fingerprint: randomUUID() },
+        { type: 'analytics.rollup' },
+        async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, today) }),
+      );
+    // Given the first run to write is held for a moment just before it writes
+    // (a slow run: a big day, a descheduled worker), i.e. after it has read the sales
+    await t.admin.query(`
+      CREATE FUNCTION rollup_slow_once_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.tenant_id = '${tenantId}' AND pg_try_advisory_xact_lock(424242) THEN PERFORM pg_sleep(1.5); END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER rollup_slow_once_for_test BEFORE INSERT ON daily_sales_rollups FOR EACH ROW EXECUTE FUNCTION rollup_slow_once_for_test();`);
+    try {
+      const first = run();
+      await sleep(400);
+      // When the sale is voided meanwhile and a second run rolls the day up
+      assert.equal((await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'race' })).status, 200);
+      const second = run();
+      await Promise.all([first, second]);
+    } finally {
+      await t.admin.query('DROP TRIGGER rollup_slow_once_for_test ON daily_sales_rollups; DROP FUNCTION rollup_slow_once_for_test()');
+    }
+    // Then the day's row counts the void: what the sales say now
+    const rows = (await t.admin.query(`SELECT sales_count, voided_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows;
+    assert.deepEqual(rows, [{ sales_count: 1, voided_count: 1, revenue: 0 }]);
   });
 });

@@ -24,6 +24,11 @@ export interface DailySalesRow {
  * synced the morning after counts the day before, as its money does.
  */
 export async function rollupDailySales(cmd: Command, businessDate: string): Promise<DailySalesRow[]> {
+  // Runs for one tenant-day take turns, and each reads the sales in a
+  // statement that starts once the previous run has committed: otherwise a
+  // run that read the sales before a void, but wrote after a later run, left
+  // its older figures over the newer ones (upsert in READ COMMITTED).
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`daily-sales-rollup/${cmd.tenantId}/${businessDate}`}, 0))`.execute(cmd.tx);
   const rows = await all(
     cmd.tx,
     sql<DailySalesRow>`
