@@ -58,15 +58,15 @@ function correlationIdOf(request: http.IncomingMessage): string {
   return typeof given === 'string' && CORRELATION_ID.test(given) ? given : randomUUID();
 }
 
-// Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
-// fields are an error, not silently dropped. Query strings and path params
-// arrive as text, so those are coerced.
 /** The charset parameter of a Content-Type, lowercased and unquoted (undefined: none). */
-export function charsetOf(contentType: string | undefined): string | undefined {
+function charsetOf(contentType: string | undefined): string | undefined {
   const match = contentType === undefined ? null : /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(contentType);
   return match ? (match[1] ?? match[2] ?? '').toLowerCase() : undefined;
 }
 
+// Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
+// fields are an error, not silently dropped. Query strings and path params
+// arrive as text, so those are coerced.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 function makeAjv(options: AjvOptions): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });

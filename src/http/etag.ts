@@ -16,16 +16,37 @@ export function etagOf(version: number): string {
 }
 
 /**
- * The version an optional If-Match names: undefined without the header or
- * with `*`; a header that names no version can never match, so it is a 412.
+ * What a request's If-Match asks for: nothing (no header), any version (`*`),
+ * or one version. A header that names no version can never match: a 412.
  */
-export function optionalExpectedVersion(request: FastifyRequest, what: string): number | undefined {
+function ifMatchOf(request: FastifyRequest, what: string): { kind: 'none' } | { kind: 'any' } | { kind: 'version'; version: number } {
   const header = request.headers['if-match'];
-  // `*` matches any current version (RFC 9110): no precondition.
-  if (header === undefined || (typeof header === 'string' && header.trim() === '*')) return undefined;
+  if (header === undefined) return { kind: 'none' };
+  if (typeof header === 'string' && header.trim() === '*') return { kind: 'any' };
   const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
   if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this ${what}`);
-  return version;
+  return { kind: 'version', version };
+}
+
+/**
+ * The version an optional If-Match names: undefined without the header or
+ * with `*` (it matches any current version, RFC 9110: no precondition).
+ */
+export function optionalExpectedVersion(request: FastifyRequest, what: string): number | undefined {
+  const ifMatch = ifMatchOf(request, what);
+  return ifMatch.kind === 'version' ? ifMatch.version : undefined;
+}
+
+/**
+ * The version a required If-Match names: without the header, or with `*`
+ * (which would accept whatever is there now), 428 precondition_required —
+ * a decision names the version it was made on.
+ */
+export function requiredExpectedVersion(request: FastifyRequest, what: string): number {
+  const ifMatch = ifMatchOf(request, what);
+  if (ifMatch.kind === 'none') throw new AppError('precondition_required', `send If-Match with the ${what}'s ETag (its version) to decide it`);
+  if (ifMatch.kind === 'any') throw new AppError('precondition_required', `If-Match * does not say which ${what} was checked: send the ${what}'s ETag (its version) to decide it`);
+  return ifMatch.version;
 }
 
 /** Sends a command's outcome; a successful one carrying a `version` also sends it as the ETag. */

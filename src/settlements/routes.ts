@@ -1,15 +1,14 @@
-import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
-import { AppError, notFound } from '../core/errors.js';
+import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
-import { versionedCommand } from '../http/etag.js';
+import { requiredExpectedVersion, versionedCommand } from '../http/etag.js';
 import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
-import { etagOf, versionFromIfMatch, type SettlementDecision } from './settlementMath.js';
+import { etagOf, type SettlementDecision } from './settlementMath.js';
 import { submitSettlement } from './submitSettlement.js';
 
 const NullableString = Type.Union([Type.String(), Type.Null()]);
@@ -43,18 +42,6 @@ const DecisionHeaders = Type.Object({
 const DecisionBody = Type.Union([Type.Object({ note: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })) }, { additionalProperties: false }), Type.Null()]);
 const isIdCursor = (value: unknown): value is { id: string } =>
   typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
-
-function expectedVersionOf(request: FastifyRequest): number {
-  const header = request.headers['if-match'];
-  if (header === undefined) throw new AppError('precondition_required', 'send If-Match with the settlement\'s ETag (its version) to decide it');
-  // `*` would decide whatever figures are there now; a decision names the version its approver saw.
-  if (typeof header === 'string' && header.trim() === '*') {
-    throw new AppError('precondition_required', 'If-Match * does not say which figures were checked: send the settlement\'s ETag (its version) to decide it');
-  }
-  const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
-  if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this settlement`);
-  return version;
-}
 
 export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
@@ -102,7 +89,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
         },
       },
       async (request, reply) => {
-        const expected = expectedVersionOf(request);
+        const expected = requiredExpectedVersion(request, 'settlement');
         const principal = tenantOf(request);
         // Scope checked before the command too, so a replayed decision is never
         // handed to a token that cannot see the settlement.
