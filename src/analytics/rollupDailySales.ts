@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { all } from '../core/db.js';
+import { all, lockNamed } from '../core/db.js';
 
 /** When a sale happened: its till time if it came from an offline till (never after it was recorded), else when it was recorded. */
 export const SALE_HAPPENED = 'LEAST(coalesce(s.client_created_at, s.created_at), s.created_at)';
@@ -28,7 +28,7 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
   // statement that starts once the previous run has committed: otherwise a
   // run that read the sales before a void, but wrote after a later run, left
   // its older figures over the newer ones (upsert in READ COMMITTED).
-  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`daily-sales-rollup/${cmd.tenantId}/${businessDate}`}, 0))`.execute(cmd.tx);
+  await lockNamed(cmd.tx, `daily-sales-rollup/${cmd.tenantId}/${businessDate}`);
   const rows = await all(
     cmd.tx,
     sql<DailySalesRow>`

@@ -140,3 +140,13 @@ export function utcMicros(moment: RawBuilder<unknown>): RawBuilder<string> {
 export function utcMicrosWithinYears(moment: RawBuilder<unknown>): RawBuilder<string | null> {
   return sql<string | null>`CASE WHEN ${moment} >= '0001-01-01 00:00:00+00' AND ${moment} < '10000-01-01 00:00:00+00' THEN ${utcMicros(moment)} END`;
 }
+
+/**
+ * Waits for the transaction-scoped advisory lock named `name` (held until the
+ * transaction ends): work under one name takes turns. Take it before reading
+ * what the work decides on — under READ COMMITTED a later statement then sees
+ * what the previous holder committed.
+ */
+export async function lockNamed(tx: Executor, name: string): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${name}, 0))`.execute(tx);
+}

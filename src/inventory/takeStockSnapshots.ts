@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, one, type Db } from '../core/db.js';
+import { all, lockNamed, one, type Db } from '../core/db.js';
 import { runCommand, type Command } from '../core/command.js';
 import { fingerprintRequest } from '../core/command.js';
 import { newId } from '../core/ids.js';
@@ -42,7 +42,7 @@ export interface SnapshotResult {
  */
 export async function takeStockSnapshots(cmd: Command, through?: string): Promise<SnapshotResult> {
   const { tx, tenantId, opId } = cmd;
-  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`stock-snapshots/${tenantId}`}, 0))`.execute(tx);
+  await lockNamed(tx, `stock-snapshots/${tenantId}`);
   const bounds = await one(
     tx,
     sql<{ from_date: string | null; through_date: string }>`
