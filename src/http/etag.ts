@@ -3,12 +3,39 @@ import { runCommand, type CommandFn, type CommandOutcome, type CommandSpec } fro
 import type { Db } from '../core/db.js';
 import { commandInputOf, sendOutcome } from './command.js';
 import { AppError } from '../core/errors.js';
+import type { ExpectedVersions } from '../core/expectedVersions.js';
 
-/** Optimistic concurrency at the edge: a record's `version` is its ETag; If-Match sends it back. */
-/** Parses an If-Match header into the version it names: `"3"`, `W/"3"` or `3`. */
-export function versionFromIfMatch(header: string): number | null {
-  const match = /^\s*(?:W\/)?"?(\d{1,9})"?\s*$/.exec(header);
-  return match?.[1] ? Number(match[1]) : null;
+/**
+ * Optimistic concurrency at the edge: a record's `version` is its ETag;
+ * If-Match sends it back. If-Match is a list (RFC 9110 §13.1.1): the
+ * precondition holds when the current version is ANY of the tags named, so a
+ * request a proxy or client library sent with two If-Match headers, or a
+ * client that names every version it would accept, is not refused while one
+ * of them matches.
+ */
+
+/**
+ * Parses an If-Match header into the versions it names: a comma-separated
+ * list of `"3"`, `W/"3"` (a proxy that compresses responses weakens the tags
+ * it passes on; a weak echo of our strong tag is still that version) or a bare
+ * `3`. A well-formed tag that is no version of ours (`"abc"`) simply matches
+ * nothing. Null when the header names no version at all, or is not a list of
+ * entity tags.
+ */
+export function versionsFromIfMatch(header: string): ExpectedVersions | null {
+  const versions: number[] = [];
+  // One list member: optional whitespace, a tag, optional whitespace; members separated by commas (empty members allowed, RFC 9110 §5.6.1).
+  const member = /\s*(?:(?:W\/)?"([^"]*)"|([^\s,"]+))?\s*(,|$)/y;
+  for (let at = 0; at < header.length; ) {
+    member.lastIndex = at;
+    const match = member.exec(header);
+    if (!match || match[0] === '') return null;
+    const tag = match[1] ?? match[2];
+    if (tag !== undefined && /^\d{1,9}$/.test(tag)) versions.push(Number(tag));
+    at = member.lastIndex;
+  }
+  const [first, ...rest] = versions;
+  return first === undefined ? null : [first, ...rest];
 }
 
 export function etagOf(version: number): string {
@@ -17,36 +44,37 @@ export function etagOf(version: number): string {
 
 /**
  * What a request's If-Match asks for: nothing (no header), any version (`*`),
- * or one version. A header that names no version can never match: a 412.
+ * or one of a list of versions. A header that names no version can never
+ * match: a 412.
  */
-function ifMatchOf(request: FastifyRequest, what: string): { kind: 'none' } | { kind: 'any' } | { kind: 'version'; version: number } {
+function ifMatchOf(request: FastifyRequest, what: string): { kind: 'none' } | { kind: 'any' } | { kind: 'versions'; versions: ExpectedVersions } {
   const header = request.headers['if-match'];
   if (header === undefined) return { kind: 'none' };
   if (typeof header === 'string' && header.trim() === '*') return { kind: 'any' };
-  const version = typeof header === 'string' ? versionFromIfMatch(header) : null;
-  if (version === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this ${what}`);
-  return { kind: 'version', version };
+  const versions = typeof header === 'string' ? versionsFromIfMatch(header) : null;
+  if (versions === null) throw new AppError('version_conflict', `If-Match ${String(header)} does not name a version of this ${what}`);
+  return { kind: 'versions', versions };
 }
 
 /**
- * The version an optional If-Match names: undefined without the header or
+ * The versions an optional If-Match names: undefined without the header or
  * with `*` (it matches any current version, RFC 9110: no precondition).
  */
-export function optionalExpectedVersion(request: FastifyRequest, what: string): number | undefined {
+export function optionalExpectedVersion(request: FastifyRequest, what: string): ExpectedVersions | undefined {
   const ifMatch = ifMatchOf(request, what);
-  return ifMatch.kind === 'version' ? ifMatch.version : undefined;
+  return ifMatch.kind === 'versions' ? ifMatch.versions : undefined;
 }
 
 /**
- * The version a required If-Match names: without the header, or with `*`
+ * The versions a required If-Match names: without the header, or with `*`
  * (which would accept whatever is there now), 428 precondition_required —
  * a decision names the version it was made on.
  */
-export function requiredExpectedVersion(request: FastifyRequest, what: string): number {
+export function requiredExpectedVersion(request: FastifyRequest, what: string): ExpectedVersions {
   const ifMatch = ifMatchOf(request, what);
   if (ifMatch.kind === 'none') throw new AppError('precondition_required', `send If-Match with the ${what}'s ETag (its version) to decide it`);
   if (ifMatch.kind === 'any') throw new AppError('precondition_required', `If-Match * does not say which ${what} was checked: send the ${what}'s ETag (its version) to decide it`);
-  return ifMatch.version;
+  return ifMatch.versions;
 }
 
 /** Sends a command's outcome; a successful one carrying a `version` also sends it as the ETag. */

@@ -1,3 +1,4 @@
+import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
@@ -15,8 +16,8 @@ export interface OrderPatch {
   note?: string;
   /** Count one more call to the provider. */
   countSubmitAttempt?: boolean;
-  /** If-Match of a manual action: the order must still be at this version (else 412 version_conflict). */
-  expectedVersion?: number;
+  /** If-Match of a manual action: the order must still be at one of these versions (else 412 version_conflict). */
+  expectedVersion?: ExpectedVersions;
 }
 
 export type AppliedEvent =
@@ -35,8 +36,8 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
   for (let round = 0; round < 10; round++) {
     const before = await findOrder(cmd.tx, cmd.tenantId, orderId);
     if (!before) throw notFound('order');
-    if (patch.expectedVersion !== undefined && before.version !== patch.expectedVersion) {
-      throw new AppError('version_conflict', `the order is at version ${before.version}, not ${patch.expectedVersion} (If-Match)`, {
+    if (patch.expectedVersion !== undefined && !matchesExpected(patch.expectedVersion, before.version)) {
+      throw new AppError('version_conflict', `the order is at version ${before.version}, not ${describeExpected(patch.expectedVersion)} (If-Match)`, {
         extra: { current_version: before.version },
       });
     }

@@ -1,3 +1,4 @@
+import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { AppError, assert } from '../core/errors.js';
@@ -18,7 +19,7 @@ export interface CutInput {
  * into the given counts. The input is consumed; each part and the remainder
  * become new pieces. Stock does not change (the outputs sum to the input).
  */
-export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: number): Promise<{ op_id: string; consumed: PieceRow; pieces: PieceRow[]; remainder: PieceRow | null }> {
+export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: ExpectedVersions): Promise<{ op_id: string; consumed: PieceRow; pieces: PieceRow[]; remainder: PieceRow | null }> {
   const principal = cmd.principal;
   assert(principal.kind === 'token', 'pieces are cut by tenant tokens');
   const found = await lockPiecesForUpdate(cmd.tx, cmd.tenantId, [input.piece_id]);
@@ -26,8 +27,8 @@ export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: 
   assertPiecesUsable(principal, [input.piece_id], locked, input.reservation_op_id);
   // If-Match: the version the client saw (as stored before any lazy release just above).
   const seen = found[0]?.version;
-  if (expectedVersion !== undefined && seen !== expectedVersion) {
-    throw new AppError('version_conflict', `the piece is at version ${seen}, not ${expectedVersion}`, { extra: { version: seen } });
+  if (expectedVersion !== undefined && (seen === undefined || !matchesExpected(expectedVersion, seen))) {
+    throw new AppError('version_conflict', `the piece is at version ${seen}, not ${describeExpected(expectedVersion)}`, { extra: { version: seen } });
   }
   const piece = locked[0];
   assert(piece, 'locked piece');

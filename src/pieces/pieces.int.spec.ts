@@ -500,8 +500,11 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     const stale = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': '"1"' } });
     assertProblem(stale, 412, 'version_conflict');
     assert.equal(stale.body.version, 3);
+    const staleList = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': '"1", "2"' } });
+    assertProblem(staleList, 412, 'version_conflict');
     assert.deepEqual(await snapshot(), before);
-    const fresh = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': (await owner.get(`/v1/pieces/${roll.id}`)).headers.get('etag') ?? '' } });
+    const current = (await owner.get(`/v1/pieces/${roll.id}`)).headers.get('etag') ?? '';
+    const fresh = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': `"1", ${current}` } });
     assert.equal(fresh.status, 201, JSON.stringify(fresh.body));
   });
 

@@ -1,3 +1,4 @@
+import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
@@ -20,7 +21,7 @@ export async function decideSettlement(
   principal: TenantPrincipal,
   id: string,
   decision: SettlementDecision,
-  expectedVersion: number,
+  expectedVersion: ExpectedVersions,
   note: string | undefined,
 ): Promise<SettlementRow> {
   const current = await findSettlement(cmd.tx, cmd.tenantId, id);
@@ -34,7 +35,7 @@ export async function decideSettlement(
         UPDATE settlements
         SET status = ${decision === 'approve' ? 'approved' : 'rejected'}, version = version + 1, decided_by = ${cmd.actor},
             decided_op = ${cmd.opId}, decided_at = now(), decision_note = ${note ?? null}, updated_at = now()
-        WHERE tenant_id = ${cmd.tenantId} AND id = ${id} AND version = ${expectedVersion} AND status = 'submitted'
+        WHERE tenant_id = ${cmd.tenantId} AND id = ${id} AND version = ANY(${expectedVersion}::int[]) AND status = 'submitted'
         RETURNING ${SETTLEMENT_COLUMNS}`,
     );
   } catch (error) {
@@ -45,8 +46,8 @@ export async function decideSettlement(
   }
   if (!decided) {
     const now = (await findSettlement(cmd.tx, cmd.tenantId, id)) ?? current;
-    if (now.version !== expectedVersion) {
-      throw new AppError('version_conflict', `the settlement is at version ${now.version}, not ${expectedVersion}; reload it and decide again`, {
+    if (!matchesExpected(expectedVersion, now.version)) {
+      throw new AppError('version_conflict', `the settlement is at version ${now.version}, not ${describeExpected(expectedVersion)}; reload it and decide again`, {
         extra: { current_version: now.version, status: now.status },
       });
     }

@@ -38,4 +38,4 @@ export function settlementTransition(status: SettlementStatus, decision: Settlem
   return { ok: true, to: decision === 'approve' ? 'approved' : 'rejected' };
 }
 
-export { etagOf, versionFromIfMatch } from '../http/etag.js';
+export { etagOf } from '../http/etag.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { computeSettlement, etagOf, settlementTransition, versionFromIfMatch } from './settlementMath.js';
+import { computeSettlement, settlementTransition } from './settlementMath.js';
 
 const day = { float: 10_000, cashSales: 52_500, cashVoids: 2_500, paymentsIn: 3_000, paymentsOut: 8_000, otherCash: 0 };
 
@@ -32,14 +32,5 @@ describe('settlement decisions and versions', () => {
     for (const status of ['approved', 'rejected'] as const) {
       for (const decision of ['approve', 'reject'] as const) assert.equal(settlementTransition(status, decision).ok, false);
     }
-  });
-  it('reads the version from an If-Match header', () => {
-    assert.equal(versionFromIfMatch('"3"'), 3);
-    assert.equal(versionFromIfMatch('W/"12"'), 12);
-    assert.equal(versionFromIfMatch('7'), 7);
-    assert.equal(versionFromIfMatch('"abc"'), null);
-    assert.equal(versionFromIfMatch('*'), null);
-    assert.equal(etagOf(4), '"4"');
-    assert.equal(versionFromIfMatch(etagOf(4)), 4);
   });
 });

@@ -99,6 +99,9 @@ describe('daily cash settlements', () => {
     assert.equal(stale.body.current_version, 1);
     const garbage = await managerA.post(`/v1/settlements/${id}/reject`, {}, { headers: { 'if-match': 'nonsense' } });
     assert.equal(garbage.status, 412);
+    const staleList = await managerA.post(`/v1/settlements/${id}/approve`, {}, { headers: { 'if-match': '"7", W/"8"' } });
+    assert.equal(staleList.status, 412);
+    assert.equal(staleList.body.current_version, 1);
     // `*` would approve whatever figures are there now: a decision must name the version it saw.
     const any = await managerA.post(`/v1/settlements/${id}/approve`, {}, { headers: { 'if-match': '*' } });
     assert.equal(any.status, 428);
@@ -106,7 +109,8 @@ describe('daily cash settlements', () => {
     assert.match(any.body.detail, /\*/);
     assert.deepEqual(await counts(), before);
 
-    const rejected = await managerB.post(`/v1/settlements/${id}/reject`, { note: 'recount' }, { headers: { 'if-match': '"1"' } });
+    // If-Match is a list (RFC 9110): it holds when the current version is any of those named.
+    const rejected = await managerB.post(`/v1/settlements/${id}/reject`, { note: 'recount' }, { headers: { 'if-match': '"7", "1"' } });
     assert.equal(rejected.status, 200);
     assert.equal(rejected.body.status, 'rejected');
     before = await counts();

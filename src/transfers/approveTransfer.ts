@@ -1,3 +1,4 @@
+import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
@@ -13,7 +14,7 @@ import type { TransferRow } from './transfers.table.js';
  * source refuses the whole approval (`409 insufficient_stock`, nothing written).
  * Only a token whose scope includes the SOURCE store may approve.
  */
-export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: number): Promise<TransferRow> {
+export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.source_store_id)) throw notFound('transfer');
   cmd.storeId = current.source_store_id;

@@ -1,3 +1,4 @@
+import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
@@ -7,7 +8,7 @@ import { transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /** Cancel: only a requested transfer (nothing has moved yet); either end's staff may cancel. */
-export async function cancelTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: number): Promise<TransferRow> {
+export async function cancelTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || (!inStoreScope(principal, current.source_store_id) && !inStoreScope(principal, current.destination_store_id))) {
     throw notFound('transfer');

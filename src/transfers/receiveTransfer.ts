@@ -1,3 +1,4 @@
+import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
@@ -16,7 +17,7 @@ import type { TransferRow } from './transfers.table.js';
  * is not put back at the source: it left and did not arrive; a person decides.
  * Only a token whose scope includes the DESTINATION store may receive.
  */
-export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined, expectedVersion?: number): Promise<TransferRow> {
+export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.destination_store_id)) throw notFound('transfer');
   cmd.storeId = current.destination_store_id;

@@ -1,3 +1,4 @@
+import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { Type } from 'typebox';
 import { inStoreScope } from '../core/auth.js';
 import type { TenantPrincipal } from '../core/auth.js';
@@ -68,7 +69,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
     reply: FastifyReply,
     side: 'source' | 'destination' | 'either',
     spec: CommandSpec,
-    fn: (cmd: Command, expectedVersion: number | undefined) => Promise<TransferRow>,
+    fn: (cmd: Command, expectedVersion: ExpectedVersions | undefined) => Promise<TransferRow>,
   ) => {
     const expected = optionalExpectedVersion(request, 'transfer');
     await assertVisible(tenantOf(request), (request.params as { id: string }).id, side);

@@ -83,8 +83,14 @@ describe('stock transfers between stores', () => {
     assert.equal(stale.body.code, 'version_conflict');
     const garbage = await owner.post(`/v1/transfers/${requested.body.id}/receive`, {}, { headers: { 'if-match': 'yesterday' } });
     assert.equal(garbage.status, 412);
+    // If-Match is a list (RFC 9110): none of these is the current version.
+    const staleList = await owner.post(`/v1/transfers/${requested.body.id}/receive`, {}, { headers: { 'if-match': '"1", "7"' } });
+    assert.equal(staleList.status, 412, JSON.stringify(staleList.body));
+    assert.equal(staleList.body.current_version, 2);
+    assert.match(staleList.body.detail, /not 1 or 7/);
     assert.deepEqual(await counts(), before);
-    const received = await owner.post(`/v1/transfers/${requested.body.id}/receive`, {}, { headers: { 'if-match': '"2"' } });
+    // One of them is: the action goes through.
+    const received = await owner.post(`/v1/transfers/${requested.body.id}/receive`, {}, { headers: { 'if-match': '"7", "2"' } });
     assert.equal(received.status, 200, JSON.stringify(received.body));
     assert.equal(received.headers.get('etag'), '"3"');
   });

@@ -1,3 +1,4 @@
+import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql, type RawBuilder } from 'kysely';
 import type { Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
@@ -18,7 +19,7 @@ export async function transitionTransfer(
   current: TransferRow,
   action: TransferAction,
   set: RawBuilder<unknown>,
-  expectedVersion?: number,
+  expectedVersion?: ExpectedVersions,
 ): Promise<void> {
   const { from, to } = TRANSFER_TRANSITIONS[action];
   const moved = await maybeOne(
@@ -26,14 +27,14 @@ export async function transitionTransfer(
     sql<{ id: string }>`
       UPDATE stock_transfers SET status = ${to}, version = version + 1, updated_at = now(), ${set}
       WHERE tenant_id = ${cmd.tenantId} AND id = ${current.id} AND status = ${from}
-        AND (${expectedVersion ?? null}::int IS NULL OR version = ${expectedVersion ?? null}::int)
+        AND (${expectedVersion === undefined} OR version = ANY(${expectedVersion ?? []}::int[]))
       RETURNING id`,
   );
   if (moved) return;
   // Not in `from` (any more): report the transition from the status it is in now.
   const now = (await findTransfer(cmd.tx, cmd.tenantId, current.id)) ?? current;
-  if (expectedVersion !== undefined && now.version !== expectedVersion) {
-    throw new AppError('version_conflict', `the transfer is at version ${now.version}, not ${expectedVersion} (If-Match)`, {
+  if (expectedVersion !== undefined && !matchesExpected(expectedVersion, now.version)) {
+    throw new AppError('version_conflict', `the transfer is at version ${now.version}, not ${describeExpected(expectedVersion)} (If-Match)`, {
       extra: { current_version: now.version },
     });
   }
