@@ -45,17 +45,20 @@ export class AppError extends Error {
   /** Extra members of the problem document (e.g. `shortages`, `distance_m`). */
   readonly extra: Record<string, unknown>;
   readonly errors: FieldError[] | undefined;
+  /** Sent as `Retry-After` (seconds): when a client may try again (load shed, rate limits). */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     code: ErrorCode,
     detail: string,
-    options: { extra?: Record<string, unknown>; errors?: FieldError[]; cause?: unknown } = {},
+    options: { extra?: Record<string, unknown>; errors?: FieldError[]; cause?: unknown; retryAfterSeconds?: number } = {},
   ) {
     super(detail, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
     this.extra = options.extra ?? {};
     this.errors = options.errors;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

@@ -177,8 +177,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // this process get through (a guesser cannot present one).
     const wait = authFailures.retryAfterSeconds(request.ip);
     if (wait > 0 && !(match?.[1] && deps.authenticator.wasRecentlyValid(match[1]))) {
-      reply.header('retry-after', String(wait));
-      throw new AppError('rate_limited', `too many failed authentications from this address; retry after ${wait} s`);
+      throw new AppError('rate_limited', `too many failed authentications from this address; retry after ${wait} s`, { retryAfterSeconds: wait });
     }
     if (!match?.[1]) {
       authFailures.recordFailure(request.ip);

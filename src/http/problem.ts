@@ -125,6 +125,7 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
 }
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: AppError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
   return reply
     .status(error.status)
     .header('content-type', 'application/problem+json; charset=utf-8')

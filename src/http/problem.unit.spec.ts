@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { toAppError } from './problem.js';
+import Fastify from 'fastify';
+import { AppError } from '../core/errors.js';
+import { sendProblem, toAppError } from './problem.js';
 
 const pgError = (code: string, message = 'x', constraint?: string) => Object.assign(new Error(message), { code, ...(constraint ? { constraint } : {}) });
 
@@ -23,5 +25,24 @@ describe('toAppError and database errors', () => {
     assert.equal(toAppError(pgError('23514', 'x', 'stock_balances_quantity_limit')).appError.code, 'limit_exceeded');
     assert.equal(toAppError(pgError('23514', 'x', 'accounts_totals_limit')).appError.code, 'limit_exceeded');
     assert.deepEqual([toAppError(pgError('23514', 'x', 'journal_entry_balanced')).appError.code, toAppError(pgError('23514', 'x', 'journal_entry_balanced')).unexpected], ['internal_error', true]);
+  });
+});
+
+describe('sendProblem', () => {
+  it('sends Retry-After when the error says when to try again (load shed), and not otherwise', async () => {
+    const app = Fastify();
+    app.get('/shed', (request, reply) => sendProblem(request, reply, new AppError('service_unavailable', 'busy', { retryAfterSeconds: 1 })));
+    app.get('/plain', (request, reply) => sendProblem(request, reply, new AppError('service_unavailable', 'busy')));
+    try {
+      const shed = await app.inject({ method: 'GET', url: '/shed' });
+      assert.equal(shed.statusCode, 503);
+      assert.equal(shed.headers['retry-after'], '1');
+      assert.equal(shed.headers['content-type'], 'application/problem+json; charset=utf-8');
+      assert.equal(JSON.parse(shed.body).code, 'service_unavailable');
+      const plain = await app.inject({ method: 'GET', url: '/plain' });
+      assert.equal(plain.headers['retry-after'], undefined);
+    } finally {
+      await app.close();
+    }
   });
 });

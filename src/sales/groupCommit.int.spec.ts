@@ -147,6 +147,67 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.equal(after.counter, (before.counter ?? 0) + 3);
   });
 
+  it("sheds load: past its lane's or the process's queue limit a command is refused at once (503, Retry-After) and writes nothing; the queued ones commit", async () => {
+    const committer = new GroupCommitter(t.db, { maxQueue: 2, maxWaiting: 3 });
+    const other = await t.newTenant();
+    const otherTokenId = (await t.admin.query('SELECT id FROM api_tokens WHERE tenant_id = $1', [other.tenantId])).rows[0].id;
+    const otherInput = (): CommandInput => ({
+      tenantId: other.tenantId,
+      principal: { kind: 'token', tokenId: otherTokenId, tenantId: other.tenantId, name: 'test', role: 'owner', storeIds: null },
+      correlationId: randomUUID(),
+      idempotencyKey: randomUUID(),
+      fingerprint: fingerprintRequest('POST', '/v1/test', {}),
+      payload: {},
+    });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const hold = async () => {
+      await gate;
+      return { status: 200, body: {} };
+    };
+    const noop = async () => ({ status: 200, body: {} });
+    const before = await state();
+    const otherOperations = async () => Number((await t.admin.query(`SELECT count(*) FROM operations WHERE tenant_id = $1`, [other.tenantId])).rows[0].count);
+    const otherBefore = await otherOperations();
+
+    // Each tenant's lane is busy with a batch that waits for the gate (a batch taken is no longer waiting).
+    const busy = [committer.run(inputOf(body()), { type: 'test.hold' }, hold), committer.run(otherInput(), { type: 'test.hold' }, hold)];
+    await new Promise((resolve) => setImmediate(resolve));
+    const queued = [committer.sale(inputOf(body()), body(), 'online'), committer.sale(inputOf(body()), body(), 'online')];
+    const shed = (promise: Promise<unknown>) =>
+      Promise.race([
+        promise.then(
+          () => 'accepted',
+          (error: { code?: string; retryAfterSeconds?: number; message?: string }) => [error.code, error.retryAfterSeconds, error.message],
+        ),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting after 2 s'), 2000)),
+      ]);
+    // This tenant's lane holds 2 waiting sales: a third is refused at once, whatever the process holds.
+    assert.deepEqual(await shed(committer.sale(inputOf(body()), body(), 'online')), [
+      'service_unavailable',
+      1,
+      'too many commands of this tenant are waiting to be written; retry shortly with the same Idempotency-Key',
+    ]);
+    // The other tenant's lane has room, and takes one more: the process now holds 3 waiting commands (its limit).
+    queued.push(committer.run(otherInput(), { type: 'test.noop' }, noop));
+    assert.deepEqual(await shed(committer.run(otherInput(), { type: 'test.noop' }, noop)), [
+      'service_unavailable',
+      1,
+      'too many commands are waiting to be written; retry shortly with the same Idempotency-Key',
+    ]);
+
+    open();
+    assert.deepEqual((await Promise.all([...busy, ...queued])).map((outcome) => outcome.status), [200, 200, 201, 201, 200]);
+    const after = await state();
+    assert.equal(after.sales, before.sales + 2, 'the two queued sales, not the refused one');
+    assert.equal(after.operations, before.operations + 2);
+    assert.equal(after.stock, before.stock - 2);
+    assert.equal(after.counter, (before.counter ?? 0) + 2);
+    assert.equal(await otherOperations(), otherBefore + 2, "the other tenant's held and queued commands, not the refused one");
+    // With the lanes drained, the same commands are accepted again.
+    assert.equal((await committer.sale(inputOf(body()), body(), 'online')).status, 201);
+  });
+
   it('a batch whose COMMIT fails rejects every caller and leaves nothing (numbers included)', async () => {
     const committer = new GroupCommitter(t.db);
     // Fill the lane so the next three run as one batch.

@@ -72,8 +72,11 @@ import { loadSaleStates, writeSales } from './saleRows.js';
  *   after a quiet period runs alone, immediately (no added latency at low
  *   load); while a batch commits, new arrivals queue and form the next batch.
  *   The batch size therefore follows the load by itself.
- * - A lane queues at most MAX_QUEUE commands; beyond that it answers 503 at
- *   once (overload sheds load instead of growing every caller's latency).
+ * - A lane queues at most MAX_QUEUE commands, and the process at most
+ *   MAX_WAITING over all its lanes; beyond either it answers 503 at once, with
+ *   Retry-After (overload sheds load instead of growing every caller's latency
+ *   and the process's memory). Per lane, so one tenant's flood cannot take
+ *   every place; in all, so a thousand busy tenants cannot queue five million.
  * - FIFO and a cap of MAX_BATCH commands: an arrival waits for at most the
  *   running batch plus its own, and a batch never uses more than 64
  *   subtransaction ids (PostgreSQL caches 64 per backend; beyond that every
@@ -116,6 +119,8 @@ const MAX_BATCH = 64;
 const MAX_ATTEMPTS = 5;
 /** Beyond this many waiting commands a lane sheds load (503) instead of queueing without bound. */
 const MAX_QUEUE = 5_000;
+/** Beyond this many waiting commands over all lanes the process sheds load (503). */
+const MAX_WAITING = 20_000;
 
 const batchSize = new prometheus.Histogram({
   name: 'storekeep_group_commit_batch_size',
@@ -147,12 +152,20 @@ class AmbiguousCommit extends Error {}
 export interface GroupCommitOptions {
   maxBatch?: number;
   maxAttempts?: number;
+  /** Waiting commands per lane (tenant) beyond which a command is refused with 503. */
+  maxQueue?: number;
+  /** Waiting commands over all lanes beyond which a command is refused with 503. */
+  maxWaiting?: number;
 }
 
 export class GroupCommitter {
   private readonly lanes = new Map<string, Lane>();
   private readonly maxBatch: number;
   private readonly maxAttempts: number;
+  private readonly maxQueue: number;
+  private readonly maxWaiting: number;
+  /** Commands queued in all lanes, not yet taken into a batch. */
+  private waiting = 0;
 
   constructor(
     private readonly db: Db,
@@ -160,6 +173,8 @@ export class GroupCommitter {
   ) {
     this.maxBatch = Math.max(1, Math.min(options.maxBatch ?? MAX_BATCH, MAX_BATCH));
     this.maxAttempts = options.maxAttempts ?? MAX_ATTEMPTS;
+    this.maxQueue = options.maxQueue ?? MAX_QUEUE;
+    this.maxWaiting = options.maxWaiting ?? MAX_WAITING;
   }
 
   /**
@@ -186,14 +201,18 @@ export class GroupCommitter {
     const { input } = work;
     const key = input.tenantId;
     let lane = this.lanes.get(key);
-    if (lane && lane.queue.length >= MAX_QUEUE) {
-      return Promise.reject(new AppError('service_unavailable', 'too many sales are waiting; retry shortly with the same Idempotency-Key'));
+    if ((lane && lane.queue.length >= this.maxQueue) || this.waiting >= this.maxWaiting) {
+      const whose = lane && lane.queue.length >= this.maxQueue ? 'of this tenant ' : '';
+      return Promise.reject(
+        new AppError('service_unavailable', `too many commands ${whose}are waiting to be written; retry shortly with the same Idempotency-Key`, { retryAfterSeconds: 1 }),
+      );
     }
     if (!lane) {
       lane = { tenantId: input.tenantId, queue: [], running: false };
       this.lanes.set(key, lane);
     }
     const promise = new Promise<CommandOutcome>((resolve, reject) => lane.queue.push({ ...work, resolve, reject } as Pending));
+    this.waiting++;
     if (!lane.running) void this.drain(key, lane);
     return promise;
   }
@@ -241,6 +260,7 @@ export class GroupCommitter {
       batch.push(item);
     }
     lane.queue = rest;
+    this.waiting -= batch.length;
     return batch;
   }
 
