@@ -90,4 +90,37 @@ describe('recovery of an order stuck in pending', () => {
     assert.equal(jobs[0].run_at.getTime(), runAt.getTime());
     assert.equal(await statusOf(t.admin, orderId), 'pending');
   });
+
+  it('keep_waiting holds the waiting submit until the recovering transaction ends: a running worker cannot take it in between', async () => {
+    await worker?.stop();
+    const shop = await newOrderShop(t);
+    // Given a pending order whose submit is due now
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const orderId = created.body.id as string;
+    const key = submitJobKey(orderId);
+    const queued = (await t.admin.query(`SELECT id, payload FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows[0];
+    // When a recovery finds it waiting (enqueue_job keep_waiting) and, before that transaction commits, a worker looks for work
+    const recovery = await t.admin.connect();
+    try {
+      await recovery.query('BEGIN');
+      const kept = await recovery.query(`SELECT enqueue_job('order.submit', $1::jsonb, NULL, NULL, $2, 'keep_waiting') AS id`, [JSON.stringify(queued.payload), key]);
+      assert.equal(String(kept.rows[0].id), String(queued.id), 'the waiting job is kept, not replaced');
+      worker = await startWorker({ databaseUrl: t.url, config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides }, logger: createLogger('silent'), cronItems: [], pollIntervalMs: 100 });
+      await sleep(1_500);
+      // Then the worker has not taken it: the recovering transaction holds its row (the worker skips locked jobs)
+      const meanwhile = (await t.admin.query(`SELECT locked_at, attempts FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows;
+      assert.deepEqual(meanwhile, [{ locked_at: null, attempts: 0 }]);
+      assert.equal(await statusOf(t.admin, orderId), 'pending');
+      await recovery.query('COMMIT');
+    } finally {
+      await recovery.query('ROLLBACK').catch(() => undefined);
+      recovery.release();
+    }
+    // And once it has committed, the worker takes the one job and submits the order
+    await waitFor('the order to be submitted', async () => ['submitted', 'processing', 'completed'].includes((await statusOf(t.admin, orderId)) ?? ''), 15_000, 100);
+    const atProvider = [...sim.orders.values()].filter((order) => order.reference === orderId);
+    assert.equal(atProvider.length, 1);
+    assert.equal(atProvider[0]!.create_calls, 1);
+  });
 });
