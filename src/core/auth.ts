@@ -96,8 +96,8 @@ export class Authenticator {
   /** Test seam: awaited between a token's database lookup and the write of its cache entry. */
   afterLookup: ((hash: Buffer) => Promise<void>) | undefined;
 
-  /** Tokens that authenticated in the last hour (hash → until when): they skip the failed-authentication limiter. */
-  private readonly recentlyValid = new Map<string, number>();
+  /** Tokens that authenticated in the last hour (hash → until when, and which token): they skip the failed-authentication limiter. */
+  private readonly recentlyValid = new Map<string, { until: number; tokenId: string | null }>();
 
   /**
    * Counts forget() calls. A lookup whose database read may predate a revoke
@@ -106,11 +106,21 @@ export class Authenticator {
    */
   private generation = 0;
 
-  /** Forgets a token's cached lookup (after revoking it in this process). */
-  forget(hash: Buffer): void {
+  /**
+   * Forgets a token's cached lookup, by its id: after this process answered a
+   * revoke of it — the revoke itself, its replay, or revoking it again (the
+   * revoke may have been committed by another process, which cannot reach
+   * this one's cache).
+   */
+  forgetToken(tokenId: string): void {
     this.generation += 1;
-    this.cache.delete(hash.toString('base64'));
-    this.recentlyValid.delete(hash.toString('base64'));
+    const id = tokenId.toLowerCase();
+    for (const [key, entry] of this.cache) {
+      if (entry.principal?.kind === 'token' && entry.principal.tokenId === id) this.cache.delete(key);
+    }
+    for (const [key, entry] of this.recentlyValid) {
+      if (entry.tokenId === id) this.recentlyValid.delete(key);
+    }
   }
 
   /**
@@ -121,7 +131,7 @@ export class Authenticator {
   wasRecentlyValid(token: string): boolean {
     const hash = hashToken(token);
     if (this.operatorHashes.some((known) => timingSafeEqual(known, hash))) return true;
-    return (this.recentlyValid.get(hash.toString('base64')) ?? 0) > Date.now();
+    return (this.recentlyValid.get(hash.toString('base64'))?.until ?? 0) > Date.now();
   }
 
   async authenticate(token: string): Promise<Principal | null> {
@@ -150,7 +160,7 @@ export class Authenticator {
     this.cache.set(key, { principal, expiresAt: readAt + this.cacheTtlMs });
     if (principal) {
       if (this.recentlyValid.size > 100_000) this.recentlyValid.clear();
-      this.recentlyValid.set(key, Date.now() + 3_600_000);
+      this.recentlyValid.set(key, { until: Date.now() + 3_600_000, tokenId: principal.kind === 'token' ? principal.tokenId : null });
     }
     return principal;
   }

@@ -66,26 +66,26 @@ export interface RevokedToken {
  * in other processes within the authentication cache's 10 s). The issuer's
  * rules apply: only an owner revokes an owner token, and a store-scoped
  * issuer only tokens within its own stores. Revoking a revoked token answers
- * it again (AlreadyDone: nothing written). Returns the token's hash for the
- * caller to evict from its cache.
+ * it again (AlreadyDone: nothing written). The caller evicts it from its
+ * process's cache (Authenticator.forgetToken).
  */
-export async function revokeToken(cmd: Command, tokenId: string): Promise<{ token: RevokedToken; hash: Buffer }> {
+export async function revokeToken(cmd: Command, tokenId: string): Promise<RevokedToken> {
   const principal = cmd.principal;
   const row = await maybeOne(
     cmd.tx,
-    sql<Omit<RevokedToken, 'revoked_at'> & { revoked_at: Date | null; token_hash: Buffer }>`
-      SELECT id, name, role, store_ids, revoked_at, token_hash FROM api_tokens WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} FOR UPDATE`,
+    sql<Omit<RevokedToken, 'revoked_at'> & { revoked_at: Date | null }>`
+      SELECT id, name, role, store_ids, revoked_at FROM api_tokens WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} FOR UPDATE`,
   );
   if (!row) throw notFound('token');
   if (principal.kind === 'token') {
     if (principal.storeIds !== null && (row.store_ids === null || row.store_ids.some((id) => !principal.storeIds!.includes(id)))) throw notFound('token');
     if (row.role === 'owner' && principal.role !== 'owner') throw new AppError('forbidden', 'only an owner can revoke owner tokens');
   }
-  const { token_hash: hash, ...token } = row;
+  const token = row;
   // Already revoked: answered with the token as it is, nothing written (a replay).
   if (token.revoked_at !== null) throw new AlreadyDone(token);
   const revoked = await one(cmd.tx, sql<{ revoked_at: Date }>`UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} RETURNING revoked_at`);
   cmd.touch('api_tokens', tokenId, 'updated');
   cmd.audit({ type: 'token.revoked', subjectType: 'api_token', subjectId: tokenId, before: { revoked_at: null }, after: { revoked_at: revoked.revoked_at } });
-  return { token: { ...token, revoked_at: revoked.revoked_at }, hash };
+  return { ...token, revoked_at: revoked.revoked_at };
 }

@@ -75,20 +75,20 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long). Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again.',
+          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long), and at once in a process that answers the replay of the revoke or a repeat revoke. Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,
       },
     },
     async (request, reply) => {
-      let hash: Buffer | undefined;
-      const response = await commandOrReplay(db, request, reply, { type: 'token.revoke', replayInStoreScopeOnly: true }, async (cmd) => {
-        const revoked = await revokeToken(cmd, request.params.id);
-        hash = revoked.hash;
-        return { status: 200, body: revoked.token };
-      });
-      if (hash) authenticator.forget(hash);
+      const response = await commandOrReplay(db, request, reply, { type: 'token.revoke', replayInStoreScopeOnly: true }, async (cmd) => ({
+        status: 200,
+        body: await revokeToken(cmd, request.params.id),
+      }));
+      // Revoked now, by a replay of the revoke, or before (perhaps in another
+      // process): either way this process stops accepting the token before it answers.
+      if (reply.statusCode === 200) authenticator.forgetToken(request.params.id);
       return response;
     },
   );

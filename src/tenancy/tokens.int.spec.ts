@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { randomUUID } from 'node:crypto';
 import { Authenticator, hashToken } from '../core/auth.js';
+import { loadConfig } from '../config.js';
+import { createLogger } from '../core/logger.js';
+import { buildApp } from '../http/app.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
-import type { ApiClient } from '../../test/support/client.js';
+import { ApiClient } from '../../test/support/client.js';
 
 describe('revoking API tokens', () => {
   let t: TestApp;
@@ -41,6 +45,37 @@ describe('revoking API tokens', () => {
     assert.equal(again.body.revoked_at, revoked.body.revoked_at);
     assert.equal(await events(), before);
     assert.ok(!JSON.stringify(revoked.body).includes('token_hash'), 'the hash is not returned');
+  });
+
+  it('a revoke answered by another API process — the replay of a revoke, or revoking a revoked token — stops the token there at once too', async () => {
+    // A second API process on the same database, with its own token cache.
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 };
+    const second = await buildApp({ config, pool: t.appPool, db: t.db, logger: createLogger('silent'), authenticator: new Authenticator(t.db) });
+    try {
+      const secondUrl = await second.listen({ port: 0, host: '127.0.0.1' });
+      const { token: ownerToken } = await t.newTenant();
+      const firstOwner = t.client(ownerToken);
+      const secondOwner = new ApiClient(secondUrl, ownerToken);
+      const [replayed, repeated] = [await issue(firstOwner, 'cashier'), await issue(firstOwner, 'cashier')];
+      const onSecond = (token: string) => new ApiClient(secondUrl, token);
+      // The second process has both tokens cached as valid.
+      for (const cashier of [replayed, repeated]) assert.equal((await onSecond(cashier.token).get('/v1/stores')).status, 200);
+
+      // The first process revokes; the answer is lost and the client retries the same request on the second.
+      const key = randomUUID();
+      assert.equal((await firstOwner.post(`/v1/tokens/${replayed.id}/revoke`, undefined, { idempotencyKey: key })).status, 200);
+      const replay = await secondOwner.post(`/v1/tokens/${replayed.id.toUpperCase()}/revoke`, undefined, { idempotencyKey: key });
+      assert.equal(replay.status, 200, JSON.stringify(replay.body));
+      assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+      assert.equal((await onSecond(replayed.token).get('/v1/stores')).status, 401, 'the replay evicted the token from the second cache');
+
+      // Revoked through the first process, then revoked again (no key) through the second.
+      assert.equal((await firstOwner.post(`/v1/tokens/${repeated.id}/revoke`)).status, 200);
+      assert.equal((await secondOwner.post(`/v1/tokens/${repeated.id}/revoke`)).status, 200);
+      assert.equal((await onSecond(repeated.token).get('/v1/stores')).status, 401, 'revoking again evicted it too');
+    } finally {
+      await second.close();
+    }
   });
 
   it('a lookup that read the token before a revoke committed does not cache it past the revoke: the next request is 401 and writes nothing', async () => {
