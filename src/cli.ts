@@ -2,7 +2,7 @@ import { loadConfig, ConfigError, type Config } from './config.js';
 import { EmbeddedDatabaseInUse } from './core/embeddedPostgres.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { migrate } from './core/migrate.js';
-import { openDatabase } from './runtime.js';
+import { appDatabaseUrl, openDatabase } from './runtime.js';
 import { serve } from './server.js';
 import { setIdempotencyTtlHours } from './core/command.js';
 import { startWorker } from './jobs/worker.js';
@@ -95,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
         try {
           await migrate(database.url, logger);
           setIdempotencyTtlHours(config.idempotencyTtlHours);
-          const worker = await startWorker({ databaseUrl: database.url, config, logger });
+          const worker = await startWorker({ databaseUrl: database.url, appDatabaseUrl: await appDatabaseUrl(config, database, logger), config, logger });
           return async () => {
             await worker.stop();
             await database.stop();

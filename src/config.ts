@@ -10,6 +10,8 @@ export interface Config {
   host: string;
   /** Unset: the embedded PostgreSQL under `dataDir` is used. */
   databaseUrl: string | undefined;
+  /** The login request pools use with DATABASE_URL: a role granted storekeep_app and nothing else (unset: DATABASE_URL's login, switched to storekeep_app). */
+  databaseAppUrl: string | undefined;
   dataDir: string;
   rootToken: string | undefined;
   redisUrl: string | undefined;
@@ -98,6 +100,19 @@ export function loadConfig(env: Env = process.env): Config {
       throw new ConfigError(`DATABASE_URL must start with postgres:// or postgresql://, got "${url.protocol}"`);
     }
   }
+  const databaseAppUrl = optional(env, 'DATABASE_APP_URL');
+  if (databaseAppUrl !== undefined) {
+    if (databaseUrl === undefined) throw new ConfigError('DATABASE_APP_URL needs DATABASE_URL (the embedded PostgreSQL makes its own app login)');
+    let url: URL;
+    try {
+      url = new URL(databaseAppUrl);
+    } catch {
+      throw new ConfigError('DATABASE_APP_URL is not a valid URL (expected postgres://user:password@host:port/database)');
+    }
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+      throw new ConfigError(`DATABASE_APP_URL must start with postgres:// or postgresql://, got "${url.protocol}"`);
+    }
+  }
   const rootToken = optional(env, 'STOREKEEP_ROOT_TOKEN');
   if (rootToken !== undefined && rootToken.length < 16) {
     throw new ConfigError('STOREKEEP_ROOT_TOKEN must be at least 16 characters long');
@@ -110,6 +125,7 @@ export function loadConfig(env: Env = process.env): Config {
     port: integer(env, 'PORT', 8080, 0, 65535),
     host: optional(env, 'HOST') ?? '127.0.0.1',
     databaseUrl,
+    databaseAppUrl,
     dataDir: path.resolve(optional(env, 'STOREKEEP_DATA_DIR') ?? '.storekeep'),
     rootToken,
     redisUrl,

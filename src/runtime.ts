@@ -3,6 +3,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import type { Config } from './config.js';
+import { randomBytes } from 'node:crypto';
+import { provisionAppLogin } from './core/appLogin.js';
 import { generateToken, hashToken } from './core/auth.js';
 import { runningEmbeddedPostgres, startEmbeddedPostgres } from './core/embeddedPostgres.js';
 import type { Logger } from './core/logger.js';
@@ -44,6 +46,35 @@ export async function openDatabase(config: Config, logger: Logger, options: { at
   const url = new URL(server.url);
   url.pathname = `/${EMBEDDED_DATABASE}`;
   return { url: url.toString(), embedded: true, stop: () => server.stop() };
+}
+
+/**
+ * The connection string request pools log in with (after migrating: the
+ * login is a member of the storekeep_app role the migrations make):
+ * DATABASE_APP_URL when set; on the embedded server, the storekeep_api login
+ * made here, whose password stays in <data dir>/pg-app-password; otherwise
+ * DATABASE_URL's own login, which the pools switch to storekeep_app — said
+ * once as a warning, since such a session can switch back.
+ */
+export async function appDatabaseUrl(config: Config, database: DatabaseHandle, logger: Logger): Promise<string> {
+  if (config.databaseAppUrl) return config.databaseAppUrl;
+  if (database.embedded) return provisionAppLogin(database.url, await embeddedAppPassword(config.dataDir));
+  logger.warn(
+    'DATABASE_APP_URL is not set: request pools log in as the DATABASE_URL role and switch to storekeep_app, and a session could switch back. ' +
+      'Set DATABASE_APP_URL to a login role granted storekeep_app and nothing else.',
+  );
+  return database.url;
+}
+
+/** The embedded server's app login password: made once (exclusively: the API and a worker starting together agree on it), then read. */
+async function embeddedAppPassword(dataDir: string): Promise<string> {
+  const file = path.join(path.resolve(dataDir), 'pg-app-password');
+  try {
+    await writeFile(file, randomBytes(18).toString('base64url'), { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return (await readFile(file, 'utf8')).trim();
 }
 
 /**

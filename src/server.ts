@@ -5,7 +5,7 @@ import { createDb, createPool } from './core/db.js';
 import type { Logger } from './core/logger.js';
 import { migrate } from './core/migrate.js';
 import { buildApp, type App } from './http/app.js';
-import { openDatabase, operatorTokenHashes, readOperatorTokenFile } from './runtime.js';
+import { appDatabaseUrl, openDatabase, operatorTokenHashes, readOperatorTokenFile } from './runtime.js';
 
 export interface RunningServer {
   app: App;
@@ -21,7 +21,7 @@ export async function serve(config: Config, logger: Logger): Promise<RunningServ
     const operator = await operatorTokenHashes(config, database.url, logger);
     setIdempotencyTtlHours(config.idempotencyTtlHours);
 
-    const pool = createPool(database.url, {
+    const pool = createPool(await appDatabaseUrl(config, database, logger), {
       max: config.databasePoolSize,
       asAppRole: true,
       onError: (error) => logger.warn({ err: error }, 'idle database connection failed'),

@@ -42,6 +42,7 @@ describe('crash test: kill -9 the API and the worker under load', { timeout: 180
   const env = (): NodeJS.ProcessEnv => ({
     ...process.env,
     DATABASE_URL: t.url,
+    DATABASE_APP_URL: t.appUrl,
     PORT: String(apiPort),
     HOST: '127.0.0.1',
     STOREKEEP_ROOT_TOKEN: ROOT_TOKEN,

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { runningEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
 import { cleanUpProcesses, freePort, root } from './support/processes.js';
 import { sleep, waitFor } from './support/wait.js';
 
@@ -44,6 +46,19 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     };
     await waitFor('the API', ready, 120_000, 200);
     const postmaster = readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0];
+
+    // The API's request pool logs in as the app login (a member of storekeep_app only), not as the superuser.
+    const superuserUrl = await runningEmbeddedPostgres(dataDir);
+    assert.ok(superuserUrl, 'the embedded server is running');
+    const superuser = new pg.Client(superuserUrl);
+    await superuser.connect();
+    try {
+      const logins = await superuser.query(`SELECT DISTINCT usename::text AS login FROM pg_stat_activity WHERE datname = 'storekeep' AND application_name = 'storekeep'`);
+      assert.deepEqual(logins.rows, [{ login: 'storekeep_api' }]);
+    } finally {
+      await superuser.end();
+    }
+    assert.equal(statSync(path.join(dataDir, 'pg-app-password')).mode & 0o777, 0o600);
 
     // storekeep check: runs on the same database and leaves it running
     const check = cli('check', port);

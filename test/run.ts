@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
+import { dropAppLogin, provisionAppLogin } from '../src/core/appLogin.js';
 import { migrate } from '../src/core/migrate.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -67,11 +68,18 @@ async function main(): Promise<number> {
   const admin = new pg.Client(serverUrl);
   await admin.connect();
   let exitCode = 1;
+  let dropRole = async () => {};
   try {
     await admin.query(`CREATE DATABASE ${template}`);
     const templateUrl = new URL(serverUrl);
     templateUrl.pathname = `/${template}`;
     await migrate(templateUrl.toString());
+    // The app pools log in as a role of this run's own (roles belong to the
+    // whole server, which another run may share): a member of storekeep_app only, like the service's.
+    const appRole = `storekeep_api_${randomBytes(4).toString('hex')}`;
+    const appPassword = randomBytes(18).toString('base64url');
+    await provisionAppLogin(templateUrl.toString(), appPassword, appRole);
+    dropRole = () => dropAppLogin(serverUrl, appRole);
 
     const concurrency = process.env.TEST_CONCURRENCY ?? '3';
     const child = spawn(
@@ -80,7 +88,14 @@ async function main(): Promise<number> {
       {
         cwd: root,
         stdio: 'inherit',
-        env: { ...process.env, STOREKEEP_TEST_SERVER_URL: serverUrl, STOREKEEP_TEST_TEMPLATE: template, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' },
+        env: {
+          ...process.env,
+          STOREKEEP_TEST_SERVER_URL: serverUrl,
+          STOREKEEP_TEST_TEMPLATE: template,
+          STOREKEEP_TEST_APP_ROLE: appRole,
+          STOREKEEP_TEST_APP_PASSWORD: appPassword,
+          LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+        },
       },
     );
     exitCode = await new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
@@ -90,6 +105,7 @@ async function main(): Promise<number> {
     for (const { datname } of leftovers.rows) {
       await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`).catch(() => undefined);
     }
+    await dropRole().catch(() => undefined);
     await admin.end();
     await stopServer();
   }

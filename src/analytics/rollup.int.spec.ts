@@ -17,7 +17,7 @@ describe('daily sales rollup', () => {
   before(async () => {
     t = await startTestApp();
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
-    worker = await startWorker({ databaseUrl: t.url, config, logger: createLogger('silent'), tasks: [rollupDailySalesJob], cronItems: [], pollIntervalMs: 100 });
+    worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [rollupDailySalesJob], cronItems: [], pollIntervalMs: 100 });
   });
   after(async () => {
     await worker.stop();

@@ -1,6 +1,7 @@
 /** PostgreSQL SQLSTATE codes the code reacts to, named in one place. */
 export const PG = {
   UNIQUE_VIOLATION: '23505',
+  DUPLICATE_OBJECT: '42710',
   FOREIGN_KEY_VIOLATION: '23503',
   CHECK_VIOLATION: '23514',
   NOT_NULL_VIOLATION: '23502',

@@ -140,7 +140,7 @@ describe('integrity checker', () => {
     const shop = await newShop();
     await t.admin.query('UPDATE stock_balances SET quantity = quantity + 1 WHERE tenant_id = $1', [shop.tenantId]);
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
-    const worker = await startWorker({ databaseUrl: t.url, config, logger: createLogger('silent'), tasks: [integrityNightly], cronItems: [], pollIntervalMs: 100 });
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [integrityNightly], cronItems: [], pollIntervalMs: 100 });
     try {
       const openItems = async () =>
         (await t.admin.query(`SELECT * FROM review_items WHERE tenant_id = $1 AND kind = 'integrity_finding'`, [shop.tenantId])).rows;
@@ -177,7 +177,7 @@ describe('integrity checker', () => {
   it('the nightly stock snapshot job runs for every tenant holding stock', async () => {
     const shop = await newShop();
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
-    const worker = await startWorker({ databaseUrl: t.url, config, logger: createLogger('silent'), tasks: [stockSnapshotsNightly], cronItems: [], pollIntervalMs: 100 });
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [stockSnapshotsNightly], cronItems: [], pollIntervalMs: 100 });
     try {
       await t.admin.query(`SELECT graphile_worker.add_job('stock.snapshots', '{}'::json)`);
       await waitFor('the snapshot operation', async () => {

@@ -45,7 +45,7 @@ describe('worker', () => {
   const logger = createLogger('silent');
   const workers: RunningWorker[] = [];
   const start = async () => {
-    const worker = await startWorker({ databaseUrl: t.url, config, logger, tasks: [record], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, tasks: [record], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
     workers.push(worker);
     return worker;
   };
@@ -70,7 +70,7 @@ describe('worker', () => {
   it('serves /metrics on its own port, behind METRICS_TOKEN when one is set', async () => {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const worker = await startWorker({
-      databaseUrl: t.url,
+      databaseUrl: t.url, appDatabaseUrl: t.appUrl,
       config: { ...config, workerMetricsPort: port, metricsToken: 'worker-scrape-0123456789' },
       logger,
       tasks: [record],
@@ -87,7 +87,7 @@ describe('worker', () => {
   });
 
   it('starts with every registered task and the default schedule (what `storekeep worker` runs)', async () => {
-    const worker = await startWorker({ databaseUrl: t.url, config, logger, serveMetrics: false });
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, serveMetrics: false });
     workers.push(worker);
     const known = await waitFor('the cron items to be registered', async () => {
       const { rows } = await t.admin.query<{ identifier: string }>(`SELECT identifier FROM graphile_worker._private_known_crontabs ORDER BY 1`);
@@ -175,7 +175,7 @@ describe('worker', () => {
     const lines: Array<Record<string, unknown>> = [];
     const capture = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
     const worker = await startWorker({
-      databaseUrl: t.url,
+      databaseUrl: t.url, appDatabaseUrl: t.appUrl,
       config,
       logger: createLogger('info', 'storekeep', capture),
       tasks: [record],
@@ -306,7 +306,7 @@ describe('worker', () => {
     try {
       const lines: Array<Record<string, unknown>> = [];
       const capture = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
-      const worker = await startWorker({ databaseUrl: t.url, config, logger: createLogger('info', 'storekeep', capture), tasks: [record], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
+      const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('info', 'storekeep', capture), tasks: [record], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
       workers.push(worker);
       await runInScope({ correlationId: 'req-logged-8' }, () =>
         t.db.transaction().execute((tx) => enqueueJob(tx, 'test.record', { value: 'logged-late', fail_times: 1 })),
@@ -324,7 +324,7 @@ describe('worker', () => {
     // `* * * * *` cron tick (60 s) -> 1.2 s. With 8 attempts the backoff
     // alone (≥ 0.5+1+2+4+8+16+32 = 63.5 s, scaled 1.27 s) is longer than a tick.
     const cfg = { ...config, jobRetryBaseMs: 20, jobRetryMaxMs: 6_000, jobMaxAttempts: 8 };
-    const worker = await startWorker({ databaseUrl: t.url, config: cfg, logger: createLogger('silent'), tasks: [alwaysFails], cronItems: [], serveMetrics: false, pollIntervalMs: 50 });
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config: cfg, logger: createLogger('silent'), tasks: [alwaysFails], cronItems: [], serveMetrics: false, pollIntervalMs: 50 });
     workers.push(worker);
     // What graphile-worker's cron does on every tick of a CronItem with a jobKey (job_key_mode null = replace).
     const tick = () =>
@@ -363,7 +363,7 @@ describe('worker', () => {
       },
     });
     const cfg = { ...config, jobRetryBaseMs: 60_000, jobRetryMaxMs: 60_000 };
-    const worker = await startWorker({ databaseUrl: t.url, config: cfg, logger: createLogger('silent'), tasks: [slowRecord], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config: cfg, logger: createLogger('silent'), tasks: [slowRecord], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
     await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.slowfail', { value: 'shutdown-ack' }));
     await waitFor('the job to start', async () => (await t.admin.query(`SELECT 1 FROM job_test_attempts WHERE value = 'shutdown-ack'`)).rows.length === 1);
     // When the worker is stopped gracefully while the attempt runs

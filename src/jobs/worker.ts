@@ -24,7 +24,10 @@ export function backoffOf(config: Config): BackoffPolicy {
 }
 
 export interface StartWorkerOptions {
+  /** The owner's login: the queue itself. */
   databaseUrl: string;
+  /** The login of the tasks' business work (runtime.appDatabaseUrl); default databaseUrl's, switched to storekeep_app. */
+  appDatabaseUrl?: string;
   config: Config;
   logger: Logger;
   /** Defaults to every task of registry.ts. */
@@ -66,7 +69,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     applicationName: 'storekeep-worker',
     onError: (error) => logger.warn({ err: error }, 'idle worker connection failed'),
   });
-  const appPool = createPool(options.databaseUrl, {
+  const appPool = createPool(options.appDatabaseUrl ?? options.databaseUrl, {
     max: config.workerConcurrency * 2 + 2,
     asAppRole: true,
     applicationName: 'storekeep-worker',

@@ -34,7 +34,7 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
     t = await startTestApp(overrides);
     sim.webhookUrl = `${t.baseUrl}/v1/webhooks/fulfilment`;
     worker = await startWorker({
-      databaseUrl: t.url,
+      databaseUrl: t.url, appDatabaseUrl: t.appUrl,
       config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
       logger: createLogger('silent'),
       cronItems: [],

@@ -433,7 +433,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     await givenStock(owner, storeId, [{ sku_id: scarce, quantity: 300 }]);
     const counterBefore = (await state()).counter ?? 0;
     const drawerBefore = await t.admin.query(`SELECT coalesce(sum(balance), 0)::int AS b FROM accounts WHERE tenant_id = $1 AND store_id = $2 AND kind = 'cash_drawer'`, [tenantId, storeId]);
-    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherPool = createPool(t.appUrl, { max: 10, asAppRole: true });
     const otherDb = createDb(otherPool);
     try {
       const committers = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
@@ -478,7 +478,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.equal(await statusOf(new GroupCommitter(t.db).sale(inputOf(line(5000)), line(5000), 'online')), 'insufficient_stock');
     assert.equal(await counterRows(), 0);
 
-    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherPool = createPool(t.appUrl, { max: 10, asAppRole: true });
     const otherDb = createDb(otherPool);
     try {
       const committers = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
@@ -545,7 +545,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     const stores = [await givenStore(owner, `GC-P1-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-P2-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-P3-${randomUUID().slice(0, 6)}`)];
     const skus = [await givenSku(owner, `GC-PA-${randomUUID().slice(0, 6)}`, 'piece', 10), await givenSku(owner, `GC-PB-${randomUUID().slice(0, 6)}`, 'piece', 10)];
     for (const store of stores) await givenStock(owner, store, skus.map((sku) => ({ sku_id: sku, quantity: 40 })));
-    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherPool = createPool(t.appUrl, { max: 10, asAppRole: true });
     const otherDb = createDb(otherPool);
     try {
       const committers = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
@@ -588,7 +588,7 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     ];
     const deadlocks = async () => Number((await t.admin.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)).rows[0].deadlocks);
     const deadlocksBefore = await deadlocks();
-    const otherPool = createPool(t.url, { max: 10, asAppRole: true });
+    const otherPool = createPool(t.appUrl, { max: 10, asAppRole: true });
     const otherDb = createDb(otherPool);
     const gate = await t.admin.connect();
     try {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { loggedInAs } from '../../src/core/appLogin.js';
 import { createDb, createPool, type Db } from '../../src/core/db.js';
 
 export interface TestDatabase {
@@ -7,22 +8,26 @@ export interface TestDatabase {
   url: string;
   /** Owner pool: bypasses RLS — for Given/Then steps that set up or inspect rows directly. */
   admin: pg.Pool;
-  /** App-role pool and Kysely: what the service itself runs as (RLS applies). */
+  /** The app login's connection string (a member of storekeep_app only, like the service's). */
+  appUrl: string;
+  /** App-role pool and Kysely: what the service itself runs as (RLS applies), logged in as the app login. */
   appPool: pg.Pool;
   db: Db;
   drop(): Promise<void>;
 }
 
-function serverUrl(): { server: string; template: string } {
+function serverUrl(): { server: string; template: string; appRole: string; appPassword: string } {
   const server = process.env.STOREKEEP_TEST_SERVER_URL;
   const template = process.env.STOREKEEP_TEST_TEMPLATE;
-  if (!server || !template) throw new Error('run tests with `npm test` (it starts PostgreSQL and migrates the template database)');
-  return { server, template };
+  const appRole = process.env.STOREKEEP_TEST_APP_ROLE;
+  const appPassword = process.env.STOREKEEP_TEST_APP_PASSWORD;
+  if (!server || !template || !appRole || !appPassword) throw new Error('run tests with `npm test` (it starts PostgreSQL and migrates the template database)');
+  return { server, template, appRole, appPassword };
 }
 
 /** A fresh database cloned from the migrated template: one per test file. */
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const { server, template } = serverUrl();
+  const { server, template, appRole, appPassword } = serverUrl();
   const name = `${template}_${randomBytes(5).toString('hex')}`;
   const control = new pg.Client(server);
   await control.connect();
@@ -35,11 +40,13 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   url.pathname = `/${name}`;
   const admin = new pg.Pool({ connectionString: url.toString(), max: 5 });
   admin.on('error', () => undefined);
-  const appPool = createPool(url.toString(), { max: 30, asAppRole: true });
+  const appUrl = loggedInAs(url.toString(), appRole, appPassword);
+  const appPool = createPool(appUrl, { max: 30, asAppRole: true });
   const db = createDb(appPool);
   let dropped = false;
   return {
     url: url.toString(),
+    appUrl,
     admin,
     appPool,
     db,

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { dropAppLogin, provisionAppLogin } from './appLogin.js';
+import { createPool } from './db.js';
+import { pgCode } from './pgErrors.js';
+
+describe('the app login: request sessions cannot leave row-level security', () => {
+  let t: TestDatabase;
+  const tenants = ['a1a1a1a1-0000-4000-8000-000000000001', 'b2b2b2b2-0000-4000-8000-000000000002'];
+
+  before(async () => {
+    t = await createTestDatabase();
+    for (const [index, id] of tenants.entries()) await t.admin.query(`INSERT INTO tenants (id, name) VALUES ($1, $2)`, [id, `login-${index}`]);
+  });
+  after(() => t.drop());
+
+  /** Runs statements on one connection of `pool`; returns the last result, or the SQLSTATE it failed with. */
+  async function onOneConnection(pool: pg.Pool, statements: string[]): Promise<{ rows: Record<string, unknown>[] } | { code: string | undefined }> {
+    const client = await pool.connect();
+    try {
+      let last: pg.QueryResult | undefined;
+      for (const statement of statements) last = await client.query(statement);
+      return { rows: last?.rows ?? [] };
+    } catch (error) {
+      return { code: pgCode(error) };
+    } finally {
+      client.release(true);
+    }
+  }
+
+  it('a request session that drops its role is still the app login: no superuser, no owner, every tenant row hidden but its own', async () => {
+    const escaped = await onOneConnection(t.appPool, [
+      'SET ROLE NONE',
+      `SELECT current_user::text AS current_user, (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = session_user) AS privileged,
+              (SELECT count(*)::int FROM tenants) AS visible`,
+    ]);
+    assert.deepEqual(escaped, { rows: [{ current_user: process.env.STOREKEEP_TEST_APP_ROLE, privileged: false, visible: 0 }] });
+    const inTenant = await onOneConnection(t.appPool, ['SET ROLE NONE', `SELECT set_config('app.tenant_id', '${tenants[0]}', false)`, 'SELECT id FROM tenants']);
+    assert.deepEqual(inTenant, { rows: [{ id: tenants[0] }] });
+    // Nor can it become the owner, or write around the append-only rules.
+    const owner = new URL(t.url).username;
+    assert.deepEqual(await onOneConnection(t.appPool, [`SET ROLE ${owner}`]), { code: '42501' });
+    assert.deepEqual(await onOneConnection(t.appPool, ['SET ROLE NONE', 'ALTER TABLE events DISABLE TRIGGER USER']), { code: '42501' });
+  });
+
+  it('why: the owner login switched to storekeep_app (the old pools, and DATABASE_URL without DATABASE_APP_URL) switches back to the owner', async () => {
+    const switched = createPool(t.url, { max: 1, asAppRole: true });
+    try {
+      const before = await onOneConnection(switched, ['SELECT count(*)::int AS visible FROM tenants']);
+      assert.deepEqual(before, { rows: [{ visible: 0 }] });
+      const escaped = await onOneConnection(switched, ['SET ROLE NONE', 'SELECT count(*)::int AS visible FROM tenants']);
+      assert.ok('rows' in escaped && (escaped.rows[0]!.visible as number) >= 2, 'the owner sees every tenant');
+    } finally {
+      await switched.end();
+    }
+  });
+
+  it('provisioning twice is harmless and puts back what someone changed: login, password, no extra rights', async () => {
+    const role = `storekeep_api_t${randomBytes(3).toString('hex')}`;
+    try {
+      const url = await provisionAppLogin(t.url, 'first-password', role);
+      await t.admin.query(`ALTER ROLE ${role} CREATEDB CREATEROLE`);
+      const again = await provisionAppLogin(t.url, 'second-password', role);
+      assert.notEqual(again, url);
+      const attributes = await t.admin.query(`SELECT rolcanlogin, rolcreatedb, rolcreaterole, rolsuper, rolbypassrls, pg_has_role($1, 'storekeep_app', 'MEMBER') AS member FROM pg_roles WHERE rolname = $1`, [role]);
+      assert.deepEqual(attributes.rows, [{ rolcanlogin: true, rolcreatedb: false, rolcreaterole: false, rolsuper: false, rolbypassrls: false, member: true }]);
+      const pool = new pg.Pool({ connectionString: again, max: 1 });
+      try {
+        assert.deepEqual((await pool.query('SELECT session_user::text AS login')).rows, [{ login: role }]);
+      } finally {
+        await pool.end();
+      }
+    } finally {
+      await dropAppLogin(t.url, role);
+    }
+  });
+});
