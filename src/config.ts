@@ -81,6 +81,22 @@ function httpUrl(env: Env, name: string, fallback: string): string {
   return raw.replace(/\/+$/, '');
 }
 
+/** An optional postgres:// connection string. */
+function postgresUrl(env: Env, name: string): string | undefined {
+  const raw = optional(env, name);
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a valid URL (expected postgres://user:password@host:port/database)`);
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(`${name} must start with postgres:// or postgresql://, got "${url.protocol}"`);
+  }
+  return raw;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -88,30 +104,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
   }
-  const databaseUrl = optional(env, 'DATABASE_URL');
-  if (databaseUrl !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(databaseUrl);
-    } catch {
-      throw new ConfigError('DATABASE_URL is not a valid URL (expected postgres://user:password@host:port/database)');
-    }
-    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-      throw new ConfigError(`DATABASE_URL must start with postgres:// or postgresql://, got "${url.protocol}"`);
-    }
-  }
-  const databaseAppUrl = optional(env, 'DATABASE_APP_URL');
-  if (databaseAppUrl !== undefined) {
-    if (databaseUrl === undefined) throw new ConfigError('DATABASE_APP_URL needs DATABASE_URL (the embedded PostgreSQL makes its own app login)');
-    let url: URL;
-    try {
-      url = new URL(databaseAppUrl);
-    } catch {
-      throw new ConfigError('DATABASE_APP_URL is not a valid URL (expected postgres://user:password@host:port/database)');
-    }
-    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-      throw new ConfigError(`DATABASE_APP_URL must start with postgres:// or postgresql://, got "${url.protocol}"`);
-    }
+  const databaseUrl = postgresUrl(env, 'DATABASE_URL');
+  const databaseAppUrl = postgresUrl(env, 'DATABASE_APP_URL');
+  if (databaseAppUrl !== undefined && databaseUrl === undefined) {
+    throw new ConfigError('DATABASE_APP_URL needs DATABASE_URL (the embedded PostgreSQL makes its own app login)');
   }
   const rootToken = optional(env, 'STOREKEEP_ROOT_TOKEN');
   if (rootToken !== undefined && rootToken.length < 16) {

@@ -63,15 +63,21 @@ describe('recovery of an order stuck in pending', () => {
     assert.deepEqual(run.findings.filter((finding) => finding.check === 'order_not_stuck'), []);
   });
 
-  it('leaves a submit that waits for its retry as it is: its attempt count and its time survive a recovery', async () => {
-    await worker?.stop();
+  /** A new pending order, its submit's job key and queued job (the worker stopped). */
+  async function pendingOrder(): Promise<{ orderId: string; key: string; queued: { id: string; payload: Record<string, unknown> } }> {
     const shop = await newOrderShop(t);
-    // Given a pending order whose submit already failed twice and waits an hour for attempt 3
     const created = await shop.owner.post('/v1/orders', orderBody(shop));
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const orderId = created.body.id as string;
     const key = submitJobKey(orderId);
-    const queued = (await t.admin.query(`SELECT payload FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows[0];
+    const queued = (await t.admin.query(`SELECT id, payload FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows[0];
+    return { orderId, key, queued };
+  }
+
+  it('leaves a submit that waits for its retry as it is: its attempt count and its time survive a recovery', async () => {
+    await worker?.stop();
+    // Given a pending order whose submit already failed twice and waits an hour for attempt 3
+    const { orderId, key, queued } = await pendingOrder();
     const runAt = new Date(Date.now() + 3_600_000);
     await t.admin.query(`SELECT graphile_worker.add_job('order.submit', $1::json, run_at => $2, job_key => $3, job_key_mode => 'replace', max_attempts => 5)`, [
       JSON.stringify({ ...queued.payload, attempt: 3, max_attempts: 4, last_error: 'provider said 503' }),
@@ -93,13 +99,8 @@ describe('recovery of an order stuck in pending', () => {
 
   it('keep_waiting holds the waiting submit until the recovering transaction ends: a running worker cannot take it in between', async () => {
     await worker?.stop();
-    const shop = await newOrderShop(t);
     // Given a pending order whose submit is due now
-    const created = await shop.owner.post('/v1/orders', orderBody(shop));
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    const orderId = created.body.id as string;
-    const key = submitJobKey(orderId);
-    const queued = (await t.admin.query(`SELECT id, payload FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows[0];
+    const { orderId, key, queued } = await pendingOrder();
     // When a recovery finds it waiting (enqueue_job keep_waiting) and, before that transaction commits, a worker looks for work
     const recovery = await t.admin.connect();
     try {
