@@ -1,4 +1,5 @@
 import { loadConfig, ConfigError, type Config } from './config.js';
+import { AppLoginRefused } from './core/appLogin.js';
 import { EmbeddedDatabaseInUse } from './core/embeddedPostgres.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { migrate } from './core/migrate.js';
@@ -169,7 +170,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     // A refusal to start that says what to do is shown as it is; anything else with its stack.
-    const text = error instanceof EmbeddedDatabaseInUse ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+    const text = error instanceof EmbeddedDatabaseInUse || error instanceof AppLoginRefused ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
     process.stderr.write(`storekeep: ${text}\n`);
     process.exit(1);
   },

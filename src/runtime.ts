@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import type { Config } from './config.js';
 import { randomBytes } from 'node:crypto';
-import { provisionAppLogin } from './core/appLogin.js';
+import { checkAppLogin, provisionAppLogin } from './core/appLogin.js';
 import { generateToken, hashToken } from './core/auth.js';
 import { runningEmbeddedPostgres, startEmbeddedPostgres } from './core/embeddedPostgres.js';
 import type { Logger } from './core/logger.js';
@@ -57,7 +57,10 @@ export async function openDatabase(config: Config, logger: Logger, options: { at
  * once as a warning, since such a session can switch back.
  */
 export async function appDatabaseUrl(config: Config, database: DatabaseHandle, logger: Logger): Promise<string> {
-  if (config.databaseAppUrl) return config.databaseAppUrl;
+  if (config.databaseAppUrl) {
+    await checkAppLogin(config.databaseAppUrl, 'DATABASE_APP_URL');
+    return config.databaseAppUrl;
+  }
   if (database.embedded) return provisionAppLogin(database.url, await embeddedAppPassword(config.dataDir));
   logger.warn(
     'DATABASE_APP_URL is not set: request pools log in as the DATABASE_URL role and switch to storekeep_app, and a session could switch back. ' +

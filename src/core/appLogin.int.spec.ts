@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
-import { dropAppLogin, provisionAppLogin } from './appLogin.js';
+import { AppLoginRefused, checkAppLogin, dropAppLogin, provisionAppLogin } from './appLogin.js';
 import { createPool } from './db.js';
 import { pgCode } from './pgErrors.js';
 
@@ -73,6 +73,26 @@ describe('the app login: request sessions cannot leave row-level security', () =
       } finally {
         await pool.end();
       }
+    } finally {
+      await dropAppLogin(t.url, role);
+    }
+  });
+
+  it('DATABASE_APP_URL is checked: a superuser, an RLS-bypassing login, the tables\' owner or one without storekeep_app is refused, saying which', async () => {
+    await checkAppLogin(t.appUrl, 'DATABASE_APP_URL');
+    await assert.rejects(checkAppLogin(t.url, 'DATABASE_APP_URL'), (error: unknown) => error instanceof AppLoginRefused && /which is a superuser/.test(error.message));
+    const role = `storekeep_api_t${randomBytes(3).toString('hex')}`;
+    try {
+      const url = await provisionAppLogin(t.url, 'pw', role);
+      await t.admin.query(`ALTER ROLE ${role} BYPASSRLS`);
+      await assert.rejects(checkAppLogin(url, 'DATABASE_APP_URL'), /bypasses row-level security/);
+      await t.admin.query(`ALTER ROLE ${role} NOBYPASSRLS`);
+      await t.admin.query(`REVOKE storekeep_app FROM ${role}`);
+      await assert.rejects(checkAppLogin(url, 'DATABASE_APP_URL'), /is not granted storekeep_app/);
+      await t.admin.query(`GRANT storekeep_app TO ${role}; CREATE TABLE owned_by_login (id int); ALTER TABLE owned_by_login OWNER TO ${role}`);
+      await assert.rejects(checkAppLogin(url, 'DATABASE_APP_URL'), /owns the service's tables/);
+      await t.admin.query(`DROP TABLE owned_by_login`);
+      await checkAppLogin(url, 'DATABASE_APP_URL');
     } finally {
       await dropAppLogin(t.url, role);
     }

@@ -41,6 +41,40 @@ export async function provisionAppLogin(ownerUrl: string, password: string, role
   return loggedInAs(ownerUrl, role, password);
 }
 
+/**
+ * Refuses a login that would take requests out of row-level security — a
+ * superuser, a role that bypasses RLS or owns the tables, or one not granted
+ * storekeep_app — saying which (DATABASE_APP_URL is checked at start-up).
+ */
+export async function checkAppLogin(url: string, setting: string): Promise<void> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ login: string; superuser: boolean; bypassrls: boolean; owns: boolean; member: boolean }>(
+      `SELECT r.rolname AS login, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls,
+              EXISTS (SELECT 1 FROM pg_tables t WHERE t.schemaname = 'public' AND t.tableowner = r.rolname) AS owns,
+              pg_has_role(r.oid, $1, 'MEMBER') AS member
+       FROM pg_roles r WHERE r.rolname = session_user`,
+      [APP_ROLE],
+    );
+    const login = rows[0]!;
+    const why = login.superuser
+      ? 'is a superuser'
+      : login.bypassrls
+        ? 'bypasses row-level security'
+        : login.owns
+          ? "owns the service's tables"
+          : !login.member
+            ? `is not granted ${APP_ROLE}`
+            : undefined;
+    if (why) throw new AppLoginRefused(`${setting} logs in as ${login.login}, which ${why}: give it a login role granted ${APP_ROLE} and nothing else`);
+  } finally {
+    await client.end();
+  }
+}
+
+export class AppLoginRefused extends Error {}
+
 /** `url` with another login. */
 export function loggedInAs(url: string, role: string, password: string): string {
   const login = new URL(url);
