@@ -100,7 +100,7 @@ export class Authenticator {
   private readonly recentlyValid = new Map<string, { until: number; tokenId: string | null }>();
 
   /**
-   * Counts forget() calls. A lookup whose database read may predate a revoke
+   * Counts forgetToken() calls. A lookup whose database read may predate a revoke
    * that was forgotten meanwhile (the count moved during the read) must not
    * cache what it read: that would bring the revoked token back.
    */

@@ -81,11 +81,10 @@ export async function revokeToken(cmd: Command, tokenId: string): Promise<Revoke
     if (principal.storeIds !== null && (row.store_ids === null || row.store_ids.some((id) => !principal.storeIds!.includes(id)))) throw notFound('token');
     if (row.role === 'owner' && principal.role !== 'owner') throw new AppError('forbidden', 'only an owner can revoke owner tokens');
   }
-  const token = row;
   // Already revoked: answered with the token as it is, nothing written (a replay).
-  if (token.revoked_at !== null) throw new AlreadyDone(token);
+  if (row.revoked_at !== null) throw new AlreadyDone(row);
   const revoked = await one(cmd.tx, sql<{ revoked_at: Date }>`UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} RETURNING revoked_at`);
   cmd.touch('api_tokens', tokenId, 'updated');
   cmd.audit({ type: 'token.revoked', subjectType: 'api_token', subjectId: tokenId, before: { revoked_at: null }, after: { revoked_at: revoked.revoked_at } });
-  return { ...token, revoked_at: revoked.revoked_at };
+  return { ...row, revoked_at: revoked.revoked_at };
 }
