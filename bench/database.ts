@@ -3,12 +3,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { dropAppLogin, provisionAppLogin } from '../src/core/appLogin.js';
 import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
 import { migrate } from '../src/core/migrate.js';
 
 export interface BenchDatabase {
   /** Owner connection string of a fresh, migrated database. */
   url: string;
+  /** The same database as the service's request pools log in: a role of this run's own, a member of storekeep_app only. */
+  appUrl: string;
   /** What the figures were measured on, for the report. */
   durable: string;
   /** Drops the database and stops the embedded server (if one was started). */
@@ -46,14 +49,18 @@ export async function openBenchDatabase(prefix: string): Promise<BenchDatabase> 
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   await migrate(url.toString());
+  const appRole = `storekeep_api_${randomBytes(4).toString('hex')}`;
+  const appUrl = await provisionAppLogin(url.toString(), randomBytes(18).toString('base64url'), appRole);
   return {
     url: url.toString(),
+    appUrl,
     durable,
     async close() {
       const drop = new pg.Client(serverUrl);
       await drop.connect();
       await drop.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
       await drop.end();
+      await dropAppLogin(serverUrl, appRole).catch(() => undefined);
       await stopServer();
     },
   };

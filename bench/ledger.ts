@@ -45,7 +45,7 @@ async function time(label: string, runs: number, fn: () => Promise<unknown>): Pr
 async function main(): Promise<void> {
   const database = await openBenchDatabase('bench_ledger');
   const url = new URL(database.url);
-  const appPool = createPool(url.toString(), { max: 4, asAppRole: true });
+  const appPool = createPool(database.appUrl, { max: 4, asAppRole: true });
   const owner = new pg.Client(url.toString());
   try {
     await owner.connect();

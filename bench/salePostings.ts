@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const database = await openBenchDatabase('bench_sp');
   const url = new URL(database.url);
   const owner = new pg.Client(url.toString());
-  const pool = createPool(url.toString(), { max: 20, asAppRole: true });
+  const pool = createPool(database.appUrl, { max: 20, asAppRole: true });
   try {
     await owner.connect();
     const tenant = randomUUID();

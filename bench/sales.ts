@@ -153,13 +153,14 @@ function post(baseUrl: string, urlPath: string, token: string, body: unknown): P
   });
 }
 
-async function startApi(databaseUrl: string, rootToken: string): Promise<{ child: ChildProcess; baseUrl: string }> {
+async function startApi(databaseUrl: string, appUrl: string, rootToken: string): Promise<{ child: ChildProcess; baseUrl: string }> {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'serve'], {
     cwd: root,
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,
+      DATABASE_APP_URL: appUrl,
       PORT: String(port),
       STOREKEEP_ROOT_TOKEN: rootToken,
       LOG_LEVEL: 'warn',
@@ -187,7 +188,7 @@ async function main(): Promise<void> {
   const admin = new pg.Pool({ connectionString: databaseUrl, max: 70 });
   const settings = (await admin.query(`SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'server_version')`)).rows;
   const rootToken = `bench-root-${randomUUID()}`;
-  const api = await startApi(databaseUrl, rootToken);
+  const api = await startApi(databaseUrl, database.appUrl, rootToken);
   const results: Measurement[] = [];
   let exitCode = 0;
   try {
@@ -254,7 +255,7 @@ async function main(): Promise<void> {
     // 2. The sale path in-process.
     const shop = await setUpShop(api.baseUrl, rootToken);
     const tokenId = (await admin.query(`SELECT id FROM api_tokens WHERE tenant_id = $1`, [shop.tenantId])).rows[0].id;
-    const pool = createPool(databaseUrl, { max: 20, asAppRole: true });
+    const pool = createPool(database.appUrl, { max: 20, asAppRole: true });
     const db: Db = createDb(pool);
     const committer = new GroupCommitter(db);
     const inputOf = (body: SaleInput): CommandInput => ({
