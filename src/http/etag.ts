@@ -23,16 +23,36 @@ import type { ExpectedVersions } from '../core/expectedVersions.js';
  * entity tags.
  */
 export function versionsFromIfMatch(header: string): ExpectedVersions | null {
+  // One pass, no backtracking: the header is the client's (up to Node's 16 KB of headers).
   const versions: number[] = [];
-  // One list member: optional whitespace, a tag, optional whitespace; members separated by commas (empty members allowed, RFC 9110 §5.6.1).
-  const member = /\s*(?:(?:W\/)?"([^"]*)"|([^\s,"]+))?\s*(,|$)/y;
-  for (let at = 0; at < header.length; ) {
-    member.lastIndex = at;
-    const match = member.exec(header);
-    if (!match || match[0] === '') return null;
-    const tag = match[1] ?? match[2];
-    if (tag !== undefined && /^\d{1,9}$/.test(tag)) versions.push(Number(tag));
-    at = member.lastIndex;
+  const skipSpace = (at: number) => {
+    while (at < header.length && (header[at] === ' ' || header[at] === '\t')) at++;
+    return at;
+  };
+  let at = skipSpace(0);
+  while (at < header.length) {
+    if (header[at] === ',') {
+      at = skipSpace(at + 1); // an empty list member (RFC 9110 §5.6.1)
+      continue;
+    }
+    const weak = header.startsWith('W/', at);
+    if (weak) at += 2;
+    let tag: string;
+    if (header[at] === '"') {
+      const close = header.indexOf('"', at + 1);
+      if (close < 0) return null;
+      tag = header.slice(at + 1, close);
+      at = close + 1;
+    } else {
+      // A bare version (`3`), as some clients send it; never weak.
+      const start = at;
+      while (at < header.length && !' \t,"'.includes(header[at]!)) at++;
+      if (weak || at === start) return null;
+      tag = header.slice(start, at);
+    }
+    if (/^\d{1,9}$/.test(tag)) versions.push(Number(tag));
+    at = skipSpace(at);
+    if (at < header.length && header[at] !== ',') return null;
   }
   const [first, ...rest] = versions;
   return first === undefined ? null : [first, ...rest];
