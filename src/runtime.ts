@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import type { Config } from './config.js';
@@ -69,13 +69,22 @@ export async function appDatabaseUrl(config: Config, database: DatabaseHandle, l
   return database.url;
 }
 
-/** The embedded server's app login password: made once (exclusively: the API and a worker starting together agree on it), then read. */
-async function embeddedAppPassword(dataDir: string): Promise<string> {
+/**
+ * The embedded server's app login password: made once, then read. Written
+ * whole to a file of its own and then linked into place, which fails if the
+ * name exists — so the API and a worker starting together agree on one
+ * password, and a start killed mid-write never leaves an empty one.
+ */
+export async function embeddedAppPassword(dataDir: string): Promise<string> {
   const file = path.join(path.resolve(dataDir), 'pg-app-password');
+  const draft = `${file}.${randomBytes(6).toString('hex')}`;
+  await writeFile(draft, randomBytes(18).toString('base64url'), { mode: 0o600 });
   try {
-    await writeFile(file, randomBytes(18).toString('base64url'), { mode: 0o600, flag: 'wx' });
+    await link(draft, file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    await unlink(draft);
   }
   return (await readFile(file, 'utf8')).trim();
 }
