@@ -18,6 +18,23 @@ describe('embedded PostgreSQL: the superuser password never sits where others ca
       assert.equal(existsSync(path.join(root, 'init-tmp')), false, 'removed');
       await assert.rejects(withPrivateTmpdir(root, async () => Promise.reject(new Error('initdb failed'))), /initdb failed/);
       assert.equal(os.tmpdir(), systemTmp, 'restored after a failure too');
+      // Two at once in one process take turns: each sees its own directory, and the system's is back after both.
+      const other = mkdtempSync(path.join(systemTmp, 'storekeep-tmpdir-'));
+      try {
+        const slow = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+        const seenBoth = await Promise.all([
+          withPrivateTmpdir(root, async () => {
+            const before = os.tmpdir();
+            await slow(50);
+            return [before, os.tmpdir()];
+          }),
+          withPrivateTmpdir(other, async () => [os.tmpdir()]),
+        ]);
+        assert.deepEqual(seenBoth, [[path.join(root, 'init-tmp'), path.join(root, 'init-tmp')], [path.join(other, 'init-tmp')]]);
+        assert.equal(os.tmpdir(), systemTmp, 'restored after both');
+      } finally {
+        rmSync(other, { recursive: true, force: true });
+      }
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -244,6 +244,21 @@ async function initialiseOnce(options: EmbeddedOptions, pgData: string, password
  * emptied before and removed after — also what a killed start left in it.
  */
 export async function withPrivateTmpdir<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  // TMPDIR is the process's: two first starts in one process take turns, or the later would restore the earlier's directory.
+  const previous = tmpdirTurn;
+  let release!: () => void;
+  tmpdirTurn = new Promise<void>((resolve) => (release = resolve));
+  await previous;
+  try {
+    return await inPrivateTmpdir(root, fn);
+  } finally {
+    release();
+  }
+}
+
+let tmpdirTurn: Promise<void> = Promise.resolve();
+
+async function inPrivateTmpdir<T>(root: string, fn: () => Promise<T>): Promise<T> {
   const dir = path.join(root, 'init-tmp');
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { mode: 0o711 });
