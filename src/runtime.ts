@@ -86,7 +86,11 @@ export async function embeddedAppPassword(dataDir: string): Promise<string> {
   } finally {
     await unlink(draft);
   }
-  return (await readFile(file, 'utf8')).trim();
+  const password = (await readFile(file, 'utf8')).trim();
+  // The file is never written empty (see above), so someone emptied it; an
+  // empty PASSWORD would leave the login without one.
+  if (password === '') throw new Error(`${file} is empty: delete it and start again, and a new password is made`);
+  return password;
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -15,6 +15,16 @@ describe('the embedded app login password', () => {
       assert.deepEqual(readdirSync(dataDir), ['pg-app-password']);
       assert.equal(statSync(path.join(dataDir, 'pg-app-password')).mode & 0o777, 0o600);
       assert.equal(await embeddedAppPassword(dataDir), passwords[0], 'and later starts read it');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a password file emptied by hand is refused with what to do, not used as an empty password', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-app-password-'));
+    try {
+      writeFileSync(path.join(dataDir, 'pg-app-password'), '\n', { mode: 0o600 });
+      await assert.rejects(embeddedAppPassword(dataDir), /pg-app-password is empty: delete it and start again/);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

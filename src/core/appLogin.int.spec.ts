@@ -97,4 +97,53 @@ describe('the app login: request sessions cannot leave row-level security', () =
       await dropAppLogin(t.url, role);
     }
   });
+
+  it('DATABASE_APP_URL is checked through the roles it can become: one granted a superuser, an RLS-bypassing role, the owner or a file-access role is refused', async () => {
+    const suffix = randomBytes(3).toString('hex');
+    const role = `storekeep_api_t${suffix}`;
+    const granted = `storekeep_granted_t${suffix}`;
+    try {
+      const url = await provisionAppLogin(t.url, 'pw', role);
+      // A NOLOGIN role in between, so only a check that follows memberships all the way sees it.
+      await t.admin.query(`CREATE ROLE ${granted} NOLOGIN; GRANT ${granted} TO ${role}`);
+      await checkAppLogin(url, 'DATABASE_APP_URL');
+      const owner = new URL(t.url).username;
+      for (const [grant, undo, why] of [
+        [`ALTER ROLE ${granted} SUPERUSER`, `ALTER ROLE ${granted} NOSUPERUSER`, `can become ${granted}, which is a superuser`],
+        [`ALTER ROLE ${granted} BYPASSRLS`, `ALTER ROLE ${granted} NOBYPASSRLS`, `can become ${granted}, which bypasses row-level security`],
+        [`CREATE TABLE granted_owns (id int); ALTER TABLE granted_owns OWNER TO ${granted}`, 'DROP TABLE granted_owns', `can become ${granted}, which owns the service's tables`],
+        [`GRANT pg_write_server_files TO ${granted}`, `REVOKE pg_write_server_files FROM ${granted}`, `can become pg_write_server_files, which reads or writes the server's files`],
+        [`ALTER ROLE ${role} CREATEROLE`, `ALTER ROLE ${role} NOCREATEROLE`, 'which can create and grant roles'],
+      ] as const) {
+        await t.admin.query(grant);
+        await assert.rejects(checkAppLogin(url, 'DATABASE_APP_URL'), (error: unknown) => error instanceof AppLoginRefused && error.message.includes(why), grant);
+        await t.admin.query(undo);
+      }
+      // The tables' owner itself, granted to the login.
+      await t.admin.query(`GRANT ${owner} TO ${role}`);
+      await assert.rejects(checkAppLogin(url, 'DATABASE_APP_URL'), (error: unknown) => error instanceof AppLoginRefused && error.message.includes(`can become ${owner}, which`));
+      await t.admin.query(`REVOKE ${owner} FROM ${role}`);
+      await checkAppLogin(url, 'DATABASE_APP_URL');
+    } finally {
+      await dropAppLogin(t.url, role);
+      await t.admin.query(`DROP ROLE IF EXISTS ${granted}`);
+    }
+  });
+
+  it('provisioning from several processes at once (the API and a worker starting together) succeeds for all and leaves one login', async () => {
+    const role = `storekeep_api_t${randomBytes(3).toString('hex')}`;
+    try {
+      for (let round = 0; round < 3; round += 1) {
+        const results = await Promise.allSettled(Array.from({ length: 8 }, () => provisionAppLogin(t.url, 'same-password', role)));
+        const failed = results.filter((result) => result.status === 'rejected').map((result) => String((result as PromiseRejectedResult).reason));
+        assert.deepEqual(failed, [], `round ${round}`);
+      }
+      const { rows } = await t.admin.query(`SELECT count(*)::int AS logins, bool_and(pg_has_role(rolname, 'storekeep_app', 'MEMBER')) AS member FROM pg_roles WHERE rolname = $1`, [role]);
+      assert.deepEqual(rows, [{ logins: 1, member: true }]);
+      const url = await provisionAppLogin(t.url, 'same-password', role);
+      await checkAppLogin(url, 'DATABASE_APP_URL');
+    } finally {
+      await dropAppLogin(t.url, role);
+    }
+  });
 });

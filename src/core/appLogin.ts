@@ -1,6 +1,5 @@
 import pg from 'pg';
 import { APP_ROLE } from './db.js';
-import { PG, pgCode } from './pgErrors.js';
 
 /** The role the API and the worker log in as for requests (embedded PostgreSQL; with DATABASE_URL, DATABASE_APP_URL names one). */
 export const APP_LOGIN_ROLE = 'storekeep_api';
@@ -25,16 +24,21 @@ export async function provisionAppLogin(ownerUrl: string, password: string, role
   await client.connect();
   try {
     const name = client.escapeIdentifier(role);
-    try {
-      await client.query(`CREATE ROLE ${name}`);
-    } catch (error) {
-      // Made before, or by another process starting at the same moment.
-      if (pgCode(error) !== PG.DUPLICATE_OBJECT && pgCode(error) !== PG.UNIQUE_VIOLATION) throw error;
-    }
+    // Catalog rows are not updated under row locks: two sessions altering or
+    // granting one role at once fail with "tuple concurrently updated". The
+    // API and a worker starting together do exactly that, so they take turns.
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`storekeep.provisionAppLogin:${role}`]);
+    const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+    if (rowCount === 0) await client.query(`CREATE ROLE ${name}`);
     await client.query(
       `ALTER ROLE ${name} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD ${client.escapeLiteral(password)}`,
     );
     await client.query(`GRANT ${APP_ROLE} TO ${name}`);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
   } finally {
     await client.end();
   }
@@ -42,32 +46,51 @@ export async function provisionAppLogin(ownerUrl: string, password: string, role
 }
 
 /**
- * Refuses a login that would take requests out of row-level security — a
- * superuser, a role that bypasses RLS or owns the tables, or one not granted
- * storekeep_app — saying which (DATABASE_APP_URL is checked at start-up).
+ * Refuses a login that could take requests out of row-level security — one
+ * that is, or can become (through any chain of granted roles), a superuser, a
+ * role that bypasses RLS, the tables' owner or one of the server-file roles;
+ * one that can create roles (and so grant itself any of those); or one not
+ * granted storekeep_app — saying which (DATABASE_APP_URL is checked at
+ * start-up).
  */
 export async function checkAppLogin(url: string, setting: string): Promise<void> {
   const client = new pg.Client(url);
   await client.connect();
   try {
-    const { rows } = await client.query<{ login: string; superuser: boolean; bypassrls: boolean; owns: boolean; member: boolean }>(
-      `SELECT r.rolname AS login, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls,
+    // pg_has_role(…, 'MEMBER') follows memberships transitively, whatever
+    // their INHERIT or SET options: a role one can only SET ROLE to is as
+    // much within reach as one whose rights are inherited.
+    const { rows } = await client.query<{ role: string; login: boolean; superuser: boolean; bypassrls: boolean; createrole: boolean; owns: boolean; files: boolean }>(
+      `SELECT r.rolname AS role, r.rolname = session_user AS login, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls,
+              r.rolcreaterole AS createrole,
               EXISTS (SELECT 1 FROM pg_tables t WHERE t.schemaname = 'public' AND t.tableowner = r.rolname) AS owns,
-              pg_has_role(r.oid, $1, 'MEMBER') AS member
-       FROM pg_roles r WHERE r.rolname = session_user`,
-      [APP_ROLE],
+              r.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program') AS files
+       FROM pg_roles r
+       WHERE r.rolname = session_user OR pg_has_role(session_user, r.oid, 'MEMBER')
+       ORDER BY r.rolname = session_user DESC, r.rolname`,
     );
-    const login = rows[0]!;
-    const why = login.superuser
-      ? 'is a superuser'
-      : login.bypassrls
-        ? 'bypasses row-level security'
-        : login.owns
-          ? "owns the service's tables"
-          : !login.member
-            ? `is not granted ${APP_ROLE}`
-            : undefined;
-    if (why) throw new AppLoginRefused(`${setting} logs in as ${login.login}, which ${why}: give it a login role granted ${APP_ROLE} and nothing else`);
+    const login = rows.find((row) => row.login)!;
+    const member = rows.some((row) => row.role === APP_ROLE);
+    let why: string | undefined;
+    for (const row of rows) {
+      const what = row.superuser
+        ? 'is a superuser'
+        : row.bypassrls
+          ? 'bypasses row-level security'
+          : row.owns
+            ? "owns the service's tables"
+            : row.files
+              ? "reads or writes the server's files"
+              : row.createrole
+                ? 'can create and grant roles'
+                : undefined;
+      if (what) {
+        why = row.login ? what : `can become ${row.role}, which ${what}`;
+        break;
+      }
+    }
+    why ??= member ? undefined : `is not granted ${APP_ROLE}`;
+    if (why) throw new AppLoginRefused(`${setting} logs in as ${login.role}, which ${why}: give it a login role granted ${APP_ROLE} and nothing else`);
   } finally {
     await client.end();
   }
