@@ -252,16 +252,21 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines: newLines } });
   }
 
-  // 3. The point of sale's last visit.
+  // 3. The point of sale's last visit: the one completed last. The visit's
+  // time is this transaction's start (now(), as its completed_at below), and
+  // a visit that started earlier can commit later (it waited on a stock
+  // balance another command held) — so a later completion is never
+  // overwritten by an earlier one. Waiting on the row re-checks the condition
+  // against what the other visit committed.
   const pointOfSale = await maybeOne(
     tx,
     sql<{ last_visit_at: Date }>`
       UPDATE points_of_sale SET last_visit_at = now(), last_visit_id = ${visitId}
       WHERE tenant_id = ${tenantId} AND id = ${visit.point_of_sale_id}
+        AND (last_visit_at IS NULL OR (last_visit_at, last_visit_id) < (now(), ${visitId}::uuid))
       RETURNING last_visit_at`,
   );
-  assert(pointOfSale, 'the visit references its point of sale');
-  cmd.touch('points_of_sale', visit.point_of_sale_id, 'updated');
+  if (pointOfSale) cmd.touch('points_of_sale', visit.point_of_sale_id, 'updated');
 
   // 4. The visit itself, last.
   const completed = await sql`
