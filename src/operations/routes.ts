@@ -1,10 +1,11 @@
 import { Type } from 'typebox';
-import { recordInScope } from '../core/auth.js';
+import { inStoreScope, recordInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandOrReplay, tenantOf } from '../http/command.js';
 import { IdempotencyHeaders, NoBody, Uuid } from '../http/schemas.js';
+import { transferEnds } from '../transfers/queries.js';
 import { getOperation } from './getOperation.js';
 import { revertOperation } from './revertOperation.js';
 import { revertHandlers } from './revertRegistry.js';
@@ -17,6 +18,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       schema: {
         tags: ['operations'],
         summary: 'An operation: who ran which command, when, and every row it touched',
+        description: "A token limited to some stores sees the operations filed under those stores, and every operation of a transfer with either end among them; an operation without a store (catalogue changes, sweeps) only tokens limited to no store see. Otherwise `404`.",
         params: Type.Object({ op_id: Uuid }),
       },
     },
@@ -25,10 +27,20 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       const operation = await inTenantTransaction(db, principal.tenantId, (tx) =>
         getOperation(tx, principal.tenantId, request.params.op_id),
       );
+      if (!operation) throw notFound('operation');
       // An operation without a store (catalogue changes, sweeps across stores)
-      // is tenant-wide: visible only to tokens not limited to some stores.
-      if (!operation || !recordInScope(principal, operation.store_id)) throw notFound('operation');
-      return operation;
+      // is tenant-wide: visible only to tokens not limited to some stores. One
+      // on a transfer is filed under one end, and the other end's staff are
+      // party to it too.
+      if (recordInScope(principal, operation.store_id)) return operation;
+      const transferIds = operation.type.startsWith('transfer.')
+        ? operation.effects.filter((effect) => effect.table === 'stock_transfers').map((effect) => effect.id)
+        : [];
+      if (transferIds.length > 0) {
+        const ends = await inTenantTransaction(db, principal.tenantId, (tx) => transferEnds(tx, principal.tenantId, transferIds));
+        if (ends.some((storeId) => inStoreScope(principal, storeId))) return operation;
+      }
+      throw notFound('operation');
     },
   );
 

@@ -34,3 +34,14 @@ export async function listTransfers(
       ORDER BY t.id DESC LIMIT ${limit}`,
   );
 }
+
+/** Both ends of these transfers (a transfer's operations concern the staff of either). */
+export async function transferEnds(tx: Tx, tenantId: string, ids: readonly string[]): Promise<string[]> {
+  const rows = await all(
+    tx,
+    sql<{ store_id: string }>`
+      SELECT unnest(ARRAY[source_store_id, destination_store_id]) AS store_id
+      FROM stock_transfers WHERE tenant_id = ${tenantId} AND id = ANY(${ids}::uuid[])`,
+  );
+  return rows.map((row) => row.store_id);
+}

@@ -219,6 +219,37 @@ describe('stock transfers between stores', () => {
     assert.ok(listed.body.items.every((x: { source_store_id: string; destination_store_id: string }) => x.source_store_id === south.id || x.destination_store_id === south.id));
   });
 
+  it("either end's staff can read each operation of a transfer they are party to (GET /v1/operations/{id}); a third store's cannot", async () => {
+    const northManager = t.client((await owner.post('/v1/tokens', { name: 'north-ops', role: 'manager', store_ids: [north.id] })).body.token);
+    const southManager = t.client((await owner.post('/v1/tokens', { name: 'south-ops', role: 'manager', store_ids: [south.id] })).body.token);
+    const west = (await owner.post('/v1/stores', { code: 'W-OPS', name: 'West' })).body;
+    const westManager = t.client((await owner.post('/v1/tokens', { name: 'west-ops', role: 'manager', store_ids: [west.id] })).body.token);
+    // Requested by the destination, approved by the source, received by the destination.
+    const requested = await request([{ sku_id: flour.id, quantity: 7 }], north, south, southManager);
+    assert.equal(requested.status, 201);
+    const approved = await northManager.post(`/v1/transfers/${requested.body.id}/approve`);
+    const received = await southManager.post(`/v1/transfers/${requested.body.id}/receive`);
+    assert.equal(received.status, 200);
+    // Requested by the destination and cancelled by it.
+    const dropped = await request([{ sku_id: flour.id, quantity: 1 }], north, south, southManager);
+    const cancelled = await southManager.post(`/v1/transfers/${dropped.body.id}/cancel`);
+    assert.equal(cancelled.status, 200);
+    assert.equal(approved.status, 200);
+    const opsOf = async (id: string) =>
+      (await t.admin.query(`SELECT op_id, approved_op, received_op, cancelled_op FROM stock_transfers WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0];
+    const [moved, withdrawn] = [await opsOf(requested.body.id), await opsOf(dropped.body.id)];
+    const ops = { request: moved.op_id, approve: moved.approved_op, receive: moved.received_op, cancelledRequest: withdrawn.op_id, cancel: withdrawn.cancelled_op };
+    for (const [name, opId] of Object.entries(ops)) {
+      assert.match(String(opId), /^[0-9a-f-]{36}$/, name);
+      for (const [who, client] of [['north', northManager], ['south', southManager]] as const) {
+        const operation = await client.get(`/v1/operations/${opId}`);
+        assert.equal(operation.status, 200, `${who} reads the ${name} operation: ${JSON.stringify(operation.body)}`);
+        assert.equal(operation.body.id, opId);
+      }
+      assert.equal((await westManager.get(`/v1/operations/${opId}`)).status, 404, `west does not see the ${name} operation`);
+    }
+  });
+
   it('a transfer approval racing another consumer of the last units: never negative, exactly one wins', async () => {
     for (let round = 0; round < 10; round++) {
       const sku = (await owner.post('/v1/skus', { code: `LAST-${round}`, name: 'Last', unit: 'piece', price: 10 })).body;
