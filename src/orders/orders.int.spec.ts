@@ -335,6 +335,31 @@ describe('orders API (no worker running)', () => {
     assert.equal((await shop.owner.post(`/v1/orders/${another}/cancel`, {}, { headers: { 'if-match': '*' } })).status, 200);
   });
 
+  it('manual actions need no body, like every action without required input: none, {} or null; an unknown order is 404 either way', async () => {
+    const shop = await newOrderShop(t);
+    for (const body of [undefined, null, {}]) {
+      const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+      const cancelled = await shop.owner.post(`/v1/orders/${orderId}/cancel`, body);
+      assert.equal(cancelled.status, 200, `${JSON.stringify(body)}: ${JSON.stringify(cancelled.body)}`);
+      assert.equal(cancelled.body.status, 'cancelled');
+    }
+    const processing: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, processing, 'processing'))).status, 200);
+    const completed = await shop.owner.post(`/v1/orders/${processing}/complete`);
+    assert.equal(completed.status, 200, JSON.stringify(completed.body));
+    assert.equal(completed.body.status, 'completed');
+    const unknown = await shop.owner.post('/v1/orders/00000000-0000-4000-8000-00000000dead/cancel');
+    assert.equal(unknown.status, 404);
+    // A body that is there must still be right.
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    for (const body of [{ reason: '' }, { why: 'x' }, [], 'cancel']) {
+      const refused = await shop.owner.post(`/v1/orders/${orderId}/cancel`, body);
+      assert.equal(refused.status, 400, JSON.stringify(body));
+      assert.equal(refused.body.code, 'validation_failed');
+    }
+    assert.equal(await statusOf(t.admin, orderId), 'pending');
+  });
+
   it('a give-up arriving after the provider moved the order on is stale: no error recorded, version unchanged', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

@@ -61,7 +61,8 @@ const Order = Type.Object({
     }),
   ),
 });
-const ManualBody = Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })) }, { additionalProperties: false });
+/** A manual action's body is optional (none, `{}` or `null`), like every action without required input. */
+const ManualBody = Type.Union([Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })) }, { additionalProperties: false }), Type.Null()]);
 
 const WebhookBody = Type.Object(
   {
@@ -196,7 +197,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         if (!existing) throw notFound('order');
         assertStoreInScope(principal, existing.store_id, 'order');
         const outcome = await runCommand(db, commandInputOf(request), { type: `order.${verb}`, storeId: existing.store_id }, async (cmd) => {
-          const patch = { ...(request.body.reason ? { note: request.body.reason } : {}), ...(expectedVersion !== undefined ? { expectedVersion } : {}) };
+          const patch = { ...(request.body?.reason ? { note: request.body.reason } : {}), ...(expectedVersion !== undefined ? { expectedVersion } : {}) };
           orThrow(await applyOrderEvent(cmd, request.params.id, event, 'api', patch));
           return { status: 200, body: (await findOrderView(cmd.tx, cmd.tenantId, request.params.id))! };
         });
