@@ -172,7 +172,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
           'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces. The batch\'s own Idempotency-Key, when sent, ' +
           'is taken before any sale is applied: another batch under it is 422 idempotency_key_reused (one still running 409), nothing applied; the same batch ' +
-          'again is applied again — each sale replays by its own key, one that failed only for the moment is tried afresh — and is answered with Idempotent-Replayed.',
+          'again is applied again — each sale replays by its own key, one that failed only for the moment is tried afresh — and is answered with Idempotent-Replayed. ' +
+          'The batch\'s key is a key space of its own, compared only with other batches\' keys: it may equal one of its sales\' keys, or a key used on another endpoint, without a 422.',
         headers: IdempotencyHeaders,
         body: SyncBody,
         response: {
