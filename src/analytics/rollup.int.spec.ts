@@ -146,4 +146,43 @@ describe('daily sales rollup', () => {
     const rows = (await t.admin.query(`SELECT sales_count, voided_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows;
     assert.deepEqual(rows, [{ sales_count: 1, voided_count: 1, revenue: 0 }]);
   });
+
+  it('daily-sales pages like every list (?limit=, ?cursor=, next_cursor), and without a limit the whole range is one page', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const created = await owner.post('/v1/stores', { code: 'PAGE', name: 'Paged' });
+    const store = created.body.id;
+    // Given: figures for ten days (rows as the nightly run leaves them).
+    const days = Array.from({ length: 10 }, (_, i) => `2026-03-${String(i + 1).padStart(2, '0')}`);
+    for (const [index, day] of days.entries()) {
+      await t.admin.query(
+        `INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op)
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)`,
+        [tenantId, randomUUID(), store, day, index + 1, (index + 1) * 100, created.body.op_id],
+      );
+    }
+    const read = (query: string) => owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=2026-03-01&to=2026-03-31${query}`);
+    const whole = await read('');
+    assert.equal(whole.status, 200);
+    assert.deepEqual(whole.body.items.map((item: { business_date: string }) => item.business_date), days);
+    assert.equal(whole.body.next_cursor, null);
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = await read(`&limit=4${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(page.status, 200, JSON.stringify(page.body));
+      assert.ok(page.body.items.length <= 4);
+      seen.push(...page.body.items.map((item: { business_date: string; sales_count: number }) => item.business_date));
+      cursor = page.body.next_cursor;
+      pages += 1;
+    } while (cursor !== null);
+    assert.deepEqual(seen, days);
+    assert.equal(pages, 3);
+    for (const query of ['&limit=0', '&limit=501', '&cursor=', '&cursor=bm90LWEtY3Vyc29y', `&cursor=${Buffer.from(JSON.stringify({ after: '2026-02-30' })).toString('base64url')}`]) {
+      const bad = await read(query);
+      assert.equal(bad.status, 400, query);
+      assert.equal(bad.body.code, 'validation_failed');
+    }
+  });
 });

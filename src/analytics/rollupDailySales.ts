@@ -53,13 +53,23 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
   return rows;
 }
 
-export async function listDailySales(cmd: { tx: Command['tx'] }, tenantId: string, storeId: string, from: string, to: string): Promise<DailySalesRow[]> {
+export async function listDailySales(
+  cmd: { tx: Command['tx'] },
+  tenantId: string,
+  storeId: string,
+  from: string,
+  to: string,
+  after: string | undefined,
+  limit: number,
+): Promise<DailySalesRow[]> {
   return all(
     cmd.tx,
     sql<DailySalesRow>`
       SELECT store_id, business_date::text AS business_date, sales_count, voided_count, revenue, computed_at
       FROM daily_sales_rollups
       WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND business_date BETWEEN ${from}::date AND ${to}::date
-      ORDER BY business_date`,
+        AND (${after ?? null}::date IS NULL OR business_date > ${after ?? null}::date)
+      ORDER BY business_date
+      LIMIT ${limit}`,
   );
 }

@@ -4,10 +4,26 @@ import { inTenantTransaction } from '../core/command.js';
 import { validationFailed } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
-import { Money, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { listDailySales } from './rollupDailySales.js';
 
 const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD (UTC day)' });
+/** The longest range (367 days) fits in one page: without `limit` the whole range is answered, as before paging existed. */
+const WHOLE_RANGE = 367;
+const isRealDay = (day: string) => {
+  const date = new Date(`${day}T00:00:00Z`);
+  return /^\d{4}-\d{2}-\d{2}$/.test(day) && !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === day;
+};
+const isDayCursor = (value: unknown): value is { after: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { after?: unknown }).after === 'string' && isRealDay((value as { after: string }).after);
+const DailySales = Type.Object({
+  store_id: Uuid,
+  business_date: Type.String(),
+  sales_count: Type.Integer(),
+  voided_count: Type.Integer(),
+  revenue: Money,
+  computed_at: Timestamp,
+});
 
 export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.get(
@@ -17,21 +33,13 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
       schema: {
         tags: ['analytics'],
         summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`',
-        querystring: Type.Object({ store_id: Uuid, from: Day, to: Day }, { additionalProperties: false }),
-        response: {
-          200: Type.Object({
-            items: Type.Array(
-              Type.Object({
-                store_id: Uuid,
-                business_date: Type.String(),
-                sales_count: Type.Integer(),
-                voided_count: Type.Integer(),
-                revenue: Money,
-                computed_at: Timestamp,
-              }),
-            ),
-          }),
-        },
+        description:
+          'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days).',
+        querystring: Type.Object(
+          { store_id: Uuid, from: Day, to: Day, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), cursor: ListQuery.properties.cursor },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(DailySales) },
       },
     },
     async (request) => {
@@ -40,7 +48,10 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
       assertStoreInScope(principal, storeId);
       const days = (Date.parse(to) - Date.parse(from)) / 86_400_000;
       if (!(days >= 0 && days <= 366)) throw validationFailed('/querystring/to', 'must be on or after from, and at most 366 days later');
-      return { items: await inTenantTransaction(db, principal.tenantId, (tx) => listDailySales({ tx }, principal.tenantId, storeId, from, to)) };
+      const limit = request.query.limit ?? WHOLE_RANGE;
+      const after = decodeCursor(request.query.cursor, isDayCursor)?.after;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listDailySales({ tx }, principal.tenantId, storeId, from, to, after, limit + 1));
+      return pageOf(rows, limit, (last) => ({ after: last.business_date }));
     },
   );
 }
