@@ -4,18 +4,13 @@ import { inTenantTransaction } from '../core/command.js';
 import { validationFailed } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
-import { decodeCursor, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { listDailySales } from './rollupDailySales.js';
 
 const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD (UTC day)' });
 /** The longest range (367 days) fits in one page: without `limit` the whole range is answered, as before paging existed. */
 const WHOLE_RANGE = 367;
-const isRealDay = (day: string) => {
-  const date = new Date(`${day}T00:00:00Z`);
-  return /^\d{4}-\d{2}-\d{2}$/.test(day) && !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === day;
-};
-const isDayCursor = (value: unknown): value is { after: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { after?: unknown }).after === 'string' && isRealDay((value as { after: string }).after);
+const isDayCursor = isCursorOf<{ after: string }>({ after: cursorField.day });
 const DailySales = Type.Object({
   store_id: Uuid,
   business_date: Type.String(),

@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandOrReplay, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
@@ -64,10 +64,8 @@ const Settlement = Type.Object({
 });
 const VisitCompletion = Type.Object({ visit: Visit, consignment: Nullable(Consignment), settlement: Nullable(Settlement) });
 
-const isIdCursor = (value: unknown): value is { id: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string';
-const isVisitCursor = (value: unknown): value is { scheduled_for: string; id: string } =>
-  isIdCursor(value) && typeof (value as { scheduled_for?: unknown }).scheduled_for === 'string';
+const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
+const isVisitCursor = isCursorOf<{ scheduled_for: string; id: string }>({ scheduled_for: cursorField.utcMicros, id: cursorField.uuid });
 
 export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(

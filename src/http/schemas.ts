@@ -69,6 +69,47 @@ export function encodeCursor(position: unknown): string {
   return Buffer.from(JSON.stringify(position), 'utf8').toString('base64url');
 }
 
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const INT64_MAX = 9_223_372_036_854_775_807n;
+
+/** A real calendar day YYYY-MM-DD in the years 1–9999 (what PostgreSQL's `date` reads the same way). */
+function isDayText(day: string): boolean {
+  const date = new Date(`${day}T00:00:00Z`);
+  return /^\d{4}-\d{2}-\d{2}$/.test(day) && day >= '0001' && !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === day;
+}
+
+/**
+ * What one field of a cursor may hold: exactly the values its list's column
+ * can take, so a cursor that decodes but names no position is the client's
+ * 400 at /querystring/cursor — never a database error, nor (as PostgreSQL
+ * reads `'yesterday'` as a time) a position nobody made.
+ */
+export const cursorField = {
+  uuid: (value: unknown): value is string => typeof value === 'string' && UUID_TEXT.test(value),
+  /** A bigint id written as text. */
+  int64Text: (value: unknown): value is string => typeof value === 'string' && /^\d{1,19}$/.test(value) && BigInt(value) <= INT64_MAX,
+  safeInteger: (value: unknown): value is number => Number.isSafeInteger(value),
+  text: (value: unknown): value is string => typeof value === 'string',
+  day: (value: unknown): value is string => typeof value === 'string' && isDayText(value),
+  /** A moment as utcMicros writes it: `YYYY-MM-DDTHH:MM:SS.ffffffZ`. */
+  utcMicros: (value: unknown): value is string => {
+    if (typeof value !== 'string') return false;
+    const match = /^(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$/.exec(value);
+    return match !== null && isDayText(match[1]!);
+  },
+};
+
+/** A cursor predicate from the predicates of its fields (every field required, no other field). */
+export function isCursorOf<T extends object>(fields: { [K in keyof T]: (value: unknown) => value is T[K] }): (value: unknown) => value is T {
+  const names = Object.keys(fields);
+  return (value: unknown): value is T =>
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.keys(value).length === names.length &&
+    names.every((name) => (fields as Record<string, (field: unknown) => boolean>)[name]!((value as Record<string, unknown>)[name]));
+}
+
 /** Decodes a cursor made by encodeCursor; anything else is a validation error. */
 export function decodeCursor<T>(cursor: string | undefined, isValid: (value: unknown) => value is T): T | undefined {
   if (cursor === undefined) return undefined;

@@ -3,7 +3,7 @@ import { inTenantTransaction, runCommand } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { assertAllStores, recordInScope, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { findReviewItem, listReviewItems } from './listReviewItems.js';
 import { allChecks } from './registry.js';
@@ -34,9 +34,7 @@ const ReviewItem = Type.Object({
   resolution_note: Type.Union([Type.String(), Type.Null()]),
 });
 
-const isIdCursor = (value: unknown): value is { id: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' &&
-  /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
+const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
 export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): Promise<void> {
   serveOpenFindingsFrom(pool);

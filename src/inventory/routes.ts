@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { createSku } from './createSku.js';
 import { createStore } from './createStore.js';
@@ -26,13 +26,9 @@ const Sku = Type.Object({
   created_at: Timestamp,
 });
 const StoreParams = Type.Object({ store_id: Uuid });
-const isIdCursor = (value: unknown): value is { id: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^\d{1,19}$/.test((value as { id: string }).id);
-const isCodeCursor = (value: unknown): value is { code: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { code?: unknown }).code === 'string';
-const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const isSkuCursor = (value: unknown): value is { sku_id: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { sku_id?: unknown }).sku_id === 'string' && UUID_TEXT.test((value as { sku_id: string }).sku_id);
+const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.int64Text });
+const isCodeCursor = isCursorOf<{ code: string }>({ code: cursorField.text });
+const isSkuCursor = isCursorOf<{ sku_id: string }>({ sku_id: cursorField.uuid });
 
 export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(

@@ -5,7 +5,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
@@ -82,16 +82,9 @@ const StoreAccountKindSchema = Type.Union([
   Type.Literal('mobile_clearing'),
   Type.Literal('sales_revenue'),
 ]);
-const isPostingCursor = (value: unknown): value is { id: number } =>
-  typeof value === 'object' && value !== null && Number.isSafeInteger((value as { id?: unknown }).id);
-const isIdCursor = (value: unknown): value is { id: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
-const isBalanceCursor = (value: unknown): value is BalanceCursor =>
-  typeof value === 'object' &&
-  value !== null &&
-  Number.isSafeInteger((value as { outstanding?: unknown }).outstanding) &&
-  typeof (value as { party_id?: unknown }).party_id === 'string' &&
-  /^[0-9a-f-]{36}$/i.test((value as { party_id: string }).party_id);
+const isPostingCursor = isCursorOf<{ id: number }>({ id: cursorField.safeInteger });
+const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
+const isBalanceCursor = isCursorOf<BalanceCursor>({ outstanding: cursorField.safeInteger, party_id: cursorField.uuid });
 
 export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(

@@ -5,7 +5,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion } from '../http/etag.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, LOWERCASE, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, LOWERCASE, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { combinePieces } from './combinePieces.js';
 import { cutPiece } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
@@ -49,9 +49,8 @@ const HistoryItem = Type.Object({
   created_at: Timestamp,
 });
 
-const isIdCursor = (value: unknown): value is { id: string } => typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string';
-const isEventCursor = (value: unknown): value is { event_id: number } =>
-  typeof value === 'object' && value !== null && Number.isSafeInteger((value as { event_id?: unknown }).event_id);
+const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
+const isEventCursor = isCursorOf<{ event_id: number }>({ event_id: cursorField.safeInteger });
 
 export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(

@@ -5,7 +5,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
 import { requiredExpectedVersion, versionedCommand } from '../http/etag.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
 import { etagOf, type SettlementDecision } from './settlementMath.js';
@@ -40,8 +40,7 @@ const DecisionHeaders = Type.Object({
   'if-match': Type.Optional(Type.String({ maxLength: 100, description: 'the ETag (version) of the settlement being decided; required' })),
 });
 const DecisionBody = Type.Union([Type.Object({ note: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })) }, { additionalProperties: false }), Type.Null()]);
-const isIdCursor = (value: unknown): value is { id: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
+const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
 export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(

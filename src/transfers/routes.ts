@@ -8,7 +8,7 @@ import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { commandInputOf, tenantOf } from '../http/command.js';
 import { etagOf, optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, ListQuery, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
@@ -44,8 +44,7 @@ const Transfer = Type.Object({
     }),
   ),
 });
-const isIdCursor = (value: unknown): value is { id: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { id?: unknown }).id === 'string' && /^[0-9a-f-]{36}$/i.test((value as { id: string }).id);
+const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
 export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   /**
