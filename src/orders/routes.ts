@@ -192,10 +192,10 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
       },
       async (request, reply) => {
         const principal = tenantOf(request);
-        const expectedVersion = optionalExpectedVersion(request, 'order');
         const existing = await inTenantTransaction(db, principal.tenantId, (tx) => findOrder(tx, principal.tenantId, request.params.id));
         if (!existing) throw notFound('order');
         assertStoreInScope(principal, existing.store_id, 'order');
+        const expectedVersion = optionalExpectedVersion(request, 'order');
         const outcome = await runCommand(db, commandInputOf(request), { type: `order.${verb}`, storeId: existing.store_id }, async (cmd) => {
           const patch = { ...(request.body?.reason ? { note: request.body.reason } : {}), ...(expectedVersion !== undefined ? { expectedVersion } : {}) };
           orThrow(await applyOrderEvent(cmd, request.params.id, event, 'api', patch));

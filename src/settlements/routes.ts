@@ -88,12 +88,13 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
         },
       },
       async (request, reply) => {
-        const expected = requiredExpectedVersion(request, 'settlement');
         const principal = tenantOf(request);
         // Scope checked before the command too, so a replayed decision is never
-        // handed to a token that cannot see the settlement.
+        // handed to a token that cannot see the settlement; and before If-Match,
+        // so a settlement that is not there is 404 whatever the header says.
         const visible = await inTenantTransaction(db, principal.tenantId, (tx) => findSettlement(tx, principal.tenantId, request.params.id));
         if (!visible || !inStoreScope(principal, visible.store_id)) throw notFound('settlement');
+        const expected = requiredExpectedVersion(request, 'settlement');
         return versionedCommand(db, request, reply, { type: `settlement.${decision}` }, async (cmd) => ({
           status: 200,
           body: await decideSettlement(cmd, principal, request.params.id, decision, expected, request.body?.note),

@@ -70,8 +70,8 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
     spec: CommandSpec,
     fn: (cmd: Command, expectedVersion: ExpectedVersions | undefined) => Promise<TransferRow>,
   ) => {
-    const expected = optionalExpectedVersion(request, 'transfer');
     await assertVisible(tenantOf(request), (request.params as { id: string }).id, side);
+    const expected = optionalExpectedVersion(request, 'transfer');
     return sendVersioned(reply, await runCommand(db, commandInputOf(request), spec, async (cmd) => ({ status: 200, body: await fn(cmd, expected) })));
   };
   app.post(
