@@ -35,4 +35,21 @@ describe('If-Match on a record that is not there: 404 first', () => {
     }
     assert.deepEqual(wrong, []);
   });
+
+  it('If-Match is a list of any length on every action that takes it (a long list is read, not refused for its length)', async () => {
+    const list = Array.from({ length: 40 }, (_, i) => `"${i + 1}"`).join(', ');
+    assert.ok(list.length > 100);
+    const wrong: string[] = [];
+    const cases: Array<[string, unknown]> = [
+      [`/v1/settlements/${missing}/approve`, undefined],
+      [`/v1/transfers/${missing}/approve`, undefined],
+      [`/v1/orders/${missing}/cancel`, undefined],
+      ['/v1/pieces/cut', { piece_id: missing, parts: [100] }],
+    ];
+    for (const [path, body] of cases) {
+      const response = await owner.post(path, body, { headers: { 'if-match': list } });
+      if (response.status !== 404) wrong.push(`${path.replace(missing, '{missing}')} → ${response.status} ${JSON.stringify(response.body.errors ?? response.body.code)}`);
+    }
+    assert.deepEqual(wrong, []);
+  });
 });

@@ -87,7 +87,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         tags: ['pieces'],
         summary:
           'Cut a roll or cut piece into the given lengths (millimetres), or split a spare piece into the given counts. The input is consumed; each part and the remainder become new pieces. Parts that do not fit: 422. A piece in use: 409 piece_unavailable. Optional `If-Match` with the piece\'s ETag (version): 412 version_conflict when it moved; `*` matches any version.',
-        headers: Type.Intersect([IdempotencyHeaders, Type.Object({ 'if-match': Type.Optional(Type.String({ maxLength: 100, description: 'ETag (version) of the piece from GET /v1/pieces/{id}' })) })]),
+        headers: Type.Intersect([IdempotencyHeaders, Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'ETag (version) of the piece from GET /v1/pieces/{id}, or a list of them (RFC 9110)' })) })]),
         body: Type.Object(
           { piece_id: Uuid, parts: Type.Array(PositiveQuantity, { minItems: 1, maxItems: 200 }), reservation_op_id: ReservationOpId },
           { additionalProperties: false },

@@ -37,7 +37,7 @@ const Settlement = Type.Object({
 });
 const DecisionHeaders = Type.Object({
   ...IdempotencyHeaders.properties,
-  'if-match': Type.Optional(Type.String({ maxLength: 100, description: 'the ETag (version) of the settlement being decided; required' })),
+  'if-match': Type.Optional(Type.String({ description: 'the ETag (version) of the settlement being decided, or a list of them (RFC 9110); required' })),
 });
 const DecisionBody = Type.Union([Type.Object({ note: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })) }, { additionalProperties: false }), Type.Null()]);
 const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
