@@ -40,6 +40,9 @@ export interface FieldError {
   message: string;
 }
 
+/** Members every problem document has (RFC 9457 and ours); extras take other names. */
+const PROBLEM_MEMBERS = new Set(['type', 'title', 'status', 'detail', 'instance', 'code', 'correlation_id', 'errors']);
+
 export class AppError extends Error {
   readonly code: ErrorCode;
   /** Extra members of the problem document (e.g. `shortages`, `distance_m`). */
@@ -57,6 +60,10 @@ export class AppError extends Error {
     this.name = 'AppError';
     this.code = code;
     this.extra = options.extra ?? {};
+    // The problem document's own members win over extras, so an extra of the
+    // same name would vanish from the answer (a settlement's `status` once did).
+    const taken = Object.keys(this.extra).filter((name) => PROBLEM_MEMBERS.has(name));
+    if (taken.length > 0) throw new Error(`problem extras may not be named ${taken.join(', ')}: the problem document's own members would replace them`);
     this.errors = options.errors;
     this.retryAfterSeconds = options.retryAfterSeconds;
   }

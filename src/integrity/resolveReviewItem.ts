@@ -25,7 +25,7 @@ export async function resolveReviewItem(cmd: Command, id: string, note: string):
       WHERE tenant_id = ${cmd.tenantId} AND id = ${id} AND status = 'open'
       RETURNING id, kind, severity, subject_type, subject_id, store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note`,
   );
-  if (!after) throw new AppError('invalid_transition', 'the review item is already resolved', { extra: { status: 'resolved' } });
+  if (!after) throw new AppError('invalid_transition', 'the review item is already resolved', { extra: { current_status: 'resolved' } });
   if (after.store_id) cmd.storeId = after.store_id;
   cmd.touch('review_items', id, 'updated');
   cmd.audit({ subjectType: 'review_item', subjectId: id, before: { status: before.status }, after: { status: after.status, resolution_note: note } });

@@ -1,7 +1,9 @@
+import { sql } from 'kysely';
 import { Type } from 'typebox';
-import { assertAllStores, assertStoreInScope } from '../core/auth.js';
+import { assertAllStores, assertStoreInScope, recordInScope } from '../core/auth.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import { inTenantTransaction } from '../core/command.js';
+import { maybeOne } from '../core/db.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
@@ -285,7 +287,13 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request) => {
       const principal = tenantOf(request);
-      const items = await inTenantTransaction(db, principal.tenantId, (tx) => listEntriesOfOperation(tx, principal.tenantId, request.params.op_id));
+      const { operation, items } = await inTenantTransaction(db, principal.tenantId, async (tx) => ({
+        operation: await maybeOne(tx, sql<{ store_id: string | null }>`SELECT store_id FROM operations WHERE tenant_id = ${principal.tenantId} AND id = ${request.params.op_id}`),
+        items: await listEntriesOfOperation(tx, principal.tenantId, request.params.op_id),
+      }));
+      // 404 alike for an operation that is not there and one outside the
+      // caller's stores: by its entries' stores, or (none written) its own.
+      if (!operation || (items.length === 0 && !recordInScope(principal, operation.store_id))) throw notFound('operation');
       for (const entry of items) if (entry.store_id !== null) assertStoreInScope(principal, entry.store_id, 'operation');
       return { items };
     },

@@ -28,7 +28,7 @@ export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: 
   // If-Match: the version the client saw (as stored before any lazy release just above).
   const seen = found[0]?.version;
   if (expectedVersion !== undefined && (seen === undefined || !matchesExpected(expectedVersion, seen))) {
-    throw new AppError('version_conflict', `the piece is at version ${seen}, not ${describeExpected(expectedVersion)}`, { extra: { version: seen } });
+    throw new AppError('version_conflict', `the piece is at version ${seen}, not ${describeExpected(expectedVersion)}`, { extra: { current_version: seen, version: seen } });
   }
   const piece = locked[0];
   assert(piece, 'locked piece');

@@ -48,11 +48,11 @@ export async function decideSettlement(
     const now = (await findSettlement(cmd.tx, cmd.tenantId, id)) ?? current;
     if (!matchesExpected(expectedVersion, now.version)) {
       throw new AppError('version_conflict', `the settlement is at version ${now.version}, not ${describeExpected(expectedVersion)}; reload it and decide again`, {
-        extra: { current_version: now.version, status: now.status },
+        extra: { current_version: now.version, current_status: now.status },
       });
     }
     const verdict = settlementTransition(now.status, decision);
-    throw new AppError('invalid_transition', verdict.ok ? 'the settlement changed; reload it' : verdict.reason, { extra: { status: now.status } });
+    throw new AppError('invalid_transition', verdict.ok ? 'the settlement changed; reload it' : verdict.reason, { extra: { current_status: now.status } });
   }
   cmd.touch('settlements', id, 'updated');
   cmd.audit({ subjectType: 'settlement', subjectId: id, before: current, after: decided });

@@ -1,0 +1,109 @@
+/**
+ * The contract (API.md, README) where endpoints of different parts must
+ * answer alike: replays, 404s, the members of 409 and 412 problems,
+ * If-Match on PATCH, timestamps.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { givenSku, givenStock, givenStore, givenToken } from '../sales/testkit.js';
+import { offsetNorth } from '../field/geofence.js';
+
+const SHOP = { latitude: -1.286389, longitude: 36.817223 };
+
+describe('the HTTP contract across endpoints', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: string;
+  let otherStore: string;
+  let soap: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = await givenStore(owner, 'MAIN');
+    otherStore = await givenStore(owner, 'OTHER');
+    soap = await givenSku(owner, 'SOAP', 'piece', 120);
+    await givenStock(owner, store, [{ sku_id: soap, quantity: 100 }]);
+    await givenStock(owner, otherStore, [{ sku_id: soap, quantity: 100 }]);
+  });
+  after(() => t.close());
+
+  const count = async (sql: string) => Number((await t.admin.query(sql, [tenantId])).rows[0].n);
+
+  it('visit completion retried with its ORIGINAL Idempotency-Key after re-reading GPS replays 200 (README: "any key or none, any position")', async () => {
+    const agentToken = (await owner.post('/v1/tokens', { name: 'agent', role: 'field_agent', store_ids: [store] })).body;
+    const agent = t.client(agentToken.token);
+    const pos = (await owner.post('/v1/points-of-sale', { name: 'Kiosk', store_id: store, ...SHOP })).body;
+    const visit = (await owner.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: agentToken.id, scheduled_for: new Date().toISOString() })).body;
+    const lines = [{ sku_id: soap, quantity: 3 }];
+
+    const first = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines }, { idempotencyKey: 'visit-complete-1' });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+
+    // The response was lost; the till retries with the same key, but its GPS fix moved 30 m.
+    const withNewKey = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 30), lines }, { idempotencyKey: 'visit-complete-other' });
+    assert.equal(withNewKey.status, 200, 'a new key replays (documented, and it does)');
+    const retry = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 30), lines }, { idempotencyKey: 'visit-complete-1' });
+    assert.equal(retry.status, 200, `same key, same goods, re-read GPS: ${JSON.stringify(retry.body)}`);
+    assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(retry.body, first.body);
+  });
+
+  it('GET /v1/ledger/operations/{op_id}: an operation that does not exist is 404 exactly like one outside the caller\'s stores (and like GET /v1/operations/{op_id})', async () => {
+    const cashier = await givenToken(t, owner, 'manager', [store]);
+    const elsewhere = await owner.post('/v1/sales', { store_id: otherStore, payment_method: 'cash', items: [{ sku_id: soap, quantity: 1, unit_price: 120 }] });
+    assert.equal(elsewhere.status, 201);
+    const missing = '00000000-0000-4000-8000-0000000000aa';
+
+    const outOfScope = await cashier.get(`/v1/ledger/operations/${elsewhere.body.op_id}`);
+    assert.equal(outOfScope.status, 404, 'another store\'s operation is 404');
+    assert.equal((await cashier.get(`/v1/operations/${missing}`)).status, 404, 'GET /v1/operations: unknown → 404');
+
+    const unknown = await cashier.get(`/v1/ledger/operations/${missing}`);
+    assert.equal(unknown.status, outOfScope.status, `unknown op answered ${unknown.status} ${JSON.stringify(unknown.body)}: a store-limited token can tell another store's operation from a missing one`);
+  });
+
+  it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
+    // Transfers (README) and orders answer `current_status`; the settlement decision puts the
+    // settlement's status under `status`, which the problem document's own `status` (409) overwrites.
+    const settlement = (await owner.post('/v1/settlements', { store_id: store, business_date: '2026-01-02', declared_cash: 0 })).body;
+    assert.equal((await owner.post(`/v1/settlements/${settlement.id}/approve`, {}, { headers: { 'if-match': '"1"' } })).status, 200);
+    const again = await owner.post(`/v1/settlements/${settlement.id}/reject`, {}, { headers: { 'if-match': '"2"' } });
+    assert.equal(again.status, 409);
+    assert.equal(again.body.code, 'invalid_transition');
+    assert.equal(again.body.current_status, 'approved', `problem document: ${JSON.stringify(again.body)}`);
+  });
+
+  it('412 version_conflict on a piece cut carries current_version, like transfers, orders and settlements', async () => {
+    const cloth = (await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body;
+    const roll = (await owner.post('/v1/pieces', { store_id: store, sku_id: cloth.id, pieces: [{ kind: 'roll', quantity: 10_000 }] })).body.pieces[0];
+    const stale = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000] }, { headers: { 'if-match': '"99"' } });
+    assert.equal(stale.status, 412);
+    assert.equal(stale.body.code, 'version_conflict');
+    assert.equal(stale.body.current_version, roll.version, `problem document: ${JSON.stringify(stale.body)}`);
+  });
+
+  it('PATCH /v1/tenant/settings with an If-Match that matches nothing is 412 and changes nothing (API.md: "a PATCH/approve with If-Match that no longer matches → 412")', async () => {
+    const before = (await owner.get('/v1/tenant/settings')).body;
+    const patched = await owner.patch('/v1/tenant/settings', { geofence_radius_m: 321 }, { headers: { 'if-match': '"stale-etag-from-another-admin"' } });
+    const after = (await owner.get('/v1/tenant/settings')).body;
+    assert.equal(patched.status, 412, `answered ${patched.status} ${JSON.stringify(patched.body)}; settings before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
+    assert.deepEqual(after, before);
+  });
+
+  it('a visit scheduled for a moment the API accepts is answered as an RFC 3339 date-time (or refused 400 like client_created_at / as_of outside 0001–9999 UTC)', async () => {
+    const agentToken = (await owner.post('/v1/tokens', { name: 'agent2', role: 'field_agent', store_ids: [store] })).body;
+    const pos = (await owner.post('/v1/points-of-sale', { name: 'Kiosk 2', store_id: store, ...SHOP })).body;
+    const visitsBefore = await count('SELECT count(*)::int AS n FROM visits WHERE tenant_id = $1');
+    const response = await owner.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: agentToken.id, scheduled_for: '9999-12-31T23:30:00-01:00' });
+    if (response.status === 400) {
+      assert.equal(await count('SELECT count(*)::int AS n FROM visits WHERE tenant_id = $1'), visitsBefore);
+      return;
+    }
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    assert.match(response.body.scheduled_for, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/, `scheduled_for answered as ${response.body.scheduled_for}`);
+  });
+});
