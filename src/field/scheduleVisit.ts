@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { assertStoreInScope } from '../core/auth.js';
 import type { Command } from '../core/command.js';
-import { maybeOne } from '../core/db.js';
+import { maybeOne, one, utcMicrosWithinYears } from '../core/db.js';
 import { AppError, assert } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { VisitRow } from './field.table.js';
@@ -20,6 +20,14 @@ export interface ScheduleVisitInput {
 export async function scheduleVisit(cmd: Command, input: ScheduleVisitInput): Promise<VisitRow> {
   const principal = cmd.principal;
   assert(principal.kind === 'token', 'visits are scheduled by tenant tokens');
+  // Answered as an ISO time in UTC, so it must be one: within the years
+  // 0001–9999 in UTC (like a sale's client_created_at and stock's as_of).
+  const when = await one(cmd.tx, sql<{ at: string | null }>`SELECT ${utcMicrosWithinYears(sql`${input.scheduled_for}::timestamptz`)} AS at`);
+  if (when.at === null) {
+    throw new AppError('validation_failed', 'scheduled_for is outside the years 0001–9999 (UTC)', {
+      errors: [{ path: '/body/scheduled_for', message: 'must fall within the years 0001–9999 in UTC' }],
+    });
+  }
   const pointOfSale = await maybeOne(
     cmd.tx,
     sql<{ store_id: string }>`SELECT store_id FROM points_of_sale WHERE tenant_id = ${cmd.tenantId} AND id = ${input.point_of_sale_id}`,
