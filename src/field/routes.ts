@@ -3,7 +3,7 @@ import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, commandOrReplay, tenantOf } from '../http/command.js';
+import { command, commandInputOf, commandOrReplay, tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
@@ -294,10 +294,18 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       const principal = tenantOf(request);
       const visit = await inTenantTransaction(db, principal.tenantId, (tx) => findVisitOwner(tx, principal.tenantId, request.params.id));
       if (!visit || !mayCompleteVisit(principal, visit)) throw notFound('visit');
-      return commandOrReplay(db, request, reply, { type: 'visit.complete', storeId: visit.store_id }, async (cmd) => ({
-        status: 200,
-        body: await completeVisit(cmd, request.params.id, request.body),
-      }));
+      // The same completion is the same goods and settlement wherever the
+      // agent stands: a retry under its key after a lost answer may re-read
+      // its GPS and still replays (the position is checked, not compared).
+      const { latitude: _latitude, longitude: _longitude, ...sameCompletion } = request.body;
+      return commandOrReplay(
+        db,
+        request,
+        reply,
+        { type: 'visit.complete', storeId: visit.store_id },
+        async (cmd) => ({ status: 200, body: await completeVisit(cmd, request.params.id, request.body) }),
+        commandInputOf(request, undefined, sameCompletion),
+      );
     },
   );
 }

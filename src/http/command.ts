@@ -38,7 +38,12 @@ function canonicalPath(request: FastifyRequest): string {
 }
 
 /** What the command helper needs from an HTTP request. */
-export function commandInputOf(request: FastifyRequest, tenantId?: string): CommandInput {
+/**
+ * A command's input from its request. `fingerprinted`, when given, is the
+ * part of the body that makes it the same request (see the visit completion:
+ * a retry may re-read its GPS); otherwise the whole body.
+ */
+export function commandInputOf(request: FastifyRequest, tenantId?: string, fingerprinted: unknown = request.body): CommandInput {
   const principal = request.principal;
   assert(principal !== null, 'commands need an authenticated principal');
   const resolvedTenant = tenantId ?? (principal.kind === 'token' ? principal.tenantId : undefined);
@@ -48,7 +53,7 @@ export function commandInputOf(request: FastifyRequest, tenantId?: string): Comm
     principal,
     correlationId: request.id,
     idempotencyKey: idempotencyKeyOf(request),
-    fingerprint: fingerprintRequest(request.method, canonicalPath(request), request.body),
+    fingerprint: fingerprintRequest(request.method, canonicalPath(request), fingerprinted),
     payload: request.body,
   };
 }
@@ -79,9 +84,16 @@ export class AlreadyDone extends Error {
 }
 
 /** `command`, plus AlreadyDone turned into a replayed response. */
-export async function commandOrReplay(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
+export async function commandOrReplay(
+  db: Db,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  spec: CommandSpec,
+  fn: CommandFn,
+  input: CommandInput = commandInputOf(request),
+): Promise<FastifyReply> {
   try {
-    return await command(db, request, reply, spec, fn);
+    return sendOutcome(reply, await runCommand(db, input, spec, fn));
   } catch (error) {
     if (!(error instanceof AlreadyDone)) throw error;
     return sendOutcome(reply, { status: error.status, body: error.body, replayed: true, opId: null });

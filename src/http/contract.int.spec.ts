@@ -50,6 +50,10 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal(retry.status, 200, `same key, same goods, re-read GPS: ${JSON.stringify(retry.body)}`);
     assert.equal(retry.headers.get('idempotent-replayed'), 'true');
     assert.deepEqual(retry.body, first.body);
+    // Other goods under the same key are another request.
+    const otherGoods = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap, quantity: 4 }] }, { idempotencyKey: 'visit-complete-1' });
+    assert.equal(otherGoods.status, 422, JSON.stringify(otherGoods.body));
+    assert.equal(otherGoods.body.code, 'idempotency_key_reused');
   });
 
   it('GET /v1/ledger/operations/{op_id}: an operation that does not exist is 404 exactly like one outside the caller\'s stores (and like GET /v1/operations/{op_id})', async () => {
