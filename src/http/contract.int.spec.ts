@@ -96,6 +96,31 @@ describe('the HTTP contract across endpoints', () => {
     const after = (await owner.get('/v1/tenant/settings')).body;
     assert.equal(patched.status, 412, `answered ${patched.status} ${JSON.stringify(patched.body)}; settings before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
     assert.deepEqual(after, before);
+    assert.equal(patched.body.code, 'version_conflict');
+  });
+
+  it('tenant settings are versioned like every record edited by two people: GET sends the ETag, PATCH with it applies, with an older one is 412', async () => {
+    const { owner: admin, tenantId: id } = await t.newTenant();
+    const read = await admin.get('/v1/tenant/settings');
+    const etag = read.headers.get('etag');
+    assert.match(String(etag), /^"\d+"$/);
+    const first = await admin.patch('/v1/tenant/settings', { geofence_radius_m: 150 }, { headers: { 'if-match': etag! } });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.geofence_radius_m, 150);
+    const next = first.headers.get('etag');
+    assert.notEqual(next, etag);
+    assert.equal((await admin.get('/v1/tenant/settings')).headers.get('etag'), next);
+    // A second admin still holding the first ETag is refused, and nothing changes.
+    const stale = await admin.patch('/v1/tenant/settings', { geofence_radius_m: 999 }, { headers: { 'if-match': etag! } });
+    assert.equal(stale.status, 412);
+    assert.equal(stale.body.code, 'version_conflict');
+    assert.equal(stale.body.current_version, Number(next!.replace(/"/g, '')));
+    assert.equal((await admin.get('/v1/tenant/settings')).body.geofence_radius_m, 150);
+    // Without If-Match, or with `*`, a change applies as before.
+    assert.equal((await admin.patch('/v1/tenant/settings', { settlement_float: 5000 })).status, 200);
+    assert.equal((await admin.patch('/v1/tenant/settings', { settlement_float: 6000 }, { headers: { 'if-match': '*' } })).status, 200);
+    const { rows } = await t.admin.query(`SELECT settings, settings_version FROM tenants WHERE id = $1`, [id]);
+    assert.deepEqual(rows, [{ settings: { geofence_radius_m: 150, settlement_float: 6000 }, settings_version: 4 }]);
   });
 
   it('a visit scheduled outside the years 0001–9999 in UTC is 400 and nothing is written, like client_created_at and as_of', async () => {

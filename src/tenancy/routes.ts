@@ -7,7 +7,8 @@ import { command, commandInputOf, commandOrReplay, sendOutcome, tenantOf } from 
 import { IdempotencyHeaders, IdParams, NoBody, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
 import { createToken, revokeToken } from './createToken.js';
-import { getTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
+import { getVersionedTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
+import { etagOf, optionalExpectedVersion } from '../http/etag.js';
 import { inTenantTransaction } from '../core/command.js';
 
 const redactToken = (body: unknown): unknown => ({ ...(body as object), token: null });
@@ -95,10 +96,15 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
 
   app.get(
     '/v1/tenant/settings',
-    { config: { permission: 'stores.read' }, schema: { tags: ['tenancy'], summary: 'Tenant settings' } },
-    async (request) => {
+    {
+      config: { permission: 'stores.read' },
+      schema: { tags: ['tenancy'], summary: 'Tenant settings; their version is the ETag (send it back as If-Match when changing them)' },
+    },
+    async (request, reply) => {
       const tenantId = tenantOf(request).tenantId;
-      return inTenantTransaction(db, tenantId, (tx) => getTenantSettings(tx, tenantId));
+      const { settings, version } = await inTenantTransaction(db, tenantId, (tx) => getVersionedTenantSettings(tx, tenantId));
+      reply.header('etag', etagOf(version));
+      return settings;
     },
   );
 
@@ -109,17 +115,23 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          'Change tenant settings (merged into the current ones). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403.',
+          'Change tenant settings (merged into the current ones). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
+          'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. The answer carries the new ETag (not on a replay).',
         headers: IdempotencyHeaders,
         body: Settings,
       },
     },
     async (request, reply) => {
       assertAllStores(tenantOf(request), 'tenant settings');
-      return command(db, request, reply, { type: 'tenant.settings.update' }, async (cmd) => ({
-        status: 200,
-        body: await updateTenantSettings(cmd, request.body),
-      }));
+      const expected = optionalExpectedVersion(request, 'tenant settings');
+      let version: number | undefined;
+      const outcome = await runCommand(db, commandInputOf(request), { type: 'tenant.settings.update' }, async (cmd) => {
+        const updated = await updateTenantSettings(cmd, request.body, expected);
+        version = updated.version;
+        return { status: 200, body: updated.settings };
+      });
+      if (!outcome.replayed && version !== undefined) reply.header('etag', etagOf(version));
+      return sendOutcome(reply, outcome);
     },
   );
 }

@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { one, type Executor } from '../core/db.js';
+import { AppError } from '../core/errors.js';
+import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 
 /** Settings a tenant can change; each module documents and defaults its own keys. */
 export interface TenantSettings {
@@ -17,14 +19,33 @@ export async function getTenantSettings(db: Executor, tenantId: string): Promise
   return row.settings;
 }
 
-export async function updateTenantSettings(cmd: Command, changes: TenantSettings): Promise<TenantSettings> {
-  const before = await one(cmd.tx, sql<{ settings: TenantSettings }>`SELECT settings FROM tenants WHERE id = ${cmd.tenantId} FOR UPDATE`);
+/** The settings with their version (sent as the ETag). */
+export async function getVersionedTenantSettings(db: Executor, tenantId: string): Promise<{ settings: TenantSettings; version: number }> {
+  return one(db, sql<{ settings: TenantSettings; version: number }>`SELECT settings, settings_version AS version FROM tenants WHERE id = ${tenantId}`);
+}
+
+/** Merges the changes into the settings; with `expected` (If-Match), only while the settings are at one of those versions. */
+export async function updateTenantSettings(
+  cmd: Command,
+  changes: TenantSettings,
+  expected?: ExpectedVersions,
+): Promise<{ settings: TenantSettings; version: number }> {
+  const before = await one(
+    cmd.tx,
+    sql<{ settings: TenantSettings; version: number }>`SELECT settings, settings_version AS version FROM tenants WHERE id = ${cmd.tenantId} FOR UPDATE`,
+  );
+  if (expected !== undefined && !matchesExpected(expected, before.version)) {
+    throw new AppError('version_conflict', `the settings are at version ${before.version}, not ${describeExpected(expected)}; reload them and change again`, {
+      extra: { current_version: before.version },
+    });
+  }
   const after = await one(
     cmd.tx,
-    sql<{ settings: TenantSettings }>`
-      UPDATE tenants SET settings = settings || ${JSON.stringify(changes)}::jsonb WHERE id = ${cmd.tenantId} RETURNING settings`,
+    sql<{ settings: TenantSettings; version: number }>`
+      UPDATE tenants SET settings = settings || ${JSON.stringify(changes)}::jsonb, settings_version = settings_version + 1
+      WHERE id = ${cmd.tenantId} RETURNING settings, settings_version AS version`,
   );
   cmd.touch('tenants', cmd.tenantId, 'updated');
   cmd.audit({ subjectType: 'tenant', subjectId: cmd.tenantId, before: before.settings, after: after.settings });
-  return after.settings;
+  return after;
 }
