@@ -19,7 +19,7 @@ describe('If-Match on a record that is not there: 404 first', () => {
   });
   after(() => t.close());
 
-  it('settlement decisions, transfer and order actions answer 404 before 428 or 412', async () => {
+  it('settlement decisions, transfer and order actions and piece cuts answer 404 before 428 or 412', async () => {
     const wrong: string[] = [];
     const cases: Array<[string, Record<string, string>]> = [
       [`/v1/settlements/${missing}/approve`, {}],
@@ -28,9 +28,11 @@ describe('If-Match on a record that is not there: 404 first', () => {
       [`/v1/transfers/${missing}/approve`, { 'if-match': 'yesterday' }],
       [`/v1/transfers/${missing}/cancel`, { 'if-match': '"7"' }],
       [`/v1/orders/${missing}/cancel`, { 'if-match': 'yesterday' }],
+      ['/v1/pieces/cut', { 'if-match': 'yesterday' }],
     ];
     for (const [path, headers] of cases) {
-      const response = await owner.post(path, undefined, { headers });
+      const body = path === '/v1/pieces/cut' ? { piece_id: missing, parts: [100] } : undefined;
+      const response = await owner.post(path, body, { headers });
       if (response.status !== 404 || response.body.code !== 'not_found') wrong.push(`${path.replace(missing, '{missing}')} ${JSON.stringify(headers)} → ${response.status} ${response.body.code}`);
     }
     assert.deepEqual(wrong, []);

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
-import { notFound } from '../core/errors.js';
+import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion } from '../http/etag.js';
@@ -96,7 +96,15 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       },
     },
     async (request, reply) => {
-      // A header naming no version is 412 at once; `*` matches any version of the piece.
+      // A header naming no version is 412, but a piece that is not there (or
+      // not in the caller's stores) is 404 first; `*` matches any version.
+      if (request.headers['if-match'] !== undefined) {
+        const principal = tenantOf(request);
+        const piece = await inTenantTransaction(db, principal.tenantId, (tx) => findPiece(tx, principal.tenantId, request.body.piece_id));
+        if (!piece || !inStoreScope(principal, piece.store_id)) {
+          throw new AppError('not_found', `piece ${request.body.piece_id} was not found`, { extra: { piece_ids: [request.body.piece_id] } });
+        }
+      }
       const expected = optionalExpectedVersion(request, 'piece');
       return command(db, request, reply, { type: 'piece.cut', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));
     },
