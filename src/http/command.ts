@@ -37,9 +37,8 @@ function canonicalPath(request: FastifyRequest): string {
   return route.replace(/:([A-Za-z0-9_]+)/g, (_, name: string) => encodeURIComponent(String(params[name])));
 }
 
-/** What the command helper needs from an HTTP request. */
 /**
- * A command's input from its request. `fingerprinted`, when given, is the
+ * What the command helper needs from an HTTP request: a command's input. `fingerprinted`, when given, is the
  * part of the body that makes it the same request (see the visit completion:
  * a retry may re-read its GPS); otherwise the whole body.
  */
