@@ -38,9 +38,10 @@ function canonicalPath(request: FastifyRequest): string {
 }
 
 /**
- * What the command helper needs from an HTTP request: a command's input. `fingerprinted`, when given, is the
- * part of the body that makes it the same request (see the visit completion:
- * a retry may re-read its GPS); otherwise the whole body.
+ * What the command helper needs from an HTTP request: a command's input.
+ * `fingerprinted`, when given, is the part of the body that makes it the same
+ * request (see the visit completion: a retry may re-read its GPS); otherwise
+ * the whole body.
  */
 export function commandInputOf(request: FastifyRequest, tenantId?: string, fingerprinted: unknown = request.body): CommandInput {
   const principal = request.principal;
