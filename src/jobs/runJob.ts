@@ -86,6 +86,16 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
         });
       },
     };
+    if (attempt > maxAttempts) {
+      // Runs that crashed (the worker died mid-run) spent the budget: the
+      // handler is not run again, and the job is given up like any other.
+      const error = new Error(`its attempts were spent by runs that crashed: this run would be attempt ${attempt} of ${maxAttempts}`);
+      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error);
+      jobsTotal.inc({ task, outcome: 'failed' });
+      logger.error({ err: error }, 'job not run: its attempts are spent; review item opened');
+      await definition.onGiveUp?.(envelope.data, ctx, error);
+      return;
+    }
     const started = process.hrtime.bigint();
     logger.debug('job started');
     try {

@@ -32,7 +32,12 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
       [ctx.config.ordersStuckAfterSeconds],
     );
     for (const row of rows) {
-      await ctx.addJob('order.recover', { order_id: row.id }, { tenantId: row.tenant_id, jobKey: `order.recover:${row.id}`, jobKeyMode: 'preserve_run_at' });
+      // keep_waiting: a recover job waiting for its retry keeps its attempt
+      // count (replacing it restarted the count at 1 on every sweep, so a
+      // recovery whose provider lookup kept failing never gave up).
+      await inTenantTransaction(ctx.db, row.tenant_id, (tx) =>
+        enqueueJob(tx, 'order.recover', { order_id: row.id }, { tenantId: row.tenant_id, jobKey: `order.recover:${row.id}`, jobKeyMode: 'keep_waiting' }),
+      );
     }
     if (rows.length > 0) ctx.logger.info({ orders: rows.length }, 'stuck orders queued for recovery');
   },
