@@ -86,14 +86,18 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
         });
       },
     };
+    /** The job's last word: a review item, the count, the log line, the task's own give-up. */
+    const giveUp = async (error: Error, message: string) => {
+      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error);
+      jobsTotal.inc({ task, outcome: 'failed' });
+      logger.error({ err: error }, message);
+      await definition.onGiveUp?.(envelope.data, ctx, error);
+    };
     if (attempt > maxAttempts) {
       // Runs that crashed (the worker died mid-run) spent the budget: the
       // handler is not run again, and the job is given up like any other.
       const error = new Error(`its attempts were spent by runs that crashed: this run would be attempt ${attempt} of ${maxAttempts}`);
-      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error);
-      jobsTotal.inc({ task, outcome: 'failed' });
-      logger.error({ err: error }, 'job not run: its attempts are spent; review item opened');
-      await definition.onGiveUp?.(envelope.data, ctx, error);
+      await giveUp(error, 'job not run: its attempts are spent; review item opened');
       return;
     }
     const started = process.hrtime.bigint();
@@ -127,10 +131,7 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
         jobsTotal.inc({ task, outcome: 'retried' });
         return;
       }
-      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error);
-      jobsTotal.inc({ task, outcome: 'failed' });
-      logger.error({ err: error }, permanent ? 'job failed permanently; review item opened' : 'job failed after its last attempt; review item opened');
-      await definition.onGiveUp?.(envelope.data, ctx, error);
+      await giveUp(error, permanent ? 'job failed permanently; review item opened' : 'job failed after its last attempt; review item opened');
     } finally {
       jobDuration.observe({ task }, Number(process.hrtime.bigint() - started) / 1e9);
     }

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
-import { AppError, notFound } from '../core/errors.js';
+import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion } from '../http/etag.js';
@@ -9,6 +9,7 @@ import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, LO
 import { combinePieces } from './combinePieces.js';
 import { cutPiece } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
+import { assertPiecesVisible } from './usable.js';
 import { receivePieces } from './receivePieces.js';
 import { releaseReservation, reservePieces } from './reservePieces.js';
 
@@ -101,9 +102,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (request.headers['if-match'] !== undefined) {
         const principal = tenantOf(request);
         const piece = await inTenantTransaction(db, principal.tenantId, (tx) => findPiece(tx, principal.tenantId, request.body.piece_id));
-        if (!piece || !inStoreScope(principal, piece.store_id)) {
-          throw new AppError('not_found', `piece ${request.body.piece_id} was not found`, { extra: { piece_ids: [request.body.piece_id] } });
-        }
+        assertPiecesVisible(principal, [request.body.piece_id], piece ? [piece] : []);
       }
       const expected = optionalExpectedVersion(request, 'piece');
       return command(db, request, reply, { type: 'piece.cut', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));

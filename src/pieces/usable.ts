@@ -3,6 +3,16 @@ import { inStoreScope } from '../core/auth.js';
 import { AppError } from '../core/errors.js';
 import type { PieceRow } from './pieces.table.js';
 
+/** 404 for requested pieces that are not among `found` or are outside the caller's stores, like any record. */
+export function assertPiecesVisible(principal: TenantPrincipal, requested: readonly string[], found: readonly Pick<PieceRow, 'id' | 'store_id'>[]): void {
+  const byId = new Map(found.map((piece) => [piece.id, piece]));
+  const missing = requested.filter((id) => {
+    const piece = byId.get(id);
+    return !piece || !inStoreScope(principal, piece.store_id);
+  });
+  if (missing.length > 0) throw new AppError('not_found', `piece ${missing.join(', ')} was not found`, { extra: { piece_ids: missing } });
+}
+
 /**
  * Refuses pieces a command may not use: missing or outside the caller's stores
  * (404, like any record), or not available — consumed, sold, deleted, or
@@ -11,12 +21,7 @@ import type { PieceRow } from './pieces.table.js';
  * that reservation. Expired reservations were already released by the caller.
  */
 export function assertPiecesUsable(principal: TenantPrincipal, requested: readonly string[], locked: PieceRow[], reservationOpId?: string): void {
-  const byId = new Map(locked.map((piece) => [piece.id, piece]));
-  const missing = requested.filter((id) => {
-    const piece = byId.get(id);
-    return !piece || !inStoreScope(principal, piece.store_id);
-  });
-  if (missing.length > 0) throw new AppError('not_found', `piece ${missing.join(', ')} was not found`, { extra: { piece_ids: missing } });
+  assertPiecesVisible(principal, requested, locked);
 
   const unavailable = locked
     .filter((piece) => {

@@ -15,8 +15,7 @@ export interface TenantSettings {
 }
 
 export async function getTenantSettings(db: Executor, tenantId: string): Promise<TenantSettings> {
-  const row = await one(db, sql<{ settings: TenantSettings }>`SELECT settings FROM tenants WHERE id = ${tenantId}`);
-  return row.settings;
+  return (await getVersionedTenantSettings(db, tenantId)).settings;
 }
 
 /** The settings with their version (sent as the ETag). */
