@@ -1,4 +1,4 @@
-import { loadConfig, ConfigError, type Config } from './config.js';
+import { loadConfig, ConfigError, numberFlag, type Config } from './config.js';
 import { AppLoginRefused } from './core/appLogin.js';
 import { EmbeddedDatabaseInUse } from './core/embeddedPostgres.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -116,15 +116,26 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write('storekeep provider-sim: set FULFILMENT_WEBHOOK_SECRET (the API must have the same one)\n');
         return 2;
       }
-      const port = Number(flag('port') ?? (new URL(config.fulfilmentUrl).port || 8090));
+      let port: number;
+      let latencyMs: number;
+      let failRate: number;
+      try {
+        port = numberFlag(flag, 'port', Number(new URL(config.fulfilmentUrl).port || 8090), 0, 65535, true);
+        latencyMs = numberFlag(flag, 'latency-ms', 0, 0, 600_000, true);
+        failRate = numberFlag(flag, 'fail-rate', 0, 0, 1, false);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        process.stderr.write(`storekeep provider-sim: ${error.message}\n`);
+        return 2;
+      }
       return runUntilSignalled(logger, async () => {
         const sim = await startProviderSim({
           port,
           secret,
           webhookUrl: flag('webhook-url') ?? `http://${config.host}:${config.port}/v1/webhooks/fulfilment`,
           faults: {
-            latencyMs: Number(flag('latency-ms') ?? 0),
-            failRate: Number(flag('fail-rate') ?? 0),
+            latencyMs,
+            failRate,
             duplicateWebhooks: argv.includes('--duplicate-webhooks'),
             outOfOrderWebhooks: argv.includes('--out-of-order-webhooks'),
             webhooks: !argv.includes('--no-webhooks'),

@@ -97,10 +97,28 @@ function postgresUrl(env: Env, name: string): string | undefined {
   return raw;
 }
 
+/** A numeric command-line flag: absent → fallback; anything but a number in [min, max] is refused. */
+export function numberFlag(
+  flag: (name: string) => string | undefined,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+  whole: boolean,
+): number {
+  const raw = flag(name);
+  if (raw === undefined) return fallback;
+  const value = raw.trim() === '' ? Number.NaN : Number(raw);
+  if (!Number.isFinite(value) || (whole && !Number.isInteger(value)) || value < min || value > max) {
+    throw new ConfigError(`--${name} must be ${whole ? 'a whole number' : 'a number'} from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
-  const logLevel = (env.LOG_LEVEL ?? 'info').toLowerCase();
+  const logLevel = (optional(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, numberFlag } from './config.js';
 
 describe('loadConfig: database logins', () => {
   const owner = 'postgres://owner:secret@db.example:5432/storekeep';
@@ -27,5 +27,37 @@ describe('loadConfig: database logins', () => {
     assert.match(refusal({ DATABASE_URL: owner, DATABASE_APP_URL: 'not a url' }), /DATABASE_APP_URL is not a valid URL/);
     assert.match(refusal({ DATABASE_URL: owner, DATABASE_APP_URL: 'mysql://x@y/z' }), /DATABASE_APP_URL must start with postgres:\/\//);
     assert.match(refusal({ DATABASE_URL: 'http://x' }), /DATABASE_URL must start with postgres:\/\//);
+  });
+});
+
+describe('loadConfig: empty values', () => {
+  it('reads an empty LOG_LEVEL as unset, like every other variable', () => {
+    assert.equal(loadConfig({ LOG_LEVEL: '' }).logLevel, 'info');
+    assert.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL must be one of/);
+  });
+});
+
+describe('numberFlag (provider-sim flags)', () => {
+  const flags = (values: Record<string, string>) => (name: string) => values[name];
+  it('takes the fallback when absent and a number in range when given', () => {
+    assert.equal(numberFlag(flags({}), 'fail-rate', 0, 0, 1, false), 0);
+    assert.equal(numberFlag(flags({ 'fail-rate': '0.25' }), 'fail-rate', 0, 0, 1, false), 0.25);
+    assert.equal(numberFlag(flags({ port: '9000' }), 'port', 8090, 0, 65535, true), 9000);
+  });
+  it('refuses what is not a number, out of range or not whole, naming the flag', () => {
+    for (const [name, raw, whole, max] of [
+      ['fail-rate', 'often', false, 1],
+      ['fail-rate', '1.5', false, 1],
+      ['fail-rate', '', false, 1],
+      ['port', '80.5', true, 65535],
+      ['port', '70000', true, 65535],
+      ['latency-ms', '-1', true, 600_000],
+    ] as const) {
+      assert.throws(() => numberFlag(flags({ [name]: raw }), name, 0, 0, max, whole), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, new RegExp(`^--${name} must be`));
+        return true;
+      });
+    }
   });
 });
