@@ -205,6 +205,21 @@ describe('POST /v1/sales: an atomic sale', () => {
     const bulk = await manager.post('/v1/sales', explicit);
     assert.equal(bulk.status, 201);
     assert.equal(bulk.body.sale_type, 'bulk');
+
+    // A threshold beyond the largest line quantity is refused; null removes the threshold.
+    const huge = await owner.patch('/v1/tenant/settings', { bulk_sale_threshold: 1_000_000_000_001 });
+    assert.equal(huge.status, 400, JSON.stringify(huge.body));
+    assert.equal(huge.body.errors[0].path, '/body/bulk_sale_threshold');
+    const unset = await owner.patch('/v1/tenant/settings', { bulk_sale_threshold: null, geofence_radius_m: 250 });
+    assert.equal(unset.status, 200, JSON.stringify(unset.body));
+    assert.equal('bulk_sale_threshold' in unset.body, false);
+    assert.equal(unset.body.geofence_radius_m, 250);
+    assert.equal('bulk_sale_threshold' in (await owner.get('/v1/tenant/settings')).body, false);
+    await givenStock(owner, storeId, [{ sku_id: apples, quantity: 5000 }]);
+    const noLongerBulk = await cashier.post('/v1/sales', overThreshold);
+    assert.equal(noLongerBulk.status, 201, JSON.stringify(noLongerBulk.body));
+    assert.equal(noLongerBulk.body.sale_type, 'regular');
+    assert.equal((await owner.patch('/v1/tenant/settings', { geofence_radius_m: null })).body.geofence_radius_m, undefined);
   });
 
   it('another store\'s sale is 404 for a token scoped elsewhere', async () => {

@@ -15,9 +15,17 @@ const redactToken = (body: unknown): unknown => ({ ...(body as object), token: n
 
 const Settings = Type.Object(
   {
-    bulk_sale_threshold: Type.Optional(Type.Integer({ minimum: 1 })),
-    geofence_radius_m: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    settlement_float: Type.Optional(Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: 'minor units' })),
+    bulk_sale_threshold: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000_000_000 }), Type.Null()], {
+        description: 'base units; null removes it (only sales sent as bulk are bulk)',
+      }),
+    ),
+    geofence_radius_m: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: 100_000 }), Type.Null()], { description: 'metres; null: back to the default, 200' }),
+    ),
+    settlement_float: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 0, maximum: 9_000_000_000_000 }), Type.Null()], { description: 'minor units; null: back to the default, 0' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -115,7 +123,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          'Change tenant settings (merged into the current ones). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
+          'Change tenant settings (merged into the current ones; a setting sent as null is removed, i.e. back to its default). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
           'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. The answer carries the new ETag (not on a replay).',
         headers: IdempotencyHeaders,
         body: Settings,

@@ -23,10 +23,13 @@ export async function getVersionedTenantSettings(db: Executor, tenantId: string)
   return one(db, sql<{ settings: TenantSettings; version: number }>`SELECT settings, settings_version AS version FROM tenants WHERE id = ${tenantId}`);
 }
 
+/** A change to the settings: a key set to null is removed (the setting goes back to its default). */
+export type TenantSettingsChange = { [K in keyof TenantSettings]?: TenantSettings[K] | null };
+
 /** Merges the changes into the settings; with `expected` (If-Match), only while the settings are at one of those versions. */
 export async function updateTenantSettings(
   cmd: Command,
-  changes: TenantSettings,
+  changes: TenantSettingsChange,
   expected?: ExpectedVersions,
 ): Promise<{ settings: TenantSettings; version: number }> {
   const before = await one(
@@ -38,10 +41,13 @@ export async function updateTenantSettings(
       extra: { current_version: before.version },
     });
   }
+  const entries = Object.entries(changes);
+  const set = Object.fromEntries(entries.filter(([, value]) => value !== null));
+  const removed = entries.filter(([, value]) => value === null).map(([key]) => key);
   const after = await one(
     cmd.tx,
     sql<{ settings: TenantSettings; version: number }>`
-      UPDATE tenants SET settings = settings || ${JSON.stringify(changes)}::jsonb, settings_version = settings_version + 1
+      UPDATE tenants SET settings = (settings || ${JSON.stringify(set)}::jsonb) - ${removed}::text[], settings_version = settings_version + 1
       WHERE id = ${cmd.tenantId} RETURNING settings, settings_version AS version`,
   );
   cmd.touch('tenants', cmd.tenantId, 'updated');
