@@ -16,8 +16,8 @@ const redactToken = (body: unknown): unknown => ({ ...(body as object), token: n
 const Settings = Type.Object(
   {
     bulk_sale_threshold: Type.Optional(
-      Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000_000_000 }), Type.Null()], {
-        description: 'base units; null removes it (only sales sent as bulk are bulk)',
+      Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+        description: 'base units; null removes it (only sales sent as bulk are bulk); a value above the largest line quantity (10^12) also means never bulk',
       }),
     ),
     geofence_radius_m: Type.Optional(
