@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { waitFor } from '../../test/support/wait.js';
 
 describe('daily cash settlements', () => {
   let t: TestApp;
@@ -214,11 +215,45 @@ describe('daily cash settlements', () => {
       // Booked today, wanting yesterday: both counted → tomorrow.
       assert.equal(await openDay(yesterday, today), tomorrow());
       // Judged by a "today" that is already over (a transaction begun before
-      // midnight), today would be taken as not counted without looking:
-      assert.equal(await openDay(yesterday, yesterday), today);
-      // …so open_business_date judges by the moment it books, not the transaction's start.
+      // midnight, or a clock read before waiting for a lock), today is still
+      // looked at, and it is counted (migration 0815):
+      assert.equal(await openDay(yesterday, yesterday), tomorrow());
+      // …and open_business_date judges by the moment it books, not the transaction's start.
       const definition = (await t.admin.query(`SELECT pg_get_functiondef('open_business_date(uuid,uuid,date)'::regprocedure) AS d`)).rows[0].d as string;
       assert.match(definition, /open_business_date_on\(p_tenant, p_store, p_wanted, \(clock_timestamp\(\) AT TIME ZONE 'UTC'\)::date\)/);
+    });
+
+    it('an entry whose clock read the day before, waiting on that day\'s next day while it is counted, does not land in the counted day', async () => {
+      const { shop } = await shopWithStock('STALE-CLOCK');
+      const yesterday = pastDate(1);
+      // Given yesterday is counted
+      assert.equal((await owner.post('/v1/settlements', { store_id: shop.id, business_date: yesterday, declared_cash: 0 })).status, 201);
+      const counting = await t.admin.connect();
+      const booking = await t.admin.connect();
+      try {
+        // And today's count is being submitted: it holds today's store-day lock exclusively (as submitSettlement does)
+        await counting.query('BEGIN');
+        await counting.query(`SELECT pg_advisory_xact_lock(settlement_day_lock_key($1, $2, $3::date))`, [tenantId, shop.id, today]);
+        // When an entry whose "today" was read just before midnight (yesterday) finds yesterday counted and waits for today
+        const dated = booking.query(`SELECT to_char(open_business_date_on($1, $2, $3::date, $3::date), 'YYYY-MM-DD') AS d`, [tenantId, shop.id, yesterday]);
+        await waitFor('the entry to wait for today\'s store-day lock', async () =>
+          (await t.admin.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).rows.length > 0);
+        // And the count of today is written and commits
+        await counting.query(
+          `INSERT INTO settlements (tenant_id, id, store_id, business_date, float_amount, cash_sales, cash_voids, payments_in, payments_out, other_cash,
+                                    expected_cash, declared_cash, variance, submitted_by, op_id)
+           SELECT tenant_id, $3, store_id, $4::date, float_amount, cash_sales, cash_voids, payments_in, payments_out, other_cash,
+                  expected_cash, declared_cash, variance, submitted_by, op_id
+           FROM settlements WHERE tenant_id = $1 AND store_id = $2 AND business_date = $5::date`,
+          [tenantId, shop.id, randomUUID(), today, yesterday],
+        );
+        await counting.query('COMMIT');
+        // Then the entry is dated after the counted day, not in it
+        assert.equal((await dated).rows[0].d, tomorrow(), 'today was counted before the entry looked at it');
+      } finally {
+        counting.release();
+        booking.release();
+      }
     });
 
     it('a submission racing concurrent cash sales: the settled figures are exactly what the ledger has for that day', async () => {
