@@ -136,7 +136,15 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
             {
               items: Type.Optional(
                 Type.Array(
-                  Type.Object({ sku_id: Uuid, quantity_received: Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }) }, { additionalProperties: false }),
+                  Type.Object(
+                    {
+                      sku_id: Uuid,
+                      // What was sent of a SKU is its lines summed (up to 1,000 lines of 10^12), so what
+                      // arrived may be above one line's bound; more than was sent is refused by planReceipt.
+                      quantity_received: Type.Integer({ minimum: 0, maximum: 1_000_000_000_000_000, description: 'base units; at most what was sent of the SKU' }),
+                    },
+                    { additionalProperties: false },
+                  ),
                   { maxItems: 1000 },
                 ),
               ),

@@ -135,6 +135,23 @@ describe('stock transfers between stores', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a SKU sent above the largest line quantity (lines of one SKU summed) can be received in part, by what arrived', async () => {
+    const grain = (await owner.post('/v1/skus', { code: 'GRAIN', name: 'Grain', unit: 'kg', price: 1 })).body;
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await owner.post(`/v1/stores/${north.id}/stock/receipts`, { items: [{ sku_id: grain.id, quantity: 1_000_000_000_000 }] })).status, 201);
+    }
+    const requested = await request([{ sku_id: grain.id, quantity: 1_000_000_000_000 }, { sku_id: grain.id, quantity: 1_000_000_000_000 }]);
+    assert.equal(requested.status, 201, JSON.stringify(requested.body));
+    assert.equal(requested.body.items[0].quantity, 2_000_000_000_000);
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
+    const received = await owner.post(`/v1/transfers/${requested.body.id}/receive`, { items: [{ sku_id: grain.id, quantity_received: 1_500_000_000_000 }] });
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    assert.equal(await stock(south.id, grain.id), 1_500_000_000_000);
+    const review = await t.admin.query(`SELECT detail FROM review_items WHERE tenant_id = $1 AND subject_id = $2`, [tenantId, requested.body.id]);
+    assert.deepEqual(review.rows[0].detail.lines.map((l: { shortfall: number }) => l.shortfall), [500_000_000_000]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('invalid transitions are 409 invalid_transition and change nothing', async () => {
     const requested = await request([{ sku_id: flour.id, quantity: 10 }]);
     const before = await counts();
