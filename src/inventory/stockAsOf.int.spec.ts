@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { waitFor } from '../../test/support/wait.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
 
 interface LedgerItem {
@@ -120,6 +121,45 @@ describe('stock as of a moment: as_of read by PostgreSQL, to the microsecond', (
       const { asOf, quantity } = await stockAsOf(sent);
       assert.equal(asOf, answered, sent);
       assert.equal(quantity, await fullLedgerSum(sent), sent);
+    }
+  });
+
+  it('a sale whose batch began before a receipt of its SKU committed, but took the stock after it: history never goes negative and as of each row is its quantity_after', async () => {
+    // Given: a store of its own with 1 of the first SKU and none of the second (sold); another transaction holds the first SKU's balance row
+    const shop = await givenStore(owner, 'AO-RACE');
+    const [first, second] = [await givenSku(owner, 'AO-R1', 'piece'), await givenSku(owner, 'AO-R2', 'piece')].sort();
+    await givenStock(owner, shop, [{ sku_id: first!, quantity: 1 }, { sku_id: second!, quantity: 1 }]);
+    const emptied = await owner.post('/v1/sales', { store_id: shop, payment_method: 'cash', items: [{ sku_id: second!, quantity: 1, unit_price: 100 }] });
+    assert.equal(emptied.status, 201, JSON.stringify(emptied.body));
+    const holder = await t.admin.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT quantity FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, shop, first]);
+      // When: a sale of both SKUs starts (its transaction begins, then waits for the first SKU's row)…
+      const sale = owner.post('/v1/sales', { store_id: shop, payment_method: 'cash', items: [{ sku_id: first!, quantity: 1, unit_price: 100 }, { sku_id: second!, quantity: 5, unit_price: 100 }] });
+      await waitFor('the sale to wait for the held balance row', async () =>
+        (await t.admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM stock_balances%FOR UPDATE%'`)).rows[0].n > 0,
+      );
+      // …meanwhile 5 of the second SKU arrive and commit, then the sale goes on and takes them
+      await givenStock(owner, shop, [{ sku_id: second!, quantity: 5 }]);
+      await holder.query('COMMIT');
+      const sold = await sale;
+      assert.equal(sold.status, 201, JSON.stringify(sold.body));
+    } finally {
+      holder.release();
+    }
+
+    // Then: as of each row's moment the stock is that row's quantity_after (never the -5 of a sale stamped before the goods it took), and the moments follow the ledger's order
+    const ledger = ((await owner.get(`/v1/stores/${shop}/stock/${second}/ledger`)).body.items as LedgerItem[]).reverse();
+    assert.deepEqual(ledger.map((row) => [row.quantity_change, row.quantity_after]), [[1, 1], [-1, 0], [5, 5], [-5, 0]]);
+    const asOfEachRow = [];
+    for (const row of ledger) {
+      const response = await owner.get(`/v1/stores/${shop}/stock?as_of=${encodeURIComponent(row.created_at_exact)}`);
+      asOfEachRow.push((response.body.items as Array<{ sku_id: string; quantity: number }>).find((item) => item.sku_id === second)!.quantity);
+    }
+    assert.deepEqual(asOfEachRow, [1, 0, 5, 0], `as of ${ledger.map((row) => row.created_at_exact).join(', ')}`);
+    for (let index = 1; index < ledger.length; index++) {
+      assert.ok(ledger[index]!.created_at_exact >= ledger[index - 1]!.created_at_exact, `row ${ledger[index]!.id} is stamped after the row before it: ${JSON.stringify(ledger)}`);
     }
   });
 

@@ -417,7 +417,9 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     // The first sale ran alone (idle lane); the second ran as a run of its
     // own; the void and the sale after it (its store) committed together.
     const times = await t.admin.query(
-      `SELECT (SELECT created_at FROM stock_ledger WHERE tenant_id = $1 AND kind = 'void' AND reason = 'void of sale ' || $2 LIMIT 1) AS voided,
+      // The void's transaction time is the sale's voided_at (its ledger row is stamped when written, under the balance lock).
+      `SELECT (SELECT s.voided_at FROM sales s WHERE s.tenant_id = $1 AND s.id = $2
+                 AND EXISTS (SELECT 1 FROM stock_ledger l WHERE l.tenant_id = $1 AND l.kind = 'void' AND l.op_id = s.voided_by_op)) AS voided,
               array_agg(created_at ORDER BY receipt_number) AS sold
        FROM (SELECT created_at, receipt_number FROM sales WHERE tenant_id = $1 ORDER BY receipt_number DESC LIMIT 3) s`,
       [tenantId, saleId],

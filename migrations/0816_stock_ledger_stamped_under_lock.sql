@@ -1,0 +1,12 @@
+-- Up Migration
+-- A stock ledger row is stamped when it is written — under its balance row's
+-- lock — not when its transaction began. With now() (the transaction's start),
+-- a group-commit batch that began, then waited for a balance row while a
+-- receipt of another of its SKUs committed, wrote its sale stamped BEFORE the
+-- receipt whose goods it took: the ledger's moments no longer followed its
+-- order, so "stock as of" that moment was -5 and a snapshot of a day that
+-- ended between the two would fail its CHECK (quantity >= 0). Under the lock,
+-- each pair's rows are stamped in the order they were applied (the next
+-- writer gets the row only after this one commits), so every moment's sum is
+-- a balance the row really had.
+ALTER TABLE stock_ledger ALTER COLUMN created_at SET DEFAULT clock_timestamp();
