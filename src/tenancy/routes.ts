@@ -17,7 +17,7 @@ const Settings = Type.Object(
   {
     bulk_sale_threshold: Type.Optional(
       Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
-        description: 'base units; null removes it (only sales sent as bulk are bulk); a value above the largest line quantity (10^12) also means never bulk',
+        description: 'base units; null removes it (then only sales sent as bulk are bulk)',
       }),
     ),
     geofence_radius_m: Type.Optional(
