@@ -394,9 +394,17 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
   return { ...result, replayed: false, opId };
 }
 
-/** Thrown to roll back a command whose function returned a non-2xx result. */
+/**
+ * Thrown to roll back a command: one whose function returned a non-2xx
+ * result, or one whose effect already happened through an earlier operation
+ * (`replayed`: the answer is that earlier result, sent with
+ * `Idempotent-Replayed: true`; nothing new is written).
+ */
 export class CommandRefused extends Error {
-  constructor(readonly result: CommandResult) {
+  constructor(
+    readonly result: CommandResult,
+    readonly replayed = false,
+  ) {
     super(`command refused with status ${result.status}`);
   }
 }
@@ -432,7 +440,7 @@ export async function runCommand(db: Db, input: CommandInput, spec: CommandSpec,
   try {
     return await inTenantTransaction(db, input.tenantId, (tx) => executeCommand(tx, input, spec, fn));
   } catch (error) {
-    if (error instanceof CommandRefused) return { ...error.result, replayed: false, opId: null };
+    if (error instanceof CommandRefused) return { ...error.result, replayed: error.replayed, opId: null };
     throw error;
   }
 }

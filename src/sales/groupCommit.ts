@@ -369,7 +369,7 @@ async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settle
   } catch (error) {
     if (isRetryableTransactionError(error)) throw error;
     await units.rollback();
-    if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: false, opId: null } };
+    if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: error.replayed, opId: null } };
     return { ok: false, error };
   }
 }

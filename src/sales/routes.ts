@@ -126,7 +126,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['sales'],
         summary:
-          'Void a sale: stock comes back through new ledger rows, workshop pieces it sold are back in stock, the receipt number is kept (never reused). Voiding a voided sale returns it again (200, nothing new written).',
+          'Void a sale: stock comes back through new ledger rows, workshop pieces it sold are back in stock, the receipt number is kept (never reused). Voiding a voided sale returns it again as a replay (200, `Idempotent-Replayed: true`, nothing new written).',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object({ reason: Type.String({ minLength: 1, maxLength: 500 }) }, { additionalProperties: false }),

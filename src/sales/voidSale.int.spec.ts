@@ -63,6 +63,13 @@ describe('POST /v1/sales/{id}/void', () => {
     assert.equal(second.status, 200);
     assert.deepEqual(second.body, first.body);
     assert.equal(second.body.void_reason, 'once');
+    // A no-op replay, said as such, like completing a completed visit.
+    assert.equal(first.headers.get('idempotent-replayed'), null);
+    assert.equal(second.headers.get('idempotent-replayed'), 'true');
+    const third = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'without a key' });
+    assert.equal(third.status, 200);
+    assert.equal(third.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(third.body, first.body);
     assert.deepEqual(await saleRowCounts(t, tenantId), before);
   });
 

@@ -14,9 +14,9 @@ import type { SaleView } from './sale.table.js';
  * writes here, e.g. the money part's reversing postings).
  *
  * The sale row is locked first, so two voids of one sale serialize: the second
- * sees `voided` and answers the sale again (200) with no new effect — it is
- * refused as a command (rolled back, nothing written), not stored as a second
- * operation. Stock comes back through new `void` ledger rows (what the sale
+ * sees `voided` and answers the sale again (200, `Idempotent-Replayed: true`)
+ * with no new effect — it is refused as a command (rolled back, nothing
+ * written), not stored as a second operation. Stock comes back through new `void` ledger rows (what the sale
  * actually took: quantity minus any offline shortfall); the receipt number
  * stays with the voided sale and is never reused. Workshop pieces the sale
  * sold (sold_by_op = the sale's operation) are back in stock (`piece.returned`),
@@ -28,7 +28,7 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string): 
   const { tx, tenantId, opId } = cmd;
   const before = await lockSaleForUpdate(tx, tenantId, saleId);
   if (!before || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, before.store_id))) throw notFound('sale');
-  if (before.status === 'voided') throw new CommandRefused({ status: 200, body: before });
+  if (before.status === 'voided') throw new CommandRefused({ status: 200, body: before }, true);
 
   await returnSoldPieces(cmd, before.op_id);
   const returned = new Map<string, number>();
