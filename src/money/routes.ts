@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { Type } from 'typebox';
-import { assertAllStores, assertStoreInScope, recordInScope } from '../core/auth.js';
+import { assertAllStores, assertStoreInScope } from '../core/auth.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import { inTenantTransaction } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
@@ -15,6 +15,7 @@ import { listAccountPostings, listStoreAccounts } from './listStoreAccounts.js';
 import { STORE_ACCOUNT_KINDS } from './money.table.js';
 import type { PartyKind } from './money.table.js';
 import { findParty, findPayment, listEntriesOfOperation, listParties } from './queries.js';
+import { operationInScope } from '../operations/getOperation.js';
 
 const PartyKindSchema = Type.Union([Type.Literal('supplier'), Type.Literal('customer')]);
 const Party = Type.Object({
@@ -281,19 +282,24 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['money'],
         summary: 'The journal entries (with postings) an operation wrote',
+        description: 'Visible as at GET /v1/operations/{op_id} (a transfer\'s operations at either end); otherwise, or for an unknown operation, 404.',
         params: Type.Object({ op_id: Uuid }),
         response: { 200: Type.Object({ items: Type.Array(JournalEntry) }) },
       },
     },
     async (request) => {
       const principal = tenantOf(request);
-      const { operation, items } = await inTenantTransaction(db, principal.tenantId, async (tx) => ({
-        operation: await maybeOne(tx, sql<{ store_id: string | null }>`SELECT store_id FROM operations WHERE tenant_id = ${principal.tenantId} AND id = ${request.params.op_id}`),
-        items: await listEntriesOfOperation(tx, principal.tenantId, request.params.op_id),
-      }));
-      // 404 alike for an operation that is not there and one outside the
-      // caller's stores: by its entries' stores, or (none written) its own.
-      if (!operation || (items.length === 0 && !recordInScope(principal, operation.store_id))) throw notFound('operation');
+      const { visible, items } = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        const operation = await maybeOne(
+          tx,
+          sql<{ id: string; type: string; store_id: string | null }>`SELECT id, type, store_id FROM operations WHERE tenant_id = ${principal.tenantId} AND id = ${request.params.op_id}`,
+        );
+        const entries = await listEntriesOfOperation(tx, principal.tenantId, request.params.op_id);
+        // By its entries' stores, or (none written) as GET /v1/operations/{op_id} sees it.
+        return { visible: operation !== undefined && (entries.length > 0 || (await operationInScope(tx, principal, operation))), items: entries };
+      });
+      // 404 alike for an operation that is not there and one outside the caller's stores.
+      if (!visible) throw notFound('operation');
       for (const entry of items) if (entry.store_id !== null) assertStoreInScope(principal, entry.store_id, 'operation');
       return { items };
     },

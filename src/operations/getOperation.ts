@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
+import { inStoreScope, recordInScope, type TenantPrincipal } from '../core/auth.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import type { Effect } from '../core/command.js';
+import { transferEnds } from '../transfers/queries.js';
 
 export interface OperationView {
   id: string;
@@ -46,4 +48,29 @@ export async function getOperation(tx: Tx, tenantId: string, opId: string): Prom
       .filter((event) => event.subject_type !== null)
       .map(({ effects: _effects, ...event }) => event),
   };
+}
+
+/**
+ * Whether a principal may see an operation: one filed under a store needs
+ * that store in scope; one without a store (catalogue changes, sweeps across
+ * stores) is tenant-wide, for tokens not limited to some stores. A transfer's
+ * operations are filed under one end, and the other end's staff are party to
+ * them too. `effects`: the operation's, when already read.
+ */
+export async function operationInScope(
+  tx: Tx,
+  principal: TenantPrincipal,
+  operation: { id: string; type: string; store_id: string | null },
+  effects?: readonly Effect[],
+): Promise<boolean> {
+  if (recordInScope(principal, operation.store_id)) return true;
+  if (!operation.type.startsWith('transfer.')) return false;
+  const touched =
+    effects ??
+    (await all(tx, sql<{ effects: Effect[] | null }>`SELECT effects FROM events WHERE tenant_id = ${principal.tenantId} AND op_id = ${operation.id}`)).flatMap(
+      (row) => row.effects ?? [],
+    );
+  const transferIds = touched.filter((effect) => effect.table === 'stock_transfers').map((effect) => effect.id);
+  if (transferIds.length === 0) return false;
+  return (await transferEnds(tx, principal.tenantId, transferIds)).some((storeId) => inStoreScope(principal, storeId));
 }

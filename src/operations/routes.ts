@@ -1,12 +1,10 @@
 import { Type } from 'typebox';
-import { inStoreScope, recordInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandOrReplay, tenantOf } from '../http/command.js';
 import { IdempotencyHeaders, NoBody, Uuid } from '../http/schemas.js';
-import { transferEnds } from '../transfers/queries.js';
-import { getOperation } from './getOperation.js';
+import { getOperation, operationInScope } from './getOperation.js';
 import { revertOperation } from './revertOperation.js';
 import { revertHandlers } from './revertRegistry.js';
 
@@ -24,22 +22,11 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
     },
     async (request) => {
       const principal = tenantOf(request);
-      const operation = await inTenantTransaction(db, principal.tenantId, (tx) =>
-        getOperation(tx, principal.tenantId, request.params.op_id),
-      );
-      if (!operation) throw notFound('operation');
-      // An operation without a store (catalogue changes, sweeps across stores)
-      // is tenant-wide: visible only to tokens not limited to some stores. One
-      // on a transfer is filed under one end, and the other end's staff are
-      // party to it too.
-      if (recordInScope(principal, operation.store_id)) return operation;
-      const transferIds = operation.type.startsWith('transfer.')
-        ? operation.effects.filter((effect) => effect.table === 'stock_transfers').map((effect) => effect.id)
-        : [];
-      if (transferIds.length > 0) {
-        const ends = await inTenantTransaction(db, principal.tenantId, (tx) => transferEnds(tx, principal.tenantId, transferIds));
-        if (ends.some((storeId) => inStoreScope(principal, storeId))) return operation;
-      }
+      const operation = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        const found = await getOperation(tx, principal.tenantId, request.params.op_id);
+        return found && (await operationInScope(tx, principal, found, found.effects)) ? found : undefined;
+      });
+      if (operation) return operation;
       throw notFound('operation');
     },
   );

@@ -5,7 +5,7 @@ import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, runCom
 import { AppError, notFound } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
-import { commandInputOf, idempotencyKeyOf, sendOutcome, tenantOf } from '../http/command.js';
+import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
 import { IdempotencyHeaders, IdParams, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';

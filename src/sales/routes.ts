@@ -6,7 +6,7 @@ import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
-import { IdempotencyHeaders, IdParams, Money, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, Money, Timestamp, Uuid } from '../http/schemas.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
 import { recordVoid } from './voidSale.js';

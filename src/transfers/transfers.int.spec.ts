@@ -264,6 +264,13 @@ describe('stock transfers between stores', () => {
         assert.equal(operation.body.id, opId);
       }
       assert.equal((await westManager.get(`/v1/operations/${opId}`)).status, 404, `west does not see the ${name} operation`);
+      // Its journal entries (none: stock moves carry no money) read alike: the same ends see them, the third store gets 404.
+      for (const [who, client] of [['north', northManager], ['south', southManager]] as const) {
+        const entries = await client.get(`/v1/ledger/operations/${opId}`);
+        assert.equal(entries.status, 200, `${who} reads the ${name} operation's entries: ${JSON.stringify(entries.body)}`);
+        assert.deepEqual(entries.body.items, []);
+      }
+      assert.equal((await westManager.get(`/v1/ledger/operations/${opId}`)).status, 404, `west does not see the ${name} operation's entries`);
     }
   });
 
