@@ -100,6 +100,13 @@ export function createPool(connectionString: string, options: PoolOptions): pg.P
   });
   // Without a listener an idle client's network error would crash the process.
   pool.on('error', (error) => options.onError?.(error));
+  // pg-pool listens for errors only while a client is idle; a checked-out
+  // client whose connection dies (PostgreSQL restarting, a failover, a
+  // terminated backend) emits 'error' with no listener, which crashed the
+  // whole process. The query running on it (or its holder's next one) fails
+  // on its own and the pool drops the client on release, so this only keeps
+  // the event from being unhandled.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 
