@@ -15,7 +15,9 @@ export const PG = {
   INVALID_TEXT_REPRESENTATION: '22P02',
   NUMERIC_VALUE_OUT_OF_RANGE: '22003',
   ADMIN_SHUTDOWN: '57P01',
+  CRASH_SHUTDOWN: '57P02',
   CANNOT_CONNECT_NOW: '57P03',
+  TOO_MANY_CONNECTIONS: '53300',
 } as const;
 
 export function pgCode(error: unknown): string | undefined {
@@ -59,4 +61,29 @@ export const LIMIT_CONSTRAINTS: Record<string, string> = {
 export function isRetryableTransactionError(error: unknown): boolean {
   const code = pgCode(error);
   return code === PG.SERIALIZATION_FAILURE || code === PG.DEADLOCK_DETECTED;
+}
+
+/** Socket errors of a database connection that could not be made or was cut. */
+const CONNECTION_ERRNOS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+/** What node-postgres and pg-pool say, without a code, when a connection ended, timed out or is unusable. */
+const CONNECTION_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)/;
+
+/**
+ * The database could not be reached, or the connection was lost: PostgreSQL
+ * down, restarting, failing over or out of connections. Nothing the request
+ * did is at fault, and a retry (with the same Idempotency-Key: an ambiguous
+ * commit replays) may succeed once it is back. Looks through `cause`.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  for (let current = error, depth = 0; typeof current === 'object' && current !== null && depth < 5; current = (current as { cause?: unknown }).cause, depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      if (CONNECTION_ERRNOS.has(code)) return true;
+      if (code.startsWith('08') && code.length === 5) return true; // connection_exception class
+      if (code === PG.ADMIN_SHUTDOWN || code === PG.CRASH_SHUTDOWN || code === PG.CANNOT_CONNECT_NOW || code === PG.TOO_MANY_CONNECTIONS) return true;
+    }
+    const message = (current as { message?: unknown }).message;
+    if (typeof message === 'string' && CONNECTION_MESSAGES.test(message)) return true;
+  }
+  return false;
 }

@@ -19,7 +19,7 @@ import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { LOWERCASE } from './schemas.js';
-import { isDataException } from '../core/pgErrors.js';
+import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { routeModules } from './routes.js';
 
@@ -100,6 +100,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       // and the database refused is a gap in a schema to close.
       request.log.warn({ err: error }, 'a request value was refused by the database');
       deps.reportError?.(error);
+    } else if (isConnectionFailure(error)) {
+      // Answered 503: the database is down or restarting (readyz says so too).
+      request.log.warn({ err: error }, 'the database is unavailable');
     }
     return sendProblem(request, reply, appError);
   };

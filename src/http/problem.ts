@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
-import { isDataException, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { isConnectionFailure, isDataException, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 
 /**
  * Every error leaves as application/problem+json (RFC 9457) with a stable
@@ -70,6 +70,9 @@ function validationErrors(error: FastifyError): FieldError[] {
   });
 }
 
+/** Retry-After of a request refused because the database could not be reached. */
+export const DATABASE_RETRY_AFTER_SECONDS = 2;
+
 /** Turns anything thrown into an AppError (unknown errors become internal_error). */
 export function toAppError(error: unknown): { appError: AppError; unexpected: boolean } {
   if (error instanceof AppError) return { appError: error, unexpected: false };
@@ -116,6 +119,17 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
   }
   const limit = pgCode(error) === PG.CHECK_VIOLATION ? LIMIT_CONSTRAINTS[pgConstraint(error) ?? ''] : undefined;
   if (limit !== undefined) return { appError: new AppError('limit_exceeded', limit), unexpected: false };
+  // PostgreSQL unreachable or the connection lost: the service is, for the
+  // moment, unavailable — not broken (the pool reconnects when it is back).
+  if (isConnectionFailure(error)) {
+    return {
+      appError: new AppError('service_unavailable', 'the database is unavailable at the moment; retry shortly with the same Idempotency-Key', {
+        cause: error,
+        retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+      }),
+      unexpected: false,
+    };
+  }
   const status = fastifyError?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     const code = (Object.entries(ERROR_STATUS).find(([, s]) => s === status)?.[0] ?? 'validation_failed') as ErrorCode;

@@ -26,6 +26,27 @@ describe('toAppError and database errors', () => {
     assert.equal(toAppError(pgError('23514', 'x', 'accounts_totals_limit')).appError.code, 'limit_exceeded');
     assert.deepEqual([toAppError(pgError('23514', 'x', 'journal_entry_balanced')).appError.code, toAppError(pgError('23514', 'x', 'journal_entry_balanced')).unexpected], ['internal_error', true]);
   });
+
+  it('a database that cannot be reached or a connection lost is 503 service_unavailable with Retry-After (not unexpected); a statement timeout is not', () => {
+    const lost = [
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+      Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+      new Error('Connection terminated unexpectedly'),
+      new Error('timeout exceeded when trying to connect'),
+      new Error('Client has encountered a connection error and is not queryable'),
+      pgError('57P01', 'terminating connection due to administrator command'),
+      pgError('57P03', 'the database system is starting up'),
+      pgError('53300', 'sorry, too many clients already'),
+      pgError('08006', 'connection failure'),
+      new Error('wrapped', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) }),
+    ];
+    for (const error of lost) {
+      const { appError, unexpected } = toAppError(error);
+      assert.deepEqual([appError.code, unexpected], ['service_unavailable', false], error.message);
+      assert.ok((appError.retryAfterSeconds ?? 0) > 0, error.message);
+    }
+    assert.equal(toAppError(pgError('57014', 'canceling statement due to statement timeout')).appError.code, 'internal_error');
+  });
 });
 
 describe('sendProblem', () => {

@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { ApiClient } from '../../test/support/client.js';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { loadConfig } from '../config.js';
+import { Authenticator } from '../core/auth.js';
+import { createDb, createPool } from '../core/db.js';
+import { createLogger } from '../core/logger.js';
+import { buildApp, type App } from './app.js';
+
+/** A TCP proxy in front of PostgreSQL that can be taken down (listener closed, every connection cut) and brought back on the same port. */
+class Outage {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  port = 0;
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  async up(): Promise<void> {
+    const server = net.createServer((inbound) => {
+      const outbound = net.connect(this.target.port, this.target.host);
+      for (const socket of [inbound, outbound]) {
+        this.sockets.add(socket);
+        socket.on('close', () => this.sockets.delete(socket));
+        socket.on('error', () => undefined);
+      }
+      inbound.pipe(outbound).pipe(inbound);
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.port = (server.address() as net.AddressInfo).port;
+    this.server = server;
+  }
+
+  async down(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const socket of this.sockets) socket.destroy();
+    if (server) await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+describe('PostgreSQL goes away while the API runs, and comes back', () => {
+  let t: TestDatabase;
+  let app: App;
+  let outage: Outage;
+  let owner: ApiClient;
+  let storeId: string;
+  let skuId: string;
+
+  before(async () => {
+    t = await createTestDatabase();
+    const target = new URL(t.appUrl);
+    outage = new Outage({ host: target.hostname, port: Number(target.port) });
+    await outage.up();
+    const proxied = new URL(t.appUrl);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(outage.port);
+    const pool = createPool(proxied.toString(), { max: 5, asAppRole: true });
+    const db = createDb(pool);
+    const operatorToken = `test-operator-${randomUUID()}`;
+    const authenticator = new Authenticator(db);
+    authenticator.setOperatorTokens([operatorToken]);
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 };
+    app = await buildApp({ config, pool, db, logger: createLogger('silent'), authenticator });
+    const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+    const created = await new ApiClient(baseUrl, operatorToken).post('/v1/tenants', { name: 'outage' });
+    owner = new ApiClient(baseUrl, created.body.token);
+    storeId = (await owner.post('/v1/stores', { code: 'MAIN', name: 'Main' })).body.id;
+    skuId = (await owner.post('/v1/skus', { code: 'RICE', name: 'Rice', unit: 'kg', price: 250 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: skuId, quantity: 10_000 }] })).status, 201);
+  });
+  after(async () => {
+    await app.close();
+    await outage.down();
+    await t.drop();
+  });
+
+  const sell = (key: string) =>
+    owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, quantity: 100, unit_price: 250 }] }, { idempotencyKey: key });
+
+  it('while it is gone, commands and reads are 503 service_unavailable problems with Retry-After, and /readyz says so; once it is back, the same API serves again', async () => {
+    // Given a working API
+    assert.equal((await sell('before')).status, 201);
+
+    // When PostgreSQL goes away (every connection cut, nothing listening)
+    await outage.down();
+    const refused = [await sell('during'), await owner.get(`/v1/stores/${storeId}/stock`), await owner.get('/v1/stores')];
+
+    // Then each request is a clear 503 (not a 500 "unexpected error"), retryable
+    for (const response of refused) {
+      assert.equal(response.status, 503, JSON.stringify(response.body));
+      assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(response.body.code, 'service_unavailable');
+      assert.ok(Number(response.headers.get('retry-after')) > 0);
+    }
+    const notReady = await owner.get('/readyz');
+    assert.equal(notReady.status, 503);
+
+    // When it comes back, without restarting the API
+    await outage.up();
+
+    // Then the refused sale applies once on retry with its key, and everything answers again
+    const retried = await sell('during');
+    assert.equal(retried.status, 201, JSON.stringify(retried.body));
+    assert.equal((await sell('during')).headers.get('idempotent-replayed'), 'true');
+    assert.equal((await owner.get('/readyz')).status, 200);
+    const sales = await t.admin.query(`SELECT count(*)::int AS n FROM sales WHERE store_id = $1`, [storeId]);
+    assert.equal(sales.rows[0].n, 2);
+  });
+
+  it('a connection cut while sales are in flight answers each of them (201 or 503), never crashes the process, and leaves nothing half-written', async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => `cut-${i}`);
+    const inFlight = keys.map((key) => sell(key).then((r) => r.status));
+    // Cut as soon as one is answered: the rest are queued, running or committing.
+    await Promise.race(inFlight);
+    await outage.down();
+    const statuses = await Promise.all(inFlight);
+    assert.ok(statuses.every((status) => status === 201 || status === 503), `statuses: ${statuses}`);
+    await outage.up();
+    for (const key of keys) assert.equal((await sell(key)).status, 201);
+    const { rows } = await t.admin.query(
+      `SELECT (SELECT count(*)::int FROM sales WHERE store_id = $1) AS sales,
+              (SELECT quantity::int FROM stock_balances WHERE store_id = $1 AND sku_id = $2) AS stock`,
+      [storeId, skuId],
+    );
+    assert.deepEqual(rows[0], { sales: 32, stock: 10_000 - 32 * 100 });
+  });
+});
