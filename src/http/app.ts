@@ -115,7 +115,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       disableRequestLogging: (request) => /^\/(healthz|readyz|metrics)/.test(request.url),
     }),
     genReqId: (request) => (request as http.IncomingMessage & { correlationId?: string }).correlationId ?? correlationIdOf(request),
-    return503OnClosing: true,
+    // Requests that arrive while the server drains are refused by our own
+    // onRequest hook below, as a problem like every other refusal (Fastify's
+    // built-in answer is a bare JSON body without code or Retry-After).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
     // Refusals made by the router before any hook runs (a path that is not
@@ -168,9 +171,21 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return sendProblem(request, reply, new AppError('method_not_allowed', `${path} does not serve ${request.method}; it serves ${allowed.join(', ')}`));
   });
 
+  // Shutting down: requests in flight finish; one that arrives now (on a
+  // connection kept alive) is refused before it runs, and told to come back
+  // (a load balancer sends it to another instance).
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
   const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
   app.addHook('onRequest', async (request, reply) => {
     reply.header(CORRELATION_HEADER, request.id);
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new AppError('service_unavailable', 'the server is shutting down; retry with the same Idempotency-Key', { retryAfterSeconds: 1 });
+    }
     const config = request.routeOptions.config;
     const mode = config.auth ?? 'tenant';
     if (mode === 'none' || request.routeOptions.url === undefined) return;
