@@ -8,6 +8,7 @@ import { serve } from './server.js';
 import { setIdempotencyTtlHours } from './core/command.js';
 import { startWorker } from './jobs/worker.js';
 import pg from 'pg';
+import { pino } from 'pino';
 import { allChecks } from './integrity/registry.js';
 import { startProviderSim } from './providerSim/providerSim.js';
 import { checkSettingsOf, runChecksAsOwner } from './integrity/runChecks.js';
@@ -74,7 +75,11 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const logger = createLogger(config.logLevel);
+  // `check` and `migrate` print their result on stdout (`check --json`: one
+  // JSON document a script parses): their logs go to stderr. The long-running
+  // commands log to stdout, like any service.
+  const reportsOnStdout = commandName === 'check' || commandName === 'migrate';
+  const logger = createLogger(config.logLevel, 'storekeep', reportsOnStdout ? pino.destination(2) : undefined);
 
   switch (commandName) {
     case 'serve':

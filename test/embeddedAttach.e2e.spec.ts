@@ -25,7 +25,7 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     return result;
   };
   const cli = (command: string, port: number, options: { logLevel?: string; dir?: string } = {}) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), command], { cwd: root, env: env(port, options), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), ...command.split(' ')], { cwd: root, env: env(port, options), stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     return child;
   };
@@ -68,6 +68,16 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     assert.equal(code, 0, stdout);
     assert.match(stdout, /^ok: \d+ checks, no findings/m);
     assert.equal(await ready(), true);
+
+    // storekeep check --json: its standard output is the one JSON report, even with info logs on (they go to stderr)
+    const json = cli('check --json', port, { logLevel: 'info' });
+    let report = '';
+    let logs = '';
+    json.stdout?.on('data', (chunk: Buffer) => (report += chunk.toString()));
+    json.stderr?.on('data', (chunk: Buffer) => (logs += chunk.toString()));
+    assert.equal(await new Promise((resolve) => json.on('close', resolve)), 0, report);
+    assert.equal(JSON.parse(report).ok, true, report);
+    assert.match(logs, /using the embedded PostgreSQL already running/);
 
     // storekeep worker: same (signalled only once it has started: a signal
     // before its code has loaded ends it by the default action)
