@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
+import { processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
 
 describe('embedded PostgreSQL: the superuser password never sits where others can read it', () => {
   it('withPrivateTmpdir: os.tmpdir() is a directory others cannot list, cleared of what a killed start left, removed after', async () => {
@@ -57,5 +58,38 @@ describe('embedded PostgreSQL: the superuser password never sits where others ca
       rmSync(dataDir, { recursive: true, force: true });
     }
     assert.deepEqual([...seen], []);
+  });
+});
+
+describe('embedded PostgreSQL: a stale postmaster.pid', () => {
+  it('naming a pid that another program now has (after a reboot or a container restart): that process is left alone and the server starts', { timeout: 120_000 }, async () => {
+    // Given a data folder whose server was stopped, and a postmaster.pid left behind naming a live process that is not PostgreSQL
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-stalepid-'));
+    const bystander = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      const first = await startEmbeddedPostgres({ dataDir });
+      const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
+      const lines = readFileSync(pidFile, 'utf8').split('\n');
+      await first.stop();
+      lines[0] = String(bystander.pid);
+      writeFileSync(pidFile, lines.join('\n'));
+
+      // When the service starts on it again (as root, the server runs as another OS user and
+      // starts; as the bystander's own user, PostgreSQL itself refuses a lock file naming a live process)
+      try {
+        const second = await startEmbeddedPostgres({ dataDir });
+        await second.stop();
+      } catch (error) {
+        assert.match((error as Error).message, /lock file .*postmaster\.pid.* already exists/);
+      }
+
+      // Then the other program was not signalled
+      assert.equal(bystander.exitCode, null);
+      assert.equal(bystander.signalCode, null);
+      assert.ok(processAlive(bystander.pid!));
+    } finally {
+      bystander.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
