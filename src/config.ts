@@ -115,6 +115,27 @@ export function numberFlag(
   return value;
 }
 
+/**
+ * An optional Sentry DSN (`https://<public key>@<host>/<project id>`). Sentry
+ * itself takes a malformed one by printing a line and reporting nothing, so an
+ * operator's typo would silently switch error reporting off.
+ */
+function sentryDsn(env: Env, name: string): string | undefined {
+  const raw = optional(env, name);
+  if (raw === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  const projectId = url?.pathname.split('/').pop() ?? '';
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username === '' || !/^\d+$/.test(projectId)) {
+    throw new ConfigError(`${name} is not a Sentry DSN (expected https://<public key>@<host>/<project id>)`);
+  }
+  return raw;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -143,7 +164,7 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: path.resolve(optional(env, 'STOREKEEP_DATA_DIR') ?? '.storekeep'),
     rootToken,
     redisUrl,
-    sentryDsn: optional(env, 'SENTRY_DSN'),
+    sentryDsn: sentryDsn(env, 'SENTRY_DSN'),
     logLevel: logLevel as Config['logLevel'],
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 60_000, 1, 10_000_000),
     authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 600, 1, 1_000_000),

@@ -37,6 +37,17 @@ describe('loadConfig: empty values', () => {
   });
 });
 
+describe('loadConfig: SENTRY_DSN', () => {
+  it('takes a DSN and refuses what Sentry would silently ignore, naming the variable', () => {
+    assert.equal(loadConfig({ SENTRY_DSN: 'https://abc123@o1.ingest.sentry.io/4505' }).sentryDsn, 'https://abc123@o1.ingest.sentry.io/4505');
+    assert.equal(loadConfig({ SENTRY_DSN: 'http://key@sentry.internal:9000/sub/7' }).sentryDsn, 'http://key@sentry.internal:9000/sub/7');
+    assert.equal(loadConfig({ SENTRY_DSN: '' }).sentryDsn, undefined);
+    for (const dsn of ['notadsn', 'https://o1.ingest.sentry.io/4505', 'https://key@o1.ingest.sentry.io/', 'ftp://key@host/1']) {
+      assert.throws(() => loadConfig({ SENTRY_DSN: dsn }), (error: unknown) => error instanceof ConfigError && /^SENTRY_DSN is not a Sentry DSN/.test(error.message), dsn);
+    }
+  });
+});
+
 describe('numberFlag (provider-sim flags)', () => {
   const flags = (values: Record<string, string>) => (name: string) => values[name];
   it('takes the fallback when absent and a number in range when given', () => {
