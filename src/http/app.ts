@@ -18,7 +18,7 @@ import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.j
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
-import { LOWERCASE } from './schemas.js';
+import { LOWERCASE, Problem as ProblemSchema } from './schemas.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { routeModules } from './routes.js';
@@ -86,6 +86,33 @@ function makeAjv(options: AjvOptions): Ajv {
     },
   });
   return ajv;
+}
+
+type OpenApiDocument = {
+  paths?: Record<string, Record<string, { responses?: Record<string, unknown> }>>;
+  components?: { schemas?: Record<string, unknown> };
+};
+
+/**
+ * Every operation can be refused, and every refusal is a problem document
+ * (src/http/problem.ts): the document says so once, as `4XX`/`5XX` responses
+ * of every operation referring to one `Problem` schema (routes declare only
+ * their successes).
+ */
+function withProblemResponses(document: OpenApiDocument): OpenApiDocument {
+  const problem = { $ref: '#/components/schemas/Problem' };
+  const refusal = (description: string) => ({ description, content: { 'application/problem+json': { schema: problem } } });
+  document.components = { ...document.components, schemas: { ...document.components?.schemas, Problem: { ...ProblemSchema, required: [...ProblemSchema.required].sort() } } };
+  for (const operations of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      operation.responses = {
+        ...operation.responses,
+        '4XX': refusal('Refused: a problem document with a stable `code` (validation_failed, unauthorized, forbidden, not_found, insufficient_stock, idempotency_key_reused, rate_limited, …); see the README for each code\'s status'),
+        '5XX': refusal('internal_error (logged), or service_unavailable (database unreachable, shutting down, shedding load; with Retry-After: retry with the same Idempotency-Key)'),
+      };
+    }
+  }
+  return document;
 }
 
 export async function buildApp(deps: AppDeps): Promise<App> {
@@ -253,6 +280,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
+    transformObject: (documentObject) => withProblemResponses((documentObject as { openapiObject: OpenApiDocument }).openapiObject),
   });
   // The browsable docs are as public as /openapi.json: a browser sends no
   // token, so every route of the UI (page, assets, its copy of the document)

@@ -162,6 +162,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           },
           { additionalProperties: false },
         ),
+        response: { 201: Type.Object({ op_id: Uuid, sku_id: Uuid, quantity_change: Type.Integer(), quantity_after: Type.Integer(), reason: Type.String() }) },
       },
     },
     async (request, reply) => {

@@ -40,6 +40,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         summary: 'Create a tenant and its owner token (operator token). A replay returns the tenant with `token: null`: the secret is shown once.',
         headers: IdempotencyHeaders,
         body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        response: { 201: Type.Object({ tenant: Type.Object({ id: Uuid, name: Type.String() }), token: Type.Union([Type.String(), Type.Null()], { description: 'the owner token; null on a replay' }) }) },
       },
     },
     async (request, reply) =>
@@ -68,6 +69,15 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
           },
           { additionalProperties: false },
         ),
+        response: {
+          201: Type.Object({
+            id: Uuid,
+            token: Type.Union([Type.String(), Type.Null()], { description: 'shown once; null on a replay' }),
+            name: Type.String(),
+            role: Type.String(),
+            store_ids: Type.Union([Type.Array(Uuid), Type.Null()]),
+          }),
+        },
       },
     },
     async (request, reply) =>
