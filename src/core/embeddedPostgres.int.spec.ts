@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
+import { postmasterAlive, processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
 
 describe('embedded PostgreSQL: the superuser password never sits where others can read it', () => {
   it('withPrivateTmpdir: os.tmpdir() is a directory others cannot list, cleared of what a killed start left, removed after', async () => {
@@ -90,6 +90,26 @@ describe('embedded PostgreSQL: a stale postmaster.pid', () => {
     } finally {
       bystander.kill('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('postmasterAlive: only a postgres serving this data folder, not another PostgreSQL (the machine\'s own server) whose pid is in the file', async () => {
+    // A process whose command line looks like a postgres of another data folder (node, run as "postgres")
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'storekeep-fakepg-'));
+    symlinkSync(process.execPath, path.join(bin, 'postgres'));
+    const ours = path.join(bin, 'ours', 'pg');
+    const other = spawn(path.join(bin, 'postgres'), ['-e', 'setInterval(() => {}, 1000)', '--', '-D', path.join(bin, 'other', 'pg'), '-p', '5432'], { stdio: 'ignore' });
+    const mine = spawn(path.join(bin, 'postgres'), ['-e', 'setInterval(() => {}, 1000)', '--', '-D', ours, '-p', '5433'], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(postmasterAlive(other.pid!, ours), false, 'another data folder\'s server');
+      assert.equal(postmasterAlive(mine.pid!, ours), true, 'this data folder\'s server');
+      assert.equal(postmasterAlive(mine.pid!, `${ours}/`), true, 'the same folder, written differently');
+      assert.equal(postmasterAlive(process.pid, ours), false, 'a process of another program');
+    } finally {
+      other.kill('SIGKILL');
+      mine.kill('SIGKILL');
+      rmSync(bin, { recursive: true, force: true });
     }
   });
 });

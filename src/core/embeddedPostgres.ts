@@ -93,20 +93,22 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
- * A live PostgreSQL server process — not a pid that a process of another
- * program has been given since (after a reboot or a container restart, the
- * pid in a stale postmaster.pid is often taken): that one must never be
- * signalled. The postmaster keeps its command line (`…/postgres -D …`).
+ * A live PostgreSQL server of this data folder — not a pid that a process of
+ * another program has been given since (after a reboot or a container
+ * restart, the pid in a stale postmaster.pid is often taken), nor another
+ * PostgreSQL (the machine's own server): those must never be signalled. The
+ * postmaster keeps its command line (`…/postgres -D <pgData> -p …`).
  */
-export function postmasterAlive(pid: number): boolean {
+export function postmasterAlive(pid: number, pgData: string): boolean {
   if (!processAlive(pid)) return false;
-  let argv0: string;
+  let argv: string[];
   try {
-    argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   } catch {
     return true; // no /proc (not Linux): trust kill(0)
   }
-  return path.basename(argv0) === 'postgres';
+  const dataDir = argv[argv.indexOf('-D') + 1];
+  return path.basename(argv[0] ?? '') === 'postgres' && argv.includes('-D') && dataDir !== undefined && path.resolve(dataDir) === path.resolve(pgData);
 }
 
 function run(command: string, args: string[], user: { uid: number; gid: number } | undefined): Promise<string> {
@@ -177,7 +179,7 @@ async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
   const pidFile = path.join(pgData, 'postmaster.pid');
   if (!existsSync(pidFile)) return;
   const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !postmasterAlive(pid)) return; // PostgreSQL removes a stale file itself
+  if (!Number.isInteger(pid) || pid <= 0 || !postmasterAlive(pid, pgData)) return; // PostgreSQL removes a stale file itself
   logger?.warn({ postmaster_pid: pid }, 'embedded PostgreSQL from an earlier run is still running; stopping it');
   process.kill(pid, 'SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
   const deadline = Date.now() + 30_000;
@@ -205,7 +207,7 @@ export async function runningEmbeddedPostgres(dataDir: string): Promise<string |
   const lines = (await readFile(pidFile, 'utf8')).split('\n');
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid <= 0 || !postmasterAlive(pid) || !Number.isInteger(port) || port <= 0) return undefined;
+  if (!Number.isInteger(pid) || pid <= 0 || !postmasterAlive(pid, path.join(root, 'pg')) || !Number.isInteger(port) || port <= 0) return undefined;
   const password = (await readFile(passwordFile, 'utf8')).trim();
   return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 }
