@@ -10,6 +10,7 @@ import { runCommand } from '../core/command.js';
 import { sleep } from '../../test/support/wait.js';
 import { rollupDailySales } from './rollupDailySales.js';
 import { previousUtcDay, rollupDailySalesJob } from './rollupJob.js';
+import { cronItems } from '../jobs/registry.js';
 
 describe('daily sales rollup', () => {
   let t: TestApp;
@@ -145,6 +146,56 @@ describe('daily sales rollup', () => {
     // Then the day's row counts the void: what the sales say now
     const rows = (await t.admin.query(`SELECT sales_count, voided_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows;
     assert.deepEqual(rows, [{ sales_count: 1, voided_count: 1, revenue: 0 }]);
+  });
+
+  it('a night the worker missed (down, restarting at 00:20) is rolled up when it starts again: the backfilled tick rolls up the day before that tick, not the day before now', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'MISS', name: 'Missed night' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'MISS-SALT', name: 'Salt', unit: 'piece', price: 300 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 10 }] })).status, 201);
+    const sale = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 2, unit_price: 300 }] });
+    assert.equal(sale.status, 201);
+    // Given a sale recorded at noon two days ago (UTC)...
+    const now = new Date();
+    const twoDaysAgo = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 2, 12));
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query('UPDATE sales SET created_at = $1 WHERE id = $2', [twoDaysAgo, sale.body.id]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    // ...and the nightly rollup last scheduled three days ago: the worker was down through the nights since.
+    await t.admin.query(
+      `INSERT INTO graphile_worker._private_known_crontabs (identifier, known_since, last_execution)
+       VALUES ('analytics.rollup', now() - interval '3 days', now() - interval '3 days')
+       ON CONFLICT (identifier) DO UPDATE SET known_since = EXCLUDED.known_since, last_execution = EXCLUDED.last_execution`,
+    );
+    // When a worker with the shipped schedule starts again
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
+    const restarted = await startWorker({
+      databaseUrl: t.url,
+      appDatabaseUrl: t.appUrl,
+      config,
+      logger: createLogger('silent'),
+      tasks: [rollupDailySalesJob],
+      cronItems: cronItems.filter((item) => item.task === 'analytics.rollup'),
+      pollIntervalMs: 100,
+    });
+    try {
+      // Then the day of that sale is rolled up by the tick it missed
+      const day = twoDaysAgo.toISOString().slice(0, 10);
+      await waitFor(`the rollup of ${day}`, async () => {
+        const { rows } = await t.admin.query(`SELECT 1 FROM daily_sales_rollups WHERE tenant_id = $1 AND business_date = $2`, [tenantId, day]);
+        return rows.length === 1;
+      }, 15_000);
+      const rows = (await t.admin.query(`SELECT business_date::text AS d, sales_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows;
+      assert.deepEqual(rows, [{ d: day, sales_count: 1, revenue: 600 }]);
+    } finally {
+      await restarted.stop();
+    }
   });
 
   it('daily-sales pages like every list (?limit=, ?cursor=, next_cursor), and without a limit the whole range is one page', async () => {

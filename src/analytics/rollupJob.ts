@@ -10,17 +10,29 @@ export function previousUtcDay(now: Date): string {
 }
 
 /**
+ * The day a run is for: the one it names, else the UTC day before its cron
+ * tick (a tick the worker missed while it was down is backfilled when it
+ * starts again, and that run is for the day before the tick, not before now),
+ * else yesterday.
+ */
+export function rollupDayOf(data: { date?: unknown; _cron?: { ts?: unknown } } | null | undefined, now: Date): string {
+  if (typeof data?.date === 'string' && DATE.test(data.date)) return data.date;
+  const tick = typeof data?._cron?.ts === 'string' ? new Date(data._cron.ts) : undefined;
+  return previousUtcDay(tick && !Number.isNaN(tick.getTime()) ? tick : now);
+}
+
+/**
  * `analytics.rollup` (nightly, or `{ date: 'YYYY-MM-DD' }` for one day): for
  * every sale recorded or voided that day, the day it happened is rolled up
  * again — that day itself, and earlier days that got a late-synced offline
  * sale or a void — one command per tenant and day under its row-level
  * security.
  */
-export const rollupDailySalesJob = defineTask<{ date?: string }>({
+export const rollupDailySalesJob = defineTask<{ date?: string; _cron?: { ts?: string } }>({
   name: 'analytics.rollup',
   maxAttempts: 3,
   async handle(data, ctx) {
-    const day = typeof data?.date === 'string' && DATE.test(data.date) ? data.date : previousUtcDay(new Date());
+    const day = rollupDayOf(data, new Date());
     const { rows } = await ctx.ownerPool.query<{ tenant_id: string; day: string }>(
       `SELECT DISTINCT s.tenant_id, to_char((${SALE_HAPPENED} AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day
        FROM sales s

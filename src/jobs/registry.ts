@@ -15,6 +15,9 @@ import { rollupDailySalesJob } from '../analytics/rollupJob.js';
  */
 export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, sweepStuckOrders, stockSnapshotsNightly, rollupDailySalesJob];
 
+/** How far back a starting worker runs the nightly rollups it missed. */
+const ANALYTICS_BACKFILL_MS = 7 * 24 * 60 * 60 * 1000;
+
 /**
  * Periodic jobs (UTC). Given to graphile-worker as parsed items, not crontab
  * text: its crontab syntax does not allow the dots in our task names. The
@@ -25,7 +28,11 @@ export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightl
 export const cronItems: CronItem[] = [
   { task: 'idempotency.purge', match: '17 * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:idempotency.purge' } },
   { task: 'stock.snapshots', match: '10 0 * * *', options: { backfillPeriod: 0, jobKey: 'cron:stock.snapshots' } },
-  { task: 'analytics.rollup', match: '20 0 * * *', options: { backfillPeriod: 0, jobKey: 'cron:analytics.rollup' } },
+  // A night missed while no worker ran (a deploy or restart at 00:20) is
+  // backfilled when one starts again: nothing else ever rolls that day up
+  // (snapshots catch up by themselves, the rollup does not). No job key: the
+  // backfilled ticks, one per missed night, must not replace one another.
+  { task: 'analytics.rollup', match: '20 0 * * *', options: { backfillPeriod: ANALYTICS_BACKFILL_MS } },
   { task: 'integrity.run', match: '30 2 * * *', options: { backfillPeriod: 0, jobKey: 'cron:integrity.run' } },
   { task: 'pieces.reservations.sweep', match: '* * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:pieces.reservations.sweep' } },
 ];
