@@ -66,6 +66,15 @@ describe('job attempt budgets: order recovery and crashed runs', () => {
       await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE tenant_id = $1 AND kind = 'job_failed' AND detail->>'task' = 'order.recover'`, [shop.tenantId])
     ).rows[0].n;
     assert.ok(failed >= 1, `no job_failed review item for order.recover after 15 s; attempt numbers seen on the waiting recover job: ${[...new Set(seen)].join(',')} (max ${Math.max(...seen)})`);
+    // And the sweep's next recoveries of the order, giving up again while the provider stays away, share that one
+    // open item (one per order, not one every few minutes for as long as the outage lasts)
+    const giveUps = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'job.give_up'`, [shop.tenantId])).rows[0].n;
+    assert.ok(giveUps >= 2, `the recovery gave up ${giveUps} time(s) in 15 s; the test needs at least 2`);
+    const open = await t.admin.query(
+      `SELECT subject_id, detail->>'order_id' AS order_id FROM review_items WHERE tenant_id = $1 AND kind = 'job_failed' AND status = 'open' AND detail->>'task' = 'order.recover'`,
+      [shop.tenantId],
+    );
+    assert.equal(open.rows.length, 1, `open job_failed items for the order's recovery: ${JSON.stringify(open.rows)}`);
   });
 
   it('a recovery re-submits a pending order whose submit job is dead in the queue (attempts exhausted), instead of keeping the dead job', async () => {

@@ -45,7 +45,8 @@ function errorOf(error: unknown): Error {
  *   could not be queued never runs the work more than maxAttempts times;
  * - after the last attempt: a `job_failed` review item with the error (one per
  *   job chain: the dedupe key and the command's idempotency key make a re-run
- *   after a crash open nothing new), then the task's onGiveUp.
+ *   after a crash open nothing new; one open item per subject for a task
+ *   with `reviewSubjectOf`), then the task's onGiveUp.
  */
 export async function runJob(definition: TaskDefinition, payload: unknown, helpers: JobHelpers, deps: WorkerDeps): Promise<void> {
   const task = definition.name;
@@ -88,7 +89,7 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
     };
     /** The job's last word: a review item, the count, the log line, the task's own give-up. */
     const giveUp = async (error: Error, message: string) => {
-      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error);
+      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error, definition.reviewSubjectOf?.(envelope.data));
       jobsTotal.inc({ task, outcome: 'failed' });
       logger.error({ err: error }, message);
       await definition.onGiveUp?.(envelope.data, ctx, error);
@@ -138,9 +139,18 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
   });
 }
 
-async function openJobFailedItem(deps: WorkerDeps, task: string, envelope: JobEnvelope, maxAttempts: number, error: Error): Promise<void> {
+async function openJobFailedItem(
+  deps: WorkerDeps,
+  task: string,
+  envelope: JobEnvelope,
+  maxAttempts: number,
+  error: Error,
+  subject: string | undefined,
+): Promise<void> {
   const tenantId = envelope.tenant_id ?? SYSTEM_TENANT_ID;
   const key = internalIdempotencyKey('job-failed', envelope.chain_id);
+  // One open item per subject when the task names one, else per job chain.
+  const dedupeKey = subject === undefined ? key : `job-failed:${task}:${subject}`;
   await runCommand(
     deps.db,
     {
@@ -158,7 +168,7 @@ async function openJobFailedItem(deps: WorkerDeps, task: string, envelope: JobEn
         severity: 'warning',
         subjectType: 'job',
         subjectId: envelope.chain_id,
-        dedupeKey: key,
+        dedupeKey,
         detail: {
           task,
           error: error.message.slice(0, 2000),

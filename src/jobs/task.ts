@@ -30,6 +30,13 @@ export interface TaskDefinition<T = any> {
   /** Overrides JOB_MAX_ATTEMPTS for this task. */
   maxAttempts?: number;
   handle(data: T, ctx: JobContext): Promise<void>;
+  /**
+   * What a give-up is about, when that is more than its own run: give-ups of
+   * one subject share one open `job_failed` item (a stuck order's recovery
+   * that keeps failing through an outage, restarted by every sweep, opens one
+   * item for the order, not one per run). Unset: one item per job chain.
+   */
+  reviewSubjectOf?(data: T): string | undefined;
   /** After the last attempt failed (the review item is already open). */
   onGiveUp?(data: T, ctx: JobContext, error: Error): Promise<void>;
 }

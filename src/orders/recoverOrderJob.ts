@@ -59,6 +59,9 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
  */
 export const recoverOrder = defineTask<{ order_id: string }>({
   name: 'order.recover',
+  // Every sweep restarts a recovery that gave up (the order is still stuck):
+  // while the provider stays away, they share the order's one open item.
+  reviewSubjectOf: (data) => (typeof data?.order_id === 'string' ? data.order_id : undefined),
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
