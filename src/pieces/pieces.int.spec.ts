@@ -367,6 +367,38 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     assert.deepEqual(await runChecks(), []);
   });
 
+  it('releasing or reverting a reservation that already expired releases nothing: its pieces are recorded as expired, as reads showed them', async () => {
+    // Given two reservations whose time is over (not yet released by any command or the sweep)
+    const [p1, p2] = await receive(buttons.id, [{ kind: 'spare', quantity: 2 }, { kind: 'spare', quantity: 3 }]);
+    assert.ok(p1 && p2);
+    const first = await owner.post('/v1/pieces/reservations', { piece_ids: [p1.id], expires_in_seconds: 60 }, key());
+    const second = await owner.post('/v1/pieces/reservations', { piece_ids: [p2.id], expires_in_seconds: 60 }, key());
+    assert.equal(first.status, 201);
+    assert.equal(second.status, 201);
+    await t.admin.query(`UPDATE pieces SET reserved_until = now() - interval '1 second' WHERE id = ANY($1::uuid[])`, [[p1.id, p2.id]]);
+    assert.equal((await owner.get(`/v1/pieces/${p1.id}`)).body.status, 'in_stock');
+
+    // When the first is released and the second reverted
+    const release = await owner.post(`/v1/pieces/reservations/${first.body.op_id}/release`, undefined, key());
+    assert.equal(release.status, 200, JSON.stringify(release.body));
+    const revert = await owner.post(`/v1/operations/${second.body.op_id}/revert`, undefined, key());
+    assert.equal(revert.status, 200, JSON.stringify(revert.body));
+
+    // Then neither claims to have released what the reservation no longer held; the pieces' history says they expired
+    assert.deepEqual(release.body.released, []);
+    assert.deepEqual(revert.body.changes.map((c: { type: string; subject_id: string }) => [c.type, c.subject_id]), [
+      ['piece.reservation_expired', p2.id],
+      ['operation.reverted', second.body.op_id],
+    ]);
+    for (const piece of [p1, p2]) {
+      const types = (await owner.get(`/v1/pieces/${piece.id}/history`)).body.items.map((item: { type: string }) => item.type);
+      assert.deepEqual(types, ['piece.created', 'piece.reserved', 'piece.reservation_expired']);
+    }
+    const rows = (await t.admin.query(`SELECT status, reserved_by_op FROM pieces WHERE id = ANY($1::uuid[])`, [[p1.id, p2.id]])).rows;
+    assert.deepEqual(rows, [{ status: 'in_stock', reserved_by_op: null }, { status: 'in_stock', reserved_by_op: null }]);
+    assert.deepEqual(await runChecks(), []);
+  });
+
   it('revert is refused while an output is reserved by another operation, naming it', async () => {
     const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 3000 }]);
     assert.ok(roll);

@@ -50,10 +50,15 @@ export async function releaseReservation(cmd: Command, reservationOpId: string):
   return { op_id: cmd.opId, reservation_op_id: reservationOpId, released };
 }
 
-/** Locks and releases the pieces still reserved by an operation. */
+/**
+ * Locks and releases the pieces still reserved by an operation. Pieces whose
+ * reservation is past its expiry are no longer held by it (reads already show
+ * them in stock): like any command that locks them, this records their expiry
+ * (`piece.reservation_expired`) and does not count them as released.
+ */
 export async function releaseReservedBy(cmd: Command, reservationOpId: string): Promise<PieceRow[]> {
   const held = await all(cmd.tx, sql<{ id: string }>`SELECT id FROM pieces WHERE tenant_id = ${cmd.tenantId} AND reserved_by_op = ${reservationOpId}`);
-  const locked = (await lockPiecesForUpdate(cmd.tx, cmd.tenantId, held.map((row) => row.id))).filter(
+  const locked = (await releaseExpiredReservations(cmd, await lockPiecesForUpdate(cmd.tx, cmd.tenantId, held.map((row) => row.id)))).filter(
     (piece) => piece.status === 'reserved' && piece.reserved_by_op === reservationOpId,
   );
   return updatePieces(cmd, locked, 'piece.released', sql`status = 'in_stock', reserved_by_op = NULL, reserved_until = NULL`);
