@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { all, one, type Tx } from '../core/db.js';
+import { all, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
@@ -28,11 +28,22 @@ export async function lockPiecesForUpdate(tx: Tx, tenantId: string, ids: readonl
 /**
  * Releases, in this command, the expired reservations among locked pieces
  * (reservations expire lazily on access, and by the sweep). Returns the rows
- * as they are now.
+ * as they are now. Expiry is decided by the database (`reserved_until <=
+ * now()`, to the microsecond), as reads and the sweep decide it: compared as
+ * JavaScript dates (milliseconds), a reservation counted as over up to a
+ * millisecond before its end.
  */
 export async function releaseExpiredReservations(cmd: Command, locked: PieceRow[]): Promise<PieceRow[]> {
-  const now = await one(cmd.tx, sql<{ now: Date }>`SELECT now() AS now`);
-  const expired = locked.filter((piece) => piece.status === 'reserved' && piece.reserved_until !== null && piece.reserved_until <= now.now);
+  const reserved = locked.filter((piece) => piece.status === 'reserved').map((piece) => piece.id);
+  if (reserved.length === 0) return locked;
+  const over = await all(
+    cmd.tx,
+    sql<{ id: string }>`
+      SELECT id FROM pieces
+      WHERE tenant_id = ${cmd.tenantId} AND id = ANY(${reserved}::uuid[]) AND status = 'reserved' AND reserved_until <= now()`,
+  );
+  const overIds = new Set(over.map((row) => row.id));
+  const expired = locked.filter((piece) => overIds.has(piece.id));
   if (expired.length === 0) return locked;
   const updated = await updatePieces(cmd, expired, 'piece.reservation_expired', sql`status = 'in_stock', reserved_by_op = NULL, reserved_until = NULL`);
   const byId = new Map(updated.map((piece) => [piece.id, piece]));

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+import { sql } from 'kysely';
+import { runCommand } from '../core/command.js';
+import { one } from '../core/db.js';
 import { pieceChecks } from './integrity.js';
+import { lockPiecesForUpdate, releaseExpiredReservations } from './pieceRows.js';
 import { sweepExpiredPieceReservations } from './sweepExpiredReservations.js';
 
 interface Piece {
@@ -397,6 +401,31 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     const rows = (await t.admin.query(`SELECT status, reserved_by_op FROM pieces WHERE id = ANY($1::uuid[])`, [[p1.id, p2.id]])).rows;
     assert.deepEqual(rows, [{ status: 'in_stock', reserved_by_op: null }, { status: 'in_stock', reserved_by_op: null }]);
     assert.deepEqual(await runChecks(), []);
+  });
+
+  it('a reservation that ends within the same millisecond, after the command\'s clock, still holds its piece (expiry is decided by the database clock, to the microsecond)', async () => {
+    // Given a piece reserved until one microsecond after the command's now()
+    // (JavaScript dates have milliseconds: compared there, such a reservation
+    // counted as over up to a millisecond early, while reads showed it held)
+    const [piece] = await receive(buttons.id, [{ kind: 'spare', quantity: 1 }]);
+    assert.ok(piece);
+    const reserve = await owner.post('/v1/pieces/reservations', { piece_ids: [piece.id], expires_in_seconds: 60 }, key());
+    assert.equal(reserve.status, 201);
+    const outcome = await runCommand(
+      t.db,
+      { tenantId, principal: { kind: 'operator', name: 'test' }, correlationId: `expiry-edge-${keys}`, fingerprint: 'expiry-edge' },
+      { type: 'test.expiry_edge' },
+      async (cmd) => {
+        await sql`UPDATE pieces SET reserved_until = now() + interval '1 microsecond' WHERE tenant_id = ${tenantId} AND id = ${piece.id}`.execute(cmd.tx);
+        const [after] = await releaseExpiredReservations(cmd, await lockPiecesForUpdate(cmd.tx, tenantId, [piece.id]));
+        const read = await one(cmd.tx, sql<{ held: boolean }>`SELECT reserved_until > now() AS held FROM pieces WHERE tenant_id = ${tenantId} AND id = ${piece.id}`);
+        return { status: 200, body: { status: after?.status, reserved_by_op: after?.reserved_by_op, held_by_the_database_clock: read.held } };
+      },
+    );
+    // Then the command sees it still reserved, as the database does
+    assert.deepEqual(outcome.body, { status: 'reserved', reserved_by_op: reserve.body.op_id, held_by_the_database_clock: true });
+    const types = (await owner.get(`/v1/pieces/${piece.id}/history`)).body.items.map((item: { type: string }) => item.type);
+    assert.deepEqual(types, ['piece.created', 'piece.reserved']);
   });
 
   it('revert is refused while an output is reserved by another operation, naming it', async () => {
