@@ -49,6 +49,8 @@ export interface Config {
   fulfilmentWebhookToleranceSeconds: number;
   /** An order in `pending`/`submitting` longer than this is recovered by the worker. */
   ordersStuckAfterSeconds: number;
+  /** An order in `submitted`/`processing` unchanged this long is looked up at the provider (its webhooks may be lost). */
+  ordersPollAfterSeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -183,5 +185,6 @@ export function loadConfig(env: Env = process.env): Config {
     fulfilmentTimeoutMs: integer(env, 'FULFILMENT_TIMEOUT_MS', 10_000, 10, 600_000),
     fulfilmentWebhookToleranceSeconds: integer(env, 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 86_400),
     ordersStuckAfterSeconds: integer(env, 'ORDERS_STUCK_AFTER_SECONDS', 120, 1, 86_400),
+    ordersPollAfterSeconds: integer(env, 'ORDERS_POLL_AFTER_SECONDS', 3600, 1, 30 * 86_400),
   };
 }

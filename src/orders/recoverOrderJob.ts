@@ -9,6 +9,7 @@ import { defineTask } from '../jobs/task.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
 import { submitJobKey } from './createOrder.js';
 import { findOrder } from './findOrder.js';
+import { providerStatusOf } from './orderStatus.js';
 import { providerFrom } from './provider.js';
 import { recordProviderOrder } from './submitOrderJob.js';
 
@@ -40,6 +41,60 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
       );
     }
     if (rows.length > 0) ctx.logger.info({ orders: rows.length }, 'stuck orders queued for recovery');
+
+    // Orders the provider holds that have not moved (nor been asked about)
+    // for ORDERS_POLL_AFTER_SECONDS: their webhooks may have been lost.
+    const { rows: waiting } = await ctx.ownerPool.query<{ tenant_id: string; id: string }>(
+      `SELECT tenant_id, id FROM orders
+       WHERE status IN ('submitted', 'processing') AND greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => $1)
+       ORDER BY greatest(status_changed_at, provider_checked_at) LIMIT 1000`,
+      [ctx.config.ordersPollAfterSeconds],
+    );
+    for (const row of waiting) {
+      await inTenantTransaction(ctx.db, row.tenant_id, (tx) =>
+        enqueueJob(tx, 'order.poll', { order_id: row.id }, { tenantId: row.tenant_id, jobKey: `order.poll:${row.id}`, jobKeyMode: 'keep_waiting' }),
+      );
+    }
+    if (waiting.length > 0) ctx.logger.info({ orders: waiting.length }, 'orders waiting on the provider queued for a lookup');
+  },
+});
+
+/**
+ * `order.poll`: an order in `submitted`/`processing` that has not moved for
+ * ORDERS_POLL_AFTER_SECONDS (a provider stops retrying a webhook it could not
+ * deliver; without this the order would wait forever). Asks the provider by
+ * the order's idempotency key and applies what it says, as a webhook would be
+ * (forward only; a stale answer changes nothing), and notes when it asked
+ * (provider_checked_at), so the order is asked about again only after another
+ * ORDERS_POLL_AFTER_SECONDS. A provider that does not know the order is
+ * logged and asked again later (the order is never failed for it: the
+ * provider accepted it).
+ */
+export const pollOrder = defineTask<{ order_id: string }>({
+  name: 'order.poll',
+  maxAttempts: 3,
+  reviewSubjectOf: (data) => (typeof data?.order_id === 'string' ? data.order_id : undefined),
+  async handle(data, ctx) {
+    const tenantId = ctx.tenantId;
+    assert(tenantId, 'order jobs carry their tenant');
+    const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
+    if (!order || (order.status !== 'submitted' && order.status !== 'processing')) return;
+    const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key);
+    const status = found ? providerStatusOf(found.status) : undefined;
+    const outcome = await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
+      let now = order.status;
+      if (found && status) {
+        const result = await applyOrderEvent(cmd, order.id, { type: 'provider_status', status }, 'recovery', order.provider_order_id === null ? { providerOrderId: found.id } : {});
+        now = result.order.status;
+      }
+      await sql`UPDATE orders SET provider_checked_at = now() WHERE tenant_id = ${tenantId} AND id = ${order.id}`.execute(cmd.tx);
+      cmd.storeId = order.store_id;
+      cmd.touch('orders', order.id, 'updated');
+      return { status: 200, body: { status: now, provider_status: found?.status ?? null } };
+    });
+    const logged = { order_id: order.id, provider_status: found?.status ?? null, status: (outcome.body as { status: string }).status };
+    if (!found) ctx.logger.warn(logged, 'the provider does not know an order it accepted; asking again later');
+    else ctx.logger.info(logged, 'order looked up at the provider');
   },
 });
 

@@ -1,0 +1,83 @@
+/** Orders the provider holds whose webhooks were lost: the sweep asks the provider about them. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { loadConfig, type Config } from '../config.js';
+import { createLogger } from '../core/logger.js';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { sleep, waitFor } from '../../test/support/wait.js';
+import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
+import { newOrderShop, orderBody, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
+
+describe('orders waiting on the provider whose webhooks were lost', () => {
+  let t: TestApp;
+  let sim: ProviderSim;
+  let worker: RunningWorker;
+  // Scaled: stuck after 1 s (the sweep runs every 0.5 s), asked about after 1 s without moving.
+  const overrides: Partial<Config> = { fulfilmentTimeoutMs: 1000, ordersStuckAfterSeconds: 1, ordersPollAfterSeconds: 1, workerMetricsPort: 0 };
+  before(async () => {
+    // A provider whose webhooks never arrive (it gave up delivering them)
+    sim = await startProviderSim({ secret: WEBHOOK_SECRET, faults: { webhooks: false } });
+    Object.assign(overrides, { fulfilmentUrl: sim.url, fulfilmentWebhookSecret: WEBHOOK_SECRET });
+    t = await startTestApp(overrides);
+    worker = await startWorker({
+      databaseUrl: t.url,
+      appDatabaseUrl: t.appUrl,
+      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
+      logger: createLogger('silent'),
+      cronItems: [],
+      pollIntervalMs: 100,
+    });
+  });
+  after(async () => {
+    await worker?.stop();
+    await sim.stop();
+    await t.close();
+  });
+
+  const simOrderOf = (orderId: string): SimOrder => {
+    const found = [...sim.orders.values()].filter((order) => order.reference === orderId);
+    assert.equal(found.length, 1, `one provider order for ${orderId}`);
+    return found[0]!;
+  };
+
+  it('an order the provider completed without a webhook reaching us is completed by a lookup, once', async () => {
+    // Given an order the provider accepted, and no webhook ever arrives
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const orderId = created.body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    // When the provider completes it
+    simOrderOf(orderId).status = 'completed';
+    // Then the sweep's lookup moves it on, forward only, with one provider order
+    await waitForStatus(t.admin, orderId, 'completed', 15_000);
+    simOrderOf(orderId);
+    const history = await t.admin.query(`SELECT from_status, to_status, source FROM order_status_history WHERE order_id = $1 ORDER BY id`, [orderId]);
+    assert.deepEqual(history.rows.at(-1), { from_status: 'submitted', to_status: 'completed', source: 'recovery' });
+    const read = await shop.owner.get(`/v1/orders/${orderId}`);
+    assert.equal(read.body.status, 'completed');
+    // And a completed order is asked about no more
+    const polls = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'order.poll'`, [shop.tenantId])).rows[0].n as number;
+    const before = await polls();
+    await sleep(2_500);
+    assert.equal(await polls(), before);
+  });
+
+  it('an order still at the provider is asked about again after each ORDERS_POLL_AFTER_SECONDS, and nothing a client sees changes', async () => {
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    const orderId = created.body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    const versionBefore = (await shop.owner.get(`/v1/orders/${orderId}`)).body.version;
+    const checked = async () => (await t.admin.query(`SELECT provider_checked_at FROM orders WHERE id = $1`, [orderId])).rows[0].provider_checked_at as Date | null;
+    await waitFor('a first lookup', async () => (await checked()) !== null, 15_000, 100);
+    const first = (await checked())!;
+    await waitFor('a second lookup', async () => (await checked())!.getTime() > first.getTime(), 15_000, 100);
+    assert.equal(await statusOf(t.admin, orderId), 'submitted');
+    assert.equal((await shop.owner.get(`/v1/orders/${orderId}`)).body.version, versionBefore, 'a lookup that changes nothing leaves the version');
+    // The provider then reports it failed: the lookup moves it (forward only), as a webhook would
+    simOrderOf(orderId).status = 'failed';
+    await waitForStatus(t.admin, orderId, 'failed', 15_000);
+  });
+});
