@@ -9,7 +9,12 @@ export interface ProviderOrder {
   idempotency_key: string;
 }
 
-/** The provider could not be reached or failed (5xx, 408, 429, timeout, network): try again later. */
+/**
+ * The provider could not be reached or failed (5xx, 408, 429, timeout,
+ * network), refused our credentials (401, 403: a wrong or expired
+ * FULFILMENT_API_KEY is ours to fix, not the order's fault), or is still
+ * processing a request with the same key (409): try again later.
+ */
 export class ProviderUnavailable extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -17,7 +22,10 @@ export class ProviderUnavailable extends Error {
   }
 }
 
-/** The provider refused the request (4xx): the same call will be refused again. */
+/** 4xx answers that say nothing against the order itself: retried like a 5xx. */
+const RETRYABLE_4XX: ReadonlySet<number> = new Set([401, 403, 408, 409, 429]);
+
+/** The provider refused the order (any other 4xx: 400, 422…): the same call will be refused again. */
 export class ProviderRejected extends Error {
   constructor(
     readonly status: number,
@@ -76,8 +84,9 @@ export class FulfilmentProvider {
     } catch {
       // keep the text
     }
-    if (response.status >= 500 || response.status === 408 || response.status === 429) {
-      throw new ProviderUnavailable(`provider ${method} ${path} answered ${response.status}`);
+    if (response.status >= 500 || RETRYABLE_4XX.has(response.status)) {
+      const hint = response.status === 401 || response.status === 403 ? ' (check FULFILMENT_API_KEY)' : '';
+      throw new ProviderUnavailable(`provider ${method} ${path} answered ${response.status}${hint}`);
     }
     return { status: response.status, body };
   }

@@ -110,6 +110,22 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
     assert.equal((await t.admin.query(`SELECT provider_order_id FROM orders WHERE id = $1`, [orderId])).rows[0].provider_order_id, atProvider[0]!.id);
   });
 
+  it('provider refuses our credentials (401) or is still processing the key (409): retried like a 5xx, never failed; one provider order', async () => {
+    sim.faults.webhooks = false;
+    sim.faults.refuseAuth = 2;
+    sim.faults.conflictCreates = 1;
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    assert.deepEqual([sim.faults.refuseAuth, sim.faults.conflictCreates], [0, 0]);
+    const row = (await t.admin.query(`SELECT submit_attempts, provider_order_id FROM orders WHERE id = $1`, [orderId])).rows[0];
+    assert.equal(row.submit_attempts, 4);
+    assert.equal(simOrdersFor(orderId).length, 1);
+    assert.equal(row.provider_order_id, simOrdersFor(orderId)[0]!.id);
+    const failures = (await t.admin.query(`SELECT count(*)::int AS n FROM order_status_history WHERE order_id = $1 AND to_status = 'failed'`, [orderId])).rows[0].n;
+    assert.equal(failures, 0);
+  });
+
   it('provider refuses the order (4xx): failed at once, no retry', async () => {
     sim.faults.webhooks = false;
     sim.faults.rejectCreates = 1;

@@ -25,6 +25,10 @@ export interface SimFaults {
   acceptThenHang: number;
   /** The next N creates are refused for good (422): bad address, unknown product… */
   rejectCreates: number;
+  /** The next N calls (creates and lookups) answer 401, as with a wrong or expired API key. */
+  refuseAuth: number;
+  /** The next N creates answer 409: a request with this key is still being processed. */
+  conflictCreates: number;
   /** Probability that a create answers 500 (0..1), for the crash test's noise. */
   failRate: number;
   /** Send each webhook twice. */
@@ -77,6 +81,8 @@ const DEFAULT_FAULTS: SimFaults = {
   failCreates: 0,
   acceptThenHang: 0,
   rejectCreates: 0,
+  refuseAuth: 0,
+  conflictCreates: 0,
   failRate: 0,
   duplicateWebhooks: false,
   outOfOrderWebhooks: false,
@@ -186,6 +192,10 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
         return send(response, 404, { error: 'not_found' });
       }
       if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+      if (faults.refuseAuth > 0) {
+        faults.refuseAuth--;
+        return send(response, 401, { error: 'invalid_api_key' });
+      }
       if (request.method === 'POST' && url.pathname === '/orders') {
         const key = request.headers['idempotency-key'];
         if (typeof key !== 'string' || key.length === 0) return send(response, 400, { error: 'idempotency_key_required' });
@@ -194,6 +204,10 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
         if (faults.failCreates > 0) {
           faults.failCreates--;
           return send(response, 500, { error: 'internal' });
+        }
+        if (faults.conflictCreates > 0) {
+          faults.conflictCreates--;
+          return send(response, 409, { error: 'request_in_progress' });
         }
         if (faults.rejectCreates > 0) {
           faults.rejectCreates--;
