@@ -1,6 +1,7 @@
 import { jobCommand } from '../jobs/jobCommand.js';
 import { defineTask } from '../jobs/task.js';
 import { rollupDailySales, SALE_HAPPENED } from './rollupDailySales.js';
+import { forEachTenant } from '../jobs/eachTenant.js';
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -41,9 +42,9 @@ export const rollupDailySalesJob = defineTask<{ date?: string; _cron?: { ts?: st
        ORDER BY 1, 2`,
       [day],
     );
-    for (const { tenant_id: tenantId, day: happened } of rows) {
-      await jobCommand(ctx, tenantId, 'analytics.rollup', async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, happened) }), { date: happened });
-    }
+    await forEachTenant(rows, (row) => row.tenant_id, ({ tenant_id: tenantId, day: happened }) =>
+      jobCommand(ctx, tenantId, 'analytics.rollup', async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, happened) }), { date: happened }),
+    );
     ctx.logger.info({ date: day, days: rows.length }, 'daily sales rolled up');
   },
 });

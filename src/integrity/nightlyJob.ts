@@ -3,6 +3,7 @@ import { openReviewItem } from '../core/review.js';
 import { defineTask } from '../jobs/task.js';
 import { allChecks } from './registry.js';
 import { checkSettingsOf, runChecksAsOwner, type Finding } from './runChecks.js';
+import { forEachTenant } from '../jobs/eachTenant.js';
 
 function storeOf(finding: Finding): string | undefined {
   const detail = finding.detail as { store_id?: unknown } | null;
@@ -22,7 +23,7 @@ export const integrityNightly = defineTask<Record<string, unknown>>({
     const run = await runChecksAsOwner(ctx.ownerPool, allChecks, checkSettingsOf(ctx.config));
     const byTenant = new Map<string, Finding[]>();
     for (const finding of run.findings) byTenant.set(finding.tenant_id, [...(byTenant.get(finding.tenant_id) ?? []), finding]);
-    for (const [tenantId, findings] of byTenant) {
+    await forEachTenant([...byTenant], ([tenantId]) => tenantId, async ([tenantId, findings]) => {
       await runCommand(
         ctx.db,
         {
@@ -50,7 +51,7 @@ export const integrityNightly = defineTask<Record<string, unknown>>({
           return { status: 200, body: { findings: findings.length } };
         },
       );
-    }
+    });
     ctx.logger.info({ checks: run.checks.length, findings: run.findings.length }, 'integrity run finished');
   },
 });

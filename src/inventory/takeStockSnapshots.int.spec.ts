@@ -6,7 +6,7 @@ import { waitFor } from '../../test/support/wait.js';
 import { fingerprintRequest, runCommand, type Command, type CommandOutcome } from '../core/command.js';
 import type { Tx } from '../core/db.js';
 import { givenSku, givenStore } from '../sales/testkit.js';
-import { takeStockSnapshots, type SnapshotResult } from './takeStockSnapshots.js';
+import { takeAllStockSnapshots, takeStockSnapshots, type SnapshotResult } from './takeStockSnapshots.js';
 
 /** The transaction `tx`, whose statement number `statement` (from 1) is held back until `gate` resolves. */
 function pausedBefore(tx: Tx, statement: number, gate: Promise<void>, reached: () => void): Tx {
@@ -179,5 +179,36 @@ describe('stock snapshots: two runs of one tenant at once', () => {
     assert.equal(outcome.status, 200);
     assert.equal((outcome.body as SnapshotResult).snapshots_written, 2);
     await expectSnapshotsEqualLedger(tenantId);
+  });
+
+  it("the nightly run over every tenant: one tenant's failure does not keep the tenants after it from their snapshots", async () => {
+    // Given two tenants with history, and the one the run takes first cannot write its snapshots (injected)
+    const a = await givenHistory();
+    const b = await givenHistory();
+    const order = (await t.admin.query(`SELECT tenants_with_stock() AS id`)).rows.map((row) => row.id as string);
+    const [first, second] = order.indexOf(a.tenantId) < order.indexOf(b.tenantId) ? [a, b] : [b, a];
+    await t.admin.query(`
+      CREATE FUNCTION refuse_snapshot_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'injected: this tenant cannot snapshot'; END $$;
+      CREATE TRIGGER refuse_snapshot_for_test BEFORE INSERT ON stock_snapshots FOR EACH ROW
+        WHEN (NEW.tenant_id = '${first.tenantId}') EXECUTE FUNCTION refuse_snapshot_for_test();`);
+    try {
+      // When the nightly run goes over every tenant
+      const run = takeAllStockSnapshots(t.db, 'nightly-test');
+      // Then it reports the failing tenant…
+      await assert.rejects(run, (error: unknown) => {
+        assert.ok(error instanceof AggregateError);
+        assert.match(error.message, new RegExp(`${first.tenantId}: injected: this tenant cannot snapshot`));
+        assert.doesNotMatch(error.message, new RegExp(second.tenantId));
+        return true;
+      });
+      // …and the tenant after it has its snapshots, equal to its ledger
+      const written = (await t.admin.query(`SELECT count(*)::int AS n FROM stock_snapshots WHERE tenant_id = $1`, [second.tenantId])).rows[0].n;
+      assert.equal(written, 3);
+      await expectSnapshotsEqualLedger(second.tenantId);
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM stock_snapshots WHERE tenant_id = $1`, [first.tenantId])).rows[0].n, 0);
+    } finally {
+      await t.admin.query(`DROP TRIGGER refuse_snapshot_for_test ON stock_snapshots; DROP FUNCTION refuse_snapshot_for_test()`);
+    }
   });
 });

@@ -3,6 +3,7 @@ import { all, lockNamed, one, type Db } from '../core/db.js';
 import { runCommand, type Command } from '../core/command.js';
 import { fingerprintRequest } from '../core/command.js';
 import { newId } from '../core/ids.js';
+import { forEachTenant } from '../jobs/eachTenant.js';
 
 /**
  * A UTC day is snapshotted only once it ended at least this long ago: a
@@ -86,20 +87,18 @@ export async function takeStockSnapshots(cmd: Command, through?: string): Promis
 
 /**
  * Runs takeStockSnapshots for every tenant holding stock, each as its own
- * operation (for the nightly job; also `POST /v1/stock/snapshots` runs it for
+ * operation (one tenant's failure does not stop the others: forEachTenant) (for the nightly job; also `POST /v1/stock/snapshots` runs it for
  * one tenant now). Needs a pool as the app role, like every command.
  */
 export async function takeAllStockSnapshots(db: Db, correlationId = `snapshots-${newId()}`): Promise<Array<{ tenantId: string } & SnapshotResult>> {
   const tenants = await all(db, sql<{ id: string }>`SELECT tenants_with_stock() AS id`);
-  const results: Array<{ tenantId: string } & SnapshotResult> = [];
-  for (const { id: tenantId } of tenants) {
+  return forEachTenant(tenants, (tenant) => tenant.id, async ({ id: tenantId }) => {
     const outcome = await runCommand(
       db,
       { tenantId, principal: { kind: 'operator', name: 'operator' }, correlationId, fingerprint: fingerprintRequest('JOB', 'stock.snapshot', { tenantId }) },
       { type: 'stock.snapshot' },
       async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd) }),
     );
-    results.push({ tenantId, ...(outcome.body as SnapshotResult) });
-  }
-  return results;
+    return { tenantId, ...(outcome.body as SnapshotResult) };
+  });
 }

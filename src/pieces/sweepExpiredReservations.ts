@@ -4,6 +4,7 @@ import { runCommand } from '../core/command.js';
 import { all, type Db } from '../core/db.js';
 import { newId } from '../core/ids.js';
 import { lockPiecesForUpdate, releaseExpiredReservations } from './pieceRows.js';
+import { forEachTenant } from '../jobs/eachTenant.js';
 
 /**
  * Releases every expired piece reservation, one command per tenant (so each
@@ -16,8 +17,7 @@ import { lockPiecesForUpdate, releaseExpiredReservations } from './pieceRows.js'
 export async function sweepExpiredPieceReservations(db: Db, options: { batchSize?: number; principal?: Principal; correlationId?: string } = {}): Promise<number> {
   const batchSize = options.batchSize ?? 1000;
   const tenants = await all(db, sql<{ tenant_id: string }>`SELECT tenants_with_expired_piece_reservations() AS tenant_id`);
-  let released = 0;
-  for (const { tenant_id: tenantId } of tenants) {
+  const counts = await forEachTenant(tenants, (tenant) => tenant.tenant_id, async ({ tenant_id: tenantId }) => {
     const outcome = await runCommand(
       db,
       {
@@ -39,7 +39,7 @@ export async function sweepExpiredPieceReservations(db: Db, options: { batchSize
         return { status: 200, body: { released: count } };
       },
     );
-    released += (outcome.body as { released: number }).released;
-  }
-  return released;
+    return (outcome.body as { released: number }).released;
+  });
+  return counts.reduce((sum, count) => sum + count, 0);
 }
