@@ -18,7 +18,7 @@ import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.j
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
-import { LOWERCASE, Problem as ProblemSchema } from './schemas.js';
+import { isDayText, LOWERCASE, Problem as ProblemSchema } from './schemas.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { routeModules } from './routes.js';
@@ -71,6 +71,10 @@ const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 function makeAjv(options: AjvOptions): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
   addFormats(ajv);
+  // `date`: a real calendar day in the years 1–9999, the days PostgreSQL's
+  // `date` reads the same way (ajv-formats takes year 0, which PostgreSQL
+  // refuses, and the refusal came back as a 400 without the field's path).
+  ajv.addFormat('date', isDayText);
   // `x-lowercase` (on UUIDs): the value is lowercased as it is validated, so
   // the code and the database see one spelling of an id (PostgreSQL answers
   // uuids in lowercase; a till that writes them in capitals names the same rows).

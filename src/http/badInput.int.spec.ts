@@ -84,6 +84,23 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     });
   }
 
+  it('a date in year 0 in a body is refused at its own field, before the database sees it', async () => {
+    for (const [send, path] of [
+      [() => owner.post('/v1/stock/snapshots', { through: '0000-12-31' }), '/body/through'],
+      [() => owner.post('/v1/settlements', { store_id: store.id, business_date: '0000-01-01', declared_cash: 0 }), '/body/business_date'],
+    ] as const) {
+      const before = await snapshot();
+      const response = await send();
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(
+        response.body.errors.map((error: { path: string }) => error.path),
+        [path],
+        JSON.stringify(response.body),
+      );
+      assert.deepEqual(await snapshot(), before);
+    }
+  });
+
   it('every mutating endpoint declares its body in the OpenAPI document, and it refuses unknown fields (actions without input: none, {} or null)', async () => {
     const paths = (await owner.get('/openapi.json')).body.paths as Record<string, Record<string, { requestBody?: { content: Record<string, { schema: any }> } }>>;
     const open: string[] = [];

@@ -73,7 +73,7 @@ const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 const INT64_MAX = 9_223_372_036_854_775_807n;
 
 /** A real calendar day YYYY-MM-DD in the years 1–9999 (what PostgreSQL's `date` reads the same way). */
-function isDayText(day: string): boolean {
+export function isDayText(day: string): boolean {
   const date = new Date(`${day}T00:00:00Z`);
   return /^\d{4}-\d{2}-\d{2}$/.test(day) && day >= '0001' && !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === day;
 }
