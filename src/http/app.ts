@@ -21,6 +21,7 @@ import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { isDayText, LOWERCASE, Problem as ProblemSchema } from './schemas.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
+import { rateLimitKeyOf } from './rateLimitKey.js';
 import { routeModules } from './routes.js';
 
 declare module 'fastify' {
@@ -264,10 +265,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     timeWindow: 60_000,
     skipOnError: true,
     ...(config.redisUrl ? { redis: new (await import('ioredis')).Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 }) } : {}),
-    keyGenerator: (request) => {
-      const header = request.headers.authorization;
-      return typeof header === 'string' && header.length > 20 ? `t:${header.slice(-24)}` : `ip:${request.ip}`;
-    },
+    // Runs after the auth hook (route-level hooks follow application-level ones).
+    keyGenerator: rateLimitKeyOf,
     errorResponseBuilder: (_request, context) =>
       new AppError('rate_limited', `rate limit of ${context.max} requests per minute exceeded; retry after ${context.after}`),
   });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -62,6 +63,35 @@ describe('rate limits', () => {
       assert.equal((await new ApiClient(guarded.baseUrl, undefined).get('/healthz')).status, 200, 'health stays open');
     } finally {
       await guarded.close();
+    }
+  });
+
+  it('a request without a token is limited by its address: an Authorization header that is no token (random each time) does not buy a bucket of its own', async () => {
+    const limited = await startTestApp({ rateLimitPerMinute: 3 });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        // The provider's webhook takes no token; an unsigned delivery is 401 invalid_signature.
+        const response = await new ApiClient(limited.baseUrl, `made-up-${randomUUID()}`).post('/v1/webhooks/fulfilment', { id: `evt-${i}` });
+        statuses.push(response.status);
+      }
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('each token has its own bucket: a till past its limit does not hold back another token at the same address', async () => {
+    const limited = await startTestApp({ rateLimitPerMinute: 3 });
+    try {
+      const { owner } = await limited.newTenant();
+      const till = limited.client((await owner.post('/v1/tokens', { name: 'till', role: 'cashier' })).body.token);
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) statuses.push((await till.get('/v1/stores')).status);
+      assert.deepEqual(statuses, [200, 200, 200, 429]);
+      assert.equal((await owner.get('/v1/stores')).status, 200, 'the owner has used 1 of its 3');
+    } finally {
+      await limited.close();
     }
   });
 
