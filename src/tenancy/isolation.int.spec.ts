@@ -122,6 +122,18 @@ describe('tenants and stores are walls', () => {
     assert.deepEqual(list.body.items.map((s: { id: string }) => s.id), [storeA1.id]);
   });
 
+  it('a store-scoped token cannot create stores (403, nothing written): a new store lies outside its reach, and a code already taken must not tell it that a store it cannot see exists', async () => {
+    const manager = t.client((await a.owner.post('/v1/tokens', { name: 'A1 store manager', role: 'manager', store_ids: [storeA1.id] })).body.token);
+    const stores = async () => (await t.admin.query('SELECT count(*)::int AS n FROM stores WHERE tenant_id = $1', [a.tenantId])).rows[0].n;
+    const before = await stores();
+    const taken = await manager.post('/v1/stores', { code: 'A2', name: 'Probe' });
+    const fresh = await manager.post('/v1/stores', { code: 'A-NEW', name: 'Out of reach' });
+    assert.deepEqual([taken.status, taken.body.code], [403, 'forbidden'], JSON.stringify(taken.body));
+    assert.deepEqual([fresh.status, fresh.body.code], [403, 'forbidden'], JSON.stringify(fresh.body));
+    assert.equal(taken.body.detail, fresh.body.detail, 'the same refusal whether the code is taken or not');
+    assert.equal(await stores(), before);
+  });
+
   it("a party's ledger for a store-scoped token: postings of its stores only; party balances (which span every store) 403", async () => {
     const customer = (await a.owner.post('/v1/parties', { kind: 'customer', name: 'Two-store customer' })).body;
     for (const [store, amount] of [[storeA1.id, 111], [storeA2.id, 222]] as const) {
