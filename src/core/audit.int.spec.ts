@@ -56,6 +56,20 @@ describe('the audit log is append-only', () => {
     await assert.rejects(t.admin.query(`UPDATE operations SET type = 'x' WHERE tenant_id = '${tenantId}'`), /immutable/);
   });
 
+  it("what a token grants and its revocation are final: the app role cannot raise a token's role, widen its stores or undo a revoke", async () => {
+    const issued = await t.admin.query(`SELECT id FROM api_tokens WHERE tenant_id = $1 LIMIT 1`, [tenantId]);
+    const tokenId = issued.rows[0].id as string;
+    await assert.rejects(asApp(`UPDATE api_tokens SET role = CASE WHEN role = 'owner' THEN 'cashier' ELSE 'owner' END WHERE id = '${tokenId}'`), /api_tokens.role is immutable/);
+    await assert.rejects(asApp(`UPDATE api_tokens SET store_ids = CASE WHEN store_ids IS NULL THEN '{}'::uuid[] ELSE NULL END WHERE id = '${tokenId}'`), /api_tokens.store_ids is immutable/);
+    await assert.rejects(asApp(`UPDATE api_tokens SET name = 'renamed' WHERE id = '${tokenId}'`), /api_tokens.name is immutable/);
+    // Revoking is allowed once; undoing or moving it is not
+    await asApp(`UPDATE api_tokens SET revoked_at = now() WHERE id = '${tokenId}'`);
+    await assert.rejects(asApp(`UPDATE api_tokens SET revoked_at = NULL WHERE id = '${tokenId}'`), /revoked_at is final/);
+    await assert.rejects(asApp(`UPDATE api_tokens SET revoked_at = now() + interval '1 day' WHERE id = '${tokenId}'`), /revoked_at is final/);
+    const row = (await t.admin.query(`SELECT revoked_at IS NOT NULL AS revoked FROM api_tokens WHERE id = $1`, [tokenId])).rows[0];
+    assert.equal(row.revoked, true);
+  });
+
   it('op_id columns cannot change (reusable trigger)', async () => {
     await assert.rejects(asApp(`UPDATE stores SET op_id = gen_random_uuid()`), /immutable/);
     await asApp(`UPDATE stores SET name = 'Renamed'`); // other columns may change
