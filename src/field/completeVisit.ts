@@ -98,9 +98,12 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
         SELECT e.payload FROM visits v JOIN events e ON e.tenant_id = v.tenant_id AND e.op_id = v.completed_by_op AND e.subject_type IS NULL
         WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}`,
     );
+    // The same goods in another order are the same completion (a device may
+    // list them as it likes): lines are compared as sorted sets.
+    const sorted = (lines: unknown) => (Array.isArray(lines) ? lines.map((line) => canonicalJson(line)).sort() : []);
     const recorded = (body: unknown) => {
-      const { lines, settlement } = (body ?? {}) as { lines?: unknown; settlement?: unknown };
-      return canonicalJson({ lines: lines ?? [], settlement: settlement ?? null });
+      const { lines, settlement } = (body ?? {}) as { lines?: unknown; settlement?: { lines?: unknown } | null };
+      return canonicalJson({ lines: sorted(lines), settlement: settlement ? { ...settlement, lines: sorted(settlement.lines) } : null });
     };
     if (original === undefined || recorded(original.payload) !== recorded(input)) {
       throw new AppError('invalid_transition', 'the visit was already completed with a different request; nothing of this one was recorded', {

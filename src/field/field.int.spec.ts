@@ -277,11 +277,23 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.equal(moved.status, 200);
     assert.equal(moved.headers.get('idempotent-replayed'), 'true');
     assert.deepEqual(moved.body, first.body);
+    assert.deepEqual(await snapshot(), before);
+    // The same goods listed in another order are the same completion too.
+    const two = await schedule();
+    const listed = [{ sku_id: soap.id, quantity: 2 }, { sku_id: rice.id, quantity: 500 }];
+    const done = await agent.post(`/v1/visits/${two.id}/complete`, { ...SHOP, lines: listed }, key());
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    const afterTwo = await snapshot();
+    const reordered = await agent.post(`/v1/visits/${two.id}/complete`, { ...SHOP, lines: [...listed].reverse() }, key());
+    assert.equal(reordered.status, 200, JSON.stringify(reordered.body));
+    assert.equal(reordered.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(reordered.body, done.body);
+    assert.deepEqual(await snapshot(), afterTwo);
     // Other goods (a second device): refused, so it knows nothing of it was recorded.
     const other = await agent.post(`/v1/visits/${visit.id}/complete`, { ...offsetNorth(SHOP, 50), lines: [{ sku_id: soap.id, quantity: 7 }] }, key());
     assertProblem(other, 409, 'invalid_transition');
     assert.equal(other.body.current_status, 'completed');
-    assert.deepEqual(await snapshot(), before);
+    assert.deepEqual(await snapshot(), afterTwo);
   });
 
   it("an Idempotency-Key of another agent's completion is 404 for an agent who may not see that visit, not a replay", async () => {
