@@ -76,6 +76,18 @@ export async function findVisitOwner(tx: Tx, tenantId: string, visitId: string):
  * settlement, 409 invalid_transition (the second device's goods or
  * settlement were NOT recorded, and it must be told).
  */
+/**
+ * What a completion records — its goods and settlement, the same however a
+ * device lists them (lines as sorted sets), without the position (checked,
+ * not compared: a retry may re-read its GPS). Compared when a completed visit
+ * is completed again, and fingerprinted under the request's key.
+ */
+export function completionGoods(body: unknown): { lines: string[]; settlement: Record<string, unknown> | null } {
+  const sorted = (lines: unknown) => (Array.isArray(lines) ? lines.map((line) => canonicalJson(line)).sort() : []);
+  const { lines, settlement } = (body ?? {}) as { lines?: unknown; settlement?: { lines?: unknown } | null };
+  return { lines: sorted(lines), settlement: settlement ? { ...settlement, lines: sorted(settlement.lines) } : null };
+}
+
 export async function completeVisit(cmd: Command, visitId: string, input: CompleteVisitInput): Promise<VisitCompletion> {
   const principal = cmd.principal;
   assert(principal.kind === 'token', 'visits are completed by tenant tokens');
@@ -98,13 +110,7 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
         SELECT e.payload FROM visits v JOIN events e ON e.tenant_id = v.tenant_id AND e.op_id = v.completed_by_op AND e.subject_type IS NULL
         WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}`,
     );
-    // The same goods in another order are the same completion (a device may
-    // list them as it likes): lines are compared as sorted sets.
-    const sorted = (lines: unknown) => (Array.isArray(lines) ? lines.map((line) => canonicalJson(line)).sort() : []);
-    const recorded = (body: unknown) => {
-      const { lines, settlement } = (body ?? {}) as { lines?: unknown; settlement?: { lines?: unknown } | null };
-      return canonicalJson({ lines: sorted(lines), settlement: settlement ? { ...settlement, lines: sorted(settlement.lines) } : null });
-    };
+    const recorded = (body: unknown) => canonicalJson(completionGoods(body));
     if (original === undefined || recorded(original.payload) !== recorded(input)) {
       throw new AppError('invalid_transition', 'the visit was already completed with a different request; nothing of this one was recorded', {
         extra: { current_status: 'completed' },

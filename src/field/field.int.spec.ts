@@ -281,9 +281,15 @@ describe('field sales: points of sale, visits, consignments', () => {
     // The same goods listed in another order are the same completion too.
     const two = await schedule();
     const listed = [{ sku_id: soap.id, quantity: 2 }, { sku_id: rice.id, quantity: 500 }];
-    const done = await agent.post(`/v1/visits/${two.id}/complete`, { ...SHOP, lines: listed }, key());
+    const firstKey = key();
+    const done = await agent.post(`/v1/visits/${two.id}/complete`, { ...SHOP, lines: listed }, firstKey);
     assert.equal(done.status, 200, JSON.stringify(done.body));
     const afterTwo = await snapshot();
+    // …under its first key as well (a retry after a lost answer)
+    const retried = await agent.post(`/v1/visits/${two.id}/complete`, { ...SHOP, lines: [...listed].reverse() }, firstKey);
+    assert.equal(retried.status, 200, JSON.stringify(retried.body));
+    assert.equal(retried.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(retried.body, done.body);
     const reordered = await agent.post(`/v1/visits/${two.id}/complete`, { ...SHOP, lines: [...listed].reverse() }, key());
     assert.equal(reordered.status, 200, JSON.stringify(reordered.body));
     assert.equal(reordered.headers.get('idempotent-replayed'), 'true');

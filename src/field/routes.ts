@@ -5,7 +5,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, commandOrReplay, tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
-import { completeVisit, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
+import { completeVisit, completionGoods, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
 import { scheduleVisit } from './scheduleVisit.js';
@@ -296,15 +296,15 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (!visit || !mayCompleteVisit(principal, visit)) throw notFound('visit');
       // The same completion is the same goods and settlement wherever the
       // agent stands: a retry under its key after a lost answer may re-read
-      // its GPS and still replays (the position is checked, not compared).
-      const { latitude: _latitude, longitude: _longitude, ...sameCompletion } = request.body;
+      // its GPS and still replays (the position is checked, not compared), and
+      // the goods may be listed in another order (completionGoods).
       return commandOrReplay(
         db,
         request,
         reply,
         { type: 'visit.complete', storeId: visit.store_id },
         async (cmd) => ({ status: 200, body: await completeVisit(cmd, request.params.id, request.body) }),
-        commandInputOf(request, undefined, sameCompletion),
+        commandInputOf(request, undefined, completionGoods(request.body)),
       );
     },
   );
