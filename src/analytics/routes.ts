@@ -7,7 +7,7 @@ import { tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { listDailySales } from './rollupDailySales.js';
 
-const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD (UTC day)' });
+const Day = Type.String({ format: 'date', description: 'YYYY-MM-DD (UTC day, a real day in the years 0001–9999)' });
 /** The longest range (367 days) fits in one page: without `limit` the whole range is answered, as before paging existed. */
 const WHOLE_RANGE = 367;
 const isDayCursor = isCursorOf<{ after: string }>({ after: cursorField.day });

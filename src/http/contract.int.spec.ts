@@ -136,4 +136,17 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal(last.status, 201, JSON.stringify(last.body));
     assert.equal(last.body.scheduled_for, '9999-12-31T23:30:00.000Z');
   });
+  it('GET /v1/analytics/daily-sales: a from or to that is no real day (2026-02-30, year 0) is 400 at its query field, like every date the API reads', async () => {
+    for (const [from, to, field] of [
+      ['2026-02-30', '2026-03-02', 'from'],
+      ['0000-12-31', '0001-01-02', 'from'],
+      ['2026-02-01', '2026-02-29', 'to'],
+    ] as const) {
+      const response = await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=${from}&to=${to}`);
+      assert.equal(response.status, 400, JSON.stringify(response.body));
+      assert.equal(response.body.code, 'validation_failed');
+      assert.deepEqual(response.body.errors.map((e: { path: string }) => e.path), [`/querystring/${field}`], `${from}..${to}: ${JSON.stringify(response.body)}`);
+    }
+    assert.equal((await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=2028-02-01&to=2028-02-29`)).status, 200, 'a leap day is a day');
+  });
 });
