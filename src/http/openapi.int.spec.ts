@@ -4,7 +4,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { ApiClient } from '../../test/support/client.js';
 import { givenSku, givenStore } from '../sales/testkit.js';
 
-type Operation = { responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> };
+type Operation = { parameters?: Array<{ in: string; name: string }>; responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> };
 
 describe('the OpenAPI document (GET /openapi.json)', () => {
   let t: TestApp;
@@ -39,6 +39,29 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
           assert.equal(schema?.$ref, '#/components/schemas/Problem', `${method} ${path} ${range}`);
         }
       }
+    }
+  });
+  it('documents the If-Match header on every action that honours it (a stale one is 412 there)', async () => {
+    const { owner } = await t.newTenant();
+    const store = await givenStore(owner, 'MAIN');
+    const other = await givenStore(owner, 'OTHER');
+    const sku = await givenSku(owner, 'SOAP', 'piece', 120);
+    const transfer = (await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: other, items: [{ sku_id: sku, quantity: 1 }] })).body;
+    const order = (await owner.post('/v1/orders', { store_id: store, lines: [{ sku_id: sku, quantity: 1 }], shipping_address: { name: 'A', line1: 'B', city: 'C', postal_code: '1', country: 'KE' }, payment_reference: 'p1' })).body;
+    const stale = { headers: { 'if-match': '"99"' } };
+    const honoured = {
+      'post /v1/transfers/{id}/approve': await owner.post(`/v1/transfers/${transfer.id}/approve`, undefined, stale),
+      'post /v1/transfers/{id}/receive': await owner.post(`/v1/transfers/${transfer.id}/receive`, {}, stale),
+      'post /v1/transfers/{id}/cancel': await owner.post(`/v1/transfers/${transfer.id}/cancel`, undefined, stale),
+      'post /v1/orders/{id}/complete': await owner.post(`/v1/orders/${order.id}/complete`, {}, stale),
+      'post /v1/orders/{id}/cancel': await owner.post(`/v1/orders/${order.id}/cancel`, {}, stale),
+      'patch /v1/tenant/settings': await owner.patch('/v1/tenant/settings', { settlement_float: 1 }, stale),
+    };
+    for (const [operation, response] of Object.entries(honoured)) {
+      assert.equal(response.status, 412, `${operation}: ${JSON.stringify(response.body)}`);
+      const [method, path] = operation.split(' ') as [string, string];
+      const headers = (doc.paths[path]![method]!.parameters ?? []).filter((p) => p.in === 'header').map((p) => p.name);
+      assert.ok(headers.includes('if-match'), `${operation} documents headers ${JSON.stringify(headers)}`);
     }
   });
 });

@@ -19,6 +19,19 @@ export const IdempotencyHeaders = Type.Object({
 });
 
 /**
+ * The headers of an action with an optional If-Match (src/http/etag.ts): the
+ * Idempotency-Key and the record's ETag, documented in OpenAPI.
+ */
+export function IfMatchHeaders(what: string) {
+  return Type.Object({
+    ...IdempotencyHeaders.properties,
+    'if-match': Type.Optional(
+      Type.String({ description: `optional: the ${what}'s ETag (its version), or a list of them (RFC 9110); stale → 412 version_conflict, nothing changed` }),
+    ),
+  });
+}
+
+/**
  * The body of an action that takes no input: none, `{}` or `null`. Anything
  * else is refused (400), as unknown fields are everywhere else.
  */

@@ -7,7 +7,7 @@ import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
-import { IdempotencyHeaders, IdParams, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, IfMatchHeaders, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
 import { createOrder } from './createOrder.js';
 import { findOrder, findOrderView } from './findOrder.js';
@@ -184,7 +184,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
             verb === 'complete'
               ? 'Mark a submitted or processing order completed by hand (409 invalid_transition otherwise). Optional `If-Match` with the order\'s ETag: stale → `412 version_conflict`; the response carries the new ETag.'
               : 'Cancel a pending, submitted or processing order (409 invalid_transition otherwise, e.g. while submitting). Optional `If-Match` with the order\'s ETag: stale → `412 version_conflict`; the response carries the new ETag.',
-          headers: IdempotencyHeaders,
+          headers: IfMatchHeaders('order'),
           params: IdParams,
           body: ManualBody,
           response: { 200: Order },

@@ -4,7 +4,7 @@ import { runCommand } from '../core/command.js';
 import { ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, commandOrReplay, sendOutcome, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, IdParams, NoBody, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, IfMatchHeaders, NoBody, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
 import { createToken, revokeToken } from './createToken.js';
 import { getVersionedTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
@@ -135,7 +135,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         summary:
           'Change tenant settings (merged into the current ones; a setting sent as null is removed, i.e. back to its default). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
           'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. The answer carries the new ETag (not on a replay).',
-        headers: IdempotencyHeaders,
+        headers: IfMatchHeaders('settings'),
         body: Settings,
       },
     },

@@ -8,7 +8,7 @@ import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { commandInputOf, tenantOf } from '../http/command.js';
 import { etagOf, optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, IfMatchHeaders, isCursorOf, ListQuery, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
@@ -111,7 +111,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
         tags: ['transfers'],
         summary:
           'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope. `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` unless requested. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
-        headers: IdempotencyHeaders,
+        headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: NoBody,
         response: { 200: Transfer },
@@ -129,7 +129,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
         tags: ['transfers'],
         summary:
           'Receive an approved transfer at the destination. Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
-        headers: IdempotencyHeaders,
+        headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: Type.Union([
           Type.Object(
@@ -167,7 +167,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['transfers'],
         summary: 'Cancel a transfer that is still requested (nothing has moved). `409 invalid_transition` after approval. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
-        headers: IdempotencyHeaders,
+        headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: NoBody,
         response: { 200: Transfer },
