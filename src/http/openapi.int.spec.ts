@@ -4,7 +4,8 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { ApiClient } from '../../test/support/client.js';
 import { givenSku, givenStore } from '../sales/testkit.js';
 
-type Operation = { parameters?: Array<{ in: string; name: string }>; responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> };
+type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Schema };
+type Operation = { parameters?: Array<{ in: string; name: string }>; responses: Record<string, { content?: Record<string, { schema?: Schema }> }> };
 
 describe('the OpenAPI document (GET /openapi.json)', () => {
   let t: TestApp;
@@ -63,5 +64,30 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
       const headers = (doc.paths[path]![method]!.parameters ?? []).filter((p) => p.in === 'header').map((p) => p.name);
       assert.ok(headers.includes('if-match'), `${operation} documents headers ${JSON.stringify(headers)}`);
     }
+  });
+  it('documents the body of every success, with the fields the API answers', async () => {
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        for (const [status, response] of Object.entries(operation.responses).filter(([code]) => code.startsWith('2'))) {
+          assert.ok(response.content?.['application/json']?.schema, `${method} ${path} ${status} documents no body`);
+        }
+      }
+    }
+    const { owner } = await t.newTenant();
+    const store = await givenStore(owner, 'MAIN');
+    const till = (await owner.post('/v1/tokens', { name: 'till', role: 'cashier', store_ids: [store] })).body;
+    const fieldsOf = (method: string, path: string) => Object.keys(doc.paths[path]![method]!.responses['200']!.content!['application/json']!.schema!.properties ?? {}).sort();
+    const revoked = await owner.post(`/v1/tokens/${till.id}/revoke`);
+    assert.deepEqual(Object.keys(revoked.body).sort(), fieldsOf('post', '/v1/tokens/{id}/revoke'));
+    const patched = await owner.patch('/v1/tenant/settings', { settlement_float: 100, geofence_radius_m: 150, bulk_sale_threshold: 1000 });
+    assert.deepEqual(Object.keys(patched.body).sort(), fieldsOf('patch', '/v1/tenant/settings'));
+    assert.deepEqual(Object.keys((await owner.get('/v1/tenant/settings')).body).sort(), fieldsOf('get', '/v1/tenant/settings'));
+    const created = (await owner.post('/v1/stores', { code: 'SECOND', name: 'Second' })).body;
+    const operation = await owner.get(`/v1/operations/${created.op_id}`);
+    assert.equal(operation.status, 200, JSON.stringify(operation.body));
+    assert.deepEqual(Object.keys(operation.body).sort(), fieldsOf('get', '/v1/operations/{op_id}'));
+    const operationSchema = doc.paths['/v1/operations/{op_id}']!.get!.responses['200']!.content!['application/json']!.schema!;
+    assert.deepEqual(Object.keys(operation.body.effects[0]).sort(), Object.keys(operationSchema.properties!.effects!.items!.properties!).sort());
+    assert.deepEqual(Object.keys(operation.body.events[0]).sort(), Object.keys(operationSchema.properties!.events!.items!.properties!).sort());
   });
 });

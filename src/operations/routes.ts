@@ -3,10 +3,39 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandOrReplay, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, NoBody, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, NoBody, Timestamp, Uuid } from '../http/schemas.js';
 import { getOperation, operationInScope } from './getOperation.js';
 import { revertOperation } from './revertOperation.js';
 import { revertHandlers } from './revertRegistry.js';
+
+const OperationAnswer = Type.Object({
+  id: Uuid,
+  type: Type.String({ description: 'the command, e.g. sale.create, stock.receive, transfer.approve' }),
+  actor: Type.String({ description: 'who ran it: role:token name, or the worker' }),
+  correlation_id: Type.String(),
+  store_id: Type.Union([Uuid, Type.Null()]),
+  created_at: Timestamp,
+  reverted_by: Type.Union([Uuid, Type.Null()], { description: 'the operation that reverted this one' }),
+  effects: Type.Array(
+    Type.Object({
+      table: Type.String(),
+      id: Type.String({ description: 'the row: its id; a stock ledger row by its number, a balance as store/sku' }),
+      action: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('consumed'), Type.Literal('reversed'), Type.Literal('deleted')]),
+    }),
+  ),
+  events: Type.Array(
+    Type.Object({
+      id: Type.Integer(),
+      type: Type.String(),
+      subject_type: Type.Union([Type.String(), Type.Null()]),
+      subject_id: Type.Union([Type.String(), Type.Null()]),
+      before: Type.Unknown(),
+      after: Type.Unknown(),
+      created_at: Timestamp,
+    }),
+    { description: 'its audit events' },
+  ),
+});
 
 export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.get(
@@ -18,6 +47,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
         summary: 'An operation: who ran which command, when, and every row it touched',
         description: "A token limited to some stores sees the operations filed under those stores, and every operation of a transfer with either end among them; an operation without a store (catalogue changes, sweeps) only tokens limited to no store see. Otherwise `404`.",
         params: Type.Object({ op_id: Uuid }),
+        response: { 200: OperationAnswer },
       },
     },
     async (request) => {

@@ -4,7 +4,7 @@ import { runCommand } from '../core/command.js';
 import { ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, commandOrReplay, sendOutcome, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, IdParams, IfMatchHeaders, NoBody, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, IfMatchHeaders, NoBody, Timestamp, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
 import { createToken, revokeToken } from './createToken.js';
 import { getVersionedTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
@@ -28,6 +28,16 @@ const Settings = Type.Object(
     ),
   },
   { additionalProperties: false },
+);
+
+/** The settings as answered: those set (a setting never set, or removed, is absent and has its default). */
+const SettingsAnswer = Type.Object(
+  {
+    bulk_sale_threshold: Type.Optional(Type.Integer({ description: 'base units; absent: only sales sent as bulk are bulk' })),
+    geofence_radius_m: Type.Optional(Type.Integer({ description: 'metres; absent: the default, 200' })),
+    settlement_float: Type.Optional(Type.Integer({ description: 'minor units; absent: the default, 0' })),
+  },
+  { additionalProperties: true },
 );
 
 export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): Promise<void> {
@@ -98,6 +108,15 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,
+        response: {
+          200: Type.Object({
+            id: Uuid,
+            name: Type.String(),
+            role: Type.String(),
+            store_ids: Type.Union([Type.Array(Uuid), Type.Null()]),
+            revoked_at: Timestamp,
+          }),
+        },
       },
     },
     async (request, reply) => {
@@ -116,7 +135,11 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
     '/v1/tenant/settings',
     {
       config: { permission: 'stores.read' },
-      schema: { tags: ['tenancy'], summary: 'Tenant settings; their version is the ETag (send it back as If-Match when changing them)' },
+      schema: {
+        tags: ['tenancy'],
+        summary: 'Tenant settings; their version is the ETag (send it back as If-Match when changing them)',
+        response: { 200: SettingsAnswer },
+      },
     },
     async (request, reply) => {
       const tenantId = tenantOf(request).tenantId;
@@ -137,6 +160,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
           'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. The answer carries the new ETag (not on a replay).',
         headers: IfMatchHeaders('settings'),
         body: Settings,
+        response: { 200: SettingsAnswer },
       },
     },
     async (request, reply) => {
