@@ -5,8 +5,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { Ajv, type Options as AjvOptions } from 'ajv';
-import addFormatsModule from 'ajv-formats';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Authenticator, Principal } from '../core/auth.js';
@@ -18,7 +16,8 @@ import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.j
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
-import { isDayText, LOWERCASE, Problem as ProblemSchema } from './schemas.js';
+import { Problem as ProblemSchema } from './schemas.js';
+import { bodyAjv, textAjv } from './ajv.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { rateLimitKeyOf } from './rateLimitKey.js';
@@ -65,33 +64,6 @@ function charsetOf(contentType: string | undefined): string | undefined {
   return match ? (match[1] ?? match[2] ?? '').toLowerCase() : undefined;
 }
 
-// Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
-// fields are an error, not silently dropped. Query strings and path params
-// arrive as text, so those are coerced.
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
-function makeAjv(options: AjvOptions): Ajv {
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
-  addFormats(ajv);
-  // `date`: a real calendar day in the years 1–9999, the days PostgreSQL's
-  // `date` reads the same way (ajv-formats takes year 0, which PostgreSQL
-  // refuses, and the refusal came back as a 400 without the field's path).
-  ajv.addFormat('date', isDayText);
-  // `x-lowercase` (on UUIDs): the value is lowercased as it is validated, so
-  // the code and the database see one spelling of an id (PostgreSQL answers
-  // uuids in lowercase; a till that writes them in capitals names the same rows).
-  ajv.addKeyword({
-    keyword: LOWERCASE,
-    type: 'string',
-    schemaType: 'boolean',
-    modifying: true,
-    errors: false,
-    validate: (enabled: boolean, data: string, _schema?: unknown, context?: { parentData: Record<string | number, unknown>; parentDataProperty: string | number }) => {
-      if (enabled && context?.parentData !== undefined) context.parentData[context.parentDataProperty] = data.toLowerCase();
-      return true;
-    },
-  });
-  return ajv;
-}
 
 type OpenApiDocument = {
   paths?: Record<string, Record<string, { responses?: Record<string, unknown> }>>;
@@ -173,8 +145,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   };
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
-  const bodyAjv = makeAjv({ coerceTypes: false, removeAdditional: false });
-  const textAjv = makeAjv({ coerceTypes: 'array', removeAdditional: false });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
 
   app.decorateRequest('principal', null);

@@ -199,7 +199,7 @@ describe('sales under races: a void among running sales, two API processes on on
     assert.equal(rows[0].n, 12);
   });
 
-  it('a synced batch of only bad sales answers each with its own error and writes nothing at all; a malformed batch is refused whole', async () => {
+  it('a synced batch of only bad sales answers each with its own error and writes nothing at all; a malformed sale is refused on its own', async () => {
     const storeId = await givenStore(owner, 'RACE-BAD');
     const elsewhere = await givenStore(owner, 'RACE-BAD-2');
     const sku = await givenSku(owner, 'RACE-BAD', 'piece', 10);
@@ -227,11 +227,48 @@ describe('sales under races: a void among running sales, two API processes on on
       ],
     );
     assert.deepEqual(await saleRowCounts(t, tenantId), before);
-    // A batch whose shape is wrong anywhere is refused whole, before any of it is applied — the good sale beside it too.
-    const malformed = await cashier.post('/v1/sync/sales', { sales: [item({}), item({ items: [{ sku_id: sku, quantity: 0, unit_price: 10 }] })] });
-    assert.equal(malformed.status, 400);
-    assert.equal(malformed.body.code, 'validation_failed');
+    // A batch whose own shape is wrong (no sales, a sale without its key) is refused whole, before any of it is applied.
+    for (const wrong of [{ sales: [] }, { sales: [item({}), { ...item({}), idempotency_key: undefined }] }, { sales: [item({})], extra: 1 }]) {
+      const refused = await cashier.post('/v1/sync/sales', wrong);
+      assert.equal(refused.status, 400, JSON.stringify(refused.body));
+      assert.equal(refused.body.code, 'validation_failed');
+    }
     assert.deepEqual(await saleRowCounts(t, tenantId), before);
     assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, sku), { balance: 5, ledger: 5 });
+    // A malformed sale is refused on its own (400 at its fields, as if sent alone), and the good sale beside it is applied.
+    const good = item({});
+    const mixed = await cashier.post('/v1/sync/sales', {
+      sales: [good, item({ items: [{ sku_id: sku, quantity: 0, unit_price: 10 }] }), item({ payment_method: 'cashh', surprise: true })],
+    });
+    assert.equal(mixed.status, 200, JSON.stringify(mixed.body));
+    const [applied, zero, typo] = mixed.body.results;
+    assert.equal(applied.status, 201, JSON.stringify(applied.body));
+    assert.equal(applied.idempotency_key, good.idempotency_key);
+    assert.deepEqual([zero.status, zero.body.code], [400, 'validation_failed']);
+    assert.deepEqual(
+      zero.body.errors.map((error: { path: string }) => error.path),
+      ['/body/sales/1/items/0/quantity'],
+    );
+    assert.deepEqual([typo.status, typo.body.code], [400, 'validation_failed']);
+    assert.deepEqual(
+      [...new Set(typo.body.errors.map((error: { path: string }) => error.path))].sort(),
+      ['/body/sales/2/payment_method', '/body/sales/2/surprise'],
+      JSON.stringify(typo.body.errors),
+    );
+    const counts = await saleRowCounts(t, tenantId);
+    assert.equal(Number(counts.sales), Number(before.sales) + 1);
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, sku), { balance: 4, ledger: 4 });
+    // The same batch again: the good sale replays, the bad ones are refused again, nothing new is written
+    const again = await cashier.post('/v1/sync/sales', {
+      sales: [good, item({ idempotency_key: zero.idempotency_key, items: [{ sku_id: sku, quantity: 0, unit_price: 10 }] })],
+    });
+    assert.deepEqual(
+      again.body.results.map((result: { status: number; replayed: boolean }) => [result.status, result.replayed]),
+      [
+        [201, true],
+        [400, false],
+      ],
+    );
+    assert.deepEqual(await saleRowCounts(t, tenantId), counts);
   });
 });

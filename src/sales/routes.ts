@@ -6,6 +6,7 @@ import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
+import { bodyAjv, textAjv } from '../http/ajv.js';
 import { IdempotencyHeaders, IdParams, Money, Timestamp, Uuid } from '../http/schemas.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
@@ -149,25 +150,34 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
   /** A sync batch sent with an Idempotency-Key: one operation recording that the batch was taken (its sales are their own operations). */
   const SYNC_SPEC: CommandSpec = { type: 'sales.sync' };
 
-  const SyncBody = Type.Object(
-    {
-      sales: Type.Array(
-        Type.Object({ idempotency_key: Type.String({ minLength: 1, maxLength: 255 }), ...saleBodyProperties }, { additionalProperties: false }),
-        { minItems: 1, maxItems: 500 },
-      ),
-    },
+  const SyncKey = Type.String({ minLength: 1, maxLength: 255 });
+  const SyncSale = Type.Object({ idempotency_key: SyncKey, ...saleBodyProperties }, { additionalProperties: false });
+  /** The batch as documented: every sale in full. */
+  const SyncBody = Type.Object({ sales: Type.Array(SyncSale, { minItems: 1, maxItems: 500 }) }, { additionalProperties: false });
+  /**
+   * The batch as validated whole: its shape and every sale's key. Each sale
+   * is then validated on its own (validateSyncSale), so a malformed one is
+   * answered 400 in its own result, as it would be sent alone, and does not
+   * keep the rest of a till's queue from syncing.
+   */
+  const SyncEnvelope = Type.Object(
+    { sales: Type.Array(Type.Object({ idempotency_key: SyncKey }, { additionalProperties: true }), { minItems: 1, maxItems: 500 }) },
     { additionalProperties: false },
   );
+  const validateSyncSale = bodyAjv.compile(SyncSale);
 
   app.post(
     '/v1/sync/sales',
     {
       config: { permission: 'sales.sync' },
+      // The body is validated as an envelope here and sale by sale in the handler (SyncEnvelope).
+      validatorCompiler: ({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv.compile(SyncEnvelope) : textAjv.compile(schema)),
       schema: {
         tags: ['sales'],
         summary:
           'Sync sales an offline till queued. Each is applied as if sent alone to POST /v1/sales with its own Idempotency-Key (same fingerprint, ' +
-          'so a sale sent online first is replayed, not duplicated). A sale that already happened offline is never lost: when stock is now short, ' +
+          'so a sale sent online first is replayed, not duplicated); a sale that is not valid is answered 400 in its own result (paths /body/sales/<index>/…) ' +
+          'and the others are applied; only a batch whose own shape is wrong (no sales, over 500, a sale without idempotency_key) is refused whole. A sale that already happened offline is never lost: when stock is now short, ' +
           'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
           'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces. The batch\'s own Idempotency-Key, when sent, ' +
@@ -213,10 +223,16 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         replayed = recorded.replayed;
       }
       const results = await Promise.allSettled(
-        request.body.sales.map(async ({ idempotency_key, ...sale }): Promise<CommandOutcome> => {
+        request.body.sales.map(async (queued, index): Promise<CommandOutcome> => {
+          // As if sent alone: a sale that is not valid is refused (400) on its
+          // own, with the paths of its fields in the batch.
+          if (!validateSyncSale(queued)) {
+            throw Object.assign(new Error('a synced sale is not valid'), { validation: validateSyncSale.errors, validationContext: `body/sales/${index}` });
+          }
+          const { idempotency_key, ...sale } = queued;
           if (!inStoreScope(principal, sale.store_id)) throw notFound('store');
           if (!roleHas(principal.role, 'sales.create')) throw new AppError('forbidden', `role ${principal.role} may not sales.create`);
-          const reserved = reservedKeyError(idempotency_key, '/body/sales/idempotency_key');
+          const reserved = reservedKeyError(idempotency_key, `/body/sales/${index}/idempotency_key`);
           if (reserved) throw reserved;
           const input: CommandInput = {
             ...base,

@@ -1,0 +1,36 @@
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { isDayText, LOWERCASE } from './schemas.js';
+
+// Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
+// fields are an error, not silently dropped. Query strings and path params
+// arrive as text, so those are coerced.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+function makeAjv(options: AjvOptions): Ajv {
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
+  addFormats(ajv);
+  // `date`: a real calendar day in the years 1–9999, the days PostgreSQL's
+  // `date` reads the same way (ajv-formats takes year 0, which PostgreSQL
+  // refuses, and the refusal came back as a 400 without the field's path).
+  ajv.addFormat('date', isDayText);
+  // `x-lowercase` (on UUIDs): the value is lowercased as it is validated, so
+  // the code and the database see one spelling of an id (PostgreSQL answers
+  // uuids in lowercase; a till that writes them in capitals names the same rows).
+  ajv.addKeyword({
+    keyword: LOWERCASE,
+    type: 'string',
+    schemaType: 'boolean',
+    modifying: true,
+    errors: false,
+    validate: (enabled: boolean, data: string, _schema?: unknown, context?: { parentData: Record<string | number, unknown>; parentDataProperty: string | number }) => {
+      if (enabled && context?.parentData !== undefined) context.parentData[context.parentDataProperty] = data.toLowerCase();
+      return true;
+    },
+  });
+  return ajv;
+}
+
+/** Request bodies: strict (no coercion, unknown fields refused). */
+export const bodyAjv = makeAjv({ coerceTypes: false, removeAdditional: false });
+/** Query strings, params and headers: text, coerced. */
+export const textAjv = makeAjv({ coerceTypes: 'array', removeAdditional: false });
