@@ -80,4 +80,33 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     simOrderOf(orderId).status = 'failed';
     await waitForStatus(t.admin, orderId, 'failed', 15_000);
   });
+
+  it('a lookup the provider cannot answer (down) gives up once, and the order is asked about again only after another period, not at every sweep', async () => {
+    // Given an order waiting on the provider for an hour
+    const shop = await newOrderShop(t);
+    const orderId = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    await worker.stop();
+    await t.admin.query(`UPDATE orders SET status_changed_at = now() - interval '1 hour' WHERE id = $1`, [orderId]);
+    // When the provider cannot be reached (the sweep runs every 0.5 s; a lookup is due after 4 s unchanged)
+    const unreachable = { ...overrides, fulfilmentUrl: 'http://127.0.0.1:9', ordersPollAfterSeconds: 4, jobRetryBaseMs: 20, jobRetryMaxMs: 50 };
+    worker = await startWorker({
+      databaseUrl: t.url,
+      appDatabaseUrl: t.appUrl,
+      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...unreachable },
+      logger: createLogger('silent'),
+      cronItems: [],
+      pollIntervalMs: 100,
+    });
+    const giveUps = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'job.give_up'`, [shop.tenantId])).rows[0].n as number;
+    await waitFor('the lookup to give up', async () => (await giveUps()) >= 1, 15_000, 100);
+    // Then the order is marked as asked about, and no new lookup starts for the next 2.5 s (five sweeps)
+    await sleep(2_500);
+    assert.equal(await giveUps(), 1);
+    const row = (await t.admin.query(`SELECT status, provider_checked_at FROM orders WHERE id = $1`, [orderId])).rows[0];
+    assert.equal(row.status, 'submitted');
+    assert.ok(row.provider_checked_at !== null);
+    const items = await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE tenant_id = $1 AND kind = 'job_failed' AND status = 'open'`, [shop.tenantId]);
+    assert.equal(items.rows[0].n, 1);
+  });
 });

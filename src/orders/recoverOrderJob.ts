@@ -74,6 +74,27 @@ export const pollOrder = defineTask<{ order_id: string }>({
   name: 'order.poll',
   maxAttempts: 3,
   reviewSubjectOf: (data) => (typeof data?.order_id === 'string' ? data.order_id : undefined),
+  // The provider could not be asked (down, refusing our key): the order is
+  // asked about again after another ORDERS_POLL_AFTER_SECONDS, not at the
+  // next sweep — an outage does not turn into a lookup a minute per order.
+  async onGiveUp(data, ctx) {
+    const tenantId = ctx.tenantId;
+    assert(tenantId, 'order jobs carry their tenant');
+    await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
+      const touched = await maybeOne(
+        cmd.tx,
+        sql<{ store_id: string }>`
+          UPDATE orders SET provider_checked_at = now()
+          WHERE tenant_id = ${tenantId} AND id = ${data.order_id} AND status IN ('submitted', 'processing')
+          RETURNING store_id`,
+      );
+      if (touched) {
+        cmd.storeId = touched.store_id;
+        cmd.touch('orders', data.order_id, 'updated');
+      }
+      return { status: 200, body: { provider_status: null, asked: false } };
+    });
+  },
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
