@@ -30,7 +30,7 @@ function makeAjv(options: AjvOptions): Ajv {
   return ajv;
 }
 
-/** Request bodies: strict (no coercion, unknown fields refused). */
-export const bodyAjv = makeAjv({ coerceTypes: false, removeAdditional: false });
-/** Query strings, params and headers: text, coerced. */
-export const textAjv = makeAjv({ coerceTypes: 'array', removeAdditional: false });
+/** For request bodies: strict (no coercion, unknown fields refused). One per app (its compiled schemas live as long as it). */
+export const makeBodyAjv = (): Ajv => makeAjv({ coerceTypes: false, removeAdditional: false });
+/** For query strings, params and headers: text, coerced. */
+export const makeTextAjv = (): Ajv => makeAjv({ coerceTypes: 'array', removeAdditional: false });

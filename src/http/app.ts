@@ -17,7 +17,7 @@ import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { Problem as ProblemSchema } from './schemas.js';
-import { bodyAjv, textAjv } from './ajv.js';
+import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { rateLimitKeyOf } from './rateLimitKey.js';
@@ -145,6 +145,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   };
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
+  const bodyAjv = makeBodyAjv();
+  const textAjv = makeTextAjv();
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
 
   app.decorateRequest('principal', null);

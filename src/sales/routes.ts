@@ -6,7 +6,7 @@ import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
-import { bodyAjv, textAjv } from '../http/ajv.js';
+import { makeBodyAjv, makeTextAjv } from '../http/ajv.js';
 import { IdempotencyHeaders, IdParams, Money, Timestamp, Uuid } from '../http/schemas.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
@@ -164,6 +164,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
     { sales: Type.Array(Type.Object({ idempotency_key: SyncKey }, { additionalProperties: true }), { minItems: 1, maxItems: 500 }) },
     { additionalProperties: false },
   );
+  const bodyAjv = makeBodyAjv();
+  const textAjv = makeTextAjv();
   const validateSyncSale = bodyAjv.compile(SyncSale);
 
   app.post(
