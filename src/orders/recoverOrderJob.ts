@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
-import { inTenantTransaction } from '../core/command.js';
+import { inTenantTransaction, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { enqueueJob } from '../jobs/enqueueJob.js';
 import { jobCommand } from '../jobs/jobCommand.js';
-import { defineTask } from '../jobs/task.js';
+import { defineTask, type JobContext } from '../jobs/task.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
 import { submitJobKey } from './createOrder.js';
 import { findOrder } from './findOrder.js';
@@ -15,6 +15,42 @@ import { recordProviderOrder } from './submitOrderJob.js';
 
 /** Times an order is submitted again after the provider did not know it, before it is failed for review. */
 export const MAX_RECOVERIES = 3;
+
+/**
+ * One `task` job per order, keyed by the order (two sweeps, or two workers,
+ * add one job). keep_waiting: a job waiting for its retry keeps its attempt
+ * count (replacing it restarted the count at 1 on every sweep, so a recovery
+ * whose provider lookup kept failing never gave up).
+ */
+async function enqueueForEachOrder(ctx: JobContext, task: 'order.recover' | 'order.poll', orders: ReadonlyArray<{ tenant_id: string; id: string }>): Promise<void> {
+  for (const order of orders) {
+    await inTenantTransaction(ctx.db, order.tenant_id, (tx) =>
+      enqueueJob(tx, task, { order_id: order.id }, { tenantId: order.tenant_id, jobKey: `${task}:${order.id}`, jobKeyMode: 'keep_waiting' }),
+    );
+  }
+}
+
+/** Give-ups about one order share its one open `job_failed` item (see TaskDefinition.reviewSubjectOf). */
+const byOrder = (data: { order_id?: unknown } | null | undefined): string | undefined => (typeof data?.order_id === 'string' ? data.order_id : undefined);
+
+/**
+ * Notes, in a command of the order, that the provider was asked about it (or
+ * could not be): the sweep asks again only after another
+ * ORDERS_POLL_AFTER_SECONDS. Only while the order waits on the provider.
+ */
+async function markProviderAsked(cmd: Command, orderId: string): Promise<void> {
+  const touched = await maybeOne(
+    cmd.tx,
+    sql<{ store_id: string }>`
+      UPDATE orders SET provider_checked_at = now()
+      WHERE tenant_id = ${cmd.tenantId} AND id = ${orderId} AND status IN ('submitted', 'processing')
+      RETURNING store_id`,
+  );
+  if (touched) {
+    cmd.storeId = touched.store_id;
+    cmd.touch('orders', orderId, 'updated');
+  }
+}
 
 /**
  * `orders.sweep`: finds orders in `pending`/`submitting` longer than
@@ -32,14 +68,7 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
        ORDER BY status_changed_at LIMIT 1000`,
       [ctx.config.ordersStuckAfterSeconds],
     );
-    for (const row of rows) {
-      // keep_waiting: a recover job waiting for its retry keeps its attempt
-      // count (replacing it restarted the count at 1 on every sweep, so a
-      // recovery whose provider lookup kept failing never gave up).
-      await inTenantTransaction(ctx.db, row.tenant_id, (tx) =>
-        enqueueJob(tx, 'order.recover', { order_id: row.id }, { tenantId: row.tenant_id, jobKey: `order.recover:${row.id}`, jobKeyMode: 'keep_waiting' }),
-      );
-    }
+    await enqueueForEachOrder(ctx, 'order.recover', rows);
     if (rows.length > 0) ctx.logger.info({ orders: rows.length }, 'stuck orders queued for recovery');
 
     // Orders the provider holds that have not moved (nor been asked about)
@@ -50,11 +79,7 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
        ORDER BY greatest(status_changed_at, provider_checked_at) LIMIT 1000`,
       [ctx.config.ordersPollAfterSeconds],
     );
-    for (const row of waiting) {
-      await inTenantTransaction(ctx.db, row.tenant_id, (tx) =>
-        enqueueJob(tx, 'order.poll', { order_id: row.id }, { tenantId: row.tenant_id, jobKey: `order.poll:${row.id}`, jobKeyMode: 'keep_waiting' }),
-      );
-    }
+    await enqueueForEachOrder(ctx, 'order.poll', waiting);
     if (waiting.length > 0) ctx.logger.info({ orders: waiting.length }, 'orders waiting on the provider queued for a lookup');
   },
 });
@@ -73,7 +98,7 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
 export const pollOrder = defineTask<{ order_id: string }>({
   name: 'order.poll',
   maxAttempts: 3,
-  reviewSubjectOf: (data) => (typeof data?.order_id === 'string' ? data.order_id : undefined),
+  reviewSubjectOf: byOrder,
   // The provider could not be asked (down, refusing our key): the order is
   // asked about again after another ORDERS_POLL_AFTER_SECONDS, not at the
   // next sweep — an outage does not turn into a lookup a minute per order.
@@ -81,17 +106,7 @@ export const pollOrder = defineTask<{ order_id: string }>({
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
     await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
-      const touched = await maybeOne(
-        cmd.tx,
-        sql<{ store_id: string }>`
-          UPDATE orders SET provider_checked_at = now()
-          WHERE tenant_id = ${tenantId} AND id = ${data.order_id} AND status IN ('submitted', 'processing')
-          RETURNING store_id`,
-      );
-      if (touched) {
-        cmd.storeId = touched.store_id;
-        cmd.touch('orders', data.order_id, 'updated');
-      }
+      await markProviderAsked(cmd, data.order_id);
       return { status: 200, body: { provider_status: null, asked: false } };
     });
   },
@@ -108,9 +123,8 @@ export const pollOrder = defineTask<{ order_id: string }>({
         const result = await applyOrderEvent(cmd, order.id, { type: 'provider_status', status }, 'recovery', order.provider_order_id === null ? { providerOrderId: found.id } : {});
         now = result.order.status;
       }
-      await sql`UPDATE orders SET provider_checked_at = now() WHERE tenant_id = ${tenantId} AND id = ${order.id}`.execute(cmd.tx);
+      await markProviderAsked(cmd, order.id);
       cmd.storeId = order.store_id;
-      cmd.touch('orders', order.id, 'updated');
       return { status: 200, body: { status: now, provider_status: found?.status ?? null } };
     });
     const logged = { order_id: order.id, provider_status: found?.status ?? null, status: (outcome.body as { status: string }).status };
@@ -137,7 +151,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
   name: 'order.recover',
   // Every sweep restarts a recovery that gave up (the order is still stuck):
   // while the provider stays away, they share the order's one open item.
-  reviewSubjectOf: (data) => (typeof data?.order_id === 'string' ? data.order_id : undefined),
+  reviewSubjectOf: byOrder,
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
