@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { assertAllStores, assertStoreInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
-import { AppError, notFound } from '../core/errors.js';
+import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
@@ -47,7 +47,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       // A new store lies outside a store-limited token's reach (it could not
       // use it), and its code clashing with a store it cannot see would tell
       // it that store exists (409): like other tenant-wide acts, 403 first.
-      if (tenantOf(request).storeIds !== null) throw new AppError('forbidden', 'a token limited to some stores cannot create stores');
+      assertAllStores(tenantOf(request), 'new stores');
       return command(db, request, reply, { type: 'store.create' }, async (cmd) => ({ status: 201, body: await createStore(cmd, request.body) }));
     },
   );
