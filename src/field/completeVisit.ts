@@ -65,18 +65,6 @@ export async function findVisitOwner(tx: Tx, tenantId: string, visitId: string):
 }
 
 /**
- * Completes a visit in ONE transaction: the settlement of an earlier
- * consignment is decided, the stock moves (returned goods in, the new
- * consignment's goods out), then the settlement's money and rows, the new
- * consignment's rows, the point of sale's last visit and the visit's status.
- * Any refusal (geofence, shortage, bad settlement) or crash rolls back all of it.
- * A visit already completed with the same goods and settlement (whatever the
- * key or the position sent) is answered with its stored completion
- * (AlreadyDone → a replay, nothing written); with other goods or another
- * settlement, 409 invalid_transition (the second device's goods or
- * settlement were NOT recorded, and it must be told).
- */
-/**
  * What a completion records — its goods and settlement, the same however a
  * device lists them (lines as sorted sets), without the position (checked,
  * not compared: a retry may re-read its GPS). Compared when a completed visit
@@ -88,6 +76,18 @@ export function completionGoods(body: unknown): { lines: string[]; settlement: R
   return { lines: sorted(lines), settlement: settlement ? { ...settlement, lines: sorted(settlement.lines) } : null };
 }
 
+/**
+ * Completes a visit in ONE transaction: the settlement of an earlier
+ * consignment is decided, the stock moves (returned goods in, the new
+ * consignment's goods out), then the settlement's money and rows, the new
+ * consignment's rows, the point of sale's last visit and the visit's status.
+ * Any refusal (geofence, shortage, bad settlement) or crash rolls back all of it.
+ * A visit already completed with the same goods and settlement (whatever the
+ * key or the position sent) is answered with its stored completion
+ * (AlreadyDone → a replay, nothing written); with other goods or another
+ * settlement, 409 invalid_transition (the second device's goods or
+ * settlement were NOT recorded, and it must be told).
+ */
 export async function completeVisit(cmd: Command, visitId: string, input: CompleteVisitInput): Promise<VisitCompletion> {
   const principal = cmd.principal;
   assert(principal.kind === 'token', 'visits are completed by tenant tokens');

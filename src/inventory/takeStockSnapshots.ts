@@ -87,8 +87,9 @@ export async function takeStockSnapshots(cmd: Command, through?: string): Promis
 
 /**
  * Runs takeStockSnapshots for every tenant holding stock, each as its own
- * operation (one tenant's failure does not stop the others: forEachTenant) (for the nightly job; also `POST /v1/stock/snapshots` runs it for
- * one tenant now). Needs a pool as the app role, like every command.
+ * operation, one tenant's failure not stopping the others (forEachTenant).
+ * For the nightly job; `POST /v1/stock/snapshots` runs it for one tenant now.
+ * Needs a pool as the app role, like every command.
  */
 export async function takeAllStockSnapshots(db: Db, correlationId = `snapshots-${newId()}`): Promise<Array<{ tenantId: string } & SnapshotResult>> {
   const tenants = await all(db, sql<{ id: string }>`SELECT tenants_with_stock() AS id`);
