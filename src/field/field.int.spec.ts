@@ -132,6 +132,29 @@ describe('field sales: points of sale, visits, consignments', () => {
     });
   }
 
+  it('a store-limited manager is not told whether a token outside its stores exists, its role or its revocation', async () => {
+    const mk = async (name: string, role: string, storeIds?: string[]) =>
+      (await owner.post('/v1/tokens', { name, role, ...(storeIds ? { store_ids: storeIds } : {}) })).body as { id: string };
+    const farAgent = await mk('far agent', 'field_agent', [otherStore.id]);
+    const wideCashier = await mk('wide cashier', 'cashier');
+    const revokedFar = await mk('revoked far agent', 'field_agent', [otherStore.id]);
+    assert.equal((await owner.post(`/v1/tokens/${revokedFar.id}/revoke`, {})).status, 200);
+    const messages = new Set<string>();
+    for (const tokenId of ['00000000-0000-4000-8000-000000000009', farAgent.id, wideCashier.id, revokedFar.id]) {
+      const before = await snapshot();
+      const response = await manager.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: tokenId, scheduled_for: new Date().toISOString() }, key());
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(response.body.errors.map((e: { path: string }) => e.path), ['/body/agent_token_id']);
+      messages.add(JSON.stringify([response.body.detail, response.body.errors]));
+      assert.deepEqual(await snapshot(), before);
+    }
+    assert.equal(messages.size, 1, [...messages].join('\n'));
+    // A tenant-wide token keeps the precise reason.
+    const ownerAnswer = await owner.post('/v1/visits', { point_of_sale_id: pos.id, agent_token_id: wideCashier.id, scheduled_for: new Date().toISOString() }, key());
+    assertProblem(ownerAnswer, 400, 'validation_failed');
+    assert.match(ownerAnswer.body.errors[0].message, /role cashier/);
+  });
+
   it('GET /v1/visits pages through visits scheduled within one millisecond (microseconds apart) once each, and ends', async () => {
     const scheduled: string[] = [];
     for (const micro of ['100100', '100200', '100300']) {

@@ -169,6 +169,8 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['field'],
         summary: 'Schedule a visit of a field agent (a field_agent token reaching the store) to a point of sale',
+        description:
+          "An agent token that is not an active field_agent reaching the point of sale's store is a 400 at /body/agent_token_id. A token limited to some stores gets the same reason for every token outside its stores, whether or not the id exists.",
         headers: IdempotencyHeaders,
         body: Type.Object(
           { point_of_sale_id: Uuid, agent_token_id: Uuid, scheduled_for: Type.String({ format: 'date-time' }) },

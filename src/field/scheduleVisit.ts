@@ -50,7 +50,14 @@ export async function scheduleVisit(cmd: Command, input: ScheduleVisitInput): Pr
           ? "the point of sale's store is outside the agent's store scope"
           : null;
   if (agentProblem) {
-    throw new AppError('validation_failed', `agent_token_id: ${agentProblem}`, { errors: [{ path: '/body/agent_token_id', message: agentProblem }] });
+    // A token limited to some stores sees only the tokens within them (as on
+    // revoke): it is told that no usable agent has this id, not whether the
+    // id exists, which role it has or whether it was revoked.
+    const problem =
+      principal.storeIds !== null && !(agent?.store_ids != null && agent.store_ids.every((id) => principal.storeIds!.includes(id)))
+        ? "no field_agent token reaching the point of sale's store has this id"
+        : agentProblem;
+    throw new AppError('validation_failed', `agent_token_id: ${problem}`, { errors: [{ path: '/body/agent_token_id', message: problem }] });
   }
 
   const id = newId();
