@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../config.js';
 import { createLogger } from '../core/logger.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
+import { makeEnvelope } from '../jobs/enqueueJob.js';
 import { startWorker, type RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
 import { newOrderShop, orderBody, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
@@ -100,6 +101,11 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     });
     const giveUps = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'job.give_up'`, [shop.tenantId])).rows[0].n as number;
     await waitFor('the lookup to give up', async () => (await giveUps()) >= 1, 15_000, 100);
+    // And a second lookup of the order queued meanwhile (a sweep that ran while
+    // the first was on its last attempt: its job was running, so the sweep's
+    // job key made a new one) finds the order asked about and does nothing
+    const duplicate = makeEnvelope({ order_id: orderId }, { tenantId: shop.tenantId });
+    await t.admin.query(`SELECT enqueue_job('order.poll', $1::jsonb, NULL, NULL, $2, 'keep_waiting')`, [JSON.stringify(duplicate), `order.poll:${orderId}`]);
     // Then the order is marked as asked about, and no new lookup starts for the next 2.5 s (five sweeps)
     await sleep(2_500);
     assert.equal(await giveUps(), 1);

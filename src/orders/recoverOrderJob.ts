@@ -52,6 +52,27 @@ async function markProviderAsked(cmd: Command, orderId: string): Promise<void> {
   }
 }
 
+/** Orders stuck before the provider took them: pending/submitting for longer than $1 seconds. */
+const STUCK = `status IN ('pending', 'submitting') AND status_changed_at < now() - make_interval(secs => $1)`;
+/** Orders the provider holds that have neither moved nor been asked about for $1 seconds. */
+const WAITING_UNASKED = `status IN ('submitted', 'processing') AND greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => $1)`;
+
+/**
+ * Whether the order is still what the sweep queued its job for. A sweep that
+ * runs while the order's job is running adds a second job (a running job
+ * holds its key no longer); by the time that one runs, the first has
+ * recovered or asked about the order, and the second must not do it again
+ * (a second recovery counted, a second lookup and give-up). Checked on a
+ * chain's first attempt only: its retries follow its own first run, which
+ * marked nothing yet.
+ */
+async function stillDue(ctx: JobContext, condition: string, seconds: number, orderId: string): Promise<boolean> {
+  if (ctx.attempt > 1) return true;
+  const { rowCount } = await ctx.ownerPool.query(`SELECT 1 FROM orders WHERE ${condition} AND tenant_id = $2 AND id = $3`, [seconds, ctx.tenantId, orderId]);
+  if (rowCount === 0) ctx.logger.info({ order_id: orderId }, 'order no longer due: another job took care of it');
+  return rowCount !== 0;
+}
+
 /**
  * `orders.sweep`: finds orders in `pending`/`submitting` longer than
  * ORDERS_STUCK_AFTER_SECONDS across all tenants (as the owner; an index keeps
@@ -63,9 +84,7 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
   maxAttempts: 1,
   async handle(_data, ctx) {
     const { rows } = await ctx.ownerPool.query<{ tenant_id: string; id: string }>(
-      `SELECT tenant_id, id FROM orders
-       WHERE status IN ('pending', 'submitting') AND status_changed_at < now() - make_interval(secs => $1)
-       ORDER BY status_changed_at LIMIT 1000`,
+      `SELECT tenant_id, id FROM orders WHERE ${STUCK} ORDER BY status_changed_at LIMIT 1000`,
       [ctx.config.ordersStuckAfterSeconds],
     );
     await enqueueForEachOrder(ctx, 'order.recover', rows);
@@ -74,9 +93,7 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
     // Orders the provider holds that have not moved (nor been asked about)
     // for ORDERS_POLL_AFTER_SECONDS: their webhooks may have been lost.
     const { rows: waiting } = await ctx.ownerPool.query<{ tenant_id: string; id: string }>(
-      `SELECT tenant_id, id FROM orders
-       WHERE status IN ('submitted', 'processing') AND greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => $1)
-       ORDER BY greatest(status_changed_at, provider_checked_at) LIMIT 1000`,
+      `SELECT tenant_id, id FROM orders WHERE ${WAITING_UNASKED} ORDER BY greatest(status_changed_at, provider_checked_at) LIMIT 1000`,
       [ctx.config.ordersPollAfterSeconds],
     );
     await enqueueForEachOrder(ctx, 'order.poll', waiting);
@@ -113,6 +130,7 @@ export const pollOrder = defineTask<{ order_id: string }>({
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
+    if (!(await stillDue(ctx, WAITING_UNASKED, ctx.config.ordersPollAfterSeconds, data.order_id))) return;
     const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
     if (!order || (order.status !== 'submitted' && order.status !== 'processing')) return;
     const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key);
@@ -155,6 +173,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
+    if (!(await stillDue(ctx, STUCK, ctx.config.ordersStuckAfterSeconds, data.order_id))) return;
     const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
     if (!order || (order.status !== 'pending' && order.status !== 'submitting')) return;
 

@@ -5,12 +5,13 @@ import { loadConfig, type Config } from '../config.js';
 import { createLogger } from '../core/logger.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
+import { makeEnvelope } from '../jobs/enqueueJob.js';
 import { startWorker, type RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
 import { allChecks } from '../integrity/registry.js';
 import { runChecksForTenant } from '../integrity/runChecks.js';
 import { submitJobKey } from './createOrder.js';
-import { MAX_RECOVERIES } from './recoverOrderJob.js';
+import { MAX_RECOVERIES, recoverOrder } from './recoverOrderJob.js';
 import { newOrderShop, orderBody, statusOf, WEBHOOK_SECRET } from './testkit.js';
 
 describe('recovery of an order stuck in pending', () => {
@@ -95,6 +96,48 @@ describe('recovery of an order stuck in pending', () => {
     assert.equal(jobs[0].payload.max_attempts, 4);
     assert.equal(jobs[0].run_at.getTime(), runAt.getTime());
     assert.equal(await statusOf(t.admin, orderId), 'pending');
+  });
+
+  it('a second recovery job of the order, queued by a sweep while the first ran, finds it recovered and does nothing', async () => {
+    await worker?.stop();
+    // Given a pending order stuck for an hour whose submit waits an hour for its retry
+    const { orderId, key, queued } = await pendingOrder();
+    await t.admin.query(`SELECT graphile_worker.add_job('order.submit', $1::json, run_at => now() + interval '1 hour', job_key => $2, job_key_mode => 'replace', max_attempts => 5)`, [
+      JSON.stringify({ ...queued.payload, attempt: 2, max_attempts: 4 }),
+      key,
+    ]);
+    await t.admin.query(`UPDATE orders SET status_changed_at = now() - interval '1 hour' WHERE id = $1`, [orderId]);
+    // And two recovery jobs of it: the sweep's, and one a later sweep added while the first was running
+    // (a running job no longer holds its key)
+    const tenantId = (await t.admin.query(`SELECT tenant_id FROM orders WHERE id = $1`, [orderId])).rows[0].tenant_id as string;
+    for (const jobKey of [`order.recover:${orderId}`, null]) {
+      await t.admin.query(`SELECT enqueue_job('order.recover', $1::jsonb, NULL, NULL, $2, $3)`, [
+        JSON.stringify(makeEnvelope({ order_id: orderId }, { tenantId })),
+        jobKey,
+        jobKey === null ? 'replace' : 'keep_waiting',
+      ]);
+    }
+    // When a worker runs them one after the other (no sweep of its own; stuck after a minute)
+    worker = await startWorker({
+      databaseUrl: t.url,
+      appDatabaseUrl: t.appUrl,
+      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides, ordersStuckAfterSeconds: 60, workerConcurrency: 1 },
+      logger: createLogger('silent'),
+      tasks: [recoverOrder],
+      cronItems: [],
+      pollIntervalMs: 100,
+    });
+    await waitFor(
+      'both recovery jobs to run',
+      async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE task_id IN (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'order.recover')`)).rows[0].n === 0,
+      15_000,
+      100,
+    );
+    // Then the order was recovered once, not twice
+    const recoveries = (await t.admin.query(`SELECT recoveries FROM orders WHERE id = $1`, [orderId])).rows[0].recoveries;
+    assert.equal(recoveries, 1);
+    const operations = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'order.recover'`, [tenantId])).rows[0].n;
+    assert.equal(operations, 1);
   });
 
   it('keep_waiting holds the waiting submit until the recovering transaction ends: a running worker cannot take it in between', async () => {
