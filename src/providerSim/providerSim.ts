@@ -67,6 +67,8 @@ export interface ProviderSim {
   url: string;
   faults: SimFaults;
   orders: Map<string, SimOrder>;
+  /** Calls to the provider's API (not /_sim/), as they arrive: method and path with its query. */
+  requests: Array<{ method: string; path: string }>;
   /** Webhook deliveries attempted (event id, the provider's order id, status code or error). */
   deliveries: Array<{ event_id: string; order_id: string; status: number | string }>;
   /** Where webhooks go (settable once the API's address is known). */
@@ -97,6 +99,7 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
   const orders = new Map<string, SimOrder>();
   const byKey = new Map<string, string>();
   const deliveries: ProviderSim['deliveries'] = [];
+  const requests: ProviderSim['requests'] = [];
   const hanging = new Set<http.ServerResponse>();
   const pendingTimers = new Set<NodeJS.Timeout>();
   let sequence = 0;
@@ -191,6 +194,7 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
         }
         return send(response, 404, { error: 'not_found' });
       }
+      requests.push({ method: request.method ?? '', path: `${url.pathname}${url.search}` });
       if (faults.latencyMs > 0) await sleep(faults.latencyMs);
       if (faults.refuseAuth > 0) {
         faults.refuseAuth--;
@@ -265,6 +269,7 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
     url: `http://${options.host ?? '127.0.0.1'}:${address.port}`,
     faults,
     orders,
+    requests,
     deliveries,
     sendStatus: async (orderId, status) => {
       const order = orders.get(orderId);
