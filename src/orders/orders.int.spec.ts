@@ -469,6 +469,30 @@ describe('orders API (no worker running)', () => {
     assert.deepEqual(items.rows.map((row) => row.subject_id), [alive]);
   });
 
+  it('the provider reporting "failed" an order a manager completed by hand opens one order_provider_mismatch, however often it says so', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    // Given an order the provider is working on, completed by a manager (courier confirmed by phone)
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'processing'))).status, 200);
+    const completed = await shop.owner.post(`/v1/orders/${orderId}/complete`, { reason: 'courier confirmed by phone' });
+    assert.equal(completed.status, 200, JSON.stringify(completed.body));
+    // When the provider then reports it failed, twice (two events)
+    for (let report = 0; report < 2; report++) {
+      const failed = await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'failed'));
+      assert.equal(failed.status, 200);
+      assert.deepEqual([failed.body.applied, failed.body.status], [false, 'completed']);
+    }
+    // Then the order stays completed, and one review item asks someone to look
+    assert.equal(await statusOf(t.admin, orderId), 'completed');
+    const items = await t.admin.query(`SELECT severity, status, store_id, detail FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId]);
+    assert.equal(items.rows.length, 1);
+    assert.equal(items.rows[0].status, 'open');
+    assert.equal(items.rows[0].store_id, shop.storeId);
+    assert.equal(items.rows[0].detail.status, 'completed');
+    assert.equal(items.rows[0].detail.provider_status, 'failed');
+    assert.equal(items.rows[0].detail.source, 'webhook');
+  });
+
   it('concurrent cancellations: exactly one wins', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

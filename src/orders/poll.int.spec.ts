@@ -82,6 +82,33 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     await waitForStatus(t.admin, orderId, 'failed', 15_000);
   });
 
+  it('a lookup answering "failed" for an order a manager completed meanwhile leaves it completed and opens one order_provider_mismatch', async () => {
+    // Given an order waiting on the provider, which the provider has failed
+    const shop = await newOrderShop(t);
+    const orderId = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    const key = (await t.admin.query(`SELECT provider_key FROM orders WHERE id = $1`, [orderId])).rows[0].provider_key as string;
+    simOrderOf(orderId).status = 'failed';
+    // When the sweep's lookup is on its way (the provider answers slowly, within FULFILMENT_TIMEOUT_MS) and a manager completes the order meanwhile
+    sim.faults.latencyMs = 700;
+    const lookups = () => sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(key)}`).length;
+    const lookupsBefore = lookups();
+    try {
+      await waitFor('a lookup of the order at the provider', async () => lookups() > lookupsBefore, 15_000, 10);
+      const completed = await shop.owner.post(`/v1/orders/${orderId}/complete`, { reason: 'courier confirmed by phone' });
+      assert.equal(completed.status, 200, JSON.stringify(completed.body));
+      // Then the lookup's "failed" lands on a completed order: it stays completed, and someone is asked to look
+      const mismatches = async () =>
+        (await t.admin.query(`SELECT detail FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId])).rows as Array<{ detail: any }>;
+      await waitFor('the mismatch review item', async () => (await mismatches()).length >= 1, 15_000, 100);
+    } finally {
+      sim.faults.latencyMs = 0;
+    }
+    assert.equal(await statusOf(t.admin, orderId), 'completed');
+    const [item] = (await t.admin.query(`SELECT detail FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId])).rows;
+    assert.deepEqual([item.detail.status, item.detail.provider_status, item.detail.source], ['completed', 'failed', 'recovery']);
+  });
+
   it('a lookup the provider cannot answer (down) gives up once, and the order is asked about again only after another period, not at every sweep', async () => {
     // Given an order waiting on the provider for an hour
     const shop = await newOrderShop(t);
