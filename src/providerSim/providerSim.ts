@@ -11,6 +11,9 @@ import { signWebhook } from '../orders/webhookSignature.js';
  *   POST /orders            Idempotency-Key required; one order per key (a repeat returns it, 200)
  *   GET  /orders?idempotency_key=K   the order created with that key, or 404
  *   GET  /orders/{id}
+ *   POST /orders/{id}/cancel   Idempotency-Key required; accepted/processing → cancelled (200, and a
+ *                            `cancelled` webhook), already cancelled → 200; completed (shipped) or
+ *                            failed → 422 { error: 'order_not_cancellable', status }
  *   then webhooks to `webhookUrl`: processing, then completed (signed, see webhookSignature.ts)
  *
  * Control (for tests and demos): GET/POST /_sim/faults (merge), GET /_sim/orders,
@@ -29,6 +32,10 @@ export interface SimFaults {
   refuseAuth: number;
   /** The next N creates answer 409: a request with this key is still being processed. */
   conflictCreates: number;
+  /** The next N cancels answer 500 without cancelling anything. */
+  failCancels: number;
+  /** The next N cancels find the order shipped that instant: it becomes completed and the cancel is refused (422). */
+  shipBeforeCancels: number;
   /** Probability that a create answers 500 (0..1), for the crash test's noise. */
   failRate: number;
   /** Send each webhook twice. */
@@ -43,7 +50,7 @@ export interface SimFaults {
 
 export interface SimOrder {
   id: string;
-  status: 'accepted' | 'processing' | 'completed' | 'failed';
+  status: 'accepted' | 'processing' | 'completed' | 'failed' | 'cancelled';
   reference: string;
   merchant: string;
   idempotency_key: string;
@@ -51,6 +58,8 @@ export interface SimOrder {
   created_at: string;
   /** How many create calls carried this order's key. */
   create_calls: number;
+  /** How many cancel calls reached this order (refused ones included, failed ones not). */
+  cancel_calls: number;
 }
 
 export interface ProviderSimOptions {
@@ -68,7 +77,7 @@ export interface ProviderSim {
   faults: SimFaults;
   orders: Map<string, SimOrder>;
   /** Calls to the provider's API (not /_sim/), as they arrive: method and path with its query. */
-  requests: Array<{ method: string; path: string }>;
+  requests: Array<{ method: string; path: string; idempotency_key?: string }>;
   /** Webhook deliveries attempted (event id, the provider's order id, status code or error). */
   deliveries: Array<{ event_id: string; order_id: string; status: number | string }>;
   /** Where webhooks go (settable once the API's address is known). */
@@ -85,6 +94,8 @@ const DEFAULT_FAULTS: SimFaults = {
   rejectCreates: 0,
   refuseAuth: 0,
   conflictCreates: 0,
+  failCancels: 0,
+  shipBeforeCancels: 0,
   failRate: 0,
   duplicateWebhooks: false,
   outOfOrderWebhooks: false,
@@ -155,7 +166,8 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
       const steps = faults.outOfOrderWebhooks ? [...happened].reverse() : happened;
       (async () => {
         for (const { status, number } of steps) {
-          if (stopped) return;
+          // A cancelled order goes no further.
+          if (stopped || order.status === 'cancelled') return;
           if (status === 'completed' || order.status !== 'completed') order.status = status;
           await deliver(order, status, number);
         }
@@ -167,7 +179,7 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
   const send = (response: http.ServerResponse, status: number, body: unknown) => {
     response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   };
-  const publicOrder = ({ body: _body, create_calls: _calls, ...order }: SimOrder) => order;
+  const publicOrder = ({ body: _body, create_calls: _calls, cancel_calls: _cancels, ...order }: SimOrder) => order;
 
   async function readBody(request: http.IncomingMessage): Promise<unknown> {
     let text = '';
@@ -194,7 +206,8 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
         }
         return send(response, 404, { error: 'not_found' });
       }
-      requests.push({ method: request.method ?? '', path: `${url.pathname}${url.search}` });
+      const idempotencyKey = request.headers['idempotency-key'];
+      requests.push({ method: request.method ?? '', path: `${url.pathname}${url.search}`, ...(typeof idempotencyKey === 'string' ? { idempotency_key: idempotencyKey } : {}) });
       if (faults.latencyMs > 0) await sleep(faults.latencyMs);
       if (faults.refuseAuth > 0) {
         faults.refuseAuth--;
@@ -231,6 +244,7 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
             body,
             created_at: new Date().toISOString(),
             create_calls: 0,
+            cancel_calls: 0,
           };
           orders.set(order.id, order);
           byKey.set(key, order.id);
@@ -249,6 +263,29 @@ export async function startProviderSim(options: ProviderSimOptions): Promise<Pro
         const key = url.searchParams.get('idempotency_key');
         const order = key ? orders.get(byKey.get(key) ?? '') : undefined;
         return order ? send(response, 200, publicOrder(order)) : send(response, 404, { error: 'not_found' });
+      }
+      const cancel = /^\/orders\/([^/]+)\/cancel$/.exec(url.pathname);
+      if (request.method === 'POST' && cancel) {
+        const key = request.headers['idempotency-key'];
+        if (typeof key !== 'string' || key.length === 0) return send(response, 400, { error: 'idempotency_key_required' });
+        const order = orders.get(cancel[1]!);
+        if (!order) return send(response, 404, { error: 'not_found' });
+        if (faults.failCancels > 0) {
+          faults.failCancels--;
+          return send(response, 500, { error: 'internal' });
+        }
+        order.cancel_calls++;
+        if (faults.shipBeforeCancels > 0 && (order.status === 'accepted' || order.status === 'processing')) {
+          faults.shipBeforeCancels--;
+          order.status = 'completed';
+        }
+        if (order.status === 'completed' || order.status === 'failed') return send(response, 422, { error: 'order_not_cancellable', status: order.status });
+        if (order.status !== 'cancelled') {
+          order.status = 'cancelled';
+          log(`cancelled ${order.id} for ${order.reference}`);
+          if (faults.webhooks) deliver(order, 'cancelled').catch((error: unknown) => log(`webhook delivery failed: ${String(error)}`));
+        }
+        return send(response, 200, publicOrder(order));
       }
       const match = /^\/orders\/([^/]+)$/.exec(url.pathname);
       if (request.method === 'GET' && match) {
