@@ -36,6 +36,16 @@ export class ProviderRejected extends Error {
   }
 }
 
+/**
+ * What the provider answered a cancel: it cancelled the order (or it was
+ * already cancelled), it holds no such order, or it refused — with its
+ * status when it says one (`completed`: shipped, too late to cancel).
+ */
+export type ProviderCancelAnswer =
+  | { outcome: 'cancelled'; order: ProviderOrder }
+  | { outcome: 'not_found' }
+  | { outcome: 'refused'; httpStatus: number; providerStatus: string | null; body: unknown };
+
 export interface ProviderOptions {
   baseUrl: string;
   apiKey?: string | undefined;
@@ -95,6 +105,20 @@ export class FulfilmentProvider {
     const { status, body } = await this.call('POST', '/orders', { body: order, idempotencyKey });
     if (status === 200 || status === 201) return body as ProviderOrder;
     throw new ProviderRejected(status, body);
+  }
+
+  /**
+   * Asks the provider to cancel its order. The key makes a retry (after a
+   * 5xx, a timeout, a lost answer) the same request. 5xx, timeouts and the
+   * retryable 4xx throw ProviderUnavailable, as for every call; any other 4xx
+   * is the provider's refusal, an answer.
+   */
+  async cancelOrder(providerOrderId: string, idempotencyKey: string): Promise<ProviderCancelAnswer> {
+    const { status, body } = await this.call('POST', `/orders/${encodeURIComponent(providerOrderId)}/cancel`, { idempotencyKey });
+    if (status === 200 || status === 201) return { outcome: 'cancelled', order: body as ProviderOrder };
+    if (status === 404) return { outcome: 'not_found' };
+    const providerStatus = typeof (body as { status?: unknown } | null)?.status === 'string' ? (body as { status: string }).status : null;
+    return { outcome: 'refused', httpStatus: status, providerStatus, body };
   }
 
   /** The order created with this idempotency key, or null if the provider never created one. */
