@@ -3,6 +3,7 @@ import { purgeIdempotencyKeys } from './housekeeping.js';
 import type { Config } from '../config.js';
 import { pollOrder, recoverOrder, sweepStuckOrders } from '../orders/recoverOrderJob.js';
 import { submitOrder } from '../orders/submitOrderJob.js';
+import { cancelAtProvider } from '../orders/cancelAtProviderJob.js';
 import type { CronItem } from 'graphile-worker';
 import type { TaskDefinition } from './task.js';
 import { sweepPieceReservations } from '../pieces/sweepJob.js';
@@ -13,7 +14,7 @@ import { rollupDailySalesJob } from '../analytics/rollupJob.js';
  * Every task the worker runs. A part adds its own here (its handler lives in
  * its folder, e.g. src/orders/submitOrderJob.ts).
  */
-export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, pollOrder, sweepStuckOrders, stockSnapshotsNightly, rollupDailySalesJob];
+export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, pollOrder, cancelAtProvider, sweepStuckOrders, stockSnapshotsNightly, rollupDailySalesJob];
 
 /** How far back a starting worker runs the nightly rollups it missed. */
 const ANALYTICS_BACKFILL_MS = 7 * 24 * 60 * 60 * 1000;

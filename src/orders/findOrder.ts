@@ -2,6 +2,8 @@ import { sql } from 'kysely';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import type { OrderStatus } from './orderStatus.js';
 
+export type ProviderCancellation = 'requested' | 'confirmed' | 'refused' | 'not_found';
+
 export interface ShippingAddress {
   name: string;
   line1: string;
@@ -23,6 +25,8 @@ export interface OrderRow {
   submit_attempts: number;
   recoveries: number;
   last_error: string | null;
+  /** Where asking the provider to cancel the order stands (migration 0845); null: nothing asked. */
+  provider_cancellation: ProviderCancellation | null;
   status_changed_at: Date;
   version: number;
   op_id: string;
@@ -31,7 +35,7 @@ export interface OrderRow {
 }
 
 export const ORDER_COLUMNS = sql`id, store_id, status, shipping_address, payment_reference, provider_key, provider_order_id, submit_attempts,
-  recoveries, last_error, status_changed_at, version, op_id, created_at, updated_at`;
+  recoveries, last_error, provider_cancellation, status_changed_at, version, op_id, created_at, updated_at`;
 
 export async function findOrder(tx: Tx, tenantId: string, id: string): Promise<OrderRow | undefined> {
   return maybeOne(tx, sql<OrderRow>`SELECT ${ORDER_COLUMNS} FROM orders WHERE tenant_id = ${tenantId} AND id = ${id}`);

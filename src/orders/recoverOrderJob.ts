@@ -22,7 +22,7 @@ export const MAX_RECOVERIES = 3;
  * count (replacing it restarted the count at 1 on every sweep, so a recovery
  * whose provider lookup kept failing never gave up).
  */
-async function enqueueForEachOrder(ctx: JobContext, task: 'order.recover' | 'order.poll', orders: ReadonlyArray<{ tenant_id: string; id: string }>): Promise<void> {
+async function enqueueForEachOrder(ctx: JobContext, task: 'order.recover' | 'order.poll' | 'order.provider_cancel', orders: ReadonlyArray<{ tenant_id: string; id: string }>): Promise<void> {
   for (const order of orders) {
     await inTenantTransaction(ctx.db, order.tenant_id, (tx) =>
       enqueueJob(tx, task, { order_id: order.id }, { tenantId: order.tenant_id, jobKey: `${task}:${order.id}`, jobKeyMode: 'keep_waiting' }),
@@ -31,7 +31,7 @@ async function enqueueForEachOrder(ctx: JobContext, task: 'order.recover' | 'ord
 }
 
 /** Give-ups about one order share its one open `job_failed` item (see TaskDefinition.reviewSubjectOf). */
-const byOrder = (data: { order_id?: unknown } | null | undefined): string | undefined => (typeof data?.order_id === 'string' ? data.order_id : undefined);
+export const byOrder = (data: { order_id?: unknown } | null | undefined): string | undefined => (typeof data?.order_id === 'string' ? data.order_id : undefined);
 
 /**
  * Notes, in a command of the order, that the provider was asked about it (or
@@ -98,6 +98,19 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
     );
     await enqueueForEachOrder(ctx, 'order.poll', waiting);
     if (waiting.length > 0) ctx.logger.info({ orders: waiting.length }, 'orders waiting on the provider queued for a lookup');
+
+    // Cancellations the provider has not answered for ORDERS_STUCK_AFTER_SECONDS
+    // (its job lost with a worker killed -9, or its last round given up in an
+    // outage): another round. The job key is the one the cancel used, so a
+    // job still waiting for its retry is left as it is.
+    const { rows: cancelling } = await ctx.ownerPool.query<{ tenant_id: string; id: string }>(
+      `SELECT tenant_id, id FROM orders
+       WHERE provider_cancellation = 'requested' AND provider_cancellation_at < now() - make_interval(secs => $1)
+       ORDER BY provider_cancellation_at LIMIT 1000`,
+      [ctx.config.ordersStuckAfterSeconds],
+    );
+    await enqueueForEachOrder(ctx, 'order.provider_cancel', cancelling);
+    if (cancelling.length > 0) ctx.logger.info({ orders: cancelling.length }, 'cancellations not yet answered by the provider queued again');
   },
 });
 

@@ -9,6 +9,7 @@ import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
 import { IdempotencyHeaders, IdParams, IfMatchHeaders, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
+import { cancelOrder } from './cancelOrder.js';
 import { createOrder } from './createOrder.js';
 import { findOrder, findOrderView } from './findOrder.js';
 import { receiveWebhook, webhookEventContent, type WebhookEvent } from './receiveWebhook.js';
@@ -45,6 +46,13 @@ const Order = Type.Object({
   submit_attempts: Type.Integer({ description: 'calls made to the provider to create the order' }),
   recoveries: Type.Integer({ description: 'times the stuck-order sweep submitted it again' }),
   last_error: Type.Union([Type.String(), Type.Null()]),
+  provider_cancellation: Type.Union(
+    [Type.Literal('requested'), Type.Literal('confirmed'), Type.Literal('refused'), Type.Literal('not_found'), Type.Null()],
+    {
+      description:
+        'for an order cancelled while the provider held it (submitted or processing): asking the provider to cancel it too — `requested` (on its way, retried through provider outages), `confirmed` (cancelled there, or failed there: nothing ships), `refused` (it had shipped: the order stays cancelled, `last_error` says why and an `order_cancel_refused` review item is open), `not_found` (the provider holds no order under our key); null: nothing was asked',
+    },
+  ),
   version: Type.Integer(),
   op_id: Uuid,
   created_at: Timestamp,
@@ -183,7 +191,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
           summary:
             verb === 'complete'
               ? 'Mark a submitted or processing order completed by hand (409 invalid_transition otherwise). Optional `If-Match` with the order\'s ETag: stale → `412 version_conflict`; the response carries the new ETag.'
-              : 'Cancel a pending, submitted or processing order (409 invalid_transition otherwise, e.g. while submitting). Optional `If-Match` with the order\'s ETag: stale → `412 version_conflict`; the response carries the new ETag.',
+              : 'Cancel a pending, submitted or processing order (409 invalid_transition otherwise, e.g. while submitting); it is `cancelled` at once. One the provider holds (submitted or processing) is also cancelled at the provider by a background job enqueued in the same transaction: `provider_cancellation` is `requested`, then `confirmed`, `refused` (it had shipped: the order stays cancelled and an `order_cancel_refused` review item is opened) or `not_found`. Optional `If-Match` with the order\'s ETag: stale → `412 version_conflict`; the response carries the new ETag.',
           headers: IfMatchHeaders('order'),
           params: IdParams,
           body: ManualBody,
@@ -198,7 +206,8 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         const expectedVersion = optionalExpectedVersion(request, 'order');
         const outcome = await runCommand(db, commandInputOf(request), { type: `order.${verb}`, storeId: existing.store_id }, async (cmd) => {
           const patch = { ...(request.body?.reason ? { note: request.body.reason } : {}), ...(expectedVersion !== undefined ? { expectedVersion } : {}) };
-          orThrow(await applyOrderEvent(cmd, request.params.id, event, 'api', patch));
+          if (event.type === 'cancel') await cancelOrder(cmd, request.params.id, patch);
+          else orThrow(await applyOrderEvent(cmd, request.params.id, event, 'api', patch));
           return { status: 200, body: (await findOrderView(cmd.tx, cmd.tenantId, request.params.id))! };
         });
         return sendVersioned(reply, outcome);

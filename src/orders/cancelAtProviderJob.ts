@@ -1,0 +1,162 @@
+import { sql } from 'kysely';
+import { inTenantTransaction, type Command } from '../core/command.js';
+import { maybeOne } from '../core/db.js';
+import { assert } from '../core/errors.js';
+import { openReviewItem } from '../core/review.js';
+import { jobCommand } from '../jobs/jobCommand.js';
+import { defineTask, type JobContext } from '../jobs/task.js';
+import { providerCancelKeyOf } from './cancelOrder.js';
+import { findOrder, type ProviderCancellation } from './findOrder.js';
+import type { ProviderCancelAnswer } from './fulfilmentProvider.js';
+import { providerFrom } from './provider.js';
+import { byOrder } from './recoverOrderJob.js';
+
+/** What the provider may say of an order it did not cancel that still means nothing ships. */
+const NOTHING_SHIPS: ReadonlySet<string> = new Set(['cancelled', 'failed']);
+
+/**
+ * `order.provider_cancel`: a manager cancelled an order the provider holds
+ * (see cancelOrder); ask the provider to cancel it too. Finds the provider's
+ * order by our idempotency key (the one thing we are sure it knows it by),
+ * then cancels it under the order's cancel key, so a retry is the same
+ * request. Outcomes, recorded on the order (`provider_cancellation`):
+ *
+ * - cancelled, or refused with the order `failed`/`cancelled` there (nothing
+ *   ships): `confirmed`;
+ * - the provider holds no order under our key: `not_found` (nothing to
+ *   cancel; logged);
+ * - refused otherwise — it shipped (`completed`) or will not say: `refused`,
+ *   `last_error` says why, and one `order_cancel_refused` review item
+ *   (critical: goods are on their way on an order the shop cancelled, and
+ *   perhaps refunded). The order stays `cancelled`: that is what the manager
+ *   decided and the customer was told, and a provider answer never moves a
+ *   final order; someone arranges the return or takes the refund back.
+ * - 5xx, timeouts, network errors, 401/403/408/409/429: thrown, retried with
+ *   backoff like every provider call. After the last attempt one `job_failed`
+ *   item per order stays open, the order stays `requested`, and the stuck-order
+ *   sweep starts another round ORDERS_STUCK_AFTER_SECONDS later: a cancel
+ *   never stops being asked while the provider is away.
+ */
+export const cancelAtProvider = defineTask<{ order_id: string }>({
+  name: 'order.provider_cancel',
+  reviewSubjectOf: byOrder,
+  // The round gave up: the sweep's clock restarts, so the next round comes
+  // ORDERS_STUCK_AFTER_SECONDS from now, not at the next sweep.
+  async onGiveUp(data, ctx) {
+    const tenantId = ctx.tenantId;
+    assert(tenantId, 'order jobs carry their tenant');
+    await restartSweepClock(ctx, tenantId, data.order_id);
+  },
+  async handle(data, ctx) {
+    const tenantId = ctx.tenantId;
+    assert(tenantId, 'order jobs carry their tenant');
+    // Each try restarts the sweep's clock first: the sweep then queues no
+    // second job (it would run beside this one) while this one is at work.
+    if (!(await restartSweepClock(ctx, tenantId, data.order_id))) return;
+    const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
+    if (!order || order.status !== 'cancelled' || order.provider_cancellation !== 'requested') return;
+    const provider = providerFrom(ctx.config);
+    const found = await provider.findByIdempotencyKey(order.provider_key);
+    const answer: ProviderCancelAnswer = found ? await provider.cancelOrder(found.id, providerCancelKeyOf(order.provider_key)) : { outcome: 'not_found' };
+    const outcome: ProviderCancellation =
+      answer.outcome === 'cancelled'
+        ? 'confirmed'
+        : answer.outcome === 'not_found'
+          ? 'not_found'
+          : answer.providerStatus !== null && NOTHING_SHIPS.has(answer.providerStatus)
+            ? 'confirmed'
+            : 'refused';
+    const recorded = await jobCommand(ctx, tenantId, 'order.provider_cancel', (cmd) =>
+      recordProviderCancellation(cmd, order.id, outcome, { providerOrderId: found?.id ?? null, answer }),
+    );
+    const logged = { order_id: order.id, provider_order_id: found?.id ?? null, outcome, recorded: recorded.status === 200 };
+    if (outcome === 'refused') ctx.logger.warn({ ...logged, answer }, 'the provider refused to cancel an order we cancelled');
+    else if (outcome === 'not_found') ctx.logger.warn(logged, 'the provider holds no order to cancel under our key');
+    else ctx.logger.info(logged, 'order cancelled at the provider');
+  },
+});
+
+/**
+ * Sets provider_cancellation_at to now while the cancellation is still
+ * `requested` (a command of its own; not the order's version: nothing a
+ * client sees changes). False: it is no longer requested (answered).
+ */
+async function restartSweepClock(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
+  const outcome = await jobCommand(ctx, tenantId, 'order.provider_cancel', async (cmd) => {
+    const touched = await maybeOne(
+      cmd.tx,
+      sql<{ store_id: string }>`
+        UPDATE orders SET provider_cancellation_at = now()
+        WHERE tenant_id = ${tenantId} AND id = ${orderId} AND provider_cancellation = 'requested'
+        RETURNING store_id`,
+    );
+    if (!touched) return { status: 409, body: { reason: 'the cancellation is no longer requested' } };
+    cmd.storeId = touched.store_id;
+    cmd.touch('orders', orderId, 'updated');
+    return { status: 200, body: { provider_cancellation: 'requested' } };
+  });
+  return outcome.status === 200;
+}
+
+/**
+ * Records the provider's answer on the order, once: only while the
+ * cancellation is `requested` (a second run — two workers, a crash after the
+ * call — finds it recorded and writes nothing, and opens no second item).
+ */
+async function recordProviderCancellation(
+  cmd: Command,
+  orderId: string,
+  outcome: ProviderCancellation,
+  context: { providerOrderId: string | null; answer: ProviderCancelAnswer },
+) {
+  const { answer } = context;
+  const refusal =
+    answer.outcome === 'refused'
+      ? `the provider refused the cancellation (${answer.httpStatus}): the order is ${answer.providerStatus ?? 'in a state it did not name'} there`
+      : null;
+  const order = await maybeOne(
+    cmd.tx,
+    sql<{ store_id: string; provider_key: string }>`
+      UPDATE orders SET provider_cancellation = ${outcome}, provider_cancellation_at = now(),
+             last_error = coalesce(${outcome === 'refused' ? refusal : null}, last_error),
+             version = version + 1, updated_at = now()
+      WHERE tenant_id = ${cmd.tenantId} AND id = ${orderId} AND provider_cancellation = 'requested'
+      RETURNING store_id, provider_key`,
+  );
+  if (!order) return { status: 409, body: { reason: 'the cancellation was already recorded' } };
+  cmd.storeId = order.store_id;
+  cmd.touch('orders', orderId, 'updated');
+  cmd.audit({
+    subjectType: 'order',
+    subjectId: orderId,
+    before: { provider_cancellation: 'requested' },
+    after: { provider_cancellation: outcome },
+    payload: { provider_order_id: context.providerOrderId, answer },
+  });
+  if (outcome === 'refused' && answer.outcome === 'refused') {
+    const cancelled = await maybeOne(
+      cmd.tx,
+      sql<{ note: string | null }>`
+        SELECT detail ->> 'note' AS note FROM order_status_history
+        WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND to_status = 'cancelled' ORDER BY id DESC LIMIT 1`,
+    );
+    const id = await openReviewItem(cmd.tx, cmd.tenantId, cmd.opId, {
+      kind: 'order_cancel_refused',
+      severity: 'critical',
+      subjectType: 'order',
+      subjectId: orderId,
+      storeId: order.store_id,
+      dedupeKey: `order-cancel-refused:${orderId}`,
+      detail: {
+        provider_status: answer.providerStatus,
+        provider_order_id: context.providerOrderId,
+        http_status: answer.httpStatus,
+        answer: answer.body,
+        reason: cancelled?.note ?? null,
+        provider_key: order.provider_key,
+      },
+    });
+    cmd.touch('review_items', id, 'created');
+  }
+  return { status: 200, body: { provider_cancellation: outcome } };
+}

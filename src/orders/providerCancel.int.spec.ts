@@ -1,0 +1,242 @@
+/** Cancelling an order the provider holds: the provider is asked to cancel it too (outbox job, retried, reviewed when refused). */
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { loadConfig, type Config } from '../config.js';
+import { createLogger } from '../core/logger.js';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { sleep, waitFor } from '../../test/support/wait.js';
+import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
+import { newOrderShop, orderBody, postWebhook, providerMismatches, statusOf, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
+
+describe('cancelling an order the provider holds', () => {
+  let t: TestApp;
+  let sim: ProviderSim;
+  let worker: RunningWorker;
+  // Scaled: retries after 20–100 ms, 4 attempts; the sweep (every 0.5 s) asks again about a cancellation requested over 1 s ago.
+  const overrides: Partial<Config> = {
+    fulfilmentTimeoutMs: 1000,
+    ordersStuckAfterSeconds: 1,
+    jobRetryBaseMs: 20,
+    jobRetryMaxMs: 100,
+    jobMaxAttempts: 4,
+    workerMetricsPort: 0,
+  };
+  before(async () => {
+    // Webhooks off: the tests move the provider's orders themselves.
+    sim = await startProviderSim({ secret: WEBHOOK_SECRET, faults: { webhooks: false } });
+    Object.assign(overrides, { fulfilmentUrl: sim.url, fulfilmentWebhookSecret: WEBHOOK_SECRET });
+    t = await startTestApp(overrides);
+    sim.webhookUrl = `${t.baseUrl}/v1/webhooks/fulfilment`;
+    worker = await startWorker({
+      databaseUrl: t.url,
+      appDatabaseUrl: t.appUrl,
+      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
+      logger: createLogger('silent'),
+      cronItems: [],
+      pollIntervalMs: 100,
+    });
+  });
+  beforeEach(() => {
+    Object.assign(sim.faults, { failCancels: 0, shipBeforeCancels: 0, webhooks: false });
+  });
+  after(async () => {
+    await worker?.stop();
+    await sim.stop();
+    await t.close();
+  });
+
+  const simOrderOf = (orderId: string): SimOrder => {
+    const found = [...sim.orders.values()].filter((order) => order.reference === orderId);
+    assert.equal(found.length, 1, `one provider order for ${orderId}`);
+    return found[0]!;
+  };
+  const cancelCallsOf = (simOrder: SimOrder) => sim.requests.filter((request) => request.method === 'POST' && request.path === `/orders/${simOrder.id}/cancel`);
+  const orderRow = async (orderId: string) =>
+    (await t.admin.query(`SELECT status, provider_cancellation, provider_key, last_error, version FROM orders WHERE id = $1`, [orderId])).rows[0];
+  const cancellationOf = async (orderId: string) => (await orderRow(orderId)).provider_cancellation as string | null;
+  const waitForCancellation = (orderId: string, outcome: string, timeoutMs = 15_000) =>
+    waitFor(`the provider's cancellation of ${orderId} to be ${outcome}`, async () => (await cancellationOf(orderId)) === outcome, timeoutMs, 50);
+  const reviewItems = async (orderId: string, kind: string) =>
+    (await t.admin.query(`SELECT severity, status, store_id, detail FROM review_items WHERE subject_id = $1 AND kind = $2`, [orderId, kind])).rows;
+
+  async function submittedOrder(shop: OrderShop): Promise<string> {
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await waitForStatus(t.admin, created.body.id, 'submitted');
+    return created.body.id as string;
+  }
+
+  it('a submitted order: the cancel enqueues, in its own transaction, a job that cancels it at the provider with an idempotency key', async () => {
+    // Given an order the provider accepted
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    // When a manager cancels it
+    const cancelled = await shop.owner.post(`/v1/orders/${orderId}/cancel`, { reason: 'customer changed mind' }, { headers: { 'x-correlation-id': 'corr-cancel-1' } });
+    // Then the answer is as before (cancelled at once), and says the provider is being asked
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    assert.equal(cancelled.body.status, 'cancelled');
+    assert.equal(cancelled.body.provider_cancellation, 'requested');
+    // And the provider cancels it, asked with the order's own cancel key
+    await waitForCancellation(orderId, 'confirmed');
+    const simOrder = simOrderOf(orderId);
+    assert.equal(simOrder.status, 'cancelled');
+    const row = await orderRow(orderId);
+    // (A second call, from a sweep that found the job slow on a loaded machine, carries the same key: the provider cancels once.)
+    assert.deepEqual([...new Set(cancelCallsOf(simOrder).map((call) => call.idempotency_key))], [`${row.provider_key}:cancel`]);
+    assert.equal(simOrder.cancel_calls >= 1, true);
+    const read = await shop.owner.get(`/v1/orders/${orderId}`);
+    assert.equal(read.body.status, 'cancelled');
+    assert.equal(read.body.provider_cancellation, 'confirmed');
+    assert.equal(read.headers.get('etag'), `"${read.body.version}"`);
+    // The job carried the request's correlation id; its command acted as the worker
+    const ops = await t.admin.query(`SELECT DISTINCT actor, correlation_id FROM operations WHERE tenant_id = $1 AND type = 'order.provider_cancel'`, [shop.tenantId]);
+    assert.deepEqual(ops.rows, [{ actor: 'worker', correlation_id: 'corr-cancel-1' }]);
+    assert.equal((await reviewItems(orderId, 'order_cancel_refused')).length, 0);
+    // The provider's own `cancelled` webhook, when it comes, changes nothing and opens nothing
+    sim.faults.webhooks = true;
+    await sim.sendStatus(simOrder.id, 'cancelled');
+    assert.equal(await statusOf(t.admin, orderId), 'cancelled');
+    assert.equal(await providerMismatches(t.admin, orderId), 0);
+  });
+
+  it('the cancel job is written with the cancellation, or not at all', async () => {
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    await worker.stop();
+    try {
+      // A refused cancel (stale If-Match) writes no job
+      const stale = await shop.owner.post(`/v1/orders/${orderId}/cancel`, {}, { headers: { 'if-match': '"1"' } });
+      assert.equal(stale.status, 412);
+      const jobs = async () =>
+        (
+          await t.admin.query(
+            `SELECT t.identifier AS task, j.payload FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id WHERE j.key = $1`,
+            [`order.provider_cancel:${orderId}`],
+          )
+        ).rows;
+      assert.equal((await jobs()).length, 0);
+      const cancelled = await shop.owner.post(`/v1/orders/${orderId}/cancel`, {}, { headers: { 'x-correlation-id': 'corr-cancel-2' } });
+      assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+      const [job] = await jobs();
+      assert.equal(job.task, 'order.provider_cancel');
+      assert.deepEqual([job.payload.data, job.payload.tenant_id, job.payload.correlation_id], [{ order_id: orderId }, shop.tenantId, 'corr-cancel-2']);
+      assert.equal(await cancellationOf(orderId), 'requested');
+    } finally {
+      worker = await startWorker({
+        databaseUrl: t.url,
+        appDatabaseUrl: t.appUrl,
+        config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
+        logger: createLogger('silent'),
+        cronItems: [],
+        pollIntervalMs: 100,
+      });
+    }
+    await waitForCancellation(orderId, 'confirmed');
+  });
+
+  it('a pending order is cancelled without asking the provider (it never reached it)', async () => {
+    const shop = await newOrderShop(t);
+    await worker.stop();
+    let orderId: string;
+    try {
+      orderId = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id as string;
+      const cancelled = await shop.owner.post(`/v1/orders/${orderId}/cancel`, {});
+      assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+      assert.equal(cancelled.body.provider_cancellation, null);
+    } finally {
+      worker = await startWorker({
+        databaseUrl: t.url,
+        appDatabaseUrl: t.appUrl,
+        config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
+        logger: createLogger('silent'),
+        cronItems: [],
+        pollIntervalMs: 100,
+      });
+    }
+    await sleep(1_000);
+    assert.equal([...sim.orders.values()].filter((order) => order.reference === orderId).length, 0);
+    assert.equal(await cancellationOf(orderId), null);
+  });
+
+  it('provider 5xx on the cancel: retried with backoff under the same key, cancelled once', async () => {
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    sim.faults.failCancels = 2;
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    await waitForCancellation(orderId, 'confirmed');
+    const simOrder = simOrderOf(orderId);
+    assert.equal(sim.faults.failCancels, 0);
+    assert.equal(simOrder.status, 'cancelled');
+    const keys = cancelCallsOf(simOrder).map((call) => call.idempotency_key);
+    assert.ok(keys.length >= 3, 'two answered 500, the third cancelled');
+    assert.equal(new Set(keys).size, 1, 'every try carries the same key');
+    assert.ok(simOrder.cancel_calls >= 1);
+  });
+
+  it('the provider already shipped it: the order stays cancelled, the refusal is recorded, one critical order_cancel_refused item', async () => {
+    const shop = await newOrderShop(t);
+    // One the provider shipped before we asked (its webhook not here yet), one it ships the instant we ask
+    const shipped = await submittedOrder(shop);
+    const racing = await submittedOrder(shop);
+    simOrderOf(shipped).status = 'completed';
+    sim.faults.shipBeforeCancels = 1;
+    for (const orderId of [shipped, racing]) {
+      const cancelled = await shop.owner.post(`/v1/orders/${orderId}/cancel`, { reason: 'customer changed mind' });
+      assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+      assert.equal(cancelled.body.status, 'cancelled');
+    }
+    for (const orderId of [shipped, racing]) {
+      await waitForCancellation(orderId, 'refused');
+      const row = await orderRow(orderId);
+      assert.equal(row.status, 'cancelled', 'what the manager decided (and told the customer) stands');
+      assert.match(row.last_error, /refused the cancellation.*completed/);
+      const items = await reviewItems(orderId, 'order_cancel_refused');
+      assert.equal(items.length, 1);
+      assert.deepEqual([items[0].severity, items[0].status, items[0].store_id], ['critical', 'open', shop.storeId]);
+      assert.equal(items[0].detail.provider_status, 'completed');
+      assert.equal(items[0].detail.provider_order_id, simOrderOf(orderId).id);
+      assert.equal(items[0].detail.reason, 'customer changed mind');
+      const read = await shop.owner.get(`/v1/orders/${orderId}`);
+      assert.deepEqual([read.body.status, read.body.provider_cancellation], ['cancelled', 'refused']);
+    }
+    // A refusal is an answer, not a failure to retry: nobody asks again (the sweep runs three times meanwhile)
+    const asked = [cancelCallsOf(simOrderOf(shipped)).length, cancelCallsOf(simOrderOf(racing)).length];
+    assert.ok(asked.every((calls) => calls >= 1));
+    await sleep(1_500);
+    assert.deepEqual([cancelCallsOf(simOrderOf(shipped)).length, cancelCallsOf(simOrderOf(racing)).length], asked);
+    // The provider's `completed` webhook then arrives: the order stays cancelled
+    sim.faults.webhooks = true;
+    await sim.sendStatus(simOrderOf(shipped).id, 'completed');
+    assert.equal(await statusOf(t.admin, shipped), 'cancelled');
+    assert.equal((await reviewItems(shipped, 'order_cancel_refused')).length, 1);
+  });
+
+  it('a provider order that failed there already counts as cancelled (nothing will ship)', async () => {
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    simOrderOf(orderId).status = 'failed';
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    await waitForCancellation(orderId, 'confirmed');
+    assert.equal((await reviewItems(orderId, 'order_cancel_refused')).length, 0);
+  });
+
+  it('the provider down through every attempt: one job_failed item for the order, the sweep asks again, and the cancel lands when it is back', async () => {
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    sim.faults.failCancels = 1_000;
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    const giveUps = async () =>
+      (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'job.give_up'`, [shop.tenantId])).rows[0].n as number;
+    // the sweep restarts it after each give-up (ORDERS_STUCK_AFTER_SECONDS later): at least two rounds
+    await waitFor('two give-ups', async () => (await giveUps()) >= 2, 20_000, 100);
+    assert.equal(await cancellationOf(orderId), 'requested');
+    const failedItems = await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE tenant_id = $1 AND kind = 'job_failed' AND status = 'open'`, [shop.tenantId]);
+    assert.equal(failedItems.rows[0].n, 1, 'one open item for the order, not one per round');
+    // When the provider is back
+    sim.faults.failCancels = 0;
+    await waitForCancellation(orderId, 'confirmed', 20_000);
+    assert.equal(simOrderOf(orderId).status, 'cancelled');
+    assert.ok(simOrderOf(orderId).cancel_calls >= 1);
+  });
+});
