@@ -5,7 +5,7 @@ import { maybeOne } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { ORDER_COLUMNS, findOrder, type OrderRow } from './findOrder.js';
-import { decide, type Decision, type OrderEvent, type OrderStatus, type ProviderStatus } from './orderStatus.js';
+import { decide, providerContradicts, type Decision, type OrderEvent } from './orderStatus.js';
 
 export type OrderSource = 'api' | 'worker' | 'webhook' | 'recovery';
 
@@ -51,7 +51,7 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     const staleFailure = decision.kind === 'stay' && (event.type === 'give_up' || event.type === 'provider_rejected');
     const lastError = staleFailure ? undefined : patch.lastError;
     const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || lastError !== undefined || patch.countSubmitAttempt === true;
-    if (event.type === 'provider_status' && contradicts(before.status, event.status)) {
+    if (event.type === 'provider_status' && providerContradicts(before.status, event.status)) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }
     if (decision.kind === 'stay' && !hasPatch) return { ok: true, moved: false, decision, before, order: before };
@@ -93,23 +93,7 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
 }
 
 /**
- * Whether what the provider reports about an order contradicts the order's
- * final status, so that someone must look:
- * - alive or shipped (accepted, processing, completed) an order we gave up on
- *   or cancelled: it may ship anyway. Its own `failed` agrees with both.
- * - `failed` an order that is completed (most often by a manager, by hand, on
- *   a courier's word): the goods may never have reached the customer. The
- *   order stays completed — a provider event never moves a final order — and
- *   the item says what the provider said.
- */
-function contradicts(status: OrderStatus, providerStatus: ProviderStatus): boolean {
-  if (status === 'failed' || status === 'cancelled') return providerStatus !== 'failed';
-  if (status === 'completed') return providerStatus === 'failed';
-  return false;
-}
-
-/**
- * The provider contradicts an order's final status (see contradicts): someone
+ * The provider contradicts an order's final status (see providerContradicts): someone
  * must look. One open review item per order, however often the provider says
  * so (webhooks, lookups).
  */

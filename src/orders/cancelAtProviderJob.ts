@@ -6,13 +6,11 @@ import { openReviewItem } from '../core/review.js';
 import { jobCommand } from '../jobs/jobCommand.js';
 import { defineTask, type JobContext } from '../jobs/task.js';
 import { providerCancelKeyOf } from './cancelOrder.js';
-import { findOrder, type ProviderCancellation } from './findOrder.js';
+import { findOrder } from './findOrder.js';
+import { providerCancellationOf, type ProviderCancellation } from './orderStatus.js';
 import type { ProviderCancelAnswer } from './fulfilmentProvider.js';
 import { providerFrom } from './provider.js';
 import { byOrder } from './recoverOrderJob.js';
-
-/** What the provider may say of an order it did not cancel that still means nothing ships. */
-const NOTHING_SHIPS: ReadonlySet<string> = new Set(['cancelled', 'failed']);
 
 /**
  * `order.provider_cancel`: a manager cancelled an order the provider holds
@@ -58,14 +56,7 @@ export const cancelAtProvider = defineTask<{ order_id: string }>({
     const provider = providerFrom(ctx.config);
     const found = await provider.findByIdempotencyKey(order.provider_key);
     const answer: ProviderCancelAnswer = found ? await provider.cancelOrder(found.id, providerCancelKeyOf(order.provider_key)) : { outcome: 'not_found' };
-    const outcome: ProviderCancellation =
-      answer.outcome === 'cancelled'
-        ? 'confirmed'
-        : answer.outcome === 'not_found'
-          ? 'not_found'
-          : answer.providerStatus !== null && NOTHING_SHIPS.has(answer.providerStatus)
-            ? 'confirmed'
-            : 'refused';
+    const outcome = providerCancellationOf(answer);
     const recorded = await jobCommand(ctx, tenantId, 'order.provider_cancel', (cmd) =>
       recordProviderCancellation(cmd, order.id, outcome, { providerOrderId: found?.id ?? null, answer }),
     );

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { all, maybeOne, type Tx } from '../core/db.js';
-import type { OrderStatus } from './orderStatus.js';
+import type { OrderStatus, ProviderCancellation } from './orderStatus.js';
 
-export type ProviderCancellation = 'requested' | 'confirmed' | 'refused' | 'not_found';
+export type { ProviderCancellation } from './orderStatus.js';
 
 export interface ShippingAddress {
   name: string;

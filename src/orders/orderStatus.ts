@@ -73,6 +73,42 @@ export function decide(current: OrderStatus, event: OrderEvent): Decision {
   }
 }
 
+/**
+ * Whether what the provider reports about an order contradicts the order's
+ * final status, so that someone must look:
+ * - alive or shipped (accepted, processing, completed) an order we gave up on
+ *   or cancelled: it may ship anyway. Its own `failed` agrees with both.
+ * - `failed` an order that is completed (most often by a manager, by hand, on
+ *   a courier's word): the goods may never have reached the customer. The
+ *   order stays completed — a provider event never moves a final order — and
+ *   the item says what the provider said.
+ */
+export function providerContradicts(status: OrderStatus, providerStatus: ProviderStatus): boolean {
+  if (status === 'failed' || status === 'cancelled') return providerStatus !== 'failed';
+  if (status === 'completed') return providerStatus === 'failed';
+  return false;
+}
+
+/** Where asking the provider to cancel an order stands (orders.provider_cancellation). */
+export type ProviderCancellation = 'requested' | 'confirmed' | 'refused' | 'not_found';
+
+/** What the provider may say of an order it did not cancel that still means nothing ships. */
+const NOTHING_SHIPS: ReadonlySet<string> = new Set(['cancelled', 'failed']);
+
+/**
+ * The provider's answer to our cancel, as recorded: cancelled, or refused
+ * with the order failed or cancelled there (nothing ships) → `confirmed`; no
+ * order under our key → `not_found`; any other refusal (it shipped, or it
+ * does not say) → `refused`, for review.
+ */
+export function providerCancellationOf(
+  answer: { outcome: 'cancelled' } | { outcome: 'not_found' } | { outcome: 'refused'; providerStatus: string | null },
+): Exclude<ProviderCancellation, 'requested'> {
+  if (answer.outcome === 'cancelled') return 'confirmed';
+  if (answer.outcome === 'not_found') return 'not_found';
+  return answer.providerStatus !== null && NOTHING_SHIPS.has(answer.providerStatus) ? 'confirmed' : 'refused';
+}
+
 /** The provider's status words → ours. */
 export function providerStatusOf(word: string): ProviderStatus | undefined {
   switch (word) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decide, ORDER_STATUSES, providerStatusOf, type OrderEvent, type OrderStatus } from './orderStatus.js';
+import { decide, ORDER_STATUSES, providerCancellationOf, providerContradicts, providerStatusOf, type OrderEvent, type OrderStatus, type ProviderStatus } from './orderStatus.js';
 
 const moves = (event: OrderEvent) =>
   Object.fromEntries(ORDER_STATUSES.map((status) => [status, decide(status, event).kind === 'move' ? (decide(status, event) as { to: OrderStatus }).to : decide(status, event).kind]));
@@ -78,6 +78,24 @@ describe('order state machine', () => {
     assert.equal(decide('submitted', { type: 'provider_rejected' }).kind, 'stay');
     assert.deepEqual(decide('pending', { type: 'give_up' }), { kind: 'move', to: 'failed' });
     assert.equal(decide('completed', { type: 'give_up' }).kind, 'stay');
+  });
+
+  it('knows which provider reports contradict a final order (review items), and that none contradicts one in flight', () => {
+    const contradicted = (providerStatus: ProviderStatus) => ORDER_STATUSES.filter((status) => providerContradicts(status, providerStatus));
+    assert.deepEqual(contradicted('submitted'), ['failed', 'cancelled']);
+    assert.deepEqual(contradicted('processing'), ['failed', 'cancelled']);
+    assert.deepEqual(contradicted('completed'), ['failed', 'cancelled']);
+    // the provider's own failure agrees with a failed or cancelled order, not with a completed one
+    assert.deepEqual(contradicted('failed'), ['completed']);
+  });
+
+  it('records a cancel the provider answered: refused only when something may ship', () => {
+    assert.equal(providerCancellationOf({ outcome: 'cancelled' }), 'confirmed');
+    assert.equal(providerCancellationOf({ outcome: 'not_found' }), 'not_found');
+    assert.equal(providerCancellationOf({ outcome: 'refused', providerStatus: 'completed' }), 'refused');
+    assert.equal(providerCancellationOf({ outcome: 'refused', providerStatus: null }), 'refused');
+    assert.equal(providerCancellationOf({ outcome: 'refused', providerStatus: 'failed' }), 'confirmed');
+    assert.equal(providerCancellationOf({ outcome: 'refused', providerStatus: 'cancelled' }), 'confirmed');
   });
 
   it('maps the provider\'s words', () => {
