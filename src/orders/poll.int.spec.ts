@@ -89,8 +89,18 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     await waitForStatus(t.admin, orderId, 'submitted');
     const key = (await t.admin.query(`SELECT provider_key FROM orders WHERE id = $1`, [orderId])).rows[0].provider_key as string;
     simOrderOf(orderId).status = 'failed';
-    // When the sweep's lookup is on its way (the provider answers slowly, within FULFILMENT_TIMEOUT_MS) and a manager completes the order meanwhile
-    sim.faults.latencyMs = 700;
+    // When the sweep's lookup is on its way (the provider answers in 2 s, within FULFILMENT_TIMEOUT_MS, here 10 s
+    // so that a loaded machine cannot turn the slow answer into a timeout) and a manager completes the order meanwhile
+    await worker.stop();
+    worker = await startWorker({
+      databaseUrl: t.url,
+      appDatabaseUrl: t.appUrl,
+      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides, fulfilmentTimeoutMs: 10_000 },
+      logger: createLogger('silent'),
+      cronItems: [],
+      pollIntervalMs: 100,
+    });
+    sim.faults.latencyMs = 2_000;
     const lookups = () => sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(key)}`).length;
     const lookupsBefore = lookups();
     try {
