@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { assertStoreInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import { validationFailed } from '../core/errors.js';
+import { assertStoreExists } from '../inventory/receiveStock.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
@@ -27,7 +28,7 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'sales.read' },
       schema: {
         tags: ['analytics'],
-        summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`',
+        summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`; a store that is not the tenant\'s (or outside the token\'s stores) is 404',
         description:
           'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days).',
         querystring: Type.Object(
@@ -45,7 +46,11 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
       if (!(days >= 0 && days <= 366)) throw validationFailed('/querystring/to', 'must be on or after from, and at most 366 days later');
       const limit = request.query.limit ?? WHOLE_RANGE;
       const after = decodeCursor(request.query.cursor, isDayCursor)?.after;
-      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listDailySales({ tx }, principal.tenantId, storeId, from, to, after, limit + 1));
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        // A store that is not the tenant's is 404, for every token (as a store-limited token's out-of-scope store is).
+        await assertStoreExists(tx, principal.tenantId, storeId);
+        return listDailySales({ tx }, principal.tenantId, storeId, from, to, after, limit + 1);
+      });
       return pageOf(rows, limit, (last) => ({ after: last.business_date }));
     },
   );

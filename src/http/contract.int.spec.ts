@@ -149,4 +149,23 @@ describe('the HTTP contract across endpoints', () => {
     }
     assert.equal((await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=2028-02-01&to=2028-02-29`)).status, 200, 'a leap day is a day');
   });
+  it('GET /v1/analytics/daily-sales: a store_id that is not one of the tenant\'s stores is 404 for every token, as for GET /v1/stores/{store_id}/stock (API.md: outside the tenant = as if it did not exist)', async () => {
+    const { owner: stranger } = await t.newTenant();
+    const strangersStore = await givenStore(stranger, 'THEIRS');
+    const missing = '00000000-0000-4000-8000-0000000000ab';
+    const scoped = await givenToken(t, owner, 'manager', [store]);
+    for (const [label, client, storeId] of [
+      ['unknown store, unlimited token', owner, missing],
+      ['another tenant\'s store, unlimited token', owner, strangersStore],
+      ['unknown store, store-limited token', scoped, missing],
+      ['a store outside the token\'s scope', scoped, otherStore],
+    ] as const) {
+      const stock = await client.get(`/v1/stores/${storeId}/stock`);
+      const daily = await client.get(`/v1/analytics/daily-sales?store_id=${storeId}&from=2026-03-01&to=2026-03-02`);
+      assert.equal(stock.status, 404, `${label}: stock answered ${stock.status}`);
+      assert.equal(daily.status, 404, `${label}: daily-sales answered ${daily.status} ${JSON.stringify(daily.body)}`);
+      assert.equal(daily.body.code, 'not_found');
+    }
+    assert.equal((await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=2026-03-01&to=2026-03-02`)).status, 200, 'one of its own stores');
+  });
 });
