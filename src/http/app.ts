@@ -65,23 +65,46 @@ function charsetOf(contentType: string | undefined): string | undefined {
 }
 
 
+type OpenApiResponse = { description?: string; headers?: Record<string, unknown>; content?: Record<string, { schema?: { properties?: Record<string, unknown>; $ref?: string } }> };
 type OpenApiDocument = {
-  paths?: Record<string, Record<string, { responses?: Record<string, unknown> }>>;
+  paths?: Record<string, Record<string, { responses?: Record<string, OpenApiResponse> }>>;
   components?: { schemas?: Record<string, unknown> };
 };
+
+/** Paths whose answers carry the record's version as `ETag` although their body has no `version` field. */
+const ETAG_WITHOUT_VERSION_FIELD = new Set(['/v1/tenant/settings']);
 
 /**
  * Every operation can be refused, and every refusal is a problem document
  * (src/http/problem.ts): the document says so once, as `4XX`/`5XX` responses
  * of every operation referring to one `Problem` schema (routes declare only
- * their successes).
+ * their successes). The response headers clients rely on (API.md) are
+ * declared here too: `X-Correlation-ID` on every answer, `Idempotent-Replayed`
+ * on the answers of commands, `ETag` where the answer is a record with a
+ * version (what `sendVersioned` and the routes' own `reply.header('etag')`
+ * send), `Retry-After` on refusals.
  */
 function withProblemResponses(document: OpenApiDocument): OpenApiDocument {
   const problem = { $ref: '#/components/schemas/Problem' };
-  const refusal = (description: string) => ({ description, content: { 'application/problem+json': { schema: problem } } });
+  const header = (description: string) => ({ description, schema: { type: 'string' } });
+  const correlation = { 'X-Correlation-ID': header('the request\'s correlation id (the one sent, or a generated one); also in logs and audit events') };
+  const refusal = (description: string) => ({
+    description,
+    headers: { ...correlation, 'Retry-After': header('seconds to wait before retrying (429 rate_limited, 503 service_unavailable)') },
+    content: { 'application/problem+json': { schema: problem } },
+  });
   document.components = { ...document.components, schemas: { ...document.components?.schemas, Problem: { ...ProblemSchema, required: [...ProblemSchema.required].sort() } } };
-  for (const operations of Object.values(document.paths ?? {})) {
-    for (const operation of Object.values(operations)) {
+  for (const [path, operations] of Object.entries(document.paths ?? {})) {
+    for (const [method, operation] of Object.entries(operations)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        if (!status.startsWith('2')) continue;
+        const headers: Record<string, unknown> = { ...response.headers, ...correlation };
+        if (method !== 'get') headers['Idempotent-Replayed'] = header('`true` when this is the stored answer of an earlier request with the same Idempotency-Key (nothing new was written)');
+        if (response.content?.['application/json']?.schema?.properties?.version !== undefined || ETAG_WITHOUT_VERSION_FIELD.has(path)) {
+          headers.ETag = header('the record\'s version, quoted (`"3"`): send it back as If-Match');
+        }
+        response.headers = headers;
+      }
       operation.responses = {
         ...operation.responses,
         '4XX': refusal('Refused: a problem document with a stable `code` (validation_failed, unauthorized, forbidden, not_found, insufficient_stock, idempotency_key_reused, rate_limited, …); see the README for each code\'s status'),

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { ApiClient } from '../../test/support/client.js';
-import { givenSku, givenStore } from '../sales/testkit.js';
+import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
 
 type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Schema };
-type Operation = { parameters?: Array<{ in: string; name: string }>; responses: Record<string, { content?: Record<string, { schema?: Schema }> }> };
+type Operation = { parameters?: Array<{ in: string; name: string }>; responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema?: Schema }> }> };
 
 describe('the OpenAPI document (GET /openapi.json)', () => {
   let t: TestApp;
@@ -64,6 +64,51 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
       const headers = (doc.paths[path]![method]!.parameters ?? []).filter((p) => p.in === 'header').map((p) => p.name);
       assert.ok(headers.includes('if-match'), `${operation} documents headers ${JSON.stringify(headers)}`);
     }
+  });
+  it('documents the response headers the API sends (ETag, Idempotent-Replayed, X-Correlation-ID), where it sends them', async () => {
+    const { owner } = await t.newTenant();
+    const store = await givenStore(owner, 'MAIN');
+    const other = await givenStore(owner, 'OTHER');
+    const sku = await givenSku(owner, 'SOAP', 'piece', 120);
+    await givenStock(owner, store, [{ sku_id: sku, quantity: 10 }]);
+    const cloth = (await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body;
+    const roll = (await owner.post('/v1/pieces', { store_id: store, sku_id: cloth.id, pieces: [{ kind: 'roll', quantity: 1000 }] })).body.pieces[0];
+    const transferBody = { source_store_id: store, destination_store_id: other, items: [{ sku_id: sku, quantity: 1 }] };
+    const transfer = await owner.post('/v1/transfers', transferBody, { idempotencyKey: 'documented-headers' });
+    const settlement = await owner.post('/v1/settlements', { store_id: store, business_date: '2026-01-02', declared_cash: 0 });
+    const order = await owner.post('/v1/orders', { store_id: store, lines: [{ sku_id: sku, quantity: 1 }], shipping_address: { name: 'A', line1: 'B', city: 'C', postal_code: '1', country: 'KE' }, payment_reference: 'p1' });
+    const answers: Array<[string, string, { status: number; headers: Headers }]> = [
+      ['post', '/v1/transfers', transfer],
+      ['post', '/v1/transfers', await owner.post('/v1/transfers', transferBody, { idempotencyKey: 'documented-headers' })],
+      ['get', '/v1/transfers/{id}', await owner.get(`/v1/transfers/${transfer.body.id}`)],
+      ['post', '/v1/transfers/{id}/approve', await owner.post(`/v1/transfers/${transfer.body.id}/approve`)],
+      ['post', '/v1/settlements', settlement],
+      ['get', '/v1/settlements/{id}', await owner.get(`/v1/settlements/${settlement.body.id}`)],
+      ['post', '/v1/orders', order],
+      ['get', '/v1/orders/{id}', await owner.get(`/v1/orders/${order.body.id}`)],
+      ['get', '/v1/pieces/{id}', await owner.get(`/v1/pieces/${roll.id}`)],
+      ['get', '/v1/tenant/settings', await owner.get('/v1/tenant/settings')],
+      ['patch', '/v1/tenant/settings', await owner.patch('/v1/tenant/settings', { settlement_float: 1 })],
+      ['post', '/v1/stores', await owner.post('/v1/stores', { code: 'THIRD', name: 'Third' })],
+      ['get', '/v1/stores', await owner.get('/v1/stores')],
+    ];
+    let replayed = 0;
+    for (const [method, path, response] of answers) {
+      const status = String(response.status);
+      const documented = Object.keys(doc.paths[path]![method]!.responses[status]?.headers ?? {}).map((name) => name.toLowerCase());
+      for (const name of ['etag', 'idempotent-replayed', 'x-correlation-id']) {
+        if (response.headers.get(name) === null) continue;
+        if (name === 'idempotent-replayed') replayed += 1;
+        assert.ok(documented.includes(name), `${method} ${path} ${status} sends ${name} but documents ${JSON.stringify(documented)}`);
+      }
+    }
+    assert.equal(replayed, 1, 'the replayed transfer request was answered with Idempotent-Replayed');
+    for (const name of ['etag']) assert.ok(answers.filter(([, , r]) => r.headers.get(name) !== null).length >= 8, `${name} sent where expected`);
+    const refused = await owner.get(`/v1/transfers/00000000-0000-4000-8000-000000000000`);
+    assert.equal(refused.status, 404);
+    assert.ok(refused.headers.get('x-correlation-id'));
+    const refusalHeaders = Object.keys(doc.paths['/v1/transfers/{id}']!.get!.responses['4XX']?.headers ?? {}).map((name) => name.toLowerCase());
+    assert.ok(refusalHeaders.includes('x-correlation-id') && refusalHeaders.includes('retry-after'), JSON.stringify(refusalHeaders));
   });
   it('documents the body of every success, with the fields the API answers', async () => {
     for (const [path, operations] of Object.entries(doc.paths)) {
