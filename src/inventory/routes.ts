@@ -286,7 +286,8 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         tags: ['inventory'],
         summary:
           'Take the daily stock snapshots of this tenant now (the nightly job does the same): every UTC day after the latest ' +
-          `snapshot up to \`through\` (default and latest allowed: the last day that ended ${SNAPSHOT_SETTLE_MINUTES} minutes ago).`,
+          `snapshot up to \`through\` (by default, and at the latest — a later date is taken as it — the last day that ended ${SNAPSHOT_SETTLE_MINUTES} minutes ago). ` +
+          'The answer\'s `through` is the day it went up to, `null` when every day up to it was already taken.',
         headers: IdempotencyHeaders,
         body: Type.Object({ through: Type.Optional(Type.String({ format: 'date' })) }, { additionalProperties: false }),
         response: { 200: Type.Object({ through: Type.Union([Type.String(), Type.Null()]), snapshots_written: Type.Integer() }) },
