@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { ApiClient } from '../../test/support/client.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
+import { ERROR_STATUS } from '../core/errors.js';
 
 type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Schema };
 type Operation = { parameters?: Array<{ in: string; name: string }>; responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema?: Schema }> }> };
@@ -41,6 +42,10 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
         }
       }
     }
+  });
+  it('names every problem code with its status, so a client generated from the document knows them', () => {
+    const code = (doc.components.schemas.Problem as { properties?: Record<string, { description?: string }> }).properties?.code;
+    for (const [name, status] of Object.entries(ERROR_STATUS)) assert.ok(code?.description?.includes(`${name} (${status})`), `${name} (${status}) in ${JSON.stringify(code)}`);
   });
   it('documents the If-Match header on every action that honours it (a stale one is 412 there)', async () => {
     const { owner } = await t.newTenant();

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from 'typebox';
-import { AppError } from '../core/errors.js';
+import { AppError, ERROR_STATUS } from '../core/errors.js';
 
 /** Schemas shared by every module's routes (they also feed the OpenAPI document). */
 
@@ -52,8 +52,12 @@ export const Problem = Type.Object(
     title: Type.String(),
     status: Type.Integer(),
     detail: Type.String(),
-    code: Type.String(),
-    correlation_id: Type.String(),
+    code: Type.String({
+      description: `stable, one status each (src/core/errors.ts; more may be added): ${Object.entries(ERROR_STATUS)
+        .map(([code, status]) => `${code} (${status})`)
+        .join(', ')}`,
+    }),
+    correlation_id: Type.String({ description: 'the X-Correlation-ID of the request' }),
     errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
   },
   { additionalProperties: true, description: 'application/problem+json (RFC 9457)' },
