@@ -191,7 +191,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           'plus the ledger since, so it costs the same with 10 million ledger rows as with 10 thousand. An as-of answer has ' +
           '`as_of` and no `updated_at`. `as_of` is read as PostgreSQL reads a timestamptz, to the microsecond (a ledger row\'s ' +
           '`created_at_exact` includes that row); the answer\'s `as_of` is that moment in UTC, to the millisecond like every ' +
-          'timestamp of the API. Outside the years 0001–9999 in UTC, or unreadable: 400. In SKU order; pages with `?limit=` ' +
+          'timestamp of the API. Outside the years 0001–9999 in UTC, or unreadable: 400. In `sku_id` order; pages with `?limit=` ' +
           '(1–500) and `?cursor=` (the previous page\'s `next_cursor`) like every list — without either, every SKU in one answer ' +
           '(`next_cursor: null`), as before lists were paged here.',
         params: StoreParams,
