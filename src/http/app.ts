@@ -71,6 +71,30 @@ type OpenApiDocument = {
   components?: { schemas?: Record<string, unknown> };
 };
 
+/**
+ * TypeBox writes a union of string literals (`'cash' | 'card'`) as `anyOf`
+ * one-value enums; the document says it the usual way, one string `enum`,
+ * which client generators turn into an enum type. Same values, so the same
+ * schema: only the document is rewritten (new objects, the routes' own
+ * schemas are left as they are).
+ */
+export function withPlainEnums(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withPlainEnums);
+  if (value === null || typeof value !== 'object') return value;
+  const object = Object.fromEntries(Object.entries(value).map(([key, member]) => [key, withPlainEnums(member)])) as Record<string, unknown>;
+  const branches = object.anyOf;
+  const isLiteral = (branch: unknown): branch is { type: 'string'; enum: [string] } => {
+    if (branch === null || typeof branch !== 'object') return false;
+    const { type, enum: values, ...rest } = branch as Record<string, unknown>;
+    return type === 'string' && Array.isArray(values) && values.length === 1 && Object.keys(rest).length === 0;
+  };
+  if (Array.isArray(branches) && branches.length > 0 && branches.every(isLiteral)) {
+    const { anyOf: _anyOf, ...rest } = object;
+    return { type: 'string', enum: branches.map((branch) => branch.enum[0]), ...rest };
+  }
+  return object;
+}
+
 /** Paths whose answers carry the record's version as `ETag` although their body has no `version` field. */
 const ETAG_WITHOUT_VERSION_FIELD = new Set(['/v1/tenant/settings']);
 
@@ -278,7 +302,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
-    transformObject: (documentObject) => withProblemResponses((documentObject as { openapiObject: OpenApiDocument }).openapiObject),
+    transformObject: (documentObject) => withPlainEnums(withProblemResponses((documentObject as { openapiObject: OpenApiDocument }).openapiObject)) as OpenApiDocument,
   });
   // The browsable docs are as public as /openapi.json: a browser sends no
   // token, so every route of the UI (page, assets, its copy of the document)

@@ -47,6 +47,20 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
     const code = (doc.components.schemas.Problem as { properties?: Record<string, { description?: string }> }).properties?.code;
     for (const [name, status] of Object.entries(ERROR_STATUS)) assert.ok(code?.description?.includes(`${name} (${status})`), `${name} (${status}) in ${JSON.stringify(code)}`);
   });
+  it('writes a choice of strings as one string enum (not anyOf one-value enums), which client generators turn into an enum type', () => {
+    const literalUnions: string[] = [];
+    const walk = (value: unknown, at: string): void => {
+      if (Array.isArray(value)) return value.forEach((member, index) => walk(member, `${at}/${index}`));
+      if (value === null || typeof value !== 'object') return;
+      const anyOf = (value as { anyOf?: unknown[] }).anyOf;
+      if (anyOf?.length && anyOf.every((branch) => (branch as { enum?: unknown[] }).enum?.length === 1)) literalUnions.push(at);
+      for (const [key, member] of Object.entries(value)) walk(member, `${at}/${key}`);
+    };
+    walk(doc, '#');
+    assert.deepEqual(literalUnions, []);
+    const sale = (doc.paths['/v1/sales']!.post as unknown as { requestBody: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }).requestBody.content['application/json']!.schema;
+    assert.deepEqual(sale.properties.payment_method, { type: 'string', enum: ['cash', 'card', 'mobile', 'credit'] });
+  });
   it('documents the If-Match header on every action that honours it (a stale one is 412 there)', async () => {
     const { owner } = await t.newTenant();
     const store = await givenStore(owner, 'MAIN');
