@@ -49,7 +49,12 @@ export interface AppDeps {
 export type App = FastifyInstance<http.Server, http.IncomingMessage, http.ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
 
 const CORRELATION_HEADER = 'x-correlation-id';
-const CORRELATION_ID = /^[\w.:@/+=-]{1,200}$/;
+/**
+ * A given X-Correlation-ID is kept (API.md) when it is 1–200 printable ASCII
+ * characters — trace ids of load balancers and APM agents carry `;`, `|`,
+ * spaces… —; anything else (longer, not ASCII) is replaced by a generated one.
+ */
+const CORRELATION_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 /** The methods routes are registered for (HEAD comes with every GET). */
 const ROUTABLE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 

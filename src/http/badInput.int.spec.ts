@@ -137,6 +137,21 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     assert.match(generated.headers.get('x-correlation-id') ?? '', /^[0-9a-f-]{36}$/);
   });
 
+  it('keeps a given X-Correlation-ID of any printable ASCII (trace ids of load balancers and APM agents), in the answer and the audit trail; only an unusable one (over 200 characters, not ASCII) is replaced', async () => {
+    for (const given of ['Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1', '|4bf92f3577b34da6a3ce929d0e0e4736.00f067aa0ba902b7.', 'till 7 / req #42', 'x'.repeat(200)]) {
+      const created = await owner.post('/v1/parties', { kind: 'customer', name: `correlated ${given.length}` }, { headers: { 'x-correlation-id': given } });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      assert.equal(created.headers.get('x-correlation-id'), given);
+      assert.equal((await owner.get(`/v1/operations/${created.body.op_id}`)).body.correlation_id, given);
+      const refused = await owner.get('/v1/sales/not-a-uuid', { headers: { 'x-correlation-id': given } });
+      assert.equal(refused.body.correlation_id, given);
+    }
+    for (const unusable of ['x'.repeat(201), 'caf\u00e9-1']) {
+      const response = await owner.get('/v1/stores', { headers: { 'x-correlation-id': unusable } });
+      assert.match(response.headers.get('x-correlation-id') ?? '', /^[0-9a-f-]{36}$/);
+    }
+  });
+
   it('serves health, readiness, metrics and the OpenAPI document', async () => {
     assert.equal((await owner.get('/healthz')).status, 200);
     const ready = await owner.get('/readyz');
