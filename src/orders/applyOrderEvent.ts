@@ -51,7 +51,12 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     const staleFailure = decision.kind === 'stay' && (event.type === 'give_up' || event.type === 'provider_rejected');
     const lastError = staleFailure ? undefined : patch.lastError;
     const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || lastError !== undefined || patch.countSubmitAttempt === true;
-    if (event.type === 'provider_status' && providerContradicts(before.status, event.status)) {
+    // An order we are cancelling at the provider (provider_cancellation
+    // `requested`) is in progress there until it answers: its report of
+    // `accepted`/`processing` is no news (the cancel's answer will say how it
+    // ended); `completed` — it shipped — still is.
+    const cancelPending = before.provider_cancellation === 'requested' && event.type === 'provider_status' && event.status !== 'completed';
+    if (event.type === 'provider_status' && !cancelPending && providerContradicts(before.status, event.status)) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }
     if (decision.kind === 'stay' && !hasPatch) return { ok: true, moved: false, decision, before, order: before };

@@ -7,7 +7,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import { startWorker, type RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
-import { newOrderShop, orderBody, postWebhook, providerMismatches, statusOf, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
+import { newOrderShop, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
 
 describe('cancelling an order the provider holds', () => {
   let t: TestApp;
@@ -210,6 +210,30 @@ describe('cancelling an order the provider holds', () => {
     await sim.sendStatus(simOrderOf(shipped).id, 'completed');
     assert.equal(await statusOf(t.admin, shipped), 'cancelled');
     assert.equal((await reviewItems(shipped, 'order_cancel_refused')).length, 1);
+  });
+
+  it('while our cancel is on its way, the provider reporting the order still in progress opens nothing; reporting it shipped does', async () => {
+    const shop = await newOrderShop(t);
+    const inProgress = await submittedOrder(shop);
+    const shipped = await submittedOrder(shop);
+    // The provider cannot answer cancels for now: both cancellations stay requested
+    sim.faults.failCancels = 1_000;
+    for (const orderId of [inProgress, shipped]) assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    assert.deepEqual([await cancellationOf(inProgress), await cancellationOf(shipped)], ['requested', 'requested']);
+    // Its webhooks, sent before it saw our cancel, arrive meanwhile
+    sim.faults.webhooks = true;
+    await sim.sendStatus(simOrderOf(inProgress).id, 'processing');
+    await sim.sendStatus(simOrderOf(shipped).id, 'completed');
+    // "processing" is what an order we are cancelling is until the provider answers: nothing to look at
+    assert.equal(await providerMismatches(t.admin, inProgress), 0);
+    // "completed" means it shipped: someone must look
+    assert.equal(await providerMismatches(t.admin, shipped), 1);
+    assert.deepEqual([await statusOf(t.admin, inProgress), await statusOf(t.admin, shipped)], ['cancelled', 'cancelled']);
+    // Once the cancellation is answered, the provider calling it alive contradicts the answer: that is looked at
+    sim.faults.failCancels = 0;
+    await waitForCancellation(inProgress, 'confirmed');
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, inProgress, 'processing'))).status, 200);
+    assert.equal(await providerMismatches(t.admin, inProgress), 1);
   });
 
   it('a provider order that failed there already counts as cancelled (nothing will ship)', async () => {
