@@ -110,6 +110,75 @@ describe('integrity checks of money and transfers', () => {
     assert.deepEqual(await reported(world), ['money_payment_has_entry']);
   });
 
+  /** A sale of the source store through the API (2 × 500), voided when asked; returns its id. */
+  async function sell(world: World, payment_method: 'cash' | 'credit', options: { void?: boolean } = {}): Promise<string> {
+    const extra = payment_method === 'credit' ? { customer_id: world.partyId } : {};
+    const sale = await world.owner.post('/v1/sales', { store_id: world.source, payment_method, items: [{ sku_id: world.skuId, quantity: 2, unit_price: 500 }], ...extra });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    if (options.void) assert.equal((await world.owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'till error' })).status, 200);
+    return sale.body.id;
+  }
+
+  /** Removes a journal entry and its postings, keeping every account's totals equal to its remaining postings. */
+  function unpost(tenantId: string, entryId: string): Array<[string, unknown[]]> {
+    return [
+      [
+        `WITH gone AS (DELETE FROM postings WHERE tenant_id = $1 AND entry_id = $2 RETURNING account_id, amount)
+         UPDATE accounts a SET balance = a.balance - g.amount, debit_total = a.debit_total - g.debits, credit_total = a.credit_total - g.credits
+         FROM (SELECT account_id, sum(amount) AS amount, coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS debits,
+                      coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) AS credits FROM gone GROUP BY account_id) g
+         WHERE a.tenant_id = $1 AND a.id = g.account_id`,
+        [tenantId, entryId],
+      ],
+      [`DELETE FROM journal_entries WHERE tenant_id = $1 AND id = $2`, [tenantId, entryId]],
+    ];
+  }
+
+  const entryOf = async (saleId: string, kind: 'sale' | 'sale_void'): Promise<string> =>
+    (await t.admin.query(`SELECT id FROM journal_entries WHERE subject_id = $1 AND kind = $2`, [saleId, kind])).rows[0].id;
+
+  it('money_sale_posted: cash, credit and voided sales posted as they should be are not reported', async () => {
+    const world = await newWorld();
+    await sell(world, 'cash');
+    await sell(world, 'credit');
+    await sell(world, 'cash', { void: true });
+    await sell(world, 'credit', { void: true });
+    assert.deepEqual(await reported(world), []);
+  });
+
+  it('money_sale_posted: a sale whose journal entry is gone (every account still equal to its postings)', async () => {
+    const world = await newWorld();
+    const saleId = await sell(world, 'cash');
+    await corrupt(unpost(world.tenantId, await entryOf(saleId, 'sale')));
+    assert.deepEqual(await reported(world), ['money_sale_posted']);
+  });
+
+  it('money_sale_posted: a voided sale whose reversing entry is gone', async () => {
+    const world = await newWorld();
+    const saleId = await sell(world, 'credit', { void: true });
+    await corrupt(unpost(world.tenantId, await entryOf(saleId, 'sale_void')));
+    assert.deepEqual(await reported(world), ['money_sale_posted']);
+  });
+
+  it('money_sale_posted: a cash sale debited to a customer instead of the drawer', async () => {
+    const world = await newWorld();
+    const saleId = await sell(world, 'cash');
+    const entryId = await entryOf(saleId, 'sale');
+    await corrupt([
+      [
+        `UPDATE accounts a SET balance = a.balance + CASE WHEN a.party_id IS NULL THEN -1000 ELSE 1000 END,
+                               debit_total = a.debit_total + CASE WHEN a.party_id IS NULL THEN -1000 ELSE 1000 END
+         WHERE a.tenant_id = $1 AND (a.party_id = $2 OR a.id = (SELECT account_id FROM postings WHERE entry_id = $3 AND amount > 0))`,
+        [world.tenantId, world.partyId, entryId],
+      ],
+      [
+        `UPDATE postings SET account_id = (SELECT id FROM accounts WHERE tenant_id = $1 AND party_id = $2) WHERE entry_id = $3 AND amount > 0`,
+        [world.tenantId, world.partyId, entryId],
+      ],
+    ]);
+    assert.deepEqual(await reported(world), ['money_sale_posted']);
+  });
+
   it('transfer_in_transit_consistent: an approved transfer with nothing in transit', async () => {
     const world = await newWorld();
     await corrupt([[`UPDATE stock_transfer_items SET quantity_in_transit = 0 WHERE transfer_id = $1`, [world.transferId]]]);

@@ -55,4 +55,54 @@ export const moneyChecks: IntegrityCheck[] = [
         AND pay.amount <> coalesce((SELECT sum(p.amount) FILTER (WHERE p.amount > 0) FROM postings p
                                     WHERE p.tenant_id = pay.tenant_id AND p.entry_id = pay.entry_id), 0)`,
   },
+  {
+    name: 'money_sale_posted',
+    severity: 'critical',
+    description:
+      "Every sale with a total above zero has exactly one journal entry (kind sale) debiting its total where the money went (the store's drawer or clearing account, or the customer's receivable for credit) and crediting the store's sales revenue; a voided one also exactly one reversing entry (kind sale_void) that nets it to zero on every account; a completed one none, and no such entry names a sale that does not exist.",
+    sql: `
+      WITH lines AS (
+        SELECT e.tenant_id, e.subject_id AS sale_id, p.account_id,
+               coalesce(sum(p.amount) FILTER (WHERE e.kind = 'sale'), 0) AS posted, sum(p.amount) AS net
+        FROM journal_entries e
+        JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+        WHERE e.kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR e.tenant_id = $1)
+        GROUP BY e.tenant_id, e.subject_id, p.account_id
+      ), entries AS (
+        SELECT tenant_id, subject_id AS sale_id,
+               count(*) FILTER (WHERE kind = 'sale') AS sale_entries, count(*) FILTER (WHERE kind = 'sale_void') AS void_entries
+        FROM journal_entries
+        WHERE kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR tenant_id = $1)
+        GROUP BY tenant_id, subject_id
+      ), per_sale AS (
+        SELECT s.tenant_id, s.id, s.store_id, s.status, s.payment_method, s.total,
+               coalesce(sum(l.posted) FILTER (WHERE l.posted > 0), 0) AS debited,
+               coalesce(sum(l.posted) FILTER (WHERE CASE s.payment_method WHEN 'credit' THEN a.party_id = s.customer_id
+                                                     ELSE a.store_id = s.store_id AND a.kind = CASE s.payment_method WHEN 'cash' THEN 'cash_drawer'
+                                                       WHEN 'card' THEN 'card_clearing' WHEN 'mobile' THEN 'mobile_clearing' END END), 0) AS to_debit_account,
+               coalesce(sum(l.posted) FILTER (WHERE a.store_id = s.store_id AND a.kind = 'sales_revenue'), 0) AS to_revenue,
+               coalesce(bool_or(l.net <> 0), false) AS unreversed
+        FROM sales s
+        LEFT JOIN lines l ON l.tenant_id = s.tenant_id AND l.sale_id = s.id
+        LEFT JOIN accounts a ON a.tenant_id = l.tenant_id AND a.id = l.account_id
+        WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+        GROUP BY s.tenant_id, s.id
+      )
+      SELECT s.tenant_id, s.id::text AS subject,
+             jsonb_build_object('sale_id', s.id, 'store_id', s.store_id, 'status', s.status, 'payment_method', s.payment_method, 'total', s.total,
+                                'sale_entries', coalesce(e.sale_entries, 0), 'void_entries', coalesce(e.void_entries, 0),
+                                'debited', s.debited, 'to_debit_account', s.to_debit_account, 'to_revenue', s.to_revenue,
+                                'void_nets_to_zero', NOT s.unreversed) AS detail
+      FROM per_sale s
+      LEFT JOIN entries e ON e.tenant_id = s.tenant_id AND e.sale_id = s.id
+      WHERE coalesce(e.sale_entries, 0) <> CASE WHEN s.total > 0 THEN 1 ELSE 0 END
+         OR coalesce(e.void_entries, 0) <> CASE WHEN s.total > 0 AND s.status = 'voided' THEN 1 ELSE 0 END
+         OR (s.total > 0 AND (s.debited <> s.total OR s.to_debit_account <> s.total OR s.to_revenue <> -s.total))
+         OR (s.status = 'voided' AND s.unreversed)
+      UNION ALL
+      SELECT e.tenant_id, e.sale_id::text,
+             jsonb_build_object('sale_id', e.sale_id, 'sale_entries', e.sale_entries, 'void_entries', e.void_entries, 'sale_exists', false)
+      FROM entries e
+      WHERE NOT EXISTS (SELECT 1 FROM sales s WHERE s.tenant_id = e.tenant_id AND s.id = e.sale_id)`,
+  },
 ];

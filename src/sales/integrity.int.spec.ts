@@ -61,6 +61,39 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     }
   }
 
+  /**
+   * Moves a sale's journal entry (and its accounts' totals) by `delta`, so that
+   * a corruption of the sale's total leaves the money ledger agreeing with it
+   * and only the sales check under test reports it (money_sale_posted would
+   * otherwise rightly report the entry no longer moving the sale's total).
+   */
+  const entryFollowsTotal = (tenantId: string, saleId: string, delta: number): [string, unknown[]] => [
+    `WITH changed AS (
+       UPDATE postings p SET amount = p.amount + CASE WHEN p.amount > 0 THEN $3::bigint ELSE -$3::bigint END
+       FROM journal_entries e
+       WHERE e.tenant_id = $1 AND e.subject_id = $2 AND e.kind = 'sale' AND p.tenant_id = e.tenant_id AND p.entry_id = e.id
+       RETURNING p.account_id, CASE WHEN p.amount > 0 THEN $3::bigint ELSE -$3::bigint END AS delta
+     )
+     UPDATE accounts a SET balance = a.balance + c.delta, debit_total = a.debit_total + greatest(c.delta, 0), credit_total = a.credit_total + greatest(-c.delta, 0)
+     FROM changed c WHERE a.tenant_id = $1 AND a.id = c.account_id`,
+    [tenantId, saleId, delta],
+  ];
+
+  /** Removes a sale's journal entry, keeping every account's totals equal to its remaining postings. */
+  const entryRemoved = (tenantId: string, saleId: string): Array<[string, unknown[]]> => [
+    [
+      `WITH gone AS (
+         DELETE FROM postings p USING journal_entries e
+         WHERE e.tenant_id = $1 AND e.subject_id = $2 AND e.kind = 'sale' AND p.tenant_id = e.tenant_id AND p.entry_id = e.id
+         RETURNING p.account_id, p.amount
+       )
+       UPDATE accounts a SET balance = a.balance - g.amount, debit_total = a.debit_total - greatest(g.amount, 0), credit_total = a.credit_total - greatest(-g.amount, 0)
+       FROM gone g WHERE a.tenant_id = $1 AND a.id = g.account_id`,
+      [tenantId, saleId],
+    ],
+    [`DELETE FROM journal_entries WHERE tenant_id = $1 AND subject_id = $2 AND kind = 'sale'`, [tenantId, saleId]],
+  ];
+
   before(async () => {
     t = await startTestApp();
   });
@@ -91,23 +124,29 @@ describe('sales integrity checks: each finds its own corruption and nothing else
         `DELETE FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2`,
         `UPDATE stock_balances SET quantity = quantity + 100 WHERE tenant_id = $1`,
         `UPDATE sales SET total = 0 WHERE tenant_id = $1 AND id = $2`,
+        ...entryRemoved(shop.tenantId, shop.sale.id).map(([statement]) => statement),
       ],
-      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.op_id], [shop.tenantId], [shop.tenantId, shop.sale.id]],
+      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.op_id], [shop.tenantId], [shop.tenantId, shop.sale.id], ...entryRemoved(shop.tenantId, shop.sale.id).map(([, params]) => params)],
     );
     assert.deepEqual(await reported(shop), ['sale_has_items']);
   });
 
   it('sale_total_matches_items: a total changed after the fact', async () => {
     const shop = await newShop();
-    await corrupt([`UPDATE sales SET total = total + 1 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.sale.id]]);
+    const [entryStatement, entryParams] = entryFollowsTotal(shop.tenantId, shop.sale.id, 1);
+    await corrupt([`UPDATE sales SET total = total + 1 WHERE tenant_id = $1 AND id = $2`, entryStatement], [[shop.tenantId, shop.sale.id], entryParams]);
     assert.deepEqual(await reported(shop), ['sale_total_matches_items']);
   });
 
   it('sale_stock_matches_items: a line changed after its stock was taken', async () => {
     const shop = await newShop();
     await corrupt(
-      [`UPDATE sale_items SET quantity = quantity + 1, line_total = line_total + 1 WHERE tenant_id = $1 AND sale_id = $2`, `UPDATE sales SET total = total + 1 WHERE tenant_id = $1 AND id = $2`],
-      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.id]],
+      [
+        `UPDATE sale_items SET quantity = quantity + 1, line_total = line_total + 1 WHERE tenant_id = $1 AND sale_id = $2`,
+        `UPDATE sales SET total = total + 1 WHERE tenant_id = $1 AND id = $2`,
+        entryFollowsTotal(shop.tenantId, shop.sale.id, 1)[0],
+      ],
+      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.id], entryFollowsTotal(shop.tenantId, shop.sale.id, 1)[1]],
     );
     assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
   });
