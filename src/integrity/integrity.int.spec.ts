@@ -86,6 +86,23 @@ describe('integrity checker', () => {
     ]);
   });
 
+  it('stock_ledger_matches_balance: ledger rows left without their balance row (an orphan)', async () => {
+    const shop = await newShop();
+    const client = await t.admin.connect();
+    try {
+      // Only a superuser with foreign keys switched off can do this.
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query('DELETE FROM stock_balances WHERE tenant_id = $1', [shop.tenantId]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    assert.deepEqual(await reportedChecks(shop), { api: ['stock_ledger_matches_balance'], owner: ['stock_ledger_matches_balance'] });
+    const response = await shop.owner.get('/v1/integrity');
+    assert.deepEqual(response.body.findings[0].detail, { store_id: shop.storeId, sku_id: shop.skuId, balance: null, ledger_sum: 10 });
+  });
+
   it('stock_not_negative: a negative balance (its ledger agreeing), once the CHECK constraints are gone', async () => {
     const shop = await newShop();
     // The database refuses this even to a superuser while the constraints exist.

@@ -97,6 +97,19 @@ describe('integrity checks of money and transfers', () => {
     assert.deepEqual(await reported(world), ['money_account_totals_match_postings']);
   });
 
+  it('money_journal_entry_balanced: postings left without their entry (an orphan)', async () => {
+    const world = await newWorld();
+    const entryId = (await t.admin.query(`SELECT entry_id FROM payments WHERE id = $1`, [world.paymentId])).rows[0].entry_id;
+    await corrupt([[`DELETE FROM journal_entries WHERE tenant_id = $1 AND id = $2`, [world.tenantId, entryId]]]);
+    assert.deepEqual(await reported(world), ['money_journal_entry_balanced']);
+  });
+
+  it('money_account_totals_match_postings: postings left without their account (an orphan)', async () => {
+    const world = await newWorld();
+    await corrupt([[`DELETE FROM accounts WHERE tenant_id = $1 AND store_id = $2 AND kind = 'cash_drawer'`, [world.tenantId, world.source]]]);
+    assert.deepEqual(await reported(world), ['money_account_totals_match_postings']);
+  });
+
   it('money_party_has_account: a party without its account', async () => {
     const world = await newWorld();
     const op = (await t.admin.query(`SELECT op_id FROM parties WHERE id = $1`, [world.partyId])).rows[0].op_id;

@@ -5,17 +5,21 @@ export const inventoryChecks: IntegrityCheck[] = [
   {
     name: 'stock_ledger_matches_balance',
     severity: 'critical',
-    description: 'Every stock balance equals the sum of its ledger rows.',
+    description: 'Every stock balance equals the sum of its ledger rows, and no ledger rows are left without their balance row.',
+    // A FULL JOIN: ledger rows whose balance row is gone (an orphan the
+    // foreign key normally prevents) are found too, with balance null.
     sql: `
-      SELECT b.tenant_id, b.store_id || '/' || b.sku_id AS subject,
-             jsonb_build_object('store_id', b.store_id, 'sku_id', b.sku_id, 'balance', b.quantity, 'ledger_sum', coalesce(l.total, 0)) AS detail
-      FROM stock_balances b
-      LEFT JOIN (
+      SELECT coalesce(b.tenant_id, l.tenant_id) AS tenant_id,
+             coalesce(b.store_id, l.store_id) || '/' || coalesce(b.sku_id, l.sku_id) AS subject,
+             jsonb_build_object('store_id', coalesce(b.store_id, l.store_id), 'sku_id', coalesce(b.sku_id, l.sku_id),
+                                'balance', b.quantity, 'ledger_sum', coalesce(l.total, 0)) AS detail
+      FROM (SELECT tenant_id, store_id, sku_id, quantity FROM stock_balances WHERE ($1::uuid IS NULL OR tenant_id = $1)) b
+      FULL JOIN (
         SELECT tenant_id, store_id, sku_id, sum(quantity_change) AS total
         FROM stock_ledger WHERE ($1::uuid IS NULL OR tenant_id = $1)
         GROUP BY tenant_id, store_id, sku_id
       ) l ON l.tenant_id = b.tenant_id AND l.store_id = b.store_id AND l.sku_id = b.sku_id
-      WHERE ($1::uuid IS NULL OR b.tenant_id = $1) AND b.quantity <> coalesce(l.total, 0)`,
+      WHERE b.quantity IS DISTINCT FROM coalesce(l.total, 0)`,
   },
   {
     name: 'stock_not_negative',

@@ -5,34 +5,39 @@ export const moneyChecks: IntegrityCheck[] = [
   {
     name: 'money_journal_entry_balanced',
     severity: 'critical',
-    description: 'The postings of every journal entry sum to zero, and there are at least two.',
+    description: 'The postings of every journal entry sum to zero, and there are at least two; no posting is left without its entry.',
+    // A FULL JOIN over one pass of the postings: postings whose entry is gone
+    // (an orphan the foreign key normally prevents) are found too, kind null.
     sql: `
-      SELECT e.tenant_id, e.id::text AS subject,
-             jsonb_build_object('sum', coalesce(sum(p.amount), 0), 'postings', count(p.id), 'kind', e.kind) AS detail
-      FROM journal_entries e
-      LEFT JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
-      WHERE ($1::uuid IS NULL OR e.tenant_id = $1)
-      GROUP BY e.tenant_id, e.id, e.kind
-      HAVING coalesce(sum(p.amount), 0) <> 0 OR count(p.id) < 2`,
+      SELECT coalesce(e.tenant_id, p.tenant_id) AS tenant_id, coalesce(e.id, p.entry_id)::text AS subject,
+             jsonb_build_object('sum', coalesce(p.total, 0), 'postings', coalesce(p.postings, 0), 'kind', e.kind) AS detail
+      FROM (SELECT tenant_id, id, kind FROM journal_entries WHERE ($1::uuid IS NULL OR tenant_id = $1)) e
+      FULL JOIN (
+        SELECT tenant_id, entry_id, sum(amount) AS total, count(*) AS postings
+        FROM postings WHERE ($1::uuid IS NULL OR tenant_id = $1)
+        GROUP BY tenant_id, entry_id
+      ) p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+      WHERE e.id IS NULL OR coalesce(p.total, 0) <> 0 OR coalesce(p.postings, 0) < 2`,
   },
   {
     name: 'money_account_totals_match_postings',
     severity: 'critical',
-    description: 'Every account balance equals the sum of its postings, and its debit and credit totals the sums of its debits and credits.',
+    description:
+      'Every account balance equals the sum of its postings, and its debit and credit totals the sums of its debits and credits; no posting is left without its account.',
     sql: `
-      SELECT a.tenant_id, a.id::text AS subject,
+      SELECT coalesce(a.tenant_id, s.tenant_id) AS tenant_id, coalesce(a.id, s.account_id)::text AS subject,
              jsonb_build_object('key', a.key, 'balance', a.balance, 'postings_sum', coalesce(s.total, 0),
                                 'debit_total', a.debit_total, 'debits', coalesce(s.debits, 0),
                                 'credit_total', a.credit_total, 'credits', coalesce(s.credits, 0)) AS detail
-      FROM accounts a
-      LEFT JOIN (
+      FROM (SELECT tenant_id, id, key, balance, debit_total, credit_total FROM accounts WHERE ($1::uuid IS NULL OR tenant_id = $1)) a
+      FULL JOIN (
         SELECT tenant_id, account_id, sum(amount) AS total,
                sum(amount) FILTER (WHERE amount > 0) AS debits, -sum(amount) FILTER (WHERE amount < 0) AS credits
         FROM postings WHERE ($1::uuid IS NULL OR tenant_id = $1)
         GROUP BY tenant_id, account_id
       ) s ON s.tenant_id = a.tenant_id AND s.account_id = a.id
-      WHERE ($1::uuid IS NULL OR a.tenant_id = $1)
-        AND (a.balance <> coalesce(s.total, 0) OR a.debit_total <> coalesce(s.debits, 0) OR a.credit_total <> coalesce(s.credits, 0))`,
+      WHERE a.id IS NULL
+         OR a.balance <> coalesce(s.total, 0) OR a.debit_total <> coalesce(s.debits, 0) OR a.credit_total <> coalesce(s.credits, 0)`,
   },
   {
     name: 'money_party_has_account',
