@@ -103,6 +103,32 @@ describe('integrity checker', () => {
     assert.deepEqual(response.body.findings[0].detail, { store_id: shop.storeId, sku_id: shop.skuId, balance: null, ledger_sum: 10 });
   });
 
+  it('stock_snapshot_matches_ledger: a daily snapshot that is not the ledger at the end of its day', async () => {
+    const shop = await newShop();
+    // The receipt happened two days ago, and the days since have been snapshotted: consistent.
+    const client = await t.admin.connect();
+    const asSuperuserWithoutTriggers = async (text: string) => {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query(text, [shop.tenantId]);
+      await client.query('COMMIT');
+    };
+    try {
+      await asSuperuserWithoutTriggers(`UPDATE stock_ledger SET created_at = created_at - interval '2 days' WHERE tenant_id = $1`);
+      const taken = await shop.owner.post('/v1/stock/snapshots', {});
+      assert.equal(taken.status, 200);
+      assert.equal(taken.body.snapshots_written, 1);
+      assert.deepEqual(await reportedChecks(shop), { api: [], owner: [] });
+      await asSuperuserWithoutTriggers(`UPDATE stock_snapshots SET quantity = quantity + 1 WHERE tenant_id = $1`);
+    } finally {
+      client.release();
+    }
+    assert.deepEqual(await reportedChecks(shop), { api: ['stock_snapshot_matches_ledger'], owner: ['stock_snapshot_matches_ledger'] });
+    const response = await shop.owner.get('/v1/integrity');
+    assert.equal(response.body.findings[0].detail.snapshot, 11);
+    assert.equal(response.body.findings[0].detail.ledger, 10);
+  });
+
   it('stock_not_negative: a negative balance (its ledger agreeing), once the CHECK constraints are gone', async () => {
     const shop = await newShop();
     // The database refuses this even to a superuser while the constraints exist.

@@ -31,4 +31,28 @@ export const inventoryChecks: IntegrityCheck[] = [
       FROM stock_balances b
       WHERE ($1::uuid IS NULL OR b.tenant_id = $1) AND b.quantity < 0`,
   },
+  {
+    name: 'stock_snapshot_matches_ledger',
+    severity: 'critical',
+    description:
+      'Every daily stock snapshot (store, SKU, UTC day) equals the sum of that pair\'s ledger rows up to the end of its day, so stock "as of" a moment, read from the snapshot, is what the ledger says.',
+    // One pass over the ledger: per pair and UTC day its change, then the
+    // running sum (the balance at the end of each day that has ledger rows:
+    // the only days a snapshot is written for), joined to the snapshots.
+    sql: `
+      WITH daily AS (
+        SELECT tenant_id, store_id, sku_id, (created_at AT TIME ZONE 'UTC')::date AS day, sum(quantity_change) AS change
+        FROM stock_ledger WHERE ($1::uuid IS NULL OR tenant_id = $1)
+        GROUP BY 1, 2, 3, 4
+      ), running AS (
+        SELECT tenant_id, store_id, sku_id, day, sum(change) OVER (PARTITION BY tenant_id, store_id, sku_id ORDER BY day) AS quantity
+        FROM daily
+      )
+      SELECT s.tenant_id, s.store_id || '/' || s.sku_id || '/' || s.snapshot_date AS subject,
+             jsonb_build_object('store_id', s.store_id, 'sku_id', s.sku_id, 'snapshot_date', s.snapshot_date,
+                                'snapshot', s.quantity, 'ledger', r.quantity) AS detail
+      FROM stock_snapshots s
+      LEFT JOIN running r ON r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.sku_id = s.sku_id AND r.day = s.snapshot_date
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1) AND s.quantity IS DISTINCT FROM r.quantity`,
+  },
 ];
