@@ -41,8 +41,15 @@ const failed = (check: IntegrityCheck, tenantId: string, error: unknown): Findin
   tenant_id: tenantId,
 });
 
-const toFindings = (check: IntegrityCheck, rows: Row[]): Finding[] =>
-  rows.map((row) => ({ check: check.name, severity: check.severity, subject: String(row.subject), detail: row.detail, tenant_id: row.tenant_id }));
+/**
+ * Appends a check's rows as findings. One push per row: `push(...rows)` passes
+ * every row as an argument, and past ~120,000 rows (a whole table corrupted)
+ * that overflows the call stack — the check was then reported as one
+ * `check_failed` in the system tenant instead of its findings.
+ */
+function addFindings(findings: Finding[], check: IntegrityCheck, rows: Row[]): void {
+  for (const row of rows) findings.push({ check: check.name, severity: check.severity, subject: String(row.subject), detail: row.detail, tenant_id: row.tenant_id });
+}
 
 const SYSTEM_TENANT_ID = '00000000-0000-0000-0000-000000000000';
 
@@ -62,7 +69,7 @@ export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], 
         await client.query(`SELECT set_config('storekeep.orders_stuck_seconds', $1, true)`, [String(settings.ordersStuckSeconds)]);
         const result = await client.query<Row>(check.sql, [null]);
         await client.query('COMMIT');
-        findings.push(...toFindings(check, result.rows));
+        addFindings(findings, check, result.rows);
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         findings.push(failed(check, SYSTEM_TENANT_ID, error));
@@ -71,7 +78,9 @@ export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], 
   } finally {
     client.release();
   }
-  for (const check of checks) integrityFindings.set({ check: check.name }, findings.filter((finding) => finding.check === check.name).length);
+  const perCheck = new Map<string, number>();
+  for (const finding of findings) perCheck.set(finding.check, (perCheck.get(finding.check) ?? 0) + 1);
+  for (const check of checks) integrityFindings.set({ check: check.name }, perCheck.get(check.name) ?? 0);
   integrityLastRun.setToCurrentTime();
   return { checked_at: new Date(), checks: checks.map((check) => check.name), findings };
 }
@@ -85,7 +94,7 @@ export async function runChecksForTenant(db: Db, tenantId: string, checks: Integ
         await tx.executeQuery(CompiledQuery.raw(`SELECT set_config('storekeep.orders_stuck_seconds', $1, true)`, [String(settings.ordersStuckSeconds)]));
         return (await tx.executeQuery<Row>(CompiledQuery.raw(check.sql, [tenantId]))).rows;
       });
-      findings.push(...toFindings(check, rows));
+      addFindings(findings, check, rows);
     } catch (error) {
       findings.push(failed(check, tenantId, error));
     }
