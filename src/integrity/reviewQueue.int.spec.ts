@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../config.js';
+import { createLogger } from '../core/logger.js';
+import { registry } from '../core/metrics.js';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { waitFor } from '../../test/support/wait.js';
+import { startWorker } from '../jobs/worker.js';
+import { integrityNightly } from './nightlyJob.js';
+
+/**
+ * From a finding to the review queue, the metrics and the CLI, with two
+ * tenants corrupted at once: each finding is filed in its own tenant, once;
+ * a finding resolved while the data is still wrong is opened again, once.
+ */
+describe('integrity findings in the review queue, the metrics and storekeep check --json', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  async function corruptShop(): Promise<{ tenantId: string; owner: ApiClient; storeId: string }> {
+    const { tenantId, owner } = await t.newTenant();
+    const store = await owner.post('/v1/stores', { code: `S${randomUUID().slice(0, 6)}`, name: 'Main' });
+    const sku = await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Nails', unit: 'piece', price: 100 });
+    assert.equal((await owner.post(`/v1/stores/${store.body.id}/stock/receipts`, { items: [{ sku_id: sku.body.id, quantity: 10 }] })).status, 201);
+    await t.admin.query('UPDATE stock_balances SET quantity = quantity + 1 WHERE tenant_id = $1', [tenantId]);
+    return { tenantId, owner, storeId: store.body.id };
+  }
+
+  const items = async (tenantId: string) =>
+    (await t.admin.query(`SELECT id, status, subject_type, store_id FROM review_items WHERE tenant_id = $1 AND kind = 'integrity_finding' ORDER BY created_at`, [tenantId])).rows;
+
+  it('files each tenant\'s finding in that tenant once, reopens a resolved one that is still there, counts them, and the CLI reports them as JSON', async () => {
+    const a = await corruptShop();
+    const b = await corruptShop();
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [integrityNightly], cronItems: [], pollIntervalMs: 100 });
+    const nightlyRun = async () => {
+      await t.admin.query(`SELECT graphile_worker.add_job('integrity.run', '{}'::json)`);
+      await waitFor('the run', async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n === 0);
+    };
+    try {
+      await nightlyRun();
+      await nightlyRun();
+      for (const shop of [a, b]) {
+        const rows = await items(shop.tenantId);
+        assert.deepEqual(rows.map((row) => [row.status, row.subject_type, row.store_id]), [['open', 'stock_ledger_matches_balance', shop.storeId]]);
+      }
+      assert.match(await registry.getSingleMetricAsString('storekeep_integrity_findings'), /storekeep_integrity_findings\{check="stock_ledger_matches_balance"\} 2\b/);
+
+      // resolved by someone, but the data is still wrong: the next run opens it again, once
+      const [item] = await items(a.tenantId);
+      const resolved = await a.owner.post(`/v1/review-items/${item.id}/resolve`, { note: 'looked at it' });
+      assert.equal(resolved.status, 200);
+      await nightlyRun();
+      await nightlyRun();
+      assert.deepEqual((await items(a.tenantId)).map((row) => row.status), ['resolved', 'open']);
+      assert.deepEqual((await items(b.tenantId)).map((row) => row.status), ['open']);
+      const scraped = await (await fetch(`${t.baseUrl}/metrics`)).text();
+      assert.match(scraped, /storekeep_integrity_open_findings\{check="stock_ledger_matches_balance"\} 2\b/);
+    } finally {
+      await worker.stop();
+    }
+
+    const cli = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'check', '--json'], { env: { ...process.env, DATABASE_URL: t.url, LOG_LEVEL: 'silent' } });
+      let stdout = '';
+      child.stdout.on('data', (chunk) => (stdout += chunk));
+      child.on('close', (code) => resolve({ code, stdout }));
+    });
+    assert.equal(cli.code, 1);
+    const report = JSON.parse(cli.stdout);
+    assert.equal(report.ok, false);
+    assert.ok(!Number.isNaN(Date.parse(report.checked_at)));
+    assert.deepEqual(
+      report.findings.map((finding: { check: string; tenant_id: string; detail: { store_id: string } }) => [finding.check, finding.tenant_id, finding.detail.store_id]).sort(),
+      [
+        ['stock_ledger_matches_balance', a.tenantId, a.storeId],
+        ['stock_ledger_matches_balance', b.tenantId, b.storeId],
+      ].sort(),
+    );
+  });
+});
