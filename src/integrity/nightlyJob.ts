@@ -1,9 +1,13 @@
 import { fingerprintRequest, runCommand } from '../core/command.js';
-import { openReviewItem } from '../core/review.js';
+import { newId } from '../core/ids.js';
+import { openReviewItems } from '../core/review.js';
 import { defineTask } from '../jobs/task.js';
 import { allChecks } from './registry.js';
 import { checkSettingsOf, runChecksAsOwner, type Finding } from './runChecks.js';
 import { forEachTenant } from '../jobs/eachTenant.js';
+
+/** Review items opened per statement. */
+const REVIEW_BATCH = 1000;
 
 function storeOf(finding: Finding): string | undefined {
   const detail = finding.detail as { store_id?: unknown } | null;
@@ -40,18 +44,28 @@ export const integrityNightly = defineTask<Record<string, unknown>>({
         },
         { type: 'integrity.review' },
         async (cmd) => {
-          for (const finding of findings) {
-            const storeId = storeOf(finding);
-            const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
-              kind: 'integrity_finding',
-              severity: finding.severity,
-              subjectType: finding.check,
-              subjectId: finding.subject,
-              ...(storeId ? { storeId } : {}),
-              dedupeKey: `integrity:${finding.check}:${finding.subject}`,
-              detail: { check: finding.check, subject: finding.subject, detail: finding.detail, checked_at: run.checked_at },
+          // In batches, one statement each. An item is touched as created only
+          // when this run created it: a finding whose open item exists already
+          // (the same problem, still there) leaves that item as it is.
+          for (let start = 0; start < findings.length; start += REVIEW_BATCH) {
+            const batch = findings.slice(start, start + REVIEW_BATCH).map((finding) => {
+              const storeId = storeOf(finding);
+              return {
+                id: newId(),
+                opId: cmd.opId,
+                kind: 'integrity_finding',
+                severity: finding.severity,
+                subjectType: finding.check,
+                subjectId: finding.subject,
+                ...(storeId ? { storeId } : {}),
+                dedupeKey: `integrity:${finding.check}:${finding.subject}`,
+                detail: { check: finding.check, subject: finding.subject, detail: finding.detail, checked_at: run.checked_at },
+              };
             });
-            cmd.touch('review_items', id, 'created');
+            const ids = await openReviewItems(cmd.tx, tenantId, batch);
+            ids.forEach((id, index) => {
+              if (id === batch[index]!.id) cmd.touch('review_items', id, 'created');
+            });
           }
           return { status: 200, body: { findings: findings.length } };
         },

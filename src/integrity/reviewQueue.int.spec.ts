@@ -85,4 +85,55 @@ describe('integrity findings in the review queue, the metrics and storekeep chec
       ].sort(),
     );
   });
+  it('a run records as created only the items it created; two findings of one subject make one item', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const ok = async <T extends { status: number; body: any }>(pending: Promise<T>, status = 201): Promise<T> => {
+      const response = await pending;
+      assert.equal(response.status, status, JSON.stringify(response.body));
+      return response;
+    };
+    const source = (await ok(owner.post('/v1/stores', { code: 'A', name: 'A' }))).body.id;
+    const destination = (await ok(owner.post('/v1/stores', { code: 'B', name: 'B' }))).body.id;
+    const skus = [];
+    for (const code of ['X', 'Y']) skus.push((await ok(owner.post('/v1/skus', { code: `${code}${randomUUID().slice(0, 6)}`, name: code, unit: 'piece', price: 5 }))).body.id);
+    await ok(owner.post(`/v1/stores/${source}/stock/receipts`, { items: skus.map((sku_id) => ({ sku_id, quantity: 10 })) }));
+    const transfer = (await ok(owner.post('/v1/transfers', { source_store_id: source, destination_store_id: destination, items: skus.map((sku_id) => ({ sku_id, quantity: 2 })) }))).body.id;
+    await ok(owner.post(`/v1/transfers/${transfer}/approve`, {}), 200);
+    // both lines lose their quantity in transit: two findings, one subject (the transfer)
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query(`UPDATE stock_transfer_items SET quantity_in_transit = 0 WHERE tenant_id = $1`, [tenantId]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [integrityNightly], cronItems: [], pollIntervalMs: 100 });
+    const nightlyRun = async () => {
+      await t.admin.query(`SELECT graphile_worker.add_job('integrity.run', '{}'::json)`);
+      await waitFor('the run', async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n === 0);
+    };
+    try {
+      await nightlyRun();
+      await nightlyRun();
+    } finally {
+      await worker.stop();
+    }
+    const open = await items(tenantId);
+    assert.deepEqual(open.map((row) => [row.status, row.subject_type]), [['open', 'transfer_in_transit_consistent']]);
+    const runs = (
+      await t.admin.query(
+        `SELECT o.id, e.effects FROM operations o JOIN events e ON e.tenant_id = o.tenant_id AND e.op_id = o.id AND e.subject_type IS NULL
+         WHERE o.tenant_id = $1 AND o.type = 'integrity.review' ORDER BY o.created_at`,
+        [tenantId],
+      )
+    ).rows;
+    assert.equal(runs.length, 2);
+    const created = (effects: Array<{ table: string; id: string; action: string }>) =>
+      effects.filter((effect) => effect.table === 'review_items' && effect.action === 'created').map((effect) => effect.id);
+    assert.deepEqual(created(runs[0].effects), [open[0].id]);
+    assert.deepEqual(created(runs[1].effects), []);
+  });
 });
