@@ -25,7 +25,7 @@ export interface OrderRow {
   submit_attempts: number;
   recoveries: number;
   last_error: string | null;
-  /** Where asking the provider to cancel the order stands (migration 0845); null: nothing asked. */
+  /** Where asking the provider to cancel the order stands (migration 0819); null: nothing asked. */
   provider_cancellation: ProviderCancellation | null;
   status_changed_at: Date;
   version: number;
