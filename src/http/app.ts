@@ -18,6 +18,7 @@ import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
+import { strictJsonParser } from './json.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { rateLimitKeyOf } from './rateLimitKey.js';
@@ -204,6 +205,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
+  // JSON as UTF-8 only, and no text the database cannot store (src/http/json.ts).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, strictJsonParser(parseJson as Parameters<typeof strictJsonParser>[0]));
 
   // JSON between systems is UTF-8 (RFC 8259 §8.1): a body declared in any
   // other charset is refused, not read as if it were UTF-8.

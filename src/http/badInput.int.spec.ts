@@ -101,6 +101,36 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     }
   });
 
+  it('text the database cannot store (a NUL, an unpaired surrogate, also in a field name) is refused at its field, before the database sees it', async () => {
+    for (const [body, path] of [
+      ['{"code":"NUL","name":"a\\u0000b"}', '/body/name'],
+      ['{"code":"SUR","name":"a\\ud800b"}', '/body/name'],
+      ['{"code":"\\udfff","name":"Low"}', '/body/code'],
+      ['{"code":"OK","name":"Fine","a\\u0000b":1}', '/body/a\u0000b'],
+    ] as const) {
+      const before = await snapshot();
+      const response = await owner.post('/v1/stores', undefined, { rawBody: body });
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(response.body.errors.map((error: { path: string }) => error.path), [path], JSON.stringify(response.body));
+      assert.deepEqual(await snapshot(), before);
+    }
+    const receipt = await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 1 }], reference: 'ok\ud83d' });
+    assertProblem(receipt, 400, 'validation_failed');
+    assert.deepEqual(receipt.body.errors.map((error: { path: string }) => error.path), ['/body/reference']);
+  });
+
+  it('a body that is not UTF-8 is malformed_json, not read with U+FFFD in place of its bytes', async () => {
+    const before = await snapshot();
+    const response = await fetch(`${owner.baseUrl}/v1/stores`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+      body: Buffer.concat([Buffer.from('{"code":"LATIN","name":"Caf'), Buffer.from([0xe9]), Buffer.from('"}')]),
+    });
+    const body = await response.json();
+    assertProblem({ status: response.status, headers: response.headers, body }, 400, 'malformed_json');
+    assert.deepEqual(await snapshot(), before);
+  });
+
   it('every mutating endpoint declares its body in the OpenAPI document, and it refuses unknown fields (actions without input: none, {} or null)', async () => {
     const paths = (await owner.get('/openapi.json')).body.paths as Record<string, Record<string, { requestBody?: { content: Record<string, { schema: any }> } }>>;
     const open: string[] = [];

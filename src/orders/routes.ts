@@ -7,6 +7,7 @@ import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
+import { assertStorableBody, utf8TextOf } from '../http/json.js';
 import { IdempotencyHeaders, IdParams, IfMatchHeaders, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
 import { cancelOrder } from './cancelOrder.js';
@@ -219,8 +220,17 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
   // received: this scope keeps the raw body next to the parsed one.
   await app.register(async (hooks) => {
     hooks.removeContentTypeParser('application/json');
-    hooks.addContentTypeParser('application/json', { parseAs: 'string' }, (request: FastifyRequest, body: string | Buffer, done) => {
-      const text = typeof body === 'string' ? body : body.toString('utf8');
+    hooks.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request: FastifyRequest, body: string | Buffer, done) => {
+      let text: string;
+      try {
+        text = typeof body === 'string' ? body : utf8TextOf(body);
+      } catch {
+        // Not UTF-8: the signature is still checked first (over these bytes as read), then malformed_json.
+        request.rawBody = body.toString('utf8');
+        request.bodyParseError = true;
+        done(null, undefined);
+        return;
+      }
       request.rawBody = text;
       try {
         done(null, text.length > 0 ? JSON.parse(text) : undefined);
@@ -270,7 +280,8 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
             request.log.warn({ reason: check.reason }, 'fulfilment webhook refused');
             throw new AppError('invalid_signature', check.reason);
           }
-          if (request.bodyParseError) throw new AppError('malformed_json', 'the request body is not valid JSON');
+          if (request.bodyParseError) throw new AppError('malformed_json', 'the request body is not valid UTF-8 JSON');
+          assertStorableBody(request.body);
         },
       },
       async (request, reply) => {

@@ -1,0 +1,81 @@
+import type { FastifyRequest } from 'fastify';
+import { AppError, type FieldError } from '../core/errors.js';
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A request body's bytes as text, or a malformed_json refusal: JSON between
+ * systems is UTF-8 (RFC 8259 §8.1), and bytes that are not were once read
+ * with U+FFFD in their place and stored so (a tenant named "�(�").
+ */
+export function utf8TextOf(body: Buffer): string {
+  try {
+    return UTF8.decode(body);
+  } catch {
+    throw new AppError('malformed_json', 'the request body is not valid UTF-8');
+  }
+}
+
+/** A NUL, or a UTF-16 surrogate without its pair (JSON's `\ud800` escapes): text PostgreSQL cannot store. */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+const escapePointer = (name: string) => name.replace(/~/g, '~0').replace(/\//g, '~1');
+
+/**
+ * The first string or member name in a parsed JSON value that PostgreSQL
+ * cannot store — a NUL character (text refuses it) or a lone surrogate (json
+ * refuses it; text would hold U+FFFD instead) — as the field error of its
+ * path under `prefix`. Walked without recursion: a body may nest deeper than
+ * the stack.
+ */
+export function unstorableTextIn(value: unknown, prefix: string): FieldError | undefined {
+  const stack: Array<[unknown, string]> = [[value, prefix]];
+  while (stack.length > 0) {
+    const [current, path] = stack.pop()!;
+    if (typeof current === 'string') {
+      if (UNSTORABLE.test(current)) return { path, message: 'must not contain a NUL character or an unpaired surrogate' };
+    } else if (Array.isArray(current)) {
+      for (let index = current.length - 1; index >= 0; index--) stack.push([current[index], `${path}/${index}`]);
+    } else if (typeof current === 'object' && current !== null) {
+      for (const [name, item] of Object.entries(current).reverse()) {
+        if (UNSTORABLE.test(name)) return { path: `${path}/${escapePointer(name)}`, message: 'is a field name with a NUL character or an unpaired surrogate' };
+        stack.push([item, `${path}/${escapePointer(name)}`]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** unstorableTextIn of a request body, as the validation_failed refusal it is. */
+export function assertStorableBody(body: unknown): void {
+  const error = unstorableTextIn(body, '/body');
+  if (error) throw new AppError('validation_failed', `${error.path} ${error.message}`, { errors: [error] });
+}
+
+type JsonParser = (request: FastifyRequest, body: string, done: (error: Error | null, value?: unknown) => void) => void;
+
+/**
+ * The app's application/json parser: Fastify's own (same errors, same
+ * prototype-poisoning refusal) over the body decoded strictly as UTF-8, and a
+ * refusal, at the field's path, of text the database cannot store.
+ */
+export function strictJsonParser(parseJson: JsonParser) {
+  return (request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
+    let text: string;
+    try {
+      text = typeof body === 'string' ? body : utf8TextOf(body);
+    } catch (error) {
+      done(error as Error, undefined);
+      return;
+    }
+    parseJson(request, text, (error, value) => {
+      if (error) return done(error, undefined);
+      try {
+        assertStorableBody(value);
+      } catch (refusal) {
+        return done(refusal as Error, undefined);
+      }
+      done(null, value);
+    });
+  };
+}
