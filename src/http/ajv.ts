@@ -1,11 +1,13 @@
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { isDayText, LOWERCASE } from './schemas.js';
+import { fullFormats } from 'ajv-formats/dist/formats.js';
+import { isDayText, isMomentText, LOWERCASE } from './schemas.js';
 
 // Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
 // fields are an error, not silently dropped. Query strings and path params
 // arrive as text, so those are coerced.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+const isRfc3339DateTime = (fullFormats['date-time'] as { validate: (text: string) => boolean }).validate;
 function makeAjv(options: AjvOptions): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
   addFormats(ajv);
@@ -13,6 +15,9 @@ function makeAjv(options: AjvOptions): Ajv {
   // `date` reads the same way (ajv-formats takes year 0, which PostgreSQL
   // refuses, and the refusal came back as a 400 without the field's path).
   ajv.addFormat('date', isDayText);
+  // `date-time`: RFC 3339, as PostgreSQL's timestamptz reads it (year 0 and
+  // offsets past ±15:59 are refused there, once answered at path `/`).
+  ajv.addFormat('date-time', (text: string) => isRfc3339DateTime(text) && isMomentText(text));
   // `x-lowercase` (on UUIDs): the value is lowercased as it is validated, so
   // the code and the database see one spelling of an id (PostgreSQL answers
   // uuids in lowercase; a till that writes them in capitals names the same rows).

@@ -101,6 +101,21 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     }
   });
 
+  it('a date-time PostgreSQL cannot read as written (year 0, an offset past ±15:59) is refused at its own field', async () => {
+    for (const moment of ['0000-01-01T00:00:00Z', '0000-06-01T12:00:00+01:00', '2026-01-15T10:00:00+16:00', '2026-01-15T10:00:00-23:59', '2026-01-15T10:00:00+20']) {
+      const before = await snapshot();
+      const response = await owner.post('/v1/sales', { store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 100 }], client_created_at: moment });
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(response.body.errors.map((error: { path: string }) => error.path), ['/body/client_created_at'], `${moment}: ${JSON.stringify(response.body)}`);
+      assert.deepEqual(await snapshot(), before);
+    }
+    // The edges PostgreSQL does read are still taken by the schema (the sale's own check then judges them in UTC).
+    for (const moment of ['0001-01-02T00:00:00Z', '2026-01-15T10:00:00+15:59', '2026-01-15T10:00:00-15', '9999-12-31T23:59:59Z']) {
+      const response = await owner.post('/v1/sales', { store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 999_999_999, unit_price: 100 }], client_created_at: moment });
+      assertProblem(response, 409, 'insufficient_stock');
+    }
+  });
+
   it('text the database cannot store (a NUL, an unpaired surrogate, also in a field name) is refused at its field, before the database sees it', async () => {
     for (const [body, path] of [
       ['{"code":"NUL","name":"a\\u0000b"}', '/body/name'],

@@ -96,6 +96,18 @@ export function isDayText(day: string): boolean {
 }
 
 /**
+ * An RFC 3339 date-time (already checked as one) that PostgreSQL's
+ * `timestamptz` reads as written: a year from 0001 (it refuses year 0) and an
+ * offset within ±15:59 (it refuses a larger one). Either refusal came back as
+ * a 400 at path `/`, not at the field.
+ */
+export function isMomentText(text: string): boolean {
+  const match = /^(\d{4})-.*?(?:z|([+-])(\d\d)(?::?(\d\d))?)$/i.exec(text);
+  if (match === null || match[1] === '0000') return false;
+  return match[2] === undefined || Number(match[3]) * 60 + Number(match[4] ?? 0) <= 15 * 60 + 59;
+}
+
+/**
  * What one field of a cursor may hold: exactly the values its list's column
  * can take, so a cursor that decodes but names no position is the client's
  * 400 at /querystring/cursor — never a database error, nor (as PostgreSQL
