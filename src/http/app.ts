@@ -18,7 +18,7 @@ import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
-import { strictJsonParser } from './json.js';
+import { strictJsonParser, unstorableTextIn } from './json.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { rateLimitKeyOf } from './rateLimitKey.js';
@@ -219,6 +219,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       throw new AppError('unsupported_media_type', `send the body as application/json in UTF-8, not ${charset}`);
     }
     return payload;
+  });
+
+  // Query strings and path parameters: no text the database cannot store
+  // either, refused at its parameter (src/http/json.ts does bodies).
+  app.addHook('preValidation', async (request) => {
+    const error = unstorableTextIn(request.query, '/querystring') ?? unstorableTextIn(request.params, '/params');
+    if (error) throw new AppError('validation_failed', `${error.path} ${error.message}`, { errors: [error] });
   });
 
   app.setErrorHandler(answerError);

@@ -134,6 +134,14 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     assert.deepEqual(receipt.body.errors.map((error: { path: string }) => error.path), ['/body/reference']);
   });
 
+  it('a NUL or an unpaired surrogate in a query parameter is refused at the parameter', async () => {
+    for (const query of ['kind=%00', 'kind=a%00b', 'status=open&kind=%00x']) {
+      const response = await owner.get(`/v1/review-items?${query}`);
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(response.body.errors.map((error: { path: string }) => error.path), ['/querystring/kind'], `${query}: ${JSON.stringify(response.body)}`);
+    }
+  });
+
   it('a body that is not UTF-8 is malformed_json, not read with U+FFFD in place of its bytes', async () => {
     const before = await snapshot();
     const response = await fetch(`${owner.baseUrl}/v1/stores`, {
