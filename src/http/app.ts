@@ -34,6 +34,12 @@ declare module 'fastify' {
     auth?: 'none' | 'operator' | 'tenant';
     /** Permission a tenant token's role must have; checked before the body is read. */
     permission?: Permission;
+    /**
+     * The route itself refuses body text the database cannot store (a NUL, a
+     * lone surrogate): the webhook after its signature check, the sync batch
+     * sale by sale (one such sale must not hold up the rest of a till's queue).
+     */
+    textCheckedByRoute?: boolean;
   }
 }
 
@@ -221,10 +227,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return payload;
   });
 
-  // Query strings and path parameters: no text the database cannot store
-  // either, refused at its parameter (src/http/json.ts does bodies).
+  // Bodies, query strings and path parameters: no text the database cannot
+  // store (src/http/json.ts), refused at its field or parameter before the
+  // database refuses it at path `/`.
   app.addHook('preValidation', async (request) => {
-    const error = unstorableTextIn(request.query, '/querystring') ?? unstorableTextIn(request.params, '/params');
+    const error =
+      unstorableTextIn(request.query, '/querystring') ??
+      unstorableTextIn(request.params, '/params') ??
+      (request.routeOptions.config.textCheckedByRoute === true ? undefined : unstorableTextIn(request.body, '/body'));
     if (error) throw new AppError('validation_failed', `${error.path} ${error.message}`, { errors: [error] });
   });
 

@@ -47,8 +47,8 @@ export function unstorableTextIn(value: unknown, prefix: string): FieldError | u
 }
 
 /** unstorableTextIn of a request body, as the validation_failed refusal it is. */
-export function assertStorableBody(body: unknown): void {
-  const error = unstorableTextIn(body, '/body');
+export function assertStorableBody(body: unknown, prefix = '/body'): void {
+  const error = unstorableTextIn(body, prefix);
   if (error) throw new AppError('validation_failed', `${error.path} ${error.message}`, { errors: [error] });
 }
 
@@ -56,8 +56,10 @@ type JsonParser = (request: FastifyRequest, body: string, done: (error: Error | 
 
 /**
  * The app's application/json parser: Fastify's own (same errors, same
- * prototype-poisoning refusal) over the body decoded strictly as UTF-8, and a
- * refusal, at the field's path, of text the database cannot store.
+ * prototype-poisoning refusal) over the body decoded strictly as UTF-8. Text
+ * the database cannot store is refused later, at the field's path, by the
+ * app's preValidation hook (or, for a route that answers item by item, by the
+ * route: see `textCheckedByRoute`).
  */
 export function strictJsonParser(parseJson: JsonParser) {
   return (request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
@@ -68,14 +70,6 @@ export function strictJsonParser(parseJson: JsonParser) {
       done(error as Error, undefined);
       return;
     }
-    parseJson(request, text, (error, value) => {
-      if (error) return done(error, undefined);
-      try {
-        assertStorableBody(value);
-      } catch (refusal) {
-        return done(refusal as Error, undefined);
-      }
-      done(null, value);
-    });
+    parseJson(request, text, done);
   };
 }

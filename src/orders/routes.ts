@@ -243,7 +243,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
     hooks.post(
       '/v1/webhooks/fulfilment',
       {
-        config: { auth: 'none' },
+        config: { auth: 'none', textCheckedByRoute: true },
         schema: {
           tags: ['orders'],
           summary:

@@ -238,10 +238,17 @@ describe('sales under races: a void among running sales, two API processes on on
     // A malformed sale is refused on its own (400 at its fields, as if sent alone), and the good sale beside it is applied.
     const good = item({});
     const mixed = await cashier.post('/v1/sync/sales', {
-      sales: [good, item({ items: [{ sku_id: sku, quantity: 0, unit_price: 10 }] }), item({ payment_method: 'cashh', surprise: true })],
+      sales: [
+        good,
+        item({ items: [{ sku_id: sku, quantity: 0, unit_price: 10 }] }),
+        item({ payment_method: 'cashh', surprise: true }),
+        // text the database cannot store (a NUL) is refused at its field, for this sale only
+        item({ client_created_at: '2026-12-01T10:00:00.000Z\u0000' }),
+      ],
     });
     assert.equal(mixed.status, 200, JSON.stringify(mixed.body));
-    const [applied, zero, typo] = mixed.body.results;
+    const [applied, zero, typo, unstorable] = mixed.body.results;
+    assert.deepEqual([unstorable.status, unstorable.body.code, unstorable.body.errors.map((error: { path: string }) => error.path)], [400, 'validation_failed', ['/body/sales/3/client_created_at']]);
     assert.equal(applied.status, 201, JSON.stringify(applied.body));
     assert.equal(applied.idempotency_key, good.idempotency_key);
     assert.deepEqual([zero.status, zero.body.code], [400, 'validation_failed']);
