@@ -2,6 +2,7 @@ import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -343,9 +344,26 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   app.get('/openapi.json', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/healthz', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // Health and metrics (API.md's core endpoints): without a tenant token.
+  const operations = (summary: string, response: Record<string, unknown>) => ({ tags: ['operations'], summary, security: [], response });
+  app.get(
+    '/healthz',
+    { config: { auth: 'none', rateLimit: false }, schema: operations('Liveness: the process answers (it does not touch the database)', { 200: Type.Object({ status: Type.Literal('ok') }) }) },
+    async () => ({ status: 'ok' as const }),
+  );
 
-  app.get('/readyz', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async (_request, reply) => {
+  const readiness = operations('Readiness: the database answers and every migration is applied; 503 otherwise (with what is missing)', {
+    200: Type.Object({ status: Type.Literal('ready'), database: Type.Literal('ok'), migrations: Type.Literal('applied') }),
+    503: Type.Object(
+      {
+        status: Type.Literal('not_ready'),
+        database: Type.Union([Type.Literal('ok'), Type.Literal('unreachable')]),
+        pending_migrations: Type.Optional(Type.Array(Type.String(), { description: 'migrations not yet applied (run `storekeep migrate`)' })),
+      },
+      { description: 'Not ready (not a problem document): the database cannot be reached, or migrations are pending' },
+    ),
+  });
+  app.get('/readyz', { config: { auth: 'none', rateLimit: false }, schema: readiness }, async (_request, reply) => {
     try {
       const pending = await pendingMigrations(deps.pool);
       if (pending.length > 0) {
@@ -358,7 +376,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     }
   });
 
-  app.get('/metrics', { config: { auth: 'none', rateLimit: false }, schema: { hide: true } }, async (request, reply) => {
+  const metricsSchema = operations('Prometheus metrics, text format; with METRICS_TOKEN set, send it as `Authorization: Bearer <token>` (401 otherwise)', {
+    200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } },
+  });
+  app.get('/metrics', { config: { auth: 'none', rateLimit: false }, schema: metricsSchema }, async (request, reply) => {
     if (!metricsAllowed(config.metricsToken, request.headers.authorization)) throw new AppError('unauthorized', 'send the METRICS_TOKEN as "Authorization: Bearer <token>"');
     reply.header('content-type', registry.contentType);
     return registry.metrics();

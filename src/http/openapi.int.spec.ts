@@ -129,11 +129,30 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
     const refusalHeaders = Object.keys(doc.paths['/v1/transfers/{id}']!.get!.responses['4XX']?.headers ?? {}).map((name) => name.toLowerCase());
     assert.ok(refusalHeaders.includes('x-correlation-id') && refusalHeaders.includes('retry-after'), JSON.stringify(refusalHeaders));
   });
+  it("documents API.md's health and metrics endpoints, open to callers without a token, with what they answer", async () => {
+    const anonymous = new ApiClient(t.baseUrl, undefined);
+    for (const path of ['/healthz', '/readyz', '/metrics']) {
+      const operation = doc.paths[path]?.get as (Operation & { security?: unknown[] }) | undefined;
+      assert.ok(operation, `${path} is documented`);
+      assert.deepEqual(operation.security, [], `${path} needs no token`);
+    }
+    const fieldsOf = (path: string, status: string) => Object.keys(doc.paths[path]!.get!.responses[status]!.content!['application/json']!.schema!.properties ?? {}).sort();
+    assert.deepEqual(Object.keys((await anonymous.get('/healthz')).body).sort(), fieldsOf('/healthz', '200'));
+    assert.deepEqual(Object.keys((await anonymous.get('/readyz')).body).sort(), fieldsOf('/readyz', '200'));
+    assert.ok(fieldsOf('/readyz', '503').includes('pending_migrations'));
+    const metrics = await anonymous.get('/metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain/);
+    assert.match(String(metrics.body), /^# HELP /m, 'the text format, not a JSON string');
+  });
+
   it('documents the body of every success, with the fields the API answers', async () => {
     for (const [path, operations] of Object.entries(doc.paths)) {
       for (const [method, operation] of Object.entries(operations)) {
         for (const [status, response] of Object.entries(operation.responses).filter(([code]) => code.startsWith('2'))) {
-          assert.ok(response.content?.['application/json']?.schema, `${method} ${path} ${status} documents no body`);
+          // JSON, except the Prometheus text of /metrics
+          const media = path === '/metrics' ? 'text/plain' : 'application/json';
+          assert.ok(response.content?.[media]?.schema, `${method} ${path} ${status} documents no ${media} body`);
         }
       }
     }
