@@ -212,7 +212,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
-  // JSON as UTF-8 only, and no text the database cannot store (src/http/json.ts).
+  // JSON as UTF-8 only (src/http/json.ts); text the database cannot store is
+  // refused by the preValidation hook below, at its field.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, strictJsonParser(parseJson as Parameters<typeof strictJsonParser>[0]));
