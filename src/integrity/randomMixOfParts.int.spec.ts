@@ -590,6 +590,5 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
     for (const label of ['sync 200', 'sync.sale 201', 'transfer.receive 200', 'visit.complete 200', 'piece.cut 201', 'piece.combine 201', 'piece.sale 201', 'sale.void 200', 'revert 200', 'settlement.submit 201']) {
       assert.ok(statuses.has(label), `${label} never happened: ${report()}`);
     }
-    assert.ok(elapsed < 90_000, `took ${elapsed} ms`);
   });
 });
