@@ -38,6 +38,8 @@ describe('crash test: kill -9 the API and the worker under load', { timeout: 180
   let api: ChildProcess | undefined;
   let worker: ChildProcess | undefined;
   const output: string[] = [];
+  /** The load clients run while this is true; after() clears it, so a test that timed out does not leave them looping for ever (the file's process would never exit, and `npm test` with it). */
+  let running = false;
 
   const env = (): NodeJS.ProcessEnv => ({
     ...process.env,
@@ -100,6 +102,7 @@ describe('crash test: kill -9 the API and the worker under load', { timeout: 180
     sim.webhookUrl = `http://127.0.0.1:${apiPort}/v1/webhooks/fulfilment`;
   });
   after(async () => {
+    running = false;
     await kill9(api);
     await kill9(worker);
     await sim.stop();
@@ -158,7 +161,7 @@ describe('crash test: kill -9 the API and the worker under load', { timeout: 180
     };
 
     // Load: 8 clients, 3 sales for every order, while the chaos loop kills and restarts.
-    let running = true;
+    running = true;
     const clients = Array.from({ length: 8 }, async (_, client) => {
       let n = 0;
       while (running) {

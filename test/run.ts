@@ -84,7 +84,10 @@ async function main(): Promise<number> {
     const concurrency = process.env.TEST_CONCURRENCY ?? '3';
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...specs],
+      // --test-force-exit: a test file whose tests have all ended exits even if
+      // something it started still runs (a test that timed out keeps running
+      // its code): the run then fails instead of hanging.
+      ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-force-exit', '--test-reporter=spec', ...specs],
       {
         cwd: root,
         stdio: 'inherit',
