@@ -19,7 +19,7 @@ import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
-import { strictJsonParser, unstorableTextIn } from './json.js';
+import { assertStorableText, strictJsonParser } from './json.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { rateLimitKeyOf } from './rateLimitKey.js';
@@ -233,11 +233,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // store (src/http/json.ts), refused at its field or parameter before the
   // database refuses it at path `/`.
   app.addHook('preValidation', async (request) => {
-    const error =
-      unstorableTextIn(request.query, '/querystring') ??
-      unstorableTextIn(request.params, '/params') ??
-      (request.routeOptions.config.textCheckedByRoute === true ? undefined : unstorableTextIn(request.body, '/body'));
-    if (error) throw new AppError('validation_failed', `${error.path} ${error.message}`, { errors: [error] });
+    assertStorableText(request.query, '/querystring');
+    assertStorableText(request.params, '/params');
+    if (request.routeOptions.config.textCheckedByRoute !== true) assertStorableText(request.body, '/body');
   });
 
   app.setErrorHandler(answerError);

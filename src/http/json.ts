@@ -46,9 +46,9 @@ export function unstorableTextIn(value: unknown, prefix: string): FieldError | u
   return undefined;
 }
 
-/** unstorableTextIn of a request body, as the validation_failed refusal it is. */
-export function assertStorableBody(body: unknown, prefix = '/body'): void {
-  const error = unstorableTextIn(body, prefix);
+/** unstorableTextIn of a part of a request (its paths under `prefix`: `/body`, `/querystring`…), as the validation_failed refusal it is. */
+export function assertStorableText(value: unknown, prefix: string): void {
+  const error = unstorableTextIn(value, prefix);
   if (error) throw new AppError('validation_failed', `${error.path} ${error.message}`, { errors: [error] });
 }
 

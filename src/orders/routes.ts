@@ -7,7 +7,7 @@ import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
-import { assertStorableBody, utf8TextOf } from '../http/json.js';
+import { assertStorableText, utf8TextOf } from '../http/json.js';
 import { IdempotencyHeaders, IdParams, IfMatchHeaders, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
 import { cancelOrder } from './cancelOrder.js';
@@ -281,7 +281,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
             throw new AppError('invalid_signature', check.reason);
           }
           if (request.bodyParseError) throw new AppError('malformed_json', 'the request body is not valid UTF-8 JSON');
-          assertStorableBody(request.body);
+          assertStorableText(request.body, '/body');
         },
       },
       async (request, reply) => {

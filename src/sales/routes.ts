@@ -7,7 +7,7 @@ import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
 import { makeBodyAjv, makeTextAjv } from '../http/ajv.js';
-import { assertStorableBody } from '../http/json.js';
+import { assertStorableText } from '../http/json.js';
 import { IdempotencyHeaders, IdParams, Money, Timestamp, Uuid } from '../http/schemas.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
@@ -229,7 +229,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         request.body.sales.map(async (queued, index): Promise<CommandOutcome> => {
           // As if sent alone: a sale that is not valid is refused (400) on its
           // own, with the paths of its fields in the batch.
-          assertStorableBody(queued, `/body/sales/${index}`);
+          assertStorableText(queued, `/body/sales/${index}`);
           if (!validateSyncSale(queued)) {
             throw Object.assign(new Error('a synced sale is not valid'), { validation: validateSyncSale.errors, validationContext: `body/sales/${index}` });
           }
