@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { loadConfig, type Config } from '../config.js';
-import { createLogger } from '../core/logger.js';
+import type { Config } from '../config.js';
 import { registry } from '../core/metrics.js';
+import { startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
-import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
 import { randomUUID } from 'node:crypto';
 import { runCommand } from '../core/command.js';
@@ -33,13 +33,7 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
     };
     t = await startTestApp(overrides);
     sim.webhookUrl = `${t.baseUrl}/v1/webhooks/fulfilment`;
-    worker = await startWorker({
-      databaseUrl: t.url, appDatabaseUrl: t.appUrl,
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
-      logger: createLogger('silent'),
-      cronItems: [],
-      pollIntervalMs: 100,
-    });
+    worker = await startTestWorker(t, overrides);
   });
   beforeEach(() => {
     Object.assign(sim.faults, { failCreates: 0, acceptThenHang: 0, rejectCreates: 0, duplicateWebhooks: false, outOfOrderWebhooks: false, webhooks: true, latencyMs: 0 });

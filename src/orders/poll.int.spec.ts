@@ -1,12 +1,12 @@
 /** Orders the provider holds whose webhooks were lost: the sweep asks the provider about them. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig, type Config } from '../config.js';
-import { createLogger } from '../core/logger.js';
+import type { Config } from '../config.js';
+import { startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import { makeEnvelope } from '../jobs/enqueueJob.js';
-import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
 import { newOrderShop, orderBody, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
 
@@ -21,14 +21,7 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     sim = await startProviderSim({ secret: WEBHOOK_SECRET, faults: { webhooks: false } });
     Object.assign(overrides, { fulfilmentUrl: sim.url, fulfilmentWebhookSecret: WEBHOOK_SECRET });
     t = await startTestApp(overrides);
-    worker = await startWorker({
-      databaseUrl: t.url,
-      appDatabaseUrl: t.appUrl,
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
-      logger: createLogger('silent'),
-      cronItems: [],
-      pollIntervalMs: 100,
-    });
+    worker = await startTestWorker(t, overrides);
   });
   after(async () => {
     await worker?.stop();
@@ -92,14 +85,7 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     // When the sweep's lookup is on its way (the provider answers in 2 s, within FULFILMENT_TIMEOUT_MS, here 10 s
     // so that a loaded machine cannot turn the slow answer into a timeout) and a manager completes the order meanwhile
     await worker.stop();
-    worker = await startWorker({
-      databaseUrl: t.url,
-      appDatabaseUrl: t.appUrl,
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides, fulfilmentTimeoutMs: 10_000 },
-      logger: createLogger('silent'),
-      cronItems: [],
-      pollIntervalMs: 100,
-    });
+    worker = await startTestWorker(t, { ...overrides, fulfilmentTimeoutMs: 10_000 });
     sim.faults.latencyMs = 2_000;
     const lookups = () => sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(key)}`).length;
     const lookupsBefore = lookups();
@@ -128,14 +114,7 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     await t.admin.query(`UPDATE orders SET status_changed_at = now() - interval '1 hour' WHERE id = $1`, [orderId]);
     // When the provider cannot be reached (the sweep runs every 0.5 s; a lookup is due after 4 s unchanged)
     const unreachable = { ...overrides, fulfilmentUrl: 'http://127.0.0.1:9', ordersPollAfterSeconds: 4, jobRetryBaseMs: 20, jobRetryMaxMs: 50 };
-    worker = await startWorker({
-      databaseUrl: t.url,
-      appDatabaseUrl: t.appUrl,
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...unreachable },
-      logger: createLogger('silent'),
-      cronItems: [],
-      pollIntervalMs: 100,
-    });
+    worker = await startTestWorker(t, unreachable);
     const giveUps = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'job.give_up'`, [shop.tenantId])).rows[0].n as number;
     await waitFor('the lookup to give up', async () => (await giveUps()) >= 1, 15_000, 100);
     // And a second lookup of the order queued meanwhile (a sweep that ran while

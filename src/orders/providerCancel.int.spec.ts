@@ -1,11 +1,11 @@
 /** Cancelling an order the provider holds: the provider is asked to cancel it too (outbox job, retried, reviewed when refused). */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { loadConfig, type Config } from '../config.js';
-import { createLogger } from '../core/logger.js';
+import type { Config } from '../config.js';
+import { startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
-import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
 import { newOrderShop, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
 
@@ -28,14 +28,7 @@ describe('cancelling an order the provider holds', () => {
     Object.assign(overrides, { fulfilmentUrl: sim.url, fulfilmentWebhookSecret: WEBHOOK_SECRET });
     t = await startTestApp(overrides);
     sim.webhookUrl = `${t.baseUrl}/v1/webhooks/fulfilment`;
-    worker = await startWorker({
-      databaseUrl: t.url,
-      appDatabaseUrl: t.appUrl,
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
-      logger: createLogger('silent'),
-      cronItems: [],
-      pollIntervalMs: 100,
-    });
+    worker = await startTestWorker(t, overrides);
   });
   beforeEach(() => {
     Object.assign(sim.faults, { failCancels: 0, shipBeforeCancels: 0, webhooks: false });
@@ -123,14 +116,7 @@ describe('cancelling an order the provider holds', () => {
       assert.deepEqual([job.payload.data, job.payload.tenant_id, job.payload.correlation_id], [{ order_id: orderId }, shop.tenantId, 'corr-cancel-2']);
       assert.equal(await cancellationOf(orderId), 'requested');
     } finally {
-      worker = await startWorker({
-        databaseUrl: t.url,
-        appDatabaseUrl: t.appUrl,
-        config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
-        logger: createLogger('silent'),
-        cronItems: [],
-        pollIntervalMs: 100,
-      });
+      worker = await startTestWorker(t, overrides);
     }
     await waitForCancellation(orderId, 'confirmed');
   });
@@ -145,14 +131,7 @@ describe('cancelling an order the provider holds', () => {
       assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
       assert.equal(cancelled.body.provider_cancellation, null);
     } finally {
-      worker = await startWorker({
-        databaseUrl: t.url,
-        appDatabaseUrl: t.appUrl,
-        config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
-        logger: createLogger('silent'),
-        cronItems: [],
-        pollIntervalMs: 100,
-      });
+      worker = await startTestWorker(t, overrides);
     }
     await sleep(1_000);
     assert.equal([...sim.orders.values()].filter((order) => order.reference === orderId).length, 0);

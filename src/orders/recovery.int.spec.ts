@@ -1,12 +1,12 @@
 /** Stuck-order recovery when an order's submission keeps failing before it reaches the provider. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig, type Config } from '../config.js';
-import { createLogger } from '../core/logger.js';
+import type { Config } from '../config.js';
+import { startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import { makeEnvelope } from '../jobs/enqueueJob.js';
-import { startWorker, type RunningWorker } from '../jobs/worker.js';
+import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
 import { allChecks } from '../integrity/registry.js';
 import { runChecksForTenant } from '../integrity/runChecks.js';
@@ -49,7 +49,7 @@ describe('recovery of an order stuck in pending', () => {
       CREATE FUNCTION refuse_submit_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF OLD.status = 'pending' AND NEW.status = 'submitting' THEN RAISE EXCEPTION 'injected: submit cannot start'; END IF; RETURN NEW; END $$;
       CREATE TRIGGER refuse_submit_for_test BEFORE UPDATE ON orders FOR EACH ROW WHEN (OLD.id = '${orderId}') EXECUTE FUNCTION refuse_submit_for_test();`);
-    worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides }, logger: createLogger('silent'), cronItems: [], pollIntervalMs: 100 });
+    worker = await startTestWorker(t, overrides);
     // When the worker runs (scaled: stuck after 1 s, swept every 0.5 s)
     await waitFor('the order to be given up', async () => (await statusOf(t.admin, orderId)) === 'failed', 30_000, 200);
     // Then it was recovered MAX_RECOVERIES times, failed once, for review
@@ -87,7 +87,7 @@ describe('recovery of an order stuck in pending', () => {
     ]);
     // When it has been pending long enough to be recovered, and the worker recovers it
     await sleep(1_200);
-    worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides }, logger: createLogger('silent'), cronItems: [], pollIntervalMs: 100 });
+    worker = await startTestWorker(t, overrides);
     await waitFor('a recovery', async () => (await t.admin.query(`SELECT recoveries FROM orders WHERE id = $1`, [orderId])).rows[0].recoveries >= 1, 15_000, 100);
     // Then the waiting submit is the same attempt 3 at the same time (not attempt 1 again)
     const jobs = (await t.admin.query(`SELECT payload, run_at FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows;
@@ -118,15 +118,7 @@ describe('recovery of an order stuck in pending', () => {
       ]);
     }
     // When a worker runs them one after the other (no sweep of its own; stuck after a minute)
-    worker = await startWorker({
-      databaseUrl: t.url,
-      appDatabaseUrl: t.appUrl,
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides, ordersStuckAfterSeconds: 60, workerConcurrency: 1 },
-      logger: createLogger('silent'),
-      tasks: [recoverOrder],
-      cronItems: [],
-      pollIntervalMs: 100,
-    });
+    worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60, workerConcurrency: 1 }, [recoverOrder]);
     await waitFor(
       'both recovery jobs to run',
       async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE task_id IN (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'order.recover')`)).rows[0].n === 0,
@@ -150,7 +142,7 @@ describe('recovery of an order stuck in pending', () => {
       await recovery.query('BEGIN');
       const kept = await recovery.query(`SELECT enqueue_job('order.submit', $1::jsonb, NULL, NULL, $2, 'keep_waiting') AS id`, [JSON.stringify(queued.payload), key]);
       assert.equal(String(kept.rows[0].id), String(queued.id), 'the waiting job is kept, not replaced');
-      worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides }, logger: createLogger('silent'), cronItems: [], pollIntervalMs: 100 });
+      worker = await startTestWorker(t, overrides);
       await sleep(1_500);
       // Then the worker has not taken it: the recovering transaction holds its row (the worker skips locked jobs)
       const meanwhile = (await t.admin.query(`SELECT locked_at, attempts FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows;

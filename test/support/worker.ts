@@ -1,0 +1,22 @@
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/core/logger.js';
+import type { TaskDefinition } from '../../src/jobs/task.js';
+import { startWorker, type RunningWorker } from '../../src/jobs/worker.js';
+import type { TestDatabase } from './database.js';
+
+/**
+ * A worker on a test file's database, as the tests run it: silent, no cron,
+ * polling every 100 ms, with the default configuration under `config`; every
+ * task unless `tasks` names some.
+ */
+export function startTestWorker(t: Pick<TestDatabase, 'url' | 'appUrl'>, config: Partial<Config>, tasks?: TaskDefinition[]): Promise<RunningWorker> {
+  return startWorker({
+    databaseUrl: t.url,
+    appDatabaseUrl: t.appUrl,
+    config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...config },
+    logger: createLogger('silent'),
+    ...(tasks ? { tasks } : {}),
+    cronItems: [],
+    pollIntervalMs: 100,
+  });
+}
