@@ -205,4 +205,38 @@ describe('sales post to the ledger in the sale\'s own transaction', () => {
     }
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
+  it('the database refuses a posting or a sale line naming another operation than its entry\'s or its sale\'s', async () => {
+    const first = await sell('cash', 1);
+    const second = await sell('cash', 1);
+    assert.equal(first.status, 201);
+    assert.equal(second.status, 201);
+    const opOf = async (saleId: string) => (await t.admin.query(`SELECT op_id FROM sales WHERE id = $1`, [saleId])).rows[0].op_id as string;
+    const [firstOp, secondOp] = [await opOf(first.body.id), await opOf(second.body.id)];
+    const entry = (await t.admin.query(`SELECT id FROM journal_entries WHERE tenant_id = $1 AND op_id = $2`, [tenantId, firstOp])).rows[0].id as string;
+    const account = (await t.admin.query(`SELECT id FROM accounts WHERE tenant_id = $1 AND key = $2`, [tenantId, `store/${store.id}/cash_drawer`])).rows[0].id;
+    const refusal = async (statement: string, params: unknown[]) => {
+      const client = await t.admin.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(statement, params);
+        return 'accepted';
+      } catch (error) {
+        return `${(error as { code?: string }).code} ${(error as { constraint?: string }).constraint}`;
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+    };
+    // A balanced pair, so only the keys can refuse it.
+    const postings = `INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, 7, $4), ($1, $2, $3, -7, $4)`;
+    assert.equal(await refusal(postings, [tenantId, entry, account, secondOp]), '23503 postings_entry_op_fkey');
+    assert.equal(await refusal(postings, [tenantId, entry, account, randomUUID()]), '23503 postings_entry_op_fkey');
+    assert.equal(await refusal(postings, [tenantId, randomUUID(), account, firstOp]), '23503 postings_entry_op_fkey');
+    assert.equal(await refusal(postings, [tenantId, entry, account, firstOp]), 'accepted');
+    const line = `INSERT INTO sale_items (tenant_id, id, sale_id, line_number, sku_id, quantity, unit_price, line_total, op_id)
+                  VALUES ($1, $2, $3, 99, $4, 1, 50, 50, $5)`;
+    assert.equal(await refusal(line, [tenantId, randomUUID(), first.body.id, sku.id, secondOp]), '23503 sale_items_sale_op_fkey');
+    assert.equal(await refusal(line, [tenantId, randomUUID(), randomUUID(), sku.id, firstOp]), '23503 sale_items_sale_op_fkey');
+    assert.equal(await refusal(line, [tenantId, randomUUID(), first.body.id, sku.id, firstOp]), 'accepted');
+  });
 });
