@@ -309,7 +309,7 @@ export interface StoredResponse {
 }
 
 /** The stored response of a key with its operation's actor and store (RLS keeps both to the tenant). */
-const STORED_COLUMNS = sql`k.fingerprint, k.op_id, k.response_status, k.response_body, o.actor_token_id, o.store_id`;
+const STORED_COLUMNS = sql`k.fingerprint, k.op_id, k.response_status, k.response_body, coalesce(k.actor_token_id, o.actor_token_id) AS actor_token_id, o.store_id`;
 const STORED_FROM = sql`idempotency_keys k JOIN operations o ON o.tenant_id = k.tenant_id AND o.id = k.op_id`;
 
 /** Live stored responses of the given keys (read after claimIdempotencyKeys took their locks). */
@@ -394,19 +394,58 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
   return { ...result, replayed: false, opId };
 }
 
-/**
- * Thrown to roll back a command: one whose function returned a non-2xx
- * result, or one whose effect already happened through an earlier operation
- * (`replayed`: the answer is that earlier result, sent with
- * `Idempotent-Replayed: true`; nothing new is written).
- */
+/** Thrown to roll back a command whose function returned a non-2xx result (the caller answers with that result). */
 export class CommandRefused extends Error {
-  constructor(
-    readonly result: CommandResult,
-    readonly replayed = false,
-  ) {
+  constructor(readonly result: CommandResult) {
     super(`command refused with status ${result.status}`);
   }
+}
+
+/**
+ * Thrown inside a command whose effect already happened through an earlier
+ * operation (`doneBy`): voiding a voided sale, reverting a reverted
+ * operation, completing a completed visit, revoking a revoked token. It must
+ * be thrown before the command changed anything. The command is rolled back
+ * (nothing new is written) and answered with `body` as a replay
+ * (`Idempotent-Replayed: true`); its Idempotency-Key, if any, is kept with
+ * that answer and the earlier operation (recordAlreadyDone), so the key is
+ * refused for a different request like any used key.
+ */
+export class AlreadyDone extends Error {
+  constructor(
+    readonly body: unknown,
+    /** The operation that did it (null: not known, e.g. for data older than its record; the key is then not kept). */
+    readonly doneBy: string | null,
+    readonly status = 200,
+  ) {
+    super('already done: answering with the earlier result');
+  }
+}
+
+/** The outcome of a command that was already done. */
+export const alreadyDoneOutcome = (done: AlreadyDone): CommandOutcome => ({ status: done.status, body: done.body, replayed: true, opId: done.doneBy });
+
+/**
+ * Keeps an already-done command's Idempotency-Key with its answer, naming
+ * the earlier operation, and who sent this request (the operation's actor
+ * may be another token). Run in the transaction after the command was rolled
+ * back. If another request holds the key or stored it meanwhile, nothing is
+ * written: that one's answer is the key's.
+ */
+export async function recordAlreadyDone(tx: Tx, input: CommandInput, spec: CommandSpec, done: AlreadyDone): Promise<void> {
+  const key = input.idempotencyKey;
+  if (key === undefined || done.doneBy === null) return;
+  const [locked] = await claimIdempotencyKeys(tx, input.tenantId, [key]);
+  if (!locked) return;
+  const body = (spec.redactForReplay ? spec.redactForReplay(done.body) : done.body) ?? null;
+  await sql`
+    INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at, actor_token_id)
+    VALUES (${input.tenantId}, ${key}, ${input.fingerprint}, ${done.doneBy}, ${done.status}, ${JSON.stringify(body)}::jsonb,
+            now() + make_interval(hours => ${spec.ttlHours ?? defaultTtlHours}), ${input.principal.kind === 'token' ? input.principal.tokenId : null})
+    ON CONFLICT (tenant_id, key) DO UPDATE
+      SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
+          response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at, actor_token_id = EXCLUDED.actor_token_id
+      WHERE idempotency_keys.expires_at <= now()`.execute(tx);
 }
 
 export interface RetryOptions {
@@ -435,12 +474,16 @@ export async function inTenantTransaction<T>(db: Db, tenantId: string, fn: (tx: 
   }
 }
 
-/** One command, one transaction. */
+/** One command, one transaction (an already-done command: rolled back, its key kept in a second one). */
 export async function runCommand(db: Db, input: CommandInput, spec: CommandSpec, fn: CommandFn): Promise<CommandOutcome> {
   try {
     return await inTenantTransaction(db, input.tenantId, (tx) => executeCommand(tx, input, spec, fn));
   } catch (error) {
-    if (error instanceof CommandRefused) return { ...error.result, replayed: error.replayed, opId: null };
+    if (error instanceof CommandRefused) return { ...error.result, replayed: false, opId: null };
+    if (error instanceof AlreadyDone) {
+      await inTenantTransaction(db, input.tenantId, (tx) => recordAlreadyDone(tx, input, spec, error));
+      return alreadyDoneOutcome(error);
+    }
     throw error;
   }
 }

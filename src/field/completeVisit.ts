@@ -1,10 +1,9 @@
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
-import { canonicalJson, type Command } from '../core/command.js';
+import { AlreadyDone, canonicalJson, type Command } from '../core/command.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { AlreadyDone } from '../http/command.js';
 import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSkusExist } from '../inventory/receiveStock.js';
 import { postJournal } from '../money/postJournal.js';
@@ -106,8 +105,8 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     // operation's audit event.
     const original = await maybeOne(
       tx,
-      sql<{ payload: unknown }>`
-        SELECT e.payload FROM visits v JOIN events e ON e.tenant_id = v.tenant_id AND e.op_id = v.completed_by_op AND e.subject_type IS NULL
+      sql<{ payload: unknown; op_id: string }>`
+        SELECT e.payload, e.op_id FROM visits v JOIN events e ON e.tenant_id = v.tenant_id AND e.op_id = v.completed_by_op AND e.subject_type IS NULL
         WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}`,
     );
     const recorded = (body: unknown) => canonicalJson(completionGoods(body));
@@ -117,7 +116,7 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
       });
     }
     const stored = await loadVisitCompletion(tx, tenantId, visitId);
-    throw new AlreadyDone(stored);
+    throw new AlreadyDone(stored, original.op_id);
   }
 
   const settings = await getTenantSettings(tx, tenantId);

@@ -290,7 +290,8 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.equal(first.status, 200);
     const before = await snapshot();
     // The same body under another key (or none): the visit is done, its result is returned.
-    for (const again of [await agent.post(`/v1/visits/${visit.id}/complete`, body, key()), await agent.post(`/v1/visits/${visit.id}/complete`, body)]) {
+    const againKey = key();
+    for (const again of [await agent.post(`/v1/visits/${visit.id}/complete`, body, againKey), await agent.post(`/v1/visits/${visit.id}/complete`, body)]) {
       assert.equal(again.status, 200);
       assert.equal(again.headers.get('idempotent-replayed'), 'true');
       assert.deepEqual(again.body, first.body);
@@ -323,6 +324,10 @@ describe('field sales: points of sale, visits, consignments', () => {
     assertProblem(other, 409, 'invalid_transition');
     assert.equal(other.body.current_status, 'completed');
     assert.deepEqual(await snapshot(), afterTwo);
+    // The key of a replayed completion is kept: it cannot complete another visit.
+    const three = await schedule();
+    assertProblem(await agent.post(`/v1/visits/${three.id}/complete`, body, againKey), 422, 'idempotency_key_reused');
+    assert.equal((await t.admin.query(`SELECT status FROM visits WHERE id = $1`, [three.id])).rows[0].status, 'scheduled');
   });
 
   it("an Idempotency-Key of another agent's completion is 404 for an agent who may not see that visit, not a replay", async () => {

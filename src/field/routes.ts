@@ -3,7 +3,7 @@ import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, commandInputOf, commandOrReplay, tenantOf } from '../http/command.js';
+import { command, commandInputOf, tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit, completionGoods, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
@@ -300,7 +300,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       // agent stands: a retry under its key after a lost answer may re-read
       // its GPS and still replays (the position is checked, not compared), and
       // the goods may be listed in another order (completionGoods).
-      return commandOrReplay(
+      return command(
         db,
         request,
         reply,

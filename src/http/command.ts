@@ -63,28 +63,11 @@ export function sendOutcome(reply: FastifyReply, outcome: CommandOutcome): Fasti
   return reply.status(outcome.status).send(outcome.body);
 }
 
-/** Runs a route's command in one transaction and sends its (possibly replayed) result. */
-export async function command(db: Db, request: FastifyRequest, reply: FastifyReply, spec: CommandSpec, fn: CommandFn): Promise<FastifyReply> {
-  return sendOutcome(reply, await runCommand(db, commandInputOf(request), spec, fn));
-}
-
 /**
- * Thrown inside a command whose effect already happened through an earlier
- * operation (completing a completed visit, reverting a reverted operation):
- * the transaction rolls back, so nothing new is written, and the route answers
- * with the stored result as a replay (`Idempotent-Replayed: true`).
+ * Runs a route's command in one transaction and sends its result — replayed
+ * for a stored key, or for a command already done (AlreadyDone).
  */
-export class AlreadyDone extends Error {
-  constructor(
-    readonly body: unknown,
-    readonly status = 200,
-  ) {
-    super('already done: replaying the earlier result');
-  }
-}
-
-/** `command`, plus AlreadyDone turned into a replayed response. */
-export async function commandOrReplay(
+export async function command(
   db: Db,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -92,10 +75,5 @@ export async function commandOrReplay(
   fn: CommandFn,
   input: CommandInput = commandInputOf(request),
 ): Promise<FastifyReply> {
-  try {
-    return sendOutcome(reply, await runCommand(db, input, spec, fn));
-  } catch (error) {
-    if (!(error instanceof AlreadyDone)) throw error;
-    return sendOutcome(reply, { status: error.status, body: error.body, replayed: true, opId: null });
-  }
+  return sendOutcome(reply, await runCommand(db, input, spec, fn));
 }

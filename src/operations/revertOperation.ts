@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import { recordInScope } from '../core/auth.js';
-import type { Command } from '../core/command.js';
+import { AlreadyDone, type Command } from '../core/command.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
-import { AlreadyDone } from '../http/command.js';
 
 /** The operation being reverted, locked by revertOperation. */
 export interface RevertTarget {
@@ -61,7 +60,7 @@ export async function revertOperation(cmd: Command, opId: string, handlers: Read
   if (!target || !recordInScope(principal, target.store_id)) throw notFound('operation');
   cmd.storeId = target.store_id ?? undefined;
 
-  if (target.reverted_by !== null) throw new AlreadyDone(await loadRevertResult(cmd.tx, cmd.tenantId, target, target.reverted_by));
+  if (target.reverted_by !== null) throw new AlreadyDone(await loadRevertResult(cmd.tx, cmd.tenantId, target, target.reverted_by), target.reverted_by);
   const handler = handlers[target.type];
   if (!handler) throw new AppError('unprocessable', `operations of type ${target.type} cannot be reverted`, { extra: { operation_type: target.type } });
 

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { commandOrReplay, tenantOf } from '../http/command.js';
+import { command, tenantOf } from '../http/command.js';
 import { IdempotencyHeaders, NoBody, Timestamp, Uuid } from '../http/schemas.js';
 import { getOperation, operationInScope } from './getOperation.js';
 import { revertOperation } from './revertOperation.js';
@@ -87,7 +87,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       },
     },
     async (request, reply) =>
-      commandOrReplay(db, request, reply, { type: 'operation.revert', replayInStoreScopeOnly: true }, async (cmd) => ({
+      command(db, request, reply, { type: 'operation.revert', replayInStoreScopeOnly: true }, async (cmd) => ({
         status: 200,
         body: await revertOperation(cmd, request.params.op_id, revertHandlers),
       })),

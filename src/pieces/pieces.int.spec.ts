@@ -498,13 +498,24 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     const cut = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [1000, 1000] }, key());
     assert.equal(cut.status, 201);
     const stockBefore = await stockOf(cloth.id);
-    const responses = await Promise.all([1, 2, 3].map(() => owner.post(`/v1/operations/${cut.body.op_id}/revert`, undefined, key())));
+    const keys = [key(), key(), key()];
+    const responses = await Promise.all(keys.map((k) => owner.post(`/v1/operations/${cut.body.op_id}/revert`, undefined, k)));
     assert.deepEqual(responses.map((r) => r.status), [200, 200, 200]);
     assert.equal(responses.filter((r) => r.headers.get('idempotent-replayed') === 'true').length, 2);
     assert.equal(new Set(responses.map((r) => r.body.op_id)).size, 1);
     assert.equal(Number((await t.admin.query(`SELECT count(*) FROM operations WHERE tenant_id = $1 AND type = 'operation.revert' AND id = $2`, [tenantId, responses[0]?.body.op_id])).rows[0].count), 1);
     assert.equal(await stockOf(cloth.id), stockBefore);
     assert.deepEqual((await livePieces(cloth.id)).filter((p) => p.original_piece_id === roll.id).map((p) => p.id), [roll.id]);
+    // Every key is kept with its answer, the replays' too: the same key for another request is refused.
+    const replayedKey = keys[responses.findIndex((r) => r.headers.get('idempotent-replayed') === 'true')]!;
+    const again = await owner.post(`/v1/operations/${cut.body.op_id}/revert`, undefined, replayedKey);
+    assert.equal(again.status, 200);
+    assert.deepEqual(again.body, responses[0]!.body);
+    const other = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [500] }, key());
+    assert.equal(other.status, 201, JSON.stringify(other.body));
+    const reused = await owner.post(`/v1/operations/${other.body.op_id}/revert`, undefined, replayedKey);
+    assert.equal(reused.status, 422);
+    assert.equal(reused.body.code, 'idempotency_key_reused');
   });
 
   it('pieces outside a token\'s stores are 404 for reads, commands and reverts', async () => {

@@ -1,10 +1,13 @@
 import { sql } from 'kysely';
 import {
+  AlreadyDone,
+  alreadyDoneOutcome,
   claimIdempotencyKeys,
   CommandRefused,
   executeCommand,
   idempotencyKeyInFlight,
   insertOperations,
+  recordAlreadyDone,
   recordCommands,
   replayOf,
   setTenant,
@@ -369,7 +372,11 @@ async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settle
   } catch (error) {
     if (isRetryableTransactionError(error)) throw error;
     await units.rollback();
-    if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: error.replayed, opId: null } };
+    if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: false, opId: null } };
+    if (error instanceof AlreadyDone) {
+      await recordAlreadyDone(trx, item.input, item.spec, error);
+      return { ok: true, outcome: alreadyDoneOutcome(error) };
+    }
     return { ok: false, error };
   }
 }

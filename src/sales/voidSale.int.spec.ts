@@ -54,12 +54,13 @@ describe('POST /v1/sales/{id}/void', () => {
     assert.equal(next.body.receipt_number, sale.receipt_number + 1);
   });
 
-  it('voiding a voided sale returns it again (200) and writes nothing', async () => {
+  it('voiding a voided sale returns it again (200) and writes nothing but its key, which a different request then cannot reuse', async () => {
     const sale = (await sell([{ sku_id: cheese, quantity: 10, unit_price: 1500 }])).body;
     const first = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'once' });
     assert.equal(first.status, 200);
     const before = await saleRowCounts(t, tenantId);
-    const second = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'twice' }, { idempotencyKey: randomUUID() });
+    const key = randomUUID();
+    const second = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'twice' }, { idempotencyKey: key });
     assert.equal(second.status, 200);
     assert.deepEqual(second.body, first.body);
     assert.equal(second.body.void_reason, 'once');
@@ -70,7 +71,21 @@ describe('POST /v1/sales/{id}/void', () => {
     assert.equal(third.status, 200);
     assert.equal(third.headers.get('idempotent-replayed'), 'true');
     assert.deepEqual(third.body, first.body);
-    assert.deepEqual(await saleRowCounts(t, tenantId), before);
+    // Nothing new but the second request's key, kept with its answer and the void that did it.
+    assert.deepEqual(await saleRowCounts(t, tenantId), { ...before, keys: Number(before.keys) + 1 });
+    const kept = await t.admin.query(`SELECT op_id, response_status FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, key]);
+    assert.deepEqual(kept.rows, [{ op_id: first.body.voided_by_op, response_status: 200 }]);
+
+    // The same key and request again: the same answer. The same key for another request: 422, and that sale is not voided.
+    const again = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'twice' }, { idempotencyKey: key });
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(again.body, first.body);
+    const other = (await sell([{ sku_id: cheese, quantity: 10, unit_price: 1500 }])).body;
+    const reused = await owner.post(`/v1/sales/${other.id}/void`, { reason: 'twice' }, { idempotencyKey: key });
+    assert.equal(reused.status, 422);
+    assert.equal(reused.body.code, 'idempotency_key_reused');
+    assert.equal((await owner.get(`/v1/sales/${other.id}`)).body.status, 'completed');
   });
 
   it('concurrent voids of one sale return the stock once', async () => {

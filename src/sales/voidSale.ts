@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inStoreScope } from '../core/auth.js';
-import { CommandRefused, type Command } from '../core/command.js';
+import { AlreadyDone, type Command } from '../core/command.js';
 import { one } from '../core/db.js';
 import { assert, notFound } from '../core/errors.js';
 import { changeStock } from '../inventory/changeStock.js';
@@ -28,7 +28,7 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string): 
   const { tx, tenantId, opId } = cmd;
   const before = await lockSaleForUpdate(tx, tenantId, saleId);
   if (!before || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, before.store_id))) throw notFound('sale');
-  if (before.status === 'voided') throw new CommandRefused({ status: 200, body: before }, true);
+  if (before.status === 'voided') throw new AlreadyDone(before, before.voided_by_op);
 
   await returnSoldPieces(cmd, before.op_id);
   const returned = new Map<string, number>();

@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import { generateToken, hashToken } from '../core/auth.js';
-import type { Command } from '../core/command.js';
+import { AlreadyDone, type Command } from '../core/command.js';
 import { all, maybeOne, one } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
-import { AlreadyDone } from '../http/command.js';
 import { newId } from '../core/ids.js';
 import type { Role } from '../core/permissions.js';
 
@@ -82,7 +81,15 @@ export async function revokeToken(cmd: Command, tokenId: string): Promise<Revoke
     if (row.role === 'owner' && principal.role !== 'owner') throw new AppError('forbidden', 'only an owner can revoke owner tokens');
   }
   // Already revoked: answered with the token as it is, nothing written (a replay).
-  if (row.revoked_at !== null) throw new AlreadyDone(row);
+  if (row.revoked_at !== null) {
+    const revokedBy = await maybeOne(
+      cmd.tx,
+      sql<{ op_id: string }>`
+        SELECT op_id FROM events WHERE tenant_id = ${cmd.tenantId} AND subject_type = 'api_token' AND subject_id = ${tokenId} AND type = 'token.revoked'
+        ORDER BY id LIMIT 1`,
+    );
+    throw new AlreadyDone(row, revokedBy?.op_id ?? null);
+  }
   const revoked = await one(cmd.tx, sql<{ revoked_at: Date }>`UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} RETURNING revoked_at`);
   cmd.touch('api_tokens', tokenId, 'updated');
   cmd.audit({ type: 'token.revoked', subjectType: 'api_token', subjectId: tokenId, before: { revoked_at: null }, after: { revoked_at: revoked.revoked_at } });

@@ -3,7 +3,7 @@ import { assertAllStores, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { runCommand } from '../core/command.js';
 import { ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, commandInputOf, commandOrReplay, sendOutcome, tenantOf } from '../http/command.js';
+import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { IdempotencyHeaders, IdParams, IfMatchHeaders, NoBody, Timestamp, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
 import { createToken, revokeToken } from './createToken.js';
@@ -120,7 +120,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       },
     },
     async (request, reply) => {
-      const response = await commandOrReplay(db, request, reply, { type: 'token.revoke', replayInStoreScopeOnly: true }, async (cmd) => ({
+      const response = await command(db, request, reply, { type: 'token.revoke', replayInStoreScopeOnly: true }, async (cmd) => ({
         status: 200,
         body: await revokeToken(cmd, request.params.id),
       }));

@@ -47,6 +47,29 @@ describe('revoking API tokens', () => {
     assert.ok(!JSON.stringify(revoked.body).includes('token_hash'), 'the hash is not returned');
   });
 
+  it('revoking a revoked token keeps the request\'s key: a store-limited issuer replays its own answer, and the key is refused for another token', async () => {
+    const admin = await issue(owner, 'admin', [store1]);
+    const [cashier, other] = [await issue(owner, 'cashier', [store1]), await issue(owner, 'cashier', [store1])];
+    const revoked = await owner.post(`/v1/tokens/${cashier.id}/revoke`, {});
+    assert.equal(revoked.status, 200);
+    const key = randomUUID();
+    const before = await events();
+    const again = await admin.client.post(`/v1/tokens/${cashier.id}/revoke`, {}, { idempotencyKey: key });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal(again.body.revoked_at, revoked.body.revoked_at);
+    // The owner's revoke did it (its operation has no store); the store-limited admin sent this request, and sees its replay.
+    const replay = await admin.client.post(`/v1/tokens/${cashier.id}/revoke`, {}, { idempotencyKey: key });
+    assert.equal(replay.status, 200, JSON.stringify(replay.body));
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(replay.body, again.body);
+    const reused = await admin.client.post(`/v1/tokens/${other.id}/revoke`, {}, { idempotencyKey: key });
+    assert.equal(reused.status, 422);
+    assert.equal(reused.body.code, 'idempotency_key_reused');
+    assert.equal((await other.client.get('/v1/stores')).status, 200, 'the other token was not revoked');
+    assert.equal(await events(), before);
+  });
+
   it('a revoke answered by another API process — the replay of a revoke, or revoking a revoked token — stops the token there at once too', async () => {
     // A second API process on the same database, with its own token cache.
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 };

@@ -1,0 +1,11 @@
+-- Up Migration
+-- An "already done" answer (voiding a voided sale, reverting a reverted
+-- operation, completing a completed visit, revoking a revoked token) writes
+-- nothing new, but its Idempotency-Key is now kept like any answer's, so the
+-- same key sent later with a different request is refused (422
+-- idempotency_key_reused, as API.md promises for every mutating request).
+-- Such a record names the EARLIER operation that did the work (op_id), whose
+-- actor may be another token; actor_token_id then says who sent the request
+-- stored under this key (a store-scoped token may see the replay of its own
+-- request). NULL: the operation's own actor sent it.
+ALTER TABLE idempotency_keys ADD COLUMN actor_token_id uuid;
