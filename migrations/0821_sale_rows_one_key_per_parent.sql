@@ -18,11 +18,16 @@
 --
 -- The composite keys need (tenant_id, id, op_id) to be unique on sales and
 -- journal_entries: it is, since (tenant_id, id) is their primary key; the
--- unique indexes only let the keys point at it. Existing rows are validated.
+-- unique indexes only let the keys point at it. They lead with op_id, so they
+-- also find a sale or an entry by its operation: for journal entries that
+-- replaces journal_entries_op_idx (no more indexes than before); for sales it
+-- is the lookup the integrity check piece_sold_by_completed_sale lacked (it
+-- scanned the tenant's sales). Existing rows are validated.
 -- Measured (scratch A/B, in-process hot SKU at 64 clients, alternating rounds):
 -- ~20 % less PostgreSQL CPU per sale, ~10 % more sales/s.
-CREATE UNIQUE INDEX sales_tenant_id_id_op_id_key ON sales (tenant_id, id, op_id);
-CREATE UNIQUE INDEX journal_entries_tenant_id_id_op_id_key ON journal_entries (tenant_id, id, op_id);
+CREATE UNIQUE INDEX sales_tenant_id_op_id_id_key ON sales (tenant_id, op_id, id);
+CREATE UNIQUE INDEX journal_entries_tenant_id_op_id_id_key ON journal_entries (tenant_id, op_id, id);
+DROP INDEX journal_entries_op_idx;
 
 ALTER TABLE sale_items
   ADD CONSTRAINT sale_items_sale_op_fkey FOREIGN KEY (tenant_id, sale_id, op_id) REFERENCES sales (tenant_id, id, op_id) NOT VALID;
