@@ -56,7 +56,11 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     // `accepted`/`processing` is no news (the cancel's answer will say how it
     // ended); `completed` — it shipped — still is.
     const cancelPending = before.provider_cancellation === 'requested' && event.type === 'provider_status' && event.status !== 'completed';
-    if (event.type === 'provider_status' && !cancelPending && providerContradicts(before.status, event.status)) {
+    // A cancel the provider refused because the order had shipped already
+    // opened its (critical) order_cancel_refused item: its `completed` is what
+    // that item says, not another thing to look at.
+    const shippedAsRefused = before.provider_cancellation === 'refused' && event.type === 'provider_status' && event.status === 'completed';
+    if (event.type === 'provider_status' && !cancelPending && !shippedAsRefused && providerContradicts(before.status, event.status)) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }
     if (decision.kind === 'stay' && !hasPatch) return { ok: true, moved: false, decision, before, order: before };

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { inTenantTransaction, type Command } from '../core/command.js';
-import { maybeOne } from '../core/db.js';
+import { all, maybeOne } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { jobCommand } from '../jobs/jobCommand.js';
@@ -148,6 +148,21 @@ async function recordProviderCancellation(
       },
     });
     cmd.touch('review_items', id, 'created');
+    // The provider's `completed`, reported while our cancel was on its way,
+    // opened an order_provider_mismatch item about the same shipment: this
+    // item says it all, so that one is closed as superseded (one item to act on).
+    const note = `superseded by order_cancel_refused ${id}: the provider refused the cancellation because the order had shipped`;
+    const superseded = await all(
+      cmd.tx,
+      sql<{ id: string }>`
+        UPDATE review_items SET status = 'resolved', resolved_at = now(), resolved_by_op = ${cmd.opId}, resolution_note = ${note}
+        WHERE tenant_id = ${cmd.tenantId} AND status = 'open' AND kind = 'order_provider_mismatch' AND subject_type = 'order' AND subject_id = ${orderId}
+        RETURNING id`,
+    );
+    for (const item of superseded) {
+      cmd.touch('review_items', item.id, 'updated');
+      cmd.audit({ subjectType: 'review_item', subjectId: item.id, before: { status: 'open' }, after: { status: 'resolved', resolution_note: note } });
+    }
   }
   return { status: 200, body: { provider_cancellation: outcome } };
 }

@@ -189,6 +189,8 @@ describe('cancelling an order the provider holds', () => {
     await sim.sendStatus(simOrderOf(shipped).id, 'completed');
     assert.equal(await statusOf(t.admin, shipped), 'cancelled');
     assert.equal((await reviewItems(shipped, 'order_cancel_refused')).length, 1);
+    // …and is what the refusal already said: no second item about the same shipment
+    assert.equal(await providerMismatches(t.admin, shipped), 0);
   });
 
   it('while our cancel is on its way, the provider reporting the order still in progress opens nothing; reporting it shipped does', async () => {
@@ -213,6 +215,15 @@ describe('cancelling an order the provider holds', () => {
     await waitForCancellation(inProgress, 'confirmed');
     assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, inProgress, 'processing'))).status, 200);
     assert.equal(await providerMismatches(t.admin, inProgress), 1);
+    // The shipped one's cancel is refused: one item to act on — the critical refusal; the mismatch about the same shipment is closed as superseded
+    await waitForCancellation(shipped, 'refused');
+    const refused = await reviewItems(shipped, 'order_cancel_refused');
+    assert.deepEqual(refused.map((item) => [item.severity, item.status]), [['critical', 'open']]);
+    const mismatch = await reviewItems(shipped, 'order_provider_mismatch');
+    assert.equal(mismatch.length, 1);
+    assert.equal(mismatch[0].status, 'resolved');
+    const note = (await t.admin.query(`SELECT resolution_note FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [shipped])).rows[0].resolution_note;
+    assert.match(note, /^superseded by order_cancel_refused /);
   });
 
   it('a provider order that failed there already counts as cancelled (nothing will ship)', async () => {
