@@ -140,11 +140,11 @@ describe('money: parties, payments and the double-entry ledger', () => {
       await client.query(`INSERT INTO journal_entries (tenant_id, id, kind, op_id) VALUES ($1, $2, 'empty', $3)`, [tenantId, randomUUID(), op]);
       await assert.rejects(client.query('COMMIT'), notBalanced);
     });
-    // A posting added later to an existing, balanced entry: refused.
-    const existing = (await t.admin.query(`SELECT entry_id, account_id FROM postings WHERE tenant_id = $1 LIMIT 1`, [tenantId])).rows[0];
-    await inTransaction(async (client, op) => {
+    // A posting added later to an existing, balanced entry (under the entry's own operation, as a posting must be — migration 0821): refused.
+    const existing = (await t.admin.query(`SELECT entry_id, account_id, op_id FROM postings WHERE tenant_id = $1 LIMIT 1`, [tenantId])).rows[0];
+    await inTransaction(async (client) => {
       await assert.rejects(
-        client.query(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, 5, $4)`, [tenantId, existing.entry_id, existing.account_id, op]),
+        client.query(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, 5, $4)`, [tenantId, existing.entry_id, existing.account_id, existing.op_id]),
         notBalanced,
       );
     });
