@@ -1,10 +1,7 @@
 -- Up Migration
--- Fewer foreign-key checks per sale, with the same or stronger guarantees.
---
--- Every foreign-key check is a query of its own inside PostgreSQL (executor
--- start-up, an index probe, a row lock), run once per inserted row. A sale
--- paid for ran about twenty, and they were the largest single share of the
--- database's work under a hot SKU's lock (bench/RESULTS.md). Three of them
+-- Sale rows name their parents with one key each, with the same or stronger
+-- guarantees: a sale of one line paid for (one entry, two postings) runs
+-- four foreign-key checks fewer (12 → 8 on those rows). The checks dropped
 -- said nothing another key did not already say, or said it in two halves:
 --
 -- * A posting named its journal entry and, separately, its operation; a sale
@@ -23,8 +20,9 @@
 -- replaces journal_entries_op_idx (no more indexes than before); for sales it
 -- is the lookup the integrity check piece_sold_by_completed_sale lacked (it
 -- scanned the tenant's sales). Existing rows are validated.
--- Measured (scratch A/B, in-process hot SKU at 64 clients, alternating rounds):
--- ~20 % less PostgreSQL CPU per sale, ~10 % more sales/s.
+-- Measured (bench/RESULTS.md, tenth session): no change in sales/s or in
+-- PostgreSQL CPU per sale beyond the run-to-run spread — a first A/B that
+-- showed ~20 % less CPU was an artefact of the order its variants ran in.
 CREATE UNIQUE INDEX sales_tenant_id_op_id_id_key ON sales (tenant_id, op_id, id);
 CREATE UNIQUE INDEX journal_entries_tenant_id_op_id_id_key ON journal_entries (tenant_id, op_id, id);
 DROP INDEX journal_entries_op_idx;
