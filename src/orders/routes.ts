@@ -249,6 +249,15 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
           summary:
             'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item. A delivery arriving while another delivery of the same event is processed waits for it (about a second at most) before answering 409 idempotency_key_in_flight.',
           security: [],
+          // Documented here; checked by the handler (absent or wrong: 401 invalid_signature, not a 400).
+          headers: Type.Object({
+            'fulfilment-signature': Type.Optional(
+              Type.String({
+                description:
+                  '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with FULFILMENT_WEBHOOK_SECRET>`; the timestamp must be within the tolerance of now. Required: absent, malformed or not matching → 401 invalid_signature.',
+              }),
+            ),
+          }),
           body: WebhookBody,
           response: {
             200: Type.Object({
