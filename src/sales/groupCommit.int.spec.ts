@@ -430,6 +430,45 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     assert.equal(soldAt[2]!.getTime(), voided.getTime(), 'the void and the sale after it: one transaction');
   });
 
+  it('a void of a voided sale in a batch: answered as done, its key kept in the batch; a failure keeping the key fails that caller only', async () => {
+    const committer = new GroupCommitter(t.db);
+    const sold = await committer.sale(inputOf(body(2)), body(2), 'online');
+    const saleId = (sold.body as { id: string }).id;
+    const voidOf = (key: string) =>
+      committer.run(inputOf(body(), key), { type: 'sale.void', storeId }, async (cmd) => ({ status: 200, body: await recordVoid(cmd, saleId, 'test') }));
+    assert.equal((await voidOf(randomUUID())).status, 200);
+    const kept = randomUUID();
+    const before = await state();
+    const outcomes = await Promise.all([statusOf(committer.sale(inputOf(body(1)), body(1), 'online')), voidOf(kept), statusOf(committer.sale(inputOf(body(1)), body(1), 'online'))]);
+    assert.deepEqual([outcomes[0], outcomes[1].status, outcomes[1].replayed, outcomes[2]], [201, 200, true, 201]);
+    const keptRow = await t.admin.query(`SELECT response_status FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, kept]);
+    assert.deepEqual(keptRow.rows, [{ response_status: 200 }]);
+    assert.equal((await state()).sales, before.sales + 2);
+
+    // Keeping the key fails (injected): that caller gets the error, the sales around it commit.
+    const doomed = `doomed-${randomUUID()}`;
+    await t.admin.query(`
+      CREATE FUNCTION refuse_doomed_key() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.key LIKE 'doomed-%' THEN RAISE EXCEPTION 'this key cannot be kept'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER refuse_doomed_key BEFORE INSERT ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION refuse_doomed_key();`);
+    try {
+      const middle = await state();
+      const results = await Promise.all([
+        statusOf(committer.sale(inputOf(body(1)), body(1), 'online')),
+        statusOf(voidOf(doomed)),
+        statusOf(committer.sale(inputOf(body(1)), body(1), 'online')),
+      ]);
+      assert.equal(results[0], 201);
+      assert.match(String(results[1]), /cannot be kept|P0001/);
+      assert.equal(results[2], 201);
+      assert.equal((await state()).sales, middle.sales + 2);
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM idempotency_keys WHERE key = $1`, [doomed])).rows[0].n, 0);
+    } finally {
+      await t.admin.query(`DROP TRIGGER refuse_doomed_key ON idempotency_keys; DROP FUNCTION refuse_doomed_key()`);
+    }
+    await assertLedgerChain(skuId);
+  });
+
   it('two processes (two committers, two pools) selling the last units of one SKU: exactly the stock is sold, receipts gapless, books balanced', async () => {
     const scarce = await givenSku(owner, `GC-RACE-${randomUUID().slice(0, 6)}`, 'piece', 10);
     await givenStock(owner, storeId, [{ sku_id: scarce, quantity: 300 }]);

@@ -374,7 +374,14 @@ async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settle
     await units.rollback();
     if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: false, opId: null } };
     if (error instanceof AlreadyDone) {
-      await recordAlreadyDone(trx, item.input, item.spec, error);
+      // Its key is kept in the batch's transaction; a failure there is this command's alone.
+      try {
+        await recordAlreadyDone(trx, item.input, item.spec, error);
+      } catch (recordError) {
+        if (isRetryableTransactionError(recordError)) throw recordError;
+        await units.rollback();
+        return { ok: false, error: recordError };
+      }
       return { ok: true, outcome: alreadyDoneOutcome(error) };
     }
     return { ok: false, error };
