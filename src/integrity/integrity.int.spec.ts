@@ -129,6 +129,33 @@ describe('integrity checker', () => {
     assert.equal(response.body.findings[0].detail.ledger, 10);
   });
 
+  it('stock_ledger_running_totals: a ledger row whose quantity_after is not the running sum of its changes', async () => {
+    const shop = await newShop();
+    // A second row, so the broken one is not the first.
+    assert.equal((await shop.owner.post(`/v1/stores/${shop.storeId}/stock/receipts`, { items: [{ sku_id: shop.skuId, quantity: 5 }] })).status, 201);
+    const client = await t.admin.connect();
+    try {
+      // The ledger is append-only: only a superuser with triggers off can do this.
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query(
+        `UPDATE stock_ledger SET quantity_after = quantity_after + 3
+         WHERE tenant_id = $1 AND id = (SELECT max(id) FROM stock_ledger WHERE tenant_id = $1)`,
+        [shop.tenantId],
+      );
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    assert.deepEqual(await reportedChecks(shop), { api: ['stock_ledger_running_totals'], owner: ['stock_ledger_running_totals'] });
+    const response = await shop.owner.get('/v1/integrity');
+    assert.equal(response.body.findings.length, 1);
+    assert.deepEqual(
+      { ...response.body.findings[0].detail, ledger_id: undefined },
+      { store_id: shop.storeId, sku_id: shop.skuId, ledger_id: undefined, quantity_after: 18, running_sum: 15 },
+    );
+  });
+
   it('stock_not_negative: a negative balance (its ledger agreeing), once the CHECK constraints are gone', async () => {
     const shop = await newShop();
     // The database refuses this even to a superuser while the constraints exist.

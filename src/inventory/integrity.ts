@@ -22,6 +22,24 @@ export const inventoryChecks: IntegrityCheck[] = [
       WHERE b.quantity IS DISTINCT FROM coalesce(l.total, 0)`,
   },
   {
+    name: 'stock_ledger_running_totals',
+    severity: 'critical',
+    description:
+      'Every stock ledger row\'s quantity_after is the sum of its pair\'s changes up to and including it (rows in id order, the order they were applied), so the history GET …/ledger shows is the stock as it was. Reported once per store and SKU, at the first row that is off.',
+    // One pass in the order of stock_ledger_balance_idx (tenant, store, SKU, id): no sort.
+    sql: `
+      WITH chain AS (
+        SELECT tenant_id, store_id, sku_id, id, quantity_after,
+               sum(quantity_change) OVER (PARTITION BY tenant_id, store_id, sku_id ORDER BY id) AS running
+        FROM stock_ledger WHERE ($1::uuid IS NULL OR tenant_id = $1)
+      )
+      SELECT DISTINCT ON (tenant_id, store_id, sku_id)
+             tenant_id, store_id || '/' || sku_id AS subject,
+             jsonb_build_object('store_id', store_id, 'sku_id', sku_id, 'ledger_id', id, 'quantity_after', quantity_after, 'running_sum', running) AS detail
+      FROM chain WHERE quantity_after <> running
+      ORDER BY tenant_id, store_id, sku_id, id`,
+  },
+  {
     name: 'stock_not_negative',
     severity: 'critical',
     description: 'No stock balance is below zero (the CHECK constraint is the last defence; this finds it dropped or bypassed).',

@@ -117,16 +117,18 @@ describe('sales integrity checks: each finds its own corruption and nothing else
 
   it('sale_has_items: a sale whose lines are gone', async () => {
     const shop = await newShop();
-    // its stock came back too, so only the missing lines are wrong
+    // its stock came back too (the later ledger rows' running totals with it), so only the missing lines are wrong
     await corrupt(
       [
         `DELETE FROM sale_items WHERE tenant_id = $1 AND sale_id = $2`,
+        `UPDATE stock_ledger SET quantity_after = quantity_after + 100
+         WHERE tenant_id = $1 AND id > (SELECT id FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2)`,
         `DELETE FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2`,
         `UPDATE stock_balances SET quantity = quantity + 100 WHERE tenant_id = $1`,
         `UPDATE sales SET total = 0 WHERE tenant_id = $1 AND id = $2`,
         ...entryRemoved(shop.tenantId, shop.sale.id).map(([statement]) => statement),
       ],
-      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.op_id], [shop.tenantId], [shop.tenantId, shop.sale.id], ...entryRemoved(shop.tenantId, shop.sale.id).map(([, params]) => params)],
+      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.op_id], [shop.tenantId, shop.sale.op_id], [shop.tenantId], [shop.tenantId, shop.sale.id], ...entryRemoved(shop.tenantId, shop.sale.id).map(([, params]) => params)],
     );
     assert.deepEqual(await reported(shop), ['sale_has_items']);
   });
