@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { integrityFindings } from '../../test/support/integrity.js';
+import { givenStore } from '../sales/testkit.js';
+import { sweepExpiredPieceReservations } from './sweepExpiredReservations.js';
+
+/**
+ * Workshop commands racing each other over the same pieces, sent as real
+ * concurrent HTTP requests; each test then checks the rows left behind:
+ * stock = Σ live pieces, ledger = balance, every piece used by exactly one
+ * operation, its history in order, and every integrity check clean.
+ */
+describe('workshop pieces under races: reverts, sales, voids, cuts and expiring reservations over the same pieces', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let storeId: string;
+  let cloth: string;
+  let buttons: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    storeId = await givenStore(owner, 'RACE');
+    cloth = (await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body.id;
+    buttons = (await owner.post('/v1/skus', { code: 'BTN', name: 'Buttons', unit: 'piece', price: 5, tracks_pieces: true })).body.id;
+  });
+  after(() => t.close());
+
+  const k = () => ({ idempotencyKey: randomUUID() });
+  const receive = async (skuId: string, pieces: Array<{ kind: string; quantity: number }>) => {
+    const response = await owner.post('/v1/pieces', { store_id: storeId, sku_id: skuId, pieces }, k());
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body as { op_id: string; pieces: Array<{ id: string; quantity: number }> };
+  };
+  const cut = (pieceId: string, parts: number[], extra: Record<string, unknown> = {}) => owner.post('/v1/pieces/cut', { piece_id: pieceId, parts, ...extra }, k());
+  const sell = (skuId: string, pieceIds: string[], price = 500) =>
+    owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, piece_ids: pieceIds, unit_price: price }] }, k());
+  const revert = (opId: string) => owner.post(`/v1/operations/${opId}/revert`, undefined, k());
+  const piece = async (id: string) =>
+    (await t.admin.query(`SELECT status, consumed_by_op, sold_by_op, reserved_by_op, deleted_by_op, version FROM pieces WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0];
+  const stockMatchesPieces = async (skuId: string) => {
+    const { rows } = await t.admin.query(
+      `SELECT (SELECT coalesce(sum(quantity), 0) FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::bigint AS balance,
+              (SELECT coalesce(sum(quantity_change), 0) FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::bigint AS ledger,
+              (SELECT coalesce(sum(quantity), 0) FROM pieces WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3
+                 AND deleted_by_op IS NULL AND status IN ('in_stock', 'reserved'))::bigint AS live`,
+      [tenantId, storeId, skuId],
+    );
+    const { balance, ledger, live } = rows[0];
+    assert.equal(Number(balance), Number(live), 'stock = Σ live pieces');
+    assert.equal(Number(ledger), Number(balance), 'ledger = balance');
+  };
+  /** Moves a reservation's end into the past as time would (no trigger: the piece's version stays as its history left it). */
+  const expire = async (pieceId: string) => {
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL session_replication_role = replica`);
+      await client.query(`UPDATE pieces SET reserved_until = now() - interval '1 second' WHERE id = $1`, [pieceId]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+  };
+  /** The piece's history as its event types, checked to follow one another (each step's before = the previous after). */
+  const historyChain = async (pieceId: string) => {
+    const items = (await owner.get(`/v1/pieces/${pieceId}/history?limit=500`)).body.items as Array<{ type: string; before: any; after: any }>;
+    for (let i = 1; i < items.length; i++) {
+      assert.equal(items[i]!.before?.version, items[i - 1]!.after?.version, `history of ${pieceId} is in order: ${items.map((item) => item.type).join(', ')}`);
+    }
+    return items.map((item) => item.type);
+  };
+
+  it('a revert of a cut racing a sale of one of its outputs: exactly one of them takes effect', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { pieces: [roll] } = await receive(cloth, [{ kind: 'roll', quantity: 5000 }]);
+      const cutting = await cut(roll!.id, [1000]);
+      assert.equal(cutting.status, 201, JSON.stringify(cutting.body));
+      const part = cutting.body.pieces[0].id as string;
+      const [undo, sale] = await Promise.all([revert(cutting.body.op_id), sell(cloth, [part])]);
+      assert.deepEqual([undo.status, sale.status].sort(), sale.status === 201 ? [201, 409] : [200, 409], JSON.stringify([undo.body, sale.body]));
+      if (sale.status === 201) {
+        assert.equal(undo.body.code, 'operation_already_used');
+        assert.equal(undo.body.used_by_op_id, sale.body.op_id);
+        assert.equal((await piece(part)).status, 'sold');
+        assert.equal((await piece(roll!.id)).status, 'consumed');
+      } else {
+        assert.equal(sale.body.code, 'piece_unavailable');
+        assert.equal((await piece(part)).deleted_by_op, undo.body.op_id);
+        assert.equal((await piece(roll!.id)).status, 'in_stock');
+      }
+      await stockMatchesPieces(cloth);
+      await historyChain(part);
+      await historyChain(roll!.id);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a revert of a receive racing a cut, a reservation and a sale of its piece: one of them wins, the rest are refused', async () => {
+    for (let round = 0; round < 4; round++) {
+      const received = await receive(cloth, [{ kind: 'roll', quantity: 3000 }]);
+      const roll = received.pieces[0]!.id;
+      const [undo, cutting, reserving, sale] = await Promise.all([
+        revert(received.op_id),
+        cut(roll, [500]),
+        owner.post('/v1/pieces/reservations', { piece_ids: [roll], expires_in_seconds: 600 }, k()),
+        sell(cloth, [roll]),
+      ]);
+      const statuses = [undo.status, cutting.status, reserving.status, sale.status];
+      assert.equal(statuses.filter((s) => s === 200 || s === 201).length, 1, JSON.stringify(statuses));
+      assert.ok(statuses.every((s) => s === 200 || s === 201 || s === 409), JSON.stringify([undo.body, cutting.body, reserving.body, sale.body]));
+      await stockMatchesPieces(cloth);
+      await historyChain(roll);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a void of a piece sale racing a revert of the receive and a new sale of the piece: stock = live pieces whatever the order', async () => {
+    for (let round = 0; round < 4; round++) {
+      const received = await receive(buttons, [{ kind: 'spare', quantity: 6 }]);
+      const spare = received.pieces[0]!.id;
+      const first = await sell(buttons, [spare], 5);
+      assert.equal(first.status, 201, JSON.stringify(first.body));
+      const [voiding, undo, again] = await Promise.all([
+        owner.post(`/v1/sales/${first.body.id}/void`, { reason: 'race' }, k()),
+        revert(received.op_id),
+        sell(buttons, [spare], 5),
+      ]);
+      assert.equal(voiding.status, 200, JSON.stringify(voiding.body));
+      assert.ok([200, 409].includes(undo.status), JSON.stringify(undo.body));
+      assert.ok([201, 409].includes(again.status), JSON.stringify(again.body));
+      assert.ok(!(undo.status === 200 && again.status === 201), 'the piece was not both deleted and sold again');
+      const row = await piece(spare);
+      if (again.status === 201) assert.equal(row.sold_by_op, again.body.op_id);
+      else if (undo.status === 200) assert.equal(row.deleted_by_op, undo.body.op_id);
+      else assert.equal(row.status, 'in_stock');
+      await stockMatchesPieces(buttons);
+      await historyChain(spare);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a reservation past its expiry raced by the sweep, a sale, a cut, a new reservation and its own release: one user, one expiry event', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { pieces: [roll] } = await receive(cloth, [{ kind: 'roll', quantity: 2000 }]);
+      const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 60 }, k());
+      assert.equal(reservation.status, 201);
+      await expire(roll!.id);
+      const [swept, sale, cutting, reserving, release, usingOld] = await Promise.all([
+        sweepExpiredPieceReservations(t.db),
+        sell(cloth, [roll!.id]),
+        cut(roll!.id, [100]),
+        owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 600 }, k()),
+        owner.post(`/v1/pieces/reservations/${reservation.body.op_id}/release`, undefined, k()),
+        cut(roll!.id, [200], { reservation_op_id: reservation.body.op_id }),
+      ]);
+      assert.ok(swept === 0 || swept === 1);
+      assert.equal(release.status, 200, JSON.stringify(release.body));
+      assert.deepEqual(release.body.released, [], 'an expired reservation holds nothing to release');
+      const users = [sale, cutting, reserving, usingOld].filter((r) => r.status === 201);
+      assert.equal(users.length, 1, JSON.stringify([sale.body, cutting.body, reserving.body, usingOld.body]));
+      for (const r of [sale, cutting, reserving, usingOld]) assert.ok([201, 409].includes(r.status), JSON.stringify(r.body));
+      const types = await historyChain(roll!.id);
+      assert.equal(types.filter((type) => type === 'piece.reservation_expired').length, 1, types.join(', '));
+      await stockMatchesPieces(cloth);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('reverts of a cut and of the combine that used its outputs, at once: the combine first or the cut refused — never both half-done', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { pieces: [spare] } = await receive(buttons, [{ kind: 'spare', quantity: 20 }]);
+      const split = await cut(spare!.id, [5, 5]);
+      assert.equal(split.status, 201);
+      const combine = await owner.post('/v1/pieces/combine', { piece_ids: split.body.pieces.map((p: { id: string }) => p.id), bundle_size: 10, bundle_count: 1 }, k());
+      assert.equal(combine.status, 201, JSON.stringify(combine.body));
+      const [undoCut, undoCombine] = await Promise.all([revert(split.body.op_id), revert(combine.body.op_id)]);
+      assert.equal(undoCombine.status, 200, JSON.stringify(undoCombine.body));
+      assert.ok([200, 409].includes(undoCut.status), JSON.stringify(undoCut.body));
+      if (undoCut.status === 200) assert.equal((await piece(spare!.id)).status, 'in_stock');
+      else assert.equal(undoCut.body.used_by_op_id, combine.body.op_id);
+      await stockMatchesPieces(buttons);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+});
