@@ -171,6 +171,61 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a piece\'s history is dated in its order: a revert whose transaction began before a reservation and release of its output is dated after them', async () => {
+    // Given a cut whose output is then reserved and released by other commands
+    // while a revert of the cut has already begun (its transaction started, held
+    // at the cut's operation row — here by a test transaction, in life by
+    // anything that makes it wait)
+    const { pieces: [roll] } = await receive(cloth, [{ kind: 'roll', quantity: 3000 }]);
+    const cutting = await cut(roll!.id, [700]);
+    assert.equal(cutting.status, 201);
+    const part = cutting.body.pieces[0].id as string;
+    const holder = await t.admin.connect();
+    let undo: Promise<{ status: number; body: any }>;
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM operations WHERE id = $1 FOR UPDATE', [cutting.body.op_id]);
+      undo = revert(cutting.body.op_id);
+      // the revert's transaction has begun and waits for the operation row
+      for (;;) {
+        const { rows } = await t.admin.query(
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM operations%FOR UPDATE%'`,
+        );
+        if (rows[0].n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [part], expires_in_seconds: 600 }, k());
+      assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
+      const release = await owner.post(`/v1/pieces/reservations/${reservation.body.op_id}/release`, undefined, k());
+      assert.equal(release.status, 200, JSON.stringify(release.body));
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    const done = await undo!;
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+
+    // Then the part's history lists created, reserved, released, reverted — and
+    // dates them in that order; the piece's updated_at is the revert's, the last
+    const items = (await owner.get(`/v1/pieces/${part}/history?limit=500`)).body.items as Array<{ type: string; created_at: string }>;
+    assert.deepEqual(items.map((item) => item.type), ['piece.created', 'piece.reserved', 'piece.released', 'piece.reverted']);
+    const micros = (
+      await t.admin.query(
+        `SELECT (extract(epoch FROM created_at) * 1000000)::bigint AS at FROM events WHERE tenant_id = $1 AND subject_type = 'piece' AND subject_id = $2 ORDER BY id`,
+        [tenantId, part],
+      )
+    ).rows.map((row) => Number(row.at));
+    assert.equal(micros.length, items.length);
+    for (let i = 1; i < micros.length; i++) {
+      assert.ok(micros[i]! >= micros[i - 1]!, `${items[i]!.type} is dated ${items[i]!.created_at}, before ${items[i - 1]!.type} at ${items[i - 1]!.created_at}`);
+    }
+    const row = (await t.admin.query(`SELECT updated_at FROM pieces WHERE id = $1`, [part])).rows[0];
+    const releasedAt = (await t.admin.query(`SELECT max(created_at) AS at FROM events WHERE subject_id = $1 AND type = 'piece.released'`, [part])).rows[0].at as Date;
+    assert.ok((row.updated_at as Date).getTime() >= releasedAt.getTime(), 'the revert, the last change, is the piece\'s updated_at');
+    await stockMatchesPieces(cloth);
+  });
+
   it('reverts of a cut and of the combine that used its outputs, at once: the combine first or the cut refused — never both half-done', async () => {
     for (let round = 0; round < 4; round++) {
       const { pieces: [spare] } = await receive(buttons, [{ kind: 'spare', quantity: 20 }]);

@@ -217,7 +217,8 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'pieces.read' },
       schema: {
         tags: ['pieces'],
-        summary: 'The lifecycle of a piece in order, from the append-only event log: each step with its operation, actor and before/after state',
+        summary:
+          "The lifecycle of a piece in order, from the append-only event log: each step with its operation, actor and before/after state, and `created_at` — when the step was written under the piece's lock, so the dates follow the steps' order",
         params: IdParams,
         querystring: Type.Object(
           { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })), cursor: Type.Optional(Type.String({ maxLength: 500 })) },
