@@ -109,6 +109,51 @@ describe('daily sales rollup', () => {
     ]);
   });
 
+  it('an online sale that names a till time counts on the day it was recorded, as its money does; a re-run clears a store-day left with no sales', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'ON', name: 'Online' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'ON-SALT', name: 'Salt', unit: 'piece', price: 300 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 100 }] })).status, 201);
+    const now = new Date();
+    const today = now.toISOString().slice(0, 10);
+    const tillTime = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 3, 12)).toISOString();
+    const tillDay = tillTime.slice(0, 10);
+    // Given an online sale (POST /v1/sales, not a sync) whose till names a time three days ago
+    const online = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', client_created_at: tillTime, items: [{ sku_id: sku, quantity: 2, unit_price: 300 }] });
+    assert.equal(online.status, 201, JSON.stringify(online.body));
+    assert.equal(online.body.source, 'online');
+    // Its money is today's (only an offline sale is booked on its till day)
+    const ledger = (await t.admin.query(`SELECT business_date::text AS d FROM journal_entries WHERE tenant_id = $1 AND kind = 'sale'`, [tenantId])).rows;
+    assert.deepEqual(ledger, [{ d: today }]);
+    // And figures left for the till day by an earlier computation (the rule before this fix counted the sale there)
+    await t.admin.query(
+      `INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op)
+       VALUES ($1, gen_random_uuid(), $2, $3, 1, 0, 600, $4, $4)`,
+      [tenantId, store, tillDay, online.body.op_id],
+    );
+    // When the nightly run for today goes through (the job rolls up the days its sales happened on)
+    const before = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId])).rows[0].n;
+    await t.admin.query(`SELECT graphile_worker.add_job('analytics.rollup', json_build_object('date', $1::text))`, [today]);
+    await waitFor('the rollup of today', async () => {
+      const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId]);
+      return rows[0].n === before + 1;
+    });
+    // And the till day is rolled up again
+    const again = await runCommand(
+      t.db,
+      { tenantId, principal: { kind: 'operator', name: 'test' }, correlationId: randomUUID(), fingerprint: randomUUID() },
+      { type: 'analytics.rollup' },
+      async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, tillDay) }),
+    );
+    assert.equal(again.status, 200);
+    // Then the sale counts today, with its money, and the till day holds no sale of the store
+    const rows = (await t.admin.query(`SELECT business_date::text AS d, sales_count, voided_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`, [tenantId])).rows;
+    assert.deepEqual(rows, [
+      { d: tillDay, sales_count: 0, voided_count: 0, revenue: 0 },
+      { d: today, sales_count: 1, voided_count: 0, revenue: 600 },
+    ]);
+  });
+
   it('two runs for one tenant-day at once: the run that read the older sales never writes over the newer figures', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'R', name: 'R' })).body.id;

@@ -2,8 +2,14 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { all, lockNamed } from '../core/db.js';
 
-/** When a sale happened: its till time if it came from an offline till (never after it was recorded), else when it was recorded. */
-export const SALE_HAPPENED = 'LEAST(coalesce(s.client_created_at, s.created_at), s.created_at)';
+/**
+ * When a sale happened: its till time if it came from an offline till (never
+ * after it was recorded), else when it was recorded — the day its money is
+ * booked on (saleJournalEntry). An online sale may name a till time too, but
+ * it is booked when it is recorded: counting it on the time it names put its
+ * revenue on a day whose money never saw it (any earlier day the till named).
+ */
+export const SALE_HAPPENED = "CASE WHEN s.source = 'offline' THEN LEAST(coalesce(s.client_created_at, s.created_at), s.created_at) ELSE s.created_at END";
 const saleHappened = sql.raw(SALE_HAPPENED);
 
 export interface DailySalesRow {
@@ -29,20 +35,35 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
   // run that read the sales before a void, but wrote after a later run, left
   // its older figures over the newer ones (upsert in READ COMMITTED).
   await lockNamed(cmd.tx, `daily-sales-rollup/${cmd.tenantId}/${businessDate}`);
+  // A store-day that has figures but (no longer) any sale — figures an earlier
+  // rule counted there — is recomputed too: to zeros.
   const rows = await all(
     cmd.tx,
     sql<DailySalesRow>`
+      WITH day AS (
+        SELECT s.store_id, count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
+               coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue
+        FROM sales s
+        WHERE s.tenant_id = ${cmd.tenantId}
+          -- a sale happened no later than it was recorded: bounds the scan
+          AND s.created_at >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
+          AND ${saleHappened} >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
+          AND ${saleHappened} < (${businessDate}::date + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY s.store_id
+        UNION ALL
+        SELECT r.store_id, 0, 0, 0 FROM daily_sales_rollups r
+        WHERE r.tenant_id = ${cmd.tenantId} AND r.business_date = ${businessDate}::date
+          AND NOT EXISTS (
+            SELECT 1 FROM sales s
+            WHERE s.tenant_id = r.tenant_id AND s.store_id = r.store_id
+              AND s.created_at >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
+              AND ${saleHappened} >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
+              AND ${saleHappened} < (${businessDate}::date + 1)::timestamp AT TIME ZONE 'UTC')
+      )
       INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op)
-      SELECT ${cmd.tenantId}, gen_random_uuid(), s.store_id, ${businessDate}::date,
-             count(*), count(*) FILTER (WHERE s.status = 'voided'), coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0),
+      SELECT ${cmd.tenantId}, gen_random_uuid(), day.store_id, ${businessDate}::date, day.sales_count, day.voided_count, day.revenue,
              ${cmd.opId}, ${cmd.opId}
-      FROM sales s
-      WHERE s.tenant_id = ${cmd.tenantId}
-        -- a sale happened no later than it was recorded: bounds the scan
-        AND s.created_at >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
-        AND ${saleHappened} >= (${businessDate}::date)::timestamp AT TIME ZONE 'UTC'
-        AND ${saleHappened} < (${businessDate}::date + 1)::timestamp AT TIME ZONE 'UTC'
-      GROUP BY s.store_id
+      FROM day
       ON CONFLICT (tenant_id, store_id, business_date) DO UPDATE
         SET sales_count = EXCLUDED.sales_count, voided_count = EXCLUDED.voided_count, revenue = EXCLUDED.revenue,
             computed_by_op = EXCLUDED.computed_by_op, computed_at = now()

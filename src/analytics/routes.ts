@@ -30,7 +30,8 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
         tags: ['analytics'],
         summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`; a store that is not the tenant\'s (or outside the token\'s stores) is 404',
         description:
-          'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days).',
+          'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days). ' +
+          'A sale counts on the UTC day it happened, the day its money is booked on: an offline (synced) sale on its till time, any other sale when it was recorded.',
         querystring: Type.Object(
           { store_id: Uuid, from: Day, to: Day, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), cursor: ListQuery.properties.cursor },
           { additionalProperties: false },
