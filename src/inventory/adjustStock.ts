@@ -32,6 +32,14 @@ export async function adjustStock(cmd: Command, storeId: string, input: Adjustme
   const balance = result.balances[0];
   cmd.storeId = storeId;
   touchStockMoves(cmd, result.balances);
-  cmd.audit({ subjectType: 'stock', subjectId: `${storeId}/${input.sku_id}`, payload: input, after: balance });
+  // Before and after are the balance this adjustment found and left (the
+  // statement that moved it returned the after; nothing else moved it between).
+  cmd.audit({
+    subjectType: 'stock',
+    subjectId: `${storeId}/${input.sku_id}`,
+    payload: input,
+    before: balance ? { store_id: storeId, sku_id: input.sku_id, quantity: balance.quantity_after - input.quantity_change } : null,
+    after: balance ? { ...balance, quantity: balance.quantity_after } : null,
+  });
   return { op_id: cmd.opId, sku_id: input.sku_id, quantity_change: input.quantity_change, quantity_after: balance?.quantity_after ?? 0, reason: input.reason };
 }

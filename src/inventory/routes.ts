@@ -157,7 +157,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.adjust' },
       schema: {
         tags: ['inventory'],
-        summary: 'Correct a stock balance (a negative result is refused with insufficient_stock). Piece-tracked SKUs are refused (422 unprocessable): their stock moves only through their pieces.',
+        summary: 'Correct a stock balance by a relative change (a negative result is refused with insufficient_stock). Piece-tracked SKUs are refused (422 unprocessable): their stock moves only through their pieces. The audit event records the balance before and after.',
         headers: IdempotencyHeaders,
         params: StoreParams,
         body: Type.Object(
