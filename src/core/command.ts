@@ -38,6 +38,12 @@ export interface CommandInput {
   idempotencyKey?: string | undefined;
   /** Hash of method, path and body; see fingerprintRequest. */
   fingerprint: string;
+  /**
+   * Fingerprints of other spellings of the same request (a body that says
+   * nothing: none, `null` or `{}`), which a stored record may carry: a replay,
+   * not a reused key. The request's own fingerprint is what is stored.
+   */
+  equivalentFingerprints?: readonly string[];
   /** The request body, kept in the command's audit event. */
   payload?: unknown;
 }
@@ -164,6 +170,25 @@ export function fingerprintRequest(method: string, path: string, body: unknown):
   return createHash('sha256')
     .update(`${method.toUpperCase()} ${path}\n${canonicalJson(body ?? null)}`)
     .digest('base64url');
+}
+
+/** A body that says nothing: none, `null`, or an object without fields. */
+const saysNothing = (body: unknown) =>
+  body === undefined || body === null || (typeof body === 'object' && !Array.isArray(body) && Object.values(body as object).every((value) => value === undefined));
+
+/**
+ * The fingerprints of the other spellings of a request whose body says
+ * nothing: none and `null` (one fingerprint) and `{}`. Every route that takes
+ * them reads them alike (transfer approve/receive/cancel, settlement
+ * decisions, revoke, revert, release…), so a retry that spells the empty body
+ * otherwise than the first try is the same request. Kept beside the request's
+ * own fingerprint (rather than one fingerprint for all) so that records
+ * stored under either spelling still replay.
+ */
+export function equivalentFingerprints(method: string, path: string, body: unknown): string[] {
+  if (!saysNothing(body)) return [];
+  const own = fingerprintRequest(method, path, body);
+  return [fingerprintRequest(method, path, null), fingerprintRequest(method, path, {})].filter((fingerprint) => fingerprint !== own);
 }
 
 const DEFAULT_TTL_HOURS = 24;
@@ -334,7 +359,7 @@ export const idempotencyKeyInFlight = () =>
  * have the operation's store in scope (404 otherwise).
  */
 export function replayOf(input: CommandInput, stored: StoredResponse, spec?: Pick<CommandSpec, 'replayInStoreScopeOnly'>): CommandOutcome {
-  if (stored.fingerprint !== input.fingerprint) {
+  if (stored.fingerprint !== input.fingerprint && !(input.equivalentFingerprints ?? []).includes(stored.fingerprint)) {
     throw new AppError('idempotency_key_reused', 'this Idempotency-Key was already used with a different request');
   }
   const principal = input.principal;

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TenantPrincipal } from '../core/auth.js';
-import { fingerprintRequest, reservedKeyError, runCommand, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
+import { equivalentFingerprints, fingerprintRequest, reservedKeyError, runCommand, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
 import type { Db } from '../core/db.js';
 import { AppError, assert } from '../core/errors.js';
 
@@ -54,6 +54,7 @@ export function commandInputOf(request: FastifyRequest, tenantId?: string, finge
     correlationId: request.id,
     idempotencyKey: idempotencyKeyOf(request),
     fingerprint: fingerprintRequest(request.method, canonicalPath(request), fingerprinted),
+    equivalentFingerprints: equivalentFingerprints(request.method, canonicalPath(request), fingerprinted),
     payload: request.body,
   };
 }

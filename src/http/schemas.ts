@@ -14,7 +14,7 @@ export const IdParams = Type.Object({ id: Uuid });
 /** The Idempotency-Key header of every mutating request (documented in OpenAPI). */
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({ minLength: 1, maxLength: 255, description: 'Same key + same request replays the first response.' }),
+    Type.String({ minLength: 1, maxLength: 255, description: 'Same key + same request replays the first response (an empty body sent as none, `null` or `{}` is the same request).' }),
   ),
 });
 

@@ -142,6 +142,24 @@ describe('daily cash settlements', () => {
     assert.deepEqual(again.body, first.body);
   });
 
+  it('a decision retried under its key with the empty body spelled otherwise (none, null, {}) replays it, not 422', async () => {
+    const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(41), declared_cash: 10_000 });
+    assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+    const key = randomUUID();
+    const first = await managerA.post(`/v1/settlements/${submitted.body.id}/reject`, undefined, { headers: { 'if-match': '"1"' }, idempotencyKey: key });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const before = await counts();
+    for (const body of [{}, null]) {
+      const again = await managerA.post(`/v1/settlements/${submitted.body.id}/reject`, body, { headers: { 'if-match': '"1"' }, idempotencyKey: key });
+      assert.equal(again.status, 200, JSON.stringify(again.body));
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(again.body, first.body);
+    }
+    const noted = await managerA.post(`/v1/settlements/${submitted.body.id}/reject`, { note: 'other' }, { headers: { 'if-match': '"1"' }, idempotencyKey: key });
+    assert.equal(noted.status, 422, JSON.stringify(noted.body));
+    assert.deepEqual(await counts(), before);
+  });
+
   describe('money never lands in a settled day', () => {
     const entryDates = async (storeId: string) =>
       (

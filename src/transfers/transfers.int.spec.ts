@@ -117,6 +117,39 @@ describe('stock transfers between stores', () => {
     assert.equal(replay.headers.get('idempotent-replayed'), null);
   });
 
+  it('an action retried under its key with no body, {} or null is the same request: replayed, never 422, the stock moved once', async () => {
+    const requested = await request([{ sku_id: rice.id, quantity: 700 }]);
+    const id = requested.body.id;
+    const approveKey = randomUUID();
+    const receiveKey = randomUUID();
+    const approved = await owner.post(`/v1/transfers/${id}/approve`, {}, { idempotencyKey: approveKey });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    const before = await counts();
+    for (const body of [undefined, null, {}]) {
+      const again = await owner.post(`/v1/transfers/${id}/approve`, body, { idempotencyKey: approveKey });
+      assert.equal(again.status, 200, `${JSON.stringify(body)}: ${JSON.stringify(again.body)}`);
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(again.body, approved.body);
+    }
+    assert.deepEqual(await counts(), before, 'the replays wrote nothing');
+    // "everything arrived": no body first, then {} and null
+    const received = await owner.post(`/v1/transfers/${id}/receive`, undefined, { idempotencyKey: receiveKey });
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    const afterReceipt = await counts();
+    for (const body of [{}, null]) {
+      const again = await owner.post(`/v1/transfers/${id}/receive`, body, { idempotencyKey: receiveKey });
+      assert.equal(again.status, 200, `${JSON.stringify(body)}: ${JSON.stringify(again.body)}`);
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    }
+    assert.deepEqual(await counts(), afterReceipt);
+    // A request with content is still another request
+    const other = await owner.post(`/v1/transfers/${id}/receive`, { items: [] }, { idempotencyKey: receiveKey });
+    assert.equal(other.status, 422, JSON.stringify(other.body));
+    assert.equal(other.body.code, 'idempotency_key_reused');
+    const ledgerRows = (await t.admin.query(`SELECT kind, quantity_change::int AS q FROM stock_ledger WHERE tenant_id = $1 AND reason = $2 ORDER BY id`, [tenantId, `transfer ${id}`])).rows;
+    assert.deepEqual(ledgerRows, [{ kind: 'transfer_out', q: -700 }, { kind: 'transfer_in', q: 700 }]);
+  });
+
   it('a partial receipt brings in what arrived and opens a review item for the shortfall', async () => {
     const requested = await request([{ sku_id: flour.id, quantity: 1_000 }, { sku_id: rice.id, quantity: 400 }]);
     assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
