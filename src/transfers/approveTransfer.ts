@@ -4,7 +4,7 @@ import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
-import { findTransfer } from './queries.js';
+import { findTransfer, lockTransfer } from './queries.js';
 import { transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
@@ -15,7 +15,7 @@ import type { TransferRow } from './transfers.table.js';
  * Only a token whose scope includes the SOURCE store may approve.
  */
 export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
-  const current = await findTransfer(cmd.tx, cmd.tenantId, id);
+  const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.source_store_id)) throw notFound('transfer');
   cmd.storeId = current.source_store_id;
   await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = now()`, expectedVersion);

@@ -3,13 +3,13 @@ import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { notFound } from '../core/errors.js';
-import { findTransfer } from './queries.js';
+import { findTransfer, lockTransfer } from './queries.js';
 import { transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /** Cancel: only a requested transfer (nothing has moved yet); either end's staff may cancel. */
 export async function cancelTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
-  const current = await findTransfer(cmd.tx, cmd.tenantId, id);
+  const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || (!inStoreScope(principal, current.source_store_id) && !inStoreScope(principal, current.destination_store_id))) {
     throw notFound('transfer');
   }

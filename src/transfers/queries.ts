@@ -13,6 +13,19 @@ export async function findTransfer(tx: Tx, tenantId: string, id: string): Promis
   return maybeOne(tx, sql<TransferRow>`SELECT ${TRANSFER_COLUMNS} FROM stock_transfers t WHERE t.tenant_id = ${tenantId} AND t.id = ${id}`);
 }
 
+/**
+ * The transfer as it is now, its row locked for the rest of the transaction:
+ * the lock is taken first (waiting for a command that is moving it), and the
+ * transfer is read in a later statement, whose snapshot sees what that
+ * command committed. A command's `before` is then the state it moves from
+ * (a receipt that read the transfer just before its approval committed
+ * recorded the requested transfer as its before).
+ */
+export async function lockTransfer(tx: Tx, tenantId: string, id: string): Promise<TransferRow | undefined> {
+  const locked = await maybeOne(tx, sql<{ id: string }>`SELECT id FROM stock_transfers WHERE tenant_id = ${tenantId} AND id = ${id} FOR UPDATE`);
+  return locked ? findTransfer(tx, tenantId, id) : undefined;
+}
+
 /** Transfers touching the caller's stores (null = all), newest first by id. */
 export async function listTransfers(
   tx: Tx,

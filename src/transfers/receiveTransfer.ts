@@ -5,7 +5,7 @@ import type { Command } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
-import { findTransfer } from './queries.js';
+import { findTransfer, lockTransfer } from './queries.js';
 import { planReceipt, type ReceiptLine } from './transferState.js';
 import { transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
@@ -18,7 +18,7 @@ import type { TransferRow } from './transfers.table.js';
  * Only a token whose scope includes the DESTINATION store may receive.
  */
 export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
-  const current = await findTransfer(cmd.tx, cmd.tenantId, id);
+  const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.destination_store_id)) throw notFound('transfer');
   cmd.storeId = current.destination_store_id;
   // The transition first: a transfer that cannot be received (cancelled,

@@ -128,7 +128,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['transfers'],
         summary:
-          'Receive an approved transfer at the destination. Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
+          'Receive an approved transfer at the destination (sent while its approval commits, it waits for it). Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
         headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: Type.Union([

@@ -4,6 +4,11 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { waitFor } from '../../test/support/wait.js';
+import type { KyselyPlugin } from 'kysely';
+import type { TenantPrincipal } from '../core/auth.js';
+import { Command, runCommand } from '../core/command.js';
+import { receiveTransfer } from './receiveTransfer.js';
 
 describe('stock transfers between stores', () => {
   let t: TestApp;
@@ -148,6 +153,71 @@ describe('stock transfers between stores', () => {
     assert.equal(other.body.code, 'idempotency_key_reused');
     const ledgerRows = (await t.admin.query(`SELECT kind, quantity_change::int AS q FROM stock_ledger WHERE tenant_id = $1 AND reason = $2 ORDER BY id`, [tenantId, `transfer ${id}`])).rows;
     assert.deepEqual(ledgerRows, [{ kind: 'transfer_out', q: -700 }, { kind: 'transfer_in', q: 700 }]);
+  });
+
+  it('a receipt that read the transfer just before its approval committed: its audit event\'s before is the state it moved from', async () => {
+    const requested = await request([{ sku_id: rice.id, quantity: 50 }]);
+    const id = requested.body.id;
+    const ownerToken = (await t.admin.query(`SELECT id FROM api_tokens WHERE tenant_id = $1 AND role = 'owner' LIMIT 1`, [tenantId])).rows[0].id;
+    const principal: TenantPrincipal = { kind: 'token', tokenId: ownerToken, tenantId, name: 'owner', role: 'owner', storeIds: null };
+    // The receipt is held right after its first statement (the read of the transfer) …
+    let readTransfer!: () => void;
+    const transferRead = new Promise<void>((resolve) => (readTransfer = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let first = true;
+    const holdAfterFirstStatement: KyselyPlugin = {
+      transformQuery: (args) => args.node,
+      async transformResult(args) {
+        if (first) {
+          first = false;
+          readTransfer();
+          await released;
+        }
+        return args.result;
+      },
+    };
+    const receipt = runCommand(t.db, { tenantId, principal, correlationId: randomUUID(), fingerprint: randomUUID() }, { type: 'transfer.receive' }, async (cmd) => {
+      const held = new Command(cmd.tx.withPlugin(holdAfterFirstStatement), cmd.opId, cmd.input, cmd.type);
+      const row = await receiveTransfer(held, principal, id, undefined);
+      cmd.storeId = held.storeId;
+      cmd.events.push(...held.events);
+      cmd.effects.push(...held.effects);
+      return { status: 200, body: row };
+    }).then(
+      (outcome) => ({ ok: true as const, opId: outcome.opId }),
+      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    );
+    await transferRead;
+    // … while the approval goes through (or waits for the receipt's lock on the transfer)
+    let approvalDone = false;
+    const approval = owner.post(`/v1/transfers/${id}/approve`).then((response) => {
+      approvalDone = true;
+      return response;
+    });
+    await waitFor('the approval to commit or to wait for a lock', async () =>
+      approvalDone ||
+      (await t.admin.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)).rows.length > 0);
+    release();
+    const [received, approved] = await Promise.all([receipt, approval]);
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    const row = (await t.admin.query(`SELECT status, version FROM stock_transfers WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0];
+    if (received.ok) {
+      // A receipt that went through moved the transfer from approved (version 2) — and says so.
+      assert.deepEqual(row, { status: 'received', version: 3 });
+      const event = (
+        await t.admin.query(`SELECT before, after FROM events WHERE tenant_id = $1 AND op_id = $2 AND subject_type = 'stock_transfer'`, [tenantId, received.opId])
+      ).rows[0];
+      assert.equal(event.before.status, 'approved', JSON.stringify(event.before));
+      assert.equal(event.before.version, 2);
+      assert.deepEqual(event.before.items.map((i: { quantity_in_transit: number }) => i.quantity_in_transit), [50]);
+      assert.equal(event.after.status, 'received');
+    } else {
+      // One that was refused (it found the transfer still requested) left it approved, nothing received.
+      assert.equal(received.code, 'invalid_transition');
+      assert.deepEqual(row, { status: 'approved', version: 2 });
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
   it('a partial receipt brings in what arrived and opens a review item for the shortfall', async () => {

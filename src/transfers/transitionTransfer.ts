@@ -12,7 +12,9 @@ import type { TransferRow } from './transfers.table.js';
  * UPDATE (`… WHERE status = <from>`): of two commands racing on the same
  * transfer, the second waits for the first's row lock, then finds the status
  * moved and updates nothing — it gets `409 invalid_transition`, never a second
- * stock movement. `set` holds the columns the transition stamps.
+ * stock movement. `set` holds the columns the transition stamps. The
+ * actions lock the row first (lockTransfer), so `current` is the state moved
+ * from; the condition stays as the statement's own guarantee.
  */
 export async function transitionTransfer(
   cmd: Command,
