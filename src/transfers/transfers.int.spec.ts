@@ -304,6 +304,40 @@ describe('stock transfers between stores', () => {
     assert.equal(await stock(north.id, flour.id), northBefore - 7);
   });
 
+  it('approve, cancel and receive of the same transfers at once: each transfer ends in one state, and the stock and ledger say exactly that', async () => {
+    const northBefore = await stock(north.id, flour.id);
+    const southBefore = await stock(south.id, flour.id);
+    const transfers = [];
+    for (let i = 1; i <= 8; i++) transfers.push((await request([{ sku_id: flour.id, quantity: 10 * i }])).body as { id: string });
+    const results = await Promise.all(
+      transfers.map(async (transfer) => {
+        const [approve, cancel, receive] = await Promise.all([
+          owner.post(`/v1/transfers/${transfer.id}/approve`),
+          owner.post(`/v1/transfers/${transfer.id}/cancel`),
+          owner.post(`/v1/transfers/${transfer.id}/receive`),
+        ]);
+        return { id: transfer.id, approve: approve.status, cancel: cancel.status, receive: receive.status };
+      }),
+    );
+    let left = 0;
+    let arrived = 0;
+    for (const [index, result] of results.entries()) {
+      const quantity = 10 * (index + 1);
+      const row = (await t.admin.query(`SELECT status FROM stock_transfers WHERE tenant_id = $1 AND id = $2`, [tenantId, result.id])).rows[0];
+      // approve and cancel exclude each other; a receipt can only follow an approval
+      assert.equal([result.approve, result.cancel].filter((status) => status === 200).length, 1, JSON.stringify(result));
+      for (const status of [result.approve, result.cancel, result.receive]) assert.ok(status === 200 || status === 409, JSON.stringify(result));
+      const expected = result.cancel === 200 ? 'cancelled' : result.receive === 200 ? 'received' : 'approved';
+      assert.equal(row.status, expected, JSON.stringify(result));
+      if (result.approve === 200) left += quantity;
+      if (result.receive === 200) arrived += quantity;
+    }
+    assert.equal(await stock(north.id, flour.id), northBefore - left);
+    assert.equal(await stock(south.id, flour.id), southBefore + arrived);
+    for (const store of [north, south]) assert.equal(await stock(store.id, flour.id), await ledgerSum(store.id, flour.id));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('three receipts of one transfer at once: one 200, the others 409; the stock arrives once', async () => {
     const requested = await request([{ sku_id: rice.id, quantity: 9 }]);
     assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
