@@ -160,6 +160,31 @@ describe('daily cash settlements', () => {
     assert.deepEqual(await counts(), before);
   });
 
+  it('a recount after a rejection expects the float the day was first counted with, even if the float setting changed since', async () => {
+    const shop = (await owner.post('/v1/stores', { code: 'FLOAT', name: 'Float' })).body;
+    const day = pastDate(60);
+    const first = await owner.post('/v1/settlements', { store_id: shop.id, business_date: day, declared_cash: 9_000 });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    assert.equal(first.body.float_amount, 10_000);
+    const rejected = await owner.post(`/v1/settlements/${first.body.id}/reject`, { note: 'recount' }, { headers: { 'if-match': '"1"' } });
+    assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+    // The float setting is raised (from now on the drawers start with more change) …
+    assert.equal((await owner.patch('/v1/tenant/settings', { settlement_float: 25_000 })).status, 200);
+    try {
+      // … but the day being recounted started with the float it was first counted with
+      const recount = await owner.post('/v1/settlements', { store_id: shop.id, business_date: day, declared_cash: 10_000 });
+      assert.equal(recount.status, 201, JSON.stringify(recount.body));
+      const row = (await t.admin.query(`SELECT float_amount, expected_cash, variance FROM settlements WHERE id = $1`, [recount.body.id])).rows[0];
+      assert.deepEqual([row.float_amount, row.expected_cash, row.variance].map(Number), [10_000, 10_000, 0]);
+      // A day never counted before takes the setting as it is now
+      const fresh = await owner.post('/v1/settlements', { store_id: shop.id, business_date: pastDate(61), declared_cash: 25_000 });
+      assert.equal(fresh.status, 201, JSON.stringify(fresh.body));
+      assert.equal(fresh.body.float_amount, 25_000);
+    } finally {
+      assert.equal((await owner.patch('/v1/tenant/settings', { settlement_float: 10_000 })).status, 200);
+    }
+  });
+
   describe('money never lands in a settled day', () => {
     const entryDates = async (storeId: string) =>
       (

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { one } from '../core/db.js';
+import { maybeOne, one } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode, pgConstraint } from '../core/pgErrors.js';
@@ -37,8 +37,18 @@ export async function submitSettlement(cmd: Command, input: SettlementInput): Pr
   // (open_business_date, migration 0802): wait for them, and make later ones
   // move to the next day, so the figures below are final.
   await sql`SELECT pg_advisory_xact_lock(settlement_day_lock_key(${cmd.tenantId}::uuid, ${input.store_id}::uuid, ${input.business_date}::date))`.execute(cmd.tx);
-  const settings = await getTenantSettings(cmd.tx, cmd.tenantId);
-  const movements = { float: settings.settlement_float ?? 0, ...(await drawerMovements(cmd.tx, cmd.tenantId, input.store_id, input.business_date)) };
+  // A recount (the day's earlier count was rejected) is checked against the
+  // same figures as the first count — its float too: the drawer started the
+  // day with that float, whatever the setting says since.
+  const counted = await maybeOne(
+    cmd.tx,
+    sql<{ float_amount: number }>`
+      SELECT float_amount FROM settlements
+      WHERE tenant_id = ${cmd.tenantId} AND store_id = ${input.store_id} AND business_date = ${input.business_date}::date
+      ORDER BY created_at, id LIMIT 1`,
+  );
+  const float = counted ? counted.float_amount : ((await getTenantSettings(cmd.tx, cmd.tenantId)).settlement_float ?? 0);
+  const movements = { float, ...(await drawerMovements(cmd.tx, cmd.tenantId, input.store_id, input.business_date)) };
   const figures = computeSettlement(movements, input.declared_cash);
   const id = newId();
   try {
