@@ -185,7 +185,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
           'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces. The batch\'s own Idempotency-Key, when sent, ' +
           'is taken before any sale is applied: another batch under it is 422 idempotency_key_reused (one still running 409), nothing applied; the same batch ' +
-          'again is applied again — each sale replays by its own key, one that failed only for the moment is tried afresh — and is answered with Idempotent-Replayed. ' +
+          'again is applied again — each sale replays by its own key, one that failed only for the moment is tried afresh — and is answered with Idempotent-Replayed; the batch is compared as read (ids in any letter case are the same batch). ' +
           'The batch\'s key is a key space of its own, compared only with other batches\' keys: it may equal one of its sales\' keys, or a key used on another endpoint, without a 422.',
         headers: IdempotencyHeaders,
         body: SyncBody,
@@ -205,7 +205,25 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request, reply) => {
       const principal = tenantOf(request);
-      const base = commandInputOf(request);
+      // The batch as sent, then each sale validated on its own as if sent
+      // alone — which reads its ids lowercased, in place — so the batch's
+      // fingerprint below is taken over the sales as read: the same batch
+      // naming a store or SKU in capitals is the same batch, as for POST
+      // /v1/sales. Batch records stored under the fingerprint of the batch
+      // as sent (before this) still replay.
+      const asSent = commandInputOf(request);
+      const invalid = request.body.sales.map((queued, index): unknown => {
+        try {
+          assertStorableText(queued, `/body/sales/${index}`);
+        } catch (error) {
+          return error;
+        }
+        if (validateSyncSale(queued)) return undefined;
+        return Object.assign(new Error('a synced sale is not valid'), { validation: validateSyncSale.errors, validationContext: `body/sales/${index}` });
+      });
+      const read = commandInputOf(request);
+      const base: CommandInput =
+        read.fingerprint === asSent.fingerprint ? read : { ...read, equivalentFingerprints: [...(read.equivalentFingerprints ?? []), asSent.fingerprint] };
       // The batch's own Idempotency-Key (optional; each sale has its own key).
       // Claimed and recorded — with the batch's fingerprint — BEFORE any sale
       // is applied, in storekeep's key space (`sync-batch:<key>`, apart from
@@ -229,10 +247,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         request.body.sales.map(async (queued, index): Promise<CommandOutcome> => {
           // As if sent alone: a sale that is not valid is refused (400) on its
           // own, with the paths of its fields in the batch.
-          assertStorableText(queued, `/body/sales/${index}`);
-          if (!validateSyncSale(queued)) {
-            throw Object.assign(new Error('a synced sale is not valid'), { validation: validateSyncSale.errors, validationContext: `body/sales/${index}` });
-          }
+          if (invalid[index] !== undefined) throw invalid[index];
           const { idempotency_key, ...sale } = queued;
           if (!inStoreScope(principal, sale.store_id)) throw notFound('store');
           if (!roleHas(principal.role, 'sales.create')) throw new AppError('forbidden', `role ${principal.role} may not sales.create`);
@@ -242,6 +257,8 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
             ...base,
             idempotencyKey: idempotency_key,
             fingerprint: fingerprintRequest('POST', '/v1/sales', sale),
+            // the batch's other spelling is the batch's, not this sale's
+            equivalentFingerprints: [],
             payload: sale,
           };
           return writer.sale(input, sale, 'offline');

@@ -149,6 +149,24 @@ describe('POST /v1/sync/sales: offline tills', () => {
     assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing written by the repeat or the refused batch');
   });
 
+  it("the batch's own Idempotency-Key: the same batch sent again naming its store and SKUs in capitals is the same batch (replayed, nothing new written), as for POST /v1/sales", async () => {
+    const key = randomUUID();
+    const batch = { sales: [queued(1), queued(2, eggs)] };
+    const first = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: key });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const before = await saleRowCounts(t, tenantId);
+
+    const upper = {
+      sales: batch.sales.map((sale) => ({ ...sale, store_id: sale.store_id.toUpperCase(), items: sale.items.map((item) => ({ ...item, sku_id: item.sku_id.toUpperCase() })) })),
+    };
+    const again = await cashier.post('/v1/sync/sales', upper, { idempotencyKey: key });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(again.body.results.map((r: { status: number; replayed: boolean }) => [r.status, r.replayed]), [[201, true], [201, true]]);
+    assert.deepEqual(again.body.results.map((r: { body: { id: string } }) => r.body.id), first.body.results.map((r: { body: { id: string } }) => r.body.id));
+    assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing written by the repeat');
+  });
+
   it("a sale that failed only for the moment (its key in flight elsewhere) is applied when the batch is sent again under the same batch key", async () => {
     const item = queued(1);
     const elsewhere = await t.admin.connect();
