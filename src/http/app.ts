@@ -22,7 +22,7 @@ import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, strictJsonParser } from './json.js';
 import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
-import { rateLimitKeyOf } from './rateLimitKey.js';
+import { clientOf, rateLimitKeyOf } from './rateLimitKey.js';
 import { routeModules } from './routes.js';
 
 declare module 'fastify' {
@@ -271,17 +271,19 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     // Past too many failures from this address, only tokens known good in
     // this process get through (a guesser cannot present one).
-    const wait = authFailures.retryAfterSeconds(request.ip);
+    // Counted per client: an IPv6 address by its /64 (a guesser holds all of it).
+    const client = clientOf(request.ip);
+    const wait = authFailures.retryAfterSeconds(client);
     if (wait > 0 && !(match?.[1] && deps.authenticator.wasRecentlyValid(match[1]))) {
       throw new AppError('rate_limited', `too many failed authentications from this address; retry after ${wait} s`, { retryAfterSeconds: wait });
     }
     if (!match?.[1]) {
-      authFailures.recordFailure(request.ip);
+      authFailures.recordFailure(client);
       throw new AppError('unauthorized', 'send a token as "Authorization: Bearer <token>"');
     }
     const principal = await deps.authenticator.authenticate(match[1]);
     if (!principal) {
-      authFailures.recordFailure(request.ip);
+      authFailures.recordFailure(client);
       throw new AppError('unauthorized', 'the token is not valid');
     }
     if (mode === 'operator' && principal.kind !== 'operator') {

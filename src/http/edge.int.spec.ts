@@ -95,6 +95,41 @@ describe('rate limits', () => {
     }
   });
 
+  // An IPv6 client holds a whole /64 (2^64 addresses): counted per address, it
+  // would take a fresh address for every guess or request and never be limited.
+  const sameSlash64 = (i: number) => `2001:db8:7:9:${(i + 1).toString(16)}:${(i * 7 + 3).toString(16)}::${(i + 11).toString(16)}`;
+
+  it('failed authentications from one IPv6 client are counted by its /64, not per address: a guesser rotating addresses within its prefix is 429 past the limit (another prefix is not)', async () => {
+    const guarded = await startTestApp({ authFailuresPerMinute: 3 });
+    try {
+      const guess = (remoteAddress: string) =>
+        guarded.app.inject({ method: 'GET', url: '/v1/stores', remoteAddress, headers: { authorization: `Bearer sk_guess_${randomUUID()}` } });
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await guess(sameSlash64(i))).statusCode);
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+      const limited = await guess(sameSlash64(9));
+      assert.equal(limited.json().code, 'rate_limited');
+      assert.ok(Number(limited.headers['retry-after']) > 0);
+      assert.equal((await guess('2001:db8:7:a::1')).statusCode, 401, 'the next /64 is another client');
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  it('a request without a token from an IPv6 client is rate limited by its /64, however many of its addresses it sends from', async () => {
+    const limited = await startTestApp({ rateLimitPerMinute: 3 });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const response = await limited.app.inject({ method: 'POST', url: '/v1/webhooks/fulfilment', remoteAddress: sameSlash64(i), payload: { id: `evt-${i}` } });
+        statuses.push(response.statusCode);
+      }
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('health and readiness are never rate limited', async () => {
     for (let i = 0; i < 10; i++) assert.equal((await t.operator.get('/healthz')).status, 200);
   });
