@@ -377,11 +377,21 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     }
   });
 
-  const metricsSchema = operations('Prometheus metrics, text format; with METRICS_TOKEN set, send it as `Authorization: Bearer <token>` (401 otherwise)', {
+  const metricsSchema = operations('Prometheus metrics, text format; with METRICS_TOKEN set, send it as `Authorization: Bearer <token>` (401 otherwise; a wrong one counts as a failed authentication of its address, 429 past AUTH_FAILURES_PER_MINUTE)', {
     200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } },
   });
   app.get('/metrics', { config: { auth: 'none', rateLimit: false }, schema: metricsSchema }, async (request, reply) => {
-    if (!metricsAllowed(config.metricsToken, request.headers.authorization)) throw new AppError('unauthorized', 'send the METRICS_TOKEN as "Authorization: Bearer <token>"');
+    if (!metricsAllowed(config.metricsToken, request.headers.authorization)) {
+      // A wrong METRICS_TOKEN is a failed authentication like a wrong API
+      // token: counted against the client, and past the limit refused before
+      // it is even compared (guessing it is capped). The right one always
+      // passes, so a scraper is never held back by a guesser at its address.
+      const client = clientOf(request.ip);
+      const wait = authFailures.retryAfterSeconds(client);
+      if (wait > 0) throw new AppError('rate_limited', `too many failed authentications from this address; retry after ${wait} s`, { retryAfterSeconds: wait });
+      authFailures.recordFailure(client);
+      throw new AppError('unauthorized', 'send the METRICS_TOKEN as "Authorization: Bearer <token>"');
+    }
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });

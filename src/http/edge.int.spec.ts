@@ -66,6 +66,25 @@ describe('rate limits', () => {
     }
   });
 
+  it('a wrong METRICS_TOKEN is a failed authentication like a wrong API token: past the limit its address is 429 on /metrics (guessing it is capped) — the right one still scrapes', async () => {
+    const guarded = await startTestApp({ metricsToken: 'scrape-me-0123456789', authFailuresPerMinute: 3 });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await guarded.client(`guess-${i}-0000000000`).get('/metrics')).status);
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+      const limited = await new ApiClient(guarded.baseUrl, undefined).get('/metrics');
+      assert.equal(limited.status, 429);
+      assert.equal(limited.body.code, 'rate_limited');
+      assert.ok(Number(limited.headers.get('retry-after')) > 0);
+      // the guesses count against the address on the API's routes too
+      assert.equal((await guarded.client('sk_guess_0000000000000000000000').get('/v1/stores')).status, 429);
+      // a scraper with the token is never held back by a guesser at its address
+      assert.equal((await guarded.client('scrape-me-0123456789').get('/metrics')).status, 200);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   it('a request without a token is limited by its address: an Authorization header that is no token (random each time) does not buy a bucket of its own', async () => {
     const limited = await startTestApp({ rateLimitPerMinute: 3 });
     try {

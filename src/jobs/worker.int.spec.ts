@@ -86,6 +86,29 @@ describe('worker', () => {
     assert.equal((await fetch(`${worker.metricsUrl}/healthz`)).status, 200);
   });
 
+  it('a wrong METRICS_TOKEN on the worker\'s /metrics counts as a failed authentication: past AUTH_FAILURES_PER_MINUTE its address is 429; the right token still scrapes', async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const worker = await startWorker({
+      databaseUrl: t.url, appDatabaseUrl: t.appUrl,
+      config: { ...config, workerMetricsPort: port, metricsToken: 'worker-scrape-0123456789', authFailuresPerMinute: 3 },
+      logger,
+      tasks: [record],
+      cronItems: [],
+      pollIntervalMs: 100,
+    });
+    workers.push(worker);
+    assert.ok(worker.metricsUrl);
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await fetch(`${worker.metricsUrl}/metrics`, { headers: { authorization: `Bearer guess-${i}` } })).status);
+    assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+    const limited = await fetch(`${worker.metricsUrl}/metrics`);
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get('retry-after')) > 0);
+    assert.equal(((await limited.json()) as { code: string }).code, 'rate_limited');
+    const scraped = await fetch(`${worker.metricsUrl}/metrics`, { headers: { authorization: 'Bearer worker-scrape-0123456789' } });
+    assert.equal(scraped.status, 200);
+  });
+
   it('starts with every registered task and the default schedule (what `storekeep worker` runs)', async () => {
     const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, serveMetrics: false });
     workers.push(worker);

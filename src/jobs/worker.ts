@@ -5,6 +5,8 @@ import type { Config } from '../config.js';
 import { createDb, createPool, type Db } from '../core/db.js';
 import type { Logger } from '../core/logger.js';
 import { metricsAllowed, registry } from '../core/metrics.js';
+import { AuthFailureLimiter } from '../http/authFailures.js';
+import { clientOf } from '../http/rateLimitKey.js';
 import type { BackoffPolicy } from './backoff.js';
 import { runJob } from './runJob.js';
 import { allTasks, cronItems, periodicJobs } from './registry.js';
@@ -108,8 +110,20 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   let metricsServer: http.Server | undefined;
   let metricsUrl: string | undefined;
   if ((options.serveMetrics ?? true) && config.workerMetricsPort > 0) {
+    // A wrong METRICS_TOKEN is a failed authentication, as on the API: past
+    // AUTH_FAILURES_PER_MINUTE from one client, 429 until its window ends.
+    const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
     metricsServer = http.createServer((request, response) => {
       if (request.url === '/metrics' && !metricsAllowed(config.metricsToken, request.headers.authorization)) {
+        const client = clientOf(request.socket.remoteAddress ?? '');
+        const wait = authFailures.retryAfterSeconds(client);
+        if (wait > 0) {
+          response
+            .writeHead(429, { 'content-type': 'application/problem+json', 'retry-after': String(wait) })
+            .end(JSON.stringify({ code: 'rate_limited', status: 429, title: 'Rate limited', detail: `too many failed authentications from this address; retry after ${wait} s` }));
+          return;
+        }
+        authFailures.recordFailure(client);
         response.writeHead(401, { 'content-type': 'application/problem+json' }).end('{"code":"unauthorized","status":401,"title":"Unauthorized","detail":"send the METRICS_TOKEN as a bearer token"}');
       } else if (request.url === '/metrics') {
         registry.metrics().then(
