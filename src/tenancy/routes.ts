@@ -157,7 +157,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         tags: ['tenancy'],
         summary:
           'Change tenant settings (merged into the current ones; a setting sent as null is removed, i.e. back to its default). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
-          'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. The answer carries the new ETag (not on a replay).',
+          'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. Changes sent at once take turns (same If-Match: one applies, the others 412; without: all merged). The answer carries the new ETag (not on a replay).',
         headers: IfMatchHeaders('settings'),
         body: Settings,
         response: { 200: SettingsAnswer },

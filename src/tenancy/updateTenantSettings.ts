@@ -32,9 +32,16 @@ export async function updateTenantSettings(
   changes: TenantSettingsChange,
   expected?: ExpectedVersions,
 ): Promise<{ settings: TenantSettings; version: number }> {
+  // FOR NO KEY UPDATE, not FOR UPDATE: this command's own operation row (like
+  // every command's) already holds FOR KEY SHARE on the tenant row through
+  // its foreign key, and FOR UPDATE conflicts with KEY SHARE — two changes at
+  // once each held one and waited for the other's (a deadlock, retried into
+  // 500s), and a change waited for every command of the tenant in flight.
+  // NO KEY UPDATE (what the UPDATE below takes anyway: it changes no key)
+  // still makes changes take turns, and the later one reads the earlier's.
   const before = await one(
     cmd.tx,
-    sql<{ settings: TenantSettings; version: number }>`SELECT settings, settings_version AS version FROM tenants WHERE id = ${cmd.tenantId} FOR UPDATE`,
+    sql<{ settings: TenantSettings; version: number }>`SELECT settings, settings_version AS version FROM tenants WHERE id = ${cmd.tenantId} FOR NO KEY UPDATE`,
   );
   if (expected !== undefined && !matchesExpected(expected, before.version)) {
     throw new AppError('version_conflict', `the settings are at version ${before.version}, not ${describeExpected(expected)}; reload them and change again`, {
