@@ -20,7 +20,7 @@ import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, strictJsonParser } from './json.js';
-import { isConnectionFailure, isDataException } from '../core/pgErrors.js';
+import { isConnectionFailure, isDataException, isRetryableTransactionError } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { clientOf, rateLimitKeyOf } from './rateLimitKey.js';
 import { routeModules } from './routes.js';
@@ -167,6 +167,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     } else if (isConnectionFailure(error)) {
       // Answered 503: the database is down or restarting (readyz says so too).
       request.log.warn({ err: error }, 'the database is unavailable');
+    } else if (isRetryableTransactionError(error)) {
+      // Answered 503: still deadlocked or in conflict after every retry — contention worth looking at.
+      request.log.warn({ err: error }, 'a transaction still conflicted after its retries');
     }
     return sendProblem(request, reply, appError);
   };

@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
-import { isConnectionFailure, isDataException, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { isConnectionFailure, isDataException, isRetryableTransactionError, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 
 /**
  * Every error leaves as application/problem+json (RFC 9457) with a stable
@@ -126,6 +126,18 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
       appError: new AppError('service_unavailable', 'the database is unavailable at the moment; retry shortly with the same Idempotency-Key', {
         cause: error,
         retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+      }),
+      unexpected: false,
+    };
+  }
+  // A deadlock or serialization failure still there after the command's
+  // retries (transactions are retried, bounded, before this): contention of
+  // the moment, nothing written — the same request can simply be sent again.
+  if (isRetryableTransactionError(error)) {
+    return {
+      appError: new AppError('service_unavailable', 'the database was too busy with conflicting changes to finish this request; nothing was written — retry shortly with the same Idempotency-Key', {
+        cause: error,
+        retryAfterSeconds: 1,
       }),
       unexpected: false,
     };

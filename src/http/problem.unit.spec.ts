@@ -47,6 +47,15 @@ describe('toAppError and database errors', () => {
     }
     assert.equal(toAppError(pgError('57014', 'canceling statement due to statement timeout')).appError.code, 'internal_error');
   });
+
+  it('a deadlock or serialization failure left after the retries is 503 service_unavailable with Retry-After (not unexpected): nothing was written, the request can be sent again', () => {
+    for (const code of ['40P01', '40001']) {
+      const { appError, unexpected } = toAppError(pgError(code, 'deadlock detected'));
+      assert.deepEqual([appError.code, appError.status, appError.retryAfterSeconds, unexpected], ['service_unavailable', 503, 1, false], code);
+    }
+    // A lock wait that timed out is not retried and stays a bug to look at.
+    assert.deepEqual([toAppError(pgError('55P03')).appError.code, toAppError(pgError('55P03')).unexpected], ['internal_error', true]);
+  });
 });
 
 describe('sendProblem', () => {
