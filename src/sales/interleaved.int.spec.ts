@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { startTestApp, type TestApp } from '../../test/support/app.js';
-import { ApiClient } from '../../test/support/client.js';
+import { startSecondApi, startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
-import { loadConfig } from '../config.js';
-import { Authenticator } from '../core/auth.js';
-import { createDb, createPool, type Db } from '../core/db.js';
-import { createLogger } from '../core/logger.js';
-import { buildApp, type App } from '../http/app.js';
 import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
 
 /**
@@ -20,7 +15,7 @@ import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRow
  */
 describe('sales interleaved: sync and online on two processes, bulk through sync, ledger pages under writes', () => {
   let t: TestApp;
-  let second: { app: App; db: Db; url: string };
+  let second: Awaited<ReturnType<typeof startSecondApi>>;
   let owner: ApiClient;
   let tenantId: string;
   let cashierToken: string;
@@ -28,21 +23,11 @@ describe('sales interleaved: sync and online on two processes, bulk through sync
   before(async () => {
     t = await startTestApp();
     ({ owner, tenantId } = await t.newTenant());
-    const pool = createPool(t.appUrl, { max: 30, asAppRole: true });
-    const db = createDb(pool);
-    const app = await buildApp({
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 },
-      pool,
-      db,
-      logger: createLogger('silent'),
-      authenticator: new Authenticator(db),
-    });
-    second = { app, db, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
+    second = await startSecondApi(t);
     cashierToken = (await givenToken(t, owner, 'cashier')).token!;
   });
   after(async () => {
-    await second.app.close();
-    await second.db.destroy();
+    await second.close();
     await t.close();
   });
 
@@ -59,7 +44,7 @@ describe('sales interleaved: sync and online on two processes, bulk through sync
     const skuId = await givenSku(owner, 'MIX1-A');
     await givenStock(owner, storeId, [{ sku_id: skuId, quantity: 30 }]);
     const onFirst = t.client(cashierToken);
-    const onSecond = new ApiClient(second.url, cashierToken);
+    const onSecond = second.client(cashierToken);
 
     // When: 40 one-unit online sales on process 1 and a batch of 20 one-unit offline sales on process 2, at the same time
     const online = Array.from({ length: 40 }, () => onFirst.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [line(skuId, 1)] }));
@@ -143,7 +128,7 @@ describe('sales interleaved: sync and online on two processes, bulk through sync
     const storeId = await givenStore(owner, 'PAGE1');
     const skuId = await givenSku(owner, 'PAGE1-A');
     await givenStock(owner, storeId, [{ sku_id: skuId, quantity: 100_000 }]);
-    const tills = [t.client(cashierToken), new ApiClient(second.url, cashierToken)];
+    const tills = [t.client(cashierToken), second.client(cashierToken)];
     let selling = true;
     let sold = 0;
     const sellers = Array.from({ length: 16 }, async (_, index) => {

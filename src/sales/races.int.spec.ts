@@ -1,13 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { startTestApp, type TestApp } from '../../test/support/app.js';
-import { ApiClient } from '../../test/support/client.js';
-import { loadConfig } from '../config.js';
-import { Authenticator } from '../core/auth.js';
-import { createDb, createPool, type Db } from '../core/db.js';
-import { createLogger } from '../core/logger.js';
-import { buildApp, type App } from '../http/app.js';
+import { startSecondApi, startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
 import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
 
 /**
@@ -18,7 +13,7 @@ import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRow
  */
 describe('sales under races: a void among running sales, two API processes on one database', () => {
   let t: TestApp;
-  let second: { app: App; db: Db; url: string };
+  let second: Awaited<ReturnType<typeof startSecondApi>>;
   let owner: ApiClient;
   let ownerToken: string;
   let tenantId: string;
@@ -26,25 +21,15 @@ describe('sales under races: a void among running sales, two API processes on on
   before(async () => {
     t = await startTestApp();
     ({ owner, tenantId, token: ownerToken } = await t.newTenant());
-    const pool = createPool(t.appUrl, { max: 30, asAppRole: true });
-    const db = createDb(pool);
-    const app = await buildApp({
-      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 },
-      pool,
-      db,
-      logger: createLogger('silent'),
-      authenticator: new Authenticator(db),
-    });
-    second = { app, db, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
+    second = await startSecondApi(t);
   });
   after(async () => {
-    await second.app.close();
-    await second.db.destroy();
+    await second.close();
     await t.close();
   });
 
   /** The same token on both processes. */
-  const onBoth = (token: string) => [t.client(token), new ApiClient(second.url, token)] as const;
+  const onBoth = (token: string) => [t.client(token), second.client(token)] as const;
   const saleBody = (storeId: string, skuId: string, quantity = 1) => ({ store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, quantity, unit_price: 10 }] });
 
   async function receipts(storeId: string) {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { loadConfig, type Config } from '../../src/config.js';
 import { Authenticator } from '../../src/core/auth.js';
+import { createDb, createPool } from '../../src/core/db.js';
 import { createLogger, type Logger } from '../../src/core/logger.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import { ApiClient } from './client.js';
@@ -47,6 +48,31 @@ export async function startTestApp(overrides: Partial<Config> = {}, options: { l
     async close() {
       await app.close();
       await database.drop();
+    },
+  };
+}
+
+/**
+ * A second API process on the same database, as two instances behind a load
+ * balancer are: its own app-role pool, token cache and group committer.
+ */
+export async function startSecondApi(t: TestApp): Promise<{ url: string; client(token: string): ApiClient; close(): Promise<void> }> {
+  const pool = createPool(t.appUrl, { max: 30, asAppRole: true });
+  const db = createDb(pool);
+  const app = await buildApp({
+    config: { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 },
+    pool,
+    db,
+    logger: createLogger('silent'),
+    authenticator: new Authenticator(db),
+  });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    url,
+    client: (token: string) => new ApiClient(url, token),
+    async close() {
+      await app.close();
+      await db.destroy();
     },
   };
 }
