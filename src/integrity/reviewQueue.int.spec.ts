@@ -2,13 +2,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig } from '../config.js';
-import { createLogger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { waitFor } from '../../test/support/wait.js';
-import { startWorker } from '../jobs/worker.js';
+import { startTestWorker } from '../../test/support/worker.js';
 import { integrityNightly } from './nightlyJob.js';
 
 /**
@@ -38,8 +36,7 @@ describe('integrity findings in the review queue, the metrics and storekeep chec
   it('files each tenant\'s finding in that tenant once, reopens a resolved one that is still there, counts them, and the CLI reports them as JSON', async () => {
     const a = await corruptShop();
     const b = await corruptShop();
-    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
-    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [integrityNightly], cronItems: [], pollIntervalMs: 100 });
+    const worker = await startTestWorker(t, { workerMetricsPort: 0 }, [integrityNightly]);
     const nightlyRun = async () => {
       await t.admin.query(`SELECT graphile_worker.add_job('integrity.run', '{}'::json)`);
       await waitFor('the run', async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n === 0);
@@ -109,8 +106,7 @@ describe('integrity findings in the review queue, the metrics and storekeep chec
     } finally {
       client.release();
     }
-    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
-    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [integrityNightly], cronItems: [], pollIntervalMs: 100 });
+    const worker = await startTestWorker(t, { workerMetricsPort: 0 }, [integrityNightly]);
     const nightlyRun = async () => {
       await t.admin.query(`SELECT graphile_worker.add_job('integrity.run', '{}'::json)`);
       await waitFor('the run', async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n === 0);
