@@ -142,7 +142,11 @@ describe('recovery of an order stuck in pending', () => {
       await recovery.query('BEGIN');
       const kept = await recovery.query(`SELECT enqueue_job('order.submit', $1::jsonb, NULL, NULL, $2, 'keep_waiting') AS id`, [JSON.stringify(queued.payload), key]);
       assert.equal(String(kept.rows[0].id), String(queued.id), 'the waiting job is kept, not replaced');
-      worker = await startTestWorker(t, overrides);
+      // (no sweep of its own: with the order pending past a 1 s stuck-after, the
+      // worker's own recovery could run while the submit does and queue a second
+      // submit — a real, idempotent second call that is not what this checks; nor
+      // a retry after a 300 ms provider timeout on a loaded machine)
+      worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 3_600, fulfilmentTimeoutMs: 10_000 });
       await sleep(1_500);
       // Then the worker has not taken it: the recovering transaction holds its row (the worker skips locked jobs)
       const meanwhile = (await t.admin.query(`SELECT locked_at, attempts FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows;
@@ -158,5 +162,6 @@ describe('recovery of an order stuck in pending', () => {
     const atProvider = [...sim.orders.values()].filter((order) => order.reference === orderId);
     assert.equal(atProvider.length, 1);
     assert.equal(atProvider[0]!.create_calls, 1);
+    assert.equal((await t.admin.query(`SELECT recoveries FROM orders WHERE id = $1`, [orderId])).rows[0].recoveries, 0, 'no recovery of its own ran');
   });
 });
