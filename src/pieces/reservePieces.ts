@@ -14,7 +14,7 @@ export interface ReserveInput {
 
 /**
  * Reserves pieces for this operation until an expiry. Reserved pieces can only
- * be used by a cut/combine that names this reservation (`reservation_op_id`);
+ * be used by a cut, combine or sale that names this reservation (`reservation_op_id`);
  * expired reservations are released lazily by the next command that locks the
  * pieces, and by the sweep (sweepExpiredPieceReservations).
  */

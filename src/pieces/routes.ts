@@ -140,7 +140,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['pieces'],
         summary:
-          'Reserve pieces (one store) for this operation until an expiry. Only a cut/combine naming this reservation (`reservation_op_id`) can use them; expired reservations are released lazily and by the sweep. The reservation id is the returned `op_id`.',
+          'Reserve pieces (one store) for this operation until an expiry. Only a cut, combine or sale naming this reservation (`reservation_op_id`) can use them; expired reservations are released lazily and by the sweep. The reservation id is the returned `op_id`.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           { piece_ids: PieceIds, expires_in_seconds: Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 }) },

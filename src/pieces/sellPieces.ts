@@ -61,10 +61,13 @@ export function duplicatePieceErrors(lines: ReadonlyArray<{ index: number; piece
  * in the caller's scope or not — or of another SKU is reported exactly like a
  * missing one); a line's `quantity`, if sent, must equal the sum of its pieces.
  * Expired reservations among them are released first (as everywhere).
- * Availability is returned, not thrown: an online sale refuses unavailable
- * pieces (409), an offline one records them as a shortfall.
+ * Available: in stock, or reserved under `reservationOpId` (the sale names
+ * the reservation it completes — no release first, so no moment in which
+ * another till could take the piece). Availability is returned, not thrown:
+ * an online sale refuses unavailable pieces (409), an offline one records
+ * them as a shortfall.
  */
-export async function lockPiecesForSale(cmd: Command, storeId: string, lines: PieceSaleLine[]): Promise<PieceSaleLineResult[]> {
+export async function lockPiecesForSale(cmd: Command, storeId: string, lines: PieceSaleLine[], reservationOpId?: string): Promise<PieceSaleLineResult[]> {
   const count = lines.reduce((sum, line) => sum + line.pieceIds.length, 0);
   if (count > MAX_PIECES_PER_SALE) {
     throw new AppError('validation_failed', `a sale names at most ${MAX_PIECES_PER_SALE} pieces`, {
@@ -95,7 +98,8 @@ export async function lockPiecesForSale(cmd: Command, storeId: string, lines: Pi
         errors: [{ path: `/body/items/${line.index}/quantity`, message: `must equal the sum of the pieces' quantities (${quantity})` }],
       });
     }
-    const isAvailable = (piece: PieceRow) => piece.deleted_by_op === null && piece.status === 'in_stock';
+    const isAvailable = (piece: PieceRow) =>
+      piece.deleted_by_op === null && (piece.status === 'in_stock' || (piece.status === 'reserved' && reservationOpId !== undefined && piece.reserved_by_op === reservationOpId));
     const gone = pieces.filter((piece) => !isAvailable(piece));
     return {
       index: line.index,
@@ -113,9 +117,13 @@ export function pieceUnavailable(pieces: UnavailablePiece[]): AppError {
   });
 }
 
-/** Marks locked, in-stock pieces sold by this command (`piece.sold` event each). Stock is moved by the caller. */
+/**
+ * Marks locked, available pieces sold by this command (`piece.sold` event
+ * each); a reserved one leaves its reservation (like a cut that names it).
+ * Stock is moved by the caller.
+ */
 export async function markPiecesSold(cmd: Command, pieces: PieceRow[]): Promise<PieceRow[]> {
-  return updatePieces(cmd, pieces, 'piece.sold', sql`status = 'sold', sold_by_op = ${cmd.opId}`);
+  return updatePieces(cmd, pieces, 'piece.sold', sql`status = 'sold', sold_by_op = ${cmd.opId}, reserved_by_op = NULL, reserved_until = NULL`);
 }
 
 /**

@@ -15,7 +15,8 @@ import { loadSaleState, writeSales } from './saleRows.js';
  * Piece-tracked SKUs (workshop pieces): their stock is the sum of their live
  * pieces, so a line of such a SKU names the pieces it sells (`piece_ids`).
  * The pieces are locked in id order — before any balance, like every pieces
- * command — and checked (lockPiecesForSale). The sold pieces get status
+ * command — and checked (lockPiecesForSale); pieces reserved under the
+ * sale's `reservation_op_id` are sellable. The sold pieces get status
  * `sold`, `sold_by_op` = this operation and a `piece.sold` event, and their
  * sum leaves stock through the sale's ledger rows, so stock stays = Σ live pieces.
  *
@@ -35,7 +36,7 @@ export async function recordSale(cmd: Command, input: SaleInput, source: SaleSou
     // Validate before locking pieces (their checks assume known SKUs of this store).
     const invalid = validateSale(await loadSaleState(tx, tenantId, storeId, [input], { lock: false }), request);
     if (invalid) throw invalid;
-    for (const result of await lockPiecesForSale(cmd, storeId, pieceLines)) pieces.set(result.index, result);
+    for (const result of await lockPiecesForSale(cmd, storeId, pieceLines, input.reservation_op_id)) pieces.set(result.index, result);
   }
 
   const state = await loadSaleState(tx, tenantId, storeId, [input], { lock: true });

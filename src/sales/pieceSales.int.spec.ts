@@ -314,6 +314,117 @@ describe('selling workshop pieces (POST /v1/sales with piece_ids, void, sync; ad
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a sale naming a reservation sells the pieces it holds straight from it (no release first); another reservation or none → 409', async () => {
+    const [held, other, free] = await receive(cloth, [
+      { kind: 'roll', quantity: 1100 },
+      { kind: 'roll', quantity: 1300 },
+      { kind: 'roll', quantity: 700 },
+    ]);
+    assert.ok(held && other && free);
+    const reserve = (pieceIds: string[]) => owner.post('/v1/pieces/reservations', { piece_ids: pieceIds, expires_in_seconds: 600 }, { idempotencyKey: randomUUID() });
+    const mine = await reserve([held.id]);
+    const theirs = await reserve([other.id]);
+    assert.equal(mine.status, 201, JSON.stringify(mine.body));
+    assert.equal(theirs.status, 201, JSON.stringify(theirs.body));
+    const sellUnder = (reservation: string, items: unknown[], source: 'online' | 'offline' = 'online') => {
+      const body = { store_id: storeId, payment_method: 'cash', reservation_op_id: reservation, items };
+      return source === 'online'
+        ? owner.post('/v1/sales', body, { idempotencyKey: randomUUID() })
+        : owner.post('/v1/sync/sales', { sales: [{ idempotency_key: randomUUID(), ...body }] }, { idempotencyKey: randomUUID() });
+    };
+
+    // A piece held by another reservation, or a reservation on a sale that names no pieces: refused, nothing written
+    let before = await snapshot();
+    const wrong = await sellUnder(theirs.body.op_id, [{ sku_id: cloth, piece_ids: [held.id], unit_price: 500 }]);
+    assertProblem(wrong, 409, 'piece_unavailable');
+    assert.deepEqual(wrong.body.pieces, [{ id: held.id, status: 'reserved', held_by_op: mine.body.op_id }]);
+    const noPieces = await sellUnder(mine.body.op_id, [{ sku_id: plain, quantity: 1, unit_price: 100 }]);
+    assertProblem(noPieces, 400, 'validation_failed');
+    assert.deepEqual(noPieces.body.errors.map((e: any) => e.path), ['/body/reservation_op_id']);
+    assert.deepEqual(await snapshot(), before);
+
+    // When the sale names its reservation, with a free piece and a plain line
+    const stockBefore = await stockOf(cloth);
+    const sale = await sellUnder(mine.body.op_id, [
+      { sku_id: cloth, piece_ids: [held.id, free.id], unit_price: 500 },
+      { sku_id: plain, quantity: 1, unit_price: 100 },
+    ]);
+    // Then the reserved piece is sold, out of its reservation, and stock = live pieces
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    const rows = (
+      await t.admin.query(`SELECT id, status, sold_by_op, reserved_by_op, reserved_until FROM pieces WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY id`, [
+        tenantId,
+        [held.id, other.id, free.id],
+      ])
+    ).rows;
+    assert.deepEqual(
+      rows.map((row) => [row.id, row.status, row.sold_by_op, row.reserved_by_op, row.reserved_until === null]),
+      [
+        [held.id, 'sold', sale.body.op_id, null, true],
+        [other.id, 'reserved', null, theirs.body.op_id, false],
+        [free.id, 'sold', sale.body.op_id, null, true],
+      ].sort((x, y) => ((x[0] as string) < (y[0] as string) ? -1 : 1)),
+    );
+    assert.equal(await stockOf(cloth), stockBefore - 1800);
+    assert.equal(await stockOf(cloth), await livePieces(cloth));
+    const steps = await history(held.id);
+    assert.deepEqual(
+      steps.map((step) => [step.type, step.before?.status ?? null, step.after?.status ?? null]),
+      [
+        ['piece.created', null, 'in_stock'],
+        ['piece.reserved', 'in_stock', 'reserved'],
+        ['piece.sold', 'reserved', 'sold'],
+      ],
+    );
+    // And the reservation holds nothing any more: its release releases nothing
+    const release = await owner.post(`/v1/pieces/reservations/${mine.body.op_id}/release`, undefined, { idempotencyKey: randomUUID() });
+    assert.equal(release.status, 200, JSON.stringify(release.body));
+    assert.deepEqual(release.body.released, []);
+    // And the void returns the piece to stock, not to the finished reservation
+    const voided = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'returned' }, { idempotencyKey: randomUUID() });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    assert.deepEqual((await pieceRows([held.id])).map((p) => [p.status, p.sold_by_op]), [['in_stock', null]]);
+    assert.equal(await stockOf(cloth), await livePieces(cloth));
+
+    // Offline too: a synced sale naming the reservation sells what it holds, with no shortfall
+    before = await snapshot();
+    const synced = await sellUnder(theirs.body.op_id, [{ sku_id: cloth, piece_ids: [other.id], unit_price: 500 }], 'offline');
+    assert.equal(synced.status, 200, JSON.stringify(synced.body));
+    const [result] = synced.body.results;
+    assert.equal(result.status, 201, JSON.stringify(result));
+    assert.equal(result.body.items[0].shortfall_quantity, 0);
+    assert.deepEqual((await pieceRows([other.id])).map((p) => p.status), ['sold']);
+    assert.equal(Number((await snapshot()).sales), Number(before.sales) + 1);
+    assert.equal(await stockOf(cloth), await livePieces(cloth));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('sales naming one reservation at once: exactly one sells the reserved piece; a sale naming none never takes it', async () => {
+    const [piece] = await receive(buttons, [{ kind: 'spare', quantity: 9 }]);
+    assert.ok(piece);
+    const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [piece.id], expires_in_seconds: 600 }, { idempotencyKey: randomUUID() });
+    assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
+    const before = await snapshot();
+    const line = [{ sku_id: buttons, piece_ids: [piece.id], unit_price: 5 }];
+    const responses = await Promise.all([
+      ...Array.from({ length: 6 }, () =>
+        owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', reservation_op_id: reservation.body.op_id, items: line }, { idempotencyKey: randomUUID() }),
+      ),
+      ...Array.from({ length: 4 }, () => sell(line)),
+    ]);
+    const won = responses.filter((r) => r.status === 201);
+    assert.equal(won.length, 1, JSON.stringify(responses.map((r) => r.status)));
+    assert.ok(responses.indexOf(won[0]!) < 6, 'the winner named the reservation');
+    for (const response of responses.filter((r) => r.status !== 201)) assertProblem(response, 409, 'piece_unavailable');
+    const after = await snapshot();
+    assert.equal(after.sales, Number(before.sales) + 1);
+    assert.equal(Number(after.receipt_numbers), Number(before.receipt_numbers) + 1);
+    assert.equal(Number(after.stock), Number(before.stock) - 9);
+    assert.deepEqual((await pieceRows([piece.id])).map((p) => [p.status, p.sold_by_op]), [['sold', won[0]!.body.op_id]]);
+    assert.equal(await stockOf(buttons), await livePieces(buttons));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('an offline sale naming a piece sold meanwhile is kept: the rest is sold, the missing piece is its shortfall and a review item', async () => {
     const [kept, gone] = await receive(cloth, [
       { kind: 'roll', quantity: 2500 },

@@ -8,7 +8,7 @@ import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
 import { makeBodyAjv, makeTextAjv } from '../http/ajv.js';
 import { assertStorableText } from '../http/json.js';
-import { IdempotencyHeaders, IdParams, Money, Timestamp, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, LOWERCASE, Money, Timestamp, Uuid } from '../http/schemas.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
 import { recordVoid } from './voidSale.js';
@@ -48,6 +48,14 @@ const saleBodyProperties = {
   customer_id: Type.Optional(Uuid),
   client_created_at: Type.Optional(Type.String({ format: 'date-time', description: 'when the till made the sale' })),
   sale_type: Type.Optional(SaleType),
+  reservation_op_id: Type.Optional(
+    Type.String({
+      format: 'uuid',
+      [LOWERCASE]: true,
+      description:
+        'a piece reservation (its op_id) this sale completes: pieces it holds may be sold (they leave the reservation); only with lines that name pieces',
+    }),
+  ),
 };
 const SaleBody = Type.Object(saleBodyProperties, { additionalProperties: false });
 
@@ -88,7 +96,8 @@ const SALE_SUMMARY =
   'A line or sale total above 9,000,000,000,000 minor units → 400. Any short SKU → 409 insufficient_stock with every shortage, nothing written. A bulk sale (sale_type bulk, or a SKU quantity ≥ the ' +
   'tenant\'s bulk_sale_threshold) needs sales.bulk. A line of a piece-tracked SKU names the workshop pieces it sells (piece_ids; quantity = ' +
   'their sum): they are locked, marked sold by this sale and their sum leaves stock; a piece sold, consumed, deleted or reserved → 409 ' +
-  'piece_unavailable naming the pieces, nothing written. piece_ids on another SKU, or none on a piece-tracked one → 400.';
+  'piece_unavailable naming the pieces, nothing written — unless it is reserved under the reservation the sale names (reservation_op_id), ' +
+  'which sells it straight from the reservation. piece_ids on another SKU, or none on a piece-tracked one → 400.';
 
 type SaleBody = Static<typeof SaleBody>;
 

@@ -51,4 +51,6 @@ export interface SaleInput {
   customer_id?: string | undefined;
   client_created_at?: string | undefined;
   sale_type?: SaleType | undefined;
+  /** A reservation (its `op_id`) whose pieces this sale may sell: see lockPiecesForSale. */
+  reservation_op_id?: string | undefined;
 }

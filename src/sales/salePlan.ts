@@ -150,6 +150,11 @@ export function validateSale(state: SaleState, request: SaleRequest): AppError |
   }
   const lineErrors = saleLineErrors(sale.items, state.skus);
   if (lineErrors.length > 0) return new AppError('validation_failed', 'sale lines do not fit their SKUs', { errors: lineErrors });
+  if (sale.reservation_op_id !== undefined && !sale.items.some((item) => item.piece_ids !== undefined)) {
+    return new AppError('validation_failed', 'a reservation holds workshop pieces, and this sale names none', {
+      errors: [{ path: '/body/reservation_op_id', message: 'only for a sale that names pieces (piece_ids)' }],
+    });
+  }
   // Lines of pieces are checked again by planSale, once their quantity is known.
   const amounts = amountErrors(sale.items.map((item) => ({ unit: state.skus.get(item.sku_id)!.unit, quantity: item.quantity, unit_price: item.unit_price })));
   if (amounts.length > 0) return tooLarge(amounts);
