@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { AppError, assert } from '../core/errors.js';
-import { insertPieces, lockPiecesForUpdate, moveStockForPieces, releaseExpiredReservations, updatePieces } from './pieceRows.js';
+import { heldByOf, insertPieces, lockPiecesForUpdate, moveStockForPieces, releaseExpiredReservations, updatePieces } from './pieceRows.js';
 import type { PieceRow } from './pieces.table.js';
 import { planCombine } from './plan.js';
 import { assertPiecesUsable } from './usable.js';
@@ -18,6 +18,8 @@ export interface CombineInput {
  * `bundle_size`; what is left becomes one remainder spare piece. The inputs
  * are consumed. Two combines over overlapping pieces: the pieces are locked in
  * id order, so the second waits and then finds them consumed (409).
+ * Combined under a reservation (`reservation_op_id`) that held any input, the
+ * bundles and the remainder are held by that reservation (heldByOf).
  */
 export async function combinePieces(cmd: Command, input: CombineInput): Promise<{ op_id: string; consumed: PieceRow[]; bundles: PieceRow[]; remainder: PieceRow | null }> {
   const principal = cmd.principal;
@@ -44,6 +46,7 @@ export async function combinePieces(cmd: Command, input: CombineInput): Promise<
     cmd,
     [...plan.bundles.map((quantity) => ({ ...base, kind: 'bundle' as const, quantity })), ...(plan.remainder > 0 ? [{ ...base, kind: 'spare' as const, quantity: plan.remainder }] : [])],
     { via: 'combine', from: locked.map((piece) => piece.id) },
+    heldByOf(locked, input.reservation_op_id),
   );
   await moveStockForPieces(cmd, created, locked, 'piece_combine');
   return { op_id: cmd.opId, consumed, bundles: created.slice(0, plan.bundles.length), remainder: plan.remainder > 0 ? (created[plan.bundles.length] ?? null) : null };

@@ -2,7 +2,7 @@ import { describeExpected, matchesExpected, type ExpectedVersions } from '../cor
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { AppError, assert } from '../core/errors.js';
-import { insertPieces, lockPiecesForUpdate, moveStockForPieces, releaseExpiredReservations, updatePieces } from './pieceRows.js';
+import { heldByOf, insertPieces, lockPiecesForUpdate, moveStockForPieces, releaseExpiredReservations, updatePieces } from './pieceRows.js';
 import type { PieceRow } from './pieces.table.js';
 import { cutOutputKind, planCut } from './plan.js';
 import { assertPiecesUsable } from './usable.js';
@@ -18,6 +18,8 @@ export interface CutInput {
  * Cuts a roll (or cut piece) into the given lengths, or splits a spare piece
  * into the given counts. The input is consumed; each part and the remainder
  * become new pieces. Stock does not change (the outputs sum to the input).
+ * A piece cut under its reservation (`reservation_op_id`) leaves new pieces
+ * that reservation still holds (heldByOf).
  */
 export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: ExpectedVersions): Promise<{ op_id: string; consumed: PieceRow; pieces: PieceRow[]; remainder: PieceRow | null }> {
   const principal = cmd.principal;
@@ -49,6 +51,7 @@ export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: 
       ...(plan.remainder > 0 ? [{ ...base, kind: piece.kind, quantity: plan.remainder }] : []),
     ],
     { via: 'cut', from: piece.id },
+    heldByOf([piece], input.reservation_op_id),
   );
   await moveStockForPieces(cmd, created, [piece], 'piece_cut');
   return { op_id: cmd.opId, consumed, pieces: created.slice(0, plan.parts.length), remainder: plan.remainder > 0 ? (created[plan.parts.length] ?? null) : null };

@@ -78,8 +78,28 @@ export interface NewPiece {
   sourcePieceIds: string[];
 }
 
-/** Inserts pieces created by this command, with a `piece.created` event each. */
-export async function insertPieces(cmd: Command, pieces: NewPiece[], detail: Record<string, unknown>): Promise<PieceRow[]> {
+/** A reservation that keeps holding what is made of the pieces it held. */
+export interface HeldBy {
+  opId: string;
+  until: Date;
+}
+
+/**
+ * The reservation a cut or combine used (named by `reservation_op_id` and
+ * holding at least one of its inputs, not expired): its outputs stay held by
+ * it until the same expiry, so nothing the reservation held becomes free for
+ * another till by being cut or combined. null when no input was reserved.
+ */
+export function heldByOf(inputs: readonly PieceRow[], reservationOpId: string | undefined): HeldBy | null {
+  const held = inputs.find((piece) => piece.status === 'reserved' && piece.reserved_by_op === reservationOpId && piece.reserved_until !== null);
+  return held && reservationOpId !== undefined ? { opId: reservationOpId, until: held.reserved_until! } : null;
+}
+
+/**
+ * Inserts pieces created by this command, with a `piece.created` event each:
+ * in stock, or reserved under `heldBy`.
+ */
+export async function insertPieces(cmd: Command, pieces: NewPiece[], detail: Record<string, unknown>, heldBy: HeldBy | null = null): Promise<PieceRow[]> {
   if (pieces.length === 0) return [];
   const input = pieces.map((piece) => {
     const id = newId();
@@ -88,9 +108,11 @@ export async function insertPieces(cmd: Command, pieces: NewPiece[], detail: Rec
   const rows = await all(
     cmd.tx,
     sql<PieceRow>`
-      INSERT INTO pieces (tenant_id, id, store_id, sku_id, kind, quantity, original_piece_id, source_piece_ids, op_id, created_by_op)
+      INSERT INTO pieces (tenant_id, id, store_id, sku_id, kind, quantity, original_piece_id, source_piece_ids, op_id, created_by_op,
+                          status, reserved_by_op, reserved_until)
       SELECT ${cmd.tenantId}, p.id, p.store_id, p.sku_id, p.kind, p.quantity, p.original_piece_id,
-             ARRAY(SELECT jsonb_array_elements_text(p.source_piece_ids)::uuid), ${cmd.opId}, ${cmd.opId}
+             ARRAY(SELECT jsonb_array_elements_text(p.source_piece_ids)::uuid), ${cmd.opId}, ${cmd.opId},
+             ${heldBy === null ? 'in_stock' : 'reserved'}, ${heldBy?.opId ?? null}::uuid, ${heldBy?.until ?? null}::timestamptz
       FROM jsonb_to_recordset(${JSON.stringify(input)}::jsonb)
         AS p(id uuid, store_id uuid, sku_id uuid, kind text, quantity bigint, original_piece_id uuid, source_piece_ids jsonb)
       RETURNING ${PIECE_COLUMNS}`,

@@ -336,14 +336,18 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     assertProblem(await owner.post('/v1/pieces/reservations', { piece_ids: [p2.id], expires_in_seconds: 60 }), 409, 'piece_unavailable');
     assert.deepEqual(await snapshot(), before);
 
-    // The reservation's own use: a cut naming it
+    // The reservation's own use: a cut naming it (its pieces stay held by the reservation)
     const cut = await owner.post('/v1/pieces/cut', { piece_id: p1.id, parts: [2], reservation_op_id: reserve.body.op_id }, key());
     assert.equal(cut.status, 201, JSON.stringify(cut.body));
+    const made = [cut.body.pieces[0].id, cut.body.remainder.id];
 
-    // Release frees what is still held (p2), the consumed p1 stays consumed
+    // Release frees what is still held (p2 and the cut's pieces), the consumed p1 stays consumed
     const release = await owner.post(`/v1/pieces/reservations/${reserve.body.op_id}/release`, undefined, key());
     assert.equal(release.status, 200);
-    assert.deepEqual(release.body.released.map((p: Piece) => [p.id, p.status]), [[p2.id, 'in_stock']]);
+    assert.deepEqual(
+      release.body.released.map((p: Piece) => [p.id, p.status]).sort(),
+      [p2.id, ...made].map((id) => [id, 'in_stock']).sort(),
+    );
     assert.equal((await owner.get(`/v1/pieces/${p1.id}`)).body.status, 'consumed');
 
     // Lazy expiry: a reservation past its time no longer holds the piece
@@ -368,6 +372,87 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     assert.equal(await sweepExpiredPieceReservations(t.db), 0);
     const sweepEvent = (await t.admin.query(`SELECT e.type, o.type AS op_type FROM events e JOIN operations o ON o.id = e.op_id WHERE e.subject_id = $1 ORDER BY e.id DESC LIMIT 1`, [p4.id])).rows[0];
     assert.deepEqual(sweepEvent, { type: 'piece.reservation_expired', op_type: 'piece.reservations.expire' });
+    assert.deepEqual(await runChecks(), []);
+  });
+
+  it('what a cut or combine makes of reserved pieces under their reservation stays held by it, until the same time; a sale naming it sells it', async () => {
+    // Given a roll reserved for a customer
+    const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 10_000 }]);
+    assert.ok(roll);
+    const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll.id], expires_in_seconds: 900 }, key());
+    assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
+    const until = reservation.body.reserved_until;
+    // When the workshop cuts the customer's length under the reservation
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [3000], reservation_op_id: reservation.body.op_id }, key());
+    assert.equal(cut.status, 201, JSON.stringify(cut.body));
+    // Then the length and the remainder are held by the same reservation, until the same time
+    const [length] = cut.body.pieces;
+    const remainder = cut.body.remainder;
+    for (const piece of [length, remainder]) {
+      assert.deepEqual([piece.status, piece.reserved_by_op, piece.reserved_until], ['reserved', reservation.body.op_id, until]);
+    }
+    // And nothing else may take them: a sale or cut that does not name the reservation is refused, nothing written
+    let before = await snapshot();
+    const sell = (extra: Record<string, unknown>) =>
+      owner.post('/v1/sales', { store_id: store.id, payment_method: 'cash', items: [{ sku_id: cloth.id, piece_ids: [length.id], unit_price: 500 }], ...extra }, key());
+    assertProblem(await sell({}), 409, 'piece_unavailable');
+    assertProblem(await owner.post('/v1/pieces/cut', { piece_id: remainder.id, parts: [100] }, key()), 409, 'piece_unavailable');
+    assert.deepEqual(await snapshot(), before);
+    // And reverting the cut is refused while the reservation holds what it made, naming the reservation
+    const refused = await owner.post(`/v1/operations/${cut.body.op_id}/revert`);
+    assertProblem(refused, 409, 'operation_already_used');
+    assert.equal(refused.body.used_by_op_id, reservation.body.op_id);
+    assert.match(refused.body.detail, /is held by operation/);
+    assert.deepEqual(await snapshot(), before);
+    // And the customer's sale naming the reservation sells the length; the remainder stays held
+    const sale = await sell({ reservation_op_id: reservation.body.op_id });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    assert.deepEqual(
+      [(await owner.get(`/v1/pieces/${length.id}`)).body.status, (await owner.get(`/v1/pieces/${remainder.id}`)).body.status],
+      ['sold', 'reserved'],
+    );
+    const remainderHistory = (await owner.get(`/v1/pieces/${remainder.id}/history`)).body.items;
+    assert.deepEqual(
+      remainderHistory.map((item: { type: string; after: { status: string } }) => [item.type, item.after.status]),
+      [['piece.created', 'reserved']],
+    );
+
+    // Combine: spare pieces of which one is reserved, combined under that reservation → bundles and remainder held by it
+    const [s1, s2] = await receive(buttons.id, [{ kind: 'spare', quantity: 6 }, { kind: 'spare', quantity: 5 }]);
+    assert.ok(s1 && s2);
+    const spareHold = await owner.post('/v1/pieces/reservations', { piece_ids: [s1.id], expires_in_seconds: 600 }, key());
+    assert.equal(spareHold.status, 201);
+    const combined = await owner.post('/v1/pieces/combine', { piece_ids: [s1.id, s2.id], bundle_size: 5, bundle_count: 2, reservation_op_id: spareHold.body.op_id }, key());
+    assert.equal(combined.status, 201, JSON.stringify(combined.body));
+    for (const piece of [...combined.body.bundles, combined.body.remainder]) {
+      assert.deepEqual([piece.status, piece.reserved_by_op, piece.reserved_until], ['reserved', spareHold.body.op_id, spareHold.body.reserved_until]);
+    }
+    // A combine naming a reservation that holds none of its inputs makes pieces in stock
+    const [s3, s4] = await receive(buttons.id, [{ kind: 'spare', quantity: 2 }, { kind: 'spare', quantity: 3 }]);
+    assert.ok(s3 && s4);
+    const free = await owner.post('/v1/pieces/combine', { piece_ids: [s3.id, s4.id], bundle_size: 5, bundle_count: 1, reservation_op_id: spareHold.body.op_id }, key());
+    assert.equal(free.status, 201, JSON.stringify(free.body));
+    assert.deepEqual([free.body.bundles[0].status, free.body.bundles[0].reserved_by_op], ['in_stock', null]);
+
+    // An expired reservation holds nothing: a cut under it makes pieces in stock
+    const [late] = await receive(cloth.id, [{ kind: 'roll', quantity: 2000 }]);
+    assert.ok(late);
+    const lapsed = await owner.post('/v1/pieces/reservations', { piece_ids: [late.id], expires_in_seconds: 60 }, key());
+    assert.equal(lapsed.status, 201);
+    await t.admin.query(`UPDATE pieces SET reserved_until = now() - interval '1 second' WHERE id = $1`, [late.id]);
+    const lateCut = await owner.post('/v1/pieces/cut', { piece_id: late.id, parts: [500], reservation_op_id: lapsed.body.op_id }, key());
+    assert.equal(lateCut.status, 201, JSON.stringify(lateCut.body));
+    assert.deepEqual([lateCut.body.pieces[0].status, lateCut.body.remainder.status], ['in_stock', 'in_stock']);
+
+    // Releasing the first reservation frees the remainder; then the cut's revert is refused only for the sold length
+    const release = await owner.post(`/v1/pieces/reservations/${reservation.body.op_id}/release`, undefined, key());
+    assert.deepEqual(release.body.released.map((p: Piece) => [p.id, p.status]), [[remainder.id, 'in_stock']]);
+    before = await snapshot();
+    const stillRefused = await owner.post(`/v1/operations/${cut.body.op_id}/revert`);
+    assertProblem(stillRefused, 409, 'operation_already_used');
+    assert.equal(stillRefused.body.used_by_op_id, sale.body.op_id);
+    assert.deepEqual(await snapshot(), before);
+    assert.equal(await stockOf(cloth.id), (await livePieces(cloth.id)).reduce((sum: number, p: { quantity: number }) => sum + p.quantity, 0));
     assert.deepEqual(await runChecks(), []);
   });
 

@@ -29,9 +29,11 @@ async function revertPieceOperation(cmd: Command, target: RevertTarget): Promise
     const usedBy = piece.consumed_by_op ?? piece.reserved_by_op ?? piece.sold_by_op;
     if (usedBy !== null) {
       const user = await maybeOne(cmd.tx, sql<{ type: string }>`SELECT type FROM operations WHERE tenant_id = ${cmd.tenantId} AND id = ${usedBy}`);
+      // (reserved: also the reservation the operation itself was made under, which keeps holding its outputs)
+      const how = piece.consumed_by_op !== null ? 'was consumed' : piece.reserved_by_op !== null ? 'is held' : 'was sold';
       throw new AppError(
         'operation_already_used',
-        `piece ${piece.id} made by this operation was since used by operation ${usedBy} (${user?.type ?? 'unknown'}); revert that operation first`,
+        `piece ${piece.id} made by this operation ${how} by operation ${usedBy} (${user?.type ?? 'unknown'}); revert that operation first`,
         { extra: { used_by_op_id: usedBy, used_by_op_type: user?.type ?? null, piece_id: piece.id } },
       );
     }
