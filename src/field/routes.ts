@@ -118,6 +118,8 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request) => {
       const principal = tenantOf(request);
+      // A store outside the token's scope is 404, as on every read that names a store (not an empty list).
+      if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
       const limit = request.query.limit ?? 50;
       const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>

@@ -70,6 +70,26 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal(unknown.status, outOfScope.status, `unknown op answered ${unknown.status} ${JSON.stringify(unknown.body)}: a store-limited token can tell another store's operation from a missing one`);
   });
 
+  it('a list filtered by a store outside the token\'s stores is 404, like any read that names that store (not an empty list)', async () => {
+    const manager = await givenToken(t, owner, 'manager', [store]);
+    const unknown = '01000000-0000-7000-8000-000000000000';
+    for (const path of ['/v1/pieces', '/v1/points-of-sale', '/v1/settlements', '/v1/transfers']) {
+      // Their own store lists (200); another store of the tenant, or a store that does not exist, is 404 alike
+      assert.equal((await manager.get(`${path}?store_id=${store}`)).status, 200, path);
+      for (const other of [otherStore, unknown]) {
+        const response = await manager.get(`${path}?store_id=${other}`);
+        assert.equal(response.status, 404, `${path} ${JSON.stringify(response.body)}`);
+        assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+        assert.equal(response.body.code, 'not_found');
+      }
+      // A token of every store still reads any store's list, and an unknown store's is empty
+      assert.equal((await owner.get(`${path}?store_id=${otherStore}`)).status, 200, path);
+      assert.deepEqual((await owner.get(`${path}?store_id=${unknown}`)).body.items, [], path);
+    }
+    // As the daily sales read did already
+    assert.equal((await manager.get(`/v1/analytics/daily-sales?store_id=${otherStore}&from=2026-01-01&to=2026-01-02`)).status, 404);
+  });
+
   it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
     // Transfers (README) and orders answer `current_status`; the settlement decision puts the
     // settlement's status under `status`, which the problem document's own `status` (409) overwrites.

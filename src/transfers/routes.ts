@@ -1,6 +1,6 @@
 import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { Type } from 'typebox';
-import { inStoreScope } from '../core/auth.js';
+import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import type { TenantPrincipal } from '../core/auth.js';
 import { inTenantTransaction, runCommand, type Command, type CommandSpec } from '../core/command.js';
 import { notFound } from '../core/errors.js';
@@ -207,6 +207,8 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request) => {
       const principal = tenantOf(request);
+      // A store outside the token's scope is 404, as on every read that names a store (not an empty list).
+      if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
       const limit = request.query.limit ?? 50;
       const before = decodeCursor(request.query.cursor, isIdCursor)?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
