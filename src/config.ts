@@ -28,6 +28,8 @@ export interface Config {
   bodyLimitBytes: number;
   /** Connections in this process's pool. */
   databasePoolSize: number;
+  /** /readyz answers 503 when the database has not answered its check within this. */
+  readinessTimeoutMs: number;
   /** Jobs one worker process runs at once. */
   workerConcurrency: number;
   /** Port of the worker's own /metrics endpoint (0: none). */
@@ -174,6 +176,7 @@ export function loadConfig(env: Env = process.env): Config {
     idempotencyTtlHours: integer(env, 'IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 365),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 20, 2, 500),
+    readinessTimeoutMs: integer(env, 'READINESS_TIMEOUT_MS', 5_000, 10, 600_000),
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 4, 1, 100),
     workerMetricsPort: integer(env, 'WORKER_METRICS_PORT', 9464, 0, 65535),
     jobRetryBaseMs: integer(env, 'JOB_RETRY_BASE_MS', 1000, 1, 3_600_000),

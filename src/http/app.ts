@@ -369,7 +369,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   app.get('/readyz', { config: { auth: 'none', rateLimit: false }, schema: readiness }, async (_request, reply) => {
     try {
-      const pending = await pendingMigrations(deps.pool);
+      // Its own time limit: a connection the network dropped silently gives no
+      // error for minutes, and a probe that hangs tells an orchestrator nothing.
+      const pending = await withTimeout(pendingMigrations(deps.pool), config.readinessTimeoutMs, `the database did not answer within ${config.readinessTimeoutMs} ms`);
       if (pending.length > 0) {
         return reply.status(503).send({ status: 'not_ready', database: 'ok', pending_migrations: pending });
       }
@@ -402,4 +404,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   for (const register of routeModules) await app.register(async (scoped) => register(scoped as unknown as App, deps));
 
   return app;
+}
+
+/** `promise`, or a rejection with `message` once `ms` have passed (the promise itself runs on). */
+async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../test/support/client.js';
+import { sleep } from '../../test/support/wait.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { loadConfig } from '../config.js';
 import { Authenticator } from '../core/auth.js';
@@ -10,10 +11,17 @@ import { createDb, createPool } from '../core/db.js';
 import { createLogger } from '../core/logger.js';
 import { buildApp, type App } from './app.js';
 
-/** A TCP proxy in front of PostgreSQL that can be taken down (listener closed, every connection cut) and brought back on the same port. */
+/**
+ * A TCP proxy in front of PostgreSQL that can be taken down (listener closed,
+ * every connection cut) and brought back on the same port, or frozen: every
+ * connection stays open and nothing goes through (a network that drops
+ * packets silently) until it thaws.
+ */
 class Outage {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  private frozen = false;
+  private held: Array<() => void> = [];
   port = 0;
   constructor(private readonly target: { host: string; port: number }) {}
 
@@ -25,11 +33,28 @@ class Outage {
         socket.on('close', () => this.sockets.delete(socket));
         socket.on('error', () => undefined);
       }
-      inbound.pipe(outbound).pipe(inbound);
+      const forward = (from: net.Socket, to: net.Socket) =>
+        from.on('data', (chunk) => {
+          if (this.frozen) this.held.push(() => to.write(chunk));
+          else to.write(chunk);
+        });
+      forward(inbound, outbound);
+      forward(outbound, inbound);
+      inbound.on('close', () => outbound.destroy());
+      outbound.on('close', () => inbound.destroy());
     });
     await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
     this.port = (server.address() as net.AddressInfo).port;
     this.server = server;
+  }
+
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    for (const send of this.held.splice(0)) send();
   }
 
   async down(): Promise<void> {
@@ -61,7 +86,7 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
     const operatorToken = `test-operator-${randomUUID()}`;
     const authenticator = new Authenticator(db);
     authenticator.setOperatorTokens([operatorToken]);
-    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 };
+    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, readinessTimeoutMs: 500 };
     app = await buildApp({ config, pool, db, logger: createLogger('silent'), authenticator });
     const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
     const created = await new ApiClient(baseUrl, operatorToken).post('/v1/tenants', { name: 'outage' });
@@ -107,6 +132,21 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
     assert.equal((await owner.get('/readyz')).status, 200);
     const sales = await t.admin.query(`SELECT count(*)::int AS n FROM sales WHERE store_id = $1`, [storeId]);
     assert.equal(sales.rows[0].n, 2);
+  });
+
+  it('a database that stops answering without closing the connection: /readyz says 503 within READINESS_TIMEOUT_MS, and 200 once it answers again', async () => {
+    assert.equal((await owner.get('/readyz')).status, 200);
+    outage.freeze();
+    try {
+      // (the probe answers by itself: without its own limit it would wait as long as the network does — here, until the thaw)
+      const notReady = await Promise.race([owner.get('/readyz'), sleep(20_000).then(() => 'no answer while the database was silent' as const)]);
+      if (typeof notReady === 'string') assert.fail(notReady);
+      assert.equal(notReady.status, 503, JSON.stringify(notReady.body));
+      assert.deepEqual(notReady.body, { status: 'not_ready', database: 'unreachable' });
+    } finally {
+      outage.thaw();
+    }
+    assert.equal((await owner.get('/readyz')).status, 200);
   });
 
   it('a connection cut while sales are in flight answers each of them (201 or 503), never crashes the process, and leaves nothing half-written', async () => {
