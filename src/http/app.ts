@@ -310,12 +310,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   });
 
+  // Shared rate limits (REDIS_URL): its connection closes with the app.
+  const redis = config.redisUrl ? new (await import('ioredis')).Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 }) : undefined;
+  if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => redis.disconnect())));
   await app.register(rateLimit, {
     global: true,
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
+    // Redis down: requests are let through (a shop keeps selling), not refused.
     skipOnError: true,
-    ...(config.redisUrl ? { redis: new (await import('ioredis')).Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 }) } : {}),
+    ...(redis ? { redis } : {}),
     // Runs after the auth hook (route-level hooks follow application-level ones).
     keyGenerator: rateLimitKeyOf,
     errorResponseBuilder: (_request, context) =>
