@@ -8,6 +8,7 @@ import { pieceChecks } from '../pieces/integrity.js';
 import { salesChecks } from '../sales/integrity.js';
 import { orderChecks } from '../orders/integrity.js';
 import { settlementChecks } from '../settlements/integrity.js';
+import { analyticsChecks } from '../analytics/integrity.js';
 
 /** Every integrity check of every part; each part adds its list here. */
-export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks, ...salesChecks, ...orderChecks, ...settlementChecks];
+export const allChecks: IntegrityCheck[] = [...coreChecks, ...inventoryChecks, ...moneyChecks, ...fieldChecks, ...transferChecks, ...pieceChecks, ...salesChecks, ...orderChecks, ...settlementChecks, ...analyticsChecks];
