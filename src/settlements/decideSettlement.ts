@@ -5,6 +5,7 @@ import type { Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { PG, pgCode } from '../core/pgErrors.js';
+import { assertSecondApprover } from '../tenancy/secondApprover.js';
 import { findSettlement, SETTLEMENT_COLUMNS } from './queries.js';
 import { settlementTransition, type SettlementDecision } from './settlementMath.js';
 import type { SettlementRow } from './settlements.table.js';
@@ -27,6 +28,8 @@ export async function decideSettlement(
   const current = await findSettlement(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.store_id)) throw notFound('settlement');
   cmd.storeId = current.store_id;
+  // Four-eyes (tenant setting): the count is approved by someone else. A rejection only reopens the day.
+  if (decision === 'approve') await assertSecondApprover(cmd, current.op_id, 'the settlement');
   let decided: SettlementRow | undefined;
   try {
     decided = await maybeOne(

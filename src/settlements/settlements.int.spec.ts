@@ -339,6 +339,36 @@ describe('daily cash settlements', () => {
     );
   });
 
+  it('with require_second_approver on, the manager who submitted a count cannot approve it (403, nothing written); another can, and rejecting stays open to both', async () => {
+    assert.equal((await owner.patch('/v1/tenant/settings', { require_second_approver: true })).status, 200);
+    try {
+      const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(70), declared_cash: 10_000 });
+      assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+      const etag = submitted.headers.get('etag') ?? '';
+      const before = await counts();
+      const own = await managerA.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': etag }, idempotencyKey: randomUUID() });
+      assert.equal(own.status, 403, JSON.stringify(own.body));
+      assert.match(own.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(own.body.code, 'forbidden');
+      assert.equal(own.body.reason, 'second_approver_required');
+      assert.deepEqual(await counts(), before);
+      // The submitter may still reject (a recount follows); another manager approves the recount
+      const rejected = await managerA.post(`/v1/settlements/${submitted.body.id}/reject`, { note: 'recount' }, { headers: { 'if-match': etag }, idempotencyKey: randomUUID() });
+      assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+      const recount = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(70), declared_cash: 10_000 });
+      assert.equal(recount.status, 201, JSON.stringify(recount.body));
+      const approved = await managerB.post(`/v1/settlements/${recount.body.id}/approve`, {}, { headers: { 'if-match': recount.headers.get('etag') ?? '' }, idempotencyKey: randomUUID() });
+      assert.equal(approved.status, 200, JSON.stringify(approved.body));
+      assert.deepEqual((await t.admin.query(`SELECT status, decided_by FROM settlements WHERE id = $1`, [recount.body.id])).rows, [{ status: 'approved', decided_by: 'manager:bert' }]);
+    } finally {
+      assert.equal((await owner.patch('/v1/tenant/settings', { require_second_approver: null })).status, 200);
+    }
+    // Off (the default): the submitter approves their own count
+    const alone = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(71), declared_cash: 10_000 });
+    const self = await managerA.post(`/v1/settlements/${alone.body.id}/approve`, {}, { headers: { 'if-match': alone.headers.get('etag') ?? '' }, idempotencyKey: randomUUID() });
+    assert.equal(self.status, 200, JSON.stringify(self.body));
+  });
+
   it('approval needs settlements.approve (cashier 403) and the store in scope (404)', async () => {
     const cashier = t.client((await owner.post('/v1/tokens', { name: 'cash', role: 'cashier', store_ids: [store.id] })).body.token);
     const otherManager = t.client((await owner.post('/v1/tokens', { name: 'other', role: 'manager', store_ids: [otherStore.id] })).body.token);

@@ -26,6 +26,11 @@ const Settings = Type.Object(
     settlement_float: Type.Optional(
       Type.Union([Type.Integer({ minimum: 0, maximum: 9_000_000_000_000 }), Type.Null()], { description: 'minor units; null: back to the default, 0' }),
     ),
+    require_second_approver: Type.Optional(
+      Type.Union([Type.Boolean(), Type.Null()], {
+        description: 'four-eyes rule: a settlement or stock transfer is approved by another token than the one that submitted or requested it (403 otherwise); null: back to the default, false',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -36,6 +41,7 @@ const SettingsAnswer = Type.Object(
     bulk_sale_threshold: Type.Optional(Type.Integer({ description: 'base units; absent: only sales sent as bulk are bulk' })),
     geofence_radius_m: Type.Optional(Type.Integer({ description: 'metres; absent: the default, 200' })),
     settlement_float: Type.Optional(Type.Integer({ description: 'minor units; absent: the default, 0' })),
+    require_second_approver: Type.Optional(Type.Boolean({ description: 'absent: the default, false' })),
   },
   { additionalProperties: true },
 );

@@ -12,6 +12,8 @@ export interface TenantSettings {
   geofence_radius_m?: number;
   /** Opening cash float per store per day, minor units. */
   settlement_float?: number;
+  /** Four-eyes rule: a settlement or transfer is approved by another token than the one that made it (default off). */
+  require_second_approver?: boolean;
 }
 
 export async function getTenantSettings(db: Executor, tenantId: string): Promise<TenantSettings> {

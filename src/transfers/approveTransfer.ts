@@ -4,6 +4,7 @@ import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
+import { assertSecondApprover } from '../tenancy/secondApprover.js';
 import { findTransfer, lockTransfer } from './queries.js';
 import { transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
@@ -12,12 +13,14 @@ import type { TransferRow } from './transfers.table.js';
  * Approve: status → approved, the stock leaves the source (ledger `transfer_out`)
  * and is recorded in transit on the items — one transaction. Short stock at the
  * source refuses the whole approval (`409 insufficient_stock`, nothing written).
- * Only a token whose scope includes the SOURCE store may approve.
+ * Only a token whose scope includes the SOURCE store may approve (and, with
+ * the tenant's require_second_approver on, not the token that requested it).
  */
 export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.source_store_id)) throw notFound('transfer');
   cmd.storeId = current.source_store_id;
+  await assertSecondApprover(cmd, current.op_id, 'the transfer');
   await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = now()`, expectedVersion);
   const stock = await changeStock(
     cmd.tx,

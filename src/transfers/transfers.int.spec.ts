@@ -296,6 +296,30 @@ describe('stock transfers between stores', () => {
     assert.deepEqual(await counts(), before);
   });
 
+  it('with require_second_approver on, the token that requested a transfer cannot approve it (403, nothing written); another token can', async () => {
+    const manager = t.client((await owner.post('/v1/tokens', { name: 'mira', role: 'manager' })).body.token);
+    assert.equal((await owner.patch('/v1/tenant/settings', { require_second_approver: true })).status, 200);
+    try {
+      const requested = await request([{ sku_id: flour.id, quantity: 5 }], north, south, manager);
+      assert.equal(requested.status, 201, JSON.stringify(requested.body));
+      const before = await counts();
+      const own = await manager.post(`/v1/transfers/${requested.body.id}/approve`, {}, { idempotencyKey: randomUUID() });
+      assert.equal(own.status, 403, JSON.stringify(own.body));
+      assert.match(own.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(own.body.reason, 'second_approver_required');
+      assert.deepEqual(await counts(), before);
+      const northBefore = await stock(north.id, flour.id);
+      const approved = await owner.post(`/v1/transfers/${requested.body.id}/approve`, {}, { idempotencyKey: randomUUID() });
+      assert.equal(approved.status, 200, JSON.stringify(approved.body));
+      assert.equal(await stock(north.id, flour.id), northBefore - 5);
+    } finally {
+      assert.equal((await owner.patch('/v1/tenant/settings', { require_second_approver: null })).status, 200);
+    }
+    // Off (the default): the requester approves
+    const alone = await request([{ sku_id: flour.id, quantity: 1 }], north, south, manager);
+    assert.equal((await manager.post(`/v1/transfers/${alone.body.id}/approve`, {}, { idempotencyKey: randomUUID() })).status, 200);
+  });
+
   it('two approvals of one transfer at once: one 200, one 409, stock moved once', async () => {
     const requested = await request([{ sku_id: flour.id, quantity: 7 }]);
     const northBefore = await stock(north.id, flour.id);
