@@ -261,6 +261,48 @@ function eventRows(record: CommandRecord) {
   ];
 }
 
+/** One idempotency record: the response a keyed command's retries replay. */
+interface KeyRecord {
+  key: string;
+  fingerprint: string;
+  op_id: string;
+  status: number;
+  body: unknown;
+  ttl_hours: number;
+  /** Who sent the request, when not the operation's actor (an "already done" answer names an earlier operation). */
+  actor_token_id?: string | null;
+}
+
+function keyRecord(input: CommandInput, spec: CommandSpec, opId: string, result: { status: number; body: unknown }): KeyRecord {
+  return {
+    key: input.idempotencyKey!,
+    fingerprint: input.fingerprint,
+    op_id: opId,
+    status: result.status,
+    body: (spec.redactForReplay ? spec.redactForReplay(result.body) : result.body) ?? null,
+    ttl_hours: spec.ttlHours ?? defaultTtlHours,
+  };
+}
+
+/**
+ * The one INSERT of idempotency records (recordCommands, recordAlreadyDone).
+ * A live record under a key is never overwritten (the caller holds the key's
+ * advisory lock, so there is none); an expired one is replaced. RETURNING 1
+ * per record saved.
+ */
+function insertKeyRecords(tenantId: string, keyed: readonly KeyRecord[]) {
+  return sql`
+    INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at, actor_token_id)
+    SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb), now() + make_interval(hours => k.ttl_hours), k.actor_token_id
+    FROM jsonb_to_recordset(${JSON.stringify(keyed)}::jsonb)
+      AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, ttl_hours integer, actor_token_id uuid)
+    ON CONFLICT (tenant_id, key) DO UPDATE
+      SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
+          response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at, actor_token_id = EXCLUDED.actor_token_id
+      WHERE idempotency_keys.expires_at <= now()
+    RETURNING 1`;
+}
+
 /**
  * Audit events and idempotency records (2xx results of keyed commands) of
  * many commands, in ONE statement. The operation rows must exist already.
@@ -269,16 +311,7 @@ function eventRows(record: CommandRecord) {
 export async function recordCommands(tx: Tx, tenantId: string, records: readonly CommandRecord[]): Promise<void> {
   if (records.length === 0) return;
   const events = records.flatMap(eventRows);
-  const keyed = records
-    .filter((record) => record.input.idempotencyKey !== undefined)
-    .map((record) => ({
-      key: record.input.idempotencyKey,
-      fingerprint: record.input.fingerprint,
-      op_id: record.opId,
-      status: record.result.status,
-      body: (record.spec.redactForReplay ? record.spec.redactForReplay(record.result.body) : record.result.body) ?? null,
-      ttl_hours: record.spec.ttlHours ?? defaultTtlHours,
-    }));
+  const keyed = records.filter((record) => record.input.idempotencyKey !== undefined).map((record) => keyRecord(record.input, record.spec, record.opId, record.result));
   const saved = await one(
     tx,
     sql<{ saved: number }>`
@@ -291,16 +324,7 @@ export async function recordCommands(tx: Tx, tenantId: string, records: readonly
                    payload jsonb, before jsonb, after jsonb, effects jsonb))
              WITH ORDINALITY AS e(op_id, type, actor, correlation_id, store_id, subject_type, subject_id, payload, before, after, effects, position)
         ORDER BY e.position
-      ), saved AS (
-        INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at)
-        SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb), now() + make_interval(hours => k.ttl_hours)
-        FROM jsonb_to_recordset(${JSON.stringify(keyed)}::jsonb) AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, ttl_hours integer)
-        ON CONFLICT (tenant_id, key) DO UPDATE
-          SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
-              response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at
-          WHERE idempotency_keys.expires_at <= now()
-        RETURNING 1
-      )
+      ), saved AS (${insertKeyRecords(tenantId, keyed)})
       SELECT count(*)::int AS saved FROM saved`,
   );
   assert(saved.saved === keyed.length, 'idempotency record not saved: a live record appeared under the advisory lock');
@@ -462,15 +486,8 @@ export async function recordAlreadyDone(tx: Tx, input: CommandInput, spec: Comma
   if (key === undefined || done.doneBy === null) return;
   const [locked] = await claimIdempotencyKeys(tx, input.tenantId, [key]);
   if (!locked) return;
-  const body = (spec.redactForReplay ? spec.redactForReplay(done.body) : done.body) ?? null;
-  await sql`
-    INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at, actor_token_id)
-    VALUES (${input.tenantId}, ${key}, ${input.fingerprint}, ${done.doneBy}, ${done.status}, ${JSON.stringify(body)}::jsonb,
-            now() + make_interval(hours => ${spec.ttlHours ?? defaultTtlHours}), ${input.principal.kind === 'token' ? input.principal.tokenId : null})
-    ON CONFLICT (tenant_id, key) DO UPDATE
-      SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
-          response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at, actor_token_id = EXCLUDED.actor_token_id
-      WHERE idempotency_keys.expires_at <= now()`.execute(tx);
+  const record = keyRecord(input, spec, done.doneBy, { status: done.status, body: done.body });
+  await insertKeyRecords(input.tenantId, [{ ...record, actor_token_id: input.principal.kind === 'token' ? input.principal.tokenId : null }]).execute(tx);
 }
 
 export interface RetryOptions {
