@@ -86,6 +86,15 @@ describe('POST /v1/sales/{id}/void', () => {
     assert.equal(reused.status, 422);
     assert.equal(reused.body.code, 'idempotency_key_reused');
     assert.equal((await owner.get(`/v1/sales/${other.id}`)).body.status, 'completed');
+
+    // Once expired, the key may name another request: its record is that request's alone (no sender left over from the earlier answer)
+    const stored = await t.admin.query(`SELECT actor_token_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, key]);
+    assert.notEqual(stored.rows[0].actor_token_id, null, 'the already-done answer names who sent it');
+    await t.admin.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1 AND key = $2`, [tenantId, key]);
+    const afterExpiry = await owner.post(`/v1/sales/${other.id}/void`, { reason: 'new request' }, { idempotencyKey: key });
+    assert.equal(afterExpiry.status, 200, JSON.stringify(afterExpiry.body));
+    const replaced = await t.admin.query(`SELECT op_id, actor_token_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, key]);
+    assert.deepEqual(replaced.rows, [{ op_id: afterExpiry.body.voided_by_op, actor_token_id: null }]);
   });
 
   it('concurrent voids of one sale return the stock once', async () => {
