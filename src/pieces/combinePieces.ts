@@ -40,13 +40,14 @@ export async function combinePieces(cmd: Command, input: CombineInput): Promise<
   const plan = planCombine(locked.map((piece) => piece.quantity), input.bundle_size, input.bundle_count);
   if (!plan.ok) throw new AppError('unprocessable', plan.reason, { errors: [{ path: '/body/bundle_count', message: plan.reason }] });
 
+  const heldBy = await heldByOf(cmd, locked, input.reservation_op_id);
   const consumed = await updatePieces(cmd, locked, 'piece.combined', sql`status = 'consumed', consumed_by_op = ${cmd.opId}, reserved_by_op = NULL, reserved_until = NULL`);
   const base = { storeId: first.store_id, skuId: first.sku_id, originalPieceId: first.original_piece_id, sourcePieceIds: locked.map((piece) => piece.id) };
   const created = await insertPieces(
     cmd,
     [...plan.bundles.map((quantity) => ({ ...base, kind: 'bundle' as const, quantity })), ...(plan.remainder > 0 ? [{ ...base, kind: 'spare' as const, quantity: plan.remainder }] : [])],
     { via: 'combine', from: locked.map((piece) => piece.id) },
-    heldByOf(locked, input.reservation_op_id),
+    heldBy,
   );
   await moveStockForPieces(cmd, created, locked, 'piece_combine');
   return { op_id: cmd.opId, consumed, bundles: created.slice(0, plan.bundles.length), remainder: plan.remainder > 0 ? (created[plan.bundles.length] ?? null) : null };

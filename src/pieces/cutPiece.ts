@@ -41,6 +41,7 @@ export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: 
   const plan = planCut(piece.quantity, input.parts);
   if (!plan.ok) throw new AppError('unprocessable', plan.reason, { errors: [{ path: '/body/parts', message: plan.reason }] });
 
+  const heldBy = await heldByOf(cmd, [piece], input.reservation_op_id);
   const [consumed] = await updatePieces(cmd, [piece], 'piece.cut', sql`status = 'consumed', consumed_by_op = ${cmd.opId}, reserved_by_op = NULL, reserved_until = NULL`);
   assert(consumed, 'consumed piece');
   const base = { storeId: piece.store_id, skuId: piece.sku_id, originalPieceId: piece.original_piece_id, sourcePieceIds: [piece.id] };
@@ -51,7 +52,7 @@ export async function cutPiece(cmd: Command, input: CutInput, expectedVersion?: 
       ...(plan.remainder > 0 ? [{ ...base, kind: piece.kind, quantity: plan.remainder }] : []),
     ],
     { via: 'cut', from: piece.id },
-    heldByOf([piece], input.reservation_op_id),
+    heldBy,
   );
   await moveStockForPieces(cmd, created, [piece], 'piece_cut');
   return { op_id: cmd.opId, consumed, pieces: created.slice(0, plan.parts.length), remainder: plan.remainder > 0 ? (created[plan.parts.length] ?? null) : null };

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { all, type Tx } from '../core/db.js';
+import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
@@ -81,18 +81,22 @@ export interface NewPiece {
 /** A reservation that keeps holding what is made of the pieces it held. */
 export interface HeldBy {
   opId: string;
-  until: Date;
+  /** Its expiry as PostgreSQL prints it: to the microsecond (a JavaScript Date would cut it to the millisecond). */
+  until: string;
 }
 
 /**
- * The reservation a cut or combine used (named by `reservation_op_id` and
- * holding at least one of its inputs, not expired): its outputs stay held by
- * it until the same expiry, so nothing the reservation held becomes free for
- * another till by being cut or combined. null when no input was reserved.
+ * The reservation a cut or combine uses (named by `reservation_op_id` and
+ * holding at least one of its locked inputs, not expired — call it before
+ * the inputs are consumed): its outputs stay held by it until the same
+ * expiry, so nothing the reservation held becomes free for another till by
+ * being cut or combined. null when no input is reserved under it.
  */
-export function heldByOf(inputs: readonly PieceRow[], reservationOpId: string | undefined): HeldBy | null {
-  const held = inputs.find((piece) => piece.status === 'reserved' && piece.reserved_by_op === reservationOpId && piece.reserved_until !== null);
-  return held && reservationOpId !== undefined ? { opId: reservationOpId, until: held.reserved_until! } : null;
+export async function heldByOf(cmd: Command, inputs: readonly PieceRow[], reservationOpId: string | undefined): Promise<HeldBy | null> {
+  const held = inputs.find((piece) => piece.status === 'reserved' && reservationOpId !== undefined && piece.reserved_by_op === reservationOpId);
+  if (!held || reservationOpId === undefined) return null;
+  const row = await maybeOne(cmd.tx, sql<{ until: string }>`SELECT reserved_until::text AS until FROM pieces WHERE tenant_id = ${cmd.tenantId} AND id = ${held.id}`);
+  return row ? { opId: reservationOpId, until: row.until } : null;
 }
 
 /**

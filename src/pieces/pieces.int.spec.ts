@@ -381,16 +381,21 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     assert.ok(roll);
     const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll.id], expires_in_seconds: 900 }, key());
     assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
-    const until = reservation.body.reserved_until;
+    // (an expiry to the microsecond, as the database keeps it)
+    await t.admin.query(`UPDATE pieces SET reserved_until = date_trunc('second', now()) + interval '900.123456 seconds' WHERE id = $1`, [roll.id]);
+    const exact = (await t.admin.query(`SELECT reserved_until::text AS until FROM pieces WHERE id = $1`, [roll.id])).rows[0].until;
+    const until = new Date(exact).toISOString();
     // When the workshop cuts the customer's length under the reservation
     const cut = await owner.post('/v1/pieces/cut', { piece_id: roll.id, parts: [3000], reservation_op_id: reservation.body.op_id }, key());
     assert.equal(cut.status, 201, JSON.stringify(cut.body));
-    // Then the length and the remainder are held by the same reservation, until the same time
+    // Then the length and the remainder are held by the same reservation, until the same time (to the microsecond)
     const [length] = cut.body.pieces;
     const remainder = cut.body.remainder;
     for (const piece of [length, remainder]) {
       assert.deepEqual([piece.status, piece.reserved_by_op, piece.reserved_until], ['reserved', reservation.body.op_id, until]);
     }
+    const kept = (await t.admin.query(`SELECT reserved_until::text AS until FROM pieces WHERE id = ANY($1::uuid[])`, [[length.id, remainder.id]])).rows;
+    assert.deepEqual(kept, [{ until: exact }, { until: exact }]);
     // And nothing else may take them: a sale or cut that does not name the reservation is refused, nothing written
     let before = await snapshot();
     const sell = (extra: Record<string, unknown>) =>
