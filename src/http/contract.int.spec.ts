@@ -70,7 +70,7 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal(unknown.status, outOfScope.status, `unknown op answered ${unknown.status} ${JSON.stringify(unknown.body)}: a store-limited token can tell another store's operation from a missing one`);
   });
 
-  it('a list filtered by a store outside the token\'s stores is 404, like any read that names that store (not an empty list)', async () => {
+  it('a list filtered by a store outside the token\'s stores, or by no store of the tenant, is 404, like any read that names that store (not an empty list)', async () => {
     const manager = await givenToken(t, owner, 'manager', [store]);
     const unknown = '01000000-0000-7000-8000-000000000000';
     for (const path of ['/v1/pieces', '/v1/points-of-sale', '/v1/settlements', '/v1/transfers']) {
@@ -82,9 +82,11 @@ describe('the HTTP contract across endpoints', () => {
         assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
         assert.equal(response.body.code, 'not_found');
       }
-      // A token of every store still reads any store's list, and an unknown store's is empty
+      // A token of every store reads any store's list; a store that does not exist is 404 for it too (API.md: "exactly as if it did not exist")
       assert.equal((await owner.get(`${path}?store_id=${otherStore}`)).status, 200, path);
-      assert.deepEqual((await owner.get(`${path}?store_id=${unknown}`)).body.items, [], path);
+      const missing = await owner.get(`${path}?store_id=${unknown}`);
+      assert.equal(missing.status, 404, `${path} ${JSON.stringify(missing.body)}`);
+      assert.equal(missing.body.code, 'not_found');
     }
     // As the daily sales read did already
     assert.equal((await manager.get(`/v1/analytics/daily-sales?store_id=${otherStore}&from=2026-01-01&to=2026-01-02`)).status, 404);

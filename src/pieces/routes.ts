@@ -1,3 +1,4 @@
+import { assertStoreExists } from '../inventory/receiveStock.js';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
@@ -194,9 +195,11 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
       const limit = request.query.limit ?? 50;
       const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
-      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
-        listPieces(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, skuId: request.query.sku_id, includeGone: request.query.include_gone }, after, limit + 1),
-      );
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        // A store that is not the tenant's is 404 for every token, as one outside a store-limited token's stores is.
+        if (request.query.store_id !== undefined) await assertStoreExists(tx, principal.tenantId, request.query.store_id);
+        return listPieces(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, skuId: request.query.sku_id, includeGone: request.query.include_gone }, after, limit + 1);
+      });
       return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );

@@ -1,3 +1,4 @@
+import { assertStoreExists } from '../inventory/receiveStock.js';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
@@ -135,9 +136,11 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
       const limit = request.query.limit ?? 50;
       const before = decodeCursor(request.query.cursor, isIdCursor)?.id;
-      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
-        listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limit + 1),
-      );
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        // A store that is not the tenant's is 404 for every token, as one outside a store-limited token's stores is.
+        if (request.query.store_id !== undefined) await assertStoreExists(tx, principal.tenantId, request.query.store_id);
+        return listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limit + 1);
+      });
       return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );

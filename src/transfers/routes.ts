@@ -1,3 +1,4 @@
+import { assertStoreExists } from '../inventory/receiveStock.js';
 import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
@@ -211,9 +212,11 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
       const limit = request.query.limit ?? 50;
       const before = decodeCursor(request.query.cursor, isIdCursor)?.id;
-      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
-        listTransfers(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, status: request.query.status }, before, limit + 1),
-      );
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        // A store that is not the tenant's is 404 for every token, as one outside a store-limited token's stores is.
+        if (request.query.store_id !== undefined) await assertStoreExists(tx, principal.tenantId, request.query.store_id);
+        return listTransfers(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, status: request.query.status }, before, limit + 1);
+      });
       return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
   );
