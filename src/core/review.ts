@@ -8,6 +8,8 @@ export interface ReviewItemInput {
   subjectType?: string;
   subjectId?: string;
   storeId?: string;
+  /** A second store the item concerns (a transfer's source): its staff see and may resolve it too. */
+  otherStoreId?: string;
   detail: Record<string, unknown>;
   /** An open item with the same key is the same problem: no second item is opened. */
   dedupeKey?: string;
@@ -37,6 +39,7 @@ export async function openReviewItems(tx: Tx, tenantId: string, items: ReadonlyA
     subject_type: input.subjectType ?? null,
     subject_id: input.subjectId ?? null,
     store_id: input.storeId ?? null,
+    other_store_id: input.otherStoreId ?? null,
     detail: input.detail,
     dedupe_key: input.dedupeKey ?? null,
     op_id: input.opId,
@@ -44,11 +47,11 @@ export async function openReviewItems(tx: Tx, tenantId: string, items: ReadonlyA
   const inserted = await all(
     tx,
     sql<{ id: string }>`
-      INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, detail, dedupe_key, op_id)
-      SELECT ${tenantId}, i.id, i.kind, i.severity, i.subject_type, i.subject_id, i.store_id, i.detail, i.dedupe_key, i.op_id
+      INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, dedupe_key, op_id)
+      SELECT ${tenantId}, i.id, i.kind, i.severity, i.subject_type, i.subject_id, i.store_id, i.other_store_id, i.detail, i.dedupe_key, i.op_id
       FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-             AS (id uuid, kind text, severity text, subject_type text, subject_id text, store_id uuid, detail jsonb, dedupe_key text, op_id uuid))
-           WITH ORDINALITY AS i(id, kind, severity, subject_type, subject_id, store_id, detail, dedupe_key, op_id, position)
+             AS (id uuid, kind text, severity text, subject_type text, subject_id text, store_id uuid, other_store_id uuid, detail jsonb, dedupe_key text, op_id uuid))
+           WITH ORDINALITY AS i(id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, dedupe_key, op_id, position)
       ORDER BY i.position
       ON CONFLICT (tenant_id, dedupe_key) WHERE status = 'open' AND dedupe_key IS NOT NULL DO NOTHING
       RETURNING id`,

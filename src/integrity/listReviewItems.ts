@@ -8,6 +8,8 @@ export interface ReviewItemRow {
   subject_type: string | null;
   subject_id: string | null;
   store_id: string | null;
+  /** A second store the item concerns (a transfer's source), or null. */
+  other_store_id: string | null;
   detail: unknown;
   status: 'open' | 'resolved';
   op_id: string;
@@ -17,12 +19,12 @@ export interface ReviewItemRow {
   resolution_note: string | null;
 }
 
-const COLUMNS = sql`id, kind, severity, subject_type, subject_id, store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note`;
+export const REVIEW_ITEM_COLUMNS = sql`id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note`;
 
 export interface ReviewItemFilter {
   status?: 'open' | 'resolved' | undefined;
   kind?: string | undefined;
-  /** null: every store (and items of no store); otherwise only items of these stores. */
+  /** null: every store (and items of no store); otherwise only items of these stores (either of an item's two). */
   storeIds: readonly string[] | null;
   /** Ids are UUIDv7 (time-ordered): newest first, keyset on id. */
   beforeId?: string | undefined;
@@ -33,11 +35,11 @@ export async function listReviewItems(tx: Tx, tenantId: string, filter: ReviewIt
   return all(
     tx,
     sql<ReviewItemRow>`
-      SELECT ${COLUMNS} FROM review_items
+      SELECT ${REVIEW_ITEM_COLUMNS} FROM review_items
       WHERE tenant_id = ${tenantId}
         AND (${filter.status ?? null}::text IS NULL OR status = ${filter.status ?? null})
         AND (${filter.kind ?? null}::text IS NULL OR kind = ${filter.kind ?? null})
-        AND (${filter.storeIds === null}::boolean OR store_id = ANY(${filter.storeIds ?? []}::uuid[]))
+        AND (${filter.storeIds === null}::boolean OR store_id = ANY(${filter.storeIds ?? []}::uuid[]) OR other_store_id = ANY(${filter.storeIds ?? []}::uuid[]))
         AND (${filter.beforeId ?? null}::uuid IS NULL OR id < ${filter.beforeId ?? null}::uuid)
       ORDER BY id DESC
       LIMIT ${filter.limit}`,
@@ -45,5 +47,10 @@ export async function listReviewItems(tx: Tx, tenantId: string, filter: ReviewIt
 }
 
 export async function findReviewItem(tx: Tx, tenantId: string, id: string): Promise<ReviewItemRow | undefined> {
-  return maybeOne(tx, sql<ReviewItemRow>`SELECT ${COLUMNS} FROM review_items WHERE tenant_id = ${tenantId} AND id = ${id}`);
+  return maybeOne(tx, sql<ReviewItemRow>`SELECT ${REVIEW_ITEM_COLUMNS} FROM review_items WHERE tenant_id = ${tenantId} AND id = ${id}`);
+}
+
+/** The item's store in the caller's scope (its own, else the other it concerns), or undefined: not visible to a store-limited token. */
+export function reviewItemStoreInScope(storeIds: readonly string[], item: Pick<ReviewItemRow, 'store_id' | 'other_store_id'>): string | undefined {
+  return [item.store_id, item.other_store_id].find((storeId): storeId is string => storeId !== null && storeIds.includes(storeId));
 }

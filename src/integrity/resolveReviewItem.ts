@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
-import { inStoreScope } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
-import { findReviewItem, type ReviewItemRow } from './listReviewItems.js';
+import { findReviewItem, REVIEW_ITEM_COLUMNS, reviewItemStoreInScope, type ReviewItemRow } from './listReviewItems.js';
 
 /**
  * Marks an open review item resolved, with the note saying what was done.
@@ -14,19 +13,19 @@ import { findReviewItem, type ReviewItemRow } from './listReviewItems.js';
 export async function resolveReviewItem(cmd: Command, id: string, note: string): Promise<ReviewItemRow> {
   const principal = cmd.principal;
   const before = await findReviewItem(cmd.tx, cmd.tenantId, id);
-  const visible =
-    before !== undefined &&
-    (principal.kind !== 'token' || principal.storeIds === null || (before.store_id !== null && inStoreScope(principal, before.store_id)));
-  if (!visible) throw notFound('review item');
+  const limited = principal.kind === 'token' && principal.storeIds !== null;
+  // A store-limited token resolves an item of one of its stores (either store of a two-store item), acting in that store.
+  const actingStore = before === undefined ? undefined : limited ? reviewItemStoreInScope(principal.storeIds!, before) : (before.store_id ?? undefined);
+  if (before === undefined || (limited && actingStore === undefined)) throw notFound('review item');
   const after = await maybeOne(
     cmd.tx,
     sql<ReviewItemRow>`
       UPDATE review_items SET status = 'resolved', resolved_at = now(), resolved_by_op = ${cmd.opId}, resolution_note = ${note}
       WHERE tenant_id = ${cmd.tenantId} AND id = ${id} AND status = 'open'
-      RETURNING id, kind, severity, subject_type, subject_id, store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note`,
+      RETURNING ${REVIEW_ITEM_COLUMNS}`,
   );
   if (!after) throw new AppError('invalid_transition', 'the review item is already resolved', { extra: { current_status: 'resolved' } });
-  if (after.store_id) cmd.storeId = after.store_id;
+  if (actingStore) cmd.storeId = actingStore;
   cmd.touch('review_items', id, 'updated');
   cmd.audit({ subjectType: 'review_item', subjectId: id, before: { status: before.status }, after: { status: after.status, resolution_note: note } });
   return after;

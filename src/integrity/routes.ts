@@ -4,7 +4,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
-import { assertAllStores, recordInScope, SYSTEM_TENANT_ID } from '../core/auth.js';
+import { assertAllStores, inStoreScope, recordInScope, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { findReviewItem, listReviewItems } from './listReviewItems.js';
 import { allChecks } from './registry.js';
 import { resolveReviewItem } from './resolveReviewItem.js';
@@ -25,6 +25,7 @@ const ReviewItem = Type.Object({
   subject_type: Type.Union([Type.String(), Type.Null()]),
   subject_id: Type.Union([Type.String(), Type.Null()]),
   store_id: Type.Union([Uuid, Type.Null()]),
+  other_store_id: Type.Union([Uuid, Type.Null()], { description: 'a second store the item concerns (a transfer received short: its source), whose staff see and may resolve it too' }),
   detail: Type.Unknown(),
   status: Type.Union([Type.Literal('open'), Type.Literal('resolved')]),
   op_id: Uuid,
@@ -98,7 +99,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
     async (request) => {
       const principal = tenantOf(request);
       const item = await inTenantTransaction(db, principal.tenantId, (tx) => findReviewItem(tx, principal.tenantId, request.params.id));
-      if (!item || !recordInScope(principal, item.store_id)) throw notFound('review item');
+      if (!item || !(recordInScope(principal, item.store_id) || (item.other_store_id !== null && inStoreScope(principal, item.other_store_id)))) throw notFound('review item');
       return item;
     },
   );

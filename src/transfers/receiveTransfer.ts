@@ -48,6 +48,8 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
       subjectType: 'stock_transfer',
       subjectId: id,
       storeId: current.destination_store_id,
+      // the source's too: its goods left and did not arrive
+      otherStoreId: current.source_store_id,
       detail: { transfer_id: id, source_store_id: current.source_store_id, lines: short },
       dedupeKey: `transfer_shortfall/${id}`,
     });

@@ -238,6 +238,41 @@ describe('stock transfers between stores', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a shortfall is the source store\'s review item too: its own staff see it, read it and may resolve it; a third store\'s do not', async () => {
+    const east = (await owner.post('/v1/stores', { code: `E${randomUUID().slice(0, 4)}`, name: 'East' })).body;
+    const token = async (name: string, storeId: string) => t.client((await owner.post('/v1/tokens', { name, role: 'manager', store_ids: [storeId] })).body.token);
+    const [sender, receiver, bystander] = [await token('sender', north.id), await token('receiver', south.id), await token('bystander', east.id)];
+    const requested = await request([{ sku_id: flour.id, quantity: 50 }]);
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
+    assert.equal((await receiver.post(`/v1/transfers/${requested.body.id}/receive`, { items: [{ sku_id: flour.id, quantity_received: 45 }] })).status, 200);
+    const listed = async (client: ApiClient) =>
+      ((await client.get('/v1/review-items?kind=transfer_shortfall&status=open&limit=500')).body.items as Array<{ id: string; subject_id: string; store_id: string; other_store_id: string }>).filter(
+        (item) => item.subject_id === requested.body.id,
+      );
+    // Both ends see it, named with both stores; a third store does not
+    const [bySender] = await listed(sender);
+    assert.ok(bySender, 'the source store lists the shortfall');
+    assert.deepEqual([bySender.store_id, bySender.other_store_id], [south.id, north.id]);
+    assert.equal((await listed(receiver)).length, 1);
+    assert.deepEqual(await listed(bystander), []);
+    assert.equal((await sender.get(`/v1/review-items/${bySender.id}`)).status, 200);
+    assert.equal((await bystander.get(`/v1/review-items/${bySender.id}`)).status, 404);
+    const before = await counts();
+    assert.equal((await bystander.post(`/v1/review-items/${bySender.id}/resolve`, { note: 'not mine' })).status, 404);
+    assert.deepEqual(await counts(), before);
+    // The sender resolves it, acting in its own store (its replay and the operation are its to see)
+    const key = randomUUID();
+    const resolved = await sender.post(`/v1/review-items/${bySender.id}/resolve`, { note: 'five bags left on the truck; found' }, { idempotencyKey: key });
+    assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
+    assert.equal(resolved.body.status, 'resolved');
+    const replay = await sender.post(`/v1/review-items/${bySender.id}/resolve`, { note: 'five bags left on the truck; found' }, { idempotencyKey: key });
+    assert.equal(replay.status, 200, JSON.stringify(replay.body));
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    const op = (await t.admin.query(`SELECT store_id FROM operations WHERE id = $1`, [resolved.body.resolved_by_op])).rows[0];
+    assert.equal(op.store_id, north.id);
+    assert.equal((await sender.get(`/v1/operations/${resolved.body.resolved_by_op}`)).status, 200);
+  });
+
   it('a SKU sent above the largest line quantity (lines of one SKU summed) can be received in part, by what arrived', async () => {
     const grain = (await owner.post('/v1/skus', { code: 'GRAIN', name: 'Grain', unit: 'kg', price: 1 })).body;
     for (let i = 0; i < 2; i++) {
