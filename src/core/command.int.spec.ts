@@ -108,11 +108,18 @@ describe('the command transaction', () => {
     );
     await t.admin.query(`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES ($1, $2, 'DL-A', 'A', $2), ($1, $3, 'DL-B', 'B', $2)`, [tenantId, a, b]);
     let attempts = 0;
+    // Each first attempt takes its second lock only once both hold their first
+    // (a barrier, not a sleep: on a loaded machine one command could otherwise
+    // take both locks before the other began, and there was no deadlock at all).
+    let holdingFirst = 0;
+    let bothHoldOne!: () => void;
+    const barrier = new Promise<void>((resolve) => (bothHoldOne = resolve));
     const lockBoth = (first: string, second: string) =>
       runCommand(t.db, input(), { type: 'store.touch' }, async (cmd) => {
         attempts += 1;
         await sql`SELECT 1 FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${first} FOR UPDATE`.execute(cmd.tx);
-        await sql`SELECT pg_sleep(0.2)`.execute(cmd.tx);
+        if (++holdingFirst === 2) bothHoldOne();
+        await barrier;
         await sql`SELECT 1 FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${second} FOR UPDATE`.execute(cmd.tx);
         return { status: 200, body: { ok: true } };
       });
