@@ -221,10 +221,12 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       // /v1/sales. Batch records stored under the fingerprint of the batch
       // as sent (before this) still replay.
       const asSent = commandInputOf(request);
+      const unstorable = new Set<number>();
       const invalid = request.body.sales.map((queued, index): unknown => {
         try {
           assertStorableText(queued, `/body/sales/${index}`);
         } catch (error) {
+          unstorable.add(index);
           return error;
         }
         if (validateSyncSale(queued)) return undefined;
@@ -233,6 +235,11 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       const read = commandInputOf(request);
       const base: CommandInput =
         read.fingerprint === asSent.fingerprint ? read : { ...read, equivalentFingerprints: [...(read.equivalentFingerprints ?? []), asSent.fingerprint] };
+      // The batch's audit event keeps the batch as read, but a sale with text
+      // the database cannot store (refused in its own result) is kept as null:
+      // stored whole, it made the batch's record — and so the whole batch,
+      // every time the till sent it again — fail at path "/".
+      const batchPayload = unstorable.size === 0 ? base.payload : { sales: request.body.sales.map((queued, index) => (unstorable.has(index) ? null : queued)) };
       // The batch's own Idempotency-Key (optional; each sale has its own key).
       // Claimed and recorded — with the batch's fingerprint — BEFORE any sale
       // is applied, in storekeep's key space (`sync-batch:<key>`, apart from
@@ -246,7 +253,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (batchKey !== undefined) {
         const recorded = await runCommand(
           db,
-          { ...base, idempotencyKey: internalIdempotencyKey('sync-batch', batchKey) },
+          { ...base, idempotencyKey: internalIdempotencyKey('sync-batch', batchKey), payload: batchPayload },
           SYNC_SPEC,
           async () => ({ status: 200, body: { sales: request.body.sales.length } }),
         );

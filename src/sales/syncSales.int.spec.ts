@@ -218,6 +218,30 @@ describe('POST /v1/sync/sales: offline tills', () => {
     assert.deepEqual(applied, winner === 0 ? [5, 0] : [0, 5]);
   });
 
+  it("the batch's own Idempotency-Key: a sale with text the database cannot store (a NUL, an unpaired surrogate) is refused in its own result; the rest of the batch is applied, and the batch replays", async () => {
+    for (const bad of ['k\u0000ey', 'k\ud800ey']) {
+      const batchKey = randomUUID();
+      const good = queued(1);
+      const badKey = { ...queued(1), idempotency_key: bad };
+      const badField = { ...queued(1), reference: bad };
+      const batch = { sales: [good, badKey, badField] };
+      const before = await saleRowCounts(t, tenantId);
+      const first = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: batchKey });
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.deepEqual(first.body.results.map((r: { status: number }) => r.status), [201, 400, 400]);
+      assert.deepEqual(first.body.results[1].body.errors.map((e: { path: string }) => e.path), ['/body/sales/1/idempotency_key']);
+      assert.deepEqual(first.body.results[2].body.errors.map((e: { path: string }) => e.path), ['/body/sales/2/reference']);
+      const after = await saleRowCounts(t, tenantId);
+      assert.equal(Number(after.sales) - Number(before.sales), 1, 'the good sale is applied');
+
+      const again = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: batchKey });
+      assert.equal(again.status, 200, JSON.stringify(again.body));
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(again.body.results.map((r: { status: number; replayed: boolean }) => [r.status, r.replayed]), [[201, true], [400, false], [400, false]]);
+      assert.equal((await saleRowCounts(t, tenantId)).sales, after.sales, 'nothing new written by the repeat');
+    }
+  });
+
   it("keys in storekeep's own key space are refused: a sale's key → that sale's 400; the batch's key → 400 and nothing applied", async () => {
     const reservedItem = { ...queued(1), idempotency_key: 'fulfilment-webhook:evt_1' };
     const response = await cashier.post('/v1/sync/sales', { sales: [reservedItem, queued(1)] });
