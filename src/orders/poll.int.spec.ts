@@ -131,4 +131,34 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     const items = await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE tenant_id = $1 AND kind = 'job_failed' AND status = 'open'`, [shop.tenantId]);
     assert.equal(items.rows[0].n, 1);
   });
+
+  it('a slow provider: the sweeps that run while a lookup is in flight start no second lookup of the order (one chain of attempts, one give-up)', async () => {
+    // Given an order waiting on the provider for an hour (submitted by a worker that reaches it)
+    await worker.stop();
+    worker = await startTestWorker(t, overrides);
+    const shop = await newOrderShop(t);
+    const orderId = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    await worker.stop();
+    await t.admin.query(`UPDATE orders SET status_changed_at = now() - interval '1 hour', provider_checked_at = NULL WHERE id = $1`, [orderId]);
+    const key = (await t.admin.query(`SELECT provider_key FROM orders WHERE id = $1`, [orderId])).rows[0].provider_key as string;
+    const lookups = () => sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(key)}`).length;
+    const lookupsBefore = lookups();
+    // When every lookup takes 1.5 s and times out after 0.8 s (three attempts of about a second),
+    // while the sweep runs every 0.5 s and a lookup is due after 6 s unchanged
+    sim.faults.latencyMs = 1_500;
+    const slow = { ...overrides, fulfilmentTimeoutMs: 800, ordersPollAfterSeconds: 6, jobRetryBaseMs: 20, jobRetryMaxMs: 50 };
+    worker = await startTestWorker(t, slow);
+    const giveUps = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'job.give_up'`, [shop.tenantId])).rows[0].n as number;
+    try {
+      await waitFor('the lookup to give up', async () => (await giveUps()) >= 1, 20_000, 100);
+      await sleep(2_500);
+    } finally {
+      sim.faults.latencyMs = 0;
+    }
+    // Then one chain asked the provider: three attempts, one give-up — no second chain beside it
+    assert.equal(await giveUps(), 1);
+    assert.equal(lookups() - lookupsBefore, 3);
+    assert.equal(await statusOf(t.admin, orderId), 'submitted');
+  });
 });

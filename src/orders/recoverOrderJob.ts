@@ -115,6 +115,38 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
 });
 
 /**
+ * Marks the order as asked about (provider_checked_at) before each try of a
+ * lookup, in a command of its own (not the order's version: nothing a client
+ * sees changes). A chain's first try marks it only while it is still due
+ * (WAITING_UNASKED), in one conditional UPDATE: a second job of the order —
+ * queued by a sweep while this one ran (a running job holds its key no
+ * longer), and run beside it — finds it claimed and does nothing, however
+ * the two interleave (a check before the lookup and a mark after it let a
+ * slow lookup be joined by one more chain per sweep). Retries mark it again,
+ * so the sweep queues nothing while a chain is at work. False: not due, or
+ * no longer waiting on the provider.
+ */
+async function claimLookup(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
+  const firstTry = ctx.attempt <= 1;
+  const outcome = await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
+    const touched = await maybeOne(
+      cmd.tx,
+      sql<{ store_id: string }>`
+        UPDATE orders SET provider_checked_at = now()
+        WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('submitted', 'processing')
+          AND (${!firstTry} OR greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => ${ctx.config.ordersPollAfterSeconds}))
+        RETURNING store_id`,
+    );
+    if (!touched) return { status: 409, body: { reason: 'the order is not due for a lookup' } };
+    cmd.storeId = touched.store_id;
+    cmd.touch('orders', orderId, 'updated');
+    return { status: 200, body: { claimed: true } };
+  });
+  if (outcome.status !== 200) ctx.logger.info({ order_id: orderId }, 'order no longer due: another job took care of it');
+  return outcome.status === 200;
+}
+
+/**
  * `order.poll`: an order in `submitted`/`processing` that has not moved for
  * ORDERS_POLL_AFTER_SECONDS (a provider stops retrying a webhook it could not
  * deliver; without this the order would wait forever). Asks the provider by
@@ -143,7 +175,7 @@ export const pollOrder = defineTask<{ order_id: string }>({
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
-    if (!(await stillDue(ctx, WAITING_UNASKED, ctx.config.ordersPollAfterSeconds, data.order_id))) return;
+    if (!(await claimLookup(ctx, tenantId, data.order_id))) return;
     const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
     if (!order || (order.status !== 'submitted' && order.status !== 'processing')) return;
     const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key);
