@@ -216,16 +216,22 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (principal.role === 'field_agent' && request.query.agent_token_id !== undefined && request.query.agent_token_id !== principal.tokenId) {
         return { items: [], next_cursor: null };
       }
-      const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
-        listVisits(
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        // A point of sale that is not there, or is outside the token's stores, is 404 (as its own GET is), not an empty list.
+        const pointOfSaleId = request.query.point_of_sale_id;
+        if (pointOfSaleId !== undefined) {
+          const pointOfSale = await findPointOfSale(tx, principal.tenantId, pointOfSaleId);
+          if (!pointOfSale || !inStoreScope(principal, pointOfSale.store_id)) throw notFound('point of sale');
+        }
+        return listVisits(
           tx,
           principal.tenantId,
           { storeIds: principal.storeIds, agentTokenId },
-          { status: request.query.status, pointOfSaleId: request.query.point_of_sale_id },
+          { status: request.query.status, pointOfSaleId },
           after,
           limit + 1,
-        ),
-      );
+        );
+      });
       // The cursor holds scheduled_for to the microsecond as stored: a millisecond
       // one would sort before the row it came from and page it again forever.
       const page = pageOf(rows, limit, (last) => ({ scheduled_for: last.position, id: last.id }));

@@ -90,6 +90,18 @@ describe('the HTTP contract across endpoints', () => {
     }
     // As the daily sales read did already
     assert.equal((await manager.get(`/v1/analytics/daily-sales?store_id=${otherStore}&from=2026-01-01&to=2026-01-02`)).status, 404);
+    // And visits filtered by a point of sale of another store, or by none, as its own GET is
+    const theirs = await owner.post('/v1/points-of-sale', { name: `Kiosk ${unknown.slice(-4)}`, store_id: otherStore, ...SHOP });
+    const ours = await owner.post('/v1/points-of-sale', { name: 'Our kiosk', store_id: store, ...SHOP });
+    assert.equal(theirs.status, 201, JSON.stringify(theirs.body));
+    assert.equal((await manager.get(`/v1/visits?point_of_sale_id=${ours.body.id}`)).status, 200);
+    for (const [client, id] of [[manager, theirs.body.id], [manager, unknown], [owner, unknown]] as const) {
+      const response = await client.get(`/v1/visits?point_of_sale_id=${id}`);
+      assert.equal(response.status, 404, JSON.stringify(response.body));
+      assert.equal(response.body.code, 'not_found');
+      assert.equal((await client.get(`/v1/points-of-sale/${id}`)).status, 404);
+    }
+    assert.equal((await owner.get(`/v1/visits?point_of_sale_id=${theirs.body.id}`)).status, 200);
   });
 
   it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
