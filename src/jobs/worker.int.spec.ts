@@ -67,11 +67,12 @@ describe('worker', () => {
     await t.drop();
   });
 
-  it('serves /metrics on its own port, behind METRICS_TOKEN when one is set', async () => {
+  /** A worker serving /metrics on a random port behind METRICS_TOKEN `worker-scrape-0123456789` (with `overrides`). */
+  async function metricsWorker(overrides: Partial<Config> = {}): Promise<RunningWorker> {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const worker = await startWorker({
       databaseUrl: t.url, appDatabaseUrl: t.appUrl,
-      config: { ...config, workerMetricsPort: port, metricsToken: 'worker-scrape-0123456789' },
+      config: { ...config, workerMetricsPort: port, metricsToken: 'worker-scrape-0123456789', ...overrides },
       logger,
       tasks: [record],
       cronItems: [],
@@ -79,6 +80,11 @@ describe('worker', () => {
     });
     workers.push(worker);
     assert.ok(worker.metricsUrl);
+    return worker;
+  }
+
+  it('serves /metrics on its own port, behind METRICS_TOKEN when one is set', async () => {
+    const worker = await metricsWorker();
     assert.equal((await fetch(`${worker.metricsUrl}/metrics`)).status, 401);
     const scraped = await fetch(`${worker.metricsUrl}/metrics`, { headers: { authorization: 'Bearer worker-scrape-0123456789' } });
     assert.equal(scraped.status, 200);
@@ -87,17 +93,7 @@ describe('worker', () => {
   });
 
   it('a wrong METRICS_TOKEN on the worker\'s /metrics counts as a failed authentication: past AUTH_FAILURES_PER_MINUTE its address is 429; the right token still scrapes', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
-    const worker = await startWorker({
-      databaseUrl: t.url, appDatabaseUrl: t.appUrl,
-      config: { ...config, workerMetricsPort: port, metricsToken: 'worker-scrape-0123456789', authFailuresPerMinute: 3 },
-      logger,
-      tasks: [record],
-      cronItems: [],
-      pollIntervalMs: 100,
-    });
-    workers.push(worker);
-    assert.ok(worker.metricsUrl);
+    const worker = await metricsWorker({ authFailuresPerMinute: 3 });
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) statuses.push((await fetch(`${worker.metricsUrl}/metrics`, { headers: { authorization: `Bearer guess-${i}` } })).status);
     assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
