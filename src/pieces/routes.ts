@@ -1,4 +1,4 @@
-import { assertStoreExists } from '../inventory/receiveStock.js';
+import { storeFilteredPage } from '../inventory/storeFilteredList.js';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
@@ -51,7 +51,6 @@ const HistoryItem = Type.Object({
   created_at: Timestamp,
 });
 
-const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 const isEventCursor = isCursorOf<{ event_id: number }>({ event_id: cursorField.safeInteger });
 
 export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
@@ -191,16 +190,9 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request) => {
       const principal = tenantOf(request);
-      // A store outside the token's scope is 404, as on every read that names a store (not an empty list).
-      if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
-      const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
-      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
-        // A store that is not the tenant's is 404 for every token, as one outside a store-limited token's stores is.
-        if (request.query.store_id !== undefined) await assertStoreExists(tx, principal.tenantId, request.query.store_id);
-        return listPieces(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, skuId: request.query.sku_id, includeGone: request.query.include_gone }, after, limit + 1);
-      });
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return storeFilteredPage(db, principal, request.query, (tx, after, limitPlusOne) =>
+        listPieces(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, skuId: request.query.sku_id, includeGone: request.query.include_gone }, after, limitPlusOne),
+      );
     },
   );
 

@@ -1,4 +1,4 @@
-import { assertStoreExists } from '../inventory/receiveStock.js';
+import { storeFilteredPage } from '../inventory/storeFilteredList.js';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
@@ -6,7 +6,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
 import { requiredExpectedVersion, versionedCommand } from '../http/etag.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, ListQuery, Money, Page, Timestamp, Uuid } from '../http/schemas.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
 import { etagOf, type SettlementDecision } from './settlementMath.js';
@@ -41,7 +41,6 @@ const DecisionHeaders = Type.Object({
   'if-match': Type.Optional(Type.String({ description: 'the ETag (version) of the settlement being decided, or a list of them (RFC 9110); required' })),
 });
 const DecisionBody = Type.Union([Type.Object({ note: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })) }, { additionalProperties: false }), Type.Null()]);
-const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
 export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
@@ -132,16 +131,9 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
     },
     async (request) => {
       const principal = tenantOf(request);
-      // A store outside the token's scope is 404, as on every read that names a store (not an empty list).
-      if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
-      const limit = request.query.limit ?? 50;
-      const before = decodeCursor(request.query.cursor, isIdCursor)?.id;
-      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
-        // A store that is not the tenant's is 404 for every token, as one outside a store-limited token's stores is.
-        if (request.query.store_id !== undefined) await assertStoreExists(tx, principal.tenantId, request.query.store_id);
-        return listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limit + 1);
-      });
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return storeFilteredPage(db, principal, request.query, (tx, before, limitPlusOne) =>
+        listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limitPlusOne),
+      );
     },
   );
 }

@@ -1,7 +1,7 @@
-import { assertStoreExists } from '../inventory/receiveStock.js';
+import { storeFilteredPage } from '../inventory/storeFilteredList.js';
 import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { Type } from 'typebox';
-import { assertStoreInScope, inStoreScope } from '../core/auth.js';
+import { inStoreScope } from '../core/auth.js';
 import type { TenantPrincipal } from '../core/auth.js';
 import { inTenantTransaction, runCommand, type Command, type CommandSpec } from '../core/command.js';
 import { notFound } from '../core/errors.js';
@@ -9,7 +9,7 @@ import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { commandInputOf, tenantOf } from '../http/command.js';
 import { etagOf, optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, IfMatchHeaders, isCursorOf, ListQuery, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, IfMatchHeaders, ListQuery, NoBody, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
@@ -45,7 +45,6 @@ const Transfer = Type.Object({
     }),
   ),
 });
-const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
 export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   /**
@@ -208,16 +207,9 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request) => {
       const principal = tenantOf(request);
-      // A store outside the token's scope is 404, as on every read that names a store (not an empty list).
-      if (request.query.store_id !== undefined) assertStoreInScope(principal, request.query.store_id);
-      const limit = request.query.limit ?? 50;
-      const before = decodeCursor(request.query.cursor, isIdCursor)?.id;
-      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
-        // A store that is not the tenant's is 404 for every token, as one outside a store-limited token's stores is.
-        if (request.query.store_id !== undefined) await assertStoreExists(tx, principal.tenantId, request.query.store_id);
-        return listTransfers(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, status: request.query.status }, before, limit + 1);
-      });
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return storeFilteredPage(db, principal, request.query, (tx, before, limitPlusOne) =>
+        listTransfers(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, status: request.query.status }, before, limitPlusOne),
+      );
     },
   );
 }
