@@ -50,7 +50,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       schema: {
         tags: ['settlements'],
         summary:
-          'Submit a store\'s cash settlement for a business date (UTC): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`).',
+          'Submit a store\'s cash settlement for a business date (UTC): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`). An expected cash or variance beyond ±(2^53 − 1) minor units is `422 limit_exceeded`, nothing written.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {

@@ -1,3 +1,5 @@
+import { AppError } from '../core/errors.js';
+
 /** The cash a store's drawer should hold at the end of a business day, and the variance — pure. */
 export interface DrawerMovements {
   /** Opening float, minor units. */
@@ -21,12 +23,27 @@ export interface SettlementFigures {
   variance: number;
 }
 
+/**
+ * Each figure is bounded (accounts' totals up to 9 × 10^15, a count up to
+ * 9 × 10^12), but their sums are not: a day whose drawer moved close to its
+ * account's limit can give an expected cash or a variance beyond 2^53 − 1,
+ * which would not read back exactly. Computed exactly (BigInt) and refused
+ * as `422 limit_exceeded`, like the account limits, rather than stored rounded
+ * or failing as a 500.
+ */
 export function computeSettlement(movements: DrawerMovements, declaredCash: number): SettlementFigures {
   for (const [name, value] of Object.entries({ ...movements, declaredCash })) {
     if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer of minor units`);
   }
-  const expected = movements.float + movements.cashSales - movements.cashVoids + movements.paymentsIn - movements.paymentsOut + movements.otherCash;
-  return { expected_cash: expected, declared_cash: declaredCash, variance: declaredCash - expected };
+  const m = (value: number) => BigInt(value);
+  const expected = m(movements.float) + m(movements.cashSales) - m(movements.cashVoids) + m(movements.paymentsIn) - m(movements.paymentsOut) + m(movements.otherCash);
+  const variance = m(declaredCash) - expected;
+  for (const [name, value] of [['expected cash', expected], ['variance', variance]] as const) {
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < -BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new AppError('limit_exceeded', `the ${name} of this count (${value} minor units) is beyond what a settlement records (±${Number.MAX_SAFE_INTEGER})`);
+    }
+  }
+  return { expected_cash: Number(expected), declared_cash: declaredCash, variance: Number(variance) };
 }
 
 export type SettlementStatus = 'submitted' | 'approved' | 'rejected';

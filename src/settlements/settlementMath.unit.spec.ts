@@ -19,6 +19,15 @@ describe('computeSettlement', () => {
   it('other drawer movements count with their sign', () => {
     assert.equal(computeSettlement({ ...day, otherCash: -1_000 }, 54_000).variance, 0);
   });
+  it('figures beyond 2^53 − 1 are limit_exceeded, computed exactly (not rounded)', () => {
+    const outflow = { float: 10_000, cashSales: 0, cashVoids: 0, paymentsIn: 0, paymentsOut: 9_000_000_000_000_000, otherCash: 0 };
+    assert.throws(() => computeSettlement(outflow, 9_000_000_000_000), { code: 'limit_exceeded' });
+    assert.deepEqual(computeSettlement(outflow, 1), { expected_cash: -8_999_999_999_990_000, declared_cash: 1, variance: 8_999_999_999_990_001 });
+    const inflow = { float: 9_000_000_000_000, cashSales: 9_000_000_000_000_000, cashVoids: 0, paymentsIn: 0, paymentsOut: 0, otherCash: 0 };
+    assert.throws(() => computeSettlement(inflow, 0), { code: 'limit_exceeded' });
+    // the sum passes 2^53 on the way but ends within: exact
+    assert.equal(computeSettlement({ ...inflow, cashVoids: 9_000_000_000_001 }, 0).expected_cash, 8_999_999_999_999_999);
+  });
   it('refuses non-integer money', () => {
     assert.throws(() => computeSettlement({ ...day, cashSales: 1.5 }, 0));
     assert.throws(() => computeSettlement(day, 0.1));

@@ -384,6 +384,28 @@ describe('daily cash settlements', () => {
     assert.deepEqual(await counts(), before);
   });
 
+  it('a day whose variance would not read back exactly (beyond 2^53 − 1) is 422 limit_exceeded, nothing written; a count within it is recorded', async () => {
+    const big = (await owner.post('/v1/stores', { code: 'HUGE', name: 'Huge day' })).body;
+    const supplier = (await owner.post('/v1/parties', { kind: 'supplier', name: 'Everything' })).body;
+    // 1,000 cash payments out of 9 × 10^12: the drawer's credit total reaches its limit, 9 × 10^15
+    for (let batch = 0; batch < 1000; batch += 25) {
+      const paid = await Promise.all(
+        Array.from({ length: 25 }, () => owner.post('/v1/payments', { party_id: supplier.id, store_id: big.id, method: 'cash', amount: 9_000_000_000_000 })),
+      );
+      assert.ok(paid.every((r) => r.status === 201), JSON.stringify(paid.find((r) => r.status !== 201)?.body));
+    }
+    const before = await counts();
+    // expected = 10,000 − 9 × 10^15; declared 9 × 10^12 → variance 9,008,999,999,990,000 > 2^53 − 1
+    const over = await owner.post('/v1/settlements', { store_id: big.id, business_date: today, declared_cash: 9_000_000_000_000 });
+    assert.equal(over.status, 422, JSON.stringify(over.body));
+    assert.equal(over.body.code, 'limit_exceeded');
+    assert.deepEqual(await counts(), before);
+    const within = await owner.post('/v1/settlements', { store_id: big.id, business_date: today, declared_cash: 1 });
+    assert.equal(within.status, 201, JSON.stringify(within.body));
+    assert.equal(within.body.expected_cash, 10_000 - 9_000_000_000_000_000);
+    assert.equal(within.body.variance, 1 - (10_000 - 9_000_000_000_000_000));
+  });
+
   describe('bad input: problem+json and nothing written', () => {
     const cases: Array<[string, () => Record<string, unknown>, number, string]> = [
       ['a future date', () => ({ store_id: store.id, business_date: '2999-01-01', declared_cash: 1 }), 400, 'validation_failed'],
