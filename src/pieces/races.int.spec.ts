@@ -226,6 +226,53 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
     await stockMatchesPieces(cloth);
   });
 
+  it('a release or revert of a reservation racing a cut under it: whatever the order, the released reservation holds nothing afterwards', async () => {
+    // The cut takes the reserved roll first (it was waiting on the roll's lock
+    // when the release began); the release, which listed the reservation's
+    // pieces before the cut committed, then finds the roll consumed. The parts
+    // the cut made under the reservation are held by it: the release, which
+    // takes effect after the cut, must free them too.
+    const waiting = async () =>
+      Number(
+        (
+          await t.admin.query(
+            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()`,
+          )
+        ).rows[0].n,
+      );
+    for (const how of ['release', 'revert'] as const) {
+      const { pieces: [roll] } = await receive(cloth, [{ kind: 'roll', quantity: 4000 }]);
+      const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 600 }, k());
+      assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
+      const reservationOp = reservation.body.op_id as string;
+      const holder = await t.admin.connect();
+      let cutting: Promise<{ status: number; body: any }>;
+      let freeing: Promise<{ status: number; body: any }>;
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT 1 FROM pieces WHERE id = $1 FOR UPDATE', [roll!.id]);
+        cutting = cut(roll!.id, [1000], { reservation_op_id: reservationOp });
+        while ((await waiting()) < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+        freeing =
+          how === 'release' ? owner.post(`/v1/pieces/reservations/${reservationOp}/release`, undefined, k()) : revert(reservationOp);
+        while ((await waiting()) < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+        await holder.query('COMMIT');
+      } finally {
+        holder.release();
+      }
+      const [cutDone, freed] = await Promise.all([cutting!, freeing!]);
+      assert.equal(cutDone.status, 201, JSON.stringify(cutDone.body));
+      assert.equal(freed.status, 200, JSON.stringify(freed.body));
+      const held = await t.admin.query(`SELECT id FROM pieces WHERE tenant_id = $1 AND reserved_by_op = $2`, [tenantId, reservationOp]);
+      assert.deepEqual(held.rows, [], `${how}: pieces still held by a reservation that was ${how}d after the cut`);
+      // and the cut can be reverted now (nothing holds its outputs)
+      const undo = await revert(cutDone.body.op_id);
+      assert.equal(undo.status, 200, JSON.stringify(undo.body));
+      await stockMatchesPieces(cloth);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('reverts of a cut and of the combine that used its outputs, at once: the combine first or the cut refused — never both half-done', async () => {
     for (let round = 0; round < 4; round++) {
       const { pieces: [spare] } = await receive(buttons, [{ kind: 'spare', quantity: 20 }]);

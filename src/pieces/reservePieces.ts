@@ -57,9 +57,22 @@ export async function releaseReservation(cmd: Command, reservationOpId: string):
  * (`piece.reservation_expired`) and does not count them as released.
  */
 export async function releaseReservedBy(cmd: Command, reservationOpId: string): Promise<PieceRow[]> {
-  const held = await all(cmd.tx, sql<{ id: string }>`SELECT id FROM pieces WHERE tenant_id = ${cmd.tenantId} AND reserved_by_op = ${reservationOpId}`);
-  const locked = (await releaseExpiredReservations(cmd, await lockPiecesForUpdate(cmd.tx, cmd.tenantId, held.map((row) => row.id)))).filter(
-    (piece) => piece.status === 'reserved' && piece.reserved_by_op === reservationOpId,
-  );
-  return updatePieces(cmd, locked, 'piece.released', sql`status = 'in_stock', reserved_by_op = NULL, reserved_until = NULL`);
+  // Until no piece is left that the reservation holds: a cut or combine under
+  // it that held one of the listed pieces when they were read, and committed
+  // while this waited for the piece's lock, made new pieces the reservation
+  // holds (heldByOf) — not in the list read before it committed. Each round's
+  // read is a new statement, so it sees what the commands waited for left.
+  const released: PieceRow[] = [];
+  const listed = new Set<string>();
+  for (;;) {
+    const held = (await all(cmd.tx, sql<{ id: string }>`SELECT id FROM pieces WHERE tenant_id = ${cmd.tenantId} AND reserved_by_op = ${reservationOpId}`))
+      .map((row) => row.id)
+      .filter((id) => !listed.has(id));
+    if (held.length === 0) return released;
+    for (const id of held) listed.add(id);
+    const locked = (await releaseExpiredReservations(cmd, await lockPiecesForUpdate(cmd.tx, cmd.tenantId, held))).filter(
+      (piece) => piece.status === 'reserved' && piece.reserved_by_op === reservationOpId,
+    );
+    released.push(...(await updatePieces(cmd, locked, 'piece.released', sql`status = 'in_stock', reserved_by_op = NULL, reserved_until = NULL`)));
+  }
 }
