@@ -27,11 +27,19 @@ export interface RevertResult {
   changes: Array<{ type: string; subject_type: string; subject_id: string; before: unknown; after: unknown }>;
 }
 
+/**
+ * FOR NO KEY UPDATE, the lock the `reverted_by` update itself takes: two
+ * reverts of one operation still queue up, but a command that inserts rows
+ * referencing the operation (a cut or combine under a reservation makes pieces
+ * with reserved_by_op = it; the foreign key check takes KEY SHARE) is not
+ * blocked by it. With FOR UPDATE, a revert of a reservation waiting for a piece
+ * such a cut held, while the cut waited for the reservation's row, deadlocked.
+ */
 async function lockOperationForUpdate(tx: Tx, tenantId: string, opId: string): Promise<(RevertTarget & { reverted_by: string | null }) | undefined> {
   return maybeOne(
     tx,
     sql<RevertTarget & { reverted_by: string | null }>`
-      SELECT id, type, store_id, reverted_by FROM operations WHERE tenant_id = ${tenantId} AND id = ${opId} FOR UPDATE`,
+      SELECT id, type, store_id, reverted_by FROM operations WHERE tenant_id = ${tenantId} AND id = ${opId} FOR NO KEY UPDATE`,
   );
 }
 

@@ -5,6 +5,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 import { givenStore } from '../sales/testkit.js';
+import { commandRetries } from '../core/metrics.js';
 import { sweepExpiredPieceReservations } from './sweepExpiredReservations.js';
 
 /**
@@ -190,7 +191,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
       for (;;) {
         const { rows } = await t.admin.query(
           `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-           WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM operations%FOR UPDATE%'`,
+           WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM operations%FOR NO KEY UPDATE%'`,
         );
         if (rows[0].n > 0) break;
         await new Promise((resolve) => setTimeout(resolve, 10));
@@ -245,6 +246,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
       const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 600 }, k());
       assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
       const reservationOp = reservation.body.op_id as string;
+      const retriesBefore = (await commandRetries.get()).values.reduce((sum, value) => sum + value.value, 0);
       const holder = await t.admin.connect();
       let cutting: Promise<{ status: number; body: any }>;
       let freeing: Promise<{ status: number; body: any }>;
@@ -263,6 +265,9 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
       const [cutDone, freed] = await Promise.all([cutting!, freeing!]);
       assert.equal(cutDone.status, 201, JSON.stringify(cutDone.body));
       assert.equal(freed.status, 200, JSON.stringify(freed.body));
+      // They queued up on the roll: neither was rolled back and run again
+      // (a deadlock, found after deadlock_timeout, would have been).
+      assert.equal((await commandRetries.get()).values.reduce((sum, value) => sum + value.value, 0), retriesBefore, `${how}: a transaction was run again`);
       const held = await t.admin.query(`SELECT id FROM pieces WHERE tenant_id = $1 AND reserved_by_op = $2`, [tenantId, reservationOp]);
       assert.deepEqual(held.rows, [], `${how}: pieces still held by a reservation that was ${how}d after the cut`);
       // and the cut can be reverted now (nothing holds its outputs)
