@@ -52,26 +52,14 @@ async function markProviderAsked(cmd: Command, orderId: string): Promise<void> {
   }
 }
 
-/** Orders stuck before the provider took them: pending/submitting for longer than $1 seconds. */
-const STUCK = `status IN ('pending', 'submitting') AND status_changed_at < now() - make_interval(secs => $1)`;
+/**
+ * Orders stuck before the provider took them: pending/submitting for longer
+ * than $1 seconds, and not claimed by a recovery for as long (see claimRecovery).
+ */
+const STUCK = `status IN ('pending', 'submitting') AND status_changed_at < now() - make_interval(secs => $1)
+  AND (recovery_claimed_at IS NULL OR recovery_claimed_at < now() - make_interval(secs => $1))`;
 /** Orders the provider holds that have neither moved nor been asked about for $1 seconds. */
 const WAITING_UNASKED = `status IN ('submitted', 'processing') AND greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => $1)`;
-
-/**
- * Whether the order is still what the sweep queued its job for. A sweep that
- * runs while the order's job is running adds a second job (a running job
- * holds its key no longer); by the time that one runs, the first has
- * recovered or asked about the order, and the second must not do it again
- * (a second recovery counted, a second lookup and give-up). Checked on a
- * chain's first attempt only: its retries follow its own first run, which
- * marked nothing yet.
- */
-async function stillDue(ctx: JobContext, condition: string, seconds: number, orderId: string): Promise<boolean> {
-  if (ctx.attempt > 1) return true;
-  const { rowCount } = await ctx.ownerPool.query(`SELECT 1 FROM orders WHERE ${condition} AND tenant_id = $2 AND id = $3`, [seconds, ctx.tenantId, orderId]);
-  if (rowCount === 0) ctx.logger.info({ order_id: orderId }, 'order no longer due: another job took care of it');
-  return rowCount !== 0;
-}
 
 /**
  * `orders.sweep`: finds orders in `pending`/`submitting` longer than
@@ -197,6 +185,41 @@ export const pollOrder = defineTask<{ order_id: string }>({
 });
 
 /**
+ * Claims a stuck order for this recovery before each try, in a command of its
+ * own: one conditional UPDATE of recovery_claimed_at (not the order's
+ * version, nor its status_changed_at: nothing a client sees changes, and the
+ * order_not_stuck check still reports a recovery that keeps failing). A
+ * chain's first try claims it only while it is still stuck and unclaimed
+ * (STUCK): a second recovery of the order — queued by a sweep while this one
+ * ran (a running job holds its key no longer), and run beside it — finds it
+ * claimed and does nothing, however the two interleave (a check before the
+ * provider lookup let both look the order up, and both give it up). Retries
+ * of the chain claim it again while it is pending/submitting, so the sweep
+ * queues nothing while a chain is at work. False: not due, or no longer stuck.
+ */
+async function claimRecovery(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
+  const firstTry = ctx.attempt <= 1;
+  const seconds = ctx.config.ordersStuckAfterSeconds;
+  const outcome = await jobCommand(ctx, tenantId, 'order.recovery_claim', async (cmd) => {
+    const touched = await maybeOne(
+      cmd.tx,
+      sql<{ store_id: string }>`
+        UPDATE orders SET recovery_claimed_at = now()
+        WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('pending', 'submitting')
+          AND (${!firstTry} OR (status_changed_at < now() - make_interval(secs => ${seconds})
+                                AND (recovery_claimed_at IS NULL OR recovery_claimed_at < now() - make_interval(secs => ${seconds}))))
+        RETURNING store_id`,
+    );
+    if (!touched) return { status: 409, body: { reason: 'the order is not due for a recovery' } };
+    cmd.storeId = touched.store_id;
+    cmd.touch('orders', orderId, 'updated');
+    return { status: 200, body: { claimed: true } };
+  });
+  if (outcome.status !== 200) ctx.logger.info({ order_id: orderId }, 'order no longer due: another job took care of it');
+  return outcome.status === 200;
+}
+
+/**
  * `order.recover`: one stuck order.
  * - pending (its submit job was lost, e.g. locked by a worker killed with -9):
  *   enqueue the submit job again;
@@ -207,8 +230,10 @@ export const pollOrder = defineTask<{ order_id: string }>({
  * is failed with an order_failed review item (a pending order whose submit
  * keeps failing before it reaches the provider was otherwise recovered
  * forever, and each recovery restarted the clock order_not_stuck reads).
- * Each step restarts the order's stuck clock (conditionally, so a concurrent
- * move wins), and is a command of its own.
+ * The order is claimed first (claimRecovery), so one chain of tries
+ * recovers it however many jobs the sweeps queued. Each step restarts the
+ * order's stuck clock (conditionally, so a concurrent move wins), and is a
+ * command of its own.
  */
 export const recoverOrder = defineTask<{ order_id: string }>({
   name: 'order.recover',
@@ -218,7 +243,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
-    if (!(await stillDue(ctx, STUCK, ctx.config.ordersStuckAfterSeconds, data.order_id))) return;
+    if (!(await claimRecovery(ctx, tenantId, data.order_id))) return;
     const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
     if (!order || (order.status !== 'pending' && order.status !== 'submitting')) return;
 
@@ -234,26 +259,28 @@ export const recoverOrder = defineTask<{ order_id: string }>({
     // does not know it, or (pending) its submit keeps failing before it
     // reaches the provider: failed for review, never recovered forever.
     if (order.recoveries >= MAX_RECOVERIES) {
-      await jobCommand(ctx, tenantId, 'order.give_up', async (cmd) => {
+      const gaveUp = await jobCommand(ctx, tenantId, 'order.give_up', async (cmd) => {
         const reason =
           order.status === 'submitting'
             ? `the provider does not know the order after ${order.recoveries} recoveries and ${order.submit_attempts} calls`
             : `the order was still pending after ${order.recoveries} recoveries: its submission keeps failing before it reaches the provider`;
         const result = await applyOrderEvent(cmd, order.id, { type: 'give_up' }, 'recovery', { lastError: reason });
-        if (result.ok && result.moved) {
-          const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
-            kind: 'order_failed',
-            subjectType: 'order',
-            subjectId: order.id,
-            storeId: order.store_id,
-            dedupeKey: `order-failed:${order.id}`,
-            detail: { reason, last_error: order.last_error, provider_key: order.provider_key },
-          });
-          cmd.touch('review_items', id, 'created');
-        }
+        // The order moved meanwhile (a webhook, a manager's cancel): nothing
+        // to give up, and nothing is written (a refused command rolls back).
+        if (!result.ok || !result.moved) return { status: 409, body: { reason: `the order is ${result.order.status}` } };
+        const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
+          kind: 'order_failed',
+          subjectType: 'order',
+          subjectId: order.id,
+          storeId: order.store_id,
+          dedupeKey: `order-failed:${order.id}`,
+          detail: { reason, last_error: order.last_error, provider_key: order.provider_key },
+        });
+        cmd.touch('review_items', id, 'created');
         return { status: 200, body: { status: result.order.status } };
       });
-      ctx.logger.warn({ order_id: order.id }, 'stuck order failed after its last recovery');
+      if (gaveUp.status === 200) ctx.logger.warn({ order_id: order.id }, 'stuck order failed after its last recovery');
+      else ctx.logger.info({ order_id: order.id, reason: gaveUp.body }, 'stuck order moved on before its recovery gave it up');
       return;
     }
 

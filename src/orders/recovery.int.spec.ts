@@ -1,4 +1,4 @@
-/** Stuck-order recovery when an order's submission keeps failing before it reaches the provider. */
+/** Stuck-order recovery: an order whose submission keeps failing before it reaches the provider, and two recoveries of one order at once. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Config } from '../config.js';
@@ -8,6 +8,7 @@ import { sleep, waitFor } from '../../test/support/wait.js';
 import { makeEnvelope } from '../jobs/enqueueJob.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
+import type { TaskDefinition } from '../jobs/task.js';
 import { allChecks } from '../integrity/registry.js';
 import { runChecksForTenant } from '../integrity/runChecks.js';
 import { submitJobKey } from './createOrder.js';
@@ -130,6 +131,91 @@ describe('recovery of an order stuck in pending', () => {
     assert.equal(recoveries, 1);
     const operations = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'order.recover'`, [tenantId])).rows[0].n;
     assert.equal(operations, 1);
+  });
+
+  /** A new order stuck in `submitting` for an hour after `recoveries` recoveries (its submit job gone, the worker stopped), the provider never having heard of it. */
+  async function stuckSubmittingOrder(recoveries: number): Promise<{ orderId: string; tenantId: string; providerKey: string }> {
+    await worker?.stop();
+    const { orderId, key } = await pendingOrder();
+    await t.admin.query(`SELECT graphile_worker.remove_job($1)`, [key]);
+    const row = (
+      await t.admin.query(
+        `UPDATE orders SET status = 'submitting', status_changed_at = now() - interval '1 hour', submit_attempts = 1, recoveries = $2
+         WHERE id = $1 RETURNING tenant_id, provider_key, op_id`,
+        [orderId, recoveries],
+      )
+    ).rows[0];
+    await t.admin.query(
+      `INSERT INTO order_status_history (tenant_id, order_id, from_status, to_status, source, detail, op_id) VALUES ($1, $2, 'pending', 'submitting', 'worker', '{}'::jsonb, $3)`,
+      [row.tenant_id, orderId, row.op_id],
+    );
+    return { orderId, tenantId: row.tenant_id, providerKey: row.provider_key };
+  }
+
+  /**
+   * Two `order.recover` jobs of the order — the sweep's, and one a later sweep
+   * added while the first was running (a running job no longer holds its key) —
+   * run side by side by one worker (no sweep of its own) while every provider
+   * call takes 1.5 s; resolves once both have run.
+   */
+  async function recoverTwiceAtOnce(orderId: string, tenantId: string, tasks: TaskDefinition[] = [recoverOrder]): Promise<void> {
+    for (const jobKey of [`order.recover:${orderId}`, null]) {
+      await t.admin.query(`SELECT enqueue_job('order.recover', $1::jsonb, NULL, NULL, $2, $3)`, [
+        JSON.stringify(makeEnvelope({ order_id: orderId }, { tenantId })),
+        jobKey,
+        jobKey === null ? 'replace' : 'keep_waiting',
+      ]);
+    }
+    sim.faults.latencyMs = 1_500;
+    try {
+      worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60, fulfilmentTimeoutMs: 10_000, workerConcurrency: 2 }, tasks);
+      await waitFor(
+        'both recovery jobs to run',
+        async () =>
+          (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE task_id IN (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'order.recover')`))
+            .rows[0].n === 0,
+        20_000,
+        100,
+      );
+    } finally {
+      sim.faults.latencyMs = 0;
+    }
+  }
+
+  const lookupsOf = (providerKey: string) =>
+    sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(providerKey)}`).length;
+  const operationsOf = async (tenantId: string, type: string) =>
+    (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = $2`, [tenantId, type])).rows[0].n as number;
+
+  it('two recoveries of one stuck order run at once while the provider is slow: one asks the provider and submits again, the other does nothing', async () => {
+    // Given an order stuck in submitting that the provider never created
+    const { orderId, tenantId, providerKey } = await stuckSubmittingOrder(0);
+    // When two recovery jobs of it run side by side, each lookup taking 1.5 s
+    await recoverTwiceAtOnce(orderId, tenantId);
+    // Then the provider was asked once, and the order was submitted again once
+    assert.equal(lookupsOf(providerKey), 1, 'one lookup at the provider');
+    const order = (await t.admin.query(`SELECT status, recoveries FROM orders WHERE id = $1`, [orderId])).rows[0];
+    assert.deepEqual([order.status, order.recoveries], ['submitting', 1]);
+    const resubmits = (await t.admin.query(`SELECT count(*)::int AS n FROM order_status_history WHERE order_id = $1 AND detail ->> 'event' = 'resubmit'`, [orderId])).rows[0].n;
+    assert.equal(resubmits, 1);
+    assert.equal(await operationsOf(tenantId, 'order.recover'), 1, 'one recovery recorded');
+    const submits = (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE key = $1`, [submitJobKey(orderId)])).rows[0].n;
+    assert.equal(submits, 1, 'one submit queued');
+  });
+
+  it('two recoveries of an order at its last recovery run at once: one lookup, one give-up, one order_failed item', async () => {
+    // Given an order stuck in submitting after MAX_RECOVERIES recoveries, still unknown to the provider
+    const { orderId, tenantId, providerKey } = await stuckSubmittingOrder(MAX_RECOVERIES);
+    // When two recovery jobs of it run side by side, each lookup taking 1.5 s
+    await recoverTwiceAtOnce(orderId, tenantId);
+    // Then it was failed once, for review, by one chain that asked the provider once
+    assert.equal(await statusOf(t.admin, orderId), 'failed');
+    assert.equal(await operationsOf(tenantId, 'order.give_up'), 1, 'one give-up operation');
+    assert.equal(lookupsOf(providerKey), 1, 'one lookup at the provider');
+    const items = (await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_failed'`, [orderId])).rows[0].n;
+    assert.equal(items, 1);
+    const failedMoves = (await t.admin.query(`SELECT count(*)::int AS n FROM order_status_history WHERE order_id = $1 AND to_status = 'failed'`, [orderId])).rows[0].n;
+    assert.equal(failedMoves, 1);
   });
 
   it('keep_waiting holds the waiting submit until the recovering transaction ends: a running worker cannot take it in between', async () => {

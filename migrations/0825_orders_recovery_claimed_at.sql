@@ -1,0 +1,11 @@
+-- Up Migration
+-- A stuck order's recovery (order.recover) asks the provider, which may be
+-- slow, before it submits the order again or gives it up. A sweep that ran
+-- meanwhile queued a second recovery of the order (a running job holds its
+-- key no longer), which also found the order stuck: two lookups, and two
+-- give-ups of one order. Now a recovery claims the order first, in one
+-- conditional UPDATE: recovery_claimed_at is when a recovery last claimed it
+-- (not part of the order's version: nothing a client sees changes; not its
+-- status_changed_at either, which the API shows and the order_not_stuck
+-- check reads: a recovery that keeps failing must still be reported).
+ALTER TABLE orders ADD COLUMN recovery_claimed_at timestamptz;
