@@ -51,16 +51,9 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     const staleFailure = decision.kind === 'stay' && (event.type === 'give_up' || event.type === 'provider_rejected');
     const lastError = staleFailure ? undefined : patch.lastError;
     const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || lastError !== undefined || patch.countSubmitAttempt === true;
-    // An order we are cancelling at the provider (provider_cancellation
-    // `requested`) is in progress there until it answers: its report of
-    // `accepted`/`processing` is no news (the cancel's answer will say how it
-    // ended); `completed` — it shipped — still is.
-    const cancelPending = before.provider_cancellation === 'requested' && event.type === 'provider_status' && event.status !== 'completed';
-    // A cancel the provider refused because the order had shipped already
-    // opened its (critical) order_cancel_refused item: its `completed` is what
-    // that item says, not another thing to look at.
-    const shippedAsRefused = before.provider_cancellation === 'refused' && event.type === 'provider_status' && event.status === 'completed';
-    if (event.type === 'provider_status' && !cancelPending && !shippedAsRefused && providerContradicts(before.status, event.status)) {
+    // What the provider said to our cancel (provider_cancellation) decides
+    // whether its report is news (see providerContradicts).
+    if (event.type === 'provider_status' && providerContradicts(before.status, event.status, before.provider_cancellation)) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }
     if (decision.kind === 'stay' && !hasPatch) return { ok: true, moved: false, decision, before, order: before };

@@ -7,13 +7,14 @@
  *   pending ──► submitting ──► submitted ──► processing ──► completed
  *      │            │              │              │
  *      │            └──► failed    └──────────────┴──► failed (provider)
- *      └──► cancelled   (manual cancel also from submitted / processing)
+ *      └──► cancelled   (manual cancel also from submitted / processing;
+ *                        the provider's own cancel from any status before completed)
  */
 export const ORDER_STATUSES = ['pending', 'submitting', 'submitted', 'processing', 'completed', 'failed', 'cancelled'] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
 /** What the provider says about an order (its own words mapped to ours: accepted → submitted). */
-export type ProviderStatus = 'submitted' | 'processing' | 'completed' | 'failed';
+export type ProviderStatus = 'submitted' | 'processing' | 'completed' | 'failed' | 'cancelled';
 
 export type OrderEvent =
   /** The worker is about to call the provider (again). */
@@ -73,27 +74,40 @@ export function decide(current: OrderStatus, event: OrderEvent): Decision {
   }
 }
 
+/** What the provider may say of an order that means nothing ships (the order failed or was cancelled there). */
+const NOTHING_SHIPS: ReadonlySet<string> = new Set(['cancelled', 'failed']);
+
 /**
  * Whether what the provider reports about an order contradicts the order's
  * final status, so that someone must look:
  * - alive or shipped (accepted, processing, completed) an order we gave up on
- *   or cancelled: it may ship anyway. Its own `failed` agrees with both.
- * - `failed` an order that is completed (most often by a manager, by hand, on
- *   a courier's word): the goods may never have reached the customer. The
- *   order stays completed — a provider event never moves a final order — and
- *   the item says what the provider said.
+ *   or cancelled: it may ship anyway. Its own `failed` or `cancelled` agrees
+ *   with both. Where we asked it to cancel the order (`cancellation`):
+ *   - `requested`: until it answers, the order is in progress there, so
+ *     `accepted`/`processing` is no news (its answer will say how it ended);
+ *   - `confirmed`: it said nothing ships, so `accepted`/`processing` is an
+ *     event it sent before our cancel, delivered late (providers do not
+ *     revive a cancelled order) — no news either;
+ *   - `refused`: it said it had shipped, in the order_cancel_refused item,
+ *     so its `completed` is no news;
+ *   `completed` otherwise still is: it shipped an order it had to cancel.
+ * - `failed` or `cancelled` an order that is completed (most often by a
+ *   manager, by hand, on a courier's word): the goods may never have reached
+ *   the customer. The order stays completed — a provider event never moves a
+ *   final order — and the item says what the provider said.
  */
-export function providerContradicts(status: OrderStatus, providerStatus: ProviderStatus): boolean {
-  if (status === 'failed' || status === 'cancelled') return providerStatus !== 'failed';
-  if (status === 'completed') return providerStatus === 'failed';
+export function providerContradicts(status: OrderStatus, providerStatus: ProviderStatus, cancellation: ProviderCancellation | null = null): boolean {
+  if (status === 'failed' || status === 'cancelled') {
+    if (NOTHING_SHIPS.has(providerStatus)) return false;
+    if (providerStatus === 'completed') return cancellation !== 'refused';
+    return cancellation !== 'requested' && cancellation !== 'confirmed';
+  }
+  if (status === 'completed') return NOTHING_SHIPS.has(providerStatus);
   return false;
 }
 
 /** Where asking the provider to cancel an order stands (orders.provider_cancellation). */
 export type ProviderCancellation = 'requested' | 'confirmed' | 'refused' | 'not_found';
-
-/** What the provider may say of an order it did not cancel that still means nothing ships. */
-const NOTHING_SHIPS: ReadonlySet<string> = new Set(['cancelled', 'failed']);
 
 /**
  * The provider's answer to our cancel, as recorded: cancelled, or refused
@@ -117,6 +131,7 @@ export function providerStatusOf(word: string): ProviderStatus | undefined {
     case 'processing':
     case 'completed':
     case 'failed':
+    case 'cancelled':
       return word;
     default:
       return undefined;

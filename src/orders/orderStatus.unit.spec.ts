@@ -89,6 +89,30 @@ describe('order state machine', () => {
     assert.deepEqual(contradicted('failed'), ['completed']);
   });
 
+  it("the provider's own cancellation cancels an order it holds or is being given, and contradicts only a completed one", () => {
+    assert.deepEqual(moves({ type: 'provider_status', status: 'cancelled' }), {
+      pending: 'cancelled',
+      submitting: 'cancelled',
+      submitted: 'cancelled',
+      processing: 'cancelled',
+      completed: 'stay',
+      failed: 'stay',
+      cancelled: 'stay',
+    });
+    assert.deepEqual(ORDER_STATUSES.filter((status) => providerContradicts(status, 'cancelled')), ['completed']);
+  });
+
+  it('a provider still reporting an order in progress after it confirmed our cancel is late news, not a contradiction; its "completed" is', () => {
+    assert.equal(providerContradicts('cancelled', 'processing', 'confirmed'), false);
+    assert.equal(providerContradicts('cancelled', 'submitted', 'confirmed'), false);
+    assert.equal(providerContradicts('cancelled', 'completed', 'confirmed'), true);
+    assert.equal(providerContradicts('cancelled', 'processing', 'requested'), false);
+    assert.equal(providerContradicts('cancelled', 'completed', 'requested'), true);
+    assert.equal(providerContradicts('cancelled', 'completed', 'refused'), false, 'the refusal said it shipped (order_cancel_refused)');
+    assert.equal(providerContradicts('cancelled', 'processing', 'not_found'), true, 'it said it held no order');
+    assert.equal(providerContradicts('cancelled', 'processing', null), true);
+  });
+
   it('records a cancel the provider answered: refused only when something may ship', () => {
     assert.equal(providerCancellationOf({ outcome: 'cancelled' }), 'confirmed');
     assert.equal(providerCancellationOf({ outcome: 'not_found' }), 'not_found');
@@ -101,6 +125,7 @@ describe('order state machine', () => {
   it('maps the provider\'s words', () => {
     assert.equal(providerStatusOf('accepted'), 'submitted');
     assert.equal(providerStatusOf('completed'), 'completed');
+    assert.equal(providerStatusOf('cancelled'), 'cancelled');
     assert.equal(providerStatusOf('teleported'), undefined);
   });
 });

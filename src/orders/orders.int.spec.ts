@@ -463,6 +463,49 @@ describe('orders API (no worker running)', () => {
     assert.deepEqual(items.rows.map((row) => row.subject_id), [alive]);
   });
 
+  it('the provider cancelling an order on its side (webhook): ours is cancelled, by the provider, with nothing to look at or to ask', async () => {
+    // Given an order the provider is working on
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'processing'))).status, 200);
+    // When the provider reports it cancelled on its side
+    const cancelled = await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'cancelled'));
+    // Then the order is cancelled, recorded as the provider's doing
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    assert.deepEqual([cancelled.body.applied, cancelled.body.status], [true, 'cancelled']);
+    assert.deepEqual((await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`), ['pending:api', 'processing:webhook', 'cancelled:webhook']);
+    const last = (await t.admin.query(`SELECT detail FROM order_status_history WHERE order_id = $1 ORDER BY id DESC LIMIT 1`, [orderId])).rows[0].detail;
+    assert.equal(last.provider_status, 'cancelled');
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['processing:applied', 'cancelled:applied']);
+    // and the provider is not asked to cancel what it cancelled itself; nothing contradicts anything
+    const read = await shop.owner.get(`/v1/orders/${orderId}`);
+    assert.deepEqual([read.body.status, read.body.provider_cancellation], ['cancelled', null]);
+    const cancelJobs = (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE key = $1`, [`order.provider_cancel:${orderId}`])).rows[0].n;
+    assert.equal(cancelJobs, 0);
+    assert.equal(await providerMismatches(t.admin, orderId), 0);
+    // A later event of the provider's changes nothing; a manager's cancel is refused as for any cancelled order
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'cancelled'))).body.applied, false);
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 409);
+    assert.equal(await providerMismatches(t.admin, orderId), 0);
+  });
+
+  it('the provider reporting "cancelled" an order completed here opens one order_provider_mismatch; the order stays completed', async () => {
+    // Given an order a manager completed (courier confirmed by phone)
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'processing'))).status, 200);
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/complete`, { reason: 'courier confirmed by phone' })).status, 200);
+    // When the provider reports it cancelled
+    const cancelled = await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'cancelled'));
+    assert.equal(cancelled.status, 200);
+    assert.deepEqual([cancelled.body.applied, cancelled.body.status], [false, 'completed']);
+    // Then it stays completed, and someone is asked to look
+    assert.equal(await statusOf(t.admin, orderId), 'completed');
+    const items = await t.admin.query(`SELECT status, detail FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId]);
+    assert.equal(items.rows.length, 1);
+    assert.deepEqual([items.rows[0].status, items.rows[0].detail.status, items.rows[0].detail.provider_status, items.rows[0].detail.source], ['open', 'completed', 'cancelled', 'webhook']);
+  });
+
   it('the provider reporting "failed" an order a manager completed by hand opens one order_provider_mismatch, however often it says so', async () => {
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

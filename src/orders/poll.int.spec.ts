@@ -58,6 +58,23 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     assert.equal(await polls(), before);
   });
 
+  it('an order the provider cancelled on its side without a webhook reaching us is cancelled by a lookup, as the provider did it', async () => {
+    // Given an order the provider accepted, and no webhook ever arrives
+    const shop = await newOrderShop(t);
+    const orderId = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    // When the provider cancels it on its side
+    simOrderOf(orderId).status = 'cancelled';
+    // Then the sweep's lookup cancels it here, recorded as the provider's doing, and nothing is asked of the provider
+    await waitForStatus(t.admin, orderId, 'cancelled', 15_000);
+    const history = await t.admin.query(`SELECT from_status, to_status, source, detail ->> 'provider_status' AS provider_status FROM order_status_history WHERE order_id = $1 ORDER BY id`, [orderId]);
+    assert.deepEqual(history.rows.at(-1), { from_status: 'submitted', to_status: 'cancelled', source: 'recovery', provider_status: 'cancelled' });
+    const read = await shop.owner.get(`/v1/orders/${orderId}`);
+    assert.deepEqual([read.body.status, read.body.provider_cancellation], ['cancelled', null]);
+    const mismatches = (await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId])).rows[0].n;
+    assert.equal(mismatches, 0);
+  });
+
   it('an order still at the provider is asked about again after each ORDERS_POLL_AFTER_SECONDS, and nothing a client sees changes', async () => {
     const shop = await newOrderShop(t);
     const created = await shop.owner.post('/v1/orders', orderBody(shop));

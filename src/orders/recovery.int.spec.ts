@@ -218,6 +218,31 @@ describe('recovery of an order stuck in pending', () => {
     assert.equal(failedMoves, 1);
   });
 
+  it('a stuck order the provider holds as cancelled is cancelled by its recovery, not moved to submitted', async () => {
+    // Given an order stuck in submitting that the provider created (the answer was lost) and then cancelled on its side
+    const { orderId, tenantId, providerKey } = await stuckSubmittingOrder(0);
+    const created = await fetch(`${sim.url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': providerKey },
+      body: JSON.stringify({ reference: orderId, merchant: tenantId, lines: [] }),
+    });
+    assert.equal(created.status, 201);
+    const simOrder = [...sim.orders.values()].find((order) => order.idempotency_key === providerKey)!;
+    simOrder.status = 'cancelled';
+    // When its recovery runs
+    await t.admin.query(`SELECT enqueue_job('order.recover', $1::jsonb, NULL, NULL, $2, 'keep_waiting')`, [
+      JSON.stringify(makeEnvelope({ order_id: orderId }, { tenantId })),
+      `order.recover:${orderId}`,
+    ]);
+    worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60 }, [recoverOrder]);
+    await waitFor('the order to move on', async () => (await statusOf(t.admin, orderId)) !== 'submitting', 15_000, 100);
+    // Then it is cancelled as the provider did it, with its provider order id, and not submitted again
+    const order = (await t.admin.query(`SELECT status, provider_order_id, recoveries FROM orders WHERE id = $1`, [orderId])).rows[0];
+    assert.deepEqual([order.status, order.provider_order_id, order.recoveries], ['cancelled', simOrder.id, 0]);
+    const history = await t.admin.query(`SELECT from_status, to_status, source FROM order_status_history WHERE order_id = $1 ORDER BY id`, [orderId]);
+    assert.deepEqual(history.rows.at(-1), { from_status: 'submitting', to_status: 'cancelled', source: 'recovery' });
+  });
+
   it('keep_waiting holds the waiting submit until the recovering transaction ends: a running worker cannot take it in between', async () => {
     await worker?.stop();
     // Given a pending order whose submit is due now
