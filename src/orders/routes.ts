@@ -51,7 +51,7 @@ const Order = Type.Object({
     [Type.Literal('requested'), Type.Literal('confirmed'), Type.Literal('refused'), Type.Literal('not_found'), Type.Null()],
     {
       description:
-        'for an order cancelled while the provider held it (submitted or processing): asking the provider to cancel it too — `requested` (on its way, retried through provider outages), `confirmed` (cancelled there, or failed there: nothing ships), `refused` (it had shipped: the order stays cancelled, `last_error` says why and an `order_cancel_refused` review item is open), `not_found` (the provider holds no order under our key); null: nothing was asked',
+        'for an order a manager cancelled while the provider held it (submitted or processing): asking the provider to cancel it too — `requested` (on its way, retried through provider outages), `confirmed` (cancelled there, or failed there: nothing ships), `refused` (it had shipped: the order stays cancelled, `last_error` says why and an `order_cancel_refused` review item is open), `not_found` (the provider holds no order under our key); null: nothing was asked (also for an order the provider cancelled on its side: its history says so, `source` webhook or recovery)',
     },
   ),
   version: Type.Integer(),
@@ -83,7 +83,12 @@ const WebhookBody = Type.Object(
         order_id: Type.String({ minLength: 1, maxLength: 200, description: 'the provider\'s order id' }),
         reference: Uuid,
         merchant: Uuid,
-        status: Type.String({ minLength: 1, maxLength: 50 }),
+        status: Type.String({
+          minLength: 1,
+          maxLength: 50,
+          description:
+            'the provider\'s status of the order: `accepted`, `processing`, `completed`, `failed` or `cancelled` (cancelled on its side: an order before `completed` is cancelled, source `webhook`, with no cancellation asked of the provider; one completed here stays completed and opens an `order_provider_mismatch` review item); any other word is acknowledged and changes nothing',
+        }),
         sequence: Type.Optional(
           Type.Integer({
             description:
