@@ -1,14 +1,5 @@
 import type { IntegrityCheck } from '../integrity/check.js';
-import { SALE_HAPPENED } from './rollupDailySales.js';
-
-/**
- * How long before its figures were computed a change to a day's sales may
- * still be one the rollup could not see: a sale's `created_at` (and a void's
- * `voided_at`) is its transaction's start, and it may commit after the
- * rollup read the sales. Far longer than any command may run
- * (statement_timeout 30 s, idle in transaction 60 s).
- */
-export const ROLLUP_SETTLE = "interval '5 minutes'";
+import { ROLLUP_SETTLE, SALE_HAPPENED } from './rollupDailySales.js';
 
 /** Derived figures (API.md: analytics are computed from the sales, never the source of truth). */
 export const analyticsChecks: IntegrityCheck[] = [

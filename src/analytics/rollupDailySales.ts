@@ -12,6 +12,15 @@ import { all, lockNamed } from '../core/db.js';
 export const SALE_HAPPENED = "CASE WHEN s.source = 'offline' THEN LEAST(coalesce(s.client_created_at, s.created_at), s.created_at) ELSE s.created_at END";
 const saleHappened = sql.raw(SALE_HAPPENED);
 
+/**
+ * How long before its figures were computed a change to a day's sales may
+ * still be one the rollup could not see: a sale's `created_at` (and a void's
+ * `voided_at`) is its transaction's start, and it may commit after the
+ * rollup read the sales. Far longer than any command may run
+ * (statement_timeout 30 s, idle in transaction 60 s).
+ */
+export const ROLLUP_SETTLE = "interval '5 minutes'";
+
 export interface DailySalesRow {
   store_id: string;
   business_date: string;

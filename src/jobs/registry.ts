@@ -30,9 +30,10 @@ export const cronItems: CronItem[] = [
   { task: 'idempotency.purge', match: '17 * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:idempotency.purge' } },
   { task: 'stock.snapshots', match: '10 0 * * *', options: { backfillPeriod: 0, jobKey: 'cron:stock.snapshots' } },
   // A night missed while no worker ran (a deploy or restart at 00:20) is
-  // backfilled when one starts again: nothing else ever rolls that day up
-  // (snapshots catch up by themselves, the rollup does not). No job key: the
-  // backfilled ticks, one per missed night, must not replace one another.
+  // backfilled when one starts again, so the figures catch up then rather
+  // than the next night (each run catches up every change since the last
+  // one, so the first backfilled tick does the work and the others find
+  // nothing new: redundant, but cheap). No job key, as before.
   { task: 'analytics.rollup', match: '20 0 * * *', options: { backfillPeriod: ANALYTICS_BACKFILL_MS } },
   { task: 'integrity.run', match: '30 2 * * *', options: { backfillPeriod: 0, jobKey: 'cron:integrity.run' } },
   { task: 'pieces.reservations.sweep', match: '* * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:pieces.reservations.sweep' } },

@@ -11,7 +11,7 @@ import { assertStorableText } from '../http/json.js';
 import { IdempotencyHeaders, IdParams, LOWERCASE, Money, Timestamp, Uuid } from '../http/schemas.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
-import { recordVoid } from './voidSale.js';
+import { recordVoid, SALE_VOID_OP } from './voidSale.js';
 
 const PaymentMethod = Type.Union([Type.Literal('cash'), Type.Literal('card'), Type.Literal('mobile'), Type.Literal('credit')]);
 const SaleType = Type.Union([Type.Literal('regular'), Type.Literal('bulk')]);
@@ -149,7 +149,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       const saleId = request.params.id;
       const storeId = await inTenantTransaction(db, principal.tenantId, (tx) => findSaleStore(tx, principal.tenantId, saleId));
       if (storeId === undefined || !inStoreScope(principal, storeId)) throw notFound('sale');
-      const outcome = await writer.run(commandInputOf(request), { type: 'sale.void', storeId }, async (cmd) => ({
+      const outcome = await writer.run(commandInputOf(request), { type: SALE_VOID_OP, storeId }, async (cmd) => ({
         status: 200,
         body: await recordVoid(cmd, saleId, request.body.reason),
       }));

@@ -10,6 +10,13 @@ import { lockSaleForUpdate } from './getSale.js';
 import type { SaleView } from './sale.table.js';
 
 /**
+ * The operation type of a void: the only command that voids a sale. The
+ * daily sales rollup finds the voids since its last run by it (operations by
+ * created_at), so the void path writes nothing for the rollup.
+ */
+export const SALE_VOID_OP = 'sale.void';
+
+/**
  * The in-transaction part of voiding a sale (other parts add their reversing
  * writes here, e.g. the money part's reversing postings).
  *
