@@ -121,6 +121,90 @@ describe('integrity: daily sales figures against the sales', () => {
     assert.deepEqual(figures, [{ sales_count: 4, voided_count: 2, revenue: 250 * (3 + 5) }]);
   });
 
+  /**
+   * A store with an offline sale of three days ago synced now, and that day
+   * rolled up (`rolledUp`) or not. Returns the shop, the day, and the synced sale.
+   */
+  async function shopWithOldDay(rolledUp: boolean): Promise<{ shop: Shop; day: string; saleId: string }> {
+    const { tenantId, owner } = await t.newTenant();
+    const storeId = await givenStore(owner, `O${randomUUID().slice(0, 6)}`);
+    const skuId = await givenSku(owner, `K${randomUUID().slice(0, 6)}`, 'piece', 250);
+    await givenStock(owner, storeId, [{ sku_id: skuId, quantity: 100 }]);
+    const now = new Date();
+    const tillTime = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 3, 9)).toISOString();
+    const day = tillTime.slice(0, 10);
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: storeId, payment_method: 'cash', client_created_at: tillTime, items: [{ sku_id: skuId, quantity: 1, unit_price: 250 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    if (rolledUp) await rollupDay(tenantId, day);
+    return { shop: { tenantId, owner, storeId, skuId, sales: [] }, day, saleId: synced.body.results[0].body.id };
+  }
+
+  async function rollupDay(tenantId: string, day: string): Promise<void> {
+    const input = { tenantId, principal: { kind: 'operator' as const, name: 'test' }, correlationId: `rollup-${randomUUID()}`, fingerprint: 'rollup' };
+    const outcome = await runCommand(t.db, input, { type: 'analytics.rollup' }, async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, day) }));
+    assert.equal(outcome.status, 200);
+  }
+
+  /** The sale was synced `hours` ago (its till time, and so its day, unchanged). */
+  async function syncedHoursAgo(shop: Shop, saleId: string, hours: number): Promise<void> {
+    await asSuperuser(`UPDATE sales SET created_at = now() - make_interval(hours => $3) WHERE tenant_id = $1 AND id = $2`, [shop.tenantId, saleId, hours]);
+  }
+
+  it('daily_sales_rollup_stale: a sale synced for a day after its figures, and no run since for longer than the grace', async () => {
+    const { shop, day, saleId } = await shopWithOldDay(true);
+    // Given figures computed 30 hours ago and a sale of that day synced 27 hours ago (after them, before the last runs were due)
+    const { saleId: late } = await (async () => {
+      const synced = await shop.owner.post('/v1/sync/sales', {
+        sales: [{ idempotency_key: randomUUID(), store_id: shop.storeId, payment_method: 'cash', client_created_at: `${day}T10:00:00Z`, items: [{ sku_id: shop.skuId, quantity: 2, unit_price: 250 }] }],
+      });
+      assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+      return { saleId: synced.body.results[0].body.id as string };
+    })();
+    await syncedHoursAgo(shop, saleId, 31);
+    await asSuperuser(`UPDATE daily_sales_rollups SET computed_at = now() - interval '30 hours' WHERE tenant_id = $1`, [shop.tenantId]);
+    await syncedHoursAgo(shop, late, 27);
+    // Then the stale figures are reported, by that check alone
+    assert.deepEqual(await reported(shop), ['daily_sales_rollup_stale']);
+    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 600 });
+    const [finding] = run.findings.filter((f) => f.tenant_id === shop.tenantId);
+    assert.equal(finding?.subject, `${shop.storeId}/${day}`);
+    // And recomputed, they are not
+    await rollupDay(shop.tenantId, day);
+    assert.deepEqual(await reported(shop), []);
+  });
+
+  it('daily_sales_rollup_stale: a void of an old sale after its figures, left longer than the grace', async () => {
+    const { shop, saleId } = await shopWithOldDay(true);
+    await syncedHoursAgo(shop, saleId, 31);
+    await asSuperuser(`UPDATE daily_sales_rollups SET computed_at = now() - interval '30 hours' WHERE tenant_id = $1`, [shop.tenantId]);
+    assert.equal((await shop.owner.post(`/v1/sales/${saleId}/void`, { reason: 'late' }, { idempotencyKey: randomUUID() })).status, 200);
+    assert.deepEqual(await reported(shop), [], 'a fresh void is not a finding');
+    await asSuperuser(`UPDATE sales SET voided_at = now() - interval '27 hours' WHERE tenant_id = $1 AND id = $2`, [shop.tenantId, saleId]);
+    assert.deepEqual(await reported(shop), ['daily_sales_rollup_stale']);
+  });
+
+  it('daily_sales_rollup_stale: a day with sales older than the grace and no figures at all', async () => {
+    const { shop, saleId } = await shopWithOldDay(false);
+    await syncedHoursAgo(shop, saleId, 27);
+    assert.deepEqual(await reported(shop), ['daily_sales_rollup_stale']);
+  });
+
+  it('a change since the figures that is younger than the grace is not a finding (the next scheduled run is due to recompute it)', async () => {
+    const { shop, day, saleId } = await shopWithOldDay(true);
+    await syncedHoursAgo(shop, saleId, 31);
+    await asSuperuser(`UPDATE daily_sales_rollups SET computed_at = now() - interval '30 hours' WHERE tenant_id = $1`, [shop.tenantId]);
+    const synced = await shop.owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: shop.storeId, payment_method: 'cash', client_created_at: `${day}T10:00:00Z`, items: [{ sku_id: shop.skuId, quantity: 2, unit_price: 250 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    // Synced now, and synced 20 hours ago: both within the grace
+    assert.deepEqual(await reported(shop), []);
+    await syncedHoursAgo(shop, synced.body.results[0].body.id, 20);
+    assert.deepEqual(await reported(shop), []);
+  });
+
   it('figures of a store-day with no sale at all must be zeros', async () => {
     const shop = await newShop();
     await asSuperuser(

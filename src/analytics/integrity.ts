@@ -1,13 +1,23 @@
 import type { IntegrityCheck } from '../integrity/check.js';
 import { ROLLUP_SETTLE, SALE_HAPPENED } from './rollupDailySales.js';
 
+/**
+ * How long a change to a store-day's sales may wait for its figures: the
+ * scheduled rollup runs every 24 hours (00:20 UTC, src/jobs/registry.ts) and
+ * catches up every change since its last run; a change made up to
+ * ROLLUP_SETTLE before a run may need the run after. Plus two hours for the
+ * run itself and its retries. A change older than this that its figures do
+ * not count is a rollup that did not run, not one about to.
+ */
+export const ROLLUP_STALE_AFTER = "interval '26 hours'";
+
 /** Derived figures (API.md: analytics are computed from the sales, never the source of truth). */
 export const analyticsChecks: IntegrityCheck[] = [
   {
     name: 'daily_sales_rollup_matches_sales',
     severity: 'warning',
     description:
-      "A store-day's sales figures (daily_sales_rollups: sales, voided, revenue) equal what that day's sales give — unless one of them was recorded or voided since the figures were computed (the nightly run recomputes those days).",
+      "A store-day's sales figures (daily_sales_rollups: sales, voided, revenue) equal what that day's sales give — unless one of them was recorded or voided since the figures were computed (the next scheduled run recomputes those days; daily_sales_rollup_stale reports one that did not).",
     sql: `
       SELECT r.tenant_id, r.store_id::text || '/' || r.business_date::text AS subject,
              jsonb_build_object('store_id', r.store_id, 'business_date', r.business_date, 'computed_at', r.computed_at,
@@ -27,5 +37,27 @@ export const analyticsChecks: IntegrityCheck[] = [
       WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
         AND (r.sales_count, r.voided_count, r.revenue) IS DISTINCT FROM (a.sales_count, a.voided_count, a.revenue)
         AND (a.last_change IS NULL OR a.last_change < r.computed_at - ${ROLLUP_SETTLE})`,
+  },
+  {
+    name: 'daily_sales_rollup_stale',
+    severity: 'warning',
+    description:
+      "No store-day's sales changed (a sale recorded or voided) more than the grace (26 hours: the nightly rollup plus a margin) ago without its figures recomputed since (or within the settle margin after), nor has sales that old and no figures at all: the scheduled rollup catches every change up, so such a day is figures that will stay wrong.",
+    // Every change of every sale against its store-day's figures: what it
+    // must find is any sale, however old (the run that should have counted
+    // it may never have happened), so it reads the sales once (a hash join),
+    // not per store-day.
+    sql: `
+      SELECT s.tenant_id, s.store_id::text || '/' || d.business_date::text AS subject,
+             jsonb_build_object('store_id', s.store_id, 'business_date', d.business_date, 'computed_at', r.computed_at,
+                                'first_change_not_counted', min(c.changed_at), 'changes_not_counted', count(*)) AS detail
+      FROM sales s
+      CROSS JOIN LATERAL (SELECT ((${SALE_HAPPENED}) AT TIME ZONE 'UTC')::date AS business_date) d
+      CROSS JOIN LATERAL (VALUES (s.created_at), (s.voided_at)) c (changed_at)
+      LEFT JOIN daily_sales_rollups r ON r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.business_date = d.business_date
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+        AND c.changed_at < now() - ${ROLLUP_STALE_AFTER}
+        AND (r.computed_at IS NULL OR c.changed_at >= r.computed_at - ${ROLLUP_SETTLE})
+      GROUP BY s.tenant_id, s.store_id, d.business_date, r.computed_at`,
   },
 ];
