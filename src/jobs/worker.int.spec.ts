@@ -132,6 +132,17 @@ describe('worker', () => {
         client.query(`SELECT enqueue_job('test.record', '{"tenant_id": "11111111-1111-4111-8111-111111111111", "data": {}}'::jsonb)`),
         /another tenant/,
       );
+      await client.query('ROLLBACK');
+      // nor for any tenant from a session with no tenant set (system work, naming no tenant, is queued)
+      await client.query('BEGIN');
+      await assert.rejects(
+        client.query(`SELECT enqueue_job('test.record', '{"tenant_id": "11111111-1111-4111-8111-111111111111", "data": {}}'::jsonb)`),
+        /only in a transaction of that tenant/,
+      );
+      await client.query('ROLLBACK');
+      await client.query('BEGIN');
+      const system = await client.query(`SELECT enqueue_job('test.record', '{"tenant_id": null, "data": {}}'::jsonb) AS id`);
+      assert.ok(system.rows[0].id);
     } finally {
       await client.query('ROLLBACK');
       client.release();

@@ -2,10 +2,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Config } from '../config.js';
-import { startTestWorker } from '../../test/support/worker.js';
+import { enqueueForTenant, startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
-import { makeEnvelope } from '../jobs/enqueueJob.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
 import { newOrderShop, orderBody, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
@@ -137,8 +136,7 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     // And a second lookup of the order queued meanwhile (a sweep that ran while
     // the first was on its last attempt: its job was running, so the sweep's
     // job key made a new one) finds the order asked about and does nothing
-    const duplicate = makeEnvelope({ order_id: orderId }, { tenantId: shop.tenantId });
-    await t.admin.query(`SELECT enqueue_job('order.poll', $1::jsonb, NULL, NULL, $2, 'keep_waiting')`, [JSON.stringify(duplicate), `order.poll:${orderId}`]);
+    await enqueueForTenant(t, shop.tenantId, 'order.poll', { order_id: orderId }, { jobKey: `order.poll:${orderId}`, jobKeyMode: 'keep_waiting' });
     // Then the order is marked as asked about, and no new lookup starts for the next 2.5 s (five sweeps)
     await sleep(2_500);
     assert.equal(await giveUps(), 1);

@@ -2,10 +2,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Config } from '../config.js';
-import { startTestWorker } from '../../test/support/worker.js';
+import { enqueueForTenant, startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
-import { makeEnvelope } from '../jobs/enqueueJob.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
 import type { TaskDefinition } from '../jobs/task.js';
@@ -111,13 +110,8 @@ describe('recovery of an order stuck in pending', () => {
     // And two recovery jobs of it: the sweep's, and one a later sweep added while the first was running
     // (a running job no longer holds its key)
     const tenantId = (await t.admin.query(`SELECT tenant_id FROM orders WHERE id = $1`, [orderId])).rows[0].tenant_id as string;
-    for (const jobKey of [`order.recover:${orderId}`, null]) {
-      await t.admin.query(`SELECT enqueue_job('order.recover', $1::jsonb, NULL, NULL, $2, $3)`, [
-        JSON.stringify(makeEnvelope({ order_id: orderId }, { tenantId })),
-        jobKey,
-        jobKey === null ? 'replace' : 'keep_waiting',
-      ]);
-    }
+    await enqueueForTenant(t, tenantId, 'order.recover', { order_id: orderId }, { jobKey: `order.recover:${orderId}`, jobKeyMode: 'keep_waiting' });
+    await enqueueForTenant(t, tenantId, 'order.recover', { order_id: orderId });
     // When a worker runs them one after the other (no sweep of its own; stuck after a minute)
     worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60, workerConcurrency: 1 }, [recoverOrder]);
     await waitFor(
@@ -159,13 +153,8 @@ describe('recovery of an order stuck in pending', () => {
    * call takes 1.5 s; resolves once both have run.
    */
   async function recoverTwiceAtOnce(orderId: string, tenantId: string, tasks: TaskDefinition[] = [recoverOrder]): Promise<void> {
-    for (const jobKey of [`order.recover:${orderId}`, null]) {
-      await t.admin.query(`SELECT enqueue_job('order.recover', $1::jsonb, NULL, NULL, $2, $3)`, [
-        JSON.stringify(makeEnvelope({ order_id: orderId }, { tenantId })),
-        jobKey,
-        jobKey === null ? 'replace' : 'keep_waiting',
-      ]);
-    }
+    await enqueueForTenant(t, tenantId, 'order.recover', { order_id: orderId }, { jobKey: `order.recover:${orderId}`, jobKeyMode: 'keep_waiting' });
+    await enqueueForTenant(t, tenantId, 'order.recover', { order_id: orderId });
     sim.faults.latencyMs = 1_500;
     try {
       worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60, fulfilmentTimeoutMs: 10_000, workerConcurrency: 2 }, tasks);
@@ -230,10 +219,7 @@ describe('recovery of an order stuck in pending', () => {
     const simOrder = [...sim.orders.values()].find((order) => order.idempotency_key === providerKey)!;
     simOrder.status = 'cancelled';
     // When its recovery runs
-    await t.admin.query(`SELECT enqueue_job('order.recover', $1::jsonb, NULL, NULL, $2, 'keep_waiting')`, [
-      JSON.stringify(makeEnvelope({ order_id: orderId }, { tenantId })),
-      `order.recover:${orderId}`,
-    ]);
+    await enqueueForTenant(t, tenantId, 'order.recover', { order_id: orderId }, { jobKey: `order.recover:${orderId}`, jobKeyMode: 'keep_waiting' });
     worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60 }, [recoverOrder]);
     await waitFor('the order to move on', async () => (await statusOf(t.admin, orderId)) !== 'submitting', 15_000, 100);
     // Then it is cancelled as the provider did it, with its provider order id, and not submitted again
@@ -251,6 +237,7 @@ describe('recovery of an order stuck in pending', () => {
     const recovery = await t.admin.connect();
     try {
       await recovery.query('BEGIN');
+      await recovery.query(`SELECT set_config('app.tenant_id', $1, true)`, [queued.payload.tenant_id]);
       const kept = await recovery.query(`SELECT enqueue_job('order.submit', $1::jsonb, NULL, NULL, $2, 'keep_waiting') AS id`, [JSON.stringify(queued.payload), key]);
       assert.equal(String(kept.rows[0].id), String(queued.id), 'the waiting job is kept, not replaced');
       // (no sweep of its own: with the order pending past a 1 s stuck-after, the
