@@ -73,6 +73,8 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     ['a method the path does not serve', () => owner.put('/v1/stores', { code: 'PUT', name: 'Put' }), 405, 'method_not_allowed'],
     ['a path parameter longer than any id', () => owner.get(`/v1/sales/${'a'.repeat(101)}`), 400, 'validation_failed'],
     ['duplicate store code', () => owner.post('/v1/stores', { code: 'BAD', name: 'Again' }), 409, 'already_exists'],
+    // RFC 8259 leaves a repeated member name to each reader: a proxy that reads the first and this server the last would disagree on what was asked.
+    ['a repeated member name', () => owner.post('/v1/tokens', undefined, { rawBody: '{"name":"dup","role":"cashier","role":"owner"}' }), 400, 'validation_failed'],
   ];
 
   for (const [name, send, status, code] of cases) {
@@ -174,6 +176,25 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
       const created = await owner.post('/v1/stores', undefined, { rawBody: JSON.stringify({ code: `U8-${index}`, name: 'Eight' }), headers: { 'content-type': contentType } });
       assert.equal(created.status, 201, `${contentType}: ${JSON.stringify(created.body)}`);
     }
+  });
+
+  it('a repeated member name is refused at its path, however it is spelled and however deep it is', async () => {
+    const before = await snapshot();
+    for (const [raw, path] of [
+      ['{"code":"DUP","name":"a","n\\u0061me":"b"}', '/body/name'],
+      [`{"items":[{"sku_id":"${sku.id}","quantity":1},{"sku_id":"${sku.id}","quantity":1,"quantity":2}]}`, '/body/items/1/quantity'],
+      ['{"code":"DUP","name":"a/b","a/b":1,"a/b":2}', '/body/a~1b'],
+    ] as const) {
+      const target = path.startsWith('/body/items') ? `/v1/stores/${store.id}/stock/receipts` : '/v1/stores';
+      const response = await owner.post(target, undefined, { rawBody: raw });
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(response.body.errors.map((error: { path: string }) => error.path), [path], raw);
+    }
+    // The same name in different objects, or as a value, is no repetition.
+    const fine = await owner.post(`/v1/stores/${store.id}/stock/receipts`, undefined, { rawBody: `{"items":[{"sku_id":"${sku.id}","quantity":1},{"sku_id":"${sku.id}","quantity":2}],"reference":"quantity"}` });
+    assert.equal(fine.status, 201, JSON.stringify(fine.body));
+    const after = await snapshot();
+    assert.equal(after.operations, before.operations + 1, 'only the receipt without a repeated name was written');
   });
 
   it('validation errors carry the path of each bad field', async () => {

@@ -84,6 +84,54 @@ export function tooDeepIn(value: unknown, prefix: string): FieldError | undefine
   return undefined;
 }
 
+/**
+ * The first member name repeated within one object of a JSON text (as the
+ * field error of its path), compared as read — `"name"` and `"n\u0061me"`
+ * are one name. JSON.parse keeps the last and drops the others unseen, while
+ * RFC 8259 leaves repeated names to each reader: a proxy that read the first
+ * `role` and this server the last would disagree on what was asked. `text`
+ * must be JSON that parsed; scanned once, without recursion.
+ */
+export function repeatedNameIn(text: string, prefix: string): FieldError | undefined {
+  type Container = { names: Set<string> | null; expectName: boolean; member: string; index: number };
+  const stack: Container[] = [];
+  const pathOf = () => [prefix, ...stack.map((container) => (container.names === null ? String(container.index) : escapePointer(container.member)))].join('/');
+  for (let at = 0; at < text.length; at++) {
+    const char = text[at];
+    if (char === '"') {
+      // The closing quote: the next one not escaped by an odd run of backslashes.
+      let end = text.indexOf('"', at + 1);
+      for (;;) {
+        let backslashes = 0;
+        while (text[end - 1 - backslashes] === '\\') backslashes++;
+        if (backslashes % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      const top = stack[stack.length - 1];
+      if (top?.names && top.expectName) {
+        const raw = text.slice(at + 1, end);
+        const name = raw.includes('\\') ? (JSON.parse(text.slice(at, end + 1)) as string) : raw;
+        top.member = name;
+        top.expectName = false;
+        if (top.names.has(name)) return { path: pathOf(), message: 'is a member name already given in this object' };
+        top.names.add(name);
+      }
+      at = end;
+    } else if (char === '{') {
+      stack.push({ names: new Set(), expectName: true, member: '', index: 0 });
+    } else if (char === '[') {
+      stack.push({ names: null, expectName: false, member: '', index: 0 });
+    } else if (char === '}' || char === ']') {
+      stack.pop();
+    } else if (char === ',') {
+      const top = stack[stack.length - 1];
+      if (top?.names) top.expectName = true;
+      else if (top) top.index++;
+    }
+  }
+  return undefined;
+}
+
 type JsonParser = (request: FastifyRequest, body: string, done: (error: Error | null, value?: unknown) => void) => void;
 
 /**
@@ -91,8 +139,8 @@ type JsonParser = (request: FastifyRequest, body: string, done: (error: Error | 
  * prototype-poisoning refusal) over the body decoded strictly as UTF-8. Text
  * the database cannot store is refused later, at the field's path, by the
  * app's preValidation hook (or, for a route that answers item by item, by the
- * route: see `textCheckedByRoute`). A body nested deeper than MAX_JSON_DEPTH
- * is refused here, at the path where it goes too deep.
+ * route: see `textCheckedByRoute`). A body nested deeper than MAX_JSON_DEPTH,
+ * or repeating a member name within an object, is refused here, at its path.
  */
 export function strictJsonParser(parseJson: JsonParser) {
   return (request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
@@ -107,6 +155,8 @@ export function strictJsonParser(parseJson: JsonParser) {
       if (error) return done(error, undefined);
       const deep = tooDeepIn(value, '/body');
       if (deep) return done(new AppError('validation_failed', `${deep.path} ${deep.message}`, { errors: [deep] }), undefined);
+      const repeated = repeatedNameIn(text, '/body');
+      if (repeated) return done(new AppError('validation_failed', `${repeated.path} ${repeated.message}`, { errors: [repeated] }), undefined);
       return done(null, value);
     });
   };
