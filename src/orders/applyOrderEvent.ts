@@ -82,6 +82,9 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     }
     cmd.storeId = order.store_id;
     cmd.touch('orders', orderId, 'updated');
+    if (decision.kind === 'move' && (event.type === 'provider_status' || event.type === 'provider_rejected') && (to === 'failed' || to === 'cancelled')) {
+      await noteEndedByProvider(cmd, order, event, source);
+    }
     cmd.audit({
       subjectType: 'order',
       subjectId: orderId,
@@ -108,6 +111,40 @@ async function noteProviderMismatch(cmd: Command, order: OrderRow, providerStatu
     storeId: order.store_id,
     dedupeKey: `order-provider-mismatch:${order.id}`,
     detail: { status: order.status, provider_status: providerStatus, source, provider_key: order.provider_key },
+  });
+  cmd.touch('review_items', id, 'created');
+}
+
+/**
+ * The provider ended an order that was paid for (its `payment_reference`)
+ * without shipping it: refused it (a 4xx to our submit), or reported it
+ * `failed` or `cancelled` on its side. Not our doing, so nobody here knows
+ * yet: one `order_failed` item asks someone to refund the customer or place
+ * the order again (the same item a recovery that gave up opens; one per order
+ * while it is open).
+ */
+async function noteEndedByProvider(cmd: Command, order: OrderRow, event: Extract<OrderEvent, { type: 'provider_status' | 'provider_rejected' }>, source: OrderSource): Promise<void> {
+  const reason =
+    event.type === 'provider_rejected'
+      ? 'the provider refused the order'
+      : event.status === 'cancelled'
+        ? 'the provider cancelled the order on its side'
+        : 'the provider reports the order failed';
+  const id = await openReviewItem(cmd.tx, cmd.tenantId, cmd.opId, {
+    kind: 'order_failed',
+    subjectType: 'order',
+    subjectId: order.id,
+    storeId: order.store_id,
+    dedupeKey: `order-failed:${order.id}`,
+    detail: {
+      reason,
+      status: order.status,
+      ...(event.type === 'provider_status' ? { provider_status: event.status } : {}),
+      source,
+      last_error: order.last_error,
+      payment_reference: order.payment_reference,
+      provider_key: order.provider_key,
+    },
   });
   cmd.touch('review_items', id, 'created');
 }

@@ -10,7 +10,7 @@ import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.j
 import { randomUUID } from 'node:crypto';
 import { runCommand } from '../core/command.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
-import { historyOf, newOrderShop, numberedProviderEvent, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, webhookConflicts, webhookOutcomes, WEBHOOK_SECRET } from './testkit.js';
+import { historyOf, newOrderShop, orderFailedItems, numberedProviderEvent, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, webhookConflicts, webhookOutcomes, WEBHOOK_SECRET } from './testkit.js';
 
 describe('orders through the provider (API + worker + provider-sim)', () => {
   let t: TestApp;
@@ -120,17 +120,22 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
     assert.equal(failures, 0);
   });
 
-  it('provider refuses the order (4xx): failed at once, no retry', async () => {
+  it('provider refuses the order (4xx): failed at once, no retry; one order_failed item names the payment to refund', async () => {
     sim.faults.webhooks = false;
     sim.faults.rejectCreates = 1;
     const shop = await newOrderShop(t);
-    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const body = orderBody(shop);
+    const orderId: string = (await shop.owner.post('/v1/orders', body)).body.id;
     await waitForStatus(t.admin, orderId, 'failed');
     await sleep(300);
     const row = (await t.admin.query(`SELECT submit_attempts, last_error FROM orders WHERE id = $1`, [orderId])).rows[0];
     assert.equal(row.submit_attempts, 1);
     assert.match(row.last_error, /422/);
     assert.equal(simOrdersFor(orderId).length, 0);
+    const items = await orderFailedItems(t.admin, orderId);
+    assert.equal(items.length, 1);
+    assert.deepEqual([items[0]!.reason, items[0]!.source, items[0]!.payment_reference], ['the provider refused the order', 'worker', body.payment_reference]);
+    assert.match(String(items[0]!.last_error), /422/);
   });
 
   it('provider never gets the order: submitted again by recovery (same key), then failed for review', async () => {
@@ -400,6 +405,8 @@ describe('orders API (no worker running)', () => {
     assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'failed'))).body.applied, false);
     assert.equal(await statusOf(t.admin, orderId), 'failed');
     assert.equal(await providerMismatches(t.admin, orderId), 0, 'neither the late event nor the agreeing one is a mismatch');
+    // The provider failing the order is one order_failed item, however often it says so
+    assert.deepEqual((await orderFailedItems(t.admin, orderId)).map((item) => [item.reason, item.provider_status, item.source]), [['the provider reports the order failed', 'failed', 'webhook']]);
     assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['accepted:applied', 'failed:applied', 'processing:ignored', 'failed:ignored']);
 
     // A newer event that says the provider is working on the failed order is a real mismatch: someone must look.
@@ -463,7 +470,7 @@ describe('orders API (no worker running)', () => {
     assert.deepEqual(items.rows.map((row) => row.subject_id), [alive]);
   });
 
-  it('the provider cancelling an order on its side (webhook): ours is cancelled, by the provider, with nothing to look at or to ask', async () => {
+  it('the provider cancelling an order on its side (webhook): ours is cancelled, by the provider, with one order_failed item to refund it and nothing to ask the provider', async () => {
     // Given an order the provider is working on
     const shop = await newOrderShop(t);
     const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
@@ -487,6 +494,10 @@ describe('orders API (no worker running)', () => {
     assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'cancelled'))).body.applied, false);
     assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 409);
     assert.equal(await providerMismatches(t.admin, orderId), 0);
+    // Someone is asked to refund the customer (or place the order again): one item, however often the provider says so
+    const items = await orderFailedItems(t.admin, orderId);
+    assert.deepEqual(items.map((item) => [item.reason, item.status, item.provider_status, item.source]), [['the provider cancelled the order on its side', 'cancelled', 'cancelled', 'webhook']]);
+    assert.equal(typeof items[0]!.payment_reference, 'string');
   });
 
   it('the provider reporting "cancelled" an order completed here opens one order_provider_mismatch; the order stays completed', async () => {

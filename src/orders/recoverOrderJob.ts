@@ -274,7 +274,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
           subjectId: order.id,
           storeId: order.store_id,
           dedupeKey: `order-failed:${order.id}`,
-          detail: { reason, last_error: order.last_error, provider_key: order.provider_key },
+          detail: { reason, last_error: order.last_error, payment_reference: order.payment_reference, provider_key: order.provider_key },
         });
         cmd.touch('review_items', id, 'created');
         return { status: 200, body: { status: result.order.status } };

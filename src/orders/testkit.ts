@@ -79,6 +79,11 @@ export async function providerMismatches(admin: pg.Pool, orderId: string): Promi
   return (await admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_provider_mismatch'`, [orderId])).rows[0].n;
 }
 
+/** The order's `order_failed` review items (its details): an order that ended without shipping, for someone to refund or place again. */
+export async function orderFailedItems(admin: pg.Pool, orderId: string): Promise<Array<Record<string, unknown>>> {
+  return (await admin.query(`SELECT detail FROM review_items WHERE subject_id = $1 AND kind = 'order_failed' ORDER BY created_at`, [orderId])).rows.map((row) => row.detail);
+}
+
 /** The order's recorded provider events, as `status:outcome`, in the order received. */
 export async function webhookOutcomes(admin: pg.Pool, orderId: string): Promise<string[]> {
   const { rows } = await admin.query(`SELECT provider_status, outcome FROM fulfilment_webhook_events WHERE order_id = $1 ORDER BY received_at`, [orderId]);
