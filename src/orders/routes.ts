@@ -87,7 +87,7 @@ const WebhookBody = Type.Object(
           minLength: 1,
           maxLength: 50,
           description:
-            'the provider\'s status of the order: `accepted`, `processing`, `completed`, `failed` or `cancelled` (cancelled on its side: an order before `completed` is cancelled, source `webhook`, with no cancellation asked of the provider; one completed here stays completed and opens an `order_provider_mismatch` review item); any other word is acknowledged and changes nothing',
+            'the provider\'s status of the order: `accepted`, `processing`, `completed`, `failed` or `cancelled` (cancelled on its side: an order before `completed` is cancelled, source `webhook`, with no cancellation asked of the provider and one `order_failed` review item naming the payment to refund, as for `failed`; one completed here stays completed and opens an `order_provider_mismatch` review item); any other word is acknowledged and changes nothing',
         }),
         sequence: Type.Optional(
           Type.Integer({
