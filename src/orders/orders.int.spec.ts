@@ -10,6 +10,7 @@ import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.j
 import { randomUUID } from 'node:crypto';
 import { runCommand } from '../core/command.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
+import { signWebhook } from './webhookSignature.js';
 import { historyOf, newOrderShop, orderFailedItems, numberedProviderEvent, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, webhookConflicts, webhookOutcomes, WEBHOOK_SECRET } from './testkit.js';
 
 describe('orders through the provider (API + worker + provider-sim)', () => {
@@ -249,6 +250,32 @@ describe('orders API (no worker running)', () => {
     assert.equal(await stores(), before);
     const delivered = await postWebhook(t.baseUrl, event);
     assert.equal(delivered.status, 200, JSON.stringify(delivered.body));
+    assert.equal(await statusOf(t.admin, order.body.id), 'submitted');
+  });
+
+  it('a signed event whose data nests thousands of levels deep is 400 validation_failed, nothing written (not a 500 the provider would retry forever)', async () => {
+    const shop = await newOrderShop(t);
+    const order = await shop.owner.post('/v1/orders', orderBody(shop));
+    const event = providerEvent(shop.tenantId, order.body.id, 'accepted');
+    const before = (await t.admin.query(`SELECT status, version FROM orders WHERE id = $1`, [order.body.id])).rows[0];
+    for (const depth of [5_000, 64]) {
+      // written as text: the client's own JSON.stringify would recurse as deep
+      const extra = `${'{"x":'.repeat(depth)}1${'}'.repeat(depth)}`;
+      const text = JSON.stringify({ ...event, id: `${event.id}_${depth}` }).replace(/}}$/, `,"extra":${extra}}}`);
+      const response = await fetch(`${t.baseUrl}/v1/webhooks/fulfilment`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'fulfilment-signature': signWebhook(WEBHOOK_SECRET, Math.floor(Date.now() / 1000), text) },
+        body: text,
+      });
+      const body = (await response.json()) as { code: string; errors: Array<{ path: string }> };
+      assert.equal(response.status, 400, `${depth}: ${JSON.stringify(body)}`);
+      assert.equal(body.code, 'validation_failed');
+      assert.match(body.errors[0]!.path, /^\/body\/data\/extra(\/x)+$/);
+    }
+    assert.deepEqual((await t.admin.query(`SELECT status, version FROM orders WHERE id = $1`, [order.body.id])).rows[0], before);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM fulfilment_webhook_events WHERE order_id = $1`, [order.body.id])).rows[0].n, 0);
+    // the same event without the extra field is applied
+    assert.equal((await postWebhook(t.baseUrl, event)).status, 200);
     assert.equal(await statusOf(t.admin, order.body.id), 'submitted');
   });
 

@@ -7,7 +7,7 @@ import { isUuid } from '../core/ids.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
-import { assertStorableText, utf8TextOf } from '../http/json.js';
+import { assertStorableText, tooDeepIn, utf8TextOf } from '../http/json.js';
 import { IdempotencyHeaders, IdParams, IfMatchHeaders, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { applyOrderEvent, orThrow } from './applyOrderEvent.js';
 import { cancelOrder } from './cancelOrder.js';
@@ -295,6 +295,11 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
             throw new AppError('invalid_signature', check.reason);
           }
           if (request.bodyParseError) throw new AppError('malformed_json', 'the request body is not valid UTF-8 JSON');
+          // As for every other body (strictJsonParser): a payload nested
+          // thousands deep overflowed the recursive walks behind it (500,
+          // retried by the provider for ever); a 400 says it will not do.
+          const deep = tooDeepIn(request.body, '/body');
+          if (deep) throw new AppError('validation_failed', `${deep.path} ${deep.message}`, { errors: [deep] });
           assertStorableText(request.body, '/body');
         },
       },
