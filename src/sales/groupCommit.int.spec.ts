@@ -661,6 +661,64 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     for (const store of [a, b, c]) await assertLedgerChain(item, store);
   });
 
+  // KNOWN DEFECT (review-sales): a batch that holds a void and then a sale of
+  // its store locks the store's accounts (the void's postings) before the
+  // sale's balance; another process's run holding that balance and waiting for
+  // those accounts deadlocks with it (1 s deadlock_timeout, the batch re-run).
+  // Every caller still gets its answer. Fixing it means a void or a sale of
+  // pieces is a batch of its own (takeBatch), which other tests here assert
+  // against; left for a decision — marked todo so it runs and reports.
+  it("two processes: a batch holding a void and then a sale of its store, against another process's sale of that store: no deadlock", { todo: 'deadlocks today: see the comment above' }, async () => {
+    const [c, d] = [await givenStore(owner, `GC-VS-C-${randomUUID().slice(0, 6)}`), await givenStore(owner, `GC-VS-D-${randomUUID().slice(0, 6)}`)];
+    const [s1, s2, s3] = [
+      await givenSku(owner, `GC-VS1-${randomUUID().slice(0, 6)}`, 'piece', 10),
+      await givenSku(owner, `GC-VS2-${randomUUID().slice(0, 6)}`, 'piece', 10),
+      await givenSku(owner, `GC-VS3-${randomUUID().slice(0, 6)}`, 'piece', 10),
+    ];
+    await givenStock(owner, c, [{ sku_id: s1, quantity: 100 }, { sku_id: s2, quantity: 100 }]);
+    await givenStock(owner, d, [{ sku_id: s3, quantity: 100 }]);
+    const line = (store: string, sku: string): SaleInput => ({ store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] });
+    const sold = await new GroupCommitter(t.db).sale(inputOf(line(c, s1)), line(c, s1), 'online');
+    const saleId = (sold.body as { id: string }).id;
+    const deadlocks = async () => Number((await t.admin.query(`SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)).rows[0].deadlocks);
+    const deadlocksBefore = await deadlocks();
+    const otherPool = createPool(t.appUrl, { max: 10, asAppRole: true });
+    const otherDb = createDb(otherPool);
+    const [gateD, gateC] = [await t.admin.connect(), await t.admin.connect()];
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      // gateD keeps process 1 busy (its lane's first batch waits for store d's balance) while its next batch queues;
+      // gateC holds store c's balance of s2, which process 2's sale and process 1's second batch both need.
+      await gateD.query('BEGIN');
+      await gateD.query(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, d, s3]);
+      await gateC.query('BEGIN');
+      await gateC.query(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, c, s2]);
+      const [p1, p2] = [new GroupCommitter(t.db), new GroupCommitter(otherDb)];
+      const busy = statusOf(p1.sale(inputOf(line(d, s3)), line(d, s3), 'online'));
+      await pause(100);
+      // Process 1's next batch: the void (store c), then a sale of store c.
+      const voided = statusOf(p1.run(inputOf(line(c, s1)), { type: 'sale.void', storeId: c }, async (cmd) => ({ status: 200, body: await recordVoid(cmd, saleId, 'test') })));
+      const afterVoid = statusOf(p1.sale(inputOf(line(c, s2)), line(c, s2), 'online'));
+      // Process 2: a sale of store c, waiting for s2's balance before process 1's batch begins.
+      const other = statusOf(p2.sale(inputOf(line(c, s2)), line(c, s2), 'online'));
+      await pause(200);
+      await gateD.query('COMMIT');
+      assert.equal(await busy, 201);
+      // Process 1's second batch has voided (its postings hold store c's accounts) and waits for s2's balance.
+      await pause(300);
+      await gateC.query('COMMIT');
+      assert.deepEqual(await Promise.all([voided, afterVoid, other]), [200, 201, 201]);
+    } finally {
+      await gateD.query('ROLLBACK').catch(() => undefined);
+      await gateC.query('ROLLBACK').catch(() => undefined);
+      gateD.release();
+      gateC.release();
+      await otherDb.destroy();
+    }
+    assert.equal((await deadlocks()) - deadlocksBefore, 0, 'no deadlock detected');
+    for (const sku of [s1, s2]) await assertLedgerChain(sku, c);
+  });
+
   /**
    * Plans `sales` inside `tx` as a batch would (tenant set, states loaded and
    * locked, operation rows written) and returns the plans and their write,
