@@ -64,11 +64,12 @@ import { loadSaleStates, writeSales } from './saleRows.js';
  *     INSERT events, idempotency records             (recordCommands)
  *   COMMIT                                           → 201, 409, 201 …
  *
- * Any other command (a void, a sale of workshop pieces) runs under its own
- * SAVEPOINT through `executeCommand`, exactly the code path of a lone command:
+ * Any other command (a void, a sale of workshop pieces) is a batch of its
+ * own, run under a SAVEPOINT through `executeCommand`, exactly the code path
+ * of a lone command:
  *
- *     RELEASE unit; SAVEPOINT unit;  void …  ok
- *     RELEASE unit; SAVEPOINT unit;  sale with pieces … 409  ROLLBACK TO unit  (undone alone)
+ *     SAVEPOINT unit;  void …  ok                                    COMMIT
+ *     SAVEPOINT unit;  sale with pieces … 409  ROLLBACK TO unit       COMMIT  (nothing written)
  *
  * Decisions and why:
  * - No timer. A batch is flushed as soon as the lane is idle: the first sale
@@ -86,11 +87,16 @@ import { loadSaleStates, writeSales } from './saleRows.js';
  *   other session's snapshots overflow to pg_subtrans and slow down) — a run
  *   of sales uses one.
  * - A batch is one run of sales of any stores, or — when another command
- *   comes first — commands of that command's store only (takeBatch). A run
- *   locks all its stores in one ordered statement; a batch that locked one
+ *   comes first — that command alone (takeBatch). So every transaction takes
+ *   its locks in the one order every writer uses (a run: balances in (store,
+ *   SKU) order in one statement, then counters, then accounts; a void or a
+ *   sale of pieces: its sale row or pieces, then balances, then accounts).
+ *   Two units in one transaction break that order: a batch that locked one
  *   store's rows and then, after a void, another's could meet a batch of
- *   another API process doing the opposite (measured: a deadlock, a batch
- *   redone after deadlock_timeout).
+ *   another API process doing the opposite; and a void's postings lock the
+ *   store's accounts before the sales after it lock their balances, while
+ *   another process's run holds such a balance and waits for those accounts
+ *   (both measured: a deadlock, a batch redone after deadlock_timeout).
  * - Receipt numbers stay gapless: only accepted sales are given numbers, in
  *   order from the locked counter, and the counter is set to the last one in
  *   the same transaction; a refused sale takes none, a command rolled back to
@@ -238,19 +244,20 @@ export class GroupCommitter {
    * The next batch, in arrival order, never two commands with the same
    * idempotency key, at most maxBatch: either one run of sales of any stores
    * (locked together in one ordered statement), or — when another command
-   * (a void, a sale naming pieces) comes first — commands of that one store
-   * only (what a per-store lane held). So a transaction never locks one
-   * store's rows in one statement and another store's in a later one, which
-   * two API processes could do in opposite orders and deadlock.
+   * (a void, a sale naming pieces) comes first — that command alone. So a
+   * transaction takes its locks in the order every writer takes them: two
+   * units in one transaction (a void, then the sales after it) lock rows
+   * after rows the first unit locked later in that order (its accounts
+   * before their balances), which another API process holding them in the
+   * right order deadlocks with.
    */
   private takeBatch(lane: Lane): Pending[] {
     const batch: Pending[] = [];
     const keys = new Set<string>();
     const rest: Pending[] = [];
     const first = lane.queue[0];
-    // What may join the first command: any sale (a run), a command of its store, or nothing (a command of no known store).
-    const store = first === undefined ? undefined : storeOf(first);
-    const joins = (item: Pending) => (first?.sale ? item.sale !== undefined : store !== undefined && storeOf(item) === store);
+    // What may join the first command: a sale joins a run of sales; any other command runs alone.
+    const joins = (item: Pending) => first?.sale !== undefined && item.sale !== undefined;
     let closed = false;
     for (const item of lane.queue) {
       const idempotencyKey = item.input.idempotencyKey;
@@ -341,11 +348,6 @@ export class GroupCommitter {
       return settled;
     }
   }
-}
-
-/** The store a queued command acts in (undefined: not known before it runs). */
-function storeOf(item: Pending): string | undefined {
-  return item.sale ? item.sale.sale.store_id : item.spec.storeId;
 }
 
 /** The savepoint of the current unit of a batch: opening the next one releases (keeps) the previous one's work. */
