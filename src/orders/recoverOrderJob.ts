@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { inTenantTransaction, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { assert } from '../core/errors.js';
@@ -116,16 +116,29 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
  */
 async function claimLookup(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
   const firstTry = ctx.attempt <= 1;
-  const outcome = await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
-    const touched = await maybeOne(
-      cmd.tx,
-      sql<{ store_id: string }>`
-        UPDATE orders SET provider_checked_at = now()
-        WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('submitted', 'processing')
-          AND (${!firstTry} OR greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => ${ctx.config.ordersPollAfterSeconds}))
-        RETURNING store_id`,
-    );
-    if (!touched) return { status: 409, body: { reason: 'the order is not due for a lookup' } };
+  return claimOrder(
+    ctx,
+    tenantId,
+    orderId,
+    'order.poll',
+    sql<{ store_id: string }>`
+      UPDATE orders SET provider_checked_at = now()
+      WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('submitted', 'processing')
+        AND (${!firstTry} OR greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => ${ctx.config.ordersPollAfterSeconds}))
+      RETURNING store_id`,
+  );
+}
+
+/**
+ * Runs a claim of an order — one conditional UPDATE of it, returning its
+ * store — as a command of its own (`type`). False when the UPDATE matched
+ * nothing: the order is not due (another job has it) or has moved on; the
+ * command is then refused and writes nothing.
+ */
+async function claimOrder(ctx: JobContext, tenantId: string, orderId: string, type: string, claim: RawBuilder<{ store_id: string }>): Promise<boolean> {
+  const outcome = await jobCommand(ctx, tenantId, type, async (cmd) => {
+    const touched = await maybeOne(cmd.tx, claim);
+    if (!touched) return { status: 409, body: { reason: 'the order is not due for this job' } };
     cmd.storeId = touched.store_id;
     cmd.touch('orders', orderId, 'updated');
     return { status: 200, body: { claimed: true } };
@@ -200,23 +213,18 @@ export const pollOrder = defineTask<{ order_id: string }>({
 async function claimRecovery(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
   const firstTry = ctx.attempt <= 1;
   const seconds = ctx.config.ordersStuckAfterSeconds;
-  const outcome = await jobCommand(ctx, tenantId, 'order.recovery_claim', async (cmd) => {
-    const touched = await maybeOne(
-      cmd.tx,
-      sql<{ store_id: string }>`
-        UPDATE orders SET recovery_claimed_at = now()
-        WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('pending', 'submitting')
-          AND (${!firstTry} OR (status_changed_at < now() - make_interval(secs => ${seconds})
-                                AND (recovery_claimed_at IS NULL OR recovery_claimed_at < now() - make_interval(secs => ${seconds}))))
-        RETURNING store_id`,
-    );
-    if (!touched) return { status: 409, body: { reason: 'the order is not due for a recovery' } };
-    cmd.storeId = touched.store_id;
-    cmd.touch('orders', orderId, 'updated');
-    return { status: 200, body: { claimed: true } };
-  });
-  if (outcome.status !== 200) ctx.logger.info({ order_id: orderId }, 'order no longer due: another job took care of it');
-  return outcome.status === 200;
+  return claimOrder(
+    ctx,
+    tenantId,
+    orderId,
+    'order.recovery_claim',
+    sql<{ store_id: string }>`
+      UPDATE orders SET recovery_claimed_at = now()
+      WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('pending', 'submitting')
+        AND (${!firstTry} OR (status_changed_at < now() - make_interval(secs => ${seconds})
+                              AND (recovery_claimed_at IS NULL OR recovery_claimed_at < now() - make_interval(secs => ${seconds}))))
+      RETURNING store_id`,
+  );
 }
 
 /**
