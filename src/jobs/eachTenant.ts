@@ -1,3 +1,5 @@
+import { storableText } from '../core/text.js';
+
 /**
  * Runs `fn` for each tenant in turn, as the jobs that sweep every tenant do
  * (snapshots, rollups, reservation expiry, integrity review items). Tenants
@@ -21,7 +23,7 @@ export async function forEachTenant<T, R>(items: readonly T[], tenantOf: (item: 
     const named = failures.map(({ tenantId, error }) => `${tenantId}: ${error instanceof Error ? error.message : String(error)}`);
     throw new AggregateError(
       failures.map((failure) => failure.error),
-      `${failures.length} of ${items.length} tenant(s) failed (the others were done): ${named.join('; ').slice(0, 1500)}`,
+      `${failures.length} of ${items.length} tenant(s) failed (the others were done): ${storableText(named.join('; '), 1500)}`,
     );
   }
   return results;

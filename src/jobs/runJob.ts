@@ -3,6 +3,7 @@ import { SYSTEM_TENANT_ID } from '../core/auth.js';
 import { fingerprintRequest, internalIdempotencyKey, runCommand } from '../core/command.js';
 import { runInScope } from '../core/context.js';
 import { openReviewItem } from '../core/review.js';
+import { storableText } from '../core/text.js';
 import { backoffOf, type WorkerDeps } from './worker.js';
 import { retryDelayMs } from './backoff.js';
 import { CRASH_RERUNS, type JobEnvelope } from './enqueueJob.js';
@@ -171,7 +172,10 @@ async function openJobFailedItem(
         dedupeKey,
         detail: {
           task,
-          error: error.message.slice(0, 2000),
+          // Cut between characters, NULs and half characters replaced: jsonb
+          // refuses both, and a give-up that cannot be written opens no item
+          // (the queue re-ran the job, and at last gave up without its error).
+          error: storableText(error.message, 2000),
           attempts: envelope.attempt,
           max_attempts: maxAttempts,
           correlation_id: envelope.correlation_id,

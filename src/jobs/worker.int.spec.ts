@@ -29,6 +29,19 @@ const record = defineTask<{ value: string; delay_ms?: number; fail_times?: numbe
   },
 });
 
+// A task that always fails with the message it is given (think: a provider's
+// answer quoted in the error, cut to a length).
+const failsWith = defineTask<{ value: string; message: string; cut?: number; permanent?: boolean }>({
+  name: 'test.failswith',
+  maxAttempts: 2,
+  async handle(data, ctx) {
+    await ctx.ownerPool.query('INSERT INTO job_test_attempts (value) VALUES ($1)', [data.value]);
+    const message = data.cut === undefined ? data.message : data.message.slice(0, data.cut);
+    if (data.permanent) throw new PermanentJobError(message);
+    throw new Error(message);
+  },
+});
+
 // A periodic task that always fails (think: pieces.reservations.sweep while a
 // table it needs is locked/broken). Default max attempts (config.jobMaxAttempts).
 const alwaysFails = defineTask<Record<string, unknown>>({
@@ -303,6 +316,48 @@ describe('worker', () => {
       return rows.length === 1;
     });
     assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'refused'`)).rows[0].n, 1);
+  });
+
+  it('a give-up whose error is cut inside a character (an emoji across the 2,000th) still opens its job_failed item, once', async () => {
+    // Given a job that fails for good with a long message whose 2,000th character is half of an emoji
+    const message = `provider said: ${'x'.repeat(2000 - 'provider said: '.length - 1)}\u{1F600} and more`;
+    await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.failswith', { value: 'cut-emoji', message, permanent: true }));
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, tasks: [failsWith], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
+    workers.push(worker);
+    // When it gives up
+    const item = await waitFor(
+      'a job_failed review item',
+      async () => (await t.admin.query(`SELECT * FROM review_items WHERE kind = 'job_failed' AND detail->'data'->>'value' = 'cut-emoji'`)).rows[0],
+      10_000,
+    );
+    await sleep(300);
+    // Then the item holds the error up to the whole character before the cut, and the job is gone
+    assert.ok(message.startsWith(item.detail.error), 'the stored error is a prefix of the message');
+    assert.ok(item.detail.error.length >= 1990, `${item.detail.error.length} characters kept`);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE detail->'data'->>'value' = 'cut-emoji'`)).rows[0].n, 1);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'cut-emoji'`)).rows[0].n, 1);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n, 0);
+  });
+
+  it('a failure whose message holds half a character (a provider\'s answer cut at a length) is retried with backoff and given up with one item', async () => {
+    // Given a job whose error quotes an answer cut inside an emoji (what ProviderRejected's 500-character cut can make)
+    const quoted = 'provider refused the order (422): {"note":"';
+    const message = `${quoted}\u{1F600}"}`;
+    await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.failswith', { value: 'half-char', message, cut: quoted.length + 1 }));
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, tasks: [failsWith], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
+    workers.push(worker);
+    const item = await waitFor(
+      'a job_failed review item',
+      async () => (await t.admin.query(`SELECT * FROM review_items WHERE kind = 'job_failed' AND detail->'data'->>'value' = 'half-char'`)).rows[0],
+      10_000,
+    );
+    await sleep(300);
+    // Then it ran its 2 attempts (our retry, not graphile-worker's crash re-runs), and opened one item with the readable part of the error
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'half-char'`)).rows[0].n, 2);
+    assert.equal(item.detail.attempts, 2);
+    assert.match(item.detail.error, /^provider refused the order \(422\): \{"note":"/);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE detail->'data'->>'value' = 'half-char'`)).rows[0].n, 1);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n, 0);
   });
 
   it('finishes the running job on graceful shutdown', async () => {
