@@ -1,4 +1,5 @@
 import { currentScope } from '../core/context.js';
+import { storableText } from '../core/text.js';
 
 /** An order as the provider reports it. */
 export interface ProviderOrder {
@@ -31,7 +32,10 @@ export class ProviderRejected extends Error {
     readonly status: number,
     readonly body: unknown,
   ) {
-    super(`provider refused the order (${status}): ${JSON.stringify(body).slice(0, 500)}`);
+    // Cut between characters (storableText): the message is recorded in the
+    // order's history (jsonb), which refused half an emoji — the refusal was
+    // then never recorded, and the order stayed pending through the retries.
+    super(`provider refused the order (${status}): ${storableText(JSON.stringify(body) ?? String(body), 500)}`);
     this.name = 'ProviderRejected';
   }
 }
