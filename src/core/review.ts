@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { all, type Tx } from './db.js';
+import { assert } from './errors.js';
 import { newId } from './ids.js';
 
 export interface ReviewItemInput {
@@ -44,30 +45,42 @@ export async function openReviewItems(tx: Tx, tenantId: string, items: ReadonlyA
     dedupe_key: input.dedupeKey ?? null,
     op_id: input.opId,
   }));
-  const inserted = await all(
-    tx,
-    sql<{ id: string }>`
-      INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, dedupe_key, op_id)
-      SELECT ${tenantId}, i.id, i.kind, i.severity, i.subject_type, i.subject_id, i.store_id, i.other_store_id, i.detail, i.dedupe_key, i.op_id
-      FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-             AS (id uuid, kind text, severity text, subject_type text, subject_id text, store_id uuid, other_store_id uuid, detail jsonb, dedupe_key text, op_id uuid))
-           WITH ORDINALITY AS i(id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, dedupe_key, op_id, position)
-      ORDER BY i.position
-      ON CONFLICT (tenant_id, dedupe_key) WHERE status = 'open' AND dedupe_key IS NOT NULL DO NOTHING
-      RETURNING id`,
-  );
-  const insertedIds = new Set(inserted.map((row) => row.id));
-  const skipped = rows.filter((row) => !insertedIds.has(row.id)).map((row) => row.dedupe_key!);
-  // Skipped: an open item with the same key exists. A later statement (a new
-  // snapshot) sees it even if a concurrent transaction just committed it.
-  const existing =
-    skipped.length === 0
-      ? []
-      : await all(
-          tx,
-          sql<{ id: string; dedupe_key: string }>`
-            SELECT id, dedupe_key FROM review_items WHERE tenant_id = ${tenantId} AND status = 'open' AND dedupe_key = ANY(${skipped}::text[])`,
-        );
-  const byKey = new Map(existing.map((row) => [row.dedupe_key, row.id]));
-  return rows.map((row) => (insertedIds.has(row.id) ? row.id : (byKey.get(row.dedupe_key!) ?? row.id)));
+  const idOf = new Map<string, string>();
+  // An item skipped as a duplicate whose open item is no longer there (it was
+  // resolved between the two statements) is inserted again: otherwise the
+  // problem was left with no open item and the caller with the id of an item
+  // that never existed.
+  let pending = rows;
+  for (let round = 1; pending.length > 0; round++) {
+    assert(round <= 5, 'review items neither opened nor found open after 5 rounds');
+    const inserted = await all(
+      tx,
+      sql<{ id: string }>`
+        INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, dedupe_key, op_id)
+        SELECT ${tenantId}, i.id, i.kind, i.severity, i.subject_type, i.subject_id, i.store_id, i.other_store_id, i.detail, i.dedupe_key, i.op_id
+        FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(pending)}::jsonb)
+               AS (id uuid, kind text, severity text, subject_type text, subject_id text, store_id uuid, other_store_id uuid, detail jsonb, dedupe_key text, op_id uuid))
+             WITH ORDINALITY AS i(id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, dedupe_key, op_id, position)
+        ORDER BY i.position
+        ON CONFLICT (tenant_id, dedupe_key) WHERE status = 'open' AND dedupe_key IS NOT NULL DO NOTHING
+        RETURNING id`,
+    );
+    for (const { id } of inserted) idOf.set(id, id);
+    const skipped = pending.filter((row) => !idOf.has(row.id));
+    if (skipped.length === 0) break;
+    // Skipped: an open item with the same key exists. A later statement (a new
+    // snapshot) sees it even if a concurrent transaction just committed it.
+    const existing = await all(
+      tx,
+      sql<{ id: string; dedupe_key: string }>`
+        SELECT id, dedupe_key FROM review_items WHERE tenant_id = ${tenantId} AND status = 'open' AND dedupe_key = ANY(${skipped.map((row) => row.dedupe_key!)}::text[])`,
+    );
+    const byKey = new Map(existing.map((row) => [row.dedupe_key, row.id]));
+    for (const row of skipped) {
+      const found = byKey.get(row.dedupe_key!);
+      if (found !== undefined) idOf.set(row.id, found);
+    }
+    pending = skipped.filter((row) => !idOf.has(row.id));
+  }
+  return rows.map((row) => idOf.get(row.id)!);
 }
