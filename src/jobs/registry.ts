@@ -16,6 +16,9 @@ import { rollupDailySalesJob } from '../analytics/rollupJob.js';
  */
 export const allTasks: TaskDefinition[] = [purgeIdempotencyKeys, integrityNightly, sweepPieceReservations, submitOrder, recoverOrder, pollOrder, cancelAtProvider, sweepStuckOrders, stockSnapshotsNightly, rollupDailySalesJob];
 
+/** How far back a starting worker runs the nightly checks it missed: the last night's tick, whenever it starts. */
+const INTEGRITY_BACKFILL_MS = 25 * 60 * 60 * 1000;
+
 /** How far back a starting worker runs the nightly rollups it missed. */
 const ANALYTICS_BACKFILL_MS = 7 * 24 * 60 * 60 * 1000;
 
@@ -35,7 +38,11 @@ export const cronItems: CronItem[] = [
   // one, so the first backfilled tick does the work and the others find
   // nothing new: redundant, but cheap). No job key, as before.
   { task: 'analytics.rollup', match: '20 0 * * *', options: { backfillPeriod: ANALYTICS_BACKFILL_MS } },
-  { task: 'integrity.run', match: '30 2 * * *', options: { backfillPeriod: 0, jobKey: 'cron:integrity.run' } },
+  // A night's checks missed while no worker ran (a deploy or restart at
+  // 02:30) are run when one starts again, within a day (the job key makes
+  // the ticks of several missed nights one run): a night without checks
+  // went unseen until the next one.
+  { task: 'integrity.run', match: '30 2 * * *', options: { backfillPeriod: INTEGRITY_BACKFILL_MS, jobKey: 'cron:integrity.run' } },
   { task: 'pieces.reservations.sweep', match: '* * * * *', options: { backfillPeriod: 0, maxAttempts: 1, jobKey: 'cron:pieces.reservations.sweep' } },
 ];
 

@@ -128,6 +128,30 @@ describe('worker', () => {
     assert.ok(known.includes('integrity.run') && known.includes('stock.snapshots'), JSON.stringify(known));
   });
 
+  it("a night's integrity run missed while no worker ran (a restart at 02:30) is run when a worker starts again, once", async () => {
+    for (const worker of workers.splice(0)) await worker.stop();
+    // Given the checks last ran two days ago, and the other nightly work is up to date
+    await t.admin.query(`UPDATE graphile_worker._private_known_crontabs SET last_execution = now() WHERE identifier <> 'integrity.run'`);
+    await t.admin.query(
+      `INSERT INTO graphile_worker._private_known_crontabs (identifier, known_since, last_execution) VALUES ('integrity.run', now() - interval '3 days', now() - interval '2 days')
+       ON CONFLICT (identifier) DO UPDATE SET last_execution = now() - interval '2 days'`,
+    );
+    const runs = async () => (await registry.getSingleMetric('storekeep_jobs_total')?.get())?.values.find((value) => value.labels.task === 'integrity.run' && value.labels.outcome === 'done')?.value ?? 0;
+    const before = await runs();
+    // When a worker starts with the default schedule
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, serveMetrics: false });
+    workers.push(worker);
+    // Then the night it missed (the last 02:30 UTC, less than a day ago) is run, once
+    await waitFor('the missed integrity run', async () => (await runs()) > before, 20_000, 100);
+    const lastTick = new Date();
+    lastTick.setUTCHours(2, 30, 0, 0);
+    if (lastTick.getTime() > Date.now()) lastTick.setUTCDate(lastTick.getUTCDate() - 1);
+    const known = (await t.admin.query(`SELECT last_execution FROM graphile_worker._private_known_crontabs WHERE identifier = 'integrity.run'`)).rows[0];
+    assert.ok(known.last_execution.getTime() >= lastTick.getTime(), `last_execution ${known.last_execution.toISOString()} is the missed tick ${lastTick.toISOString()} or later`);
+    await sleep(500);
+    assert.equal(await runs(), before + 1);
+  });
+
   it('the app role may enqueue, and nothing else on the queue; never for another tenant', async () => {
     for (const statement of [
       'SELECT * FROM graphile_worker._private_jobs',
