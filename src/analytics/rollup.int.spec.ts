@@ -115,6 +115,22 @@ describe('daily sales rollup', () => {
     });
   }
 
+  it('a rollup asked for a day that is not one ("2024-02-30", "yesterday") gives up at once with the reason, and rolls nothing up', async () => {
+    for (const date of ['2024-02-30', 'yesterday']) {
+      const operations = async () => (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE type = 'analytics.rollup'`)).rows[0].n as number;
+      const before = await operations();
+      const { rows } = await t.admin.query<{ id: string }>(`SELECT id::text FROM graphile_worker.add_job('analytics.rollup', json_build_object('date', $1::text))`, [date]);
+      const item = await waitFor(`the give-up of the rollup for ${date}`, async () => {
+        const found = await t.admin.query(`SELECT detail FROM review_items WHERE kind = 'job_failed' AND detail ->> 'task' = 'analytics.rollup' AND detail -> 'data' ->> 'date' = $1`, [date]);
+        return found.rows[0]?.detail as { error: string; attempts: number } | undefined;
+      });
+      assert.match(item.error, /not a day/, date);
+      assert.equal(item.attempts, 1, `${date}: given up at its first attempt, not retried`);
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE id = $1`, [rows[0]!.id])).rows[0].n, 0);
+      assert.equal(await operations(), before, `${date}: nothing rolled up (not the scheduled catch-up either)`);
+    }
+  });
+
   it('a sale synced for an old day, and a void of an old sale, after that day was rolled up: the next scheduled run recomputes that day', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'LATE', name: 'Late till' })).body.id;

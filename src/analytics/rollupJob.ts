@@ -1,10 +1,10 @@
 import { jobCommand } from '../jobs/jobCommand.js';
-import { defineTask } from '../jobs/task.js';
+import { defineTask, PermanentJobError } from '../jobs/task.js';
+import { isDayText } from '../http/schemas.js';
 import { rollupDailySales, SALE_HAPPENED } from './rollupDailySales.js';
 import { forEachTenant } from '../jobs/eachTenant.js';
 import { catchUpDailySales, type CatchUpResult } from './catchUpDailySales.js';
 
-const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
 /**
  * `analytics.rollup`. Scheduled (nightly, no `date`): for every tenant with a
@@ -20,7 +20,13 @@ export const rollupDailySalesJob = defineTask<{ date?: string }>({
   name: 'analytics.rollup',
   maxAttempts: 3,
   async handle(data, ctx) {
-    const day = typeof data?.date === 'string' && DATE.test(data.date) ? data.date : undefined;
+    // A day asked for that is not one (a typo, "yesterday", February 30th)
+    // is the asker's mistake: given up at once with the reason, never taken
+    // as the scheduled run, nor retried into the same database error.
+    if (data?.date !== undefined && (typeof data.date !== 'string' || !isDayText(data.date))) {
+      throw new PermanentJobError(`${JSON.stringify(data.date)} is not a day: name one as YYYY-MM-DD`);
+    }
+    const day = data?.date;
     if (day === undefined) {
       const { rows: tenants } = await ctx.ownerPool.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM stores ORDER BY 1');
       const results = await forEachTenant(tenants, (row) => row.tenant_id, ({ tenant_id: tenantId }) =>
