@@ -1,7 +1,7 @@
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { fullFormats } from 'ajv-formats/dist/formats.js';
-import { isDayText, isMomentText, LOWERCASE } from './schemas.js';
+import { isDayText, isMomentText, LOWERCASE, NFC } from './schemas.js';
 
 // Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
 // fields are an error, not silently dropped. Query strings and path params
@@ -29,6 +29,33 @@ function makeAjv(options: AjvOptions): Ajv {
     errors: false,
     validate: (enabled: boolean, data: string, _schema?: unknown, context?: { parentData: Record<string | number, unknown>; parentDataProperty: string | number }) => {
       if (enabled && context?.parentData !== undefined) context.parentData[context.parentDataProperty] = data.toLowerCase();
+      return true;
+    },
+  });
+  // `x-nfc` (on codes): the value is put in Unicode NFC as it is validated,
+  // so two spellings of one text (a precomposed É, or E + a combining accent)
+  // are one code for the uniqueness the database keeps. NFC may lengthen a
+  // text (rarely): past the schema's maxLength it is refused here, not by the
+  // table's CHECK.
+  ajv.addKeyword({
+    keyword: NFC,
+    type: 'string',
+    schemaType: 'boolean',
+    modifying: true,
+    validate: function nfc(
+      enabled: boolean,
+      data: string,
+      parentSchema?: Record<string, unknown>,
+      context?: { parentData: Record<string | number, unknown>; parentDataProperty: string | number; instancePath?: string },
+    ) {
+      if (!enabled || context?.parentData === undefined) return true;
+      const normalized = data.normalize('NFC');
+      const maxLength = typeof parentSchema?.maxLength === 'number' ? parentSchema.maxLength : undefined;
+      if (maxLength !== undefined && [...normalized].length > maxLength) {
+        (nfc as unknown as { errors: unknown[] }).errors = [{ keyword: NFC, message: `must not be longer than ${maxLength} characters in Unicode NFC`, params: {} }];
+        return false;
+      }
+      context.parentData[context.parentDataProperty] = normalized;
       return true;
     },
   });

@@ -6,6 +6,27 @@ import { AppError, ERROR_STATUS } from '../core/errors.js';
 /** Request schemas with this keyword set get the string lowercased as it is validated (src/http/app.ts). */
 export const LOWERCASE = 'x-lowercase';
 
+/** Request schemas with this keyword set get the string in Unicode NFC as it is validated (src/http/ajv.ts). */
+export const NFC = 'x-nfc';
+
+/**
+ * The code of a store, SKU or party: what people read on a label and type.
+ * No whitespace at either end and no control or invisible (format) character
+ * anywhere — `"MAIN "`, `"MA\u200bIN"` and `"MAIN"` look alike but were three
+ * codes —, and read in Unicode NFC, so a code typed with a combining accent
+ * (`E` + `\u0301`) is the same code as with the accented letter (`É`), and is
+ * stored and answered so.
+ */
+export function Code(maxLength: number) {
+  return Type.String({
+    minLength: 1,
+    maxLength,
+    pattern: '^[^\\p{Cc}\\p{Cf}\\p{Z}](?:[^\\p{Cc}\\p{Cf}]*[^\\p{Cc}\\p{Cf}\\p{Z}])?$',
+    [NFC]: true,
+    description: 'no whitespace at its ends, no control or invisible characters; read in Unicode NFC (two spellings of one text are one code)',
+  });
+}
+
 /** A UUID in any letter case; the API reads it lowercased (and always answers in lowercase). */
 export const Uuid = Type.String({ format: 'uuid', [LOWERCASE]: true, description: 'UUID (any letter case; read as lowercase)' });
 

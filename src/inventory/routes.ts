@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { createSku } from './createSku.js';
 import { createStore } from './createStore.js';
@@ -39,7 +39,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         tags: ['inventory'],
         summary: 'Create a store. A token limited to some stores may not (403): the store would lie outside its reach.',
         headers: IdempotencyHeaders,
-        body: Type.Object({ code: Type.String({ minLength: 1, maxLength: 50 }), name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        body: Type.Object({ code: Code(50), name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
         response: { 201: Store },
       },
     },
@@ -86,7 +86,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
-            code: Type.String({ minLength: 1, maxLength: 100 }),
+            code: Code(100),
             name: Type.String({ minLength: 1, maxLength: 200 }),
             unit: Type.Union([Type.Literal('kg'), Type.Literal('piece'), Type.Literal('metre')]),
             price: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000 }),

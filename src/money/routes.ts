@@ -7,7 +7,7 @@ import { maybeOne } from '../core/db.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
@@ -99,7 +99,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         summary: 'Create a supplier or customer (and its payable / receivable account, at zero)',
         headers: IdempotencyHeaders,
         body: Type.Object(
-          { kind: PartyKindSchema, name: Type.String({ minLength: 1, maxLength: 200 }), code: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })) },
+          { kind: PartyKindSchema, name: Type.String({ minLength: 1, maxLength: 200 }), code: Type.Optional(Code(100)) },
           { additionalProperties: false },
         ),
         response: { 201: Party },
