@@ -91,6 +91,12 @@ export function Page<T extends TSchema>(item: T) {
 
 /** Integer money in minor units / quantity in base units; never a float. */
 export const Money = Type.Integer({ minimum: -9_000_000_000_000, maximum: 9_000_000_000_000, description: 'minor units' });
+/**
+ * A running total of an account (its balance, debit and credit totals, a
+ * party's outstanding): sums of many amounts, bounded by the CHECK
+ * accounts_totals_limit at 9 × 10^15 minor units each (migration 0804).
+ */
+export const MoneyTotal = Type.Integer({ minimum: -9_000_000_000_000_000, maximum: 9_000_000_000_000_000, description: 'minor units (a running total)' });
 export const PositiveQuantity = Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, description: 'base units of the SKU' });
 
 /**

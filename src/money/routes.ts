@@ -7,7 +7,7 @@ import { maybeOne } from '../core/db.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, MoneyTotal, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
@@ -43,9 +43,9 @@ const PartyBalance = Type.Object({
   party_id: Uuid,
   name: Type.String(),
   code: Type.Union([Type.String(), Type.Null()]),
-  debit_total: Money,
-  credit_total: Money,
-  outstanding: Money,
+  debit_total: MoneyTotal,
+  credit_total: MoneyTotal,
+  outstanding: MoneyTotal,
 });
 const JournalEntry = Type.Object({
   id: Uuid,
@@ -63,9 +63,9 @@ const Account = Type.Object({
   id: Type.Union([Uuid, Type.Null()]),
   key: Type.String(),
   kind: Type.String(),
-  balance: Money,
-  debit_total: Money,
-  credit_total: Money,
+  balance: MoneyTotal,
+  debit_total: MoneyTotal,
+  credit_total: MoneyTotal,
 });
 const Posting = Type.Object({
   id: Type.Integer(),
