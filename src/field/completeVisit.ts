@@ -116,7 +116,13 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
       });
     }
     const stored = await loadVisitCompletion(tx, tenantId, visitId);
-    throw new AlreadyDone(stored, original.op_id);
+    assert(stored, 'visit exists');
+    // The answer the completion gave (and its key replays): its consignment
+    // as it was left — open. A later visit may have settled it since; that is
+    // the consignment's news (GET /v1/visits/{id}), not this request's answer.
+    // Everything else the answer holds is never changed after the completion.
+    const consignment = stored.consignment && { ...stored.consignment, status: 'open' as const, settled_by_op: null };
+    throw new AlreadyDone({ ...stored, consignment }, original.op_id);
   }
 
   const settings = await getTenantSettings(tx, tenantId);

@@ -459,6 +459,39 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.deepEqual(await runChecks(), []);
   });
 
+  it('completing a completed visit again after a later visit settled its consignment answers what the completion answered, under any key', async () => {
+    const kiosk = (await manager.post('/v1/points-of-sale', { name: 'Kiosk 11', store_id: store.id, ...SHOP }, key())).body;
+    const first = await schedule(agentId, kiosk.id);
+    const body = { ...SHOP, lines: [{ sku_id: soap.id, quantity: 4 }] };
+    const firstKey = key();
+    const left = await agent.post(`/v1/visits/${first.id}/complete`, body, firstKey);
+    assert.equal(left.status, 200, JSON.stringify(left.body));
+    assert.equal(left.body.consignment.status, 'open');
+    // A later visit settles what the first one left.
+    const second = await schedule(agentId, kiosk.id);
+    const settled = await agent.post(
+      `/v1/visits/${second.id}/complete`,
+      { ...SHOP, lines: [], settlement: { consignment_id: left.body.consignment.id, lines: [{ sku_id: soap.id, sold_quantity: 1, returned_quantity: 3 }] } },
+      key(),
+    );
+    assert.equal(settled.status, 200, JSON.stringify(settled.body));
+    const before = await snapshot();
+    // The first completion retried: under its own key (the stored answer), under another key, and under none —
+    // one request, one answer: the one the completion gave.
+    for (const retried of [
+      await agent.post(`/v1/visits/${first.id}/complete`, body, firstKey),
+      await agent.post(`/v1/visits/${first.id}/complete`, body, key()),
+      await agent.post(`/v1/visits/${first.id}/complete`, body),
+    ]) {
+      assert.equal(retried.status, 200, JSON.stringify(retried.body));
+      assert.equal(retried.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(retried.body, left.body);
+    }
+    assert.deepEqual(await snapshot(), before);
+    // The consignment itself is settled, as its own read says.
+    assert.equal((await agent.get(`/v1/visits/${first.id}`)).body.consignment.status, 'settled');
+  });
+
   it('open consignments of a point of sale are listed in pages (limit, cursor)', async () => {
     const stall = (await manager.post('/v1/points-of-sale', { name: 'Stall 3', store_id: store.id, ...SHOP }, key())).body;
     const left: string[] = [];
