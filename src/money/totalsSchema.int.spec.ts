@@ -44,4 +44,32 @@ describe('money totals in the OpenAPI document', () => {
     within(partySchema.properties.debit_total, 9_000_000_000_000_000, 'the largest total');
     within(partySchema.properties.outstanding, -9_000_000_000_000_000, 'the lowest outstanding');
   });
+
+  it("a day's drawer movements of two payments of the largest amount: the settlement answered fits the documented schema", async () => {
+    const { owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'T2', name: 'Drawer' })).body;
+    const customer = (await owner.post('/v1/parties', { kind: 'customer', name: 'Cora' })).body;
+    for (let i = 0; i < 2; i++) {
+      const paid = await owner.post('/v1/payments', { party_id: customer.id, store_id: store.id, method: 'cash', amount: 9_000_000_000_000 });
+      assert.equal(paid.status, 201, JSON.stringify(paid.body));
+    }
+    const today = new Date().toISOString().slice(0, 10);
+    const submitted = await owner.post('/v1/settlements', { store_id: store.id, business_date: today, declared_cash: 0 });
+    assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+    assert.equal(submitted.body.payments_in, 18_000_000_000_000);
+    const doc = (await new ApiClient(t.baseUrl, undefined).get('/openapi.json')).body;
+    const schema = doc.paths['/v1/settlements/{id}'].get.responses['200'].content['application/json'].schema;
+    const read = (await owner.get(`/v1/settlements/${submitted.body.id}`)).body;
+    for (const field of ['float_amount', 'cash_sales', 'cash_voids', 'payments_in', 'payments_out', 'other_cash', 'expected_cash', 'declared_cash', 'variance']) {
+      const documented = schema.properties[field] as { minimum?: number; maximum?: number };
+      assert.ok(documented.maximum === undefined || read[field] <= documented.maximum, `${field} = ${read[field]} > documented maximum ${documented.maximum}`);
+      assert.ok(documented.minimum === undefined || read[field] >= documented.minimum, `${field} = ${read[field]} < documented minimum ${documented.minimum}`);
+    }
+    // the most a settlement records (beyond it: 422 limit_exceeded) is allowed
+    for (const field of ['expected_cash', 'variance']) {
+      const documented = schema.properties[field] as { minimum?: number; maximum?: number };
+      assert.ok(documented.maximum === undefined || documented.maximum >= Number.MAX_SAFE_INTEGER, `${field}: documented maximum ${documented.maximum}`);
+      assert.ok(documented.minimum === undefined || documented.minimum <= -Number.MAX_SAFE_INTEGER, `${field}: documented minimum ${documented.minimum}`);
+    }
+  });
 });

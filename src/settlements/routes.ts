@@ -6,13 +6,15 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
 import { requiredExpectedVersion, versionedCommand } from '../http/etag.js';
-import { IdempotencyHeaders, IdParams, ListQuery, Money, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, ListQuery, Money, MoneyTotal, Page, Timestamp, Uuid } from '../http/schemas.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
 import { etagOf, type SettlementDecision } from './settlementMath.js';
 import { submitSettlement } from './submitSettlement.js';
 
 const NullableString = Type.Union([Type.String(), Type.Null()]);
+/** What a settlement works out (expected cash, variance): a count beyond ±(2^53 − 1) is 422 limit_exceeded (settlementMath). */
+const SettlementFigure = (description: string) => Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description });
 const Settlement = Type.Object({
   id: Uuid,
   store_id: Uuid,
@@ -20,14 +22,15 @@ const Settlement = Type.Object({
   status: Type.Union([Type.Literal('submitted'), Type.Literal('approved'), Type.Literal('rejected')]),
   version: Type.Integer({ description: 'also sent as the ETag; send it back as If-Match to approve or reject' }),
   float_amount: Money,
-  cash_sales: Money,
-  cash_voids: Money,
-  payments_in: Money,
-  payments_out: Money,
-  other_cash: Money,
-  expected_cash: Money,
+  // A day's movements of the drawer: sums of amounts, bounded as an account's totals are.
+  cash_sales: MoneyTotal,
+  cash_voids: MoneyTotal,
+  payments_in: MoneyTotal,
+  payments_out: MoneyTotal,
+  other_cash: MoneyTotal,
+  expected_cash: SettlementFigure('float + the day\'s cash movements, minor units'),
   declared_cash: Money,
-  variance: Type.Integer({ description: 'declared − expected, minor units (negative: cash short)' }),
+  variance: SettlementFigure('declared − expected, minor units (negative: cash short)'),
   note: NullableString,
   submitted_by: Type.String(),
   decided_by: NullableString,
