@@ -5,7 +5,7 @@ import { validationFailed } from '../core/errors.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import type { App, AppDeps } from '../http/app.js';
 import { tenantOf } from '../http/command.js';
-import { cursorField, decodeCursor, isCursorOf, ListQuery, Money, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, isCursorOf, ListQuery, MoneyTotal, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { listDailySales } from './rollupDailySales.js';
 
 const Day = Type.String({ format: 'date', description: 'YYYY-MM-DD (UTC day, a real day in the years 0001–9999)' });
@@ -17,7 +17,7 @@ const DailySales = Type.Object({
   business_date: Type.String(),
   sales_count: Type.Integer(),
   voided_count: Type.Integer(),
-  revenue: Money,
+  revenue: MoneyTotal,
   computed_at: Timestamp,
 });
 

@@ -45,6 +45,12 @@ describe('money totals in the OpenAPI document', () => {
     within(partySchema.properties.outstanding, -9_000_000_000_000_000, 'the lowest outstanding');
   });
 
+  it("a store-day's revenue (the sum of its sales, each up to 9 × 10^12) may reach the revenue account's 9 × 10^15 in the documented schema", async () => {
+    const doc = (await new ApiClient(t.baseUrl, undefined).get('/openapi.json')).body;
+    const revenue = doc.paths['/v1/analytics/daily-sales'].get.responses['200'].content['application/json'].schema.properties.items.items.properties.revenue;
+    assert.ok(revenue.maximum === undefined || revenue.maximum >= 9_000_000_000_000_000, `documented maximum ${revenue.maximum}`);
+  });
+
   it("a day's drawer movements of two payments of the largest amount: the settlement answered fits the documented schema", async () => {
     const { owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'T2', name: 'Drawer' })).body;
