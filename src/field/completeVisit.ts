@@ -239,11 +239,13 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
       INSERT INTO consignment_settlements (tenant_id, id, consignment_id, visit_id, amount_owed, journal_entry_id, op_id)
       VALUES (${tenantId}, ${settlementId}, ${consignment.id}, ${visitId}, ${plan.amount_owed}, ${entry?.entryId ?? null}, ${opId})`.execute(tx);
     if (entry) cmd.touch('journal_entries', entry.entryId);
+    const settlementLines = plan.lines.map((line) => ({ ...line, id: newId() }));
     await sql`
       INSERT INTO consignment_settlement_lines (tenant_id, id, settlement_id, sku_id, sold_quantity, returned_quantity, unit_price, op_id)
       SELECT ${tenantId}, l.id, ${settlementId}, l.sku_id, l.sold_quantity, l.returned_quantity, l.unit_price, ${opId}
-      FROM jsonb_to_recordset(${JSON.stringify(plan.lines.map((line) => ({ ...line, id: newId() })))}::jsonb)
+      FROM jsonb_to_recordset(${JSON.stringify(settlementLines)}::jsonb)
         AS l(id uuid, sku_id uuid, sold_quantity bigint, returned_quantity bigint, unit_price bigint)`.execute(tx);
+    for (const line of settlementLines) cmd.touch('consignment_settlement_lines', line.id);
     const settled = await sql`
       UPDATE consignments SET status = 'settled', settled_by_op = ${opId}
       WHERE tenant_id = ${tenantId} AND id = ${consignment.id} AND status = 'open'`.execute(tx);
@@ -263,6 +265,7 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
       SELECT ${tenantId}, l.id, ${consignmentId}, l.sku_id, l.quantity, l.unit_price, ${opId}
       FROM jsonb_to_recordset(${JSON.stringify(newLines)}::jsonb) AS l(id uuid, sku_id uuid, quantity bigint, unit_price bigint)`.execute(tx);
     cmd.touch('consignments', consignmentId);
+    for (const line of newLines) cmd.touch('consignment_lines', line.id);
     cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines: newLines } });
   }
 

@@ -444,6 +444,16 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.deepEqual(ledger.map((row) => [row.kind, Number(row.quantity_change)]), [['consignment_out', -6], ['consignment_return', 3]]);
     const settled = (await t.admin.query('SELECT status, settled_by_op FROM consignments WHERE id = $1', [consignmentId])).rows[0];
     assert.deepEqual(settled, { status: 'settled', settled_by_op: response.body.visit.completed_by_op });
+    // The operation names every row it wrote, the lines of the consignment left and of the settlement included
+    const operation = await manager.get(`/v1/operations/${response.body.visit.completed_by_op}`);
+    assert.equal(operation.status, 200);
+    const effects = operation.body.effects as Array<{ table: string; id: string; action: string }>;
+    const idsOf = (table: string) => effects.filter((effect) => effect.table === table && effect.action === 'created').map((effect) => effect.id).sort();
+    for (const table of ['consignment_lines', 'consignment_settlement_lines']) {
+      const { rows } = await t.admin.query(`SELECT id::text FROM ${table} WHERE op_id = $1 ORDER BY 1`, [response.body.visit.completed_by_op]);
+      assert.equal(rows.length, table === 'consignment_lines' ? 1 : 2);
+      assert.deepEqual(idsOf(table), rows.map((row) => row.id), table);
+    }
     const nowOpen = await agent.get(`/v1/points-of-sale/${kiosk.id}/consignments`);
     assert.deepEqual(nowOpen.body.items.map((c: { id: string }) => c.id), [consignment.id]);
 
