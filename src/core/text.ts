@@ -19,3 +19,41 @@ export function storableText(text: string, maxLength = Number.POSITIVE_INFINITY)
   }
   return cut.replace(UNPAIRED_SURROGATE, '\ufffd').replace(/\u0000/g, '\ufffd');
 }
+
+/** How deep storableJson keeps a value's nesting (as deep as a request body may nest: see MAX_JSON_DEPTH). */
+export const STORABLE_JSON_DEPTH = 32;
+
+/**
+ * A parsed JSON value (an outside system's answer we record: in an audit
+ * payload, a review item's detail) as PostgreSQL can store it in jsonb and
+ * JSON.stringify can write it: every string and member name through
+ * storableText (a NUL or an unpaired surrogate anywhere made the whole
+ * record fail, and the job that wrote it retry for ever), arrays and objects
+ * deeper than `maxDepth` replaced by a note (a value nested thousands deep
+ * overflowed JSON.stringify's stack), and — when the result's JSON text is
+ * longer than `maxLength` — the start of that text, cut between characters,
+ * as a string ending in "…". Walked with recursion no deeper than maxDepth.
+ */
+export function storableJson(value: unknown, options: { maxDepth?: number; maxLength?: number } = {}): unknown {
+  const maxDepth = options.maxDepth ?? STORABLE_JSON_DEPTH;
+  const maxLength = options.maxLength ?? Number.POSITIVE_INFINITY;
+  const clean = (current: unknown, depth: number): unknown => {
+    if (typeof current === 'string') return storableText(current);
+    if (typeof current === 'number') return Number.isFinite(current) ? current : null;
+    if (current === null || typeof current === 'boolean') return current;
+    if (typeof current !== 'object') return current === undefined ? undefined : storableText(String(current));
+    if (depth >= maxDepth) return `(nested deeper than ${maxDepth} levels)`;
+    if (Array.isArray(current)) return current.map((item) => clean(item, depth + 1) ?? null);
+    const cleaned: Record<string, unknown> = {};
+    for (const [name, item] of Object.entries(current)) {
+      const kept = clean(item, depth + 1);
+      // defineProperty: a member named "__proto__" stays a member (an assignment would set the prototype).
+      if (kept !== undefined) Object.defineProperty(cleaned, storableText(name), { value: kept, enumerable: true, writable: true, configurable: true });
+    }
+    return cleaned;
+  };
+  const cleaned = clean(value, 0);
+  if (maxLength === Number.POSITIVE_INFINITY || cleaned === undefined) return cleaned;
+  const text = JSON.stringify(cleaned);
+  return text.length <= maxLength ? cleaned : `${storableText(text, Math.max(0, maxLength - 1))}…`;
+}

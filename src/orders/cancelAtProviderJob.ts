@@ -3,6 +3,7 @@ import { inTenantTransaction, type Command } from '../core/command.js';
 import { all, maybeOne } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
+import { storableJson } from '../core/text.js';
 import { jobCommand } from '../jobs/jobCommand.js';
 import { defineTask, type JobContext } from '../jobs/task.js';
 import { providerCancelKeyOf } from './cancelOrder.js';
@@ -89,6 +90,9 @@ async function restartSweepClock(ctx: JobContext, tenantId: string, orderId: str
   return outcome.status === 200;
 }
 
+/** How much of the provider's answer to a cancel is kept (JSON text characters). */
+const ANSWER_MAX_LENGTH = 10_000;
+
 /**
  * Records the provider's answer on the order, once: only while the
  * cancellation is `requested` (a second run — two workers, a crash after the
@@ -101,6 +105,13 @@ async function recordProviderCancellation(
   context: { providerOrderId: string | null; answer: ProviderCancelAnswer },
 ) {
   const { answer } = context;
+  // The provider's answer as recorded (audit, review item), its body cut to a size a review item can show.
+  const recorded =
+    answer.outcome === 'refused'
+      ? { ...answer, body: storableJson(answer.body, { maxLength: ANSWER_MAX_LENGTH }) }
+      : answer.outcome === 'cancelled'
+        ? { ...answer, order: storableJson(answer.order, { maxLength: ANSWER_MAX_LENGTH }) }
+        : answer;
   const refusal =
     answer.outcome === 'refused'
       ? `the provider refused the cancellation (${answer.httpStatus}): the order is ${answer.providerStatus ?? 'in a state it did not name'} there`
@@ -122,7 +133,7 @@ async function recordProviderCancellation(
     subjectId: orderId,
     before: { provider_cancellation: 'requested' },
     after: { provider_cancellation: outcome },
-    payload: { provider_order_id: context.providerOrderId, answer },
+    payload: { provider_order_id: context.providerOrderId, answer: recorded },
   });
   if (outcome === 'refused' && answer.outcome === 'refused') {
     const cancelled = await maybeOne(
@@ -142,7 +153,7 @@ async function recordProviderCancellation(
         provider_status: answer.providerStatus,
         provider_order_id: context.providerOrderId,
         http_status: answer.httpStatus,
-        answer: answer.body,
+        answer: recorded.outcome === 'refused' ? recorded.body : null,
         reason: cancelled?.note ?? null,
         provider_key: order.provider_key,
       },

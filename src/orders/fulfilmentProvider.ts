@@ -1,5 +1,5 @@
 import { currentScope } from '../core/context.js';
-import { storableText } from '../core/text.js';
+import { storableJson, storableText } from '../core/text.js';
 
 /** An order as the provider reports it. */
 export interface ProviderOrder {
@@ -98,6 +98,11 @@ export class FulfilmentProvider {
     } catch {
       // keep the text
     }
+    // What the provider says is recorded (an audit payload, a review item,
+    // last_error): a NUL or half a character in any string, or a value nested
+    // thousands deep, made that record fail as a whole — and the job that
+    // wrote it retry until it gave up, the answer never recorded.
+    body = storableJson(body);
     if (response.status >= 500 || RETRYABLE_4XX.has(response.status)) {
       const hint = response.status === 401 || response.status === 403 ? ' (check FULFILMENT_API_KEY)' : '';
       throw new ProviderUnavailable(`provider ${method} ${path} answered ${response.status}${hint}`);
@@ -121,7 +126,7 @@ export class FulfilmentProvider {
     const { status, body } = await this.call('POST', `/orders/${encodeURIComponent(providerOrderId)}/cancel`, { idempotencyKey });
     if (status === 200 || status === 201) return { outcome: 'cancelled', order: body as ProviderOrder };
     if (status === 404) return { outcome: 'not_found' };
-    const providerStatus = typeof (body as { status?: unknown } | null)?.status === 'string' ? (body as { status: string }).status : null;
+    const providerStatus = typeof (body as { status?: unknown } | null)?.status === 'string' ? storableText((body as { status: string }).status, 100) : null;
     return { outcome: 'refused', httpStatus: status, providerStatus, body };
   }
 

@@ -1,0 +1,158 @@
+/** A provider that answers badly: text PostgreSQL cannot store, answers that are not an order, bodies that never finish. */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { Config } from '../config.js';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { sleep, waitFor } from '../../test/support/wait.js';
+import { startTestWorker } from '../../test/support/worker.js';
+import type { RunningWorker } from '../jobs/worker.js';
+import { newOrderShop, orderBody, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
+
+interface StandInOrder {
+  id: string;
+  status: string;
+  reference: string;
+  merchant: string;
+  idempotency_key: string;
+}
+
+/** Answers one call instead of the well-behaved provider; returns true when it did. */
+type Override = (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => boolean;
+
+describe('a provider that misbehaves', () => {
+  let t: TestApp;
+  let worker: RunningWorker;
+  let provider: http.Server;
+  const orders = new Map<string, StandInOrder>();
+  const calls: Array<{ method: string; path: string }> = [];
+  let override: Override | null = null;
+  const overrides: Partial<Config> = {
+    fulfilmentWebhookSecret: WEBHOOK_SECRET,
+    fulfilmentTimeoutMs: 500,
+    ordersStuckAfterSeconds: 1,
+    jobRetryBaseMs: 20,
+    jobRetryMaxMs: 100,
+    jobMaxAttempts: 4,
+    workerMetricsPort: 0,
+  };
+
+  const json = (response: http.ServerResponse, status: number, body: unknown) =>
+    response.writeHead(status, { 'content-type': 'application/json' }).end(typeof body === 'string' ? body : JSON.stringify(body));
+
+  before(async () => {
+    provider = http.createServer((request, response) => {
+      let text = '';
+      request.on('data', (chunk) => (text += chunk));
+      request.on('end', () => {
+        const url = new URL(request.url ?? '/', 'http://stand-in');
+        calls.push({ method: request.method ?? '', path: `${url.pathname}${url.search}` });
+        if (override?.(request, response, url)) return;
+        const key = String(request.headers['idempotency-key'] ?? '');
+        if (request.method === 'POST' && url.pathname === '/orders') {
+          const body = JSON.parse(text) as { reference: string; merchant: string };
+          let order = [...orders.values()].find((o) => o.idempotency_key === key);
+          if (!order) {
+            order = { id: `po_${orders.size + 1}_${body.reference.slice(0, 8)}`, status: 'accepted', reference: body.reference, merchant: body.merchant, idempotency_key: key };
+            orders.set(order.id, order);
+          }
+          return json(response, 201, order);
+        }
+        if (request.method === 'GET' && url.pathname === '/orders') {
+          const order = [...orders.values()].find((o) => o.idempotency_key === url.searchParams.get('idempotency_key'));
+          return order ? json(response, 200, order) : json(response, 404, { error: 'not_found' });
+        }
+        const cancel = /^\/orders\/([^/]+)\/cancel$/.exec(url.pathname);
+        if (request.method === 'POST' && cancel) {
+          const order = orders.get(decodeURIComponent(cancel[1]!));
+          if (!order) return json(response, 404, { error: 'not_found' });
+          if (order.status === 'completed') return json(response, 422, { error: 'order_not_cancellable', status: order.status });
+          order.status = 'cancelled';
+          return json(response, 200, order);
+        }
+        return json(response, 404, { error: 'not_found' });
+      });
+    });
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+    overrides.fulfilmentUrl = `http://127.0.0.1:${(provider.address() as AddressInfo).port}`;
+    t = await startTestApp(overrides);
+    worker = await startTestWorker(t, overrides);
+  });
+  beforeEach(() => {
+    override = null;
+  });
+  after(async () => {
+    override = null;
+    await worker?.stop();
+    provider.closeAllConnections();
+    await new Promise<void>((resolve) => provider.close(() => resolve()));
+    await t.close();
+  });
+
+  const orderRow = async (orderId: string) =>
+    (await t.admin.query(`SELECT status, provider_order_id, provider_cancellation, last_error, version FROM orders WHERE id = $1`, [orderId])).rows[0];
+  const waitForCancellation = (orderId: string, outcome: string, timeoutMs = 8_000) =>
+    waitFor(
+      `the provider's cancellation of ${orderId} to be ${outcome}`,
+      async () => (await orderRow(orderId)).provider_cancellation === outcome,
+      timeoutMs,
+      50,
+    );
+  const reviewItems = async (orderId: string, kind: string) =>
+    (await t.admin.query(`SELECT severity, status, detail FROM review_items WHERE subject_id = $1 AND kind = $2`, [orderId, kind])).rows;
+  const standInOf = (orderId: string) => [...orders.values()].find((order) => order.reference === orderId)!;
+
+  async function submittedOrder(shop: OrderShop): Promise<string> {
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await waitForStatus(t.admin, created.body.id, 'submitted');
+    return created.body.id as string;
+  }
+
+  /** A cancel call is answered with `body` (raw JSON text) and `status`, instead of by the stand-in. */
+  const answerCancels = (status: number, body: string): Override => (request, response, url) => {
+    if (request.method !== 'POST' || !url.pathname.endsWith('/cancel')) return false;
+    json(response, status, body);
+    return true;
+  };
+  const deep = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`;
+
+  for (const [what, answer, check] of [
+    [
+      'a NUL character',
+      '{"error":"order_not_cancellable","status":"completed","detail":"shipped\\u0000today"}',
+      (detail: any) => assert.equal(detail.answer.detail, 'shipped\ufffdtoday'),
+    ],
+    [
+      'half a character (an unpaired surrogate) in a member name',
+      '{"error":"order_not_cancellable","status":"completed","\\ud83d":"truck"}',
+      (detail: any) => assert.equal(detail.answer['\ufffd'], 'truck'),
+    ],
+    [
+      'a value nested 20 000 deep',
+      `{"error":"order_not_cancellable","status":"completed","trace":${deep(20_000)}}`,
+      (detail: any) => assert.equal(detail.answer.error, 'order_not_cancellable'),
+    ],
+  ] as const) {
+    it(`a refusal to cancel whose answer holds ${what} is recorded, cleaned, with its one critical item`, async () => {
+      const shop = await newOrderShop(t);
+      const orderId = await submittedOrder(shop);
+      override = answerCancels(422, answer);
+      const cancelled = await shop.owner.post(`/v1/orders/${orderId}/cancel`, { reason: 'customer changed mind' });
+      assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+      await waitForCancellation(orderId, 'refused');
+      const row = await orderRow(orderId);
+      assert.equal(row.status, 'cancelled');
+      assert.match(row.last_error, /refused the cancellation \(422\).*completed/);
+      const items = await reviewItems(orderId, 'order_cancel_refused');
+      assert.equal(items.length, 1);
+      assert.equal(items[0].severity, 'critical');
+      assert.equal(items[0].detail.provider_status, 'completed');
+      assert.equal(items[0].detail.http_status, 422);
+      check(items[0].detail);
+      const failedJobs = await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE kind = 'job_failed' AND subject_id = $1`, [orderId]);
+      assert.equal(failedJobs.rows[0].n, 0, 'the answer was recorded at the first try, not given up on');
+    });
+  }
+});
