@@ -46,7 +46,8 @@ export class ProviderRejected extends Error {
  * status when it says one (`completed`: shipped, too late to cancel).
  */
 export type ProviderCancelAnswer =
-  | { outcome: 'cancelled'; order: ProviderOrder }
+  /** `order`: what the provider answered (cleaned for storage, see storableJson). */
+  | { outcome: 'cancelled'; order: unknown }
   | { outcome: 'not_found' }
   | { outcome: 'refused'; httpStatus: number; providerStatus: string | null; body: unknown };
 
@@ -73,28 +74,41 @@ export interface CreateProviderOrder {
 export class FulfilmentProvider {
   constructor(private readonly options: ProviderOptions) {}
 
-  private async call(method: string, path: string, init: { body?: unknown; idempotencyKey?: string } = {}): Promise<{ status: number; body: unknown }> {
+  private async call(method: string, path: string, init: { body?: unknown; idempotencyKey?: string } = {}): Promise<{ status: number; body: unknown; raw: unknown }> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
     if (init.idempotencyKey) headers['idempotency-key'] = init.idempotencyKey;
     const correlationId = currentScope()?.correlationId;
     if (correlationId) headers['x-correlation-id'] = correlationId;
     if (init.body !== undefined) headers['content-type'] = 'application/json';
+    const signal = AbortSignal.timeout(this.options.timeoutMs);
     let response: Response;
+    let text: string;
     try {
       response = await fetch(`${this.options.baseUrl}${path}`, {
         method,
         headers,
         body: init.body === undefined ? undefined : JSON.stringify(init.body),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        signal,
       });
     } catch (error) {
       throw new ProviderUnavailable(`provider ${method} ${path} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
-    const text = await response.text().catch(() => '');
-    let body: unknown = text;
     try {
-      body = text ? JSON.parse(text) : null;
+      // The timeout covers the body too: an answer whose body never finishes
+      // (dripped in slower than FULFILMENT_TIMEOUT_MS, a connection cut) is
+      // no answer. Read as empty, it was a lookup's "no such order" (a
+      // cancellation recorded not_found and never asked again).
+      text = await response.text();
+    } catch (error) {
+      throw new ProviderUnavailable(
+        `provider ${method} ${path} answered ${response.status} but its body did not arrive: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+    let raw: unknown = text;
+    try {
+      raw = text ? JSON.parse(text) : null;
     } catch {
       // keep the text
     }
@@ -102,17 +116,37 @@ export class FulfilmentProvider {
     // last_error): a NUL or half a character in any string, or a value nested
     // thousands deep, made that record fail as a whole — and the job that
     // wrote it retry until it gave up, the answer never recorded.
-    body = storableJson(body);
+    const body = storableJson(raw);
     if (response.status >= 500 || RETRYABLE_4XX.has(response.status)) {
       const hint = response.status === 401 || response.status === 403 ? ' (check FULFILMENT_API_KEY)' : '';
       throw new ProviderUnavailable(`provider ${method} ${path} answered ${response.status}${hint}`);
     }
-    return { status: response.status, body };
+    return { status: response.status, body, raw };
+  }
+
+  /**
+   * The order a 2xx answer describes. An answer that is not one — not JSON
+   * (a proxy's page, a redirect followed to a login page), or without the
+   * provider's order id as a string we can keep — is no answer: retried like
+   * a 5xx. Taken as an order, a create was `submitted` with no order at the
+   * provider, and a lookup's order id "undefined" got a cancel recorded
+   * `not_found`.
+   */
+  private orderIn(method: string, path: string, status: number, raw: unknown, body: unknown): ProviderOrder {
+    const order = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : null;
+    const id = order?.id;
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200 || storableText(id) !== id) {
+      throw new ProviderUnavailable(
+        `provider ${method} ${path} answered ${status} with something that is not an order: ${storableText(typeof body === 'string' ? body : (JSON.stringify(body) ?? String(body)), 300)}`,
+      );
+    }
+    const word = (value: unknown) => (typeof value === 'string' ? storableText(value, 200) : '');
+    return { id, status: word(order!.status), reference: word(order!.reference), merchant: word(order!.merchant), idempotency_key: word(order!.idempotency_key) };
   }
 
   async createOrder(idempotencyKey: string, order: CreateProviderOrder): Promise<ProviderOrder> {
-    const { status, body } = await this.call('POST', '/orders', { body: order, idempotencyKey });
-    if (status === 200 || status === 201) return body as ProviderOrder;
+    const { status, body, raw } = await this.call('POST', '/orders', { body: order, idempotencyKey });
+    if (status === 200 || status === 201) return this.orderIn('POST', '/orders', status, raw, body);
     throw new ProviderRejected(status, body);
   }
 
@@ -123,8 +157,9 @@ export class FulfilmentProvider {
    * is the provider's refusal, an answer.
    */
   async cancelOrder(providerOrderId: string, idempotencyKey: string): Promise<ProviderCancelAnswer> {
-    const { status, body } = await this.call('POST', `/orders/${encodeURIComponent(providerOrderId)}/cancel`, { idempotencyKey });
-    if (status === 200 || status === 201) return { outcome: 'cancelled', order: body as ProviderOrder };
+    const path = `/orders/${encodeURIComponent(providerOrderId)}/cancel`;
+    const { status, body } = await this.call('POST', path, { idempotencyKey });
+    if (status === 200 || status === 201) return { outcome: 'cancelled', order: body };
     if (status === 404) return { outcome: 'not_found' };
     const providerStatus = typeof (body as { status?: unknown } | null)?.status === 'string' ? storableText((body as { status: string }).status, 100) : null;
     return { outcome: 'refused', httpStatus: status, providerStatus, body };
@@ -132,9 +167,10 @@ export class FulfilmentProvider {
 
   /** The order created with this idempotency key, or null if the provider never created one. */
   async findByIdempotencyKey(idempotencyKey: string): Promise<ProviderOrder | null> {
-    const { status, body } = await this.call('GET', `/orders?idempotency_key=${encodeURIComponent(idempotencyKey)}`);
+    const path = `/orders?idempotency_key=${encodeURIComponent(idempotencyKey)}`;
+    const { status, body, raw } = await this.call('GET', path);
     if (status === 404) return null;
-    if (status === 200) return body as ProviderOrder;
+    if (status === 200) return this.orderIn('GET', path, status, raw, body);
     throw new ProviderRejected(status, body);
   }
 }

@@ -155,4 +155,73 @@ describe('a provider that misbehaves', () => {
       assert.equal(failedJobs.rows[0].n, 0, 'the answer was recorded at the first try, not given up on');
     });
   }
+
+  /** The next `times` lookups by key are answered by `answer` instead of by the stand-in. */
+  const spoilLookups = (times: number, answer: (response: http.ServerResponse) => void): Override => {
+    let left = times;
+    return (request, response, url) => {
+      if (request.method !== 'GET' || url.pathname !== '/orders' || left <= 0) return false;
+      left--;
+      answer(response);
+      return true;
+    };
+  };
+
+  for (const [what, answer] of [
+    ['200 with a page that is not JSON (a proxy, a redirect to a login page)', (response: http.ServerResponse) =>
+      response.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Please sign in</body></html>')],
+    ['200 with JSON that is not an order (id a number, status a number)', (response: http.ServerResponse) => json(response, 200, { id: 42, status: 3 })],
+    ['200 whose body drips in slower than the timeout', (response: http.ServerResponse) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.write('{"id":');
+      const timer = setInterval(() => (response.destroyed ? clearInterval(timer) : response.write(' ')), 100);
+      setTimeout(() => {
+        clearInterval(timer);
+        response.destroy();
+      }, 3_000);
+    }],
+  ] as const) {
+    it(`a lookup answered ${what} is not "the provider holds no such order": the cancel is asked again and lands`, async () => {
+      const shop = await newOrderShop(t);
+      const orderId = await submittedOrder(shop);
+      override = spoilLookups(1, answer);
+      assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+      await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+      assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
+      assert.equal(standInOf(orderId).status, 'cancelled', 'the provider cancelled the order');
+    });
+  }
+
+  it('a create answered 201 with something that is not an order is tried again (same key), never taken as submitted', async () => {
+    const shop = await newOrderShop(t);
+    let spoiled = 0;
+    override = (request, response, url) => {
+      if (request.method !== 'POST' || url.pathname !== '/orders' || spoiled > 0) return false;
+      spoiled++;
+      response.writeHead(201, { 'content-type': 'text/html' }).end('<html>Created</html>');
+      return true;
+    };
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitFor(`order ${orderId} to have a provider order`, async () => (await orderRow(orderId)).provider_order_id !== null, 10_000, 50);
+    const row = await orderRow(orderId);
+    assert.equal(row.status, 'submitted');
+    assert.equal(row.provider_order_id, standInOf(orderId).id);
+    assert.equal(calls.filter((call) => call.method === 'POST' && call.path === '/orders').length >= 2, true);
+  });
+
+  it('a create refused with an answer nested 20 000 deep fails the order at once (asked once)', async () => {
+    const shop = await newOrderShop(t);
+    let creates = 0;
+    override = (request, response, url) => {
+      if (request.method !== 'POST' || url.pathname !== '/orders') return false;
+      creates++;
+      json(response, 422, `{"error":"address_not_deliverable","trace":${deep(20_000)}}`);
+      return true;
+    };
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitForStatus(t.admin, orderId, 'failed', 8_000);
+    await sleep(300);
+    assert.equal(creates, 1);
+    assert.match((await orderRow(orderId)).last_error, /^provider refused the order \(422\): \{"error":"address_not_deliverable"/);
+  });
 });
