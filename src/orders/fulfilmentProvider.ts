@@ -154,14 +154,27 @@ export class FulfilmentProvider {
    * Asks the provider to cancel its order. The key makes a retry (after a
    * 5xx, a timeout, a lost answer) the same request. 5xx, timeouts and the
    * retryable 4xx throw ProviderUnavailable, as for every call; any other 4xx
-   * is the provider's refusal, an answer.
+   * is the provider's refusal, an answer. A 2xx is read for what its body
+   * says: the order `cancelled` (or naming no status) is cancelled;
+   * `completed` or `failed` there is the provider's refusal with that status,
+   * whatever its HTTP status; any other status (still `accepted`,
+   * `processing`), or a body that is not a JSON object, is not an answer yet:
+   * retried like a 5xx.
    */
   async cancelOrder(providerOrderId: string, idempotencyKey: string): Promise<ProviderCancelAnswer> {
     const path = `/orders/${encodeURIComponent(providerOrderId)}/cancel`;
     const { status, body } = await this.call('POST', path, { idempotencyKey });
-    if (status === 200 || status === 201) return { outcome: 'cancelled', order: body };
     if (status === 404) return { outcome: 'not_found' };
     const providerStatus = typeof (body as { status?: unknown } | null)?.status === 'string' ? storableText((body as { status: string }).status, 100) : null;
+    if (status === 200 || status === 201) {
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+        throw new ProviderUnavailable(`provider POST ${path} answered ${status} with something that is not an answer: ${storableText(String(JSON.stringify(body)), 300)}`);
+      }
+      if (providerStatus === null || providerStatus === 'cancelled') return { outcome: 'cancelled', order: body };
+      if (providerStatus !== 'completed' && providerStatus !== 'failed') {
+        throw new ProviderUnavailable(`provider POST ${path} answered ${status} but says the order is ${providerStatus}: not cancelled yet`);
+      }
+    }
     return { outcome: 'refused', httpStatus: status, providerStatus, body };
   }
 

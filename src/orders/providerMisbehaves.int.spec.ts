@@ -224,4 +224,44 @@ describe('a provider that misbehaves', () => {
     assert.equal(creates, 1);
     assert.match((await orderRow(orderId)).last_error, /^provider refused the order \(422\): \{"error":"address_not_deliverable"/);
   });
+
+  it('a cancel answered 200 whose body says the order shipped is a refusal, not a confirmation', async () => {
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    override = (request, response, url) => {
+      if (request.method !== 'POST' || !url.pathname.endsWith('/cancel')) return false;
+      const order = standInOf(orderId);
+      order.status = 'completed';
+      json(response, 200, { ...order, cancelled: false });
+      return true;
+    };
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+    assert.equal((await orderRow(orderId)).provider_cancellation, 'refused');
+    const items = await reviewItems(orderId, 'order_cancel_refused');
+    assert.equal(items.length, 1);
+    assert.equal(items[0].detail.provider_status, 'completed');
+  });
+
+  for (const [what, answer] of [
+    ['a page that is not JSON', (response: http.ServerResponse) => response.writeHead(200, { 'content-type': 'text/html' }).end('<html>OK</html>')],
+    ['an order still processing', (response: http.ServerResponse, order: StandInOrder) => json(response, 200, { ...order, status: 'processing' })],
+  ] as const) {
+    it(`a cancel answered 200 with ${what} is not a confirmation: asked again until the provider says cancelled`, async () => {
+      const shop = await newOrderShop(t);
+      const orderId = await submittedOrder(shop);
+      let spoiled = 0;
+      override = (request, response, url) => {
+        if (request.method !== 'POST' || !url.pathname.endsWith('/cancel') || spoiled > 0) return false;
+        spoiled++;
+        answer(response, standInOf(orderId));
+        return true;
+      };
+      assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+      await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+      assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
+      assert.equal(spoiled, 1);
+      assert.equal(standInOf(orderId).status, 'cancelled', 'confirmed only once the provider cancelled it');
+    });
+  }
 });
