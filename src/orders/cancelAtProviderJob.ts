@@ -55,7 +55,7 @@ export const cancelAtProvider = defineTask<{ order_id: string }>({
     const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
     if (!order || order.status !== 'cancelled' || order.provider_cancellation !== 'requested') return;
     const provider = providerFrom(ctx.config);
-    const found = await provider.findByIdempotencyKey(order.provider_key);
+    const found = await provider.findByIdempotencyKey(order.provider_key, { reference: order.id, merchant: tenantId });
     const answer: ProviderCancelAnswer = found ? await provider.cancelOrder(found.id, providerCancelKeyOf(order.provider_key)) : { outcome: 'not_found' };
     const outcome = providerCancellationOf(answer);
     const recorded = await jobCommand(ctx, tenantId, 'order.provider_cancel', (cmd) =>

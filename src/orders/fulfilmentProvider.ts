@@ -57,6 +57,14 @@ export interface ProviderOptions {
   timeoutMs: number;
 }
 
+/** Which of our orders a call is about: the provider's answer must not name another (when it names one). */
+export interface OrderOfOurs {
+  /** Our order id. */
+  reference: string;
+  /** Our tenant id. */
+  merchant: string;
+}
+
 export interface CreateProviderOrder {
   reference: string;
   merchant: string;
@@ -132,7 +140,7 @@ export class FulfilmentProvider {
    * provider, and a lookup's order id "undefined" got a cancel recorded
    * `not_found`.
    */
-  private orderIn(method: string, path: string, status: number, raw: unknown, body: unknown): ProviderOrder {
+  private orderIn(method: string, path: string, status: number, raw: unknown, body: unknown, ours: OrderOfOurs): ProviderOrder {
     const order = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : null;
     const id = order?.id;
     if (typeof id !== 'string' || id.length === 0 || id.length > 200 || storableText(id) !== id) {
@@ -141,12 +149,21 @@ export class FulfilmentProvider {
       );
     }
     const word = (value: unknown) => (typeof value === 'string' ? storableText(value, 200) : '');
-    return { id, status: word(order!.status), reference: word(order!.reference), merchant: word(order!.merchant), idempotency_key: word(order!.idempotency_key) };
+    const found: ProviderOrder = { id, status: word(order!.status), reference: word(order!.reference), merchant: word(order!.merchant), idempotency_key: word(order!.idempotency_key) };
+    // The provider mixed its orders up (answered this key with another
+    // order of ours, or another merchant's): taken as ours, its id was
+    // recorded on this order and a cancel of this order cancelled that one.
+    if ((found.reference !== '' && found.reference !== ours.reference) || (found.merchant !== '' && found.merchant !== ours.merchant)) {
+      throw new ProviderUnavailable(
+        `provider ${method} ${path} answered ${status} with its order ${storableText(id, 200)} of another order (reference ${found.reference || '?'}, merchant ${found.merchant || '?'}), not of ${ours.reference}`,
+      );
+    }
+    return found;
   }
 
   async createOrder(idempotencyKey: string, order: CreateProviderOrder): Promise<ProviderOrder> {
     const { status, body, raw } = await this.call('POST', '/orders', { body: order, idempotencyKey });
-    if (status === 200 || status === 201) return this.orderIn('POST', '/orders', status, raw, body);
+    if (status === 200 || status === 201) return this.orderIn('POST', '/orders', status, raw, body, order);
     throw new ProviderRejected(status, body);
   }
 
@@ -178,12 +195,12 @@ export class FulfilmentProvider {
     return { outcome: 'refused', httpStatus: status, providerStatus, body };
   }
 
-  /** The order created with this idempotency key, or null if the provider never created one. */
-  async findByIdempotencyKey(idempotencyKey: string): Promise<ProviderOrder | null> {
+  /** The order created with this idempotency key, or null if the provider never created one; one it says is another order (`ours`) is no answer. */
+  async findByIdempotencyKey(idempotencyKey: string, ours: OrderOfOurs): Promise<ProviderOrder | null> {
     const path = `/orders?idempotency_key=${encodeURIComponent(idempotencyKey)}`;
     const { status, body, raw } = await this.call('GET', path);
     if (status === 404) return null;
-    if (status === 200) return this.orderIn('GET', path, status, raw, body);
+    if (status === 200) return this.orderIn('GET', path, status, raw, body, ours);
     throw new ProviderRejected(status, body);
   }
 }

@@ -264,4 +264,38 @@ describe('a provider that misbehaves', () => {
       assert.equal(standInOf(orderId).status, 'cancelled', 'confirmed only once the provider cancelled it');
     });
   }
+
+  it("a provider that answers one order's key with another order of ours is not believed: the other order is never cancelled in its place", async () => {
+    const shop = await newOrderShop(t);
+    const first = await submittedOrder(shop);
+    const second = await submittedOrder(shop);
+    const firstAtProvider = standInOf(first);
+    // The provider mixes its orders up: our second order's key finds the first one's order
+    override = (request, response, url) => {
+      if (request.method !== 'GET' || url.pathname !== '/orders' || url.searchParams.get('idempotency_key') !== standInOf(second).idempotency_key) return false;
+      json(response, 200, firstAtProvider);
+      return true;
+    };
+    assert.equal((await shop.owner.post(`/v1/orders/${second}/cancel`, {})).status, 200);
+    await sleep(1_500);
+    assert.equal(firstAtProvider.status, 'accepted', 'the first order, which nobody cancelled, still ships');
+    assert.equal((await orderRow(second)).provider_cancellation, 'requested', 'not confirmed on the strength of another order');
+    assert.equal(calls.some((call) => call.path === `/orders/${firstAtProvider.id}/cancel`), false);
+  });
+
+  it("a create answered with the provider's order of another of our orders does not take its id", async () => {
+    const shop = await newOrderShop(t);
+    const first = await submittedOrder(shop);
+    const firstAtProvider = standInOf(first);
+    override = (request, response, url) => {
+      if (request.method !== 'POST' || url.pathname !== '/orders') return false;
+      json(response, 200, firstAtProvider);
+      return true;
+    };
+    const second: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await sleep(1_500);
+    const row = await orderRow(second);
+    assert.notEqual(row.provider_order_id, firstAtProvider.id);
+    assert.equal(row.status, 'submitting', 'still waiting for an answer about this order');
+  });
 });

@@ -179,7 +179,7 @@ export const pollOrder = defineTask<{ order_id: string }>({
     if (!(await claimLookup(ctx, tenantId, data.order_id))) return;
     const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
     if (!order || (order.status !== 'submitted' && order.status !== 'processing')) return;
-    const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key);
+    const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key, { reference: order.id, merchant: tenantId });
     const status = found ? providerStatusOf(found.status) : undefined;
     const outcome = await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
       let now = order.status;
@@ -256,7 +256,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
     if (!order || (order.status !== 'pending' && order.status !== 'submitting')) return;
 
     if (order.status === 'submitting') {
-      const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key);
+      const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key, { reference: order.id, merchant: tenantId });
       if (found) {
         await recordProviderOrder(ctx, tenantId, order.id, found, 'recovery');
         ctx.logger.info({ order_id: order.id, provider_order_id: found.id }, 'stuck order found at the provider');
