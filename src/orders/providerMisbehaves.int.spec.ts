@@ -8,7 +8,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import { startTestWorker } from '../../test/support/worker.js';
 import type { RunningWorker } from '../jobs/worker.js';
-import { newOrderShop, orderBody, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
+import { historyOf, newOrderShop, orderBody, postWebhook, providerEvent, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
 
 interface StandInOrder {
   id: string;
@@ -19,7 +19,7 @@ interface StandInOrder {
 }
 
 /** Answers one call instead of the well-behaved provider; returns true when it did. */
-type Override = (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => boolean;
+type Override = (request: http.IncomingMessage, response: http.ServerResponse, url: URL, body: string) => boolean;
 
 describe('a provider that misbehaves', () => {
   let t: TestApp;
@@ -48,7 +48,7 @@ describe('a provider that misbehaves', () => {
       request.on('end', () => {
         const url = new URL(request.url ?? '/', 'http://stand-in');
         calls.push({ method: request.method ?? '', path: `${url.pathname}${url.search}` });
-        if (override?.(request, response, url)) return;
+        if (override?.(request, response, url, text)) return;
         const key = String(request.headers['idempotency-key'] ?? '');
         if (request.method === 'POST' && url.pathname === '/orders') {
           const body = JSON.parse(text) as { reference: string; merchant: string };
@@ -297,5 +297,69 @@ describe('a provider that misbehaves', () => {
     const row = await orderRow(second);
     assert.notEqual(row.provider_order_id, firstAtProvider.id);
     assert.equal(row.status, 'submitting', 'still waiting for an answer about this order');
+  });
+
+  it('a manual completion racing the provider\'s completed and failed webhooks: one winner, history matching the status, one version bump', async () => {
+    const shop = await newOrderShop(t);
+    for (let round = 0; round < 5; round++) {
+      const orderId = await submittedOrder(shop);
+      const providerId = standInOf(orderId).id;
+      const event = (status: string) => ({ ...providerEvent(shop.tenantId, orderId, status), data: { ...providerEvent(shop.tenantId, orderId, status).data, order_id: providerId } });
+      assert.equal((await postWebhook(t.baseUrl, event('processing'))).status, 200);
+      const before = await orderRow(orderId);
+      assert.equal(before.status, 'processing');
+      const [manual, completed, failed] = await Promise.all([
+        shop.owner.post(`/v1/orders/${orderId}/complete`, {}),
+        postWebhook(t.baseUrl, event('completed')),
+        postWebhook(t.baseUrl, event('failed')),
+      ]);
+      assert.ok([200, 409].includes(manual.status), JSON.stringify(manual.body));
+      assert.deepEqual([completed.status, failed.status], [200, 200]);
+      const after = await orderRow(orderId);
+      const history = await historyOf(t.admin, orderId);
+      const moves = history.filter((entry) => entry.from_status === 'processing');
+      assert.equal(moves.length, 1, JSON.stringify(history));
+      assert.equal(moves[0]!.to_status, after.status);
+      assert.equal(history.at(-1)!.to_status, after.status);
+      assert.equal(after.version, before.version + 1, `one move, one version (round ${round}: ${after.status})`);
+      assert.equal([manual.status === 200, completed.body.applied, failed.body.applied].filter(Boolean).length, 1);
+    }
+  });
+
+  it("the provider's webhook arriving before its answer to the create: the order follows the webhook, the late answer changes nothing", async () => {
+    const shop = await newOrderShop(t);
+    for (let round = 0; round < 8; round++) {
+      let webhook: { status: number; body: any } | undefined;
+      let stateAtWebhook: unknown;
+      override = (request, response, url, body) => {
+        if (request.method !== 'POST' || url.pathname !== '/orders') return false;
+        const key = String(request.headers['idempotency-key']);
+        const { reference, merchant } = JSON.parse(body) as { reference: string; merchant: string };
+        // (an order an earlier test left retrying is not this test's)
+        if (merchant !== shop.tenantId || webhook !== undefined) return false;
+        const order: StandInOrder = { id: `po_early_${reference.slice(0, 8)}_${round}`, status: 'processing', reference, merchant: shop.tenantId, idempotency_key: key };
+        orders.set(order.id, order);
+        const event = providerEvent(shop.tenantId, reference, 'processing');
+        void (async () => {
+          stateAtWebhook = (await t.admin.query(`SELECT status, version FROM orders WHERE id = $1`, [reference])).rows[0];
+          webhook = await postWebhook(t.baseUrl, { ...event, data: { ...event.data, order_id: order.id } });
+          json(response, 201, { ...order, status: 'accepted' });
+        })();
+        return true;
+      };
+      const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+      await waitFor(`the webhook of ${orderId}`, async () => webhook !== undefined, 8_000, 20);
+      assert.equal(webhook!.status, 200, `round ${round}: ${JSON.stringify(webhook!.body)}; the order was ${JSON.stringify(stateAtWebhook)}`);
+      await waitForStatus(t.admin, orderId, 'processing', 8_000);
+      await sleep(300);
+      const row = await orderRow(orderId);
+      assert.equal(row.status, 'processing');
+      assert.equal(row.provider_order_id, standInOf(orderId).id);
+      assert.deepEqual((await historyOf(t.admin, orderId)).map((entry) => `${entry.from_status}>${entry.to_status}:${entry.source}`), [
+        'null>pending:api',
+        'pending>submitting:worker',
+        'submitting>processing:webhook',
+      ]);
+    }
   });
 });
