@@ -79,6 +79,33 @@ export interface CreateProviderOrder {
  * any number of retries — after a 500, a timeout, a lost response, a
  * recovery — leave one order at the provider.
  */
+/** The most of an answer the provider's calls read: a larger one is no answer (retried), not a body held in memory. */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/** The body of a response as UTF-8 text, refused (ProviderUnavailable) past `limit` bytes without reading the rest. */
+async function readAtMost(response: Response, limit: number, what: string): Promise<string> {
+  const declared = Number(response.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > limit) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new ProviderUnavailable(`${what} answered ${response.status} with ${declared} bytes, more than the ${limit} read`);
+  }
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let read = 0;
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return text + decoder.decode();
+    read += value.byteLength;
+    if (read > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new ProviderUnavailable(`${what} answered ${response.status} with more than the ${limit} bytes read`);
+    }
+    text += decoder.decode(value, { stream: true });
+  }
+}
+
 export class FulfilmentProvider {
   constructor(private readonly options: ProviderOptions) {}
 
@@ -98,6 +125,10 @@ export class FulfilmentProvider {
         headers,
         body: init.body === undefined ? undefined : JSON.stringify(init.body),
         signal,
+        // Not followed: the provider's API answers where it is asked, and an
+        // answer from wherever a redirect points (a login page, another
+        // host, with our API key) is not the provider's.
+        redirect: 'manual',
       });
     } catch (error) {
       throw new ProviderUnavailable(`provider ${method} ${path} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
@@ -107,8 +138,9 @@ export class FulfilmentProvider {
       // (dripped in slower than FULFILMENT_TIMEOUT_MS, a connection cut) is
       // no answer. Read as empty, it was a lookup's "no such order" (a
       // cancellation recorded not_found and never asked again).
-      text = await response.text();
+      text = await readAtMost(response, MAX_ANSWER_BYTES, `provider ${method} ${path}`);
     } catch (error) {
+      if (error instanceof ProviderUnavailable) throw error;
       throw new ProviderUnavailable(
         `provider ${method} ${path} answered ${response.status} but its body did not arrive: ${error instanceof Error ? error.message : String(error)}`,
         { cause: error },
@@ -125,6 +157,9 @@ export class FulfilmentProvider {
     // thousands deep, made that record fail as a whole — and the job that
     // wrote it retry until it gave up, the answer never recorded.
     const body = storableJson(raw);
+    if (response.status >= 300 && response.status < 400) {
+      throw new ProviderUnavailable(`provider ${method} ${path} answered ${response.status} (a redirect to ${storableText(response.headers.get('location') ?? '?', 200)}): not followed`);
+    }
     if (response.status >= 500 || RETRYABLE_4XX.has(response.status)) {
       const hint = response.status === 401 || response.status === 403 ? ' (check FULFILMENT_API_KEY)' : '';
       throw new ProviderUnavailable(`provider ${method} ${path} answered ${response.status}${hint}`);

@@ -299,6 +299,48 @@ describe('a provider that misbehaves', () => {
     assert.equal(row.status, 'submitting', 'still waiting for an answer about this order');
   });
 
+  it('a create answered with a redirect is not followed (the answer where it points is not taken): tried again, same key', async () => {
+    const shop = await newOrderShop(t);
+    let redirected = 0;
+    override = (request, response, url, body) => {
+      if (url.pathname === '/elsewhere') {
+        // an order-shaped answer for this very order, that the provider never gave
+        json(response, 201, { id: 'po_elsewhere', status: 'accepted', reference: url.searchParams.get('ref'), merchant: shop.tenantId, idempotency_key: 'x' });
+        return true;
+      }
+      if (request.method !== 'POST' || url.pathname !== '/orders' || redirected > 0) return false;
+      redirected++;
+      const { reference } = JSON.parse(body) as { reference: string };
+      response.writeHead(307, { location: `/elsewhere?ref=${reference}` }).end();
+      return true;
+    };
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitFor(`order ${orderId} to have a provider order`, async () => (await orderRow(orderId)).provider_order_id !== null, 10_000, 50);
+    const row = await orderRow(orderId);
+    assert.equal(redirected, 1);
+    assert.notEqual(row.provider_order_id, 'po_elsewhere', 'the answer the redirect pointed at was taken');
+    assert.equal(row.provider_order_id, standInOf(orderId)?.id, 'the order the provider created');
+    assert.equal(calls.filter((call) => call.path.startsWith('/elsewhere')).length, 0, 'the redirect was not followed');
+  });
+
+  it('a create answered with a body larger than the provider answers are read (1 MiB) is not taken: tried again, same key', async () => {
+    const shop = await newOrderShop(t);
+    let huge = 0;
+    override = (request, response, url, body) => {
+      if (request.method !== 'POST' || url.pathname !== '/orders' || huge > 0) return false;
+      huge++;
+      const { reference, merchant } = JSON.parse(body) as { reference: string; merchant: string };
+      json(response, 201, { id: 'po_huge', status: 'accepted', reference, merchant, idempotency_key: 'x', padding: 'x'.repeat(3 * 1024 * 1024) });
+      return true;
+    };
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitFor(`order ${orderId} to have a provider order`, async () => (await orderRow(orderId)).provider_order_id !== null, 10_000, 50);
+    assert.equal(huge, 1);
+    const taken = (await orderRow(orderId)).provider_order_id;
+    assert.notEqual(taken, 'po_huge', 'the oversized answer was taken');
+    assert.equal(taken, standInOf(orderId)?.id, 'the order the provider created');
+  });
+
   it('a manual completion racing the provider\'s completed and failed webhooks: one winner, history matching the status, one version bump', async () => {
     const shop = await newOrderShop(t);
     for (let round = 0; round < 5; round++) {
