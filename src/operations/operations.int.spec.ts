@@ -72,4 +72,35 @@ describe('GET /v1/operations/{op_id}: every stock move names its ledger rows by 
     assert.equal(voided.status, 200, JSON.stringify(voided.body));
     await assertStockEffects(voided.body.voided_by_op);
   });
+
+  it('each transfer operation names the transfer item rows it wrote: created by the request, updated by approve, receive and cancel', async () => {
+    await owner.post(`/v1/stores/${north}/stock/receipts`, { items: [{ sku_id: flour, quantity: 3000 }, { sku_id: salt, quantity: 30 }] });
+    const itemEffects = async (opId: string) => {
+      const operation = await owner.get(`/v1/operations/${opId}`);
+      assert.equal(operation.status, 200, JSON.stringify(operation.body));
+      return (operation.body.effects as Array<{ table: string; id: string; action: string }>)
+        .filter((e) => e.table === 'stock_transfer_items')
+        .map((e) => `${e.id}:${e.action}`)
+        .sort();
+    };
+    const itemsOf = async (transferId: string, action: string) =>
+      (await t.admin.query(`SELECT id::text FROM stock_transfer_items WHERE tenant_id = $1 AND transfer_id = $2`, [tenantId, transferId])).rows
+        .map((r) => `${r.id}:${action}`)
+        .sort();
+    const opsOf = async (transferId: string) =>
+      (await t.admin.query(`SELECT op_id, approved_op, received_op, cancelled_op FROM stock_transfers WHERE tenant_id = $1 AND id = $2`, [tenantId, transferId])).rows[0];
+
+    const moved = await owner.post('/v1/transfers', { source_store_id: north, destination_store_id: south, items: [{ sku_id: flour, quantity: 500 }, { sku_id: salt, quantity: 4 }] });
+    assert.equal(moved.status, 201, JSON.stringify(moved.body));
+    assert.equal((await owner.post(`/v1/transfers/${moved.body.id}/approve`)).status, 200);
+    assert.equal((await owner.post(`/v1/transfers/${moved.body.id}/receive`, { items: [{ sku_id: flour, quantity_received: 500 }] })).status, 200);
+    const ops = await opsOf(moved.body.id);
+    assert.deepEqual(await itemEffects(ops.op_id), await itemsOf(moved.body.id, 'created'), 'the request names the lines it created');
+    assert.deepEqual(await itemEffects(ops.approved_op), await itemsOf(moved.body.id, 'updated'), 'the approval names the lines it put in transit');
+    assert.deepEqual(await itemEffects(ops.received_op), await itemsOf(moved.body.id, 'updated'), 'the receipt names the lines it recorded as received');
+
+    const dropped = await owner.post('/v1/transfers', { source_store_id: north, destination_store_id: south, items: [{ sku_id: salt, quantity: 1 }] });
+    assert.equal((await owner.post(`/v1/transfers/${dropped.body.id}/cancel`)).status, 200);
+    assert.deepEqual(await itemEffects((await opsOf(dropped.body.id)).cancelled_op), [], 'a cancel changes no line');
+  });
 });

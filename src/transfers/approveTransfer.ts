@@ -2,6 +2,7 @@ import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
+import { all } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSecondApprover } from '../tenancy/secondApprover.js';
@@ -39,10 +40,14 @@ export async function approveTransfer(cmd: Command, principal: TenantPrincipal, 
       extra: { shortages: stock.shortages.map(({ sku_id, requested, available }) => ({ sku_id, requested, available })) },
     });
   }
-  await sql`UPDATE stock_transfer_items SET quantity_in_transit = quantity WHERE tenant_id = ${cmd.tenantId} AND transfer_id = ${id}`.execute(cmd.tx);
+  const itemRows = await all(
+    cmd.tx,
+    sql<{ id: string }>`UPDATE stock_transfer_items SET quantity_in_transit = quantity WHERE tenant_id = ${cmd.tenantId} AND transfer_id = ${id} RETURNING id`,
+  );
   const after = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!after) throw new Error('approved transfer is missing');
   cmd.touch('stock_transfers', id, 'updated');
+  for (const line of itemRows) cmd.touch('stock_transfer_items', line.id, 'updated');
   touchStockMoves(cmd, stock.balances);
   cmd.audit({ subjectType: 'stock_transfer', subjectId: id, before: current, after });
   return after;

@@ -2,6 +2,7 @@ import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
+import { all } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
@@ -36,10 +37,14 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
       .map((line) => ({ storeId: current.destination_store_id, skuId: line.sku_id, quantityChange: line.received, kind: 'transfer_in', reason: `transfer ${id}` })),
   );
   if (!stock.ok) throw new Error('receiving only adds stock');
-  await sql`
-    UPDATE stock_transfer_items i SET quantity_in_transit = 0, quantity_received = l.received
-    FROM jsonb_to_recordset(${JSON.stringify(plan.lines)}::jsonb) AS l(sku_id uuid, received bigint)
-    WHERE i.tenant_id = ${cmd.tenantId} AND i.transfer_id = ${id} AND i.sku_id = l.sku_id`.execute(cmd.tx);
+  const itemRows = await all(
+    cmd.tx,
+    sql<{ id: string }>`
+      UPDATE stock_transfer_items i SET quantity_in_transit = 0, quantity_received = l.received
+      FROM jsonb_to_recordset(${JSON.stringify(plan.lines)}::jsonb) AS l(sku_id uuid, received bigint)
+      WHERE i.tenant_id = ${cmd.tenantId} AND i.transfer_id = ${id} AND i.sku_id = l.sku_id
+      RETURNING i.id`,
+  );
   const short = plan.lines.filter((line) => line.shortfall > 0);
   if (short.length > 0) {
     const reviewId = await openReviewItem(cmd.tx, cmd.tenantId, cmd.opId, {
@@ -58,6 +63,7 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
   const after = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!after) throw new Error('received transfer is missing');
   cmd.touch('stock_transfers', id, 'updated');
+  for (const line of itemRows) cmd.touch('stock_transfer_items', line.id, 'updated');
   touchStockMoves(cmd, stock.balances);
   cmd.audit({ subjectType: 'stock_transfer', subjectId: id, before: current, after });
   return after;

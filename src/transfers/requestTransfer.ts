@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
+import { all } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { assertSkusExist, assertStoreExists } from '../inventory/receiveStock.js';
@@ -42,15 +43,20 @@ export async function requestTransfer(cmd: Command, input: TransferRequestInput)
   await sql`
     INSERT INTO stock_transfers (tenant_id, id, source_store_id, destination_store_id, note, requested_by, op_id)
     VALUES (${cmd.tenantId}, ${id}, ${input.source_store_id}, ${input.destination_store_id}, ${input.note ?? null}, ${cmd.actor}, ${cmd.opId})`.execute(cmd.tx);
-  await sql`
-    INSERT INTO stock_transfer_items (tenant_id, id, transfer_id, sku_id, quantity, op_id)
-    SELECT ${cmd.tenantId}, i.id, ${id}, i.sku_id, i.quantity, ${cmd.opId}
-    FROM jsonb_to_recordset(${JSON.stringify([...quantities].map(([sku_id, quantity]) => ({ id: newId(), sku_id, quantity })))}::jsonb)
-      AS i(id uuid, sku_id uuid, quantity bigint)`.execute(cmd.tx);
+  const itemRows = await all(
+    cmd.tx,
+    sql<{ id: string }>`
+      INSERT INTO stock_transfer_items (tenant_id, id, transfer_id, sku_id, quantity, op_id)
+      SELECT ${cmd.tenantId}, i.id, ${id}, i.sku_id, i.quantity, ${cmd.opId}
+      FROM jsonb_to_recordset(${JSON.stringify([...quantities].map(([sku_id, quantity]) => ({ id: newId(), sku_id, quantity })))}::jsonb)
+        AS i(id uuid, sku_id uuid, quantity bigint)
+      RETURNING id`,
+  );
   const transfer = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!transfer) throw new Error('transfer just inserted is missing');
   cmd.storeId = input.source_store_id;
   cmd.touch('stock_transfers', id);
+  for (const line of itemRows) cmd.touch('stock_transfer_items', line.id);
   cmd.audit({ subjectType: 'stock_transfer', subjectId: id, after: transfer });
   return transfer;
 }
