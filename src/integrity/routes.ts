@@ -4,8 +4,12 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
-import { assertAllStores, inStoreScope, recordInScope, SYSTEM_TENANT_ID } from '../core/auth.js';
-import { findReviewItem, listReviewItems } from './listReviewItems.js';
+import { assertAllStores, inStoreScope, recordInScope, SYSTEM_TENANT_ID, type TenantPrincipal } from '../core/auth.js';
+import { findReviewItem, listReviewItems, type ReviewItemRow } from './listReviewItems.js';
+
+/** Whether a tenant's token sees a review item: its store, or the other store it concerns, in scope (no store: tokens of every store). */
+const reviewItemVisible = (principal: TenantPrincipal, item: Pick<ReviewItemRow, 'store_id' | 'other_store_id'>): boolean =>
+  recordInScope(principal, item.store_id) || (item.other_store_id !== null && inStoreScope(principal, item.other_store_id));
 import { allChecks } from './registry.js';
 import { resolveReviewItem } from './resolveReviewItem.js';
 import { checkSettingsOf, runChecksForTenant } from './runChecks.js';
@@ -99,7 +103,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
     async (request) => {
       const principal = tenantOf(request);
       const item = await inTenantTransaction(db, principal.tenantId, (tx) => findReviewItem(tx, principal.tenantId, request.params.id));
-      if (!item || !(recordInScope(principal, item.store_id) || (item.other_store_id !== null && inStoreScope(principal, item.other_store_id)))) throw notFound('review item');
+      if (!item || !reviewItemVisible(principal, item)) throw notFound('review item');
       return item;
     },
   );
@@ -117,11 +121,18 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
         response: { 200: ReviewItem },
       },
     },
-    async (request, reply) =>
-      command(db, request, reply, { type: 'review_item.resolve', replayInStoreScopeOnly: true }, async (cmd) => ({
+    async (request, reply) => {
+      // Checked before the command, as GET checks it, so a replay goes to whoever sees the item —
+      // the staff of either store of a two-store item (a transfer's shortfall), not only of the
+      // store its resolution was filed under — and to no one else. (The command checks again.)
+      const principal = tenantOf(request);
+      const item = await inTenantTransaction(db, principal.tenantId, (tx) => findReviewItem(tx, principal.tenantId, request.params.id));
+      if (!item || !reviewItemVisible(principal, item)) throw notFound('review item');
+      return command(db, request, reply, { type: 'review_item.resolve' }, async (cmd) => ({
         status: 200,
         body: await resolveReviewItem(cmd, request.params.id, request.body.note),
-      })),
+      }));
+    },
   );
 
   // The operator's own queue: items of the system tenant — jobs that belong

@@ -273,6 +273,31 @@ describe('stock transfers between stores', () => {
     assert.equal((await sender.get(`/v1/operations/${resolved.body.resolved_by_op}`)).status, 200);
   });
 
+  it("a shortfall resolved under a key by one end: the other end's staff, who see the item, get the replay (not 404); a third store's do not", async () => {
+    const west = (await owner.post('/v1/stores', { code: `W${randomUUID().slice(0, 4)}`, name: 'West' })).body;
+    const token = async (name: string, storeId: string) => t.client((await owner.post('/v1/tokens', { name, role: 'manager', store_ids: [storeId] })).body.token);
+    const [sender, receiver, bystander] = [await token('sender-r', north.id), await token('receiver-r', south.id), await token('bystander-r', west.id)];
+    const requested = await request([{ sku_id: rice.id, quantity: 30 }]);
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
+    assert.equal((await receiver.post(`/v1/transfers/${requested.body.id}/receive`, { items: [{ sku_id: rice.id, quantity_received: 20 }] })).status, 200);
+    const item = (await t.admin.query(`SELECT id FROM review_items WHERE tenant_id = $1 AND subject_id = $2`, [tenantId, requested.body.id])).rows[0].id as string;
+    // The source's staff resolve it, acting in their store; the destination's staff see the item (its store).
+    const key = randomUUID();
+    const body = { note: 'ten kilos found on the truck' };
+    const resolved = await sender.post(`/v1/review-items/${item}/resolve`, body, { idempotencyKey: key });
+    assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
+    assert.equal((await receiver.get(`/v1/review-items/${item}`)).status, 200, 'the destination sees the item');
+    const before = await counts();
+    const replay = await receiver.post(`/v1/review-items/${item}/resolve`, body, { idempotencyKey: key });
+    assert.equal(replay.status, 200, JSON.stringify(replay.body));
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(replay.body, resolved.body);
+    const outsider = await bystander.post(`/v1/review-items/${item}/resolve`, body, { idempotencyKey: key });
+    assert.equal(outsider.status, 404, JSON.stringify(outsider.body));
+    assert.equal(outsider.headers.get('idempotent-replayed'), null);
+    assert.deepEqual(await counts(), before, 'the replays wrote nothing');
+  });
+
   it('a SKU sent above the largest line quantity (lines of one SKU summed) can be received in part, by what arrived', async () => {
     const grain = (await owner.post('/v1/skus', { code: 'GRAIN', name: 'Grain', unit: 'kg', price: 1 })).body;
     for (let i = 0; i < 2; i++) {
