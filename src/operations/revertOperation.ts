@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
-import { recordInScope } from '../core/auth.js';
 import { AlreadyDone, type Command } from '../core/command.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
+import { operationInScope } from './getOperation.js';
 
 /** The operation being reverted, locked by revertOperation. */
 export interface RevertTarget {
@@ -65,7 +65,7 @@ export async function revertOperation(cmd: Command, opId: string, handlers: Read
   assert(principal.kind === 'token', 'operations are reverted by tenant tokens');
   const target = await lockOperationForUpdate(cmd.tx, cmd.tenantId, opId);
   // Visible as GET /v1/operations/{id} sees it (404, type not named).
-  if (!target || !recordInScope(principal, target.store_id)) throw notFound('operation');
+  if (!target || !(await operationInScope(cmd.tx, principal, target))) throw notFound('operation');
   cmd.storeId = target.store_id ?? undefined;
 
   if (target.reverted_by !== null) throw new AlreadyDone(await loadRevertResult(cmd.tx, cmd.tenantId, target, target.reverted_by), target.reverted_by);

@@ -495,6 +495,27 @@ describe('stock transfers between stores', () => {
     }
   });
 
+  it("a transfer's operations cannot be reverted: 422 at either end, whose staff read them; 404 for a third store's; nothing written", async () => {
+    const northManager = t.client((await owner.post('/v1/tokens', { name: 'north-rv', role: 'manager', store_ids: [north.id] })).body.token);
+    const southManager = t.client((await owner.post('/v1/tokens', { name: 'south-rv', role: 'manager', store_ids: [south.id] })).body.token);
+    const west = (await owner.post('/v1/stores', { code: 'W-RV', name: 'West' })).body;
+    const westManager = t.client((await owner.post('/v1/tokens', { name: 'west-rv', role: 'manager', store_ids: [west.id] })).body.token);
+    const requested = await request([{ sku_id: flour.id, quantity: 3 }]);
+    assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
+    const approveOp = (await t.admin.query(`SELECT approved_op FROM stock_transfers WHERE tenant_id = $1 AND id = $2`, [tenantId, requested.body.id])).rows[0].approved_op;
+    const before = await counts();
+    for (const [who, client] of [['north', northManager], ['south', southManager]] as const) {
+      assert.equal((await client.get(`/v1/operations/${approveOp}`)).status, 200, `${who} reads it`);
+      const revert = await client.post(`/v1/operations/${approveOp}/revert`, undefined, { idempotencyKey: randomUUID() });
+      assert.equal(revert.status, 422, `${who}: ${JSON.stringify(revert.body)}`);
+      assert.equal(revert.body.code, 'unprocessable');
+    }
+    const hidden = await westManager.post(`/v1/operations/${approveOp}/revert`);
+    assert.equal(hidden.status, 404, JSON.stringify(hidden.body));
+    assert.equal(hidden.body.operation_type, undefined, 'the type is not named');
+    assert.deepEqual(await counts(), before);
+  });
+
   it('a transfer approval racing another consumer of the last units: never negative, exactly one wins', async () => {
     for (let round = 0; round < 10; round++) {
       const sku = (await owner.post('/v1/skus', { code: `LAST-${round}`, name: 'Last', unit: 'piece', price: 10 })).body;
