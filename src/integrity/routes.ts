@@ -6,14 +6,14 @@ import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.
 import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { assertAllStores, inStoreScope, recordInScope, SYSTEM_TENANT_ID, type TenantPrincipal } from '../core/auth.js';
 import { findReviewItem, listReviewItems, type ReviewItemRow } from './listReviewItems.js';
-
-/** Whether a tenant's token sees a review item: its store, or the other store it concerns, in scope (no store: tokens of every store). */
-const reviewItemVisible = (principal: TenantPrincipal, item: Pick<ReviewItemRow, 'store_id' | 'other_store_id'>): boolean =>
-  recordInScope(principal, item.store_id) || (item.other_store_id !== null && inStoreScope(principal, item.other_store_id));
 import { allChecks } from './registry.js';
 import { resolveReviewItem } from './resolveReviewItem.js';
 import { checkSettingsOf, runChecksForTenant } from './runChecks.js';
 import { serveOpenFindingsFrom } from './metrics.js';
+
+/** Whether a tenant's token sees a review item: its store, or the other store it concerns, in scope (no store: tokens of every store). */
+const reviewItemVisible = (principal: TenantPrincipal, item: Pick<ReviewItemRow, 'store_id' | 'other_store_id'>): boolean =>
+  recordInScope(principal, item.store_id) || (item.other_store_id !== null && inStoreScope(principal, item.other_store_id));
 
 const Finding = Type.Object({
   check: Type.String({ description: 'name of the invariant, e.g. stock_ledger_matches_balance' }),
