@@ -2,6 +2,7 @@ import { loadConfig, ConfigError, numberFlag, type Config } from './config.js';
 import { AppLoginRefused } from './core/appLogin.js';
 import { EmbeddedDatabaseInUse } from './core/embeddedPostgres.js';
 import { createLogger, type Logger } from './core/logger.js';
+import { databaseFailureMessage, StartupRefused } from './core/startupFailure.js';
 import { migrate } from './core/migrate.js';
 import { appDatabaseUrl, openDatabase } from './runtime.js';
 import { serve } from './server.js';
@@ -21,8 +22,9 @@ const USAGE = `usage: storekeep <command>
   worker     run background jobs
   provider-sim  a fake fulfilment provider on loopback (--port, --webhook-url, --latency-ms,
              --fail-rate, --duplicate-webhooks, --out-of-order-webhooks, --no-webhooks)
-  check      run the integrity checks over every tenant; prints findings (--json: as JSON)
-             and exits 1 on any finding
+  check      run the integrity checks over every tenant; prints findings (--json: as JSON);
+             exits 0 when clean, 1 on any finding, 2 when the checks could not run
+             (a configuration error, the database unreachable or refusing the login)
 `;
 
 function onSignals(logger: Logger, close: () => Promise<void>): void {
@@ -152,7 +154,15 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'check': {
-      const database = await openDatabase(config, logger, { attach: true });
+      // Exit 1 means findings: a check that could not run at all exits 2, so
+      // a script or a cron job tells "the data is wrong" from "we do not know".
+      let database: Awaited<ReturnType<typeof openDatabase>>;
+      try {
+        database = await openDatabase(config, logger, { attach: true });
+      } catch (error) {
+        process.stderr.write(`storekeep: ${failureText(error)}\n`);
+        return 2;
+      }
       const pool = new pg.Pool({ connectionString: database.url, max: 1 });
       try {
         const run = await runChecksAsOwner(pool, allChecks, checkSettingsOf(config));
@@ -169,6 +179,9 @@ async function main(argv: string[]): Promise<number> {
           );
         }
         return run.findings.length === 0 ? 0 : 1;
+      } catch (error) {
+        process.stderr.write(`storekeep: ${failureText(error)}\n`);
+        return 2;
       } finally {
         await pool.end();
         await database.stop();
@@ -180,14 +193,22 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * What to print for an error that stops a command: a refusal that says what
+ * to do (a setting, the machine, the database unreachable or refusing the
+ * login) as its one line; anything else — a bug — with its stack.
+ */
+function failureText(error: unknown): string {
+  if (error instanceof EmbeddedDatabaseInUse || error instanceof AppLoginRefused || error instanceof StartupRefused) return error.message;
+  return databaseFailureMessage(error) ?? (error instanceof Error ? (error.stack ?? error.message) : String(error));
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (code >= 0) process.exit(code);
   },
   (error: unknown) => {
-    // A refusal to start that says what to do is shown as it is; anything else with its stack.
-    const text = error instanceof EmbeddedDatabaseInUse || error instanceof AppLoginRefused ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
-    process.stderr.write(`storekeep: ${text}\n`);
+    process.stderr.write(`storekeep: ${failureText(error)}\n`);
     process.exit(1);
   },
 );

@@ -4,6 +4,7 @@ import { setIdempotencyTtlHours } from './core/command.js';
 import { createDb, createPool } from './core/db.js';
 import type { Logger } from './core/logger.js';
 import { migrate } from './core/migrate.js';
+import { listenFailure } from './core/startupFailure.js';
 import { buildApp, type App } from './http/app.js';
 import { appDatabaseUrl, openDatabase, operatorTokenHashes, readOperatorTokenFile } from './runtime.js';
 
@@ -39,7 +40,14 @@ export async function serve(config: Config, logger: Logger): Promise<RunningServ
     }
 
     const app = await buildApp({ config, pool, db, logger, authenticator, reportError });
-    const address = await app.listen({ port: config.port, host: config.host });
+    let address: string;
+    try {
+      address = await app.listen({ port: config.port, host: config.host });
+    } catch (error) {
+      await app.close().catch(() => undefined);
+      await pool.end().catch(() => undefined);
+      throw listenFailure(error, config.host, config.port, 'PORT, HOST');
+    }
 
     const purge = setInterval(() => {
       pool.query('SELECT purge_expired_idempotency_keys()').catch((error: unknown) => logger.warn({ err: error }, 'idempotency purge failed'));

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { freePort, root } from './support/processes.js';
+
+/**
+ * What an operator sees when the service cannot start or `storekeep check`
+ * cannot run: one line that says what is wrong and a non-zero exit — never a
+ * stack trace, never the database password.
+ */
+const PASSWORD = 'hunter2-do-not-print';
+
+function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', WORKER_METRICS_PORT: '0', ...env };
+    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), ...args], { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`storekeep ${args.join(' ')} still running after ${timeoutMs} ms: ${output}`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+function assertOneClearLine(output: string, pattern: RegExp): void {
+  assert.match(output, pattern);
+  assert.doesNotMatch(output, /\n\s+at /, `a refusal, not a crash: no stack trace\n${output}`);
+  assert.ok(!output.includes(PASSWORD), `the password is not printed\n${output}`);
+}
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  return freePort();
+}
+
+describe('storekeep cannot reach its database', { timeout: 120_000 }, () => {
+  it('check exits 2 (1 means findings), serve, migrate and worker exit non-zero — each with one line naming the database problem', async () => {
+    const url = `postgres://storekeep:${PASSWORD}@127.0.0.1:${await closedPort()}/storekeep`;
+    const check = await runCli(['check'], { DATABASE_URL: url });
+    assert.equal(check.code, 2, check.output);
+    assertOneClearLine(check.output, /^storekeep: cannot reach the database: .*ECONNREFUSED/m);
+    const json = await runCli(['check', '--json'], { DATABASE_URL: url });
+    assert.equal(json.code, 2, json.output);
+    for (const command of ['serve', 'migrate', 'worker']) {
+      const result = await runCli([command], { DATABASE_URL: url });
+      assert.notEqual(result.code, 0, `${command}: ${result.output}`);
+      assertOneClearLine(result.output, /^storekeep: cannot reach the database: .*ECONNREFUSED/m);
+    }
+    const unknownHost = await runCli(['check'], { DATABASE_URL: `postgres://storekeep:${PASSWORD}@no-such-host.invalid:5432/storekeep` });
+    assert.equal(unknownHost.code, 2, unknownHost.output);
+    assertOneClearLine(unknownHost.output, /^storekeep: cannot reach the database: .*no-such-host\.invalid/m);
+  });
+});
+
+describe('storekeep with a database that refuses the login, or a port it cannot listen on', { timeout: 120_000 }, () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await createTestDatabase();
+  });
+  after(async () => {
+    await t.drop();
+  });
+
+  it('check exits 0 on a clean database and 2 when the login is refused; serve says so in one line', async () => {
+    const clean = await runCli(['check'], { DATABASE_URL: t.url });
+    assert.equal(clean.code, 0, clean.output);
+    const wrong = new URL(t.url);
+    wrong.password = PASSWORD;
+    const refused = await runCli(['check'], { DATABASE_URL: wrong.toString() });
+    assert.equal(refused.code, 2, refused.output);
+    assertOneClearLine(refused.output, /^storekeep: the database refused the connection: password authentication failed/m);
+    const serve = await runCli(['serve'], { DATABASE_URL: wrong.toString(), PORT: String(await freePort()) });
+    assert.notEqual(serve.code, 0, serve.output);
+    assertOneClearLine(serve.output, /^storekeep: the database refused the connection: password authentication failed/m);
+  });
+
+  it('serve on a PORT another process holds, or a HOST that is not this machine: one line naming the setting, non-zero exit', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    try {
+      const env = { DATABASE_URL: t.url, DATABASE_APP_URL: t.appUrl, STOREKEEP_ROOT_TOKEN: 'startup-failures-operator-token' };
+      const busy = await runCli(['serve'], { ...env, PORT: String(port) });
+      assert.notEqual(busy.code, 0, busy.output);
+      assertOneClearLine(busy.output, new RegExp(`^storekeep: cannot listen on 127\\.0\\.0\\.1:${port} \\(PORT, HOST\\): the port is already in use`, 'm'));
+      // 192.0.2.1 (TEST-NET-1) is an address of no machine
+      const foreign = await runCli(['serve'], { ...env, PORT: String(await freePort()), HOST: '192.0.2.1' });
+      assert.notEqual(foreign.code, 0, foreign.output);
+      assertOneClearLine(foreign.output, /^storekeep: cannot listen on 192\.0\.2\.1:\d+ \(PORT, HOST\): HOST is not an address of this machine/m);
+    } finally {
+      holder.close();
+    }
+  });
+});
