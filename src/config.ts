@@ -161,7 +161,8 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('REDIS_URL must start with redis:// or rediss://');
   }
   return {
-    port: integer(env, 'PORT', 8080, 0, 65535),
+    // Not 0: a port picked at random, which no client, proxy or provider webhook could find.
+    port: integer(env, 'PORT', 8080, 1, 65535),
     host: optional(env, 'HOST') ?? '127.0.0.1',
     databaseUrl,
     databaseAppUrl,

@@ -72,3 +72,16 @@ describe('numberFlag (provider-sim flags)', () => {
     }
   });
 });
+
+describe('loadConfig: PORT', () => {
+  it('takes a port from 1 to 65535 and refuses 0 (a random port no client, proxy or provider webhook could find), naming the variable', () => {
+    assert.equal(loadConfig({}).port, 8080);
+    assert.equal(loadConfig({ PORT: '1' }).port, 1);
+    assert.equal(loadConfig({ PORT: '65535' }).port, 65535);
+    for (const port of ['0', '70000', '-1', '80a', '8080.5']) {
+      assert.throws(() => loadConfig({ PORT: port }), (error: unknown) => error instanceof ConfigError && /^PORT must be/.test(error.message), port);
+    }
+    // WORKER_METRICS_PORT keeps 0: no /metrics server (README)
+    assert.equal(loadConfig({ WORKER_METRICS_PORT: '0' }).workerMetricsPort, 0);
+  });
+});
