@@ -1,6 +1,6 @@
 import { loadConfig, ConfigError, numberFlag, type Config } from './config.js';
 import { AppLoginRefused } from './core/appLogin.js';
-import { EmbeddedDatabaseInUse } from './core/embeddedPostgres.js';
+import { EmbeddedDatabaseInUse, stopOwnedEmbeddedServers } from './core/embeddedPostgres.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { databaseFailureMessage, StartupRefused } from './core/startupFailure.js';
 import { migrate } from './core/migrate.js';
@@ -27,16 +27,17 @@ const USAGE = `usage: storekeep <command>
              (a configuration error, the database unreachable or refusing the login)
 `;
 
-function onSignals(logger: Logger, close: () => Promise<void>): void {
+function onSignals(logger: Logger, close: (signal: string) => Promise<void>): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    close().then(
+    close(signal).then(
       () => process.exit(0),
       (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
+        if (error instanceof StartupRefused) process.stderr.write(`storekeep: ${error.message}\n`);
+        else logger.error({ err: error }, 'shutdown failed');
         process.exit(1);
       },
     );
@@ -45,16 +46,32 @@ function onSignals(logger: Logger, close: () => Promise<void>): void {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/** How long a signal that arrives during start-up waits for the start to finish before abandoning it. */
+const START_GRACE_MS = 10_000;
+
 /**
  * A long-running command with SIGTERM/SIGINT handled from its first moment:
  * a signal that arrives while it is still starting (migrations, the embedded
  * database) stops it as soon as it has started — exit 0 after a clean stop —
- * instead of killing it half-started. `start` returns how to stop it.
+ * instead of killing it half-started. A start still not finished
+ * START_GRACE_MS later (waiting for a database that does not answer, or for
+ * another process's migration) is abandoned: the embedded server this
+ * process started is stopped, and it exits 1 saying so — it used to wait for
+ * the start for ever. A migration it was running is rolled back with its
+ * connection (each runs in a transaction). `start` returns how to stop it.
  */
 async function runUntilSignalled(logger: Logger, start: () => Promise<() => Promise<void>>): Promise<number> {
   const starting = start();
-  onSignals(logger, async () => {
-    const stop = await starting;
+  onSignals(logger, async (signal) => {
+    let timer: NodeJS.Timeout | undefined;
+    const abandoned = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), START_GRACE_MS);
+    });
+    const stop = await Promise.race([starting, abandoned]).finally(() => clearTimeout(timer));
+    if (stop === undefined) {
+      await stopOwnedEmbeddedServers();
+      throw new StartupRefused(`start-up abandoned on ${signal}: it had not finished ${START_GRACE_MS / 1000} s later (waiting for the database or for another process's migration)`);
+    }
     await stop();
   });
   await starting;

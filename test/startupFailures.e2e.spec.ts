@@ -3,8 +3,11 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
+import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { freePort, root } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 
 /**
  * What an operator sees when the service cannot start or `storekeep check`
@@ -98,6 +101,42 @@ describe('storekeep with a database that refuses the login, or a port it cannot 
       assertOneClearLine(foreign.output, /^storekeep: cannot listen on 192\.0\.2\.1:\d+ \(PORT, HOST\): HOST is not an address of this machine/m);
     } finally {
       holder.close();
+    }
+  });
+
+  it('SIGTERM while start-up waits (here on another process\'s migration lock) stops it within seconds, saying so — it was ignored until the start finished, for ever if it never did', async () => {
+    // Given another process migrating (it holds the migration lock) and the API starting behind it
+    const holder = new pg.Client(t.url);
+    await holder.connect();
+    await holder.query(`SELECT pg_advisory_lock(${PG_MIGRATE_LOCK_ID})`);
+    const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: t.url, DATABASE_APP_URL: t.appUrl, PORT: String(await freePort()), LOG_LEVEL: 'warn', STOREKEEP_ROOT_TOKEN: 'startup-failures-operator-token' };
+    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), 'serve'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    try {
+      await waitFor('the API to wait for the migration lock', async () => {
+        const { rows } = await holder.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+        return rows.length > 0;
+      }, 60_000, 100);
+      // When it is told to stop
+      child.kill('SIGTERM');
+      // Then it stops within seconds, with one line saying the start was abandoned
+      const code = await Promise.race([exited, new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 30_000))]);
+      assert.notEqual(code, 'running', `still running 30 s after SIGTERM: ${output}`);
+      assert.notEqual(code, 0, output);
+      assertOneClearLine(output, /^storekeep: start-up abandoned on SIGTERM/m);
+      // and once the other process's migration ends, nothing of it lingers (its backend, blocked on the
+      // lock, notices the closed connection only when it gets the lock, and then ends)
+      await holder.query(`SELECT pg_advisory_unlock(${PG_MIGRATE_LOCK_ID})`);
+      await waitFor('its backend to end', async () => {
+        const { rows } = await holder.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = ${PG_MIGRATE_LOCK_ID} % 4294967296`);
+        return rows.length === 0;
+      }, 10_000, 100);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await holder.end();
     }
   });
 });

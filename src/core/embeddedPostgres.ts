@@ -319,16 +319,30 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   await run(pgCtl, ['start', '-w', '-t', '60', '-D', pgData, '-l', path.join(pgData, 'server.log'), '-o', serverOptions], user);
   options.logger?.info({ port }, 'embedded PostgreSQL started');
 
-  let stopped = false;
-  return {
+  let stopping: Promise<void> | undefined;
+  const server: EmbeddedServer = {
     port,
     url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await run(pgCtl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgData], user);
-      await releaseOwnership(root);
-      options.logger?.info('embedded PostgreSQL stopped');
-    },
+    stop: () =>
+      (stopping ??= (async () => {
+        await run(pgCtl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgData], user);
+        ownedServers.delete(server);
+        await releaseOwnership(root);
+        options.logger?.info('embedded PostgreSQL stopped');
+      })()),
   };
+  ownedServers.add(server);
+  return server;
+}
+
+/** The embedded servers this process started and has not stopped. */
+const ownedServers = new Set<EmbeddedServer>();
+
+/**
+ * Stops every embedded server this process started: a start-up abandoned
+ * on a signal (the CLI) does not leave its database running for the next
+ * start to find as an orphan.
+ */
+export async function stopOwnedEmbeddedServers(): Promise<void> {
+  await Promise.all([...ownedServers].map((server) => server.stop()));
 }
