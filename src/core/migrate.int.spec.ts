@@ -39,4 +39,23 @@ describe('migrate', () => {
     // and a third run has nothing to do
     assert.deepEqual(await migrate(url.toString()), []);
   });
+
+  it('a server that ends every connection the moment it returns does not crash the process (no connection of its own left behind without an error handler)', async () => {
+    const admin = new pg.Client(server);
+    await admin.connect();
+    // A pool that is slow to close its connections (as on a loaded machine): what migrate leaves open shows.
+    const end = pg.Pool.prototype.end;
+    pg.Pool.prototype.end = function (this: pg.Pool, ...args: unknown[]) {
+      return new Promise((resolve) => setTimeout(resolve, 300)).then(() => (end as (...a: unknown[]) => Promise<void>).apply(this, args));
+    } as typeof end;
+    try {
+      await migrate(url.toString());
+      // what DROP DATABASE … WITH (FORCE), a failover or a restart does
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+    } finally {
+      pg.Pool.prototype.end = end;
+      await admin.end();
+    }
+  });
 });

@@ -48,17 +48,27 @@ const JOB_QUEUE_MIGRATION_LOCK = 740_001;
  */
 async function migrateJobQueue(databaseUrl: string, logger?: Logger): Promise<void> {
   const client = new pg.Client(databaseUrl);
+  // A connection the server ends fails the query waiting on it; without a listener its error event would also crash the process.
+  client.on('error', (error) => logger?.warn({ err: error }, 'the job-queue migration lock connection failed'));
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [JOB_QUEUE_MIGRATION_LOCK]);
+    // Our own pool, closed before we return: graphile-worker ends a pool it
+    // made without waiting, after removing its error handlers, so a
+    // connection still closing when the server ended it (a restart, a
+    // failover, DROP DATABASE … WITH (FORCE)) raised an error nobody handled
+    // and crashed the process.
+    const pool = new pg.Pool({ connectionString: databaseUrl });
+    pool.on('error', (error) => logger?.warn({ err: error }, 'a job-queue migration connection failed'));
     try {
       await runWorkerMigrations({
-        connectionString: databaseUrl,
+        pgPool: pool,
         logger: new WorkerLogger(() => (level, message) => {
           if (level === 'error' || level === 'warning') logger?.warn({ component: 'graphile-worker' }, message);
         }),
       });
     } finally {
+      await pool.end();
       await client.query('SELECT pg_advisory_unlock($1)', [JOB_QUEUE_MIGRATION_LOCK]);
     }
   } finally {
