@@ -178,6 +178,44 @@ describe('sales post to the ledger in the sale\'s own transaction', () => {
     assert.ok(dates.every((row) => row.ok));
   });
 
+  it("a till whose clock was reset (1970), or a sale of a day the shop skipped counting, books on the first open day after the store's latest count — the count that finds its cash", async () => {
+    const { owner: o4, tenantId: t4 } = await t.newTenant();
+    const counted = (await o4.post('/v1/stores', { code: 'CNT', name: 'Counted' })).body;
+    const never = (await o4.post('/v1/stores', { code: 'NVR', name: 'Never counted' })).body;
+    const item = (await o4.post('/v1/skus', { code: 'C', name: 'C', unit: 'piece', price: 100 })).body;
+    for (const store of [counted, never]) await o4.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: item.id, quantity: 10 }] });
+    const { today, yesterday, threeDaysAgo } = (
+      await t.admin.query(
+        `SELECT to_char(d, 'YYYY-MM-DD') AS today, to_char(d - 1, 'YYYY-MM-DD') AS yesterday, to_char(d - 3, 'YYYY-MM-DD') AS "threeDaysAgo"
+         FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS d) x`,
+      )
+    ).rows[0];
+    // Given the store counted yesterday (and never the day three days ago)
+    assert.equal((await o4.post('/v1/settlements', { store_id: counted.id, business_date: yesterday, declared_cash: 0 })).status, 201);
+    // When a till syncs a sale stamped 1970-01-01 (its clock reset) and one of three days ago, in each store
+    const sync = (store: string, at: string, quantity: number) =>
+      o4.post('/v1/sync/sales', { sales: [{ idempotency_key: randomUUID(), store_id: store, payment_method: 'cash', items: [{ sku_id: item.id, quantity, unit_price: 100 }], client_created_at: at }] });
+    for (const [store, at, quantity] of [
+      [counted.id, '1970-01-01T09:00:00Z', 1],
+      [counted.id, `${threeDaysAgo}T09:00:00Z`, 2],
+      [never.id, `${threeDaysAgo}T09:00:00Z`, 4],
+    ] as const) {
+      const synced = await sync(store, at, quantity);
+      assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    }
+    // Then the counted store's cash is booked today, the first day after its latest count
+    const dates = async (store: string) =>
+      (await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d FROM journal_entries WHERE tenant_id = $1 AND store_id = $2 AND kind = 'sale' ORDER BY 1`, [t4, store])).rows.map((row) => row.d);
+    assert.deepEqual(await dates(counted.id), [today, today]);
+    // and today's count expects it
+    const count = await o4.post('/v1/settlements', { store_id: counted.id, business_date: today, declared_cash: 300 });
+    assert.equal(count.status, 201, JSON.stringify(count.body));
+    assert.deepEqual([count.body.cash_sales, count.body.variance], [300, 0]);
+    // A store never counted keeps the till's day
+    assert.deepEqual(await dates(never.id), [threeDaysAgo]);
+    assert.deepEqual(await integrityFindings(t.admin, t4), []);
+  });
+
   it('a transfer approval racing a sale on the last units of the source: never negative, exactly one wins', async () => {
     const other = (await owner.post('/v1/stores', { code: 'SP2', name: 'Other' })).body;
     for (let round = 0; round < 15; round++) {
