@@ -1,5 +1,6 @@
-/** A UTF-16 surrogate without its pair. */
-const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+/** A NUL, or a UTF-16 surrogate without its pair (JSON's `\ud800` escapes): text PostgreSQL cannot store (text refuses the first, jsonb both). */
+export const UNSTORABLE_CHARACTER = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const EVERY_UNSTORABLE_CHARACTER = new RegExp(UNSTORABLE_CHARACTER.source, 'g');
 
 /**
  * `text` as PostgreSQL can store it in text and jsonb, for text we only
@@ -17,7 +18,7 @@ export function storableText(text: string, maxLength = Number.POSITIVE_INFINITY)
     const splitsAPair = end > 0 && /[\ud800-\udbff]/.test(text[end - 1]!) && /[\udc00-\udfff]/.test(text[end] ?? '');
     cut = text.slice(0, splitsAPair ? end - 1 : end);
   }
-  return cut.replace(UNPAIRED_SURROGATE, '\ufffd').replace(/\u0000/g, '\ufffd');
+  return cut.replace(EVERY_UNSTORABLE_CHARACTER, '\ufffd');
 }
 
 /** How deep storableJson keeps a value's nesting (as deep as a request body may nest: see MAX_JSON_DEPTH). */

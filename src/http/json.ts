@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { AppError, type FieldError } from '../core/errors.js';
+import { UNSTORABLE_CHARACTER } from '../core/text.js';
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -16,9 +17,6 @@ export function utf8TextOf(body: Buffer): string {
   }
 }
 
-/** A NUL, or a UTF-16 surrogate without its pair (JSON's `\ud800` escapes): text PostgreSQL cannot store. */
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
 const escapePointer = (name: string) => name.replace(/~/g, '~0').replace(/\//g, '~1');
 
 /**
@@ -33,12 +31,12 @@ export function unstorableTextIn(value: unknown, prefix: string): FieldError | u
   while (stack.length > 0) {
     const [current, path] = stack.pop()!;
     if (typeof current === 'string') {
-      if (UNSTORABLE.test(current)) return { path, message: 'must not contain a NUL character or an unpaired surrogate' };
+      if (UNSTORABLE_CHARACTER.test(current)) return { path, message: 'must not contain a NUL character or an unpaired surrogate' };
     } else if (Array.isArray(current)) {
       for (let index = current.length - 1; index >= 0; index--) stack.push([current[index], `${path}/${index}`]);
     } else if (typeof current === 'object' && current !== null) {
       for (const [name, item] of Object.entries(current).reverse()) {
-        if (UNSTORABLE.test(name)) return { path: `${path}/${escapePointer(name)}`, message: 'is a field name with a NUL character or an unpaired surrogate' };
+        if (UNSTORABLE_CHARACTER.test(name)) return { path: `${path}/${escapePointer(name)}`, message: 'is a field name with a NUL character or an unpaired surrogate' };
         stack.push([item, `${path}/${escapePointer(name)}`]);
       }
     }
