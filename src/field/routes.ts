@@ -5,7 +5,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, tenantOf } from '../http/command.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit, completionGoods, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
@@ -65,7 +65,6 @@ const Settlement = Type.Object({
 });
 const VisitCompletion = Type.Object({ visit: Visit, consignment: Nullable(Consignment), settlement: Nullable(Settlement) });
 
-const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 const isVisitCursor = isCursorOf<{ scheduled_for: string; id: string }>({ scheduled_for: cursorField.utcMicros, id: cursorField.uuid });
 
 export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
@@ -151,7 +150,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const after = decodeCursor(request.query.cursor, isUuidIdCursor)?.id;
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const row = await findPointOfSale(tx, principal.tenantId, request.params.id);
         if (!row || !inStoreScope(principal, row.store_id)) throw notFound('point of sale');

@@ -166,6 +166,9 @@ export function isCursorOf<T extends object>(fields: { [K in keyof T]: (value: u
     names.every((name) => (fields as Record<string, (field: unknown) => boolean>)[name]!((value as Record<string, unknown>)[name]));
 }
 
+/** The cursor of a list in uuid-id order: `{ id }`, the last id of the page. */
+export const isUuidIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
+
 /** Decodes a cursor made by encodeCursor; anything else is a validation error. */
 export function decodeCursor<T>(cursor: string | undefined, isValid: (value: unknown) => value is T): T | undefined {
   if (cursor === undefined) return undefined;

@@ -2,10 +2,9 @@ import type { TenantPrincipal } from '../core/auth.js';
 import { assertStoreInScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
 import type { Db, Tx } from '../core/db.js';
-import { cursorField, decodeCursor, isCursorOf, pageOf } from '../http/schemas.js';
+import { decodeCursor, isUuidIdCursor, pageOf } from '../http/schemas.js';
 import { assertStoreExists } from './receiveStock.js';
 
-const isUuidIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
 /** The query of a list a client may narrow to one store. */
 export interface StoreFilteredQuery {

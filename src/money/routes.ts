@@ -7,7 +7,7 @@ import { maybeOne } from '../core/db.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, MoneyTotal, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, Money, MoneyTotal, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
@@ -86,7 +86,6 @@ const StoreAccountKindSchema = Type.Union([
   Type.Literal('sales_revenue'),
 ]);
 const isPostingCursor = isCursorOf<{ id: number }>({ id: cursorField.safeInteger });
-const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 const isBalanceCursor = isCursorOf<BalanceCursor>({ outstanding: cursorField.safeInteger, party_id: cursorField.uuid });
 
 export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
@@ -122,7 +121,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const after = decodeCursor(request.query.cursor, isUuidIdCursor)?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listParties(tx, principal.tenantId, request.query.kind, after, limit + 1));
       return pageOf(rows, limit, (last) => ({ id: last.id }));
     },
