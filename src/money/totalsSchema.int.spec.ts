@@ -15,6 +15,12 @@ describe('money totals in the OpenAPI document', () => {
   });
   after(() => t.close());
 
+  /** The value lies within the documented bounds of its schema. */
+  const within = (schema: { minimum?: number; maximum?: number }, value: number, what: string) => {
+    assert.ok(schema.maximum === undefined || value <= schema.maximum, `${what} = ${value} > documented maximum ${schema.maximum}`);
+    assert.ok(schema.minimum === undefined || value >= schema.minimum, `${what} = ${value} < documented minimum ${schema.minimum}`);
+  };
+
   it('two payments of the largest amount: the balances answered fit the documented schemas', async () => {
     const { owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'T1', name: 'Totals' })).body;
@@ -27,10 +33,6 @@ describe('money totals in the OpenAPI document', () => {
     const itemSchema = (path: string) => {
       const schema = doc.paths[path].get.responses['200'].content['application/json'].schema;
       return schema.properties.items.items;
-    };
-    const within = (schema: { minimum?: number; maximum?: number }, value: number, what: string) => {
-      assert.ok(schema.maximum === undefined || value <= schema.maximum, `${what} = ${value} > documented maximum ${schema.maximum}`);
-      assert.ok(schema.minimum === undefined || value >= schema.minimum, `${what} = ${value} < documented minimum ${schema.minimum}`);
     };
     const [balance] = (await owner.get('/v1/ledger/suppliers')).body.items;
     assert.equal(balance.debit_total, 18_000_000_000_000);
@@ -48,7 +50,7 @@ describe('money totals in the OpenAPI document', () => {
   it("a store-day's revenue (the sum of its sales, each up to 9 × 10^12) may reach the revenue account's 9 × 10^15 in the documented schema", async () => {
     const doc = (await new ApiClient(t.baseUrl, undefined).get('/openapi.json')).body;
     const revenue = doc.paths['/v1/analytics/daily-sales'].get.responses['200'].content['application/json'].schema.properties.items.items.properties.revenue;
-    assert.ok(revenue.maximum === undefined || revenue.maximum >= 9_000_000_000_000_000, `documented maximum ${revenue.maximum}`);
+    within(revenue, 9_000_000_000_000_000, 'the largest revenue');
   });
 
   it("a day's drawer movements of two payments of the largest amount: the settlement answered fits the documented schema", async () => {
@@ -67,15 +69,12 @@ describe('money totals in the OpenAPI document', () => {
     const schema = doc.paths['/v1/settlements/{id}'].get.responses['200'].content['application/json'].schema;
     const read = (await owner.get(`/v1/settlements/${submitted.body.id}`)).body;
     for (const field of ['float_amount', 'cash_sales', 'cash_voids', 'payments_in', 'payments_out', 'other_cash', 'expected_cash', 'declared_cash', 'variance']) {
-      const documented = schema.properties[field] as { minimum?: number; maximum?: number };
-      assert.ok(documented.maximum === undefined || read[field] <= documented.maximum, `${field} = ${read[field]} > documented maximum ${documented.maximum}`);
-      assert.ok(documented.minimum === undefined || read[field] >= documented.minimum, `${field} = ${read[field]} < documented minimum ${documented.minimum}`);
+      within(schema.properties[field], read[field], field);
     }
     // the most a settlement records (beyond it: 422 limit_exceeded) is allowed
     for (const field of ['expected_cash', 'variance']) {
-      const documented = schema.properties[field] as { minimum?: number; maximum?: number };
-      assert.ok(documented.maximum === undefined || documented.maximum >= Number.MAX_SAFE_INTEGER, `${field}: documented maximum ${documented.maximum}`);
-      assert.ok(documented.minimum === undefined || documented.minimum <= -Number.MAX_SAFE_INTEGER, `${field}: documented minimum ${documented.minimum}`);
+      within(schema.properties[field], Number.MAX_SAFE_INTEGER, `the largest ${field}`);
+      within(schema.properties[field], -Number.MAX_SAFE_INTEGER, `the lowest ${field}`);
     }
   });
 });
