@@ -21,8 +21,16 @@ export function storableText(text: string, maxLength = Number.POSITIVE_INFINITY)
   return cut.replace(EVERY_UNSTORABLE_CHARACTER, '\ufffd');
 }
 
-/** How deep storableJson keeps a value's nesting (as deep as a request body may nest: see MAX_JSON_DEPTH). */
-export const STORABLE_JSON_DEPTH = 32;
+/**
+ * How deep JSON we read or record may nest (the value itself is level 1): a
+ * request body deeper is refused (http/json.ts), a recorded answer deeper is
+ * cut there (storableJson). The deepest request of the API, a sync batch of
+ * sales naming workshop pieces, nests six levels; a body nested thousands
+ * deep (a sync batch's sales may carry unknown fields, refused sale by sale)
+ * overflowed the stack of the recursive walks behind it — the request's
+ * fingerprint — and was a 500.
+ */
+export const MAX_JSON_DEPTH = 32;
 
 /**
  * A parsed JSON value (an outside system's answer we record: in an audit
@@ -36,7 +44,7 @@ export const STORABLE_JSON_DEPTH = 32;
  * as a string ending in "…". Walked with recursion no deeper than maxDepth.
  */
 export function storableJson(value: unknown, options: { maxDepth?: number; maxLength?: number } = {}): unknown {
-  const maxDepth = options.maxDepth ?? STORABLE_JSON_DEPTH;
+  const maxDepth = options.maxDepth ?? MAX_JSON_DEPTH;
   const maxLength = options.maxLength ?? Number.POSITIVE_INFINITY;
   const clean = (current: unknown, depth: number): unknown => {
     if (typeof current === 'string') return storableText(current);

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { AppError, type FieldError } from '../core/errors.js';
-import { UNSTORABLE_CHARACTER } from '../core/text.js';
+import { MAX_JSON_DEPTH, UNSTORABLE_CHARACTER } from '../core/text.js';
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -49,15 +49,6 @@ export function assertStorableText(value: unknown, prefix: string): void {
   const error = unstorableTextIn(value, prefix);
   if (error) throw new AppError('validation_failed', `${error.path} ${error.message}`, { errors: [error] });
 }
-
-/**
- * How deep a request body may nest (the body itself is level 1). The deepest
- * request of the API, a sync batch of sales naming workshop pieces, nests six
- * levels; a body nested thousands deep (a sync batch's sales may carry
- * unknown fields, refused sale by sale) overflowed the stack of the
- * recursive walks behind it — the request's fingerprint — and was a 500.
- */
-export const MAX_JSON_DEPTH = 32;
 
 /**
  * The path of the first array or object in a parsed JSON value nested
