@@ -130,21 +130,26 @@ async function noteEndedByProvider(cmd: Command, order: OrderRow, event: Extract
       : event.status === 'cancelled'
         ? 'the provider cancelled the order on its side'
         : 'the provider reports the order failed';
+  await openOrderFailedItem(cmd, order, reason, {
+    status: order.status,
+    ...(event.type === 'provider_status' ? { provider_status: event.status } : {}),
+    source,
+  });
+}
+
+/**
+ * The order's one `order_failed` review item (one open per order, whoever
+ * opens it: the provider ending the order, a recovery giving it up): why, and
+ * what someone needs to refund the customer or place the order again.
+ */
+export async function openOrderFailedItem(cmd: Command, order: OrderRow, reason: string, facts: Record<string, unknown> = {}): Promise<void> {
   const id = await openReviewItem(cmd.tx, cmd.tenantId, cmd.opId, {
     kind: 'order_failed',
     subjectType: 'order',
     subjectId: order.id,
     storeId: order.store_id,
     dedupeKey: `order-failed:${order.id}`,
-    detail: {
-      reason,
-      status: order.status,
-      ...(event.type === 'provider_status' ? { provider_status: event.status } : {}),
-      source,
-      last_error: order.last_error,
-      payment_reference: order.payment_reference,
-      provider_key: order.provider_key,
-    },
+    detail: { reason, ...facts, last_error: order.last_error, payment_reference: order.payment_reference, provider_key: order.provider_key },
   });
   cmd.touch('review_items', id, 'created');
 }

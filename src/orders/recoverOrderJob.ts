@@ -2,11 +2,10 @@ import { sql, type RawBuilder } from 'kysely';
 import { inTenantTransaction, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { assert } from '../core/errors.js';
-import { openReviewItem } from '../core/review.js';
 import { enqueueJob } from '../jobs/enqueueJob.js';
 import { jobCommand } from '../jobs/jobCommand.js';
 import { defineTask, type JobContext } from '../jobs/task.js';
-import { applyOrderEvent } from './applyOrderEvent.js';
+import { applyOrderEvent, openOrderFailedItem } from './applyOrderEvent.js';
 import { submitJobKey } from './createOrder.js';
 import { findOrder } from './findOrder.js';
 import { providerStatusOf } from './orderStatus.js';
@@ -276,15 +275,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
         // The order moved meanwhile (a webhook, a manager's cancel): nothing
         // to give up, and nothing is written (a refused command rolls back).
         if (!result.ok || !result.moved) return { status: 409, body: { reason: `the order is ${result.order.status}` } };
-        const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
-          kind: 'order_failed',
-          subjectType: 'order',
-          subjectId: order.id,
-          storeId: order.store_id,
-          dedupeKey: `order-failed:${order.id}`,
-          detail: { reason, last_error: order.last_error, payment_reference: order.payment_reference, provider_key: order.provider_key },
-        });
-        cmd.touch('review_items', id, 'created');
+        await openOrderFailedItem(cmd, order, reason);
         return { status: 200, body: { status: result.order.status } };
       });
       if (gaveUp.status === 200) ctx.logger.warn({ order_id: order.id }, 'stuck order failed after its last recovery');
