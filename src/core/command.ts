@@ -53,8 +53,12 @@ export interface CommandSpec {
   type: string;
   /** Store the operation belongs to, when known up front (also settable by `cmd.storeId`). */
   storeId?: string | undefined;
-  /** Hours the idempotency record is kept (default: config, at least 24 hours). */
-  ttlHours?: number;
+  /**
+   * Hours the idempotency record is kept (default: config, at least 24
+   * hours), or `forever`: as long as what the command recorded — a sale,
+   * which an offline till may send again days after an answer it never got.
+   */
+  ttlHours?: number | 'forever';
   /** Applied to the response before it is stored for replay (e.g. to drop a secret shown once). */
   redactForReplay?: (body: unknown) => unknown;
   /**
@@ -268,7 +272,8 @@ interface KeyRecord {
   op_id: string;
   status: number;
   body: unknown;
-  ttl_hours: number;
+  /** null: kept for ever */
+  ttl_hours: number | null;
   /** Who sent the request, when not the operation's actor (an "already done" answer names an earlier operation). */
   actor_token_id?: string | null;
 }
@@ -280,7 +285,7 @@ function keyRecord(input: CommandInput, spec: CommandSpec, opId: string, result:
     op_id: opId,
     status: result.status,
     body: (spec.redactForReplay ? spec.redactForReplay(result.body) : result.body) ?? null,
-    ttl_hours: spec.ttlHours ?? defaultTtlHours,
+    ttl_hours: spec.ttlHours === 'forever' ? null : (spec.ttlHours ?? defaultTtlHours),
   };
 }
 
@@ -293,7 +298,8 @@ function keyRecord(input: CommandInput, spec: CommandSpec, opId: string, result:
 function insertKeyRecords(tenantId: string, keyed: readonly KeyRecord[]) {
   return sql`
     INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at, actor_token_id)
-    SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb), now() + make_interval(hours => k.ttl_hours), k.actor_token_id
+    SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb),
+      coalesce(now() + make_interval(hours => k.ttl_hours), 'infinity'), k.actor_token_id
     FROM jsonb_to_recordset(${JSON.stringify(keyed)}::jsonb)
       AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, ttl_hours integer, actor_token_id uuid)
     ON CONFLICT (tenant_id, key) DO UPDATE

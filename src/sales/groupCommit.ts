@@ -201,7 +201,9 @@ export class GroupCommitter {
    * pieces are locked first).
    */
   sale(input: CommandInput, body: SaleInput, source: SaleSource): Promise<CommandOutcome> {
-    const spec = { type: 'sale.create', storeId: body.store_id };
+    // A sale's key is kept as long as the sale: a till that never got the
+    // answer may send it again days later, from its offline queue.
+    const spec: CommandSpec = { type: 'sale.create', storeId: body.store_id, ttlHours: 'forever' };
     if (body.items.some((item) => item.piece_ids !== undefined)) return this.run(input, spec, saleCommand(body, source));
     return this.enqueue({ input, spec, sale: { input, sale: body, source } });
   }

@@ -97,7 +97,8 @@ const SALE_SUMMARY =
   'tenant\'s bulk_sale_threshold) needs sales.bulk. A line of a piece-tracked SKU names the workshop pieces it sells (piece_ids; quantity = ' +
   'their sum): they are locked, marked sold by this sale and their sum leaves stock; a piece sold, consumed, deleted or reserved → 409 ' +
   'piece_unavailable naming the pieces, nothing written — unless it is reserved under the reservation the sale names (reservation_op_id), ' +
-  'which sells it straight from the reservation. piece_ids on another SKU, or none on a piece-tracked one → 400.';
+  'which sells it straight from the reservation. piece_ids on another SKU, or none on a piece-tracked one → 400. ' +
+  'The sale\'s Idempotency-Key is kept as long as the sale (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the sale.';
 
 type SaleBody = Static<typeof SaleBody>;
 

@@ -81,6 +81,32 @@ describe('POST /v1/sync/sales: offline tills', () => {
     assert.equal(changed.body.results[0].body.code, 'idempotency_key_reused');
   });
 
+  it('a sale whose answer was lost is not sold again when the till syncs it days later: its key outlives the idempotency TTL and the purge', async () => {
+    // Given: a sale sent online whose answer never reached the till, and a
+    // weekend (past IDEMPOTENCY_TTL_HOURS) before the till syncs its queue
+    const item = queued(2);
+    const { idempotency_key, ...body } = item;
+    const online = await cashier.post('/v1/sales', body, { idempotencyKey: idempotency_key });
+    assert.equal(online.status, 201);
+    await t.admin.query(`UPDATE idempotency_keys SET created_at = created_at - interval '72 hours', expires_at = expires_at - interval '72 hours' WHERE tenant_id = $1 AND key = $2`, [tenantId, idempotency_key]);
+    await t.appPool.query('SELECT purge_expired_idempotency_keys()');
+    const before = await saleRowCounts(t, tenantId);
+    const stock = await balanceAndLedger(t, tenantId, storeId, milk);
+
+    // When: the till syncs it, and sends it once more online
+    const synced = await cashier.post('/v1/sync/sales', { sales: [item] });
+    const again = await cashier.post('/v1/sales', body, { idempotencyKey: idempotency_key });
+
+    // Then: both are replays of the one sale; nothing more is written
+    assert.deepEqual([synced.body.results[0].status, synced.body.results[0].replayed, synced.body.results[0].body.id], [201, true, online.body.id]);
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', online.body.id]);
+    assert.deepEqual(await saleRowCounts(t, tenantId), before);
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, milk), stock);
+    // and the key still binds its sale: another sale under it is refused
+    const changed = await cashier.post('/v1/sync/sales', { sales: [{ ...item, items: [{ sku_id: milk, quantity: 3, unit_price: 120 }] }] });
+    assert.deepEqual([changed.body.results[0].status, changed.body.results[0].body.code], [422, 'idempotency_key_reused']);
+  });
+
   it('one item failing does not stop the others, each gets its own answer', async () => {
     const unknownSku = '00000000-0000-4000-8000-000000000009';
     const bulk = { ...queued(1), sale_type: 'bulk' };
