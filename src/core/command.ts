@@ -55,8 +55,14 @@ export interface CommandSpec {
   storeId?: string | undefined;
   /**
    * Hours the idempotency record is kept (default: config, at least 24
-   * hours), or `forever`: as long as what the command recorded — a sale,
-   * which an offline till may send again days after an answer it never got.
+   * hours), or `forever`: as long as what the command recorded. A command
+   * that records a new fact with nothing else in the request to recognise it
+   * by (a sale, a payment, a receipt of goods or pieces, a stock correction,
+   * an order, a transfer request) is kept for ever: an offline till or a
+   * client that lost the answer may send it again days later, and only its
+   * key tells that it already happened. Commands whose record is found by
+   * what the request names (void a sale, approve or receive a transfer,
+   * complete a visit…) answer a late repeat from that record instead.
    */
   ttlHours?: number | 'forever';
   /** Applied to the response before it is stored for replay (e.g. to drop a secret shown once). */

@@ -129,7 +129,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.receive' },
       schema: {
         tags: ['inventory'],
-        summary: 'Receive goods into a store. Piece-tracked SKUs are refused (422 unprocessable): they are received as pieces (POST /v1/pieces).',
+        summary: 'Receive goods into a store. Piece-tracked SKUs are refused (422 unprocessable): they are received as pieces (POST /v1/pieces). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         params: StoreParams,
         body: Type.Object(
@@ -144,7 +144,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.params.store_id);
-      return command(db, request, reply, { type: 'stock.receive', storeId: request.params.store_id }, async (cmd) => ({
+      return command(db, request, reply, { type: 'stock.receive', storeId: request.params.store_id, ttlHours: 'forever' }, async (cmd) => ({
         status: 201,
         body: await receiveStock(cmd, request.params.store_id, request.body),
       }));
@@ -157,7 +157,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.adjust' },
       schema: {
         tags: ['inventory'],
-        summary: 'Correct a stock balance by a relative change (a negative result is refused with insufficient_stock). Piece-tracked SKUs are refused (422 unprocessable): their stock moves only through their pieces. The audit event records the balance before and after.',
+        summary: 'Correct a stock balance by a relative change (a negative result is refused with insufficient_stock). Piece-tracked SKUs are refused (422 unprocessable): their stock moves only through their pieces. The audit event records the balance before and after. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         params: StoreParams,
         body: Type.Object(
@@ -173,7 +173,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.params.store_id);
-      return command(db, request, reply, { type: 'stock.adjust', storeId: request.params.store_id }, async (cmd) => ({
+      return command(db, request, reply, { type: 'stock.adjust', storeId: request.params.store_id, ttlHours: 'forever' }, async (cmd) => ({
         status: 201,
         body: await adjustStock(cmd, request.params.store_id, request.body),
       }));

@@ -145,7 +145,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['money'],
         summary:
-          'Pay a supplier or receive from a customer through a store (payment + journal entry in one transaction). `direction` defaults to `out` for a supplier and `in` for a customer; the other direction is a refund.',
+          'Pay a supplier or receive from a customer through a store (payment + journal entry in one transaction). `direction` defaults to `out` for a supplier and `in` for a customer; the other direction is a refund. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -163,7 +163,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.body.store_id);
-      return command(db, request, reply, { type: 'payment.create', storeId: request.body.store_id }, async (cmd) => ({
+      return command(db, request, reply, { type: 'payment.create', storeId: request.body.store_id, ttlHours: 'forever' }, async (cmd) => ({
         status: 201,
         body: await createPayment(cmd, request.body),
       }));

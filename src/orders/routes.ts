@@ -148,7 +148,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
       config: { permission: 'orders.create' },
       schema: {
         tags: ['orders'],
-        summary: 'Create an order for the outside fulfilment provider (submitted by the worker; starts `pending`)',
+        summary: 'Create an order for the outside fulfilment provider (submitted by the worker; starts `pending`). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -164,7 +164,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.body.store_id);
-      return versionedCommand(db, request, reply, { type: 'order.create', storeId: request.body.store_id }, async (cmd) => ({
+      return versionedCommand(db, request, reply, { type: 'order.create', storeId: request.body.store_id, ttlHours: 'forever' }, async (cmd) => ({
         status: 201,
         body: await createOrder(cmd, request.body),
       }));

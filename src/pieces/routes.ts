@@ -61,7 +61,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['pieces'],
         summary:
-          'Receive pieces of a piece-tracked SKU into a store: rolls / cut pieces with a length (metre SKUs, quantity in millimetres) or spare pieces / bundles with a count (piece SKUs). Stock rises by their sum, in the same transaction.',
+          'Receive pieces of a piece-tracked SKU into a store: rolls / cut pieces with a length (metre SKUs, quantity in millimetres) or spare pieces / bundles with a count (piece SKUs). Stock rises by their sum, in the same transaction. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -76,7 +76,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.body.store_id);
-      return command(db, request, reply, { type: 'piece.receive', storeId: request.body.store_id }, async (cmd) => ({ status: 201, body: await receivePieces(cmd, request.body) }));
+      return command(db, request, reply, { type: 'piece.receive', storeId: request.body.store_id, ttlHours: 'forever' }, async (cmd) => ({ status: 201, body: await receivePieces(cmd, request.body) }));
     },
   );
 

@@ -80,7 +80,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'transfers.request' },
       schema: {
         tags: ['transfers'],
-        summary: 'Request a stock transfer between two stores (no stock moves). The caller must have the source or the destination in scope.',
+        summary: 'Request a stock transfer between two stores (no stock moves). The caller must have the source or the destination in scope. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -99,7 +99,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       // checked before the command, so a replay to a caller with neither store in scope is refused too.
       const principal = tenantOf(request);
       if (!inStoreScope(principal, request.body.source_store_id) && !inStoreScope(principal, request.body.destination_store_id)) throw notFound('store');
-      return versionedCommand(db, request, reply, { type: 'transfer.request' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, request.body) }));
+      return versionedCommand(db, request, reply, { type: 'transfer.request', ttlHours: 'forever' }, async (cmd) => ({ status: 201, body: await requestTransfer(cmd, request.body) }));
     },
   );
 

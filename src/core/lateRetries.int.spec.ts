@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
+
+/**
+ * Commands that record a new fact with nothing in the request to recognise
+ * it by (no natural key: a payment, a receipt of goods, a stock correction,
+ * an order, goods received as pieces, a transfer request) are made once only
+ * by their Idempotency-Key. A client that never got the answer (the network
+ * dropped it after the commit) and sends the request again from its offline
+ * queue after a weekend — past IDEMPOTENCY_TTL_HOURS and the hourly purge —
+ * must get the first answer replayed, not a second payment or receipt.
+ */
+describe('a command sent again days after an answer that never arrived', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let storeId: string;
+  let otherStoreId: string;
+  let rice: string;
+  let cloth: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    storeId = await givenStore(owner, 'LATE1');
+    otherStoreId = await givenStore(owner, 'LATE2');
+    rice = await givenSku(owner, 'RICE', 'kg', 250);
+    const roll = await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 900, tracks_pieces: true });
+    assert.equal(roll.status, 201, JSON.stringify(roll.body));
+    cloth = roll.body.id;
+    await givenStock(owner, storeId, [{ sku_id: rice, quantity: 50_000 }]);
+  });
+  after(() => t.close());
+
+  /** A weekend passes: the key's record is past its TTL and the hourly purge ran. */
+  async function aWeekendLater(key: string): Promise<void> {
+    await t.admin.query(
+      `UPDATE idempotency_keys SET created_at = created_at - interval '72 hours', expires_at = expires_at - interval '72 hours' WHERE tenant_id = $1 AND key = $2`,
+      [tenantId, key],
+    );
+    await t.appPool.query('SELECT purge_expired_idempotency_keys()');
+  }
+
+  async function count(table: string): Promise<number> {
+    const { rows } = await t.admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE tenant_id = $1`, [tenantId]);
+    return rows[0]!.n;
+  }
+
+  async function stockOf(store: string, sku: string): Promise<number> {
+    const { rows } = await t.admin.query<{ q: number }>(
+      `SELECT coalesce((SELECT quantity FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3), 0)::int AS q`,
+      [tenantId, store, sku],
+    );
+    return rows[0]!.q;
+  }
+
+  /** Sends the request, loses the answer, sends it again a weekend later: the second must be a replay of the first. */
+  async function sentAgainAWeekendLater(path: string, body: unknown) {
+    const key = randomUUID();
+    const first = await owner.post(path, body, { idempotencyKey: key });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    await aWeekendLater(key);
+    const operations = await count('operations');
+    const again = await owner.post(path, body, { idempotencyKey: key });
+    return { key, first, again, newOperations: (await count('operations')) - operations };
+  }
+
+  it('a payment is not paid twice', async () => {
+    const supplier = await owner.post('/v1/parties', { kind: 'supplier', name: 'Mill' });
+    assert.equal(supplier.status, 201);
+    const payments = await count('payments');
+    const { first, again, newOperations } = await sentAgainAWeekendLater('/v1/payments', { party_id: supplier.body.id, store_id: storeId, method: 'cash', amount: 12_500 });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id]);
+    assert.equal(newOperations, 0);
+    assert.equal((await count('payments')) - payments, 1);
+    const balances = await owner.get('/v1/ledger/suppliers');
+    assert.equal(balances.body.items.find((item: { party_id: string }) => item.party_id === supplier.body.id).debit_total, 12_500);
+  });
+
+  it('a receipt of goods is not received twice', async () => {
+    const before = await stockOf(otherStoreId, rice);
+    const { first, again, newOperations } = await sentAgainAWeekendLater(`/v1/stores/${otherStoreId}/stock/receipts`, { items: [{ sku_id: rice, quantity: 10_000 }], reference: 'delivery note 77' });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.op_id], [201, 'true', first.body.op_id]);
+    assert.equal(newOperations, 0);
+    assert.equal((await stockOf(otherStoreId, rice)) - before, 10_000);
+  });
+
+  it('a stock correction is not applied twice', async () => {
+    const before = await stockOf(storeId, rice);
+    const { first, again, newOperations } = await sentAgainAWeekendLater(`/v1/stores/${storeId}/stock/adjustments`, { sku_id: rice, quantity_change: -1_500, reason: 'spilt bag' });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.op_id], [201, 'true', first.body.op_id]);
+    assert.equal(newOperations, 0);
+    assert.equal((await stockOf(storeId, rice)) - before, -1_500);
+  });
+
+  it('an order is not sent to the provider twice', async () => {
+    const orders = await count('orders');
+    const { first, again, newOperations } = await sentAgainAWeekendLater('/v1/orders', {
+      store_id: storeId,
+      lines: [{ sku_id: rice, quantity: 1_500 }],
+      shipping_address: { name: 'Ada', line1: '1 Quay St', city: 'Lisbon', postal_code: '1100-001', country: 'PT' },
+      payment_reference: 'pay_late_1',
+    });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id]);
+    assert.equal(newOperations, 0);
+    assert.equal((await count('orders')) - orders, 1);
+  });
+
+  it('pieces are not received twice', async () => {
+    const before = await stockOf(storeId, cloth);
+    const { first, again, newOperations } = await sentAgainAWeekendLater('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 40_000 }] });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.op_id], [201, 'true', first.body.op_id]);
+    assert.equal(newOperations, 0);
+    assert.equal((await stockOf(storeId, cloth)) - before, 40_000);
+  });
+
+  it('a transfer is not requested twice', async () => {
+    const transfers = await count('stock_transfers');
+    const { first, again, newOperations } = await sentAgainAWeekendLater('/v1/transfers', { source_store_id: storeId, destination_store_id: otherStoreId, items: [{ sku_id: rice, quantity: 2_000 }] });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id]);
+    assert.equal(newOperations, 0);
+    assert.equal((await count('stock_transfers')) - transfers, 1);
+  });
+});
