@@ -118,6 +118,28 @@ describe('a command sent again days after an answer that never arrived', () => {
     assert.equal((await stockOf(storeId, cloth)) - before, 40_000);
   });
 
+  it('a count the manager rejected is not submitted again by its late repeat', async () => {
+    // Given: a till's count whose answer was lost; the manager rejected it (recount!)
+    const key = randomUUID();
+    const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    const body = { store_id: otherStoreId, business_date: day, declared_cash: 4_000 };
+    const first = await owner.post('/v1/settlements', body, { idempotencyKey: key });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const rejected = await owner.post(`/v1/settlements/${first.body.id}/reject`, { note: 'recount' }, { headers: { 'if-match': '"1"' } });
+    assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+    await aWeekendLater(key);
+    const settlements = await count('settlements');
+
+    // When: the till's queue sends the first count again
+    const again = await owner.post('/v1/settlements', body, { idempotencyKey: key });
+
+    // Then: it is that count's answer again, not a new count waiting for approval that would refuse the real recount
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id]);
+    assert.equal(await count('settlements'), settlements);
+    const recount = await owner.post('/v1/settlements', { ...body, declared_cash: 4_100 }, { idempotencyKey: randomUUID() });
+    assert.equal(recount.status, 201, JSON.stringify(recount.body));
+  });
+
   it('a transfer is not requested twice', async () => {
     const transfers = await count('stock_transfers');
     const { first, again, newOperations } = await sentAgainAWeekendLater('/v1/transfers', { source_store_id: storeId, destination_store_id: otherStoreId, items: [{ sku_id: rice, quantity: 2_000 }] });

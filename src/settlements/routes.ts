@@ -53,7 +53,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       schema: {
         tags: ['settlements'],
         summary:
-          'Submit a store\'s cash settlement for a business date (UTC): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`). An expected cash or variance beyond ±(2^53 − 1) minor units is `422 limit_exceeded`, nothing written.',
+          'Submit a store\'s cash settlement for a business date (UTC): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`). An expected cash or variance beyond ±(2^53 − 1) minor units is `422 limit_exceeded`, nothing written. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later — after the count was rejected too — it replays the first answer and submits nothing.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -69,7 +69,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.body.store_id);
-      return versionedCommand(db, request, reply, { type: 'settlement.submit', storeId: request.body.store_id }, async (cmd) => ({
+      return versionedCommand(db, request, reply, { type: 'settlement.submit', storeId: request.body.store_id, ttlHours: 'forever' }, async (cmd) => ({
         status: 201,
         body: await submitSettlement(cmd, request.body),
       }));
