@@ -140,6 +140,26 @@ describe('a command sent again days after an answer that never arrived', () => {
     assert.equal(recount.status, 201, JSON.stringify(recount.body));
   });
 
+  it('a point of sale, its visit and a customer are not created twice', async () => {
+    const pointsOfSale = await count('points_of_sale');
+    const parties = await count('parties');
+    const pos = await sentAgainAWeekendLater('/v1/points-of-sale', { name: 'Kiosk by the station', store_id: storeId, latitude: 38.7139, longitude: -9.1394 });
+    assert.deepEqual([pos.again.status, pos.again.headers.get('idempotent-replayed'), pos.again.body.id], [201, 'true', pos.first.body.id]);
+    assert.equal(pos.newOperations, 0);
+    assert.equal((await count('points_of_sale')) - pointsOfSale, 1);
+    const customer = await sentAgainAWeekendLater('/v1/parties', { kind: 'customer', name: 'Walk-in account' });
+    assert.deepEqual([customer.again.status, customer.again.headers.get('idempotent-replayed'), customer.again.body.id], [201, 'true', customer.first.body.id]);
+    // the kiosk's own customer and the walk-in account: one each
+    assert.equal((await count('parties')) - parties, 2);
+
+    const agent = await owner.post('/v1/tokens', { name: 'agent-late', role: 'field_agent', store_ids: [storeId] });
+    assert.equal(agent.status, 201);
+    const visits = await count('visits');
+    const visit = await sentAgainAWeekendLater('/v1/visits', { point_of_sale_id: pos.first.body.id, agent_token_id: agent.body.id, scheduled_for: '2026-12-07T09:00:00.000Z' });
+    assert.deepEqual([visit.again.status, visit.again.headers.get('idempotent-replayed'), visit.again.body.id], [201, 'true', visit.first.body.id]);
+    assert.equal((await count('visits')) - visits, 1);
+  });
+
   it('a transfer is not requested twice', async () => {
     const transfers = await count('stock_transfers');
     const { first, again, newOperations } = await sentAgainAWeekendLater('/v1/transfers', { source_store_id: storeId, destination_store_id: otherStoreId, items: [{ sku_id: rice, quantity: 2_000 }] });

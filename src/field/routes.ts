@@ -74,7 +74,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'field.manage' },
       schema: {
         tags: ['field'],
-        summary: 'Create a point of sale supplied from a store. What it owes for goods sold on consignment is posted to the receivable of its customer party (given, or created with it).',
+        summary: 'Create a point of sale supplied from a store. What it owes for goods sold on consignment is posted to the receivable of its customer party (given, or created with it). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -91,7 +91,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.body.store_id);
-      return command(db, request, reply, { type: 'point_of_sale.create', storeId: request.body.store_id }, async (cmd) => ({
+      return command(db, request, reply, { type: 'point_of_sale.create', storeId: request.body.store_id, ttlHours: 'forever' }, async (cmd) => ({
         status: 201,
         body: await createPointOfSale(cmd, request.body),
       }));
@@ -165,7 +165,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'field.manage' },
       schema: {
         tags: ['field'],
-        summary: 'Schedule a visit of a field agent (a field_agent token reaching the store) to a point of sale',
+        summary: 'Schedule a visit of a field agent (a field_agent token reaching the store) to a point of sale. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         description:
           "An agent token that is not an active field_agent reaching the point of sale's store is a 400 at /body/agent_token_id. A token limited to some stores gets the same reason for every token outside its stores, whether or not the id exists.",
         headers: IdempotencyHeaders,
@@ -177,7 +177,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       },
     },
     async (request, reply) =>
-      command(db, request, reply, { type: 'visit.schedule', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await scheduleVisit(cmd, request.body) })),
+      command(db, request, reply, { type: 'visit.schedule', replayInStoreScopeOnly: true, ttlHours: 'forever' }, async (cmd) => ({ status: 201, body: await scheduleVisit(cmd, request.body) })),
   );
 
   app.get(

@@ -95,7 +95,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'parties.write' },
       schema: {
         tags: ['money'],
-        summary: 'Create a supplier or customer (and its payable / receivable account, at zero)',
+        summary: 'Create a supplier or customer (and its payable / receivable account, at zero). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           { kind: PartyKindSchema, name: Type.String({ minLength: 1, maxLength: 200 }), code: Type.Optional(Code(100)) },
@@ -104,7 +104,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 201: Party },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'party.create' }, async (cmd) => ({ status: 201, body: await createParty(cmd, request.body) })),
+    async (request, reply) => command(db, request, reply, { type: 'party.create', ttlHours: 'forever' }, async (cmd) => ({ status: 201, body: await createParty(cmd, request.body) })),
   );
 
   app.get(
