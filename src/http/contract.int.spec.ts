@@ -104,6 +104,34 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal((await owner.get(`/v1/visits?point_of_sale_id=${theirs.body.id}`)).status, 200);
   });
 
+  it('every list answers the list shape { items, next_cursor } and pages with ?limit= and ?cursor= (API.md "Lists"): a store\'s accounts and an operation\'s journal entries too', async () => {
+    const sale = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: soap, quantity: 1, unit_price: 120 }] });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    for (const path of [`/v1/stores/${store}/accounts`, `/v1/ledger/operations/${sale.body.op_id}`]) {
+      const whole = await owner.get(path);
+      assert.equal(whole.status, 200, JSON.stringify(whole.body));
+      assert.deepEqual(Object.keys(whole.body).sort(), ['items', 'next_cursor'], `${path}: ${JSON.stringify(whole.body)}`);
+      assert.equal(whole.body.next_cursor, null, path);
+      // Paged one item at a time, the pages hold every item once, in order.
+      const seen: unknown[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { status: number; body: { items: unknown[]; next_cursor: string | null } } = await owner.get(`${path}?limit=1${cursor === null ? '' : `&cursor=${cursor}`}`);
+        assert.equal(page.status, 200, `${path}: ${JSON.stringify(page.body)}`);
+        assert.ok(page.body.items.length <= 1, `${path}?limit=1 answered ${page.body.items.length} items`);
+        seen.push(...page.body.items);
+        cursor = page.body.next_cursor;
+      } while (cursor !== null && seen.length <= whole.body.items.length);
+      assert.deepEqual(seen, whole.body.items, path);
+      for (const query of ['limit=0', 'limit=501', 'cursor=bm90LWEtY3Vyc29y']) {
+        const refused = await owner.get(`${path}?${query}`);
+        assert.equal(refused.status, 400, `${path}?${query}: ${JSON.stringify(refused.body)}`);
+        assert.equal(refused.body.code, 'validation_failed');
+      }
+    }
+    assert.equal((await owner.get(`/v1/stores/${store}/accounts?limit=2`)).body.items.length, 2);
+  });
+
   it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
     // Transfers (README) and orders answer `current_status`; the settlement decision puts the
     // settlement's status under `status`, which the problem document's own `status` (409) overwrites.

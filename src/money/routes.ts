@@ -4,7 +4,7 @@ import { assertAllStores, assertStoreInScope } from '../core/auth.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import { inTenantTransaction } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
-import { notFound } from '../core/errors.js';
+import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, Money, MoneyTotal, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
@@ -86,6 +86,37 @@ const StoreAccountKindSchema = Type.Union([
   Type.Literal('sales_revenue'),
 ]);
 const isPostingCursor = isCursorOf<{ id: number }>({ id: cursorField.safeInteger });
+const isAccountCursor = isCursorOf<{ kind: string }>({ kind: (value: unknown): value is string => typeof value === 'string' && (STORE_ACCOUNT_KINDS as readonly string[]).includes(value) });
+
+/**
+ * `?limit=` and `?cursor=` of a short list read whole (a store's five
+ * accounts, an operation's journal entries): the list shape and paging of
+ * every list (API.md). Other query parameters are let through, as these
+ * lists did before they were paged; without `limit` every item is one page.
+ */
+const WholeListQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  cursor: ListQuery.properties.cursor,
+});
+
+/** One page of a list read whole, after the item whose key the cursor names. */
+function pageOfWhole<T, C extends object>(
+  items: readonly T[],
+  query: { limit?: number; cursor?: string },
+  isCursor: (value: unknown) => value is C,
+  cursorOf: (item: T) => C,
+): { items: T[]; next_cursor: string | null } {
+  const after = decodeCursor(query.cursor, isCursor);
+  let start = 0;
+  if (after !== undefined) {
+    const key = JSON.stringify(after);
+    const index = items.findIndex((item) => JSON.stringify(cursorOf(item)) === key);
+    if (index < 0) throw new AppError('validation_failed', 'cursor is not valid', { errors: [{ path: '/querystring/cursor', message: 'is not a cursor from this list' }] });
+    start = index + 1;
+  }
+  const rest = items.slice(start);
+  return pageOf(rest, query.limit ?? rest.length, cursorOf);
+}
 const isBalanceCursor = isCursorOf<BalanceCursor>({ outstanding: cursorField.safeInteger, party_id: cursorField.uuid });
 
 export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
@@ -215,18 +246,20 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'ledger.read' },
       schema: {
         tags: ['money'],
-        summary: `A store's accounts (${STORE_ACCOUNT_KINDS.join(', ')}) with balance (debit − credit) and totals, minor units`,
+        summary: `A store's accounts (${STORE_ACCOUNT_KINDS.join(', ')}) with balance (debit − credit) and totals, minor units; \`{ items, next_cursor }\` like every list (without \`?limit=\`, all five in one page)`,
         params: Type.Object({ store_id: Uuid }),
-        response: { 200: Type.Object({ items: Type.Array(Account) }) },
+        querystring: WholeListQuery,
+        response: { 200: Page(Account) },
       },
     },
     async (request) => {
       const principal = tenantOf(request);
       assertStoreInScope(principal, request.params.store_id);
-      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+      const accounts = await inTenantTransaction(db, principal.tenantId, async (tx) => {
         await assertStoreExists(tx, principal.tenantId, request.params.store_id);
-        return { items: await listStoreAccounts(tx, principal.tenantId, request.params.store_id) };
+        return listStoreAccounts(tx, principal.tenantId, request.params.store_id);
       });
+      return pageOfWhole(accounts, request.query, isAccountCursor, (account) => ({ kind: account.kind }));
     },
   );
 
@@ -280,10 +313,11 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'ledger.read' },
       schema: {
         tags: ['money'],
-        summary: 'The journal entries (with postings) an operation wrote',
+        summary: 'The journal entries (with postings) an operation wrote; `{ items, next_cursor }` like every list (without `?limit=`, all in one page)',
         description: 'Visible as at GET /v1/operations/{op_id} (a transfer\'s operations at either end); otherwise, or for an unknown operation, 404.',
         params: Type.Object({ op_id: Uuid }),
-        response: { 200: Type.Object({ items: Type.Array(JournalEntry) }) },
+        querystring: WholeListQuery,
+        response: { 200: Page(JournalEntry) },
       },
     },
     async (request) => {
@@ -300,7 +334,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       // 404 alike for an operation that is not there and one outside the caller's stores.
       if (!visible) throw notFound('operation');
       for (const entry of items) if (entry.store_id !== null) assertStoreInScope(principal, entry.store_id, 'operation');
-      return { items };
+      return pageOfWhole(items, request.query, isUuidIdCursor, (entry) => ({ id: entry.id }));
     },
   );
 }
