@@ -91,13 +91,16 @@ const isAccountCursor = isCursorOf<{ kind: string }>({ kind: (value: unknown): v
 /**
  * `?limit=` and `?cursor=` of a short list read whole (a store's five
  * accounts, an operation's journal entries): the list shape and paging of
- * every list (API.md). Other query parameters are let through, as these
- * lists did before they were paged; without `limit` every item is one page.
+ * every list (API.md); like every list, other query parameters are refused
+ * (400 at /querystring/<name>). Without `limit` every item is one page.
  */
-const WholeListQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
-  cursor: ListQuery.properties.cursor,
-});
+const WholeListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+    cursor: ListQuery.properties.cursor,
+  },
+  { additionalProperties: false },
+);
 
 /** One page of a list read whole, after the item whose key the cursor names. */
 function pageOfWhole<T, C extends object>(
