@@ -132,6 +132,29 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal((await owner.get(`/v1/stores/${store}/accounts?limit=2`)).body.items.length, 2);
   });
 
+  it('an action that takes no body accepts an empty one sent as application/json (Content-Length: 0, as OkHttp and .NET tills send it) like no body at all; an action that needs a body still refuses it', async () => {
+    const empty = { rawBody: '', headers: { 'content-type': 'application/json; charset=utf-8' } };
+    const transfer = await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: otherStore, items: [{ sku_id: soap, quantity: 1 }] });
+    assert.equal(transfer.status, 201, JSON.stringify(transfer.body));
+    const approved = await owner.post(`/v1/transfers/${transfer.body.id}/approve`, undefined, { ...empty, idempotencyKey: 'empty-body-approve' });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.equal(approved.body.status, 'approved');
+    // The same request sent with no body at all is the same request: replayed.
+    const again = await owner.post(`/v1/transfers/${transfer.body.id}/approve`, undefined, { idempotencyKey: 'empty-body-approve' });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    const other = await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: otherStore, items: [{ sku_id: soap, quantity: 1 }] });
+    const cancelled = await owner.post(`/v1/transfers/${other.body.id}/cancel`, undefined, empty);
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    const till = (await owner.post('/v1/tokens', { name: 'empty-body-till', role: 'cashier' })).body;
+    const revoked = await owner.post(`/v1/tokens/${till.id}/revoke`, undefined, empty);
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    // A void needs its reason: an empty body there is still malformed_json.
+    const refused = await owner.post(`/v1/sales/00000000-0000-4000-8000-000000000001/void`, undefined, empty);
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.code, 'malformed_json');
+  });
+
   it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
     // Transfers (README) and orders answer `current_status`; the settlement decision puts the
     // settlement's status under `status`, which the problem document's own `status` (409) overwrites.

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { AppError, type FieldError } from '../core/errors.js';
 import { MAX_JSON_DEPTH, UNSTORABLE_CHARACTER } from '../core/text.js';
+import { NoBody } from './schemas.js';
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -138,6 +139,13 @@ export function strictJsonParser(parseJson: JsonParser) {
       text = typeof body === 'string' ? body : utf8TextOf(body);
     } catch (error) {
       done(error as Error, undefined);
+      return;
+    }
+    // An action that takes no body (NoBody) sent an empty one declared as
+    // JSON (Content-Length: 0, as OkHttp and .NET send a bodiless POST): it
+    // sent no body, and is read as none, not refused as malformed JSON.
+    if (text === '' && request.routeOptions.schema?.body === NoBody) {
+      done(null, undefined);
       return;
     }
     parseJson(request, text, (error, value) => {
