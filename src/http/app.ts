@@ -79,8 +79,9 @@ function charsetOf(contentType: string | undefined): string | undefined {
 
 
 type OpenApiResponse = { description?: string; headers?: Record<string, unknown>; content?: Record<string, { schema?: { properties?: Record<string, unknown>; $ref?: string } }> };
+type OpenApiRequestBody = { required?: boolean; content?: Record<string, { schema?: { anyOf?: Array<{ type?: unknown }> } }> };
 type OpenApiDocument = {
-  paths?: Record<string, Record<string, { responses?: Record<string, OpenApiResponse> }>>;
+  paths?: Record<string, Record<string, { responses?: Record<string, OpenApiResponse>; requestBody?: OpenApiRequestBody }>>;
   components?: { schemas?: Record<string, unknown> };
 };
 
@@ -133,6 +134,10 @@ function withProblemResponses(document: OpenApiDocument): OpenApiDocument {
   document.components = { ...document.components, schemas: { ...document.components?.schemas, Problem: { ...ProblemSchema, required: [...ProblemSchema.required].sort() } } };
   for (const [path, operations] of Object.entries(document.paths ?? {})) {
     for (const [method, operation] of Object.entries(operations)) {
+      // An action that takes no input (NoBody: none, `{}` or `null`) is
+      // taken without a body: the document says its body is optional.
+      const body = operation.requestBody;
+      if (body?.content?.['application/json']?.schema?.anyOf?.some((branch) => branch.type === 'null')) body.required = false;
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
         if (!status.startsWith('2')) continue;
         const headers: Record<string, unknown> = { ...response.headers, ...correlation };

@@ -61,6 +61,25 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
     const sale = (doc.paths['/v1/sales']!.post as unknown as { requestBody: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }).requestBody.content['application/json']!.schema;
     assert.deepEqual(sale.properties.payment_method, { type: 'string', enum: ['cash', 'card', 'mobile', 'credit'] });
   });
+  it('documents the body of an action that takes none (no body, {} or null) as optional, as the API reads it', async () => {
+    type Body = { required?: boolean; content?: Record<string, { schema?: { anyOf?: Array<{ type?: string }> } }> };
+    const optional: string[] = [];
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const body = (operation as { requestBody?: Body }).requestBody;
+        const acceptsNull = body?.content?.['application/json']?.schema?.anyOf?.some((branch) => branch.type === 'null') ?? false;
+        if (!acceptsNull) continue;
+        assert.notEqual(body?.required, true, `${method} ${path} documents its body as required, but the API takes the action without one`);
+        optional.push(`${method} ${path}`);
+      }
+    }
+    for (const operation of ['post /v1/transfers/{id}/approve', 'post /v1/transfers/{id}/cancel', 'post /v1/tokens/{id}/revoke', 'post /v1/operations/{op_id}/revert']) {
+      assert.ok(optional.includes(operation), `${operation} in ${JSON.stringify(optional)}`);
+    }
+    const { owner } = await t.newTenant();
+    const till = (await owner.post('/v1/tokens', { name: 'till', role: 'cashier' })).body;
+    assert.equal((await owner.post(`/v1/tokens/${till.id}/revoke`)).status, 200, 'revoked without a body');
+  });
   it('documents the If-Match header on every action that honours it (a stale one is 412 there)', async () => {
     const { owner } = await t.newTenant();
     const store = await givenStore(owner, 'MAIN');
