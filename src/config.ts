@@ -160,6 +160,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
     throw new ConfigError('REDIS_URL must start with redis:// or rediss://');
   }
+  const jobRetryBaseMs = integer(env, 'JOB_RETRY_BASE_MS', 1000, 1, 3_600_000);
+  const jobRetryMaxMs = integer(env, 'JOB_RETRY_MAX_MS', 300_000, 1, 86_400_000);
+  if (jobRetryBaseMs > jobRetryMaxMs) {
+    throw new ConfigError(`JOB_RETRY_BASE_MS (${jobRetryBaseMs}) must not be above JOB_RETRY_MAX_MS (${jobRetryMaxMs}): the first retry's wait would be longer than the longest`);
+  }
   return {
     // Not 0: a port picked at random, which no client, proxy or provider webhook could find.
     port: integer(env, 'PORT', 8080, 1, 65535),
@@ -180,8 +185,8 @@ export function loadConfig(env: Env = process.env): Config {
     readinessTimeoutMs: integer(env, 'READINESS_TIMEOUT_MS', 5_000, 10, 600_000),
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 4, 1, 100),
     workerMetricsPort: integer(env, 'WORKER_METRICS_PORT', 9464, 0, 65535),
-    jobRetryBaseMs: integer(env, 'JOB_RETRY_BASE_MS', 1000, 1, 3_600_000),
-    jobRetryMaxMs: integer(env, 'JOB_RETRY_MAX_MS', 300_000, 1, 86_400_000),
+    jobRetryBaseMs,
+    jobRetryMaxMs,
     jobMaxAttempts: integer(env, 'JOB_MAX_ATTEMPTS', 8, 1, 100),
     fulfilmentUrl: httpUrl(env, 'FULFILMENT_PROVIDER_URL', 'http://127.0.0.1:8090'),
     fulfilmentApiKey: optional(env, 'FULFILMENT_API_KEY'),

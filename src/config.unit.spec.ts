@@ -85,3 +85,15 @@ describe('loadConfig: PORT', () => {
     assert.equal(loadConfig({ WORKER_METRICS_PORT: '0' }).workerMetricsPort, 0);
   });
 });
+
+describe('loadConfig: job retries', () => {
+  it('JOB_RETRY_BASE_MS above JOB_RETRY_MAX_MS is refused: the first retry would wait longer than the longest wait allowed', () => {
+    assert.throws(
+      () => loadConfig({ JOB_RETRY_BASE_MS: '600000', JOB_RETRY_MAX_MS: '300000' }),
+      (error: unknown) => error instanceof ConfigError && /^JOB_RETRY_BASE_MS \(600000\) must not be above JOB_RETRY_MAX_MS \(300000\)/.test(error.message),
+    );
+    assert.throws(() => loadConfig({ JOB_RETRY_BASE_MS: '500000' }), /JOB_RETRY_MAX_MS \(300000\)/, 'against the default maximum too');
+    const equal = loadConfig({ JOB_RETRY_BASE_MS: '5000', JOB_RETRY_MAX_MS: '5000' });
+    assert.deepEqual([equal.jobRetryBaseMs, equal.jobRetryMaxMs], [5000, 5000]);
+  });
+});
