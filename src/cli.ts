@@ -27,20 +27,46 @@ const USAGE = `usage: storekeep <command>
              (a configuration error, the database unreachable or refusing the login)
 `;
 
-function onSignals(logger: Logger, close: (signal: string) => Promise<void>): void {
-  let stopping = false;
+/** How long a second signal waits for the process's own database and jobs to be stopped before exiting anyway. */
+const STOP_NOW_GRACE_MS = 10_000;
+
+/**
+ * SIGTERM/SIGINT: the first drains (`close`: requests and jobs in flight
+ * finish, then exit 0). A second one while that drains stops now
+ * (`closeNow`: the embedded server this process started is stopped fast, so
+ * open transactions roll back; running jobs are released to be retried) and
+ * exits 1 — an operator who signals twice does not want to wait for a hung
+ * request; a third exits at once.
+ */
+function onSignals(logger: Logger, close: (signal: string) => Promise<void>, closeNow: () => Promise<void>): void {
+  let signals = 0;
   const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    close(signal).then(
-      () => process.exit(0),
-      (error: unknown) => {
-        if (error instanceof StartupRefused) process.stderr.write(`storekeep: ${error.message}\n`);
-        else logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    signals++;
+    if (signals === 1) {
+      logger.info({ signal }, 'shutting down');
+      close(signal).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          if (error instanceof StartupRefused) process.stderr.write(`storekeep: ${error.message}\n`);
+          else logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+      return;
+    }
+    if (signals === 2) {
+      process.stderr.write(`storekeep: second ${signal} while shutting down: stopping now, without waiting for requests and jobs in flight (their transactions roll back)\n`);
+      setTimeout(() => process.exit(1), STOP_NOW_GRACE_MS).unref();
+      closeNow().then(
+        () => process.exit(1),
+        (error: unknown) => {
+          logger.error({ err: error }, 'stopping now failed');
+          process.exit(1);
+        },
+      );
+      return;
+    }
+    process.exit(1);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -48,6 +74,13 @@ function onSignals(logger: Logger, close: (signal: string) => Promise<void>): vo
 
 /** How long a signal that arrives during start-up waits for the start to finish before abandoning it. */
 const START_GRACE_MS = 10_000;
+
+/** A started long-running command: how to stop it (draining), and optionally how to stop it at once. */
+interface Running {
+  stop(): Promise<void>;
+  /** On a second signal: without waiting for work in flight (the embedded server this process started is stopped after it in any case). */
+  stopNow?(): Promise<void>;
+}
 
 /**
  * A long-running command with SIGTERM/SIGINT handled from its first moment:
@@ -58,22 +91,34 @@ const START_GRACE_MS = 10_000;
  * another process's migration) is abandoned: the embedded server this
  * process started is stopped, and it exits 1 saying so — it used to wait for
  * the start for ever. A migration it was running is rolled back with its
- * connection (each runs in a transaction). `start` returns how to stop it.
+ * connection (each runs in a transaction). A second signal stops it now
+ * (onSignals).
  */
-async function runUntilSignalled(logger: Logger, start: () => Promise<() => Promise<void>>): Promise<number> {
-  const starting = start();
-  onSignals(logger, async (signal) => {
-    let timer: NodeJS.Timeout | undefined;
-    const abandoned = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), START_GRACE_MS);
-    });
-    const stop = await Promise.race([starting, abandoned]).finally(() => clearTimeout(timer));
-    if (stop === undefined) {
-      await stopOwnedEmbeddedServers();
-      throw new StartupRefused(`start-up abandoned on ${signal}: it had not finished ${START_GRACE_MS / 1000} s later (waiting for the database or for another process's migration)`);
-    }
-    await stop();
-  });
+async function runUntilSignalled(logger: Logger, start: () => Promise<Running>): Promise<number> {
+  let running: Running | undefined;
+  const starting = start().then((started) => (running = started));
+  onSignals(
+    logger,
+    async (signal) => {
+      let timer: NodeJS.Timeout | undefined;
+      const abandoned = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), START_GRACE_MS);
+      });
+      const started = await Promise.race([starting, abandoned]).finally(() => clearTimeout(timer));
+      if (started === undefined) {
+        await stopOwnedEmbeddedServers();
+        throw new StartupRefused(`start-up abandoned on ${signal}: it had not finished ${START_GRACE_MS / 1000} s later (waiting for the database or for another process's migration)`);
+      }
+      await started.stop();
+    },
+    async () => {
+      try {
+        await running?.stopNow?.();
+      } finally {
+        await stopOwnedEmbeddedServers();
+      }
+    },
+  );
   await starting;
   return -1; // keep running
 }
@@ -103,7 +148,7 @@ async function main(argv: string[]): Promise<number> {
   switch (commandName) {
     case 'serve':
     case 'start':
-      return runUntilSignalled(logger, async () => (await serve(config, logger)).close);
+      return runUntilSignalled(logger, async () => ({ stop: (await serve(config, logger)).close }));
     case 'migrate': {
       const database = await openDatabase(config, logger);
       try {
@@ -121,9 +166,12 @@ async function main(argv: string[]): Promise<number> {
           await migrate(database.url, logger);
           setIdempotencyTtlHours(config.idempotencyTtlHours);
           const worker = await startWorker({ databaseUrl: database.url, appDatabaseUrl: await appDatabaseUrl(config, database, logger), config, logger });
-          return async () => {
-            await worker.stop();
-            await database.stop();
+          return {
+            stop: async () => {
+              await worker.stop();
+              await database.stop();
+            },
+            stopNow: () => worker.stopNow(),
           };
         } catch (error) {
           await database.stop();
@@ -167,7 +215,7 @@ async function main(argv: string[]): Promise<number> {
           log: (line) => logger.info({ component: 'provider-sim' }, line),
         });
         process.stdout.write(`provider-sim listening on ${sim.url} (faults: GET/POST ${sim.url}/_sim/faults)\n`);
-        return sim.stop;
+        return { stop: sim.stop };
       });
     }
     case 'check': {

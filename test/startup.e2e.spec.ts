@@ -4,7 +4,10 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { runningEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
 import { cleanUpProcesses, freePort, postmasterPid, processAlive, root } from './support/processes.js';
+import { sleep, waitFor } from './support/wait.js';
 
 
 function startServer(dataDir: string, port: number): ChildProcess {
@@ -175,5 +178,70 @@ describe('npm start under a process manager (SIGTERM to npm)', { timeout: 240_00
     }
     assert.ok(!alive(database), 'embedded PostgreSQL stopped');
     assert.equal(await fetch(`http://127.0.0.1:${port}/healthz`).then(() => 'listening', () => 'closed'), 'closed');
+  });
+});
+
+describe('a second SIGTERM while draining', { timeout: 240_000 }, () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-term2-'));
+  const children: ChildProcess[] = [];
+  after(() => cleanUpProcesses(dataDir, children));
+
+  it('stops now: a request stuck in flight is rolled back, the embedded PostgreSQL is stopped, exit 1 (the second signal was ignored)', async () => {
+    // Given a running service with a request stuck on a lock another session holds
+    const port = await freePort();
+    const first = startServer(dataDir, port);
+    children.push(first);
+    let output = '';
+    first.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    first.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await waitReady(port, first);
+    const token = readFileSync(path.join(dataDir, 'root-token'), 'utf8').trim();
+    const databaseUrl = async () => {
+      const url = new URL((await runningEmbeddedPostgres(dataDir))!);
+      url.pathname = '/storekeep';
+      return url.toString();
+    };
+    const holder = new pg.Client(await databaseUrl());
+    holder.on('error', () => undefined); // terminated by the server's stop
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE');
+    const stuck = fetch(`http://127.0.0.1:${port}/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'stuck at shutdown' }),
+    }).then((response) => response.status, () => 'cut' as const);
+    await waitFor('the request to wait for the lock', async () => (await holder.query(`SELECT 1 FROM pg_locks WHERE NOT granted`)).rows.length > 0, 30_000, 100);
+    const exited = new Promise<number | null>((resolve) => first.once('exit', (code) => resolve(code)));
+
+    // When SIGTERM arrives, the service drains: it waits for the request
+    first.kill('SIGTERM');
+    await sleep(1500);
+    assert.equal(first.exitCode, null, `still draining after the first SIGTERM: ${output}`);
+
+    // and when a second one arrives
+    first.kill('SIGTERM');
+
+    // Then it stops within seconds, saying so, with exit 1, and its PostgreSQL is stopped
+    const code = await Promise.race([exited, sleep(30_000).then(() => 'running' as const)]);
+    assert.equal(code, 1, output);
+    assert.match(output, /second SIGTERM while shutting down: stopping now/);
+    const pid = postmasterPid(dataDir);
+    assert.ok(pid === undefined || !alive(pid), 'the embedded PostgreSQL was stopped');
+    assert.notEqual(await stuck, 201, 'the stuck request was not answered as done');
+    await holder.end().catch(() => undefined);
+
+    // and after a restart, the stuck request left nothing behind
+    const port2 = await freePort();
+    const second = startServer(dataDir, port2);
+    children.push(second);
+    await waitReady(port2, second);
+    const check = new pg.Client(await databaseUrl());
+    await check.connect();
+    try {
+      assert.equal((await check.query(`SELECT 1 FROM tenants WHERE name = 'stuck at shutdown'`)).rowCount, 0);
+    } finally {
+      await check.end();
+    }
   });
 });

@@ -395,6 +395,36 @@ describe('worker', () => {
     assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n, 0);
   });
 
+  it('stopNow (a second shutdown signal) while a graceful stop waits for a job: the job is released, to be run again, and stop returns', async () => {
+    // A job that says it started, then hangs (think: a provider that never answers)
+    const hangs = defineTask<{ value: string }>({
+      name: 'test.hangs',
+      async handle(data, ctx) {
+        await ctx.ownerPool.query('INSERT INTO job_test_attempts (value) VALUES ($1)', [data.value]);
+        await sleep(3_000);
+      },
+    });
+    const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, tasks: [hangs], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
+    workers.push(worker);
+    await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.hangs', { value: 'hung' }));
+    await waitFor('the hung job to start', async () => (await t.admin.query(`SELECT 1 FROM job_test_attempts WHERE value = 'hung'`)).rows.length === 1);
+    // When the graceful stop waits for it and a second signal comes
+    const stopping = worker.stop().catch(() => undefined);
+    await sleep(200);
+    const startedAt = Date.now();
+    await worker.stopNow();
+    // Then it returned without waiting for the job, which is released with the reason, to be run again
+    assert.ok(Date.now() - startedAt < 2_500, `stopNow waited ${Date.now() - startedAt} ms`);
+    const { rows } = await t.admin.query<{ locked_at: Date | null; attempts: number; last_error: string | null }>(
+      `SELECT locked_at, attempts, last_error FROM graphile_worker._private_jobs WHERE payload->'data'->>'value' = 'hung'`,
+    );
+    assert.equal(rows.length, 1, 'the job is still queued');
+    assert.equal(rows[0]!.locked_at, null, 'and no longer locked by the stopped worker');
+    assert.match(rows[0]!.last_error ?? '', /second shutdown signal/);
+    await t.admin.query(`DELETE FROM graphile_worker._private_jobs WHERE payload->'data'->>'value' = 'hung'`);
+    await stopping; // the cut job's handler wakes and fails against the closed pools, inside the stopped worker
+  });
+
   it('"retry scheduled" is logged before the retry can run, even when add_job\'s reply reaches Node after the retry has run', async () => {
     // Simulate a loaded machine: the backend that ran add_job has committed
     // (the retry is visible to the other worker slots) but its reply reaches

@@ -1,5 +1,6 @@
 import http from 'node:http';
-import { Logger as WorkerLogger, parseCronItems, run, type CronItem, type Runner, type TaskList } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { Logger as WorkerLogger, parseCronItems, run, type CronItem, type Runner, type TaskList, type WorkerEvents, type WorkerPool } from 'graphile-worker';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import { createDb, createPool, type Db } from '../core/db.js';
@@ -46,6 +47,8 @@ export interface RunningWorker {
   metricsUrl: string | undefined;
   /** Graceful: stops taking jobs, waits for the running ones to finish. */
   stop(): Promise<void>;
+  /** At once: running jobs are released (failed with a message, retried later), not awaited. */
+  stopNow(): Promise<void>;
 }
 
 function workerLogger(logger: Logger): WorkerLogger {
@@ -86,9 +89,15 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     taskList[definition.name] = (payload, helpers) => runJob(definition, payload, helpers, deps);
   }
 
+  // The worker pool, for stopNow: runner.kill() does nothing once a graceful
+  // stop has begun, which is when a second signal comes.
+  const events = new EventEmitter() as WorkerEvents;
+  let workerPool: WorkerPool | undefined;
+  events.on('pool:create', ({ workerPool: created }) => (workerPool = created));
   let runner: Runner;
   try {
     runner = await run({
+      events,
       pgPool: ownerPool,
       taskList,
       parsedCronItems: parseCronItems((options.cronItems ?? cronItems).filter((item) => item.task in taskList)),
@@ -172,5 +181,13 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
         await Promise.allSettled([ownerPool.end(), appPool.end()]);
         logger.info('worker stopped');
       })()),
+    // A second signal: running jobs are released (failed with a message,
+    // retried later) instead of awaited.
+    stopNow: async () => {
+      for (const timer of timers) clearInterval(timer);
+      await workerPool?.forcefulShutdown('a second shutdown signal: stopping now');
+      if (metricsServer) metricsServer.close();
+      await Promise.allSettled([ownerPool.end(), appPool.end()]);
+    },
   };
 }
