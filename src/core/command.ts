@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
-import { actorLabel, recordInScope, type Principal } from './auth.js';
+import { actorLabel, recordInScope, type Principal, type TenantPrincipal } from './auth.js';
 import { all, maybeOne, one, type Db, type Tx } from './db.js';
 import { AppError, assert } from './errors.js';
 import { newId } from './ids.js';
@@ -75,6 +75,14 @@ export interface CommandSpec {
    * per tenant, so without this a key alone would open another store's record.
    */
   replayInStoreScopeOnly?: boolean;
+  /**
+   * Who, besides the token that made the request, may have its stored answer
+   * (replacing replayInStoreScopeOnly's store rule): for a record whose reach
+   * is not one store — a token, which may name many stores or none — the
+   * route says, from the stored answer, whether the caller could make the
+   * same request without the key. Others get 404, as for a store's record.
+   */
+  replayVisibleTo?: (principal: TenantPrincipal, storedBody: unknown) => boolean;
 }
 
 export interface CommandResult {
@@ -390,20 +398,22 @@ export const idempotencyKeyInFlight = () =>
 
 /**
  * A stored response for this request: its replay, or 422 when the key was
- * used for a different request. With `replayInStoreScopeOnly` (see
- * CommandSpec), a store-scoped caller other than the original token must
- * have the operation's store in scope (404 otherwise).
+ * used for a different request. With `replayVisibleTo` (see CommandSpec),
+ * a caller other than the original token must pass it; with
+ * `replayInStoreScopeOnly`, it must have the operation's store in scope
+ * (404 otherwise).
  */
-export function replayOf(input: CommandInput, stored: StoredResponse, spec?: Pick<CommandSpec, 'replayInStoreScopeOnly'>): CommandOutcome {
+export function replayOf(input: CommandInput, stored: StoredResponse, spec?: Pick<CommandSpec, 'replayInStoreScopeOnly' | 'replayVisibleTo'>): CommandOutcome {
   if (stored.fingerprint !== input.fingerprint && !(input.equivalentFingerprints ?? []).includes(stored.fingerprint)) {
     throw new AppError('idempotency_key_reused', 'this Idempotency-Key was already used with a different request');
   }
   const principal = input.principal;
   const hidden =
-    spec?.replayInStoreScopeOnly === true &&
     principal.kind === 'token' &&
     principal.tokenId !== stored.actor_token_id &&
-    !recordInScope(principal, stored.store_id);
+    (spec?.replayVisibleTo !== undefined
+      ? !spec.replayVisibleTo(principal, stored.response_body)
+      : spec?.replayInStoreScopeOnly === true && !recordInScope(principal, stored.store_id));
   if (hidden) throw new AppError('not_found', 'no record for this Idempotency-Key in this token\'s stores');
   return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { generateToken, hashToken } from '../core/auth.js';
+import { generateToken, hashToken, type TenantPrincipal } from '../core/auth.js';
 import { AlreadyDone, type Command } from '../core/command.js';
 import { all, maybeOne, one } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
@@ -19,6 +19,24 @@ export interface CreatedToken {
   role: Role;
   store_ids: string[] | null;
 }
+
+/**
+ * Whether a caller may issue or revoke a token of this role and these stores
+ * (the issuer's rules, below): only an owner acts on owner tokens, and a token
+ * limited to some stores only on tokens within them. A replay of a token's
+ * creation or revocation goes, besides its maker, to such callers only — to
+ * whoever could send the same request without the key —, read from the
+ * stored answer (`role`, `store_ids`): the operation has no store of its own.
+ */
+export function mayActOnToken(principal: TenantPrincipal, token: { role?: unknown; store_ids?: unknown }): boolean {
+  if (token.role === 'owner' && principal.role !== 'owner') return false;
+  if (principal.storeIds === null) return true;
+  const scope = principal.storeIds;
+  return Array.isArray(token.store_ids) && token.store_ids.every((id) => typeof id === 'string' && scope.includes(id));
+}
+
+export const tokenReplayVisibleTo = (principal: TenantPrincipal, storedBody: unknown): boolean =>
+  storedBody !== null && typeof storedBody === 'object' && mayActOnToken(principal, storedBody as { role?: unknown; store_ids?: unknown });
 
 /** Issues an API token. Only its SHA-256 is stored; the token is returned once. */
 export async function createToken(cmd: Command, input: CreateTokenInput): Promise<CreatedToken> {

@@ -71,6 +71,49 @@ describe('replays stay within the caller’s stores', () => {
     assert.equal(ownReplay.body.token, null, 'the secret is shown once, never replayed');
   });
 
+  it("a token creation or revocation replays to a caller who could make that request without the key: a store-limited admin of the token's stores gets it, an all-stores admin does not get an owner token's (404)", async () => {
+    const northAdmin = await givenToken(t, owner, 'admin', [north]);
+    const otherNorthAdmin = await givenToken(t, owner, 'admin', [north]);
+    const southAdmin = await givenToken(t, owner, 'admin', [south]);
+    const allStoresAdmin = await givenToken(t, owner, 'admin');
+
+    // A store-limited admin's rotated token (same stores) retrying the creation of a north till under its key.
+    const createKey = randomUUID();
+    const tillBody = { name: 'north till 7', role: 'cashier', store_ids: [north] };
+    const created = await northAdmin.post('/v1/tokens', tillBody, { idempotencyKey: createKey });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const rotated = await otherNorthAdmin.post('/v1/tokens', tillBody, { idempotencyKey: createKey });
+    assert.equal(rotated.status, 201, JSON.stringify(rotated.body));
+    assert.equal(rotated.headers.get('idempotent-replayed'), 'true');
+    assert.equal(rotated.body.id, created.body.id);
+    assert.equal(rotated.body.token, null);
+    assert.equal((await southAdmin.post('/v1/tokens', tillBody, { idempotencyKey: createKey })).status, 404);
+
+    const revokeKey = randomUUID();
+    assert.equal((await northAdmin.post(`/v1/tokens/${created.body.id}/revoke`, undefined, { idempotencyKey: revokeKey })).status, 200);
+    const revokeReplay = await otherNorthAdmin.post(`/v1/tokens/${created.body.id}/revoke`, undefined, { idempotencyKey: revokeKey });
+    assert.equal(revokeReplay.status, 200, JSON.stringify(revokeReplay.body));
+    assert.equal(revokeReplay.headers.get('idempotent-replayed'), 'true');
+    assert.equal((await southAdmin.post(`/v1/tokens/${created.body.id}/revoke`, undefined, { idempotencyKey: revokeKey })).status, 404);
+
+    // Owner tokens are the owner's to issue and revoke: an all-stores admin is refused without the key, and is not handed them with it.
+    const deputyKey = randomUUID();
+    const deputyBody = { name: 'deputy owner', role: 'owner' };
+    const deputy = await owner.post('/v1/tokens', deputyBody, { idempotencyKey: deputyKey });
+    assert.equal(deputy.status, 201);
+    assert.equal((await allStoresAdmin.post('/v1/tokens', deputyBody)).status, 403, 'without the key');
+    const seen = await allStoresAdmin.post('/v1/tokens', deputyBody, { idempotencyKey: deputyKey });
+    assert.equal(seen.status, 404, JSON.stringify(seen.body));
+    const deputyRevokeKey = randomUUID();
+    assert.equal((await owner.post(`/v1/tokens/${deputy.body.id}/revoke`, undefined, { idempotencyKey: deputyRevokeKey })).status, 200);
+    assert.equal((await allStoresAdmin.post(`/v1/tokens/${deputy.body.id}/revoke`)).status, 403, 'without the key');
+    const seenRevoke = await allStoresAdmin.post(`/v1/tokens/${deputy.body.id}/revoke`, undefined, { idempotencyKey: deputyRevokeKey });
+    assert.equal(seenRevoke.status, 404, JSON.stringify(seenRevoke.body));
+    const ownerReplay = await owner.post(`/v1/tokens/${deputy.body.id}/revoke`, undefined, { idempotencyKey: deputyRevokeKey });
+    assert.equal(ownerReplay.status, 200);
+    assert.equal(ownerReplay.headers.get('idempotent-replayed'), 'true');
+  });
+
   it('tenant settings apply to every store: a store-limited admin may not change them (403, nothing changed); an all-stores admin may', async () => {
     const scopedAdmin = await givenToken(t, owner, 'admin', [north]);
     const before = (await owner.get('/v1/tenant/settings')).body;

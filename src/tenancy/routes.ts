@@ -6,7 +6,7 @@ import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { IdempotencyHeaders, IdParams, IfMatchHeaders, NoBody, Timestamp, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
-import { createToken, revokeToken } from './createToken.js';
+import { createToken, revokeToken, tokenReplayVisibleTo } from './createToken.js';
 import { getVersionedTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
 import { etagOf, optionalExpectedVersion } from '../http/etag.js';
 import { inTenantTransaction } from '../core/command.js';
@@ -75,7 +75,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       config: { permission: 'tokens.create' },
       schema: {
         tags: ['tenancy'],
-        summary: 'Issue an API token with a role and optional store scope. The token is shown once; a replay returns `token: null`.',
+        summary: 'Issue an API token with a role and optional store scope. The token is shown once; a replay returns `token: null`, and goes only to the token that made the request or to a caller that could issue that token (an owner token: an owner; a store-limited caller: a token within its stores), 404 for others.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -97,7 +97,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       },
     },
     async (request, reply) =>
-      command(db, request, reply, { type: 'token.create', redactForReplay: redactToken, replayInStoreScopeOnly: true }, async (cmd) => ({
+      command(db, request, reply, { type: 'token.create', redactForReplay: redactToken, replayVisibleTo: tokenReplayVisibleTo }, async (cmd) => ({
         status: 201,
         body: await createToken(cmd, request.body),
       })),
@@ -110,7 +110,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long), and at once in a process that answers the replay of the revoke or a repeat revoke. Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again.',
+          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long), and at once in a process that answers the replay of the revoke or a repeat revoke. Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again. A replay by Idempotency-Key goes to the token that sent the revoke or to a caller that may revoke that token (404 for others).',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,
@@ -126,7 +126,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       },
     },
     async (request, reply) => {
-      const response = await command(db, request, reply, { type: 'token.revoke', replayInStoreScopeOnly: true }, async (cmd) => ({
+      const response = await command(db, request, reply, { type: 'token.revoke', replayVisibleTo: tokenReplayVisibleTo }, async (cmd) => ({
         status: 200,
         body: await revokeToken(cmd, request.params.id),
       }));
