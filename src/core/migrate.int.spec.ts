@@ -40,6 +40,20 @@ describe('migrate', () => {
     assert.deepEqual(await migrate(url.toString()), []);
   });
 
+  it('prints nothing of its own on the console (graphile-worker warned on every start, outside the log, that our pool had no connect handler)', async () => {
+    const printed: unknown[][] = [];
+    const { warn, error, log } = console;
+    console.warn = (...args: unknown[]) => void printed.push(args);
+    console.error = (...args: unknown[]) => void printed.push(args);
+    console.log = (...args: unknown[]) => void printed.push(args);
+    try {
+      await migrate(url.toString());
+    } finally {
+      Object.assign(console, { warn, error, log });
+    }
+    assert.deepEqual(printed, []);
+  });
+
   it('a server that ends every connection the moment it returns does not crash the process (no connection of its own left behind without an error handler)', async () => {
     const admin = new pg.Client(server);
     await admin.connect();

@@ -60,6 +60,9 @@ async function migrateJobQueue(databaseUrl: string, logger?: Logger): Promise<vo
     // and crashed the process.
     const pool = new pg.Pool({ connectionString: databaseUrl });
     pool.on('error', (error) => logger?.warn({ err: error }, 'a job-queue migration connection failed'));
+    // graphile-worker wants both handlers on a pool it is given (otherwise it
+    // installs its own and prints a warning on the console at every start).
+    pool.on('connect', (connection) => connection.on('error', (error) => logger?.warn({ err: error }, 'a job-queue migration connection failed')));
     try {
       await runWorkerMigrations({
         pgPool: pool,
