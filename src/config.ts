@@ -53,6 +53,8 @@ export interface Config {
   ordersStuckAfterSeconds: number;
   /** An order in `submitted`/`processing` unchanged this long is looked up at the provider (its webhooks may be lost). */
   ordersPollAfterSeconds: number;
+  /** Browser origins allowed to call the API cross-origin (CORS), exactly as browsers send them; empty: CORS off. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -140,6 +142,39 @@ function sentryDsn(env: Env, name: string): string | undefined {
   return raw;
 }
 
+/**
+ * CORS_ORIGINS: a comma-separated list of exact origins (`https://pos.example.com`),
+ * read as browsers send them in `Origin` (scheme and host lowercased, no
+ * default port). Anything that would allow more than one named origin — `*`,
+ * a wildcard host, `null` (sandboxed frames and files send it) — or that is
+ * no origin at all (a path, even `/`, a query, user info) is refused: the
+ * plugin compares strings, so `https://pos.example.com/` would silently
+ * allow nobody.
+ */
+function corsOrigins(env: Env, name: string): string[] {
+  const raw = optional(env, name);
+  if (raw === undefined) return [];
+  const origins = new Set<string>();
+  for (const entry of raw.split(',').map((item) => item.trim())) {
+    if (entry === '') throw new ConfigError(`${name} has an empty entry (a doubled or trailing comma) in "${raw}"`);
+    const refuse = (why: string) => new ConfigError(`${name}: "${entry}" ${why}; list exact origins such as https://pos.example.com, separated by commas`);
+    if (entry.includes('*')) throw refuse('is a wildcard, not an exact origin');
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw refuse('is not an origin');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not an http:// or https:// origin');
+    if (url.username !== '' || url.password !== '') throw refuse('has user info, which no origin has');
+    if (url.search !== '' || url.hash !== '' || entry.endsWith('?') || entry.endsWith('#')) throw refuse('has a query or fragment, which no origin has');
+    // An origin has no path; `new URL` gives every http(s) URL at least "/".
+    if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#]+$/i.test(entry)) throw refuse('has a path (even a trailing "/"), which no origin has');
+    origins.add(url.origin);
+  }
+  return [...origins];
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -195,5 +230,6 @@ export function loadConfig(env: Env = process.env): Config {
     fulfilmentWebhookToleranceSeconds: integer(env, 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 86_400),
     ordersStuckAfterSeconds: integer(env, 'ORDERS_STUCK_AFTER_SECONDS', 120, 1, 86_400),
     ordersPollAfterSeconds: integer(env, 'ORDERS_POLL_AFTER_SECONDS', 3600, 1, 30 * 86_400),
+    corsOrigins: corsOrigins(env, 'CORS_ORIGINS'),
   };
 }

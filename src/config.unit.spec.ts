@@ -97,3 +97,41 @@ describe('loadConfig: job retries', () => {
     assert.deepEqual([equal.jobRetryBaseMs, equal.jobRetryMaxMs], [5000, 5000]);
   });
 });
+
+describe('loadConfig: CORS_ORIGINS', () => {
+  const refusal = (value: string) => {
+    try {
+      loadConfig({ CORS_ORIGINS: value });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      return error.message;
+    }
+    return 'accepted';
+  };
+
+  it('unset or empty: CORS is off (no origin allowed), as before', () => {
+    assert.deepEqual(loadConfig({}).corsOrigins, []);
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: '' }).corsOrigins, []);
+  });
+
+  it('reads a comma-separated list of exact origins, as browsers send them (scheme and host lowercased, no default port), each once', () => {
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: 'https://pos.example.com, http://localhost:5173,HTTPS://Console.Example.com:443,https://pos.example.com' }).corsOrigins, [
+      'https://pos.example.com',
+      'http://localhost:5173',
+      'https://console.example.com',
+    ]);
+  });
+
+  it('refuses anything that is not an exact http(s) origin, naming the variable and the entry', () => {
+    assert.match(refusal('*'), /^CORS_ORIGINS: "\*" is a wildcard.*list exact origins/);
+    assert.match(refusal('https://pos.example.com, https://*.example.com'), /^CORS_ORIGINS: "https:\/\/\*\.example\.com" is a wildcard/);
+    assert.match(refusal('null'), /^CORS_ORIGINS: "null" is not an origin/);
+    assert.match(refusal('pos.example.com'), /^CORS_ORIGINS: "pos\.example\.com" is not/);
+    assert.match(refusal('ftp://pos.example.com'), /^CORS_ORIGINS: "ftp:\/\/pos\.example\.com" is not an http/);
+    assert.match(refusal('https://pos.example.com/'), /^CORS_ORIGINS: "https:\/\/pos\.example\.com\/" has a path/);
+    assert.match(refusal('https://pos.example.com/till'), /^CORS_ORIGINS: .* has a path/);
+    assert.match(refusal('https://pos.example.com?x=1'), /^CORS_ORIGINS: .* has a query/);
+    assert.match(refusal('https://user@pos.example.com'), /^CORS_ORIGINS: .* has user info/);
+    assert.match(refusal('https://a.example.com,,https://b.example.com'), /CORS_ORIGINS has an empty entry/);
+  });
+});

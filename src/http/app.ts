@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -24,6 +25,7 @@ import { isConnectionFailure, isDataException, isRetryableTransactionError } fro
 import { AuthFailureLimiter } from './authFailures.js';
 import { clientOf, rateLimitKeyOf } from './rateLimitKey.js';
 import { routeModules } from './routes.js';
+import { corsOptions, isCorsCatchAll, isCorsCatchAllRoute } from './cors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -248,10 +250,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   app.setErrorHandler(answerError);
   // No route for this method: when the path has routes for other methods it
-  // is a 405 naming them in `Allow` (RFC 9110), otherwise a 404.
+  // is a 405 naming them in `Allow` (RFC 9110), otherwise a 404. The OPTIONS
+  // catch-all that lets CORS preflights through (src/http/cors.ts) serves no
+  // path: an OPTIONS that is not a preflight from an allowed origin is
+  // answered here, as it is with CORS off.
+  const serves = (method: (typeof ROUTABLE_METHODS)[number], path: string) => {
+    const route = app.findRoute({ method, url: path });
+    return route !== null && !(method === 'OPTIONS' && isCorsCatchAll(route.params));
+  };
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? request.url;
-    const allowed = ROUTABLE_METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    const allowed = ROUTABLE_METHODS.filter((method) => serves(method, path));
     if (allowed.length === 0) return sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${path}`));
     reply.header('allow', allowed.join(', '));
     return sendProblem(request, reply, new AppError('method_not_allowed', `${path} does not serve ${request.method}; it serves ${allowed.join(', ')}`));
@@ -265,9 +274,22 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     closing = true;
   });
 
-  const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
+  // Every answer carries the correlation id, a CORS preflight's too.
   app.addHook('onRequest', async (request, reply) => {
     reply.header(CORRELATION_HEADER, request.id);
+  });
+  // CORS (CORS_ORIGINS) before authentication and every refusal: a preflight
+  // carries no token, and a browser shows its page a refusal (401, 429, 503…)
+  // only when the refusal carries the CORS headers too.
+  if (config.corsOrigins.length > 0) {
+    app.addHook('onRoute', (route) => {
+      if (isCorsCatchAllRoute(route)) route.config = { ...route.config, auth: 'none' };
+    });
+    await app.register(cors, corsOptions(config.corsOrigins, ROUTABLE_METHODS.filter((method) => method !== 'OPTIONS')));
+  }
+
+  const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
+  app.addHook('onRequest', async (request, reply) => {
     if (closing) {
       reply.header('connection', 'close');
       throw new AppError('service_unavailable', 'the server is shutting down; retry with the same Idempotency-Key', { retryAfterSeconds: 1 });
@@ -338,7 +360,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         title: 'storekeep API',
         version: '1.0.0',
         description:
-          'Every mutating request accepts an `Idempotency-Key` header. Errors are `application/problem+json` with a stable `code`. See API.md for the conventions.',
+          'Every mutating request accepts an `Idempotency-Key` header. Errors are `application/problem+json` with a stable `code`. See API.md for the conventions. ' +
+          'Browser pages on the origins listed in `CORS_ORIGINS` may call the API cross-origin (CORS: preflights answered 204 without a token; `ETag`, `Idempotent-Replayed`, `Retry-After` and `X-Correlation-ID` exposed); any other `OPTIONS` is 405 with `Allow`.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
