@@ -20,7 +20,7 @@ import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
 import { Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
-import { assertStorableText, strictJsonParser } from './json.js';
+import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
 import { isConnectionFailure, isDataException, isRetryableTransactionError } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { clientOf, rateLimitKeyOf } from './rateLimitKey.js';
@@ -226,7 +226,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // refused by the preValidation hook below, at its field.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, strictJsonParser(parseJson as Parameters<typeof strictJsonParser>[0]));
+  const jsonParser = strictJsonParser(parseJson as Parameters<typeof strictJsonParser>[0]);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, jsonParser);
+  // A JSON merge patch (RFC 7396) is JSON: the same parser, on the routes that are merge patches.
+  app.addContentTypeParser(MERGE_PATCH_JSON, { parseAs: 'buffer' }, mergePatchParser(jsonParser));
 
   // JSON between systems is UTF-8 (RFC 8259 §8.1): a body declared in any
   // other charset is refused, not read as if it were UTF-8.
@@ -234,7 +237,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const charset = charsetOf(request.headers['content-type']);
     const hasBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0';
     if (hasBody && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-      throw new AppError('unsupported_media_type', `send the body as application/json in UTF-8, not ${charset}`);
+      const mediaType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() || 'application/json';
+      throw new AppError('unsupported_media_type', `send the body as ${mediaType} in UTF-8, not ${charset}`);
     }
     return payload;
   });

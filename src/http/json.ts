@@ -122,6 +122,18 @@ export function repeatedNameIn(text: string, prefix: string): FieldError | undef
   return undefined;
 }
 
+/**
+ * RFC 7396's media type. A merge patch is JSON read exactly as JSON (the same
+ * parser, limits and refusals); it is taken only by routes that are merge
+ * patches, which say so in their schema's `consumes` (also what the OpenAPI
+ * document lists): elsewhere a body declared a merge patch is not one, and is
+ * refused 415 as before.
+ */
+export const MERGE_PATCH_JSON = 'application/merge-patch+json';
+
+/** The media types a merge-patch route takes (its schema's `consumes`). */
+export const MERGE_PATCH_CONSUMES = ['application/json', MERGE_PATCH_JSON];
+
 type JsonParser = (request: FastifyRequest, body: string, done: (error: Error | null, value?: unknown) => void) => void;
 
 /**
@@ -156,5 +168,23 @@ export function strictJsonParser(parseJson: JsonParser) {
       if (repeated) return done(new AppError('validation_failed', `${repeated.path} ${repeated.message}`, { errors: [repeated] }), undefined);
       return done(null, value);
     });
+  };
+}
+
+/**
+ * The application/merge-patch+json parser: the strict JSON parser on the
+ * routes whose schema `consumes` it; a 415 naming application/json on the
+ * others. A request that matched no route is read as JSON, so it gets the
+ * 404 or 405 it gets with application/json.
+ */
+export function mergePatchParser(jsonParser: ReturnType<typeof strictJsonParser>) {
+  return (request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
+    const route = request.routeOptions;
+    const consumes = (route.schema as { consumes?: unknown } | undefined)?.consumes;
+    if (route.url !== undefined && !(Array.isArray(consumes) && consumes.includes(MERGE_PATCH_JSON))) {
+      done(new AppError('unsupported_media_type', `${request.method} ${route.url} is not a JSON merge patch: send its body as application/json`), undefined);
+      return;
+    }
+    jsonParser(request, body, done);
   };
 }

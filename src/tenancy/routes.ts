@@ -9,6 +9,7 @@ import { createTenant } from './createTenant.js';
 import { createToken, revokeToken, tokenReplayVisibleTo } from './createToken.js';
 import { getVersionedTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
 import { etagOf, optionalExpectedVersion } from '../http/etag.js';
+import { MERGE_PATCH_CONSUMES } from '../http/json.js';
 import { inTenantTransaction } from '../core/command.js';
 
 const redactToken = (body: unknown): unknown => ({ ...(body as object), token: null });
@@ -162,9 +163,10 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          'Change tenant settings (merged into the current ones; a setting sent as null is removed, i.e. back to its default). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
+          'Change tenant settings: a JSON merge patch (RFC 7396), sent as application/json or application/merge-patch+json (merged into the current ones; a setting sent as null is removed, i.e. back to its default). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
           'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. Changes sent at once take turns (same If-Match: one applies, the others 412; without: all merged). The answer carries the new ETag (not on a replay).',
         headers: IfMatchHeaders('settings'),
+        consumes: MERGE_PATCH_CONSUMES,
         body: Settings,
         response: { 200: SettingsAnswer },
       },
