@@ -32,6 +32,11 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
     }
   });
 
+  it('says that a replay of a tenant\'s or a token\'s creation answers token: null (the secret is shown once)', () => {
+    const operations = doc.paths as unknown as Record<string, Record<string, { summary?: string }>>;
+    for (const path of ['/v1/tenants', '/v1/tokens']) assert.match(operations[path]!.post!.summary ?? '', /replay[^.]*`token: null`/, path);
+  });
+
   it('documents the problem+json refusals of every operation', () => {
     assert.deepEqual(doc.components.schemas.Problem?.required?.slice().sort(), ['code', 'correlation_id', 'detail', 'status', 'title', 'type']);
     for (const [path, operations] of Object.entries(doc.paths)) {

@@ -27,6 +27,30 @@ describe('issuing tokens and editing tenant settings', () => {
   const tokens = async () =>
     (await t.admin.query<{ name: string; role: string; store_ids: string[] | null }>(`SELECT name, role, store_ids FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id`, [tenantId])).rows;
 
+  it('a replay of a tenant\'s creation answers the tenant with token: null — the owner token is shown once — and creates nothing more', async () => {
+    // Given a tenant created with an Idempotency-Key
+    const key = `tenant-${randomUUID()}`;
+    const name = `Replayed ${randomUUID().slice(0, 8)}`;
+    const created = await t.operator.post('/v1/tenants', { name }, { idempotencyKey: key });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.match(created.body.token, /^sk_/);
+    // When the operator sends it again (a lost answer)
+    const replayed = await t.operator.post('/v1/tenants', { name }, { idempotencyKey: key });
+    // Then the same tenant, without its secret
+    assert.equal(replayed.status, 201);
+    assert.equal(replayed.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(replayed.body, { tenant: created.body.tenant, token: null });
+    const rows = await t.admin.query(
+      `SELECT (SELECT count(*) FROM tenants WHERE name = $1)::int AS tenants,
+              (SELECT count(*) FROM api_tokens WHERE tenant_id = $2)::int AS tokens,
+              (SELECT count(*) FROM idempotency_keys WHERE key = $3 AND response_body::text LIKE '%sk\_%')::int AS stored_secrets`,
+      [name, created.body.tenant.id, key],
+    );
+    assert.deepEqual(rows.rows[0], { tenants: 1, tokens: 1, stored_secrets: 0 });
+    // and the token shown once still works
+    assert.equal((await t.client(created.body.token).get('/v1/stores')).status, 200);
+  });
+
   it('a store-limited admin issues tokens within its own stores only: every broader one is 403 and no token row is written', async () => {
     const scopedAdmin = await givenToken(t, owner, 'admin', [north]);
     const before = await tokens();

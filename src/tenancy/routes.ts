@@ -54,7 +54,8 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       config: { auth: 'operator' },
       schema: {
         tags: ['tenancy'],
-        summary: 'Create a tenant and its owner token (operator token). A replay returns the tenant with `token: null`: the secret is shown once.',
+        summary:
+          'Create a tenant and its owner token (operator token). The owner token is shown once (only its SHA-256 is stored): a replay by Idempotency-Key returns the tenant with `token: null` and creates nothing.',
         headers: IdempotencyHeaders,
         body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
         response: { 201: Type.Object({ tenant: Type.Object({ id: Uuid, name: Type.String() }), token: Type.Union([Type.String(), Type.Null()], { description: 'the owner token; null on a replay' }) }) },
