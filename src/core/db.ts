@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql, type RawBuilder, type Transaction } from 'kysely';
-import { assert } from './errors.js';
+import { AppError, assert } from './errors.js';
+import { isDataException } from './pgErrors.js';
 
 // int8 (bigint) arrives as a JS number: money and quantities are integers far
 // below 2^53. A value beyond that is a corrupted row, never something to round.
@@ -146,6 +147,32 @@ export function utcMicros(moment: RawBuilder<unknown>): RawBuilder<string> {
  */
 export function utcMicrosWithinYears(moment: RawBuilder<unknown>): RawBuilder<string | null> {
   return sql<string | null>`CASE WHEN ${moment} >= '0001-01-01 00:00:00+00' AND ${moment} < '10000-01-01 00:00:00+00' THEN ${utcMicros(moment)} END`;
+}
+
+/**
+ * A moment a client sent (`as_of`, a till's `client_created_at`), as
+ * PostgreSQL reads it (`::timestamptz`: any offset form, a leap second as the
+ * next minute, microseconds kept), in UTC with microseconds
+ * (`…T10:00:00.123456Z`). A value PostgreSQL cannot read (year 0,
+ * `23:59:60.5`, an offset beyond ±15:59…) or one outside the years 0001–9999
+ * in UTC (`0001-01-01T00:00:00+01:00` is 1 BC) is a 400 at `field.path`.
+ */
+export async function readClientMoment(tx: Executor, text: string, field: { name: string; path: string }): Promise<string> {
+  let row: { at: string | null };
+  try {
+    row = await one(tx, sql<{ at: string | null }>`SELECT ${utcMicrosWithinYears(sql.ref('t'))} AS at FROM (SELECT ${text}::timestamptz AS t) AS parsed`);
+  } catch (error) {
+    if (!isDataException(error)) throw error;
+    throw new AppError('validation_failed', `${field.name} cannot be read as a moment: ${(error as Error).message}`, {
+      errors: [{ path: field.path, message: 'must be a date-time PostgreSQL can read, within the years 0001–9999 in UTC' }],
+    });
+  }
+  if (row.at === null) {
+    throw new AppError('validation_failed', `${field.name} is outside the years 0001–9999 (UTC)`, {
+      errors: [{ path: field.path, message: 'must fall within the years 0001–9999 in UTC' }],
+    });
+  }
+  return row.at;
 }
 
 /**

@@ -1,8 +1,6 @@
 import { sql } from 'kysely';
 import type { StockPage } from './queries.js';
-import { all, one, utcMicrosWithinYears, type Tx } from '../core/db.js';
-import { AppError } from '../core/errors.js';
-import { isDataException } from '../core/pgErrors.js';
+import { all, readClientMoment, type Tx } from '../core/db.js';
 
 /**
  * The moment an `as_of` names, as PostgreSQL reads it (`::timestamptz`: any
@@ -14,25 +12,7 @@ import { isDataException } from '../core/pgErrors.js';
  * years 0001–9999 in UTC (`0001-01-01T00:00:00+01:00` is 1 BC) is a 400.
  */
 export async function readAsOf(tx: Tx, asOf: string): Promise<string> {
-  let row: { at: string | null };
-  try {
-    row = await one(
-      tx,
-      sql<{ at: string | null }>`
-        SELECT ${utcMicrosWithinYears(sql.ref('t'))} AS at FROM (SELECT ${asOf}::timestamptz AS t) AS parsed`,
-    );
-  } catch (error) {
-    if (!isDataException(error)) throw error;
-    throw new AppError('validation_failed', `as_of cannot be read as a moment: ${(error as Error).message}`, {
-      errors: [{ path: '/querystring/as_of', message: 'must be a date-time PostgreSQL can read, within the years 0001–9999 in UTC' }],
-    });
-  }
-  if (row.at === null) {
-    throw new AppError('validation_failed', 'as_of is outside the years 0001–9999 (UTC)', {
-      errors: [{ path: '/querystring/as_of', message: 'must fall within the years 0001–9999 in UTC' }],
-    });
-  }
-  return row.at;
+  return readClientMoment(tx, asOf, { name: 'as_of', path: '/querystring/as_of' });
 }
 
 /**
