@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { one } from '../core/db.js';
+import { one, readClientMoment } from '../core/db.js';
 import { AppError, assert } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
@@ -16,6 +16,11 @@ export interface PaymentInput {
   /** Default: `out` for a supplier (we pay), `in` for a customer (they pay). */
   direction?: 'in' | 'out' | undefined;
   reference?: string | undefined;
+  /**
+   * When the till made the payment, for one it queued offline: its money is
+   * booked on that day, as a synced sale's (postJournal's tillTime).
+   */
+  client_created_at?: string | undefined;
 }
 
 /**
@@ -24,6 +29,9 @@ export interface PaymentInput {
  *   out (we pay a supplier): debit the party, credit the store's drawer/bank/clearing
  */
 export async function createPayment(cmd: Command, input: PaymentInput): Promise<PaymentRow> {
+  // As PostgreSQL reads it (UTC, microseconds), before anything is written.
+  const clientCreatedAt =
+    input.client_created_at === undefined ? null : await readClientMoment(cmd.tx, input.client_created_at, { name: 'client_created_at', path: '/body/client_created_at' });
   await assertStoreExists(cmd.tx, cmd.tenantId, input.store_id);
   const party = await findParty(cmd.tx, cmd.tenantId, input.party_id);
   if (!party) {
@@ -41,19 +49,21 @@ export async function createPayment(cmd: Command, input: PaymentInput): Promise<
     storeId: input.store_id,
     subjectType: 'payment',
     subjectId: id,
+    tillTime: clientCreatedAt,
     postings: [
       { account: { storeId: input.store_id, kind: storeAccount }, amount: intoStore },
       { account: { partyId: party.id }, amount: -intoStore },
     ],
   });
-  const payment = await one(
+  const row = await one(
     cmd.tx,
-    sql<PaymentRow>`
-      INSERT INTO payments (tenant_id, id, party_id, store_id, direction, method, amount, reference, entry_id, op_id)
+    sql<Omit<PaymentRow, 'business_date'>>`
+      INSERT INTO payments (tenant_id, id, party_id, store_id, direction, method, amount, reference, client_created_at, entry_id, op_id)
       VALUES (${cmd.tenantId}, ${id}, ${party.id}, ${input.store_id}, ${direction}, ${input.method}, ${input.amount},
-              ${input.reference ?? null}, ${entry.entryId}, ${cmd.opId})
-      RETURNING id, party_id, store_id, direction, method, amount, reference, entry_id, op_id, created_at`,
+              ${input.reference ?? null}, ${clientCreatedAt}, ${entry.entryId}, ${cmd.opId})
+      RETURNING id, party_id, store_id, direction, method, amount, reference, client_created_at, entry_id, op_id, created_at`,
   );
+  const payment: PaymentRow = { ...row, business_date: entry.businessDate };
   cmd.storeId = input.store_id;
   cmd.touch('payments', id);
   cmd.touch('journal_entries', entry.entryId);

@@ -26,8 +26,13 @@ export interface PaymentRow {
   method: PaymentMethod;
   amount: number;
   reference: string | null;
+  /** When the till made it (sent for a payment it queued offline), or null. */
+  client_created_at: Date | null;
+  /** The day its entry is booked on: the till's day or the day it was recorded (the first open one, never in the future). */
+  business_date: string;
   entry_id: string;
   op_id: string;
+  /** When it was recorded. */
   created_at: Date;
 }
 

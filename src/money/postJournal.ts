@@ -9,16 +9,42 @@ export interface JournalEntryInput {
   kind: string;
   /** The store whose settlement the entry counts in (null for none). */
   storeId?: string | null;
-  /** 'YYYY-MM-DD'; default (and latest): today (UTC) by the database clock — no entry counts for a future day. */
-  businessDate?: string;
+  /**
+   * When a till moved the money, for a command it queued offline (a synced
+   * sale's, a payment's or a void's `client_created_at`): the entry is dated
+   * on its day (tillDay) instead of the day it reaches us — by
+   * open_business_date like every entry, so never before the store's latest
+   * count nor after today. Absent: today.
+   */
+  tillTime?: Date | string | null;
+  /** 'YYYY-MM-DD': with `tillTime`, the earliest day it may ask for (a void: its sale's day). */
+  notBefore?: string;
   subjectType?: string;
   subjectId?: string;
   memo?: string;
   postings: PostingInput[];
 }
 
+/**
+ * The business day a till's time asks for: its UTC day. The one place a
+ * till's time becomes a day; open_business_date (in postJournals) then moves
+ * it past counted days and caps it at today.
+ */
+export function tillDay(at: Date | string): string {
+  return new Date(at).toISOString().slice(0, 10);
+}
+
+/** The day an entry asks open_business_date for: its till's day (not before `notBefore`), or null for today. */
+function wantedDay(input: JournalEntryInput): string | null {
+  if (input.tillTime === undefined || input.tillTime === null) return null;
+  const day = tillDay(input.tillTime);
+  return input.notBefore !== undefined && input.notBefore > day ? input.notBefore : day;
+}
+
 export interface PostedEntry {
   entryId: string;
+  /** The day the entry was booked on ('YYYY-MM-DD'). */
+  businessDate: string;
   postings: Array<{ account_id: string; amount: number }>;
 }
 
@@ -50,7 +76,7 @@ export async function postJournals(
     id: input.id ?? newId(),
     kind: input.kind,
     store_id: input.storeId ?? null,
-    wanted: input.businessDate ?? null,
+    wanted: wantedDay(input),
     subject_type: input.subjectType ?? null,
     subject_id: input.subjectId ?? null,
     memo: input.memo ?? null,
@@ -86,7 +112,7 @@ export async function postJournals(
   }
   const rows = await all(
     tx,
-    sql<{ entry_id: string; account_id: string; amount: number }>`
+    sql<{ entry_id: string; account_id: string; amount: number; business_date: string }>`
       WITH entry_input AS (
         SELECT * FROM jsonb_to_recordset(${JSON.stringify(entryRows)}::jsonb)
           AS e(id uuid, kind text, store_id uuid, wanted date, subject_type text, subject_id uuid, memo text, op_id uuid, position integer)
@@ -98,7 +124,7 @@ export async function postJournals(
         SELECT ${tenantId}, e.id, e.kind, e.store_id, days.business_date, e.subject_type, e.subject_id, e.memo, e.op_id
         FROM entry_input e JOIN days ON days.store_id IS NOT DISTINCT FROM e.store_id AND days.wanted IS NOT DISTINCT FROM e.wanted
         ORDER BY e.position
-        RETURNING id
+        RETURNING id, business_date
       ), account_input AS (
         SELECT * FROM jsonb_to_recordset(${JSON.stringify([...accounts.values()])}::jsonb)
           AS a(new_id uuid, key text, kind text, store_id uuid, party_id uuid, amount bigint, debit bigint, credit bigint, op_id uuid)
@@ -115,21 +141,24 @@ export async function postJournals(
               credit_total = a.credit_total + EXCLUDED.credit_total,
               updated_at = now()
         RETURNING a.id, a.key
+      ), posted AS (
+        INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id)
+        SELECT ${tenantId}, l.entry_id, moved.id, l.amount, e.op_id
+        FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(lines)}::jsonb) AS (entry_id uuid, key text, amount bigint))
+               WITH ORDINALITY AS l(entry_id, key, amount, position)
+        JOIN moved ON moved.key = l.key
+        JOIN entry_input e ON e.id = l.entry_id
+        ORDER BY l.position
+        RETURNING entry_id, account_id, amount
       )
-      INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id)
-      SELECT ${tenantId}, l.entry_id, moved.id, l.amount, e.op_id
-      FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(lines)}::jsonb) AS (entry_id uuid, key text, amount bigint))
-             WITH ORDINALITY AS l(entry_id, key, amount, position)
-      JOIN moved ON moved.key = l.key
-      JOIN entry_input e ON e.id = l.entry_id
-      ORDER BY l.position
-      RETURNING entry_id, account_id, amount`,
+      SELECT posted.entry_id, posted.account_id, posted.amount, entry.business_date
+      FROM posted JOIN entry ON entry.id = posted.entry_id`,
   );
   assert(rows.length === lines.length, 'every posting found its account');
-  return entryRows.map((entry) => ({
-    entryId: entry.id,
-    postings: rows.filter((row) => row.entry_id === entry.id).map(({ account_id, amount }) => ({ account_id, amount })),
-  }));
+  return entryRows.map((entry) => {
+    const own = rows.filter((row) => row.entry_id === entry.id);
+    return { entryId: entry.id, businessDate: own[0]!.business_date, postings: own.map(({ account_id, amount }) => ({ account_id, amount })) };
+  });
 }
 
 /** One journal entry (see postJournals). */

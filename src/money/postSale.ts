@@ -42,8 +42,9 @@ export function saleJournalEntry(sale: SaleForLedger): JournalEntryInput | null 
     kind: 'sale',
     storeId: sale.store_id,
     // An offline sale synced later counts for the day the till took the money
-    // (UTC; never a future day — open_business_date caps it at today).
-    ...(sale.source === 'offline' && sale.client_created_at ? { businessDate: new Date(sale.client_created_at).toISOString().slice(0, 10) } : {}),
+    // (postJournals: its UTC day, by open_business_date — never a future day,
+    // never before the store's latest count).
+    ...(sale.source === 'offline' && sale.client_created_at ? { tillTime: sale.client_created_at } : {}),
     subjectType: 'sale',
     subjectId: sale.id,
     postings: [
@@ -54,15 +55,18 @@ export function saleJournalEntry(sale: SaleForLedger): JournalEntryInput | null 
 }
 
 /**
- * A void's reversing entry: exactly the sale's postings, negated, dated today
- * (the cash leaves the drawer on the day of the void). Reversing what was
- * posted — not recomputing it — keeps the two entries exact mirrors.
+ * A void's reversing entry: exactly the sale's postings, negated, dated the
+ * day of the void (the cash leaves the drawer then): today, or — for a void a
+ * till queued offline — the day of its `tillTime`, by the rule of a synced
+ * sale (postJournals), and never before the sale's own entry's day (a till
+ * clock reset to 1970 cannot take the cash out before it came in). Reversing
+ * what was posted — not recomputing it — keeps the two entries exact mirrors.
  */
-export async function postSaleVoid(tx: Tx, cmd: Cmd, sale: Pick<SaleForLedger, 'id' | 'store_id'>): Promise<PostedEntry | null> {
+export async function postSaleVoid(tx: Tx, cmd: Cmd, sale: Pick<SaleForLedger, 'id' | 'store_id'>, tillTime: Date | string | null = null): Promise<PostedEntry | null> {
   const posted = await all(
     tx,
-    sql<{ kind: string; store_id: string | null; party_id: string | null; amount: number }>`
-      SELECT a.kind, a.store_id, a.party_id, p.amount
+    sql<{ kind: string; store_id: string | null; party_id: string | null; amount: number; business_date: string }>`
+      SELECT a.kind, a.store_id, a.party_id, p.amount, e.business_date
       FROM journal_entries e
       JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
       JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
@@ -74,6 +78,8 @@ export async function postSaleVoid(tx: Tx, cmd: Cmd, sale: Pick<SaleForLedger, '
     storeId: sale.store_id,
     subjectType: 'sale',
     subjectId: sale.id,
+    tillTime,
+    notBefore: posted[0]!.business_date,
     postings: posted.map((posting) => ({
       account: posting.party_id !== null ? { partyId: posting.party_id } : { storeId: posting.store_id!, kind: posting.kind as StoreAccountKind },
       amount: -posting.amount,

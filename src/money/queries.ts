@@ -23,8 +23,9 @@ export async function findPayment(tx: Tx, tenantId: string, id: string): Promise
   return maybeOne(
     tx,
     sql<PaymentRow>`
-      SELECT id, party_id, store_id, direction, method, amount, reference, entry_id, op_id, created_at
-      FROM payments WHERE tenant_id = ${tenantId} AND id = ${id}`,
+      SELECT p.id, p.party_id, p.store_id, p.direction, p.method, p.amount, p.reference, p.client_created_at, e.business_date, p.entry_id, p.op_id, p.created_at
+      FROM payments p JOIN journal_entries e ON e.tenant_id = p.tenant_id AND e.id = p.entry_id
+      WHERE p.tenant_id = ${tenantId} AND p.id = ${id}`,
   );
 }
 

@@ -35,6 +35,12 @@ const Payment = Type.Object({
   method: PaymentMethodSchema,
   amount: Money,
   reference: Type.Union([Type.String(), Type.Null()]),
+  client_created_at: Type.Union([Timestamp, Type.Null()], { description: 'when the till made the payment, as sent (null: not sent)' }),
+  business_date: Type.String({
+    format: 'date',
+    description:
+      "the day its journal entry is booked on, whose cash count it is in: the UTC day of client_created_at (else of created_at), or the first day after it that has no count — never before the store's latest count, never after today",
+  }),
   entry_id: Uuid,
   op_id: Uuid,
   created_at: Timestamp,
@@ -179,7 +185,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['money'],
         summary:
-          'Pay a supplier or receive from a customer through a store (payment + journal entry in one transaction). `direction` defaults to `out` for a supplier and `in` for a customer; the other direction is a refund. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
+          'Pay a supplier or receive from a customer through a store (payment + journal entry in one transaction). `direction` defaults to `out` for a supplier and `in` for a customer; the other direction is a refund. A payment a till queued offline sends `client_created_at` (when the till paid): its money is booked on that day, by the rule of a synced sale (never before the store\'s latest count, never after today); `business_date` says where it was booked, `created_at` when it arrived. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -189,6 +195,13 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
             amount: Type.Integer({ minimum: 1, maximum: 9_000_000_000_000, description: 'minor units' }),
             direction: Type.Optional(Type.Union([Type.Literal('in'), Type.Literal('out')])),
             reference: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+            client_created_at: Type.Optional(
+              Type.String({
+                format: 'date-time',
+                description:
+                  "when the till made the payment — send it with a payment queued offline: its money is booked on that day (UTC), like a synced sale's: never before the store's latest count (then the first day after it with no count), never after today (a clock ahead books today). Kept as sent; without it, the payment is booked on the day it arrives",
+              }),
+            ),
           },
           { additionalProperties: false },
         ),

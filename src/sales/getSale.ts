@@ -4,7 +4,7 @@ import type { SaleView } from './sale.table.js';
 
 const saleQuery = (tenantId: string, saleId: string, lock: boolean) => sql<SaleView>`
   SELECT s.id, s.op_id, s.store_id, s.receipt_number, s.status, s.payment_method, s.sale_type, s.source, s.customer_id,
-         s.total, s.client_created_at, s.created_at, s.voided_at, s.voided_by_op, s.void_reason,
+         s.total, s.client_created_at, s.created_at, s.voided_at, s.voided_by_op, s.void_reason, s.void_client_created_at,
          (SELECT jsonb_agg(jsonb_build_object(
                    'id', i.id, 'line_number', i.line_number, 'sku_id', i.sku_id, 'quantity', i.quantity,
                    'unit_price', i.unit_price, 'line_total', i.line_total, 'shortfall_quantity', i.shortfall_quantity,

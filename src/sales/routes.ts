@@ -75,6 +75,9 @@ export const Sale = Type.Object({
   voided_at: Type.Union([Timestamp, Type.Null()]),
   voided_by_op: Type.Union([Uuid, Type.Null()]),
   void_reason: Type.Union([Type.String(), Type.Null()]),
+  void_client_created_at: Type.Union([Timestamp, Type.Null()], {
+    description: 'when the till voided the sale, as sent with the void (null: not sent, or not voided); voided_at is when the void was recorded',
+  }),
   items: Type.Array(
     Type.Object({
       id: Uuid,
@@ -138,10 +141,22 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['sales'],
         summary:
-          'Void a sale: stock comes back through new ledger rows, workshop pieces it sold are back in stock, the receipt number is kept (never reused). Voiding a voided sale returns it again as a replay (200, `Idempotent-Replayed: true`, nothing new written).',
+          'Void a sale: stock comes back through new ledger rows, workshop pieces it sold are back in stock, the receipt number is kept (never reused). The reversing journal entry is booked today — or, for a void a till queued offline and sends with `client_created_at`, on the till\'s day by the rule of a synced sale, never before the sale\'s own day (the sale keeps it as `void_client_created_at`; `voided_at` is when the void arrived). Voiding a voided sale returns it again as a replay (200, `Idempotent-Replayed: true`, nothing new written).',
         headers: IdempotencyHeaders,
         params: IdParams,
-        body: Type.Object({ reason: Type.String({ minLength: 1, maxLength: 500 }) }, { additionalProperties: false }),
+        body: Type.Object(
+          {
+            reason: Type.String({ minLength: 1, maxLength: 500 }),
+            client_created_at: Type.Optional(
+              Type.String({
+                format: 'date-time',
+                description:
+                  "when the till voided the sale — send it with a void queued offline: the cash handed back is booked on that day (UTC), like a synced sale's, and never before the sale's own day; never before the store's latest count (then the first day after it with no count), never after today. Kept as the sale's void_client_created_at; without it, the void is booked on the day it arrives",
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
         response: { 200: Sale },
       },
     },
@@ -152,7 +167,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (storeId === undefined || !inStoreScope(principal, storeId)) throw notFound('sale');
       const outcome = await writer.run(commandInputOf(request), { type: SALE_VOID_OP, storeId }, async (cmd) => ({
         status: 200,
-        body: await recordVoid(cmd, saleId, request.body.reason),
+        body: await recordVoid(cmd, saleId, request.body.reason, request.body.client_created_at),
       }));
       return sendOutcome(reply, outcome);
     },

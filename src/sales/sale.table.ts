@@ -36,6 +36,8 @@ export interface SaleView {
   voided_at: Date | string | null;
   voided_by_op: string | null;
   void_reason: string | null;
+  /** When the till voided it (sent with a void it queued offline), or null; `voided_at` is when the void was recorded. */
+  void_client_created_at: Date | string | null;
   items: SaleItemView[];
 }
 

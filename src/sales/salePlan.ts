@@ -272,6 +272,7 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
     voided_at: null,
     voided_by_op: null,
     void_reason: null,
+    void_client_created_at: null,
     items,
   };
 

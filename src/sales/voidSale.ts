@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { inStoreScope } from '../core/auth.js';
 import { AlreadyDone, type Command } from '../core/command.js';
-import { one } from '../core/db.js';
+import { one, readClientMoment } from '../core/db.js';
 import { assert, notFound } from '../core/errors.js';
 import { changeStock } from '../inventory/changeStock.js';
 import { postSaleVoid } from '../money/postSale.js';
@@ -30,9 +30,15 @@ export const SALE_VOID_OP = 'sale.void';
  * locked before the balances like every pieces command; the void's ledger rows
  * return exactly their sum (an offline line's unavailable pieces were its
  * shortfall and were never sold), so stock stays = Σ live pieces.
+ *
+ * `clientCreatedAt`: when the till voided the sale, for a void it queued
+ * offline. The reversing entry is booked on that day (postSaleVoid), the
+ * time kept on the sale (`void_client_created_at`); a bad one is a 400
+ * before anything is read or written.
  */
-export async function recordVoid(cmd: Command, saleId: string, reason: string): Promise<SaleView> {
+export async function recordVoid(cmd: Command, saleId: string, reason: string, clientCreatedAt?: string): Promise<SaleView> {
   const { tx, tenantId, opId } = cmd;
+  const tillTime = clientCreatedAt === undefined ? null : await readClientMoment(tx, clientCreatedAt, { name: 'client_created_at', path: '/body/client_created_at' });
   const before = await lockSaleForUpdate(tx, tenantId, saleId);
   if (!before || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, before.store_id))) throw notFound('sale');
   if (before.status === 'voided') throw new AlreadyDone(before, before.voided_by_op);
@@ -53,15 +59,15 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string): 
 
   const row = await one(
     tx,
-    sql<{ voided_at: Date }>`
-      UPDATE sales SET status = 'voided', voided_by_op = ${opId}, voided_at = now(), void_reason = ${reason}
+    sql<{ voided_at: Date; void_client_created_at: Date | null }>`
+      UPDATE sales SET status = 'voided', voided_by_op = ${opId}, voided_at = now(), void_reason = ${reason}, void_client_created_at = ${tillTime}
       WHERE tenant_id = ${tenantId} AND id = ${saleId} AND status = 'completed'
-      RETURNING voided_at`,
+      RETURNING voided_at, void_client_created_at`,
   );
   // Reversing postings of the sale's journal entry, in this transaction (src/money/postSale.ts).
-  const reversal = await postSaleVoid(tx, cmd, before);
+  const reversal = await postSaleVoid(tx, cmd, before, tillTime);
   if (reversal) cmd.touch('journal_entries', reversal.entryId, 'created');
-  const after: SaleView = { ...before, status: 'voided', voided_by_op: opId, voided_at: row.voided_at, void_reason: reason };
+  const after: SaleView = { ...before, status: 'voided', voided_by_op: opId, voided_at: row.voided_at, void_reason: reason, void_client_created_at: row.void_client_created_at };
 
   cmd.storeId = before.store_id;
   cmd.touch('sales', saleId, 'updated');
