@@ -7,7 +7,7 @@ import { AppError, notFound } from '../core/errors.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSecondApprover } from '../tenancy/secondApprover.js';
 import { findTransfer, lockTransfer } from './queries.js';
-import { transitionTransfer } from './transitionTransfer.js';
+import { answerIfAlreadyDone, transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /**
@@ -16,12 +16,16 @@ import type { TransferRow } from './transfers.table.js';
  * source refuses the whole approval (`409 insufficient_stock`, nothing written).
  * Only a token whose scope includes the SOURCE store may approve (and, with
  * the tenant's require_second_approver on, not the token that requested it).
+ * An approval repeated on a transfer approved already (received since, too)
+ * is answered with that approval (answerIfAlreadyDone).
  */
 export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.source_store_id)) throw notFound('transfer');
   cmd.storeId = current.source_store_id;
   await assertSecondApprover(cmd, current.op_id, 'the transfer');
+  // Approved already (and maybe received since): the approval's own answer, nothing written.
+  await answerIfAlreadyDone(cmd, current, 'approve', expectedVersion);
   await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = now()`, expectedVersion);
   const stock = await changeStock(
     cmd.tx,

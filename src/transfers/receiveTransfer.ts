@@ -8,7 +8,7 @@ import { openReviewItem } from '../core/review.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { findTransfer, lockTransfer } from './queries.js';
 import { planReceipt, type ReceiptLine } from './transferState.js';
-import { transitionTransfer } from './transitionTransfer.js';
+import { answerIfAlreadyDone, transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /**
@@ -17,11 +17,18 @@ import type { TransferRow } from './transfers.table.js';
  * opens a `transfer_shortfall` review item — one transaction. The shortfall
  * is not put back at the source: it left and did not arrive; a person decides.
  * Only a token whose scope includes the DESTINATION store may receive.
+ * A receipt repeated on the received transfer with the same quantities is
+ * answered with that receipt; with other quantities it is 409
+ * invalid_transition, nothing recorded.
  */
 export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.destination_store_id)) throw notFound('transfer');
   cmd.storeId = current.destination_store_id;
+  // Received already: the same quantities (however listed: no lines for
+  // "everything arrived", any order) are that receipt, answered as done;
+  // other quantities were not recorded, and are refused (409).
+  await answerIfAlreadyDone(cmd, current, 'receive', expectedVersion, (received) => sameReceipt(received, lines));
   // The transition first: a transfer that cannot be received (cancelled,
   // received already, stale If-Match) is 409 / 412 whatever lines were sent.
   // A bad line then throws and rolls the transition back with the command.
@@ -67,4 +74,12 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
   touchStockMoves(cmd, stock.balances);
   cmd.audit({ subjectType: 'stock_transfer', subjectId: id, before: current, after });
   return after;
+}
+
+/** Whether these lines, planned against what was sent, are what the transfer recorded as received. */
+export function sameReceipt(transfer: TransferRow, lines: ReceiptLine[] | undefined): boolean {
+  const plan = planReceipt(transfer.items, lines);
+  if (!plan.ok) return false;
+  const recorded = new Map(transfer.items.map((item) => [item.sku_id, item.quantity_received]));
+  return plan.lines.every((line) => recorded.get(line.sku_id) === line.received);
 }

@@ -110,7 +110,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['transfers'],
         summary:
-          'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope. `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` unless requested. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
+          'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope. `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` when cancelled. Approving an approved (or since received) transfer again is answered with that approval as already done: `200`, `Idempotent-Replayed: true`, nothing written, under any key (a repeat after the key expired too). Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict` (a repeat\'s If-Match names the version it was approved on).',
         headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: NoBody,
@@ -128,7 +128,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['transfers'],
         summary:
-          'Receive an approved transfer at the destination (sent while its approval commits, it waits for it). Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
+          'Receive an approved transfer at the destination (sent while its approval commits, it waits for it). Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope. Receiving the received transfer again with the same quantities (no `items` = all that was sent) is answered with that receipt as already done: `200`, `Idempotent-Replayed: true`, nothing written, under any key (a repeat after the key expired too); other quantities → `409 invalid_transition`, nothing recorded. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict` (a repeat\'s If-Match names the version it was received on).',
         headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: Type.Union([
@@ -166,7 +166,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'transfers.request' },
       schema: {
         tags: ['transfers'],
-        summary: 'Cancel a transfer that is still requested (nothing has moved). `409 invalid_transition` after approval. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
+        summary: 'Cancel a transfer that is still requested (nothing has moved). `409 invalid_transition` after approval. Cancelling the cancelled transfer again is answered with that cancel as already done: `200`, `Idempotent-Replayed: true`, nothing written. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
         headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: NoBody,

@@ -1,18 +1,19 @@
 import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql, type RawBuilder } from 'kysely';
-import type { Command } from '../core/command.js';
+import { AlreadyDone, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { findTransfer } from './queries.js';
-import { TRANSFER_TRANSITIONS, transferTransition, type TransferAction } from './transferState.js';
+import { TRANSFER_TRANSITIONS, transferTransition, type TransferAction, type TransferStatus } from './transferState.js';
 import type { TransferRow } from './transfers.table.js';
 
 /**
  * Moves a transfer along one edge of the state machine with ONE conditional
  * UPDATE (`… WHERE status = <from>`): of two commands racing on the same
  * transfer, the second waits for the first's row lock, then finds the status
- * moved and updates nothing — it gets `409 invalid_transition`, never a second
- * stock movement. `set` holds the columns the transition stamps. The
+ * moved and updates nothing — it gets `409 invalid_transition` (or, the same
+ * action with the same content, is answered as already done before it gets
+ * here: answerIfAlreadyDone), never a second stock movement. `set` holds the columns the transition stamps. The
  * actions lock the row first (lockTransfer), so `current` is the state moved
  * from; the condition stays as the statement's own guarantee.
  */
@@ -44,4 +45,59 @@ export async function transitionTransfer(
   throw new AppError('invalid_transition', verdict.ok ? `the transfer changed during ${action}; retry` : verdict.reason, {
     extra: { current_status: now.status },
   });
+}
+
+/** The column naming the operation that took each action. */
+const DONE_BY: Record<TransferAction, 'approved_op' | 'received_op' | 'cancelled_op'> = {
+  approve: 'approved_op',
+  receive: 'received_op',
+  cancel: 'cancelled_op',
+};
+
+/** The statuses a transfer is in once the action was taken (an approved transfer may be received since). */
+const PAST: Record<TransferAction, readonly TransferStatus[]> = {
+  approve: ['approved', 'received'],
+  receive: ['received'],
+  cancel: ['cancelled'],
+};
+
+/**
+ * An action repeated on a transfer already past it — a device that lost the
+ * answer sends the same request again, after its Idempotency-Key expired —
+ * is answered as already done: `AlreadyDone` with the answer the action gave
+ * (the transfer as its operation left it, from its audit event) and that
+ * operation, so nothing is written and the key is kept with that answer.
+ * Only the same request: an If-Match must name the version the action was
+ * taken on (another version: the caller acted on something else, and the
+ * transition answers 412/409 as before), and `sameContent` must accept the
+ * transfer as it is (a receipt: the same quantities). Called with the row
+ * locked (lockTransfer), before anything is changed; returns when the action
+ * was not taken, for the transition to go on (or refuse).
+ */
+export async function answerIfAlreadyDone(
+  cmd: Command,
+  current: TransferRow,
+  action: TransferAction,
+  expectedVersion: ExpectedVersions | undefined,
+  sameContent: (transfer: TransferRow) => boolean = () => true,
+): Promise<void> {
+  if (!PAST[action].includes(current.status)) return;
+  const column = DONE_BY[action];
+  const done = await maybeOne(
+    cmd.tx,
+    sql<{ op_id: string | null; before: { version?: unknown } | null; after: unknown }>`
+      SELECT t.${sql.raw(column)} AS op_id, e.before, e.after
+      FROM stock_transfers t
+      LEFT JOIN events e ON e.tenant_id = t.tenant_id AND e.op_id = t.${sql.raw(column)} AND e.subject_type = 'stock_transfer' AND e.subject_id = t.id::text
+      WHERE t.tenant_id = ${cmd.tenantId} AND t.id = ${current.id}`,
+  );
+  if (!done || done.op_id === null) return;
+  const takenOn = typeof done.before?.version === 'number' ? done.before.version : undefined;
+  if (expectedVersion !== undefined && (takenOn === undefined || !matchesExpected(expectedVersion, takenOn))) return;
+  if (!sameContent(current)) {
+    throw new AppError('invalid_transition', `the transfer was already ${current.status} by a request with other content; nothing of this one was recorded`, {
+      extra: { current_status: current.status },
+    });
+  }
+  throw new AlreadyDone(done.after ?? current, done.op_id);
 }
