@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Command } from '../core/command.js';
+import { AlreadyDone, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { findReviewItem, REVIEW_ITEM_COLUMNS, reviewItemStoreInScope, type ReviewItemRow } from './listReviewItems.js';
@@ -7,8 +7,11 @@ import { findReviewItem, REVIEW_ITEM_COLUMNS, reviewItemStoreInScope, type Revie
 /**
  * Marks an open review item resolved, with the note saying what was done.
  * A conditional update (`WHERE status = 'open'`): two people resolving at once
- * cannot both win; the loser gets 409 invalid_transition. Nothing else is
- * changed: a person fixes the data through the normal commands.
+ * cannot both win; the loser gets 409 invalid_transition — unless it wrote the
+ * same note: the same resolution, answered with it as already done
+ * (AlreadyDone, nothing written), as is the same resolution repeated after
+ * its key expired. Nothing else is changed: a person fixes the data through
+ * the normal commands.
  */
 export async function resolveReviewItem(cmd: Command, id: string, note: string): Promise<ReviewItemRow> {
   const principal = cmd.principal;
@@ -24,7 +27,15 @@ export async function resolveReviewItem(cmd: Command, id: string, note: string):
       WHERE tenant_id = ${cmd.tenantId} AND id = ${id} AND status = 'open'
       RETURNING ${REVIEW_ITEM_COLUMNS}`,
   );
-  if (!after) throw new AppError('invalid_transition', 'the review item is already resolved', { extra: { current_status: 'resolved' } });
+  if (!after) {
+    // Resolved already (by another command that held the row, or long ago). The
+    // same note is the same resolution — a device repeating it after its key
+    // expired, or two people writing the same words at once — answered as done;
+    // another note was not recorded and must be told so.
+    const now = await findReviewItem(cmd.tx, cmd.tenantId, id);
+    if (now?.status === 'resolved' && now.resolved_by_op !== null && now.resolution_note === note) throw new AlreadyDone(now, now.resolved_by_op);
+    throw new AppError('invalid_transition', 'the review item is already resolved (with another note); nothing of this request was recorded', { extra: { current_status: 'resolved' } });
+  }
   if (actingStore) cmd.storeId = actingStore;
   cmd.touch('review_items', id, 'updated');
   cmd.audit({ subjectType: 'review_item', subjectId: id, before: { status: before.status }, after: { status: after.status, resolution_note: note } });

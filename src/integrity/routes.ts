@@ -113,7 +113,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       config: { permission: 'review.resolve' },
       schema: {
         tags: ['integrity'],
-        summary: 'Resolve an open review item with a note (409 invalid_transition if already resolved)',
+        summary: 'Resolve an open review item with a note. Already resolved: with the same note, answered with that resolution as already done (`200`, `Idempotent-Replayed: true`, nothing written, under any key — a repeat after the key expired too); with another note, `409 invalid_transition` (nothing recorded)',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object({ note: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),
@@ -166,7 +166,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       config: { auth: 'operator' },
       schema: {
         tags: ['integrity'],
-        summary: 'Resolve an item of the operator\'s review queue with a note',
+        summary: 'Resolve an item of the operator\'s review queue with a note (resolved already: the same note is answered as already done, `200` replayed; another note `409 invalid_transition`)',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object({ note: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),

@@ -1,7 +1,7 @@
 import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
-import type { Command } from '../core/command.js';
+import { AlreadyDone, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { PG, pgCode } from '../core/pgErrors.js';
@@ -15,7 +15,9 @@ import type { SettlementRow } from './settlements.table.js';
  * saw (If-Match). ONE conditional UPDATE `… WHERE version = $expected AND
  * status = 'submitted'`: of two managers approving at once, the second waits
  * for the first's row lock, then finds the version moved and updates nothing
- * → `412 version_conflict`. The row names exactly one decider.
+ * → `412 version_conflict` — unless it is the same decision on the same
+ * version with the same note: then it is answered with the first as already
+ * done (answerIfAlreadyDecided). The row names exactly one decider.
  */
 export async function decideSettlement(
   cmd: Command,
@@ -49,6 +51,7 @@ export async function decideSettlement(
   }
   if (!decided) {
     const now = (await findSettlement(cmd.tx, cmd.tenantId, id)) ?? current;
+    await answerIfAlreadyDecided(cmd, now, decision, expectedVersion, note);
     if (!matchesExpected(expectedVersion, now.version)) {
       throw new AppError('version_conflict', `the settlement is at version ${now.version}, not ${describeExpected(expectedVersion)}; reload it and decide again`, {
         extra: { current_version: now.version, current_status: now.status },
@@ -60,4 +63,34 @@ export async function decideSettlement(
   cmd.touch('settlements', id, 'updated');
   cmd.audit({ subjectType: 'settlement', subjectId: id, before: current, after: decided });
   return decided;
+}
+
+/**
+ * The same decision sent again — a device that lost the answer, after its
+ * Idempotency-Key expired, or a second manager deciding the same figures the
+ * same way at once — on a settlement it already decided: answered with that
+ * decision (`AlreadyDone`: its answer from its audit event, its operation;
+ * nothing written, the key kept). The same request only: the decision the
+ * settlement holds, made on a version the If-Match names, with the same note
+ * (none and none are the same); the same decision with another note was not
+ * recorded and is `409 invalid_transition`. Anything else returns, for the
+ * usual refusal (412 for another version, 409 for another decision).
+ */
+async function answerIfAlreadyDecided(cmd: Command, now: SettlementRow, decision: SettlementDecision, expectedVersion: ExpectedVersions, note: string | undefined): Promise<void> {
+  if (now.status !== (decision === 'approve' ? 'approved' : 'rejected')) return;
+  const done = await maybeOne(
+    cmd.tx,
+    sql<{ op_id: string | null; before: { version?: unknown } | null; after: unknown }>`
+      SELECT s.decided_op AS op_id, e.before, e.after
+      FROM settlements s
+      LEFT JOIN events e ON e.tenant_id = s.tenant_id AND e.op_id = s.decided_op AND e.subject_type = 'settlement' AND e.subject_id = s.id::text
+      WHERE s.tenant_id = ${cmd.tenantId} AND s.id = ${now.id}`,
+  );
+  if (!done || done.op_id === null || typeof done.before?.version !== 'number' || !matchesExpected(expectedVersion, done.before.version)) return;
+  if ((note ?? null) !== now.decision_note) {
+    throw new AppError('invalid_transition', `the settlement was already ${now.status} with another note; nothing of this request was recorded`, {
+      extra: { current_status: now.status },
+    });
+  }
+  throw new AlreadyDone(done.after ?? now, done.op_id);
 }

@@ -83,7 +83,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
         config: { permission: 'settlements.approve' },
         schema: {
           tags: ['settlements'],
-          summary: `${decision === 'approve' ? 'Approve' : 'Reject'} a submitted settlement. Requires \`If-Match\` with its ETag: missing or \`*\` → \`428 precondition_required\`, stale → \`412 version_conflict\`; not submitted → \`409 invalid_transition\`.`,
+          summary: `${decision === 'approve' ? 'Approve' : 'Reject'} a submitted settlement. Requires \`If-Match\` with its ETag: missing or \`*\` → \`428 precondition_required\`, stale → \`412 version_conflict\`; not submitted → \`409 invalid_transition\`. The same decision sent again on a settlement it decided (If-Match naming the version it was decided on, the same note) is answered with that decision as already done: \`200\`, \`Idempotent-Replayed: true\`, nothing written, under any key (a repeat after the key expired too); the same decision with another note → \`409 invalid_transition\`, nothing recorded.`,
           headers: DecisionHeaders,
           params: IdParams,
           body: DecisionBody,
