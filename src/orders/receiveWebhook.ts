@@ -37,8 +37,13 @@ export function webhookEventContent(event: Pick<WebhookEvent, 'type' | 'data'>):
  * recorded for the order is older than what the provider has told us since,
  * so it is recorded as ignored without being applied (a late `accepted` after
  * the provider's own `failed` is not the provider reviving the order, and
- * opens no mismatch review item). The order's row is locked first, so the
- * events of one order are taken one at a time.
+ * opens no mismatch review item). An event without a number is known to be
+ * late one more way: an `accepted` or `processing` about an order the
+ * provider itself already reported `failed` or `cancelled` (by webhook, or
+ * found by a lookup) was sent before that report — providers do not revive
+ * an order they ended — so it is recorded as ignored too, and opens no
+ * mismatch (its `completed` still does: the goods went out). The order's row
+ * is locked first, so the events of one order are taken one at a time.
  */
 export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
   const orderId = event.data.reference;
@@ -75,9 +80,12 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
             SELECT max((payload -> 'data' ->> 'sequence')::bigint) AS newest FROM fulfilment_webhook_events
             WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND (payload -> 'data' ->> 'sequence') ~ '^[0-9]{1,15}$'`,
         );
-  const superseded = sequence !== undefined && newest?.newest != null && sequence <= Number(newest.newest);
-
   const status = providerStatusOf(event.data.status);
+  const superseded =
+    (sequence !== undefined && newest?.newest != null && sequence <= Number(newest.newest)) ||
+    (sequence === undefined && (status === 'submitted' || status === 'processing') && (order.status === 'failed' || order.status === 'cancelled') &&
+      (await providerEndedOrder(cmd, orderId)));
+
   let applied = false;
   let orderStatus: string | undefined = superseded ? order.status : undefined;
   if (status && !superseded) {
@@ -115,6 +123,28 @@ async function noteConflictingRedelivery(
     detail: { event_id: eventId, outcome: seen.outcome, recorded, received },
   });
   cmd.touch('review_items', id, 'created');
+}
+
+/**
+ * Whether the provider itself said the order ended without shipping: one of
+ * its events for the order reported `failed` or `cancelled` (whatever that
+ * event's outcome: it may have agreed with an order failed here already), or
+ * the order was moved to failed or cancelled by a provider status (a lookup
+ * by the worker or a recovery).
+ */
+async function providerEndedOrder(cmd: Command, orderId: string): Promise<boolean> {
+  const row = await one(
+    cmd.tx,
+    sql<{ ended: boolean }>`
+      SELECT EXISTS (
+               SELECT 1 FROM fulfilment_webhook_events
+               WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND provider_status IN ('failed', 'cancelled'))
+          OR EXISTS (
+               SELECT 1 FROM order_status_history
+               WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND to_status IN ('failed', 'cancelled')
+                 AND detail ->> 'event' = 'provider_status' AND detail ->> 'provider_status' IN ('failed', 'cancelled')) AS ended`,
+  );
+  return row.ended;
 }
 
 /** The event's sequence number if it is one we can compare (a whole number from 0 to 10^15 - 1); otherwise the event is taken as unnumbered. */

@@ -92,7 +92,7 @@ const WebhookBody = Type.Object(
         sequence: Type.Optional(
           Type.Integer({
             description:
-              'the provider\'s number of this event within the order, increasing: an event numbered at or below one already received for the order is recorded as ignored (out of order); a number outside 0 … 10^15 - 1 is treated as absent',
+              'the provider\'s number of this event within the order, increasing: an event numbered at or below one already received for the order is recorded as ignored (out of order); a number outside 0 … 10^15 - 1 is treated as absent. Without it, an `accepted` or `processing` about an order the provider itself already reported `failed` or `cancelled` is late too: recorded as ignored, no `order_provider_mismatch`',
           }),
         ),
       },
@@ -252,7 +252,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         schema: {
           tags: ['orders'],
           summary:
-            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item. A delivery arriving while another delivery of the same event is processed waits for it (about a second at most) before answering 409 idempotency_key_in_flight.',
+            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item. A delivery arriving while another delivery of the same event is processed waits for it (about a second at most) before answering 409 idempotency_key_in_flight. An event behind the order is recorded as ignored: numbered (`data.sequence`) at or below one received, or — unnumbered — an `accepted`/`processing` after the provider\'s own `failed`/`cancelled` of the order (no `order_provider_mismatch`).',
           security: [],
           // Documented here; checked by the handler (absent or wrong: 401 invalid_signature, not a 400).
           headers: Type.Object({
