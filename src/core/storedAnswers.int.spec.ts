@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
+
+/**
+ * Answers stored for replay before a release added fields to them (a sale's
+ * void_client_created_at, a payment's client_created_at and business_date,
+ * migration 0843) are replayed after it — sales' and payments' keys are kept
+ * for good (0833, 0840): a replay must not fail because the stored answer
+ * lacks what the answer now carries (it was a 500 on every retry): migration
+ * 0850 fills them in as the answer would have carried them.
+ */
+describe('an answer stored before its fields grew is replayed', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let storeId: string;
+  let tea: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    storeId = await givenStore(owner, 'OLD1');
+    tea = await givenSku(owner, 'TEA', 'piece', 100);
+    await givenStock(owner, storeId, [{ sku_id: tea, quantity: 100 }]);
+  });
+  after(() => t.close());
+
+  /** The stored answer of `key` as an earlier release wrote it (without `fields`), then the upgrade's migrations. */
+  async function storedWithout(key: string, fields: string[]): Promise<void> {
+    const { rowCount } = await t.admin.query(`UPDATE idempotency_keys SET response_body = response_body - $3::text[] WHERE tenant_id = $1 AND key = $2`, [tenantId, key, fields]);
+    assert.equal(rowCount, 1);
+    const migration = await readFile(new URL('../../migrations/0850_stored_answers_with_till_time_fields.sql', import.meta.url), 'utf8');
+    await t.admin.query(migration);
+  }
+
+  it('a sale stored without void_client_created_at', async () => {
+    const key = randomUUID();
+    const body = { store_id: storeId, payment_method: 'cash', items: [{ sku_id: tea, quantity: 1, unit_price: 100 }] };
+    const first = await owner.post('/v1/sales', body, { idempotencyKey: key });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    await storedWithout(key, ['void_client_created_at']);
+    const again = await owner.post('/v1/sales', body, { idempotencyKey: key });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id], JSON.stringify(again.body));
+    const synced = await owner.post('/v1/sync/sales', { sales: [{ idempotency_key: key, ...body }] });
+    assert.equal(synced.status, 200, JSON.stringify(synced.body));
+    assert.deepEqual([synced.body.results[0].status, synced.body.results[0].body.id], [201, first.body.id]);
+  });
+
+  it('a void stored without void_client_created_at', async () => {
+    const sale = await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: tea, quantity: 1, unit_price: 100 }] });
+    assert.equal(sale.status, 201);
+    const key = randomUUID();
+    const voided = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'wrong item' }, { idempotencyKey: key });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    await storedWithout(key, ['void_client_created_at']);
+    const again = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'wrong item' }, { idempotencyKey: key });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.status], [200, 'true', 'voided'], JSON.stringify(again.body));
+  });
+
+  it('a payment stored without client_created_at and business_date', async () => {
+    const supplier = await owner.post('/v1/parties', { kind: 'supplier', name: 'Mill' });
+    const key = randomUUID();
+    const body = { party_id: supplier.body.id, store_id: storeId, method: 'cash', amount: 500 };
+    const first = await owner.post('/v1/payments', body, { idempotencyKey: key });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    await storedWithout(key, ['client_created_at', 'business_date']);
+    const again = await owner.post('/v1/payments', body, { idempotencyKey: key });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id], JSON.stringify(again.body));
+    assert.deepEqual([again.body.client_created_at, again.body.business_date], [null, first.body.business_date]);
+  });
+});
