@@ -18,7 +18,7 @@ import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.j
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
-import { Problem as ProblemSchema } from './schemas.js';
+import { bodyIsOptional, Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
 import { isConnectionFailure, isDataException, isRetryableTransactionError } from '../core/pgErrors.js';
@@ -136,10 +136,10 @@ function withProblemResponses(document: OpenApiDocument): OpenApiDocument {
   document.components = { ...document.components, schemas: { ...document.components?.schemas, Problem: { ...ProblemSchema, required: [...ProblemSchema.required].sort() } } };
   for (const [path, operations] of Object.entries(document.paths ?? {})) {
     for (const [method, operation] of Object.entries(operations)) {
-      // An action that takes no input (NoBody: none, `{}` or `null`) is
-      // taken without a body: the document says its body is optional.
+      // An action whose body is optional (NoBody, or all its input optional:
+      // a branch `null`) is taken without one: the document says so.
       const body = operation.requestBody;
-      if (body?.content?.['application/json']?.schema?.anyOf?.some((branch) => branch.type === 'null')) body.required = false;
+      if (body !== undefined && bodyIsOptional(body.content?.['application/json']?.schema)) body.required = false;
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
         if (!status.startsWith('2')) continue;
         const headers: Record<string, unknown> = { ...response.headers, ...correlation };

@@ -155,6 +155,24 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal(refused.body.code, 'malformed_json');
   });
 
+  it('an action whose body is optional (a transfer receipt: everything arrived; a settlement decision without a note) accepts an empty one sent as application/json, like no body at all — the OpenAPI document marks it optional', async () => {
+    const empty = { rawBody: '', headers: { 'content-type': 'application/json' } };
+    const transfer = await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: otherStore, items: [{ sku_id: soap, quantity: 2 }] });
+    assert.equal((await owner.post(`/v1/transfers/${transfer.body.id}/approve`)).status, 200);
+    const received = await owner.post(`/v1/transfers/${transfer.body.id}/receive`, undefined, { ...empty, idempotencyKey: 'empty-body-receive' });
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    assert.equal(received.body.status, 'received');
+    // The same request sent with no body at all is the same request: replayed.
+    const again = await owner.post(`/v1/transfers/${transfer.body.id}/receive`, undefined, { idempotencyKey: 'empty-body-receive' });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [200, 'true'], JSON.stringify(again.body));
+    const day = new Date(Date.now() - 3 * 86_400_000).toISOString().slice(0, 10);
+    const counted = await owner.post('/v1/settlements', { store_id: otherStore, business_date: day, declared_cash: 0 });
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    const rejected = await owner.post(`/v1/settlements/${counted.body.id}/reject`, undefined, { ...empty, headers: { ...empty.headers, 'if-match': '"1"' } });
+    assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+    assert.equal(rejected.body.status, 'rejected');
+  });
+
   it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
     // Transfers (README) and orders answer `current_status`; the settlement decision puts the
     // settlement's status under `status`, which the problem document's own `status` (409) overwrites.

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { AppError, type FieldError } from '../core/errors.js';
 import { MAX_JSON_DEPTH, UNSTORABLE_CHARACTER } from '../core/text.js';
-import { NoBody } from './schemas.js';
+import { bodyIsOptional } from './schemas.js';
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -153,10 +153,11 @@ export function strictJsonParser(parseJson: JsonParser) {
       done(error as Error, undefined);
       return;
     }
-    // An action that takes no body (NoBody) sent an empty one declared as
-    // JSON (Content-Length: 0, as OkHttp and .NET send a bodiless POST): it
-    // sent no body, and is read as none, not refused as malformed JSON.
-    if (text === '' && request.routeOptions.schema?.body === NoBody) {
+    // An action whose body is optional (NoBody, or input that is all
+    // optional) sent an empty one declared as JSON (Content-Length: 0, as
+    // OkHttp and .NET send a bodiless POST): it sent no body, and is read as
+    // none, not refused as malformed JSON.
+    if (text === '' && bodyIsOptional(request.routeOptions.schema?.body)) {
       done(null, undefined);
       return;
     }

@@ -58,6 +58,19 @@ export function IfMatchHeaders(what: string) {
  */
 export const NoBody = Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()]);
 
+/**
+ * Whether a body schema makes the body optional: one of its branches is
+ * `null` (NoBody, and the actions whose input is all optional — a transfer
+ * receipt, a settlement decision, an order's manual completion or cancel).
+ * Such an action is taken without a body: an empty one declared as JSON is
+ * read as none (strictJsonParser), and the OpenAPI document marks it
+ * optional (buildApp).
+ */
+export function bodyIsOptional(schema: unknown): boolean {
+  const branches = (schema as { anyOf?: unknown } | null | undefined)?.anyOf;
+  return Array.isArray(branches) && branches.some((branch) => (branch as { type?: unknown } | null)?.type === 'null');
+}
+
 export const ListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
