@@ -237,7 +237,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const charset = charsetOf(request.headers['content-type']);
     const hasBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0';
     if (hasBody && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-      const mediaType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() || 'application/json';
+      // Named as sent when the endpoint takes it (a merge patch on a merge-patch route), else application/json.
+      const sent = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      const consumes = (request.routeOptions.schema as { consumes?: unknown } | undefined)?.consumes;
+      const mediaType = Array.isArray(consumes) && consumes.includes(sent) ? sent : 'application/json';
       throw new AppError('unsupported_media_type', `send the body as ${mediaType} in UTF-8, not ${charset}`);
     }
     return payload;

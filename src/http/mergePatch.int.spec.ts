@@ -81,6 +81,19 @@ describe('application/merge-patch+json', () => {
     assertProblem(await owner.patch('/v1/stores', undefined, { rawBody: '{}', headers: { 'content-type': MERGE_PATCH } }), 405, 'method_not_allowed');
   });
 
+  it('a body in another charset is told the media type the endpoint takes, not the one it sent (text/plain, or a merge patch where none is taken)', async () => {
+    const latin1Text = await owner.post('/v1/stores', undefined, { rawBody: '{"code":"L1","name":"Latin"}', headers: { 'content-type': 'text/plain; charset=latin1' } });
+    assertProblem(latin1Text, 415, 'unsupported_media_type');
+    assert.match(latin1Text.body.detail, /as application\/json in UTF-8/);
+    const latin1Patch = await owner.post('/v1/stores', undefined, { rawBody: '{"code":"L2","name":"Latin"}', headers: { 'content-type': `${MERGE_PATCH}; charset=latin1` } });
+    assertProblem(latin1Patch, 415, 'unsupported_media_type');
+    assert.match(latin1Patch.body.detail, /as application\/json in UTF-8/);
+    // where the endpoint takes it, the merge patch is named
+    const settings = await patch('{"geofence_radius_m": 300}', `${MERGE_PATCH}; charset=latin1`);
+    assertProblem(settings, 415, 'unsupported_media_type');
+    assert.match(settings.body.detail, /as application\/merge-patch\+json in UTF-8/);
+  });
+
   it('the OpenAPI document lists both media types for PATCH /v1/tenant/settings, and only application/json elsewhere', async () => {
     const doc = (await new ApiClient(t.baseUrl, undefined).get('/openapi.json')).body as {
       paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: unknown }> } }>>;
