@@ -493,6 +493,31 @@ export class AlreadyDone extends Error {
   }
 }
 
+/**
+ * The operation that took an action on a record — the one its `opColumn`
+ * names (a transfer's `approved_op`, a settlement's `decided_op`) — with that
+ * operation's audit event on the record: its `after` is the action's answer,
+ * and `takenOn` the version the record was at when it was taken (its
+ * `before.version`, when it has one). Undefined when the column is empty. For
+ * an action repeated on a record it already moved (AlreadyDone).
+ */
+export async function actionTakenOn(
+  tx: Tx,
+  tenantId: string,
+  record: { table: string; opColumn: string; subjectType: string; id: string },
+): Promise<{ opId: string; takenOn: number | undefined; after: unknown } | undefined> {
+  const done = await maybeOne(
+    tx,
+    sql<{ op_id: string | null; before: { version?: unknown } | null; after: unknown }>`
+      SELECT r.${sql.ref(record.opColumn)} AS op_id, e.before, e.after
+      FROM ${sql.table(record.table)} r
+      LEFT JOIN events e ON e.tenant_id = r.tenant_id AND e.op_id = r.${sql.ref(record.opColumn)} AND e.subject_type = ${record.subjectType} AND e.subject_id = r.id::text
+      WHERE r.tenant_id = ${tenantId} AND r.id = ${record.id}`,
+  );
+  if (!done || done.op_id === null) return undefined;
+  return { opId: done.op_id, takenOn: typeof done.before?.version === 'number' ? done.before.version : undefined, after: done.after };
+}
+
 /** The outcome of a command that was already done. */
 export const alreadyDoneOutcome = (done: AlreadyDone): CommandOutcome => ({ status: done.status, body: done.body, replayed: true, opId: done.doneBy });
 

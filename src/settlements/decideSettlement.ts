@@ -1,7 +1,7 @@
 import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
-import { AlreadyDone, type Command } from '../core/command.js';
+import { actionTakenOn, AlreadyDone, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { PG, pgCode } from '../core/pgErrors.js';
@@ -78,19 +78,12 @@ export async function decideSettlement(
  */
 async function answerIfAlreadyDecided(cmd: Command, now: SettlementRow, decision: SettlementDecision, expectedVersion: ExpectedVersions, note: string | undefined): Promise<void> {
   if (now.status !== (decision === 'approve' ? 'approved' : 'rejected')) return;
-  const done = await maybeOne(
-    cmd.tx,
-    sql<{ op_id: string | null; before: { version?: unknown } | null; after: unknown }>`
-      SELECT s.decided_op AS op_id, e.before, e.after
-      FROM settlements s
-      LEFT JOIN events e ON e.tenant_id = s.tenant_id AND e.op_id = s.decided_op AND e.subject_type = 'settlement' AND e.subject_id = s.id::text
-      WHERE s.tenant_id = ${cmd.tenantId} AND s.id = ${now.id}`,
-  );
-  if (!done || done.op_id === null || typeof done.before?.version !== 'number' || !matchesExpected(expectedVersion, done.before.version)) return;
+  const done = await actionTakenOn(cmd.tx, cmd.tenantId, { table: 'settlements', opColumn: 'decided_op', subjectType: 'settlement', id: now.id });
+  if (done === undefined || done.takenOn === undefined || !matchesExpected(expectedVersion, done.takenOn)) return;
   if ((note ?? null) !== now.decision_note) {
     throw new AppError('invalid_transition', `the settlement was already ${now.status} with another note; nothing of this request was recorded`, {
       extra: { current_status: now.status },
     });
   }
-  throw new AlreadyDone(done.after ?? now, done.op_id);
+  throw new AlreadyDone(done.after ?? now, done.opId);
 }

@@ -1,6 +1,6 @@
 import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql, type RawBuilder } from 'kysely';
-import { AlreadyDone, type Command } from '../core/command.js';
+import { actionTakenOn, AlreadyDone, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { findTransfer } from './queries.js';
@@ -82,22 +82,13 @@ export async function answerIfAlreadyDone(
   sameContent: (transfer: TransferRow) => boolean = () => true,
 ): Promise<void> {
   if (!PAST[action].includes(current.status)) return;
-  const column = DONE_BY[action];
-  const done = await maybeOne(
-    cmd.tx,
-    sql<{ op_id: string | null; before: { version?: unknown } | null; after: unknown }>`
-      SELECT t.${sql.raw(column)} AS op_id, e.before, e.after
-      FROM stock_transfers t
-      LEFT JOIN events e ON e.tenant_id = t.tenant_id AND e.op_id = t.${sql.raw(column)} AND e.subject_type = 'stock_transfer' AND e.subject_id = t.id::text
-      WHERE t.tenant_id = ${cmd.tenantId} AND t.id = ${current.id}`,
-  );
-  if (!done || done.op_id === null) return;
-  const takenOn = typeof done.before?.version === 'number' ? done.before.version : undefined;
-  if (expectedVersion !== undefined && (takenOn === undefined || !matchesExpected(expectedVersion, takenOn))) return;
+  const done = await actionTakenOn(cmd.tx, cmd.tenantId, { table: 'stock_transfers', opColumn: DONE_BY[action], subjectType: 'stock_transfer', id: current.id });
+  if (done === undefined) return;
+  if (expectedVersion !== undefined && (done.takenOn === undefined || !matchesExpected(expectedVersion, done.takenOn))) return;
   if (!sameContent(current)) {
     throw new AppError('invalid_transition', `the transfer was already ${current.status} by a request with other content; nothing of this one was recorded`, {
       extra: { current_status: current.status },
     });
   }
-  throw new AlreadyDone(done.after ?? current, done.op_id);
+  throw new AlreadyDone(done.after ?? current, done.opId);
 }
