@@ -30,7 +30,7 @@ export async function decideSettlement(
   const current = await findSettlement(cmd.tx, cmd.tenantId, id);
   if (!current || !inStoreScope(principal, current.store_id)) throw notFound('settlement');
   cmd.storeId = current.store_id;
-  // Four-eyes (tenant setting): the count is approved by someone else. A rejection only reopens the day.
+  // Four-eyes (tenant setting): the count is approved by someone else. A rejection asks for a recount; the day stays closed (migration 0810).
   if (decision === 'approve') await assertSecondApprover(cmd, current.op_id, 'the settlement');
   let decided: SettlementRow | undefined;
   try {
