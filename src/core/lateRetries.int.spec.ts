@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { sweepExpiredPieceReservations } from '../pieces/sweepExpiredReservations.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
 
 /**
@@ -67,6 +69,19 @@ describe('a command sent again days after an answer that never arrived', () => {
     const operations = await count('operations');
     const again = await owner.post(path, body, { idempotencyKey: key });
     return { key, first, again, newOperations: (await count('operations')) - operations };
+  }
+
+  /** As sentAgainAWeekendLater, with what happened meanwhile; counts the operations and events the repeat wrote. */
+  async function sentAgainAWeekendLaterAfter(path: string, body: unknown, meanwhile: () => Promise<void>) {
+    const key = randomUUID();
+    const first = await owner.post(path, body, { idempotencyKey: key });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    await meanwhile();
+    await aWeekendLater(key);
+    const operations = await count('operations');
+    const events = await count('events');
+    const again = await owner.post(path, body, { idempotencyKey: key });
+    return { key, first, again, newOperations: (await count('operations')) - operations, newEvents: (await count('events')) - events };
   }
 
   it('a payment is not paid twice', async () => {
@@ -158,6 +173,56 @@ describe('a command sent again days after an answer that never arrived', () => {
     const visit = await sentAgainAWeekendLater('/v1/visits', { point_of_sale_id: pos.first.body.id, agent_token_id: agent.body.id, scheduled_for: '2026-12-07T09:00:00.000Z' });
     assert.deepEqual([visit.again.status, visit.again.headers.get('idempotent-replayed'), visit.again.body.id], [201, 'true', visit.first.body.id]);
     assert.equal((await count('visits')) - visits, 1);
+  });
+
+  it('a piece reservation is not made again, whether it expired or still holds the pieces', async () => {
+    const received = await owner.post('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 10_000 }, { kind: 'roll', quantity: 12_000 }] });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const [expiredRoll, heldRoll] = received.body.pieces.map((piece: { id: string }) => piece.id) as [string, string];
+    const pieceRow = async (id: string) =>
+      (await t.admin.query(`SELECT status, reserved_by_op, reserved_until FROM pieces WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0];
+    const eventsOf = async (id: string) =>
+      (await t.admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1 AND subject_type = 'piece' AND subject_id = $2`, [tenantId, id])).rows[0]!.n;
+
+    // A reservation for the customer at the counter (an hour); the answer is lost.
+    // The customer left, the hour passed, the reservation expired (the sweep released it).
+    const expired = await sentAgainAWeekendLaterAfter('/v1/pieces/reservations', { piece_ids: [expiredRoll], expires_in_seconds: 3_600 }, async () => {
+      await t.admin.query(`UPDATE pieces SET reserved_until = now() - interval '1 second' WHERE tenant_id = $1 AND id = $2`, [tenantId, expiredRoll]);
+      assert.equal(await sweepExpiredPieceReservations(t.db), 1);
+    });
+    // The late repeat is the first answer again, not a second reservation holding the roll from sale for another hour
+    assert.deepEqual([expired.again.status, expired.again.headers.get('idempotent-replayed'), expired.again.body.op_id], [201, 'true', expired.first.body.op_id]);
+    assert.equal(expired.newOperations, 0);
+    assert.equal(expired.newEvents, 0);
+    assert.deepEqual(await pieceRow(expiredRoll), { status: 'in_stock', reserved_by_op: null, reserved_until: null }, 'the roll is free for sale');
+
+    // A reservation for a week that still holds its pieces: its late repeat is its answer, not 409 piece_unavailable held by itself
+    const events = await eventsOf(heldRoll);
+    const held = await sentAgainAWeekendLaterAfter('/v1/pieces/reservations', { piece_ids: [heldRoll], expires_in_seconds: 7 * 24 * 3600 }, async () => undefined);
+    assert.deepEqual([held.again.status, held.again.headers.get('idempotent-replayed'), held.again.body.op_id], [201, 'true', held.first.body.op_id], JSON.stringify(held.again.body));
+    assert.equal(held.newOperations, 0);
+    assert.equal(held.newEvents, 0);
+    assert.deepEqual({ ...(await pieceRow(heldRoll)), reserved_until: undefined }, { status: 'reserved', reserved_by_op: held.first.body.op_id, reserved_until: undefined });
+    assert.equal(await eventsOf(heldRoll), events + 1, 'the first reservation only');
+    // its key still names the reservation for good
+    const { rows: keys } = await t.admin.query(`SELECT expires_at = 'infinity' AS kept FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, held.key]);
+    assert.deepEqual(keys, [{ kept: true }]);
+  });
+
+  it('migration 0860 keeps the reservation records stored before it, and only those', async () => {
+    const received = await owner.post('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 5_000 }] });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const roll = received.body.pieces[0].id;
+    const [reserveKey, releaseKey] = [randomUUID(), randomUUID()];
+    const reserved = await owner.post('/v1/pieces/reservations', { piece_ids: [roll], expires_in_seconds: 600 }, { idempotencyKey: reserveKey });
+    assert.equal(reserved.status, 201, JSON.stringify(reserved.body));
+    assert.equal((await owner.post(`/v1/pieces/reservations/${reserved.body.op_id}/release`, undefined, { idempotencyKey: releaseKey })).status, 200);
+    // As the code before it stored them: for IDEMPOTENCY_TTL_HOURS
+    await t.admin.query(`UPDATE idempotency_keys SET expires_at = created_at + interval '24 hours' WHERE tenant_id = $1 AND key = ANY($2)`, [tenantId, [reserveKey, releaseKey]]);
+    const migration = readFileSync(new URL('../../migrations/0860_piece_reservation_idempotency_keys_kept.sql', import.meta.url), 'utf8');
+    await t.admin.query(migration);
+    const { rows } = await t.admin.query(`SELECT key, expires_at = 'infinity' AS kept FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY($2) ORDER BY key = $3 DESC`, [tenantId, [reserveKey, releaseKey], reserveKey]);
+    assert.deepEqual(rows, [{ key: reserveKey, kept: true }, { key: releaseKey, kept: false }]);
   });
 
   it('a transfer is not requested twice', async () => {

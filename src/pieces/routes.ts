@@ -140,7 +140,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['pieces'],
         summary:
-          'Reserve pieces (one store) for this operation until an expiry. Only a cut, combine or sale naming this reservation (`reservation_op_id`) can use them; expired reservations are released lazily and by the sweep. The reservation id is the returned `op_id`.',
+          'Reserve pieces (one store) for this operation until an expiry. Only a cut, combine or sale naming this reservation (`reservation_op_id`) can use them; expired reservations are released lazily and by the sweep. The reservation id is the returned `op_id`. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later — the reservation since expired, released, sold or still holding its pieces — it replays the first answer and reserves nothing again.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           { piece_ids: PieceIds, expires_in_seconds: Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 }) },
@@ -149,7 +149,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 201: Type.Object({ op_id: Uuid, reserved_until: Timestamp, pieces: Type.Array(Piece) }) },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'piece.reserve', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await reservePieces(cmd, request.body) })),
+    async (request, reply) => command(db, request, reply, { type: 'piece.reserve', replayInStoreScopeOnly: true, ttlHours: 'forever' }, async (cmd) => ({ status: 201, body: await reservePieces(cmd, request.body) })),
   );
 
   app.post(
