@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import { AlreadyDone, canonicalJson, type Command } from '../core/command.js';
-import { all, maybeOne, type Tx } from '../core/db.js';
+import { all, maybeOne, readClientMoment, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
@@ -22,6 +22,12 @@ export interface CompleteVisitInput {
   lines: Array<{ sku_id: string; quantity: number; unit_price?: number | undefined }>;
   /** Settlement of an open consignment of this point of sale, left on an earlier visit. */
   settlement?: { consignment_id: string; lines: ReportedLine[] } | undefined;
+  /**
+   * When the agent completed the visit on the device, for a completion queued
+   * offline: the point of sale's last visit is the latest by this time (no
+   * later than the arrival, no earlier than the visit's scheduling).
+   */
+  client_created_at?: string | undefined;
 }
 
 interface LockedVisit {
@@ -91,6 +97,9 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
   const principal = cmd.principal;
   assert(principal.kind === 'token', 'visits are completed by tenant tokens');
   const { tx, tenantId, opId } = cmd;
+  // As PostgreSQL reads it (UTC, microseconds), before anything is read or written: a bad one is a 400 at its field.
+  const deviceTime =
+    input.client_created_at === undefined ? null : await readClientMoment(tx, input.client_created_at, { name: 'client_created_at', path: '/body/client_created_at' });
 
   const visit = await lockVisitForUpdate(tx, tenantId, visitId);
   if (!visit) throw notFound('visit');
@@ -269,25 +278,37 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines: newLines } });
   }
 
-  // 3. The point of sale's last visit: the one completed last. The visit's
-  // time is this transaction's start (now(), as its completed_at below), and
-  // a visit that started earlier can commit later (it waited on a stock
-  // balance another command held) — so a later completion is never
-  // overwritten by an earlier one. Waiting on the row re-checks the condition
-  // against what the other visit committed.
+  // 3. The point of sale's last visit: the latest visit by when it happened,
+  // not by when it reached us — an agent's phone syncs a visit made offline
+  // days later, and it must not replace a newer one. When it happened: the
+  // device's time (client_created_at), never later than its arrival (a clock
+  // running ahead would otherwise stay "the last visit" over every visit after
+  // it) nor earlier than the visit was scheduled (a clock reset to 1970: the
+  // agent's phone knew the visit, so it existed); without one, its arrival —
+  // this transaction's start (now(), as completed_at below). Ties by visit id.
+  // Visits of one point of sale can commit in another order than they
+  // happened (one waits on a stock balance another command held, or a late
+  // one races a newer one): the row lock makes them take turns, and under READ
+  // COMMITTED a waiting UPDATE re-checks its condition against what the other
+  // committed — so the later visit stays, whichever commits last.
   const pointOfSale = await maybeOne(
     tx,
     sql<{ last_visit_at: Date }>`
-      UPDATE points_of_sale SET last_visit_at = now(), last_visit_id = ${visitId}
-      WHERE tenant_id = ${tenantId} AND id = ${visit.point_of_sale_id}
-        AND (last_visit_at IS NULL OR (last_visit_at, last_visit_id) < (now(), ${visitId}::uuid))
-      RETURNING last_visit_at`,
+      UPDATE points_of_sale p SET last_visit_at = happened.at, last_visit_id = ${visitId}
+      FROM (
+        SELECT CASE WHEN ${deviceTime}::timestamptz IS NULL THEN now()
+                    ELSE greatest(v.created_at, least(${deviceTime}::timestamptz, now())) END AS at
+        FROM visits v WHERE v.tenant_id = ${tenantId} AND v.id = ${visitId}
+      ) AS happened
+      WHERE p.tenant_id = ${tenantId} AND p.id = ${visit.point_of_sale_id}
+        AND (p.last_visit_at IS NULL OR (p.last_visit_at, p.last_visit_id) < (happened.at, ${visitId}::uuid))
+      RETURNING p.last_visit_at`,
   );
   if (pointOfSale) cmd.touch('points_of_sale', visit.point_of_sale_id, 'updated');
 
   // 4. The visit itself, last.
   const completed = await sql`
-    UPDATE visits SET status = 'completed', completed_at = now(), completed_by_op = ${opId},
+    UPDATE visits SET status = 'completed', completed_at = now(), completed_by_op = ${opId}, client_created_at = ${deviceTime}::timestamptz,
       completed_latitude = ${input.latitude}, completed_longitude = ${input.longitude}, completed_distance_m = ${fence.distance_m}
     WHERE tenant_id = ${tenantId} AND id = ${visitId} AND status = 'scheduled'`.execute(tx);
   assert(completed.numAffectedRows === 1n, 'visit locked and scheduled');
@@ -296,7 +317,7 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     subjectType: 'visit',
     subjectId: visitId,
     before: { status: 'scheduled' },
-    after: { status: 'completed', distance_m: fence.distance_m, radius_m: fence.radius_m, consignment_id: consignmentId },
+    after: { status: 'completed', distance_m: fence.distance_m, radius_m: fence.radius_m, consignment_id: consignmentId, client_created_at: deviceTime },
   });
 
   const result = await loadVisitCompletion(tx, tenantId, visitId);

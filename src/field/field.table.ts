@@ -24,6 +24,8 @@ export interface VisitRow {
   completed_latitude: number | null;
   completed_longitude: number | null;
   completed_distance_m: number | null;
+  /** The device's time of the completion, as sent (null: none sent). */
+  client_created_at: Date | null;
   op_id: string;
   created_at: Date;
 }

@@ -4,7 +4,7 @@ import type { ConsignmentView, PointOfSaleRow, SettlementView, VisitCompletion, 
 
 const POINT_OF_SALE_COLUMNS = sql`id, name, store_id, party_id, latitude::float8 AS latitude, longitude::float8 AS longitude, last_visit_at, last_visit_id, op_id, created_at`;
 const VISIT_COLUMNS = sql`v.id, v.point_of_sale_id, p.store_id, v.agent_token_id, v.scheduled_for, v.status, v.completed_at, v.completed_by_op,
-  v.completed_latitude::float8 AS completed_latitude, v.completed_longitude::float8 AS completed_longitude, v.completed_distance_m, v.op_id, v.created_at`;
+  v.completed_latitude::float8 AS completed_latitude, v.completed_longitude::float8 AS completed_longitude, v.completed_distance_m, v.client_created_at, v.op_id, v.created_at`;
 
 export async function findPointOfSale(tx: Tx, tenantId: string, id: string): Promise<PointOfSaleRow | undefined> {
   return maybeOne(tx, sql<PointOfSaleRow>`SELECT ${POINT_OF_SALE_COLUMNS} FROM points_of_sale WHERE tenant_id = ${tenantId} AND id = ${id}`);

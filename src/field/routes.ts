@@ -22,8 +22,11 @@ const PointOfSale = Type.Object({
   party_id: Uuid,
   latitude: Type.Number(),
   longitude: Type.Number(),
-  last_visit_at: Nullable(Timestamp),
-  last_visit_id: Nullable(Uuid),
+  last_visit_at: Type.Union([Timestamp, Type.Null()], {
+    description:
+      "when the last visit happened: of the completed visits, the latest by its device time (client_created_at, no later than its arrival, no earlier than its scheduling) or, without one, its arrival (completed_at) — a visit synced days late does not replace a newer one",
+  }),
+  last_visit_id: Type.Union([Uuid, Type.Null()], { description: 'the visit last_visit_at is of' }),
   op_id: Uuid,
   created_at: Timestamp,
 });
@@ -39,6 +42,9 @@ const Visit = Type.Object({
   completed_latitude: Nullable(Type.Number()),
   completed_longitude: Nullable(Type.Number()),
   completed_distance_m: Nullable(Type.Integer({ description: 'great-circle distance from the point of sale at completion, whole metres' })),
+  client_created_at: Type.Union([Timestamp, Type.Null()], {
+    description: "when the agent's device completed the visit, as sent with the completion (null: not sent); completed_at is when the completion reached us",
+  }),
   op_id: Uuid,
   created_at: Timestamp,
 });
@@ -253,7 +259,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['field'],
         summary:
-          "Complete a visit at the point of sale: in one transaction, settle an earlier consignment (sold → money owed, returned → stock), leave goods on a new consignment (taken out of the supplying store's stock), update the point of sale's last visit and mark the visit completed. The agent's position must be within the geofence (`geofence_radius_m`, default 200 m) or `422 geofence_violation` with `distance_m` and `radius_m`. Completing a completed visit replays its result. A field agent can complete only their own visits (others are 404).",
+          "Complete a visit at the point of sale: in one transaction, settle an earlier consignment (sold → money owed, returned → stock), leave goods on a new consignment (taken out of the supplying store's stock), update the point of sale's last visit and mark the visit completed. The agent's position must be within the geofence (`geofence_radius_m`, default 200 m) or `422 geofence_violation` with `distance_m` and `radius_m`. Completing a completed visit replays its result. A field agent can complete only their own visits (others are 404). A completion the agent's device queued offline sends `client_created_at` (when the visit was completed on the device): the point of sale's last visit is the latest visit by that time (no later than its arrival, no earlier than the visit's scheduling), so a visit synced days late does not replace a newer one; without it, the arrival counts, as before. Kept on the visit as sent; a bad time is 400 at /body/client_created_at. Like the position, it is not compared: the same completion sent again with another time replays the first. The consignment, its stock moves and a settlement's money are recorded when the completion arrives (the money is receivable and revenue, no drawer cash).",
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object(
@@ -285,6 +291,13 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
                 },
                 { additionalProperties: false },
               ),
+            ),
+            client_created_at: Type.Optional(
+              Type.String({
+                format: 'date-time',
+                description:
+                  "when the agent completed the visit on the device — send it with a completion queued offline (RFC 3339, any offset; within the years 0001–9999 in UTC, else 400). The point of sale's last visit is the latest by this time: a time ahead of the arrival counts as the arrival, one before the visit was scheduled as its scheduling. Kept on the visit as sent; without it, the visit counts at its arrival",
+              }),
             ),
           },
           { additionalProperties: false },
