@@ -12,7 +12,8 @@ import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
  * migration 0843) are replayed after it — sales' and payments' keys are kept
  * for good (0833, 0840): a replay must not fail because the stored answer
  * lacks what the answer now carries (it was a 500 on every retry): migration
- * 0850 fills them in as the answer would have carried them.
+ * 0850 fills them in as the answer would have carried them (0862: a visit's
+ * client_created_at, added by 0861).
  */
 describe('an answer stored before its fields grew is replayed', () => {
   let t: TestApp;
@@ -72,5 +73,35 @@ describe('an answer stored before its fields grew is replayed', () => {
     const again = await owner.post('/v1/payments', body, { idempotencyKey: key });
     assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id], JSON.stringify(again.body));
     assert.deepEqual([again.body.client_created_at, again.body.business_date], [null, first.body.business_date]);
+  });
+
+  it('a scheduled visit and a visit completion stored without client_created_at (added by 0861)', async () => {
+    const SHOP = { latitude: -1.286389, longitude: 36.817223 };
+    const agent = await owner.post('/v1/tokens', { name: 'agent-old', role: 'field_agent', store_ids: [storeId] });
+    const pos = await owner.post('/v1/points-of-sale', { name: 'Kiosk OLD', store_id: storeId, ...SHOP });
+    assert.equal(pos.status, 201, JSON.stringify(pos.body));
+    const scheduleKey = randomUUID();
+    const schedule = { point_of_sale_id: pos.body.id, agent_token_id: agent.body.id, scheduled_for: new Date().toISOString() };
+    const visit = await owner.post('/v1/visits', schedule, { idempotencyKey: scheduleKey });
+    assert.equal(visit.status, 201, JSON.stringify(visit.body));
+    const completeKey = randomUUID();
+    const completion = { ...SHOP, lines: [{ sku_id: tea, quantity: 1 }] };
+    const completed = await owner.post(`/v1/visits/${visit.body.id}/complete`, completion, { idempotencyKey: completeKey });
+    assert.equal(completed.status, 200, JSON.stringify(completed.body));
+
+    // Given both answers as the release before 0861 stored them
+    await t.admin.query(`UPDATE idempotency_keys SET response_body = response_body - 'client_created_at' WHERE tenant_id = $1 AND key = $2`, [tenantId, scheduleKey]);
+    const { rowCount } = await t.admin.query(
+      `UPDATE idempotency_keys SET response_body = jsonb_set(response_body, '{visit}', (response_body -> 'visit') - 'client_created_at') WHERE tenant_id = $1 AND key = $2 AND response_body ? 'visit'`,
+      [tenantId, completeKey],
+    );
+    assert.equal(rowCount, 1, 'a completion answer holds its visit');
+    await t.admin.query(await readFile(new URL('../../migrations/0862_stored_visit_answers_with_client_time.sql', import.meta.url), 'utf8'));
+
+    // Then both replay as first answered, with the field the answer now carries
+    const scheduledAgain = await owner.post('/v1/visits', schedule, { idempotencyKey: scheduleKey });
+    assert.deepEqual([scheduledAgain.status, scheduledAgain.headers.get('idempotent-replayed'), scheduledAgain.body.id, scheduledAgain.body.client_created_at], [201, 'true', visit.body.id, null], JSON.stringify(scheduledAgain.body));
+    const completedAgain = await owner.post(`/v1/visits/${visit.body.id}/complete`, completion, { idempotencyKey: completeKey });
+    assert.deepEqual([completedAgain.status, completedAgain.headers.get('idempotent-replayed'), completedAgain.body.visit.id, completedAgain.body.visit.client_created_at], [200, 'true', visit.body.id, null], JSON.stringify(completedAgain.body));
   });
 });
