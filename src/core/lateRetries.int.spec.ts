@@ -6,6 +6,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { sweepExpiredPieceReservations } from '../pieces/sweepExpiredReservations.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
+import { aWeekendLater as aWeekendPasses } from '../../test/support/idempotency.js';
 
 /**
  * Commands that record a new fact with nothing in the request to recognise
@@ -40,11 +41,7 @@ describe('a command sent again days after an answer that never arrived', () => {
 
   /** A weekend passes: the key's record is past its TTL and the hourly purge ran. */
   async function aWeekendLater(key: string): Promise<void> {
-    await t.admin.query(
-      `UPDATE idempotency_keys SET created_at = created_at - interval '72 hours', expires_at = expires_at - interval '72 hours' WHERE tenant_id = $1 AND key = $2`,
-      [tenantId, key],
-    );
-    await t.appPool.query('SELECT purge_expired_idempotency_keys()');
+    await aWeekendPasses(t, tenantId, key);
   }
 
   async function count(table: string): Promise<number> {

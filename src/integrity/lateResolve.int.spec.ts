@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { aWeekendLater as aWeekendPasses } from '../../test/support/idempotency.js';
 
 /**
  * A review item resolved from a device that lost the answer and sends the
@@ -45,11 +46,7 @@ describe('a review item resolution repeated after its key expired', () => {
     const body = { note: 'ten kilos found on the van' };
     const first = await owner.post(`/v1/review-items/${item}/resolve`, body, { idempotencyKey: key });
     assert.equal(first.status, 200, JSON.stringify(first.body));
-    await t.admin.query(
-      `UPDATE idempotency_keys SET created_at = created_at - interval '72 hours', expires_at = expires_at - interval '72 hours' WHERE tenant_id = $1 AND key = $2`,
-      [tenantId, key],
-    );
-    await t.appPool.query('SELECT purge_expired_idempotency_keys()');
+    await aWeekendPasses(t, tenantId, key);
     const snapshot = await rows();
 
     const again = await owner.post(`/v1/review-items/${item}/resolve`, body, { idempotencyKey: key });

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { aWeekendLater } from '../../test/support/idempotency.js';
 import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
 
 describe('POST /v1/sync/sales: offline tills', () => {
@@ -88,8 +89,7 @@ describe('POST /v1/sync/sales: offline tills', () => {
     const { idempotency_key, ...body } = item;
     const online = await cashier.post('/v1/sales', body, { idempotencyKey: idempotency_key });
     assert.equal(online.status, 201);
-    await t.admin.query(`UPDATE idempotency_keys SET created_at = created_at - interval '72 hours', expires_at = expires_at - interval '72 hours' WHERE tenant_id = $1 AND key = $2`, [tenantId, idempotency_key]);
-    await t.appPool.query('SELECT purge_expired_idempotency_keys()');
+    await aWeekendLater(t, tenantId, idempotency_key);
     const before = await saleRowCounts(t, tenantId);
     const stock = await balanceAndLedger(t, tenantId, storeId, milk);
 

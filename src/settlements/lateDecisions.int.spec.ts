@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { aWeekendLater as aWeekendPasses } from '../../test/support/idempotency.js';
 
 /**
  * A manager's device that lost the answer to a settlement decision sends the
@@ -36,11 +37,7 @@ describe('a settlement decision repeated after its key expired', () => {
     return submitted.body as { id: string };
   };
   async function aWeekendLater(key: string): Promise<void> {
-    await t.admin.query(
-      `UPDATE idempotency_keys SET created_at = created_at - interval '72 hours', expires_at = expires_at - interval '72 hours' WHERE tenant_id = $1 AND key = $2`,
-      [tenantId, key],
-    );
-    await t.appPool.query('SELECT purge_expired_idempotency_keys()');
+    await aWeekendPasses(t, tenantId, key);
   }
   const rows = async () =>
     (

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
-import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+import type { ApiResponse } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 
 /**

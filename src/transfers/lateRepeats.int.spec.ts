@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { aWeekendLater as aWeekendPasses } from '../../test/support/idempotency.js';
 
 /**
  * A store worker's device that lost the answer to a transfer action sends the
@@ -36,11 +37,7 @@ describe('a transfer action repeated after its key expired', () => {
 
   /** A weekend passes: the key's record is past its TTL and the hourly purge ran. */
   async function aWeekendLater(key: string): Promise<void> {
-    await t.admin.query(
-      `UPDATE idempotency_keys SET created_at = created_at - interval '72 hours', expires_at = expires_at - interval '72 hours' WHERE tenant_id = $1 AND key = $2`,
-      [tenantId, key],
-    );
-    await t.appPool.query('SELECT purge_expired_idempotency_keys()');
+    await aWeekendPasses(t, tenantId, key);
     const left = await t.admin.query(`SELECT 1 FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, key]);
     assert.equal(left.rows.length, 0, 'the key was purged');
   }
