@@ -69,11 +69,11 @@ describe('a command sent again days after an answer that never arrived', () => {
   }
 
   /** As sentAgainAWeekendLater, with what happened meanwhile; counts the operations and events the repeat wrote. */
-  async function sentAgainAWeekendLaterAfter(path: string, body: unknown, meanwhile: () => Promise<void>) {
+  async function sentAgainAWeekendLaterAfter(path: string, body: unknown, meanwhile: (first: { body: any }) => Promise<void>) {
     const key = randomUUID();
     const first = await owner.post(path, body, { idempotencyKey: key });
     assert.equal(first.status, 201, JSON.stringify(first.body));
-    await meanwhile();
+    await meanwhile(first);
     await aWeekendLater(key);
     const operations = await count('operations');
     const events = await count('events');
@@ -206,6 +206,39 @@ describe('a command sent again days after an answer that never arrived', () => {
     assert.deepEqual(keys, [{ kept: true }]);
   });
 
+  it('a cut or a combine sent again is its first answer — not 409 piece_unavailable read as "not recorded", nor, after a revert, a second cut', async () => {
+    const received = await owner.post('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 9_000 }, { kind: 'roll', quantity: 8_000 }] });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const [roll, reverted] = received.body.pieces.map((piece: { id: string }) => piece.id) as [string, string];
+    const live = async () => (await t.admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pieces WHERE tenant_id = $1 AND status = 'in_stock'`, [tenantId])).rows[0]!.n;
+
+    // A cut whose answer was lost: its late repeat finds the roll consumed
+    const cut = await sentAgainAWeekendLaterAfter('/v1/pieces/cut', { piece_id: roll, parts: [2_000] }, async () => undefined);
+    assert.deepEqual([cut.again.status, cut.again.headers.get('idempotent-replayed'), cut.again.body.op_id], [201, 'true', cut.first.body.op_id], JSON.stringify(cut.again.body));
+    assert.deepEqual([cut.newOperations, cut.newEvents], [0, 0]);
+
+    // A cut reverted meanwhile (its roll back in stock): its late repeat does not cut it again
+    let pieces = 0;
+    const again = await sentAgainAWeekendLaterAfter('/v1/pieces/cut', { piece_id: reverted, parts: [1_000, 1_000] }, async (first) => {
+      const undo = await owner.post(`/v1/operations/${first.body.op_id}/revert`, {});
+      assert.equal(undo.status, 200, JSON.stringify(undo.body));
+      pieces = await live();
+    });
+    assert.deepEqual([again.again.status, again.again.headers.get('idempotent-replayed'), again.again.body.op_id], [201, 'true', again.first.body.op_id], JSON.stringify(again.again.body));
+    assert.deepEqual([again.newOperations, again.newEvents], [0, 0]);
+    assert.equal(await live(), pieces, 'the roll was not cut again');
+    assert.equal((await t.admin.query(`SELECT status FROM pieces WHERE tenant_id = $1 AND id = $2`, [tenantId, reverted])).rows[0].status, 'in_stock');
+
+    // A combine whose answer was lost
+    const spares = await owner.post('/v1/skus', { code: 'BTN', name: 'Buttons', unit: 'piece', price: 5, tracks_pieces: true });
+    assert.equal(spares.status, 201, JSON.stringify(spares.body));
+    const loose = await owner.post('/v1/pieces', { store_id: storeId, sku_id: spares.body.id, pieces: [{ kind: 'spare', quantity: 30 }, { kind: 'spare', quantity: 20 }] });
+    assert.equal(loose.status, 201, JSON.stringify(loose.body));
+    const combined = await sentAgainAWeekendLaterAfter('/v1/pieces/combine', { piece_ids: loose.body.pieces.map((piece: { id: string }) => piece.id), bundle_size: 10, bundle_count: 5 }, async () => undefined);
+    assert.deepEqual([combined.again.status, combined.again.headers.get('idempotent-replayed'), combined.again.body.op_id], [201, 'true', combined.first.body.op_id], JSON.stringify(combined.again.body));
+    assert.deepEqual([combined.newOperations, combined.newEvents], [0, 0]);
+  });
+
   it('migration 0860 keeps the reservation records stored before it, and only those', async () => {
     const received = await owner.post('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 5_000 }] });
     assert.equal(received.status, 201, JSON.stringify(received.body));
@@ -220,6 +253,17 @@ describe('a command sent again days after an answer that never arrived', () => {
     await t.admin.query(migration);
     const { rows } = await t.admin.query(`SELECT key, expires_at = 'infinity' AS kept FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY($2) ORDER BY key = $3 DESC`, [tenantId, [reserveKey, releaseKey], reserveKey]);
     assert.deepEqual(rows, [{ key: reserveKey, kept: true }, { key: releaseKey, kept: false }]);
+  });
+
+  it('migration 0863 keeps the cut records stored before it', async () => {
+    const received = await owner.post('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 4_000 }] });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const key = randomUUID();
+    assert.equal((await owner.post('/v1/pieces/cut', { piece_id: received.body.pieces[0].id, parts: [1_000] }, { idempotencyKey: key })).status, 201);
+    await t.admin.query(`UPDATE idempotency_keys SET expires_at = created_at + interval '24 hours' WHERE tenant_id = $1 AND key = $2`, [tenantId, key]);
+    await t.admin.query(readFileSync(new URL('../../migrations/0863_piece_cut_combine_idempotency_keys_kept.sql', import.meta.url), 'utf8'));
+    const { rows } = await t.admin.query(`SELECT expires_at = 'infinity' AS kept FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, key]);
+    assert.deepEqual(rows, [{ kept: true }]);
   });
 
   it('a transfer is not requested twice', async () => {

@@ -87,7 +87,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['pieces'],
         summary:
-          'Cut a roll or cut piece into the given lengths (millimetres), or split a spare piece into the given counts. The input is consumed; each part and the remainder become new pieces. Parts that do not fit: 422. A piece in use: 409 piece_unavailable. Optional `If-Match` with the piece\'s ETag (version): 412 version_conflict when it moved; `*` matches any version.',
+          'Cut a roll or cut piece into the given lengths (millimetres), or split a spare piece into the given counts. The input is consumed; each part and the remainder become new pieces. Parts that do not fit: 422. A piece in use: 409 piece_unavailable. Optional `If-Match` with the piece\'s ETag (version): 412 version_conflict when it moved; `*` matches any version. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later — even after the cut was reverted — it replays the first answer.',
         headers: Type.Intersect([IdempotencyHeaders, Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'ETag (version) of the piece from GET /v1/pieces/{id}, or a list of them (RFC 9110)' })) })]),
         body: Type.Object(
           { piece_id: Uuid, parts: Type.Array(PositiveQuantity, { minItems: 1, maxItems: 200 }), reservation_op_id: ReservationOpId },
@@ -105,7 +105,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         assertPiecesVisible(principal, [request.body.piece_id], piece ? [piece] : []);
       }
       const expected = optionalExpectedVersion(request, 'piece');
-      return command(db, request, reply, { type: 'piece.cut', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));
+      return command(db, request, reply, { type: 'piece.cut', replayInStoreScopeOnly: true, ttlHours: 'forever' }, async (cmd) => ({ status: 201, body: await cutPiece(cmd, request.body, expected) }));
     },
   );
 
@@ -116,7 +116,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['pieces'],
         summary:
-          'Combine spare pieces (one SKU, one store) into `bundle_count` bundles of `bundle_size`; what is left becomes a remainder spare piece. Concurrent combines over overlapping pieces: one wins, the other gets 409 piece_unavailable.',
+          'Combine spare pieces (one SKU, one store) into `bundle_count` bundles of `bundle_size`; what is left becomes a remainder spare piece. Concurrent combines over overlapping pieces: one wins, the other gets 409 piece_unavailable. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -130,7 +130,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
         response: { 201: Type.Object({ op_id: Uuid, consumed: Type.Array(Piece), bundles: Type.Array(Piece), remainder: Nullable(Piece) }) },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'piece.combine', replayInStoreScopeOnly: true }, async (cmd) => ({ status: 201, body: await combinePieces(cmd, request.body) })),
+    async (request, reply) => command(db, request, reply, { type: 'piece.combine', replayInStoreScopeOnly: true, ttlHours: 'forever' }, async (cmd) => ({ status: 201, body: await combinePieces(cmd, request.body) })),
   );
 
   app.post(
