@@ -58,7 +58,7 @@ export interface CommandSpec {
    * hours), or `forever`: as long as what the command recorded. A command
    * that records a new fact with nothing else in the request to recognise it
    * by (a sale, a payment, a receipt of goods or pieces, a stock correction,
-   * an order, a transfer request, a piece reservation…) is kept for ever: an offline till or a
+   * an order, a transfer request, a piece reservation, a cut or combine…) is kept for ever: an offline till or a
    * client that lost the answer may send it again days later, and only its
    * key tells that it already happened. Commands whose record is found by
    * what the request names (void a sale, approve or receive a transfer,
