@@ -51,11 +51,34 @@ export async function getOperation(tx: Tx, tenantId: string, opId: string): Prom
 }
 
 /**
+ * The stores of two-store records an operation touched, whose staff are
+ * party to it whichever store it is filed under: a transfer's two ends, and
+ * a review item's two stores (a transfer's shortfall is the destination's
+ * and the source's item; its resolution is filed under the store of the
+ * staff who resolved it).
+ */
+const PARTIES_OF: Record<string, { table: string; stores: (tx: Tx, tenantId: string, ids: readonly string[]) => Promise<string[]> }> = {
+  transfer: { table: 'stock_transfers', stores: transferEnds },
+  review_item: { table: 'review_items', stores: reviewItemStores },
+};
+
+async function reviewItemStores(tx: Tx, tenantId: string, ids: readonly string[]): Promise<string[]> {
+  const rows = await all(
+    tx,
+    sql<{ store_id: string | null }>`
+      SELECT unnest(ARRAY[store_id, other_store_id]) AS store_id
+      FROM review_items WHERE tenant_id = ${tenantId} AND id = ANY(${ids}::uuid[])`,
+  );
+  return rows.flatMap((row) => (row.store_id === null ? [] : [row.store_id]));
+}
+
+/**
  * Whether a principal may see an operation: one filed under a store needs
  * that store in scope; one without a store (catalogue changes, sweeps across
  * stores) is tenant-wide, for tokens not limited to some stores. A transfer's
- * operations are filed under one end, and the other end's staff are party to
- * them too. `effects`: the operation's, when already read.
+ * operations are filed under one end, and a review item's resolution under
+ * one of its stores: the staff of the other are party to them too
+ * (PARTIES_OF). `effects`: the operation's, when already read.
  */
 export async function operationInScope(
   tx: Tx,
@@ -64,13 +87,14 @@ export async function operationInScope(
   effects?: readonly Effect[],
 ): Promise<boolean> {
   if (recordInScope(principal, operation.store_id)) return true;
-  if (!operation.type.startsWith('transfer.')) return false;
+  const parties = PARTIES_OF[operation.type.split('.')[0]!];
+  if (!parties) return false;
   const touched =
     effects ??
     (await all(tx, sql<{ effects: Effect[] | null }>`SELECT effects FROM events WHERE tenant_id = ${principal.tenantId} AND op_id = ${operation.id}`)).flatMap(
       (row) => row.effects ?? [],
     );
-  const transferIds = touched.filter((effect) => effect.table === 'stock_transfers').map((effect) => effect.id);
-  if (transferIds.length === 0) return false;
-  return (await transferEnds(tx, principal.tenantId, transferIds)).some((storeId) => inStoreScope(principal, storeId));
+  const ids = touched.filter((effect) => effect.table === parties.table).map((effect) => effect.id);
+  if (ids.length === 0) return false;
+  return (await parties.stores(tx, principal.tenantId, ids)).some((storeId) => inStoreScope(principal, storeId));
 }

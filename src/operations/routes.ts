@@ -45,7 +45,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       schema: {
         tags: ['operations'],
         summary: 'An operation: who ran which command, when, and every row it touched',
-        description: "A token limited to some stores sees the operations filed under those stores, and every operation of a transfer with either end among them; an operation without a store (catalogue changes, sweeps) only tokens limited to no store see. Otherwise `404`.",
+        description: "A token limited to some stores sees the operations filed under those stores, every operation of a transfer with either end among them, and the resolution of a review item with either of its stores among them (a transfer's shortfall: destination and source); an operation without a store (catalogue changes, sweeps) only tokens limited to no store see. Otherwise `404`.",
         params: Type.Object({ op_id: Uuid }),
         response: { 200: OperationAnswer },
       },

@@ -296,6 +296,12 @@ describe('stock transfers between stores', () => {
     assert.equal(outsider.status, 404, JSON.stringify(outsider.body));
     assert.equal(outsider.headers.get('idempotent-replayed'), null);
     assert.deepEqual(await counts(), before, 'the replays wrote nothing');
+    // and the resolution's operation is theirs to read too, as the item is (it was 404: filed under the source store)
+    const op = resolved.body.resolved_by_op as string;
+    assert.equal((await receiver.get(`/v1/operations/${op}`)).status, 200);
+    assert.equal((await receiver.get(`/v1/ledger/operations/${op}`)).status, 200);
+    assert.equal((await bystander.get(`/v1/operations/${op}`)).status, 404);
+    assert.equal((await bystander.get(`/v1/ledger/operations/${op}`)).status, 404);
   });
 
   it('a SKU sent above the largest line quantity (lines of one SKU summed) can be received in part, by what arrived', async () => {
