@@ -49,4 +49,16 @@ describe('list cursors that decode but name no position are 400 at /querystring/
     }
     assert.deepEqual(wrong, []);
   });
+
+  it('a cursor from the list with a character added (or a padding, or the standard alphabet) is refused, whatever its length — base64url decoding dropped a trailing character', async () => {
+    // Positions whose encodings end on each of the four lengths mod 4
+    for (const code of ['A', 'AB', 'ABC', 'ABCD', 'MAIN']) {
+      const good = cursorOf({ code });
+      assert.equal((await owner.get(`/v1/stores?cursor=${good}`)).status, 200, good);
+      for (const bad of [`${good}x`, `${good}xx`, `${good}=`, `${good}==`, good.replace(/-/g, '+').replace(/_/g, '/') + (good.includes('-') || good.includes('_') ? '' : '+')]) {
+        const response = await owner.get(`/v1/stores?cursor=${encodeURIComponent(bad)}`);
+        assert.equal(response.status, 400, `${bad} (from ${good}) → ${response.status}`);
+      }
+    }
+  });
 });

@@ -186,7 +186,12 @@ export const isUuidIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid 
 export function decodeCursor<T>(cursor: string | undefined, isValid: (value: unknown) => value is T): T | undefined {
   if (cursor === undefined) return undefined;
   try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    // Only the cursor as we wrote it: Buffer's base64url decoding skips what
+    // it cannot use (a stray last character, padding, `+` and `/`), so a
+    // cursor with a character added read as the cursor without it.
+    const bytes = Buffer.from(cursor, 'base64url');
+    if (bytes.toString('base64url') !== cursor) throw new Error('not canonical base64url');
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
     if (isValid(value)) return value;
   } catch {
     // fall through
