@@ -2,9 +2,9 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { all, lockNamed, one } from '../core/db.js';
 import { SALE_VOID_OP } from '../sales/voidSale.js';
-import { rollupDailySales, ROLLUP_SETTLE, SALE_HAPPENED } from './rollupDailySales.js';
+import { rollupDailySales, ROLLUP_SETTLE, SALE_DAY } from './rollupDailySales.js';
 
-const saleHappened = sql.raw(SALE_HAPPENED);
+const saleDay = sql.raw(SALE_DAY);
 const settle = sql.raw(ROLLUP_SETTLE);
 
 export interface CatchUpResult {
@@ -16,7 +16,7 @@ export interface CatchUpResult {
 
 /**
  * What the scheduled `analytics.rollup` does for a tenant: recomputes every
- * UTC day one of whose stores' figures may not count a change to its sales —
+ * day one of whose stores' figures (a store's day: in its time zone) may not count a change to its sales —
  * a sale recorded or voided since the tenant's last catch-up
  * (`daily_sales_rollup_progress.changes_through`) that its store-day's
  * figures were computed before (or within ROLLUP_SETTLE after: a change is
@@ -53,7 +53,7 @@ export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
     tx,
     sql<{ day: string }>`
       WITH changed AS (
-        SELECT s.store_id, (${saleHappened} AT TIME ZONE 'UTC')::date AS day, s.created_at AS changed_at
+        SELECT s.store_id, ${saleDay} AS day, s.created_at AS changed_at
         FROM stores st
         CROSS JOIN LATERAL (
           SELECT s.* FROM sales s
@@ -61,10 +61,11 @@ export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
         ) s
         WHERE st.tenant_id = ${tenantId}
         UNION ALL
-        SELECT s.store_id, (${saleHappened} AT TIME ZONE 'UTC')::date, s.voided_at
+        SELECT s.store_id, ${saleDay}, s.voided_at
         FROM operations o
         JOIN events e ON e.tenant_id = o.tenant_id AND e.op_id = o.id AND e.subject_type = 'sale'
         JOIN sales s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id::uuid AND s.voided_by_op = o.id
+        JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
         WHERE o.tenant_id = ${tenantId} AND o.type = ${SALE_VOID_OP} AND o.created_at >= ${since}
       )
       SELECT DISTINCT to_char(c.day, 'YYYY-MM-DD') AS day

@@ -1,5 +1,5 @@
 import type { IntegrityCheck } from '../integrity/check.js';
-import { ROLLUP_SETTLE, SALE_HAPPENED } from './rollupDailySales.js';
+import { recordedNoEarlierThan, ROLLUP_SETTLE, SALE_DAY } from './rollupDailySales.js';
 
 /**
  * How long a change to a store-day's sales may wait for its figures: the
@@ -24,15 +24,15 @@ export const analyticsChecks: IntegrityCheck[] = [
                                 'rollup', jsonb_build_object('sales_count', r.sales_count, 'voided_count', r.voided_count, 'revenue', r.revenue),
                                 'sales', jsonb_build_object('sales_count', a.sales_count, 'voided_count', a.voided_count, 'revenue', a.revenue)) AS detail
       FROM daily_sales_rollups r
+      JOIN stores st ON st.tenant_id = r.tenant_id AND st.id = r.store_id
       CROSS JOIN LATERAL (
         SELECT count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
                coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue,
                max(greatest(s.created_at, coalesce(s.voided_at, s.created_at))) AS last_change
         FROM sales s
         WHERE s.tenant_id = r.tenant_id AND s.store_id = r.store_id
-          AND s.created_at >= (r.business_date)::timestamp AT TIME ZONE 'UTC'
-          AND ${SALE_HAPPENED} >= (r.business_date)::timestamp AT TIME ZONE 'UTC'
-          AND ${SALE_HAPPENED} < (r.business_date + 1)::timestamp AT TIME ZONE 'UTC'
+          AND s.created_at >= ${recordedNoEarlierThan('r.business_date')}
+          AND ${SALE_DAY} = r.business_date
       ) a
       WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
         AND (r.sales_count, r.voided_count, r.revenue) IS DISTINCT FROM (a.sales_count, a.voided_count, a.revenue)
@@ -52,7 +52,8 @@ export const analyticsChecks: IntegrityCheck[] = [
              jsonb_build_object('store_id', s.store_id, 'business_date', d.business_date, 'computed_at', r.computed_at,
                                 'first_change_not_counted', min(c.changed_at), 'changes_not_counted', count(*)) AS detail
       FROM sales s
-      CROSS JOIN LATERAL (SELECT ((${SALE_HAPPENED}) AT TIME ZONE 'UTC')::date AS business_date) d
+      JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
+      CROSS JOIN LATERAL (SELECT ${SALE_DAY} AS business_date) d
       CROSS JOIN LATERAL (VALUES (s.created_at), (s.voided_at)) c (changed_at)
       LEFT JOIN daily_sales_rollups r ON r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.business_date = d.business_date
       WHERE ($1::uuid IS NULL OR s.tenant_id = $1)

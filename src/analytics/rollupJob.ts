@@ -1,7 +1,7 @@
 import { jobCommand } from '../jobs/jobCommand.js';
 import { defineTask, PermanentJobError } from '../jobs/task.js';
 import { isDayText } from '../http/schemas.js';
-import { rollupDailySales, SALE_HAPPENED } from './rollupDailySales.js';
+import { rollupDailySales, SALE_DAY } from './rollupDailySales.js';
 import { forEachTenant } from '../jobs/eachTenant.js';
 import { catchUpDailySales, type CatchUpResult } from './catchUpDailySales.js';
 
@@ -11,8 +11,8 @@ import { catchUpDailySales, type CatchUpResult } from './catchUpDailySales.js';
  * store, one command that catches its figures up with every change to its
  * sales since its last run (catchUpDailySales) — whatever day a change
  * happened on and however long ago the last run was. With
- * `{ date: 'YYYY-MM-DD' }`: for every sale recorded or voided that day, the
- * day it happened is rolled up again — that day itself, and earlier days
+ * `{ date: 'YYYY-MM-DD' }`: for every sale recorded or voided that (UTC) day,
+ * the day it happened (its store's day, in the store's time zone) is rolled up again — that day itself, and earlier days
  * that got a late-synced offline sale or a void — one command per tenant and
  * day under its row-level security.
  */
@@ -37,8 +37,8 @@ export const rollupDailySalesJob = defineTask<{ date?: string }>({
       return;
     }
     const { rows } = await ctx.ownerPool.query<{ tenant_id: string; day: string }>(
-      `SELECT DISTINCT s.tenant_id, to_char((${SALE_HAPPENED} AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day
-       FROM sales s
+      `SELECT DISTINCT s.tenant_id, to_char(${SALE_DAY}, 'YYYY-MM-DD') AS day
+       FROM sales s JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
        WHERE (s.created_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' AND s.created_at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC')
           OR (s.voided_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' AND s.voided_at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC')
        ORDER BY 1, 2`,

@@ -1,19 +1,34 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { one } from '../core/db.js';
-import { AppError } from '../core/errors.js';
+import { all, maybeOne, one, type Tx } from '../core/db.js';
+import { AppError, notFound, validationFailed } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
+import { SALE_HAPPENED } from '../analytics/rollupDailySales.js';
 import type { StoreRow } from './inventory.table.js';
 
-export async function createStore(cmd: Command, input: { code: string; name: string }): Promise<StoreRow> {
+const STORE_COLUMNS = sql.raw('id, code, name, time_zone, op_id, created_at');
+
+/**
+ * A time zone a store may take: a name in PostgreSQL's own zone list
+ * (pg_timezone_names — the zones AT TIME ZONE knows, e.g. 'America/New_York',
+ * 'UTC'), exactly as listed. Anything else is a 400 at `path`.
+ */
+async function assertKnownTimeZone(tx: Tx, timeZone: string, path: string): Promise<void> {
+  const { known } = await one(tx, sql<{ known: boolean }>`SELECT is_known_time_zone(${timeZone}) AS known`);
+  if (!known) throw validationFailed(path, `is not a time zone PostgreSQL knows (an IANA name such as "America/New_York", or "UTC")`);
+}
+
+export async function createStore(cmd: Command, input: { code: string; name: string; time_zone?: string }): Promise<StoreRow> {
   const id = newId();
+  const timeZone = input.time_zone ?? 'UTC';
+  await assertKnownTimeZone(cmd.tx, timeZone, '/body/time_zone');
   try {
     const store = await one(
       cmd.tx,
       sql<StoreRow>`
-        INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES (${cmd.tenantId}, ${id}, ${input.code}, ${input.name}, ${cmd.opId})
-        RETURNING id, code, name, op_id, created_at`,
+        INSERT INTO stores (tenant_id, id, code, name, time_zone, op_id) VALUES (${cmd.tenantId}, ${id}, ${input.code}, ${input.name}, ${timeZone}, ${cmd.opId})
+        RETURNING ${STORE_COLUMNS}`,
     );
     cmd.storeId = id;
     cmd.touch('stores', id);
@@ -25,4 +40,55 @@ export async function createStore(cmd: Command, input: { code: string; name: str
     }
     throw error;
   }
+}
+
+/**
+ * Changes a store's time zone. What is booked stays booked: journal entries
+ * keep their business_date and settlements their day (a counted day stays
+ * closed; open_business_date moves new money past the latest count whatever
+ * the zone says "today" is). From the change on, moments become days in the
+ * new zone. The store's daily sales figures are derived from its sales, so
+ * they are recomputed in the new zone in this same command: every day that
+ * has figures or sales (a day that no longer has any gets zeros). Rollups of
+ * the tenant take turns with this (the store row is locked here; a rollup
+ * reads the zones FOR SHARE).
+ */
+export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZone: string): Promise<StoreRow> {
+  await assertKnownTimeZone(cmd.tx, timeZone, '/body/time_zone');
+  const before = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR UPDATE`);
+  if (!before) throw notFound('store');
+  cmd.storeId = before.id;
+  if (before.time_zone === timeZone) return before;
+  const store = await one(
+    cmd.tx,
+    sql<StoreRow>`UPDATE stores SET time_zone = ${timeZone} WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} RETURNING ${STORE_COLUMNS}`,
+  );
+  const recomputed = await all(
+    cmd.tx,
+    sql<{ business_date: string }>`
+      WITH day AS (
+        SELECT store_day(${timeZone}, ${sql.raw(SALE_HAPPENED)}) AS business_date, count(*) AS sales_count,
+               count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
+               coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue
+        FROM sales s WHERE s.tenant_id = ${cmd.tenantId} AND s.store_id = ${storeId}
+        GROUP BY 1
+      ), every_day AS (
+        SELECT * FROM day
+        UNION ALL
+        SELECT r.business_date, 0, 0, 0 FROM daily_sales_rollups r
+        WHERE r.tenant_id = ${cmd.tenantId} AND r.store_id = ${storeId} AND r.business_date NOT IN (SELECT business_date FROM day)
+      )
+      INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op)
+      SELECT ${cmd.tenantId}, gen_random_uuid(), ${storeId}, d.business_date, d.sales_count, d.voided_count, d.revenue, ${cmd.opId}, ${cmd.opId}
+      FROM every_day d
+      ORDER BY d.business_date
+      ON CONFLICT (tenant_id, store_id, business_date) DO UPDATE
+        SET sales_count = EXCLUDED.sales_count, voided_count = EXCLUDED.voided_count, revenue = EXCLUDED.revenue,
+            computed_by_op = EXCLUDED.computed_by_op, computed_at = now()
+      RETURNING business_date::text AS business_date`,
+  );
+  cmd.touch('stores', storeId, 'updated');
+  for (const row of recomputed) cmd.touch('daily_sales_rollups', `${storeId}/${row.business_date}`, 'updated');
+  cmd.audit({ subjectType: 'store', subjectId: storeId, before, after: { ...store, daily_sales_recomputed: recomputed.length } });
+  return store;
 }

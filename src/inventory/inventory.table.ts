@@ -5,6 +5,8 @@ export interface StoreRow {
   id: string;
   code: string;
   name: string;
+  /** IANA time zone of the store's business day ('UTC' unless set). */
+  time_zone: string;
   op_id: string;
   created_at: Date;
 }

@@ -7,14 +7,24 @@ import { command, tenantOf } from '../http/command.js';
 import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { createSku } from './createSku.js';
-import { createStore } from './createStore.js';
+import { createStore, updateStoreTimeZone } from './createStore.js';
+import { MERGE_PATCH_CONSUMES } from '../http/json.js';
 import { findSku, findStore, listSkus, listStock, listStores } from './queries.js';
 import { receiveStock } from './receiveStock.js';
 import { listStockLedger } from './listStockLedger.js';
 import { readAsOf, stockAsOf } from './stockAsOf.js';
 import { SNAPSHOT_SETTLE_MINUTES, takeStockSnapshots } from './takeStockSnapshots.js';
 
-const Store = Type.Object({ id: Uuid, code: Type.String(), name: Type.String(), op_id: Uuid, created_at: Timestamp });
+const TimeZone = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  description:
+    "The store's time zone: an IANA name as PostgreSQL lists it in pg_timezone_names (e.g. `America/New_York`, `Europe/Paris`, `UTC`). " +
+    "The store's business day is the calendar day on its wall clock: the day its money is booked on (and counted), its daily sales figures' day, its \"today\". " +
+    'A day when the clocks change has 23 or 25 hours. An unknown name is 400 at this field.',
+  examples: ['America/New_York'],
+});
+const Store = Type.Object({ id: Uuid, code: Type.String(), name: Type.String(), time_zone: TimeZone, op_id: Uuid, created_at: Timestamp });
 const Sku = Type.Object({
   id: Uuid,
   code: Type.String(),
@@ -38,8 +48,9 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       schema: {
         tags: ['inventory'],
         summary: 'Create a store. A token limited to some stores may not (403): the store would lie outside its reach.',
+        description: '`time_zone` (optional, default `UTC`) sets the store\'s business day: see the Store schema.',
         headers: IdempotencyHeaders,
-        body: Type.Object({ code: Code(50), name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        body: Type.Object({ code: Code(50), name: Type.String({ minLength: 1, maxLength: 200 }), time_zone: Type.Optional(TimeZone) }, { additionalProperties: false }),
         response: { 201: Store },
       },
     },
@@ -73,6 +84,33 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       const store = await inTenantTransaction(db, principal.tenantId, (tx) => findStore(tx, principal.tenantId, request.params.id));
       if (!store) throw notFound('store');
       return store;
+    },
+  );
+
+  app.patch(
+    '/v1/stores/:id',
+    {
+      config: { permission: 'stores.write' },
+      schema: {
+        tags: ['inventory'],
+        summary: "Change a store's time zone (a JSON merge patch, sent as application/json or application/merge-patch+json).",
+        description:
+          'What is booked stays booked: journal entries keep their business day and settlements theirs (a counted day stays closed, and money booked after the change never lands on a day already counted, whatever the new zone calls today). ' +
+          "From the change on, moments become days in the new zone; the store's daily sales figures, derived from its sales, are recomputed in the new zone by the same command (a day left without sales gets zeros). " +
+          'The same zone again changes nothing. An unknown zone is 400 at `/body/time_zone`.',
+        headers: IdempotencyHeaders,
+        consumes: MERGE_PATCH_CONSUMES,
+        params: IdParams,
+        body: Type.Object({ time_zone: TimeZone }, { additionalProperties: false }),
+        response: { 200: Store },
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.params.id);
+      return command(db, request, reply, { type: 'store.update' }, async (cmd) => ({
+        status: 200,
+        body: await updateStoreTimeZone(cmd, request.params.id, request.body.time_zone),
+      }));
     },
   );
 

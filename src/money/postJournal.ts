@@ -12,7 +12,8 @@ export interface JournalEntryInput {
   /**
    * When a till moved the money, for a command it queued offline (a synced
    * sale's, a payment's or a void's `client_created_at`): the entry is dated
-   * on its day (tillDay) instead of the day it reaches us — by
+   * on its day — the store's day of that moment in the store's time zone
+   * (store_day, in postJournals) — instead of the day it reaches us — by
    * open_business_date like every entry, so never before the store's latest
    * count nor after today. Absent: today.
    */
@@ -23,22 +24,6 @@ export interface JournalEntryInput {
   subjectId?: string;
   memo?: string;
   postings: PostingInput[];
-}
-
-/**
- * The business day a till's time asks for: its UTC day. The one place a
- * till's time becomes a day; open_business_date (in postJournals) then moves
- * it past counted days and caps it at today.
- */
-export function tillDay(at: Date | string): string {
-  return new Date(at).toISOString().slice(0, 10);
-}
-
-/** The day an entry asks open_business_date for: its till's day (not before `notBefore`), or null for today. */
-function wantedDay(input: JournalEntryInput): string | null {
-  if (input.tillTime === undefined || input.tillTime === null) return null;
-  const day = tillDay(input.tillTime);
-  return input.notBefore !== undefined && input.notBefore > day ? input.notBefore : day;
 }
 
 export interface PostedEntry {
@@ -76,7 +61,8 @@ export async function postJournals(
     id: input.id ?? newId(),
     kind: input.kind,
     store_id: input.storeId ?? null,
-    wanted: wantedDay(input),
+    till_time: input.tillTime === undefined || input.tillTime === null ? null : input.tillTime,
+    not_before: input.tillTime === undefined || input.tillTime === null ? null : (input.notBefore ?? null),
     subject_type: input.subjectType ?? null,
     subject_id: input.subjectId ?? null,
     memo: input.memo ?? null,
@@ -115,14 +101,23 @@ export async function postJournals(
     sql<{ entry_id: string; account_id: string; amount: number; business_date: string }>`
       WITH entry_input AS (
         SELECT * FROM jsonb_to_recordset(${JSON.stringify(entryRows)}::jsonb)
-          AS e(id uuid, kind text, store_id uuid, wanted date, subject_type text, subject_id uuid, memo text, op_id uuid, position integer)
+          AS e(id uuid, kind text, store_id uuid, till_time timestamptz, not_before date, subject_type text, subject_id uuid, memo text, op_id uuid, position integer)
+      ), wanted AS (
+        -- The day a till's time asks for: the store's day of that moment in
+        -- its time zone (store_day; UTC without a store), not before
+        -- not_before; no till time: today (null). The zone is read here,
+        -- once per store of the batch, with the entries.
+        SELECT e.id, e.store_id, coalesce(st.time_zone, 'UTC') AS time_zone,
+               greatest(store_day(coalesce(st.time_zone, 'UTC'), e.till_time), e.not_before) AS wanted
+        FROM entry_input e LEFT JOIN stores st ON st.tenant_id = ${tenantId} AND st.id = e.store_id
       ), days AS (
-        SELECT d.store_id, d.wanted, open_business_date(${tenantId}::uuid, d.store_id, d.wanted) AS business_date
-        FROM (SELECT DISTINCT store_id, wanted FROM entry_input) d
+        SELECT d.store_id, d.wanted, open_business_date(${tenantId}::uuid, d.store_id, d.wanted, d.time_zone) AS business_date
+        FROM (SELECT DISTINCT store_id, wanted, time_zone FROM wanted) d
       ), entry AS (
         INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, memo, op_id)
         SELECT ${tenantId}, e.id, e.kind, e.store_id, days.business_date, e.subject_type, e.subject_id, e.memo, e.op_id
-        FROM entry_input e JOIN days ON days.store_id IS NOT DISTINCT FROM e.store_id AND days.wanted IS NOT DISTINCT FROM e.wanted
+        FROM entry_input e JOIN wanted w ON w.id = e.id
+        JOIN days ON days.store_id IS NOT DISTINCT FROM e.store_id AND days.wanted IS NOT DISTINCT FROM w.wanted
         ORDER BY e.position
         RETURNING id, business_date
       ), account_input AS (

@@ -42,7 +42,7 @@ export function saleJournalEntry(sale: SaleForLedger): JournalEntryInput | null 
     kind: 'sale',
     storeId: sale.store_id,
     // An offline sale synced later counts for the day the till took the money
-    // (postJournals: its UTC day, by open_business_date — never a future day,
+    // (postJournals: the store's day of that moment in its time zone, by open_business_date — never a future day,
     // never before the store's latest count).
     ...(sale.source === 'offline' && sale.client_created_at ? { tillTime: sale.client_created_at } : {}),
     subjectType: 'sale',

@@ -265,8 +265,15 @@ describe('daily cash settlements', () => {
       // looked at, and it is counted (migration 0815):
       assert.equal(await openDay(yesterday, yesterday), tomorrow());
       // …and open_business_date judges by the moment it books, not the transaction's start.
-      const definition = (await t.admin.query(`SELECT pg_get_functiondef('open_business_date(uuid,uuid,date)'::regprocedure) AS d`)).rows[0].d as string;
-      assert.match(definition, /open_business_date_on\(p_tenant, p_store, p_wanted, \(clock_timestamp\(\) AT TIME ZONE 'UTC'\)::date\)/);
+      // (Since 0870 "today" is the store's day of that moment, in its time zone: the
+      // three-argument form reads the zone and hands it to the four-argument one.)
+      const definition = async (signature: string) =>
+        (await t.admin.query(`SELECT pg_get_functiondef($1::regprocedure) AS d`, [signature])).rows[0].d as string;
+      assert.match(await definition('open_business_date(uuid,uuid,date)'), /open_business_date\(p_tenant, p_store, p_wanted,\s+\(SELECT st\.time_zone FROM stores st/);
+      assert.match(
+        await definition('open_business_date(uuid,uuid,date,text)'),
+        /open_business_date_on\(p_tenant, p_store, p_wanted, store_day\(coalesce\(p_time_zone, 'UTC'\), clock_timestamp\(\)\)\)/,
+      );
     });
 
     it('an entry whose clock read the day before, waiting on that day\'s next day while it is counted, does not land in the counted day', async () => {

@@ -27,10 +27,15 @@ export interface SettlementInput {
  */
 export async function submitSettlement(cmd: Command, input: SettlementInput): Promise<SettlementRow> {
   await assertStoreExists(cmd.tx, cmd.tenantId, input.store_id);
-  const today = await one(cmd.tx, sql<{ today: string }>`SELECT (now() AT TIME ZONE 'UTC')::date AS today`);
+  // "Today" is the store's: the day on its wall clock (store_day, its time zone).
+  const today = await one(
+    cmd.tx,
+    sql<{ today: string; time_zone: string }>`
+      SELECT to_char(store_day(time_zone, now()), 'YYYY-MM-DD') AS today, time_zone FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${input.store_id}`,
+  );
   if (input.business_date > today.today) {
     throw new AppError('validation_failed', 'a day can only be settled once it has started', {
-      errors: [{ path: '/body/business_date', message: `is after today (${today.today}, UTC)` }],
+      errors: [{ path: '/body/business_date', message: `is after today (${today.today}, ${today.time_zone})` }],
     });
   }
   // Entries of this store-day hold a shared lock on it while they are written

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { integrityFindings } from '../../test/support/integrity.js';
+import { runCommand } from '../core/command.js';
+import { catchUpDailySales } from '../analytics/catchUpDailySales.js';
+
+/**
+ * A store's business day is its own local day (its IANA `time_zone`), not the
+ * UTC day: a New York shop trading until 22:30 has that evening's cash in
+ * that day's count and daily figures, not in the next UTC day's.
+ */
+describe("a store's business day is the day in its time zone", () => {
+  let t: TestApp;
+
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  /** A tenant (drawer float 1,000) with a store in `timeZone` (or none given) holding stock. */
+  async function shop(timeZone?: string) {
+    const { owner, tenantId } = await t.newTenant();
+    assert.equal((await owner.patch('/v1/tenant/settings', { settlement_float: 1_000 })).status, 200);
+    const created = await owner.post('/v1/stores', { code: 'NY', name: 'Corner shop', ...(timeZone === undefined ? {} : { time_zone: timeZone }) });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const store = created.body as { id: string; time_zone: string };
+    const sku = (await owner.post('/v1/skus', { code: 'TEA', name: 'Tea', unit: 'piece', price: 100 })).body as { id: string };
+    await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 10_000 }] });
+    return { owner, tenantId, store, sku };
+  }
+
+  /** A cash sale of `amount` a till made offline at `at` (UTC), synced now. */
+  async function offlineSale(owner: ApiClient, storeId: string, skuId: string, at: string, amount = 100) {
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, quantity: amount / 100, unit_price: 100 }], client_created_at: at }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    return synced.body.results[0].body as { id: string };
+  }
+
+  const saleDays = async (tenantId: string) =>
+    (
+      await t.admin.query<{ d: string }>(
+        `SELECT to_char(e.business_date, 'YYYY-MM-DD') AS d FROM journal_entries e JOIN sales s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id
+         WHERE e.tenant_id = $1 AND e.kind = 'sale' ORDER BY s.client_created_at`,
+        [tenantId],
+      )
+    ).rows.map((row) => row.d);
+
+  const count = (owner: ApiClient, storeId: string, businessDate: string, declared: number) =>
+    owner.post('/v1/settlements', { store_id: storeId, business_date: businessDate, declared_cash: declared }, { idempotencyKey: randomUUID() });
+
+  async function catchUp(tenantId: string) {
+    const outcome = await runCommand(
+      t.db,
+      { tenantId, principal: { kind: 'operator', name: 'test' }, correlationId: randomUUID(), fingerprint: randomUUID() },
+      { type: 'analytics.rollup' },
+      async (cmd) => ({ status: 200, body: await catchUpDailySales(cmd) }),
+    );
+    assert.equal(outcome.status, 200);
+  }
+
+  const figures = async (tenantId: string) =>
+    (
+      await t.admin.query<{ d: string; sales_count: number; revenue: string }>(
+        `SELECT to_char(business_date, 'YYYY-MM-DD') AS d, sales_count, revenue::text FROM daily_sales_rollups
+         WHERE tenant_id = $1 AND (sales_count > 0 OR revenue <> 0) ORDER BY business_date`,
+        [tenantId],
+      )
+    ).rows.map((row) => [row.d, row.sales_count, Number(row.revenue)]);
+
+  it('a store takes a time zone on creation (UTC by default), returns it and keeps it; an unknown zone is a 400 and nothing is written', async () => {
+    const { owner, tenantId, store } = await shop('America/New_York');
+    assert.equal(store.time_zone, 'America/New_York');
+    assert.equal((await owner.get(`/v1/stores/${store.id}`)).body.time_zone, 'America/New_York');
+    const plain = await owner.post('/v1/stores', { code: 'LDN', name: 'No zone given' });
+    assert.equal(plain.status, 201);
+    assert.equal(plain.body.time_zone, 'UTC');
+    const listed = (await owner.get('/v1/stores')).body.items as Array<{ code: string; time_zone: string }>;
+    assert.deepEqual(listed.map((row) => [row.code, row.time_zone]), [['LDN', 'UTC'], ['NY', 'America/New_York']]);
+    for (const bad of ['Mars/Olympus_Mons', 'EST+5', '+05:00', 'america/new_york ', '']) {
+      const refused = await owner.post('/v1/stores', { code: `X${randomUUID().slice(0, 6)}`, name: 'Nowhere', time_zone: bad });
+      assert.equal(refused.status, 400, `${bad}: ${JSON.stringify(refused.body)}`);
+      assert.equal(refused.headers.get('content-type')?.startsWith('application/problem+json'), true);
+      assert.equal(refused.body.code, 'validation_failed');
+      assert.equal(refused.body.errors[0].path, '/body/time_zone');
+    }
+    const stores = await t.admin.query(`SELECT code, time_zone FROM stores WHERE tenant_id = $1 ORDER BY code`, [tenantId]);
+    assert.deepEqual(stores.rows, [{ code: 'LDN', time_zone: 'UTC' }, { code: 'NY', time_zone: 'America/New_York' }]);
+  });
+
+  it("a New York till's sale at 22:30 local (03:30 UTC the next day) lands in that local day's count and daily figures", async () => {
+    const { owner, tenantId, store, sku } = await shop('America/New_York');
+    // Given on 14 January (EST, UTC−5) the till sold for 500 cash at 22:30 local, offline, and for 200 at 09:00 local
+    await offlineSale(owner, store.id, sku.id, '2026-01-14T14:00:00Z', 200);
+    await offlineSale(owner, store.id, sku.id, '2026-01-15T03:30:00Z', 500);
+    // and on 15 January at 00:30 local (05:30 UTC) for 300
+    await offlineSale(owner, store.id, sku.id, '2026-01-15T05:30:00Z', 300);
+    // Then the journal books the 22:30 sale on the 14th
+    assert.deepEqual(await saleDays(tenantId), ['2026-01-14', '2026-01-14', '2026-01-15']);
+    // and the count of the 14th expects the float and both of its sales
+    const fourteenth = await count(owner, store.id, '2026-01-14', 1_700);
+    assert.equal(fourteenth.status, 201, JSON.stringify(fourteenth.body));
+    assert.deepEqual([fourteenth.body.cash_sales, fourteenth.body.expected_cash, fourteenth.body.variance], [700, 1_700, 0]);
+    const fifteenth = await count(owner, store.id, '2026-01-15', 1_300);
+    assert.equal(fifteenth.status, 201, JSON.stringify(fifteenth.body));
+    assert.deepEqual([fifteenth.body.cash_sales, fifteenth.body.expected_cash, fifteenth.body.variance], [300, 1_300, 0]);
+    const rows = await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d, cash_sales::int, expected_cash::int FROM settlements WHERE tenant_id = $1 ORDER BY 1`, [tenantId]);
+    assert.deepEqual(rows.rows, [{ d: '2026-01-14', cash_sales: 700, expected_cash: 1_700 }, { d: '2026-01-15', cash_sales: 300, expected_cash: 1_300 }]);
+    // and the daily figures are the local days'
+    await catchUp(tenantId);
+    assert.deepEqual(await figures(tenantId), [['2026-01-14', 2, 700], ['2026-01-15', 1, 300]]);
+    const daily = await owner.get(`/v1/analytics/daily-sales?store_id=${store.id}&from=2026-01-01&to=2026-01-31`);
+    assert.equal(daily.status, 200, JSON.stringify(daily.body));
+    assert.deepEqual(daily.body.items.map((row: { business_date: string; revenue: number }) => [row.business_date, row.revenue]), [['2026-01-14', 700], ['2026-01-15', 300]]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a day when the clocks change (23 and 25 hours in New York) has exactly its own hours', async () => {
+    const { owner, tenantId, store, sku } = await shop('America/New_York');
+    // 8 March 2026: 02:00 EST → 03:00 EDT, the day runs 05:00 UTC to 04:00 UTC the next day (23 h)
+    // 1 November 2026: 02:00 EDT → 01:00 EST, the day runs 04:00 UTC to 05:00 UTC the next day (25 h)
+    const moments: Array<[string, string]> = [
+      ['2026-03-08T04:59:59.999999Z', '2026-03-07'],
+      ['2026-03-08T05:00:00Z', '2026-03-08'],
+      ['2026-03-09T03:59:59Z', '2026-03-08'],
+      ['2026-03-09T04:00:00Z', '2026-03-09'],
+      ['2026-11-01T03:59:59Z', '2026-10-31'],
+      ['2026-11-01T04:00:00Z', '2026-11-01'],
+      ['2026-11-02T04:59:59Z', '2026-11-01'],
+      ['2026-11-02T05:00:00Z', '2026-11-02'],
+    ];
+    for (const [at] of moments) await offlineSale(owner, store.id, sku.id, at);
+    assert.deepEqual(await saleDays(tenantId), moments.map(([, day]) => day));
+    await catchUp(tenantId);
+    assert.deepEqual(await figures(tenantId), [
+      ['2026-03-07', 1, 100],
+      ['2026-03-08', 2, 200],
+      ['2026-03-09', 1, 100],
+      ['2026-10-31', 1, 100],
+      ['2026-11-01', 2, 200],
+      ['2026-11-02', 1, 100],
+    ]);
+    const counted = await count(owner, store.id, '2026-03-08', 1_200);
+    assert.deepEqual([counted.status, counted.body.cash_sales, counted.body.variance], [201, 200, 0]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it("'today' is the store's: money booked now and the latest day that may be counted follow its zone", async () => {
+    for (const zone of ['Pacific/Kiritimati', 'Pacific/Pago_Pago']) {
+      const { owner, tenantId, store, sku } = await shop(zone);
+      const { today, tomorrow } = (
+        await t.admin.query<{ today: string; tomorrow: string }>(
+          `SELECT to_char(d, 'YYYY-MM-DD') AS today, to_char(d + 1, 'YYYY-MM-DD') AS tomorrow FROM (SELECT (now() AT TIME ZONE $1)::date AS d) x`,
+          [zone],
+        )
+      ).rows[0]!;
+      const sold = await owner.post('/v1/sales', { store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 4, unit_price: 100 }] });
+      assert.equal(sold.status, 201);
+      assert.deepEqual(await saleDays(tenantId), [today], zone);
+      const early = await count(owner, store.id, tomorrow, 1_400);
+      assert.equal(early.status, 400, JSON.stringify(early.body));
+      assert.equal(early.body.errors[0].path, '/body/business_date');
+      const counted = await count(owner, store.id, today, 1_400);
+      assert.equal(counted.status, 201, `${zone}: ${JSON.stringify(counted.body)}`);
+      assert.deepEqual([counted.body.cash_sales, counted.body.variance], [400, 0]);
+    }
+  });
+});
