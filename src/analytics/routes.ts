@@ -8,7 +8,7 @@ import { tenantOf } from '../http/command.js';
 import { cursorField, decodeCursor, isCursorOf, ListQuery, MoneyTotal, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { listDailySales } from './rollupDailySales.js';
 
-const Day = Type.String({ format: 'date', description: 'YYYY-MM-DD (UTC day, a real day in the years 0001–9999)' });
+const Day = Type.String({ format: 'date', description: 'YYYY-MM-DD (a store\'s day, in its time_zone; a real day in the years 0001–9999)' });
 /** The longest range (367 days) fits in one page: without `limit` the whole range is answered, as before paging existed. */
 const WHOLE_RANGE = 367;
 const isDayCursor = isCursorOf<{ after: string }>({ after: cursorField.day });
@@ -31,7 +31,7 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
         summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`; a store that is not the tenant\'s (or outside the token\'s stores) is 404',
         description:
           'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days). ' +
-          'A sale counts on the UTC day it happened, the day its money is booked on: an offline (synced) sale on its till time, any other sale when it was recorded.',
+          'A sale counts on the store\'s day it happened (the day in the store\'s `time_zone`, default UTC — the day its money is booked on): an offline (synced) sale on its till time, any other sale when it was recorded.',
         querystring: Type.Object(
           { store_id: Uuid, from: Day, to: Day, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), cursor: ListQuery.properties.cursor },
           { additionalProperties: false },

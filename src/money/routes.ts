@@ -39,7 +39,7 @@ const Payment = Type.Object({
   business_date: Type.String({
     format: 'date',
     description:
-      "the day its journal entry is booked on, whose cash count it is in: the UTC day of client_created_at (else of created_at), or the first day after it that has no count — never before the store's latest count, never after today",
+      "the day its journal entry is booked on, whose cash count it is in: the store's day (in its time_zone) of client_created_at (else of created_at), or the first day after it that has no count — never before the store's latest count, never after today",
   }),
   entry_id: Uuid,
   op_id: Uuid,
@@ -199,7 +199,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
               Type.String({
                 format: 'date-time',
                 description:
-                  "when the till made the payment — send it with a payment queued offline: its money is booked on that day (UTC), like a synced sale's: never before the store's latest count (then the first day after it with no count), never after today (a clock ahead books today). Kept as sent; without it, the payment is booked on the day it arrives",
+                  "when the till made the payment — send it with a payment queued offline: its money is booked on that day (the store's day, in its time_zone), like a synced sale's: never before the store's latest count (then the first day after it with no count), never after today (a clock ahead books today). Kept as sent; without it, the payment is booked on the day it arrives",
               }),
             ),
           },

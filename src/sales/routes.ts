@@ -151,7 +151,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
               Type.String({
                 format: 'date-time',
                 description:
-                  "when the till voided the sale — send it with a void queued offline: the cash handed back is booked on that day (UTC), like a synced sale's, and never before the sale's own day; never before the store's latest count (then the first day after it with no count), never after today. Kept as the sale's void_client_created_at; without it, the void is booked on the day it arrives",
+                  "when the till voided the sale — send it with a void queued offline: the cash handed back is booked on that day (the store's day, in its time_zone), like a synced sale's, and never before the sale's own day; never before the store's latest count (then the first day after it with no count), never after today. Kept as the sale's void_client_created_at; without it, the void is booked on the day it arrives",
               }),
             ),
           },

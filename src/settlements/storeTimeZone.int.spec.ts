@@ -169,4 +169,41 @@ describe("a store's business day is the day in its time zone", () => {
       assert.deepEqual([counted.body.cash_sales, counted.body.variance], [400, 0]);
     }
   });
+  it("changing a store's zone keeps booked money and counts where they are, and recomputes its daily figures in the new zone", async () => {
+    const { owner, tenantId, store, sku } = await shop();
+    assert.equal(store.time_zone, 'UTC');
+    // Given a UTC store sold at 03:30 UTC on 15 January (22:30 on the 14th in New York), and the 15th was counted and rolled up
+    await offlineSale(owner, store.id, sku.id, '2026-01-15T03:30:00Z', 500);
+    const counted = await count(owner, store.id, '2026-01-15', 1_500);
+    assert.deepEqual([counted.status, counted.body.cash_sales], [201, 500]);
+    await catchUp(tenantId);
+    assert.deepEqual(await figures(tenantId), [['2026-01-15', 1, 500]]);
+    // When an unknown zone is asked for: 400, nothing changes
+    const refused = await owner.patch(`/v1/stores/${store.id}`, { time_zone: 'America/Gotham' });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.errors[0].path, '/body/time_zone');
+    assert.equal((await owner.get(`/v1/stores/${store.id}`)).body.time_zone, 'UTC');
+    // When the store moves to New York time
+    const changed = await owner.patch(`/v1/stores/${store.id}`, { time_zone: 'America/New_York' });
+    assert.equal(changed.status, 200, JSON.stringify(changed.body));
+    assert.equal(changed.body.time_zone, 'America/New_York');
+    assert.equal((await owner.get(`/v1/stores/${store.id}`)).body.time_zone, 'America/New_York');
+    // Then the money stays booked (and counted) on the 15th
+    assert.deepEqual(await saleDays(tenantId), ['2026-01-15']);
+    const settled = await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d, cash_sales::int FROM settlements WHERE tenant_id = $1`, [tenantId]);
+    assert.deepEqual(settled.rows, [{ d: '2026-01-15', cash_sales: 500 }]);
+    // and the figures are the New York days: the sale on the 14th, the 15th without sales
+    assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 500]]);
+    const zeros = await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d, sales_count FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`, [tenantId]);
+    assert.deepEqual(zeros.rows, [{ d: '2026-01-14', sales_count: 1 }, { d: '2026-01-15', sales_count: 0 }]);
+    // and a later till sale of the counted 15th (New York) moves on to the first day not counted, as any late money
+    await offlineSale(owner, store.id, sku.id, '2026-01-15T20:00:00Z', 200);
+    assert.deepEqual(await saleDays(tenantId), ['2026-01-15', '2026-01-16']);
+    // and the same zone again changes nothing
+    const again = await owner.patch(`/v1/stores/${store.id}`, { time_zone: 'America/New_York' });
+    assert.equal(again.status, 200);
+    await catchUp(tenantId);
+    assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 500], ['2026-01-15', 1, 200]]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
 });
