@@ -1,5 +1,5 @@
 import type { IntegrityCheck } from '../integrity/check.js';
-import { recordedNoEarlierThan, ROLLUP_SETTLE, SALE_DAY } from './rollupDailySales.js';
+import { candidateSaleIds, ROLLUP_SETTLE, SALE_DAY } from './rollupDailySales.js';
 
 /**
  * How long a change to a store-day's sales may wait for its figures: the
@@ -31,7 +31,7 @@ export const analyticsChecks: IntegrityCheck[] = [
                max(greatest(s.created_at, coalesce(s.voided_at, s.created_at))) AS last_change
         FROM sales s
         WHERE s.tenant_id = r.tenant_id AND s.store_id = r.store_id
-          AND s.created_at >= ${recordedNoEarlierThan('r.business_date')}
+          AND s.id IN (${candidateSaleIds('r.tenant_id', 'r.store_id', 'r.business_date')})
           AND ${SALE_DAY} = r.business_date
       ) a
       WHERE ($1::uuid IS NULL OR r.tenant_id = $1)

@@ -11,6 +11,7 @@ import { sleep } from '../../test/support/wait.js';
 import { rollupDailySales } from './rollupDailySales.js';
 import { rollupDailySalesJob } from './rollupJob.js';
 import { cronItems } from '../jobs/registry.js';
+import { integrityFindings } from '../../test/support/integrity.js';
 
 describe('daily sales rollup', () => {
   let t: TestApp;
@@ -177,6 +178,60 @@ describe('daily sales rollup', () => {
     assert.deepEqual(progress.rows, [{ settled: true }]);
   });
 
+  it("a sale whose money is booked after its day (that day counted, or rung up after today's count) counts on the day its money is booked, so a day's figures agree with its sale entries", async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'CNT', name: 'Counted' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'CNT-SALT', name: 'Salt', unit: 'piece', price: 100 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 100 }] })).status, 201);
+    const { rows: [d] } = await t.admin.query(
+      `SELECT to_char(x, 'YYYY-MM-DD') AS today, to_char(x - 1, 'YYYY-MM-DD') AS yesterday, to_char(x + 1, 'YYYY-MM-DD') AS tomorrow,
+              to_char(x - 3, 'YYYY-MM-DD') AS "threeDaysAgo" FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS x) y`,
+    );
+    const count = async (day: string) => {
+      const counted = await owner.post('/v1/settlements', { store_id: store, business_date: day, declared_cash: 0 }, { idempotencyKey: randomUUID() });
+      assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    };
+    const sync = async (key: string, at: string, quantity: number) => {
+      const synced = await owner.post('/v1/sync/sales', {
+        sales: [{ idempotency_key: key, store_id: store, payment_method: 'cash', client_created_at: at, items: [{ sku_id: sku, quantity, unit_price: 100 }] }],
+      });
+      assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    };
+    // Given yesterday was counted, then a till syncs a sale it rang up yesterday at 18:00 (its money: today, the first day not counted)
+    await count(d.yesterday);
+    await sync('counted-till-1', `${d.yesterday}T18:00:00Z`, 1);
+    // and today is counted, then a sale is rung up (its money: tomorrow) and a till syncs a sale of three days ago (tomorrow too)
+    await count(d.today);
+    const late = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 2, unit_price: 100 }] });
+    assert.equal(late.status, 201);
+    await sync('counted-till-2', `${d.threeDaysAgo}T09:00:00Z`, 4);
+    const revenueEntries = (
+      await t.admin.query(
+        `SELECT to_char(e.business_date, 'YYYY-MM-DD') AS d, count(*)::int AS sales_count, (-sum(p.amount))::int AS revenue
+         FROM journal_entries e JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+         JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id AND a.kind = 'sales_revenue'
+         WHERE e.tenant_id = $1 AND e.kind = 'sale' GROUP BY 1 ORDER BY 1`,
+        [tenantId],
+      )
+    ).rows;
+    assert.deepEqual(revenueEntries, [
+      { d: d.today, sales_count: 1, revenue: 100 },
+      { d: d.tomorrow, sales_count: 2, revenue: 600 },
+    ], 'the money of each sale is booked on the first day not counted');
+    // When the schedule rolls the figures up
+    await scheduledRollup();
+    // Then each sale counts on the day its money is booked on, and the figures read agree with the sale entries
+    const read = await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=${d.threeDaysAgo}&to=${d.tomorrow}`);
+    assert.equal(read.status, 200);
+    assert.deepEqual(
+      read.body.items
+        .filter((item: { sales_count: number }) => item.sales_count > 0)
+        .map((item: { business_date: string; sales_count: number; revenue: number }) => ({ d: item.business_date, sales_count: item.sales_count, revenue: item.revenue })),
+      revenueEntries,
+    );
+    assert.deepEqual(await integrityFindings(t.admin, tenantId, ['daily_sales_rollup_matches_sales', 'daily_sales_rollup_stale']), []);
+  });
+
   it('a change the runs never looked at (no worker for longer than the backfill) is caught up by the next scheduled run', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'DOWN', name: 'Worker down' })).body.id;
@@ -191,6 +246,8 @@ describe('daily sales rollup', () => {
       await client.query('BEGIN');
       await client.query('SET LOCAL session_replication_role = replica');
       await client.query('UPDATE sales SET created_at = $1 WHERE id = $2', [twelveDaysAgo, sale.body.id]);
+      // its money booked that day too, as it was when recorded then
+      await client.query(`UPDATE journal_entries SET business_date = ($1::timestamptz AT TIME ZONE 'UTC')::date WHERE subject_id = $2 AND kind = 'sale'`, [twelveDaysAgo, sale.body.id]);
       await client.query('COMMIT');
     } finally {
       client.release();
@@ -301,6 +358,8 @@ describe('daily sales rollup', () => {
       await client.query('BEGIN');
       await client.query('SET LOCAL session_replication_role = replica');
       await client.query('UPDATE sales SET created_at = $1 WHERE id = $2', [twoDaysAgo, sale.body.id]);
+      // its money booked that day too, as it was when recorded then
+      await client.query(`UPDATE journal_entries SET business_date = ($1::timestamptz AT TIME ZONE 'UTC')::date WHERE subject_id = $2 AND kind = 'sale'`, [twoDaysAgo, sale.body.id]);
       await client.query('COMMIT');
     } finally {
       client.release();

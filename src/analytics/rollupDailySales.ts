@@ -4,12 +4,49 @@ import { all, lockNamed } from '../core/db.js';
 
 /**
  * When a sale happened: its till time if it came from an offline till (never
- * after it was recorded), else when it was recorded — the day its money is
- * booked on (saleJournalEntry). An online sale may name a till time too, but
- * it is booked when it is recorded: counting it on the time it names put its
- * revenue on a day whose money never saw it (any earlier day the till named).
+ * after it was recorded), else when it was recorded. An online sale may name a
+ * till time too, but it is booked when it is recorded: counting it on the time
+ * it names put its revenue on a day whose money never saw it (any earlier day
+ * the till named). Only the day of a sale that has no journal entry (a total
+ * of 0) is read from it: see SALE_DAY.
  */
 export const SALE_HAPPENED = "CASE WHEN s.source = 'offline' THEN LEAST(coalesce(s.client_created_at, s.created_at), s.created_at) ELSE s.created_at END";
+
+/**
+ * The store's day a sale happened on (a date, for a sale row aliased `s` and
+ * its store row aliased `st`): store_day, in the store's time zone, of
+ * SALE_HAPPENED. The day of a sale with no journal entry (SALE_DAY), and the
+ * rule the figures had before SALE_DAY (migration 0880's one-time comparison).
+ */
+export const SALE_HAPPENED_DAY = `store_day(st.time_zone, ${SALE_HAPPENED})`;
+
+/**
+ * SALE_DAY given `entryDay`, an SQL expression for the sale's `sale` journal
+ * entry's business_date (null when it has none) — for a query that joins the
+ * entry instead of looking it up per sale. The one place the rule is written.
+ */
+export const saleDayOf = (entryDay: string): string => `coalesce(${entryDay}, ${SALE_HAPPENED_DAY})`;
+
+/**
+ * The business day a sale counts on in the daily figures (a date, for a sale
+ * row aliased `s` and its store row aliased `st`): the day its money is booked
+ * on — its `sale` journal entry's `business_date` (saleJournalEntry, dated by
+ * open_business_date: an offline sale's till day, the store's day of its till
+ * time in its time zone, moved past the store's counted days, never before
+ * its latest count nor after the store's today; an online sale's day it was
+ * recorded, or the next one when that day was already counted). A sale with
+ * no entry (a total of 0 moves no money) counts on the store's day it
+ * happened (SALE_HAPPENED_DAY), in the store's time zone.
+ *
+ * It used to be the day it happened for every sale, so a sale whose day was
+ * already counted (synced after the count, rung up after it, or with a till
+ * clock before the latest count) counted on a day whose sale entries never
+ * had it, and the next day's figures lacked it: a day's revenue disagreed
+ * with its revenue account and its settlement.
+ */
+export const SALE_DAY = saleDayOf(
+  "(SELECT e.business_date FROM journal_entries e WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id AND e.kind = 'sale' LIMIT 1)",
+);
 
 /**
  * How long before its figures were computed a change to a day's sales may
@@ -21,19 +58,33 @@ export const SALE_HAPPENED = "CASE WHEN s.source = 'offline' THEN LEAST(coalesce
 export const ROLLUP_SETTLE = "interval '5 minutes'";
 
 /**
- * The day a sale counts on: the store's day (store_day, in the store's time
- * zone — `st` is the sale's store row) of when it happened.
- */
-export const SALE_DAY = `store_day(st.time_zone, ${SALE_HAPPENED})`;
-
-/**
- * A bound on `s.created_at` for the sales of store-day `dayText` (an SQL date
- * expression), only to narrow the scan by index: a store's day begins at
- * most a day before the UTC day of the same date (no zone is 24 hours ahead
- * of UTC), and a sale happened no later than it was recorded. Which day a
- * sale is on is decided by SALE_DAY alone.
+ * A bound on `s.created_at` for the sales that happened on store-day
+ * `dayText` (an SQL date expression), only to narrow the scan by index: a
+ * store's day begins at most a day before the UTC day of the same date (no
+ * zone is 24 hours ahead of UTC), and a sale happened no later than it was
+ * recorded. It bounds the sales without an entry only: a sale's entry may be
+ * dated later than it was recorded (past counted days). Which day a sale is
+ * on is decided by SALE_DAY alone.
  */
 export const recordedNoEarlierThan = (dayText: string): string => `((${dayText}) - 1)::timestamp AT TIME ZONE 'UTC'`;
+
+/**
+ * The ids of a store's sales that may count on a day (SQL text; `tenant`,
+ * `store` and `day` are SQL expressions, e.g. columns of the figures' row):
+ * those booked on it (journal entries by store and day) and those that
+ * happened on it in the store's time zone (recorded no earlier than
+ * recordedNoEarlierThan). Filter them with SALE_DAY = day.
+ */
+export function candidateSaleIds(tenant: string, store: string, day: string): string {
+  return `
+    SELECT e.subject_id FROM journal_entries e
+    WHERE e.tenant_id = ${tenant} AND e.store_id = ${store} AND e.business_date = ${day} AND e.kind = 'sale'
+    UNION
+    SELECT s.id FROM sales s JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
+    WHERE s.tenant_id = ${tenant} AND s.store_id = ${store}
+      AND s.created_at >= ${recordedNoEarlierThan(day)}
+      AND ${SALE_HAPPENED_DAY} = ${day}`;
+}
 
 export interface DailySalesRow {
   store_id: string;
@@ -46,12 +97,11 @@ export interface DailySalesRow {
 
 /**
  * Recomputes one tenant's figures for one day (each store's own day, in its
- * time zone: SALE_DAY) from its sales, in one
- * statement (an upsert per store): running it again for the same day gives
- * the same rows, with a later void taken into account. A sale counts on the
- * day it happened: an offline sale's till time (`client_created_at`, never
- * later than when it reached us), else when it was recorded — so a sale
- * synced the morning after counts the day before, as its money does.
+ * time zone) from its sales, in one statement (an upsert per store): running
+ * it again for the same day gives the same rows, with a later void taken into
+ * account. A sale counts on the day its money is booked on (SALE_DAY) — so a
+ * sale synced the morning after counts the day before, as its money does,
+ * unless that day was counted.
  */
 export async function rollupDailySales(cmd: Command, businessDate: string): Promise<DailySalesRow[]> {
   // Runs for one tenant-day take turns, and each reads the sales in a
@@ -60,6 +110,7 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
   // its older figures over the newer ones (upsert in READ COMMITTED).
   await lockNamed(cmd.tx, `daily-sales-rollup/${cmd.tenantId}/${businessDate}`);
   const saleDay = sql.raw(SALE_DAY);
+  const saleHappenedDay = sql.raw(SALE_HAPPENED_DAY);
   // recordedNoEarlierThan(the day), with the day as a parameter
   const recordedSince = sql`((${businessDate}::date - 1)::timestamp AT TIME ZONE 'UTC')`;
   // A store-day that has figures but (no longer) any sale — figures an earlier
@@ -71,22 +122,30 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
         -- the stores' zones, FOR SHARE: a change of a store's zone (which
         -- recomputes its figures) and this run take turns
         SELECT id, time_zone FROM stores WHERE tenant_id = ${cmd.tenantId} FOR SHARE
+      ), counted AS (
+        SELECT s.store_id, s.status, s.total FROM sales s JOIN st ON st.id = s.store_id
+        WHERE s.tenant_id = ${cmd.tenantId}
+          AND s.id IN (
+            -- booked on the day (entries by store and day)
+            SELECT e.subject_id FROM st
+            JOIN journal_entries e ON e.tenant_id = ${cmd.tenantId} AND e.store_id = st.id AND e.business_date = ${businessDate}::date AND e.kind = 'sale'
+            UNION
+            -- happened on the store's day (the day of a sale without an entry):
+            -- recorded no earlier than recordedNoEarlierThan (bounds the scan)
+            SELECT s.id FROM sales s JOIN st ON st.id = s.store_id
+            WHERE s.tenant_id = ${cmd.tenantId}
+              AND s.created_at >= ${recordedSince}
+              AND ${saleHappenedDay} = ${businessDate}::date)
+          AND ${saleDay} = ${businessDate}::date
       ), day AS (
         SELECT s.store_id, count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
                coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue
-        FROM sales s JOIN st ON st.id = s.store_id
-        WHERE s.tenant_id = ${cmd.tenantId}
-          AND s.created_at >= ${recordedSince}
-          AND ${saleDay} = ${businessDate}::date
+        FROM counted s
         GROUP BY s.store_id
         UNION ALL
         SELECT r.store_id, 0, 0, 0 FROM daily_sales_rollups r JOIN st ON st.id = r.store_id
         WHERE r.tenant_id = ${cmd.tenantId} AND r.business_date = ${businessDate}::date
-          AND NOT EXISTS (
-            SELECT 1 FROM sales s
-            WHERE s.tenant_id = r.tenant_id AND s.store_id = r.store_id
-              AND s.created_at >= ${recordedSince}
-              AND ${saleDay} = ${businessDate}::date)
+          AND NOT EXISTS (SELECT 1 FROM counted s WHERE s.store_id = r.store_id)
       )
       INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op)
       SELECT ${cmd.tenantId}, gen_random_uuid(), day.store_id, ${businessDate}::date, day.sales_count, day.voided_count, day.revenue,

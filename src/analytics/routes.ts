@@ -31,7 +31,8 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
         summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`; a store that is not the tenant\'s (or outside the token\'s stores) is 404',
         description:
           'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days). ' +
-          'A sale counts on the store\'s day it happened (the day in the store\'s `time_zone`, default UTC — the day its money is booked on): an offline (synced) sale on its till time, any other sale when it was recorded.',
+          'A sale counts on the day its money is booked on (its `sale` journal entry\'s `business_date`, a day of the store\'s `time_zone`, default UTC: an offline sale\'s till day, any other sale\'s day it was recorded, moved past the store\'s counted days); one with a total of 0 (no entry) on the store\'s day it happened (in its `time_zone`). ' +
+          'A void takes the sale out of its own day\'s figures (`voided_count`, `revenue`), whenever it is voided — the money ledger books the reversal on the void\'s day. Days with no figures are left out (no zeros).',
         querystring: Type.Object(
           { store_id: Uuid, from: Day, to: Day, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), cursor: ListQuery.properties.cursor },
           { additionalProperties: false },

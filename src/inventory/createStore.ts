@@ -4,7 +4,7 @@ import { all, maybeOne, one, type Tx } from '../core/db.js';
 import { AppError, notFound, validationFailed } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
-import { SALE_HAPPENED } from '../analytics/rollupDailySales.js';
+import { SALE_DAY } from '../analytics/rollupDailySales.js';
 import type { StoreRow } from './inventory.table.js';
 
 const STORE_COLUMNS = sql.raw('id, code, name, time_zone, op_id, created_at');
@@ -48,8 +48,11 @@ export async function createStore(cmd: Command, input: { code: string; name: str
  * closed; open_business_date moves new money past the latest count whatever
  * the zone says "today" is). From the change on, moments become days in the
  * new zone. The store's daily sales figures are derived from its sales, so
- * they are recomputed in the new zone in this same command: every day that
- * has figures or sales (a day that no longer has any gets zeros). Rollups of
+ * they are recomputed in the new zone in this same command, by the rollup's
+ * rule (SALE_DAY): every day that has figures or sales (a day that no longer
+ * has any gets zeros). A sale with money keeps counting on its entry's day;
+ * only a sale without an entry (a total of 0) moves, to the new zone's day
+ * it happened. Rollups of
  * the tenant take turns with this (the store row is locked here; a rollup
  * reads the zones FOR SHARE).
  */
@@ -67,10 +70,12 @@ export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZon
     cmd.tx,
     sql<{ business_date: string }>`
       WITH day AS (
-        SELECT store_day(${timeZone}, ${sql.raw(SALE_HAPPENED)}) AS business_date, count(*) AS sales_count,
+        SELECT ${sql.raw(SALE_DAY)} AS business_date, count(*) AS sales_count,
                count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
                coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue
-        FROM sales s WHERE s.tenant_id = ${cmd.tenantId} AND s.store_id = ${storeId}
+        -- st: the store row as updated above (its new zone)
+        FROM sales s JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
+        WHERE s.tenant_id = ${cmd.tenantId} AND s.store_id = ${storeId}
         GROUP BY 1
       ), every_day AS (
         SELECT * FROM day

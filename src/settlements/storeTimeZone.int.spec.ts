@@ -169,15 +169,20 @@ describe("a store's business day is the day in its time zone", () => {
       assert.deepEqual([counted.body.cash_sales, counted.body.variance], [400, 0]);
     }
   });
-  it("changing a store's zone keeps booked money and counts where they are, and recomputes its daily figures in the new zone", async () => {
+  it("changing a store's zone keeps booked money and counts where they are, and recomputes its daily figures in the new zone (a sale with money stays on its money's day, one without moves)", async () => {
     const { owner, tenantId, store, sku } = await shop();
     assert.equal(store.time_zone, 'UTC');
-    // Given a UTC store sold at 03:30 UTC on 15 January (22:30 on the 14th in New York), and the 15th was counted and rolled up
+    // Given a UTC store sold at 03:30 UTC on 15 January (22:30 on the 14th in New York) for 500, and gave one away then (a total of 0: no money, no entry),
+    // and the 15th was counted and rolled up
     await offlineSale(owner, store.id, sku.id, '2026-01-15T03:30:00Z', 500);
+    const free = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 0 }], client_created_at: '2026-01-15T03:30:00Z' }],
+    });
+    assert.equal(free.body.results[0].status, 201, JSON.stringify(free.body));
     const counted = await count(owner, store.id, '2026-01-15', 1_500);
     assert.deepEqual([counted.status, counted.body.cash_sales], [201, 500]);
     await catchUp(tenantId);
-    assert.deepEqual(await figures(tenantId), [['2026-01-15', 1, 500]]);
+    assert.deepEqual(await figures(tenantId), [['2026-01-15', 2, 500]]);
     // When an unknown zone is asked for: 400, nothing changes
     const refused = await owner.patch(`/v1/stores/${store.id}`, { time_zone: 'America/Gotham' });
     assert.equal(refused.status, 400, JSON.stringify(refused.body));
@@ -192,10 +197,12 @@ describe("a store's business day is the day in its time zone", () => {
     assert.deepEqual(await saleDays(tenantId), ['2026-01-15']);
     const settled = await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d, cash_sales::int FROM settlements WHERE tenant_id = $1`, [tenantId]);
     assert.deepEqual(settled.rows, [{ d: '2026-01-15', cash_sales: 500 }]);
-    // and the figures are the New York days: the sale on the 14th, the 15th without sales
-    assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 500]]);
-    const zeros = await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d, sales_count FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`, [tenantId]);
-    assert.deepEqual(zeros.rows, [{ d: '2026-01-14', sales_count: 1 }, { d: '2026-01-15', sales_count: 0 }]);
+    // and the figures are recomputed in New York time: the sale with money stays on its money's day (the 15th, as its entry and count),
+    // the one without money moves to the New York day it happened (the 14th)
+    assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 0], ['2026-01-15', 1, 500]]);
+    const rolled = await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d, sales_count FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`, [tenantId]);
+    assert.deepEqual(rolled.rows, [{ d: '2026-01-14', sales_count: 1 }, { d: '2026-01-15', sales_count: 1 }]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId, ['daily_sales_rollup_matches_sales']), []);
     // and a later till sale of the counted 15th (New York) moves on to the first day not counted, as any late money
     await offlineSale(owner, store.id, sku.id, '2026-01-15T20:00:00Z', 200);
     assert.deepEqual(await saleDays(tenantId), ['2026-01-15', '2026-01-16']);
@@ -203,7 +210,7 @@ describe("a store's business day is the day in its time zone", () => {
     const again = await owner.patch(`/v1/stores/${store.id}`, { time_zone: 'America/New_York' });
     assert.equal(again.status, 200);
     await catchUp(tenantId);
-    assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 500], ['2026-01-15', 1, 200]]);
+    assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 0], ['2026-01-15', 1, 500], ['2026-01-16', 1, 200]]);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 });
