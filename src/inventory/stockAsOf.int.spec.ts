@@ -181,4 +181,40 @@ describe('stock as of a moment: as_of read by PostgreSQL, to the microsecond', (
       });
     }
   });
+  it("a sale a till rang up yesterday and synced today: stock as of yesterday stays what the ledger held then (the goods leave when the sale is recorded), while the daily figures count it yesterday", async () => {
+    // Given: a store of its own that received 10 two days ago (its ledger row and balance as then)
+    const shop = await givenStore(owner, 'AO-LATE');
+    const salt = await givenSku(owner, 'AO-LATE-SALT', 'piece');
+    await givenStock(owner, shop, [{ sku_id: salt, quantity: 10 }]);
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query(`UPDATE stock_ledger SET created_at = $4 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, shop, salt, `${day(-2)}T12:00:00Z`]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const endOfYesterday = `${day(-1)}T23:59:59.999999Z`;
+    const asOf = async (at: string) => {
+      const read = await owner.get(`/v1/stores/${shop}/stock?as_of=${encodeURIComponent(at)}`);
+      assert.equal(read.status, 200, JSON.stringify(read.body));
+      return read.body.items.find((item: { sku_id: string }) => item.sku_id === salt)?.quantity;
+    };
+    assert.equal(await asOf(endOfYesterday), 10);
+    // When: yesterday's snapshot is taken, then a till syncs 3 it sold yesterday at 18:00
+    assert.equal((await owner.post('/v1/stock/snapshots', { through: day(-1) })).status, 200);
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: 'ao-late-1', store_id: shop, payment_method: 'cash', client_created_at: `${day(-1)}T18:00:00Z`, items: [{ sku_id: salt, quantity: 3, unit_price: 100 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    // Then: as of yesterday is still 10 (the ledger's history: the sale's row is stamped when it was written, today), as of now 7
+    assert.equal(await asOf(endOfYesterday), 10);
+    assert.equal(await asOf(new Date().toISOString()), 7);
+    const rows = (await t.admin.query(`SELECT (created_at AT TIME ZONE 'UTC')::date::text AS d, quantity_change FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 AND kind = 'sale'`, [tenantId, shop, salt])).rows;
+    assert.deepEqual(rows, [{ d: day(0), quantity_change: -3 }]);
+    // and its money is yesterday's (the store was never counted): the daily figures count it yesterday
+    const entry = (await t.admin.query(`SELECT business_date::text AS d FROM journal_entries WHERE tenant_id = $1 AND subject_id = $2 AND kind = 'sale'`, [tenantId, synced.body.results[0].body.id])).rows;
+    assert.deepEqual(entry, [{ d: day(-1) }]);
+  });
 });
