@@ -32,7 +32,7 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
         description:
           'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days). ' +
           'A sale counts on the day its money is booked on (its `sale` journal entry\'s `business_date`, a day of the store\'s `time_zone`, default UTC: an offline sale\'s till day, any other sale\'s day it was recorded, moved past the store\'s counted days); one with a total of 0 (no entry) on the store\'s day it happened (in its `time_zone`). ' +
-          'A void takes the sale out of its own day\'s figures (`voided_count`, `revenue`), whenever it is voided — the money ledger books the reversal on the void\'s day. Days with no figures are left out (no zeros).',
+          'A void takes the sale out of its own day\'s figures (`voided_count`, `revenue`), whenever it is voided — the money ledger books the reversal on the void\'s day. Only days with figures are listed (a day with only the void of an earlier day\'s sale has none). A field visit\'s consignment settlement credits the store\'s revenue account but is not a sale: not in these figures.',
         querystring: Type.Object(
           { store_id: Uuid, from: Day, to: Day, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), cursor: ListQuery.properties.cursor },
           { additionalProperties: false },
