@@ -12,7 +12,8 @@ import { catchUpDailySales, type CatchUpResult } from './catchUpDailySales.js';
  * sales since its last run (catchUpDailySales) — whatever day a change
  * happened on and however long ago the last run was. With
  * `{ date: 'YYYY-MM-DD' }`: for every sale recorded or voided that (UTC) day,
- * the day it happened (its store's day, in the store's time zone) is rolled up again — that day itself, and earlier days
+ * the day it counts on (SALE_DAY: its money's day, or without money its
+ * store's day it happened, in the store's time zone) is rolled up again — that day itself, and earlier days
  * that got a late-synced offline sale or a void — one command per tenant and
  * day under its row-level security.
  */
