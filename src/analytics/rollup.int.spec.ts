@@ -232,6 +232,46 @@ describe('daily sales rollup', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId, ['daily_sales_rollup_matches_sales', 'daily_sales_rollup_stale']), []);
   });
 
+  it('figures computed before a sale counted on its money\'s day (a sale synced after its day was counted, counted on its till day) are put right by the next scheduled run, though nothing changed since', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'OLDRULE', name: 'Old rule' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'OLDRULE-SALT', name: 'Salt', unit: 'piece', price: 100 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 100 }] })).status, 201);
+    const { rows: [d] } = await t.admin.query(
+      `SELECT to_char(x, 'YYYY-MM-DD') AS today, to_char(x - 1, 'YYYY-MM-DD') AS yesterday FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS x) y`,
+    );
+    // Given yesterday counted, then a sale of yesterday synced (its money: today)
+    const counted = await owner.post('/v1/settlements', { store_id: store, business_date: d.yesterday, declared_cash: 0 }, { idempotencyKey: randomUUID() });
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: 'old-rule-1', store_id: store, payment_method: 'cash', client_created_at: `${d.yesterday}T18:00:00Z`, items: [{ sku_id: sku, quantity: 3, unit_price: 100 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    // and the figures (and the tenant's progress) as a run under the rule before left them, after the sale: counted on its till day
+    await t.admin.query(
+      `INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op, computed_at)
+       VALUES ($1, gen_random_uuid(), $2, $3, 1, 0, 300, $4, $4, now() + interval '10 minutes')`,
+      [tenantId, store, d.yesterday, synced.body.results[0].body.op_id],
+    );
+    await t.admin.query(
+      `INSERT INTO daily_sales_rollup_progress (tenant_id, changes_through, op_id, updated_by_op) VALUES ($1, now() + interval '1 minute', $2, $2)`,
+      [tenantId, synced.body.results[0].body.op_id],
+    );
+    // When the schedule runs (no change since its last run)
+    await scheduledRollup();
+    // Then the sale counts today, with its money, and yesterday holds none
+    const rows = (await t.admin.query(`SELECT business_date::text AS d, sales_count, revenue FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`, [tenantId])).rows;
+    assert.deepEqual(rows, [
+      { d: d.yesterday, sales_count: 0, revenue: 0 },
+      { d: d.today, sales_count: 1, revenue: 300 },
+    ]);
+    // and a run after that, with nothing new, recomputes nothing
+    const before = (await t.admin.query(`SELECT max(computed_at) AS at FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows[0].at;
+    await scheduledRollup();
+    const after = (await t.admin.query(`SELECT max(computed_at) AS at FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows[0].at;
+    assert.deepEqual(after, before);
+  });
+
   it('a change the runs never looked at (no worker for longer than the backfill) is caught up by the next scheduled run', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'DOWN', name: 'Worker down' })).body.id;

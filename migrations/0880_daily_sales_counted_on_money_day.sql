@@ -1,0 +1,19 @@
+-- Up Migration
+-- The daily sales figures count a sale on the day its money is booked on (its
+-- `sale` journal entry's business_date), no longer on the store's day it
+-- happened (store_day in the store's time zone, migration 0870):
+-- a sale synced after its day was counted, rung up after today's count, or
+-- whose till clock was before the store's latest count is booked on a later
+-- day, and its figures disagreed with that day's revenue and settlement.
+--
+-- Figures computed under the rule before are not recomputed by the catch-up
+-- on its own: it recomputes the days of changes since its last run, and a
+-- sale counted on the wrong day changed long ago. A tenant whose progress
+-- row says `sale_day_rule` 1 (every row before this, and a tenant with no row
+-- yet) has its next scheduled run also recompute both days of every sale
+-- whose money's day is not the store's day it happened (in the store's time
+-- zone, as the rule before counted it) — the day that counted it and the day
+-- that must — then moves the row to 2 (catchUpDailySales), in the same
+-- transaction as the figures. (A store's zone change recomputes its figures
+-- with the new rule already.)
+ALTER TABLE daily_sales_rollup_progress ADD COLUMN sale_day_rule smallint NOT NULL DEFAULT 1;
