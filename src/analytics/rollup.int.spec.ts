@@ -272,6 +272,52 @@ describe('daily sales rollup', () => {
     assert.deepEqual(after, before);
   });
 
+  it("offline sales voided on later days (a queued void with its till time, one without): the sales' day loses them in the figures, the voids' days in the revenue account", async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'VOIDS', name: 'Voids' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'VOIDS-SALT', name: 'Salt', unit: 'piece', price: 100 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 100 }] })).status, 201);
+    const { rows: [d] } = await t.admin.query(
+      `SELECT to_char(x, 'YYYY-MM-DD') AS today, to_char(x - 1, 'YYYY-MM-DD') AS yesterday, to_char(x - 2, 'YYYY-MM-DD') AS "twoDaysAgo"
+       FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS x) y`,
+    );
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [1, 2, 3].map((quantity) => ({
+        idempotency_key: `voids-${quantity}`, store_id: store, payment_method: 'cash', client_created_at: `${d.twoDaysAgo}T10:0${quantity}:00Z`,
+        items: [{ sku_id: sku, quantity, unit_price: 100 }],
+      })),
+    });
+    const [one, two] = synced.body.results.map((result: { status: number; body: { id: string } }) => {
+      assert.equal(result.status, 201);
+      return result.body.id;
+    });
+    // Given the first voided by a till yesterday (queued, synced now), the second voided now
+    assert.equal((await owner.post(`/v1/sales/${one}/void`, { reason: 'queued', client_created_at: `${d.yesterday}T09:00:00Z` })).status, 200);
+    assert.equal((await owner.post(`/v1/sales/${two}/void`, { reason: 'now' })).status, 200);
+    await scheduledRollup();
+    // Then the figures: two days ago had three sales, two voided, 300 still sold; no figures on the voids' days
+    const read = await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=${d.twoDaysAgo}&to=${d.today}&limit=1`);
+    assert.equal(read.status, 200);
+    assert.deepEqual(read.body.items.map((item: Record<string, unknown>) => [item.business_date, item.sales_count, item.voided_count, item.revenue]), [[d.twoDaysAgo, 3, 2, 300]]);
+    assert.equal(read.body.next_cursor, null);
+    // And the revenue account: the sales two days ago, each void on its own day
+    const revenue = (
+      await t.admin.query(
+        `SELECT to_char(e.business_date, 'YYYY-MM-DD') AS d, e.kind, (-sum(p.amount))::int AS revenue
+         FROM journal_entries e JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+         JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id AND a.kind = 'sales_revenue'
+         WHERE e.tenant_id = $1 GROUP BY 1, 2 ORDER BY 1, 2`,
+        [tenantId],
+      )
+    ).rows;
+    assert.deepEqual(revenue, [
+      { d: d.twoDaysAgo, kind: 'sale', revenue: 600 },
+      { d: d.yesterday, kind: 'sale_void', revenue: -100 },
+      { d: d.today, kind: 'sale_void', revenue: -200 },
+    ]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId, ['daily_sales_rollup_matches_sales', 'money_sale_posted']), []);
+  });
+
   it('a change the runs never looked at (no worker for longer than the backfill) is caught up by the next scheduled run', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'DOWN', name: 'Worker down' })).body.id;
