@@ -119,6 +119,35 @@ describe("a store's business day is the day in its time zone", () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it("a New York store's daily figures: a sale without money (total 0) at 22:30 local counts on the local day; a sale synced after its local day was counted counts on the day its money is booked on", async () => {
+    const { owner, tenantId, store, sku } = await shop('America/New_York');
+    // Given a till gave one away (a total of 0: no money, no journal entry) at 22:30 local on 14 January (03:30 UTC on the 15th)
+    const free = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 0 }], client_created_at: '2026-01-15T03:30:00Z' }],
+    });
+    assert.equal(free.body.results[0].status, 201, JSON.stringify(free.body));
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM journal_entries WHERE tenant_id = $1`, [tenantId])).rows[0].n, 0);
+    // and 20 January (New York) was counted, then a till syncs a sale it rang up that day at 18:00 local (23:00 UTC, still the 20th in UTC too)
+    const twentieth = await count(owner, store.id, '2026-01-20', 1_000);
+    assert.equal(twentieth.status, 201, JSON.stringify(twentieth.body));
+    await offlineSale(owner, store.id, sku.id, '2026-01-20T23:00:00Z', 300);
+    // Then its money is booked on the 21st, the first day not counted, whose count expects its cash
+    assert.deepEqual(await saleDays(tenantId), ['2026-01-21']);
+    const twentyFirst = await count(owner, store.id, '2026-01-21', 1_300);
+    assert.deepEqual([twentyFirst.status, twentyFirst.body.cash_sales, twentyFirst.body.variance], [201, 300, 0]);
+    // When the figures are caught up
+    await catchUp(tenantId);
+    // Then the sale without money is on the New York day it happened (the 14th, not the UTC 15th), the synced sale on its money's day (the 21st, not the 20th)
+    assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 0], ['2026-01-21', 1, 300]]);
+    const daily = await owner.get(`/v1/analytics/daily-sales?store_id=${store.id}&from=2026-01-01&to=2026-01-31`);
+    assert.equal(daily.status, 200, JSON.stringify(daily.body));
+    assert.deepEqual(
+      daily.body.items.map((row: { business_date: string; sales_count: number; revenue: number }) => [row.business_date, row.sales_count, row.revenue]),
+      [['2026-01-14', 1, 0], ['2026-01-21', 1, 300]],
+    );
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('a day when the clocks change (23 and 25 hours in New York) has exactly its own hours', async () => {
     const { owner, tenantId, store, sku } = await shop('America/New_York');
     // 8 March 2026: 02:00 EST → 03:00 EDT, the day runs 05:00 UTC to 04:00 UTC the next day (23 h)
