@@ -1,5 +1,5 @@
 import type { IntegrityCheck } from '../integrity/check.js';
-import { candidateSaleIds, ROLLUP_SETTLE, SALE_DAY, saleDayOf } from './rollupDailySales.js';
+import { candidateSaleIds, ROLLUP_SETTLE, SALE_DAY, SALE_FIGURES, saleDayOf } from './rollupDailySales.js';
 
 /**
  * How long a change to a store-day's sales may wait for its figures: the
@@ -26,8 +26,7 @@ export const analyticsChecks: IntegrityCheck[] = [
       FROM daily_sales_rollups r
       JOIN stores st ON st.tenant_id = r.tenant_id AND st.id = r.store_id
       CROSS JOIN LATERAL (
-        SELECT count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
-               coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue,
+        SELECT ${SALE_FIGURES},
                max(greatest(s.created_at, coalesce(s.voided_at, s.created_at))) AS last_change
         FROM sales s
         WHERE s.tenant_id = r.tenant_id AND s.store_id = r.store_id

@@ -49,6 +49,15 @@ export const SALE_DAY = saleDayOf(
 );
 
 /**
+ * A store-day's figures from its sales (rows aliased `s`), as columns
+ * `sales_count, voided_count, revenue`: every sale counted, voided ones also
+ * apart, revenue of those not voided. The rollup, its integrity check and a
+ * zone change's recompute aggregate with it.
+ */
+export const SALE_FIGURES =
+  "count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count, coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue";
+
+/**
  * How long before its figures were computed a change to a day's sales may
  * still be one the rollup could not see: a sale's `created_at` (and a void's
  * `voided_at`) is its transaction's start, and it may commit after the
@@ -138,8 +147,7 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
               AND ${saleHappenedDay} = ${businessDate}::date)
           AND ${saleDay} = ${businessDate}::date
       ), day AS (
-        SELECT s.store_id, count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
-               coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue
+        SELECT s.store_id, ${sql.raw(SALE_FIGURES)}
         FROM counted s
         GROUP BY s.store_id
         UNION ALL

@@ -4,7 +4,7 @@ import { all, maybeOne, one, type Tx } from '../core/db.js';
 import { AppError, notFound, validationFailed } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
-import { SALE_DAY } from '../analytics/rollupDailySales.js';
+import { SALE_DAY, SALE_FIGURES } from '../analytics/rollupDailySales.js';
 import type { StoreRow } from './inventory.table.js';
 
 const STORE_COLUMNS = sql.raw('id, code, name, time_zone, op_id, created_at');
@@ -70,9 +70,7 @@ export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZon
     cmd.tx,
     sql<{ business_date: string }>`
       WITH day AS (
-        SELECT ${sql.raw(SALE_DAY)} AS business_date, count(*) AS sales_count,
-               count(*) FILTER (WHERE s.status = 'voided') AS voided_count,
-               coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue
+        SELECT ${sql.raw(SALE_DAY)} AS business_date, ${sql.raw(SALE_FIGURES)}
         -- st: the store row as updated above (its new zone)
         FROM sales s JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
         WHERE s.tenant_id = ${cmd.tenantId} AND s.store_id = ${storeId}
