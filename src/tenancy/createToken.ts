@@ -30,9 +30,18 @@ export interface CreatedToken {
  */
 export function mayActOnToken(principal: TenantPrincipal, token: { role?: unknown; store_ids?: unknown }): boolean {
   if (token.role === 'owner' && principal.role !== 'owner') return false;
-  if (principal.storeIds === null) return true;
+  return tokenWithinStores(principal, token.store_ids);
+}
+
+/**
+ * Whether a token's stores (`store_ids`: null for every store) lie within a
+ * caller's: a caller limited to some stores acts only on tokens limited to
+ * some of them, never on an unlimited one.
+ */
+function tokenWithinStores(principal: { storeIds: readonly string[] | null }, storeIds: unknown): boolean {
   const scope = principal.storeIds;
-  return Array.isArray(token.store_ids) && token.store_ids.every((id) => typeof id === 'string' && scope.includes(id));
+  if (scope === null) return true;
+  return Array.isArray(storeIds) && storeIds.every((id) => typeof id === 'string' && scope.includes(id));
 }
 
 export const tokenReplayVisibleTo = (principal: TenantPrincipal, storedBody: unknown): boolean =>
@@ -45,10 +54,9 @@ export async function createToken(cmd: Command, input: CreateTokenInput): Promis
     throw new AppError('forbidden', 'only an owner can issue owner tokens');
   }
   const storeIds = input.store_ids === undefined ? null : [...new Set(input.store_ids)];
-  if (principal.kind === 'token' && principal.storeIds !== null) {
-    // A store-scoped admin cannot mint a token that reaches further than itself.
-    const outside = (storeIds ?? ['*']).filter((id) => !principal.storeIds?.includes(id));
-    if (outside.length > 0) throw new AppError('forbidden', 'a token cannot reach stores outside the issuer\'s own');
+  // A store-scoped admin cannot mint a token that reaches further than itself.
+  if (principal.kind === 'token' && !tokenWithinStores(principal, storeIds)) {
+    throw new AppError('forbidden', 'a token cannot reach stores outside the issuer\'s own');
   }
   if (storeIds !== null && storeIds.length > 0) {
     const found = await all(cmd.tx, sql<{ id: string }>`SELECT id FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ANY(${storeIds}::uuid[])`);
@@ -95,7 +103,7 @@ export async function revokeToken(cmd: Command, tokenId: string): Promise<Revoke
   );
   if (!row) throw notFound('token');
   if (principal.kind === 'token') {
-    if (principal.storeIds !== null && (row.store_ids === null || row.store_ids.some((id) => !principal.storeIds!.includes(id)))) throw notFound('token');
+    if (!tokenWithinStores(principal, row.store_ids)) throw notFound('token');
     if (row.role === 'owner' && principal.role !== 'owner') throw new AppError('forbidden', 'only an owner can revoke owner tokens');
   }
   // Already revoked: answered with the token as it is, nothing written (a replay).
