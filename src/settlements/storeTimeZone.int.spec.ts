@@ -6,6 +6,7 @@ import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 import { runCommand } from '../core/command.js';
 import { catchUpDailySales } from '../analytics/catchUpDailySales.js';
+import { rollupDailySales } from '../analytics/rollupDailySales.js';
 
 /**
  * A store's business day is its own local day (its IANA `time_zone`), not the
@@ -241,5 +242,92 @@ describe("a store's business day is the day in its time zone", () => {
     await catchUp(tenantId);
     assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 0], ['2026-01-15', 1, 500], ['2026-01-16', 1, 200]]);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it("zone changes racing the rollup of the days they move sales between leave figures that match the sales in the zone that stayed", async () => {
+    const { owner, tenantId, store, sku } = await shop();
+    // Given sales without money (a total of 0: they count on the store's day they happened) around midnight UTC on the 14th/15th
+    for (const at of ['2026-01-15T01:00:00Z', '2026-01-15T03:30:00Z', '2026-01-14T23:00:00Z', '2026-01-15T06:00:00Z']) {
+      const synced = await owner.post('/v1/sync/sales', {
+        sales: [{ idempotency_key: randomUUID(), store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 0 }], client_created_at: at }],
+      });
+      assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    }
+    const rollup = (day: string) =>
+      runCommand(
+        t.db,
+        { tenantId, principal: { kind: 'operator', name: 'test' }, correlationId: randomUUID(), fingerprint: randomUUID() },
+        { type: 'analytics.rollup' },
+        async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, day) }),
+      );
+    // When the store's zone is changed back and forth while those days are rolled up, at the same moments
+    for (const zone of ['America/New_York', 'UTC', 'Pacific/Kiritimati', 'America/Los_Angeles', 'UTC', 'America/New_York']) {
+      const [changed, ...rolled] = await Promise.all([
+        owner.patch(`/v1/stores/${store.id}`, { time_zone: zone }),
+        rollup('2026-01-14'),
+        rollup('2026-01-15'),
+        rollup('2026-01-14'),
+      ]);
+      assert.equal(changed.status, 200, JSON.stringify(changed.body));
+      for (const outcome of rolled) assert.equal(outcome.status, 200);
+      // Then after each round the figures are the sales' in the zone now set
+      assert.deepEqual(await integrityFindings(t.admin, tenantId, ['daily_sales_rollup_matches_sales']), [], `after the change to ${zone}`);
+    }
+    const counted = await t.admin.query<{ d: string; n: number }>(
+      `SELECT to_char(business_date, 'YYYY-MM-DD') AS d, sales_count AS n FROM daily_sales_rollups WHERE tenant_id = $1 AND sales_count > 0 ORDER BY 1`,
+      [tenantId],
+    );
+    // New York: 23:00 (14th UTC) is 18:00 on the 14th, 01:00 and 03:30 are the 14th's evening, 06:00 is 01:00 on the 15th
+    assert.deepEqual(counted.rows, [{ d: '2026-01-14', n: 3 }, { d: '2026-01-15', n: 1 }]);
+  });
+
+  it('a rollup that starts while a zone change is under way waits for it and counts in the new zone (it overwrote the change\'s figures with the old zone\'s)', async () => {
+    const { owner, tenantId, store, sku } = await shop();
+    // Given a sale without money at 03:30 UTC on the 15th (the 14th in New York), rolled up in UTC
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 0 }], client_created_at: '2026-01-15T03:30:00Z' }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    const rollup = (day: string) =>
+      runCommand(
+        t.db,
+        { tenantId, principal: { kind: 'operator', name: 'test' }, correlationId: randomUUID(), fingerprint: randomUUID() },
+        { type: 'analytics.rollup' },
+        async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, day) }),
+      );
+    assert.equal((await rollup('2026-01-15')).status, 200);
+    const waiting = async (n: number) => {
+      for (let i = 0; i < 200; i++) {
+        const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        if (rows[0].n >= n) return;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      throw new Error(`never ${n} sessions waiting on a lock`);
+    };
+    // When the zone change to New York is held just before it writes the figures (another session holds the 15th's row),
+    const holder = await t.admin.connect();
+    let changed: Promise<{ status: number; body: any }>;
+    let rolled: Promise<{ status: number }>;
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM daily_sales_rollups WHERE tenant_id = $1 AND store_id = $2 AND business_date = '2026-01-15' FOR UPDATE`, [tenantId, store.id]);
+      changed = owner.patch(`/v1/stores/${store.id}`, { time_zone: 'America/New_York' });
+      await waiting(1);
+      // and a rollup of the 15th starts meanwhile
+      rolled = rollup('2026-01-15');
+      await waiting(2);
+    } finally {
+      await holder.query('COMMIT');
+      holder.release();
+    }
+    assert.equal((await changed!).status, 200);
+    assert.equal((await rolled!).status, 200);
+    // Then the figures are New York's: the sale on the 14th, none on the 15th
+    const counted = await t.admin.query<{ d: string; n: number }>(
+      `SELECT to_char(business_date, 'YYYY-MM-DD') AS d, sales_count AS n FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`,
+      [tenantId],
+    );
+    assert.deepEqual(counted.rows, [{ d: '2026-01-14', n: 1 }, { d: '2026-01-15', n: 0 }]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId, ['daily_sales_rollup_matches_sales']), []);
   });
 });
