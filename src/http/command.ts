@@ -59,9 +59,64 @@ export function commandInputOf(request: FastifyRequest, tenantId?: string, finge
   };
 }
 
+/**
+ * A response schema as a replay is written through it: the same schema with
+ * every `required` list lifted, at every depth. A stored answer — an
+ * idempotency record, or an action's answer read back from its audit event
+ * (AlreadyDone) — was written by the code of its day, which may not have had
+ * a field added to the answer since; through the schema itself, that missing
+ * field made the serializer throw: a 500 on every retry of a key kept for
+ * good. Lifted, the field is simply absent, as it was in the first answer.
+ * What the schema does not declare is still left out: a stored answer may
+ * hold internal fields the first answer never showed (an order's
+ * `provider_key`). Kept per schema object, so Fastify compiles each once.
+ */
+const replaySchemas = new WeakMap<object, object>();
+
+function withoutRequired(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutRequired);
+  if (schema === null || typeof schema !== 'object') return schema;
+  return Object.fromEntries(Object.entries(schema).filter(([name]) => name !== 'required').map(([name, member]) => [name, withoutRequired(member)]));
+}
+
+function replaySchemaOf(schema: object): object {
+  let relaxed = replaySchemas.get(schema);
+  if (relaxed === undefined) {
+    relaxed = withoutRequired(schema) as object;
+    replaySchemas.set(schema, relaxed);
+  }
+  return relaxed;
+}
+
+/**
+ * A stored answer (`replayed`) as JSON, written through its schema's replay
+ * form (replaySchemaOf): it never fails for a field the answer gained since,
+ * and shows nothing the schema does not. A first answer as JSON, through the
+ * schema itself, which checks it as before.
+ */
+export function serializeAnswer(reply: FastifyReply, schema: object, body: unknown, replayed: boolean): string {
+  return reply.compileSerializationSchema((replayed ? replaySchemaOf(schema) : schema) as Record<string, unknown>)(body as Record<string, unknown>);
+}
+
+/** The route's response schema of a status (routes declare their successes by status code). */
+function responseSchemaOf(reply: FastifyReply, status: number): object | undefined {
+  const responses = (reply.request.routeOptions.schema as { response?: Record<string, unknown> } | undefined)?.response;
+  const schema = responses?.[String(status)];
+  return typeof schema === 'object' && schema !== null ? schema : undefined;
+}
+
+/**
+ * Sends a command's outcome. A first answer goes through the route's
+ * response schema as every answer does; a replay through its replay form
+ * (serializeAnswer), sent as the JSON it gives.
+ */
 export function sendOutcome(reply: FastifyReply, outcome: CommandOutcome): FastifyReply {
-  if (outcome.replayed) reply.header('idempotent-replayed', 'true');
-  return reply.status(outcome.status).send(outcome.body);
+  reply.status(outcome.status);
+  if (!outcome.replayed) return reply.send(outcome.body);
+  reply.header('idempotent-replayed', 'true');
+  const schema = responseSchemaOf(reply, outcome.status);
+  if (schema === undefined) return reply.send(outcome.body);
+  return reply.type('application/json; charset=utf-8').send(serializeAnswer(reply, schema, outcome.body, true));
 }
 
 /**

@@ -4,7 +4,7 @@ import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, reserv
 import { AppError, notFound } from '../core/errors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
-import { commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
+import { commandInputOf, sendOutcome, serializeAnswer, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
 import { makeBodyAjv, makeTextAjv } from '../http/ajv.js';
 import { assertStorableText } from '../http/json.js';
@@ -300,7 +300,10 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         results: results.map((result, index) => {
           const idempotencyKey = request.body.sales[index]!.idempotency_key;
           if (result.status === 'fulfilled') {
-            return { idempotency_key: idempotencyKey, status: result.value.status, replayed: result.value.replayed, body: result.value.body };
+            const { status, replayed, body } = result.value;
+            // A sale's answer as POST /v1/sales gives it: a stored one (replayed) through the schema's replay form.
+            const answer = status === 201 ? JSON.parse(serializeAnswer(reply, Sale, body, replayed)) : body;
+            return { idempotency_key: idempotencyKey, status, replayed, body: answer };
           }
           const { appError, unexpected } = toAppError(result.reason);
           if (unexpected) request.log.error({ err: result.reason, idempotency_key: idempotencyKey }, 'synced sale failed');
