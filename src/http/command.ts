@@ -73,10 +73,15 @@ export function commandInputOf(request: FastifyRequest, tenantId?: string, finge
  */
 const replaySchemas = new WeakMap<object, object>();
 
-function withoutRequired(schema: unknown): unknown {
+export function withoutRequired(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(withoutRequired);
   if (schema === null || typeof schema !== 'object') return schema;
-  return Object.fromEntries(Object.entries(schema).filter(([name]) => name !== 'required').map(([name, member]) => [name, withoutRequired(member)]));
+  // `required` as a keyword is a list of names; a property that happens to be called "required" is a schema (an object) and stays.
+  return Object.fromEntries(
+    Object.entries(schema)
+      .filter(([name, member]) => !(name === 'required' && Array.isArray(member)))
+      .map(([name, member]) => [name, withoutRequired(member)]),
+  );
 }
 
 function replaySchemaOf(schema: object): object {
