@@ -9,7 +9,9 @@ import { isDayText, isMomentText, LOWERCASE, NFC } from './schemas.js';
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 const isRfc3339DateTime = (fullFormats['date-time'] as { validate: (text: string) => boolean }).validate;
 function makeAjv(options: AjvOptions): Ajv {
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, ...options });
+  // `verbose`: an error carries its keyword's schema, so the problem can say
+  // what a `not` refused ("must not be 0", not "must NOT be valid").
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, ...options });
   addFormats(ajv);
   // `date`: a real calendar day in the years 1–9999, the days PostgreSQL's
   // `date` reads the same way (ajv-formats takes year 0, which PostgreSQL

@@ -204,6 +204,35 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     assert.deepEqual(paths, ['/body/extra', '/body/name', '/body/price']);
   });
 
+  it('a value outside a closed list is one error at its field naming the allowed values (not one "must be equal to constant" per value); a zero adjustment says it must not be 0', async () => {
+    const before = await snapshot();
+    const cases: Array<[() => Promise<ApiResponse>, string, string]> = [
+      [
+        () => owner.post('/v1/sales', { store_id: store.id, payment_method: 'bitcoin', items: [{ sku_id: sku.id, quantity: 1, unit_price: 1 }] }),
+        '/body/payment_method',
+        'must be one of "cash", "card", "mobile", "credit"',
+      ],
+      [() => owner.post('/v1/tokens', { name: 'x', role: 'superuser' }), '/body/role', 'must be one of "owner", "admin", "manager", "cashier", "field_agent", "auditor"'],
+      [() => owner.post('/v1/skus', { code: 'L', name: 'Litre', unit: 'litre', price: 1 }), '/body/unit', 'must be one of "kg", "piece", "metre"'],
+      [() => owner.get('/v1/parties?kind=vendor'), '/querystring/kind', 'must be one of "supplier", "customer"'],
+      [() => owner.get(`/v1/stores/${store.id}/accounts/safe/postings`), '/params/kind', 'must be one of "cash_drawer", "bank", "card_clearing", "mobile_clearing", "sales_revenue"'],
+      [() => owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 0, reason: 'x' }), '/body/quantity_change', 'must not be 0'],
+    ];
+    for (const [send, path, message] of cases) {
+      const response = await send();
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(response.body.errors, [{ path, message }]);
+      assert.equal(response.body.detail, `${path} ${message}`);
+    }
+    // A synced sale's own result says the same.
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: 'enum-1', store_id: store.id, payment_method: 'cheque', items: [{ sku_id: sku.id, quantity: 1, unit_price: 1 }] }],
+    });
+    assert.equal(synced.status, 200);
+    assert.deepEqual(synced.body.results[0].body.errors, [{ path: '/body/sales/0/payment_method', message: 'must be one of "cash", "card", "mobile", "credit"' }]);
+    assert.deepEqual(await snapshot(), before);
+  });
+
   it('keeps a given X-Correlation-ID and generates one otherwise', async () => {
     const kept = await owner.get('/v1/stores', { headers: { 'x-correlation-id': 'till-7-req-42' } });
     assert.equal(kept.headers.get('x-correlation-id'), 'till-7-req-42');

@@ -49,25 +49,60 @@ export function problemOf(error: AppError, correlationId: string): Problem {
 
 interface AjvError {
   instancePath?: string;
+  schemaPath?: string;
   message?: string;
   keyword?: string;
   params?: Record<string, unknown>;
+  /** The failing keyword's own schema (the body and text validators are `verbose`). */
+  schema?: unknown;
+}
+
+const listOf = (values: unknown[]): string => values.map((value) => JSON.stringify(value)).join(', ');
+
+/** The one value a branch of an `anyOf` allows, when the branch is a single value (`const`, or `null` by type). */
+function singleValueOf(branch: AjvError): { value: unknown } | undefined {
+  if (branch.keyword === 'const' && branch.params && 'allowedValue' in branch.params) return { value: branch.params.allowedValue };
+  if (branch.keyword === 'type' && branch.params?.type === 'null') return { value: null };
+  return undefined;
 }
 
 function validationErrors(error: FastifyError): FieldError[] {
   const context = (error as FastifyError & { validationContext?: string }).validationContext ?? 'body';
-  return ((error.validation ?? []) as AjvError[]).map((item) => {
-    let path = `/${context}${item.instancePath ?? ''}`;
-    let message = item.message ?? 'is not valid';
-    if (item.keyword === 'additionalProperties' && typeof item.params?.additionalProperty === 'string') {
-      path += `/${item.params.additionalProperty}`;
-      message = 'is not a known field';
-    } else if (item.keyword === 'required' && typeof item.params?.missingProperty === 'string') {
-      path += `/${item.params.missingProperty}`;
-      message = 'is required';
-    }
-    return { path, message };
-  });
+  const items = (error.validation ?? []) as AjvError[];
+  // A closed list of values (a union of literals: payment methods, roles,
+  // units…) fails as one "must be equal to constant" per value plus "must
+  // match a schema in anyOf": folded here into one error naming the values.
+  const folded = new Set<AjvError>();
+  const allowedBy = new Map<AjvError, unknown[]>();
+  for (const anyOf of items) {
+    if (anyOf.keyword !== 'anyOf' || anyOf.schemaPath === undefined) continue;
+    const branches = items.filter((item) => item !== anyOf && item.instancePath === anyOf.instancePath && item.schemaPath?.startsWith(`${anyOf.schemaPath}/`));
+    const values = branches.map(singleValueOf);
+    if (branches.length === 0 || values.some((value) => value === undefined)) continue;
+    for (const branch of branches) folded.add(branch);
+    allowedBy.set(anyOf, values.map((value) => value!.value));
+  }
+  return items
+    .filter((item) => !folded.has(item))
+    .map((item) => {
+      let path = `/${context}${item.instancePath ?? ''}`;
+      let message = item.message ?? 'is not valid';
+      const allowed = allowedBy.get(item);
+      if (allowed) {
+        message = `must be one of ${listOf(allowed)}`;
+      } else if (item.keyword === 'enum' && Array.isArray(item.params?.allowedValues)) {
+        message = `must be one of ${listOf(item.params.allowedValues)}`;
+      } else if (item.keyword === 'not' && typeof item.schema === 'object' && item.schema !== null && 'const' in item.schema) {
+        message = `must not be ${JSON.stringify((item.schema as { const: unknown }).const)}`;
+      } else if (item.keyword === 'additionalProperties' && typeof item.params?.additionalProperty === 'string') {
+        path += `/${item.params.additionalProperty}`;
+        message = 'is not a known field';
+      } else if (item.keyword === 'required' && typeof item.params?.missingProperty === 'string') {
+        path += `/${item.params.missingProperty}`;
+        message = 'is required';
+      }
+      return { path, message };
+    });
 }
 
 /** Retry-After of a request refused because the database could not be reached. */
