@@ -5,7 +5,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, tenantOf } from '../http/command.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, LOWERCASE, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, LOWERCASE, Money, Name, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit, completionGoods, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
@@ -84,7 +84,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
-            name: Type.String({ minLength: 1, maxLength: 200 }),
+            name: Name(200),
             store_id: Uuid,
             latitude: Latitude,
             longitude: Longitude,

@@ -1,7 +1,7 @@
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { fullFormats } from 'ajv-formats/dist/formats.js';
-import { isDayText, isMomentText, LOWERCASE, NFC } from './schemas.js';
+import { isDayText, isMomentText, LOWERCASE, NFC, PATTERN_MESSAGE } from './schemas.js';
 
 // Bodies are validated strictly: no type coercion ("5" is not 5) and unknown
 // fields are an error, not silently dropped. Query strings and path params
@@ -13,6 +13,8 @@ function makeAjv(options: AjvOptions): Ajv {
   // what a `not` refused ("must not be 0", not "must NOT be valid").
   const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, ...options });
   addFormats(ajv);
+  // An annotation: the message of a `pattern` refusal (src/http/problem.ts).
+  ajv.addKeyword({ keyword: PATTERN_MESSAGE, schemaType: 'string' });
   // `date`: a real calendar day in the years 1–9999, the days PostgreSQL's
   // `date` reads the same way (ajv-formats takes year 0, which PostgreSQL
   // refuses, and the refusal came back as a 400 without the field's path).

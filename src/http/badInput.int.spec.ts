@@ -233,6 +233,30 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     assert.deepEqual(await snapshot(), before);
   });
 
+  it('a name that is only whitespace (a tenant, token, store, SKU, party, point of sale) is refused at /body/name, nothing written; a code that breaks its pattern says what the pattern asks, not the regular expression', async () => {
+    const before = await snapshot();
+    const tenantsBefore = (await t.admin.query('SELECT count(*)::int AS n FROM tenants')).rows[0].n;
+    const blank = 'must contain a character other than whitespace';
+    const cases: Array<[() => Promise<ApiResponse>, string, string]> = [
+      [() => t.operator.post('/v1/tenants', { name: '   ' }), '/body/name', blank],
+      [() => owner.post('/v1/tokens', { name: ' ', role: 'cashier' }), '/body/name', blank],
+      [() => owner.post('/v1/stores', { code: 'BLANK', name: '\u00a0\u00a0' }), '/body/name', blank],
+      [() => owner.post('/v1/skus', { code: 'BLANK', name: '\t', unit: 'piece', price: 1 }), '/body/name', blank],
+      [() => owner.post('/v1/parties', { kind: 'supplier', name: '  \n ' }), '/body/name', blank],
+      [() => owner.post('/v1/points-of-sale', { name: '\u2003', store_id: store.id, latitude: 1, longitude: 1 }), '/body/name', blank],
+      [() => owner.post('/v1/stores', { code: 'MAIN ', name: 'Main' }), '/body/code', 'must have no whitespace at its ends and no control or invisible characters'],
+    ];
+    for (const [send, path, message] of cases) {
+      const response = await send();
+      assertProblem(response, 400, 'validation_failed');
+      assert.deepEqual(response.body.errors, [{ path, message }]);
+    }
+    assert.deepEqual(await snapshot(), before);
+    assert.equal((await t.admin.query('SELECT count(*)::int AS n FROM tenants')).rows[0].n, tenantsBefore);
+    // Spaces inside a name, and a name with spaces around it, are still names.
+    assert.equal((await owner.post('/v1/stores', { code: 'SPACED', name: ' Main street ' })).status, 201);
+  });
+
   it('keeps a given X-Correlation-ID and generates one otherwise', async () => {
     const kept = await owner.get('/v1/stores', { headers: { 'x-correlation-id': 'till-7-req-42' } });
     assert.equal(kept.headers.get('x-correlation-id'), 'till-7-req-42');

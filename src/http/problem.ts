@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
 import { isConnectionFailure, isDataException, isRetryableTransactionError, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { PATTERN_MESSAGE } from './schemas.js';
 
 /**
  * Every error leaves as application/problem+json (RFC 9457) with a stable
@@ -53,8 +54,9 @@ interface AjvError {
   message?: string;
   keyword?: string;
   params?: Record<string, unknown>;
-  /** The failing keyword's own schema (the body and text validators are `verbose`). */
+  /** The failing keyword's own schema and the schema holding it (the body and text validators are `verbose`). */
   schema?: unknown;
+  parentSchema?: Record<string, unknown>;
 }
 
 const listOf = (values: unknown[]): string => values.map((value) => JSON.stringify(value)).join(', ');
@@ -94,6 +96,8 @@ function validationErrors(error: FastifyError): FieldError[] {
         message = `must be one of ${listOf(item.params.allowedValues)}`;
       } else if (item.keyword === 'not' && typeof item.schema === 'object' && item.schema !== null && 'const' in item.schema) {
         message = `must not be ${JSON.stringify((item.schema as { const: unknown }).const)}`;
+      } else if (item.keyword === 'pattern' && typeof item.parentSchema?.[PATTERN_MESSAGE] === 'string') {
+        message = item.parentSchema[PATTERN_MESSAGE] as string;
       } else if (item.keyword === 'additionalProperties' && typeof item.params?.additionalProperty === 'string') {
         path += `/${item.params.additionalProperty}`;
         message = 'is not a known field';

@@ -9,6 +9,9 @@ export const LOWERCASE = 'x-lowercase';
 /** Request schemas with this keyword set get the string in Unicode NFC as it is validated (src/http/ajv.ts). */
 export const NFC = 'x-nfc';
 
+/** What a string that breaks its schema's `pattern` is told (src/http/problem.ts), instead of the regular expression. */
+export const PATTERN_MESSAGE = 'x-pattern-message';
+
 /**
  * The code of a store, SKU or party: what people read on a label and type.
  * No whitespace at either end and no control or invisible (format) character
@@ -23,7 +26,23 @@ export function Code(maxLength: number) {
     maxLength,
     pattern: '^[^\\p{Cc}\\p{Cf}\\p{Z}](?:[^\\p{Cc}\\p{Cf}]*[^\\p{Cc}\\p{Cf}\\p{Z}])?$',
     [NFC]: true,
+    [PATTERN_MESSAGE]: 'must have no whitespace at its ends and no control or invisible characters',
     description: 'no whitespace at its ends, no control or invisible characters; read in Unicode NFC (two spellings of one text are one code)',
+  });
+}
+
+/**
+ * The name of a record people pick from a list (a tenant, token, store, SKU,
+ * party, point of sale): not only whitespace — `"   "` or a no-break space
+ * showed as a blank line in every list and on every receipt.
+ */
+export function Name(maxLength: number) {
+  return Type.String({
+    minLength: 1,
+    maxLength,
+    pattern: '\\S',
+    [PATTERN_MESSAGE]: 'must contain a character other than whitespace',
+    description: 'at least one character other than whitespace',
   });
 }
 

@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Name, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { createSku } from './createSku.js';
 import { createStore, updateStoreTimeZone } from './createStore.js';
@@ -50,7 +50,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         summary: 'Create a store. A token limited to some stores may not (403): the store would lie outside its reach.',
         description: '`time_zone` (optional, default `UTC`) sets the store\'s business day: see the Store schema.',
         headers: IdempotencyHeaders,
-        body: Type.Object({ code: Code(50), name: Type.String({ minLength: 1, maxLength: 200 }), time_zone: Type.Optional(TimeZone) }, { additionalProperties: false }),
+        body: Type.Object({ code: Code(50), name: Name(200), time_zone: Type.Optional(TimeZone) }, { additionalProperties: false }),
         response: { 201: Store },
       },
     },
@@ -125,7 +125,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         body: Type.Object(
           {
             code: Code(100),
-            name: Type.String({ minLength: 1, maxLength: 200 }),
+            name: Name(200),
             unit: Type.Union([Type.Literal('kg'), Type.Literal('piece'), Type.Literal('metre')]),
             price: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000 }),
             tracks_pieces: Type.Optional(Type.Boolean({ description: 'stock is the sum of workshop pieces (rolls, cut pieces, bundles)' })),

@@ -7,7 +7,7 @@ import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, Money, MoneyTotal, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, Money, MoneyTotal, Name, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
@@ -138,7 +138,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         summary: 'Create a supplier or customer (and its payable / receivable account, at zero). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
         headers: IdempotencyHeaders,
         body: Type.Object(
-          { kind: PartyKindSchema, name: Type.String({ minLength: 1, maxLength: 200 }), code: Type.Optional(Code(100)) },
+          { kind: PartyKindSchema, name: Name(200), code: Type.Optional(Code(100)) },
           { additionalProperties: false },
         ),
         response: { 201: Party },

@@ -4,7 +4,7 @@ import { runCommand } from '../core/command.js';
 import { ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, IdParams, IfMatchHeaders, NoBody, Timestamp, Uuid } from '../http/schemas.js';
+import { IdempotencyHeaders, IdParams, IfMatchHeaders, Name, NoBody, Timestamp, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
 import { createToken, revokeToken, tokenReplayVisibleTo } from './createToken.js';
 import { getVersionedTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
@@ -57,7 +57,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         summary:
           'Create a tenant and its owner token (operator token). The owner token is shown once (only its SHA-256 is stored): a replay by Idempotency-Key returns the tenant with `token: null` and creates nothing.',
         headers: IdempotencyHeaders,
-        body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        body: Type.Object({ name: Name(200) }, { additionalProperties: false }),
         response: { 201: Type.Object({ tenant: Type.Object({ id: Uuid, name: Type.String() }), token: Type.Union([Type.String(), Type.Null()], { description: 'the owner token; null on a replay' }) }) },
       },
     },
@@ -81,7 +81,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
-            name: Type.String({ minLength: 1, maxLength: 200 }),
+            name: Name(200),
             role: Type.Union(ROLES.map((role) => Type.Literal(role))),
             store_ids: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })),
           },
