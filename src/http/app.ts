@@ -130,7 +130,11 @@ function withProblemResponses(document: OpenApiDocument): OpenApiDocument {
   const correlation = { 'X-Correlation-ID': header('the request\'s correlation id (the one sent, or a generated one); also in logs and audit events') };
   const refusal = (description: string) => ({
     description,
-    headers: { ...correlation, 'Retry-After': header('seconds to wait before retrying (429 rate_limited, 503 service_unavailable)') },
+    headers: {
+      ...correlation,
+      'Retry-After': header('seconds to wait before retrying (429 rate_limited, 503 service_unavailable)'),
+      'WWW-Authenticate': header('`Bearer realm="storekeep"` on 401 unauthorized: send the token as `Authorization: Bearer <token>`'),
+    },
     content: { 'application/problem+json': { schema: problem } },
   });
   document.components = { ...document.components, schemas: { ...document.components?.schemas, Problem: { ...ProblemSchema, required: [...ProblemSchema.required].sort() } } };

@@ -257,6 +257,16 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
     assert.equal((await owner.post('/v1/stores', { code: 'SPACED', name: ' Main street ' })).status, 201);
   });
 
+  it('a 401 unauthorized names the scheme it wants (WWW-Authenticate: Bearer, RFC 9110 §11.6.1), with no token and with a bad one', async () => {
+    for (const token of [undefined, 'sk_not-a-real-token']) {
+      const response = await t.client(token as string).get('/v1/stores');
+      assertProblem(response, 401, 'unauthorized');
+      assert.equal(response.headers.get('www-authenticate'), 'Bearer realm="storekeep"');
+    }
+    // Other refusals do not ask for credentials.
+    assert.equal((await owner.get('/v1/stores/not-a-uuid')).headers.get('www-authenticate'), null);
+  });
+
   it('keeps a given X-Correlation-ID and generates one otherwise', async () => {
     const kept = await owner.get('/v1/stores', { headers: { 'x-correlation-id': 'till-7-req-42' } });
     assert.equal(kept.headers.get('x-correlation-id'), 'till-7-req-42');

@@ -191,6 +191,8 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: AppError): FastifyReply {
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  // A 401 names the scheme that would be accepted (RFC 9110 §11.6.1).
+  if (error.code === 'unauthorized') reply.header('www-authenticate', 'Bearer realm="storekeep"');
   return reply
     .status(error.status)
     .header('content-type', 'application/problem+json; charset=utf-8')
