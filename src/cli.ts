@@ -27,6 +27,37 @@ const USAGE = `usage: storekeep <command>
              (a configuration error, the database unreachable or refusing the login)
 `;
 
+/** The options each command takes: flags, and options followed by a value. */
+const OPTIONS: Record<string, { flags: string[]; valued: string[] }> = {
+  serve: { flags: [], valued: [] },
+  start: { flags: [], valued: [] },
+  migrate: { flags: [], valued: [] },
+  worker: { flags: [], valued: [] },
+  check: { flags: ['--json'], valued: [] },
+  'provider-sim': { flags: ['--duplicate-webhooks', '--out-of-order-webhooks', '--no-webhooks'], valued: ['--port', '--webhook-url', '--latency-ms', '--fail-rate'] },
+};
+
+/**
+ * Why a command's arguments are refused, or undefined: an option it does not
+ * take was ignored (`serve --port 9000` served on PORT, `check --jsn` printed
+ * text to a script expecting JSON).
+ */
+function refusedArguments(commandName: string, args: string[]): string | undefined {
+  const options = OPTIONS[commandName];
+  if (options === undefined) return undefined; // an unknown command: refused with the usage
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!;
+    if (options.valued.includes(arg)) {
+      if (index + 1 >= args.length) return `${arg} needs a value`;
+      index++;
+    } else if (!options.flags.includes(arg)) {
+      const takes = [...options.valued, ...options.flags];
+      return `unknown option "${arg}" (${takes.length ? `it takes ${takes.join(', ')}` : "settings are environment variables, such as PORT: see the README's Configuration"})`;
+    }
+  }
+  return undefined;
+}
+
 /** How long a second signal waits for the process's own database and jobs to be stopped before exiting anyway. */
 const STOP_NOW_GRACE_MS = 10_000;
 
@@ -128,6 +159,11 @@ async function main(argv: string[]): Promise<number> {
   if (commandName === 'help' || commandName === '--help' || commandName === '-h') {
     process.stdout.write(USAGE);
     return 0;
+  }
+  const refused = refusedArguments(commandName, argv.slice(1));
+  if (refused !== undefined) {
+    process.stderr.write(`storekeep ${commandName}: ${refused}\n`);
+    return 2;
   }
   let config: Config;
   try {

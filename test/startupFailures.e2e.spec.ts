@@ -47,6 +47,29 @@ async function closedPort(): Promise<number> {
   return freePort();
 }
 
+describe('storekeep given an option it does not take', { timeout: 120_000 }, () => {
+  it('exits 2 with one line naming the option, before it opens any database — `storekeep serve --port 9000` served on 8080 and `check --jsn` printed text, both silently', async () => {
+    // A database nothing listens on: a command that went on would say it cannot reach it.
+    const url = `postgres://storekeep:${PASSWORD}@127.0.0.1:${await closedPort()}/storekeep`;
+    const cases: Array<[string[], RegExp]> = [
+      [['serve', '--port', '9000'], /^storekeep serve: unknown option "--port" \(settings are environment variables, such as PORT: see the README's Configuration\)$/m],
+      [['start', '--help'], /^storekeep start: unknown option "--help"/m],
+      [['migrate', '--force'], /^storekeep migrate: unknown option "--force"/m],
+      [['worker', '-v'], /^storekeep worker: unknown option "-v"/m],
+      [['check', '--jsn'], /^storekeep check: unknown option "--jsn" \(it takes --json\)$/m],
+      [['provider-sim', '--fail-rat', '0.5'], /^storekeep provider-sim: unknown option "--fail-rat" \(it takes --port, --webhook-url, --latency-ms, --fail-rate, --duplicate-webhooks, --out-of-order-webhooks, --no-webhooks\)$/m],
+      [['provider-sim', '--port'], /^storekeep provider-sim: --port needs a value$/m],
+    ];
+    for (const [args, pattern] of cases) {
+      const result = await runCli(args, { DATABASE_URL: url, FULFILMENT_WEBHOOK_SECRET: 'dev-secret' });
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.output}`);
+      assertOneClearLine(result.output, pattern);
+      assert.equal(result.output.trim().split('\n').length, 1, `one line: ${result.output}`);
+      assert.doesNotMatch(result.output, /database/, `refused before any database: ${result.output}`);
+    }
+  });
+});
+
 describe('storekeep cannot reach its database', { timeout: 120_000 }, () => {
   it('check exits 2 (1 means findings), serve, migrate and worker exit non-zero — each with one line naming the database problem', async () => {
     const url = `postgres://storekeep:${PASSWORD}@127.0.0.1:${await closedPort()}/storekeep`;
