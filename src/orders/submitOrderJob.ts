@@ -43,7 +43,8 @@ export const submitOrder = defineTask<{ order_id: string }>({
       return { status: 200, body: result.order };
     });
     if (started.status !== 200) {
-      ctx.logger.info({ order_id: data.order_id, reason: started.body }, 'order needs no submitting');
+      // `{ reason }` (or a replayed answer): logged flat, not as reason.reason.
+      ctx.logger.info({ order_id: data.order_id, ...(started.body as Record<string, unknown>) }, 'order needs no submitting');
       return;
     }
     const order = started.body as OrderRow;
