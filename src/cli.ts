@@ -156,7 +156,7 @@ async function runUntilSignalled(logger: Logger, start: () => Promise<Running>):
 
 async function main(argv: string[]): Promise<number> {
   const commandName = argv[0] ?? 'serve';
-  if (commandName === 'help' || commandName === '--help' || commandName === '-h') {
+  if (commandName === 'help' || argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
     return 0;
   }

@@ -53,7 +53,7 @@ describe('storekeep given an option it does not take', { timeout: 120_000 }, () 
     const url = `postgres://storekeep:${PASSWORD}@127.0.0.1:${await closedPort()}/storekeep`;
     const cases: Array<[string[], RegExp]> = [
       [['serve', '--port', '9000'], /^storekeep serve: unknown option "--port" \(settings are environment variables, such as PORT: see the README's Configuration\)$/m],
-      [['start', '--help'], /^storekeep start: unknown option "--help"/m],
+      [['start', '--verbose'], /^storekeep start: unknown option "--verbose"/m],
       [['migrate', '--force'], /^storekeep migrate: unknown option "--force"/m],
       [['worker', '-v'], /^storekeep worker: unknown option "-v"/m],
       [['check', '--jsn'], /^storekeep check: unknown option "--jsn" \(it takes --json\)$/m],
@@ -66,6 +66,17 @@ describe('storekeep given an option it does not take', { timeout: 120_000 }, () 
       assertOneClearLine(result.output, pattern);
       assert.equal(result.output.trim().split('\n').length, 1, `one line: ${result.output}`);
       assert.doesNotMatch(result.output, /database/, `refused before any database: ${result.output}`);
+    }
+  });
+});
+
+describe('storekeep asked for help after a command', { timeout: 60_000 }, () => {
+  it('prints the usage and exits 0 (`storekeep check --help` was refused as an unknown option)', async () => {
+    const url = `postgres://storekeep:${PASSWORD}@127.0.0.1:${await closedPort()}/storekeep`;
+    for (const args of [['check', '--help'], ['start', '-h'], ['provider-sim', '--help']]) {
+      const result = await runCli(args, { DATABASE_URL: url, FULFILMENT_WEBHOOK_SECRET: 'dev-secret' });
+      assert.equal(result.code, 0, `${args.join(' ')}: ${result.output}`);
+      assert.match(result.output, /^usage: storekeep <command>/m, `${args.join(' ')}: ${result.output}`);
     }
   });
 });
