@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import type { SkuRow, StoreRow } from './inventory.table.js';
 
@@ -42,13 +42,24 @@ export interface StockPage {
   limit?: number | undefined;
 }
 
+/**
+ * The page's start in the balances' primary key (tenant_id, store_id, sku_id):
+ * `AND <column> > after` only when there is a cursor. Written as
+ * `(after IS NULL OR sku_id > after)` it was a range only in a plan made with
+ * the values (as the service's unnamed statements are); a generic plan (a
+ * prepared statement reused, plan_cache_mode = force_generic_plan) kept it as
+ * a filter and read the store's balances from its first SKU on every page.
+ */
+export function stockPageStart(column: RawBuilder<unknown>, page: StockPage): RawBuilder<unknown> {
+  return page.after === undefined ? sql`` : sql`AND ${column} > ${page.after}::uuid`;
+}
+
 export async function listStock(tx: Tx, tenantId: string, storeId: string, page: StockPage = {}): Promise<Array<{ sku_id: string; quantity: number; updated_at: Date }>> {
   return all(
     tx,
     sql<{ sku_id: string; quantity: number; updated_at: Date }>`
       SELECT sku_id, quantity, updated_at FROM stock_balances
-      WHERE tenant_id = ${tenantId} AND store_id = ${storeId}
-        AND (${page.after ?? null}::uuid IS NULL OR sku_id > ${page.after ?? null}::uuid)
+      WHERE tenant_id = ${tenantId} AND store_id = ${storeId} ${stockPageStart(sql.ref('sku_id'), page)}
       ORDER BY sku_id LIMIT ${page.limit ?? null}`,
   );
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { StockPage } from './queries.js';
+import { stockPageStart, type StockPage } from './queries.js';
 import { all, readClientMoment, type Tx } from '../core/db.js';
 
 /**
@@ -44,8 +44,7 @@ export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf:
         WHERE l.tenant_id = b.tenant_id AND l.store_id = b.store_id AND l.sku_id = b.sku_id
           AND l.created_at >= coalesce(s.ended_at, '-infinity') AND l.created_at <= ${asOf}::timestamptz
       ) delta ON true
-      WHERE b.tenant_id = ${tenantId} AND b.store_id = ${storeId}
-        AND (${page.after ?? null}::uuid IS NULL OR b.sku_id > ${page.after ?? null}::uuid)
+      WHERE b.tenant_id = ${tenantId} AND b.store_id = ${storeId} ${stockPageStart(sql.ref('b.sku_id'), page)}
       ORDER BY b.sku_id LIMIT ${page.limit ?? null}`,
   );
 }

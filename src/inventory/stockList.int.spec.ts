@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { CompiledQuery, PostgresQueryCompiler, type KyselyPlugin } from 'kysely';
+import { inTenantTransaction } from '../core/command.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
-import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
+import { givenSku, givenStock, givenStore, givenToken } from '../sales/testkit.js';
+import { listStock } from './queries.js';
+import { stockAsOf } from './stockAsOf.js';
 
 describe('GET /v1/stores/{store_id}/stock: every SKU at once, or paged', () => {
   let t: TestApp;
@@ -56,5 +60,262 @@ describe('GET /v1/stores/{store_id}/stock: every SKU at once, or paged', () => {
       assert.equal(response.status, 400, query);
       assert.equal(response.body.code, 'validation_failed');
     }
+  });
+});
+
+describe('GET /v1/stores/{store_id}/stock: paging rules', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let storeId: string;
+  let otherStoreId: string;
+  let skus: string[];
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner } = await t.newTenant());
+    storeId = await givenStore(owner, 'PR');
+    otherStoreId = await givenStore(owner, 'PR-OTHER');
+    skus = [];
+    for (let i = 0; i < 60; i++) skus.push(await givenSku(owner, `PR-${i}`, 'piece'));
+    await givenStock(owner, storeId, skus.map((sku, i) => ({ sku_id: sku, quantity: 100 + i })));
+    await givenStock(owner, otherStoreId, [{ sku_id: skus[0]!, quantity: 1 }]);
+    skus.sort();
+  });
+  after(() => t.close());
+
+  it('a cursor without a limit pages by the default 50 (a cursor comes from a paged answer); a last page that is full has no next_cursor', async () => {
+    const first = await owner.get(`/v1/stores/${storeId}/stock?limit=5`);
+    assert.equal(first.status, 200);
+    assert.deepEqual(first.body.items.map((item: { sku_id: string }) => item.sku_id), skus.slice(0, 5));
+    const rest = await owner.get(`/v1/stores/${storeId}/stock?cursor=${first.body.next_cursor}`);
+    assert.equal(rest.status, 200);
+    assert.deepEqual(rest.body.items.map((item: { sku_id: string }) => item.sku_id), skus.slice(5, 55));
+    assert.notEqual(rest.body.next_cursor, null);
+    const last = await owner.get(`/v1/stores/${storeId}/stock?limit=500&cursor=${rest.body.next_cursor}`);
+    assert.deepEqual(last.body.items.map((item: { sku_id: string }) => item.sku_id), skus.slice(55));
+    assert.equal(last.body.next_cursor, null);
+    // A full last page: its cursor is not given (no more), so no empty page is needed.
+    const exact = await owner.get(`/v1/stores/${storeId}/stock?limit=60`);
+    assert.equal(exact.body.items.length, 60);
+    assert.equal(exact.body.next_cursor, null);
+  });
+
+  it('every bad limit or cursor, and an unknown query parameter, is a problem+json 400 naming the parameter', async () => {
+    const skusCursor = (await owner.get('/v1/skus?limit=1')).body.next_cursor as string;
+    const stockCursor = (await owner.get(`/v1/stores/${storeId}/stock?limit=1`)).body.next_cursor as string;
+    const cases: Array<[string, string]> = [
+      ['limit=0', '/querystring/limit'],
+      ['limit=501', '/querystring/limit'],
+      ['limit=-1', '/querystring/limit'],
+      ['limit=1.5', '/querystring/limit'],
+      ['limit=ten', '/querystring/limit'],
+      ['limit=', '/querystring/limit'],
+      ['cursor=', '/querystring/cursor'],
+      ['cursor=%7B%7D', '/querystring/cursor'],
+      [`cursor=${skusCursor}`, '/querystring/cursor'],
+      [`cursor=${stockCursor}A`, '/querystring/cursor'],
+      [`cursor=${stockCursor}=`, '/querystring/cursor'],
+      [`cursor=${Buffer.from(JSON.stringify({ sku_id: skus[0], extra: 1 })).toString('base64url')}`, '/querystring/cursor'],
+      [`cursor=${Buffer.from(JSON.stringify({ sku_id: 'not-a-uuid' })).toString('base64url')}`, '/querystring/cursor'],
+      [`limit=5&cursor=${'A'.repeat(501)}`, '/querystring/cursor'],
+      ['sku_id=' + skus[0], '/querystring'],
+      ['page=2', '/querystring'],
+      ['offset=10&limit=5', '/querystring'],
+    ];
+    for (const [query, path] of cases) {
+      const response = await owner.get(`/v1/stores/${storeId}/stock?${query}`);
+      assert.equal(response.status, 400, `${query}: ${JSON.stringify(response.body)}`);
+      assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/, query);
+      assert.equal(response.body.code, 'validation_failed', query);
+      assert.ok(
+        (response.body.errors as Array<{ path: string }>).some((error) => error.path.startsWith(path)),
+        `${query}: ${JSON.stringify(response.body.errors)}`,
+      );
+    }
+    // The cursor of this list, as it wrote it, still pages.
+    assert.equal((await owner.get(`/v1/stores/${storeId}/stock?limit=5&cursor=${stockCursor}`)).status, 200);
+  });
+
+  it("a token limited to another store gets 404 for this store's stock, paged or not, with a cursor of this store's list; its own store is listed", async () => {
+    const other = await givenToken(t, owner, 'cashier', [otherStoreId]);
+    const cursor = (await owner.get(`/v1/stores/${storeId}/stock?limit=2`)).body.next_cursor as string;
+    for (const query of ['', '?limit=2', `?limit=2&cursor=${cursor}`, `?cursor=${cursor}`, `?limit=2&as_of=${encodeURIComponent(new Date().toISOString())}`]) {
+      const response = await other.get(`/v1/stores/${storeId}/stock${query}`);
+      assert.equal(response.status, 404, query);
+      assert.equal(response.body.code, 'not_found', query);
+    }
+    const own = await other.get(`/v1/stores/${otherStoreId}/stock?limit=2`);
+    assert.equal(own.status, 200);
+    assert.deepEqual(own.body, { items: [{ sku_id: own.body.items[0].sku_id, quantity: 1, updated_at: own.body.items[0].updated_at }], next_cursor: null });
+    // A cursor names a position in SKU order, not a store: another store's list reads it as that position in its own list.
+    const ownFromCursor = await other.get(`/v1/stores/${otherStoreId}/stock?limit=2&cursor=${cursor}`);
+    assert.equal(ownFromCursor.status, 200);
+  });
+});
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Index Cond'?: string;
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
+  'Rows Removed by Filter'?: number;
+  Plans?: PlanNode[];
+}
+
+function encodeCursorOf(skuId: string): string {
+  return Buffer.from(JSON.stringify({ sku_id: skuId })).toString('base64url');
+}
+
+function nodesOf(node: PlanNode): PlanNode[] {
+  return [node, ...(node.Plans ?? []).flatMap(nodesOf)];
+}
+
+/** Stops the query it is given before it runs, handing over what the code would have sent. */
+class Captured extends Error {
+  constructor(readonly query: CompiledQuery) {
+    super('captured');
+  }
+}
+const capture: KyselyPlugin = {
+  transformQuery: (args) => {
+    throw new Captured(new PostgresQueryCompiler().compileQuery(args.node, args.queryId));
+  },
+  transformResult: async (args) => args.result,
+};
+
+/** A value as an SQL literal (the values of these queries: ids, moments, numbers, null). */
+function literal(value: unknown): string {
+  if (value === null) return 'NULL';
+  if (typeof value === 'number') return String(value);
+  return `'${String(value).replaceAll("'", "''")}'`;
+}
+
+describe('GET /v1/stores/{store_id}/stock: a page of a big store reads that page, not the store', () => {
+  const SKUS = 20_000;
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let storeId: string;
+  let skus: string[];
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    storeId = await givenStore(owner, 'BIG');
+    const otherStore = await givenStore(owner, 'BIG-2');
+    const first = await givenSku(owner, 'BIG-0', 'piece');
+    // The catalogue and balances written directly (20,000 SKUs through the API would take minutes):
+    // SKUs like the first one, a balance of each in both stores, and the ledger row behind it.
+    await t.admin.query(
+      `INSERT INTO skus (tenant_id, id, code, name, unit, price, op_id)
+       SELECT s.tenant_id, gen_random_uuid(), 'BIG-' || n, 'SKU ' || n, s.unit, s.price, s.op_id
+       FROM skus s, generate_series(1, $3::int - 1) n WHERE s.tenant_id = $1 AND s.id = $2`,
+      [tenantId, first, SKUS],
+    );
+    await t.admin.query(
+      `INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity)
+       SELECT tenant_id, st.id, s.id, 8 FROM skus s CROSS JOIN (VALUES ($2::uuid), ($3::uuid)) st(id) WHERE s.tenant_id = $1`,
+      [tenantId, storeId, otherStore],
+    );
+    // Each balance's history: 5 received three days ago (in the snapshot of the day before yesterday), 3 an hour ago.
+    await t.admin.query(
+      `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, created_at)
+       SELECT b.tenant_id, b.store_id, b.sku_id, s.op_id, h.change, h.after, 'receipt', now() - h.ago
+       FROM stock_balances b JOIN skus s ON s.tenant_id = b.tenant_id AND s.id = $2
+       CROSS JOIN (VALUES (5, 5, interval '3 days'), (3, 8, interval '1 hour')) h(change, after, ago)
+       WHERE b.tenant_id = $1`,
+      [tenantId, first],
+    );
+    await t.admin.query(
+      `INSERT INTO stock_snapshots (tenant_id, store_id, sku_id, snapshot_date, quantity, op_id)
+       SELECT b.tenant_id, b.store_id, b.sku_id, (now() AT TIME ZONE 'UTC')::date - 2, 5, s.op_id
+       FROM stock_balances b JOIN skus s ON s.tenant_id = b.tenant_id AND s.id = $2 WHERE b.tenant_id = $1`,
+      [tenantId, first],
+    );
+    await t.admin.query('ANALYZE skus, stock_balances, stock_ledger, stock_snapshots');
+    skus = (await t.admin.query(`SELECT sku_id FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 ORDER BY sku_id`, [tenantId, storeId])).rows.map(
+      (row: { sku_id: string }) => row.sku_id,
+    );
+    assert.equal(skus.length, SKUS);
+  });
+  after(() => t.close());
+
+  /**
+   * The plan of exactly the query the code sends, with its values, run (EXPLAIN ANALYZE) as the
+   * app role in the tenant. `auto`: as the service runs it (an unnamed statement, planned with its
+   * values). `generic`: planned without them, as a prepared statement reused by a driver or a
+   * pooler, or a server set to plan_cache_mode = force_generic_plan, runs it — the page must
+   * still be a range of the index then.
+   */
+  async function planOf(read: 'now' | 'as_of', after: string | undefined, limit: number, plan: 'auto' | 'generic'): Promise<PlanNode[]> {
+    const rows = await inTenantTransaction(t.db, tenantId, async (tx) => {
+      const captured = tx.withPlugin(capture);
+      const query = await (read === 'now'
+        ? listStock(captured, tenantId, storeId, { after, limit })
+        : stockAsOf(captured, tenantId, storeId, new Date().toISOString(), { after, limit })
+      ).then(
+        () => assert.fail('the query ran'),
+        (error: unknown) => {
+          if (error instanceof Captured) return error.query;
+          throw error;
+        },
+      );
+      if (plan === 'auto') return (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) ${query.sql}`, [...query.parameters]))).rows;
+      await tx.executeQuery(CompiledQuery.raw(`PREPARE stock_page AS ${query.sql}`));
+      await tx.executeQuery(CompiledQuery.raw('SET LOCAL plan_cache_mode = force_generic_plan'));
+      const explained = (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE stock_page(${query.parameters.map(literal).join(', ')})`))).rows;
+      await tx.executeQuery(CompiledQuery.raw('DEALLOCATE stock_page'));
+      return explained;
+    });
+    return nodesOf((rows[0] as { 'QUERY PLAN': Array<{ Plan: PlanNode }> })['QUERY PLAN'][0]!.Plan);
+  }
+
+  for (const [read, plan] of [['now', 'auto'], ['as_of', 'auto'], ['now', 'generic'], ['as_of', 'generic']] as const) {
+    it(`${read}, ${plan} plan: the first, a middle and the last page of ${SKUS} SKUs are an index range scan of the page's rows, without a sort`, async () => {
+      for (const after of [undefined, skus[SKUS / 2], skus[SKUS - 3]]) {
+        const nodes = await planOf(read, after, 51, plan);
+        const label = `${read} ${plan} after ${after ?? 'nothing'}: ${JSON.stringify(nodes.map((node) => [node['Node Type'], node['Relation Name'], node['Index Name'], node['Index Cond']]))}`;
+        const sorts = nodes.filter((node) => /Sort$/.test(node['Node Type']));
+        assert.ok(!sorts.some((sort) => nodesOf(sort).some((node) => node['Relation Name'] === 'stock_balances')), `the balances are sorted: ${label}`);
+        const scans = nodes.filter((node) => node['Relation Name'] === 'stock_balances');
+        assert.equal(scans.length, 1, label);
+        const scan = scans[0]!;
+        assert.match(scan['Node Type'], /^Index (Only )?Scan$/, label);
+        assert.equal(scan['Index Name'], 'stock_balances_pkey', label);
+        if (after !== undefined) assert.match(scan['Index Cond'] ?? '', /sku_id > /, label);
+        const read_ = (scan['Actual Rows'] ?? 0) + (scan['Rows Removed by Filter'] ?? 0);
+        assert.ok(read_ <= 52, `${label}: read ${read_} balances for a page of 51`);
+        for (const other of nodes.filter((node) => node['Relation Name'] === 'stock_ledger' || node['Relation Name'] === 'stock_snapshots')) {
+          assert.match(other['Node Type'], /^Index (Only )?Scan$/, label);
+          assert.ok((other['Actual Loops'] ?? 0) <= 52, `${label}: ${other['Relation Name']} looked up ${other['Actual Loops']} times for a page of 51`);
+        }
+      }
+    });
+  }
+
+  it(`walking the ${SKUS} SKUs with ?limit=500 answers each once, in order, in ${SKUS / 500} pages; without a limit, all in one`, async () => {
+    const ids: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const response: { status: number; body: { items: Array<{ sku_id: string }>; next_cursor: string | null } } = await owner.get(
+        `/v1/stores/${storeId}/stock?limit=500${cursor ? `&cursor=${cursor}` : ''}`,
+      );
+      assert.equal(response.status, 200);
+      ids.push(...response.body.items.map((item) => item.sku_id));
+      cursor = response.body.next_cursor;
+      pages++;
+    } while (cursor !== null && pages <= SKUS / 500);
+    assert.equal(pages, SKUS / 500);
+    assert.deepEqual(ids, skus);
+    const whole = await owner.get(`/v1/stores/${storeId}/stock`);
+    assert.equal(whole.body.items.length, SKUS);
+    assert.equal(whole.body.next_cursor, null);
+    const asOf = await owner.get(`/v1/stores/${storeId}/stock?limit=500&cursor=${encodeCursorOf(skus[SKUS - 501]!)}&as_of=${encodeURIComponent(new Date().toISOString())}`);
+    assert.equal(asOf.status, 200);
+    assert.deepEqual(asOf.body.items, skus.slice(SKUS - 500).map((sku_id) => ({ sku_id, quantity: 8 })));
+    assert.equal(asOf.body.next_cursor, null);
   });
 });
