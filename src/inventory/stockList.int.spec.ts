@@ -319,3 +319,113 @@ describe('GET /v1/stores/{store_id}/stock: a page of a big store reads that page
     assert.equal(asOf.body.next_cursor, null);
   });
 });
+
+describe('GET /v1/stores/{store_id}/stock: walking the pages while sales and receipts move the stock', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let storeId: string;
+  let skus: string[];
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    storeId = await givenStore(owner, 'CW');
+    skus = [];
+    for (let i = 0; i < 80; i++) skus.push(await givenSku(owner, `CW-${i}`, 'piece'));
+    await givenStock(owner, storeId, skus.map((sku_id) => ({ sku_id, quantity: 1000 })));
+    skus.sort();
+  });
+  after(() => t.close());
+
+  type Page = { status: number; body: { items: Array<{ sku_id: string; quantity: number }>; next_cursor: string | null } };
+  async function walk(query: string): Promise<Array<{ sku_id: string; quantity: number }>> {
+    const items: Array<{ sku_id: string; quantity: number }> = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const response: Page = await owner.get(`/v1/stores/${storeId}/stock?${query}${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(response.status, 200, JSON.stringify(response.body));
+      items.push(...response.body.items.map(({ sku_id, quantity }) => ({ sku_id, quantity })));
+      cursor = response.body.next_cursor;
+      pages++;
+    } while (cursor !== null && pages < 100);
+    assert.equal(cursor, null, 'the walk ended');
+    return items;
+  }
+
+  it('no SKU is skipped or repeated, in SKU order; a SKU first received during the walk appears at most once; as of a moment before, every page has that moment\'s quantities', async () => {
+    const before = await walk('limit=500');
+    assert.deepEqual(before, skus.map((sku_id) => ({ sku_id, quantity: 1000 })));
+    const moment = new Date().toISOString();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+
+    const added: string[] = [];
+    let stop = false;
+    let sold = 0;
+    let received = 0;
+    const pick = () => skus[Math.floor(Math.random() * skus.length)]!;
+    const seller = async () => {
+      while (!stop) {
+        const sku_id = pick();
+        const response = await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id, quantity: 1, unit_price: 100 }] });
+        assert.equal(response.status, 201, JSON.stringify(response.body));
+        sold++;
+      }
+    };
+    const receiver = async () => {
+      let n = 0;
+      while (!stop) {
+        const items = [{ sku_id: pick(), quantity: 2 }, { sku_id: pick(), quantity: 3 }].filter((item, i, all) => all.findIndex((other) => other.sku_id === item.sku_id) === i);
+        // Now and then a SKU the store never had: its balance row is new, wherever it falls in SKU order.
+        if (n++ % 3 === 0) {
+          const sku = await givenSku(owner, `CW-NEW-${added.length}-${Math.random().toString(36).slice(2, 6)}`, 'piece');
+          added.push(sku);
+          items.push({ sku_id: sku, quantity: 7 });
+        }
+        const response = await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items });
+        assert.equal(response.status, 201, JSON.stringify(response.body));
+        received += items.filter((item) => skus.includes(item.sku_id)).reduce((sum, item) => sum + item.quantity, 0);
+      }
+    };
+    const writers = [seller(), seller(), seller(), receiver(), receiver()];
+    let walks: Array<{ query: string; items: Array<{ sku_id: string; quantity: number }> }>;
+    try {
+      walks = [];
+      for (let round = 0; round < 3; round++) {
+        const queries = ['limit=3', 'limit=7', `limit=4&as_of=${encodeURIComponent(moment)}`, `limit=11&as_of=${encodeURIComponent(moment)}`];
+        const results = await Promise.all(queries.map((query) => walk(query)));
+        walks.push(...results.map((items, i) => ({ query: queries[i]!, items })));
+      }
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+    }
+    assert.ok(sold > 0 && received > 0 && added.length > 0, `writes happened during the walks: ${sold} sales, ${received} received, ${added.length} new SKUs`);
+
+    for (const { query, items } of walks) {
+      const ids = items.map((item) => item.sku_id);
+      for (let i = 1; i < ids.length; i++) assert.ok(ids[i - 1]! < ids[i]!, `${query}: in SKU order, each once (${ids[i - 1]} then ${ids[i]})`);
+      assert.deepEqual(ids.filter((id) => skus.includes(id)), skus, `${query}: every SKU the store had`);
+      assert.ok(ids.every((id) => skus.includes(id) || added.includes(id)), `${query}: nothing else`);
+      if (query.includes('as_of')) {
+        // As of the moment before the writes: the quantities then, on every page; a SKU first received later had 0.
+        assert.deepEqual(items.filter((item) => skus.includes(item.sku_id)), before, query);
+        assert.ok(items.every((item) => skus.includes(item.sku_id) || item.quantity === 0), query);
+      }
+    }
+
+    // The rows left behind: the list now is the balances, each balance its ledger, and the store's stock what was written.
+    const now = await walk('limit=13');
+    const { rows } = await t.admin.query(
+      `SELECT b.sku_id, b.quantity::int AS quantity, (SELECT sum(quantity_change)::int FROM stock_ledger l WHERE l.tenant_id = b.tenant_id AND l.store_id = b.store_id AND l.sku_id = b.sku_id) AS ledger
+       FROM stock_balances b WHERE b.tenant_id = $1 AND b.store_id = $2 ORDER BY b.sku_id`,
+      [tenantId, storeId],
+    );
+    assert.deepEqual(now, rows.map((row: { sku_id: string; quantity: number }) => ({ sku_id: row.sku_id, quantity: row.quantity })));
+    for (const row of rows as Array<{ sku_id: string; quantity: number; ledger: number }>) assert.equal(row.quantity, row.ledger, row.sku_id);
+    assert.equal(rows.length, skus.length + added.length);
+    const ofOld = (rows as Array<{ sku_id: string; quantity: number }>).filter((row) => skus.includes(row.sku_id)).reduce((sum, row) => sum + row.quantity, 0);
+    assert.equal(ofOld, skus.length * 1000 - sold + received);
+  });
+});
