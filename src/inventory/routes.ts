@@ -231,7 +231,14 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           '`created_at_exact` includes that row); the answer\'s `as_of` is that moment in UTC, to the millisecond like every ' +
           'timestamp of the API. Outside the years 0001–9999 in UTC, or unreadable: 400. In `sku_id` order; pages with `?limit=` ' +
           '(1–500) and `?cursor=` (the previous page\'s `next_cursor`) like every list — without either, every SKU in one answer ' +
-          '(`next_cursor: null`), as before lists were paged here.',
+          '(`next_cursor: null`), as before lists were paged here; a cursor without a limit pages by 50.',
+        description:
+          'A page is the SKUs after the cursor\'s `sku_id` (a range of the balances\' primary key, whatever the store\'s size), each read ' +
+          'when its page is: walking the pages while sales and receipts go on lists every SKU of the store once, in order, with its ' +
+          'quantity when its page was read (a SKU first stocked during the walk is listed if it falls after the cursor). With `as_of`, ' +
+          'every page is the stock at that moment (send the same `as_of` with each cursor); a SKU the store stocked only later is ' +
+          'listed with 0. A limit outside 1–500, a cursor this list did not write, or any other query parameter: 400 ' +
+          '(application/problem+json, at `/querystring/<name>`). A token limited to other stores: 404.',
         params: StoreParams,
         querystring: Type.Object(
           {
