@@ -12,6 +12,7 @@ import { providerCancellationOf, type ProviderCancellation } from './orderStatus
 import type { ProviderCancelAnswer } from './fulfilmentProvider.js';
 import { providerFrom } from './provider.js';
 import { byOrder } from './recoverOrderJob.js';
+import { claimOrder } from './claimOrder.js';
 
 /**
  * `order.provider_cancel`: a manager cancelled an order the provider holds
@@ -69,25 +70,21 @@ export const cancelAtProvider = defineTask<{ order_id: string }>({
 });
 
 /**
- * Sets provider_cancellation_at to now while the cancellation is still
- * `requested` (a command of its own; not the order's version: nothing a
- * client sees changes). False: it is no longer requested (answered).
+ * Claims the order for this try of the cancellation (claimOrder, no
+ * operation): provider_cancellation_at set to now while the cancellation is
+ * still `requested` (not the order's version: nothing a client sees changes).
+ * False: it is no longer requested (answered).
  */
-async function restartSweepClock(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
-  const outcome = await jobCommand(ctx, tenantId, 'order.provider_cancel', async (cmd) => {
-    const touched = await maybeOne(
-      cmd.tx,
-      sql<{ store_id: string }>`
-        UPDATE orders SET provider_cancellation_at = now()
-        WHERE tenant_id = ${tenantId} AND id = ${orderId} AND provider_cancellation = 'requested'
-        RETURNING store_id`,
-    );
-    if (!touched) return { status: 409, body: { reason: 'the cancellation is no longer requested' } };
-    cmd.storeId = touched.store_id;
-    cmd.touch('orders', orderId, 'updated');
-    return { status: 200, body: { provider_cancellation: 'requested' } };
-  });
-  return outcome.status === 200;
+function restartSweepClock(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
+  return claimOrder(
+    ctx,
+    tenantId,
+    orderId,
+    sql<{ claimed: number }>`
+      UPDATE orders SET provider_cancellation_at = now()
+      WHERE tenant_id = ${tenantId} AND id = ${orderId} AND provider_cancellation = 'requested'
+      RETURNING 1 AS claimed`,
+  );
 }
 
 /** How much of the provider's answer to a cancel is kept (JSON text characters). */

@@ -249,6 +249,10 @@ describe('cancelling an order the provider holds', () => {
     // the sweep restarts it after each give-up (ORDERS_STUCK_AFTER_SECONDS later): at least two rounds
     await waitFor('two give-ups', async () => (await giveUps()) >= 2, 20_000, 100);
     assert.equal(await cancellationOf(orderId), 'requested');
+    // Its tries, which changed nothing, wrote no operation (each only claimed the order)
+    const cancelOperations = async () =>
+      (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'order.provider_cancel'`, [shop.tenantId])).rows[0].n as number;
+    assert.equal(await cancelOperations(), 0);
     const failedItems = await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE tenant_id = $1 AND kind = 'job_failed' AND status = 'open'`, [shop.tenantId]);
     assert.equal(failedItems.rows[0].n, 1, 'one open item for the order, not one per round');
     // When the provider is back
@@ -256,5 +260,7 @@ describe('cancelling an order the provider holds', () => {
     await waitForCancellation(orderId, 'confirmed', 20_000);
     assert.equal(simOrderOf(orderId).status, 'cancelled');
     assert.ok(simOrderOf(orderId).cancel_calls >= 1);
+    // And its answer is the one operation of the cancellation at the provider
+    assert.equal(await cancelOperations(), 1);
   });
 });

@@ -1,11 +1,12 @@
-import { sql, type RawBuilder } from 'kysely';
-import { inTenantTransaction, type Command } from '../core/command.js';
+import { sql } from 'kysely';
+import { inTenantTransaction } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { enqueueJob } from '../jobs/enqueueJob.js';
-import { jobCommand } from '../jobs/jobCommand.js';
+import { jobCommand, jobCommandIfChanged } from '../jobs/jobCommand.js';
 import { defineTask, type JobContext } from '../jobs/task.js';
 import { applyOrderEvent, openOrderFailedItem } from './applyOrderEvent.js';
+import { claimOrder } from './claimOrder.js';
 import { submitJobKey } from './createOrder.js';
 import { findOrder } from './findOrder.js';
 import { providerStatusOf } from './orderStatus.js';
@@ -33,23 +34,17 @@ async function enqueueForEachOrder(ctx: JobContext, task: 'order.recover' | 'ord
 export const byOrder = (data: { order_id?: unknown } | null | undefined): string | undefined => (typeof data?.order_id === 'string' ? data.order_id : undefined);
 
 /**
- * Notes, in a command of the order, that the provider was asked about it (or
- * could not be): the sweep asks again only after another
- * ORDERS_POLL_AFTER_SECONDS. Only while the order waits on the provider.
+ * The lookup's claim: provider_checked_at, when the provider was last asked
+ * about the order (a try to ask it began), set while the order waits on the
+ * provider — with `dueAfterSeconds`, only if the order has neither moved nor
+ * been asked about for that long (WAITING_UNASKED). The sweep asks again
+ * only after another ORDERS_POLL_AFTER_SECONDS.
  */
-async function markProviderAsked(cmd: Command, orderId: string): Promise<void> {
-  const touched = await maybeOne(
-    cmd.tx,
-    sql<{ store_id: string }>`
-      UPDATE orders SET provider_checked_at = now()
-      WHERE tenant_id = ${cmd.tenantId} AND id = ${orderId} AND status IN ('submitted', 'processing')
-      RETURNING store_id`,
-  );
-  if (touched) {
-    cmd.storeId = touched.store_id;
-    cmd.touch('orders', orderId, 'updated');
-  }
-}
+const lookupClaim = (tenantId: string, orderId: string, dueAfterSeconds: number | null) => sql<{ claimed: number }>`
+  UPDATE orders SET provider_checked_at = now()
+  WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('submitted', 'processing')
+    AND (${dueAfterSeconds === null} OR greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => ${dueAfterSeconds ?? 0}))
+  RETURNING 1 AS claimed`;
 
 /**
  * Orders stuck before the provider took them: pending/submitting for longer
@@ -102,48 +97,19 @@ export const sweepStuckOrders = defineTask<Record<string, unknown>>({
 });
 
 /**
- * Marks the order as asked about (provider_checked_at) before each try of a
- * lookup, in a command of its own (not the order's version: nothing a client
- * sees changes). A chain's first try marks it only while it is still due
+ * Claims the order for this try of a lookup (claimOrder: provider_checked_at,
+ * no operation). A chain's first try claims it only while it is still due
  * (WAITING_UNASKED), in one conditional UPDATE: a second job of the order —
  * queued by a sweep while this one ran (a running job holds its key no
- * longer), and run beside it — finds it claimed and does nothing, however
- * the two interleave (a check before the lookup and a mark after it let a
- * slow lookup be joined by one more chain per sweep). Retries mark it again,
- * so the sweep queues nothing while a chain is at work. False: not due, or
- * no longer waiting on the provider.
+ * longer), and run beside it — finds it claimed and does nothing, however the
+ * two interleave (a check before the lookup and a mark after it let a slow
+ * lookup be joined by one more chain per sweep). Retries claim it again, so
+ * the sweep queues nothing while a chain is at work. False: not due, or no
+ * longer waiting on the provider.
  */
-async function claimLookup(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
+function claimLookup(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
   const firstTry = ctx.attempt <= 1;
-  return claimOrder(
-    ctx,
-    tenantId,
-    orderId,
-    'order.poll',
-    sql<{ store_id: string }>`
-      UPDATE orders SET provider_checked_at = now()
-      WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('submitted', 'processing')
-        AND (${!firstTry} OR greatest(status_changed_at, provider_checked_at) < now() - make_interval(secs => ${ctx.config.ordersPollAfterSeconds}))
-      RETURNING store_id`,
-  );
-}
-
-/**
- * Runs a claim of an order — one conditional UPDATE of it, returning its
- * store — as a command of its own (`type`). False when the UPDATE matched
- * nothing: the order is not due (another job has it) or has moved on; the
- * command is then refused and writes nothing.
- */
-async function claimOrder(ctx: JobContext, tenantId: string, orderId: string, type: string, claim: RawBuilder<{ store_id: string }>): Promise<boolean> {
-  const outcome = await jobCommand(ctx, tenantId, type, async (cmd) => {
-    const touched = await maybeOne(cmd.tx, claim);
-    if (!touched) return { status: 409, body: { reason: 'the order is not due for this job' } };
-    cmd.storeId = touched.store_id;
-    cmd.touch('orders', orderId, 'updated');
-    return { status: 200, body: { claimed: true } };
-  });
-  if (outcome.status !== 200) ctx.logger.info({ order_id: orderId }, 'order no longer due: another job took care of it');
-  return outcome.status === 200;
+  return claimOrder(ctx, tenantId, orderId, lookupClaim(tenantId, orderId, firstTry ? ctx.config.ordersPollAfterSeconds : null));
 }
 
 /**
@@ -151,8 +117,10 @@ async function claimOrder(ctx: JobContext, tenantId: string, orderId: string, ty
  * ORDERS_POLL_AFTER_SECONDS (a provider stops retrying a webhook it could not
  * deliver; without this the order would wait forever). Asks the provider by
  * the order's idempotency key and applies what it says, as a webhook would be
- * (forward only; a stale answer changes nothing), and notes when it asked
- * (provider_checked_at), so the order is asked about again only after another
+ * (forward only), in one command — written only if it changed the order: a
+ * stale answer, or one the order already says ("still processing"), writes
+ * nothing. The claim before each try (provider_checked_at) is when it asked,
+ * so the order is asked about again only after another
  * ORDERS_POLL_AFTER_SECONDS. A provider that does not know the order is
  * logged and asked again later (the order is never failed for it: the
  * provider accepted it).
@@ -161,16 +129,14 @@ export const pollOrder = defineTask<{ order_id: string }>({
   name: 'order.poll',
   maxAttempts: 3,
   reviewSubjectOf: byOrder,
-  // The provider could not be asked (down, refusing our key): the order is
-  // asked about again after another ORDERS_POLL_AFTER_SECONDS, not at the
-  // next sweep — an outage does not turn into a lookup a minute per order.
+  // The provider could not be asked (down, refusing our key): the claim is
+  // renewed, so the order is asked about again after another
+  // ORDERS_POLL_AFTER_SECONDS from the give-up, not at the next sweep — an
+  // outage does not turn into a lookup a minute per order.
   async onGiveUp(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
-    await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
-      await markProviderAsked(cmd, data.order_id);
-      return { status: 200, body: { provider_status: null, asked: false } };
-    });
+    await claimOrder(ctx, tenantId, data.order_id, lookupClaim(tenantId, data.order_id, null));
   },
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
@@ -180,49 +146,46 @@ export const pollOrder = defineTask<{ order_id: string }>({
     if (!order || (order.status !== 'submitted' && order.status !== 'processing')) return;
     const found = await providerFrom(ctx.config).findByIdempotencyKey(order.provider_key, { reference: order.id, merchant: tenantId });
     const status = found ? providerStatusOf(found.status) : undefined;
-    const outcome = await jobCommand(ctx, tenantId, 'order.poll', async (cmd) => {
-      let now = order.status;
-      if (found && status) {
+    let now = order.status;
+    if (found && status) {
+      const outcome = await jobCommandIfChanged(ctx, tenantId, 'order.poll', async (cmd) => {
         const result = await applyOrderEvent(cmd, order.id, { type: 'provider_status', status }, 'recovery', order.provider_order_id === null ? { providerOrderId: found.id } : {});
-        now = result.order.status;
-      }
-      await markProviderAsked(cmd, order.id);
-      cmd.storeId = order.store_id;
-      return { status: 200, body: { status: now, provider_status: found?.status ?? null } };
-    });
-    const logged = { order_id: order.id, provider_status: found?.status ?? null, status: (outcome.body as { status: string }).status };
+        return { status: 200, body: { status: result.order.status, provider_status: found.status } };
+      });
+      if (outcome.status === 200) now = (outcome.body as { status: typeof now }).status;
+    }
+    const logged = { order_id: order.id, provider_status: found?.status ?? null, status: now };
     if (!found) ctx.logger.warn(logged, 'the provider does not know an order it accepted; asking again later');
     else ctx.logger.info(logged, 'order looked up at the provider');
   },
 });
 
 /**
- * Claims a stuck order for this recovery before each try, in a command of its
- * own: one conditional UPDATE of recovery_claimed_at (not the order's
- * version, nor its status_changed_at: nothing a client sees changes, and the
- * order_not_stuck check still reports a recovery that keeps failing). A
- * chain's first try claims it only while it is still stuck and unclaimed
- * (STUCK): a second recovery of the order — queued by a sweep while this one
- * ran (a running job holds its key no longer), and run beside it — finds it
- * claimed and does nothing, however the two interleave (a check before the
- * provider lookup let both look the order up, and both give it up). Retries
- * of the chain claim it again while it is pending/submitting, so the sweep
- * queues nothing while a chain is at work. False: not due, or no longer stuck.
+ * Claims a stuck order for this try of a recovery (claimOrder:
+ * recovery_claimed_at, no operation; not the order's version, nor its
+ * status_changed_at: nothing a client sees changes, and the order_not_stuck
+ * check still reports a recovery that keeps failing). A chain's first try
+ * claims it only while it is still stuck and unclaimed (STUCK): a second
+ * recovery of the order — queued by a sweep while this one ran (a running
+ * job holds its key no longer), and run beside it — finds it claimed and
+ * does nothing, however the two interleave (a check before the provider
+ * lookup let both look the order up, and both give it up). Retries of the
+ * chain claim it again while it is pending/submitting, so the sweep queues
+ * nothing while a chain is at work. False: not due, or no longer stuck.
  */
-async function claimRecovery(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
+function claimRecovery(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
   const firstTry = ctx.attempt <= 1;
   const seconds = ctx.config.ordersStuckAfterSeconds;
   return claimOrder(
     ctx,
     tenantId,
     orderId,
-    'order.recovery_claim',
-    sql<{ store_id: string }>`
+    sql<{ claimed: number }>`
       UPDATE orders SET recovery_claimed_at = now()
       WHERE tenant_id = ${tenantId} AND id = ${orderId} AND status IN ('pending', 'submitting')
         AND (${!firstTry} OR (status_changed_at < now() - make_interval(secs => ${seconds})
                               AND (recovery_claimed_at IS NULL OR recovery_claimed_at < now() - make_interval(secs => ${seconds}))))
-      RETURNING store_id`,
+      RETURNING 1 AS claimed`,
   );
 }
 
@@ -238,9 +201,10 @@ async function claimRecovery(ctx: JobContext, tenantId: string, orderId: string)
  * keeps failing before it reaches the provider was otherwise recovered
  * forever, and each recovery restarted the clock order_not_stuck reads).
  * The order is claimed first (claimRecovery), so one chain of tries
- * recovers it however many jobs the sweeps queued. Each step restarts the
- * order's stuck clock (conditionally, so a concurrent move wins), and is a
- * command of its own.
+ * recovers it however many jobs the sweeps queued. Each step that changes
+ * the order is a command of its own and restarts its stuck clock
+ * (conditionally, so a concurrent move wins); a try that changes nothing (the
+ * provider could not be asked) writes nothing but its claim.
  */
 export const recoverOrder = defineTask<{ order_id: string }>({
   name: 'order.recover',

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { inTenantTransaction } from '../core/command.js';
 import { all } from '../core/db.js';
 import { assert } from '../core/errors.js';
-import { jobCommand } from '../jobs/jobCommand.js';
+import { jobCommand, jobCommandIfChanged } from '../jobs/jobCommand.js';
 import { defineTask, type JobContext } from '../jobs/task.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
 import type { OrderRow } from './findOrder.js';
@@ -10,10 +10,14 @@ import { ProviderRejected, type ProviderOrder } from './fulfilmentProvider.js';
 import { providerStatusOf } from './orderStatus.js';
 import { providerFrom } from './provider.js';
 
-/** Records what the provider said about an order (create response or recovery lookup). */
+/**
+ * Records what the provider said about an order (create response or recovery
+ * lookup), in one command — written only if it changed the order: an answer
+ * a webhook has already applied writes nothing.
+ */
 export async function recordProviderOrder(ctx: JobContext, tenantId: string, orderId: string, found: ProviderOrder, source: 'worker' | 'recovery'): Promise<void> {
   const status = providerStatusOf(found.status) ?? 'submitted';
-  await jobCommand(ctx, tenantId, source === 'worker' ? 'order.provider_accepted' : 'order.recover', async (cmd) => {
+  await jobCommandIfChanged(ctx, tenantId, source === 'worker' ? 'order.provider_accepted' : 'order.recover', async (cmd) => {
     const result = await applyOrderEvent(cmd, orderId, { type: 'provider_status', status }, source, { providerOrderId: found.id });
     return { status: 200, body: { status: result.order.status } };
   });
@@ -63,7 +67,9 @@ export const submitOrder = defineTask<{ order_id: string }>({
       });
     } catch (error) {
       if (!(error instanceof ProviderRejected)) throw error;
-      await jobCommand(ctx, tenantId, 'order.provider_rejected', async (cmd) => {
+      // Written only if it fails the order: a refusal arriving after the order
+      // moved on (a webhook was faster) is stale, and changes nothing.
+      await jobCommandIfChanged(ctx, tenantId, 'order.provider_rejected', async (cmd) => {
         const result = await applyOrderEvent(cmd, order.id, { type: 'provider_rejected' }, 'worker', { lastError: error.message });
         return { status: 200, body: { status: result.order.status } };
       });
