@@ -20,9 +20,8 @@ import { runChecksForTenant } from '../integrity/runChecks.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import type { TaskDefinition } from '../jobs/task.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
-import { submitJobKey } from './createOrder.js';
 import { pollOrder, recoverOrder } from './recoverOrderJob.js';
-import { newOrderShop, orderBody, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
+import { makeStuckSubmitting, newOrderShop, orderBody, providerLookups, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
 
 describe('claims of an order by its jobs', () => {
   let t: TestApp;
@@ -85,8 +84,7 @@ describe('claims of an order by its jobs', () => {
     return rows as Array<{ id: string; type: string; effects: Array<{ table: string; id: string; action: string }> | null; events: number }>;
   }
 
-  const lookupsOf = (providerKey: string) =>
-    sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(providerKey)}`).length;
+  const lookupsOf = (providerKey: string) => providerLookups(sim, providerKey);
   const simOrderOf = (orderId: string): SimOrder => {
     const found = [...sim.orders.values()].filter((order) => order.reference === orderId);
     assert.equal(found.length, 1, `one provider order for ${orderId}`);
@@ -121,19 +119,7 @@ describe('claims of an order by its jobs', () => {
     const created = await shop.owner.post('/v1/orders', orderBody(shop));
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const orderId = created.body.id as string;
-    await t.admin.query(`SELECT graphile_worker.remove_job($1)`, [submitJobKey(orderId)]);
-    const row = (
-      await t.admin.query(
-        `UPDATE orders SET status = 'submitting', status_changed_at = now() - interval '1 hour', submit_attempts = 1
-         WHERE id = $1 RETURNING provider_key, op_id`,
-        [orderId],
-      )
-    ).rows[0];
-    await t.admin.query(
-      `INSERT INTO order_status_history (tenant_id, order_id, from_status, to_status, source, detail, op_id) VALUES ($1, $2, 'pending', 'submitting', 'worker', '{}'::jsonb, $3)`,
-      [shop.tenantId, orderId, row.op_id],
-    );
-    const providerKey = row.provider_key as string;
+    const { providerKey } = await makeStuckSubmitting(t.admin, orderId);
     if (atProvider) {
       const made = await fetch(`${sim.url}/orders`, {
         method: 'POST',

@@ -7,7 +7,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
-import { newOrderShop, orderBody, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
+import { newOrderShop, orderBody, providerLookups, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
 
 describe('orders waiting on the provider whose webhooks were lost', () => {
   let t: TestApp;
@@ -52,7 +52,7 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     assert.equal(read.body.status, 'completed');
     // And a completed order is asked about no more (a lookup that changes nothing writes nothing: the provider's log tells)
     const key = (await t.admin.query(`SELECT provider_key FROM orders WHERE id = $1`, [orderId])).rows[0].provider_key as string;
-    const lookups = () => sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(key)}`).length;
+    const lookups = () => providerLookups(sim, key);
     const before = lookups();
     await sleep(2_500);
     assert.equal(lookups(), before);
@@ -104,7 +104,7 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     await worker.stop();
     worker = await startTestWorker(t, { ...overrides, fulfilmentTimeoutMs: 10_000 });
     sim.faults.latencyMs = 2_000;
-    const lookups = () => sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(key)}`).length;
+    const lookups = () => providerLookups(sim, key);
     const lookupsBefore = lookups();
     try {
       await waitFor('a lookup of the order at the provider', async () => lookups() > lookupsBefore, 15_000, 10);
@@ -158,7 +158,7 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     await worker.stop();
     await t.admin.query(`UPDATE orders SET status_changed_at = now() - interval '1 hour', provider_checked_at = NULL WHERE id = $1`, [orderId]);
     const key = (await t.admin.query(`SELECT provider_key FROM orders WHERE id = $1`, [orderId])).rows[0].provider_key as string;
-    const lookups = () => sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(key)}`).length;
+    const lookups = () => providerLookups(sim, key);
     const lookupsBefore = lookups();
     // When every lookup takes 1.5 s and times out after 0.8 s (three attempts of about a second),
     // while the sweep runs every 0.5 s and a lookup is due after 6 s unchanged

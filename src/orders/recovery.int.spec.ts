@@ -12,7 +12,7 @@ import { allChecks } from '../integrity/registry.js';
 import { runChecksForTenant } from '../integrity/runChecks.js';
 import { submitJobKey } from './createOrder.js';
 import { MAX_RECOVERIES, recoverOrder } from './recoverOrderJob.js';
-import { newOrderShop, orderBody, statusOf, WEBHOOK_SECRET } from './testkit.js';
+import { makeStuckSubmitting, newOrderShop, orderBody, providerLookups, statusOf, WEBHOOK_SECRET } from './testkit.js';
 
 describe('recovery of an order stuck in pending', () => {
   let t: TestApp;
@@ -130,20 +130,8 @@ describe('recovery of an order stuck in pending', () => {
   /** A new order stuck in `submitting` for an hour after `recoveries` recoveries (its submit job gone, the worker stopped), the provider never having heard of it. */
   async function stuckSubmittingOrder(recoveries: number): Promise<{ orderId: string; tenantId: string; providerKey: string }> {
     await worker?.stop();
-    const { orderId, key } = await pendingOrder();
-    await t.admin.query(`SELECT graphile_worker.remove_job($1)`, [key]);
-    const row = (
-      await t.admin.query(
-        `UPDATE orders SET status = 'submitting', status_changed_at = now() - interval '1 hour', submit_attempts = 1, recoveries = $2
-         WHERE id = $1 RETURNING tenant_id, provider_key, op_id`,
-        [orderId, recoveries],
-      )
-    ).rows[0];
-    await t.admin.query(
-      `INSERT INTO order_status_history (tenant_id, order_id, from_status, to_status, source, detail, op_id) VALUES ($1, $2, 'pending', 'submitting', 'worker', '{}'::jsonb, $3)`,
-      [row.tenant_id, orderId, row.op_id],
-    );
-    return { orderId, tenantId: row.tenant_id, providerKey: row.provider_key };
+    const { orderId } = await pendingOrder();
+    return { orderId, ...(await makeStuckSubmitting(t.admin, orderId, recoveries)) };
   }
 
   /**
@@ -171,8 +159,7 @@ describe('recovery of an order stuck in pending', () => {
     }
   }
 
-  const lookupsOf = (providerKey: string) =>
-    sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(providerKey)}`).length;
+  const lookupsOf = (providerKey: string) => providerLookups(sim, providerKey);
   const operationsOf = async (tenantId: string, type: string) =>
     (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = $2`, [tenantId, type])).rows[0].n as number;
 

@@ -4,6 +4,8 @@ import type pg from 'pg';
 import type { TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { waitFor } from '../../test/support/wait.js';
+import type { ProviderSim } from '../providerSim/providerSim.js';
+import { submitJobKey } from './createOrder.js';
 import { signWebhook } from './webhookSignature.js';
 
 export const WEBHOOK_SECRET = 'test-fulfilment-secret';
@@ -41,6 +43,32 @@ export async function waitForStatus(admin: pg.Pool, orderId: string, status: str
 
 export async function historyOf(admin: pg.Pool, orderId: string): Promise<Array<{ from_status: string | null; to_status: string; source: string }>> {
   return (await admin.query('SELECT from_status, to_status, source FROM order_status_history WHERE order_id = $1 ORDER BY id', [orderId])).rows;
+}
+
+/** The lookups of an order at the provider by our idempotency key (GET /orders?idempotency_key=…) the simulator has received. */
+export function providerLookups(sim: ProviderSim, providerKey: string): number {
+  return sim.requests.filter((request) => request.method === 'GET' && request.path === `/orders?idempotency_key=${encodeURIComponent(providerKey)}`).length;
+}
+
+/**
+ * Leaves a pending order stuck in `submitting` for an hour, as a worker that
+ * died mid-submit would (its submit job gone, one call counted, after
+ * `recoveries` recoveries), with its history row. Run with no worker running.
+ */
+export async function makeStuckSubmitting(admin: pg.Pool, orderId: string, recoveries = 0): Promise<{ tenantId: string; providerKey: string }> {
+  await admin.query(`SELECT graphile_worker.remove_job($1)`, [submitJobKey(orderId)]);
+  const row = (
+    await admin.query(
+      `UPDATE orders SET status = 'submitting', status_changed_at = now() - interval '1 hour', submit_attempts = 1, recoveries = $2
+       WHERE id = $1 RETURNING tenant_id, provider_key, op_id`,
+      [orderId, recoveries],
+    )
+  ).rows[0];
+  await admin.query(
+    `INSERT INTO order_status_history (tenant_id, order_id, from_status, to_status, source, detail, op_id) VALUES ($1, $2, 'pending', 'submitting', 'worker', '{}'::jsonb, $3)`,
+    [row.tenant_id, orderId, row.op_id],
+  );
+  return { tenantId: row.tenant_id, providerKey: row.provider_key };
 }
 
 /** Posts a provider event signed with `secret` (default: the right one). */
