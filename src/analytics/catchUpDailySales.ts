@@ -1,10 +1,9 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { all, lockNamed, one } from '../core/db.js';
-import { SALE_VOID_OP } from '../sales/voidSale.js';
-import { rollupDailySales, ROLLUP_SETTLE, SALE_DAY, SALE_HAPPENED_DAY } from './rollupDailySales.js';
+import { lockNamed, maybeOne, one } from '../core/db.js';
+import { rollupDailySales, SALE_DAY, SALE_HAPPENED_DAY } from './rollupDailySales.js';
+import { countedBy, everySaleChange, saleChangesNotSeenBy } from './saleChanges.js';
 
-const saleDay = sql.raw(SALE_DAY);
 const saleHappenedDay = sql.raw(SALE_HAPPENED_DAY);
 
 /**
@@ -16,10 +15,12 @@ const saleHappenedDay = sql.raw(SALE_HAPPENED_DAY);
  * days differ.
  */
 export const SALE_DAY_RULE = 2;
-const settle = sql.raw(ROLLUP_SETTLE);
 
 export interface CatchUpResult {
-  /** Every change stamped before this is now in its store-day's figures. */
+  /**
+   * When this run read the changes (its statement's start): every change
+   * committed before it is now in its store-day's figures.
+   */
   changes_through: string;
   /** The days rolled up again (YYYY-MM-DD), oldest first. */
   days: string[];
@@ -27,62 +28,57 @@ export interface CatchUpResult {
 
 /**
  * What the scheduled `analytics.rollup` does for a tenant: recomputes every
- * day one of whose stores' figures (a store's day: in its time zone) may not count a change to its sales —
- * a sale recorded or voided since the tenant's last catch-up
- * (`daily_sales_rollup_progress.changes_through`) that its store-day's
- * figures were computed before (or within ROLLUP_SETTLE after: a change is
- * stamped when its transaction began and may have committed after the
- * figures read the sales), or whose store-day has no figures at all — then
- * moves `changes_through` to ROLLUP_SETTLE before this transaction began.
- * Every change stamped before that had committed when this transaction
- * began, so the statement below saw it; changes since are looked at again
- * by the next run (and skipped if figures computed since count them).
+ * day one of whose stores' figures (a store's day: in its time zone) does not
+ * count a change to its sales that the tenant's last catch-up did not see —
+ * a sale recorded or voided whose transaction is not visible in the snapshot
+ * of that run's read (`daily_sales_rollup_progress.changes_snapshot`) — then
+ * records the snapshot of this run's own read. Figures count a change when
+ * its transaction is visible in the snapshot they were computed from
+ * (`daily_sales_rollups.computed_snapshot`, countedBy): a day recomputed since
+ * the change (a zone change, a run with a `date`) is left as it is.
  *
- * Nothing is written by a sale or a void for this: the changes are found
- * through indexes those paths already keep — sales recorded since, per store
- * (`sales_store_created_idx`); voids since, as the `sale.void` operations
- * since (`operations_created_idx`), each to its sale through its audit event
- * (`events_op_idx`) — so the cost is that of the changes since the last run.
- * A tenant never caught up (no progress row) looks at all its sales once.
+ * Exact whatever order changes commit in (saleChangesNotSeenBy): a sale whose
+ * transaction had begun — or even taken a smaller id than one this run reads —
+ * but not committed when this run read the changes is not visible in this
+ * run's snapshot, so the next run reads it. Nothing is trusted to be short.
+ * A change that commits after the read but before its day is recomputed
+ * here is counted by the figures and skipped by the next run.
+ *
+ * The changes are read through two indexes (sales by tenant and created_xid,
+ * by tenant and voided_xid), from the last snapshot's xmin up: the cost is
+ * that of the changes since the last run. A tenant never caught up (no
+ * progress row) looks at all its sales once.
  *
  * The days and the progress row commit together. Runs of one tenant take
- * turns (the lock is taken before the progress row is read), and each day is
- * recomputed under that day's own lock (rollupDailySales), oldest first.
+ * turns (the lock is taken before the progress row is read, so each run's
+ * snapshot is later than the one it reads), and each day is recomputed under
+ * that day's own lock (rollupDailySales), oldest first.
  */
 export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
   const { tx, tenantId, opId } = cmd;
   await lockNamed(tx, `daily-sales-rollup-catch-up/${tenantId}`);
-  const progress = await one(
+  const progress = await maybeOne(
     tx,
     // As text: a JS Date would drop the microseconds.
-    sql<{ since: string | null; through: string; rule: number | null }>`
-      SELECT (SELECT changes_through::text FROM daily_sales_rollup_progress WHERE tenant_id = ${tenantId}) AS since,
-             (SELECT sale_day_rule FROM daily_sales_rollup_progress WHERE tenant_id = ${tenantId}) AS rule,
-             (now() - ${settle})::text AS through`,
+    sql<{ seen: string; since: string; rule: number }>`
+      SELECT changes_snapshot::text AS seen, changes_through::text AS since, sale_day_rule AS rule
+      FROM daily_sales_rollup_progress WHERE tenant_id = ${tenantId}`,
   );
-  const since = sql`coalesce(${progress.since}::timestamptz, '-infinity')`;
+  const changes = sql.raw(progress ? saleChangesNotSeenBy('p') : everySaleChange('p.tenant_id'));
   // Figures computed before a sale counted on its money's day (SALE_DAY_RULE)
   // may count it on the day it happened: those days and the days that must
   // count it, once (migration 0880).
-  const redate = (progress.rule ?? 1) < SALE_DAY_RULE;
-  const days = await all(
+  const redate = (progress?.rule ?? 1) < SALE_DAY_RULE;
+  // One statement: the snapshot recorded is the one the changes were read in.
+  const read = await one(
     tx,
-    sql<{ day: string }>`
-      WITH changed AS (
-        SELECT s.store_id, ${saleDay} AS day, s.created_at AS changed_at
-        FROM stores st
-        CROSS JOIN LATERAL (
-          SELECT s.* FROM sales s
-          WHERE s.tenant_id = st.tenant_id AND s.store_id = st.id AND s.created_at >= ${since}
-        ) s
-        WHERE st.tenant_id = ${tenantId}
-        UNION ALL
-        SELECT s.store_id, ${saleDay}, s.voided_at
-        FROM operations o
-        JOIN events e ON e.tenant_id = o.tenant_id AND e.op_id = o.id AND e.subject_type = 'sale'
-        JOIN sales s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id::uuid AND s.voided_by_op = o.id
+    sql<{ seen: string; through: string; days: string[] }>`
+      WITH p AS (
+        SELECT ${tenantId}::uuid AS tenant_id, ${progress?.seen ?? null}::pg_snapshot AS changes_snapshot
+      ), changed AS (
+        SELECT s.store_id, ${sql.raw(SALE_DAY)} AS day, s.xid, s.changed_at
+        FROM p CROSS JOIN LATERAL (${changes}) s
         JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
-        WHERE o.tenant_id = ${tenantId} AND o.type = ${SALE_VOID_OP} AND o.created_at >= ${since}
       ), redated AS (
         -- the rule before: the store's day it happened, in its time zone (SALE_HAPPENED_DAY)
         SELECT both_days.day
@@ -92,24 +88,26 @@ export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
         CROSS JOIN LATERAL (VALUES (e.business_date), (${saleHappenedDay})) both_days (day)
         WHERE ${redate} AND e.tenant_id = ${tenantId} AND e.kind = 'sale'
           AND e.business_date <> ${saleHappenedDay}
+      ), days AS (
+        SELECT c.day
+        FROM changed c
+        LEFT JOIN daily_sales_rollups r ON r.tenant_id = ${tenantId} AND r.store_id = c.store_id AND r.business_date = c.day
+        WHERE NOT ${sql.raw(countedBy('r', 'c.xid', 'c.changed_at'))}
+        UNION
+        SELECT day FROM redated
       )
-      SELECT DISTINCT to_char(c.day, 'YYYY-MM-DD') AS day
-      FROM changed c
-      LEFT JOIN daily_sales_rollups r ON r.tenant_id = ${tenantId} AND r.store_id = c.store_id AND r.business_date = c.day
-      WHERE r.computed_at IS NULL OR c.changed_at >= r.computed_at - ${settle}
-      UNION
-      SELECT to_char(day, 'YYYY-MM-DD') FROM redated
-      ORDER BY 1`,
+      SELECT pg_current_snapshot()::text AS seen, statement_timestamp()::text AS through,
+             coalesce((SELECT array_agg(DISTINCT to_char(day, 'YYYY-MM-DD') ORDER BY to_char(day, 'YYYY-MM-DD')) FROM days), '{}') AS days`,
   );
-  for (const { day } of days) await rollupDailySales(cmd, day);
+  for (const day of read.days) await rollupDailySales(cmd, day);
   await sql`
-    INSERT INTO daily_sales_rollup_progress (tenant_id, changes_through, sale_day_rule, op_id, updated_by_op)
-    VALUES (${tenantId}, ${progress.through}::timestamptz, ${SALE_DAY_RULE}, ${opId}, ${opId})
+    INSERT INTO daily_sales_rollup_progress (tenant_id, changes_through, changes_snapshot, sale_day_rule, op_id, updated_by_op)
+    VALUES (${tenantId}, ${read.through}::timestamptz, ${read.seen}::pg_snapshot, ${SALE_DAY_RULE}, ${opId}, ${opId})
     ON CONFLICT (tenant_id) DO UPDATE
-      SET changes_through = greatest(daily_sales_rollup_progress.changes_through, EXCLUDED.changes_through),
+      SET changes_through = EXCLUDED.changes_through, changes_snapshot = EXCLUDED.changes_snapshot,
           sale_day_rule = EXCLUDED.sale_day_rule, updated_by_op = EXCLUDED.updated_by_op, updated_at = now()`.execute(tx);
-  cmd.touch('daily_sales_rollup_progress', tenantId, progress.since === null ? 'created' : 'updated');
-  const result = { changes_through: progress.through, days: days.map(({ day }) => day) };
-  cmd.audit({ subjectType: 'daily_sales_rollup_progress', subjectId: tenantId, before: { changes_through: progress.since }, after: result });
+  cmd.touch('daily_sales_rollup_progress', tenantId, progress ? 'updated' : 'created');
+  const result = { changes_through: read.through, days: read.days };
+  cmd.audit({ subjectType: 'daily_sales_rollup_progress', subjectId: tenantId, before: { changes_through: progress?.since ?? null }, after: result });
   return result;
 }

@@ -1,13 +1,13 @@
 import type { IntegrityCheck } from '../integrity/check.js';
-import { candidateSaleIds, ROLLUP_SETTLE, SALE_DAY, SALE_FIGURES, saleDayOf } from './rollupDailySales.js';
+import { candidateSaleIds, ROLLUP_SETTLE, SALE_DAY, SALE_FIGURES } from './rollupDailySales.js';
+import { countedBy, everySaleChange, saleChangesNotSeenBy } from './saleChanges.js';
 
 /**
  * How long a change to a store-day's sales may wait for its figures: the
  * scheduled rollup runs every 24 hours (00:20 UTC, src/jobs/registry.ts) and
- * catches up every change since its last run; a change made up to
- * ROLLUP_SETTLE before a run may need the run after. Plus two hours for the
- * run itself and its retries. A change older than this that its figures do
- * not count is a rollup that did not run, not one about to.
+ * catches up every change it has not seen. Plus two hours for the run itself
+ * and its retries. A change older than this that its figures do not count is
+ * a rollup that did not run, not one about to.
  */
 export const ROLLUP_STALE_AFTER = "interval '26 hours'";
 
@@ -41,25 +41,33 @@ export const analyticsChecks: IntegrityCheck[] = [
     name: 'daily_sales_rollup_stale',
     severity: 'warning',
     description:
-      "No store-day's sales changed (a sale recorded or voided) more than the grace (26 hours: the nightly rollup plus a margin) ago without its figures recomputed since (or within the settle margin after), nor has sales that old and no figures at all: the scheduled rollup catches every change up, so such a day is figures that will stay wrong.",
-    // Every change of every sale against its store-day's figures: what it
-    // must find is any sale, however old (the run that should have counted
-    // it may never have happened), so it reads the sales once (a hash join),
-    // not per store-day.
+      "No store-day's sales changed (a sale recorded or voided) more than the grace (26 hours: the nightly rollup plus a margin) ago in a way its figures do not count, nor has sales that old and no figures at all: the scheduled rollup catches every change up, so such a day is figures that will stay wrong.",
+    // Only the changes the tenant's last catch-up has not seen (not visible
+    // in daily_sales_rollup_progress.changes_snapshot: two index ranges from
+    // its xmin up) can be waiting: every change it saw, it counted in the
+    // same transaction (or found counted). So this reads the changes since
+    // the last catch-up — none older than the grace while the schedule runs
+    // — never a tenant's history; a tenant never caught up has all its
+    // sales read, each of them waiting for that first run.
     sql: `
+      WITH waiting AS (
+        SELECT s.* FROM daily_sales_rollup_progress p
+        CROSS JOIN LATERAL (${saleChangesNotSeenBy('p')}) s
+        WHERE ($1::uuid IS NULL OR p.tenant_id = $1)
+        UNION ALL
+        SELECT s.* FROM (SELECT DISTINCT tenant_id FROM stores WHERE ($1::uuid IS NULL OR tenant_id = $1)) t
+        CROSS JOIN LATERAL (${everySaleChange('t.tenant_id')}) s
+        WHERE NOT EXISTS (SELECT 1 FROM daily_sales_rollup_progress p WHERE p.tenant_id = t.tenant_id)
+      )
       SELECT s.tenant_id, s.store_id::text || '/' || d.business_date::text AS subject,
              jsonb_build_object('store_id', s.store_id, 'business_date', d.business_date, 'computed_at', r.computed_at,
-                                'first_change_not_counted', min(c.changed_at), 'changes_not_counted', count(*)) AS detail
-      FROM sales s
+                                'first_change_not_counted', min(s.changed_at), 'changes_not_counted', count(*)) AS detail
+      FROM waiting s
       JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
-      -- the day of SALE_DAY (saleDayOf its entry's day), as a join: the check reads every sale, and a hash join beats a lookup per sale
-      LEFT JOIN journal_entries je ON je.tenant_id = s.tenant_id AND je.subject_id = s.id AND je.kind = 'sale'
-      CROSS JOIN LATERAL (SELECT ${saleDayOf('je.business_date')} AS business_date) d
-      CROSS JOIN LATERAL (VALUES (s.created_at), (s.voided_at)) c (changed_at)
+      CROSS JOIN LATERAL (SELECT ${SALE_DAY} AS business_date) d
       LEFT JOIN daily_sales_rollups r ON r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.business_date = d.business_date
-      WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
-        AND c.changed_at < now() - ${ROLLUP_STALE_AFTER}
-        AND (r.computed_at IS NULL OR c.changed_at >= r.computed_at - ${ROLLUP_SETTLE})
+      WHERE s.changed_at < now() - ${ROLLUP_STALE_AFTER}
+        AND NOT ${countedBy('r', 's.xid', 's.changed_at')}
       GROUP BY s.tenant_id, s.store_id, d.business_date, r.computed_at`,
   },
 ];

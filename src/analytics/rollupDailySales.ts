@@ -9,8 +9,15 @@ import { all, lockNamed } from '../core/db.js';
  * it names put its revenue on a day whose money never saw it (any earlier day
  * the till named). Only the day of a sale that has no journal entry (a total
  * of 0) is read from it: see SALE_DAY.
+ *
+ * LEAST skips a NULL (an offline sale without a till time: when it was
+ * recorded). Written without coalesce, which PostgreSQL cannot prove
+ * leakproof: under row-level security (the app role) a condition on an
+ * expression holding one is never an index condition, and the recompute of a
+ * day read the tenant's every sale instead of its own few by index
+ * (sales_without_money_happened_idx, whose expression this must equal).
  */
-export const SALE_HAPPENED = "CASE WHEN s.source = 'offline' THEN LEAST(coalesce(s.client_created_at, s.created_at), s.created_at) ELSE s.created_at END";
+export const SALE_HAPPENED = "CASE WHEN s.source = 'offline' THEN LEAST(s.client_created_at, s.created_at) ELSE s.created_at END";
 
 /**
  * The store's day a sale happened on (a date, for a sale row aliased `s` and
@@ -59,30 +66,34 @@ export const SALE_FIGURES =
 
 /**
  * How long before its figures were computed a change to a day's sales may
- * still be one the rollup could not see: a sale's `created_at` (and a void's
- * `voided_at`) is its transaction's start, and it may commit after the
- * rollup read the sales. Far longer than any command may run
- * (statement_timeout 30 s, idle in transaction 60 s).
+ * still be one the rollup could not see, judged by time: a sale's
+ * `created_at` (and a void's `voided_at`) is its transaction's start, and it
+ * may commit after the rollup read the sales. Longer than a command runs
+ * (statement_timeout 30 s, idle in transaction 60 s), though nothing bounds a
+ * transaction of many statements: so it is only a margin for a check that
+ * skips what may be stale (daily_sales_rollup_matches_sales) and for figures
+ * computed before migration 0900. Whether figures count a change is decided
+ * exactly by their snapshot (countedBy in saleChanges.ts).
  */
 export const ROLLUP_SETTLE = "interval '5 minutes'";
 
 /**
- * A bound on `s.created_at` for the sales that happened on store-day
- * `dayText` (an SQL date expression), only to narrow the scan by index: a
- * store's day begins at most a day before the UTC day of the same date (no
- * zone is 24 hours ahead of UTC), and a sale happened no later than it was
- * recorded. It bounds the sales without an entry only: a sale's entry may be
- * dated later than it was recorded (past counted days). Which day a sale is
- * on is decided by SALE_DAY alone.
+ * Bounds on SALE_HAPPENED for the sales that happened on store-day `dayText`
+ * (an SQL date expression), to narrow the scan by index
+ * (sales_without_money_happened_idx, migration 0901): a store's day lies
+ * within the UTC days before and after the same date (zones are within 14
+ * hours of UTC). Which day a sale is on is decided by SALE_DAY alone.
  */
-export const recordedNoEarlierThan = (dayText: string): string => `((${dayText}) - 1)::timestamp AT TIME ZONE 'UTC'`;
+export const happenedAround = (dayText: string): string =>
+  `${SALE_HAPPENED} >= ((${dayText}) - 1)::timestamp AT TIME ZONE 'UTC' AND ${SALE_HAPPENED} < ((${dayText}) + 2)::timestamp AT TIME ZONE 'UTC'`;
 
 /**
  * The ids of a store's sales that may count on a day (SQL text; `tenant`,
  * `store` and `day` are SQL expressions, e.g. columns of the figures' row):
- * those booked on it (journal entries by store and day) and those that
- * happened on it in the store's time zone (recorded no earlier than
- * recordedNoEarlierThan). Filter them with SALE_DAY = day.
+ * those booked on it (journal entries by store and day) and those without
+ * money (a total of 0: no entry) that happened on it in the store's time zone.
+ * Both by index, bounded on both sides: a day's candidates, however long the
+ * history. Filter them with SALE_DAY = day.
  */
 export function candidateSaleIds(tenant: string, store: string, day: string): string {
   return `
@@ -90,8 +101,8 @@ export function candidateSaleIds(tenant: string, store: string, day: string): st
     WHERE e.tenant_id = ${tenant} AND e.store_id = ${store} AND e.business_date = ${day} AND e.kind = 'sale'
     UNION
     SELECT s.id FROM sales s JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
-    WHERE s.tenant_id = ${tenant} AND s.store_id = ${store}
-      AND s.created_at >= ${recordedNoEarlierThan(day)}
+    WHERE s.tenant_id = ${tenant} AND s.store_id = ${store} AND s.total = 0
+      AND ${happenedAround(day)}
       AND ${SALE_HAPPENED_DAY} = ${day}`;
 }
 
@@ -110,7 +121,9 @@ export interface DailySalesRow {
  * it again for the same day gives the same rows, with a later void taken into
  * account. A sale counts on the day its money is booked on (SALE_DAY) — so a
  * sale synced the morning after counts the day before, as its money does,
- * unless that day was counted.
+ * unless that day was counted. Each row keeps the statement's snapshot
+ * (`computed_snapshot`): the changes it counts are exactly those whose
+ * transaction is visible in it.
  */
 export async function rollupDailySales(cmd: Command, businessDate: string): Promise<DailySalesRow[]> {
   // Runs for one tenant-day take turns, and each reads the sales in a
@@ -120,8 +133,7 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
   await lockNamed(cmd.tx, `daily-sales-rollup/${cmd.tenantId}/${businessDate}`);
   const saleDay = sql.raw(SALE_DAY);
   const saleHappenedDay = sql.raw(SALE_HAPPENED_DAY);
-  // recordedNoEarlierThan(the day), with the day as a parameter
-  const recordedSince = sql`((${businessDate}::date - 1)::timestamp AT TIME ZONE 'UTC')`;
+  const happened = sql.raw(SALE_HAPPENED);
   // A store-day that has figures but (no longer) any sale — figures an earlier
   // rule counted there — is recomputed too: to zeros.
   const rows = await all(
@@ -139,11 +151,13 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
             SELECT e.subject_id FROM st
             JOIN journal_entries e ON e.tenant_id = ${cmd.tenantId} AND e.store_id = st.id AND e.business_date = ${businessDate}::date AND e.kind = 'sale'
             UNION
-            -- happened on the store's day (the day of a sale without an entry):
-            -- recorded no earlier than recordedNoEarlierThan (bounds the scan)
+            -- without money (no entry) and happened on the store's day:
+            -- happenedAround(the day), with the day as a parameter (bounds
+            -- the scan by index)
             SELECT s.id FROM sales s JOIN st ON st.id = s.store_id
-            WHERE s.tenant_id = ${cmd.tenantId}
-              AND s.created_at >= ${recordedSince}
+            WHERE s.tenant_id = ${cmd.tenantId} AND s.total = 0
+              AND ${happened} >= (${businessDate}::date - 1)::timestamp AT TIME ZONE 'UTC'
+              AND ${happened} < (${businessDate}::date + 2)::timestamp AT TIME ZONE 'UTC'
               AND ${saleHappenedDay} = ${businessDate}::date)
           AND ${saleDay} = ${businessDate}::date
       ), day AS (
@@ -155,13 +169,13 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
         WHERE r.tenant_id = ${cmd.tenantId} AND r.business_date = ${businessDate}::date
           AND NOT EXISTS (SELECT 1 FROM counted s WHERE s.store_id = r.store_id)
       )
-      INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op)
+      INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op, computed_snapshot)
       SELECT ${cmd.tenantId}, gen_random_uuid(), day.store_id, ${businessDate}::date, day.sales_count, day.voided_count, day.revenue,
-             ${cmd.opId}, ${cmd.opId}
+             ${cmd.opId}, ${cmd.opId}, pg_current_snapshot()
       FROM day
       ON CONFLICT (tenant_id, store_id, business_date) DO UPDATE
         SET sales_count = EXCLUDED.sales_count, voided_count = EXCLUDED.voided_count, revenue = EXCLUDED.revenue,
-            computed_by_op = EXCLUDED.computed_by_op, computed_at = now()
+            computed_by_op = EXCLUDED.computed_by_op, computed_at = now(), computed_snapshot = EXCLUDED.computed_snapshot
       RETURNING store_id, business_date::text AS business_date, sales_count, voided_count, revenue, computed_at`,
   );
   for (const row of rows) cmd.touch('daily_sales_rollups', `${row.store_id}/${businessDate}`, 'updated');

@@ -81,13 +81,14 @@ export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZon
         SELECT r.business_date, 0, 0, 0 FROM daily_sales_rollups r
         WHERE r.tenant_id = ${cmd.tenantId} AND r.store_id = ${storeId} AND r.business_date NOT IN (SELECT business_date FROM day)
       )
-      INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op)
-      SELECT ${cmd.tenantId}, gen_random_uuid(), ${storeId}, d.business_date, d.sales_count, d.voided_count, d.revenue, ${cmd.opId}, ${cmd.opId}
+      INSERT INTO daily_sales_rollups (tenant_id, id, store_id, business_date, sales_count, voided_count, revenue, op_id, computed_by_op, computed_snapshot)
+      SELECT ${cmd.tenantId}, gen_random_uuid(), ${storeId}, d.business_date, d.sales_count, d.voided_count, d.revenue, ${cmd.opId}, ${cmd.opId},
+             pg_current_snapshot()
       FROM every_day d
       ORDER BY d.business_date
       ON CONFLICT (tenant_id, store_id, business_date) DO UPDATE
         SET sales_count = EXCLUDED.sales_count, voided_count = EXCLUDED.voided_count, revenue = EXCLUDED.revenue,
-            computed_by_op = EXCLUDED.computed_by_op, computed_at = now()
+            computed_by_op = EXCLUDED.computed_by_op, computed_at = now(), computed_snapshot = EXCLUDED.computed_snapshot
       RETURNING business_date::text AS business_date`,
   );
   cmd.touch('stores', storeId, 'updated');

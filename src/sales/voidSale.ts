@@ -10,9 +10,10 @@ import { lockSaleForUpdate } from './getSale.js';
 import type { SaleView } from './sale.table.js';
 
 /**
- * The operation type of a void: the only command that voids a sale. The
- * daily sales rollup finds the voids since its last run by it (operations by
- * created_at), so the void path writes nothing for the rollup.
+ * The operation type of a void: the only command that voids a sale. (The
+ * daily sales rollup finds the voids since its last run by the voiding
+ * transaction's id, `sales.voided_xid`, which a trigger stamps on the void's
+ * UPDATE: migration 0900.)
  */
 export const SALE_VOID_OP = 'sale.void';
 
