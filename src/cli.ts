@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { loadConfig, ConfigError, numberFlag, type Config } from './config.js';
 import { AppLoginRefused } from './core/appLogin.js';
 import { EmbeddedDatabaseInUse, stopOwnedEmbeddedServers } from './core/embeddedPostgres.js';
+import { runInScope } from './core/context.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { databaseFailureMessage, StartupRefused } from './core/startupFailure.js';
 import { migrate } from './core/migrate.js';
@@ -24,7 +26,9 @@ const USAGE = `usage: storekeep <command>
              --fail-rate, --duplicate-webhooks, --out-of-order-webhooks, --no-webhooks)
   check      run the integrity checks over every tenant; prints findings (--json: as JSON);
              exits 0 when clean, 1 on any finding, 2 when the checks could not run
-             (a configuration error, the database unreachable or refusing the login)
+             (a configuration error, the database unreachable or refusing the login);
+             a check that cannot run is a finding (check_failed) with the run's
+             correlation id, its error logged on stderr under that id
 `;
 
 /** The options each command takes: flags, and options followed by a value. */
@@ -266,7 +270,10 @@ async function main(argv: string[]): Promise<number> {
       }
       const pool = new pg.Pool({ connectionString: database.url, max: 1 });
       try {
-        const run = await runChecksAsOwner(pool, allChecks, checkSettingsOf(config));
+        // One correlation id for the run: a check that cannot run is reported under it on stdout, and
+        // what the database said is logged under it on stderr (the operator's terminal or its cron mail).
+        const correlationId = randomUUID();
+        const run = await runInScope({ correlationId }, () => runChecksAsOwner(pool, allChecks, checkSettingsOf(config), { logger, correlationId }));
         if (argv.includes('--json')) {
           process.stdout.write(`${JSON.stringify({ ok: run.findings.length === 0, checked_at: run.checked_at, findings: run.findings }, null, 2)}\n`);
         } else {

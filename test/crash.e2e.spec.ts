@@ -10,6 +10,7 @@ import { startProviderSim, type ProviderSim } from '../src/providerSim/providerS
 import { ApiClient } from './support/client.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { sleep, waitFor } from './support/wait.js';
+import { testCheckLog } from './support/integrity.js';
 
 /**
  * The crash test: the real API and worker as child processes on one
@@ -234,7 +235,7 @@ describe('crash test: kill -9 the API and the worker under load', { timeout: 180
 
     // The checker finds nothing.
     await sleep(500);
-    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 60 });
+    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 60 }, testCheckLog);
     assert.deepEqual(run.findings, []);
   });
 });

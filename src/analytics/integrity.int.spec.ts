@@ -9,6 +9,7 @@ import { allChecks } from '../integrity/registry.js';
 import { runChecksAsOwner } from '../integrity/runChecks.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
 import { rollupDailySales } from './rollupDailySales.js';
+import { testCheckLog } from '../../test/support/integrity.js';
 
 describe('integrity: daily sales figures against the sales', () => {
   let t: TestApp;
@@ -73,7 +74,7 @@ describe('integrity: daily sales figures against the sales', () => {
   }
 
   async function reported(shop: Shop): Promise<string[]> {
-    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 600 });
+    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 600 }, testCheckLog);
     return [...new Set(run.findings.filter((finding) => finding.tenant_id === shop.tenantId).map((finding) => finding.check))].sort();
   }
 
@@ -91,7 +92,7 @@ describe('integrity: daily sales figures against the sales', () => {
     await later(shop);
     await asSuperuser(`UPDATE daily_sales_rollups SET revenue = revenue + 1 WHERE tenant_id = $1`, [shop.tenantId]);
     assert.deepEqual(await reported(shop), ['daily_sales_rollup_matches_sales']);
-    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 600 });
+    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 600 }, testCheckLog);
     const [finding] = run.findings.filter((f) => f.tenant_id === shop.tenantId);
     assert.equal(finding?.subject, `${shop.storeId}/${today()}`);
     assert.deepEqual((finding?.detail as { sales: unknown }).sales, { sales_count: 3, voided_count: 1, revenue: 1000 });
@@ -167,7 +168,7 @@ describe('integrity: daily sales figures against the sales', () => {
     await syncedHoursAgo(shop, late, 27);
     // Then the stale figures are reported, by that check alone
     assert.deepEqual(await reported(shop), ['daily_sales_rollup_stale']);
-    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 600 });
+    const run = await runChecksAsOwner(t.admin, allChecks, { ordersStuckSeconds: 600 }, testCheckLog);
     const [finding] = run.findings.filter((f) => f.tenant_id === shop.tenantId);
     assert.equal(finding?.subject, `${shop.storeId}/${day}`);
     // And recomputed, they are not

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { allChecks } from './registry.js';
 import { runChecksAsOwner, runChecksForTenant, type Finding } from './runChecks.js';
+import { testCheckLog } from '../../test/support/integrity.js';
 
 const settings = { ordersStuckSeconds: 600 };
 
@@ -64,9 +65,9 @@ describe('integrity checks during concurrent writes', () => {
     const seen: Finding[] = [];
     let runs = 0;
     while (writing || runs < 2) {
-      const owned = await runChecksAsOwner(t.admin, allChecks, settings);
+      const owned = await runChecksAsOwner(t.admin, allChecks, settings, testCheckLog);
       seen.push(...owned.findings.filter((finding) => finding.tenant_id === tenantId));
-      seen.push(...(await runChecksForTenant(t.db, tenantId, allChecks, settings)).findings);
+      seen.push(...(await runChecksForTenant(t.db, tenantId, allChecks, settings, testCheckLog)).findings);
       runs++;
     }
     await writes;

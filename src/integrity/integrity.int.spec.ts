@@ -13,7 +13,8 @@ import type { IntegrityCheck } from './check.js';
 import { integrityNightly } from './nightlyJob.js';
 import { stockSnapshotsNightly } from '../inventory/snapshotJob.js';
 import { allChecks } from './registry.js';
-import { runChecksAsOwner, runChecksForTenant } from './runChecks.js';
+import { CHECK_COULD_NOT_RUN, runChecksAsOwner, runChecksForTenant } from './runChecks.js';
+import { testCheckLog } from '../../test/support/integrity.js';
 
 const settings = { ordersStuckSeconds: 600 };
 
@@ -43,7 +44,7 @@ describe('integrity checker', () => {
   async function reportedChecks(shop: Shop): Promise<{ api: string[]; owner: string[] }> {
     const response = await shop.owner.get('/v1/integrity');
     assert.equal(response.status, 200);
-    const ownerRun = await runChecksAsOwner(t.admin, allChecks, settings);
+    const ownerRun = await runChecksAsOwner(t.admin, allChecks, settings, testCheckLog);
     return {
       api: [...new Set<string>(response.body.findings.map((finding: { check: string }) => finding.check))].sort(),
       owner: [...new Set(ownerRun.findings.filter((finding) => finding.tenant_id === shop.tenantId).map((finding) => finding.check))].sort(),
@@ -65,7 +66,7 @@ describe('integrity checker', () => {
     assert.equal(response.body.ok, true);
     assert.deepEqual(response.body.findings, []);
     assert.ok(!Number.isNaN(Date.parse(response.body.checked_at)));
-    const ownerRun = await runChecksAsOwner(t.admin, allChecks, settings);
+    const ownerRun = await runChecksAsOwner(t.admin, allChecks, settings, testCheckLog);
     assert.deepEqual(ownerRun.findings, []);
   });
 
@@ -202,8 +203,16 @@ describe('integrity checker', () => {
   it('reports a check that cannot run instead of hiding it', async () => {
     const shop = await newShop();
     const broken: IntegrityCheck = { name: 'broken_check', severity: 'warning', description: 'x', sql: 'SELECT * FROM no_such_table WHERE $1::uuid IS NULL' };
-    const run = await runChecksForTenant(t.db, shop.tenantId, [broken, ...allChecks], settings);
-    assert.deepEqual(run.findings.map((finding) => [finding.check, finding.subject]), [['broken_check', 'check_failed']]);
+    const logged: Array<{ fields: Record<string, unknown>; message: string }> = [];
+    const logger = { error: (fields: object, message: string) => void logged.push({ fields: fields as Record<string, unknown>, message }) };
+    const run = await runChecksForTenant(t.db, shop.tenantId, [broken, ...allChecks], settings, { logger, correlationId: 'corr-broken' });
+    assert.deepEqual(run.findings, [
+      { check: 'broken_check', severity: 'critical', subject: 'check_failed', detail: { error: CHECK_COULD_NOT_RUN, correlation_id: 'corr-broken' }, tenant_id: shop.tenantId },
+    ]);
+    // what the database said is logged, not reported
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]!.fields.check, 'broken_check');
+    assert.match(String((logged[0]!.fields.err as Error).message), /relation "no_such_table" does not exist/);
   });
 
   it('nightly run: one review item per finding, not duplicated by the next run, counted on /metrics', async () => {

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { allChecks } from './registry.js';
 import { runChecksAsOwner, runChecksForTenant } from './runChecks.js';
+import { testCheckLog } from '../../test/support/integrity.js';
 
 const settings = { ordersStuckSeconds: 600 };
 
@@ -39,7 +40,7 @@ describe('integrity checks with very many findings', () => {
       client.release();
     }
     const checks = allChecks.filter((check) => check.name === 'stock_ledger_matches_balance');
-    for (const run of [await runChecksAsOwner(t.admin, checks, settings), await runChecksForTenant(t.db, tenantId, checks, settings)]) {
+    for (const run of [await runChecksAsOwner(t.admin, checks, settings, testCheckLog), await runChecksForTenant(t.db, tenantId, checks, settings, testCheckLog)]) {
       const failed = run.findings.filter((finding) => finding.subject === 'check_failed');
       assert.deepEqual(failed, []);
       assert.equal(run.findings.length, count);

@@ -24,7 +24,7 @@ export const integrityNightly = defineTask<Record<string, unknown>>({
   name: 'integrity.run',
   maxAttempts: 3,
   async handle(_data, ctx) {
-    const run = await runChecksAsOwner(ctx.ownerPool, allChecks, checkSettingsOf(ctx.config));
+    const run = await runChecksAsOwner(ctx.ownerPool, allChecks, checkSettingsOf(ctx.config), { logger: ctx.logger, correlationId: ctx.correlationId });
     const byTenant = new Map<string, Finding[]>();
     // Appended in place: copying the tenant's list for every finding was quadratic in findings.
     for (const finding of run.findings) {

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../core/logger.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
-import { integrityFindings } from '../../test/support/integrity.js';
+import { integrityFindings, testCheckLog } from '../../test/support/integrity.js';
 import { allChecks } from './registry.js';
 import { runChecksForTenant } from './runChecks.js';
 
@@ -493,7 +493,7 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
 
     // Every integrity check: as the owner over the tenant's rows, and as GET /v1/integrity runs them (app role, RLS).
     assert.deepEqual(await integrityFindings(t.admin, tenantId), [], report());
-    const run = await runChecksForTenant(t.db, tenantId, allChecks, { ordersStuckSeconds: 3600 });
+    const run = await runChecksForTenant(t.db, tenantId, allChecks, { ordersStuckSeconds: 3600 }, testCheckLog);
     assert.deepEqual(run.findings, [], report());
 
     // Stock = its ledger, per store and SKU; pieces = stock for piece-tracked SKUs; nothing negative.

@@ -19,7 +19,10 @@ const Finding = Type.Object({
   check: Type.String({ description: 'name of the invariant, e.g. stock_ledger_matches_balance' }),
   severity: Type.Union([Type.Literal('warning'), Type.Literal('critical')]),
   subject: Type.String({ description: 'the record breaking it (id, or store_id/sku_id …)' }),
-  detail: Type.Unknown({ description: 'the figures that disagree' }),
+  detail: Type.Unknown({
+    description:
+      'the figures that disagree; for a check that could not run (`subject: check_failed`), `{ error, correlation_id }`: always the same words, the cause being in the server log under that correlation id (never the database\'s error or SQL)',
+  }),
 });
 
 const ReviewItem = Type.Object({
@@ -58,7 +61,8 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       // Findings name rows of every store (balances, orders, settlements); a
       // store-scoped token must not see other stores' figures through them.
       assertAllStores(principal, 'integrity checks');
-      const run = await runChecksForTenant(db, principal.tenantId, allChecks, checkSettingsOf(config));
+      // A check that cannot run is logged on the request's log (its correlation id), not shown.
+      const run = await runChecksForTenant(db, principal.tenantId, allChecks, checkSettingsOf(config), { logger: request.log, correlationId: request.id });
       return {
         ok: run.findings.length === 0,
         checked_at: run.checked_at,

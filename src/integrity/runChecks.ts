@@ -2,6 +2,7 @@ import { CompiledQuery } from 'kysely';
 import type pg from 'pg';
 import { inTenantTransaction } from '../core/command.js';
 import type { Db } from '../core/db.js';
+import { SYSTEM_TENANT_ID } from '../core/auth.js';
 import type { IntegrityCheck } from './check.js';
 import { integrityFindings, integrityLastRun } from './metrics.js';
 
@@ -31,15 +32,37 @@ interface Row {
   detail: unknown;
 }
 
-// A check that cannot run (a table renamed, a bug in its SQL) must not be
-// silent: it is reported as a finding of its own.
-const failed = (check: IntegrityCheck, tenantId: string, error: unknown): Finding => ({
-  check: check.name,
-  severity: 'critical',
-  subject: 'check_failed',
-  detail: { error: error instanceof Error ? error.message : String(error) },
-  tenant_id: tenantId,
-});
+/** A failing check's finding says only this (and the correlation id); what went wrong is logged. */
+export const CHECK_COULD_NOT_RUN = 'the check could not run; its cause is in the server log under correlation_id';
+
+/**
+ * Where a run tells what made a check fail: `logger` must put `correlationId`
+ * on its lines — a request's logger, or any logger inside the request's or
+ * job's scope (the mixin adds it).
+ */
+export interface CheckRunLog {
+  logger: { error(fields: object, message: string): void };
+  correlationId: string;
+}
+
+/**
+ * A check that cannot run (a privilege or table gone, a bug in its SQL) must
+ * not be silent: it is reported as a finding of its own. What the database
+ * said goes to the log only: it may name tables, columns and SQL, which no
+ * answer shows (API.md) — not a tenant's admins on GET /v1/integrity, nor the
+ * review items or the CLI report the owner runs fill. The finding names the
+ * correlation id under which the log has it.
+ */
+function failed(check: IntegrityCheck, tenantId: string, error: unknown, log: CheckRunLog): Finding {
+  log.logger.error({ err: error, check: check.name, ...(tenantId === SYSTEM_TENANT_ID ? {} : { tenant_id: tenantId }) }, 'integrity check could not run');
+  return {
+    check: check.name,
+    severity: 'critical',
+    subject: 'check_failed',
+    detail: { error: CHECK_COULD_NOT_RUN, correlation_id: log.correlationId },
+    tenant_id: tenantId,
+  };
+}
 
 /**
  * Appends a check's rows as findings. One push per row: `push(...rows)` passes
@@ -51,15 +74,13 @@ function addFindings(findings: Finding[], check: IntegrityCheck, rows: Row[]): v
   for (const row of rows) findings.push({ check: check.name, severity: check.severity, subject: String(row.subject), detail: row.detail, tenant_id: row.tenant_id });
 }
 
-const SYSTEM_TENANT_ID = '00000000-0000-0000-0000-000000000000';
-
 /**
  * Every check over every tenant, as the owner (row-level security does not
  * apply to it): `storekeep check` and the nightly job. Each check is one
  * statement in its own read-only transaction, so it sees one consistent
  * snapshot and a failing check cannot hide the others.
  */
-export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], settings: CheckSettings): Promise<CheckRun> {
+export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], settings: CheckSettings, log: CheckRunLog): Promise<CheckRun> {
   const findings: Finding[] = [];
   const client = await pool.connect();
   try {
@@ -72,7 +93,7 @@ export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], 
         addFindings(findings, check, result.rows);
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
-        findings.push(failed(check, SYSTEM_TENANT_ID, error));
+        findings.push(failed(check, SYSTEM_TENANT_ID, error, log));
       }
     }
   } finally {
@@ -86,7 +107,7 @@ export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], 
 }
 
 /** Every check over one tenant, as the app role under row-level security (`GET /v1/integrity`). */
-export async function runChecksForTenant(db: Db, tenantId: string, checks: IntegrityCheck[], settings: CheckSettings): Promise<CheckRun> {
+export async function runChecksForTenant(db: Db, tenantId: string, checks: IntegrityCheck[], settings: CheckSettings, log: CheckRunLog): Promise<CheckRun> {
   const findings: Finding[] = [];
   for (const check of checks) {
     try {
@@ -96,7 +117,7 @@ export async function runChecksForTenant(db: Db, tenantId: string, checks: Integ
       });
       addFindings(findings, check, rows);
     } catch (error) {
-      findings.push(failed(check, tenantId, error));
+      findings.push(failed(check, tenantId, error, log));
     }
   }
   return { checked_at: new Date(), checks: checks.map((check) => check.name), findings };

@@ -22,6 +22,7 @@ import type { TaskDefinition } from '../jobs/task.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
 import { pollOrder, recoverOrder } from './recoverOrderJob.js';
 import { makeStuckSubmitting, newOrderShop, orderBody, providerLookups, statusOf, waitForStatus, WEBHOOK_SECRET } from './testkit.js';
+import { testCheckLog } from '../../test/support/integrity.js';
 
 describe('claims of an order by its jobs', () => {
   let t: TestApp;
@@ -307,7 +308,7 @@ describe('claims of an order by its jobs', () => {
     const claimed = await footprint(tenantId, orderId);
     assert.deepEqual([claimed.status, claimed.version, claimed.history, claimed.recoveries], [before.status, before.version, before.history, before.recoveries]);
     // And the claim hides nothing: the order is still reported stuck
-    const run = await runChecksForTenant(t.db, tenantId, allChecks, { ordersStuckSeconds: 1 });
+    const run = await runChecksForTenant(t.db, tenantId, allChecks, { ordersStuckSeconds: 1 }, testCheckLog);
     assert.deepEqual(
       run.findings.filter((finding) => finding.check === 'order_not_stuck').map((finding) => finding.subject),
       [orderId],
@@ -328,7 +329,7 @@ describe('claims of an order by its jobs', () => {
       `only what moved the order was recorded: ${written.join(', ')}`,
     );
     assert.equal(simOrderOf(orderId).create_calls, 1);
-    const recovered = await runChecksForTenant(t.db, tenantId, allChecks, { ordersStuckSeconds: 1 });
+    const recovered = await runChecksForTenant(t.db, tenantId, allChecks, { ordersStuckSeconds: 1 }, testCheckLog);
     assert.deepEqual(recovered.findings.filter((finding) => finding.check.startsWith('order_')), []);
   });
 });

@@ -13,6 +13,7 @@ import { runChecksForTenant } from '../integrity/runChecks.js';
 import { submitJobKey } from './createOrder.js';
 import { MAX_RECOVERIES, recoverOrder } from './recoverOrderJob.js';
 import { makeStuckSubmitting, newOrderShop, orderBody, providerLookups, statusOf, WEBHOOK_SECRET } from './testkit.js';
+import { testCheckLog } from '../../test/support/integrity.js';
 
 describe('recovery of an order stuck in pending', () => {
   let t: TestApp;
@@ -60,7 +61,7 @@ describe('recovery of an order stuck in pending', () => {
     assert.equal(items, 1);
     await sleep(2_000);
     assert.equal(await statusOf(t.admin, orderId), 'failed', 'and stays failed');
-    const run = await runChecksForTenant(t.db, shop.tenantId, allChecks, { ordersStuckSeconds: 2 });
+    const run = await runChecksForTenant(t.db, shop.tenantId, allChecks, { ordersStuckSeconds: 2 }, testCheckLog);
     assert.deepEqual(run.findings.filter((finding) => finding.check === 'order_not_stuck'), []);
   });
 

@@ -6,6 +6,7 @@ import type { ApiClient } from '../../test/support/client.js';
 import { allChecks } from '../integrity/registry.js';
 import { runChecksAsOwner } from '../integrity/runChecks.js';
 import { givenSku, givenStock, givenStore } from './testkit.js';
+import { testCheckLog } from '../../test/support/integrity.js';
 
 const settings = { ordersStuckSeconds: 600 };
 
@@ -44,7 +45,7 @@ describe('sales integrity checks: each finds its own corruption and nothing else
   }
 
   async function reported(shop: Shop): Promise<string[]> {
-    const run = await runChecksAsOwner(t.admin, allChecks, settings);
+    const run = await runChecksAsOwner(t.admin, allChecks, settings, testCheckLog);
     return [...new Set(run.findings.filter((finding) => finding.tenant_id === shop.tenantId).map((finding) => finding.check))].sort();
   }
 

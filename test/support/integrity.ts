@@ -1,11 +1,16 @@
 import type pg from 'pg';
+import { createLogger } from '../../src/core/logger.js';
 import { allChecks } from '../../src/integrity/registry.js';
+import type { CheckRunLog } from '../../src/integrity/runChecks.js';
 
 export interface Finding {
   check: string;
   subject: string;
   detail: unknown;
 }
+
+/** For tests that run the checks themselves: a check that cannot run logs what failed on the test's stderr. */
+export const testCheckLog: CheckRunLog = { logger: createLogger('error', 'storekeep-test', process.stderr), correlationId: 'test-integrity-run' };
 
 /** Runs every registered integrity check for one tenant (owner pool) and returns the findings. */
 export async function integrityFindings(admin: pg.Pool, tenantId: string | null, names?: string[]): Promise<Finding[]> {
