@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { assertStoreInScope } from '../core/auth.js';
+import { rolesWith } from '../core/permissions.js';
 import { inTenantTransaction } from '../core/command.js';
 import { validationFailed } from '../core/errors.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
@@ -25,10 +26,10 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.get(
     '/v1/analytics/daily-sales',
     {
-      config: { permission: 'sales.read' },
+      config: { permission: 'analytics.read' },
       schema: {
         tags: ['analytics'],
-        summary: 'Daily sales figures of a store (rolled up nightly by the worker), from `from` to `to` inclusive; `to` at most 366 days after `from`; a store that is not the tenant\'s (or outside the token\'s stores) is 404',
+        summary: `Daily sales figures of a store (rolled up nightly by the worker), from \`from\` to \`to\` inclusive; \`to\` at most 366 days after \`from\`; a store that is not the tenant's (or outside the token's stores) is 404. The shop's revenue: needs \`analytics.read\` (${rolesWith('analytics.read').join(', ')}), other roles get 403 before anything is read`,
         description:
           'A list like the others (`?limit=` up to 500, `?cursor=`, `next_cursor`), except that without `limit` the whole range is one page (at most 367 days). ' +
           'A sale counts on the day its money is booked on (its `sale` journal entry\'s `business_date`, a day of the store\'s `time_zone`, default UTC: an offline sale\'s till day, any other sale\'s day it was recorded, moved past the store\'s counted days); one with a total of 0 (no entry) on the store\'s day it happened (in its `time_zone`). ' +

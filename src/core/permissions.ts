@@ -1,7 +1,8 @@
 /**
  * Roles and what they may do, as one table. Routes name the permission they
- * need; the edge checks it before any data is read. A test walks every write
- * endpoint × every role against this table.
+ * need; the edge checks it before any data is read. A test walks every
+ * endpoint × every role against this table (src/http/roleMatrix.int.spec.ts),
+ * and README's roles table is checked against it (permissions.unit.spec.ts).
  */
 export const ROLES = ['owner', 'admin', 'manager', 'cashier', 'field_agent', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
@@ -21,6 +22,10 @@ export const PERMISSIONS = [
   'sales.void',
   'sales.read',
   'sales.sync',
+  // A store's daily figures (revenue, sales and voids per day): what the shop
+  // takes is for those who run it and those who audit it — not the till's
+  // cashier nor the field agent, who only need their own sales and rounds.
+  'analytics.read',
   'parties.write',
   'parties.read',
   'payments.create',
@@ -109,6 +114,24 @@ const ROLE_PERMISSIONS: Record<Role, ReadonlySet<Permission>> = {
 
 export function roleHas(role: Role, permission: Permission): boolean {
   return ROLE_PERMISSIONS[role].has(permission);
+}
+
+/** The roles that hold a permission, in ROLES order. */
+export function rolesWith(permission: Permission): Role[] {
+  return ROLES.filter((role) => roleHas(role, permission));
+}
+
+/**
+ * A role's permissions as the docs list them (README's roles table, the
+ * OpenAPI description of a token's role): `every permission`, or `every
+ * *.read` when it holds them all, then the others in PERMISSIONS order.
+ */
+export function describeRole(role: Role): string {
+  const held = PERMISSIONS.filter((permission) => roleHas(role, permission));
+  if (held.length === PERMISSIONS.length) return 'every permission';
+  const everyRead = READ_ALL.every((permission) => held.includes(permission));
+  const listed = held.filter((permission) => !(everyRead && READ_ALL.includes(permission))).map((permission) => `\`${permission}\``);
+  return [...(everyRead ? ['every `*.read`'] : []), ...listed].join(', ');
 }
 
 export function isRole(value: string): value is Role {

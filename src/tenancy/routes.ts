@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { assertAllStores, SYSTEM_TENANT_ID } from '../core/auth.js';
 import { runCommand } from '../core/command.js';
-import { ROLES } from '../core/permissions.js';
+import { describeRole, ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { IdempotencyHeaders, IdParams, IfMatchHeaders, Name, NoBody, Timestamp, Uuid } from '../http/schemas.js';
@@ -82,7 +82,10 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         body: Type.Object(
           {
             name: Name(200),
-            role: Type.Union(ROLES.map((role) => Type.Literal(role))),
+            role: Type.Union(
+              ROLES.map((role) => Type.Literal(role)),
+              { description: `What the token may do (a role without a route's permission gets 403 before any data is read): ${ROLES.map((role) => `\`${role}\`: ${describeRole(role)}`).join('; ')}. Only an owner issues owner tokens.` },
+            ),
             store_ids: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })),
           },
           { additionalProperties: false },
