@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { AlreadyDone, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
+import { madeByCaller } from '../tenancy/secondApprover.js';
 import { findReviewItem, REVIEW_ITEM_COLUMNS, reviewItemStoreInScope, type ReviewItemRow } from './listReviewItems.js';
 
 /**
@@ -20,6 +21,17 @@ export async function resolveReviewItem(cmd: Command, id: string, note: string):
   // A store-limited token resolves an item of one of its stores (either store of a two-store item), acting in that store.
   const actingStore = before === undefined ? undefined : limited ? reviewItemStoreInScope(principal.storeIds!, before) : (before.store_id ?? undefined);
   if (before === undefined || (limited && actingStore === undefined)) throw notFound('review item');
+  // Separation of duties: whoever's operation opened an item (the receipt that
+  // declared a transfer short, the sync that sold stock that was not there)
+  // does not close it; a second person looks. The owner may: a shop run by one
+  // person has nobody else. Items the worker, a webhook or the operator opened
+  // have no token behind them. Only an open item: a resolved one is answered
+  // below as to anyone (the same resolution already done, another note 409).
+  if (before.status === 'open' && principal.kind === 'token' && principal.role !== 'owner' && (await madeByCaller(cmd, before.op_id))) {
+    throw new AppError('forbidden', 'this review item was opened by an operation of this token: another person must resolve it (an owner may resolve its own)', {
+      extra: { reason: 'second_resolver_required' },
+    });
+  }
   const after = await maybeOne(
     cmd.tx,
     sql<ReviewItemRow>`

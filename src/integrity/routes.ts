@@ -117,7 +117,9 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
       config: { permission: 'review.resolve' },
       schema: {
         tags: ['integrity'],
-        summary: 'Resolve an open review item with a note. Already resolved: with the same note, answered with that resolution as already done (`200`, `Idempotent-Replayed: true`, nothing written, under any key — a repeat after the key expired too); with another note, `409 invalid_transition` (nothing recorded)',
+        summary:
+          'Resolve an open review item with a note. Already resolved: with the same note, answered with that resolution as already done (`200`, `Idempotent-Replayed: true`, nothing written, under any key — a repeat after the key expired too); with another note, `409 invalid_transition` (nothing recorded). ' +
+          'Separation of duties: the token whose operation opened the item (the receipt that declared a transfer short, the sync of an offline sale short of stock) may not resolve it while it is open — `403 forbidden` with `reason: second_resolver_required`, nothing written; another token with review.resolve does. An owner token may resolve its own (a one-person shop). Items the worker, a webhook or the operator opened (integrity findings, failed jobs, orders) were opened by no token.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object({ note: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),
