@@ -38,7 +38,7 @@ export const CHECK_COULD_NOT_RUN = 'the check could not run; its cause is in the
 /**
  * Where a run tells what made a check fail: `logger` must put `correlationId`
  * on its lines — a request's logger, or any logger inside the request's or
- * job's scope (the mixin adds it).
+ * job's scope (the mixin adds it, and the tenant of a request).
  */
 export interface CheckRunLog {
   logger: { error(fields: object, message: string): void };
@@ -54,7 +54,7 @@ export interface CheckRunLog {
  * correlation id under which the log has it.
  */
 function failed(check: IntegrityCheck, tenantId: string, error: unknown, log: CheckRunLog): Finding {
-  log.logger.error({ err: error, check: check.name, ...(tenantId === SYSTEM_TENANT_ID ? {} : { tenant_id: tenantId }) }, 'integrity check could not run');
+  log.logger.error({ err: error, check: check.name }, 'integrity check could not run');
   return {
     check: check.name,
     severity: 'critical',
