@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { ApiClient } from '../../test/support/client.js';
-import { createLogger } from '../core/logger.js';
+import { capturingLogger } from '../../test/support/logs.js';
 
 describe('rate limits', () => {
   let t: TestApp;
@@ -155,16 +154,9 @@ describe('rate limits', () => {
 });
 
 describe('correlation ids in logs', () => {
-  const lines: Array<Record<string, unknown>> = [];
+  const { logger, lines } = capturingLogger('info');
   let t: TestApp;
   before(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-        done();
-      },
-    });
-    const logger = createLogger('info', 'test', sink);
     t = await startTestApp({}, { logger });
   });
   after(() => t.close());

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { Writable } from 'node:stream';
 import { loadConfig } from '../config.js';
-import { createLogger } from '../core/logger.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { capturingLogger } from '../../test/support/logs.js';
 import { waitFor } from '../../test/support/wait.js';
 import { startWorker } from '../jobs/worker.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
@@ -27,19 +26,13 @@ const FAILING_CHECK = 'stock_snapshot_matches_ledger';
 const LEAKS = /stock_snapshots|permission|denied|\brelation\b|does not exist|\bselect\b|sqlstate|42501|42P01|\bat .*\.ts/i;
 
 describe('a check that cannot run', () => {
-  const logs: Array<Record<string, unknown>> = [];
+  const { logger, lines: logs } = capturingLogger('error');
   let t: TestApp;
   let owner: ApiClient;
   let tenantId: string;
 
   before(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) logs.push(JSON.parse(line));
-        done();
-      },
-    });
-    t = await startTestApp({}, { logger: createLogger('error', 'storekeep', sink) });
+    t = await startTestApp({}, { logger });
     ({ owner, tenantId } = await t.newTenant());
     // Given a shop with two real problems, one found by a check that runs before the failing one
     // (the balance) and one by a check after it (the sale's total).
@@ -104,13 +97,7 @@ describe('a check that cannot run', () => {
   });
 
   it('the nightly run opens the operator\'s review item with the same finding (no SQL or database error); the error goes to the worker\'s log', async () => {
-    const workerLogs: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) workerLogs.push(JSON.parse(line));
-        done();
-      },
-    });
+    const { logger: workerLogger, lines: workerLogs } = capturingLogger('error');
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
     // The nightly run is the owner, whom privileges do not stop: the table is renamed away instead.
     await t.admin.query('ALTER TABLE stock_snapshots RENAME TO stock_snapshots_away');
@@ -118,7 +105,7 @@ describe('a check that cannot run', () => {
       databaseUrl: t.url,
       appDatabaseUrl: t.appUrl,
       config,
-      logger: createLogger('error', 'storekeep', sink),
+      logger: workerLogger,
       tasks: [integrityNightly],
       cronItems: [],
       pollIntervalMs: 100,
