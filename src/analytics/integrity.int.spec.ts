@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff } from '../../test/support/database.js';
 import { runCommand } from '../core/command.js';
 import { allChecks } from '../integrity/registry.js';
 import { runChecksAsOwner } from '../integrity/runChecks.js';
@@ -62,15 +63,7 @@ describe('integrity: daily sales figures against the sales', () => {
   }
 
   async function asSuperuser(statement: string, params: unknown[]): Promise<void> {
-    const client = await t.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SET LOCAL session_replication_role = replica');
-      await client.query(statement, params);
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
+    await withTriggersOff(t.admin, [[statement, params]]);
   }
 
   async function reported(shop: Shop): Promise<string[]> {

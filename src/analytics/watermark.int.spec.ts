@@ -11,6 +11,7 @@ import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
 import { startSecondApi, startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/wait.js';
 import { inTenantTransaction, runCommand } from '../core/command.js';
 import { one } from '../core/db.js';
@@ -116,15 +117,7 @@ describe('daily sales rollup: the watermark', () => {
   }
 
   async function asSuperuser(statement: string, params: unknown[]): Promise<void> {
-    const client = await t.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SET LOCAL session_replication_role = replica');
-      await client.query(statement, params);
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
+    await withTriggersOff(t.admin, [[statement, params]]);
   }
 
   async function sell(owner: ApiClient, storeId: string, skuId: string, quantity: number, unitPrice = 100) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff } from '../../test/support/database.js';
 
 /**
  * A point of sale's last visit is the visit completed last. A visit's times
@@ -102,15 +103,7 @@ describe('points of sale: the last visit', () => {
         assert.equal(visit.status, 201, JSON.stringify(visit.body));
         if (daysAgo > 0) {
           // created_at is immutable for the app (a trigger); the test moves it back as if scheduled then
-          const client = await t.admin.connect();
-          try {
-            await client.query('BEGIN');
-            await client.query(`SET LOCAL session_replication_role = replica`);
-            await client.query(`UPDATE visits SET created_at = created_at - make_interval(days => $2) WHERE id = $1`, [visit.body.id, daysAgo]);
-            await client.query('COMMIT');
-          } finally {
-            client.release();
-          }
+          await withTriggersOff(t.admin, [[`UPDATE visits SET created_at = created_at - make_interval(days => $2) WHERE id = $1`, [visit.body.id, daysAgo]]]);
         }
         return visit.body as { id: string; created_at: string };
       };

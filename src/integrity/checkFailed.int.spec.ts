@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../config.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff } from '../../test/support/database.js';
 import { capturingLogger } from '../../test/support/logs.js';
 import { waitFor } from '../../test/support/wait.js';
 import { startWorker } from '../jobs/worker.js';
@@ -41,16 +42,10 @@ describe('a check that cannot run', () => {
     await givenStock(owner, store, [{ sku_id: sku, quantity: 10 }]);
     const sale = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] });
     assert.equal(sale.status, 201, JSON.stringify(sale.body));
-    const client = await t.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SET LOCAL session_replication_role = replica');
-      await client.query('UPDATE stock_balances SET quantity = quantity + 5 WHERE tenant_id = $1', [tenantId]);
-      await client.query('UPDATE sales SET total = total + 1 WHERE tenant_id = $1', [tenantId]);
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
+    await withTriggersOff(t.admin, [
+      ['UPDATE stock_balances SET quantity = quantity + 5 WHERE tenant_id = $1', [tenantId]],
+      ['UPDATE sales SET total = total + 1 WHERE tenant_id = $1', [tenantId]],
+    ]);
   });
   after(() => t.close());
 

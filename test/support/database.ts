@@ -65,3 +65,24 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/**
+ * Runs statements on the owner pool in one transaction with triggers off
+ * (`session_replication_role = replica`): how a test back-dates or corrupts
+ * rows the database otherwise protects (immutable columns, append-only
+ * tables), to see a check or a rule react.
+ */
+export async function withTriggersOff(admin: pg.Pool, statements: Array<[statement: string, params?: unknown[]]>): Promise<void> {
+  const client = await admin.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SET LOCAL session_replication_role = replica');
+    for (const [statement, params] of statements) await client.query(statement, params);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
