@@ -27,7 +27,10 @@ const Finding = Type.Object({
 
 const ReviewItem = Type.Object({
   id: Uuid,
-  kind: Type.String({ description: 'integrity_finding, job_failed, offline_sale_shortage, transfer_shortfall …' }),
+  kind: Type.String({
+    description:
+      'integrity_finding, job_failed, offline_sale_shortage, transfer_shortfall …; a job_failed item\'s detail is `{ task, error, attempts, max_attempts, correlation_id, data }`, its `error` fixed words naming the task and attempts (never the job\'s error, which is in the server log under that correlation id)',
+  }),
   severity: Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')]),
   subject_type: Type.Union([Type.String(), Type.Null()]),
   subject_id: Type.Union([Type.String(), Type.Null()]),

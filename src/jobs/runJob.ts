@@ -3,7 +3,6 @@ import { SYSTEM_TENANT_ID } from '../core/auth.js';
 import { fingerprintRequest, internalIdempotencyKey, runCommand } from '../core/command.js';
 import { runInScope } from '../core/context.js';
 import { openReviewItem } from '../core/review.js';
-import { storableText } from '../core/text.js';
 import { backoffOf, type WorkerDeps } from './worker.js';
 import { retryDelayMs } from './backoff.js';
 import { CRASH_RERUNS, type JobEnvelope } from './enqueueJob.js';
@@ -44,7 +43,8 @@ function errorOf(error: unknown): Error {
  *   e^attempts seconds, no jitter) is left for crashes only — and each of
  *   its re-runs counts toward the attempts, so a crash loop or a retry that
  *   could not be queued never runs the work more than maxAttempts times;
- * - after the last attempt: a `job_failed` review item with the error (one per
+ * - after the last attempt: the error logged, then a `job_failed` review item
+ *   saying where it is (jobFailedWording; one per
  *   job chain: the dedupe key and the command's idempotency key make a re-run
  *   after a crash open nothing new; one open item per subject for a task
  *   with `reviewSubjectOf`), then the task's onGiveUp.
@@ -89,17 +89,20 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
       },
     };
     /** The job's last word: a review item, the count, the log line, the task's own give-up. */
-    const giveUp = async (error: Error, message: string) => {
-      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, error, definition.reviewSubjectOf?.(envelope.data));
-      jobsTotal.inc({ task, outcome: 'failed' });
+    const giveUp = async (error: Error, why: GiveUpReason, message: string) => {
+      // The cause is logged first, under the correlation id the item names
+      // (the scope's: every line of this job carries it), with the job's id
+      // and task (the child logger's fields): the item itself does not hold it.
       logger.error({ err: error }, message);
+      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, why, definition.reviewSubjectOf?.(envelope.data));
+      jobsTotal.inc({ task, outcome: 'failed' });
       await definition.onGiveUp?.(envelope.data, ctx, error);
     };
     if (attempt > maxAttempts) {
       // Runs that crashed (the worker died mid-run) spent the budget: the
       // handler is not run again, and the job is given up like any other.
       const error = new Error(`its attempts were spent by runs that crashed: this run would be attempt ${attempt} of ${maxAttempts}`);
-      await giveUp(error, 'job not run: its attempts are spent; review item opened');
+      await giveUp(error, 'attempts_spent', 'job not run: its attempts are spent; opening a job_failed review item');
       return;
     }
     const started = process.hrtime.bigint();
@@ -133,19 +136,41 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
         jobsTotal.inc({ task, outcome: 'retried' });
         return;
       }
-      await giveUp(error, permanent ? 'job failed permanently; review item opened' : 'job failed after its last attempt; review item opened');
+      await giveUp(error, permanent ? 'permanent' : 'last_attempt', permanent ? 'job failed permanently; opening a job_failed review item' : 'job failed after its last attempt; opening a job_failed review item');
     } finally {
       jobDuration.observe({ task }, Number(process.hrtime.bigint() - started) / 1e9);
     }
   });
 }
 
+/**
+ * What a `job_failed` item says of its cause: this, built only from the task's
+ * name and the attempt counts, never the error itself. A job's error may
+ * quote the database (table and column names, SQL), a provider's answer or
+ * internal ids, and the item is read by a tenant's staff (review.read); the
+ * error is in the server log, at error level with the job's id and task,
+ * under the item's `correlation_id` (as a check that could not run:
+ * CHECK_COULD_NOT_RUN).
+ */
+export function jobFailedWording(task: string, attempts: number, maxAttempts: number, why: GiveUpReason): string {
+  const what =
+    why === 'permanent'
+      ? `the job ${task} failed permanently at attempt ${attempts} of ${maxAttempts}`
+      : why === 'last_attempt'
+        ? `the job ${task} failed at its last attempt (${attempts} of ${maxAttempts})`
+        : `the job ${task} was not run again: runs that crashed spent its ${maxAttempts} attempts`;
+  return `${what}; its cause is in the server log under correlation_id`;
+}
+
+/** Why a job gave up: its handler said the failure is permanent, it failed its last attempt, or crashed runs spent its attempts. */
+export type GiveUpReason = 'permanent' | 'last_attempt' | 'attempts_spent';
+
 async function openJobFailedItem(
   deps: WorkerDeps,
   task: string,
   envelope: JobEnvelope,
   maxAttempts: number,
-  error: Error,
+  why: GiveUpReason,
   subject: string | undefined,
 ): Promise<void> {
   const tenantId = envelope.tenant_id ?? SYSTEM_TENANT_ID;
@@ -172,10 +197,7 @@ async function openJobFailedItem(
         dedupeKey,
         detail: {
           task,
-          // Cut between characters, NULs and half characters replaced: jsonb
-          // refuses both, and a give-up that cannot be written opens no item
-          // (the queue re-ran the job, and at last gave up without its error).
-          error: storableText(error.message, 2000),
+          error: jobFailedWording(task, envelope.attempt, maxAttempts, why),
           attempts: envelope.attempt,
           max_attempts: maxAttempts,
           correlation_id: envelope.correlation_id,
