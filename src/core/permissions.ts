@@ -37,6 +37,11 @@ export const PERMISSIONS = [
   'settlements.submit',
   'settlements.approve',
   'settlements.read',
+  // What a count should have found: a settlement's expected cash, variance
+  // and the day's drawer movements it is worked out from. A count is blind
+  // for the roles without it (the cashier): who counts the drawer does not
+  // learn what it should hold, and cannot make the count match it.
+  'settlements.expected.read',
   'field.manage',
   'visits.complete',
   'field.read',

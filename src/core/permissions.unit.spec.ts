@@ -10,6 +10,10 @@ describe('the permission table', () => {
     assert.deepEqual(rolesWith('analytics.read'), ['owner', 'admin', 'manager', 'auditor']);
   });
 
+  it('what a count should have found (settlements.expected.read) is for owner, admin, manager and auditor: the cashier counts blind', () => {
+    assert.deepEqual(rolesWith('settlements.expected.read'), ['owner', 'admin', 'manager', 'auditor']);
+  });
+
   it('the auditor reads everything and changes nothing', () => {
     for (const permission of PERMISSIONS) assert.equal(roleHas('auditor', permission), permission.endsWith('.read'), permission);
   });

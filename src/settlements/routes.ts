@@ -1,12 +1,15 @@
 import { storeFilteredPage } from '../inventory/storeFilteredList.js';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
-import { inTenantTransaction } from '../core/command.js';
+import { inTenantTransaction, runCommand, type CommandOutcome } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { tenantOf } from '../http/command.js';
-import { requiredExpectedVersion, versionedCommand } from '../http/etag.js';
+import { commandInputOf, tenantOf } from '../http/command.js';
+import { requiredExpectedVersion, sendVersioned } from '../http/etag.js';
 import { IdempotencyHeaders, IdParams, ListQuery, Money, MoneyTotal, Page, Timestamp, Uuid } from '../http/schemas.js';
+import type { TenantPrincipal } from '../core/auth.js';
+import { settlementAsSeenBy } from './blindCount.js';
+import type { SettlementRow } from './settlements.table.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
 import { etagOf, type SettlementDecision } from './settlementMath.js';
@@ -15,6 +18,12 @@ import { submitSettlement } from './submitSettlement.js';
 const NullableString = Type.Union([Type.String(), Type.Null()]);
 /** What a settlement works out (expected cash, variance): a count beyond ±(2^53 − 1) is 422 limit_exceeded (settlementMath). */
 const SettlementFigure = (description: string) => Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description });
+/** When a blind figure is null: the same words on each (src/settlements/blindCount.ts). */
+const BLIND =
+  'null when the caller\'s role lacks `settlements.expected.read` (a cashier: a blind count, in every answer that shows a settlement — the submission, its replay, GET, the list; owner, admin, manager and auditor get the figure); always computed and stored';
+/** A figure a blind count hides: the figure, or null for a caller without settlements.expected.read. */
+const Blind = <T extends ReturnType<typeof Type.Integer>>(figure: T, description: string) =>
+  Type.Union([figure, Type.Null()], { description: `${description}; ${BLIND}` });
 const Settlement = Type.Object({
   id: Uuid,
   store_id: Uuid,
@@ -23,14 +32,14 @@ const Settlement = Type.Object({
   version: Type.Integer({ description: 'also sent as the ETag; send it back as If-Match to approve or reject' }),
   float_amount: Money,
   // A day's movements of the drawer: sums of amounts, bounded as an account's totals are.
-  cash_sales: MoneyTotal,
-  cash_voids: MoneyTotal,
-  payments_in: MoneyTotal,
-  payments_out: MoneyTotal,
-  other_cash: MoneyTotal,
-  expected_cash: SettlementFigure('float + the day\'s cash movements, minor units'),
+  cash_sales: Blind(MoneyTotal, 'the day\'s cash sales into the drawer, minor units'),
+  cash_voids: Blind(MoneyTotal, 'the day\'s cash voids out of the drawer, minor units'),
+  payments_in: Blind(MoneyTotal, 'the day\'s cash payments in, minor units'),
+  payments_out: Blind(MoneyTotal, 'the day\'s cash payments out, minor units'),
+  other_cash: Blind(MoneyTotal, 'net cash of anything else posted to the drawer that day, minor units'),
+  expected_cash: Blind(SettlementFigure('float + the day\'s cash movements, minor units'), 'float + the day\'s cash movements, minor units'),
   declared_cash: Money,
-  variance: SettlementFigure('declared − expected, minor units (negative: cash short)'),
+  variance: Blind(SettlementFigure('declared − expected, minor units (negative: cash short)'), 'declared − expected, minor units (negative: cash short)'),
   note: NullableString,
   submitted_by: Type.String(),
   decided_by: NullableString,
@@ -45,6 +54,17 @@ const DecisionHeaders = Type.Object({
 });
 const DecisionBody = Type.Union([Type.Object({ note: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })) }, { additionalProperties: false }), Type.Null()]);
 
+/**
+ * A command's answer as this request's caller may see it: a settlement's
+ * blind figures null for a role without settlements.expected.read. Applied
+ * to first answers and replays alike (the stored answer holds every figure),
+ * so who sees them depends on the caller, never on who stored the answer.
+ */
+function seenBy(principal: TenantPrincipal, outcome: CommandOutcome): CommandOutcome {
+  if (outcome.status >= 300) return outcome;
+  return { ...outcome, body: settlementAsSeenBy(principal, outcome.body as SettlementRow) };
+}
+
 export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/settlements',
@@ -53,7 +73,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       schema: {
         tags: ['settlements'],
         summary:
-          'Submit a store\'s cash settlement for a business date (the store\'s day, in its `time_zone`; not after its today): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`). An expected cash or variance beyond ±(2^53 − 1) minor units is `422 limit_exceeded`, nothing written. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later — after the count was rejected too — it replays the first answer and submits nothing.',
+          'Submit a store\'s cash settlement for a business date (the store\'s day, in its `time_zone`; not after its today): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`). An expected cash or variance beyond ±(2^53 − 1) minor units is `422 limit_exceeded`, nothing written. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later — after the count was rejected too — it replays the first answer and submits nothing. A blind count for a caller without `settlements.expected.read` (a cashier): its answer and its replay show `expected_cash`, `variance` and the day\'s movements as null (GET and the list too); a manager or an auditor sees them.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -68,11 +88,13 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       },
     },
     async (request, reply) => {
-      assertStoreInScope(tenantOf(request), request.body.store_id);
-      return versionedCommand(db, request, reply, { type: 'settlement.submit', storeId: request.body.store_id, ttlHours: 'forever' }, async (cmd) => ({
+      const principal = tenantOf(request);
+      assertStoreInScope(principal, request.body.store_id);
+      const outcome = await runCommand(db, commandInputOf(request), { type: 'settlement.submit', storeId: request.body.store_id, ttlHours: 'forever' }, async (cmd) => ({
         status: 201,
         body: await submitSettlement(cmd, request.body),
       }));
+      return sendVersioned(reply, seenBy(principal, outcome));
     },
   );
 
@@ -98,10 +120,11 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
         const visible = await inTenantTransaction(db, principal.tenantId, (tx) => findSettlement(tx, principal.tenantId, request.params.id));
         if (!visible || !inStoreScope(principal, visible.store_id)) throw notFound('settlement');
         const expected = requiredExpectedVersion(request, 'settlement');
-        return versionedCommand(db, request, reply, { type: `settlement.${decision}` }, async (cmd) => ({
+        const outcome = await runCommand(db, commandInputOf(request), { type: `settlement.${decision}` }, async (cmd) => ({
           status: 200,
           body: await decideSettlement(cmd, principal, request.params.id, decision, expected, request.body?.note),
         }));
+        return sendVersioned(reply, seenBy(principal, outcome));
       },
     );
   }
@@ -114,7 +137,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       const settlement = await inTenantTransaction(db, principal.tenantId, (tx) => findSettlement(tx, principal.tenantId, request.params.id));
       if (!settlement || !inStoreScope(principal, settlement.store_id)) throw notFound('settlement');
       reply.header('etag', etagOf(settlement.version));
-      return settlement;
+      return settlementAsSeenBy(principal, settlement);
     },
   );
 
@@ -134,9 +157,10 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
     },
     async (request) => {
       const principal = tenantOf(request);
-      return storeFilteredPage(db, principal, request.query, (tx, before, limitPlusOne) =>
+      const page = await storeFilteredPage(db, principal, request.query, (tx, before, limitPlusOne) =>
         listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limitPlusOne),
       );
+      return { ...page, items: page.items.map((settlement) => settlementAsSeenBy(principal, settlement)) };
     },
   );
 }
