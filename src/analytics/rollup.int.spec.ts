@@ -1,3 +1,4 @@
+import { encodeCursor, listAt } from '../http/schemas.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../config.js';
@@ -490,7 +491,7 @@ describe('daily sales rollup', () => {
     }
   });
 
-  it('daily-sales pages like every list (?limit=, ?cursor=, next_cursor), and without a limit the whole range is one page', async () => {
+  it('daily-sales pages like every list (?limit=, ?cursor=, next_cursor), 50 days a page without a limit', async () => {
     const { tenantId, owner } = await t.newTenant();
     const created = await owner.post('/v1/stores', { code: 'PAGE', name: 'Paged' });
     const store = created.body.id;
@@ -522,7 +523,7 @@ describe('daily sales rollup', () => {
     } while (cursor !== null);
     assert.deepEqual(seen, days);
     assert.equal(pages, 3);
-    for (const query of ['&limit=0', '&limit=501', '&cursor=', '&cursor=bm90LWEtY3Vyc29y', `&cursor=${Buffer.from(JSON.stringify({ after: '2026-02-30' })).toString('base64url')}`]) {
+    for (const query of ['&limit=0', '&limit=501', '&cursor=', '&cursor=bm90LWEtY3Vyc29y', `&cursor=${encodeCursor({ after: '2026-02-30' }, listAt('/v1/analytics/daily-sales'))}`]) {
       const bad = await read(query);
       assert.equal(bad.status, 400, query);
       assert.equal(bad.body.code, 'validation_failed');

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { all, lockNamed } from '../core/db.js';
+import { all, andIf, lockNamed } from '../core/db.js';
 
 /**
  * When a sale happened: its till time if it came from an offline till (never
@@ -198,7 +198,7 @@ export async function listDailySales(
       SELECT store_id, business_date::text AS business_date, sales_count, voided_count, revenue, computed_at
       FROM daily_sales_rollups
       WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND business_date BETWEEN ${from}::date AND ${to}::date
-        AND (${after ?? null}::date IS NULL OR business_date > ${after ?? null}::date)
+        ${andIf(after, (day) => sql`business_date > ${day}::date`)}
       ORDER BY business_date
       LIMIT ${limit}`,
   );

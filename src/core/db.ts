@@ -184,3 +184,23 @@ export async function readClientMoment(tx: Executor, text: string, field: { name
 export async function lockNamed(tx: Executor, name: string): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtextextended(${name}, 0))`.execute(tx);
 }
+
+/**
+ * `AND <condition>` when `value` is given, nothing when it is not: how a
+ * list's query writes its cursor's start (`AND id > $after`) and its optional
+ * filters (`AND status = $status`, `AND store_id = ANY($storeIds)`).
+ *
+ * Why not `($after IS NULL OR id > $after)`, one text for both cases: that is
+ * a range of an index only in a plan made with the values (as the service's
+ * unnamed statements are). A generic plan — a prepared statement reused by a
+ * driver or a pooler (node-pg's named statements switch to one after five
+ * runs), or a server set to plan_cache_mode = force_generic_plan — cannot
+ * know the value is not null, keeps the OR as a filter, and reads the
+ * tenant's rows from the first one on every page. Two texts, two plans, each
+ * a range scan of the page's rows: the plan tests of the lists
+ * (src/http/listPlans.int.spec.ts, src/inventory/stockList.int.spec.ts) read
+ * them under force_generic_plan.
+ */
+export function andIf<T>(value: T | null | undefined, condition: (value: T) => RawBuilder<unknown>): RawBuilder<unknown> {
+  return value === undefined || value === null ? sql`` : sql`AND ${condition(value)}`;
+}

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, maybeOne, utcMicros, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, utcMicros, type Tx } from '../core/db.js';
 import type { ConsignmentView, PointOfSaleRow, SettlementView, VisitCompletion, VisitRow } from './field.table.js';
 
 const POINT_OF_SALE_COLUMNS = sql`id, name, store_id, party_id, latitude::float8 AS latitude, longitude::float8 AS longitude, last_visit_at, last_visit_id, op_id, created_at`;
@@ -24,9 +24,9 @@ export async function listPointsOfSale(
     sql<PointOfSaleRow>`
       SELECT ${POINT_OF_SALE_COLUMNS} FROM points_of_sale
       WHERE tenant_id = ${tenantId}
-        AND (${storeIds === null}::boolean OR store_id = ANY(${storeIds ?? []}::uuid[]))
-        AND (${filter.storeId ?? null}::uuid IS NULL OR store_id = ${filter.storeId ?? null})
-        AND (${after ?? null}::uuid IS NULL OR id > ${after ?? null})
+        ${andIf(storeIds, (ids) => sql`store_id = ANY(${ids}::uuid[])`)}
+        ${andIf(filter.storeId, (storeId) => sql`store_id = ${storeId}::uuid`)}
+        ${andIf(after, (id) => sql`id > ${id}::uuid`)}
       ORDER BY id LIMIT ${limit}`,
   );
 }
@@ -57,12 +57,11 @@ export async function listVisits(
              ${utcMicros(sql.ref('v.scheduled_for'))} AS position
       FROM visits v JOIN points_of_sale p ON p.tenant_id = v.tenant_id AND p.id = v.point_of_sale_id
       WHERE v.tenant_id = ${tenantId}
-        AND (${scope.storeIds === null}::boolean OR p.store_id = ANY(${scope.storeIds ?? []}::uuid[]))
-        AND (${scope.agentTokenId ?? null}::uuid IS NULL OR v.agent_token_id = ${scope.agentTokenId ?? null})
-        AND (${filter.status ?? null}::text IS NULL OR v.status = ${filter.status ?? null})
-        AND (${filter.pointOfSaleId ?? null}::uuid IS NULL OR v.point_of_sale_id = ${filter.pointOfSaleId ?? null})
-        AND (${after?.scheduled_for ?? null}::timestamptz IS NULL
-             OR (v.scheduled_for, v.id) > (${after?.scheduled_for ?? null}::timestamptz, ${after?.id ?? null}::uuid))
+        ${andIf(scope.storeIds, (ids) => sql`p.store_id = ANY(${ids}::uuid[])`)}
+        ${andIf(scope.agentTokenId, (agent) => sql`v.agent_token_id = ${agent}::uuid`)}
+        ${andIf(filter.status, (status) => sql`v.status = ${status}`)}
+        ${andIf(filter.pointOfSaleId, (pointOfSale) => sql`v.point_of_sale_id = ${pointOfSale}::uuid`)}
+        ${andIf(after, (position) => sql`(v.scheduled_for, v.id) > (${position.scheduled_for}::timestamptz, ${position.id}::uuid)`)}
       ORDER BY v.scheduled_for, v.id LIMIT ${limit}`,
   );
 }
@@ -117,7 +116,7 @@ export async function listOpenConsignments(tx: Tx, tenantId: string, pointOfSale
     tx,
     sql<{ id: string }>`
       SELECT id FROM consignments
-      WHERE tenant_id = ${tenantId} AND point_of_sale_id = ${pointOfSaleId} AND status = 'open' AND (${afterId ?? null}::uuid IS NULL OR id > ${afterId ?? null}::uuid)
+      WHERE tenant_id = ${tenantId} AND point_of_sale_id = ${pointOfSaleId} AND status = 'open' ${andIf(afterId, (id) => sql`id > ${id}::uuid`)}
       ORDER BY id LIMIT ${limit}`,
   );
   const views: ConsignmentView[] = [];

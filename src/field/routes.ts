@@ -5,7 +5,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, tenantOf } from '../http/command.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, LOWERCASE, Money, Name, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { ListCursor, ListLimit, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, LOWERCASE, Money, Name, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { completeVisit, completionGoods, findVisitOwner, mayCompleteVisit } from './completeVisit.js';
 import { createPointOfSale } from './createPointOfSale.js';
 import { findPointOfSale, listOpenConsignments, listPointsOfSale, listVisits, loadVisitCompletion } from './queries.js';
@@ -114,8 +114,8 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
         querystring: Type.Object(
           {
             store_id: Type.Optional(Uuid),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
-            cursor: Type.Optional(Type.String({ maxLength: 500 })),
+            limit: ListLimit,
+            cursor: ListCursor,
           },
           { additionalProperties: false },
         ),
@@ -126,6 +126,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       const principal = tenantOf(request);
       return storeFilteredPage(db, principal, request.query, (tx, after, limitPlusOne) =>
         listPointsOfSale(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id }, after, limitPlusOne),
+        listOf(request),
       );
     },
   );
@@ -156,11 +157,11 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isUuidIdCursor)?.id;
+      const after = decodeCursor(request.query.cursor, isUuidIdCursor, listOf(request))?.id;
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const row = await findPointOfSale(tx, principal.tenantId, request.params.id);
         if (!row || !inStoreScope(principal, row.store_id)) throw notFound('point of sale');
-        return pageOf(await listOpenConsignments(tx, principal.tenantId, row.id, after, limit + 1), limit, (last) => ({ id: last.id }));
+        return pageOf(await listOpenConsignments(tx, principal.tenantId, row.id, after, limit + 1), limit, (last) => ({ id: last.id }), listOf(request));
       });
     },
   );
@@ -198,8 +199,8 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
             status: Type.Optional(Type.Union([Type.Literal('scheduled'), Type.Literal('completed')])),
             point_of_sale_id: Type.Optional(Uuid),
             agent_token_id: Type.Optional(Uuid),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
-            cursor: Type.Optional(Type.String({ maxLength: 500 })),
+            limit: ListLimit,
+            cursor: ListCursor,
           },
           { additionalProperties: false },
         ),
@@ -209,7 +210,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isVisitCursor);
+      const after = decodeCursor(request.query.cursor, isVisitCursor, listOf(request));
       const agentTokenId = principal.role === 'field_agent' ? principal.tokenId : request.query.agent_token_id;
       if (principal.role === 'field_agent' && request.query.agent_token_id !== undefined && request.query.agent_token_id !== principal.tokenId) {
         return { items: [], next_cursor: null };
@@ -232,7 +233,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       });
       // The cursor holds scheduled_for to the microsecond as stored: a millisecond
       // one would sort before the row it came from and page it again forever.
-      const page = pageOf(rows, limit, (last) => ({ scheduled_for: last.position, id: last.id }));
+      const page = pageOf(rows, limit, (last) => ({ scheduled_for: last.position, id: last.id }), listOf(request));
       return { ...page, items: page.items.map(({ position: _position, ...visit }) => visit) };
     },
   );

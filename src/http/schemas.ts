@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Type, type Static, type TSchema } from 'typebox';
 import { AppError, ERROR_STATUS } from '../core/errors.js';
 
@@ -90,13 +91,27 @@ export function bodyIsOptional(schema: unknown): boolean {
   return Array.isArray(branches) && branches.some((branch) => (branch as { type?: unknown } | null)?.type === 'null');
 }
 
-export const ListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
-    cursor: Type.Optional(Type.String({ maxLength: 500 })),
-  },
-  { additionalProperties: false },
+/** The page size of a list when `?limit=` is not given (API.md). */
+export const DEFAULT_LIMIT = 50;
+
+/**
+ * `?limit=` and `?cursor=` of every list (API.md), the same everywhere: a
+ * page of `limit` items (1–500, default 50 whether or not a cursor is sent),
+ * `next_cursor` the cursor of the next page (`null` on the last one). A limit
+ * outside 1–500 or not an integer, a cursor this list did not write (another
+ * list's included), or a query parameter the list does not take: 400
+ * `validation_failed` at `/querystring/<name>`.
+ */
+export const ListLimit = Type.Optional(
+  Type.Integer({ minimum: 1, maximum: 500, default: DEFAULT_LIMIT, description: 'items a page, 1–500 (default 50, with or without a cursor)' }),
 );
+export const ListCursor = Type.Optional(
+  Type.String({
+    maxLength: 500,
+    description: "the previous page's `next_cursor`, as it was written; only the list that wrote it (same route and path) reads it — any other cursor is 400 at /querystring/cursor",
+  }),
+);
+export const ListQuery = Type.Object({ limit: ListLimit, cursor: ListCursor }, { additionalProperties: false });
 export type ListQuery = Static<typeof ListQuery>;
 
 export const Problem = Type.Object(
@@ -131,18 +146,54 @@ export const Money = Type.Integer({ minimum: -9_000_000_000_000, maximum: 9_000_
 export const MoneyTotal = Type.Integer({ minimum: -9_000_000_000_000_000, maximum: 9_000_000_000_000_000, description: 'minor units (a running total)' });
 export const PositiveQuantity = Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, description: 'base units of the SKU' });
 
-/**
- * One page of a list from the `limit + 1` rows its query returned: the first
- * `limit`, and — only when there was one more — the cursor of the last item.
- */
-export function pageOf<T>(rows: readonly T[], limit: number, cursorOf: (last: T) => unknown): { items: T[]; next_cursor: string | null } {
-  const items = rows.slice(0, limit);
-  const last = items[items.length - 1];
-  return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(cursorOf(last)) : null };
+/** What a list reads from a request: its route and path parameters (which list), and its `?limit=` and `?cursor=`. */
+export interface ListRequest {
+  routeOptions: { url?: string | undefined };
+  params: unknown;
+  query: unknown;
 }
 
-export function encodeCursor(position: unknown): string {
-  return Buffer.from(JSON.stringify(position), 'utf8').toString('base64url');
+/**
+ * Which list a request reads, as its cursors carry it: the route with its
+ * path parameters as validated (`/v1/stores/<id>/stock`), hashed. A cursor
+ * written by one list is refused by every other — another route, or the same
+ * route of another store, SKU, account or party — as `400` at
+ * `/querystring/cursor`, instead of being read as a position in a list it
+ * does not come from (a `{ code }` of the stores read in the SKUs, a `{ id }`
+ * of one account's postings in another's: a wrong page, silently).
+ * Query filters (`?status=`, `?store_id=`, `as_of`) are not part of it: a
+ * cursor is a position in the list's order, and a walk sends the same
+ * filters with every page.
+ */
+export function listOf(request: ListRequest): string {
+  const params = (request.params ?? {}) as Record<string, unknown>;
+  return listAt((request.routeOptions.url ?? '').replace(/:(\w+)/g, (_, name: string) => String(params[name])));
+}
+
+/** The list at a path (`/v1/stores/<id>/stock`, ids in lowercase), as listOf names it. */
+export function listAt(path: string): string {
+  return createHash('sha256').update(path).digest('base64url').slice(0, 16);
+}
+
+/** The `?limit=` of a list request: as given (1–500, checked by its schema), else 50. */
+export function limitOf(request: ListRequest): number {
+  return (request.query as { limit?: number } | undefined)?.limit ?? DEFAULT_LIMIT;
+}
+
+/**
+ * One page of a list from the `limit + 1` rows its query returned: the first
+ * `limit`, and — only when there was one more — the cursor of the last item
+ * (of `list`: see listOf).
+ */
+export function pageOf<T>(rows: readonly T[], limit: number, cursorOf: (last: T) => unknown, list: string): { items: T[]; next_cursor: string | null } {
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1];
+  return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(cursorOf(last), list) : null };
+}
+
+/** A cursor: the position in its list, and which list (listOf) wrote it. */
+export function encodeCursor(position: unknown, list: string): string {
+  return Buffer.from(JSON.stringify({ list, at: position }), 'utf8').toString('base64url');
 }
 
 const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -201,8 +252,8 @@ export function isCursorOf<T extends object>(fields: { [K in keyof T]: (value: u
 /** The cursor of a list in uuid-id order: `{ id }`, the last id of the page. */
 export const isUuidIdCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
-/** Decodes a cursor made by encodeCursor; anything else is a validation error. */
-export function decodeCursor<T>(cursor: string | undefined, isValid: (value: unknown) => value is T): T | undefined {
+/** Decodes a cursor made by encodeCursor for this list; anything else (another list's too) is a validation error. */
+export function decodeCursor<T>(cursor: string | undefined, isValid: (value: unknown) => value is T, list: string): T | undefined {
   if (cursor === undefined) return undefined;
   try {
     // Only the cursor as we wrote it: Buffer's base64url decoding skips what
@@ -211,7 +262,7 @@ export function decodeCursor<T>(cursor: string | undefined, isValid: (value: unk
     const bytes = Buffer.from(cursor, 'base64url');
     if (bytes.toString('base64url') !== cursor) throw new Error('not canonical base64url');
     const value: unknown = JSON.parse(bytes.toString('utf8'));
-    if (isValid(value)) return value;
+    if (isCursorOf({ list: (tag: unknown): tag is string => tag === list, at: isValid })(value)) return value.at;
   } catch {
     // fall through
   }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, maybeOne, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, type Tx } from '../core/db.js';
 
 export interface ReviewItemRow {
   id: string;
@@ -37,10 +37,10 @@ export async function listReviewItems(tx: Tx, tenantId: string, filter: ReviewIt
     sql<ReviewItemRow>`
       SELECT ${REVIEW_ITEM_COLUMNS} FROM review_items
       WHERE tenant_id = ${tenantId}
-        AND (${filter.status ?? null}::text IS NULL OR status = ${filter.status ?? null})
-        AND (${filter.kind ?? null}::text IS NULL OR kind = ${filter.kind ?? null})
-        AND (${filter.storeIds === null}::boolean OR store_id = ANY(${filter.storeIds ?? []}::uuid[]) OR other_store_id = ANY(${filter.storeIds ?? []}::uuid[]))
-        AND (${filter.beforeId ?? null}::uuid IS NULL OR id < ${filter.beforeId ?? null}::uuid)
+        ${andIf(filter.status, (status) => sql`status = ${status}`)}
+        ${andIf(filter.kind, (kind) => sql`kind = ${kind}`)}
+        ${andIf(filter.storeIds, (ids) => sql`(store_id = ANY(${ids}::uuid[]) OR other_store_id = ANY(${ids}::uuid[]))`)}
+        ${andIf(filter.beforeId, (id) => sql`id < ${id}::uuid`)}
       ORDER BY id DESC
       LIMIT ${filter.limit}`,
   );

@@ -3,7 +3,7 @@ import { inTenantTransaction, runCommand } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { decodeCursor, IdempotencyHeaders, IdParams, isUuidIdCursor, ListQuery, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, isUuidIdCursor, ListQuery, Page, listOf, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { assertAllStores, inStoreScope, recordInScope, SYSTEM_TENANT_ID, type TenantPrincipal } from '../core/auth.js';
 import { findReviewItem, listReviewItems, type ReviewItemRow } from './listReviewItems.js';
 import { allChecks } from './registry.js';
@@ -95,11 +95,11 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const beforeId = decodeCursor(request.query.cursor, isUuidIdCursor)?.id;
+      const beforeId = decodeCursor(request.query.cursor, isUuidIdCursor, listOf(request))?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) =>
         listReviewItems(tx, principal.tenantId, { status: request.query.status, kind: request.query.kind, storeIds: principal.storeIds, beforeId, limit: limit + 1 }),
       );
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return pageOf(rows, limit, (last) => ({ id: last.id }), listOf(request));
     },
   );
 
@@ -161,11 +161,11 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
     },
     async (request) => {
       const limit = request.query.limit ?? 50;
-      const beforeId = decodeCursor(request.query.cursor, isUuidIdCursor)?.id;
+      const beforeId = decodeCursor(request.query.cursor, isUuidIdCursor, listOf(request))?.id;
       const rows = await inTenantTransaction(db, SYSTEM_TENANT_ID, (tx) =>
         listReviewItems(tx, SYSTEM_TENANT_ID, { status: request.query.status, storeIds: null, beforeId, limit: limit + 1 }),
       );
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return pageOf(rows, limit, (last) => ({ id: last.id }), listOf(request));
     },
   );
 

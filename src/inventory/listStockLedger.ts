@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, utcMicros, type Tx } from '../core/db.js';
+import { all, andIf, utcMicros, type Tx } from '../core/db.js';
 
 export interface StockLedgerEntry {
   id: number;
@@ -23,7 +23,7 @@ export async function listStockLedger(tx: Tx, tenantId: string, storeId: string,
              ${utcMicros(sql.ref('created_at'))} AS created_at_exact
       FROM stock_ledger
       WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND sku_id = ${skuId}
-        AND (${beforeId ?? null}::bigint IS NULL OR id < ${beforeId ?? null}::bigint)
+        ${andIf(beforeId, (id) => sql`id < ${id}::bigint`)}
       ORDER BY id DESC LIMIT ${limit}`,
   );
 }

@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import { all, maybeOne, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, type Tx } from '../core/db.js';
 import type { SkuRow, StoreRow } from './inventory.table.js';
 
 export async function findStore(tx: Tx, tenantId: string, id: string): Promise<StoreRow | undefined> {
@@ -13,8 +13,8 @@ export async function listStores(tx: Tx, tenantId: string, storeIds: readonly st
     sql<StoreRow>`
       SELECT id, code, name, time_zone, op_id, created_at FROM stores
       WHERE tenant_id = ${tenantId}
-        AND (${storeIds === null}::boolean OR id = ANY(${storeIds ?? []}::uuid[]))
-        AND (${after ?? null}::text IS NULL OR code > ${after ?? null})
+        ${andIf(storeIds, (ids) => sql`id = ANY(${ids}::uuid[])`)}
+        ${andIf(after, (code) => sql`code > ${code}`)}
       ORDER BY code LIMIT ${limit}`,
   );
 }
@@ -31,7 +31,7 @@ export async function listSkus(tx: Tx, tenantId: string, after: string | undefin
     tx,
     sql<SkuRow>`
       SELECT id, code, name, unit, price, tracks_pieces, op_id, created_at FROM skus
-      WHERE tenant_id = ${tenantId} AND (${after ?? null}::text IS NULL OR code > ${after ?? null})
+      WHERE tenant_id = ${tenantId} ${andIf(after, (code) => sql`code > ${code}`)}
       ORDER BY code LIMIT ${limit}`,
   );
 }
@@ -51,7 +51,7 @@ export interface StockPage {
  * a filter and read the store's balances from its first SKU on every page.
  */
 export function stockPageStart(column: RawBuilder<unknown>, page: StockPage): RawBuilder<unknown> {
-  return page.after === undefined ? sql`` : sql`AND ${column} > ${page.after}::uuid`;
+  return andIf(page.after, (after) => sql`${column} > ${after}::uuid`);
 }
 
 export async function listStock(tx: Tx, tenantId: string, storeId: string, page: StockPage = {}): Promise<Array<{ sku_id: string; quantity: number; updated_at: Date }>> {

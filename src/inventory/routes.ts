@@ -4,7 +4,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, ListQuery, Money, Name, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { createSku } from './createSku.js';
 import { createStore, updateStoreTimeZone } from './createStore.js';
@@ -69,9 +69,9 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isCodeCursor)?.code;
+      const after = decodeCursor(request.query.cursor, isCodeCursor, listOf(request))?.code;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listStores(tx, principal.tenantId, principal.storeIds, after, limit + 1));
-      return pageOf(rows, limit, (last) => ({ code: last.code }));
+      return pageOf(rows, limit, (last) => ({ code: last.code }), listOf(request));
     },
   );
 
@@ -144,9 +144,9 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isCodeCursor)?.code;
+      const after = decodeCursor(request.query.cursor, isCodeCursor, listOf(request))?.code;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listSkus(tx, principal.tenantId, after, limit + 1));
-      return pageOf(rows, limit, (last) => ({ code: last.code }));
+      return pageOf(rows, limit, (last) => ({ code: last.code }), listOf(request));
     },
   );
 
@@ -230,8 +230,8 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           '`as_of` and no `updated_at`. `as_of` is read as PostgreSQL reads a timestamptz, to the microsecond (a ledger row\'s ' +
           '`created_at_exact` includes that row); the answer\'s `as_of` is that moment in UTC, to the millisecond like every ' +
           'timestamp of the API. Outside the years 0001–9999 in UTC, or unreadable: 400. In `sku_id` order; pages with `?limit=` ' +
-          '(1–500) and `?cursor=` (the previous page\'s `next_cursor`) like every list — without either, every SKU in one answer ' +
-          '(`next_cursor: null`), as before lists were paged here; a cursor without a limit pages by 50.',
+          '(1–500, default 50) and `?cursor=` (the previous page\'s `next_cursor`) like every list: without a limit, 50 SKUs a page, ' +
+          'with or without a cursor (until lists followed API.md here, an answer without either had every SKU).',
         description:
           'A page is the SKUs after the cursor\'s `sku_id` (a range of the balances\' primary key, whatever the store\'s size), each read ' +
           'when its page is: walking the pages while sales and receipts go on lists every SKU of the store once, in order, with its ' +
@@ -243,8 +243,8 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         querystring: Type.Object(
           {
             as_of: Type.Optional(Type.String({ format: 'date-time' })),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
-            cursor: Type.Optional(Type.String({ maxLength: 500 })),
+            limit: ListLimit,
+            cursor: ListCursor,
           },
           { additionalProperties: false },
         ),
@@ -261,15 +261,14 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       const principal = tenantOf(request);
       assertStoreInScope(principal, request.params.store_id);
       const { as_of, cursor } = request.query;
-      const after = decodeCursor(cursor, isSkuCursor)?.sku_id;
-      // Paged when asked (a cursor alone pages by the default 50); else everything.
-      const limit = request.query.limit ?? (cursor !== undefined ? 50 : undefined);
+      const list = listOf(request);
+      const after = decodeCursor(cursor, isSkuCursor, list)?.sku_id;
+      const limit = limitOf(request);
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const store = await findStore(tx, principal.tenantId, request.params.store_id);
         if (!store) throw notFound('store');
-        const page = { after, limit: limit === undefined ? undefined : limit + 1 };
-        const paged = <T extends { sku_id: string }>(rows: T[]) =>
-          limit === undefined ? { items: rows, next_cursor: null } : pageOf(rows, limit, (last) => ({ sku_id: last.sku_id }));
+        const page = { after, limit: limit + 1 };
+        const paged = <T extends { sku_id: string }>(rows: T[]) => pageOf(rows, limit, (last) => ({ sku_id: last.sku_id }), list);
         if (as_of !== undefined) {
           const asOf = await readAsOf(tx, as_of);
           return { as_of: new Date(asOf), ...paged(await stockAsOf(tx, principal.tenantId, request.params.store_id, asOf, page)) };
@@ -312,13 +311,13 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       const { store_id: storeId, sku_id: skuId } = request.params;
       assertStoreInScope(principal, storeId);
       const limit = request.query.limit ?? 50;
-      const beforeId = decodeCursor(request.query.cursor, isIdCursor)?.id;
+      const beforeId = decodeCursor(request.query.cursor, isIdCursor, listOf(request))?.id;
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const store = await findStore(tx, principal.tenantId, storeId);
         if (!store) throw notFound('store');
         if (!(await findSku(tx, principal.tenantId, skuId))) throw notFound('SKU');
         const rows = await listStockLedger(tx, principal.tenantId, storeId, skuId, beforeId, limit + 1);
-        return pageOf(rows, limit, (last) => ({ id: String(last.id) }));
+        return pageOf(rows, limit, (last) => ({ id: String(last.id) }), listOf(request));
       });
     },
   );

@@ -7,8 +7,9 @@ import type { ApiClient } from '../../test/support/client.js';
 import { givenSku, givenStock, givenStore, givenToken } from '../sales/testkit.js';
 import { listStock } from './queries.js';
 import { stockAsOf } from './stockAsOf.js';
+import { encodeCursor, listAt } from '../http/schemas.js';
 
-describe('GET /v1/stores/{store_id}/stock: every SKU at once, or paged', () => {
+describe('GET /v1/stores/{store_id}/stock: paged like every list', () => {
   let t: TestApp;
   let owner: ApiClient;
   let storeId: string;
@@ -41,7 +42,7 @@ describe('GET /v1/stores/{store_id}/stock: every SKU at once, or paged', () => {
     return { pages, ids };
   }
 
-  it('without limit or cursor: every SKU in SKU order, next_cursor null (as before paging)', async () => {
+  it('without limit or cursor: the first page of 50 (here every SKU, 7) in SKU order, next_cursor null', async () => {
     const response = await owner.get(`/v1/stores/${storeId}/stock`);
     assert.equal(response.status, 200);
     assert.deepEqual(response.body.items.map((item: { sku_id: string }) => item.sku_id), skus);
@@ -55,7 +56,7 @@ describe('GET /v1/stores/{store_id}/stock: every SKU at once, or paged', () => {
   });
 
   it('a limit outside 1–500 or a cursor not made by this list is 400', async () => {
-    for (const query of ['limit=0', 'limit=501', 'cursor=bm90LWEtY3Vyc29y', `cursor=${Buffer.from(JSON.stringify({ sku_id: "x' OR 1=1" })).toString('base64url')}`]) {
+    for (const query of ['limit=0', 'limit=501', 'cursor=bm90LWEtY3Vyc29y', `cursor=${encodeCursor({ sku_id: "x' OR 1=1" }, listAt(`/v1/stores/${storeId}/stock`))}`]) {
       const response = await owner.get(`/v1/stores/${storeId}/stock?${query}`);
       assert.equal(response.status, 400, query);
       assert.equal(response.body.code, 'validation_failed');
@@ -115,8 +116,9 @@ describe('GET /v1/stores/{store_id}/stock: paging rules', () => {
       [`cursor=${skusCursor}`, '/querystring/cursor'],
       [`cursor=${stockCursor}A`, '/querystring/cursor'],
       [`cursor=${stockCursor}=`, '/querystring/cursor'],
-      [`cursor=${Buffer.from(JSON.stringify({ sku_id: skus[0], extra: 1 })).toString('base64url')}`, '/querystring/cursor'],
-      [`cursor=${Buffer.from(JSON.stringify({ sku_id: 'not-a-uuid' })).toString('base64url')}`, '/querystring/cursor'],
+      [`cursor=${encodeCursor({ sku_id: skus[0], extra: 1 }, listAt(`/v1/stores/${storeId}/stock`))}`, '/querystring/cursor'],
+      [`cursor=${encodeCursor({ sku_id: 'not-a-uuid' }, listAt(`/v1/stores/${storeId}/stock`))}`, '/querystring/cursor'],
+      [`cursor=${Buffer.from(JSON.stringify({ sku_id: skus[0] })).toString('base64url')}`, '/querystring/cursor'],
       [`limit=5&cursor=${'A'.repeat(501)}`, '/querystring/cursor'],
       ['sku_id=' + skus[0], '/querystring'],
       ['page=2', '/querystring'],
@@ -136,7 +138,7 @@ describe('GET /v1/stores/{store_id}/stock: paging rules', () => {
     assert.equal((await owner.get(`/v1/stores/${storeId}/stock?limit=5&cursor=${stockCursor}`)).status, 200);
   });
 
-  it("a token limited to another store gets 404 for this store's stock, paged or not, with a cursor of this store's list; its own store is listed", async () => {
+  it("a token limited to another store gets 404 for this store's stock, paged or not, with a cursor of this store's list; its own store is listed, and refuses the other store's cursor", async () => {
     const other = await givenToken(t, owner, 'cashier', [otherStoreId]);
     const cursor = (await owner.get(`/v1/stores/${storeId}/stock?limit=2`)).body.next_cursor as string;
     for (const query of ['', '?limit=2', `?limit=2&cursor=${cursor}`, `?cursor=${cursor}`, `?limit=2&as_of=${encodeURIComponent(new Date().toISOString())}`]) {
@@ -147,9 +149,10 @@ describe('GET /v1/stores/{store_id}/stock: paging rules', () => {
     const own = await other.get(`/v1/stores/${otherStoreId}/stock?limit=2`);
     assert.equal(own.status, 200);
     assert.deepEqual(own.body, { items: [{ sku_id: own.body.items[0].sku_id, quantity: 1, updated_at: own.body.items[0].updated_at }], next_cursor: null });
-    // A cursor names a position in SKU order, not a store: another store's list reads it as that position in its own list.
+    // A cursor is of the list that wrote it: another store's stock is another list, and refuses it (400 at the cursor).
     const ownFromCursor = await other.get(`/v1/stores/${otherStoreId}/stock?limit=2&cursor=${cursor}`);
-    assert.equal(ownFromCursor.status, 200);
+    assert.equal(ownFromCursor.status, 400);
+    assert.equal(ownFromCursor.body.errors[0].path, '/querystring/cursor');
   });
 });
 
@@ -164,8 +167,8 @@ interface PlanNode {
   Plans?: PlanNode[];
 }
 
-function encodeCursorOf(skuId: string): string {
-  return Buffer.from(JSON.stringify({ sku_id: skuId })).toString('base64url');
+function encodeCursorOf(storeId: string, skuId: string): string {
+  return encodeCursor({ sku_id: skuId }, listAt(`/v1/stores/${storeId}/stock`));
 }
 
 function nodesOf(node: PlanNode): PlanNode[] {
@@ -295,7 +298,7 @@ describe('GET /v1/stores/{store_id}/stock: a page of a big store reads that page
     });
   }
 
-  it(`walking the ${SKUS} SKUs with ?limit=500 answers each once, in order, in ${SKUS / 500} pages; without a limit, all in one`, async () => {
+  it(`walking the ${SKUS} SKUs with ?limit=500 answers each once, in order, in ${SKUS / 500} pages; without a limit, the first 50`, async () => {
     const ids: string[] = [];
     let cursor: string | null = null;
     let pages = 0;
@@ -310,10 +313,10 @@ describe('GET /v1/stores/{store_id}/stock: a page of a big store reads that page
     } while (cursor !== null && pages <= SKUS / 500);
     assert.equal(pages, SKUS / 500);
     assert.deepEqual(ids, skus);
-    const whole = await owner.get(`/v1/stores/${storeId}/stock`);
-    assert.equal(whole.body.items.length, SKUS);
-    assert.equal(whole.body.next_cursor, null);
-    const asOf = await owner.get(`/v1/stores/${storeId}/stock?limit=500&cursor=${encodeCursorOf(skus[SKUS - 501]!)}&as_of=${encodeURIComponent(new Date().toISOString())}`);
+    const first = await owner.get(`/v1/stores/${storeId}/stock`);
+    assert.deepEqual(first.body.items.map((item: { sku_id: string }) => item.sku_id), skus.slice(0, 50));
+    assert.notEqual(first.body.next_cursor, null);
+    const asOf = await owner.get(`/v1/stores/${storeId}/stock?limit=500&cursor=${encodeCursorOf(storeId, skus[SKUS - 501]!)}&as_of=${encodeURIComponent(new Date().toISOString())}`);
     assert.equal(asOf.status, 200);
     assert.deepEqual(asOf.body.items, skus.slice(SKUS - 500).map((sku_id) => ({ sku_id, quantity: 8 })));
     assert.equal(asOf.body.next_cursor, null);

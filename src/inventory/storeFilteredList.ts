@@ -20,21 +20,23 @@ export interface StoreFilteredQuery {
  * - a store that is not the tenant's is 404 for every token, in the read's
  *   own transaction (as the store's own GET; never an empty list);
  * - then `limit` (default 50) rows after the cursor's id, as `fetch` reads
- *   them (asked for one more, to know whether a next page exists).
+ *   them (asked for one more, to know whether a next page exists), the
+ *   cursor being of `list` (listOf: this route).
  */
 export async function storeFilteredPage<Row extends { id: string }>(
   db: Db,
   principal: TenantPrincipal,
   query: StoreFilteredQuery,
   fetch: (tx: Tx, afterId: string | undefined, limitPlusOne: number) => Promise<Row[]>,
+  list: string,
 ): Promise<{ items: Row[]; next_cursor: string | null }> {
   const storeId = query.store_id;
   if (storeId !== undefined) assertStoreInScope(principal, storeId);
   const limit = query.limit ?? 50;
-  const afterId = decodeCursor(query.cursor, isUuidIdCursor)?.id;
+  const afterId = decodeCursor(query.cursor, isUuidIdCursor, list)?.id;
   const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
     if (storeId !== undefined) await assertStoreExists(tx, principal.tenantId, storeId);
     return fetch(tx, afterId, limit + 1);
   });
-  return pageOf(rows, limit, (last) => ({ id: last.id }));
+  return pageOf(rows, limit, (last) => ({ id: last.id }), list);
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, type Tx } from '../core/db.js';
+import { all, andIf, type Tx } from '../core/db.js';
 import type { PartyKind } from './money.table.js';
 
 export interface PartyBalance {
@@ -54,9 +54,7 @@ export async function listPartyBalances(
         FROM (
           SELECT party_id, debit_total, credit_total, balance AS outstanding FROM accounts
           WHERE tenant_id = ${tenantId} AND party_id IS NOT NULL AND kind = 'receivable'
-            AND (${after === undefined}::boolean
-                 OR (balance <= ${after?.outstanding ?? 0}::bigint
-                     AND (balance < ${after?.outstanding ?? 0}::bigint OR party_id > ${after?.party_id ?? null}::uuid)))
+            ${andIf(after, (position) => sql`balance <= ${position.outstanding}::bigint AND (balance < ${position.outstanding}::bigint OR party_id > ${position.party_id}::uuid)`)}
           ORDER BY balance DESC, party_id
           LIMIT ${limit}
         ) a
@@ -72,8 +70,7 @@ export async function listPartyBalances(
       FROM (
         SELECT party_id, debit_total, credit_total, balance FROM accounts
         WHERE tenant_id = ${tenantId} AND party_id IS NOT NULL AND kind = 'payable'
-          AND (${after === undefined}::boolean
-               OR (balance, party_id) > (${-(after?.outstanding ?? 0)}::bigint, ${after?.party_id ?? null}::uuid))
+          ${andIf(after, (position) => sql`(balance, party_id) > (${-position.outstanding}::bigint, ${position.party_id}::uuid)`)}
         ORDER BY balance, party_id
         LIMIT ${limit}
       ) a

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, type Tx } from '../core/db.js';
+import { all, andIf, type Tx } from '../core/db.js';
 import { STORE_ACCOUNT_KINDS } from './money.table.js';
 
 export interface AccountView {
@@ -56,8 +56,8 @@ export async function listAccountPostings(
       JOIN postings p ON p.tenant_id = a.tenant_id AND p.account_id = a.id
       JOIN journal_entries e ON e.tenant_id = p.tenant_id AND e.id = p.entry_id
       WHERE a.tenant_id = ${tenantId} AND a.key = ${accountKey}
-        AND (${before ?? null}::bigint IS NULL OR p.id < ${before ?? null}::bigint)
-        AND (${storeIds === null}::boolean OR e.store_id = ANY(${storeIds ?? []}::uuid[]))
+        ${andIf(before, (id) => sql`p.id < ${id}::bigint`)}
+        ${andIf(storeIds, (ids) => sql`e.store_id = ANY(${ids}::uuid[])`)}
       ORDER BY p.id DESC LIMIT ${limit}`,
   );
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, maybeOne, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, type Tx } from '../core/db.js';
 import type { PartyKind, PartyRow, PaymentRow } from './money.table.js';
 
 export async function findParty(tx: Tx, tenantId: string, id: string): Promise<PartyRow | undefined> {
@@ -13,8 +13,8 @@ export async function listParties(tx: Tx, tenantId: string, kind: PartyKind | un
     sql<PartyRow>`
       SELECT id, kind, name, code, op_id, created_at FROM parties
       WHERE tenant_id = ${tenantId}
-        AND (${kind ?? null}::text IS NULL OR kind = ${kind ?? null})
-        AND (${after ?? null}::uuid IS NULL OR id > ${after ?? null}::uuid)
+        ${andIf(kind, (partyKind) => sql`kind = ${partyKind}`)}
+        ${andIf(after, (id) => sql`id > ${id}::uuid`)}
       ORDER BY id LIMIT ${limit}`,
   );
 }

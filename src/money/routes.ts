@@ -7,7 +7,7 @@ import { maybeOne } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, Money, MoneyTotal, Name, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, Money, MoneyTotal, Name, Page, limitOf, listOf, type ListRequest, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createParty } from './createParty.js';
 import { createPayment } from './createPayment.js';
 import { listPartyBalances, type BalanceCursor } from './listPartyBalances.js';
@@ -95,27 +95,18 @@ const isPostingCursor = isCursorOf<{ id: number }>({ id: cursorField.safeInteger
 const isAccountCursor = isCursorOf<{ kind: string }>({ kind: (value: unknown): value is string => typeof value === 'string' && (STORE_ACCOUNT_KINDS as readonly string[]).includes(value) });
 
 /**
- * `?limit=` and `?cursor=` of a short list read whole (a store's five
- * accounts, an operation's journal entries): the list shape and paging of
- * every list (API.md); like every list, other query parameters are refused
- * (400 at /querystring/<name>). Without `limit` every item is one page.
+ * One page of a short list read whole (a store's five accounts, an
+ * operation's journal entries), after the item whose key the cursor names:
+ * paged like every list (API.md), 50 a page unless `?limit=` says otherwise.
  */
-const WholeListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
-    cursor: ListQuery.properties.cursor,
-  },
-  { additionalProperties: false },
-);
-
-/** One page of a list read whole, after the item whose key the cursor names. */
 function pageOfWhole<T, C extends object>(
   items: readonly T[],
-  query: { limit?: number; cursor?: string },
+  request: ListRequest & { query: { limit?: number; cursor?: string } },
   isCursor: (value: unknown) => value is C,
   cursorOf: (item: T) => C,
 ): { items: T[]; next_cursor: string | null } {
-  const after = decodeCursor(query.cursor, isCursor);
+  const list = listOf(request);
+  const after = decodeCursor(request.query.cursor, isCursor, list);
   let start = 0;
   if (after !== undefined) {
     const key = JSON.stringify(after);
@@ -124,7 +115,7 @@ function pageOfWhole<T, C extends object>(
     start = index + 1;
   }
   const rest = items.slice(start);
-  return pageOf(rest, query.limit ?? rest.length, cursorOf);
+  return pageOf(rest, limitOf(request), cursorOf, list);
 }
 const isBalanceCursor = isCursorOf<BalanceCursor>({ outstanding: cursorField.safeInteger, party_id: cursorField.uuid });
 
@@ -161,9 +152,9 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isUuidIdCursor)?.id;
+      const after = decodeCursor(request.query.cursor, isUuidIdCursor, listOf(request))?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listParties(tx, principal.tenantId, request.query.kind, after, limit + 1));
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return pageOf(rows, limit, (last) => ({ id: last.id }), listOf(request));
     },
   );
 
@@ -249,9 +240,9 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         // A party's balance sums its dealings with every store.
         assertAllStores(principal, 'party balances');
         const limit = request.query.limit ?? 50;
-        const after = decodeCursor(request.query.cursor, isBalanceCursor);
+        const after = decodeCursor(request.query.cursor, isBalanceCursor, listOf(request));
         const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listPartyBalances(tx, principal.tenantId, kind, after, limit + 1));
-        return pageOf(rows, limit, (last) => ({ outstanding: last.outstanding, party_id: last.party_id }));
+        return pageOf(rows, limit, (last) => ({ outstanding: last.outstanding, party_id: last.party_id }), listOf(request));
       },
     );
   }
@@ -262,9 +253,9 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'ledger.read' },
       schema: {
         tags: ['money'],
-        summary: `A store's accounts (${STORE_ACCOUNT_KINDS.join(', ')}) with balance (debit − credit) and totals, minor units; \`{ items, next_cursor }\` like every list (without \`?limit=\`, all five in one page)`,
+        summary: `A store's accounts (${STORE_ACCOUNT_KINDS.join(', ')}) with balance (debit − credit) and totals, minor units; \`{ items, next_cursor }\` like every list`,
         params: Type.Object({ store_id: Uuid }),
-        querystring: WholeListQuery,
+        querystring: ListQuery,
         response: { 200: Page(Account) },
       },
     },
@@ -275,7 +266,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         await assertStoreExists(tx, principal.tenantId, request.params.store_id);
         return listStoreAccounts(tx, principal.tenantId, request.params.store_id);
       });
-      return pageOfWhole(accounts, request.query, isAccountCursor, (account) => ({ kind: account.kind }));
+      return pageOfWhole(accounts, request, isAccountCursor, (account) => ({ kind: account.kind }));
     },
   );
 
@@ -295,12 +286,12 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       const principal = tenantOf(request);
       assertStoreInScope(principal, request.params.store_id);
       const limit = request.query.limit ?? 50;
-      const before = decodeCursor(request.query.cursor, isPostingCursor)?.id;
+      const before = decodeCursor(request.query.cursor, isPostingCursor, listOf(request))?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
         await assertStoreExists(tx, principal.tenantId, request.params.store_id);
         return listAccountPostings(tx, principal.tenantId, `store/${request.params.store_id}/${request.params.kind}`, before, limit + 1);
       });
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return pageOf(rows, limit, (last) => ({ id: last.id }), listOf(request));
     },
   );
 
@@ -313,13 +304,13 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const before = decodeCursor(request.query.cursor, isPostingCursor)?.id;
+      const before = decodeCursor(request.query.cursor, isPostingCursor, listOf(request))?.id;
       const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
         if (!(await findParty(tx, principal.tenantId, request.params.id))) throw notFound('party');
         // A party deals with every store; a store-scoped token sees the postings of its stores only.
         return listAccountPostings(tx, principal.tenantId, `party/${request.params.id}`, before, limit + 1, principal.storeIds);
       });
-      return pageOf(rows, limit, (last) => ({ id: last.id }));
+      return pageOf(rows, limit, (last) => ({ id: last.id }), listOf(request));
     },
   );
 
@@ -329,10 +320,10 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'ledger.read' },
       schema: {
         tags: ['money'],
-        summary: 'The journal entries (with postings) an operation wrote; `{ items, next_cursor }` like every list (without `?limit=`, all in one page)',
+        summary: 'The journal entries (with postings) an operation wrote; `{ items, next_cursor }` like every list: in entry id order, 50 a page unless `?limit=` (1–500) says otherwise',
         description: 'Visible as at GET /v1/operations/{op_id} (a transfer\'s operations at either end); otherwise, or for an unknown operation, 404.',
         params: Type.Object({ op_id: Uuid }),
-        querystring: WholeListQuery,
+        querystring: ListQuery,
         response: { 200: Page(JournalEntry) },
       },
     },
@@ -350,7 +341,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       // 404 alike for an operation that is not there and one outside the caller's stores.
       if (!visible) throw notFound('operation');
       for (const entry of items) if (entry.store_id !== null) assertStoreInScope(principal, entry.store_id, 'operation');
-      return pageOfWhole(items, request.query, isUuidIdCursor, (entry) => ({ id: entry.id }));
+      return pageOfWhole(items, request, isUuidIdCursor, (entry) => ({ id: entry.id }));
     },
   );
 }

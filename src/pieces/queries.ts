@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, maybeOne, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, type Tx } from '../core/db.js';
 import type { PieceRow } from './pieces.table.js';
 
 // Reads show a reservation past its expiry as released (it is, lazily: the
@@ -29,11 +29,11 @@ export async function listPieces(tx: Tx, tenantId: string, storeIds: readonly st
     sql<PieceRow>`
       SELECT ${EFFECTIVE_PIECE_COLUMNS} FROM pieces
       WHERE tenant_id = ${tenantId}
-        AND (${storeIds === null}::boolean OR store_id = ANY(${storeIds ?? []}::uuid[]))
-        AND (${filter.storeId ?? null}::uuid IS NULL OR store_id = ${filter.storeId ?? null})
-        AND (${filter.skuId ?? null}::uuid IS NULL OR sku_id = ${filter.skuId ?? null})
-        AND (${filter.includeGone ?? false}::boolean OR (deleted_by_op IS NULL AND status IN ('in_stock', 'reserved')))
-        AND (${after ?? null}::uuid IS NULL OR id > ${after ?? null})
+        ${andIf(storeIds, (ids) => sql`store_id = ANY(${ids}::uuid[])`)}
+        ${andIf(filter.storeId, (storeId) => sql`store_id = ${storeId}::uuid`)}
+        ${andIf(filter.skuId, (skuId) => sql`sku_id = ${skuId}::uuid`)}
+        ${filter.includeGone === true ? sql`` : sql`AND deleted_by_op IS NULL AND status IN ('in_stock', 'reserved')`}
+        ${andIf(after, (id) => sql`id > ${id}::uuid`)}
       ORDER BY id LIMIT ${limit}`,
   );
 }
@@ -59,7 +59,7 @@ export async function pieceHistory(tx: Tx, tenantId: string, pieceId: string, af
       SELECT e.id AS event_id, e.type, e.op_id, o.type AS operation_type, e.actor, e.correlation_id, e.before, e.after, e.payload AS detail, e.created_at
       FROM events e JOIN operations o ON o.tenant_id = e.tenant_id AND o.id = e.op_id
       WHERE e.tenant_id = ${tenantId} AND e.subject_type = 'piece' AND e.subject_id = ${pieceId}
-        AND (${afterEventId ?? null}::bigint IS NULL OR e.id > ${afterEventId ?? null})
+        ${andIf(afterEventId, (id) => sql`e.id > ${id}::bigint`)}
       ORDER BY e.id LIMIT ${limit}`,
   );
 }

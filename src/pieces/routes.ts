@@ -6,7 +6,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, tenantOf } from '../http/command.js';
 import { optionalExpectedVersion } from '../http/etag.js';
-import { cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, LOWERCASE, NoBody, Page, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { ListCursor, ListLimit, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, LOWERCASE, NoBody, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { combinePieces } from './combinePieces.js';
 import { cutPiece } from './cutPiece.js';
 import { findPiece, listPieces, pieceHistory } from './queries.js';
@@ -180,8 +180,8 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
             store_id: Type.Optional(Uuid),
             sku_id: Type.Optional(Uuid),
             include_gone: Type.Optional(Type.Boolean()),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
-            cursor: Type.Optional(Type.String({ maxLength: 500 })),
+            limit: ListLimit,
+            cursor: ListCursor,
           },
           { additionalProperties: false },
         ),
@@ -192,6 +192,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
       const principal = tenantOf(request);
       return storeFilteredPage(db, principal, request.query, (tx, after, limitPlusOne) =>
         listPieces(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, skuId: request.query.sku_id, includeGone: request.query.include_gone }, after, limitPlusOne),
+        listOf(request),
       );
     },
   );
@@ -218,7 +219,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
           "The lifecycle of a piece in order, from the append-only event log: each step with its operation, actor and before/after state, and `created_at` — when the step was written under the piece's lock, so the dates follow the steps' order",
         params: IdParams,
         querystring: Type.Object(
-          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })), cursor: Type.Optional(Type.String({ maxLength: 500 })) },
+          { limit: ListLimit, cursor: Type.Optional(Type.String({ maxLength: 500 })) },
           { additionalProperties: false },
         ),
         response: { 200: Page(HistoryItem) },
@@ -227,12 +228,12 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
-      const after = decodeCursor(request.query.cursor, isEventCursor)?.event_id;
+      const after = decodeCursor(request.query.cursor, isEventCursor, listOf(request))?.event_id;
       return inTenantTransaction(db, principal.tenantId, async (tx) => {
         const piece = await findPiece(tx, principal.tenantId, request.params.id);
         if (!piece || !inStoreScope(principal, piece.store_id)) throw notFound('piece');
         const rows = await pieceHistory(tx, principal.tenantId, piece.id, after, limit + 1);
-        return pageOf(rows, limit, (last) => ({ event_id: Number(last.event_id) }));
+        return pageOf(rows, limit, (last) => ({ event_id: Number(last.event_id) }), listOf(request));
       });
     },
   );

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, maybeOne, one, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, one, type Tx } from '../core/db.js';
 import type { DrawerMovements } from './settlementMath.js';
 import type { SettlementRow } from './settlements.table.js';
 
@@ -24,10 +24,10 @@ export async function listSettlements(
     sql<SettlementRow>`
       SELECT ${SETTLEMENT_COLUMNS} FROM settlements
       WHERE tenant_id = ${tenantId}
-        AND (${storeIds === null}::boolean OR store_id = ANY(${storeIds ?? []}::uuid[]))
-        AND (${filter.storeId ?? null}::uuid IS NULL OR store_id = ${filter.storeId ?? null}::uuid)
-        AND (${filter.businessDate ?? null}::date IS NULL OR business_date = ${filter.businessDate ?? null}::date)
-        AND (${before ?? null}::uuid IS NULL OR id < ${before ?? null}::uuid)
+        ${andIf(storeIds, (ids) => sql`store_id = ANY(${ids}::uuid[])`)}
+        ${andIf(filter.storeId, (storeId) => sql`store_id = ${storeId}::uuid`)}
+        ${andIf(filter.businessDate, (day) => sql`business_date = ${day}::date`)}
+        ${andIf(before, (id) => sql`id < ${id}::uuid`)}
       ORDER BY id DESC LIMIT ${limit}`,
   );
 }

@@ -6,7 +6,7 @@ import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, tenantOf } from '../http/command.js';
 import { requiredExpectedVersion, sendVersioned } from '../http/etag.js';
-import { IdempotencyHeaders, IdParams, ListQuery, Money, MoneyTotal, Page, Timestamp, Uuid } from '../http/schemas.js';
+import { listOf, IdempotencyHeaders, IdParams, ListQuery, Money, MoneyTotal, Page, Timestamp, Uuid } from '../http/schemas.js';
 import type { TenantPrincipal } from '../core/auth.js';
 import { settlementAsSeenBy } from './blindCount.js';
 import type { SettlementRow } from './settlements.table.js';
@@ -159,6 +159,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       const principal = tenantOf(request);
       const page = await storeFilteredPage(db, principal, request.query, (tx, before, limitPlusOne) =>
         listSettlements(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, businessDate: request.query.business_date }, before, limitPlusOne),
+        listOf(request),
       );
       return { ...page, items: page.items.map((settlement) => settlementAsSeenBy(principal, settlement)) };
     },

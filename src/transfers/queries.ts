@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { all, maybeOne, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, type Tx } from '../core/db.js';
 import type { TransferRow } from './transfers.table.js';
 
 const TRANSFER_COLUMNS = sql`
@@ -40,10 +40,10 @@ export async function listTransfers(
     sql<TransferRow>`
       SELECT ${TRANSFER_COLUMNS} FROM stock_transfers t
       WHERE t.tenant_id = ${tenantId}
-        AND (${storeIds === null}::boolean OR t.source_store_id = ANY(${storeIds ?? []}::uuid[]) OR t.destination_store_id = ANY(${storeIds ?? []}::uuid[]))
-        AND (${filter.storeId ?? null}::uuid IS NULL OR t.source_store_id = ${filter.storeId ?? null}::uuid OR t.destination_store_id = ${filter.storeId ?? null}::uuid)
-        AND (${filter.status ?? null}::text IS NULL OR t.status = ${filter.status ?? null})
-        AND (${before ?? null}::uuid IS NULL OR t.id < ${before ?? null}::uuid)
+        ${andIf(storeIds, (ids) => sql`(t.source_store_id = ANY(${ids}::uuid[]) OR t.destination_store_id = ANY(${ids}::uuid[]))`)}
+        ${andIf(filter.storeId, (storeId) => sql`(t.source_store_id = ${storeId}::uuid OR t.destination_store_id = ${storeId}::uuid)`)}
+        ${andIf(filter.status, (status) => sql`t.status = ${status}`)}
+        ${andIf(before, (id) => sql`t.id < ${id}::uuid`)}
       ORDER BY t.id DESC LIMIT ${limit}`,
   );
 }

@@ -9,7 +9,7 @@ import type { App, AppDeps } from '../http/app.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { commandInputOf, tenantOf } from '../http/command.js';
 import { etagOf, optionalExpectedVersion, sendVersioned, versionedCommand } from '../http/etag.js';
-import { IdempotencyHeaders, IdParams, IfMatchHeaders, ListQuery, NoBody, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { listOf, IdempotencyHeaders, IdParams, IfMatchHeaders, ListQuery, NoBody, Page, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { approveTransfer } from './approveTransfer.js';
 import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
@@ -209,6 +209,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
       const principal = tenantOf(request);
       return storeFilteredPage(db, principal, request.query, (tx, before, limitPlusOne) =>
         listTransfers(tx, principal.tenantId, principal.storeIds, { storeId: request.query.store_id, status: request.query.status }, before, limitPlusOne),
+        listOf(request),
       );
     },
   );
