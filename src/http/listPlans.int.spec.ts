@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CompiledQuery, PostgresQueryCompiler, type KyselyPlugin } from 'kysely';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { inTenantTransaction } from '../core/command.js';
+import type { Tx } from '../core/db.js';
+import { listReviewItems } from '../integrity/listReviewItems.js';
+import { listStockLedger } from '../inventory/listStockLedger.js';
+import { listSkus } from '../inventory/queries.js';
+import { listPointsOfSale } from '../field/queries.js';
+import { listParties } from '../money/queries.js';
+import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
+
+/**
+ * A page of a list is a range of an index from the cursor on — also in a
+ * generic plan (a prepared statement reused: node-pg's named statements, a
+ * pooler, plan_cache_mode = force_generic_plan), where a condition written
+ * `($after IS NULL OR id > $after)` was a filter over the tenant's rows from
+ * the first (see andIf in src/core/db.ts). The stock list has its own test
+ * (src/inventory/stockList.int.spec.ts); these are the others.
+ */
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Index Cond'?: string;
+  'Actual Rows'?: number;
+  'Rows Removed by Filter'?: number;
+  Plans?: PlanNode[];
+}
+const nodesOf = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(nodesOf)];
+
+class Captured extends Error {
+  constructor(readonly query: CompiledQuery) {
+    super('captured');
+  }
+}
+const capture: KyselyPlugin = {
+  transformQuery: (args) => {
+    throw new Captured(new PostgresQueryCompiler().compileQuery(args.node, args.queryId));
+  },
+  transformResult: async (args) => args.result,
+};
+const literal = (value: unknown): string =>
+  value === null ? 'NULL' : typeof value === 'number' ? String(value) : Array.isArray(value) ? `'{${value.join(',')}}'` : `'${String(value).replaceAll("'", "''")}'`;
+
+describe('every list page is an index range from its cursor, in a generic plan too', () => {
+  const ROWS = 3000;
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: string;
+  let sku: string;
+  const last: Record<string, string> = {};
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = await givenStore(owner, 'P-STORE');
+    sku = await givenSku(owner, 'P-SKU');
+    await givenStock(owner, store, [{ sku_id: sku, quantity: 5 }]);
+    const party = (await owner.post('/v1/parties', { kind: 'customer', name: 'C' })).body.id as string;
+    const pointOfSale = (await owner.post('/v1/points-of-sale', { name: 'Kiosk', store_id: store, latitude: 1, longitude: 1 })).body.id as string;
+    const opId = (await owner.get(`/v1/stores/${store}`)).body.op_id as string;
+    const q = (text: string, values: unknown[]) => t.admin.query(text, values);
+    // ROWS rows of each list, one INSERT … SELECT generate_series each.
+    // (Not stores: a new store's triggers open its accounts and counters, minutes for thousands here;
+    // listStores writes its cursor with the same andIf as listSkus, tested below.)
+    await q(`INSERT INTO skus (tenant_id, id, code, name, unit, price, op_id) SELECT tenant_id, gen_random_uuid(), 'K' || lpad(n::text, 5, '0'), name, unit, price, op_id FROM skus, generate_series(1, $3::int) n WHERE tenant_id = $1 AND id = $2`, [tenantId, sku, ROWS]);
+    await q(`INSERT INTO parties (tenant_id, id, kind, name, op_id) SELECT tenant_id, gen_random_uuid(), kind, name, op_id FROM parties, generate_series(1, $3::int) n WHERE tenant_id = $1 AND id = $2`, [tenantId, party, ROWS]);
+    await q(
+      `INSERT INTO points_of_sale (tenant_id, id, name, store_id, party_id, latitude, longitude, op_id) SELECT tenant_id, gen_random_uuid(), name, store_id, party_id, latitude, longitude, op_id FROM points_of_sale, generate_series(1, $3::int) n WHERE tenant_id = $1 AND id = $2`,
+      [tenantId, pointOfSale, ROWS],
+    );
+    await q(`INSERT INTO review_items (tenant_id, id, kind, store_id, op_id) SELECT $1, gen_random_uuid(), 'test_item', $2, $3 FROM generate_series(1, $4::int)`, [tenantId, store, opId, ROWS]);
+    await q(
+      `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, created_at)
+       SELECT tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, created_at FROM stock_ledger, generate_series(1, $3::int) n WHERE tenant_id = $1 AND store_id = $2`,
+      [tenantId, store, ROWS],
+    );
+    await t.admin.query('ANALYZE skus, parties, points_of_sale, review_items, stock_ledger');
+    const middle = async (text: string) => String((await q(text, [tenantId])).rows[0].v);
+    last.skus = await middle(`SELECT code AS v FROM skus WHERE tenant_id = $1 ORDER BY code OFFSET ${ROWS / 2} LIMIT 1`);
+    last.parties = await middle(`SELECT id AS v FROM parties WHERE tenant_id = $1 ORDER BY id OFFSET ${ROWS / 2} LIMIT 1`);
+    last.points = await middle(`SELECT id AS v FROM points_of_sale WHERE tenant_id = $1 ORDER BY id OFFSET ${ROWS / 2} LIMIT 1`);
+    last.review = await middle(`SELECT id AS v FROM review_items WHERE tenant_id = $1 ORDER BY id DESC OFFSET ${ROWS / 2} LIMIT 1`);
+    last.ledger = await middle(`SELECT id AS v FROM stock_ledger WHERE tenant_id = $1 ORDER BY id DESC OFFSET ${ROWS / 2} LIMIT 1`);
+  });
+  after(() => t.close());
+
+  /** The generic plan (EXPLAIN ANALYZE of a prepared statement under force_generic_plan) of exactly the query the code sends. */
+  async function genericPlan(read: (tx: Tx) => Promise<unknown>): Promise<PlanNode[]> {
+    const rows = await inTenantTransaction(t.db, tenantId, async (tx) => {
+      const query = await read(tx.withPlugin(capture)).then(
+        () => assert.fail('the query ran'),
+        (error: unknown) => {
+          if (error instanceof Captured) return error.query;
+          throw error;
+        },
+      );
+      await tx.executeQuery(CompiledQuery.raw(`PREPARE list_page AS ${query.sql}`));
+      await tx.executeQuery(CompiledQuery.raw('SET LOCAL plan_cache_mode = force_generic_plan'));
+      const explained = (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list_page(${query.parameters.map(literal).join(', ')})`))).rows;
+      await tx.executeQuery(CompiledQuery.raw('DEALLOCATE list_page'));
+      return explained;
+    });
+    return nodesOf((rows[0] as { 'QUERY PLAN': Array<{ Plan: PlanNode }> })['QUERY PLAN'][0]!.Plan);
+  }
+
+  const lists: Array<[string, string, RegExp, (tx: Tx, after: string | undefined) => Promise<unknown>]> = [
+    ['skus', 'skus', /code > /, (tx, after) => listSkus(tx, tenantId, after, 51)],
+    ['parties', 'parties', /id > /, (tx, after) => listParties(tx, tenantId, undefined, after, 51)],
+    ['points', 'points_of_sale', /id > /, (tx, after) => listPointsOfSale(tx, tenantId, null, {}, after, 51)],
+    ['review', 'review_items', /id < /, (tx, after) => listReviewItems(tx, tenantId, { storeIds: null, beforeId: after, limit: 51 })],
+    ['ledger', 'stock_ledger', /id < /, (tx, after) => listStockLedger(tx, tenantId, store, sku, after, 51)],
+  ];
+
+  for (const [name, table, cursorCondition, read] of lists) {
+    it(`${table}: the first page and one from the middle of ${ROWS} rows read the page (51 rows), not the rows before it`, async () => {
+      for (const after of [undefined, last[name]]) {
+        const nodes = await genericPlan((tx) => read(tx, after));
+        const label = `${table} after ${after ?? 'nothing'}: ${JSON.stringify(nodes.map((node) => [node['Node Type'], node['Relation Name'], node['Index Name'], node['Index Cond']]))}`;
+        const scans = nodes.filter((node) => node['Relation Name'] === table);
+        assert.equal(scans.length, 1, label);
+        assert.match(scans[0]!['Node Type'], /^Index (Only )?Scan( Backward)?$/, label);
+        if (after !== undefined) assert.match(scans[0]!['Index Cond'] ?? '', cursorCondition, label);
+        const rowsRead = (scans[0]!['Actual Rows'] ?? 0) + (scans[0]!['Rows Removed by Filter'] ?? 0);
+        assert.ok(rowsRead <= 52, `${label}: read ${rowsRead} rows for a page of 51`);
+      }
+    });
+  }
+});
