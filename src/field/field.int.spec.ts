@@ -194,6 +194,28 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.deepEqual(await snapshot(), before);
   });
 
+  it("an agent who names another agent in GET /v1/visits?agent_token_id= is refused (403 forbidden, reason own_visits_only), not answered an empty list; its own id and a manager's filter are listed as before", async () => {
+    const mine = await schedule(agentId);
+    const theirs = await schedule(otherAgentId);
+    const refused = await agent.get(`/v1/visits?agent_token_id=${otherAgentId}`);
+    assertProblem(refused, 403, 'forbidden');
+    assert.equal(refused.body.reason, 'own_visits_only');
+    assert.match(refused.body.detail, /own visits/);
+    // an id that is no token at all gets the same answer (an agent learns nothing of the tenant's tokens)
+    const unknown = await agent.get('/v1/visits?agent_token_id=00000000-0000-4000-8000-00000000beef&status=scheduled');
+    assertProblem(unknown, 403, 'forbidden');
+    assert.equal(unknown.body.reason, 'own_visits_only');
+
+    const own = await agent.get(`/v1/visits?agent_token_id=${agentId}&limit=500`);
+    assert.equal(own.status, 200);
+    const ownIds = own.body.items.map((v: { id: string }) => v.id);
+    assert.ok(ownIds.includes(mine.id) && !ownIds.includes(theirs.id));
+    const managed = await manager.get(`/v1/visits?agent_token_id=${otherAgentId}&limit=500`);
+    assert.equal(managed.status, 200);
+    assert.ok(managed.body.items.some((v: { id: string }) => v.id === theirs.id));
+    assert.ok(managed.body.items.every((v: { agent_token_id: string }) => v.agent_token_id === otherAgentId));
+  });
+
   it('geofence inside (150 m): consignment, stock out through the ledger, point of sale and visit updated in one operation', async () => {
     const visit = await schedule();
     const soapBefore = await stockOf(soap.id);

@@ -2,7 +2,7 @@ import { storeFilteredPage } from '../inventory/storeFilteredList.js';
 import { Type } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { inTenantTransaction } from '../core/command.js';
-import { notFound } from '../core/errors.js';
+import { AppError, notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, tenantOf } from '../http/command.js';
 import { ListCursor, ListLimit, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, isUuidIdCursor, ListQuery, LOWERCASE, Money, Name, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
@@ -194,6 +194,8 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['field'],
         summary: 'List visits by scheduled time. A field agent sees only their own visits.',
+        description:
+          '`agent_token_id` filters by the agent the visits are for. A field agent sees only its own visits: it may leave the filter out or name itself; naming any other id is `403 forbidden` with `reason: own_visits_only` (not an empty list). Other roles filter by any agent.',
         querystring: Type.Object(
           {
             status: Type.Optional(Type.Union([Type.Literal('scheduled'), Type.Literal('completed')])),
@@ -212,8 +214,13 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
       const limit = request.query.limit ?? 50;
       const after = decodeCursor(request.query.cursor, isVisitCursor, listOf(request));
       const agentTokenId = principal.role === 'field_agent' ? principal.tokenId : request.query.agent_token_id;
+      // An agent filtering by another agent is refused, not answered an empty
+      // list: "none" would hide a permission problem as "no visits". The same
+      // answer for any id, a token or not (an agent learns nothing of others).
       if (principal.role === 'field_agent' && request.query.agent_token_id !== undefined && request.query.agent_token_id !== principal.tokenId) {
-        return { items: [], next_cursor: null };
+        throw new AppError('forbidden', 'a field agent lists only its own visits: leave agent_token_id out, or send its own token id', {
+          extra: { reason: 'own_visits_only' },
+        });
       }
       const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
         // A point of sale that is not there, or is outside the token's stores, is 404 (as its own GET is), not an empty list.
