@@ -18,7 +18,7 @@ import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.j
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError } from './problem.js';
-import { bodyIsOptional, Problem as ProblemSchema } from './schemas.js';
+import { bodyIsOptional, NoQuery, Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
 import { isConnectionFailure, isDataException, isRetryableTransactionError } from '../core/pgErrors.js';
@@ -223,6 +223,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const textAjv = makeTextAjv();
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
 
+  // A route that declares no query string takes none (NoQuery): an unknown
+  // parameter is refused as the lists refuse theirs. Set before any route is
+  // registered, so every route — a new one too — has it. Not the CORS
+  // catch-all (a preflight's URL carries the query of the request it asks
+  // about; it is answered before validation anyway) nor the browsable docs
+  // (below: a page and its assets, where browsers and the UI add parameters).
+  app.addHook('onRoute', (route) => {
+    if (route.schema?.querystring !== undefined || isCorsCatchAllRoute(route)) return;
+    route.schema = { ...route.schema, querystring: NoQuery };
+  });
+
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
@@ -372,6 +383,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         version: '1.0.0',
         description:
           'Every mutating request accepts an `Idempotency-Key` header. Errors are `application/problem+json` with a stable `code`. See API.md for the conventions. ' +
+          'Unknown body fields and unknown query parameters are refused on every operation (`400 validation_failed`, `errors` naming each at `/body/<name>` or `/querystring/<name>`); an operation that lists no query parameters takes none. ' +
           'Browser pages on the origins listed in `CORS_ORIGINS` may call the API cross-origin (CORS: preflights answered 204 without a token; `ETag`, `Idempotent-Replayed`, `Retry-After` and `X-Correlation-ID` exposed); any other `OPTIONS` is 405 with `Allow`.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
@@ -385,6 +397,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(async (docs) => {
     docs.addHook('onRoute', (route) => {
       route.config = { ...route.config, auth: 'none' };
+      // Not the API: the UI's page and assets take whatever query a browser adds (runs after the app's NoQuery hook).
+      if (route.schema?.querystring === NoQuery) {
+        const { querystring: _querystring, ...schema } = route.schema;
+        route.schema = schema;
+      }
     });
     await docs.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
   });

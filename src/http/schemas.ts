@@ -91,6 +91,15 @@ export function bodyIsOptional(schema: unknown): boolean {
   return Array.isArray(branches) && branches.some((branch) => (branch as { type?: unknown } | null)?.type === 'null');
 }
 
+/**
+ * The query string of a route that takes no parameters: none. buildApp gives
+ * it to every route that declares no querystring of its own, so an unknown
+ * parameter (a typo like `?as_of=` on a record's GET, a `?dry_run=1` on a
+ * command) is a 400 at `/querystring/<name>` on every route, as the lists
+ * refuse theirs, never silently ignored: the answer would not be the one asked for.
+ */
+export const NoQuery = Type.Object({}, { additionalProperties: false });
+
 /** The page size of a list when `?limit=` is not given (API.md). */
 export const DEFAULT_LIMIT = 50;
 
