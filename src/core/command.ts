@@ -88,6 +88,12 @@ export interface CommandSpec {
 export interface CommandResult {
   status: number;
   body: unknown;
+  /**
+   * The answer's ETag when the record's version is not in its body (the
+   * tenant settings): stored with the answer, so a replay carries it too.
+   * A body with a `version` needs none (sendVersioned reads it from there).
+   */
+  etag?: string | undefined;
 }
 
 export interface CommandOutcome extends CommandResult {
@@ -286,19 +292,21 @@ interface KeyRecord {
   op_id: string;
   status: number;
   body: unknown;
+  etag: string | null;
   /** null: kept for ever */
   ttl_hours: number | null;
   /** Who sent the request, when not the operation's actor (an "already done" answer names an earlier operation). */
   actor_token_id?: string | null;
 }
 
-function keyRecord(input: CommandInput, spec: CommandSpec, opId: string, result: { status: number; body: unknown }): KeyRecord {
+function keyRecord(input: CommandInput, spec: CommandSpec, opId: string, result: CommandResult): KeyRecord {
   return {
     key: input.idempotencyKey!,
     fingerprint: input.fingerprint,
     op_id: opId,
     status: result.status,
     body: (spec.redactForReplay ? spec.redactForReplay(result.body) : result.body) ?? null,
+    etag: result.etag ?? null,
     ttl_hours: spec.ttlHours === 'forever' ? null : (spec.ttlHours ?? defaultTtlHours),
   };
 }
@@ -311,14 +319,15 @@ function keyRecord(input: CommandInput, spec: CommandSpec, opId: string, result:
  */
 function insertKeyRecords(tenantId: string, keyed: readonly KeyRecord[]) {
   return sql`
-    INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, expires_at, actor_token_id)
-    SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb),
+    INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, response_etag, expires_at, actor_token_id)
+    SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb), k.etag,
       coalesce(now() + make_interval(hours => k.ttl_hours), 'infinity'), k.actor_token_id
     FROM jsonb_to_recordset(${JSON.stringify(keyed)}::jsonb)
-      AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, ttl_hours integer, actor_token_id uuid)
+      AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, etag text, ttl_hours integer, actor_token_id uuid)
     ON CONFLICT (tenant_id, key) DO UPDATE
       SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
-          response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at, actor_token_id = EXCLUDED.actor_token_id
+          response_body = EXCLUDED.response_body, response_etag = EXCLUDED.response_etag, created_at = now(), expires_at = EXCLUDED.expires_at,
+          actor_token_id = EXCLUDED.actor_token_id
       WHERE idempotency_keys.expires_at <= now()
     RETURNING 1`;
 }
@@ -372,13 +381,15 @@ export interface StoredResponse {
   op_id: string;
   response_status: number;
   response_body: unknown;
+  /** The answer's ETag when it was a header only (CommandResult.etag); null: none. */
+  response_etag: string | null;
   /** Who made the original request, and the store its operation belongs to (to decide who may see its replay). */
   actor_token_id: string | null;
   store_id: string | null;
 }
 
 /** The stored response of a key with its operation's actor and store (RLS keeps both to the tenant). */
-const STORED_COLUMNS = sql`k.fingerprint, k.op_id, k.response_status, k.response_body, coalesce(k.actor_token_id, o.actor_token_id) AS actor_token_id, o.store_id`;
+const STORED_COLUMNS = sql`k.fingerprint, k.op_id, k.response_status, k.response_body, k.response_etag, coalesce(k.actor_token_id, o.actor_token_id) AS actor_token_id, o.store_id`;
 const STORED_FROM = sql`idempotency_keys k JOIN operations o ON o.tenant_id = k.tenant_id AND o.id = k.op_id`;
 
 /** Live stored responses of the given keys (read after claimIdempotencyKeys took their locks). */
@@ -415,7 +426,13 @@ export function replayOf(input: CommandInput, stored: StoredResponse, spec?: Pic
       ? !spec.replayVisibleTo(principal, stored.response_body)
       : spec?.replayInStoreScopeOnly === true && !recordInScope(principal, stored.store_id));
   if (hidden) throw new AppError('not_found', 'no record for this Idempotency-Key in this token\'s stores');
-  return { status: stored.response_status, body: stored.response_body, replayed: true, opId: stored.op_id };
+  return {
+    status: stored.response_status,
+    body: stored.response_body,
+    ...(stored.response_etag === null ? {} : { etag: stored.response_etag }),
+    replayed: true,
+    opId: stored.op_id,
+  };
 }
 
 /**

@@ -113,10 +113,13 @@ function responseSchemaOf(reply: FastifyReply, status: number): object | undefin
 /**
  * Sends a command's outcome. A first answer goes through the route's
  * response schema as every answer does; a replay through its replay form
- * (serializeAnswer), sent as the JSON it gives.
+ * (serializeAnswer), sent as the JSON it gives. Both carry the outcome's
+ * `etag` when the command gave one.
  */
 export function sendOutcome(reply: FastifyReply, outcome: CommandOutcome): FastifyReply {
   reply.status(outcome.status);
+  // An ETag the command gave outside its body (CommandResult.etag): the first answer's, and the same one stored for its replays.
+  if (outcome.etag !== undefined) reply.header('etag', outcome.etag);
   if (!outcome.replayed) return reply.send(outcome.body);
   reply.header('idempotent-replayed', 'true');
   const schema = responseSchemaOf(reply, outcome.status);

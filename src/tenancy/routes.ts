@@ -168,7 +168,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         tags: ['tenancy'],
         summary:
           'Change tenant settings: a JSON merge patch (RFC 7396), sent as application/json or application/merge-patch+json (merged into the current ones; a setting sent as null is removed, i.e. back to its default). They apply to every store (float, geofence, bulk threshold…): a token limited to some stores gets 403. ' +
-          'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. Changes sent at once take turns (same If-Match: one applies, the others 412; without: all merged). The answer carries the new ETag (not on a replay).',
+          'Optional `If-Match` with the ETag of GET: settings changed since → `412 version_conflict` with `current_version`, nothing changed. Changes sent at once take turns (same If-Match: one applies, the others 412; without: all merged). The answer carries the new ETag; a replay (same Idempotency-Key) carries the ETag the first answer carried.',
         headers: IfMatchHeaders('settings'),
         consumes: MERGE_PATCH_CONSUMES,
         body: Settings,
@@ -178,13 +178,11 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
     async (request, reply) => {
       assertAllStores(tenantOf(request), 'tenant settings');
       const expected = optionalExpectedVersion(request, 'tenant settings');
-      let version: number | undefined;
+      // The version is not in the body: the ETag is given with the result, and stored with it for a replay.
       const outcome = await runCommand(db, commandInputOf(request), { type: 'tenant.settings.update' }, async (cmd) => {
         const updated = await updateTenantSettings(cmd, request.body, expected);
-        version = updated.version;
-        return { status: 200, body: updated.settings };
+        return { status: 200, body: updated.settings, etag: etagOf(updated.version) };
       });
-      if (!outcome.replayed && version !== undefined) reply.header('etag', etagOf(version));
       return sendOutcome(reply, outcome);
     },
   );

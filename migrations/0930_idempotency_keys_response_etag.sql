@@ -1,0 +1,12 @@
+-- Up Migration
+-- The ETag of a stored answer whose record's version is not in its body.
+-- A record with a `version` field (a settlement, a transfer, an order) gets
+-- its ETag back from the body on a replay; the tenant settings' version is a
+-- header only (their body is the settings themselves), so a replayed
+-- PATCH /v1/tenant/settings answered without an ETag, and a client that
+-- retried after a lost answer had none for its next conditional change.
+-- Kept with the answer, in the same INSERT as the rest of it. NULL: the
+-- answer had no such header (every other answer, and the settings answers
+-- stored before this migration, which expire with their key within
+-- IDEMPOTENCY_TTL_HOURS: their version cannot be told after the fact).
+ALTER TABLE idempotency_keys ADD COLUMN response_etag text;
