@@ -300,15 +300,52 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header(CORRELATION_HEADER, request.id);
   });
+  // Shared rate limits (REDIS_URL): its connection closes with the app.
+  const redis = config.redisUrl ? new (await import('ioredis')).Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 }) : undefined;
+  if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => redis.disconnect())));
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimitPerMinute,
+    timeWindow: 60_000,
+    // Redis down: requests are let through (a shop keeps selling), not refused.
+    skipOnError: true,
+    ...(redis ? { redis } : {}),
+    // Runs after the auth hook (route-level hooks follow application-level ones).
+    // Registered before CORS so that its limiter (app.rateLimit) exists for
+    // the preflights below; it hooks only the routes registered after it.
+    keyGenerator: rateLimitKeyOf,
+    errorResponseBuilder: (_request, context) =>
+      new AppError('rate_limited', `rate limit of ${context.max} requests per minute exceeded; retry after ${context.after}`),
+  });
+
+  // What no route's limiter sees is limited here, by the client's address
+  // (no token has been read: rateLimitKeyOf counts it as `ip:<client>`, the
+  // bucket of the routes that take no token), in the same store (Redis with
+  // REDIS_URL): a CORS preflight, answered by the CORS hook before any route
+  // hook runs, and a request no route serves (404, 405). Each is cheap to
+  // answer, but a flood of them from one address is still a flood; a
+  // browser's preflights are cached (CORS_MAX_AGE_SECONDS) and count far
+  // below RATE_LIMIT_PER_MINUTE. Past the limit: 429 with Retry-After.
+  const limitByAddress = app.rateLimit();
+
   // CORS (CORS_ORIGINS) before authentication and every refusal: a preflight
   // carries no token, and a browser shows its page a refusal (401, 429, 503…)
-  // only when the refusal carries the CORS headers too.
+  // only when the refusal carries the CORS headers too. A preflight is
+  // counted just before (a browser reads no header of a preflight that is
+  // not 2xx: it simply does not send the request).
   if (config.corsOrigins.length > 0) {
     app.addHook('onRoute', (route) => {
       if (isCorsCatchAllRoute(route)) route.config = { ...route.config, auth: 'none' };
     });
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) await limitByAddress.call(app, request, reply);
+    });
     await app.register(cors, corsOptions(config.corsOrigins, ROUTABLE_METHODS.filter((method) => method !== 'OPTIONS')));
   }
+  // After CORS, so the refusal carries its headers (the route hooks count every routed request after CORS too).
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.url === undefined) await limitByAddress.call(app, request, reply);
+  });
 
   const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
   app.addHook('onRequest', async (request, reply) => {
@@ -359,22 +396,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   });
 
-  // Shared rate limits (REDIS_URL): its connection closes with the app.
-  const redis = config.redisUrl ? new (await import('ioredis')).Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 }) : undefined;
-  if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => redis.disconnect())));
-  await app.register(rateLimit, {
-    global: true,
-    max: config.rateLimitPerMinute,
-    timeWindow: 60_000,
-    // Redis down: requests are let through (a shop keeps selling), not refused.
-    skipOnError: true,
-    ...(redis ? { redis } : {}),
-    // Runs after the auth hook (route-level hooks follow application-level ones).
-    keyGenerator: rateLimitKeyOf,
-    errorResponseBuilder: (_request, context) =>
-      new AppError('rate_limited', `rate limit of ${context.max} requests per minute exceeded; retry after ${context.after}`),
-  });
-
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -384,7 +405,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         description:
           'Every mutating request accepts an `Idempotency-Key` header. Errors are `application/problem+json` with a stable `code`. See API.md for the conventions. ' +
           'Unknown body fields and unknown query parameters are refused on every operation (`400 validation_failed`, `errors` naming each at `/body/<name>` or `/querystring/<name>`); an operation that lists no query parameters takes none. ' +
-          'Browser pages on the origins listed in `CORS_ORIGINS` may call the API cross-origin (CORS: preflights answered 204 without a token; `ETag`, `Idempotent-Replayed`, `Retry-After` and `X-Correlation-ID` exposed); any other `OPTIONS` is 405 with `Allow`.',
+          'Browser pages on the origins listed in `CORS_ORIGINS` may call the API cross-origin (CORS: preflights answered 204 without a token, counted against the rate limit of their client address; `ETag`, `Idempotent-Replayed`, `Retry-After` and `X-Correlation-ID` exposed); any other `OPTIONS` is 405 with `Allow`.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],

@@ -143,3 +143,45 @@ describe('CORS on (CORS_ORIGINS set)', () => {
     assert.deepEqual(options, []);
   });
 });
+
+describe('preflights and requests no route serves are rate-limited per client address', () => {
+  const LIMIT = 5;
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp({ corsOrigins: [POS], rateLimitPerMinute: LIMIT });
+  });
+  after(() => t.close());
+
+  it('a flood of preflights from one address, sent at once: LIMIT answered 204, the rest 429 problem+json with Retry-After; a token\'s own requests keep their bucket', async () => {
+    const { owner } = await t.newTenant();
+    const answers = await Promise.all(Array.from({ length: LIMIT + 7 }, () => preflight(t.baseUrl, '/v1/sales', POS, 'POST', 'authorization, content-type')));
+    const statuses = answers.map((answer) => answer.status);
+    assert.equal(statuses.filter((status) => status === 204).length, LIMIT, `statuses: ${statuses}`);
+    const refused = answers.filter((answer) => answer.status === 429);
+    assert.equal(refused.length, 7, `statuses: ${statuses}`);
+    for (const answer of refused) {
+      assert.match(answer.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(answer.body.code, 'rate_limited');
+      assert.ok(Number(answer.headers.get('retry-after')) > 0);
+      assert.ok(answer.headers.get('x-correlation-id'));
+    }
+    // Counted by address, not by token: the owner's token still has its requests.
+    assert.equal((await owner.get('/v1/stores', { headers: { origin: POS } })).status, 200);
+  });
+
+  it('requests no route serves (404, 405) count against the address too', async () => {
+    const limited = await startTestApp({ rateLimitPerMinute: LIMIT });
+    try {
+      const anonymous = new ApiClient(limited.baseUrl, undefined);
+      const answers = await Promise.all(
+        Array.from({ length: LIMIT + 3 }, (_, i) => (i % 2 === 0 ? anonymous.get('/v1/nothing-here') : anonymous.request('OPTIONS', '/v1/stores'))),
+      );
+      const statuses = answers.map((answer) => answer.status);
+      assert.equal(statuses.filter((status) => status === 429).length, 3, `statuses: ${statuses}`);
+      assert.ok(statuses.every((status) => status === 404 || status === 405 || status === 429), `statuses: ${statuses}`);
+      assert.ok(answers.filter((answer) => answer.status === 429).every((answer) => Number(answer.headers.get('retry-after')) > 0));
+    } finally {
+      await limited.close();
+    }
+  });
+});
