@@ -77,7 +77,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/points-of-sale',
     {
-      config: { permission: 'field.manage' },
+      config: { permission: 'field.manage', refusals: { not_found: 'the store does not exist or is outside the token stores' } },
       schema: {
         tags: ['field'],
         summary: 'Create a point of sale supplied from a store. What it owes for goods sold on consignment is posted to the receivable of its customer party (given, or created with it). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
@@ -169,7 +169,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/visits',
     {
-      config: { permission: 'field.manage' },
+      config: { permission: 'field.manage', refusals: { not_found: 'the point of sale does not exist or is outside the token stores' } },
       schema: {
         tags: ['field'],
         summary: 'Schedule a visit of a field agent (a field_agent token reaching the store) to a point of sale. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
@@ -190,7 +190,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.get(
     '/v1/visits',
     {
-      config: { permission: 'field.read' },
+      config: { permission: 'field.read', refusals: { not_found: 'the point of sale in `point_of_sale_id` does not exist or is outside the token stores' } },
       schema: {
         tags: ['field'],
         summary: 'List visits by scheduled time. A field agent sees only their own visits.',
@@ -263,7 +263,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/visits/:id/complete',
     {
-      config: { permission: 'visits.complete' },
+      config: { permission: 'visits.complete', refusals: { geofence_violation: 'the agent is outside the geofence (`distance_m`, `radius_m`)', insufficient_stock: 'the supplying store lacks the goods to leave (`shortages`)', invalid_transition: 'the visit was already completed with a different request, or the consignment to settle is already settled' } },
       schema: {
         tags: ['field'],
         summary:

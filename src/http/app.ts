@@ -12,7 +12,7 @@ import type { Config } from '../config.js';
 import type { Authenticator, Principal } from '../core/auth.js';
 import { currentScope, runInScope } from '../core/context.js';
 import type { Db } from '../core/db.js';
-import { AppError } from '../core/errors.js';
+import { AppError, ERROR_STATUS } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
@@ -26,6 +26,7 @@ import { AuthFailureLimiter } from './authFailures.js';
 import { clientOf, rateLimitKeyOf } from './rateLimitKey.js';
 import { routeModules } from './routes.js';
 import { corsOptions, isCorsCatchAll, isCorsCatchAllRoute } from './cors.js';
+import { BEFORE_ROUTING, documentedRefusals, isDeclared, openApiPath, refusalsOf, type Refusals } from './refusals.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -43,6 +44,12 @@ declare module 'fastify' {
      * sale by sale (one such sale must not hold up the rest of a till's queue).
      */
     textCheckedByRoute?: boolean;
+    /**
+     * The refusals that are the route's own, by problem code (src/http/refusals.ts):
+     * those that follow from the kind of route (a token, a permission, a path
+     * id, a body, an Idempotency-Key, an If-Match) are derived and need not be named.
+     */
+    refusals?: Refusals;
   }
 }
 
@@ -54,6 +61,19 @@ export interface AppDeps {
   authenticator: Authenticator;
   /** Called on unexpected errors (Sentry when configured). */
   reportError?: (error: unknown) => void;
+  /**
+   * Tests: called for every problem answered by a documented route whose
+   * (status, code) the route does not declare (src/http/refusals.ts), so a
+   * refusal missing from the OpenAPI document fails the test that caused it.
+   */
+  onUndeclaredRefusal?: (refusal: UndeclaredRefusal) => void;
+}
+
+export interface UndeclaredRefusal {
+  method: string;
+  route: string;
+  status: number;
+  code: string;
 }
 
 export type App = FastifyInstance<http.Server, http.IncomingMessage, http.ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -111,6 +131,13 @@ export function withPlainEnums(value: unknown): unknown {
   return object;
 }
 
+/** The header names a route's `headers` schema declares (an object, or an intersection of objects). */
+function headerNamesOf(schema: unknown): string[] {
+  if (schema === null || typeof schema !== 'object') return [];
+  const { properties, allOf } = schema as { properties?: Record<string, unknown>; allOf?: unknown[] };
+  return [...Object.keys(properties ?? {}), ...(allOf ?? []).flatMap(headerNamesOf)].map((name) => name.toLowerCase());
+}
+
 /** Paths whose answers carry the record's version as `ETag` although their body has no `version` field. */
 const ETAG_WITHOUT_VERSION_FIELD = new Set(['/v1/tenant/settings']);
 
@@ -124,7 +151,7 @@ const ETAG_WITHOUT_VERSION_FIELD = new Set(['/v1/tenant/settings']);
  * version (what `sendVersioned` and the routes' own `reply.header('etag')`
  * send), `Retry-After` on refusals.
  */
-function withProblemResponses(document: OpenApiDocument): OpenApiDocument {
+function withProblemResponses(document: OpenApiDocument, refusalsByOperation: ReadonlyMap<string, Refusals>): OpenApiDocument {
   const problem = { $ref: '#/components/schemas/Problem' };
   const header = (description: string) => ({ description, schema: { type: 'string' } });
   const correlation = { 'X-Correlation-ID': header('the request\'s correlation id (the one sent, or a generated one); also in logs and audit events') };
@@ -153,9 +180,18 @@ function withProblemResponses(document: OpenApiDocument): OpenApiDocument {
         }
         response.headers = headers;
       }
+      // The refusals this operation can answer, one response per status naming
+      // its codes (src/http/refusals.ts); 4XX and 5XX stay as the catch-all.
+      const specific: Record<string, OpenApiResponse> = {};
+      for (const [status, description] of documentedRefusals(refusalsByOperation.get(`${method} ${path}`) ?? {})) {
+        if (operation.responses?.[status] === undefined) specific[status] = refusal(description);
+      }
       operation.responses = {
         ...operation.responses,
-        '4XX': refusal('Refused: a problem document with a stable `code` (validation_failed, unauthorized, forbidden, not_found, insufficient_stock, idempotency_key_reused, rate_limited, …); see the README for each code\'s status'),
+        ...specific,
+        '4XX': refusal(
+          `Refused: a problem document with a stable \`code\` (validation_failed, unauthorized, forbidden, not_found, insufficient_stock, idempotency_key_reused, rate_limited, …); see the README for each code's status. The statuses above name this operation's own; any request may also be refused before it reaches an operation: ${BEFORE_ROUTING.map((code) => `\`${code}\` (${ERROR_STATUS[code]})`).join(', ')}`,
+        ),
         '5XX': refusal('internal_error (logged), or service_unavailable (database unreachable, shutting down, shedding load; with Retry-After: retry with the same Idempotency-Key)'),
       };
     }
@@ -235,6 +271,43 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
 
   app.decorateRequest('principal', null);
+
+  // Each documented route's refusals (declared and derived), by `method path`
+  // as the OpenAPI document writes it: for the document and the test guard.
+  const refusalsByOperation = new Map<string, Refusals>();
+  app.addHook('onRoute', (route) => {
+    if ((route.schema as { hide?: boolean } | undefined)?.hide === true) return;
+    const headers = headerNamesOf((route.schema as { headers?: unknown } | undefined)?.headers);
+    for (const method of [route.method].flat()) {
+      if (method === 'HEAD' || method === 'OPTIONS') continue;
+      refusalsByOperation.set(
+        `${method.toLowerCase()} ${openApiPath(route.url)}`,
+        refusalsOf({
+          method,
+          url: route.url,
+          auth: route.config?.auth,
+          permission: route.config?.permission,
+          rateLimited: (route.config as { rateLimit?: unknown } | undefined)?.rateLimit !== false,
+          headers,
+          declared: route.config?.refusals,
+        }),
+      );
+    }
+  });
+  const undeclared = deps.onUndeclaredRefusal;
+  if (undeclared) {
+    app.addHook('onSend', async (request, reply, payload) => {
+      const route = request.routeOptions.url;
+      const type = reply.getHeader('content-type');
+      if (route === undefined || typeof payload !== 'string' || typeof type !== 'string' || !type.startsWith('application/problem+json')) return payload;
+      const method = request.method === 'HEAD' ? 'GET' : request.method;
+      const refusals = refusalsByOperation.get(`${method.toLowerCase()} ${openApiPath(route)}`);
+      if (refusals === undefined) return payload;
+      const { code } = JSON.parse(payload) as { code: string };
+      if (!isDeclared(refusals, reply.statusCode, code)) undeclared({ method, route, status: reply.statusCode, code });
+      return payload;
+    });
+  }
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
   // JSON as UTF-8 only (src/http/json.ts); text the database cannot store is
@@ -410,7 +483,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
-    transformObject: (documentObject) => withPlainEnums(withProblemResponses((documentObject as { openapiObject: OpenApiDocument }).openapiObject)) as OpenApiDocument,
+    transformObject: (documentObject) => withPlainEnums(withProblemResponses((documentObject as { openapiObject: OpenApiDocument }).openapiObject, refusalsByOperation)) as OpenApiDocument,
   });
   // The browsable docs are as public as /openapi.json: a browser sends no
   // token, so every route of the UI (page, assets, its copy of the document)

@@ -51,7 +51,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
   app.get(
     '/v1/integrity',
     {
-      config: { permission: 'integrity.read' },
+      config: { permission: 'integrity.read', refusals: { forbidden: 'a token limited to some stores (the checks span every store)' } },
       schema: {
         tags: ['integrity'],
         summary:
@@ -117,7 +117,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
   app.post(
     '/v1/review-items/:id/resolve',
     {
-      config: { permission: 'review.resolve' },
+      config: { permission: 'review.resolve', refusals: { forbidden: 'the item was opened by an operation of this token, not an owner (`reason`: second_resolver_required)', invalid_transition: 'the item is already resolved with another note' } },
       schema: {
         tags: ['integrity'],
         summary:
@@ -172,7 +172,7 @@ export async function integrityRoutes(app: App, { db, config, pool }: AppDeps): 
   app.post(
     '/v1/system/review-items/:id/resolve',
     {
-      config: { auth: 'operator' },
+      config: { auth: 'operator', refusals: { invalid_transition: 'the item is already resolved with another note' } },
       schema: {
         tags: ['integrity'],
         summary: 'Resolve an item of the operator\'s review queue with a note (resolved already: the same note is answered as already done, `200` replayed; another note `409 invalid_transition`)',

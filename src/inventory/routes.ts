@@ -44,7 +44,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.post(
     '/v1/stores',
     {
-      config: { permission: 'stores.write' },
+      config: { permission: 'stores.write', refusals: { forbidden: 'a token limited to some stores (the new store would lie outside its reach)', already_exists: 'a store with this code exists' } },
       schema: {
         tags: ['inventory'],
         summary: 'Create a store. A token limited to some stores may not (403): the store would lie outside its reach.',
@@ -117,7 +117,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.post(
     '/v1/skus',
     {
-      config: { permission: 'skus.write' },
+      config: { permission: 'skus.write', refusals: { already_exists: 'a SKU with this code exists' } },
       schema: {
         tags: ['inventory'],
         summary: 'Create a SKU. `price` is per kg / piece / metre in minor units; quantities are grams, pieces or millimetres.',
@@ -164,7 +164,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.post(
     '/v1/stores/:store_id/stock/receipts',
     {
-      config: { permission: 'stock.receive' },
+      config: { permission: 'stock.receive', refusals: { unprocessable: 'a piece-tracked SKU (received as pieces: POST /v1/pieces)', limit_exceeded: 'the stock of a SKU in the store would exceed 10^15 base units' } },
       schema: {
         tags: ['inventory'],
         summary: 'Receive goods into a store. Piece-tracked SKUs are refused (422 unprocessable): they are received as pieces (POST /v1/pieces). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
@@ -192,7 +192,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.post(
     '/v1/stores/:store_id/stock/adjustments',
     {
-      config: { permission: 'stock.adjust' },
+      config: { permission: 'stock.adjust', refusals: { insufficient_stock: 'the stock would go negative (`shortages`)', unprocessable: 'a piece-tracked SKU (its stock moves only through its pieces)', limit_exceeded: 'the stock of a SKU in the store would exceed 10^15 base units' } },
       schema: {
         tags: ['inventory'],
         summary: 'Correct a stock balance by a relative change (a negative result is refused with insufficient_stock). Piece-tracked SKUs are refused (422 unprocessable): their stock moves only through their pieces. The audit event records the balance before and after. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
@@ -325,7 +325,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.post(
     '/v1/stock/snapshots',
     {
-      config: { permission: 'stock.adjust' },
+      config: { permission: 'stock.adjust', refusals: { forbidden: 'a token limited to some stores (snapshots span every store)' } },
       schema: {
         tags: ['inventory'],
         summary:

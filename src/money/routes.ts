@@ -123,7 +123,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/parties',
     {
-      config: { permission: 'parties.write' },
+      config: { permission: 'parties.write', refusals: { already_exists: 'a party of this kind with this code exists' } },
       schema: {
         tags: ['money'],
         summary: 'Create a supplier or customer (and its payable / receivable account, at zero). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
@@ -172,7 +172,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/payments',
     {
-      config: { permission: 'payments.create' },
+      config: { permission: 'payments.create', refusals: { not_found: 'the store does not exist or is outside the token stores', limit_exceeded: 'an account total would exceed 9 × 10^15 minor units' } },
       schema: {
         tags: ['money'],
         summary:
@@ -227,7 +227,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
     app.get(
       path,
       {
-        config: { permission: 'ledger.read' },
+        config: { permission: 'ledger.read', refusals: { forbidden: 'a token limited to some stores (balances span every store)' } },
         schema: {
           tags: ['money'],
           summary: `${kind === 'supplier' ? 'Supplier' : 'Customer'} balances: total debit, credit and outstanding per party (${kind === 'supplier' ? 'what we owe' : 'what they owe'}), most outstanding first, ties by party id; parties with no postings are listed with zeros. Balances span every store: 403 for a token limited to some stores.`,

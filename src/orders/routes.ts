@@ -145,7 +145,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
   app.post(
     '/v1/orders',
     {
-      config: { permission: 'orders.create' },
+      config: { permission: 'orders.create', refusals: { not_found: 'the store does not exist or is outside the token stores' } },
       schema: {
         tags: ['orders'],
         summary: 'Create an order for the outside fulfilment provider (submitted by the worker; starts `pending`). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
@@ -191,7 +191,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
     app.post(
       `/v1/orders/:id/${verb}`,
       {
-        config: { permission: 'orders.manage' },
+        config: { permission: 'orders.manage', refusals: { invalid_transition: `the order is not in a status it can be ${verb === 'complete' ? 'completed' : 'cancelled'} from (\`current_status\`)` } },
         schema: {
           tags: ['orders'],
           summary:
@@ -248,7 +248,15 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
     hooks.post(
       '/v1/webhooks/fulfilment',
       {
-        config: { auth: 'none', textCheckedByRoute: true },
+        config: {
+          auth: 'none',
+          textCheckedByRoute: true,
+          refusals: {
+            invalid_signature: 'the Fulfilment-Signature is absent, malformed, too old or does not match',
+            not_found: 'the event names no order of this provider',
+            idempotency_key_in_flight: 'another delivery of the same event is still being processed',
+          },
+        },
         schema: {
           tags: ['orders'],
           summary:

@@ -57,7 +57,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/pieces',
     {
-      config: { permission: 'pieces.write' },
+      config: { permission: 'pieces.write', refusals: { not_found: 'the store does not exist or is outside the token stores', limit_exceeded: 'the stock of the SKU in the store would exceed 10^15 base units' } },
       schema: {
         tags: ['pieces'],
         summary:
@@ -83,7 +83,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/pieces/cut',
     {
-      config: { permission: 'pieces.write' },
+      config: { permission: 'pieces.write', refusals: { not_found: 'a named piece does not exist or is outside the token stores (`piece_ids`)', piece_unavailable: 'a named piece is sold, consumed, deleted or held by another reservation', unprocessable: 'a bundle, or parts that do not fit the piece', insufficient_stock: 'the stock balance is below its pieces (see the integrity check piece_stock_matches_balance)' } },
       schema: {
         tags: ['pieces'],
         summary:
@@ -112,7 +112,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/pieces/combine',
     {
-      config: { permission: 'pieces.write' },
+      config: { permission: 'pieces.write', refusals: { not_found: 'a named piece does not exist or is outside the token stores (`piece_ids`)', piece_unavailable: 'a named piece is sold, consumed, deleted or held by another reservation', unprocessable: 'pieces that are not spare, not of one SKU in one store, or a bundle count that does not fit', insufficient_stock: 'the stock balance is below its pieces (see the integrity check piece_stock_matches_balance)' } },
       schema: {
         tags: ['pieces'],
         summary:
@@ -136,7 +136,7 @@ export async function pieceRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/pieces/reservations',
     {
-      config: { permission: 'pieces.write' },
+      config: { permission: 'pieces.write', refusals: { not_found: 'a named piece does not exist or is outside the token stores (`piece_ids`)', piece_unavailable: 'a named piece is sold, consumed, deleted or held by another reservation', unprocessable: 'pieces of more than one store' } },
       schema: {
         tags: ['pieces'],
         summary:

@@ -10,6 +10,7 @@ import { listOf, IdempotencyHeaders, IdParams, ListQuery, Money, MoneyTotal, Pag
 import type { TenantPrincipal } from '../core/auth.js';
 import { settlementAsSeenBy } from './blindCount.js';
 import type { SettlementRow } from './settlements.table.js';
+import type { Refusals } from '../http/refusals.js';
 import { decideSettlement } from './decideSettlement.js';
 import { findSettlement, listSettlements } from './queries.js';
 import { etagOf, type SettlementDecision } from './settlementMath.js';
@@ -69,7 +70,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
   app.post(
     '/v1/settlements',
     {
-      config: { permission: 'settlements.submit' },
+      config: { permission: 'settlements.submit', refusals: { not_found: 'the store does not exist or is outside the token stores', already_exists: 'the store-day has a submitted or approved settlement', limit_exceeded: 'the expected cash or variance lies beyond ±(2^53 − 1) minor units' } },
       schema: {
         tags: ['settlements'],
         summary:
@@ -98,11 +99,21 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
     },
   );
 
+  const decisionRefusals = (decision: SettlementDecision): Refusals => ({
+    precondition_required: 'no If-Match, or `*`: a decision names the version it was made on',
+    invalid_transition: 'the settlement is not submitted (`current_status`), or was decided the same way with another note',
+    ...(decision === 'approve'
+      ? {
+          conflict: 'the store-day already has an approved settlement',
+          forbidden: 'the token submitted it and the tenant requires a second approver (`reason`: second_approver_required)',
+        }
+      : {}),
+  });
   for (const decision of ['approve', 'reject'] as SettlementDecision[]) {
     app.post(
       `/v1/settlements/:id/${decision}`,
       {
-        config: { permission: 'settlements.approve' },
+        config: { permission: 'settlements.approve', refusals: decisionRefusals(decision) },
         schema: {
           tags: ['settlements'],
           summary: `${decision === 'approve' ? 'Approve' : 'Reject'} a submitted settlement. Requires \`If-Match\` with its ETag: missing or \`*\` → \`428 precondition_required\`, stale → \`412 version_conflict\`; not submitted → \`409 invalid_transition\`. The same decision sent again on a settlement it decided (If-Match naming the version it was decided on, the same note) is answered with that decision as already done: \`200\`, \`Idempotent-Replayed: true\`, nothing written, under any key (a repeat after the key expired too); the same decision with another note → \`409 invalid_transition\`, nothing recorded.`,

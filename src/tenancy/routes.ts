@@ -74,7 +74,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
   app.post(
     '/v1/tokens',
     {
-      config: { permission: 'tokens.create' },
+      config: { permission: 'tokens.create', refusals: { forbidden: 'an owner token issued by a non-owner, or stores outside the issuer token' } },
       schema: {
         tags: ['tenancy'],
         summary: 'Issue an API token with a role and optional store scope. The token is shown once; a replay returns `token: null`, and goes only to the token that made the request or to a caller that could issue that token (an owner token: an owner; a store-limited caller: a token within its stores), 404 for others.',
@@ -111,7 +111,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
   app.post(
     '/v1/tokens/:id/revoke',
     {
-      config: { permission: 'tokens.create' },
+      config: { permission: 'tokens.create', refusals: { forbidden: 'an owner token revoked by a non-owner' } },
       schema: {
         tags: ['tenancy'],
         summary:
@@ -163,7 +163,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
   app.patch(
     '/v1/tenant/settings',
     {
-      config: { permission: 'tenant.settings' },
+      config: { permission: 'tenant.settings', refusals: { forbidden: 'a token limited to some stores (settings apply to every store)' } },
       schema: {
         tags: ['tenancy'],
         summary:

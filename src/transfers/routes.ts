@@ -77,7 +77,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/transfers',
     {
-      config: { permission: 'transfers.request' },
+      config: { permission: 'transfers.request', refusals: { not_found: 'neither store is in the token stores' } },
       schema: {
         tags: ['transfers'],
         summary: 'Request a stock transfer between two stores (no stock moves). The caller must have the source or the destination in scope. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
@@ -106,7 +106,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/transfers/:id/approve',
     {
-      config: { permission: 'transfers.approve' },
+      config: { permission: 'transfers.approve', refusals: { insufficient_stock: 'the source store lacks the stock (`shortages`)', invalid_transition: 'the transfer is not in a status that allows this (`current_status`), or was already past it by a request with other content', forbidden: 'the token requested it and the tenant requires a second approver (`reason`: second_approver_required)' } },
       schema: {
         tags: ['transfers'],
         summary:
@@ -124,7 +124,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/transfers/:id/receive',
     {
-      config: { permission: 'transfers.receive' },
+      config: { permission: 'transfers.receive', refusals: { invalid_transition: 'the transfer is not in a status that allows this (`current_status`), or was already past it by a request with other content', limit_exceeded: 'the destination stock of a SKU would exceed 10^15 base units' } },
       schema: {
         tags: ['transfers'],
         summary:
@@ -163,7 +163,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/transfers/:id/cancel',
     {
-      config: { permission: 'transfers.request' },
+      config: { permission: 'transfers.request', refusals: { invalid_transition: 'the transfer is not in a status that allows this (`current_status`), or was already past it by a request with other content' } },
       schema: {
         tags: ['transfers'],
         summary: 'Cancel a transfer that is still requested (nothing has moved). `409 invalid_transition` after approval. Cancelling the cancelled transfer again is answered with that cancel as already done: `200`, `Idempotent-Replayed: true`, nothing written. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict`.',
