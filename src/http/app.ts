@@ -131,11 +131,11 @@ export function withPlainEnums(value: unknown): unknown {
   return object;
 }
 
-/** The header names a route's `headers` schema declares (an object, or an intersection of objects). */
-function headerNamesOf(schema: unknown): string[] {
+/** The names an object schema of a route declares (its headers, its query parameters; an intersection of objects too). */
+function propertyNamesOf(schema: unknown): string[] {
   if (schema === null || typeof schema !== 'object') return [];
   const { properties, allOf } = schema as { properties?: Record<string, unknown>; allOf?: unknown[] };
-  return [...Object.keys(properties ?? {}), ...(allOf ?? []).flatMap(headerNamesOf)].map((name) => name.toLowerCase());
+  return [...Object.keys(properties ?? {}), ...(allOf ?? []).flatMap(propertyNamesOf)];
 }
 
 /** Paths whose answers carry the record's version as `ETag` although their body has no `version` field. */
@@ -277,7 +277,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const refusalsByOperation = new Map<string, Refusals>();
   app.addHook('onRoute', (route) => {
     if ((route.schema as { hide?: boolean } | undefined)?.hide === true) return;
-    const headers = headerNamesOf((route.schema as { headers?: unknown } | undefined)?.headers);
+    const schema = route.schema as { headers?: unknown; querystring?: unknown } | undefined;
+    const headers = propertyNamesOf(schema?.headers).map((name) => name.toLowerCase());
     for (const method of [route.method].flat()) {
       if (method === 'HEAD' || method === 'OPTIONS') continue;
       refusalsByOperation.set(
@@ -289,6 +290,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           permission: route.config?.permission,
           rateLimited: (route.config as { rateLimit?: unknown } | undefined)?.rateLimit !== false,
           headers,
+          query: propertyNamesOf(schema?.querystring),
           declared: route.config?.refusals,
         }),
       );
@@ -539,7 +541,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const metricsSchema = operations('Prometheus metrics, text format; with METRICS_TOKEN set, send it as `Authorization: Bearer <token>` (401 otherwise; a wrong one counts as a failed authentication of its address, 429 past AUTH_FAILURES_PER_MINUTE)', {
     200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } },
   });
-  app.get('/metrics', { config: { auth: 'none', rateLimit: false }, schema: metricsSchema }, async (request, reply) => {
+  const metricsRefusals = {
+    unauthorized: 'METRICS_TOKEN is set and the request does not send it (with `WWW-Authenticate`)',
+    rate_limited: 'too many failed authentications from this address (with `Retry-After`)',
+  };
+  app.get('/metrics', { config: { auth: 'none', rateLimit: false, refusals: metricsRefusals }, schema: metricsSchema }, async (request, reply) => {
     if (!metricsAllowed(config.metricsToken, request.headers.authorization)) {
       // A wrong METRICS_TOKEN is a failed authentication like a wrong API
       // token: counted against the client, and past the limit refused before

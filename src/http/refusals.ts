@@ -30,6 +30,8 @@ export interface RouteFacts {
   permission?: Permission;
   rateLimited: boolean;
   headers: readonly string[];
+  /** The query parameters it takes. */
+  query: readonly string[];
   declared?: Refusals;
 }
 
@@ -61,6 +63,10 @@ export function commonRefusals(route: RouteFacts): Refusals {
       : 'too many failed authentications from this address (with `Retry-After`)';
   }
   if (route.url.includes(':')) refusals.not_found = 'the record named in the path does not exist, or is outside the token\'s tenant or stores';
+  if (route.query.includes('store_id')) {
+    const store = 'the store in `store_id` does not exist or is outside the token\'s stores';
+    refusals.not_found = refusals.not_found === undefined ? store : `${refusals.not_found}; or ${store}`;
+  }
   if (route.headers.includes('idempotency-key')) {
     refusals.idempotency_key_reused = 'the Idempotency-Key was used with a different request';
     refusals.idempotency_key_in_flight = 'a request with this Idempotency-Key is still running';
