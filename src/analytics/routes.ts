@@ -24,7 +24,7 @@ export async function analyticsRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.get(
     '/v1/analytics/daily-sales',
     {
-      config: { permission: 'analytics.read', refusals: { not_found: 'the store in `store_id` does not exist or is outside the token stores' } },
+      config: { permission: 'analytics.read' },
       schema: {
         tags: ['analytics'],
         summary: `Daily sales figures of a store (rolled up nightly by the worker), from \`from\` to \`to\` inclusive; \`to\` at most 366 days after \`from\`; a store that is not the tenant's (or outside the token's stores) is 404. The shop's revenue: needs \`analytics.read\` (${rolesWith('analytics.read').join(', ')}), other roles get 403 before anything is read`,
