@@ -151,9 +151,11 @@ describe('claims of an order by its jobs', () => {
     // Given an order the provider accepted and still holds as accepted (its webhooks lost)
     const { tenantId, orderId, providerKey } = await submittedOrder();
     const before = await footprint(tenantId, orderId);
-    // When the sweep has it looked up four times (asked again after each second unchanged), and the worker stops (its running try ends)
+    // When the sweep has it looked up four times (asked again after each quarter second unchanged — the poll period scaled
+    // below the file's 1 s: the sweep runs every 0.5 s, so each sweep finds it due), and the worker stops (its running try ends)
+    const pollSoon: Partial<Config> = { ordersPollAfterSeconds: 0.25 };
     const lookupsBefore = lookupsOf(providerKey);
-    await startWorkers(1, {});
+    await startWorkers(1, pollSoon);
     await waitFor('four lookups at the provider', async () => lookupsOf(providerKey) - lookupsBefore >= 4, 20_000, 50);
     await stopWorkers();
     // Then nothing was written but the claim's timestamp
@@ -165,7 +167,7 @@ describe('claims of an order by its jobs', () => {
 
     // When the provider moves it on (processing), the next lookup moves it here: one operation, one history row
     simOrderOf(orderId).status = 'processing';
-    await startWorkers(1, {});
+    await startWorkers(1, pollSoon);
     await waitForStatus(t.admin, orderId, 'processing', 15_000);
     // and three more lookups answering "processing", as the order now says, write nothing more
     const lookupsMoved = lookupsOf(providerKey);
