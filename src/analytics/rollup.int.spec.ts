@@ -13,14 +13,17 @@ import { rollupDailySales } from './rollupDailySales.js';
 import { rollupDailySalesJob } from './rollupJob.js';
 import { cronItems } from '../jobs/registry.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { capturingLogger } from '../../test/support/logs.js';
+import { jobFailedWording } from '../jobs/runJob.js';
 
 describe('daily sales rollup', () => {
   let t: TestApp;
   let worker: RunningWorker;
+  const workerLog = capturingLogger('info');
   before(async () => {
     t = await startTestApp();
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), workerMetricsPort: 0 };
-    worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: createLogger('silent'), tasks: [rollupDailySalesJob], cronItems: [], pollIntervalMs: 100 });
+    worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger: workerLog.logger, tasks: [rollupDailySalesJob], cronItems: [], pollIntervalMs: 100 });
   });
   after(async () => {
     await worker.stop();
@@ -124,9 +127,12 @@ describe('daily sales rollup', () => {
       const { rows } = await t.admin.query<{ id: string }>(`SELECT id::text FROM graphile_worker.add_job('analytics.rollup', json_build_object('date', $1::text))`, [date]);
       const item = await waitFor(`the give-up of the rollup for ${date}`, async () => {
         const found = await t.admin.query(`SELECT detail FROM review_items WHERE kind = 'job_failed' AND detail ->> 'task' = 'analytics.rollup' AND detail -> 'data' ->> 'date' = $1`, [date]);
-        return found.rows[0]?.detail as { error: string; attempts: number } | undefined;
+        return found.rows[0]?.detail as { error: string; attempts: number; correlation_id: string } | undefined;
       });
-      assert.match(item.error, /not a day/, date);
+      // The item says the job gave up for good and where its reason is; the reason is the log's (job_failed items hold no error text).
+      assert.equal(item.error, jobFailedWording('analytics.rollup', 1, rollupDailySalesJob.maxAttempts ?? Number.NaN, 'permanent'), date);
+      const logged = workerLog.lines.find((line) => line.level === 50 && line.correlation_id === item.correlation_id && JSON.stringify(line.err ?? '').includes('is not a day'));
+      assert.ok(logged, `${date}: the reason is logged at error level under the item's correlation_id`);
       assert.equal(item.attempts, 1, `${date}: given up at its first attempt, not retried`);
       // The item is written in a transaction of its own before the queue drops the job: wait for that, not race it.
       await waitFor(`the job for ${date} to be dropped`, async () =>

@@ -122,7 +122,7 @@ describe('the refusals each operation documents (src/http/refusals.ts)', () => {
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000 };
     const app = await buildApp({ config, pool: t.appPool, db: t.db, logger: createLogger('silent'), authenticator: new Authenticator(t.db), onUndeclaredRefusal: (refusal) => found.push(refusal) });
     try {
-      app.get('/v1/guarded', { config: { auth: 'none', refusals: { conflict: 'declared' } } }, async (request) => {
+      app.get('/v1/guarded', { config: { auth: 'none', refusals: { conflict: 'declared' } }, schema: { querystring: { type: 'object', properties: { code: { type: 'string' } } } } }, async (request) => {
         throw new AppError((request.query as { code: ErrorCode }).code, 'refused');
       });
       assert.equal((await app.inject({ method: 'GET', url: '/v1/guarded?code=conflict' })).statusCode, 409);
