@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CompiledQuery, PostgresQueryCompiler, type KyselyPlugin } from 'kysely';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
-import { inTenantTransaction } from '../core/command.js';
+import { planOf } from '../../test/support/plans.js';
 import type { Tx } from '../core/db.js';
 import { listReviewItems } from '../integrity/listReviewItems.js';
 import { listStockLedger } from '../inventory/listStockLedger.js';
@@ -20,31 +19,6 @@ import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
  * the first (see andIf in src/core/db.ts). The stock list has its own test
  * (src/inventory/stockList.int.spec.ts); these are the others.
  */
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Index Cond'?: string;
-  'Actual Rows'?: number;
-  'Rows Removed by Filter'?: number;
-  Plans?: PlanNode[];
-}
-const nodesOf = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(nodesOf)];
-
-class Captured extends Error {
-  constructor(readonly query: CompiledQuery) {
-    super('captured');
-  }
-}
-const capture: KyselyPlugin = {
-  transformQuery: (args) => {
-    throw new Captured(new PostgresQueryCompiler().compileQuery(args.node, args.queryId));
-  },
-  transformResult: async (args) => args.result,
-};
-const literal = (value: unknown): string =>
-  value === null ? 'NULL' : typeof value === 'number' ? String(value) : Array.isArray(value) ? `'{${value.join(',')}}'` : `'${String(value).replaceAll("'", "''")}'`;
 
 describe('every list page is an index range from its cursor, in a generic plan too', () => {
   const ROWS = 3000;
@@ -91,23 +65,8 @@ describe('every list page is an index range from its cursor, in a generic plan t
   after(() => t.close());
 
   /** The generic plan (EXPLAIN ANALYZE of a prepared statement under force_generic_plan) of exactly the query the code sends. */
-  async function genericPlan(read: (tx: Tx) => Promise<unknown>): Promise<PlanNode[]> {
-    const rows = await inTenantTransaction(t.db, tenantId, async (tx) => {
-      const query = await read(tx.withPlugin(capture)).then(
-        () => assert.fail('the query ran'),
-        (error: unknown) => {
-          if (error instanceof Captured) return error.query;
-          throw error;
-        },
-      );
-      await tx.executeQuery(CompiledQuery.raw(`PREPARE list_page AS ${query.sql}`));
-      await tx.executeQuery(CompiledQuery.raw('SET LOCAL plan_cache_mode = force_generic_plan'));
-      const explained = (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list_page(${query.parameters.map(literal).join(', ')})`))).rows;
-      await tx.executeQuery(CompiledQuery.raw('DEALLOCATE list_page'));
-      return explained;
-    });
-    return nodesOf((rows[0] as { 'QUERY PLAN': Array<{ Plan: PlanNode }> })['QUERY PLAN'][0]!.Plan);
-  }
+  const genericPlan = (read: (tx: Tx) => Promise<unknown>) => planOf(t.db, tenantId, read, 'generic');
+
 
   const lists: Array<[string, string, RegExp, (tx: Tx, after: string | undefined) => Promise<unknown>]> = [
     ['skus', 'skus', /code > /, (tx, after) => listSkus(tx, tenantId, after, 51)],

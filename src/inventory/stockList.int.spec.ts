@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CompiledQuery, PostgresQueryCompiler, type KyselyPlugin } from 'kysely';
-import { inTenantTransaction } from '../core/command.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { nodesOf, planOf } from '../../test/support/plans.js';
 import { givenSku, givenStock, givenStore, givenToken } from '../sales/testkit.js';
 import { listStock } from './queries.js';
 import { stockAsOf } from './stockAsOf.js';
@@ -156,43 +155,8 @@ describe('GET /v1/stores/{store_id}/stock: paging rules', () => {
   });
 });
 
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Index Cond'?: string;
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  'Rows Removed by Filter'?: number;
-  Plans?: PlanNode[];
-}
-
 function encodeCursorOf(storeId: string, skuId: string): string {
   return encodeCursor({ sku_id: skuId }, listAt(`/v1/stores/${storeId}/stock`));
-}
-
-function nodesOf(node: PlanNode): PlanNode[] {
-  return [node, ...(node.Plans ?? []).flatMap(nodesOf)];
-}
-
-/** Stops the query it is given before it runs, handing over what the code would have sent. */
-class Captured extends Error {
-  constructor(readonly query: CompiledQuery) {
-    super('captured');
-  }
-}
-const capture: KyselyPlugin = {
-  transformQuery: (args) => {
-    throw new Captured(new PostgresQueryCompiler().compileQuery(args.node, args.queryId));
-  },
-  transformResult: async (args) => args.result,
-};
-
-/** A value as an SQL literal (the values of these queries: ids, moments, numbers, null). */
-function literal(value: unknown): string {
-  if (value === null) return 'NULL';
-  if (typeof value === 'number') return String(value);
-  return `'${String(value).replaceAll("'", "''")}'`;
 }
 
 describe('GET /v1/stores/{store_id}/stock: a page of a big store reads that page, not the store', () => {
@@ -252,33 +216,14 @@ describe('GET /v1/stores/{store_id}/stock: a page of a big store reads that page
    * pooler, or a server set to plan_cache_mode = force_generic_plan, runs it — the page must
    * still be a range of the index then.
    */
-  async function planOf(read: 'now' | 'as_of', after: string | undefined, limit: number, plan: 'auto' | 'generic'): Promise<PlanNode[]> {
-    const rows = await inTenantTransaction(t.db, tenantId, async (tx) => {
-      const captured = tx.withPlugin(capture);
-      const query = await (read === 'now'
-        ? listStock(captured, tenantId, storeId, { after, limit })
-        : stockAsOf(captured, tenantId, storeId, new Date().toISOString(), { after, limit })
-      ).then(
-        () => assert.fail('the query ran'),
-        (error: unknown) => {
-          if (error instanceof Captured) return error.query;
-          throw error;
-        },
-      );
-      if (plan === 'auto') return (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) ${query.sql}`, [...query.parameters]))).rows;
-      await tx.executeQuery(CompiledQuery.raw(`PREPARE stock_page AS ${query.sql}`));
-      await tx.executeQuery(CompiledQuery.raw('SET LOCAL plan_cache_mode = force_generic_plan'));
-      const explained = (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE stock_page(${query.parameters.map(literal).join(', ')})`))).rows;
-      await tx.executeQuery(CompiledQuery.raw('DEALLOCATE stock_page'));
-      return explained;
-    });
-    return nodesOf((rows[0] as { 'QUERY PLAN': Array<{ Plan: PlanNode }> })['QUERY PLAN'][0]!.Plan);
-  }
+  const planOfPage = (read: 'now' | 'as_of', after: string | undefined, limit: number, plan: 'auto' | 'generic') =>
+    planOf(t.db, tenantId, (tx) => (read === 'now' ? listStock(tx, tenantId, storeId, { after, limit }) : stockAsOf(tx, tenantId, storeId, new Date().toISOString(), { after, limit })), plan);
+
 
   for (const [read, plan] of [['now', 'auto'], ['as_of', 'auto'], ['now', 'generic'], ['as_of', 'generic']] as const) {
     it(`${read}, ${plan} plan: the first, a middle and the last page of ${SKUS} SKUs are an index range scan of the page's rows, without a sort`, async () => {
       for (const after of [undefined, skus[SKUS / 2], skus[SKUS - 3]]) {
-        const nodes = await planOf(read, after, 51, plan);
+        const nodes = await planOfPage(read, after, 51, plan);
         const label = `${read} ${plan} after ${after ?? 'nothing'}: ${JSON.stringify(nodes.map((node) => [node['Node Type'], node['Relation Name'], node['Index Name'], node['Index Cond']]))}`;
         const sorts = nodes.filter((node) => /Sort$/.test(node['Node Type']));
         assert.ok(!sorts.some((sort) => nodesOf(sort).some((node) => node['Relation Name'] === 'stock_balances')), `the balances are sorted: ${label}`);

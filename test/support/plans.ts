@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { CompiledQuery, PostgresQueryCompiler, type KyselyPlugin } from 'kysely';
+import { inTenantTransaction } from '../../src/core/command.js';
+import type { Db, Tx } from '../../src/core/db.js';
+
+/** A node of PostgreSQL's EXPLAIN (FORMAT JSON) plan, with the fields the plan specs read. */
+export interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Index Cond'?: string;
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
+  'Rows Removed by Filter'?: number;
+  Plans?: PlanNode[];
+}
+
+/** A plan node and every node under it. */
+export const nodesOf = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(nodesOf)];
+
+/** Stops the query it is given before it runs, handing over what the code would have sent. */
+class Captured extends Error {
+  constructor(readonly query: CompiledQuery) {
+    super('captured');
+  }
+}
+const capture: KyselyPlugin = {
+  transformQuery: (args) => {
+    throw new Captured(new PostgresQueryCompiler().compileQuery(args.node, args.queryId));
+  },
+  transformResult: async (args) => args.result,
+};
+
+/** A value as an SQL literal (the values of list queries: ids, codes, moments, numbers, arrays, null). */
+const literal = (value: unknown): string =>
+  value === null ? 'NULL' : typeof value === 'number' ? String(value) : Array.isArray(value) ? `'{${value.join(',')}}'` : `'${String(value).replaceAll("'", "''")}'`;
+
+/**
+ * The plan of exactly the query `read` sends, with its values, run (EXPLAIN
+ * ANALYZE) as the app role in the tenant. `auto`: as the service runs it (an
+ * unnamed statement, planned with its values). `generic`: planned without
+ * them, as a prepared statement reused by a driver or a pooler, or a server
+ * set to plan_cache_mode = force_generic_plan, runs it.
+ */
+export async function planOf(db: Db, tenantId: string, read: (tx: Tx) => Promise<unknown>, plan: 'auto' | 'generic'): Promise<PlanNode[]> {
+  const rows = await inTenantTransaction(db, tenantId, async (tx) => {
+    const query = await read(tx.withPlugin(capture)).then(
+      () => assert.fail('the query ran'),
+      (error: unknown) => {
+        if (error instanceof Captured) return error.query;
+        throw error;
+      },
+    );
+    if (plan === 'auto') return (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) ${query.sql}`, [...query.parameters]))).rows;
+    await tx.executeQuery(CompiledQuery.raw(`PREPARE planned_page AS ${query.sql}`));
+    await tx.executeQuery(CompiledQuery.raw('SET LOCAL plan_cache_mode = force_generic_plan'));
+    const explained = (await tx.executeQuery(CompiledQuery.raw(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE planned_page(${query.parameters.map(literal).join(', ')})`))).rows;
+    await tx.executeQuery(CompiledQuery.raw('DEALLOCATE planned_page'));
+    return explained;
+  });
+  return nodesOf((rows[0] as { 'QUERY PLAN': Array<{ Plan: PlanNode }> })['QUERY PLAN'][0]!.Plan);
+}
