@@ -200,6 +200,23 @@ export function loadConfig(env: Env = process.env): Config {
   if (jobRetryBaseMs > jobRetryMaxMs) {
     throw new ConfigError(`JOB_RETRY_BASE_MS (${jobRetryBaseMs}) must not be above JOB_RETRY_MAX_MS (${jobRetryMaxMs}): the first retry's wait would be longer than the longest`);
   }
+  const fulfilmentTimeoutMs = integer(env, 'FULFILMENT_TIMEOUT_MS', 10_000, 10, 600_000);
+  const ordersStuckAfterSeconds = integer(env, 'ORDERS_STUCK_AFTER_SECONDS', 120, 1, 86_400);
+  const ordersPollAfterSeconds = integer(env, 'ORDERS_POLL_AFTER_SECONDS', 3600, 1, 30 * 86_400);
+  // A worker claims an order for one of these periods before it calls the
+  // provider (a lookup, a recovery, a cancellation): a claim that ran out
+  // while its call could still be running would let the next sweep start a
+  // second call about the same order beside it.
+  for (const [name, seconds] of [
+    ['ORDERS_STUCK_AFTER_SECONDS', ordersStuckAfterSeconds],
+    ['ORDERS_POLL_AFTER_SECONDS', ordersPollAfterSeconds],
+  ] as const) {
+    if (seconds * 1000 <= fulfilmentTimeoutMs) {
+      throw new ConfigError(
+        `${name} (${seconds}) must be above FULFILMENT_TIMEOUT_MS (${fulfilmentTimeoutMs} ms): a worker's claim on an order lasts ${name}, and a claim that runs out while its call to the provider may still be running lets a second call about the order start beside it`,
+      );
+    }
+  }
   return {
     // Not 0: a port picked at random, which no client, proxy or provider webhook could find.
     port: integer(env, 'PORT', 8080, 1, 65535),
@@ -226,10 +243,10 @@ export function loadConfig(env: Env = process.env): Config {
     fulfilmentUrl: httpUrl(env, 'FULFILMENT_PROVIDER_URL', 'http://127.0.0.1:8090'),
     fulfilmentApiKey: optional(env, 'FULFILMENT_API_KEY'),
     fulfilmentWebhookSecret: optional(env, 'FULFILMENT_WEBHOOK_SECRET'),
-    fulfilmentTimeoutMs: integer(env, 'FULFILMENT_TIMEOUT_MS', 10_000, 10, 600_000),
+    fulfilmentTimeoutMs,
     fulfilmentWebhookToleranceSeconds: integer(env, 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 86_400),
-    ordersStuckAfterSeconds: integer(env, 'ORDERS_STUCK_AFTER_SECONDS', 120, 1, 86_400),
-    ordersPollAfterSeconds: integer(env, 'ORDERS_POLL_AFTER_SECONDS', 3600, 1, 30 * 86_400),
+    ordersStuckAfterSeconds,
+    ordersPollAfterSeconds,
     corsOrigins: corsOrigins(env, 'CORS_ORIGINS'),
   };
 }

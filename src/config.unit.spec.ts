@@ -98,6 +98,24 @@ describe('loadConfig: job retries', () => {
   });
 });
 
+describe('loadConfig: order claims outlast a call to the provider', () => {
+  it('ORDERS_STUCK_AFTER_SECONDS or ORDERS_POLL_AFTER_SECONDS not above FULFILMENT_TIMEOUT_MS is refused, naming both', () => {
+    assert.throws(
+      () => loadConfig({ FULFILMENT_TIMEOUT_MS: '60000', ORDERS_STUCK_AFTER_SECONDS: '60' }),
+      (error: unknown) => error instanceof ConfigError && /^ORDERS_STUCK_AFTER_SECONDS \(60\) must be above FULFILMENT_TIMEOUT_MS \(60000 ms\)/.test(error.message),
+    );
+    assert.throws(
+      () => loadConfig({ FULFILMENT_TIMEOUT_MS: '30000', ORDERS_POLL_AFTER_SECONDS: '30' }),
+      (error: unknown) => error instanceof ConfigError && /^ORDERS_POLL_AFTER_SECONDS \(30\) must be above FULFILMENT_TIMEOUT_MS \(30000 ms\)/.test(error.message),
+    );
+    assert.throws(() => loadConfig({ ORDERS_STUCK_AFTER_SECONDS: '10' }), /ORDERS_STUCK_AFTER_SECONDS \(10\) must be above FULFILMENT_TIMEOUT_MS \(10000 ms\)/, 'against the default timeout');
+    const above = loadConfig({ FULFILMENT_TIMEOUT_MS: '1999', ORDERS_STUCK_AFTER_SECONDS: '2', ORDERS_POLL_AFTER_SECONDS: '2' });
+    assert.deepEqual([above.fulfilmentTimeoutMs, above.ordersStuckAfterSeconds, above.ordersPollAfterSeconds], [1999, 2, 2]);
+    const defaults = loadConfig({});
+    assert.deepEqual([defaults.fulfilmentTimeoutMs, defaults.ordersStuckAfterSeconds, defaults.ordersPollAfterSeconds], [10_000, 120, 3600]);
+  });
+});
+
 describe('loadConfig: CORS_ORIGINS', () => {
   const refusal = (value: string) => {
     try {

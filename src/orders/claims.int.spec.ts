@@ -278,8 +278,9 @@ describe('claims of an order by its jobs', () => {
           LOG_LEVEL: 'warn',
           FULFILMENT_PROVIDER_URL: sim.url,
           FULFILMENT_WEBHOOK_SECRET: WEBHOOK_SECRET,
-          FULFILMENT_TIMEOUT_MS: '60000',
-          ORDERS_STUCK_AFTER_SECONDS: '2',
+          // its call would be cut off after 2.9 s (a claim must outlast a call: ORDERS_STUCK_AFTER_SECONDS above it); it is killed before that
+          FULFILMENT_TIMEOUT_MS: '2900',
+          ORDERS_STUCK_AFTER_SECONDS: '3',
           WORKER_METRICS_PORT: '0',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
