@@ -80,7 +80,9 @@ function onSignals(logger: Logger, close: (signal: string) => Promise<void>, clo
     if (signals === 1) {
       logger.info({ signal }, 'shutting down');
       close(signal).then(
-        () => process.exit(0),
+        // A drain that ends after a second signal was cut short by it (its
+        // database stopped under the requests in flight): exit 1 like closeNow.
+        () => process.exit(signals > 1 ? 1 : 0),
         (error: unknown) => {
           if (error instanceof StartupRefused) process.stderr.write(`storekeep: ${error.message}\n`);
           else logger.error({ err: error }, 'shutdown failed');

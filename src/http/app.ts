@@ -199,6 +199,11 @@ function withProblemResponses(document: OpenApiDocument, refusalsByOperation: Re
   return document;
 }
 
+/** How long an idle keep-alive connection is kept open (Fastify's default; see serverFactory below). */
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+/** The same while the server drains (preClose). */
+const DRAIN_KEEP_ALIVE_TIMEOUT_MS = 1_000;
+
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config, logger } = deps;
   const answerError = (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
@@ -246,12 +251,21 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     clientErrorHandler: answerClientError,
     // Every request runs inside its own async scope, so the correlation id
     // reaches every log line and audit event without being passed around.
-    serverFactory: (handler) =>
-      http.createServer((request, response) => {
+    serverFactory: (handler) => {
+      const server = http.createServer((request, response) => {
         const correlationId = correlationIdOf(request);
         (request as http.IncomingMessage & { correlationId?: string }).correlationId = correlationId;
         runInScope({ correlationId }, () => handler(request, response));
-      }),
+      });
+      // Fastify sets these on the servers it makes, not on one a factory
+      // makes. Without it an idle keep-alive connection is closed after
+      // Node's 5 s: a proxy or load balancer that keeps idle connections
+      // longer (60 s is common) then sends a request down a connection the
+      // server is closing and answers 502. Fastify's 72 s outlasts them.
+      // (requestTimeout stays Node's 300 s, not Fastify's 0 = none.)
+      server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+      return server;
+    },
   };
   const app = Fastify(options).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
@@ -369,6 +383,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
+    // The drain closes the connections idle when it begins; one whose request
+    // was in flight goes idle when its answer is sent, and would then hold
+    // the shutdown for KEEP_ALIVE_TIMEOUT_MS. Node reads the timeout as each
+    // answer finishes, so from now on such a connection closes a second
+    // after its answer (one with a request pipelined behind it still gets
+    // that request's 503 first).
+    app.server.keepAliveTimeout = DRAIN_KEEP_ALIVE_TIMEOUT_MS;
   });
 
   // Every answer carries the correlation id, a CORS preflight's too.

@@ -283,3 +283,41 @@ describe('requests refused before they reach a route still get problem+json', ()
     });
   }
 });
+
+describe('keep-alive connections', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  it('an idle connection stays open past Node\'s default 5 s (72 s, announced in Keep-Alive): a client or proxy reusing it after a pause is not reset', async () => {
+    const { port } = new URL(t.baseUrl);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    let received = '';
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    socket.on('close', () => (closed = true));
+    socket.on('error', () => (closed = true));
+    const exchange = async () => {
+      received = '';
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+      const until = Date.now() + 10_000;
+      while (!/\r\n\r\n[\s\S]*\}/.test(received) && !closed && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+      return received;
+    };
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const first = await exchange();
+      assert.match(first, /^HTTP\/1\.1 200 /);
+      assert.match(first, /\r\nKeep-Alive: timeout=72\r\n/i);
+      // idle for longer than Node's default keepAliveTimeout (5 s; a server on that default closes it at ~6 s)
+      await new Promise((resolve) => setTimeout(resolve, 7_000));
+      assert.equal(closed, false, 'the server closed the idle connection');
+      const second = await exchange();
+      assert.match(second, /^HTTP\/1\.1 200 /, `the same connection after the pause: ${JSON.stringify(second)}`);
+    } finally {
+      socket.destroy();
+    }
+  });
+});
