@@ -592,17 +592,26 @@ describe('field sales: points of sale, visits, consignments', () => {
     try {
       await client.query(`SET session_replication_role = replica`);
       await client.query(`UPDATE consignment_settlement_lines SET returned_quantity = 2 WHERE settlement_id = $1`, [settlementId]);
-      assert.deepEqual((await runChecks()).map((f) => f.check), ['consignment_settlement_matches_ledger']);
+      // 3 sold + 2 returned of the 4 left: the settlement no longer accounts for its consignment either.
+      assert.deepEqual((await runChecks()).map((f) => f.check), ['consignment_settlement_matches_ledger', 'consignment_settlement_accounts_for_consignment']);
       await client.query(`UPDATE consignment_settlement_lines SET returned_quantity = 1 WHERE settlement_id = $1`, [settlementId]);
       // The amount owed (and, consistently, its lines' price) changed after posting: 3 sold × 121 = 363, posted 360.
       await client.query(`UPDATE consignment_settlement_lines SET unit_price = 121 WHERE settlement_id = $1`, [settlementId]);
       await client.query(`UPDATE consignment_settlements SET amount_owed = 363 WHERE id = $1`, [settlementId]);
-      assert.deepEqual(await runChecks(), [{ check: 'consignment_settlement_posted', subject: `consignment_settlement:${settlementId}` }]);
+      // (and the line's price is no longer the one agreed when the goods were left)
+      assert.deepEqual(await runChecks(), [
+        { check: 'consignment_settlement_accounts_for_consignment', subject: `consignment_settlement:${settlementId}/sku:${soap.id}` },
+        { check: 'consignment_settlement_posted', subject: `consignment_settlement:${settlementId}` },
+      ]);
       await client.query(`UPDATE consignment_settlement_lines SET unit_price = 120 WHERE settlement_id = $1`, [settlementId]);
       await client.query(`UPDATE consignment_settlements SET amount_owed = 360 WHERE id = $1`, [settlementId]);
       // A sold quantity changed behind the settlement's back: its amount no longer matches its lines.
       await client.query(`UPDATE consignment_settlement_lines SET sold_quantity = 2 WHERE settlement_id = $1`, [settlementId]);
-      assert.deepEqual(await runChecks(), [{ check: 'consignment_settlement_amount_matches_lines', subject: `consignment_settlement:${settlementId}` }]);
+      // (and 2 sold + 1 returned no longer account for the 4 left)
+      assert.deepEqual(await runChecks(), [
+        { check: 'consignment_settlement_accounts_for_consignment', subject: `consignment_settlement:${settlementId}/sku:${soap.id}` },
+        { check: 'consignment_settlement_amount_matches_lines', subject: `consignment_settlement:${settlementId}` },
+      ]);
       await client.query(`UPDATE consignment_settlement_lines SET sold_quantity = 3 WHERE settlement_id = $1`, [settlementId]);
     } finally {
       await client.query(`SET session_replication_role = origin`);

@@ -71,6 +71,28 @@ export const fieldChecks: IntegrityCheck[] = [
   },
 
   {
+    name: 'consignment_settlement_accounts_for_consignment',
+    severity: 'critical',
+    description:
+      "A consignment settlement accounts for exactly what its consignment left, SKU by SKU: one settlement line per consignment line, none for a SKU that was not left, sold + returned = the quantity left, at the unit price agreed when it was left. (The checks above compare a settlement with the ledgers its own lines moved; this one compares its lines with the consignment.)",
+    sql: `
+      SELECT s.tenant_id, 'consignment_settlement:' || s.id || '/sku:' || l.sku_id AS subject,
+             jsonb_build_object('consignment_id', s.consignment_id, 'left', l.left_quantity, 'sold', l.sold_quantity, 'returned', l.returned_quantity,
+                                'left_at_price', l.left_price, 'settled_at_price', l.settled_price) AS detail
+      FROM consignment_settlements s
+      CROSS JOIN LATERAL (
+        SELECT coalesce(cl.sku_id, sl.sku_id) AS sku_id, cl.quantity AS left_quantity, cl.unit_price AS left_price,
+               sl.sold_quantity, sl.returned_quantity, sl.unit_price AS settled_price
+        FROM (SELECT sku_id, quantity, unit_price FROM consignment_lines WHERE tenant_id = s.tenant_id AND consignment_id = s.consignment_id) cl
+        FULL JOIN (SELECT sku_id, sold_quantity, returned_quantity, unit_price FROM consignment_settlement_lines WHERE tenant_id = s.tenant_id AND settlement_id = s.id) sl
+          ON sl.sku_id = cl.sku_id
+      ) l
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+        AND (l.left_quantity IS NULL OR l.sold_quantity IS NULL
+             OR l.sold_quantity + l.returned_quantity <> l.left_quantity OR l.settled_price <> l.left_price)`,
+  },
+
+  {
     name: 'consignment_settlement_amount_matches_lines',
     severity: 'critical',
     description:
