@@ -101,13 +101,15 @@ describe('integrity checks of money and transfers', () => {
     const world = await newWorld();
     const entryId = (await t.admin.query(`SELECT entry_id FROM payments WHERE id = $1`, [world.paymentId])).rows[0].entry_id;
     await corrupt([[`DELETE FROM journal_entries WHERE tenant_id = $1 AND id = $2`, [world.tenantId, entryId]]]);
-    assert.deepEqual(await reported(world), ['money_journal_entry_balanced']);
+    // The entry was the payment's: the payment is left without its entry too.
+    assert.deepEqual(await reported(world), ['money_journal_entry_balanced', 'money_payment_has_entry']);
   });
 
   it('money_account_totals_match_postings: postings left without their account (an orphan)', async () => {
     const world = await newWorld();
     await corrupt([[`DELETE FROM accounts WHERE tenant_id = $1 AND store_id = $2 AND kind = 'cash_drawer'`, [world.tenantId, world.source]]]);
-    assert.deepEqual(await reported(world), ['money_account_totals_match_postings']);
+    // The drawer's only posting was the cash payment's: its entry no longer moves the money into the store's drawer either.
+    assert.deepEqual(await reported(world), ['money_account_totals_match_postings', 'money_payment_has_entry']);
   });
 
   it('money_party_has_account: a party without its account', async () => {
@@ -146,6 +148,52 @@ describe('integrity checks of money and transfers', () => {
       [`DELETE FROM journal_entries WHERE tenant_id = $1 AND id = $2`, [tenantId, entryId]],
     ];
   }
+
+  const paymentEntryOf = async (paymentId: string): Promise<string> => (await t.admin.query(`SELECT entry_id FROM payments WHERE id = $1`, [paymentId])).rows[0].entry_id;
+
+  it('money_payment_has_entry: cash and bank payments in and out, posted as they should be, are not reported', async () => {
+    const world = await newWorld();
+    const supplier = (await world.owner.post('/v1/parties', { kind: 'supplier', name: 'Mill' })).body.id;
+    for (const body of [
+      { party_id: world.partyId, store_id: world.destination, method: 'bank', amount: 300 },
+      { party_id: world.partyId, store_id: world.source, method: 'cash', amount: 50, direction: 'out' },
+      { party_id: supplier, store_id: world.source, method: 'cash', amount: 200 },
+      { party_id: supplier, store_id: world.destination, method: 'mobile', amount: 90, direction: 'in' },
+    ]) {
+      assert.equal((await world.owner.post('/v1/payments', body)).status, 201);
+    }
+    assert.deepEqual(await reported(world), []);
+  });
+
+  it('money_payment_has_entry: a customer\'s cash payment whose entry moves its amount the other way (drawer credited, customer debited; every account equal to its postings)', async () => {
+    const world = await newWorld();
+    const entryId = await paymentEntryOf(world.paymentId);
+    // The payment says 700 came in; its entry (and the balances) say 700 went out to the customer.
+    await corrupt([
+      [
+        `WITH flipped AS (UPDATE postings SET amount = -amount WHERE tenant_id = $1 AND entry_id = $2 RETURNING account_id, amount)
+         UPDATE accounts a SET balance = a.balance + 2 * f.amount,
+                               debit_total = a.debit_total + greatest(f.amount, 0) - greatest(-f.amount, 0),
+                               credit_total = a.credit_total + greatest(-f.amount, 0) - greatest(f.amount, 0)
+         FROM flipped f WHERE a.tenant_id = $1 AND a.id = f.account_id`,
+        [world.tenantId, entryId],
+      ],
+    ]);
+    assert.deepEqual(await reported(world), ['money_payment_has_entry']);
+  });
+
+  it('money_payment_has_entry: two payments of one amount recorded on one journal entry (the other entry gone; every account equal to its postings)', async () => {
+    const world = await newWorld();
+    const second = await world.owner.post('/v1/payments', { party_id: world.partyId, store_id: world.source, method: 'cash', amount: 700 });
+    assert.equal(second.status, 201);
+    const secondEntry = await paymentEntryOf(second.body.id);
+    // Two payments of 700 recorded, 700 in the ledger: the customer's debt and the drawer are 700 short of what was paid.
+    await corrupt([
+      ...unpost(world.tenantId, secondEntry),
+      [`UPDATE payments SET entry_id = $2 WHERE id = $1`, [second.body.id, await paymentEntryOf(world.paymentId)]],
+    ]);
+    assert.deepEqual(await reported(world), ['money_payment_has_entry']);
+  });
 
   const entryOf = async (saleId: string, kind: 'sale' | 'sale_void'): Promise<string> =>
     (await t.admin.query(`SELECT id FROM journal_entries WHERE subject_id = $1 AND kind = $2`, [saleId, kind])).rows[0].id;

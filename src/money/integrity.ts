@@ -52,13 +52,31 @@ export const moneyChecks: IntegrityCheck[] = [
   {
     name: 'money_payment_has_entry',
     severity: 'critical',
-    description: 'Every payment has its journal entry, moving exactly the payment amount.',
+    description:
+      "Every payment has its own journal entry (kind payment, the payment as its subject, booked for the payment's store), moving exactly the payment amount in the payment's direction between the store's account for its method (drawer, clearing or bank) and the party's account, and nothing else.",
+    // The amount alone let an entry moving the money the other way (a payment
+    // in booked as one out: the drawer and the customer's debt both wrong by
+    // twice the amount), or two payments sharing one entry, pass.
     sql: `
-      SELECT pay.tenant_id, pay.id::text AS subject, jsonb_build_object('amount', pay.amount, 'entry_id', pay.entry_id) AS detail
+      SELECT pay.tenant_id, pay.id::text AS subject,
+             jsonb_build_object('amount', pay.amount, 'direction', pay.direction, 'method', pay.method, 'store_id', pay.store_id, 'entry_id', pay.entry_id,
+                                'entry_kind', e.kind, 'entry_subject_id', e.subject_id, 'entry_store_id', e.store_id,
+                                'postings', m.postings, 'to_store_account', m.to_store, 'to_party', m.to_party) AS detail
       FROM payments pay
+      LEFT JOIN journal_entries e ON e.tenant_id = pay.tenant_id AND e.id = pay.entry_id
+      CROSS JOIN LATERAL (
+        SELECT count(*) AS postings,
+               coalesce(sum(p.amount) FILTER (WHERE a.store_id = pay.store_id AND a.kind = CASE pay.method WHEN 'cash' THEN 'cash_drawer'
+                                                WHEN 'card' THEN 'card_clearing' WHEN 'mobile' THEN 'mobile_clearing' WHEN 'bank' THEN 'bank' END), 0) AS to_store,
+               coalesce(sum(p.amount) FILTER (WHERE a.party_id = pay.party_id), 0) AS to_party
+        FROM postings p JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+        WHERE p.tenant_id = pay.tenant_id AND p.entry_id = pay.entry_id
+      ) m
       WHERE ($1::uuid IS NULL OR pay.tenant_id = $1)
-        AND pay.amount <> coalesce((SELECT sum(p.amount) FILTER (WHERE p.amount > 0) FROM postings p
-                                    WHERE p.tenant_id = pay.tenant_id AND p.entry_id = pay.entry_id), 0)`,
+        AND (e.id IS NULL OR e.kind <> 'payment' OR e.subject_id IS DISTINCT FROM pay.id OR e.store_id IS DISTINCT FROM pay.store_id
+             OR m.postings <> 2
+             OR m.to_store <> CASE pay.direction WHEN 'in' THEN pay.amount ELSE -pay.amount END
+             OR m.to_party <> CASE pay.direction WHEN 'in' THEN -pay.amount ELSE pay.amount END)`,
   },
   {
     name: 'money_sale_posted',
