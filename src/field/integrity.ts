@@ -114,19 +114,29 @@ export const fieldChecks: IntegrityCheck[] = [
   {
     name: 'consignment_settlement_posted',
     severity: 'critical',
-    description: "The amount owed on each consignment settlement was posted to the receivable of the point of sale's customer party in the settlement's journal entry.",
+    description:
+      "The amount owed on each consignment settlement was posted in the settlement's own journal entry (kind consignment_settlement, the settlement as its subject, booked for the consignment's store): debited to the receivable of the point of sale's customer party and credited to the sales revenue of the consignment's store, and nothing else (no cash moves on a settlement).",
+    // The party's side alone let the other side land anywhere — the store's
+    // cash drawer included, where the next count would expect cash that never came.
     sql: `
       SELECT s.tenant_id, 'consignment_settlement:' || s.id AS subject,
-             jsonb_build_object('amount_owed', s.amount_owed, 'posted', posted.amount, 'journal_entry_id', s.journal_entry_id) AS detail
+             jsonb_build_object('amount_owed', s.amount_owed, 'posted', posted.to_party, 'to_revenue', posted.to_revenue, 'postings', posted.postings,
+                                'journal_entry_id', s.journal_entry_id, 'entry_kind', e.kind, 'entry_subject_id', e.subject_id, 'entry_store_id', e.store_id) AS detail
       FROM consignment_settlements s
       JOIN consignments c ON c.tenant_id = s.tenant_id AND c.id = s.consignment_id
       JOIN points_of_sale p ON p.tenant_id = c.tenant_id AND p.id = c.point_of_sale_id
+      LEFT JOIN journal_entries e ON e.tenant_id = s.tenant_id AND e.id = s.journal_entry_id
       LEFT JOIN LATERAL (
-        SELECT sum(po.amount) AS amount
+        SELECT count(*) AS postings,
+               coalesce(sum(po.amount) FILTER (WHERE a.party_id = p.party_id), 0) AS to_party,
+               coalesce(sum(po.amount) FILTER (WHERE a.store_id = c.store_id AND a.kind = 'sales_revenue'), 0) AS to_revenue
         FROM postings po JOIN accounts a ON a.tenant_id = po.tenant_id AND a.id = po.account_id
-        WHERE po.tenant_id = s.tenant_id AND po.entry_id = s.journal_entry_id AND a.party_id = p.party_id
+        WHERE po.tenant_id = s.tenant_id AND po.entry_id = s.journal_entry_id
       ) posted ON true
       WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
-        AND coalesce(posted.amount, 0) <> s.amount_owed`,
+        AND (posted.to_party <> s.amount_owed
+             OR (s.journal_entry_id IS NOT NULL
+                 AND (e.id IS NULL OR e.kind <> 'consignment_settlement' OR e.subject_id IS DISTINCT FROM s.id OR e.store_id IS DISTINCT FROM c.store_id
+                      OR posted.postings <> 2 OR posted.to_revenue <> -s.amount_owed)))`,
   },
 ];

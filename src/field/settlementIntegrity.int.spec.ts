@@ -132,6 +132,34 @@ describe('integrity: a consignment settlement accounts for exactly what was left
     assert.deepEqual(detail(jam), { consignment_id: consignmentId, left: 5, sold: 2, returned: 3, left_at_price: 250, settled_at_price: 200 });
   });
 
+  it("a settlement's money credited to the store's cash drawer instead of its sales revenue (every account equal to its postings) is reported", async () => {
+    await setup();
+    const soap = await sku(120);
+    // The store's drawer has had cash (a customer paid): its account exists.
+    const customer = (await owner.post('/v1/parties', { kind: 'customer', name: 'Walk-in' })).body.id;
+    assert.equal((await owner.post('/v1/payments', { party_id: customer, store_id: storeId, method: 'cash', amount: 1000 }, k())).status, 201);
+    const left = await complete({ lines: [{ sku_id: soap, quantity: 5 }] });
+    const settled = await complete({ settlement: { consignment_id: left.consignment.id, lines: [{ sku_id: soap, sold_quantity: 5, returned_quantity: 0 }] } });
+    const settlement = settled.settlement as { id: string; journal_entry_id: string; amount_owed: number };
+    assert.equal(settlement.amount_owed, 600);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+    const account = async (kind: string) =>
+      (await t.admin.query<{ id: string }>('SELECT id FROM accounts WHERE tenant_id = $1 AND key = $2', [tenantId, `store/${storeId}/${kind}`])).rows[0]!.id;
+    const [revenue, drawer] = [await account('sales_revenue'), await account('cash_drawer')];
+    // The point of sale owes 600 (right), but the 600 left the drawer (cash the next count would expect gone) instead of being revenue.
+    await corrupt([
+      ['UPDATE postings SET account_id = $3 WHERE tenant_id = $1 AND entry_id = $2 AND account_id = $4', [tenantId, settlement.journal_entry_id, drawer, revenue]],
+      ['UPDATE accounts SET balance = balance + 600, credit_total = credit_total - 600 WHERE tenant_id = $1 AND id = $2', [tenantId, revenue]],
+      ['UPDATE accounts SET balance = balance - 600, credit_total = credit_total + 600 WHERE tenant_id = $1 AND id = $2', [tenantId, drawer]],
+    ]);
+    const findings = await integrityFindings(t.admin, tenantId);
+    assert.deepEqual(
+      findings.map(({ check, subject }) => ({ check, subject })),
+      [{ check: 'consignment_settlement_posted', subject: `consignment_settlement:${settlement.id}` }],
+      JSON.stringify(findings),
+    );
+  });
+
   it('a settlement line for a SKU the consignment never held is reported too', async () => {
     await setup();
     const [soap, extra] = [await sku(120), await sku(80)];
