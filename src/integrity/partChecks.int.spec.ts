@@ -287,4 +287,18 @@ describe('integrity checks of money and transfers', () => {
     await corrupt([[`UPDATE settlements SET cash_sales = cash_sales + 100, cash_voids = cash_voids + 100 WHERE id = $1`, [world.settlementId]]]);
     assert.deepEqual(await reported(world), ['settlement_matches_ledger']);
   });
+
+  it("settlement_matches_ledger: a recount after a rejection that expects another float than the day's first count", async () => {
+    const world = await newWorld();
+    const rejected = await world.owner.post(`/v1/settlements/${world.settlementId}/reject`, {}, { headers: { 'if-match': '"1"' } });
+    assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+    const first = (await t.admin.query(`SELECT business_date::text AS day, float_amount::int FROM settlements WHERE id = $1`, [world.settlementId])).rows[0];
+    const recount = await world.owner.post('/v1/settlements', { store_id: world.destination, business_date: first.day, declared_cash: 0 });
+    assert.equal(recount.status, 201, JSON.stringify(recount.body));
+    assert.equal(recount.body.float_amount, first.float_amount);
+    assert.deepEqual(await reported(world), []);
+    // The drawer started the day with the first count's float; the recount expects 300 more (its figures otherwise the ledger's).
+    await corrupt([[`UPDATE settlements SET float_amount = float_amount + 300, expected_cash = expected_cash + 300, variance = variance - 300 WHERE id = $1`, [recount.body.id]]]);
+    assert.deepEqual(await reported(world), ['settlement_matches_ledger']);
+  });
 });
