@@ -263,7 +263,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/visits/:id/complete',
     {
-      config: { permission: 'visits.complete', refusals: { geofence_violation: 'the agent is outside the geofence (`distance_m`, `radius_m`)', insufficient_stock: 'the supplying store lacks the goods to leave (`shortages`)', invalid_transition: 'the visit was already completed with a different request, or the consignment to settle is already settled' } },
+      config: { permission: 'visits.complete', refusals: { geofence_violation: 'the agent is outside the geofence (`distance_m`, `radius_m`)', insufficient_stock: 'the supplying store lacks the goods to leave (`shortages`)', invalid_transition: 'the visit was already completed with a different request, or the consignment to settle is already settled', limit_exceeded: 'the goods returned to the store, or an account total of the settlement, would exceed its limit' } },
       schema: {
         tags: ['field'],
         summary:

@@ -40,7 +40,9 @@ export function computeSettlement(movements: DrawerMovements, declaredCash: numb
   const variance = m(declaredCash) - expected;
   for (const [name, value] of [['expected cash', expected], ['variance', variance]] as const) {
     if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < -BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new AppError('limit_exceeded', `the ${name} of this count (${value} minor units) is beyond what a settlement records (±${Number.MAX_SAFE_INTEGER})`);
+      // Not the figure itself: a blind count (settlements.expected.read) must
+      // not learn the expected cash from its refusal.
+      throw new AppError('limit_exceeded', `the ${name} of this count is beyond what a settlement records (±${Number.MAX_SAFE_INTEGER} minor units)`);
     }
   }
   return { expected_cash: Number(expected), declared_cash: declaredCash, variance: Number(variance) };
