@@ -28,10 +28,16 @@ export async function lockPiecesForUpdate(tx: Tx, tenantId: string, ids: readonl
 /**
  * Releases, in this command, the expired reservations among locked pieces
  * (reservations expire lazily on access, and by the sweep). Returns the rows
- * as they are now. Expiry is decided by the database (`reserved_until <=
- * now()`, to the microsecond), as reads and the sweep decide it: compared as
- * JavaScript dates (milliseconds), a reservation counted as over up to a
- * millisecond before its end.
+ * as they are now. Expiry is decided by the database clock, to the
+ * microsecond, as reads and the sweep decide it (compared as JavaScript
+ * dates, in milliseconds, a reservation counted as over up to a millisecond
+ * before its end) — and at the moment of deciding, once the pieces are
+ * locked (`statement_timestamp()` of this statement, run after the lock was
+ * granted), not at the start of the command's transaction (`now()`): a
+ * command that began before a reservation's end and waited for the piece's
+ * lock past it found the piece still reserved, while reads showed it in
+ * stock — a sale was refused 409 and a synced offline sale recorded the
+ * piece it sold as its shortfall, leaving it for sale again.
  */
 export async function releaseExpiredReservations(cmd: Command, locked: PieceRow[]): Promise<PieceRow[]> {
   const reserved = locked.filter((piece) => piece.status === 'reserved').map((piece) => piece.id);
@@ -40,7 +46,7 @@ export async function releaseExpiredReservations(cmd: Command, locked: PieceRow[
     cmd.tx,
     sql<{ id: string }>`
       SELECT id FROM pieces
-      WHERE tenant_id = ${cmd.tenantId} AND id = ANY(${reserved}::uuid[]) AND status = 'reserved' AND reserved_until <= now()`,
+      WHERE tenant_id = ${cmd.tenantId} AND id = ANY(${reserved}::uuid[]) AND status = 'reserved' AND reserved_until <= statement_timestamp()`,
   );
   const overIds = new Set(over.map((row) => row.id));
   const expired = locked.filter((piece) => overIds.has(piece.id));

@@ -4,7 +4,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
 import { sql } from 'kysely';
 import { runCommand } from '../core/command.js';
-import { one } from '../core/db.js';
+import { all } from '../core/db.js';
 import { pieceChecks } from './integrity.js';
 import { lockPiecesForUpdate, releaseExpiredReservations } from './pieceRows.js';
 import { sweepExpiredPieceReservations } from './sweepExpiredReservations.js';
@@ -493,29 +493,49 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     assert.deepEqual(await runChecks(), []);
   });
 
-  it('a reservation that ends within the same millisecond, after the command\'s clock, still holds its piece (expiry is decided by the database clock, to the microsecond)', async () => {
-    // Given a piece reserved until one microsecond after the command's now()
-    // (JavaScript dates have milliseconds: compared there, such a reservation
-    // counted as over up to a millisecond early, while reads showed it held)
-    const [piece] = await receive(buttons.id, [{ kind: 'spare', quantity: 1 }]);
-    assert.ok(piece);
-    const reserve = await owner.post('/v1/pieces/reservations', { piece_ids: [piece.id], expires_in_seconds: 60 }, key());
+  it('a reservation is over when the command decides, to the microsecond, not when its transaction began: one that ended a microsecond after the transaction began is released, one still running is held', async () => {
+    // Given two pieces reserved, whose reservations are then set to end one
+    // microsecond after the command's transaction began (over before the
+    // command decides) and a minute after the command's clock (JavaScript
+    // dates have milliseconds: compared there, a reservation counted as over
+    // up to a millisecond early; compared with the transaction's start, a
+    // reservation over by the time the command locked its piece still held it)
+    const [ended, running] = await receive(buttons.id, [{ kind: 'spare', quantity: 1 }, { kind: 'spare', quantity: 1 }]);
+    assert.ok(ended && running);
+    const reserve = await owner.post('/v1/pieces/reservations', { piece_ids: [ended.id, running.id], expires_in_seconds: 60 }, key());
     assert.equal(reserve.status, 201);
     const outcome = await runCommand(
       t.db,
       { tenantId, principal: { kind: 'operator', name: 'test' }, correlationId: `expiry-edge-${keys}`, fingerprint: 'expiry-edge' },
       { type: 'test.expiry_edge' },
       async (cmd) => {
-        await sql`UPDATE pieces SET reserved_until = now() + interval '1 microsecond' WHERE tenant_id = ${tenantId} AND id = ${piece.id}`.execute(cmd.tx);
-        const [after] = await releaseExpiredReservations(cmd, await lockPiecesForUpdate(cmd.tx, tenantId, [piece.id]));
-        const read = await one(cmd.tx, sql<{ held: boolean }>`SELECT reserved_until > now() AS held FROM pieces WHERE tenant_id = ${tenantId} AND id = ${piece.id}`);
-        return { status: 200, body: { status: after?.status, reserved_by_op: after?.reserved_by_op, held_by_the_database_clock: read.held } };
+        await sql`UPDATE pieces SET reserved_until = now() + interval '1 microsecond' WHERE tenant_id = ${tenantId} AND id = ${ended.id}`.execute(cmd.tx);
+        await sql`UPDATE pieces SET reserved_until = clock_timestamp() + interval '1 minute' WHERE tenant_id = ${tenantId} AND id = ${running.id}`.execute(cmd.tx);
+        const after = await releaseExpiredReservations(cmd, await lockPiecesForUpdate(cmd.tx, tenantId, [ended.id, running.id]));
+        const read = await all(
+          cmd.tx,
+          sql<{ id: string; held: boolean }>`SELECT id, status = 'reserved' AND reserved_until > statement_timestamp() AS held FROM pieces WHERE tenant_id = ${tenantId} AND id IN (${ended.id}, ${running.id})`,
+        );
+        const held = new Map(read.map((row) => [row.id, row.held]));
+        return {
+          status: 200,
+          body: after.map((piece) => ({ status: piece.status, reserved_by_op: piece.reserved_by_op, held_by_the_database_clock: held.get(piece.id) })),
+        };
       },
     );
-    // Then the command sees it still reserved, as the database does
-    assert.deepEqual(outcome.body, { status: 'reserved', reserved_by_op: reserve.body.op_id, held_by_the_database_clock: true });
-    const types = (await owner.get(`/v1/pieces/${piece.id}/history`)).body.items.map((item: { type: string }) => item.type);
-    assert.deepEqual(types, ['piece.created', 'piece.reserved']);
+    // Then the command released the one that was over and kept the other, as the database clock says
+    const byId = new Map([[ended.id, 'ended'], [running.id, 'running']]);
+    const sorted = [ended.id, running.id].sort();
+    assert.deepEqual(
+      Object.fromEntries((outcome.body as Array<unknown>).map((state, index) => [byId.get(sorted[index]!), state])),
+      {
+        ended: { status: 'in_stock', reserved_by_op: null, held_by_the_database_clock: false },
+        running: { status: 'reserved', reserved_by_op: reserve.body.op_id, held_by_the_database_clock: true },
+      },
+    );
+    const history = async (id: string) => (await owner.get(`/v1/pieces/${id}/history`)).body.items.map((item: { type: string }) => item.type);
+    assert.deepEqual(await history(ended.id), ['piece.created', 'piece.reserved', 'piece.reservation_expired']);
+    assert.deepEqual(await history(running.id), ['piece.created', 'piece.reserved']);
   });
 
   it('revert is refused while an output is reserved by another operation, naming it', async () => {

@@ -278,6 +278,68 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a reservation that ends while a sale waits for its piece no longer holds it: the sale, begun before the end, sells it (online, and offline without a shortfall)', async () => {
+    // Given a piece reserved for a short while, and a sale of it — online, or
+    // synced from a till — whose transaction began before the reservation's
+    // end and waited for the piece's lock past it (held here by a test
+    // transaction, in life by any command that locks the piece, e.g. the sweep)
+    for (const source of ['online', 'offline'] as const) {
+      const { pieces: [roll] } = await receive(cloth, [{ kind: 'roll', quantity: 1500 }]);
+      const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 2 }, k());
+      assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
+      const holder = await t.admin.connect();
+      let selling: Promise<{ status: number; body: any }>;
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT 1 FROM pieces WHERE id = $1 FOR UPDATE', [roll!.id]);
+        const body = { store_id: storeId, payment_method: 'cash', items: [{ sku_id: cloth, piece_ids: [roll!.id], unit_price: 500 }] };
+        selling =
+          source === 'online'
+            ? owner.post('/v1/sales', body, k())
+            : owner.post('/v1/sync/sales', { sales: [{ idempotency_key: randomUUID(), ...body, client_created_at: new Date().toISOString() }] }, k());
+        // the sale's transaction has begun and waits for the piece, before the reservation ends
+        for (;;) {
+          const { rows } = await t.admin.query(
+            `SELECT count(*)::int AS n, bool_and(p.reserved_until > now()) AS before_end FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             CROSS JOIN pieces p WHERE p.id = $1 AND NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM pieces%FOR UPDATE%'`,
+            [roll!.id],
+          );
+          if (rows[0].n > 0) {
+            assert.equal(rows[0].before_end, true, 'the sale began waiting before the reservation ended');
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        // the reservation ends while the sale waits: reads show the piece in stock
+        for (;;) {
+          const { rows } = await t.admin.query('SELECT reserved_until < clock_timestamp() AS over FROM pieces WHERE id = $1', [roll!.id]);
+          if (rows[0].over) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const seen = await owner.get(`/v1/pieces/${roll!.id}`);
+        assert.equal(seen.body.status, 'in_stock');
+        await holder.query('COMMIT');
+      } finally {
+        holder.release();
+      }
+      // Then the sale sells the piece: the reservation it waited behind was over
+      const sold = await selling!;
+      if (source === 'online') {
+        assert.equal(sold.status, 201, JSON.stringify(sold.body));
+      } else {
+        assert.equal(sold.status, 200, JSON.stringify(sold.body));
+        const result = sold.body.results[0];
+        assert.equal(result.status, 201, JSON.stringify(result.body));
+        assert.equal(result.body.items[0].shortfall_quantity, 0, `the synced sale recorded an available piece as its shortfall: ${JSON.stringify(result.body.items[0])}`);
+      }
+      const row = await piece(roll!.id);
+      assert.equal(row.status, 'sold', `${source}: the piece is sold`);
+      assert.deepEqual((await historyChain(roll!.id)).slice(-2), ['piece.reservation_expired', 'piece.sold']);
+      await stockMatchesPieces(cloth);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('reverts of a cut and of the combine that used its outputs, at once: the combine first or the cut refused — never both half-done', async () => {
     for (let round = 0; round < 4; round++) {
       const { pieces: [spare] } = await receive(buttons, [{ kind: 'spare', quantity: 20 }]);
