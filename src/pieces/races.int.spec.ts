@@ -340,6 +340,42 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a reservation that waited for its piece\'s lock holds it for its whole time from when it took it, not from when its transaction began', async () => {
+    // Given a reservation for one second whose transaction began, then waited
+    // for the piece's lock longer than that (held by a test transaction, in
+    // life by any command that locks the piece, e.g. the sweep)
+    const { pieces: [roll] } = await receive(cloth, [{ kind: 'roll', quantity: 1200 }]);
+    const holder = await t.admin.connect();
+    let reserving: Promise<{ status: number; body: any }>;
+    let lockReleasedAt: Date;
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM pieces WHERE id = $1 FOR UPDATE', [roll!.id]);
+      reserving = owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 1 }, k());
+      for (;;) {
+        const { rows } = await t.admin.query(
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM pieces%FOR UPDATE%'`,
+        );
+        if (rows[0].n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      lockReleasedAt = (await holder.query('SELECT clock_timestamp() AS at')).rows[0].at as Date;
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    // Then it holds the piece until a second after it took it: it was not born expired
+    const reserved = await reserving!;
+    assert.equal(reserved.status, 201, JSON.stringify(reserved.body));
+    assert.ok(new Date(reserved.body.reserved_until).getTime() > lockReleasedAt!.getTime(), `reserved until ${reserved.body.reserved_until}, before it took the piece at ${lockReleasedAt!.toISOString()}`);
+    const seen = await owner.get(`/v1/pieces/${roll!.id}`);
+    assert.equal(seen.body.status, 'reserved', 'the piece is held by the reservation just made');
+    assert.equal(seen.body.reserved_by_op, reserved.body.op_id);
+    await stockMatchesPieces(cloth);
+  });
+
   it('reverts of a cut and of the combine that used its outputs, at once: the combine first or the cut refused — never both half-done', async () => {
     for (let round = 0; round < 4; round++) {
       const { pieces: [spare] } = await receive(buttons, [{ kind: 'spare', quantity: 20 }]);

@@ -28,11 +28,14 @@ export async function reservePieces(cmd: Command, input: ReserveInput): Promise<
   assert(first, 'locked pieces');
   if (locked.some((piece) => piece.store_id !== first.store_id)) throw new AppError('unprocessable', 'a reservation holds pieces of one store');
   cmd.storeId = first.store_id;
+  // From when the pieces are taken (this statement runs after their locks were
+  // granted), not from the transaction's start (now()): a reservation that
+  // waited for a piece's lock was shortened by the wait, or born expired.
   const pieces = await updatePieces(
     cmd,
     locked,
     'piece.reserved',
-    sql`status = 'reserved', reserved_by_op = ${cmd.opId}, reserved_until = now() + make_interval(secs => ${input.expires_in_seconds})`,
+    sql`status = 'reserved', reserved_by_op = ${cmd.opId}, reserved_until = statement_timestamp() + make_interval(secs => ${input.expires_in_seconds})`,
   );
   const until = pieces[0]?.reserved_until;
   assert(until, 'reserved until');
