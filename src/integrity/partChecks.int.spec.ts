@@ -276,6 +276,33 @@ describe('integrity checks of money and transfers', () => {
     assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches']);
   });
 
+  it('transfer_stock_ledger_matches: its approval moved stock it did not send — another SKU, or out of another store', async () => {
+    for (const wrong of ['sku', 'store'] as const) {
+      const world = await newWorld();
+      const approvedOp = (await t.admin.query(`SELECT approved_op FROM stock_transfers WHERE id = $1`, [world.transferId])).rows[0].approved_op;
+      let store = world.source;
+      let skuId = world.skuId;
+      if (wrong === 'sku') {
+        skuId = (await world.owner.post('/v1/skus', { code: `X${randomUUID().slice(0, 6)}`, name: 'Vinegar', unit: 'piece', price: 300 })).body.id;
+        assert.equal((await world.owner.post(`/v1/stores/${world.source}/stock/receipts`, { items: [{ sku_id: skuId, quantity: 10 }] })).status, 201);
+      } else {
+        store = world.destination;
+        assert.equal((await world.owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: skuId, quantity: 10 }] })).status, 201);
+      }
+      assert.deepEqual(await reported(world), []);
+      const balance = (await t.admin.query(`SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2`, [store, skuId])).rows[0].quantity;
+      // Booked as the transfer's own movement, by its approval; the stock ledger and balance agree with each other.
+      await corrupt([
+        [
+          `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason) VALUES ($1, $2, $3, $4, -3, $5, 'transfer_out', $6)`,
+          [world.tenantId, store, skuId, approvedOp, balance - 3, `transfer ${world.transferId}`],
+        ],
+        [`UPDATE stock_balances SET quantity = quantity - 3 WHERE store_id = $1 AND sku_id = $2`, [store, skuId]],
+      ]);
+      assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches'], `a transfer_out row of ${wrong === 'sku' ? 'a SKU it did not send' : 'its destination'} under its approval`);
+    }
+  });
+
   it('settlement_matches_ledger: a settlement whose figures no longer match its day in the ledger', async () => {
     const world = await newWorld();
     await corrupt([[`UPDATE settlements SET cash_sales = cash_sales + 100, expected_cash = expected_cash + 100, variance = variance - 100 WHERE id = $1`, [world.settlementId]]]);

@@ -42,14 +42,20 @@ export const transferChecks: IntegrityCheck[] = [
              OR coalesce(n.moved, 0) <> coalesce(i.quantity_received, 0))
       UNION ALL
       -- Transfer rows that name a transfer but are not its approval's or
-      -- receipt's (stock moved for a requested or cancelled transfer, or twice):
-      -- found through stock_ledger_transfer_reason_idx, transfer rows only.
+      -- receipt's (stock moved for a requested or cancelled transfer, or twice),
+      -- or are, but moved what it did not send: another store than its end
+      -- (out of the source, into the destination) or a SKU it has no line of —
+      -- the per-line sums above never see those: found through
+      -- stock_ledger_transfer_reason_idx, transfer rows only.
       SELECT t.tenant_id, t.id::text AS subject,
-             jsonb_build_object('status', t.status, 'stray_ledger_id', l.id, 'kind', l.kind, 'op_id', l.op_id, 'quantity_change', l.quantity_change) AS detail
+             jsonb_build_object('status', t.status, 'stray_ledger_id', l.id, 'kind', l.kind, 'op_id', l.op_id, 'store_id', l.store_id,
+                                'sku_id', l.sku_id, 'quantity_change', l.quantity_change) AS detail
       FROM stock_ledger l
       JOIN stock_transfers t ON t.tenant_id = l.tenant_id AND l.reason = 'transfer ' || t.id
       WHERE ($1::uuid IS NULL OR l.tenant_id = $1)
         AND l.kind IN ('transfer_out', 'transfer_in')
-        AND l.op_id IS DISTINCT FROM CASE l.kind WHEN 'transfer_out' THEN t.approved_op ELSE t.received_op END`,
+        AND (l.op_id IS DISTINCT FROM CASE l.kind WHEN 'transfer_out' THEN t.approved_op ELSE t.received_op END
+          OR l.store_id <> CASE l.kind WHEN 'transfer_out' THEN t.source_store_id ELSE t.destination_store_id END
+          OR NOT EXISTS (SELECT 1 FROM stock_transfer_items i WHERE i.tenant_id = t.tenant_id AND i.transfer_id = t.id AND i.sku_id = l.sku_id))`,
   },
 ];
