@@ -285,7 +285,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
     // transaction, in life by any command that locks the piece, e.g. the sweep)
     for (const source of ['online', 'offline'] as const) {
       const { pieces: [roll] } = await receive(cloth, [{ kind: 'roll', quantity: 1500 }]);
-      const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 2 }, k());
+      const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 3 }, k());
       assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
       const holder = await t.admin.connect();
       let selling: Promise<{ status: number; body: any }>;
