@@ -5,14 +5,28 @@ export const fieldChecks: IntegrityCheck[] = [
   {
     name: 'consignment_visit_completed',
     severity: 'critical',
-    description: 'Every consignment belongs to a visit that was completed by the same operation that created the consignment.',
+    description:
+      "Every consignment belongs to a visit to its point of sale that was completed by the same operation that created the consignment, and its settlement to a visit to that point of sale completed by the settlement's operation.",
+    // Both visits at the consignment's point of sale: goods left at one shop
+    // and settled on a visit to another would charge that other shop's
+    // customer and take back goods that were never there.
     sql: `
       SELECT c.tenant_id, 'consignment:' || c.id AS subject,
-             jsonb_build_object('visit_id', c.visit_id, 'visit_status', v.status, 'consignment_op_id', c.op_id, 'visit_completed_by_op', v.completed_by_op) AS detail
+             jsonb_build_object('visit_id', c.visit_id, 'visit_status', v.status, 'consignment_op_id', c.op_id, 'visit_completed_by_op', v.completed_by_op,
+                                'point_of_sale_id', c.point_of_sale_id, 'visit_point_of_sale_id', v.point_of_sale_id) AS detail
       FROM consignments c
       JOIN visits v ON v.tenant_id = c.tenant_id AND v.id = c.visit_id
       WHERE ($1::uuid IS NULL OR c.tenant_id = $1)
-        AND (v.status <> 'completed' OR v.completed_by_op IS DISTINCT FROM c.op_id)`,
+        AND (v.status <> 'completed' OR v.completed_by_op IS DISTINCT FROM c.op_id OR v.point_of_sale_id <> c.point_of_sale_id)
+      UNION ALL
+      SELECT s.tenant_id, 'consignment_settlement:' || s.id AS subject,
+             jsonb_build_object('visit_id', s.visit_id, 'visit_status', v.status, 'settlement_op_id', s.op_id, 'visit_completed_by_op', v.completed_by_op,
+                                'point_of_sale_id', c.point_of_sale_id, 'visit_point_of_sale_id', v.point_of_sale_id) AS detail
+      FROM consignment_settlements s
+      JOIN consignments c ON c.tenant_id = s.tenant_id AND c.id = s.consignment_id
+      JOIN visits v ON v.tenant_id = s.tenant_id AND v.id = s.visit_id
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+        AND (v.status <> 'completed' OR v.completed_by_op IS DISTINCT FROM s.op_id OR v.point_of_sale_id <> c.point_of_sale_id)`,
   },
   {
     name: 'consignment_stock_matches_ledger',

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff } from '../../test/support/database.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 
 const SHOP = { latitude: 52.520008, longitude: 13.404954 };
@@ -53,20 +54,7 @@ describe('integrity: a consignment settlement accounts for exactly what was left
     return done.body;
   };
   /** Runs statements as the owner with triggers off (append-only rows changed, as a bug or a hand edit would). */
-  const corrupt = async (statements: Array<[string, unknown[]]>) => {
-    const client = await t.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SET LOCAL session_replication_role = replica');
-      for (const [text, params] of statements) await client.query(text, params);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
-  };
+  const corrupt = (statements: Array<[string, unknown[]]>) => withTriggersOff(t.admin, statements);
 
   it('more returned than was left, a consignment line not settled, a line settled at another price: each reported, by that check only', async () => {
     await setup();
@@ -188,5 +176,38 @@ describe('integrity: a consignment settlement accounts for exactly what was left
       JSON.stringify(findings),
     );
     assert.deepEqual(findings[0]!.detail, { consignment_id: left.consignment.id, left: null, sold: 0, returned: 1, left_at_price: null, settled_at_price: 80 });
+  });
+
+  it("a consignment, or its settlement, on a visit to another point of sale is reported, each by consignment_visit_completed only", async () => {
+    await setup();
+    const soap = await sku(120);
+    const left = await complete({ lines: [{ sku_id: soap, quantity: 3 }] });
+    const settled = await complete({ settlement: { consignment_id: left.consignment.id, lines: [{ sku_id: soap, sold_quantity: 1, returned_quantity: 2 }] } });
+    const settlement = settled.settlement as { id: string };
+    const elsewhere = (await owner.post('/v1/points-of-sale', { name: 'Other kiosk', store_id: storeId, ...SHOP })).body.id as string;
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+    const visitOf = async (table: string, id: string) => (await t.admin.query<{ visit_id: string }>(`SELECT visit_id FROM ${table} WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0]!.visit_id;
+    const [leftOn, settledOn] = [await visitOf('consignments', left.consignment.id), await visitOf('consignment_settlements', settlement.id)];
+    // The settling visit is moved to another shop: the goods are "settled" where they never were.
+    await corrupt([['UPDATE visits SET point_of_sale_id = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, settledOn, elsewhere]]]);
+    let findings = await integrityFindings(t.admin, tenantId);
+    assert.deepEqual(
+      findings.map(({ check, subject }) => ({ check, subject })),
+      [{ check: 'consignment_visit_completed', subject: `consignment_settlement:${settlement.id}` }],
+      JSON.stringify(findings),
+    );
+    const detail = findings[0]!.detail as { point_of_sale_id: string; visit_point_of_sale_id: string };
+    assert.deepEqual([detail.point_of_sale_id, detail.visit_point_of_sale_id], [pos, elsewhere]);
+    // Put back; then the visit that left them is moved instead.
+    await corrupt([
+      ['UPDATE visits SET point_of_sale_id = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, settledOn, pos]],
+      ['UPDATE visits SET point_of_sale_id = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, leftOn, elsewhere]],
+    ]);
+    findings = await integrityFindings(t.admin, tenantId);
+    assert.deepEqual(
+      findings.map(({ check, subject }) => ({ check, subject })),
+      [{ check: 'consignment_visit_completed', subject: `consignment:${left.consignment.id}` }],
+      JSON.stringify(findings),
+    );
   });
 });
