@@ -41,6 +41,18 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
   const sell = (skuId: string, pieceIds: string[], price = 500) =>
     owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, piece_ids: pieceIds, unit_price: price }] }, k());
   const revert = (opId: string) => owner.post(`/v1/operations/${opId}/revert`, undefined, k());
+  /** Until a session of this test's database waits for a lock in a statement LIKE `pattern`. */
+  const untilWaitingForLock = async (pattern: string) => {
+    for (;;) {
+      const { rows } = await t.admin.query(
+        `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE $1`,
+        [pattern],
+      );
+      if (rows[0].n > 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
   const piece = async (id: string) =>
     (await t.admin.query(`SELECT status, consumed_by_op, sold_by_op, reserved_by_op, deleted_by_op, version FROM pieces WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0];
   const stockMatchesPieces = async (skuId: string) => {
@@ -188,14 +200,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
       await holder.query('SELECT 1 FROM operations WHERE id = $1 FOR UPDATE', [cutting.body.op_id]);
       undo = revert(cutting.body.op_id);
       // the revert's transaction has begun and waits for the operation row
-      for (;;) {
-        const { rows } = await t.admin.query(
-          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-           WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM operations%FOR NO KEY UPDATE%'`,
-        );
-        if (rows[0].n > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await untilWaitingForLock('%FROM operations%FOR NO KEY UPDATE%');
       const reservation = await owner.post('/v1/pieces/reservations', { piece_ids: [part], expires_in_seconds: 600 }, k());
       assert.equal(reservation.status, 201, JSON.stringify(reservation.body));
       const release = await owner.post(`/v1/pieces/reservations/${reservation.body.op_id}/release`, undefined, k());
@@ -352,14 +357,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM pieces WHERE id = $1 FOR UPDATE', [roll!.id]);
       reserving = owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 1 }, k());
-      for (;;) {
-        const { rows } = await t.admin.query(
-          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-           WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM pieces%FOR UPDATE%'`,
-        );
-        if (rows[0].n > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await untilWaitingForLock('%FROM pieces%FOR UPDATE%');
       await new Promise((resolve) => setTimeout(resolve, 1200));
       lockReleasedAt = (await holder.query('SELECT clock_timestamp() AS at')).rows[0].at as Date;
       await holder.query('COMMIT');
