@@ -30,4 +30,34 @@ export const orderChecks: IntegrityCheck[] = [
       ) h ON true
       WHERE ($1::uuid IS NULL OR o.tenant_id = $1) AND o.status IS DISTINCT FROM h.to_status`,
   },
+  {
+    name: 'order_history_follows_machine',
+    severity: 'critical',
+    description:
+      'Every order’s history is a chain of transitions the state machine allows: it starts pending, each entry moves on from where the one before it ended, and none moves an order back or out of a final status.',
+    // One finding per order, at its first entry that breaks the chain. Allowed:
+    // pending → submitting; from a status before final, on to one further
+    // along (pending < submitting < submitted < processing < completed, failed,
+    // cancelled); a recovery's resubmit (pending → pending, submitting → submitting).
+    sql: `
+      SELECT DISTINCT ON (h.tenant_id, h.order_id) h.tenant_id, h.order_id::text AS subject,
+             jsonb_build_object('history_id', h.id, 'from_status', h.from_status, 'to_status', h.to_status,
+                                'previous_to_status', h.previous, 'source', h.source, 'op_id', h.op_id) AS detail
+      FROM (
+        SELECT h.tenant_id, h.order_id, h.id, h.from_status, h.to_status, h.source, h.op_id,
+               lag(h.to_status) OVER w AS previous, row_number() OVER w AS n,
+               coalesce(array_position(ARRAY['pending', 'submitting', 'submitted', 'processing'], h.from_status) - 1, 4) AS from_rank,
+               coalesce(array_position(ARRAY['pending', 'submitting', 'submitted', 'processing'], h.to_status) - 1, 4) AS to_rank
+        FROM order_status_history h
+        WHERE ($1::uuid IS NULL OR h.tenant_id = $1)
+        WINDOW w AS (PARTITION BY h.tenant_id, h.order_id ORDER BY h.id)
+      ) h
+      WHERE CASE
+              WHEN h.n = 1 THEN NOT (h.from_status IS NULL AND h.to_status = 'pending')
+              ELSE h.from_status IS DISTINCT FROM h.previous
+                OR h.from_rank >= 4
+                OR NOT (h.to_rank > h.from_rank OR (h.from_status = h.to_status AND h.from_status IN ('pending', 'submitting')))
+            END
+      ORDER BY h.tenant_id, h.order_id, h.id`,
+  },
 ];
