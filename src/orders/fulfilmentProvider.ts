@@ -198,7 +198,10 @@ export class FulfilmentProvider {
 
   async createOrder(idempotencyKey: string, order: CreateProviderOrder): Promise<ProviderOrder> {
     const { status, body, raw } = await this.call('POST', '/orders', { body: order, idempotencyKey });
-    if (status === 200 || status === 201) return this.orderIn('POST', '/orders', status, raw, body, order);
+    // Any 2xx is the provider taking the order (202 Accepted, too): its body
+    // must be the order, else it is no answer and is tried again (orderIn).
+    // Read as a refusal, a 202 failed an order the provider held and shipped.
+    if (status >= 200 && status < 300) return this.orderIn('POST', '/orders', status, raw, body, order);
     throw new ProviderRejected(status, body);
   }
 
@@ -218,7 +221,9 @@ export class FulfilmentProvider {
     const { status, body } = await this.call('POST', path, { idempotencyKey });
     if (status === 404) return { outcome: 'not_found' };
     const providerStatus = typeof (body as { status?: unknown } | null)?.status === 'string' ? storableText((body as { status: string }).status, 100) : null;
-    if (status === 200 || status === 201) {
+    // Any 2xx is read for what its body says (a 204 has none: no answer yet,
+    // asked again); read as a refusal, it opened a critical item for nothing.
+    if (status >= 200 && status < 300) {
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         throw new ProviderUnavailable(`provider POST ${path} answered ${status} with something that is not an answer: ${storableText(String(JSON.stringify(body)), 300)}`);
       }

@@ -341,6 +341,83 @@ describe('a provider that misbehaves', () => {
     assert.equal(taken, standInOf(orderId)?.id, 'the order the provider created');
   });
 
+  it('a create answered 202 Accepted with the order is the order created, not a refusal: submitted, no order_failed item', async () => {
+    const shop = await newOrderShop(t);
+    let accepted = 0;
+    override = (request, response, url, body) => {
+      if (request.method !== 'POST' || url.pathname !== '/orders') return false;
+      accepted++;
+      const { reference, merchant } = JSON.parse(body) as { reference: string; merchant: string };
+      const key = String(request.headers['idempotency-key'] ?? '');
+      let order = [...orders.values()].find((o) => o.idempotency_key === key);
+      if (!order) {
+        order = { id: `po_202_${reference.slice(0, 8)}`, status: 'accepted', reference, merchant, idempotency_key: key };
+        orders.set(order.id, order);
+      }
+      json(response, 202, order);
+      return true;
+    };
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitFor(`order ${orderId} to leave submitting`, async () => !['pending', 'submitting'].includes((await orderRow(orderId)).status), 10_000, 50);
+    const row = await orderRow(orderId);
+    assert.equal(row.status, 'submitted', `the provider holds the order; ours is ${row.status} (${row.last_error})`);
+    assert.equal(row.provider_order_id, standInOf(orderId).id);
+    assert.equal(accepted, 1);
+    assert.equal((await reviewItems(orderId, 'order_failed')).length, 0);
+  });
+
+  it('a create answered 204 No Content (no order in it) is tried again with the same key, never a refusal', async () => {
+    const shop = await newOrderShop(t);
+    let empty = 0;
+    override = (request, response, url) => {
+      if (request.method !== 'POST' || url.pathname !== '/orders' || empty > 0) return false;
+      empty++;
+      response.writeHead(204).end();
+      return true;
+    };
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitFor(`order ${orderId} to leave submitting`, async () => !['pending', 'submitting'].includes((await orderRow(orderId)).status), 10_000, 50);
+    const row = await orderRow(orderId);
+    assert.equal(row.status, 'submitted', `ours is ${row.status} (${row.last_error})`);
+    assert.equal(row.provider_order_id, standInOf(orderId).id);
+    assert.equal(empty, 1);
+    assert.equal((await reviewItems(orderId, 'order_failed')).length, 0);
+  });
+
+  it('a cancel answered 202 Accepted saying cancelled is a confirmation, not a refusal (no order_cancel_refused item)', async () => {
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    override = (request, response, url) => {
+      if (request.method !== 'POST' || !url.pathname.endsWith('/cancel')) return false;
+      const order = standInOf(orderId);
+      order.status = 'cancelled';
+      json(response, 202, order);
+      return true;
+    };
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+    assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
+    assert.equal((await reviewItems(orderId, 'order_cancel_refused')).length, 0);
+  });
+
+  it('a cancel answered 204 No Content is no answer yet: asked again until the provider says cancelled, never a refusal', async () => {
+    const shop = await newOrderShop(t);
+    const orderId = await submittedOrder(shop);
+    let empty = 0;
+    override = (request, response, url) => {
+      if (request.method !== 'POST' || !url.pathname.endsWith('/cancel') || empty > 0) return false;
+      empty++;
+      response.writeHead(204).end();
+      return true;
+    };
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+    assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
+    assert.equal(empty, 1);
+    assert.equal(standInOf(orderId).status, 'cancelled');
+    assert.equal((await reviewItems(orderId, 'order_cancel_refused')).length, 0);
+  });
+
   it('a manual completion racing the provider\'s completed and failed webhooks: one winner, history matching the status, one version bump', async () => {
     const shop = await newOrderShop(t);
     for (let round = 0; round < 5; round++) {
