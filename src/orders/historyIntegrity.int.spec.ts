@@ -12,7 +12,7 @@ import { newOrderShop, orderBody, postWebhook, providerEvent, WEBHOOK_SECRET, ty
  * order_status_matches_history agrees) must still be reported — by exactly
  * one check.
  */
-describe('integrity: an order history that breaks the state machine', () => {
+describe('integrity: an order history that breaks the state machine, an order without lines', () => {
   let t: TestApp;
 
   before(async () => {
@@ -77,5 +77,12 @@ describe('integrity: an order history that breaks the state machine', () => {
       ],
     ]);
     assert.deepEqual(await findingsOf(shop.tenantId), [['order_history_follows_machine', created.id]]);
+  });
+
+  it('an order without lines (what would the provider ship?) is reported, by one check', async () => {
+    const shop = await newOrderShop(t);
+    const created = (await shop.owner.post('/v1/orders', orderBody(shop))).body;
+    await withTriggersOff(t.admin, [[`DELETE FROM order_lines WHERE order_id = $1`, [created.id]]]);
+    assert.deepEqual(await findingsOf(shop.tenantId), [['order_has_lines', created.id]]);
   });
 });

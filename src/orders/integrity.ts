@@ -60,4 +60,14 @@ export const orderChecks: IntegrityCheck[] = [
             END
       ORDER BY h.tenant_id, h.order_id, h.id`,
   },
+  {
+    name: 'order_has_lines',
+    severity: 'critical',
+    description: 'Every order has at least one line (an order and its lines are created in one transaction; the provider is sent them).',
+    sql: `
+      SELECT o.tenant_id, o.id::text AS subject, jsonb_build_object('status', o.status, 'store_id', o.store_id) AS detail
+      FROM orders o
+      WHERE ($1::uuid IS NULL OR o.tenant_id = $1)
+        AND NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.tenant_id = o.tenant_id AND l.order_id = o.id)`,
+  },
 ];
