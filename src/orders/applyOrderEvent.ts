@@ -1,7 +1,7 @@
 import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { maybeOne } from '../core/db.js';
+import { maybeOne, one } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { ORDER_COLUMNS, findOrder, type OrderRow } from './findOrder.js';
@@ -53,7 +53,16 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || lastError !== undefined || patch.countSubmitAttempt === true;
     // What the provider said to our cancel (provider_cancellation) decides
     // whether its report is news (see providerContradicts).
-    if (event.type === 'provider_status' && providerContradicts(before.status, event.status, before.provider_cancellation)) {
+    // An `accepted`/`processing` about an order the provider itself ended
+    // (failed or cancelled, by webhook or a lookup) is an answer it composed
+    // before that — the create's answer arriving after the provider's own
+    // `failed` webhook — not the provider reviving the order: no news (as
+    // receiveWebhook treats such a late event).
+    if (
+      event.type === 'provider_status' &&
+      providerContradicts(before.status, event.status, before.provider_cancellation) &&
+      !((event.status === 'submitted' || event.status === 'processing') && (await providerEndedOrder(cmd, orderId)))
+    ) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }
     if (decision.kind === 'stay' && !hasPatch) return { ok: true, moved: false, decision, before, order: before };
@@ -158,4 +167,26 @@ export async function openOrderFailedItem(cmd: Command, order: OrderRow, reason:
 export function orThrow(result: AppliedEvent): Extract<AppliedEvent, { ok: true }> {
   if (!result.ok) throw new AppError('invalid_transition', result.reason, { extra: { current_status: result.order.status } });
   return result;
+}
+
+/**
+ * Whether the provider itself said the order ended without shipping: one of
+ * its events for the order reported `failed` or `cancelled` (whatever that
+ * event's outcome: it may have agreed with an order failed here already), or
+ * the order was moved to failed or cancelled by a provider status (a lookup
+ * by the worker or a recovery).
+ */
+export async function providerEndedOrder(cmd: Command, orderId: string): Promise<boolean> {
+  const row = await one(
+    cmd.tx,
+    sql<{ ended: boolean }>`
+      SELECT EXISTS (
+               SELECT 1 FROM fulfilment_webhook_events
+               WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND provider_status IN ('failed', 'cancelled'))
+          OR EXISTS (
+               SELECT 1 FROM order_status_history
+               WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND to_status IN ('failed', 'cancelled')
+                 AND detail ->> 'event' = 'provider_status' AND detail ->> 'provider_status' IN ('failed', 'cancelled')) AS ended`,
+  );
+  return row.ended;
 }

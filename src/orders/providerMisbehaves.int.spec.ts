@@ -445,6 +445,44 @@ describe('a provider that misbehaves', () => {
     }
   });
 
+  for (const ended of ['failed', 'cancelled'] as const) {
+    it(`the provider's ${ended} webhook arriving before its answer "accepted" to the create: the order is ${ended}, and the late answer opens no order_provider_mismatch`, async () => {
+      const shop = await newOrderShop(t);
+      let webhook: { status: number; body: any } | undefined;
+      let answered = false;
+      override = (request, response, url, body) => {
+        if (request.method !== 'POST' || url.pathname !== '/orders') return false;
+        const key = String(request.headers['idempotency-key']);
+        const { reference, merchant } = JSON.parse(body) as { reference: string; merchant: string };
+        if (merchant !== shop.tenantId || webhook !== undefined) return false;
+        const order: StandInOrder = { id: `po_ended_${reference.slice(0, 8)}`, status: ended, reference, merchant: shop.tenantId, idempotency_key: key };
+        orders.set(order.id, order);
+        const event = providerEvent(shop.tenantId, reference, ended);
+        void (async () => {
+          webhook = await postWebhook(t.baseUrl, { ...event, data: { ...event.data, order_id: order.id } });
+          // The answer the provider composed when it took the order, before it ended it.
+          json(response, 201, { ...order, status: 'accepted' });
+          answered = true;
+        })();
+        return true;
+      };
+      const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+      await waitFor(`the answer to the create of ${orderId}`, async () => answered, 8_000, 20);
+      assert.equal(webhook!.status, 200, JSON.stringify(webhook!.body));
+      assert.equal(webhook!.body.applied, true);
+      await waitFor(
+        `the submit job of ${orderId} to finish`,
+        async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE key = $1`, [`order.submit:${orderId}`])).rows[0].n === 0,
+        8_000,
+        50,
+      );
+      await sleep(200);
+      assert.equal((await orderRow(orderId)).status, ended);
+      assert.equal((await reviewItems(orderId, 'order_failed')).length, 1);
+      assert.deepEqual(await reviewItems(orderId, 'order_provider_mismatch'), [], 'a false alarm: the provider ended the order itself, after composing that answer');
+    });
+  }
+
   it("the provider's webhook arriving before its answer to the create: the order follows the webhook, the late answer changes nothing", async () => {
     const shop = await newOrderShop(t);
     for (let round = 0; round < 8; round++) {

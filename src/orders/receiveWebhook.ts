@@ -3,7 +3,7 @@ import { canonicalJson, type Command } from '../core/command.js';
 import { maybeOne, one } from '../core/db.js';
 import { notFound } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
-import { applyOrderEvent } from './applyOrderEvent.js';
+import { applyOrderEvent, providerEndedOrder } from './applyOrderEvent.js';
 import { providerStatusOf } from './orderStatus.js';
 
 export interface WebhookEvent {
@@ -123,28 +123,6 @@ async function noteConflictingRedelivery(
     detail: { event_id: eventId, outcome: seen.outcome, recorded, received },
   });
   cmd.touch('review_items', id, 'created');
-}
-
-/**
- * Whether the provider itself said the order ended without shipping: one of
- * its events for the order reported `failed` or `cancelled` (whatever that
- * event's outcome: it may have agreed with an order failed here already), or
- * the order was moved to failed or cancelled by a provider status (a lookup
- * by the worker or a recovery).
- */
-async function providerEndedOrder(cmd: Command, orderId: string): Promise<boolean> {
-  const row = await one(
-    cmd.tx,
-    sql<{ ended: boolean }>`
-      SELECT EXISTS (
-               SELECT 1 FROM fulfilment_webhook_events
-               WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND provider_status IN ('failed', 'cancelled'))
-          OR EXISTS (
-               SELECT 1 FROM order_status_history
-               WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND to_status IN ('failed', 'cancelled')
-                 AND detail ->> 'event' = 'provider_status' AND detail ->> 'provider_status' IN ('failed', 'cancelled')) AS ended`,
-  );
-  return row.ended;
 }
 
 /** The event's sequence number if it is one we can compare (a whole number from 0 to 10^15 - 1); otherwise the event is taken as unnumbered. */
