@@ -53,15 +53,16 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
     const hasPatch = (providerOrderId !== null && before.provider_order_id === null) || lastError !== undefined || patch.countSubmitAttempt === true;
     // What the provider said to our cancel (provider_cancellation) decides
     // whether its report is news (see providerContradicts).
-    // An `accepted`/`processing` about an order the provider itself ended
-    // (failed or cancelled, by webhook or a lookup) is an answer it composed
-    // before that — the create's answer arriving after the provider's own
-    // `failed` webhook — not the provider reviving the order: no news (as
-    // receiveWebhook treats such a late event).
+    // The create's answer (source `worker`) saying `accepted`/`processing`
+    // about an order the provider itself ended meanwhile (its `failed` or
+    // `cancelled` webhook came first) was composed before that: not the
+    // provider reviving the order, no news. Webhooks decide this in
+    // receiveWebhook (a numbered event by its number: one numbered after the
+    // provider's `failed` is news).
     if (
       event.type === 'provider_status' &&
       providerContradicts(before.status, event.status, before.provider_cancellation) &&
-      !((event.status === 'submitted' || event.status === 'processing') && (await providerEndedOrder(cmd, orderId)))
+      !(source === 'worker' && (event.status === 'submitted' || event.status === 'processing') && (await providerEndedOrder(cmd, orderId)))
     ) {
       await noteProviderMismatch(cmd, before, event.status, source);
     }

@@ -119,4 +119,16 @@ describe('a late unnumbered provider event after the provider ended the order it
     assert.equal(await statusOf(t.admin, shipped), 'failed');
     assert.equal(await providerMismatches(t.admin, shipped), 1, 'it shipped an order it said had failed');
   });
+
+  it('still news: a numbered "processing" the provider numbered after its own "failed" (by its numbering, it revived the order)', async () => {
+    const orderId = await newOrder();
+    const numbered = (status: string, sequence: number) => {
+      const event = providerEvent(shop.tenantId, orderId, status);
+      return { ...event, data: { ...event.data, sequence } };
+    };
+    assert.equal((await postWebhook(t.baseUrl, numbered('failed', 1))).status, 200);
+    assert.equal((await postWebhook(t.baseUrl, numbered('processing', 2))).status, 200);
+    assert.equal(await statusOf(t.admin, orderId), 'failed');
+    assert.equal(await providerMismatches(t.admin, orderId), 1, 'the provider says, by its own numbering, the order is alive after it failed it');
+  });
 });
