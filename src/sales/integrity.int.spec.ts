@@ -154,6 +154,58 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
   });
 
+  it('sale_total_matches_items: a line whose total is not its quantity at its price (the total and the money following it)', async () => {
+    const shop = await newShop();
+    // 100 g at 1000 per kg is 100; the line (and with it the sale and its entry) now says 101
+    const [entryStatement, entryParams] = entryFollowsTotal(shop.tenantId, shop.sale.id, 1);
+    await corrupt(
+      [`UPDATE sale_items SET line_total = line_total + 1 WHERE tenant_id = $1 AND sale_id = $2`, `UPDATE sales SET total = total + 1 WHERE tenant_id = $1 AND id = $2`, entryStatement],
+      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.id], entryParams],
+    );
+    assert.deepEqual(await reported(shop), ['sale_total_matches_items']);
+  });
+
+  /** Appends a ledger row of `kind` under `opId` taking `quantity` from a store's SKU, its balance following (balance = ledger and the running totals still hold). */
+  const strayTake = (tenantId: string, storeId: string, skuId: string, opId: string, kind: string, quantity: number): [string[], unknown[][]] => [
+    [
+      `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
+       SELECT tenant_id, store_id, sku_id, $4, -$5::bigint, quantity - $5::bigint, $6, 'stray' FROM stock_balances
+       WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`,
+      `UPDATE stock_balances SET quantity = quantity - $4::bigint WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`,
+    ],
+    [
+      [tenantId, storeId, skuId, opId, quantity, kind],
+      [tenantId, storeId, skuId, quantity],
+    ],
+  ];
+
+  it('sale_stock_matches_items: stock that left another store as the sale (a ledger row of kind sale in a store the sale is not of)', async () => {
+    const shop = await newShop();
+    const otherStore = await givenStore(shop.owner, `O${randomUUID().slice(0, 6)}`);
+    await givenStock(shop.owner, otherStore, [{ sku_id: shop.skuId, quantity: 50 }]);
+    const [statements, params] = strayTake(shop.tenantId, otherStore, shop.skuId, shop.sale.op_id, 'sale', 5);
+    await corrupt(statements, params);
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+
+  it('sale_stock_matches_items: stock that left as a sale under an operation that is no sale', async () => {
+    const shop = await newShop();
+    await givenStock(shop.owner, shop.storeId, [{ sku_id: shop.skuId, quantity: 50 }]);
+    const receiptOp = (await t.admin.query(`SELECT op_id FROM stock_ledger WHERE tenant_id = $1 AND kind = 'receipt' LIMIT 1`, [shop.tenantId])).rows[0].op_id;
+    const [statements, params] = strayTake(shop.tenantId, shop.storeId, shop.skuId, receiptOp, 'sale', 5);
+    await corrupt(statements, params);
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+
+  it('sale_stock_matches_items: stock that came back as a void of no voided sale', async () => {
+    const shop = await newShop();
+    await givenStock(shop.owner, shop.storeId, [{ sku_id: shop.skuId, quantity: 50 }]);
+    // a void row under the completed sale's own operation: stock returned that no void returned
+    const [statements, params] = strayTake(shop.tenantId, shop.storeId, shop.skuId, shop.sale.op_id, 'void', -5);
+    await corrupt(statements, params);
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+
   it('sale_stock_matches_items: a voided sale whose stock did not come back as a void', async () => {
     const shop = await newShop();
     const voided = (await t.admin.query(`SELECT voided_by_op FROM sales WHERE tenant_id = $1 AND status = 'voided'`, [shop.tenantId])).rows[0].voided_by_op;

@@ -35,22 +35,31 @@ export const salesChecks: IntegrityCheck[] = [
   {
     name: 'sale_total_matches_items',
     severity: 'critical',
-    description: 'A sale\'s total is the sum of its line totals.',
+    description:
+      'A sale\'s total is the sum of its line totals, and each line\'s total is its quantity at its unit price (pieces exactly; grams or millimetres per 1000, rounded half up to a minor unit, as src/sales/lineTotal.ts computes it).',
     sql: `
       SELECT s.tenant_id, s.id::text AS subject,
-             jsonb_build_object('sale_id', s.id, 'total', s.total, 'sum_of_lines', i.sum_of_lines) AS detail
+             jsonb_build_object('sale_id', s.id, 'total', s.total, 'sum_of_lines', i.sum_of_lines, 'lines_off', i.lines_off) AS detail
       FROM sales s
       JOIN (
-        SELECT tenant_id, sale_id, sum(line_total) AS sum_of_lines FROM sale_items
-        WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, sale_id
+        SELECT i.tenant_id, i.sale_id, sum(i.line_total) AS sum_of_lines,
+               coalesce(jsonb_agg(jsonb_build_object('line_number', i.line_number, 'line_total', i.line_total, 'at_price', x.at_price))
+                          FILTER (WHERE i.line_total <> x.at_price), '[]'::jsonb) AS lines_off
+        FROM sale_items i
+        JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
+        CROSS JOIN LATERAL (
+          SELECT CASE WHEN k.unit = 'piece' THEN i.quantity::numeric * i.unit_price
+                      ELSE div(i.quantity::numeric * i.unit_price * 2 + 1000, 2000) END AS at_price
+        ) x
+        WHERE ($1::uuid IS NULL OR i.tenant_id = $1) GROUP BY i.tenant_id, i.sale_id
       ) i ON i.tenant_id = s.tenant_id AND i.sale_id = s.id
-      WHERE ($1::uuid IS NULL OR s.tenant_id = $1) AND s.total <> i.sum_of_lines`,
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1) AND (s.total <> i.sum_of_lines OR i.lines_off <> '[]'::jsonb)`,
   },
   {
     name: 'sale_stock_matches_items',
     severity: 'critical',
     description:
-      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall, and a void\'s ledger rows returned exactly that.',
+      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall, and a void\'s ledger rows returned exactly that; and no stock moved as a sale or a void (ledger kind sale or void) except in the store of a sale by its own operation or the one that voided it.',
     sql: `
       WITH sold AS (
         SELECT i.tenant_id, i.sale_id, i.sku_id, sum(i.quantity - i.shortfall_quantity) AS taken
@@ -76,6 +85,17 @@ export const salesChecks: IntegrityCheck[] = [
       FULL JOIN moved ON moved.tenant_id = sold.tenant_id AND moved.sale_id = sold.sale_id AND moved.sku_id = sold.sku_id
       JOIN voided v ON v.tenant_id = coalesce(sold.tenant_id, moved.tenant_id) AND v.sale_id = coalesce(sold.sale_id, moved.sale_id)
       WHERE coalesce(sold.taken, 0) <> coalesce(moved.taken, 0)
-         OR coalesce(moved.returned, 0) <> CASE WHEN v.voided THEN coalesce(sold.taken, 0) ELSE 0 END`,
+         OR coalesce(moved.returned, 0) <> CASE WHEN v.voided THEN coalesce(sold.taken, 0) ELSE 0 END
+      UNION ALL
+      -- Stray rows: stock that left (or came back) as a sale (a void) in a
+      -- store, under an operation that is no sale (no void of a sale) of that store.
+      SELECT l.tenant_id, l.op_id || '/' || l.kind || '/' || l.store_id || '/' || l.sku_id AS subject,
+             jsonb_build_object('op_id', l.op_id, 'kind', l.kind, 'store_id', l.store_id, 'sku_id', l.sku_id,
+                                'quantity_change', sum(l.quantity_change), 'ledger_ids', jsonb_agg(l.id ORDER BY l.id)) AS detail
+      FROM stock_ledger l
+      LEFT JOIN sales sold_by ON l.kind = 'sale' AND sold_by.tenant_id = l.tenant_id AND sold_by.op_id = l.op_id AND sold_by.store_id = l.store_id
+      LEFT JOIN sales voided_by ON l.kind = 'void' AND voided_by.tenant_id = l.tenant_id AND voided_by.voided_by_op = l.op_id AND voided_by.store_id = l.store_id
+      WHERE ($1::uuid IS NULL OR l.tenant_id = $1) AND l.kind IN ('sale', 'void') AND sold_by.id IS NULL AND voided_by.id IS NULL
+      GROUP BY l.tenant_id, l.op_id, l.kind, l.store_id, l.sku_id`,
   },
 ];
