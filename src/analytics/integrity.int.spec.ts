@@ -10,6 +10,7 @@ import { allChecks } from '../integrity/registry.js';
 import { runChecksAsOwner } from '../integrity/runChecks.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
 import { rollupDailySales } from './rollupDailySales.js';
+import { catchUpDailySales } from './catchUpDailySales.js';
 import { testCheckLog } from '../../test/support/integrity.js';
 
 describe('integrity: daily sales figures against the sales', () => {
@@ -197,6 +198,17 @@ describe('integrity: daily sales figures against the sales', () => {
     assert.deepEqual(await reported(shop), []);
     await syncedHoursAgo(shop, synced.body.results[0].body.id, 20);
     assert.deepEqual(await reported(shop), []);
+  });
+
+  it('daily_sales_rollup_present: figures the catch-up wrote for a day with sales older than the grace, since gone (the day has sales and no figures)', async () => {
+    const { shop, day, saleId } = await shopWithOldDay(false);
+    await syncedHoursAgo(shop, saleId, 27);
+    const input = { tenantId: shop.tenantId, principal: { kind: 'operator' as const, name: 'test' }, correlationId: `catch-up-${randomUUID()}`, fingerprint: 'catch-up' };
+    const outcome = await runCommand(t.db, input, { type: 'analytics.rollup' }, async (cmd) => ({ status: 200, body: await catchUpDailySales(cmd) }));
+    assert.deepEqual((outcome.body as { days: string[] }).days, [day]);
+    assert.deepEqual(await reported(shop), [], 'caught up: nothing to report');
+    await asSuperuser(`DELETE FROM daily_sales_rollups WHERE tenant_id = $1`, [shop.tenantId]);
+    assert.deepEqual(await reported(shop), ['daily_sales_rollup_present']);
   });
 
   it('figures of a store-day with no sale at all must be zeros', async () => {

@@ -1,6 +1,7 @@
 import type { IntegrityCheck } from '../integrity/check.js';
 import { candidateSaleIds, ROLLUP_SETTLE, SALE_DAY, SALE_FIGURES } from './rollupDailySales.js';
 import { countedBy, everySaleChange, saleChangesNotSeenBy } from './saleChanges.js';
+import { SALE_DAY_RULE } from './catchUpDailySales.js';
 
 /**
  * How long a change to a store-day's sales may wait for its figures: the
@@ -69,5 +70,29 @@ export const analyticsChecks: IntegrityCheck[] = [
       WHERE s.changed_at < now() - ${ROLLUP_STALE_AFTER}
         AND NOT ${countedBy('r', 's.xid', 's.changed_at')}
       GROUP BY s.tenant_id, s.store_id, d.business_date, r.computed_at`,
+  },
+  {
+    name: 'daily_sales_rollup_present',
+    severity: 'warning',
+    description:
+      "Every store-day with a sale the tenant's last catch-up saw (recorded in a transaction visible in daily_sales_rollup_progress.changes_snapshot) has figures: the catch-up writes a day's figures in the transaction that sees its change, so such a day without them lost its figures (daily_sales_rollup_stale reads only the changes the catch-up has not seen).",
+    // Reads the sales of the tenants that were caught up (their history, as
+    // daily_sales_rollup_matches_sales does through the figures' days); a
+    // tenant whose last catch-up predates SALE_DAY_RULE may still have its
+    // figures on the old rule's days until its next one re-dates them.
+    sql: `
+      SELECT s.tenant_id, s.store_id::text || '/' || d.business_date::text AS subject,
+             jsonb_build_object('store_id', s.store_id, 'business_date', d.business_date, 'sales', count(*),
+                                'changes_through', p.changes_through) AS detail
+      FROM daily_sales_rollup_progress p
+      JOIN sales s ON s.tenant_id = p.tenant_id
+      JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
+      CROSS JOIN LATERAL (SELECT ${SALE_DAY} AS business_date) d
+      WHERE ($1::uuid IS NULL OR p.tenant_id = $1)
+        AND p.sale_day_rule >= ${SALE_DAY_RULE}
+        AND (s.created_xid IS NULL OR pg_visible_in_snapshot(s.created_xid, p.changes_snapshot))
+        AND NOT EXISTS (SELECT 1 FROM daily_sales_rollups r
+                        WHERE r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.business_date = d.business_date)
+      GROUP BY s.tenant_id, s.store_id, d.business_date, p.changes_through`,
   },
 ];
