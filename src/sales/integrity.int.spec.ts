@@ -206,6 +206,22 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
   });
 
+  it('sale_stock_matches_items: an online sale recording a shortfall (sold more than it took from stock, which only a synced offline sale may)', async () => {
+    const shop = await newShop();
+    // the online sale of 100 g took 99 g: its line says 1 g was short, its ledger row, the balance and the later running totals follow
+    await corrupt(
+      [
+        `UPDATE sale_items SET shortfall_quantity = 1 WHERE tenant_id = $1 AND sale_id = $2`,
+        `UPDATE stock_ledger SET quantity_after = quantity_after + 1
+         WHERE tenant_id = $1 AND id >= (SELECT id FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2)`,
+        `UPDATE stock_ledger SET quantity_change = quantity_change + 1 WHERE tenant_id = $1 AND op_id = $2`,
+        `UPDATE stock_balances SET quantity = quantity + 1 WHERE tenant_id = $1`,
+      ],
+      [[shop.tenantId, shop.sale.id], [shop.tenantId, shop.sale.op_id], [shop.tenantId, shop.sale.op_id], [shop.tenantId]],
+    );
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+
   it('sale_stock_matches_items: a voided sale whose stock did not come back as a void', async () => {
     const shop = await newShop();
     const voided = (await t.admin.query(`SELECT voided_by_op FROM sales WHERE tenant_id = $1 AND status = 'voided'`, [shop.tenantId])).rows[0].voided_by_op;

@@ -59,10 +59,10 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_stock_matches_items',
     severity: 'critical',
     description:
-      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall, and a void\'s ledger rows returned exactly that; and no stock moved as a sale or a void (ledger kind sale or void) except in the store of a sale by its own operation or the one that voided it.',
+      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), and a void\'s ledger rows returned exactly that; and no stock moved as a sale or a void (ledger kind sale or void) except in the store of a sale by its own operation or the one that voided it.',
     sql: `
       WITH sold AS (
-        SELECT i.tenant_id, i.sale_id, i.sku_id, sum(i.quantity - i.shortfall_quantity) AS taken
+        SELECT i.tenant_id, i.sale_id, i.sku_id, sum(i.quantity - i.shortfall_quantity) AS taken, sum(i.shortfall_quantity) AS shortfall
         FROM sale_items i WHERE ($1::uuid IS NULL OR i.tenant_id = $1)
         GROUP BY i.tenant_id, i.sale_id, i.sku_id
       ), moved AS (
@@ -74,18 +74,19 @@ export const salesChecks: IntegrityCheck[] = [
         WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
         GROUP BY s.tenant_id, s.id, l.sku_id
       ), voided AS (
-        SELECT tenant_id, id AS sale_id, status = 'voided' AS voided FROM sales WHERE ($1::uuid IS NULL OR tenant_id = $1)
+        SELECT tenant_id, id AS sale_id, status = 'voided' AS voided, source = 'online' AS online FROM sales WHERE ($1::uuid IS NULL OR tenant_id = $1)
       )
       SELECT coalesce(sold.tenant_id, moved.tenant_id) AS tenant_id,
              coalesce(sold.sale_id, moved.sale_id) || '/' || coalesce(sold.sku_id, moved.sku_id) AS subject,
              jsonb_build_object('sale_id', coalesce(sold.sale_id, moved.sale_id), 'sku_id', coalesce(sold.sku_id, moved.sku_id),
                                 'sold', coalesce(sold.taken, 0), 'ledger_taken', coalesce(moved.taken, 0),
-                                'ledger_returned', coalesce(moved.returned, 0)) AS detail
+                                'ledger_returned', coalesce(moved.returned, 0), 'shortfall', coalesce(sold.shortfall, 0), 'source', CASE WHEN v.online THEN 'online' ELSE 'offline' END) AS detail
       FROM sold
       FULL JOIN moved ON moved.tenant_id = sold.tenant_id AND moved.sale_id = sold.sale_id AND moved.sku_id = sold.sku_id
       JOIN voided v ON v.tenant_id = coalesce(sold.tenant_id, moved.tenant_id) AND v.sale_id = coalesce(sold.sale_id, moved.sale_id)
       WHERE coalesce(sold.taken, 0) <> coalesce(moved.taken, 0)
          OR coalesce(moved.returned, 0) <> CASE WHEN v.voided THEN coalesce(sold.taken, 0) ELSE 0 END
+         OR (v.online AND coalesce(sold.shortfall, 0) <> 0)
       UNION ALL
       -- Stray rows: stock that left (or came back) as a sale (a void) in a
       -- store, under an operation that is no sale (no void of a sale) of that store.
