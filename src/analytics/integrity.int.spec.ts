@@ -92,6 +92,12 @@ describe('integrity: daily sales figures against the sales', () => {
     assert.deepEqual((finding?.detail as { sales: unknown }).sales, { sales_count: 3, voided_count: 1, revenue: 1000 });
   });
 
+  it('daily_sales_rollup_matches_sales: wrong figures whose computed_at was set back before the day\'s sales (their snapshot still counts every sale)', async () => {
+    const shop = await newShop();
+    await asSuperuser(`UPDATE daily_sales_rollups SET revenue = revenue + 1, computed_at = computed_at - interval '1 hour' WHERE tenant_id = $1`, [shop.tenantId]);
+    assert.deepEqual(await reported(shop), ['daily_sales_rollup_matches_sales']);
+  });
+
   it('daily_sales_rollup_matches_sales: a sale counted that is not there (the count off by one)', async () => {
     const shop = await newShop();
     await later(shop);

@@ -1,5 +1,5 @@
 import type { IntegrityCheck } from '../integrity/check.js';
-import { candidateSaleIds, ROLLUP_SETTLE, SALE_DAY, SALE_FIGURES } from './rollupDailySales.js';
+import { candidateSaleIds, SALE_DAY, SALE_FIGURES } from './rollupDailySales.js';
 import { countedBy, everySaleChange, saleChangesNotSeenBy } from './saleChanges.js';
 import { SALE_DAY_RULE } from './catchUpDailySales.js';
 
@@ -18,7 +18,7 @@ export const analyticsChecks: IntegrityCheck[] = [
     name: 'daily_sales_rollup_matches_sales',
     severity: 'warning',
     description:
-      "A store-day's sales figures (daily_sales_rollups: sales, voided, revenue) equal what that day's sales give — unless one of them was recorded or voided since the figures were computed (the next scheduled run recomputes those days; daily_sales_rollup_stale reports one that did not).",
+      "A store-day's sales figures (daily_sales_rollups: sales, voided, revenue) equal what that day's sales give — unless one of them was recorded or voided in a transaction the figures' snapshot does not see (computed_snapshot; figures computed before migration 0900: since, or up to 5 minutes before, they were computed): the next scheduled run recomputes those days, and daily_sales_rollup_stale reports one that did not.",
     sql: `
       SELECT r.tenant_id, r.store_id::text || '/' || r.business_date::text AS subject,
              jsonb_build_object('store_id', r.store_id, 'business_date', r.business_date, 'computed_at', r.computed_at,
@@ -28,7 +28,9 @@ export const analyticsChecks: IntegrityCheck[] = [
       JOIN stores st ON st.tenant_id = r.tenant_id AND st.id = r.store_id
       CROSS JOIN LATERAL (
         SELECT ${SALE_FIGURES},
-               max(greatest(s.created_at, coalesce(s.voided_at, s.created_at))) AS last_change
+               -- every change of the day's sales is one the figures count (their snapshot; before 0900 their time)
+               coalesce(bool_and(${countedBy('r', 's.created_xid', 's.created_at')}
+                                 AND (s.voided_at IS NULL OR ${countedBy('r', 's.voided_xid', 's.voided_at')})), true) AS all_counted
         FROM sales s
         WHERE s.tenant_id = r.tenant_id AND s.store_id = r.store_id
           AND s.id IN (${candidateSaleIds('r.tenant_id', 'r.store_id', 'r.business_date')})
@@ -36,7 +38,7 @@ export const analyticsChecks: IntegrityCheck[] = [
       ) a
       WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
         AND (r.sales_count, r.voided_count, r.revenue) IS DISTINCT FROM (a.sales_count, a.voided_count, a.revenue)
-        AND (a.last_change IS NULL OR a.last_change < r.computed_at - ${ROLLUP_SETTLE})`,
+        AND a.all_counted`,
   },
   {
     name: 'daily_sales_rollup_stale',
