@@ -541,17 +541,26 @@ export const alreadyDoneOutcome = (done: AlreadyDone): CommandOutcome => ({ stat
 /**
  * Keeps an already-done command's Idempotency-Key with its answer, naming
  * the earlier operation, and who sent this request (the operation's actor
- * may be another token). Run in the transaction after the command was rolled
- * back. If another request holds the key or stored it meanwhile, nothing is
- * written: that one's answer is the key's.
+ * may be another token), and gives the request's answer. Run in the
+ * transaction after the command was rolled back, so the key was free for a
+ * moment: the answer is the one a retry with the key would get. If another
+ * request holds the key now, 409 idempotency_key_in_flight; if one stored it
+ * meanwhile, that record answers (its replay, or 422 for a different
+ * request) — never a 200 whose key holds another request's answer.
  */
-export async function recordAlreadyDone(tx: Tx, input: CommandInput, spec: CommandSpec, done: AlreadyDone): Promise<void> {
+export async function recordAlreadyDone(tx: Tx, input: CommandInput, spec: CommandSpec, done: AlreadyDone): Promise<CommandOutcome> {
   const key = input.idempotencyKey;
-  if (key === undefined || done.doneBy === null) return;
+  if (key === undefined) return alreadyDoneOutcome(done);
   const [locked] = await claimIdempotencyKeys(tx, input.tenantId, [key]);
-  if (!locked) return;
-  const record = keyRecord(input, spec, done.doneBy, { status: done.status, body: done.body });
-  await insertKeyRecords(input.tenantId, [{ ...record, actor_token_id: input.principal.kind === 'token' ? input.principal.tokenId : null }]).execute(tx);
+  if (!locked) throw idempotencyKeyInFlight();
+  const stored = (await storedResponses(tx, input.tenantId, [key])).get(key);
+  if (stored !== undefined) return replayOf(input, stored, spec);
+  if (done.doneBy !== null) {
+    const record = keyRecord(input, spec, done.doneBy, { status: done.status, body: done.body });
+    const saved = await all(tx, insertKeyRecords(input.tenantId, [{ ...record, actor_token_id: input.principal.kind === 'token' ? input.principal.tokenId : null }]));
+    assert(saved.length === 1, 'idempotency record not saved: a live record appeared under the advisory lock');
+  }
+  return alreadyDoneOutcome(done);
 }
 
 export interface RetryOptions {
@@ -587,8 +596,7 @@ export async function runCommand(db: Db, input: CommandInput, spec: CommandSpec,
   } catch (error) {
     if (error instanceof CommandRefused) return { ...error.result, replayed: false, opId: null };
     if (error instanceof AlreadyDone) {
-      await inTenantTransaction(db, input.tenantId, (tx) => recordAlreadyDone(tx, input, spec, error));
-      return alreadyDoneOutcome(error);
+      return await inTenantTransaction(db, input.tenantId, (tx) => recordAlreadyDone(tx, input, spec, error));
     }
     throw error;
   }

@@ -44,6 +44,42 @@ describe('idempotency keys', () => {
     assert.equal(records.rows[0].op_id, created[0]!.body.op_id);
   });
 
+  it('one key raced by two different "already done" requests: each answer is the one its own retry gets (no 200 then 422)', async () => {
+    // Given two revoked tokens: revoking either again is answered "already done" (AlreadyDone)
+    const issue = async (name: string) => (await owner.post('/v1/tokens', { name, role: 'cashier' })).body.id as string;
+    const [x, y] = [await issue('race-x'), await issue('race-y')];
+    for (const id of [x, y]) assert.equal((await owner.post(`/v1/tokens/${id}/revoke`, {})).status, 200);
+
+    // When, for each of many keys at once (more requests than database connections), clients race with
+    // ONE key on two different requests (revoke x, revoke y)
+    const paths = Array.from({ length: 12 }, (_, i) => `/v1/tokens/${i % 2 === 0 ? x : y}/revoke`);
+    const rounds = await Promise.all(
+      Array.from({ length: 20 }, (_, round) => Promise.all(paths.map((path) => owner.post(path, {}, { idempotencyKey: `already-done-race-${round}` })))),
+    );
+    for (const [round, responses] of rounds.entries()) {
+      const key = `already-done-race-${round}`;
+
+      // Then the key holds one request's answer; only that request was answered 200
+      const stored = await t.admin.query('SELECT response_body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2', [tenantId, key]);
+      assert.equal(stored.rowCount, 1);
+      const holder = `/v1/tokens/${stored.rows[0].response_body.id}/revoke`;
+      for (const [i, response] of responses.entries()) {
+        if (response.status === 200) {
+          assert.equal(paths[i], holder, `round ${round}: a 200 for ${paths[i]} while the key holds ${holder}`);
+          // and its own retry with the key gets the same answer
+          const retry = await owner.post(paths[i]!, {}, { idempotencyKey: key });
+          assert.equal(retry.status, 200, `round ${round}: answered 200, its retry ${retry.status} ${JSON.stringify(retry.body)}`);
+          assert.deepEqual(retry.body, response.body);
+        } else {
+          assert.ok(
+            (response.status === 409 && response.body.code === 'idempotency_key_in_flight') || (response.status === 422 && response.body.code === 'idempotency_key_reused' && paths[i] !== holder),
+            `round ${round}: unexpected ${response.status} ${JSON.stringify(response.body)} for ${paths[i]}`,
+          );
+        }
+      }
+    }
+  });
+
   it('replays the identical status and body, with Idempotent-Replayed: true', async () => {
     const first = await owner.post('/v1/skus', { code: 'SKU-R', name: 'Rice', unit: 'kg', price: 250 }, { idempotencyKey: 'sku-r' });
     const second = await owner.post('/v1/skus', { code: 'SKU-R', name: 'Rice', unit: 'kg', price: 250 }, { idempotencyKey: 'sku-r' });

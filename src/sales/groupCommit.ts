@@ -1,7 +1,6 @@
 import { sql } from 'kysely';
 import {
   AlreadyDone,
-  alreadyDoneOutcome,
   claimIdempotencyKeys,
   CommandRefused,
   executeCommand,
@@ -380,13 +379,12 @@ async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settle
     if (error instanceof AlreadyDone) {
       // Its key is kept in the batch's transaction; a failure there is this command's alone.
       try {
-        await recordAlreadyDone(trx, item.input, item.spec, error);
+        return { ok: true, outcome: await recordAlreadyDone(trx, item.input, item.spec, error) };
       } catch (recordError) {
         if (isRetryableTransactionError(recordError)) throw recordError;
         await units.rollback();
         return { ok: false, error: recordError };
       }
-      return { ok: true, outcome: alreadyDoneOutcome(error) };
     }
     return { ok: false, error };
   }
