@@ -252,6 +252,41 @@ describe('the HTTP contract across endpoints', () => {
     }
     assert.equal((await owner.get(`/v1/analytics/daily-sales?store_id=${store}&from=2028-02-01&to=2028-02-29`)).status, 200, 'a leap day is a day');
   });
+  it('a transfer the token sees (one end is its store) but whose action belongs to the other end is 403 forbidden, not 404 (API.md: "an action the role may not take on a record it can see: 403"); a third store\'s token still gets 404', async () => {
+    const third = await givenStore(owner, 'THIRD');
+    const sourceManager = await givenToken(t, owner, 'manager', [store]);
+    const destinationManager = await givenToken(t, owner, 'manager', [otherStore]);
+    const outsider = await givenToken(t, owner, 'manager', [third]);
+    const transfer = await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: otherStore, items: [{ sku_id: soap, quantity: 1 }] });
+    assert.equal(transfer.status, 201, JSON.stringify(transfer.body));
+    const id = transfer.body.id;
+    const stockLedger = () => count('SELECT count(*)::int AS n FROM stock_ledger WHERE tenant_id = $1');
+
+    // The destination's manager sees the transfer, so approving it (the source's action) is 403, and nothing is written.
+    assert.equal((await destinationManager.get(`/v1/transfers/${id}`)).status, 200);
+    const ledgerBefore = await stockLedger();
+    const approve = await destinationManager.post(`/v1/transfers/${id}/approve`);
+    assert.equal(approve.status, 403, `approve by the destination answered ${approve.status} ${JSON.stringify(approve.body)}`);
+    assert.equal(approve.body.code, 'forbidden');
+    assert.match(approve.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    assert.equal((await owner.get(`/v1/transfers/${id}`)).body.status, 'requested');
+    assert.equal(await stockLedger(), ledgerBefore);
+    // A third store's manager does not see it: 404, exactly as if it did not exist.
+    assert.equal((await outsider.get(`/v1/transfers/${id}`)).status, 404);
+    assert.equal((await outsider.post(`/v1/transfers/${id}/approve`)).status, 404);
+
+    assert.equal((await sourceManager.post(`/v1/transfers/${id}/approve`)).status, 200);
+    // The source's manager sees it too, so receiving it (the destination's action) is 403, and nothing is written.
+    assert.equal((await sourceManager.get(`/v1/transfers/${id}`)).status, 200);
+    const beforeReceive = await stockLedger();
+    const receive = await sourceManager.post(`/v1/transfers/${id}/receive`);
+    assert.equal(receive.status, 403, `receive by the source answered ${receive.status} ${JSON.stringify(receive.body)}`);
+    assert.equal(receive.body.code, 'forbidden');
+    assert.equal((await owner.get(`/v1/transfers/${id}`)).body.status, 'approved');
+    assert.equal(await stockLedger(), beforeReceive);
+    assert.equal((await outsider.post(`/v1/transfers/${id}/receive`)).status, 404);
+    assert.equal((await destinationManager.post(`/v1/transfers/${id}/receive`)).status, 200);
+  });
   it('GET /v1/analytics/daily-sales: a store_id that is not one of the tenant\'s stores is 404 for every token, as for GET /v1/stores/{store_id}/stock (API.md: outside the tenant = as if it did not exist)', async () => {
     const { owner: stranger } = await t.newTenant();
     const strangersStore = await givenStore(stranger, 'THEIRS');

@@ -1,12 +1,13 @@
 import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
-import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
+import type { TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSecondApprover } from '../tenancy/secondApprover.js';
 import { findTransfer, lockTransfer } from './queries.js';
+import { assertTransferAction } from './transferScope.js';
 import { answerIfAlreadyDone, transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
@@ -21,7 +22,8 @@ import type { TransferRow } from './transfers.table.js';
  */
 export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
-  if (!current || !inStoreScope(principal, current.source_store_id)) throw notFound('transfer');
+  assertTransferAction(principal, current, 'source');
+  if (!current) throw notFound('transfer');
   cmd.storeId = current.source_store_id;
   await assertSecondApprover(cmd, current.op_id, 'the transfer');
   // Approved already (and maybe received since): the approval's own answer, nothing written.

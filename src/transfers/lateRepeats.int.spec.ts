@@ -186,16 +186,18 @@ describe('a transfer action repeated after its key expired', () => {
     assert.deepEqual(await rows(), snapshot);
   });
 
-  it('a repeat is answered only to a token that could make the request: outside the store, 404', async () => {
+  it('a repeat is answered only to a token that could make the request: the other end, 403; outside the store, 404', async () => {
     const transfer = await request([{ sku_id: rice.id, quantity: 20 }]);
     assert.equal((await owner.post(`/v1/transfers/${transfer.id}/approve`)).status, 200);
-    // The source's staff may not receive (the destination's action): 404 as before, not the answer.
+    // The source's staff see the transfer but may not receive it (the destination's action): 403, not the answer.
     const sourceOnly = t.client((await owner.post('/v1/tokens', { name: 'north-only', role: 'manager', store_ids: [north.id] })).body.token);
     assert.equal((await owner.post(`/v1/transfers/${transfer.id}/receive`)).status, 200);
     const southOnly = t.client((await owner.post('/v1/tokens', { name: 'south-only', role: 'manager', store_ids: [south.id] })).body.token);
     const snapshot = await rows();
     const hidden = await sourceOnly.post(`/v1/transfers/${transfer.id}/receive`);
-    assert.equal(hidden.status, 404, JSON.stringify(hidden.body));
+    assert.equal(hidden.status, 403, JSON.stringify(hidden.body));
+    assert.equal(hidden.body.code, 'forbidden');
+    assert.equal(hidden.headers.get('idempotent-replayed'), null);
     const shown = await southOnly.post(`/v1/transfers/${transfer.id}/receive`);
     assert.equal(shown.status, 200, JSON.stringify(shown.body));
     assert.equal(shown.headers.get('idempotent-replayed'), 'true');

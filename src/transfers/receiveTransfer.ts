@@ -1,12 +1,13 @@
 import type { ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
-import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
+import type { TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { findTransfer, lockTransfer } from './queries.js';
+import { assertTransferAction } from './transferScope.js';
 import { planReceipt, type ReceiptLine } from './transferState.js';
 import { answerIfAlreadyDone, transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
@@ -23,7 +24,8 @@ import type { TransferRow } from './transfers.table.js';
  */
 export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
-  if (!current || !inStoreScope(principal, current.destination_store_id)) throw notFound('transfer');
+  assertTransferAction(principal, current, 'destination');
+  if (!current) throw notFound('transfer');
   cmd.storeId = current.destination_store_id;
   // Received already: the same quantities (however listed: no lines for
   // "everything arrived", any order) are that receipt, answered as done;

@@ -15,6 +15,7 @@ import { cancelTransfer } from './cancelTransfer.js';
 import { findTransfer, listTransfers } from './queries.js';
 import { receiveTransfer } from './receiveTransfer.js';
 import { requestTransfer } from './requestTransfer.js';
+import { assertTransferAction, type TransferSide } from './transferScope.js';
 import type { TransferRow } from './transfers.table.js';
 
 const Status = Type.Union([Type.Literal('requested'), Type.Literal('approved'), Type.Literal('received'), Type.Literal('cancelled')]);
@@ -52,11 +53,9 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
    * replayed response is never handed to a token that cannot see the
    * transfer. (The command checks again on the rows it locks.)
    */
-  const assertVisible = async (principal: TenantPrincipal, id: string, side: 'source' | 'destination' | 'either') => {
+  const assertVisible = async (principal: TenantPrincipal, id: string, side: TransferSide) => {
     const transfer = await inTenantTransaction(db, principal.tenantId, (tx) => findTransfer(tx, principal.tenantId, id));
-    const source = transfer !== undefined && inStoreScope(principal, transfer.source_store_id);
-    const destination = transfer !== undefined && inStoreScope(principal, transfer.destination_store_id);
-    if (!(side === 'source' ? source : side === 'destination' ? destination : source || destination)) throw notFound('transfer');
+    assertTransferAction(principal, transfer, side);
   };
 
   /**
@@ -66,7 +65,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   const act = async (
     request: FastifyRequest,
     reply: FastifyReply,
-    side: 'source' | 'destination' | 'either',
+    side: TransferSide,
     spec: CommandSpec,
     fn: (cmd: Command, expectedVersion: ExpectedVersions | undefined) => Promise<TransferRow>,
   ) => {
@@ -106,11 +105,11 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/transfers/:id/approve',
     {
-      config: { permission: 'transfers.approve', refusals: { insufficient_stock: 'the source store lacks the stock (`shortages`)', invalid_transition: 'the transfer is not in a status that allows this (`current_status`), or was already past it by a request with other content', forbidden: 'the token requested it and the tenant requires a second approver (`reason`: second_approver_required)' } },
+      config: { permission: 'transfers.approve', refusals: { insufficient_stock: 'the source store lacks the stock (`shortages`)', invalid_transition: 'the transfer is not in a status that allows this (`current_status`), or was already past it by a request with other content', forbidden: 'the token sees the transfer (its destination is one of the token\'s stores) but not its source, whose staff approve it; or the token requested it and the tenant requires a second approver (`reason`: second_approver_required)' } },
       schema: {
         tags: ['transfers'],
         summary:
-          'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope. `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` when cancelled. Approving an approved (or since received) transfer again is answered with that approval as already done: `200`, `Idempotent-Replayed: true`, nothing written, under any key (a repeat after the key expired too). Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict` (a repeat\'s If-Match names the version it was approved on).',
+          'Approve a requested transfer: the stock leaves the source and is in transit, in one transaction. Needs the SOURCE store in scope (a token that sees the transfer only by its destination: `403 forbidden`; by neither store: `404`). `409 insufficient_stock` (nothing written) when the source is short; `409 invalid_transition` when cancelled. Approving an approved (or since received) transfer again is answered with that approval as already done: `200`, `Idempotent-Replayed: true`, nothing written, under any key (a repeat after the key expired too). Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict` (a repeat\'s If-Match names the version it was approved on).',
         headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: NoBody,
@@ -124,11 +123,11 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/transfers/:id/receive',
     {
-      config: { permission: 'transfers.receive', refusals: { invalid_transition: 'the transfer is not in a status that allows this (`current_status`), or was already past it by a request with other content', limit_exceeded: 'the destination stock of a SKU would exceed 10^15 base units' } },
+      config: { permission: 'transfers.receive', refusals: { forbidden: 'the token sees the transfer (its source is one of the token\'s stores) but not its destination, whose staff receive it', invalid_transition: 'the transfer is not in a status that allows this (`current_status`), or was already past it by a request with other content', limit_exceeded: 'the destination stock of a SKU would exceed 10^15 base units' } },
       schema: {
         tags: ['transfers'],
         summary:
-          'Receive an approved transfer at the destination (sent while its approval commits, it waits for it). Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope. Receiving the received transfer again with the same quantities (no `items` = all that was sent) is answered with that receipt as already done: `200`, `Idempotent-Replayed: true`, nothing written, under any key (a repeat after the key expired too); other quantities → `409 invalid_transition`, nothing recorded. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict` (a repeat\'s If-Match names the version it was received on).',
+          'Receive an approved transfer at the destination (sent while its approval commits, it waits for it). Without `items` everything arrived; with `items`, they list what arrived and any shortfall opens a `transfer_shortfall` review item. Needs the DESTINATION store in scope (a token that sees the transfer only by its source: `403 forbidden`; by neither store: `404`). Receiving the received transfer again with the same quantities (no `items` = all that was sent) is answered with that receipt as already done: `200`, `Idempotent-Replayed: true`, nothing written, under any key (a repeat after the key expired too); other quantities → `409 invalid_transition`, nothing recorded. Optional `If-Match` with the transfer\'s ETag: stale → `412 version_conflict` (a repeat\'s If-Match names the version it was received on).',
         headers: IfMatchHeaders('transfer'),
         params: IdParams,
         body: Type.Union([

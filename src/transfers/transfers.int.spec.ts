@@ -450,19 +450,19 @@ describe('stock transfers between stores', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
-  it('approve needs the source store in scope, receive the destination; outside scope is 404', async () => {
+  it('approve needs the source store in scope, receive the destination: the other end, which sees the transfer, is 403; outside scope is 404', async () => {
     const northManager = t.client((await owner.post('/v1/tokens', { name: 'north', role: 'manager', store_ids: [north.id] })).body.token);
     const southManager = t.client((await owner.post('/v1/tokens', { name: 'south', role: 'manager', store_ids: [south.id] })).body.token);
     const requested = await request([{ sku_id: flour.id, quantity: 5 }], north, south, southManager);
     assert.equal(requested.status, 201, 'a destination manager may ask a source for goods');
     const before = await counts();
     const foreignApprove = await southManager.post(`/v1/transfers/${requested.body.id}/approve`);
-    assert.equal(foreignApprove.status, 404);
-    assert.equal(foreignApprove.body.code, 'not_found');
+    assert.equal(foreignApprove.status, 403);
+    assert.equal(foreignApprove.body.code, 'forbidden');
     assert.deepEqual(await counts(), before);
     assert.equal((await northManager.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);
     const snapshot = await counts();
-    assert.equal((await northManager.post(`/v1/transfers/${requested.body.id}/receive`)).status, 404);
+    assert.equal((await northManager.post(`/v1/transfers/${requested.body.id}/receive`)).status, 403);
     assert.deepEqual(await counts(), snapshot);
     assert.equal((await southManager.post(`/v1/transfers/${requested.body.id}/receive`)).status, 200);
 
