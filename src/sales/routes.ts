@@ -105,6 +105,24 @@ const SALE_SUMMARY =
 
 type SaleBody = Static<typeof SaleBody>;
 
+/**
+ * A synced sale's refusal names its fields where they are in the batch
+ * (`/body/sales/<index>/…`), as its schema errors do: the sale's own rules
+ * (an unknown SKU, a credit sale without its customer) decide as if it were
+ * sent alone and name `/body/…` of that lone request.
+ */
+function placedInBatch(body: unknown, index: number): unknown {
+  const errors = (body as { errors?: unknown } | null)?.errors;
+  if (!Array.isArray(errors)) return body;
+  const place = (path: string) => (path === '/body' || (path.startsWith('/body/') && !path.startsWith('/body/sales/')) ? `/body/sales/${index}${path.slice('/body'.length)}` : path);
+  return {
+    ...(body as object),
+    errors: errors.map((error: unknown) =>
+      typeof error === 'object' && error !== null && typeof (error as { path?: unknown }).path === 'string' ? { ...error, path: place((error as { path: string }).path) } : error,
+    ),
+  };
+}
+
 export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
   const writer = groupCommitterFor(db);
 
@@ -302,12 +320,12 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           if (result.status === 'fulfilled') {
             const { status, replayed, body } = result.value;
             // A sale's answer as POST /v1/sales gives it: a stored one (replayed) through the schema's replay form.
-            const answer = status === 201 ? JSON.parse(serializeAnswer(reply, Sale, body, replayed)) : body;
+            const answer = status === 201 ? JSON.parse(serializeAnswer(reply, Sale, body, replayed)) : placedInBatch(body, index);
             return { idempotency_key: idempotencyKey, status, replayed, body: answer };
           }
           const { appError, unexpected } = toAppError(result.reason);
           if (unexpected) request.log.error({ err: result.reason, idempotency_key: idempotencyKey }, 'synced sale failed');
-          return { idempotency_key: idempotencyKey, status: appError.status, replayed: false, body: problemOf(appError, request.id) };
+          return { idempotency_key: idempotencyKey, status: appError.status, replayed: false, body: placedInBatch(problemOf(appError, request.id), index) };
         }),
       };
       if (replayed) reply.header('idempotent-replayed', 'true');
