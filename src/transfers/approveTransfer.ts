@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import type { TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
-import { AppError, notFound } from '../core/errors.js';
+import { AppError } from '../core/errors.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSecondApprover } from '../tenancy/secondApprover.js';
 import { findTransfer, lockTransfer } from './queries.js';
@@ -23,7 +23,6 @@ import type { TransferRow } from './transfers.table.js';
 export async function approveTransfer(cmd: Command, principal: TenantPrincipal, id: string, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   assertTransferAction(principal, current, 'source');
-  if (!current) throw notFound('transfer');
   cmd.storeId = current.source_store_id;
   await assertSecondApprover(cmd, current.op_id, 'the transfer');
   // Approved already (and maybe received since): the approval's own answer, nothing written.

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import type { TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
-import { AppError, notFound } from '../core/errors.js';
+import { AppError } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
 import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { findTransfer, lockTransfer } from './queries.js';
@@ -25,7 +25,6 @@ import type { TransferRow } from './transfers.table.js';
 export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, id: string, lines: ReceiptLine[] | undefined, expectedVersion?: ExpectedVersions): Promise<TransferRow> {
   const current = await lockTransfer(cmd.tx, cmd.tenantId, id);
   assertTransferAction(principal, current, 'destination');
-  if (!current) throw notFound('transfer');
   cmd.storeId = current.destination_store_id;
   // Received already: the same quantities (however listed: no lines for
   // "everything arrived", any order) are that receipt, answered as done;

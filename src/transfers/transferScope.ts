@@ -10,11 +10,11 @@ export type TransferSide = 'source' | 'destination' | 'either';
  * the token sees (one end is its store) but whose action belongs to the other
  * end is `403 forbidden` — the token may not take that action on a record it can see.
  */
-export function assertTransferAction(
+export function assertTransferAction<T extends { source_store_id: string; destination_store_id: string }>(
   principal: TenantPrincipal,
-  transfer: { source_store_id: string; destination_store_id: string } | undefined,
+  transfer: T | undefined,
   side: TransferSide,
-): void {
+): asserts transfer is T {
   const source = transfer !== undefined && inStoreScope(principal, transfer.source_store_id);
   const destination = transfer !== undefined && inStoreScope(principal, transfer.destination_store_id);
   if (!source && !destination) throw notFound('transfer');
