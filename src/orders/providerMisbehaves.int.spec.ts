@@ -92,6 +92,9 @@ describe('a provider that misbehaves', () => {
 
   const orderRow = async (orderId: string) =>
     (await t.admin.query(`SELECT status, provider_order_id, provider_cancellation, last_error, version FROM orders WHERE id = $1`, [orderId])).rows[0];
+  /** Until the provider's answer to our cancel of the order is recorded (provider_cancellation no longer `requested`). */
+  const untilCancellationAnswered = (orderId: string) =>
+    waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
   const waitForCancellation = (orderId: string, outcome: string, timeoutMs = 8_000) =>
     waitFor(
       `the provider's cancellation of ${orderId} to be ${outcome}`,
@@ -186,7 +189,7 @@ describe('a provider that misbehaves', () => {
       const orderId = await submittedOrder(shop);
       override = spoilLookups(1, answer);
       assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
-      await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+      await untilCancellationAnswered(orderId);
       assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
       assert.equal(standInOf(orderId).status, 'cancelled', 'the provider cancelled the order');
     });
@@ -236,7 +239,7 @@ describe('a provider that misbehaves', () => {
       return true;
     };
     assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
-    await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+    await untilCancellationAnswered(orderId);
     assert.equal((await orderRow(orderId)).provider_cancellation, 'refused');
     const items = await reviewItems(orderId, 'order_cancel_refused');
     assert.equal(items.length, 1);
@@ -258,7 +261,7 @@ describe('a provider that misbehaves', () => {
         return true;
       };
       assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
-      await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+      await untilCancellationAnswered(orderId);
       assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
       assert.equal(spoiled, 1);
       assert.equal(standInOf(orderId).status, 'cancelled', 'confirmed only once the provider cancelled it');
@@ -346,8 +349,10 @@ describe('a provider that misbehaves', () => {
     let accepted = 0;
     override = (request, response, url, body) => {
       if (request.method !== 'POST' || url.pathname !== '/orders') return false;
-      accepted++;
       const { reference, merchant } = JSON.parse(body) as { reference: string; merchant: string };
+      // only this test's order (a retry of an earlier test's order is the stand-in's as usual)
+      if (merchant !== shop.tenantId) return false;
+      accepted++;
       const key = String(request.headers['idempotency-key'] ?? '');
       let order = [...orders.values()].find((o) => o.idempotency_key === key);
       if (!order) {
@@ -369,8 +374,10 @@ describe('a provider that misbehaves', () => {
   it('a create answered 204 No Content (no order in it) is tried again with the same key, never a refusal', async () => {
     const shop = await newOrderShop(t);
     let empty = 0;
-    override = (request, response, url) => {
+    override = (request, response, url, body) => {
       if (request.method !== 'POST' || url.pathname !== '/orders' || empty > 0) return false;
+      // only this test's order (a retry of an earlier test's order is the stand-in's as usual)
+      if ((JSON.parse(body) as { merchant: string }).merchant !== shop.tenantId) return false;
       empty++;
       response.writeHead(204).end();
       return true;
@@ -395,7 +402,7 @@ describe('a provider that misbehaves', () => {
       return true;
     };
     assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
-    await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+    await untilCancellationAnswered(orderId);
     assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
     assert.equal((await reviewItems(orderId, 'order_cancel_refused')).length, 0);
   });
@@ -411,7 +418,7 @@ describe('a provider that misbehaves', () => {
       return true;
     };
     assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
-    await waitFor(`the cancellation of ${orderId} to be answered`, async () => (await orderRow(orderId)).provider_cancellation !== 'requested', 10_000, 50);
+    await untilCancellationAnswered(orderId);
     assert.equal((await orderRow(orderId)).provider_cancellation, 'confirmed');
     assert.equal(empty, 1);
     assert.equal(standInOf(orderId).status, 'cancelled');
