@@ -1,0 +1,30 @@
+/**
+ * The test files' runner, started by test/run.ts with the run's database in
+ * its environment: node:test's `run()` over the files in the order given.
+ * (`node --test <files>` sorts them by path, whatever the order they are
+ * given in; here the longest files can start first.) Prints with the spec
+ * reporter and exits 1 when any test failed — or a file failed outside its
+ * tests.
+ *
+ *   node --import tsx test/runFiles.ts <concurrency> <file> …
+ */
+import { run } from 'node:test';
+import { spec } from 'node:test/reporters';
+
+const [concurrency = '3', ...files] = process.argv.slice(2);
+let failed = false;
+const stream = run({
+  files,
+  concurrency: Number(concurrency),
+  // A file whose tests have all ended exits even if something it started
+  // still runs (a test that timed out keeps running its code): the run then
+  // fails instead of hanging.
+  forceExit: true,
+});
+stream.on('test:fail', (event: { todo?: unknown }) => {
+  if (!event.todo) failed = true;
+});
+stream.compose(new spec()).pipe(process.stdout);
+process.on('beforeExit', () => {
+  process.exitCode = failed ? 1 : 0;
+});
