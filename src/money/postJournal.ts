@@ -106,9 +106,13 @@ export async function postJournals(
         -- The day a till's time asks for: the store's day of that moment in
         -- its time zone (store_day; UTC without a store), not before
         -- not_before; no till time: today (null). The zone is read here,
-        -- once per store of the batch, with the entries.
+        -- once per store of the batch, with the entries. Never before
+        -- 0001-01-01: a till time early on that day in UTC (accepted) is
+        -- still 1 BC in a zone west of UTC, a day the API cannot name
+        -- ('0001-12-31 BC' answered as a business_date) nor count.
         SELECT e.id, e.store_id, coalesce(st.time_zone, 'UTC') AS time_zone,
-               greatest(store_day(coalesce(st.time_zone, 'UTC'), e.till_time), e.not_before) AS wanted
+               CASE WHEN e.till_time IS NOT NULL
+                    THEN greatest(store_day(coalesce(st.time_zone, 'UTC'), e.till_time), e.not_before, DATE '0001-01-01') END AS wanted
         FROM entry_input e LEFT JOIN stores st ON st.tenant_id = ${tenantId} AND st.id = e.store_id
       ), days AS (
         SELECT d.store_id, d.wanted, open_business_date(${tenantId}::uuid, d.store_id, d.wanted, d.time_zone) AS business_date

@@ -182,6 +182,31 @@ describe("a till's queued payment or void is booked on the till's day, like a sa
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it("a till time early on 0001-01-01 in UTC, in a store west of UTC (its day: 31 December of 1 BC), books on 0001-01-01 — a day the API can name and a count can find", async () => {
+    const { owner, tenantId, sku, supplier } = await shop();
+    const west = (await owner.post('/v1/stores', { code: 'WEST', name: 'West', time_zone: 'America/New_York' })).body as { id: string };
+    await owner.post(`/v1/stores/${west.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 10 }] });
+    const at = '0001-01-01T00:00:00Z';
+    // A payment the till stamped with a clock reset to the first moment of year 0001 (UTC)
+    const paid = await owner.post('/v1/payments', { party_id: supplier.id, store_id: west.id, method: 'cash', amount: 10, client_created_at: at }, { idempotencyKey: randomUUID() });
+    assert.equal(paid.status, 201, JSON.stringify(paid.body));
+    assert.deepEqual([paid.body.business_date, paid.body.client_created_at], ['0001-01-01', '0001-01-01T00:00:00.000Z']);
+    assert.equal((await owner.get(`/v1/payments/${paid.body.id}`)).body.business_date, '0001-01-01');
+    // and a sale synced from that till
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: west.id, payment_method: 'cash', client_created_at: at, items: [{ sku_id: sku.id, quantity: 1, unit_price: 100 }] }],
+    });
+    assert.equal(synced.status, 200, JSON.stringify(synced.body));
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    // Then every entry is dated 0001-01-01 (never a day before the first the API can name), and that day's count finds the cash
+    const dates = (await t.admin.query<{ d: string }>(`SELECT business_date::text AS d FROM journal_entries WHERE tenant_id = $1 AND store_id = $2 ORDER BY kind`, [tenantId, west.id])).rows;
+    assert.deepEqual(dates, [{ d: '0001-01-01' }, { d: '0001-01-01' }]);
+    const counted = await count(owner, west.id, '0001-01-01', 1_090); // the float, + 100, − 10
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    assert.deepEqual([counted.body.cash_sales, counted.body.payments_out, counted.body.variance], [100, 10, 0]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('a till clock in the future books today (never a day that has not started), its time kept as sent', async () => {
     const { owner, tenantId, store, sku, supplier } = await shop();
     const { today } = await days();
