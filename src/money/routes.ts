@@ -39,7 +39,7 @@ const Payment = Type.Object({
   business_date: Type.String({
     format: 'date',
     description:
-      "the day its journal entry is booked on, whose cash count it is in: the store's day (in its time_zone) of client_created_at (else of created_at), or the first day after it that has no count — never before the store's latest count, never after today",
+      "the day its journal entry is booked on, whose cash count it is in: the store's day (in its time_zone) of client_created_at (else of created_at), or the first day after it that has no count — never before the store's latest count, never after today, never before 0001-01-01 (a till time early on that day in UTC is still 1 BC west of UTC)",
   }),
   entry_id: Uuid,
   op_id: Uuid,
