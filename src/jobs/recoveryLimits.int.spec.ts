@@ -11,6 +11,7 @@ import { submitJobKey } from '../orders/createOrder.js';
 import { recoverOrder, sweepStuckOrders } from '../orders/recoverOrderJob.js';
 import { submitOrder } from '../orders/submitOrderJob.js';
 import { defineTask } from './task.js';
+import { CRASH_RERUNS } from './enqueueJob.js';
 import { newOrderShop, orderBody, statusOf, WEBHOOK_SECRET } from '../orders/testkit.js';
 
 describe('job attempt budgets: order recovery and crashed runs', () => {
@@ -127,5 +128,94 @@ describe('job attempt budgets: order recovery and crashed runs', () => {
     // Then the handler did not run a 4th time: the budget was spent, the job is given up for review
     const items = (await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE kind = 'job_failed' AND subject_id = 'ops-crash-loop'`)).rows[0].n;
     assert.equal(runs, 0, `handler ran ${runs} time(s) on a run counted as attempt 4 of 2; job_failed review items: ${items}`);
+  });
+
+  it('a job whose runs died as often as the queue re-runs a job (CRASH_RERUNS, below its attempt budget) is given up with a job_failed item, not left dead in the queue without one', async () => {
+    // Given a task with the default budget of 8 attempts whose job's first attempt already died
+    // mid-run 4 times (kill -9 / OOM): graphile-worker counted attempts = 4 of its max_attempts = 5
+    let runs = 0;
+    let release: () => void = () => undefined;
+    const poison = defineTask<Record<string, unknown>>({
+      name: 'test.poison',
+      maxAttempts: 8,
+      async handle() {
+        runs += 1;
+        // This run dies too: it never finishes on its own (the worker is stopped at once under it)
+        await new Promise<void>((resolve) => (release = resolve));
+      },
+    });
+    const envelope = { correlation_id: 'ops-poison', tenant_id: null, attempt: 1, max_attempts: 0, chain_id: 'ops-poison', data: {} };
+    await t.admin.query(`SELECT graphile_worker.add_job('test.poison', $1::json, max_attempts => ${CRASH_RERUNS})`, [JSON.stringify(envelope)]);
+    await t.admin.query(`UPDATE graphile_worker._private_jobs SET attempts = ${CRASH_RERUNS - 1}, last_error = 'worker died mid-run' WHERE payload->>'chain_id' = 'ops-poison'`);
+    // When a worker takes it (the queue's last run of the job) and dies under it
+    worker = await start({}, [poison]);
+    const left = async () =>
+      (await t.admin.query(`SELECT attempts, max_attempts, locked_at IS NOT NULL AS locked FROM graphile_worker._private_jobs WHERE payload->>'chain_id' = 'ops-poison'`)).rows[0];
+    await waitFor('the job to be taken', async () => runs > 0 || (await left()) === undefined, 10_000, 50);
+    await worker.stopNow();
+    release();
+    worker = undefined;
+    // Then the job did not vanish unseen: it is given up for review (one item), and no job the queue will never run is left
+    const items = (await t.admin.query(`SELECT detail FROM review_items WHERE kind = 'job_failed' AND subject_id = 'ops-poison'`)).rows;
+    assert.equal(items.length, 1, `job_failed items: ${items.length}; handler runs: ${runs}; left in the queue: ${JSON.stringify(await left())}`);
+    assert.deepEqual([items[0].detail.attempts, items[0].detail.max_attempts], [CRASH_RERUNS, 8]);
+    assert.equal(await left(), undefined, 'no dead job is left in the queue');
+  });
+
+  it('a job whose retries cannot be queued is given up with a job_failed item once the queue stops re-running it, also under a budget above CRASH_RERUNS', async () => {
+    // Given a task with the default budget of 8 attempts that always fails, and a queue that refuses its retries
+    let runs = 0;
+    const failing = defineTask<Record<string, unknown>>({
+      name: 'test.unqueueable',
+      maxAttempts: 8,
+      async handle() {
+        runs += 1;
+        throw new Error('provider said 500');
+      },
+    });
+    await t.admin.query(`
+      CREATE FUNCTION test_refuse_retries() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.payload->>'chain_id' IN ('ops-unqueueable', 'ops-unqueueable-once') AND (NEW.payload->>'attempt')::int > 1 THEN
+          RAISE EXCEPTION 'the queue is refusing writes';
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER test_refuse_retries BEFORE INSERT ON graphile_worker._private_jobs
+        FOR EACH ROW EXECUTE FUNCTION test_refuse_retries();`);
+    try {
+      // (its first runs failed the same way: graphile-worker re-ran it 3 times already)
+      const envelope = { correlation_id: 'ops-unqueueable', tenant_id: null, attempt: 1, max_attempts: 0, chain_id: 'ops-unqueueable', data: {} };
+      await t.admin.query(`SELECT graphile_worker.add_job('test.unqueueable', $1::json, max_attempts => ${CRASH_RERUNS})`, [JSON.stringify(envelope)]);
+      await t.admin.query(`UPDATE graphile_worker._private_jobs SET attempts = ${CRASH_RERUNS - 1}, last_error = 'could not schedule the retry' WHERE payload->>'chain_id' = 'ops-unqueueable'`);
+      // (and a job the queue runs once, as the periodic sweeps are queued: its first run is its last)
+      const once = { correlation_id: 'ops-unqueueable-once', tenant_id: null, attempt: 1, max_attempts: 0, chain_id: 'ops-unqueueable-once', data: {} };
+      await t.admin.query(`SELECT graphile_worker.add_job('test.unqueueable', $1::json, max_attempts => 1)`, [JSON.stringify(once)]);
+      // When a worker takes them (the queue's last run of each)
+      worker = await start({}, [failing]);
+      const left = async (chain: string) =>
+        (await t.admin.query(`SELECT attempts, max_attempts, locked_at IS NOT NULL AS locked FROM graphile_worker._private_jobs WHERE payload->>'chain_id' = $1`, [chain])).rows[0];
+      for (const chain of ['ops-unqueueable', 'ops-unqueueable-once']) {
+        await waitFor('the job to be run or given up', async () => {
+          const job = await left(chain);
+          return job === undefined || (job.attempts >= job.max_attempts && !job.locked);
+        }, 10_000, 50);
+      }
+      await sleep(200);
+      await worker.stop();
+      worker = undefined;
+      // Then each is given up for review (one item each), and no job the queue will never run is left
+      for (const chain of ['ops-unqueueable', 'ops-unqueueable-once']) {
+        const items = (await t.admin.query(`SELECT detail FROM review_items WHERE kind = 'job_failed' AND subject_id = $1`, [chain])).rows;
+        assert.equal(items.length, 1, `${chain}: job_failed items: ${items.length}; handler runs: ${runs}; left in the queue: ${JSON.stringify(await left(chain))}`);
+        assert.equal(items[0].detail.max_attempts, 8);
+        assert.equal(await left(chain), undefined, `${chain}: no dead job is left in the queue`);
+      }
+    } finally {
+      await worker?.stop();
+      worker = undefined;
+      await t.admin.query(`DELETE FROM graphile_worker._private_jobs WHERE payload->>'chain_id' IN ('ops-unqueueable', 'ops-unqueueable-once')`);
+      await t.admin.query('DROP TRIGGER test_refuse_retries ON graphile_worker._private_jobs; DROP FUNCTION test_refuse_retries()');
+    }
   });
 });

@@ -105,6 +105,18 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
       await giveUp(error, 'attempts_spent', 'job not run: its attempts are spent; opening a job_failed review item');
       return;
     }
+    // The queue runs one job at most its max_attempts (CRASH_RERUNS) times,
+    // which can be fewer than the task's attempts: if this run — the queue's
+    // last of the job — died as the runs before it did, the job would be left
+    // dead in the queue, never run again and never given up (no job_failed
+    // item). So once the queue has re-run the job up to its limit, it is given
+    // up here, without running the handler again.
+    const queuesLastRun = helpers.job.attempts >= helpers.job.max_attempts;
+    if (queuesLastRun && helpers.job.attempts > 1) {
+      const error = new Error(`its runs crashed ${helpers.job.attempts - 1} times: the queue would not run it again after this run (attempt ${attempt} of ${maxAttempts})`);
+      await giveUp(error, 'reruns_spent', "job not run: the queue's re-runs of it are spent; opening a job_failed review item");
+      return;
+    }
     const started = process.hrtime.bigint();
     logger.debug('job started');
     try {
@@ -130,6 +142,12 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
             maxAttempts: CRASH_RERUNS,
           });
         } catch (scheduling) {
+          if (queuesLastRun) {
+            // The queue would not run it again either: give it up now.
+            logger.error({ err: scheduling }, 'could not schedule the retry, and the queue will not run this job again');
+            await giveUp(error, 'reruns_spent', 'job failed and its retry could not be scheduled; opening a job_failed review item');
+            return;
+          }
           logger.error({ err: scheduling }, 'could not schedule the retry; the run fails and the queue runs it again');
           throw scheduling;
         }
@@ -158,12 +176,18 @@ export function jobFailedWording(task: string, attempts: number, maxAttempts: nu
       ? `the job ${task} failed permanently at attempt ${attempts} of ${maxAttempts}`
       : why === 'last_attempt'
         ? `the job ${task} failed at its last attempt (${attempts} of ${maxAttempts})`
-        : `the job ${task} was not run again: runs that crashed spent its ${maxAttempts} attempts`;
+        : why === 'attempts_spent'
+          ? `the job ${task} was not run again: runs that crashed spent its ${maxAttempts} attempts`
+          : `the job ${task} was not run again: runs that crashed (or could not queue its retry) used up the queue's re-runs at attempt ${attempts} of ${maxAttempts}`;
   return `${what}; its cause is in the server log under correlation_id`;
 }
 
-/** Why a job gave up: its handler said the failure is permanent, it failed its last attempt, or crashed runs spent its attempts. */
-export type GiveUpReason = 'permanent' | 'last_attempt' | 'attempts_spent';
+/**
+ * Why a job gave up: its handler said the failure is permanent, it failed its
+ * last attempt, crashed runs spent its attempts, or the queue will not run it
+ * again (its re-runs of the job, CRASH_RERUNS, are spent).
+ */
+export type GiveUpReason = 'permanent' | 'last_attempt' | 'attempts_spent' | 'reruns_spent';
 
 async function openJobFailedItem(
   deps: WorkerDeps,
