@@ -6,7 +6,7 @@ export const stockSnapshotsNightly = defineTask<Record<string, unknown>>({
   name: 'stock.snapshots',
   maxAttempts: 3,
   async handle(_data, ctx) {
-    const results = await takeAllStockSnapshots(ctx.db, ctx.correlationId);
+    const results = await takeAllStockSnapshots(ctx.db, ctx.principal, ctx.correlationId);
     ctx.logger.info({ tenants: results.length, snapshots: results.reduce((sum, result) => sum + result.snapshots_written, 0) }, 'stock snapshots taken');
   },
 });

@@ -6,6 +6,12 @@ import { waitFor } from '../../test/support/wait.js';
 import { fingerprintRequest, runCommand, type Command, type CommandOutcome } from '../core/command.js';
 import type { Tx } from '../core/db.js';
 import { givenSku, givenStore } from '../sales/testkit.js';
+import { loadConfig } from '../config.js';
+import { createLogger } from '../core/logger.js';
+import { enqueueJob } from '../jobs/enqueueJob.js';
+import { WORKER_PRINCIPAL } from '../jobs/task.js';
+import { startWorker } from '../jobs/worker.js';
+import { stockSnapshotsNightly } from './snapshotJob.js';
 import { takeAllStockSnapshots, takeStockSnapshots, type SnapshotResult } from './takeStockSnapshots.js';
 
 /** The transaction `tx`, whose statement number `statement` (from 1) is held back until `gate` resolves. */
@@ -194,7 +200,7 @@ describe('stock snapshots: two runs of one tenant at once', () => {
         WHEN (NEW.tenant_id = '${first.tenantId}') EXECUTE FUNCTION refuse_snapshot_for_test();`);
     try {
       // When the nightly run goes over every tenant
-      const run = takeAllStockSnapshots(t.db, 'nightly-test');
+      const run = takeAllStockSnapshots(t.db, WORKER_PRINCIPAL, 'nightly-test');
       // Then it reports the failing tenant…
       await assert.rejects(run, (error: unknown) => {
         assert.ok(error instanceof AggregateError);
@@ -209,6 +215,35 @@ describe('stock snapshots: two runs of one tenant at once', () => {
       assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM stock_snapshots WHERE tenant_id = $1`, [first.tenantId])).rows[0].n, 0);
     } finally {
       await t.admin.query(`DROP TRIGGER refuse_snapshot_for_test ON stock_snapshots; DROP FUNCTION refuse_snapshot_for_test()`);
+    }
+  });
+  it("the nightly job's operations name the worker as their actor, like every other job's (they named `operator`, the root token's)", async () => {
+    // Given a tenant with history and a worker running the nightly task
+    const { tenantId } = await givenHistory();
+    const worker = await startWorker({
+      databaseUrl: t.url,
+      appDatabaseUrl: t.appUrl,
+      config: loadConfig({ LOG_LEVEL: 'silent' }),
+      logger: createLogger('silent'),
+      tasks: [stockSnapshotsNightly],
+      cronItems: [],
+      serveMetrics: false,
+      pollIntervalMs: 100,
+    });
+    try {
+      // When the job runs
+      await t.db.transaction().execute((tx) => enqueueJob(tx, 'stock.snapshots', {}));
+      const operations = await waitFor('the tenant snapshot operation', async () => {
+        const { rows } = await t.admin.query(`SELECT actor FROM operations WHERE tenant_id = $1 AND type = 'stock.snapshot'`, [tenantId]);
+        return rows.length > 0 && rows;
+      });
+      // Then its operation and audit event say the worker did it
+      assert.deepEqual(operations, [{ actor: 'worker' }]);
+      const events = await t.admin.query(`SELECT DISTINCT actor FROM events WHERE tenant_id = $1 AND type = 'stock.snapshot'`, [tenantId]);
+      assert.deepEqual(events.rows, [{ actor: 'worker' }]);
+      await expectSnapshotsEqualLedger(tenantId);
+    } finally {
+      await worker.stop();
     }
   });
 });

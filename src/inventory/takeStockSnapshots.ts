@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { all, lockNamed, one, type Db } from '../core/db.js';
 import { runCommand, type Command } from '../core/command.js';
 import { fingerprintRequest } from '../core/command.js';
+import type { Principal } from '../core/auth.js';
 import { newId } from '../core/ids.js';
 import { forEachTenant } from '../jobs/eachTenant.js';
 
@@ -89,14 +90,19 @@ export async function takeStockSnapshots(cmd: Command, through?: string): Promis
  * Runs takeStockSnapshots for every tenant holding stock, each as its own
  * operation, one tenant's failure not stopping the others (forEachTenant).
  * For the nightly job; `POST /v1/stock/snapshots` runs it for one tenant now.
- * Needs a pool as the app role, like every command.
+ * Needs a pool as the app role, like every command. `principal` is who the
+ * operations name as their actor (the job's: `worker`).
  */
-export async function takeAllStockSnapshots(db: Db, correlationId = `snapshots-${newId()}`): Promise<Array<{ tenantId: string } & SnapshotResult>> {
+export async function takeAllStockSnapshots(
+  db: Db,
+  principal: Principal,
+  correlationId = `snapshots-${newId()}`,
+): Promise<Array<{ tenantId: string } & SnapshotResult>> {
   const tenants = await all(db, sql<{ id: string }>`SELECT tenants_with_stock() AS id`);
   return forEachTenant(tenants, (tenant) => tenant.id, async ({ id: tenantId }) => {
     const outcome = await runCommand(
       db,
-      { tenantId, principal: { kind: 'operator', name: 'operator' }, correlationId, fingerprint: fingerprintRequest('JOB', 'stock.snapshot', { tenantId }) },
+      { tenantId, principal, correlationId, fingerprint: fingerprintRequest('JOB', 'stock.snapshot', { tenantId }) },
       { type: 'stock.snapshot' },
       async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd) }),
     );
