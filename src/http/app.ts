@@ -369,13 +369,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const route = app.findRoute({ method, url: path });
     return route !== null && !(method === 'OPTIONS' && isCorsCatchAll(route.params));
   };
-  app.setNotFoundHandler((request, reply) => {
+  const answerNoRoute = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const path = request.url.split('?')[0] ?? request.url;
     const allowed = ROUTABLE_METHODS.filter((method) => serves(method, path));
     if (allowed.length === 0) return sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${path}`));
     reply.header('allow', allowed.join(', '));
     return sendProblem(request, reply, new AppError('method_not_allowed', `${path} does not serve ${request.method}; it serves ${allowed.join(', ')}`));
-  });
+  };
+  app.setNotFoundHandler(answerNoRoute);
 
   // Shutting down: requests in flight finish; one that arrives now (on a
   // connection kept alive) is refused before it runs, and told to come back
@@ -449,9 +450,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       reply.header('connection', 'close');
       throw new AppError('service_unavailable', 'the server is shutting down; retry with the same Idempotency-Key', { retryAfterSeconds: 1 });
     }
+    // No route for this method and path: 404 or 405 here, before the body
+    // is read — what a request that reaches nothing carries (malformed JSON,
+    // another charset, past the size limit; QUERY without a Content-Type)
+    // does not change that answer (it was 400, 413 or 415).
+    if (request.routeOptions.url === undefined) return answerNoRoute(request, reply);
     const config = request.routeOptions.config;
     const mode = config.auth ?? 'tenant';
-    if (mode === 'none' || request.routeOptions.url === undefined) return;
+    if (mode === 'none') return;
     const header = request.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     // Past too many failures from this address, only tokens known good in

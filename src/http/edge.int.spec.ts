@@ -230,6 +230,46 @@ describe('methods a path does not serve', () => {
       assert.equal(response.headers.get('allow'), null);
     }
   });
+
+  // No route: the body is never read, so what it holds does not change the
+  // answer. It was parsed first: malformed JSON was 400, a member named twice
+  // 400 validation_failed, a charset other than UTF-8 415, a body past the
+  // limit 413 — and QUERY without a Content-Type 400 — for a URL or method
+  // that does not exist at all.
+  const bodies: Array<[string, Record<string, string>, string]> = [
+    ['malformed JSON', { 'content-type': 'application/json' }, 'this is not json'],
+    ['a member named twice', { 'content-type': 'application/json' }, '{"a": 1, "a": 2}'],
+    ['JSON in latin1', { 'content-type': 'application/json; charset=latin1' }, '{}'],
+    ['a body past the limit', { 'content-type': 'application/json' }, `"${'x'.repeat(2 * 1024 * 1024)}"`],
+  ];
+  for (const [name, headers, body] of bodies) {
+    it(`with ${name}: an unknown path is 404 and a method the path does not serve 405 (the body is not read)`, async () => {
+      const { owner } = await t.newTenant();
+      const unknown = await owner.request('POST', '/v1/nothing-here', undefined, { headers, rawBody: body });
+      assert.equal(unknown.status, 404, `got ${unknown.status} ${JSON.stringify(unknown.body)}`);
+      assert.equal(unknown.body.code, 'not_found');
+      assert.equal(unknown.body.correlation_id, unknown.headers.get('x-correlation-id'));
+      const unserved = await owner.request('PUT', '/v1/stores', undefined, { headers, rawBody: body });
+      assert.equal(unserved.status, 405, `got ${unserved.status} ${JSON.stringify(unserved.body)}`);
+      assert.equal(unserved.body.code, 'method_not_allowed');
+      assert.equal(unserved.headers.get('allow'), 'GET, HEAD, POST');
+      assert.match(unserved.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    });
+  }
+
+  it('QUERY, a method no route serves, is 405 on a known path and 404 on an unknown one, with or without a Content-Type', async () => {
+    const { token } = await t.newTenant();
+    for (const contentType of [undefined, 'application/json']) {
+      const head = `Host: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n${contentType ? `Content-Type: ${contentType}\r\nContent-Length: 2\r\n` : ''}\r\n${contentType ? '{}' : ''}`;
+      const known = await rawExchange(t.baseUrl, `QUERY /v1/stores HTTP/1.1\r\n${head}`);
+      assert.equal(known.status, 405, `got ${known.status} ${JSON.stringify(known.body)}`);
+      assert.equal(known.body.code, 'method_not_allowed');
+      assert.equal(known.headers.allow, 'GET, HEAD, POST');
+      const unknown = await rawExchange(t.baseUrl, `QUERY /v1/nothing-here HTTP/1.1\r\n${head}`);
+      assert.equal(unknown.status, 404, `got ${unknown.status} ${JSON.stringify(unknown.body)}`);
+      assert.equal(unknown.body.code, 'not_found');
+    }
+  });
 });
 
 /** What a raw HTTP/1.1 exchange returned: status, lower-cased headers, parsed body. */
