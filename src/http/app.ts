@@ -453,8 +453,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // No route for this method and path: 404 or 405 here, before the body
     // is read — what a request that reaches nothing carries (malformed JSON,
     // another charset, past the size limit; QUERY without a Content-Type)
-    // does not change that answer (it was 400, 413 or 415).
-    if (request.routeOptions.url === undefined) return answerNoRoute(request, reply);
+    // does not change that answer (it was 400, 413 or 415). So is an OPTIONS
+    // on the CORS catch-all that reaches this hook: a preflight the CORS hook
+    // answered never does, so this one is none, and the catch-all serves no path.
+    if (request.routeOptions.url === undefined || isCorsCatchAllRoute({ method: request.method, url: request.routeOptions.url })) {
+      return answerNoRoute(request, reply);
+    }
     const config = request.routeOptions.config;
     const mode = config.auth ?? 'tenant';
     if (mode === 'none') return;

@@ -122,6 +122,24 @@ describe('CORS on (CORS_ORIGINS set)', () => {
     assertMethodNotAllowed(await owner.put('/v1/stores', { code: 'PUT', name: 'Put' }), 'GET, HEAD, POST');
   });
 
+  it('an OPTIONS that is no preflight is 405 (or 404) whatever body it carries: the body is not read', async () => {
+    const anonymous = new ApiClient(t.baseUrl, undefined);
+    const bodies: Array<[Record<string, string>, string]> = [
+      [{ 'content-type': 'application/json' }, 'this is not json'],
+      [{ 'content-type': 'application/json; charset=latin1' }, '{}'],
+      [{ 'content-type': 'application/json' }, `"${'x'.repeat(2 * 1024 * 1024)}"`],
+    ];
+    for (const [headers, body] of bodies) {
+      for (const origin of [{}, { origin: POS }] as Array<Record<string, string>>) {
+        const known = await anonymous.request('OPTIONS', '/v1/stores', undefined, { headers: { ...headers, ...origin }, rawBody: body });
+        assertMethodNotAllowed(known, 'GET, HEAD, POST');
+        const unknown = await anonymous.request('OPTIONS', '/v1/nothing-here', undefined, { headers: { ...headers, ...origin }, rawBody: body });
+        assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
+        assert.equal(unknown.body.code, 'not_found');
+      }
+    }
+  });
+
   it('a 429 to a listed origin carries the CORS headers, so the page can read its Retry-After', async () => {
     const limited = await startTestApp({ corsOrigins: [POS], rateLimitPerMinute: 2 });
     try {
