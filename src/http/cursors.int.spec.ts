@@ -38,6 +38,9 @@ describe('list cursors that decode but name no position are 400 at /querystring/
     ['/v1/visits', { scheduled_for: 'yesterday', id: '01a24665-81c7-7000-8000-000000000000' }],
     ['/v1/visits', { scheduled_for: '2026-02-01T10:00:00Z', id: 'x' }],
     ['/v1/pieces', { id: 'not-a-uuid' }],
+    // a code the database cannot hold (no store or SKU has one: it could not be stored)
+    ['/v1/stores', { code: 'A\u0000' }],
+    ['/v1/skus', { code: '\u0000' }],
   ];
 
   it('each is refused the same way, and reported as the client\'s mistake', async () => {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Type, type Static, type TSchema } from 'typebox';
 import { AppError, ERROR_STATUS } from '../core/errors.js';
+import { UNSTORABLE_CHARACTER } from '../core/text.js';
 
 /** Schemas shared by every module's routes (they also feed the OpenAPI document). */
 
@@ -237,7 +238,8 @@ export const cursorField = {
   /** A bigint id written as text. */
   int64Text: (value: unknown): value is string => typeof value === 'string' && /^\d{1,19}$/.test(value) && BigInt(value) <= INT64_MAX,
   safeInteger: (value: unknown): value is number => Number.isSafeInteger(value),
-  text: (value: unknown): value is string => typeof value === 'string',
+  /** Text the database can hold (no NUL, no unpaired surrogate): a code that could be stored. */
+  text: (value: unknown): value is string => typeof value === 'string' && !UNSTORABLE_CHARACTER.test(value),
   day: (value: unknown): value is string => typeof value === 'string' && isDayText(value),
   /** A moment as utcMicros writes it: `YYYY-MM-DDTHH:MM:SS.ffffffZ`. */
   utcMicros: (value: unknown): value is string => {
