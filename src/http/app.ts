@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -17,7 +18,7 @@ import type { Logger } from '../core/logger.js';
 import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
-import { answerClientError, sendProblem, toAppError } from './problem.js';
+import { answerClientError, sendProblem, toAppError, writeProblem } from './problem.js';
 import { bodyIsOptional, NoQuery, Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
@@ -264,6 +265,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       // server is closing and answers 502. Fastify's 72 s outlasts them.
       // (requestTimeout stays Node's 300 s, not Fastify's 0 = none.)
       server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+      // CONNECT never reaches Fastify: Node hands it to this event, and
+      // without a listener closed the connection unanswered. No route serves
+      // it: 405 with Allow on a path that has routes, else 404, as for any
+      // other method (answerNoRoute below), and the connection closed.
+      server.on('connect', (request: http.IncomingMessage, socket: Socket) => {
+        // The socket is ours now: a client that resets it must not crash the process.
+        socket.on('error', () => socket.destroy());
+        const path = (request.url ?? '').split('?')[0] ?? '';
+        const allowed = path.startsWith('/') ? ROUTABLE_METHODS.filter((method) => serves(method, path)) : [];
+        const correlationId = correlationIdOf(request);
+        if (allowed.length === 0) writeProblem(socket, new AppError('not_found', `no route for CONNECT ${path}`), correlationId);
+        else writeProblem(socket, new AppError('method_not_allowed', `${path} does not serve CONNECT; it serves ${allowed.join(', ')}`), correlationId, { Allow: allowed.join(', ') });
+        socket.end();
+      });
       return server;
     },
   };

@@ -322,6 +322,43 @@ describe('requests refused before they reach a route still get problem+json', ()
       assert.equal(response.body.correlation_id, response.headers['x-correlation-id']);
     });
   }
+
+  // CONNECT (a proxy's tunnel) is a method no route serves; Node hands it to
+  // a `connect` listener, and without one closed the connection unanswered.
+  const connects: Array<[string, number, string, string | undefined]> = [
+    ['/v1/stores', 405, 'method_not_allowed', 'GET, HEAD, POST'],
+    ['/v1/nothing-here', 404, 'not_found', undefined],
+    ['shop.example:443', 404, 'not_found', undefined],
+  ];
+  for (const [target, status, code, allow] of connects) {
+    it(`CONNECT ${target} → ${status} ${code} as problem+json (not a connection closed unanswered)`, async () => {
+      const response = await rawExchange(t.baseUrl, `CONNECT ${target} HTTP/1.1\r\nHost: x\r\nX-Correlation-ID: till-9-tunnel\r\n\r\n`);
+      assert.equal(response.status, status, JSON.stringify(response));
+      assert.match(response.headers['content-type'] ?? '', /^application\/problem\+json/);
+      assert.equal(response.headers.connection, 'close');
+      assert.equal(response.headers.allow, allow);
+      assert.deepEqual([response.body.code, response.body.status, response.body.correlation_id], [code, status, 'till-9-tunnel']);
+      assert.equal(response.headers['x-correlation-id'], 'till-9-tunnel');
+    });
+  }
+
+  it('a CONNECT whose client resets the connection leaves the server answering', async () => {
+    const { hostname, port } = new URL(t.baseUrl);
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        new Promise<void>((resolve) => {
+          const socket = net.connect(Number(port), hostname, () => {
+            socket.write('CONNECT /v1/stores HTTP/1.1\r\nHost: x\r\n\r\n');
+            socket.resetAndDestroy();
+          });
+          socket.on('error', () => undefined);
+          socket.on('close', () => resolve());
+        }),
+      ),
+    );
+    const { owner } = await t.newTenant();
+    assert.equal((await owner.get('/v1/stores')).status, 200);
+  });
 });
 
 describe('keep-alive connections', () => {

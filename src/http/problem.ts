@@ -224,18 +224,25 @@ export function answerClientError(error: ConnectionError, socket: Socket): void 
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   // Never write into a response already under way on this connection.
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (socket.writable && !inFlight?.headersSent) {
-    const appError = clientProblem(error.code);
-    const correlationId = randomUUID();
-    const body = JSON.stringify(problemOf(appError, correlationId));
-    socket.write(
-      `HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status]}\r\n` +
-        'Content-Type: application/problem+json; charset=utf-8\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-        `X-Correlation-ID: ${correlationId}\r\n` +
-        'Connection: close\r\n\r\n' +
-        body,
-    );
-  }
+  if (socket.writable && !inFlight?.headersSent) writeProblem(socket, clientProblem(error.code), randomUUID());
   socket.destroy(error);
+}
+
+/**
+ * Writes a problem straight to a socket no Fastify request owns (a request
+ * Node could not parse, a CONNECT) — the same document and headers as any
+ * other refusal, `extraHeaders` too (an `Allow`), announcing `Connection:
+ * close`: the caller closes the connection.
+ */
+export function writeProblem(socket: Socket, appError: AppError, correlationId: string, extraHeaders: Record<string, string> = {}): void {
+  const body = JSON.stringify(problemOf(appError, correlationId));
+  socket.write(
+    `HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status]}\r\n` +
+      'Content-Type: application/problem+json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      `X-Correlation-ID: ${correlationId}\r\n` +
+      Object.entries(extraHeaders).map(([name, value]) => `${name}: ${value}\r\n`).join('') +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
 }
