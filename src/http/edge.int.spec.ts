@@ -65,6 +65,21 @@ describe('rate limits', () => {
     }
   });
 
+  it('the METRICS_TOKEN is read from Authorization as the API reads a token: the scheme in any letter case, any spacing after it', async () => {
+    const guarded = await startTestApp({ metricsToken: 'scrape-me-0123456789' });
+    try {
+      const anonymous = new ApiClient(guarded.baseUrl, undefined);
+      for (const authorization of ['bearer scrape-me-0123456789', 'BEARER scrape-me-0123456789', 'Bearer  scrape-me-0123456789', 'Bearer\tscrape-me-0123456789']) {
+        assert.equal((await anonymous.get('/metrics', { headers: { authorization } })).status, 200, authorization);
+      }
+      for (const authorization of ['Bearer scrape-me-012345678', 'Basic scrape-me-0123456789', 'scrape-me-0123456789', 'Bearer scrape-me-0123456789 x']) {
+        assert.equal((await anonymous.get('/metrics', { headers: { authorization } })).status, 401, authorization);
+      }
+    } finally {
+      await guarded.close();
+    }
+  });
+
   it('a wrong METRICS_TOKEN is a failed authentication like a wrong API token: past the limit its address is 429 on /metrics (guessing it is capped) — the right one still scrapes', async () => {
     const guarded = await startTestApp({ metricsToken: 'scrape-me-0123456789', authFailuresPerMinute: 3 });
     try {
