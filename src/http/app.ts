@@ -89,6 +89,16 @@ const CORRELATION_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 /** The methods routes are registered for (HEAD comes with every GET). */
 const ROUTABLE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
+/** Whether a path is valid percent-encoding (what the router checks before routing). */
+function isPercentEncoding(path: string): boolean {
+  try {
+    decodeURI(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function correlationIdOf(request: http.IncomingMessage): string {
   const given = request.headers[CORRELATION_HEADER];
   return typeof given === 'string' && CORRELATION_ID.test(given) ? given : randomUUID();
@@ -273,8 +283,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         // The socket is ours now: a client that resets it must not crash the process.
         socket.on('error', () => socket.destroy());
         const path = (request.url ?? '').split('?')[0] ?? '';
-        const allowed = path.startsWith('/') ? ROUTABLE_METHODS.filter((method) => serves(method, path)) : [];
         const correlationId = correlationIdOf(request);
+        if (!isPercentEncoding(path)) {
+          // As the router refuses such a path for every other method (FST_ERR_BAD_URL).
+          writeProblem(socket, toAppError({ code: 'FST_ERR_BAD_URL' }).appError, correlationId);
+          socket.end();
+          return;
+        }
+        const allowed = path.startsWith('/') ? ROUTABLE_METHODS.filter((method) => serves(method, path)) : [];
         if (allowed.length === 0) writeProblem(socket, new AppError('not_found', `no route for CONNECT ${path}`), correlationId);
         else writeProblem(socket, new AppError('method_not_allowed', `${path} does not serve CONNECT; it serves ${allowed.join(', ')}`), correlationId, { Allow: allowed.join(', ') });
         socket.end();

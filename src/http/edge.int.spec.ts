@@ -344,6 +344,7 @@ describe('requests refused before they reach a route still get problem+json', ()
     ['/v1/stores', 405, 'method_not_allowed', 'GET, HEAD, POST'],
     ['/v1/nothing-here', 404, 'not_found', undefined],
     ['shop.example:443', 404, 'not_found', undefined],
+    ['/v1/sales/%E0%A4%A', 400, 'validation_failed', undefined],
   ];
   for (const [target, status, code, allow] of connects) {
     it(`CONNECT ${target} → ${status} ${code} as problem+json (not a connection closed unanswered)`, async () => {
