@@ -11,10 +11,16 @@ import type { SaleInput } from './sale.table.js';
 /**
  * SKUs seen by this process (every tenant's). A SKU is never deleted and its
  * unit and tracks_pieces never change (enforced in the database), so once
- * seen it is not read again. Bounded: when full it is emptied and refills.
+ * seen it is not read again. Bounded: when full, what it knows becomes the
+ * previous generation (consulted by `resolve` only) and it refills — so a
+ * lookup that found a SKU known, and then awaited its statement while another
+ * lane (another tenant) filled the cache, still resolves it (emptied
+ * outright, the cache lost it and the sale was refused: 400 unknown SKU).
  */
 export class SkuCatalogCache {
-  private readonly known = new Map<string, CatalogSku>();
+  private known = new Map<string, CatalogSku>();
+  /** What was known before the cache last filled up: still resolved, no longer counted as known by `missing`. */
+  private previous = new Map<string, CatalogSku>();
   constructor(private readonly limit = 100_000) {}
 
   /** The ids among `skuIds` to read from the database. */
@@ -25,17 +31,24 @@ export class SkuCatalogCache {
   /**
    * Every id of `skuIds` that exists, from what was known when `missing` was
    * asked plus what was then read — resolved BEFORE the cache may be emptied
-   * to make room, so a SKU known a moment ago is never reported unknown.
+   * to make room, and from the previous generation too, so a SKU known a
+   * moment ago is not reported unknown when another lookup filled the cache
+   * meanwhile (only a second filling-up — another `limit` SKUs read while
+   * this lookup's statement runs — would lose it).
    */
   resolve(tenantId: string, skuIds: readonly string[], read: readonly CatalogSku[]): Map<string, CatalogSku> {
     const readById = new Map(read.map((sku) => [sku.id, sku]));
     const resolved = new Map(
       skuIds.flatMap((id) => {
-        const sku = readById.get(id) ?? this.known.get(`${tenantId}/${id}`);
+        const key = `${tenantId}/${id}`;
+        const sku = readById.get(id) ?? this.known.get(key) ?? this.previous.get(key);
         return sku ? [[id, sku] as const] : [];
       }),
     );
-    if (this.known.size + read.length > this.limit) this.known.clear();
+    if (this.known.size + read.length > this.limit) {
+      this.previous = this.known;
+      this.known = new Map();
+    }
     for (const sku of read) this.known.set(`${tenantId}/${sku.id}`, sku);
     return resolved;
   }

@@ -24,3 +24,19 @@ describe('SkuCatalogCache', () => {
     assert.deepEqual(cache.missing('t', ['a', 'b']), ['a']);
   });
 });
+
+describe('SkuCatalogCache shared by concurrent lookups', () => {
+  it("a SKU known when one tenant's lookup asked `missing` is still resolved when another tenant's lookup emptied the cache meanwhile", () => {
+    // loadSaleStates asks `missing`, awaits its statement, then `resolve`s;
+    // other lanes (other tenants) run their own lookups on the same cache
+    // in between, and one of them may fill it past its limit.
+    const cache = new SkuCatalogCache(2);
+    cache.resolve('tenant A', ['a'], [sku('a')]);
+    assert.deepEqual(cache.missing('tenant A', ['a']), [], 'a is known: tenant A does not read it');
+    // meanwhile tenant B reads two new SKUs: the cache is full and is emptied to make room
+    assert.deepEqual(cache.missing('tenant B', ['x', 'y']), ['x', 'y']);
+    assert.deepEqual([...cache.resolve('tenant B', ['x', 'y'], [sku('x'), sku('y')]).keys()], ['x', 'y']);
+    // tenant A's statement read nothing: a must still be resolved, not reported as an unknown SKU (a 400 for a real SKU)
+    assert.deepEqual([...cache.resolve('tenant A', ['a'], []).keys()], ['a']);
+  });
+});
