@@ -142,7 +142,14 @@ export function validateSale(state: SaleState, request: SaleRequest): AppError |
     });
   }
   // As PostgreSQL read it (a leap second is the next minute, `+05` an hour
-  // offset); only a moment beyond year 9999 in UTC is left to refuse here.
+  // offset). A value it cannot read (`23:59:60.5`, an offset beyond ±15:59)
+  // was left out, and one outside the years 0001–9999 in UTC is null: both
+  // are refused at the field, as readClientMoment refuses them elsewhere.
+  if (sale.client_created_at !== undefined && !state.clientTimes.has(sale.client_created_at)) {
+    return new AppError('validation_failed', 'client_created_at cannot be read as a moment', {
+      errors: [{ path: '/body/client_created_at', message: 'must be a date-time PostgreSQL can read, within the years 0001–9999 in UTC' }],
+    });
+  }
   if (sale.client_created_at !== undefined && Number.isNaN(new Date(state.clientTimes.get(sale.client_created_at) ?? '').getTime())) {
     return new AppError('validation_failed', 'client_created_at is outside the years 0001–9999 (UTC)', {
       errors: [{ path: '/body/client_created_at', message: 'must fall within the years 0001–9999 in UTC' }],

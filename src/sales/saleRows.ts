@@ -60,8 +60,8 @@ const skuCache = new SkuCatalogCache();
  * Everything sales are decided against, per store, in ONE statement for any
  * number of stores: the stores, the SKUs not cached yet, the named customers,
  * the tenant's bulk threshold, the sales' client_created_at as PostgreSQL
- * reads them (UTC, microseconds; a value it cannot read fails the statement —
- * a 400) and — with `lock` — each store's stock balances of the SKUs its
+ * reads them (UTC, microseconds; one it cannot read is left out, one outside
+ * the years 0001–9999 is null: validateSale refuses both, 400) and — with `lock` — each store's stock balances of the SKUs its
  * sales name and its receipt counter (absent before the store's first sale).
  * Locks are taken balances first (store, then SKU order), then counters
  * (store order) — every stock change locks balances before a counter — and
@@ -107,8 +107,9 @@ export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly S
               FROM skus WHERE tenant_id = ${tenantId} AND id = ANY(${uncached}::uuid[])) AS skus,
              ARRAY(SELECT id FROM parties WHERE tenant_id = ${tenantId} AND id = ANY(${customerIds}::uuid[]) AND kind = 'customer') AS customers,
              (SELECT settings ->> 'bulk_sale_threshold' FROM tenants WHERE id = ${tenantId}) AS bulk_threshold,
+             -- one PostgreSQL cannot read is left out (validateSale refuses it at its field), never cast: that failed the statement
              (SELECT coalesce(jsonb_object_agg(t, ${utcMicrosWithinYears(sql`t::timestamptz`)}), '{}'::jsonb)
-              FROM unnest(${clientTimes}::text[]) AS t) AS client_times,
+              FROM unnest(${clientTimes}::text[]) AS t WHERE pg_input_is_valid(t, 'timestamptz')) AS client_times,
              -- balances before the counters: the same lock order as every stock change
              (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances) AS stock,
              (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters) AS counters`,

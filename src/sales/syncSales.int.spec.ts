@@ -116,6 +116,26 @@ describe('POST /v1/sync/sales: offline tills', () => {
     assert.equal(response.body.results[2].body.code, 'forbidden');
   });
 
+  it('a client_created_at the format allows but PostgreSQL cannot read (a fractional leap second, an offset beyond ±15:59): 400 at that sale\'s client_created_at, alone or synced; the rest of the batch is applied', async () => {
+    for (const at of ['2016-12-31T23:59:60.5Z', '2026-01-15T10:00:00+16:00']) {
+      const before = await saleRowCounts(t, tenantId);
+      const alone = await cashier.post('/v1/sales', { store_id: storeId, payment_method: 'cash', client_created_at: at, items: [{ sku_id: milk, quantity: 1, unit_price: 120 }] });
+      assert.equal(alone.status, 400, `${at}: ${JSON.stringify(alone.body)}`);
+      assert.equal(alone.body.code, 'validation_failed');
+      assert.deepEqual(alone.body.errors.map((error: { path: string }) => error.path), ['/body/client_created_at'], at);
+      assert.deepEqual(await saleRowCounts(t, tenantId), before, `${at}: nothing written`);
+
+      const response = await cashier.post('/v1/sync/sales', { sales: [queued(1), { ...queued(1), client_created_at: at }, queued(1)] });
+      assert.equal(response.status, 200);
+      assert.deepEqual(response.body.results.map((r: { status: number }) => r.status), [201, 400, 201], at);
+      const refused = response.body.results[1].body;
+      assert.equal(refused.code, 'validation_failed');
+      assert.deepEqual(refused.errors.map((error: { path: string }) => error.path), ['/body/sales/1/client_created_at'], at);
+      const after = await saleRowCounts(t, tenantId);
+      assert.equal(Number(after.sales), Number(before.sales) + 2, `${at}: the two other sales are written`);
+    }
+  });
+
   it('an offline sale that now lacks stock is recorded: stock goes to 0, the shortfall is on the line and in a review item', async () => {
     // Given: 5 eggs left
     const { balance } = await balanceAndLedger(t, tenantId, storeId, eggs);
