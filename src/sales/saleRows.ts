@@ -107,9 +107,10 @@ export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly S
               FROM skus WHERE tenant_id = ${tenantId} AND id = ANY(${uncached}::uuid[])) AS skus,
              ARRAY(SELECT id FROM parties WHERE tenant_id = ${tenantId} AND id = ANY(${customerIds}::uuid[]) AND kind = 'customer') AS customers,
              (SELECT settings ->> 'bulk_sale_threshold' FROM tenants WHERE id = ${tenantId}) AS bulk_threshold,
-             -- one PostgreSQL cannot read is left out (validateSale refuses it at its field), never cast: that failed the statement
-             (SELECT coalesce(jsonb_object_agg(t, ${utcMicrosWithinYears(sql`t::timestamptz`)}), '{}'::jsonb)
-              FROM unnest(${clientTimes}::text[]) AS t WHERE pg_input_is_valid(t, 'timestamptz')) AS client_times,
+             -- one PostgreSQL cannot read is left out (validateSale refuses it at its field): cast here, it failed the statement
+             (SELECT coalesce(jsonb_object_agg(t, ${utcMicrosWithinYears(sql`read.at`)}), '{}'::jsonb)
+              FROM unnest(${clientTimes}::text[]) AS t CROSS JOIN LATERAL (SELECT timestamptz_or_null(t) AS at) AS read
+              WHERE read.at IS NOT NULL) AS client_times,
              -- balances before the counters: the same lock order as every stock change
              (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances) AS stock,
              (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters) AS counters`,
