@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { postmasterAlive, processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
+import { EmbeddedDatabaseInUse, postmasterAlive, processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
 
 describe('embedded PostgreSQL: the superuser password never sits where others can read it', () => {
   it('withPrivateTmpdir: os.tmpdir() is a directory others cannot list, cleared of what a killed start left, removed after', async () => {
@@ -110,6 +110,31 @@ describe('embedded PostgreSQL: a stale postmaster.pid', () => {
       other.kill('SIGKILL');
       mine.kill('SIGKILL');
       rmSync(bin, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('embedded PostgreSQL: a stale pg-owner claim', () => {
+  it('naming this very process\'s pid (a container restarted after a kill: the service gets the same pid each time) is taken as stale, and the server starts', { timeout: 120_000 }, async () => {
+    // Given a data folder whose owner was killed (its pg-owner left behind), and this process now has the pid it named
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-samepid-'));
+    try {
+      const first = await startEmbeddedPostgres({ dataDir });
+      await first.stop();
+      writeFileSync(path.join(dataDir, 'pg-owner'), `${process.pid}\n`);
+
+      // When the service starts on it again
+      const second = await startEmbeddedPostgres({ dataDir });
+      try {
+        // Then it owns the server, and a second start in this process while it runs is still refused
+        assert.equal(readFileSync(path.join(dataDir, 'pg-owner'), 'utf8').trim(), String(process.pid));
+        await assert.rejects(startEmbeddedPostgres({ dataDir }), (error: Error) => error instanceof EmbeddedDatabaseInUse);
+      } finally {
+        await second.stop();
+      }
+      assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'the claim is given up on stop');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

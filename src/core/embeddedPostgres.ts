@@ -148,17 +148,27 @@ function ownerAlive(pid: number): boolean {
   }
 }
 
+/**
+ * The data folders whose claim this process holds. A claim naming this
+ * process's pid that is not among them was left by an earlier process that
+ * had the same pid: a container restarted after a kill gives the service the
+ * same pid each time, and that claim used to refuse every later start.
+ */
+const claimedRoots = new Set<string>();
+
 async function claimOwnership(root: string): Promise<void> {
   const file = path.join(root, OWNER_FILE);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      claimedRoots.add(root);
       return;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && ownerAlive(owner)) {
+    const staleOwnPid = owner === process.pid && !claimedRoots.has(root);
+    if (Number.isInteger(owner) && owner > 0 && !staleOwnPid && ownerAlive(owner)) {
       throw new EmbeddedDatabaseInUse(
         `the embedded PostgreSQL under ${root} is run by storekeep process ${owner}: stop that process first, or run next to it with ` +
           '`storekeep worker` / `storekeep check` (they share it), or give this process DATABASE_URL',
@@ -173,6 +183,7 @@ async function releaseOwnership(root: string): Promise<void> {
   const file = path.join(root, OWNER_FILE);
   const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
   if (owner === process.pid) await rm(file, { force: true });
+  claimedRoots.delete(root);
 }
 
 /** Stops a server left running by a process that died without stopping it. */
