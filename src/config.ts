@@ -75,6 +75,22 @@ function optional(env: Env, name: string): string | undefined {
   return raw === undefined || raw === '' ? undefined : raw;
 }
 
+/**
+ * An optional bearer token (RFC 6750: no whitespace). One with a space or a
+ * line break — a secret file's trailing newline, read into the variable —
+ * could never be sent in an `Authorization` header (clients and proxies trim
+ * it; the API reads `Bearer <token>` as one word): accepted, it locked the
+ * operator or the scraper out with a bare 401, or made every call to the
+ * provider fail. The message does not repeat the secret.
+ */
+function bearerToken(env: Env, name: string): string | undefined {
+  const raw = optional(env, name);
+  if (raw !== undefined && /[\s\x00-\x1f\x7f]/.test(raw)) {
+    throw new ConfigError(`${name} has a space, a tab, a line break or another control character (a trailing newline from a secret file?): a bearer token has none, and no client could send this one`);
+  }
+  return raw;
+}
+
 function httpUrl(env: Env, name: string, fallback: string): string {
   const raw = optional(env, name) ?? fallback;
   let url: URL;
@@ -187,7 +203,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (databaseAppUrl !== undefined && databaseUrl === undefined) {
     throw new ConfigError('DATABASE_APP_URL needs DATABASE_URL (the embedded PostgreSQL makes its own app login)');
   }
-  const rootToken = optional(env, 'STOREKEEP_ROOT_TOKEN');
+  const rootToken = bearerToken(env, 'STOREKEEP_ROOT_TOKEN');
   if (rootToken !== undefined && rootToken.length < 16) {
     throw new ConfigError('STOREKEEP_ROOT_TOKEN must be at least 16 characters long');
   }
@@ -230,7 +246,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: logLevel as Config['logLevel'],
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 60_000, 1, 10_000_000),
     authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 600, 1, 1_000_000),
-    metricsToken: optional(env, 'METRICS_TOKEN'),
+    metricsToken: bearerToken(env, 'METRICS_TOKEN'),
     idempotencyTtlHours: integer(env, 'IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 365),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 20, 2, 500),
@@ -241,7 +257,7 @@ export function loadConfig(env: Env = process.env): Config {
     jobRetryMaxMs,
     jobMaxAttempts: integer(env, 'JOB_MAX_ATTEMPTS', 8, 1, 100),
     fulfilmentUrl: httpUrl(env, 'FULFILMENT_PROVIDER_URL', 'http://127.0.0.1:8090'),
-    fulfilmentApiKey: optional(env, 'FULFILMENT_API_KEY'),
+    fulfilmentApiKey: bearerToken(env, 'FULFILMENT_API_KEY'),
     fulfilmentWebhookSecret: optional(env, 'FULFILMENT_WEBHOOK_SECRET'),
     fulfilmentTimeoutMs,
     fulfilmentWebhookToleranceSeconds: integer(env, 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 86_400),

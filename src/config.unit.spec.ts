@@ -153,3 +153,26 @@ describe('loadConfig: CORS_ORIGINS', () => {
     assert.match(refusal('https://a.example.com,,https://b.example.com'), /CORS_ORIGINS has an empty entry/);
   });
 });
+
+describe('loadConfig: tokens a client can present', () => {
+  const refusal = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      return error.message;
+    }
+    return 'accepted';
+  };
+
+  it('STOREKEEP_ROOT_TOKEN, METRICS_TOKEN or FULFILMENT_API_KEY with a space, a tab or a line break (a secret file\'s trailing newline) is refused, naming the variable — such a token could never be sent in an Authorization header, and the operator was locked out with a bare 401', () => {
+    for (const name of ['STOREKEEP_ROOT_TOKEN', 'METRICS_TOKEN', 'FULFILMENT_API_KEY']) {
+      for (const value of ['operator-token-0123456789\n', ' operator-token-0123456789', 'operator-token-0123456789\r\n', 'operator\ttoken-0123456789']) {
+        assert.match(refusal({ [name]: value }), new RegExp(`^${name} `), `${name}=${JSON.stringify(value)}`);
+      }
+    }
+    // and the message never repeats the secret itself
+    assert.doesNotMatch(refusal({ STOREKEEP_ROOT_TOKEN: 'operator-token-0123456789\n' }), /operator-token/);
+    assert.equal(refusal({ STOREKEEP_ROOT_TOKEN: 'operator-token-0123456789', METRICS_TOKEN: 'metrics-token', FULFILMENT_API_KEY: 'key_123' }), 'accepted');
+  });
+});
