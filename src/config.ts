@@ -91,15 +91,23 @@ function bearerToken(env: Env, name: string): string | undefined {
   return raw;
 }
 
+/**
+ * A base URL the API's paths are appended to. Refused: user info (fetch
+ * refuses a URL with credentials, so every call would fail — the credential
+ * is FULFILMENT_API_KEY), a query or a fragment (the paths would land after
+ * them). The messages never repeat the value: it may hold a password.
+ */
 function httpUrl(env: Env, name: string, fallback: string): string {
   const raw = optional(env, name) ?? fallback;
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(`${name} is not a valid URL, got "${raw}"`);
+    throw new ConfigError(`${name} is not a valid URL (expected http(s)://host[:port][/path])`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`${name} must start with http:// or https://`);
+  if (url.username !== '' || url.password !== '') throw new ConfigError(`${name} must not hold a user name or password (the provider's credential is FULFILMENT_API_KEY)`);
+  if (url.search !== '' || url.hash !== '' || /[?#]/.test(raw)) throw new ConfigError(`${name} must not have a query or fragment: it is a base URL the API's paths are appended to`);
   return raw.replace(/\/+$/, '');
 }
 

@@ -176,3 +176,26 @@ describe('loadConfig: tokens a client can present', () => {
     assert.equal(refusal({ STOREKEEP_ROOT_TOKEN: 'operator-token-0123456789', METRICS_TOKEN: 'metrics-token', FULFILMENT_API_KEY: 'key_123' }), 'accepted');
   });
 });
+
+describe('loadConfig: FULFILMENT_PROVIDER_URL', () => {
+  const refusal = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      return error.message;
+    }
+    return 'accepted';
+  };
+
+  it('refuses user info (fetch refuses such a URL: every call to the provider would fail — FULFILMENT_API_KEY is the credential), a query or a fragment (the paths are appended after it), never repeating a password', () => {
+    for (const value of ['http://user:s3cret-pw@provider.example', 'https://user@provider.example/api', 'https://provider.example/api?key=s3cret-pw', 'https://provider.example/api#x']) {
+      const message = refusal({ FULFILMENT_PROVIDER_URL: value });
+      assert.match(message, /^FULFILMENT_PROVIDER_URL /, value);
+      assert.doesNotMatch(message, /s3cret-pw/, value);
+    }
+    // not a URL at all: the message does not repeat it either (it may hold a password)
+    assert.doesNotMatch(refusal({ FULFILMENT_PROVIDER_URL: 'http://user:s3cret-pw@' }), /s3cret-pw/);
+    assert.equal(loadConfig({ FULFILMENT_PROVIDER_URL: 'https://provider.example/api/' }).fulfilmentUrl, 'https://provider.example/api');
+  });
+});
