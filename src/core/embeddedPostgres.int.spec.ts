@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import pg from 'pg';
 import { EmbeddedDatabaseInUse, postmasterAlive, processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
 
 describe('embedded PostgreSQL: the superuser password never sits where others can read it', () => {
@@ -133,6 +134,37 @@ describe('embedded PostgreSQL: a stale pg-owner claim', () => {
         await second.stop();
       }
       assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'the claim is given up on stop');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('embedded PostgreSQL: a restart keeps its port', () => {
+  it('a worker or check attached to the server (they keep its address) reconnects after the API restarts it, instead of knocking on a port nobody listens on for good', { timeout: 120_000 }, async () => {
+    // Given an embedded server, and a pool of an attached process (a worker) made while it ran
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-sameport-'));
+    try {
+      const first = await startEmbeddedPostgres({ dataDir });
+      const attached = new pg.Pool({ connectionString: first.url, max: 1 });
+      attached.on('error', () => undefined);
+      try {
+        assert.equal((await attached.query('SELECT 1 AS one')).rows[0].one, 1);
+
+        // When the API stops it and starts it again (a restart, a deploy)
+        await first.stop();
+        await assert.rejects(attached.query('SELECT 1'));
+        const second = await startEmbeddedPostgres({ dataDir });
+        try {
+          // Then it listens where it did, and the attached pool works again
+          assert.equal(second.port, first.port);
+          assert.equal((await attached.query('SELECT 2 AS two')).rows[0].two, 2);
+        } finally {
+          await second.stop();
+        }
+      } finally {
+        await attached.end();
+      }
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

@@ -79,6 +79,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether `port` is free on loopback right now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** The embedded server's port at its last start, reused at the next one when free. */
+const PORT_FILE = 'pg-port';
+
 /** Running, and not a zombie waiting to be reaped (containers often lack a reaping init). */
 export function processAlive(pid: number): boolean {
   try {
@@ -334,25 +347,40 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   await stopStaleServer(pgData, options.logger);
 
   const user = osUser();
-  const port = await freePort();
-  const settings: Record<string, string> = {
-    listen_addresses: '127.0.0.1',
-    port: String(port),
-    unix_socket_directories: '',
-    max_connections: '200',
-    // A new shop's tables start empty and grow by thousands of rows a minute.
-    // Until autovacuum re-analyses them, PostgreSQL's cached foreign-key
-    // checks keep the sequential scans it chose for empty tables (measured:
-    // sales 3–4× slower in a fresh database's first minute, bench/sales.ts).
-    // Look every 10 s instead of every minute.
-    autovacuum_naptime: '10s',
-    ...options.settings,
-  };
-  const serverOptions = Object.entries(settings)
-    .map(([name, value]) => `-c ${name}=${value}`)
-    .join(' ');
   const pgCtl = await pgCtlPath();
-  await run(pgCtl, ['start', '-w', '-t', '60', '-D', pgData, '-l', path.join(pgData, 'server.log'), '-o', serverOptions], user);
+  const startOn = async (port: number) => {
+    const settings: Record<string, string> = {
+      listen_addresses: '127.0.0.1',
+      port: String(port),
+      unix_socket_directories: '',
+      max_connections: '200',
+      // A new shop's tables start empty and grow by thousands of rows a minute.
+      // Until autovacuum re-analyses them, PostgreSQL's cached foreign-key
+      // checks keep the sequential scans it chose for empty tables (measured:
+      // sales 3–4× slower in a fresh database's first minute, bench/sales.ts).
+      // Look every 10 s instead of every minute.
+      autovacuum_naptime: '10s',
+      ...options.settings,
+    };
+    const serverOptions = Object.entries(settings)
+      .map(([name, value]) => `-c ${name}=${value}`)
+      .join(' ');
+    await run(pgCtl, ['start', '-w', '-t', '60', '-D', pgData, '-l', path.join(pgData, 'server.log'), '-o', serverOptions], user);
+  };
+  // The port of the last start, when it is still free: a worker or a check
+  // attached to the server keeps its address, and reconnects when the API
+  // restarts it — on a new random port it knocked on a dead one for good.
+  const portFile = path.join(root, PORT_FILE);
+  const remembered = Number((await readFile(portFile, 'utf8').catch(() => '')).trim());
+  let port = Number.isInteger(remembered) && remembered > 0 && remembered <= 65535 && (await portFree(remembered)) ? remembered : await freePort();
+  try {
+    await startOn(port);
+  } catch (error) {
+    if (port !== remembered) throw error;
+    port = await freePort(); // taken between the look and the start
+    await startOn(port);
+  }
+  await writeFile(portFile, `${port}\n`, { mode: 0o600 });
   options.logger?.info({ port }, 'embedded PostgreSQL started');
 
   let stopping: Promise<void> | undefined;
