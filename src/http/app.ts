@@ -430,7 +430,23 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   // Shared rate limits (REDIS_URL): its connection closes with the app.
   const redis = config.redisUrl ? new (await import('ioredis')).Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 }) : undefined;
-  if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => redis.disconnect())));
+  if (redis) {
+    // Without a listener, ioredis printed "[ioredis] Unhandled error event"
+    // and a stack on stderr — outside the log — at every reconnect (several a
+    // second) for as long as Redis stayed down. One warning per outage.
+    let down = false;
+    redis.on('error', (error: unknown) => {
+      if (down) return;
+      down = true;
+      logger.warn({ err: error }, 'Redis (REDIS_URL) is unavailable: rate limits are not enforced, requests are let through, until it answers again');
+    });
+    redis.on('ready', () => {
+      if (!down) return;
+      down = false;
+      logger.info('Redis (REDIS_URL) answers again: rate limits are shared again');
+    });
+    app.addHook('onClose', async () => void (await redis.quit().catch(() => redis.disconnect())));
+  }
   await app.register(rateLimit, {
     global: true,
     max: config.rateLimitPerMinute,
