@@ -170,3 +170,24 @@ describe('embedded PostgreSQL: a restart keeps its port', () => {
     }
   });
 });
+
+describe('embedded PostgreSQL: stopping a server that already stopped', () => {
+  for (const [how, signal] of [['shut down (SIGINT)', 'SIGINT'], ['killed (SIGKILL)', 'SIGKILL']] as const) {
+    it(`one whose postmaster was ${how} under the service: stop() resolves and gives up the claim — a SIGTERM of the API then exited 1 with "shutdown failed" and a pg_ctl stack`, { timeout: 120_000 }, async () => {
+      const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-gone-'));
+      try {
+        const server = await startEmbeddedPostgres({ dataDir });
+        const pid = Number(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+        process.kill(pid, signal);
+        while (processAlive(pid)) await new Promise((resolve) => setTimeout(resolve, 50));
+        await server.stop();
+        assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'the claim is given up');
+        // and the next start finds the folder usable
+        const next = await startEmbeddedPostgres({ dataDir });
+        await next.stop();
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -199,6 +199,17 @@ async function releaseOwnership(root: string): Promise<void> {
   claimedRoots.delete(root);
 }
 
+/** Whether the server of `pgData` is running (its postmaster.pid names a live postmaster of it). */
+function serverRunning(pgData: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path.join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return false;
+  }
+  return Number.isInteger(pid) && pid > 0 && postmasterAlive(pid, pgData);
+}
+
 /** Stops a server left running by a process that died without stopping it. */
 async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
   const pidFile = path.join(pgData, 'postmaster.pid');
@@ -389,7 +400,16 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
     url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     stop: () =>
       (stopping ??= (async () => {
-        await run(pgCtl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgData], user);
+        try {
+          await run(pgCtl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgData], user);
+        } catch (error) {
+          // A server that stopped under us (it crashed, was killed, or shut
+          // down by hand) is stopped: pg_ctl fails on it ("PID file does not
+          // exist", "No such process"), which made a SIGTERM of the API exit 1
+          // with a stack and leave its claim. One still running did not stop.
+          if (serverRunning(pgData)) throw error;
+          options.logger?.warn({ err: error }, 'the embedded PostgreSQL had already stopped');
+        }
         ownedServers.delete(server);
         await releaseOwnership(root);
         options.logger?.info('embedded PostgreSQL stopped');
