@@ -104,14 +104,27 @@ export async function operatorTokenHashes(config: Config, adminUrl: string, logg
   const client = new pg.Client(adminUrl);
   await client.connect();
   try {
+    // Two processes starting at once on a fresh database (replicas) take
+    // turns: each made a token of its own, accepted by itself only, and the
+    // second overwrote the first's file. The file is written before the
+    // commit, so a token is never stored that no file holds.
+    await client.query('BEGIN');
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('storekeep.operatorToken'))");
     const existing = await client.query<{ token_hash: Buffer }>('SELECT token_hash FROM operator_tokens');
-    if (existing.rows.length > 0) return { hashes: existing.rows.map((row) => row.token_hash), file };
+    if (existing.rows.length > 0) {
+      await client.query('COMMIT');
+      return { hashes: existing.rows.map((row) => row.token_hash), file };
+    }
     const token = generateToken();
     await client.query('INSERT INTO operator_tokens (token_hash) VALUES ($1)', [hashToken(token)]);
     await mkdir(config.dataDir, { recursive: true });
     await writeFile(file, `${token}\n`, { mode: 0o600 });
+    await client.query('COMMIT');
     logger.info({ file }, 'generated the operator token');
     return { hashes: [hashToken(token)], generated: token, file };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
   } finally {
     await client.end();
   }
