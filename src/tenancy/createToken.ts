@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { generateToken, hashToken, type TenantPrincipal } from '../core/auth.js';
 import { AlreadyDone, type Command } from '../core/command.js';
-import { all, maybeOne, one } from '../core/db.js';
+import { all, lockNamed, maybeOne, one } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Role } from '../core/permissions.js';
@@ -90,7 +90,8 @@ export interface RevokedToken {
  * Revokes an API token: it stops authenticating (in this process at once;
  * in other processes within the authentication cache's 10 s). The issuer's
  * rules apply: only an owner revokes an owner token, and a store-scoped
- * issuer only tokens within its own stores. Revoking a revoked token answers
+ * issuer only tokens within its own stores. The tenant's last owner token of
+ * every store is not revoked (409 conflict). Revoking a revoked token answers
  * it again (AlreadyDone: nothing written). The caller evicts it from its
  * process's cache (Authenticator.forgetToken).
  */
@@ -115,6 +116,26 @@ export async function revokeToken(cmd: Command, tokenId: string): Promise<Revoke
         ORDER BY id LIMIT 1`,
     );
     throw new AlreadyDone(row, revokedBy?.op_id ?? null);
+  }
+  if (row.role === 'owner' && row.store_ids === null) {
+    // The tenant keeps an owner token of every store: without one, nobody can
+    // issue an owner token again, nor a token of every store once the admins
+    // are gone — and the operator only creates tenants. Revokes of such
+    // tokens take turns (two owners revoking each other at once: the second
+    // then sees the first's revoke, and is refused).
+    await lockNamed(cmd.tx, `owner-tokens:${cmd.tenantId}`);
+    const others = await one(
+      cmd.tx,
+      sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM api_tokens
+        WHERE tenant_id = ${cmd.tenantId} AND role = 'owner' AND store_ids IS NULL AND revoked_at IS NULL AND id <> ${tokenId}`,
+    );
+    if (others.n === 0) {
+      throw new AppError(
+        'conflict',
+        "this is the tenant's last owner token of every store: issue another owner token (POST /v1/tokens, role owner, no store_ids) before revoking it",
+      );
+    }
   }
   const revoked = await one(cmd.tx, sql<{ revoked_at: Date }>`UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = ${cmd.tenantId} AND id = ${tokenId} RETURNING revoked_at`);
   cmd.touch('api_tokens', tokenId, 'updated');

@@ -111,11 +111,11 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
   app.post(
     '/v1/tokens/:id/revoke',
     {
-      config: { permission: 'tokens.create', refusals: { forbidden: 'an owner token revoked by a non-owner' } },
+      config: { permission: 'tokens.create', refusals: { forbidden: 'an owner token revoked by a non-owner', conflict: "the tenant's last owner token of every store" } },
       schema: {
         tags: ['tenancy'],
         summary:
-          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long), and at once in a process that answers the replay of the revoke or a repeat revoke. Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). Revoking a revoked token returns it again. A replay by Idempotency-Key goes to the token that sent the revoke or to a caller that may revoke that token (404 for others).',
+          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long), and at once in a process that answers the replay of the revoke or a repeat revoke. Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). The tenant\'s last owner token of every store (no store_ids) is not revoked: 409 conflict, nothing written — issue another owner token first (two owners revoking each other at once: one is revoked, the other refused). Revoking a revoked token returns it again. A replay by Idempotency-Key goes to the token that sent the revoke or to a caller that may revoke that token (404 for others).',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,
