@@ -153,7 +153,13 @@ describe('storekeep with a database that refuses the login, or a port it cannot 
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
     try {
       await waitFor('the API to wait for the migration lock', async () => {
-        const { rows } = await holder.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+        // This file's database only: pg_locks is the whole server's, and another
+        // test file may be waiting on an advisory lock of its own (the SIGTERM
+        // then reached the API before it had even connected: exit, no line).
+        const { rows } = await holder.query(
+          `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ${PG_MIGRATE_LOCK_ID} % 4294967296
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+        );
         return rows.length > 0;
       }, 60_000, 100);
       // When it is told to stop
