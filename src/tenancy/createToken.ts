@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { generateToken, hashToken, type TenantPrincipal } from '../core/auth.js';
 import { AlreadyDone, type Command } from '../core/command.js';
-import { all, lockNamed, maybeOne, one } from '../core/db.js';
+import { all, andIf, lockNamed, maybeOne, one, type Tx } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Role } from '../core/permissions.js';
@@ -141,4 +141,31 @@ export async function revokeToken(cmd: Command, tokenId: string): Promise<Revoke
   cmd.touch('api_tokens', tokenId, 'updated');
   cmd.audit({ type: 'token.revoked', subjectType: 'api_token', subjectId: tokenId, before: { revoked_at: null }, after: { revoked_at: revoked.revoked_at } });
   return { ...row, revoked_at: revoked.revoked_at };
+}
+
+/** A token as listed: never its hash. */
+export interface ListedToken {
+  id: string;
+  name: string;
+  role: string;
+  store_ids: string[] | null;
+  created_at: Date;
+  revoked_at: Date | null;
+}
+
+/**
+ * The tenant's tokens in id (issue) order, revoked ones included, after the
+ * id `after`: for a caller limited to some stores, only the tokens within
+ * them — the tokens it could revoke (others are 404 to it there too).
+ */
+export async function listTokens(tx: Tx, principal: TenantPrincipal, after: string | undefined, limit: number): Promise<ListedToken[]> {
+  return all(
+    tx,
+    sql<ListedToken>`
+      SELECT id, name, role, store_ids, created_at, revoked_at FROM api_tokens
+      WHERE tenant_id = ${principal.tenantId}
+        ${andIf(principal.storeIds, (scope) => sql`store_ids <@ ${scope}::uuid[]`)}
+        ${andIf(after, (id) => sql`id > ${id}`)}
+      ORDER BY id LIMIT ${limit}`,
+  );
 }

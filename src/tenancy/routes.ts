@@ -4,9 +4,9 @@ import { runCommand } from '../core/command.js';
 import { describeRole, ROLES } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { IdempotencyHeaders, IdParams, IfMatchHeaders, Name, NoBody, Timestamp, Uuid } from '../http/schemas.js';
+import { decodeCursor, IdempotencyHeaders, IdParams, IfMatchHeaders, isUuidIdCursor, ListQuery, listOf, Name, NoBody, Page, pageOf, Timestamp, Uuid } from '../http/schemas.js';
 import { createTenant } from './createTenant.js';
-import { createToken, revokeToken, tokenReplayVisibleTo } from './createToken.js';
+import { createToken, listTokens, revokeToken, tokenReplayVisibleTo } from './createToken.js';
 import { getVersionedTenantSettings, updateTenantSettings } from './updateTenantSettings.js';
 import { etagOf, optionalExpectedVersion } from '../http/etag.js';
 import { MERGE_PATCH_CONSUMES } from '../http/json.js';
@@ -106,6 +106,35 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
         status: 201,
         body: await createToken(cmd, request.body),
       })),
+  );
+
+  const ListedToken = Type.Object({
+    id: Uuid,
+    name: Type.String(),
+    role: Type.String(),
+    store_ids: Type.Union([Type.Array(Uuid), Type.Null()], { description: 'null: every store' }),
+    created_at: Timestamp,
+    revoked_at: Type.Union([Timestamp, Type.Null()], { description: 'null: the token authenticates' }),
+  });
+  app.get(
+    '/v1/tokens',
+    {
+      config: { permission: 'tokens.create' },
+      schema: {
+        tags: ['tenancy'],
+        summary:
+          "The tenant's API tokens, in the order they were issued, revoked ones included (revoked_at): what an owner or admin needs to find a token's id to revoke it. Never the token or its hash. A caller limited to some stores sees only the tokens within them (the ones it may revoke).",
+        querystring: ListQuery,
+        response: { 200: Page(ListedToken) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const limit = request.query.limit ?? 50;
+      const after = decodeCursor(request.query.cursor, isUuidIdCursor, listOf(request))?.id;
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listTokens(tx, principal, after, limit + 1));
+      return pageOf(rows, limit, (last) => ({ id: last.id }), listOf(request));
+    },
   );
 
   app.post(
