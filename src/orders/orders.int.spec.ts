@@ -7,7 +7,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim } from '../providerSim/providerSim.js';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { runCommand } from '../core/command.js';
 import { applyOrderEvent } from './applyOrderEvent.js';
 import { signWebhook } from './webhookSignature.js';
@@ -276,6 +276,35 @@ describe('orders API (no worker running)', () => {
     assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM fulfilment_webhook_events WHERE order_id = $1`, [order.body.id])).rows[0].n, 0);
     // the same event without the extra field is applied
     assert.equal((await postWebhook(t.baseUrl, event)).status, 200);
+    assert.equal(await statusOf(t.admin, order.body.id), 'submitted');
+  });
+
+  it('the signature covers the bytes the provider sent: a signed body opening with a byte order mark is taken, a signed body that is not UTF-8 is 400 malformed_json (not 401)', async () => {
+    const shop = await newOrderShop(t);
+    const order = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(order.status, 201);
+    const send = async (bytes: Buffer) => {
+      const timestamp = Math.floor(Date.now() / 1000);
+      const mac = createHmac('sha256', WEBHOOK_SECRET).update(`${timestamp}.`).update(bytes).digest('hex');
+      const response = await fetch(`${t.baseUrl}/v1/webhooks/fulfilment`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'fulfilment-signature': `t=${timestamp},v1=${mac}` },
+        body: bytes,
+      });
+      return { status: response.status, body: (await response.json()) as { code?: string; applied?: boolean } };
+    };
+    // Not UTF-8 (a Latin-1 "é" in the provider's own field), signed over those bytes: malformed, not a forged delivery.
+    const latin1 = Buffer.concat([
+      Buffer.from(JSON.stringify(providerEvent(shop.tenantId, order.body.id, 'accepted')).replace(/}}$/, ',"note":"caf'), 'utf8'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}}', 'utf8'),
+    ]);
+    const notUtf8 = await send(latin1);
+    assert.deepEqual([notUtf8.status, notUtf8.body.code], [400, 'malformed_json']);
+    assert.equal(await statusOf(t.admin, order.body.id), 'pending');
+    // UTF-8 with a byte order mark (JSON readers may ignore it; every other route does), signed over the bytes sent.
+    const withBom = await send(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(providerEvent(shop.tenantId, order.body.id, 'accepted')), 'utf8')]));
+    assert.deepEqual([withBom.status, withBom.body.applied], [200, true], JSON.stringify(withBom.body));
     assert.equal(await statusOf(t.admin, order.body.id), 'submitted');
   });
 

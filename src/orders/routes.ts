@@ -136,7 +136,8 @@ async function receiveDelivery(receive: (input: CommandInput) => Promise<Command
 
 declare module 'fastify' {
   interface FastifyRequest {
-    rawBody?: string;
+    /** The webhook body's bytes as received (what its signature covers). */
+    rawBody?: Buffer;
     bodyParseError?: boolean;
   }
 }
@@ -226,17 +227,17 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
   await app.register(async (hooks) => {
     hooks.removeContentTypeParser('application/json');
     hooks.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request: FastifyRequest, body: string | Buffer, done) => {
+      // The signature covers the bytes sent (a byte order mark included, which the text below drops).
+      request.rawBody = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
       let text: string;
       try {
         text = typeof body === 'string' ? body : utf8TextOf(body);
       } catch {
-        // Not UTF-8: the signature is still checked first (over these bytes as read), then malformed_json.
-        request.rawBody = body.toString('utf8');
+        // Not UTF-8: the signature is still checked first (over these bytes), then malformed_json.
         request.bodyParseError = true;
         done(null, undefined);
         return;
       }
-      request.rawBody = text;
       try {
         done(null, text.length > 0 ? JSON.parse(text) : undefined);
       } catch {
@@ -294,7 +295,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
           const check = verifyWebhookSignature(
             config.fulfilmentWebhookSecret,
             typeof header === 'string' ? header : undefined,
-            request.rawBody ?? '',
+            request.rawBody ?? Buffer.alloc(0),
             Math.floor(Date.now() / 1000),
             config.fulfilmentWebhookToleranceSeconds,
           );

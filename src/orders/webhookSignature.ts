@@ -19,7 +19,8 @@ export type SignatureCheck = { ok: true } | { ok: false; reason: string };
 export function verifyWebhookSignature(
   secret: string | undefined,
   header: string | undefined,
-  rawBody: string,
+  /** The body as received: its bytes (a string is taken as its UTF-8 bytes). */
+  rawBody: string | Buffer,
   nowSeconds: number,
   toleranceSeconds: number,
 ): SignatureCheck {
@@ -30,7 +31,9 @@ export function verifyWebhookSignature(
   const given = parts.get('v1');
   if (!Number.isSafeInteger(timestamp) || !given || !/^[0-9a-f]{64}$/.test(given)) return { ok: false, reason: 'malformed signature header' };
   if (Math.abs(nowSeconds - timestamp) > toleranceSeconds) return { ok: false, reason: 'signature timestamp outside the tolerance (replay?)' };
-  const expected = createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest();
+  // Over the bytes received, not their decoding: a byte order mark or bytes
+  // that are not UTF-8 are signed like any other byte.
+  const expected = createHmac('sha256', secret).update(`${timestamp}.`).update(rawBody).digest();
   if (!timingSafeEqual(expected, Buffer.from(given, 'hex'))) return { ok: false, reason: 'signature does not match' };
   return { ok: true };
 }
