@@ -5,7 +5,7 @@ import { EmbeddedDatabaseInUse, stopOwnedEmbeddedServers } from './core/embedded
 import { runInScope } from './core/context.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { databaseFailureMessage, StartupRefused } from './core/startupFailure.js';
-import { migrate } from './core/migrate.js';
+import { migrate, pendingMigrations } from './core/migrate.js';
 import { appDatabaseUrl, openDatabase } from './runtime.js';
 import { serve } from './server.js';
 import { setIdempotencyTtlHours } from './core/command.js';
@@ -26,7 +26,8 @@ const USAGE = `usage: storekeep <command>
              --fail-rate, --duplicate-webhooks, --out-of-order-webhooks, --no-webhooks)
   check      run the integrity checks over every tenant; prints findings (--json: as JSON);
              exits 0 when clean, 1 on any finding, 2 when the checks could not run
-             (a configuration error, the database unreachable or refusing the login);
+             (a configuration error, the database unreachable or refusing the login,
+             or not migrated: run migrate first);
              a check that cannot run is a finding (check_failed) with the run's
              correlation id, its error logged on stderr under that id
 `;
@@ -272,6 +273,18 @@ async function main(argv: string[]): Promise<number> {
       }
       const pool = new pg.Pool({ connectionString: database.url, max: 1 });
       try {
+        // A database without this version's schema (never migrated: a
+        // DATABASE_URL naming another database, a fresh data directory; or
+        // behind this version) cannot be checked: every check would fail and
+        // be reported as a check_failed finding (exit 1, "the data is wrong").
+        // That is "we do not know": exit 2, one line saying what to do.
+        const pending = await pendingMigrations(pool);
+        if (pending.length > 0) {
+          process.stderr.write(
+            `storekeep: the database is not migrated: ${pending.length} migration${pending.length === 1 ? '' : 's'} not applied (first: ${pending[0]}); run storekeep migrate\n`,
+          );
+          return 2;
+        }
         // One correlation id for the run: a check that cannot run is reported under it on stdout, and
         // what the database said is logged under it on stderr (the operator's terminal or its cron mail).
         const correlationId = randomUUID();
