@@ -39,7 +39,10 @@ export const integrityOpenFindings = new prometheus.Gauge({
       this.reset();
       for (const row of rows) this.set({ check: row.check_name }, Number(row.findings));
     } catch {
-      // the database is unreachable: /metrics still answers, without this gauge's values
+      // the database is unreachable: /metrics still answers, without this
+      // gauge's values — not with the last scrape's, which are no longer
+      // known to be open (they were served as current until a read succeeded)
+      this.reset();
     }
   },
 });
