@@ -12,7 +12,6 @@ import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
 
 const [concurrency = '3', ...files] = process.argv.slice(2);
-let failed = false;
 const stream = run({
   files,
   concurrency: Number(concurrency),
@@ -21,10 +20,10 @@ const stream = run({
   // fails instead of hanging.
   forceExit: true,
 });
+// Set at the failure itself, not at the end: with forceExit the process may
+// be ended by process.exit(), which runs no 'beforeExit' listener.
+process.exitCode = 0;
 stream.on('test:fail', (event: { todo?: unknown }) => {
-  if (!event.todo) failed = true;
+  if (!event.todo) process.exitCode = 1;
 });
 stream.compose(new spec()).pipe(process.stdout);
-process.on('beforeExit', () => {
-  process.exitCode = failed ? 1 : 0;
-});
