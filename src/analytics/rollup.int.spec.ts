@@ -361,6 +361,26 @@ describe('daily sales rollup', () => {
     assert.deepEqual(rows, [{ d: twelveDaysAgo.toISOString().slice(0, 10), sales_count: 1, revenue: 600 }]);
   });
 
+  it("a sale of total 0 synced with a till time early on 0001-01-01 in UTC, in a store west of UTC (its day: 31 December of 1 BC), counts on 0001-01-01, as a sale with money books there", async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const west = (await owner.post('/v1/stores', { code: 'WEST', name: 'West', time_zone: 'America/New_York' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'FREE', name: 'Sample', unit: 'piece', price: 100 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${west}/stock/receipts`, { items: [{ sku_id: sku, quantity: 10 }] })).status, 201);
+    // Given a free sample given out by a till whose clock was reset to the first moment of year 0001 (UTC)
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: west, payment_method: 'cash', client_created_at: '0001-01-01T00:00:00Z', items: [{ sku_id: sku, quantity: 1, unit_price: 0 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    // When the schedule runs
+    await scheduledRollup();
+    // Then the sale is counted on 0001-01-01 (never a day before the first the API can name), listed there, and the checks find nothing
+    const rows = (await t.admin.query(`SELECT business_date::text AS d, sales_count::int, revenue::int FROM daily_sales_rollups WHERE tenant_id = $1`, [tenantId])).rows;
+    assert.deepEqual(rows, [{ d: '0001-01-01', sales_count: 1, revenue: 0 }]);
+    const listed = await owner.get(`/v1/analytics/daily-sales?store_id=${west}&from=0001-01-01&to=0001-01-31`);
+    assert.deepEqual(listed.body.items.map((item: { business_date: string; sales_count: number }) => [item.business_date, item.sales_count]), [['0001-01-01', 1]]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('an online sale that names a till time counts on the day it was recorded, as its money does; a re-run clears a store-day left with no sales', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'ON', name: 'Online' })).body.id;

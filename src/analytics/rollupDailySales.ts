@@ -24,8 +24,12 @@ export const SALE_HAPPENED = "CASE WHEN s.source = 'offline' THEN LEAST(s.client
  * its store row aliased `st`): store_day, in the store's time zone, of
  * SALE_HAPPENED. The day of a sale with no journal entry (SALE_DAY), and the
  * rule the figures had before SALE_DAY (migration 0880's one-time comparison).
+ * Never before 0001-01-01, as a sale's money (postJournals): a till time early
+ * on that day in UTC (accepted) is still 1 BC in a zone west of UTC — a day
+ * the catch-up named '0001-12-31' (to_char drops the era), so the sale was
+ * never counted and daily_sales_rollup_present reported it at every check.
  */
-export const SALE_HAPPENED_DAY = `store_day(st.time_zone, ${SALE_HAPPENED})`;
+export const SALE_HAPPENED_DAY = `greatest(store_day(st.time_zone, ${SALE_HAPPENED}), DATE '0001-01-01')`;
 
 /**
  * SALE_DAY given `entryDay`, an SQL expression for the sale's `sale` journal
