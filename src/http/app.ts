@@ -487,8 +487,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await app.register(cors, corsOptions(config.corsOrigins, ROUTABLE_METHODS.filter((method) => method !== 'OPTIONS')));
   }
   // After CORS, so the refusal carries its headers (the route hooks count every routed request after CORS too).
+  // An OPTIONS on the CORS catch-all that reaches here is no preflight the CORS
+  // hook answered: the auth hook answers it 404/405 before the catch-all's own
+  // limiter runs, so it is counted here (the limiter counts a request once,
+  // one counted as a preflight above included).
   app.addHook('onRequest', async (request, reply) => {
-    if (request.routeOptions.url === undefined) await limitByAddress.call(app, request, reply);
+    const url = request.routeOptions.url;
+    if (url === undefined || isCorsCatchAllRoute({ method: request.method, url })) await limitByAddress.call(app, request, reply);
   });
 
   const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);

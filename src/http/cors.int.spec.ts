@@ -202,4 +202,32 @@ describe('preflights and requests no route serves are rate-limited per client ad
       await limited.close();
     }
   });
+  it('with CORS on, a preflight from an origin not listed (405) counts once against the address: LIMIT of them answered, the next 429', async () => {
+    const limited = await startTestApp({ corsOrigins: [POS], rateLimitPerMinute: LIMIT });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i <= LIMIT; i++) statuses.push((await preflight(limited.baseUrl, '/v1/stores', STRANGER, 'POST')).status);
+      assert.deepEqual(statuses, [...Array.from({ length: LIMIT }, () => 405), 429]);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('with CORS on, an OPTIONS that is no preflight (405, 404) counts against the address too', async () => {
+    const limited = await startTestApp({ corsOrigins: [POS], rateLimitPerMinute: LIMIT });
+    try {
+      const anonymous = new ApiClient(limited.baseUrl, undefined);
+      const answers = await Promise.all(
+        Array.from({ length: LIMIT + 3 }, (_, i) =>
+          anonymous.request('OPTIONS', i % 2 === 0 ? '/v1/stores' : '/v1/nothing-here', undefined, i % 3 === 0 ? { headers: { origin: POS } } : {}),
+        ),
+      );
+      const statuses = answers.map((answer) => answer.status);
+      assert.equal(statuses.filter((status) => status === 429).length, 3, `statuses: ${statuses}`);
+      assert.ok(statuses.every((status) => status === 404 || status === 405 || status === 429), `statuses: ${statuses}`);
+      assert.ok(answers.filter((answer) => answer.status === 429).every((answer) => Number(answer.headers.get('retry-after')) > 0));
+    } finally {
+      await limited.close();
+    }
+  });
 });
