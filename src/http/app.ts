@@ -89,6 +89,17 @@ const CORRELATION_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/;
 /** The methods routes are registered for (HEAD comes with every GET). */
 const ROUTABLE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
+/**
+ * Closes a connection taken from the HTTP server (a CONNECT's) once its answer
+ * is sent: destroyed, not just ended — the server's sockets are half-open, so
+ * an end alone left it open until the client ended its side, and a client
+ * that never did held it for ever (no HTTP timeout watches it any more) and
+ * with it the server's shutdown (close waits for every connection).
+ */
+function closeAfterAnswer(socket: Socket): void {
+  socket.end(() => socket.destroy());
+}
+
 /** Whether a path is valid percent-encoding (what the router checks before routing). */
 function isPercentEncoding(path: string): boolean {
   try {
@@ -287,13 +298,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         if (!isPercentEncoding(path)) {
           // As the router refuses such a path for every other method (FST_ERR_BAD_URL).
           writeProblem(socket, toAppError({ code: 'FST_ERR_BAD_URL' }).appError, correlationId);
-          socket.end();
+          closeAfterAnswer(socket);
           return;
         }
         const allowed = path.startsWith('/') ? ROUTABLE_METHODS.filter((method) => serves(method, path)) : [];
         if (allowed.length === 0) writeProblem(socket, new AppError('not_found', `no route for CONNECT ${path}`), correlationId);
         else writeProblem(socket, new AppError('method_not_allowed', `${path} does not serve CONNECT; it serves ${allowed.join(', ')}`), correlationId, { Allow: allowed.join(', ') });
-        socket.end();
+        closeAfterAnswer(socket);
       });
       return server;
     },

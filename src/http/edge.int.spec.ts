@@ -377,6 +377,38 @@ describe('requests refused before they reach a route still get problem+json', ()
   });
 });
 
+describe('a CONNECT client that never closes its side of the connection', () => {
+  it('has the connection closed after its answer: the server\'s shutdown does not wait for it', async () => {
+    const t = await startTestApp();
+    const { hostname, port } = new URL(t.baseUrl);
+    // allowHalfOpen: the client does not answer the server's end with its own (as a stuck or hostile client would not)
+    const socket = net.connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+    let closing: Promise<void> | undefined;
+    try {
+      let received = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (received += chunk));
+      socket.on('error', () => undefined);
+      socket.write('CONNECT /v1/stores HTTP/1.1\r\nHost: x\r\n\r\n');
+      const until = Date.now() + 10_000;
+      while (!received.endsWith('}') && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.match(received, /^HTTP\/1\.1 405 /);
+      // The server closes its side for good (its socket destroyed, not left half-open for the client to end)…
+      const connections = () => new Promise<number>((resolve, reject) => t.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+      const deadline = Date.now() + 3_000;
+      while ((await connections()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(await connections(), 0, 'the server kept the CONNECT connection after answering');
+      // …so closing the app does not wait for the client.
+      closing = t.close();
+      const within = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5_000).unref());
+      assert.equal(await Promise.race([closing.then(() => 'closed' as const), within]), 'closed', 'the shutdown waited for the CONNECT client');
+    } finally {
+      socket.destroy();
+      await (closing ?? t.close());
+    }
+  });
+});
+
 describe('keep-alive connections', () => {
   let t: TestApp;
   before(async () => {
