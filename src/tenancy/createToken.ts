@@ -156,7 +156,8 @@ export interface ListedToken {
 /**
  * The tenant's tokens in id (issue) order, revoked ones included, after the
  * id `after`: for a caller limited to some stores, only the tokens within
- * them — the tokens it could revoke (others are 404 to it there too).
+ * them — the tokens it could revoke, owner tokens aside (only an owner
+ * revokes those); the others are 404 to it there too.
  */
 export async function listTokens(tx: Tx, principal: TenantPrincipal, after: string | undefined, limit: number): Promise<ListedToken[]> {
   return all(

@@ -123,7 +123,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          "The tenant's API tokens, in the order they were issued, revoked ones included (revoked_at): what an owner or admin needs to find a token's id to revoke it. Never the token or its hash. A caller limited to some stores sees only the tokens within them (the ones it may revoke).",
+          "The tenant's API tokens, in the order they were issued, revoked ones included (revoked_at): what an owner or admin needs to find a token's id to revoke it. Never the token or its hash. A caller limited to some stores sees only the tokens within them — the ones it may revoke, but for owner tokens, which only an owner revokes.",
         querystring: ListQuery,
         response: { 200: Page(ListedToken) },
       },
