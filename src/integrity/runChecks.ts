@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { inTenantTransaction } from '../core/command.js';
 import type { Db } from '../core/db.js';
 import { SYSTEM_TENANT_ID } from '../core/auth.js';
+import { isConnectionFailure } from '../core/pgErrors.js';
 import type { IntegrityCheck } from './check.js';
 import { integrityFindings, integrityLastRun } from './metrics.js';
 
@@ -83,6 +84,10 @@ function addFindings(findings: Finding[], check: IntegrityCheck, rows: Row[]): v
 export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], settings: CheckSettings, log: CheckRunLog): Promise<CheckRun> {
   const findings: Finding[] = [];
   const client = await pool.connect();
+  // A connection lost mid-run is reported by the query that was running (and
+  // thrown below); its socket's own 'error' event, unheard, crashed the process.
+  const ignoreSocketError = () => undefined;
+  client.on('error', ignoreSocketError);
   try {
     for (const check of checks) {
       try {
@@ -93,10 +98,15 @@ export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], 
         addFindings(findings, check, result.rows);
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
+        // The database lost (not one check's failure): the run cannot check,
+        // and every later check would fail too — a check_failed finding each
+        // ("the data is wrong", exit 1) where the truth is "we do not know".
+        if (isConnectionFailure(error)) throw error;
         findings.push(failed(check, SYSTEM_TENANT_ID, error, log));
       }
     }
   } finally {
+    client.off('error', ignoreSocketError);
     client.release();
   }
   const perCheck = new Map<string, number>();
@@ -117,6 +127,7 @@ export async function runChecksForTenant(db: Db, tenantId: string, checks: Integ
       });
       addFindings(findings, check, rows);
     } catch (error) {
+      if (isConnectionFailure(error)) throw error; // as in runChecksAsOwner: 503, not findings
       findings.push(failed(check, tenantId, error, log));
     }
   }
