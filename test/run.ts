@@ -38,9 +38,10 @@ async function main(): Promise<number> {
     .map((file) => path.relative(root, file))
     .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
     // The end-to-end files first: each runs the real CLI in processes of its
-    // own for 35–55 s; sorted by path (test/… after src/…) they started last,
-    // and the run's final minute was them alone, on fewer files than the
-    // concurrency allows. (test/runFiles.ts keeps this order.)
+    // own for 35–55 s; sorted by path (test/… after src/…) they started last
+    // and ended the run, the last of them with fewer files beside it than the
+    // concurrency allows (the gain was not measurable on this noisy machine).
+    // (test/runFiles.ts keeps this order.)
     .sort((a, b) => Number(b.includes('.e2e.')) - Number(a.includes('.e2e.')) || a.localeCompare(b));
   if (specs.length === 0) {
     process.stderr.write(`no test files match ${filters.join(' ')}\n`);
