@@ -247,6 +247,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     }
     return sendProblem(request, reply, appError);
   };
+  /**
+   * The answer to a method no route serves at a path: 405 naming the methods
+   * that path has (its `Allow`), or 404 when it has none — for a request the
+   * router found no route for and for a CONNECT, which never reaches it. Set
+   * once the routes exist (below); the server calls it only after that.
+   */
+  let noRouteFor: (method: string, path: string) => { error: AppError; allow?: string };
   const options: FastifyServerOptions<http.Server, Logger> = {
     loggerInstance: logger,
     bodyLimit: config.bodyLimitBytes,
@@ -289,7 +296,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       // CONNECT never reaches Fastify: Node hands it to this event, and
       // without a listener closed the connection unanswered. No route serves
       // it: 405 with Allow on a path that has routes, else 404, as for any
-      // other method (answerNoRoute below), and the connection closed.
+      // other method (noRouteFor), and the connection closed.
       server.on('connect', (request: http.IncomingMessage, socket: Socket) => {
         // The socket is ours now: a client that resets it must not crash the process.
         socket.on('error', () => socket.destroy());
@@ -301,9 +308,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           closeAfterAnswer(socket);
           return;
         }
-        const allowed = path.startsWith('/') ? ROUTABLE_METHODS.filter((method) => serves(method, path)) : [];
-        if (allowed.length === 0) writeProblem(socket, new AppError('not_found', `no route for CONNECT ${path}`), correlationId);
-        else writeProblem(socket, new AppError('method_not_allowed', `${path} does not serve CONNECT; it serves ${allowed.join(', ')}`), correlationId, { Allow: allowed.join(', ') });
+        const { error, allow } = noRouteFor('CONNECT', path);
+        writeProblem(socket, error, correlationId, allow === undefined ? {} : { Allow: allow });
         closeAfterAnswer(socket);
       });
       return server;
@@ -411,14 +417,26 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const route = app.findRoute({ method, url: path });
     return route !== null && !(method === 'OPTIONS' && isCorsCatchAll(route.params));
   };
+  noRouteFor = (method, path) => {
+    const allowed = path.startsWith('/') ? ROUTABLE_METHODS.filter((routable) => serves(routable, path)) : [];
+    if (allowed.length === 0) return { error: new AppError('not_found', `no route for ${method} ${path}`) };
+    return { error: new AppError('method_not_allowed', `${path} does not serve ${method}; it serves ${allowed.join(', ')}`), allow: allowed.join(', ') };
+  };
   const answerNoRoute = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
-    const path = request.url.split('?')[0] ?? request.url;
-    const allowed = ROUTABLE_METHODS.filter((method) => serves(method, path));
-    if (allowed.length === 0) return sendProblem(request, reply, new AppError('not_found', `no route for ${request.method} ${path}`));
-    reply.header('allow', allowed.join(', '));
-    return sendProblem(request, reply, new AppError('method_not_allowed', `${path} does not serve ${request.method}; it serves ${allowed.join(', ')}`));
+    const { error, allow } = noRouteFor(request.method, request.url.split('?')[0] ?? request.url);
+    if (allow !== undefined) reply.header('allow', allow);
+    return sendProblem(request, reply, error);
   };
   app.setNotFoundHandler(answerNoRoute);
+  /**
+   * Whether a request reaches no route of ours: none matched, or only the
+   * OPTIONS catch-all CORS registers (a preflight the CORS hook answered
+   * never gets this far, so this one is none, and the catch-all serves no path).
+   */
+  const reachesNoRoute = (request: FastifyRequest): boolean => {
+    const url = request.routeOptions.url;
+    return url === undefined || isCorsCatchAllRoute({ method: request.method, url });
+  };
 
   // Shutting down: requests in flight finish; one that arrives now (on a
   // connection kept alive) is refused before it runs, and told to come back
@@ -503,8 +521,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // limiter runs, so it is counted here (the limiter counts a request once,
   // one counted as a preflight above included).
   app.addHook('onRequest', async (request, reply) => {
-    const url = request.routeOptions.url;
-    if (url === undefined || isCorsCatchAllRoute({ method: request.method, url })) await limitByAddress.call(app, request, reply);
+    if (reachesNoRoute(request)) await limitByAddress.call(app, request, reply);
   });
 
   const authFailures = new AuthFailureLimiter(config.authFailuresPerMinute);
@@ -516,12 +533,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // No route for this method and path: 404 or 405 here, before the body
     // is read — what a request that reaches nothing carries (malformed JSON,
     // another charset, past the size limit; QUERY without a Content-Type)
-    // does not change that answer (it was 400, 413 or 415). So is an OPTIONS
-    // on the CORS catch-all that reaches this hook: a preflight the CORS hook
-    // answered never does, so this one is none, and the catch-all serves no path.
-    if (request.routeOptions.url === undefined || isCorsCatchAllRoute({ method: request.method, url: request.routeOptions.url })) {
-      return answerNoRoute(request, reply);
-    }
+    // does not change that answer (it was 400, 413 or 415); so is an OPTIONS
+    // on the CORS catch-all (reachesNoRoute).
+    if (reachesNoRoute(request)) return answerNoRoute(request, reply);
     const config = request.routeOptions.config;
     const mode = config.auth ?? 'tenant';
     if (mode === 'none') return;
