@@ -199,23 +199,28 @@ async function releaseOwnership(root: string): Promise<void> {
   claimedRoots.delete(root);
 }
 
-/** Whether the server of `pgData` is running (its postmaster.pid names a live postmaster of it). */
-function serverRunning(pgData: string): boolean {
-  let pid: number;
+/**
+ * The server running on `pgData`, as its postmaster.pid names it (pid, data
+ * dir, start time, port, …): undefined when there is no such file or the pid
+ * in it is not a live postmaster of this folder (a stale file, which
+ * PostgreSQL removes itself at its next start).
+ */
+async function livePostmaster(pgData: string): Promise<{ pid: number; port: number } | undefined> {
+  let lines: string[];
   try {
-    pid = Number(readFileSync(path.join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    lines = (await readFile(path.join(pgData, 'postmaster.pid'), 'utf8')).split('\n');
   } catch {
-    return false;
+    return undefined;
   }
-  return Number.isInteger(pid) && pid > 0 && postmasterAlive(pid, pgData);
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !postmasterAlive(pid, pgData)) return undefined;
+  return { pid, port: Number(lines[3]) };
 }
 
 /** Stops a server left running by a process that died without stopping it. */
 async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
-  const pidFile = path.join(pgData, 'postmaster.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !postmasterAlive(pid, pgData)) return; // PostgreSQL removes a stale file itself
+  const pid = (await livePostmaster(pgData))?.pid;
+  if (pid === undefined) return;
   logger?.warn({ postmaster_pid: pid }, 'embedded PostgreSQL from an earlier run is still running; stopping it');
   process.kill(pid, 'SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
   const deadline = Date.now() + 30_000;
@@ -236,14 +241,10 @@ async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
  */
 export async function runningEmbeddedPostgres(dataDir: string): Promise<string | undefined> {
   const root = path.resolve(dataDir);
-  const pidFile = path.join(root, 'pg', 'postmaster.pid');
   const passwordFile = path.join(root, 'pg-password');
-  if (!existsSync(pidFile) || !existsSync(passwordFile)) return undefined;
-  // postmaster.pid: pid, data dir, start time, port, socket dir, listen address, …
-  const lines = (await readFile(pidFile, 'utf8')).split('\n');
-  const pid = Number(lines[0]);
-  const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid <= 0 || !postmasterAlive(pid, path.join(root, 'pg')) || !Number.isInteger(port) || port <= 0) return undefined;
+  if (!existsSync(passwordFile)) return undefined;
+  const port = (await livePostmaster(path.join(root, 'pg')))?.port;
+  if (port === undefined || !Number.isInteger(port) || port <= 0) return undefined;
   const password = (await readFile(passwordFile, 'utf8')).trim();
   return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 }
@@ -407,7 +408,7 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
           // down by hand) is stopped: pg_ctl fails on it ("PID file does not
           // exist", "No such process"), which made a SIGTERM of the API exit 1
           // with a stack and leave its claim. One still running did not stop.
-          if (serverRunning(pgData)) throw error;
+          if ((await livePostmaster(pgData)) !== undefined) throw error;
           options.logger?.warn({ err: error }, 'the embedded PostgreSQL had already stopped');
         }
         ownedServers.delete(server);
