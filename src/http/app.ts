@@ -8,7 +8,7 @@ import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Config } from '../config.js';
 import type { Authenticator, Principal } from '../core/auth.js';
 import { currentScope, runInScope } from '../core/context.js';
@@ -631,11 +631,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       { description: 'Not ready (not a problem document): the database cannot be reached, or migrations are pending' },
     ),
   });
+  // The probe asks the database over a connection of its own. In the API's
+  // pool it queued behind every command in flight: a burst of sales holding
+  // all of its connections for longer than READINESS_TIMEOUT_MS made it say
+  // `unreachable` of a database that answered, and an orchestrator then took
+  // a busy instance out of service (all of them, under a shop-wide burst).
+  const probe = readinessPool(deps.pool);
+  app.addHook('onClose', async () => probe.end());
   app.get('/readyz', { config: { auth: 'none', rateLimit: false }, schema: readiness }, async (_request, reply) => {
     try {
       // Its own time limit: a connection the network dropped silently gives no
       // error for minutes, and a probe that hangs tells an orchestrator nothing.
-      const pending = await withTimeout(pendingMigrations(deps.pool), config.readinessTimeoutMs, `the database did not answer within ${config.readinessTimeoutMs} ms`);
+      const pending = await withTimeout(pendingMigrations(probe), config.readinessTimeoutMs, `the database did not answer within ${config.readinessTimeoutMs} ms`);
       if (pending.length > 0) {
         return reply.status(503).send({ status: 'not_ready', database: 'ok', pending_migrations: pending });
       }
@@ -672,6 +679,21 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   for (const register of routeModules) await app.register(async (scoped) => register(scoped as unknown as App, deps));
 
   return app;
+}
+
+/**
+ * One connection to the API pool's database, as the same login and role with
+ * the same session settings, kept while probes come (an orchestrator's every
+ * few seconds) and closed a minute after the last.
+ */
+function readinessPool(pool: pg.Pool): pg.Pool {
+  // pg-pool keeps the password out of the options' enumerable keys.
+  const { password, ...options } = pool.options;
+  const probe = new pg.Pool({ ...options, password, max: 1, idleTimeoutMillis: 60_000, application_name: 'storekeep readiness' });
+  // A dropped connection fails the probe that runs on it; the event itself must not crash the process.
+  probe.on('error', () => undefined);
+  probe.on('connect', (client) => client.on('error', () => undefined));
+  return probe;
 }
 
 /** `promise`, or a rejection with `message` once `ms` have passed (the promise itself runs on). */
