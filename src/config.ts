@@ -45,6 +45,8 @@ export interface Config {
   fulfilmentApiKey: string | undefined;
   /** HMAC-SHA256 secret of the provider's webhooks; unset: every webhook is refused. */
   fulfilmentWebhookSecret: string | undefined;
+  /** During a rotation, the secret being retired: a webhook signed with it is accepted too. Set only beside a different fulfilmentWebhookSecret. */
+  fulfilmentWebhookSecretPrevious: string | undefined;
   /** Timeout of one call to the provider. */
   fulfilmentTimeoutMs: number;
   /** A webhook whose timestamp is further than this from now is refused (replay protection). */
@@ -224,6 +226,19 @@ export function loadConfig(env: Env = process.env): Config {
   if (jobRetryBaseMs > jobRetryMaxMs) {
     throw new ConfigError(`JOB_RETRY_BASE_MS (${jobRetryBaseMs}) must not be above JOB_RETRY_MAX_MS (${jobRetryMaxMs}): the first retry's wait would be longer than the longest`);
   }
+  const fulfilmentWebhookSecret = optional(env, 'FULFILMENT_WEBHOOK_SECRET');
+  const fulfilmentWebhookSecretPrevious = optional(env, 'FULFILMENT_WEBHOOK_SECRET_PREVIOUS');
+  // The messages never repeat a secret.
+  if (fulfilmentWebhookSecretPrevious !== undefined && fulfilmentWebhookSecret === undefined) {
+    throw new ConfigError(
+      'FULFILMENT_WEBHOOK_SECRET_PREVIOUS needs FULFILMENT_WEBHOOK_SECRET: it is the secret being retired in a rotation, beside the new one (with no secret, every webhook is refused)',
+    );
+  }
+  if (fulfilmentWebhookSecretPrevious !== undefined && fulfilmentWebhookSecretPrevious === fulfilmentWebhookSecret) {
+    throw new ConfigError(
+      'FULFILMENT_WEBHOOK_SECRET_PREVIOUS is the same as FULFILMENT_WEBHOOK_SECRET: during a rotation it holds the old secret and FULFILMENT_WEBHOOK_SECRET the new one (as it is, webhooks signed with the other secret would be refused)',
+    );
+  }
   const fulfilmentTimeoutMs = integer(env, 'FULFILMENT_TIMEOUT_MS', 10_000, 10, 600_000);
   const ordersStuckAfterSeconds = integer(env, 'ORDERS_STUCK_AFTER_SECONDS', 120, 1, 86_400);
   const ordersPollAfterSeconds = integer(env, 'ORDERS_POLL_AFTER_SECONDS', 3600, 1, 30 * 86_400);
@@ -266,7 +281,8 @@ export function loadConfig(env: Env = process.env): Config {
     jobMaxAttempts: integer(env, 'JOB_MAX_ATTEMPTS', 8, 1, 100),
     fulfilmentUrl: httpUrl(env, 'FULFILMENT_PROVIDER_URL', 'http://127.0.0.1:8090'),
     fulfilmentApiKey: bearerToken(env, 'FULFILMENT_API_KEY'),
-    fulfilmentWebhookSecret: optional(env, 'FULFILMENT_WEBHOOK_SECRET'),
+    fulfilmentWebhookSecret,
+    fulfilmentWebhookSecretPrevious,
     fulfilmentTimeoutMs,
     fulfilmentWebhookToleranceSeconds: integer(env, 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 300, 1, 86_400),
     ordersStuckAfterSeconds,

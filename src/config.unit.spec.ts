@@ -199,3 +199,27 @@ describe('loadConfig: FULFILMENT_PROVIDER_URL', () => {
     assert.equal(loadConfig({ FULFILMENT_PROVIDER_URL: 'https://provider.example/api/' }).fulfilmentUrl, 'https://provider.example/api');
   });
 });
+
+describe('loadConfig: FULFILMENT_WEBHOOK_SECRET_PREVIOUS (rotating the webhook secret)', () => {
+  it('is unset by default and read beside FULFILMENT_WEBHOOK_SECRET; empty reads as unset', () => {
+    assert.deepEqual([loadConfig({}).fulfilmentWebhookSecret, loadConfig({}).fulfilmentWebhookSecretPrevious], [undefined, undefined]);
+    const rotating = loadConfig({ FULFILMENT_WEBHOOK_SECRET: 'whsec_new', FULFILMENT_WEBHOOK_SECRET_PREVIOUS: 'whsec_old' });
+    assert.deepEqual([rotating.fulfilmentWebhookSecret, rotating.fulfilmentWebhookSecretPrevious], ['whsec_new', 'whsec_old']);
+    assert.equal(loadConfig({ FULFILMENT_WEBHOOK_SECRET: 'whsec_new', FULFILMENT_WEBHOOK_SECRET_PREVIOUS: '' }).fulfilmentWebhookSecretPrevious, undefined);
+  });
+
+  it('is refused without FULFILMENT_WEBHOOK_SECRET, or equal to it, naming the variables and never repeating a secret', () => {
+    for (const [env, message] of [
+      [{ FULFILMENT_WEBHOOK_SECRET_PREVIOUS: 'whsec_old' }, /^FULFILMENT_WEBHOOK_SECRET_PREVIOUS needs FULFILMENT_WEBHOOK_SECRET/],
+      [{ FULFILMENT_WEBHOOK_SECRET: '', FULFILMENT_WEBHOOK_SECRET_PREVIOUS: 'whsec_old' }, /^FULFILMENT_WEBHOOK_SECRET_PREVIOUS needs FULFILMENT_WEBHOOK_SECRET/],
+      [{ FULFILMENT_WEBHOOK_SECRET: 'whsec_old', FULFILMENT_WEBHOOK_SECRET_PREVIOUS: 'whsec_old' }, /^FULFILMENT_WEBHOOK_SECRET_PREVIOUS is the same as FULFILMENT_WEBHOOK_SECRET/],
+    ] as const) {
+      assert.throws(() => loadConfig(env), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, message);
+        assert.doesNotMatch(error.message, /whsec_/);
+        return true;
+      }, JSON.stringify(env));
+    }
+  });
+});

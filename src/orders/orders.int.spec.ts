@@ -760,3 +760,59 @@ describe('orders API (no worker running)', () => {
     assert.deepEqual(drift.body.findings.map((f: { check: string; subject: string }) => [f.check, f.subject]), [['order_status_matches_history', driftId]]);
   });
 });
+
+describe('webhook secret rotation (FULFILMENT_WEBHOOK_SECRET and FULFILMENT_WEBHOOK_SECRET_PREVIOUS)', () => {
+  const NEW_SECRET = 'rotated-fulfilment-secret';
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp({ fulfilmentWebhookSecret: NEW_SECRET, fulfilmentWebhookSecretPrevious: WEBHOOK_SECRET });
+  });
+  after(async () => {
+    await t.close();
+  });
+
+  it('a delivery signed with the new or the previous secret, or carrying several v1 signatures of which one is ours, is applied; one signed with neither is 401 and changes nothing', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const now = () => Math.floor(Date.now() / 1000);
+    const mac = (secret: string, timestamp: number, text: string) => createHmac('sha256', secret).update(`${timestamp}.${text}`).digest('hex');
+    const rows = async () =>
+      (
+        await t.admin.query(
+          `SELECT (SELECT version FROM orders WHERE id = $1) AS version,
+                  (SELECT count(*) FROM fulfilment_webhook_events WHERE order_id = $1)::int AS events,
+                  (SELECT count(*) FROM operations WHERE tenant_id = $2)::int AS operations`,
+          [orderId, shop.tenantId],
+        )
+      ).rows[0];
+
+    // Signed with neither secret, alone or as several v1 signatures: refused, nothing written.
+    const before = await rows();
+    const completed = providerEvent(shop.tenantId, orderId, 'completed');
+    const completedText = JSON.stringify(completed);
+    for (const signature of [
+      signWebhook('a-third-secret', now(), completedText),
+      `t=${now()},v1=${mac('a-third-secret', now(), completedText)},v1=${mac('a-fourth-secret', now(), completedText)}`,
+    ]) {
+      const refused = await postWebhook(t.baseUrl, completed, { signature });
+      assert.deepEqual([refused.status, refused.body.code], [401, 'invalid_signature'], signature);
+    }
+    assert.deepEqual(await rows(), before);
+    assert.equal(await statusOf(t.admin, orderId), 'pending');
+
+    // The provider still signs with the secret being retired.
+    const accepted = await postWebhook(t.baseUrl, providerEvent(shop.tenantId, orderId, 'accepted'), { secret: WEBHOOK_SECRET });
+    assert.deepEqual([accepted.status, accepted.body.applied], [200, true], JSON.stringify(accepted.body));
+    // Mid-rotation it signs with both, the new signature last (a Map of the header kept only one of them).
+    const processing = providerEvent(shop.tenantId, orderId, 'processing');
+    const processingText = JSON.stringify(processing);
+    const both = `t=${now()},v1=${mac('a-third-secret', now(), processingText)},v1=${mac(NEW_SECRET, now(), processingText)}`;
+    const mid = await postWebhook(t.baseUrl, processing, { signature: both });
+    assert.deepEqual([mid.status, mid.body.applied], [200, true], JSON.stringify(mid.body));
+    // Then with the new secret only.
+    const done = await postWebhook(t.baseUrl, completed, { secret: NEW_SECRET });
+    assert.deepEqual([done.status, done.body.applied], [200, true], JSON.stringify(done.body));
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['accepted:applied', 'processing:applied', 'completed:applied']);
+    assert.deepEqual((await historyOf(t.admin, orderId)).map((row) => `${row.to_status}:${row.source}`), ['pending:api', 'submitted:webhook', 'processing:webhook', 'completed:webhook']);
+  });
+});

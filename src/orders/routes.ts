@@ -261,14 +261,14 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         schema: {
           tags: ['orders'],
           summary:
-            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header, not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item. A delivery arriving while another delivery of the same event is processed waits for it (about a second at most) before answering 409 idempotency_key_in_flight. An event behind the order is recorded as ignored: numbered (`data.sequence`) at or below one received, or — unnumbered — an `accepted`/`processing` after the provider\'s own `failed`/`cancelled` of the order (no `order_provider_mismatch`).',
+            'Provider event (order status). Authenticated by the `Fulfilment-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` header (one or more `v1`: one matching is enough, under the current or, during a rotation, the previous secret), not a token; 401 invalid_signature changes nothing. A repeated event id is acknowledged (200) and applied at most once: the first delivery wins. Fields outside `type` and `data` (created_at, attempt counters, send times) are delivery metadata: such a redelivery is a replay. A redelivery whose `type` or `data` differ is acknowledged with `duplicate: true, applied: false, conflict: true` and opens a `fulfilment_webhook_conflict` review item. A delivery arriving while another delivery of the same event is processed waits for it (about a second at most) before answering 409 idempotency_key_in_flight. An event behind the order is recorded as ignored: numbered (`data.sequence`) at or below one received, or — unnumbered — an `accepted`/`processing` after the provider\'s own `failed`/`cancelled` of the order (no `order_provider_mismatch`).',
           security: [],
           // Documented here; checked by the handler (absent or wrong: 401 invalid_signature, not a 400).
           headers: Type.Object({
             'fulfilment-signature': Type.Optional(
               Type.String({
                 description:
-                  '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with FULFILMENT_WEBHOOK_SECRET>`; the timestamp must be within the tolerance of now. Required: absent, malformed or not matching → 401 invalid_signature.',
+                  '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with FULFILMENT_WEBHOOK_SECRET>`; the timestamp must be within the tolerance of now. Several `v1` signatures may be sent (a provider rotating its secret signs with both): one matching is enough, keyed with FULFILMENT_WEBHOOK_SECRET or, during a rotation, FULFILMENT_WEBHOOK_SECRET_PREVIOUS. Required: absent, malformed (not exactly one whole-number `t`, no `v1`, a `v1` that is not 64 lowercase hex digits) or not matching → 401 invalid_signature.',
               }),
             ),
           }),
@@ -293,7 +293,7 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
         preValidation: async (request) => {
           const header = request.headers[SIGNATURE_HEADER];
           const check = verifyWebhookSignature(
-            config.fulfilmentWebhookSecret,
+            [config.fulfilmentWebhookSecret, config.fulfilmentWebhookSecretPrevious].filter((secret) => secret !== undefined),
             typeof header === 'string' ? header : undefined,
             request.rawBody ?? Buffer.alloc(0),
             Math.floor(Date.now() / 1000),
