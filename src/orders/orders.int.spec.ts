@@ -515,6 +515,36 @@ describe('orders API (no worker running)', () => {
     assert.equal(await statusOf(t.admin, orderId), 'completed');
   });
 
+  it('a sequence that is not a number (null, a string, a fraction, an object) is taken as absent: the signed event is applied (200), not refused with a 400 its provider would retry until it gave the event up', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const withSequence = (status: string, sequence: unknown) => {
+      const event = providerEvent(shop.tenantId, orderId, status);
+      return { ...event, data: { ...event.data, sequence } };
+    };
+    // A serializer that writes an absent number as null; one that writes numbers as text.
+    const accepted = await postWebhook(t.baseUrl, withSequence('accepted', null));
+    assert.deepEqual([accepted.status, accepted.body.applied], [200, true], JSON.stringify(accepted.body));
+    const again = await postWebhook(t.baseUrl, withSequence('accepted', '9'));
+    assert.deepEqual([again.status, again.body.applied], [200, false], JSON.stringify(again.body));
+    // The stored "9" is text, not a number received: a numbered event below it is not taken as older.
+    const processing = await postWebhook(t.baseUrl, numberedProviderEvent(shop.tenantId, orderId, 'processing', 5));
+    assert.deepEqual([processing.status, processing.body.applied], [200, true], JSON.stringify(processing.body));
+    const completed = await postWebhook(t.baseUrl, withSequence('completed', 2.5));
+    assert.deepEqual([completed.status, completed.body.applied], [200, true], JSON.stringify(completed.body));
+    assert.equal((await postWebhook(t.baseUrl, withSequence('completed', { n: 3 }))).status, 200);
+    assert.equal(await statusOf(t.admin, orderId), 'completed');
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['accepted:applied', 'accepted:ignored', 'processing:applied', 'completed:applied', 'completed:ignored']);
+
+    // Unnumbered, it is still checked as an unnumbered event is: a late "processing" after the provider's own "failed" is ignored.
+    const other: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    assert.equal((await postWebhook(t.baseUrl, providerEvent(shop.tenantId, other, 'failed'))).body.applied, true);
+    const late = providerEvent(shop.tenantId, other, 'processing');
+    const lateAnswer = await postWebhook(t.baseUrl, { ...late, data: { ...late.data, sequence: null } });
+    assert.deepEqual([lateAnswer.status, lateAnswer.body.applied, lateAnswer.body.status], [200, false, 'failed']);
+    assert.equal(await providerMismatches(t.admin, other), 0);
+  });
+
   it('a cancelled order the provider reports as alive opens order_provider_mismatch; its "failed" does not', async () => {
     const shop = await newOrderShop(t);
     const alive: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

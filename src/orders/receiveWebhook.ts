@@ -9,7 +9,7 @@ import { providerStatusOf } from './orderStatus.js';
 export interface WebhookEvent {
   id: string;
   type: string;
-  data: { order_id: string; reference: string; merchant: string; status: string; sequence?: number };
+  data: { order_id: string; reference: string; merchant: string; status: string; sequence?: unknown };
 }
 
 /**
@@ -75,10 +75,12 @@ export async function receiveWebhook(cmd: Command, event: WebhookEvent) {
       ? undefined
       : await maybeOne(
           cmd.tx,
-          // Only sequence numbers stored as plain integers of at most 15 digits count (older events were stored unchecked).
+          // Only sequence numbers stored as JSON numbers that are plain integers of at most 15 digits count
+          // (events are stored as received: "7", a string, was taken as unnumbered and is not a number here either).
           sql<{ newest: string | null }>`
             SELECT max((payload -> 'data' ->> 'sequence')::bigint) AS newest FROM fulfilment_webhook_events
-            WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId} AND (payload -> 'data' ->> 'sequence') ~ '^[0-9]{1,15}$'`,
+            WHERE tenant_id = ${cmd.tenantId} AND order_id = ${orderId}
+              AND jsonb_typeof(payload -> 'data' -> 'sequence') = 'number' AND (payload -> 'data' ->> 'sequence') ~ '^[0-9]{1,15}$'`,
         );
   const status = providerStatusOf(event.data.status);
   const superseded =
@@ -125,7 +127,11 @@ async function noteConflictingRedelivery(
   cmd.touch('review_items', id, 'created');
 }
 
-/** The event's sequence number if it is one we can compare (a whole number from 0 to 10^15 - 1); otherwise the event is taken as unnumbered. */
-function usableSequence(sequence: number | undefined): number | undefined {
-  return sequence !== undefined && Number.isInteger(sequence) && sequence >= 0 && sequence < 1e15 ? sequence : undefined;
+/**
+ * The event's sequence number if it is one we can compare (a JSON number, whole, from 0 to 10^15 - 1); otherwise — null,
+ * a string, a fraction, out of range — the event is taken as unnumbered, not refused: the number only orders events,
+ * and a refusal would lose the signed status change it came with.
+ */
+function usableSequence(sequence: unknown): number | undefined {
+  return typeof sequence === 'number' && Number.isInteger(sequence) && sequence >= 0 && sequence < 1e15 ? sequence : undefined;
 }

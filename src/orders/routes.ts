@@ -89,10 +89,13 @@ const WebhookBody = Type.Object(
           description:
             'the provider\'s status of the order: `accepted`, `processing`, `completed`, `failed` or `cancelled` (cancelled on its side: an order before `completed` is cancelled, source `webhook`, with no cancellation asked of the provider and one `order_failed` review item naming the payment to refund, as for `failed`; one completed here stays completed and opens an `order_provider_mismatch` review item); any other word is acknowledged and changes nothing',
         }),
+        // Any value: an ordering hint, not the event. One we cannot compare is
+        // taken as absent rather than refused — a 400 drops a genuine, signed
+        // status change after the provider's retries (which 4xx do not stop).
         sequence: Type.Optional(
-          Type.Integer({
+          Type.Unknown({
             description:
-              'the provider\'s number of this event within the order, increasing: an event numbered at or below one already received for the order is recorded as ignored (out of order); a number outside 0 … 10^15 - 1 is treated as absent. Without it, an `accepted` or `processing` about an order the provider itself already reported `failed` or `cancelled` is late too: recorded as ignored, no `order_provider_mismatch`',
+              'the provider\'s number of this event within the order (an integer), increasing: an event numbered at or below one already received for the order is recorded as ignored (out of order); anything else — a number outside 0 … 10^15 - 1, a fraction, null, a string, an object — is treated as absent, not refused. Without it, an `accepted` or `processing` about an order the provider itself already reported `failed` or `cancelled` is late too: recorded as ignored, no `order_provider_mismatch`',
           }),
         ),
       },
