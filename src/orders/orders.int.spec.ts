@@ -545,6 +545,19 @@ describe('orders API (no worker running)', () => {
     assert.equal(await providerMismatches(t.admin, other), 0);
   });
 
+  it('created_at is delivery metadata of any shape (unix seconds, null, text): the signed event is applied, not refused with a 400', async () => {
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    const stamped = (status: string, createdAt: unknown) => ({ ...providerEvent(shop.tenantId, orderId, status), created_at: createdAt });
+    const accepted = await postWebhook(t.baseUrl, stamped('accepted', 1_765_000_000));
+    assert.deepEqual([accepted.status, accepted.body.applied], [200, true], JSON.stringify(accepted.body));
+    const processing = await postWebhook(t.baseUrl, stamped('processing', null));
+    assert.deepEqual([processing.status, processing.body.applied], [200, true], JSON.stringify(processing.body));
+    const completed = await postWebhook(t.baseUrl, stamped('completed', '2026-12-06T22:00:00Z'));
+    assert.deepEqual([completed.status, completed.body.applied], [200, true], JSON.stringify(completed.body));
+    assert.deepEqual(await webhookOutcomes(t.admin, orderId), ['accepted:applied', 'processing:applied', 'completed:applied']);
+  });
+
   it('a cancelled order the provider reports as alive opens order_provider_mismatch; its "failed" does not', async () => {
     const shop = await newOrderShop(t);
     const alive: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;

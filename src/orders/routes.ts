@@ -77,7 +77,9 @@ const WebhookBody = Type.Object(
   {
     id: Type.String({ minLength: 1, maxLength: 200, description: 'the provider\'s event id (a second delivery is acknowledged and changes nothing)' }),
     type: Type.String({ minLength: 1, maxLength: 100 }),
-    created_at: Type.Optional(Type.String()),
+    // Delivery metadata we do not read: any shape (unix seconds, text, null). A 400 on it
+    // would refuse a genuine, signed status change on every delivery, as for `sequence`.
+    created_at: Type.Optional(Type.Unknown({ description: 'when the provider made the event; delivery metadata, not read (any JSON value)' })),
     data: Type.Object(
       {
         order_id: Type.String({ minLength: 1, maxLength: 200, description: 'the provider\'s order id' }),
