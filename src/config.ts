@@ -94,6 +94,21 @@ function bearerToken(env: Env, name: string): string | undefined {
 }
 
 /**
+ * An optional HMAC secret. Whitespace at either end — a secret file's
+ * trailing newline, read into the variable — is refused: no provider signs
+ * with it, so every webhook would fail its signature (401) with nothing in
+ * the log saying why. Spaces inside are kept (a merchant may type a phrase).
+ * The message never repeats the value.
+ */
+function hmacSecret(env: Env, name: string): string | undefined {
+  const raw = optional(env, name);
+  if (raw !== undefined && raw !== raw.trim()) {
+    throw new ConfigError(`${name} begins or ends with whitespace (a trailing newline from a secret file?): the provider signs with the secret without it, so every webhook would be refused`);
+  }
+  return raw;
+}
+
+/**
  * A base URL the API's paths are appended to. Refused: user info (fetch
  * refuses a URL with credentials, so every call would fail — the credential
  * is FULFILMENT_API_KEY), a query or a fragment (the paths would land after
@@ -226,8 +241,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (jobRetryBaseMs > jobRetryMaxMs) {
     throw new ConfigError(`JOB_RETRY_BASE_MS (${jobRetryBaseMs}) must not be above JOB_RETRY_MAX_MS (${jobRetryMaxMs}): the first retry's wait would be longer than the longest`);
   }
-  const fulfilmentWebhookSecret = optional(env, 'FULFILMENT_WEBHOOK_SECRET');
-  const fulfilmentWebhookSecretPrevious = optional(env, 'FULFILMENT_WEBHOOK_SECRET_PREVIOUS');
+  const fulfilmentWebhookSecret = hmacSecret(env, 'FULFILMENT_WEBHOOK_SECRET');
+  const fulfilmentWebhookSecretPrevious = hmacSecret(env, 'FULFILMENT_WEBHOOK_SECRET_PREVIOUS');
   // The messages never repeat a secret.
   if (fulfilmentWebhookSecretPrevious !== undefined && fulfilmentWebhookSecret === undefined) {
     throw new ConfigError(

@@ -222,4 +222,19 @@ describe('loadConfig: FULFILMENT_WEBHOOK_SECRET_PREVIOUS (rotating the webhook s
       }, JSON.stringify(env));
     }
   });
+
+  it('a secret that begins or ends with whitespace (a secret file\'s trailing newline) is refused, not used to fail every signature; inner spaces are kept', () => {
+    for (const name of ['FULFILMENT_WEBHOOK_SECRET', 'FULFILMENT_WEBHOOK_SECRET_PREVIOUS'] as const) {
+      for (const secret of ['whsec_abc\n', ' whsec_abc', 'whsec_abc\t', 'whsec_abc\r\n']) {
+        const env = { FULFILMENT_WEBHOOK_SECRET: 'whsec_current', [name]: secret };
+        assert.throws(() => loadConfig(env), (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, new RegExp(`^${name} begins or ends with whitespace`));
+          assert.doesNotMatch(error.message, /whsec_/);
+          return true;
+        }, JSON.stringify(env));
+      }
+    }
+    assert.equal(loadConfig({ FULFILMENT_WEBHOOK_SECRET: 'my shop secret' }).fulfilmentWebhookSecret, 'my shop secret');
+  });
 });
