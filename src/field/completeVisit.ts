@@ -146,7 +146,7 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
   // SKUs of the goods left now; the settlement's SKUs are checked against the
   // consignment it settles (planSettlement names each line that is not on it).
   const skuIds = input.lines.map((line) => line.sku_id);
-  const skus = skuIds.length > 0 ? await assertSkusExist(tx, tenantId, skuIds, '/body/lines') : new Map();
+  const skus = skuIds.length > 0 ? await assertSkusExist(tx, tenantId, skuIds, (index) => `/body/lines/${index}/sku_id`) : new Map();
   const seen = new Set<string>();
   input.lines.forEach((line, index) => {
     if (seen.has(line.sku_id)) throw new AppError('validation_failed', 'a SKU appears twice in lines', { errors: [{ path: `/body/lines/${index}/sku_id`, message: 'SKU appears twice' }] });

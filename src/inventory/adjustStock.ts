@@ -12,7 +12,7 @@ export interface AdjustmentInput {
 /** A counted correction (damage, shrinkage, found stock). Never below zero. Not for piece-tracked SKUs (422). */
 export async function adjustStock(cmd: Command, storeId: string, input: AdjustmentInput) {
   await assertStoreExists(cmd.tx, cmd.tenantId, storeId);
-  const skus = await assertSkusExist(cmd.tx, cmd.tenantId, [input.sku_id], '/body/sku_id');
+  const skus = await assertSkusExist(cmd.tx, cmd.tenantId, [input.sku_id], () => '/body/sku_id');
   // Stock of a piece-tracked SKU is the sum of its workshop pieces: it moves
   // only through pieces commands (receive, cut, combine, revert) and sales
   // naming pieces. Adjusting the balance alone would break that invariant.

@@ -4,8 +4,17 @@ import { all, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { changeStock, type StockChange, touchStockMoves } from './changeStock.js';
 
-/** Refuses SKU ids the tenant does not have (reported like a bad field). */
-export async function assertSkusExist(tx: Tx, tenantId: string, skuIds: string[], path = '/body/items'): Promise<Map<string, { id: string; unit: string; price: number; tracks_pieces: boolean }>> {
+/**
+ * Refuses SKU ids the tenant does not have (reported like a bad field): each
+ * line naming one at its own path, `pathOf(index)` (by default
+ * `/body/items/<index>/sku_id`, as a sale reports them).
+ */
+export async function assertSkusExist(
+  tx: Tx,
+  tenantId: string,
+  skuIds: string[],
+  pathOf: (index: number) => string = (index) => `/body/items/${index}/sku_id`,
+): Promise<Map<string, { id: string; unit: string; price: number; tracks_pieces: boolean }>> {
   const unique = [...new Set(skuIds)];
   const rows = await all(
     tx,
@@ -16,7 +25,7 @@ export async function assertSkusExist(tx: Tx, tenantId: string, skuIds: string[]
   const missing = unique.filter((id) => !found.has(id));
   if (missing.length > 0) {
     throw new AppError('validation_failed', `unknown SKU ids: ${missing.join(', ')}`, {
-      errors: missing.map((id) => ({ path, message: `SKU ${id} does not exist` })),
+      errors: skuIds.flatMap((id, index) => (found.has(id) ? [] : [{ path: pathOf(index), message: `SKU ${id} does not exist` }])),
     });
   }
   return found;

@@ -24,7 +24,7 @@ export const submitJobKey = (orderId: string) => `order.submit:${orderId}`;
  */
 export async function createOrder(cmd: Command, input: OrderInput) {
   await assertStoreExists(cmd.tx, cmd.tenantId, input.store_id);
-  await assertSkusExist(cmd.tx, cmd.tenantId, input.lines.map((line) => line.sku_id), '/body/lines');
+  await assertSkusExist(cmd.tx, cmd.tenantId, input.lines.map((line) => line.sku_id), (index) => `/body/lines/${index}/sku_id`);
   const id = newId();
   await sql`
     INSERT INTO orders (tenant_id, id, store_id, shipping_address, payment_reference, provider_key, op_id)
