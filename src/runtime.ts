@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import { randomBytes } from 'node:crypto';
 import { checkAppLogin, provisionAppLogin } from './core/appLogin.js';
 import { generateToken, hashToken } from './core/auth.js';
-import { runningEmbeddedPostgres, startEmbeddedPostgres } from './core/embeddedPostgres.js';
+import { embeddedOwner, runningEmbeddedPostgres, startEmbeddedPostgres } from './core/embeddedPostgres.js';
 import type { Logger } from './core/logger.js';
 
 export interface DatabaseHandle {
@@ -18,11 +18,56 @@ export interface DatabaseHandle {
 
 const EMBEDDED_DATABASE = 'storekeep';
 
+/** How long a worker or a check waits for the embedded server a starting `npm start` is bringing up. */
+const ATTACH_WAIT_MS = 60_000;
+
+/** Whether the embedded server at `url` lets us into the storekeep database (made by its owner after the server starts). */
+async function acceptsConnections(url: string): Promise<boolean> {
+  const client = new pg.Client(url);
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/**
+ * The embedded server of the data folder to attach to, or undefined (none:
+ * start one). A server already up is attached to at once, as before. One
+ * that another live storekeep process (`npm start`) is still bringing up —
+ * initdb, start, its database — is waited for, up to ATTACH_WAIT_MS: a worker
+ * started next to `npm start` at once used to find no server yet, try to start
+ * its own, and be refused as a second owner (a message telling it to do what it
+ * was doing).
+ */
+async function attachableEmbeddedPostgres(dataDir: string, logger: Logger): Promise<string | undefined> {
+  const deadline = Date.now() + ATTACH_WAIT_MS;
+  let said = false;
+  for (;;) {
+    const running = await runningEmbeddedPostgres(dataDir);
+    const owner = await embeddedOwner(dataDir);
+    if (owner === undefined || Date.now() > deadline) return running;
+    if (running) {
+      const url = new URL(running);
+      url.pathname = `/${EMBEDDED_DATABASE}`;
+      if (await acceptsConnections(url.toString())) return running;
+    }
+    if (!said) {
+      logger.info({ dataDir, owner_pid: owner }, 'waiting for the embedded PostgreSQL another storekeep process is starting');
+      said = true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 /** DATABASE_URL when set; otherwise the embedded PostgreSQL under the data folder. */
 export async function openDatabase(config: Config, logger: Logger, options: { attach?: boolean } = {}): Promise<DatabaseHandle> {
   if (config.databaseUrl) return { url: config.databaseUrl, embedded: false, stop: async () => {} };
   // A worker or a check next to a running `npm start` shares its embedded server (and never stops it).
-  const running = options.attach ? await runningEmbeddedPostgres(config.dataDir) : undefined;
+  const running = options.attach ? await attachableEmbeddedPostgres(config.dataDir, logger) : undefined;
   if (running) {
     const url = new URL(running);
     url.pathname = `/${EMBEDDED_DATABASE}`;

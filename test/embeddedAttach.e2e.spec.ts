@@ -13,6 +13,7 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-attach-'));
   const children: ChildProcess[] = [];
   const otherDataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-owner-'));
+  const freshDataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-together-'));
   const env = (port: number, options: { logLevel?: string; dir?: string }): NodeJS.ProcessEnv => {
     const result: NodeJS.ProcessEnv = {
       ...process.env,
@@ -32,6 +33,7 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
   after(async () => {
     await cleanUpProcesses(dataDir, children);
     await cleanUpProcesses(otherDataDir, []);
+    await cleanUpProcesses(freshDataDir, []);
   });
 
   it('attaches to the running server instead of stopping it', async () => {
@@ -94,6 +96,35 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     assert.equal(await ready(), true, 'stopping the worker leaves the API\'s database running');
     api.kill('SIGTERM');
     await new Promise((resolve) => api.on('exit', resolve));
+  });
+
+  it('a worker started while npm start is still bringing up its embedded PostgreSQL waits for it and attaches (it was refused as a second owner)', async () => {
+    const port = await freePort();
+    const api = cli('serve', port, { dir: freshDataDir });
+    // The API has claimed the folder (pg-owner) and is initialising it: the worker starts now, as `npm start & storekeep worker` does.
+    await waitFor('the API to claim the data folder', async () => existsSync(path.join(freshDataDir, 'pg-owner')), 60_000, 20);
+    const worker = cli('worker', port, { dir: freshDataDir, logLevel: 'info' });
+    let workerLog = '';
+    worker.stdout?.on('data', (chunk: Buffer) => (workerLog += chunk.toString()));
+    worker.stderr?.on('data', (chunk: Buffer) => (workerLog += chunk.toString()));
+    await waitFor('the worker to start or stop', async () => workerLog.includes('"msg":"worker started"') || worker.exitCode !== null, 120_000, 200);
+    assert.equal(worker.exitCode, null, `the worker keeps running: ${workerLog}`);
+    assert.match(workerLog, /using the embedded PostgreSQL already running/);
+    const ready = async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    };
+    await waitFor('the API', ready, 120_000, 200);
+    assert.equal(readFileSync(path.join(freshDataDir, 'pg-owner'), 'utf8').trim(), String(api.pid), 'the API owns the server');
+    worker.kill('SIGTERM');
+    assert.equal(await new Promise((resolve) => worker.on('exit', resolve)), 0);
+    assert.equal(await ready(), true, 'stopping the worker leaves the API\'s database running');
+    api.kill('SIGTERM');
+    assert.equal(await new Promise((resolve) => api.on('exit', resolve)), 0);
+    assert.equal(existsSync(path.join(freshDataDir, 'pg', 'postmaster.pid')), false, 'the owner stopped its database');
   });
 
   it('a second API on the same data folder is refused and leaves the first one\'s database running; the owner stops it', async () => {

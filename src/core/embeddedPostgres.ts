@@ -192,6 +192,16 @@ async function claimOwnership(root: string): Promise<void> {
   throw new EmbeddedDatabaseInUse(`the embedded PostgreSQL under ${root} is being started by another process`);
 }
 
+/**
+ * The pid of another live storekeep process that claims the data folder's
+ * embedded server — it runs it, or is still starting it (initdb, start,
+ * its database) — or undefined.
+ */
+export async function embeddedOwner(dataDir: string): Promise<number | undefined> {
+  const owner = Number((await readFile(path.join(path.resolve(dataDir), OWNER_FILE), 'utf8').catch(() => '')).trim());
+  return Number.isInteger(owner) && owner > 0 && owner !== process.pid && ownerAlive(owner) ? owner : undefined;
+}
+
 async function releaseOwnership(root: string): Promise<void> {
   const file = path.join(root, OWNER_FILE);
   const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
