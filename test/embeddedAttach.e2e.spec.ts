@@ -49,14 +49,21 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     await waitFor('the API', ready, 120_000, 200);
     const postmaster = readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0];
 
-    // The API's request pool logs in as the app login (a member of storekeep_app only), not as the superuser.
+    // The API's request pool logs in as the app login (a member of storekeep_app only), not as the superuser —
+    // and so does /readyz's connection of its own. (A token is looked up through the request pool.)
+    assert.equal((await fetch(`http://127.0.0.1:${port}/v1/stores`, { headers: { authorization: 'Bearer not-a-token' } })).status, 401);
     const superuserUrl = await runningEmbeddedPostgres(dataDir);
     assert.ok(superuserUrl, 'the embedded server is running');
     const superuser = new pg.Client(superuserUrl);
     await superuser.connect();
     try {
-      const logins = await superuser.query(`SELECT DISTINCT usename::text AS login FROM pg_stat_activity WHERE datname = 'storekeep' AND application_name = 'storekeep'`);
-      assert.deepEqual(logins.rows, [{ login: 'storekeep_api' }]);
+      const logins = await superuser.query(
+        `SELECT application_name, usename::text AS login FROM pg_stat_activity WHERE datname = 'storekeep' AND application_name IN ('storekeep', 'storekeep readiness') GROUP BY 1, 2 ORDER BY 1`,
+      );
+      assert.deepEqual(logins.rows, [
+        { application_name: 'storekeep', login: 'storekeep_api' },
+        { application_name: 'storekeep readiness', login: 'storekeep_api' },
+      ]);
     } finally {
       await superuser.end();
     }
