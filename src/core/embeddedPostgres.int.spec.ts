@@ -191,3 +191,48 @@ describe('embedded PostgreSQL: stopping a server that already stopped', () => {
     });
   }
 });
+
+describe('embedded PostgreSQL: a server that stops under the service', () => {
+  for (const [how, signal] of [['killed (SIGKILL, as the OOM killer does)', 'SIGKILL'], ['shut down by hand (SIGINT)', 'SIGINT']] as const) {
+    it(`one whose postmaster was ${how} is started again on its port by its owner, and pools reconnect — it stayed down, the API answering 503 with /healthz 200, until someone restarted the whole service`, { timeout: 120_000 }, async () => {
+      const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-heal-'));
+      try {
+        const server = await startEmbeddedPostgres({ dataDir });
+        const pool = new pg.Pool({ connectionString: server.url, max: 1 });
+        pool.on('error', () => undefined);
+        try {
+          assert.equal((await pool.query('SELECT 1 AS one')).rows[0].one, 1);
+          const pid = Number(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+
+          // When the postmaster goes away under the service
+          process.kill(pid, signal);
+          while (processAlive(pid)) await new Promise((resolve) => setTimeout(resolve, 50));
+
+          // Then, within seconds, a new postmaster serves the same folder on the same port
+          const deadline = Date.now() + 60_000;
+          let answered: number | undefined;
+          while (answered === undefined && Date.now() < deadline) {
+            answered = await pool.query('SELECT 2 AS two').then((result) => result.rows[0].two as number, () => undefined);
+            if (answered === undefined) await new Promise((resolve) => setTimeout(resolve, 250));
+          }
+          assert.equal(answered, 2, 'the server is back and the pool reconnected');
+          const next = Number(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+          assert.notEqual(next, pid);
+          assert.ok(postmasterAlive(next, path.join(dataDir, 'pg')));
+
+          // and the owner's stop stops that one, for good
+          await pool.end();
+          await server.stop();
+          assert.equal(processAlive(next), false, 'stopped');
+          await new Promise((resolve) => setTimeout(resolve, 3_000)); // longer than the watch's period
+          assert.equal(existsSync(path.join(dataDir, 'pg', 'postmaster.pid')), false, 'not started again after the stop');
+        } finally {
+          await pool.end().catch(() => undefined);
+          await server.stop();
+        }
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+  }
+});

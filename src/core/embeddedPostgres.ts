@@ -405,12 +405,44 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   await writeFile(portFile, `${port}\n`, { mode: 0o600 });
   options.logger?.info({ port }, 'embedded PostgreSQL started');
 
+  // The owner keeps its server up. A postmaster that stops under it — killed
+  // (the OOM killer), crashed, or shut down by hand — left the API answering
+  // 503 with /healthz 200 until someone restarted the whole service: no
+  // supervisor watches a server pg_ctl started as a daemon but this process.
+  // It is started again on its port (the pools reconnect by themselves),
+  // at once and then with a growing pause while a start fails.
   let stopping: Promise<void> | undefined;
+  let healing: Promise<void> | undefined;
+  let failedStarts = 0;
+  let nextStartAt = 0;
+  const heal = async () => {
+    if ((await livePostmaster(pgData)) !== undefined || stopping || Date.now() < nextStartAt) return;
+    options.logger?.error({ port, attempt: failedStarts + 1 }, 'the embedded PostgreSQL stopped under storekeep (killed, crashed or shut down by hand); starting it again');
+    try {
+      await startOn(port);
+      failedStarts = 0;
+      options.logger?.warn({ port }, 'embedded PostgreSQL started again');
+    } catch (error) {
+      failedStarts++;
+      const pauseMs = Math.min(WATCH_INTERVAL_MS * 2 ** failedStarts, 60_000);
+      nextStartAt = Date.now() + pauseMs;
+      options.logger?.error({ err: error, port, retry_in_ms: pauseMs }, 'could not start the embedded PostgreSQL again');
+    }
+  };
+  const watch = setInterval(() => {
+    healing ??= heal()
+      .catch((error: unknown) => options.logger?.error({ err: error }, 'watching the embedded PostgreSQL failed'))
+      .finally(() => (healing = undefined));
+  }, WATCH_INTERVAL_MS);
+  watch.unref();
+
   const server: EmbeddedServer = {
     port,
     url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     stop: () =>
       (stopping ??= (async () => {
+        clearInterval(watch);
+        await healing; // a start under way finishes before the stop, which then stops what it started
         try {
           await run(pgCtl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgData], user);
         } catch (error) {
@@ -429,6 +461,9 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   ownedServers.add(server);
   return server;
 }
+
+/** How often an owner looks whether its server is still running. */
+const WATCH_INTERVAL_MS = 1_000;
 
 /** The embedded servers this process started and has not stopped. */
 const ownedServers = new Set<EmbeddedServer>();
