@@ -84,3 +84,32 @@ export async function openReviewItems(tx: Tx, tenantId: string, items: ReadonlyA
   }
   return rows.map((row) => idOf.get(row.id)!);
 }
+
+/**
+ * Opens an item, or — when an open item has the same dedupe key — counts the
+ * problem as seen again on that item (`seen_count` + 1, `last_seen_at`,
+ * `last_seen_op`), leaving what it is about (kind, subject, detail: the first
+ * occurrence) as it was. One statement on the open-dedupe unique index: two
+ * transactions doing this at once leave one open item seen twice (the second
+ * waits for the first, then counts on its item); if the open item is resolved
+ * meanwhile, the insert is retried by PostgreSQL and opens a new one.
+ */
+export async function openOrCountReviewItem(
+  tx: Tx,
+  tenantId: string,
+  opId: string,
+  input: ReviewItemInput & { dedupeKey: string },
+): Promise<{ id: string; created: boolean }> {
+  const [row] = await all(
+    tx,
+    sql<{ id: string; created: boolean }>`
+      INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, dedupe_key, op_id)
+      VALUES (${tenantId}, ${newId()}, ${input.kind}, ${input.severity ?? 'warning'}, ${input.subjectType ?? null}, ${input.subjectId ?? null},
+              ${input.storeId ?? null}, ${input.otherStoreId ?? null}, ${JSON.stringify(input.detail)}::jsonb, ${input.dedupeKey}, ${opId})
+      ON CONFLICT (tenant_id, dedupe_key) WHERE status = 'open' AND dedupe_key IS NOT NULL
+      DO UPDATE SET seen_count = review_items.seen_count + 1, last_seen_at = now(), last_seen_op = EXCLUDED.op_id
+      RETURNING id, (xmax = 0) AS created`,
+  );
+  assert(row !== undefined, 'review item neither opened nor counted');
+  return row;
+}

@@ -17,9 +17,14 @@ export interface ReviewItemRow {
   resolved_at: Date | null;
   resolved_by_op: string | null;
   resolution_note: string | null;
+  /** Times the problem was seen while the item was open (1 when opened). */
+  seen_count: number;
+  last_seen_at: Date;
+  /** The operation that last saw it again; null until then. */
+  last_seen_op: string | null;
 }
 
-export const REVIEW_ITEM_COLUMNS = sql`id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note`;
+export const REVIEW_ITEM_COLUMNS = sql`id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, status, op_id, created_at, resolved_at, resolved_by_op, resolution_note, seen_count, last_seen_at, last_seen_op`;
 
 export interface ReviewItemFilter {
   status?: 'open' | 'resolved' | undefined;

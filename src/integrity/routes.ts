@@ -43,6 +43,12 @@ const ReviewItem = Type.Object({
   resolved_at: Type.Union([Timestamp, Type.Null()]),
   resolved_by_op: Type.Union([Uuid, Type.Null()]),
   resolution_note: Type.Union([Type.String(), Type.Null()]),
+  seen_count: Type.Integer({
+    minimum: 1,
+    description: 'times the problem was seen while this item was open: 1 when opened; a job_failed item counts each give-up of the same task (a periodic task failing at every tick) or subject',
+  }),
+  last_seen_at: Timestamp,
+  last_seen_op: Type.Union([Uuid, Type.Null()], { description: 'the operation that last saw it again (its correlation_id finds that occurrence in the server log); null until seen again' }),
 });
 
 

@@ -15,6 +15,8 @@ export interface JobEnvelope<T = unknown> {
   max_attempts: number;
   /** Stable across the retries of one job (the first run's id). */
   chain_id: string;
+  /** A periodic job's (cron tick or timer), and its retries': its give-ups share one open item per task. */
+  periodic?: boolean;
   data: T;
 }
 

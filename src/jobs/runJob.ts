@@ -2,7 +2,7 @@ import type { JobHelpers } from 'graphile-worker';
 import { SYSTEM_TENANT_ID } from '../core/auth.js';
 import { fingerprintRequest, internalIdempotencyKey, runCommand } from '../core/command.js';
 import { runInScope } from '../core/context.js';
-import { openReviewItem } from '../core/review.js';
+import { openOrCountReviewItem } from '../core/review.js';
 import { backoffOf, type WorkerDeps } from './worker.js';
 import { retryDelayMs } from './backoff.js';
 import { CRASH_RERUNS, type JobEnvelope } from './enqueueJob.js';
@@ -14,11 +14,18 @@ function isEnvelope(payload: unknown): payload is JobEnvelope {
   return typeof payload === 'object' && payload !== null && 'correlation_id' in payload && 'chain_id' in payload && 'data' in payload;
 }
 
-/** Jobs added by cron (or by hand) have no envelope: give them one. */
-function envelopeOf(payload: unknown, jobId: string, task: string): JobEnvelope {
+/**
+ * Jobs added by cron (or by hand) have no envelope: give them one. A periodic
+ * job's (a cron tick's, or a timer's: its key is the periodic one) says so,
+ * and its retries keep the envelope: the give-ups of one periodic task share
+ * one open `job_failed` item.
+ */
+function envelopeOf(payload: unknown, jobId: string, task: string, key: string | null | undefined): JobEnvelope {
   if (isEnvelope(payload)) return payload;
   const cron = (payload as { _cron?: { ts?: string } } | null)?._cron;
+  const periodic = cron !== undefined || (typeof key === 'string' && isPeriodicKey(key, task));
   return {
+    ...(periodic ? { periodic: true } : {}),
     correlation_id: cron?.ts ? `cron:${task}:${cron.ts}` : `job:${jobId}`,
     tenant_id: null,
     attempt: 1,
@@ -47,11 +54,13 @@ function errorOf(error: unknown): Error {
  *   saying where it is (jobFailedWording; one per
  *   job chain: the dedupe key and the command's idempotency key make a re-run
  *   after a crash open nothing new; one open item per subject for a task
- *   with `reviewSubjectOf`), then the task's onGiveUp.
+ *   with `reviewSubjectOf`, and per task for a periodic job — a give-up
+ *   while that item is open counts on it: seen_count, last_seen_at,
+ *   last_seen_op), then the task's onGiveUp.
  */
 export async function runJob(definition: TaskDefinition, payload: unknown, helpers: JobHelpers, deps: WorkerDeps): Promise<void> {
   const task = definition.name;
-  const envelope = envelopeOf(payload, helpers.job.id, task);
+  const envelope = envelopeOf(payload, helpers.job.id, task, helpers.job.key);
   const maxAttempts = envelope.max_attempts > 0 ? envelope.max_attempts : (definition.maxAttempts ?? deps.config.jobMaxAttempts);
   // A run graphile-worker itself re-runs (the worker died mid-run, or this
   // code could not queue the retry) may have done the work too: it counts as
@@ -199,8 +208,9 @@ async function openJobFailedItem(
 ): Promise<void> {
   const tenantId = envelope.tenant_id ?? SYSTEM_TENANT_ID;
   const key = internalIdempotencyKey('job-failed', envelope.chain_id);
-  // One open item per subject when the task names one, else per job chain.
-  const dedupeKey = subject === undefined ? key : `job-failed:${task}:${subject}`;
+  // One open item per subject when the task names one, per task for a
+  // periodic job (each tick is a chain of its own), else per job chain.
+  const dedupeKey = subject !== undefined ? `job-failed:${task}:${subject}` : envelope.periodic ? `job-failed:${task}:periodic` : key;
   await runCommand(
     deps.db,
     {
@@ -213,7 +223,8 @@ async function openJobFailedItem(
     },
     { type: 'job.give_up' },
     async (cmd) => {
-      const id = await openReviewItem(cmd.tx, tenantId, cmd.opId, {
+      // A give-up of the same problem while its item is open counts on that item.
+      const { id, created } = await openOrCountReviewItem(cmd.tx, tenantId, cmd.opId, {
         kind: 'job_failed',
         severity: 'warning',
         subjectType: 'job',
@@ -228,8 +239,8 @@ async function openJobFailedItem(
           data: envelope.data,
         },
       });
-      cmd.touch('review_items', id, 'created');
-      return { status: 201, body: { review_item_id: id } };
+      cmd.touch('review_items', id, created ? 'created' : 'updated');
+      return { status: created ? 201 : 200, body: { review_item_id: id } };
     },
   );
 }
