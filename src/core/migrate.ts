@@ -70,6 +70,12 @@ async function migrateJobQueue(databaseUrl: string, logger?: Logger): Promise<vo
           if (level === 'error' || level === 'warning') logger?.warn({ component: 'graphile-worker' }, message);
         }),
       });
+      // enqueue_job's lookup of a tenant's last waiting job (0997: tenants take
+      // turns). On graphile-worker's table, so made here, after its schema; an
+      // upgrade of that schema that rebuilt the table gets it again here.
+      await pool.query(
+        `CREATE INDEX IF NOT EXISTS storekeep_jobs_tenant_turn_idx ON graphile_worker._private_jobs ((payload ->> 'tenant_id'), priority) WHERE is_available`,
+      );
     } finally {
       await pool.end();
       await client.query('SELECT pg_advisory_unlock($1)', [JOB_QUEUE_MIGRATION_LOCK]);

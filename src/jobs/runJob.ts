@@ -149,6 +149,8 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
             jobKeyMode: 'replace',
             runAt: new Date(Date.now() + delayMs),
             maxAttempts: CRASH_RERUNS,
+            // Its tenant's turn (enqueue_job's priority), kept by its retries.
+            priority: helpers.job.priority,
           });
         } catch (scheduling) {
           if (queuesLastRun) {
