@@ -110,6 +110,46 @@ describe('the job queue across tenants', () => {
     assert.equal(left.rows[0].n, 0);
   });
 
+  it("a keyed job enqueued again with preserve_run_at keeps its turn, and a retry keeps its job's turn", async () => {
+    const priorityOf = async (key: string) =>
+      (await t.admin.query<{ priority: number }>(`SELECT priority FROM graphile_worker._private_jobs WHERE key = $1`, [key])).rows[0]?.priority;
+    // Given A's keyed job at the first turn, then two more of A's jobs behind it
+    await enqueueForTenant(t, a, 'test.marked', { run: 'keyed', seq: 1 }, { jobKey: 'keyed-1' });
+    await enqueueForTenant(t, a, 'test.marked', { run: 'keyed', seq: 2 });
+    await enqueueForTenant(t, a, 'test.marked', { run: 'keyed', seq: 3 });
+    assert.equal(await priorityOf('keyed-1'), 0);
+    // When the keyed job is enqueued again, keeping its time
+    await enqueueForTenant(t, a, 'test.marked', { run: 'keyed', seq: 1 }, { jobKey: 'keyed-1', jobKeyMode: 'preserve_run_at' });
+    // Then it keeps its turn too (not moved behind the two)
+    assert.equal(await priorityOf('keyed-1'), 0);
+    await t.admin.query(`DELETE FROM graphile_worker._private_jobs`);
+
+    // Given a failing job of A at its third turn
+    let failed = false;
+    const flaky = defineTask<Mark>({
+      name: 'test.flaky',
+      async handle() {
+        failed = true;
+        throw new Error('provider said 503');
+      },
+    });
+    await enqueueForTenant(t, a, 'test.marked', { run: 'retry', seq: 1 });
+    await enqueueForTenant(t, a, 'test.marked', { run: 'retry', seq: 2 });
+    await enqueueForTenant(t, a, 'test.flaky', { run: 'retry', seq: 3 }, { jobKey: 'flaky-1' });
+    assert.equal(await priorityOf('flaky-1'), 2);
+    // When it fails and its retry is scheduled (a minute away)
+    const worker = await startTestWorker(t, { workerConcurrency: 1, workerMetricsPort: 0, jobRetryBaseMs: 60_000, jobRetryMaxMs: 60_000 }, [marked, flaky]);
+    workers.push(worker);
+    const retry = await waitFor('the retry', async () => {
+      const rows = (await t.admin.query(`SELECT priority, payload->>'attempt' AS attempt FROM graphile_worker._private_jobs WHERE key = 'flaky-1'`)).rows;
+      return failed && rows[0]?.attempt === '2' && rows[0];
+    });
+    await worker.stop();
+    // Then the retry has the job's turn, not priority 0 ahead of every tenant's turn
+    assert.equal(retry.priority, 2);
+    await t.admin.query(`DELETE FROM graphile_worker._private_jobs`);
+  });
+
   it("with 40,000 jobs waiting (30,000 of one tenant) the claim and enqueue_job's turn lookups read an index, a few rows", async (context) => {
     // Given 30,000 due jobs of A at turns 0…29,999, 5,000 due of B, 5,000 of B due in an hour
     await t.admin.query(
