@@ -240,6 +240,43 @@ describe('integrity checks of money and transfers', () => {
     assert.deepEqual(await reported(world), ['money_sale_posted']);
   });
 
+  it("money_sale_posted: a sale's entry, or its void's, booked for another store (its postings still the sale's store's accounts)", async () => {
+    for (const kind of ['sale', 'sale_void'] as const) {
+      const world = await newWorld();
+      // A third store: moving the entry to the destination would also put its money in that store's settled day.
+      const other = (await world.owner.post('/v1/stores', { code: 'OTH', name: 'Other' })).body.id;
+      const saleId = await sell(world, 'cash', { void: kind === 'sale_void' });
+      assert.deepEqual(await reported(world), []);
+      await corrupt([[`UPDATE journal_entries SET store_id = $2 WHERE id = $1`, [await entryOf(saleId, kind), other]]]);
+      assert.deepEqual(await reported(world), ['money_sale_posted'], `the ${kind} entry in another store`);
+    }
+  });
+
+  it("money_sale_posted: a sale's entry booked on a day the sale was not made on, or its void's before the sale's", async () => {
+    const shifts: Array<[kind: 'sale' | 'sale_void', days: number]> = [['sale', 3], ['sale', -3], ['sale_void', 3], ['sale_void', -3]];
+    for (const [kind, days] of shifts) {
+      const world = await newWorld();
+      const saleId = await sell(world, 'cash', { void: kind === 'sale_void' });
+      assert.deepEqual(await reported(world), []);
+      // Its source store has no count on any day: nothing moved the money past today.
+      await corrupt([[`UPDATE journal_entries SET business_date = business_date + $2::int WHERE id = $1`, [await entryOf(saleId, kind), days]]]);
+      assert.deepEqual(await reported(world), ['money_sale_posted'], `the ${kind} entry ${days} days off`);
+    }
+  });
+
+  it("money_sale_posted: an offline sale booked on the day it reached us instead of the till's day", async () => {
+    const world = await newWorld();
+    const tillTime = new Date(Date.now() - 5 * 86_400_000).toISOString();
+    const synced = await world.owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: world.source, payment_method: 'cash', items: [{ sku_id: world.skuId, quantity: 1, unit_price: 500 }], client_created_at: tillTime }],
+    });
+    assert.equal(synced.status, 200, JSON.stringify(synced.body));
+    const saleId = (await t.admin.query(`SELECT id FROM sales WHERE tenant_id = $1 AND source = 'offline'`, [world.tenantId])).rows[0].id;
+    assert.deepEqual(await reported(world), []);
+    await corrupt([[`UPDATE journal_entries SET business_date = (created_at AT TIME ZONE 'UTC')::date WHERE id = $1`, [await entryOf(saleId, 'sale')]]]);
+    assert.deepEqual(await reported(world), ['money_sale_posted']);
+  });
+
   it('transfer_in_transit_consistent: an approved transfer with nothing in transit', async () => {
     const world = await newWorld();
     await corrupt([[`UPDATE stock_transfer_items SET quantity_in_transit = 0 WHERE transfer_id = $1`, [world.transferId]]]);

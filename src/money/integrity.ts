@@ -82,9 +82,54 @@ export const moneyChecks: IntegrityCheck[] = [
     name: 'money_sale_posted',
     severity: 'critical',
     description:
-      "Every sale with a total above zero has exactly one journal entry (kind sale) debiting its total where the money went (the store's drawer or clearing account, or the customer's receivable for credit) and crediting the store's sales revenue; a voided one also exactly one reversing entry (kind sale_void) that nets it to zero on every account; a completed one none, and no such entry names a sale that does not exist.",
+      "Every sale with a total above zero has exactly one journal entry (kind sale) debiting its total where the money went (the store's drawer or clearing account, or the customer's receivable for credit) and crediting the store's sales revenue; a voided one also exactly one reversing entry (kind sale_void) that nets it to zero on every account; a completed one none, and no such entry names a sale that does not exist. Both entries are booked for the sale's store, on a day its booking rule allows: not before the day asked for (a synced sale's till day; a queued void's till day, but not before its sale's day; else the day it was recorded), and after that day's neighbour in any time zone only past a counted day.",
+    // Where and when each entry is booked. Its day is the store's day (in the
+    // store's time zone, which may have changed since: not kept) of the moment
+    // asked for — a synced sale's till time, a queued void's till time but not
+    // before its sale's day, else when it was recorded; never after the day it
+    // was recorded —, moved past counted days (open_business_date_on: to the
+    // store's latest count, then past every counted day). So, zone aside
+    // (a store's day of a moment is within a day of its UTC day), it is not
+    // before the UTC day of that moment less one, and it is after that day plus
+    // one only when the day before it was counted (a settlement of any status:
+    // they are never deleted). Entries booked before migration 0802 (the rule
+    // of a till's day came with it) were dated when recorded, even a synced
+    // sale's: theirs is not compared with the till's day. "Recorded" is the
+    // sale's created_at (a void's voided_at), the moment of the transaction
+    // that wrote the entry too. Only entries past
+    // the upper bound look up a settlement (by settlements_store_idx).
     sql: `
-      WITH lines AS (
+      WITH booked AS (
+        SELECT e.tenant_id, e.subject_id AS sale_id, e.id, e.kind, e.store_id, e.business_date, s.store_id AS sale_store_id,
+               (CASE e.kind WHEN 'sale' THEN s.created_at ELSE coalesce(s.voided_at, e.created_at) END AT TIME ZONE 'UTC')::date AS recorded_day,
+               (CASE WHEN e.kind = 'sale' AND s.source = 'offline' THEN s.client_created_at
+                     WHEN e.kind = 'sale_void' THEN s.void_client_created_at END AT TIME ZONE 'UTC')::date AS till_day,
+               e.kind = 'sale' AND s.created_at < coalesce((SELECT m.run_on FROM schema_migrations m WHERE m.name = '0802_open_business_date'), 'infinity') AS before_till_days,
+               min(e.business_date) FILTER (WHERE e.kind = 'sale') OVER (PARTITION BY e.tenant_id, e.subject_id) AS sale_day
+        FROM journal_entries e
+        JOIN sales s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id
+        WHERE e.kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR e.tenant_id = $1)
+      ), bounded AS (
+        SELECT b.*,
+               CASE WHEN b.till_day IS NULL THEN b.recorded_day - 1
+                    WHEN b.kind = 'sale' THEN least(b.till_day, b.recorded_day) - 1
+                    ELSE least(greatest(b.till_day - 1, b.sale_day), b.recorded_day - 1) END AS earliest,
+               CASE WHEN b.till_day IS NULL OR b.before_till_days THEN b.recorded_day + 1
+                    WHEN b.kind = 'sale' THEN least(b.till_day, b.recorded_day) + 1
+                    ELSE least(greatest(b.till_day + 1, b.sale_day), b.recorded_day + 1) END AS latest_uncounted
+        FROM booked b
+      ), misbooked AS (
+        SELECT b.tenant_id, b.sale_id,
+               jsonb_agg(jsonb_build_object('entry_id', b.id, 'kind', b.kind, 'store_id', b.store_id, 'business_date', b.business_date,
+                                            'earliest', b.earliest, 'latest_without_count', b.latest_uncounted) ORDER BY b.kind, b.id) AS entries
+        FROM bounded b
+        WHERE b.store_id IS DISTINCT FROM b.sale_store_id
+           OR b.business_date < b.earliest
+           OR (b.business_date > b.latest_uncounted
+               AND NOT EXISTS (SELECT 1 FROM settlements c WHERE c.tenant_id = b.tenant_id AND c.store_id = b.sale_store_id
+                                                             AND c.business_date = b.business_date - 1))
+        GROUP BY b.tenant_id, b.sale_id
+      ), lines AS (
         SELECT e.tenant_id, e.subject_id AS sale_id, p.account_id,
                coalesce(sum(p.amount) FILTER (WHERE e.kind = 'sale'), 0) AS posted, sum(p.amount) AS net
         FROM journal_entries e
@@ -115,10 +160,12 @@ export const moneyChecks: IntegrityCheck[] = [
              jsonb_build_object('sale_id', s.id, 'store_id', s.store_id, 'status', s.status, 'payment_method', s.payment_method, 'total', s.total,
                                 'sale_entries', coalesce(e.sale_entries, 0), 'void_entries', coalesce(e.void_entries, 0),
                                 'debited', s.debited, 'to_debit_account', s.to_debit_account, 'to_revenue', s.to_revenue,
-                                'void_nets_to_zero', NOT s.unreversed) AS detail
+                                'void_nets_to_zero', NOT s.unreversed, 'misbooked_entries', coalesce(m.entries, '[]'::jsonb)) AS detail
       FROM per_sale s
       LEFT JOIN entries e ON e.tenant_id = s.tenant_id AND e.sale_id = s.id
-      WHERE coalesce(e.sale_entries, 0) <> CASE WHEN s.total > 0 THEN 1 ELSE 0 END
+      LEFT JOIN misbooked m ON m.tenant_id = s.tenant_id AND m.sale_id = s.id
+      WHERE m.sale_id IS NOT NULL
+         OR coalesce(e.sale_entries, 0) <> CASE WHEN s.total > 0 THEN 1 ELSE 0 END
          OR coalesce(e.void_entries, 0) <> CASE WHEN s.total > 0 AND s.status = 'voided' THEN 1 ELSE 0 END
          OR (s.total > 0 AND (s.debited <> s.total OR s.to_debit_account <> s.total OR s.to_revenue <> -s.total))
          OR (s.status = 'voided' AND s.unreversed)
