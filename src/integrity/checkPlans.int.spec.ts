@@ -34,7 +34,7 @@ describe('integrity checks read what they need', () => {
   });
   after(() => t.close());
 
-  it('the consignment checks read only consignment rows of the stock ledger, not every sale and receipt row', async () => {
+  it('the consignment checks, and the check of transfer rows, read only those rows of the stock ledger, not every sale and receipt row', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = await owner.post('/v1/stores', { code: 'CP', name: 'Plans' });
     assert.equal(store.status, 201);
@@ -53,7 +53,7 @@ describe('integrity checks read what they need', () => {
     const client = await t.admin.connect();
     try {
       await client.query('ANALYZE stock_ledger');
-      for (const name of ['consignment_stock_matches_ledger', 'consignment_settlement_matches_ledger']) {
+      for (const name of ['consignment_stock_matches_ledger', 'consignment_settlement_matches_ledger', 'transfer_stock_ledger_names_transfer']) {
         const check = allChecks.find((candidate) => candidate.name === name)!;
         const { rows } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${check.sql}`, [tenantId]);
         const scans = scansOf(rows[0]['QUERY PLAN'][0].Plan, 'stock_ledger');

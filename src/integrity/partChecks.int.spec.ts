@@ -290,8 +290,8 @@ describe('integrity checks of money and transfers', () => {
     // The stock ledger and balance agree with each other (no stock finding); the transfer does not.
     await corrupt([
       [
-        `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind) VALUES ($1, $2, $3, $4, -1, $5, 'transfer_out')`,
-        [world.tenantId, world.source, world.skuId, approvedOp, balance - 1],
+        `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason) VALUES ($1, $2, $3, $4, -1, $5, 'transfer_out', $6)`,
+        [world.tenantId, world.source, world.skuId, approvedOp, balance - 1, `transfer ${world.transferId}`],
       ],
       [`UPDATE stock_balances SET quantity = quantity - 1 WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId]],
     ]);
@@ -337,6 +337,27 @@ describe('integrity checks of money and transfers', () => {
         [`UPDATE stock_balances SET quantity = quantity - 3 WHERE store_id = $1 AND sku_id = $2`, [store, skuId]],
       ]);
       assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches'], `a transfer_out row of ${wrong === 'sku' ? 'a SKU it did not send' : 'its destination'} under its approval`);
+    }
+  });
+
+  it('transfer_stock_ledger_names_transfer: transfer rows that name no transfer (one that does not exist, or none at all)', async () => {
+    for (const reason of [`transfer ${randomUUID()}`, null, 'transfer of the old shelf']) {
+      const world = await newWorld();
+      const op = (await t.admin.query(`SELECT op_id FROM payments WHERE id = $1`, [world.paymentId])).rows[0].op_id;
+      const balance = (await t.admin.query(`SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId])).rows[0].quantity;
+      // Stock out of the source and into the destination as a transfer, balances and running totals in step: no transfer behind it.
+      await corrupt([
+        [
+          `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason) VALUES ($1, $2, $3, $4, -2, $5, 'transfer_out', $6)`,
+          [world.tenantId, world.source, world.skuId, op, balance - 2, reason],
+        ],
+        [`UPDATE stock_balances SET quantity = quantity - 2 WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId]],
+      ]);
+      assert.deepEqual(await reported(world), ['transfer_stock_ledger_names_transfer'], `reason ${reason}`);
+      const findings = (await world.owner.get('/v1/integrity')).body.findings;
+      assert.equal(findings.length, 1);
+      assert.equal(findings[0].detail.store_id, world.source);
+      assert.equal(findings[0].detail.reason, reason);
     }
   });
 

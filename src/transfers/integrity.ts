@@ -58,4 +58,24 @@ export const transferChecks: IntegrityCheck[] = [
           OR l.store_id <> CASE l.kind WHEN 'transfer_out' THEN t.source_store_id ELSE t.destination_store_id END
           OR NOT EXISTS (SELECT 1 FROM stock_transfer_items i WHERE i.tenant_id = t.tenant_id AND i.transfer_id = t.id AND i.sku_id = l.sku_id))`,
   },
+  {
+    name: 'transfer_stock_ledger_names_transfer',
+    severity: 'critical',
+    description:
+      "Every stock ledger row of a transfer (transfer_out, transfer_in) names, in its reason (`transfer <id>`), a transfer that exists: stock moved as a transfer that no transfer accounts for is found (transfer_stock_ledger_matches sees only the rows of transfers that exist).",
+    // Transfer rows only, through stock_ledger_transfer_reason_idx; each one's
+    // transfer by its primary key (the id read out of the reason — every
+    // transfer row ever written says `transfer <id>`).
+    sql: `
+      SELECT l.tenant_id, 'stock_ledger:' || l.id AS subject,
+             jsonb_build_object('ledger_id', l.id, 'store_id', l.store_id, 'sku_id', l.sku_id, 'kind', l.kind, 'reason', l.reason,
+                                'op_id', l.op_id, 'quantity_change', l.quantity_change) AS detail
+      FROM stock_ledger l
+      WHERE ($1::uuid IS NULL OR l.tenant_id = $1)
+        AND l.kind IN ('transfer_out', 'transfer_in')
+        AND NOT EXISTS (
+          SELECT 1 FROM stock_transfers t
+          WHERE t.tenant_id = l.tenant_id
+            AND t.id = CASE WHEN l.reason ~ '^transfer [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN substr(l.reason, 10)::uuid END)`,
+  },
 ];
