@@ -19,7 +19,8 @@ export const pieceChecks: IntegrityCheck[] = [
       )
       SELECT coalesce(b.tenant_id, l.tenant_id) AS tenant_id,
              'stock:' || coalesce(b.store_id, l.store_id) || '/' || coalesce(b.sku_id, l.sku_id) AS subject,
-             jsonb_build_object('balance', coalesce(b.quantity, 0), 'live_pieces', coalesce(l.quantity, 0)) AS detail
+             jsonb_build_object('store_id', coalesce(b.store_id, l.store_id), 'sku_id', coalesce(b.sku_id, l.sku_id),
+                                'balance', coalesce(b.quantity, 0), 'live_pieces', coalesce(l.quantity, 0)) AS detail
       FROM balances b FULL JOIN live l ON l.tenant_id = b.tenant_id AND l.store_id = b.store_id AND l.sku_id = b.sku_id
       WHERE coalesce(b.quantity, 0) <> coalesce(l.quantity, 0)`,
   },

@@ -602,6 +602,21 @@ describe('workshop pieces: cut, combine, reserve, revert by operation', () => {
     assert.deepEqual(await runChecks(), []);
   });
 
+  it("integrity: that finding names its store and SKU in its detail (its review item is filed under the store, so the store's staff see it)", async () => {
+    await t.admin.query(`UPDATE stock_balances SET quantity = quantity + 1 WHERE store_id = $1 AND sku_id = $2`, [store.id, buttons.id]);
+    try {
+      const response = await owner.get('/v1/integrity');
+      assert.equal(response.status, 200);
+      const findings = response.body.findings.filter((finding: { check: string }) => finding.check === 'piece_stock_matches_balance');
+      assert.equal(findings.length, 1, JSON.stringify(response.body.findings));
+      assert.equal(findings[0].detail.store_id, store.id);
+      assert.equal(findings[0].detail.sku_id, buttons.id);
+    } finally {
+      await t.admin.query(`UPDATE stock_balances SET quantity = quantity - 1 WHERE store_id = $1 AND sku_id = $2`, [store.id, buttons.id]);
+    }
+    assert.deepEqual(await runChecks(), []);
+  });
+
   it('concurrent reverts of one operation: one takes effect, the others replay it; stock exact', async () => {
     const [roll] = await receive(cloth.id, [{ kind: 'roll', quantity: 4000 }]);
     assert.ok(roll);
