@@ -1,6 +1,16 @@
 import { Type, type Static } from 'typebox';
 import { assertStoreInScope, inStoreScope } from '../core/auth.js';
-import { fingerprintRequest, internalIdempotencyKey, inTenantTransaction, reservedKeyError, runCommand, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
+import {
+  fingerprintRequest,
+  internalIdempotencyKey,
+  inTenantTransaction,
+  reservedKeyError,
+  runCommand,
+  storedResponses,
+  type CommandInput,
+  type CommandOutcome,
+  type CommandSpec,
+} from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
@@ -104,6 +114,13 @@ const SALE_SUMMARY =
   'The sale\'s Idempotency-Key is kept as long as the sale (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the sale.';
 
 type SaleBody = Static<typeof SaleBody>;
+
+/**
+ * A key as its Idempotency-Key header carries it: HTTP drops the spaces and
+ * tabs around a header's value (RFC 9110, section 5.5), so a till that sent a
+ * sale online under ` k ` stored it under `k`.
+ */
+export const keyAsHeaderCarries = (key: string): string => key.replace(/^[ \t]+|[ \t]+$/g, '');
 
 /**
  * A synced sale's refusal names its fields where they are in the batch
@@ -222,7 +239,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         tags: ['sales'],
         summary:
           'Sync sales an offline till queued. Each is applied as if sent alone to POST /v1/sales with its own Idempotency-Key (same fingerprint, ' +
-          'so a sale sent online first is replayed, not duplicated); a sale that is not valid is answered 400 in its own result (paths /body/sales/<index>/…) ' +
+          'so a sale sent online first is replayed, not duplicated; the key read as its header carries it: spaces and tabs around it dropped, and one of nothing else is 400); a sale that is not valid is answered 400 in its own result (paths /body/sales/<index>/…) ' +
           'and the others are applied; only a batch whose own shape is wrong (no sales, over 500, a sale without idempotency_key) is refused whole. A sale that already happened offline is never lost: when stock is now short, ' +
           'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
@@ -293,6 +310,20 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         );
         replayed = recorded.replayed;
       }
+      // Each sale's key as its Idempotency-Key header would carry it (spaces
+      // and tabs around it dropped, keyAsHeaderCarries): a sale the till sent
+      // online first and then synced is replayed, not sold again. A sale synced
+      // before keys were read so is stored under its key as sent: when such a
+      // record exists, that key is kept, so the sale still replays.
+      const padded = [
+        ...new Set(
+          request.body.sales.flatMap((queued, index) =>
+            unstorable.has(index) || keyAsHeaderCarries(queued.idempotency_key) === queued.idempotency_key ? [] : [queued.idempotency_key],
+          ),
+        ),
+      ];
+      const storedAsSent =
+        padded.length === 0 ? new Set<string>() : new Set((await inTenantTransaction(db, principal.tenantId, (tx) => storedResponses(tx, principal.tenantId, padded))).keys());
       const results = await Promise.allSettled(
         request.body.sales.map(async (queued, index): Promise<CommandOutcome> => {
           // As if sent alone: a sale that is not valid is refused (400) on its
@@ -301,11 +332,17 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           const { idempotency_key, ...sale } = queued;
           if (!inStoreScope(principal, sale.store_id)) throw notFound('store');
           if (!roleHas(principal.role, 'sales.create')) throw new AppError('forbidden', `role ${principal.role} may not sales.create`);
-          const reserved = reservedKeyError(idempotency_key, `/body/sales/${index}/idempotency_key`);
+          const key = storedAsSent.has(idempotency_key) ? idempotency_key : keyAsHeaderCarries(idempotency_key);
+          if (key === '') {
+            throw new AppError('validation_failed', 'an idempotency key of nothing but spaces and tabs is no key (a header carrying it is empty)', {
+              errors: [{ path: `/body/sales/${index}/idempotency_key`, message: 'must hold more than spaces and tabs' }],
+            });
+          }
+          const reserved = reservedKeyError(key, `/body/sales/${index}/idempotency_key`);
           if (reserved) throw reserved;
           const input: CommandInput = {
             ...base,
-            idempotencyKey: idempotency_key,
+            idempotencyKey: key,
             fingerprint: fingerprintRequest('POST', '/v1/sales', sale),
             // the batch's other spelling is the batch's, not this sale's
             equivalentFingerprints: [],

@@ -288,6 +288,40 @@ describe('POST /v1/sync/sales: offline tills', () => {
     }
   });
 
+  it('a key with spaces or tabs around it is the key its Idempotency-Key header carried (HTTP drops them there): a sale sent online first is replayed, not sold twice', async () => {
+    const before = await saleRowCounts(t, tenantId);
+    const stock = await balanceAndLedger(t, tenantId, storeId, milk);
+    const item = { ...queued(1), idempotency_key: ` \t${randomUUID()} ` };
+    const { idempotency_key, ...body } = item;
+    // The till sent the sale online and got no answer (its key, as HTTP reads a header, without the spaces and tab)…
+    const online = await cashier.post('/v1/sales', body, { idempotencyKey: idempotency_key });
+    assert.equal(online.status, 201, JSON.stringify(online.body));
+    // …then synced it from its queue with the key it holds.
+    const synced = await cashier.post('/v1/sync/sales', { sales: [item] });
+    assert.deepEqual([synced.body.results[0].idempotency_key, synced.body.results[0].status, synced.body.results[0].replayed, synced.body.results[0].body.id], [idempotency_key, 201, true, online.body.id]);
+    assert.equal((await saleRowCounts(t, tenantId)).sales, Number(before.sales) + 1, 'one sale');
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, milk), { balance: stock.balance - 1, ledger: stock.ledger - 1 });
+
+    // A key of nothing but spaces and tabs is no key a header can carry: 400 at that sale's key, nothing written.
+    const blank = await cashier.post('/v1/sync/sales', { sales: [{ ...queued(1), idempotency_key: ' \t ' }] });
+    assert.deepEqual([blank.body.results[0].status, blank.body.results[0].body.code], [400, 'validation_failed']);
+    assert.deepEqual(blank.body.results[0].body.errors.map((error: { path: string }) => error.path), ['/body/sales/0/idempotency_key']);
+    assert.equal((await saleRowCounts(t, tenantId)).sales, Number(before.sales) + 1, 'nothing more written');
+  });
+
+  it('a sale synced before keys were read as a header reads them, under a key with spaces around it, still replays under that key when its batch is sent again', async () => {
+    const item = { ...queued(1), idempotency_key: ` ${randomUUID()} ` };
+    const first = await cashier.post('/v1/sync/sales', { sales: [item] });
+    assert.equal(first.body.results[0].status, 201, JSON.stringify(first.body));
+    // As such a sale was stored before: under its key as sent.
+    const moved = await t.admin.query('UPDATE idempotency_keys SET key = $3 WHERE tenant_id = $1 AND key = $2', [tenantId, item.idempotency_key.trim(), item.idempotency_key]);
+    assert.equal(moved.rowCount, 1);
+    const before = await saleRowCounts(t, tenantId);
+    const again = await cashier.post('/v1/sync/sales', { sales: [item] });
+    assert.deepEqual([again.body.results[0].status, again.body.results[0].replayed, again.body.results[0].body.id], [201, true, first.body.results[0].body.id]);
+    assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing new written');
+  });
+
   it("keys in storekeep's own key space are refused: a sale's key → that sale's 400; the batch's key → 400 and nothing applied", async () => {
     const reservedItem = { ...queued(1), idempotency_key: 'fulfilment-webhook:evt_1' };
     const response = await cashier.post('/v1/sync/sales', { sales: [reservedItem, queued(1)] });
