@@ -238,6 +238,67 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
     }
   });
 
+  it('a connection cut while its COMMIT is answered: every caller gets 503; sent again with their keys, the sales that did commit replay (no second sale, receipts gapless), and one whose COMMIT never arrived is sold once', async () => {
+    // A pool whose next COMMIT is cut: `arrives` — the COMMIT reaches PostgreSQL
+    // (which commits) and the connection is cut before its answer is read;
+    // otherwise the connection is cut before the COMMIT is sent.
+    const pool = createPool(t.appUrl, { max: 4, asAppRole: true });
+    let cut: 'arrives' | 'lost' | null = null;
+    pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        const stream = (client as unknown as { connection: { stream: { pause(): void; destroy(): void } } }).connection.stream;
+        if (cut !== null && typeof args[0] === 'string' && args[0].trim().toLowerCase() === 'commit') {
+          const how = cut;
+          cut = null;
+          if (how === 'lost') {
+            stream.destroy();
+            return query(...args);
+          }
+          stream.pause();
+          const answer = query(...args);
+          setTimeout(() => stream.destroy(), 300);
+          return answer;
+        }
+        return query(...args);
+      };
+    });
+    const db = createDb(pool);
+    try {
+      for (const how of ['arrives', 'lost'] as const) {
+        const committer = new GroupCommitter(db);
+        const before = await state();
+        const sales = [body(1), body(2), body(3)];
+        const inputs = sales.map((sale) => inputOf(sale));
+        // The first runs alone; the other two queue behind it and form the next batch, whose COMMIT is cut.
+        const first = committer.sale(inputs[0]!, sales[0]!, 'online');
+        const rest = sales.slice(1).map((sale, index) => committer.sale(inputs[index + 1]!, sale, 'online'));
+        assert.equal((await first).status, 201);
+        cut = how;
+        const settled = await Promise.allSettled(rest);
+        assert.deepEqual(
+          settled.map((result) => (result.status === 'rejected' ? (result.reason as { code?: string }).code : result.value.status)),
+          ['service_unavailable', 'service_unavailable'],
+          how,
+        );
+        const afterCut = await state();
+        assert.equal(afterCut.sales, before.sales + (how === 'arrives' ? 3 : 1), `${how}: what committed`);
+        // Sent again with their keys: a replay of what committed, a sale of what did not.
+        const again = await Promise.all(sales.slice(1).map((sale, index) => committer.sale(inputs[index + 1]!, sale, 'online')));
+        assert.deepEqual(again.map((outcome) => [outcome.status, outcome.replayed]), [[201, how === 'arrives'], [201, how === 'arrives']], how);
+        const after = await state();
+        assert.equal(after.sales, before.sales + 3, `${how}: each sale once`);
+        assert.equal(after.stock, before.stock - 6);
+        assert.equal(after.counter, (before.counter ?? 0) + 3);
+        const numbers = (await t.admin.query(`SELECT receipt_number::int AS n FROM sales WHERE tenant_id = $1 AND store_id = $2 ORDER BY 1`, [tenantId, storeId])).rows.map((r) => r.n);
+        assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1), `${how}: receipts gapless`);
+      }
+    } finally {
+      await db.destroy();
+    }
+    await assertLedgerChain(skuId);
+  });
+
   // ── Sales written set-based (GroupCommitter.sale) ──────────────────────────
   // The first call finds the lane idle and runs alone; calls made in the same
   // tick queue behind it and form the next batch (one run of sales).
