@@ -120,7 +120,7 @@ type SaleBody = Static<typeof SaleBody>;
  * tabs around a header's value (RFC 9110, section 5.5), so a till that sent a
  * sale online under ` k ` stored it under `k`.
  */
-export const keyAsHeaderCarries = (key: string): string => key.replace(/^[ \t]+|[ \t]+$/g, '');
+const keyAsHeaderCarries = (key: string): string => key.replace(/^[ \t]+|[ \t]+$/g, '');
 
 /**
  * A synced sale's refusal names its fields where they are in the batch
