@@ -636,13 +636,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // all of its connections for longer than READINESS_TIMEOUT_MS made it say
   // `unreachable` of a database that answered, and an orchestrator then took
   // a busy instance out of service (all of them, under a shop-wide burst).
-  const probe = readinessPool(deps.pool);
+  const probe = readinessPool(deps.pool, config.readinessTimeoutMs);
   app.addHook('onClose', async () => probe.end());
   app.get('/readyz', { config: { auth: 'none', rateLimit: false }, schema: readiness }, async (_request, reply) => {
     try {
       // Its own time limit: a connection the network dropped silently gives no
       // error for minutes, and a probe that hangs tells an orchestrator nothing.
-      const pending = await withTimeout(pendingMigrations(probe), config.readinessTimeoutMs, `the database did not answer within ${config.readinessTimeoutMs} ms`);
+      const pending = await probePendingMigrations(probe, config.readinessTimeoutMs);
       if (pending.length > 0) {
         return reply.status(503).send({ status: 'not_ready', database: 'ok', pending_migrations: pending });
       }
@@ -686,14 +686,39 @@ export async function buildApp(deps: AppDeps): Promise<App> {
  * the same session settings, kept while probes come (an orchestrator's every
  * few seconds) and closed a minute after the last.
  */
-function readinessPool(pool: pg.Pool): pg.Pool {
+function readinessPool(pool: pg.Pool, timeoutMs: number): pg.Pool {
   // pg-pool keeps the password out of the options' enumerable keys.
   const { password, ...options } = pool.options;
-  const probe = new pg.Pool({ ...options, password, max: 1, idleTimeoutMillis: 60_000, application_name: 'storekeep readiness' });
+  // A connection that cannot be made (or waited for) within the probe's time gives up by itself (pg-pool destroys it).
+  const probe = new pg.Pool({ ...options, password, max: 1, idleTimeoutMillis: 60_000, connectionTimeoutMillis: timeoutMs, application_name: 'storekeep readiness' });
   // A dropped connection fails the probe that runs on it; the event itself must not crash the process.
   probe.on('error', () => undefined);
   probe.on('connect', (client) => client.on('error', () => undefined));
   return probe;
+}
+
+/**
+ * The pending migrations, asked over the probe's connection within `ms`. A
+ * connection that gives no answer in time is destroyed, not kept: the
+ * network may have dropped it silently (a NAT, a failover), and the pool's one
+ * connection would then hold every later probe behind a query that never
+ * ends — 503 for as long as the kernel keeps the socket, while new
+ * connections answer — and app.close() waiting for it.
+ */
+async function probePendingMigrations(probe: pg.Pool, ms: number): Promise<string[]> {
+  const started = Date.now();
+  const client = await probe.connect();
+  let failure: Error | undefined;
+  try {
+    const left = Math.max(1, ms - (Date.now() - started));
+    return await withTimeout(pendingMigrations(client), left, `the database did not answer within ${ms} ms`);
+  } catch (error) {
+    failure = error instanceof Error ? error : new Error(String(error));
+    client.connection.stream.destroy();
+    throw error;
+  } finally {
+    client.release(failure);
+  }
 }
 
 /** `promise`, or a rejection with `message` once `ms` have passed (the promise itself runs on). */

@@ -21,6 +21,8 @@ class Outage {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   private frozen = false;
+  /** Connections open when the network dropped them: nothing goes through them (new ones do) until the thaw. */
+  private readonly dropped = new Set<net.Socket>();
   private held: Array<() => void> = [];
   port = 0;
   constructor(private readonly target: { host: string; port: number }) {}
@@ -35,7 +37,7 @@ class Outage {
       }
       const forward = (from: net.Socket, to: net.Socket) =>
         from.on('data', (chunk) => {
-          if (this.frozen) this.held.push(() => to.write(chunk));
+          if (this.frozen || this.dropped.has(from)) this.held.push(() => to.write(chunk));
           else to.write(chunk);
         });
       forward(inbound, outbound);
@@ -52,8 +54,14 @@ class Outage {
     this.frozen = true;
   }
 
+  /** The connections open now stop passing anything, silently (a NAT or a failover that forgot them); new ones work. */
+  dropOpenConnections(): void {
+    for (const socket of this.sockets) this.dropped.add(socket);
+  }
+
   thaw(): void {
     this.frozen = false;
+    this.dropped.clear();
     for (const send of this.held.splice(0)) send();
   }
 
@@ -143,6 +151,22 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
       if (typeof notReady === 'string') assert.fail(notReady);
       assert.equal(notReady.status, 503, JSON.stringify(notReady.body));
       assert.deepEqual(notReady.body, { status: 'not_ready', database: 'unreachable' });
+    } finally {
+      outage.thaw();
+    }
+    assert.equal((await owner.get('/readyz')).status, 200);
+  });
+
+  it('a probe connection the network dropped silently, while new connections go through: /readyz answers 503 once, then 200 from a new connection', async () => {
+    assert.equal((await owner.get('/readyz')).status, 200); // its connection is open (kept between probes)
+    outage.dropOpenConnections();
+    try {
+      // The probe on the dropped connection gets no answer: 503 after READINESS_TIMEOUT_MS
+      const first = await owner.get('/readyz');
+      assert.equal(first.status, 503, JSON.stringify(first.body));
+      // The next one must not wait behind that connection (it would for as long as the network does): a new one answers
+      const next = await owner.get('/readyz');
+      assert.equal(next.status, 200, JSON.stringify(next.body));
     } finally {
       outage.thaw();
     }
