@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from './config.js';
 import { hashToken } from './core/auth.js';
+import { startEmbeddedPostgres } from './core/embeddedPostgres.js';
 import { createLogger } from './core/logger.js';
-import { operatorTokenHashes } from './runtime.js';
+import { openDatabase, operatorTokenHashes } from './runtime.js';
 import { createTestDatabase } from '../test/support/database.js';
 
 describe('operatorTokenHashes: the first start against a database', () => {
@@ -33,6 +35,40 @@ describe('operatorTokenHashes: the first start against a database', () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
       await t.drop();
+    }
+  });
+});
+
+describe('openDatabase for a worker or a check next to a starting npm start (attach)', () => {
+  it('waits for the owner\'s embedded PostgreSQL at most its minute, even when the server takes connections and never answers them — it waited for ever', { timeout: 150_000 }, async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-attach-wait-'));
+    const server = await startEmbeddedPostgres({ dataDir });
+    const pgData = path.join(dataDir, 'pg');
+    const postmaster = Number(readFileSync(path.join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    // Given another live storekeep process owning the folder (a stand-in: a node process), whose server hangs (stopped)
+    const owner = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    writeFileSync(path.join(dataDir, 'pg-owner'), `${owner.pid}\n`);
+    process.kill(postmaster, 'SIGSTOP');
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // When a worker opens the database, attaching
+      const started = Date.now();
+      const opened = await Promise.race([
+        openDatabase({ ...loadConfig({}), dataDir }, createLogger('silent'), { attach: true }),
+        new Promise<'no answer'>((resolve) => (timer = setTimeout(() => resolve('no answer'), 100_000))),
+      ]);
+      // Then it stops waiting after its minute and attaches to the server there is (its own connection will say what is wrong)
+      if (opened === 'no answer') assert.fail('openDatabase waited for more than 100 s');
+      assert.equal(opened.embedded, true);
+      assert.equal(new URL(opened.url).port, String(server.port));
+      assert.ok(Date.now() - started >= 59_000, `it waited the minute (${Date.now() - started} ms)`);
+    } finally {
+      clearTimeout(timer);
+      process.kill(postmaster, 'SIGCONT');
+      owner.kill();
+      writeFileSync(path.join(dataDir, 'pg-owner'), `${process.pid}\n`);
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -20,10 +20,17 @@ const EMBEDDED_DATABASE = 'storekeep';
 
 /** How long a worker or a check waits for the embedded server a starting `npm start` is bringing up. */
 const ATTACH_WAIT_MS = 60_000;
+/** How long one look at that server waits for it to let us in. */
+const ATTACH_TRY_MS = 5_000;
 
-/** Whether the embedded server at `url` lets us into the storekeep database (made by its owner after the server starts). */
-async function acceptsConnections(url: string): Promise<boolean> {
-  const client = new pg.Client(url);
+/**
+ * Whether the embedded server at `url` lets us into the storekeep database
+ * (made by its owner after the server starts) within `timeoutMs`: a server
+ * that takes the connection and never answers (stopped, or hung on its disk)
+ * held the wait past its deadline, for ever.
+ */
+async function acceptsConnections(url: string, timeoutMs: number): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
   try {
     await client.connect();
     return true;
@@ -53,7 +60,7 @@ async function attachableEmbeddedPostgres(dataDir: string, logger: Logger): Prom
     if (running) {
       const url = new URL(running);
       url.pathname = `/${EMBEDDED_DATABASE}`;
-      if (await acceptsConnections(url.toString())) return running;
+      if (await acceptsConnections(url.toString(), Math.min(ATTACH_TRY_MS, Math.max(deadline - Date.now(), 1)))) return running;
     }
     if (!said) {
       logger.info({ dataDir, owner_pid: owner }, 'waiting for the embedded PostgreSQL another storekeep process is starting');
