@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import pg from 'pg';
+import { createLogger } from './logger.js';
 import { EmbeddedDatabaseInUse, postmasterAlive, processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
 
 describe('embedded PostgreSQL: the superuser password never sits where others can read it', () => {
@@ -231,6 +232,43 @@ describe('embedded PostgreSQL: a server that stops under the service', () => {
           await server.stop();
         }
       } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
+describe('embedded PostgreSQL: stopped while its owner starts it again', () => {
+  for (const signal of ['SIGINT', 'SIGKILL'] as const) {
+    it(`stop() during a start again (its postmaster stopped by ${signal} just before) waits for that start and stops what it started: no postmaster left, none started after, the claim released`, { timeout: 120_000 }, async () => {
+      const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-heal-stop-'));
+      const pgData = path.join(dataDir, 'pg');
+      const postmasterPid = () => (existsSync(path.join(pgData, 'postmaster.pid')) ? Number(readFileSync(path.join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]) : undefined);
+      let healing!: () => void;
+      const healStarted = new Promise<void>((resolve) => (healing = resolve));
+      const logger = createLogger('info', 'storekeep', {
+        write: (line: string) => {
+          if (line.includes('starting it again')) healing();
+        },
+      });
+      const keepAlive = setInterval(() => undefined, 1_000); // the watch's own timer does not keep a process alive
+      try {
+        const server = await startEmbeddedPostgres({ dataDir, logger });
+        try {
+          const killed = postmasterPid()!;
+          process.kill(killed, signal);
+          await healStarted;
+        } finally {
+          await server.stop();
+        }
+        const left = postmasterPid();
+        assert.ok(left === undefined || !processAlive(left), `no postmaster left running (${left})`);
+        await new Promise((resolve) => setTimeout(resolve, 3_000)); // longer than the watch's period
+        const later = postmasterPid();
+        assert.ok(later === undefined || !processAlive(later), `none started after the stop (${later})`);
+        assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'the claim is released');
+      } finally {
+        clearInterval(keepAlive);
         rmSync(dataDir, { recursive: true, force: true });
       }
     });
