@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from './config.js';
 import { hashToken } from './core/auth.js';
-import { startEmbeddedPostgres } from './core/embeddedPostgres.js';
+import { EmbeddedDatabaseInUse, startEmbeddedPostgres } from './core/embeddedPostgres.js';
 import { createLogger } from './core/logger.js';
 import { openDatabase, operatorTokenHashes } from './runtime.js';
 import { createTestDatabase } from '../test/support/database.js';
@@ -57,7 +57,7 @@ describe('openDatabase for a worker or a check next to a starting npm start (att
         openDatabase({ ...loadConfig({}), dataDir }, createLogger('silent'), { attach: true }),
         new Promise<'no answer'>((resolve) => (timer = setTimeout(() => resolve('no answer'), 100_000))),
       ]);
-      // Then it stops waiting after its minute and attaches to the server there is (its own connection will say what is wrong)
+      // Then it stops waiting after its minute and attaches to the server there is, as it did before it waited
       if (opened === 'no answer') assert.fail('openDatabase waited for more than 100 s');
       assert.equal(opened.embedded, true);
       assert.equal(new URL(opened.url).port, String(server.port));
@@ -68,6 +68,26 @@ describe('openDatabase for a worker or a check next to a starting npm start (att
       owner.kill();
       writeFileSync(path.join(dataDir, 'pg-owner'), `${process.pid}\n`);
       await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('an owner that is alive and has not started its server a minute later: refused saying so — not told to run as the worker or check it is', { timeout: 150_000 }, async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-attach-never-'));
+    // Given another live storekeep process claiming the folder (a stand-in: a node process) that never starts its server
+    const owner = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    writeFileSync(path.join(dataDir, 'pg-owner'), `${owner.pid}\n`);
+    try {
+      // When a worker opens the database, attaching, then it is refused after its minute with what happened
+      await assert.rejects(openDatabase({ ...loadConfig({}), dataDir }, createLogger('silent'), { attach: true }), (error: Error) => {
+        assert.ok(error instanceof EmbeddedDatabaseInUse, String(error));
+        assert.match(error.message, new RegExp(`storekeep process ${owner.pid} .*has not started it`));
+        assert.doesNotMatch(error.message, /run next to it/);
+        return true;
+      });
+      assert.equal(readFileSync(path.join(dataDir, 'pg-owner'), 'utf8').trim(), String(owner.pid), 'the owner keeps its claim');
+    } finally {
+      owner.kill();
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

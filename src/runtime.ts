@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import { randomBytes } from 'node:crypto';
 import { checkAppLogin, provisionAppLogin } from './core/appLogin.js';
 import { generateToken, hashToken } from './core/auth.js';
-import { embeddedOwner, runningEmbeddedPostgres, startEmbeddedPostgres } from './core/embeddedPostgres.js';
+import { EmbeddedDatabaseInUse, embeddedOwner, runningEmbeddedPostgres, startEmbeddedPostgres } from './core/embeddedPostgres.js';
 import type { Logger } from './core/logger.js';
 
 export interface DatabaseHandle {
@@ -56,7 +56,15 @@ async function attachableEmbeddedPostgres(dataDir: string, logger: Logger): Prom
   for (;;) {
     const running = await runningEmbeddedPostgres(dataDir);
     const owner = await embeddedOwner(dataDir);
-    if (owner === undefined || Date.now() > deadline) return running;
+    if (owner === undefined) return running;
+    if (Date.now() > deadline) {
+      if (running) return running;
+      // Starting one of its own would be refused as a second owner, with a message telling it to run as the worker it is.
+      throw new EmbeddedDatabaseInUse(
+        `storekeep process ${owner} claims the embedded PostgreSQL under ${path.resolve(dataDir)} and has not started it ${ATTACH_WAIT_MS / 1000} s later: ` +
+          'see that process\'s log, and start this one again once it runs (or give this process DATABASE_URL)',
+      );
+    }
     if (running) {
       const url = new URL(running);
       url.pathname = `/${EMBEDDED_DATABASE}`;
