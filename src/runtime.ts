@@ -48,7 +48,8 @@ async function acceptsConnections(url: string, timeoutMs: number): Promise<boole
  * initdb, start, its database — is waited for, up to ATTACH_WAIT_MS: a worker
  * started next to `npm start` at once used to find no server yet, try to start
  * its own, and be refused as a second owner (a message telling it to do what it
- * was doing).
+ * was doing). Not running when the wait ends: EmbeddedDatabaseInUse, naming
+ * the process that claims the folder.
  */
 async function attachableEmbeddedPostgres(dataDir: string, logger: Logger): Promise<string | undefined> {
   const deadline = Date.now() + ATTACH_WAIT_MS;
