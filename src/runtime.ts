@@ -51,8 +51,8 @@ async function acceptsConnections(url: string, timeoutMs: number): Promise<boole
  * was doing). Not running when the wait ends: EmbeddedDatabaseInUse, naming
  * the process that claims the folder.
  */
-async function attachableEmbeddedPostgres(dataDir: string, logger: Logger): Promise<string | undefined> {
-  const deadline = Date.now() + ATTACH_WAIT_MS;
+async function attachableEmbeddedPostgres(dataDir: string, logger: Logger, waitMs: number): Promise<string | undefined> {
+  const deadline = Date.now() + waitMs;
   let said = false;
   for (;;) {
     const running = await runningEmbeddedPostgres(dataDir);
@@ -62,7 +62,7 @@ async function attachableEmbeddedPostgres(dataDir: string, logger: Logger): Prom
       if (running) return running;
       // Starting one of its own would be refused as a second owner, with a message telling it to run as the worker it is.
       throw new EmbeddedDatabaseInUse(
-        `storekeep process ${owner} claims the embedded PostgreSQL under ${path.resolve(dataDir)} and has not started it ${ATTACH_WAIT_MS / 1000} s later: ` +
+        `storekeep process ${owner} claims the embedded PostgreSQL under ${path.resolve(dataDir)} and has not started it ${waitMs / 1000} s later: ` +
           'see that process\'s log, and start this one again once it runs (or give this process DATABASE_URL)',
       );
     }
@@ -80,10 +80,15 @@ async function attachableEmbeddedPostgres(dataDir: string, logger: Logger): Prom
 }
 
 /** DATABASE_URL when set; otherwise the embedded PostgreSQL under the data folder. */
-export async function openDatabase(config: Config, logger: Logger, options: { attach?: boolean } = {}): Promise<DatabaseHandle> {
+export async function openDatabase(
+  config: Config,
+  logger: Logger,
+  /** attachWaitMs: how long to wait for a server its owner is starting (default ATTACH_WAIT_MS; tests shorten it). */
+  options: { attach?: boolean; attachWaitMs?: number } = {},
+): Promise<DatabaseHandle> {
   if (config.databaseUrl) return { url: config.databaseUrl, embedded: false, stop: async () => {} };
   // A worker or a check next to a running `npm start` shares its embedded server (and never stops it).
-  const running = options.attach ? await attachableEmbeddedPostgres(config.dataDir, logger) : undefined;
+  const running = options.attach ? await attachableEmbeddedPostgres(config.dataDir, logger, options.attachWaitMs ?? ATTACH_WAIT_MS) : undefined;
   if (running) {
     const url = new URL(running);
     url.pathname = `/${EMBEDDED_DATABASE}`;
