@@ -70,12 +70,16 @@ async function migrateJobQueue(databaseUrl: string, logger?: Logger): Promise<vo
           if (level === 'error' || level === 'warning') logger?.warn({ component: 'graphile-worker' }, message);
         }),
       });
-      // enqueue_job's lookup of a tenant's last waiting job (0997: tenants take
-      // turns). On graphile-worker's table, so made here, after its schema; an
-      // upgrade of that schema that rebuilt the table gets it again here.
+      // enqueue_job's lookup of a tenant's last waiting job due no later than
+      // the one it adds (0997, 1001: tenants take turns; run_at in the index,
+      // so the tenant's jobs due later are passed over in it, not read one
+      // heap row each). On graphile-worker's table, so made here, after its
+      // schema; an upgrade of that schema that rebuilt the table gets it again
+      // here. 0997's index (no run_at) is replaced by it.
       await pool.query(
-        `CREATE INDEX IF NOT EXISTS storekeep_jobs_tenant_turn_idx ON graphile_worker._private_jobs ((payload ->> 'tenant_id'), priority) WHERE is_available`,
+        `CREATE INDEX IF NOT EXISTS storekeep_jobs_tenant_turn_due_idx ON graphile_worker._private_jobs ((payload ->> 'tenant_id'), priority, run_at) WHERE is_available`,
       );
+      await pool.query(`DROP INDEX IF EXISTS graphile_worker.storekeep_jobs_tenant_turn_idx`);
     } finally {
       await pool.end();
       await client.query('SELECT pg_advisory_unlock($1)', [JOB_QUEUE_MIGRATION_LOCK]);

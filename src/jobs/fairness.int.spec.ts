@@ -202,15 +202,15 @@ describe('the job queue across tenants', () => {
       const last = await planOf(
         "tenant's last due job",
         `SELECT j.priority FROM graphile_worker._private_jobs j
-          WHERE j.is_available AND (j.payload ->> 'tenant_id') = $1 AND j.run_at <= now() AND ($2::text IS NULL OR j.key IS DISTINCT FROM $2)
+          WHERE j.is_available AND (j.payload ->> 'tenant_id') = $1 AND j.run_at <= greatest(coalesce($3::timestamptz, now()), now()) AND ($2::text IS NULL OR j.key IS DISTINCT FROM $2)
           ORDER BY j.priority DESC LIMIT 1`,
-        [b, null],
+        [b, null, null],
       );
       // Then each reads the jobs through an index, never the whole table, and touches a handful of rows
       for (const [label, plan, index] of [
         ['claim', claim, /^jobs_(main|no_queue)_index$/],
         ['current turn', turn, /^jobs_(main|no_queue)_index$/],
-        ["tenant's last due job", last, /^storekeep_jobs_tenant_turn_idx$/],
+        ["tenant's last due job", last, /^storekeep_jobs_tenant_turn_due_idx$/],
       ] as const) {
         const jobsScans = plan.filter((node) => node['Relation Name'] === '_private_jobs');
         assert.ok(jobsScans.length > 0 && jobsScans.every((node) => node['Node Type'] !== 'Seq Scan' && !node['Node Type'].startsWith('Bitmap')), `${label}: ${JSON.stringify(jobsScans)}`);
