@@ -40,6 +40,37 @@ describe('migrate', () => {
     assert.deepEqual(await migrate(url.toString()), []);
   });
 
+  it("on a migrated database, does not hold the job queue behind a transaction that has a job in flight (no lock on graphile-worker's jobs for an index already there)", async () => {
+    // Given a migrated database (the test above) and a business transaction that enqueued a job and is still open
+    await migrate(url.toString());
+    const holder = new pg.Client(url.toString());
+    const other = new pg.Client(url.toString());
+    await holder.connect();
+    await other.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT graphile_worker.add_job('test.held')`);
+      // When a worker or an API starts (and migrates) meanwhile
+      const migrating = migrate(url.toString()).then(() => 'done' as const);
+      const outcome = await Promise.race([migrating, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 1_500))]);
+      // and another transaction adds a job
+      await other.query(`SET lock_timeout = '1s'`);
+      const added = await other.query(`SELECT graphile_worker.add_job('test.other')`).then(
+        () => 'added',
+        (error: Error) => error.message,
+      );
+      await holder.query('COMMIT');
+      await migrating;
+      // Then migrate did not wait for the open transaction, and the other job was added, not queued behind migrate
+      assert.deepEqual({ outcome, added }, { outcome: 'done', added: 'added' });
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await other.query(`DELETE FROM graphile_worker._private_jobs`);
+      await holder.end();
+      await other.end();
+    }
+  });
+
   it('prints nothing of its own on the console (graphile-worker warned on every start, outside the log, that our pool had no connect handler)', async () => {
     const printed: unknown[][] = [];
     const { warn, error, log } = console;

@@ -70,16 +70,7 @@ async function migrateJobQueue(databaseUrl: string, logger?: Logger): Promise<vo
           if (level === 'error' || level === 'warning') logger?.warn({ component: 'graphile-worker' }, message);
         }),
       });
-      // enqueue_job's lookup of a tenant's last waiting job due no later than
-      // the one it adds (0997, 1001: tenants take turns; run_at in the index,
-      // so the tenant's jobs due later are passed over in it, not read one
-      // heap row each). On graphile-worker's table, so made here, after its
-      // schema; an upgrade of that schema that rebuilt the table gets it again
-      // here. 0997's index (no run_at) is replaced by it.
-      await pool.query(
-        `CREATE INDEX IF NOT EXISTS storekeep_jobs_tenant_turn_due_idx ON graphile_worker._private_jobs ((payload ->> 'tenant_id'), priority, run_at) WHERE is_available`,
-      );
-      await pool.query(`DROP INDEX IF EXISTS graphile_worker.storekeep_jobs_tenant_turn_idx`);
+      await ensureTenantTurnIndex(pool);
     } finally {
       await pool.end();
       await client.query('SELECT pg_advisory_unlock($1)', [JOB_QUEUE_MIGRATION_LOCK]);
@@ -87,6 +78,34 @@ async function migrateJobQueue(databaseUrl: string, logger?: Logger): Promise<vo
   } finally {
     await client.end();
   }
+}
+
+/**
+ * enqueue_job's lookup of a tenant's last waiting job due no later than the
+ * one it adds (0997, 1001: tenants take turns; run_at in the index, so the
+ * tenant's jobs due later are passed over in it, not read one heap row each).
+ * On graphile-worker's table, so made here, after its schema; an upgrade of
+ * that schema that rebuilt the table gets it again here. 0997's index (no
+ * run_at) is replaced by it. Every `serve` and `worker` start comes here while
+ * the queue is in use: an index that is there is left alone without touching
+ * the table — `CREATE INDEX IF NOT EXISTS` takes the table's SHARE lock before
+ * it finds the index, so it waited for every open transaction that had added
+ * a job while every later enqueue, claim and completion waited behind it.
+ * Built (or the old one dropped) only once, by the first start of this
+ * version. Not CONCURRENTLY: that waits for every transaction with a snapshot,
+ * among them a second process waiting here for the advisory lock this one
+ * holds.
+ */
+async function ensureTenantTurnIndex(pool: pg.Pool): Promise<void> {
+  const present = await pool.query<{ due: boolean; old: boolean }>(
+    `SELECT to_regclass('graphile_worker.storekeep_jobs_tenant_turn_due_idx') IS NOT NULL AS due, to_regclass('graphile_worker.storekeep_jobs_tenant_turn_idx') IS NOT NULL AS old`,
+  );
+  if (!present.rows[0]?.due) {
+    await pool.query(
+      `CREATE INDEX IF NOT EXISTS storekeep_jobs_tenant_turn_due_idx ON graphile_worker._private_jobs ((payload ->> 'tenant_id'), priority, run_at) WHERE is_available`,
+    );
+  }
+  if (present.rows[0]?.old) await pool.query(`DROP INDEX IF EXISTS graphile_worker.storekeep_jobs_tenant_turn_idx`);
 }
 
 export async function migrationFiles(): Promise<string[]> {
