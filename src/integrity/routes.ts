@@ -45,10 +45,13 @@ const ReviewItem = Type.Object({
   resolution_note: Type.Union([Type.String(), Type.Null()]),
   seen_count: Type.Integer({
     minimum: 1,
-    description: 'times the problem was seen while this item was open: 1 when opened; a job_failed item counts each give-up of the same task (a periodic task failing at every tick) or subject',
+    description:
+      'job_failed items: times the problem was seen while this item was open — 1 when opened, then each give-up of the same task (a periodic task failing at every tick) or subject. Every other kind stays 1 however often its problem is found again (an integrity finding found by each nightly run): not a count of sightings there',
   }),
-  last_seen_at: Timestamp,
-  last_seen_op: Type.Union([Uuid, Type.Null()], { description: 'the operation that last saw it again (its correlation_id finds that occurrence in the server log); null until seen again' }),
+  last_seen_at: Type.Unsafe<Date | string>({ type: 'string', format: 'date-time', description: 'job_failed items: when the problem was last seen (created_at until seen again); every other kind: created_at' }),
+  last_seen_op: Type.Union([Uuid, Type.Null()], {
+    description: 'job_failed items: the operation that last saw it again (its correlation_id finds that occurrence in the server log); null until seen again, and always null on every other kind',
+  }),
 });
 
 
