@@ -1,15 +1,16 @@
 -- Up Migration
 -- Tenants take turns with delayed jobs too. 0997 placed a job after its
 -- tenant's last *due* waiting job, whatever the job's own run_at: a tenant's
--- jobs enqueued to run later (polls scheduled after a burst of submissions, a
--- batch of delayed work) all took the same turn, and once due they held every
--- other tenant's job enqueued at that turn behind all of them (run_at order
--- within a turn), the very backlog 0997 meant to break up. A job now goes one
--- past its tenant's last waiting job due no later than itself: a burst of
--- delayed jobs takes one turn per job, in the order they were enqueued.
--- That lookup skipped the tenant's jobs due later one heap row at a time
--- (run_at was not in storekeep_jobs_tenant_turn_idx): with thousands of them
--- waiting, each enqueue inside a business transaction read every one.
+-- jobs enqueued to run later (enqueueJob's runAt) all took the same turn,
+-- and once due they held every other tenant's job enqueued at that turn
+-- behind all of them (run_at order within a turn), the very backlog 0997
+-- meant to break up. A job now goes one past its tenant's last waiting job
+-- due no later than itself: a burst of delayed jobs takes one turn per job,
+-- in the order they were enqueued.
+-- That lookup passed over the tenant's jobs due later (its retries waiting
+-- out their backoff at the turns of their jobs, during a provider outage)
+-- one heap row at a time: run_at was not in storekeep_jobs_tenant_turn_idx,
+-- so each enqueue inside a business transaction read every one of them.
 -- `migrate` now makes storekeep_jobs_tenant_turn_due_idx on (tenant,
 -- priority, run_at), which checks run_at in the index.
 CREATE OR REPLACE FUNCTION enqueue_job(
