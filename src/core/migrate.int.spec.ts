@@ -71,6 +71,26 @@ describe('migrate', () => {
     }
   });
 
+  it("on a database migrated by 0997's version, replaces its tenant-turn index with the one that has run_at", async () => {
+    // Given the index 0997's migrate made (tenant, priority), and not the new one
+    const client = new pg.Client(url.toString());
+    await client.connect();
+    try {
+      await client.query(`DROP INDEX graphile_worker.storekeep_jobs_tenant_turn_due_idx`);
+      await client.query(`CREATE INDEX storekeep_jobs_tenant_turn_idx ON graphile_worker._private_jobs ((payload ->> 'tenant_id'), priority) WHERE is_available`);
+      // When this version migrates
+      await migrate(url.toString());
+      // Then the new index is there (valid) and the old one is gone
+      const indexes = await client.query<{ name: string; valid: boolean }>(
+        `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+          WHERE i.indrelid = 'graphile_worker._private_jobs'::regclass AND c.relname LIKE 'storekeep_%' ORDER BY 1`,
+      );
+      assert.deepEqual(indexes.rows, [{ name: 'storekeep_jobs_tenant_turn_due_idx', valid: true }]);
+    } finally {
+      await client.end();
+    }
+  });
+
   it('prints nothing of its own on the console (graphile-worker warned on every start, outside the log, that our pool had no connect handler)', async () => {
     const printed: unknown[][] = [];
     const { warn, error, log } = console;
