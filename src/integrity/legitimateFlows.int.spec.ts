@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+
+/**
+ * Legitimate flows, each made through the API at its edges, leave nothing for
+ * the integrity checks to report: a critical check that reports one of them
+ * puts a false finding in the shop's review queue every night.
+ */
+describe('integrity checks find nothing in legitimate flows at their edges', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(async () => {
+    await t.close();
+  });
+
+  const ok = <T extends { status: number; body: any }>(response: T, status = 201): T => {
+    assert.equal(response.status, status, JSON.stringify(response.body));
+    return response;
+  };
+  const utcDay = (offsetDays: number): string => new Date(Date.now() + offsetDays * 86_400_000).toISOString().slice(0, 10);
+  const ago = (ms: number): string => new Date(Date.now() - ms).toISOString();
+  const HOUR = 3_600_000;
+  const DAY = 24 * HOUR;
+
+  async function findings(owner: ApiClient): Promise<Array<{ check: string; detail: unknown }>> {
+    const response = ok(await owner.get('/v1/integrity'), 200);
+    return response.body.findings;
+  }
+
+  async function storeWithStock(owner: ApiClient, skuId: string, code: string, timeZone?: string): Promise<string> {
+    const store = ok(await owner.post('/v1/stores', { code, name: code, ...(timeZone ? { time_zone: timeZone } : {}) })).body.id;
+    ok(await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: skuId, quantity: 500 }] }));
+    return store;
+  }
+
+  async function storeToday(storeId: string): Promise<string> {
+    return (await t.admin.query(`SELECT store_day(time_zone, now())::text AS d FROM stores WHERE id = $1`, [storeId])).rows[0].d;
+  }
+
+  it('money_sale_posted: synced, queued, counted, far-zone, zone-changed, clock-ahead, zero and credit sales and voids', async () => {
+    const { owner } = await t.newTenant();
+    const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;
+    const customer = ok(await owner.post('/v1/parties', { kind: 'customer', name: 'Bea' })).body.id;
+    const line = (unit_price = 500) => [{ sku_id: skuId, quantity: 1, unit_price }];
+
+    const sync = async (storeId: string, clientCreatedAt: string, extra: Record<string, unknown> = {}): Promise<string> => {
+      const response = ok(
+        await owner.post('/v1/sync/sales', {
+          sales: [{ idempotency_key: randomUUID(), store_id: storeId, payment_method: 'cash', items: line(), client_created_at: clientCreatedAt, ...extra }],
+        }),
+        200,
+      );
+      assert.equal(response.body.results[0].status, 201, JSON.stringify(response.body.results[0]));
+      return response.body.results[0].body.id;
+    };
+    const sell = async (storeId: string, extra: Record<string, unknown> = {}): Promise<string> =>
+      ok(await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: line(), ...extra })).body.id;
+    const voidSale = async (saleId: string, clientCreatedAt?: string) =>
+      ok(await owner.post(`/v1/sales/${saleId}/void`, { reason: 'till error', ...(clientCreatedAt ? { client_created_at: clientCreatedAt } : {}) }), 200);
+    const count = async (storeId: string, day: string): Promise<string> =>
+      ok(await owner.post('/v1/settlements', { store_id: storeId, business_date: day, declared_cash: 0 })).body.id;
+
+    // A UTC store counted on three days running, then sales of the first of them synced days later, and voids queued offline.
+    const utc = await storeWithStock(owner, skuId, 'UTC');
+    for (const offset of [-5, -4, -3]) await count(utc, utcDay(offset));
+    const late = await sync(utc, ago(5 * DAY));
+    const lateToo = await sync(utc, ago(4 * DAY + HOUR), { payment_method: 'credit', customer_id: customer });
+    const bookedOn = async (saleId: string, kind: string): Promise<string> =>
+      (await t.admin.query(`SELECT business_date::text AS d FROM journal_entries WHERE subject_id = $1 AND kind = $2`, [saleId, kind])).rows[0].d;
+    assert.equal(await bookedOn(late, 'sale'), utcDay(-2), 'past the three counted days');
+    await voidSale(late, '1970-01-01T00:00:00Z'); // a till whose clock was reset
+    assert.equal(await bookedOn(late, 'sale_void'), utcDay(-2), "not before its sale's day");
+    await voidSale(lateToo, ago(4 * DAY)); // queued on a counted day
+    await voidSale(await sync(utc, ago(10 * DAY)), ago(6 * DAY));
+    // A count rejected and recounted, then a sale of that day synced.
+    const rejectedDay = utcDay(-2);
+    const rejected = await count(utc, rejectedDay);
+    ok(await owner.post(`/v1/settlements/${rejected}/reject`, {}, { headers: { 'if-match': '"1"' } }), 200);
+    await count(utc, rejectedDay);
+    await voidSale(await sync(utc, ago(2 * DAY)), ago(DAY));
+    // Today counted: sales rung up or synced after it, and voids of them.
+    await count(utc, await storeToday(utc));
+    await voidSale(await sell(utc));
+    await voidSale(await sync(utc, ago(HOUR)), ago(HOUR / 2));
+    // A till clock ahead, by minutes and by days; a zero total; a credit sale.
+    await voidSale(await sync(utc, new Date(Date.now() + 3 * DAY).toISOString()), new Date(Date.now() + 4 * DAY).toISOString());
+    await sync(utc, new Date(Date.now() + 5 * 60_000).toISOString());
+    await sync(utc, ago(3 * DAY), { items: line(0) });
+    await voidSale(await sell(utc, { items: line(0) }));
+    await voidSale(await sell(utc, { payment_method: 'credit', customer_id: customer }), ago(HOUR));
+
+    // The zones furthest from UTC, selling around their midnights, counted today.
+    for (const zone of ['Pacific/Kiritimati', 'Etc/GMT+12']) {
+      const store = await storeWithStock(owner, skuId, zone === 'Etc/GMT+12' ? 'W12' : 'E14', zone);
+      for (let hours = 0; hours <= 26; hours += 2) await sync(store, ago(hours * HOUR + 60_000));
+      await voidSale(await sync(store, ago(13 * HOUR)), ago(11 * HOUR));
+      await voidSale(await sell(store), ago(DAY));
+      await count(store, await storeToday(store));
+      await voidSale(await sell(store));
+      await voidSale(await sync(store, ago(30 * 60_000)), ago(60_000));
+      await sell(store, { payment_method: 'credit', customer_id: customer });
+    }
+
+    // A store whose time zone changes between its sales and their voids (west to east, east to west).
+    for (const [from, to] of [['Etc/GMT+12', 'Pacific/Kiritimati'], ['Pacific/Kiritimati', 'Etc/GMT+12']] as const) {
+      const store = await storeWithStock(owner, skuId, `Z${from.length}`, from);
+      const synced = await sync(store, ago(20 * HOUR));
+      const online = await sell(store);
+      const counted = await sync(store, ago(2 * HOUR));
+      await count(store, await storeToday(store));
+      ok(await owner.patch(`/v1/stores/${store}`, { time_zone: to }), 200);
+      await voidSale(synced, ago(19 * HOUR));
+      await voidSale(online, ago(60_000));
+      await voidSale(counted);
+    }
+
+    const found = await findings(owner);
+    assert.deepEqual(
+      found.filter((finding) => finding.check === 'money_sale_posted'),
+      [],
+    );
+    assert.deepEqual(
+      found.map((finding) => finding.check),
+      [],
+      JSON.stringify(found),
+    );
+  });
+});
