@@ -130,4 +130,46 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
       JSON.stringify(found),
     );
   });
+
+  it('transfer checks: transfers requested, approved, received in full or short, cancelled, and named in capitals', async () => {
+    const { owner } = await t.newTenant();
+    const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;
+    const other = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Salt', unit: 'piece', price: 90 })).body.id;
+    const source = await storeWithStock(owner, skuId, 'SRC');
+    ok(await owner.post(`/v1/stores/${source}/stock/receipts`, { items: [{ sku_id: other, quantity: 50 }] }));
+    const destination = ok(await owner.post('/v1/stores', { code: 'DST', name: 'Destination' })).body.id;
+    const transfer = async (): Promise<string> =>
+      ok(await owner.post('/v1/transfers', { source_store_id: source, destination_store_id: destination, items: [{ sku_id: skuId, quantity: 5 }, { sku_id: other, quantity: 3 }] })).body.id;
+
+    const full = await transfer();
+    ok(await owner.post(`/v1/transfers/${full.toUpperCase()}/approve`, {}), 200);
+    ok(await owner.post(`/v1/transfers/${full.toUpperCase()}/receive`, {}), 200);
+    const short = await transfer();
+    ok(await owner.post(`/v1/transfers/${short}/approve`, {}), 200);
+    ok(await owner.post(`/v1/transfers/${short}/receive`, { items: [{ sku_id: skuId, quantity_received: 2 }, { sku_id: other, quantity_received: 0 }] }), 200);
+    const inTransit = await transfer();
+    ok(await owner.post(`/v1/transfers/${inTransit}/approve`, {}), 200);
+    ok(await owner.post(`/v1/transfers/${await transfer()}/cancel`, {}), 200);
+    await transfer();
+    const transferChecks = async () => (await findings(owner)).filter((finding) => finding.check.startsWith('transfer_'));
+    assert.deepEqual(await transferChecks(), []);
+
+    // Before request UUIDs were read lowercased (f0e6f9f), a transfer approved
+    // and received under its id in capitals wrote that spelling into its
+    // ledger rows' reasons: `transfer 0A1B…`. Such a row still names its
+    // transfer (a uuid in any letter case is the same uuid).
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      const moved = await client.query(`UPDATE stock_ledger SET reason = 'transfer ' || upper(substr(reason, 10)) WHERE reason = 'transfer ' || $1`, [full]);
+      assert.equal(moved.rowCount, 4);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const reason = (await t.admin.query(`SELECT DISTINCT reason FROM stock_ledger WHERE kind = 'transfer_in' AND upper(reason) = upper('transfer ' || $1)`, [full])).rows;
+    assert.deepEqual(reason, [{ reason: `transfer ${full.toUpperCase()}` }]);
+    assert.deepEqual(await transferChecks(), []);
+  });
 });

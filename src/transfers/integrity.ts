@@ -65,7 +65,10 @@ export const transferChecks: IntegrityCheck[] = [
       "Every stock ledger row of a transfer (transfer_out, transfer_in) names, in its reason (`transfer <id>`), a transfer that exists: stock moved as a transfer that no transfer accounts for is found (transfer_stock_ledger_matches sees only the rows of transfers that exist).",
     // Transfer rows only, through stock_ledger_transfer_reason_idx; each one's
     // transfer by its primary key (the id read out of the reason — every
-    // transfer row ever written says `transfer <id>`).
+    // transfer row ever written says `transfer <id>`, the id as its request
+    // spelled it: before request UUIDs were read lowercased (f0e6f9f) a
+    // transfer approved or received under its id in capitals wrote it so, and
+    // a uuid in any letter case names the same transfer).
     sql: `
       SELECT l.tenant_id, 'stock_ledger:' || l.id AS subject,
              jsonb_build_object('ledger_id', l.id, 'store_id', l.store_id, 'sku_id', l.sku_id, 'kind', l.kind, 'reason', l.reason,
@@ -76,6 +79,6 @@ export const transferChecks: IntegrityCheck[] = [
         AND NOT EXISTS (
           SELECT 1 FROM stock_transfers t
           WHERE t.tenant_id = l.tenant_id
-            AND t.id = CASE WHEN l.reason ~ '^transfer [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN substr(l.reason, 10)::uuid END)`,
+            AND t.id = CASE WHEN l.reason ~ '^transfer [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN substr(l.reason, 10)::uuid END)`,
   },
 ];
