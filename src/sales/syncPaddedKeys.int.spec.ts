@@ -39,7 +39,7 @@ describe('POST /v1/sync/sales: keys with spaces or tabs around them, in a batch'
     assert.equal(response.status, 200, JSON.stringify(response.body));
     const results = response.body.results as Array<{ idempotency_key: string; status: number; replayed: boolean; body: { id?: string; code?: string } }>;
     assert.deepEqual(results.map((result) => result.idempotency_key), [` ${key}\t`, key]);
-    assert.equal((await saleRowCounts(t, tenantId)).sales, before.sales + 1, 'one sale');
+    assert.equal((await saleRowCounts(t, tenantId)).sales, Number(before.sales) + 1, 'one sale');
     // One is sold; the other is its replay, or (still running beside it) 409 to be sent again.
     const sold = results.filter((result) => result.status === 201 && !result.replayed);
     assert.equal(sold.length, 1, JSON.stringify(results));
@@ -54,7 +54,7 @@ describe('POST /v1/sync/sales: keys with spaces or tabs around them, in a batch'
         [201, true, sold[0]!.body.id],
       ],
     );
-    assert.equal((await saleRowCounts(t, tenantId)).sales, before.sales + 1, 'still one sale');
+    assert.equal((await saleRowCounts(t, tenantId)).sales, Number(before.sales) + 1, 'still one sale');
   });
 
   it("a batch with padded keys sent again under its own Idempotency-Key is that batch's replay, and its sales replay", async () => {
