@@ -92,9 +92,15 @@ export const moneyChecks: IntegrityCheck[] = [
     // (a store's day of a moment is within a day of its UTC day), it is not
     // before the UTC day of that moment less one, and it is after that day plus
     // one only when the day before it was counted (a settlement of any status:
-    // they are never deleted). Entries booked before migration 0802 (the rule
-    // of a till's day came with it) were dated when recorded, even a synced
-    // sale's: theirs is not compared with the till's day. "Recorded" is the
+    // they are never deleted). Entries booked before migration 0802 may
+    // have been dated when recorded, even a synced sale's: the rule of a
+    // till's day came shortly before it (94aedfe), in a change with no
+    // migration of its own, so 0802 is the first mark in the database after
+    // it. Theirs is not compared with the till's day (held to the recorded
+    // day's bounds, which also hold the till's day: never after it). The mark
+    // is when 0802 ran; an app process still running the code before the
+    // till's day rule after that moment (a rolling deploy) would have booked
+    // a synced sale on its arrival day, found here unless within a day. "Recorded" is the
     // sale's created_at (a void's voided_at), the moment of the transaction
     // that wrote the entry too. Only entries past
     // the upper bound look up a settlement (by settlements_store_idx).
