@@ -9,6 +9,15 @@ import { runningEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
 import { cleanUpProcesses, freePort, root } from './support/processes.js';
 import { sleep, waitFor } from './support/wait.js';
 
+/** Whether the API on `port` answers /readyz with 200 (false while it is not listening). */
+async function readyAt(port: number): Promise<boolean> {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
+  } catch {
+    return false;
+  }
+}
+
 describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 180_000 }, () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-attach-'));
   const children: ChildProcess[] = [];
@@ -39,13 +48,7 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
   it('attaches to the running server instead of stopping it', async () => {
     const port = await freePort();
     const api = cli('serve', port);
-    const ready = async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
-      } catch {
-        return false;
-      }
-    };
+    const ready = () => readyAt(port);
     await waitFor('the API', ready, 120_000, 200);
     const postmaster = readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0];
 
@@ -117,13 +120,7 @@ describe('worker and check next to npm start (embedded PostgreSQL)', { timeout: 
     await waitFor('the worker to start or stop', async () => workerLog.includes('"msg":"worker started"') || worker.exitCode !== null, 120_000, 200);
     assert.equal(worker.exitCode, null, `the worker keeps running: ${workerLog}`);
     assert.match(workerLog, /using the embedded PostgreSQL already running/);
-    const ready = async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
-      } catch {
-        return false;
-      }
-    };
+    const ready = () => readyAt(port);
     await waitFor('the API', ready, 120_000, 200);
     assert.equal(readFileSync(path.join(freshDataDir, 'pg-owner'), 'utf8').trim(), String(api.pid), 'the API owns the server');
     worker.kill('SIGTERM');
