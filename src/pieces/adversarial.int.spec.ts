@@ -6,6 +6,7 @@ import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 import { givenStore } from '../sales/testkit.js';
 import { sweepExpiredPieceReservations } from './sweepExpiredReservations.js';
+import { assertStockMatchesPieces } from './testkit.js';
 
 /**
  * More workshop races over the same pieces, as real concurrent HTTP requests:
@@ -42,18 +43,7 @@ describe('workshop pieces: combines and reverts of partly used operations under 
   const revert = (opId: string) => owner.post(`/v1/operations/${opId}/revert`, undefined, k());
   const piece = async (id: string) =>
     (await t.admin.query(`SELECT status, consumed_by_op, sold_by_op, reserved_by_op, deleted_by_op FROM pieces WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0];
-  const stockMatchesPieces = async () => {
-    const { rows } = await t.admin.query(
-      `SELECT (SELECT coalesce(sum(quantity), 0) FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::bigint AS balance,
-              (SELECT coalesce(sum(quantity_change), 0) FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::bigint AS ledger,
-              (SELECT coalesce(sum(quantity), 0) FROM pieces WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3
-                 AND deleted_by_op IS NULL AND status IN ('in_stock', 'reserved'))::bigint AS live`,
-      [tenantId, storeId, buttons],
-    );
-    const { balance, ledger, live } = rows[0];
-    assert.equal(Number(balance), Number(live), 'stock = Σ live pieces');
-    assert.equal(Number(ledger), Number(balance), 'ledger = balance');
-  };
+  const stockMatchesPieces = () => assertStockMatchesPieces(t.admin, tenantId, storeId, buttons);
   /** The piece's history, each step's before = the previous step's after; and its last after = the row as it is. */
   const historyMatchesRow = async (pieceId: string) => {
     const items = (await owner.get(`/v1/pieces/${pieceId}/history?limit=500`)).body.items as Array<{ type: string; before: any; after: any }>;

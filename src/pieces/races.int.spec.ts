@@ -7,6 +7,7 @@ import { integrityFindings } from '../../test/support/integrity.js';
 import { givenStore } from '../sales/testkit.js';
 import { commandRetries } from '../core/metrics.js';
 import { sweepExpiredPieceReservations } from './sweepExpiredReservations.js';
+import { assertStockMatchesPieces } from './testkit.js';
 
 /**
  * Workshop commands racing each other over the same pieces, sent as real
@@ -55,18 +56,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
   };
   const piece = async (id: string) =>
     (await t.admin.query(`SELECT status, consumed_by_op, sold_by_op, reserved_by_op, deleted_by_op, version FROM pieces WHERE tenant_id = $1 AND id = $2`, [tenantId, id])).rows[0];
-  const stockMatchesPieces = async (skuId: string) => {
-    const { rows } = await t.admin.query(
-      `SELECT (SELECT coalesce(sum(quantity), 0) FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::bigint AS balance,
-              (SELECT coalesce(sum(quantity_change), 0) FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3)::bigint AS ledger,
-              (SELECT coalesce(sum(quantity), 0) FROM pieces WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3
-                 AND deleted_by_op IS NULL AND status IN ('in_stock', 'reserved'))::bigint AS live`,
-      [tenantId, storeId, skuId],
-    );
-    const { balance, ledger, live } = rows[0];
-    assert.equal(Number(balance), Number(live), 'stock = Σ live pieces');
-    assert.equal(Number(ledger), Number(balance), 'ledger = balance');
-  };
+  const stockMatchesPieces = (skuId: string) => assertStockMatchesPieces(t.admin, tenantId, storeId, skuId);
   /** Moves a reservation's end into the past as time would (no trigger: the piece's version stays as its history left it). */
   const expire = async (pieceId: string) => {
     const client = await t.admin.connect();
