@@ -6,21 +6,8 @@ import { enqueueForTenant, startTestWorker } from '../../test/support/worker.js'
 import { nodesOf, type PlanNode } from '../../test/support/plans.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import { defineTask } from './task.js';
+import { createJobRunsTable, marked, runsOf as jobRunsOf, type Mark } from './testkit.js';
 import type { RunningWorker } from './worker.js';
-
-interface Mark {
-  run: string;
-  seq: number;
-}
-
-/** Each run records itself in test_job_runs (no key: a job run twice shows as two rows). */
-const marked = defineTask<Mark>({
-  name: 'test.marked',
-  async handle(data, ctx) {
-    await ctx.ownerPool.query(`INSERT INTO test_job_runs (run, tenant_id, seq, job_id) VALUES ($1, $2, $3, $4)`, [data.run, ctx.tenantId, data.seq, ctx.jobId]);
-    await sleep(2);
-  },
-});
 
 describe('the job queue across tenants', () => {
   let t: TestApp;
@@ -31,15 +18,14 @@ describe('the job queue across tenants', () => {
   before(async () => {
     t = await startTestApp();
     [a, b, c] = await Promise.all([t.newTenant(), t.newTenant(), t.newTenant()]).then((tenants) => tenants.map((tenant) => tenant.tenantId));
-    await t.admin.query(`CREATE TABLE test_job_runs (n bigserial, run text NOT NULL, tenant_id uuid, seq integer NOT NULL, job_id text NOT NULL)`);
+    await createJobRunsTable(t.admin);
   });
   after(async () => {
     for (const worker of workers) await worker.stop();
     await t.close();
   });
 
-  const runsOf = async (run: string) =>
-    (await t.admin.query<{ tenant_id: string; seq: number; job_id: string }>(`SELECT tenant_id, seq, job_id FROM test_job_runs WHERE run = $1 ORDER BY n`, [run])).rows;
+  const runsOf = (run: string) => jobRunsOf(t.admin, run);
 
   it("a tenant's one job is not queued behind another tenant's backlog, and each tenant's jobs keep their order", async () => {
     // Given tenant A enqueued 60 due jobs (a burst of submissions), then tenant B one

@@ -4,21 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { enqueueForTenant, startTestWorker } from '../../test/support/worker.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
-import { defineTask } from './task.js';
+import { createJobRunsTable, marked, runsOf as jobRunsOf } from './testkit.js';
 import type { RunningWorker } from './worker.js';
-
-interface Mark {
-  run: string;
-  seq: number;
-}
-
-const marked = defineTask<Mark>({
-  name: 'test.marked',
-  async handle(data, ctx) {
-    await ctx.ownerPool.query(`INSERT INTO test_job_runs (run, tenant_id, seq, job_id) VALUES ($1, $2, $3, $4)`, [data.run, ctx.tenantId, data.seq, ctx.jobId]);
-    await sleep(2);
-  },
-});
 
 describe('the job queue across tenants, with delayed jobs', () => {
   let t: TestApp;
@@ -28,15 +15,14 @@ describe('the job queue across tenants, with delayed jobs', () => {
   before(async () => {
     t = await startTestApp();
     [a, b] = await Promise.all([t.newTenant(), t.newTenant()]).then((tenants) => tenants.map((tenant) => tenant.tenantId));
-    await t.admin.query(`CREATE TABLE test_job_runs (n bigserial, run text NOT NULL, tenant_id uuid, seq integer NOT NULL, job_id text NOT NULL)`);
+    await createJobRunsTable(t.admin);
   });
   after(async () => {
     for (const worker of workers) await worker.stop();
     await t.close();
   });
 
-  const runsOf = async (run: string) =>
-    (await t.admin.query<{ tenant_id: string; seq: number; job_id: string }>(`SELECT tenant_id, seq, job_id FROM test_job_runs WHERE run = $1 ORDER BY n`, [run])).rows;
+  const runsOf = (run: string) => jobRunsOf(t.admin, run);
 
   it("a tenant's burst of delayed jobs, once due, does not hold another tenant's job behind it, and runs in its order", async () => {
     // Given tenant A enqueued 40 jobs to run in a moment (a burst of polls scheduled after submissions)
