@@ -182,7 +182,17 @@ describe('integrity: daily sales figures against the sales', () => {
     await asSuperuser(`UPDATE daily_sales_rollups SET computed_at = now() - interval '30 hours' WHERE tenant_id = $1`, [shop.tenantId]);
     assert.equal((await shop.owner.post(`/v1/sales/${saleId}/void`, { reason: 'late' }, { idempotencyKey: randomUUID() })).status, 200);
     assert.deepEqual(await reported(shop), [], 'a fresh void is not a finding');
-    await asSuperuser(`UPDATE sales SET voided_at = now() - interval '27 hours' WHERE tenant_id = $1 AND id = $2`, [shop.tenantId, saleId]);
+    // The void was recorded 27 hours ago, and its money booked on its store's day then, as it would have been
+    // (moving only voided_at left the entry on today's date: two days after it from 00:00 to 03:00 UTC, which
+    // money_sale_posted rightly reported)
+    await withTriggersOff(t.admin, [
+      [`UPDATE sales SET voided_at = now() - interval '27 hours' WHERE tenant_id = $1 AND id = $2`, [shop.tenantId, saleId]],
+      [
+        `UPDATE journal_entries e SET business_date = ((now() - interval '27 hours') AT TIME ZONE st.time_zone)::date
+         FROM stores st WHERE e.tenant_id = $1 AND e.subject_id = $2 AND e.kind = 'sale_void' AND st.tenant_id = e.tenant_id AND st.id = e.store_id`,
+        [shop.tenantId, saleId],
+      ],
+    ]);
     assert.deepEqual(await reported(shop), ['daily_sales_rollup_stale']);
   });
 
