@@ -22,6 +22,19 @@ export type TenantPrincipal = Extract<Principal, { kind: 'token' }>;
 
 export const SYSTEM_TENANT_ID = '00000000-0000-0000-0000-000000000000';
 
+/**
+ * The credential of an `Authorization: Bearer <credential>` header, or
+ * undefined. The one reading of the header for the API's tokens and for
+ * METRICS_TOKEN: the scheme in any letter case (RFC 9110 §11.1), then one or
+ * more spaces or tabs, then the credential, one run of non-space characters
+ * (a token68, RFC 9110 §11.2, so `Bearer a b` carries none); Node has
+ * already dropped the spaces and tabs around the whole value.
+ */
+export function bearerCredential(authorization: string | undefined): string | undefined {
+  const match = typeof authorization === 'string' ? /^bearer[ \t]+([^\s]+)$/i.exec(authorization) : null;
+  return match?.[1];
+}
+
 export function generateToken(): string {
   return `sk_${randomBytes(32).toString('base64url')}`;
 }

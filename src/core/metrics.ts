@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import client from 'prom-client';
+import { bearerCredential } from './auth.js';
 
 /**
  * One Prometheus registry per process. Modules add their own metrics here
@@ -34,10 +35,6 @@ export function metricsAllowed(metricsToken: string | undefined, authorization: 
   // Compared as digests of equal length, so the time taken tells nothing of
   // the token (not even its length, as comparing the lengths first did).
   const digest = (text: string) => createHash('sha256').update(text).digest();
-  // The scheme is case-insensitive (RFC 9110 §11.1) and may be followed by
-  // more than one space, as the API reads its tokens (`bearer x` was 401
-  // here, counted as a failed authentication); the rest is the credential.
-  const scheme = /^bearer[ \t]+/i.exec(authorization ?? '');
-  const credential = scheme ? authorization!.slice(scheme[0].length) : undefined;
+  const credential = bearerCredential(authorization);
   return timingSafeEqual(digest(credential ?? ''), digest(metricsToken)) && credential !== undefined;
 }

@@ -10,7 +10,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import pg from 'pg';
 import type { Config } from '../config.js';
-import type { Authenticator, Principal } from '../core/auth.js';
+import { bearerCredential, type Authenticator, type Principal } from '../core/auth.js';
 import { currentScope, runInScope } from '../core/context.js';
 import type { Db } from '../core/db.js';
 import { AppError, ERROR_STATUS } from '../core/errors.js';
@@ -539,21 +539,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const config = request.routeOptions.config;
     const mode = config.auth ?? 'tenant';
     if (mode === 'none') return;
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    const token = bearerCredential(request.headers.authorization);
     // Past too many failures from this address, only tokens known good in
     // this process get through (a guesser cannot present one).
     // Counted per client: an IPv6 address by its /64 (a guesser holds all of it).
     const client = clientOf(request.ip);
     const wait = authFailures.retryAfterSeconds(client);
-    if (wait > 0 && !(match?.[1] && deps.authenticator.wasRecentlyValid(match[1]))) {
+    if (wait > 0 && !(token && deps.authenticator.wasRecentlyValid(token))) {
       throw new AppError('rate_limited', `too many failed authentications from this address; retry after ${wait} s`, { retryAfterSeconds: wait });
     }
-    if (!match?.[1]) {
+    if (!token) {
       authFailures.recordFailure(client);
       throw new AppError('unauthorized', 'send a token as "Authorization: Bearer <token>"');
     }
-    const principal = await deps.authenticator.authenticate(match[1]);
+    const principal = await deps.authenticator.authenticate(token);
     if (!principal) {
       authFailures.recordFailure(client);
       throw new AppError('unauthorized', 'the token is not valid');

@@ -75,6 +75,14 @@ describe('rate limits', () => {
       for (const authorization of ['Bearer scrape-me-012345678', 'Basic scrape-me-0123456789', 'scrape-me-0123456789', 'Bearer scrape-me-0123456789 x']) {
         assert.equal((await anonymous.get('/metrics', { headers: { authorization } })).status, 401, authorization);
       }
+      // and an API token is read the same way: the forms /metrics takes, the API takes; the ones it refuses, the API refuses
+      const { token } = await guarded.newTenant();
+      for (const authorization of [`bearer ${token}`, `BEARER ${token}`, `Bearer  ${token}`, `Bearer\t${token}`]) {
+        assert.equal((await anonymous.get('/v1/stores', { headers: { authorization } })).status, 200, authorization);
+      }
+      for (const authorization of [`Basic ${token}`, token, `Bearer ${token} x`, `Bearer ${token}\tx`]) {
+        assert.equal((await anonymous.get('/v1/stores', { headers: { authorization } })).status, 401, authorization);
+      }
     } finally {
       await guarded.close();
     }
