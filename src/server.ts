@@ -2,7 +2,7 @@ import type { Config } from './config.js';
 import { Authenticator } from './core/auth.js';
 import { setIdempotencyTtlHours } from './core/command.js';
 import { createDb, createPool } from './core/db.js';
-import type { Logger } from './core/logger.js';
+import { briefly, type Logger } from './core/logger.js';
 import { migrate } from './core/migrate.js';
 import { listenFailure } from './core/startupFailure.js';
 import { buildApp, type App } from './http/app.js';
@@ -25,7 +25,7 @@ export async function serve(config: Config, logger: Logger): Promise<RunningServ
     const pool = createPool(await appDatabaseUrl(config, database, logger), {
       max: config.databasePoolSize,
       asAppRole: true,
-      onError: (error) => logger.warn({ err: error }, 'idle database connection failed'),
+      onError: (error) => logger.warn({ error: briefly(error) }, 'idle database connection failed'),
     });
     const db = createDb(pool);
     const authenticator = new Authenticator(db);

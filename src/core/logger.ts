@@ -24,4 +24,17 @@ export function createLogger(level: string, name = 'storekeep', destination?: De
   return destination ? pino(options, destination) : pino(options);
 }
 
+/**
+ * An error the service expects and answers (the database or Redis gone, a
+ * connection dropped): its kind, code and message, without the stack. In an
+ * outage every request logs one, and a stack trace each (the driver's, the
+ * same every time) buried the one line an operator needs. Logged under
+ * `error`, not `err`: pino's error serializer would add an empty stack.
+ */
+export function briefly(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const code = (error as { code?: unknown }).code;
+  return { type: error.name, message: error.message, ...(code === undefined ? {} : { code }) };
+}
+
 export type { Logger };

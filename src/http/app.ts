@@ -14,7 +14,7 @@ import { bearerCredential, type Authenticator, type Principal } from '../core/au
 import { currentScope, runInScope } from '../core/context.js';
 import type { Db } from '../core/db.js';
 import { AppError, ERROR_STATUS } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { briefly, type Logger } from '../core/logger.js';
 import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
@@ -240,7 +240,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       deps.reportError?.(error);
     } else if (isConnectionFailure(error)) {
       // Answered 503: the database is down or restarting (readyz says so too).
-      request.log.warn({ err: error }, 'the database is unavailable');
+      request.log.warn({ error: briefly(error) }, 'the database is unavailable');
     } else if (isRetryableTransactionError(error)) {
       // Answered 503: still deadlocked or in conflict after every retry — contention worth looking at.
       request.log.warn({ err: error }, 'a transaction still conflicted after its retries');
@@ -467,7 +467,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     redis.on('error', (error: unknown) => {
       if (down) return;
       down = true;
-      logger.warn({ err: error }, 'Redis (REDIS_URL) is unavailable: rate limits are not enforced, requests are let through, until it answers again');
+      logger.warn({ error: briefly(error) }, 'Redis (REDIS_URL) is unavailable: rate limits are not enforced, requests are let through, until it answers again');
     });
     redis.on('ready', () => {
       if (!down) return;
@@ -647,7 +647,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       }
       return { status: 'ready', database: 'ok', migrations: 'applied' };
     } catch (error) {
-      logger.warn({ err: error }, 'readiness check failed');
+      logger.warn({ error: briefly(error) }, 'readiness check failed');
       return reply.status(503).send({ status: 'not_ready', database: 'unreachable' });
     }
   });

@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase } from '../../test/support/databa
 import { loadConfig } from '../config.js';
 import { Authenticator } from '../core/auth.js';
 import { createDb, createPool } from '../core/db.js';
-import { createLogger } from '../core/logger.js';
+import { capturingLogger } from '../../test/support/logs.js';
 import { buildApp, type App } from './app.js';
 
 /**
@@ -80,6 +80,7 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
   let owner: ApiClient;
   let storeId: string;
   let skuId: string;
+  const { logger, lines } = capturingLogger('warn');
 
   before(async () => {
     t = await createTestDatabase();
@@ -95,7 +96,7 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
     const authenticator = new Authenticator(db);
     authenticator.setOperatorTokens([operatorToken]);
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, readinessTimeoutMs: 500 };
-    app = await buildApp({ config, pool, db, logger: createLogger('silent'), authenticator });
+    app = await buildApp({ config, pool, db, logger, authenticator });
     const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
     const created = await new ApiClient(baseUrl, operatorToken).post('/v1/tenants', { name: 'outage' });
     owner = new ApiClient(baseUrl, created.body.token);
@@ -129,6 +130,15 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
     }
     const notReady = await owner.get('/readyz');
     assert.equal(notReady.status, 503);
+    // And the log says so once per request in a line an operator can read: what failed, not the driver's stack each time
+    const warned = lines.filter((line) => line.msg === 'the database is unavailable' || line.msg === 'readiness check failed');
+    assert.equal(warned.length, refused.length + 1, JSON.stringify(warned));
+    for (const line of warned) {
+      assert.equal(line.err, undefined, JSON.stringify(line));
+      const error = line.error as Record<string, unknown>;
+      assert.equal(typeof error.message, 'string', JSON.stringify(line));
+      assert.equal(error.stack, undefined, JSON.stringify(line));
+    }
 
     // When it comes back, without restarting the API
     await outage.up();

@@ -4,7 +4,7 @@ import { Logger as WorkerLogger, parseCronItems, run, type CronItem, type Runner
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import { createDb, createPool, type Db } from '../core/db.js';
-import type { Logger } from '../core/logger.js';
+import { briefly, type Logger } from '../core/logger.js';
 import { metricsAllowed, registry } from '../core/metrics.js';
 import { AuthFailureLimiter } from '../http/authFailures.js';
 import { clientOf } from '../http/rateLimitKey.js';
@@ -72,16 +72,16 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     max: config.workerConcurrency + 4,
     asAppRole: false,
     applicationName: 'storekeep-worker',
-    onError: (error) => logger.warn({ err: error }, 'idle worker connection failed'),
+    onError: (error) => logger.warn({ error: briefly(error) }, 'idle worker connection failed'),
   });
   const appPool = createPool(options.appDatabaseUrl ?? options.databaseUrl, {
     max: config.workerConcurrency * 2 + 2,
     asAppRole: true,
     applicationName: 'storekeep-worker',
-    onError: (error) => logger.warn({ err: error }, 'idle worker connection failed'),
+    onError: (error) => logger.warn({ error: briefly(error) }, 'idle worker connection failed'),
   });
   // A client's network error while checked out must not crash the process (graphile-worker checks for this handler).
-  ownerPool.on('connect', (client) => client.on('error', (error) => logger.warn({ err: error }, 'worker connection failed')));
+  ownerPool.on('connect', (client) => client.on('error', (error) => logger.warn({ error: briefly(error) }, 'worker connection failed')));
   const deps: WorkerDeps = { config, logger, db: createDb(appPool), ownerPool };
   const tasks = options.tasks ?? allTasks;
   const taskList: TaskList = {};
