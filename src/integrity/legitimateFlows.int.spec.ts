@@ -107,12 +107,21 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     }
 
     // A store whose time zone changes between its sales and their voids (west to east, east to west).
+    // Its counted day is the latest a zone change allows: the earlier of its today in either zone (a zone whose today is
+    // before the latest count is refused); the counted sale is of that day in the first zone (2 hours ago, or its last hour).
     for (const [from, to] of [['Etc/GMT+12', 'Pacific/Kiritimati'], ['Pacific/Kiritimati', 'Etc/GMT+12']] as const) {
       const store = await storeWithStock(owner, skuId, `Z${from.length}`, from);
+      const { day, at } = (
+        await t.admin.query(
+          `SELECT d::text AS day, to_char(least(now() - interval '2 hours', (d + 1)::timestamp AT TIME ZONE $1 - interval '1 hour') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at
+           FROM (SELECT least(store_day($1, now()), store_day($2, now())) AS d) x`,
+          [from, to],
+        )
+      ).rows[0];
       const synced = await sync(store, ago(20 * HOUR));
       const online = await sell(store);
-      const counted = await sync(store, ago(2 * HOUR));
-      await count(store, await storeToday(store));
+      const counted = await sync(store, at);
+      await count(store, day);
       ok(await owner.patch(`/v1/stores/${store}`, { time_zone: to }), 200);
       await voidSale(synced, ago(19 * HOUR));
       await voidSale(online, ago(60_000));

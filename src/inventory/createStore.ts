@@ -43,18 +43,53 @@ export async function createStore(cmd: Command, input: { code: string; name: str
 }
 
 /**
- * Changes a store's time zone. What is booked stays booked: journal entries
- * keep their business_date and settlements their day (a counted day stays
- * closed; open_business_date moves new money past the latest count whatever
- * the zone says "today" is). From the change on, moments become days in the
- * new zone. The store's daily sales figures are derived from its sales, so
- * they are recomputed in the new zone in this same command, by the rollup's
- * rule (SALE_DAY): every day that has figures or sales (a day that no longer
- * has any gets zeros). A sale with money keeps counting on its entry's day;
- * only a sale without an entry (a total of 0) moves, to the new zone's day
- * it happened. Rollups of
- * the tenant take turns with this (the store row is locked here; a rollup
- * reads the zones FOR SHARE).
+ * A store's "today" in `timeZone` must not be before its latest counted day
+ * (a settlement of any status: a rejected count's day stays closed too, and
+ * is recounted). Money arriving after a count is booked on the first day not
+ * counted (open_business_date_on), and a day can be counted only once it has
+ * started in the store's zone: a store whose today (in a zone far ahead, say
+ * UTC+14) was counted, moved to a zone whose today is a day or two earlier
+ * (UTC−11), books its next sales on the counted day + 1 — a day its new
+ * clock has not reached, so that cash could not be counted for two or three
+ * days. The change is refused instead (409 `conflict`, nothing changed): a
+ * business date stays the store's own day, one its clock has reached. It is
+ * allowed from the first moment of the counted day in the new zone
+ * (`allowed_from`). The store row is locked (FOR UPDATE, by the caller) and a
+ * count reads the zone FOR SHARE (submitSettlement), so a count submitted
+ * meanwhile is either seen here or checked against the new zone.
+ */
+async function assertTodayNotBeforeLatestCount(cmd: Command, storeId: string, timeZone: string): Promise<void> {
+  const ahead = await maybeOne(
+    cmd.tx,
+    sql<{ latest: string; today: string; allowed_from: Date }>`
+      SELECT to_char(c.latest, 'YYYY-MM-DD') AS latest, to_char(store_day(${timeZone}, now()), 'YYYY-MM-DD') AS today,
+             c.latest::timestamp AT TIME ZONE ${timeZone} AS allowed_from
+      FROM (SELECT max(business_date) AS latest FROM settlements WHERE tenant_id = ${cmd.tenantId} AND store_id = ${storeId}) c
+      WHERE c.latest > store_day(${timeZone}, now())`,
+  );
+  if (!ahead) return;
+  throw new AppError(
+    'conflict',
+    `the store's latest count is of ${ahead.latest}, after its today in ${timeZone} (${ahead.today}): money it takes next would be booked on a day ` +
+      `that has not started there and could not be counted; the change is possible from ${ahead.allowed_from.toISOString()}`,
+    { extra: { latest_counted_day: ahead.latest, today_in_time_zone: ahead.today, allowed_from: ahead.allowed_from.toISOString() } },
+  );
+}
+
+/**
+ * Changes a store's time zone — not to one whose today is before the store's
+ * latest counted day (assertTodayNotBeforeLatestCount: 409, nothing changed).
+ * What is booked stays booked: journal entries keep their business_date and
+ * settlements their day (a counted day stays closed; open_business_date
+ * moves new money past the latest count). From the change on, moments
+ * become days in the new zone. The store's daily sales figures are derived
+ * from its sales, so they are recomputed in the new zone in this same
+ * command, by the rollup's rule (SALE_DAY): every day that has figures or
+ * sales (a day that no longer has any gets zeros). A sale with money keeps
+ * counting on its entry's day; only a sale without an entry (a total of 0)
+ * moves, to the new zone's day it happened. Rollups of the tenant take turns
+ * with this (the store row is locked here; a rollup reads the zones FOR
+ * SHARE), and so do counts (they read the zone FOR SHARE).
  */
 export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZone: string): Promise<StoreRow> {
   await assertKnownTimeZone(cmd.tx, timeZone, '/body/time_zone');
@@ -62,6 +97,7 @@ export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZon
   if (!before) throw notFound('store');
   cmd.storeId = before.id;
   if (before.time_zone === timeZone) return before;
+  await assertTodayNotBeforeLatestCount(cmd, storeId, timeZone);
   const store = await one(
     cmd.tx,
     sql<StoreRow>`UPDATE stores SET time_zone = ${timeZone} WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} RETURNING ${STORE_COLUMNS}`,

@@ -90,12 +90,20 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.patch(
     '/v1/stores/:id',
     {
-      config: { permission: 'stores.write' },
+      config: {
+        permission: 'stores.write',
+        refusals: {
+          conflict:
+            "the new zone's today is before the store's latest counted day (`latest_counted_day`, `today_in_time_zone`; possible from `allowed_from`, that day's first moment in the new zone)",
+        },
+      },
       schema: {
         tags: ['inventory'],
-        summary: "Change a store's time zone (a JSON merge patch, sent as application/json or application/merge-patch+json).",
+        summary: "Change a store's time zone (a JSON merge patch, sent as application/json or application/merge-patch+json); not to a zone whose today is before the store's latest counted day (409).",
         description:
-          'What is booked stays booked: journal entries keep their business day and settlements theirs (a counted day stays closed, and money booked after the change never lands on a day already counted, whatever the new zone calls today). ' +
+          'What is booked stays booked: journal entries keep their business day and settlements theirs (a counted day stays closed, and money booked after the change never lands on a day already counted). ' +
+          "A zone whose today is before the store's latest counted day (a settlement of any status) is refused, `409 conflict`, nothing changed: money taken next would be booked on the day after that count, a day the new zone's clock has not reached and that could not be counted until it does (a store whose today was counted in UTC+14, moved to UTC−11, for two or three days). " +
+          "The problem names `latest_counted_day`, `today_in_time_zone` (the new zone's) and `allowed_from`, the first moment of the counted day in the new zone, from which the change is allowed. " +
           "From the change on, moments become days in the new zone; the store's daily sales figures, derived from its sales, are recomputed in the new zone by the same command (a day left without sales gets zeros). " +
           'The same zone again changes nothing. An unknown zone is 400 at `/body/time_zone`.',
         headers: IdempotencyHeaders,

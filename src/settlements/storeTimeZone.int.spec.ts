@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
-import type { ApiClient } from '../../test/support/client.js';
+import type { ApiClient, ApiResponse } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 import { runCommand } from '../core/command.js';
 import { catchUpDailySales } from '../analytics/catchUpDailySales.js';
@@ -242,6 +242,149 @@ describe("a store's business day is the day in its time zone", () => {
     await catchUp(tenantId);
     assert.deepEqual(await figures(tenantId), [['2026-01-14', 1, 0], ['2026-01-15', 1, 500], ['2026-01-16', 1, 200]]);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  /**
+   * Two zones whose "today" differ now, at whatever hour the test runs: Kiritimati (UTC+14) and Pago Pago (UTC−11),
+   * neither with summer time, are 25 h apart, so Kiritimati's day is one day after Pago Pago's (two from 10:00 to 11:00 UTC).
+   * Checked here, not assumed.
+   */
+  async function aheadAndBehind() {
+    const ahead = 'Pacific/Kiritimati';
+    const behind = 'Pacific/Pago_Pago';
+    const days = (
+      await t.admin.query<{ ahead: string; after_ahead: string; behind: string; after_behind: string }>(
+        `SELECT to_char(a, 'YYYY-MM-DD') AS ahead, to_char(a + 1, 'YYYY-MM-DD') AS after_ahead, to_char(b, 'YYYY-MM-DD') AS behind, to_char(b + 1, 'YYYY-MM-DD') AS after_behind
+         FROM (SELECT store_day($1, now()) AS a, store_day($2, now()) AS b) x`,
+        [ahead, behind],
+      )
+    ).rows[0]!;
+    assert.ok(days.ahead > days.behind, JSON.stringify(days));
+    return { ahead, behind, days };
+  }
+
+  const sell = async (owner: ApiClient, storeId: string, skuId: string, amount: number) =>
+    assert.equal((await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, quantity: amount / 100, unit_price: 100 }] })).status, 201);
+
+  it("a store whose today was counted cannot move to a zone whose today is before that day (409, nothing changed): its next money would be booked on a day it could not count for days", async () => {
+    const { ahead, behind, days } = await aheadAndBehind();
+    // Given a store in Kiritimati sold for 100 today and counted today
+    const { owner, tenantId, store, sku } = await shop(ahead);
+    await sell(owner, store.id, sku.id, 100);
+    const counted = await count(owner, store.id, days.ahead, 1_100);
+    assert.deepEqual([counted.status, counted.body.cash_sales, counted.body.variance], [201, 100, 0]);
+    await catchUp(tenantId);
+    const rollupsBefore = (await t.admin.query(`SELECT * FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY business_date`, [tenantId])).rows;
+    const auditBefore = (await t.admin.query(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1`, [tenantId])).rows[0].n;
+    // When it is moved to Pago Pago, whose today is a day or two before the counted day
+    // (it was let through: the next sale was booked on the counted day + 1, and its count was 400 "after today" for two or three days)
+    const refused = await owner.patch(`/v1/stores/${store.id}`, { time_zone: behind });
+    // Then the change is refused, saying from when it is possible (the counted day's first moment in Pago Pago, UTC−11)
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    assert.equal(refused.headers.get('content-type')?.startsWith('application/problem+json'), true);
+    assert.equal(refused.body.code, 'conflict');
+    assert.deepEqual([refused.body.latest_counted_day, refused.body.today_in_time_zone, refused.body.allowed_from], [days.ahead, days.behind, `${days.ahead}T11:00:00.000Z`]);
+    assert.match(refused.body.detail, new RegExp(`latest count is of ${days.ahead}, after its today in ${behind} \\(${days.behind}\\)`));
+    // and nothing changed: the zone, the figures, the audit log
+    assert.equal((await owner.get(`/v1/stores/${store.id}`)).body.time_zone, ahead);
+    assert.deepEqual((await t.admin.query(`SELECT * FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY business_date`, [tenantId])).rows, rollupsBefore);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM events WHERE tenant_id = $1`, [tenantId])).rows[0].n, auditBefore);
+    // and the store's next sale is booked on its own tomorrow (its today was counted), as any money after a count
+    await sell(owner, store.id, sku.id, 300);
+    assert.deepEqual(await saleDays(tenantId), [days.ahead, days.after_ahead]);
+    // and a rejected count keeps its day closed, so it refuses the change as well
+    const rejected = await owner.post(`/v1/settlements/${counted.body.id}/reject`, { note: 'recount' }, { headers: { 'if-match': counted.headers.get('etag')! }, idempotencyKey: randomUUID() });
+    assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+    assert.equal((await owner.patch(`/v1/stores/${store.id}`, { time_zone: behind })).status, 409);
+    assert.equal((await owner.get(`/v1/stores/${store.id}`)).body.time_zone, ahead);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it("a store may move to a zone whose today is its latest counted day: its next money is booked on the new zone's tomorrow, as after any count of today", async () => {
+    const { ahead, behind, days } = await aheadAndBehind();
+    // Given a Kiritimati store counted the day that is today in Pago Pago (a day Kiritimati's clock has reached)
+    const { owner, tenantId, store, sku } = await shop(ahead);
+    const counted = await count(owner, store.id, days.behind, 1_000);
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    // When it moves to Pago Pago
+    const moved = await owner.patch(`/v1/stores/${store.id}`, { time_zone: behind });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    assert.equal(moved.body.time_zone, behind);
+    // Then a sale is booked on Pago Pago's tomorrow, the first day not counted, and that day may not be counted before it starts
+    await sell(owner, store.id, sku.id, 200);
+    assert.deepEqual(await saleDays(tenantId), [days.after_behind]);
+    const early = await count(owner, store.id, days.after_behind, 1_200);
+    assert.equal(early.status, 400, JSON.stringify(early.body));
+    assert.equal(early.body.errors[0].path, '/body/business_date');
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it("a count of today and a move to a zone whose today is before it, at the same moment: one of them is refused, never both done", async () => {
+    const { ahead, behind, days } = await aheadAndBehind();
+    const waiting = async (n: number) => {
+      for (let i = 0; i < 200; i++) {
+        const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        if (rows[0].n >= n) return;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      throw new Error(`never ${n} sessions waiting on a lock`);
+    };
+    const zoneOf = async (storeId: string) => (await t.admin.query(`SELECT time_zone FROM stores WHERE id = $1`, [storeId])).rows[0].time_zone;
+    const countedDays = async (tenantId: string) =>
+      (await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d FROM settlements WHERE tenant_id = $1`, [tenantId])).rows.map((row) => row.d);
+
+    // The count first: it read the store's zone (Kiritimati) and waits for its day's lock (held here) when the move arrives
+    {
+      const { owner, tenantId, store } = await shop(ahead);
+      const holder = await t.admin.connect();
+      let counting: Promise<ApiResponse>;
+      let moving: Promise<ApiResponse>;
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT pg_advisory_xact_lock(settlement_day_lock_key($1, $2, $3::date))`, [tenantId, store.id, days.ahead]);
+        counting = count(owner, store.id, days.ahead, 1_000);
+        await waiting(1);
+        moving = owner.patch(`/v1/stores/${store.id}`, { time_zone: behind });
+        // the move waits for the count (it was done at once, before the count's row existed, and both went through)
+        await Promise.race([waiting(2), moving.then((answer) => assert.fail(`the move did not wait for the count: ${answer.status}`))]);
+      } finally {
+        await holder.query('COMMIT');
+        holder.release();
+      }
+      const [counted, moved] = [await counting!, await moving!];
+      assert.equal(counted.status, 201, JSON.stringify(counted.body));
+      assert.equal(moved.status, 409, JSON.stringify(moved.body));
+      assert.equal(await zoneOf(store.id), ahead);
+      assert.deepEqual(await countedDays(tenantId), [days.ahead]);
+    }
+
+    // The move first: it holds the store and waits for a row of the figures (held here) when the count arrives
+    {
+      const { owner, tenantId, store, sku } = await shop(ahead);
+      await sell(owner, store.id, sku.id, 100);
+      await catchUp(tenantId);
+      const holder = await t.admin.connect();
+      let counting: Promise<ApiResponse>;
+      let moving: Promise<ApiResponse>;
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT 1 FROM daily_sales_rollups WHERE tenant_id = $1 AND store_id = $2 FOR UPDATE`, [tenantId, store.id]);
+        moving = owner.patch(`/v1/stores/${store.id}`, { time_zone: behind });
+        await waiting(1);
+        counting = count(owner, store.id, days.ahead, 1_100);
+        // the count waits for the move (it read the old zone and counted a day the new one has not reached)
+        await Promise.race([waiting(2), counting.then((answer) => assert.fail(`the count did not wait for the move: ${answer.status}`))]);
+      } finally {
+        await holder.query('COMMIT');
+        holder.release();
+      }
+      const [moved, counted] = [await moving!, await counting!];
+      assert.equal(moved.status, 200, JSON.stringify(moved.body));
+      assert.equal(counted.status, 400, JSON.stringify(counted.body));
+      assert.equal(counted.body.errors[0].path, '/body/business_date');
+      assert.equal(await zoneOf(store.id), behind);
+      assert.deepEqual(await countedDays(tenantId), []);
+    }
   });
 
   it("zone changes racing the rollup of the days they move sales between leave figures that match the sales in the zone that stayed", async () => {

@@ -12,7 +12,7 @@ import type { SettlementRow } from './settlements.table.js';
 
 export interface SettlementInput {
   store_id: string;
-  /** 'YYYY-MM-DD' (UTC business date); not in the future. */
+  /** 'YYYY-MM-DD': the store's day (in its time zone); not after its today. */
   business_date: string;
   declared_cash: number;
   note?: string | undefined;
@@ -28,10 +28,16 @@ export interface SettlementInput {
 export async function submitSettlement(cmd: Command, input: SettlementInput): Promise<SettlementRow> {
   await assertStoreExists(cmd.tx, cmd.tenantId, input.store_id);
   // "Today" is the store's: the day on its wall clock (store_day, its time zone).
+  // Its zone is read FOR SHARE, kept until this count commits: a change of
+  // the zone (which locks the store row FOR UPDATE, then refuses a zone whose
+  // today is before the latest count) waits for this count and sees it, or
+  // this waits for the change and checks the day against the new zone. Read
+  // plainly, both went through: a count of a day the new zone has not reached.
   const today = await one(
     cmd.tx,
     sql<{ today: string; time_zone: string }>`
-      SELECT to_char(store_day(time_zone, now()), 'YYYY-MM-DD') AS today, time_zone FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${input.store_id}`,
+      SELECT to_char(store_day(time_zone, now()), 'YYYY-MM-DD') AS today, time_zone FROM stores
+      WHERE tenant_id = ${cmd.tenantId} AND id = ${input.store_id} FOR SHARE`,
   );
   if (input.business_date > today.today) {
     throw new AppError('validation_failed', 'a day can only be settled once it has started', {
