@@ -36,6 +36,15 @@ export interface CommandInput {
   correlationId: string;
   /** Idempotency-Key header, if the client sent one. */
   idempotencyKey?: string | undefined;
+  /**
+   * The same key as an earlier release stored it, where that differs (a
+   * header in UTF-8, once kept as its bytes read as Latin-1): a live record
+   * under one of these, with none under `idempotencyKey`, is this key's
+   * record — replayed, or 422 for another request. Their locks are taken
+   * with the key's. New records go under `idempotencyKey` only. It belongs
+   * to `idempotencyKey`: an input given another key gets its own (or none).
+   */
+  formerIdempotencyKeys?: readonly string[] | undefined;
   /** Hash of method, path and body; see fingerprintRequest. */
   fingerprint: string;
   /**
@@ -404,6 +413,21 @@ export async function storedResponses(tx: Tx, tenantId: string, keys: readonly s
   return new Map(rows.map(({ key, ...stored }) => [key, stored]));
 }
 
+/** Every form a command's key may be stored under, the key's own first (none without a key). */
+export function idempotencyKeyForms(input: Pick<CommandInput, 'idempotencyKey' | 'formerIdempotencyKeys'>): string[] {
+  if (input.idempotencyKey === undefined) return [];
+  return [input.idempotencyKey, ...(input.formerIdempotencyKeys ?? []).filter((former) => former !== input.idempotencyKey)];
+}
+
+/** The stored response of a command's key: under the key itself, else under a former form of it (idempotencyKeyForms). */
+export function storedResponseOf(stored: ReadonlyMap<string, StoredResponse>, forms: readonly string[]): StoredResponse | undefined {
+  for (const form of forms) {
+    const response = stored.get(form);
+    if (response !== undefined) return response;
+  }
+  return undefined;
+}
+
 export const idempotencyKeyInFlight = () =>
   new AppError('idempotency_key_in_flight', 'a request with this Idempotency-Key is still being processed; retry shortly');
 
@@ -445,16 +469,20 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
   const opId = newId();
   const insertOperation = insertOperationsSql(input.tenantId, [operationRow(input, spec, opId, spec.storeId ?? null)]);
   if (key !== undefined) {
-    const [locked] = await claimIdempotencyKeys(tx, input.tenantId, [key]);
-    if (!locked) throw idempotencyKeyInFlight();
-    // Under the lock, one statement reads the stored record and, only when
-    // there is none, inserts the operation row (one round trip instead of two).
+    // The key and its former forms (idempotencyKeyForms), locked together.
+    const forms = idempotencyKeyForms(input);
+    const locked = await claimIdempotencyKeys(tx, input.tenantId, forms);
+    if (!locked.every(Boolean)) throw idempotencyKeyInFlight();
+    // Under the lock, one statement reads the stored record — the key's own
+    // before a former form's — and, only when there is none, inserts the
+    // operation row (one round trip instead of two).
     const stored = await maybeOne(
       tx,
       sql<StoredResponse>`
         WITH stored AS (
           SELECT ${STORED_COLUMNS} FROM ${STORED_FROM}
-          WHERE k.tenant_id = ${input.tenantId} AND k.key = ${key} AND k.expires_at > now()
+          WHERE k.tenant_id = ${input.tenantId} AND k.key = ANY(${forms}::text[]) AND k.expires_at > now()
+          ORDER BY array_position(${forms}::text[], k.key) LIMIT 1
         ), operation AS (
           ${insertOperation}
           WHERE NOT EXISTS (SELECT 1 FROM stored)
@@ -551,9 +579,10 @@ export const alreadyDoneOutcome = (done: AlreadyDone): CommandOutcome => ({ stat
 export async function recordAlreadyDone(tx: Tx, input: CommandInput, spec: CommandSpec, done: AlreadyDone): Promise<CommandOutcome> {
   const key = input.idempotencyKey;
   if (key === undefined) return alreadyDoneOutcome(done);
-  const [locked] = await claimIdempotencyKeys(tx, input.tenantId, [key]);
-  if (!locked) throw idempotencyKeyInFlight();
-  const stored = (await storedResponses(tx, input.tenantId, [key])).get(key);
+  const forms = idempotencyKeyForms(input);
+  const locked = await claimIdempotencyKeys(tx, input.tenantId, forms);
+  if (!locked.every(Boolean)) throw idempotencyKeyInFlight();
+  const stored = storedResponseOf(await storedResponses(tx, input.tenantId, forms), forms);
   if (stored !== undefined) return replayOf(input, stored, spec);
   if (done.doneBy !== null) {
     const record = keyRecord(input, spec, done.doneBy, { status: done.status, body: done.body });

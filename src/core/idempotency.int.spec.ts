@@ -143,6 +143,35 @@ describe('idempotency keys', () => {
     assert.equal(Number((await t.admin.query(`SELECT count(*) FROM stores WHERE code = 'S-LONG'`)).rows[0].count), 0);
   });
 
+  it('an Idempotency-Key in UTF-8 is the text it encodes; one stored as its bytes read as Latin-1 (before) still replays', async () => {
+    // fetch sends each character up to U+00FF as one byte: the UTF-8 bytes go as a UTF-8 client sends them.
+    const onTheWire = (key: string) => Buffer.from(key, 'utf8').toString('latin1');
+    const first = await owner.post('/v1/stores', { code: 'S-UTF8', name: 'U' }, { idempotencyKey: onTheWire('магазин-1') });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const kept = await t.admin.query('SELECT key FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY($2)', [tenantId, ['магазин-1', onTheWire('магазин-1')]]);
+    assert.deepEqual(kept.rows.map((row) => row.key), ['магазин-1'], 'kept as the text, not as its bytes');
+    const again = await owner.post('/v1/stores', { code: 'S-UTF8', name: 'U' }, { idempotencyKey: onTheWire('магазин-1') });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id]);
+
+    // A record kept before: under the bytes read as Latin-1.
+    const old = await owner.post('/v1/stores', { code: 'S-UTF8-OLD', name: 'O' }, { idempotencyKey: onTheWire('магазин-2') });
+    assert.equal(old.status, 201);
+    await t.admin.query('UPDATE idempotency_keys SET key = $3 WHERE tenant_id = $1 AND key = $2', [tenantId, 'магазин-2', onTheWire('магазин-2')]);
+    const stores = await count('stores');
+    const retried = await owner.post('/v1/stores', { code: 'S-UTF8-OLD', name: 'O' }, { idempotencyKey: onTheWire('магазин-2') });
+    assert.deepEqual([retried.status, retried.headers.get('idempotent-replayed'), retried.body.id], [201, 'true', old.body.id]);
+    const other = await owner.post('/v1/stores', { code: 'S-UTF8-NEW', name: 'N' }, { idempotencyKey: onTheWire('магазин-2') });
+    assert.deepEqual([other.status, other.body.code], [422, 'idempotency_key_reused']);
+    assert.equal(await count('stores'), stores, 'nothing new written');
+
+    // 255 characters, not bytes: 255 Cyrillic letters (510 bytes) are a key; 256 are not.
+    const longest = await owner.post('/v1/stores', { code: 'S-UTF8-LONG', name: 'L' }, { idempotencyKey: onTheWire('я'.repeat(255)) });
+    assert.equal(longest.status, 201, JSON.stringify(longest.body));
+    const tooLong = await owner.post('/v1/stores', { code: 'S-UTF8-LONGER', name: 'L' }, { idempotencyKey: onTheWire('я'.repeat(256)) });
+    assert.deepEqual([tooLong.status, tooLong.body.code, tooLong.body.errors?.[0]?.path], [400, 'validation_failed', '/headers/idempotency-key']);
+    assert.equal(Number((await t.admin.query(`SELECT count(*) FROM stores WHERE code = 'S-UTF8-LONGER'`)).rows[0].count), 0);
+  });
+
   it('expired keys are purged and can be used again', async () => {
     await owner.post('/v1/stores', { code: 'S-EXP', name: 'E' }, { idempotencyKey: 'old-key' });
     await t.admin.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'old-key'`);

@@ -19,6 +19,7 @@ import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.j
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError, writeProblem } from './problem.js';
+import { idempotencyKeyOf } from './command.js';
 import { bodyIsOptional, NoQuery, Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
@@ -333,6 +334,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
 
   app.decorateRequest('principal', null);
+
+  // A route's Idempotency-Key is checked as the key it is — its text, UTF-8
+  // read as UTF-8, of 1 to 255 characters, none of storekeep's own — before
+  // the handler runs (idempotencyKeyOf), where its schema's maxLength, which
+  // counted the bytes, refused it before: a bad key is 400 first, as it was.
+  app.addHook('onRoute', (route) => {
+    if (!propertyNamesOf(route.schema?.headers).some((name) => name.toLowerCase() === 'idempotency-key')) return;
+    const checkIdempotencyKey = async (request: FastifyRequest) => {
+      idempotencyKeyOf(request);
+    };
+    route.preHandler = [...[route.preHandler ?? []].flat(), checkIdempotencyKey];
+  });
 
   // Each documented route's refusals (declared and derived), by `method path`
   // as the OpenAPI document writes it: for the document and the test guard.

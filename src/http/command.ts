@@ -3,6 +3,7 @@ import type { TenantPrincipal } from '../core/auth.js';
 import { equivalentFingerprints, fingerprintRequest, reservedKeyError, runCommand, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
 import type { Db } from '../core/db.js';
 import { AppError, assert } from '../core/errors.js';
+import { headerText, utf8ReadAsLatin1 } from './headerText.js';
 
 /** The tenant token of a request on a `tenant` route (the auth hook guarantees it). */
 export function tenantOf(request: FastifyRequest): TenantPrincipal {
@@ -11,17 +12,39 @@ export function tenantOf(request: FastifyRequest): TenantPrincipal {
   return principal;
 }
 
+/**
+ * The forms an earlier release may have stored a key under, when they differ
+ * from it: the key in UTF-8 read as Latin-1, as every Idempotency-Key header
+ * was read before headerText (`ключ` kept as `ÐºÐ»Ñ\x8eÑ\x87`). Sales keep
+ * their key for good, so a till's retry after an upgrade — in the header or
+ * in a synced sale's body — still finds its sale under that form.
+ */
+export function formerKeyForms(key: string): string[] {
+  const asReadBefore = utf8ReadAsLatin1(key);
+  // Over 255 characters, that form was refused (400): nothing is stored under it.
+  return asReadBefore === key || asReadBefore.length > 255 ? [] : [asReadBefore];
+}
+
+/**
+ * The Idempotency-Key header as the text its client meant (headerText: its
+ * bytes as UTF-8 when they are UTF-8, else Latin-1), so that a key sent in
+ * the header and the same key in a JSON body (a synced sale's) are one key.
+ * 1 to 255 characters of that text (Unicode code points, as a body's
+ * maxLength and the database count them), not of its bytes.
+ */
 export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
   const header = request.headers['idempotency-key'];
   if (header === undefined) return undefined;
-  if (typeof header !== 'string' || header.length < 1 || header.length > 255) {
+  const key = typeof header === 'string' ? headerText(header) : undefined;
+  const characters = key === undefined ? 0 : [...key].length;
+  if (key === undefined || characters < 1 || characters > 255) {
     throw new AppError('validation_failed', 'Idempotency-Key must be 1 to 255 characters', {
       errors: [{ path: '/headers/idempotency-key', message: 'must be 1 to 255 characters' }],
     });
   }
-  const reserved = reservedKeyError(header, '/headers/idempotency-key');
+  const reserved = reservedKeyError(key, '/headers/idempotency-key');
   if (reserved) throw reserved;
-  return header;
+  return key;
 }
 
 /**
@@ -48,11 +71,13 @@ export function commandInputOf(request: FastifyRequest, tenantId?: string, finge
   assert(principal !== null, 'commands need an authenticated principal');
   const resolvedTenant = tenantId ?? (principal.kind === 'token' ? principal.tenantId : undefined);
   assert(resolvedTenant !== undefined, 'commands need a tenant');
+  const idempotencyKey = idempotencyKeyOf(request);
   return {
     tenantId: resolvedTenant,
     principal,
     correlationId: request.id,
-    idempotencyKey: idempotencyKeyOf(request),
+    idempotencyKey,
+    formerIdempotencyKeys: idempotencyKey === undefined ? undefined : formerKeyForms(idempotencyKey),
     fingerprint: fingerprintRequest(request.method, canonicalPath(request), fingerprinted),
     equivalentFingerprints: equivalentFingerprints(request.method, canonicalPath(request), fingerprinted),
     payload: request.body,

@@ -565,7 +565,7 @@ describe('fuzzing every mutating operation with bad input: a 4xx problem, nothin
         raw('Idempotency-Key empty', text, { 'content-type': 'application/json', 'idempotency-key': '' }),
         raw('Idempotency-Key of 256 characters', text, { 'content-type': 'application/json', 'idempotency-key': 'k'.repeat(256) }),
         raw('Idempotency-Key of 8000 characters', text, { 'content-type': 'application/json', 'idempotency-key': 'k'.repeat(8000) }),
-        // UTF-8 on the wire, read as Latin-1 by Node: an opaque key, which may be taken.
+        // UTF-8 on the wire (Node hands it over as Latin-1), read as the text it encodes (headerText): a key, which may be taken.
         raw('Idempotency-Key in UTF-8', text, { 'content-type': 'application/json', 'idempotency-key': Buffer.from('ключ-🔑-\u202e', 'utf8').toString('latin1') }, true),
         raw('Idempotency-Key reserved', text, { 'content-type': 'application/json', 'idempotency-key': 'sync-batch:mine' }),
       );

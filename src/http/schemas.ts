@@ -56,7 +56,13 @@ export const IdParams = Type.Object({ id: Uuid });
 /** The Idempotency-Key header of every mutating request (documented in OpenAPI). */
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({ minLength: 1, maxLength: 255, description: 'Same key + same request replays the first response (an empty body sent as none, `null` or `{}` is the same request).' }),
+    Type.String({
+      minLength: 1,
+      description:
+        'Same key + same request replays the first response (an empty body sent as none, `null` or `{}` is the same request). 1 to 255 characters, ' +
+        'sent in UTF-8 (bytes that are not UTF-8 are read as Latin-1): the same key as a synced sale\'s `idempotency_key`. Counted in characters, ' +
+        'not bytes (checked by the command, not by this schema, which sees the bytes).',
+    }),
   ),
 });
 

@@ -4,12 +4,14 @@ import {
   claimIdempotencyKeys,
   CommandRefused,
   executeCommand,
+  idempotencyKeyForms,
   idempotencyKeyInFlight,
   insertOperations,
   recordAlreadyDone,
   recordCommands,
   replayOf,
   setTenant,
+  storedResponseOf,
   storedResponses,
   type CommandFn,
   type CommandInput,
@@ -261,13 +263,14 @@ export class GroupCommitter {
     const joins = (item: Pending) => first?.sale !== undefined && item.sale !== undefined;
     let closed = false;
     for (const item of lane.queue) {
-      const idempotencyKey = item.input.idempotencyKey;
+      // A key's former forms too (idempotencyKeyForms): one transaction takes a lock it holds again at once.
+      const forms = idempotencyKeyForms(item.input);
       if (!closed && batch.length > 0 && (batch.length >= this.maxBatch || !joins(item))) closed = true;
-      if (closed || (idempotencyKey !== undefined && keys.has(idempotencyKey))) {
+      if (closed || forms.some((form) => keys.has(form))) {
         rest.push(item);
         continue;
       }
-      if (idempotencyKey !== undefined) keys.add(idempotencyKey);
+      for (const form of forms) keys.add(form);
       batch.push(item);
     }
     lane.queue = rest;
@@ -397,14 +400,17 @@ async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settle
  */
 async function writeSaleRun(trx: Tx, tenantId: string, items: Pending[]): Promise<Settled[]> {
   const settled: Array<Settled | undefined> = items.map(() => undefined);
-  const keyed = items.flatMap((item, index) => (item.input.idempotencyKey === undefined ? [] : [{ index, key: item.input.idempotencyKey }]));
-  const claimed = await claimIdempotencyKeys(trx, tenantId, keyed.map(({ key }) => key));
-  keyed.forEach(({ index }, position) => {
-    if (!claimed[position]) settled[index] = { ok: false, error: idempotencyKeyInFlight() };
-  });
-  const stored = await storedResponses(trx, tenantId, keyed.filter((_, position) => claimed[position]).map(({ key }) => key));
-  for (const { index, key } of keyed) {
-    const response = stored.get(key);
+  // Each key with its former forms (idempotencyKeyForms): all locked, the key's own record first.
+  const keyed = items.flatMap((item, index) => (item.input.idempotencyKey === undefined ? [] : [{ index, forms: idempotencyKeyForms(item.input) }]));
+  const forms = keyed.flatMap((entry) => entry.forms);
+  const claimed = await claimIdempotencyKeys(trx, tenantId, forms);
+  const free = new Set(forms.filter((_, position) => claimed[position]));
+  for (const { index, forms: itsForms } of keyed) {
+    if (!itsForms.every((form) => free.has(form))) settled[index] = { ok: false, error: idempotencyKeyInFlight() };
+  }
+  const stored = await storedResponses(trx, tenantId, [...free]);
+  for (const { index, forms: itsForms } of keyed) {
+    const response = storedResponseOf(stored, itsForms);
     if (response === undefined || settled[index] !== undefined) continue;
     try {
       settled[index] = { ok: true, outcome: replayOf(items[index]!.input, response) };

@@ -14,7 +14,7 @@ import {
 import { AppError, notFound } from '../core/errors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
-import { commandInputOf, sendOutcome, serializeAnswer, tenantOf } from '../http/command.js';
+import { commandInputOf, formerKeyForms, sendOutcome, serializeAnswer, tenantOf } from '../http/command.js';
 import { problemOf, toAppError } from '../http/problem.js';
 import { makeBodyAjv, makeTextAjv } from '../http/ajv.js';
 import { assertStorableText } from '../http/json.js';
@@ -239,7 +239,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         tags: ['sales'],
         summary:
           'Sync sales an offline till queued. Each is applied as if sent alone to POST /v1/sales with its own Idempotency-Key (same fingerprint, ' +
-          'so a sale sent online first is replayed, not duplicated; the key read as its header carries it: spaces and tabs around it dropped, and one of nothing else is 400); a sale that is not valid is answered 400 in its own result (paths /body/sales/<index>/…) ' +
+          'so a sale sent online first is replayed, not duplicated; the key read as its header carries it: in UTF-8 — one key in the header and here, ASCII or not —, spaces and tabs around it dropped, and one of nothing else is 400); a sale that is not valid is answered 400 in its own result (paths /body/sales/<index>/…) ' +
           'and the others are applied; only a batch whose own shape is wrong (no sales, over 500, a sale without idempotency_key) is refused whole. A sale that already happened offline is never lost: when stock is now short, ' +
           'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
@@ -304,7 +304,13 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (batchKey !== undefined) {
         const recorded = await runCommand(
           db,
-          { ...base, idempotencyKey: internalIdempotencyKey('sync-batch', batchKey), payload: batchPayload },
+          {
+            ...base,
+            idempotencyKey: internalIdempotencyKey('sync-batch', batchKey),
+            // A batch key sent in UTF-8 before it was read as UTF-8 is stored under its Latin-1 reading (formerKeyForms).
+            formerIdempotencyKeys: base.formerIdempotencyKeys?.map((former) => internalIdempotencyKey('sync-batch', former)),
+            payload: batchPayload,
+          },
           SYNC_SPEC,
           async () => ({ status: 200, body: { sales: request.body.sales.length } }),
         );
@@ -343,6 +349,10 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           const input: CommandInput = {
             ...base,
             idempotencyKey: key,
+            // The sale's key as POST /v1/sales kept it when sent in UTF-8 before
+            // headers were read as UTF-8: a sale sent online then still replays.
+            // (Not the batch's own key's former forms, which `base` holds.)
+            formerIdempotencyKeys: formerKeyForms(key),
             fingerprint: fingerprintRequest('POST', '/v1/sales', sale),
             // the batch's other spelling is the batch's, not this sale's
             equivalentFingerprints: [],
