@@ -190,6 +190,19 @@ function claimRecovery(ctx: JobContext, tenantId: string, orderId: string): Prom
 }
 
 /**
+ * Whether the order's `order.submit` chain is still at work: its job (the
+ * key is the order's: retries and resubmits keep it) is running, or waiting
+ * with runs left (one the queue gave up on after crashes stays, dead).
+ */
+async function submitStillTrying(ctx: JobContext, orderId: string): Promise<boolean> {
+  const { rows } = await ctx.ownerPool.query<{ trying: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM graphile_worker._private_jobs WHERE key = $1 AND (locked_at IS NOT NULL OR attempts < max_attempts)) AS trying`,
+    [submitJobKey(orderId)],
+  );
+  return rows[0]!.trying;
+}
+
+/**
  * `order.recover`: one stuck order.
  * - pending (its submit job was lost, e.g. locked by a worker killed with -9):
  *   enqueue the submit job again;
@@ -230,6 +243,15 @@ export const recoverOrder = defineTask<{ order_id: string }>({
     // does not know it, or (pending) its submit keeps failing before it
     // reaches the provider: failed for review, never recovered forever.
     if (order.recoveries >= MAX_RECOVERIES) {
+      // Not while the order's submit chain is still at work (running, or
+      // waiting for its retry): its create may reach the provider after the
+      // lookup above found nothing, and a give-up then failed — for someone
+      // to refund — an order the provider went on to ship. That chain ends
+      // (its attempts are bounded); the sweep looks again after it.
+      if (await submitStillTrying(ctx, order.id)) {
+        ctx.logger.info({ order_id: order.id }, 'stuck order not given up: its submit is still trying');
+        return;
+      }
       const gaveUp = await jobCommand(ctx, tenantId, 'order.give_up', async (cmd) => {
         const reason =
           order.status === 'submitting'

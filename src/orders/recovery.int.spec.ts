@@ -12,6 +12,7 @@ import { allChecks } from '../integrity/registry.js';
 import { runChecksForTenant } from '../integrity/runChecks.js';
 import { submitJobKey } from './createOrder.js';
 import { MAX_RECOVERIES, recoverOrder } from './recoverOrderJob.js';
+import { submitOrder } from './submitOrderJob.js';
 import { makeStuckSubmitting, newOrderShop, orderBody, providerLookups, statusOf, WEBHOOK_SECRET } from './testkit.js';
 import { testCheckLog } from '../../test/support/integrity.js';
 
@@ -193,6 +194,48 @@ describe('recovery of an order stuck in pending', () => {
     assert.equal(items, 1);
     const failedMoves = (await t.admin.query(`SELECT count(*)::int AS n FROM order_status_history WHERE order_id = $1 AND to_status = 'failed'`, [orderId])).rows[0].n;
     assert.equal(failedMoves, 1);
+  });
+
+  it("a recovery at its last try does not give up an order whose own submit is running: the provider's create landing after the lookup is not an order failed for review", async () => {
+    // Given an order stuck in submitting after MAX_RECOVERIES recoveries, still unknown to the provider,
+    // its submit chain still at work (a retry after a 5xx, or the resubmit's job), every provider call taking 1.5 s
+    const { orderId, tenantId, providerKey } = await stuckSubmittingOrder(MAX_RECOVERIES);
+    sim.faults.webhooks = false;
+    sim.faults.latencyMs = 1_500;
+    try {
+      // (slots to spare: an earlier test's order may have a submit due, which this worker runs too)
+      worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60, fulfilmentTimeoutMs: 10_000, workerConcurrency: 4 }, [recoverOrder, submitOrder]);
+      // When its recovery asks the provider, and while that lookup is on its way the submit's create goes out
+      await enqueueForTenant(t, tenantId, 'order.recover', { order_id: orderId }, { jobKey: `order.recover:${orderId}`, jobKeyMode: 'keep_waiting' });
+      await waitFor('the recovery to ask the provider', async () => providerLookups(sim, providerKey) === 1, 10_000, 20);
+      await enqueueForTenant(t, tenantId, 'order.submit', { order_id: orderId }, { jobKey: submitJobKey(orderId) });
+      await waitFor(
+        'both jobs to run',
+        async () =>
+          (
+            await t.admin.query(
+              `SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE payload -> 'data' ->> 'order_id' = $1`,
+              [orderId],
+            )
+          ).rows[0].n === 0,
+        20_000,
+        100,
+      );
+    } finally {
+      sim.faults.latencyMs = 0;
+      sim.faults.webhooks = true;
+    }
+    // Then the provider holds one order (the lookup came before the create and found nothing)…
+    const atProvider = [...sim.orders.values()].filter((order) => order.reference === orderId);
+    assert.equal(atProvider.length, 1);
+    // …and ours follows it: submitted, not failed for someone to refund while the goods ship
+    const order = (await t.admin.query(`SELECT status, provider_order_id FROM orders WHERE id = $1`, [orderId])).rows[0];
+    assert.deepEqual([order.status, order.provider_order_id], ['submitted', atProvider[0]!.id]);
+    const items = (await t.admin.query(`SELECT kind FROM review_items WHERE subject_id = $1 AND kind IN ('order_failed', 'order_provider_mismatch')`, [orderId])).rows;
+    assert.deepEqual(items, []);
+    assert.equal(await operationsOf(tenantId, 'order.give_up'), 0, 'no give-up recorded');
+    const history = await t.admin.query(`SELECT from_status, to_status FROM order_status_history WHERE order_id = $1 ORDER BY id`, [orderId]);
+    assert.deepEqual(history.rows.at(-1), { from_status: 'submitting', to_status: 'submitted' });
   });
 
   it('a stuck order the provider holds as cancelled is cancelled by its recovery, not moved to submitted', async () => {
