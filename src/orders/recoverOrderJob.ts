@@ -191,13 +191,17 @@ function claimRecovery(ctx: JobContext, tenantId: string, orderId: string): Prom
 
 /**
  * Whether the order's `order.submit` chain is still at work: its job (the
- * key is the order's: retries and resubmits keep it) is running, or waiting
- * with runs left (one the queue gave up on after crashes stays, dead).
+ * key is the order's: retries and resubmits keep it) is waiting with runs
+ * left (one the queue gave up on after crashes stays, dead), or running —
+ * taken less than ORDERS_STUCK_AFTER_SECONDS ago (above FULFILMENT_TIMEOUT_MS):
+ * one taken longer ago is a worker that died, and its call is long over.
  */
 async function submitStillTrying(ctx: JobContext, orderId: string): Promise<boolean> {
   const { rows } = await ctx.ownerPool.query<{ trying: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM graphile_worker._private_jobs WHERE key = $1 AND (locked_at IS NOT NULL OR attempts < max_attempts)) AS trying`,
-    [submitJobKey(orderId)],
+    `SELECT EXISTS (
+       SELECT 1 FROM graphile_worker._private_jobs
+       WHERE key = $1 AND (CASE WHEN locked_at IS NULL THEN attempts < max_attempts ELSE locked_at > now() - make_interval(secs => $2) END)) AS trying`,
+    [submitJobKey(orderId), ctx.config.ordersStuckAfterSeconds],
   );
   return rows[0]!.trying;
 }

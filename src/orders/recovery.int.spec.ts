@@ -238,6 +238,31 @@ describe('recovery of an order stuck in pending', () => {
     assert.deepEqual(history.rows.at(-1), { from_status: 'submitting', to_status: 'submitted' });
   });
 
+  it('a recovery at its last try leaves an order whose submit waits for its retry (it will call the provider again); with no submit left it gives up', async () => {
+    // Given an order stuck in submitting after MAX_RECOVERIES recoveries, unknown to the provider, its submit waiting an hour for attempt 3
+    const { orderId, tenantId } = await stuckSubmittingOrder(MAX_RECOVERIES);
+    const key = submitJobKey(orderId);
+    await enqueueForTenant(t, tenantId, 'order.submit', { order_id: orderId }, { jobKey: key, runAt: new Date(Date.now() + 3_600_000) });
+    const runRecovery = async () => {
+      await enqueueForTenant(t, tenantId, 'order.recover', { order_id: orderId }, { jobKey: `order.recover:${orderId}`, jobKeyMode: 'keep_waiting' });
+      worker = await startTestWorker(t, { ...overrides, ordersStuckAfterSeconds: 60 }, [recoverOrder]);
+      await waitFor('the recovery to run', async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE key = $1`, [`order.recover:${orderId}`])).rows[0].n === 0, 15_000, 100);
+      await worker.stop();
+    };
+    // When its recovery runs
+    await runRecovery();
+    // Then it is left to its submit: not failed, no item, no operation
+    assert.equal(await statusOf(t.admin, orderId), 'submitting');
+    assert.equal(await operationsOf(tenantId, 'order.give_up'), 0);
+    assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1`, [orderId])).rows[0].n, 0);
+    // And once that submit is gone (it gave up), the next recovery gives the order up
+    await t.admin.query(`SELECT graphile_worker.remove_job($1)`, [key]);
+    await t.admin.query(`UPDATE orders SET recovery_claimed_at = NULL WHERE id = $1`, [orderId]);
+    await runRecovery();
+    assert.equal(await statusOf(t.admin, orderId), 'failed');
+    assert.equal(await operationsOf(tenantId, 'order.give_up'), 1);
+  });
+
   it('a stuck order the provider holds as cancelled is cancelled by its recovery, not moved to submitted', async () => {
     // Given an order stuck in submitting that the provider created (the answer was lost) and then cancelled on its side
     const { orderId, tenantId, providerKey } = await stuckSubmittingOrder(0);
