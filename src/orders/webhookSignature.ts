@@ -28,7 +28,7 @@ export type SignatureCheck = { ok: true } | { ok: false; reason: string };
  * lowercase hex digits. Other schemes (`v0`…) and parts without `=` are not
  * ours to read and are skipped.
  */
-function parseSignatureHeader(header: string): { timestamp: number; signatures: Buffer[] } | undefined {
+function parseSignatureHeader(header: string): { timestamp: number; signedTimestamp: string; signatures: Buffer[] } | undefined {
   const timestamps: string[] = [];
   const signatures: string[] = [];
   for (const part of header.split(',')) {
@@ -41,7 +41,9 @@ function parseSignatureHeader(header: string): { timestamp: number; signatures: 
   }
   const timestamp = timestamps.length === 1 && /^\d+$/.test(timestamps[0]!) ? Number(timestamps[0]) : Number.NaN;
   if (!Number.isSafeInteger(timestamp) || signatures.length === 0 || !signatures.every((given) => /^[0-9a-f]{64}$/.test(given))) return undefined;
-  return { timestamp, signatures: signatures.map((given) => Buffer.from(given, 'hex')) };
+  // The MAC covers `t` as the header carries it (its digits, leading zeros
+  // too), as the provider signed it — not the number read from it.
+  return { timestamp, signedTimestamp: timestamps[0]!, signatures: signatures.map((given) => Buffer.from(given, 'hex')) };
 }
 
 export function verifyWebhookSignature(
@@ -62,7 +64,7 @@ export function verifyWebhookSignature(
   for (const secret of secrets) {
     // Over the bytes received, not their decoding: a byte order mark or bytes
     // that are not UTF-8 are signed like any other byte.
-    const expected = createHmac('sha256', secret).update(`${parsed.timestamp}.`).update(rawBody).digest();
+    const expected = createHmac('sha256', secret).update(`${parsed.signedTimestamp}.`).update(rawBody).digest();
     // Every pair is compared, in constant time each: how long this takes
     // does not say which signature, or which secret, matched.
     for (const given of parsed.signatures) matches = timingSafeEqual(expected, given) || matches;

@@ -44,6 +44,14 @@ describe('webhook signature', () => {
     assert.equal(verifyWebhookSignature(secrets, `t=${now + 1},v1=${mac('old-secret', now)}`, body, now, 300).ok, false);
   });
 
+  it('the timestamp is signed as the header carries it: a t written with leading zeros is verified over those digits, not over its number', () => {
+    const padded = `000${now}`;
+    const signed = createHmac('sha256', 's3cret').update(`${padded}.${body}`).digest('hex');
+    assert.deepEqual(verifyWebhookSignature(['s3cret'], `t=${padded},v1=${signed}`, body, now, 300), { ok: true });
+    // the number's own digits are another signed text: not a signature of this header
+    assert.deepEqual(verifyWebhookSignature(['s3cret'], `t=${padded},v1=${mac('s3cret', now)}`, body, now, 300), { ok: false, reason: 'signature does not match' });
+  });
+
   it('a header is malformed — refused whatever the secrets — without one timestamp, without a v1 signature, or with any v1 that is not 64 lowercase hex digits', () => {
     const good = mac('s3cret', now);
     for (const header of [
