@@ -84,6 +84,33 @@ describe('a cancel racing the provider\'s webhooks (no worker running)', () => {
     // (which side wins is up to the scheduler; each is checked when it happens)
     assert.ok(outcomes.size >= 1);
   });
+
+  it('one event delivered twice at once, its merchant and reference once in capitals: the same event (ids read in any letter case), applied once, no conflict', async () => {
+    const shop = await newOrderShop(t);
+    for (let round = 0; round < 6; round++) {
+      // Given an order, and the provider's `accepted` for it
+      const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+      const event = providerEvent(shop.tenantId, orderId, 'accepted');
+      const shouted = { ...event, data: { ...event.data, merchant: shop.tenantId.toUpperCase(), reference: orderId.toUpperCase() } };
+      // When it arrives twice at once, once with its ids in capitals (each signed as sent)
+      const deliveries = await Promise.all([postWebhook(t.baseUrl, round % 2 ? shouted : event), postWebhook(t.baseUrl, round % 2 ? event : shouted)]);
+      // Then both are acknowledged with the first answer: one applied it, the other replays that answer
+      const bodies = JSON.stringify(deliveries.map((d) => d.body));
+      assert.deepEqual(deliveries.map((delivery) => delivery.status), [200, 200], bodies);
+      assert.deepEqual(
+        deliveries.map((delivery) => [delivery.body.order_id, delivery.body.duplicate, delivery.body.applied, delivery.body.conflict]),
+        [[orderId, false, true, undefined], [orderId, false, true, undefined]],
+        bodies,
+      );
+      assert.deepEqual(deliveries.map((delivery) => delivery.headers.get('idempotent-replayed')).sort(), [null, 'true'], bodies);
+      const events = (await t.admin.query(`SELECT order_id, outcome, payload -> 'data' ->> 'reference' AS reference, payload -> 'data' ->> 'merchant' AS merchant FROM fulfilment_webhook_events WHERE id = $1`, [event.id])).rows;
+      assert.deepEqual(events, [{ order_id: orderId, outcome: 'applied', reference: orderId, merchant: shop.tenantId }]);
+      const history = (await t.admin.query(`SELECT to_status, source FROM order_status_history WHERE order_id = $1 AND source = 'webhook'`, [orderId])).rows;
+      assert.deepEqual(history, [{ to_status: 'submitted', source: 'webhook' }]);
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1`, [orderId])).rows[0].n, 0);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, shop.tenantId), []);
+  });
 });
 
 describe('a recovery racing the provider\'s webhooks (API + worker + provider-sim)', () => {

@@ -319,6 +319,10 @@ export async function orderRoutes(app: App, { db, config }: AppDeps): Promise<vo
       },
       async (request, reply) => {
         const event = request.body as WebhookEvent;
+        // Lowercase already: the body schema reads these ids as every UUID
+        // (`Uuid`, any letter case). Two deliveries of one event differing only
+        // in case must take one in-flight lock and carry one content, or the
+        // second fails an internal check and opens a spurious conflict item.
         const tenantId = event.data.merchant;
         const orderId = event.data.reference;
         if (!isUuid(tenantId) || !isUuid(orderId)) throw notFound('order');
