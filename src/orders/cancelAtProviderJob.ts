@@ -50,13 +50,18 @@ export const cancelAtProvider = defineTask<{ order_id: string }>({
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
-    // Each try restarts the sweep's clock first: the sweep then queues no
-    // second job (it would run beside this one) while this one is at work.
+    // Each call to the provider restarts the sweep's clock first: the sweep
+    // then queues no second job (it would run beside this one) while this
+    // one is at work. Before each call, not once a try: a try is two calls
+    // (the lookup, then the cancel), up to twice FULFILMENT_TIMEOUT_MS, and
+    // ORDERS_STUCK_AFTER_SECONDS (the clock's period) is only required to
+    // be above one.
     if (!(await restartSweepClock(ctx, tenantId, data.order_id))) return;
     const order = await inTenantTransaction(ctx.db, tenantId, (tx) => findOrder(tx, tenantId, data.order_id));
     if (!order || order.status !== 'cancelled' || order.provider_cancellation !== 'requested') return;
     const provider = providerFrom(ctx.config);
     const found = await provider.findByIdempotencyKey(order.provider_key, { reference: order.id, merchant: tenantId });
+    if (found && !(await restartSweepClock(ctx, tenantId, order.id))) return;
     const answer: ProviderCancelAnswer = found ? await provider.cancelOrder(found.id, providerCancelKeyOf(order.provider_key)) : { outcome: 'not_found' };
     const outcome = providerCancellationOf(answer);
     const recorded = await jobCommand(ctx, tenantId, 'order.provider_cancel', (cmd) =>
@@ -70,10 +75,11 @@ export const cancelAtProvider = defineTask<{ order_id: string }>({
 });
 
 /**
- * Claims the order for this try of the cancellation (claimOrder, no
- * operation): provider_cancellation_at set to now while the cancellation is
- * still `requested` (not the order's version: nothing a client sees changes).
- * False: it is no longer requested (answered).
+ * Claims the order for the next call of this try of the cancellation
+ * (claimOrder, no operation): provider_cancellation_at set to now while the
+ * cancellation is still `requested` (not the order's version: nothing a
+ * client sees changes). The claim lasts ORDERS_STUCK_AFTER_SECONDS, above
+ * one call's FULFILMENT_TIMEOUT_MS. False: it is no longer requested (answered).
  */
 function restartSweepClock(ctx: JobContext, tenantId: string, orderId: string): Promise<boolean> {
   return claimOrder(

@@ -1,13 +1,18 @@
 /** Cancelling an order the provider holds: the provider is asked to cancel it too (outbox job, retried, reviewed when refused). */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import type { Config } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import { startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
-import { newOrderShop, orderBody, postWebhook, providerEvent, providerMismatches, statusOf, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
+import { createLogger } from '../core/logger.js';
+import type { JobContext } from '../jobs/task.js';
+import { cancelAtProvider } from './cancelAtProviderJob.js';
+import { sweepStuckOrders } from './recoverOrderJob.js';
+import { submitOrder } from './submitOrderJob.js';
+import { newOrderShop, orderBody, postWebhook, providerLookups, providerEvent, providerMismatches, statusOf, waitForStatus, WEBHOOK_SECRET, type OrderShop } from './testkit.js';
 
 describe('cancelling an order the provider holds', () => {
   let t: TestApp;
@@ -263,4 +268,88 @@ describe('cancelling an order the provider holds', () => {
     // And its answer is the one operation of the cancellation at the provider
     assert.equal(await cancelOperations(), 1);
   });
+});
+
+/**
+ * One try of a cancellation at the provider is two calls (the lookup by our
+ * key, then the cancel), each up to FULFILMENT_TIMEOUT_MS: longer than
+ * ORDERS_STUCK_AFTER_SECONDS, which need only be above one timeout. The sweep
+ * run while the cancel call is on its way must not find the cancellation
+ * unanswered for that long and queue a second job beside the first.
+ */
+describe('a cancellation at the provider whose two calls together outlast ORDERS_STUCK_AFTER_SECONDS', () => {
+  let t: TestApp;
+  let sim: ProviderSim;
+  let worker: RunningWorker | undefined;
+  // Valid as configured (2 s is above 1.9 s); each provider call takes 1.5 s below, so a try takes 3 s.
+  const overrides: Partial<Config> = {
+    fulfilmentTimeoutMs: 1_900,
+    ordersStuckAfterSeconds: 2,
+    jobRetryBaseMs: 20,
+    jobRetryMaxMs: 100,
+    jobMaxAttempts: 4,
+    workerConcurrency: 2,
+    workerMetricsPort: 0,
+  };
+  before(async () => {
+    sim = await startProviderSim({ secret: WEBHOOK_SECRET, faults: { webhooks: false } });
+    Object.assign(overrides, { fulfilmentUrl: sim.url, fulfilmentWebhookSecret: WEBHOOK_SECRET });
+    t = await startTestApp(overrides);
+    // No sweep of its own: the test runs it when it must not queue anything.
+    worker = await startTestWorker(t, overrides, [submitOrder, cancelAtProvider]);
+  });
+  after(async () => {
+    sim.faults.latencyMs = 0;
+    await worker?.stop();
+    await sim.stop();
+    await t.close();
+  });
+
+  const cancellationOf = async (orderId: string) =>
+    (await t.admin.query(`SELECT provider_cancellation FROM orders WHERE id = $1`, [orderId])).rows[0].provider_cancellation as string | null;
+  /** The sweep, run once now (as its timer would), with the test's settings. */
+  const sweep = () =>
+    sweepStuckOrders.handle({}, {
+      db: t.db,
+      ownerPool: t.admin,
+      config: { ...loadConfig({ LOG_LEVEL: 'silent' }), ...overrides },
+      logger: createLogger('silent'),
+    } as unknown as JobContext);
+
+  it('the sweep while its cancel call is on its way queues no second job: one lookup and one cancel call at the provider', async () => {
+    // Given an order the provider accepted
+    const shop = await newOrderShop(t);
+    const created = await shop.owner.post('/v1/orders', orderBody(shop));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const orderId = created.body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    const providerKey = (await t.admin.query(`SELECT provider_key FROM orders WHERE id = $1`, [orderId])).rows[0].provider_key as string;
+    const simOrder = [...sim.orders.values()].find((order) => order.reference === orderId)!;
+    const cancelCalls = () => sim.requests.filter((request) => request.method === 'POST' && request.path === `/orders/${simOrder.id}/cancel`).length;
+    const cancelJobs = async () =>
+      (
+        await t.admin.query(
+          `SELECT count(*)::int AS n FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks k ON k.id = j.task_id
+           WHERE k.identifier = 'order.provider_cancel' AND j.payload -> 'data' ->> 'order_id' = $1`,
+          [orderId],
+        )
+      ).rows[0].n as number;
+    // When a manager cancels it while every provider call takes 1.5 s
+    sim.faults.latencyMs = 1_500;
+    assert.equal((await shop.owner.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    // And the sweep runs after the lookup, once the try began more than ORDERS_STUCK_AFTER_SECONDS ago, while the cancel call is on its way
+    await waitFor('the cancel call to reach the provider', async () => cancelCalls() === 1, 10_000, 10);
+    await sleep(900);
+    await sweep();
+    // Then the sweep queued nothing beside the running job (the cancellation is still unanswered)
+    assert.equal(await cancellationOf(orderId), 'requested', 'the cancel call was still on its way when the sweep ran');
+    assert.equal(await cancelJobs(), 1, 'one job: the running one');
+    // And once it answers, the provider was asked once each
+    await waitFor('the cancellation to be confirmed', async () => (await cancellationOf(orderId)) === 'confirmed', 10_000, 50);
+    await waitFor('the cancel jobs to end', async () => (await cancelJobs()) === 0, 10_000, 50);
+    sim.faults.latencyMs = 0;
+    assert.equal(providerLookups(sim, providerKey), 1, 'one lookup');
+    assert.equal(cancelCalls(), 1, 'one cancel call');
+  });
+
 });
