@@ -3,18 +3,34 @@ import client from 'prom-client';
 import { bearerCredential } from './auth.js';
 
 /**
- * One Prometheus registry per process. Modules add their own metrics here
- * (jobs, integrity findings…); /metrics serves it.
+ * The metrics every process serves on /metrics (the runtime's defaults,
+ * transaction retries, open integrity findings). Modules add their own
+ * here, or to the registry of the one process that moves them (below).
  */
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
+
+/**
+ * The API's own metrics (HTTP requests, sale batches) and the worker's own
+ * (jobs, all-tenant integrity runs): each process serves `registry` with its
+ * own, not the other's — the API listed the job families with no values and
+ * `storekeep_integrity_last_run_timestamp_seconds 0`, which reads as "never
+ * ran" to an alert scraping it.
+ */
+export const apiRegistry = new client.Registry();
+export const workerRegistry = new client.Registry();
+
+/** What the API's /metrics serves. */
+export const apiMetrics = (): client.Registry => client.Registry.merge([registry, apiRegistry]);
+/** What the worker's /metrics serves. */
+export const workerMetrics = (): client.Registry => client.Registry.merge([registry, workerRegistry]);
 
 export const httpRequestDuration = new client.Histogram({
   name: 'http_request_duration_seconds',
   help: 'HTTP request duration by route and status',
   labelNames: ['method', 'route', 'status_code'] as const,
   buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-  registers: [registry],
+  registers: [apiRegistry],
 });
 
 export const commandRetries = new client.Counter({

@@ -15,7 +15,7 @@ import { currentScope, runInScope } from '../core/context.js';
 import type { Db } from '../core/db.js';
 import { AppError, ERROR_STATUS } from '../core/errors.js';
 import { briefly, type Logger } from '../core/logger.js';
-import { httpRequestDuration, metricsAllowed, registry } from '../core/metrics.js';
+import { apiMetrics, httpRequestDuration, metricsAllowed } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, sendProblem, toAppError, writeProblem } from './problem.js';
@@ -684,8 +684,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       authFailures.recordFailure(client);
       throw new AppError('unauthorized', 'send the METRICS_TOKEN as "Authorization: Bearer <token>"');
     }
-    reply.header('content-type', registry.contentType);
-    return registry.metrics();
+    const served = apiMetrics();
+    reply.header('content-type', served.contentType);
+    return served.metrics();
   });
 
   for (const register of routeModules) await app.register(async (scoped) => register(scoped as unknown as App, deps));

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../core/logger.js';
-import { registry } from '../core/metrics.js';
+import { workerRegistry } from '../core/metrics.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { waitFor } from '../../test/support/wait.js';
@@ -234,7 +234,7 @@ describe('integrity checker', () => {
       await t.admin.query(`SELECT graphile_worker.add_job('integrity.run', '{}'::json)`);
       await waitFor('the second run', async () => (await t.admin.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`)).rows[0].n === 0);
       assert.equal((await openItems()).length, 1);
-      const metrics = await registry.getSingleMetricAsString('storekeep_integrity_findings');
+      const metrics = await workerRegistry.getSingleMetricAsString('storekeep_integrity_findings');
       assert.match(metrics, /storekeep_integrity_findings\{check="stock_ledger_matches_balance"\} [1-9]/);
       // the API's /metrics shows the open findings from the review queue
       const scraped = await (await fetch(`${t.baseUrl}/metrics`)).text();

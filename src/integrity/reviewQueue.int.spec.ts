@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { registry } from '../core/metrics.js';
+import { workerRegistry } from '../core/metrics.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { waitFor } from '../../test/support/wait.js';
@@ -48,7 +48,7 @@ describe('integrity findings in the review queue, the metrics and storekeep chec
         const rows = await items(shop.tenantId);
         assert.deepEqual(rows.map((row) => [row.status, row.subject_type, row.store_id]), [['open', 'stock_ledger_matches_balance', shop.storeId]]);
       }
-      assert.match(await registry.getSingleMetricAsString('storekeep_integrity_findings'), /storekeep_integrity_findings\{check="stock_ledger_matches_balance"\} 2\b/);
+      assert.match(await workerRegistry.getSingleMetricAsString('storekeep_integrity_findings'), /storekeep_integrity_findings\{check="stock_ledger_matches_balance"\} 2\b/);
 
       // resolved by someone, but the data is still wrong: the next run opens it again, once
       const [item] = await items(a.tenantId);

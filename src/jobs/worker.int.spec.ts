@@ -4,7 +4,8 @@ import pg from 'pg';
 import { loadConfig, type Config } from '../config.js';
 import { runInScope } from '../core/context.js';
 import { createLogger } from '../core/logger.js';
-import { registry } from '../core/metrics.js';
+import { workerRegistry } from '../core/metrics.js';
+import { startTestApp } from '../../test/support/app.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import { enqueueJob } from './enqueueJob.js';
@@ -106,6 +107,26 @@ describe('worker', () => {
     assert.equal((await fetch(`${worker.metricsUrl}/healthz`)).status, 200);
   });
 
+  it("each process's /metrics lists its own families and the shared ones, not the other's (the API listed the jobs' with no values, and an integrity last run of 0)", async () => {
+    const worker = await metricsWorker();
+    const families = (text: string) => new Set([...text.matchAll(/^# TYPE (\S+)/gm)].map((match) => match[1]!));
+    const workers = families(await (await fetch(`${worker.metricsUrl}/metrics`, { headers: { authorization: 'Bearer worker-scrape-0123456789' } })).text());
+    const api = await startTestApp();
+    try {
+      await api.newTenant(); // a request or two, so the API's HTTP histogram has values
+      const apis = families((await api.operator.get('/metrics')).body as string);
+      const shared = ['process_cpu_user_seconds_total', 'storekeep_transaction_retries_total', 'storekeep_integrity_open_findings'];
+      const workerOnly = ['storekeep_jobs_total', 'storekeep_job_duration_seconds', 'storekeep_integrity_findings', 'storekeep_integrity_last_run_timestamp_seconds'];
+      const apiOnly = ['http_request_duration_seconds', 'storekeep_group_commit_batch_size'];
+      for (const name of [...shared, ...workerOnly]) assert.ok(workers.has(name), `the worker serves ${name}`);
+      for (const name of apiOnly) assert.ok(!workers.has(name), `the worker does not serve ${name}`);
+      for (const name of [...shared, ...apiOnly]) assert.ok(apis.has(name), `the API serves ${name}`);
+      for (const name of workerOnly) assert.ok(!apis.has(name), `the API does not serve ${name}`);
+    } finally {
+      await api.close();
+    }
+  });
+
   it('a wrong METRICS_TOKEN on the worker\'s /metrics counts as a failed authentication: past AUTH_FAILURES_PER_MINUTE its address is 429; the right token still scrapes', async () => {
     const worker = await metricsWorker({ authFailuresPerMinute: 3 });
     const statuses: number[] = [];
@@ -137,7 +158,7 @@ describe('worker', () => {
       `INSERT INTO graphile_worker._private_known_crontabs (identifier, known_since, last_execution) VALUES ('integrity.run', now() - interval '3 days', now() - interval '2 days')
        ON CONFLICT (identifier) DO UPDATE SET last_execution = now() - interval '2 days'`,
     );
-    const runs = async () => (await registry.getSingleMetric('storekeep_jobs_total')?.get())?.values.find((value) => value.labels.task === 'integrity.run' && value.labels.outcome === 'done')?.value ?? 0;
+    const runs = async () => (await workerRegistry.getSingleMetric('storekeep_jobs_total')?.get())?.values.find((value) => value.labels.task === 'integrity.run' && value.labels.outcome === 'done')?.value ?? 0;
     const before = await runs();
     // When a worker starts with the default schedule
     const worker = await startWorker({ databaseUrl: t.url, appDatabaseUrl: t.appUrl, config, logger, serveMetrics: false });
@@ -275,7 +296,7 @@ describe('worker', () => {
     assert.equal((await runs('flaky')).length, 1);
     const attempts = await t.admin.query(`SELECT count(*)::int AS n FROM job_test_attempts WHERE value = 'flaky'`);
     assert.equal(attempts.rows[0].n, 3);
-    const metrics = await registry.getSingleMetricAsString('storekeep_jobs_total');
+    const metrics = await workerRegistry.getSingleMetricAsString('storekeep_jobs_total');
     assert.match(metrics, /storekeep_jobs_total\{task="test.record",outcome="retried"\} [1-9]/);
   });
 

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import { createDb, createPool, type Db } from '../core/db.js';
 import { briefly, type Logger } from '../core/logger.js';
-import { metricsAllowed, registry } from '../core/metrics.js';
+import { metricsAllowed, workerMetrics } from '../core/metrics.js';
 import { AuthFailureLimiter } from '../http/authFailures.js';
 import { clientOf } from '../http/rateLimitKey.js';
 import type { BackoffPolicy } from './backoff.js';
@@ -135,8 +135,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
         authFailures.recordFailure(client);
         response.writeHead(401, { 'content-type': 'application/problem+json' }).end('{"code":"unauthorized","status":401,"title":"Unauthorized","detail":"send the METRICS_TOKEN as a bearer token"}');
       } else if (request.url === '/metrics') {
-        registry.metrics().then(
-          (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        const served = workerMetrics();
+        served.metrics().then(
+          (text) => response.writeHead(200, { 'content-type': served.contentType }).end(text),
           () => response.writeHead(500).end(),
         );
       } else if (request.url === '/healthz') {

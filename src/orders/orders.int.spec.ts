@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { Config } from '../config.js';
-import { registry } from '../core/metrics.js';
+import { workerRegistry } from '../core/metrics.js';
 import { startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
@@ -85,7 +85,7 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
     const row = (await t.admin.query(`SELECT submit_attempts, provider_order_id FROM orders WHERE id = $1`, [orderId])).rows[0];
     assert.equal(row.submit_attempts, 4);
     assert.equal(row.provider_order_id, simOrdersFor(orderId)[0]!.id);
-    assert.match(await registry.getSingleMetricAsString('storekeep_jobs_total'), /task="order.submit",outcome="retried"\} [3-9]/);
+    assert.match(await workerRegistry.getSingleMetricAsString('storekeep_jobs_total'), /task="order.submit",outcome="retried"\} [3-9]/);
   });
 
   it('provider accepts but the response is lost: recovery finds the order by its key, no duplicate', async () => {

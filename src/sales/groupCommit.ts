@@ -21,7 +21,7 @@ import {
 import type { Db, Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { commandRetries, prometheus, registry } from '../core/metrics.js';
+import { apiRegistry, commandRetries, prometheus } from '../core/metrics.js';
 import { isRetryableTransactionError, pgCode } from '../core/pgErrors.js';
 import { saleCommand } from './createSale.js';
 import type { SaleInput, SaleSource } from './sale.table.js';
@@ -136,7 +136,7 @@ const batchSize = new prometheus.Histogram({
   name: 'storekeep_group_commit_batch_size',
   help: 'Commands committed together in one group-commit transaction',
   buckets: [1, 2, 4, 8, 16, 32, 64],
-  registers: [registry],
+  registers: [apiRegistry],
 });
 
 /** A queued command: a sale written set-based with the sales around it (`sale`), or any command function (`fn`). */
