@@ -328,15 +328,15 @@ function keyRecord(input: CommandInput, spec: CommandSpec, opId: string, result:
  */
 function insertKeyRecords(tenantId: string, keyed: readonly KeyRecord[]) {
   return sql`
-    INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, response_etag, expires_at, actor_token_id)
+    INSERT INTO idempotency_keys (tenant_id, key, fingerprint, op_id, response_status, response_body, response_etag, expires_at, actor_token_id, key_as_text)
     SELECT ${tenantId}::uuid, k.key, k.fingerprint, k.op_id, k.status, coalesce(k.body, 'null'::jsonb), k.etag,
-      coalesce(now() + make_interval(hours => k.ttl_hours), 'infinity'), k.actor_token_id
+      coalesce(now() + make_interval(hours => k.ttl_hours), 'infinity'), k.actor_token_id, true
     FROM jsonb_to_recordset(${JSON.stringify(keyed)}::jsonb)
       AS k(key text, fingerprint text, op_id uuid, status integer, body jsonb, etag text, ttl_hours integer, actor_token_id uuid)
     ON CONFLICT (tenant_id, key) DO UPDATE
       SET fingerprint = EXCLUDED.fingerprint, op_id = EXCLUDED.op_id, response_status = EXCLUDED.response_status,
           response_body = EXCLUDED.response_body, response_etag = EXCLUDED.response_etag, created_at = now(), expires_at = EXCLUDED.expires_at,
-          actor_token_id = EXCLUDED.actor_token_id
+          actor_token_id = EXCLUDED.actor_token_id, key_as_text = EXCLUDED.key_as_text
       WHERE idempotency_keys.expires_at <= now()
     RETURNING 1`;
 }
@@ -401,14 +401,20 @@ export interface StoredResponse {
 const STORED_COLUMNS = sql`k.fingerprint, k.op_id, k.response_status, k.response_body, k.response_etag, coalesce(k.actor_token_id, o.actor_token_id) AS actor_token_id, o.store_id`;
 const STORED_FROM = sql`idempotency_keys k JOIN operations o ON o.tenant_id = k.tenant_id AND o.id = k.op_id`;
 
-/** Live stored responses of the given keys (read after claimIdempotencyKeys took their locks). */
-export async function storedResponses(tx: Tx, tenantId: string, keys: readonly string[]): Promise<Map<string, StoredResponse>> {
+/**
+ * Live stored responses of the given keys (read after claimIdempotencyKeys
+ * took their locks). Those of `formerForms` (keys' former forms, see
+ * CommandInput.formerIdempotencyKeys) only where kept before keys were read
+ * as text: a record written since under such a text is a key of its own.
+ */
+export async function storedResponses(tx: Tx, tenantId: string, keys: readonly string[], formerForms: readonly string[] = []): Promise<Map<string, StoredResponse>> {
   if (keys.length === 0) return new Map();
+  const formerKeptBefore = formerForms.length === 0 ? sql`` : sql` AND (NOT k.key_as_text OR k.key <> ALL(${formerForms}::text[]))`;
   const rows = await all(
     tx,
     sql<StoredResponse & { key: string }>`
       SELECT k.key, ${STORED_COLUMNS} FROM ${STORED_FROM}
-      WHERE k.tenant_id = ${tenantId} AND k.key = ANY(${keys}::text[]) AND k.expires_at > now()`,
+      WHERE k.tenant_id = ${tenantId} AND k.key = ANY(${keys}::text[]) AND k.expires_at > now()${formerKeptBefore}`,
   );
   return new Map(rows.map(({ key, ...stored }) => [key, stored]));
 }
@@ -474,15 +480,21 @@ export async function executeCommand(tx: Tx, input: CommandInput, spec: CommandS
     const locked = await claimIdempotencyKeys(tx, input.tenantId, forms);
     if (!locked.every(Boolean)) throw idempotencyKeyInFlight();
     // Under the lock, one statement reads the stored record — the key's own
-    // before a former form's — and, only when there is none, inserts the
-    // operation row (one round trip instead of two).
+    // before a former form's, kept before keys were read as text (see
+    // storedResponses) — and, only when there is none, inserts the operation
+    // row (one round trip instead of two). A key without former forms (ASCII)
+    // is looked up by itself alone.
+    const matching =
+      forms.length === 1
+        ? sql`k.key = ${key} AND k.expires_at > now()`
+        : sql`k.key = ANY(${forms}::text[]) AND (k.key = ${key} OR NOT k.key_as_text) AND k.expires_at > now()
+              ORDER BY array_position(${forms}::text[], k.key) LIMIT 1`;
     const stored = await maybeOne(
       tx,
       sql<StoredResponse>`
         WITH stored AS (
           SELECT ${STORED_COLUMNS} FROM ${STORED_FROM}
-          WHERE k.tenant_id = ${input.tenantId} AND k.key = ANY(${forms}::text[]) AND k.expires_at > now()
-          ORDER BY array_position(${forms}::text[], k.key) LIMIT 1
+          WHERE k.tenant_id = ${input.tenantId} AND ${matching}
         ), operation AS (
           ${insertOperation}
           WHERE NOT EXISTS (SELECT 1 FROM stored)
@@ -582,7 +594,7 @@ export async function recordAlreadyDone(tx: Tx, input: CommandInput, spec: Comma
   const forms = idempotencyKeyForms(input);
   const locked = await claimIdempotencyKeys(tx, input.tenantId, forms);
   if (!locked.every(Boolean)) throw idempotencyKeyInFlight();
-  const stored = storedResponseOf(await storedResponses(tx, input.tenantId, forms), forms);
+  const stored = storedResponseOf(await storedResponses(tx, input.tenantId, forms, forms.slice(1)), forms);
   if (stored !== undefined) return replayOf(input, stored, spec);
   if (done.doneBy !== null) {
     const record = keyRecord(input, spec, done.doneBy, { status: done.status, body: done.body });

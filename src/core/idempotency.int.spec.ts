@@ -153,10 +153,10 @@ describe('idempotency keys', () => {
     const again = await owner.post('/v1/stores', { code: 'S-UTF8', name: 'U' }, { idempotencyKey: onTheWire('магазин-1') });
     assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.body.id], [201, 'true', first.body.id]);
 
-    // A record kept before: under the bytes read as Latin-1.
+    // A record kept before: under the bytes read as Latin-1, not marked key_as_text (migration 1050).
     const old = await owner.post('/v1/stores', { code: 'S-UTF8-OLD', name: 'O' }, { idempotencyKey: onTheWire('магазин-2') });
     assert.equal(old.status, 201);
-    await t.admin.query('UPDATE idempotency_keys SET key = $3 WHERE tenant_id = $1 AND key = $2', [tenantId, 'магазин-2', onTheWire('магазин-2')]);
+    await t.admin.query('UPDATE idempotency_keys SET key = $3, key_as_text = false WHERE tenant_id = $1 AND key = $2', [tenantId, 'магазин-2', onTheWire('магазин-2')]);
     const stores = await count('stores');
     const retried = await owner.post('/v1/stores', { code: 'S-UTF8-OLD', name: 'O' }, { idempotencyKey: onTheWire('магазин-2') });
     assert.deepEqual([retried.status, retried.headers.get('idempotent-replayed'), retried.body.id], [201, 'true', old.body.id]);
@@ -170,6 +170,17 @@ describe('idempotency keys', () => {
     const tooLong = await owner.post('/v1/stores', { code: 'S-UTF8-LONGER', name: 'L' }, { idempotencyKey: onTheWire('я'.repeat(256)) });
     assert.deepEqual([tooLong.status, tooLong.body.code, tooLong.body.errors?.[0]?.path], [400, 'validation_failed', '/headers/idempotency-key']);
     assert.equal(Number((await t.admin.query(`SELECT count(*) FROM stores WHERE code = 'S-UTF8-LONGER'`)).rows[0].count), 0);
+  });
+
+  it("a key whose text is another key's UTF-8 read as Latin-1, used since, does not answer for that other key", async () => {
+    const onTheWire = (key: string) => Buffer.from(key, 'utf8').toString('latin1');
+    // `lookalike` is the text `магазин-3`'s bytes spell in Latin-1, sent as a key of its own since the upgrade (in UTF-8).
+    const lookalike = onTheWire('магазин-3');
+    const first = await owner.post('/v1/stores', { code: 'S-LOOK-1', name: 'L' }, { idempotencyKey: onTheWire(lookalike) });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const own = await owner.post('/v1/stores', { code: 'S-LOOK-2', name: 'L' }, { idempotencyKey: onTheWire('магазин-3') });
+    assert.deepEqual([own.status, own.headers.get('idempotent-replayed')], [201, null], JSON.stringify(own.body));
+    assert.notEqual(own.body.id, first.body.id);
   });
 
   it('expired keys are purged and can be used again', async () => {

@@ -408,7 +408,8 @@ async function writeSaleRun(trx: Tx, tenantId: string, items: Pending[]): Promis
   for (const { index, forms: itsForms } of keyed) {
     if (!itsForms.every((form) => free.has(form))) settled[index] = { ok: false, error: idempotencyKeyInFlight() };
   }
-  const stored = await storedResponses(trx, tenantId, [...free]);
+  // Former forms answer only where kept before keys were read as text (storedResponses).
+  const stored = await storedResponses(trx, tenantId, [...free], keyed.flatMap((entry) => entry.forms.slice(1)));
   for (const { index, forms: itsForms } of keyed) {
     const response = storedResponseOf(stored, itsForms);
     if (response === undefined || settled[index] !== undefined) continue;

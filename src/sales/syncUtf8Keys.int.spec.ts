@@ -104,9 +104,9 @@ describe('POST /v1/sales and /v1/sync/sales: one key in UTF-8, in the header or 
     const first = await cashier.post('/v1/sales', sale(4), { idempotencyKey: utf8OnTheWire(key) });
     assert.equal(first.status, 201, JSON.stringify(first.body));
     // As a sale sent online before this change was stored: its record under the header's bytes read as Latin-1
-    // (the operation row, immutable, keeps the key as read now; replays go by the record).
+    // (the operation row, immutable, keeps the key as read now; replays go by the record), not marked key_as_text (migration 1050).
     const oldForm = utf8OnTheWire(key);
-    const moved = await t.admin.query('UPDATE idempotency_keys SET key = $3 WHERE tenant_id = $1 AND key = $2', [tenantId, key, oldForm]);
+    const moved = await t.admin.query('UPDATE idempotency_keys SET key = $3, key_as_text = false WHERE tenant_id = $1 AND key = $2', [tenantId, key, oldForm]);
     assert.equal(moved.rowCount, 1);
     // A sale's key is kept for good: past IDEMPOTENCY_TTL_HOURS it still answers.
     await aWeekendLater(t, tenantId, oldForm);
@@ -140,12 +140,31 @@ describe('POST /v1/sales and /v1/sync/sales: one key in UTF-8, in the header or 
     assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing new written');
   });
 
+  it("a key whose text is another key's UTF-8 read as Latin-1, used since, is a key of its own: the other key is not answered by its record", async () => {
+    const key = tillKey();
+    // A key that happens to be the text `key`'s bytes spell in Latin-1, sent since the upgrade (a synced sale's, or a header's in UTF-8).
+    const lookalike = utf8OnTheWire(key);
+    const synced = await cashier.post('/v1/sync/sales', { sales: [{ idempotency_key: lookalike, ...sale(1) }] });
+    assert.deepEqual([synced.body.results[0].status, synced.body.results[0].replayed], [201, false], JSON.stringify(synced.body));
+    const before = await saleRowCounts(t, tenantId);
+    const stock = await balanceAndLedger(t, tenantId, storeId, milk);
+    // `key` itself, new: its own sale, not a replay of the lookalike's (nor 422 for it).
+    const online = await cashier.post('/v1/sales', sale(2), { idempotencyKey: utf8OnTheWire(key) });
+    assert.deepEqual([online.status, online.headers.get('idempotent-replayed')], [201, null], JSON.stringify(online.body));
+    assert.notEqual(online.body.id, synced.body.results[0].body.id);
+    await soldOnce(before, stock, 2);
+    // Synced, the same: its own sale replays (online's), not the lookalike's.
+    const again = await cashier.post('/v1/sync/sales', { sales: [{ idempotency_key: key, ...sale(2) }] });
+    assert.deepEqual([again.body.results[0].status, again.body.results[0].replayed, again.body.results[0].body.id], [201, true, online.body.id], JSON.stringify(again.body));
+  });
+
   it("a sync batch's own key in UTF-8, stored as it was read before, still makes the same batch a replay and another batch 422", async () => {
     const batchKey = tillKey();
     const batch = { sales: [{ idempotency_key: tillKey(), ...sale(1) }] };
     const first = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: utf8OnTheWire(batchKey) });
     assert.equal(first.status, 200, JSON.stringify(first.body));
-    const moved = await t.admin.query('UPDATE idempotency_keys SET key = $3 WHERE tenant_id = $1 AND key = $2', [tenantId, `sync-batch:${batchKey}`, `sync-batch:${utf8OnTheWire(batchKey)}`]);
+    // As the earlier release kept it: under its bytes read as Latin-1, not marked key_as_text (migration 1050).
+    const moved = await t.admin.query('UPDATE idempotency_keys SET key = $3, key_as_text = false WHERE tenant_id = $1 AND key = $2', [tenantId, `sync-batch:${batchKey}`, `sync-batch:${utf8OnTheWire(batchKey)}`]);
     assert.equal(moved.rowCount, 1);
     const before = await saleRowCounts(t, tenantId);
     const again = await cashier.post('/v1/sync/sales', batch, { idempotencyKey: utf8OnTheWire(batchKey) });

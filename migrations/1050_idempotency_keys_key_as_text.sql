@@ -1,0 +1,11 @@
+-- Up Migration
+-- Whether a record's key is the text its client meant. Since an
+-- Idempotency-Key header in UTF-8 is read as the text it encodes, a key is
+-- looked up under its own text and, for records kept before, under its
+-- UTF-8 bytes read as Latin-1 (what every header was read as then: `é` kept
+-- as `Ã©`). But `Ã©` is also a key of its own, which a client may send
+-- since (in a synced sale's body, or in a header in UTF-8): its record must
+-- not answer for `é`. Records written from now on say so (true); those kept
+-- before, and those an instance of the earlier release still writes during
+-- a rolling upgrade, are false — only they answer for another key's text.
+ALTER TABLE idempotency_keys ADD COLUMN key_as_text boolean NOT NULL DEFAULT false;
