@@ -34,7 +34,10 @@ export function createLogger(level: string, name = 'storekeep', destination?: De
 export function briefly(error: unknown): unknown {
   if (!(error instanceof Error)) return error;
   const code = (error as { code?: unknown }).code;
-  return { type: error.name, message: error.message, ...(code === undefined ? {} : { code }) };
+  // An AggregateError's own message may be empty (Node's, when every address
+  // of a host refused the connection): what failed is in its errors.
+  const errors = error instanceof AggregateError && Array.isArray(error.errors) ? { errors: error.errors.map(briefly) } : {};
+  return { type: error.name, message: error.message, ...(code === undefined ? {} : { code }), ...errors };
 }
 
 export type { Logger };
