@@ -3,12 +3,11 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
-import { givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
+import { givenMilkShop, saleRowCounts } from './testkit.js';
 
 /** POST /v1/sync/sales reads each sale's key as its header would carry it: the batch around such keys. */
 describe('POST /v1/sync/sales: keys with spaces or tabs around them, in a batch', () => {
   let t: TestApp;
-  let owner: ApiClient;
   let cashier: ApiClient;
   let tenantId: string;
   let storeId: string;
@@ -16,11 +15,7 @@ describe('POST /v1/sync/sales: keys with spaces or tabs around them, in a batch'
 
   before(async () => {
     t = await startTestApp();
-    ({ owner, tenantId } = await t.newTenant());
-    storeId = await givenStore(owner, 'S1');
-    milk = await givenSku(owner, 'MILK', 'piece', 120);
-    await givenStock(owner, storeId, [{ sku_id: milk, quantity: 100 }]);
-    cashier = await givenToken(t, owner, 'cashier');
+    ({ cashier, tenantId, storeId, milk } = await givenMilkShop(t));
   });
   after(() => t.close());
 

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { aWeekendLater } from '../../test/support/idempotency.js';
-import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
+import { balanceAndLedger, givenMilkShop, saleRowCounts } from './testkit.js';
 
 /**
  * A header as a client sends it in UTF-8 (curl, Go, Python…): its bytes on
@@ -29,11 +29,7 @@ describe('POST /v1/sales and /v1/sync/sales: one key in UTF-8, in the header or 
 
   before(async () => {
     t = await startTestApp();
-    ({ owner, tenantId } = await t.newTenant());
-    storeId = await givenStore(owner, 'S1');
-    milk = await givenSku(owner, 'MILK', 'piece', 120);
-    await givenStock(owner, storeId, [{ sku_id: milk, quantity: 100 }]);
-    cashier = await givenToken(t, owner, 'cashier');
+    ({ owner, cashier, tenantId, storeId, milk } = await givenMilkShop(t));
   });
   after(() => t.close());
 

@@ -26,6 +26,19 @@ export async function givenToken(t: TestApp, owner: ApiClient, role: string, sto
   return t.client(response.body.token);
 }
 
+/**
+ * A shop for the sync specs: a tenant (its owner), one store `S1`, milk
+ * (a piece at 120) with 100 in stock, and a cashier's token.
+ */
+export async function givenMilkShop(t: TestApp): Promise<{ owner: ApiClient; cashier: ApiClient; tenantId: string; storeId: string; milk: string }> {
+  const { owner, tenantId } = await t.newTenant();
+  const storeId = await givenStore(owner, 'S1');
+  const milk = await givenSku(owner, 'MILK', 'piece', 120);
+  await givenStock(owner, storeId, [{ sku_id: milk, quantity: 100 }]);
+  const cashier = await givenToken(t, owner, 'cashier');
+  return { owner, cashier, tenantId, storeId, milk };
+}
+
 /** Rows of one tenant in every table a sale writes. */
 export async function saleRowCounts(t: TestApp, tenantId: string) {
   const { rows } = await t.admin.query(
