@@ -543,17 +543,23 @@ describe('field sales: points of sale, visits, consignments', () => {
     assert.deepEqual([...first.body.items, ...second.body.items].map((c: { id: string }) => c.id), [...left].sort());
   });
 
-  it('integrity: a consignment whose visit is not completed is reported by that check only', async () => {
+  it('integrity: a consignment whose visit is not completed is reported by that check only (and the point of sale that names the visit as its last, by point_of_sale_last_visit)', async () => {
     const visit = await schedule();
     const done = await agent.post(`/v1/visits/${visit.id}/complete`, { ...SHOP, lines: [{ sku_id: soap.id, quantity: 1 }] });
     assert.equal(done.status, 200);
     assert.deepEqual(await runChecks(), []);
+    // as text: put back to the microsecond (the point of sale's last_visit_at is that time)
+    const { completed_at: completedAt } = (await t.admin.query(`SELECT completed_at::text FROM visits WHERE id = $1`, [visit.id])).rows[0];
     await t.admin.query(`UPDATE visits SET status = 'scheduled', completed_at = NULL, completed_by_op = NULL WHERE id = $1`, [visit.id]);
     try {
-      assert.deepEqual(await runChecks(), [{ check: 'consignment_visit_completed', subject: `consignment:${done.body.consignment.id}` }]);
+      assert.deepEqual(await runChecks(), [
+        { check: 'consignment_visit_completed', subject: `consignment:${done.body.consignment.id}` },
+        { check: 'point_of_sale_last_visit', subject: `point_of_sale:${pos.id}` },
+      ]);
     } finally {
-      await t.admin.query(`UPDATE visits SET status = 'completed', completed_at = now(), completed_by_op = $2 WHERE id = $1`, [visit.id, done.body.visit.completed_by_op]);
+      await t.admin.query(`UPDATE visits SET status = 'completed', completed_at = $3::timestamptz, completed_by_op = $2 WHERE id = $1`, [visit.id, done.body.visit.completed_by_op, completedAt]);
     }
+    assert.deepEqual(await runChecks(), []);
   });
 
   it('integrity: consignment lines that do not match the stock ledger are reported by that check only', async () => {

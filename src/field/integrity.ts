@@ -153,4 +153,33 @@ export const fieldChecks: IntegrityCheck[] = [
                  AND (e.id IS NULL OR e.kind <> 'consignment_settlement' OR e.subject_id IS DISTINCT FROM s.id OR e.store_id IS DISTINCT FROM c.store_id
                       OR posted.postings <> 2 OR posted.to_revenue <> -s.amount_owed)))`,
   },
+
+  {
+    name: 'point_of_sale_last_visit',
+    severity: 'warning',
+    description:
+      "A point of sale's last visit (last_visit_id, last_visit_at) is its latest completed visit by when it happened — the device's time (client_created_at) kept between the visit's scheduling and its arrival, else its arrival (completed_at); ties by visit id — at that time; none while it has no completed visit.",
+    // Derived (like a rollup), so a warning: it moves no goods or money, but
+    // it is what a manager reads to see which shop was visited last. Nothing
+    // else checked it: a completion that set it from the arrival order, or an
+    // earlier-started visit committing last, went unreported. The time is
+    // recomputed as completeVisit computes it (its now() is completed_at).
+    sql: `
+      SELECT p.tenant_id, 'point_of_sale:' || p.id AS subject,
+             jsonb_build_object('last_visit_id', p.last_visit_id, 'last_visit_at', p.last_visit_at, 'latest_visit_id', latest.id, 'latest_visit_at', latest.at) AS detail
+      FROM points_of_sale p
+      LEFT JOIN LATERAL (
+        SELECT v.id, happened.at
+        FROM visits v
+        CROSS JOIN LATERAL (
+          SELECT CASE WHEN v.client_created_at IS NULL THEN v.completed_at
+                      ELSE greatest(v.created_at, least(v.client_created_at, v.completed_at)) END AS at
+        ) happened
+        WHERE v.tenant_id = p.tenant_id AND v.point_of_sale_id = p.id AND v.status = 'completed'
+        ORDER BY happened.at DESC, v.id DESC
+        LIMIT 1
+      ) latest ON true
+      WHERE ($1::uuid IS NULL OR p.tenant_id = $1)
+        AND (p.last_visit_id IS DISTINCT FROM latest.id OR p.last_visit_at IS DISTINCT FROM latest.at)`,
+  },
 ];

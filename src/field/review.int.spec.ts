@@ -230,6 +230,41 @@ describe('field sales review: retries, races and edges of visit completion', () 
     assert.equal(stored, '2026-12-07T09:59:59.999999');
   });
 
+  it("integrity: a point of sale whose last visit is not its latest completed visit by when it happened is reported by point_of_sale_last_visit only", async () => {
+    const lv = (await manager.post('/v1/points-of-sale', { name: 'Last visit', store_id: storeId, ...SHOP })).body.id as string;
+    const check = ['point_of_sale_last_visit'];
+    const subject = `point_of_sale:${lv}`;
+    const mine = async () => (await integrityFindings(t.admin, tenantId)).filter((f) => f.subject === subject);
+    assert.deepEqual(await mine(), [], 'no visit yet: nothing to report');
+    const [v1, v2, late] = [await schedule(lv), await schedule(lv), await schedule(lv)];
+    for (const v of [v1, v2]) assert.equal((await agent.post(`/v1/visits/${v}/complete`, { ...SHOP, lines: [] }, k())).status, 200);
+    // A visit synced late, made before v2 by its device time (and after its own scheduling): v2 stays the last visit.
+    const lateAt = (await t.admin.query(`SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM visits WHERE id = $1`, [late])).rows[0].at;
+    assert.equal((await agent.post(`/v1/visits/${late}/complete`, { ...SHOP, lines: [], client_created_at: lateAt }, k())).status, 200);
+    // last_visit_at as text: to the microsecond (a Date would restore it to the millisecond)
+    const row = async () => (await t.admin.query('SELECT last_visit_id, last_visit_at::text AS last_visit_at FROM points_of_sale WHERE id = $1', [lv])).rows[0];
+    const kept = await row();
+    assert.equal(kept.last_visit_id, v2);
+    assert.deepEqual(await mine(), [], 'as the completions left it: clean');
+    const corrupt = async (set: string, params: unknown[] = []) => {
+      await t.admin.query(`UPDATE points_of_sale SET ${set} WHERE id = $1`, [lv, ...params]);
+      const found = await mine();
+      await t.admin.query('UPDATE points_of_sale SET last_visit_id = $2, last_visit_at = $3::timestamptz WHERE id = $1', [lv, kept.last_visit_id, kept.last_visit_at]);
+      return found.map((f) => f.check);
+    };
+    // an earlier visit shown as the last (the arrival order, or an earlier-started visit that committed last)
+    assert.deepEqual(await corrupt(`last_visit_id = $2, last_visit_at = (SELECT completed_at FROM visits WHERE id = $2)`, [v1]), check);
+    assert.deepEqual(await corrupt(`last_visit_id = $2`, [late]), check);
+    // the right visit at another time, none at all, or a visit of another point of sale
+    assert.deepEqual(await corrupt(`last_visit_at = last_visit_at - interval '1 microsecond'`), check);
+    assert.deepEqual(await corrupt(`last_visit_id = NULL, last_visit_at = NULL`), check);
+    const elsewhere = await schedule(pos2);
+    assert.equal((await agent.post(`/v1/visits/${elsewhere}/complete`, { ...OTHER_SHOP, lines: [] }, k())).status, 200);
+    assert.deepEqual(await corrupt(`last_visit_id = $2, last_visit_at = (SELECT completed_at FROM visits WHERE id = $2)`, [elsewhere]), check);
+    assert.deepEqual(await mine(), []);
+    await assertBooksConsistent();
+  });
+
   it("a field agent cannot complete a visit to a point of sale outside its stores, nor another agent's, nor settle another point of sale's consignment: refused, nothing written", async () => {
     const farVisitByOwner = await owner.post('/v1/visits', { point_of_sale_id: farPos, agent_token_id: agentId, scheduled_for: new Date().toISOString() }, k());
     assertProblem(farVisitByOwner, 400, 'validation_failed');
