@@ -230,6 +230,24 @@ describe('field sales review: retries, races and edges of visit completion', () 
     assert.equal(stored, '2026-12-07T09:59:59.999999');
   });
 
+  it('times at the edges of the years 0001–9999 are answered as they were read: scheduled_for and client_created_at in year 1 and at the end of 9999', async () => {
+    const early = await owner.post('/v1/visits', { point_of_sale_id: pos2, agent_token_id: agentId, scheduled_for: '0001-06-01T00:00:00Z' }, k());
+    assert.equal(early.status, 201, JSON.stringify(early.body));
+    assert.equal(early.body.scheduled_for, '0001-06-01T00:00:00.000Z');
+    const late = await owner.post('/v1/visits', { point_of_sale_id: pos2, agent_token_id: agentId, scheduled_for: '9999-12-31T23:59:59.999Z' }, k());
+    assert.equal(late.status, 201, JSON.stringify(late.body));
+    assert.equal(late.body.scheduled_for, '9999-12-31T23:59:59.999Z');
+    const done = await agent.post(`/v1/visits/${early.body.id}/complete`, { ...OTHER_SHOP, lines: [], client_created_at: '0001-06-01T12:00:00Z' }, k());
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.visit.client_created_at, '0001-06-01T12:00:00.000Z');
+    assert.equal((await agent.get(`/v1/visits/${early.body.id}`)).body.visit.client_created_at, '0001-06-01T12:00:00.000Z');
+    const listed = (await agent.get(`/v1/visits?point_of_sale_id=${pos2}&limit=1`)).body;
+    assert.equal(listed.items[0].scheduled_for, '0001-06-01T00:00:00.000Z');
+    const next = (await agent.get(`/v1/visits?point_of_sale_id=${pos2}&limit=200&cursor=${encodeURIComponent(listed.next_cursor)}`)).body;
+    assert.ok(!next.items.some((v: { id: string }) => v.id === early.body.id), 'the first page is not listed again');
+    assert.equal(next.items.at(-1).scheduled_for, '9999-12-31T23:59:59.999Z');
+  });
+
   it("integrity: a point of sale whose last visit is not its latest completed visit by when it happened is reported by point_of_sale_last_visit only", async () => {
     const lv = (await manager.post('/v1/points-of-sale', { name: 'Last visit', store_id: storeId, ...SHOP })).body.id as string;
     const check = ['point_of_sale_last_visit'];
