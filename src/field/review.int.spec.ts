@@ -208,6 +208,30 @@ describe('field sales review: retries, races and edges of visit completion', () 
     await assertBooksConsistent();
   });
 
+  it("a visit's goods racing a transfer's approval and a cash sale for the supplying store's last units: whatever wins, stock never negative and every balance its ledger", async () => {
+    for (let round = 0; round < 4; round++) {
+      const lamp = (await owner.post('/v1/skus', { code: `LAMP-${round}`, name: 'Lamp', unit: 'piece', price: 500 })).body.id as string;
+      assert.equal((await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: lamp, quantity: 100 }] })).status, 201);
+      const transfer = await owner.post('/v1/transfers', { source_store_id: storeId, destination_store_id: otherStoreId, items: [{ sku_id: lamp, quantity: 70 }] }, k());
+      assert.equal(transfer.status, 201, JSON.stringify(transfer.body));
+      const visit = await schedule(pos2);
+      const [approved, completed, sold] = await Promise.all([
+        owner.post(`/v1/transfers/${transfer.body.id}/approve`, undefined, k()),
+        agent.post(`/v1/visits/${visit}/complete`, { ...OTHER_SHOP, lines: [{ sku_id: lamp, quantity: 60 }] }, k()),
+        owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: lamp, quantity: 20, unit_price: 500 }] }, k()),
+      ]);
+      for (const [response, ok] of [[approved, 200], [completed, 200], [sold, 201]] as const) {
+        assert.ok(response.status === ok || (response.status === 409 && response.body.code === 'insufficient_stock'), JSON.stringify(response.body));
+      }
+      const taken = (approved.status === 200 ? 70 : 0) + (completed.status === 200 ? 60 : 0) + (sold.status === 201 ? 20 : 0);
+      assert.ok(taken <= 100 && taken >= 60, `taken ${taken}`);
+      assert.equal(await stockOf(lamp), 100 - taken);
+      assert.equal(await count('SELECT count(*) FROM consignments WHERE tenant_id = $1 AND visit_id = $2', [tenantId, visit]), completed.status === 200 ? 1 : 0);
+      assert.equal((await t.admin.query('SELECT status FROM visits WHERE id = $1', [visit])).rows[0].status, completed.status === 200 ? 'completed' : 'scheduled');
+    }
+    await assertBooksConsistent();
+  });
+
   it('scheduled_for that the date-time format lets through but PostgreSQL cannot read (year 0, an offset beyond 15 hours) is a 400 at /body/scheduled_for, nothing written', async () => {
     const visitsBefore = await count('SELECT count(*) FROM visits WHERE tenant_id = $1', [tenantId]);
     const opsBefore = await count('SELECT count(*) FROM operations WHERE tenant_id = $1', [tenantId]);
@@ -246,6 +270,15 @@ describe('field sales review: retries, races and edges of visit completion', () 
     const next = (await agent.get(`/v1/visits?point_of_sale_id=${pos2}&limit=200&cursor=${encodeURIComponent(listed.next_cursor)}`)).body;
     assert.ok(!next.items.some((v: { id: string }) => v.id === early.body.id), 'the first page is not listed again');
     assert.equal(next.items.at(-1).scheduled_for, '9999-12-31T23:59:59.999Z');
+  });
+
+  it('RFC 3339 lets the T and the Z be lower case: scheduled_for and client_created_at are read as the same moments', async () => {
+    const v = await owner.post('/v1/visits', { point_of_sale_id: pos2, agent_token_id: agentId, scheduled_for: '2026-12-07t10:00:00.5z' }, k());
+    assert.equal(v.status, 201, JSON.stringify(v.body));
+    assert.equal(v.body.scheduled_for, '2026-12-07T10:00:00.500Z');
+    const done = await agent.post(`/v1/visits/${v.body.id}/complete`, { ...OTHER_SHOP, lines: [], client_created_at: '2026-12-06t23:30:00+01:00' }, k());
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.visit.client_created_at, '2026-12-06T22:30:00.000Z');
   });
 
   it("integrity: a point of sale whose last visit is not its latest completed visit by when it happened is reported by point_of_sale_last_visit only", async () => {
