@@ -298,19 +298,22 @@ describe('integrity checks of money and transfers', () => {
     assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches']);
   });
 
-  it('transfer_stock_ledger_matches: a transfer that was only requested (or cancelled) yet moved stock', async () => {
-    const world = await newWorld();
-    const requested = (await world.owner.post('/v1/transfers', { source_store_id: world.source, destination_store_id: world.destination, items: [{ sku_id: world.skuId, quantity: 2 }] })).body.id;
-    const op = (await t.admin.query(`SELECT op_id FROM payments WHERE id = $1`, [world.paymentId])).rows[0].op_id;
-    const balance = (await t.admin.query(`SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId])).rows[0].quantity;
-    await corrupt([
-      [
-        `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason) VALUES ($1, $2, $3, $4, -2, $5, 'transfer_out', $6)`,
-        [world.tenantId, world.source, world.skuId, op, balance - 2, `transfer ${requested}`],
-      ],
-      [`UPDATE stock_balances SET quantity = quantity - 2 WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId]],
-    ]);
-    assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches']);
+  it('transfer_stock_ledger_matches: a transfer that was only requested (or cancelled) yet moved stock — its id in the reason in any letter case', async () => {
+    // (a row written before request ids were read lowercased names its transfer in capitals: f0e6f9f)
+    for (const spelling of ['lowercase', 'capitals'] as const) {
+      const world = await newWorld();
+      const requested: string = (await world.owner.post('/v1/transfers', { source_store_id: world.source, destination_store_id: world.destination, items: [{ sku_id: world.skuId, quantity: 2 }] })).body.id;
+      const op = (await t.admin.query(`SELECT op_id FROM payments WHERE id = $1`, [world.paymentId])).rows[0].op_id;
+      const balance = (await t.admin.query(`SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId])).rows[0].quantity;
+      await corrupt([
+        [
+          `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason) VALUES ($1, $2, $3, $4, -2, $5, 'transfer_out', $6)`,
+          [world.tenantId, world.source, world.skuId, op, balance - 2, `transfer ${spelling === 'capitals' ? requested.toUpperCase() : requested}`],
+        ],
+        [`UPDATE stock_balances SET quantity = quantity - 2 WHERE store_id = $1 AND sku_id = $2`, [world.source, world.skuId]],
+      ]);
+      assert.deepEqual(await reported(world), ['transfer_stock_ledger_matches'], `the transfer's id in ${spelling}`);
+    }
   });
 
   it('transfer_stock_ledger_matches: its approval moved stock it did not send — another SKU, or out of another store', async () => {

@@ -45,13 +45,17 @@ export const transferChecks: IntegrityCheck[] = [
       -- receipt's (stock moved for a requested or cancelled transfer, or twice),
       -- or are, but moved what it did not send: another store than its end
       -- (out of the source, into the destination) or a SKU it has no line of —
-      -- the per-line sums above never see those: found through
-      -- stock_ledger_transfer_reason_idx, transfer rows only.
+      -- the per-line sums above never see those: transfer rows only
+      -- (stock_ledger_transfer_reason_idx), each one's transfer by its
+      -- primary key, the id read out of the reason in any letter case (a row
+      -- written before request ids were read lowercased, f0e6f9f, names it
+      -- in capitals; compared as text, such a stray row went unseen).
       SELECT t.tenant_id, t.id::text AS subject,
              jsonb_build_object('status', t.status, 'stray_ledger_id', l.id, 'kind', l.kind, 'op_id', l.op_id, 'store_id', l.store_id,
                                 'sku_id', l.sku_id, 'quantity_change', l.quantity_change) AS detail
       FROM stock_ledger l
-      JOIN stock_transfers t ON t.tenant_id = l.tenant_id AND l.reason = 'transfer ' || t.id
+      JOIN stock_transfers t ON t.tenant_id = l.tenant_id
+        AND t.id = CASE WHEN l.reason ~ '^transfer [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN substr(l.reason, 10)::uuid END
       WHERE ($1::uuid IS NULL OR l.tenant_id = $1)
         AND l.kind IN ('transfer_out', 'transfer_in')
         AND (l.op_id IS DISTINCT FROM CASE l.kind WHEN 'transfer_out' THEN t.approved_op ELSE t.received_op END
