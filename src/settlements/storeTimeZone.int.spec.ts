@@ -244,6 +244,16 @@ describe("a store's business day is the day in its time zone", () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  /** Until `n` sessions of this test database wait on a lock (each test holds one and sends what should queue behind it). */
+  const waiting = async (n: number) => {
+    for (let i = 0; i < 200; i++) {
+      const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+      if (rows[0].n >= n) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`never ${n} sessions waiting on a lock`);
+  };
+
   /**
    * Two zones whose "today" differ now, at whatever hour the test runs: Kiritimati (UTC+14) and Pago Pago (UTC−11),
    * neither with summer time, are 25 h apart, so Kiritimati's day is one day after Pago Pago's (two from 10:00 to 11:00 UTC).
@@ -321,14 +331,6 @@ describe("a store's business day is the day in its time zone", () => {
 
   it("a count of today and a move to a zone whose today is before it, at the same moment: one of them is refused, never both done", async () => {
     const { ahead, behind, days } = await aheadAndBehind();
-    const waiting = async (n: number) => {
-      for (let i = 0; i < 200; i++) {
-        const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-        if (rows[0].n >= n) return;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      throw new Error(`never ${n} sessions waiting on a lock`);
-    };
     const zoneOf = async (storeId: string) => (await t.admin.query(`SELECT time_zone FROM stores WHERE id = $1`, [storeId])).rows[0].time_zone;
     const countedDays = async (tenantId: string) =>
       (await t.admin.query(`SELECT to_char(business_date, 'YYYY-MM-DD') AS d FROM settlements WHERE tenant_id = $1`, [tenantId])).rows.map((row) => row.d);
@@ -439,14 +441,6 @@ describe("a store's business day is the day in its time zone", () => {
         async (cmd) => ({ status: 200, body: await rollupDailySales(cmd, day) }),
       );
     assert.equal((await rollup('2026-01-15')).status, 200);
-    const waiting = async (n: number) => {
-      for (let i = 0; i < 200; i++) {
-        const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-        if (rows[0].n >= n) return;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      throw new Error(`never ${n} sessions waiting on a lock`);
-    };
     // When the zone change to New York is held just before it writes the figures (another session holds the 15th's row),
     const holder = await t.admin.connect();
     let changed: Promise<{ status: number; body: any }>;
