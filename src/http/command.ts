@@ -20,6 +20,8 @@ export function tenantOf(request: FastifyRequest): TenantPrincipal {
  * in a synced sale's body — still finds its sale under that form.
  */
 export function formerKeyForms(key: string): string[] {
+  // An ASCII key (nearly every one, on the sale hot path) reads the same either way: no copy made.
+  if (!/[^\x00-\x7f]/.test(key)) return [];
   const asReadBefore = utf8ReadAsLatin1(key);
   // Over 255 characters, that form was refused (400): nothing is stored under it.
   return asReadBefore === key || asReadBefore.length > 255 ? [] : [asReadBefore];
