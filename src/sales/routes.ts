@@ -6,7 +6,6 @@ import {
   inTenantTransaction,
   reservedKeyError,
   runCommand,
-  storedResponses,
   type CommandInput,
   type CommandOutcome,
   type CommandSpec,
@@ -316,20 +315,6 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
         );
         replayed = recorded.replayed;
       }
-      // Each sale's key as its Idempotency-Key header would carry it (spaces
-      // and tabs around it dropped, keyAsHeaderCarries): a sale the till sent
-      // online first and then synced is replayed, not sold again. A sale synced
-      // before keys were read so is stored under its key as sent: when such a
-      // record exists, that key is kept, so the sale still replays.
-      const padded = [
-        ...new Set(
-          request.body.sales.flatMap((queued, index) =>
-            unstorable.has(index) || keyAsHeaderCarries(queued.idempotency_key) === queued.idempotency_key ? [] : [queued.idempotency_key],
-          ),
-        ),
-      ];
-      const storedAsSent =
-        padded.length === 0 ? new Set<string>() : new Set((await inTenantTransaction(db, principal.tenantId, (tx) => storedResponses(tx, principal.tenantId, padded))).keys());
       const results = await Promise.allSettled(
         request.body.sales.map(async (queued, index): Promise<CommandOutcome> => {
           // As if sent alone: a sale that is not valid is refused (400) on its
@@ -338,7 +323,10 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           const { idempotency_key, ...sale } = queued;
           if (!inStoreScope(principal, sale.store_id)) throw notFound('store');
           if (!roleHas(principal.role, 'sales.create')) throw new AppError('forbidden', `role ${principal.role} may not sales.create`);
-          const key = storedAsSent.has(idempotency_key) ? idempotency_key : keyAsHeaderCarries(idempotency_key);
+          // The key as its Idempotency-Key header would carry it (spaces and
+          // tabs around it dropped, keyAsHeaderCarries): a sale the till sent
+          // online first and then synced is replayed, not sold again.
+          const key = keyAsHeaderCarries(idempotency_key);
           if (key === '') {
             throw new AppError('validation_failed', 'an idempotency key of nothing but spaces and tabs is no key (a header carrying it is empty)', {
               errors: [{ path: `/body/sales/${index}/idempotency_key`, message: 'must hold more than spaces and tabs' }],
@@ -349,10 +337,12 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
           const input: CommandInput = {
             ...base,
             idempotencyKey: key,
-            // The sale's key as POST /v1/sales kept it when sent in UTF-8 before
-            // headers were read as UTF-8: a sale sent online then still replays.
-            // (Not the batch's own key's former forms, which `base` holds.)
-            formerIdempotencyKeys: formerKeyForms(key),
+            // The forms an earlier release kept this sale's key under, so that
+            // such a sale still replays: as sent, spaces and all (synced before
+            // keys were read as a header carries them), and its UTF-8 read as
+            // Latin-1 (sent online before headers were read as UTF-8). Not the
+            // batch's own key's former forms, which `base` holds.
+            formerIdempotencyKeys: [...(key === idempotency_key ? [] : [idempotency_key]), ...formerKeyForms(key)],
             fingerprint: fingerprintRequest('POST', '/v1/sales', sale),
             // the batch's other spelling is the batch's, not this sale's
             equivalentFingerprints: [],
