@@ -7,8 +7,9 @@ import { newId } from '../core/ids.js';
 import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSkusExist } from '../inventory/receiveStock.js';
 import { postJournal } from '../money/postJournal.js';
+import { openReviewItem } from '../core/review.js';
 import { getTenantSettings } from '../tenancy/updateTenantSettings.js';
-import type { VisitCompletion } from './field.table.js';
+import type { SettlementConflictView, VisitCompletion } from './field.table.js';
 import { checkGeofence, DEFAULT_GEOFENCE_RADIUS_M } from './geofence.js';
 import { loadVisitCompletion } from './queries.js';
 import { planSettlement, type ConsignedLine, type ReportedLine } from './settlement.js';
@@ -87,6 +88,10 @@ export function completionGoods(body: unknown): { lines: string[]; settlement: R
  * consignment's goods out), then the settlement's money and rows, the new
  * consignment's rows, the point of sale's last visit and the visit's status.
  * Any refusal (geofence, shortage, bad settlement) or crash rolls back all of it.
+ * A settlement of a consignment another operation has settled is refused
+ * (409) online; sent with client_created_at (queued offline) the rest of the
+ * visit is recorded and the settlement kept for review instead
+ * (recordSettlementConflict).
  * A visit already completed with the same goods and settlement (whatever the
  * key or the position sent) is answered with its stored completion
  * (AlreadyDone → a replay, nothing written); with other goods or another
@@ -176,6 +181,10 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
 
   // 1. Settlement of an earlier consignment of this point of sale: decide it.
   let settling: { consignment: { id: string; store_id: string }; plan: Extract<ReturnType<typeof planSettlement>, { ok: true }> } | null = null;
+  // A completion queued offline that settled a consignment another operation
+  // has settled since: the rest of the visit is recorded, the settlement is
+  // not (see recordSettlementConflict).
+  let conflicting: { consignment: { id: string; store_id: string }; plan: Extract<ReturnType<typeof planSettlement>, { ok: true }> } | null = null;
   if (input.settlement) {
     const consignment = await maybeOne(
       tx,
@@ -188,7 +197,9 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
         errors: [{ path: '/body/settlement/consignment_id', message: 'not a consignment of this point of sale' }],
       });
     }
-    if (consignment.status !== 'open') {
+    // Online (no device time), the agent is at the point of sale and can act
+    // on the answer: a settled consignment refuses the whole completion.
+    if (consignment.status !== 'open' && deviceTime === null) {
       throw new AppError('invalid_transition', 'the consignment is already settled', { extra: { consignment_id: consignment.id } });
     }
     const consigned = await all(
@@ -198,11 +209,18 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
         FROM consignment_lines l JOIN skus s ON s.tenant_id = l.tenant_id AND s.id = l.sku_id
         WHERE l.tenant_id = ${tenantId} AND l.consignment_id = ${consignment.id}`,
     );
+    // Lines that do not fit the consignment are bad input, settled or not.
     const plan = planSettlement(consigned, input.settlement.lines);
     if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
-    settling = { consignment, plan };
-    for (const returned of plan.returned) {
-      stockChanges.push({ storeId: consignment.store_id, skuId: returned.sku_id, quantityChange: returned.quantity, kind: 'consignment_return', reason: `consignment ${consignment.id}` });
+    if (consignment.status !== 'open') {
+      // Queued offline and settled by another operation meanwhile (the row
+      // lock above waited for it): no money, no returned stock; a review item.
+      conflicting = { consignment, plan };
+    } else {
+      settling = { consignment, plan };
+      for (const returned of plan.returned) {
+        stockChanges.push({ storeId: consignment.store_id, skuId: returned.sku_id, quantityChange: returned.quantity, kind: 'consignment_return', reason: `consignment ${consignment.id}` });
+      }
     }
   }
 
@@ -264,6 +282,9 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     cmd.audit({ subjectType: 'consignment', subjectId: consignment.id, before: { status: 'open' }, after: { status: 'settled', settlement_id: settlementId, amount_owed: plan.amount_owed, lines: plan.lines } });
   }
 
+  // 1''. A settlement synced late onto a settled consignment: kept for review, not applied.
+  const conflict = conflicting && (await recordSettlementConflict(cmd, { visitId, pointOfSaleId: visit.point_of_sale_id, deviceTime, ...conflicting }));
+
   // 2'. The new consignment's rows.
   if (consignmentId !== null) {
     await sql`
@@ -317,10 +338,76 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     subjectType: 'visit',
     subjectId: visitId,
     before: { status: 'scheduled' },
-    after: { status: 'completed', distance_m: fence.distance_m, radius_m: fence.radius_m, consignment_id: consignmentId, client_created_at: deviceTime },
+    after: {
+      status: 'completed',
+      distance_m: fence.distance_m,
+      radius_m: fence.radius_m,
+      consignment_id: consignmentId,
+      client_created_at: deviceTime,
+      ...(conflict ? { settlement_conflict: conflict } : {}),
+    },
   });
 
   const result = await loadVisitCompletion(tx, tenantId, visitId);
   assert(result, 'visit exists');
   return result;
+}
+
+/**
+ * A completion queued offline (sent with client_created_at) settled a
+ * consignment of its point of sale that another operation has settled since
+ * — say another agent, online, while this agent's phone had no signal. The
+ * goods this visit left and the visit itself happened and are recorded; this
+ * settlement is not (the consignment is settled once: no money owed, no goods
+ * back, the consignment untouched). What the agent reported is kept
+ * (consignment_settlement_conflicts) and a `consignment_settled_twice` review
+ * item, one per visit, holds what a person needs to decide: the visit, the
+ * consignment, the settlement recorded and its operation, the lines reported
+ * and what they would have owed. Returns what the answer tells the device.
+ */
+async function recordSettlementConflict(
+  cmd: Command,
+  input: {
+    visitId: string;
+    pointOfSaleId: string;
+    deviceTime: string | null;
+    consignment: { id: string; store_id: string };
+    plan: Extract<ReturnType<typeof planSettlement>, { ok: true }>;
+  },
+): Promise<SettlementConflictView> {
+  const { tx, tenantId, opId } = cmd;
+  const { visitId, consignment, plan } = input;
+  const recorded = await maybeOne(
+    tx,
+    sql<{ id: string; op_id: string; visit_id: string; amount_owed: string }>`
+      SELECT id, op_id, visit_id, amount_owed FROM consignment_settlements WHERE tenant_id = ${tenantId} AND consignment_id = ${consignment.id}`,
+  );
+  assert(recorded, 'a settled consignment has its settlement');
+  const reviewItemId = await openReviewItem(tx, tenantId, opId, {
+    kind: 'consignment_settled_twice',
+    severity: 'warning',
+    subjectType: 'consignment',
+    subjectId: consignment.id,
+    storeId: consignment.store_id,
+    detail: {
+      visit_id: visitId,
+      point_of_sale_id: input.pointOfSaleId,
+      consignment_id: consignment.id,
+      client_created_at: input.deviceTime,
+      settled_by_op: recorded.op_id,
+      settlement_id: recorded.id,
+      settled_by_visit_id: recorded.visit_id,
+      settled_amount_owed: Number(recorded.amount_owed),
+      reported: { lines: plan.lines, amount_owed: plan.amount_owed },
+    },
+    // A visit completes once: one item per visit.
+    dedupeKey: `consignment_settled_twice/${visitId}`,
+  });
+  cmd.touch('review_items', reviewItemId);
+  const id = newId();
+  await sql`
+    INSERT INTO consignment_settlement_conflicts (tenant_id, id, visit_id, consignment_id, settlement_id, settled_by_op, lines, amount_owed, review_item_id, op_id)
+    VALUES (${tenantId}, ${id}, ${visitId}, ${consignment.id}, ${recorded.id}, ${recorded.op_id}, ${JSON.stringify(plan.lines)}::jsonb, ${plan.amount_owed}, ${reviewItemId}, ${opId})`.execute(tx);
+  cmd.touch('consignment_settlement_conflicts', id);
+  return { consignment_id: consignment.id, settlement_id: recorded.id, settled_by_op: recorded.op_id, review_item_id: reviewItemId };
 }

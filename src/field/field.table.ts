@@ -60,9 +60,24 @@ export interface SettlementView {
   lines: Array<{ sku_id: string; sold_quantity: number; returned_quantity: number; unit_price: number }>;
 }
 
+/**
+ * A completion queued offline whose settlement was not recorded: its
+ * consignment had been settled by another operation meanwhile.
+ */
+export interface SettlementConflictView {
+  consignment_id: string;
+  /** The settlement recorded for the consignment, and its operation. */
+  settlement_id: string;
+  settled_by_op: string;
+  /** The `consignment_settled_twice` review item a person decides on. */
+  review_item_id: string;
+}
+
 /** What completing a visit returns, fresh or replayed. */
 export interface VisitCompletion {
   visit: VisitRow;
   consignment: ConsignmentView | null;
   settlement: SettlementView | null;
+  /** Only on a completion whose settlement was not recorded (absent otherwise). */
+  settlement_conflict?: SettlementConflictView;
 }

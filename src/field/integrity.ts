@@ -155,6 +155,35 @@ export const fieldChecks: IntegrityCheck[] = [
   },
 
   {
+    name: 'consignment_settlement_conflict_recorded',
+    severity: 'critical',
+    description:
+      "A settlement kept as not recorded (a completion queued offline whose consignment another operation had settled) names that settlement truly: its visit was completed by its own operation, sent with client_created_at, at the consignment's point of sale, with no settlement of its own; the consignment is settled by the operation and settlement it names; its consignment_settled_twice review item was opened by the same operation about that consignment.",
+    // Such a row is why a point of sale's reported sales were not billed: if
+    // the consignment was in fact open, or settled by this very visit, what
+    // was sold would never be owed (or would be owed twice) and no one would look.
+    sql: `
+      SELECT x.tenant_id, 'consignment_settlement_conflict:' || x.id AS subject,
+             jsonb_build_object('visit_id', x.visit_id, 'consignment_id', x.consignment_id, 'op_id', x.op_id,
+                                'visit_status', v.status, 'visit_completed_by_op', v.completed_by_op, 'visit_client_created_at', v.client_created_at,
+                                'point_of_sale_id', c.point_of_sale_id, 'visit_point_of_sale_id', v.point_of_sale_id,
+                                'settled_by_op', x.settled_by_op, 'consignment_status', c.status, 'consignment_settled_by_op', c.settled_by_op,
+                                'settlement_id', x.settlement_id, 'recorded_settlement_id', s.id, 'visit_settlement_id', own.id,
+                                'review_item_id', x.review_item_id, 'review_item_kind', r.kind, 'review_item_op_id', r.op_id, 'review_item_subject_id', r.subject_id) AS detail
+      FROM consignment_settlement_conflicts x
+      JOIN visits v ON v.tenant_id = x.tenant_id AND v.id = x.visit_id
+      JOIN consignments c ON c.tenant_id = x.tenant_id AND c.id = x.consignment_id
+      LEFT JOIN consignment_settlements s ON s.tenant_id = x.tenant_id AND s.consignment_id = x.consignment_id
+      LEFT JOIN LATERAL (SELECT o.id FROM consignment_settlements o WHERE o.tenant_id = x.tenant_id AND o.visit_id = x.visit_id LIMIT 1) own ON true
+      LEFT JOIN review_items r ON r.tenant_id = x.tenant_id AND r.id = x.review_item_id
+      WHERE ($1::uuid IS NULL OR x.tenant_id = $1)
+        AND (v.status <> 'completed' OR v.completed_by_op IS DISTINCT FROM x.op_id OR v.client_created_at IS NULL OR v.point_of_sale_id <> c.point_of_sale_id
+             OR own.id IS NOT NULL
+             OR c.status <> 'settled' OR c.settled_by_op IS DISTINCT FROM x.settled_by_op OR s.id IS DISTINCT FROM x.settlement_id
+             OR r.kind IS DISTINCT FROM 'consignment_settled_twice' OR r.op_id IS DISTINCT FROM x.op_id OR r.subject_id IS DISTINCT FROM x.consignment_id::text)`,
+  },
+
+  {
     name: 'point_of_sale_last_visit',
     severity: 'warning',
     description:

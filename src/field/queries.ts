@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { all, andIf, maybeOne, utcMicros, type Tx } from '../core/db.js';
-import type { ConsignmentView, PointOfSaleRow, SettlementView, VisitCompletion, VisitRow } from './field.table.js';
+import type { ConsignmentView, PointOfSaleRow, SettlementConflictView, SettlementView, VisitCompletion, VisitRow } from './field.table.js';
 
 const POINT_OF_SALE_COLUMNS = sql`id, name, store_id, party_id, latitude::float8 AS latitude, longitude::float8 AS longitude, last_visit_at, last_visit_id, op_id, created_at`;
 const VISIT_COLUMNS = sql`v.id, v.point_of_sale_id, p.store_id, v.agent_token_id, v.scheduled_for, v.status, v.completed_at, v.completed_by_op,
@@ -103,10 +103,18 @@ export async function findSettlementByVisit(tx: Tx, tenantId: string, visitId: s
 export async function loadVisitCompletion(tx: Tx, tenantId: string, visitId: string): Promise<VisitCompletion | undefined> {
   const visit = await findVisit(tx, tenantId, visitId);
   if (!visit) return undefined;
+  const conflict = await maybeOne(
+    tx,
+    sql<SettlementConflictView>`
+      SELECT consignment_id, settlement_id, settled_by_op, review_item_id FROM consignment_settlement_conflicts
+      WHERE tenant_id = ${tenantId} AND visit_id = ${visitId}`,
+  );
   return {
     visit,
     consignment: (await findConsignment(tx, tenantId, { visitId })) ?? null,
     settlement: (await findSettlementByVisit(tx, tenantId, visitId)) ?? null,
+    // Only when its settlement was not recorded: the answer gains the field, no other answer changes.
+    ...(conflict ? { settlement_conflict: conflict } : {}),
   };
 }
 

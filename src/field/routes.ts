@@ -69,7 +69,19 @@ const Settlement = Type.Object({
   created_at: Timestamp,
   lines: Type.Array(Type.Object({ sku_id: Uuid, sold_quantity: Type.Integer(), returned_quantity: Type.Integer(), unit_price: Money })),
 });
-const VisitCompletion = Type.Object({ visit: Visit, consignment: Nullable(Consignment), settlement: Nullable(Settlement) });
+const SettlementConflict = Type.Object(
+  {
+    consignment_id: Uuid,
+    settlement_id: Uuid,
+    settled_by_op: Uuid,
+    review_item_id: Uuid,
+  },
+  {
+    description:
+      "present only when the settlement this completion carried was NOT recorded: the completion was queued offline (sent with client_created_at) and its consignment had been settled by another operation meanwhile (`settlement_id`, `settled_by_op`). The goods left and the visit were recorded as usual; no money was owed and no goods came back for this settlement. What it reported is on the `consignment_settled_twice` review item `review_item_id`, for a person to decide",
+  },
+);
+const VisitCompletion = Type.Object({ visit: Visit, consignment: Nullable(Consignment), settlement: Nullable(Settlement), settlement_conflict: Type.Optional(SettlementConflict) });
 
 const isVisitCursor = isCursorOf<{ scheduled_for: string; id: string }>({ scheduled_for: cursorField.utcMicros, id: cursorField.uuid });
 
@@ -263,11 +275,11 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/visits/:id/complete',
     {
-      config: { permission: 'visits.complete', refusals: { geofence_violation: 'the agent is outside the geofence (`distance_m`, `radius_m`)', insufficient_stock: 'the supplying store lacks the goods to leave (`shortages`)', invalid_transition: 'the visit was already completed with a different request, or the consignment to settle is already settled', limit_exceeded: 'the goods returned to the store, or an account total of the settlement, would exceed its limit' } },
+      config: { permission: 'visits.complete', refusals: { geofence_violation: 'the agent is outside the geofence (`distance_m`, `radius_m`)', insufficient_stock: 'the supplying store lacks the goods to leave (`shortages`)', invalid_transition: 'the visit was already completed with a different request, or the consignment to settle is already settled (a completion sent without `client_created_at`; one queued offline is recorded without its settlement, see `settlement_conflict`)', limit_exceeded: 'the goods returned to the store, or an account total of the settlement, would exceed its limit' } },
       schema: {
         tags: ['field'],
         summary:
-          "Complete a visit at the point of sale: in one transaction, settle an earlier consignment (sold → money owed, returned → stock), leave goods on a new consignment (taken out of the supplying store's stock), update the point of sale's last visit and mark the visit completed. The agent's position must be within the geofence (`geofence_radius_m`, default 200 m) or `422 geofence_violation` with `distance_m` and `radius_m`. Completing a completed visit replays its result. A field agent can complete only their own visits (others are 404). A completion the agent's device queued offline sends `client_created_at` (when the visit was completed on the device): the point of sale's last visit is the latest visit by that time (no later than its arrival, no earlier than the visit's scheduling), so a visit synced days late does not replace a newer one; without it, the arrival counts, as before. Kept on the visit as sent; a bad time is 400 at /body/client_created_at. Like the position, it is not compared: the same completion sent again with another time replays the first. The consignment, its stock moves and a settlement's money are recorded when the completion arrives (the money is receivable and revenue, no drawer cash).",
+          "Complete a visit at the point of sale: in one transaction, settle an earlier consignment (sold → money owed, returned → stock), leave goods on a new consignment (taken out of the supplying store's stock), update the point of sale's last visit and mark the visit completed. The agent's position must be within the geofence (`geofence_radius_m`, default 200 m) or `422 geofence_violation` with `distance_m` and `radius_m`. Completing a completed visit replays its result. A field agent can complete only their own visits (others are 404). A completion the agent's device queued offline sends `client_created_at` (when the visit was completed on the device): the point of sale's last visit is the latest visit by that time (no later than its arrival, no earlier than the visit's scheduling), so a visit synced days late does not replace a newer one; without it, the arrival counts, as before. Kept on the visit as sent; a bad time is 400 at /body/client_created_at. Like the position, it is not compared: the same completion sent again with another time replays the first. The consignment, its stock moves and a settlement's money are recorded when the completion arrives (the money is receivable and revenue, no drawer cash). A completion sent with `client_created_at` whose settlement names a consignment of this point of sale that another operation settled meanwhile is recorded WITHOUT its settlement (no money, no goods back, the consignment untouched) and answered `200` with `settlement: null` and `settlement_conflict`; a `consignment_settled_twice` review item holds what it reported. Settlement lines that do not fit that consignment are still `400`; without `client_created_at` the whole completion is `409 invalid_transition`, as before.",
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object(

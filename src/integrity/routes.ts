@@ -29,7 +29,7 @@ const ReviewItem = Type.Object({
   id: Uuid,
   kind: Type.String({
     description:
-      'integrity_finding, job_failed, offline_sale_shortage, transfer_shortfall …; a job_failed item\'s detail is `{ task, error, attempts, max_attempts, correlation_id, data }`, its `error` fixed words naming the task and attempts (never the job\'s error, which is in the server log under that correlation id)',
+      'integrity_finding, job_failed, offline_sale_shortage, transfer_shortfall, consignment_settled_twice …; a job_failed item\'s detail is `{ task, error, attempts, max_attempts, correlation_id, data }`, its `error` fixed words naming the task and attempts (never the job\'s error, which is in the server log under that correlation id); a consignment_settled_twice item (subject: the consignment) is a settlement synced late from a visit queued offline, not recorded because another operation had settled the consignment: `{ visit_id, point_of_sale_id, consignment_id, client_created_at, settled_by_op, settlement_id, settled_by_visit_id, settled_amount_owed, reported: { lines: [{ sku_id, sold_quantity, returned_quantity, unit_price }], amount_owed } }`',
   }),
   severity: Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')]),
   subject_type: Type.Union([Type.String(), Type.Null()]),
