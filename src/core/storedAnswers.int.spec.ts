@@ -104,4 +104,28 @@ describe('an answer stored before its fields grew is replayed', () => {
     const completedAgain = await owner.post(`/v1/visits/${visit.body.id}/complete`, completion, { idempotencyKey: completeKey });
     assert.deepEqual([completedAgain.status, completedAgain.headers.get('idempotent-replayed'), completedAgain.body.visit.id, completedAgain.body.visit.client_created_at], [200, 'true', visit.body.id, null], JSON.stringify(completedAgain.body));
   });
+  it("a visit completion stored without its consignment lines' shortfall_quantity (added by 1071): filled in as 0, replayed as the first answer", async () => {
+    const pos = await owner.post('/v1/points-of-sale', { name: 'Old kiosk', store_id: storeId, latitude: 0, longitude: 0 });
+    assert.equal(pos.status, 201, JSON.stringify(pos.body));
+    const agent = await owner.post('/v1/tokens', { name: `agent-${randomUUID().slice(0, 6)}`, role: 'field_agent', store_ids: [storeId] });
+    const visit = await owner.post('/v1/visits', { point_of_sale_id: pos.body.id, agent_token_id: agent.body.id, scheduled_for: new Date().toISOString() });
+    assert.equal(visit.status, 201, JSON.stringify(visit.body));
+    const key = randomUUID();
+    const completion = { latitude: 0, longitude: 0, lines: [{ sku_id: tea, quantity: 2 }] };
+    const first = await owner.post(`/v1/visits/${visit.body.id}/complete`, completion, { idempotencyKey: key });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.consignment.lines[0].shortfall_quantity, 0);
+    const { rowCount } = await t.admin.query(
+      `UPDATE idempotency_keys SET response_body = jsonb_set(response_body, '{consignment,lines,0}', (response_body #> '{consignment,lines,0}') - 'shortfall_quantity')
+       WHERE tenant_id = $1 AND key = $2`,
+      [tenantId, key],
+    );
+    assert.equal(rowCount, 1);
+    await t.admin.query(await readFile(new URL('../../migrations/1071_consignment_lines_shortfall.sql', import.meta.url), 'utf8').then((text) => text.replace(/^ALTER TABLE[\s\S]*?;$/gm, '')));
+    const stored = (await t.admin.query(`SELECT response_body #> '{consignment,lines}' AS lines FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, key])).rows[0].lines;
+    assert.deepEqual(stored, first.body.consignment.lines);
+    const again = await owner.post(`/v1/visits/${visit.body.id}/complete`, completion, { idempotencyKey: key });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [200, 'true']);
+    assert.deepEqual(again.body, first.body);
+  });
 });

@@ -226,9 +226,22 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
 
   // 2. The new consignment: the goods leave the supplying store.
   const consignmentId: string | null = input.lines.length > 0 ? newId() : null;
-  const newLines = input.lines.map((line) => ({ id: newId(), sku_id: line.sku_id, quantity: line.quantity, unit_price: line.unit_price ?? skus.get(line.sku_id)?.price ?? 0 }));
+  const newLines = input.lines.map((line) => ({
+    id: newId(),
+    sku_id: line.sku_id,
+    quantity: line.quantity,
+    unit_price: line.unit_price ?? skus.get(line.sku_id)?.price ?? 0,
+    shortfall_quantity: 0,
+  }));
+  // Queued offline (client_created_at), the goods already left the store:
+  // like an offline sale, each line takes what is there, down to 0, and the
+  // rest is its shortfall (shortages below, a review item). Online, a short
+  // line refuses the completion (changeStock reports it).
+  const shortages = deviceTime !== null && newLines.length > 0 ? await takeWhatIsThere(tx, tenantId, visit.store_id, newLines, stockChanges) : [];
   for (const line of newLines) {
-    stockChanges.push({ storeId: visit.store_id, skuId: line.sku_id, quantityChange: -line.quantity, kind: 'consignment_out', reason: `consignment ${consignmentId}` });
+    const take = line.quantity - line.shortfall_quantity;
+    if (take === 0) continue;
+    stockChanges.push({ storeId: visit.store_id, skuId: line.sku_id, quantityChange: -take, kind: 'consignment_out', reason: `consignment ${consignmentId}` });
   }
 
   // Stock moves (balances locked in (store, sku) order).
@@ -291,12 +304,27 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
       INSERT INTO consignments (tenant_id, id, visit_id, point_of_sale_id, store_id, op_id)
       VALUES (${tenantId}, ${consignmentId}, ${visitId}, ${visit.point_of_sale_id}, ${visit.store_id}, ${opId})`.execute(tx);
     await sql`
-      INSERT INTO consignment_lines (tenant_id, id, consignment_id, sku_id, quantity, unit_price, op_id)
-      SELECT ${tenantId}, l.id, ${consignmentId}, l.sku_id, l.quantity, l.unit_price, ${opId}
-      FROM jsonb_to_recordset(${JSON.stringify(newLines)}::jsonb) AS l(id uuid, sku_id uuid, quantity bigint, unit_price bigint)`.execute(tx);
+      INSERT INTO consignment_lines (tenant_id, id, consignment_id, sku_id, quantity, unit_price, shortfall_quantity, op_id)
+      SELECT ${tenantId}, l.id, ${consignmentId}, l.sku_id, l.quantity, l.unit_price, l.shortfall_quantity, ${opId}
+      FROM jsonb_to_recordset(${JSON.stringify(newLines)}::jsonb) AS l(id uuid, sku_id uuid, quantity bigint, unit_price bigint, shortfall_quantity bigint)`.execute(tx);
     cmd.touch('consignments', consignmentId);
     for (const line of newLines) cmd.touch('consignment_lines', line.id);
     cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines: newLines } });
+    if (shortages.length > 0) {
+      // The missing goods left the store and were not in its stock: a person
+      // decides what they were (a miscount, an unrecorded receipt, theft) and
+      // corrects the stock with an adjustment, as for an offline sale.
+      const reviewItemId = await openReviewItem(tx, tenantId, opId, {
+        kind: 'offline_consignment_shortage',
+        severity: 'warning',
+        subjectType: 'consignment',
+        subjectId: consignmentId,
+        storeId: visit.store_id,
+        detail: { visit_id: visitId, consignment_id: consignmentId, point_of_sale_id: visit.point_of_sale_id, client_created_at: deviceTime, shortages },
+        dedupeKey: `offline_consignment_shortage/${consignmentId}`,
+      });
+      cmd.touch('review_items', reviewItemId);
+    }
   }
 
   // 3. The point of sale's last visit: the latest visit by when it happened,
@@ -410,4 +438,42 @@ async function recordSettlementConflict(
     VALUES (${tenantId}, ${id}, ${visitId}, ${consignment.id}, ${recorded.id}, ${recorded.op_id}, ${JSON.stringify(plan.lines)}::jsonb, ${plan.amount_owed}, ${reviewItemId}, ${opId})`.execute(tx);
   cmd.touch('consignment_settlement_conflicts', id);
   return { consignment_id: consignment.id, settlement_id: recorded.id, settled_by_op: recorded.op_id, review_item_id: reviewItemId };
+}
+
+/**
+ * For a completion queued offline: locks the store's balances of every SKU
+ * the visit moves (in SKU order, the order changeStock and every sale lock
+ * them in), and gives each line of goods left what is there — its balance
+ * plus what this visit's settlement returns of it — setting the rest as the
+ * line's `shortfall_quantity`. Returns the short lines, for the review item.
+ */
+async function takeWhatIsThere(
+  tx: Tx,
+  tenantId: string,
+  storeId: string,
+  lines: Array<{ sku_id: string; quantity: number; shortfall_quantity: number }>,
+  returns: readonly StockChange[],
+): Promise<Array<{ sku_id: string; requested: number; available: number; shortfall: number }>> {
+  const returned = new Map<string, number>();
+  for (const change of returns) {
+    assert(change.storeId === storeId && change.quantityChange > 0, "a settlement returns goods to its point of sale's store");
+    returned.set(change.skuId, (returned.get(change.skuId) ?? 0) + change.quantityChange);
+  }
+  const skuIds = [...new Set([...lines.map((line) => line.sku_id), ...returned.keys()])].sort();
+  const balances = await all(
+    tx,
+    sql<{ sku_id: string; quantity: string }>`
+      SELECT sku_id, quantity FROM stock_balances
+      WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND sku_id = ANY(${skuIds}::uuid[])
+      ORDER BY sku_id FOR UPDATE`,
+  );
+  const onHand = new Map(balances.map((row) => [row.sku_id, Number(row.quantity)]));
+  const shortages: Array<{ sku_id: string; requested: number; available: number; shortfall: number }> = [];
+  for (const line of lines) {
+    const available = (onHand.get(line.sku_id) ?? 0) + (returned.get(line.sku_id) ?? 0);
+    const take = Math.min(line.quantity, available);
+    line.shortfall_quantity = line.quantity - take;
+    if (line.shortfall_quantity > 0) shortages.push({ sku_id: line.sku_id, requested: line.quantity, available, shortfall: line.shortfall_quantity });
+  }
+  return shortages.sort((a, b) => (a.sku_id < b.sku_id ? -1 : a.sku_id > b.sku_id ? 1 : 0));
 }

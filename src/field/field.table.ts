@@ -34,6 +34,8 @@ export interface ConsignmentLineRow {
   sku_id: string;
   quantity: number;
   unit_price: number;
+  /** Left on a visit queued offline when the store was short: the part not in its stock (the ledger took quantity − this). */
+  shortfall_quantity: number;
 }
 
 export interface ConsignmentView {

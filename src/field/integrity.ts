@@ -32,11 +32,14 @@ export const fieldChecks: IntegrityCheck[] = [
     name: 'consignment_stock_matches_ledger',
     severity: 'critical',
     description:
-      "The goods on each consignment left the supplying store through the stock ledger (kind consignment_out) in the consignment's operation, SKU by SKU, and nothing else left that way.",
+      "The goods on each consignment left the supplying store through the stock ledger (kind consignment_out) in the consignment's operation, SKU by SKU — the quantity left minus any shortfall (goods left on a visit queued offline when the store was short; a completion sent online has none: it is refused when short) — and nothing else left that way.",
+    // A line that is all shortfall took nothing: no ledger row is right for it.
     sql: `
       WITH lines AS (
-        SELECT l.tenant_id, c.id AS consignment_id, c.op_id, c.store_id, l.sku_id, l.quantity
+        SELECT l.tenant_id, c.id AS consignment_id, c.op_id, c.store_id, l.sku_id, l.quantity, l.shortfall_quantity,
+               l.quantity - l.shortfall_quantity AS taken, v.client_created_at IS NULL AS online
         FROM consignment_lines l JOIN consignments c ON c.tenant_id = l.tenant_id AND c.id = l.consignment_id
+        LEFT JOIN visits v ON v.tenant_id = c.tenant_id AND v.id = c.visit_id
         WHERE ($1::uuid IS NULL OR l.tenant_id = $1)
       ), moved AS (
         SELECT s.tenant_id, s.op_id, s.store_id, s.sku_id, -sum(s.quantity_change) AS quantity
@@ -46,10 +49,12 @@ export const fieldChecks: IntegrityCheck[] = [
       )
       SELECT coalesce(lines.tenant_id, moved.tenant_id) AS tenant_id,
              'operation:' || coalesce(lines.op_id, moved.op_id) || '/sku:' || coalesce(lines.sku_id, moved.sku_id) AS subject,
-             jsonb_build_object('consignment_id', lines.consignment_id, 'consigned', lines.quantity, 'ledger_out', moved.quantity) AS detail
+             jsonb_build_object('consignment_id', lines.consignment_id, 'consigned', lines.quantity, 'shortfall', lines.shortfall_quantity,
+                                'ledger_out', moved.quantity, 'source', CASE WHEN lines.online THEN 'online' WHEN lines.online IS NOT NULL THEN 'offline' END) AS detail
       FROM lines FULL JOIN moved
         ON moved.tenant_id = lines.tenant_id AND moved.op_id = lines.op_id AND moved.store_id = lines.store_id AND moved.sku_id = lines.sku_id
-      WHERE lines.quantity IS DISTINCT FROM moved.quantity`,
+      WHERE (lines.taken IS DISTINCT FROM moved.quantity AND NOT (lines.taken = 0 AND moved.quantity IS NULL))
+         OR (lines.online AND lines.shortfall_quantity <> 0)`,
   },
   {
     name: 'consignment_settlement_matches_ledger',

@@ -141,7 +141,7 @@ describe('field sales: a settlement synced late after the consignment was settle
     assert.equal(late.body.visit.status, 'completed');
     assert.equal(late.body.settlement, null);
     assert.equal(late.body.consignment.status, 'open');
-    assert.deepEqual(late.body.consignment.lines, [{ sku_id: tea, quantity: 2, unit_price: 310 }]);
+    assert.deepEqual(late.body.consignment.lines, [{ sku_id: tea, quantity: 2, unit_price: 310, shortfall_quantity: 0 }]);
     const conflict = late.body.settlement_conflict;
     assert.ok(conflict, JSON.stringify(late.body));
     assert.equal(conflict.consignment_id, consignmentId);
@@ -319,7 +319,7 @@ describe('field sales: a settlement synced late after the consignment was settle
       ]);
       // The offline completion is always recorded (its goods left the store).
       assert.equal(offline.status, 200, JSON.stringify([offline.body, online.body]));
-      assert.deepEqual(offline.body.consignment.lines, [{ sku_id: tea, quantity: 2, unit_price: 300 }]);
+      assert.deepEqual(offline.body.consignment.lines, [{ sku_id: tea, quantity: 2, unit_price: 300, shortfall_quantity: 0 }]);
       let sold: number;
       if (online.status === 200) {
         // The online one settled first: the offline answer carries the conflict.

@@ -77,7 +77,7 @@ export async function findConsignment(tx: Tx, tenantId: string, where: { id?: st
   const lines = await all(
     tx,
     sql<ConsignmentView['lines'][number]>`
-      SELECT sku_id, quantity, unit_price FROM consignment_lines WHERE tenant_id = ${tenantId} AND consignment_id = ${row.id} ORDER BY sku_id`,
+      SELECT sku_id, quantity, unit_price, shortfall_quantity FROM consignment_lines WHERE tenant_id = ${tenantId} AND consignment_id = ${row.id} ORDER BY sku_id`,
   );
   return { ...row, lines };
 }

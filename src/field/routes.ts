@@ -57,7 +57,17 @@ const Consignment = Type.Object({
   settled_by_op: Nullable(Uuid),
   op_id: Uuid,
   created_at: Timestamp,
-  lines: Type.Array(Type.Object({ sku_id: Uuid, quantity: Type.Integer(), unit_price: Money })),
+  lines: Type.Array(
+    Type.Object({
+      sku_id: Uuid,
+      quantity: Type.Integer({ description: 'left at the point of sale (what its settlement accounts for)' }),
+      unit_price: Money,
+      shortfall_quantity: Type.Integer({
+        description:
+          'left on a visit queued offline (client_created_at) when the store was short: the part that was not in its stock — the ledger took quantity − shortfall_quantity, and an offline_consignment_shortage review item was opened; 0 otherwise',
+      }),
+    }),
+  ),
 });
 const Settlement = Type.Object({
   id: Uuid,
@@ -275,11 +285,11 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/visits/:id/complete',
     {
-      config: { permission: 'visits.complete', refusals: { geofence_violation: 'the agent is outside the geofence (`distance_m`, `radius_m`)', insufficient_stock: 'the supplying store lacks the goods to leave (`shortages`)', invalid_transition: 'the visit was already completed with a different request, or the consignment to settle is already settled (a completion sent without `client_created_at`; one queued offline is recorded without its settlement, see `settlement_conflict`)', limit_exceeded: 'the goods returned to the store, or an account total of the settlement, would exceed its limit' } },
+      config: { permission: 'visits.complete', refusals: { geofence_violation: 'the agent is outside the geofence (`distance_m`, `radius_m`)', insufficient_stock: 'the supplying store lacks the goods to leave (`shortages`) — a completion sent without `client_created_at`; one queued offline takes what is there and records the rest as `shortfall_quantity`', invalid_transition: 'the visit was already completed with a different request, or the consignment to settle is already settled (a completion sent without `client_created_at`; one queued offline is recorded without its settlement, see `settlement_conflict`)', limit_exceeded: 'the goods returned to the store, or an account total of the settlement, would exceed its limit' } },
       schema: {
         tags: ['field'],
         summary:
-          "Complete a visit at the point of sale: in one transaction, settle an earlier consignment (sold → money owed, returned → stock), leave goods on a new consignment (taken out of the supplying store's stock), update the point of sale's last visit and mark the visit completed. The agent's position must be within the geofence (`geofence_radius_m`, default 200 m) or `422 geofence_violation` with `distance_m` and `radius_m`. Completing a completed visit replays its result. A field agent can complete only their own visits (others are 404). A completion the agent's device queued offline sends `client_created_at` (when the visit was completed on the device): the point of sale's last visit is the latest visit by that time (no later than its arrival, no earlier than the visit's scheduling), so a visit synced days late does not replace a newer one; without it, the arrival counts, as before. Kept on the visit as sent; a bad time is 400 at /body/client_created_at. Like the position, it is not compared: the same completion sent again with another time replays the first. The consignment, its stock moves and a settlement's money are recorded when the completion arrives (the money is receivable and revenue, no drawer cash). A completion sent with `client_created_at` whose settlement names a consignment of this point of sale that another operation settled meanwhile is recorded WITHOUT its settlement (no money, no goods back, the consignment untouched) and answered `200` with `settlement: null` and `settlement_conflict`; a `consignment_settled_twice` review item holds what it reported. Settlement lines that do not fit that consignment are still `400`; without `client_created_at` the whole completion is `409 invalid_transition`, as before.",
+          "Complete a visit at the point of sale: in one transaction, settle an earlier consignment (sold → money owed, returned → stock), leave goods on a new consignment (taken out of the supplying store's stock), update the point of sale's last visit and mark the visit completed. The agent's position must be within the geofence (`geofence_radius_m`, default 200 m) or `422 geofence_violation` with `distance_m` and `radius_m`. Completing a completed visit replays its result. A field agent can complete only their own visits (others are 404). A completion the agent's device queued offline sends `client_created_at` (when the visit was completed on the device): the point of sale's last visit is the latest visit by that time (no later than its arrival, no earlier than the visit's scheduling), so a visit synced days late does not replace a newer one; without it, the arrival counts, as before. Kept on the visit as sent; a bad time is 400 at /body/client_created_at. Like the position, it is not compared: the same completion sent again with another time replays the first. The consignment, its stock moves and a settlement's money are recorded when the completion arrives (the money is receivable and revenue, no drawer cash). A completion sent with `client_created_at` whose settlement names a consignment of this point of sale that another operation settled meanwhile is recorded WITHOUT its settlement (no money, no goods back, the consignment untouched) and answered `200` with `settlement: null` and `settlement_conflict`; a `consignment_settled_twice` review item holds what it reported. Settlement lines that do not fit that consignment are still `400`; without `client_created_at` the whole completion is `409 invalid_transition`, as before. Sent with `client_created_at`, goods left are never refused for stock: each line takes what the store has (plus what this visit's settlement returns), down to 0, and the rest is its `shortfall_quantity`, with an `offline_consignment_shortage` review item; without it, a shortage is `409 insufficient_stock`.",
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object(
