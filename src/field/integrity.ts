@@ -29,6 +29,23 @@ export const fieldChecks: IntegrityCheck[] = [
         AND (v.status <> 'completed' OR v.completed_by_op IS DISTINCT FROM s.op_id OR v.point_of_sale_id <> c.point_of_sale_id)`,
   },
   {
+    name: 'consignment_store_matches_point_of_sale',
+    severity: 'critical',
+    description:
+      "A consignment's store (the store its goods left, and where returned goods go back, its settlement's entry is booked and its revenue credited) is its point of sale's store.",
+    // completeVisit writes the point of sale's store (a point of sale never
+    // changes store: a trigger forbids it). The checks below follow the
+    // consignment's own store_id, so goods taken from another store, with the
+    // ledger and balances agreeing, went unreported.
+    sql: `
+      SELECT c.tenant_id, 'consignment:' || c.id AS subject,
+             jsonb_build_object('store_id', c.store_id, 'point_of_sale_id', c.point_of_sale_id, 'point_of_sale_store_id', p.store_id) AS detail
+      FROM consignments c
+      JOIN points_of_sale p ON p.tenant_id = c.tenant_id AND p.id = c.point_of_sale_id
+      WHERE ($1::uuid IS NULL OR c.tenant_id = $1)
+        AND c.store_id <> p.store_id`,
+  },
+  {
     name: 'consignment_stock_matches_ledger',
     severity: 'critical',
     description:
