@@ -389,6 +389,53 @@ describe("a store's business day is the day in its time zone", () => {
     }
   });
 
+  it("a store whose latest count is after its today (moved to a zone behind it before such moves were refused) is reported by settlement_day_not_after_store_today only, a warning, until it is no longer so", async () => {
+    const { ahead, behind, days } = await aheadAndBehind();
+    // Given a Kiritimati store counted its today: not after its today, nothing reported
+    const { owner, tenantId, store, sku } = await shop(ahead);
+    const counted = await count(owner, store.id, days.ahead, 1_000);
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+    // When it was moved to Pago Pago as the change did before it refused that (the zone only: no sales, no figures to recompute)
+    await t.admin.query(`UPDATE stores SET time_zone = $3 WHERE tenant_id = $1 AND id = $2`, [tenantId, store.id, behind]);
+    // and a sale then was booked on the day after the count, a day Pago Pago's clock reaches only a day or two later
+    await sell(owner, store.id, sku.id, 200);
+    assert.deepEqual(await saleDays(tenantId), [days.after_ahead]);
+    // Then that check, and only it, reports the store: its latest counted day, its today (Pago Pago's: a test crossing its midnight sees the next day)
+    // and from when it heals by itself (the counted day's first moment in Pago Pago, UTC−11)
+    const findings = await integrityFindings(t.admin, tenantId);
+    assert.deepEqual(
+      findings.map(({ check, subject }) => `${check} ${subject}`),
+      [`settlement_day_not_after_store_today store:${store.id}`],
+      JSON.stringify(findings),
+    );
+    const detail = findings[0]!.detail as Record<string, string>;
+    const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+    assert.ok([days.behind, nextDay(days.behind)].includes(detail.today_in_time_zone!), JSON.stringify(detail));
+    assert.deepEqual(detail, {
+      store_id: store.id,
+      time_zone: behind,
+      latest_counted_day: days.ahead,
+      today_in_time_zone: detail.today_in_time_zone,
+      counted_day_starts_at: `${days.ahead}T11:00:00Z`,
+    });
+    // and GET /v1/integrity (the app role, under row-level security) says the same, as a warning
+    const run = await owner.get('/v1/integrity');
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    assert.deepEqual(
+      run.body.findings.map(({ check, severity, subject }: { check: string; severity: string; subject: string }) => `${check} ${severity} ${subject}`),
+      [`settlement_day_not_after_store_today warning store:${store.id}`],
+    );
+    // A rejected count keeps its day closed: still reported
+    const rejected = await owner.post(`/v1/settlements/${counted.body.id}/reject`, { note: 'recount' }, { headers: { 'if-match': counted.headers.get('etag')! }, idempotencyKey: randomUUID() });
+    assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+    assert.deepEqual((await integrityFindings(t.admin, tenantId)).map(({ check }) => check), ['settlement_day_not_after_store_today']);
+    // Moved back to Kiritimati (allowed: its today is the counted day, or after it), nothing is reported
+    const back = await owner.patch(`/v1/stores/${store.id}`, { time_zone: ahead });
+    assert.equal(back.status, 200, JSON.stringify(back.body));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it("zone changes racing the rollup of the days they move sales between leave figures that match the sales in the zone that stayed", async () => {
     const { owner, tenantId, store, sku } = await shop();
     // Given sales without money (a total of 0: they count on the store's day they happened) around midnight UTC on the 14th/15th
