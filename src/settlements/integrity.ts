@@ -30,19 +30,23 @@ export const settlementChecks: IntegrityCheck[] = [
     name: 'settlement_day_not_after_store_today',
     severity: 'warning',
     description:
-      "No store's latest counted day (a settlement of any status) is after its today in its time zone (store_day(time_zone, now())): money after a count is booked on the first day not counted, so the store's next money would be booked on a day its clock has not reached, and that day could not be counted until it does.",
+      "No store's latest counted day (a settlement of any status) is after its today in its time zone (store_day(time_zone, clock_timestamp())): money after a count is booked on the first day not counted, so the store's next money would be booked on a day its clock has not reached, and that day could not be counted until it does.",
     // A count of a day after today is refused, and so is a zone change that
     // would leave the store so (assertTodayNotBeforeLatestCount); stores moved
     // before that refusal can be in it. A warning: no money or stock is wrong,
     // and it heals by itself when the store's clock reaches the counted day
     // (counted_day_starts_at, at most about two days later) — it says why a
     // store's new money is dated ahead and its next count is refused for now.
-    // One row per store: the latest day by settlements_store_idx.
+    // One row per store: the latest day by settlements_store_idx. Today is
+    // read from clock_timestamp(), after the statement's snapshot: a count it
+    // sees committed before that, and was of a day no later than its own
+    // today then. The transaction's now() could be before a store's midnight
+    // that a count committed after, and report a count of today.
     sql: `
       SELECT st.tenant_id, 'store:' || st.id AS subject,
              jsonb_build_object('store_id', st.id, 'time_zone', st.time_zone,
                                 'latest_counted_day', to_char(c.latest, 'YYYY-MM-DD'),
-                                'today_in_time_zone', to_char(store_day(st.time_zone, now()), 'YYYY-MM-DD'),
+                                'today_in_time_zone', to_char(store_day(st.time_zone, clock_timestamp()), 'YYYY-MM-DD'),
                                 'counted_day_starts_at', to_char(c.latest::timestamp AT TIME ZONE st.time_zone AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) AS detail
       FROM stores st
       CROSS JOIN LATERAL (
@@ -51,6 +55,6 @@ export const settlementChecks: IntegrityCheck[] = [
         ORDER BY s.business_date DESC LIMIT 1
       ) c
       WHERE ($1::uuid IS NULL OR st.tenant_id = $1)
-        AND c.latest > store_day(st.time_zone, now())`,
+        AND c.latest > store_day(st.time_zone, clock_timestamp())`,
   },
 ];
