@@ -173,6 +173,23 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal(rejected.body.status, 'rejected');
   });
 
+  it('a bad field in the body of an action whose body is optional is refused at that field alone — not also at /body as "must be one of null"', async () => {
+    const transfer = await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: otherStore, items: [{ sku_id: soap, quantity: 1 }] });
+    const order = await owner.post('/v1/orders', { store_id: store, lines: [{ sku_id: soap, quantity: 1 }], shipping_address: { name: 'A', line1: 'B', city: 'C', postal_code: '1', country: 'KE' }, payment_reference: 'p-optional-body' });
+    for (const [send, path] of [
+      [() => owner.post(`/v1/orders/${order.body.id}/cancel`, { reason: '' }), '/body/reason'],
+      [() => owner.post(`/v1/transfers/${transfer.body.id}/receive`, { items: 3 }), '/body/items'],
+      [() => owner.post(`/v1/transfers/${transfer.body.id}/approve`, { note: 'x' }), '/body/note'],
+    ] as const) {
+      const response = await send();
+      assert.equal(response.status, 400, JSON.stringify(response.body));
+      assert.deepEqual(response.body.errors.map((error: { path: string }) => error.path), [path], JSON.stringify(response.body));
+    }
+    // Nothing written: the transfer still requested, the order still pending.
+    assert.equal((await owner.get(`/v1/transfers/${transfer.body.id}`)).body.status, 'requested');
+    assert.equal((await owner.get(`/v1/orders/${order.body.id}`)).body.status, 'pending');
+  });
+
   it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
     // Transfers (README) and orders answer `current_status`; the settlement decision puts the
     // settlement's status under `status`, which the problem document's own `status` (409) overwrites.

@@ -78,6 +78,20 @@ function validationErrors(error: FastifyError): FieldError[] {
   const allowedBy = new Map<AjvError, unknown[]>();
   for (const anyOf of items) {
     if (anyOf.keyword !== 'anyOf' || anyOf.schemaPath === undefined) continue;
+    // A value that may also be null (an optional body: `{ … } | null`; a
+    // setting removed with null) and is of the other branch's type is judged
+    // by that branch alone: its own errors, at their fields — not one more
+    // at the value itself saying it "must be one of null" (it was: a bad
+    // `reason` on an order's cancel was refused at /body/reason and at /body).
+    const inside = items.filter((item) => item !== anyOf && item.schemaPath?.startsWith(`${anyOf.schemaPath}/`));
+    const nullBranch = inside.find((item) => item.instancePath === anyOf.instancePath && item.keyword === 'type' && item.params?.type === 'null');
+    const others = inside.filter((item) => item !== nullBranch);
+    const otherTypeOrValue = others.some((item) => item.instancePath === anyOf.instancePath && ['type', 'const', 'enum'].includes(item.keyword ?? ''));
+    if (nullBranch && others.length > 0 && !otherTypeOrValue) {
+      folded.add(nullBranch);
+      folded.add(anyOf);
+      continue;
+    }
     const branches = items.filter((item) => item !== anyOf && item.instancePath === anyOf.instancePath && item.schemaPath?.startsWith(`${anyOf.schemaPath}/`));
     const values = branches.map(singleValueOf);
     if (branches.length === 0 || values.some((value) => value === undefined)) continue;
