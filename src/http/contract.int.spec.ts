@@ -190,6 +190,32 @@ describe('the HTTP contract across endpoints', () => {
     assert.equal((await owner.get(`/v1/orders/${order.body.id}`)).body.status, 'pending');
   });
 
+  it('POST /v1/stock/snapshots, whose input is all optional (`{ through? }`), is taken with no body, `null` or an empty one sent as application/json, like `{}` — the same request for its Idempotency-Key', async () => {
+    const { owner: manager } = await t.newTenant();
+    const shop = await givenStore(manager, 'MAIN');
+    const rice = await givenSku(manager, 'RICE', 'kg', 250);
+    await givenStock(manager, shop, [{ sku_id: rice, quantity: 1000 }]);
+    const empty = { rawBody: '', headers: { 'content-type': 'application/json' } };
+    const first = await manager.post('/v1/stock/snapshots', undefined, { ...empty, idempotencyKey: 'snapshots-no-body' });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(typeof first.body.snapshots_written, 'number');
+    // No body at all, `null` and `{}` are the same request: replayed, nothing taken again.
+    for (const [how, body] of [['no body', undefined], ['null', null], ['{}', {}]] as const) {
+      const again = await manager.post('/v1/stock/snapshots', body, { idempotencyKey: 'snapshots-no-body' });
+      assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [200, 'true'], `${how}: ${JSON.stringify(again.body)}`);
+      assert.deepEqual(again.body, first.body, how);
+    }
+    // Without a key, each spelling is a run of its own (nothing left to take: nothing written).
+    for (const body of [undefined, null]) {
+      const run = await manager.post('/v1/stock/snapshots', body);
+      assert.deepEqual([run.status, run.body.snapshots_written], [200, 0], JSON.stringify(run.body));
+    }
+    // Anything else is still refused at its path, nothing written.
+    const bad = await manager.post('/v1/stock/snapshots', { through: 'yesterday' });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    assert.equal(bad.body.errors[0].path, '/body/through');
+  });
+
   it('409 invalid_transition on a settlement decision carries current_status, like transfers, orders and visits', async () => {
     // Transfers (README) and orders answer `current_status`; the settlement decision puts the
     // settlement's status under `status`, which the problem document's own `status` (409) overwrites.

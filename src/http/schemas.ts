@@ -88,7 +88,8 @@ export const NoBody = Type.Union([Type.Object({}, { additionalProperties: false 
 /**
  * Whether a body schema makes the body optional: one of its branches is
  * `null` (NoBody, and the actions whose input is all optional — a transfer
- * receipt, a settlement decision, an order's manual completion or cancel).
+ * receipt, a settlement decision, an order's manual completion or cancel,
+ * stock snapshots).
  * Such an action is taken without a body: an empty one declared as JSON is
  * read as none (strictJsonParser), and the OpenAPI document marks it
  * optional (buildApp).

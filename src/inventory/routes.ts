@@ -341,14 +341,15 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           `snapshot up to \`through\` (by default, and at the latest — a later date is taken as it — the last day that ended ${SNAPSHOT_SETTLE_MINUTES} minutes ago). ` +
           'The answer\'s `through` is the day it went up to, `null` when every day up to it was already taken.',
         headers: IdempotencyHeaders,
-        body: Type.Object({ through: Type.Optional(Type.String({ format: 'date' })) }, { additionalProperties: false }),
+        // Its input is all optional: taken with no body or `null` too, like the other such actions.
+        body: Type.Union([Type.Object({ through: Type.Optional(Type.String({ format: 'date' })) }, { additionalProperties: false }), Type.Null()]),
         response: { 200: Type.Object({ through: Type.Union([Type.String(), Type.Null()]), snapshots_written: Type.Integer() }) },
       },
     },
     async (request, reply) => {
       // Snapshots are taken for every store of the tenant at once.
       assertAllStores(tenantOf(request), 'stock snapshots');
-      return command(db, request, reply, { type: 'stock.snapshot' }, async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd, request.body.through) }));
+      return command(db, request, reply, { type: 'stock.snapshot' }, async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd, request.body?.through) }));
     },
   );
 }
