@@ -81,6 +81,8 @@ describe('the refusals each operation documents (src/http/refusals.ts)', () => {
     assert.match(sale['429']!.description!, /`rate_limited` —/);
     assert.match(sale['503']!.description!, /`service_unavailable` —/);
     assert.equal(sale['412'], undefined, 'a sale takes no If-Match');
+    // A named piece that is not there (or of another store or SKU) is 400 at its path (README), never 404.
+    assert.doesNotMatch(sale['404']!.description!, /piece/, sale['404']!.description);
     assert.match(doc.paths['/v1/tenant/settings']!.patch!.responses['412']!.description!, /`version_conflict` —/);
     assert.match(doc.paths['/v1/settlements/{id}/approve']!.post!.responses['428']!.description!, /`precondition_required` —/);
     assert.match(doc.paths['/v1/settlements/{id}/approve']!.post!.responses['409']!.description!, /`conflict` —/);
@@ -107,6 +109,9 @@ describe('the refusals each operation documents (src/http/refusals.ts)', () => {
       not_found: await owner.get('/v1/sales/00000000-0000-4000-8000-000000000000'),
       malformed_json: await owner.post('/v1/sales', undefined, { rawBody: '{"store_id":' }),
     };
+    const cloth = (await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body.id;
+    const noSuchPiece = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: cloth, piece_ids: ['00000000-0000-4000-8000-000000000000'], unit_price: 500 }] });
+    assert.deepEqual([noSuchPiece.status, noSuchPiece.body.errors?.[0]?.path], [400, '/body/items/0/piece_ids/0'], JSON.stringify(noSuchPiece.body));
     assert.equal((await owner.post('/v1/sales', line(1), { idempotencyKey: 'sale-1' })).status, 201);
     const reused = await owner.post('/v1/sales', line(2), { idempotencyKey: 'sale-1' });
     for (const [code, response] of [...Object.entries(refused), ['idempotency_key_reused', reused] as const]) {

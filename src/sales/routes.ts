@@ -145,7 +145,7 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/sales',
     {
-      config: { permission: 'sales.create', refusals: { insufficient_stock: 'every short line in `shortages` (`sku_id`, `requested`, `available`), nothing written', forbidden: 'a bulk sale (sale_type bulk, or a SKU quantity at or above bulk_sale_threshold) without `sales.bulk`', not_found: 'the store does not exist or is outside the token stores; a named piece not found (`piece_ids`)', piece_unavailable: 'a named piece is sold, consumed, deleted or reserved (under another reservation)', limit_exceeded: 'an account total would exceed 9 × 10^15 minor units' } },
+      config: { permission: 'sales.create', refusals: { insufficient_stock: 'every short line in `shortages` (`sku_id`, `requested`, `available`), nothing written', forbidden: 'a bulk sale (sale_type bulk, or a SKU quantity at or above bulk_sale_threshold) without `sales.bulk`', not_found: 'the store does not exist or is outside the token stores', piece_unavailable: 'a named piece is sold, consumed, deleted or reserved (under another reservation)', limit_exceeded: 'an account total would exceed 9 × 10^15 minor units' } },
       schema: { tags: ['sales'], summary: SALE_SUMMARY, headers: IdempotencyHeaders, body: SaleBody, response: { 201: Sale } },
     },
     async (request, reply) => {
