@@ -97,6 +97,8 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
     const visit = await owner.post('/v1/visits', { point_of_sale_id: pointOfSale.body.id, agent_token_id: agent.id, scheduled_for: '2027-01-01T10:00:00Z' });
     assert.equal(visit.status, 201, JSON.stringify(visit.body));
     await copies('visits', visit.body.id, MANY, { id: 'gen_random_uuid()', scheduled_for: `src.scheduled_for + n * interval '1 minute'` });
+    // Tokens: MANY more like the agent's (each its own hash).
+    await copies('api_tokens', agent.id, MANY, { id: 'gen_random_uuid()', token_hash: 'sha256(gen_random_uuid()::text::bytea)' });
     // Pieces (one batch call), and MANY more steps in one piece's history.
     const received = await owner.post('/v1/pieces', { store_id: store, sku_id: rollSku, pieces: Array.from({ length: MANY }, () => ({ kind: 'roll', quantity: 1000 })) });
     assert.equal(received.status, 201, JSON.stringify(received.body));
@@ -119,6 +121,7 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
 
     const byId = (item: Record<string, unknown>) => String(item.id);
     cases.push(
+      { name: 'tokens', path: '/v1/tokens', key: byId, count: MANY + 2 }, // and the owner's and the agent's
       { name: 'stores', path: '/v1/stores', key: byId, count: MANY + 2 },
       { name: 'skus', path: '/v1/skus', key: byId, count: MANY + 2 },
       { name: 'stock', path: `/v1/stores/${store}/stock`, key: (item) => String(item.sku_id), count: MANY + 2 },
