@@ -7,7 +7,7 @@ import { newId } from '../core/ids.js';
 import { changeStock, type StockChange, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSkusExist } from '../inventory/receiveStock.js';
 import { postJournal } from '../money/postJournal.js';
-import { openReviewItem } from '../core/review.js';
+import { openReviewItems } from '../core/review.js';
 import { getTenantSettings } from '../tenancy/updateTenantSettings.js';
 import type { SettlementConflictView, VisitCompletion } from './field.table.js';
 import { checkGeofence, DEFAULT_GEOFENCE_RADIUS_M } from './geofence.js';
@@ -295,8 +295,24 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     cmd.audit({ subjectType: 'consignment', subjectId: consignment.id, before: { status: 'open' }, after: { status: 'settled', settlement_id: settlementId, amount_owed: plan.amount_owed, lines: plan.lines } });
   }
 
+  // Review items this completion opens, their ids known up front: when its
+  // settlement is not recorded AND its goods left were short, each item names
+  // the other (one person must not correct the stock for goods the other
+  // item explains).
+  const shortageItemId = shortages.length > 0 ? newId() : null;
+  const conflictItemId = conflicting ? newId() : null;
+
   // 1''. A settlement synced late onto a settled consignment: kept for review, not applied.
-  const conflict = conflicting && (await recordSettlementConflict(cmd, { visitId, pointOfSaleId: visit.point_of_sale_id, deviceTime, ...conflicting }));
+  const conflict =
+    conflicting &&
+    (await recordSettlementConflict(cmd, {
+      visitId,
+      pointOfSaleId: visit.point_of_sale_id,
+      deviceTime,
+      ...conflicting,
+      reviewItemId: conflictItemId!,
+      shortageReviewItemId: shortageItemId,
+    }));
 
   // 2'. The new consignment's rows.
   if (consignmentId !== null) {
@@ -310,19 +326,40 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     cmd.touch('consignments', consignmentId);
     for (const line of newLines) cmd.touch('consignment_lines', line.id);
     cmd.audit({ subjectType: 'consignment', subjectId: consignmentId, after: { status: 'open', visit_id: visitId, lines: newLines } });
-    if (shortages.length > 0) {
+    if (shortageItemId !== null) {
       // The missing goods left the store and were not in its stock: a person
       // decides what they were (a miscount, an unrecorded receipt, theft) and
-      // corrects the stock with an adjustment, as for an offline sale.
-      const reviewItemId = await openReviewItem(tx, tenantId, opId, {
-        kind: 'offline_consignment_shortage',
-        severity: 'warning',
-        subjectType: 'consignment',
-        subjectId: consignmentId,
-        storeId: visit.store_id,
-        detail: { visit_id: visitId, consignment_id: consignmentId, point_of_sale_id: visit.point_of_sale_id, client_created_at: deviceTime, shortages },
-        dedupeKey: `offline_consignment_shortage/${consignmentId}`,
-      });
+      // corrects the stock with an adjustment, as for an offline sale. When
+      // this visit's settlement was not recorded, what it reported taken
+      // back never reached the store's stock (not counted as available): by
+      // the agent's report, part of the goods left may be those — each
+      // shortage says how many, and the item names the conflict's item.
+      const unrecordedReturns = new Map((conflicting?.plan.returned ?? []).map((line) => [line.sku_id, line.quantity]));
+      const detail = conflicting
+        ? {
+            visit_id: visitId,
+            consignment_id: consignmentId,
+            point_of_sale_id: visit.point_of_sale_id,
+            client_created_at: deviceTime,
+            shortages: shortages.map((shortage) => ({ ...shortage, returned_not_recorded: unrecordedReturns.get(shortage.sku_id) ?? 0 })),
+            settlement_conflict_review_item_id: conflictItemId,
+          }
+        : { visit_id: visitId, consignment_id: consignmentId, point_of_sale_id: visit.point_of_sale_id, client_created_at: deviceTime, shortages };
+      const [reviewItemId] = await openReviewItems(tx, tenantId, [
+        {
+          kind: 'offline_consignment_shortage',
+          severity: 'warning',
+          subjectType: 'consignment',
+          subjectId: consignmentId,
+          storeId: visit.store_id,
+          detail,
+          dedupeKey: `offline_consignment_shortage/${consignmentId}`,
+          opId,
+          id: shortageItemId,
+        },
+      ]);
+      // A new consignment's key: no open item can hold it, so the item is the one the conflict's item names.
+      assert(reviewItemId === shortageItemId, 'the shortage review item opened under its own id');
       cmd.touch('review_items', reviewItemId);
     }
   }
@@ -401,6 +438,10 @@ async function recordSettlementConflict(
     deviceTime: string | null;
     consignment: { id: string; store_id: string };
     plan: Extract<ReturnType<typeof planSettlement>, { ok: true }>;
+    /** The id the review item is opened under. */
+    reviewItemId: string;
+    /** The visit's offline_consignment_shortage item, when the goods it left were short too. */
+    shortageReviewItemId: string | null;
   },
 ): Promise<SettlementConflictView> {
   const { tx, tenantId, opId } = cmd;
@@ -411,26 +452,33 @@ async function recordSettlementConflict(
       SELECT id, op_id, visit_id, amount_owed FROM consignment_settlements WHERE tenant_id = ${tenantId} AND consignment_id = ${consignment.id}`,
   );
   assert(recorded, 'a settled consignment has its settlement');
-  const reviewItemId = await openReviewItem(tx, tenantId, opId, {
-    kind: 'consignment_settled_twice',
-    severity: 'warning',
-    subjectType: 'consignment',
-    subjectId: consignment.id,
-    storeId: consignment.store_id,
-    detail: {
-      visit_id: visitId,
-      point_of_sale_id: input.pointOfSaleId,
-      consignment_id: consignment.id,
-      client_created_at: input.deviceTime,
-      settled_by_op: recorded.op_id,
-      settlement_id: recorded.id,
-      settled_by_visit_id: recorded.visit_id,
-      settled_amount_owed: Number(recorded.amount_owed),
-      reported: { lines: plan.lines, amount_owed: plan.amount_owed },
+  const [reviewItemId] = await openReviewItems(tx, tenantId, [
+    {
+      kind: 'consignment_settled_twice',
+      severity: 'warning',
+      subjectType: 'consignment',
+      subjectId: consignment.id,
+      storeId: consignment.store_id,
+      detail: {
+        visit_id: visitId,
+        point_of_sale_id: input.pointOfSaleId,
+        consignment_id: consignment.id,
+        client_created_at: input.deviceTime,
+        settled_by_op: recorded.op_id,
+        settlement_id: recorded.id,
+        settled_by_visit_id: recorded.visit_id,
+        settled_amount_owed: Number(recorded.amount_owed),
+        reported: { lines: plan.lines, amount_owed: plan.amount_owed },
+        ...(input.shortageReviewItemId !== null ? { shortage_review_item_id: input.shortageReviewItemId } : {}),
+      },
+      // A visit completes once: one item per visit.
+      dedupeKey: `consignment_settled_twice/${visitId}`,
+      opId,
+      id: input.reviewItemId,
     },
-    // A visit completes once: one item per visit.
-    dedupeKey: `consignment_settled_twice/${visitId}`,
-  });
+  ]);
+  // The visit's key: no open item can hold it (it completes once), so the item is the one the shortage's item names.
+  assert(reviewItemId === input.reviewItemId, 'the conflict review item opened under its own id');
   cmd.touch('review_items', reviewItemId);
   const id = newId();
   await sql`

@@ -216,6 +216,69 @@ describe('field sales: goods left on a visit synced late when the store is short
     await assertBooksConsistent();
   });
 
+  it('offline, its settlement not recorded (settled meanwhile) AND its goods short, in one completion: each review item names the other; the shortage says what the unrecorded settlement reported returned, which the store never got', async () => {
+    const pos = await newPointOfSale();
+    const [soap, tea] = [await sku(10, 120), await sku(1, 300)];
+    const first = await schedule(pos);
+    const left = await agent.post(`/v1/visits/${first}/complete`, { ...SHOP, lines: [{ sku_id: soap, quantity: 10 }] }, k());
+    assert.equal(left.status, 200, JSON.stringify(left.body));
+    const consignmentId = left.body.consignment.id as string;
+    assert.equal(await stockOf(soap), 0);
+    // Meanwhile the manager settles it online on another visit: all 10 sold, nothing back.
+    const online = await manager.post(`/v1/visits/${await schedule(pos)}/complete`, { ...SHOP, lines: [], settlement: { consignment_id: consignmentId, lines: [{ sku_id: soap, sold_quantity: 10, returned_quantity: 0 }] } }, k());
+    assert.equal(online.status, 200, JSON.stringify(online.body));
+    assert.equal(await stockOf(soap), 0);
+
+    // The agent's phone had settled it offline (7 sold, 3 taken back) and left 7 soap — the 3 taken back and 4 more — and 2 tea.
+    const late = await schedule(pos);
+    const body = {
+      ...SHOP,
+      lines: [{ sku_id: soap, quantity: 7 }, { sku_id: tea, quantity: 2 }],
+      settlement: { consignment_id: consignmentId, lines: [{ sku_id: soap, sold_quantity: 7, returned_quantity: 3 }] },
+      client_created_at: hoursAgo(2),
+    };
+    const done = await agent.post(`/v1/visits/${late}/complete`, body, k());
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.settlement, null);
+    const conflictItemId = done.body.settlement_conflict?.review_item_id as string;
+    assert.ok(conflictItemId, JSON.stringify(done.body));
+    const newConsignment = done.body.consignment;
+    // The 3 soap the unrecorded settlement took back never reached the store's stock: not available to the goods left.
+    assert.deepEqual(
+      newConsignment.lines,
+      [
+        { sku_id: soap, quantity: 7, unit_price: 120, shortfall_quantity: 7 },
+        { sku_id: tea, quantity: 2, unit_price: 300, shortfall_quantity: 1 },
+      ].sort((a, b) => (a.sku_id < b.sku_id ? -1 : 1)),
+    );
+    assert.deepEqual([await stockOf(soap), await stockOf(tea)], [0, 0]);
+
+    const items = (await owner.get(`/v1/review-items?status=open`)).body.items as Array<{ id: string; kind: string; subject_id: string; op_id: string; detail: Record<string, unknown> }>;
+    const shortage = items.find((item) => item.kind === 'offline_consignment_shortage' && item.subject_id === newConsignment.id);
+    const conflict = items.find((item) => item.id === conflictItemId);
+    assert.ok(shortage && conflict, JSON.stringify(items));
+    assert.equal(conflict.kind, 'consignment_settled_twice');
+    // The shortage: a person correcting the store's stock must know that 3 of the 7 soap were,
+    // by the agent's report, taken back from the point of sale — not missing from the store.
+    assert.deepEqual(shortage.detail.shortages, [
+      { sku_id: soap, requested: 7, available: 0, shortfall: 7, returned_not_recorded: 3 },
+      { sku_id: tea, requested: 2, available: 1, shortfall: 1, returned_not_recorded: 0 },
+    ].sort((a, b) => (a.sku_id < b.sku_id ? -1 : 1)));
+    assert.equal(shortage.detail.settlement_conflict_review_item_id, conflictItemId);
+    // The conflict: whoever decides on the settlement must know its visit's goods left were short.
+    assert.equal(conflict.detail.shortage_review_item_id, shortage.id);
+    assert.deepEqual(conflict.detail.reported, { lines: [{ sku_id: soap, sold_quantity: 7, returned_quantity: 3, unit_price: 120 }], amount_owed: 7 * 120 });
+
+    // Replays (same goods and settlement, any key) and GET agree with the answer; nothing written.
+    const before = await written();
+    const again = await agent.post(`/v1/visits/${late}/complete`, { ...body, client_created_at: hoursAgo(1) }, k());
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [200, 'true']);
+    assert.deepEqual(again.body, done.body);
+    assert.deepEqual((await agent.get(`/v1/visits/${late}`)).body, done.body);
+    assert.deepEqual(await written(), before);
+    await assertBooksConsistent();
+  });
+
   it('online, short: still 409 insufficient_stock, nothing written', async () => {
     const pos = await newPointOfSale();
     const soap = await sku(2, 120);
