@@ -12,9 +12,10 @@ import { runChecksForTenant } from './runChecks.js';
  * The parts the sales/payments random mix leaves out, at once, on shared
  * stock: offline sync batches (repeated, short, naming pieces), stock receipts
  * and adjustments, transfers (request / approve / receive / cancel from both
- * ends, some racing), field visits leaving and settling consignments,
- * workshop pieces (receive, cut, combine, reserve, release, sell, void,
- * revert) and daily settlements (submit, approve, reject) — every command
+ * ends, some racing), field visits leaving and settling consignments (some
+ * queued offline: goods left short, settlements synced after a rival visit
+ * settled the consignment), workshop pieces (receive, cut, combine, reserve,
+ * release, sell, void, revert) and daily settlements (submit, approve, reject) — every command
  * with its own Idempotency-Key, a quarter of them sent two or three times at
  * once under the same key. Then the rows must agree: every integrity check is
  * clean, stock = its ledger, pieces = stock, each acknowledged command has
@@ -265,6 +266,9 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
         },
       ],
       // Field visits: scheduled, completed by the agent leaving goods, settling the point of sale's open consignment.
+      // Some completions were queued offline (client_created_at): never refused for stock (a large line comes up
+      // short: shortfall_quantity and a review item), and one whose consignment another visit settled first (a rival
+      // visit settling it online, before or at the same time) is recorded without its settlement (a review item).
       [
         12,
         async () => {
@@ -285,10 +289,30 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
                   }),
                 }
               : undefined;
-          const lines = random() < 0.15 ? [] : [...new Map(Array.from({ length: int(1, 2) }, plainLine).map((l) => [l.sku_id, { sku_id: l.sku_id, quantity: l.quantity }])).values()];
-          const complete = (goods: typeof lines) => send('visit.complete', agent.client, 'POST', `/v1/visits/${visit.body.id}/complete`, { ...SHOP, lines: goods, ...(settlement ? { settlement } : {}) }, [200, 409]);
+          const offline = random() < 0.4;
+          const kind = offline ? 'visit.complete.offline' : 'visit.complete';
+          const deviceTime = offline ? { client_created_at: new Date(Date.now() - int(0, 86_400) * 1000).toISOString() } : {};
+          // Now and then a line far above the store's stock: online it is refused (409), offline it comes up short.
+          const goodsLine = () => {
+            const line = plainLine();
+            const large = random() < 0.15;
+            const quantity = large ? (line.sku_id === plain[2]!.id ? int(100, 300) * 1000 : int(100, 300)) : line.quantity;
+            return { sku_id: line.sku_id, quantity };
+          };
+          const lines = random() < 0.15 ? [] : [...new Map(Array.from({ length: int(1, 2) }, goodsLine).map((l) => [l.sku_id, l])).values()];
+          const complete = (goods: typeof lines) =>
+            send(kind, agent.client, 'POST', `/v1/visits/${visit.body.id}/complete`, { ...SHOP, lines: goods, ...(settlement ? { settlement } : {}), ...deviceTime }, [200, 409]);
+          // A rival visit settling the same consignment online (another device at the point of sale).
+          const rival = settlement && random() < 0.3 ? await send('visit.schedule', managers[pos.store]!, 'POST', '/v1/visits', { point_of_sale_id: pos.id, agent_token_id: agent.id, scheduled_for: new Date().toISOString() }, [201]) : undefined;
+          const rivalFirst = rival?.status === 201 ? random() < 0.5 : undefined;
+          const settleByRival = () => send('visit.complete', agent.client, 'POST', `/v1/visits/${rival!.body.id}/complete`, { ...SHOP, lines: [], settlement }, [200, 409]);
+          if (rivalFirst === true) await settleByRival();
           // Sometimes a second device completes the same visit at once with other goods: one wins, the other is 409.
-          await Promise.all([complete(lines), ...(random() < 0.2 ? [complete([{ sku_id: pick(plain).id, quantity: int(1, 3) }])] : [])]);
+          await Promise.all([
+            complete(lines),
+            ...(random() < 0.2 ? [complete([{ sku_id: pick(plain).id, quantity: int(1, 3) }])] : []),
+            ...(rivalFirst === false ? [settleByRival()] : []),
+          ]);
         },
       ],
       // Workshop: receive rolls and spare pieces.
@@ -496,6 +520,27 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
     const run = await runChecksForTenant(t.db, tenantId, allChecks, { ordersStuckSeconds: 3600 }, testCheckLog);
     assert.deepEqual(run.findings, [], report());
 
+    // Goods left short (offline) and settlements not recorded: each with its review item, the item saying what the rows say.
+    const shortWithoutItem = await t.admin.query(
+      `SELECT c.id, lines.short, item.short AS reported, item.count
+       FROM consignments c
+       CROSS JOIN LATERAL (SELECT coalesce(jsonb_object_agg(l.sku_id, l.shortfall_quantity) FILTER (WHERE l.shortfall_quantity > 0), '{}') AS short
+                           FROM consignment_lines l WHERE l.tenant_id = c.tenant_id AND l.consignment_id = c.id) lines
+       CROSS JOIN LATERAL (SELECT count(*) AS count,
+                                  coalesce((SELECT jsonb_object_agg(e ->> 'sku_id', (e ->> 'shortfall')::bigint) FROM jsonb_array_elements(min(r.detail::text)::jsonb -> 'shortages') e), '{}') AS short
+                           FROM review_items r WHERE r.tenant_id = c.tenant_id AND r.kind = 'offline_consignment_shortage' AND r.subject_id = c.id::text) item
+       WHERE c.tenant_id = $1 AND (lines.short <> item.short OR item.count > 1)`,
+      [tenantId],
+    );
+    assert.deepEqual(shortWithoutItem.rows, [], report());
+    const kinds = new Map(
+      (await t.admin.query(`SELECT kind, count(*)::int AS count FROM review_items WHERE tenant_id = $1 GROUP BY kind`, [tenantId])).rows.map((row) => [row.kind as string, row.count as number]),
+    );
+    const conflicts = Number((await t.admin.query(`SELECT count(*) FROM consignment_settlement_conflicts WHERE tenant_id = $1`, [tenantId])).rows[0].count);
+    context.diagnostic(`offline consignment shortages: ${kinds.get('offline_consignment_shortage') ?? 0}; settlements not recorded: ${conflicts}`);
+    assert.equal(kinds.get('consignment_settled_twice') ?? 0, conflicts, report());
+    assert.ok(conflicts > 0 && (kinds.get('offline_consignment_shortage') ?? 0) > 0, `the mix never left goods short offline or synced a settlement late: ${report()}`);
+
     // Stock = its ledger, per store and SKU; pieces = stock for piece-tracked SKUs; nothing negative.
     const drift = await t.admin.query(
       `SELECT b.store_id, b.sku_id, b.quantity, (SELECT coalesce(sum(l.quantity_change), 0) FROM stock_ledger l
@@ -587,7 +632,7 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
     assert.deepEqual(logLines, [], report());
 
     // The mix did exercise what it is about.
-    for (const label of ['sync 200', 'sync.sale 201', 'transfer.receive 200', 'visit.complete 200', 'piece.cut 201', 'piece.combine 201', 'piece.sale 201', 'sale.void 200', 'revert 200', 'settlement.submit 201']) {
+    for (const label of ['sync 200', 'sync.sale 201', 'transfer.receive 200', 'visit.complete 200', 'visit.complete.offline 200', 'piece.cut 201', 'piece.combine 201', 'piece.sale 201', 'sale.void 200', 'revert 200', 'settlement.submit 201']) {
       assert.ok(statuses.has(label), `${label} never happened: ${report()}`);
     }
   });
