@@ -326,7 +326,7 @@ export async function fieldRoutes(app: App, { db }: AppDeps): Promise<void> {
               Type.String({
                 format: 'date-time',
                 description:
-                  "when the agent completed the visit on the device — send it with a completion queued offline (RFC 3339, any offset; within the years 0001–9999 in UTC, else 400). The point of sale's last visit is the latest by this time: a time ahead of the arrival counts as the arrival, one before the visit was scheduled as its scheduling. Kept on the visit as sent; without it, the visit counts at its arrival",
+                  "when the agent completed the visit on the device — send it with a completion queued offline (RFC 3339, any offset; within the years 0001–9999 in UTC, else 400). The point of sale's last visit is the latest by this time: a time ahead of the arrival counts as the arrival, one before the visit was scheduled as its scheduling. Kept on the visit as sent; without it, the visit counts at its arrival. It also marks the completion as queued offline, which changes two refusals: goods left that the store no longer has are not refused (`shortfall_quantity`, a review item), and a settlement of a consignment settled meanwhile is recorded as not applied (`settlement_conflict`) instead of `409`. A device completing the visit online, the agent still at the point of sale, sends none: it gets those refusals and can act on them",
               }),
             ),
           },
