@@ -52,11 +52,26 @@ export interface CatchUpResult {
  * The days and the progress row commit together. Runs of one tenant take
  * turns (the lock is taken before the progress row is read, so each run's
  * snapshot is later than the one it reads), and each day is recomputed under
- * that day's own lock (rollupDailySales), oldest first.
+ * that day's own lock (rollupDailySales), oldest first. A run and a change of
+ * a store's zone take turns too (the stores are read FOR SHARE first): the
+ * changes are read in the zones the figures are computed in.
  */
 export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
   const { tx, tenantId, opId } = cmd;
   await lockNamed(tx, `daily-sales-rollup-catch-up/${tenantId}`);
+  // The tenant's stores FOR SHARE, held until this run commits, before the
+  // changes are read: a change of a store's zone (updateStoreTimeZone, which
+  // holds the store row FOR NO KEY UPDATE) and this run take turns. Sales
+  // run on during a zone change (they need only FOR KEY SHARE), so a sale
+  // without money (its day is its store's, in the store's zone) may commit
+  // after the change's recompute took its snapshot: the change's figures do
+  // not count it, and a run that read it before the change committed named
+  // its day in the old zone, recomputed that day (in the new zone, without
+  // it) and marked it seen — its day in the new zone never counted it, and
+  // no check said so (daily_sales_rollup_matches_sales skips figures that do
+  // not count a change; daily_sales_rollup_stale reads changes not seen).
+  // Waiting here, the read sees the new zone and the change's figures.
+  await sql`SELECT 1 FROM stores WHERE tenant_id = ${tenantId} ORDER BY id FOR SHARE`.execute(tx);
   const progress = await maybeOne(
     tx,
     // As text: a JS Date would drop the microseconds.

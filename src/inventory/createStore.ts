@@ -54,9 +54,10 @@ export async function createStore(cmd: Command, input: { code: string; name: str
  * days. The change is refused instead (409 `conflict`, nothing changed): a
  * business date stays the store's own day, one its clock has reached. It is
  * allowed from the first moment of the counted day in the new zone
- * (`allowed_from`). The store row is locked (FOR UPDATE, by the caller) and a
- * count reads the zone FOR SHARE (submitSettlement), so a count submitted
- * meanwhile is either seen here or checked against the new zone.
+ * (`allowed_from`). The store row is locked (FOR NO KEY UPDATE, by the
+ * caller) and a count reads the zone FOR SHARE (submitSettlement), which
+ * conflict: a count submitted meanwhile is either seen here or checked
+ * against the new zone.
  */
 async function assertTodayNotBeforeLatestCount(cmd: Command, storeId: string, timeZone: string): Promise<void> {
   const ahead = await maybeOne(
@@ -87,13 +88,28 @@ async function assertTodayNotBeforeLatestCount(cmd: Command, storeId: string, ti
  * command, by the rollup's rule (SALE_DAY): every day that has figures or
  * sales (a day that no longer has any gets zeros). A sale with money keeps
  * counting on its entry's day; only a sale without an entry (a total of 0)
- * moves, to the new zone's day it happened. Rollups of the tenant take turns
- * with this (the store row is locked here; a rollup reads the zones FOR
- * SHARE), and so do counts (they read the zone FOR SHARE).
+ * moves, to the new zone's day it happened. Rollups of the tenant and their
+ * catch-up take turns with this (the store row is locked here; they read the
+ * zones FOR SHARE), and so do counts (they read the zone FOR SHARE).
+ *
+ * The lock is FOR NO KEY UPDATE, not FOR UPDATE: every sale's foreign-key
+ * check takes FOR KEY SHARE on its store row, which FOR UPDATE conflicts
+ * with, so while the recompute (a GROUP BY over every sale of the store)
+ * ran, every sale of the store waited — and behind it, in the tenant's
+ * group-commit lane, every sale of every store of the tenant. Sales now run
+ * on. One that reads the zone before this commits (postJournals) books its
+ * money in the old zone, as if it came just before the change (what is
+ * booked stays booked); one that commits after the recompute's snapshot is
+ * not counted by these figures, which keep that snapshot (computed_snapshot):
+ * the catch-up recomputes its day, and daily_sales_rollup_matches_sales does
+ * not report it meanwhile. What must not interleave with the change still
+ * conflicts with this lock: a count (FOR SHARE), a rollup and its catch-up
+ * (FOR SHARE: the catch-up reads the changes in the new zone and sees these
+ * figures), another change of the zone (FOR NO KEY UPDATE).
  */
 export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZone: string): Promise<StoreRow> {
   await assertKnownTimeZone(cmd.tx, timeZone, '/body/time_zone');
-  const before = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR UPDATE`);
+  const before = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR NO KEY UPDATE`);
   if (!before) throw notFound('store');
   cmd.storeId = before.id;
   if (before.time_zone === timeZone) return before;
