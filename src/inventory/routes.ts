@@ -105,6 +105,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           "A zone whose today is before the store's latest counted day (a settlement of any status) is refused, `409 conflict`, nothing changed: money taken next would be booked on the day after that count, a day the new zone's clock has not reached and that could not be counted until it does (a store whose today was counted in UTC+14, moved to UTC−11, for two or three days). " +
           "The problem names `latest_counted_day`, `today_in_time_zone` (the new zone's) and `allowed_from`, the first moment of the counted day in the new zone, from which the change is allowed. " +
           "From the change on, moments become days in the new zone; the store's daily sales figures, derived from its sales, are recomputed in the new zone by the same command (a day left without sales gets zeros). " +
+          "Sales do not wait for the change: one that reads the zone before the change commits is booked in the old zone, and one that commits after the recompute read the sales is counted by the next catch-up of the figures. A count of the store waits for the change. " +
           'The same zone again changes nothing. An unknown zone is 400 at `/body/time_zone`.',
         headers: IdempotencyHeaders,
         consumes: MERGE_PATCH_CONSUMES,
