@@ -346,4 +346,37 @@ describe("a change of a store's zone and the sales around it", () => {
     for (const row of drift.rows) assert.equal(Number(row.quantity), Number(row.ledger));
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
+  it("zone changes of two stores at once, racing catch-ups (every store FOR SHARE), rollups by date and counts of both stores: none deadlocks or fails, and once caught up the figures are the sales'", async () => {
+    const { owner, tenantId, main, other, sku } = await shop('UTC');
+    assert.equal((await sale(owner, main.id, sku.id, 100)).status, 201);
+    assert.equal((await sale(owner, other.id, sku.id, 100)).status, 201);
+    await catchUp(tenantId);
+    const zones = ['America/New_York', 'Pacific/Kiritimati', 'UTC', 'Pacific/Pago_Pago', 'Asia/Kolkata', 'America/Los_Angeles'];
+    for (let round = 0; round < 8; round++) {
+      // Every other round one store's change is held in its recompute, so the others pile up behind and beside it
+      const holder = round % 2 === 1 ? await holdFigures(tenantId, round % 4 === 1 ? main.id : other.id) : undefined;
+      const releasing = holder ? new Promise<void>((resolve, reject) => setTimeout(() => holder.release().then(resolve, reject), 150)) : Promise.resolve();
+      const day = `2026-01-${String(round + 1).padStart(2, '0')}`;
+      const count = (storeId: string) =>
+        owner.post('/v1/settlements', { store_id: storeId, business_date: day, declared_cash: 1_000 }, { idempotencyKey: randomUUID() });
+      // All at once: the API's requests and the jobs' commands
+      const requests = Promise.all([
+        owner.patch(`/v1/stores/${main.id}`, { time_zone: zones[round % zones.length] }),
+        owner.patch(`/v1/stores/${other.id}`, { time_zone: zones[(round + 3) % zones.length] }),
+        count(main.id),
+        count(other.id),
+        sale(owner, main.id, sku.id, 0, '2026-01-15T03:30:00Z'),
+        sale(owner, other.id, sku.id, 200),
+      ]);
+      const jobs = Promise.allSettled([catchUp(tenantId), catchUp(tenantId), rollup(tenantId, '2026-01-15'), rollup(tenantId, '2026-01-14'), releasing]);
+      const [answers, side] = await Promise.all([requests, jobs]);
+      for (const answer of answers) assert.ok([200, 201].includes(answer.status), `round ${round}: ${JSON.stringify(answer.body)}`);
+      for (const outcome of side) assert.equal(outcome.status, 'fulfilled', `round ${round}: ${outcome.status === 'rejected' ? String(outcome.reason) : ''}`);
+    }
+    await catchUp(tenantId);
+    assert.deepEqual(await figuresNotAsSales(tenantId), []);
+    const counts = await t.admin.query(`SELECT count(*)::int AS n FROM settlements WHERE tenant_id = $1`, [tenantId]);
+    assert.equal(counts.rows[0].n, 16);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
 });
