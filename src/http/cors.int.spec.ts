@@ -109,6 +109,21 @@ describe('CORS on (CORS_ORIGINS set)', () => {
     }
   });
 
+  it('every answer carries Vary: Origin while CORS_ORIGINS is set — to a listed origin, one not listed and a request without Origin (README, CORS)', async () => {
+    for (const [who, headers] of [
+      ['listed', { origin: POS }],
+      ['not listed', { origin: STRANGER }],
+      ['no Origin', {}],
+    ] as const) {
+      const read = await owner.get('/v1/stores', { headers });
+      assert.equal(read.status, 200, who);
+      assert.ok(listOf(read.headers.get('vary')).includes('origin'), `${who}: Vary ${read.headers.get('vary')}`);
+      const refused = await new ApiClient(t.baseUrl, undefined).request('GET', '/v1/stores', undefined, { headers });
+      assert.equal(refused.status, 401, who);
+      assert.ok(listOf(refused.headers.get('vary')).includes('origin'), `${who} (401): Vary ${refused.headers.get('vary')}`);
+    }
+  });
+
   it('an OPTIONS that is no preflight (no Origin, or no Access-Control-Request-Method) is 405 with Allow as before, a problem — and an unknown path 404', async () => {
     const anonymous = new ApiClient(t.baseUrl, undefined);
     assertMethodNotAllowed(await anonymous.request('OPTIONS', '/v1/stores'), 'GET, HEAD, POST');
