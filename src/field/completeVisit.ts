@@ -329,7 +329,8 @@ export async function completeVisit(cmd: Command, visitId: string, input: Comple
     if (shortageItemId !== null) {
       // The missing goods left the store and were not in its stock: a person
       // decides what they were (a miscount, an unrecorded receipt, theft) and
-      // corrects the stock with an adjustment, as for an offline sale. When
+      // corrects the stock to a count of the shelf (not by the shortfall), as
+      // for an offline sale. When
       // this visit's settlement was not recorded, what it reported taken
       // back never reached the store's stock (not counted as available): by
       // the agent's report, part of the goods left may be those — each
