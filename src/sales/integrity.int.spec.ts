@@ -6,7 +6,7 @@ import type { ApiClient } from '../../test/support/client.js';
 import { allChecks } from '../integrity/registry.js';
 import { runChecksAsOwner } from '../integrity/runChecks.js';
 import { givenSku, givenStock, givenStore } from './testkit.js';
-import { testCheckLog } from '../../test/support/integrity.js';
+import { integrityFindings, testCheckLog } from '../../test/support/integrity.js';
 
 const settings = { ordersStuckSeconds: 600 };
 
@@ -228,5 +228,90 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     // the stock moved back, but not as the void's ledger rows (balance = ledger still holds)
     await corrupt([`UPDATE stock_ledger SET kind = 'adjustment' WHERE tenant_id = $1 AND op_id = $2`], [[shop.tenantId, voided]]);
     assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+  /** The shop's offline sale that synced short (9 g sold, 5 g taken, 4 g short) and its review item. */
+  async function shortSale(shop: Shop): Promise<{ saleId: string; itemId: string }> {
+    const { rows } = await t.admin.query<{ sale_id: string; item_id: string }>(
+      `SELECT s.id AS sale_id, r.id AS item_id FROM sales s JOIN review_items r ON r.tenant_id = s.tenant_id AND r.subject_id = s.id::text
+       WHERE s.tenant_id = $1 AND s.source = 'offline' AND r.kind = 'offline_sale_shortage'`,
+      [shop.tenantId],
+    );
+    assert.equal(rows.length, 1);
+    return { saleId: rows[0]!.sale_id, itemId: rows[0]!.item_id };
+  }
+
+  it('sale_shortfall_matches_review_item: a short offline sale whose review item is gone', async () => {
+    const shop = await newShop();
+    const { saleId, itemId } = await shortSale(shop);
+    await corrupt([`DELETE FROM review_items WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId]]);
+    assert.deepEqual(await reported(shop), ['sale_shortfall_matches_review_item']);
+    const findings = (await integrityFindings(t.admin, shop.tenantId, ['sale_shortfall_matches_review_item'])).map(({ subject, detail }) => ({ subject, detail }));
+    assert.equal(findings.length, 1);
+    assert.equal(findings[0]!.subject, saleId);
+    assert.deepEqual((findings[0]!.detail as { shortages: unknown }).shortages, [{ sku_id: shop.skuId, requested: 9, available: 5, shortfall: 4 }]);
+    assert.deepEqual((findings[0]!.detail as { review_items: unknown }).review_items, []);
+  });
+
+  it('sale_shortfall_matches_review_item: a review item whose figures are not the lines\' (a smaller shortfall, another SKU, a missing SKU)', async () => {
+    const shop = await newShop();
+    const { itemId } = await shortSale(shop);
+    const otherSku = await givenSku(shop.owner, `K${randomUUID().slice(0, 6)}`, 'kg', 1000);
+    for (const detail of [
+      `jsonb_set(detail, '{shortages,0,shortfall}', '3')`,
+      `jsonb_set(detail, '{shortages,0,available}', '6')`,
+      `jsonb_set(detail, '{shortages,0,sku_id}', to_jsonb($3::text))`,
+      `jsonb_set(detail, '{shortages}', detail -> 'shortages' || jsonb_build_array(jsonb_build_object('sku_id', $3::text, 'requested', 1, 'available', 0, 'shortfall', 1)))`,
+      `jsonb_set(detail, '{shortages}', '[]')`,
+    ]) {
+      const original = (await t.admin.query(`SELECT detail FROM review_items WHERE tenant_id = $1 AND id = $2`, [shop.tenantId, itemId])).rows[0].detail;
+      await corrupt([`UPDATE review_items SET detail = ${detail} WHERE tenant_id = $1 AND id = $2 AND $3::text IS NOT NULL`], [[shop.tenantId, itemId, otherSku]]);
+      assert.deepEqual(await reported(shop), ['sale_shortfall_matches_review_item'], detail);
+      await corrupt([`UPDATE review_items SET detail = $3 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId, original]]);
+      assert.deepEqual(await reported(shop), [], `${detail} put back`);
+    }
+  });
+
+  it('sale_shortfall_matches_review_item: a review item moved to another store (its staff never see it) or to another sale', async () => {
+    const shop = await newShop();
+    const { itemId } = await shortSale(shop);
+    const otherStore = await givenStore(shop.owner, `O${randomUUID().slice(0, 6)}`);
+    await corrupt([`UPDATE review_items SET store_id = $3 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId, otherStore]]);
+    assert.deepEqual(await reported(shop), ['sale_shortfall_matches_review_item']);
+    await corrupt([`UPDATE review_items SET store_id = $3 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId, shop.storeId]]);
+    assert.deepEqual(await reported(shop), []);
+    // naming a sale with no shortfall: that sale has an item it should not, the short one none
+    await corrupt([`UPDATE review_items SET subject_id = $3 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId, shop.sale.id]]);
+    assert.deepEqual(await reported(shop), ['sale_shortfall_matches_review_item']);
+    const subjects = (await integrityFindings(t.admin, shop.tenantId, ['sale_shortfall_matches_review_item'])).map(({ subject }) => subject).sort();
+    assert.deepEqual(subjects, [shop.sale.id, (await t.admin.query(`SELECT id FROM sales WHERE tenant_id = $1 AND source = 'offline'`, [shop.tenantId])).rows[0].id].sort());
+  });
+
+  it('sale_shortfall_matches_review_item: a second item for the same sale, or an item for a sale that is not there', async () => {
+    const shop = await newShop();
+    const { itemId } = await shortSale(shop);
+    // a copy of the item (its dedupe key left out: one open item per key)
+    const copy = (subject: string, status: string) =>
+      `INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, detail, status, resolved_at, op_id)
+       SELECT tenant_id, $3, kind, severity, subject_type, ${subject}, store_id, detail, '${status}', ${status === 'resolved' ? 'now()' : 'NULL'}, op_id
+       FROM review_items WHERE tenant_id = $1 AND id = $2`;
+    await corrupt([copy('subject_id', 'open')], [[shop.tenantId, itemId, randomUUID()]]);
+    assert.deepEqual(await reported(shop), ['sale_shortfall_matches_review_item']);
+    await corrupt([`DELETE FROM review_items WHERE tenant_id = $1 AND kind = 'offline_sale_shortage' AND id <> $2`], [[shop.tenantId, itemId]]);
+    assert.deepEqual(await reported(shop), []);
+    const ghost = randomUUID();
+    await corrupt([copy('$4', 'resolved')], [[shop.tenantId, itemId, randomUUID(), ghost]]);
+    const findings = await integrityFindings(t.admin, shop.tenantId, ['sale_shortfall_matches_review_item']);
+    assert.deepEqual(findings.map(({ subject }) => subject), [ghost]);
+    assert.equal((findings[0]!.detail as { sale_id: unknown }).sale_id, null);
+  });
+
+  it('sale_shortfall_matches_review_item: a resolved item still counts (a resolution changes its status, not what it names)', async () => {
+    const shop = await newShop();
+    const { itemId } = await shortSale(shop);
+    const resolved = await shop.owner.post(`/v1/review-items/${itemId}/resolve`, { note: 'counted: 4 g were never there' });
+    assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
+    assert.deepEqual(await reported(shop), []);
+    await corrupt([`UPDATE review_items SET detail = jsonb_set(detail, '{shortages,0,requested}', '10') WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId]]);
+    assert.deepEqual(await reported(shop), ['sale_shortfall_matches_review_item']);
   });
 });

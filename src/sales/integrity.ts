@@ -99,4 +99,56 @@ export const salesChecks: IntegrityCheck[] = [
       WHERE ($1::uuid IS NULL OR l.tenant_id = $1) AND l.kind IN ('sale', 'void') AND sold_by.id IS NULL AND voided_by.id IS NULL
       GROUP BY l.tenant_id, l.op_id, l.kind, l.store_id, l.sku_id`,
   },
+  {
+    name: 'sale_shortfall_matches_review_item',
+    severity: 'critical',
+    description:
+      "Every offline sale that recorded a shortfall has exactly one offline_sale_shortage review item (open or resolved) naming it — subject the sale, the sale's store and operation, its receipt number — with the same figures per SKU (requested = the quantity its lines sold, shortfall = their shortfall_quantity, available = the difference; one entry per short SKU, none other), and every offline_sale_shortage item names such a sale. The item is how a person learns that the store's stock figure is missing goods.",
+    // A resolution changes only the item's status and resolution columns
+    // (kind, subject, detail and op_id are immutable), so a resolved item is
+    // held to the same figures. An online sale with a shortfall is
+    // sale_stock_matches_items' finding, not this one's. Ids in the detail
+    // are compared lower-cased (a client may send a SKU id in capitals), SKUs
+    // in byte order.
+    sql: `
+      WITH short AS (
+        SELECT i.tenant_id, i.sale_id::text AS subject_id,
+               jsonb_agg(jsonb_build_object('sku_id', i.sku_id, 'requested', i.requested, 'available', i.requested - i.shortfall, 'shortfall', i.shortfall)
+                         ORDER BY i.sku_id::text COLLATE "C") FILTER (WHERE i.shortfall > 0) AS shortages
+        FROM (
+          SELECT l.tenant_id, l.sale_id, l.sku_id, sum(l.quantity) AS requested, sum(l.shortfall_quantity) AS shortfall
+          FROM sale_items l JOIN sales s ON s.tenant_id = l.tenant_id AND s.id = l.sale_id
+          WHERE ($1::uuid IS NULL OR l.tenant_id = $1) AND s.source = 'offline'
+          GROUP BY l.tenant_id, l.sale_id, l.sku_id
+        ) i
+        GROUP BY i.tenant_id, i.sale_id
+        HAVING sum(i.shortfall) > 0
+      ), items AS (
+        SELECT r.tenant_id, coalesce(r.subject_id, 'review_item:' || r.id) AS subject_id, r.id, r.status, r.subject_type, r.store_id, r.op_id, r.detail, named.shortages
+        FROM review_items r
+        CROSS JOIN LATERAL (
+          SELECT jsonb_agg(jsonb_build_object('sku_id', lower(e ->> 'sku_id'), 'requested', e -> 'requested', 'available', e -> 'available', 'shortfall', e -> 'shortfall')
+                           ORDER BY lower(e ->> 'sku_id') COLLATE "C") AS shortages
+          FROM jsonb_array_elements(CASE jsonb_typeof(r.detail -> 'shortages') WHEN 'array' THEN r.detail -> 'shortages' ELSE '[]'::jsonb END) e
+        ) named
+        WHERE r.kind = 'offline_sale_shortage' AND ($1::uuid IS NULL OR r.tenant_id = $1)
+      )
+      SELECT k.tenant_id, k.subject_id AS subject,
+             jsonb_build_object('sale_id', s.id, 'source', s.source, 'store_id', s.store_id, 'op_id', s.op_id, 'receipt_number', s.receipt_number,
+                                'shortages', short.shortages, 'review_items', r.review_items) AS detail
+      FROM (SELECT tenant_id, subject_id FROM short UNION SELECT tenant_id, subject_id FROM items) k
+      LEFT JOIN short ON short.tenant_id = k.tenant_id AND short.subject_id = k.subject_id
+      LEFT JOIN sales s ON s.tenant_id = k.tenant_id AND s.id::text = k.subject_id
+      CROSS JOIN LATERAL (
+        SELECT count(it.id) AS items,
+               count(it.id) FILTER (WHERE it.subject_type = 'sale' AND it.store_id = s.store_id AND it.op_id = s.op_id
+                                      AND lower(it.detail ->> 'sale_id') = s.id::text AND it.detail -> 'receipt_number' = to_jsonb(s.receipt_number)
+                                      AND it.shortages = short.shortages) AS matching,
+               coalesce(jsonb_agg(jsonb_build_object('id', it.id, 'status', it.status, 'subject_type', it.subject_type, 'store_id', it.store_id, 'op_id', it.op_id,
+                                                     'sale_id', it.detail -> 'sale_id', 'receipt_number', it.detail -> 'receipt_number', 'shortages', it.shortages)
+                                  ORDER BY it.id) FILTER (WHERE it.id IS NOT NULL), '[]'::jsonb) AS review_items
+        FROM items it WHERE it.tenant_id = k.tenant_id AND it.subject_id = k.subject_id
+      ) r
+      WHERE NOT (r.items = 1 AND r.matching = 1)`,
+  },
 ];
