@@ -233,4 +233,61 @@ export const fieldChecks: IntegrityCheck[] = [
       WHERE ($1::uuid IS NULL OR p.tenant_id = $1)
         AND (p.last_visit_id IS DISTINCT FROM latest.id OR p.last_visit_at IS DISTINCT FROM latest.at)`,
   },
+  {
+    name: 'consignment_shortfall_matches_review_item',
+    severity: 'critical',
+    description:
+      "Every consignment left by a completion queued offline (its visit has client_created_at) whose lines recorded a shortfall has exactly one offline_consignment_shortage review item (open or resolved) naming it — subject the consignment, the consignment's store and operation, its visit and point of sale — with the same figures per SKU (requested = the quantity left, shortfall = the line's shortfall_quantity, available = the difference; one entry per short SKU, none other), and every offline_consignment_shortage item names such a consignment. The item is how a person learns that the store's stock figure is missing goods.",
+    // A resolution changes only the item's status and resolution columns
+    // (kind, subject, detail and op_id are immutable), so a resolved item is
+    // held to the same figures. A shortfall on a consignment left online is
+    // consignment_stock_matches_ledger's finding, not this one's. Ids in the
+    // detail are compared lower-cased (as a client may send them), SKUs in
+    // byte order; returned_not_recorded (a settlement not recorded in the
+    // same completion) is consignment_settlement_conflict_recorded's part.
+    sql: `
+      WITH short AS (
+        SELECT c.tenant_id, c.id::text AS subject_id, c.id, c.visit_id, c.point_of_sale_id, c.store_id, c.op_id,
+               jsonb_agg(jsonb_build_object('sku_id', l.sku_id, 'requested', l.requested, 'available', l.requested - l.shortfall, 'shortfall', l.shortfall)
+                         ORDER BY l.sku_id::text COLLATE "C") FILTER (WHERE l.shortfall > 0) AS shortages
+        FROM (
+          SELECT tenant_id, consignment_id, sku_id, sum(quantity) AS requested, sum(shortfall_quantity) AS shortfall
+          FROM consignment_lines WHERE ($1::uuid IS NULL OR tenant_id = $1)
+          GROUP BY tenant_id, consignment_id, sku_id
+        ) l
+        JOIN consignments c ON c.tenant_id = l.tenant_id AND c.id = l.consignment_id
+        JOIN visits v ON v.tenant_id = c.tenant_id AND v.id = c.visit_id
+        WHERE v.client_created_at IS NOT NULL
+        GROUP BY c.tenant_id, c.id
+        HAVING sum(l.shortfall) > 0
+      ), items AS (
+        SELECT r.tenant_id, coalesce(r.subject_id, 'review_item:' || r.id) AS subject_id, r.id, r.status, r.subject_type, r.store_id, r.op_id, r.detail, named.shortages
+        FROM review_items r
+        CROSS JOIN LATERAL (
+          SELECT jsonb_agg(jsonb_build_object('sku_id', lower(e ->> 'sku_id'), 'requested', e -> 'requested', 'available', e -> 'available', 'shortfall', e -> 'shortfall')
+                           ORDER BY lower(e ->> 'sku_id') COLLATE "C") AS shortages
+          FROM jsonb_array_elements(CASE jsonb_typeof(r.detail -> 'shortages') WHEN 'array' THEN r.detail -> 'shortages' ELSE '[]'::jsonb END) e
+        ) named
+        WHERE r.kind = 'offline_consignment_shortage' AND ($1::uuid IS NULL OR r.tenant_id = $1)
+      )
+      SELECT k.tenant_id, 'consignment:' || k.subject_id AS subject,
+             jsonb_build_object('consignment_id', c.id, 'store_id', c.store_id, 'op_id', c.op_id, 'visit_id', c.visit_id, 'point_of_sale_id', c.point_of_sale_id,
+                                'shortages', short.shortages, 'review_items', r.review_items) AS detail
+      FROM (SELECT tenant_id, subject_id FROM short UNION SELECT tenant_id, subject_id FROM items) k
+      LEFT JOIN short ON short.tenant_id = k.tenant_id AND short.subject_id = k.subject_id
+      LEFT JOIN consignments c ON c.tenant_id = k.tenant_id AND c.id::text = k.subject_id
+      CROSS JOIN LATERAL (
+        SELECT count(it.id) AS items,
+               count(it.id) FILTER (WHERE it.subject_type = 'consignment' AND it.store_id = short.store_id AND it.op_id = short.op_id
+                                      AND lower(it.detail ->> 'consignment_id') = short.id::text AND lower(it.detail ->> 'visit_id') = short.visit_id::text
+                                      AND lower(it.detail ->> 'point_of_sale_id') = short.point_of_sale_id::text
+                                      AND it.shortages = short.shortages) AS matching,
+               coalesce(jsonb_agg(jsonb_build_object('id', it.id, 'status', it.status, 'subject_type', it.subject_type, 'store_id', it.store_id, 'op_id', it.op_id,
+                                                     'consignment_id', it.detail -> 'consignment_id', 'visit_id', it.detail -> 'visit_id',
+                                                     'point_of_sale_id', it.detail -> 'point_of_sale_id', 'shortages', it.shortages)
+                                  ORDER BY it.id) FILTER (WHERE it.id IS NOT NULL), '[]'::jsonb) AS review_items
+        FROM items it WHERE it.tenant_id = k.tenant_id AND it.subject_id = k.subject_id
+      ) r
+      WHERE NOT (r.items = 1 AND r.matching = 1)`,
+  },
 ];
