@@ -5,6 +5,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
 import { withTriggersOff } from '../../test/support/database.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { givenFieldDepot } from './testkit.js';
 
 const SHOP = { latitude: 41.902782, longitude: 12.496366 };
 
@@ -33,20 +34,11 @@ describe('field sales: a settlement synced late after the consignment was settle
 
   before(async () => {
     t = await startTestApp();
-    ({ owner, tenantId } = await t.newTenant());
-    storeId = (await owner.post('/v1/stores', { code: 'DEPOT', name: 'Depot' })).body.id;
-    soap = (await owner.post('/v1/skus', { code: 'SOAP', name: 'Soap', unit: 'piece', price: 120 })).body.id;
-    tea = (await owner.post('/v1/skus', { code: 'TEA', name: 'Tea', unit: 'piece', price: 300 })).body.id;
-    assert.equal((await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: soap, quantity: 5000 }, { sku_id: tea, quantity: 5000 }] })).status, 201);
-    const token = async (role: string) => (await owner.post('/v1/tokens', { name: `${role}-${randomUUID().slice(0, 6)}`, role, store_ids: [storeId] })).body;
-    const managerToken = await token('manager');
-    const agentToken = await token('field_agent');
-    const otherAgentToken = await token('field_agent');
-    manager = t.client(managerToken.token);
-    agent = t.client(agentToken.token);
-    otherAgent = t.client(otherAgentToken.token);
-    agentId = agentToken.id;
-    otherAgentId = otherAgentToken.id;
+    const depot = await givenFieldDepot(t, { stock: 5000 });
+    ({ owner, tenantId, storeId, manager } = depot);
+    ({ soap, tea } = depot.goods!);
+    ({ client: agent, id: agentId } = depot.agent);
+    ({ client: otherAgent, id: otherAgentId } = depot.otherAgent);
   });
   after(() => t.close());
 

@@ -5,6 +5,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
 import { withTriggersOff } from '../../test/support/database.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { givenFieldDepot } from './testkit.js';
 
 const SHOP = { latitude: 59.329323, longitude: 18.068581 };
 
@@ -27,14 +28,9 @@ describe('field sales: goods left on a visit synced late when the store is short
 
   before(async () => {
     t = await startTestApp();
-    ({ owner, tenantId } = await t.newTenant());
-    storeId = (await owner.post('/v1/stores', { code: 'DEPOT', name: 'Depot' })).body.id;
-    const token = async (role: string) => (await owner.post('/v1/tokens', { name: `${role}-${randomUUID().slice(0, 6)}`, role, store_ids: [storeId] })).body;
-    const managerToken = await token('manager');
-    const agentToken = await token('field_agent');
-    manager = t.client(managerToken.token);
-    agent = t.client(agentToken.token);
-    agentId = agentToken.id;
+    const depot = await givenFieldDepot(t);
+    ({ owner, tenantId, storeId, manager } = depot);
+    ({ client: agent, id: agentId } = depot.agent);
   });
   after(() => t.close());
 

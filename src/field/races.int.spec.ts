@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { givenFieldDepot } from './testkit.js';
 
 const SHOP = { latitude: 52.520008, longitude: 13.404954 };
 
@@ -15,7 +16,6 @@ const SHOP = { latitude: 52.520008, longitude: 13.404954 };
 describe('field sales under races: completions of one visit, settlements of one consignment', () => {
   let t: TestApp;
   let tenantId: string;
-  let owner: ApiClient;
   let manager: ApiClient;
   let agent: ApiClient;
   let agentId: string;
@@ -26,17 +26,10 @@ describe('field sales under races: completions of one visit, settlements of one 
 
   before(async () => {
     t = await startTestApp();
-    ({ owner, tenantId } = await t.newTenant());
-    storeId = (await owner.post('/v1/stores', { code: 'DEPOT', name: 'Depot' })).body.id;
-    soap = (await owner.post('/v1/skus', { code: 'SOAP', name: 'Soap', unit: 'piece', price: 120 })).body.id;
-    tea = (await owner.post('/v1/skus', { code: 'TEA', name: 'Tea', unit: 'piece', price: 300 })).body.id;
-    assert.equal((await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: soap, quantity: 1000 }, { sku_id: tea, quantity: 1000 }] })).status, 201);
-    const token = async (role: string) => (await owner.post('/v1/tokens', { name: `${role}-${randomUUID().slice(0, 6)}`, role, store_ids: [storeId] })).body;
-    const managerToken = await token('manager');
-    const agentToken = await token('field_agent');
-    manager = t.client(managerToken.token);
-    agent = t.client(agentToken.token);
-    agentId = agentToken.id;
+    const depot = await givenFieldDepot(t, { stock: 1000 });
+    ({ tenantId, storeId, manager } = depot);
+    ({ soap, tea } = depot.goods!);
+    ({ client: agent, id: agentId } = depot.agent);
     pos = (await manager.post('/v1/points-of-sale', { name: 'Kiosk', store_id: storeId, ...SHOP })).body.id;
   });
   after(() => t.close());
