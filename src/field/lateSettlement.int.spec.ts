@@ -5,7 +5,7 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
 import { withTriggersOff } from '../../test/support/database.js';
 import { integrityFindings } from '../../test/support/integrity.js';
-import { givenFieldDepot } from './testkit.js';
+import { assertFieldBooksConsistent, fieldRowCounts, givenFieldDepot } from './testkit.js';
 
 const SHOP = { latitude: 41.902782, longitude: 12.496366 };
 
@@ -67,43 +67,9 @@ describe('field sales: a settlement synced late after the consignment was settle
   const count = async (sqlText: string, params: unknown[]) => Number((await t.admin.query(sqlText, params)).rows[0].count);
   const hoursAgo = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString();
 
-  /** Everything a completion could have written (for "nothing written"). */
-  const written = async () =>
-    (
-      await t.admin.query(
-        `SELECT (SELECT count(*) FROM operations WHERE tenant_id = $1)::int AS operations,
-                (SELECT count(*) FROM events WHERE tenant_id = $1)::int AS events,
-                (SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1)::int AS keys,
-                (SELECT count(*) FROM visits WHERE tenant_id = $1 AND status = 'completed')::int AS completed_visits,
-                (SELECT count(*) FROM consignments WHERE tenant_id = $1)::int AS consignments,
-                (SELECT count(*) FROM consignments WHERE tenant_id = $1 AND status = 'settled')::int AS settled,
-                (SELECT count(*) FROM consignment_lines WHERE tenant_id = $1)::int AS consignment_lines,
-                (SELECT count(*) FROM consignment_settlements WHERE tenant_id = $1)::int AS settlements,
-                (SELECT count(*) FROM stock_ledger WHERE tenant_id = $1)::int AS ledger,
-                (SELECT coalesce(sum(quantity), 0) FROM stock_balances WHERE tenant_id = $1)::bigint AS stock,
-                (SELECT count(*) FROM journal_entries WHERE tenant_id = $1)::int AS entries,
-                (SELECT count(*) FROM review_items WHERE tenant_id = $1)::int AS review_items,
-                (SELECT string_agg(id || ':' || coalesce(last_visit_id::text, '-'), ',' ORDER BY id) FROM points_of_sale WHERE tenant_id = $1) AS last_visits`,
-        [tenantId],
-      )
-    ).rows[0];
+  const written = () => fieldRowCounts(t, tenantId);
 
-  /** Every balance is its ledger's sum and its last quantity_after; every journal entry sums to zero; the integrity checks are clean. */
-  const assertBooksConsistent = async () => {
-    const drift = await t.admin.query(
-      `SELECT b.store_id, b.sku_id, b.quantity, l.total, l.last_after
-       FROM stock_balances b
-       LEFT JOIN LATERAL (SELECT coalesce(sum(quantity_change), 0) AS total,
-                                 (SELECT quantity_after FROM stock_ledger x WHERE x.tenant_id = b.tenant_id AND x.store_id = b.store_id AND x.sku_id = b.sku_id ORDER BY id DESC LIMIT 1) AS last_after
-                          FROM stock_ledger s WHERE s.tenant_id = b.tenant_id AND s.store_id = b.store_id AND s.sku_id = b.sku_id) l ON true
-       WHERE b.tenant_id = $1 AND (b.quantity <> l.total OR b.quantity <> l.last_after OR b.quantity < 0)`,
-      [tenantId],
-    );
-    assert.deepEqual(drift.rows, []);
-    const unbalanced = await t.admin.query(`SELECT entry_id, sum(amount) AS total FROM postings WHERE tenant_id = $1 GROUP BY entry_id HAVING sum(amount) <> 0`, [tenantId]);
-    assert.deepEqual(unbalanced.rows, []);
-    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
-  };
+  const assertBooksConsistent = () => assertFieldBooksConsistent(t, tenantId);
 
   const assertProblem = (response: ApiResponse, status: number, code: string) => {
     assert.equal(response.status, status, JSON.stringify(response.body));
