@@ -1,4 +1,4 @@
-import type { IntegrityCheck } from '../integrity/check.js';
+import { shortageReviewItems, type IntegrityCheck } from '../integrity/check.js';
 
 /** Invariants of field sales (consignments), checked by the integrity runner. */
 export const fieldChecks: IntegrityCheck[] = [
@@ -260,16 +260,7 @@ export const fieldChecks: IntegrityCheck[] = [
         WHERE v.client_created_at IS NOT NULL
         GROUP BY c.tenant_id, c.id
         HAVING sum(l.shortfall) > 0
-      ), items AS (
-        SELECT r.tenant_id, coalesce(r.subject_id, 'review_item:' || r.id) AS subject_id, r.id, r.status, r.subject_type, r.store_id, r.op_id, r.detail, named.shortages
-        FROM review_items r
-        CROSS JOIN LATERAL (
-          SELECT jsonb_agg(jsonb_build_object('sku_id', lower(e ->> 'sku_id'), 'requested', e -> 'requested', 'available', e -> 'available', 'shortfall', e -> 'shortfall')
-                           ORDER BY lower(e ->> 'sku_id') COLLATE "C") AS shortages
-          FROM jsonb_array_elements(CASE jsonb_typeof(r.detail -> 'shortages') WHEN 'array' THEN r.detail -> 'shortages' ELSE '[]'::jsonb END) e
-        ) named
-        WHERE r.kind = 'offline_consignment_shortage' AND ($1::uuid IS NULL OR r.tenant_id = $1)
-      )
+      ), items AS (${shortageReviewItems('offline_consignment_shortage')})
       SELECT k.tenant_id, 'consignment:' || k.subject_id AS subject,
              jsonb_build_object('consignment_id', c.id, 'store_id', c.store_id, 'op_id', c.op_id, 'visit_id', c.visit_id, 'point_of_sale_id', c.point_of_sale_id,
                                 'shortages', short.shortages, 'review_items', r.review_items) AS detail

@@ -16,3 +16,26 @@ export interface IntegrityCheck {
    */
   sql: string;
 }
+
+/**
+ * The review items of one shortage kind (`offline_sale_shortage`,
+ * `offline_consignment_shortage`), as the body of a CTE for a check that
+ * matches them with the shortfalls recorded: each item's subject (or
+ * `review_item:<id>` when it names none), status, subject type, store,
+ * operation and detail, and its `shortages` normalised for comparing — SKU
+ * ids lower-cased (a client may send them in capitals), in byte order, each
+ * with `requested`, `available` and `shortfall` only. Filters by `$1` like
+ * every check.
+ */
+export function shortageReviewItems(kind: 'offline_sale_shortage' | 'offline_consignment_shortage'): string {
+  return `
+        SELECT r.tenant_id, coalesce(r.subject_id, 'review_item:' || r.id) AS subject_id, r.id, r.status, r.subject_type, r.store_id, r.op_id, r.detail, named.shortages
+        FROM review_items r
+        CROSS JOIN LATERAL (
+          SELECT jsonb_agg(jsonb_build_object('sku_id', lower(e ->> 'sku_id'), 'requested', e -> 'requested', 'available', e -> 'available', 'shortfall', e -> 'shortfall')
+                           ORDER BY lower(e ->> 'sku_id') COLLATE "C") AS shortages
+          FROM jsonb_array_elements(CASE jsonb_typeof(r.detail -> 'shortages') WHEN 'array' THEN r.detail -> 'shortages' ELSE '[]'::jsonb END) e
+        ) named
+        WHERE r.kind = '${kind}' AND ($1::uuid IS NULL OR r.tenant_id = $1)
+      `;
+}

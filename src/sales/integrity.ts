@@ -1,4 +1,4 @@
-import type { IntegrityCheck } from '../integrity/check.js';
+import { shortageReviewItems, type IntegrityCheck } from '../integrity/check.js';
 
 /** Sales invariants (API.md: receipt numbers gapless per store; DESIGN.md principle 7). */
 export const salesChecks: IntegrityCheck[] = [
@@ -123,16 +123,7 @@ export const salesChecks: IntegrityCheck[] = [
         ) i
         GROUP BY i.tenant_id, i.sale_id
         HAVING sum(i.shortfall) > 0
-      ), items AS (
-        SELECT r.tenant_id, coalesce(r.subject_id, 'review_item:' || r.id) AS subject_id, r.id, r.status, r.subject_type, r.store_id, r.op_id, r.detail, named.shortages
-        FROM review_items r
-        CROSS JOIN LATERAL (
-          SELECT jsonb_agg(jsonb_build_object('sku_id', lower(e ->> 'sku_id'), 'requested', e -> 'requested', 'available', e -> 'available', 'shortfall', e -> 'shortfall')
-                           ORDER BY lower(e ->> 'sku_id') COLLATE "C") AS shortages
-          FROM jsonb_array_elements(CASE jsonb_typeof(r.detail -> 'shortages') WHEN 'array' THEN r.detail -> 'shortages' ELSE '[]'::jsonb END) e
-        ) named
-        WHERE r.kind = 'offline_sale_shortage' AND ($1::uuid IS NULL OR r.tenant_id = $1)
-      )
+      ), items AS (${shortageReviewItems('offline_sale_shortage')})
       SELECT k.tenant_id, k.subject_id AS subject,
              jsonb_build_object('sale_id', s.id, 'source', s.source, 'store_id', s.store_id, 'op_id', s.op_id, 'receipt_number', s.receipt_number,
                                 'shortages', short.shortages, 'review_items', r.review_items) AS detail
