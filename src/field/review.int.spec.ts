@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { assertFieldBooksConsistent } from './testkit.js';
 
 const SHOP = { latitude: 48.856613, longitude: 2.352222 };
 const OTHER_SHOP = { latitude: 48.8606, longitude: 2.3376 };
@@ -68,25 +69,7 @@ describe('field sales review: retries, races and edges of visit completion', () 
     Number((await t.admin.query('SELECT quantity FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3', [tenantId, store, skuId])).rows[0].quantity);
   const count = async (sqlText: string, params: unknown[]) => Number((await t.admin.query(sqlText, params)).rows[0].count);
 
-  /** Every balance is its ledger's sum and its ledger's last quantity_after; every journal entry sums to zero; the integrity checks are clean. */
-  const assertBooksConsistent = async () => {
-    const drift = await t.admin.query(
-      `SELECT b.store_id, b.sku_id, b.quantity, l.total, l.last_after
-       FROM stock_balances b
-       LEFT JOIN LATERAL (SELECT coalesce(sum(quantity_change), 0) AS total,
-                                 (SELECT quantity_after FROM stock_ledger x WHERE x.tenant_id = b.tenant_id AND x.store_id = b.store_id AND x.sku_id = b.sku_id ORDER BY id DESC LIMIT 1) AS last_after
-                          FROM stock_ledger s WHERE s.tenant_id = b.tenant_id AND s.store_id = b.store_id AND s.sku_id = b.sku_id) l ON true
-       WHERE b.tenant_id = $1 AND (b.quantity <> l.total OR b.quantity <> l.last_after OR b.quantity < 0)`,
-      [tenantId],
-    );
-    assert.deepEqual(drift.rows, []);
-    const unbalanced = await t.admin.query(
-      `SELECT entry_id, sum(amount) AS total FROM postings WHERE tenant_id = $1 GROUP BY entry_id HAVING sum(amount) <> 0`,
-      [tenantId],
-    );
-    assert.deepEqual(unbalanced.rows, []);
-    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
-  };
+  const assertBooksConsistent = () => assertFieldBooksConsistent(t, tenantId);
 
   const assertProblem = (response: ApiResponse, status: number, code: string) => {
     assert.equal(response.status, status, JSON.stringify(response.body));
