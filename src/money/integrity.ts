@@ -53,15 +53,21 @@ export const moneyChecks: IntegrityCheck[] = [
     name: 'money_payment_has_entry',
     severity: 'critical',
     description:
-      "Every payment has its own journal entry (kind payment, the payment as its subject, booked for the payment's store), moving exactly the payment amount in the payment's direction between the store's account for its method (drawer, clearing or bank) and the party's account, and nothing else.",
+      "Every payment has its own journal entry (kind payment, the payment as its subject, booked for the payment's store), moving exactly the payment amount in the payment's direction between the store's account for its method (drawer, clearing or bank) and the party's account, and nothing else; no other payment entry names it, and no payment entry names a payment that does not exist.",
     // The amount alone let an entry moving the money the other way (a payment
     // in booked as one out: the drawer and the customer's debt both wrong by
-    // twice the amount), or two payments sharing one entry, pass.
+    // twice the amount), or two payments sharing one entry, pass. And looking
+    // from each payment at the one entry it names let a second payment entry
+    // naming it (its money posted twice: the drawer, the party's balance and
+    // the day's count all off by its amount), or a payment entry whose payment
+    // is not there, pass every check: both are found by the entries of kind
+    // payment (journal_entries_subject_idx), grouped by the payment they name.
     sql: `
       SELECT pay.tenant_id, pay.id::text AS subject,
              jsonb_build_object('amount', pay.amount, 'direction', pay.direction, 'method', pay.method, 'store_id', pay.store_id, 'entry_id', pay.entry_id,
                                 'entry_kind', e.kind, 'entry_subject_id', e.subject_id, 'entry_store_id', e.store_id,
-                                'postings', m.postings, 'to_store_account', m.to_store, 'to_party', m.to_party) AS detail
+                                'postings', m.postings, 'to_store_account', m.to_store, 'to_party', m.to_party,
+                                'payment_entries', named.ids) AS detail
       FROM payments pay
       LEFT JOIN journal_entries e ON e.tenant_id = pay.tenant_id AND e.id = pay.entry_id
       CROSS JOIN LATERAL (
@@ -72,11 +78,24 @@ export const moneyChecks: IntegrityCheck[] = [
         FROM postings p JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
         WHERE p.tenant_id = pay.tenant_id AND p.entry_id = pay.entry_id
       ) m
+      CROSS JOIN LATERAL (
+        SELECT count(*) AS entries, coalesce(jsonb_agg(x.id ORDER BY x.id), '[]'::jsonb) AS ids
+        FROM journal_entries x
+        WHERE x.tenant_id = pay.tenant_id AND x.subject_id = pay.id AND x.kind = 'payment'
+      ) named
       WHERE ($1::uuid IS NULL OR pay.tenant_id = $1)
         AND (e.id IS NULL OR e.kind <> 'payment' OR e.subject_id IS DISTINCT FROM pay.id OR e.store_id IS DISTINCT FROM pay.store_id
              OR m.postings <> 2
              OR m.to_store <> CASE pay.direction WHEN 'in' THEN pay.amount ELSE -pay.amount END
-             OR m.to_party <> CASE pay.direction WHEN 'in' THEN -pay.amount ELSE pay.amount END)`,
+             OR m.to_party <> CASE pay.direction WHEN 'in' THEN -pay.amount ELSE pay.amount END
+             OR named.entries <> 1)
+      UNION ALL
+      SELECT x.tenant_id, coalesce(x.subject_id::text, min(x.id::text)) AS subject,
+             jsonb_build_object('payment_id', x.subject_id, 'payment_exists', false, 'payment_entries', jsonb_agg(x.id ORDER BY x.id)) AS detail
+      FROM journal_entries x
+      WHERE x.kind = 'payment' AND ($1::uuid IS NULL OR x.tenant_id = $1)
+        AND NOT EXISTS (SELECT 1 FROM payments pay WHERE pay.tenant_id = x.tenant_id AND pay.id = x.subject_id)
+      GROUP BY x.tenant_id, x.subject_id, CASE WHEN x.subject_id IS NULL THEN x.id END`,
   },
   {
     name: 'money_sale_posted',
