@@ -14,6 +14,7 @@ describe('money: parties, payments and the double-entry ledger', () => {
   let otherStore: { id: string };
   let customer: { id: string };
   let supplier: { id: string };
+  let foreignStore: { id: string };
   let queries: ReturnType<typeof countQueries>;
 
   before(async () => {
@@ -24,6 +25,7 @@ describe('money: parties, payments and the double-entry ledger', () => {
     otherStore = (await owner.post('/v1/stores', { code: 'M2', name: 'Money two' })).body;
     customer = (await owner.post('/v1/parties', { kind: 'customer', name: 'Ada', code: 'C-1' })).body;
     supplier = (await owner.post('/v1/parties', { kind: 'supplier', name: 'Mill', code: 'S-1' })).body;
+    foreignStore = (await (await t.newTenant()).owner.post('/v1/stores', { code: 'M1', name: 'Not yours' })).body;
   });
   after(() => t.close());
 
@@ -235,6 +237,10 @@ describe('money: parties, payments and the double-entry ledger', () => {
       ['zero amount', () => ({ party_id: customer.id, store_id: store.id, method: 'cash', amount: 0 }), 400, 'validation_failed'],
       ['fractional amount', () => ({ party_id: customer.id, store_id: store.id, method: 'cash', amount: 10.5 }), 400, 'validation_failed'],
       ['amount as text', () => ({ party_id: customer.id, store_id: store.id, method: 'cash', amount: '10' }), 400, 'validation_failed'],
+      ['negative amount', () => ({ party_id: customer.id, store_id: store.id, method: 'cash', amount: -500 }), 400, 'validation_failed'],
+      ['amount above the largest (9 × 10^12)', () => ({ party_id: customer.id, store_id: store.id, method: 'cash', amount: 9_000_000_000_001 }), 400, 'validation_failed'],
+      ['amount null', () => ({ party_id: customer.id, store_id: store.id, method: 'cash', amount: null }), 400, 'validation_failed'],
+      ['a store of another tenant', () => ({ party_id: customer.id, store_id: foreignStore.id, method: 'cash', amount: 10 }), 404, 'not_found'],
       ['credit is not a payment method', () => ({ party_id: customer.id, store_id: store.id, method: 'credit', amount: 10 }), 400, 'validation_failed'],
       ['unknown field', () => ({ party_id: customer.id, store_id: store.id, method: 'cash', amount: 10, tip: 1 }), 400, 'validation_failed'],
       ['unknown store', () => ({ party_id: customer.id, store_id: randomUUID(), method: 'cash', amount: 10 }), 404, 'not_found'],
@@ -249,6 +255,19 @@ describe('money: parties, payments and the double-entry ledger', () => {
         assert.deepEqual(await counts(), before);
       });
     }
+
+    it('an amount above 2^53 as sent (9007199254740993: JSON numbers lose it) → 400 validation_failed, nothing written', async () => {
+      const before = await counts();
+      const response = await owner.post('/v1/payments', undefined, {
+        idempotencyKey: randomUUID(),
+        rawBody: `{"party_id":"${customer.id}","store_id":"${store.id}","method":"cash","amount":9007199254740993}`,
+      });
+      assert.equal(response.status, 400, JSON.stringify(response.body));
+      assert.equal(response.body.code, 'validation_failed');
+      assert.deepEqual(response.body.errors.map((error: { path: string }) => error.path), ['/body/amount']);
+      assert.match(response.headers.get('content-type') ?? '', /problem\+json/);
+      assert.deepEqual(await counts(), before);
+    });
 
     it('party with an unknown kind or duplicate code → 400 / 409, nothing written', async () => {
       const before = await counts();
