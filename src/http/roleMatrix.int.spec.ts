@@ -1,48 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import Fastify, { type RouteOptions } from 'fastify';
-import { loadConfig } from '../config.js';
-import { Authenticator } from '../core/auth.js';
-import { createLogger } from '../core/logger.js';
-import { ROLES, roleHas, type Permission, type Role } from '../core/permissions.js';
+import { ROLES, roleHas, type Role } from '../core/permissions.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
-import type { App } from './app.js';
-import { routeModules } from './routes.js';
+import { collectRoutes, type CollectedRoute } from '../../test/support/routes.js';
 
 /**
  * Every write endpoint × every role, against the one role → permission table.
- * The routes are collected from the route modules themselves (an `onRoute`
- * hook), so an endpoint another part adds is walked as soon as it is
- * registered in src/http/routes.ts — no list to keep up to date here.
+ * The routes are collected from the route modules themselves (collectRoutes),
+ * so an endpoint another part adds is walked as soon as it is registered.
  */
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const SOME_ID = '01900000-0000-7000-8000-000000000000';
-
-interface CollectedRoute {
-  method: string;
-  url: string;
-  auth: string;
-  permission: Permission | undefined;
-}
-
-async function collectRoutes(t: TestApp): Promise<CollectedRoute[]> {
-  const routes: CollectedRoute[] = [];
-  const collector = Fastify({ logger: false });
-  // Only lists the routes: their schemas (with the app's own keywords) are compiled by the real app.
-  collector.setValidatorCompiler(() => () => true);
-  collector.addHook('onRoute', (route: RouteOptions) => {
-    const methods = Array.isArray(route.method) ? route.method : [route.method];
-    const config = (route.config ?? {}) as { auth?: string; permission?: Permission };
-    for (const method of methods) routes.push({ method, url: route.url, auth: config.auth ?? 'tenant', permission: config.permission });
-  });
-  const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0 };
-  const deps = { config, pool: t.appPool, db: t.db, logger: createLogger('silent'), authenticator: new Authenticator(t.db) };
-  for (const register of routeModules) await collector.register(async (scoped) => register(scoped as unknown as App, deps));
-  await collector.ready();
-  await collector.close();
-  return routes;
-}
 
 describe('role × write endpoint matrix', () => {
   let t: TestApp;
