@@ -47,9 +47,33 @@ function tokenWithinStores(principal: { storeIds: readonly string[] | null }, st
 export const tokenReplayVisibleTo = (principal: TenantPrincipal, storedBody: unknown): boolean =>
   storedBody !== null && typeof storedBody === 'object' && mayActOnToken(principal, storedBody as { role?: unknown; store_ids?: unknown });
 
+/**
+ * Locks the rows of the token sending a token command (its issuer: FOR
+ * SHARE) and of the token it revokes (FOR UPDATE), in id order, and refuses
+ * the command when the issuer has been revoked: 401, as its next request
+ * gets. The token was authenticated before the command — from another API
+ * process's cache up to 10 s after its revoke, or by a lookup that read it
+ * just before the revoke committed — and a token it issued then would
+ * outlive its revoke for good. Under the lock, a revoke of the issuer
+ * committed first is seen; one sent meanwhile waits for this command.
+ */
+async function lockIssuer(cmd: Command, revoking?: string): Promise<void> {
+  const principal = cmd.principal;
+  if (principal.kind !== 'token') return;
+  const ids = [...new Set([principal.tokenId, ...(revoking === undefined ? [] : [revoking])])].sort();
+  let issuer: { revoked_at: Date | null } | undefined;
+  for (const id of ids) {
+    const mode = id === revoking ? sql`FOR UPDATE` : sql`FOR SHARE`;
+    const row = await maybeOne(cmd.tx, sql<{ revoked_at: Date | null }>`SELECT revoked_at FROM api_tokens WHERE tenant_id = ${cmd.tenantId} AND id = ${id} ${mode}`);
+    if (id === principal.tokenId) issuer = row;
+  }
+  if (issuer === undefined || issuer.revoked_at !== null) throw new AppError('unauthorized', 'the token is not valid');
+}
+
 /** Issues an API token. Only its SHA-256 is stored; the token is returned once. */
 export async function createToken(cmd: Command, input: CreateTokenInput): Promise<CreatedToken> {
   const principal = cmd.principal;
+  await lockIssuer(cmd);
   if (principal.kind === 'token' && input.role === 'owner' && principal.role !== 'owner') {
     throw new AppError('forbidden', 'only an owner can issue owner tokens');
   }
@@ -97,6 +121,7 @@ export interface RevokedToken {
  */
 export async function revokeToken(cmd: Command, tokenId: string): Promise<RevokedToken> {
   const principal = cmd.principal;
+  await lockIssuer(cmd, tokenId);
   const row = await maybeOne(
     cmd.tx,
     sql<Omit<RevokedToken, 'revoked_at'> & { revoked_at: Date | null }>`

@@ -77,7 +77,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       config: { permission: 'tokens.create', refusals: { forbidden: 'an owner token issued by a non-owner, or stores outside the issuer token' } },
       schema: {
         tags: ['tenancy'],
-        summary: 'Issue an API token with a role and optional store scope. The token is shown once; a replay returns `token: null`, and goes only to the token that made the request or to a caller that could issue that token (an owner token: an owner; a store-limited caller: a token within its stores), 404 for others.',
+        summary: 'Issue an API token with a role and optional store scope. The token is shown once; a replay returns `token: null`, and goes only to the token that made the request or to a caller that could issue that token (an owner token: an owner; a store-limited caller: a token within its stores), 404 for others. A token revoked meanwhile (still cached by another API process, or authenticated just before its revoke committed) issues nothing: 401.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
@@ -144,7 +144,7 @@ export async function tenancyRoutes(app: App, { db, authenticator }: AppDeps): P
       schema: {
         tags: ['tenancy'],
         summary:
-          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long), and at once in a process that answers the replay of the revoke or a repeat revoke. Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). The tenant\'s last owner token of every store (no store_ids) is not revoked: 409 conflict, nothing written — issue another owner token first (two owners revoking each other at once: one is revoked, the other refused). Revoking a revoked token returns it again. A replay by Idempotency-Key goes to the token that sent the revoke or to a caller that may revoke that token (404 for others).',
+          'Revoke an API token: it stops authenticating — at once in the process that revoked it (no request it receives after this response authenticates with the token), within 10 s in other API processes (each caches token lookups that long), and at once in a process that answers the replay of the revoke or a repeat revoke. Only an owner revokes an owner token; a token limited to some stores revokes only tokens within them (others are 404). The tenant\'s last owner token of every store (no store_ids) is not revoked: 409 conflict, nothing written — issue another owner token first (two owners revoking each other at once: one is revoked, the other refused). Revoking a revoked token returns it again. A replay by Idempotency-Key goes to the token that sent the revoke or to a caller that may revoke that token (404 for others). A token revoked meanwhile (still cached by another API process, or authenticated just before its revoke committed) revokes nothing: 401.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: NoBody,

@@ -6,7 +6,7 @@ import { Authenticator, hashToken } from '../core/auth.js';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../core/logger.js';
 import { buildApp } from '../http/app.js';
-import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { startSecondApi, startTestApp, type TestApp } from '../../test/support/app.js';
 import { ApiClient } from '../../test/support/client.js';
 
 describe('revoking API tokens', () => {
@@ -200,5 +200,86 @@ describe('revoking API tokens', () => {
     assert.equal((await foreign.client.get('/v1/stores')).status, 200);
     // a cashier may not revoke tokens at all
     assert.equal((await everywhere.client.post(`/v1/tokens/${inside.id}/revoke`, {})).status, 403);
+  });
+
+  it('a revoked admin token that another API process still has cached issues and revokes no token: 401, nothing written — a token it minted would outlive its revoke', async () => {
+    const second = await startSecondApi(t);
+    try {
+      const admin = await issue(owner, 'admin');
+      const victim = await issue(owner, 'cashier');
+      const onSecond = second.client(admin.token);
+      assert.equal((await onSecond.get('/v1/tokens')).status, 200, 'the second process has the admin token cached as valid');
+      assert.equal((await owner.post(`/v1/tokens/${admin.id}/revoke`)).status, 200);
+      const tokensBefore = (await t.admin.query(`SELECT count(*)::int AS n FROM api_tokens WHERE tenant_id = $1`, [tenantId])).rows[0].n;
+      const before = await events();
+      const minted = await onSecond.post('/v1/tokens', { name: 'backdoor', role: 'admin' });
+      assert.equal(minted.status, 401, `a revoked token issued a token: ${minted.status} ${JSON.stringify(minted.body)}`);
+      assert.equal(minted.body.code, 'unauthorized');
+      assert.equal(minted.headers.get('www-authenticate'), 'Bearer realm="storekeep"');
+      const revoked = await onSecond.post(`/v1/tokens/${victim.id}/revoke`);
+      assert.equal(revoked.status, 401, `a revoked token revoked a token: ${revoked.status} ${JSON.stringify(revoked.body)}`);
+      assert.equal((await t.admin.query(`SELECT count(*)::int AS n FROM api_tokens WHERE tenant_id = $1`, [tenantId])).rows[0].n, tokensBefore);
+      assert.equal(await events(), before, 'nothing written');
+      assert.equal((await victim.client.get('/v1/stores')).status, 200, 'the other token still works');
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('a token issue whose authentication read the admin token before its revoke committed issues nothing: 401', async () => {
+    const admin = await issue(owner, 'admin');
+    const hash = hashToken(admin.token);
+    let readDone!: () => void;
+    const read = new Promise<void>((resolve) => (readDone = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    t.authenticator.afterLookup = async (looked) => {
+      if (!looked.equals(hash)) return;
+      t.authenticator.afterLookup = undefined;
+      readDone();
+      await released;
+    };
+    let minted;
+    try {
+      const inFlight = admin.client.post('/v1/tokens', { name: 'minted in flight', role: 'admin' });
+      await read; // authenticated with the token still valid
+      assert.equal((await owner.post(`/v1/tokens/${admin.id}/revoke`)).status, 200);
+      release();
+      minted = await inFlight;
+    } finally {
+      t.authenticator.afterLookup = undefined;
+      release();
+    }
+    assert.equal(minted.status, 401, `issued after the issuer's revoke committed: ${minted.status} ${JSON.stringify(minted.body)}`);
+    const rows = await t.admin.query(`SELECT count(*)::int AS n FROM api_tokens WHERE tenant_id = $1 AND name = 'minted in flight'`, [tenantId]);
+    assert.equal(rows.rows[0].n, 0);
+  });
+
+  it('an admin issuing tokens while it is revoked: each answer matches the rows — a 201 its token, a 401 none — and nothing is issued once the revoke is answered (five rounds)', async () => {
+    const second = await startSecondApi(t);
+    try {
+      for (let round = 0; round < 5; round++) {
+        const admin = await issue(owner, 'admin');
+        const onSecond = second.client(admin.token);
+        assert.equal((await onSecond.get('/v1/tokens')).status, 200, 'cached as valid in the second process');
+        const names = Array.from({ length: 6 }, (_, index) => `race-${round}-${index}-${randomUUID().slice(0, 6)}`);
+        const [revoked, ...issued] = await Promise.all([
+          owner.post(`/v1/tokens/${admin.id}/revoke`),
+          ...names.map((name, index) => (index % 2 === 0 ? admin.client : onSecond).post('/v1/tokens', { name, role: 'cashier' })),
+        ]);
+        assert.equal(revoked!.status, 200, JSON.stringify(revoked!.body));
+        const late = await onSecond.post('/v1/tokens', { name: `late-${round}`, role: 'cashier' });
+        assert.equal(late.status, 401, `round ${round}: issued after the revoke was answered: ${JSON.stringify(late.body)}`);
+        const rows = await t.admin.query<{ name: string; id: string }>(`SELECT name, id FROM api_tokens WHERE tenant_id = $1 AND (name = ANY($2) OR name = $3)`, [tenantId, names, `late-${round}`]);
+        const written = new Map(rows.rows.map((row) => [row.name, row.id]));
+        issued.forEach((response, index) => {
+          assert.ok([201, 401].includes(response.status), `round ${round}: ${response.status} ${JSON.stringify(response.body)}`);
+          assert.equal(written.get(names[index]!), response.status === 201 ? response.body.id : undefined, `round ${round}: ${names[index]} answered ${response.status}`);
+        });
+        assert.equal(written.has(`late-${round}`), false);
+      }
+    } finally {
+      await second.close();
+    }
   });
 });
