@@ -8,7 +8,7 @@ import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { assertSecondApprover } from '../tenancy/secondApprover.js';
 import { findTransfer, lockTransfer } from './queries.js';
 import { assertTransferAction } from './transferScope.js';
-import { answerIfAlreadyDone, transitionTransfer } from './transitionTransfer.js';
+import { answerIfAlreadyDone, STAMP, transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /**
@@ -27,7 +27,7 @@ export async function approveTransfer(cmd: Command, principal: TenantPrincipal, 
   await assertSecondApprover(cmd, current.op_id, 'the transfer');
   // Approved already (and maybe received since): the approval's own answer, nothing written.
   await answerIfAlreadyDone(cmd, current, 'approve', expectedVersion);
-  await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = now()`, expectedVersion);
+  await transitionTransfer(cmd, current, 'approve', sql`approved_by = ${cmd.actor}, approved_op = ${cmd.opId}, approved_at = ${STAMP}`, expectedVersion);
   const stock = await changeStock(
     cmd.tx,
     cmd.tenantId,

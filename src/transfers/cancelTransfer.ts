@@ -4,7 +4,7 @@ import { inStoreScope, type TenantPrincipal } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import { findTransfer, lockTransfer } from './queries.js';
-import { answerIfAlreadyDone, transitionTransfer } from './transitionTransfer.js';
+import { answerIfAlreadyDone, STAMP, transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /**
@@ -19,7 +19,7 @@ export async function cancelTransfer(cmd: Command, principal: TenantPrincipal, i
   }
   cmd.storeId = current.source_store_id;
   await answerIfAlreadyDone(cmd, current, 'cancel', expectedVersion);
-  await transitionTransfer(cmd, current, 'cancel', sql`cancelled_by = ${cmd.actor}, cancelled_op = ${cmd.opId}, cancelled_at = now()`, expectedVersion);
+  await transitionTransfer(cmd, current, 'cancel', sql`cancelled_by = ${cmd.actor}, cancelled_op = ${cmd.opId}, cancelled_at = ${STAMP}`, expectedVersion);
   const after = await findTransfer(cmd.tx, cmd.tenantId, id);
   if (!after) throw new Error('cancelled transfer is missing');
   cmd.touch('stock_transfers', id, 'updated');

@@ -9,7 +9,7 @@ import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
 import { findTransfer, lockTransfer } from './queries.js';
 import { assertTransferAction } from './transferScope.js';
 import { planReceipt, type ReceiptLine } from './transferState.js';
-import { answerIfAlreadyDone, transitionTransfer } from './transitionTransfer.js';
+import { answerIfAlreadyDone, STAMP, transitionTransfer } from './transitionTransfer.js';
 import type { TransferRow } from './transfers.table.js';
 
 /**
@@ -33,7 +33,7 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
   // The transition first: a transfer that cannot be received (cancelled,
   // received already, stale If-Match) is 409 / 412 whatever lines were sent.
   // A bad line then throws and rolls the transition back with the command.
-  await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = now()`, expectedVersion);
+  await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = ${STAMP}`, expectedVersion);
   const plan = planReceipt(current.items, lines);
   if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
   const stock = await changeStock(

@@ -220,6 +220,47 @@ describe('stock transfers between stores', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a receipt whose transaction began before the approval it then waited for is stamped after it: received_at ≥ approved_at, as its ledger rows are', async () => {
+    const requested = await request([{ sku_id: rice.id, quantity: 40 }]);
+    const id = requested.body.id;
+    const ownerToken = (await t.admin.query(`SELECT id FROM api_tokens WHERE tenant_id = $1 AND role = 'owner' LIMIT 1`, [tenantId])).rows[0].id;
+    const principal: TenantPrincipal = { kind: 'token', tokenId: ownerToken, tenantId, name: 'owner', role: 'owner', storeIds: null };
+    // The receipt's transaction has begun (a device sent it as the source's manager pressed approve) …
+    let begun!: () => void;
+    const receiptBegun = new Promise<void>((resolve) => (begun = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const receipt = runCommand(t.db, { tenantId, principal, correlationId: randomUUID(), fingerprint: randomUUID() }, { type: 'transfer.receive' }, async (cmd) => {
+      begun();
+      await released;
+      return { status: 200, body: await receiveTransfer(cmd, principal, id, undefined) };
+    });
+    await receiptBegun;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // … the approval goes through first, and the receipt then receives what it sent.
+    const approved = await owner.post(`/v1/transfers/${id}/approve`);
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    release();
+    const received = await receipt;
+    assert.equal(received.status, 200);
+    const row = (
+      await t.admin.query(
+        `SELECT t.status, t.approved_at, t.received_at, t.updated_at,
+                (SELECT created_at FROM stock_ledger l WHERE l.tenant_id = t.tenant_id AND l.op_id = t.approved_op) AS sent_at,
+                (SELECT created_at FROM stock_ledger l WHERE l.tenant_id = t.tenant_id AND l.op_id = t.received_op) AS arrived_at
+         FROM stock_transfers t WHERE t.tenant_id = $1 AND t.id = $2`,
+        [tenantId, id],
+      )
+    ).rows[0];
+    assert.equal(row.status, 'received');
+    assert.ok(row.arrived_at >= row.sent_at, 'the ledger rows are stamped in the order they were written');
+    assert.ok(row.received_at >= row.approved_at, `received at ${row.received_at.toISOString()}, before it was approved at ${row.approved_at.toISOString()}`);
+    assert.ok(row.updated_at >= row.received_at);
+    const body = (await owner.get(`/v1/transfers/${id}`)).body;
+    assert.ok(Date.parse(body.received_at) >= Date.parse(body.approved_at), JSON.stringify(body));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('a partial receipt brings in what arrived and opens a review item for the shortfall', async () => {
     const requested = await request([{ sku_id: flour.id, quantity: 1_000 }, { sku_id: rice.id, quantity: 400 }]);
     assert.equal((await owner.post(`/v1/transfers/${requested.body.id}/approve`)).status, 200);

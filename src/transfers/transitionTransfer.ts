@@ -16,6 +16,11 @@ import type { TransferRow } from './transfers.table.js';
  * here: answerIfAlreadyDone), never a second stock movement. `set` holds the columns the transition stamps. The
  * actions lock the row first (lockTransfer), so `current` is the state moved
  * from; the condition stays as the statement's own guarantee.
+ *
+ * The moment of the move is `STAMP`, read when the statement runs, under the
+ * row's lock — not now(), the transaction's start: a receipt whose
+ * transaction began before the approval it then waited for was stamped
+ * received before it was approved (as the stock ledger's rows, migration 0816).
  */
 export async function transitionTransfer(
   cmd: Command,
@@ -28,7 +33,8 @@ export async function transitionTransfer(
   const moved = await maybeOne(
     cmd.tx,
     sql<{ id: string }>`
-      UPDATE stock_transfers SET status = ${to}, version = version + 1, updated_at = now(), ${set}
+      UPDATE stock_transfers SET status = ${to}, version = version + 1, updated_at = stamp.at, ${set}
+      FROM (SELECT clock_timestamp() AS at) stamp
       WHERE tenant_id = ${cmd.tenantId} AND id = ${current.id} AND status = ${from}
         AND (${expectedVersion === undefined} OR version = ANY(${expectedVersion ?? []}::int[]))
       RETURNING id`,
@@ -46,6 +52,9 @@ export async function transitionTransfer(
     extra: { current_status: now.status },
   });
 }
+
+/** When a transition happened, for its `set`: the moment its UPDATE ran, under the transfer's lock. */
+export const STAMP = sql`stamp.at`;
 
 /** The column naming the operation that took each action. */
 const DONE_BY: Record<TransferAction, 'approved_op' | 'received_op' | 'cancelled_op'> = {
