@@ -3,7 +3,7 @@ import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { assertSkusExist, assertStoreExists } from '../inventory/receiveStock.js';
+import { assertSkusExist } from '../inventory/receiveStock.js';
 import { findTransfer } from './queries.js';
 import type { TransferRow } from './transfers.table.js';
 
@@ -25,8 +25,7 @@ export async function requestTransfer(cmd: Command, input: TransferRequestInput)
       errors: [{ path: '/body/destination_store_id', message: 'is the same store as the source' }],
     });
   }
-  await assertStoreExists(cmd.tx, cmd.tenantId, input.source_store_id);
-  await assertStoreExists(cmd.tx, cmd.tenantId, input.destination_store_id);
+  await assertBothEndsExist(cmd, input);
   const skus = await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
   // Stock of a piece-tracked SKU is the sum of its workshop pieces; moving the
   // balance alone would break that invariant, so such SKUs are not transferred here.
@@ -59,4 +58,24 @@ export async function requestTransfer(cmd: Command, input: TransferRequestInput)
   for (const line of itemRows) cmd.touch('stock_transfer_items', line.id);
   cmd.audit({ subjectType: 'stock_transfer', subjectId: id, after: transfer });
   return transfer;
+}
+
+/**
+ * Both ends are stores of the tenant: `404` otherwise, naming the end (or
+ * ends) at its field, so the requester knows which id to correct. The route
+ * has checked that one end is in the caller's scope; an end that exists but
+ * is outside it is a store the caller may send to or ask from.
+ */
+async function assertBothEndsExist(cmd: Command, input: TransferRequestInput): Promise<void> {
+  const ends = [input.source_store_id, input.destination_store_id];
+  const found = new Set(
+    (await all(cmd.tx, sql<{ id: string }>`SELECT id FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ANY(${ends}::uuid[])`)).map((row) => row.id),
+  );
+  const errors = (['source_store_id', 'destination_store_id'] as const).flatMap((field) =>
+    found.has(input[field]) ? [] : [{ path: `/body/${field}`, message: 'is not a store of this tenant' }],
+  );
+  if (errors.length > 0) {
+    const which = errors.length === 2 ? 'neither store was found' : `the ${errors[0]!.path === '/body/source_store_id' ? 'source' : 'destination'} store was not found`;
+    throw new AppError('not_found', which, { errors });
+  }
 }

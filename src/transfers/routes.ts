@@ -76,7 +76,7 @@ export async function transferRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
     '/v1/transfers',
     {
-      config: { permission: 'transfers.request', refusals: { not_found: 'neither store is in the token stores' } },
+      config: { permission: 'transfers.request', refusals: { not_found: 'neither store is in the token stores (no field named); or an end is not a store of the tenant, named in `errors` at `/body/source_store_id` or `/body/destination_store_id`' } },
       schema: {
         tags: ['transfers'],
         summary: 'Request a stock transfer between two stores (no stock moves). The caller must have the source or the destination in scope. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',

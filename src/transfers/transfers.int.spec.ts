@@ -616,6 +616,31 @@ describe('stock transfers between stores', () => {
       });
     }
 
+    it("a store that is not the tenant's (another tenant's, or none) at either end → 404 naming that end at its field, nothing written", async () => {
+      const elsewhere = await t.newTenant();
+      const theirStore = (await elsewhere.owner.post('/v1/stores', { code: 'X', name: 'Theirs' })).body.id as string;
+      const northStaff = t.client((await owner.post('/v1/tokens', { name: 'north-404', role: 'manager', store_ids: [north.id] })).body.token);
+      const before = await counts();
+      const cases: Array<[ApiClient, string, string, Array<{ path: string; message: string }>]> = [
+        [owner, theirStore, south.id, [{ path: '/body/source_store_id', message: 'is not a store of this tenant' }]],
+        [owner, north.id, theirStore, [{ path: '/body/destination_store_id', message: 'is not a store of this tenant' }]],
+        [northStaff, north.id, randomUUID(), [{ path: '/body/destination_store_id', message: 'is not a store of this tenant' }]],
+        [owner, randomUUID(), theirStore, [{ path: '/body/source_store_id', message: 'is not a store of this tenant' }, { path: '/body/destination_store_id', message: 'is not a store of this tenant' }]],
+      ];
+      for (const [client, source, destination, errors] of cases) {
+        const response = await client.post('/v1/transfers', { source_store_id: source, destination_store_id: destination, items: [{ sku_id: flour.id, quantity: 1 }] });
+        assert.equal(response.status, 404, JSON.stringify(response.body));
+        assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+        assert.equal(response.body.code, 'not_found');
+        assert.deepEqual(response.body.errors, errors, JSON.stringify(response.body));
+      }
+      // A token that has neither store learns nothing about either (as before): no field named.
+      const hidden = await northStaff.post('/v1/transfers', { source_store_id: south.id, destination_store_id: theirStore, items: [{ sku_id: flour.id, quantity: 1 }] });
+      assert.equal(hidden.status, 404);
+      assert.equal(hidden.body.errors, undefined);
+      assert.deepEqual(await counts(), before);
+    });
+
     it('a piece-tracked SKU (stock = its workshop pieces) → 400, nothing written', async () => {
       const roll = (await owner.post('/v1/skus', { code: 'ROLL-T', name: 'Roll', unit: 'metre', price: 10, tracks_pieces: true })).body;
       const before = await counts();
