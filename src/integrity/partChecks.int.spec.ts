@@ -364,6 +364,65 @@ describe('integrity checks of money and transfers', () => {
     }
   });
 
+  it('transfer_shortfall_matches_review_item: a transfer received short whose review item is gone or says other figures, and an item naming no short transfer', async () => {
+    /** The world's transfer received with 3 of its 5: one transfer_shortfall item, consistent. */
+    const receivedShort = async () => {
+      const world = await newWorld();
+      const received = await world.owner.post(`/v1/transfers/${world.transferId}/receive`, { items: [{ sku_id: world.skuId, quantity_received: 3 }] });
+      assert.equal(received.status, 200, JSON.stringify(received.body));
+      assert.deepEqual(await reported(world), []);
+      const item = (await t.admin.query(`SELECT id FROM review_items WHERE tenant_id = $1 AND kind = 'transfer_shortfall'`, [world.tenantId])).rows;
+      assert.equal(item.length, 1);
+      return { world, itemId: item[0].id as string };
+    };
+    const corruptions: Array<[string, (world: World, itemId: string) => Array<[string, unknown[]]>]> = [
+      ['its review item is gone: the missing goods were told to no one', (_world, itemId) => [[`DELETE FROM review_items WHERE id = $1`, [itemId]]]],
+      [
+        'its review item says another shortfall',
+        (_world, itemId) => [[`UPDATE review_items SET detail = jsonb_set(detail, '{lines,0,shortfall}', '1') WHERE id = $1`, [itemId]]],
+      ],
+      ['its review item is filed under another store', (world, itemId) => [[`UPDATE review_items SET store_id = $2, other_store_id = NULL WHERE id = $1`, [itemId, world.source]]]],
+      [
+        'a second item for it',
+        (_world, itemId) => [
+          [
+            `INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, op_id)
+             SELECT tenant_id, $2, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, op_id FROM review_items WHERE id = $1`,
+            [itemId, randomUUID()],
+          ],
+        ],
+      ],
+    ];
+    for (const [what, statements] of corruptions) {
+      const { world, itemId } = await receivedShort();
+      await corrupt(statements(world, itemId));
+      assert.deepEqual(await reported(world), ['transfer_shortfall_matches_review_item'], what);
+      const findings = (await world.owner.get('/v1/integrity')).body.findings;
+      assert.equal(findings.length, 1, what);
+      assert.equal(findings[0].subject, world.transferId, what);
+    }
+    // A transfer received in full, with a shortfall item naming it all the same.
+    const world = await newWorld();
+    assert.equal((await world.owner.post(`/v1/transfers/${world.transferId}/receive`)).status, 200);
+    const op = (await t.admin.query(`SELECT received_op FROM stock_transfers WHERE id = $1`, [world.transferId])).rows[0].received_op;
+    await corrupt([
+      [
+        `INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, other_store_id, detail, op_id)
+         VALUES ($1, $2, 'transfer_shortfall', 'warning', 'stock_transfer', $3, $4, $5, $6, $7)`,
+        [
+          world.tenantId,
+          randomUUID(),
+          world.transferId,
+          world.destination,
+          world.source,
+          { transfer_id: world.transferId, source_store_id: world.source, lines: [{ sku_id: world.skuId, sent: 5, received: 3, shortfall: 2 }] },
+          op,
+        ],
+      ],
+    ]);
+    assert.deepEqual(await reported(world), ['transfer_shortfall_matches_review_item'], 'an item for a transfer that arrived in full');
+  });
+
   it('settlement_matches_ledger: a settlement whose figures no longer match its day in the ledger', async () => {
     const world = await newWorld();
     await corrupt([[`UPDATE settlements SET cash_sales = cash_sales + 100, expected_cash = expected_cash + 100, variance = variance - 100 WHERE id = $1`, [world.settlementId]]]);

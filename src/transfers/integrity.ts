@@ -85,4 +85,56 @@ export const transferChecks: IntegrityCheck[] = [
           WHERE t.tenant_id = l.tenant_id
             AND t.id = CASE WHEN l.reason ~ '^transfer [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN substr(l.reason, 10)::uuid END)`,
   },
+  {
+    name: 'transfer_shortfall_matches_review_item',
+    severity: 'critical',
+    description:
+      "A transfer received short (a line's quantity_received below what was sent) has exactly one transfer_shortfall review item, open or resolved, naming it — subject the transfer, filed under its destination (store_id) and its source (other_store_id), opened by its receipt's operation — with the same figures: one `lines` entry per short SKU and none other, `sent`, `received` and `shortfall` as the transfer records them; and every transfer_shortfall item names such a transfer. The item is how the staff of both stores learn that goods left and did not arrive.",
+    // A resolution changes only the item's status and resolution columns
+    // (kind, subject, detail and op_id are immutable), so a resolved item is
+    // held to the same figures. Ids in the item are compared lower-cased (a
+    // receipt sent under the transfer's id in capitals, before request ids
+    // were read lowercased, wrote it so), SKUs in byte order. Only received
+    // transfers with a shortfall, and the items of this kind, are read.
+    sql: `
+      WITH short AS (
+        SELECT t.tenant_id, t.id::text AS subject_id, t.id, t.source_store_id, t.destination_store_id, t.received_op,
+               jsonb_agg(jsonb_build_object('sku_id', i.sku_id, 'sent', i.quantity, 'received', i.quantity_received, 'shortfall', i.quantity - i.quantity_received)
+                         ORDER BY i.sku_id::text COLLATE "C") FILTER (WHERE i.quantity_received < i.quantity) AS lines
+        FROM stock_transfers t
+        JOIN stock_transfer_items i ON i.tenant_id = t.tenant_id AND i.transfer_id = t.id
+        WHERE ($1::uuid IS NULL OR t.tenant_id = $1) AND t.status = 'received'
+        GROUP BY t.tenant_id, t.id
+        HAVING bool_or(i.quantity_received < i.quantity)
+      ), items AS (
+        SELECT r.tenant_id, coalesce(lower(r.subject_id), 'review_item:' || r.id) AS subject_id, r.id, r.status, r.subject_type,
+               r.store_id, r.other_store_id, r.op_id, r.detail, named.lines
+        FROM review_items r
+        CROSS JOIN LATERAL (
+          SELECT jsonb_agg(jsonb_build_object('sku_id', lower(e ->> 'sku_id'), 'sent', e -> 'sent', 'received', e -> 'received', 'shortfall', e -> 'shortfall')
+                           ORDER BY lower(e ->> 'sku_id') COLLATE "C") AS lines
+          FROM jsonb_array_elements(CASE jsonb_typeof(r.detail -> 'lines') WHEN 'array' THEN r.detail -> 'lines' ELSE '[]'::jsonb END) e
+        ) named
+        WHERE r.kind = 'transfer_shortfall' AND ($1::uuid IS NULL OR r.tenant_id = $1)
+      )
+      SELECT k.tenant_id, k.subject_id AS subject,
+             jsonb_build_object('transfer_id', short.id, 'source_store_id', short.source_store_id, 'destination_store_id', short.destination_store_id,
+                                'received_op', short.received_op, 'lines', short.lines, 'review_items', r.review_items) AS detail
+      FROM (SELECT tenant_id, subject_id FROM short UNION SELECT tenant_id, subject_id FROM items) k
+      LEFT JOIN short ON short.tenant_id = k.tenant_id AND short.subject_id = k.subject_id
+      CROSS JOIN LATERAL (
+        SELECT count(it.id) AS items,
+               count(it.id) FILTER (WHERE it.subject_type = 'stock_transfer' AND it.store_id = short.destination_store_id
+                                      AND it.other_store_id = short.source_store_id AND it.op_id = short.received_op
+                                      AND lower(it.detail ->> 'transfer_id') = short.id::text
+                                      AND lower(it.detail ->> 'source_store_id') = short.source_store_id::text
+                                      AND it.lines = short.lines) AS matching,
+               coalesce(jsonb_agg(jsonb_build_object('id', it.id, 'status', it.status, 'subject_type', it.subject_type, 'store_id', it.store_id,
+                                                     'other_store_id', it.other_store_id, 'op_id', it.op_id, 'transfer_id', it.detail -> 'transfer_id',
+                                                     'source_store_id', it.detail -> 'source_store_id', 'lines', it.lines)
+                                  ORDER BY it.id) FILTER (WHERE it.id IS NOT NULL), '[]'::jsonb) AS review_items
+        FROM items it WHERE it.tenant_id = k.tenant_id AND it.subject_id = k.subject_id
+      ) r
+      WHERE NOT (r.items = 1 AND r.matching = 1)`,
+  },
 ];
