@@ -39,7 +39,8 @@ export async function getOperation(tx: Tx, tenantId: string, opId: string): Prom
       SELECT id, type, subject_type, subject_id, before, after, effects, created_at
       FROM events WHERE tenant_id = ${tenantId} AND op_id = ${opId} ORDER BY id`,
   );
-  const effects = events.flatMap((event) => event.effects ?? []);
+  const recorded = events.flatMap((event) => event.effects ?? []);
+  const effects = [...recorded, ...(await rowsFoundByOperation(tx, tenantId, opId, recorded))];
   return {
     ...operation,
     reverted_by: operation.reverted_by ?? null,
@@ -48,6 +49,54 @@ export async function getOperation(tx: Tx, tenantId: string, opId: string): Prom
       .filter((event) => event.subject_type !== null)
       .map(({ effects: _effects, ...event }) => event),
   };
+}
+
+/**
+ * The rows an operation wrote that its commands do not name one by one, found
+ * by the operation's id (every row carries it, immutable, in append-only
+ * tables): the postings of its journal entries (by number, as stock ledger
+ * rows are) and the accounts they moved, the account of a party it created,
+ * and the lines and status history rows it wrote for the orders it names.
+ * Those its command event already names are not repeated.
+ */
+async function rowsFoundByOperation(tx: Tx, tenantId: string, opId: string, recorded: readonly Effect[]): Promise<Effect[]> {
+  const idsOf = (table: string) => [...new Set(recorded.filter((effect) => effect.table === table).map((effect) => effect.id))];
+  const parties = idsOf('parties');
+  const orders = idsOf('orders');
+  const entries = await all(tx, sql<{ id: string }>`SELECT id FROM journal_entries WHERE tenant_id = ${tenantId} AND op_id = ${opId} ORDER BY created_at, id`);
+  const found: Effect[] = entries.map((entry) => ({ table: 'journal_entries', id: entry.id, action: 'created' }));
+  if (entries.length > 0 || parties.length > 0) {
+    const postings = await all(
+      tx,
+      sql<{ id: string; account_id: string }>`
+        SELECT id::text, account_id FROM postings
+        WHERE tenant_id = ${tenantId} AND entry_id = ANY(${entries.map((entry) => entry.id)}::uuid[]) AND op_id = ${opId} ORDER BY id`,
+    );
+    found.push(...postings.map((posting): Effect => ({ table: 'postings', id: posting.id, action: 'created' })));
+    const accounts = await all(
+      tx,
+      sql<{ id: string; created: boolean }>`
+        SELECT id, op_id = ${opId} AS created FROM accounts
+        WHERE tenant_id = ${tenantId}
+          AND (id = ANY(${[...new Set(postings.map((posting) => posting.account_id))]}::uuid[]) OR (party_id = ANY(${parties}::uuid[]) AND op_id = ${opId}))
+        ORDER BY key`,
+    );
+    found.push(...accounts.map((account): Effect => ({ table: 'accounts', id: account.id, action: account.created ? 'created' : 'updated' })));
+  }
+  if (orders.length > 0) {
+    const lines = await all(
+      tx,
+      sql<{ id: string }>`SELECT id FROM order_lines WHERE tenant_id = ${tenantId} AND order_id = ANY(${orders}::uuid[]) AND op_id = ${opId} ORDER BY order_id, line_no`,
+    );
+    const history = await all(
+      tx,
+      sql<{ id: string }>`SELECT id::text FROM order_status_history WHERE tenant_id = ${tenantId} AND order_id = ANY(${orders}::uuid[]) AND op_id = ${opId} ORDER BY id`,
+    );
+    found.push(...lines.map((line): Effect => ({ table: 'order_lines', id: line.id, action: 'created' })));
+    found.push(...history.map((row): Effect => ({ table: 'order_status_history', id: row.id, action: 'created' })));
+  }
+  const named = new Set(recorded.map((effect) => `${effect.table}/${effect.id}`));
+  return found.filter((effect) => !named.has(`${effect.table}/${effect.id}`));
 }
 
 /**

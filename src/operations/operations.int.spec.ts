@@ -73,6 +73,67 @@ describe('GET /v1/operations/{op_id}: every stock move names its ledger rows by 
     await assertStockEffects(voided.body.voided_by_op);
   });
 
+  /**
+   * The money and order rows an operation wrote, from the rows themselves
+   * (each carries its op_id): postings, the accounts they moved or the
+   * operation created, order lines and order status history rows.
+   */
+  async function assertMoneyAndOrderEffects(opId: string, expect: { postings?: boolean; accounts?: boolean; orderRows?: boolean }) {
+    const operation = await owner.get(`/v1/operations/${opId}`);
+    assert.equal(operation.status, 200, JSON.stringify(operation.body));
+    const effects = operation.body.effects as Array<{ table: string; id: string; action: string }>;
+    const named = (table: string) => effects.filter((e) => e.table === table).map((e) => `${e.id}:${e.action}`).sort();
+    const rows = async (query: string) => (await t.admin.query(query, [tenantId, opId])).rows.map((r) => `${r.id}:${r.action}`).sort();
+    const postings = await rows(`SELECT id::text, 'created' AS action FROM postings WHERE tenant_id = $1 AND op_id = $2`);
+    const accounts = await rows(
+      `SELECT id::text, CASE WHEN op_id = $2 THEN 'created' ELSE 'updated' END AS action FROM accounts
+       WHERE tenant_id = $1 AND (op_id = $2 OR id IN (SELECT account_id FROM postings WHERE tenant_id = $1 AND op_id = $2))`,
+    );
+    const orderLines = await rows(`SELECT id::text, 'created' AS action FROM order_lines WHERE tenant_id = $1 AND op_id = $2`);
+    const history = await rows(`SELECT id::text, 'created' AS action FROM order_status_history WHERE tenant_id = $1 AND op_id = $2`);
+    assert.equal(postings.length > 0, expect.postings ?? false, 'the operation posted money');
+    assert.equal(accounts.length > 0, expect.accounts ?? false, 'the operation created or moved accounts');
+    assert.equal(history.length > 0, expect.orderRows ?? false, 'the operation wrote order history');
+    assert.deepEqual(named('postings'), postings, 'each posting by its number');
+    assert.deepEqual(named('accounts'), accounts, 'each account it moved (created: the operation made it)');
+    assert.deepEqual(named('order_lines'), orderLines, 'each order line it created');
+    assert.deepEqual(named('order_status_history'), history, 'each order status history row it wrote');
+  }
+
+  it('money and order operations name their postings, the accounts they created or moved, and the order lines and history rows they wrote', async () => {
+    await owner.post(`/v1/stores/${north}/stock/receipts`, { items: [{ sku_id: salt, quantity: 10 }] });
+    const customer = await owner.post('/v1/parties', { kind: 'customer', name: 'Walk-in' });
+    assert.equal(customer.status, 201, JSON.stringify(customer.body));
+    const party = await t.admin.query(`SELECT op_id FROM parties WHERE tenant_id = $1 AND id = $2`, [tenantId, customer.body.id]);
+    await assertMoneyAndOrderEffects(party.rows[0].op_id, { accounts: true });
+
+    const payment = await owner.post('/v1/payments', { party_id: customer.body.id, store_id: north, method: 'cash', amount: 1000 });
+    assert.equal(payment.status, 201, JSON.stringify(payment.body));
+    const paymentOp = await t.admin.query(`SELECT op_id FROM payments WHERE tenant_id = $1 AND id = $2`, [tenantId, payment.body.id]);
+    await assertMoneyAndOrderEffects(paymentOp.rows[0].op_id, { postings: true, accounts: true });
+
+    const sale = await owner.post('/v1/sales', { store_id: north, payment_method: 'cash', items: [{ sku_id: salt, quantity: 2, unit_price: 50 }] });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    await assertMoneyAndOrderEffects(sale.body.op_id, { postings: true, accounts: true });
+    const voided = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'wrong item' });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    await assertMoneyAndOrderEffects(voided.body.voided_by_op, { postings: true, accounts: true });
+
+    const order = await owner.post('/v1/orders', {
+      store_id: north,
+      lines: [{ sku_id: flour, quantity: 1500 }, { sku_id: salt, quantity: 2 }],
+      shipping_address: { name: 'Ada', line1: '1 Quay St', city: 'Lisbon', postal_code: '1100-001', country: 'PT' },
+      payment_reference: 'pay_ops_1',
+    });
+    assert.equal(order.status, 201, JSON.stringify(order.body));
+    const orderOp = await t.admin.query(`SELECT op_id FROM orders WHERE tenant_id = $1 AND id = $2`, [tenantId, order.body.id]);
+    await assertMoneyAndOrderEffects(orderOp.rows[0].op_id, { orderRows: true });
+    const cancelled = await owner.post(`/v1/orders/${order.body.id}/cancel`);
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    const cancelOp = await t.admin.query(`SELECT op_id FROM order_status_history WHERE tenant_id = $1 AND order_id = $2 AND to_status = 'cancelled'`, [tenantId, order.body.id]);
+    await assertMoneyAndOrderEffects(cancelOp.rows[0].op_id, { orderRows: true });
+  });
+
   it('each transfer operation names the transfer item rows it wrote: created by the request, updated by approve, receive and cancel', async () => {
     await owner.post(`/v1/stores/${north}/stock/receipts`, { items: [{ sku_id: flour, quantity: 3000 }, { sku_id: salt, quantity: 30 }] });
     const itemEffects = async (opId: string) => {

@@ -19,7 +19,7 @@ const OperationAnswer = Type.Object({
   effects: Type.Array(
     Type.Object({
       table: Type.String(),
-      id: Type.String({ description: 'the row: its id; a stock ledger row by its number, a balance as store/sku' }),
+      id: Type.String({ description: 'the row: its id; a stock ledger row, a posting or an order status history row by its number, a balance as store/sku' }),
       action: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('consumed'), Type.Literal('reversed'), Type.Literal('deleted')]),
     }),
   ),
@@ -44,7 +44,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'operations.read' },
       schema: {
         tags: ['operations'],
-        summary: 'An operation: who ran which command, when, and every row it touched',
+        summary: 'An operation: who ran which command, when, and every row it touched (money postings with the accounts they moved, and order lines and status history rows, found by the operation\'s id)',
         description: "A token limited to some stores sees the operations filed under those stores, every operation of a transfer with either end among them, and the resolution of a review item with either of its stores among them (a transfer's shortfall: destination and source); an operation without a store (catalogue changes, sweeps) only tokens limited to no store see. Otherwise `404`.",
         params: Type.Object({ op_id: Uuid }),
         response: { 200: OperationAnswer },
