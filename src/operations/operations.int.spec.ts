@@ -134,6 +134,44 @@ describe('GET /v1/operations/{op_id}: every stock move names its ledger rows by 
     await assertMoneyAndOrderEffects(cancelOp.rows[0].op_id, { orderRows: true });
   });
 
+  it('a revert names exactly what it changed: the pieces it deleted and restored, its stock ledger rows and balances, and the operation it marked', async () => {
+    const cloth = (await owner.post('/v1/skus', { code: 'OP-CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body.id as string;
+    const received = await owner.post('/v1/pieces', { store_id: north, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 3000 }] });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const roll = received.body.pieces[0].id as string;
+    const cut = await owner.post('/v1/pieces/cut', { piece_id: roll, parts: [1000] });
+    assert.equal(cut.status, 201, JSON.stringify(cut.body));
+    const effectsOf = async (opId: string) => {
+      const operation = await owner.get(`/v1/operations/${opId}`);
+      assert.equal(operation.status, 200, JSON.stringify(operation.body));
+      return (operation.body.effects as Array<{ table: string; id: string; action: string }>).map((e) => `${e.table}:${e.id}:${e.action}`).sort();
+    };
+    const rowsOf = async (opId: string, target: string) =>
+      (
+        await t.admin.query(
+          `SELECT 'pieces:' || id || ':deleted' AS e FROM pieces WHERE tenant_id = $1 AND deleted_by_op = $2
+           UNION ALL SELECT 'pieces:' || id || ':updated' FROM pieces WHERE tenant_id = $1 AND consumed_by_op IS NULL AND id = ANY(
+             SELECT unnest(source_piece_ids) FROM pieces WHERE tenant_id = $1 AND created_by_op = $3)
+           UNION ALL SELECT 'stock_ledger:' || id || ':created' FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2
+           UNION ALL SELECT DISTINCT 'stock_balances:' || store_id || '/' || sku_id || ':updated' FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2
+           UNION ALL SELECT 'operations:' || id || ':updated' FROM operations WHERE tenant_id = $1 AND reverted_by = $2`,
+          [tenantId, opId, target],
+        )
+      ).rows.map((r) => r.e).sort();
+
+    const revertCut = await owner.post(`/v1/operations/${cut.body.op_id}/revert`);
+    assert.equal(revertCut.status, 200, JSON.stringify(revertCut.body));
+    assert.deepEqual(await effectsOf(revertCut.body.op_id), await rowsOf(revertCut.body.op_id, cut.body.op_id));
+    assert.equal((await rowsOf(revertCut.body.op_id, cut.body.op_id)).length, 4, 'the roll restored, the part and the remainder deleted, the cut marked');
+    assert.equal((await effectsOf(revertCut.body.op_id)).filter((e) => e.startsWith('stock_ledger:')).length, 0, 'a cut and its revert net to zero: no ledger row');
+    const revertReceive = await owner.post(`/v1/operations/${received.body.op_id}/revert`);
+    assert.equal(revertReceive.status, 200, JSON.stringify(revertReceive.body));
+    assert.deepEqual(await effectsOf(revertReceive.body.op_id), await rowsOf(revertReceive.body.op_id, received.body.op_id));
+    assert.equal((await effectsOf(revertReceive.body.op_id)).filter((e) => e.startsWith('stock_ledger:')).length, 1);
+    const target = await owner.get(`/v1/operations/${received.body.op_id}`);
+    assert.equal(target.body.reverted_by, revertReceive.body.op_id);
+  });
+
   it('each transfer operation names the transfer item rows it wrote: created by the request, updated by approve, receive and cancel', async () => {
     await owner.post(`/v1/stores/${north}/stock/receipts`, { items: [{ sku_id: flour, quantity: 3000 }, { sku_id: salt, quantity: 30 }] });
     const itemEffects = async (opId: string) => {
