@@ -234,6 +234,34 @@ describe('a cash count racing late money', () => {
     }
   }
 
+  it("a count of a day the shop skipped, sent after a later day's count: it expects what is booked on that day; that day's money arriving after the later count (racing this count too) is the first open day's — each unit in one count", async () => {
+    const { tenantId, store, payIn, count } = await shop();
+    // Given a payment of two days ago booked on its day, then yesterday counted (two days ago skipped)
+    const onItsDay = await payIn(`${twoDaysAgo}T10:00:00Z`, 40);
+    assert.equal(onItsDay.body.business_date, twoDaysAgo);
+    assert.equal((await count(yesterday)).status, 201);
+    // When more money of two days ago arrives, some of it while two days ago is counted late
+    const before = await payIn(`${twoDaysAgo}T17:00:00Z`, 5);
+    assert.equal(before.body.business_date, today, 'not before the latest count: the first day after it');
+    const arriving = Array.from({ length: 10 }, (_, i) => payIn(`${twoDaysAgo}T18:${String(i).padStart(2, '0')}:00Z`, 3));
+    const [responses, late] = await Promise.all([Promise.all(arriving), count(twoDaysAgo)]);
+    ok(responses);
+    // Then the late count is recorded against what two days ago holds: only the money booked there before the later count
+    assert.equal(late.status, 201, JSON.stringify(late.body));
+    assert.equal(Number(late.body.expected_cash), FLOAT + 40);
+    assert.ok(responses.every((response) => response.body.business_date === today), JSON.stringify(responses.map((response) => response.body.business_date)));
+    // and the rest is today's count: every unit of cash in exactly one count
+    const todays = await count(today);
+    assert.equal(Number(todays.body.expected_cash), FLOAT + 5 + 30);
+    const byDay = await drawerByDay(tenantId, store.id);
+    assert.deepEqual(Object.fromEntries(byDay), { [twoDaysAgo]: 40, [today]: 35 });
+    assert.deepEqual(
+      (await settled(tenantId, store.id)).map(({ day, moved }) => [day, moved]),
+      [[twoDaysAgo, 40], [yesterday, 0], [today, 35]],
+    );
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('a count rejected while late money moves past it: the recount has the first count\'s figures, the moved money is the next day\'s', async () => {
     const { tenantId, store, syncSale, payIn, count, reject } = await shop();
     syncedSaleId(await syncSale(`${today}T08:00:00Z`, 300));

@@ -91,6 +91,33 @@ describe('daily cash settlements', () => {
     }
   });
 
+  it('an approval and a rejection of the same count at once: one decides, the other is 412 naming the decision; the row, its operations and events hold one decision', async () => {
+    for (let round = 1; round <= 8; round++) {
+      const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(40 + round), declared_cash: 10_000 });
+      assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+      const etag = submitted.headers.get('etag') ?? '';
+      const operationsBefore = (await counts()).operations;
+      const [approved, rejected] = await Promise.all([
+        managerA.post(`/v1/settlements/${submitted.body.id}/approve`, {}, { headers: { 'if-match': etag }, idempotencyKey: randomUUID() }),
+        managerB.post(`/v1/settlements/${submitted.body.id}/reject`, { note: 'recount' }, { headers: { 'if-match': etag }, idempotencyKey: randomUUID() }),
+      ]);
+      assert.deepEqual([approved.status, rejected.status].sort(), [200, 412], `${approved.status} ${rejected.status}`);
+      const [winner, loser, decided] = approved.status === 200 ? [approved, rejected, 'approved'] : [rejected, approved, 'rejected'];
+      assert.equal(winner.body.status, decided);
+      assert.equal(loser.body.code, 'version_conflict');
+      assert.equal(loser.body.current_version, 2);
+      assert.equal(loser.body.current_status, decided);
+      const row = (await t.admin.query(`SELECT status, version, decided_by, decided_op, decision_note FROM settlements WHERE id = $1`, [submitted.body.id])).rows[0];
+      assert.deepEqual(
+        [row.status, row.version, row.decided_by, row.decision_note],
+        decided === 'approved' ? ['approved', 2, 'manager:anna', null] : ['rejected', 2, 'manager:bert', 'recount'],
+      );
+      assert.equal((await counts()).operations, operationsBefore + 1, 'only the decision that went through left an operation');
+      const events = await t.admin.query(`SELECT type, op_id FROM events WHERE tenant_id = $1 AND subject_id = $2 AND type <> 'settlement.submit'`, [tenantId, submitted.body.id]);
+      assert.deepEqual(events.rows, [{ type: decided === 'approved' ? 'settlement.approve' : 'settlement.reject', op_id: row.decided_op }]);
+    }
+  });
+
   it('If-Match is required (428), must be current (412), and a decided settlement cannot be decided again (409) — nothing written', async () => {
     const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(20), declared_cash: 9_000 });
     const id = submitted.body.id;
