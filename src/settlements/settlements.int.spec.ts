@@ -93,7 +93,7 @@ describe('daily cash settlements', () => {
 
   it('an approval and a rejection of the same count at once: one decides, the other is 412 naming the decision; the row, its operations and events hold one decision', async () => {
     for (let round = 1; round <= 8; round++) {
-      const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(40 + round), declared_cash: 10_000 });
+      const submitted = await managerA.post('/v1/settlements', { store_id: store.id, business_date: pastDate(100 + round), declared_cash: 10_000 });
       assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
       const etag = submitted.headers.get('etag') ?? '';
       const operationsBefore = (await counts()).operations;
