@@ -23,6 +23,13 @@ export async function readAsOf(tx: Tx, asOf: string): Promise<string> {
  * (stock_snapshots primary key, stock_ledger_history_idx), so the cost depends
  * on the rows since the last snapshot, not on the size of the ledger. A pair
  * without any snapshot yet is summed from its first ledger row.
+ *
+ * The ledger's lower bound is a CASE, not `coalesce(s.ended_at, '-infinity')`:
+ * the service reads as the app role, under row-level security, and there
+ * PostgreSQL takes a condition as an index condition only if it cannot leak
+ * rows before the policy is checked — it trusts CASE, not COALESCE — so with
+ * COALESCE the bound was a filter and every ledger row of each pair was read
+ * (the whole tenant's ledger, in a sequential scan). stockAsOfPlan.int.spec.ts.
  */
 export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf: string, page: StockPage = {}): Promise<Array<{ sku_id: string; quantity: number }>> {
   return all(
@@ -42,7 +49,8 @@ export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf:
         SELECT sum(l.quantity_change) AS change
         FROM stock_ledger l
         WHERE l.tenant_id = b.tenant_id AND l.store_id = b.store_id AND l.sku_id = b.sku_id
-          AND l.created_at >= coalesce(s.ended_at, '-infinity') AND l.created_at <= ${asOf}::timestamptz
+          AND l.created_at >= CASE WHEN s.ended_at IS NULL THEN '-infinity'::timestamptz ELSE s.ended_at END
+          AND l.created_at <= ${asOf}::timestamptz
       ) delta ON true
       WHERE b.tenant_id = ${tenantId} AND b.store_id = ${storeId} ${stockPageStart(sql.ref('b.sku_id'), page)}
       ORDER BY b.sku_id LIMIT ${page.limit ?? null}`,
