@@ -29,7 +29,7 @@ export async function readAsOf(tx: Tx, asOf: string): Promise<string> {
  * PostgreSQL takes a condition as an index condition only if it cannot leak
  * rows before the policy is checked — it trusts CASE, not COALESCE — so with
  * COALESCE the bound was a filter and every ledger row of each pair was read
- * (the whole tenant's ledger, in a sequential scan). stockAsOfPlan.int.spec.ts.
+ * (the whole tenant's ledger, in a sequential scan). stockHistoryPlans.int.spec.ts.
  */
 export async function stockAsOf(tx: Tx, tenantId: string, storeId: string, asOf: string, page: StockPage = {}): Promise<Array<{ sku_id: string; quantity: number }>> {
   return all(

@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import { all, lockNamed, one, type Db } from '../core/db.js';
+import { sql, type RawBuilder } from 'kysely';
+import { all, andIf, lockNamed, one, type Db } from '../core/db.js';
 import { runCommand, type Command } from '../core/command.js';
 import { fingerprintRequest } from '../core/command.js';
 import type { Principal } from '../core/auth.js';
@@ -56,14 +56,7 @@ export async function takeStockSnapshots(cmd: Command, through?: string): Promis
   const written = await all(
     tx,
     sql<{ n: number }>`
-      WITH daily AS (
-        SELECT store_id, sku_id, (created_at AT TIME ZONE 'UTC')::date AS day, sum(quantity_change) AS change
-        FROM stock_ledger
-        WHERE tenant_id = ${tenantId}
-          AND created_at >= coalesce((${bounds.from_date}::date)::timestamp AT TIME ZONE 'UTC', '-infinity')
-          AND created_at < ((${bounds.through_date}::date + 1)::timestamp AT TIME ZONE 'UTC')
-        GROUP BY 1, 2, 3
-      ), inserted AS (
+      WITH daily AS (${ledgerDays(tenantId, bounds.from_date, bounds.through_date)}), inserted AS (
         INSERT INTO stock_snapshots (tenant_id, store_id, sku_id, snapshot_date, quantity, op_id)
         SELECT ${tenantId}, d.store_id, d.sku_id, d.day,
                coalesce(base.quantity, 0) + sum(d.change) OVER (PARTITION BY d.store_id, d.sku_id ORDER BY d.day),
@@ -84,6 +77,29 @@ export async function takeStockSnapshots(cmd: Command, through?: string): Promis
   cmd.touch('stock_snapshots', `${bounds.from_date ?? 'start'}..${bounds.through_date}`, 'created');
   cmd.audit({ subjectType: 'stock_snapshots', subjectId: bounds.through_date, after: { from: bounds.from_date, through: bounds.through_date, written: count } });
   return { through: bounds.through_date, snapshots_written: count };
+}
+
+/**
+ * The change of each store and SKU of the tenant on each UTC day from `from`
+ * (null: from its first ledger row) through `through`, summed from the
+ * ledger (`store_id, sku_id, day, change`): the days a snapshot run writes.
+ *
+ * The lower bound is written only when there is one (andIf), never as
+ * `coalesce(<from>, '-infinity')`: in a generic plan (a prepared statement
+ * reused, a pooler, plan_cache_mode = force_generic_plan) that COALESCE is
+ * not folded to a constant, and under row-level security PostgreSQL does not
+ * take it as an index bound (it trusts CASE, not COALESCE, not to leak rows
+ * before the policy) — the nightly run read every tenant's whole ledger to
+ * sum one day (src/inventory/stockHistoryPlans.int.spec.ts).
+ */
+export function ledgerDays(tenantId: string, from: string | null, through: string): RawBuilder<{ store_id: string; sku_id: string; day: string; change: number }> {
+  return sql`
+    SELECT store_id, sku_id, (created_at AT TIME ZONE 'UTC')::date AS day, sum(quantity_change) AS change
+    FROM stock_ledger
+    WHERE tenant_id = ${tenantId}
+      ${andIf(from, (day) => sql`created_at >= (${day}::date)::timestamp AT TIME ZONE 'UTC'`)}
+      AND created_at < ((${through}::date + 1)::timestamp AT TIME ZONE 'UTC')
+    GROUP BY 1, 2, 3`;
 }
 
 /**
