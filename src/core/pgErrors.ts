@@ -63,6 +63,18 @@ export function isRetryableTransactionError(error: unknown): boolean {
   return code === PG.SERIALIZATION_FAILURE || code === PG.DEADLOCK_DETECTED;
 }
 
+/**
+ * PostgreSQL gave up on a statement: it waited past lock_timeout for a row
+ * another transaction held (lock_not_available), or ran past
+ * statement_timeout (query_canceled). The transaction is rolled back, so
+ * nothing of the request was written, and sending it again may succeed once
+ * the holder is gone (src/core/db.ts sets both timeouts on every session).
+ */
+export function isDatabaseTimeout(error: unknown): boolean {
+  const code = pgCode(error);
+  return code === PG.LOCK_NOT_AVAILABLE || code === PG.QUERY_CANCELED;
+}
+
 /** Socket errors of a database connection that could not be made or was cut. */
 const CONNECTION_ERRNOS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 /** What node-postgres and pg-pool say, without a code, when a connection ended, timed out or is unusable. */

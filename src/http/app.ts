@@ -23,7 +23,7 @@ import { idempotencyKeyOf } from './command.js';
 import { bodyIsOptional, NoQuery, Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
-import { isConnectionFailure, isDataException, isRetryableTransactionError } from '../core/pgErrors.js';
+import { isConnectionFailure, isDatabaseTimeout, isDataException, isRetryableTransactionError } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { clientOf, rateLimitKeyOf } from './rateLimitKey.js';
 import { routeModules } from './routes.js';
@@ -245,6 +245,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     } else if (isRetryableTransactionError(error)) {
       // Answered 503: still deadlocked or in conflict after every retry — contention worth looking at.
       request.log.warn({ err: error }, 'a transaction still conflicted after its retries');
+    } else if (isDatabaseTimeout(error)) {
+      // Answered 503, but reported: a row held 15 s (or a statement past 30 s) is worth finding.
+      request.log.warn({ err: error }, 'the database gave up waiting for this request');
+      deps.reportError?.(error);
     }
     return sendProblem(request, reply, appError);
   };

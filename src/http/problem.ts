@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
-import { isConnectionFailure, isDataException, isRetryableTransactionError, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { isConnectionFailure, isDatabaseTimeout, isDataException, isRetryableTransactionError, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 import { PATTERN_MESSAGE } from './schemas.js';
 
 /**
@@ -191,6 +191,18 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
       appError: new AppError('service_unavailable', 'the database was too busy with conflicting changes to finish this request; nothing was written — retry shortly with the same Idempotency-Key', {
         cause: error,
         retryAfterSeconds: 1,
+      }),
+      unexpected: false,
+    };
+  }
+  // PostgreSQL gave up waiting (lock_timeout, 15 s, for a row another
+  // transaction held; statement_timeout, 30 s): rolled back, nothing written —
+  // the request may be sent again, like one the database could not take.
+  if (isDatabaseTimeout(error)) {
+    return {
+      appError: new AppError('service_unavailable', 'the database gave up waiting for a record another transaction held (or for this request to finish); nothing was written — retry shortly with the same Idempotency-Key', {
+        cause: error,
+        retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
       }),
       unexpected: false,
     };

@@ -27,7 +27,7 @@ describe('toAppError and database errors', () => {
     assert.deepEqual([toAppError(pgError('23514', 'x', 'journal_entry_balanced')).appError.code, toAppError(pgError('23514', 'x', 'journal_entry_balanced')).unexpected], ['internal_error', true]);
   });
 
-  it('a database that cannot be reached or a connection lost is 503 service_unavailable with Retry-After (not unexpected); a statement timeout is not', () => {
+  it('a database that cannot be reached or a connection lost is 503 service_unavailable with Retry-After (not unexpected)', () => {
     const lost = [
       Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
       Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
@@ -45,7 +45,6 @@ describe('toAppError and database errors', () => {
       assert.deepEqual([appError.code, unexpected], ['service_unavailable', false], error.message);
       assert.ok((appError.retryAfterSeconds ?? 0) > 0, error.message);
     }
-    assert.equal(toAppError(pgError('57014', 'canceling statement due to statement timeout')).appError.code, 'internal_error');
   });
 
   it('a deadlock or serialization failure left after the retries is 503 service_unavailable with Retry-After (not unexpected): nothing was written, the request can be sent again', () => {
@@ -53,8 +52,18 @@ describe('toAppError and database errors', () => {
       const { appError, unexpected } = toAppError(pgError(code, 'deadlock detected'));
       assert.deepEqual([appError.code, appError.status, appError.retryAfterSeconds, unexpected], ['service_unavailable', 503, 1, false], code);
     }
-    // A lock wait that timed out is not retried and stays a bug to look at.
-    assert.deepEqual([toAppError(pgError('55P03')).appError.code, toAppError(pgError('55P03')).unexpected], ['internal_error', true]);
+  });
+
+  it('a lock wait past lock_timeout or a statement past statement_timeout is 503 service_unavailable with Retry-After: rolled back, nothing written (the app logs and reports it: src/http/lockTimeout.int.spec.ts)', () => {
+    for (const [code, message] of [
+      ['55P03', 'canceling statement due to lock timeout'],
+      ['57014', 'canceling statement due to statement timeout'],
+    ] as const) {
+      const { appError, unexpected } = toAppError(pgError(code, message));
+      assert.deepEqual([appError.code, appError.status, unexpected], ['service_unavailable', 503, false], code);
+      assert.ok((appError.retryAfterSeconds ?? 0) > 0, code);
+      assert.match(appError.message, /nothing was written/, code);
+    }
   });
 });
 
