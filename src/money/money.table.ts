@@ -36,6 +36,13 @@ export interface PaymentRow {
   created_at: Date;
 }
 
+/** A payment as read back (GET): whether it was reverted, by which operation, when, and the day its reversal is booked on. */
+export interface PaymentView extends PaymentRow {
+  reverted_by_op: string | null;
+  reverted_at: Date | null;
+  revert_business_date: string | null;
+}
+
 /** The account a party's postings go to: what a customer owes us, what we owe a supplier. */
 export function partyAccountKind(kind: PartyKind): PartyAccountKind {
   return kind === 'customer' ? 'receivable' : 'payable';

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { all, andIf, maybeOne, type Tx } from '../core/db.js';
-import type { PartyKind, PartyRow, PaymentRow } from './money.table.js';
+import type { PartyKind, PartyRow, PaymentView } from './money.table.js';
 
 export async function findParty(tx: Tx, tenantId: string, id: string): Promise<PartyRow | undefined> {
   return maybeOne(tx, sql<PartyRow>`SELECT id, kind, name, code, op_id, created_at FROM parties WHERE tenant_id = ${tenantId} AND id = ${id}`);
@@ -19,13 +19,20 @@ export async function listParties(tx: Tx, tenantId: string, kind: PartyKind | un
   );
 }
 
-export async function findPayment(tx: Tx, tenantId: string, id: string): Promise<PaymentRow | undefined> {
+/**
+ * A payment with its entry's day and, once reverted, the revert (the
+ * operation, when, and the day its `payment_revert` entry is booked on).
+ * `lock`: FOR UPDATE of the payment row (the revert).
+ */
+export async function findPayment(tx: Tx, tenantId: string, id: string, lock = false): Promise<PaymentView | undefined> {
   return maybeOne(
     tx,
-    sql<PaymentRow>`
-      SELECT p.id, p.party_id, p.store_id, p.direction, p.method, p.amount, p.reference, p.client_created_at, e.business_date, p.entry_id, p.op_id, p.created_at
+    sql<PaymentView>`
+      SELECT p.id, p.party_id, p.store_id, p.direction, p.method, p.amount, p.reference, p.client_created_at, e.business_date, p.entry_id, p.op_id, p.created_at,
+             p.reverted_by_op, p.reverted_at, r.business_date AS revert_business_date
       FROM payments p JOIN journal_entries e ON e.tenant_id = p.tenant_id AND e.id = p.entry_id
-      WHERE p.tenant_id = ${tenantId} AND p.id = ${id}`,
+      LEFT JOIN journal_entries r ON r.tenant_id = p.tenant_id AND r.subject_id = p.id AND r.kind = 'payment_revert' AND r.op_id = p.reverted_by_op
+      WHERE p.tenant_id = ${tenantId} AND p.id = ${id}${lock ? sql` FOR UPDATE OF p` : sql``}`,
   );
 }
 

@@ -45,6 +45,17 @@ const Payment = Type.Object({
   op_id: Uuid,
   created_at: Timestamp,
 });
+const PaymentView = Type.Object({
+  ...Payment.properties,
+  reverted_by_op: Type.Union([Uuid, Type.Null()], {
+    description: 'the operation that reverted the payment (POST /v1/operations/{op_id}/revert of its op_id); null: not reverted',
+  }),
+  reverted_at: Type.Union([Timestamp, Type.Null()], { description: 'when it was reverted; null: not reverted' }),
+  revert_business_date: Type.Union([Type.String({ format: 'date' }), Type.Null()], {
+    description:
+      "the day its reversing entry (kind payment_revert) is booked on, whose cash count it is in (as other_cash): the day it was reverted, or the first day after it with no count — never a counted day; null: not reverted",
+  }),
+});
 const PartyBalance = Type.Object({
   party_id: Uuid,
   name: Type.String(),
@@ -210,7 +221,15 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
 
   app.get(
     '/v1/payments/:id',
-    { config: { permission: 'ledger.read' }, schema: { tags: ['money'], summary: 'A payment', params: IdParams, response: { 200: Payment } } },
+    {
+      config: { permission: 'ledger.read' },
+      schema: {
+        tags: ['money'],
+        summary: 'A payment, and whether it was reverted (`reverted_by_op`, `reverted_at`, `revert_business_date`)',
+        params: IdParams,
+        response: { 200: PaymentView },
+      },
+    },
     async (request) => {
       const principal = tenantOf(request);
       const payment = await inTenantTransaction(db, principal.tenantId, (tx) => findPayment(tx, principal.tenantId, request.params.id));

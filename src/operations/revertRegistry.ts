@@ -1,4 +1,5 @@
 import type { RevertHandler } from './revertOperation.js';
+import { paymentRevertHandlers } from '../money/revertPayment.js';
 import { pieceRevertHandlers } from '../pieces/revertPieces.js';
 
 /**
@@ -7,4 +8,5 @@ import { pieceRevertHandlers } from '../pieces/revertPieces.js';
  */
 export const revertHandlers: Readonly<Record<string, RevertHandler>> = {
   ...pieceRevertHandlers,
+  ...paymentRevertHandlers,
 };

@@ -71,6 +71,8 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
           'Revert an operation as a new operation: finds exactly the rows it created and consumed by its id, restores them (soft deletes, reversing stock entries) and marks it `reverted_by`. Revertible types: ' +
           Object.keys(revertHandlers).join(', ') +
           '. Reverting a reverted operation replays the first revert (200, `Idempotent-Replayed: true`). `409 operation_already_used` names the later operation (`used_by_op_id`) that used its outputs; `422 unprocessable` for a type that cannot be reverted.',
+        description:
+          "A payment (`payment.create`, a payment recorded wrongly: the wrong amount, party or method) is reverted by a journal entry of kind `payment_revert`, the payment its subject, that moves exactly its entry's postings back between the same two accounts; the payment and its entry are kept as they were and the payment gets `reverted_by_op` and `reverted_at` (GET /v1/payments/{id}; `revert_business_date` is the reversal's day). The reversal is dated like every store entry: today, or the first day after it with no count when today is counted — never on a counted day; its cash is in that day's count as `other_cash` (not a payment in or out). `changes` lists a `payment.reverted` event (the payment before and after) and the operation's `operation.reverted`. A token limited to some stores reverts the operations of its stores only: another store's payment is `404` as for an unknown operation.",
         headers: IdempotencyHeaders,
         params: Type.Object({ op_id: Uuid }),
         body: NoBody,
