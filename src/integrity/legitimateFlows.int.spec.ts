@@ -140,6 +140,43 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     );
   });
 
+  it('money_payment_has_entry and settlement_matches_ledger: payments by every method and direction, reverted on their day, after their day was counted, queued offline, in far zones, and reverted twice at once', async () => {
+    const { owner } = await t.newTenant();
+    const customer = ok(await owner.post('/v1/parties', { kind: 'customer', name: 'Bea' })).body.id;
+    const supplier = ok(await owner.post('/v1/parties', { kind: 'supplier', name: 'Mill' })).body.id;
+    const pay = async (storeId: string, extra: Record<string, unknown>) =>
+      ok(await owner.post('/v1/payments', { party_id: customer, store_id: storeId, method: 'cash', amount: 100, ...extra })).body as { id: string; op_id: string };
+    const revert = async (payment: { op_id: string }) => ok(await owner.post(`/v1/operations/${payment.op_id}/revert`, undefined, { idempotencyKey: randomUUID() }), 200);
+    const count = async (storeId: string, day: string) => ok(await owner.post('/v1/settlements', { store_id: storeId, business_date: day, declared_cash: 0 }));
+
+    for (const zone of ['UTC', 'Pacific/Kiritimati', 'Etc/GMT+12']) {
+      const store = ok(await owner.post('/v1/stores', { code: `P${zone.length}`, name: zone, time_zone: zone })).body.id;
+      const today = await storeToday(store);
+      // Every method, both directions, reverted on their day; one left standing of each.
+      for (const method of ['cash', 'card', 'mobile', 'bank']) {
+        await revert(await pay(store, { method, amount: 500 }));
+        await revert(await pay(store, { method, party_id: supplier, amount: 70 }));
+        await revert(await pay(store, { method, direction: 'out', amount: 30 }));
+        await pay(store, { method, amount: 50 });
+      }
+      // Queued offline on a day then counted, reverted after the count (the reversal is today's).
+      const queued = await pay(store, { client_created_at: ago(2 * DAY) });
+      const queuedDay = (await t.admin.query(`SELECT business_date::text AS d FROM journal_entries WHERE subject_id = $1`, [queued.id])).rows[0].d;
+      await count(store, queuedDay);
+      await revert(queued);
+      // Today counted, then a payment reverted (reversal tomorrow), and one of today reverted after the count.
+      const ofToday = await pay(store, { amount: 40 });
+      await count(store, today);
+      await revert(ofToday);
+      await revert(await pay(store, { party_id: supplier, amount: 20 }));
+      // Two reverts of one payment at once.
+      const twice = await pay(store, { amount: 60 });
+      await Promise.all([revert(twice), revert(twice)]);
+    }
+    const found = await findings(owner);
+    assert.deepEqual(found, [], JSON.stringify(found));
+  });
+
   it('transfer checks: transfers requested, approved, received in full or short, cancelled, and named in capitals', async () => {
     const { owner } = await t.newTenant();
     const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;

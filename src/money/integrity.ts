@@ -53,7 +53,7 @@ export const moneyChecks: IntegrityCheck[] = [
     name: 'money_payment_has_entry',
     severity: 'critical',
     description:
-      "Every payment has its own journal entry (kind payment, the payment as its subject, booked for the payment's store), moving exactly the payment amount in the payment's direction between the store's account for its method (drawer, clearing or bank) and the party's account, and nothing else; no other payment entry names it, and no payment entry names a payment that does not exist.",
+      "Every payment has its own journal entry (kind payment, the payment as its subject, booked for the payment's store), moving exactly the payment amount in the payment's direction between the store's account for its method (drawer, clearing or bank) and the party's account, and nothing else; no other payment entry names it, and no payment entry names a payment that does not exist. A reverted payment (reverted_by_op, as its operation's reverted_by) has exactly one reversing entry (kind payment_revert, written by that revert for the payment's store) moving the same amount back between the same two accounts, so the pair nets to zero; a payment that is not reverted has none, and no reversing entry names a payment that does not exist.",
     // The amount alone let an entry moving the money the other way (a payment
     // in booked as one out: the drawer and the customer's debt both wrong by
     // twice the amount), or two payments sharing one entry, pass. And looking
@@ -62,14 +62,21 @@ export const moneyChecks: IntegrityCheck[] = [
     // the day's count all off by its amount), or a payment entry whose payment
     // is not there, pass every check: both are found by the entries of kind
     // payment (journal_entries_subject_idx), grouped by the payment they name.
+    // A revert (POST /v1/operations/{op_id}/revert) adds a payment_revert
+    // entry naming the payment: its postings are read only for payments that
+    // are reverted or named by one (a one-time filter in the lateral).
     sql: `
       SELECT pay.tenant_id, pay.id::text AS subject,
              jsonb_build_object('amount', pay.amount, 'direction', pay.direction, 'method', pay.method, 'store_id', pay.store_id, 'entry_id', pay.entry_id,
                                 'entry_kind', e.kind, 'entry_subject_id', e.subject_id, 'entry_store_id', e.store_id,
                                 'postings', m.postings, 'to_store_account', m.to_store, 'to_party', m.to_party,
-                                'payment_entries', named.ids) AS detail
+                                'payment_entries', named.ids,
+                                'reverted_by_op', pay.reverted_by_op, 'reverted_at', pay.reverted_at, 'operation_reverted_by', o.reverted_by,
+                                'revert_entries', named.reversal_ids, 'revert_entries_by_revert', coalesce(named.reversals_by_revert, true),
+                                'revert_postings', coalesce(r.postings, 0), 'revert_to_store_account', coalesce(r.to_store, 0), 'revert_to_party', coalesce(r.to_party, 0)) AS detail
       FROM payments pay
       LEFT JOIN journal_entries e ON e.tenant_id = pay.tenant_id AND e.id = pay.entry_id
+      LEFT JOIN operations o ON o.tenant_id = pay.tenant_id AND o.id = pay.op_id
       CROSS JOIN LATERAL (
         SELECT count(*) AS postings,
                coalesce(sum(p.amount) FILTER (WHERE a.store_id = pay.store_id AND a.kind = CASE pay.method WHEN 'cash' THEN 'cash_drawer'
@@ -79,21 +86,45 @@ export const moneyChecks: IntegrityCheck[] = [
         WHERE p.tenant_id = pay.tenant_id AND p.entry_id = pay.entry_id
       ) m
       CROSS JOIN LATERAL (
-        SELECT count(*) AS entries, coalesce(jsonb_agg(x.id ORDER BY x.id), '[]'::jsonb) AS ids
+        SELECT count(*) FILTER (WHERE x.kind = 'payment') AS entries,
+               coalesce(jsonb_agg(x.id ORDER BY x.id) FILTER (WHERE x.kind = 'payment'), '[]'::jsonb) AS ids,
+               count(*) FILTER (WHERE x.kind = 'payment_revert') AS reversals,
+               coalesce(jsonb_agg(x.id ORDER BY x.id) FILTER (WHERE x.kind = 'payment_revert'), '[]'::jsonb) AS reversal_ids,
+               bool_and(x.op_id IS NOT DISTINCT FROM pay.reverted_by_op AND x.store_id IS NOT DISTINCT FROM pay.store_id)
+                 FILTER (WHERE x.kind = 'payment_revert') AS reversals_by_revert
         FROM journal_entries x
-        WHERE x.tenant_id = pay.tenant_id AND x.subject_id = pay.id AND x.kind = 'payment'
+        WHERE x.tenant_id = pay.tenant_id AND x.subject_id = pay.id AND x.kind IN ('payment', 'payment_revert')
       ) named
+      LEFT JOIN LATERAL (
+        SELECT count(*) AS postings,
+               coalesce(sum(p.amount) FILTER (WHERE a.store_id = pay.store_id AND a.kind = CASE pay.method WHEN 'cash' THEN 'cash_drawer'
+                                                WHEN 'card' THEN 'card_clearing' WHEN 'mobile' THEN 'mobile_clearing' WHEN 'bank' THEN 'bank' END), 0) AS to_store,
+               coalesce(sum(p.amount) FILTER (WHERE a.party_id = pay.party_id), 0) AS to_party
+        FROM journal_entries x
+        JOIN postings p ON p.tenant_id = x.tenant_id AND p.entry_id = x.id
+        JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+        WHERE (pay.reverted_by_op IS NOT NULL OR named.reversals > 0)
+          AND x.tenant_id = pay.tenant_id AND x.subject_id = pay.id AND x.kind = 'payment_revert'
+      ) r ON true
       WHERE ($1::uuid IS NULL OR pay.tenant_id = $1)
         AND (e.id IS NULL OR e.kind <> 'payment' OR e.subject_id IS DISTINCT FROM pay.id OR e.store_id IS DISTINCT FROM pay.store_id
              OR m.postings <> 2
              OR m.to_store <> CASE pay.direction WHEN 'in' THEN pay.amount ELSE -pay.amount END
              OR m.to_party <> CASE pay.direction WHEN 'in' THEN -pay.amount ELSE pay.amount END
-             OR named.entries <> 1)
+             OR named.entries <> 1
+             OR o.reverted_by IS DISTINCT FROM pay.reverted_by_op
+             OR (pay.reverted_by_op IS NULL) <> (pay.reverted_at IS NULL)
+             OR named.reversals <> CASE WHEN pay.reverted_by_op IS NULL THEN 0 ELSE 1 END
+             OR NOT coalesce(named.reversals_by_revert, true)
+             OR (named.reversals > 0
+                 AND (coalesce(r.postings, 0) <> 2
+                      OR coalesce(r.to_store, 0) <> CASE pay.direction WHEN 'in' THEN -pay.amount ELSE pay.amount END
+                      OR coalesce(r.to_party, 0) <> CASE pay.direction WHEN 'in' THEN pay.amount ELSE -pay.amount END)))
       UNION ALL
       SELECT x.tenant_id, coalesce(x.subject_id::text, min(x.id::text)) AS subject,
              jsonb_build_object('payment_id', x.subject_id, 'payment_exists', false, 'payment_entries', jsonb_agg(x.id ORDER BY x.id)) AS detail
       FROM journal_entries x
-      WHERE x.kind = 'payment' AND ($1::uuid IS NULL OR x.tenant_id = $1)
+      WHERE x.kind IN ('payment', 'payment_revert') AND ($1::uuid IS NULL OR x.tenant_id = $1)
         AND NOT EXISTS (SELECT 1 FROM payments pay WHERE pay.tenant_id = x.tenant_id AND pay.id = x.subject_id)
       GROUP BY x.tenant_id, x.subject_id, CASE WHEN x.subject_id IS NULL THEN x.id END`,
   },
