@@ -187,7 +187,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       schema: {
         tags: ['money'],
         summary:
-          'Pay a supplier or receive from a customer through a store (payment + journal entry in one transaction). `direction` defaults to `out` for a supplier and `in` for a customer; the other direction is a refund. A payment a till queued offline sends `client_created_at` (when the till paid): its money is booked on that day, by the rule of a synced sale (never before the store\'s latest count, never after today); `business_date` says where it was booked, `created_at` when it arrived. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
+          'Pay a supplier or receive from a customer through a store (payment + journal entry in one transaction). `direction` defaults to `out` for a supplier and `in` for a customer; the other direction is a refund. A payment a till queued offline sends `client_created_at` (when the till paid): its money is booked on that day, by the rule of a synced sale (never before the store\'s latest count, never after today); `business_date` says where it was booked, `created_at` when it arrived. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer. A payment recorded wrongly is reverted with POST /v1/operations/{op_id}/revert of its `op_id` (a `payment_revert` entry moves its amount back; GET shows `reverted_by_op`), not with a payment the other way, which is a refund.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {
