@@ -320,6 +320,24 @@ describe('reverting a payment', () => {
     await assert.rejects(t.admin.query(`DELETE FROM payments WHERE id = $1`, [payment.id]), /append-only|never deleted/);
   });
 
+  it('a reversal that would take an account total past its limit is refused 422 limit_exceeded (declared), and nothing is written', async () => {
+    const { tenantId, store, supplier, pay, revert } = await shop();
+    const payment = await pay({ amount: 500 });
+    await pay({ amount: 500, party_id: supplier });
+    // The drawer (at 0: 500 in, 500 out) with its totals near their limit (9 × 10^15): a shop that has moved that much cash.
+    await t.admin.query(
+      `UPDATE accounts SET debit_total = 9000000000000000 - 100, credit_total = 9000000000000000 - 100 WHERE tenant_id = $1 AND key = $2 AND balance = 0`,
+      [tenantId, `store/${store}/cash_drawer`],
+    );
+    const rows = await postingsOf(tenantId);
+    const refused = await revert(payment.op_id);
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    assert.equal(refused.body.code, 'limit_exceeded');
+    assert.deepEqual(await postingsOf(tenantId), rows);
+    assert.deepEqual((await t.admin.query(`SELECT reverted_by_op, reverted_at FROM payments WHERE id = $1`, [payment.id])).rows, [{ reverted_by_op: null, reverted_at: null }]);
+    assert.equal((await t.admin.query(`SELECT reverted_by FROM operations WHERE tenant_id = $1 AND id = $2`, [tenantId, payment.op_id])).rows[0].reverted_by, null);
+  });
+
   it('a payment out by card to a supplier and a payment in by mobile are reverted between their own accounts', async () => {
     const { tenantId, store, customer, supplier, pay, revert } = await shop();
     const out = await pay({ amount: 250, party_id: supplier, method: 'card' });

@@ -64,7 +64,7 @@ export async function operationRoutes(app: App, { db }: AppDeps): Promise<void> 
   app.post(
     '/v1/operations/:op_id/revert',
     {
-      config: { permission: 'operations.revert', refusals: { operation_already_used: 'a later operation used what it created (`used_by_op_id`)', unprocessable: 'an operation of a type that cannot be reverted', insufficient_stock: 'the stock balance is below its pieces (see the integrity check piece_stock_matches_balance)' } },
+      config: { permission: 'operations.revert', refusals: { operation_already_used: 'a later operation used what it created (`used_by_op_id`)', unprocessable: 'an operation of a type that cannot be reverted', insufficient_stock: 'the stock balance is below its pieces (see the integrity check piece_stock_matches_balance)', limit_exceeded: "an account total would exceed 9 × 10^15 minor units (a payment's reversal), or the stock of a SKU in a store 10^15 base units (pieces restored)" } },
       schema: {
         tags: ['operations'],
         summary:
