@@ -7,7 +7,7 @@ import { integrityFindings } from '../../test/support/integrity.js';
 
 /**
  * 5,000 random operations — sales (cash, card, mobile, credit), payments in
- * and out, voids (some racing each other on the same sale) and transfers
+ * and out, payment reverts (some racing each other on one payment), voids (some racing each other on the same sale) and transfers
  * (request → approve → receive, some received short) — fired concurrently over
  * HTTP by 32 clients. Then the rows must agree with each other: every entry
  * sums to zero, every account equals its postings AND what the business
@@ -44,6 +44,7 @@ describe('a random concurrent mix of 5,000 sales, payments, voids and transfers'
   it('leaves every account equal to its postings and to the business records, and stock equal to its ledger', async () => {
     const pick = <T>(list: T[]): T => list[Math.floor(Math.random() * list.length)]!;
     const saleIds: string[] = [];
+    const paymentOps: string[] = [];
     const statuses = new Map<string, number>();
     const unexpected: string[] = [];
     const note = (label: string, response: ApiResponse, allowed: number[]) => {
@@ -65,6 +66,11 @@ describe('a random concurrent mix of 5,000 sales, payments, voids and transfers'
       }
       if (roll < 0.7) {
         return async () => {
+          // A payment recorded wrongly is reverted (some twice, racing each other or replaying).
+          if (Math.random() < 0.25 && paymentOps.length > 0) {
+            note('payment.revert', await owner.post(`/v1/operations/${pick(paymentOps.slice(-50))}/revert`, undefined, { idempotencyKey: randomUUID() }), [200]);
+            return;
+          }
           const toSupplier = Math.random() < 0.4;
           const body = {
             party_id: toSupplier ? pick(suppliers) : pick(customers),
@@ -73,7 +79,8 @@ describe('a random concurrent mix of 5,000 sales, payments, voids and transfers'
             amount: 1 + Math.floor(Math.random() * 5_000),
             ...(Math.random() < 0.15 ? { direction: toSupplier ? 'in' : 'out' } : {}),
           };
-          note('payment', await owner.post('/v1/payments', body, { idempotencyKey: randomUUID() }), [201]);
+          const paid = note('payment', await owner.post('/v1/payments', body, { idempotencyKey: randomUUID() }), [201]);
+          if (paid.status === 201) paymentOps.push(paid.body.op_id);
         };
       }
       if (roll < 0.85) {
@@ -125,7 +132,7 @@ describe('a random concurrent mix of 5,000 sales, payments, voids and transfers'
     const total = await t.admin.query(`SELECT coalesce(sum(balance), 0)::bigint AS s FROM accounts WHERE tenant_id = $1`, [tenantId]);
     assert.equal(Number(total.rows[0].s), 0, 'the whole ledger sums to zero');
 
-    // Each account holds what the business records say: sales (not voided), payments.
+    // Each account holds what the business records say: sales (not voided), payments (not reverted).
     const expected = await t.admin.query<{ key: string; expected: string }>(
       `WITH moves AS (
          SELECT CASE s.payment_method WHEN 'cash' THEN 'store/' || s.store_id || '/cash_drawer'
@@ -138,9 +145,9 @@ describe('a random concurrent mix of 5,000 sales, payments, voids and transfers'
          UNION ALL
          SELECT 'store/' || p.store_id || '/' || CASE p.method WHEN 'cash' THEN 'cash_drawer' WHEN 'card' THEN 'card_clearing' WHEN 'mobile' THEN 'mobile_clearing' ELSE 'bank' END,
                 CASE p.direction WHEN 'in' THEN p.amount ELSE -p.amount END
-         FROM payments p WHERE p.tenant_id = $1
+         FROM payments p WHERE p.tenant_id = $1 AND p.reverted_by_op IS NULL
          UNION ALL
-         SELECT 'party/' || p.party_id, CASE p.direction WHEN 'in' THEN -p.amount ELSE p.amount END FROM payments p WHERE p.tenant_id = $1
+         SELECT 'party/' || p.party_id, CASE p.direction WHEN 'in' THEN -p.amount ELSE p.amount END FROM payments p WHERE p.tenant_id = $1 AND p.reverted_by_op IS NULL
        )
        SELECT key, sum(amount)::text AS expected FROM moves GROUP BY key`,
       [tenantId],
@@ -176,6 +183,15 @@ describe('a random concurrent mix of 5,000 sales, payments, voids and transfers'
     );
     for (const row of stock.rows) assert.equal(Number(row.balance), Number(row.expected), `store ${row.store_id} sku ${row.sku_id}`);
     assert.ok([...statuses.keys()].some((key) => key === 'void 200'));
+    assert.ok([...statuses.keys()].some((key) => key === 'payment.revert 200'));
+    // Every reverted payment has its one reversal, by the operation it names.
+    const reversals = await t.admin.query(
+      `SELECT p.id FROM payments p
+       WHERE p.tenant_id = $1 AND (SELECT count(*) FROM journal_entries e WHERE e.tenant_id = p.tenant_id AND e.subject_id = p.id AND e.kind = 'payment_revert'
+                                                                         AND e.op_id = p.reverted_by_op) <> CASE WHEN p.reverted_by_op IS NULL THEN 0 ELSE 1 END`,
+      [tenantId],
+    );
+    assert.deepEqual(reversals.rows, []);
     assert.ok([...statuses.keys()].some((key) => key === 'transfer.receive 200'));
   });
 });
