@@ -37,7 +37,7 @@ const Settlement = Type.Object({
   cash_voids: Blind(MoneyTotal, 'the day\'s cash voids out of the drawer, minor units'),
   payments_in: Blind(MoneyTotal, 'the day\'s cash payments in, minor units'),
   payments_out: Blind(MoneyTotal, 'the day\'s cash payments out, minor units'),
-  other_cash: Blind(MoneyTotal, 'net cash of anything else posted to the drawer that day, minor units'),
+  other_cash: Blind(MoneyTotal, 'net cash of anything else posted to the drawer that day — e.g. the reversal of a cash payment reverted that day (entry kind payment_revert; the payment stays in payments_in / payments_out of its own day) — minor units'),
   expected_cash: Blind(SettlementFigure('float + the day\'s cash movements, minor units'), 'float + the day\'s cash movements, minor units'),
   declared_cash: Money,
   variance: Blind(SettlementFigure('declared − expected, minor units (negative: cash short)'), 'declared − expected, minor units (negative: cash short)'),

@@ -12,7 +12,7 @@ export interface DrawerMovements {
   paymentsIn: number;
   /** Cash paid out to parties (suppliers, refunds) that day (a positive number). */
   paymentsOut: number;
-  /** Net cash moved by anything else posted to the drawer that day. */
+  /** Net cash moved by anything else posted to the drawer that day (e.g. a payment's reversal, `payment_revert`). */
   otherCash: number;
 }
 
