@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startSecondApi, startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { integrityFindings } from '../../test/support/integrity.js';
 import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
 
 /**
@@ -282,5 +283,70 @@ describe('sales under races: a void among running sales, two API processes on on
       JSON.stringify(ruled.body.results),
     );
     assert.deepEqual(await saleRowCounts(t, tenantId), counts);
+  });
+
+  it('a void of a short offline sale racing its re-sync, its key sent online and resales of the returned units, on two processes: one sale per key, one void returning only what it took, receipts gapless, no finding', async () => {
+    // Given: 6 units in stock; a till synced an offline sale of 10 under key K: 6 left stock, 4 short.
+    const storeId = await givenStore(owner, 'RACE-VS');
+    const sku = await givenSku(owner, 'RACE-VS', 'piece', 10);
+    await givenStock(owner, storeId, [{ sku_id: sku, quantity: 6 }]);
+    const cashier = await givenToken(t, owner, 'cashier', [storeId]);
+    const manager = await givenToken(t, owner, 'manager', [storeId]);
+    const key = randomUUID();
+    const queued = { store_id: storeId, payment_method: 'cash', client_created_at: '2026-12-01T10:00:00.000Z', items: [{ sku_id: sku, quantity: 10, unit_price: 10 }] };
+    const batch = { sales: [{ idempotency_key: key, ...queued }] };
+    const synced = await cashier.post('/v1/sync/sales', batch);
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    const sale = synced.body.results[0].body;
+    assert.deepEqual(sale.items.map((item: { shortfall_quantity: number }) => item.shortfall_quantity), [4]);
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, sku), { balance: 0, ledger: 0 });
+
+    // When: on both processes at once, two voids (own keys), the batch re-sent twice, K sent online, and ten one-unit resales.
+    const [tillA, tillB] = onBoth(cashier.token!);
+    const [managerA, managerB] = onBoth(manager.token!);
+    const [voidA, voidB, syncA, syncB, online, ...resales] = await Promise.all([
+      managerA.post(`/v1/sales/${sale.id}/void`, { reason: 'returned' }, { idempotencyKey: randomUUID() }),
+      managerB.post(`/v1/sales/${sale.id}/void`, { reason: 'returned' }, { idempotencyKey: randomUUID() }),
+      tillA.post('/v1/sync/sales', batch),
+      tillB.post('/v1/sync/sales', batch),
+      tillA.post('/v1/sales', queued, { idempotencyKey: key }),
+      ...Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? tillA : tillB).post('/v1/sales', saleBody(storeId, sku), { idempotencyKey: randomUUID() })),
+    ]);
+
+    // Then: both voids answer the one void; K names the one sale in every answer (or was in flight at that instant).
+    assert.deepEqual([voidA.status, voidB.status], [200, 200], JSON.stringify([voidA.body, voidB.body]));
+    assert.equal(voidA.body.voided_by_op, voidB.body.voided_by_op);
+    assert.equal(voidA.body.receipt_number, sale.receipt_number);
+    const answersForKey = [syncA.body.results[0], syncB.body.results[0], { status: online.status, body: online.body }];
+    for (const answer of answersForKey) {
+      assert.ok(answer.status === 201 || (answer.status === 409 && answer.body.code === 'idempotency_key_in_flight'), JSON.stringify(answer));
+      if (answer.status === 201) assert.equal(answer.body.id, sale.id, 'K replays the synced sale, never sells again');
+    }
+    const { rows: keyed } = await t.admin.query(
+      `SELECT count(*)::int AS records, count(DISTINCT s.id)::int AS sales FROM idempotency_keys k JOIN sales s ON s.tenant_id = k.tenant_id AND s.op_id = k.op_id
+       WHERE k.tenant_id = $1 AND k.key = $2`,
+      [tenantId, key],
+    );
+    assert.deepEqual(keyed[0], { records: 1, sales: 1 });
+    // The void returned the 6 units the sale took (not the 4 it never took), through one ledger row, and reversed its money once.
+    const { rows: voidRows } = await t.admin.query(`SELECT quantity_change::int FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2`, [tenantId, voidA.body.voided_by_op]);
+    assert.deepEqual(voidRows, [{ quantity_change: 6 }]);
+    const { rows: entries } = await t.admin.query(
+      `SELECT kind, count(*)::int AS n FROM journal_entries WHERE tenant_id = $1 AND subject_id = $2 GROUP BY kind ORDER BY kind`,
+      [tenantId, sale.id],
+    );
+    assert.deepEqual(entries, [{ kind: 'sale', n: 1 }, { kind: 'sale_void', n: 1 }]);
+    // Resales took at most what came back, each refused one with 409 insufficient_stock; stock = ledger; receipts 1..n.
+    const resold = resales.filter((response) => response.status === 201).length;
+    assert.ok(resales.every((response) => response.status === 201 || (response.status === 409 && response.body.code === 'insufficient_stock')), JSON.stringify(resales.map((r) => r.body)));
+    assert.ok(resold <= 6);
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, sku), { balance: 6 - resold, ledger: 6 - resold });
+    assert.deepEqual(await receipts(storeId), { n: 1 + resold, lo: 1, hi: 1 + resold, distinct_numbers: 1 + resold });
+    // Sent once more when all is quiet, K still replays the sale (now as first answered: completed), and nothing else moved.
+    const before = await saleRowCounts(t, tenantId);
+    const again = await cashier.post('/v1/sync/sales', batch);
+    assert.deepEqual([again.body.results[0].status, again.body.results[0].replayed, again.body.results[0].body.id], [201, true, sale.id]);
+    assert.deepEqual(await saleRowCounts(t, tenantId), before);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 });
