@@ -11,6 +11,7 @@ describe('line totals', () => {
   it('kg: grams × price per kg / 1000, rounded half up', () => {
     assert.equal(lineTotal('kg', 1000, 999), 999);
     assert.equal(lineTotal('kg', 1234, 999), 1233); // 1232.766
+    assert.equal(lineTotal('kg', 1234, 299), 369); // the README's example: 1,234 g at 2.99/kg → 3.69 (368.966)
     assert.equal(lineTotal('kg', 500, 1), 1); // 0.5 → 1 (half up)
     assert.equal(lineTotal('kg', 499, 1), 0); // 0.499 → 0
     assert.equal(lineTotal('kg', 1500, 333), 500); // 499.5 → 500
