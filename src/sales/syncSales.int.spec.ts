@@ -116,6 +116,29 @@ describe('POST /v1/sync/sales: offline tills', () => {
     assert.equal(response.body.results[2].body.code, 'forbidden');
   });
 
+  it("a cashier's offline bulk sale is refused 403 in its result, nothing written; a manager then syncs it under the same key and it is recorded once, as the till's sale", async () => {
+    const manager = await givenToken(t, owner, 'manager');
+    const bulk = { ...queued(2), sale_type: 'bulk' };
+    const before = await saleRowCounts(t, tenantId);
+    const stock = await balanceAndLedger(t, tenantId, storeId, milk);
+
+    const refused = await cashier.post('/v1/sync/sales', { sales: [bulk] });
+    assert.equal(refused.status, 200);
+    assert.deepEqual([refused.body.results[0].status, refused.body.results[0].body.code], [403, 'forbidden']);
+    assert.deepEqual(await saleRowCounts(t, tenantId), before, 'nothing written for the refused sale');
+    assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, milk), stock);
+
+    const synced = await manager.post('/v1/sync/sales', { sales: [bulk] });
+    assert.deepEqual([synced.body.results[0].status, synced.body.results[0].replayed], [201, false], JSON.stringify(synced.body));
+    const sale = synced.body.results[0].body;
+    assert.deepEqual([sale.sale_type, sale.source, sale.client_created_at], ['bulk', 'offline', bulk.client_created_at]);
+    const again = await cashier.post('/v1/sync/sales', { sales: [bulk] });
+    assert.deepEqual([again.body.results[0].status, again.body.results[0].replayed, again.body.results[0].body.id], [201, true, sale.id], 'the till sending it again gets that sale');
+    const after = await saleRowCounts(t, tenantId);
+    assert.equal(Number(after.sales), Number(before.sales) + 1, 'recorded once');
+    assert.equal((await balanceAndLedger(t, tenantId, storeId, milk)).balance, stock.balance - 2);
+  });
+
   it('a client_created_at the format allows but PostgreSQL cannot read (a fractional leap second, an offset beyond ±15:59): 400 at that sale\'s client_created_at, alone or synced; the rest of the batch is applied', async () => {
     for (const at of ['2016-12-31T23:59:60.5Z', '2026-01-15T10:00:00+16:00']) {
       const before = await saleRowCounts(t, tenantId);
