@@ -15,13 +15,20 @@ export const PIECE_COLUMNS = sql`id, store_id, sku_id, kind, quantity, status, v
  * commands over overlapping pieces queue up instead of deadlocking: the second
  * waits for the first to commit and then sees what it left (consumed pieces).
  * Returns the rows found (missing ids are simply absent).
+ *
+ * FOR NO KEY UPDATE, the lock an UPDATE of a piece takes (its id never
+ * changes): two commands still exclude each other, but a command inserting
+ * pieces whose original_piece_id is a locked piece (the foreign key check
+ * takes KEY SHARE) is not blocked by it. With FOR UPDATE, a revert of a cut
+ * holding the consumed roll and waiting for an output deadlocked with a cut
+ * or combine of that output making pieces descended from the roll.
  */
 export async function lockPiecesForUpdate(tx: Tx, tenantId: string, ids: readonly string[]): Promise<PieceRow[]> {
   const unique = [...new Set(ids)].sort();
   if (unique.length === 0) return [];
   return all(
     tx,
-    sql<PieceRow>`SELECT ${PIECE_COLUMNS} FROM pieces WHERE tenant_id = ${tenantId} AND id = ANY(${unique}::uuid[]) ORDER BY id FOR UPDATE`,
+    sql<PieceRow>`SELECT ${PIECE_COLUMNS} FROM pieces WHERE tenant_id = ${tenantId} AND id = ANY(${unique}::uuid[]) ORDER BY id FOR NO KEY UPDATE`,
   );
 }
 

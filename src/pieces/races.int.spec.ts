@@ -296,7 +296,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
         for (;;) {
           const { rows } = await t.admin.query(
             `SELECT count(*)::int AS n, bool_and(p.reserved_until > now()) AS before_end FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             CROSS JOIN pieces p WHERE p.id = $1 AND NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM pieces%FOR UPDATE%'`,
+             CROSS JOIN pieces p WHERE p.id = $1 AND NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FROM pieces%FOR NO KEY UPDATE%'`,
             [roll!.id],
           );
           if (rows[0].n > 0) {
@@ -347,7 +347,7 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM pieces WHERE id = $1 FOR UPDATE', [roll!.id]);
       reserving = owner.post('/v1/pieces/reservations', { piece_ids: [roll!.id], expires_in_seconds: 1 }, k());
-      await untilWaitingForLock('%FROM pieces%FOR UPDATE%');
+      await untilWaitingForLock('%FROM pieces%FOR NO KEY UPDATE%');
       await new Promise((resolve) => setTimeout(resolve, 1200));
       lockReleasedAt = (await holder.query('SELECT clock_timestamp() AS at')).rows[0].at as Date;
       await holder.query('COMMIT');
@@ -362,6 +362,53 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
     assert.equal(seen.body.status, 'reserved', 'the piece is held by the reservation just made');
     assert.equal(seen.body.reserved_by_op, reserved.body.op_id);
     await stockMatchesPieces(cloth);
+  });
+
+  it('a cut or combine of an output of a cut, queued before a revert of that cut: they queue up on the pieces, no deadlock — the first wins, the revert is refused', async () => {
+    // The cut or combine makes pieces whose original_piece_id is the roll the
+    // first cut consumed: inserting them checks that foreign key, a KEY SHARE
+    // lock on the roll. The revert locks the roll and then waits for the
+    // output the other holds. With the pieces locked FOR UPDATE (which blocks
+    // KEY SHARE) the two deadlocked: after deadlock_timeout one was rolled
+    // back and run again — a second's stall, and the winner was whichever the
+    // deadlock detector chose, not the command that came first.
+    const waiting = async () =>
+      Number(
+        (await t.admin.query(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()`)).rows[0].n,
+      );
+    for (const how of ['cut', 'combine'] as const) {
+      const skuId = how === 'cut' ? cloth : buttons;
+      const { pieces: [roll] } = await receive(skuId, [{ kind: how === 'cut' ? 'roll' : 'spare', quantity: 4000 }]);
+      const first = await cut(roll!.id, [1000]);
+      assert.equal(first.status, 201, JSON.stringify(first.body));
+      const part = first.body.pieces[0].id as string;
+      const retriesBefore = (await commandRetries.get()).values.reduce((sum, value) => sum + value.value, 0);
+      const holder = await t.admin.connect();
+      let using: Promise<{ status: number; body: any }>;
+      let undoing: Promise<{ status: number; body: any }>;
+      try {
+        // the output is busy (held here by a test transaction, in life by any command that locks it)
+        await holder.query('BEGIN');
+        await holder.query('SELECT 1 FROM pieces WHERE id = $1 FOR UPDATE', [part]);
+        using = how === 'cut' ? cut(part, [100]) : owner.post('/v1/pieces/combine', { piece_ids: [part], bundle_size: 10, bundle_count: 1 }, k());
+        while ((await waiting()) < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+        undoing = revert(first.body.op_id);
+        while ((await waiting()) < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+        await holder.query('COMMIT');
+      } finally {
+        holder.release();
+      }
+      const [used, undone] = await Promise.all([using!, undoing!]);
+      assert.equal(used.status, 201, `${how}: ${JSON.stringify(used.body)}`);
+      assert.equal(undone.status, 409, `${how}: ${JSON.stringify(undone.body)}`);
+      assert.equal(undone.body.code, 'operation_already_used');
+      assert.equal(undone.body.used_by_op_id, used.body.op_id);
+      assert.equal((await commandRetries.get()).values.reduce((sum, value) => sum + value.value, 0), retriesBefore, `${how}: a transaction was run again (deadlock)`);
+      assert.equal((await piece(part)).consumed_by_op, used.body.op_id);
+      assert.equal((await piece(roll!.id)).status, 'consumed');
+      await stockMatchesPieces(skuId);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
   it('reverts of a cut and of the combine that used its outputs, at once: the combine first or the cut refused — never both half-done', async () => {
