@@ -268,6 +268,9 @@ describe('workshop pieces under races: reverts, sales, voids, cuts and expiring 
       // and the cut can be reverted now (nothing holds its outputs)
       const undo = await revert(cutDone.body.op_id);
       assert.equal(undo.status, 200, JSON.stringify(undo.body));
+      // and the roll, reserved before it was cut, comes back in stock (README: a restored input is in_stock)
+      const restored = await piece(roll!.id);
+      assert.deepEqual([restored.status, restored.reserved_by_op, restored.consumed_by_op], ['in_stock', null, null]);
       await stockMatchesPieces(cloth);
     }
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
