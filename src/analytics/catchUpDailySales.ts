@@ -56,6 +56,34 @@ export interface CatchUpResult {
  * a store's zone take turns too (the stores are read FOR SHARE first): the
  * changes are read in the zones the figures are computed in.
  */
+/**
+ * A database moved to another server by dump and restore keeps the
+ * transaction ids and snapshots its rows hold, while the new server counts its
+ * own ids from its start — usually far below them. Every sale made after the
+ * move had an id below the last run's snapshot's xmin: no run read it (the
+ * figures stopped changing), and figures' snapshots "saw" it, uncounted.
+ * An id at or above this server's next one was never handed out here
+ * (pg_snapshot_xmax of the current snapshot; xid8 never wraps): the tenant's
+ * sales' such ids are cleared (as for a change made before migration 0900:
+ * seen by every snapshot — the trigger of migration 1130 lets an UPDATE clear
+ * only those), and so are its figures' snapshots taken there (judged by time
+ * then, as figures computed before 0900: countedBy). By index (the two xid
+ * indexes from this server's next id up) and the tenant's figures: run on a
+ * tenant's first catch-up and on the first after a move, then never.
+ */
+async function forgetTransactionIdsOfAnotherServer(cmd: Command): Promise<void> {
+  const { tx, tenantId } = cmd;
+  await sql`
+    UPDATE sales SET created_xid = NULL
+    WHERE tenant_id = ${tenantId} AND created_xid >= pg_snapshot_xmax(pg_current_snapshot())`.execute(tx);
+  await sql`
+    UPDATE sales SET voided_xid = NULL
+    WHERE tenant_id = ${tenantId} AND voided_xid >= pg_snapshot_xmax(pg_current_snapshot())`.execute(tx);
+  await sql`
+    UPDATE daily_sales_rollups SET computed_snapshot = NULL
+    WHERE tenant_id = ${tenantId} AND pg_snapshot_xmax(computed_snapshot) > pg_snapshot_xmax(pg_current_snapshot())`.execute(tx);
+}
+
 export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
   const { tx, tenantId, opId } = cmd;
   await lockNamed(tx, `daily-sales-rollup-catch-up/${tenantId}`);
@@ -72,18 +100,25 @@ export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
   // not count a change; daily_sales_rollup_stale reads changes not seen).
   // Waiting here, the read sees the new zone and the change's figures.
   await sql`SELECT 1 FROM stores WHERE tenant_id = ${tenantId} ORDER BY id FOR SHARE`.execute(tx);
-  const progress = await maybeOne(
+  const stored = await maybeOne(
     tx,
     // As text: a JS Date would drop the microseconds.
-    sql<{ seen: string; since: string; rule: number }>`
-      SELECT changes_snapshot::text AS seen, changes_through::text AS since, sale_day_rule AS rule
+    sql<{ seen: string; since: string; rule: number; elsewhere: boolean }>`
+      SELECT changes_snapshot::text AS seen, changes_through::text AS since, sale_day_rule AS rule,
+             pg_snapshot_xmax(changes_snapshot) > pg_snapshot_xmax(pg_current_snapshot()) AS elsewhere
       FROM daily_sales_rollup_progress WHERE tenant_id = ${tenantId}`,
   );
+  // The last run's snapshot taken on another server (the database dumped and
+  // restored elsewhere), or no run yet: the ids and snapshots stored on
+  // another server are cleared first (forgetTransactionIdsOfAnotherServer),
+  // and this run looks at every sale, as a first run does.
+  if (!stored || stored.elsewhere) await forgetTransactionIdsOfAnotherServer(cmd);
+  const progress = stored?.elsewhere ? undefined : stored;
   const changes = sql.raw(progress ? saleChangesNotSeenBy('p') : everySaleChange('p.tenant_id'));
   // Figures computed before a sale counted on its money's day (SALE_DAY_RULE)
   // may count it on the day it happened: those days and the days that must
   // count it, once (migration 0880).
-  const redate = (progress?.rule ?? 1) < SALE_DAY_RULE;
+  const redate = (stored?.rule ?? 1) < SALE_DAY_RULE;
   // One statement: the snapshot recorded is the one the changes were read in.
   const read = await one(
     tx,
@@ -121,8 +156,8 @@ export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
     ON CONFLICT (tenant_id) DO UPDATE
       SET changes_through = EXCLUDED.changes_through, changes_snapshot = EXCLUDED.changes_snapshot,
           sale_day_rule = EXCLUDED.sale_day_rule, updated_by_op = EXCLUDED.updated_by_op, updated_at = now()`.execute(tx);
-  cmd.touch('daily_sales_rollup_progress', tenantId, progress ? 'updated' : 'created');
+  cmd.touch('daily_sales_rollup_progress', tenantId, stored ? 'updated' : 'created');
   const result = { changes_through: read.through, days: read.days };
-  cmd.audit({ subjectType: 'daily_sales_rollup_progress', subjectId: tenantId, before: { changes_through: progress?.since ?? null }, after: result });
+  cmd.audit({ subjectType: 'daily_sales_rollup_progress', subjectId: tenantId, before: { changes_through: stored?.since ?? null }, after: result });
   return result;
 }

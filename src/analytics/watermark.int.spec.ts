@@ -354,4 +354,43 @@ describe('daily sales rollup: the watermark', () => {
     assert.deepEqual(await figures(tenantId), expected);
     assert.deepEqual((await staleFindings(tenantId)).subjects, []);
   });
+  it('a database moved to another server (dumped and restored: the new server hands out transaction ids below the ones stored): the next run counts the sales made since, once, and the runs after it read nothing old again', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = await givenStore(owner, 'MOVE');
+    const sku = await givenSku(owner, `M${randomUUID().slice(0, 6)}`, 'piece', 100);
+    await givenStock(owner, store, [{ sku_id: sku, quantity: 100 }]);
+    const today = (await t.admin.query(`SELECT (now() AT TIME ZONE 'UTC')::date::text AS d`)).rows[0].d as string;
+    // Given a sale today, caught up
+    const first = await sell(owner, store, sku, 1);
+    assert.deepEqual((await catchUp(tenantId)).days, [today]);
+    // When the database is moved to a server whose transaction ids are far
+    // behind the old one's (a pg_dump restored into a new cluster keeps the
+    // stored ids and snapshots, but counts its own ids from the start): as
+    // if every id the tenant's rows hold were 2^40 ahead of this server's
+    const ahead = `1099511627776`;
+    const shifted = (snapshot: string) =>
+      `(pg_snapshot_xmin(${snapshot})::text::bigint + ${ahead})::text || ':' || (pg_snapshot_xmax(${snapshot})::text::bigint + ${ahead})::text || ':' ||
+       coalesce((SELECT string_agg((x::text::bigint + ${ahead})::text, ',') FROM pg_snapshot_xip(${snapshot}) x), '')`;
+    await withTriggersOff(t.admin, [
+      [`UPDATE sales SET created_xid = (created_xid::text::bigint + ${ahead})::text::xid8 WHERE tenant_id = $1`, [tenantId]],
+      [`UPDATE daily_sales_rollup_progress SET changes_snapshot = (${shifted('changes_snapshot')})::pg_snapshot WHERE tenant_id = $1`, [tenantId]],
+      [`UPDATE daily_sales_rollups SET computed_snapshot = (${shifted('computed_snapshot')})::pg_snapshot WHERE tenant_id = $1`, [tenantId]],
+    ]);
+    // And the shop sells again and voids the first sale
+    await sell(owner, store, sku, 2);
+    const voided = await owner.post(`/v1/sales/${first.id}/void`, { reason: 'moved' });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    // Then the next run counts both changes: today has both sales, the first voided
+    assert.deepEqual((await catchUp(tenantId)).days, [today]);
+    const expected = [{ code: 'MOVE', d: today, sales_count: 2, voided_count: 1, revenue: 200 }];
+    assert.deepEqual(await figures(tenantId), expected);
+    // And the runs after it find nothing to redo (no id from the old server is read as a change again)
+    assert.deepEqual((await catchUp(tenantId)).days, []);
+    // And a sale after that is counted as usual
+    await sell(owner, store, sku, 3);
+    assert.deepEqual((await catchUp(tenantId)).days, [today]);
+    assert.deepEqual(await figures(tenantId), [{ code: 'MOVE', d: today, sales_count: 3, voided_count: 1, revenue: 500 }]);
+    assert.deepEqual((await catchUp(tenantId)).days, []);
+    assert.deepEqual((await staleFindings(tenantId)).subjects, []);
+  });
 });
