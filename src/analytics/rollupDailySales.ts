@@ -135,6 +135,16 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
   // run that read the sales before a void, but wrote after a later run, left
   // its older figures over the newer ones (upsert in READ COMMITTED).
   await lockNamed(cmd.tx, `daily-sales-rollup/${cmd.tenantId}/${businessDate}`);
+  // The stores' zones FOR SHARE, in a statement of their own, held until
+  // this run commits: a change of a store's zone (which recomputes its
+  // figures, holding the store row FOR NO KEY UPDATE) and this run take
+  // turns, and the statement below starts once the change has committed. It
+  // used to lock them in that statement, whose snapshot is taken before it
+  // waits: a run that waited for a change wrote figures from before it over
+  // the change's, so a sale committed meanwhile — counted by the change's
+  // figures, which a catch-up may have read and marked it seen by — was
+  // left out of the day's figures for good, and no check said so.
+  await sql`SELECT 1 FROM stores WHERE tenant_id = ${cmd.tenantId} ORDER BY id FOR SHARE`.execute(cmd.tx);
   const saleDay = sql.raw(SALE_DAY);
   const saleHappenedDay = sql.raw(SALE_HAPPENED_DAY);
   const happened = sql.raw(SALE_HAPPENED);
@@ -144,9 +154,8 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
     cmd.tx,
     sql<DailySalesRow>`
       WITH st AS (
-        -- the stores' zones, FOR SHARE: a change of a store's zone (which
-        -- recomputes its figures) and this run take turns
-        SELECT id, time_zone FROM stores WHERE tenant_id = ${cmd.tenantId} FOR SHARE
+        -- the stores' zones (locked FOR SHARE above)
+        SELECT id, time_zone FROM stores WHERE tenant_id = ${cmd.tenantId}
       ), counted AS (
         SELECT s.store_id, s.status, s.total FROM sales s JOIN st ON st.id = s.store_id
         WHERE s.tenant_id = ${cmd.tenantId}

@@ -17,6 +17,7 @@ import { inTenantTransaction, runCommand } from '../core/command.js';
 import { one } from '../core/db.js';
 import { givenSku, givenStock, givenStore } from '../sales/testkit.js';
 import { catchUpDailySales, type CatchUpResult } from './catchUpDailySales.js';
+import { rollupDailySales } from './rollupDailySales.js';
 import { analyticsChecks } from './integrity.js';
 
 interface SalesRead {
@@ -392,5 +393,80 @@ describe('daily sales rollup: the watermark', () => {
     assert.deepEqual(await figures(tenantId), [{ code: 'MOVE', d: today, sales_count: 3, voided_count: 1, revenue: 500 }]);
     assert.deepEqual((await catchUp(tenantId)).days, []);
     assert.deepEqual((await staleFindings(tenantId)).subjects, []);
+  });
+  it("a run for a date that waited for a store's zone change never writes figures older than the change's over them: a sale committed while it waited stays counted, whatever a catch-up read meanwhile", async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = await givenStore(owner, 'HOLD');
+    const sku = await givenSku(owner, `H${randomUUID().slice(0, 6)}`, 'piece', 100);
+    await givenStock(owner, store, [{ sku_id: sku, quantity: 100 }]);
+    const today = (await t.admin.query(`SELECT (now() AT TIME ZONE 'UTC')::date::text AS d`)).rows[0].d as string;
+    // Given a sale today, caught up
+    await sell(owner, store, sku, 1);
+    assert.deepEqual((await catchUp(tenantId)).days, [today]);
+    // And a zone change of the store (to London: in December its day is the
+    // UTC one) held once it has locked the store row, until the test lets it go
+    const lockKey = 900_102;
+    await t.admin.query(`
+      CREATE FUNCTION watermark_hold_zone_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.tenant_id = '${tenantId}' AND NEW.time_zone = 'Europe/London' THEN
+          PERFORM pg_advisory_xact_lock_shared(${lockKey});
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER watermark_hold_zone_for_test BEFORE UPDATE ON stores FOR EACH ROW EXECUTE FUNCTION watermark_hold_zone_for_test();`);
+    const gate = new pg.Client(t.url);
+    await gate.connect();
+    let letRunCommit = (): void => undefined;
+    const runMayCommit = new Promise<void>((resolve) => {
+      letRunCommit = resolve;
+    });
+    let runWrote = (): void => undefined;
+    const written = new Promise<void>((resolve) => {
+      runWrote = resolve;
+    });
+    try {
+      await gate.query('SELECT pg_advisory_lock($1)', [lockKey]);
+      const zone = owner.patch(`/v1/stores/${store}`, { time_zone: 'Europe/London' });
+      await waitFor('the zone change to hold the store row', async () => {
+        const { rows } = await t.admin.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted`, [lockKey]);
+        return rows.length === 1;
+      });
+      // When a run for today (what `analytics.rollup` with a date runs) starts meanwhile: it waits for the store row
+      const input = { tenantId, principal: { kind: 'operator' as const, name: 'test' }, correlationId: `rollup-${randomUUID()}`, fingerprint: randomUUID() };
+      const run = runCommand(t.db, input, { type: 'analytics.rollup' }, async (cmd) => {
+        const rows = await rollupDailySales(cmd, today);
+        runWrote();
+        await runMayCommit;
+        return { status: 200, body: rows };
+      });
+      await waitFor('the run to wait for the store row', async () => {
+        const { rows } = await t.admin.query(
+          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%stores%FOR SHARE%' AND query NOT LIKE '%pg_stat_activity%'`,
+        );
+        return rows.length >= 1;
+      });
+      // and a sale of 2 commits (sales do not wait for a zone change)
+      await sell(owner, store, sku, 2);
+      // and the zone change goes through: its figures count both sales
+      await gate.query('SELECT pg_advisory_unlock($1)', [lockKey]);
+      const changed = await zone;
+      assert.equal(changed.status, 200, JSON.stringify(changed.body));
+      await written;
+      // and the scheduled catch-up reads the changes before the run commits
+      await catchUp(tenantId);
+      letRunCommit();
+      assert.equal((await run).status, 200);
+      // Then today's figures count both sales, and stay so
+      const expected = [{ code: 'HOLD', d: today, sales_count: 2, voided_count: 0, revenue: 300 }];
+      assert.deepEqual(await figures(tenantId), expected);
+      await catchUp(tenantId);
+      assert.deepEqual(await figures(tenantId), expected);
+    } finally {
+      letRunCommit();
+      await gate.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
+      await gate.end();
+      await t.admin.query('DROP TRIGGER watermark_hold_zone_for_test ON stores; DROP FUNCTION watermark_hold_zone_for_test()');
+    }
   });
 });
