@@ -446,7 +446,7 @@ describe('daily sales rollup: the watermark', () => {
       });
       await waitFor('the run to wait for the store row', async () => {
         const { rows } = await t.admin.query(
-          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%stores%FOR SHARE%' AND query NOT LIKE '%pg_stat_activity%'`,
+          `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%stores%FOR SHARE%' AND query NOT LIKE '%pg_stat_activity%'`,
         );
         return rows.length >= 1;
       });
