@@ -121,9 +121,22 @@ describe('reverting a payment', () => {
     assert.equal(operation.store_id, store);
     assert.deepEqual(
       operation.effects.map((effect: { table: string; id: string; action: string }) => `${effect.table}:${effect.action}`).sort(),
-      ['journal_entries:created', 'operations:updated', 'payments:updated'],
+      // its entry, its two postings and the two accounts they moved (the drawer, the customer's)
+      ['accounts:updated', 'accounts:updated', 'journal_entries:created', 'operations:updated', 'payments:updated', 'postings:created', 'postings:created'],
     );
     assert.ok(operation.effects.some((effect: { table: string; id: string }) => effect.table === 'journal_entries' && effect.id === ledger[0].id));
+    const { rows: moved } = await t.admin.query(
+      `SELECT p.id::text AS posting, p.account_id FROM postings p WHERE p.tenant_id = $1 AND p.entry_id = $2 ORDER BY p.id`,
+      [tenantId, ledger[0].id],
+    );
+    assert.deepEqual(
+      operation.effects.filter((effect: { table: string }) => effect.table === 'postings').map((effect: { id: string }) => effect.id).sort(),
+      moved.map((row: { posting: string }) => row.posting).sort(),
+    );
+    assert.deepEqual(
+      operation.effects.filter((effect: { table: string }) => effect.table === 'accounts').map((effect: { id: string }) => effect.id).sort(),
+      moved.map((row: { account_id: string }) => row.account_id).sort(),
+    );
     assert.ok(operation.effects.some((effect: { table: string; id: string }) => effect.table === 'payments' && effect.id === wrong.id));
 
     // The day's count: the reversal is "other" cash, not a refund; the drawer expects what was really paid.
