@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Config } from '../config.js';
 import { enqueueForTenant, startTestWorker } from '../../test/support/worker.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { integrityFindings } from '../../test/support/integrity.js';
 import { sleep, waitFor } from '../../test/support/wait.js';
 import type { RunningWorker } from '../jobs/worker.js';
 import { startProviderSim, type ProviderSim, type SimOrder } from '../providerSim/providerSim.js';
@@ -90,6 +91,48 @@ describe('orders waiting on the provider whose webhooks were lost', () => {
     // The provider then reports it failed: the lookup moves it (forward only), as a webhook would
     simOrderOf(orderId).status = 'failed';
     await waitForStatus(t.admin, orderId, 'failed', 15_000);
+  });
+
+  it('an order the provider accepted and no longer knows stays as it is and opens one order_unknown_to_provider item, however often it is asked', async () => {
+    // Given an order the provider accepted (its id recorded), and no webhook ever arrives
+    const shop = await newOrderShop(t);
+    const orderId = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id as string;
+    await waitForStatus(t.admin, orderId, 'submitted');
+    const { provider_key: key, payment_reference: payment, provider_order_id: providerOrderId } = (
+      await t.admin.query(`SELECT provider_key, payment_reference, provider_order_id FROM orders WHERE id = $1`, [orderId])
+    ).rows[0];
+    const versionBefore = (await shop.owner.get(`/v1/orders/${orderId}`)).body.version;
+    // When the provider loses it: a lookup by our key finds nothing (404), lookup after lookup
+    sim.orders.delete(simOrderOf(orderId).id);
+    const lookupsBefore = providerLookups(sim, key);
+    await waitFor('three lookups of the lost order', async () => providerLookups(sim, key) >= lookupsBefore + 3, 20_000, 100);
+    await sleep(300);
+    // Then the order is not failed (the provider accepted it) nor changed, and someone is asked to look: one item,
+    // with what they need to chase the provider or refund the customer, written by one operation
+    assert.equal(await statusOf(t.admin, orderId), 'submitted');
+    assert.equal((await shop.owner.get(`/v1/orders/${orderId}`)).body.version, versionBefore);
+    const items = (
+      await t.admin.query(`SELECT detail, severity, store_id, status, op_id FROM review_items WHERE subject_id = $1 AND kind = 'order_unknown_to_provider'`, [orderId])
+    ).rows;
+    assert.equal(items.length, 1, JSON.stringify(items));
+    assert.deepEqual(
+      [items[0].severity, items[0].store_id, items[0].status, items[0].detail],
+      ['warning', shop.storeId, 'open', { status: 'submitted', source: 'recovery', provider_order_id: providerOrderId, provider_key: key, payment_reference: payment }],
+    );
+    const polls = (await t.admin.query(`SELECT id FROM operations WHERE tenant_id = $1 AND type = 'order.poll'`, [shop.tenantId])).rows;
+    assert.deepEqual(polls.map((row) => row.id), [items[0].op_id], 'one operation: the lookup that opened the item; the lookups after it wrote nothing');
+    // And once someone resolved it, a provider still not knowing the order opens a new one
+    const itemId = (await t.admin.query(`SELECT id FROM review_items WHERE subject_id = $1 AND kind = 'order_unknown_to_provider'`, [orderId])).rows[0].id;
+    const resolved = await shop.owner.post(`/v1/review-items/${itemId}/resolve`, { note: 'chased the provider' });
+    assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
+    await waitFor(
+      'a second item after the first was resolved',
+      async () => (await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE subject_id = $1 AND kind = 'order_unknown_to_provider' AND status = 'open'`, [orderId])).rows[0].n === 1,
+      20_000,
+      100,
+    );
+    assert.equal(await statusOf(t.admin, orderId), 'submitted');
+    assert.deepEqual(await integrityFindings(t.admin, shop.tenantId), []);
   });
 
   it('a lookup answering "failed" for an order a manager completed meanwhile leaves it completed and opens one order_provider_mismatch', async () => {

@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
-import { inTenantTransaction } from '../core/command.js';
+import { inTenantTransaction, type Command } from '../core/command.js';
+import { newId } from '../core/ids.js';
+import { openReviewItems } from '../core/review.js';
 import { maybeOne } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { enqueueJob } from '../jobs/enqueueJob.js';
@@ -122,8 +124,9 @@ function claimLookup(ctx: JobContext, tenantId: string, orderId: string): Promis
  * nothing. The claim before each try (provider_checked_at) is when it asked,
  * so the order is asked about again only after another
  * ORDERS_POLL_AFTER_SECONDS. A provider that does not know the order is
- * logged and asked again later (the order is never failed for it: the
- * provider accepted it).
+ * asked again later (the order is never failed for it: the provider accepted
+ * it), and one open order_unknown_to_provider item asks someone to look
+ * (noteUnknownToProvider).
  */
 export const pollOrder = defineTask<{ order_id: string }>({
   name: 'order.poll',
@@ -154,11 +157,46 @@ export const pollOrder = defineTask<{ order_id: string }>({
       });
       if (outcome.status === 200) now = (outcome.body as { status: typeof now }).status;
     }
+    if (!found) await jobCommandIfChanged(ctx, tenantId, 'order.poll', (cmd) => noteUnknownToProvider(cmd, order.id));
     const logged = { order_id: order.id, provider_status: found?.status ?? null, status: now };
-    if (!found) ctx.logger.warn(logged, 'the provider does not know an order it accepted; asking again later');
+    if (!found) ctx.logger.warn(logged, 'the provider does not know an order it accepted (an order_unknown_to_provider review item is open); asking again later');
     else ctx.logger.info(logged, 'order looked up at the provider');
   },
 });
+
+/**
+ * The provider answered a lookup of an order it accepted (submitted or
+ * processing here) with no order under our key: it lost it, and nothing will
+ * ship. The order is not failed (the provider accepted it, and may find it
+ * again), but someone must look — chase the provider, or refund the customer
+ * and place the order again: one open `order_unknown_to_provider` item per
+ * order, written only when it opens (a lookup finding it open writes nothing).
+ * Before, the lookup only logged a warning, every ORDERS_POLL_AFTER_SECONDS,
+ * for ever, and the order waited in `submitted` with nobody told.
+ */
+async function noteUnknownToProvider(cmd: Command, orderId: string) {
+  const order = await findOrder(cmd.tx, cmd.tenantId, orderId);
+  if (!order || (order.status !== 'submitted' && order.status !== 'processing')) return { status: 200, body: {} };
+  const id = newId();
+  const [opened] = await openReviewItems(cmd.tx, cmd.tenantId, [
+    {
+      id,
+      opId: cmd.opId,
+      kind: 'order_unknown_to_provider',
+      severity: 'warning',
+      subjectType: 'order',
+      subjectId: order.id,
+      storeId: order.store_id,
+      dedupeKey: `order-unknown-to-provider:${order.id}`,
+      detail: { status: order.status, source: 'recovery', provider_order_id: order.provider_order_id, provider_key: order.provider_key, payment_reference: order.payment_reference },
+    },
+  ]);
+  if (opened === id) {
+    cmd.storeId = order.store_id;
+    cmd.touch('review_items', id, 'created');
+  }
+  return { status: 200, body: { review_item_id: opened } };
+}
 
 /**
  * Claims a stuck order for this try of a recovery (claimOrder:
