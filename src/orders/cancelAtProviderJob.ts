@@ -11,7 +11,7 @@ import { findOrder } from './findOrder.js';
 import { providerCancellationOf, type ProviderCancellation } from './orderStatus.js';
 import type { ProviderCancelAnswer } from './fulfilmentProvider.js';
 import { providerFrom } from './provider.js';
-import { byOrder } from './recoverOrderJob.js';
+import { byOrder } from './submitOrderJob.js';
 import { claimOrder } from './claimOrder.js';
 
 /**

@@ -155,6 +155,28 @@ describe('orders through the provider (API + worker + provider-sim)', () => {
     assert.deepEqual((await historyOf(t.admin, orderId)).at(-1), { from_status: 'submitting', to_status: 'failed', source: 'recovery' });
   });
 
+  it("an order whose submissions keep failing has one open job_failed item for its submits, counting each chain's give-up, not one per recovery", async () => {
+    sim.faults.webhooks = false;
+    sim.faults.failCreates = 1_000; // the provider is down for creates, but answers lookups: it knows nothing
+    const shop = await newOrderShop(t);
+    const orderId: string = (await shop.owner.post('/v1/orders', orderBody(shop))).body.id;
+    await waitForStatus(t.admin, orderId, 'failed', 30_000);
+    sim.faults.failCreates = 0;
+    // every recovery submitted it again (a new chain of attempts), and each chain gave up
+    const giveUps = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'job.give_up'`, [shop.tenantId])).rows[0].n;
+    const items = (
+      await t.admin.query(
+        `SELECT status, seen_count, subject_type FROM review_items
+         WHERE tenant_id = $1 AND kind = 'job_failed' AND detail ->> 'task' = 'order.submit' AND detail -> 'data' ->> 'order_id' = $2`,
+        [shop.tenantId, orderId],
+      )
+    ).rows;
+    assert.ok(giveUps >= 2, `submit chains given up: ${giveUps}`);
+    assert.equal(items.length, 1, `one item for the order's submits, not one per chain: ${JSON.stringify(items)}`);
+    assert.equal(items[0].status, 'open');
+    assert.ok(items[0].seen_count >= 2, `the item counts the chains that gave up: ${JSON.stringify(items)}`);
+  });
+
   it('duplicate and out-of-order webhooks leave the order completed', async () => {
     sim.faults.duplicateWebhooks = true;
     sim.faults.outOfOrderWebhooks = true;

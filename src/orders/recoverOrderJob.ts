@@ -13,7 +13,7 @@ import { submitJobKey } from './createOrder.js';
 import { findOrder } from './findOrder.js';
 import { providerStatusOf } from './orderStatus.js';
 import { providerFrom } from './provider.js';
-import { recordProviderOrder } from './submitOrderJob.js';
+import { byOrder, recordProviderOrder } from './submitOrderJob.js';
 
 /** Times an order is submitted again after the provider did not know it, before it is failed for review. */
 export const MAX_RECOVERIES = 3;
@@ -32,8 +32,6 @@ async function enqueueForEachOrder(ctx: JobContext, task: 'order.recover' | 'ord
   }
 }
 
-/** Give-ups about one order share its one open `job_failed` item (see TaskDefinition.reviewSubjectOf). */
-export const byOrder = (data: { order_id?: unknown } | null | undefined): string | undefined => (typeof data?.order_id === 'string' ? data.order_id : undefined);
 
 /**
  * The lookup's claim: provider_checked_at, when the provider was last asked

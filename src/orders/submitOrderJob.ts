@@ -10,6 +10,9 @@ import { ProviderRejected, type ProviderOrder } from './fulfilmentProvider.js';
 import { providerStatusOf } from './orderStatus.js';
 import { providerFrom } from './provider.js';
 
+/** Give-ups about one order share its one open `job_failed` item (see TaskDefinition.reviewSubjectOf). */
+export const byOrder = (data: { order_id?: unknown } | null | undefined): string | undefined => (typeof data?.order_id === 'string' ? data.order_id : undefined);
+
 /**
  * Records what the provider said about an order (create response or recovery
  * lookup), in one command — written only if it changed the order: an answer
@@ -38,6 +41,10 @@ export async function recordProviderOrder(ctx: JobContext, tenantId: string, ord
  */
 export const submitOrder = defineTask<{ order_id: string }>({
   name: 'order.submit',
+  // Each recovery submits the order again as a new chain of attempts: while
+  // its creates keep failing, the chains' give-ups share the order's one open
+  // item (it opened one per chain: four for one order, besides its order_failed).
+  reviewSubjectOf: byOrder,
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
