@@ -103,7 +103,7 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
       // (the scope's: every line of this job carries it), with the job's id
       // and task (the child logger's fields): the item itself does not hold it.
       logger.error({ err: error }, message);
-      await openJobFailedItem(deps, task, { ...envelope, attempt }, maxAttempts, why, definition.reviewSubjectOf?.(envelope.data));
+      await openJobFailedItem(deps, definition, { ...envelope, attempt }, maxAttempts, why);
       jobsTotal.inc({ task, outcome: 'failed' });
       await definition.onGiveUp?.(envelope.data, ctx, error);
     };
@@ -200,14 +200,9 @@ export function jobFailedWording(task: string, attempts: number, maxAttempts: nu
  */
 export type GiveUpReason = 'permanent' | 'last_attempt' | 'attempts_spent' | 'reruns_spent';
 
-async function openJobFailedItem(
-  deps: WorkerDeps,
-  task: string,
-  envelope: JobEnvelope,
-  maxAttempts: number,
-  why: GiveUpReason,
-  subject: string | undefined,
-): Promise<void> {
+async function openJobFailedItem(deps: WorkerDeps, definition: TaskDefinition, envelope: JobEnvelope, maxAttempts: number, why: GiveUpReason): Promise<void> {
+  const task = definition.name;
+  const subject = definition.reviewSubjectOf?.(envelope.data);
   const tenantId = envelope.tenant_id ?? SYSTEM_TENANT_ID;
   const key = internalIdempotencyKey('job-failed', envelope.chain_id);
   // One open item per subject when the task names one, per task for a
@@ -225,8 +220,12 @@ async function openJobFailedItem(
     },
     { type: 'job.give_up' },
     async (cmd) => {
+      // Filed under the store its record belongs to (an order's), for that store's staff to see.
+      const storeId = envelope.tenant_id !== null ? await definition.reviewStoreOf?.(envelope.data, cmd.tx, tenantId) : undefined;
+      if (storeId !== undefined) cmd.storeId = storeId;
       // A give-up of the same problem while its item is open counts on that item.
       const { id, created } = await openOrCountReviewItem(cmd.tx, tenantId, cmd.opId, {
+        ...(storeId !== undefined ? { storeId } : {}),
         kind: 'job_failed',
         severity: 'warning',
         subjectType: 'job',

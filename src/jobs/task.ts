@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Principal } from '../core/auth.js';
-import type { Db } from '../core/db.js';
+import type { Db, Tx } from '../core/db.js';
 import type { Logger } from '../core/logger.js';
 import type { EnqueueOptions } from './enqueueJob.js';
 
@@ -37,6 +37,14 @@ export interface TaskDefinition<T = any> {
    * item for the order, not one per run). Unset: one item per job chain.
    */
   reviewSubjectOf?(data: T): string | undefined;
+  /**
+   * The store a give-up is about (a tenant's job about one store's record: an
+   * order's): its `job_failed` item and `job.give_up` operation are filed
+   * under it, so that store's staff see them (store-limited tokens see only
+   * their stores' items). Read in the give-up's transaction, under the job's
+   * tenant. Unset, or undefined: no store (only unlimited tokens see it).
+   */
+  reviewStoreOf?(data: T, tx: Tx, tenantId: string): Promise<string | undefined>;
   /** After the last attempt failed (the review item is already open). */
   onGiveUp?(data: T, ctx: JobContext, error: Error): Promise<void>;
 }

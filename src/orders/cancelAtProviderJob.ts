@@ -11,7 +11,7 @@ import { findOrder } from './findOrder.js';
 import { providerCancellationOf, type ProviderCancellation } from './orderStatus.js';
 import type { ProviderCancelAnswer } from './fulfilmentProvider.js';
 import { providerFrom } from './provider.js';
-import { byOrder } from './submitOrderJob.js';
+import { byOrder, orderStoreOf } from './submitOrderJob.js';
 import { claimOrder } from './claimOrder.js';
 
 /**
@@ -40,6 +40,7 @@ import { claimOrder } from './claimOrder.js';
 export const cancelAtProvider = defineTask<{ order_id: string }>({
   name: 'order.provider_cancel',
   reviewSubjectOf: byOrder,
+  reviewStoreOf: orderStoreOf,
   // The round gave up: the sweep's clock restarts, so the next round comes
   // ORDERS_STUCK_AFTER_SECONDS from now, not at the next sweep.
   async onGiveUp(data, ctx) {

@@ -1,4 +1,5 @@
 /** Cancelling an order the provider holds: the provider is asked to cancel it too (outbox job, retried, reviewed when refused). */
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { loadConfig, type Config } from '../config.js';
@@ -267,6 +268,33 @@ describe('cancelling an order the provider holds', () => {
     assert.ok(simOrderOf(orderId).cancel_calls >= 1);
     // And its answer is the one operation of the cancellation at the provider
     assert.equal(await cancelOperations(), 1);
+  });
+
+  it("the job_failed item of an order's cancellation that keeps failing is the order's store's: its store-limited manager sees it, another store's does not", async () => {
+    // Given a manager limited to the order's store, and one limited to another store
+    const shop = await newOrderShop(t);
+    const other = await shop.owner.post('/v1/stores', { code: `O${randomUUID().slice(0, 6)}`, name: 'Other shop' });
+    const managerOf = async (storeId: string) =>
+      t.client((await shop.owner.post('/v1/tokens', { name: `manager-${storeId.slice(0, 8)}`, role: 'manager', store_ids: [storeId] })).body.token);
+    const manager = await managerOf(shop.storeId);
+    const stranger = await managerOf(other.body.id);
+    // When the manager cancels an order the provider holds, and the provider's cancel keeps failing
+    const orderId = await submittedOrder(shop);
+    sim.faults.failCancels = 1_000;
+    assert.equal((await manager.post(`/v1/orders/${orderId}/cancel`, {})).status, 200);
+    const giveUp = async () => (await t.admin.query(`SELECT op_id, store_id FROM review_items WHERE tenant_id = $1 AND kind = 'job_failed'`, [shop.tenantId])).rows;
+    await waitFor('the cancellation to give up', async () => (await giveUp()).length >= 1, 20_000, 100);
+    sim.faults.failCancels = 0;
+    // Then its item, and the give-up's operation, are under the order's store
+    const [item] = await giveUp();
+    assert.equal(item.store_id, shop.storeId);
+    assert.equal((await t.admin.query(`SELECT store_id FROM operations WHERE id = $1`, [item.op_id])).rows[0].store_id, shop.storeId);
+    // and the manager who cancelled sees it in the review queue; a manager of another store does not
+    const listed = await manager.get('/v1/review-items?kind=job_failed');
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.deepEqual(listed.body.items.map((listedItem: { detail: { data: { order_id: string } } }) => listedItem.detail.data.order_id), [orderId]);
+    assert.deepEqual((await stranger.get('/v1/review-items?kind=job_failed')).body.items, []);
+    await waitForCancellation(orderId, 'confirmed', 20_000);
   });
 });
 

@@ -13,7 +13,7 @@ import { submitJobKey } from './createOrder.js';
 import { findOrder } from './findOrder.js';
 import { providerStatusOf } from './orderStatus.js';
 import { providerFrom } from './provider.js';
-import { byOrder, recordProviderOrder } from './submitOrderJob.js';
+import { byOrder, orderStoreOf, recordProviderOrder } from './submitOrderJob.js';
 
 /** Times an order is submitted again after the provider did not know it, before it is failed for review. */
 export const MAX_RECOVERIES = 3;
@@ -130,6 +130,7 @@ export const pollOrder = defineTask<{ order_id: string }>({
   name: 'order.poll',
   maxAttempts: 3,
   reviewSubjectOf: byOrder,
+  reviewStoreOf: orderStoreOf,
   // The provider could not be asked (down, refusing our key): the claim is
   // renewed, so the order is asked about again after another
   // ORDERS_POLL_AFTER_SECONDS from the give-up, not at the next sweep — an
@@ -264,6 +265,7 @@ export const recoverOrder = defineTask<{ order_id: string }>({
   // Every sweep restarts a recovery that gave up (the order is still stuck):
   // while the provider stays away, they share the order's one open item.
   reviewSubjectOf: byOrder,
+  reviewStoreOf: orderStoreOf,
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');

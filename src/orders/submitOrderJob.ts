@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { inTenantTransaction } from '../core/command.js';
-import { all } from '../core/db.js';
+import { all, maybeOne, type Tx } from '../core/db.js';
+import { isUuid } from '../core/ids.js';
 import { assert } from '../core/errors.js';
 import { jobCommand, jobCommandIfChanged } from '../jobs/jobCommand.js';
 import { defineTask, type JobContext } from '../jobs/task.js';
@@ -12,6 +13,13 @@ import { providerFrom } from './provider.js';
 
 /** Give-ups about one order share its one open `job_failed` item (see TaskDefinition.reviewSubjectOf). */
 export const byOrder = (data: { order_id?: unknown } | null | undefined): string | undefined => (typeof data?.order_id === 'string' ? data.order_id : undefined);
+
+/** An order job's give-up is filed under the order's store (see TaskDefinition.reviewStoreOf): its staff see it. */
+export async function orderStoreOf(data: { order_id?: unknown } | null | undefined, tx: Tx, tenantId: string): Promise<string | undefined> {
+  const orderId = byOrder(data);
+  if (orderId === undefined || !isUuid(orderId)) return undefined;
+  return (await maybeOne(tx, sql<{ store_id: string }>`SELECT store_id FROM orders WHERE tenant_id = ${tenantId} AND id = ${orderId}`))?.store_id;
+}
 
 /**
  * Records what the provider said about an order (create response or recovery
@@ -45,6 +53,7 @@ export const submitOrder = defineTask<{ order_id: string }>({
   // its creates keep failing, the chains' give-ups share the order's one open
   // item (it opened one per chain: four for one order, besides its order_failed).
   reviewSubjectOf: byOrder,
+  reviewStoreOf: orderStoreOf,
   async handle(data, ctx) {
     const tenantId = ctx.tenantId;
     assert(tenantId, 'order jobs carry their tenant');
