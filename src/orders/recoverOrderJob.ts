@@ -303,7 +303,9 @@ export const recoverOrder = defineTask<{ order_id: string }>({
         // The order moved meanwhile (a webhook, a manager's cancel): nothing
         // to give up, and nothing is written (a refused command rolls back).
         if (!result.ok || !result.moved) return { status: 409, body: { reason: `the order is ${result.order.status}` } };
-        await openOrderFailedItem(cmd, order, reason);
+        // Like every order_failed item: the status and who failed it. last_error stays the order's
+        // error before the give-up (the provider's last answer, if any): `reason` says why it gave up.
+        await openOrderFailedItem(cmd, order, reason, { status: result.order.status, source: 'recovery' });
         return { status: 200, body: { status: result.order.status } };
       });
       if (gaveUp.status === 200) ctx.logger.warn({ order_id: order.id }, 'stuck order failed after its last recovery');

@@ -58,8 +58,12 @@ describe('recovery of an order stuck in pending', () => {
     const order = (await t.admin.query(`SELECT recoveries, last_error FROM orders WHERE id = $1`, [orderId])).rows[0];
     assert.equal(order.recoveries, MAX_RECOVERIES);
     assert.match(order.last_error, /still pending after 3 recoveries/);
-    const items = (await t.admin.query(`SELECT count(*)::int AS n FROM review_items WHERE tenant_id = $1 AND kind = 'order_failed' AND subject_id = $2`, [shop.tenantId, orderId])).rows[0].n;
-    assert.equal(items, 1);
+    const items = (await t.admin.query(`SELECT detail FROM review_items WHERE tenant_id = $1 AND kind = 'order_failed' AND subject_id = $2`, [shop.tenantId, orderId])).rows;
+    assert.equal(items.length, 1);
+    // with what README promises every order_failed item says: why, the status and who failed it, what to refund
+    const { detail } = items[0];
+    assert.match(detail.reason, /still pending after 3 recoveries/);
+    assert.deepEqual([detail.status, detail.source, detail.payment_reference], ['failed', 'recovery', created.body.payment_reference]);
     await sleep(2_000);
     assert.equal(await statusOf(t.admin, orderId), 'failed', 'and stays failed');
     const run = await runChecksForTenant(t.db, shop.tenantId, allChecks, { ordersStuckSeconds: 2 }, testCheckLog);
