@@ -172,8 +172,10 @@ describe('field sales: a second adversarial pass', () => {
     const other = await agent.post(`/v1/visits/${visit}/complete`, { ...body, lines: [{ sku_id: tea, quantity: 1 }] }, k());
     assertProblem(other, 409, 'invalid_transition');
     const after = await fieldRowCounts(t, tenantId);
-    // The expired key is kept again with the first answer (one record, no new operation's effects).
-    assert.deepEqual({ ...after, keys: 0, operations: 0, events: 0 }, { ...before, keys: 0, operations: 0, events: 0 });
+    // The expired key's record is written again with the first answer (the same one row); no operation, no event, nothing else.
+    assert.deepEqual(after, before);
+    const kept = (await t.admin.query(`SELECT op_id, expires_at > now() AS live FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`, [tenantId, key])).rows;
+    assert.deepEqual(kept, [{ op_id: done.body.visit.completed_by_op, live: true }]);
     await assertFieldBooksConsistent(t, tenantId);
   });
 
