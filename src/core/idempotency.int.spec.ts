@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
@@ -181,6 +182,46 @@ describe('idempotency keys', () => {
     const own = await owner.post('/v1/stores', { code: 'S-LOOK-2', name: 'L' }, { idempotencyKey: onTheWire('магазин-3') });
     assert.deepEqual([own.status, own.headers.get('idempotent-replayed')], [201, null], JSON.stringify(own.body));
     assert.notEqual(own.body.id, first.body.id);
+  });
+
+  it('several Idempotency-Key headers are refused 400 at /headers/idempotency-key, nothing written (Node joined them into one key, "k, k")', async () => {
+    // Given a store with stock, and a till whose HTTP stack sends the key twice (a retry layer and the app each add it)
+    const store = (await owner.post('/v1/stores', { code: 'S-DUP', name: 'Dup' })).body;
+    const sku = (await owner.post('/v1/skus', { code: 'SKU-DUP', name: 'Dup', unit: 'piece', price: 100 })).body;
+    assert.equal((await owner.post(`/v1/stores/${store.id}/stock/receipts`, { items: [{ sku_id: sku.id, quantity: 10 }] })).status, 201);
+    const sale = { store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 1, unit_price: 100 }] };
+    const postTwice = (keys: string[]) =>
+      new Promise<{ status: number; type: string | undefined; body: any }>((resolve, reject) => {
+        const payload = JSON.stringify(sale);
+        const request = http.request(`${t.baseUrl}/v1/sales`, {
+          method: 'POST',
+          // An array is sent as one header line per value.
+          headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json', 'idempotency-key': keys },
+        });
+        request.on('response', (response) => {
+          let text = '';
+          response.on('data', (chunk) => (text += chunk));
+          response.on('end', () => resolve({ status: response.statusCode!, type: response.headers['content-type'], body: JSON.parse(text) }));
+        });
+        request.on('error', reject);
+        request.end(payload);
+      });
+    const salesBefore = await count('sales');
+
+    // When it sells online with the key sent twice — the same key, or two different ones
+    for (const keys of [['till-dup-1', 'till-dup-1'], ['till-dup-1', 'till-dup-2']]) {
+      const online = await postTwice(keys);
+      // Then it is refused, saying which header, and nothing is written
+      assert.deepEqual([online.status, online.body.code, online.body.errors?.[0]?.path], [400, 'validation_failed', '/headers/idempotency-key'], JSON.stringify(online.body));
+      assert.match(online.type ?? '', /^application\/problem\+json/);
+    }
+    assert.equal(await count('sales'), salesBefore);
+    assert.equal((await t.admin.query(`SELECT 1 FROM idempotency_keys WHERE tenant_id = $1 AND key LIKE 'till-dup-%'`, [tenantId])).rowCount, 0);
+
+    // And the same sale synced later from its queue under its key is sold once (it was sold a second time: "till-dup-1, till-dup-1" was a key of its own)
+    const synced = await owner.post('/v1/sync/sales', { sales: [{ idempotency_key: 'till-dup-1', ...sale }] });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    assert.equal(await count('sales'), salesBefore + 1);
   });
 
   it('expired keys are purged and can be used again', async () => {

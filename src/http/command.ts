@@ -27,16 +27,34 @@ export function formerKeyForms(key: string): string[] {
   return asReadBefore === key || asReadBefore.length > 255 ? [] : [asReadBefore];
 }
 
+/** How many header lines named `name` (lowercase) the request carried. */
+function headerLines(request: FastifyRequest, name: string): number {
+  const raw = request.raw.rawHeaders;
+  let lines = 0;
+  for (let at = 0; at < raw.length; at += 2) if (raw[at]!.toLowerCase() === name) lines++;
+  return lines;
+}
+
 /**
  * The Idempotency-Key header as the text its client meant (headerText: its
  * bytes as UTF-8 when they are UTF-8, else Latin-1), so that a key sent in
  * the header and the same key in a JSON body (a synced sale's) are one key.
  * 1 to 255 characters of that text (Unicode code points, as a body's
- * maxLength and the database count them), not of its bytes.
+ * maxLength and the database count them), not of its bytes, in one header
+ * line.
  */
 export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
   const header = request.headers['idempotency-key'];
   if (header === undefined) return undefined;
+  // Node joins repeated header lines into one value (`k, k`): a key no
+  // client meant, which the same key sent once — or as a synced sale's
+  // `idempotency_key` — never equals. Which of several keys is meant cannot
+  // be known, so several are refused.
+  if (headerLines(request, 'idempotency-key') > 1) {
+    throw new AppError('validation_failed', 'send one Idempotency-Key header, not several', {
+      errors: [{ path: '/headers/idempotency-key', message: 'must be sent once' }],
+    });
+  }
   const key = typeof header === 'string' ? headerText(header) : undefined;
   const characters = key === undefined ? 0 : [...key].length;
   if (key === undefined || characters < 1 || characters > 255) {

@@ -61,7 +61,7 @@ export const IdempotencyHeaders = Type.Object({
       description:
         'Same key + same request replays the first response (an empty body sent as none, `null` or `{}` is the same request). 1 to 255 characters, ' +
         'sent in UTF-8 (bytes that are not UTF-8 are read as Latin-1): the same key as a synced sale\'s `idempotency_key`. Counted in characters, ' +
-        'not bytes (checked by the command, not by this schema, which sees the bytes).',
+        'not bytes (checked by the command, not by this schema, which sees the bytes). One header line: several Idempotency-Key headers are 400 validation_failed.',
     }),
   ),
 });
