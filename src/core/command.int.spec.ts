@@ -3,6 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import { runCommand, type CommandInput } from './command.js';
+import { createDb, createPool } from './db.js';
+import { isConnectionFailure } from './pgErrors.js';
 import { newId } from './ids.js';
 
 describe('the command transaction', () => {
@@ -114,8 +116,8 @@ describe('the command transaction', () => {
     let holdingFirst = 0;
     let bothHoldOne!: () => void;
     const barrier = new Promise<void>((resolve) => (bothHoldOne = resolve));
-    const lockBoth = (first: string, second: string) =>
-      runCommand(t.db, input(), { type: 'store.touch' }, async (cmd) => {
+    const lockBoth = (first: string, second: string, commandInput: CommandInput) =>
+      runCommand(t.db, commandInput, { type: 'store.touch' }, async (cmd) => {
         attempts += 1;
         await sql`SELECT 1 FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${first} FOR UPDATE`.execute(cmd.tx);
         if (++holdingFirst === 2) bothHoldOne();
@@ -123,8 +125,72 @@ describe('the command transaction', () => {
         await sql`SELECT 1 FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${second} FOR UPDATE`.execute(cmd.tx);
         return { status: 200, body: { ok: true } };
       });
-    const results = await Promise.all([lockBoth(a, b), lockBoth(b, a)]);
+    const before = await counts();
+    const inputs = [input(), input()];
+    const results = await Promise.all([lockBoth(a, b, inputs[0]!), lockBoth(b, a, inputs[1]!)]);
     assert.deepEqual(results.map((r) => r.status), [200, 200]);
     assert.ok(attempts >= 3, `one command was retried after the deadlock (attempts: ${attempts})`);
+    // The loser's first try left nothing: one operation, one audit event and one key record per command, each under its own request.
+    assert.deepEqual(await counts(), { ...before, operations: before.operations + 2, events: before.events + 2, keys: before.keys + 2 });
+    for (const [index, commandInput] of inputs.entries()) {
+      const rows = (
+        await t.admin.query(
+          `SELECT o.id::text AS op, o.correlation_id AS op_corr, e.correlation_id AS event_corr, e.actor, k.op_id::text AS key_op
+           FROM operations o JOIN events e ON e.tenant_id = o.tenant_id AND e.op_id = o.id
+           JOIN idempotency_keys k ON k.tenant_id = o.tenant_id AND k.key = o.idempotency_key
+           WHERE o.tenant_id = $1 AND o.idempotency_key = $2`,
+          [tenantId, commandInput.idempotencyKey],
+        )
+      ).rows;
+      assert.deepEqual(rows, [{ op: results[index]!.opId, op_corr: commandInput.correlationId, event_corr: commandInput.correlationId, actor: 'owner:test', key_op: results[index]!.opId }]);
+    }
+  });
+
+  it('a COMMIT whose answer is lost (the connection cut after PostgreSQL committed) fails; sent again with its key, it replays and is not run again', async () => {
+    // A pool whose next COMMIT reaches PostgreSQL, which commits, and whose connection is cut before the answer is read.
+    const pool = createPool(t.appUrl, { max: 2, asAppRole: true });
+    let cutNextCommit = false;
+    pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        if (cutNextCommit && typeof args[0] === 'string' && args[0].trim().toLowerCase() === 'commit') {
+          cutNextCommit = false;
+          const stream = (client as unknown as { connection: { stream: { pause(): void; destroy(): void } } }).connection.stream;
+          stream.pause();
+          const answer = query(...args);
+          setTimeout(() => stream.destroy(), 300);
+          return answer;
+        }
+        return query(...args);
+      };
+    });
+    const db = createDb(pool);
+    try {
+      const commandInput = input();
+      let runs = 0;
+      const createStore = async (cmd: import('./command.js').Command) => {
+        runs += 1;
+        const id = newId();
+        await sql`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES (${cmd.tenantId}, ${id}, ${`AMB-${runs}`}, 'Ambiguous', ${cmd.opId})`.execute(cmd.tx);
+        cmd.touch('stores', id);
+        return { status: 201, body: { id } };
+      };
+      const before = await counts();
+      cutNextCommit = true;
+      // The caller cannot know whether it happened: an error it answers as 503 (a connection failure), never retried blindly.
+      const lost = await runCommand(db, commandInput, { type: 'store.create' }, createStore).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assert.ok(lost !== undefined && isConnectionFailure(lost), `a connection failure: ${String(lost)}`);
+      assert.equal(runs, 1);
+      assert.deepEqual(await counts(), { operations: before.operations + 1, events: before.events + 1, stores: before.stores + 1, keys: before.keys + 1 }, 'it did commit');
+      // Sent again with its key: the stored answer, replayed; the store is not created twice.
+      const again = await runCommand(t.db, commandInput, { type: 'store.create' }, createStore);
+      assert.deepEqual([again.status, again.replayed, runs], [201, true, 1]);
+      assert.deepEqual(await counts(), { operations: before.operations + 1, events: before.events + 1, stores: before.stores + 1, keys: before.keys + 1 });
+    } finally {
+      await db.destroy();
+    }
   });
 });
