@@ -91,6 +91,37 @@ describe('migrate', () => {
     }
   });
 
+  it('on a database restored by another login (pg_restore --no-owner: no default privileges), a table the next migration makes is open to storekeep_app again', async () => {
+    // Given a migrated database as a restore by another login leaves it: the
+    // dump's ALTER DEFAULT PRIVILEGES name the old owner, and are refused or dropped
+    await migrate(url.toString());
+    const client = new pg.Client(url.toString());
+    await client.connect();
+    try {
+      await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM storekeep_app`);
+      await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM storekeep_app`);
+      await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON FUNCTIONS FROM storekeep_app`);
+      // When this version starts (and migrates), then a later migration makes a table, as 0830 and 1070 did
+      await migrate(url.toString());
+      await client.query(`CREATE TABLE restored_then_added (tenant_id uuid, n bigserial)`);
+      await client.query(`CREATE FUNCTION restored_then_added_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'`);
+      // Then the app role can use them, as it could every table made before the move
+      await client.query('BEGIN');
+      await client.query('SET LOCAL ROLE storekeep_app');
+      const used = await client.query(`INSERT INTO restored_then_added (tenant_id) VALUES (NULL) RETURNING n, restored_then_added_fn() AS one`).then(
+        (result) => result.rows[0],
+        (error: Error) => error.message,
+      );
+      await client.query('ROLLBACK');
+      assert.deepEqual(used, { n: '1', one: 1 });
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      await client.query(`DROP TABLE IF EXISTS restored_then_added`);
+      await client.query(`DROP FUNCTION IF EXISTS restored_then_added_fn()`);
+      await client.end();
+    }
+  });
+
   it('prints nothing of its own on the console (graphile-worker warned on every start, outside the log, that our pool had no connect handler)', async () => {
     const printed: unknown[][] = [];
     const { warn, error, log } = console;

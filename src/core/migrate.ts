@@ -15,6 +15,7 @@ const MIGRATIONS_TABLE = 'schema_migrations';
  * not migrate twice (the second waits, then has nothing to do). Runs as the connecting (owner) user, never as the app role.
  */
 export async function migrate(databaseUrl: string, logger?: Logger): Promise<string[]> {
+  await keepDefaultPrivileges(databaseUrl);
   const applied = await runner({
     databaseUrl,
     dir: MIGRATIONS_DIR,
@@ -32,6 +33,43 @@ export async function migrate(databaseUrl: string, logger?: Logger): Promise<str
   for (const migration of applied) logger?.info({ migration: migration.name }, 'migration applied');
   await migrateJobQueue(databaseUrl, logger);
   return applied.map((migration) => migration.name);
+}
+
+// Any constant: the key of the transaction advisory lock that serialises the default privileges' refresh.
+const DEFAULT_PRIVILEGES_LOCK = 740_002;
+
+/**
+ * The default privileges 0001 gave storekeep_app on what the migrating login
+ * makes later (tables, sequences, functions), given again before each run, for
+ * the login migrating now. A default privilege belongs to the login that
+ * made it: a database restored by another login (`pg_restore --no-owner`
+ * onto a new server, whose restore cannot set them for the old owner) or
+ * migrated by a new DATABASE_URL login had none, and every table a later
+ * migration made (0830 and 1070 rely on them) was closed to the API —
+ * `permission denied` on every request using it. Skipped before 0001 made
+ * the role; idempotent. The tables a migration restricts (operator_tokens,
+ * stock_snapshots, …) keep their own GRANT/REVOKE.
+ */
+async function keepDefaultPrivileges(databaseUrl: string): Promise<void> {
+  const client = new pg.Client(databaseUrl);
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    // Two processes starting at once would otherwise update the same catalog row together ("tuple concurrently updated").
+    await client.query('SELECT pg_advisory_xact_lock($1)', [DEFAULT_PRIVILEGES_LOCK]);
+    const role = await client.query<{ exists: boolean }>(`SELECT to_regrole('storekeep_app') IS NOT NULL AS exists`);
+    if (role.rows[0]?.exists) {
+      await client.query('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO storekeep_app');
+      await client.query('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO storekeep_app');
+      await client.query('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO storekeep_app');
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    await client.end();
+  }
 }
 
 // Any constant: the key of the session advisory lock that serialises job-queue
