@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -197,6 +197,46 @@ describe('storekeep whose STOREKEEP_DATA_DIR cannot be a folder', { timeout: 120
       assertOneClearLine(check.output, /^storekeep: cannot use the data folder .*a-file\/below \(STOREKEEP_DATA_DIR\): a part of its path is a file, not a folder$/m);
     } finally {
       rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A small tmpfs of our own at `dir` (root with mount rights: CI and the machines here), or why not. */
+function mountTmpfs(dir: string, sizeKb: number): string | undefined {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKb}k`, 'tmpfs', dir], { stdio: 'pipe' });
+    return undefined;
+  } catch (error) {
+    return `cannot mount a tmpfs here: ${(error as Error).message.split('\n')[0]}`;
+  }
+}
+
+describe('storekeep whose data folder is on a full or read-only disk', { timeout: 180_000 }, () => {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'storekeep-disk-'));
+  const cannotMount = mountTmpfs(scratch, 1024);
+  after(() => {
+    if (cannotMount === undefined) execFileSync('umount', ['-l', scratch]);
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('start and check say so in one line naming STOREKEEP_DATA_DIR (they printed initdb\'s, chmod\'s or mkdir\'s stack trace), and leave no claim on the folder', { skip: cannotMount }, async () => {
+    // A full disk: initdb cannot write the database (1 MiB)
+    const full = path.join(scratch, 'full');
+    const start = await runCli(['start'], { PORT: String(await freePort()), STOREKEEP_DATA_DIR: full });
+    assert.equal(start.code, 1, start.output);
+    assertOneClearLine(start.output, /^storekeep: cannot use the data folder .*\/full \(STOREKEEP_DATA_DIR\): the disk is full\b/m);
+    assert.ok(!existsSync(path.join(full, 'pg-owner')), 'no claim left behind');
+    // A read-only disk: a folder on it, and one still to be made
+    mkdirSync(path.join(scratch, 'kept'));
+    execFileSync('mount', ['-o', 'remount,ro', scratch]);
+    for (const folder of ['kept', 'new']) {
+      const dataDir = path.join(scratch, folder);
+      const started = await runCli(['start'], { PORT: String(await freePort()), STOREKEEP_DATA_DIR: dataDir });
+      assert.equal(started.code, 1, started.output);
+      assertOneClearLine(started.output, new RegExp(`^storekeep: cannot use the data folder .*/${folder} \\(STOREKEEP_DATA_DIR\\): it is on a read-only file system$`, 'm'));
+      const check = await runCli(['check'], { STOREKEEP_DATA_DIR: dataDir });
+      assert.equal(check.code, 2, check.output);
+      assertOneClearLine(check.output, /^storekeep: cannot use the data folder .* \(STOREKEEP_DATA_DIR\): it is on a read-only file system$/m);
     }
   });
 });

@@ -267,6 +267,7 @@ const DATA_FOLDER_FAILURES: Record<string, string> = {
   EPERM: 'this process may not create or enter it',
   EROFS: 'it is on a read-only file system',
   ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is exceeded',
   ENAMETOOLONG: 'its path is too long',
   ELOOP: 'its path loops through symbolic links',
 };
@@ -276,11 +277,51 @@ async function makeDataFolder(root: string): Promise<void> {
   try {
     await mkdir(root, { recursive: true });
   } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
+    let failure = error;
+    // Node's recursive mkdir reports a read-only parent as ENOENT: a plain mkdir says what it is.
+    if ((error as { code?: unknown } | null)?.code === 'ENOENT') failure = await mkdir(root).then(() => undefined, (plain: unknown) => plain);
+    if (failure === undefined) return;
+    const code = (failure as { code?: unknown } | null)?.code;
     const meaning = typeof code === 'string' ? DATA_FOLDER_FAILURES[code] : undefined;
     if (meaning === undefined) throw error;
     throw new StartupRefused(`cannot use the data folder ${root} (STOREKEEP_DATA_DIR): ${meaning}`);
   }
+}
+
+/** What a failure of the data folder's disk means once the folder is there: by the error's code, or by the words initdb and pg_ctl print. */
+const DISK_FAILURE_CODES: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is exceeded',
+  EROFS: 'it is on a read-only file system',
+  EACCES: 'this process may not write in it',
+  EPERM: 'this process may not write in it',
+};
+const DISK_FAILURE_WORDS: Array<[RegExp, string]> = [
+  [/No space left on device/i, 'the disk is full'],
+  [/Disk quota exceeded/i, 'the disk quota is exceeded'],
+  [/Read-only file system/i, 'it is on a read-only file system'],
+];
+
+/**
+ * A start of the embedded server that failed on its disk — full, over quota,
+ * read-only — as a StartupRefused naming STOREKEEP_DATA_DIR (with the line of
+ * initdb or pg_ctl that says so); any other error as it is. They printed the
+ * stack trace of chmod, of the claim's write, or of initdb's failure.
+ */
+export function dataFolderFailure(error: unknown, root: string): unknown {
+  if (error instanceof StartupRefused || error instanceof EmbeddedDatabaseInUse) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const byCode = typeof code === 'string' ? DISK_FAILURE_CODES[code] : undefined;
+  if (byCode !== undefined) return new StartupRefused(`cannot use the data folder ${root} (STOREKEEP_DATA_DIR): ${byCode}`);
+  const lines = (error instanceof Error ? error.message : String(error)).split('\n');
+  for (const [words, meaning] of DISK_FAILURE_WORDS) {
+    const line = lines.find((each) => words.test(each));
+    if (line !== undefined) {
+      const said = line.replace(/^.*?(FATAL|ERROR|PANIC|LOG):\s*/, '').trim().slice(0, 300);
+      return new StartupRefused(`cannot use the data folder ${root} (STOREKEEP_DATA_DIR): ${meaning} (PostgreSQL: ${said})`);
+    }
+  }
+  return error;
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
@@ -288,18 +329,22 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const pgData = path.join(root, 'pg');
   const passwordFile = path.join(root, 'pg-password');
   await makeDataFolder(root);
-  // The server runs as the `postgres` OS user when we are root: it must be able
-  // to reach its data folder through every parent directory.
-  if (isRoot()) await chmod(root, 0o755);
-  // Claimed before initdb too: two first starts on an empty folder do not both initialise it.
-  await claimOwnership(root);
+  try {
+    // The server runs as the `postgres` OS user when we are root: it must be able
+    // to reach its data folder through every parent directory.
+    if (isRoot()) await chmod(root, 0o755);
+    // Claimed before initdb too: two first starts on an empty folder do not both initialise it.
+    await claimOwnership(root);
+  } catch (error) {
+    throw dataFolderFailure(error, root);
+  }
   try {
     await initialiseOnce(options, pgData, passwordFile);
     const password = (await readFile(passwordFile, 'utf8')).trim();
     return await startOwnedServer(options, root, pgData, password);
   } catch (error) {
     await releaseOwnership(root);
-    throw error;
+    throw dataFolderFailure(error, root);
   }
 }
 
