@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -237,6 +237,60 @@ describe('storekeep whose data folder is on a full or read-only disk', { timeout
       const check = await runCli(['check'], { STOREKEEP_DATA_DIR: dataDir });
       assert.equal(check.code, 2, check.output);
       assertOneClearLine(check.output, /^storekeep: cannot use the data folder .* \(STOREKEEP_DATA_DIR\): it is on a read-only file system$/m);
+    }
+  });
+});
+
+/** Every process whose command line names `dir` (initdb, postgres under a data folder). */
+function processesNaming(dir: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
+      } catch {
+        return false;
+      }
+    });
+}
+
+describe('storekeep whose first start lost power while it made the embedded database', { timeout: 180_000 }, () => {
+  it('starts at the next start — it failed for good on the missing pg-password, with a stack trace, until someone removed the half-made database by hand', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-first-start-'));
+    try {
+      // Given a first start, killed with its initdb once initdb has begun writing the database (a power cut)
+      const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), 'start'], {
+        cwd: root,
+        env: { ...process.env, LOG_LEVEL: 'warn', PORT: String(await freePort()), STOREKEEP_DATA_DIR: dataDir },
+        stdio: 'ignore',
+      });
+      try {
+        await waitFor('initdb writing the database', async () => readdirSync(dataDir).some((entry) => existsSync(path.join(dataDir, entry, 'PG_VERSION'))), 60_000, 10);
+      } finally {
+        child.kill('SIGKILL');
+        for (const pid of processesNaming(dataDir)) process.kill(pid, 'SIGKILL');
+      }
+      // When it starts again, then it makes its database and runs
+      const again = await runCli(['migrate'], { STOREKEEP_DATA_DIR: dataDir });
+      assert.equal(again.code, 0, again.output);
+      assert.match(again.output, /^applied: 0001_core/m);
+    } finally {
+      for (const pid of processesNaming(dataDir)) process.kill(pid, 'SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a database whose pg-password is gone is refused in one line saying what to do, not a stack trace', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-no-password-'));
+    try {
+      assert.equal((await runCli(['migrate'], { STOREKEEP_DATA_DIR: dataDir })).code, 0);
+      rmSync(path.join(dataDir, 'pg-password'));
+      const again = await runCli(['migrate'], { STOREKEEP_DATA_DIR: dataDir });
+      assert.equal(again.code, 1, again.output);
+      assertOneClearLine(again.output, /^storekeep: the embedded database under .* has no password file \(pg-password\)/m);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

