@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { loadConfig, ConfigError, numberFlag, type Config } from './config.js';
+import { loadConfig, ConfigError, misspelledSettings, numberFlag, type Config } from './config.js';
 import { AppLoginRefused } from './core/appLogin.js';
 import { EmbeddedDatabaseInUse, stopOwnedEmbeddedServers } from './core/embeddedPostgres.js';
 import { runInScope } from './core/context.js';
@@ -187,6 +187,9 @@ async function main(argv: string[]): Promise<number> {
   // commands log to stdout, like any service.
   const reportsOnStdout = commandName === 'check' || commandName === 'migrate';
   const logger = createLogger(config.logLevel, 'storekeep', reportsOnStdout ? pino.destination(2) : undefined);
+  for (const { name, meant } of misspelledSettings(process.env)) {
+    logger.warn({ variable: name, setting: meant }, `${name} is not a storekeep setting and is ignored: did you mean ${meant}? (${meant} keeps its default or its own value)`);
+  }
 
   switch (commandName) {
     case 'serve':

@@ -216,6 +216,54 @@ function corsOrigins(env: Env, name: string): string[] {
   return [...origins];
 }
 
+/** Every setting loadConfig reads (the README's Configuration table). */
+const SETTINGS = [
+  'PORT', 'HOST', 'DATABASE_URL', 'DATABASE_APP_URL', 'STOREKEEP_DATA_DIR', 'STOREKEEP_ROOT_TOKEN', 'REDIS_URL', 'READINESS_TIMEOUT_MS',
+  'SENTRY_DSN', 'LOG_LEVEL', 'RATE_LIMIT_PER_MINUTE', 'METRICS_TOKEN', 'AUTH_FAILURES_PER_MINUTE', 'IDEMPOTENCY_TTL_HOURS', 'CORS_ORIGINS',
+  'BODY_LIMIT_BYTES', 'DATABASE_POOL_SIZE', 'WORKER_CONCURRENCY', 'WORKER_METRICS_PORT', 'JOB_RETRY_BASE_MS', 'JOB_RETRY_MAX_MS',
+  'JOB_MAX_ATTEMPTS', 'FULFILMENT_PROVIDER_URL', 'FULFILMENT_API_KEY', 'FULFILMENT_WEBHOOK_SECRET', 'FULFILMENT_WEBHOOK_SECRET_PREVIOUS',
+  'FULFILMENT_TIMEOUT_MS', 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 'ORDERS_STUCK_AFTER_SECONDS', 'ORDERS_POLL_AFTER_SECONDS',
+] as const;
+
+/** The same name however it is cased, separated or spelt (FULFILLMENT is the American spelling of FULFILMENT). */
+const normalName = (name: string) => name.toUpperCase().replace(/[_\-.]/g, '').replace(/FULFILL/g, 'FULFIL');
+
+/** Edits (insert, delete, replace) from a to b. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * Variables that look like a setting but are none — a typo in a name
+ * (`FULFILLMENT_WEBHOOK_SECRET`, `STOREKEEP_DATADIR`, `log_level`) — and the
+ * setting meant. Nothing read them: the setting kept its default, silently
+ * (every webhook refused, the database in ./.storekeep). The CLI warns of
+ * each at start; names too far from any setting are the machine's own.
+ */
+export function misspelledSettings(env: Env): Array<{ name: string; meant: string }> {
+  const found: Array<{ name: string; meant: string }> = [];
+  for (const name of Object.keys(env)) {
+    if ((SETTINGS as readonly string[]).includes(name) || name.startsWith('npm_') || name.startsWith('STOREKEEP_TEST_')) continue;
+    const normal = normalName(name);
+    let meant: string | undefined = SETTINGS.find((setting) => normalName(setting) === normal);
+    if (meant === undefined && name.length >= 8) {
+      let best = 3;
+      for (const setting of SETTINGS) {
+        const distance = editDistance(name.toUpperCase(), setting);
+        if (distance < best) [best, meant] = [distance, setting];
+      }
+    }
+    if (meant !== undefined) found.push({ name, meant });
+  }
+  return found;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, numberFlag } from './config.js';
+import { ConfigError, loadConfig, misspelledSettings, numberFlag } from './config.js';
 
 describe('loadConfig: database logins', () => {
   const owner = 'postgres://owner:secret@db.example:5432/storekeep';
@@ -236,5 +236,32 @@ describe('loadConfig: FULFILMENT_WEBHOOK_SECRET_PREVIOUS (rotating the webhook s
       }
     }
     assert.equal(loadConfig({ FULFILMENT_WEBHOOK_SECRET: 'my shop secret' }).fulfilmentWebhookSecret, 'my shop secret');
+  });
+});
+
+describe('misspelledSettings', () => {
+  it('names a variable that looks like a setting but is none (FULFILLMENT_WEBHOOK_SECRET: every webhook refused, silently), and the setting meant', () => {
+    assert.deepEqual(
+      misspelledSettings({
+        FULFILLMENT_WEBHOOK_SECRET: 's3cret',
+        STOREKEEP_DATADIR: '/srv/storekeep',
+        DATABASE_URI: 'postgres://x@y/z',
+        log_level: 'debug',
+        STOREKEEP_ROOT_TOKN: 'x'.repeat(20),
+      }),
+      [
+        { name: 'FULFILLMENT_WEBHOOK_SECRET', meant: 'FULFILMENT_WEBHOOK_SECRET' },
+        { name: 'STOREKEEP_DATADIR', meant: 'STOREKEEP_DATA_DIR' },
+        { name: 'DATABASE_URI', meant: 'DATABASE_URL' },
+        { name: 'log_level', meant: 'LOG_LEVEL' },
+        { name: 'STOREKEEP_ROOT_TOKN', meant: 'STOREKEEP_ROOT_TOKEN' },
+      ],
+    );
+  });
+
+  it('leaves alone the settings themselves and the environment every machine has', () => {
+    const settings = { PORT: '1', HOST: 'h', DATABASE_URL: 'postgres://x@y/z', FULFILMENT_WEBHOOK_SECRET: 's', FULFILMENT_WEBHOOK_SECRET_PREVIOUS: 'p', STOREKEEP_ROOT_TOKEN: 't', LOG_LEVEL: 'info' };
+    const machine = { PATH: '/bin', HOME: '/root', HOSTNAME: 'vm', PWD: '/', NODE_ENV: 'production', TERM: 'xterm', LANG: 'C', npm_config_loglevel: 'warn', npm_lifecycle_event: 'start', STOREKEEP_TEST_TEMPLATE: 't', TMPDIR: '/tmp', USER: 'root', SHLVL: '1' };
+    assert.deepEqual(misspelledSettings({ ...settings, ...machine }), []);
   });
 });
