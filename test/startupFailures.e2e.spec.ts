@@ -213,19 +213,34 @@ function mountTmpfs(dir: string, sizeKb: number): string | undefined {
 
 describe('storekeep whose data folder is on a full or read-only disk', { timeout: 180_000 }, () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'storekeep-disk-'));
-  const cannotMount = mountTmpfs(scratch, 1024);
+  const cannotMount = mountTmpfs(scratch, 64 * 1024);
+  /** Fills the tmpfs but for `leftBytes`. */
+  const fill = (name: string, leftBytes: number) => {
+    const free = Number(execFileSync('df', ['-B1', '--output=avail', scratch]).toString().trim().split('\n').at(-1));
+    execFileSync('fallocate', ['-l', String(free - leftBytes), path.join(scratch, name)]);
+  };
   after(() => {
     if (cannotMount === undefined) execFileSync('umount', ['-l', scratch]);
     rmSync(scratch, { recursive: true, force: true });
   });
 
   it('start and check say so in one line naming STOREKEEP_DATA_DIR (they printed initdb\'s, chmod\'s or mkdir\'s stack trace), and leave no claim on the folder', { skip: cannotMount }, async () => {
-    // A full disk: initdb cannot write the database (1 MiB)
+    // A full disk: initdb cannot write the database (1 MiB left)
+    fill('filler', 1024 * 1024);
     const full = path.join(scratch, 'full');
     const start = await runCli(['start'], { PORT: String(await freePort()), STOREKEEP_DATA_DIR: full });
     assert.equal(start.code, 1, start.output);
     assertOneClearLine(start.output, /^storekeep: cannot use the data folder .*\/full \(STOREKEEP_DATA_DIR\): the disk is full\b/m);
     assert.ok(!existsSync(path.join(full, 'pg-owner')), 'no claim left behind');
+    // A database made, then the disk filled but for one page (the claim's): the server cannot start (pg_ctl said only "Examine the log output")
+    rmSync(path.join(scratch, 'filler'));
+    const made = path.join(scratch, 'made');
+    assert.equal((await runCli(['migrate'], { STOREKEEP_DATA_DIR: made })).code, 0);
+    fill('filler', 4096);
+    const restart = await runCli(['start'], { PORT: String(await freePort()), STOREKEEP_DATA_DIR: made });
+    assert.equal(restart.code, 1, restart.output);
+    assertOneClearLine(restart.output, /^storekeep: cannot use the data folder .*\/made \(STOREKEEP_DATA_DIR\): the disk is full \(PostgreSQL: could not write lock file "postmaster.pid": No space left on device\)$/m);
+    assert.ok(!existsSync(path.join(made, 'pg-owner')), 'no claim left behind');
     // A read-only disk: a folder on it, and one still to be made
     mkdirSync(path.join(scratch, 'kept'));
     execFileSync('mount', ['-o', 'remount,ro', scratch]);

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from './logger.js';
@@ -486,7 +486,16 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
     const serverOptions = Object.entries(settings)
       .map(([name, value]) => `-c ${name}=${value}`)
       .join(' ');
-    await run(pgCtl, ['start', '-w', '-t', '60', '-D', pgData, '-l', path.join(pgData, 'server.log'), '-o', serverOptions], user);
+    const logFile = path.join(pgData, 'server.log');
+    const logSize = await stat(logFile).then((info) => info.size, () => 0);
+    try {
+      await run(pgCtl, ['start', '-w', '-t', '60', '-D', pgData, '-l', logFile, '-o', serverOptions], user);
+    } catch (error) {
+      // pg_ctl says only "could not start server. Examine the log output": the reason is the server's last FATAL or PANIC line in it.
+      const reason = await serverLogReason(logFile, logSize);
+      if (reason !== undefined && error instanceof Error) error.message += `\nserver.log: ${reason}`;
+      throw error;
+    }
   };
   // The port of the last start, when it is still free: a worker or a check
   // attached to the server keeps its address, and reconnects when the API
@@ -559,6 +568,13 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   };
   ownedServers.add(server);
   return server;
+}
+
+/** The last FATAL or PANIC line the server wrote in its log after `from` (bytes), or undefined. */
+async function serverLogReason(logFile: string, from: number): Promise<string | undefined> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  const lines = text.slice(text.length >= from ? from : 0).split('\n').filter((line) => /\b(FATAL|PANIC):/.test(line));
+  return lines.at(-1)?.trim().slice(0, 500);
 }
 
 /** How often an owner looks whether its server is still running. */

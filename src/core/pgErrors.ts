@@ -18,6 +18,8 @@ export const PG = {
   CRASH_SHUTDOWN: '57P02',
   CANNOT_CONNECT_NOW: '57P03',
   TOO_MANY_CONNECTIONS: '53300',
+  DISK_FULL: '53100',
+  OUT_OF_MEMORY: '53200',
 } as const;
 
 export function pgCode(error: unknown): string | undefined {

@@ -125,6 +125,8 @@ function validationErrors(error: FastifyError): FieldError[] {
 
 /** Retry-After of a request refused because the database could not be reached. */
 export const DATABASE_RETRY_AFTER_SECONDS = 2;
+/** Retry-After of a database out of disk space or memory: freeing either takes someone a while. */
+const RESOURCES_RETRY_AFTER_SECONDS = 30;
 
 /** Turns anything thrown into an AppError (unknown errors become internal_error). */
 export function toAppError(error: unknown): { appError: AppError; unexpected: boolean } {
@@ -181,6 +183,23 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
         retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
       }),
       unexpected: false,
+    };
+  }
+  // The database out of disk space (53100) or memory (53200): the statement
+  // failed and its transaction rolled back, so nothing was written, and the
+  // same request may succeed once space is freed — 503 with Retry-After, as
+  // for a database that cannot be reached, not a 500 that says "bug" to a
+  // till. Still unexpected: logged at error and reported, for the operator
+  // must act. The answer names no file of the database.
+  const resources = pgCode(error);
+  if (resources === PG.DISK_FULL || resources === PG.OUT_OF_MEMORY) {
+    return {
+      appError: new AppError(
+        'service_unavailable',
+        `the database is out of ${resources === PG.DISK_FULL ? 'disk space' : 'memory'}; nothing was written — retry later with the same Idempotency-Key`,
+        { cause: error, retryAfterSeconds: RESOURCES_RETRY_AFTER_SECONDS },
+      ),
+      unexpected: true,
     };
   }
   // A deadlock or serialization failure still there after the command's

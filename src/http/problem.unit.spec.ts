@@ -27,6 +27,17 @@ describe('toAppError and database errors', () => {
     assert.deepEqual([toAppError(pgError('23514', 'x', 'journal_entry_balanced')).appError.code, toAppError(pgError('23514', 'x', 'journal_entry_balanced')).unexpected], ['internal_error', true]);
   });
 
+  it('a database out of disk space or memory is 503 service_unavailable with Retry-After — nothing was written, a retry with the same key may succeed once it is freed — and still logged and reported as unexpected (it was a 500 internal_error)', () => {
+    for (const [code, message] of [
+      ['53100', 'could not extend file "base/16384/16735": No space left on device'],
+      ['53200', 'out of memory'],
+    ]) {
+      const { appError, unexpected } = toAppError(pgError(code!, message));
+      assert.deepEqual([appError.code, appError.retryAfterSeconds !== undefined, unexpected], ['service_unavailable', true, true], code);
+      assert.doesNotMatch(appError.message, /base\/16384/, 'no file of the database in the answer');
+    }
+  });
+
   it('a database that cannot be reached or a connection lost is 503 service_unavailable with Retry-After (not unexpected)', () => {
     const lost = [
       Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
