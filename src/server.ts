@@ -59,6 +59,10 @@ export async function serve(config: Config, logger: Logger): Promise<RunningServ
     if (database.embedded) lines.push(`  database:        embedded PostgreSQL under ${config.dataDir}`);
     if (operator.generated) lines.push(`  operator token:  ${operator.generated}   (also saved to ${operator.file})`);
     else if (storedToken) lines.push(`  operator token:  in ${operator.file}`);
+    // Made on another host or data folder (a restore, a second machine): the database keeps only its hash.
+    else if (!config.rootToken) {
+      lines.push(`  operator token:  not in ${operator.file}: the database keeps only its hash — copy that file from where it was made, or set STOREKEEP_ROOT_TOKEN (it replaces the token)`);
+    }
     process.stdout.write(`${lines.join('\n')}\n`);
 
     let closing: Promise<void> | undefined;

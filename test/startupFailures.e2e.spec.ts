@@ -122,6 +122,42 @@ describe('storekeep with a database that refuses the login, or a port it cannot 
     assertOneClearLine(serve.output, /^storekeep: the database refused the connection: password authentication failed/m);
   });
 
+  it('serve on a database whose operator token is in no file of this data folder (a new host, a restore) says so and what to do — it said nothing of the token', async () => {
+    /** What serve prints once it listens; then it is stopped. */
+    const banner = async (dataDir: string) => {
+      const port = String(await freePort());
+      return new Promise<string>((resolve, reject) => {
+        const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), 'serve'], {
+          cwd: root,
+          env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: t.url, DATABASE_APP_URL: t.appUrl, STOREKEEP_DATA_DIR: dataDir, PORT: port },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let output = '';
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        child.stdout.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('API docs:')) setTimeout(() => child.kill('SIGTERM'), 200);
+        });
+        child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        child.on('error', reject);
+        child.on('close', () => {
+          clearTimeout(timer);
+          resolve(output);
+        });
+      });
+    };
+    const first = mkdtempSync(path.join(os.tmpdir(), 'storekeep-token-first-'));
+    const second = mkdtempSync(path.join(os.tmpdir(), 'storekeep-token-second-'));
+    try {
+      assert.match(await banner(first), /operator token: {2}sk_\S+ {3}\(also saved to /);
+      const again = await banner(second);
+      assert.match(again, new RegExp(`operator token: {2}not in ${second}/root-token: the database keeps only its hash — copy that file from where it was made, or set STOREKEEP_ROOT_TOKEN \\(it replaces the token\\)`), again);
+    } finally {
+      rmSync(first, { recursive: true, force: true });
+      rmSync(second, { recursive: true, force: true });
+    }
+  });
+
   it('serve on a PORT another process holds, or a HOST that is not this machine: one line naming the setting, non-zero exit', async () => {
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
