@@ -216,8 +216,8 @@ function corsOrigins(env: Env, name: string): string[] {
   return [...origins];
 }
 
-/** Every setting loadConfig reads (the README's Configuration table). */
-const SETTINGS = [
+/** Every setting loadConfig reads (the README's Configuration table: config.unit.spec.ts holds them equal). */
+export const SETTINGS = [
   'PORT', 'HOST', 'DATABASE_URL', 'DATABASE_APP_URL', 'STOREKEEP_DATA_DIR', 'STOREKEEP_ROOT_TOKEN', 'REDIS_URL', 'READINESS_TIMEOUT_MS',
   'SENTRY_DSN', 'LOG_LEVEL', 'RATE_LIMIT_PER_MINUTE', 'METRICS_TOKEN', 'AUTH_FAILURES_PER_MINUTE', 'IDEMPOTENCY_TTL_HOURS', 'CORS_ORIGINS',
   'BODY_LIMIT_BYTES', 'DATABASE_POOL_SIZE', 'WORKER_CONCURRENCY', 'WORKER_METRICS_PORT', 'JOB_RETRY_BASE_MS', 'JOB_RETRY_MAX_MS',

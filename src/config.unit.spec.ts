@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, misspelledSettings, numberFlag } from './config.js';
+import { ConfigError, loadConfig, misspelledSettings, numberFlag, SETTINGS } from './config.js';
 
 describe('loadConfig: database logins', () => {
   const owner = 'postgres://owner:secret@db.example:5432/storekeep';
@@ -257,6 +258,14 @@ describe('misspelledSettings', () => {
         { name: 'STOREKEEP_ROOT_TOKN', meant: 'STOREKEEP_ROOT_TOKEN' },
       ],
     );
+  });
+
+  it("knows every setting the README's Configuration table lists, and no other (a setting added to one and not the other would be warned about as a typo, or not at all)", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Configuration\n'), readme.indexOf('\n## Architecture\n'));
+    const listed = [...section.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((match) => match[1]!);
+    assert.ok(listed.length >= 20, `found ${listed.length} rows in the README's Configuration table`);
+    assert.deepEqual([...SETTINGS].sort(), listed.sort());
   });
 
   it('leaves alone the settings themselves and the environment every machine has', () => {
