@@ -79,4 +79,32 @@ describe('a command that waited past lock_timeout', () => {
     assert.equal(after.ledger_rows, before.ledger_rows + 1);
     assert.equal(after.operations, before.operations + 1);
   });
+
+  it('a synced sale behind a held row: its result is 503, nothing written, and the wait is logged at warn as for any request', async () => {
+    // A SKU of its own: the test above left its stock moved.
+    const sku = (await owner.post('/v1/skus', { code: `S-${randomUUID().slice(0, 8)}`, name: 'salt', unit: 'piece', price: 100 })).body.id as string;
+    assert.equal((await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: sku, quantity: 10 }] })).status, 201);
+    const sales = async () => Number((await t.admin.query(`SELECT count(*)::int AS n FROM sales WHERE tenant_id = $1`, [tenantId])).rows[0].n);
+    const salesBefore = await sales();
+    const holder: pg.PoolClient = await t.admin.connect();
+    const key = `sync-${randomUUID()}`;
+    let synced;
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeId, sku]);
+      synced = await owner.post('/v1/sync/sales', { sales: [{ idempotency_key: key, store_id: storeId, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] }] });
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    assert.equal(synced.status, 200, JSON.stringify(synced.body));
+    const [result] = synced.body.results;
+    assert.equal(result.status, 503, JSON.stringify(result));
+    assert.equal(result.body.code, 'service_unavailable');
+    assert.equal(await sales(), salesBefore, 'nothing written');
+    assert.ok(
+      logs.lines.some((line) => line.level === 40 && line.msg === 'the database gave up waiting for this request' && line.idempotency_key === key),
+      'the synced sale that waited past lock_timeout is logged at warn, naming its key',
+    );
+  });
 });

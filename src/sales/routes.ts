@@ -11,6 +11,7 @@ import {
   type CommandSpec,
 } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
+import { isDatabaseTimeout } from '../core/pgErrors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, formerKeyForms, sendOutcome, serializeAnswer, tenantOf } from '../http/command.js';
@@ -139,7 +140,7 @@ function placedInBatch(body: unknown, index: number): unknown {
   };
 }
 
-export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
+export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promise<void> {
   const writer = groupCommitterFor(db);
 
   app.post(
@@ -361,7 +362,14 @@ export async function salesRoutes(app: App, { db }: AppDeps): Promise<void> {
             return { idempotency_key: idempotencyKey, status, replayed, body: answer };
           }
           const { appError, unexpected } = toAppError(result.reason);
-          if (unexpected) request.log.error({ err: result.reason, idempotency_key: idempotencyKey }, 'synced sale failed');
+          // Logged and reported as app.ts does for a request's own error: the batch answers 200, so its error handler never sees these.
+          if (unexpected) {
+            request.log.error({ err: result.reason, idempotency_key: idempotencyKey }, 'synced sale failed');
+            reportError?.(result.reason);
+          } else if (isDatabaseTimeout(result.reason)) {
+            request.log.warn({ err: result.reason, idempotency_key: idempotencyKey }, 'the database gave up waiting for this request');
+            reportError?.(result.reason);
+          }
           return { idempotency_key: idempotencyKey, status: appError.status, replayed: false, body: placedInBatch(problemOf(appError, request.id), index) };
         }),
       };
