@@ -407,13 +407,15 @@ describe('daily sales rollup: the watermark', () => {
     // Given a sale today, caught up
     await sell(owner, store, sku, 1);
     assert.deepEqual((await catchUp(tenantId)).days, [today]);
-    // And a zone change of the store (to London: in December its day is the
-    // UTC one) held once it has locked the store row, until the test lets it go
+    // And a zone change of the store (to Abidjan: UTC+0 all year, no summer
+    // time, so its day is the UTC one on any date — London's is not from
+    // March to October between 23:00 and midnight UTC) held once it has
+    // locked the store row, until the test lets it go
     const lockKey = 900_102;
     await t.admin.query(`
       CREATE FUNCTION watermark_hold_zone_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF NEW.tenant_id = '${tenantId}' AND NEW.time_zone = 'Europe/London' THEN
+        IF NEW.tenant_id = '${tenantId}' AND NEW.time_zone = 'Africa/Abidjan' THEN
           PERFORM pg_advisory_xact_lock_shared(${lockKey});
         END IF;
         RETURN NEW;
@@ -431,7 +433,7 @@ describe('daily sales rollup: the watermark', () => {
     });
     try {
       await gate.query('SELECT pg_advisory_lock($1)', [lockKey]);
-      const zone = owner.patch(`/v1/stores/${store}`, { time_zone: 'Europe/London' });
+      const zone = owner.patch(`/v1/stores/${store}`, { time_zone: 'Africa/Abidjan' });
       await waitFor('the zone change to hold the store row', async () => {
         const { rows } = await t.admin.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted`, [lockKey]);
         return rows.length === 1;
