@@ -24,9 +24,10 @@ describe('a command that waited past lock_timeout', () => {
   let storeId: string;
   let skuId: string;
   const logs = capturingLogger('info');
+  const reported: unknown[] = [];
 
   before(async () => {
-    t = await startTestApp({}, { logger: logs.logger });
+    t = await startTestApp({}, { logger: logs.logger, reportError: (error) => reported.push(error) });
     ({ owner, tenantId } = await t.newTenant());
     storeId = (await owner.post('/v1/stores', { code: 'LOCK', name: 'Locked' })).body.id;
     skuId = (await owner.post('/v1/skus', { code: `S-${randomUUID().slice(0, 8)}`, name: 'flour', unit: 'piece', price: 100 })).body.id;
@@ -106,5 +107,6 @@ describe('a command that waited past lock_timeout', () => {
       logs.lines.some((line) => line.level === 40 && line.msg === 'the database gave up waiting for this request' && line.idempotency_key === key),
       'the synced sale that waited past lock_timeout is logged at warn, naming its key',
     );
+    assert.equal(reported.filter((error) => (error as { code?: unknown }).code === '55P03').length, 2, 'reported: the adjustment above, and this synced sale');
   });
 });

@@ -32,7 +32,7 @@ export function undeclaredRefusalsError(found: readonly UndeclaredRefusal[]): Er
 }
 
 /** The real HTTP app on a loopback port, on this test file's own database. */
-export async function startTestApp(overrides: Partial<Config> = {}, options: { logger?: Logger } = {}): Promise<TestApp> {
+export async function startTestApp(overrides: Partial<Config> = {}, options: { logger?: Logger; reportError?: (error: unknown) => void } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const operatorToken = `test-operator-${randomUUID()}`;
   const config: Config = { ...loadConfig({ LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, ...overrides };
@@ -40,7 +40,15 @@ export async function startTestApp(overrides: Partial<Config> = {}, options: { l
   const authenticator = new Authenticator(database.db);
   authenticator.setOperatorTokens([operatorToken]);
   const undeclaredRefusals: UndeclaredRefusal[] = [];
-  const app = await buildApp({ config, pool: database.appPool, db: database.db, logger, authenticator, onUndeclaredRefusal: (refusal) => undeclaredRefusals.push(refusal) });
+  const app = await buildApp({
+    config,
+    pool: database.appPool,
+    db: database.db,
+    logger,
+    authenticator,
+    onUndeclaredRefusal: (refusal) => undeclaredRefusals.push(refusal),
+    ...(options.reportError ? { reportError: options.reportError } : {}),
+  });
   const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
   const client = (token: string) => new ApiClient(baseUrl, token);
   const operator = client(operatorToken);
