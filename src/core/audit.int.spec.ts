@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { asAppInTenant } from '../../test/support/database.js';
 
 describe('the audit log is append-only', () => {
   let t: TestApp;
@@ -14,21 +15,8 @@ describe('the audit log is append-only', () => {
   });
   after(() => t.close());
 
-  /** Runs SQL as the app's own role with the tenant's RLS context, in a transaction. */
-  async function asApp(statement: string): Promise<void> {
-    const client = await t.appPool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
-      await client.query(statement);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
+  /** One statement as the app role in the tenant's context, in its own transaction. */
+  const asApp = (statement: string) => asAppInTenant(t.appPool, tenantId, [[statement]]);
 
   it('records the request correlation id on the command event', async () => {
     const event = (await t.admin.query(`SELECT * FROM events WHERE tenant_id = $1 AND type = 'store.create' AND subject_type IS NULL`, [tenantId])).rows[0];

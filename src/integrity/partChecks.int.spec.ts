@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff, type Statements } from '../../test/support/database.js';
 
 /**
  * Money, transfer and settlement checks, each against its own corruption (done as the
@@ -51,20 +52,7 @@ describe('integrity checks of money and transfers', () => {
   }
 
   /** Runs `statements` as the superuser with triggers and foreign keys off. */
-  async function corrupt(statements: Array<[string, unknown[]]>): Promise<void> {
-    const client = await t.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SET LOCAL session_replication_role = replica');
-      for (const [text, values] of statements) await client.query(text, values);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
+  const corrupt = (statements: Statements) => withTriggersOff(t.admin, statements);
 
   before(async () => {
     t = await startTestApp();

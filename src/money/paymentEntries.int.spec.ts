@@ -3,7 +3,50 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { inOneTransaction, withTriggersOff, type Statements } from '../../test/support/database.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+
+/** The shop both suites write into: its tenant, its store and a customer. */
+interface Shop {
+  tenantId: string;
+  store: string;
+  customer: string;
+}
+
+/**
+ * A balanced entry of `kind` naming the payment `subjectId`, under `opId`:
+ * `toDrawer` into the store's drawer, its negation to the customer's account,
+ * both accounts' totals kept equal to their postings (its statements, to run
+ * as the database owner).
+ */
+function entryStatements(shop: Shop, kind: string, subjectId: string, opId: string, toDrawer: number): { id: string; statements: Statements } {
+  const id = randomUUID();
+  return {
+    id,
+    statements: [
+      [
+        `INSERT INTO journal_entries (tenant_id, id, kind, store_id, subject_type, subject_id, op_id) VALUES ($1, $2, $6, $3, 'payment', $4, $5)`,
+        [shop.tenantId, id, shop.store, subjectId, opId, kind],
+      ],
+      // Both postings in one statement (the database checks each statement's entries balance).
+      [
+        `WITH lines (key, amount) AS (VALUES ('store/' || $3::text || '/cash_drawer', $5::bigint), ('party/' || $4::text, -$5::bigint)),
+              moved AS (UPDATE accounts a SET balance = a.balance + l.amount, debit_total = a.debit_total + greatest(l.amount, 0),
+                                              credit_total = a.credit_total + greatest(-l.amount, 0)
+                        FROM lines l WHERE a.tenant_id = $1 AND a.key = l.key RETURNING a.id, l.amount)
+         INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) SELECT $1, $2, moved.id, moved.amount, $6 FROM moved`,
+        [shop.tenantId, id, shop.store, shop.customer, toDrawer, opId],
+      ],
+    ],
+  };
+}
+
+/** A cash payment in of `amount` from the shop's customer, through the API. */
+async function payCash(owner: ApiClient, shop: Shop, amount: number): Promise<{ id: string; op_id: string; entry_id: string }> {
+  const response = await owner.post('/v1/payments', { party_id: shop.customer, store_id: shop.store, method: 'cash', amount }, { idempotencyKey: randomUUID() });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body;
+}
 
 /**
  * The ledger's payment entries against the payments: money_payment_has_entry
@@ -35,38 +78,11 @@ describe('payment entries without their payment, or more than one for a payment'
    * both accounts' totals kept equal to their postings.
    */
   async function postPaymentEntry(subjectId: string, opId: string, amount: number): Promise<string> {
-    const entryId = randomUUID();
-    const client = await t.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(
-        `INSERT INTO journal_entries (tenant_id, id, kind, store_id, subject_type, subject_id, op_id) VALUES ($1, $2, 'payment', $3, 'payment', $4, $5)`,
-        [tenantId, entryId, store, subjectId, opId],
-      );
-      // Both postings in one statement (the database checks each statement's entries balance).
-      await client.query(
-        `WITH lines (key, amount) AS (VALUES ('store/' || $3::text || '/cash_drawer', $5::bigint), ('party/' || $4::text, -$5::bigint)),
-              moved AS (UPDATE accounts a SET balance = a.balance + l.amount, debit_total = a.debit_total + greatest(l.amount, 0),
-                                              credit_total = a.credit_total + greatest(-l.amount, 0)
-                        FROM lines l WHERE a.tenant_id = $1 AND a.key = l.key RETURNING a.id, l.amount)
-         INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) SELECT $1, $2, moved.id, moved.amount, $6 FROM moved`,
-        [tenantId, entryId, store, customer, amount, opId],
-      );
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
-    return entryId;
+    const entry = entryStatements({ tenantId, store, customer }, 'payment', subjectId, opId, amount);
+    await inOneTransaction(t.admin, entry.statements);
+    return entry.id;
   }
-
-  async function pay(amount: number): Promise<{ id: string; op_id: string; entry_id: string }> {
-    const response = await owner.post('/v1/payments', { party_id: customer, store_id: store, method: 'cash', amount }, { idempotencyKey: randomUUID() });
-    assert.equal(response.status, 201, JSON.stringify(response.body));
-    return response.body;
-  }
+  const pay = (amount: number) => payCash(owner, { tenantId, store, customer }, amount);
 
   it('a payment whose money is posted twice (a second payment entry naming it) is reported, and only by money_payment_has_entry', async () => {
     const payment = await pay(700);
@@ -118,49 +134,11 @@ describe('reversing entries of reverted payments', () => {
   after(() => t.close());
 
   /** Runs statements as the owner with triggers and foreign keys off (a bug or a hand edit). */
-  async function corrupt(statements: Array<[string, unknown[]]>): Promise<void> {
-    const client = await t.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SET LOCAL session_replication_role = replica');
-      for (const [text, values] of statements) await client.query(text, values);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
-
-  /**
-   * A balanced entry of `kind` naming `subjectId`, under `opId`: `toDrawer`
-   * into the store's drawer, its negation to the customer's account, both
-   * accounts' totals kept equal to their postings.
-   */
-  function postEntry(kind: string, subjectId: string, opId: string, toDrawer: number): { id: string; statements: Array<[string, unknown[]]> } {
-    const id = randomUUID();
-    return {
-      id,
-      statements: [
-        [
-          `INSERT INTO journal_entries (tenant_id, id, kind, store_id, subject_type, subject_id, op_id) VALUES ($1, $2, $6, $3, 'payment', $4, $5)`,
-          [tenantId, id, store, subjectId, opId, kind],
-        ],
-        [
-          `WITH lines (key, amount) AS (VALUES ('store/' || $3::text || '/cash_drawer', $5::bigint), ('party/' || $4::text, -$5::bigint)),
-                moved AS (UPDATE accounts a SET balance = a.balance + l.amount, debit_total = a.debit_total + greatest(l.amount, 0),
-                                                credit_total = a.credit_total + greatest(-l.amount, 0)
-                          FROM lines l WHERE a.tenant_id = $1 AND a.key = l.key RETURNING a.id, l.amount)
-           INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) SELECT $1, $2, moved.id, moved.amount, $6 FROM moved`,
-          [tenantId, id, store, customer, toDrawer, opId],
-        ],
-      ],
-    };
-  }
+  const corrupt = (statements: Statements) => withTriggersOff(t.admin, statements);
+  const postEntry = (kind: string, subjectId: string, opId: string, toDrawer: number) => entryStatements({ tenantId, store, customer }, kind, subjectId, opId, toDrawer);
 
   /** Removes an entry and its postings, keeping every account's totals equal to its remaining postings. */
-  function unpost(entryId: string): Array<[string, unknown[]]> {
+  function unpost(entryId: string): Statements {
     return [
       [
         `WITH gone AS (DELETE FROM postings WHERE tenant_id = $1 AND entry_id = $2 RETURNING account_id, amount)
@@ -174,11 +152,7 @@ describe('reversing entries of reverted payments', () => {
     ];
   }
 
-  async function pay(amount: number): Promise<{ id: string; op_id: string; entry_id: string }> {
-    const response = await owner.post('/v1/payments', { party_id: customer, store_id: store, method: 'cash', amount }, { idempotencyKey: randomUUID() });
-    assert.equal(response.status, 201, JSON.stringify(response.body));
-    return response.body;
-  }
+  const pay = (amount: number) => payCash(owner, { tenantId, store, customer }, amount);
 
   /** A cash payment in of `amount`, reverted through the API; its revert's op id and reversing entry. */
   async function payAndRevert(amount: number): Promise<{ id: string; op_id: string; entry_id: string; revertOp: string; revertEntry: string }> {

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+import { asAppInTenant } from '../../test/support/database.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 
 /**
@@ -309,20 +310,7 @@ describe('reverting a payment', () => {
     const payment = await pay({ amount: 70 });
     const reverted = await pay({ amount: 80 });
     const revertOp = ok(await revert(reverted.op_id), 200).body.op_id;
-    const asApp = async (statement: string, values: unknown[]): Promise<void> => {
-      const client = await t.appPool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
-        await client.query(statement, values);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK');
-        throw error;
-      } finally {
-        client.release();
-      }
-    };
+    const asApp = (statement: string, values: unknown[]) => asAppInTenant(t.appPool, tenantId, [[statement, values]]);
     await assert.rejects(asApp(`UPDATE payments SET amount = 7 WHERE id = $1`, [payment.id]), /permission denied|immutable/);
     await assert.rejects(asApp(`DELETE FROM payments WHERE id = $1`, [payment.id]), /permission denied|append-only/);
     await assert.rejects(asApp(`UPDATE payments SET reverted_by_op = $2 WHERE id = $1`, [payment.id, revertOp]), /reverted/);

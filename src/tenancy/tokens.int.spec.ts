@@ -9,6 +9,27 @@ import { buildApp } from '../http/app.js';
 import { startSecondApi, startTestApp, type TestApp } from '../../test/support/app.js';
 import { ApiClient } from '../../test/support/client.js';
 
+
+/**
+ * Holds `authenticator`'s next lookup of `token` between its database read
+ * and its cache write (the afterLookup seam, removed once used): `read`
+ * resolves when the lookup has read the token; `release()` lets it go on.
+ */
+function holdNextLookup(authenticator: Authenticator, token: string): { read: Promise<void>; release: () => void } {
+  const hash = hashToken(token);
+  let readDone!: () => void;
+  const read = new Promise<void>((resolve) => (readDone = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  authenticator.afterLookup = async (looked) => {
+    if (!looked.equals(hash)) return;
+    authenticator.afterLookup = undefined;
+    readDone();
+    await released;
+  };
+  return { read, release };
+}
+
 describe('revoking API tokens', () => {
   let t: TestApp;
   let owner: ApiClient;
@@ -103,18 +124,8 @@ describe('revoking API tokens', () => {
 
   it('a lookup that read the token before a revoke committed does not cache it past the revoke: the next request is 401 and writes nothing', async () => {
     const admin = await issue(owner, 'admin');
-    const hash = hashToken(admin.token);
     // Hold this token's first lookup between its database read and its cache write.
-    let readDone!: () => void;
-    const read = new Promise<void>((resolve) => (readDone = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    t.authenticator.afterLookup = async (looked) => {
-      if (!looked.equals(hash)) return;
-      t.authenticator.afterLookup = undefined;
-      readDone();
-      await released;
-    };
+    const { read, release } = holdNextLookup(t.authenticator, admin.token);
     try {
       const inFlight = admin.client.get('/v1/stores');
       await read; // the lookup has read the token, still valid
@@ -138,19 +149,9 @@ describe('revoking API tokens', () => {
 
   it('in another process, a lookup that read the token before the revoke committed is cached no longer than the cache lifetime counted from the read', async () => {
     const cashier = await issue(owner, 'cashier');
-    const hash = hashToken(cashier.token);
     const ttlMs = 1_000;
     const otherProcess = new Authenticator(t.db, ttlMs);
-    let readDone!: () => void;
-    const read = new Promise<void>((resolve) => (readDone = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    otherProcess.afterLookup = async (looked) => {
-      if (!looked.equals(hash)) return;
-      otherProcess.afterLookup = undefined;
-      readDone();
-      await released;
-    };
+    const { read, release } = holdNextLookup(otherProcess, cashier.token);
     const inFlight = otherProcess.authenticate(cashier.token);
     await read; // read while the token is valid
     const revoked = await owner.post(`/v1/tokens/${cashier.id}/revoke`, {});
@@ -228,17 +229,7 @@ describe('revoking API tokens', () => {
 
   it('a token issue whose authentication read the admin token before its revoke committed issues nothing: 401', async () => {
     const admin = await issue(owner, 'admin');
-    const hash = hashToken(admin.token);
-    let readDone!: () => void;
-    const read = new Promise<void>((resolve) => (readDone = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    t.authenticator.afterLookup = async (looked) => {
-      if (!looked.equals(hash)) return;
-      t.authenticator.afterLookup = undefined;
-      readDone();
-      await released;
-    };
+    const { read, release } = holdNextLookup(t.authenticator, admin.token);
     let minted;
     try {
       const inFlight = admin.client.post('/v1/tokens', { name: 'minted in flight', role: 'admin' });

@@ -66,17 +66,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-/**
- * Runs statements on the owner pool in one transaction with triggers off
- * (`session_replication_role = replica`): how a test back-dates or corrupts
- * rows the database otherwise protects (immutable columns, append-only
- * tables), to see a check or a rule react.
- */
-export async function withTriggersOff(admin: pg.Pool, statements: Array<[statement: string, params?: unknown[]]>): Promise<void> {
-  const client = await admin.connect();
+/** SQL statements with their parameters, run in order. */
+export type Statements = Array<[statement: string, params?: unknown[]]>;
+
+/** Runs statements on `pool` in one transaction: all of them, or (on an error, rethrown) none. */
+export async function inOneTransaction(pool: pg.Pool, statements: Statements): Promise<void> {
+  const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query('SET LOCAL session_replication_role = replica');
     for (const [statement, params] of statements) await client.query(statement, params);
     await client.query('COMMIT');
   } catch (error) {
@@ -85,4 +82,23 @@ export async function withTriggersOff(admin: pg.Pool, statements: Array<[stateme
   } finally {
     client.release();
   }
+}
+
+/**
+ * Runs statements on the owner pool in one transaction with triggers off
+ * (`session_replication_role = replica`): how a test back-dates or corrupts
+ * rows the database otherwise protects (immutable columns, append-only
+ * tables), to see a check or a rule react.
+ */
+export async function withTriggersOff(admin: pg.Pool, statements: Statements): Promise<void> {
+  await inOneTransaction(admin, [['SET LOCAL session_replication_role = replica'], ...statements]);
+}
+
+/**
+ * Runs statements as the app role (the app pool: row-level security and the
+ * app's grants apply) in `tenantId`'s context, in one transaction: how a test
+ * sees what the service's own login may and may not do to a table.
+ */
+export async function asAppInTenant(appPool: pg.Pool, tenantId: string, statements: Statements): Promise<void> {
+  await inOneTransaction(appPool, [[`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]], ...statements]);
 }
