@@ -18,12 +18,11 @@ import { briefly, type Logger } from '../core/logger.js';
 import { apiMetrics, httpRequestDuration, metricsAllowed } from '../core/metrics.js';
 import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
-import { answerClientError, sendProblem, toAppError, writeProblem } from './problem.js';
+import { answerClientError, logAnsweredError, sendProblem, toAppError, writeProblem } from './problem.js';
 import { idempotencyKeyOf } from './command.js';
 import { bodyIsOptional, NoQuery, Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
-import { isConnectionFailure, isDatabaseTimeout, isDataException, isRetryableTransactionError } from '../core/pgErrors.js';
 import { AuthFailureLimiter } from './authFailures.js';
 import { clientOf, rateLimitKeyOf } from './rateLimitKey.js';
 import { routeModules } from './routes.js';
@@ -231,25 +230,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const { config, logger } = deps;
   const answerError = (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const { appError, unexpected } = toAppError(error);
-    if (unexpected) {
-      request.log.error({ err: error }, 'unexpected error');
-      deps.reportError?.(error);
-    } else if (isDataException(error)) {
-      // Answered 400, but logged and reported: a value the schemas let through
-      // and the database refused is a gap in a schema to close.
-      request.log.warn({ err: error }, 'a request value was refused by the database');
-      deps.reportError?.(error);
-    } else if (isConnectionFailure(error)) {
-      // Answered 503: the database is down or restarting (readyz says so too).
-      request.log.warn({ error: briefly(error) }, 'the database is unavailable');
-    } else if (isRetryableTransactionError(error)) {
-      // Answered 503: still deadlocked or in conflict after every retry — contention worth looking at.
-      request.log.warn({ err: error }, 'a transaction still conflicted after its retries');
-    } else if (isDatabaseTimeout(error)) {
-      // Answered 503, but reported: a row held 15 s (or a statement past 30 s) is worth finding.
-      request.log.warn({ err: error }, 'the database gave up waiting for this request');
-      deps.reportError?.(error);
-    }
+    logAnsweredError(request.log, error, unexpected, deps.reportError);
     return sendProblem(request, reply, appError);
   };
   /**

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { ConnectionError, FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
 import { isConnectionFailure, isDatabaseTimeout, isDataException, isRetryableTransactionError, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { briefly } from '../core/logger.js';
 import { PATTERN_MESSAGE } from './schemas.js';
 
 /**
@@ -232,6 +233,40 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
     return { appError: new AppError(code, fastifyError.message), unexpected: false };
   }
   return { appError: new AppError('internal_error', 'an unexpected error occurred; it has been logged'), unexpected: true };
+}
+
+/**
+ * Logs, and reports where someone must act, an error answered as a problem
+ * (toAppError), by what it is: unexpected (error, reported); a value the
+ * database refused (warn, reported: a schema gap to close); the database
+ * unreachable (warn, brief); a conflict left after the retries (warn); a lock
+ * or statement timeout (warn, reported: something held a row). The request
+ * error handler and the sync route — whose synced sales' errors are answered
+ * inside a 200, never reaching that handler — both log through it; `fields`
+ * names what failed (a synced sale's key).
+ */
+export function logAnsweredError(
+  log: FastifyBaseLogger,
+  error: unknown,
+  unexpected: boolean,
+  reportError: ((error: unknown) => void) | undefined,
+  fields: Record<string, unknown> = {},
+): void {
+  if (unexpected) {
+    log.error({ err: error, ...fields }, 'unexpected error');
+    reportError?.(error);
+  } else if (isDataException(error)) {
+    log.warn({ err: error, ...fields }, 'a request value was refused by the database');
+    reportError?.(error);
+  } else if (isConnectionFailure(error)) {
+    // The database is down or restarting (readyz says so too): no stack trace each time.
+    log.warn({ error: briefly(error), ...fields }, 'the database is unavailable');
+  } else if (isRetryableTransactionError(error)) {
+    log.warn({ err: error, ...fields }, 'a transaction still conflicted after its retries');
+  } else if (isDatabaseTimeout(error)) {
+    log.warn({ err: error, ...fields }, 'the database gave up waiting for this request');
+    reportError?.(error);
+  }
 }
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: AppError): FastifyReply {

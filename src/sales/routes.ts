@@ -11,11 +11,10 @@ import {
   type CommandSpec,
 } from '../core/command.js';
 import { AppError, notFound } from '../core/errors.js';
-import { isDatabaseTimeout } from '../core/pgErrors.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, formerKeyForms, sendOutcome, serializeAnswer, tenantOf } from '../http/command.js';
-import { problemOf, toAppError } from '../http/problem.js';
+import { logAnsweredError, problemOf, toAppError } from '../http/problem.js';
 import { makeBodyAjv, makeTextAjv } from '../http/ajv.js';
 import { assertStorableText } from '../http/json.js';
 import { IdempotencyHeaders, IdParams, LOWERCASE, Money, Timestamp, Uuid } from '../http/schemas.js';
@@ -362,14 +361,8 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
             return { idempotency_key: idempotencyKey, status, replayed, body: answer };
           }
           const { appError, unexpected } = toAppError(result.reason);
-          // Logged and reported as app.ts does for a request's own error: the batch answers 200, so its error handler never sees these.
-          if (unexpected) {
-            request.log.error({ err: result.reason, idempotency_key: idempotencyKey }, 'synced sale failed');
-            reportError?.(result.reason);
-          } else if (isDatabaseTimeout(result.reason)) {
-            request.log.warn({ err: result.reason, idempotency_key: idempotencyKey }, 'the database gave up waiting for this request');
-            reportError?.(result.reason);
-          }
+          // Logged and reported as a request's own error is: the batch answers 200, so the error handler never sees these.
+          logAnsweredError(request.log, result.reason, unexpected, reportError, { idempotency_key: idempotencyKey });
           return { idempotency_key: idempotencyKey, status: appError.status, replayed: false, body: placedInBatch(problemOf(appError, request.id), index) };
         }),
       };
