@@ -50,7 +50,8 @@ export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
   // client meant, which the same key sent once — or as a synced sale's
   // `idempotency_key` — never equals. Which of several keys is meant cannot
   // be known, so several are refused.
-  if (headerLines(request, 'idempotency-key') > 1) {
+  // (Only a joined value holds ', ': the raw lines are counted only then, off the common path.)
+  if (typeof header === 'string' && header.includes(', ') && headerLines(request, 'idempotency-key') > 1) {
     throw new AppError('validation_failed', 'send one Idempotency-Key header, not several', {
       errors: [{ path: '/headers/idempotency-key', message: 'must be sent once' }],
     });
