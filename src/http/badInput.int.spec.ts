@@ -215,7 +215,7 @@ describe('bad input gets a clear problem+json and changes nothing', () => {
       [() => owner.post('/v1/tokens', { name: 'x', role: 'superuser' }), '/body/role', 'must be one of "owner", "admin", "manager", "cashier", "field_agent", "auditor"'],
       [() => owner.post('/v1/skus', { code: 'L', name: 'Litre', unit: 'litre', price: 1 }), '/body/unit', 'must be one of "kg", "piece", "metre"'],
       [() => owner.get('/v1/parties?kind=vendor'), '/querystring/kind', 'must be one of "supplier", "customer"'],
-      [() => owner.get(`/v1/stores/${store.id}/accounts/safe/postings`), '/params/kind', 'must be one of "cash_drawer", "bank", "card_clearing", "mobile_clearing", "sales_revenue"'],
+      [() => owner.get(`/v1/stores/${store.id}/accounts/safe/postings`), '/params/kind', 'must be one of "cash_drawer", "bank", "card_clearing", "mobile_clearing", "sales_revenue", "inventory"'],
       [() => owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 0, reason: 'x' }), '/body/quantity_change', 'must not be 0'],
     ];
     for (const [send, path, message] of cases) {

@@ -130,7 +130,7 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
       { name: 'parties', path: '/v1/parties', key: byId, count: MANY + 4 }, // and the point of sale's party
       { name: 'supplier balances', path: '/v1/ledger/suppliers', key: (item) => String(item.party_id), count: 2 },
       { name: 'customer balances', path: '/v1/ledger/customers', key: (item) => String(item.party_id), count: 2 }, // and the point of sale's party
-      { name: 'store accounts', path: `/v1/stores/${store}/accounts`, key: (item) => String(item.kind), count: 5 },
+      { name: 'store accounts', path: `/v1/stores/${store}/accounts`, key: (item) => String(item.kind), count: 6 },
       { name: 'account postings', path: `/v1/stores/${store}/accounts/cash_drawer/postings`, key: byId, count: 3 },
       { name: 'party postings', path: `/v1/parties/${customer}/postings`, key: byId, count: 3 },
       { name: 'entries of an operation', path: `/v1/ledger/operations/${opId}`, key: byId, count: 1 },

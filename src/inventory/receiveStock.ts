@@ -2,6 +2,9 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { all, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
+import { purchaseLines, purchaseShape, type PurchaseLine, type ReceiptLineInput } from '../money/purchasePlan.js';
+import type { Unit } from './inventory.table.js';
+import { assertSupplier, recordPurchase, type PurchaseView } from '../money/recordPurchase.js';
 import { changeStock, type StockChange, touchStockMoves } from './changeStock.js';
 
 /**
@@ -37,11 +40,28 @@ export async function assertStoreExists(tx: Tx, tenantId: string, storeId: strin
 }
 
 export interface ReceiptInput {
-  items: Array<{ sku_id: string; quantity: number }>;
+  items: ReceiptLineInput[];
   reference?: string | undefined;
+  /** A supplier (party of kind supplier): with a unit_cost on every line, the receipt is a purchase. */
+  supplier_id?: string | undefined;
 }
 
-export async function receiveStock(cmd: Command, storeId: string, input: ReceiptInput) {
+export interface ReceiptAnswer {
+  op_id: string;
+  items: Array<{ sku_id: string; quantity_after: number }>;
+  /** Only for a purchase (supplier_id and costs): a plain receipt's answer is as it always was. */
+  purchase?: PurchaseView;
+}
+
+/**
+ * Goods received into a store; with `supplier_id` and a `unit_cost` on every
+ * line, a purchase too: the same transaction records what we owe the supplier
+ * (src/money/recordPurchase.ts). Everything is checked before anything is
+ * written.
+ */
+export async function receiveStock(cmd: Command, storeId: string, input: ReceiptInput): Promise<ReceiptAnswer> {
+  const shape = purchaseShape(input);
+  if (!shape.ok) throw new AppError('validation_failed', 'a receipt names a supplier and a unit_cost on every line, or neither', { errors: shape.errors });
   await assertStoreExists(cmd.tx, cmd.tenantId, storeId);
   const skus = await assertSkusExist(cmd.tx, cmd.tenantId, input.items.map((item) => item.sku_id));
   // Stock of a piece-tracked SKU is the sum of its workshop pieces: it is
@@ -51,6 +71,13 @@ export async function receiveStock(cmd: Command, storeId: string, input: Receipt
     throw new AppError('unprocessable', 'piece-tracked SKUs are received as pieces (POST /v1/pieces)', {
       errors: pieceTracked.map((index) => ({ path: `/body/items/${index}/sku_id`, message: 'SKU is piece-tracked' })),
     });
+  }
+  let purchase: { supplierId: string; lines: PurchaseLine[]; total: number } | null = null;
+  if (shape.purchase) {
+    await assertSupplier(cmd.tx, cmd.tenantId, input.supplier_id!);
+    const planned = purchaseLines(input.items.map((item) => ({ sku_id: item.sku_id, quantity: item.quantity, unit_cost: item.unit_cost!, unit: skus.get(item.sku_id)!.unit as Unit })));
+    if (!planned.ok) throw new AppError('validation_failed', 'a purchase line or total is above the largest amount', { errors: planned.errors });
+    purchase = { supplierId: input.supplier_id!, lines: planned.lines, total: planned.total };
   }
   const changes: StockChange[] = input.items.map((item) => ({
     storeId,
@@ -63,6 +90,11 @@ export async function receiveStock(cmd: Command, storeId: string, input: Receipt
   if (!result.ok) throw new Error('a receipt only adds stock'); // unreachable: quantities are positive
   cmd.storeId = storeId;
   touchStockMoves(cmd, result.balances);
+  const answer: ReceiptAnswer = { op_id: cmd.opId, items: result.balances.map(({ sku_id, quantity_after }) => ({ sku_id, quantity_after })) };
+  if (purchase) {
+    answer.purchase = await recordPurchase(cmd, { storeId, reference: input.reference ?? null, ...purchase });
+    cmd.audit({ subjectType: 'purchase', subjectId: answer.purchase.id, after: answer.purchase });
+  }
   cmd.audit({ subjectType: 'store', subjectId: storeId, payload: input, after: result.balances });
-  return { op_id: cmd.opId, items: result.balances.map(({ sku_id, quantity_after }) => ({ sku_id, quantity_after })) };
+  return answer;
 }

@@ -36,6 +36,50 @@ const Sku = Type.Object({
   created_at: Timestamp,
 });
 const StoreParams = Type.Object({ store_id: Uuid });
+const UnitCost = Type.Integer({
+  minimum: 0,
+  maximum: 9_000_000_000_000,
+  description:
+    'What the supplier charges, in minor units per kg / piece / metre (as a sale line\'s unit_price): the line costs quantity × unit_cost for pieces, ' +
+    'quantity × unit_cost / 1000 rounded half up for grams and millimetres. Required on every line when `supplier_id` is sent (0 for goods given free); refused without it.',
+});
+const PurchaseLineView = Type.Object({ sku_id: Uuid, quantity: Type.Integer(), unit_cost: Money, line_total: Money });
+const Purchase = Type.Object(
+  {
+    id: Uuid,
+    supplier_id: Uuid,
+    total: Money,
+    entry_id: Type.Union([Uuid, Type.Null()], { description: 'the `purchase` journal entry (debit the store\'s `inventory`, credit the supplier\'s `payable`); null when the total is 0' }),
+    business_date: Type.Union([Type.String({ format: 'date' }), Type.Null()], {
+      description: "the day the entry is booked on: the store's today in its time zone, or the first day after it with no count (as every store entry); null without an entry",
+    }),
+    lines: Type.Array(PurchaseLineView, { description: 'one per request line, in its order' }),
+  },
+  { description: 'Only on a purchase (a receipt with `supplier_id` and costs): what the receipt put on the supplier\'s balance.' },
+);
+const ReceiptSchema = {
+  tags: ['inventory'],
+  summary:
+    'Receive goods into a store; with `supplier_id` and a `unit_cost` on every line, a purchase: what we owe the supplier is recorded in the same transaction. ' +
+    'Piece-tracked SKUs are refused (422 unprocessable): they are received as pieces (POST /v1/pieces). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
+  description:
+    'A receipt without `supplier_id` and costs moves stock only, and is answered as it always was (no `purchase`). ' +
+    'A purchase also writes a journal entry of kind `purchase`: debit the store\'s `inventory` account, credit the supplier\'s `payable` account, by the sum of the line totals ' +
+    '(each line rounded as a sale line is); the supplier\'s outstanding at GET /v1/ledger/suppliers rises by it. A total of 0 writes no entry. ' +
+    '`supplier_id` that is not a supplier of the tenant (unknown, or a customer): 400 at `/body/supplier_id`; `unit_cost` without `supplier_id`: 400 at `/body/supplier_id`; ' +
+    '`supplier_id` with a line lacking `unit_cost`: 400 at `/body/items/<index>/unit_cost`. Nothing is written on a refusal. Needs `stock.receive`, costs or not.',
+  headers: IdempotencyHeaders,
+  params: StoreParams,
+  body: Type.Object(
+    {
+      items: Type.Array(Type.Object({ sku_id: Uuid, quantity: PositiveQuantity, unit_cost: Type.Optional(UnitCost) }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 }),
+      reference: Type.Optional(Type.String({ maxLength: 200 })),
+      supplier_id: Type.Optional(Uuid),
+    },
+    { additionalProperties: false },
+  ),
+  response: { 201: Type.Object({ op_id: Uuid, items: Type.Array(Type.Object({ sku_id: Uuid, quantity_after: Type.Integer() })), purchase: Type.Optional(Purchase) }) },
+};
 const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.int64Text });
 const isCodeCursor = isCursorOf<{ code: string }>({ code: cursorField.text });
 const isSkuCursor = isCursorOf<{ sku_id: string }>({ sku_id: cursorField.uuid });
@@ -172,23 +216,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
 
   app.post(
     '/v1/stores/:store_id/stock/receipts',
-    {
-      config: { permission: 'stock.receive', refusals: { unprocessable: 'a piece-tracked SKU (received as pieces: POST /v1/pieces)', limit_exceeded: 'the stock of a SKU in the store would exceed 10^15 base units' } },
-      schema: {
-        tags: ['inventory'],
-        summary: 'Receive goods into a store. Piece-tracked SKUs are refused (422 unprocessable): they are received as pieces (POST /v1/pieces). Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later, it replays the first answer.',
-        headers: IdempotencyHeaders,
-        params: StoreParams,
-        body: Type.Object(
-          {
-            items: Type.Array(Type.Object({ sku_id: Uuid, quantity: PositiveQuantity }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 }),
-            reference: Type.Optional(Type.String({ maxLength: 200 })),
-          },
-          { additionalProperties: false },
-        ),
-        response: { 201: Type.Object({ op_id: Uuid, items: Type.Array(Type.Object({ sku_id: Uuid, quantity_after: Type.Integer() })) }) },
-      },
-    },
+    { config: { permission: 'stock.receive', refusals: { unprocessable: 'a piece-tracked SKU (received as pieces: POST /v1/pieces)', limit_exceeded: 'the stock of a SKU in the store would exceed 10^15 base units' } }, schema: ReceiptSchema },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.params.store_id);
       return command(db, request, reply, { type: 'stock.receive', storeId: request.params.store_id, ttlHours: 'forever' }, async (cmd) => ({

@@ -179,7 +179,7 @@ describe('money: parties, payments and the double-entry ledger', () => {
   it('lists a store\'s accounts (all kinds, zeros where nothing was posted) and pages an account\'s postings', async () => {
     const accounts = await owner.get(`/v1/stores/${store.id}/accounts`);
     assert.equal(accounts.status, 200);
-    assert.deepEqual(accounts.body.items.map((a: { kind: string }) => a.kind), ['cash_drawer', 'bank', 'card_clearing', 'mobile_clearing', 'sales_revenue']);
+    assert.deepEqual(accounts.body.items.map((a: { kind: string }) => a.kind), ['cash_drawer', 'bank', 'card_clearing', 'mobile_clearing', 'sales_revenue', 'inventory']);
     const stored = await accountsOf();
     for (const account of accounts.body.items) {
       const row = stored.get(account.key);

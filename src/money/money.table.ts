@@ -1,7 +1,7 @@
 /** Row and API shapes of the money tables. */
 export type PartyKind = 'supplier' | 'customer';
 
-export const STORE_ACCOUNT_KINDS = ['cash_drawer', 'bank', 'card_clearing', 'mobile_clearing', 'sales_revenue'] as const;
+export const STORE_ACCOUNT_KINDS = ['cash_drawer', 'bank', 'card_clearing', 'mobile_clearing', 'sales_revenue', 'inventory'] as const;
 export type StoreAccountKind = (typeof STORE_ACCOUNT_KINDS)[number];
 export type PartyAccountKind = 'receivable' | 'payable';
 export type AccountKind = StoreAccountKind | PartyAccountKind;

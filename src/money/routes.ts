@@ -101,12 +101,13 @@ const StoreAccountKindSchema = Type.Union([
   Type.Literal('card_clearing'),
   Type.Literal('mobile_clearing'),
   Type.Literal('sales_revenue'),
+  Type.Literal('inventory'),
 ]);
 const isPostingCursor = isCursorOf<{ id: number }>({ id: cursorField.safeInteger });
 const isAccountCursor = isCursorOf<{ kind: string }>({ kind: (value: unknown): value is string => typeof value === 'string' && (STORE_ACCOUNT_KINDS as readonly string[]).includes(value) });
 
 /**
- * One page of a short list read whole (a store's five accounts, an
+ * One page of a short list read whole (a store's six accounts, an
  * operation's journal entries), after the item whose key the cursor names:
  * paged like every list (API.md), 50 a page unless `?limit=` says otherwise.
  */
@@ -249,7 +250,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
         config: { permission: 'ledger.read', refusals: { forbidden: 'a token limited to some stores (balances span every store)' } },
         schema: {
           tags: ['money'],
-          summary: `${kind === 'supplier' ? 'Supplier' : 'Customer'} balances: total debit, credit and outstanding per party (${kind === 'supplier' ? 'what we owe' : 'what they owe'}), most outstanding first, ties by party id; parties with no postings are listed with zeros. Balances span every store: 403 for a token limited to some stores.`,
+          summary: `${kind === 'supplier' ? 'Supplier' : 'Customer'} balances: total debit, credit and outstanding per party (${kind === 'supplier' ? 'what we owe' : 'what they owe'}), most outstanding first, ties by party id; parties with no postings are listed with zeros.${kind === 'supplier' ? " A purchase (a stock receipt with `supplier_id` and costs) raises a supplier's outstanding by its total; a payment out to it brings it down." : ''} Balances span every store: 403 for a token limited to some stores.`,
           querystring: ListQuery,
           response: { 200: Page(PartyBalance) },
         },
@@ -272,7 +273,7 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       config: { permission: 'ledger.read' },
       schema: {
         tags: ['money'],
-        summary: `A store's accounts (${STORE_ACCOUNT_KINDS.join(', ')}) with balance (debit − credit) and totals, minor units; \`{ items, next_cursor }\` like every list`,
+        summary: `A store's accounts (${STORE_ACCOUNT_KINDS.join(', ')}) with balance (debit − credit) and totals, minor units; \`{ items, next_cursor }\` like every list. \`inventory\` holds the cost of goods received from suppliers (purchases: a stock receipt with \`supplier_id\` and costs debits it); no sale or count reads it.`,
         params: Type.Object({ store_id: Uuid }),
         querystring: ListQuery,
         response: { 200: Page(Account) },

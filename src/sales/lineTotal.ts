@@ -34,11 +34,13 @@ function exactLineTotal(unit: Unit, quantity: number, unitPrice: number): bigint
 /**
  * Lines whose total, or a sale whose total, would be above MAX_AMOUNT (a bad
  * request whatever the stock). Pure; `lines` are all the sale's lines, in
- * order, so an error's path names the right one.
+ * order, so an error's path names the right one. `totalName` names the whole
+ * in the message (a purchase's lines are held to the same limits).
  */
 export function amountErrors(
   lines: ReadonlyArray<{ unit: Unit; quantity: number | undefined; unit_price: number }>,
   path = '/body/items',
+  totalName = 'sale',
 ): Array<{ path: string; message: string }> {
   // A line without a quantity yet (a line of pieces before they are read) counts as 0 here.
   const totals = lines.map((line) => (line.quantity === undefined ? 0n : exactLineTotal(line.unit, line.quantity, line.unit_price)));
@@ -46,7 +48,7 @@ export function amountErrors(
     total > BigInt(MAX_AMOUNT) ? [{ path: `${path}/${index}`, message: `line total ${total} is above the largest amount (${MAX_AMOUNT} minor units)` }] : [],
   );
   const sum = totals.reduce((a, b) => a + b, 0n);
-  if (errors.length === 0 && sum > BigInt(MAX_AMOUNT)) errors.push({ path, message: `sale total ${sum} is above the largest amount (${MAX_AMOUNT} minor units)` });
+  if (errors.length === 0 && sum > BigInt(MAX_AMOUNT)) errors.push({ path, message: `${totalName} total ${sum} is above the largest amount (${MAX_AMOUNT} minor units)` });
   return errors;
 }
 
