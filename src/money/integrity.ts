@@ -231,4 +231,80 @@ export const moneyChecks: IntegrityCheck[] = [
       FROM entries e
       WHERE NOT EXISTS (SELECT 1 FROM sales s WHERE s.tenant_id = e.tenant_id AND s.id = e.sale_id)`,
   },
+  {
+    name: 'money_purchase_posted',
+    severity: 'critical',
+    description:
+      "Every purchase (a stock receipt with a supplier and costs) names a supplier, has its lines, each line's total its quantity at its unit cost (as a sale line's: pieces exactly, grams or millimetres per 1000 rounded half up), and a total equal to their sum; the receipt's stock ledger rows (kind receipt, of its operation) hold exactly its lines' quantities, in its store. A purchase with a total above zero has exactly one journal entry (kind purchase, the purchase its subject, for its store, written by its operation) that debits the store's inventory account and credits the supplier's account by the total, and nothing else; one of total zero has none. No purchase entry names a purchase that does not exist.",
+    // From each purchase: its supplier, lines, entry, every purchase entry
+    // naming it (journal_entries_subject_idx: its money posted twice is found
+    // too) and its receipt's stock rows (stock_ledger_op_idx). Then the
+    // purchase entries naming no purchase (the purchase row gone, or an entry
+    // written without one): what we owe a supplier with no receipt behind it.
+    sql: `
+      SELECT pu.tenant_id, pu.id::text AS subject,
+             jsonb_build_object('store_id', pu.store_id, 'supplier_id', pu.supplier_id, 'supplier_kind', pa.kind, 'total', pu.total,
+                                'lines', l.lines, 'sum_of_lines', l.sum_of_lines, 'lines_off', l.lines_off,
+                                'entry_id', pu.entry_id, 'entry_kind', e.kind, 'entry_subject_id', e.subject_id, 'entry_store_id', e.store_id,
+                                'postings', m.postings, 'to_inventory', m.to_inventory, 'to_supplier', m.to_supplier,
+                                'purchase_entries', named.ids, 'stock_off', st.off) AS detail
+      FROM purchases pu
+      LEFT JOIN parties pa ON pa.tenant_id = pu.tenant_id AND pa.id = pu.supplier_id
+      LEFT JOIN journal_entries e ON e.tenant_id = pu.tenant_id AND e.id = pu.entry_id
+      CROSS JOIN LATERAL (
+        SELECT count(*) AS lines, coalesce(sum(li.line_total), 0) AS sum_of_lines,
+               coalesce(jsonb_agg(jsonb_build_object('line_number', li.line_number, 'line_total', li.line_total, 'at_cost', x.at_cost) ORDER BY li.line_number)
+                          FILTER (WHERE li.line_total IS DISTINCT FROM x.at_cost), '[]'::jsonb) AS lines_off
+        FROM purchase_lines li
+        LEFT JOIN skus k ON k.tenant_id = li.tenant_id AND k.id = li.sku_id
+        CROSS JOIN LATERAL (
+          SELECT CASE WHEN k.unit = 'piece' THEN li.quantity::numeric * li.unit_cost
+                      WHEN k.unit IN ('kg', 'metre') THEN div(li.quantity::numeric * li.unit_cost * 2 + 1000, 2000) END AS at_cost
+        ) x
+        WHERE li.tenant_id = pu.tenant_id AND li.purchase_id = pu.id
+      ) l
+      CROSS JOIN LATERAL (
+        SELECT count(*) AS postings,
+               coalesce(sum(p.amount) FILTER (WHERE a.store_id = pu.store_id AND a.kind = 'inventory'), 0) AS to_inventory,
+               coalesce(sum(p.amount) FILTER (WHERE a.party_id = pu.supplier_id), 0) AS to_supplier
+        FROM postings p JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+        WHERE p.tenant_id = pu.tenant_id AND p.entry_id = pu.entry_id
+      ) m
+      CROSS JOIN LATERAL (
+        SELECT count(*) AS entries, coalesce(jsonb_agg(x.id ORDER BY x.id), '[]'::jsonb) AS ids
+        FROM journal_entries x
+        WHERE x.tenant_id = pu.tenant_id AND x.subject_id = pu.id AND x.kind = 'purchase'
+      ) named
+      CROSS JOIN LATERAL (
+        SELECT coalesce(jsonb_agg(jsonb_build_object('store_id', q.store_id, 'sku_id', q.sku_id, 'lines', q.lines, 'receipt_rows', q.rows) ORDER BY q.store_id, q.sku_id),
+                        '[]'::jsonb) AS off
+        FROM (
+          SELECT moved.store_id, moved.sku_id, sum(moved.lines) AS lines, sum(moved.rows) AS rows
+          FROM (
+            SELECT pu.store_id, li.sku_id, li.quantity AS lines, 0 AS rows
+            FROM purchase_lines li WHERE li.tenant_id = pu.tenant_id AND li.purchase_id = pu.id
+            UNION ALL
+            SELECT sl.store_id, sl.sku_id, 0, sl.quantity_change
+            FROM stock_ledger sl WHERE sl.tenant_id = pu.tenant_id AND sl.op_id = pu.op_id AND sl.kind = 'receipt'
+          ) moved
+          GROUP BY moved.store_id, moved.sku_id
+          HAVING sum(moved.lines) <> sum(moved.rows)
+        ) q
+      ) st
+      WHERE ($1::uuid IS NULL OR pu.tenant_id = $1)
+        AND (pa.kind IS DISTINCT FROM 'supplier'
+             OR l.lines = 0 OR l.sum_of_lines <> pu.total OR l.lines_off <> '[]'::jsonb
+             OR st.off <> '[]'::jsonb
+             OR named.entries <> CASE WHEN pu.total = 0 THEN 0 ELSE 1 END
+             OR (pu.total > 0
+                 AND (e.id IS NULL OR e.kind <> 'purchase' OR e.subject_id IS DISTINCT FROM pu.id OR e.store_id IS DISTINCT FROM pu.store_id
+                      OR m.postings <> 2 OR m.to_inventory <> pu.total OR m.to_supplier <> -pu.total)))
+      UNION ALL
+      SELECT x.tenant_id, coalesce(x.subject_id::text, min(x.id::text)) AS subject,
+             jsonb_build_object('purchase_id', x.subject_id, 'purchase_exists', false, 'purchase_entries', jsonb_agg(x.id ORDER BY x.id)) AS detail
+      FROM journal_entries x
+      WHERE x.kind = 'purchase' AND ($1::uuid IS NULL OR x.tenant_id = $1)
+        AND NOT EXISTS (SELECT 1 FROM purchases pu WHERE pu.tenant_id = x.tenant_id AND pu.id = x.subject_id)
+      GROUP BY x.tenant_id, x.subject_id, CASE WHEN x.subject_id IS NULL THEN x.id END`,
+  },
 ];

@@ -5,6 +5,7 @@ import { rollupDailySales } from '../analytics/rollupDailySales.js';
 import { runCommand } from '../core/command.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff } from '../../test/support/database.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 
 /**
@@ -332,5 +333,127 @@ describe('purchases: goods received from a supplier on its balance', () => {
     ).rows[0];
     assert.deepEqual(account, { balance: paid - purchased, debit_total: paid, credit_total: purchased, postings_sum: paid - purchased, purchases: 30 });
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+});
+
+/**
+ * money_purchase_posted against corrupted rows. Each corruption below leaves
+ * every entry balanced and every account equal to its postings (the other
+ * checks stay quiet): money_purchase_posted, and only it, must report it.
+ */
+describe('the integrity of purchases: money_purchase_posted', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: string;
+  let supplier: string;
+  let jars: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = (await owner.post('/v1/stores', { code: 'PI', name: 'Purchase integrity' })).body.id;
+    supplier = (await owner.post('/v1/parties', { kind: 'supplier', name: 'Mill' })).body.id;
+    jars = (await owner.post('/v1/skus', { code: 'JAR', name: 'Jar', unit: 'piece', price: 120 })).body.id;
+  });
+  after(() => t.close());
+
+  const purchase = async (quantity: number, unitCost: number) => {
+    const response = await owner.post(`/v1/stores/${store}/stock/receipts`, { supplier_id: supplier, items: [{ sku_id: jars, quantity, unit_cost: unitCost }] }, { idempotencyKey: randomUUID() });
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return { op_id: response.body.op_id as string, ...(response.body.purchase as { id: string; entry_id: string; total: number }) };
+  };
+  /** Findings that were not there before `corrupt` ran. */
+  const newFindings = async (corrupt: () => Promise<void>) => {
+    const before = new Set((await integrityFindings(t.admin, tenantId)).map((finding) => `${finding.check}/${finding.subject}`));
+    await corrupt();
+    return (await integrityFindings(t.admin, tenantId)).filter((finding) => !before.has(`${finding.check}/${finding.subject}`));
+  };
+  /** Moves an account's balance and totals by `amount` (debit positive), as a posting of it would. */
+  const moveAccount = (key: string, amount: number): [string, unknown[]] => [
+    `UPDATE accounts SET balance = balance + $3, debit_total = debit_total + greatest($3, 0), credit_total = credit_total + greatest(-$3, 0) WHERE tenant_id = $1 AND key = $2`,
+    [tenantId, key, amount],
+  ];
+
+  it('a clean purchase is not reported', async () => {
+    await purchase(3, 100);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a costed receipt whose purchase entry is missing (nothing owed for the goods) is reported', async () => {
+    const bought = await purchase(2, 150);
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [`DELETE FROM postings WHERE tenant_id = $1 AND entry_id = $2`, [tenantId, bought.entry_id]],
+        [`DELETE FROM journal_entries WHERE tenant_id = $1 AND id = $2`, [tenantId, bought.entry_id]],
+        // The accounts as if the entry had never been posted (totals only grow: take the posting off them).
+        [`UPDATE accounts SET balance = balance - 300, debit_total = debit_total - 300 WHERE tenant_id = $1 AND key = $2`, [tenantId, `store/${store}/inventory`]],
+        [`UPDATE accounts SET balance = balance + 300, credit_total = credit_total - 300 WHERE tenant_id = $1 AND key = $2`, [tenantId, `party/${supplier}`]],
+      ]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['money_purchase_posted', bought.id]]);
+  });
+
+  it('an entry that owes the supplier another amount than the purchase total is reported', async () => {
+    const bought = await purchase(1, 500);
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [`UPDATE postings SET amount = CASE WHEN amount > 0 THEN 400 ELSE -400 END WHERE tenant_id = $1 AND entry_id = $2`, [tenantId, bought.entry_id]],
+        [`UPDATE accounts SET balance = balance - 100, debit_total = debit_total - 100 WHERE tenant_id = $1 AND key = $2`, [tenantId, `store/${store}/inventory`]],
+        [`UPDATE accounts SET balance = balance + 100, credit_total = credit_total - 100 WHERE tenant_id = $1 AND key = $2`, [tenantId, `party/${supplier}`]],
+      ]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['money_purchase_posted', bought.id]]);
+    assert.deepEqual((found[0]!.detail as { to_inventory: number; to_supplier: number }).to_inventory, 400);
+  });
+
+  it('a purchase posted twice (a second purchase entry naming it) is reported', async () => {
+    const bought = await purchase(1, 70);
+    const second = randomUUID();
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [`INSERT INTO journal_entries (tenant_id, id, kind, store_id, subject_type, subject_id, op_id) VALUES ($1, $2, 'purchase', $3, 'purchase', $4, $5)`, [tenantId, second, store, bought.id, bought.op_id]],
+        [
+          `INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id)
+           SELECT $1, $2, a.id, CASE WHEN a.party_id IS NULL THEN 70 ELSE -70 END, $3 FROM accounts a WHERE a.tenant_id = $1 AND a.key IN ($4, $5)`,
+          [tenantId, second, bought.op_id, `store/${store}/inventory`, `party/${supplier}`],
+        ],
+        moveAccount(`store/${store}/inventory`, 70),
+        moveAccount(`party/${supplier}`, -70),
+      ]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['money_purchase_posted', bought.id]]);
+    assert.deepEqual((found[0]!.detail as { purchase_entries: string[] }).purchase_entries, [bought.entry_id, second].sort());
+  });
+
+  it('a purchase entry with no purchase behind it (what we owe with no receipt) is reported, naming the purchase it names', async () => {
+    const bought = await purchase(1, 90);
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [`DELETE FROM purchase_lines WHERE tenant_id = $1 AND purchase_id = $2`, [tenantId, bought.id]],
+        [`DELETE FROM purchases WHERE tenant_id = $1 AND id = $2`, [tenantId, bought.id]],
+      ]),
+    );
+    assert.deepEqual(
+      found.map((finding) => [finding.check, finding.subject, finding.detail]),
+      [['money_purchase_posted', bought.id, { purchase_id: bought.id, purchase_exists: false, purchase_entries: [bought.entry_id] }]],
+    );
+  });
+
+  it('a line whose total is not its quantity at its cost, or whose goods the receipt did not take in, is reported', async () => {
+    const bought = await purchase(4, 25);
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [[`UPDATE purchase_lines SET unit_cost = 26 WHERE tenant_id = $1 AND purchase_id = $2`, [tenantId, bought.id]]]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['money_purchase_posted', bought.id]]);
+    assert.deepEqual((found[0]!.detail as { lines_off: unknown }).lines_off, [{ line_number: 1, line_total: 100, at_cost: 104 }]);
+
+    const other = await purchase(2, 10);
+    const moreFound = await newFindings(() =>
+      withTriggersOff(t.admin, [[`UPDATE purchase_lines SET quantity = 3, line_total = 30 WHERE tenant_id = $1 AND purchase_id = $2`, [tenantId, other.id]]]),
+    );
+    // Its total no longer adds up, and the receipt took in 2, not 3.
+    assert.deepEqual(moreFound.map((finding) => [finding.check, finding.subject]), [['money_purchase_posted', other.id]]);
+    assert.deepEqual((moreFound[0]!.detail as { stock_off: unknown }).stock_off, [{ store_id: store, sku_id: jars, lines: 3, receipt_rows: 2 }]);
   });
 });
