@@ -76,6 +76,7 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
   const plain: Array<{ id: string; unit: string }> = [];
   let cloth: string;
   let buttons: string;
+  let supplier: string;
   const pointsOfSale: Array<{ id: string; store: number }> = [];
   let today: string;
 
@@ -97,6 +98,7 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
       plain.push({ id: sku.body.id, unit });
     }
     cloth = (await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body.id;
+    supplier = (await owner.post('/v1/parties', { kind: 'supplier', name: 'Wholesaler', code: 'W-1' })).body.id;
     buttons = (await owner.post('/v1/skus', { code: 'BTN', name: 'Buttons', unit: 'piece', price: 5, tracks_pieces: true })).body.id;
     for (const store of stores) {
       const quantity = (unit: string) => (unit === 'kg' ? PLAIN_STOCK * 1000 : PLAIN_STOCK);
@@ -220,6 +222,19 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
         async () => {
           const store = int(0, 2);
           await send('receipt', managers[store]!, 'POST', `/v1/stores/${stores[store]}/stock/receipts`, { items: [plainLine()].map(({ sku_id, quantity }) => ({ sku_id, quantity: quantity * 3 })) }, [201]);
+        },
+      ],
+      // Purchases (receipts with the supplier and costs) and payments out to the supplier, racing counts of their store-day.
+      [
+        5,
+        async () => {
+          const store = int(0, 2);
+          if (random() < 0.7) {
+            const items = [plainLine(), plainLine()].map(({ sku_id, quantity }) => ({ sku_id, quantity: quantity * 2, unit_cost: int(0, 400) }));
+            await send('purchase', managers[store]!, 'POST', `/v1/stores/${stores[store]}/stock/receipts`, { supplier_id: supplier, reference: `DN-${int(1, 999)}`, items }, [201]);
+          } else {
+            await send('supplier payment', managers[store]!, 'POST', '/v1/payments', { party_id: supplier, store_id: stores[store], method: random() < 0.5 ? 'cash' : 'bank', amount: int(1, 500) }, [201]);
+          }
         },
       ],
       [
@@ -562,6 +577,12 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
       [tenantId],
     );
     for (const row of pieceDrift.rows) assert.equal(String(row.stock), String(row.live), `pieces ≠ stock at ${row.store_id}/${row.sku_id}`);
+    // What we owe the supplier: every acknowledged purchase once, less every acknowledged payment out, however often each was sent.
+    const acknowledged = (kind: string) => sent.filter((e) => e.kind === kind).flatMap((e) => e.responses.filter((r) => r.status === 201).slice(0, 1));
+    const purchased = acknowledged('purchase').reduce((sum, r) => sum + Number(r.body.purchase.total), 0);
+    const paidOut = acknowledged('supplier payment').reduce((sum, r) => sum + Number(r.body.amount), 0);
+    const owed = (await t.admin.query(`SELECT credit_total::bigint AS credit, debit_total::bigint AS debit FROM accounts WHERE tenant_id = $1 AND party_id = $2`, [tenantId, supplier])).rows[0];
+    assert.deepEqual([Number(owed.credit), Number(owed.debit)], [purchased, paidOut], 'the supplier owed exactly the purchases, paid exactly the payments');
 
     // Each acknowledged command has exactly one operation, under its key; a key whose every answer was a refusal has none.
     const keyed = await t.admin.query<{ idempotency_key: string; ops: string[] }>(
