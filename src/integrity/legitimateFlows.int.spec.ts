@@ -177,6 +177,28 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     assert.deepEqual(found, [], JSON.stringify(found));
   });
 
+  it('money_purchase_posted and settlement_matches_ledger: purchases in far zones, before and after a count, of kg, metre and piece lines, of one SKU on several lines, at cost 0, paid in part', async () => {
+    const { owner } = await t.newTenant();
+    const supplier = ok(await owner.post('/v1/parties', { kind: 'supplier', name: 'Mill' })).body.id;
+    const flour = ok(await owner.post('/v1/skus', { code: 'FLOUR', name: 'Flour', unit: 'kg', price: 300 })).body.id;
+    const rope = ok(await owner.post('/v1/skus', { code: 'ROPE', name: 'Rope', unit: 'metre', price: 90 })).body.id;
+    const jars = ok(await owner.post('/v1/skus', { code: 'JAR', name: 'Jar', unit: 'piece', price: 120 })).body.id;
+    const buy = async (storeId: string, items: Array<{ sku_id: string; quantity: number; unit_cost: number }>) =>
+      ok(await owner.post(`/v1/stores/${storeId}/stock/receipts`, { supplier_id: supplier, items }, { idempotencyKey: randomUUID() })).body.purchase as { total: number; business_date: string | null };
+    for (const zone of ['UTC', 'Pacific/Kiritimati', 'Etc/GMT+12']) {
+      const store = ok(await owner.post('/v1/stores', { code: `B${zone.length}`, name: zone, time_zone: zone })).body.id;
+      const today = await storeToday(store);
+      assert.equal((await buy(store, [{ sku_id: flour, quantity: 1500, unit_cost: 333 }, { sku_id: rope, quantity: 1, unit_cost: 500 }, { sku_id: flour, quantity: 1, unit_cost: 1 }])).business_date, today);
+      assert.equal((await buy(store, [{ sku_id: jars, quantity: 3, unit_cost: 0 }])).business_date, null);
+      ok(await owner.post('/v1/payments', { party_id: supplier, store_id: store, method: 'bank', amount: 100 }));
+      const counted = ok(await owner.post('/v1/settlements', { store_id: store, business_date: today, declared_cash: 0 })).body;
+      assert.equal(counted.expected_cash, 0, 'purchases move no cash');
+      assert.notEqual((await buy(store, [{ sku_id: jars, quantity: 7, unit_cost: 45 }])).business_date, today);
+    }
+    const found = await findings(owner);
+    assert.deepEqual(found, [], JSON.stringify(found));
+  });
+
   it('transfer checks: transfers requested, approved, received in full or short, cancelled, and named in capitals', async () => {
     const { owner } = await t.newTenant();
     const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;
