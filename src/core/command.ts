@@ -630,6 +630,50 @@ export async function inTenantTransaction<T>(db: Db, tenantId: string, fn: (tx: 
   }
 }
 
+/**
+ * A request whose work is several commands, each its own transaction (a
+ * snapshot run over a long gap, day by day), under the request's one
+ * Idempotency-Key: the key is held for the whole request — a session-level
+ * advisory lock on one connection, the same lock a command takes for it
+ * (claimIdempotencyKeys), so another request with the key gets 409
+ * idempotency_key_in_flight until this one ends — and its stored answer is
+ * looked up before any work: a replay (or 422 for another request) does
+ * nothing. `work` runs on that connection (`db`); its one keyed command,
+ * run there, takes the lock again (the session's own) and stores the
+ * answer. Without a key, `work` runs on `db` as it is.
+ */
+export async function holdingIdempotencyKey(
+  db: Db,
+  input: CommandInput,
+  spec: CommandSpec,
+  work: (db: Db) => Promise<CommandOutcome>,
+): Promise<CommandOutcome> {
+  const forms = idempotencyKeyForms(input);
+  if (forms.length === 0) return work(db);
+  return db.connection().execute(async (connection) => {
+    const locks = await all(
+      connection,
+      sql<{ key: string; locked: boolean }>`
+        SELECT k.key, pg_try_advisory_lock(hashtextextended(${input.tenantId} || '/' || k.key, 0)) AS locked
+        FROM unnest(${forms}::text[]) WITH ORDINALITY AS k(key, n) ORDER BY k.n`,
+    );
+    const held = locks.filter((lock) => lock.locked).map((lock) => lock.key);
+    try {
+      if (held.length < forms.length) throw idempotencyKeyInFlight();
+      const stored = await inTenantTransaction(connection, input.tenantId, async (tx) =>
+        storedResponseOf(await storedResponses(tx, input.tenantId, forms, forms.slice(1)), forms),
+      );
+      if (stored !== undefined) return replayOf(input, stored, spec);
+      return await work(connection);
+    } finally {
+      // Session locks outlive transactions: released here, before the connection goes back to the pool.
+      if (held.length > 0) {
+        await sql`SELECT pg_advisory_unlock(hashtextextended(${input.tenantId} || '/' || k.key, 0)) FROM unnest(${held}::text[]) AS k(key)`.execute(connection);
+      }
+    }
+  });
+}
+
 /** One command, one transaction (an already-done command: rolled back, its key kept in a second one). */
 export async function runCommand(db: Db, input: CommandInput, spec: CommandSpec, fn: CommandFn): Promise<CommandOutcome> {
   try {

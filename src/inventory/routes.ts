@@ -1,9 +1,9 @@
 import { Type } from 'typebox';
 import { assertAllStores, assertStoreInScope } from '../core/auth.js';
-import { inTenantTransaction } from '../core/command.js';
+import { holdingIdempotencyKey, inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
-import { command, tenantOf } from '../http/command.js';
+import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { createSku } from './createSku.js';
@@ -13,7 +13,7 @@ import { findSku, findStore, listSkus, listStock, listStores } from './queries.j
 import { receiveStock } from './receiveStock.js';
 import { listStockLedger } from './listStockLedger.js';
 import { readAsOf, stockAsOf } from './stockAsOf.js';
-import { SNAPSHOT_SETTLE_MINUTES, takeStockSnapshots } from './takeStockSnapshots.js';
+import { SNAPSHOT_COMMAND, SNAPSHOT_SETTLE_MINUTES, SNAPSHOT_STEP_DAYS, takeStockSnapshotsInSteps } from './takeStockSnapshots.js';
 
 const TimeZone = Type.String({
   minLength: 1,
@@ -368,7 +368,9 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         summary:
           'Take the daily stock snapshots of this tenant now (the nightly job does the same): every UTC day after the latest ' +
           `snapshot up to \`through\` (by default, and at the latest — a later date is taken as it — the last day that ended ${SNAPSHOT_SETTLE_MINUTES} minutes ago). ` +
-          'The answer\'s `through` is the day it went up to, `null` when every day up to it was already taken.',
+          'The answer\'s `through` is the day it went up to, `null` when every day up to it was already taken. ' +
+          `Taken in steps of ${SNAPSHOT_STEP_DAYS} UTC day(s) with stock movements, each its own operation and transaction, so a long gap ` +
+          'never makes one statement sum more than that; a request cut off midway leaves only whole days, and the next run continues after them.',
         headers: IdempotencyHeaders,
         // Its input is all optional: taken with no body or `null` too, like the other such actions.
         body: Type.Union([Type.Object({ through: Type.Optional(Type.String({ format: 'date' })) }, { additionalProperties: false }), Type.Null()]),
@@ -378,7 +380,9 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     async (request, reply) => {
       // Snapshots are taken for every store of the tenant at once.
       assertAllStores(tenantOf(request), 'stock snapshots');
-      return command(db, request, reply, { type: 'stock.snapshot' }, async (cmd) => ({ status: 200, body: await takeStockSnapshots(cmd, request.body?.through) }));
+      // In steps, each its own command (takeStockSnapshotsInSteps), under the request's key.
+      const input = commandInputOf(request);
+      return sendOutcome(reply, await holdingIdempotencyKey(db, input, SNAPSHOT_COMMAND, (held) => takeStockSnapshotsInSteps(held, input, request.body?.through)));
     },
   );
 }

@@ -8,7 +8,7 @@ import { inTenantTransaction } from '../core/command.js';
 import { all } from '../core/db.js';
 import { givenSku, givenStore } from '../sales/testkit.js';
 import { stockAsOf } from './stockAsOf.js';
-import { ledgerDays } from './takeStockSnapshots.js';
+import { ledgerDays, SNAPSHOT_STEP_DAYS, snapshotStepBounds } from './takeStockSnapshots.js';
 
 /**
  * Stock as of a moment costs the ledger rows since each pair's latest
@@ -91,6 +91,26 @@ describe('stock history reads the ledger since the snapshot, not the whole histo
           `as of ${asOf}`,
         );
       }
+    });
+  }
+
+  /**
+   * Each step of a snapshot run starts on the first day with a ledger row
+   * after the tenant's latest snapshot (snapshotStepBounds): one index probe
+   * per pair, from that day on — not a read of the ledger since, which after
+   * a long gap is the gap.
+   */
+  for (const plan of ['auto', 'generic'] as const) {
+    it(`${plan} plan: a snapshot step finds its first day with one ledger row per pair at most, by index from the latest snapshot's end`, async () => {
+      const nodes = await planOf(t.db, tenantId, (tx) => all(tx, snapshotStepBounds(tenantId, undefined, SNAPSHOT_STEP_DAYS)), plan);
+      const ledger = nodes.filter((node) => node['Relation Name'] === 'stock_ledger');
+      const label = `${plan}: ${JSON.stringify(ledger.map((node) => [node['Node Type'], node['Index Name'], node['Index Cond'], node['Actual Rows'], node['Rows Removed by Filter'], node['Actual Loops']]))}`;
+      assert.equal(ledger.length, 1, label);
+      assert.match(ledger[0]!['Node Type'], /^Index (Only )?Scan$/, label);
+      assert.equal(ledger[0]!['Index Name'], 'stock_ledger_history_idx', label);
+      assert.match(ledger[0]!['Index Cond'] ?? '', /created_at >= /, label);
+      const read = ((ledger[0]!['Actual Rows'] ?? 0) + (ledger[0]!['Rows Removed by Filter'] ?? 0)) * (ledger[0]!['Actual Loops'] ?? 1);
+      assert.ok(read <= PAIRS, `${label}: read ${read} ledger rows`);
     });
   }
 

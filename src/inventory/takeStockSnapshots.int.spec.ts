@@ -46,6 +46,8 @@ describe('stock snapshots: two runs of one tenant at once', () => {
   const DAY = 86_400_000;
   const today = Math.floor(Date.now() / DAY) * DAY; // UTC midnight
   const day = (offset: number) => new Date(today + offset * DAY).toISOString().slice(0, 10);
+  /** Days of givenHistory's ledger (D-5..D-3). */
+  const SPAN = 3;
 
   before(async () => {
     t = await startTestApp();
@@ -68,9 +70,12 @@ describe('stock snapshots: two runs of one tenant at once', () => {
   }
 
   /**
-   * A snapshot run as the nightly job starts it (one command of the tenant),
-   * held back before its statement number `statement`: `paused` resolves once
-   * it got there, `resume()` lets it go on, `outcome` is its command's outcome.
+   * A snapshot step as a run starts it (one command of the tenant), held back
+   * before its statement number `statement`: `paused` resolves once it got
+   * there, `resume()` lets it go on, `outcome` is its command's outcome. It
+   * sums up to SPAN days in its one statement (the whole history here: as a
+   * run did in one step before runs went by SNAPSHOT_STEP_DAYS), so two runs
+   * meet on a step that writes several days.
    */
   function pausedRun(tenantId: string, statement: number, through?: string) {
     let resume!: () => void;
@@ -83,7 +88,7 @@ describe('stock snapshots: two runs of one tenant at once', () => {
       { type: 'stock.snapshot' },
       async (cmd) => {
         const held = Object.create(cmd, { tx: { value: pausedBefore(cmd.tx, statement, gate, reached) } }) as Command;
-        return { status: 200, body: await takeStockSnapshots(held, through) };
+        return { status: 200, body: await takeStockSnapshots(held, through, SPAN) };
       },
     );
     return { paused, resume, outcome };
@@ -233,12 +238,14 @@ describe('stock snapshots: two runs of one tenant at once', () => {
     try {
       // When the job runs
       await t.db.transaction().execute((tx) => enqueueJob(tx, 'stock.snapshots', {}));
-      const operations = await waitFor('the tenant snapshot operation', async () => {
-        const { rows } = await t.admin.query(`SELECT actor FROM operations WHERE tenant_id = $1 AND type = 'stock.snapshot'`, [tenantId]);
-        return rows.length > 0 && rows;
+      // (its last step goes up to yesterday, the bound: D-2 and D-1 had no movement)
+      await waitFor('the run up to yesterday', async () => {
+        const { rows } = await t.admin.query(`SELECT 1 FROM events WHERE tenant_id = $1 AND type = 'stock.snapshot' AND subject_type = 'stock_snapshots' AND subject_id = $2`, [tenantId, day(-1)]);
+        return rows.length > 0;
       });
-      // Then its operation and audit event say the worker did it
-      assert.deepEqual(operations, [{ actor: 'worker' }]);
+      const operations = (await t.admin.query(`SELECT actor FROM operations WHERE tenant_id = $1 AND type = 'stock.snapshot'`, [tenantId])).rows;
+      // Then its operations — a step per day with movements (SNAPSHOT_STEP_DAYS), and the last one up to yesterday — and audit events say the worker did it
+      assert.deepEqual(operations, [{ actor: 'worker' }, { actor: 'worker' }, { actor: 'worker' }, { actor: 'worker' }]);
       const events = await t.admin.query(`SELECT DISTINCT actor FROM events WHERE tenant_id = $1 AND type = 'stock.snapshot'`, [tenantId]);
       assert.deepEqual(events.rows, [{ actor: 'worker' }]);
       await expectSnapshotsEqualLedger(tenantId);
