@@ -78,23 +78,65 @@ export const analyticsChecks: IntegrityCheck[] = [
     severity: 'warning',
     description:
       "Every store-day with a sale the tenant's last catch-up saw (recorded in a transaction visible in daily_sales_rollup_progress.changes_snapshot) has figures: the catch-up writes a day's figures in the transaction that sees its change, so such a day without them lost its figures (daily_sales_rollup_stale reads only the changes the catch-up has not seen).",
-    // Reads the sales of the tenants that were caught up (their history, as
-    // daily_sales_rollup_matches_sales does through the figures' days); a
-    // tenant whose last catch-up predates SALE_DAY_RULE may still have its
-    // figures on the old rule's days until its next one re-dates them.
+    // What it catches is the loss of figures for any day of the history (a
+    // row deleted by hand, a partial restore): a row that is gone leaves no
+    // trace but its absence, so no check bounded by the recent changes can
+    // see it — some pass over the days with sales is needed. That pass goes
+    // over the store-days, not the sales: each store's days with a sale
+    // booked (its `sale` journal entries) are walked one index probe a day
+    // (journal_entries_store_day_idx, a loose index scan), each looked up in
+    // the figures (their unique key); only the sales of a day without
+    // figures — normally the days the next catch-up has still to see — and
+    // the sales without money (a total of 0: no entry; by the partial index
+    // sales_without_money_happened_idx) are read. A sale with money but no
+    // entry of its store is money_sale_posted's (critical) finding. It used
+    // to read every sale of the caught-up tenants (src/analytics/
+    // integrity.int.spec.ts counts the rows read). A tenant whose last
+    // catch-up predates SALE_DAY_RULE may still have its figures on the old
+    // rule's days until its next one re-dates them: not checked until then.
     sql: `
+      WITH RECURSIVE caught AS (
+        SELECT p.tenant_id, p.changes_snapshot, p.changes_through FROM daily_sales_rollup_progress p
+        WHERE ($1::uuid IS NULL OR p.tenant_id = $1) AND p.sale_day_rule >= ${SALE_DAY_RULE}
+      ), booked_days (tenant_id, store_id, day) AS (
+        SELECT st.tenant_id, st.id,
+               (SELECT e.business_date FROM journal_entries e
+                WHERE e.tenant_id = st.tenant_id AND e.store_id = st.id AND e.kind = 'sale'
+                ORDER BY e.business_date LIMIT 1)
+        FROM caught c JOIN stores st ON st.tenant_id = c.tenant_id
+        UNION ALL
+        SELECT d.tenant_id, d.store_id,
+               (SELECT e.business_date FROM journal_entries e
+                WHERE e.tenant_id = d.tenant_id AND e.store_id = d.store_id AND e.kind = 'sale' AND e.business_date > d.day
+                ORDER BY e.business_date LIMIT 1)
+        FROM booked_days d WHERE d.day IS NOT NULL
+      ), unfigured_days AS MATERIALIZED (
+        -- the booked store-days without figures, found before any of their sales is read
+        SELECT d.tenant_id, d.store_id, d.day FROM booked_days d
+        WHERE d.day IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM daily_sales_rollups r WHERE r.tenant_id = d.tenant_id AND r.store_id = d.store_id AND r.business_date = d.day)
+      ), candidates AS (
+        -- the sales booked on them
+        SELECT s.*, c.changes_snapshot AS seen_by, c.changes_through AS seen_through
+        FROM unfigured_days d
+        JOIN caught c ON c.tenant_id = d.tenant_id
+        JOIN journal_entries e ON e.tenant_id = d.tenant_id AND e.store_id = d.store_id AND e.business_date = d.day AND e.kind = 'sale'
+        JOIN sales s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id
+        UNION ALL
+        -- and the sales without money, which have no entry
+        SELECT s.*, c.changes_snapshot, c.changes_through
+        FROM caught c JOIN sales s ON s.tenant_id = c.tenant_id AND s.total = 0
+        WHERE NOT EXISTS (SELECT 1 FROM journal_entries e WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id AND e.kind = 'sale')
+      )
       SELECT s.tenant_id, s.store_id::text || '/' || d.business_date::text AS subject,
              jsonb_build_object('store_id', s.store_id, 'business_date', d.business_date, 'sales', count(*),
-                                'changes_through', p.changes_through) AS detail
-      FROM daily_sales_rollup_progress p
-      JOIN sales s ON s.tenant_id = p.tenant_id
+                                'changes_through', s.seen_through) AS detail
+      FROM candidates s
       JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
       CROSS JOIN LATERAL (SELECT ${SALE_DAY} AS business_date) d
-      WHERE ($1::uuid IS NULL OR p.tenant_id = $1)
-        AND p.sale_day_rule >= ${SALE_DAY_RULE}
-        AND (s.created_xid IS NULL OR pg_visible_in_snapshot(s.created_xid, p.changes_snapshot))
+      WHERE (s.created_xid IS NULL OR pg_visible_in_snapshot(s.created_xid, s.seen_by))
         AND NOT EXISTS (SELECT 1 FROM daily_sales_rollups r
                         WHERE r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.business_date = d.business_date)
-      GROUP BY s.tenant_id, s.store_id, d.business_date, p.changes_through`,
+      GROUP BY s.tenant_id, s.store_id, d.business_date, s.seen_through`,
   },
 ];
