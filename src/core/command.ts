@@ -658,6 +658,7 @@ export async function holdingIdempotencyKey(
         FROM unnest(${forms}::text[]) WITH ORDINALITY AS k(key, n) ORDER BY k.n`,
     );
     const held = locks.filter((lock) => lock.locked).map((lock) => lock.key);
+    let failed = false;
     try {
       if (held.length < forms.length) throw idempotencyKeyInFlight();
       const stored = await inTenantTransaction(connection, input.tenantId, async (tx) =>
@@ -665,10 +666,18 @@ export async function holdingIdempotencyKey(
       );
       if (stored !== undefined) return replayOf(input, stored, spec);
       return await work(connection);
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
-      // Session locks outlive transactions: released here, before the connection goes back to the pool.
+      // Session locks outlive transactions: released here, before the connection goes back to the pool (a
+      // connection that is gone took them with it: its error is the one to answer with, not the unlock's).
       if (held.length > 0) {
-        await sql`SELECT pg_advisory_unlock(hashtextextended(${input.tenantId} || '/' || k.key, 0)) FROM unnest(${held}::text[]) AS k(key)`.execute(connection);
+        try {
+          await sql`SELECT pg_advisory_unlock(hashtextextended(${input.tenantId} || '/' || k.key, 0)) FROM unnest(${held}::text[]) AS k(key)`.execute(connection);
+        } catch (unlockError) {
+          if (!failed) throw unlockError;
+        }
       }
     }
   });

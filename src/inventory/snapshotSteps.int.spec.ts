@@ -167,6 +167,40 @@ describe('stock snapshots over a long gap: in steps of a day, resumable, exact',
     await expectSnapshotsEqualLedger(tenantId);
   });
 
+  it('a request with a key that fails midway keeps the days it took and not its key: sent again, it continues after them and its answer is kept', async () => {
+    // Given a 60-day history never snapshotted, and a snapshot of D-50 that cannot be written (injected)
+    const { owner, tenantId } = await givenLongHistory();
+    await t.admin.query(`
+      CREATE FUNCTION refuse_snapshot_day_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'injected: the run stops here'; END $$;
+      CREATE TRIGGER refuse_snapshot_day_for_test BEFORE INSERT ON stock_snapshots FOR EACH ROW
+        WHEN (NEW.tenant_id = '${tenantId}' AND NEW.snapshot_date = '${day(-50)}') EXECUTE FUNCTION refuse_snapshot_day_for_test();`);
+    const key = randomUUID();
+    try {
+      // When a manager takes the snapshots with a key
+      const failed = await owner.post('/v1/stock/snapshots', {}, { idempotencyKey: key });
+      // Then the request fails, the days before D-50 are taken whole
+      assert.equal(failed.status, 500, JSON.stringify(failed.body));
+      const stopped = await daysTaken(tenantId, day(-51));
+      assert.equal(stopped.snapshots.length, PAIRS * 10);
+      assert.deepEqual(stopped.snapshots, stopped.ledger);
+    } finally {
+      await t.admin.query(`DROP TRIGGER refuse_snapshot_day_for_test ON stock_snapshots; DROP FUNCTION refuse_snapshot_day_for_test()`);
+    }
+    // When it is sent again with the key (nothing was stored under it, and the key is free again)
+    const again = await owner.post('/v1/stock/snapshots', {}, { idempotencyKey: key });
+    // Then it continues after D-51 up to yesterday, and that answer is the key's
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.headers.get('idempotent-replayed'), null);
+    assert.deepEqual(again.body, { through: day(-1), snapshots_written: PAIRS * (MOVING_DAYS.length - 10) });
+    const all = await daysTaken(tenantId, day(-1));
+    assert.deepEqual(all.snapshots, all.ledger);
+    await expectSnapshotsEqualLedger(tenantId);
+    const replay = await owner.post('/v1/stock/snapshots', {}, { idempotencyKey: key });
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(replay.body, again.body);
+  });
+
   it('a nightly run stopped midway leaves whole days; the next run (by the API, with a key) continues after them, and stock as of any moment is the ledger sum', async () => {
     // Given a 60-day history never snapshotted, and a store whose snapshot of D-10 cannot be written (injected: a crash at that step)
     const { owner, tenantId, store } = await givenLongHistory();
