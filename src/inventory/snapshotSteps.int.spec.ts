@@ -167,6 +167,25 @@ describe('stock snapshots over a long gap: in steps of a day, resumable, exact',
     await expectSnapshotsEqualLedger(tenantId);
   });
 
+  it('the nightly run and a manager\'s request at once over a long history (their steps take turns on the tenant\'s lock): each day written once, by one of them, equal to the ledger', async () => {
+    // Given a 60-day history never snapshotted
+    const { owner, tenantId } = await givenLongHistory();
+    // When the nightly run and a manager's request go at once
+    const [nightly, manager] = await Promise.all([
+      takeAllStockSnapshots(t.db, WORKER_PRINCIPAL, 'nightly-at-once').then((results) => results.find((result) => result.tenantId === tenantId)!),
+      owner.post('/v1/stock/snapshots', {}, { idempotencyKey: randomUUID() }),
+    ]);
+    // Then between them they wrote every day once: the rows they say they wrote are the rows there are, each equal to the ledger
+    assert.equal(manager.status, 200, JSON.stringify(manager.body));
+    assert.equal(nightly.snapshots_written + manager.body.snapshots_written, PAIRS * MOVING_DAYS.length, JSON.stringify({ nightly, manager: manager.body }));
+    const all = await daysTaken(tenantId, day(-1));
+    assert.deepEqual(all.snapshots, all.ledger);
+    await expectSnapshotsEqualLedger(tenantId);
+    // and each day's rows are one step's (one operation per day)
+    const perDay = await t.admin.query(`SELECT snapshot_date, count(DISTINCT op_id)::int AS ops FROM stock_snapshots WHERE tenant_id = $1 GROUP BY 1 HAVING count(DISTINCT op_id) > 1`, [tenantId]);
+    assert.deepEqual(perDay.rows, []);
+  });
+
   it('a request with a key that fails midway keeps the days it took and not its key: sent again, it continues after them and its answer is kept', async () => {
     // Given a 60-day history never snapshotted, and a snapshot of D-50 that cannot be written (injected)
     const { owner, tenantId } = await givenLongHistory();
