@@ -14,7 +14,8 @@
  * (pg_stat_xact_user_tables: by sequential scans, and fetched through
  * indexes) and the wall time (best of 3) — for the stale check as it is, for
  * the check as it was before migration 0900 (it read every sale, kept here
- * only to compare), and for the catch-up.
+ * only to compare), for daily_sales_rollup_present as it is (the store-days)
+ * and as it was before 2026-12-07 (every sale), and for the catch-up.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -23,7 +24,8 @@ import { runCommand } from '../src/core/command.js';
 import { createDb, createPool, one } from '../src/core/db.js';
 import { catchUpDailySales } from '../src/analytics/catchUpDailySales.js';
 import { analyticsChecks, ROLLUP_STALE_AFTER } from '../src/analytics/integrity.js';
-import { ROLLUP_SETTLE, saleDayOf } from '../src/analytics/rollupDailySales.js';
+import { ROLLUP_SETTLE, SALE_DAY, saleDayOf } from '../src/analytics/rollupDailySales.js';
+import { SALE_DAY_RULE } from '../src/analytics/catchUpDailySales.js';
 import { openBenchDatabase, runBench } from './database.js';
 
 const DAYS = Number(process.env.ROLLUP_BENCH_DAYS ?? 1095);
@@ -43,6 +45,20 @@ const STALE_BEFORE_0900 = `
     AND c.changed_at < now() - ${ROLLUP_STALE_AFTER}
     AND (r.computed_at IS NULL OR c.changed_at >= r.computed_at - ${ROLLUP_SETTLE})
   GROUP BY s.tenant_id, s.store_id, d.business_date, r.computed_at`;
+
+/** daily_sales_rollup_present before 2026-12-07: every sale of the caught-up tenants against its store-day's figures (for comparison only). */
+const PRESENT_BY_EVERY_SALE = `
+  SELECT s.tenant_id, s.store_id::text || '/' || d.business_date::text AS subject, count(*) AS detail
+  FROM daily_sales_rollup_progress p
+  JOIN sales s ON s.tenant_id = p.tenant_id
+  JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
+  CROSS JOIN LATERAL (SELECT ${SALE_DAY} AS business_date) d
+  WHERE ($1::uuid IS NULL OR p.tenant_id = $1)
+    AND p.sale_day_rule >= ${SALE_DAY_RULE}
+    AND (s.created_xid IS NULL OR pg_visible_in_snapshot(s.created_xid, p.changes_snapshot))
+    AND NOT EXISTS (SELECT 1 FROM daily_sales_rollups r
+                    WHERE r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.business_date = d.business_date)
+  GROUP BY s.tenant_id, s.store_id, d.business_date, p.changes_through`;
 
 /**
  * What this backend has counted of `sales` and not yet reported (reported at
@@ -182,11 +198,16 @@ runBench(async () => {
       return { ms: best, read: read!, rows };
     };
     const staleNow = analyticsChecks.find((check) => check.name === 'daily_sales_rollup_stale')!.sql;
+    const presentNow = analyticsChecks.find((check) => check.name === 'daily_sales_rollup_present')!.sql;
     const results: Array<[string, { ms: number; read: Read; rows: number }]> = [
       ['daily_sales_rollup_stale (0900), every tenant', await measure(staleNow, [null])],
       ['daily_sales_rollup_stale (0900), the big shop', await measure(staleNow, [big.id])],
       ['daily_sales_rollup_stale before 0900, every tenant', await measure(STALE_BEFORE_0900, [null])],
       ['daily_sales_rollup_stale before 0900, the big shop', await measure(STALE_BEFORE_0900, [big.id])],
+      ['daily_sales_rollup_present (store-days), every tenant', await measure(presentNow, [null])],
+      ['daily_sales_rollup_present (store-days), the big shop', await measure(presentNow, [big.id])],
+      ['daily_sales_rollup_present before 2026-12-07 (every sale), every tenant', await measure(PRESENT_BY_EVERY_SALE, [null])],
+      ['daily_sales_rollup_present before 2026-12-07 (every sale), the big shop', await measure(PRESENT_BY_EVERY_SALE, [big.id])],
     ];
     const run = await catchUp(big.id);
     const body = run.body as { days: number; ms: number; read: Read };
