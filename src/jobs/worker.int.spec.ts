@@ -117,7 +117,7 @@ describe('worker', () => {
       const apis = families((await api.operator.get('/metrics')).body as string);
       const shared = ['process_cpu_user_seconds_total', 'storekeep_transaction_retries_total', 'storekeep_integrity_open_findings'];
       const workerOnly = ['storekeep_jobs_total', 'storekeep_job_duration_seconds', 'storekeep_integrity_findings', 'storekeep_integrity_last_run_timestamp_seconds'];
-      const apiOnly = ['http_request_duration_seconds', 'storekeep_group_commit_batch_size'];
+      const apiOnly = ['http_request_duration_seconds', 'storekeep_group_commit_batch_size', 'storekeep_sales_row_held_total'];
       for (const name of [...shared, ...workerOnly]) assert.ok(workers.has(name), `the worker serves ${name}`);
       for (const name of apiOnly) assert.ok(!workers.has(name), `the worker does not serve ${name}`);
       for (const name of [...shared, ...apiOnly]) assert.ok(apis.has(name), `the API serves ${name}`);

@@ -40,6 +40,13 @@ export interface SaleState {
   lastReceipt: number;
   /** Base units in stock per SKU of the store (absent: no balance row, 0). */
   stock: Map<string, number>;
+  /**
+   * Rows of the store that were to be locked without waiting (group commit:
+   * rows known held, see loadSaleStates' `withoutWaiting`) and that another
+   * transaction held: the SKUs whose balance it held (lowercase ids) and
+   * whether it held the receipt counter. A sale needing one is not planned.
+   */
+  held: { skus: ReadonlySet<string>; counter: boolean };
 }
 
 export interface SaleRequest {

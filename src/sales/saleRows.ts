@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { one, utcMicrosWithinYears, type Tx } from '../core/db.js';
+import { maybeOne, one, utcMicrosWithinYears, type Tx } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 import { openReviewItems } from '../core/review.js';
@@ -56,6 +56,16 @@ export class SkuCatalogCache {
 
 const skuCache = new SkuCatalogCache();
 
+/** A store's balance of a SKU as group commit keys held rows: `store/sku`, lowercase. */
+export const balanceKey = (storeId: string, skuId: string): string => `${storeId}/${skuId}`.toLowerCase();
+
+/**
+ * Rows to lock without waiting (`FOR UPDATE SKIP LOCKED`): balances by
+ * balanceKey, receipt counters by lowercase store id — or `all` of the rows
+ * the sales need.
+ */
+export type LockWithoutWaiting = 'all' | { balances: ReadonlySet<string>; counters: ReadonlySet<string> };
+
 /**
  * Everything sales are decided against, per store, in ONE statement for any
  * number of stores: the stores, the SKUs not cached yet, the named customers,
@@ -69,13 +79,35 @@ const skuCache = new SkuCatalogCache();
  * when they write. Stores, SKUs, customers, the threshold and the
  * transaction time are shared by the returned states; stock and the last
  * receipt number are each store's own.
+ *
+ * `withoutWaiting` (group commit): rows another transaction is known to hold
+ * (or, after a lock wait timed out, every row) are locked with SKIP LOCKED:
+ * one still held is left unlocked and reported in its store's `held`, so the
+ * sales needing it are answered at once instead of waiting, and the others
+ * are decided as usual. The rows locked without waiting are taken after the
+ * ones waited for of their kind (balances, then counters): a lock taken
+ * without waiting cannot be waited for by a transaction this one then waits
+ * for, as every writer locks balances before counters (so the lock order
+ * stays deadlock-free).
  */
-export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly SaleInput[], options: { lock: boolean }): Promise<Map<string, SaleState>> {
+export async function loadSaleStates(
+  tx: Tx,
+  tenantId: string,
+  sales: readonly SaleInput[],
+  options: { lock: boolean; withoutWaiting?: LockWithoutWaiting },
+): Promise<Map<string, SaleState>> {
   const storeIds = [...new Set(sales.map((sale) => sale.store_id))].sort();
   const skuIds = [...new Set(sales.flatMap((sale) => sale.items.map((item) => item.sku_id)))].sort();
   // The (store, SKU) pairs the sales touch: balances are found through the
   // primary key (stores × SKUs) and only these pairs are locked.
-  const pairs = [...new Set(sales.flatMap((sale) => sale.items.map((item) => `${sale.store_id}/${item.sku_id}`.toLowerCase())))];
+  const pairs = [...new Set(sales.flatMap((sale) => sale.items.map((item) => balanceKey(sale.store_id, item.sku_id))))];
+  const skip = options.withoutWaiting ?? { balances: new Set<string>(), counters: new Set<string>() };
+  const skipsBalance = (pair: string) => skip === 'all' || skip.balances.has(pair);
+  const skipsCounter = (storeId: string) => skip === 'all' || skip.counters.has(storeId.toLowerCase());
+  const balancesSkipping = pairs.filter(skipsBalance);
+  const countersSkipping = storeIds.filter(skipsCounter);
+  // Nothing to lock without waiting (the usual case): the statements that would are not run at all (one-time filters).
+  const anySkipping = options.lock && balancesSkipping.length + countersSkipping.length > 0;
   const uncached = skuCache.missing(tenantId, skuIds);
   const customerIds = [...new Set(sales.flatMap((sale) => (sale.customer_id ? [sale.customer_id] : [])))];
   const clientTimes = [...new Set(sales.flatMap((sale) => (sale.client_created_at === undefined ? [] : [sale.client_created_at])))];
@@ -89,17 +121,29 @@ export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly S
       bulk_threshold: string | null;
       client_times: Record<string, string>;
       stock: Array<[string, string, string]>;
+      stock_skipping: Array<[string, string, string]>;
       counters: Record<string, string>;
+      counters_skipping: Record<string, string>;
+      to_skip: { balances: Array<[string, string]>; counters: string[] } | null;
     }>`
       WITH balances AS (
         SELECT store_id, sku_id, quantity FROM stock_balances
         WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
-          AND store_id::text || '/' || sku_id::text = ANY(${pairs}::text[])
+          AND store_id::text || '/' || sku_id::text = ANY(${pairs.filter((pair) => !skipsBalance(pair))}::text[])
         ORDER BY store_id, sku_id FOR UPDATE
+      ), balances_skipping AS (
+        SELECT store_id, sku_id, quantity FROM stock_balances
+        WHERE ${options.lock && balancesSkipping.length > 0} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
+          AND store_id::text || '/' || sku_id::text = ANY(${balancesSkipping}::text[])
+        ORDER BY store_id, sku_id FOR UPDATE SKIP LOCKED
       ), counters AS (
         SELECT store_id, last_number FROM store_receipt_counters
-        WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[])
+        WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds.filter((id) => !skipsCounter(id))}::uuid[])
         ORDER BY store_id FOR UPDATE
+      ), counters_skipping AS (
+        SELECT store_id, last_number FROM store_receipt_counters
+        WHERE ${options.lock && countersSkipping.length > 0} AND tenant_id = ${tenantId} AND store_id = ANY(${countersSkipping}::uuid[])
+        ORDER BY store_id FOR UPDATE SKIP LOCKED
       )
       SELECT now() AS now,
              ARRAY(SELECT id FROM stores WHERE tenant_id = ${tenantId} AND id = ANY(${storeIds}::uuid[])) AS stores,
@@ -111,9 +155,20 @@ export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly S
              (SELECT coalesce(jsonb_object_agg(t, ${utcMicrosWithinYears(sql`read.at`)}), '{}'::jsonb)
               FROM unnest(${clientTimes}::text[]) AS t CROSS JOIN LATERAL (SELECT timestamptz_or_null(t) AS at) AS read
               WHERE read.at IS NOT NULL) AS client_times,
-             -- balances before the counters: the same lock order as every stock change
+             -- balances before the counters: the same lock order as every stock change; of each kind, the rows
+             -- waited for before the ones locked without waiting (evaluated in this order)
              (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances) AS stock,
-             (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters) AS counters`,
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances_skipping) AS stock_skipping,
+             (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters) AS counters,
+             (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters_skipping) AS counters_skipping,
+             -- the rows to lock without waiting that exist (read without a lock): those not locked above are held
+             (SELECT jsonb_build_object(
+                'balances', (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id)), '[]'::jsonb) FROM stock_balances
+                             WHERE tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
+                               AND store_id::text || '/' || sku_id::text = ANY(${balancesSkipping}::text[])),
+                'counters', (SELECT coalesce(jsonb_agg(store_id), '[]'::jsonb) FROM store_receipt_counters
+                             WHERE tenant_id = ${tenantId} AND store_id = ANY(${countersSkipping}::uuid[])))
+              WHERE ${anySkipping}) AS to_skip`,
   );
   // PostgreSQL answers with lowercase UUIDs; a request may name a store in capitals.
   const existing = new Set(row.stores);
@@ -124,19 +179,27 @@ export async function loadSaleStates(tx: Tx, tenantId: string, sales: readonly S
     bulkThreshold: row.bulk_threshold === null ? null : Number(row.bulk_threshold),
     clientTimes: new Map(Object.entries(row.client_times)),
   };
+  const counters = { ...row.counters, ...row.counters_skipping };
+  const heldCounters = new Set((row.to_skip?.counters ?? []).filter((storeId) => row.counters_skipping[storeId] === undefined));
+  const lockedSkipping = new Set(row.stock_skipping.map(([storeId, skuId]) => balanceKey(storeId, skuId)));
+  const heldSkus = new Map(storeIds.map((storeId) => [storeId.toLowerCase(), new Set<string>()]));
+  for (const [storeId, skuId] of row.to_skip?.balances ?? []) {
+    if (!lockedSkipping.has(balanceKey(storeId, skuId))) heldSkus.get(storeId)!.add(skuId);
+  }
   const states = new Map<string, SaleState>(
     storeIds.map((storeId) => [
       storeId,
       {
         ...shared,
         storeExists: existing.has(storeId.toLowerCase()),
-        lastReceipt: Number(row.counters[storeId.toLowerCase()] ?? 0),
+        lastReceipt: Number(counters[storeId.toLowerCase()] ?? 0),
         stock: new Map<string, number>(),
+        held: { skus: heldSkus.get(storeId.toLowerCase())!, counter: heldCounters.has(storeId.toLowerCase()) },
       },
     ]),
   );
   const byLowercase = new Map(storeIds.map((storeId) => [storeId.toLowerCase(), states.get(storeId)!]));
-  for (const [storeId, skuId, quantity] of row.stock) byLowercase.get(storeId)!.stock.set(skuId, Number(quantity));
+  for (const [storeId, skuId, quantity] of [...row.stock, ...row.stock_skipping]) byLowercase.get(storeId)!.stock.set(skuId, Number(quantity));
   return states;
 }
 
@@ -150,6 +213,59 @@ export async function loadSaleState(tx: Tx, tenantId: string, storeId: string, s
 export class PlannedStateMoved extends Error {
   /** SQLSTATE serialization_failure: retried by group commit and runCommand like one. */
   readonly code = '40001';
+}
+
+/**
+ * A row a sale needs — its store's balance of one of its SKUs, or its store's
+ * receipt counter — was held by another transaction when group commit locked
+ * it without waiting (loadSaleStates' `withoutWaiting`). Nothing of the sale
+ * was written. SQLSTATE lock_not_available, what PostgreSQL itself raises
+ * when a lock is not to be waited for (NOWAIT) or waited for too long
+ * (lock_timeout): answered the same way (503 service_unavailable, Retry-After).
+ */
+export class RowHeldElsewhere extends Error {
+  readonly code = PG.LOCK_NOT_AVAILABLE;
+}
+
+/** The refusal of a sale that needs a row its store's state says is held (see SaleState.held), or null. */
+export function heldRowRefusal(state: SaleState, sale: SaleInput): RowHeldElsewhere | null {
+  const skus = [...new Set(sale.items.map((item) => item.sku_id.toLowerCase()))].filter((skuId) => state.held.skus.has(skuId));
+  if (skus.length === 0 && !state.held.counter) return null;
+  const rows = [...skus.map((skuId) => `the stock balance of SKU ${skuId}`), ...(state.held.counter ? ['the receipt counter'] : [])];
+  return new RowHeldElsewhere(`${rows.join(' and ')} of store ${sale.store_id.toLowerCase()} held by another transaction: the sale was not written`);
+}
+
+/**
+ * The row a lock wait that timed out (lock_not_available) was waiting for,
+ * among the rows `sales` lock: PostgreSQL names it in the error's context —
+ * `while locking tuple (0,3) in relation "stock_balances"` (the tuple's
+ * place; the relation's name whatever the server's language) — and, read by
+ * that place in a new statement, the row is still there as this transaction
+ * sees it while its holder has not committed. `other`: a row of another
+ * table (an account…); null: the error names no row (a wait for a place in
+ * line behind another waiter of the same row has no context), or the row is
+ * not one of these sales' or was released meanwhile.
+ */
+export async function rowWaitedFor(
+  tx: Tx,
+  tenantId: string,
+  error: unknown,
+  sales: readonly SaleInput[],
+): Promise<{ kind: 'balances'; key: string } | { kind: 'counters'; key: string } | 'other' | null> {
+  const where = typeof error === 'object' && error !== null ? (error as { where?: unknown }).where : undefined;
+  const tuple = typeof where === 'string' ? /\((\d+),(\d+)\)/.exec(where) : null;
+  if (tuple === null) return null;
+  const relation = /\bstock_balances\b|\bstore_receipt_counters\b/.exec(where as string)?.[0];
+  if (relation === undefined) return 'other';
+  const ctid = `(${tuple[1]},${tuple[2]})`;
+  if (relation === 'stock_balances') {
+    const row = await maybeOne(tx, sql<{ store_id: string; sku_id: string }>`SELECT store_id, sku_id FROM stock_balances WHERE ctid = ${ctid}::tid AND tenant_id = ${tenantId}`);
+    const key = row && balanceKey(row.store_id, row.sku_id);
+    return key !== undefined && sales.some((sale) => sale.items.some((item) => balanceKey(sale.store_id, item.sku_id) === key)) ? { kind: 'balances', key } : null;
+  }
+  const row = await maybeOne(tx, sql<{ store_id: string }>`SELECT store_id FROM store_receipt_counters WHERE ctid = ${ctid}::tid AND tenant_id = ${tenantId}`);
+  const key = row?.store_id.toLowerCase();
+  return key !== undefined && sales.some((sale) => sale.store_id.toLowerCase() === key) ? { kind: 'counters', key } : null;
 }
 
 /**
