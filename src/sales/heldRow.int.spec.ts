@@ -298,6 +298,50 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a held row with another transaction already waiting for it (the lane\'s wait names no row): the run is decided again with every row locked without waiting; the others sell, the held one is 503', async () => {
+    const before = await saleRowCounts(t, tenantId);
+    const hold = await holdLocked(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeB, third]);
+    // Another transaction (an adjustment, a psql session) already waits for the row: the lane queues behind it.
+    const waiter: pg.PoolClient = await t.admin.connect();
+    let answers: Sent[];
+    let again: Sent[];
+    let waited: Promise<unknown>;
+    try {
+      await waiter.query('BEGIN');
+      waited = waiter.query(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeB, third]);
+      for (;;) {
+        const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [(waiter as unknown as { processID: number }).processID]);
+        if (rows[0].n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const burst = () => [saleOf(storeB, third), saleOf(storeA, other), saleOf(storeB, other), saleOf(storeB, held, third), saleOf(storeA, third), saleOf(storeB, held)];
+      answers = await Promise.all(burst().map((body) => send(body)));
+      again = await Promise.all(burst().map((body) => send(body)));
+    } finally {
+      await hold.release();
+      await waited!;
+      await waiter.query('ROLLBACK');
+      waiter.release();
+    }
+    const needsHeld = (sent: Sent) => sent.body.store_id === storeB && sent.body.items.some((item) => item.sku_id === third);
+    for (const sent of [...answers, ...again]) {
+      if (needsHeld(sent)) assertUnavailable(sent);
+      else assert.equal(sent.answer.status, 201, JSON.stringify(sent.answer.body));
+      // Behind another waiter PostgreSQL times the wait for the row's place in line on its own: one lock wait.
+      assert.ok(sent.ms < BOUND_MS, `answered in ${Math.round(sent.ms)} ms, not within ${BOUND_MS} ms`);
+    }
+    for (const sent of again) assert.ok(sent.ms < SALE_LOCK_WAIT_MS, `second burst: answered in ${Math.round(sent.ms)} ms`);
+    const accepted = [...answers, ...again].filter((sent) => !needsHeld(sent));
+    const during = await saleRowCounts(t, tenantId);
+    assert.equal(during.sales, Number(before.sales) + accepted.length);
+    assert.equal(during.operations, Number(before.operations) + accepted.length);
+    const retried = await Promise.all([...answers, ...again].filter(needsHeld).map((sent) => send(sent.body, sent.key)));
+    for (const sent of retried) assert.equal(sent.answer.status, 201, JSON.stringify(sent.answer.body));
+    await assertBalancesEqualLedgers();
+    await assertGaplessReceipts();
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('rowWaitedFor names the row a timed-out lock wait waited for (a balance, a counter), and none for a wait in line behind another waiter', async () => {
     const sales = [saleOf(storeA, third), saleOf(storeA, other), saleOf(storeB, third)];
     /** Locks the sales' rows in a transaction of the app waiting at most `waitMs`; the error and what rowWaitedFor makes of it. */
