@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../test/support/client.js';
+import { Outage } from '../../test/support/outage.js';
 import { sleep } from '../../test/support/wait.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { loadConfig } from '../config.js';
@@ -10,68 +10,6 @@ import { Authenticator } from '../core/auth.js';
 import { createDb, createPool } from '../core/db.js';
 import { capturingLogger } from '../../test/support/logs.js';
 import { buildApp, type App } from './app.js';
-
-/**
- * A TCP proxy in front of PostgreSQL that can be taken down (listener closed,
- * every connection cut) and brought back on the same port, or frozen: every
- * connection stays open and nothing goes through (a network that drops
- * packets silently) until it thaws.
- */
-class Outage {
-  private server: net.Server | undefined;
-  private readonly sockets = new Set<net.Socket>();
-  private frozen = false;
-  /** Connections open when the network dropped them: nothing goes through them (new ones do) until the thaw. */
-  private readonly dropped = new Set<net.Socket>();
-  private held: Array<() => void> = [];
-  port = 0;
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async up(): Promise<void> {
-    const server = net.createServer((inbound) => {
-      const outbound = net.connect(this.target.port, this.target.host);
-      for (const socket of [inbound, outbound]) {
-        this.sockets.add(socket);
-        socket.on('close', () => this.sockets.delete(socket));
-        socket.on('error', () => undefined);
-      }
-      const forward = (from: net.Socket, to: net.Socket) =>
-        from.on('data', (chunk) => {
-          if (this.frozen || this.dropped.has(from)) this.held.push(() => to.write(chunk));
-          else to.write(chunk);
-        });
-      forward(inbound, outbound);
-      forward(outbound, inbound);
-      inbound.on('close', () => outbound.destroy());
-      outbound.on('close', () => inbound.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (server.address() as net.AddressInfo).port;
-    this.server = server;
-  }
-
-  freeze(): void {
-    this.frozen = true;
-  }
-
-  /** The connections open now stop passing anything, silently (a NAT or a failover that forgot them); new ones work. */
-  dropOpenConnections(): void {
-    for (const socket of this.sockets) this.dropped.add(socket);
-  }
-
-  thaw(): void {
-    this.frozen = false;
-    this.dropped.clear();
-    for (const send of this.held.splice(0)) send();
-  }
-
-  async down(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const socket of this.sockets) socket.destroy();
-    if (server) await new Promise((resolve) => server.close(resolve));
-  }
-}
 
 describe('PostgreSQL goes away while the API runs, and comes back', () => {
   let t: TestDatabase;
