@@ -94,9 +94,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   const events = new EventEmitter() as WorkerEvents;
   let workerPool: WorkerPool | undefined;
   events.on('pool:create', ({ workerPool: created }) => (workerPool = created));
-  let runner: Runner;
-  try {
-    runner = await run({
+  const startRunner = () =>
+    run({
       events,
       pgPool: ownerPool,
       taskList,
@@ -111,10 +110,57 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
       logger: workerLogger(logger),
     });
+  let runner: Runner;
+  try {
+    runner = await startRunner();
   } catch (error) {
     await Promise.allSettled([ownerPool.end(), appPool.end()]);
     throw error;
   }
+
+  // graphile-worker stops its whole runner when it cannot record a job's
+  // completion or failure — the database restarting while a job ran is
+  // enough (its batcher gives up at the first error) — and the process,
+  // with nothing left to do, exited 0: no more jobs until someone restarted
+  // the worker. Such a runner is started again here, after 1, 2, 4… up to 30 s
+  // while the database is away. The jobs the stopped pool held, whose outcome
+  // it could not record, are freed first: they run again now, not when their
+  // lock expires in 4 hours (a job may run again after a crash at any moment; every task is idempotent).
+  /** Set by stop() and stopNow(): a runner stopping then is not started again. */
+  let closing = false;
+  let restarting: Promise<void> | undefined;
+  let cancelPause: (() => void) | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      cancelPause = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  const restart = async (stoppedPoolId: string | undefined) => {
+    logger.error({ worker_pool: stoppedPoolId }, 'the job runner stopped by itself (it could not record a job\'s outcome: the database went away?); starting it again');
+    for (let attempt = 0; !closing; attempt++) {
+      await pause(Math.min(1_000 * 2 ** attempt, 30_000));
+      if (closing) return;
+      try {
+        if (stoppedPoolId !== undefined) await ownerPool.query('SELECT graphile_worker.force_unlock_workers($1::text[])', [[stoppedPoolId]]);
+        runner = await startRunner();
+        supervise(runner);
+        logger.warn('the job runner started again');
+        return;
+      } catch (error) {
+        logger.error({ error: briefly(error), attempt: attempt + 1 }, 'could not start the job runner again; trying again');
+      }
+    }
+  };
+  const supervise = (current: Runner) => {
+    const poolId = workerPool?.id;
+    void current.promise.then(() => {
+      if (!closing) restarting = restart(poolId).finally(() => (restarting = undefined));
+    });
+  };
+  supervise(runner);
 
   let metricsServer: http.Server | undefined;
   let metricsUrl: string | undefined;
@@ -170,6 +216,15 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     });
   logger.info({ concurrency: config.workerConcurrency, tasks: Object.keys(taskList), metrics: metricsUrl }, 'worker started');
 
+  /** Stops the running runner (one that stopped by itself is not running: nothing to stop). */
+  const stopRunner = async (how: (current: Runner) => Promise<void>) => {
+    closing = true;
+    cancelPause?.();
+    await restarting;
+    await how(runner).catch((error: unknown) => {
+      if (!(error instanceof Error && error.message === 'Runner is already stopped')) throw error;
+    });
+  };
   let stopping: Promise<void> | undefined;
   return {
     deps,
@@ -177,7 +232,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     stop: () =>
       (stopping ??= (async () => {
         for (const timer of timers) clearInterval(timer);
-        await runner.stop(); // waits for running jobs
+        await stopRunner((current) => current.stop()); // waits for running jobs
         if (metricsServer) await new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
         await Promise.allSettled([ownerPool.end(), appPool.end()]);
         logger.info('worker stopped');
@@ -185,6 +240,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     // A second signal: running jobs are released (failed with a message,
     // retried later) instead of awaited.
     stopNow: async () => {
+      closing = true;
+      cancelPause?.();
       for (const timer of timers) clearInterval(timer);
       await workerPool?.forcefulShutdown('a second shutdown signal: stopping now');
       if (metricsServer) metricsServer.close();
