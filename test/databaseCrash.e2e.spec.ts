@@ -53,6 +53,7 @@ interface Response {
   status: number;
   body: any;
   replayed: boolean;
+  retryAfter: string | null;
 }
 
 interface Call {
@@ -163,7 +164,12 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
       if (call.key !== undefined) headers['idempotency-key'] = call.key;
       const response = await fetch(`${base}${call.path}`, { method: call.method, headers, body: JSON.stringify(call.body ?? {}), signal: AbortSignal.timeout(ANSWER_WITHIN_MS) });
       const text = await response.text();
-      return { status: response.status, body: text.length > 0 ? JSON.parse(text) : undefined, replayed: response.headers.get('idempotent-replayed') === 'true' };
+      return {
+        status: response.status,
+        body: text.length > 0 ? JSON.parse(text) : undefined,
+        replayed: response.headers.get('idempotent-replayed') === 'true',
+        retryAfter: response.headers.get('retry-after'),
+      };
     };
     const isRetryable = (response: Response) => response.status === 503 || (response.status === 409 && response.body?.code === 'idempotency_key_in_flight');
 
@@ -178,6 +184,7 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
         try {
           response = await send(call);
           note(`${label} ${response.status}${response.status >= 400 ? ` ${response.body?.code}` : ''}`);
+          if (response.status === 503 && !(Number(response.retryAfter) > 0)) broken.push(`${label} ${path}: 503 without Retry-After`);
         } catch (error) {
           const what = (error as Error).name === 'TimeoutError' ? 'no answer' : `unreachable (${(error as Error).message})`;
           note(`${label} ${what}`);
@@ -234,7 +241,7 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
       // an offline till's queue: three hot sales, each with its own key; the batch again (same key) while any is refused for the moment
       async () => {
         const sales = Array.from({ length: 3 }, () => ({ idempotency_key: `dbcrash-synced-${randomUUID()}`, ...hotSale(), client_created_at: new Date().toISOString() }));
-        await perform('sync', ownerToken, '/v1/sync/sales', { sales }, (response) => response.body.results.some((result: { status: number; body: { code?: string } }) => isRetryable({ status: result.status, body: result.body, replayed: false })));
+        await perform('sync', ownerToken, '/v1/sync/sales', { sales }, (response) => response.body.results.some((result: { status: number; body: { code?: string } }) => isRetryable({ status: result.status, body: result.body, replayed: false, retryAfter: null })));
       },
       async () => {
         const visit = await perform('visit.schedule', ownerToken, '/v1/visits', { point_of_sale_id: pointOfSale, agent_token_id: agent.id, scheduled_for: new Date().toISOString() });
@@ -296,6 +303,13 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
       { missing: [], twice: [], unasked: [] },
     );
     for (const call of calls) assert.ok(call.final!.status < 300, `${call.label} ${call.final!.status}`);
+    // and one record each: a sale per sale key (sent alone or synced), a payment, a transfer, an order per request
+    const records = await admin.query(
+      `SELECT (SELECT count(*) FROM sales)::int AS sales, (SELECT count(*) FROM payments)::int AS payments,
+              (SELECT count(*) FROM stock_transfers WHERE status = 'received')::int AS transfers, (SELECT count(*) FROM orders)::int AS orders`,
+    );
+    const sent = (label: string) => calls.filter((c) => c.label === label).length;
+    assert.deepEqual(records.rows[0], { sales: sent('sale') + syncedKeys.length, payments: sent('payment'), transfers: sent('transfer.request'), orders: sent('order') });
 
     // Replaying every key answers the same record and writes nothing
     // (the worker and the provider's webhooks write operations of their own meanwhile: counted are the clients' keys' and the rows of their kinds)
