@@ -6,6 +6,7 @@ import { integrityFindings } from '../../test/support/integrity.js';
 import { fingerprintRequest, insertOperations, setTenant, type CommandInput } from '../core/command.js';
 import { isRetryableTransactionError } from '../core/pgErrors.js';
 import { createDb, createPool } from '../core/db.js';
+import { DATABASE_RETRY_AFTER_SECONDS } from '../http/problem.js';
 import { saleCommand } from './createSale.js';
 import { GroupCommitter } from './groupCommit.js';
 import { planSale } from './salePlan.js';
@@ -276,9 +277,15 @@ describe('group commit: many sales, one transaction, each its own outcome', () =
         assert.equal((await first).status, 201);
         cut = how;
         const settled = await Promise.allSettled(rest);
+        // (with Retry-After, as every 503 of a database that is away: a till told to retry is told when)
         assert.deepEqual(
-          settled.map((result) => (result.status === 'rejected' ? (result.reason as { code?: string }).code : result.value.status)),
-          ['service_unavailable', 'service_unavailable'],
+          settled.map((result) =>
+            result.status === 'rejected' ? [(result.reason as { code?: string }).code, (result.reason as { retryAfterSeconds?: number }).retryAfterSeconds] : result.value.status,
+          ),
+          [
+            ['service_unavailable', DATABASE_RETRY_AFTER_SECONDS],
+            ['service_unavailable', DATABASE_RETRY_AFTER_SECONDS],
+          ],
           how,
         );
         const afterCut = await state();

@@ -19,6 +19,7 @@ import {
 } from '../core/command.js';
 import type { Db, Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
+import { DATABASE_RETRY_AFTER_SECONDS } from '../http/problem.js';
 import { newId } from '../core/ids.js';
 import { apiRegistry, commandRetries, prometheus } from '../core/metrics.js';
 import { isRetryableTransactionError, PG, pgCode } from '../core/pgErrors.js';
@@ -354,6 +355,8 @@ export class GroupCommitter {
           error instanceof AmbiguousCommit
             ? new AppError('service_unavailable', 'the database connection was lost while committing; retry with the same Idempotency-Key', {
                 cause: error.cause,
+                // when, as for every 503 of a database that is away (it had none: the till was told to retry, not when)
+                retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
               })
             : error;
         for (const item of batch) item.reject(failure);
