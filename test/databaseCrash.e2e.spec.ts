@@ -47,7 +47,7 @@ const SHOP = { latitude: -1.286389, longitude: 36.817223 };
 /** A request that gets no answer within this long is a finding (the promise is a 503 while the database is away). */
 const ANSWER_WITHIN_MS = 20_000;
 /** A request still not done (2xx or a definite 4xx) after this long is a finding. */
-const DONE_WITHIN_MS = 45_000;
+const DONE_WITHIN_MS = 60_000;
 
 interface Response {
   status: number;
@@ -270,11 +270,17 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
         return next !== undefined && next !== pid && (await admin.query('SELECT 1').then(() => true, () => false));
       }, 40_000, 100);
     };
-    await sleep(2_500);
+    // (paced by the requests done, not by the clock: a slow machine gets the same load)
+    const done = () => calls.filter((call) => call.final !== undefined).length;
+    const moreDone = async (count: number) => {
+      const target = done() + count;
+      await waitFor(`${count} more requests done`, async () => done() >= target, 60_000, 50);
+    };
+    await moreDone(60);
     await crash('SIGQUIT');
-    await sleep(2_000);
+    await moreDone(40);
     await crash('SIGKILL');
-    await sleep(2_000);
+    await moreDone(40);
     running = false;
     await Promise.all(clients);
 
@@ -283,13 +289,13 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
     const tally = [...seen].map(([what, n]) => `${what} ×${n}`).join(', ');
     context.diagnostic(tally);
     assert.deepEqual(broken, [], tally);
-    assert.ok(calls.filter((c) => c.label === 'sale').length > 30 && seen.has('sale 503 service_unavailable'), `enough load, some of it during the outages: ${tally}`);
+    assert.ok(seen.has('sale 503 service_unavailable'), `some of the load during the outages: ${tally}`);
 
     // And every acknowledged request exists exactly once: one operation per key, none without one
     const syncedKeys = calls.filter((c) => c.label === 'sync').flatMap((c) => (c.body as { sales: Array<{ idempotency_key: string }> }).sales.map((s) => s.idempotency_key));
-    const expectedKeys = [...calls.map((c) => c.key), ...syncedKeys].sort();
+    const expectedKeys = [...calls.map((c) => c.key), ...syncedKeys];
     const operationKeys = async () =>
-      (await admin.query<{ key: string }>(`SELECT idempotency_key AS key FROM operations WHERE idempotency_key LIKE 'dbcrash-%' AND idempotency_key NOT LIKE 'dbcrash-setup-%' OR idempotency_key LIKE 'sync-batch:dbcrash-%' ORDER BY 1`)).rows.map((row) => row.key.replace(/^sync-batch:/, ''));
+      (await admin.query<{ key: string }>(`SELECT idempotency_key AS key FROM operations WHERE idempotency_key LIKE 'dbcrash-%' AND idempotency_key NOT LIKE 'dbcrash-setup-%' OR idempotency_key LIKE 'sync-batch:dbcrash-%'`)).rows.map((row) => row.key.replace(/^sync-batch:/, ''));
     const found = await operationKeys();
     const counted = new Map<string, number>();
     for (const key of found) counted.set(key, (counted.get(key) ?? 0) + 1);
@@ -361,7 +367,14 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
 
     assert.equal(worker.exitCode, null, `the worker exited: ${output.filter((line) => line.startsWith("[worker]")).slice(-30).join("")}`);
     // The worker too: every order goes past submitting, none duplicated at the provider
-    await waitFor('every order past submitting', async () => (await admin.query(`SELECT count(*)::int AS n FROM orders WHERE status IN ('pending', 'submitting')`)).rows[0].n === 0, 30_000, 200);
+    try {
+      await waitFor('every order past submitting', async () => (await admin.query(`SELECT count(*)::int AS n FROM orders WHERE status IN ('pending', 'submitting')`)).rows[0].n === 0, 45_000, 200);
+    } catch (error) {
+      const stuck = await admin.query(`SELECT id, status, status_changed_at, submit_attempts, recoveries, last_error, now() AS now FROM orders WHERE status IN ('pending', 'submitting') LIMIT 5`);
+      const jobs = await admin.query(`SELECT id, task_identifier, key, locked_by, locked_at, run_at, attempts, max_attempts, last_error FROM graphile_worker.jobs LIMIT 20`);
+      const workerLines = output.filter((line) => line.startsWith('[worker]')).slice(-40).join('');
+      throw new Error(`${(error as Error).message}\nstuck: ${JSON.stringify(stuck.rows, null, 1)}\njobs: ${JSON.stringify(jobs.rows, null, 1)}\nworker: ${workerLines}`);
+    }
     const references = [...sim.orders.values()].map((order) => order.reference);
     assert.equal(new Set(references).size, references.length, 'one provider order per order');
     assert.equal(references.length, calls.filter((c) => c.label === 'order').length);
