@@ -125,7 +125,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   // the worker. Such a runner is started again here, after 1, 2, 4… up to 30 s
   // while the database is away. The jobs the stopped pool held, whose outcome
   // it could not record, are freed first: they run again now, not when their
-  // lock expires in 4 hours (a job may run again after a crash at any moment; every task is idempotent).
+  // lock expires in 4 hours (a job whose completion was lost so runs twice,
+  // as one whose worker was killed mid-run does).
   /** Set by stop() and stopNow(): a runner stopping then is not started again. */
   let closing = false;
   let restarting: Promise<void> | undefined;
@@ -216,12 +217,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     });
   logger.info({ concurrency: config.workerConcurrency, tasks: Object.keys(taskList), metrics: metricsUrl }, 'worker started');
 
-  /** Stops the running runner (one that stopped by itself is not running: nothing to stop). */
-  const stopRunner = async (how: (current: Runner) => Promise<void>) => {
+  /** Stops the current runner, waiting for its running jobs (one that stopped by itself has nothing left to stop). */
+  const stopRunner = async () => {
     closing = true;
     cancelPause?.();
     await restarting;
-    await how(runner).catch((error: unknown) => {
+    await runner.stop().catch((error: unknown) => {
       if (!(error instanceof Error && error.message === 'Runner is already stopped')) throw error;
     });
   };
@@ -232,7 +233,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     stop: () =>
       (stopping ??= (async () => {
         for (const timer of timers) clearInterval(timer);
-        await stopRunner((current) => current.stop()); // waits for running jobs
+        await stopRunner();
         if (metricsServer) await new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
         await Promise.allSettled([ownerPool.end(), appPool.end()]);
         logger.info('worker stopped');
