@@ -13,6 +13,10 @@ export interface Config {
   /** The login request pools use with DATABASE_URL: a role granted storekeep_app and nothing else (unset: DATABASE_URL's login, switched to storekeep_app). */
   databaseAppUrl: string | undefined;
   dataDir: string;
+  /** The embedded server's log: a new file past this size (or each day) under `<dataDir>/pg/log`. */
+  embeddedLogFileMb: number;
+  /** The embedded server's log files kept, the newest. */
+  embeddedLogFiles: number;
   rootToken: string | undefined;
   redisUrl: string | undefined;
   sentryDsn: string | undefined;
@@ -218,7 +222,7 @@ function corsOrigins(env: Env, name: string): string[] {
 
 /** Every setting loadConfig reads (the README's Configuration table: config.unit.spec.ts holds them equal). */
 export const SETTINGS = [
-  'PORT', 'HOST', 'DATABASE_URL', 'DATABASE_APP_URL', 'STOREKEEP_DATA_DIR', 'STOREKEEP_ROOT_TOKEN', 'REDIS_URL', 'READINESS_TIMEOUT_MS',
+  'PORT', 'HOST', 'DATABASE_URL', 'DATABASE_APP_URL', 'STOREKEEP_DATA_DIR', 'STOREKEEP_PG_LOG_FILE_MB', 'STOREKEEP_PG_LOG_FILES', 'STOREKEEP_ROOT_TOKEN', 'REDIS_URL', 'READINESS_TIMEOUT_MS',
   'SENTRY_DSN', 'LOG_LEVEL', 'RATE_LIMIT_PER_MINUTE', 'METRICS_TOKEN', 'AUTH_FAILURES_PER_MINUTE', 'IDEMPOTENCY_TTL_HOURS', 'CORS_ORIGINS',
   'BODY_LIMIT_BYTES', 'DATABASE_POOL_SIZE', 'WORKER_CONCURRENCY', 'WORKER_METRICS_PORT', 'JOB_RETRY_BASE_MS', 'JOB_RETRY_MAX_MS',
   'JOB_MAX_ATTEMPTS', 'FULFILMENT_PROVIDER_URL', 'FULFILMENT_API_KEY', 'FULFILMENT_WEBHOOK_SECRET', 'FULFILMENT_WEBHOOK_SECRET_PREVIOUS',
@@ -326,6 +330,8 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     databaseAppUrl,
     dataDir: path.resolve(optional(env, 'STOREKEEP_DATA_DIR') ?? '.storekeep'),
+    embeddedLogFileMb: integer(env, 'STOREKEEP_PG_LOG_FILE_MB', 10, 1, 1024),
+    embeddedLogFiles: integer(env, 'STOREKEEP_PG_LOG_FILES', 10, 2, 1000),
     rootToken,
     redisUrl,
     sentryDsn: sentryDsn(env, 'SENTRY_DSN'),

@@ -38,6 +38,17 @@ describe('loadConfig: empty values', () => {
   });
 });
 
+describe('loadConfig: the embedded server\'s log files', () => {
+  it('keeps 10 files of 10 MB by default, takes whole numbers in range, and refuses others naming the variable', () => {
+    assert.deepEqual([loadConfig({}).embeddedLogFileMb, loadConfig({}).embeddedLogFiles], [10, 10]);
+    const config = loadConfig({ STOREKEEP_PG_LOG_FILE_MB: '50', STOREKEEP_PG_LOG_FILES: '4' });
+    assert.deepEqual([config.embeddedLogFileMb, config.embeddedLogFiles], [50, 4]);
+    assert.throws(() => loadConfig({ STOREKEEP_PG_LOG_FILE_MB: '0' }), /STOREKEEP_PG_LOG_FILE_MB must be between 1 and 1024, got 0/);
+    assert.throws(() => loadConfig({ STOREKEEP_PG_LOG_FILE_MB: '1.5' }), /STOREKEEP_PG_LOG_FILE_MB must be a whole number/);
+    assert.throws(() => loadConfig({ STOREKEEP_PG_LOG_FILES: '1' }), /STOREKEEP_PG_LOG_FILES must be between 2 and 1000, got 1/);
+  });
+});
+
 describe('loadConfig: SENTRY_DSN', () => {
   it('takes a DSN and refuses what Sentry would silently ignore, naming the variable', () => {
     assert.equal(loadConfig({ SENTRY_DSN: 'https://abc123@o1.ingest.sentry.io/4505' }).sentryDsn, 'https://abc123@o1.ingest.sentry.io/4505');

@@ -95,7 +95,7 @@ export async function openDatabase(
     logger.info({ dataDir: config.dataDir }, 'using the embedded PostgreSQL already running');
     return { url: url.toString(), embedded: true, stop: async () => {} };
   }
-  const server = await startEmbeddedPostgres({ dataDir: config.dataDir, logger });
+  const server = await startEmbeddedPostgres({ dataDir: config.dataDir, logger, logFileSizeKb: config.embeddedLogFileMb * 1024, logFiles: config.embeddedLogFiles });
   try {
     const admin = new pg.Client(server.url);
     await admin.connect();

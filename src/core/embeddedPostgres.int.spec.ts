@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -273,4 +274,101 @@ describe('embedded PostgreSQL: stopped while its owner starts it again', () => {
       }
     });
   }
+});
+
+describe('embedded PostgreSQL: its log is bounded', () => {
+  /** The server's log files under `<pgData>/log`, oldest first, with their sizes. */
+  const logFiles = (pgData: string) =>
+    (existsSync(path.join(pgData, 'log')) ? readdirSync(path.join(pgData, 'log')).sort() : []).map((name) => ({ name, bytes: statSync(path.join(pgData, 'log', name)).size }));
+
+  it('the server writes to files under pg/log that rotate at the size given, the oldest removed past the number given, the newest lines kept — server.log grew for ever (a year of a shop filled its disk)', { timeout: 120_000 }, async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-logrotate-'));
+    const pgData = path.join(dataDir, 'pg');
+    const fileKb = 64;
+    try {
+      const server = await startEmbeddedPostgres({ dataDir, logFileSizeKb: fileKb, logFiles: 3 });
+      const client = new pg.Client(server.url);
+      try {
+        await client.connect();
+        // When the server writes ten times a file's worth of log, a second apart (a file is named by the second it began:
+        // PostgreSQL can start a new one once the second has changed), and then one last line
+        for (let batch = 1; batch <= 6; batch++) {
+          await client.query(`DO $$ BEGIN FOR i IN 1..200 LOOP RAISE LOG 'rotation batch ${batch} line % %', i, repeat('x', 300); END LOOP; END $$`);
+          await client.query('SELECT pg_sleep(1.1)');
+        }
+        await client.query(`DO $$ BEGIN RAISE LOG 'rotation last line'; END $$`);
+
+        // Then, within seconds, the folder holds at most 3 files, and they hold the newest lines
+        const deadline = Date.now() + 15_000;
+        let files = logFiles(pgData);
+        const kept = () => files.map((file) => readFileSync(path.join(pgData, 'log', file.name), 'utf8')).join('');
+        while ((files.length > 3 || !kept().includes('rotation last line')) && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          files = logFiles(pgData);
+        }
+        assert.ok(files.length >= 2 && files.length <= 3, `2 to 3 files: ${JSON.stringify(files)}`);
+        assert.match(kept(), /rotation batch 6 line 200 x+\n(.*\n)*.*LOG: {2}rotation last line\n/, 'the newest lines are kept');
+        assert.doesNotMatch(kept(), /rotation batch 1 line/, 'the oldest are gone');
+        // A file grows past the size by what the server writes in the second it passes it (a batch here:
+        // 200 messages of ~700 bytes with their CONTEXT and STATEMENT lines)
+        const batchBytes = 200 * 700;
+        for (const file of files) assert.ok(file.bytes <= fileKb * 1024 + batchBytes, `${file.name} is ${file.bytes} bytes`);
+        // and server.log holds only what the server says before its log files open
+        assert.ok(statSync(path.join(pgData, 'server.log')).size < 4096, `server.log is ${statSync(path.join(pgData, 'server.log')).size} bytes`);
+        assert.doesNotMatch(readFileSync(path.join(pgData, 'server.log'), 'utf8'), /rotation/);
+      } finally {
+        await client.end();
+        await server.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a server.log past the size at a start (an earlier version wrote everything there) keeps its last lines in server.log.1 and starts empty', { timeout: 120_000 }, async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-logtail-'));
+    const pgData = path.join(dataDir, 'pg');
+    try {
+      await (await startEmbeddedPostgres({ dataDir })).stop();
+      // Given a server.log of 1 MB that ends with a line worth keeping
+      const old = Array.from({ length: 10_000 }, (_, i) => `old line ${i} ${'y'.repeat(90)}`).join('\n');
+      writeFileSync(path.join(pgData, 'server.log'), `${old}\nlast old line\n`);
+      // When the service starts with files of 64 kB
+      const server = await startEmbeddedPostgres({ dataDir, logFileSizeKb: 64, logFiles: 3 });
+      await server.stop();
+      // Then server.log.1 holds its last 64 kB from a line's start, and server.log only what this start wrote
+      const tail = readFileSync(path.join(pgData, 'server.log.1'), 'utf8');
+      assert.ok(Buffer.byteLength(tail) <= 64 * 1024, `server.log.1 is ${Buffer.byteLength(tail)} bytes`);
+      assert.ok(Buffer.byteLength(tail) > 60 * 1024, `server.log.1 is ${Buffer.byteLength(tail)} bytes`);
+      assert.match(tail, /^old line \d+ y/);
+      assert.match(tail, /old line 9999 y+\nlast old line\n$/);
+      const now = readFileSync(path.join(pgData, 'server.log'), 'utf8');
+      assert.doesNotMatch(now, /old line/);
+      assert.ok(Buffer.byteLength(now) < 4096);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a start that fails after the server opened its log files still says why (the FATAL line is in pg/log, not server.log)', { timeout: 120_000 }, async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-logreason-'));
+    try {
+      await (await startEmbeddedPostgres({ dataDir })).stop();
+      // Given the port the server must use is taken (only once the log files are open does PostgreSQL find that out)
+      const taken = await new Promise<{ port: number; close: () => void }>((resolve) => {
+        const holder = net.createServer();
+        holder.listen(0, '127.0.0.1', () => resolve({ port: (holder.address() as net.AddressInfo).port, close: () => holder.close() }));
+      });
+      try {
+        await assert.rejects(startEmbeddedPostgres({ dataDir, settings: { port: String(taken.port) } }), (error: Error) => {
+          assert.match(error.message, /\nlog\/postgresql-[\d-]+_\d+\.log: .*FATAL: {2}could not create any TCP\/IP sockets/);
+          return true;
+        });
+      } finally {
+        taken.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from './logger.js';
@@ -28,7 +28,14 @@ export interface EmbeddedOptions {
   logger?: Logger;
   /** Extra `-c name=value` server settings (tests turn fsync off). */
   settings?: Record<string, string>;
+  /** Size at which the server starts a new log file under `<pgData>/log` (default 10 MiB). */
+  logFileSizeKb?: number;
+  /** Log files kept under `<pgData>/log`, the newest; older ones are removed (default 10). */
+  logFiles?: number;
 }
+
+export const DEFAULT_LOG_FILE_SIZE_KB = 10 * 1024;
+export const DEFAULT_LOG_FILES = 10;
 
 const SUPERUSER = 'postgres';
 
@@ -469,6 +476,8 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
 
   const user = osUser();
   const pgCtl = await pgCtlPath();
+  const logFileSizeKb = options.logFileSizeKb ?? DEFAULT_LOG_FILE_SIZE_KB;
+  const logFilesKept = options.logFiles ?? DEFAULT_LOG_FILES;
   const startOn = async (port: number) => {
     const settings: Record<string, string> = {
       listen_addresses: '127.0.0.1',
@@ -481,19 +490,35 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
       // sales 3–4× slower in a fresh database's first minute, bench/sales.ts).
       // Look every 10 s instead of every minute.
       autovacuum_naptime: '10s',
+      // The server's log, bounded: everything it wrote went to server.log
+      // (pg_ctl -l), one file that grew for as long as the shop ran and
+      // filled its disk. PostgreSQL's own collector writes `log/` files and
+      // starts a new one past the size or each day; it never removes any, so
+      // the owner keeps the newest (LOG_FILE_NAME, pruneServerLogs).
+      // server.log keeps what the server says before the collector runs.
+      logging_collector: 'on',
+      log_directory: SERVER_LOG_DIR,
+      log_filename: LOG_FILE_PATTERN,
+      log_rotation_size: `${logFileSizeKb}kB`,
+      log_rotation_age: '1d',
       ...options.settings,
     };
     const serverOptions = Object.entries(settings)
       .map(([name, value]) => `-c ${name}=${value}`)
       .join(' ');
     const logFile = path.join(pgData, 'server.log');
+    await keepServerLogTail(logFile, logFileSizeKb * 1024);
+    await pruneServerLogs(pgData, logFilesKept);
     const logSize = await stat(logFile).then((info) => info.size, () => 0);
+    const collectorBefore = await collectorLogSizes(pgData);
     try {
       await run(pgCtl, ['start', '-w', '-t', '60', '-D', pgData, '-l', logFile, '-o', serverOptions], user);
     } catch (error) {
-      // pg_ctl says only "could not start server. Examine the log output": the reason is the server's last FATAL or PANIC line in it.
-      const reason = await serverLogReason(logFile, logSize);
-      if (reason !== undefined && error instanceof Error) error.message += `\nserver.log: ${reason}`;
+      // pg_ctl says only "could not start server. Examine the log output": the
+      // reason is the server's last FATAL or PANIC line — in its log files when
+      // it failed once the collector ran (a port taken), else in server.log.
+      const reason = (await collectorLogReason(pgData, collectorBefore)) ?? (await serverLogReason(logFile, logSize).then((line) => (line === undefined ? undefined : { file: 'server.log', line })));
+      if (reason !== undefined && error instanceof Error) error.message += `\n${reason.file}: ${reason.line}`;
       throw error;
     }
   };
@@ -524,7 +549,12 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   let failedStarts = 0;
   let nextStartAt = 0;
   const heal = async () => {
-    if ((await livePostmaster(pgData)) !== undefined || stopping || Date.now() < nextStartAt) return;
+    if (stopping) return;
+    if ((await livePostmaster(pgData)) !== undefined) {
+      await pruneServerLogs(pgData, logFilesKept);
+      return;
+    }
+    if (Date.now() < nextStartAt) return;
     options.logger?.error({ port, attempt: failedStarts + 1 }, 'the embedded PostgreSQL stopped under storekeep (killed, crashed or shut down by hand); starting it again');
     try {
       await startOn(port);
@@ -575,6 +605,77 @@ async function serverLogReason(logFile: string, from: number): Promise<string | 
   const text = await readFile(logFile, 'utf8').catch(() => '');
   const lines = text.slice(text.length >= from ? from : 0).split('\n').filter((line) => /\b(FATAL|PANIC):/.test(line));
   return lines.at(-1)?.trim().slice(0, 500);
+}
+
+/** The collector's folder under the server's data folder, and its files' names (the default, set so that nothing else can change it). */
+const SERVER_LOG_DIR = 'log';
+const LOG_FILE_PATTERN = 'postgresql-%Y-%m-%d_%H%M%S.log';
+/** A file named by LOG_FILE_PATTERN: sorted by name, oldest first. */
+const LOG_FILE_NAME = /^postgresql-\d{4}-\d{2}-\d{2}_\d{6}\.log$/;
+
+/** The collector's log files, oldest first (none: no folder yet). */
+async function collectorLogFiles(pgData: string): Promise<string[]> {
+  const names = await readdir(path.join(pgData, SERVER_LOG_DIR)).catch(() => [] as string[]);
+  return names.filter((name) => LOG_FILE_NAME.test(name)).sort();
+}
+
+/**
+ * Removes all but the newest `keep` log files. PostgreSQL starts a new file
+ * past log_rotation_size or a day, and never removes one: without this the
+ * folder grew as server.log did. The owner runs it at each start and at each
+ * look at its server (every second), so the folder holds `keep` files, one
+ * more for at most a second after a new one began. A file removed while the
+ * server still writes it is gone from the folder at once and from the disk
+ * when the server closes it (at once: it has moved on to the newest).
+ */
+async function pruneServerLogs(pgData: string, keep: number): Promise<void> {
+  const files = await collectorLogFiles(pgData);
+  for (const name of files.slice(0, Math.max(0, files.length - keep))) {
+    await rm(path.join(pgData, SERVER_LOG_DIR, name), { force: true });
+  }
+}
+
+/**
+ * server.log (pg_ctl -l) takes only what the server says before its
+ * collector runs, a few lines a start — but an earlier version wrote all of
+ * its log there, for as long as the shop ran. Past `maxBytes` at a start,
+ * its last `maxBytes` (from a line's start) go to server.log.1, replacing
+ * the one before, and it is emptied in place: as root the server writes it
+ * as the postgres OS user, whose file it stays.
+ */
+async function keepServerLogTail(logFile: string, maxBytes: number): Promise<void> {
+  const size = await stat(logFile).then((info) => info.size, () => 0);
+  if (size <= maxBytes) return;
+  const handle = await open(logFile, 'r');
+  let tail: Buffer;
+  try {
+    tail = Buffer.alloc(maxBytes);
+    const { bytesRead } = await handle.read(tail, 0, maxBytes, size - maxBytes);
+    tail = tail.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+  const lineStart = tail.indexOf(0x0a);
+  await writeFile(`${logFile}.1`, lineStart === -1 ? tail : tail.subarray(lineStart + 1), { mode: 0o600 });
+  await truncate(logFile, 0);
+}
+
+/** The size of each collector log file now (a start's failure is in what is written after). */
+async function collectorLogSizes(pgData: string): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  for (const name of await collectorLogFiles(pgData)) {
+    sizes.set(name, await stat(path.join(pgData, SERVER_LOG_DIR, name)).then((info) => info.size, () => 0));
+  }
+  return sizes;
+}
+
+/** The last FATAL or PANIC line written in the collector's files since `before` (their sizes then), with its file, or undefined. */
+async function collectorLogReason(pgData: string, before: Map<string, number>): Promise<{ file: string; line: string } | undefined> {
+  for (const name of (await collectorLogFiles(pgData)).reverse()) {
+    const line = await serverLogReason(path.join(pgData, SERVER_LOG_DIR, name), before.get(name) ?? 0);
+    if (line !== undefined) return { file: `${SERVER_LOG_DIR}/${name}`, line };
+  }
+  return undefined;
 }
 
 /** How often an owner looks whether its server is still running. */
