@@ -20,6 +20,7 @@ import { pendingMigrations } from '../core/migrate.js';
 import { roleHas, type Permission } from '../core/permissions.js';
 import { answerClientError, logAnsweredError, sendProblem, toAppError, writeProblem } from './problem.js';
 import { idempotencyKeyOf } from './command.js';
+import { headerLineValues } from './headerText.js';
 import { bodyIsOptional, NoQuery, Problem as ProblemSchema } from './schemas.js';
 import { makeBodyAjv, makeTextAjv } from './ajv.js';
 import { assertStorableText, MERGE_PATCH_JSON, mergePatchParser, strictJsonParser } from './json.js';
@@ -110,9 +111,24 @@ function isPercentEncoding(path: string): boolean {
   }
 }
 
+/**
+ * The request's correlation id: its X-Correlation-ID as sent when usable
+ * (CORRELATION_ID), else a generated one. Several header lines — a client's
+ * id and a proxy's, a client library that adds its own — reach us joined by
+ * Node into one value, `a, b`: an id nobody sent, found in no other system's
+ * log, and it was used. The first usable line is the id: the one nearest the
+ * request's origin (a proxy adds its line after those it received). A
+ * tracing header is never a reason to refuse a request.
+ */
 function correlationIdOf(request: http.IncomingMessage): string {
   const given = request.headers[CORRELATION_HEADER];
-  return typeof given === 'string' && CORRELATION_ID.test(given) ? given : randomUUID();
+  if (typeof given !== 'string') return randomUUID();
+  // Only a joined value holds ', ' (one line may too): the raw lines are read only then, off the common path.
+  if (given.includes(', ')) {
+    const lines = headerLineValues(request.rawHeaders, CORRELATION_HEADER);
+    if (lines.length > 1) return lines.find((line) => CORRELATION_ID.test(line)) ?? randomUUID();
+  }
+  return CORRELATION_ID.test(given) ? given : randomUUID();
 }
 
 /** The charset parameter of a Content-Type, lowercased and unquoted (undefined: none). */
@@ -176,7 +192,7 @@ const ETAG_WITHOUT_VERSION_FIELD = new Set(['/v1/tenant/settings']);
 function withProblemResponses(document: OpenApiDocument, refusalsByOperation: ReadonlyMap<string, Refusals>): OpenApiDocument {
   const problem = { $ref: '#/components/schemas/Problem' };
   const header = (description: string) => ({ description, schema: { type: 'string' } });
-  const correlation = { 'X-Correlation-ID': header('the request\'s correlation id (the one sent, or a generated one); also in logs and audit events') };
+  const correlation = { 'X-Correlation-ID': header('the request\'s correlation id (the one sent — of several header lines, the first usable one —, or a generated one); also in logs and audit events') };
   const refusal = (description: string) => ({
     description,
     headers: {

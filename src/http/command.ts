@@ -3,7 +3,7 @@ import type { TenantPrincipal } from '../core/auth.js';
 import { equivalentFingerprints, fingerprintRequest, reservedKeyError, runCommand, type CommandFn, type CommandInput, type CommandOutcome, type CommandSpec } from '../core/command.js';
 import type { Db } from '../core/db.js';
 import { AppError, assert } from '../core/errors.js';
-import { headerText, utf8ReadAsLatin1 } from './headerText.js';
+import { headerLineValues, headerText, utf8ReadAsLatin1 } from './headerText.js';
 
 /** The tenant token of a request on a `tenant` route (the auth hook guarantees it). */
 export function tenantOf(request: FastifyRequest): TenantPrincipal {
@@ -27,14 +27,6 @@ export function formerKeyForms(key: string): string[] {
   return asReadBefore === key || asReadBefore.length > 255 ? [] : [asReadBefore];
 }
 
-/** How many header lines named `name` (lowercase) the request carried. */
-function headerLines(request: FastifyRequest, name: string): number {
-  const raw = request.raw.rawHeaders;
-  let lines = 0;
-  for (let at = 0; at < raw.length; at += 2) if (raw[at]!.toLowerCase() === name) lines++;
-  return lines;
-}
-
 /**
  * The Idempotency-Key header as the text its client meant (headerText: its
  * bytes as UTF-8 when they are UTF-8, else Latin-1), so that a key sent in
@@ -51,7 +43,7 @@ export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
   // `idempotency_key` — never equals. Which of several keys is meant cannot
   // be known, so several are refused.
   // (Only a joined value holds ', ': the raw lines are counted only then, off the common path.)
-  if (typeof header === 'string' && header.includes(', ') && headerLines(request, 'idempotency-key') > 1) {
+  if (typeof header === 'string' && header.includes(', ') && headerLineValues(request.raw.rawHeaders, 'idempotency-key').length > 1) {
     throw new AppError('validation_failed', 'send one Idempotency-Key header, not several', {
       errors: [{ path: '/headers/idempotency-key', message: 'must be sent once' }],
     });

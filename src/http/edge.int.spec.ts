@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
@@ -191,6 +192,51 @@ describe('correlation ids in logs', () => {
     assert.ok(mine.some((line) => line.msg === 'request completed'));
     const requestLines = lines.filter((line) => (line.req as { url?: string } | undefined)?.url === '/v1/tenants');
     assert.ok(requestLines.every((line) => line.correlation_id === 'corr-log-1'));
+  });
+
+  /** A request sent with each of `correlationIds` as a header line of its own (fetch joins them into one line). */
+  const withCorrelationLines = (method: string, path: string, correlationIds: string[], body?: unknown, token = t.operatorToken) =>
+    new Promise<{ status: number; correlationId: string | undefined; body: Record<string, unknown> }>((resolve, reject) => {
+      const request = http.request(`${t.baseUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'x-correlation-id': correlationIds,
+          ...(body === undefined ? {} : { 'content-type': 'application/json', 'idempotency-key': randomUUID() }),
+        },
+      });
+      request.on('error', reject);
+      request.on('response', (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        response.on('end', () => resolve({ status: response.statusCode!, correlationId: response.headers['x-correlation-id'] as string | undefined, body: JSON.parse(text || '{}') }));
+      });
+      request.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+
+  it('several X-Correlation-ID lines: the first usable one is the request\'s id — in the answer, every log line and the audit trail (Node joined them into "a, b", an id nobody sent)', async () => {
+    const { tenantId, token } = await t.newTenant();
+    const created = await withCorrelationLines('POST', '/v1/stores', ['client-trace-1', 'proxy-trace-2'], { code: 'TWO-IDS', name: 'Two ids' }, token);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.correlationId, 'client-trace-1');
+    assert.ok(lines.some((line) => line.correlation_id === 'client-trace-1' && line.msg === 'incoming request'));
+    assert.ok(lines.some((line) => line.correlation_id === 'client-trace-1' && line.msg === 'request completed'));
+    assert.deepEqual(lines.filter((line) => String(line.correlation_id).includes('proxy-trace-2')), [], 'no log line under the second id or the joined one');
+    const recorded = await t.admin.query(
+      `SELECT (SELECT array_agg(DISTINCT correlation_id) FROM operations WHERE tenant_id = $1 AND id = $2) AS operations,
+              (SELECT array_agg(DISTINCT correlation_id) FROM events WHERE tenant_id = $1 AND op_id = $2) AS events`,
+      [tenantId, created.body.op_id],
+    );
+    assert.deepEqual(recorded.rows[0], { operations: ['client-trace-1'], events: ['client-trace-1'] });
+
+    // A first line that is no usable id (over 200 characters) gives way to the next; with none usable, one is generated
+    const skipped = await withCorrelationLines('GET', '/v1/tenants/not-a-uuid', ['x'.repeat(201), 'second-usable']);
+    assert.deepEqual([skipped.correlationId, skipped.body.correlation_id], ['second-usable', 'second-usable']);
+    const none = await withCorrelationLines('GET', '/healthz', ['x'.repeat(201), 'caf\u00e9']);
+    assert.match(none.correlationId ?? '', /^[0-9a-f-]{36}$/);
+    // Three lines, and one line that itself holds ", " (kept whole: it is one id as sent)
+    assert.equal((await withCorrelationLines('GET', '/healthz', ['a-1', 'b-2', 'c-3'])).correlationId, 'a-1');
+    assert.equal((await withCorrelationLines('GET', '/healthz', ['till 7, req 42'])).correlationId, 'till 7, req 42');
   });
 });
 

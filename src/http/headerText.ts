@@ -37,3 +37,14 @@ export function headerText(value: string): string {
 export function utf8ReadAsLatin1(text: string): string {
   return Buffer.from(text, 'utf8').toString('latin1');
 }
+
+/**
+ * The values of each header line named `name` (lowercase), in the order they
+ * came. Node joins repeated lines of most headers into one value (`a, b`),
+ * which no client sent; the raw lines say what was.
+ */
+export function headerLineValues(rawHeaders: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let at = 0; at + 1 < rawHeaders.length; at += 2) if (rawHeaders[at]!.toLowerCase() === name) values.push(rawHeaders[at + 1]!);
+  return values;
+}
