@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -369,6 +369,51 @@ describe('embedded PostgreSQL: its log is bounded', () => {
       }
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('embedded PostgreSQL: a server left running by another OS user', () => {
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  it('a start by a user who may not signal it says that (which pid, whose), not that the data folder cannot be written', { skip: asRoot ? false : 'needs root, to run the start as another OS user', timeout: 120_000 }, async () => {
+    // Given a data folder of the OS user `nobody` whose postmaster.pid names a live postmaster of that folder run by `daemon`
+    // (the service ran as root before — its server as another user, `postgres` — was killed, and now runs as a user of its own)
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'storekeep-otheruser-'));
+    const dataDir = path.join(scratch, 'data');
+    const pgData = path.join(dataDir, 'pg');
+    const nobody = { uid: 65534, gid: 65534 };
+    mkdirSync(pgData, { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(pgData, 'PG_VERSION'), '18\n');
+    writeFileSync(path.join(dataDir, 'pg-password'), 'secret\n', { mode: 0o600 });
+    for (const file of [dataDir, pgData, path.join(pgData, 'PG_VERSION'), path.join(dataDir, 'pg-password')]) chownSync(file, nobody.uid, nobody.gid);
+    chmodSync(scratch, 0o755);
+    symlinkSync(process.execPath, path.join(scratch, 'postgres'));
+    const postmaster = spawn(path.join(scratch, 'postgres'), ['-e', 'setInterval(() => {}, 1000)', '--', '-D', pgData, '-p', '5432'], { uid: 1, gid: 1, stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      writeFileSync(path.join(pgData, 'postmaster.pid'), `${postmaster.pid}\n${pgData}\n0\n5432\n\n127.0.0.1\n`);
+      chownSync(path.join(pgData, 'postmaster.pid'), nobody.uid, nobody.gid);
+
+      // When storekeep starts on it as `nobody`
+      const script = `import(${JSON.stringify(path.resolve('src/core/embeddedPostgres.ts'))}).then((m) => m.startEmbeddedPostgres({ dataDir: ${JSON.stringify(dataDir)} }))` +
+        `.then(() => console.log('started'), (error) => console.log(error.constructor.name + ': ' + error.message))`;
+      const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { ...nobody, cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      await new Promise((resolve) => child.on('close', resolve));
+
+      // Then it is refused in words saying what failed, and the server was left alone
+      assert.match(
+        output.trim(),
+        new RegExp(`^StartupRefused: the embedded PostgreSQL under ${dataDir} is still running \\(postmaster pid ${postmaster.pid}, run by the OS user daemon\\), left by an earlier start, and this process \\(OS user nobody\\) may not stop it: stop it first, as daemon or root \\(pg_ctl stop -D ${pgData}\\), then start again$`),
+      );
+      assert.doesNotMatch(output, /may not write in it/);
+      assert.ok(processAlive(postmaster.pid!));
+      assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'no claim left behind');
+    } finally {
+      postmaster.kill('SIGKILL');
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
 });

@@ -239,14 +239,57 @@ async function stopStaleServer(pgData: string, logger?: Logger): Promise<void> {
   const pid = (await livePostmaster(pgData))?.pid;
   if (pid === undefined) return;
   logger?.warn({ postmaster_pid: pid }, 'embedded PostgreSQL from an earlier run is still running; stopping it');
-  process.kill(pid, 'SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+  signalStaleServer(pid, 'SIGINT', pgData); // fast shutdown: roll back open transactions, checkpoint, exit
   const deadline = Date.now() + 30_000;
   while (processAlive(pid)) {
     if (Date.now() > deadline) {
-      process.kill(pid, 'SIGQUIT');
+      signalStaleServer(pid, 'SIGQUIT', pgData);
       break;
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Signals a stale postmaster. One run by another OS user (the service ran as
+ * root, its server as `postgres`, was killed, and now runs as a user of its
+ * own) cannot be signalled: EPERM, which the start reported as "this process
+ * may not write in" the data folder — true of no file, and no hint of the
+ * server still running. Now it says which server, whose, and what to do.
+ */
+function signalStaleServer(pid: number, signal: NodeJS.Signals, pgData: string): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+    const owner = userName(processUid(pid));
+    const me = userName(typeof process.getuid === 'function' ? process.getuid() : undefined);
+    throw new StartupRefused(
+      `the embedded PostgreSQL under ${path.dirname(pgData)} is still running (postmaster pid ${pid}, run by the OS user ${owner}), left by an earlier start, ` +
+        `and this process (OS user ${me}) may not stop it: stop it first, as ${owner} or root (pg_ctl stop -D ${pgData}), then start again`,
+      { cause: error },
+    );
+  }
+}
+
+/** The real uid a process runs as (Linux: /proc), or undefined. */
+function processUid(pid: number): number | undefined {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((each) => each.startsWith('Uid:'));
+    const uid = Number(line?.split(/\s+/)[1]);
+    return Number.isInteger(uid) ? uid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An OS user's name (its uid when it has none; `unknown` without a uid). */
+function userName(uid: number | undefined): string {
+  if (uid === undefined) return 'unknown';
+  try {
+    return execFileSync('id', ['-nu', String(uid)], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() || `uid ${uid}`;
+  } catch {
+    return `uid ${uid}`;
   }
 }
 
@@ -318,7 +361,11 @@ const DISK_FAILURE_WORDS: Array<[RegExp, string]> = [
 export function dataFolderFailure(error: unknown, root: string): unknown {
   if (error instanceof StartupRefused || error instanceof EmbeddedDatabaseInUse) return error;
   const code = (error as { code?: unknown } | null)?.code;
-  const byCode = typeof code === 'string' ? DISK_FAILURE_CODES[code] : undefined;
+  // EACCES and EPERM say something of the folder only when a file in it failed:
+  // a signal (kill) or a program (spawn) refused says nothing of its disk.
+  const failedPath = (error as { path?: unknown } | null)?.path;
+  const inFolder = typeof failedPath === 'string' && (path.resolve(failedPath) === root || path.resolve(failedPath).startsWith(`${root}${path.sep}`));
+  const byCode = typeof code === 'string' && (inFolder || (code !== 'EACCES' && code !== 'EPERM')) ? DISK_FAILURE_CODES[code] : undefined;
   if (byCode !== undefined) return new StartupRefused(`cannot use the data folder ${root} (STOREKEEP_DATA_DIR): ${byCode}`);
   const lines = (error instanceof Error ? error.message : String(error)).split('\n');
   for (const [words, meaning] of DISK_FAILURE_WORDS) {
