@@ -671,13 +671,13 @@ async function collectorLogFiles(pgData: string): Promise<string[]> {
  * past log_rotation_size or a day, and never removes one: without this the
  * folder grew as server.log did. The owner runs it at each start and at each
  * look at its server (every second), so the folder holds `keep` files, one
- * more for at most a second after a new one began. A file removed while the
- * server still writes it is gone from the folder at once and from the disk
- * when the server closes it (at once: it has moved on to the newest).
+ * more for at most a second after a new one began. The server has closed
+ * every file but the newest, which is never removed.
  */
 async function pruneServerLogs(pgData: string, keep: number): Promise<void> {
   const files = await collectorLogFiles(pgData);
-  for (const name of files.slice(0, Math.max(0, files.length - keep))) {
+  // Never the newest: it is the one the server writes.
+  for (const name of files.slice(0, Math.max(0, files.length - Math.max(1, keep)))) {
     await rm(path.join(pgData, SERVER_LOG_DIR, name), { force: true });
   }
 }
