@@ -285,8 +285,19 @@ describe('embedded PostgreSQL: its log is bounded', () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-logrotate-'));
     const pgData = path.join(dataDir, 'pg');
     const fileKb = 64;
+    /** A database made on a machine in New York (initdb writes the machine's zone as log_timezone). */
+    const madeInNewYork = async () => {
+      const zone = process.env.TZ;
+      process.env.TZ = 'America/New_York';
+      try {
+        return await startEmbeddedPostgres({ dataDir, logFileSizeKb: fileKb, logFiles: 3 });
+      } finally {
+        if (zone === undefined) delete process.env.TZ;
+        else process.env.TZ = zone;
+      }
+    };
     try {
-      const server = await startEmbeddedPostgres({ dataDir, logFileSizeKb: fileKb, logFiles: 3 });
+      const server = await madeInNewYork();
       const client = new pg.Client(server.url);
       try {
         await client.connect();
@@ -313,6 +324,12 @@ describe('embedded PostgreSQL: its log is bounded', () => {
         // 200 messages of ~700 bytes with their CONTEXT and STATEMENT lines)
         const batchBytes = 200 * 700;
         for (const file of files) assert.ok(file.bytes <= fileKb * 1024 + batchBytes, `${file.name} is ${file.bytes} bytes`);
+        // in UTC, lines and names alike (names in local time go back an hour when summer time ends: the pruning sorts them)
+        assert.match(kept(), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} UTC \[/);
+        assert.doesNotMatch(kept(), / E[SD]T \[/);
+        const [, year, month, day, hour, minute, second] = /^postgresql-(\d{4})-(\d{2})-(\d{2})_(\d{2})(\d{2})(\d{2})\.log$/.exec(files.at(-1)!.name)!.map(Number);
+        const begunAtMs = Date.UTC(year!, month! - 1, day!, hour!, minute!, second!);
+        assert.ok(Math.abs(Date.now() - begunAtMs) < 5 * 60_000, `${files.at(-1)!.name} is named in UTC`);
         // and server.log holds only what the server says before its log files open
         assert.ok(statSync(path.join(pgData, 'server.log')).size < 4096, `server.log is ${statSync(path.join(pgData, 'server.log')).size} bytes`);
         assert.doesNotMatch(readFileSync(path.join(pgData, 'server.log'), 'utf8'), /rotation/);

@@ -548,6 +548,9 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
       log_filename: LOG_FILE_PATTERN,
       log_rotation_size: `${logFileSizeKb}kB`,
       log_rotation_age: '1d',
+      // Names in UTC sort as they began: in local time they go back an hour
+      // when summer time ends, and the pruning would take a newer file for older.
+      log_timezone: 'UTC',
       ...options.settings,
     };
     const serverOptions = Object.entries(settings)
