@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -338,6 +338,50 @@ describe('embedded PostgreSQL: its log is bounded', () => {
         await server.stop();
       }
     } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('an old log file that cannot be removed is warned of once, not every second, and removed once it can be', { timeout: 120_000 }, async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-logstuck-'));
+    const logDir = path.join(dataDir, 'pg', 'log');
+    const stuck = path.join(logDir, 'postgresql-2000-01-01_000000.log');
+    const warnings: string[] = [];
+    const logger = createLogger('warn', 'storekeep', { write: (line: string) => void warnings.push(line) });
+    const keepAlive = setInterval(() => undefined, 1_000); // the watch's own timer does not keep a process alive
+    let immutable = false;
+    try {
+      const server = await startEmbeddedPostgres({ dataDir, logger, logFiles: 2 });
+      try {
+        // Given three files, the oldest one no one may remove (chattr +i)
+        writeFileSync(stuck, 'old\n');
+        writeFileSync(path.join(logDir, 'postgresql-2000-01-02_000000.log'), 'old\n');
+        try {
+          execFileSync('chattr', ['+i', stuck], { stdio: 'pipe' });
+          immutable = true;
+        } catch {
+          return; // no chattr here (not root, or a file system without it): nothing to show
+        }
+        // When the owner looks at its server for 4 seconds
+        await new Promise((resolve) => setTimeout(resolve, 4_000));
+        // Then one warning, and the server runs on
+        assert.equal(warnings.filter((line) => line.includes('could not remove old log files')).length, 1, warnings.join(''));
+        const client = new pg.Client(server.url);
+        await client.connect();
+        await client.end();
+        // and once it may be removed, it is
+        execFileSync('chattr', ['-i', stuck]);
+        immutable = false;
+        const deadline = Date.now() + 10_000;
+        while (existsSync(stuck) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(existsSync(stuck), false);
+        assert.equal(readdirSync(logDir).length, 2);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      if (immutable) execFileSync('chattr', ['-i', stuck]);
+      clearInterval(keepAlive);
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

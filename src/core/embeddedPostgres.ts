@@ -598,10 +598,18 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   let healing: Promise<void> | undefined;
   let failedStarts = 0;
   let nextStartAt = 0;
+  let pruneFailing = false;
   const heal = async () => {
     if (stopping) return;
     if ((await livePostmaster(pgData)) !== undefined) {
-      await pruneServerLogs(pgData, logFilesKept);
+      // One warning while old log files cannot be removed, not one a second.
+      await pruneServerLogs(pgData, logFilesKept).then(
+        () => (pruneFailing = false),
+        (error: unknown) => {
+          if (!pruneFailing) options.logger?.warn({ err: error }, 'could not remove old log files of the embedded PostgreSQL');
+          pruneFailing = true;
+        },
+      );
       return;
     }
     if (Date.now() < nextStartAt) return;
