@@ -342,7 +342,7 @@ describe('embedded PostgreSQL: its log is bounded', () => {
     }
   });
 
-  it('an old log file that cannot be removed is warned of once, not every second, and removed once it can be', { timeout: 120_000 }, async () => {
+  it('an old log file that cannot be removed is warned of once, not every second, and removed once it can be', { timeout: 120_000 }, async (t) => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-logstuck-'));
     const logDir = path.join(dataDir, 'pg', 'log');
     const stuck = path.join(logDir, 'postgresql-2000-01-01_000000.log');
@@ -360,7 +360,8 @@ describe('embedded PostgreSQL: its log is bounded', () => {
           execFileSync('chattr', ['+i', stuck], { stdio: 'pipe' });
           immutable = true;
         } catch {
-          return; // no chattr here (not root, or a file system without it): nothing to show
+          t.skip('no chattr here (not root, or a file system without it): no file can be made unremovable');
+          return;
         }
         // When the owner looks at its server for 4 seconds
         await new Promise((resolve) => setTimeout(resolve, 4_000));
