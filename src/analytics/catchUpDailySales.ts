@@ -30,7 +30,7 @@ export interface CatchUpResult {
  * What the scheduled `analytics.rollup` does for a tenant: recomputes every
  * day one of whose stores' figures (a store's day: in its time zone) does not
  * count a change to its sales that the tenant's last catch-up did not see —
- * a sale recorded or voided whose transaction is not visible in the snapshot
+ * a sale recorded, voided or partly returned whose transaction is not visible in the snapshot
  * of that run's read (`daily_sales_rollup_progress.changes_snapshot`) — then
  * records the snapshot of this run's own read. Figures count a change when
  * its transaction is visible in the snapshot they were computed from
@@ -44,8 +44,8 @@ export interface CatchUpResult {
  * A change that commits after the read but before its day is recomputed
  * here is counted by the figures and skipped by the next run.
  *
- * The changes are read through two indexes (sales by tenant and created_xid,
- * by tenant and voided_xid), from the last snapshot's xmin up: the cost is
+ * The changes are read through three indexes (sales by tenant and
+ * created_xid, voided_xid, returned_xid), from the last snapshot's xmin up: the cost is
  * that of the changes since the last run. A tenant never caught up (no
  * progress row) looks at all its sales once.
  *
@@ -79,6 +79,9 @@ async function forgetTransactionIdsOfAnotherServer(cmd: Command): Promise<void> 
   await sql`
     UPDATE sales SET voided_xid = NULL
     WHERE tenant_id = ${tenantId} AND voided_xid >= pg_snapshot_xmax(pg_current_snapshot())`.execute(tx);
+  await sql`
+    UPDATE sales SET returned_xid = NULL
+    WHERE tenant_id = ${tenantId} AND returned_xid >= pg_snapshot_xmax(pg_current_snapshot())`.execute(tx);
   await sql`
     UPDATE daily_sales_rollups SET computed_snapshot = NULL
     WHERE tenant_id = ${tenantId} AND pg_snapshot_xmax(computed_snapshot) > pg_snapshot_xmax(pg_current_snapshot())`.execute(tx);

@@ -18,7 +18,7 @@ export const analyticsChecks: IntegrityCheck[] = [
     name: 'daily_sales_rollup_matches_sales',
     severity: 'warning',
     description:
-      "A store-day's sales figures (daily_sales_rollups: sales, voided, revenue) equal what that day's sales give — unless one of them was recorded or voided in a transaction the figures' snapshot does not see (computed_snapshot; figures computed before migration 0900: since, or up to 5 minutes before, they were computed): the next scheduled run recomputes those days, and daily_sales_rollup_stale reports one that did not.",
+      "A store-day's sales figures (daily_sales_rollups: sales, voided, revenue) equal what that day's sales give (revenue net of partial returns) — unless one of them was recorded, voided or partly returned in a transaction the figures' snapshot does not see (computed_snapshot; figures computed before migration 0900: since, or up to 5 minutes before, they were computed): the next scheduled run recomputes those days, and daily_sales_rollup_stale reports one that did not.",
     sql: `
       SELECT r.tenant_id, r.store_id::text || '/' || r.business_date::text AS subject,
              jsonb_build_object('store_id', r.store_id, 'business_date', r.business_date, 'computed_at', r.computed_at,
@@ -30,7 +30,8 @@ export const analyticsChecks: IntegrityCheck[] = [
         SELECT ${SALE_FIGURES},
                -- every change of the day's sales is one the figures count (their snapshot; before 0900 their time)
                coalesce(bool_and(${countedBy('r', 's.created_xid', 's.created_at')}
-                                 AND (s.voided_at IS NULL OR ${countedBy('r', 's.voided_xid', 's.voided_at')})), true) AS all_counted
+                                 AND (s.voided_at IS NULL OR ${countedBy('r', 's.voided_xid', 's.voided_at')})
+                                 AND (s.returned_at IS NULL OR ${countedBy('r', 's.returned_xid', 's.returned_at')})), true) AS all_counted
         FROM sales s
         WHERE s.tenant_id = r.tenant_id AND s.store_id = r.store_id
           AND s.id IN (${candidateSaleIds('r.tenant_id', 'r.store_id', 'r.business_date')})
@@ -44,7 +45,7 @@ export const analyticsChecks: IntegrityCheck[] = [
     name: 'daily_sales_rollup_stale',
     severity: 'warning',
     description:
-      "No store-day's sales changed (a sale recorded or voided) more than the grace (26 hours: the nightly rollup plus a margin) ago in a way its figures do not count, nor has sales that old and no figures at all: the scheduled rollup catches every change up, so such a day is figures that will stay wrong.",
+      "No store-day's sales changed (a sale recorded, voided or partly returned) more than the grace (26 hours: the nightly rollup plus a margin) ago in a way its figures do not count, nor has sales that old and no figures at all: the scheduled rollup catches every change up, so such a day is figures that will stay wrong.",
     // Only the changes the tenant's last catch-up has not seen (not visible
     // in daily_sales_rollup_progress.changes_snapshot: two index ranges from
     // its xmin up) can be waiting: every change it saw, it counted in the

@@ -62,11 +62,13 @@ export const SALE_DAY = saleDayOf(
 /**
  * A store-day's figures from its sales (rows aliased `s`), as columns
  * `sales_count, voided_count, revenue`: every sale counted, voided ones also
- * apart, revenue of those not voided. The rollup, its integrity check and a
- * zone change's recompute aggregate with it.
+ * apart, revenue of those not voided, net of what their partial returns took
+ * back (`returned_total`). A return, like a void, changes the figures of its
+ * sale's day, not of the day it happens. The rollup, its integrity check and
+ * a zone change's recompute aggregate with it.
  */
 export const SALE_FIGURES =
-  "count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count, coalesce(sum(s.total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue";
+  "count(*) AS sales_count, count(*) FILTER (WHERE s.status = 'voided') AS voided_count, coalesce(sum(s.total - s.returned_total) FILTER (WHERE s.status <> 'voided'), 0) AS revenue";
 
 /**
  * How long before its figures were computed a change to a day's sales may
@@ -157,7 +159,7 @@ export async function rollupDailySales(cmd: Command, businessDate: string): Prom
         -- the stores' zones (locked FOR SHARE above)
         SELECT id, time_zone FROM stores WHERE tenant_id = ${cmd.tenantId}
       ), counted AS (
-        SELECT s.store_id, s.status, s.total FROM sales s JOIN st ON st.id = s.store_id
+        SELECT s.store_id, s.status, s.total, s.returned_total FROM sales s JOIN st ON st.id = s.store_id
         WHERE s.tenant_id = ${cmd.tenantId}
           AND s.id IN (
             -- booked on the day (entries by store and day)

@@ -2,10 +2,13 @@ import { ROLLUP_SETTLE } from './rollupDailySales.js';
 
 /*
  * The changes to a tenant's sales that its daily figures count — a sale
- * recorded, a sale voided — as rows: every column of the sale (`s.*`) and the
- * change's `xid` (the id of the transaction that made it: `created_xid` or
- * `voided_xid`; NULL for a change made before migration 0900) and
- * `changed_at` (when that transaction began: `created_at` or `voided_at`).
+ * recorded, a sale voided, a sale's latest partial return — as rows: every
+ * column of the sale (`s.*`) and the change's `xid` (the id of the
+ * transaction that made it: `created_xid`, `voided_xid` or `returned_xid`;
+ * NULL for a change made before migration 0900) and `changed_at` (when that
+ * transaction began: `created_at`, `voided_at` or `returned_at`). A sale's
+ * returns follow one another on its locked row, so the latest one's id being
+ * seen means every earlier one was too.
  * SQL text for a LATERAL subquery.
  * The catch-up (catchUpDailySales) and the integrity check
  * daily_sales_rollup_stale read them the same way.
@@ -15,7 +18,8 @@ import { ROLLUP_SETTLE } from './rollupDailySales.js';
  * The changes the catch-up has not seen, for a progress row aliased
  * `progress` (daily_sales_rollup_progress, or a row with its `tenant_id` and
  * `changes_snapshot`): those whose transaction is not visible in its
- * snapshot. Two index ranges (sales_created_xid_idx, sales_voided_xid_idx):
+ * snapshot. Three index ranges (sales_created_xid_idx, sales_voided_xid_idx,
+ * sales_returned_xid_idx):
  * the ids from the snapshot's xmin up. Every
  * transaction below xmin had finished when the snapshot was taken, so its
  * changes were seen; one still running then — whatever its id, below the
@@ -33,7 +37,11 @@ export function saleChangesNotSeenBy(progress: string): string {
     UNION ALL
     SELECT s.*, s.voided_xid, s.voided_at FROM sales s
     WHERE s.tenant_id = ${progress}.tenant_id AND s.voided_xid >= pg_snapshot_xmin(${progress}.changes_snapshot)
-      AND NOT pg_visible_in_snapshot(s.voided_xid, ${progress}.changes_snapshot)`;
+      AND NOT pg_visible_in_snapshot(s.voided_xid, ${progress}.changes_snapshot)
+    UNION ALL
+    SELECT s.*, s.returned_xid, s.returned_at FROM sales s
+    WHERE s.tenant_id = ${progress}.tenant_id AND s.returned_xid >= pg_snapshot_xmin(${progress}.changes_snapshot)
+      AND NOT pg_visible_in_snapshot(s.returned_xid, ${progress}.changes_snapshot)`;
 }
 
 /**
@@ -46,7 +54,7 @@ export function saleChangesNotSeenBy(progress: string): string {
 export function everySaleChange(tenant: string): string {
   return `
     SELECT s.*, c.xid, c.changed_at FROM sales s
-    CROSS JOIN LATERAL (VALUES (s.created_xid, s.created_at), (s.voided_xid, s.voided_at)) c (xid, changed_at)
+    CROSS JOIN LATERAL (VALUES (s.created_xid, s.created_at), (s.voided_xid, s.voided_at), (s.returned_xid, s.returned_at)) c (xid, changed_at)
     WHERE s.tenant_id = ${tenant} AND c.changed_at IS NOT NULL
     OFFSET 0`;
 }

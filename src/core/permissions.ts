@@ -20,6 +20,10 @@ export const PERMISSIONS = [
   'sales.create',
   'sales.bulk',
   'sales.void',
+  // A partial return (POST /v1/sales/{id}/returns): held by the roles that
+  // may void — it takes money back out of the drawer as a void does — but
+  // its own permission, so a shop can let a role take returns and not void.
+  'sales.return',
   'sales.read',
   'sales.sync',
   // A store's daily figures (revenue, sales and voids per day): what the shop
@@ -72,6 +76,7 @@ const ROLE_PERMISSIONS: Record<Role, ReadonlySet<Permission>> = {
     'sales.create',
     'sales.bulk',
     'sales.void',
+    'sales.return',
     'sales.sync',
     'parties.write',
     'payments.create',

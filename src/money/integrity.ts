@@ -132,7 +132,7 @@ export const moneyChecks: IntegrityCheck[] = [
     name: 'money_sale_posted',
     severity: 'critical',
     description:
-      "Every sale with a total above zero has exactly one journal entry (kind sale) debiting its total where the money went (the store's drawer or clearing account, or the customer's receivable for credit) and crediting the store's sales revenue; a voided one also exactly one reversing entry (kind sale_void) that nets it to zero on every account; a completed one none, and no such entry names a sale that does not exist. Both entries are booked for the sale's store, on a day its booking rule allows: not before the day asked for (a synced sale's till day; a queued void's till day, but not before its sale's day; else the day it was recorded), and after that day's neighbour in any time zone only past a counted day.",
+      "Every sale with a total above zero has exactly one journal entry (kind sale) debiting its total where the money went (the store's drawer or clearing account, or the customer's receivable for credit) and crediting the store's sales revenue; a voided one also exactly one reversing entry (kind sale_void) that nets it, with its partial returns' entries (kind sale_return), to zero on every account — none when its returns had already taken all its money back; a completed one none, and no such entry names a sale that does not exist. Both entries are booked for the sale's store, on a day its booking rule allows: not before the day asked for (a synced sale's till day; a queued void's till day, but not before its sale's day; else the day it was recorded), and after that day's neighbour in any time zone only past a counted day.",
     // Where and when each entry is booked. Its day is the store's day (in the
     // store's time zone, which may have changed since: not kept) of the moment
     // asked for — a synced sale's till time, a queued void's till time but not
@@ -186,12 +186,14 @@ export const moneyChecks: IntegrityCheck[] = [
                                                              AND c.business_date = b.business_date - 1))
         GROUP BY b.tenant_id, b.sale_id
       ), lines AS (
-        SELECT e.tenant_id, e.subject_id AS sale_id, p.account_id,
+        -- a partial return's entry (subject: the return) counts for its sale
+        SELECT e.tenant_id, coalesce(r.sale_id, e.subject_id) AS sale_id, p.account_id,
                coalesce(sum(p.amount) FILTER (WHERE e.kind = 'sale'), 0) AS posted, sum(p.amount) AS net
         FROM journal_entries e
         JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
-        WHERE e.kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR e.tenant_id = $1)
-        GROUP BY e.tenant_id, e.subject_id, p.account_id
+        LEFT JOIN sale_returns r ON e.kind = 'sale_return' AND r.tenant_id = e.tenant_id AND r.id = e.subject_id
+        WHERE e.kind IN ('sale', 'sale_void', 'sale_return') AND ($1::uuid IS NULL OR e.tenant_id = $1)
+        GROUP BY e.tenant_id, coalesce(r.sale_id, e.subject_id), p.account_id
       ), entries AS (
         SELECT tenant_id, subject_id AS sale_id,
                count(*) FILTER (WHERE kind = 'sale') AS sale_entries, count(*) FILTER (WHERE kind = 'sale_void') AS void_entries
@@ -199,7 +201,7 @@ export const moneyChecks: IntegrityCheck[] = [
         WHERE kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR tenant_id = $1)
         GROUP BY tenant_id, subject_id
       ), per_sale AS (
-        SELECT s.tenant_id, s.id, s.store_id, s.status, s.payment_method, s.total,
+        SELECT s.tenant_id, s.id, s.store_id, s.status, s.payment_method, s.total, s.returned_total,
                coalesce(sum(l.posted) FILTER (WHERE l.posted > 0), 0) AS debited,
                coalesce(sum(l.posted) FILTER (WHERE CASE s.payment_method WHEN 'credit' THEN a.party_id = s.customer_id
                                                      ELSE a.store_id = s.store_id AND a.kind = CASE s.payment_method WHEN 'cash' THEN 'cash_drawer'
@@ -213,7 +215,7 @@ export const moneyChecks: IntegrityCheck[] = [
         GROUP BY s.tenant_id, s.id
       )
       SELECT s.tenant_id, s.id::text AS subject,
-             jsonb_build_object('sale_id', s.id, 'store_id', s.store_id, 'status', s.status, 'payment_method', s.payment_method, 'total', s.total,
+             jsonb_build_object('sale_id', s.id, 'store_id', s.store_id, 'status', s.status, 'payment_method', s.payment_method, 'total', s.total, 'returned_total', s.returned_total,
                                 'sale_entries', coalesce(e.sale_entries, 0), 'void_entries', coalesce(e.void_entries, 0),
                                 'debited', s.debited, 'to_debit_account', s.to_debit_account, 'to_revenue', s.to_revenue,
                                 'void_nets_to_zero', NOT s.unreversed, 'misbooked_entries', coalesce(m.entries, '[]'::jsonb)) AS detail
@@ -222,7 +224,7 @@ export const moneyChecks: IntegrityCheck[] = [
       LEFT JOIN misbooked m ON m.tenant_id = s.tenant_id AND m.sale_id = s.id
       WHERE m.sale_id IS NOT NULL
          OR coalesce(e.sale_entries, 0) <> CASE WHEN s.total > 0 THEN 1 ELSE 0 END
-         OR coalesce(e.void_entries, 0) <> CASE WHEN s.total > 0 AND s.status = 'voided' THEN 1 ELSE 0 END
+         OR coalesce(e.void_entries, 0) <> CASE WHEN s.total > s.returned_total AND s.status = 'voided' THEN 1 ELSE 0 END
          OR (s.total > 0 AND (s.debited <> s.total OR s.to_debit_account <> s.total OR s.to_revenue <> -s.total))
          OR (s.status = 'voided' AND s.unreversed)
       UNION ALL

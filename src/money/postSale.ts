@@ -55,22 +55,31 @@ export function saleJournalEntry(sale: SaleForLedger): JournalEntryInput | null 
 }
 
 /**
- * A void's reversing entry: exactly the sale's postings, negated, dated the
- * day of the void (the cash leaves the drawer then): today, or — for a void a
- * till queued offline — the day of its `tillTime`, by the rule of a synced
- * sale (postJournals), and never before the sale's own entry's day (a till
- * clock reset to 1970 cannot take the cash out before it came in). Reversing
- * what was posted — not recomputing it — keeps the two entries exact mirrors.
+ * A void's reversing entry: exactly what is left of the sale's postings —
+ * the sale's entry plus the entries of its partial returns (kind
+ * sale_return, postSaleReturn) — negated, dated the day of the void (the
+ * cash leaves the drawer then): today, or — for a void a till queued offline
+ * — the day of its `tillTime`, by the rule of a synced sale (postJournals),
+ * and never before the sale's own entry's day (a till clock reset to 1970
+ * cannot take the cash out before it came in). Reversing what was posted —
+ * not recomputing it — keeps the entries exact mirrors: the sale's accounts
+ * net to zero. A sale whose returns already took all its money back (or one
+ * that moved none) needs no entry: null.
  */
 export async function postSaleVoid(tx: Tx, cmd: Cmd, sale: Pick<SaleForLedger, 'id' | 'store_id'>, tillTime: Date | string | null = null): Promise<PostedEntry | null> {
   const posted = await all(
     tx,
     sql<{ kind: string; store_id: string | null; party_id: string | null; amount: number; business_date: string }>`
-      SELECT a.kind, a.store_id, a.party_id, p.amount, e.business_date
+      SELECT a.kind, a.store_id, a.party_id, sum(p.amount)::bigint AS amount,
+             (SELECT min(s.business_date) FROM journal_entries s WHERE s.tenant_id = ${cmd.tenantId} AND s.subject_id = ${sale.id} AND s.kind = 'sale')::text AS business_date
       FROM journal_entries e
       JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
       JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
-      WHERE e.tenant_id = ${cmd.tenantId} AND e.subject_id = ${sale.id} AND e.kind = 'sale'`,
+      WHERE e.tenant_id = ${cmd.tenantId}
+        AND ((e.subject_id = ${sale.id} AND e.kind = 'sale')
+             OR (e.kind = 'sale_return' AND e.subject_id IN (SELECT r.id FROM sale_returns r WHERE r.tenant_id = ${cmd.tenantId} AND r.sale_id = ${sale.id})))
+      GROUP BY a.id, a.kind, a.store_id, a.party_id
+      HAVING sum(p.amount) <> 0`,
   );
   if (posted.length === 0) return null;
   return postJournal(tx, cmd, {
@@ -84,5 +93,41 @@ export async function postSaleVoid(tx: Tx, cmd: Cmd, sale: Pick<SaleForLedger, '
       account: posting.party_id !== null ? { partyId: posting.party_id } : { storeId: posting.store_id!, kind: posting.kind as StoreAccountKind },
       amount: -posting.amount,
     })),
+  });
+}
+
+/**
+ * A partial return's entry: `refund` out of where the sale's money went (the
+ * drawer for cash, the clearing account for card and mobile, the customer's
+ * receivable for credit) and back out of the store's sales revenue — the
+ * sale's postings, for that part, reversed. Dated like a void's entry (today,
+ * or the day of a till's `tillTime`, never before the sale's own day). A
+ * refund of 0 moves no money: no entry (null). Subject: the return.
+ */
+export async function postSaleReturn(
+  tx: Tx,
+  cmd: Cmd,
+  sale: Pick<SaleForLedger, 'id' | 'store_id' | 'payment_method' | 'customer_id'>,
+  saleReturn: { id: string; refund: number },
+  tillTime: Date | string | null = null,
+): Promise<PostedEntry | null> {
+  if (saleReturn.refund === 0) return null;
+  const saleDay = await all(
+    tx,
+    sql<{ business_date: string }>`
+      SELECT business_date::text AS business_date FROM journal_entries
+      WHERE tenant_id = ${cmd.tenantId} AND subject_id = ${sale.id} AND kind = 'sale' LIMIT 1`,
+  );
+  return postJournal(tx, cmd, {
+    kind: 'sale_return',
+    storeId: sale.store_id,
+    subjectType: 'sale_return',
+    subjectId: saleReturn.id,
+    tillTime,
+    ...(saleDay[0] ? { notBefore: saleDay[0].business_date } : {}),
+    postings: [
+      { account: saleDebitAccount(sale), amount: -saleReturn.refund },
+      { account: { storeId: sale.store_id, kind: REVENUE }, amount: saleReturn.refund },
+    ],
   });
 }

@@ -19,6 +19,8 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     storeId: string;
     skuId: string;
     sale: { id: string; op_id: string; receipt_number: number };
+    /** A partial return (100 g of the 333 g sale, refunding 100): consistent too. */
+    saleReturn: { id: string; op_id: string; sale_id: string };
   }
 
   /** A shop with stock, three sales and one void: consistent by construction. */
@@ -41,7 +43,9 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     });
     assert.equal(synced.body.results[0].status, 201);
     assert.equal(synced.body.results[0].body.items[0].shortfall_quantity, 4);
-    return { tenantId, owner, storeId, skuId, sale: sales[0] };
+    const returned = await owner.post(`/v1/sales/${sales[2].id}/returns`, { items: [{ sku_id: skuId, quantity: 100 }], reason: 'test' });
+    assert.equal(returned.status, 201, JSON.stringify(returned.body));
+    return { tenantId, owner, storeId, skuId, sale: sales[0], saleReturn: returned.body };
   }
 
   async function reported(shop: Shop): Promise<string[]> {
@@ -229,6 +233,82 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     await corrupt([`UPDATE stock_ledger SET kind = 'adjustment' WHERE tenant_id = $1 AND op_id = $2`], [[shop.tenantId, voided]]);
     assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
   });
+  it('sale_return_matches_lines and sale_stock_matches_items: a return\'s ledger row brings back more than its line took back', async () => {
+    const shop = await newShop();
+    // the balance and the later running totals follow, so only the return's rows are wrong
+    await corrupt(
+      [
+        `UPDATE stock_ledger SET quantity_after = quantity_after + 1
+         WHERE tenant_id = $1 AND id >= (SELECT id FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2)`,
+        `UPDATE stock_ledger SET quantity_change = quantity_change + 1 WHERE tenant_id = $1 AND op_id = $2`,
+        `UPDATE stock_balances SET quantity = quantity + 1 WHERE tenant_id = $1`,
+      ],
+      [[shop.tenantId, shop.saleReturn.op_id], [shop.tenantId, shop.saleReturn.op_id], [shop.tenantId]],
+    );
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines', 'sale_stock_matches_items']);
+  });
+
+  it('sale_return_matches_lines: a return line whose refund is not its part of the line\'s money (the return, the sale and the entry following it)', async () => {
+    const shop = await newShop();
+    const money = (table: string) =>
+      `WITH changed AS (
+         UPDATE postings p SET amount = p.amount + CASE WHEN p.amount > 0 THEN 1 ELSE -1 END
+         FROM journal_entries e
+         WHERE e.tenant_id = $1 AND e.op_id = $2 AND e.kind = 'sale_return' AND p.tenant_id = e.tenant_id AND p.entry_id = e.id
+         RETURNING p.account_id, CASE WHEN p.amount > 0 THEN 1 ELSE -1 END AS delta
+       )
+       UPDATE ${table} a SET balance = a.balance + c.delta, debit_total = a.debit_total + greatest(c.delta, 0), credit_total = a.credit_total + greatest(-c.delta, 0)
+       FROM changed c WHERE a.tenant_id = $1 AND a.id = c.account_id`;
+    await corrupt(
+      [
+        `UPDATE sale_return_items SET refund = refund + 1 WHERE tenant_id = $1 AND op_id = $2`,
+        `UPDATE sale_returns SET refund_total = refund_total + 1 WHERE tenant_id = $1 AND op_id = $2`,
+        `UPDATE sales SET returned_total = returned_total + 1 WHERE tenant_id = $1 AND id = (SELECT sale_id FROM sale_returns WHERE tenant_id = $1 AND op_id = $2)`,
+        money('accounts'),
+      ],
+      [[shop.tenantId, shop.saleReturn.op_id], [shop.tenantId, shop.saleReturn.op_id], [shop.tenantId, shop.saleReturn.op_id], [shop.tenantId, shop.saleReturn.op_id]],
+    );
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
+  });
+
+  it('sale_return_matches_lines: a return whose refund left another account than the sale\'s money went to (the card clearing, not the drawer)', async () => {
+    const shop = await newShop();
+    const drawer = (await t.admin.query(`SELECT id FROM accounts WHERE tenant_id = $1 AND kind = 'cash_drawer'`, [shop.tenantId])).rows[0].id;
+    const clearing = randomUUID();
+    await corrupt(
+      [
+        `INSERT INTO accounts (tenant_id, id, key, kind, store_id, balance, debit_total, credit_total, op_id)
+         SELECT tenant_id, $3, 'store/' || store_id || '/card_clearing', 'card_clearing', store_id, 0, 0, 0, op_id FROM accounts WHERE tenant_id = $1 AND id = $2`,
+        `WITH moved AS (
+           UPDATE postings p SET account_id = $3 FROM journal_entries e
+           WHERE e.tenant_id = $1 AND e.kind = 'sale_return' AND p.tenant_id = e.tenant_id AND p.entry_id = e.id AND p.account_id = $2
+           RETURNING p.amount
+         ), drawer AS (
+           UPDATE accounts SET balance = balance - (SELECT amount FROM moved), credit_total = credit_total + (SELECT amount FROM moved)
+           WHERE tenant_id = $1 AND id = $2
+         )
+         UPDATE accounts SET balance = balance + (SELECT amount FROM moved), credit_total = credit_total - (SELECT amount FROM moved)
+         WHERE tenant_id = $1 AND id = $3`,
+      ],
+      [[shop.tenantId, drawer, clearing], [shop.tenantId, drawer, clearing]],
+    );
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
+  });
+
+  it('sale_return_matches_lines: a sale whose returned_total is not what its returns refunded', async () => {
+    const shop = await newShop();
+    await corrupt([`UPDATE sales SET returned_total = returned_total + 5 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.saleReturn.sale_id]]);
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
+  });
+
+  it('sale_stock_matches_items: stock that came back as a return under an operation that is no return', async () => {
+    const shop = await newShop();
+    await givenStock(shop.owner, shop.storeId, [{ sku_id: shop.skuId, quantity: 50 }]);
+    const [statements, params] = strayTake(shop.tenantId, shop.storeId, shop.skuId, shop.sale.op_id, 'return', -5);
+    await corrupt(statements, params);
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+  });
+
   /** The shop's offline sale that synced short (9 g sold, 5 g taken, 4 g short) and its review item. */
   async function shortSale(shop: Shop): Promise<{ saleId: string; itemId: string }> {
     const { rows } = await t.admin.query<{ sale_id: string; item_id: string }>(

@@ -59,20 +59,32 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_stock_matches_items',
     severity: 'critical',
     description:
-      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), and a void\'s ledger rows returned exactly that; and no stock moved as a sale or a void (ledger kind sale or void) except in the store of a sale by its own operation or the one that voided it.',
+      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), its partial returns\' ledger rows (kind return) brought back exactly what their lines took back, and a void\'s ledger rows returned exactly what was left; and no stock moved as a sale, a void or a return (ledger kind sale, void or return) except in the store of a sale by its own operation, the one that voided it or one of its returns.',
     sql: `
       WITH sold AS (
-        SELECT i.tenant_id, i.sale_id, i.sku_id, sum(i.quantity - i.shortfall_quantity) AS taken, sum(i.shortfall_quantity) AS shortfall
+        SELECT i.tenant_id, i.sale_id, i.sku_id, sum(i.quantity - i.shortfall_quantity) AS taken, sum(i.shortfall_quantity) AS shortfall,
+               sum((SELECT coalesce(sum(ri.quantity), 0) FROM sale_return_items ri WHERE ri.tenant_id = i.tenant_id AND ri.sale_item_id = i.id)) AS brought_back
         FROM sale_items i WHERE ($1::uuid IS NULL OR i.tenant_id = $1)
         GROUP BY i.tenant_id, i.sale_id, i.sku_id
       ), moved AS (
-        SELECT s.tenant_id, s.id AS sale_id, l.sku_id,
-               sum(-l.quantity_change) FILTER (WHERE l.op_id = s.op_id AND l.kind = 'sale') AS taken,
-               sum(l.quantity_change) FILTER (WHERE l.op_id = s.voided_by_op AND l.kind = 'void') AS returned
-        FROM sales s
-        JOIN stock_ledger l ON l.tenant_id = s.tenant_id AND l.store_id = s.store_id AND l.op_id IN (s.op_id, s.voided_by_op)
-        WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
-        GROUP BY s.tenant_id, s.id, l.sku_id
+        SELECT x.tenant_id, x.sale_id, x.sku_id, sum(x.taken) AS taken, sum(x.returned) AS returned, sum(x.brought_back) AS brought_back
+        FROM (
+          SELECT s.tenant_id, s.id AS sale_id, l.sku_id,
+                 CASE WHEN l.op_id = s.op_id AND l.kind = 'sale' THEN -l.quantity_change END AS taken,
+                 CASE WHEN l.op_id = s.voided_by_op AND l.kind = 'void' THEN l.quantity_change END AS returned,
+                 NULL::bigint AS brought_back
+          FROM sales s
+          JOIN stock_ledger l ON l.tenant_id = s.tenant_id AND l.store_id = s.store_id AND l.op_id IN (s.op_id, s.voided_by_op)
+          WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+          UNION ALL
+          -- a return's rows, in its sale's store
+          SELECT r.tenant_id, r.sale_id, l.sku_id, NULL, NULL, CASE WHEN l.kind = 'return' THEN l.quantity_change END
+          FROM sale_returns r
+          JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
+          JOIN stock_ledger l ON l.tenant_id = r.tenant_id AND l.store_id = s.store_id AND l.op_id = r.op_id
+          WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
+        ) x
+        GROUP BY x.tenant_id, x.sale_id, x.sku_id
       ), voided AS (
         SELECT tenant_id, id AS sale_id, status = 'voided' AS voided, source = 'online' AS online FROM sales WHERE ($1::uuid IS NULL OR tenant_id = $1)
       )
@@ -80,24 +92,130 @@ export const salesChecks: IntegrityCheck[] = [
              coalesce(sold.sale_id, moved.sale_id) || '/' || coalesce(sold.sku_id, moved.sku_id) AS subject,
              jsonb_build_object('sale_id', coalesce(sold.sale_id, moved.sale_id), 'sku_id', coalesce(sold.sku_id, moved.sku_id),
                                 'sold', coalesce(sold.taken, 0), 'ledger_taken', coalesce(moved.taken, 0),
+                                'returned_by_returns', coalesce(sold.brought_back, 0), 'ledger_returned_by_returns', coalesce(moved.brought_back, 0),
                                 'ledger_returned', coalesce(moved.returned, 0), 'shortfall', coalesce(sold.shortfall, 0), 'source', CASE WHEN v.online THEN 'online' ELSE 'offline' END) AS detail
       FROM sold
       FULL JOIN moved ON moved.tenant_id = sold.tenant_id AND moved.sale_id = sold.sale_id AND moved.sku_id = sold.sku_id
       JOIN voided v ON v.tenant_id = coalesce(sold.tenant_id, moved.tenant_id) AND v.sale_id = coalesce(sold.sale_id, moved.sale_id)
       WHERE coalesce(sold.taken, 0) <> coalesce(moved.taken, 0)
-         OR coalesce(moved.returned, 0) <> CASE WHEN v.voided THEN coalesce(sold.taken, 0) ELSE 0 END
+         OR coalesce(moved.brought_back, 0) <> coalesce(sold.brought_back, 0)
+         OR coalesce(moved.returned, 0) <> CASE WHEN v.voided THEN coalesce(sold.taken, 0) - coalesce(sold.brought_back, 0) ELSE 0 END
          OR (v.online AND coalesce(sold.shortfall, 0) <> 0)
       UNION ALL
-      -- Stray rows: stock that left (or came back) as a sale (a void) in a
-      -- store, under an operation that is no sale (no void of a sale) of that store.
+      -- Stray rows: stock that left (or came back) as a sale (a void, a
+      -- return) in a store, under an operation that is no sale (no void, no
+      -- return of a sale) of that store.
       SELECT l.tenant_id, l.op_id || '/' || l.kind || '/' || l.store_id || '/' || l.sku_id AS subject,
              jsonb_build_object('op_id', l.op_id, 'kind', l.kind, 'store_id', l.store_id, 'sku_id', l.sku_id,
                                 'quantity_change', sum(l.quantity_change), 'ledger_ids', jsonb_agg(l.id ORDER BY l.id)) AS detail
       FROM stock_ledger l
       LEFT JOIN sales sold_by ON l.kind = 'sale' AND sold_by.tenant_id = l.tenant_id AND sold_by.op_id = l.op_id AND sold_by.store_id = l.store_id
       LEFT JOIN sales voided_by ON l.kind = 'void' AND voided_by.tenant_id = l.tenant_id AND voided_by.voided_by_op = l.op_id AND voided_by.store_id = l.store_id
-      WHERE ($1::uuid IS NULL OR l.tenant_id = $1) AND l.kind IN ('sale', 'void') AND sold_by.id IS NULL AND voided_by.id IS NULL
+      LEFT JOIN sale_returns returned_by ON l.kind = 'return' AND returned_by.tenant_id = l.tenant_id AND returned_by.op_id = l.op_id
+      LEFT JOIN sales returned_from ON returned_from.tenant_id = returned_by.tenant_id AND returned_from.id = returned_by.sale_id AND returned_from.store_id = l.store_id
+      WHERE ($1::uuid IS NULL OR l.tenant_id = $1) AND l.kind IN ('sale', 'void', 'return') AND sold_by.id IS NULL AND voided_by.id IS NULL AND returned_from.id IS NULL
       GROUP BY l.tenant_id, l.op_id, l.kind, l.store_id, l.sku_id`,
+  },
+  {
+    name: 'sale_return_matches_lines',
+    severity: 'critical',
+    description:
+      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not a line of workshop pieces nor one with an offline shortfall), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
+    // The line's money, as sale_total_matches_items computes it: pieces
+    // exactly, grams or millimetres per 1000 rounded half up (lineTotal).
+    sql: `
+      WITH item AS (
+        SELECT ri.tenant_id, ri.return_id, ri.id, ri.sale_id AS item_sale_id, ri.sku_id, ri.quantity, ri.refund,
+               i.sale_id AS line_sale_id, i.sku_id AS line_sku_id, i.quantity AS line_quantity, i.shortfall_quantity, cardinality(i.piece_ids) AS pieces,
+               k.unit, i.unit_price,
+               sum(ri.quantity) OVER (PARTITION BY ri.tenant_id, ri.sale_item_id ORDER BY r.return_number) AS through,
+               sum(ri.quantity) OVER (PARTITION BY ri.tenant_id, ri.sale_item_id) AS line_returned
+        FROM sale_return_items ri
+        JOIN sale_returns r ON r.tenant_id = ri.tenant_id AND r.id = ri.return_id
+        JOIN sale_items i ON i.tenant_id = ri.tenant_id AND i.id = ri.sale_item_id
+        JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
+        WHERE ($1::uuid IS NULL OR ri.tenant_id = $1)
+      ), priced AS (
+        SELECT item.*,
+               CASE WHEN unit = 'piece' THEN through::numeric * unit_price ELSE div(through::numeric * unit_price * 2 + 1000, 2000) END
+               - CASE WHEN through - quantity = 0 THEN 0
+                      WHEN unit = 'piece' THEN (through - quantity)::numeric * unit_price
+                      ELSE div((through - quantity)::numeric * unit_price * 2 + 1000, 2000) END AS at_price
+        FROM item
+      ), lines AS (
+        SELECT tenant_id, return_id, count(*) AS lines, sum(refund) AS refunds,
+               coalesce(jsonb_agg(jsonb_build_object('id', id, 'sku_id', sku_id, 'quantity', quantity, 'refund', refund, 'at_price', at_price,
+                                                     'line_returned', line_returned, 'line_quantity', line_quantity))
+                          FILTER (WHERE refund <> at_price OR item_sale_id IS DISTINCT FROM line_sale_id OR sku_id IS DISTINCT FROM line_sku_id
+                                        OR shortfall_quantity > 0 OR pieces > 0 OR line_returned > line_quantity), '[]'::jsonb) AS lines_off,
+               bool_or(item_sale_id IS DISTINCT FROM line_sale_id) AS other_sale
+        FROM priced GROUP BY tenant_id, return_id
+      ), per_sku AS (
+        SELECT tenant_id, return_id, sku_id, sum(quantity) AS quantity FROM sale_return_items
+        WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, return_id, sku_id
+      ), stock_off AS (
+        SELECT coalesce(q.tenant_id, m.tenant_id) AS tenant_id, coalesce(q.return_id, m.return_id) AS return_id,
+               jsonb_agg(jsonb_build_object('sku_id', coalesce(q.sku_id, m.sku_id), 'lines', coalesce(q.quantity, 0), 'ledger', coalesce(m.quantity, 0))) AS skus
+        FROM per_sku q
+        FULL JOIN (
+          SELECT r.tenant_id, r.id AS return_id, l.sku_id, sum(l.quantity_change) AS quantity
+          FROM sale_returns r
+          JOIN stock_ledger l ON l.tenant_id = r.tenant_id AND l.op_id = r.op_id AND l.kind = 'return' AND l.store_id = r.store_id
+          WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
+          GROUP BY r.tenant_id, r.id, l.sku_id
+        ) m ON m.tenant_id = q.tenant_id AND m.return_id = q.return_id AND m.sku_id = q.sku_id
+        WHERE coalesce(q.quantity, 0) <> coalesce(m.quantity, 0)
+        GROUP BY 1, 2
+      ), entries AS (
+        SELECT e.tenant_id, e.subject_id AS return_id, count(DISTINCT e.id) AS entries,
+               bool_and(e.op_id = r.op_id AND e.store_id IS NOT DISTINCT FROM s.store_id) AS own,
+               count(p.*) AS postings,
+               coalesce(sum(p.amount) FILTER (WHERE CASE s.payment_method WHEN 'credit' THEN a.party_id = s.customer_id
+                                                 ELSE a.store_id = s.store_id AND a.kind = CASE s.payment_method WHEN 'cash' THEN 'cash_drawer'
+                                                   WHEN 'card' THEN 'card_clearing' WHEN 'mobile' THEN 'mobile_clearing' END END), 0) AS to_debit_account,
+               coalesce(sum(p.amount) FILTER (WHERE a.store_id = s.store_id AND a.kind = 'sales_revenue'), 0) AS to_revenue
+        FROM journal_entries e
+        JOIN sale_returns r ON r.tenant_id = e.tenant_id AND r.id = e.subject_id
+        JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
+        LEFT JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+        LEFT JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+        WHERE e.kind = 'sale_return' AND ($1::uuid IS NULL OR e.tenant_id = $1)
+        GROUP BY e.tenant_id, e.subject_id
+      ), per_sale AS (
+        SELECT tenant_id, sale_id, sum(refund_total) AS refunds FROM sale_returns WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, sale_id
+      )
+      SELECT r.tenant_id, r.id::text AS subject,
+             jsonb_build_object('return_id', r.id, 'sale_id', r.sale_id, 'store_id', r.store_id, 'sale_store_id', s.store_id,
+                                'refund_total', r.refund_total, 'lines', coalesce(l.lines, 0), 'line_refunds', coalesce(l.refunds, 0), 'lines_off', coalesce(l.lines_off, '[]'::jsonb),
+                                'stock_off', coalesce(so.skus, '[]'::jsonb), 'entries', coalesce(e.entries, 0), 'entry_by_return', coalesce(e.own, true),
+                                'postings', coalesce(e.postings, 0), 'to_debit_account', coalesce(e.to_debit_account, 0), 'to_revenue', coalesce(e.to_revenue, 0),
+                                'sale_returned_total', s.returned_total, 'sale_refunds', ps.refunds) AS detail
+      FROM sale_returns r
+      JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
+      JOIN per_sale ps ON ps.tenant_id = r.tenant_id AND ps.sale_id = r.sale_id
+      LEFT JOIN lines l ON l.tenant_id = r.tenant_id AND l.return_id = r.id
+      LEFT JOIN stock_off so ON so.tenant_id = r.tenant_id AND so.return_id = r.id
+      LEFT JOIN entries e ON e.tenant_id = r.tenant_id AND e.return_id = r.id
+      WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
+        AND (r.store_id <> s.store_id
+             OR coalesce(l.lines, 0) = 0 OR l.refunds <> r.refund_total OR l.lines_off <> '[]'::jsonb
+             OR so.return_id IS NOT NULL
+             OR coalesce(e.entries, 0) <> CASE WHEN r.refund_total > 0 THEN 1 ELSE 0 END
+             OR NOT coalesce(e.own, true)
+             OR (r.refund_total > 0 AND (e.postings <> 2 OR e.to_debit_account <> -r.refund_total OR e.to_revenue <> r.refund_total))
+             OR s.returned_total <> ps.refunds)
+      UNION ALL
+      -- a sale that says its returns took money back, with no returns
+      SELECT s.tenant_id, s.id::text, jsonb_build_object('sale_id', s.id, 'sale_returned_total', s.returned_total, 'returns', 0)
+      FROM sales s
+      WHERE ($1::uuid IS NULL OR s.tenant_id = $1) AND s.returned_total <> 0
+        AND NOT EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = s.tenant_id AND r.sale_id = s.id)
+      UNION ALL
+      -- a sale_return entry naming no return
+      SELECT e.tenant_id, e.id::text, jsonb_build_object('entry_id', e.id, 'subject_id', e.subject_id, 'return_exists', false)
+      FROM journal_entries e
+      WHERE e.kind = 'sale_return' AND ($1::uuid IS NULL OR e.tenant_id = $1)
+        AND NOT EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = e.tenant_id AND r.id = e.subject_id)`,
   },
   {
     name: 'sale_shortfall_matches_review_item',

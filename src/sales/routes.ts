@@ -20,6 +20,7 @@ import { assertStorableText } from '../http/json.js';
 import { IdempotencyHeaders, IdParams, LOWERCASE, Money, Timestamp, Uuid } from '../http/schemas.js';
 import { findSale, findSaleStore } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
+import { recordReturn, SALE_RETURN_OP } from './returnSale.js';
 import { recordVoid, SALE_VOID_OP } from './voidSale.js';
 
 const PaymentMethod = Type.Union([Type.Literal('cash'), Type.Literal('card'), Type.Literal('mobile'), Type.Literal('credit')]);
@@ -68,6 +69,26 @@ const saleBodyProperties = {
 };
 const SaleBody = Type.Object(saleBodyProperties, { additionalProperties: false });
 
+const ReturnLine = Type.Object({
+  sale_item_id: Uuid,
+  line_number: Type.Integer({ description: 'the sale line it takes back from' }),
+  sku_id: Uuid,
+  quantity: Type.Integer({ description: 'base units taken back from that line' }),
+  refund: Money,
+});
+
+export const SaleReturn = Type.Object({
+  id: Uuid,
+  op_id: Uuid,
+  sale_id: Uuid,
+  return_number: Type.Integer({ minimum: 1, description: '1, 2, … per sale, in the order its returns were recorded' }),
+  reason: Type.String(),
+  refund_total: Money,
+  client_created_at: Type.Union([Timestamp, Type.Null()], { description: 'when the till took the return back, as sent (null: not sent)' }),
+  created_at: Timestamp,
+  lines: Type.Array(ReturnLine, { description: 'per sale line, in line order: a SKU is taken back from its lines in line order' }),
+});
+
 export const Sale = Type.Object({
   id: Uuid,
   op_id: Uuid,
@@ -99,7 +120,22 @@ export const Sale = Type.Object({
       piece_ids: Type.Array(Uuid, { description: 'piece-tracked SKUs: the pieces the line named ([] for other SKUs)' }),
     }),
   ),
+  returned_total: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: "minor units the sale's partial returns took back so far (the sum of their refund_total; 0 for a new sale)" }),
+  returns: Type.Array(SaleReturn, { description: "the sale's partial returns (POST /v1/sales/{id}/returns), oldest first ([] for a new sale)" }),
 });
+
+const RETURN_SUMMARY =
+  'Take back part of a sale (the customer brings back one of three items, or 200 g of 600 g): lines of one SKU are summed, and a SKU is ' +
+  'taken back from the sale\'s lines of that SKU in line order. Stock comes back through new ledger rows (kind `return`); the refund of each line is ' +
+  'lineTotal(quantity returned so far, this return included) − lineTotal(quantity returned before), by the sale line\'s own rounding, so ' +
+  'returning a whole line in any number of parts refunds exactly its line_total; the refund leaves where the sale\'s money went (the ' +
+  'cash drawer, the card or mobile clearing account, the customer\'s receivable for credit) through a `sale_return` journal entry booked ' +
+  'like a void\'s (today, or the till\'s day of `client_created_at`, never before the sale\'s day). The receipt number stays. Returns and ' +
+  'voids of one sale take turns on the sale row: more than the sale sold minus what earlier returns took back is 409 ' +
+  '`return_exceeds_sale` with every requested SKU\'s `returnable` quantity, nothing written; a voided sale is 409 `invalid_transition`; ' +
+  'a SKU the sale did not sell is 400 at its line; a SKU sold as workshop pieces, or short on an offline sale (shortfall_quantity), ' +
+  'is 422 `unprocessable` (void the sale instead). A void after returns brings back only what they left. The Idempotency-Key is kept ' +
+  'as long as the return (each return is a new fact: the same key replays it, a different body is 422).';
 
 const SALE_SUMMARY =
   'Sell: every line is checked against stock atomically (lines of one SKU summed), the store\'s next receipt number is taken, and ' +
@@ -159,7 +195,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
 
   app.get(
     '/v1/sales/:id',
-    { config: { permission: 'sales.read' }, schema: { tags: ['sales'], summary: 'A sale with its lines', params: IdParams, response: { 200: Sale } } },
+    { config: { permission: 'sales.read' }, schema: { tags: ['sales'], summary: 'A sale with its lines and its partial returns', params: IdParams, response: { 200: Sale } } },
     async (request) => {
       const principal = tenantOf(request);
       const sale = await inTenantTransaction(db, principal.tenantId, (tx) => findSale(tx, principal.tenantId, request.params.id));
@@ -202,6 +238,77 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
       const outcome = await writer.run(commandInputOf(request), { type: SALE_VOID_OP, storeId }, async (cmd) => ({
         status: 200,
         body: await recordVoid(cmd, saleId, request.body.reason, request.body.client_created_at),
+      }));
+      return sendOutcome(reply, outcome);
+    },
+  );
+
+  app.post(
+    '/v1/sales/:id/returns',
+    {
+      config: {
+        permission: 'sales.return',
+        refusals: {
+          return_exceeds_sale: 'a SKU asked for beyond what the sale sold of it minus what earlier returns took back: `returnable` lists every requested SKU (`sku_id`, `requested`, `returnable`), nothing written',
+          invalid_transition: 'the sale is voided',
+          unprocessable: 'a SKU the sale sold as workshop pieces, or one short on an offline sale (shortfall_quantity): not returned in part',
+          limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
+        },
+      },
+      schema: {
+        tags: ['sales'],
+        summary: RETURN_SUMMARY,
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: Type.Object(
+          {
+            items: Type.Array(
+              Type.Object(
+                {
+                  sku_id: Uuid,
+                  quantity: Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, description: 'base units (grams, pieces, millimetres) taken back' }),
+                },
+                { additionalProperties: false },
+              ),
+              { minItems: 1, maxItems: 200 },
+            ),
+            reason: Type.String({ minLength: 1, maxLength: 500 }),
+            client_created_at: Type.Optional(
+              Type.String({
+                format: 'date-time',
+                description:
+                  "when the till took the return back — send it with a return queued offline: the refund is booked on that day by the rule of a void's client_created_at (the store's day, never before the sale's own day, nor before the store's latest count, never after today)",
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          201: Type.Object({
+            ...SaleReturn.properties,
+            sale_returned_total: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: "minor units: the sale's returned_total after this return" }),
+            remaining: Type.Array(
+              Type.Object({
+                sku_id: Uuid,
+                sold: Type.Integer({ description: 'base units the sale sold of the SKU' }),
+                returned: Type.Integer({ description: 'base units its returns took back, this one included' }),
+                returnable: Type.Integer({ description: 'base units a return may still take back (0 for pieces or an offline shortfall)' }),
+              }),
+              { description: "per SKU of the sale, in line order, after this return" },
+            ),
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = tenantOf(request);
+      const saleId = request.params.id;
+      const storeId = await inTenantTransaction(db, principal.tenantId, (tx) => findSaleStore(tx, principal.tenantId, saleId));
+      if (storeId === undefined || !inStoreScope(principal, storeId)) throw notFound('sale');
+      // Each return is a new fact (two returns of one item each are two): its key is kept as long as the return.
+      const outcome = await writer.run(commandInputOf(request), { type: SALE_RETURN_OP, storeId, ttlHours: 'forever' }, async (cmd) => ({
+        status: 201,
+        body: await recordReturn(cmd, saleId, request.body),
       }));
       return sendOutcome(reply, outcome);
     },

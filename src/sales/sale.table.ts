@@ -39,6 +39,23 @@ export interface SaleView {
   /** When the till voided it (sent with a void it queued offline), or null; `voided_at` is when the void was recorded. */
   void_client_created_at: Date | string | null;
   items: SaleItemView[];
+  /** Minor units its partial returns took back so far (0 for a new sale). */
+  returned_total: number;
+  /** Its partial returns, oldest first ([] for a new sale). */
+  returns: SaleReturnView[];
+}
+
+/** A partial return of a sale (POST /v1/sales/{id}/returns, and each of a sale's `returns`). */
+export interface SaleReturnView {
+  id: string;
+  op_id: string;
+  sale_id: string;
+  return_number: number;
+  reason: string;
+  refund_total: number;
+  client_created_at: Date | string | null;
+  created_at: Date | string;
+  lines: Array<{ sale_item_id: string; line_number: number; sku_id: string; quantity: number; refund: number }>;
 }
 
 /** The body of POST /v1/sales (and of each item of POST /v1/sync/sales, without its key). */

@@ -288,6 +288,8 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
     void_reason: null,
     void_client_created_at: null,
     items,
+    returned_total: 0,
+    returns: [],
   };
 
   const shortBySku = new Map(plainShortfall);

@@ -7,6 +7,7 @@ import { changeStock } from '../inventory/changeStock.js';
 import { postSaleVoid } from '../money/postSale.js';
 import { returnSoldPieces } from '../pieces/sellPieces.js';
 import { lockSaleForUpdate } from './getSale.js';
+import { returnableLines } from './returnSale.js';
 import type { SaleView } from './sale.table.js';
 
 /**
@@ -30,7 +31,10 @@ export const SALE_VOID_OP = 'sale.void';
  * sold (sold_by_op = the sale's operation) are back in stock (`piece.returned`),
  * locked before the balances like every pieces command; the void's ledger rows
  * return exactly their sum (an offline line's unavailable pieces were its
- * shortfall and were never sold), so stock stays = Σ live pieces.
+ * shortfall and were never sold), so stock stays = Σ live pieces. After
+ * partial returns (returnSale) the void brings back only what is left: the
+ * stock they did not take back, and the money they did not refund (the
+ * reversing entry nets the sale's and its returns' postings, postSaleVoid).
  *
  * `clientCreatedAt`: when the till voided the sale, for a void it queued
  * offline. The reversing entry is booked on that day (postSaleVoid), the
@@ -45,9 +49,12 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
   if (before.status === 'voided') throw new AlreadyDone(before, before.voided_by_op);
 
   await returnSoldPieces(cmd, before.op_id);
+  // What the sale took, less what its partial returns already brought back
+  // (returnSale: never a line of pieces or with a shortfall).
+  const returnedBefore = new Map((await returnableLines(tx, tenantId, saleId)).map((line) => [line.sale_item_id, line.returned_quantity]));
   const returned = new Map<string, number>();
   for (const item of before.items) {
-    const quantity = item.quantity - item.shortfall_quantity;
+    const quantity = item.quantity - item.shortfall_quantity - (returnedBefore.get(item.id) ?? 0);
     if (quantity > 0) returned.set(item.sku_id, (returned.get(item.sku_id) ?? 0) + quantity);
   }
   const stock = await changeStock(

@@ -27,7 +27,7 @@ describe('a blind cash count', () => {
   const blindOf = (settlement: Record<string, unknown>) => Object.fromEntries(BLIND_FIGURES.map((figure) => [figure, settlement[figure]]));
   const ALL_NULL = Object.fromEntries(BLIND_FIGURES.map((figure) => [figure, null]));
   /** Today's figures: float 10,000 + 3,000 paid in − 800 paid out = 12,200 expected; 12,000 counted. */
-  const TODAY = { cash_sales: 0, cash_voids: 0, payments_in: 3_000, payments_out: 800, other_cash: 0, expected_cash: 12_200, variance: -200 };
+  const TODAY = { cash_sales: 0, cash_voids: 0, cash_returns: 0, payments_in: 3_000, payments_out: 800, other_cash: 0, expected_cash: 12_200, variance: -200 };
 
   before(async () => {
     t = await startTestApp();
@@ -99,7 +99,7 @@ describe('a blind cash count', () => {
     const body = { store_id: store.id, business_date: pastDate(3), declared_cash: 9_500 };
     const submitted = await manager.post('/v1/settlements', body, { idempotencyKey: key });
     assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
-    const figures = { cash_sales: 0, cash_voids: 0, payments_in: 0, payments_out: 0, other_cash: 0, expected_cash: 10_000, variance: -500 };
+    const figures = { cash_sales: 0, cash_voids: 0, cash_returns: 0, payments_in: 0, payments_out: 0, other_cash: 0, expected_cash: 10_000, variance: -500 };
     assert.deepEqual(blindOf(submitted.body), figures);
     const replayed = await cashier.post('/v1/settlements', body, { idempotencyKey: key });
     assert.equal(replayed.status, 201, JSON.stringify(replayed.body));

@@ -9,7 +9,7 @@ import type { SettlementRow } from './settlements.table.js';
  * till (it is handed over), and float + these movements would give the
  * expected cash back.
  */
-export const BLIND_FIGURES = ['cash_sales', 'cash_voids', 'payments_in', 'payments_out', 'other_cash', 'expected_cash', 'variance'] as const;
+export const BLIND_FIGURES = ['cash_sales', 'cash_voids', 'cash_returns', 'payments_in', 'payments_out', 'other_cash', 'expected_cash', 'variance'] as const;
 
 export type BlindFigure = (typeof BLIND_FIGURES)[number];
 

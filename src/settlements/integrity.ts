@@ -6,11 +6,11 @@ export const settlementChecks: IntegrityCheck[] = [
     name: 'settlement_matches_ledger',
     severity: 'critical',
     description:
-      "A submitted or approved settlement still equals its store-day in the ledger: each cash movement it recorded (sales, voids, payments in and out, other) is what that store's drawer postings dated that day say (drawer_movements), and its float is the one the day was first counted with (a recount after a rejection expects the float the drawer started the day with).",
+      "A submitted or approved settlement still equals its store-day in the ledger: each cash movement it recorded (sales, voids, returns, payments in and out, other) is what that store's drawer postings dated that day say (drawer_movements), and its float is the one the day was first counted with (a recount after a rejection expects the float the drawer started the day with).",
     sql: `
       SELECT s.tenant_id, s.id::text AS subject,
              jsonb_build_object('store_id', s.store_id, 'business_date', s.business_date, 'status', s.status,
-                                'settled', jsonb_build_object('cash_sales', s.cash_sales, 'cash_voids', s.cash_voids, 'payments_in', s.payments_in,
+                                'settled', jsonb_build_object('cash_sales', s.cash_sales, 'cash_voids', s.cash_voids, 'cash_returns', s.cash_returns, 'payments_in', s.payments_in,
                                                               'payments_out', s.payments_out, 'other_cash', s.other_cash),
                                 'ledger', to_jsonb(m), 'float_amount', s.float_amount, 'first_count_float', f.float_amount) AS detail
       FROM settlements s
@@ -22,8 +22,8 @@ export const settlementChecks: IntegrityCheck[] = [
       ) f
       WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
         AND s.status IN ('submitted', 'approved')
-        AND ((s.cash_sales, s.cash_voids, s.payments_in, s.payments_out, s.other_cash)
-             IS DISTINCT FROM (m.cash_sales, m.cash_voids, m.payments_in, m.payments_out, m.other_cash)
+        AND ((s.cash_sales, s.cash_voids, s.cash_returns, s.payments_in, s.payments_out, s.other_cash)
+             IS DISTINCT FROM (m.cash_sales, m.cash_voids, m.cash_returns, m.payments_in, m.payments_out, m.other_cash)
              OR s.float_amount <> f.float_amount)`,
   },
   {

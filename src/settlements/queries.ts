@@ -4,7 +4,7 @@ import type { DrawerMovements } from './settlementMath.js';
 import type { SettlementRow } from './settlements.table.js';
 
 export const SETTLEMENT_COLUMNS = sql`
-  id, store_id, business_date, status, version, float_amount, cash_sales, cash_voids, payments_in, payments_out, other_cash,
+  id, store_id, business_date, status, version, float_amount, cash_sales, cash_voids, cash_returns, payments_in, payments_out, other_cash,
   expected_cash, declared_cash, variance, note, submitted_by, decided_by, decided_at, decision_note, op_id, created_at`;
 
 export async function findSettlement(tx: Tx, tenantId: string, id: string): Promise<SettlementRow | undefined> {
@@ -35,7 +35,7 @@ export async function listSettlements(
 /**
  * The day's movements of a store's cash drawer account, from the ledger, by
  * the kind of entry that moved them (one aggregate query). Every cash sale,
- * cash void and cash payment of the store posts to this account with the
+ * cash void, cash return and cash payment of the store posts to this account with the
  * entry's business date, so the ledger is the one source of the figures.
  * The SQL function drawer_movements (migration 0805) is the one definition,
  * shared with the integrity check settlement_matches_ledger.
@@ -44,7 +44,7 @@ export async function drawerMovements(tx: Tx, tenantId: string, storeId: string,
   return one(
     tx,
     sql<Omit<DrawerMovements, 'float'>>`
-      SELECT cash_sales AS "cashSales", cash_voids AS "cashVoids", payments_in AS "paymentsIn", payments_out AS "paymentsOut", other_cash AS "otherCash"
+      SELECT cash_sales AS "cashSales", cash_voids AS "cashVoids", cash_returns AS "cashReturns", payments_in AS "paymentsIn", payments_out AS "paymentsOut", other_cash AS "otherCash"
       FROM drawer_movements(${tenantId}::uuid, ${storeId}::uuid, ${businessDate}::date)`,
   );
 }

@@ -35,6 +35,7 @@ const Settlement = Type.Object({
   // A day's movements of the drawer: sums of amounts, bounded as an account's totals are.
   cash_sales: Blind(MoneyTotal, 'the day\'s cash sales into the drawer, minor units'),
   cash_voids: Blind(MoneyTotal, 'the day\'s cash voids out of the drawer, minor units'),
+  cash_returns: Blind(MoneyTotal, 'the day\'s cash refunds of partial returns of sales out of the drawer (entry kind sale_return), minor units'),
   payments_in: Blind(MoneyTotal, 'the day\'s cash payments in, minor units'),
   payments_out: Blind(MoneyTotal, 'the day\'s cash payments out, minor units'),
   other_cash: Blind(MoneyTotal, 'net cash of anything else posted to the drawer that day — e.g. the reversal of a cash payment reverted that day (entry kind payment_revert; the payment stays in payments_in / payments_out of its own day) — minor units'),
@@ -74,7 +75,7 @@ export async function settlementRoutes(app: App, { db }: AppDeps): Promise<void>
       schema: {
         tags: ['settlements'],
         summary:
-          'Submit a store\'s cash settlement for a business date (the store\'s day, in its `time_zone`; not after its today): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`). An expected cash or variance beyond ±(2^53 − 1) minor units is `422 limit_exceeded`, nothing written. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later — after the count was rejected too — it replays the first answer and submits nothing. A blind count for a caller without `settlements.expected.read` (a cashier): its answer and its replay show `expected_cash`, `variance` and the day\'s movements as null (GET and the list too); a manager or an auditor sees them.',
+          'Submit a store\'s cash settlement for a business date (the store\'s day, in its `time_zone`; not after its today): expected cash = tenant `settlement_float` (a recount after a rejection: the float of the day\'s first count) + the day\'s cash sales − cash voids − cash refunds of partial returns (`cash_returns`) + cash payments in − cash payments out + net cash of anything else posted to the drawer that day (`other_cash`), all from the ledger; declared cash; variance. Returns the version as ETag. One submitted-or-approved settlement per store-day (`409 already_exists`). An expected cash or variance beyond ±(2^53 − 1) minor units is `422 limit_exceeded`, nothing written. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS): sent again days later — after the count was rejected too — it replays the first answer and submits nothing. A blind count for a caller without `settlements.expected.read` (a cashier): its answer and its replay show `expected_cash`, `variance` and the day\'s movements as null (GET and the list too); a manager or an auditor sees them.',
         headers: IdempotencyHeaders,
         body: Type.Object(
           {

@@ -8,6 +8,8 @@ export interface DrawerMovements {
   cashSales: number;
   /** Cash given back by voids that day (a positive number). */
   cashVoids: number;
+  /** Cash given back by partial returns of sales that day (a positive number; entries of kind sale_return). */
+  cashReturns: number;
   /** Cash received from parties (customers paying) that day. */
   paymentsIn: number;
   /** Cash paid out to parties (suppliers, refunds) that day (a positive number). */
@@ -36,7 +38,7 @@ export function computeSettlement(movements: DrawerMovements, declaredCash: numb
     if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer of minor units`);
   }
   const m = (value: number) => BigInt(value);
-  const expected = m(movements.float) + m(movements.cashSales) - m(movements.cashVoids) + m(movements.paymentsIn) - m(movements.paymentsOut) + m(movements.otherCash);
+  const expected = m(movements.float) + m(movements.cashSales) - m(movements.cashVoids) - m(movements.cashReturns) + m(movements.paymentsIn) - m(movements.paymentsOut) + m(movements.otherCash);
   const variance = m(declaredCash) - expected;
   for (const [name, value] of [['expected cash', expected], ['variance', variance]] as const) {
     if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < -BigInt(Number.MAX_SAFE_INTEGER)) {

@@ -9,6 +9,7 @@ export interface SettlementRow {
   float_amount: number;
   cash_sales: number;
   cash_voids: number;
+  cash_returns: number;
   payments_in: number;
   payments_out: number;
   other_cash: number;

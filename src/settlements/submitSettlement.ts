@@ -66,10 +66,10 @@ export async function submitSettlement(cmd: Command, input: SettlementInput): Pr
     const settlement = await one(
       cmd.tx,
       sql<SettlementRow>`
-        INSERT INTO settlements (tenant_id, id, store_id, business_date, float_amount, cash_sales, cash_voids, payments_in, payments_out,
+        INSERT INTO settlements (tenant_id, id, store_id, business_date, float_amount, cash_sales, cash_voids, cash_returns, payments_in, payments_out,
                                  other_cash, expected_cash, declared_cash, variance, note, submitted_by, op_id)
         VALUES (${cmd.tenantId}, ${id}, ${input.store_id}, ${input.business_date}::date, ${movements.float}, ${movements.cashSales},
-                ${movements.cashVoids}, ${movements.paymentsIn}, ${movements.paymentsOut}, ${movements.otherCash},
+                ${movements.cashVoids}, ${movements.cashReturns}, ${movements.paymentsIn}, ${movements.paymentsOut}, ${movements.otherCash},
                 ${figures.expected_cash}, ${figures.declared_cash}, ${figures.variance}, ${input.note ?? null}, ${cmd.actor}, ${cmd.opId})
         RETURNING ${SETTLEMENT_COLUMNS}`,
     );

@@ -1,0 +1,148 @@
+import { sql } from 'kysely';
+import { inStoreScope } from '../core/auth.js';
+import type { Command } from '../core/command.js';
+import { all, one, readClientMoment, type Tx } from '../core/db.js';
+import { AppError, assert, notFound } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { changeStock } from '../inventory/changeStock.js';
+import { postSaleReturn } from '../money/postSale.js';
+import { lockSaleForUpdate } from './getSale.js';
+import { planReturn, remainingOf, type ReturnableLine, type ReturnRequestItem } from './returnPlan.js';
+import type { SaleReturnView } from './sale.table.js';
+
+/** The operation type of a partial return of a sale. */
+export const SALE_RETURN_OP = 'sale.return';
+
+export interface ReturnInput {
+  items: ReturnRequestItem[];
+  reason: string;
+  client_created_at?: string | undefined;
+}
+
+/** The answer of POST /v1/sales/{id}/returns: the return, and what the sale has left. */
+export interface ReturnAnswer extends SaleReturnView {
+  sale_returned_total: number;
+  remaining: Array<{ sku_id: string; sold: number; returned: number; returnable: number }>;
+}
+
+/**
+ * The sale's lines with their SKU's unit and what earlier returns took back
+ * from each: read after the sale row is locked, so no other return of the
+ * sale can change them before this one commits.
+ */
+export async function returnableLines(tx: Tx, tenantId: string, saleId: string): Promise<ReturnableLine[]> {
+  return all(
+    tx,
+    sql<ReturnableLine>`
+      SELECT i.id AS sale_item_id, i.line_number, i.sku_id, k.unit, i.quantity, i.unit_price, i.line_total, i.shortfall_quantity,
+             i.piece_ids::text[] AS piece_ids,
+             coalesce((SELECT sum(ri.quantity) FROM sale_return_items ri WHERE ri.tenant_id = i.tenant_id AND ri.sale_item_id = i.id), 0)::bigint AS returned_quantity
+      FROM sale_items i JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
+      WHERE i.tenant_id = ${tenantId} AND i.sale_id = ${saleId}
+      ORDER BY i.line_number`,
+  );
+}
+
+/**
+ * A partial return of a sale, in the command's transaction.
+ *
+ * The sale row is locked first (as a void locks it), so returns and a void of
+ * one sale follow one another: each plans against what the ones before it
+ * took back, and concurrent returns can never take back more than was sold.
+ * Refused, nothing written: a voided sale (409 invalid_transition), a SKU the
+ * sale did not sell (400), a line of workshop pieces or with an offline
+ * shortfall (422 unprocessable), more than is left (409
+ * return_exceeds_sale, with every requested SKU's returnable quantity).
+ *
+ * Written: the return and its lines (per sale line), stock back through
+ * `return` ledger rows, the sale's returned_total, and — for a refund above
+ * 0 — a `sale_return` journal entry (postSaleReturn), dated like a void's:
+ * today, or the till's day of `clientCreatedAt`, never before the sale's day.
+ */
+export async function recordReturn(cmd: Command, saleId: string, input: ReturnInput): Promise<ReturnAnswer> {
+  const { tx, tenantId, opId } = cmd;
+  const tillTime = input.client_created_at === undefined ? null : await readClientMoment(tx, input.client_created_at, { name: 'client_created_at', path: '/body/client_created_at' });
+  const sale = await lockSaleForUpdate(tx, tenantId, saleId);
+  if (!sale || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, sale.store_id))) throw notFound('sale');
+  if (sale.status === 'voided') throw new AppError('invalid_transition', `sale ${saleId} is voided: nothing is left to return`);
+
+  const lines = await returnableLines(tx, tenantId, saleId);
+  const plan = planReturn(lines, input.items);
+  if (!plan.ok) {
+    if (plan.kind === 'invalid') throw new AppError('validation_failed', 'a returned SKU is not on the sale', { errors: plan.errors });
+    if (plan.kind === 'unsupported') throw new AppError('unprocessable', 'a returned SKU cannot be returned in part', { errors: plan.errors });
+    throw new AppError('return_exceeds_sale', 'more would be returned than the sale sold minus what earlier returns took back; nothing was returned', {
+      extra: { returnable: plan.returnable },
+    });
+  }
+
+  const stock = await changeStock(
+    tx,
+    tenantId,
+    opId,
+    plan.stock.map((line) => ({ storeId: sale.store_id, skuId: line.sku_id, quantityChange: line.quantity, kind: 'return', reason: `return of sale ${saleId}` })),
+  );
+  assert(stock.ok, 'returning stock always succeeds');
+
+  const returnId = newId();
+  const itemRows = plan.lines.map((line) => ({ id: newId(), ...line }));
+  const written = await one(
+    tx,
+    sql<{ return_number: number; created_at: Date; client_created_at: Date | null; sale_returned_total: number; item_rows: number }>`
+      WITH numbered AS (
+        SELECT coalesce(max(return_number), 0) + 1 AS return_number FROM sale_returns WHERE tenant_id = ${tenantId} AND sale_id = ${saleId}
+      ), r AS (
+        INSERT INTO sale_returns (tenant_id, id, sale_id, store_id, return_number, reason, refund_total, client_created_at, op_id)
+        SELECT ${tenantId}, ${returnId}, ${saleId}, ${sale.store_id}, numbered.return_number, ${input.reason}, ${plan.refund_total}, ${tillTime}, ${opId}
+        FROM numbered
+        RETURNING return_number, created_at, client_created_at
+      ), items AS (
+        INSERT INTO sale_return_items (tenant_id, id, return_id, sale_id, sale_item_id, sku_id, quantity, refund, op_id)
+        SELECT ${tenantId}, l.id, ${returnId}, ${saleId}, l.sale_item_id, l.sku_id, l.quantity, l.refund, ${opId}
+        FROM jsonb_to_recordset(${JSON.stringify(itemRows)}::jsonb) AS l(id uuid, sale_item_id uuid, sku_id uuid, quantity bigint, refund bigint)
+        RETURNING id
+      ), sale AS (
+        UPDATE sales SET returned_total = returned_total + ${plan.refund_total}, returned_at = now()
+        WHERE tenant_id = ${tenantId} AND id = ${saleId} AND status = 'completed'
+        RETURNING returned_total
+      )
+      SELECT r.return_number, r.created_at, r.client_created_at, sale.returned_total AS sale_returned_total,
+             (SELECT count(*) FROM items)::int AS item_rows
+      FROM r, sale`,
+  );
+  assert(written.item_rows === itemRows.length, 'every return line was written');
+  const entry = await postSaleReturn(tx, cmd, sale, { id: returnId, refund: plan.refund_total }, tillTime);
+  assert((entry !== null) === plan.refund_total > 0, 'a return that refunds money has its entry');
+
+  const answer: ReturnAnswer = {
+    id: returnId,
+    op_id: opId,
+    sale_id: saleId,
+    return_number: written.return_number,
+    reason: input.reason,
+    refund_total: plan.refund_total,
+    client_created_at: written.client_created_at,
+    created_at: written.created_at,
+    lines: plan.lines,
+    sale_returned_total: written.sale_returned_total,
+    remaining: remainingOf(lines, plan.lines),
+  };
+
+  cmd.storeId = sale.store_id;
+  cmd.touch('sale_returns', returnId, 'created');
+  for (const row of itemRows) cmd.touch('sale_return_items', row.id, 'created');
+  for (const balance of stock.balances) {
+    cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
+    cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
+  }
+  cmd.touch('sales', saleId, 'updated');
+  if (entry) cmd.touch('journal_entries', entry.entryId, 'created');
+  const { remaining: _remaining, sale_returned_total: _total, ...saleReturn } = answer;
+  cmd.audit({
+    subjectType: 'sale',
+    subjectId: saleId,
+    before: { returned_total: sale.returned_total ?? 0 },
+    after: { returned_total: written.sale_returned_total, return: saleReturn },
+  });
+  return answer;
+}
