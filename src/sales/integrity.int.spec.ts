@@ -295,6 +295,15 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
   });
 
+  it('sale_return_matches_lines: a return\'s entry booked before its sale\'s day', async () => {
+    const shop = await newShop();
+    await corrupt(
+      [`UPDATE journal_entries SET business_date = business_date - 1 WHERE tenant_id = $1 AND op_id = $2 AND kind = 'sale_return'`],
+      [[shop.tenantId, shop.saleReturn.op_id]],
+    );
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
+  });
+
   it('sale_return_matches_lines: a sale whose returned_total is not what its returns refunded', async () => {
     const shop = await newShop();
     await corrupt([`UPDATE sales SET returned_total = returned_total + 5 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.saleReturn.sale_id]]);

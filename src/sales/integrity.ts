@@ -120,7 +120,7 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_return_matches_lines',
     severity: 'critical',
     description:
-      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not a line of workshop pieces nor one with an offline shortfall), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
+      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not a line of workshop pieces nor one with an offline shortfall), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
     // The line's money, as sale_total_matches_items computes it: pieces
     // exactly, grams or millimetres per 1000 rounded half up (lineTotal).
     sql: `
@@ -168,7 +168,10 @@ export const salesChecks: IntegrityCheck[] = [
         GROUP BY 1, 2
       ), entries AS (
         SELECT e.tenant_id, e.subject_id AS return_id, count(DISTINCT e.id) AS entries,
-               bool_and(e.op_id = r.op_id AND e.store_id IS NOT DISTINCT FROM s.store_id) AS own,
+               -- by the return's operation, for the sale's store, not before the sale's own entry's day
+               bool_and(e.op_id = r.op_id AND e.store_id IS NOT DISTINCT FROM s.store_id
+                        AND e.business_date >= (SELECT min(se.business_date) FROM journal_entries se
+                                                WHERE se.tenant_id = s.tenant_id AND se.subject_id = s.id AND se.kind = 'sale')) AS own,
                count(p.*) AS postings,
                coalesce(sum(p.amount) FILTER (WHERE CASE s.payment_method WHEN 'credit' THEN a.party_id = s.customer_id
                                                  ELSE a.store_id = s.store_id AND a.kind = CASE s.payment_method WHEN 'cash' THEN 'cash_drawer'
