@@ -346,6 +346,47 @@ describe('POST /v1/sales/{id}/returns', () => {
     assert.equal(seen.body.cash_returns, null);
   });
 
+  it('a line of workshop pieces is not returned in part (422 at its line, nothing written); the sale\'s other lines are', async () => {
+    const cloth = (await owner.post('/v1/skus', { code: 'CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body.id;
+    const received = await owner.post('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [{ kind: 'roll', quantity: 3000 }] }, { idempotencyKey: randomUUID() });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const piece = received.body.pieces[0].id;
+    const sale = await sell([{ sku_id: cloth, piece_ids: [piece], unit_price: 500 }, { sku_id: milk, quantity: 2, unit_price: 120 }] as unknown as Line[]);
+    const before = await rowCounts();
+    const refused = await giveBack(sale.id, [{ sku_id: milk, quantity: 1 }, { sku_id: cloth, quantity: 1000 }]);
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    assert.equal(refused.body.code, 'unprocessable');
+    assert.deepEqual(refused.body.errors.map((error: { path: string }) => error.path), ['/body/items/1/sku_id']);
+    assert.deepEqual(await rowCounts(), before);
+    const milkBack = await giveBack(sale.id, [{ sku_id: milk, quantity: 1 }]);
+    assert.equal(milkBack.status, 201, JSON.stringify(milkBack.body));
+    assert.deepEqual(milkBack.body.remaining, [
+      { sku_id: cloth, sold: 3000, returned: 0, returnable: 0 },
+      { sku_id: milk, sold: 2, returned: 1, returnable: 1 },
+    ]);
+    // the void returns the piece and what is left of the milk
+    const voided = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'rest' });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    assert.equal((await t.admin.query(`SELECT status FROM pieces WHERE id = $1`, [piece])).rows[0].status, 'in_stock');
+    await noFindings();
+  });
+
+  it('a return a till queued offline sends client_created_at: kept on the return, its refund booked on the till\'s day but never before the sale\'s', async () => {
+    const sale = await sell([{ sku_id: milk, quantity: 2, unit_price: 120 }]);
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString();
+    const response = await owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: milk, quantity: 1 }], reason: 'queued', client_created_at: yesterday }, { idempotencyKey: randomUUID() });
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    assert.equal(response.body.client_created_at, yesterday);
+    const { rows } = await t.admin.query(
+      `SELECT r.business_date::text = s.business_date::text AS same_day FROM journal_entries r, journal_entries s
+       WHERE r.tenant_id = $1 AND r.op_id = $2 AND s.tenant_id = $1 AND s.subject_id = $3 AND s.kind = 'sale'`,
+      [tenantId, response.body.op_id, sale.id],
+    );
+    assert.deepEqual(rows, [{ same_day: true }]);
+    assert.equal((await owner.get(`/v1/sales/${sale.id}`)).body.returns[0].client_created_at, yesterday);
+    await noFindings();
+  });
+
   it('daily figures: revenue is net of returns on the sale\'s day, and the next catch-up counts a return made after that day was rolled up', async () => {
     const { owner: shopOwner, tenantId: shop } = await t.newTenant();
     const store = await givenStore(shopOwner, 'A');
