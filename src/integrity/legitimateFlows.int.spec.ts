@@ -42,7 +42,7 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     return (await t.admin.query(`SELECT store_day(time_zone, now())::text AS d FROM stores WHERE id = $1`, [storeId])).rows[0].d;
   }
 
-  it('money_sale_posted: synced, queued, counted, far-zone, zone-changed, clock-ahead, zero and credit sales and voids', async () => {
+  it('money_sale_posted: synced, queued, counted, far-zone, zone-changed, clock-ahead, zero and credit sales, partial returns and voids', async () => {
     const { owner } = await t.newTenant();
     const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;
     const customer = ok(await owner.post('/v1/parties', { kind: 'customer', name: 'Bea' })).body.id;
@@ -93,6 +93,23 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     await sync(utc, ago(3 * DAY), { items: line(0) });
     await voidSale(await sell(utc, { items: line(0) }));
     await voidSale(await sell(utc, { payment_method: 'credit', customer_id: customer }), ago(HOUR));
+    // Partial returns (their sale_return entries count with the void's): queued on counted days, with a clock reset to 1970, of a credit sale, of a zero total; then voided or not.
+    const threeOf = (unit_price = 500) => [{ sku_id: skuId, quantity: 3, unit_price }];
+    const giveBack = async (saleId: string, clientCreatedAt?: string) =>
+      ok(await owner.post(`/v1/sales/${saleId}/returns`, { items: [{ sku_id: skuId, quantity: 1 }], reason: 'brought back', ...(clientCreatedAt ? { client_created_at: clientCreatedAt } : {}) }), 201);
+    const oldSale = await sync(utc, ago(10 * DAY), { items: threeOf() });
+    await giveBack(oldSale, ago(6 * DAY));
+    await giveBack(oldSale, '1970-01-01T00:00:00Z');
+    await voidSale(oldSale, ago(DAY));
+    const lateReturned = await sync(utc, ago(5 * DAY), { items: threeOf() });
+    await giveBack(lateReturned, '1970-01-01T00:00:00Z');
+    const creditReturned = await sell(utc, { items: threeOf(), payment_method: 'credit', customer_id: customer });
+    await giveBack(creditReturned);
+    await giveBack(creditReturned, ago(HOUR));
+    await voidSale(creditReturned);
+    const zeroReturned = await sell(utc, { items: threeOf(0) });
+    await giveBack(zeroReturned);
+    await voidSale(zeroReturned);
 
     // The zones furthest from UTC, selling around their midnights, counted today.
     for (const zone of ['Pacific/Kiritimati', 'Etc/GMT+12']) {

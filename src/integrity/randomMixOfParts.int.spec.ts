@@ -15,7 +15,7 @@ import { runChecksForTenant } from './runChecks.js';
  * ends, some racing), field visits leaving and settling consignments (some
  * queued offline: goods left short, settlements synced after a rival visit
  * settled the consignment), workshop pieces (receive, cut, combine, reserve,
- * release, sell, void, revert) and daily settlements (submit, approve, reject) — every command
+ * release, sell, return, void, revert) and daily settlements (submit, approve, reject) — every command
  * with its own Idempotency-Key, a quarter of them sent two or three times at
  * once under the same key. Then the rows must agree: every integrity check is
  * clean, stock = its ledger, pieces = stock, each acknowledged command has
@@ -438,6 +438,11 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
                 return online;
               })()
             : await send('sale', managers[store]!, 'POST', '/v1/sales', body, [201, 409]);
+          // Sometimes part of it comes back (a partial return), sometimes it is voided after that.
+          if (response.status === 201 && random() < 0.3) {
+            const sold = response.body.items[0];
+            await send('sale.return', owner, 'POST', `/v1/sales/${response.body.id}/returns`, { items: [{ sku_id: sold.sku_id, quantity: Math.max(1, Math.floor(sold.quantity / 2)) }], reason: 'brought back' }, [201]);
+          }
           if (response.status === 201 && random() < 0.2) await send('sale.void', owner, 'POST', `/v1/sales/${response.body.id}/void`, { reason: 'mistake' }, [200]);
         },
       ],
@@ -636,6 +641,7 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
                   (SELECT count(*) FROM postings WHERE tenant_id = $1)::int AS postings,
                   (SELECT count(*) FROM pieces WHERE tenant_id = $1)::int AS pieces,
                   (SELECT count(*) FROM sales WHERE tenant_id = $1)::int AS sales,
+                  (SELECT count(*) FROM sale_returns WHERE tenant_id = $1)::int AS sale_returns,
                   (SELECT count(*) FROM review_items WHERE tenant_id = $1)::int AS review_items`,
           [tenantId],
         )
@@ -653,7 +659,7 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
     assert.deepEqual(logLines, [], report());
 
     // The mix did exercise what it is about.
-    for (const label of ['sync 200', 'sync.sale 201', 'transfer.receive 200', 'visit.complete 200', 'visit.complete.offline 200', 'piece.cut 201', 'piece.combine 201', 'piece.sale 201', 'sale.void 200', 'revert 200', 'settlement.submit 201']) {
+    for (const label of ['sync 200', 'sync.sale 201', 'transfer.receive 200', 'visit.complete 200', 'visit.complete.offline 200', 'piece.cut 201', 'piece.combine 201', 'piece.sale 201', 'sale.return 201', 'sale.void 200', 'revert 200', 'settlement.submit 201']) {
       assert.ok(statuses.has(label), `${label} never happened: ${report()}`);
     }
   });
