@@ -430,7 +430,8 @@ describe('embedded PostgreSQL: its log is bounded', () => {
         taken.close();
       }
     } finally {
-      rmSync(dataDir, { recursive: true, force: true });
+      // The failed server's logging collector may still be writing its last lines as it exits: retried while the folder is not empty.
+      rmSync(dataDir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
     }
   });
 });
