@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql, type RawBuilder, type Transaction } from 'kysely';
 import { AppError, assert } from './errors.js';
-import { isDataException } from './pgErrors.js';
+import { DatabaseSilent, isDataException } from './pgErrors.js';
 
 // int8 (bigint) arrives as a JS number: money and quantities are integers far
 // below 2^53. A value beyond that is a corrupted row, never something to round.
@@ -57,16 +57,106 @@ function statementName(text: string): string | undefined {
   return name;
 }
 
-class PreparingClient extends pg.Client {
-  // pg's overloads are many; this one intercepts the (text, values) form kysely uses.
-  override query(...args: unknown[]): never {
-    const [text, values] = args;
-    if (typeof text === 'string' && Array.isArray(values) && values.length > 0) {
-      const name = statementName(text);
-      if (name !== undefined) args = [{ text, values, name }, ...args.slice(2)];
+/** Server-side limits of every session of createPool (ms): a statement that runs or waits for a lock longer is cancelled by PostgreSQL. */
+export const STATEMENT_TIMEOUT_MS = 30_000;
+export const LOCK_TIMEOUT_MS = 15_000;
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
+
+/**
+ * How long a connection of createPool waits for the answer to a statement
+ * before it gives up on the connection (ms): statement_timeout, past which
+ * PostgreSQL itself cancels the statement and answers, plus a margin for the
+ * cancellation and the answer to arrive. No statement on these pools sets a
+ * longer statement_timeout, so only a connection that went silent — the
+ * network stopped passing data (a partition, a NAT or firewall that forgot
+ * the flow), or the database host froze — waits this long.
+ *
+ * Why: statement_timeout cannot help when the server's answer never
+ * arrives, and TCP gives up on a connection with unacknowledged data only
+ * after ~15 minutes (tcp_retries2) — a request, or a tenant's whole
+ * group-commit lane, waited that long. node-postgres' own query_timeout is
+ * not enough: it rejects the statement but leaves the connection busy with
+ * it (still queryable), so the pool hands it out again and the next holder's
+ * statements queue behind the silent one (tried: src/core/db.int.spec.ts).
+ */
+export const DATABASE_ANSWER_TIMEOUT_MS = STATEMENT_TIMEOUT_MS + 15_000;
+
+/**
+ * TCP keepalive of the pools' connections: an idle connection (nothing
+ * written and unanswered) is probed after this long without traffic, and
+ * closed when 10 probes a second apart (what Node sets) go unanswered —
+ * a silent network found on a connection held idle (graphile-worker's
+ * LISTEN connection; pg-pool closes one idle in the pool after 10 s anyway)
+ * instead of never; and a NAT or firewall sees the flow in use. It does not
+ * cover a connection waiting for an answer (data
+ * written and unacknowledged: TCP retransmits instead of probing, and Node
+ * does not expose TCP_USER_TIMEOUT), nor a database process that froze on
+ * a host whose kernel still acknowledges: the answer timeout covers both.
+ */
+export const DATABASE_KEEPALIVE_IDLE_MS = 10_000;
+
+type QueryCallback = (...result: unknown[]) => void;
+
+/**
+ * The pools' connection: statements with parameters are named prepared
+ * statements (when `prepareStatements`), and a statement not answered within
+ * `answerTimeoutMs` fails with DatabaseSilent and closes the connection: the
+ * statements queued behind it fail the same way at once, the client is no
+ * longer queryable, and pg-pool drops it when it is released instead of
+ * handing it out again.
+ */
+function storekeepClient(prepareStatements: boolean, answerTimeoutMs: number): typeof pg.Client {
+  return class StorekeepClient extends pg.Client {
+    /** Set once the connection was given up on: every later statement fails with it (not pg's generic "not queryable"). */
+    private silence: DatabaseSilent | undefined;
+
+    // pg's overloads are many: (text | config, values?, callback?), or a Submittable.
+    override query(...args: unknown[]): never {
+      const [text, values] = args;
+      if (prepareStatements && typeof text === 'string' && Array.isArray(values) && values.length > 0) {
+        const name = statementName(text);
+        if (name !== undefined) args = [{ text, values, name }, ...args.slice(2)];
+      }
+      const send = () => (super.query as (...rest: unknown[]) => never)(...args);
+      const config = args[0];
+      // A Submittable (a cursor, a stream) reads on its holder's schedule: not timed.
+      const submittable = typeof config === 'object' && config !== null && typeof (config as { submit?: unknown }).submit === 'function';
+      if (answerTimeoutMs <= 0 || submittable) return send();
+      const callbackAt = args.findIndex((arg) => typeof arg === 'function');
+      if (this.silence) {
+        const silence = this.silence;
+        if (callbackAt < 0) return Promise.reject(silence) as never;
+        process.nextTick(args[callbackAt] as QueryCallback, silence);
+        return undefined as never;
+      }
+      const timer = setTimeout(() => this.giveUp(), answerTimeoutMs);
+      const answered = () => clearTimeout(timer);
+      if (callbackAt >= 0) {
+        const callback = args[callbackAt] as QueryCallback;
+        args[callbackAt] = (...result: unknown[]) => {
+          answered();
+          callback(...result);
+        };
+      }
+      let result: unknown;
+      try {
+        result = send();
+      } catch (error) {
+        answered();
+        throw error;
+      }
+      if (typeof (result as Promise<unknown> | undefined)?.then === 'function') (result as Promise<unknown>).then(answered, answered);
+      else if (callbackAt < 0) answered(); // answered through a callback in its config: not timed
+      return result as never;
     }
-    return (super.query as (...rest: unknown[]) => never)(...args);
-  }
+
+    private giveUp(): void {
+      this.silence ??= new DatabaseSilent(answerTimeoutMs);
+      // Destroying the socket with the error fails the running statement and
+      // those queued behind it with it, and marks the client not queryable.
+      (this as unknown as { connection: { stream: { destroy(error: Error): void } } }).connection.stream.destroy(this.silence);
+    }
+  };
 }
 
 export interface PoolOptions {
@@ -77,14 +167,20 @@ export interface PoolOptions {
   asAppRole: boolean;
   applicationName?: string;
   onError?: (error: Error) => void;
+  /**
+   * Give up on a connection whose statement is not answered within this many
+   * ms (DatabaseSilent). Default DATABASE_ANSWER_TIMEOUT_MS; tests set a
+   * short one. Never below what a statement may legitimately take.
+   */
+  answerTimeoutMs?: number;
 }
 
 export function createPool(connectionString: string, options: PoolOptions): pg.Pool {
   const settings = [
     // A statement or idle transaction that hangs must not hold stock rows locked forever.
-    '-c statement_timeout=30000',
-    '-c idle_in_transaction_session_timeout=60000',
-    '-c lock_timeout=15000',
+    `-c statement_timeout=${STATEMENT_TIMEOUT_MS}`,
+    `-c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_TIMEOUT_MS}`,
+    `-c lock_timeout=${LOCK_TIMEOUT_MS}`,
     // Every statement here is short; JIT compilation costs tens of milliseconds
     // and kicks in on cost estimates alone — measured: a group-commit batch's
     // set-based statements went from ~4 ms to ~270 ms with it (bench/sales.ts).
@@ -97,16 +193,18 @@ export function createPool(connectionString: string, options: PoolOptions): pg.P
     options: settings.join(' '),
     application_name: options.applicationName ?? 'storekeep',
     connectionTimeoutMillis: 10_000,
-    ...(options.prepareStatements === false ? {} : { Client: PreparingClient }),
+    keepAlive: true,
+    keepAliveInitialDelayMillis: DATABASE_KEEPALIVE_IDLE_MS,
+    Client: storekeepClient(options.prepareStatements !== false, options.answerTimeoutMs ?? DATABASE_ANSWER_TIMEOUT_MS),
   });
   // Without a listener an idle client's network error would crash the process.
   pool.on('error', (error) => options.onError?.(error));
   // pg-pool listens for errors only while a client is idle; a checked-out
   // client whose connection dies (PostgreSQL restarting, a failover, a
-  // terminated backend) emits 'error' with no listener, which crashed the
-  // whole process. The query running on it (or its holder's next one) fails
-  // on its own and the pool drops the client on release, so this only keeps
-  // the event from being unhandled.
+  // terminated backend, an answer that never came) emits 'error' with no
+  // listener, which crashed the whole process. The query running on it (or
+  // its holder's next one) fails on its own and the pool drops the client
+  // on release, so this only keeps the event from being unhandled.
   pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }

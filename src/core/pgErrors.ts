@@ -77,6 +77,24 @@ export function isDatabaseTimeout(error: unknown): boolean {
   return code === PG.LOCK_NOT_AVAILABLE || code === PG.QUERY_CANCELED;
 }
 
+/**
+ * A statement whose answer did not come within the connection's answer
+ * timeout (createPool's `answerTimeoutMs`, src/core/db.ts): the network to
+ * PostgreSQL stopped passing data, or the server froze. The connection was
+ * closed, and the statement and any queued behind it fail with this error.
+ * PostgreSQL rolls back what that session had not committed once it sees the
+ * connection gone (at once if the close reaches it; across a partition at
+ * the latest when statement_timeout and idle_in_transaction_session_timeout
+ * end it). A COMMIT that fails so may or may not have happened: a retry with
+ * the same Idempotency-Key replays it if it did.
+ */
+export class DatabaseSilent extends Error {
+  constructor(readonly waitedMs: number) {
+    super(`the database did not answer a statement within ${waitedMs} ms; its connection was closed`);
+    this.name = 'DatabaseSilent';
+  }
+}
+
 /** Socket errors of a database connection that could not be made or was cut. */
 const CONNECTION_ERRNOS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 /** What node-postgres and pg-pool say, without a code, when a connection ended, timed out or is unusable. */
@@ -90,6 +108,7 @@ const CONNECTION_MESSAGES = /^(Connection terminated|timeout exceeded when tryin
  */
 export function isConnectionFailure(error: unknown): boolean {
   for (let current = error, depth = 0; typeof current === 'object' && current !== null && depth < 5; current = (current as { cause?: unknown }).cause, depth++) {
+    if (current instanceof DatabaseSilent) return true;
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string') {
       if (CONNECTION_ERRNOS.has(code)) return true;
@@ -101,3 +120,4 @@ export function isConnectionFailure(error: unknown): boolean {
   }
   return false;
 }
+
