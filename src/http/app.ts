@@ -230,7 +230,7 @@ function withProblemResponses(document: OpenApiDocument, refusalsByOperation: Re
         '4XX': refusal(
           `Refused: a problem document with a stable \`code\` (validation_failed, unauthorized, forbidden, not_found, insufficient_stock, idempotency_key_reused, rate_limited, …); see the README for each code's status. The statuses above name this operation's own; any request may also be refused before it reaches an operation: ${BEFORE_ROUTING.map((code) => `\`${code}\` (${ERROR_STATUS[code]})`).join(', ')}`,
         ),
-        '5XX': refusal('internal_error (logged), or service_unavailable (database unreachable, shutting down, shedding load; with Retry-After: retry with the same Idempotency-Key)'),
+        '5XX': refusal('internal_error (logged), or service_unavailable (database unreachable or not answering, shutting down, shedding load; with Retry-After: retry with the same Idempotency-Key)'),
       };
     }
   }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { AppError } from '../core/errors.js';
+import { DatabaseSilent } from '../core/pgErrors.js';
 import { sendProblem, toAppError } from './problem.js';
 
 const pgError = (code: string, message = 'x', constraint?: string) => Object.assign(new Error(message), { code, ...(constraint ? { constraint } : {}) });
@@ -38,7 +39,7 @@ describe('toAppError and database errors', () => {
     }
   });
 
-  it('a database that cannot be reached or a connection lost is 503 service_unavailable with Retry-After (not unexpected)', () => {
+  it('a database that cannot be reached, a connection lost, or a statement whose answer never came is 503 service_unavailable with Retry-After (not unexpected)', () => {
     const lost = [
       Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
       Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
@@ -50,6 +51,8 @@ describe('toAppError and database errors', () => {
       pgError('53300', 'sorry, too many clients already'),
       pgError('08006', 'connection failure'),
       new Error('wrapped', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) }),
+      new DatabaseSilent(45_000),
+      new Error('wrapped', { cause: new DatabaseSilent(45_000) }),
     ];
     for (const error of lost) {
       const { appError, unexpected } = toAppError(error);

@@ -75,7 +75,7 @@ export function commonRefusals(route: RouteFacts): Refusals {
   if (route.headers.includes('if-match')) refusals.version_conflict = 'the If-Match names no current version of the record (`current_version` says which is)';
   refusals.internal_error = 'an unexpected error (logged)';
   refusals.service_unavailable =
-    'the database is unreachable, the process is shutting down or shedding load, or a transaction still conflicted after its retries (with `Retry-After`: retry with the same Idempotency-Key)';
+    'the database is unreachable or stopped answering (no answer to a statement within 45 s), the process is shutting down or shedding load, or a transaction still conflicted after its retries (with `Retry-After`: retry with the same Idempotency-Key)';
   return refusals;
 }
 
