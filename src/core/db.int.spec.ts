@@ -50,13 +50,8 @@ describe('createPool: a connection that goes silent (the network stops passing d
   let proxied: string;
   before(async () => {
     t = await createTestDatabase();
-    const target = new URL(t.appUrl);
-    outage = new Outage({ host: target.hostname, port: Number(target.port) });
-    await outage.up();
-    const url = new URL(t.appUrl);
-    url.hostname = '127.0.0.1';
-    url.port = String(outage.port);
-    proxied = url.toString();
+    outage = await Outage.inFrontOf(t.appUrl);
+    proxied = outage.through(t.appUrl);
   });
   after(async () => {
     outage.thaw();

@@ -22,13 +22,8 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
 
   before(async () => {
     t = await createTestDatabase();
-    const target = new URL(t.appUrl);
-    outage = new Outage({ host: target.hostname, port: Number(target.port) });
-    await outage.up();
-    const proxied = new URL(t.appUrl);
-    proxied.hostname = '127.0.0.1';
-    proxied.port = String(outage.port);
-    const pool = createPool(proxied.toString(), { max: 5, asAppRole: true });
+    outage = await Outage.inFrontOf(t.appUrl);
+    const pool = createPool(outage.through(t.appUrl), { max: 5, asAppRole: true });
     const db = createDb(pool);
     const operatorToken = `test-operator-${randomUUID()}`;
     const authenticator = new Authenticator(db);

@@ -36,13 +36,8 @@ describe('PostgreSQL goes silent on open connections (nothing closed): answered 
 
   before(async () => {
     t = await createTestDatabase();
-    const target = new URL(t.appUrl);
-    outage = new Outage({ host: target.hostname, port: Number(target.port) });
-    await outage.up();
-    const proxied = new URL(t.appUrl);
-    proxied.hostname = '127.0.0.1';
-    proxied.port = String(outage.port);
-    pool = createPool(proxied.toString(), { max: POOL_SIZE, asAppRole: true, answerTimeoutMs: ANSWER_TIMEOUT_MS });
+    outage = await Outage.inFrontOf(t.appUrl);
+    pool = createPool(outage.through(t.appUrl), { max: POOL_SIZE, asAppRole: true, answerTimeoutMs: ANSWER_TIMEOUT_MS });
     const db = createDb(pool);
     const operatorToken = `test-operator-${randomUUID()}`;
     // Tokens stay cached for the whole file: a sale then goes straight to its lane, with no lookup of its token first.

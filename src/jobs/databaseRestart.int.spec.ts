@@ -39,18 +39,10 @@ describe('worker: the database goes away while a job runs', () => {
       }
     },
   });
-  const proxied = (url: string) => {
-    const through = new URL(url);
-    through.hostname = '127.0.0.1';
-    through.port = String(outage.port);
-    return through.toString();
-  };
 
   before(async () => {
     t = await createTestDatabase();
-    const target = new URL(t.url);
-    outage = new Outage({ host: target.hostname, port: Number(target.port) });
-    await outage.up();
+    outage = await Outage.inFrontOf(t.url);
   });
   after(async () => {
     await worker?.stop();
@@ -60,7 +52,7 @@ describe('worker: the database goes away while a job runs', () => {
 
   it('its runner, stopped because the job could not be recorded, is started again once the database is back: the job runs again at once (not in 4 hours) and new jobs run', { timeout: 60_000 }, async () => {
     const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), jobRetryBaseMs: 20, jobRetryMaxMs: 100, workerConcurrency: 2 };
-    worker = await startWorker({ databaseUrl: proxied(t.url), appDatabaseUrl: proxied(t.appUrl), config, logger, tasks: [hold], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
+    worker = await startWorker({ databaseUrl: outage.through(t.url), appDatabaseUrl: outage.through(t.appUrl), config, logger, tasks: [hold], cronItems: [], serveMetrics: false, pollIntervalMs: 100 });
     await t.db.transaction().execute((tx) => enqueueJob(tx, 'test.hold', { value: 'hold' }));
     await holding;
 

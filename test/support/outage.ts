@@ -20,6 +20,22 @@ export class Outage {
   port = 0;
   constructor(private readonly target: { host: string; port: number }) {}
 
+  /** A proxy up in front of the server of `databaseUrl` (connect through it with `through`). */
+  static async inFrontOf(databaseUrl: string): Promise<Outage> {
+    const target = new URL(databaseUrl);
+    const outage = new Outage({ host: target.hostname, port: Number(target.port) });
+    await outage.up();
+    return outage;
+  }
+
+  /** `databaseUrl` (a URL of the server this proxy is in front of) through this proxy. */
+  through(databaseUrl: string): string {
+    const url = new URL(databaseUrl);
+    url.hostname = '127.0.0.1';
+    url.port = String(this.port);
+    return url.toString();
+  }
+
   async up(): Promise<void> {
     const server = net.createServer((inbound) => {
       const outbound = net.connect(this.target.port, this.target.host);
