@@ -24,6 +24,7 @@ import { newId } from '../core/ids.js';
 import { apiRegistry, commandRetries, prometheus } from '../core/metrics.js';
 import { isRetryableTransactionError, PG, pgCode } from '../core/pgErrors.js';
 import { saleCommand } from './createSale.js';
+import { SALE_RETURN_OP } from './returnSale.js';
 import { SALE_VOID_OP } from './voidSale.js';
 import type { SaleInput, SaleSource } from './sale.table.js';
 import { planSale, saleEffects, validateSale, type PlannedSale, type SaleRequest, type SaleState } from './salePlan.js';
@@ -66,7 +67,7 @@ import { balanceKey, heldRowRefusal, loadSaleStates, RowHeldElsewhere, rowWaited
  *     INSERT events, idempotency records             (recordCommands)
  *   COMMIT                                           → 201, 409, 201 …
  *
- * Any other command (a void, a sale of workshop pieces) is a batch of its
+ * Any other command (a void, a partial return, a sale of workshop pieces) is a batch of its
  * own, run under a SAVEPOINT through `executeCommand`, exactly the code path
  * of a lone command:
  *
@@ -132,10 +133,10 @@ import { balanceKey, heldRowRefusal, loadSaleStates, RowHeldElsewhere, rowWaited
  *   batch and then per sale (measured before: 60–90 s before the tenant's
  *   other sales went through, heldRow.int.spec.ts). The lock order stays
  *   deadlock-free: rows locked without waiting come after the rows waited for
- *   of their kind. A void or a sale naming pieces (a batch of its own) that
- *   meets a held row waits the lock wait each time (a void 2 s; a sale naming
- *   pieces, which may wait for a piece behind a reservation's end, as long as
- *   any command: 15 s).
+ *   of their kind. A void, a partial return or a sale naming pieces (a batch
+ *   of its own) that meets a held row waits the lock wait each time (a void or
+ *   a return 2 s; a sale naming pieces, which may wait for a piece behind a
+ *   reservation's end, as long as any command: 15 s).
  * - A COMMIT that fails with a PostgreSQL error rolled everything back: a
  *   retryable one re-runs the batch, any other fails every caller. A COMMIT
  *   whose connection dies is ambiguous (it may have committed): nothing is
@@ -154,6 +155,8 @@ const MAX_ATTEMPTS = 5;
  * (milliseconds).
  */
 export const SALE_LOCK_WAIT_MS = 2_000;
+/** The commands of the lane, besides a run of sales, whose batch waits SALE_LOCK_WAIT_MS for a lock (not a sale naming pieces). */
+const LANE_LOCK_WAIT_TYPES: ReadonlySet<string> = new Set([SALE_VOID_OP, SALE_RETURN_OP]);
 /** Rows found held per tenant and kind (balances, counters) that a process remembers; beyond, the oldest is forgotten. */
 const MAX_HELD_ROWS = 1_000;
 /** Held rows a run of sales finds one lock wait at a time before it locks every row without waiting (see runSales). */
@@ -370,10 +373,11 @@ export class GroupCommitter {
     const trx = await this.db.startTransaction().execute();
     let committing = false;
     try {
-      // The tenant (row-level security) and, for sales and voids, the lane's lock wait, in one round trip (setTenant's
-      // statement). A sale naming workshop pieces waits as long as any command (the session's lock_timeout): it may
-      // wait for a piece behind a reservation's end.
-      const lockWait = batch[0]!.sale !== undefined || batch[0]!.spec.type === SALE_VOID_OP ? sql`, set_config('lock_timeout', ${String(this.lockWaitMs)}, true)` : sql``;
+      // The tenant (row-level security) and, for sales, voids and partial returns, the lane's lock wait, in one round
+      // trip (setTenant's statement). A sale naming workshop pieces waits as long as any command (the session's
+      // lock_timeout): it may wait for a piece behind a reservation's end. A return waited so too, and a row held
+      // from outside then stalled every sale of the tenant behind it for 15 s (heldRow.int.spec.ts).
+      const lockWait = batch[0]!.sale !== undefined || LANE_LOCK_WAIT_TYPES.has(batch[0]!.spec.type) ? sql`, set_config('lock_timeout', ${String(this.lockWaitMs)}, true)` : sql``;
       await sql`SELECT set_config('app.tenant_id', ${tenantId}, true)${lockWait}`.execute(trx);
       const units = new Savepoints(trx);
       const settled: Settled[] = [];

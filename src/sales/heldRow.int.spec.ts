@@ -262,6 +262,53 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     }
   });
 
+  it('a partial return of a sale of the held row (it runs in the lane too): it waits the lane\'s lock wait, not 15 s, and the sales behind it flow; 503, nothing written; once released, its key makes it once', async () => {
+    // Given: a sale of the row about to be held, to take back part of while it is held.
+    const sold = await send({ ...saleOf(storeA, other), items: [{ sku_id: other, quantity: 3, unit_price: 10 }] });
+    assert.equal(sold.answer.status, 201, JSON.stringify(sold.answer.body));
+    const before = await saleRowCounts(t, tenantId);
+    const hold = await holdLocked(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, other]);
+    const returnKey = randomUUID();
+    const giveBack = () => owner.post(`/v1/sales/${sold.answer.body.id}/returns`, { items: [{ sku_id: other, quantity: 1 }], reason: 'held row' }, { idempotencyKey: returnKey });
+    let returned: { answer: ApiResponse; ms: number };
+    let behind: Sent[];
+    try {
+      // When: the return (a batch of its own in the tenant's lane) with sales of other rows right behind it
+      const returning = (async () => {
+        const started = performance.now();
+        const answer = await giveBack();
+        return { answer, ms: performance.now() - started };
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      behind = await Promise.all([saleOf(storeB, third), saleOf(storeA, held), saleOf(storeB, other)].map((body) => send(body)));
+      returned = await returning;
+    } finally {
+      await hold.release();
+    }
+    // Then: the sales behind it are answered within the lane's bound, not after the session's 15 s lock_timeout
+    for (const sent of behind) {
+      assert.equal(sent.answer.status, 201, JSON.stringify(sent.answer.body));
+      assert.ok(sent.ms < BOUND_MS, `a sale behind the return answered in ${Math.round(sent.ms)} ms, not within ${BOUND_MS} ms`);
+    }
+    // And the return is a 503 within the bound, nothing of it written
+    assertUnavailable({ key: returnKey, body: saleOf(storeA, other), ...returned });
+    assert.ok(returned.ms < BOUND_MS, `the return answered in ${Math.round(returned.ms)} ms`);
+    const during = await saleRowCounts(t, tenantId);
+    assert.equal(during.operations, Number(before.operations) + behind.length, 'no operation for the return');
+    const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM sale_returns WHERE tenant_id = $1 AND sale_id = $2`, [tenantId, sold.answer.body.id]);
+    assert.deepEqual(rows, [{ n: 0 }]);
+
+    // Released: the same key makes the return, once
+    const again = await giveBack();
+    assert.equal(again.status, 201, JSON.stringify(again.body));
+    assert.equal((await giveBack()).headers.get('idempotent-replayed'), 'true');
+    const made = await t.admin.query(`SELECT count(*)::int AS n FROM sale_returns WHERE tenant_id = $1 AND sale_id = $2`, [tenantId, sold.answer.body.id]);
+    assert.deepEqual(made.rows, [{ n: 1 }]);
+    await assertBalancesEqualLedgers();
+    await assertGaplessReceipts();
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('a held receipt counter: the other store sells within the bound; the held store\'s sales are 503, nothing written, and take no number', async () => {
     const before = await saleRowCounts(t, tenantId);
     const hold = await holdLocked(`SELECT 1 FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2 FOR UPDATE`, [tenantId, storeB]);
