@@ -321,7 +321,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.read' },
       schema: {
         tags: ['inventory'],
-        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, sale, void, transfer_out, …',
+        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, sale, void, return (a partial return of a sale), transfer_out, …',
         params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
         querystring: ListQuery,
         response: {
