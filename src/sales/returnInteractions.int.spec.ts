@@ -160,3 +160,45 @@ describe('partial returns with the parts around them', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 });
+
+describe('partial returns racing the count of their day', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  it('returns sent while the day is counted: each refund is in exactly one count (that day, or the next day\'s booking), settlement_matches_ledger clean', async () => {
+    const { owner, tenantId } = await t.newTenant();
+    const store = await givenStore(owner, 'C1');
+    const tea = await givenSku(owner, 'TEA', 'piece', 250);
+    await givenStock(owner, store, [{ sku_id: tea, quantity: 1000 }]);
+    const sales = [];
+    for (let i = 0; i < 20; i++) {
+      const sale = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: tea, quantity: 3, unit_price: 250 }] }, { idempotencyKey: randomUUID() });
+      assert.equal(sale.status, 201);
+      sales.push(sale.body as { id: string });
+    }
+    const today = (await t.admin.query(`SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS d`)).rows[0].d as string;
+    // The count is sent once the first return is answered, while the others are still being written (each a batch of its own in the lane)
+    const sent = sales.map((sale) => owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: tea, quantity: 1 }], reason: 'race' }, { idempotencyKey: randomUUID() }));
+    const [count, ...returns] = await Promise.all([
+      Promise.race(sent).then(() => owner.post('/v1/settlements', { store_id: store, business_date: today, declared_cash: 0 }, { idempotencyKey: randomUUID() })),
+      ...sent,
+    ]);
+    assert.equal(count.status, 201, JSON.stringify(count.body));
+    assert.deepEqual(returns.filter((r) => r.status !== 201).map((r) => [r.status, r.body]), []);
+    // The count expected exactly the refunds booked on its day; the others are booked on the next day
+    const { rows } = await t.admin.query(
+      `SELECT e.business_date::text AS day, count(*)::int AS n, (-sum(p.amount))::int AS cash
+       FROM journal_entries e JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+       JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id AND a.kind = 'cash_drawer'
+       WHERE e.tenant_id = $1 AND e.kind = 'sale_return' GROUP BY 1 ORDER BY 1`,
+      [tenantId],
+    );
+    assert.equal(rows.reduce((sum, row) => sum + row.n, 0), 20);
+    assert.equal(count.body.cash_returns, rows.find((row) => row.day === today)?.cash ?? 0);
+    assert.ok(rows.every((row) => row.day >= today), JSON.stringify(rows));
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+});
