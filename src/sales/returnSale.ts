@@ -36,7 +36,10 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
     sql<ReturnableLine>`
       SELECT i.id AS sale_item_id, i.line_number, i.sku_id, k.unit, i.quantity, i.unit_price, i.line_total, i.shortfall_quantity,
              i.piece_ids::text[] AS piece_ids,
-             coalesce((SELECT sum(ri.quantity) FROM sale_return_items ri WHERE ri.tenant_id = i.tenant_id AND ri.sale_item_id = i.id), 0)::bigint AS returned_quantity
+             -- by the sale (sale_return_items_sale_idx): by the line alone, no index served it, and every return
+             -- and every void read all of the tenant's return lines once per line of its sale (returnPlans.int.spec.ts)
+             coalesce((SELECT sum(ri.quantity) FROM sale_return_items ri
+                       WHERE ri.tenant_id = i.tenant_id AND ri.sale_id = i.sale_id AND ri.sale_item_id = i.id), 0)::bigint AS returned_quantity
       FROM sale_items i JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
       WHERE i.tenant_id = ${tenantId} AND i.sale_id = ${saleId}
       ORDER BY i.line_number`,
