@@ -27,6 +27,7 @@ import { analyticsChecks, ROLLUP_STALE_AFTER } from '../src/analytics/integrity.
 import { ROLLUP_SETTLE, SALE_DAY, saleDayOf } from '../src/analytics/rollupDailySales.js';
 import { SALE_DAY_RULE } from '../src/analytics/catchUpDailySales.js';
 import { openBenchDatabase, runBench } from './database.js';
+import { historyTenants, writeSalesHistory } from './salesHistory.js';
 
 const DAYS = Number(process.env.ROLLUP_BENCH_DAYS ?? 1095);
 const PER_DAY = Number(process.env.ROLLUP_BENCH_PER_DAY ?? 1000);
@@ -87,42 +88,10 @@ runBench(async () => {
   const db = createDb(appPool);
   try {
     // Tenants, each with one store (UTC) and one operation for its history.
-    const tenants = Array.from({ length: 1 + SMALL_TENANTS }, (_, index) => ({
-      id: randomUUID(),
-      store: randomUUID(),
-      op: randomUUID(),
-      days: index === 0 ? DAYS : 30,
-      perDay: index === 0 ? PER_DAY : 100,
-    }));
+    const tenants = historyTenants(DAYS, PER_DAY, SMALL_TENANTS);
     const started = Date.now();
-    for (const tenant of tenants) {
-      const client = await admin.connect();
-      try {
-        await client.query('BEGIN');
-        // The history as it was written then: no posting or item is read by the rollup, so none is made (nor checked).
-        await client.query('SET LOCAL session_replication_role = replica');
-        await client.query(`INSERT INTO tenants (id, name) VALUES ($1, $2)`, [tenant.id, `bench ${tenant.id.slice(0, 8)}`]);
-        await client.query(`INSERT INTO operations (tenant_id, id, type, actor, correlation_id) VALUES ($1, $2, 'bench.history', 'bench', 'bench')`, [tenant.id, tenant.op]);
-        await client.query(`INSERT INTO stores (tenant_id, id, code, name, op_id) VALUES ($1, $2, 'S', 'Shop', $3)`, [tenant.id, tenant.store, tenant.op]);
-        await client.query(
-          `WITH sale AS (
-             INSERT INTO sales (tenant_id, id, store_id, receipt_number, payment_method, total, op_id, created_at)
-             SELECT $1, gen_random_uuid(), $2, n, 'cash', 100 + n % 900, $3,
-                    date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - make_interval(days => $4::int - (n - 1) / $5::int)
-                      + make_interval(secs => 8 * 3600 + ((n - 1) % $5::int) * (12 * 3600 / $5::int))
-             FROM generate_series(1, $4::int * $5::int) n
-             RETURNING tenant_id, id, store_id, op_id, created_at
-           )
-           INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, op_id, created_at)
-           SELECT tenant_id, gen_random_uuid(), 'sale', store_id, (created_at AT TIME ZONE 'UTC')::date, 'sale', id, op_id, created_at FROM sale`,
-          [tenant.id, tenant.store, tenant.op, tenant.days, tenant.perDay],
-        );
-        await client.query(`INSERT INTO store_receipt_counters (tenant_id, store_id, last_number) VALUES ($1, $2, $3)`, [tenant.id, tenant.store, tenant.days * tenant.perDay]);
-        await client.query('COMMIT');
-      } finally {
-        client.release();
-      }
-    }
+    // The history as it was written then: no posting or item is read by the rollup, so none is made (nor checked).
+    for (const tenant of tenants) await writeSalesHistory(admin, tenant, { complete: false });
     await admin.query('VACUUM ANALYZE sales');
     await admin.query('VACUUM ANALYZE journal_entries');
     const history = Number((await admin.query(`SELECT count(*) AS n FROM sales`)).rows[0].n);
