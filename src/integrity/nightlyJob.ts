@@ -3,7 +3,7 @@ import { newId } from '../core/ids.js';
 import { openReviewItems } from '../core/review.js';
 import { defineTask } from '../jobs/task.js';
 import { allChecks } from './registry.js';
-import { checkSettingsOf, runChecksAsOwner, type Finding } from './runChecks.js';
+import { CHECK_STATEMENT_TIMEOUT_MS, checkSettingsOf, runChecksAsOwner, type Finding } from './runChecks.js';
 import { forEachTenant } from '../jobs/eachTenant.js';
 
 /** Review items opened per statement. */
@@ -24,7 +24,9 @@ export const integrityNightly = defineTask<Record<string, unknown>>({
   name: 'integrity.run',
   maxAttempts: 3,
   async handle(_data, ctx) {
-    const run = await runChecksAsOwner(ctx.ownerPool, allChecks, checkSettingsOf(ctx.config), { logger: ctx.logger, correlationId: ctx.correlationId });
+    // On the worker's pool for checks, whose connection waits for an answer as long as a check may run (CHECK_STATEMENT_TIMEOUT_MS).
+    const settings = { ...checkSettingsOf(ctx.config), statementTimeoutMs: CHECK_STATEMENT_TIMEOUT_MS };
+    const run = await runChecksAsOwner(ctx.checkPool, allChecks, settings, { logger: ctx.logger, correlationId: ctx.correlationId });
     const byTenant = new Map<string, Finding[]>();
     // Appended in place: copying the tenant's list for every finding was quadratic in findings.
     for (const finding of run.findings) {

@@ -25,7 +25,24 @@ export interface CheckRun {
 export interface CheckSettings {
   /** An order in pending/submitting longer than this is reported as stuck. */
   ordersStuckSeconds: number;
+  /**
+   * statement_timeout of each check's read-only transaction, in ms (unset:
+   * the session's — 30 s on the service's pools). The nightly run sets
+   * CHECK_STATEMENT_TIMEOUT_MS.
+   */
+  statementTimeoutMs?: number;
 }
+
+/**
+ * How long one check may run in the nightly run (ms). The session limit of
+ * the service's pools (30 s) is there so that a hung statement cannot hold
+ * stock rows locked; a check holds no row lock (its transaction is read-only)
+ * and reads a shop's whole history: at 1,122,000 sales the slowest took
+ * 12–23 s and, under load, went past 30 s (bench/RESULTS.md, "Which
+ * integrity checks grow with a shop's history") — every night a
+ * `check_failed` for good as the history grew. Ten minutes, at night.
+ */
+export const CHECK_STATEMENT_TIMEOUT_MS = 10 * 60_000;
 
 interface Row {
   tenant_id: string;
@@ -92,7 +109,10 @@ export async function runChecksAsOwner(pool: pg.Pool, checks: IntegrityCheck[], 
     for (const check of checks) {
       try {
         await client.query('BEGIN READ ONLY');
-        await client.query(`SELECT set_config('storekeep.orders_stuck_seconds', $1, true)`, [String(settings.ordersStuckSeconds)]);
+        await client.query(`SELECT set_config('storekeep.orders_stuck_seconds', $1, true), set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), true)`, [
+          String(settings.ordersStuckSeconds),
+          settings.statementTimeoutMs === undefined ? null : String(settings.statementTimeoutMs),
+        ]);
         const result = await client.query<Row>(check.sql, [null]);
         await client.query('COMMIT');
         addFindings(findings, check, result.rows);

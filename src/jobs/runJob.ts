@@ -73,6 +73,7 @@ export async function runJob(definition: TaskDefinition, payload: unknown, helpe
     const ctx: JobContext = {
       db: deps.db,
       ownerPool: deps.ownerPool,
+      checkPool: deps.checkPool,
       config: deps.config,
       logger,
       jobId: helpers.job.id,

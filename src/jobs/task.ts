@@ -11,6 +11,8 @@ export interface JobContext {
   db: Db;
   /** Owner pool, for the few cross-tenant sweeps (integrity, stuck orders) that must see every tenant. */
   ownerPool: pg.Pool;
+  /** Owner pool of one connection for the nightly integrity run: it waits for a check's answer as long as a check may run (src/integrity/runChecks.ts, CHECK_STATEMENT_TIMEOUT_MS). */
+  checkPool: pg.Pool;
   config: Config;
   logger: Logger;
   jobId: string;

@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 import { Logger as WorkerLogger, parseCronItems, run, type CronItem, type Runner, type TaskList, type WorkerEvents, type WorkerPool } from 'graphile-worker';
 import type pg from 'pg';
 import type { Config } from '../config.js';
-import { createDb, createPool, type Db } from '../core/db.js';
+import { createDb, createPool, DATABASE_ANSWER_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, type Db } from '../core/db.js';
+import { CHECK_STATEMENT_TIMEOUT_MS } from '../integrity/runChecks.js';
 import { briefly, type Logger } from '../core/logger.js';
 import { metricsAllowed, workerMetrics } from '../core/metrics.js';
 import { AuthFailureLimiter } from '../http/authFailures.js';
@@ -20,6 +21,8 @@ export interface WorkerDeps {
   db: Db;
   /** Owner pool: graphile-worker's own queries and cross-tenant sweeps. */
   ownerPool: pg.Pool;
+  /** Owner pool of one connection for the nightly integrity run (JobContext.checkPool). */
+  checkPool: pg.Pool;
 }
 
 export function backoffOf(config: Config): BackoffPolicy {
@@ -80,9 +83,18 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     applicationName: 'storekeep-worker',
     onError: (error) => logger.warn({ error: briefly(error) }, 'idle worker connection failed'),
   });
+  // The nightly integrity run's checks may run CHECK_STATEMENT_TIMEOUT_MS each: their connection waits that long for an
+  // answer (plus the margin the pools give statement_timeout), where the other pools give up after 45 s.
+  const checkPool = createPool(options.databaseUrl, {
+    max: 1,
+    asAppRole: false,
+    applicationName: 'storekeep-worker-checks',
+    answerTimeoutMs: CHECK_STATEMENT_TIMEOUT_MS + DATABASE_ANSWER_TIMEOUT_MS - STATEMENT_TIMEOUT_MS,
+    onError: (error) => logger.warn({ error: briefly(error) }, 'idle worker connection failed'),
+  });
   // A client's network error while checked out must not crash the process (graphile-worker checks for this handler).
   ownerPool.on('connect', (client) => client.on('error', (error) => logger.warn({ error: briefly(error) }, 'worker connection failed')));
-  const deps: WorkerDeps = { config, logger, db: createDb(appPool), ownerPool };
+  const deps: WorkerDeps = { config, logger, db: createDb(appPool), ownerPool, checkPool };
   const tasks = options.tasks ?? allTasks;
   const taskList: TaskList = {};
   for (const definition of tasks) {
@@ -114,7 +126,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   try {
     runner = await startRunner();
   } catch (error) {
-    await Promise.allSettled([ownerPool.end(), appPool.end()]);
+    await Promise.allSettled([ownerPool.end(), appPool.end(), checkPool.end()]);
     throw error;
   }
 
@@ -235,7 +247,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
         for (const timer of timers) clearInterval(timer);
         await stopRunner();
         if (metricsServer) await new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
-        await Promise.allSettled([ownerPool.end(), appPool.end()]);
+        await Promise.allSettled([ownerPool.end(), appPool.end(), checkPool.end()]);
         logger.info('worker stopped');
       })()),
     // A second signal: running jobs are released (failed with a message,
@@ -246,7 +258,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       for (const timer of timers) clearInterval(timer);
       await workerPool?.forcefulShutdown('a second shutdown signal: stopping now');
       if (metricsServer) metricsServer.close();
-      await Promise.allSettled([ownerPool.end(), appPool.end()]);
+      await Promise.allSettled([ownerPool.end(), appPool.end(), checkPool.end()]);
     },
   };
 }
