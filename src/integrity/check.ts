@@ -39,3 +39,33 @@ export function shortageReviewItems(kind: 'offline_sale_shortage' | 'offline_con
         WHERE r.kind = '${kind}' AND ($1::uuid IS NULL OR r.tenant_id = $1)
       `;
 }
+
+/**
+ * The latest day a sale's reversing entry — a void's `sale_void`, a partial
+ * return's `sale_return` — may be booked on without a counted day behind it,
+ * as SQL over three date expressions: the till's UTC day of the command
+ * (null when it was not queued), the sale's entry's day and the UTC day it
+ * was recorded. postSaleVoid and postSaleReturn ask for the same day (the
+ * store's day of the till's moment, not before the sale's day; else the day
+ * it was recorded), so both are held to the same bound: zone aside (a store's
+ * day of a moment is within a day of its UTC day), never after that day plus
+ * one — nor after the recorded day plus one, a till's clock ahead of ours
+ * asking for a day that has not come. Later only past a counted day
+ * (bookedPastLatestWithoutCount).
+ */
+export function reversalLatestWithoutCount(tillDay: string, saleDay: string, recordedDay: string): string {
+  return `CASE WHEN ${tillDay} IS NULL THEN ${recordedDay} + 1 ELSE least(greatest(${tillDay} + 1, ${saleDay}), ${recordedDay} + 1) END`;
+}
+
+/**
+ * True when an entry of `store` is booked after `latest` (the latest day
+ * without a count) and the day before it was not counted (a settlement of any
+ * status: they are never deleted): open_business_date moves an entry past
+ * counted days only. The settlement is looked up (settlements_store_idx) only
+ * for entries past `latest`.
+ */
+export function bookedPastLatestWithoutCount(tenantId: string, storeId: string, businessDate: string, latest: string): string {
+  return `(${businessDate} > ${latest}
+               AND NOT EXISTS (SELECT 1 FROM settlements c WHERE c.tenant_id = ${tenantId} AND c.store_id = ${storeId}
+                                                             AND c.business_date = ${businessDate} - 1))`;
+}

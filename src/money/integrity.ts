@@ -1,4 +1,4 @@
-import type { IntegrityCheck } from '../integrity/check.js';
+import { bookedPastLatestWithoutCount, reversalLatestWithoutCount, type IntegrityCheck } from '../integrity/check.js';
 
 /** Invariants of the double-entry ledger (DESIGN.md principle 2). */
 export const moneyChecks: IntegrityCheck[] = [
@@ -153,7 +153,10 @@ export const moneyChecks: IntegrityCheck[] = [
     // a synced sale on its arrival day, found here unless within a day. "Recorded" is the
     // sale's created_at (a void's voided_at), the moment of the transaction
     // that wrote the entry too. Only entries past
-    // the upper bound look up a settlement (by settlements_store_idx).
+    // the upper bound look up a settlement (by settlements_store_idx). The
+    // void's bound and the counted-day test are shared with a partial
+    // return's entry (sale_return_matches_lines): reversalLatestWithoutCount,
+    // bookedPastLatestWithoutCount.
     sql: `
       WITH booked AS (
         SELECT e.tenant_id, e.subject_id AS sale_id, e.id, e.kind, e.store_id, e.business_date, s.store_id AS sale_store_id,
@@ -170,9 +173,9 @@ export const moneyChecks: IntegrityCheck[] = [
                CASE WHEN b.till_day IS NULL THEN b.recorded_day - 1
                     WHEN b.kind = 'sale' THEN least(b.till_day, b.recorded_day) - 1
                     ELSE least(greatest(b.till_day - 1, b.sale_day), b.recorded_day - 1) END AS earliest,
-               CASE WHEN b.till_day IS NULL OR b.before_till_days THEN b.recorded_day + 1
-                    WHEN b.kind = 'sale' THEN least(b.till_day, b.recorded_day) + 1
-                    ELSE least(greatest(b.till_day + 1, b.sale_day), b.recorded_day + 1) END AS latest_uncounted
+               CASE WHEN b.kind <> 'sale' THEN ${reversalLatestWithoutCount('b.till_day', 'b.sale_day', 'b.recorded_day')}
+                    WHEN b.till_day IS NULL OR b.before_till_days THEN b.recorded_day + 1
+                    ELSE least(b.till_day, b.recorded_day) + 1 END AS latest_uncounted
         FROM booked b
       ), misbooked AS (
         SELECT b.tenant_id, b.sale_id,
@@ -181,9 +184,7 @@ export const moneyChecks: IntegrityCheck[] = [
         FROM bounded b
         WHERE b.store_id IS DISTINCT FROM b.sale_store_id
            OR b.business_date < b.earliest
-           OR (b.business_date > b.latest_uncounted
-               AND NOT EXISTS (SELECT 1 FROM settlements c WHERE c.tenant_id = b.tenant_id AND c.store_id = b.sale_store_id
-                                                             AND c.business_date = b.business_date - 1))
+           OR ${bookedPastLatestWithoutCount('b.tenant_id', 'b.sale_store_id', 'b.business_date', 'b.latest_uncounted')}
         GROUP BY b.tenant_id, b.sale_id
       ), lines AS (
         -- a partial return's entry (subject: the return) counts for its sale
