@@ -304,6 +304,48 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
   });
 
+  it("sale_return_matches_lines: a return's entry booked later than a void's would be (400 days ahead of today, nothing counted)", async () => {
+    // A return recorded live today: its void's rule allows today's neighbour at most (past it only after a counted day).
+    const live = await newShop();
+    await corrupt(
+      [`UPDATE journal_entries SET business_date = business_date + 400 WHERE tenant_id = $1 AND op_id = $2 AND kind = 'sale_return'`],
+      [[live.tenantId, live.saleReturn.op_id]],
+    );
+    assert.deepEqual(await reported(live), ['sale_return_matches_lines'], 'a live return\'s entry 400 days ahead');
+  });
+
+  it("sale_return_matches_lines: a return's entry 400 days ahead, its sale's entry gone too (the return's own bounds still hold)", async () => {
+    const shop = await newShop();
+    await corrupt(
+      [...entryRemoved(shop.tenantId, shop.saleReturn.sale_id).map(([statement]) => statement),
+       `UPDATE journal_entries SET business_date = business_date + 400 WHERE tenant_id = $1 AND op_id = $2 AND kind = 'sale_return'`],
+      [...entryRemoved(shop.tenantId, shop.saleReturn.sale_id).map(([, params]) => params), [shop.tenantId, shop.saleReturn.op_id]],
+    );
+    assert.deepEqual(await reported(shop), ['money_sale_posted', 'sale_return_matches_lines']);
+  });
+
+  it("sale_return_matches_lines: a queued return's entry booked on the day it reached us instead of the till's day", async () => {
+    // A return queued by a till 9 days ago, of a sale synced from 10 days ago: booked on the till's day; moved to
+    // the day it reached us (today, nothing counted), it is a week past what the rule allows.
+    const queued = await newShop();
+    const day = 24 * 3600 * 1000;
+    const synced = await queued.owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: queued.storeId, payment_method: 'cash', client_created_at: new Date(Date.now() - 10 * day).toISOString(),
+                items: [{ sku_id: queued.skuId, quantity: 5, unit_price: 1000 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    const returned = await queued.owner.post(`/v1/sales/${synced.body.results[0].body.id}/returns`, {
+      items: [{ sku_id: queued.skuId, quantity: 2 }], reason: 'test', client_created_at: new Date(Date.now() - 9 * day).toISOString(),
+    });
+    assert.equal(returned.status, 201, JSON.stringify(returned.body));
+    assert.deepEqual(await reported(queued), [], 'the queued return as booked');
+    await corrupt(
+      [`UPDATE journal_entries SET business_date = (now() AT TIME ZONE 'UTC')::date WHERE tenant_id = $1 AND op_id = $2 AND kind = 'sale_return'`],
+      [[queued.tenantId, returned.body.op_id]],
+    );
+    assert.deepEqual(await reported(queued), ['sale_return_matches_lines'], 'a queued return\'s entry on the day it reached us');
+  });
+
   it('sale_return_matches_lines: a sale whose returned_total is not what its returns refunded', async () => {
     const shop = await newShop();
     await corrupt([`UPDATE sales SET returned_total = returned_total + 5 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.saleReturn.sale_id]]);
