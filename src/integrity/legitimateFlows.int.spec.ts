@@ -117,7 +117,12 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
       for (let hours = 0; hours <= 26; hours += 2) await sync(store, ago(hours * HOUR + 60_000));
       await voidSale(await sync(store, ago(13 * HOUR)), ago(11 * HOUR));
       await voidSale(await sell(store), ago(DAY));
+      // returns held to the void's bounds: queued around the zone's midnight, and with a till clock ahead
+      await giveBack(await sync(store, ago(13 * HOUR), { items: threeOf() }), ago(11 * HOUR));
+      await giveBack(await sell(store, { items: threeOf() }), ago(DAY));
+      await giveBack(await sync(store, new Date(Date.now() + 3 * DAY).toISOString(), { items: threeOf() }), new Date(Date.now() + 4 * DAY).toISOString());
       await count(store, await storeToday(store));
+      await giveBack(await sync(store, ago(30 * 60_000), { items: threeOf() }), ago(60_000));
       await voidSale(await sell(store));
       await voidSale(await sync(store, ago(30 * 60_000)), ago(60_000));
       await sell(store, { payment_method: 'credit', customer_id: customer });
