@@ -58,6 +58,22 @@ export function reversalLatestWithoutCount(tillDay: string, saleDay: string, rec
 }
 
 /**
+ * The earliest day a sale's reversing entry — a void's `sale_void`, a partial
+ * return's `sale_return` — may be booked on, as SQL over the same three date
+ * expressions as reversalLatestWithoutCount (the till's UTC day, null when not
+ * queued; the sale's entry's day; the UTC day it was recorded). postSaleVoid
+ * and postSaleReturn ask for the store's day of the till's moment, not before
+ * the sale's day (else of the moment it was recorded), moved only later, past
+ * counted days: zone aside (a store's day of a moment is within a day of its
+ * UTC day), never before the till's day less one unless the sale's day is
+ * later — nor before the recorded day less one. A null sale's day (its entry
+ * gone) leaves the till's day alone.
+ */
+export function reversalEarliest(tillDay: string, saleDay: string, recordedDay: string): string {
+  return `CASE WHEN ${tillDay} IS NULL THEN ${recordedDay} - 1 ELSE least(greatest(${tillDay} - 1, ${saleDay}), ${recordedDay} - 1) END`;
+}
+
+/**
  * True when an entry of `store` is booked after `latest` (the latest day
  * without a count) and the day before it was not counted (a settlement of any
  * status: they are never deleted): open_business_date moves an entry past

@@ -1,4 +1,4 @@
-import { bookedPastLatestWithoutCount, reversalLatestWithoutCount, type IntegrityCheck } from '../integrity/check.js';
+import { bookedPastLatestWithoutCount, reversalEarliest, reversalLatestWithoutCount, type IntegrityCheck } from '../integrity/check.js';
 
 /** Invariants of the double-entry ledger (DESIGN.md principle 2). */
 export const moneyChecks: IntegrityCheck[] = [
@@ -154,9 +154,9 @@ export const moneyChecks: IntegrityCheck[] = [
     // sale's created_at (a void's voided_at), the moment of the transaction
     // that wrote the entry too. Only entries past
     // the upper bound look up a settlement (by settlements_store_idx). The
-    // void's bound and the counted-day test are shared with a partial
-    // return's entry (sale_return_matches_lines): reversalLatestWithoutCount,
-    // bookedPastLatestWithoutCount.
+    // void's bounds and the counted-day test are shared with a partial
+    // return's entry (sale_return_matches_lines): reversalEarliest,
+    // reversalLatestWithoutCount, bookedPastLatestWithoutCount.
     sql: `
       WITH booked AS (
         SELECT e.tenant_id, e.subject_id AS sale_id, e.id, e.kind, e.store_id, e.business_date, s.store_id AS sale_store_id,
@@ -170,9 +170,9 @@ export const moneyChecks: IntegrityCheck[] = [
         WHERE e.kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR e.tenant_id = $1)
       ), bounded AS (
         SELECT b.*,
-               CASE WHEN b.till_day IS NULL THEN b.recorded_day - 1
-                    WHEN b.kind = 'sale' THEN least(b.till_day, b.recorded_day) - 1
-                    ELSE least(greatest(b.till_day - 1, b.sale_day), b.recorded_day - 1) END AS earliest,
+               CASE WHEN b.kind <> 'sale' THEN ${reversalEarliest('b.till_day', 'b.sale_day', 'b.recorded_day')}
+                    WHEN b.till_day IS NULL THEN b.recorded_day - 1
+                    ELSE least(b.till_day, b.recorded_day) - 1 END AS earliest,
                CASE WHEN b.kind <> 'sale' THEN ${reversalLatestWithoutCount('b.till_day', 'b.sale_day', 'b.recorded_day')}
                     WHEN b.till_day IS NULL OR b.before_till_days THEN b.recorded_day + 1
                     ELSE least(b.till_day, b.recorded_day) + 1 END AS latest_uncounted
