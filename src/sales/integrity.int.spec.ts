@@ -346,6 +346,32 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     assert.deepEqual(await reported(queued), ['sale_return_matches_lines'], 'a queued return\'s entry on the day it reached us');
   });
 
+  it("sale_return_matches_lines: a return's entry booked earlier than a void's would be, though not before the sale's day", async () => {
+    // A sale synced from 10 days ago, returned twice: live today (the rule allows yesterday at the earliest) and
+    // queued by a till 3 days ago (4 days ago at the earliest). Each entry moved to a day between the sale's day
+    // and its earliest — 5 and 8 days ago — is earlier than the rule allows; nothing else looks at that day.
+    const day = 24 * 3600 * 1000;
+    for (const [label, till, movedBack] of [['a live return', undefined, 5], ['a queued return', 3, 8]] as const) {
+      const shop = await newShop();
+      const synced = await shop.owner.post('/v1/sync/sales', {
+        sales: [{ idempotency_key: randomUUID(), store_id: shop.storeId, payment_method: 'cash', client_created_at: new Date(Date.now() - 10 * day).toISOString(),
+                  items: [{ sku_id: shop.skuId, quantity: 5, unit_price: 1000 }] }],
+      });
+      assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+      const returned = await shop.owner.post(`/v1/sales/${synced.body.results[0].body.id}/returns`, {
+        items: [{ sku_id: shop.skuId, quantity: 2 }], reason: 'test',
+        ...(till === undefined ? {} : { client_created_at: new Date(Date.now() - till * day).toISOString() }),
+      });
+      assert.equal(returned.status, 201, JSON.stringify(returned.body));
+      assert.deepEqual(await reported(shop), [], `${label} as booked`);
+      await corrupt(
+        [`UPDATE journal_entries SET business_date = (now() AT TIME ZONE 'UTC')::date - $3::int WHERE tenant_id = $1 AND op_id = $2 AND kind = 'sale_return'`],
+        [[shop.tenantId, returned.body.op_id, movedBack]],
+      );
+      assert.deepEqual(await reported(shop), ['sale_return_matches_lines'], `${label}'s entry ${movedBack} days back`);
+    }
+  });
+
   it('sale_return_matches_lines: a sale whose returned_total is not what its returns refunded', async () => {
     const shop = await newShop();
     await corrupt([`UPDATE sales SET returned_total = returned_total + 5 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.saleReturn.sale_id]]);

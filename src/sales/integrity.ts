@@ -1,4 +1,4 @@
-import { bookedPastLatestWithoutCount, reversalLatestWithoutCount, shortageReviewItems, type IntegrityCheck } from '../integrity/check.js';
+import { bookedPastLatestWithoutCount, reversalEarliest, reversalLatestWithoutCount, shortageReviewItems, type IntegrityCheck } from '../integrity/check.js';
 
 /** Sales invariants (API.md: receipt numbers gapless per store; DESIGN.md principle 7). */
 export const salesChecks: IntegrityCheck[] = [
@@ -128,7 +128,7 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_return_matches_lines',
     severity: 'critical',
     description:
-      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not a line of workshop pieces nor one with an offline shortfall), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
+      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not a line of workshop pieces nor one with an offline shortfall), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry nor than a void's entry may be — the day before the till's day (not before the sale's day) or before the day it was recorded, whichever is earlier — and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
     // The line's money, as sale_total_matches_items computes it: pieces
     // exactly, grams or millimetres per 1000 rounded half up (lineTotal).
     sql: `
@@ -176,12 +176,13 @@ export const salesChecks: IntegrityCheck[] = [
         GROUP BY 1, 2
       ), entries AS (
         SELECT e.tenant_id, e.subject_id AS return_id, count(DISTINCT e.id) AS entries,
-               -- by the return's operation, for the sale's store, not before the sale's own entry's day, and not
-               -- after the latest day a void's entry may be booked on (the same rule: the till's day or the day
-               -- the return was recorded, past it only after a counted day)
+               -- by the return's operation, for the sale's store, not before the sale's own entry's day, and
+               -- between the earliest and the latest day a void's entry may be booked on (the same rule: the
+               -- till's day or the day the return was recorded, past it only after a counted day)
                bool_and(e.op_id = r.op_id AND e.store_id IS NOT DISTINCT FROM s.store_id AND e.business_date >= sd.sale_day
+                        AND e.business_date >= sd.earliest
                         AND NOT ${bookedPastLatestWithoutCount('e.tenant_id', 's.store_id', 'e.business_date', 'sd.latest_uncounted')}) AS own,
-               max(e.business_date) AS business_date, max(sd.latest_uncounted) AS latest_without_count,
+               max(e.business_date) AS business_date, max(sd.earliest) AS earliest, max(sd.latest_uncounted) AS latest_without_count,
                count(p.*) AS postings,
                coalesce(sum(p.amount) FILTER (WHERE CASE s.payment_method WHEN 'credit' THEN a.party_id = s.customer_id
                                                  ELSE a.store_id = s.store_id AND a.kind = CASE s.payment_method WHEN 'cash' THEN 'cash_drawer'
@@ -192,6 +193,7 @@ export const salesChecks: IntegrityCheck[] = [
         JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
         CROSS JOIN LATERAL (
           SELECT sale.sale_day,
+                 ${reversalEarliest("(r.client_created_at AT TIME ZONE 'UTC')::date", 'sale.sale_day', "(r.created_at AT TIME ZONE 'UTC')::date")} AS earliest,
                  ${reversalLatestWithoutCount("(r.client_created_at AT TIME ZONE 'UTC')::date", 'sale.sale_day', "(r.created_at AT TIME ZONE 'UTC')::date")} AS latest_uncounted
           FROM (SELECT min(se.business_date) AS sale_day FROM journal_entries se
                 WHERE se.tenant_id = s.tenant_id AND se.subject_id = s.id AND se.kind = 'sale') sale
@@ -207,7 +209,7 @@ export const salesChecks: IntegrityCheck[] = [
              jsonb_build_object('return_id', r.id, 'sale_id', r.sale_id, 'store_id', r.store_id, 'sale_store_id', s.store_id,
                                 'refund_total', r.refund_total, 'lines', coalesce(l.lines, 0), 'line_refunds', coalesce(l.refunds, 0), 'lines_off', coalesce(l.lines_off, '[]'::jsonb),
                                 'stock_off', coalesce(so.skus, '[]'::jsonb), 'entries', coalesce(e.entries, 0), 'entry_by_return', coalesce(e.own, true),
-                                'entry_business_date', e.business_date, 'entry_latest_without_count', e.latest_without_count,
+                                'entry_business_date', e.business_date, 'entry_earliest', e.earliest, 'entry_latest_without_count', e.latest_without_count,
                                 'postings', coalesce(e.postings, 0), 'to_debit_account', coalesce(e.to_debit_account, 0), 'to_revenue', coalesce(e.to_revenue, 0),
                                 'sale_returned_total', s.returned_total, 'sale_refunds', ps.refunds) AS detail
       FROM sale_returns r
