@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freePort, root } from './support/processes.js';
+import { freePort, spawnStorekeep } from './support/processes.js';
 import { allChecks } from '../src/integrity/registry.js';
 import { runChecksAsOwner } from '../src/integrity/runChecks.js';
 import { startProviderSim, type ProviderSim } from '../src/providerSim/providerSim.js';
@@ -42,31 +41,8 @@ describe('crash test: kill -9 the API and the worker under load', { timeout: 180
   /** The load clients run while this is true; after() clears it, so a test that timed out does not leave them looping for ever (the file's process would never exit, and `npm test` with it). */
   let running = false;
 
-  const env = (): NodeJS.ProcessEnv => ({
-    ...process.env,
-    DATABASE_URL: t.url,
-    DATABASE_APP_URL: t.appUrl,
-    PORT: String(apiPort),
-    HOST: '127.0.0.1',
-    STOREKEEP_ROOT_TOKEN: ROOT_TOKEN,
-    LOG_LEVEL: 'warn',
-    RATE_LIMIT_PER_MINUTE: '10000000',
-    FULFILMENT_PROVIDER_URL: sim.url,
-    FULFILMENT_WEBHOOK_SECRET: SECRET,
-    FULFILMENT_TIMEOUT_MS: '1000',
-    ORDERS_STUCK_AFTER_SECONDS: '2',
-    JOB_RETRY_BASE_MS: '50',
-    JOB_RETRY_MAX_MS: '500',
-    JOB_MAX_ATTEMPTS: '6',
-    WORKER_METRICS_PORT: '0',
-    DATABASE_POOL_SIZE: '20',
-  });
-  const spawnCli = (command: string) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), command], { cwd: root, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.on('data', (chunk: Buffer) => output.push(`[${command}] ${chunk.toString()}`));
-    child.stderr?.on('data', (chunk: Buffer) => output.push(`[${command}] ${chunk.toString()}`));
-    return child;
-  };
+  const spawnCli = (command: string) =>
+    spawnStorekeep(command, { databaseUrl: t.url, appUrl: t.appUrl, port: apiPort, rootToken: ROOT_TOKEN, providerUrl: sim.url, webhookSecret: SECRET, jobMaxAttempts: 6 }, output);
   const startApi = async () => {
     api = spawnCli('serve');
     const child = api;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -14,7 +14,7 @@ import { allChecks } from '../src/integrity/registry.js';
 import { runChecksAsOwner } from '../src/integrity/runChecks.js';
 import { startProviderSim, type ProviderSim } from '../src/providerSim/providerSim.js';
 import { testCheckLog } from './support/integrity.js';
-import { freePort, postmasterPid, processAlive, root } from './support/processes.js';
+import { freePort, postmasterPid, processAlive, spawnStorekeep } from './support/processes.js';
 import { sleep, waitFor } from './support/wait.js';
 
 /**
@@ -79,34 +79,8 @@ describe('PostgreSQL crashes (immediate shutdown, then kill -9 of the postmaster
   const output: string[] = [];
   let running = false;
 
-  const spawnCli = (command: string, appUrl: string) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), command], {
-      cwd: root,
-      env: {
-        ...process.env,
-        DATABASE_URL: ownerUrl,
-        DATABASE_APP_URL: appUrl,
-        PORT: String(apiPort),
-        HOST: '127.0.0.1',
-        STOREKEEP_ROOT_TOKEN: ROOT_TOKEN,
-        LOG_LEVEL: 'warn',
-        RATE_LIMIT_PER_MINUTE: '10000000',
-        FULFILMENT_PROVIDER_URL: sim.url,
-        FULFILMENT_WEBHOOK_SECRET: SECRET,
-        FULFILMENT_TIMEOUT_MS: '1000',
-        ORDERS_STUCK_AFTER_SECONDS: '2',
-        JOB_RETRY_BASE_MS: '50',
-        JOB_RETRY_MAX_MS: '500',
-        JOB_MAX_ATTEMPTS: '10',
-        WORKER_METRICS_PORT: '0',
-        DATABASE_POOL_SIZE: '20',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (chunk: Buffer) => output.push(`[${command}] ${chunk.toString()}`));
-    child.stderr?.on('data', (chunk: Buffer) => output.push(`[${command}] ${chunk.toString()}`));
-    return child;
-  };
+  const spawnCli = (command: string, appUrl: string) =>
+    spawnStorekeep(command, { databaseUrl: ownerUrl, appUrl, port: apiPort, rootToken: ROOT_TOKEN, providerUrl: sim.url, webhookSecret: SECRET, jobMaxAttempts: 10 }, output);
 
   before(async () => {
     dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-dbcrash-'));

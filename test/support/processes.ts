@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { processAlive } from '../../src/core/embeddedPostgres.js';
@@ -8,6 +8,51 @@ export { freePort, processAlive } from '../../src/core/embeddedPostgres.js';
 
 /** The repository root (for spawning bin/storekeep.js). */
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+/** What the crash tests run `storekeep serve` and `storekeep worker` with (each its own values). */
+export interface CrashTestService {
+  databaseUrl: string;
+  appUrl: string;
+  port: number;
+  rootToken: string;
+  providerUrl: string;
+  webhookSecret: string;
+  jobMaxAttempts: number;
+}
+
+/**
+ * `bin/storekeep.js <command>` as a child process under load-test settings
+ * (no rate limit, a fast provider timeout, quick job retries and order
+ * recovery), its stdout and stderr appended to `output` line by line.
+ */
+export function spawnStorekeep(command: string, service: CrashTestService, output: string[]): ChildProcess {
+  const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), command], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DATABASE_URL: service.databaseUrl,
+      DATABASE_APP_URL: service.appUrl,
+      PORT: String(service.port),
+      HOST: '127.0.0.1',
+      STOREKEEP_ROOT_TOKEN: service.rootToken,
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_PER_MINUTE: '10000000',
+      FULFILMENT_PROVIDER_URL: service.providerUrl,
+      FULFILMENT_WEBHOOK_SECRET: service.webhookSecret,
+      FULFILMENT_TIMEOUT_MS: '1000',
+      ORDERS_STUCK_AFTER_SECONDS: '2',
+      JOB_RETRY_BASE_MS: '50',
+      JOB_RETRY_MAX_MS: '500',
+      JOB_MAX_ATTEMPTS: String(service.jobMaxAttempts),
+      WORKER_METRICS_PORT: '0',
+      DATABASE_POOL_SIZE: '20',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (chunk: Buffer) => output.push(`[${command}] ${chunk.toString()}`));
+  child.stderr?.on('data', (chunk: Buffer) => output.push(`[${command}] ${chunk.toString()}`));
+  return child;
+}
 
 /** PID of the embedded PostgreSQL under a data folder, from its postmaster.pid. */
 export function postmasterPid(dataDir: string): number | undefined {
