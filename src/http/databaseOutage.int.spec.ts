@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../test/support/client.js';
 import { Outage } from '../../test/support/outage.js';
 import { sleep } from '../../test/support/wait.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
-import { loadConfig } from '../config.js';
-import { Authenticator } from '../core/auth.js';
-import { createDb, createPool } from '../core/db.js';
 import { capturingLogger } from '../../test/support/logs.js';
-import { buildApp, type App } from './app.js';
+import type { App } from './app.js';
+import { shopBehindOutage } from '../../test/support/shopBehindOutage.js';
 
 describe('PostgreSQL goes away while the API runs, and comes back', () => {
   let t: TestDatabase;
@@ -22,20 +19,7 @@ describe('PostgreSQL goes away while the API runs, and comes back', () => {
 
   before(async () => {
     t = await createTestDatabase();
-    outage = await Outage.inFrontOf(t.appUrl);
-    const pool = createPool(outage.through(t.appUrl), { max: 5, asAppRole: true });
-    const db = createDb(pool);
-    const operatorToken = `test-operator-${randomUUID()}`;
-    const authenticator = new Authenticator(db);
-    authenticator.setOperatorTokens([operatorToken]);
-    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, readinessTimeoutMs: 500 };
-    app = await buildApp({ config, pool, db, logger, authenticator });
-    const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
-    const created = await new ApiClient(baseUrl, operatorToken).post('/v1/tenants', { name: 'outage' });
-    owner = new ApiClient(baseUrl, created.body.token);
-    storeId = (await owner.post('/v1/stores', { code: 'MAIN', name: 'Main' })).body.id;
-    skuId = (await owner.post('/v1/skus', { code: 'RICE', name: 'Rice', unit: 'kg', price: 250 })).body.id;
-    assert.equal((await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: skuId, quantity: 10_000 }] })).status, 201);
+    ({ app, outage, owner, storeId, skuId } = await shopBehindOutage(t, { logger, tenantName: 'outage', poolSize: 5 }));
   });
   after(async () => {
     await app.close();

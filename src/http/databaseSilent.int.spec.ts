@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient, type ApiResponse } from '../../test/support/client.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { capturingLogger } from '../../test/support/logs.js';
 import { Outage } from '../../test/support/outage.js';
 import { sleep } from '../../test/support/wait.js';
-import { loadConfig } from '../config.js';
-import { Authenticator } from '../core/auth.js';
-import { createDb, createPool } from '../core/db.js';
-import { buildApp, type App } from './app.js';
+import { createPool } from '../core/db.js';
+import type { App } from './app.js';
+import { shopBehindOutage } from '../../test/support/shopBehindOutage.js';
 
 /**
  * The network to PostgreSQL stops passing data on open connections without
@@ -36,21 +34,8 @@ describe('PostgreSQL goes silent on open connections (nothing closed): answered 
 
   before(async () => {
     t = await createTestDatabase();
-    outage = await Outage.inFrontOf(t.appUrl);
-    pool = createPool(outage.through(t.appUrl), { max: POOL_SIZE, asAppRole: true, answerTimeoutMs: ANSWER_TIMEOUT_MS });
-    const db = createDb(pool);
-    const operatorToken = `test-operator-${randomUUID()}`;
     // Tokens stay cached for the whole file: a sale then goes straight to its lane, with no lookup of its token first.
-    const authenticator = new Authenticator(db, 10 * 60_000);
-    authenticator.setOperatorTokens([operatorToken]);
-    const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, readinessTimeoutMs: 500 };
-    app = await buildApp({ config, pool, db, logger, authenticator });
-    const baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
-    const created = await new ApiClient(baseUrl, operatorToken).post('/v1/tenants', { name: 'silent' });
-    owner = new ApiClient(baseUrl, created.body.token);
-    storeId = (await owner.post('/v1/stores', { code: 'MAIN', name: 'Main' })).body.id;
-    skuId = (await owner.post('/v1/skus', { code: 'RICE', name: 'Rice', unit: 'kg', price: 250 })).body.id;
-    assert.equal((await owner.post(`/v1/stores/${storeId}/stock/receipts`, { items: [{ sku_id: skuId, quantity: 10_000 }] })).status, 201);
+    ({ app, pool, outage, owner, storeId, skuId } = await shopBehindOutage(t, { logger, tenantName: 'silent', poolSize: POOL_SIZE, answerTimeoutMs: ANSWER_TIMEOUT_MS, tokenCacheMs: 10 * 60_000 }));
     assert.equal((await owner.get(`/v1/stores/${storeId}`)).status, 200); // the owner's token is now cached
   });
   after(async () => {
