@@ -10,11 +10,10 @@ import { appDatabaseUrl, openDatabase } from './runtime.js';
 import { serve } from './server.js';
 import { setIdempotencyTtlHours } from './core/command.js';
 import { startWorker } from './jobs/worker.js';
-import pg from 'pg';
 import { pino } from 'pino';
 import { allChecks } from './integrity/registry.js';
 import { startProviderSim } from './providerSim/providerSim.js';
-import { checkSettingsOf, runChecksAsOwner } from './integrity/runChecks.js';
+import { CHECK_STATEMENT_TIMEOUT_MS, checkSettingsOf, createCheckPool, runChecksAsOwner } from './integrity/runChecks.js';
 
 const USAGE = `usage: storekeep <command>
 
@@ -29,7 +28,10 @@ const USAGE = `usage: storekeep <command>
              (a configuration error, the database unreachable or refusing the login,
              or not migrated: run migrate first);
              a check that cannot run is a finding (check_failed) with the run's
-             correlation id, its error logged on stderr under that id
+             correlation id, its error logged on stderr under that id;
+             --timeout <seconds>: how long each check may run (default 600, as
+             the worker's nightly run); a check that takes longer is check_failed,
+             and a database that stops answering for that long plus 15 s exits 2
 `;
 
 /** The options each command takes: flags, and options followed by a value. */
@@ -38,7 +40,7 @@ const OPTIONS: Record<string, { flags: string[]; valued: string[] }> = {
   start: { flags: [], valued: [] },
   migrate: { flags: [], valued: [] },
   worker: { flags: [], valued: [] },
-  check: { flags: ['--json'], valued: [] },
+  check: { flags: ['--json'], valued: ['--timeout'] },
   'provider-sim': { flags: ['--duplicate-webhooks', '--out-of-order-webhooks', '--no-webhooks'], valued: ['--port', '--webhook-url', '--latency-ms', '--fail-rate'] },
 };
 
@@ -267,6 +269,11 @@ async function main(argv: string[]): Promise<number> {
     case 'check': {
       // Exit 1 means findings: a check that could not run at all exits 2, so
       // a script or a cron job tells "the data is wrong" from "we do not know".
+      const statementTimeoutMs = checkTimeoutOf(argv);
+      if (typeof statementTimeoutMs === 'string') {
+        process.stderr.write(`storekeep check: ${statementTimeoutMs}\n`);
+        return 2;
+      }
       let database: Awaited<ReturnType<typeof openDatabase>>;
       try {
         database = await openDatabase(config, logger, { attach: true });
@@ -274,7 +281,10 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`storekeep: ${failureText(error)}\n`);
         return 2;
       }
-      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+      // Bounded like the nightly run's pool: a connect that hangs, a check past
+      // its time, or a database gone silent mid-run ends the run (cron must not
+      // pile up hung checks) instead of waiting forever.
+      const pool = createCheckPool(database.url, { statementTimeoutMs, applicationName: 'storekeep-check' });
       try {
         // A database without this version's schema (never migrated: a
         // DATABASE_URL naming another database, a fresh data directory; or
@@ -291,7 +301,7 @@ async function main(argv: string[]): Promise<number> {
         // One correlation id for the run: a check that cannot run is reported under it on stdout, and
         // what the database said is logged under it on stderr (the operator's terminal or its cron mail).
         const correlationId = randomUUID();
-        const run = await runInScope({ correlationId }, () => runChecksAsOwner(pool, allChecks, checkSettingsOf(config), { logger, correlationId }));
+        const run = await runInScope({ correlationId }, () => runChecksAsOwner(pool, allChecks, { ...checkSettingsOf(config), statementTimeoutMs }, { logger, correlationId }));
         if (argv.includes('--json')) {
           process.stdout.write(`${JSON.stringify({ ok: run.findings.length === 0, checked_at: run.checked_at, findings: run.findings }, null, 2)}\n`);
         } else {
@@ -317,6 +327,16 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`storekeep: unknown command "${commandName}"\n\n${USAGE}`);
       return 2;
   }
+}
+
+/** `check --timeout <seconds>` in ms (default: the nightly run's CHECK_STATEMENT_TIMEOUT_MS), or why the value is refused. */
+function checkTimeoutOf(argv: string[]): number | string {
+  const at = argv.indexOf('--timeout');
+  if (at < 0) return CHECK_STATEMENT_TIMEOUT_MS;
+  const text = argv[at + 1]!;
+  const seconds = /^[0-9]{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(seconds >= 1 && seconds <= 86_400)) return `--timeout takes whole seconds from 1 to 86400 (each check's time limit), not "${text}"`;
+  return seconds * 1000;
 }
 
 /**

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { root } from './support/processes.js';
+import { runStorekeepCheck } from './support/processes.js';
 
 /**
  * `storekeep check` exits 1 on findings and 2 when it could not check at all.
@@ -14,27 +12,7 @@ import { root } from './support/processes.js';
  * has — is "we do not know", not "the data is wrong": every check would fail
  * and be reported as a check_failed finding, exit 1.
  */
-function runCheck(databaseUrl: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), 'check'], {
-      cwd: root,
-      env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: databaseUrl },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`storekeep check still running after 60 s: ${stdout}${stderr}`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const runCheck = (databaseUrl: string) => runStorekeepCheck(databaseUrl);
 
 describe('storekeep check on a database that is not migrated', { timeout: 120_000 }, () => {
   let t: TestDatabase;

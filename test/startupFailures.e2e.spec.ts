@@ -56,7 +56,7 @@ describe('storekeep given an option it does not take', { timeout: 120_000 }, () 
       [['start', '--verbose'], /^storekeep start: unknown option "--verbose"/m],
       [['migrate', '--force'], /^storekeep migrate: unknown option "--force"/m],
       [['worker', '-v'], /^storekeep worker: unknown option "-v"/m],
-      [['check', '--jsn'], /^storekeep check: unknown option "--jsn" \(it takes --json\)$/m],
+      [['check', '--jsn'], /^storekeep check: unknown option "--jsn" \(it takes --timeout, --json\)$/m],
       [['provider-sim', '--fail-rat', '0.5'], /^storekeep provider-sim: unknown option "--fail-rat" \(it takes --port, --webhook-url, --latency-ms, --fail-rate, --duplicate-webhooks, --out-of-order-webhooks, --no-webhooks\)$/m],
       [['provider-sim', '--port'], /^storekeep provider-sim: --port needs a value$/m],
     ];

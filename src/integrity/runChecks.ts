@@ -1,7 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import type pg from 'pg';
 import { inTenantTransaction } from '../core/command.js';
-import type { Db } from '../core/db.js';
+import { createPool, DATABASE_ANSWER_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, type Db } from '../core/db.js';
 import { SYSTEM_TENANT_ID } from '../core/auth.js';
 import { isConnectionFailure } from '../core/pgErrors.js';
 import type { IntegrityCheck } from './check.js';
@@ -43,6 +43,26 @@ export interface CheckSettings {
  * `check_failed` for good as the history grew. Ten minutes, at night.
  */
 export const CHECK_STATEMENT_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * The owner pool of one connection an integrity run as the owner uses (the
+ * worker's nightly run, `storekeep check`): its checks may run
+ * `statementTimeoutMs` each, so its connection waits that long for an answer
+ * plus the margin the service's pools give their statement_timeout — and no
+ * longer. A database that stops answering (a network that drops packets, a
+ * frozen host) fails the run with DatabaseSilent instead of hanging it; the
+ * pool also bounds the connect (10 s) and probes idle sockets, like the
+ * service's pools.
+ */
+export function createCheckPool(connectionString: string, options: { statementTimeoutMs: number; applicationName: string; onError?: (error: Error) => void }): pg.Pool {
+  return createPool(connectionString, {
+    max: 1,
+    asAppRole: false,
+    applicationName: options.applicationName,
+    answerTimeoutMs: options.statementTimeoutMs + DATABASE_ANSWER_TIMEOUT_MS - STATEMENT_TIMEOUT_MS,
+    ...(options.onError ? { onError: options.onError } : {}),
+  });
+}
 
 interface Row {
   tenant_id: string;

@@ -3,8 +3,8 @@ import { EventEmitter } from 'node:events';
 import { Logger as WorkerLogger, parseCronItems, run, type CronItem, type Runner, type TaskList, type WorkerEvents, type WorkerPool } from 'graphile-worker';
 import type pg from 'pg';
 import type { Config } from '../config.js';
-import { createDb, createPool, DATABASE_ANSWER_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, type Db } from '../core/db.js';
-import { CHECK_STATEMENT_TIMEOUT_MS } from '../integrity/runChecks.js';
+import { createDb, createPool, type Db } from '../core/db.js';
+import { CHECK_STATEMENT_TIMEOUT_MS, createCheckPool } from '../integrity/runChecks.js';
 import { briefly, type Logger } from '../core/logger.js';
 import { metricsAllowed, workerMetrics } from '../core/metrics.js';
 import { AuthFailureLimiter } from '../http/authFailures.js';
@@ -85,11 +85,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   });
   // The nightly integrity run's checks may run CHECK_STATEMENT_TIMEOUT_MS each: their connection waits that long for an
   // answer (plus the margin the pools give statement_timeout), where the other pools give up after 45 s.
-  const checkPool = createPool(options.databaseUrl, {
-    max: 1,
-    asAppRole: false,
+  const checkPool = createCheckPool(options.databaseUrl, {
+    statementTimeoutMs: CHECK_STATEMENT_TIMEOUT_MS,
     applicationName: 'storekeep-worker-checks',
-    answerTimeoutMs: CHECK_STATEMENT_TIMEOUT_MS + DATABASE_ANSWER_TIMEOUT_MS - STATEMENT_TIMEOUT_MS,
     onError: (error) => logger.warn({ error: briefly(error) }, 'idle worker connection failed'),
   });
   // A client's network error while checked out must not crash the process (graphile-worker checks for this handler).

@@ -9,6 +9,34 @@ export { freePort, processAlive } from '../../src/core/embeddedPostgres.js';
 /** The repository root (for spawning bin/storekeep.js). */
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
+/**
+ * `bin/storekeep.js check <args>` against `databaseUrl`, to its exit: the
+ * exit code, stdout and stderr, and how long it ran. Killed (and the promise
+ * rejected) after `limitMs`: a check that hangs is the failure.
+ */
+export function runStorekeepCheck(databaseUrl: string, args: string[] = [], limitMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [path.join(root, 'bin/storekeep.js'), 'check', ...args], {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: databaseUrl },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`storekeep check still running after ${limitMs / 1000} s: ${stdout}${stderr}`));
+    }, limitMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Date.now() - started });
+    });
+  });
+}
+
 /** What the crash tests run `storekeep serve` and `storekeep worker` with (each its own values). */
 export interface CrashTestService {
   databaseUrl: string;
