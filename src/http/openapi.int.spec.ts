@@ -186,7 +186,7 @@ describe('the OpenAPI document (GET /openapi.json)', () => {
     const fieldsOf = (method: string, path: string) => Object.keys(doc.paths[path]![method]!.responses['200']!.content!['application/json']!.schema!.properties ?? {}).sort();
     const revoked = await owner.post(`/v1/tokens/${till.id}/revoke`);
     assert.deepEqual(Object.keys(revoked.body).sort(), fieldsOf('post', '/v1/tokens/{id}/revoke'));
-    const patched = await owner.patch('/v1/tenant/settings', { settlement_float: 100, geofence_radius_m: 150, bulk_sale_threshold: 1000, require_second_approver: false });
+    const patched = await owner.patch('/v1/tenant/settings', { settlement_float: 100, geofence_radius_m: 150, bulk_sale_threshold: 1000, require_second_approver: false, require_second_approver_for_reversals: false });
     assert.deepEqual(Object.keys(patched.body).sort(), fieldsOf('patch', '/v1/tenant/settings'));
     assert.deepEqual(Object.keys((await owner.get('/v1/tenant/settings')).body).sort(), fieldsOf('get', '/v1/tenant/settings'));
     const created = (await owner.post('/v1/stores', { code: 'SECOND', name: 'Second' })).body;

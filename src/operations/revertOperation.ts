@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { AlreadyDone, type Command } from '../core/command.js';
 import { all, maybeOne, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
+import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
 import { operationInScope } from './getOperation.js';
 
 /** The operation being reverted, locked by revertOperation. */
@@ -58,7 +59,10 @@ async function loadRevertResult(tx: Tx, tenantId: string, target: RevertTarget, 
  * The revert command: locks the target operation row (two reverts of one
  * operation queue up here), dispatches to the handler of its type, and marks
  * it `reverted_by` this operation. Reverting a reverted operation replays the
- * first revert's result (AlreadyDone: nothing new is written).
+ * first revert's result (AlreadyDone: nothing new is written). With the
+ * tenant's require_second_approver_for_reversals on, the token that made the
+ * operation may not revert it (403 second_approver_required, before the
+ * replay: assertSecondPersonToUndo).
  */
 export async function revertOperation(cmd: Command, opId: string, handlers: Readonly<Record<string, RevertHandler>>): Promise<RevertResult> {
   const principal = cmd.principal;
@@ -67,6 +71,8 @@ export async function revertOperation(cmd: Command, opId: string, handlers: Read
   // Visible as GET /v1/operations/{id} sees it (404, type not named).
   if (!target || !(await operationInScope(cmd.tx, principal, target))) throw notFound('operation');
   cmd.storeId = target.store_id ?? undefined;
+  // Four-eyes (tenant setting): not the token that made it — reverted already or not.
+  await assertSecondPersonToUndo(cmd, target.id, `operation ${target.id}`, 'revert');
 
   if (target.reverted_by !== null) throw new AlreadyDone(await loadRevertResult(cmd.tx, cmd.tenantId, target, target.reverted_by), target.reverted_by);
   const handler = handlers[target.type];

@@ -6,6 +6,7 @@ import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { changeStock } from '../inventory/changeStock.js';
 import { postSaleReturn } from '../money/postSale.js';
+import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
 import { lockSaleForUpdate } from './getSale.js';
 import { planReturn, remainingOf, type ReturnableLine, type ReturnRequestItem } from './returnPlan.js';
 import type { SaleReturnView } from './sale.table.js';
@@ -52,7 +53,9 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
  * The sale row is locked first (as a void locks it), so returns and a void of
  * one sale follow one another: each plans against what the ones before it
  * took back, and concurrent returns can never take back more than was sold.
- * Refused, nothing written: a voided sale (409 invalid_transition), a SKU the
+ * Refused, nothing written: the token that made the sale when the tenant's
+ * require_second_approver_for_reversals is on (403 second_approver_required,
+ * assertSecondPersonToUndo), a voided sale (409 invalid_transition), a SKU the
  * sale did not sell (400), a line of workshop pieces or with an offline
  * shortfall (422 unprocessable), more than is left (409
  * return_exceeds_sale, with every requested SKU's returnable quantity).
@@ -67,6 +70,8 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
   const tillTime = input.client_created_at === undefined ? null : await readClientMoment(tx, input.client_created_at, { name: 'client_created_at', path: '/body/client_created_at' });
   const sale = await lockSaleForUpdate(tx, tenantId, saleId);
   if (!sale || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, sale.store_id))) throw notFound('sale');
+  // Four-eyes (tenant setting): the refund is not handed out by the token that sold it.
+  await assertSecondPersonToUndo(cmd, sale.op_id, `sale ${saleId}`, 'take goods back from');
   if (sale.status === 'voided') throw new AppError('invalid_transition', `sale ${saleId} is voided: nothing is left to return`);
 
   const lines = await returnableLines(tx, tenantId, saleId);

@@ -135,7 +135,9 @@ const RETURN_SUMMARY =
   '`return_exceeds_sale` with every requested SKU\'s `returnable` quantity, nothing written; a voided sale is 409 `invalid_transition`; ' +
   'a SKU the sale did not sell is 400 at its line; a SKU sold as workshop pieces, or short on an offline sale (shortfall_quantity), ' +
   'is 422 `unprocessable` (void the sale instead). A void after returns brings back only what they left. The Idempotency-Key is kept ' +
-  'as long as the return (each return is a new fact: the same key replays it, a different body is 422).';
+  'as long as the return (each return is a new fact: the same key replays it, a different body is 422). With the tenant setting ' +
+  '`require_second_approver_for_reversals`, the token that made the sale (sold it, or synced it from a till) may not take goods back from it: ' +
+  '`403 forbidden` with `reason: second_approver_required`, nothing written and its Idempotency-Key not kept; another token with sales.return may.';
 
 const SALE_SUMMARY =
   'Sell: every line is checked against stock atomically (lines of one SKU summed), the store\'s next receipt number is taken, and ' +
@@ -207,11 +209,17 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
   app.post(
     '/v1/sales/:id/void',
     {
-      config: { permission: 'sales.void', refusals: { limit_exceeded: 'the stock returned, or an account total, would exceed its limit' } },
+      config: {
+        permission: 'sales.void',
+        refusals: {
+          limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
+          forbidden: 'the token made the sale (sold it, or synced it from a till) and the tenant requires a second person to undo it (`reason`: second_approver_required; setting require_second_approver_for_reversals), voided already or not; nothing written',
+        },
+      },
       schema: {
         tags: ['sales'],
         summary:
-          'Void a sale: stock comes back through new ledger rows, workshop pieces it sold are back in stock, the receipt number is kept (never reused). The reversing journal entry is booked today — or, for a void a till queued offline and sends with `client_created_at`, on the till\'s day by the rule of a synced sale, never before the sale\'s own day (the sale keeps it as `void_client_created_at`; `voided_at` is when the void arrived). Voiding a voided sale returns it again as a replay (200, `Idempotent-Replayed: true`, nothing new written).',
+          'Void a sale: stock comes back through new ledger rows, workshop pieces it sold are back in stock, the receipt number is kept (never reused). The reversing journal entry is booked today — or, for a void a till queued offline and sends with `client_created_at`, on the till\'s day by the rule of a synced sale, never before the sale\'s own day (the sale keeps it as `void_client_created_at`; `voided_at` is when the void arrived). Voiding a voided sale returns it again as a replay (200, `Idempotent-Replayed: true`, nothing new written). With the tenant setting `require_second_approver_for_reversals`, the token that made the sale (sold it, or synced it from a till) may not void it: `403 forbidden` with `reason: second_approver_required`, voided already or not, nothing written and its Idempotency-Key not kept; another token with sales.void may.',
         headers: IdempotencyHeaders,
         params: IdParams,
         body: Type.Object(
@@ -253,6 +261,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
           invalid_transition: 'the sale is voided',
           unprocessable: 'a SKU the sale sold as workshop pieces, or one short on an offline sale (shortfall_quantity): not returned in part',
           limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
+          forbidden: 'the token made the sale (sold it, or synced it from a till) and the tenant requires a second person to undo it (`reason`: second_approver_required; setting require_second_approver_for_reversals); nothing written',
         },
       },
       schema: {

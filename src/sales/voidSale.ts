@@ -6,6 +6,7 @@ import { assert, notFound } from '../core/errors.js';
 import { changeStock } from '../inventory/changeStock.js';
 import { postSaleVoid } from '../money/postSale.js';
 import { returnSoldPieces } from '../pieces/sellPieces.js';
+import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
 import { lockSaleForUpdate } from './getSale.js';
 import { returnableLines } from './returnSale.js';
 import type { SaleView } from './sale.table.js';
@@ -36,6 +37,11 @@ export const SALE_VOID_OP = 'sale.void';
  * stock they did not take back, and the money they did not refund (the
  * reversing entry nets the sale's and its returns' postings, postSaleVoid).
  *
+ * With the tenant's require_second_approver_for_reversals on, the token whose
+ * operation made the sale (sold it, or synced it from a till) may not void
+ * it: 403 second_approver_required, checked under the sale's lock and before
+ * the voided check, nothing written (assertSecondPersonToUndo).
+ *
  * `clientCreatedAt`: when the till voided the sale, for a void it queued
  * offline. The reversing entry is booked on that day (postSaleVoid), the
  * time kept on the sale (`void_client_created_at`); a bad one is a 400
@@ -46,6 +52,8 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
   const tillTime = clientCreatedAt === undefined ? null : await readClientMoment(tx, clientCreatedAt, { name: 'client_created_at', path: '/body/client_created_at' });
   const before = await lockSaleForUpdate(tx, tenantId, saleId);
   if (!before || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, before.store_id))) throw notFound('sale');
+  // Four-eyes (tenant setting): not the token that sold it — voided already or not, nothing is answered to it but 403.
+  await assertSecondPersonToUndo(cmd, before.op_id, `sale ${saleId}`, 'void');
   if (before.status === 'voided') throw new AlreadyDone(before, before.voided_by_op);
 
   await returnSoldPieces(cmd, before.op_id);

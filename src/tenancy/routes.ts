@@ -32,6 +32,12 @@ const Settings = Type.Object(
         description: 'four-eyes rule: a settlement or stock transfer is approved by another token than the one that submitted or requested it (403 otherwise); null: back to the default, false',
       }),
     ),
+    require_second_approver_for_reversals: Type.Optional(
+      Type.Union([Type.Boolean(), Type.Null()], {
+        description:
+          'four-eyes rule for undoing: a sale (synced ones too) is voided or taken back from (POST /v1/sales/{id}/void, /returns), and an operation reverted (POST /v1/operations/{op_id}/revert), by another token than the one that made it (403 forbidden, reason second_approver_required, otherwise); apart from require_second_approver, which it neither needs nor changes; null: back to the default, false',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -43,6 +49,7 @@ const SettingsAnswer = Type.Object(
     geofence_radius_m: Type.Optional(Type.Integer({ description: 'metres; absent: the default, 200' })),
     settlement_float: Type.Optional(Type.Integer({ description: 'minor units; absent: the default, 0' })),
     require_second_approver: Type.Optional(Type.Boolean({ description: 'absent: the default, false' })),
+    require_second_approver_for_reversals: Type.Optional(Type.Boolean({ description: 'absent: the default, false' })),
   },
   { additionalProperties: true },
 );

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { maybeOne } from '../core/db.js';
+import { maybeOne, one } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { getTenantSettings } from './updateTenantSettings.js';
 
@@ -18,6 +18,42 @@ export async function assertSecondApprover(cmd: Command, madeByOp: string, what:
     throw new AppError('forbidden', `${what} was made with this token, and this tenant requires a second approver (require_second_approver): another token must approve it`, {
       extra: { reason: 'second_approver_required' },
     });
+  }
+}
+
+/**
+ * The four-eyes rule for undoing (setting
+ * `require_second_approver_for_reversals`, apart from the approvals' so that
+ * turning one on never changes what the other's tenants allowed): the token
+ * whose operation made a record — a sale (synced from a till too: the syncing
+ * token made it), a payment, a workshop piece — may not void it, take goods
+ * back from it or revert it; another token with the permission must (403
+ * `second_approver_required`, nothing written). The cashier who refunds their
+ * own sale and keeps the cash is the commonest retail fraud. Off by default.
+ * Tokens only: the operator and the worker are no tenant's staff.
+ *
+ * Called in the command's transaction after the record is locked (a sale row,
+ * the operation row), before anything is written and before an already-done
+ * check: the maker is refused whether or not another token undid it first.
+ * The setting and the maker are read in one statement (a void or a return
+ * runs in the tenant's sale lane, where a round trip holds every sale behind
+ * it).
+ */
+export async function assertSecondPersonToUndo(cmd: Command, madeByOp: string, what: string, action: string): Promise<void> {
+  const principal = cmd.principal;
+  if (principal.kind !== 'token') return;
+  const { required, maker } = await one(
+    cmd.tx,
+    sql<{ required: boolean; maker: string | null }>`
+      SELECT coalesce((SELECT settings -> 'require_second_approver_for_reversals' = 'true'::jsonb FROM tenants WHERE id = ${cmd.tenantId}), false) AS required,
+             (SELECT actor_token_id FROM operations WHERE tenant_id = ${cmd.tenantId} AND id = ${madeByOp}) AS maker`,
+  );
+  if (required && maker === principal.tokenId) {
+    throw new AppError(
+      'forbidden',
+      `${what} was made with this token, and this tenant requires a second person to undo it (require_second_approver_for_reversals): another token must ${action} it`,
+      { extra: { reason: 'second_approver_required' } },
+    );
   }
 }
 

@@ -14,6 +14,8 @@ export interface TenantSettings {
   settlement_float?: number;
   /** Four-eyes rule: a settlement or transfer is approved by another token than the one that made it (default off). */
   require_second_approver?: boolean;
+  /** Four-eyes rule for undoing: a sale is voided or taken back from, an operation reverted, by another token than the one that made it (default off). */
+  require_second_approver_for_reversals?: boolean;
 }
 
 export async function getTenantSettings(db: Executor, tenantId: string): Promise<TenantSettings> {
