@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
-import type { ApiClient, ApiResponse } from '../../test/support/client.js';
+import { ApiClient, type ApiResponse } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 import { balanceAndLedger, givenSku, givenStock, givenStore, saleRowCounts } from '../sales/testkit.js';
 
@@ -134,6 +134,20 @@ describe('require_second_approver_for_reversals: the maker of a sale or operatio
     const removed = ok(await shopOwner.patch('/v1/tenant/settings', { require_second_approver_for_reversals: null }), 200);
     assert.deepEqual(removed.body, { require_second_approver: false });
     assert.deepEqual((await stored()).settings, { require_second_approver: false });
+  });
+
+  it('the OpenAPI document names the setting in the settings schemas and the refusal in the 403 of void, return and revert', async () => {
+    const doc = ok(await new ApiClient(t.baseUrl, undefined).get('/openapi.json'), 200).body;
+    const settings = doc.paths['/v1/tenant/settings'];
+    const patchBody = settings.patch.requestBody.content['application/json'].schema;
+    assert.match(patchBody.properties.require_second_approver_for_reversals.description, /void/);
+    assert.ok(settings.get.responses['200'].content['application/json'].schema.properties.require_second_approver_for_reversals);
+    assert.ok(settings.patch.responses['200'].content['application/json'].schema.properties.require_second_approver_for_reversals);
+    for (const path of ['/v1/sales/{id}/void', '/v1/sales/{id}/returns', '/v1/operations/{op_id}/revert']) {
+      const operation = doc.paths[path].post;
+      assert.match(operation.responses['403'].description, /second_approver_required/, path);
+      assert.match(operation.summary, /require_second_approver_for_reversals/, path);
+    }
   });
 
   it('void: the manager who sold it gets 403 second_approver_required, nothing written and the key free; another manager voids it; off, the seller voids its own', async () => {
@@ -273,7 +287,7 @@ describe('require_second_approver_for_reversals: the maker of a sale or operatio
       assertSecondApproverRequired(await revertOf(managerA, payment.op_id));
       assert.deepEqual(await rows(), after);
       // The approvals' rule alone does not hold reverts
-      await owner.patch('/v1/tenant/settings', { require_second_approver: true, require_second_approver_for_reversals: false });
+      ok(await owner.patch('/v1/tenant/settings', { require_second_approver: true, require_second_approver_for_reversals: false }), 200);
       const alone = await pay(managerA, 70);
       ok(await revertOf(managerA, alone.op_id), 200);
     } finally {
