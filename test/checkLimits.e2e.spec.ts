@@ -36,8 +36,9 @@ describe('storekeep check is bounded in time', { timeout: 180_000 }, () => {
         report.findings.map((finding) => [finding.check, finding.subject]),
         [['stock_snapshot_matches_ledger', 'check_failed']],
       );
+      // --timeout ended it, not the session's lock wait (15 s), which says "lock timeout".
       assert.match(result.stderr, /canceling statement due to statement timeout/, result.stderr);
-      assert.ok(result.ms < 15_000, `the run took ${result.ms} ms: the lock wait (15 s), not --timeout, ended the check`);
+      assert.doesNotMatch(result.stderr, /lock timeout/, result.stderr);
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
       await holder.end();
