@@ -310,4 +310,111 @@ export const moneyChecks: IntegrityCheck[] = [
         AND NOT EXISTS (SELECT 1 FROM purchases pu WHERE pu.tenant_id = x.tenant_id AND pu.id = x.subject_id)
       GROUP BY x.tenant_id, x.subject_id, CASE WHEN x.subject_id IS NULL THEN x.id END`,
   },
+  {
+    name: 'purchase_return_matches_lines',
+    severity: 'critical',
+    description:
+      "Every return to a supplier is of its purchase's store and supplier and has lines, each of one of the purchase's lines (its SKU and unit cost; no piece-tracked SKU), whose line_total is lineTotal(what the line's returns sent back through this one) − lineTotal(what they sent back before it) at the line's cost, summing to the return's credit_total; no purchase line is sent back beyond what it bought; the return's stock ledger rows (kind supplier_return, its operation) take exactly its lines' quantities per SKU out of the purchase's store, and none elsewhere; a return crediting money has exactly one purchase_return journal entry (its entry_id: its operation, the purchase's store) debiting the supplier's account and crediting the store's inventory account by the credit and nothing else, one crediting nothing has none, and no such entry names a return that does not exist; the purchase's returned_total is the sum of its returns' credits.",
+    // The credit as the purchase line's total is computed (money_purchase_posted,
+    // sale_total_matches_items): pieces exactly, grams or millimetres per 1000
+    // rounded half up — cumulatively per purchase line, in return order.
+    sql: `
+      WITH item AS (
+        SELECT rl.tenant_id, rl.return_id, rl.purchase_id, rl.line_number, rl.sku_id, rl.quantity, rl.unit_cost, rl.line_total,
+               r.purchase_id AS return_purchase_id, li.sku_id AS line_sku_id, li.unit_cost AS line_unit_cost, li.quantity AS line_quantity,
+               k.unit, k.tracks_pieces,
+               sum(rl.quantity) OVER (PARTITION BY rl.tenant_id, rl.purchase_id, rl.line_number ORDER BY r.return_number) AS through,
+               sum(rl.quantity) OVER (PARTITION BY rl.tenant_id, rl.purchase_id, rl.line_number) AS line_returned
+        FROM purchase_return_lines rl
+        JOIN purchase_returns r ON r.tenant_id = rl.tenant_id AND r.id = rl.return_id
+        LEFT JOIN purchase_lines li ON li.tenant_id = rl.tenant_id AND li.purchase_id = rl.purchase_id AND li.line_number = rl.line_number
+        LEFT JOIN skus k ON k.tenant_id = li.tenant_id AND k.id = li.sku_id
+        WHERE ($1::uuid IS NULL OR rl.tenant_id = $1)
+      ), priced AS (
+        SELECT item.*,
+               CASE WHEN unit = 'piece' THEN through::numeric * line_unit_cost ELSE div(through::numeric * line_unit_cost * 2 + 1000, 2000) END
+               - CASE WHEN through - quantity = 0 THEN 0
+                      WHEN unit = 'piece' THEN (through - quantity)::numeric * line_unit_cost
+                      ELSE div((through - quantity)::numeric * line_unit_cost * 2 + 1000, 2000) END AS at_cost
+        FROM item
+      ), lines AS (
+        SELECT tenant_id, return_id, count(*) AS lines, sum(line_total) AS credits,
+               coalesce(jsonb_agg(jsonb_build_object('line_number', line_number, 'sku_id', sku_id, 'quantity', quantity, 'unit_cost', unit_cost,
+                                                     'line_total', line_total, 'at_cost', at_cost, 'line_returned', line_returned, 'line_quantity', line_quantity)
+                                 ORDER BY line_number)
+                          FILTER (WHERE line_total IS DISTINCT FROM at_cost OR purchase_id IS DISTINCT FROM return_purchase_id
+                                        OR sku_id IS DISTINCT FROM line_sku_id OR unit_cost IS DISTINCT FROM line_unit_cost
+                                        OR tracks_pieces IS DISTINCT FROM false OR line_returned > line_quantity), '[]'::jsonb) AS lines_off
+        FROM priced GROUP BY tenant_id, return_id
+      ), per_sku AS (
+        SELECT tenant_id, return_id, sku_id, sum(quantity) AS quantity FROM purchase_return_lines
+        WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, return_id, sku_id
+      ), stock_off AS (
+        SELECT coalesce(q.tenant_id, m.tenant_id) AS tenant_id, coalesce(q.return_id, m.return_id) AS return_id,
+               jsonb_agg(jsonb_build_object('sku_id', coalesce(q.sku_id, m.sku_id), 'lines', coalesce(q.quantity, 0),
+                                            'ledger', coalesce(m.quantity, 0), 'elsewhere', coalesce(m.elsewhere, 0))
+                         ORDER BY coalesce(q.sku_id, m.sku_id)) AS skus
+        FROM per_sku q
+        FULL JOIN (
+          SELECT r.tenant_id, r.id AS return_id, l.sku_id,
+                 coalesce(-sum(l.quantity_change) FILTER (WHERE l.store_id = r.store_id), 0) AS quantity,
+                 count(*) FILTER (WHERE l.store_id <> r.store_id) AS elsewhere
+          FROM purchase_returns r
+          JOIN stock_ledger l ON l.tenant_id = r.tenant_id AND l.op_id = r.op_id AND l.kind = 'supplier_return'
+          WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
+          GROUP BY r.tenant_id, r.id, l.sku_id
+        ) m ON m.tenant_id = q.tenant_id AND m.return_id = q.return_id AND m.sku_id = q.sku_id
+        WHERE coalesce(q.quantity, 0) <> coalesce(m.quantity, 0) OR coalesce(m.elsewhere, 0) <> 0
+        GROUP BY 1, 2
+      ), entries AS (
+        SELECT e.tenant_id, e.subject_id AS return_id, count(DISTINCT e.id) AS entries, jsonb_agg(DISTINCT e.id) AS ids,
+               bool_and(e.id = r.entry_id AND e.op_id = r.op_id AND e.store_id IS NOT DISTINCT FROM pu.store_id) AS own,
+               count(p.*) AS postings,
+               coalesce(sum(p.amount) FILTER (WHERE a.party_id = pu.supplier_id), 0) AS to_supplier,
+               coalesce(sum(p.amount) FILTER (WHERE a.store_id = pu.store_id AND a.kind = 'inventory'), 0) AS to_inventory
+        FROM journal_entries e
+        JOIN purchase_returns r ON r.tenant_id = e.tenant_id AND r.id = e.subject_id
+        JOIN purchases pu ON pu.tenant_id = r.tenant_id AND pu.id = r.purchase_id
+        LEFT JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+        LEFT JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+        WHERE e.kind = 'purchase_return' AND ($1::uuid IS NULL OR e.tenant_id = $1)
+        GROUP BY e.tenant_id, e.subject_id
+      ), per_purchase AS (
+        SELECT tenant_id, purchase_id, sum(credit_total) AS credits FROM purchase_returns WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, purchase_id
+      )
+      SELECT r.tenant_id, r.id::text AS subject,
+             jsonb_build_object('return_id', r.id, 'purchase_id', r.purchase_id, 'store_id', r.store_id, 'purchase_store_id', pu.store_id,
+                                'supplier_id', r.supplier_id, 'purchase_supplier_id', pu.supplier_id,
+                                'credit_total', r.credit_total, 'lines', coalesce(l.lines, 0), 'line_credits', coalesce(l.credits, 0), 'lines_off', coalesce(l.lines_off, '[]'::jsonb),
+                                'stock_off', coalesce(so.skus, '[]'::jsonb), 'entry_id', r.entry_id, 'entries', coalesce(e.entries, 0), 'entry_ids', coalesce(e.ids, '[]'::jsonb),
+                                'entry_by_return', coalesce(e.own, true), 'postings', coalesce(e.postings, 0),
+                                'to_supplier', coalesce(e.to_supplier, 0), 'to_inventory', coalesce(e.to_inventory, 0),
+                                'purchase_returned_total', pu.returned_total, 'purchase_credits', pp.credits) AS detail
+      FROM purchase_returns r
+      JOIN purchases pu ON pu.tenant_id = r.tenant_id AND pu.id = r.purchase_id
+      JOIN per_purchase pp ON pp.tenant_id = r.tenant_id AND pp.purchase_id = r.purchase_id
+      LEFT JOIN lines l ON l.tenant_id = r.tenant_id AND l.return_id = r.id
+      LEFT JOIN stock_off so ON so.tenant_id = r.tenant_id AND so.return_id = r.id
+      LEFT JOIN entries e ON e.tenant_id = r.tenant_id AND e.return_id = r.id
+      WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
+        AND (r.store_id <> pu.store_id OR r.supplier_id <> pu.supplier_id
+             OR coalesce(l.lines, 0) = 0 OR l.credits <> r.credit_total OR l.lines_off <> '[]'::jsonb
+             OR so.return_id IS NOT NULL
+             OR coalesce(e.entries, 0) <> CASE WHEN r.credit_total > 0 THEN 1 ELSE 0 END
+             OR NOT coalesce(e.own, true)
+             OR (r.credit_total > 0 AND (e.postings <> 2 OR e.to_supplier <> r.credit_total OR e.to_inventory <> -r.credit_total))
+             OR pu.returned_total <> pp.credits)
+      UNION ALL
+      -- a purchase that says its returns were credited, with no returns
+      SELECT pu.tenant_id, pu.id::text, jsonb_build_object('purchase_id', pu.id, 'purchase_returned_total', pu.returned_total, 'returns', 0)
+      FROM purchases pu
+      WHERE ($1::uuid IS NULL OR pu.tenant_id = $1) AND pu.returned_total <> 0
+        AND NOT EXISTS (SELECT 1 FROM purchase_returns r WHERE r.tenant_id = pu.tenant_id AND r.purchase_id = pu.id)
+      UNION ALL
+      -- a purchase_return entry naming no return
+      SELECT e.tenant_id, e.id::text, jsonb_build_object('entry_id', e.id, 'subject_id', e.subject_id, 'return_exists', false)
+      FROM journal_entries e
+      WHERE e.kind = 'purchase_return' AND ($1::uuid IS NULL OR e.tenant_id = $1)
+        AND NOT EXISTS (SELECT 1 FROM purchase_returns r WHERE r.tenant_id = e.tenant_id AND r.id = e.subject_id)`,
+  },
 ];

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { Type } from 'typebox';
-import { assertAllStores, assertStoreInScope } from '../core/auth.js';
+import { assertAllStores, assertStoreInScope, inStoreScope } from '../core/auth.js';
 import { assertStoreExists } from '../inventory/receiveStock.js';
 import { inTenantTransaction } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
@@ -16,6 +16,8 @@ import { STORE_ACCOUNT_KINDS } from './money.table.js';
 import type { PartyKind } from './money.table.js';
 import { findParty, findPayment, listEntriesOfOperation, listParties } from './queries.js';
 import { operationInScope } from '../operations/getOperation.js';
+import { findPurchase } from './getPurchase.js';
+import { findPurchaseStore, PURCHASE_RETURN_OP, returnToSupplier } from './returnToSupplier.js';
 
 const PartyKindSchema = Type.Union([Type.Literal('supplier'), Type.Literal('customer')]);
 const Party = Type.Object({
@@ -56,6 +58,74 @@ const PaymentView = Type.Object({
       "the day its reversing entry (kind payment_revert) is booked on, whose cash count it is in (as other_cash): the day it was reverted, or the first day after it with no count — never a counted day; null: not reverted",
   }),
 });
+const PurchaseReturnLine = Type.Object({
+  line_number: Type.Integer({ minimum: 1, description: 'the purchase line sent back from (its `line_number`)' }),
+  sku_id: Uuid,
+  quantity: Type.Integer({ description: 'base units (grams, pieces, millimetres) sent back from that line' }),
+  unit_cost: Money,
+  line_total: Type.Integer({
+    minimum: 0,
+    maximum: 9_000_000_000_000,
+    description:
+      "minor units credited: lineTotal(sent back from the line so far, this return included) − lineTotal(sent back before), at the line's unit cost and by its own rounding, so sending a whole line back in any number of parts credits exactly its line_total",
+  }),
+});
+const PurchaseReturn = Type.Object({
+  id: Uuid,
+  op_id: Uuid,
+  purchase_id: Uuid,
+  store_id: Uuid,
+  supplier_id: Uuid,
+  return_number: Type.Integer({ minimum: 1, description: '1, 2, … per purchase, in the order its returns were recorded' }),
+  reason: Type.String(),
+  reference: Type.Union([Type.String(), Type.Null()], { description: "the supplier's credit note or returns slip, as sent (null: not sent)" }),
+  credit_total: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: "minor units credited: the sum of the lines' line_total; the supplier's outstanding drops by it" }),
+  entry_id: Type.Union([Uuid, Type.Null()], {
+    description: "the `purchase_return` journal entry (debit the supplier's `payable`, credit the store's `inventory`); null when nothing is credited (goods bought at cost 0)",
+  }),
+  business_date: Type.Union([Type.String({ format: 'date' }), Type.Null()], {
+    description: "the day the entry is booked on: the store's today in its time zone, or the first day after it with no count (as every store entry); null without an entry",
+  }),
+  created_at: Timestamp,
+  lines: Type.Array(PurchaseReturnLine, { description: 'per purchase line, in line order: a SKU is taken from its purchase lines in line order' }),
+});
+const PurchaseView = Type.Object({
+  id: Uuid,
+  op_id: Uuid,
+  store_id: Uuid,
+  supplier_id: Uuid,
+  total: Money,
+  entry_id: Type.Union([Uuid, Type.Null()], { description: "the `purchase` journal entry (debit the store's `inventory`, credit the supplier's `payable`); null when the total is 0" }),
+  business_date: Type.Union([Type.String({ format: 'date' }), Type.Null()], { description: 'the day the purchase entry is booked on; null without an entry' }),
+  reference: Type.Union([Type.String(), Type.Null()], { description: "the receipt's `reference` (the delivery note), or null" }),
+  created_at: Timestamp,
+  returned_total: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: "minor units its returns to the supplier credited so far (the sum of their credit_total; 0 for none)" }),
+  lines: Type.Array(
+    Type.Object({
+      line_number: Type.Integer({ minimum: 1 }),
+      sku_id: Uuid,
+      quantity: Type.Integer({ description: 'base units bought' }),
+      unit_cost: Money,
+      line_total: Money,
+      returned_quantity: Type.Integer({ minimum: 0, description: 'base units its returns sent back from this line so far' }),
+    }),
+    { description: 'one per receipt line, in its order' },
+  ),
+  returns: Type.Array(PurchaseReturn, { description: 'its returns to the supplier (POST /v1/purchases/{id}/returns), oldest first ([] for none)' }),
+});
+
+const PURCHASE_RETURN_SUMMARY =
+  'Send goods of a purchase back to its supplier (damaged, wrong): the supplier credits them. Lines of one SKU are summed, and a SKU is taken from ' +
+  "the purchase's lines of that SKU in line order, each part credited at its line's unit cost: lineTotal(sent back so far, this return included) − " +
+  "lineTotal(sent back before), by the line's own rounding, so sending a whole line back in any number of parts credits exactly its line_total. " +
+  "Stock leaves the purchase's store through new ledger rows (kind `supplier_return`, `reason` as their reason), each a conditional decrement; a " +
+  "`purchase_return` journal entry debits the supplier's `payable` and credits the store's `inventory` by the credit (none for a credit of 0), so the " +
+  "supplier's outstanding at GET /v1/ledger/suppliers drops by it. Returns of one purchase take turns on the purchase row: more than the purchase bought " +
+  'minus what earlier returns sent back is 409 `return_exceeds_purchase` with every requested SKU\'s `returnable` quantity; less stock in the store than ' +
+  'is sent back is 409 `insufficient_stock` with the `shortages`; a SKU the purchase did not buy is 400 at its line; nothing is written on a refusal. ' +
+  'This is how a purchase is corrected (POST /v1/operations/{op_id}/revert of a receipt is 422). Needs `stock.receive`, as the purchase did. ' +
+  'The Idempotency-Key is kept as long as the return (each return is a new fact: the same key replays it, a different body is 422).';
+
 const PartyBalance = Type.Object({
   party_id: Uuid,
   name: Type.String(),
@@ -237,6 +307,91 @@ export async function moneyRoutes(app: App, { db }: AppDeps): Promise<void> {
       if (!payment) throw notFound('payment');
       assertStoreInScope(principal, payment.store_id, 'payment');
       return payment;
+    },
+  );
+
+  app.get(
+    '/v1/purchases/:id',
+    {
+      config: { permission: 'ledger.read' },
+      schema: {
+        tags: ['money'],
+        summary:
+          "A purchase (a stock receipt with `supplier_id` and costs: its `id` is the receipt answer's `purchase.id`) with its lines — each with what its returns sent back (`returned_quantity`) — and its returns to the supplier, oldest first. Another store's purchase is 404 for a token limited to some stores.",
+        params: IdParams,
+        response: { 200: PurchaseView },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const purchase = await inTenantTransaction(db, principal.tenantId, (tx) => findPurchase(tx, principal.tenantId, request.params.id));
+      if (!purchase) throw notFound('purchase');
+      assertStoreInScope(principal, purchase.store_id, 'purchase');
+      return purchase;
+    },
+  );
+
+  app.post(
+    '/v1/purchases/:id/returns',
+    {
+      config: {
+        permission: 'stock.receive',
+        refusals: {
+          return_exceeds_purchase:
+            'a SKU asked for beyond what the purchase bought of it minus what earlier returns sent back: `returnable` lists every requested SKU (`sku_id`, `requested`, `returnable`), nothing written',
+          insufficient_stock: "the purchase's store holds less of a SKU than is sent back (`shortages`: `sku_id`, `requested`, `available`), nothing written",
+          limit_exceeded: 'an account total would exceed 9 × 10^15 minor units',
+        },
+      },
+      schema: {
+        tags: ['money'],
+        summary: PURCHASE_RETURN_SUMMARY,
+        headers: IdempotencyHeaders,
+        params: IdParams,
+        body: Type.Object(
+          {
+            items: Type.Array(
+              Type.Object(
+                {
+                  sku_id: Uuid,
+                  quantity: Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, description: 'base units (grams, pieces, millimetres) sent back' }),
+                },
+                { additionalProperties: false },
+              ),
+              { minItems: 1, maxItems: 1000 },
+            ),
+            reason: Type.String({ minLength: 1, maxLength: 500, description: 'why the goods go back (damaged, wrong goods …): the stock ledger rows\' reason' }),
+            reference: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: "the supplier's credit note or returns slip; the entry's memo" })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          201: Type.Object({
+            ...PurchaseReturn.properties,
+            purchase_returned_total: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: "minor units: the purchase's returned_total after this return" }),
+            remaining: Type.Array(
+              Type.Object({
+                sku_id: Uuid,
+                purchased: Type.Integer({ description: 'base units the purchase bought of the SKU' }),
+                returned: Type.Integer({ description: 'base units its returns sent back, this one included' }),
+                returnable: Type.Integer({ description: 'base units a return may still send back' }),
+              }),
+              { description: 'per SKU of the purchase, in line order, after this return' },
+            ),
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = tenantOf(request);
+      const purchaseId = request.params.id;
+      const storeId = await inTenantTransaction(db, principal.tenantId, (tx) => findPurchaseStore(tx, principal.tenantId, purchaseId));
+      if (storeId === undefined || !inStoreScope(principal, storeId)) throw notFound('purchase');
+      // Each return is a new fact (two returns of one crate each are two): its key is kept as long as the return.
+      return command(db, request, reply, { type: PURCHASE_RETURN_OP, storeId, ttlHours: 'forever' }, async (cmd) => ({
+        status: 201,
+        body: await returnToSupplier(cmd, purchaseId, request.body),
+      }));
     },
   );
 
