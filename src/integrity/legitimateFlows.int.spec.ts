@@ -199,23 +199,42 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     assert.deepEqual(found, [], JSON.stringify(found));
   });
 
-  it('money_purchase_posted and settlement_matches_ledger: purchases in far zones, before and after a count, of kg, metre and piece lines, of one SKU on several lines, at cost 0, paid in part', async () => {
+  it('money_purchase_posted, purchase_return_matches_lines and settlement_matches_ledger: purchases in far zones, before and after a count, of kg, metre and piece lines, of one SKU on several lines, at cost 0, paid in part, sent back to the supplier in parts, whole, at cost 0 and after a count', async () => {
     const { owner } = await t.newTenant();
     const supplier = ok(await owner.post('/v1/parties', { kind: 'supplier', name: 'Mill' })).body.id;
     const flour = ok(await owner.post('/v1/skus', { code: 'FLOUR', name: 'Flour', unit: 'kg', price: 300 })).body.id;
     const rope = ok(await owner.post('/v1/skus', { code: 'ROPE', name: 'Rope', unit: 'metre', price: 90 })).body.id;
     const jars = ok(await owner.post('/v1/skus', { code: 'JAR', name: 'Jar', unit: 'piece', price: 120 })).body.id;
     const buy = async (storeId: string, items: Array<{ sku_id: string; quantity: number; unit_cost: number }>) =>
-      ok(await owner.post(`/v1/stores/${storeId}/stock/receipts`, { supplier_id: supplier, items }, { idempotencyKey: randomUUID() })).body.purchase as { total: number; business_date: string | null };
+      ok(await owner.post(`/v1/stores/${storeId}/stock/receipts`, { supplier_id: supplier, items }, { idempotencyKey: randomUUID() })).body.purchase as { id: string; total: number; business_date: string | null };
+    const sendBack = async (purchaseId: string, items: Array<{ sku_id: string; quantity: number }>) =>
+      ok(await owner.post(`/v1/purchases/${purchaseId}/returns`, { items, reason: 'damaged', reference: 'CN-1' }, { idempotencyKey: randomUUID() })).body as { credit_total: number; business_date: string | null };
     for (const zone of ['UTC', 'Pacific/Kiritimati', 'Etc/GMT+12']) {
       const store = ok(await owner.post('/v1/stores', { code: `B${zone.length}`, name: zone, time_zone: zone })).body.id;
       const today = await storeToday(store);
-      assert.equal((await buy(store, [{ sku_id: flour, quantity: 1500, unit_cost: 333 }, { sku_id: rope, quantity: 1, unit_cost: 500 }, { sku_id: flour, quantity: 1, unit_cost: 1 }])).business_date, today);
-      assert.equal((await buy(store, [{ sku_id: jars, quantity: 3, unit_cost: 0 }])).business_date, null);
+      const mixed = await buy(store, [{ sku_id: flour, quantity: 1500, unit_cost: 333 }, { sku_id: rope, quantity: 1, unit_cost: 500 }, { sku_id: flour, quantity: 1, unit_cost: 1 }]);
+      assert.equal(mixed.business_date, today);
+      const free = await buy(store, [{ sku_id: jars, quantity: 3, unit_cost: 0 }]);
+      assert.equal(free.business_date, null);
+      // Sent back: flour in parts (the first line gram by gram, then all but 1 g of it), the rope whole, free jars for nothing.
+      // At 3.33/kg the first gram credits 0 (0.333 → 0: no entry), the next two 1 and 0 (0.666 → 1, 0.999 → 1): 499 for 1,499 g in all.
+      const parts = [];
+      for (const quantity of [1, 1, 1, 997, 499]) parts.push(await sendBack(mixed.id, [{ sku_id: flour, quantity }]));
+      assert.deepEqual(parts.map((part) => part.credit_total), [0, 1, 0, 332, 166]);
+      assert.deepEqual(parts.map((part) => part.business_date), [null, today, null, today, today]);
+      assert.equal((await sendBack(mixed.id, [{ sku_id: rope, quantity: 1 }])).credit_total, 1); // 1 mm at 5.00/m: 0.5 → 1
+      assert.equal((await sendBack(free.id, [{ sku_id: jars, quantity: 2 }])).business_date, null);
       ok(await owner.post('/v1/payments', { party_id: supplier, store_id: store, method: 'bank', amount: 100 }));
       const counted = ok(await owner.post('/v1/settlements', { store_id: store, business_date: today, declared_cash: 0 })).body;
-      assert.equal(counted.expected_cash, 0, 'purchases move no cash');
-      assert.notEqual((await buy(store, [{ sku_id: jars, quantity: 7, unit_cost: 45 }])).business_date, today);
+      assert.equal(counted.expected_cash, 0, 'purchases and returns to the supplier move no cash');
+      const late = await buy(store, [{ sku_id: jars, quantity: 7, unit_cost: 45 }]);
+      assert.notEqual(late.business_date, today);
+      // After the count, a return is booked past the counted day, like every store entry.
+      assert.notEqual((await sendBack(late.id, [{ sku_id: jars, quantity: 7 }])).business_date, today);
+      // The rest of the flour: the first line's last gram and the second line's one, each at its own cost.
+      const rest = await sendBack(mixed.id, [{ sku_id: flour, quantity: 2 }]);
+      assert.equal(rest.credit_total, 1); // 500 − 499 for the first line, 0.001 → 0 for the second
+      assert.notEqual(rest.business_date, today);
     }
     const found = await findings(owner);
     assert.deepEqual(found, [], JSON.stringify(found));

@@ -11,7 +11,7 @@ import { runChecksForTenant } from './runChecks.js';
 /**
  * The parts the sales/payments random mix leaves out, at once, on shared
  * stock: offline sync batches (repeated, short, naming pieces), stock receipts
- * and adjustments, transfers (request / approve / receive / cancel from both
+ * and adjustments, purchases and returns of their goods to the supplier, transfers (request / approve / receive / cancel from both
  * ends, some racing), field visits leaving and settling consignments (some
  * queued offline: goods left short, settlements synced after a rival visit
  * settled the consignment), workshop pieces (receive, cut, combine, reserve,
@@ -125,6 +125,9 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
     const random = mulberry32(SEED);
     const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
     const int = (min: number, max: number) => min + Math.floor(random() * (max - min + 1));
+    // Returns to the supplier draw from a stream of their own: the rest of the mix stays the commands this seed always sent.
+    const returnsRandom = mulberry32(SEED + 1);
+    const purchasesMade: Array<{ id: string; store: number; items: Array<{ sku_id: string; quantity: number }> }> = [];
     let keyCounter = 0;
     const newKey = (kind: string) => `mix-${SEED}-${kind}-${++keyCounter}`;
     const daysAgo = (n: number) => new Date(Date.parse(`${today}T00:00:00Z`) - n * 86_400_000).toISOString().slice(0, 10);
@@ -151,10 +154,10 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
     };
 
     /** Sends one command with its key; a quarter of the time 2–3 copies at once (a client retrying on a lost response). */
-    const send = async (kind: string, client: ApiClient, method: 'POST' | 'PATCH', path: string, body: unknown, allowed: number[], headers?: Record<string, string>) => {
+    const send = async (kind: string, client: ApiClient, method: 'POST' | 'PATCH', path: string, body: unknown, allowed: number[], headers?: Record<string, string>, rng: () => number = random) => {
       const entry: Sent = { kind, key: newKey(kind), method, path, body, client, ...(headers ? { headers } : {}), responses: [] };
       sent.push(entry);
-      const copies = random() < 0.25 ? int(2, 3) : 1;
+      const copies = rng() < 0.25 ? 2 + Math.floor(rng() * 2) : 1;
       entry.responses = await Promise.all(Array.from({ length: copies }, () => client.request(method, path, body, { idempotencyKey: entry.key, ...(headers ? { headers } : {}) })));
       for (const response of entry.responses) {
         const label = `${kind} ${response.status}${response.status === 409 || response.status === 422 || response.status === 400 ? ` ${response.body?.code}` : ''}`;
@@ -231,7 +234,16 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
           const store = int(0, 2);
           if (random() < 0.7) {
             const items = [plainLine(), plainLine()].map(({ sku_id, quantity }) => ({ sku_id, quantity: quantity * 2, unit_cost: int(0, 400) }));
-            await send('purchase', managers[store]!, 'POST', `/v1/stores/${stores[store]}/stock/receipts`, { supplier_id: supplier, reference: `DN-${int(1, 999)}`, items }, [201]);
+            const bought = await send('purchase', managers[store]!, 'POST', `/v1/stores/${stores[store]}/stock/receipts`, { supplier_id: supplier, reference: `DN-${int(1, 999)}`, items }, [201]);
+            if (bought.status === 201) purchasesMade.push({ id: bought.body.purchase.id, store, items });
+            // Goods of this or an earlier purchase sent back to the supplier, racing sales, transfers and other returns of it:
+            // more than is left of the purchase, or than the store holds, is a 409.
+            if (returnsRandom() < 0.6 && purchasesMade.length > 0) {
+              const purchase = purchasesMade[Math.floor(returnsRandom() * purchasesMade.length)]!;
+              const line = purchase.items[Math.floor(returnsRandom() * purchase.items.length)]!;
+              const quantity = 1 + Math.floor(returnsRandom() * line.quantity);
+              await send('supplier return', managers[purchase.store]!, 'POST', `/v1/purchases/${purchase.id}/returns`, { items: [{ sku_id: line.sku_id, quantity }], reason: 'damaged' }, [201, 409], undefined, returnsRandom);
+            }
           } else {
             await send('supplier payment', managers[store]!, 'POST', '/v1/payments', { party_id: supplier, store_id: stores[store], method: random() < 0.5 ? 'cash' : 'bank', amount: int(1, 500) }, [201]);
           }
@@ -586,8 +598,11 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
     const acknowledged = (kind: string) => sent.filter((e) => e.kind === kind).flatMap((e) => e.responses.filter((r) => r.status === 201).slice(0, 1));
     const purchased = acknowledged('purchase').reduce((sum, r) => sum + Number(r.body.purchase.total), 0);
     const paidOut = acknowledged('supplier payment').reduce((sum, r) => sum + Number(r.body.amount), 0);
+    const credited = acknowledged('supplier return').reduce((sum, r) => sum + Number(r.body.credit_total), 0);
     const owed = (await t.admin.query(`SELECT credit_total::bigint AS credit, debit_total::bigint AS debit FROM accounts WHERE tenant_id = $1 AND party_id = $2`, [tenantId, supplier])).rows[0];
-    assert.deepEqual([Number(owed.credit), Number(owed.debit)], [purchased, paidOut], 'the supplier owed exactly the purchases, paid exactly the payments');
+    assert.deepEqual([Number(owed.credit), Number(owed.debit)], [purchased, paidOut + credited], 'the supplier owed exactly the purchases, paid exactly the payments, credited exactly the returns');
+    context.diagnostic(`supplier returns: ${[...statuses].filter(([label]) => label.startsWith('supplier return')).map(([label, n]) => `${label} ×${n}`).join(', ')}`);
+    assert.ok(acknowledged('supplier return').length > 0, 'the mix sent goods back to the supplier');
 
     // Each acknowledged command has exactly one operation, under its key; a key whose every answer was a refusal has none.
     const keyed = await t.admin.query<{ idempotency_key: string; ops: string[] }>(

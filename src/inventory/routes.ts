@@ -67,7 +67,8 @@ const ReceiptSchema = {
     'A purchase also writes a journal entry of kind `purchase`: debit the store\'s `inventory` account, credit the supplier\'s `payable` account, by the sum of the line totals ' +
     '(each line rounded as a sale line is); the supplier\'s outstanding at GET /v1/ledger/suppliers rises by it. A total of 0 writes no entry. ' +
     '`supplier_id` that is not a supplier of the tenant (unknown, or a customer): 400 at `/body/supplier_id`; `unit_cost` without `supplier_id`: 400 at `/body/supplier_id`; ' +
-    '`supplier_id` with a line lacking `unit_cost`: 400 at `/body/items/<index>/unit_cost`. Nothing is written on a refusal. Needs `stock.receive`, costs or not.',
+    '`supplier_id` with a line lacking `unit_cost`: 400 at `/body/items/<index>/unit_cost`. Nothing is written on a refusal. Needs `stock.receive`, costs or not. ' +
+    'A purchase is not reverted (POST /v1/operations/{op_id}/revert of a receipt is 422): goods of it sent back, or recorded by mistake, are a return to the supplier (POST /v1/purchases/{id}/returns with `purchase.id`), which credits the supplier line by line.',
   headers: IdempotencyHeaders,
   params: StoreParams,
   body: Type.Object(
@@ -321,7 +322,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.read' },
       schema: {
         tags: ['inventory'],
-        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, sale, void, return (a partial return of a sale), transfer_out, …',
+        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, sale, void, return (a partial return of a sale), supplier_return (goods of a purchase sent back to its supplier), transfer_out, …',
         params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
         querystring: ListQuery,
         response: {
