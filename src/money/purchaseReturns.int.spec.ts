@@ -299,6 +299,8 @@ describe('returns to a supplier: POST /v1/purchases/{id}/returns, GET /v1/purcha
     const before = await counts();
     const revert = await owner.post(`/v1/operations/${bought.op_id}/revert`, {}, { idempotencyKey: randomUUID() });
     assert.equal(revert.status, 422);
+    assert.deepEqual([revert.body.code, revert.body.operation_type], ['unprocessable', 'stock.receive']);
+    assert.match(revert.body.detail, /POST \/v1\/purchases\/\{id\}\/returns/);
     assert.deepEqual(await counts(), before);
     const owed = await outstanding(supplier);
     assert.equal((await sendBack(bought.id, [{ sku_id: jars, quantity: 2 }], { reason: 'recorded by mistake' })).status, 201);

@@ -76,7 +76,11 @@ export async function revertOperation(cmd: Command, opId: string, handlers: Read
 
   if (target.reverted_by !== null) throw new AlreadyDone(await loadRevertResult(cmd.tx, cmd.tenantId, target, target.reverted_by), target.reverted_by);
   const handler = handlers[target.type];
-  if (!handler) throw new AppError('unprocessable', `operations of type ${target.type} cannot be reverted`, { extra: { operation_type: target.type } });
+  if (!handler) {
+    // A receipt's goods may have been sold or moved since: a purchase is corrected by a return to the supplier instead.
+    const instead = target.type === 'stock.receive' ? ': goods of a purchase go back to the supplier with POST /v1/purchases/{id}/returns' : '';
+    throw new AppError('unprocessable', `operations of type ${target.type} cannot be reverted${instead}`, { extra: { operation_type: target.type } });
+  }
 
   await handler(cmd, target);
   const marked = await sql`UPDATE operations SET reverted_by = ${cmd.opId} WHERE tenant_id = ${cmd.tenantId} AND id = ${target.id} AND reverted_by IS NULL`.execute(cmd.tx);
