@@ -374,6 +374,32 @@ describe('returns to a supplier: POST /v1/purchases/{id}/returns, GET /v1/purcha
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('concurrent returns that each fit but together exceed the purchase: exactly what was bought goes back, the rest is 409 return_exceeds_purchase', async () => {
+    const shop = (await owner.post('/v1/stores', { code: 'R5', name: 'Cap race' })).body.id;
+    // Plenty of stock besides the purchase: only the purchase's cap can stop a return.
+    assert.equal((await owner.post(`/v1/stores/${shop}/stock/receipts`, { items: [{ sku_id: jars, quantity: 100 }] }, { idempotencyKey: randomUUID() })).status, 201);
+    const bought = await buy([{ sku_id: jars, quantity: 30, unit_cost: 7 }, { sku_id: jars, quantity: 20, unit_cost: 9 }], shop);
+    const owed = await outstanding(supplier);
+    const results = await Promise.all(Array.from({ length: 12 }, () => sendBack(bought.id, [{ sku_id: jars, quantity: 10 }])));
+    const accepted = results.filter((r) => r.status === 201);
+    const refused = results.filter((r) => r.status !== 201);
+    assert.equal(accepted.length, 5, JSON.stringify(results.map((r) => [r.status, r.body.code])));
+    for (const r of refused) {
+      assert.equal(r.status, 409);
+      assert.equal(r.body.code, 'return_exceeds_purchase');
+      assert.deepEqual(r.body.returnable, [{ sku_id: jars, requested: 10, returnable: 0 }]);
+    }
+    assert.deepEqual(accepted.map((r) => r.body.return_number).sort((a, b) => a - b), [1, 2, 3, 4, 5]);
+    // Line 1 first (three returns at 7), then line 2 (two at 9): the purchase's total, exactly.
+    assert.equal(accepted.reduce((sum, r) => sum + r.body.credit_total, 0), bought.total);
+    assert.equal(await outstanding(supplier), owed - bought.total);
+    assert.equal(await stockOf(shop, jars), 100);
+    const rows = (await t.admin.query(`SELECT count(*)::int AS returns, coalesce(sum(credit_total), 0)::int AS credited FROM purchase_returns WHERE tenant_id = $1 AND purchase_id = $2`, [tenantId, bought.id])).rows[0];
+    assert.deepEqual(rows, { returns: 5, credited: 30 * 7 + 20 * 9 });
+    assert.equal((await owner.get(`/v1/purchases/${bought.id}`)).body.returned_total, bought.total);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('the purchase row keeps what the receipt wrote: only returned_total moves, only up, never past the total, and a purchase is never deleted', async () => {
     const bought = await buy([{ sku_id: jars, quantity: 1, unit_cost: 10 }]);
     // Even the owner of the tables: the trigger holds the receipt's columns, and forbids deletes.
