@@ -265,6 +265,25 @@ describe('integrity checks of money and transfers', () => {
     assert.deepEqual(await reported(world), ['money_sale_posted']);
   });
 
+  it("money_sale_posted: a sale's entry renamed to a sale that does not exist (found for the sale left without it and for the entry naming no sale)", async () => {
+    const world = await newWorld();
+    const saleId = await sell(world, 'cash');
+    const nowhere = randomUUID();
+    await corrupt([[`UPDATE journal_entries SET subject_id = $2 WHERE id = $1`, [await entryOf(saleId, 'sale'), nowhere]]]);
+    const response = await world.owner.get('/v1/integrity');
+    assert.equal(response.status, 200);
+    const found = (response.body.findings as Array<{ check: string; subject: string; detail: Record<string, unknown> }>)
+      .filter((finding) => finding.check === 'money_sale_posted')
+      .sort((a, b) => (a.subject === saleId ? -1 : b.subject === saleId ? 1 : 0));
+    assert.equal(found.length, 2, JSON.stringify(found));
+    assert.equal(found[0]!.subject, saleId);
+    assert.deepEqual(
+      { sale_entries: found[0]!.detail.sale_entries, void_entries: found[0]!.detail.void_entries, debited: found[0]!.detail.debited, misbooked: found[0]!.detail.misbooked_entries },
+      { sale_entries: 0, void_entries: 0, debited: 0, misbooked: [] },
+    );
+    assert.deepEqual(found[1], { ...found[1], subject: nowhere, detail: { sale_id: nowhere, sale_entries: 1, void_entries: 0, sale_exists: false } });
+  });
+
   it('transfer_in_transit_consistent: an approved transfer with nothing in transit', async () => {
     const world = await newWorld();
     await corrupt([[`UPDATE stock_transfer_items SET quantity_in_transit = 0 WHERE transfer_id = $1`, [world.transferId]]]);

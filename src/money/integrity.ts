@@ -159,14 +159,16 @@ export const moneyChecks: IntegrityCheck[] = [
     // reversalLatestWithoutCount, bookedPastLatestWithoutCount.
     sql: `
       WITH booked AS (
-        SELECT e.tenant_id, e.subject_id AS sale_id, e.id, e.kind, e.store_id, e.business_date, s.store_id AS sale_store_id,
+        -- every sale and void entry once, in sale order, with its sale if there is one: counted, its day checked, and
+        -- (no sale) reported, all from this one read
+        SELECT e.tenant_id, e.subject_id AS sale_id, e.id, e.kind, e.store_id, e.business_date, s.id IS NOT NULL AS sale_exists, s.store_id AS sale_store_id,
                (CASE e.kind WHEN 'sale' THEN s.created_at ELSE coalesce(s.voided_at, e.created_at) END AT TIME ZONE 'UTC')::date AS recorded_day,
                (CASE WHEN e.kind = 'sale' AND s.source = 'offline' THEN s.client_created_at
                      WHEN e.kind = 'sale_void' THEN s.void_client_created_at END AT TIME ZONE 'UTC')::date AS till_day,
                e.kind = 'sale' AND s.created_at < coalesce((SELECT m.run_on FROM schema_migrations m WHERE m.name = '0802_open_business_date'), 'infinity') AS before_till_days,
                min(e.business_date) FILTER (WHERE e.kind = 'sale') OVER (PARTITION BY e.tenant_id, e.subject_id) AS sale_day
         FROM journal_entries e
-        JOIN sales s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id
+        LEFT JOIN sales s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id
         WHERE e.kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR e.tenant_id = $1)
       ), bounded AS (
         SELECT b.*,
@@ -177,15 +179,6 @@ export const moneyChecks: IntegrityCheck[] = [
                     WHEN b.till_day IS NULL OR b.before_till_days THEN b.recorded_day + 1
                     ELSE least(b.till_day, b.recorded_day) + 1 END AS latest_uncounted
         FROM booked b
-      ), misbooked AS (
-        SELECT b.tenant_id, b.sale_id,
-               jsonb_agg(jsonb_build_object('entry_id', b.id, 'kind', b.kind, 'store_id', b.store_id, 'business_date', b.business_date,
-                                            'earliest', b.earliest, 'latest_without_count', b.latest_uncounted) ORDER BY b.kind, b.id) AS entries
-        FROM bounded b
-        WHERE b.store_id IS DISTINCT FROM b.sale_store_id
-           OR b.business_date < b.earliest
-           OR ${bookedPastLatestWithoutCount('b.tenant_id', 'b.sale_store_id', 'b.business_date', 'b.latest_uncounted')}
-        GROUP BY b.tenant_id, b.sale_id
       ), lines AS (
         -- a partial return's entry (subject: the return) counts for its sale
         SELECT e.tenant_id, coalesce(r.sale_id, e.subject_id) AS sale_id, p.account_id,
@@ -196,11 +189,17 @@ export const moneyChecks: IntegrityCheck[] = [
         WHERE e.kind IN ('sale', 'sale_void', 'sale_return') AND ($1::uuid IS NULL OR e.tenant_id = $1)
         GROUP BY e.tenant_id, coalesce(r.sale_id, e.subject_id), p.account_id
       ), entries AS (
-        SELECT tenant_id, subject_id AS sale_id,
-               count(*) FILTER (WHERE kind = 'sale') AS sale_entries, count(*) FILTER (WHERE kind = 'sale_void') AS void_entries
-        FROM journal_entries
-        WHERE kind IN ('sale', 'sale_void') AND ($1::uuid IS NULL OR tenant_id = $1)
-        GROUP BY tenant_id, subject_id
+        -- per sale named: its entries, whether the sale exists, and those of an existing sale booked where or when
+        -- they may not be
+        SELECT b.tenant_id, b.sale_id, bool_or(b.sale_exists) AS sale_exists,
+               count(*) FILTER (WHERE b.kind = 'sale') AS sale_entries, count(*) FILTER (WHERE b.kind = 'sale_void') AS void_entries,
+               jsonb_agg(jsonb_build_object('entry_id', b.id, 'kind', b.kind, 'store_id', b.store_id, 'business_date', b.business_date,
+                                            'earliest', b.earliest, 'latest_without_count', b.latest_uncounted) ORDER BY b.kind, b.id)
+                 FILTER (WHERE b.sale_exists AND (b.store_id IS DISTINCT FROM b.sale_store_id
+                                                  OR b.business_date < b.earliest
+                                                  OR ${bookedPastLatestWithoutCount('b.tenant_id', 'b.sale_store_id', 'b.business_date', 'b.latest_uncounted')})) AS misbooked
+        FROM bounded b
+        GROUP BY b.tenant_id, b.sale_id
       ), per_sale AS (
         SELECT s.tenant_id, s.id, s.store_id, s.status, s.payment_method, s.total, s.returned_total,
                coalesce(sum(l.posted) FILTER (WHERE l.posted > 0), 0) AS debited,
@@ -215,24 +214,22 @@ export const moneyChecks: IntegrityCheck[] = [
         WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
         GROUP BY s.tenant_id, s.id
       )
-      SELECT s.tenant_id, s.id::text AS subject,
-             jsonb_build_object('sale_id', s.id, 'store_id', s.store_id, 'status', s.status, 'payment_method', s.payment_method, 'total', s.total, 'returned_total', s.returned_total,
-                                'sale_entries', coalesce(e.sale_entries, 0), 'void_entries', coalesce(e.void_entries, 0),
-                                'debited', s.debited, 'to_debit_account', s.to_debit_account, 'to_revenue', s.to_revenue,
-                                'void_nets_to_zero', NOT s.unreversed, 'misbooked_entries', coalesce(m.entries, '[]'::jsonb)) AS detail
+      -- a sale beside its entries; entries naming a sale that does not exist on their own
+      SELECT coalesce(s.tenant_id, e.tenant_id) AS tenant_id, coalesce(s.id, e.sale_id)::text AS subject,
+             CASE WHEN s.id IS NULL
+                  THEN jsonb_build_object('sale_id', e.sale_id, 'sale_entries', e.sale_entries, 'void_entries', e.void_entries, 'sale_exists', false)
+                  ELSE jsonb_build_object('sale_id', s.id, 'store_id', s.store_id, 'status', s.status, 'payment_method', s.payment_method, 'total', s.total,
+                                          'returned_total', s.returned_total, 'sale_entries', coalesce(e.sale_entries, 0), 'void_entries', coalesce(e.void_entries, 0),
+                                          'debited', s.debited, 'to_debit_account', s.to_debit_account, 'to_revenue', s.to_revenue,
+                                          'void_nets_to_zero', NOT s.unreversed, 'misbooked_entries', coalesce(e.misbooked, '[]'::jsonb)) END AS detail
       FROM per_sale s
-      LEFT JOIN entries e ON e.tenant_id = s.tenant_id AND e.sale_id = s.id
-      LEFT JOIN misbooked m ON m.tenant_id = s.tenant_id AND m.sale_id = s.id
-      WHERE m.sale_id IS NOT NULL
+      FULL JOIN entries e ON e.tenant_id = s.tenant_id AND e.sale_id = s.id
+      WHERE s.id IS NULL
+         OR e.misbooked IS NOT NULL
          OR coalesce(e.sale_entries, 0) <> CASE WHEN s.total > 0 THEN 1 ELSE 0 END
          OR coalesce(e.void_entries, 0) <> CASE WHEN s.total > s.returned_total AND s.status = 'voided' THEN 1 ELSE 0 END
          OR (s.total > 0 AND (s.debited <> s.total OR s.to_debit_account <> s.total OR s.to_revenue <> -s.total))
-         OR (s.status = 'voided' AND s.unreversed)
-      UNION ALL
-      SELECT e.tenant_id, e.sale_id::text,
-             jsonb_build_object('sale_id', e.sale_id, 'sale_entries', e.sale_entries, 'void_entries', e.void_entries, 'sale_exists', false)
-      FROM entries e
-      WHERE NOT EXISTS (SELECT 1 FROM sales s WHERE s.tenant_id = e.tenant_id AND s.id = e.sale_id)`,
+         OR (s.status = 'voided' AND s.unreversed)`,
   },
   {
     name: 'money_purchase_posted',

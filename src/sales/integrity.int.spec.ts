@@ -233,6 +233,33 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     await corrupt([`UPDATE stock_ledger SET kind = 'adjustment' WHERE tenant_id = $1 AND op_id = $2`], [[shop.tenantId, voided]]);
     assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
   });
+  it('sale_stock_matches_items: a voided sale none of whose stock moved as its sale or its void (its line alone, the sale looked up)', async () => {
+    const shop = await newShop();
+    const voided = (await t.admin.query(`SELECT id, op_id, voided_by_op FROM sales WHERE tenant_id = $1 AND status = 'voided'`, [shop.tenantId])).rows[0];
+    // the 250 g left and came back, but as adjustments (balance = ledger still holds): no ledger row carries the sale's
+    // status, so the check looks the sale up for its line
+    await corrupt([`UPDATE stock_ledger SET kind = 'adjustment' WHERE tenant_id = $1 AND op_id IN ($2, $3)`], [[shop.tenantId, voided.op_id, voided.voided_by_op]]);
+    assert.deepEqual(await reported(shop), ['sale_stock_matches_items']);
+    const found = await integrityFindings(t.admin, shop.tenantId, ['sale_stock_matches_items']);
+    assert.deepEqual(found, [
+      {
+        check: 'sale_stock_matches_items',
+        subject: `${voided.id}/${shop.skuId}`,
+        detail: {
+          sale_id: voided.id,
+          sku_id: shop.skuId,
+          sold: 250,
+          ledger_taken: 0,
+          returned_by_returns: 0,
+          ledger_returned_by_returns: 0,
+          ledger_returned: 0,
+          shortfall: 0,
+          source: 'online',
+        },
+      },
+    ]);
+  });
+
   it('sale_return_matches_lines and sale_stock_matches_items: a return\'s ledger row brings back more than its line took back', async () => {
     const shop = await newShop();
     // the balance and the later running totals follow, so only the return's rows are wrong

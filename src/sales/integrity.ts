@@ -60,6 +60,23 @@ export const salesChecks: IntegrityCheck[] = [
     severity: 'critical',
     description:
       'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), its partial returns\' ledger rows (kind return) brought back exactly what their lines took back, and a void\'s ledger rows returned exactly what was left; and no stock moved as a sale, a void or a return (ledger kind sale, void or return) except in the store of a sale by its own operation, the one that voided it or one of its returns.',
+    // One pass over each table, grouped once. Every operation that may move
+    // stock as a sale's (the sale's own, its void's, its returns') is listed
+    // with its kind, its sale's store and its sale ("moves": one read of
+    // `sales`); the ledger's sale, void and return rows are matched with it
+    // by a hash join, and those matching none are the stray rows. The sale's
+    // lines and the matched and stray rows then go through ONE grouping, by
+    // sale and SKU (a stray row: by its operation, kind, store and SKU). It
+    // was five passes: every sale probed the ledger by operation (an index
+    // lookup per sale), the sales were read again for the voids, and every
+    // ledger row probed `sales` by operation for the stray rows; each its own
+    // grouping (bench/RESULTS.md, "checkspeed"). Why matching by kind is the
+    // same as the former match of any ledger row of the sale's operations: a
+    // row of another kind counted for nothing (each sum counts its own kind
+    // only) and made no finding alone. A sale's status and source come with
+    // its ledger rows; a line with no ledger row looks its sale up (an index
+    // probe, only for those). As before, rows of a sale that does not exist
+    // are left to other checks (a line's sale is a foreign key).
     sql: `
       WITH returned_lines AS (
         -- what returns took back from each sale line, summed once: a subquery per sale line (by sale_item_id, which
@@ -67,62 +84,67 @@ export const salesChecks: IntegrityCheck[] = [
         SELECT ri.tenant_id, ri.sale_item_id, sum(ri.quantity) AS quantity
         FROM sale_return_items ri WHERE ($1::uuid IS NULL OR ri.tenant_id = $1)
         GROUP BY ri.tenant_id, ri.sale_item_id
-      ), sold AS (
-        SELECT i.tenant_id, i.sale_id, i.sku_id, sum(i.quantity - i.shortfall_quantity) AS taken, sum(i.shortfall_quantity) AS shortfall,
-               coalesce(sum(rl.quantity), 0) AS brought_back
-        FROM sale_items i
-        LEFT JOIN returned_lines rl ON rl.tenant_id = i.tenant_id AND rl.sale_item_id = i.id
-        WHERE ($1::uuid IS NULL OR i.tenant_id = $1)
-        GROUP BY i.tenant_id, i.sale_id, i.sku_id
-      ), moved AS (
-        SELECT x.tenant_id, x.sale_id, x.sku_id, sum(x.taken) AS taken, sum(x.returned) AS returned, sum(x.brought_back) AS brought_back
+      ), moves AS (
+        -- the operations that move stock for a sale, each with the ledger kind it writes, in the sale's store
+        SELECT s.tenant_id, m.op_id, m.kind, s.store_id, s.id AS sale_id, s.status, s.source
+        FROM sales s CROSS JOIN LATERAL (VALUES (s.op_id, 'sale'), (s.voided_by_op, 'void')) m (op_id, kind)
+        WHERE ($1::uuid IS NULL OR s.tenant_id = $1) AND m.op_id IS NOT NULL
+        UNION ALL
+        SELECT r.tenant_id, r.op_id, 'return', s.store_id, r.sale_id, s.status, s.source
+        FROM sale_returns r JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
+        WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
+      ), grouped AS (
+        SELECT x.tenant_id, x.sale_id, x.sku_id, x.stray_op, x.stray_kind, x.stray_store,
+               sum(x.taken) AS taken, sum(x.shortfall) AS shortfall, sum(x.brought_back) AS brought_back,
+               sum(x.ledger_taken) AS ledger_taken, sum(x.ledger_returned) AS ledger_returned, sum(x.ledger_brought_back) AS ledger_brought_back,
+               max(x.status) AS status, max(x.source) AS source,
+               sum(x.stray_change) AS stray_change, jsonb_agg(x.stray_id ORDER BY x.stray_id) FILTER (WHERE x.stray_id IS NOT NULL) AS stray_ids
         FROM (
-          SELECT s.tenant_id, s.id AS sale_id, l.sku_id,
-                 CASE WHEN l.op_id = s.op_id AND l.kind = 'sale' THEN -l.quantity_change END AS taken,
-                 CASE WHEN l.op_id = s.voided_by_op AND l.kind = 'void' THEN l.quantity_change END AS returned,
-                 NULL::bigint AS brought_back
-          FROM sales s
-          JOIN stock_ledger l ON l.tenant_id = s.tenant_id AND l.store_id = s.store_id AND l.op_id IN (s.op_id, s.voided_by_op)
-          WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
+          -- what each line sold, fell short of and its returns took back
+          SELECT i.tenant_id, i.sale_id, i.sku_id, NULL::uuid AS stray_op, NULL::text AS stray_kind, NULL::uuid AS stray_store,
+                 i.quantity - i.shortfall_quantity AS taken, i.shortfall_quantity AS shortfall, rl.quantity AS brought_back,
+                 NULL::bigint AS ledger_taken, NULL::bigint AS ledger_returned, NULL::bigint AS ledger_brought_back,
+                 NULL::text AS status, NULL::text AS source, NULL::bigint AS stray_change, NULL::bigint AS stray_id
+          FROM sale_items i
+          LEFT JOIN returned_lines rl ON rl.tenant_id = i.tenant_id AND rl.sale_item_id = i.id
+          WHERE ($1::uuid IS NULL OR i.tenant_id = $1)
           UNION ALL
-          -- a return's rows, in its sale's store
-          SELECT r.tenant_id, r.sale_id, l.sku_id, NULL, NULL, CASE WHEN l.kind = 'return' THEN l.quantity_change END
-          FROM sale_returns r
-          JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
-          JOIN stock_ledger l ON l.tenant_id = r.tenant_id AND l.store_id = s.store_id AND l.op_id = r.op_id
-          WHERE ($1::uuid IS NULL OR r.tenant_id = $1)
+          -- each sale, void and return ledger row: for every sale whose operation of that kind wrote it in its
+          -- store (one row per such sale), or, when there is none, a stray row
+          SELECT l.tenant_id, m.sale_id, l.sku_id,
+                 CASE WHEN m.sale_id IS NULL THEN l.op_id END, CASE WHEN m.sale_id IS NULL THEN l.kind END, CASE WHEN m.sale_id IS NULL THEN l.store_id END,
+                 NULL, NULL, NULL,
+                 CASE WHEN m.kind = 'sale' THEN -l.quantity_change END, CASE WHEN m.kind = 'void' THEN l.quantity_change END,
+                 CASE WHEN m.kind = 'return' THEN l.quantity_change END,
+                 m.status, m.source, CASE WHEN m.sale_id IS NULL THEN l.quantity_change END, CASE WHEN m.sale_id IS NULL THEN l.id END
+          FROM stock_ledger l
+          LEFT JOIN moves m ON m.tenant_id = l.tenant_id AND m.op_id = l.op_id AND m.kind = l.kind AND m.store_id = l.store_id
+          WHERE ($1::uuid IS NULL OR l.tenant_id = $1) AND l.kind IN ('sale', 'void', 'return')
         ) x
-        GROUP BY x.tenant_id, x.sale_id, x.sku_id
-      ), voided AS (
-        SELECT tenant_id, id AS sale_id, status = 'voided' AS voided, source = 'online' AS online FROM sales WHERE ($1::uuid IS NULL OR tenant_id = $1)
+        GROUP BY x.tenant_id, x.sale_id, x.sku_id, x.stray_op, x.stray_kind, x.stray_store
       )
-      SELECT coalesce(sold.tenant_id, moved.tenant_id) AS tenant_id,
-             coalesce(sold.sale_id, moved.sale_id) || '/' || coalesce(sold.sku_id, moved.sku_id) AS subject,
-             jsonb_build_object('sale_id', coalesce(sold.sale_id, moved.sale_id), 'sku_id', coalesce(sold.sku_id, moved.sku_id),
-                                'sold', coalesce(sold.taken, 0), 'ledger_taken', coalesce(moved.taken, 0),
-                                'returned_by_returns', coalesce(sold.brought_back, 0), 'ledger_returned_by_returns', coalesce(moved.brought_back, 0),
-                                'ledger_returned', coalesce(moved.returned, 0), 'shortfall', coalesce(sold.shortfall, 0), 'source', CASE WHEN v.online THEN 'online' ELSE 'offline' END) AS detail
-      FROM sold
-      FULL JOIN moved ON moved.tenant_id = sold.tenant_id AND moved.sale_id = sold.sale_id AND moved.sku_id = sold.sku_id
-      JOIN voided v ON v.tenant_id = coalesce(sold.tenant_id, moved.tenant_id) AND v.sale_id = coalesce(sold.sale_id, moved.sale_id)
-      WHERE coalesce(sold.taken, 0) <> coalesce(moved.taken, 0)
-         OR coalesce(moved.brought_back, 0) <> coalesce(sold.brought_back, 0)
-         OR coalesce(moved.returned, 0) <> CASE WHEN v.voided THEN coalesce(sold.taken, 0) - coalesce(sold.brought_back, 0) ELSE 0 END
-         OR (v.online AND coalesce(sold.shortfall, 0) <> 0)
-      UNION ALL
-      -- Stray rows: stock that left (or came back) as a sale (a void, a
-      -- return) in a store, under an operation that is no sale (no void, no
-      -- return of a sale) of that store.
-      SELECT l.tenant_id, l.op_id || '/' || l.kind || '/' || l.store_id || '/' || l.sku_id AS subject,
-             jsonb_build_object('op_id', l.op_id, 'kind', l.kind, 'store_id', l.store_id, 'sku_id', l.sku_id,
-                                'quantity_change', sum(l.quantity_change), 'ledger_ids', jsonb_agg(l.id ORDER BY l.id)) AS detail
-      FROM stock_ledger l
-      LEFT JOIN sales sold_by ON l.kind = 'sale' AND sold_by.tenant_id = l.tenant_id AND sold_by.op_id = l.op_id AND sold_by.store_id = l.store_id
-      LEFT JOIN sales voided_by ON l.kind = 'void' AND voided_by.tenant_id = l.tenant_id AND voided_by.voided_by_op = l.op_id AND voided_by.store_id = l.store_id
-      LEFT JOIN sale_returns returned_by ON l.kind = 'return' AND returned_by.tenant_id = l.tenant_id AND returned_by.op_id = l.op_id
-      LEFT JOIN sales returned_from ON returned_from.tenant_id = returned_by.tenant_id AND returned_from.id = returned_by.sale_id AND returned_from.store_id = l.store_id
-      WHERE ($1::uuid IS NULL OR l.tenant_id = $1) AND l.kind IN ('sale', 'void', 'return') AND sold_by.id IS NULL AND voided_by.id IS NULL AND returned_from.id IS NULL
-      GROUP BY l.tenant_id, l.op_id, l.kind, l.store_id, l.sku_id`,
+      SELECT p.tenant_id,
+             CASE WHEN p.sale_id IS NULL THEN p.stray_op || '/' || p.stray_kind || '/' || p.stray_store || '/' || p.sku_id ELSE p.sale_id || '/' || p.sku_id END AS subject,
+             CASE WHEN p.sale_id IS NULL
+                  THEN jsonb_build_object('op_id', p.stray_op, 'kind', p.stray_kind, 'store_id', p.stray_store, 'sku_id', p.sku_id,
+                                          'quantity_change', p.stray_change, 'ledger_ids', p.stray_ids)
+                  ELSE jsonb_build_object('sale_id', p.sale_id, 'sku_id', p.sku_id,
+                                          'sold', coalesce(p.taken, 0), 'ledger_taken', coalesce(p.ledger_taken, 0),
+                                          'returned_by_returns', coalesce(p.brought_back, 0), 'ledger_returned_by_returns', coalesce(p.ledger_brought_back, 0),
+                                          'ledger_returned', coalesce(p.ledger_returned, 0), 'shortfall', coalesce(p.shortfall, 0),
+                                          'source', CASE WHEN s.source = 'online' THEN 'online' ELSE 'offline' END) END AS detail
+      FROM grouped p
+      CROSS JOIN LATERAL (
+        -- the sale's status and source: from its ledger rows, else looked up (NULL: no such sale)
+        SELECT coalesce(p.status, (SELECT x.status FROM sales x WHERE x.tenant_id = p.tenant_id AND x.id = p.sale_id)) AS status,
+               coalesce(p.source, (SELECT x.source FROM sales x WHERE x.tenant_id = p.tenant_id AND x.id = p.sale_id)) AS source
+      ) s
+      WHERE p.sale_id IS NULL
+         OR (s.status IS NOT NULL
+             AND (coalesce(p.taken, 0) <> coalesce(p.ledger_taken, 0)
+                  OR coalesce(p.ledger_brought_back, 0) <> coalesce(p.brought_back, 0)
+                  OR coalesce(p.ledger_returned, 0) <> CASE WHEN s.status = 'voided' THEN coalesce(p.taken, 0) - coalesce(p.brought_back, 0) ELSE 0 END
+                  OR (s.source = 'online' AND coalesce(p.shortfall, 0) <> 0)))`,
   },
   {
     name: 'sale_return_matches_lines',
