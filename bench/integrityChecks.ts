@@ -16,6 +16,17 @@
  * consignment, piece, order, settlement, return or void): the checks over
  * those tables read empty tables here.
  *
+ * INTEGRITY_BENCH_CHECKS=name,name times only those checks.
+ * INTEGRITY_BENCH_BEFORE=<dir> also times the checks of another checkout (a
+ * directory holding its `src/`, e.g. `git archive <commit> src | tar -x -C
+ * <dir>`, placed inside this checkout so that its imports find
+ * node_modules) on the same history in the same run: per check, the
+ * before's runs and this checkout's alternate, each row of the table twice
+ * ("(before)" and this checkout's), and both findings must agree.
+ *
+ *   INTEGRITY_BENCH_DAYS=400 INTEGRITY_BENCH_CHECKS=sale_stock_matches_items,money_sale_posted \
+ *     INTEGRITY_BENCH_BEFORE=scratch/before npx tsx bench/integrityChecks.ts
+ *
  * Per check: the findings, the wall time (best of 2), and the rows its
  * backend read of the big tables (pg_stat_xact_user_tables differences
  * inside the check's transaction: rows by sequential scans + rows fetched by
@@ -29,11 +40,14 @@
  * $1 = the tenant).
  */
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { CompiledQuery } from 'kysely';
 import { inTenantTransaction, runCommand } from '../src/core/command.js';
 import { createDb, createPool, STATEMENT_TIMEOUT_MS } from '../src/core/db.js';
 import { catchUpDailySales } from '../src/analytics/catchUpDailySales.js';
+import type { IntegrityCheck } from '../src/integrity/check.js';
 import { allChecks } from '../src/integrity/registry.js';
 import { checkSettingsOf } from '../src/integrity/runChecks.js';
 import { loadConfig } from '../src/config.js';
@@ -43,9 +57,11 @@ import { historyTenants, writeSalesHistory } from './salesHistory.js';
 const DAYS = Number(process.env.INTEGRITY_BENCH_DAYS ?? 1095);
 const PER_DAY = Number(process.env.INTEGRITY_BENCH_PER_DAY ?? 1000);
 const SMALL_TENANTS = 9;
-const RUNS = 2;
+const RUNS = Number(process.env.INTEGRITY_BENCH_RUNS ?? 2);
 /** The checks slower than this (ms) in the every-tenant run are also run for the big shop alone, as GET /v1/integrity runs them. */
 const TENANT_RUN_OVER_MS = Number(process.env.INTEGRITY_BENCH_TENANT_RUN_OVER_MS ?? 1000);
+const ONLY = process.env.INTEGRITY_BENCH_CHECKS ? process.env.INTEGRITY_BENCH_CHECKS.split(',') : undefined;
+const BEFORE = process.env.INTEGRITY_BENCH_BEFORE;
 const BIG_TABLES = ['sales', 'sale_items', 'journal_entries', 'postings', 'stock_ledger', 'operations', 'events'] as const;
 
 const TABLES_READ = `SELECT relname, (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::bigint AS rows
@@ -64,6 +80,8 @@ runBench(async () => {
   const appPool = createPool(database.appUrl, { max: 2, asAppRole: true });
   // As the worker's owner pool (src/jobs/worker.ts): the service's session settings, not the app role.
   const ownerPool = createPool(database.url, { max: 1, asAppRole: false, applicationName: 'storekeep-worker' });
+  // The same, for the run without the limit: its client does not give up on a statement after DATABASE_ANSWER_TIMEOUT_MS either.
+  const unlimitedPool = createPool(database.url, { max: 1, asAppRole: false, applicationName: 'storekeep-worker', answerTimeoutMs: 0 });
   const db = createDb(appPool);
   try {
     const tenants = historyTenants(DAYS, PER_DAY, SMALL_TENANTS);
@@ -97,9 +115,13 @@ runBench(async () => {
     process.stdout.write(`statement_timeout ${STATEMENT_TIMEOUT_MS} ms; best of ${RUNS}\n\n`);
     process.stdout.write(`| check | findings | ms | ${BIG_TABLES.join(' | ')} |\n| --- | ---: | ---: |${BIG_TABLES.map(() => ' ---: |').join('')}\n`);
 
+    const checks = ONLY ? allChecks.filter((check) => ONLY.includes(check.name)) : allChecks;
+    const beforeChecks = BEFORE
+      ? ((await import(pathToFileURL(path.resolve(BEFORE, 'src/integrity/registry.ts')).href)) as { allChecks: IntegrityCheck[] }).allChecks
+      : undefined;
     const unlimited = new Map<string, number>();
-    const results: Array<{ name: string; ms: number; findings: number; timedOut: boolean }> = [];
-    for (const check of allChecks) {
+    const results: Array<{ name: string; check: IntegrityCheck; ms: number; findings: number; timedOut: boolean }> = [];
+    const measure = async (check: IntegrityCheck, name: string): Promise<number> => {
       let best = Infinity;
       let findings = 0;
       let read: Read = {};
@@ -136,7 +158,7 @@ runBench(async () => {
       }
       if (timedOut) {
         // How far past the limit: once more without it (the nightly run would not get this far).
-        const client = await ownerPool.connect();
+        const client = await unlimitedPool.connect();
         try {
           await client.query('BEGIN READ ONLY');
           await client.query(`SET LOCAL statement_timeout = 0`);
@@ -144,7 +166,7 @@ runBench(async () => {
           const before = await tablesRead(client);
           const at = process.hrtime.bigint();
           findings = (await client.query(check.sql, [null])).rowCount ?? 0;
-          unlimited.set(check.name, Number(process.hrtime.bigint() - at) / 1e6);
+          unlimited.set(name, Number(process.hrtime.bigint() - at) / 1e6);
           const after = await tablesRead(client);
           await client.query('COMMIT');
           read = Object.fromEntries(BIG_TABLES.map((table) => [table, (after[table] ?? 0) - (before[table] ?? 0)]));
@@ -152,15 +174,22 @@ runBench(async () => {
           client.release();
         }
       }
-      results.push({ name: check.name, ms: best, findings, timedOut });
+      results.push({ name, check, ms: best, findings, timedOut });
       const cells = BIG_TABLES.map((table) => String(read[table] ?? 0));
-      const time = timedOut ? `cut off at ${best.toFixed(0)}; ${unlimited.get(check.name)!.toFixed(1)} without the limit` : best.toFixed(1);
-      process.stdout.write(`| ${check.name} | ${findings} | ${time} | ${cells.join(' | ')} |\n`);
+      const time = timedOut ? `cut off at ${best.toFixed(0)}; ${unlimited.get(name)!.toFixed(1)} without the limit` : best.toFixed(1);
+      process.stdout.write(`| ${name} | ${findings} | ${time} | ${cells.join(' | ')} |\n`);
+      return findings;
+    };
+    for (const check of checks) {
+      const before = beforeChecks?.find((each) => each.name === check.name);
+      const found = before ? await measure(before, `${check.name} (before)`) : undefined;
+      const findings = await measure(check, check.name);
+      if (found !== undefined && found !== findings) throw new Error(`${check.name}: ${findings} findings, ${found} before`);
     }
     const slowness = (result: { name: string; ms: number; timedOut: boolean }) => (result.timedOut ? unlimited.get(result.name)! : result.ms);
     const total = results.reduce((sum, result) => sum + slowness(result), 0);
     const worst = [...results].sort((a, b) => slowness(b) - slowness(a)).slice(0, 8);
-    process.stdout.write(`\nall ${results.length} checks: ${(total / 1000).toFixed(1)} s (sum of best times)\n`);
+    process.stdout.write(`\nall ${results.length} checks${BEFORE ? ' (each before and after)' : ''}: ${(total / 1000).toFixed(1)} s (sum of best times)\n`);
     process.stdout.write(`slowest: ${worst.map((result) => `${result.name} ${(slowness(result) / 1000).toFixed(2)} s${result.timedOut ? ' (cut off at the limit)' : ''}`).join(', ')}\n`);
 
     // GET /v1/integrity for the big shop: the same statements as the app role
@@ -168,7 +197,7 @@ runBench(async () => {
     // each, for the slowest checks above.
     process.stdout.write(`\nGET /v1/integrity for the big shop (app role, $1 = its tenant), the checks over ${TENANT_RUN_OVER_MS} ms above, one run each:\n\n| check | findings | ms |\n| --- | ---: | ---: |\n`);
     for (const result of results.filter((each) => slowness(each) > TENANT_RUN_OVER_MS)) {
-      const check = allChecks.find((each) => each.name === result.name)!;
+      const check = result.check;
       const at = process.hrtime.bigint();
       let cell: string;
       try {
@@ -181,12 +210,13 @@ runBench(async () => {
         if ((error as { code?: string }).code !== '57014') throw error;
         cell = `— | cut off at ${(Number(process.hrtime.bigint() - at) / 1e6).toFixed(0)}`;
       }
-      process.stdout.write(`| ${check.name} | ${cell} |\n`);
+      process.stdout.write(`| ${result.name} | ${cell} |\n`);
     }
     process.stdout.write(`\nhistory: ${history} sales; ${database.durable}\n`);
   } finally {
     await db.destroy();
     await ownerPool.end();
+    await unlimitedPool.end();
     await admin.end();
     await database.close();
   }
