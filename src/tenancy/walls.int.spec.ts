@@ -58,6 +58,11 @@ describe('tenants and stores are walls, on every route', () => {
     foreign.sale = sale.id;
     foreign.saleOp = sale.op_id;
     foreign.payment = ok(await owner.post('/v1/payments', { party_id: tenantWide.party, store_id: foreign.store, method: 'cash', amount: 50 })).id;
+    // from a supplier of its own: the party's postings below are the payment's alone
+    const wholesaler = ok(await owner.post('/v1/parties', { kind: 'supplier', name: 'Wholesaler' })).id;
+    foreign.purchase = ok(
+      await owner.post(`/v1/stores/${foreign.store}/stock/receipts`, { supplier_id: wholesaler, items: [{ sku_id: tenantWide.sku, quantity: 10, unit_cost: 60 }] }),
+    ).purchase.id;
     const received = ok(await owner.post('/v1/pieces', { store_id: foreign.store, sku_id: tenantWide.cloth, pieces: [{ kind: 'roll', quantity: 5000 }, { kind: 'roll', quantity: 3000 }] }));
     foreign.piece = received.pieces[0].id;
     foreign.reservation = ok(await owner.post('/v1/pieces/reservations', { piece_ids: [received.pieces[1].id], expires_in_seconds: 3600 })).op_id;
@@ -102,6 +107,8 @@ describe('tenants and stores are walls, on every route', () => {
       '/v1/parties/:id': { id: ids.party },
       '/v1/parties/:id/postings': { id: ids.party },
       '/v1/payments/:id': { id: ids.payment },
+      '/v1/purchases/:id': { id: ids.purchase },
+      '/v1/purchases/:id/returns': { id: ids.purchase },
       '/v1/ledger/operations/:op_id': { op_id: ids.saleOp },
       '/v1/operations/:op_id': { op_id: ids.saleOp },
       '/v1/operations/:op_id/revert': { op_id: ids.saleOp },
@@ -146,6 +153,7 @@ describe('tenants and stores are walls, on every route', () => {
       'POST /v1/stores/:store_id/stock/adjustments': { sku_id: ids.sku, quantity_change: -1, reason: 'probe' },
       'POST /v1/sales/:id/void': { reason: 'probe' },
       'POST /v1/sales/:id/returns': { items: [{ sku_id: ids.sku, quantity: 1 }], reason: 'probe' },
+      'POST /v1/purchases/:id/returns': { items: [{ sku_id: ids.sku, quantity: 1 }], reason: 'probe' },
       'POST /v1/review-items/:id/resolve': { note: 'probe' },
       'POST /v1/visits/:id/complete': { ...SHOP, lines: [] },
       'POST /v1/sales': { store_id: ids.store, payment_method: 'cash', items: [{ sku_id: ids.sku, quantity: 1, unit_price: 120 }] },
