@@ -73,4 +73,65 @@ export const inventoryChecks: IntegrityCheck[] = [
       LEFT JOIN running r ON r.tenant_id = s.tenant_id AND r.store_id = s.store_id AND r.sku_id = s.sku_id AND r.day = s.snapshot_date
       WHERE ($1::uuid IS NULL OR s.tenant_id = $1) AND s.quantity IS DISTINCT FROM r.quantity`,
   },
+  {
+    name: 'stock_count_matches_ledger',
+    severity: 'critical',
+    description:
+      "Every stock count has lines, each with variance = counted − expected and expected the stock its store's ledger held of the SKU at the count's counted_at (the quantity_after of the last row at or before it, plus the variances of earlier counts of the SKU whose rows were written after that moment); each line whose variance is not 0 moved its balance through exactly one stock ledger row of kind count, of the count's operation, store and SKU, named by the line, whose quantity_change is the variance and quantity_after the line's; a line of variance 0 has none; and no count ledger row is left without its count's line.",
+    // From each count: its lines (with the ledger as of counted_at, one
+    // backwards probe of stock_ledger_history_idx per line, the count's own
+    // rows left out) and its operation's count rows (stock_ledger_count_idx),
+    // matched by store and SKU. Then the count rows of operations that
+    // recorded no count at all.
+    sql: `
+      SELECT c.tenant_id, c.id::text AS subject,
+             jsonb_build_object('store_id', c.store_id, 'op_id', c.op_id, 'counted_at', c.counted_at, 'lines', l.lines, 'lines_off', m.off) AS detail
+      FROM stock_counts c
+      CROSS JOIN LATERAL (
+        SELECT count(*) AS lines FROM stock_count_lines li WHERE li.tenant_id = c.tenant_id AND li.count_id = c.id
+      ) l
+      CROSS JOIN LATERAL (
+        SELECT coalesce(jsonb_agg(jsonb_build_object('store_id', q.store_id, 'sku_id', q.sku_id, 'counted', q.counted_quantity, 'expected', q.expected_quantity,
+                                                     'variance', q.variance, 'ledger_at_counted_at', q.ledger_then, 'ledger_id', q.ledger_id,
+                                                     'ledger_rows', q.ledger_rows, 'ledger_change', q.ledger_change, 'quantity_after', q.quantity_after,
+                                                     'ledger_quantity_after', q.ledger_after) ORDER BY q.sku_id), '[]'::jsonb) AS off
+        FROM (
+          SELECT coalesce(li.store_id, sl.store_id) AS store_id, coalesce(li.sku_id, sl.sku_id) AS sku_id,
+                 li.counted_quantity, li.expected_quantity, li.variance, li.ledger_then, li.ledger_id, li.quantity_after,
+                 coalesce(sl.rows, 0) AS ledger_rows, sl.change AS ledger_change, sl.after AS ledger_after, sl.first_id
+          FROM (
+            SELECT c.store_id, x.sku_id, x.counted_quantity, x.expected_quantity, x.variance, x.ledger_id, x.quantity_after,
+                   coalesce((SELECT h.quantity_after FROM stock_ledger h
+                             WHERE h.tenant_id = x.tenant_id AND h.store_id = c.store_id AND h.sku_id = x.sku_id
+                               AND h.created_at <= c.counted_at AND h.op_id <> c.op_id
+                             ORDER BY h.created_at DESC, h.id DESC LIMIT 1), 0)
+                   + coalesce((SELECT sum(y.variance) FROM stock_count_lines y
+                               JOIN stock_counts z ON z.tenant_id = y.tenant_id AND z.id = y.count_id
+                               JOIN stock_ledger r ON r.tenant_id = y.tenant_id AND r.id = y.ledger_id
+                               WHERE y.tenant_id = x.tenant_id AND y.sku_id = x.sku_id AND z.store_id = c.store_id AND z.id <> c.id
+                                 AND z.counted_at < c.counted_at AND r.created_at > c.counted_at AND r.op_id <> c.op_id), 0) AS ledger_then
+            FROM stock_count_lines x WHERE x.tenant_id = c.tenant_id AND x.count_id = c.id
+          ) li
+          FULL JOIN (
+            SELECT r.store_id, r.sku_id, count(*) AS rows, sum(r.quantity_change) AS change, min(r.quantity_after) AS after, min(r.id) AS first_id
+            FROM stock_ledger r WHERE r.tenant_id = c.tenant_id AND r.op_id = c.op_id AND r.kind = 'count'
+            GROUP BY r.store_id, r.sku_id
+          ) sl ON sl.store_id = li.store_id AND sl.sku_id = li.sku_id
+        ) q
+        WHERE q.counted_quantity IS NULL
+           OR q.variance IS DISTINCT FROM q.counted_quantity - q.expected_quantity
+           OR q.expected_quantity IS DISTINCT FROM q.ledger_then
+           OR q.ledger_rows <> CASE WHEN q.variance = 0 THEN 0 ELSE 1 END
+           OR (q.ledger_rows > 0 AND (q.ledger_change IS DISTINCT FROM q.variance OR q.ledger_after IS DISTINCT FROM q.quantity_after))
+           OR q.ledger_id IS DISTINCT FROM q.first_id
+      ) m
+      WHERE ($1::uuid IS NULL OR c.tenant_id = $1) AND (l.lines = 0 OR m.off <> '[]'::jsonb)
+      UNION ALL
+      SELECT r.tenant_id, 'op:' || r.op_id AS subject,
+             jsonb_build_object('op_id', r.op_id, 'count_exists', false, 'ledger_rows', jsonb_agg(r.id ORDER BY r.id)) AS detail
+      FROM stock_ledger r
+      WHERE r.kind = 'count' AND ($1::uuid IS NULL OR r.tenant_id = $1)
+        AND NOT EXISTS (SELECT 1 FROM stock_counts c WHERE c.tenant_id = r.tenant_id AND c.op_id = r.op_id)
+      GROUP BY r.tenant_id, r.op_id`,
+  },
 ];

@@ -6,6 +6,7 @@ import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
 import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
+import { COUNT_CLOCK_SKEW, COUNT_MAX_AGE_DAYS, countStock, findStockCount, listStockCounts } from './countStock.js';
 import { createSku } from './createSku.js';
 import { createStore, updateStoreTimeZone } from './createStore.js';
 import { MERGE_PATCH_CONSUMES } from '../http/json.js';
@@ -82,6 +83,31 @@ const ReceiptSchema = {
   response: { 201: Type.Object({ op_id: Uuid, items: Type.Array(Type.Object({ sku_id: Uuid, quantity_after: Type.Integer() })), purchase: Type.Optional(Purchase) }) },
 };
 const isIdCursor = isCursorOf<{ id: string }>({ id: cursorField.int64Text });
+const StockCount = Type.Object({
+  id: Uuid,
+  op_id: Uuid,
+  store_id: Uuid,
+  counted_at: Timestamp,
+  counted_at_exact: Type.String({
+    format: 'date-time',
+    description: 'counted_at to the microsecond (UTC, `…T10:00:00.123456Z`): the stock ledger rows with `created_at_exact` at or before it are what `expected_quantity` was read from',
+  }),
+  reference: Type.Union([Type.String(), Type.Null()]),
+  created_at: Timestamp,
+  items: Type.Array(
+    Type.Object({
+      sku_id: Uuid,
+      counted_quantity: Type.Integer({ description: 'base units on the shelf at counted_at, as sent' }),
+      expected_quantity: Type.Integer({ description: "the store's stock of the SKU at counted_at: the quantity_after of its last stock ledger row at or before that moment (0 when none)" }),
+      variance: Type.Integer({ description: 'counted_quantity − expected_quantity: what the count moved the balance by' }),
+      quantity_after: Type.Integer({ description: 'the balance the count left (the current balance moved by the variance; unchanged when the variance is 0)' }),
+      ledger_id: Type.Union([Type.Integer(), Type.Null()], { description: 'the stock ledger row (kind `count`) that moved the balance; null when the variance is 0' }),
+    }),
+    { description: 'one per SKU counted, in sku_id order' },
+  ),
+});
+const isUuidCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
+
 const isCodeCursor = isCursorOf<{ code: string }>({ code: cursorField.text });
 const isSkuCursor = isCursorOf<{ sku_id: string }>({ sku_id: cursorField.uuid });
 
@@ -253,6 +279,98 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         status: 201,
         body: await adjustStock(cmd, request.params.store_id, request.body),
       }));
+    },
+  );
+
+  app.post(
+    '/v1/stores/:store_id/stock/counts',
+    {
+      config: {
+        permission: 'stock.adjust',
+        refusals: {
+          insufficient_stock: 'a variance would make a balance negative (less was counted than has been sold since counted_at): `shortages` and `lines`, nothing written',
+          unprocessable: 'a piece-tracked SKU (its stock moves only through its pieces)',
+          limit_exceeded: 'the stock of a SKU in the store would exceed 10^15 base units',
+          conflict: 'a count of one of its SKUs counted at or after this `counted_at` is already recorded (`later_counts`): it set the stock, nothing written',
+        },
+      },
+      schema: {
+        tags: ['inventory'],
+        summary:
+          'Record a stock count (stocktake) taken while the shop is open: each line is what was on the shelf at `counted_at`; each balance moves by the variance between that and the stock the ledger held at `counted_at`, ' +
+          'so sales and receipts recorded after it are kept. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS).',
+        description:
+          '`expected_quantity` is the store\'s stock of the SKU at `counted_at` (the `quantity_after` of its last stock ledger row at or before it), read while the balance row is locked, plus the variances of earlier counts of the SKU recorded after that moment (their correction holds from their own `counted_at`); ' +
+          '`variance` = `counted_quantity` − `expected_quantity` is applied to the current balance through one stock ledger row of kind `count` (the `reference` as its reason) per line whose variance is not 0; ' +
+          'a line with variance 0 writes no ledger row but is answered. The count and its lines are kept (GET …/stock/counts). ' +
+          `\`counted_at\` defaults to now; one up to ${COUNT_CLOCK_SKEW} ahead of the server's clock is taken as counted now (the answer's \`counted_at\`), one further ahead or more than ${COUNT_MAX_AGE_DAYS} days ago is 400 at \`/body/counted_at\`. ` +
+          'A variance that would make a balance negative (less counted than sold since): 409 insufficient_stock with `shortages` and `lines`, nothing written. ' +
+          'A SKU already counted at or after this `counted_at` (by a count recorded earlier): 409 conflict with `later_counts`, nothing written — the later count set the stock (the same count sent again under another key is refused so too). ' +
+          'An unknown SKU: 400 at its line\'s `/body/items/<index>/sku_id`; a SKU on two lines: 400 at the second; a piece-tracked SKU: 422. Needs `stock.adjust`.',
+        headers: IdempotencyHeaders,
+        params: StoreParams,
+        body: Type.Object(
+          {
+            items: Type.Array(
+              Type.Object({ sku_id: Uuid, counted_quantity: Type.Integer({ minimum: 0, maximum: 1_000_000_000_000_000, description: 'base units on the shelf (grams, pieces, millimetres)' }) }, { additionalProperties: false }),
+              { minItems: 1, maxItems: 1000 },
+            ),
+            counted_at: Type.Optional(Type.String({ format: 'date-time', description: 'when the shelf was counted (RFC 3339 with its offset); default now' })),
+            reference: Type.Optional(Type.String({ maxLength: 200 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: StockCount },
+      },
+    },
+    async (request, reply) => {
+      assertStoreInScope(tenantOf(request), request.params.store_id);
+      return command(db, request, reply, { type: 'stock.count', storeId: request.params.store_id, ttlHours: 'forever' }, async (cmd) => ({
+        status: 201,
+        body: await countStock(cmd, request.params.store_id, request.body),
+      }));
+    },
+  );
+
+  app.get(
+    '/v1/stores/:store_id/stock/counts',
+    {
+      config: { permission: 'stock.read' },
+      schema: {
+        tags: ['inventory'],
+        summary: "A store's stock counts with their lines (counted, expected, variance), newest first (cursor pagination)",
+        params: StoreParams,
+        querystring: ListQuery,
+        response: { 200: Page(StockCount) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const storeId = request.params.store_id;
+      assertStoreInScope(principal, storeId);
+      const limit = limitOf(request);
+      const list = listOf(request);
+      const before = decodeCursor(request.query.cursor, isUuidCursor, list)?.id;
+      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+        if (!(await findStore(tx, principal.tenantId, storeId))) throw notFound('store');
+        return pageOf(await listStockCounts(tx, principal.tenantId, storeId, before, limit + 1), limit, (last) => ({ id: last.id }), list);
+      });
+    },
+  );
+
+  app.get(
+    '/v1/stores/:store_id/stock/counts/:id',
+    {
+      config: { permission: 'stock.read' },
+      schema: { tags: ['inventory'], summary: 'A stock count of the store, with its lines', params: Type.Object({ store_id: Uuid, id: Uuid }), response: { 200: StockCount } },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const { store_id: storeId, id } = request.params;
+      assertStoreInScope(principal, storeId);
+      const count = await inTenantTransaction(db, principal.tenantId, (tx) => findStockCount(tx, principal.tenantId, storeId, id));
+      if (!count) throw notFound('stock count');
+      return count;
     },
   );
 
