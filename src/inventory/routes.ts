@@ -440,7 +440,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.read' },
       schema: {
         tags: ['inventory'],
-        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, sale, void, return (a partial return of a sale), supplier_return (goods of a purchase sent back to its supplier), transfer_out, …',
+        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, count (the variance of a stock count), sale, void, return (a partial return of a sale), supplier_return (goods of a purchase sent back to its supplier), transfer_out, …',
         params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
         querystring: ListQuery,
         response: {
