@@ -10,8 +10,8 @@ import { runChecksForTenant } from './runChecks.js';
 
 /**
  * The parts the sales/payments random mix leaves out, at once, on shared
- * stock: offline sync batches (repeated, short, naming pieces), stock receipts
- * and adjustments, purchases and returns of their goods to the supplier, transfers (request / approve / receive / cancel from both
+ * stock: offline sync batches (repeated, short, naming pieces), stock receipts,
+ * adjustments and counts, purchases and returns of their goods to the supplier, transfers (request / approve / receive / cancel from both
  * ends, some racing), field visits leaving and settling consignments (some
  * queued offline: goods left short, settlements synced after a rival visit
  * settled the consignment), workshop pieces (receive, cut, combine, reserve,
@@ -62,7 +62,7 @@ interface Sent {
   responses: ApiResponse[];
 }
 
-const OWN_OP_ANSWERS = new Set(['sale', 'receipt', 'adjust', 'piece.receive', 'piece.cut', 'piece.combine', 'piece.reserve', 'piece.release', 'piece.sale', 'revert', 'transfer.request', 'settlement.submit', 'visit.schedule']);
+const OWN_OP_ANSWERS = new Set(['sale', 'receipt', 'adjust', 'count', 'piece.receive', 'piece.cut', 'piece.combine', 'piece.reserve', 'piece.release', 'piece.sale', 'revert', 'transfer.request', 'settlement.submit', 'visit.schedule']);
 const SHOP = { latitude: -1.286389, longitude: 36.817223 };
 
 describe(`a random concurrent mix of sync, stock, transfers, field visits, workshop pieces and settlements (seed ${SEED})`, () => {
@@ -256,6 +256,21 @@ describe(`a random concurrent mix of sync, stock, transfers, field visits, works
           const line = plainLine();
           const change = random() < 0.6 ? -line.quantity : line.quantity;
           await send('adjust', owner, 'POST', `/v1/stores/${stores[store]}/stock/adjustments`, { sku_id: line.sku_id, quantity_change: change, reason: 'count' }, [201, 409]);
+        },
+      ],
+      // Stock counts while everything else goes on: of now, or of a moment a few seconds back (sales, transfers,
+      // visits since then are kept). Less counted than taken since is 409 insufficient_stock; a moment at or
+      // before a count of the same SKU already recorded, 409 conflict.
+      [
+        5,
+        async () => {
+          const store = int(0, 2);
+          const items = [...new Map(Array.from({ length: int(1, 3) }, () => {
+            const sku = pick(plain);
+            return [sku.id, { sku_id: sku.id, counted_quantity: sku.unit === 'kg' ? int(0, 40_000) : int(0, 40) }];
+          })).values()];
+          const moment = random() < 0.5 ? { counted_at: new Date(Date.now() - int(0, 5_000)).toISOString() } : {};
+          await send('count', managers[store]!, 'POST', `/v1/stores/${stores[store]}/stock/counts`, { items, ...moment, reference: 'mix' }, [201, 409]);
         },
       ],
       // Transfers between stores, driven from both ends; approve and cancel sometimes race.
