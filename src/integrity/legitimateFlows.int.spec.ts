@@ -240,6 +240,45 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     assert.deepEqual(found, [], JSON.stringify(found));
   });
 
+  it('stock_count_matches_ledger: counts in far zones of kg, metre and piece SKUs, of now and of moments among sales, a void, a return and a transfer, of a SKU never held, of variance 0, named in capitals, an earlier moment posted after a later one', async () => {
+    const { owner } = await t.newTenant();
+    const flour = ok(await owner.post('/v1/skus', { code: 'FLOUR', name: 'Flour', unit: 'kg', price: 300 })).body.id;
+    const rope = ok(await owner.post('/v1/skus', { code: 'ROPE', name: 'Rope', unit: 'metre', price: 90 })).body.id;
+    const jars = ok(await owner.post('/v1/skus', { code: 'JAR', name: 'Jar', unit: 'piece', price: 120 })).body.id;
+    const dbNow = async (): Promise<string> => (await t.admin.query(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows[0].at;
+    const count = (storeId: string, body: unknown) => owner.post(`/v1/stores/${storeId}/stock/counts`, body, { idempotencyKey: randomUUID() });
+    const sell = async (storeId: string, skuId: string, quantity: number) =>
+      ok(await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: skuId, quantity, unit_price: 100 }] })).body as { id: string };
+    const destination = ok(await owner.post('/v1/stores', { code: 'CNT-D', name: 'Destination' })).body.id;
+    for (const zone of ['UTC', 'Pacific/Kiritimati', 'Etc/GMT+12']) {
+      const store = await storeWithStock(owner, flour, `CNT-${zone.length}`, zone);
+      ok(await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: rope, quantity: 10_000 }] }));
+      const first = await dbNow();
+      await sell(store, flour, 120);
+      const voided = await sell(store, flour, 30);
+      ok(await owner.post(`/v1/sales/${voided.id}/void`, { reason: 'till error' }), 200);
+      const returned = await sell(store, rope, 2_000);
+      ok(await owner.post(`/v1/sales/${returned.id}/returns`, { items: [{ sku_id: rope, quantity: 500 }], reason: 'too long' }));
+      const second = await dbNow();
+      const transfer = ok(await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: destination, items: [{ sku_id: flour, quantity: 50 }] })).body.id;
+      ok(await owner.post(`/v1/transfers/${transfer}/approve`, {}), 200);
+      // The count of the first moment is posted after sales, a void, a return and a transfer.
+      ok(await count(store, { items: [{ sku_id: flour.toUpperCase(), counted_quantity: 495 }, { sku_id: rope, counted_quantity: 10_000 }], counted_at: first }));
+      // A later moment, posted after it: the first count's −5 already on that shelf.
+      const later = ok(await count(store, { items: [{ sku_id: flour, counted_quantity: 370 }, { sku_id: rope, counted_quantity: 8_400 }], counted_at: second })).body;
+      assert.deepEqual(
+        later.items.map((line: { sku_id: string; expected_quantity: number; variance: number }) => [line.sku_id, line.expected_quantity, line.variance]).sort(),
+        [[flour, 375, -5], [rope, 8_500, -100]].sort(),
+      );
+      // Now, with a SKU the store never held and one counted as the system has it.
+      ok(await count(store, { items: [{ sku_id: jars, counted_quantity: 4 }, { sku_id: rope, counted_quantity: 8_400 }] }));
+      ok(await owner.post(`/v1/transfers/${transfer}/receive`, {}), 200);
+      ok(await count(destination, { items: [{ sku_id: flour, counted_quantity: 0 }] }));
+    }
+    const found = await findings(owner);
+    assert.deepEqual(found, [], JSON.stringify(found));
+  });
+
   it('transfer checks: transfers requested, approved, received in full or short, cancelled, and named in capitals', async () => {
     const { owner } = await t.newTenant();
     const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;
