@@ -74,8 +74,9 @@ CREATE TRIGGER stock_count_lines_append_only BEFORE UPDATE OR DELETE ON stock_co
 -- History is insert-only for the app role (the triggers hold for every role).
 REVOKE UPDATE, DELETE ON stock_counts, stock_count_lines FROM storekeep_app;
 
--- The integrity check finds `count` ledger rows with no count behind them
--- through this index: a small fraction of the ledger (as
--- stock_ledger_consignment_idx), never the sale and receipt rows.
-CREATE INDEX stock_ledger_count_idx ON stock_ledger (tenant_id, op_id, store_id, sku_id) INCLUDE (quantity_change, quantity_after)
+-- The `count` ledger rows: a small fraction of the ledger (as
+-- stock_ledger_consignment_idx). A count reads when earlier counts' rows of
+-- its SKUs were stamped, and the integrity check finds count rows with no
+-- count behind them, through this index, never the sale and receipt rows.
+CREATE INDEX stock_ledger_count_idx ON stock_ledger (tenant_id, op_id, store_id, sku_id) INCLUDE (quantity_change, quantity_after, created_at)
   WHERE kind = 'count';

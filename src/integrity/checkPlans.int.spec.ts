@@ -34,7 +34,7 @@ describe('integrity checks read what they need', () => {
   });
   after(() => t.close());
 
-  it('the consignment checks, and the check of transfer rows, read only those rows of the stock ledger, not every sale and receipt row', async () => {
+  it('the consignment checks, the check of transfer rows and the check of stock counts read only those rows of the stock ledger, not every sale and receipt row', async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = await owner.post('/v1/stores', { code: 'CP', name: 'Plans' });
     assert.equal(store.status, 201);
@@ -50,10 +50,13 @@ describe('integrity checks read what they need', () => {
     }
     const ledgerRows = (await t.admin.query(`SELECT count(*)::int AS n FROM stock_ledger WHERE tenant_id = $1`, [tenantId])).rows[0].n;
     assert.equal(ledgerRows, 200);
+    // A count as the system has it (no ledger row), for stock_count_matches_ledger to follow (with count rows: the test below).
+    const counted = await owner.post(`/v1/stores/${store.body.id}/stock/counts`, { items: [{ sku_id: skus[0], counted_quantity: 50 }] });
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
     const client = await t.admin.connect();
     try {
       await client.query('ANALYZE stock_ledger');
-      for (const name of ['consignment_stock_matches_ledger', 'consignment_settlement_matches_ledger', 'transfer_stock_ledger_names_transfer']) {
+      for (const name of ['consignment_stock_matches_ledger', 'consignment_settlement_matches_ledger', 'transfer_stock_ledger_names_transfer', 'stock_count_matches_ledger']) {
         const check = allChecks.find((candidate) => candidate.name === name)!;
         const { rows } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${check.sql}`, [tenantId]);
         const scans = scansOf(rows[0]['QUERY PLAN'][0].Plan, 'stock_ledger');
@@ -62,6 +65,42 @@ describe('integrity checks read what they need', () => {
           const read = (scan['Actual Rows'] ?? 0) + (scan['Rows Removed by Filter'] ?? 0) + (scan['Rows Removed by Index Recheck'] ?? 0);
           assert.ok(read * (scan['Actual Loops'] ?? 1) < ledgerRows / 10, `${name}: ${scan['Node Type']} ${scan['Index Name'] ?? ''} read ${read} of ${ledgerRows} ledger rows`);
         }
+      }
+    } finally {
+      client.release();
+    }
+  });
+
+  it('the check of stock counts reads the count rows of the stock ledger, and one row per line at its counted_at, not every sale and receipt row', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'CC', name: 'Counted plans' })).body.id as string;
+    const skus: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const sku = await owner.post('/v1/skus', { code: `Q${i}-${randomUUID().slice(0, 4)}`, name: `Item ${i}`, unit: 'piece', price: 10 });
+      assert.equal(sku.status, 201);
+      skus.push(sku.body.id);
+    }
+    for (let round = 0; round < 100; round++) {
+      const receipt = await owner.post(`/v1/stores/${store}/stock/receipts`, { items: skus.map((sku_id) => ({ sku_id, quantity: 5 })) });
+      assert.equal(receipt.status, 201);
+    }
+    // Counts that move stock (count rows in the ledger), one SKU counted twice (the second reads the first's row).
+    for (const [sku, counted] of [[skus[0], 499], [skus[1], 498], [skus[1], 497], [skus[2], 500]] as const) {
+      const response = await owner.post(`/v1/stores/${store}/stock/counts`, { items: [{ sku_id: sku, counted_quantity: counted }] });
+      assert.equal(response.status, 201, JSON.stringify(response.body));
+    }
+    const ledgerRows = (await t.admin.query(`SELECT count(*)::int AS n FROM stock_ledger WHERE tenant_id = $1`, [tenantId])).rows[0].n;
+    assert.equal(ledgerRows, 2_003);
+    const client = await t.admin.connect();
+    try {
+      await client.query('ANALYZE stock_ledger');
+      const check = allChecks.find((candidate) => candidate.name === 'stock_count_matches_ledger')!;
+      const { rows } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${check.sql}`, [tenantId]);
+      const scans = scansOf(rows[0]['QUERY PLAN'][0].Plan, 'stock_ledger');
+      assert.ok(scans.length > 0, 'the check reads the stock ledger');
+      for (const scan of scans) {
+        const read = (scan['Actual Rows'] ?? 0) + (scan['Rows Removed by Filter'] ?? 0) + (scan['Rows Removed by Index Recheck'] ?? 0);
+        assert.ok(read * (scan['Actual Loops'] ?? 1) < ledgerRows / 10, `${scan['Node Type']} ${scan['Index Name'] ?? ''} read ${read} × ${scan['Actual Loops']} of ${ledgerRows} ledger rows`);
       }
     } finally {
       client.release();

@@ -187,9 +187,11 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
                         ORDER BY l.created_at DESC, l.id DESC LIMIT 1), 0)
               + coalesce((SELECT sum(y.variance) FROM stock_count_lines y
                           JOIN stock_counts z ON z.tenant_id = y.tenant_id AND z.id = y.count_id
-                          JOIN stock_ledger r ON r.tenant_id = y.tenant_id AND r.id = y.ledger_id
                           WHERE y.tenant_id = ${tenantId} AND y.sku_id = s.sku_id AND z.store_id = ${storeId}
-                            AND r.created_at > ${countedAt}::timestamptz), 0))::bigint AS expected,
+                            -- when the earlier count's row was stamped: stock_ledger_count_idx (its count rows only)
+                            AND (SELECT max(r.created_at) FROM stock_ledger r
+                                 WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id)
+                                > ${countedAt}::timestamptz), 0))::bigint AS expected,
              coalesce(b.quantity, 0)::bigint AS current
       FROM unnest(${skuIds}::uuid[]) AS s(sku_id)
       LEFT JOIN stock_balances b ON b.tenant_id = ${tenantId} AND b.store_id = ${storeId} AND b.sku_id = s.sku_id`,

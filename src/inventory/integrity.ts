@@ -80,7 +80,8 @@ export const inventoryChecks: IntegrityCheck[] = [
       "Every stock count has lines, each with variance = counted − expected and expected the stock its store's ledger held of the SKU at the count's counted_at (the quantity_after of the last row at or before it, plus the variances of earlier counts of the SKU whose rows were written after that moment); each line whose variance is not 0 moved its balance through exactly one stock ledger row of kind count, of the count's operation, store and SKU, named by the line, whose quantity_change is the variance and quantity_after the line's; a line of variance 0 has none; and no count ledger row is left without its count's line.",
     // From each count: its lines (with the ledger as of counted_at, one
     // backwards probe of stock_ledger_history_idx per line, the count's own
-    // rows left out) and its operation's count rows (stock_ledger_count_idx),
+    // rows left out; when an earlier count's row was stamped, from
+    // stock_ledger_count_idx: by its id, the planner read the whole ledger) and its operation's count rows (stock_ledger_count_idx),
     // matched by store and SKU. Then the count rows of operations that
     // recorded no count at all.
     sql: `
@@ -107,9 +108,10 @@ export const inventoryChecks: IntegrityCheck[] = [
                              ORDER BY h.created_at DESC, h.id DESC LIMIT 1), 0)
                    + coalesce((SELECT sum(y.variance) FROM stock_count_lines y
                                JOIN stock_counts z ON z.tenant_id = y.tenant_id AND z.id = y.count_id
-                               JOIN stock_ledger r ON r.tenant_id = y.tenant_id AND r.id = y.ledger_id
                                WHERE y.tenant_id = x.tenant_id AND y.sku_id = x.sku_id AND z.store_id = c.store_id AND z.id <> c.id
-                                 AND z.counted_at < c.counted_at AND r.created_at > c.counted_at AND r.op_id <> c.op_id), 0) AS ledger_then
+                                 AND z.counted_at < c.counted_at
+                                 AND (SELECT max(r.created_at) FROM stock_ledger r
+                                      WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id) > c.counted_at), 0) AS ledger_then
             FROM stock_count_lines x WHERE x.tenant_id = c.tenant_id AND x.count_id = c.id
           ) li
           FULL JOIN (
