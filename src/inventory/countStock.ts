@@ -129,10 +129,16 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   // Even one counted 0: else a receipt stamped before counted_at could
   // commit after the expected quantity was read. Such a row stays at 0 (the
   // store counted none) with no ledger row, which is what its sum says.
-  await sql`
-    INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity)
-    SELECT ${tenantId}, ${storeId}, s.sku_id, 0 FROM unnest(${skuIds}::uuid[]) AS s(sku_id) ORDER BY s.sku_id
-    ON CONFLICT (tenant_id, store_id, sku_id) DO NOTHING`.execute(tx);
+  // (A receipt creating the same rows in another order may deadlock with
+  // this: PostgreSQL ends one, and runCommand runs it again.)
+  const created = await all(
+    tx,
+    sql<{ sku_id: string }>`
+      INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity)
+      SELECT ${tenantId}, ${storeId}, s.sku_id, 0 FROM unnest(${skuIds}::uuid[]) AS s(sku_id) ORDER BY s.sku_id
+      ON CONFLICT (tenant_id, store_id, sku_id) DO NOTHING
+      RETURNING sku_id`,
+  );
   // The locks, in sku_id order (rows are locked after the sort), as changeStock
   // and the sales lock them, so a count and a sale never deadlock.
   await all(
@@ -249,9 +255,11 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
 
   cmd.storeId = storeId;
   cmd.touch('stock_counts', id, 'created');
+  for (const row of created) cmd.touch('stock_balances', `${storeId}/${row.sku_id}`, 'created');
   touchStockMoves(cmd, result.balances);
   const view: CountView = { id, op_id: cmd.opId, store_id: storeId, counted_at: new Date(countedAt), counted_at_exact: countedAt, reference: input.reference ?? null, created_at: header.created_at, items };
-  cmd.audit({ subjectType: 'stock_count', subjectId: id, payload: input, after: view });
+  // Before: each SKU's balance as the count found it (locked); after: the count as answered.
+  cmd.audit({ subjectType: 'stock_count', subjectId: id, payload: input, before: { store_id: storeId, balances: planned.map((line) => ({ sku_id: line.sku_id, quantity: line.current })) }, after: view });
   return view;
 }
 

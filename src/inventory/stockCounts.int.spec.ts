@@ -113,8 +113,10 @@ describe('stock counts: a stocktake while the shop stays open', () => {
     const effects = (operation.body.effects as Array<{ table: string; id: string; action: string }>).map((effect) => `${effect.table} ${effect.id} ${effect.action}`).sort();
     assert.deepEqual(effects, [`stock_balances ${store}/${sku} updated`, `stock_counts ${body.id} created`, `stock_ledger ${ledger[3].id} created`].sort());
     // Audited: the count as answered.
-    const events = (await t.admin.query(`SELECT subject_type, subject_id FROM events WHERE tenant_id = $1 AND op_id = $2 AND subject_type = 'stock_count'`, [tenantId, body.op_id])).rows;
-    assert.deepEqual(events, [{ subject_type: 'stock_count', subject_id: body.id }]);
+    const events = (await t.admin.query(`SELECT subject_type, subject_id, before, after FROM events WHERE tenant_id = $1 AND op_id = $2 AND subject_type = 'stock_count'`, [tenantId, body.op_id])).rows;
+    assert.deepEqual(events.map((event) => [event.subject_type, event.subject_id]), [['stock_count', body.id]]);
+    assert.deepEqual(events[0].before, { store_id: store, balances: [{ sku_id: sku, quantity: 60 }] }, 'the balance the count found');
+    assert.equal(events[0].after.items[0].quantity_after, 55);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
@@ -145,6 +147,11 @@ describe('stock counts: a stocktake while the shop stays open', () => {
     assert.equal(afterward.lines - before.lines, 4);
     assert.equal(afterward.counts - before.counts, 1);
     assert.deepEqual([await balance(exact), await balance(found), await balance(fresh), await balance(none)], [40, 12, 7, 0]);
+    // The balances it created (the store never held those SKUs) are among its effects.
+    const operation = await owner.get(`/v1/operations/${response.body.op_id}`);
+    const effects = (operation.body.effects as Array<{ table: string; id: string; action: string }>).map((effect) => `${effect.table} ${effect.id} ${effect.action}`);
+    for (const sku of [fresh, none]) assert.ok(effects.includes(`stock_balances ${store}/${sku} created`), JSON.stringify(effects));
+    assert.ok(!effects.includes(`stock_balances ${store}/${exact} created`));
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
