@@ -134,13 +134,16 @@ export function planReturn(lines: readonly ReturnableLine[], items: readonly Ret
 /** Per SKU of the sale: sold, returned so far (with `planned`), and what a return may still take back. */
 export function remainingOf(lines: readonly ReturnableLine[], planned: readonly PlannedReturnLine[] = []): Array<{ sku_id: string; sold: number; returned: number; returnable: number }> {
   const bySku = new Map<string, { sku_id: string; sold: number; returned: number; returnable: number }>();
+  // A SKU with a line of pieces or with a shortfall is not returned here, on any of its lines (planReturn
+  // refuses the SKU whole, 422): none of it is returnable. It used to be judged line by line, so an offline
+  // sale short on the second of two lines of a SKU answered the first line's quantity as returnable.
+  const unreturnable = new Set(lines.filter((line) => line.piece_ids.length > 0 || line.shortfall_quantity > 0).map((line) => line.sku_id));
   for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) {
     const entry = bySku.get(line.sku_id) ?? { sku_id: line.sku_id, sold: 0, returned: 0, returnable: 0 };
     const now = planned.filter((p) => p.sale_item_id === line.sale_item_id).reduce((sum, p) => sum + p.quantity, 0);
     entry.sold += line.quantity;
     entry.returned += line.returned_quantity + now;
-    // A line of pieces or with a shortfall is not returned here (planReturn): none of it is returnable.
-    if (line.piece_ids.length === 0 && line.shortfall_quantity === 0) entry.returnable += line.quantity - line.returned_quantity - now;
+    if (!unreturnable.has(line.sku_id)) entry.returnable += line.quantity - line.returned_quantity - now;
     bySku.set(line.sku_id, entry);
   }
   return [...bySku.values()];

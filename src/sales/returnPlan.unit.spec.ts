@@ -93,4 +93,21 @@ describe('planReturn', () => {
     assert.equal(short.ok || short.kind, 'unsupported');
     assert.deepEqual(remainingOf([line({ piece_ids: ['p1'] })]), [{ sku_id: 'cheese', sold: 3, returned: 0, returnable: 0 }]);
   });
+
+  it('remaining: a SKU with a line of pieces or a shortfall is returnable 0 on every line of it, as planReturn refuses it whole', () => {
+    // an offline sale of 5 + 5 soap synced with 7 in stock: the second line is short 3, the first is not
+    const synced = [
+      line({ sale_item_id: 'a', line_number: 1, sku_id: 'soap', unit: 'piece', quantity: 5, unit_price: 100, line_total: 500 }),
+      line({ sale_item_id: 'b', line_number: 2, sku_id: 'soap', unit: 'piece', quantity: 5, unit_price: 100, line_total: 500, shortfall_quantity: 3 }),
+      line({ sale_item_id: 'c', line_number: 3, sku_id: 'salt', unit: 'piece', quantity: 3, unit_price: 40, line_total: 120 }),
+    ];
+    const soap = planReturn(synced, [{ sku_id: 'soap', quantity: 1 }]);
+    assert.equal(soap.ok || soap.kind, 'unsupported');
+    const salt = planReturn(synced, [{ sku_id: 'salt', quantity: 1 }]);
+    assert.equal(salt.ok, true);
+    assert.deepEqual(remainingOf(synced, salt.ok ? salt.lines : []), [
+      { sku_id: 'soap', sold: 10, returned: 0, returnable: 0 },
+      { sku_id: 'salt', sold: 3, returned: 1, returnable: 2 },
+    ]);
+  });
 });

@@ -301,7 +301,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
                 sku_id: Uuid,
                 sold: Type.Integer({ description: 'base units the sale sold of the SKU' }),
                 returned: Type.Integer({ description: 'base units its returns took back, this one included' }),
-                returnable: Type.Integer({ description: 'base units a return may still take back (0 for pieces or an offline shortfall)' }),
+                returnable: Type.Integer({ description: 'base units a return may still take back (0 for a SKU the sale sold as workshop pieces, or one short on any of its lines of an offline sale: not returned in part)' }),
               }),
               { description: "per SKU of the sale, in line order, after this return" },
             ),
