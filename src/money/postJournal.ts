@@ -18,7 +18,17 @@ export interface JournalEntryInput {
    * count nor after today. Absent: today.
    */
   tillTime?: Date | string | null;
-  /** 'YYYY-MM-DD': with `tillTime`, the earliest day it may ask for (a void: its sale's day). */
+  /**
+   * 'YYYY-MM-DD': the earliest day the entry may be booked on (a void's or a
+   * partial return's: its sale's day), with a till's time or without: a day
+   * after the store's today when the sale was booked there (its store's zone
+   * moved back since: a sale booked on a Kiritimati day, the store now in
+   * Pago Pago, whose today is a day or two earlier) — the refund is booked
+   * with the sale, never before the cash came in. Such a day is not counted
+   * (no count is after its store's today), and is locked like any day asked
+   * for. It used to bound the till's day only: a void or a return sent
+   * without one was booked today, before its sale's day.
+   */
   notBefore?: string;
   subjectType?: string;
   subjectId?: string;
@@ -62,7 +72,7 @@ export async function postJournals(
     kind: input.kind,
     store_id: input.storeId ?? null,
     till_time: input.tillTime === undefined || input.tillTime === null ? null : input.tillTime,
-    not_before: input.tillTime === undefined || input.tillTime === null ? null : (input.notBefore ?? null),
+    not_before: input.notBefore ?? null,
     subject_type: input.subjectType ?? null,
     subject_id: input.subjectId ?? null,
     memo: input.memo ?? null,
@@ -110,18 +120,29 @@ export async function postJournals(
         -- 0001-01-01: a till time early on that day in UTC (accepted) is
         -- still 1 BC in a zone west of UTC, a day the API cannot name
         -- ('0001-12-31 BC' answered as a business_date) nor count.
-        SELECT e.id, e.store_id, coalesce(st.time_zone, 'UTC') AS time_zone,
+        SELECT e.id, e.store_id, coalesce(st.time_zone, 'UTC') AS time_zone, e.not_before,
                CASE WHEN e.till_time IS NOT NULL
                     THEN greatest(store_day(coalesce(st.time_zone, 'UTC'), e.till_time), e.not_before, DATE '0001-01-01') END AS wanted
         FROM entry_input e LEFT JOIN stores st ON st.tenant_id = ${tenantId} AND st.id = e.store_id
       ), days AS (
-        SELECT d.store_id, d.wanted, open_business_date(${tenantId}::uuid, d.store_id, d.wanted, d.time_zone) AS business_date
-        FROM (SELECT DISTINCT store_id, wanted, time_zone FROM wanted) d
+        -- With a not_before (a void's or a return's sale day), both the day
+        -- asked for (today without a till time) and today are raised to it:
+        -- open_business_date_on never books after the today it is given, and
+        -- the store's today is before the sale's day when its zone moved back
+        -- since the sale. Without one (every sale), as open_business_date.
+        SELECT d.store_id, d.wanted, d.not_before,
+               CASE WHEN d.not_before IS NULL THEN open_business_date(${tenantId}::uuid, d.store_id, d.wanted, d.time_zone)
+                    ELSE open_business_date_on(${tenantId}::uuid, d.store_id, greatest(coalesce(d.wanted, n.today), d.not_before), greatest(n.today, d.not_before)) END
+                 AS business_date
+        FROM (SELECT DISTINCT store_id, wanted, not_before, time_zone FROM wanted) d
+        -- the store's today, once per day asked for (as open_business_date reads it)
+        CROSS JOIN LATERAL (SELECT store_day(d.time_zone, clock_timestamp()) AS today) n
       ), entry AS (
         INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, memo, op_id)
         SELECT ${tenantId}, e.id, e.kind, e.store_id, days.business_date, e.subject_type, e.subject_id, e.memo, e.op_id
         FROM entry_input e JOIN wanted w ON w.id = e.id
         JOIN days ON days.store_id IS NOT DISTINCT FROM e.store_id AND days.wanted IS NOT DISTINCT FROM w.wanted
+                 AND days.not_before IS NOT DISTINCT FROM w.not_before
         ORDER BY e.position
         RETURNING id, business_date
       ), account_input AS (

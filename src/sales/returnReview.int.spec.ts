@@ -1,0 +1,147 @@
+/**
+ * Partial returns reviewed against the paths around them: a store's zone
+ * moved back after a sale, an offline sale that synced short on one of two
+ * lines of a SKU, refunds of every payment method in the day's count.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { integrityFindings } from '../../test/support/integrity.js';
+import { givenSku, givenStock, givenStore } from './testkit.js';
+
+describe('partial returns: reviewed paths', () => {
+  let t: TestApp;
+
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  const entryDays = async (tenantId: string, saleId: string) =>
+    Object.fromEntries(
+      (
+        await t.admin.query(
+          `SELECT e.kind, e.business_date::text AS day FROM journal_entries e
+           WHERE e.tenant_id = $1 AND (e.subject_id = $2 OR e.subject_id IN (SELECT id FROM sale_returns WHERE sale_id = $2))`,
+          [tenantId, saleId],
+        )
+      ).rows.map((row) => [row.kind, row.day]),
+    );
+
+  it('a store moved to a zone behind its old one after a sale: the refund of a return is booked no earlier than the sale, the books stay clean', async () => {
+    const { owner, tenantId } = await t.newTenant();
+    // Kiritimati (UTC+14) is always one or two days ahead of Pago Pago (UTC−11)
+    const store = (await owner.post('/v1/stores', { code: 'KIRI', name: 'Kiritimati', time_zone: 'Pacific/Kiritimati' })).body.id as string;
+    const tea = await givenSku(owner, 'TEA', 'piece', 250);
+    await givenStock(owner, store, [{ sku_id: tea, quantity: 10 }]);
+    const sale = (await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: tea, quantity: 4, unit_price: 250 }] })).body;
+    const queued = (await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: tea, quantity: 2, unit_price: 250 }] })).body;
+    const saleDay = (await entryDays(tenantId, sale.id)).sale;
+    // the store's zone is put right: it is far behind
+    const moved = await owner.patch(`/v1/stores/${store}`, { time_zone: 'Pacific/Pago_Pago' });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    const today = (await t.admin.query(`SELECT store_day('Pacific/Pago_Pago', now())::text AS d`)).rows[0].d;
+    assert.ok(today < saleDay, `${today} is before the sale's day ${saleDay}`);
+
+    // a return now, and one a till queued a minute ago
+    const returned = await owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: tea, quantity: 1 }], reason: 'one back' }, { idempotencyKey: randomUUID() });
+    assert.equal(returned.status, 201, JSON.stringify(returned.body));
+    const queuedReturn = await owner.post(
+      `/v1/sales/${queued.id}/returns`,
+      { items: [{ sku_id: tea, quantity: 1 }], reason: 'queued', client_created_at: new Date(Date.now() - 60_000).toISOString() },
+      { idempotencyKey: randomUUID() },
+    );
+    assert.equal(queuedReturn.status, 201, JSON.stringify(queuedReturn.body));
+    assert.deepEqual(await entryDays(tenantId, sale.id), { sale: saleDay, sale_return: saleDay });
+    assert.deepEqual(await entryDays(tenantId, queued.id), { sale: saleDay, sale_return: saleDay });
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+    // and a void after it: what is left comes back, no earlier than the sale either
+    assert.equal((await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'the rest' })).status, 200);
+    assert.deepEqual(await entryDays(tenantId, sale.id), { sale: saleDay, sale_return: saleDay, sale_void: saleDay });
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('an offline sale short on the second of two lines of a SKU: the answer of a return names none of that SKU returnable, and a return of it is 422', async () => {
+    const { owner, tenantId } = await t.newTenant();
+    const store = await givenStore(owner, 'S');
+    const soap = await givenSku(owner, 'SOAP', 'piece', 100);
+    const salt = await givenSku(owner, 'SALT', 'piece', 40);
+    await givenStock(owner, store, [
+      { sku_id: soap, quantity: 7 },
+      { sku_id: salt, quantity: 10 },
+    ]);
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [
+        {
+          idempotency_key: randomUUID(),
+          store_id: store,
+          payment_method: 'cash',
+          client_created_at: new Date(Date.now() - 60_000).toISOString(),
+          items: [
+            { sku_id: soap, quantity: 5, unit_price: 100 },
+            { sku_id: soap, quantity: 5, unit_price: 100 },
+            { sku_id: salt, quantity: 3, unit_price: 40 },
+          ],
+        },
+      ],
+    });
+    assert.equal(synced.status, 200, JSON.stringify(synced.body));
+    const sale = synced.body.results[0].body;
+    assert.deepEqual(
+      sale.items.map((item: { shortfall_quantity: number }) => item.shortfall_quantity),
+      [0, 3, 0],
+    );
+    const salted = await owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: salt, quantity: 1 }], reason: 'one back' }, { idempotencyKey: randomUUID() });
+    assert.equal(salted.status, 201, JSON.stringify(salted.body));
+    const soapLeft = salted.body.remaining.find((entry: { sku_id: string }) => entry.sku_id === soap);
+    // what the answer says a return may take back, a return may take back
+    const soaped = await owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: soap, quantity: 1 }], reason: 'one back' }, { idempotencyKey: randomUUID() });
+    assert.equal(soaped.status, 422, JSON.stringify(soaped.body));
+    assert.deepEqual(soapLeft, { sku_id: soap, sold: 10, returned: 0, returnable: 0 });
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('the day\'s count: cash_returns holds the cash refunds only (card, mobile and credit refunds leave their own accounts)', async () => {
+    const { owner, tenantId } = await t.newTenant();
+    const store = await givenStore(owner, 'C');
+    const rice = await givenSku(owner, 'RICE', 'kg', 1200);
+    await givenStock(owner, store, [{ sku_id: rice, quantity: 100_000 }]);
+    const customer = (await owner.post('/v1/parties', { kind: 'customer', name: 'Amina' })).body.id as string;
+    const sold: Record<string, { id: string; total: number }> = {};
+    for (const method of ['cash', 'card', 'mobile', 'credit'] as const) {
+      const response = await owner.post('/v1/sales', {
+        store_id: store,
+        payment_method: method,
+        ...(method === 'credit' ? { customer_id: customer } : {}),
+        items: [{ sku_id: rice, quantity: 2_345, unit_price: 1_199 }],
+      });
+      assert.equal(response.status, 201, JSON.stringify(response.body));
+      sold[method] = response.body;
+    }
+    // 2,345 g at 1,199 per kg is 2,811.655 → 2,812; 1,001 g back is 1,200.199 → 1,200
+    const refunds: Record<string, number> = {};
+    for (const method of Object.keys(sold)) {
+      const response = await owner.post(`/v1/sales/${sold[method]!.id}/returns`, { items: [{ sku_id: rice, quantity: 1_001 }], reason: 'too much' }, { idempotencyKey: randomUUID() });
+      assert.equal(response.status, 201, JSON.stringify(response.body));
+      refunds[method] = response.body.refund_total;
+    }
+    assert.deepEqual(refunds, { cash: 1_200, card: 1_200, mobile: 1_200, credit: 1_200 });
+    const accounts = Object.fromEntries(
+      (
+        await t.admin.query(`SELECT coalesce(kind, 'x') AS kind, balance::int FROM accounts WHERE tenant_id = $1 AND (store_id = $2 OR party_id = $3)`, [tenantId, store, customer])
+      ).rows.map((row) => [row.kind, row.balance]),
+    );
+    assert.deepEqual(
+      { cash: accounts.cash_drawer, card: accounts.card_clearing, mobile: accounts.mobile_clearing, credit: accounts.receivable },
+      { cash: 2_812 - 1_200, card: 2_812 - 1_200, mobile: 2_812 - 1_200, credit: 2_812 - 1_200 },
+    );
+    const today = (await t.admin.query(`SELECT business_date::text AS d FROM journal_entries WHERE tenant_id = $1 AND subject_id = $2`, [tenantId, sold.cash!.id])).rows[0].d;
+    const count = await owner.post('/v1/settlements', { store_id: store, business_date: today, declared_cash: 0 }, { idempotencyKey: randomUUID() });
+    assert.equal(count.status, 201, JSON.stringify(count.body));
+    assert.equal(count.body.cash_sales, 2_812);
+    assert.equal(count.body.cash_returns, 1_200);
+    assert.equal(count.body.other_cash, 0);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+});
