@@ -194,6 +194,48 @@ describe('daily sales rollup', () => {
     assert.deepEqual(progress.rows, [{ seen: true, sales: 2, voids: 1 }]);
   });
 
+  it('a run with a `date` rolls up again the days of the sales partly returned that day, as of those recorded or voided that day', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'RET', name: 'Returns' })).body.id;
+    const sku = (await owner.post('/v1/skus', { code: 'RET-SALT', name: 'Salt', unit: 'piece', price: 300 })).body.id;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 100 }] })).status, 201);
+    const now = new Date();
+    const day = (back: number) => new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - back, 9)).toISOString();
+    const [oldDay, recordedDay, today] = [day(3).slice(0, 10), day(2).slice(0, 10), now.toISOString().slice(0, 10)];
+    // Given a sale of three days ago synced two days ago
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: 'ret-till-0001', store_id: store, payment_method: 'cash', client_created_at: day(3), items: [{ sku_id: sku, quantity: 4, unit_price: 300 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    const sale = synced.body.results[0].body as { id: string };
+    const client = await t.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL session_replication_role = replica');
+      await client.query(`UPDATE sales SET created_at = now() - interval '2 days' WHERE id = $1`, [sale.id]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const datedRun = async (date: string) => {
+      const before = (await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId])).rows[0].n;
+      await t.admin.query(`SELECT graphile_worker.add_job('analytics.rollup', json_build_object('date', $1::text))`, [date]);
+      await waitFor(`the rollup for ${date}`, async () => {
+        const { rows } = await t.admin.query(`SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND type = 'analytics.rollup'`, [tenantId]);
+        return rows[0].n === before + 1;
+      });
+      return (await t.admin.query(`SELECT business_date::text AS d, sales_count::int, voided_count::int, revenue::int FROM daily_sales_rollups WHERE tenant_id = $1 ORDER BY 1`, [tenantId])).rows;
+    };
+    // the run for the day it was recorded rolls up its day
+    assert.deepEqual(await datedRun(recordedDay), [{ d: oldDay, sales_count: 1, voided_count: 0, revenue: 1200 }]);
+    // When one is brought back today
+    const returned = await owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: sku, quantity: 1 }], reason: 'one back' }, { idempotencyKey: randomUUID() });
+    assert.equal(returned.status, 201, JSON.stringify(returned.body));
+    // Then the run for today rolls up the sale's day again, net of the return
+    assert.deepEqual(await datedRun(today), [{ d: oldDay, sales_count: 1, voided_count: 0, revenue: 900 }]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it("a sale whose money is booked after its day (that day counted, or rung up after today's count) counts on the day its money is booked, so a day's figures agree with its sale entries", async () => {
     const { tenantId, owner } = await t.newTenant();
     const store = (await owner.post('/v1/stores', { code: 'CNT', name: 'Counted' })).body.id;

@@ -11,11 +11,13 @@ import { catchUpDailySales, type CatchUpResult } from './catchUpDailySales.js';
  * store, one command that catches its figures up with every change to its
  * sales since its last run (catchUpDailySales) — whatever day a change
  * happened on and however long ago the last run was. With
- * `{ date: 'YYYY-MM-DD' }`: for every sale recorded or voided that (UTC) day,
- * the day it counts on (SALE_DAY: its money's day, or without money its
- * store's day it happened, in the store's time zone) is rolled up again — that day itself, and earlier days
- * that got a late-synced offline sale or a void — one command per tenant and
- * day under its row-level security.
+ * `{ date: 'YYYY-MM-DD' }`: for every sale recorded, voided or partly
+ * returned that (UTC) day, the day it counts on (SALE_DAY: its money's day,
+ * or without money its store's day it happened, in the store's time zone)
+ * is rolled up again — that day itself, and earlier days that got a
+ * late-synced offline sale, a void or a return — one command per tenant and
+ * day under its row-level security. (A return used to be left out: its
+ * sale's day kept its revenue before the return until the nightly catch-up.)
  */
 export const rollupDailySalesJob = defineTask<{ date?: string }>({
   name: 'analytics.rollup',
@@ -42,6 +44,9 @@ export const rollupDailySalesJob = defineTask<{ date?: string }>({
        FROM sales s JOIN stores st ON st.tenant_id = s.tenant_id AND st.id = s.store_id
        WHERE (s.created_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' AND s.created_at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC')
           OR (s.voided_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' AND s.voided_at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC')
+          -- partly returned that day (each return, not only the sale's latest: returned_at)
+          OR s.id IN (SELECT r.sale_id FROM sale_returns r
+                      WHERE r.created_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' AND r.created_at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC')
        ORDER BY 1, 2`,
       [day],
     );
