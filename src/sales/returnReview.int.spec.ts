@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
+import { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 import { givenSku, givenStock, givenStore } from './testkit.js';
 
@@ -143,5 +146,59 @@ describe('partial returns: reviewed paths', () => {
     assert.equal(count.body.cash_returns, 1_200);
     assert.equal(count.body.other_cash, 0);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('the answers of a return (first and replayed), a void after it and GET /v1/sales/{id} are exactly what the OpenAPI document says: every field documented, of its type, none missing', async () => {
+    const { owner } = await t.newTenant();
+    const store = await givenStore(owner, 'D');
+    const cheese = await givenSku(owner, 'CHEESE', 'kg', 1500);
+    const milk = await givenSku(owner, 'MILK', 'piece', 120);
+    await givenStock(owner, store, [
+      { sku_id: cheese, quantity: 10_000 },
+      { sku_id: milk, quantity: 10 },
+    ]);
+    const doc = (await new ApiClient(t.baseUrl, undefined).get('/openapi.json')).body;
+    // Every documented object closed (additionalProperties: false) and every property required: an answer with a field
+    // the document does not name, or without one it names, is refused.
+    const closed = (schema: unknown): unknown => {
+      if (Array.isArray(schema)) return schema.map(closed);
+      if (schema === null || typeof schema !== 'object') return schema;
+      const copy = Object.fromEntries(Object.entries(schema).map(([key, value]) => [key, key === 'properties' ? Object.fromEntries(Object.entries(value as object).map(([name, property]) => [name, closed(property)])) : closed(value)]));
+      if (copy.type === 'object' && copy.properties) return { ...copy, additionalProperties: false, required: Object.keys(copy.properties as object) };
+      return copy;
+    };
+    const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+    const ajv = addFormats(new Ajv({ allErrors: true, strict: false }));
+    const conforms = (method: 'get' | 'post', path: string, status: string, body: unknown) => {
+      const schema = closed(doc.paths[path][method].responses[status].content['application/json'].schema) as object;
+      assert.ok(ajv.validate(schema, body), `${method} ${path} ${status}: ${ajv.errorsText(ajv.errors)} in ${JSON.stringify(body)}`);
+      // (the closed schema does refuse a field it does not name, and one missing)
+      assert.equal(ajv.validate(schema, { ...(body as object), undocumented: 1 }), false);
+      const { id: _id, ...withoutId } = body as Record<string, unknown>;
+      assert.equal(ajv.validate(schema, withoutId), false);
+    };
+    const sale = (await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: cheese, quantity: 600, unit_price: 999 }, { sku_id: milk, quantity: 3, unit_price: 120 }] })).body;
+    conforms('get', '/v1/sales/{id}', '200', (await owner.get(`/v1/sales/${sale.id}`)).body);
+    const key = randomUUID();
+    const body = { items: [{ sku_id: cheese, quantity: 200 }], reason: 'too much', client_created_at: new Date(Date.now() - 60_000).toISOString() };
+    const first = await owner.post(`/v1/sales/${sale.id}/returns`, body, { idempotencyKey: key });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    conforms('post', '/v1/sales/{id}/returns', '201', first.body);
+    const replay = await owner.post(`/v1/sales/${sale.id}/returns`, body, { idempotencyKey: key });
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(replay.body, first.body);
+    conforms('post', '/v1/sales/{id}/returns', '201', replay.body);
+    const second = await owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: milk, quantity: 1 }], reason: 'one back' }, { idempotencyKey: randomUUID() });
+    conforms('post', '/v1/sales/{id}/returns', '201', second.body);
+    const got = (await owner.get(`/v1/sales/${sale.id}`)).body;
+    conforms('get', '/v1/sales/{id}', '200', got);
+    // GET shows each return as POST answered it, without what only the POST answers
+    const shown = (answer: Record<string, unknown>) => Object.fromEntries(Object.entries(answer).filter(([name]) => name !== 'remaining' && name !== 'sale_returned_total'));
+    assert.deepEqual(got.returns, [shown(first.body), shown(second.body)]);
+    const voided = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'the rest' }, { idempotencyKey: randomUUID() });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    conforms('post', '/v1/sales/{id}/void', '200', voided.body);
+    assert.deepEqual(voided.body.returns, got.returns);
+    assert.equal(voided.body.returned_total, first.body.refund_total + second.body.refund_total);
   });
 });
