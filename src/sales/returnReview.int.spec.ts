@@ -201,4 +201,32 @@ describe('partial returns: reviewed paths', () => {
     assert.deepEqual(voided.body.returns, got.returns);
     assert.equal(voided.body.returned_total, first.body.refund_total + second.body.refund_total);
   });
+
+  it('a queued return\'s client_created_at with microseconds or an offset reads the same in the answer, its replay and GET /v1/sales/{id}', async () => {
+    const { owner } = await t.newTenant();
+    const store = await givenStore(owner, 'U');
+    const milk = await givenSku(owner, 'MILK', 'piece', 120);
+    await givenStock(owner, store, [{ sku_id: milk, quantity: 10 }]);
+    const sale = (await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: milk, quantity: 5, unit_price: 120 }] })).body;
+    const earlier = new Date(Date.now() - 3_600_000);
+    const stamps = [
+      `${earlier.toISOString().slice(0, 19)}.123999Z`,
+      `${new Date(earlier.getTime() + 60_000 + 5 * 3_600_000).toISOString().slice(0, 19)}.999999+05:00`,
+    ];
+    const answers = [];
+    for (const stamp of stamps) {
+      const key = randomUUID();
+      const body = { items: [{ sku_id: milk, quantity: 1 }], reason: 'queued', client_created_at: stamp };
+      const answer = await owner.post(`/v1/sales/${sale.id}/returns`, body, { idempotencyKey: key });
+      assert.equal(answer.status, 201, JSON.stringify(answer.body));
+      assert.equal(answer.body.client_created_at, new Date(Date.parse(stamp)).toISOString());
+      assert.deepEqual((await owner.post(`/v1/sales/${sale.id}/returns`, body, { idempotencyKey: key })).body, answer.body);
+      answers.push(answer.body.client_created_at);
+    }
+    const got = (await owner.get(`/v1/sales/${sale.id}`)).body;
+    assert.deepEqual(
+      got.returns.map((entry: { client_created_at: string }) => entry.client_created_at),
+      answers,
+    );
+  });
 });
