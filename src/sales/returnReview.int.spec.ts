@@ -229,4 +229,52 @@ describe('partial returns: reviewed paths', () => {
       answers,
     );
   });
+
+  it('returns racing adjustments, transfer approvals and new sales of the same SKU in the same store: every request answered, balance = ledger, running totals in order, books clean', async () => {
+    const { owner, tenantId } = await t.newTenant();
+    const store = await givenStore(owner, 'HOT');
+    const other = await givenStore(owner, 'FAR');
+    const salt = await givenSku(owner, 'SALT', 'kg', 800);
+    await givenStock(owner, store, [{ sku_id: salt, quantity: 100_000 }]);
+    const sales = [];
+    for (let i = 0; i < 12; i++) {
+      const sold = await owner.post('/v1/sales', { store_id: store, payment_method: i % 2 ? 'card' : 'cash', items: [{ sku_id: salt, quantity: 1_000 + i, unit_price: 799 }] });
+      assert.equal(sold.status, 201, JSON.stringify(sold.body));
+      sales.push(sold.body as { id: string; total: number });
+    }
+    const transfers = [];
+    for (let i = 0; i < 6; i++) {
+      const requested = await owner.post('/v1/transfers', { source_store_id: store, destination_store_id: other, items: [{ sku_id: salt, quantity: 500 }] });
+      assert.equal(requested.status, 201, JSON.stringify(requested.body));
+      transfers.push(requested.body.id as string);
+    }
+    const [ledgerBefore] = (await t.admin.query(`SELECT coalesce(sum(quantity_change), 0)::int AS n FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2`, [tenantId, store])).rows;
+    const answers = await Promise.all([
+      // two returns of each sale (333 g and 1 g), at once
+      ...sales.flatMap((sale) => [333, 1].map((grams) => owner.post(`/v1/sales/${sale.id}/returns`, { items: [{ sku_id: salt, quantity: grams }], reason: 'back' }, { idempotencyKey: randomUUID() }))),
+      ...Array.from({ length: 8 }, (_, i) => owner.post(`/v1/stores/${store}/stock/adjustments`, { sku_id: salt, quantity_change: i % 2 ? -7 : 11, reason: 'count' }, { idempotencyKey: randomUUID() })),
+      ...transfers.map((id) => owner.post(`/v1/transfers/${id}/approve`, undefined, { idempotencyKey: randomUUID() })),
+      ...Array.from({ length: 8 }, () => owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: salt, quantity: 250, unit_price: 800 }] }, { idempotencyKey: randomUUID() })),
+    ]);
+    assert.deepEqual(
+      answers.filter((answer) => answer.status >= 300).map((answer) => [answer.status, answer.body]),
+      [],
+    );
+    // every movement in the ledger once, the balance its sum, each row's quantity_after its running total in id order
+    const expected = 12 * (333 + 1) + 4 * 11 - 4 * 7 - 6 * 500 - 8 * 250;
+    const { rows } = await t.admin.query(
+      `SELECT (SELECT quantity::int FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3) AS balance,
+              (SELECT sum(quantity_change)::int FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3) AS ledger,
+              (SELECT count(*)::int FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND kind = 'return') AS return_rows,
+              (SELECT bool_and(quantity_after = running) FROM (
+                 SELECT quantity_after, sum(quantity_change) OVER (ORDER BY id) AS running FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3) r) AS in_order`,
+      [tenantId, store, salt],
+    );
+    assert.deepEqual(rows[0], { balance: ledgerBefore.n + expected, ledger: ledgerBefore.n + expected, return_rows: 24, in_order: true });
+    // the refunds: each sale's two returns refund lineTotal(334 g) between them, whatever order they took
+    const refunds = await t.admin.query(`SELECT sale_id, sum(refund_total)::int AS refunded FROM sale_returns WHERE tenant_id = $1 GROUP BY sale_id`, [tenantId]);
+    assert.equal(refunds.rows.length, 12);
+    for (const row of refunds.rows) assert.equal(row.refunded, Math.floor((334 * 799 * 2 + 1000) / 2000), row.sale_id); // 266.866 → 267
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
 });
