@@ -203,6 +203,17 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
       LEFT JOIN stock_balances b ON b.tenant_id = ${tenantId} AND b.store_id = ${storeId} AND b.sku_id = s.sku_id`,
   );
   const expectedOf = new Map(expectedRows.map((row) => [row.sku_id, row]));
+  // Below 0: an earlier count found less than the ledger then took out
+  // before this counted_at (an offline sale synced late, a miscount). No
+  // stock at this moment agrees with both; the shelf is counted now instead.
+  const belowZero = expectedRows.filter((row) => row.expected < 0);
+  if (belowZero.length > 0) {
+    const at = new Map(input.items.map((item, index) => [item.sku_id, index]));
+    throw new AppError('conflict', 'the stock at counted_at comes out below 0: an earlier count found less than the ledger took out before this counted_at; count these SKUs as of now', {
+      errors: belowZero.map((row) => ({ path: `/body/items/${at.get(row.sku_id)}/sku_id`, message: `the stock at counted_at would be ${row.expected}` })),
+      extra: { counted_at: countedAt, lines: belowZero.map((row) => ({ sku_id: row.sku_id, expected_quantity: row.expected })) },
+    });
+  }
   const planned = lines.map((line) => {
     const found = expectedOf.get(line.sku_id)!;
     return { ...line, expected_quantity: found.expected, variance: line.counted_quantity - found.expected, current: found.current };

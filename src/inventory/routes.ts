@@ -291,7 +291,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           insufficient_stock: 'a variance would make a balance negative (less was counted than has been sold since counted_at): `shortages` and `lines`, nothing written',
           unprocessable: 'a piece-tracked SKU (its stock moves only through its pieces)',
           limit_exceeded: 'the stock of a SKU in the store would exceed 10^15 base units',
-          conflict: 'a count of one of its SKUs counted at or after this `counted_at` is already recorded (`later_counts`): it set the stock, nothing written',
+          conflict: 'a count of one of its SKUs counted at or after this `counted_at` is already recorded (`later_counts`): it set the stock; or a SKU\'s stock at `counted_at` comes out below 0 (`lines`: an earlier count found less than the ledger then took out before this `counted_at`): count it as of now; nothing written',
         },
       },
       schema: {
@@ -306,6 +306,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           `\`counted_at\` defaults to now; one up to ${COUNT_CLOCK_SKEW} ahead of the server's clock is taken as counted now (the answer's \`counted_at\`), one further ahead or more than ${COUNT_MAX_AGE_DAYS} days ago is 400 at \`/body/counted_at\`. ` +
           'A variance that would make a balance negative (less counted than sold since): 409 insufficient_stock with `shortages` and `lines`, nothing written. ' +
           'A SKU already counted at or after this `counted_at` (by a count recorded earlier): 409 conflict with `later_counts`, nothing written — the later count set the stock (the same count sent again under another key is refused so too). ' +
+          'A SKU whose stock at `counted_at` comes out below 0 — an earlier count found less than the ledger then took out before this `counted_at` (a till\'s sale synced late, a miscount) — is 409 conflict with `lines` (`sku_id`, `expected_quantity`), nothing written: count it as of now. ' +
           'An unknown SKU: 400 at its line\'s `/body/items/<index>/sku_id`; a SKU on two lines: 400 at the second; a piece-tracked SKU: 422. Needs `stock.adjust`.',
         headers: IdempotencyHeaders,
         params: StoreParams,

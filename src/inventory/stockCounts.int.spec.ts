@@ -299,6 +299,32 @@ describe('stock counts: a stocktake while the shop stays open', () => {
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('a count whose stock at counted_at comes out below 0 (an earlier count found less than the ledger then sold) is 409 conflict, nothing written', async () => {
+    const sku = await newSku(5);
+    const t1 = await dbNow();
+    await sell(sku, 3); // the ledger: 2 left
+    const t2 = await dbNow();
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 10 }] })).status, 201); // 12
+    // The shelf held none at t1 (5 missing), posted only now: 12 − 5 = 7.
+    const first = await count({ items: [{ sku_id: sku, counted_quantity: 0 }], counted_at: t1 });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    assert.deepEqual(first.body.items.map((line: CountItem) => [line.expected_quantity, line.variance, line.quantity_after]), [[5, -5, 7]]);
+    // At t2 the records say 2 − 5 = −3: no stock the count can be measured against.
+    const before = await rowsWritten();
+    const second = await count({ items: [{ sku_id: sku, counted_quantity: 1 }], counted_at: t2 });
+    assert.equal(second.status, 409, JSON.stringify(second.body));
+    assert.equal(second.body.code, 'conflict');
+    assert.equal(second.body.errors[0].path, '/body/items/0/sku_id');
+    assert.deepEqual(second.body.lines, [{ sku_id: sku, expected_quantity: -3 }]);
+    assert.deepEqual(await rowsWritten(), before);
+    assert.equal(await balance(sku), 7);
+    // Counted now instead, it is taken.
+    const now = await count({ items: [{ sku_id: sku, counted_quantity: 6 }] });
+    assert.equal(now.status, 201, JSON.stringify(now.body));
+    assert.equal(await balance(sku), 6);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   it('lists a store\'s counts newest first, paged like every list', async () => {
     const { owner: fresh, tenantId: freshTenant } = await t.newTenant();
     const shop = (await fresh.post('/v1/stores', { code: 'L1', name: 'Listed' })).body.id;
