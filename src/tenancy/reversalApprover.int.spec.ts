@@ -263,6 +263,29 @@ describe('require_second_approver_for_reversals: the maker of a sale or operatio
     }
   });
 
+  it('no other way round: a synced item cannot carry a void, and a sale is not reverted (the maker 403 first, another token 422); nothing written', async () => {
+    await setRule(true);
+    try {
+      const sale = await sell(managerA, 2);
+      const before = await rows();
+      const synced = ok(
+        await managerA.post('/v1/sync/sales', {
+          sales: [{ idempotency_key: `till-${randomUUID()}`, store_id: storeId, payment_method: 'cash', items: [{ sku_id: milk, quantity: 2, unit_price: 120 }], void_of: sale.id, status: 'voided' }],
+        }),
+        200,
+      );
+      assert.equal(synced.body.results[0].status, 400, JSON.stringify(synced.body.results[0]));
+      assertSecondApproverRequired(await revertOf(managerA, sale.op_id));
+      const other = await revertOf(managerB, sale.op_id);
+      assert.equal(other.status, 422, JSON.stringify(other.body));
+      assert.equal(other.body.code, 'unprocessable');
+      assert.deepEqual(await rows(), before);
+      assert.deepEqual(await saleRow(sale.id), { status: 'completed', voided_by_op: null, returned_total: 0 });
+    } finally {
+      await setRule(null);
+    }
+  });
+
   it('revert: the manager who recorded a payment gets 403, nothing written (entries, payment, operation, key); another manager reverts it; off, the maker does', async () => {
     const pay = async (client: ApiClient, amount: number) =>
       ok(await client.post('/v1/payments', { party_id: customer, store_id: storeId, method: 'cash', amount }, { idempotencyKey: randomUUID() })).body;
