@@ -288,8 +288,9 @@ describe('stock counts: a stocktake while the shop stays open', () => {
     assert.equal(await balance(sku), 81);
 
     const before = await rowsWritten();
-    for (const countedAt of [t1, t2]) {
-      const older = await count({ items: [{ sku_id: sku, counted_quantity: 50 }], counted_at: countedAt });
+    // (the SKU's id in capitals too: the problem still points at its line)
+    for (const [countedAt, named] of [[t1, sku], [t2, sku], [t2, sku.toUpperCase()]] as const) {
+      const older = await count({ items: [{ sku_id: named, counted_quantity: 50 }], counted_at: countedAt });
       assert.equal(older.status, 409, JSON.stringify(older.body));
       assert.equal(older.body.code, 'conflict');
       assert.deepEqual(older.body.later_counts.map((later: { sku_id: string; count_id: string }) => [later.sku_id, later.count_id]), [[sku, second.body.id]]);
@@ -311,11 +312,13 @@ describe('stock counts: a stocktake while the shop stays open', () => {
     assert.deepEqual(first.body.items.map((line: CountItem) => [line.expected_quantity, line.variance, line.quantity_after]), [[5, -5, 7]]);
     // At t2 the records say 2 − 5 = −3: no stock the count can be measured against.
     const before = await rowsWritten();
-    const second = await count({ items: [{ sku_id: sku, counted_quantity: 1 }], counted_at: t2 });
-    assert.equal(second.status, 409, JSON.stringify(second.body));
-    assert.equal(second.body.code, 'conflict');
-    assert.equal(second.body.errors[0].path, '/body/items/0/sku_id');
-    assert.deepEqual(second.body.lines, [{ sku_id: sku, expected_quantity: -3 }]);
+    for (const named of [sku, sku.toUpperCase()]) {
+      const second = await count({ items: [{ sku_id: named, counted_quantity: 1 }], counted_at: t2 });
+      assert.equal(second.status, 409, JSON.stringify(second.body));
+      assert.equal(second.body.code, 'conflict');
+      assert.equal(second.body.errors[0].path, '/body/items/0/sku_id');
+      assert.deepEqual(second.body.lines, [{ sku_id: sku, expected_quantity: -3 }]);
+    }
     assert.deepEqual(await rowsWritten(), before);
     assert.equal(await balance(sku), 7);
     // Counted now instead, it is taken.
