@@ -1,5 +1,5 @@
 import type { Unit } from '../inventory/inventory.table.js';
-import { lineTotal } from '../sales/lineTotal.js';
+import { moneyBack, planTakeBack, takeBackRemaining, type Returnable } from '../sales/takeBack.js';
 
 /** A line of the purchase as a return to the supplier is planned against (pure input). */
 export interface ReturnablePurchaseLine {
@@ -28,24 +28,17 @@ export interface PlannedPurchaseReturnLine {
 }
 
 /** What each requested SKU could still be sent back, for the 409. */
-export interface ReturnablePurchaseQuantity {
-  sku_id: string;
-  requested: number;
-  returnable: number;
-}
+export type ReturnablePurchaseQuantity = Returnable;
 
 export type PurchaseReturnPlan =
   | { ok: true; lines: PlannedPurchaseReturnLine[]; credit_total: number; stock: Array<{ sku_id: string; quantity: number }> }
   | { ok: false; kind: 'invalid'; errors: Array<{ path: string; message: string }> }
   | { ok: false; kind: 'exceeds'; returnable: ReturnablePurchaseQuantity[] };
 
-const totalOf = (line: ReturnablePurchaseLine, quantity: number): number => (quantity === 0 ? 0 : lineTotal(line.unit, quantity, line.unit_cost));
-
 /**
  * The credit of sending `quantity` more back from a purchase line that
- * earlier returns sent `before` from — by the line's own rounding (the
- * purchase line's, which is a sale line's: lineTotal), cumulatively, as a
- * sale return's refund (src/sales/returnPlan.ts, returnRefund):
+ * earlier returns sent `before` from — by the line's own rounding,
+ * cumulatively, as a sale return's refund (moneyBack, src/sales/takeBack.ts):
  *
  *   credit = lineTotal(before + quantity) − lineTotal(before)
  *
@@ -54,14 +47,15 @@ const totalOf = (line: ReturnablePurchaseLine, quantity: number): number => (qua
  * credits exactly its line_total.
  */
 export function purchaseReturnCredit(line: ReturnablePurchaseLine, before: number, quantity: number): number {
-  return totalOf(line, before + quantity) - totalOf(line, before);
+  return moneyBack(line.unit, line.unit_cost, before, quantity);
 }
 
 /**
- * Plans a return to the supplier against the purchase's lines (pure). The
- * request's lines of one SKU are summed; a SKU is taken from the purchase's
- * lines of that SKU in line order (the first line's part not yet sent back
- * first), each part credited at its line's unit cost. Refused:
+ * Plans a return to the supplier against the purchase's lines (pure;
+ * planTakeBack, as a sale's return is planned). The request's lines of one
+ * SKU are summed; a SKU is taken from the purchase's lines of that SKU in
+ * line order (the first line's part not yet sent back first), each part
+ * credited at its line's unit cost. Refused:
  *
  *   - `invalid` (400): a SKU the purchase did not buy (at its request line);
  *   - `exceeds` (409): any SKU asked for beyond what the purchase bought of
@@ -69,45 +63,16 @@ export function purchaseReturnCredit(line: ReturnablePurchaseLine, before: numbe
  *     with what is returnable.
  */
 export function planPurchaseReturn(lines: readonly ReturnablePurchaseLine[], items: readonly PurchaseReturnRequestItem[]): PurchaseReturnPlan {
-  const bySku = new Map<string, ReturnablePurchaseLine[]>();
-  for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) {
-    bySku.set(line.sku_id, [...(bySku.get(line.sku_id) ?? []), line]);
+  const plan = planTakeBack(lines, items, { priceOf: (line) => line.unit_cost, notOnRecord: 'is not a SKU this purchase bought' });
+  if (!plan.ok) {
+    if (plan.kind === 'exceeds') return plan;
+    return { ok: false, kind: 'invalid', errors: plan.errors };
   }
-  const invalid: Array<{ path: string; message: string }> = [];
-  const requested = new Map<string, number>();
-  items.forEach((item, index) => {
-    if (!bySku.has(item.sku_id)) {
-      invalid.push({ path: `/body/items/${index}/sku_id`, message: 'is not a SKU this purchase bought' });
-      return;
-    }
-    requested.set(item.sku_id, (requested.get(item.sku_id) ?? 0) + item.quantity);
-  });
-  if (invalid.length > 0) return { ok: false, kind: 'invalid', errors: invalid };
-
-  const returnable = [...requested].map(([skuId, quantity]) => ({
-    sku_id: skuId,
-    requested: quantity,
-    returnable: bySku.get(skuId)!.reduce((sum, line) => sum + line.quantity - line.returned_quantity, 0),
-  }));
-  if (returnable.some((entry) => entry.requested > entry.returnable)) return { ok: false, kind: 'exceeds', returnable };
-
-  const planned: PlannedPurchaseReturnLine[] = [];
-  for (const [skuId, quantity] of requested) {
-    let left = quantity;
-    for (const line of bySku.get(skuId)!) {
-      const take = Math.min(left, line.quantity - line.returned_quantity);
-      if (take <= 0) continue;
-      planned.push({ line_number: line.line_number, sku_id: skuId, quantity: take, unit_cost: line.unit_cost, line_total: purchaseReturnCredit(line, line.returned_quantity, take) });
-      left -= take;
-      if (left === 0) break;
-    }
-  }
-  planned.sort((a, b) => a.line_number - b.line_number);
   return {
     ok: true,
-    lines: planned,
-    credit_total: planned.reduce((sum, line) => sum + line.line_total, 0),
-    stock: [...requested].map(([skuId, quantity]) => ({ sku_id: skuId, quantity })),
+    lines: plan.parts.map(({ line, quantity, money }) => ({ line_number: line.line_number, sku_id: line.sku_id, quantity, unit_cost: line.unit_cost, line_total: money })),
+    credit_total: plan.money_total,
+    stock: plan.stock,
   };
 }
 
@@ -116,14 +81,5 @@ export function purchaseRemainingOf(
   lines: readonly ReturnablePurchaseLine[],
   planned: readonly PlannedPurchaseReturnLine[] = [],
 ): Array<{ sku_id: string; purchased: number; returned: number; returnable: number }> {
-  const bySku = new Map<string, { sku_id: string; purchased: number; returned: number; returnable: number }>();
-  for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) {
-    const entry = bySku.get(line.sku_id) ?? { sku_id: line.sku_id, purchased: 0, returned: 0, returnable: 0 };
-    const now = planned.filter((p) => p.line_number === line.line_number).reduce((sum, p) => sum + p.quantity, 0);
-    entry.purchased += line.quantity;
-    entry.returned += line.returned_quantity + now;
-    entry.returnable += line.quantity - line.returned_quantity - now;
-    bySku.set(line.sku_id, entry);
-  }
-  return [...bySku.values()];
+  return takeBackRemaining(lines, planned).map(({ sku_id, held, returned, returnable }) => ({ sku_id, purchased: held, returned, returnable }));
 }
