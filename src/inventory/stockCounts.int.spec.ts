@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { withTriggersOff } from '../../test/support/database.js';
-import { integrityFindings } from '../../test/support/integrity.js';
+import { findingsAfter, integrityFindings } from '../../test/support/integrity.js';
 
 interface CountItem {
   sku_id: string;
@@ -457,11 +457,7 @@ describe('the integrity of stock counts: stock_count_matches_ledger', () => {
     assert.equal(response.status, 201, JSON.stringify(response.body));
     return response.body as { id: string; op_id: string; items: CountItem[] };
   };
-  const newFindings = async (corrupt: () => Promise<void>) => {
-    const before = new Set((await integrityFindings(t.admin, tenantId)).map((finding) => `${finding.check}/${finding.subject}`));
-    await corrupt();
-    return (await integrityFindings(t.admin, tenantId)).filter((finding) => !before.has(`${finding.check}/${finding.subject}`));
-  };
+  const newFindings = (corrupt: () => Promise<void>) => findingsAfter(t.admin, tenantId, corrupt);
 
   it('clean counts are not reported', async () => {
     const sku = await stocked(10);

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { asAppInTenant, withTriggersOff } from '../../test/support/database.js';
-import { integrityFindings } from '../../test/support/integrity.js';
+import { accountMoved, findingsAfter, integrityFindings } from '../../test/support/integrity.js';
 
 /**
  * Returns to a supplier (POST /v1/purchases/{id}/returns): goods of a
@@ -449,15 +449,8 @@ describe('the integrity of returns to a supplier: purchase_return_matches_lines'
     assert.equal(response.status, 201, JSON.stringify(response.body));
     return response.body as { id: string; op_id: string; purchase_id: string; entry_id: string; credit_total: number };
   };
-  const newFindings = async (corrupt: () => Promise<void>) => {
-    const before = new Set((await integrityFindings(t.admin, tenantId)).map((finding) => `${finding.check}/${finding.subject}`));
-    await corrupt();
-    return (await integrityFindings(t.admin, tenantId)).filter((finding) => !before.has(`${finding.check}/${finding.subject}`));
-  };
-  const moveAccount = (key: string, amount: number): [string, unknown[]] => [
-    `UPDATE accounts SET balance = balance + $3, debit_total = debit_total + greatest($3, 0), credit_total = credit_total + greatest(-$3, 0) WHERE tenant_id = $1 AND key = $2`,
-    [tenantId, key, amount],
-  ];
+  const newFindings = (corrupt: () => Promise<void>) => findingsAfter(t.admin, tenantId, corrupt);
+  const moveAccount = (key: string, amount: number) => accountMoved(tenantId, key, amount);
 
   it('clean returns are not reported', async () => {
     await purchaseAndReturn(5, 100, 2);

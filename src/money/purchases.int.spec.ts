@@ -6,7 +6,7 @@ import { runCommand } from '../core/command.js';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { withTriggersOff } from '../../test/support/database.js';
-import { integrityFindings } from '../../test/support/integrity.js';
+import { accountMoved, findingsAfter, integrityFindings } from '../../test/support/integrity.js';
 
 /**
  * Purchases: a stock receipt that names a supplier and a unit cost on every
@@ -363,17 +363,8 @@ describe('the integrity of purchases: money_purchase_posted', () => {
     assert.equal(response.status, 201, JSON.stringify(response.body));
     return { op_id: response.body.op_id as string, ...(response.body.purchase as { id: string; entry_id: string; total: number }) };
   };
-  /** Findings that were not there before `corrupt` ran. */
-  const newFindings = async (corrupt: () => Promise<void>) => {
-    const before = new Set((await integrityFindings(t.admin, tenantId)).map((finding) => `${finding.check}/${finding.subject}`));
-    await corrupt();
-    return (await integrityFindings(t.admin, tenantId)).filter((finding) => !before.has(`${finding.check}/${finding.subject}`));
-  };
-  /** Moves an account's balance and totals by `amount` (debit positive), as a posting of it would. */
-  const moveAccount = (key: string, amount: number): [string, unknown[]] => [
-    `UPDATE accounts SET balance = balance + $3, debit_total = debit_total + greatest($3, 0), credit_total = credit_total + greatest(-$3, 0) WHERE tenant_id = $1 AND key = $2`,
-    [tenantId, key, amount],
-  ];
+  const newFindings = (corrupt: () => Promise<void>) => findingsAfter(t.admin, tenantId, corrupt);
+  const moveAccount = (key: string, amount: number) => accountMoved(tenantId, key, amount);
 
   it('a clean purchase is not reported', async () => {
     await purchase(3, 100);

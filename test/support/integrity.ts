@@ -23,6 +23,21 @@ export async function integrityFindings(admin: pg.Pool, tenantId: string | null,
   return findings;
 }
 
+/** The tenant's findings that were not there before `corrupt` ran (told apart by check and subject). */
+export async function findingsAfter(admin: pg.Pool, tenantId: string, corrupt: () => Promise<void>): Promise<Finding[]> {
+  const before = new Set((await integrityFindings(admin, tenantId)).map((finding) => `${finding.check}/${finding.subject}`));
+  await corrupt();
+  return (await integrityFindings(admin, tenantId)).filter((finding) => !before.has(`${finding.check}/${finding.subject}`));
+}
+
+/** A statement (for withTriggersOff) moving an account's balance and totals by `amount` (debit positive), as a posting of it would. */
+export function accountMoved(tenantId: string, key: string, amount: number): [string, unknown[]] {
+  return [
+    `UPDATE accounts SET balance = balance + $3, debit_total = debit_total + greatest($3, 0), credit_total = credit_total + greatest(-$3, 0) WHERE tenant_id = $1 AND key = $2`,
+    [tenantId, key, amount],
+  ];
+}
+
 /** Counts the statements a pool's clients run (a pool/query hook), e.g. to prove "one query, not one per row". */
 export function countQueries(pool: pg.Pool): { texts: string[]; reset(): void } {
   const texts: string[] = [];
