@@ -74,6 +74,25 @@ export function reversalEarliest(tillDay: string, saleDay: string, recordedDay: 
 }
 
 /**
+ * lineTotal (src/sales/lineTotal.ts) as SQL over a unit, a quantity in base
+ * units and a price: a piece's quantity × price; grams or millimetres ×
+ * price per 1,000, half up. Numeric, so no product overflows.
+ */
+export function lineTotalSql(unit: string, quantity: string, price: string): string {
+  return `CASE WHEN ${unit} = 'piece' THEN (${quantity})::numeric * ${price} ELSE div((${quantity})::numeric * ${price} * 2 + 1000, 2000) END`;
+}
+
+/**
+ * moneyBack (src/sales/takeBack.ts) as SQL: the money of a return's part of a
+ * line, `quantity` taken back bringing the line's returns to `through` —
+ * lineTotal(through) − lineTotal(through − quantity), nothing before being 0.
+ */
+export function moneyBackSql(unit: string, through: string, quantity: string, price: string): string {
+  return `${lineTotalSql(unit, through, price)}
+               - CASE WHEN ${through} - ${quantity} = 0 THEN 0 ELSE ${lineTotalSql(unit, `${through} - ${quantity}`, price)} END`;
+}
+
+/**
  * True when an entry of `store` is booked after `latest` (the latest day
  * without a count) and the day before it was not counted (a settlement of any
  * status: they are never deleted): open_business_date moves an entry past

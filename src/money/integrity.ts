@@ -1,4 +1,4 @@
-import { bookedPastLatestWithoutCount, reversalEarliest, reversalLatestWithoutCount, type IntegrityCheck } from '../integrity/check.js';
+import { bookedPastLatestWithoutCount, moneyBackSql, reversalEarliest, reversalLatestWithoutCount, type IntegrityCheck } from '../integrity/check.js';
 
 /** Invariants of the double-entry ledger (DESIGN.md principle 2). */
 export const moneyChecks: IntegrityCheck[] = [
@@ -329,10 +329,7 @@ export const moneyChecks: IntegrityCheck[] = [
         WHERE ($1::uuid IS NULL OR rl.tenant_id = $1)
       ), priced AS (
         SELECT item.*,
-               CASE WHEN unit = 'piece' THEN through::numeric * line_unit_cost ELSE div(through::numeric * line_unit_cost * 2 + 1000, 2000) END
-               - CASE WHEN through - quantity = 0 THEN 0
-                      WHEN unit = 'piece' THEN (through - quantity)::numeric * line_unit_cost
-                      ELSE div((through - quantity)::numeric * line_unit_cost * 2 + 1000, 2000) END AS at_cost
+               ${moneyBackSql('unit', 'through', 'quantity', 'line_unit_cost')} AS at_cost
         FROM item
       ), lines AS (
         SELECT tenant_id, return_id, count(*) AS lines, sum(line_total) AS credits,

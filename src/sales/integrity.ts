@@ -1,4 +1,4 @@
-import { bookedPastLatestWithoutCount, reversalEarliest, reversalLatestWithoutCount, shortageReviewItems, type IntegrityCheck } from '../integrity/check.js';
+import { bookedPastLatestWithoutCount, lineTotalSql, moneyBackSql, reversalEarliest, reversalLatestWithoutCount, shortageReviewItems, type IntegrityCheck } from '../integrity/check.js';
 
 /** Sales invariants (API.md: receipt numbers gapless per store; DESIGN.md principle 7). */
 export const salesChecks: IntegrityCheck[] = [
@@ -48,8 +48,7 @@ export const salesChecks: IntegrityCheck[] = [
         FROM sale_items i
         JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
         CROSS JOIN LATERAL (
-          SELECT CASE WHEN k.unit = 'piece' THEN i.quantity::numeric * i.unit_price
-                      ELSE div(i.quantity::numeric * i.unit_price * 2 + 1000, 2000) END AS at_price
+          SELECT ${lineTotalSql('k.unit', 'i.quantity', 'i.unit_price')} AS at_price
         ) x
         WHERE ($1::uuid IS NULL OR i.tenant_id = $1) GROUP BY i.tenant_id, i.sale_id
       ) i ON i.tenant_id = s.tenant_id AND i.sale_id = s.id
@@ -167,10 +166,7 @@ export const salesChecks: IntegrityCheck[] = [
         WHERE ($1::uuid IS NULL OR ri.tenant_id = $1)
       ), priced AS (
         SELECT item.*,
-               CASE WHEN unit = 'piece' THEN through::numeric * unit_price ELSE div(through::numeric * unit_price * 2 + 1000, 2000) END
-               - CASE WHEN through - quantity = 0 THEN 0
-                      WHEN unit = 'piece' THEN (through - quantity)::numeric * unit_price
-                      ELSE div((through - quantity)::numeric * unit_price * 2 + 1000, 2000) END AS at_price
+               ${moneyBackSql('unit', 'through', 'quantity', 'unit_price')} AS at_price
         FROM item
       ), lines AS (
         SELECT tenant_id, return_id, count(*) AS lines, sum(refund) AS refunds,
