@@ -156,6 +156,7 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
       SELECT ${utcMicros(sql`least(${requested}::timestamptz, clock_timestamp() - interval '1 microsecond')`)} AS counted_at`,
   );
   const countedAt = moment.counted_at;
+  const id = newId();
   // A count at or before the counted_at of a count of the same SKU already
   // recorded is refused: that count said what the shelf held later, and the
   // balance has followed it since; an older count cannot correct it.
@@ -182,7 +183,14 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   // row), plus the variances of the earlier counts of the pair (all counted
   // before counted_at: see above) whose ledger rows were stamped after it —
   // their correction holds from their own counted_at on, so the shelf this
-  // count saw already had it.
+  // count saw already had it — plus what the synced sales the tills made at
+  // or before counted_at, recorded after it, moved (their `sale` rows and
+  // `count_correction` rows stamped after counted_at): those goods had left
+  // the shelf this count saw, though the ledger took them out later. A sale
+  // an earlier count already covered moved the balance by 0 (its correction
+  // gave back what it took: see planSale), so it is not taken out again; one
+  // written after this count commits will see this count on its balance row
+  // (counted_through) and move it by 0 too.
   const expectedRows = await all(
     tx,
     sql<{ sku_id: string; expected: number; current: number }>`
@@ -197,19 +205,26 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
                             -- when the earlier count's row was stamped: stock_ledger_count_idx (its count rows only)
                             AND (SELECT max(r.created_at) FROM stock_ledger r
                                  WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id)
-                                > ${countedAt}::timestamptz), 0))::bigint AS expected,
+                                > ${countedAt}::timestamptz), 0)
+              + coalesce((SELECT sum(l.quantity_change) FROM stock_ledger l
+                          JOIN sales v ON v.tenant_id = l.tenant_id AND v.op_id = l.op_id
+                          WHERE l.tenant_id = ${tenantId} AND l.store_id = ${storeId} AND l.sku_id = s.sku_id
+                            AND l.created_at > ${countedAt}::timestamptz AND l.kind IN ('sale', 'count_correction')
+                            AND v.source = 'offline' AND v.client_created_at <= ${countedAt}::timestamptz), 0))::bigint AS expected,
              coalesce(b.quantity, 0)::bigint AS current
       FROM unnest(${skuIds}::uuid[]) AS s(sku_id)
       LEFT JOIN stock_balances b ON b.tenant_id = ${tenantId} AND b.store_id = ${storeId} AND b.sku_id = s.sku_id`,
   );
   const expectedOf = new Map(expectedRows.map((row) => [row.sku_id, row]));
   // Below 0: an earlier count found less than the ledger then took out
-  // before this counted_at (an offline sale synced late, a miscount). No
-  // stock at this moment agrees with both; the shelf is counted now instead.
+  // before this counted_at (an offline sale synced late, a miscount), or a
+  // till sold before counted_at more than the ledger held then (its sale,
+  // synced after, took goods received since). No stock at this moment agrees
+  // with both; the shelf is counted now instead.
   const belowZero = expectedRows.filter((row) => row.expected < 0);
   if (belowZero.length > 0) {
     const at = new Map(input.items.map((item, index) => [item.sku_id, index]));
-    throw new AppError('conflict', 'the stock at counted_at comes out below 0: an earlier count found less than the ledger took out before this counted_at; count these SKUs as of now', {
+    throw new AppError('conflict', 'the stock at counted_at comes out below 0: an earlier count found less than the ledger took out before this counted_at, or tills sold before it more than the ledger held; count these SKUs as of now', {
       errors: belowZero.map((row) => ({ path: `/body/items/${at.get(row.sku_id)}/sku_id`, message: `the stock at counted_at would be ${row.expected}` })),
       extra: { counted_at: countedAt, lines: belowZero.map((row) => ({ sku_id: row.sku_id, expected_quantity: row.expected })) },
     });
@@ -250,7 +265,11 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
     };
   });
 
-  const id = newId();
+  // The balance rows carry their latest count, for the synced sales made
+  // before its counted_at that arrive after it (planSale): under the locks.
+  await sql`
+    UPDATE stock_balances SET counted_through = ${countedAt}::timestamptz, counted_by = ${id}
+    WHERE tenant_id = ${tenantId} AND store_id = ${storeId} AND sku_id = ANY(${skuIds}::uuid[])`.execute(tx);
   const header = await one(
     tx,
     sql<{ created_at: Date }>`

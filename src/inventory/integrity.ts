@@ -77,7 +77,7 @@ export const inventoryChecks: IntegrityCheck[] = [
     name: 'stock_count_matches_ledger',
     severity: 'critical',
     description:
-      "Every stock count has lines, each with variance = counted − expected and expected the stock its store's ledger held of the SKU at the count's counted_at (the quantity_after of the last row at or before it, plus the variances of earlier counts of the SKU whose rows were written after that moment); each line whose variance is not 0 moved its balance through exactly one stock ledger row of kind count, of the count's operation, store and SKU, named by the line, whose quantity_change is the variance and quantity_after the line's; a line of variance 0 has none; and no count ledger row is left without its count's line.",
+      "Every stock count has lines, each with variance = counted − expected and expected the stock its store's ledger held of the SKU at the count's counted_at (the quantity_after of the last row at or before it, plus the variances of earlier counts of the SKU whose rows were written after that moment, plus what the synced sales made by the tills at or before that moment and recorded after it moved: their sale and count_correction rows); each line whose variance is not 0 moved its balance through exactly one stock ledger row of kind count, of the count's operation, store and SKU, named by the line, whose quantity_change is the variance and quantity_after the line's; a line of variance 0 has none; and no count ledger row is left without its count's line.",
     // From each count: its lines (with the ledger as of counted_at, one
     // backwards probe of stock_ledger_history_idx per line, the count's own
     // rows left out; when an earlier count's row was stamped, from
@@ -111,7 +111,14 @@ export const inventoryChecks: IntegrityCheck[] = [
                                WHERE y.tenant_id = x.tenant_id AND y.sku_id = x.sku_id AND z.store_id = c.store_id AND z.id <> c.id
                                  AND z.counted_at < c.counted_at
                                  AND (SELECT max(r.created_at) FROM stock_ledger r
-                                      WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id) > c.counted_at), 0) AS ledger_then
+                                      WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id) > c.counted_at), 0)
+                   -- synced sales the tills made at or before counted_at, recorded after it (their sale and count_correction
+                   -- rows; one recorded after the count moved the balance by 0): stock_ledger_history_idx from counted_at on
+                   + coalesce((SELECT sum(h.quantity_change) FROM stock_ledger h
+                               JOIN sales v ON v.tenant_id = h.tenant_id AND v.op_id = h.op_id
+                               WHERE h.tenant_id = x.tenant_id AND h.store_id = c.store_id AND h.sku_id = x.sku_id
+                                 AND h.created_at > c.counted_at AND h.kind IN ('sale', 'count_correction')
+                                 AND v.source = 'offline' AND v.client_created_at <= c.counted_at), 0) AS ledger_then
             FROM stock_count_lines x WHERE x.tenant_id = c.tenant_id AND x.count_id = c.id
           ) li
           FULL JOIN (
@@ -135,5 +142,38 @@ export const inventoryChecks: IntegrityCheck[] = [
       WHERE r.kind = 'count' AND ($1::uuid IS NULL OR r.tenant_id = $1)
         AND NOT EXISTS (SELECT 1 FROM stock_counts c WHERE c.tenant_id = r.tenant_id AND c.op_id = r.op_id)
       GROUP BY r.tenant_id, r.op_id`,
+  },
+  {
+    name: 'count_correction_matches_sale',
+    severity: 'critical',
+    description:
+      "Every stock ledger row of kind count_correction gives back, in a synced sale's own operation, store and SKU, exactly what that sale's sale row took (the sale's net stock change is 0), one row per sale and SKU, and names (reason `count <id>`) a stock count of that store and SKU, recorded before the row, whose counted_at is at or after the till's client_created_at of the sale — the count that had already found the goods gone. A sale of POST /v1/sales (source online) or one synced without client_created_at has none.",
+    // The count_correction rows through stock_ledger_count_correction_idx (never the sale and receipt rows); per
+    // group, the sale by its operation (sales_tenant_id_op_id_id_key), its sale rows (stock_ledger_op_idx), the
+    // count named by the reason (its primary key).
+    sql: `
+      SELECT r.tenant_id, r.op_id || '/' || r.store_id || '/' || r.sku_id AS subject,
+             jsonb_build_object('op_id', r.op_id, 'store_id', r.store_id, 'sku_id', r.sku_id, 'ledger_ids', r.ids, 'quantity_change', r.change,
+                                'reason', r.reason, 'sale_id', v.id, 'source', v.source, 'client_created_at', v.client_created_at,
+                                'sale_quantity_change', t.change, 'count_id', c.id, 'counted_at', c.counted_at, 'count_line', coalesce(n.counted, false)) AS detail
+      FROM (
+        SELECT tenant_id, op_id, store_id, sku_id, count(*) AS rows, sum(quantity_change) AS change, min(reason) AS reason,
+               min(created_at) AS created_at, jsonb_agg(id ORDER BY id) AS ids
+        FROM stock_ledger WHERE kind = 'count_correction' AND ($1::uuid IS NULL OR tenant_id = $1)
+        GROUP BY tenant_id, op_id, store_id, sku_id
+      ) r
+      LEFT JOIN sales v ON v.tenant_id = r.tenant_id AND v.op_id = r.op_id AND v.store_id = r.store_id
+      CROSS JOIN LATERAL (
+        SELECT sum(l.quantity_change) AS change FROM stock_ledger l
+        WHERE l.tenant_id = r.tenant_id AND l.op_id = r.op_id AND l.store_id = r.store_id AND l.sku_id = r.sku_id AND l.kind = 'sale'
+      ) t
+      LEFT JOIN stock_counts c ON c.tenant_id = r.tenant_id AND c.store_id = r.store_id
+        AND c.id = CASE WHEN r.reason ~ '^count [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN substr(r.reason, 7)::uuid END
+      CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT 1 FROM stock_count_lines y WHERE y.tenant_id = c.tenant_id AND y.count_id = c.id AND y.sku_id = r.sku_id) AS counted
+      ) n
+      WHERE r.rows <> 1 OR r.change <= 0 OR t.change IS DISTINCT FROM -r.change
+         OR v.id IS NULL OR v.source <> 'offline' OR v.client_created_at IS NULL
+         OR c.id IS NULL OR NOT n.counted OR v.client_created_at > c.counted_at OR c.created_at > r.created_at`,
   },
 ];

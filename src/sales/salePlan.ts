@@ -41,6 +41,13 @@ export interface SaleState {
   /** Base units in stock per SKU of the store (absent: no balance row, 0). */
   stock: Map<string, number>;
   /**
+   * Per SKU of the store whose balance a stock count set: that latest count
+   * (its id and counted_at, UTC with microseconds, as the balance row carries
+   * them: counted_through, counted_by). A synced sale the till made at or
+   * before it was already found missing by the count (see planSale).
+   */
+  counted: Map<string, { countId: string; through: string }>;
+  /**
    * Rows of the store that were to be locked without waiting (group commit:
    * rows known held, see loadSaleStates' `withoutWaiting`) and that another
    * transaction held: the SKUs whose balance it held (lowercase ids) and
@@ -67,8 +74,13 @@ export interface PlannedSale {
   sale: SaleView;
   /** client_created_at as stored (UTC, microseconds), or null. */
   clientCreatedAt: string | null;
-  /** One stock ledger row per SKU that left stock, in SKU order, with the balance after it. */
-  ledger: Array<{ sku_id: string; quantity_change: number; quantity_after: number }>;
+  /**
+   * One stock ledger row of kind `sale` per SKU that left stock, in SKU order,
+   * with the balance after it; before it, for a SKU a stock count already
+   * found missing (a synced sale made at or before the count's counted_at), a
+   * row of kind `count_correction` giving the quantity back (`count_id`: the count).
+   */
+  ledger: Array<{ sku_id: string; quantity_change: number; quantity_after: number } & ({ kind: 'sale' } | { kind: 'count_correction'; count_id: string })>;
   /** The sale's journal entry (null for a sale of total 0). */
   entry: (JournalEntryInput & { id: string }) | null;
   /** Offline sales short of stock: the review item to open. */
@@ -220,13 +232,30 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
 
   // What leaves stock per SKU: for plain SKUs the quantity (offline: at most
   // what is there), for piece-tracked SKUs the pieces actually sold.
+  const clientCreatedAt = input.client_created_at === undefined ? null : state.clientTimes.get(input.client_created_at)!;
   const taken = new Map<string, number>();
   const plainShortfall = new Map<string, number>();
   const shortages: SaleShortage[] = [];
+  // A synced sale the till made at or before the counted_at of the SKU's
+  // latest count: the count found the goods gone, and its variance took them
+  // out. The sale still takes them (its `sale` row, as every sale's), after a
+  // `count_correction` row gave them back: the balance moves by 0, and no
+  // shortfall arises (the goods left the shelf before the count). Only a sale
+  // that came through POST /v1/sync/sales with the till's time: an online
+  // sale happens when it arrives, whatever its till's clock says. Both times
+  // are UTC with microseconds, four-digit years: compared as text.
+  const countedBefore = (skuId: string): string | null => {
+    const count = state.counted.get(skuId);
+    return source === 'offline' && clientCreatedAt !== null && count !== undefined && clientCreatedAt <= count.through ? count.countId : null;
+  };
   for (const skuId of skuIds) {
     const available = state.stock.get(skuId) ?? 0;
     const requested = bySku.get(skuId)!;
     let take: number;
+    if (!state.skus.get(skuId)!.tracks_pieces && countedBefore(skuId) !== null) {
+      taken.set(skuId, requested);
+      continue;
+    }
     if (state.skus.get(skuId)!.tracks_pieces) {
       take = [...pieces.values()].flatMap((result) => result.available).filter((piece) => piece.sku_id === skuId).reduce((sum, piece) => sum + Number(piece.quantity), 0);
     } else if (source === 'offline') {
@@ -250,10 +279,13 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
   for (const skuId of skuIds) {
     const take = taken.get(skuId)!;
     if (take === 0) continue;
-    const after = (state.stock.get(skuId) ?? 0) - take;
+    const countId = state.skus.get(skuId)!.tracks_pieces ? null : countedBefore(skuId);
+    const before = state.stock.get(skuId) ?? 0;
+    if (countId !== null) ledger.push({ sku_id: skuId, quantity_change: take, quantity_after: before + take, kind: 'count_correction', count_id: countId });
+    const after = countId !== null ? before : before - take;
     assert(after >= 0, 'stock never goes negative');
     state.stock.set(skuId, after);
-    ledger.push({ sku_id: skuId, quantity_change: -take, quantity_after: after });
+    ledger.push({ sku_id: skuId, quantity_change: -take, quantity_after: after, kind: 'sale' });
   }
   state.lastReceipt += 1;
 
@@ -269,7 +301,6 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
     piece_ids: item.piece_ids ?? [],
   }));
   const saleId = newId();
-  const clientCreatedAt = input.client_created_at === undefined ? null : state.clientTimes.get(input.client_created_at)!;
   const sale: SaleView = {
     id: saleId,
     op_id: opId,
@@ -324,6 +355,9 @@ export const shortageReviewItem = (plan: PlannedSale) => ({
   dedupeKey: `offline_sale_shortage:${plan.sale.id}`,
 });
 
+/** How writeSales names a sale's stock ledger row: its kind and SKU (one of each per sale). */
+export const ledgerKey = (kind: PlannedSale['ledger'][number]['kind'], skuId: string): string => `${kind}/${skuId.toLowerCase()}`;
+
 /** The rows an accepted sale touched (GET /v1/operations/{id}) once its ledger rows have ids, and its audit event. */
 export function saleEffects(plan: PlannedSale, ledgerIds: ReadonlyMap<string, number>): { effects: Effect[]; events: AuditEvent[] } {
   const { sale } = plan;
@@ -333,10 +367,11 @@ export function saleEffects(plan: PlannedSale, ledgerIds: ReadonlyMap<string, nu
   effects.push({ table: 'sales', id: sale.id, action: 'created' });
   for (const item of sale.items) effects.push({ table: 'sale_items', id: item.id, action: 'created' });
   for (const row of plan.ledger) {
-    const ledgerId = ledgerIds.get(row.sku_id);
+    const ledgerId = ledgerIds.get(ledgerKey(row.kind, row.sku_id));
     assert(ledgerId !== undefined, 'every ledger row of the sale was written');
     effects.push({ table: 'stock_ledger', id: String(ledgerId), action: 'created' });
-    effects.push({ table: 'stock_balances', id: `${sale.store_id}/${row.sku_id}`, action: 'updated' });
+    // A SKU's count_correction row is followed by its sale row: the balance once.
+    if (row.kind === 'sale') effects.push({ table: 'stock_balances', id: `${sale.store_id}/${row.sku_id}`, action: 'updated' });
   }
   effects.push({ table: 'store_receipt_counters', id: sale.store_id, action: 'updated' });
   return { effects, events: [{ subjectType: 'sale', subjectId: sale.id, after: sale }] };

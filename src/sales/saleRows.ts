@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
-import { maybeOne, one, utcMicrosWithinYears, type Tx } from '../core/db.js';
+import { maybeOne, one, utcMicros, utcMicrosWithinYears, type Tx } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 import { openReviewItems } from '../core/review.js';
 import { postJournals } from '../money/postJournal.js';
 import type { CatalogSku, PlannedSale, SaleState } from './salePlan.js';
-import { shortageReviewItem } from './salePlan.js';
+import { ledgerKey, shortageReviewItem } from './salePlan.js';
 import type { SaleInput } from './sale.table.js';
 
 /**
@@ -111,6 +111,8 @@ export async function loadSaleStates(
   const uncached = skuCache.missing(tenantId, skuIds);
   const customerIds = [...new Set(sales.flatMap((sale) => (sale.customer_id ? [sale.customer_id] : [])))];
   const clientTimes = [...new Set(sales.flatMap((sale) => (sale.client_created_at === undefined ? [] : [sale.client_created_at])))];
+  // As the sales' client times are read (utcMicrosWithinYears), so planSale compares the two as text.
+  const countedThrough = utcMicros(sql.ref('counted_through'));
   const row = await one(
     tx,
     sql<{
@@ -120,19 +122,19 @@ export async function loadSaleStates(
       customers: string[];
       bulk_threshold: string | null;
       client_times: Record<string, string>;
-      stock: Array<[string, string, string]>;
-      stock_skipping: Array<[string, string, string]>;
+      stock: Array<[string, string, string, string | null, string | null]>;
+      stock_skipping: Array<[string, string, string, string | null, string | null]>;
       counters: Record<string, string>;
       counters_skipping: Record<string, string>;
       to_skip: { balances: Array<[string, string]>; counters: string[] } | null;
     }>`
       WITH balances AS (
-        SELECT store_id, sku_id, quantity FROM stock_balances
+        SELECT store_id, sku_id, quantity, counted_through, counted_by FROM stock_balances
         WHERE ${options.lock} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
           AND store_id::text || '/' || sku_id::text = ANY(${pairs.filter((pair) => !skipsBalance(pair))}::text[])
         ORDER BY store_id, sku_id FOR UPDATE
       ), balances_skipping AS (
-        SELECT store_id, sku_id, quantity FROM stock_balances
+        SELECT store_id, sku_id, quantity, counted_through, counted_by FROM stock_balances
         WHERE ${options.lock && balancesSkipping.length > 0} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
           AND store_id::text || '/' || sku_id::text = ANY(${balancesSkipping}::text[])
         ORDER BY store_id, sku_id FOR UPDATE SKIP LOCKED
@@ -157,8 +159,9 @@ export async function loadSaleStates(
               WHERE read.at IS NOT NULL) AS client_times,
              -- balances before the counters: the same lock order as every stock change; of each kind, the rows
              -- waited for before the ones locked without waiting (evaluated in this order)
-             (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances) AS stock,
-             (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text)), '[]'::jsonb) FROM balances_skipping) AS stock_skipping,
+             -- with the balance's latest count (counted_by, counted_through), if any: see planSale
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text, counted_by, ${countedThrough})), '[]'::jsonb) FROM balances) AS stock,
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(store_id, sku_id, quantity::text, counted_by, ${countedThrough})), '[]'::jsonb) FROM balances_skipping) AS stock_skipping,
              (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters) AS counters,
              (SELECT coalesce(jsonb_object_agg(store_id, last_number::text), '{}'::jsonb) FROM counters_skipping) AS counters_skipping,
              -- the rows to lock without waiting that exist (read without a lock): those not locked above are held
@@ -194,12 +197,17 @@ export async function loadSaleStates(
         storeExists: existing.has(storeId.toLowerCase()),
         lastReceipt: Number(counters[storeId.toLowerCase()] ?? 0),
         stock: new Map<string, number>(),
+        counted: new Map<string, { countId: string; through: string }>(),
         held: { skus: heldSkus.get(storeId.toLowerCase())!, counter: heldCounters.has(storeId.toLowerCase()) },
       },
     ]),
   );
   const byLowercase = new Map(storeIds.map((storeId) => [storeId.toLowerCase(), states.get(storeId)!]));
-  for (const [storeId, skuId, quantity] of [...row.stock, ...row.stock_skipping]) byLowercase.get(storeId)!.stock.set(skuId, Number(quantity));
+  for (const [storeId, skuId, quantity, countId, through] of [...row.stock, ...row.stock_skipping]) {
+    const state = byLowercase.get(storeId)!;
+    state.stock.set(skuId, Number(quantity));
+    if (countId !== null && through !== null) state.counted.set(skuId, { countId, through });
+  }
   return states;
 }
 
@@ -274,7 +282,7 @@ export async function rowWaitedFor(
  * already written): balances, stock ledger, receipt counters, sales and
  * lines in ONE statement, then their journal entries (postJournals, one
  * statement) and any review items. Returns each sale's stock ledger row ids
- * by SKU.
+ * by kind and SKU (ledgerKey).
  *
  * The balances and counters are set to what the plans left, and the
  * statement checks that they moved from exactly what was locked
@@ -284,8 +292,17 @@ export async function rowWaitedFor(
  */
 export async function writeSales(tx: Tx, tenantId: string, plans: readonly PlannedSale[], locked: ReadonlyMap<string, number>): Promise<Array<Map<string, number>>> {
   if (plans.length === 0) return [];
+  // A count_correction row names the count that already took the goods out (see planSale).
   const ledger = plans.flatMap((plan) =>
-    plan.ledger.map((row) => ({ ...row, store_id: plan.sale.store_id, op_id: plan.opId, reason: `sale ${plan.sale.id}` })),
+    plan.ledger.map((row) => ({
+      sku_id: row.sku_id,
+      quantity_change: row.quantity_change,
+      quantity_after: row.quantity_after,
+      kind: row.kind,
+      store_id: plan.sale.store_id,
+      op_id: plan.opId,
+      reason: row.kind === 'sale' ? `sale ${plan.sale.id}` : `count ${row.count_id}`,
+    })),
   );
   const finalStock = new Map<string, { store_id: string; sku_id: string; change: number; after: number }>();
   for (const row of ledger) {
@@ -328,7 +345,7 @@ export async function writeSales(tx: Tx, tenantId: string, plans: readonly Plann
   );
   const moving = counters.filter((counter) => counter.last > counter.expected);
 
-  const statement = sql<{ ledger: Array<[string, string, number]> | null; balances_ok: boolean; counters_ok: boolean }>`
+  const statement = sql<{ ledger: Array<[string, string, number, 'sale' | 'count_correction']> | null; balances_ok: boolean; counters_ok: boolean }>`
       WITH balance_input AS (
         SELECT * FROM jsonb_to_recordset(${JSON.stringify(balances)}::jsonb) AS b(store_id uuid, sku_id uuid, change bigint, after bigint)
       ), moved AS (
@@ -338,12 +355,12 @@ export async function writeSales(tx: Tx, tenantId: string, plans: readonly Plann
         RETURNING b.store_id, b.sku_id, b.quantity = i.after AS as_planned
       ), ledger AS (
         INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
-        SELECT ${tenantId}, l.store_id, l.sku_id, l.op_id, l.quantity_change, l.quantity_after, 'sale', l.reason
+        SELECT ${tenantId}, l.store_id, l.sku_id, l.op_id, l.quantity_change, l.quantity_after, l.kind, l.reason
         FROM ROWS FROM (jsonb_to_recordset(${JSON.stringify(ledger)}::jsonb)
-               AS (store_id uuid, sku_id uuid, op_id uuid, quantity_change bigint, quantity_after bigint, reason text))
-             WITH ORDINALITY AS l(store_id, sku_id, op_id, quantity_change, quantity_after, reason, position)
+               AS (store_id uuid, sku_id uuid, op_id uuid, quantity_change bigint, quantity_after bigint, kind text, reason text))
+             WITH ORDINALITY AS l(store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason, position)
         ORDER BY l.position
-        RETURNING id, op_id, sku_id
+        RETURNING id, op_id, sku_id, kind
       ), counter_input AS (
         SELECT * FROM jsonb_to_recordset(${JSON.stringify(moving)}::jsonb) AS c(store_id uuid, expected bigint, last bigint)
       ), counter_moved AS (
@@ -373,10 +390,10 @@ export async function writeSales(tx: Tx, tenantId: string, plans: readonly Plann
           AS l(id uuid, sale_id uuid, line_number integer, sku_id uuid, quantity bigint, unit_price bigint, line_total bigint,
                shortfall_quantity bigint, piece_ids text, op_id uuid)
       )
-      SELECT (SELECT jsonb_agg(jsonb_build_array(op_id, sku_id, id)) FROM ledger) AS ledger,
+      SELECT (SELECT jsonb_agg(jsonb_build_array(op_id, sku_id, id, kind)) FROM ledger) AS ledger,
              (SELECT count(*) FILTER (WHERE as_planned) = ${balances.length} AND count(*) = ${balances.length} FROM moved) AS balances_ok,
              (SELECT count(*) FROM counter_moved) + (SELECT count(*) FROM counter_created) = ${moving.length} AS counters_ok`;
-  let written: { ledger: Array<[string, string, number]> | null; balances_ok: boolean; counters_ok: boolean };
+  let written: { ledger: Array<[string, string, number, 'sale' | 'count_correction']> | null; balances_ok: boolean; counters_ok: boolean };
   try {
     written = await one(tx, statement);
   } catch (error) {
@@ -398,6 +415,6 @@ export async function writeSales(tx: Tx, tenantId: string, plans: readonly Plann
   }
 
   const ledgerIds = new Map(plans.map((plan) => [plan.opId, new Map<string, number>()]));
-  for (const [opId, skuId, id] of written.ledger ?? []) ledgerIds.get(opId)!.set(skuId, Number(id));
+  for (const [opId, skuId, id, kind] of written.ledger ?? []) ledgerIds.get(opId)!.set(ledgerKey(kind, skuId), Number(id));
   return plans.map((plan) => ledgerIds.get(plan.opId)!);
 }

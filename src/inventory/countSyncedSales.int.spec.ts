@@ -1,0 +1,437 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../../test/support/app.js';
+import type { ApiClient } from '../../test/support/client.js';
+import { withTriggersOff } from '../../test/support/database.js';
+import { findingsAfter, integrityFindings } from '../../test/support/integrity.js';
+
+interface CountItem {
+  sku_id: string;
+  counted_quantity: number;
+  expected_quantity: number;
+  variance: number;
+  quantity_after: number;
+  ledger_id: number | null;
+}
+
+interface LedgerRow {
+  id: number;
+  kind: string;
+  change: number;
+  after: number;
+  reason: string | null;
+  op_id: string;
+  at: string;
+}
+
+/**
+ * A sale a till made offline before a stock count's counted_at, synced
+ * (POST /v1/sync/sales) after it, is taken out of stock once: whether it
+ * arrives after the count was recorded (a count_correction row gives back
+ * what its sale row takes) or between counted_at and the moment the count is
+ * posted (the count leaves it out of its expected quantity). Through HTTP,
+ * against the rows left behind.
+ */
+describe('stock counts and sales synced late: each sale is taken out once', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = (await owner.post('/v1/stores', { code: 'CS1', name: 'Counted, synced' })).body.id;
+  });
+  after(() => t.close());
+
+  const newSku = async (stock: number): Promise<string> => {
+    const sku = await owner.post('/v1/skus', { code: `S-${randomUUID().slice(0, 8)}`, name: 'thing', unit: 'piece', price: 100 });
+    assert.equal(sku.status, 201);
+    if (stock > 0) assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku.body.id, quantity: stock }] })).status, 201);
+    return sku.body.id;
+  };
+  const saleBody = (sku: string, quantity: number, clientCreatedAt?: string) => ({
+    store_id: store,
+    payment_method: 'cash',
+    items: [{ sku_id: sku, quantity, unit_price: 100 }],
+    ...(clientCreatedAt === undefined ? {} : { client_created_at: clientCreatedAt }),
+  });
+  /** An online sale (POST /v1/sales), optionally with its till's clock. */
+  const sell = async (sku: string, quantity: number, clientCreatedAt?: string) => {
+    const response = await owner.post('/v1/sales', saleBody(sku, quantity, clientCreatedAt), { idempotencyKey: randomUUID() });
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body as { id: string; op_id: string; items: Array<{ shortfall_quantity: number }> };
+  };
+  /** A sale a till queued offline, made at `clientCreatedAt` by its clock, synced now. */
+  const sync = async (sku: string, quantity: number, clientCreatedAt: string) => {
+    const response = await owner.post('/v1/sync/sales', { sales: [{ idempotency_key: randomUUID(), ...saleBody(sku, quantity, clientCreatedAt) }] });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const [result] = response.body.results;
+    assert.equal(result.status, 201, JSON.stringify(result.body));
+    return result.body as { id: string; op_id: string; source: string; items: Array<{ shortfall_quantity: number }> };
+  };
+  const count = async (sku: string, counted: number, countedAt?: string) => {
+    const response = await owner.post(
+      `/v1/stores/${store}/stock/counts`,
+      { items: [{ sku_id: sku, counted_quantity: counted }], ...(countedAt === undefined ? {} : { counted_at: countedAt }) },
+      { idempotencyKey: randomUUID() },
+    );
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body as { id: string; op_id: string; counted_at_exact: string; items: CountItem[] };
+  };
+  /** The database's clock to the microsecond (a moment to count at, or a till's clock). */
+  const dbNow = async (): Promise<string> =>
+    (await t.admin.query(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows[0].at;
+  const balance = async (sku: string) =>
+    Number((await t.admin.query(`SELECT quantity FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, sku])).rows[0]?.quantity ?? 0);
+  const ledgerOf = async (sku: string): Promise<LedgerRow[]> =>
+    (
+      await t.admin.query(
+        `SELECT id::int, kind, quantity_change::int AS change, quantity_after::int AS after, reason, op_id,
+                to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
+         FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 ORDER BY id`,
+        [tenantId, store, sku],
+      )
+    ).rows;
+  const kinds = (rows: LedgerRow[]) => rows.map((row) => [row.kind, row.change, row.after]);
+  const sumOf = (rows: LedgerRow[]) => rows.reduce((sum, row) => sum + row.change, 0);
+  const reviewItemsOf = async (saleId: string) =>
+    (await t.admin.query(`SELECT kind FROM review_items WHERE tenant_id = $1 AND subject_id = $2`, [tenantId, saleId])).rows.map((row) => row.kind);
+
+  it('synced after the count was recorded: the count found the goods gone, a count_correction row gives back what the sale row takes (net 0)', async () => {
+    const sku = await newSku(100);
+    const tillSold = await dbNow(); // the till sells 10 offline
+    const countedAt = await dbNow();
+    // The shelf held 90 at countedAt (the 10 the till sold had left); the ledger said 100.
+    const counted = await count(sku, 90, countedAt);
+    assert.deepEqual(counted.items.map((line) => [line.expected_quantity, line.variance, line.quantity_after]), [[100, -10, 90]]);
+    const onlineAfter = await sell(sku, 5); // after the count: taken
+    assert.equal(await balance(sku), 85);
+
+    const synced = await sync(sku, 10, tillSold);
+    assert.equal(synced.source, 'offline');
+    assert.deepEqual(synced.items.map((item) => item.shortfall_quantity), [0]);
+    assert.equal(await balance(sku), 85, 'the count already took the 10 out');
+    const ledger = await ledgerOf(sku);
+    assert.deepEqual(kinds(ledger), [
+      ['receipt', 100, 100],
+      ['count', -10, 90],
+      ['sale', -5, 85],
+      ['count_correction', 10, 95],
+      ['sale', -10, 85],
+    ]);
+    const [correction, saleRow] = ledger.slice(3);
+    assert.equal(correction!.reason, `count ${counted.id}`);
+    assert.equal(correction!.op_id, synced.op_id);
+    assert.equal(saleRow!.reason, `sale ${synced.id}`);
+    assert.equal(saleRow!.op_id, synced.op_id);
+    assert.equal(sumOf(ledger), await balance(sku));
+    assert.deepEqual(await reviewItemsOf(synced.id), [], 'no shortage: the goods left before the count');
+
+    // GET …/ledger lists the new kind; GET /v1/operations/{op_id} lists both rows and the balance once.
+    const listed = await owner.get(`/v1/stores/${store}/stock/${sku}/ledger`);
+    assert.equal(listed.status, 200);
+    const listedRows = listed.body.items as Array<{ id: number; kind: string; quantity_change: number; reason: string | null }>;
+    assert.deepEqual(
+      listedRows.filter((row) => row.kind === 'count_correction').map((row) => [row.id, row.quantity_change, row.reason]),
+      [[correction!.id, 10, `count ${counted.id}`]],
+    );
+    const operation = await owner.get(`/v1/operations/${synced.op_id}`);
+    assert.equal(operation.status, 200);
+    const effects = (operation.body.effects as Array<{ table: string; id: string; action: string }>).filter((effect) => effect.table.startsWith('stock_'));
+    assert.deepEqual(
+      effects.map((effect) => `${effect.table} ${effect.id} ${effect.action}`).sort(),
+      [`stock_balances ${store}/${sku} updated`, `stock_ledger ${correction!.id} created`, `stock_ledger ${saleRow!.id} created`].sort(),
+    );
+
+    // A synced sale the till made AFTER counted_at is taken out once, as any sale.
+    const later = await sync(sku, 3, await dbNow());
+    assert.equal(await balance(sku), 82);
+    // An online sale is "now" whatever its till's clock says: a clock lagging behind counted_at takes nothing back.
+    const lagging = await sell(sku, 2, tillSold);
+    assert.equal(await balance(sku), 80);
+    const tail = (await ledgerOf(sku)).slice(5);
+    assert.deepEqual(kinds(tail), [['sale', -3, 82], ['sale', -2, 80]]);
+    assert.deepEqual(tail.map((row) => row.op_id), [later.op_id, lagging.op_id]);
+    // A synced sale without the till's time is "now" too.
+    const untimed = await owner.post('/v1/sync/sales', { sales: [{ idempotency_key: randomUUID(), ...saleBody(sku, 1) }] });
+    assert.equal(untimed.body.results[0].status, 201, JSON.stringify(untimed.body));
+    assert.equal(await balance(sku), 79);
+    assert.equal(sumOf(await ledgerOf(sku)), 79);
+    // balance = counted − what left since counted_at (by the till's time) + what came in since
+    assert.equal(await balance(sku), 90 - 5 - 3 - 2 - 1);
+    assert.ok(onlineAfter.id);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('synced between counted_at and the count being posted: the count leaves the sale out of its expected quantity', async () => {
+    const sku = await newSku(100);
+    const tillSold = await dbNow();
+    const countedAt = await dbNow();
+    const synced = await sync(sku, 10, tillSold); // arrives after counted_at: stamped after it
+    const syncedAfter = await sync(sku, 4, await dbNow()); // made after counted_at by the till: moved after it
+    await sell(sku, 1); // online, after counted_at
+    assert.equal(await balance(sku), 85);
+
+    // The shelf held 88 at countedAt: 100 − the 10 the till had sold − 2 missing.
+    const counted = await count(sku, 88, countedAt);
+    assert.deepEqual(counted.items.map((line) => [line.expected_quantity, line.variance, line.quantity_after]), [[90, -2, 83]]);
+    assert.equal(await balance(sku), 88 - 4 - 1);
+    const ledger = await ledgerOf(sku);
+    assert.deepEqual(kinds(ledger), [
+      ['receipt', 100, 100],
+      ['sale', -10, 90],
+      ['sale', -4, 86],
+      ['sale', -1, 85],
+      ['count', -2, 83],
+    ]);
+    assert.deepEqual([ledger[1]!.op_id, ledger[2]!.op_id], [synced.op_id, syncedAfter.op_id]);
+    assert.equal(sumOf(ledger), await balance(sku));
+
+    // Counted again as of now, the shelf as the ledger has it: nothing moves (the synced sale is not taken out again).
+    const again = await count(sku, 83);
+    assert.deepEqual(again.items.map((line) => [line.expected_quantity, line.variance, line.ledger_id]), [[83, 0, null]]);
+    assert.equal(await balance(sku), 83);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a count of variance 0 between the two: the shelf showed the till\'s sale, and the balance keeps it taken once', async () => {
+    const sku = await newSku(50);
+    const tillSold = await dbNow();
+    const countedAt = await dbNow();
+    await sync(sku, 20, tillSold);
+    const counted = await count(sku, 30, countedAt);
+    assert.deepEqual(counted.items.map((line) => [line.expected_quantity, line.variance, line.quantity_after, line.ledger_id]), [[30, 0, 30, null]]);
+    assert.equal(await balance(sku), 30);
+    assert.deepEqual(kinds(await ledgerOf(sku)), [['receipt', 50, 50], ['sale', -20, 30]]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a synced sale the count covers takes no shortfall and opens no review item, even when the balance is below its quantity', async () => {
+    const sku = await newSku(10);
+    const tillSold = await dbNow(); // the till sold all 10
+    const countedAt = await dbNow();
+    await count(sku, 0, countedAt);
+    assert.equal(await balance(sku), 0);
+    const synced = await sync(sku, 10, tillSold);
+    assert.deepEqual(synced.items.map((item) => item.shortfall_quantity), [0]);
+    assert.deepEqual(await reviewItemsOf(synced.id), []);
+    assert.equal(await balance(sku), 0);
+    assert.deepEqual(kinds(await ledgerOf(sku)), [['receipt', 10, 10], ['count', -10, 0], ['count_correction', 10, 10], ['sale', -10, 0]]);
+    // One it does not cover (made after counted_at) is short as before: what is there is taken, the rest is its shortfall.
+    const short = await sync(sku, 2, await dbNow());
+    assert.deepEqual(short.items.map((item) => item.shortfall_quantity), [2]);
+    assert.deepEqual(await reviewItemsOf(short.id), ['offline_sale_shortage']);
+    assert.equal(await balance(sku), 0);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a sale covered by an earlier count is not taken out again by a later count; an earlier count posted late still holds from its counted_at', async () => {
+    const sku = await newSku(100);
+    const tillSold = await dbNow();
+    const first = await dbNow();
+    await count(sku, 90, first); // found the till's 10 gone
+    const second = await dbNow();
+    const synced = await sync(sku, 10, tillSold); // after both moments: covered by the first count (net 0)
+    assert.equal(await balance(sku), 90);
+    const later = await count(sku, 90, second);
+    assert.deepEqual(later.items.map((line) => [line.expected_quantity, line.variance]), [[90, 0]]);
+    assert.equal(await balance(sku), 90);
+    assert.ok(synced.id);
+
+    // Two moments counted, the earlier posted last... is refused (409); but an earlier count posted after a later
+    // counted_at, with a sale synced in between, is applied once: 100 in; the till sells 10 at t0; counts at t1 < t2.
+    const other = await newSku(100);
+    const t0 = await dbNow();
+    const t1 = await dbNow();
+    const t2 = await dbNow();
+    await sync(other, 10, t0); // arrives after t1 and t2, before either count: 90
+    await sell(other, 5); // after t2: 85
+    const c1 = await count(other, 88, t1); // the shelf at t1: 100 − 10 − 2 missing → expected 90, variance −2
+    assert.deepEqual(c1.items.map((line) => [line.expected_quantity, line.variance, line.quantity_after]), [[90, -2, 83]]);
+    const c2 = await count(other, 88, t2); // at t2 the shelf still held 88: the first count's −2 holds, the sale is not taken again
+    assert.deepEqual(c2.items.map((line) => [line.expected_quantity, line.variance, line.quantity_after]), [[88, 0, 83]]);
+    assert.equal(await balance(other), 83);
+    assert.equal(sumOf(await ledgerOf(other)), 83);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('concurrent: counts posted while sync batches with sales on both sides of counted_at and online sales go in; the balance ends at the formula, the ledger sums to it', async () => {
+    const sku = await newSku(5_000);
+    const tillBefore = await dbNow(); // what the tills sold before the stocktake
+    const countedAt = await dbNow();
+    const tillAfter = await dbNow(); // and after it
+    const batches = 8;
+    const perBatch = 15;
+    const quantity = (batch: number, i: number) => 1 + ((batch + i) % 3);
+    const clientTime = (batch: number, i: number) => ((batch + i) % 2 === 0 ? tillBefore : tillAfter);
+    const syncBatch = async (batch: number) =>
+      owner.post('/v1/sync/sales', {
+        sales: Array.from({ length: perBatch }, (_, i) => ({ idempotency_key: randomUUID(), ...saleBody(sku, quantity(batch, i), clientTime(batch, i)) })),
+      });
+    const onlineSales = async (lane: number) => {
+      const answers = [];
+      for (let i = 0; i < 10; i++) answers.push(await owner.post('/v1/sales', saleBody(sku, 1 + ((lane + i) % 2)), { idempotencyKey: randomUUID() }));
+      return answers;
+    };
+    const countAfter = async (delayMs: number, counted: number, at?: string) => {
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return owner.post(`/v1/stores/${store}/stock/counts`, { items: [{ sku_id: sku, counted_quantity: counted }], ...(at ? { counted_at: at } : {}) }, { idempotencyKey: randomUUID() });
+    };
+    const [syncAnswers, onlineAnswers, countAnswers] = await Promise.all([
+      Promise.all(Array.from({ length: batches }, (_, batch) => syncBatch(batch))),
+      Promise.all(Array.from({ length: 4 }, (_, lane) => onlineSales(lane))),
+      Promise.all([countAfter(0, 4_800, countedAt), countAfter(40, 4_750, countedAt), countAfter(80, 4_700)]),
+    ]);
+    for (const answer of syncAnswers) {
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      for (const result of answer.body.results) assert.equal(result.status, 201, JSON.stringify(result.body));
+    }
+    for (const answer of onlineAnswers.flat()) assert.equal(answer.status, 201, JSON.stringify(answer.body));
+    // The count of now is applied (its counted_at is when it held the lock: later than any recorded); of the two of
+    // countedAt, at most one (the second is counted already: 409; both, if the count of now came first).
+    assert.equal(countAnswers[2]!.status, 201, JSON.stringify(countAnswers[2]!.body));
+    const ofMoment = countAnswers.slice(0, 2);
+    assert.ok(ofMoment.filter((answer) => answer.status === 201).length <= 1);
+    for (const answer of ofMoment) {
+      assert.ok([201, 409].includes(answer.status), JSON.stringify(answer.body));
+      if (answer.status === 409) assert.equal(answer.body.code, 'conflict');
+    }
+    const latest = countAnswers[2]!.body as { counted_at_exact: string; items: CountItem[] };
+    const latestAt = latest.counted_at_exact;
+
+    // What left after the latest count's counted_at: online sales by their ledger row's stamp, synced ones by the till's time.
+    const sold = (
+      await t.admin.query(
+        `SELECT s.source, s.op_id, to_char(s.client_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS client_at,
+                to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, -l.quantity_change::int AS quantity
+         FROM sales s JOIN stock_ledger l ON l.tenant_id = s.tenant_id AND l.op_id = s.op_id AND l.kind = 'sale'
+         WHERE s.tenant_id = $1 AND l.sku_id = $2`,
+        [tenantId, sku],
+      )
+    ).rows as Array<{ source: string; op_id: string; client_at: string | null; at: string; quantity: number }>;
+    assert.equal(sold.length, batches * perBatch + 40);
+    const leftSince = sold.filter((row) => (row.source === 'offline' ? row.client_at! > latestAt : row.at > latestAt)).reduce((sum, row) => sum + row.quantity, 0);
+    const final = await balance(sku);
+    assert.equal(final, latest.items[0]!.counted_quantity - leftSince, JSON.stringify({ leftSince, latestAt }));
+    const ledger = await ledgerOf(sku);
+    assert.equal(sumOf(ledger), final);
+    let running = 0;
+    for (const row of ledger) {
+      running += row.change;
+      assert.equal(row.after, running);
+      assert.ok(row.after >= 0);
+    }
+    // A synced sale made before the latest count's counted_at and written after it (so after the count committed:
+    // that count's counted_at is when it held the lock) has its correction; a correction is only in a synced sale
+    // made at or before a count's counted_at, and gives back what its sale took.
+    const corrected = new Map(ledger.filter((row) => row.kind === 'count_correction').map((row) => [row.op_id, row.change]));
+    for (const row of sold.filter((sale) => sale.source === 'offline' && sale.client_at! <= latestAt && sale.at > latestAt)) {
+      assert.equal(corrected.get(row.op_id), row.quantity, JSON.stringify(row));
+    }
+    for (const [opId, change] of corrected) {
+      const sale = sold.find((row) => row.op_id === opId)!;
+      assert.equal(sale.source, 'offline');
+      assert.ok(sale.client_at! <= latestAt, JSON.stringify(sale));
+      assert.equal(change, sale.quantity);
+    }
+    assert.ok(sold.some((row) => row.at > latestAt) && sold.some((row) => row.at <= latestAt), 'the counts fell among the sales');
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+});
+
+/**
+ * count_correction_matches_sale against corrupted rows: each corruption
+ * leaves every balance equal to its ledger (the other stock checks stay
+ * quiet), so the check, and only it, reports it.
+ */
+describe('the integrity of count corrections: count_correction_matches_sale', () => {
+  let t: TestApp;
+  let owner: ApiClient;
+  let tenantId: string;
+  let store: string;
+
+  before(async () => {
+    t = await startTestApp();
+    ({ owner, tenantId } = await t.newTenant());
+    store = (await owner.post('/v1/stores', { code: 'CC', name: 'Correction integrity' })).body.id;
+  });
+  after(() => t.close());
+
+  const dbNow = async (): Promise<string> =>
+    (await t.admin.query(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows[0].at;
+  /** A SKU of 20, a till's sale of 5 before a count that found it gone, synced after: its count_correction row. */
+  const corrected = async () => {
+    const sku = (await owner.post('/v1/skus', { code: `K-${randomUUID().slice(0, 8)}`, name: 'thing', unit: 'piece', price: 100 })).body.id as string;
+    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 20 }] })).status, 201);
+    const tillSold = await dbNow();
+    const countedAt = await dbNow();
+    const counted = await owner.post(`/v1/stores/${store}/stock/counts`, { items: [{ sku_id: sku, counted_quantity: 15 }], counted_at: countedAt }, { idempotencyKey: randomUUID() });
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    const synced = await owner.post('/v1/sync/sales', {
+      sales: [{ idempotency_key: randomUUID(), store_id: store, payment_method: 'cash', client_created_at: tillSold, items: [{ sku_id: sku, quantity: 5, unit_price: 100 }] }],
+    });
+    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    const row = (await t.admin.query(`SELECT id::int FROM stock_ledger WHERE tenant_id = $1 AND sku_id = $2 AND kind = 'count_correction'`, [tenantId, sku])).rows[0];
+    assert.ok(row, 'the sale wrote its count_correction row');
+    return { sku, countId: counted.body.id as string, countedAt, sale: synced.body.results[0].body as { id: string; op_id: string }, correctionId: row.id as number };
+  };
+  const newFindings = (corrupt: () => Promise<void>) => findingsAfter(t.admin, tenantId, corrupt);
+  const subjectOf = (opId: string, sku: string) => `${opId}/${store}/${sku}`;
+
+  it('clean corrections are not reported', async () => {
+    await corrected();
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a correction naming a count that is not of its SKU is reported', async () => {
+    const one = await corrected();
+    const other = await corrected();
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [[`UPDATE stock_ledger SET reason = $3 WHERE tenant_id = $1 AND id = $2`, [tenantId, one.correctionId, `count ${other.countId}`]]]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['count_correction_matches_sale', subjectOf(one.sale.op_id, one.sku)]]);
+  });
+
+  it('a correction of a sale the till made after the count\'s counted_at is reported', async () => {
+    const one = await corrected();
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [[`UPDATE sales SET client_created_at = $3::timestamptz + interval '1 microsecond' WHERE tenant_id = $1 AND id = $2`, [tenantId, one.sale.id, one.countedAt]]]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['count_correction_matches_sale', subjectOf(one.sale.op_id, one.sku)]]);
+  });
+
+  it('a correction giving back more than its sale took, and one in an online sale\'s operation, are reported', async () => {
+    const one = await corrected();
+    // +1 on the correction and on every row after it of the pair, and on the balance: the ledger still sums to it.
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [`UPDATE stock_ledger SET quantity_change = quantity_change + 1 WHERE tenant_id = $1 AND id = $2`, [tenantId, one.correctionId]],
+        [`UPDATE stock_ledger SET quantity_after = quantity_after + 1 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 AND id >= $4`, [tenantId, store, one.sku, one.correctionId]],
+        [`UPDATE stock_balances SET quantity = quantity + 1 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, one.sku]],
+      ]),
+    );
+    // The count's arithmetic breaks too: the sale made before its counted_at, recorded after it, no longer nets 0.
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]).sort(), [
+      ['count_correction_matches_sale', subjectOf(one.sale.op_id, one.sku)],
+      ['stock_count_matches_ledger', one.countId],
+    ]);
+
+    const two = await corrected();
+    const online = await owner.post('/v1/sales', { store_id: store, payment_method: 'cash', items: [{ sku_id: two.sku, quantity: 1, unit_price: 100 }] }, { idempotencyKey: randomUUID() });
+    assert.equal(online.status, 201, JSON.stringify(online.body));
+    const balance = Number((await t.admin.query(`SELECT quantity FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, two.sku])).rows[0].quantity);
+    const more = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [
+          `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason) VALUES ($1, $2, $3, $4, 1, $5, 'count_correction', $6)`,
+          [tenantId, store, two.sku, online.body.op_id, balance + 1, `count ${two.countId}`],
+        ],
+        [`UPDATE stock_balances SET quantity = quantity + 1 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, two.sku]],
+      ]),
+    );
+    assert.deepEqual(more.map((finding) => [finding.check, finding.subject]), [['count_correction_matches_sale', subjectOf(online.body.op_id, two.sku)]]);
+  });
+});
