@@ -206,11 +206,12 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
                             AND (SELECT max(r.created_at) FROM stock_ledger r
                                  WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id)
                                 > ${countedAt}::timestamptz), 0)
+              -- the pair's rows from counted_at on (stock_ledger_history_idx) of sales' operations (which write only
+              -- sale and count_correction rows)
               + coalesce((SELECT sum(l.quantity_change) FROM stock_ledger l
                           JOIN sales v ON v.tenant_id = l.tenant_id AND v.op_id = l.op_id
                           WHERE l.tenant_id = ${tenantId} AND l.store_id = ${storeId} AND l.sku_id = s.sku_id
-                            AND l.created_at > ${countedAt}::timestamptz AND l.kind IN ('sale', 'count_correction')
-                            AND v.source = 'offline' AND v.client_created_at <= ${countedAt}::timestamptz), 0))::bigint AS expected,
+                            AND l.created_at > ${countedAt}::timestamptz AND v.source = 'offline' AND v.client_created_at <= ${countedAt}::timestamptz), 0))::bigint AS expected,
              coalesce(b.quantity, 0)::bigint AS current
       FROM unnest(${skuIds}::uuid[]) AS s(sku_id)
       LEFT JOIN stock_balances b ON b.tenant_id = ${tenantId} AND b.store_id = ${storeId} AND b.sku_id = s.sku_id`,

@@ -114,11 +114,12 @@ export const inventoryChecks: IntegrityCheck[] = [
                                       WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id) > c.counted_at), 0)
                    -- synced sales the tills made at or before counted_at, recorded after it (their sale and count_correction
                    -- rows; one recorded after the count moved the balance by 0): stock_ledger_history_idx from counted_at on
+                   -- (no filter on kind: a sale's operation writes no other; one the planner estimated to match no row —
+                   -- a tenant without sales — made it read the whole ledger instead of the index)
                    + coalesce((SELECT sum(h.quantity_change) FROM stock_ledger h
                                JOIN sales v ON v.tenant_id = h.tenant_id AND v.op_id = h.op_id
                                WHERE h.tenant_id = x.tenant_id AND h.store_id = c.store_id AND h.sku_id = x.sku_id
-                                 AND h.created_at > c.counted_at AND h.kind IN ('sale', 'count_correction')
-                                 AND v.source = 'offline' AND v.client_created_at <= c.counted_at), 0) AS ledger_then
+                                 AND h.created_at > c.counted_at AND v.source = 'offline' AND v.client_created_at <= c.counted_at), 0) AS ledger_then
             FROM stock_count_lines x WHERE x.tenant_id = c.tenant_id AND x.count_id = c.id
           ) li
           FULL JOIN (

@@ -300,13 +300,14 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           'Record a stock count (stocktake) taken while the shop is open: each line is what was on the shelf at `counted_at`; each balance moves by the variance between that and the stock the ledger held at `counted_at`, ' +
           'so sales and receipts recorded after it are kept. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS).',
         description:
-          '`expected_quantity` is the store\'s stock of the SKU at `counted_at` (the `quantity_after` of its last stock ledger row at or before it), read while the balance row is locked, plus the variances of earlier counts of the SKU recorded after that moment (their correction holds from their own `counted_at`); ' +
+          '`expected_quantity` is the store\'s stock of the SKU at `counted_at` (the `quantity_after` of its last stock ledger row at or before it), read while the balance row is locked, plus the variances of earlier counts of the SKU recorded after that moment (their correction holds from their own `counted_at`), ' +
+          'plus what sales synced by tills (POST /v1/sync/sales) with a `client_created_at` at or before `counted_at`, recorded after it, moved (they had left the shelf the count saw; a synced sale recorded after the count moves the balance by 0 through a `count_correction` row: each such sale is taken out once); ' +
           '`variance` = `counted_quantity` − `expected_quantity` is applied to the current balance through one stock ledger row of kind `count` (the `reference` as its reason) per line whose variance is not 0; ' +
           'a line with variance 0 writes no ledger row but is answered. The count and its lines are kept (GET …/stock/counts). ' +
           `\`counted_at\` defaults to now; one up to ${COUNT_CLOCK_SKEW} ahead of the server's clock is taken as counted now (the answer's \`counted_at\`), one further ahead or more than ${COUNT_MAX_AGE_DAYS} days ago is 400 at \`/body/counted_at\`. ` +
           'A variance that would make a balance negative (less counted than sold since): 409 insufficient_stock with `shortages` and `lines`, nothing written. ' +
           'A SKU already counted at or after this `counted_at` (by a count recorded earlier): 409 conflict with `later_counts`, nothing written — the later count set the stock (the same count sent again under another key is refused so too). ' +
-          'A SKU whose stock at `counted_at` comes out below 0 — an earlier count found less than the ledger then took out before this `counted_at` (a till\'s sale synced late, a miscount) — is 409 conflict with `lines` (`sku_id`, `expected_quantity`), nothing written: count it as of now. ' +
+          'A SKU whose stock at `counted_at` comes out below 0 — an earlier count found less than the ledger then took out before this `counted_at` (a miscount), or tills sold before it more than the ledger held — is 409 conflict with `lines` (`sku_id`, `expected_quantity`), nothing written: count it as of now. ' +
           'An unknown SKU: 400 at its line\'s `/body/items/<index>/sku_id`; a SKU on two lines: 400 at the second; a piece-tracked SKU: 422. Needs `stock.adjust`.',
         headers: IdempotencyHeaders,
         params: StoreParams,
@@ -441,7 +442,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.read' },
       schema: {
         tags: ['inventory'],
-        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, count (the variance of a stock count), sale, void, return (a partial return of a sale), supplier_return (goods of a purchase sent back to its supplier), transfer_out, …',
+        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, count (the variance of a stock count), count_correction (in a sale synced with a client_created_at at or before the counted_at of a count already recorded: gives back what its sale row takes, the count having found the goods gone; reason `count <count id>`), sale, void, return (a partial return of a sale), supplier_return (goods of a purchase sent back to its supplier), transfer_out, …',
         params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
         querystring: ListQuery,
         response: {

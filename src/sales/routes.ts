@@ -358,7 +358,9 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
           'and the others are applied; only a batch whose own shape is wrong (no sales, over 500, a sale without idempotency_key) is refused whole. A sale that already happened offline is never lost: when stock is now short, ' +
           'stock goes to 0 through the ledger, the missing quantity is recorded as shortfall_quantity on its lines and an ' +
           'offline_sale_shortage review item is opened (201, source offline). Likewise a named workshop piece no longer in stock is not sold: its ' +
-          'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces. The batch\'s own Idempotency-Key, when sent, ' +
+          'quantity is the line\'s shortfall and the review item lists it under unavailable_pieces. A sale whose client_created_at is at or before the counted_at of the latest stock count of ' +
+          'one of its SKUs in its store, recorded already, was found gone by that count: it keeps its stock ledger row of kind sale, preceded by one of kind count_correction ' +
+          'giving the quantity back (the count took it out), so it moves that balance by 0 and takes no shortfall of it (README, Stock counts). The batch\'s own Idempotency-Key, when sent, ' +
           'is taken before any sale is applied: another batch under it is 422 idempotency_key_reused (one still running 409), nothing applied; the same batch ' +
           'again is applied again — each sale replays by its own key, one that failed only for the moment is tried afresh — and is answered with Idempotent-Replayed; the batch is compared as read (ids in any letter case are the same batch). ' +
           'The batch\'s key is a key space of its own, compared only with other batches\' keys: it may equal one of its sales\' keys, or a key used on another endpoint, without a 422.',
