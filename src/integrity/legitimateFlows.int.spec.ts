@@ -279,6 +279,50 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     assert.deepEqual(found, [], JSON.stringify(found));
   });
 
+  it('count_correction_matches_sale and stock_count_matches_ledger: till sales synced late on both sides of counts, in far zones, with an offset and in capitals, two lines of a SKU, a SKU not counted, then voided or partly returned', async () => {
+    const { owner } = await t.newTenant();
+    const flour = ok(await owner.post('/v1/skus', { code: 'FLOUR', name: 'Flour', unit: 'kg', price: 300 })).body.id;
+    const jars = ok(await owner.post('/v1/skus', { code: 'JAR', name: 'Jar', unit: 'piece', price: 120 })).body.id;
+    const dbNow = async (): Promise<string> => (await t.admin.query(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows[0].at;
+    /** The same moment (to the millisecond, so never later) written with a +05:00 offset. */
+    const withOffset = (at: string) => new Date(Date.parse(at) + 5 * HOUR).toISOString().replace('Z', '+05:00');
+    const count = (storeId: string, body: unknown) => owner.post(`/v1/stores/${storeId}/stock/counts`, body, { idempotencyKey: randomUUID() });
+    const sync = async (storeId: string, at: string, items: Array<{ sku_id: string; quantity: number }>) => {
+      const response = ok(
+        await owner.post('/v1/sync/sales', {
+          sales: [{ idempotency_key: randomUUID(), store_id: storeId, payment_method: 'cash', client_created_at: at, items: items.map((item) => ({ ...item, unit_price: 100 })) }],
+        }),
+        200,
+      );
+      assert.equal(response.body.results[0].status, 201, JSON.stringify(response.body));
+      return response.body.results[0].body as { id: string; op_id: string };
+    };
+    for (const zone of ['UTC', 'Pacific/Kiritimati', 'Etc/GMT+12']) {
+      const store = await storeWithStock(owner, flour, `CS-${zone.length}`, zone);
+      ok(await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: jars, quantity: 100 }] }));
+      const tillSold = await dbNow();
+      const countedAt = await dbNow();
+      // Synced between counted_at and the count: two lines of flour and a jar, named in capitals.
+      const between = await sync(store, tillSold, [{ sku_id: flour.toUpperCase(), quantity: 20 }, { sku_id: flour, quantity: 5 }, { sku_id: jars, quantity: 1 }]);
+      ok(await count(store, { items: [{ sku_id: flour, counted_quantity: 470 }], counted_at: countedAt })); // 500 − 25 − 5 missing
+      // Synced after the count: flour covered (a correction), the jar not counted (taken as before).
+      const covered = await sync(store, withOffset(tillSold), [{ sku_id: flour, quantity: 10 }, { sku_id: jars, quantity: 2 }]);
+      const after = await sync(store, await dbNow(), [{ sku_id: flour, quantity: 3 }]);
+      ok(await owner.post(`/v1/sales/${covered.id}/void`, { reason: 'till error' }), 200);
+      ok(await owner.post(`/v1/sales/${between.id}/returns`, { items: [{ sku_id: flour, quantity: 4 }], reason: 'too much' }));
+      ok(await owner.post(`/v1/sales/${after.id}/returns`, { items: [{ sku_id: flour, quantity: 1 }], reason: 'too much' }));
+      // 470 counted − 3 sold after + 10 back by the void + 4 + 1 by the returns.
+      const balance = Number((await t.admin.query(`SELECT quantity FROM stock_balances WHERE store_id = $1 AND sku_id = $2`, [store, flour])).rows[0].quantity);
+      assert.equal(balance, 470 - 3 + 10 + 4 + 1);
+      const kinds = (await t.admin.query(`SELECT kind FROM stock_ledger WHERE store_id = $1 AND op_id = $2 ORDER BY id`, [store, covered.op_id])).rows.map((row) => row.kind);
+      assert.deepEqual(kinds, ['count_correction', 'sale', 'sale']);
+      // Counted again as of now, as the system has it.
+      ok(await count(store, { items: [{ sku_id: flour, counted_quantity: balance }, { sku_id: jars, counted_quantity: 97 }] }));
+    }
+    const found = await findings(owner);
+    assert.deepEqual(found, [], JSON.stringify(found));
+  });
+
   it('transfer checks: transfers requested, approved, received in full or short, cancelled, and named in capitals', async () => {
     const { owner } = await t.newTenant();
     const skuId = ok(await owner.post('/v1/skus', { code: `K${randomUUID().slice(0, 6)}`, name: 'Oil', unit: 'piece', price: 500 })).body.id;
