@@ -5,15 +5,8 @@ import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { withTriggersOff } from '../../test/support/database.js';
 import { findingsAfter, integrityFindings } from '../../test/support/integrity.js';
+import type { CountLine as CountItem } from './countStock.js';
 
-interface CountItem {
-  sku_id: string;
-  counted_quantity: number;
-  expected_quantity: number;
-  variance: number;
-  quantity_after: number;
-  ledger_id: number | null;
-}
 
 interface LedgerRow {
   id: number;
@@ -340,43 +333,20 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
     assert.ok(sold.some((row) => row.at > latestAt) && sold.some((row) => row.at <= latestAt), 'the counts fell among the sales');
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
-});
 
-/**
- * count_correction_matches_sale against corrupted rows: each corruption
- * leaves every balance equal to its ledger (the other stock checks stay
- * quiet), so the check, and only it, reports it.
- */
-describe('the integrity of count corrections: count_correction_matches_sale', () => {
-  let t: TestApp;
-  let owner: ApiClient;
-  let tenantId: string;
-  let store: string;
-
-  before(async () => {
-    t = await startTestApp();
-    ({ owner, tenantId } = await t.newTenant());
-    store = (await owner.post('/v1/stores', { code: 'CC', name: 'Correction integrity' })).body.id;
-  });
-  after(() => t.close());
-
-  const dbNow = async (): Promise<string> =>
-    (await t.admin.query(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows[0].at;
+  // count_correction_matches_sale against corrupted rows: each corruption leaves every balance equal to its ledger
+  // (the other stock checks stay quiet), so the check reports it (with stock_count_matches_ledger where the
+  // corruption also changes what a count's arithmetic reads).
   /** A SKU of 20, a till's sale of 5 before a count that found it gone, synced after: its count_correction row. */
   const corrected = async () => {
-    const sku = (await owner.post('/v1/skus', { code: `K-${randomUUID().slice(0, 8)}`, name: 'thing', unit: 'piece', price: 100 })).body.id as string;
-    assert.equal((await owner.post(`/v1/stores/${store}/stock/receipts`, { items: [{ sku_id: sku, quantity: 20 }] })).status, 201);
+    const sku = await newSku(20);
     const tillSold = await dbNow();
     const countedAt = await dbNow();
-    const counted = await owner.post(`/v1/stores/${store}/stock/counts`, { items: [{ sku_id: sku, counted_quantity: 15 }], counted_at: countedAt }, { idempotencyKey: randomUUID() });
-    assert.equal(counted.status, 201, JSON.stringify(counted.body));
-    const synced = await owner.post('/v1/sync/sales', {
-      sales: [{ idempotency_key: randomUUID(), store_id: store, payment_method: 'cash', client_created_at: tillSold, items: [{ sku_id: sku, quantity: 5, unit_price: 100 }] }],
-    });
-    assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
-    const row = (await t.admin.query(`SELECT id::int FROM stock_ledger WHERE tenant_id = $1 AND sku_id = $2 AND kind = 'count_correction'`, [tenantId, sku])).rows[0];
+    const counted = await count(sku, 15, countedAt);
+    const sale = await sync(sku, 5, tillSold);
+    const row = (await ledgerOf(sku)).find((entry) => entry.kind === 'count_correction');
     assert.ok(row, 'the sale wrote its count_correction row');
-    return { sku, countId: counted.body.id as string, countedAt, sale: synced.body.results[0].body as { id: string; op_id: string }, correctionId: row.id as number };
+    return { sku, countId: counted.id, countedAt, sale, correctionId: row.id };
   };
   const newFindings = (corrupt: () => Promise<void>) => findingsAfter(t.admin, tenantId, corrupt);
   const subjectOf = (opId: string, sku: string) => `${opId}/${store}/${sku}`;
