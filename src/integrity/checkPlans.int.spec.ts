@@ -106,4 +106,46 @@ describe('integrity checks read what they need', () => {
       client.release();
     }
   });
+  it('the check of count corrections reads the count_correction rows of the stock ledger (and its sales\' rows by operation), not every sale and receipt row', async () => {
+    const { tenantId, owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'CK', name: 'Corrected plans' })).body.id as string;
+    const skus: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const sku = await owner.post('/v1/skus', { code: `R${i}-${randomUUID().slice(0, 4)}`, name: `Item ${i}`, unit: 'piece', price: 10 });
+      assert.equal(sku.status, 201);
+      skus.push(sku.body.id);
+    }
+    for (let round = 0; round < 100; round++) {
+      const receipt = await owner.post(`/v1/stores/${store}/stock/receipts`, { items: skus.map((sku_id) => ({ sku_id, quantity: 5 })) });
+      assert.equal(receipt.status, 201);
+    }
+    // Tills' sales made before a count of their SKU that found them gone, synced after it: a count_correction row each.
+    const tillSold = (await t.admin.query(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows[0].at as string;
+    for (const sku of skus.slice(0, 3)) {
+      const counted = await owner.post(`/v1/stores/${store}/stock/counts`, { items: [{ sku_id: sku, counted_quantity: 499 }] });
+      assert.equal(counted.status, 201, JSON.stringify(counted.body));
+      const synced = await owner.post('/v1/sync/sales', {
+        sales: [{ idempotency_key: randomUUID(), store_id: store, payment_method: 'cash', client_created_at: tillSold, items: [{ sku_id: sku, quantity: 1, unit_price: 10 }] }],
+      });
+      assert.equal(synced.body.results[0].status, 201, JSON.stringify(synced.body));
+    }
+    const corrections = (await t.admin.query(`SELECT count(*)::int AS n FROM stock_ledger WHERE tenant_id = $1 AND kind = 'count_correction'`, [tenantId])).rows[0].n;
+    assert.equal(corrections, 3);
+    const ledgerRows = (await t.admin.query(`SELECT count(*)::int AS n FROM stock_ledger WHERE tenant_id = $1`, [tenantId])).rows[0].n;
+    assert.equal(ledgerRows, 2_009);
+    const client = await t.admin.connect();
+    try {
+      await client.query('ANALYZE stock_ledger');
+      const check = allChecks.find((candidate) => candidate.name === 'count_correction_matches_sale')!;
+      const { rows } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${check.sql}`, [tenantId]);
+      const scans = scansOf(rows[0]['QUERY PLAN'][0].Plan, 'stock_ledger');
+      assert.ok(scans.length > 0, 'the check reads the stock ledger');
+      for (const scan of scans) {
+        const read = (scan['Actual Rows'] ?? 0) + (scan['Rows Removed by Filter'] ?? 0) + (scan['Rows Removed by Index Recheck'] ?? 0);
+        assert.ok(read * (scan['Actual Loops'] ?? 1) < ledgerRows / 100, `${scan['Node Type']} ${scan['Index Name'] ?? ''} read ${read} × ${scan['Actual Loops']} of ${ledgerRows} ledger rows`);
+      }
+    } finally {
+      client.release();
+    }
+  });
 });
