@@ -98,7 +98,7 @@ const StockCount = Type.Object({
     Type.Object({
       sku_id: Uuid,
       counted_quantity: Type.Integer({ description: 'base units on the shelf at counted_at, as sent' }),
-      expected_quantity: Type.Integer({ description: "the store's stock of the SKU at counted_at: the quantity_after of its last stock ledger row at or before that moment (0 when none)" }),
+      expected_quantity: Type.Integer({ description: "the store's stock of the SKU at counted_at: the quantity_after of its last stock ledger row at or before that moment (0 when none), plus the variances of earlier counts recorded after it, plus what sales synced by tills with a client_created_at at or before it, recorded after it, moved" }),
       variance: Type.Integer({ description: 'counted_quantity − expected_quantity: what the count moved the balance by' }),
       quantity_after: Type.Integer({ description: 'the balance the count left (the current balance moved by the variance; unchanged when the variance is 0)' }),
       ledger_id: Type.Union([Type.Integer(), Type.Null()], { description: 'the stock ledger row (kind `count`) that moved the balance; null when the variance is 0' }),

@@ -244,15 +244,19 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
   // that came through POST /v1/sync/sales with the till's time: an online
   // sale happens when it arrives, whatever its till's clock says. Both times
   // are UTC with microseconds, four-digit years: compared as text.
-  const countedBefore = (skuId: string): string | null => {
-    const count = state.counted.get(skuId);
-    return source === 'offline' && clientCreatedAt !== null && count !== undefined && clientCreatedAt <= count.through ? count.countId : null;
-  };
+  // (Per plain SKU: the id of the count that covers the sale.)
+  const coveredBy = new Map(
+    skuIds.flatMap((skuId) => {
+      const count = state.counted.get(skuId);
+      const covered = source === 'offline' && clientCreatedAt !== null && count !== undefined && clientCreatedAt <= count.through && !state.skus.get(skuId)!.tracks_pieces;
+      return covered ? [[skuId, count.countId] as const] : [];
+    }),
+  );
   for (const skuId of skuIds) {
     const available = state.stock.get(skuId) ?? 0;
     const requested = bySku.get(skuId)!;
     let take: number;
-    if (!state.skus.get(skuId)!.tracks_pieces && countedBefore(skuId) !== null) {
+    if (coveredBy.has(skuId)) {
       taken.set(skuId, requested);
       continue;
     }
@@ -279,10 +283,10 @@ export function planSale(state: SaleState, request: SaleRequest, opId: string, p
   for (const skuId of skuIds) {
     const take = taken.get(skuId)!;
     if (take === 0) continue;
-    const countId = state.skus.get(skuId)!.tracks_pieces ? null : countedBefore(skuId);
+    const countId = coveredBy.get(skuId);
     const before = state.stock.get(skuId) ?? 0;
-    if (countId !== null) ledger.push({ sku_id: skuId, quantity_change: take, quantity_after: before + take, kind: 'count_correction', count_id: countId });
-    const after = countId !== null ? before : before - take;
+    if (countId !== undefined) ledger.push({ sku_id: skuId, quantity_change: take, quantity_after: before + take, kind: 'count_correction', count_id: countId });
+    const after = countId !== undefined ? before : before - take;
     assert(after >= 0, 'stock never goes negative');
     state.stock.set(skuId, after);
     ledger.push({ sku_id: skuId, quantity_change: -take, quantity_after: after, kind: 'sale' });
