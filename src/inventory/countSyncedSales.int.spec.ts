@@ -273,12 +273,15 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       return owner.post(`/v1/stores/${store}/stock/counts`, { items: [{ sku_id: sku, counted_quantity: counted }], ...(at ? { counted_at: at } : {}) }, { idempotencyKey: randomUUID() });
     };
+    // One batch synced before any count is posted (made on both sides of countedAt, recorded after it): the count of
+    // countedAt must leave its earlier half out of its expected quantity.
+    const early = await syncBatch(batches);
     const [syncAnswers, onlineAnswers, countAnswers] = await Promise.all([
       Promise.all(Array.from({ length: batches }, (_, batch) => syncBatch(batch))),
       Promise.all(Array.from({ length: 4 }, (_, lane) => onlineSales(lane))),
       Promise.all([countAfter(0, 4_800, countedAt), countAfter(40, 4_750, countedAt), countAfter(80, 4_700)]),
     ]);
-    for (const answer of syncAnswers) {
+    for (const answer of [early, ...syncAnswers]) {
       assert.equal(answer.status, 200, JSON.stringify(answer.body));
       for (const result of answer.body.results) assert.equal(result.status, 201, JSON.stringify(result.body));
     }
@@ -305,7 +308,7 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
         [tenantId, sku],
       )
     ).rows as Array<{ source: string; op_id: string; client_at: string | null; at: string; quantity: number }>;
-    assert.equal(sold.length, batches * perBatch + 40);
+    assert.equal(sold.length, (batches + 1) * perBatch + 40);
     const leftSince = sold.filter((row) => (row.source === 'offline' ? row.client_at! > latestAt : row.at > latestAt)).reduce((sum, row) => sum + row.quantity, 0);
     const final = await balance(sku);
     assert.equal(final, latest.items[0]!.counted_quantity - leftSince, JSON.stringify({ leftSince, latestAt }));
@@ -331,6 +334,7 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
       assert.equal(change, sale.quantity);
     }
     assert.ok(sold.some((row) => row.at > latestAt) && sold.some((row) => row.at <= latestAt), 'the counts fell among the sales');
+    assert.ok(corrected.size > 0, 'synced sales made before a counted_at were written after its count (the corrections path ran)');
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
