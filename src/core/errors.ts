@@ -19,6 +19,7 @@ export const ERROR_STATUS = {
   already_exists: 409,
   piece_unavailable: 409,
   return_exceeds_sale: 409,
+  piece_not_returnable: 409,
   return_exceeds_purchase: 409,
   operation_already_used: 409,
   version_conflict: 412,

@@ -40,7 +40,7 @@ const PieceIds = Type.Array(Uuid, { minItems: 1, maxItems: 500 });
 const ReservationOpId = Type.Optional(Type.String({ format: 'uuid', [LOWERCASE]: true, description: 'use pieces reserved under this reservation operation; what is made of them stays held by it, until the same time' }));
 const HistoryItem = Type.Object({
   event_id: Type.Integer(),
-  type: Type.String({ description: 'piece.created, piece.reserved, piece.released, piece.reservation_expired, piece.cut, piece.combined, piece.reverted, piece.sold (by a sale), piece.returned (by its void)' }),
+  type: Type.String({ description: 'piece.created, piece.reserved, piece.released, piece.reservation_expired, piece.cut, piece.combined, piece.reverted, piece.sold (by a sale), piece.returned (by a return of the sale or its void)' }),
   op_id: Uuid,
   operation_type: Type.String(),
   actor: Type.String(),

@@ -149,20 +149,37 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_return_matches_lines',
     severity: 'critical',
     description:
-      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not a line of workshop pieces nor one with an offline shortfall), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry nor than a void's entry may be — the day before the till's day (not before the sale's day) or before the day it was recorded, whichever is earlier — and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
+      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not one with an offline shortfall; on a line of workshop pieces it names pieces — on another none —, each one of the sale line's pieces, none named twice nor by two returns of the line, none still sold by the sale, and its quantity is their sum), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry nor than a void's entry may be — the day before the till's day (not before the sale's day) or before the day it was recorded, whichever is earlier — and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
     // The line's money, as sale_total_matches_items computes it: pieces
     // exactly, grams or millimetres per 1000 rounded half up (lineTotal).
     sql: `
       WITH item AS (
         SELECT ri.tenant_id, ri.return_id, ri.id, ri.sale_id AS item_sale_id, ri.sku_id, ri.quantity, ri.refund,
-               i.sale_id AS line_sale_id, i.sku_id AS line_sku_id, i.quantity AS line_quantity, i.shortfall_quantity, cardinality(i.piece_ids) AS pieces,
+               i.sale_id AS line_sale_id, i.sku_id AS line_sku_id, i.quantity AS line_quantity, i.shortfall_quantity,
                k.unit, i.unit_price,
                sum(ri.quantity) OVER (PARTITION BY ri.tenant_id, ri.sale_item_id ORDER BY r.return_number) AS through,
-               sum(ri.quantity) OVER (PARTITION BY ri.tenant_id, ri.sale_item_id) AS line_returned
+               sum(ri.quantity) OVER (PARTITION BY ri.tenant_id, ri.sale_item_id) AS line_returned,
+               ri.piece_ids,
+               -- a line of workshop pieces takes back named pieces: each the sale line's, once, no longer sold by the
+               -- sale, their sum its quantity; a line without pieces names none
+               CASE WHEN cardinality(i.piece_ids) > 0
+                    THEN cardinality(ri.piece_ids) = 0 OR rp.named <> rp.distinct_named OR rp.named <> rp.found OR rp.off_line > 0
+                         OR rp.still_sold > 0 OR rp.quantity <> ri.quantity
+                         OR EXISTS (SELECT 1 FROM sale_return_items o
+                                    WHERE o.tenant_id = ri.tenant_id AND o.sale_id = ri.sale_id AND o.sale_item_id = ri.sale_item_id
+                                      AND o.id <> ri.id AND o.piece_ids && ri.piece_ids)
+                    ELSE cardinality(ri.piece_ids) > 0 END AS pieces_off
         FROM sale_return_items ri
         JOIN sale_returns r ON r.tenant_id = ri.tenant_id AND r.id = ri.return_id
         JOIN sale_items i ON i.tenant_id = ri.tenant_id AND i.id = ri.sale_item_id
+        JOIN sales sl ON sl.tenant_id = i.tenant_id AND sl.id = i.sale_id
         JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
+        CROSS JOIN LATERAL (
+          SELECT count(*) AS named, count(DISTINCT x.id) AS distinct_named, count(p.id) AS found, coalesce(sum(p.quantity), 0) AS quantity,
+                 count(*) FILTER (WHERE NOT (x.id = ANY (i.piece_ids))) AS off_line, count(*) FILTER (WHERE p.sold_by_op = sl.op_id) AS still_sold
+          FROM unnest(ri.piece_ids) AS x (id)
+          LEFT JOIN pieces p ON p.tenant_id = ri.tenant_id AND p.id = x.id
+        ) rp
         WHERE ($1::uuid IS NULL OR ri.tenant_id = $1)
       ), priced AS (
         SELECT item.*,
@@ -171,9 +188,10 @@ export const salesChecks: IntegrityCheck[] = [
       ), lines AS (
         SELECT tenant_id, return_id, count(*) AS lines, sum(refund) AS refunds,
                coalesce(jsonb_agg(jsonb_build_object('id', id, 'sku_id', sku_id, 'quantity', quantity, 'refund', refund, 'at_price', at_price,
-                                                     'line_returned', line_returned, 'line_quantity', line_quantity))
+                                                     'line_returned', line_returned, 'line_quantity', line_quantity,
+                                                     'piece_ids', piece_ids, 'pieces_off', pieces_off))
                           FILTER (WHERE refund <> at_price OR item_sale_id IS DISTINCT FROM line_sale_id OR sku_id IS DISTINCT FROM line_sku_id
-                                        OR shortfall_quantity > 0 OR pieces > 0 OR line_returned > line_quantity), '[]'::jsonb) AS lines_off,
+                                        OR shortfall_quantity > 0 OR pieces_off OR line_returned > line_quantity), '[]'::jsonb) AS lines_off,
                bool_or(item_sale_id IS DISTINCT FROM line_sale_id) AS other_sale
         FROM priced GROUP BY tenant_id, return_id
       ), per_sku AS (

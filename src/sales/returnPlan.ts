@@ -15,11 +15,19 @@ export interface ReturnableLine {
   piece_ids: string[];
   /** Base units earlier returns already took back from this line. */
   returned_quantity: number;
+  /** The pieces earlier returns already took back from this line ([] for other lines). */
+  returned_piece_ids: string[];
 }
 
+/**
+ * A returned line as requested: `quantity` for a SKU the sale did not sell
+ * as workshop pieces; `piece_ids` for one it did (`quantity`, if sent, must
+ * be the sum of the pieces' quantities), as a sale line names them.
+ */
 export interface ReturnRequestItem {
   sku_id: string;
-  quantity: number;
+  quantity?: number | undefined;
+  piece_ids?: string[] | undefined;
 }
 
 export interface PlannedReturnLine {
@@ -28,6 +36,26 @@ export interface PlannedReturnLine {
   sku_id: string;
   quantity: number;
   refund: number;
+  /** The pieces taken back from the line, as the request named them ([] for a line without pieces). */
+  piece_ids: string[];
+}
+
+/** A named piece as the return found it, locked (pieces.quantity never changes). */
+export interface ReturnedPieceState {
+  id: string;
+  quantity: number;
+  status: string;
+  sold_by_op: string | null;
+  deleted_by_op: string | null;
+}
+
+/** A named piece the return refuses (409 piece_not_returnable). */
+export interface RefusedPiece {
+  id: string;
+  sku_id: string;
+  path: string;
+  /** not_sold_by_sale: on none of the sale's lines of the SKU, or not sold by the sale now; already_returned: an earlier return took it back. */
+  reason: 'not_sold_by_sale' | 'already_returned';
 }
 
 /** What each requested SKU could still be returned, for the 409. */
@@ -37,6 +65,7 @@ export type ReturnPlan =
   | { ok: true; lines: PlannedReturnLine[]; refund_total: number; stock: Array<{ sku_id: string; quantity: number }> }
   | { ok: false; kind: 'invalid'; errors: Array<{ path: string; message: string }> }
   | { ok: false; kind: 'unsupported'; errors: Array<{ path: string; message: string }> }
+  | { ok: false; kind: 'pieces'; pieces: RefusedPiece[] }
   | { ok: false; kind: 'exceeds'; returnable: ReturnableQuantity[] };
 
 /**
@@ -50,51 +79,175 @@ export function returnRefund(line: ReturnableLine, before: number, quantity: num
   return moneyBack(line.unit, line.unit_price, before, quantity);
 }
 
+const soldAsPieces = (skuLines: readonly ReturnableLine[]) => skuLines.some((line) => line.piece_ids.length > 0);
+
 /** Why a SKU's lines cannot be returned here (422), or undefined. */
 function unsupportedReturn(skuLines: readonly ReturnableLine[]): string | undefined {
-  if (skuLines.some((line) => line.piece_ids.length > 0)) return 'names workshop pieces on the sale: a return of pieces is not supported (void the sale instead)';
   if (skuLines.some((line) => line.shortfall_quantity > 0)) return 'was short when the offline sale was synced (shortfall_quantity): its return is not supported (void the sale instead)';
   return undefined;
 }
 
 /**
- * Plans a return against the sale's lines (pure; planTakeBack). The
- * request's lines of one SKU are summed; a SKU is taken back from the sale's
- * lines of that SKU in line order (the first line's unreturned part first).
- * Refused:
- *
- *   - `invalid` (400): a SKU the sale did not sell (at its request line);
- *   - `unsupported` (422): a SKU on a line that named workshop pieces, or on
- *     an offline line that recorded a shortfall (not returned here: void the
- *     sale instead);
- *   - `exceeds` (409): any SKU asked for beyond what the sale sold of it
- *     minus what earlier returns took back — every requested SKU listed with
- *     what is returnable.
+ * The pieces a return names that are on one of the sale's lines of their
+ * SKU and that no earlier return took back: the ones the command locks (in
+ * id order, after the sale row, as a void does) before planning. Pure.
  */
-export function planReturn(lines: readonly ReturnableLine[], items: readonly ReturnRequestItem[]): ReturnPlan {
-  const plan = planTakeBack(lines, items, { priceOf: (line) => line.unit_price, notOnRecord: 'is not a SKU this sale sold', unsupported: unsupportedReturn });
-  if (!plan.ok) return plan;
+export function piecesToLock(lines: readonly ReturnableLine[], items: readonly ReturnRequestItem[]): string[] {
+  const ids = new Set<string>();
+  for (const item of items) {
+    for (const id of item.piece_ids ?? []) {
+      if (lines.some((line) => line.sku_id === item.sku_id && line.piece_ids.includes(id) && !line.returned_piece_ids.includes(id))) ids.add(id);
+    }
+  }
+  return [...ids].sort();
+}
+
+/**
+ * Plans a return against the sale's lines (pure). Refused, in this order:
+ *
+ *   - `invalid` (400): a SKU the sale did not sell (at its request line's
+ *     sku_id); a SKU it sold as workshop pieces without `piece_ids`, or
+ *     `piece_ids` on one it did not (at piece_ids); no `quantity` for a SKU
+ *     not sold as pieces; a piece named twice in the return;
+ *   - `unsupported` (422): a SKU on an offline line that recorded a
+ *     shortfall (not returned here: void the sale instead);
+ *   - `pieces` (409): a named piece on none of the sale's lines of its SKU,
+ *     not sold by the sale (`saleOpId`) as `locked` shows it, or taken back
+ *     by an earlier return — every such piece listed;
+ *   - `invalid` (400): a piece line's `quantity` that is not its pieces' sum;
+ *   - `exceeds` (409): a quantity SKU asked for beyond what the sale sold of
+ *     it minus what earlier returns took back — every requested quantity SKU
+ *     listed with what is returnable.
+ *
+ * Quantity SKUs: the request's lines of one SKU are summed and taken back
+ * from the sale's lines of that SKU in line order (planTakeBack). Pieces are
+ * taken back from the line that names them; its part is their sum. Each
+ * part refunds by the cumulative rule (returnRefund).
+ */
+export function planReturn(
+  lines: readonly ReturnableLine[],
+  items: readonly ReturnRequestItem[],
+  pieces: { saleOpId: string; locked: ReadonlyMap<string, ReturnedPieceState> } = { saleOpId: '', locked: new Map() },
+): ReturnPlan {
+  const bySku = new Map<string, ReturnableLine[]>();
+  for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) bySku.set(line.sku_id, [...(bySku.get(line.sku_id) ?? []), line]);
+
+  const invalid: Array<{ path: string; message: string }> = [];
+  const unsupported: Array<{ path: string; message: string }> = [];
+  const named = new Set<string>();
+  items.forEach((item, index) => {
+    const skuLines = bySku.get(item.sku_id);
+    if (!skuLines) {
+      invalid.push({ path: `/body/items/${index}/sku_id`, message: 'is not a SKU this sale sold' });
+      return;
+    }
+    if (soldAsPieces(skuLines) && item.piece_ids === undefined) {
+      invalid.push({ path: `/body/items/${index}/piece_ids`, message: 'the sale sold this SKU as workshop pieces: name the pieces brought back' });
+    } else if (!soldAsPieces(skuLines) && item.piece_ids !== undefined) {
+      invalid.push({ path: `/body/items/${index}/piece_ids`, message: 'the sale did not sell this SKU as workshop pieces' });
+    } else if (!soldAsPieces(skuLines) && item.quantity === undefined) {
+      invalid.push({ path: `/body/items/${index}/quantity`, message: 'is required for a SKU not sold as workshop pieces' });
+    }
+    (item.piece_ids ?? []).forEach((id, position) => {
+      if (named.has(id)) invalid.push({ path: `/body/items/${index}/piece_ids/${position}`, message: 'piece is named twice in this return' });
+      named.add(id);
+    });
+    const refusal = unsupportedReturn(skuLines);
+    if (refusal !== undefined) unsupported.push({ path: `/body/items/${index}/sku_id`, message: refusal });
+  });
+  if (invalid.length > 0) return { ok: false, kind: 'invalid', errors: invalid };
+  if (unsupported.length > 0) return { ok: false, kind: 'unsupported', errors: unsupported };
+
+  // Pieces: each from the line of its SKU that names it, sold by the sale and not taken back yet.
+  const refused: RefusedPiece[] = [];
+  const byLine = new Map<string, { line: ReturnableLine; pieceIds: string[]; quantity: number }>();
+  items.forEach((item, index) => {
+    let sum = 0;
+    (item.piece_ids ?? []).forEach((id, position) => {
+      const path = `/body/items/${index}/piece_ids/${position}`;
+      const line = bySku.get(item.sku_id)!.find((candidate) => candidate.piece_ids.includes(id));
+      const state = pieces.locked.get(id);
+      if (line?.returned_piece_ids.includes(id)) {
+        refused.push({ id, sku_id: item.sku_id, path, reason: 'already_returned' });
+      } else if (!line || !state || state.status !== 'sold' || state.sold_by_op !== pieces.saleOpId || state.deleted_by_op !== null) {
+        refused.push({ id, sku_id: item.sku_id, path, reason: 'not_sold_by_sale' });
+      } else {
+        const part = byLine.get(line.sale_item_id) ?? { line, pieceIds: [], quantity: 0 };
+        part.pieceIds.push(id);
+        part.quantity += state.quantity;
+        byLine.set(line.sale_item_id, part);
+        sum += state.quantity;
+      }
+    });
+    if (item.piece_ids !== undefined && item.quantity !== undefined && refused.length === 0 && item.quantity !== sum) {
+      invalid.push({ path: `/body/items/${index}/quantity`, message: `must equal the sum of the named pieces' quantities (${sum})` });
+    }
+  });
+  if (refused.length > 0) return { ok: false, kind: 'pieces', pieces: refused };
+  if (invalid.length > 0) return { ok: false, kind: 'invalid', errors: invalid };
+
+  // Quantities: the SKUs not sold as pieces.
+  const quantityItems = items.filter((item) => item.piece_ids === undefined).map((item) => ({ sku_id: item.sku_id, quantity: item.quantity ?? 0 }));
+  const byQuantity = planTakeBack(
+    lines.filter((line) => !soldAsPieces(bySku.get(line.sku_id)!)),
+    quantityItems,
+    { priceOf: (line) => line.unit_price, notOnRecord: 'is not a SKU this sale sold' },
+  );
+  if (!byQuantity.ok) return byQuantity;
+
+  const planned: PlannedReturnLine[] = [
+    ...byQuantity.parts.map(({ line, quantity, money }) => ({ sale_item_id: line.sale_item_id, line_number: line.line_number, sku_id: line.sku_id, quantity, refund: money, piece_ids: [] })),
+    ...[...byLine.values()].map(({ line, pieceIds, quantity }) => ({
+      sale_item_id: line.sale_item_id,
+      line_number: line.line_number,
+      sku_id: line.sku_id,
+      quantity,
+      refund: returnRefund(line, line.returned_quantity, quantity),
+      piece_ids: pieceIds,
+    })),
+  ].sort((a, b) => a.line_number - b.line_number);
+  const stock = new Map<string, number>();
+  for (const line of planned) stock.set(line.sku_id, (stock.get(line.sku_id) ?? 0) + line.quantity);
   return {
     ok: true,
-    lines: plan.parts.map(({ line, quantity, money }) => ({ sale_item_id: line.sale_item_id, line_number: line.line_number, sku_id: line.sku_id, quantity, refund: money })),
-    refund_total: plan.money_total,
-    stock: plan.stock,
+    lines: planned,
+    refund_total: planned.reduce((sum, line) => sum + line.refund, 0),
+    stock: [...stock].map(([skuId, quantity]) => ({ sku_id: skuId, quantity })),
   };
+}
+
+/** A SKU's entry in `remaining` (POST /v1/sales/{id}/returns). */
+export interface RemainingOfSku {
+  sku_id: string;
+  sold: number;
+  returned: number;
+  returnable: number;
+  /** SKUs sold as workshop pieces: the pieces a return may still take back, in line order. */
+  returnable_piece_ids?: string[];
 }
 
 /**
  * Per SKU of the sale: sold, returned so far (with `planned`), and what a
- * return may still take back. A SKU with a line of pieces or with a
- * shortfall is not returned here, on any of its lines (planReturn refuses
- * the SKU whole, 422): none of it is returnable. It used to be judged line
- * by line, so an offline sale short on the second of two lines of a SKU
- * answered the first line's quantity as returnable.
+ * return may still take back. A SKU with a line with a shortfall is not
+ * returned here, on any of its lines (planReturn refuses the SKU whole,
+ * 422): none of it is returnable. It used to be judged line by line, so an
+ * offline sale short on the second of two lines of a SKU answered the first
+ * line's quantity as returnable. A SKU sold as workshop pieces also lists
+ * the pieces still returnable (those neither an earlier return nor
+ * `planned` took back).
  */
-export function remainingOf(lines: readonly ReturnableLine[], planned: readonly PlannedReturnLine[] = []): Array<{ sku_id: string; sold: number; returned: number; returnable: number }> {
-  return takeBackRemaining(lines, planned, (line) => line.piece_ids.length > 0 || line.shortfall_quantity > 0).map(({ held, ...rest }) => ({
-    sku_id: rest.sku_id,
-    sold: held,
-    returned: rest.returned,
-    returnable: rest.returnable,
-  }));
+export function remainingOf(lines: readonly ReturnableLine[], planned: readonly PlannedReturnLine[] = []): RemainingOfSku[] {
+  const unreturnable = (line: ReturnableLine) => line.shortfall_quantity > 0;
+  const refused = new Set(lines.filter(unreturnable).map((line) => line.sku_id));
+  const takenNow = new Set(planned.flatMap((line) => line.piece_ids));
+  return takeBackRemaining(lines, planned, unreturnable).map(({ held, ...rest }) => {
+    const skuLines = [...lines].filter((line) => line.sku_id === rest.sku_id).sort((a, b) => a.line_number - b.line_number);
+    const entry: RemainingOfSku = { sku_id: rest.sku_id, sold: held, returned: rest.returned, returnable: rest.returnable };
+    if (soldAsPieces(skuLines)) {
+      entry.returnable_piece_ids = refused.has(rest.sku_id)
+        ? []
+        : skuLines.flatMap((line) => line.piece_ids.filter((id) => !line.returned_piece_ids.includes(id) && !takenNow.has(id)));
+    }
+    return entry;
+  });
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { planReturn, remainingOf, returnRefund, type ReturnableLine } from './returnPlan.js';
+import { piecesToLock, planReturn, remainingOf, returnRefund, type ReturnableLine, type ReturnedPieceState } from './returnPlan.js';
 
 const line = (overrides: Partial<ReturnableLine> = {}): ReturnableLine => ({
   sale_item_id: 'line-1',
@@ -13,6 +13,7 @@ const line = (overrides: Partial<ReturnableLine> = {}): ReturnableLine => ({
   shortfall_quantity: 0,
   piece_ids: [],
   returned_quantity: 0,
+  returned_piece_ids: [],
   ...overrides,
 });
 
@@ -55,9 +56,9 @@ describe('planReturn', () => {
     assert.equal(plan.ok, true);
     if (!plan.ok) return;
     assert.deepEqual(plan.lines, [
-      { sale_item_id: 'a', line_number: 1, sku_id: 'cheese', quantity: 500, refund: 750 },
-      { sale_item_id: 'b', line_number: 2, sku_id: 'milk', quantity: 1, refund: 120 },
-      { sale_item_id: 'c', line_number: 3, sku_id: 'cheese', quantity: 100, refund: 160 },
+      { sale_item_id: 'a', line_number: 1, sku_id: 'cheese', quantity: 500, refund: 750, piece_ids: [] },
+      { sale_item_id: 'b', line_number: 2, sku_id: 'milk', quantity: 1, refund: 120, piece_ids: [] },
+      { sale_item_id: 'c', line_number: 3, sku_id: 'cheese', quantity: 100, refund: 160, piece_ids: [] },
     ]);
     assert.equal(plan.refund_total, 1030);
     assert.deepEqual(plan.stock, [{ sku_id: 'cheese', quantity: 600 }, { sku_id: 'milk', quantity: 1 }]);
@@ -86,15 +87,15 @@ describe('planReturn', () => {
     });
   });
 
-  it('a line of workshop pieces or with an offline shortfall is not returned in part', () => {
-    const pieces = planReturn([line({ piece_ids: ['p1'] })], [{ sku_id: 'cheese', quantity: 1 }]);
-    assert.equal(pieces.ok || pieces.kind, 'unsupported');
+  it('a line with an offline shortfall is not returned in part, of pieces or not', () => {
     const short = planReturn([line({ shortfall_quantity: 1 })], [{ sku_id: 'cheese', quantity: 1 }]);
     assert.equal(short.ok || short.kind, 'unsupported');
-    assert.deepEqual(remainingOf([line({ piece_ids: ['p1'] })]), [{ sku_id: 'cheese', sold: 3, returned: 0, returnable: 0 }]);
+    const shortPieces = planReturn([line({ piece_ids: ['p1', 'p2'], shortfall_quantity: 1 })], [{ sku_id: 'cheese', piece_ids: ['p1'] }]);
+    assert.equal(shortPieces.ok || shortPieces.kind, 'unsupported');
+    assert.deepEqual(remainingOf([line({ piece_ids: ['p1'], shortfall_quantity: 1 })]), [{ sku_id: 'cheese', sold: 3, returned: 0, returnable: 0, returnable_piece_ids: [] }]);
   });
 
-  it('remaining: a SKU with a line of pieces or a shortfall is returnable 0 on every line of it, as planReturn refuses it whole', () => {
+  it('remaining: a SKU with a line with a shortfall is returnable 0 on every line of it, as planReturn refuses it whole', () => {
     // an offline sale of 5 + 5 soap synced with 7 in stock: the second line is short 3, the first is not
     const synced = [
       line({ sale_item_id: 'a', line_number: 1, sku_id: 'soap', unit: 'piece', quantity: 5, unit_price: 100, line_total: 500 }),
@@ -109,5 +110,78 @@ describe('planReturn', () => {
       { sku_id: 'soap', sold: 10, returned: 0, returnable: 0 },
       { sku_id: 'salt', sold: 3, returned: 1, returnable: 2 },
     ]);
+  });
+});
+
+describe('planReturn: workshop pieces', () => {
+  const saleOpId = 'op-sale';
+  // 3 rolls of cloth at 500 per metre (1,001 + 1,000 + 1,500 mm = 3,501 mm → 1,750.5 → 1,751), and 2 milk
+  const cloth = line({ sale_item_id: 'a', line_number: 1, sku_id: 'cloth', unit: 'metre', quantity: 3501, unit_price: 500, line_total: 1751, piece_ids: ['p1', 'p2', 'p3'] });
+  const milk = line({ sale_item_id: 'b', line_number: 2, sku_id: 'milk', unit: 'piece', quantity: 2, unit_price: 120, line_total: 240 });
+  const sold = (id: string, quantity: number): [string, ReturnedPieceState] => [id, { id, quantity, status: 'sold', sold_by_op: saleOpId, deleted_by_op: null }];
+  const locked = new Map<string, ReturnedPieceState>([sold('p1', 1001), sold('p2', 1000), sold('p3', 1500)]);
+
+  it('a piece comes back from the line that names it, its quantity, refunded by the cumulative rule; returned piece by piece the line refunds its total', () => {
+    let line = cloth;
+    let refunded = 0;
+    for (const id of ['p2', 'p1', 'p3']) {
+      const plan = planReturn([line, milk], [{ sku_id: 'cloth', piece_ids: [id] }], { saleOpId, locked });
+      assert.equal(plan.ok, true, JSON.stringify(plan));
+      if (!plan.ok) return;
+      const quantity = locked.get(id)!.quantity;
+      assert.deepEqual(plan.lines, [{ sale_item_id: 'a', line_number: 1, sku_id: 'cloth', quantity, refund: returnRefund(line, line.returned_quantity, quantity), piece_ids: [id] }]);
+      assert.deepEqual(plan.stock, [{ sku_id: 'cloth', quantity }]);
+      refunded += plan.refund_total;
+      line = { ...line, returned_quantity: line.returned_quantity + quantity, returned_piece_ids: [...line.returned_piece_ids, id] };
+    }
+    assert.equal(refunded, cloth.line_total);
+    assert.deepEqual(remainingOf([line, milk]), [
+      { sku_id: 'cloth', sold: 3501, returned: 3501, returnable: 0, returnable_piece_ids: [] },
+      { sku_id: 'milk', sold: 2, returned: 0, returnable: 2 },
+    ]);
+  });
+
+  it('pieces and quantities in one return; remaining lists the pieces left', () => {
+    const plan = planReturn([cloth, milk], [{ sku_id: 'milk', quantity: 1 }, { sku_id: 'cloth', piece_ids: ['p3', 'p1'], quantity: 2501 }], { saleOpId, locked });
+    assert.equal(plan.ok, true, JSON.stringify(plan));
+    if (!plan.ok) return;
+    assert.deepEqual(plan.lines, [
+      { sale_item_id: 'a', line_number: 1, sku_id: 'cloth', quantity: 2501, refund: 1251, piece_ids: ['p3', 'p1'] }, // 1,250.5 → 1,251
+      { sale_item_id: 'b', line_number: 2, sku_id: 'milk', quantity: 1, refund: 120, piece_ids: [] },
+    ]);
+    assert.deepEqual(remainingOf([cloth, milk], plan.lines), [
+      { sku_id: 'cloth', sold: 3501, returned: 2501, returnable: 1000, returnable_piece_ids: ['p2'] },
+      { sku_id: 'milk', sold: 2, returned: 1, returnable: 1 },
+    ]);
+  });
+
+  it('a piece not on the sale, not sold by it now, or taken back already: refused, every such piece listed', () => {
+    const returned = { ...cloth, returned_quantity: 1001, returned_piece_ids: ['p1'] };
+    const lockedNow = new Map<string, ReturnedPieceState>([...locked, ['p2', { id: 'p2', quantity: 1000, status: 'in_stock', sold_by_op: null, deleted_by_op: null }]]);
+    assert.deepEqual(planReturn([returned, milk], [{ sku_id: 'cloth', piece_ids: ['p3', 'p1', 'p9', 'p2'] }], { saleOpId, locked: lockedNow }), {
+      ok: false,
+      kind: 'pieces',
+      pieces: [
+        { id: 'p1', sku_id: 'cloth', path: '/body/items/0/piece_ids/1', reason: 'already_returned' },
+        { id: 'p9', sku_id: 'cloth', path: '/body/items/0/piece_ids/2', reason: 'not_sold_by_sale' },
+        { id: 'p2', sku_id: 'cloth', path: '/body/items/0/piece_ids/3', reason: 'not_sold_by_sale' },
+      ],
+    });
+    // a piece of the sale named under another SKU is not one the sale sold of that SKU
+    const other = planReturn([cloth, line({ ...cloth, sale_item_id: 'c', line_number: 3, sku_id: 'felt', piece_ids: ['p7'] })], [{ sku_id: 'felt', piece_ids: ['p1'] }], { saleOpId, locked });
+    assert.equal(other.ok || other.kind, 'pieces');
+    assert.deepEqual(piecesToLock([returned, milk], [{ sku_id: 'cloth', piece_ids: ['p3', 'p1', 'p9', 'p2'] }]), ['p2', 'p3']);
+  });
+
+  it('bad requests: no pieces for a piece SKU, pieces for another, a piece twice, a quantity that is not their sum', () => {
+    const invalid = (items: Parameters<typeof planReturn>[1]) => {
+      const plan = planReturn([cloth, milk], items, { saleOpId, locked });
+      return plan.ok || plan.kind !== 'invalid' ? plan : plan.errors.map((error) => error.path);
+    };
+    assert.deepEqual(invalid([{ sku_id: 'cloth', quantity: 1000 }]), ['/body/items/0/piece_ids']);
+    assert.deepEqual(invalid([{ sku_id: 'milk', quantity: 1, piece_ids: ['p1'] }]), ['/body/items/0/piece_ids']);
+    assert.deepEqual(invalid([{ sku_id: 'milk' }]), ['/body/items/0/quantity']);
+    assert.deepEqual(invalid([{ sku_id: 'cloth', piece_ids: ['p1'] }, { sku_id: 'cloth', piece_ids: ['p2', 'p1'] }]), ['/body/items/1/piece_ids/1']);
+    assert.deepEqual(invalid([{ sku_id: 'cloth', piece_ids: ['p1'], quantity: 1000 }]), ['/body/items/0/quantity']);
   });
 });

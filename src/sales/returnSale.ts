@@ -5,10 +5,11 @@ import { all, one, readClientMoment, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { changeStock } from '../inventory/changeStock.js';
+import { lockPiecesForUpdate, updatePieces } from '../pieces/pieceRows.js';
 import { postSaleReturn } from '../money/postSale.js';
 import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
 import { lockSaleForUpdate } from './getSale.js';
-import { planReturn, remainingOf, type ReturnableLine, type ReturnRequestItem } from './returnPlan.js';
+import { piecesToLock, planReturn, remainingOf, type RemainingOfSku, type ReturnableLine, type ReturnRequestItem } from './returnPlan.js';
 import type { SaleReturnView } from './sale.table.js';
 
 /** The operation type of a partial return of a sale. */
@@ -23,7 +24,7 @@ export interface ReturnInput {
 /** The answer of POST /v1/sales/{id}/returns: the return, and what the sale has left. */
 export interface ReturnAnswer extends SaleReturnView {
   sale_returned_total: number;
-  remaining: Array<{ sku_id: string; sold: number; returned: number; returnable: number }>;
+  remaining: RemainingOfSku[];
 }
 
 /**
@@ -40,7 +41,9 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
              -- by the sale (sale_return_items_sale_idx): by the line alone, no index served it, and every return
              -- and every void read all of the tenant's return lines once per line of its sale (returnPlans.int.spec.ts)
              coalesce((SELECT sum(ri.quantity) FROM sale_return_items ri
-                       WHERE ri.tenant_id = i.tenant_id AND ri.sale_id = i.sale_id AND ri.sale_item_id = i.id), 0)::bigint AS returned_quantity
+                       WHERE ri.tenant_id = i.tenant_id AND ri.sale_id = i.sale_id AND ri.sale_item_id = i.id), 0)::bigint AS returned_quantity,
+             coalesce((SELECT array_agg(p.id) FROM sale_return_items ri CROSS JOIN LATERAL unnest(ri.piece_ids) AS p (id)
+                       WHERE ri.tenant_id = i.tenant_id AND ri.sale_id = i.sale_id AND ri.sale_item_id = i.id), '{}')::text[] AS returned_piece_ids
       FROM sale_items i JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
       WHERE i.tenant_id = ${tenantId} AND i.sale_id = ${saleId}
       ORDER BY i.line_number`,
@@ -56,9 +59,22 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
  * Refused, nothing written: the token that made the sale when the tenant's
  * require_second_approver_for_reversals is on (403 second_approver_required,
  * assertSecondPersonToUndo), a voided sale (409 invalid_transition), a SKU the
- * sale did not sell (400), a line of workshop pieces or with an offline
- * shortfall (422 unprocessable), more than is left (409
- * return_exceeds_sale, with every requested SKU's returnable quantity).
+ * sale did not sell, a SKU sold as workshop pieces without its pieces named
+ * or pieces named for one that was not, a piece named twice, a piece line's
+ * quantity that is not its pieces' sum (400), a line with an offline
+ * shortfall (422 unprocessable), a named piece the sale did not sell or an
+ * earlier return took back (409 piece_not_returnable, every such piece
+ * listed), more than is left (409 return_exceeds_sale, with every requested
+ * SKU's returnable quantity).
+ *
+ * Workshop pieces: the pieces named that are on the sale's lines and not
+ * yet taken back are locked after the sale row, in id order, before any
+ * balance — the order of a void (returnSoldPieces) — and each must still be
+ * sold by the sale (sold_by_op = its operation). They go back to `in_stock`
+ * (sold_by_op cleared, `piece.returned` event, as a void does), and the
+ * return line of their sale line records them (sale_return_items.piece_ids)
+ * with their sum as its quantity; a later void returns only the pieces the
+ * sale still holds, and the stock its returns did not take back.
  *
  * Written: the return and its lines (per sale line), stock back through
  * `return` ledger rows, the sale's returned_total, and — for a refund above
@@ -75,15 +91,28 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
   if (sale.status === 'voided') throw new AppError('invalid_transition', `sale ${saleId} is voided: nothing is left to return`);
 
   const lines = await returnableLines(tx, tenantId, saleId);
-  const plan = planReturn(lines, input.items);
+  const pieces = await lockPiecesForUpdate(tx, tenantId, piecesToLock(lines, input.items));
+  const plan = planReturn(lines, input.items, { saleOpId: sale.op_id, locked: new Map(pieces.map((piece) => [piece.id, piece])) });
   if (!plan.ok) {
-    if (plan.kind === 'invalid') throw new AppError('validation_failed', 'a returned SKU is not on the sale', { errors: plan.errors });
+    if (plan.kind === 'invalid') throw new AppError('validation_failed', 'a returned line does not match the sale', { errors: plan.errors });
     if (plan.kind === 'unsupported') throw new AppError('unprocessable', 'a returned SKU cannot be returned in part', { errors: plan.errors });
+    if (plan.kind === 'pieces') {
+      throw new AppError(
+        'piece_not_returnable',
+        `pieces this sale did not sell or an earlier return took back; nothing was returned: ${plan.pieces.map((piece) => `${piece.id} (${piece.reason})`).join(', ')}`,
+        {
+          extra: { pieces: plan.pieces.map(({ id, sku_id, reason }) => ({ id, sku_id, reason })) },
+          errors: plan.pieces.map((piece) => ({ path: piece.path, message: piece.reason === 'already_returned' ? 'an earlier return of this sale took this piece back' : "is not a piece this sale sold of the line's SKU" })),
+        },
+      );
+    }
     throw new AppError('return_exceeds_sale', 'more would be returned than the sale sold minus what earlier returns took back; nothing was returned', {
       extra: { returnable: plan.returnable },
     });
   }
 
+  const returnedPieceIds = new Set(plan.lines.flatMap((line) => line.piece_ids));
+  await updatePieces(cmd, pieces.filter((piece) => returnedPieceIds.has(piece.id)), 'piece.returned', sql`status = 'in_stock', sold_by_op = NULL`);
   const stock = await changeStock(
     tx,
     tenantId,
@@ -105,9 +134,10 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
         FROM numbered
         RETURNING return_number, created_at, client_created_at
       ), items AS (
-        INSERT INTO sale_return_items (tenant_id, id, return_id, sale_id, sale_item_id, sku_id, quantity, refund, op_id)
-        SELECT ${tenantId}, l.id, ${returnId}, ${saleId}, l.sale_item_id, l.sku_id, l.quantity, l.refund, ${opId}
-        FROM jsonb_to_recordset(${JSON.stringify(itemRows)}::jsonb) AS l(id uuid, sale_item_id uuid, sku_id uuid, quantity bigint, refund bigint)
+        INSERT INTO sale_return_items (tenant_id, id, return_id, sale_id, sale_item_id, sku_id, quantity, refund, piece_ids, op_id)
+        SELECT ${tenantId}, l.id, ${returnId}, ${saleId}, l.sale_item_id, l.sku_id, l.quantity, l.refund,
+               ARRAY(SELECT jsonb_array_elements_text(l.piece_ids)::uuid), ${opId}
+        FROM jsonb_to_recordset(${JSON.stringify(itemRows)}::jsonb) AS l(id uuid, sale_item_id uuid, sku_id uuid, quantity bigint, refund bigint, piece_ids jsonb)
         RETURNING id
       ), sale AS (
         UPDATE sales SET returned_total = returned_total + ${plan.refund_total}, returned_at = now()

@@ -73,8 +73,9 @@ const ReturnLine = Type.Object({
   sale_item_id: Uuid,
   line_number: Type.Integer({ description: 'the sale line it takes back from' }),
   sku_id: Uuid,
-  quantity: Type.Integer({ description: 'base units taken back from that line' }),
+  quantity: Type.Integer({ description: 'base units taken back from that line (a line of workshop pieces: the sum of the pieces taken back)' }),
   refund: Money,
+  piece_ids: Type.Array(Uuid, { description: 'the workshop pieces taken back from that line, as the return named them ([] for a line without pieces)' }),
 });
 
 export const SaleReturn = Type.Object({
@@ -133,8 +134,13 @@ const RETURN_SUMMARY =
   'like a void\'s (today, or the till\'s day of `client_created_at`, never before the sale\'s day). The receipt number stays. Returns and ' +
   'voids of one sale take turns on the sale row: more than the sale sold minus what earlier returns took back is 409 ' +
   '`return_exceeds_sale` with every requested SKU\'s `returnable` quantity, nothing written; a voided sale is 409 `invalid_transition`; ' +
-  'a SKU the sale did not sell is 400 at its line; a SKU sold as workshop pieces, or short on an offline sale (shortfall_quantity), ' +
-  'is 422 `unprocessable` (void the sale instead). A void after returns brings back only what they left. The Idempotency-Key is kept ' +
+  'a SKU the sale did not sell is 400 at its line; a SKU short on an offline sale (shortfall_quantity) is 422 `unprocessable` (void the ' +
+  'sale instead). A SKU the sale sold as workshop pieces is returned by naming the pieces (`piece_ids`, as a sale line names them; ' +
+  '`quantity`, if sent, must be their sum, else 400): each must be one the sale sold of that SKU and no earlier return took back, ' +
+  'else 409 `piece_not_returnable` listing every such piece (`pieces`: `id`, `sku_id`, `reason` not_sold_by_sale | already_returned), ' +
+  'nothing written; the pieces go back `in_stock` (`piece.returned` in their history), their sum comes back to stock and is refunded by ' +
+  'the same cumulative rule. A quantity for such a SKU, `piece_ids` for another, or a piece named twice is 400. ' +
+  'A void after returns brings back only what they left (the pieces the sale still holds). The Idempotency-Key is kept ' +
   'as long as the return (each return is a new fact: the same key replays it, a different body is 422). With the tenant setting ' +
   '`require_second_approver_for_reversals`, the token that made the sale (sold it, or synced it from a till) may not take goods back from it: ' +
   '`403 forbidden` with `reason: second_approver_required`, nothing written and its Idempotency-Key not kept; another token with sales.return may.';
@@ -259,7 +265,9 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
         refusals: {
           return_exceeds_sale: 'a SKU asked for beyond what the sale sold of it minus what earlier returns took back: `returnable` lists every requested SKU (`sku_id`, `requested`, `returnable`), nothing written',
           invalid_transition: 'the sale is voided',
-          unprocessable: 'a SKU the sale sold as workshop pieces, or one short on an offline sale (shortfall_quantity): not returned in part',
+          unprocessable: 'a SKU short on an offline sale (shortfall_quantity): not returned in part',
+          piece_not_returnable:
+            'a named piece is not one the sale sold of its line\'s SKU, or an earlier return of the sale took it back: `pieces` lists every such piece (`id`, `sku_id`, `reason`: not_sold_by_sale | already_returned), nothing written',
           limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
           forbidden: 'the token made the sale (sold it, or synced it from a till) and the tenant requires a second person to undo it (`reason`: second_approver_required; setting require_second_approver_for_reversals); nothing written',
         },
@@ -275,7 +283,21 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
               Type.Object(
                 {
                   sku_id: Uuid,
-                  quantity: Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, description: 'base units (grams, pieces, millimetres) taken back' }),
+                  quantity: Type.Optional(
+                    Type.Integer({
+                      minimum: 1,
+                      maximum: 1_000_000_000_000,
+                      description: 'base units (grams, pieces, millimetres) taken back; required unless the sale sold the SKU as workshop pieces (then, if sent, it must equal the sum of the named pieces)',
+                    }),
+                  ),
+                  piece_ids: Type.Optional(
+                    Type.Array(Uuid, {
+                      minItems: 1,
+                      maxItems: 500,
+                      description:
+                        'SKUs the sale sold as workshop pieces only (and required for them): the pieces brought back, each one the sale sold of this SKU and not taken back by an earlier return; they go back in stock',
+                    }),
+                  ),
                 },
                 { additionalProperties: false },
               ),
@@ -301,7 +323,10 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
                 sku_id: Uuid,
                 sold: Type.Integer({ description: 'base units the sale sold of the SKU' }),
                 returned: Type.Integer({ description: 'base units its returns took back, this one included' }),
-                returnable: Type.Integer({ description: 'base units a return may still take back (0 for a SKU the sale sold as workshop pieces, or one short on any of its lines of an offline sale: not returned in part)' }),
+                returnable: Type.Integer({ description: 'base units a return may still take back (0 for a SKU short on any of its lines of an offline sale: not returned in part)' }),
+                returnable_piece_ids: Type.Optional(
+                  Type.Array(Uuid, { description: 'SKUs the sale sold as workshop pieces only: the pieces a return may still take back, in line order' }),
+                ),
               }),
               { description: "per SKU of the sale, in line order, after this return" },
             ),

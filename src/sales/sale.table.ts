@@ -55,7 +55,8 @@ export interface SaleReturnView {
   refund_total: number;
   client_created_at: Date | string | null;
   created_at: Date | string;
-  lines: Array<{ sale_item_id: string; line_number: number; sku_id: string; quantity: number; refund: number }>;
+  /** `piece_ids`: the workshop pieces the line took back ([] for a line without pieces). */
+  lines: Array<{ sale_item_id: string; line_number: number; sku_id: string; quantity: number; refund: number; piece_ids: string[] }>;
 }
 
 /** The body of POST /v1/sales (and of each item of POST /v1/sync/sales, without its key). */

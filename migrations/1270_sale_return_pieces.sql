@@ -1,0 +1,18 @@
+-- Up Migration
+-- Partial returns of workshop pieces (POST /v1/sales/{id}/returns). A
+-- customer who bought three serialised pieces and brings one back names it:
+-- the return line of a piece-tracked SKU lists the pieces it takes back, and
+-- its quantity is their sum. The pieces go back to `in_stock` (sold_by_op
+-- cleared, a `piece.returned` event), their sum comes back through the
+-- return's `return` ledger rows, and the refund follows the cumulative rule
+-- of every return line. A later void returns only the pieces still sold by
+-- the sale (found by sold_by_op, as before).
+--
+-- The pieces a return line took back from its sale line, in the order the
+-- request named them ('{}' for a line of a SKU that does not track pieces).
+-- Each is one of the sale line's pieces, and no piece is taken back by two
+-- returns of one sale line: returns and a void of a sale take turns on the
+-- sale row, and the integrity check sale_return_matches_lines
+-- (src/sales/integrity.ts) holds it. Adding the column with a constant
+-- default rewrites nothing.
+ALTER TABLE sale_return_items ADD COLUMN piece_ids uuid[] NOT NULL DEFAULT '{}';
