@@ -1,4 +1,5 @@
 import type { Unit } from '../inventory/inventory.table.js';
+import { MAX_PIECES_PER_SALE } from '../pieces/sellPieces.js';
 import { moneyBack, planTakeBack, takeBackRemaining, type Returnable } from './takeBack.js';
 
 /** A line of the sale as a return is planned against (pure input). */
@@ -108,7 +109,8 @@ export function piecesToLock(lines: readonly ReturnableLine[], items: readonly R
  *   - `invalid` (400): a SKU the sale did not sell (at its request line's
  *     sku_id); a SKU it sold as workshop pieces without `piece_ids`, or
  *     `piece_ids` on one it did not (at piece_ids); no `quantity` for a SKU
- *     not sold as pieces; a piece named twice in the return;
+ *     not sold as pieces; a piece named twice in the return; more pieces
+ *     than a sale may hold (MAX_PIECES_PER_SALE);
  *   - `unsupported` (422): a SKU on an offline line that recorded a
  *     shortfall (not returned here: void the sale instead);
  *   - `pieces` (409): a named piece on none of the sale's lines of its SKU,
@@ -155,6 +157,8 @@ export function planReturn(
     const refusal = unsupportedReturn(skuLines);
     if (refusal !== undefined) unsupported.push({ path: `/body/items/${index}/sku_id`, message: refusal });
   });
+  // a sale holds at most MAX_PIECES_PER_SALE pieces: a return naming more names pieces it did not sell
+  if (named.size > MAX_PIECES_PER_SALE) invalid.push({ path: '/body/items', message: `names ${named.size} pieces; a sale has at most ${MAX_PIECES_PER_SALE}` });
   if (invalid.length > 0) return { ok: false, kind: 'invalid', errors: invalid };
   if (unsupported.length > 0) return { ok: false, kind: 'unsupported', errors: unsupported };
 
@@ -222,32 +226,22 @@ export interface RemainingOfSku {
   sold: number;
   returned: number;
   returnable: number;
-  /** SKUs sold as workshop pieces: the pieces a return may still take back, in line order. */
-  returnable_piece_ids?: string[];
 }
 
 /**
  * Per SKU of the sale: sold, returned so far (with `planned`), and what a
- * return may still take back. A SKU with a line with a shortfall is not
- * returned here, on any of its lines (planReturn refuses the SKU whole,
- * 422): none of it is returnable. It used to be judged line by line, so an
- * offline sale short on the second of two lines of a SKU answered the first
- * line's quantity as returnable. A SKU sold as workshop pieces also lists
- * the pieces still returnable (those neither an earlier return nor
- * `planned` took back).
+ * return may still take back — of a SKU sold as workshop pieces, the sum of
+ * the pieces neither an earlier return nor `planned` took back. A SKU with a
+ * line with a shortfall is not returned here, on any of its lines
+ * (planReturn refuses the SKU whole, 422): none of it is returnable. It used
+ * to be judged line by line, so an offline sale short on the second of two
+ * lines of a SKU answered the first line's quantity as returnable.
  */
 export function remainingOf(lines: readonly ReturnableLine[], planned: readonly PlannedReturnLine[] = []): RemainingOfSku[] {
-  const unreturnable = (line: ReturnableLine) => line.shortfall_quantity > 0;
-  const refused = new Set(lines.filter(unreturnable).map((line) => line.sku_id));
-  const takenNow = new Set(planned.flatMap((line) => line.piece_ids));
-  return takeBackRemaining(lines, planned, unreturnable).map(({ held, ...rest }) => {
-    const skuLines = [...lines].filter((line) => line.sku_id === rest.sku_id).sort((a, b) => a.line_number - b.line_number);
-    const entry: RemainingOfSku = { sku_id: rest.sku_id, sold: held, returned: rest.returned, returnable: rest.returnable };
-    if (soldAsPieces(skuLines)) {
-      entry.returnable_piece_ids = refused.has(rest.sku_id)
-        ? []
-        : skuLines.flatMap((line) => line.piece_ids.filter((id) => !line.returned_piece_ids.includes(id) && !takenNow.has(id)));
-    }
-    return entry;
-  });
+  return takeBackRemaining(lines, planned, (line) => line.shortfall_quantity > 0).map(({ held, ...rest }) => ({
+    sku_id: rest.sku_id,
+    sold: held,
+    returned: rest.returned,
+    returnable: rest.returnable,
+  }));
 }

@@ -37,14 +37,17 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
     tx,
     sql<ReturnableLine>`
       SELECT i.id AS sale_item_id, i.line_number, i.sku_id, k.unit, i.quantity, i.unit_price, i.line_total, i.shortfall_quantity,
-             i.piece_ids::text[] AS piece_ids,
-             -- by the sale (sale_return_items_sale_idx): by the line alone, no index served it, and every return
-             -- and every void read all of the tenant's return lines once per line of its sale (returnPlans.int.spec.ts)
-             coalesce((SELECT sum(ri.quantity) FROM sale_return_items ri
-                       WHERE ri.tenant_id = i.tenant_id AND ri.sale_id = i.sale_id AND ri.sale_item_id = i.id), 0)::bigint AS returned_quantity,
-             coalesce((SELECT array_agg(p.id) FROM sale_return_items ri CROSS JOIN LATERAL unnest(ri.piece_ids) AS p (id)
-                       WHERE ri.tenant_id = i.tenant_id AND ri.sale_id = i.sale_id AND ri.sale_item_id = i.id), '{}')::text[] AS returned_piece_ids
+             i.piece_ids::text[] AS piece_ids, r.returned_quantity,
+             ARRAY(SELECT jsonb_array_elements_text(x) FROM jsonb_array_elements(r.returned_pieces) AS x) AS returned_piece_ids
       FROM sale_items i JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
+      -- by the sale (sale_return_items_sale_idx), once per line for both sums: by the line alone, no index served it, and
+      -- every return and every void read all of the tenant's return lines once per line of its sale (returnPlans.int.spec.ts)
+      CROSS JOIN LATERAL (
+        SELECT coalesce(sum(ri.quantity), 0)::bigint AS returned_quantity,
+               coalesce(jsonb_agg(ri.piece_ids) FILTER (WHERE cardinality(ri.piece_ids) > 0), '[]'::jsonb) AS returned_pieces
+        FROM sale_return_items ri
+        WHERE ri.tenant_id = i.tenant_id AND ri.sale_id = i.sale_id AND ri.sale_item_id = i.id
+      ) r
       WHERE i.tenant_id = ${tenantId} AND i.sale_id = ${saleId}
       ORDER BY i.line_number`,
   );

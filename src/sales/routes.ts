@@ -323,10 +323,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
                 sku_id: Uuid,
                 sold: Type.Integer({ description: 'base units the sale sold of the SKU' }),
                 returned: Type.Integer({ description: 'base units its returns took back, this one included' }),
-                returnable: Type.Integer({ description: 'base units a return may still take back (0 for a SKU short on any of its lines of an offline sale: not returned in part)' }),
-                returnable_piece_ids: Type.Optional(
-                  Type.Array(Uuid, { description: 'SKUs the sale sold as workshop pieces only: the pieces a return may still take back, in line order' }),
-                ),
+                returnable: Type.Integer({ description: 'base units a return may still take back (a SKU sold as workshop pieces: the sum of the pieces no return took back yet; 0 for a SKU short on any of its lines of an offline sale: not returned in part)' }),
               }),
               { description: "per SKU of the sale, in line order, after this return" },
             ),

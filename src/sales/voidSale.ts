@@ -34,7 +34,8 @@ export const SALE_VOID_OP = 'sale.void';
  * return exactly their sum (an offline line's unavailable pieces were its
  * shortfall and were never sold), so stock stays = Σ live pieces. After
  * partial returns (returnSale) the void brings back only what is left: the
- * stock they did not take back, and the money they did not refund (the
+ * pieces still sold by the sale (a piece a return took back has no
+ * sold_by_op, or another sale's), the stock they did not take back, and the money they did not refund (the
  * reversing entry nets the sale's and its returns' postings, postSaleVoid).
  *
  * With the tenant's require_second_approver_for_reversals on, the token whose
@@ -58,7 +59,9 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
 
   await returnSoldPieces(cmd, before.op_id);
   // What the sale took, less what its partial returns already brought back
-  // (returnSale: never a line of pieces or with a shortfall).
+  // (returnSale: never a line with a shortfall; of a line of pieces, the sum
+  // of the pieces they took back — no longer sold by the sale, so
+  // returnSoldPieces above left them alone).
   const returnedBefore = new Map((await returnableLines(tx, tenantId, saleId)).map((line) => [line.sale_item_id, line.returned_quantity]));
   const returned = new Map<string, number>();
   for (const item of before.items) {
