@@ -4,9 +4,13 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient, ApiResponse } from '../../test/support/client.js';
 import { findingsAfter, integrityFindings } from '../../test/support/integrity.js';
+import { runCommand } from '../core/command.js';
+import { AppError } from '../core/errors.js';
 import { assertStockMatchesPieces } from '../pieces/testkit.js';
 import { lineTotal } from './lineTotal.js';
-import { givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
+import { recordReturn, SALE_RETURN_OP } from './returnSale.js';
+import { recordVoid, SALE_VOID_OP } from './voidSale.js';
+import { givenSku, givenStock, givenStore, givenToken, returnRowCounts, saleMoney as saleMoneyOf } from './testkit.js';
 
 /**
  * Partial returns of workshop pieces (POST /v1/sales/{id}/returns naming
@@ -72,36 +76,9 @@ describe('returns of workshop pieces', () => {
     );
 
   /** Every row a return could write, for this tenant, and the pieces' state. */
-  const rowsOf = async (pieceIds: string[]) => ({
-    ...(await saleRowCounts(t, tenantId)),
-    ...(
-      await t.admin.query(
-        `SELECT (SELECT count(*) FROM sale_returns WHERE tenant_id = $1)::int AS returns,
-                (SELECT count(*) FROM sale_return_items WHERE tenant_id = $1)::int AS return_items,
-                (SELECT count(*) FROM journal_entries WHERE tenant_id = $1)::int AS entries,
-                (SELECT count(*) FROM postings WHERE tenant_id = $1)::int AS postings,
-                (SELECT coalesce(sum(returned_total), 0)::bigint FROM sales WHERE tenant_id = $1) AS returned_total`,
-        [tenantId],
-      )
-    ).rows[0],
-    pieces: await pieceRows(pieceIds),
-  });
-
+  const rowsOf = async (pieceIds: string[]) => ({ ...(await returnRowCounts(t, tenantId)), pieces: await pieceRows(pieceIds) });
   /** The net of the sale's money entries (sale, its returns, its void) per account key. */
-  const saleMoney = async (saleId: string) =>
-    Object.fromEntries(
-      (
-        await t.admin.query(
-          `SELECT a.key, sum(p.amount)::int AS net
-           FROM journal_entries e
-           JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
-           JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
-           WHERE e.tenant_id = $1 AND (e.subject_id = $2 OR e.subject_id IN (SELECT id FROM sale_returns WHERE sale_id = $2))
-           GROUP BY a.key ORDER BY a.key`,
-          [tenantId, saleId],
-        )
-      ).rows.map((row) => [row.key.replace(`store/${storeId}/`, ''), row.net]),
-    );
+  const saleMoney = (saleId: string) => saleMoneyOf(t, tenantId, storeId, saleId);
 
   /** What the sale's returns recorded: their refunds, and the pieces of each (unnested, so a piece taken back twice shows twice). */
   const returnsOf = async (saleId: string) =>
@@ -359,6 +336,34 @@ describe('returns of workshop pieces', () => {
       assert.equal(recorded.returned_total, recorded.refunds);
       await balancesMatch();
     }
+    await noFindings();
+  });
+
+  it('concurrent returns and a void each in its own transaction (as on two servers, outside the sale lane): they take turns on the sale row, no deadlock, each piece back once', async () => {
+    const sizes = [120, 230, 340, 450];
+    const ids = await receive(cloth, sizes);
+    const sale = await sell([{ sku_id: cloth, piece_ids: ids, unit_price: 333 }]);
+    const input = () => ({ tenantId, principal: { kind: 'operator' as const, name: 'test' }, correlationId: `race-${randomUUID()}`, fingerprint: randomUUID() });
+    const returning = (set: string[]) =>
+      runCommand(t.db, input(), { type: SALE_RETURN_OP, storeId }, async (cmd) => ({ status: 201, body: await recordReturn(cmd, sale.id, { items: [{ sku_id: cloth, piece_ids: set }], reason: 'race' }) }));
+    const voiding = () => runCommand(t.db, input(), { type: SALE_VOID_OP, storeId }, async (cmd) => ({ status: 200, body: await recordVoid(cmd, sale.id, 'race') }));
+    const sets = [[3, 0], [0, 1], [1, 2], [2, 3], [0, 2], [1, 3]].map((set) => set.map((index) => ids[index]!));
+    const outcomes = await Promise.allSettled([...sets.map(returning), voiding()]);
+    const refusals = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
+    assert.ok(
+      refusals.every((error) => error instanceof AppError && ['piece_not_returnable', 'invalid_transition'].includes(error.code)),
+      refusals.map((error) => String(error)).join('; '),
+    );
+    const done = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+    assert.ok(done.some((outcome) => outcome.status === 200), 'the void happened');
+    const taken = done.filter((outcome) => outcome.status === 201).flatMap((outcome) => (outcome.body as { lines: Array<{ piece_ids: string[] }> }).lines[0]!.piece_ids);
+    assert.equal(new Set(taken).size, taken.length, 'no piece taken back twice');
+    const recorded = await returnsOf(sale.id);
+    assert.deepEqual(recorded.pieces, [...taken].sort());
+    const rows = await pieceRows(ids);
+    assert.deepEqual(ids.map((id) => rows[id]!.status), ids.map(() => 'in_stock'));
+    assert.deepEqual(await saleMoney(sale.id), { cash_drawer: 0, sales_revenue: 0 });
+    await balancesMatch();
     await noFindings();
   });
 

@@ -6,7 +6,7 @@ import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
 import { catchUpDailySales } from '../analytics/catchUpDailySales.js';
 import { runCommand } from '../core/command.js';
-import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, saleRowCounts } from './testkit.js';
+import { balanceAndLedger, givenSku, givenStock, givenStore, givenToken, returnRowCounts, saleMoney as saleMoneyOf } from './testkit.js';
 
 describe('POST /v1/sales/{id}/returns', () => {
   let t: TestApp;
@@ -41,36 +41,10 @@ describe('POST /v1/sales/{id}/returns', () => {
   const giveBack = (saleId: string, items: Array<{ sku_id: string; quantity: number }>, options: { client?: ApiClient; key?: string; reason?: string } = {}) =>
     (options.client ?? owner).post(`/v1/sales/${saleId}/returns`, { items, reason: options.reason ?? 'customer brought it back' }, { idempotencyKey: options.key ?? randomUUID() });
 
-  /** Every row a return could write, for this tenant (on top of saleRowCounts). */
-  const rowCounts = async () => ({
-    ...(await saleRowCounts(t, tenantId)),
-    ...(
-      await t.admin.query(
-        `SELECT (SELECT count(*) FROM sale_returns WHERE tenant_id = $1)::int AS returns,
-                (SELECT count(*) FROM sale_return_items WHERE tenant_id = $1)::int AS return_items,
-                (SELECT count(*) FROM journal_entries WHERE tenant_id = $1)::int AS entries,
-                (SELECT count(*) FROM postings WHERE tenant_id = $1)::int AS postings,
-                (SELECT coalesce(sum(returned_total), 0)::bigint FROM sales WHERE tenant_id = $1) AS returned_total`,
-        [tenantId],
-      )
-    ).rows[0],
-  });
-
+  /** Every row a return could write, for this tenant. */
+  const rowCounts = () => returnRowCounts(t, tenantId);
   /** The net of the sale's money entries (sale, its returns, its void) per account key. */
-  const saleMoney = async (saleId: string) =>
-    Object.fromEntries(
-      (
-        await t.admin.query(
-          `SELECT a.key, sum(p.amount)::int AS net
-           FROM journal_entries e
-           JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
-           JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
-           WHERE e.tenant_id = $1 AND (e.subject_id = $2 OR e.subject_id IN (SELECT id FROM sale_returns WHERE sale_id = $2))
-           GROUP BY a.key ORDER BY a.key`,
-          [tenantId, saleId],
-        )
-      ).rows.map((row) => [row.key.replace(`store/${storeId}/`, ''), row.net]),
-    );
+  const saleMoney = (saleId: string) => saleMoneyOf(t, tenantId, storeId, saleId);
 
   const noFindings = async () => assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
 

@@ -65,3 +65,30 @@ export async function balanceAndLedger(t: TestApp, tenantId: string, storeId: st
   );
   return rows[0];
 }
+
+/** Rows of one tenant in every table a partial return writes (on top of saleRowCounts). */
+export async function returnRowCounts(t: TestApp, tenantId: string) {
+  const { rows } = await t.admin.query(
+    `SELECT (SELECT count(*) FROM sale_returns WHERE tenant_id = $1)::int AS returns,
+            (SELECT count(*) FROM sale_return_items WHERE tenant_id = $1)::int AS return_items,
+            (SELECT count(*) FROM journal_entries WHERE tenant_id = $1)::int AS entries,
+            (SELECT count(*) FROM postings WHERE tenant_id = $1)::int AS postings,
+            (SELECT coalesce(sum(returned_total), 0)::bigint FROM sales WHERE tenant_id = $1) AS returned_total`,
+    [tenantId],
+  );
+  return { ...(await saleRowCounts(t, tenantId)), ...(rows[0] as Record<string, number | string>) };
+}
+
+/** The net of a sale's money entries (the sale, its returns, its void) per account key, the store's prefix dropped. */
+export async function saleMoney(t: TestApp, tenantId: string, storeId: string, saleId: string): Promise<Record<string, number>> {
+  const { rows } = await t.admin.query(
+    `SELECT a.key, sum(p.amount)::int AS net
+     FROM journal_entries e
+     JOIN postings p ON p.tenant_id = e.tenant_id AND p.entry_id = e.id
+     JOIN accounts a ON a.tenant_id = p.tenant_id AND a.id = p.account_id
+     WHERE e.tenant_id = $1 AND (e.subject_id = $2 OR e.subject_id IN (SELECT id FROM sale_returns WHERE sale_id = $2))
+     GROUP BY a.key ORDER BY a.key`,
+    [tenantId, saleId],
+  );
+  return Object.fromEntries(rows.map((row) => [row.key.replace(`store/${storeId}/`, ''), row.net]));
+}
