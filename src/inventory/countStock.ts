@@ -129,18 +129,26 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   // Even one counted 0: else a receipt stamped before counted_at could
   // commit after the expected quantity was read. Such a row stays at 0 (the
   // store counted none) with no ledger row, which is what its sum says.
-  // (A receipt creating the same rows in another order may deadlock with
-  // this: PostgreSQL ends one, and runCommand runs it again.)
+  // Created AND locked row by row in sku_id order, in one statement: ON
+  // CONFLICT DO UPDATE … WHERE false locks an existing row (without writing
+  // it) and RETURNING names only the rows made. A count that made its new
+  // rows first and locked the existing ones after held a higher row before
+  // a lower one, and deadlocked with a receipt (changeStock creates or
+  // locks in sku_id order too) holding the lower one and waiting for the
+  // higher: stockCountRowCreation.int.spec.ts.
   const created = await all(
     tx,
     sql<{ sku_id: string }>`
       INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity)
       SELECT ${tenantId}, ${storeId}, s.sku_id, 0 FROM unnest(${skuIds}::uuid[]) AS s(sku_id) ORDER BY s.sku_id
-      ON CONFLICT (tenant_id, store_id, sku_id) DO NOTHING
+      ON CONFLICT (tenant_id, store_id, sku_id) DO UPDATE SET quantity = stock_balances.quantity WHERE false
       RETURNING sku_id`,
   );
   // The locks, in sku_id order (rows are locked after the sort), as changeStock
-  // and the sales lock them, so a count and a sale never deadlock.
+  // and the sales lock them, so a count and a sale never deadlock. Every row
+  // is held already (above, FOR NO KEY UPDATE); this makes it FOR UPDATE,
+  // which waits only for a foreign-key check in flight (FOR KEY SHARE), never
+  // for a holder of a balance row.
   await all(
     tx,
     sql<{ sku_id: string }>`
