@@ -27,18 +27,17 @@
  * compared on the hot SKU at the largest client count, default "1,4,16"), DATABASE_URL (use that server instead
  * of the embedded one; it must be durable for the figures to mean anything).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import http from 'node:http';
 import pg from 'pg';
 import { fingerprintRequest, runCommand, type CommandInput } from '../src/core/command.js';
 import { createDb, createPool, type Db } from '../src/core/db.js';
 import { saleCommand } from '../src/sales/createSale.js';
 import { GroupCommitter } from '../src/sales/groupCommit.js';
 import type { SaleInput } from '../src/sales/sale.table.js';
+import { post, startApi } from './api.js';
 import { openBenchDatabase, warmUp } from './database.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -122,63 +121,6 @@ function saleBody(shop: Shop, hot: boolean): SaleInput {
   const store = hot ? shop.stores[0]! : shop.stores[1 + Math.floor(Math.random() * 10)]!;
   const sku = hot ? shop.skus[0]! : shop.skus[1 + Math.floor(Math.random() * 100)]!;
   return { store_id: store, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] };
-}
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-
-/** POST over a keep-alive connection (one per concurrent client); resolves with the status. */
-function post(baseUrl: string, urlPath: string, token: string, body: unknown): Promise<number> {
-  const payload = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const request = http.request(
-      `${baseUrl}${urlPath}`,
-      {
-        method: 'POST',
-        agent,
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(payload),
-          'idempotency-key': randomUUID(),
-        },
-      },
-      (response) => {
-        response.resume();
-        response.on('end', () => resolve(response.statusCode ?? 0));
-        response.on('error', reject);
-      },
-    );
-    request.on('error', reject);
-    request.end(payload);
-  });
-}
-
-async function startApi(databaseUrl: string, appUrl: string, rootToken: string): Promise<{ child: ChildProcess; baseUrl: string }> {
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'serve'], {
-    cwd: root,
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      DATABASE_APP_URL: appUrl,
-      PORT: String(port),
-      STOREKEEP_ROOT_TOKEN: rootToken,
-      LOG_LEVEL: 'warn',
-      RATE_LIMIT_PER_MINUTE: '10000000',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const baseUrl = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${baseUrl}/readyz`)).ok) return { child, baseUrl };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error('the API did not become ready');
 }
 
 async function main(): Promise<void> {

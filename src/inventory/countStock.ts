@@ -3,7 +3,7 @@ import type { Command } from '../core/command.js';
 import { all, andIf, maybeOne, one, readClientMoment, utcMicros, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { changeStock, touchStockMoves } from './changeStock.js';
+import { changeHeldStock, touchStockMoves } from './changeStock.js';
 import { assertSkusExist, assertStoreExists } from './receiveStock.js';
 
 /** How far ahead of the server's clock a `counted_at` may be (a handheld's clock running fast); such a count is taken as counted now. */
@@ -210,10 +210,12 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
               + coalesce((SELECT sum(y.variance) FROM stock_count_lines y
                           JOIN stock_counts z ON z.tenant_id = y.tenant_id AND z.id = y.count_id
                           WHERE y.tenant_id = ${tenantId} AND y.sku_id = s.sku_id AND z.store_id = ${storeId}
-                            -- when the earlier count's row was stamped: stock_ledger_count_idx (its count rows only)
-                            AND (SELECT max(r.created_at) FROM stock_ledger r
-                                 WHERE r.kind = 'count' AND r.tenant_id = y.tenant_id AND r.op_id = z.op_id AND r.store_id = z.store_id AND r.sku_id = y.sku_id)
-                                > ${countedAt}::timestamptz), 0)
+                            -- whose count row of the pair was stamped after counted_at: found from the pair's ledger rows
+                            -- stamped since (stock_ledger_history_idx), so this reads the moves since counted_at, not
+                            -- every count the SKU ever had (bench/countHold.ts)
+                            AND z.op_id IN (SELECT r.op_id FROM stock_ledger r
+                                            WHERE r.tenant_id = ${tenantId} AND r.store_id = ${storeId} AND r.sku_id = s.sku_id
+                                              AND r.created_at > ${countedAt}::timestamptz AND r.kind = 'count')), 0)
               -- the pair's rows from counted_at on (stock_ledger_history_idx) of sales' operations (which write only
               -- sale and count_correction rows)
               + coalesce((SELECT sum(l.quantity_change) FROM stock_ledger l
@@ -243,7 +245,9 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
     return { ...line, expected_quantity: found.expected, variance: line.counted_quantity - found.expected, current: found.current };
   });
 
-  const result = await changeStock(
+  // Every row is held (above): the variances move them in one statement, not
+  // one round trip per line while the tills wait for them.
+  const result = await changeHeldStock(
     tx,
     tenantId,
     cmd.opId,
