@@ -56,7 +56,8 @@ export interface CountView {
  * expected quantity is read, and `counted_at` is then capped at the moment
  * the locks were held, less a microsecond (`locked`). Every stock ledger row
  * is written by the statement that moves its balance row (changeStock's
- * CTE; writeSales' statement after loadSaleStates locked the row), so under
+ * CTE, and changeHeldStock's, which moves this count's rows once it holds
+ * them; writeSales' statement after loadSaleStates locked the row), so under
  * that row's lock, and is stamped then: its `created_at` defaults to
  * clock_timestamp(), the moment the row is written, not the transaction's
  * start (migration 0816). So for the ledger rows of a locked pair:

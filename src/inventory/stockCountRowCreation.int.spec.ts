@@ -41,7 +41,7 @@ describe('stock counts beside receipts, adjustments and transfers creating the s
     }
     return ids;
   };
-  /** The SKUs at the positions `pick` keeps, in the order `order` puts them. */
+  /** The SKUs at the positions `pick` keeps, in their order. */
   const some = (skus: string[], pick: (index: number) => boolean) => skus.filter((_, index) => pick(index));
   const shuffled = <T>(items: T[]): T[] => {
     const copy = [...items];
