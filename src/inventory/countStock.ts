@@ -211,9 +211,9 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
               + coalesce((SELECT sum(y.variance) FROM stock_count_lines y
                           JOIN stock_counts z ON z.tenant_id = y.tenant_id AND z.id = y.count_id
                           WHERE y.tenant_id = ${tenantId} AND y.sku_id = s.sku_id AND z.store_id = ${storeId}
-                            -- whose count row of the pair was stamped after counted_at: found from the pair's ledger rows
-                            -- stamped since (stock_ledger_history_idx), so this reads the moves since counted_at, not
-                            -- every count the SKU ever had (bench/countHold.ts)
+                            -- whose count row of the pair was stamped after counted_at: found from the pair's count rows
+                            -- stamped since (stock_ledger_count_history_idx), so this reads the counts since counted_at,
+                            -- not every count the SKU ever had (bench/countHold.ts)
                             AND z.op_id IN (SELECT r.op_id FROM stock_ledger r
                                             WHERE r.tenant_id = ${tenantId} AND r.store_id = ${storeId} AND r.sku_id = s.sku_id
                                               AND r.created_at > ${countedAt}::timestamptz AND r.kind = 'count')), 0)
