@@ -15,6 +15,7 @@
  * corruptions are written as the owner with triggers and foreign keys off
  * (session_replication_role = replica).
  */
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -130,6 +131,50 @@ runBench(async () => {
       await q(`UPDATE sales SET client_created_at = created_at - interval '3 days', source = 'offline' WHERE tenant_id = $1 AND id = $2`, [t.id, S(45).id]);
       await q(`INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, op_id) VALUES ($1, gen_random_uuid(), 'sale', $2, current_date, 'sale', NULL, $3)`, [t.id, t.store, t.op]); // names nothing
       await q(`INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, op_id) VALUES ($1, gen_random_uuid(), 'sale_void', $2, current_date, 'sale', gen_random_uuid(), $3)`, [t.id, t.store, t.op]); // void of no sale
+      // money_sale_posted's sums from a sale's one entry of two postings (2026-12-07, checkscale): where they go wrong
+      const account = async (kind: string, store: string | null, party: string | null = null) =>
+        (await q(`INSERT INTO accounts (tenant_id, id, key, kind, store_id, party_id, op_id) VALUES ($1, gen_random_uuid(), 'x/' || gen_random_uuid(), $2, $3, $4, $5) RETURNING id`, [t.id, kind, store, party, t.op])).rows[0].id;
+      const debitPosting = async (n: number, accountId: string) =>
+        q(`UPDATE postings SET account_id = $3 WHERE tenant_id = $1 AND entry_id = $2 AND amount > 0`, [t.id, await entry(n), accountId]);
+      await debitPosting(50, await account('card_clearing', t.store)); // a cash sale debiting the card clearing account
+      await q(`UPDATE postings SET amount = -amount WHERE tenant_id = $1 AND entry_id = $2`, [t.id, await entry(51)]); // debit and credit swapped
+      const customer = (await q(`INSERT INTO parties (tenant_id, id, kind, name, op_id) VALUES ($1, gen_random_uuid(), 'customer', 'C', $2) RETURNING id`, [t.id, t.op])).rows[0].id;
+      const receivable = await account('receivable', null, customer);
+      await q(`UPDATE sales SET payment_method = 'credit', customer_id = $3 WHERE tenant_id = $1 AND id = ANY($2::uuid[])`, [t.id, [S(52).id, S(53).id], customer]);
+      await debitPosting(53, receivable); // credit sale on the customer's account: fine; S(52) still debits the drawer
+      const revenueAccount = (await q(`SELECT account_id FROM postings WHERE tenant_id = $1 AND entry_id = $2 AND amount < 0`, [t.id, await entry(54)])).rows[0].account_id;
+      await debitPosting(54, revenueAccount); // both postings on the revenue account
+      await q(`DELETE FROM postings WHERE tenant_id = $1 AND entry_id = $2 AND amount < 0`, [t.id, await entry(55)]); // one posting only
+      await q(`UPDATE postings SET amount = -amount WHERE tenant_id = $1 AND entry_id = $2 AND amount < 0`, [t.id, await entry(60)]); // two debits
+      await debitPosting(61, await account('cash_drawer', store2)); // another store's drawer
+      // a return's entry naming the sale itself (no return has that id): its postings count for the sale; one naming no sale: nothing
+      for (const [subject, from] of [[S(56).id, 56], [randomUUID(), 57]] as const) {
+        const posts = (await q(`SELECT account_id, amount, op_id FROM postings WHERE tenant_id = $1 AND entry_id = $2`, [t.id, await entry(from)])).rows;
+        const rid = (await q(`INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, op_id) SELECT $1, gen_random_uuid(), 'sale_return', $2, business_date, 'sale_return', $3, op_id FROM journal_entries WHERE tenant_id = $1 AND id = $4 RETURNING id`, [t.id, t.store, subject, await entry(from)])).rows[0].id;
+        for (const p of posts) await q(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, $4, $5)`, [t.id, rid, p.account_id, -Math.sign(Number(p.amount)) * 10, p.op_id]);
+      }
+      // a voided sale with no void entry whose return's entry took all its money back: its one sale entry nets to zero
+      {
+        const rop = await newOp();
+        const rid = (await q(`INSERT INTO sale_returns (tenant_id, id, sale_id, store_id, return_number, reason, refund_total, op_id) VALUES ($1, gen_random_uuid(), $2, $3, 1, 'x', 0, $4) RETURNING id`, [t.id, S(62).id, t.store, rop])).rows[0].id;
+        const eid = (await q(`INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, op_id) SELECT $1, gen_random_uuid(), 'sale_return', $2, business_date, 'sale_return', $3, $4 FROM journal_entries WHERE tenant_id = $1 AND id = $5 RETURNING id`, [t.id, t.store, rid, rop, await entry(62)])).rows[0].id;
+        for (const p of (await q(`SELECT account_id, amount FROM postings WHERE tenant_id = $1 AND entry_id = $2`, [t.id, await entry(62)])).rows) {
+          await q(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, $4, $5)`, [t.id, eid, p.account_id, -Number(p.amount), rop]);
+        }
+        await voidSale(62);
+      }
+      // voided sales whose sale entry, or whose void entry, is booked on a day out of bounds; S(56) voided rightly, its
+      // return entry above then leaving money unreversed
+      for (const [k, which, days] of [[58, 'sale', 5], [59, 'sale_void', -5], [56, 'sale', 0]] as const) {
+        const vop = await voidSale(k);
+        const e = await entry(k);
+        const vid = (await q(`INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, op_id, created_at)
+                              SELECT tenant_id, gen_random_uuid(), 'sale_void', store_id, business_date, 'sale', subject_id, $3, created_at + interval '1 hour' FROM journal_entries WHERE tenant_id = $1 AND id = $2 RETURNING id`, [t.id, e, vop])).rows[0].id;
+        for (const p of (await q(`SELECT account_id, amount FROM postings WHERE tenant_id = $1 AND entry_id = $2`, [t.id, e])).rows) {
+          await q(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, $4, $5)`, [t.id, vid, p.account_id, -Number(p.amount), vop]);
+        }
+        await q(`UPDATE journal_entries SET business_date = business_date + $3::int WHERE tenant_id = $1 AND id = $2`, [t.id, which === 'sale' ? e : vid, days]);
+      }
       // a partial return's entry refunding money
       {
         const sale = S(20);
