@@ -11,7 +11,10 @@
  *   INTEGRITY_BENCH_BEFORE=scratch/before npx tsx bench/integrityCheckDiff.ts
  *
  * Written for the rewrite of sale_stock_matches_items and money_sale_posted
- * (bench/RESULTS.md, "checkspeed"); CHECKS=name,name picks others. The
+ * (bench/RESULTS.md, "checkspeed"), its money corruptions extended for
+ * money_sale_posted's sums per entry ("checkscale": each way a sale's one
+ * entry of two postings can be wrong, returns, synced sales' days);
+ * CHECKS=name,name picks others. The
  * corruptions are written as the owner with triggers and foreign keys off
  * (session_replication_role = replica).
  */
@@ -152,6 +155,12 @@ runBench(async () => {
         const posts = (await q(`SELECT account_id, amount, op_id FROM postings WHERE tenant_id = $1 AND entry_id = $2`, [t.id, await entry(from)])).rows;
         const rid = (await q(`INSERT INTO journal_entries (tenant_id, id, kind, store_id, business_date, subject_type, subject_id, op_id) SELECT $1, gen_random_uuid(), 'sale_return', $2, business_date, 'sale_return', $3, op_id FROM journal_entries WHERE tenant_id = $1 AND id = $4 RETURNING id`, [t.id, t.store, subject, await entry(from)])).rows[0].id;
         for (const p of posts) await q(`INSERT INTO postings (tenant_id, entry_id, account_id, amount, op_id) VALUES ($1, $2, $3, $4, $5)`, [t.id, rid, p.account_id, -Math.sign(Number(p.amount)) * 10, p.op_id]);
+      }
+      // synced sales recorded now (after migration 0802: their till's day is held to), the till 3 days back: one booked
+      // today (past the till's day plus one, no count), one on the till's day (fine)
+      for (const [k, day] of [[63, 'current_date'], [64, `(now() - interval '3 days')::date`]] as const) {
+        await q(`UPDATE sales SET created_at = now(), source = 'offline', client_created_at = now() - interval '3 days' WHERE tenant_id = $1 AND id = $2`, [t.id, S(k).id]);
+        await q(`UPDATE journal_entries SET business_date = ${day} WHERE tenant_id = $1 AND id = $2`, [t.id, await entry(k)]);
       }
       // a voided sale with no void entry whose return's entry took all its money back: its one sale entry nets to zero
       {

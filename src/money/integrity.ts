@@ -58,13 +58,17 @@ interface BookedEntry {
   businessDate: string;
   createdAt: string;
   saleDay: string;
+  /** The UTC days of when it was recorded and of its till's moment, when the row has them already (else computed from the sale's columns). */
+  days?: { recorded: string; till: string };
 }
 
 /** The days an entry may be booked on without a counted day (see money_sale_posted's comment): earliest and latest. */
 function bookingBounds(b: BookedEntry): { earliest: string; latest: string } {
   const s = b.sale;
-  const recorded = `((CASE ${b.kind} WHEN 'sale' THEN ${s}.created_at ELSE coalesce(${s}.voided_at, ${b.createdAt}) END) AT TIME ZONE 'UTC')::date`;
-  const till = `((CASE WHEN ${b.kind} = 'sale' AND ${s}.source = 'offline' THEN ${s}.client_created_at
+  const recorded = b.days?.recorded ?? `((CASE ${b.kind} WHEN 'sale' THEN ${s}.created_at ELSE coalesce(${s}.voided_at, ${b.createdAt}) END) AT TIME ZONE 'UTC')::date`;
+  const till =
+    b.days?.till ??
+    `((CASE WHEN ${b.kind} = 'sale' AND ${s}.source = 'offline' THEN ${s}.client_created_at
                           WHEN ${b.kind} = 'sale_void' THEN ${s}.void_client_created_at END) AT TIME ZONE 'UTC')::date`;
   const beforeTillDays = `(${b.kind} = 'sale' AND ${s}.created_at < coalesce((SELECT m.run_on FROM schema_migrations m WHERE m.name = '0802_open_business_date'), 'infinity'))`;
   return {
@@ -91,8 +95,21 @@ function misbookedEntry(b: BookedEntry): string {
                                             'earliest', ${earliest}, 'latest_without_count', ${latest})`;
 }
 
-/** A fast sale's only entry: a sale entry (the literal, so that its bounds fold to a sale entry's). */
-const fastEntry: BookedEntry = { sale: 'j', id: 'j.entry_id', kind: `'sale'`, store: 'j.entry_store_id', businessDate: 'j.business_date', createdAt: 'NULL::timestamptz', saleDay: 'NULL::date' };
+/**
+ * A fast sale's only entry: a sale entry (the literal, so that its bounds fold
+ * to a sale entry's), its days computed once in the row (joined: a sale
+ * entry's recorded day is its sale's, its till's day the synced sale's).
+ */
+const fastEntry: BookedEntry = {
+  sale: 'j',
+  id: 'j.entry_id',
+  kind: `'sale'`,
+  store: 'j.entry_store_id',
+  businessDate: 'j.business_date',
+  createdAt: 'NULL::timestamptz',
+  saleDay: 'NULL::date',
+  days: { recorded: 'j.recorded_day', till: 'j.till_day' },
+};
 /** Each of a sale's sale and void entries, walked by index. */
 const walkedEntry: BookedEntry = { sale: 'j', id: 'b.id', kind: 'b.kind', store: 'b.store_id', businessDate: 'b.business_date', createdAt: 'b.created_at', saleDay: 'b.sale_day' };
 
@@ -289,22 +306,29 @@ export const moneyChecks: IntegrityCheck[] = [
         FROM postings p
         WHERE ($1::uuid IS NULL OR p.tenant_id = $1)
         GROUP BY p.tenant_id, p.entry_id
+      ), entries_posted AS (
+        -- an only sale entry beside its postings (before the sales: narrow rows through this join)
+        SELECT e.*, p.postings, p.debit, p.credit, p.debit_account, p.credit_account
+        FROM entries e
+        LEFT JOIN posted p ON e.walked = 1 AND e.kind = 'sale' AND p.tenant_id = e.tenant_id AND p.entry_id = e.id
       ), joined AS (
         SELECT s.tenant_id, s.id, s.store_id, s.status, s.payment_method, s.customer_id, s.total, s.returned_total,
                s.created_at, s.source, s.client_created_at, s.voided_at, s.void_client_created_at,
                e.tenant_id AS e_tenant_id, e.sale_id AS e_sale_id, e.sale_entries, e.void_entries,
-               e.id AS entry_id, e.kind, e.store_id AS entry_store_id, e.business_date, p.debit, p.credit,
+               e.id AS entry_id, e.kind, e.store_id AS entry_store_id, e.business_date, e.debit, e.credit,
+               (s.created_at AT TIME ZONE 'UTC')::date AS recorded_day,
+               (CASE WHEN s.source = 'offline' THEN s.client_created_at END AT TIME ZONE 'UTC')::date AS till_day,
                da.store_id AS da_store_id, da.kind AS da_kind, da.party_id AS da_party_id,
                ca.store_id AS ca_store_id, ca.kind AS ca_kind, ca.party_id AS ca_party_id,
                s.id IS NOT NULL AND e.walked = 1 AND e.kind = 'sale' AND rs.sale_id IS NULL
-                 AND coalesce(p.postings = 2 AND p.debit > 0 AND p.credit < 0 AND p.debit_account <> p.credit_account, false) AS fast
+                 AND coalesce(e.postings = 2 AND e.debit > 0 AND e.credit < 0 AND e.debit_account <> e.credit_account, false) AS fast
         FROM (SELECT * FROM sales WHERE ($1::uuid IS NULL OR tenant_id = $1)) s
-        FULL JOIN entries e ON e.tenant_id = s.tenant_id AND e.sale_id = s.id
-        LEFT JOIN posted p ON e.walked = 1 AND e.kind = 'sale' AND p.tenant_id = e.tenant_id AND p.entry_id = e.id
+        FULL JOIN entries_posted e ON e.tenant_id = s.tenant_id AND e.sale_id = s.id
         LEFT JOIN (SELECT DISTINCT tenant_id, sale_id FROM sale_returns WHERE ($1::uuid IS NULL OR tenant_id = $1)) rs
           ON rs.tenant_id = s.tenant_id AND rs.sale_id = s.id
-        LEFT JOIN accounts da ON da.tenant_id = s.tenant_id AND da.id = p.debit_account
-        LEFT JOIN accounts ca ON ca.tenant_id = s.tenant_id AND ca.id = p.credit_account
+        LEFT JOIN accounts da ON da.tenant_id = s.tenant_id AND da.id = e.debit_account
+        LEFT JOIN accounts ca ON ca.tenant_id = s.tenant_id AND ca.id = e.credit_account
+        OFFSET 0
       ), per_sale AS (
         -- a sale of one sale entry of two postings (fast): its sums and its entry's booking from that row; any other
         -- sale: from its entries and their postings, looked up by index
