@@ -3,7 +3,7 @@ import type { Command } from '../core/command.js';
 import { all, andIf, maybeOne, one, readClientMoment, utcMicros, type Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { changeHeldStock, touchStockMoves } from './changeStock.js';
+import { changeHeldStock, holdBalanceRows, touchStockMoves } from './changeStock.js';
 import { assertSkusExist, assertStoreExists } from './receiveStock.js';
 
 /** How far ahead of the server's clock a `counted_at` may be (a handheld's clock running fast); such a count is taken as counted now. */
@@ -134,17 +134,10 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   // CONFLICT DO UPDATE … WHERE false locks an existing row (without writing
   // it) and RETURNING names only the rows made. A count that made its new
   // rows first and locked the existing ones after held a higher row before
-  // a lower one, and deadlocked with a receipt (changeStock creates or
-  // locks in sku_id order too) holding the lower one and waiting for the
-  // higher: stockCountRowCreation.int.spec.ts.
-  const created = await all(
-    tx,
-    sql<{ sku_id: string }>`
-      INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity)
-      SELECT ${tenantId}, ${storeId}, s.sku_id, 0 FROM unnest(${skuIds}::uuid[]) AS s(sku_id) ORDER BY s.sku_id
-      ON CONFLICT (tenant_id, store_id, sku_id) DO UPDATE SET quantity = stock_balances.quantity WHERE false
-      RETURNING sku_id`,
-  );
+  // a lower one, and deadlocked with a receipt (which creates or locks in
+  // sku_id order too, with the same statement: holdBalanceRows) holding the
+  // lower one and waiting for the higher: stockCountRowCreation.int.spec.ts.
+  const created = await holdBalanceRows(tx, tenantId, skuIds.map((skuId) => ({ storeId, skuId })));
   // The locks, in sku_id order (rows are locked after the sort), as changeStock
   // and the sales lock them, so a count and a sale never deadlock. Every row
   // is held already (above, FOR NO KEY UPDATE); this makes it FOR UPDATE,

@@ -5,7 +5,7 @@ import type { Command } from '../core/command.js';
 import { all } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { openReviewItem } from '../core/review.js';
-import { changeStock, touchStockMoves } from '../inventory/changeStock.js';
+import { addStock, touchStockMoves } from '../inventory/changeStock.js';
 import { findTransfer, lockTransfer } from './queries.js';
 import { assertTransferAction } from './transferScope.js';
 import { planReceipt, type ReceiptLine } from './transferState.js';
@@ -36,7 +36,9 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
   await transitionTransfer(cmd, current, 'receive', sql`received_by = ${cmd.actor}, received_op = ${cmd.opId}, received_at = ${STAMP}`, expectedVersion);
   const plan = planReceipt(current.items, lines);
   if (!plan.ok) throw new AppError('validation_failed', plan.errors.map((e) => `${e.path} ${e.message}`).join('; '), { errors: plan.errors });
-  const stock = await changeStock(
+  // Only adds stock: the destination's rows created or locked in one
+  // sku_id-ordered statement and moved in one more (addStock).
+  const stock = await addStock(
     cmd.tx,
     cmd.tenantId,
     cmd.opId,
@@ -44,7 +46,6 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
       .filter((line) => line.received > 0)
       .map((line) => ({ storeId: current.destination_store_id, skuId: line.sku_id, quantityChange: line.received, kind: 'transfer_in', reason: `transfer ${id}` })),
   );
-  if (!stock.ok) throw new Error('receiving only adds stock');
   const itemRows = await all(
     cmd.tx,
     sql<{ id: string }>`
