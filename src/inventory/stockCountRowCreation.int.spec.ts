@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
 import { integrityFindings } from '../../test/support/integrity.js';
+import { shuffled } from '../../test/support/shuffled.js';
 import { commandRetries } from '../core/metrics.js';
 
 /**
@@ -43,14 +44,6 @@ describe('stock counts beside receipts, adjustments and transfers creating the s
   };
   /** The SKUs at the positions `pick` keeps, in their order. */
   const some = (skus: string[], pick: (index: number) => boolean) => skus.filter((_, index) => pick(index));
-  const shuffled = <T>(items: T[]): T[] => {
-    const copy = [...items];
-    for (let i = copy.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [copy[i], copy[j]] = [copy[j]!, copy[i]!];
-    }
-    return copy;
-  };
   const jitter = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 15));
 
   it('every command is answered, none deadlocks, every balance is its ledger and each command wrote all its rows', async () => {
