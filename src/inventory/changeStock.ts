@@ -217,3 +217,46 @@ export function touchStockMoves(cmd: Pick<Command, 'touch'>, balances: ReadonlyA
     cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
   }
 }
+
+/**
+ * After a void or a return put goods back (changeStock, +q rows, their
+ * balance rows now held by this transaction): of those a till made offline
+ * at or before its balance's latest count (`tillTime` ≤ counted_through, read
+ * under the lock), takes them out again through a `count_correction` row of
+ * −q (reason `count <counted_by>`), written after the +q row so no
+ * quantity_after goes below 0: the count already found the goods on the
+ * shelf, and the operation moves the balance by 0 — the mirror of a synced
+ * sale the count covers (planSale). A void or return without the till's
+ * time is "now" (none is corrected): call only with one, and with the
+ * changes changeStock just applied. One statement for all the rows (the
+ * quantity never goes below 0: the +q is in); returns the corrections written.
+ */
+export async function correctCountedGiveBacks(
+  tx: Tx,
+  tenantId: string,
+  opId: string,
+  tillTime: string,
+  changes: StockChange[],
+): Promise<Array<{ store_id: string; sku_id: string; quantity_after: number; ledger_id: number }>> {
+  const given = mergedInOrder(changes);
+  assert(given.every((change) => change.quantityChange > 0), 'only goods given back are corrected');
+  if (given.length === 0) return [];
+  const input = JSON.stringify(given.map((change) => ({ store_id: change.storeId, sku_id: change.skuId, change: change.quantityChange })));
+  const rows = await all(
+    tx,
+    sql<{ id: number; store_id: string; sku_id: string; quantity_after: number }>`
+      WITH input AS (
+        SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS c(store_id uuid, sku_id uuid, change bigint)
+      ), changed AS (
+        UPDATE stock_balances b SET quantity = b.quantity - c.change, updated_at = now()
+        FROM input c
+        WHERE b.tenant_id = ${tenantId} AND b.store_id = c.store_id AND b.sku_id = c.sku_id
+          AND b.counted_through >= ${tillTime}::timestamptz
+        RETURNING b.store_id, b.sku_id, b.quantity, c.change, b.counted_by
+      )
+      INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
+      SELECT ${tenantId}, store_id, sku_id, ${opId}, -change, quantity, 'count_correction', 'count ' || counted_by FROM changed ORDER BY store_id, sku_id
+      RETURNING id, store_id, sku_id, quantity_after`,
+  );
+  return rows.map(({ id, store_id, sku_id, quantity_after }) => ({ store_id, sku_id, quantity_after, ledger_id: id }));
+}

@@ -188,11 +188,22 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   // count saw already had it — plus what the synced sales the tills made at
   // or before counted_at, recorded after it, moved (their `sale` rows and
   // `count_correction` rows stamped after counted_at): those goods had left
-  // the shelf this count saw, though the ledger took them out later. A sale
+  // the shelf this count saw, though the ledger took them out later — and
+  // likewise what the voids and returns a till made at or before counted_at
+  // (their till time, `client_created_at`), recorded after it, moved (their
+  // `void`/`return` rows and `count_correction` rows): those goods were back
+  // on the shelf this count saw, though the ledger put them back later. A sale
   // an earlier count already covered moved the balance by 0 (its correction
   // gave back what it took: see planSale), so it is not taken out again; one
   // written after this count commits will see this count on its balance row
-  // (counted_through) and move it by 0 too.
+  // (counted_through) and move it by 0 too; so will such a void or return
+  // (correctCountedGiveBacks).
+  const syncedSaleOf = sql`EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = l.tenant_id AND v.op_id = l.op_id
+                                   AND v.source = 'offline' AND v.client_created_at <= ${countedAt}::timestamptz)`;
+  const tillVoidOf = sql`EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = l.tenant_id AND v.voided_by_op = l.op_id
+                                 AND v.void_client_created_at <= ${countedAt}::timestamptz)`;
+  const tillReturnOf = sql`EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = l.tenant_id AND r.op_id = l.op_id
+                                   AND r.client_created_at <= ${countedAt}::timestamptz)`;
   const expectedRows = await all(
     tx,
     sql<{ sku_id: string; expected: number; current: number }>`
@@ -210,12 +221,21 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
                             AND z.op_id IN (SELECT r.op_id FROM stock_ledger r
                                             WHERE r.tenant_id = ${tenantId} AND r.store_id = ${storeId} AND r.sku_id = s.sku_id
                                               AND r.created_at > ${countedAt}::timestamptz AND r.kind = 'count')), 0)
-              -- the pair's rows from counted_at on (stock_ledger_history_idx) of sales' operations (which write only
-              -- sale and count_correction rows)
+              -- the pair's rows from counted_at on (stock_ledger_history_idx), in one pass, of the operations a till
+              -- made at or before counted_at: synced sales (which write only sale and count_correction rows), voids
+              -- and returns with the till's time (void or return rows, and count_correction rows). Each row's
+              -- operation is looked up by its kind only, each through a partial index of the till-timed ones
+              -- (migrations 1280, 1300): an online sale's, void's or return's row is dismissed without its row.
               + coalesce((SELECT sum(l.quantity_change) FROM stock_ledger l
-                          JOIN sales v ON v.tenant_id = l.tenant_id AND v.op_id = l.op_id
                           WHERE l.tenant_id = ${tenantId} AND l.store_id = ${storeId} AND l.sku_id = s.sku_id
-                            AND l.created_at > ${countedAt}::timestamptz AND v.source = 'offline' AND v.client_created_at <= ${countedAt}::timestamptz), 0))::bigint AS expected,
+                            AND l.created_at > ${countedAt}::timestamptz
+                            AND CASE l.kind
+                                  WHEN 'sale' THEN ${syncedSaleOf}
+                                  WHEN 'void' THEN ${tillVoidOf}
+                                  WHEN 'return' THEN ${tillReturnOf}
+                                  WHEN 'count_correction' THEN ${syncedSaleOf} OR ${tillVoidOf} OR ${tillReturnOf}
+                                  ELSE false
+                                END), 0))::bigint AS expected,
              coalesce(b.quantity, 0)::bigint AS current
       FROM unnest(${skuIds}::uuid[]) AS s(sku_id)
       LEFT JOIN stock_balances b ON b.tenant_id = ${tenantId} AND b.store_id = ${storeId} AND b.sku_id = s.sku_id`,

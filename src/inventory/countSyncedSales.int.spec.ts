@@ -338,6 +338,138 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  /** A void of a sale; with `clientCreatedAt`, one the till queued offline, made then by its clock. */
+  const voidSale = async (saleId: string, clientCreatedAt?: string) => {
+    const response = await owner.post(`/v1/sales/${saleId}/void`, { reason: 'rung up by mistake', ...(clientCreatedAt === undefined ? {} : { client_created_at: clientCreatedAt }) }, { idempotencyKey: randomUUID() });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    return response.body as { id: string; voided_by_op: string };
+  };
+  /** A return of `quantity` of the sale's SKU; with `clientCreatedAt`, one the till queued offline. */
+  const returnOf = async (saleId: string, sku: string, quantity: number, clientCreatedAt?: string) => {
+    const response = await owner.post(
+      `/v1/sales/${saleId}/returns`,
+      { items: [{ sku_id: sku, quantity }], reason: 'brought back', ...(clientCreatedAt === undefined ? {} : { client_created_at: clientCreatedAt }) },
+      { idempotencyKey: randomUUID() },
+    );
+    assert.equal(response.status, 201, JSON.stringify(response.body));
+    return response.body as { id: string; op_id: string };
+  };
+
+  it('a sale rung up offline by mistake and voided at once, both before counted_at, sent after the count was recorded: the balance is the count\'s', async () => {
+    const sku = await newSku(100);
+    const tillSold = await dbNow();
+    const tillVoided = await dbNow();
+    const countedAt = await dbNow();
+    // The shelf held all 100 at countedAt (the mistaken sale never took goods).
+    const counted = await count(sku, 100, countedAt);
+    assert.deepEqual(counted.items.map((line) => [line.expected_quantity, line.variance]), [[100, 0]]);
+    await sell(sku, 5); // after the count
+    const synced = await sync(sku, 10, tillSold); // covered: net 0
+    assert.equal(await balance(sku), 95);
+    const voided = await voidSale(synced.id, tillVoided); // covered too: net 0
+    assert.equal(await balance(sku), 95, 'the count already saw the goods on the shelf');
+    const ledger = await ledgerOf(sku);
+    assert.deepEqual(kinds(ledger), [
+      ['receipt', 100, 100],
+      ['sale', -5, 95],
+      ['count_correction', 10, 105],
+      ['sale', -10, 95],
+      ['void', 10, 105],
+      ['count_correction', -10, 95],
+    ]);
+    const [voidRow, correction] = ledger.slice(4);
+    assert.deepEqual([voidRow!.op_id, correction!.op_id], [voided.voided_by_op, voided.voided_by_op]);
+    assert.equal(correction!.reason, `count ${counted.id}`);
+    assert.equal(sumOf(ledger), 95);
+    // GET /v1/operations/{op_id} of the void: both rows, the balance once.
+    const operation = await owner.get(`/v1/operations/${voided.voided_by_op}`);
+    assert.equal(operation.status, 200);
+    const effects = (operation.body.effects as Array<{ table: string; id: string; action: string }>).filter((effect) => effect.table.startsWith('stock_'));
+    assert.deepEqual(
+      effects.map((effect) => `${effect.table} ${effect.id} ${effect.action}`).sort(),
+      [`stock_balances ${store}/${sku} updated`, `stock_ledger ${voidRow!.id} created`, `stock_ledger ${correction!.id} created`].sort(),
+    );
+    // Counted again as of now, the shelf as the ledger has it: nothing moves.
+    const again = await count(sku, 95);
+    assert.deepEqual(again.items.map((line) => [line.expected_quantity, line.variance]), [[95, 0]]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('the mistaken pair sent between counted_at and the count being posted: the count adds the void back to its expected quantity', async () => {
+    const sku = await newSku(100);
+    const tillSold = await dbNow();
+    const tillVoided = await dbNow();
+    const countedAt = await dbNow();
+    const synced = await sync(sku, 10, tillSold);
+    const voided = await voidSale(synced.id, tillVoided);
+    await sell(sku, 5);
+    assert.equal(await balance(sku), 95);
+    const counted = await count(sku, 100, countedAt); // the shelf held 100 at countedAt
+    assert.deepEqual(counted.items.map((line) => [line.expected_quantity, line.variance, line.ledger_id]), [[100, 0, null]]);
+    assert.equal(await balance(sku), 95);
+    const ledger = await ledgerOf(sku);
+    assert.deepEqual(kinds(ledger), [['receipt', 100, 100], ['sale', -10, 90], ['void', 10, 100], ['sale', -5, 95]]);
+    assert.equal(ledger[2]!.op_id, voided.voided_by_op);
+    // Two missing at countedAt: the variance is theirs alone.
+    const other = await newSku(100);
+    const otherSold = await dbNow();
+    const otherVoided = await dbNow();
+    const otherAt = await dbNow();
+    await voidSale((await sync(other, 10, otherSold)).id, otherVoided);
+    const short = await count(other, 98, otherAt);
+    assert.deepEqual(short.items.map((line) => [line.expected_quantity, line.variance, line.quantity_after]), [[100, -2, 98]]);
+    assert.equal(sumOf(await ledgerOf(other)), 98);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('a return the till took offline before counted_at is given back once, sent after the count or before it is posted', async () => {
+    const sku = await newSku(100);
+    const sale = await sell(sku, 10);
+    const tillReturned = await dbNow();
+    const countedAt = await dbNow();
+    // The shelf held 93 at countedAt: the 3 brought back were on it; the ledger said 90.
+    const counted = await count(sku, 93, countedAt);
+    assert.deepEqual(counted.items.map((line) => [line.expected_quantity, line.variance]), [[90, 3]]);
+    const returned = await returnOf(sale.id, sku, 3, tillReturned);
+    assert.equal(await balance(sku), 93);
+    const ledger = await ledgerOf(sku);
+    assert.deepEqual(kinds(ledger).slice(2), [['count', 3, 93], ['return', 3, 96], ['count_correction', -3, 93]]);
+    assert.deepEqual(ledger.slice(3).map((row) => [row.op_id, row.reason]), [[returned.op_id, `return of sale ${sale.id}`], [returned.op_id, `count ${counted.id}`]]);
+
+    const between = await newSku(100);
+    const sold = await sell(between, 10);
+    const tillTook = await dbNow();
+    const betweenAt = await dbNow();
+    await returnOf(sold.id, between, 3, tillTook);
+    assert.equal(await balance(between), 93);
+    const later = await count(between, 93, betweenAt);
+    assert.deepEqual(later.items.map((line) => [line.expected_quantity, line.variance, line.ledger_id]), [[93, 0, null]]);
+    assert.deepEqual(kinds(await ledgerOf(between)), [['receipt', 100, 100], ['sale', -10, 90], ['return', 3, 93]]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('voids and returns the till made after counted_at, and those without the till\'s time, put the goods back as before', async () => {
+    const sku = await newSku(100);
+    const [a, b, c] = [await sell(sku, 10), await sell(sku, 10), await sell(sku, 10)];
+    const tillEarlier = await dbNow();
+    const countedAt = await dbNow();
+    await count(sku, 70, countedAt);
+    await returnOf(a.id, sku, 2, await dbNow()); // the till's time after counted_at
+    await voidSale(b.id, await dbNow());
+    await voidSale(c.id); // online: "now"
+    await returnOf(a.id, sku, 1); // online: "now"
+    assert.equal(await balance(sku), 70 + 2 + 10 + 10 + 1);
+    const ledger = await ledgerOf(sku);
+    assert.deepEqual(kinds(ledger).slice(4), [['return', 2, 72], ['void', 10, 82], ['void', 10, 92], ['return', 1, 93]]);
+    assert.equal(ledger.filter((row) => row.kind === 'count_correction').length, 0);
+    assert.equal(sumOf(ledger), 93);
+    // A void with the till's time before counted_at of a SKU never counted: nothing covers it.
+    const uncounted = await newSku(10);
+    await voidSale((await sell(uncounted, 4)).id, tillEarlier);
+    assert.deepEqual(kinds(await ledgerOf(uncounted)), [['receipt', 10, 10], ['sale', -4, 6], ['void', 4, 10]]);
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   // count_correction_matches_sale against corrupted rows: each corruption leaves every balance equal to its ledger
   // (the other stock checks stay quiet), so the check reports it (with stock_count_matches_ledger where the
   // corruption also changes what a count's arithmetic reads).

@@ -1,5 +1,11 @@
 import type { IntegrityCheck } from '../integrity/check.js';
 
+// Whether the operation of ledger row h is one a till made at or before count c's counted_at, recorded after it:
+// a synced sale, a void or a return with the till's time (stock_count_matches_ledger; countStock.ts, the same rule).
+const SYNCED_SALE = `EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = h.tenant_id AND v.op_id = h.op_id AND v.source = 'offline' AND v.client_created_at <= c.counted_at)`;
+const TILL_VOID = `EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = h.tenant_id AND v.voided_by_op = h.op_id AND v.void_client_created_at <= c.counted_at)`;
+const TILL_RETURN = `EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = h.tenant_id AND r.op_id = h.op_id AND r.client_created_at <= c.counted_at)`;
+
 /** Stock invariants (DESIGN.md principle 2: balances are the lock, ledgers are the history). */
 export const inventoryChecks: IntegrityCheck[] = [
   {
@@ -77,7 +83,7 @@ export const inventoryChecks: IntegrityCheck[] = [
     name: 'stock_count_matches_ledger',
     severity: 'critical',
     description:
-      "Every stock count has lines, each with variance = counted − expected and expected the stock its store's ledger held of the SKU at the count's counted_at (the quantity_after of the last row at or before it, plus the variances of earlier counts of the SKU whose rows were written after that moment, plus what the synced sales made by the tills at or before that moment and recorded after it moved: their sale and count_correction rows); each line whose variance is not 0 moved its balance through exactly one stock ledger row of kind count, of the count's operation, store and SKU, named by the line, whose quantity_change is the variance and quantity_after the line's; a line of variance 0 has none; and no count ledger row is left without its count's line.",
+      "Every stock count has lines, each with variance = counted − expected and expected the stock its store's ledger held of the SKU at the count's counted_at (the quantity_after of the last row at or before it, plus the variances of earlier counts of the SKU whose rows were written after that moment, plus what the synced sales, and the voids and returns carrying the till's time, made by the tills at or before that moment and recorded after it moved: their sale, void, return and count_correction rows); each line whose variance is not 0 moved its balance through exactly one stock ledger row of kind count, of the count's operation, store and SKU, named by the line, whose quantity_change is the variance and quantity_after the line's; a line of variance 0 has none; and no count ledger row is left without its count's line.",
     // From each count: its lines (with the ledger as of counted_at, one
     // backwards probe of stock_ledger_history_idx per line, the count's own
     // rows left out; when an earlier count's row was stamped, from
@@ -116,10 +122,19 @@ export const inventoryChecks: IntegrityCheck[] = [
                    -- rows; one recorded after the count moved the balance by 0): stock_ledger_history_idx from counted_at on
                    -- (no filter on kind: a sale's operation writes no other; one the planner estimated to match no row —
                    -- a tenant without sales — made it read the whole ledger instead of the index)
+                   -- and likewise voids and returns with the till's time at or before counted_at, recorded after it
+                   -- (their void/return and count_correction rows): in the same pass, each row's operation looked up
+                   -- by its kind (sales_offline_op_idx, sales_till_void_op_idx, sale_returns_till_op_idx)
                    + coalesce((SELECT sum(h.quantity_change) FROM stock_ledger h
-                               JOIN sales v ON v.tenant_id = h.tenant_id AND v.op_id = h.op_id
                                WHERE h.tenant_id = x.tenant_id AND h.store_id = c.store_id AND h.sku_id = x.sku_id
-                                 AND h.created_at > c.counted_at AND v.source = 'offline' AND v.client_created_at <= c.counted_at), 0) AS ledger_then
+                                 AND h.created_at > c.counted_at
+                                 AND CASE h.kind
+                                       WHEN 'sale' THEN ${SYNCED_SALE}
+                                       WHEN 'void' THEN ${TILL_VOID}
+                                       WHEN 'return' THEN ${TILL_RETURN}
+                                       WHEN 'count_correction' THEN ${SYNCED_SALE} OR ${TILL_VOID} OR ${TILL_RETURN}
+                                       ELSE false
+                                     END), 0) AS ledger_then
             FROM stock_count_lines x WHERE x.tenant_id = c.tenant_id AND x.count_id = c.id
           ) li
           FULL JOIN (
@@ -148,33 +163,42 @@ export const inventoryChecks: IntegrityCheck[] = [
     name: 'count_correction_matches_sale',
     severity: 'critical',
     description:
-      "Every stock ledger row of kind count_correction gives back, in a synced sale's own operation, store and SKU, exactly what that sale's sale row took (the sale's net stock change is 0), one row per sale and SKU, and names (reason `count <id>`) a stock count of that store and SKU, recorded before the row, whose counted_at is at or after the till's client_created_at of the sale — the count that had already found the goods gone. A sale of POST /v1/sales (source online) or one synced without client_created_at has none.",
+      "Every stock ledger row of kind count_correction is in the operation of a synced sale, of a void or of a return that carries the till's time, of the same store, and cancels that operation's own rows of the SKU (its sale rows: gives back exactly what they took, +q; its void or return rows: takes out exactly what they put back, −q — the operation's net stock change is 0), one row per operation and SKU, and names (reason `count <id>`) a stock count of that store and SKU, recorded before the row, whose counted_at is at or after the till's time (the sale's client_created_at, the void's void_client_created_at, the return's client_created_at) — the count that had already found the goods gone, or back. A sale of POST /v1/sales (source online), one synced without client_created_at, and a void or return without the till's time have none.",
     // The count_correction rows through stock_ledger_count_correction_idx (never the sale and receipt rows); per
-    // group, the sale by its operation (sales_tenant_id_op_id_id_key), its sale rows (stock_ledger_op_idx), the
-    // count named by the reason (its primary key).
+    // group, its operation: the sale by its operation (sales_offline_op_idx), the void by voided_by_op
+    // (sales_till_void_op_idx), the return by op_id (sale_returns_till_op_idx), each of the till-timed ones
+    // alone; that operation's rows of its kind (stock_ledger_op_idx), the count named by the reason (its primary key).
     sql: `
       SELECT r.tenant_id, r.op_id || '/' || r.store_id || '/' || r.sku_id AS subject,
              jsonb_build_object('op_id', r.op_id, 'store_id', r.store_id, 'sku_id', r.sku_id, 'ledger_ids', r.ids, 'quantity_change', r.change,
-                                'reason', r.reason, 'sale_id', v.id, 'source', v.source, 'client_created_at', v.client_created_at,
-                                'sale_quantity_change', t.change, 'count_id', c.id, 'counted_at', c.counted_at, 'count_line', coalesce(n.counted, false)) AS detail
+                                'reason', r.reason, 'operation', o.kind, 'sale_id', o.sale_id, 'return_id', o.return_id, 'till_time', o.till_at,
+                                'operation_quantity_change', t.change, 'count_id', c.id, 'counted_at', c.counted_at, 'count_line', coalesce(n.counted, false)) AS detail
       FROM (
         SELECT tenant_id, op_id, store_id, sku_id, count(*) AS rows, sum(quantity_change) AS change, min(reason) AS reason,
                min(created_at) AS created_at, jsonb_agg(id ORDER BY id) AS ids
         FROM stock_ledger WHERE kind = 'count_correction' AND ($1::uuid IS NULL OR tenant_id = $1)
         GROUP BY tenant_id, op_id, store_id, sku_id
       ) r
-      LEFT JOIN sales v ON v.tenant_id = r.tenant_id AND v.op_id = r.op_id AND v.store_id = r.store_id
+      LEFT JOIN LATERAL (
+        SELECT 'sale' AS kind, v.id AS sale_id, NULL::uuid AS return_id, v.client_created_at AS till_at FROM sales v
+        WHERE v.tenant_id = r.tenant_id AND v.op_id = r.op_id AND v.store_id = r.store_id AND v.source = 'offline' AND v.client_created_at IS NOT NULL
+        UNION ALL
+        SELECT 'void', v.id, NULL, v.void_client_created_at FROM sales v
+        WHERE v.tenant_id = r.tenant_id AND v.voided_by_op = r.op_id AND v.store_id = r.store_id AND v.void_client_created_at IS NOT NULL
+        UNION ALL
+        SELECT 'return', x.sale_id, x.id, x.client_created_at FROM sale_returns x
+        WHERE x.tenant_id = r.tenant_id AND x.op_id = r.op_id AND x.store_id = r.store_id AND x.client_created_at IS NOT NULL
+      ) o ON true
       CROSS JOIN LATERAL (
         SELECT sum(l.quantity_change) AS change FROM stock_ledger l
-        WHERE l.tenant_id = r.tenant_id AND l.op_id = r.op_id AND l.store_id = r.store_id AND l.sku_id = r.sku_id AND l.kind = 'sale'
+        WHERE l.tenant_id = r.tenant_id AND l.op_id = r.op_id AND l.store_id = r.store_id AND l.sku_id = r.sku_id AND l.kind = o.kind
       ) t
       LEFT JOIN stock_counts c ON c.tenant_id = r.tenant_id AND c.store_id = r.store_id
         AND c.id = CASE WHEN r.reason ~ '^count [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN substr(r.reason, 7)::uuid END
       CROSS JOIN LATERAL (
         SELECT EXISTS (SELECT 1 FROM stock_count_lines y WHERE y.tenant_id = c.tenant_id AND y.count_id = c.id AND y.sku_id = r.sku_id) AS counted
       ) n
-      WHERE r.rows <> 1 OR r.change <= 0 OR t.change IS DISTINCT FROM -r.change
-         OR v.id IS NULL OR v.source <> 'offline' OR v.client_created_at IS NULL
-         OR c.id IS NULL OR NOT n.counted OR v.client_created_at > c.counted_at OR c.created_at > r.created_at`,
+      WHERE r.rows <> 1 OR o.kind IS NULL OR r.change = 0 OR (o.kind = 'sale') <> (r.change > 0) OR t.change IS DISTINCT FROM -r.change
+         OR c.id IS NULL OR NOT n.counted OR o.till_at > c.counted_at OR c.created_at > r.created_at`,
   },
 ];

@@ -4,7 +4,7 @@ import type { Command } from '../core/command.js';
 import { all, one, readClientMoment, type Tx } from '../core/db.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { changeStock } from '../inventory/changeStock.js';
+import { changeStock, correctCountedGiveBacks, touchStockMoves } from '../inventory/changeStock.js';
 import { lockPiecesForUpdate, updatePieces } from '../pieces/pieceRows.js';
 import { postSaleReturn } from '../money/postSale.js';
 import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
@@ -83,6 +83,11 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
  * `return` ledger rows, the sale's returned_total, and — for a refund above
  * 0 — a `sale_return` journal entry (postSaleReturn), dated like a void's:
  * today, or the till's day of `clientCreatedAt`, never before the sale's day.
+ * With `clientCreatedAt` at or before the counted_at of a SKU's latest stock
+ * count (its balance's counted_through), the count saw the goods on the
+ * shelf: a `count_correction` row (reason `count <id>`) after the `return`
+ * row takes them out again (net 0; correctCountedGiveBacks). Without it the
+ * return is "now".
  */
 export async function recordReturn(cmd: Command, saleId: string, input: ReturnInput): Promise<ReturnAnswer> {
   const { tx, tenantId, opId } = cmd;
@@ -116,13 +121,12 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
 
   const returnedPieceIds = new Set(plan.lines.flatMap((line) => line.piece_ids));
   await updatePieces(cmd, pieces.filter((piece) => returnedPieceIds.has(piece.id)), 'piece.returned', sql`status = 'in_stock', sold_by_op = NULL`);
-  const stock = await changeStock(
-    tx,
-    tenantId,
-    opId,
-    plan.stock.map((line) => ({ storeId: sale.store_id, skuId: line.sku_id, quantityChange: line.quantity, kind: 'return', reason: `return of sale ${saleId}` })),
-  );
+  const changes = plan.stock.map((line) => ({ storeId: sale.store_id, skuId: line.sku_id, quantityChange: line.quantity, kind: 'return', reason: `return of sale ${saleId}` }));
+  const stock = await changeStock(tx, tenantId, opId, changes);
   assert(stock.ok, 'returning stock always succeeds');
+  // Taken back on the till at or before a stock count of a SKU, sent after it: the count saw the goods on the shelf
+  // (a count_correction row takes them out again, after the return row: net 0).
+  const corrections = tillTime === null ? [] : await correctCountedGiveBacks(tx, tenantId, opId, tillTime, changes);
 
   const returnId = newId();
   const itemRows = plan.lines.map((line) => ({ id: newId(), ...line }));
@@ -172,10 +176,8 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
   cmd.storeId = sale.store_id;
   cmd.touch('sale_returns', returnId, 'created');
   for (const row of itemRows) cmd.touch('sale_return_items', row.id, 'created');
-  for (const balance of stock.balances) {
-    cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
-    cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
-  }
+  touchStockMoves(cmd, stock.balances);
+  for (const row of corrections) cmd.touch('stock_ledger', String(row.ledger_id), 'created'); // its balance is named above
   cmd.touch('sales', saleId, 'updated');
   if (entry) cmd.touch('journal_entries', entry.entryId, 'created');
   const { remaining: _remaining, sale_returned_total: _total, ...saleReturn } = answer;

@@ -3,7 +3,7 @@ import { inStoreScope } from '../core/auth.js';
 import { AlreadyDone, type Command } from '../core/command.js';
 import { one, readClientMoment } from '../core/db.js';
 import { assert, notFound } from '../core/errors.js';
-import { changeStock } from '../inventory/changeStock.js';
+import { changeStock, correctCountedGiveBacks, touchStockMoves } from '../inventory/changeStock.js';
 import { postSaleVoid } from '../money/postSale.js';
 import { returnSoldPieces } from '../pieces/sellPieces.js';
 import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
@@ -46,7 +46,11 @@ export const SALE_VOID_OP = 'sale.void';
  * `clientCreatedAt`: when the till voided the sale, for a void it queued
  * offline. The reversing entry is booked on that day (postSaleVoid), the
  * time kept on the sale (`void_client_created_at`); a bad one is a 400
- * before anything is read or written.
+ * before anything is read or written. A SKU whose balance's latest stock
+ * count has a counted_at at or after that time (counted_through) gets its
+ * goods back once: the count saw them on the shelf, so a `count_correction`
+ * row (reason `count <id>`) takes out what its `void` row gave back
+ * (correctCountedGiveBacks). Without the time the void is "now".
  */
 export async function recordVoid(cmd: Command, saleId: string, reason: string, clientCreatedAt?: string): Promise<SaleView> {
   const { tx, tenantId, opId } = cmd;
@@ -68,13 +72,12 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
     const quantity = item.quantity - item.shortfall_quantity - (returnedBefore.get(item.id) ?? 0);
     if (quantity > 0) returned.set(item.sku_id, (returned.get(item.sku_id) ?? 0) + quantity);
   }
-  const stock = await changeStock(
-    tx,
-    tenantId,
-    opId,
-    [...returned].map(([skuId, quantity]) => ({ storeId: before.store_id, skuId, quantityChange: quantity, kind: 'void', reason: `void of sale ${saleId}` })),
-  );
+  const changes = [...returned].map(([skuId, quantity]) => ({ storeId: before.store_id, skuId, quantityChange: quantity, kind: 'void', reason: `void of sale ${saleId}` }));
+  const stock = await changeStock(tx, tenantId, opId, changes);
   assert(stock.ok, 'returning stock always succeeds');
+  // Voided on the till at or before a stock count of a SKU, sent after it: the count saw the goods on the shelf
+  // (a count_correction row takes them out again, after the void row: net 0).
+  const corrections = tillTime === null ? [] : await correctCountedGiveBacks(tx, tenantId, opId, tillTime, changes);
 
   const row = await one(
     tx,
@@ -90,10 +93,8 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
 
   cmd.storeId = before.store_id;
   cmd.touch('sales', saleId, 'updated');
-  for (const balance of stock.balances) {
-    cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
-    cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
-  }
+  touchStockMoves(cmd, stock.balances);
+  for (const row of corrections) cmd.touch('stock_ledger', String(row.ledger_id), 'created'); // its balance is named above
   cmd.audit({ subjectType: 'sale', subjectId: saleId, before, after });
   return after;
 }
