@@ -540,4 +540,79 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
     );
     assert.deepEqual(more.map((finding) => [finding.check, finding.subject]), [['count_correction_matches_sale', subjectOf(online.body.op_id, two.sku)]]);
   });
+  // The corrections of voids and returns, and the count's rule for them, against corrupted rows (clean, they leave no
+  // finding: the tests above; the tenant keeps the findings of earlier corruptions, so these compare before and after).
+  /** A SKU of 20; a till's sale of 5 and its void, both before a count that saw the 20, sent after it. */
+  const voidCorrected = async () => {
+    const sku = await newSku(20);
+    const tillSold = await dbNow();
+    const tillVoided = await dbNow();
+    const countedAt = await dbNow();
+    const counted = await count(sku, 20, countedAt);
+    const sale = await sync(sku, 5, tillSold);
+    const voided = await voidSale(sale.id, tillVoided);
+    const row = (await ledgerOf(sku)).find((entry) => entry.kind === 'count_correction' && entry.op_id === voided.voided_by_op);
+    assert.ok(row, 'the void wrote its count_correction row');
+    return { sku, countId: counted.id, countedAt, sale, voidOp: voided.voided_by_op, correctionId: row.id };
+  };
+
+  it('a correction of a void the till made after the count\'s counted_at is reported', async () => {
+    const one = await voidCorrected();
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [[`UPDATE sales SET void_client_created_at = $3::timestamptz + interval '1 microsecond' WHERE tenant_id = $1 AND id = $2`, [tenantId, one.sale.id, one.countedAt]]]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['count_correction_matches_sale', subjectOf(one.voidOp, one.sku)]]);
+  });
+
+  it('a return\'s correction taking out more than the return put back, and a correction in an online void\'s operation, are reported', async () => {
+    const sku = await newSku(20);
+    const sale = await sell(sku, 5);
+    const tillReturned = await dbNow();
+    const countedAt = await dbNow();
+    const counted = await count(sku, 17, countedAt);
+    const returned = await returnOf(sale.id, sku, 2, tillReturned);
+    const correction = (await ledgerOf(sku)).find((entry) => entry.kind === 'count_correction' && entry.op_id === returned.op_id);
+    assert.ok(correction);
+    // −1 on the correction and on every row after it of the pair, and on the balance: the ledger still sums to it.
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [`UPDATE stock_ledger SET quantity_change = quantity_change - 1 WHERE tenant_id = $1 AND id = $2`, [tenantId, correction.id]],
+        [`UPDATE stock_ledger SET quantity_after = quantity_after - 1 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 AND id >= $4`, [tenantId, store, sku, correction.id]],
+        [`UPDATE stock_balances SET quantity = quantity - 1 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, sku]],
+      ]),
+    );
+    // The count's arithmetic breaks too: the return made before its counted_at, recorded after it, no longer nets 0.
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]).sort(), [
+      ['count_correction_matches_sale', subjectOf(returned.op_id, sku)],
+      ['stock_count_matches_ledger', counted.id],
+    ]);
+
+    const two = await voidCorrected();
+    const onlineVoid = await voidSale((await sell(two.sku, 3)).id); // no till time: "now"
+    const balanceNow = await balance(two.sku);
+    const more = await newFindings(() =>
+      withTriggersOff(t.admin, [
+        [
+          `INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason) VALUES ($1, $2, $3, $4, -1, $5, 'count_correction', $6)`,
+          [tenantId, store, two.sku, onlineVoid.voided_by_op, balanceNow - 1, `count ${two.countId}`],
+        ],
+        [`UPDATE stock_balances SET quantity = quantity - 1 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, two.sku]],
+      ]),
+    );
+    assert.deepEqual(more.map((finding) => [finding.check, finding.subject]), [['count_correction_matches_sale', subjectOf(onlineVoid.voided_by_op, two.sku)]]);
+  });
+
+  it('a count whose expected quantity left out a void the till made before counted_at (its time moved after it) is reported', async () => {
+    const sku = await newSku(100);
+    const tillSold = await dbNow();
+    const tillVoided = await dbNow();
+    const countedAt = await dbNow();
+    const synced = await sync(sku, 10, tillSold);
+    await voidSale(synced.id, tillVoided);
+    const counted = await count(sku, 100, countedAt); // expected 100: the sale's −10 and the void's +10
+    const found = await newFindings(() =>
+      withTriggersOff(t.admin, [[`UPDATE sales SET void_client_created_at = $3::timestamptz + interval '1 microsecond' WHERE tenant_id = $1 AND id = $2`, [tenantId, synced.id, countedAt]]]),
+    );
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['stock_count_matches_ledger', counted.id]]);
+  });
 });
