@@ -301,7 +301,8 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           'so sales and receipts recorded after it are kept. Its Idempotency-Key is kept for good (not IDEMPOTENCY_TTL_HOURS).',
         description:
           '`expected_quantity` is the store\'s stock of the SKU at `counted_at` (the `quantity_after` of its last stock ledger row at or before it), read while the balance row is locked, plus the variances of earlier counts of the SKU recorded after that moment (their correction holds from their own `counted_at`), ' +
-          'plus what sales synced by tills (POST /v1/sync/sales) with a `client_created_at` at or before `counted_at`, recorded after it, moved (they had left the shelf the count saw; a synced sale recorded after the count moves the balance by 0 through a `count_correction` row: each such sale is taken out once); ' +
+          'plus what sales synced by tills (POST /v1/sync/sales) with a `client_created_at` at or before `counted_at`, recorded after it, moved (they had left the shelf the count saw; a synced sale recorded after the count moves the balance by 0 through a `count_correction` row: each such sale is taken out once), ' +
+          'plus what voids and returns sent with a `client_created_at` (the till\'s time) at or before `counted_at`, recorded after it, moved (their goods were back on the shelf the count saw; one recorded after the count moves the balance by 0 through a `count_correction` row of −q: each is given back once); ' +
           '`variance` = `counted_quantity` − `expected_quantity` is applied to the current balance through one stock ledger row of kind `count` (the `reference` as its reason) per line whose variance is not 0; ' +
           'a line with variance 0 writes no ledger row but is answered. The count and its lines are kept (GET …/stock/counts). ' +
           `\`counted_at\` defaults to now; one up to ${COUNT_CLOCK_SKEW} ahead of the server's clock is taken as counted now (the answer's \`counted_at\`), one further ahead or more than ${COUNT_MAX_AGE_DAYS} days ago is 400 at \`/body/counted_at\`. ` +
@@ -442,7 +443,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       config: { permission: 'stock.read' },
       schema: {
         tags: ['inventory'],
-        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, count (the variance of a stock count), count_correction (in a sale synced with a client_created_at at or before the counted_at of a count already recorded: gives back what its sale row takes, the count having found the goods gone; reason `count <count id>`), sale, void, return (a partial return of a sale), supplier_return (goods of a purchase sent back to its supplier), transfer_out, …',
+        summary: 'The stock ledger of one SKU in a store, newest first (cursor pagination). `kind`: receipt, adjustment, count (the variance of a stock count), count_correction (in a sale synced with a client_created_at at or before the counted_at of a count already recorded: gives back what its sale row takes, the count having found the goods gone; in a void or return sent with a client_created_at at or before it: takes out what its void or return row puts back, the count having found the goods on the shelf; reason `count <count id>`), sale, void, return (a partial return of a sale), supplier_return (goods of a purchase sent back to its supplier), transfer_out, …',
         params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
         querystring: ListQuery,
         response: {

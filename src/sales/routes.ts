@@ -235,7 +235,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
               Type.String({
                 format: 'date-time',
                 description:
-                  "when the till voided the sale — send it with a void queued offline: the cash handed back is booked on that day (the store's day, in its time_zone), like a synced sale's, and never before the sale's own day; never before the store's latest count (then the first day after it with no count), never after today unless the sale's own day is (its store's zone moved back since the sale). Kept as the sale's void_client_created_at; without it, the void is booked on the day it arrives (again never before the sale's own day)",
+                  "when the till voided the sale — send it with a void queued offline: the cash handed back is booked on that day (the store's day, in its time_zone), like a synced sale's, and never before the sale's own day; never before the store's latest count (then the first day after it with no count), never after today unless the sale's own day is (its store's zone moved back since the sale). Kept as the sale's void_client_created_at; without it, the void is booked on the day it arrives (again never before the sale's own day). At or before the counted_at of a stock count of a SKU already recorded, the count saw the goods on the shelf: the void's `void` ledger row is followed by a `count_correction` row taking them out again (reason `count <count id>`): the SKU's balance moves by 0",
               }),
             ),
           },
@@ -308,7 +308,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
               Type.String({
                 format: 'date-time',
                 description:
-                  "when the till took the return back — send it with a return queued offline: the refund is booked on that day by the rule of a void's client_created_at (the store's day, never before the sale's own day, nor before the store's latest count, never after today unless the sale's own day is: its store's zone moved back since the sale; without it, today, again never before the sale's own day)",
+                  "when the till took the return back — send it with a return queued offline: the refund is booked on that day by the rule of a void's client_created_at (the store's day, never before the sale's own day, nor before the store's latest count, never after today unless the sale's own day is: its store's zone moved back since the sale; without it, today, again never before the sale's own day). At or before the counted_at of a stock count of a SKU already recorded, the count saw the goods on the shelf: the `return` ledger row is followed by a `count_correction` row taking them out again (reason `count <count id>`): the SKU's balance moves by 0",
               }),
             ),
           },
