@@ -470,6 +470,50 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
+  it('concurrent: a count of a past moment posted while the tills\' offline voids made before it arrive, and online sales go in: each void given back once', async () => {
+    const sku = await newSku(1_000);
+    const tillSold = await dbNow();
+    const tillVoided = await dbNow();
+    const sales = [];
+    for (let i = 0; i < 20; i++) sales.push(await sync(sku, 5, tillSold)); // recorded before counted_at: 900
+    const countedAt = await dbNow(); // the shelf held all 1,000: the 20 sales were voided on the till before it
+    const voidOf = (sale: { id: string }) => owner.post(`/v1/sales/${sale.id}/void`, { reason: 'rung up by mistake', client_created_at: tillVoided }, { idempotencyKey: randomUUID() });
+    // Five voids arrive before the count is posted, ten while it is, five after it: both paths run.
+    const first = await Promise.all(sales.slice(0, 5).map(voidOf));
+    const [racing, online, counted] = await Promise.all([
+      Promise.all(sales.slice(5, 15).map(voidOf)),
+      Promise.all(Array.from({ length: 10 }, () => owner.post('/v1/sales', saleBody(sku, 1), { idempotencyKey: randomUUID() }))),
+      (async () => {
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        return owner.post(`/v1/stores/${store}/stock/counts`, { items: [{ sku_id: sku, counted_quantity: 1_000 }], counted_at: countedAt }, { idempotencyKey: randomUUID() });
+      })(),
+    ]);
+    const voids = [...first, ...racing, ...(await Promise.all(sales.slice(15).map(voidOf)))];
+    for (const answer of voids) assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    for (const answer of online) assert.equal(answer.status, 201, JSON.stringify(answer.body));
+    assert.equal(counted.status, 201, JSON.stringify(counted.body));
+    const line = (counted.body.items as CountItem[])[0]!;
+    // The voids recorded before the count are in its expected quantity; those after it wrote a correction.
+    const before = (line.expected_quantity - 900) / 5;
+    assert.ok(Number.isInteger(before) && before >= 5 && before <= 15, JSON.stringify(line));
+    const ledger = await ledgerOf(sku);
+    const voidOps = new Set(voids.map((answer) => answer.body.voided_by_op as string));
+    const corrections = ledger.filter((row) => row.kind === 'count_correction');
+    assert.ok(corrections.every((row) => voidOps.has(row.op_id) && row.change === -5 && row.reason === `count ${counted.body.id}`));
+    assert.equal(new Set(corrections.map((row) => row.op_id)).size, corrections.length);
+    assert.equal(corrections.length, 20 - before, JSON.stringify({ before, corrections: corrections.length }));
+    // counted − what left since counted_at (the 10 online) + nothing came in; each void given back once.
+    assert.equal(await balance(sku), 1_000 - 10);
+    assert.equal(sumOf(ledger), 1_000 - 10);
+    let running = 0;
+    for (const row of ledger) {
+      running += row.change;
+      assert.equal(row.after, running);
+      assert.ok(row.after >= 0);
+    }
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
   // count_correction_matches_sale against corrupted rows: each corruption leaves every balance equal to its ledger
   // (the other stock checks stay quiet), so the check reports it (with stock_count_matches_ledger where the
   // corruption also changes what a count's arithmetic reads).
