@@ -6,6 +6,25 @@ import { newId } from '../core/ids.js';
 import { changeHeldStock, holdBalanceRows, touchStockMoves } from './changeStock.js';
 import { assertSkusExist, assertStoreExists } from './receiveStock.js';
 
+/**
+ * Whether the stock ledger row `ledger` (an alias) is of an operation a till
+ * made at or before `countedAt` (an SQL expression) and recorded after it: a
+ * synced sale (its sale and count_correction rows), a void or a return
+ * carrying the till's time (their void/return and count_correction rows).
+ * Each row's operation is looked up by its kind only, through a partial index
+ * of the till-timed ones (sales_offline_op_idx, sales_till_void_op_idx,
+ * sale_returns_till_op_idx): an online operation's row is dismissed from the
+ * index. The one rule of countStock's expected quantity and of the integrity
+ * check stock_count_matches_ledger (src/inventory/integrity.ts).
+ */
+export function madeByTillThen(ledger: string, countedAt: string): string {
+  const sale = `EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = ${ledger}.tenant_id AND v.op_id = ${ledger}.op_id AND v.source = 'offline' AND v.client_created_at <= ${countedAt})`;
+  const voided = `EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = ${ledger}.tenant_id AND v.voided_by_op = ${ledger}.op_id AND v.void_client_created_at <= ${countedAt})`;
+  const returned = `EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = ${ledger}.tenant_id AND r.op_id = ${ledger}.op_id AND r.client_created_at <= ${countedAt})`;
+  return `CASE ${ledger}.kind WHEN 'sale' THEN ${sale} WHEN 'void' THEN ${voided} WHEN 'return' THEN ${returned}
+            WHEN 'count_correction' THEN ${sale} OR ${voided} OR ${returned} ELSE false END`;
+}
+
 /** How far ahead of the server's clock a `counted_at` may be (a handheld's clock running fast); such a count is taken as counted now. */
 export const COUNT_CLOCK_SKEW = '2 minutes';
 /**
@@ -198,12 +217,6 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   // written after this count commits will see this count on its balance row
   // (counted_through) and move it by 0 too; so will such a void or return
   // (correctCountedGiveBacks).
-  const syncedSaleOf = sql`EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = l.tenant_id AND v.op_id = l.op_id
-                                   AND v.source = 'offline' AND v.client_created_at <= ${countedAt}::timestamptz)`;
-  const tillVoidOf = sql`EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = l.tenant_id AND v.voided_by_op = l.op_id
-                                 AND v.void_client_created_at <= ${countedAt}::timestamptz)`;
-  const tillReturnOf = sql`EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = l.tenant_id AND r.op_id = l.op_id
-                                   AND r.client_created_at <= ${countedAt}::timestamptz)`;
   const expectedRows = await all(
     tx,
     sql<{ sku_id: string; expected: number; current: number }>`
@@ -229,15 +242,10 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
               + coalesce((SELECT sum(l.quantity_change) FROM stock_ledger l
                           WHERE l.tenant_id = ${tenantId} AND l.store_id = ${storeId} AND l.sku_id = s.sku_id
                             AND l.created_at > ${countedAt}::timestamptz
-                            AND CASE l.kind
-                                  WHEN 'sale' THEN ${syncedSaleOf}
-                                  WHEN 'void' THEN ${tillVoidOf}
-                                  WHEN 'return' THEN ${tillReturnOf}
-                                  WHEN 'count_correction' THEN ${syncedSaleOf} OR ${tillVoidOf} OR ${tillReturnOf}
-                                  ELSE false
-                                END), 0))::bigint AS expected,
+                            AND ${sql.raw(madeByTillThen('l', 'at.counted_at'))}), 0))::bigint AS expected,
              coalesce(b.quantity, 0)::bigint AS current
       FROM unnest(${skuIds}::uuid[]) AS s(sku_id)
+      CROSS JOIN (SELECT ${countedAt}::timestamptz AS counted_at) at
       LEFT JOIN stock_balances b ON b.tenant_id = ${tenantId} AND b.store_id = ${storeId} AND b.sku_id = s.sku_id`,
   );
   const expectedOf = new Map(expectedRows.map((row) => [row.sku_id, row]));

@@ -1,10 +1,5 @@
 import type { IntegrityCheck } from '../integrity/check.js';
-
-// Whether the operation of ledger row h is one a till made at or before count c's counted_at, recorded after it:
-// a synced sale, a void or a return with the till's time (stock_count_matches_ledger; countStock.ts, the same rule).
-const SYNCED_SALE = `EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = h.tenant_id AND v.op_id = h.op_id AND v.source = 'offline' AND v.client_created_at <= c.counted_at)`;
-const TILL_VOID = `EXISTS (SELECT 1 FROM sales v WHERE v.tenant_id = h.tenant_id AND v.voided_by_op = h.op_id AND v.void_client_created_at <= c.counted_at)`;
-const TILL_RETURN = `EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = h.tenant_id AND r.op_id = h.op_id AND r.client_created_at <= c.counted_at)`;
+import { madeByTillThen } from './countStock.js';
 
 /** Stock invariants (DESIGN.md principle 2: balances are the lock, ledgers are the history). */
 export const inventoryChecks: IntegrityCheck[] = [
@@ -128,13 +123,7 @@ export const inventoryChecks: IntegrityCheck[] = [
                    + coalesce((SELECT sum(h.quantity_change) FROM stock_ledger h
                                WHERE h.tenant_id = x.tenant_id AND h.store_id = c.store_id AND h.sku_id = x.sku_id
                                  AND h.created_at > c.counted_at
-                                 AND CASE h.kind
-                                       WHEN 'sale' THEN ${SYNCED_SALE}
-                                       WHEN 'void' THEN ${TILL_VOID}
-                                       WHEN 'return' THEN ${TILL_RETURN}
-                                       WHEN 'count_correction' THEN ${SYNCED_SALE} OR ${TILL_VOID} OR ${TILL_RETURN}
-                                       ELSE false
-                                     END), 0) AS ledger_then
+                                 AND ${madeByTillThen('h', 'c.counted_at')}), 0) AS ledger_then
             FROM stock_count_lines x WHERE x.tenant_id = c.tenant_id AND x.count_id = c.id
           ) li
           FULL JOIN (
