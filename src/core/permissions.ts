@@ -25,6 +25,10 @@ export const PERMISSIONS = [
   // its own permission, so a shop can let a role take returns and not void.
   'sales.return',
   'sales.read',
+  // A store's sales list (GET /v1/stores/{store_id}/sales): what the shop
+  // takes, sale by sale — for those who run and audit it (every *.read role),
+  // not the till's cashier or the field agent, who read a sale by its id.
+  'sales.history.read',
   'sales.sync',
   // A store's daily figures (revenue, sales and voids per day): what the shop
   // takes is for those who run it and those who audit it — not the till's

@@ -10,6 +10,11 @@ describe('the permission table', () => {
     assert.deepEqual(rolesWith('analytics.read'), ['owner', 'admin', 'manager', 'auditor']);
   });
 
+  it("a store's sales list (sales.history.read) is for owner, admin, manager and auditor: the cashier and the field agent read a sale by its id", () => {
+    assert.deepEqual(rolesWith('sales.history.read'), ['owner', 'admin', 'manager', 'auditor']);
+    assert.deepEqual(rolesWith('sales.read'), ['owner', 'admin', 'manager', 'cashier', 'field_agent', 'auditor']);
+  });
+
   it('what a count should have found (settlements.expected.read) is for owner, admin, manager and auditor: the cashier counts blind', () => {
     assert.deepEqual(rolesWith('settlements.expected.read'), ['owner', 'admin', 'manager', 'auditor']);
   });

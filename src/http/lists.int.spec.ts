@@ -77,6 +77,11 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
     );
     const ledgerRow = (await t.admin.query(`SELECT id FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, sku])).rows[0].id;
     await copies('stock_ledger', ledgerRow, MANY, {});
+    // Sales of the other store (its own stock and ledger): one through the API, MANY more with SQL (a receipt number each; some sharing a moment, as a batch's do).
+    await givenStock(owner, otherStore, [{ sku_id: sku, quantity: 1 }]);
+    const sale = await owner.post('/v1/sales', { store_id: otherStore, payment_method: 'cash', items: [{ sku_id: sku, quantity: 1, unit_price: 100 }] });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    await copies('sales', sale.body.id, MANY, { id: 'gen_random_uuid()', receipt_number: 'src.receipt_number + n', created_at: `src.created_at - (n / 3) * interval '1 second'` });
     // Parties: a customer and a supplier through the API (their accounts), MANY more customers with SQL.
     const customer = (await owner.post('/v1/parties', { kind: 'customer', name: 'C', code: 'C-0' })).body.id as string;
     await owner.post('/v1/parties', { kind: 'supplier', name: 'S', code: 'S-0' });
@@ -133,6 +138,7 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
       { name: 'stock as of', path: `/v1/stores/${store}/stock`, query: `as_of=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`, key: (item) => String(item.sku_id), count: MANY + 2 },
       { name: 'stock ledger', path: `/v1/stores/${store}/stock/${sku}/ledger`, key: byId, count: MANY + 1 },
       { name: 'stock counts', path: `/v1/stores/${store}/stock/counts`, key: byId, count: MANY },
+      { name: 'sales', path: `/v1/stores/${otherStore}/sales`, key: byId, count: MANY + 1 },
       { name: 'parties', path: '/v1/parties', key: byId, count: MANY + 4 }, // and the point of sale's party
       { name: 'supplier balances', path: '/v1/ledger/suppliers', key: (item) => String(item.party_id), count: 2 },
       { name: 'customer balances', path: '/v1/ledger/customers', key: (item) => String(item.party_id), count: 2 }, // and the point of sale's party
@@ -151,7 +157,6 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
       { name: 'transfers', path: '/v1/transfers', key: byId, count: 0 },
       { name: 'daily sales', path: '/v1/analytics/daily-sales', query: `store_id=${store}&from=2026-01-01&to=2026-12-31`, key: (item) => String(item.business_date), count: MANY },
     );
-    void otherStore;
   });
   after(() => t.close());
 

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { maybeOne, type Tx } from '../core/db.js';
+import { all, andIf, maybeOne, utcMicros, type Tx } from '../core/db.js';
 import type { SaleView } from './sale.table.js';
 
 /** A timestamptz inside JSON as the API writes every moment (Date.toISOString: UTC, milliseconds), or null. */
@@ -17,8 +17,8 @@ export const RETURN_JSON = sql`jsonb_build_object(
             FROM sale_return_items ri JOIN sale_items si ON si.tenant_id = ri.tenant_id AND si.id = ri.sale_item_id
             WHERE ri.tenant_id = r.tenant_id AND ri.return_id = r.id))`;
 
-const saleQuery = (tenantId: string, saleId: string, lock: boolean) => sql<SaleView>`
-  SELECT s.id, s.op_id, s.store_id, s.receipt_number, s.status, s.payment_method, s.sale_type, s.source, s.customer_id,
+/** A sale as the API shows it (a row of sales aliased `s`): its lines, returned_total and returns. */
+const SALE_COLUMNS = sql`s.id, s.op_id, s.store_id, s.receipt_number, s.status, s.payment_method, s.sale_type, s.source, s.customer_id,
          s.total, s.client_created_at, s.created_at, s.voided_at, s.voided_by_op, s.void_reason, s.void_client_created_at,
          (SELECT jsonb_agg(jsonb_build_object(
                    'id', i.id, 'line_number', i.line_number, 'sku_id', i.sku_id, 'quantity', i.quantity,
@@ -28,10 +28,57 @@ const saleQuery = (tenantId: string, saleId: string, lock: boolean) => sql<SaleV
           FROM sale_items i WHERE i.tenant_id = s.tenant_id AND i.sale_id = s.id) AS items,
          s.returned_total,
          (SELECT coalesce(jsonb_agg(${RETURN_JSON} ORDER BY r.return_number), '[]'::jsonb)
-          FROM sale_returns r WHERE r.tenant_id = s.tenant_id AND r.sale_id = s.id) AS returns
+          FROM sale_returns r WHERE r.tenant_id = s.tenant_id AND r.sale_id = s.id) AS returns`;
+
+const saleQuery = (tenantId: string, saleId: string, lock: boolean) => sql<SaleView>`
+  SELECT ${SALE_COLUMNS}
   FROM sales s
   WHERE s.tenant_id = ${tenantId} AND s.id = ${saleId}
   ${lock ? sql`FOR UPDATE OF s` : sql``}`;
+
+/** Where a page of a store's sales list starts after: the last sale's created_at to the microsecond (utcMicros) and receipt number. */
+export interface SaleListPosition {
+  created_at: string;
+  receipt_number: number;
+}
+
+/** What a store's sales list is narrowed to: one receipt number, and recorded at or after `from`, before `to` (RFC 3339). */
+export interface SaleListFilter {
+  receiptNumber?: number | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+}
+
+/**
+ * A store's sales, newest first: by when they were recorded (created_at — a
+ * synced sale when it arrived), then receipt number, each as GET
+ * /v1/sales/{id} answers it, plus `position` (its created_at to the
+ * microsecond, for the next page's cursor). A range of the index on
+ * (tenant, store, created_at) whatever the store's history; sales recorded
+ * by one transaction share a created_at and are ordered by receipt number.
+ */
+export async function listSales(
+  tx: Tx,
+  tenantId: string,
+  storeId: string,
+  filter: SaleListFilter,
+  after: SaleListPosition | undefined,
+  limit: number,
+): Promise<Array<SaleView & { position: string }>> {
+  return all(
+    tx,
+    sql<SaleView & { position: string }>`
+      SELECT ${SALE_COLUMNS}, ${utcMicros(sql.ref('s.created_at'))} AS position
+      FROM sales s
+      WHERE s.tenant_id = ${tenantId} AND s.store_id = ${storeId}
+        ${andIf(filter.receiptNumber, (number) => sql`s.receipt_number = ${number}::bigint`)}
+        ${andIf(filter.from, (from) => sql`s.created_at >= ${from}::timestamptz`)}
+        ${andIf(filter.to, (to) => sql`s.created_at < ${to}::timestamptz`)}
+        ${andIf(after, (position) => sql`(s.created_at, s.receipt_number) < (${position.created_at}::timestamptz, ${position.receipt_number}::bigint)`)}
+      ORDER BY s.created_at DESC, s.receipt_number DESC
+      LIMIT ${limit}`,
+  );
+}
 
 export async function findSale(tx: Tx, tenantId: string, saleId: string): Promise<SaleView | undefined> {
   return maybeOne(tx, saleQuery(tenantId, saleId, false));

@@ -10,15 +10,33 @@ import {
   type CommandOutcome,
   type CommandSpec,
 } from '../core/command.js';
+import { readClientMoment } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
+import { findStore } from '../inventory/queries.js';
 import { roleHas } from '../core/permissions.js';
 import type { App, AppDeps } from '../http/app.js';
 import { commandInputOf, formerKeyForms, sendOutcome, serializeAnswer, tenantOf } from '../http/command.js';
 import { logAnsweredError, problemOf, toAppError } from '../http/problem.js';
 import { makeBodyAjv, makeTextAjv } from '../http/ajv.js';
 import { assertStorableText } from '../http/json.js';
-import { IdempotencyHeaders, IdParams, LOWERCASE, Money, Timestamp, Uuid } from '../http/schemas.js';
-import { findSale, findSaleStore } from './getSale.js';
+import {
+  cursorField,
+  decodeCursor,
+  IdempotencyHeaders,
+  IdParams,
+  isCursorOf,
+  limitOf,
+  ListCursor,
+  ListLimit,
+  listOf,
+  LOWERCASE,
+  Money,
+  Page,
+  pageOf,
+  Timestamp,
+  Uuid,
+} from '../http/schemas.js';
+import { findSale, findSaleStore, listSales } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
 import { recordReturn, SALE_RETURN_OP } from './returnSale.js';
 import { recordVoid, SALE_VOID_OP } from './voidSale.js';
@@ -88,6 +106,14 @@ export const SaleReturn = Type.Object({
   client_created_at: Type.Union([Timestamp, Type.Null()], { description: 'when the till took the return back, as sent (null: not sent)' }),
   created_at: Timestamp,
   lines: Type.Array(ReturnLine, { description: 'per sale line, in line order: a SKU is taken back from its lines in line order' }),
+});
+
+const StoreParams = Type.Object({ store_id: Uuid });
+
+/** Where a page of a store's sales list ends: its last sale's created_at to the microsecond and receipt number. */
+const isSaleListCursor = isCursorOf<{ created_at: string; receipt_number: number }>({
+  created_at: cursorField.utcMicros,
+  receipt_number: (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 1,
 });
 
 export const Sale = Type.Object({
@@ -209,6 +235,61 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
       const sale = await inTenantTransaction(db, principal.tenantId, (tx) => findSale(tx, principal.tenantId, request.params.id));
       if (!sale || !inStoreScope(principal, sale.store_id)) throw notFound('sale');
       return sale;
+    },
+  );
+
+  app.get(
+    '/v1/stores/:store_id/sales',
+    {
+      config: { permission: 'sales.history.read' },
+      schema: {
+        tags: ['sales'],
+        summary:
+          "A store's sales, newest first (by when each was recorded, then receipt number), each as GET /v1/sales/{id} answers it; " +
+          '`?receipt_number=` finds the sale of a receipt, `?from=` / `?to=` (RFC 3339 date-times) keep those recorded at or after `from` ' +
+          'and before `to`. Pages with `?limit=` (1–500, default 50) and `?cursor=` like every list.',
+        description:
+          'A synced sale (POST /v1/sync/sales) is listed by when it arrived (`created_at`); `client_created_at` is when the till made it. ' +
+          'Voided sales are listed with `status: voided`. Each page is read when asked: sales recorded while the list is walked are on the ' +
+          'first pages, never on a later one, and no sale is on two pages. The shop\'s takings are for those who run and audit it: needs ' +
+          '`sales.history.read` (owner, admin, manager, auditor), not a cashier\'s or a field agent\'s `sales.read` (a sale by its id). ' +
+          'A store that is not there, or outside the token\'s stores: 404. A `from` or `to` PostgreSQL cannot read, a limit outside 1–500, ' +
+          'a cursor this list did not write, or any other query parameter: 400 at `/querystring/<name>`.',
+        params: StoreParams,
+        querystring: Type.Object(
+          {
+            receipt_number: Type.Optional(Type.Integer({ minimum: 1, maximum: 9_007_199_254_740_991, description: 'only the sale with this receipt number' })),
+            from: Type.Optional(Type.String({ format: 'date-time', description: 'recorded at or after this moment' })),
+            to: Type.Optional(Type.String({ format: 'date-time', description: 'recorded before this moment' })),
+            limit: ListLimit,
+            cursor: ListCursor,
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(Sale) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const storeId = request.params.store_id;
+      assertStoreInScope(principal, storeId);
+      const limit = limitOf(request);
+      const list = listOf(request);
+      const after = decodeCursor(request.query.cursor, isSaleListCursor, list);
+      const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        if (!(await findStore(tx, principal.tenantId, storeId))) throw notFound('store');
+        const { from, to, receipt_number: receiptNumber } = request.query;
+        const filter = {
+          receiptNumber,
+          from: from === undefined ? undefined : await readClientMoment(tx, from, { name: 'from', path: '/querystring/from' }),
+          to: to === undefined ? undefined : await readClientMoment(tx, to, { name: 'to', path: '/querystring/to' }),
+        };
+        return listSales(tx, principal.tenantId, storeId, filter, after, limit + 1);
+      });
+      // The cursor holds created_at to the microsecond as stored: a millisecond
+      // one would sort after the sale it came from and page it again.
+      const page = pageOf(rows, limit, (last) => ({ created_at: last.position, receipt_number: last.receipt_number }), list);
+      return { ...page, items: page.items.map(({ position: _position, ...sale }) => sale) };
     },
   );
 

@@ -104,6 +104,7 @@ describe('tenants and stores are walls, on every route', () => {
       '/v1/stores/:store_id/stock/adjustments': { store_id: ids.store },
       '/v1/stores/:store_id/stock/counts': { store_id: ids.store },
       '/v1/stores/:store_id/stock/counts/:id': { store_id: ids.store, id: ids.stockCount },
+      '/v1/stores/:store_id/sales': { store_id: ids.store },
       '/v1/stores/:store_id/accounts': { store_id: ids.store },
       '/v1/stores/:store_id/accounts/:kind/postings': { store_id: ids.store, kind: 'cash_drawer' },
       '/v1/skus/:id': { id: ids.sku },
