@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
-import { one } from '../core/db.js';
-import { AppError } from '../core/errors.js';
+import { maybeOne, one } from '../core/db.js';
+import { AppError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
 import type { SkuRow, Unit } from './inventory.table.js';
@@ -37,6 +37,48 @@ export async function createSku(cmd: Command, input: CreateSkuInput): Promise<Sk
   } catch (error) {
     if (pgCode(error) === PG.UNIQUE_VIOLATION) {
       throw new AppError('already_exists', `a SKU with code "${input.code}" already exists`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+export interface UpdateSkuInput {
+  code?: string | undefined;
+  name?: string | undefined;
+  price?: number | undefined;
+}
+
+const SKU_COLUMNS = sql`id, code, name, unit, price, tracks_pieces, op_id, created_at`;
+
+/**
+ * Changes a SKU's code, name or default price (a merge patch: what is sent
+ * changes, the rest stays). Its unit and whether it tracks pieces never
+ * change (the database refuses it: the sale path caches them). What is
+ * recorded keeps what it was recorded with: a sale line its unit_price, a
+ * consignment line the price agreed then. The row is locked, so two changes
+ * of one SKU take turns (the later one applies to what the earlier left).
+ * Nothing changed (the same values, or an empty patch): answered as it is,
+ * no event. A code another SKU has: 409 already_exists.
+ */
+export async function updateSku(cmd: Command, skuId: string, input: UpdateSkuInput): Promise<SkuRow> {
+  const before = await maybeOne(cmd.tx, sql<SkuRow>`SELECT ${SKU_COLUMNS} FROM skus WHERE tenant_id = ${cmd.tenantId} AND id = ${skuId} FOR NO KEY UPDATE`);
+  if (!before) throw notFound('SKU');
+  const after = { code: input.code ?? before.code, name: input.name ?? before.name, price: input.price ?? Number(before.price) };
+  if (after.code === before.code && after.name === before.name && after.price === Number(before.price)) return before;
+  try {
+    const sku = await one(
+      cmd.tx,
+      sql<SkuRow>`
+        UPDATE skus SET code = ${after.code}, name = ${after.name}, price = ${after.price}
+        WHERE tenant_id = ${cmd.tenantId} AND id = ${skuId}
+        RETURNING ${SKU_COLUMNS}`,
+    );
+    cmd.touch('skus', skuId, 'updated');
+    cmd.audit({ subjectType: 'sku', subjectId: skuId, before, after: sku });
+    return sku;
+  } catch (error) {
+    if (pgCode(error) === PG.UNIQUE_VIOLATION) {
+      throw new AppError('already_exists', `a SKU with code "${after.code}" already exists`, { cause: error });
     }
     throw error;
   }

@@ -150,3 +150,22 @@ export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZon
   cmd.audit({ subjectType: 'store', subjectId: storeId, before, after: { ...store, daily_sales_recomputed: recomputed.length } });
   return store;
 }
+
+/**
+ * PATCH /v1/stores/{id}: its name and/or its time zone (updateStoreTimeZone),
+ * in one transaction — a zone refused (409) changes the name neither. Each
+ * change is audited on its own (`before`, `after`); the same values change
+ * nothing.
+ */
+export async function updateStore(cmd: Command, storeId: string, input: { name?: string | undefined; time_zone?: string | undefined }): Promise<StoreRow> {
+  let store = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR NO KEY UPDATE`);
+  if (!store) throw notFound('store');
+  cmd.storeId = store.id;
+  if (input.name !== undefined && input.name !== store.name) {
+    const before = store;
+    store = await one(cmd.tx, sql<StoreRow>`UPDATE stores SET name = ${input.name} WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} RETURNING ${STORE_COLUMNS}`);
+    cmd.touch('stores', storeId, 'updated');
+    cmd.audit({ subjectType: 'store', subjectId: storeId, before, after: store });
+  }
+  return input.time_zone === undefined ? store : updateStoreTimeZone(cmd, storeId, input.time_zone);
+}

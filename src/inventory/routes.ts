@@ -7,8 +7,8 @@ import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.
 import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { COUNT_CLOCK_SKEW, COUNT_MAX_AGE_DAYS, countStock, findStockCount, listStockCounts } from './countStock.js';
-import { createSku } from './createSku.js';
-import { createStore, updateStoreTimeZone } from './createStore.js';
+import { createSku, updateSku } from './createSku.js';
+import { createStore, updateStore } from './createStore.js';
 import { MERGE_PATCH_CONSUMES } from '../http/json.js';
 import { findSku, findStore, listSkus, listStock, listStores } from './queries.js';
 import { receiveStock } from './receiveStock.js';
@@ -170,7 +170,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       },
       schema: {
         tags: ['inventory'],
-        summary: "Change a store's time zone (a JSON merge patch, sent as application/json or application/merge-patch+json); not to a zone whose today is before the store's latest counted day (409).",
+        summary: "Change a store's name or time zone (a JSON merge patch, sent as application/json or application/merge-patch+json: what is sent changes, the rest stays); not to a zone whose today is before the store's latest counted day (409, the name unchanged too).",
         description:
           'What is booked stays booked: journal entries keep their business day and settlements theirs (a counted day stays closed, and money booked after the change never lands on a day already counted). ' +
           "A zone whose today is before the store's latest counted day (a settlement of any status) is refused, `409 conflict`, nothing changed: money taken next would be booked on the day after that count, a day the new zone's clock has not reached and that could not be counted until it does (a store whose today was counted in UTC+14, moved to UTC−11, for two or three days). " +
@@ -181,7 +181,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         headers: IdempotencyHeaders,
         consumes: MERGE_PATCH_CONSUMES,
         params: IdParams,
-        body: Type.Object({ time_zone: TimeZone }, { additionalProperties: false }),
+        body: Type.Object({ name: Type.Optional(Name(200)), time_zone: Type.Optional(TimeZone) }, { additionalProperties: false }),
         response: { 200: Store },
       },
     },
@@ -189,7 +189,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       assertStoreInScope(tenantOf(request), request.params.id);
       return command(db, request, reply, { type: 'store.update' }, async (cmd) => ({
         status: 200,
-        body: await updateStoreTimeZone(cmd, request.params.id, request.body.time_zone),
+        body: await updateStore(cmd, request.params.id, request.body),
       }));
     },
   );
@@ -238,6 +238,43 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       const sku = await inTenantTransaction(db, principal.tenantId, (tx) => findSku(tx, principal.tenantId, request.params.id));
       if (!sku) throw notFound('SKU');
       return sku;
+    },
+  );
+
+  app.patch(
+    '/v1/skus/:id',
+    {
+      config: {
+        permission: 'skus.write',
+        refusals: { already_exists: 'another SKU has this code', forbidden: 'a token limited to some stores (a SKU is sold in every store)' },
+      },
+      schema: {
+        tags: ['inventory'],
+        summary:
+          "Change a SKU's code, name or price (a JSON merge patch, sent as application/json or application/merge-patch+json): what is sent changes, the rest stays.",
+        description:
+          'The price is the default a till, an order or a visit proposes; what was recorded keeps what it was recorded with (a sale line its `unit_price`, a consignment line the price agreed when it was left). ' +
+          "A SKU's `unit` and `tracks_pieces` never change (its quantities are in that unit's base, and its stock moves as pieces or not): sent, they are 400 like any other unknown member. " +
+          'Two changes of one SKU take turns: the later one applies to what the earlier left. The same values again, or an empty patch, change nothing (answered the SKU as it is, no audit event). ' +
+          'A code another SKU of the tenant has: 409 already_exists, nothing changed. A SKU is sold in every store: a token limited to some stores may not change it (403). An unknown SKU: 404. ' +
+          'The change is audited (`sku.update`, before and after).',
+        headers: IdempotencyHeaders,
+        consumes: MERGE_PATCH_CONSUMES,
+        params: IdParams,
+        body: Type.Object(
+          {
+            code: Type.Optional(Code(100)),
+            name: Type.Optional(Name(200)),
+            price: Type.Optional(Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: 'minor units per kg / piece / metre' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Sku },
+      },
+    },
+    async (request, reply) => {
+      assertAllStores(tenantOf(request), 'SKUs');
+      return command(db, request, reply, { type: 'sku.update' }, async (cmd) => ({ status: 200, body: await updateSku(cmd, request.params.id, request.body) }));
     },
   );
 

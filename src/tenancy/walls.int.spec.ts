@@ -153,6 +153,7 @@ describe('tenants and stores are walls, on every route', () => {
     const address = { name: 'Ada', line1: '1 Quay St', city: 'Lisbon', postal_code: '1100-001', country: 'PT' };
     const bodies: Record<string, unknown> = {
       'PATCH /v1/stores/:id': { time_zone: 'UTC' },
+      'PATCH /v1/skus/:id': { name: 'Probe' },
       'POST /v1/stores/:store_id/stock/receipts': { items: [{ sku_id: ids.sku, quantity: 1 }] },
       'POST /v1/stores/:store_id/stock/adjustments': { sku_id: ids.sku, quantity_change: -1, reason: 'probe' },
       'POST /v1/stores/:store_id/stock/counts': { items: [{ sku_id: ids.sku, counted_quantity: 1 }] },
@@ -239,7 +240,16 @@ describe('tenants and stores are walls, on every route', () => {
         if (route.url === '/v1/sync/sales') continue; // answered per sale, below
         if (who === 'store-limited' && route.url === '/v1/transfers') continue; // neither store in scope: 404; one of them: allowed by design
         const before = mismatches.length;
-        if (route.url.includes(':')) await sameAsMadeUp(client, route.method, route.url, { ...foreign, ...tenantWide }, mismatches);
+        if (who === 'store-limited' && route.url === '/v1/skus/:id') {
+          // A SKU is tenant-wide (the store-limited token reads it): changing one is refused to any token limited
+          // to some stores, 403 before the SKU is looked for — the same answer for a made-up id, telling nothing.
+          const seen = await client.request(route.method, `/v1/skus/${tenantWide.sku}`, bodyOf(route.method, route.url, tenantWide));
+          const made = madeUp();
+          const missing = await client.request(route.method, `/v1/skus/${made.sku}`, bodyOf(route.method, route.url, made));
+          if (seen.status !== 403 || missing.status !== 403 || comparable(seen, tenantWide) !== comparable(missing, made)) {
+            mismatches.push(`${route.method} ${route.url}: ${seen.status} ${JSON.stringify(seen.body)} — made-up id: ${missing.status} ${JSON.stringify(missing.body)}`);
+          }
+        } else if (route.url.includes(':')) await sameAsMadeUp(client, route.method, route.url, { ...foreign, ...tenantWide }, mismatches);
         else {
           const seen = await client.request(route.method, route.url, bodyOf(route.method, route.url, { ...foreign, ...tenantWide }));
           const made = { ...foreign, ...tenantWide, ...madeUp() };
