@@ -40,6 +40,8 @@ export async function listSkus(tx: Tx, tenantId: string, after: string | undefin
 export interface StockPage {
   after?: string | undefined;
   limit?: number | undefined;
+  /** This SKU's balance only (GET …/stock/{sku_id}). */
+  skuId?: string | undefined;
 }
 
 /**
@@ -51,7 +53,7 @@ export interface StockPage {
  * a filter and read the store's balances from its first SKU on every page.
  */
 export function stockPageStart(column: RawBuilder<unknown>, page: StockPage): RawBuilder<unknown> {
-  return andIf(page.after, (after) => sql`${column} > ${after}::uuid`);
+  return sql`${andIf(page.after, (after) => sql`${column} > ${after}::uuid`)} ${andIf(page.skuId, (skuId) => sql`${column} = ${skuId}::uuid`)}`;
 }
 
 export async function listStock(tx: Tx, tenantId: string, storeId: string, page: StockPage = {}): Promise<Array<{ sku_id: string; quantity: number; updated_at: Date }>> {

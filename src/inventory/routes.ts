@@ -475,6 +475,49 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   );
 
   app.get(
+    '/v1/stores/:store_id/stock/:sku_id',
+    {
+      config: { permission: 'stock.read' },
+      schema: {
+        tags: ['inventory'],
+        summary:
+          "One SKU's stock in a store: now (`{ sku_id, quantity, updated_at }`), or with `?as_of=` at that moment (`{ as_of, sku_id, quantity }`), " +
+          'as the store\'s stock list gives it (one primary-key read; with `as_of`, its daily snapshot plus the ledger since). ' +
+          'A SKU the store never held: quantity 0 (`updated_at` null).',
+        description:
+          'An unknown SKU, or a store that is not there or outside the token\'s stores: 404. An `as_of` PostgreSQL cannot read, or outside the years 0001–9999 in UTC: 400 at `/querystring/as_of`.',
+        params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
+        querystring: Type.Object({ as_of: Type.Optional(Type.String({ format: 'date-time' })) }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({
+            as_of: Type.Optional(Timestamp),
+            sku_id: Uuid,
+            quantity: Type.Integer(),
+            updated_at: Type.Optional(Type.Union([Timestamp, Type.Null()], { description: 'when the balance last moved (null: never held); absent with as_of' })),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const { store_id: storeId, sku_id: skuId } = request.params;
+      assertStoreInScope(principal, storeId);
+      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+        if (!(await findStore(tx, principal.tenantId, storeId))) throw notFound('store');
+        if (!(await findSku(tx, principal.tenantId, skuId))) throw notFound('SKU');
+        const page = { skuId };
+        if (request.query.as_of !== undefined) {
+          const asOf = await readAsOf(tx, request.query.as_of);
+          const [row] = await stockAsOf(tx, principal.tenantId, storeId, asOf, page);
+          return { as_of: new Date(asOf), sku_id: skuId, quantity: row?.quantity ?? 0 };
+        }
+        const [row] = await listStock(tx, principal.tenantId, storeId, page);
+        return { sku_id: skuId, quantity: row?.quantity ?? 0, updated_at: row?.updated_at ?? null };
+      });
+    },
+  );
+
+  app.get(
     '/v1/stores/:store_id/stock/:sku_id/ledger',
     {
       config: { permission: 'stock.read' },

@@ -99,6 +99,7 @@ describe('tenants and stores are walls, on every route', () => {
     const byRoute: Record<string, Record<string, string | undefined>> = {
       '/v1/stores/:id': { id: ids.store },
       '/v1/stores/:store_id/stock': { store_id: ids.store },
+      '/v1/stores/:store_id/stock/:sku_id': { store_id: ids.store, sku_id: ids.sku },
       '/v1/stores/:store_id/stock/:sku_id/ledger': { store_id: ids.store, sku_id: ids.sku },
       '/v1/stores/:store_id/stock/receipts': { store_id: ids.store },
       '/v1/stores/:store_id/stock/adjustments': { store_id: ids.store },
