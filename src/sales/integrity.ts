@@ -58,7 +58,7 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_stock_matches_items',
     severity: 'critical',
     description:
-      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), its partial returns\' ledger rows (kind return) brought back exactly what their lines took back, and a void\'s ledger rows returned exactly what was left; and no stock moved as a sale, a void or a return (ledger kind sale, void or return) except in the store of a sale by its own operation, the one that voided it or one of its returns.',
+      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), its partial returns\' ledger rows (kind return) brought back exactly what their lines took back, and a void\'s ledger rows returned exactly what was left of what the sale took (what it took less what its returns brought back, never below 0: the returns of an offline line that synced short may bring back more than the sale took, up to all it sold); and no stock moved as a sale, a void or a return (ledger kind sale, void or return) except in the store of a sale by its own operation, the one that voided it or one of its returns.',
     // One pass over each table, grouped once. Every operation that may move
     // stock as a sale's (the sale's own, its void's, its returns') is listed
     // with its kind, its sale's store and its sale ("moves": one read of
@@ -142,20 +142,23 @@ export const salesChecks: IntegrityCheck[] = [
          OR (s.status IS NOT NULL
              AND (coalesce(p.taken, 0) <> coalesce(p.ledger_taken, 0)
                   OR coalesce(p.ledger_brought_back, 0) <> coalesce(p.brought_back, 0)
-                  OR coalesce(p.ledger_returned, 0) <> CASE WHEN s.status = 'voided' THEN coalesce(p.taken, 0) - coalesce(p.brought_back, 0) ELSE 0 END
+                  OR coalesce(p.ledger_returned, 0) <> CASE WHEN s.status = 'voided' THEN greatest(coalesce(p.taken, 0) - coalesce(p.brought_back, 0), 0) ELSE 0 END
                   OR (s.source = 'online' AND coalesce(p.shortfall, 0) <> 0)))`,
   },
   {
     name: 'sale_return_matches_lines',
     severity: 'critical',
     description:
-      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; not one with an offline shortfall; on a line of workshop pieces it names pieces — on another none —, each one of the sale line's pieces, none named twice nor by two returns of the line, none still sold by the sale, and its quantity is their sum), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold; the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry nor than a void's entry may be — the day before the till's day (not before the sale's day) or before the day it was recorded, whichever is earlier — and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
+      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; on a line of workshop pieces it names pieces — on another none —, each one of the sale line's pieces, none named twice nor by two returns of the line, none still sold by the sale, and its quantity is their sum), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold (its quantity; a line of workshop pieces: its quantity less its offline shortfall, the pieces missing when it synced, which the sale never sold); the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry nor than a void's entry may be — the day before the till's day (not before the sale's day) or before the day it was recorded, whichever is earlier — and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
     // The line's money, as sale_total_matches_items computes it: pieces
     // exactly, grams or millimetres per 1000 rounded half up (lineTotal).
     sql: `
       WITH item AS (
         SELECT ri.tenant_id, ri.return_id, ri.id, ri.sale_id AS item_sale_id, ri.sku_id, ri.quantity, ri.refund,
                i.sale_id AS line_sale_id, i.sku_id AS line_sku_id, i.quantity AS line_quantity, i.shortfall_quantity,
+               -- what a return may take back of the line: all it sold (an offline line that synced short too: the customer
+               -- had all of it), of a line of pieces only the pieces the sale sold (not its shortfall, the ones missing)
+               i.quantity - CASE WHEN cardinality(i.piece_ids) > 0 THEN i.shortfall_quantity ELSE 0 END AS line_sold,
                k.unit, i.unit_price,
                sum(ri.quantity) OVER (PARTITION BY ri.tenant_id, ri.sale_item_id ORDER BY r.return_number) AS through,
                sum(ri.quantity) OVER (PARTITION BY ri.tenant_id, ri.sale_item_id) AS line_returned,
@@ -188,10 +191,10 @@ export const salesChecks: IntegrityCheck[] = [
       ), lines AS (
         SELECT tenant_id, return_id, count(*) AS lines, sum(refund) AS refunds,
                coalesce(jsonb_agg(jsonb_build_object('id', id, 'sku_id', sku_id, 'quantity', quantity, 'refund', refund, 'at_price', at_price,
-                                                     'line_returned', line_returned, 'line_quantity', line_quantity,
+                                                     'line_returned', line_returned, 'line_quantity', line_quantity, 'shortfall', shortfall_quantity,
                                                      'piece_ids', piece_ids, 'pieces_off', pieces_off))
                           FILTER (WHERE refund <> at_price OR item_sale_id IS DISTINCT FROM line_sale_id OR sku_id IS DISTINCT FROM line_sku_id
-                                        OR shortfall_quantity > 0 OR pieces_off OR line_returned > line_quantity), '[]'::jsonb) AS lines_off,
+                                        OR pieces_off OR line_returned > line_sold), '[]'::jsonb) AS lines_off,
                bool_or(item_sale_id IS DISTINCT FROM line_sale_id) AS other_sale
         FROM priced GROUP BY tenant_id, return_id
       ), per_sku AS (

@@ -116,8 +116,8 @@ describe('returns of workshop pieces', () => {
     assert.deepEqual(first.body.lines, [{ sale_item_id: line.id, line_number: 1, sku_id: cloth, quantity: 1000, refund: 333, piece_ids: [p2] }]);
     assert.equal(first.body.refund_total, 333);
     assert.deepEqual(first.body.remaining, [
-      { sku_id: cloth, sold: 3501, returned: 1000, returnable: 2501 },
-      { sku_id: milk, sold: 2, returned: 0, returnable: 2 },
+      { sku_id: cloth, sold: 3501, returned: 1000, returnable: 2501, returnable_piece_ids: [p1!, p3!].sort() },
+      { sku_id: milk, sold: 2, returned: 0, returnable: 2, returnable_piece_ids: [] },
     ]);
     const afterFirst = await pieceRows([p1!, p2!, p3!]);
     assert.deepEqual([afterFirst[p1!]!.status, afterFirst[p2!]!.status, afterFirst[p3!]!.status], ['sold', 'in_stock', 'sold']);
@@ -135,7 +135,7 @@ describe('returns of workshop pieces', () => {
     const second = ok(await giveBack(sale.id, [{ sku_id: cloth, piece_ids: [p1!], quantity: 1001 }]));
     assert.equal(second.body.refund_total, lineTotal('metre', 2001, 333) - lineTotal('metre', 1000, 333));
     assert.equal(second.body.return_number, 2);
-    assert.deepEqual(second.body.remaining[0], { sku_id: cloth, sold: 3501, returned: 2001, returnable: 1500 });
+    assert.deepEqual(second.body.remaining[0], { sku_id: cloth, sold: 3501, returned: 2001, returnable: 1500, returnable_piece_ids: [p3] });
     assert.deepEqual(await ledgerOf(second.body.op_id), [{ sku_id: cloth, kind: 'return', change: 1001 }]);
     await balancesMatch();
     await noFindings();

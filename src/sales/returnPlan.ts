@@ -1,6 +1,6 @@
 import type { Unit } from '../inventory/inventory.table.js';
 import { MAX_PIECES_PER_SALE } from '../pieces/sellPieces.js';
-import { moneyBack, planTakeBack, takeBackRemaining, type Returnable } from './takeBack.js';
+import { moneyBack, planTakeBack, type Returnable } from './takeBack.js';
 
 /** A line of the sale as a return is planned against (pure input). */
 export interface ReturnableLine {
@@ -18,6 +18,13 @@ export interface ReturnableLine {
   returned_quantity: number;
   /** The pieces earlier returns already took back from this line ([] for other lines). */
   returned_piece_ids: string[];
+  /**
+   * The line's pieces the sale still holds (sold_by_op = the sale's
+   * operation), in id order: neither taken back by a return nor — on an
+   * offline line that synced short — missing when it was synced (those were
+   * its shortfall, never sold by it). [] for other lines.
+   */
+  held_piece_ids: string[];
 }
 
 /**
@@ -65,7 +72,6 @@ export type ReturnableQuantity = Returnable;
 export type ReturnPlan =
   | { ok: true; lines: PlannedReturnLine[]; refund_total: number; stock: Array<{ sku_id: string; quantity: number }> }
   | { ok: false; kind: 'invalid'; errors: Array<{ path: string; message: string }> }
-  | { ok: false; kind: 'unsupported'; errors: Array<{ path: string; message: string }> }
   | { ok: false; kind: 'pieces'; pieces: RefusedPiece[] }
   | { ok: false; kind: 'exceeds'; returnable: ReturnableQuantity[] };
 
@@ -81,12 +87,6 @@ export function returnRefund(line: ReturnableLine, before: number, quantity: num
 }
 
 const soldAsPieces = (skuLines: readonly ReturnableLine[]) => skuLines.some((line) => line.piece_ids.length > 0);
-
-/** Why a SKU's lines cannot be returned here (422), or undefined. */
-function unsupportedReturn(skuLines: readonly ReturnableLine[]): string | undefined {
-  if (skuLines.some((line) => line.shortfall_quantity > 0)) return 'was short when the offline sale was synced (shortfall_quantity): its return is not supported (void the sale instead)';
-  return undefined;
-}
 
 /**
  * The pieces a return names that are on one of the sale's lines of their
@@ -111,8 +111,6 @@ export function piecesToLock(lines: readonly ReturnableLine[], items: readonly R
  *     `piece_ids` on one it did not (at piece_ids); no `quantity` for a SKU
  *     not sold as pieces; a piece named twice in the return; more pieces
  *     than a sale may hold (MAX_PIECES_PER_SALE);
- *   - `unsupported` (422): a SKU on an offline line that recorded a
- *     shortfall (not returned here: void the sale instead);
  *   - `pieces` (409): a named piece on none of the sale's lines of its SKU,
  *     not sold by the sale (`saleOpId`) as `locked` shows it, or taken back
  *     by an earlier return — every such piece listed;
@@ -125,6 +123,14 @@ export function piecesToLock(lines: readonly ReturnableLine[], items: readonly R
  * from the sale's lines of that SKU in line order (planTakeBack). Pieces are
  * taken back from the line that names them; its part is their sum. Each
  * part refunds by the cumulative rule (returnRefund).
+ *
+ * A line of an offline sale that synced short (shortfall_quantity) is
+ * returned like any other: the customer paid for all of it and has it, so
+ * all of its quantity may come back (its stock too: returnSale puts back
+ * all a return takes back, and a void gives back only what the sale took
+ * and its returns did not). Of a line of pieces, only the pieces the sale
+ * sold: a piece missing when it synced (the shortfall) is not sold by the
+ * sale, so `not_sold_by_sale` like any other piece it did not sell.
  */
 export function planReturn(
   lines: readonly ReturnableLine[],
@@ -135,7 +141,6 @@ export function planReturn(
   for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) bySku.set(line.sku_id, [...(bySku.get(line.sku_id) ?? []), line]);
 
   const invalid: Array<{ path: string; message: string }> = [];
-  const unsupported: Array<{ path: string; message: string }> = [];
   const named = new Set<string>();
   items.forEach((item, index) => {
     const skuLines = bySku.get(item.sku_id);
@@ -154,13 +159,10 @@ export function planReturn(
       if (named.has(id)) invalid.push({ path: `/body/items/${index}/piece_ids/${position}`, message: 'piece is named twice in this return' });
       named.add(id);
     });
-    const refusal = unsupportedReturn(skuLines);
-    if (refusal !== undefined) unsupported.push({ path: `/body/items/${index}/sku_id`, message: refusal });
   });
   // a sale holds at most MAX_PIECES_PER_SALE pieces: a return naming more names pieces it did not sell
   if (named.size > MAX_PIECES_PER_SALE) invalid.push({ path: '/body/items', message: `names ${named.size} pieces; a sale has at most ${MAX_PIECES_PER_SALE}` });
   if (invalid.length > 0) return { ok: false, kind: 'invalid', errors: invalid };
-  if (unsupported.length > 0) return { ok: false, kind: 'unsupported', errors: unsupported };
 
   // Pieces: each from the line of its SKU that names it, sold by the sale and not taken back yet.
   const refused: RefusedPiece[] = [];
@@ -197,7 +199,10 @@ export function planReturn(
     quantityItems,
     { priceOf: (line) => line.unit_price, notOnRecord: 'is not a SKU this sale sold' },
   );
-  if (!byQuantity.ok) return byQuantity;
+  if (!byQuantity.ok) {
+    if (byQuantity.kind === 'exceeds') return byQuantity;
+    return { ok: false, kind: 'invalid', errors: byQuantity.errors }; // a SKU on no line (refused above already); no SKU is unsupported here
+  }
 
   const planned: PlannedReturnLine[] = [
     ...byQuantity.parts.map(({ line, quantity, money }) => ({ sale_item_id: line.sale_item_id, line_number: line.line_number, sku_id: line.sku_id, quantity, refund: money, piece_ids: [] })),
@@ -226,22 +231,35 @@ export interface RemainingOfSku {
   sold: number;
   returned: number;
   returnable: number;
+  /** Of a SKU the sale sold as workshop pieces, the pieces a return may still take back, sorted; [] for other SKUs. */
+  returnable_piece_ids: string[];
 }
 
 /**
- * Per SKU of the sale: sold, returned so far (with `planned`), and what a
- * return may still take back — of a SKU sold as workshop pieces, the sum of
- * the pieces neither an earlier return nor `planned` took back. A SKU with a
- * line with a shortfall is not returned here, on any of its lines
- * (planReturn refuses the SKU whole, 422): none of it is returnable. It used
- * to be judged line by line, so an offline sale short on the second of two
- * lines of a SKU answered the first line's quantity as returnable.
+ * Per SKU of the sale, in line order: sold, returned so far (with
+ * `planned`), and what a return may still take back — of a SKU not sold as
+ * pieces, what its lines sold less what returns took back (an offline line
+ * that synced short included: planReturn takes all of it back); of a SKU
+ * sold as workshop pieces, the sum of the pieces the sale still holds
+ * (its lines' quantity less their shortfall — the pieces missing when it
+ * synced, never sold by it — less what returns took back), and those
+ * pieces' ids (`held_piece_ids` less the ones `planned` takes back), sorted.
+ * A SKU short on an offline sale used to be returnable 0 (its return was
+ * 422: void the sale instead).
  */
 export function remainingOf(lines: readonly ReturnableLine[], planned: readonly PlannedReturnLine[] = []): RemainingOfSku[] {
-  return takeBackRemaining(lines, planned, (line) => line.shortfall_quantity > 0).map(({ held, ...rest }) => ({
-    sku_id: rest.sku_id,
-    sold: held,
-    returned: rest.returned,
-    returnable: rest.returnable,
-  }));
+  const bySku = new Map<string, RemainingOfSku>();
+  for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) {
+    const entry = bySku.get(line.sku_id) ?? { sku_id: line.sku_id, sold: 0, returned: 0, returnable: 0, returnable_piece_ids: [] };
+    const now = planned.filter((part) => part.line_number === line.line_number);
+    const nowQuantity = now.reduce((sum, part) => sum + part.quantity, 0);
+    const nowPieces = new Set(now.flatMap((part) => part.piece_ids));
+    const ofPieces = line.piece_ids.length > 0;
+    entry.sold += line.quantity;
+    entry.returned += line.returned_quantity + nowQuantity;
+    entry.returnable += line.quantity - (ofPieces ? line.shortfall_quantity : 0) - line.returned_quantity - nowQuantity;
+    entry.returnable_piece_ids.push(...line.held_piece_ids.filter((id) => !nowPieces.has(id)));
+    bySku.set(line.sku_id, entry);
+  }
+  return [...bySku.values()].map((entry) => ({ ...entry, returnable_piece_ids: [...entry.returnable_piece_ids].sort() }));
 }

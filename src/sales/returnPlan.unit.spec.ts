@@ -14,6 +14,7 @@ const line = (overrides: Partial<ReturnableLine> = {}): ReturnableLine => ({
   piece_ids: [],
   returned_quantity: 0,
   returned_piece_ids: [],
+  held_piece_ids: [],
   ...overrides,
 });
 
@@ -63,8 +64,8 @@ describe('planReturn', () => {
     assert.equal(plan.refund_total, 1030);
     assert.deepEqual(plan.stock, [{ sku_id: 'cheese', quantity: 600 }, { sku_id: 'milk', quantity: 1 }]);
     assert.deepEqual(remainingOf(lines, plan.lines), [
-      { sku_id: 'cheese', sold: 750, returned: 650, returnable: 100 },
-      { sku_id: 'milk', sold: 3, returned: 1, returnable: 2 },
+      { sku_id: 'cheese', sold: 750, returned: 650, returnable: 100, returnable_piece_ids: [] },
+      { sku_id: 'milk', sold: 3, returned: 1, returnable: 2, returnable_piece_ids: [] },
     ]);
   });
 
@@ -87,36 +88,51 @@ describe('planReturn', () => {
     });
   });
 
-  it('a line with an offline shortfall is not returned in part, of pieces or not', () => {
-    const short = planReturn([line({ shortfall_quantity: 1 })], [{ sku_id: 'cheese', quantity: 1 }]);
-    assert.equal(short.ok || short.kind, 'unsupported');
-    const shortPieces = planReturn([line({ piece_ids: ['p1', 'p2'], shortfall_quantity: 1 })], [{ sku_id: 'cheese', piece_ids: ['p1'] }]);
-    assert.equal(shortPieces.ok || shortPieces.kind, 'unsupported');
-    assert.deepEqual(remainingOf([line({ piece_ids: ['p1'], shortfall_quantity: 1 })]), [{ sku_id: 'cheese', sold: 3, returned: 0, returnable: 0 }]);
+  it('a line with an offline shortfall is returned like any other, up to all it sold (it used to be 422: void the sale instead)', () => {
+    const short = planReturn([line({ shortfall_quantity: 1 })], [{ sku_id: 'cheese', quantity: 3 }]);
+    assert.equal(short.ok, true, JSON.stringify(short));
+    if (!short.ok) return;
+    assert.deepEqual(short.lines, [{ sale_item_id: 'line-1', line_number: 1, sku_id: 'cheese', quantity: 3, refund: 5, piece_ids: [] }]);
+    assert.deepEqual(short.stock, [{ sku_id: 'cheese', quantity: 3 }]);
+    assert.deepEqual(remainingOf([line({ shortfall_quantity: 1 })], short.lines), [{ sku_id: 'cheese', sold: 3, returned: 3, returnable: 0, returnable_piece_ids: [] }]);
+    assert.deepEqual(planReturn([line({ shortfall_quantity: 1 })], [{ sku_id: 'cheese', quantity: 4 }]), {
+      ok: false,
+      kind: 'exceeds',
+      returnable: [{ sku_id: 'cheese', requested: 4, returnable: 3 }],
+    });
   });
 
-  it('remaining: a SKU with a line with a shortfall is returnable 0 on every line of it, as planReturn refuses it whole', () => {
+  it('remaining: a SKU short on the second of two lines is returnable in full, as planReturn takes it back', () => {
     // an offline sale of 5 + 5 soap synced with 7 in stock: the second line is short 3, the first is not
     const synced = [
       line({ sale_item_id: 'a', line_number: 1, sku_id: 'soap', unit: 'piece', quantity: 5, unit_price: 100, line_total: 500 }),
       line({ sale_item_id: 'b', line_number: 2, sku_id: 'soap', unit: 'piece', quantity: 5, unit_price: 100, line_total: 500, shortfall_quantity: 3 }),
       line({ sale_item_id: 'c', line_number: 3, sku_id: 'salt', unit: 'piece', quantity: 3, unit_price: 40, line_total: 120 }),
     ];
-    const soap = planReturn(synced, [{ sku_id: 'soap', quantity: 1 }]);
-    assert.equal(soap.ok || soap.kind, 'unsupported');
     const salt = planReturn(synced, [{ sku_id: 'salt', quantity: 1 }]);
     assert.equal(salt.ok, true);
     assert.deepEqual(remainingOf(synced, salt.ok ? salt.lines : []), [
-      { sku_id: 'soap', sold: 10, returned: 0, returnable: 0 },
-      { sku_id: 'salt', sold: 3, returned: 1, returnable: 2 },
+      { sku_id: 'soap', sold: 10, returned: 0, returnable: 10, returnable_piece_ids: [] },
+      { sku_id: 'salt', sold: 3, returned: 1, returnable: 2, returnable_piece_ids: [] },
     ]);
+    const soap = planReturn(synced, [{ sku_id: 'soap', quantity: 8 }]);
+    assert.equal(soap.ok, true);
+    if (!soap.ok) return;
+    assert.deepEqual(
+      soap.lines.map((part) => [part.sale_item_id, part.quantity, part.refund]),
+      [
+        ['a', 5, 500],
+        ['b', 3, 300],
+      ],
+    );
+    assert.deepEqual(remainingOf(synced, soap.lines)[0], { sku_id: 'soap', sold: 10, returned: 8, returnable: 2, returnable_piece_ids: [] });
   });
 });
 
 describe('planReturn: workshop pieces', () => {
   const saleOpId = 'op-sale';
   // 3 rolls of cloth at 500 per metre (1,001 + 1,000 + 1,500 mm = 3,501 mm → 1,750.5 → 1,751), and 2 milk
-  const cloth = line({ sale_item_id: 'a', line_number: 1, sku_id: 'cloth', unit: 'metre', quantity: 3501, unit_price: 500, line_total: 1751, piece_ids: ['p1', 'p2', 'p3'] });
+  const cloth = line({ sale_item_id: 'a', line_number: 1, sku_id: 'cloth', unit: 'metre', quantity: 3501, unit_price: 500, line_total: 1751, piece_ids: ['p1', 'p2', 'p3'], held_piece_ids: ['p1', 'p2', 'p3'] });
   const milk = line({ sale_item_id: 'b', line_number: 2, sku_id: 'milk', unit: 'piece', quantity: 2, unit_price: 120, line_total: 240 });
   const sold = (id: string, quantity: number): [string, ReturnedPieceState] => [id, { id, quantity, status: 'sold', sold_by_op: saleOpId, deleted_by_op: null }];
   const locked = new Map<string, ReturnedPieceState>([sold('p1', 1001), sold('p2', 1000), sold('p3', 1500)]);
@@ -132,12 +148,12 @@ describe('planReturn: workshop pieces', () => {
       assert.deepEqual(plan.lines, [{ sale_item_id: 'a', line_number: 1, sku_id: 'cloth', quantity, refund: returnRefund(line, line.returned_quantity, quantity), piece_ids: [id] }]);
       assert.deepEqual(plan.stock, [{ sku_id: 'cloth', quantity }]);
       refunded += plan.refund_total;
-      line = { ...line, returned_quantity: line.returned_quantity + quantity, returned_piece_ids: [...line.returned_piece_ids, id] };
+      line = { ...line, returned_quantity: line.returned_quantity + quantity, returned_piece_ids: [...line.returned_piece_ids, id], held_piece_ids: line.held_piece_ids.filter((held) => held !== id) };
     }
     assert.equal(refunded, cloth.line_total);
     assert.deepEqual(remainingOf([line, milk]), [
-      { sku_id: 'cloth', sold: 3501, returned: 3501, returnable: 0 },
-      { sku_id: 'milk', sold: 2, returned: 0, returnable: 2 },
+      { sku_id: 'cloth', sold: 3501, returned: 3501, returnable: 0, returnable_piece_ids: [] },
+      { sku_id: 'milk', sold: 2, returned: 0, returnable: 2, returnable_piece_ids: [] },
     ]);
   });
 
@@ -150,13 +166,33 @@ describe('planReturn: workshop pieces', () => {
       { sale_item_id: 'b', line_number: 2, sku_id: 'milk', quantity: 1, refund: 120, piece_ids: [] },
     ]);
     assert.deepEqual(remainingOf([cloth, milk], plan.lines), [
-      { sku_id: 'cloth', sold: 3501, returned: 2501, returnable: 1000 },
-      { sku_id: 'milk', sold: 2, returned: 1, returnable: 1 },
+      { sku_id: 'cloth', sold: 3501, returned: 2501, returnable: 1000, returnable_piece_ids: ['p2'] },
+      { sku_id: 'milk', sold: 2, returned: 1, returnable: 1, returnable_piece_ids: [] },
     ]);
   });
 
+  it('a line of pieces that synced short: the pieces it sold come back, the missing one is not_sold_by_sale; remaining counts and names the ones it holds', () => {
+    // p2 (1,000 mm) was gone when the offline sale synced: the line's shortfall, sold by another operation
+    const short = { ...cloth, shortfall_quantity: 1000, held_piece_ids: ['p1', 'p3'] };
+    const lockedShort = new Map<string, ReturnedPieceState>([...locked, ['p2', { id: 'p2', quantity: 1000, status: 'sold', sold_by_op: 'op-other', deleted_by_op: null }]]);
+    assert.deepEqual(planReturn([short, milk], [{ sku_id: 'cloth', piece_ids: ['p2'] }], { saleOpId, locked: lockedShort }), {
+      ok: false,
+      kind: 'pieces',
+      pieces: [{ id: 'p2', sku_id: 'cloth', path: '/body/items/0/piece_ids/0', reason: 'not_sold_by_sale' }],
+    });
+    assert.deepEqual(remainingOf([short, milk]), [
+      { sku_id: 'cloth', sold: 3501, returned: 0, returnable: 2501, returnable_piece_ids: ['p1', 'p3'] },
+      { sku_id: 'milk', sold: 2, returned: 0, returnable: 2, returnable_piece_ids: [] },
+    ]);
+    const plan = planReturn([short, milk], [{ sku_id: 'cloth', piece_ids: ['p3'] }], { saleOpId, locked: lockedShort });
+    assert.equal(plan.ok, true, JSON.stringify(plan));
+    if (!plan.ok) return;
+    assert.deepEqual(plan.stock, [{ sku_id: 'cloth', quantity: 1500 }]);
+    assert.deepEqual(remainingOf([short, milk], plan.lines)[0], { sku_id: 'cloth', sold: 3501, returned: 1500, returnable: 1001, returnable_piece_ids: ['p1'] });
+  });
+
   it('a piece not on the sale, not sold by it now, or taken back already: refused, every such piece listed', () => {
-    const returned = { ...cloth, returned_quantity: 1001, returned_piece_ids: ['p1'] };
+    const returned = { ...cloth, returned_quantity: 1001, returned_piece_ids: ['p1'], held_piece_ids: ['p2', 'p3'] };
     const lockedNow = new Map<string, ReturnedPieceState>([...locked, ['p2', { id: 'p2', quantity: 1000, status: 'in_stock', sold_by_op: null, deleted_by_op: null }]]);
     assert.deepEqual(planReturn([returned, milk], [{ sku_id: 'cloth', piece_ids: ['p3', 'p1', 'p9', 'p2'] }], { saleOpId, locked: lockedNow }), {
       ok: false,

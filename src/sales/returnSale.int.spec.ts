@@ -67,8 +67,8 @@ describe('POST /v1/sales/{id}/returns', () => {
     );
     assert.equal(returned.sale_returned_total, 320);
     assert.deepEqual(returned.remaining, [
-      { sku_id: cheese, sold: 600, returned: 200, returnable: 400 },
-      { sku_id: milk, sold: 3, returned: 1, returnable: 2 },
+      { sku_id: cheese, sold: 600, returned: 200, returnable: 400, returnable_piece_ids: [] },
+      { sku_id: milk, sold: 3, returned: 1, returnable: 2, returnable_piece_ids: [] },
     ]);
     assert.deepEqual(await balanceAndLedger(t, tenantId, storeId, cheese), { balance: cheeseBefore.balance + 200, ledger: cheeseBefore.ledger + 200 });
     const ledger = await t.admin.query(`SELECT sku_id, quantity_change::int, kind FROM stock_ledger WHERE tenant_id = $1 AND op_id = $2 ORDER BY quantity_change`, [tenantId, returned.op_id]);
@@ -335,8 +335,8 @@ describe('POST /v1/sales/{id}/returns', () => {
     const milkBack = await giveBack(sale.id, [{ sku_id: milk, quantity: 1 }]);
     assert.equal(milkBack.status, 201, JSON.stringify(milkBack.body));
     assert.deepEqual(milkBack.body.remaining, [
-      { sku_id: cloth, sold: 3000, returned: 0, returnable: 3000 },
-      { sku_id: milk, sold: 2, returned: 1, returnable: 1 },
+      { sku_id: cloth, sold: 3000, returned: 0, returnable: 3000, returnable_piece_ids: [piece] },
+      { sku_id: milk, sold: 2, returned: 1, returnable: 1, returnable_piece_ids: [] },
     ]);
     // the void returns the piece and what is left of the milk
     const voided = await owner.post(`/v1/sales/${sale.id}/void`, { reason: 'rest' });

@@ -29,8 +29,10 @@ export interface ReturnAnswer extends SaleReturnView {
 
 /**
  * The sale's lines with their SKU's unit and what earlier returns took back
- * from each: read after the sale row is locked, so no other return of the
- * sale can change them before this one commits.
+ * from each, and of a line of workshop pieces the pieces the sale still holds
+ * (sold_by_op = its operation: only a return or a void of the sale clears
+ * it, each after locking the sale row): read after the sale row is locked,
+ * so no other return of the sale can change them before this one commits.
  */
 export async function returnableLines(tx: Tx, tenantId: string, saleId: string): Promise<ReturnableLine[]> {
   return all(
@@ -38,8 +40,13 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
     sql<ReturnableLine>`
       SELECT i.id AS sale_item_id, i.line_number, i.sku_id, k.unit, i.quantity, i.unit_price, i.line_total, i.shortfall_quantity,
              i.piece_ids::text[] AS piece_ids, r.returned_quantity,
-             ARRAY(SELECT jsonb_array_elements_text(x) FROM jsonb_array_elements(r.returned_pieces) AS x) AS returned_piece_ids
+             ARRAY(SELECT jsonb_array_elements_text(x) FROM jsonb_array_elements(r.returned_pieces) AS x) AS returned_piece_ids,
+             -- the line's pieces by their primary key (a line names at most 500), only on a line of pieces
+             ARRAY(SELECT p.id::text FROM pieces p
+                   WHERE cardinality(i.piece_ids) > 0 AND p.tenant_id = i.tenant_id AND p.id = ANY (i.piece_ids) AND p.sold_by_op = s.op_id
+                   ORDER BY p.id) AS held_piece_ids
       FROM sale_items i JOIN skus k ON k.tenant_id = i.tenant_id AND k.id = i.sku_id
+      JOIN sales s ON s.tenant_id = i.tenant_id AND s.id = i.sale_id
       -- by the sale (sale_return_items_sale_idx), once per line for both sums: by the line alone, no index served it, and
       -- every return and every void read all of the tenant's return lines once per line of its sale (returnPlans.int.spec.ts)
       CROSS JOIN LATERAL (
@@ -64,8 +71,8 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
  * assertSecondPersonToUndo), a voided sale (409 invalid_transition), a SKU the
  * sale did not sell, a SKU sold as workshop pieces without its pieces named
  * or pieces named for one that was not, a piece named twice, a piece line's
- * quantity that is not its pieces' sum (400), a line with an offline
- * shortfall (422 unprocessable), a named piece the sale did not sell or an
+ * quantity that is not its pieces' sum (400), a named piece the sale did not
+ * sell (on an offline line that synced short, the pieces missing then) or an
  * earlier return took back (409 piece_not_returnable, every such piece
  * listed), more than is left (409 return_exceeds_sale, with every requested
  * SKU's returnable quantity).
@@ -78,6 +85,13 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
  * return line of their sale line records them (sale_return_items.piece_ids)
  * with their sum as its quantity; a later void returns only the pieces the
  * sale still holds, and the stock its returns did not take back.
+ *
+ * An offline sale's line that synced short (shortfall_quantity) is returned
+ * like any other, up to all it sold: the goods are back on the shelf, so
+ * the `return` row puts back all the return takes back, beyond what the
+ * sale took from stock too; a later void gives back only what the sale took
+ * and its returns did not put back, never below 0 (recordVoid). Its
+ * offline_sale_shortage review item stays as it is.
  *
  * Written: the return and its lines (per sale line), stock back through
  * `return` ledger rows, the sale's returned_total, and — for a refund above
@@ -103,7 +117,6 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
   const plan = planReturn(lines, input.items, { saleOpId: sale.op_id, locked: new Map(pieces.map((piece) => [piece.id, piece])) });
   if (!plan.ok) {
     if (plan.kind === 'invalid') throw new AppError('validation_failed', 'a returned line does not match the sale', { errors: plan.errors });
-    if (plan.kind === 'unsupported') throw new AppError('unprocessable', 'a returned SKU cannot be returned in part', { errors: plan.errors });
     if (plan.kind === 'pieces') {
       throw new AppError(
         'piece_not_returnable',

@@ -160,13 +160,15 @@ const RETURN_SUMMARY =
   'like a void\'s (today, or the till\'s day of `client_created_at`, never before the sale\'s day). The receipt number stays. Returns and ' +
   'voids of one sale take turns on the sale row: more than the sale sold minus what earlier returns took back is 409 ' +
   '`return_exceeds_sale` with every requested SKU\'s `returnable` quantity, nothing written; a voided sale is 409 `invalid_transition`; ' +
-  'a SKU the sale did not sell is 400 at its line; a SKU short on an offline sale (shortfall_quantity) is 422 `unprocessable` (void the ' +
-  'sale instead). A SKU the sale sold as workshop pieces is returned by naming the pieces (`piece_ids`, as a sale line names them; ' +
+  'a SKU the sale did not sell is 400 at its line. A line of an offline sale that synced short (shortfall_quantity) is returned like any other, ' +
+  'up to all it sold (its pieces: the ones the sale sold, not the ones missing when it synced): the return puts back all it takes back, and a ' +
+  'later void gives back only what the sale took and its returns did not put back, never below 0; its review item stays. A SKU the sale sold as workshop pieces is returned by naming the pieces (`piece_ids`, as a sale line names them; ' +
   '`quantity`, if sent, must be their sum, else 400): each must be one the sale sold of that SKU and no earlier return took back, ' +
   'else 409 `piece_not_returnable` listing every such piece (`pieces`: `id`, `sku_id`, `reason` not_sold_by_sale | already_returned), ' +
   'nothing written; the pieces go back `in_stock` (`piece.returned` in their history), their sum comes back to stock and is refunded by ' +
   'the same cumulative rule. A quantity for such a SKU, `piece_ids` for another, or a piece named twice is 400. ' +
-  'A void after returns brings back only what they left (the pieces the sale still holds). The Idempotency-Key is kept ' +
+  'A void after returns brings back only what they left (the pieces the sale still holds). `remaining` gives, per SKU, what a return may ' +
+  'still take back, and for a SKU sold as pieces the ids of those pieces (`returnable_piece_ids`, sorted; [] for other SKUs). The Idempotency-Key is kept ' +
   'as long as the return (each return is a new fact: the same key replays it, a different body is 422). With the tenant setting ' +
   '`require_second_approver_for_reversals`, the token that made the sale (sold it, or synced it from a till) may not take goods back from it: ' +
   '`403 forbidden` with `reason: second_approver_required`, nothing written and its Idempotency-Key not kept; another token with sales.return may.';
@@ -346,9 +348,8 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
         refusals: {
           return_exceeds_sale: 'a SKU asked for beyond what the sale sold of it minus what earlier returns took back: `returnable` lists every requested SKU (`sku_id`, `requested`, `returnable`), nothing written',
           invalid_transition: 'the sale is voided',
-          unprocessable: 'a SKU short on an offline sale (shortfall_quantity): not returned in part',
           piece_not_returnable:
-            'a named piece is not one the sale sold of its line\'s SKU, or an earlier return of the sale took it back: `pieces` lists every such piece (`id`, `sku_id`, `reason`: not_sold_by_sale | already_returned), nothing written',
+            'a named piece is not one the sale sold of its line\'s SKU (on an offline line that synced short, a piece missing then), or an earlier return of the sale took it back: `pieces` lists every such piece (`id`, `sku_id`, `reason`: not_sold_by_sale | already_returned), nothing written',
           limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
           forbidden: 'the token made the sale (sold it, or synced it from a till) and the tenant requires a second person to undo it (`reason`: second_approver_required; setting require_second_approver_for_reversals); nothing written',
         },
@@ -404,7 +405,14 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
                 sku_id: Uuid,
                 sold: Type.Integer({ description: 'base units the sale sold of the SKU' }),
                 returned: Type.Integer({ description: 'base units its returns took back, this one included' }),
-                returnable: Type.Integer({ description: 'base units a return may still take back (a SKU sold as workshop pieces: the sum of the pieces no return took back yet; 0 for a SKU short on any of its lines of an offline sale: not returned in part)' }),
+                returnable: Type.Integer({
+                  description:
+                    'base units a return may still take back: what the sale sold less what its returns took back (a line of an offline sale that synced short too); a SKU sold as workshop pieces: the sum of the pieces the sale still holds (returnable_piece_ids)',
+                }),
+                returnable_piece_ids: Type.Array(Uuid, {
+                  description:
+                    'a SKU the sale sold as workshop pieces: the pieces a return may still take back — sold by the sale (not those missing when an offline sale synced short) and taken back by no return, this one included — sorted; [] for other SKUs',
+                }),
               }),
               { description: "per SKU of the sale, in line order, after this return" },
             ),

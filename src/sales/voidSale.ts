@@ -37,6 +37,10 @@ export const SALE_VOID_OP = 'sale.void';
  * pieces still sold by the sale (a piece a return took back has no
  * sold_by_op, or another sale's), the stock they did not take back, and the money they did not refund (the
  * reversing entry nets the sale's and its returns' postings, postSaleVoid).
+ * Per SKU, the stock is what the sale took less what its returns put back,
+ * never below 0: returns of an offline line that synced short may put back
+ * more than the sale took (the customer had all of it), and then the void
+ * gives none of that SKU back.
  *
  * With the tenant's require_second_approver_for_reversals on, the token whose
  * operation made the sale (sold it, or synced it from a till) may not void
@@ -62,16 +66,17 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
   if (before.status === 'voided') throw new AlreadyDone(before, before.voided_by_op);
 
   await returnSoldPieces(cmd, before.op_id);
-  // What the sale took, less what its partial returns already brought back
-  // (returnSale: never a line with a shortfall; of a line of pieces, the sum
-  // of the pieces they took back — no longer sold by the sale, so
-  // returnSoldPieces above left them alone).
+  // Per SKU, what the sale took (quantity minus any offline shortfall), less what its partial returns already put
+  // back, never below 0. A return puts back all it takes back, beyond what the sale took too: a line that synced
+  // short is returned up to all it sold (the goods are on the shelf), so its returns may have put back more than
+  // the sale took — then the void gives none back. Of a line of pieces, the sum of the pieces its returns took
+  // back (no longer sold by the sale, so returnSoldPieces above left them alone): never more than it took.
   const returnedBefore = new Map((await returnableLines(tx, tenantId, saleId)).map((line) => [line.sale_item_id, line.returned_quantity]));
-  const returned = new Map<string, number>();
+  const left = new Map<string, number>();
   for (const item of before.items) {
-    const quantity = item.quantity - item.shortfall_quantity - (returnedBefore.get(item.id) ?? 0);
-    if (quantity > 0) returned.set(item.sku_id, (returned.get(item.sku_id) ?? 0) + quantity);
+    left.set(item.sku_id, (left.get(item.sku_id) ?? 0) + item.quantity - item.shortfall_quantity - (returnedBefore.get(item.id) ?? 0));
   }
+  const returned = new Map([...left].filter(([, quantity]) => quantity > 0));
   const changes = [...returned].map(([skuId, quantity]) => ({ storeId: before.store_id, skuId, quantityChange: quantity, kind: 'void', reason: `void of sale ${saleId}` }));
   const stock = await changeStock(tx, tenantId, opId, changes);
   assert(stock.ok, 'returning stock always succeeds');
