@@ -315,6 +315,49 @@ describe('returns of an offline sale that synced short', () => {
     }
   });
 
+  it('concurrent returns naming the pieces of a line that synced short, and a void: each piece comes back once, the missing one never, stock = Σ live pieces', async () => {
+    for (const round of [0, 1]) {
+      const shop = await newShop();
+      const cloth = ok(await shop.owner.post('/v1/skus', { code: `CLOTH${round}`, name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body.id as string;
+      const ids = ok(
+        await shop.owner.post('/v1/pieces', { store_id: shop.storeId, sku_id: cloth, pieces: [1000, 1200, 1400, 1600].map((quantity) => ({ kind: 'roll', quantity })) }, { idempotencyKey: randomUUID() }),
+      ).body.pieces.map((piece: { id: string }) => piece.id) as [string, string, string, string];
+      ok(await shop.owner.post('/v1/sales', { store_id: shop.storeId, payment_method: 'cash', items: [{ sku_id: cloth, piece_ids: [ids[1]], unit_price: 500 }] }));
+      const sale = await syncSale(shop, [{ sku_id: cloth, piece_ids: ids, unit_price: 500 }]);
+      assert.equal(sale.items[0]!.shortfall_quantity, 1200);
+      // each sold piece named by two returns, the missing one by one, and a void, all at once
+      const requests = [ids[0], ids[2], ids[3], ids[0], ids[2], ids[3], ids[1]].map((id) => giveBack(shop, sale.id, [{ sku_id: cloth, piece_ids: [id] }]));
+      requests.splice(round * 4, 0, voidSale(shop, sale.id));
+      const answers = await Promise.all(requests);
+      ok(answers[round * 4]!, 200);
+      const returns = answers.filter((_, index) => index !== round * 4);
+      for (const answer of returns) {
+        assert.ok(answer.status === 201 || (answer.status === 409 && ['invalid_transition', 'piece_not_returnable'].includes(answer.body.code)), JSON.stringify(answer.body));
+      }
+      // the missing piece is never taken back
+      assert.equal(returns[6]!.status, 409);
+      const { rows } = await t.admin.query(
+        `SELECT (SELECT coalesce(array_agg(p.id ORDER BY p.id), '{}')::text[] FROM sale_return_items ri CROSS JOIN LATERAL unnest(ri.piece_ids) AS p (id)
+                 WHERE ri.tenant_id = $1 AND ri.sale_id = $2) AS returned,
+                (SELECT coalesce(sum(quantity_change), 0)::int FROM stock_ledger WHERE tenant_id = $1 AND kind = 'void') AS voided,
+                (SELECT coalesce(sum(quantity), 0)::int FROM sale_return_items WHERE tenant_id = $1 AND sale_id = $2) AS returned_quantity`,
+        [shop.tenantId, sale.id],
+      );
+      const row = rows[0] as { returned: string[]; voided: number; returned_quantity: number };
+      // no piece taken back twice, and the void gave back exactly the rest of what the sale took (1000 + 1400 + 1600)
+      assert.equal(new Set(row.returned).size, row.returned.length, JSON.stringify(row.returned));
+      assert.ok(!row.returned.includes(ids[1]));
+      assert.equal(row.returned.length, returns.filter((answer) => answer.status === 201).length);
+      assert.equal(row.voided + row.returned_quantity, 4000);
+      const states = (await t.admin.query(`SELECT id, status, sold_by_op FROM pieces WHERE tenant_id = $1 AND id = ANY ($2::uuid[])`, [shop.tenantId, [ids[0], ids[2], ids[3]]])).rows;
+      assert.deepEqual(states.map((piece) => [piece.status, piece.sold_by_op]), [['in_stock', null], ['in_stock', null], ['in_stock', null]]);
+      await assertStockMatchesPieces(t.admin, shop.tenantId, shop.storeId, cloth);
+      await stockHolds(shop, [cloth]);
+      await netsToZero(shop, sale.id);
+      await noFindings(shop);
+    }
+  });
+
   it('sale_stock_matches_items: a void of a short sale that gave back more than the sale took and its returns did not, or took stock out', async () => {
     for (const change of [1, -1]) {
       const shop = await newShop();
