@@ -125,22 +125,20 @@ export function planTakeBack<L extends TakeBackLine>(
 /**
  * Per SKU of the record, in line order: what its lines hold, what returns
  * took back so far (with `planned`, the parts of a return just planned, by
- * line number), and what a return may still take back — 0 for a SKU whose
- * lines are `unreturnable` (planTakeBack refuses such a SKU whole).
+ * line number), and what a return may still take back. (A customer's return
+ * has its own, remainingOf in returnPlan.ts: it counts and names pieces.)
  */
 export function takeBackRemaining<L extends TakeBackLine>(
   lines: readonly L[],
   planned: ReadonlyArray<{ line_number: number; quantity: number }>,
-  unreturnable: (line: L) => boolean = () => false,
 ): Array<{ sku_id: string; held: number; returned: number; returnable: number }> {
   const bySku = new Map<string, { sku_id: string; held: number; returned: number; returnable: number }>();
-  const refused = new Set(lines.filter(unreturnable).map((line) => line.sku_id));
   for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) {
     const entry = bySku.get(line.sku_id) ?? { sku_id: line.sku_id, held: 0, returned: 0, returnable: 0 };
     const now = planned.filter((part) => part.line_number === line.line_number).reduce((sum, part) => sum + part.quantity, 0);
     entry.held += line.quantity;
     entry.returned += line.returned_quantity + now;
-    if (!refused.has(line.sku_id)) entry.returnable += line.quantity - line.returned_quantity - now;
+    entry.returnable += line.quantity - line.returned_quantity - now;
     bySku.set(line.sku_id, entry);
   }
   return [...bySku.values()];
