@@ -91,7 +91,7 @@ describe('a return queued offline before a void, arriving after it', () => {
     const after = await rowCounts();
     assert.deepEqual(
       { returns: after.returns, return_items: after.return_items, review_items: after.review_items, entries: after.entries, ledger: after.ledger, returned_total: after.returned_total },
-      { returns: before.returns + 1, return_items: before.return_items + 1, review_items: before.review_items + 1, entries: before.entries, ledger: before.ledger, returned_total: before.returned_total },
+      { returns: Number(before.returns) + 1, return_items: Number(before.return_items) + 1, review_items: Number(before.review_items) + 1, entries: before.entries, ledger: before.ledger, returned_total: before.returned_total },
     );
     // and someone is asked to check the till's cash
     const items = await reviewItemsOf(returned.id);

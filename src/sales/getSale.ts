@@ -11,7 +11,7 @@ const JSON_TIME = (column: string): string => `to_char(${column} AT TIME ZONE 'U
  */
 export const RETURN_JSON = sql`jsonb_build_object(
   'id', r.id, 'op_id', r.op_id, 'sale_id', r.sale_id, 'return_number', r.return_number, 'reason', r.reason, 'refund_total', r.refund_total,
-  'client_created_at', ${sql.raw(JSON_TIME('r.client_created_at'))}, 'created_at', ${sql.raw(JSON_TIME('r.created_at'))},
+  'client_created_at', ${sql.raw(JSON_TIME('r.client_created_at'))}, 'created_at', ${sql.raw(JSON_TIME('r.created_at'))}, 'after_void', r.after_void,
   'lines', (SELECT jsonb_agg(jsonb_build_object('sale_item_id', ri.sale_item_id, 'line_number', si.line_number, 'sku_id', ri.sku_id,
                                                 'quantity', ri.quantity, 'refund', ri.refund, 'piece_ids', ri.piece_ids) ORDER BY si.line_number)
             FROM sale_return_items ri JOIN sale_items si ON si.tenant_id = ri.tenant_id AND si.id = ri.sale_item_id

@@ -1,3 +1,4 @@
+import { VOID_MOMENT_SQL } from './sale.table.js';
 import { bookedPastLatestWithoutCount, lineTotalSql, moneyBackSql, reversalEarliest, reversalLatestWithoutCount, shortageReviewItems, type IntegrityCheck } from '../integrity/check.js';
 
 /** Sales invariants (API.md: receipt numbers gapless per store; DESIGN.md principle 7). */
@@ -58,7 +59,7 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_stock_matches_items',
     severity: 'critical',
     description:
-      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), its partial returns\' ledger rows (kind return) brought back exactly what their lines took back, and a void\'s ledger rows returned exactly what was left of what the sale took (what it took less what its returns brought back, never below 0: the returns of an offline line that synced short may bring back more than the sale took, up to all it sold); and no stock moved as a sale, a void or a return (ledger kind sale, void or return) except in the store of a sale by its own operation, the one that voided it or one of its returns.',
+      'Per sale and SKU, the sale\'s ledger rows took exactly the quantity sold minus any offline shortfall (an online sale has none: it is refused when short), its partial returns\' ledger rows (kind return) brought back exactly what their lines took back (a return recorded after the sale\'s void, after_void, none: the void gave it back), and a void\'s ledger rows returned exactly what was left of what the sale took (what it took less what its returns brought back, never below 0: the returns of an offline line that synced short may bring back more than the sale took, up to all it sold); and no stock moved as a sale, a void or a return (ledger kind sale, void or return) except in the store of a sale by its own operation, the one that voided it or one of its returns.',
     // One pass over each table, grouped once. Every operation that may move
     // stock as a sale's (the sale's own, its void's, its returns') is listed
     // with its kind, its sale's store and its sale ("moves": one read of
@@ -80,8 +81,11 @@ export const salesChecks: IntegrityCheck[] = [
       WITH returned_lines AS (
         -- what returns took back from each sale line, summed once: a subquery per sale line (by sale_item_id, which
         -- no index leads with) read every return line of the tenant once per sale line (src/sales/returnPlans.int.spec.ts)
+        -- — but not what a return recorded after its sale's void took back (after_void): the void gave it back
         SELECT ri.tenant_id, ri.sale_item_id, sum(ri.quantity) AS quantity
-        FROM sale_return_items ri WHERE ($1::uuid IS NULL OR ri.tenant_id = $1)
+        FROM sale_return_items ri
+        WHERE ($1::uuid IS NULL OR ri.tenant_id = $1)
+          AND NOT EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = ri.tenant_id AND r.id = ri.return_id AND r.after_void)
         GROUP BY ri.tenant_id, ri.sale_item_id
       ), moves AS (
         -- the operations that move stock for a sale, each with the ledger kind it writes, in the sale's store
@@ -149,7 +153,7 @@ export const salesChecks: IntegrityCheck[] = [
     name: 'sale_return_matches_lines',
     severity: 'critical',
     description:
-      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; on a line of workshop pieces it names pieces — on another none —, each one of the sale line's pieces, none named twice nor by two returns of the line, none still sold by the sale, and its quantity is their sum), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold (its quantity; a line of workshop pieces: its quantity less its offline shortfall, the pieces missing when it synced, which the sale never sold); the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry nor than a void's entry may be — the day before the till's day (not before the sale's day) or before the day it was recorded, whichever is earlier — and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of its returns' refunds.",
+      "Every partial return of a sale is of that sale and its store and has lines, each of one of the sale's lines (its SKU; on a line of workshop pieces it names pieces — on another none —, each one of the sale line's pieces, none named twice nor by two returns of the line, none still sold by the sale, and its quantity is their sum), whose refund is lineTotal(what the line's returns took back through this one) − lineTotal(what they took back before it) and whose refunds sum to the return's refund_total; no line is taken back beyond what it sold (its quantity; a line of workshop pieces: its quantity less its offline shortfall, the pieces missing when it synced, which the sale never sold); the return's ledger rows (kind return, its operation) bring back exactly its lines' quantities per SKU; a return recorded after its sale's void (after_void: the till made it, client_created_at, strictly before the void's moment — its void_client_created_at when a till queued the void, else its voided_at —, and the sale is voided) has no ledger row, no journal entry and adds nothing to returned_total; any other return refunding money has exactly one sale_return journal entry (its operation, the sale's store, booked no earlier than the sale's entry nor than a void's entry may be — the day before the till's day (not before the sale's day) or before the day it was recorded, whichever is earlier — and no later than a void's entry may be: the day after the till's day or the day it was recorded, whichever is earlier — not before the sale's day —, later only past a counted day) moving exactly the refund out of the account the sale's money went to and out of the store's sales revenue, one refunding nothing has none, and no such entry names a return that does not exist; and the sale's returned_total is the sum of the refunds of its returns not recorded after its void.",
     // The line's money, as sale_total_matches_items computes it: pieces
     // exactly, grams or millimetres per 1000 rounded half up (lineTotal).
     sql: `
@@ -198,8 +202,11 @@ export const salesChecks: IntegrityCheck[] = [
                bool_or(item_sale_id IS DISTINCT FROM line_sale_id) AS other_sale
         FROM priced GROUP BY tenant_id, return_id
       ), per_sku AS (
-        SELECT tenant_id, return_id, sku_id, sum(quantity) AS quantity FROM sale_return_items
-        WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, return_id, sku_id
+        -- what the return's ledger rows must bring back: its lines, or nothing for one recorded after the void
+        SELECT ri.tenant_id, ri.return_id, ri.sku_id, sum(ri.quantity) AS quantity FROM sale_return_items ri
+        WHERE ($1::uuid IS NULL OR ri.tenant_id = $1)
+          AND NOT EXISTS (SELECT 1 FROM sale_returns r WHERE r.tenant_id = ri.tenant_id AND r.id = ri.return_id AND r.after_void)
+        GROUP BY ri.tenant_id, ri.return_id, ri.sku_id
       ), stock_off AS (
         SELECT coalesce(q.tenant_id, m.tenant_id) AS tenant_id, coalesce(q.return_id, m.return_id) AS return_id,
                jsonb_agg(jsonb_build_object('sku_id', coalesce(q.sku_id, m.sku_id), 'lines', coalesce(q.quantity, 0), 'ledger', coalesce(m.quantity, 0))) AS skus
@@ -242,7 +249,8 @@ export const salesChecks: IntegrityCheck[] = [
         WHERE e.kind = 'sale_return' AND ($1::uuid IS NULL OR e.tenant_id = $1)
         GROUP BY e.tenant_id, e.subject_id
       ), per_sale AS (
-        SELECT tenant_id, sale_id, sum(refund_total) AS refunds FROM sale_returns WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, sale_id
+        SELECT tenant_id, sale_id, coalesce(sum(refund_total) FILTER (WHERE NOT after_void), 0) AS refunds
+        FROM sale_returns WHERE ($1::uuid IS NULL OR tenant_id = $1) GROUP BY tenant_id, sale_id
       )
       SELECT r.tenant_id, r.id::text AS subject,
              jsonb_build_object('return_id', r.id, 'sale_id', r.sale_id, 'store_id', r.store_id, 'sale_store_id', s.store_id,
@@ -250,7 +258,8 @@ export const salesChecks: IntegrityCheck[] = [
                                 'stock_off', coalesce(so.skus, '[]'::jsonb), 'entries', coalesce(e.entries, 0), 'entry_by_return', coalesce(e.own, true),
                                 'entry_business_date', e.business_date, 'entry_earliest', e.earliest, 'entry_latest_without_count', e.latest_without_count,
                                 'postings', coalesce(e.postings, 0), 'to_debit_account', coalesce(e.to_debit_account, 0), 'to_revenue', coalesce(e.to_revenue, 0),
-                                'sale_returned_total', s.returned_total, 'sale_refunds', ps.refunds) AS detail
+                                'sale_returned_total', s.returned_total, 'sale_refunds', ps.refunds,
+                                'after_void', r.after_void, 'client_created_at', r.client_created_at, 'sale_status', s.status, 'void_moment', ${VOID_MOMENT_SQL}) AS detail
       FROM sale_returns r
       JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
       JOIN per_sale ps ON ps.tenant_id = r.tenant_id AND ps.sale_id = r.sale_id
@@ -261,10 +270,12 @@ export const salesChecks: IntegrityCheck[] = [
         AND (r.store_id <> s.store_id
              OR coalesce(l.lines, 0) = 0 OR l.refunds <> r.refund_total OR l.lines_off <> '[]'::jsonb
              OR so.return_id IS NOT NULL
-             OR coalesce(e.entries, 0) <> CASE WHEN r.refund_total > 0 THEN 1 ELSE 0 END
+             OR coalesce(e.entries, 0) <> CASE WHEN r.refund_total > 0 AND NOT r.after_void THEN 1 ELSE 0 END
              OR NOT coalesce(e.own, true)
-             OR (r.refund_total > 0 AND (e.postings <> 2 OR e.to_debit_account <> -r.refund_total OR e.to_revenue <> r.refund_total))
-             OR s.returned_total <> ps.refunds)
+             OR (r.refund_total > 0 AND NOT r.after_void AND (e.postings <> 2 OR e.to_debit_account <> -r.refund_total OR e.to_revenue <> r.refund_total))
+             OR s.returned_total <> ps.refunds
+             -- recorded after the void: of a voided sale, made by the till strictly before the void's moment
+             OR (r.after_void AND NOT coalesce(s.status = 'voided' AND r.client_created_at < ${VOID_MOMENT_SQL}, false)))
       UNION ALL
       -- a sale that says its returns took money back, with no returns
       SELECT s.tenant_id, s.id::text, jsonb_build_object('sale_id', s.id, 'sale_returned_total', s.returned_total, 'returns', 0)
@@ -320,5 +331,39 @@ export const salesChecks: IntegrityCheck[] = [
         FROM items it WHERE it.tenant_id = k.tenant_id AND it.subject_id = k.subject_id
       ) r
       WHERE NOT (r.items = 1 AND r.matching = 1)`,
+  },
+  {
+    name: 'sale_return_after_void_matches_review_item',
+    severity: 'critical',
+    description:
+      "Every return recorded after its sale's void (after_void: the till took the goods back and handed out the refund before the void, and sent it after) has exactly one sale_return_after_void review item (open or resolved) naming it — subject the return (subject_type sale_return), the sale's store, the return's operation, its sale_id, return_id and refund_total — and every sale_return_after_void item names such a return. The item is how a person learns that a till's cash is short of a refund the books do not hold (the void had already reversed the sale's money).",
+    // A resolution changes only the item's status and resolution columns (kind, subject, detail, op_id are
+    // immutable), so a resolved item is held to the same figures. Ids in the detail compared lower-cased.
+    sql: `
+      WITH returns AS (
+        SELECT r.tenant_id, r.id::text AS subject_id, r.id, r.sale_id, r.op_id, r.refund_total, s.store_id
+        FROM sale_returns r JOIN sales s ON s.tenant_id = r.tenant_id AND s.id = r.sale_id
+        WHERE r.after_void AND ($1::uuid IS NULL OR r.tenant_id = $1)
+      ), items AS (
+        SELECT it.tenant_id, coalesce(it.subject_id, 'review_item:' || it.id) AS subject_id, it.id, it.status, it.subject_type, it.store_id, it.op_id, it.detail
+        FROM review_items it
+        WHERE it.kind = 'sale_return_after_void' AND ($1::uuid IS NULL OR it.tenant_id = $1)
+      )
+      SELECT k.tenant_id, k.subject_id AS subject,
+             jsonb_build_object('return_id', x.id, 'sale_id', x.sale_id, 'store_id', x.store_id, 'op_id', x.op_id, 'refund_total', x.refund_total,
+                                'review_items', m.review_items) AS detail
+      FROM (SELECT tenant_id, subject_id FROM returns UNION SELECT tenant_id, subject_id FROM items) k
+      LEFT JOIN returns x ON x.tenant_id = k.tenant_id AND x.subject_id = k.subject_id
+      CROSS JOIN LATERAL (
+        SELECT count(it.id) AS items,
+               count(it.id) FILTER (WHERE it.subject_type = 'sale_return' AND it.store_id = x.store_id AND it.op_id = x.op_id
+                                      AND lower(it.detail ->> 'return_id') = x.id::text AND lower(it.detail ->> 'sale_id') = x.sale_id::text
+                                      AND it.detail -> 'refund_total' = to_jsonb(x.refund_total)) AS matching,
+               coalesce(jsonb_agg(jsonb_build_object('id', it.id, 'status', it.status, 'subject_type', it.subject_type, 'store_id', it.store_id, 'op_id', it.op_id,
+                                                     'return_id', it.detail -> 'return_id', 'sale_id', it.detail -> 'sale_id', 'refund_total', it.detail -> 'refund_total')
+                                  ORDER BY it.id) FILTER (WHERE it.id IS NOT NULL), '[]'::jsonb) AS review_items
+        FROM items it WHERE it.tenant_id = k.tenant_id AND it.subject_id = k.subject_id
+      ) m
+      WHERE NOT (x.id IS NOT NULL AND m.items = 1 AND m.matching = 1)`,
   },
 ];

@@ -112,8 +112,11 @@ export function piecesToLock(lines: readonly ReturnableLine[], items: readonly R
  *     not sold as pieces; a piece named twice in the return; more pieces
  *     than a sale may hold (MAX_PIECES_PER_SALE);
  *   - `pieces` (409): a named piece on none of the sale's lines of its SKU,
- *     not sold by the sale (`saleOpId`) as `locked` shows it, or taken back
- *     by an earlier return — every such piece listed;
+ *     not sold by the sale (`saleOpId`) as `locked` shows it — unless
+ *     `afterVoid` (a return the till made before the sale's void, recorded
+ *     after it: the void put the sale's pieces back, so only their being on
+ *     the line counts) —, or taken back by an earlier return — every such
+ *     piece listed;
  *   - `invalid` (400): a piece line's `quantity` that is not its pieces' sum;
  *   - `exceeds` (409): a quantity SKU asked for beyond what the sale sold of
  *     it minus what earlier returns took back — every requested quantity SKU
@@ -135,7 +138,7 @@ export function piecesToLock(lines: readonly ReturnableLine[], items: readonly R
 export function planReturn(
   lines: readonly ReturnableLine[],
   items: readonly ReturnRequestItem[],
-  pieces: { saleOpId: string; locked: ReadonlyMap<string, ReturnedPieceState> } = { saleOpId: '', locked: new Map() },
+  pieces: { saleOpId: string; locked: ReadonlyMap<string, ReturnedPieceState>; afterVoid?: boolean } = { saleOpId: '', locked: new Map() },
 ): ReturnPlan {
   const bySku = new Map<string, ReturnableLine[]>();
   for (const line of [...lines].sort((a, b) => a.line_number - b.line_number)) bySku.set(line.sku_id, [...(bySku.get(line.sku_id) ?? []), line]);
@@ -175,7 +178,7 @@ export function planReturn(
       const state = pieces.locked.get(id);
       if (line?.returned_piece_ids.includes(id)) {
         refused.push({ id, sku_id: item.sku_id, path, reason: 'already_returned' });
-      } else if (!line || !state || state.status !== 'sold' || state.sold_by_op !== pieces.saleOpId || state.deleted_by_op !== null) {
+      } else if (!line || !state || (!pieces.afterVoid && (state.status !== 'sold' || state.sold_by_op !== pieces.saleOpId || state.deleted_by_op !== null))) {
         refused.push({ id, sku_id: item.sku_id, path, reason: 'not_sold_by_sale' });
       } else {
         const part = byLine.get(line.sale_item_id) ?? { line, pieceIds: [], quantity: 0 };

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { inStoreScope } from '../core/auth.js';
 import type { Command } from '../core/command.js';
 import { all, one, readClientMoment, type Tx } from '../core/db.js';
+import { openReviewItem, type ReviewItemInput } from '../core/review.js';
 import { AppError, assert, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { changeStock, correctCountedGiveBacks, touchStockMoves } from '../inventory/changeStock.js';
@@ -9,8 +10,8 @@ import { lockPiecesForUpdate, updatePieces } from '../pieces/pieceRows.js';
 import { postSaleReturn } from '../money/postSale.js';
 import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
 import { lockSaleForUpdate } from './getSale.js';
-import { piecesToLock, planReturn, remainingOf, type RemainingOfSku, type ReturnableLine, type ReturnRequestItem } from './returnPlan.js';
-import type { SaleReturnView } from './sale.table.js';
+import { piecesToLock, planReturn, remainingOf, type RemainingOfSku, type ReturnableLine, type ReturnedPieceState, type ReturnRequestItem } from './returnPlan.js';
+import { VOID_MOMENT_SQL, type SaleReturnView, type SaleView } from './sale.table.js';
 
 /** The operation type of a partial return of a sale. */
 export const SALE_RETURN_OP = 'sale.return';
@@ -58,6 +59,66 @@ export async function returnableLines(tx: Tx, tenantId: string, saleId: string):
       WHERE i.tenant_id = ${tenantId} AND i.sale_id = ${saleId}
       ORDER BY i.line_number`,
   );
+}
+
+/** The review item an after-void return opens: someone checks the till's cash. */
+export const AFTER_VOID_REVIEW_KIND = 'sale_return_after_void';
+
+/**
+ * Refuses (409 invalid_transition) a return of a voided sale unless the till
+ * made it before the void: sent with `client_created_at`, strictly before the
+ * void's moment (VOID_MOMENT_SQL) — compared by the database, to the
+ * microsecond, as the integrity check compares it. Called under the sale's
+ * lock, so the void it compares with is the sale's only one.
+ */
+async function assertMadeBeforeVoid(cmd: Command, sale: SaleView, tillTime: string | null): Promise<void> {
+  if (tillTime === null) throw new AppError('invalid_transition', `sale ${sale.id} is voided: nothing is left to return`);
+  const { before, moment } = await one(
+    cmd.tx,
+    sql<{ before: boolean; moment: Date }>`
+      SELECT ${tillTime}::timestamptz < ${sql.raw(VOID_MOMENT_SQL)} AS before, ${sql.raw(VOID_MOMENT_SQL)} AS moment
+      FROM sales s WHERE s.tenant_id = ${cmd.tenantId} AND s.id = ${sale.id}`,
+  );
+  if (!before) {
+    throw new AppError(
+      'invalid_transition',
+      `sale ${sale.id} is voided (at ${moment.toISOString()}${sale.void_client_created_at === null ? '' : ", the till's time of the void"}) and the till made this return at ${new Date(tillTime).toISOString()}, not before it: nothing is left to return`,
+    );
+  }
+}
+
+/** The named pieces as they are now, not locked (after a void: only their quantities are read). */
+async function readPieces(tx: Tx, tenantId: string, ids: readonly string[]): Promise<ReturnedPieceState[]> {
+  if (ids.length === 0) return [];
+  return all(tx, sql<ReturnedPieceState>`SELECT id, quantity, status, sold_by_op, deleted_by_op FROM pieces WHERE tenant_id = ${tenantId} AND id = ANY(${ids}::uuid[])`);
+}
+
+/** The review item of a return recorded after its sale's void (the integrity check sale_return_after_void_matches_review_item). */
+export function afterVoidReviewItem(sale: SaleView, saleReturn: SaleReturnView): ReviewItemInput {
+  return {
+    kind: AFTER_VOID_REVIEW_KIND,
+    severity: 'warning',
+    subjectType: 'sale_return',
+    subjectId: saleReturn.id,
+    storeId: sale.store_id,
+    dedupeKey: `${AFTER_VOID_REVIEW_KIND}:${saleReturn.id}`,
+    detail: {
+      sale_id: sale.id,
+      receipt_number: sale.receipt_number,
+      return_id: saleReturn.id,
+      return_number: saleReturn.return_number,
+      payment_method: sale.payment_method,
+      refund_total: saleReturn.refund_total,
+      client_created_at: saleReturn.client_created_at,
+      voided_at: sale.voided_at,
+      void_client_created_at: sale.void_client_created_at,
+      voided_by_op: sale.voided_by_op,
+      message:
+        `the till refunded ${saleReturn.refund_total} minor units (${sale.payment_method}) for return ${saleReturn.return_number} of receipt ${sale.receipt_number}, ` +
+        `taken back on the till before the sale was voided and recorded after the sale was voided: the void had already reversed the sale's money and stock, ` +
+        `so this refund is in no journal entry and moved no stock — check the till's cash`,
+    },
+  };
 }
 
 /**
@@ -110,11 +171,17 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
   if (!sale || (cmd.principal.kind === 'token' && !inStoreScope(cmd.principal, sale.store_id))) throw notFound('sale');
   // Four-eyes (tenant setting): the refund is not handed out by the token that sold it.
   await assertSecondPersonToUndo(cmd, sale.op_id, `sale ${saleId}`, 'take goods back from');
-  if (sale.status === 'voided') throw new AppError('invalid_transition', `sale ${saleId} is voided: nothing is left to return`);
+  // A voided sale takes a return only as a fact of the past: one the till made before the void (afterVoid).
+  const afterVoid = sale.status === 'voided';
+  if (afterVoid) await assertMadeBeforeVoid(cmd, sale, tillTime);
 
   const lines = await returnableLines(tx, tenantId, saleId);
-  const pieces = await lockPiecesForUpdate(tx, tenantId, piecesToLock(lines, input.items));
-  const plan = planReturn(lines, input.items, { saleOpId: sale.op_id, locked: new Map(pieces.map((piece) => [piece.id, piece])) });
+  // After the void the sale holds no piece (the void put them back in stock, and they may be sold again): they
+  // are read, not locked, for their quantities; the plan holds them to the sale's lines and its earlier returns.
+  const toLock = piecesToLock(lines, input.items);
+  const pieces = afterVoid ? [] : await lockPiecesForUpdate(tx, tenantId, toLock);
+  const named: ReturnedPieceState[] = afterVoid ? await readPieces(tx, tenantId, toLock) : pieces;
+  const plan = planReturn(lines, input.items, { saleOpId: sale.op_id, locked: new Map(named.map((piece) => [piece.id, piece])), afterVoid });
   if (!plan.ok) {
     if (plan.kind === 'invalid') throw new AppError('validation_failed', 'a returned line does not match the sale', { errors: plan.errors });
     if (plan.kind === 'pieces') {
@@ -134,12 +201,12 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
 
   const returnedPieceIds = new Set(plan.lines.flatMap((line) => line.piece_ids));
   await updatePieces(cmd, pieces.filter((piece) => returnedPieceIds.has(piece.id)), 'piece.returned', sql`status = 'in_stock', sold_by_op = NULL`);
-  const changes = plan.stock.map((line) => ({ storeId: sale.store_id, skuId: line.sku_id, quantityChange: line.quantity, kind: 'return', reason: `return of sale ${saleId}` }));
+  const changes = afterVoid ? [] : plan.stock.map((line) => ({ storeId: sale.store_id, skuId: line.sku_id, quantityChange: line.quantity, kind: 'return', reason: `return of sale ${saleId}` }));
   const stock = await changeStock(tx, tenantId, opId, changes);
   assert(stock.ok, 'returning stock always succeeds');
   // Taken back on the till at or before a stock count of a SKU, sent after it: the count saw the goods on the shelf
   // (a count_correction row takes them out again, after the return row: net 0).
-  const corrections = tillTime === null ? [] : await correctCountedGiveBacks(tx, tenantId, opId, tillTime, changes);
+  const corrections = tillTime === null || changes.length === 0 ? [] : await correctCountedGiveBacks(tx, tenantId, opId, tillTime, changes);
 
   const returnId = newId();
   const itemRows = plan.lines.map((line) => ({ id: newId(), ...line }));
@@ -149,8 +216,8 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
       WITH numbered AS (
         SELECT coalesce(max(return_number), 0) + 1 AS return_number FROM sale_returns WHERE tenant_id = ${tenantId} AND sale_id = ${saleId}
       ), r AS (
-        INSERT INTO sale_returns (tenant_id, id, sale_id, store_id, return_number, reason, refund_total, client_created_at, op_id)
-        SELECT ${tenantId}, ${returnId}, ${saleId}, ${sale.store_id}, numbered.return_number, ${input.reason}, ${plan.refund_total}, ${tillTime}, ${opId}
+        INSERT INTO sale_returns (tenant_id, id, sale_id, store_id, return_number, reason, refund_total, client_created_at, after_void, op_id)
+        SELECT ${tenantId}, ${returnId}, ${saleId}, ${sale.store_id}, numbered.return_number, ${input.reason}, ${plan.refund_total}, ${tillTime}, ${afterVoid}, ${opId}
         FROM numbered
         RETURNING return_number, created_at, client_created_at
       ), items AS (
@@ -160,17 +227,22 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
         FROM jsonb_to_recordset(${JSON.stringify(itemRows)}::jsonb) AS l(id uuid, sale_item_id uuid, sku_id uuid, quantity bigint, refund bigint, piece_ids jsonb)
         RETURNING id
       ), sale AS (
-        UPDATE sales SET returned_total = returned_total + ${plan.refund_total}, returned_at = now()
-        WHERE tenant_id = ${tenantId} AND id = ${saleId} AND status = 'completed'
-        RETURNING returned_total
+        ${
+          afterVoid
+            ? // the void reversed the sale: its returned_total stays what the returns before the void refunded
+              sql`SELECT returned_total FROM sales WHERE tenant_id = ${tenantId} AND id = ${saleId} AND status = 'voided'`
+            : sql`UPDATE sales SET returned_total = returned_total + ${plan.refund_total}, returned_at = now()
+                  WHERE tenant_id = ${tenantId} AND id = ${saleId} AND status = 'completed'
+                  RETURNING returned_total`
+        }
       )
       SELECT r.return_number, r.created_at, r.client_created_at, sale.returned_total AS sale_returned_total,
              (SELECT count(*) FROM items)::int AS item_rows
       FROM r, sale`,
   );
   assert(written.item_rows === itemRows.length, 'every return line was written');
-  const entry = await postSaleReturn(tx, cmd, sale, { id: returnId, refund: plan.refund_total }, tillTime);
-  assert((entry !== null) === plan.refund_total > 0, 'a return that refunds money has its entry');
+  const entry = afterVoid ? null : await postSaleReturn(tx, cmd, sale, { id: returnId, refund: plan.refund_total }, tillTime);
+  assert((entry !== null) === (plan.refund_total > 0 && !afterVoid), 'a return that refunds money has its entry, unless the void reversed it');
 
   const answer: ReturnAnswer = {
     id: returnId,
@@ -181,6 +253,7 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
     refund_total: plan.refund_total,
     client_created_at: written.client_created_at,
     created_at: written.created_at,
+    after_void: afterVoid,
     lines: plan.lines,
     sale_returned_total: written.sale_returned_total,
     remaining: remainingOf(lines, plan.lines),
@@ -191,8 +264,12 @@ export async function recordReturn(cmd: Command, saleId: string, input: ReturnIn
   for (const row of itemRows) cmd.touch('sale_return_items', row.id, 'created');
   touchStockMoves(cmd, stock.balances);
   for (const row of corrections) cmd.touch('stock_ledger', String(row.ledger_id), 'created'); // its balance is named above
-  cmd.touch('sales', saleId, 'updated');
+  if (!afterVoid) cmd.touch('sales', saleId, 'updated');
   if (entry) cmd.touch('journal_entries', entry.entryId, 'created');
+  if (afterVoid) {
+    const itemId = await openReviewItem(tx, tenantId, opId, afterVoidReviewItem(sale, answer));
+    cmd.touch('review_items', itemId, 'created');
+  }
   const { remaining: _remaining, sale_returned_total: _total, ...saleReturn } = answer;
   cmd.audit({
     subjectType: 'sale',

@@ -105,6 +105,10 @@ export const SaleReturn = Type.Object({
   refund_total: Money,
   client_created_at: Type.Union([Timestamp, Type.Null()], { description: 'when the till took the return back, as sent (null: not sent)' }),
   created_at: Timestamp,
+  after_void: Type.Boolean({
+    description:
+      "true: a return the till made (client_created_at) before the sale was voided and sent after the void — recorded as a fact with no stock or money effect (the void already gave back everything the sale held and reversed all its money: no `return` ledger row, no `sale_return` entry, nothing added to the sale's returned_total), and a `sale_return_after_void` review item opened so someone checks the till's cash; false: every other return",
+  }),
   lines: Type.Array(ReturnLine, { description: 'per sale line, in line order: a SKU is taken back from its lines in line order' }),
 });
 

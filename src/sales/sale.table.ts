@@ -1,4 +1,15 @@
 /** Row and API shapes of the sales tables. */
+
+/**
+ * The moment a void took place, as SQL over a `sales` row aliased `s`: the
+ * till's time when a till queued it (void_client_created_at), else when it
+ * was recorded (voided_at). A return the till made before it (its
+ * client_created_at strictly earlier) is recorded after the void as a fact;
+ * the integrity check sale_return_matches_lines holds every after_void return
+ * to the same expression.
+ */
+export const VOID_MOMENT_SQL = 'coalesce(s.void_client_created_at, s.voided_at)';
+
 export type PaymentMethod = 'cash' | 'card' | 'mobile' | 'credit';
 export type SaleType = 'regular' | 'bulk';
 export type SaleSource = 'online' | 'offline';
@@ -55,6 +66,12 @@ export interface SaleReturnView {
   refund_total: number;
   client_created_at: Date | string | null;
   created_at: Date | string;
+  /**
+   * A return the till made (client_created_at) before the sale was voided and
+   * sent after the void: recorded with no stock or money effect (the void
+   * reversed the sale), a review item opened for the till's cash.
+   */
+  after_void: boolean;
   /** `piece_ids`: the workshop pieces the line took back ([] for a line without pieces). */
   lines: Array<{ sale_item_id: string; line_number: number; sku_id: string; quantity: number; refund: number; piece_ids: string[] }>;
 }
