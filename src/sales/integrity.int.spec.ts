@@ -498,4 +498,84 @@ describe('sales integrity checks: each finds its own corruption and nothing else
     await corrupt([`UPDATE review_items SET detail = jsonb_set(detail, '{shortages,0,requested}', '10') WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId]]);
     assert.deepEqual(await reported(shop), ['sale_shortfall_matches_review_item']);
   });
+  /** A return the till made before a sale's void and sent after it (after_void), on a new sale of the shop: 50 g sold, 20 g taken back. */
+  async function afterVoidReturn(shop: Shop): Promise<{ saleId: string; saleReturn: { id: string; op_id: string }; itemId: string }> {
+    const sale = await shop.owner.post('/v1/sales', { store_id: shop.storeId, payment_method: 'cash', items: [{ sku_id: shop.skuId, quantity: 50, unit_price: 1000 }] });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    assert.equal((await shop.owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'test' })).status, 200);
+    const returned = await shop.owner.post(`/v1/sales/${sale.body.id}/returns`, {
+      items: [{ sku_id: shop.skuId, quantity: 20 }],
+      reason: 'queued before the void',
+      client_created_at: new Date(Date.now() - 60_000).toISOString(),
+    });
+    assert.equal(returned.status, 201, JSON.stringify(returned.body));
+    assert.equal(returned.body.after_void, true);
+    const { rows } = await t.admin.query(`SELECT id FROM review_items WHERE tenant_id = $1 AND kind = 'sale_return_after_void' AND subject_id = $2`, [shop.tenantId, returned.body.id]);
+    assert.equal(rows.length, 1);
+    return { saleId: sale.body.id, saleReturn: returned.body, itemId: rows[0].id };
+  }
+
+  it('a shop with a return recorded after its sale\'s void, its review item resolved or not, has no findings', async () => {
+    const shop = await newShop();
+    const { itemId } = await afterVoidReturn(shop);
+    await afterVoidReturn(shop);
+    assert.deepEqual(await reported(shop), []);
+    await corrupt([`UPDATE review_items SET status = 'resolved', resolved_at = now(), resolution_note = 'till counted' WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId]]);
+    assert.deepEqual(await reported(shop), []);
+  });
+
+  it('sale_return_after_void_matches_review_item: an after-void return whose review item is gone', async () => {
+    const shop = await newShop();
+    const { saleReturn, itemId } = await afterVoidReturn(shop);
+    await corrupt([`DELETE FROM review_items WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, itemId]]);
+    assert.deepEqual(await reported(shop), ['sale_return_after_void_matches_review_item']);
+    const findings = await integrityFindings(t.admin, shop.tenantId, ['sale_return_after_void_matches_review_item']);
+    assert.deepEqual(findings.map((finding) => [finding.subject, (finding.detail as { refund_total: number }).refund_total]), [[saleReturn.id, 20]]);
+  });
+
+  it('sale_return_after_void_matches_review_item: an item with another refund, in another store, a second item, or an item naming no after-void return', async () => {
+    for (const change of [
+      `UPDATE review_items SET detail = jsonb_set(detail, '{refund_total}', '19') WHERE tenant_id = $1 AND id = $2`,
+      `UPDATE review_items SET store_id = NULL WHERE tenant_id = $1 AND id = $2`,
+      `INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, detail, op_id)
+       SELECT tenant_id, gen_random_uuid(), kind, severity, subject_type, subject_id, store_id, detail, op_id FROM review_items WHERE tenant_id = $1 AND id = $2`,
+      `INSERT INTO review_items (tenant_id, id, kind, severity, subject_type, subject_id, store_id, detail, op_id)
+       SELECT tenant_id, gen_random_uuid(), kind, severity, subject_type, gen_random_uuid()::text, store_id, detail, op_id FROM review_items WHERE tenant_id = $1 AND id = $2`,
+    ]) {
+      const shop = await newShop();
+      const { itemId } = await afterVoidReturn(shop);
+      await corrupt([change], [[shop.tenantId, itemId]]);
+      assert.deepEqual(await reported(shop), ['sale_return_after_void_matches_review_item'], change);
+    }
+  });
+
+  it('sale_return_matches_lines and sale_stock_matches_items: an after-void return bringing stock back a second time (a return ledger row)', async () => {
+    const shop = await newShop();
+    const { saleReturn } = await afterVoidReturn(shop);
+    const [statements, params] = strayTake(shop.tenantId, shop.storeId, shop.skuId, saleReturn.op_id, 'return', -20);
+    await corrupt(statements, params);
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines', 'sale_stock_matches_items']);
+  });
+
+  it('sale_return_matches_lines: an after-void return whose till time is not before the void', async () => {
+    const shop = await newShop();
+    const { saleReturn } = await afterVoidReturn(shop);
+    await corrupt([`UPDATE sale_returns SET client_created_at = now() + interval '1 minute' WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, saleReturn.id]]);
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
+    const [finding] = await integrityFindings(t.admin, shop.tenantId, ['sale_return_matches_lines']);
+    assert.deepEqual([(finding!.detail as { after_void: boolean }).after_void, (finding!.detail as { sale_status: string }).sale_status], [true, 'voided']);
+  });
+
+  it('sale_return_matches_lines: an after-void return\'s refund counted in the sale\'s returned_total', async () => {
+    const shop = await newShop();
+    const { saleId } = await afterVoidReturn(shop);
+    await corrupt([`UPDATE sales SET returned_total = returned_total + 20 WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, saleId]]);
+    assert.deepEqual(await reported(shop), ['sale_return_matches_lines']);
+  });
+
+  it('sale_return_matches_lines, sale_stock_matches_items and sale_return_after_void_matches_review_item: a return of a sale never voided marked after_void', async () => {
+    const shop = await newShop();
+    await corrupt([`UPDATE sale_returns SET after_void = true, client_created_at = created_at - interval '1 minute' WHERE tenant_id = $1 AND id = $2`], [[shop.tenantId, shop.saleReturn.id]]);
+    assert.deepEqual(await reported(shop), ['sale_return_after_void_matches_review_item', 'sale_return_matches_lines', 'sale_stock_matches_items']);
+  });
 });
