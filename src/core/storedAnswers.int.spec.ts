@@ -128,4 +128,34 @@ describe('an answer stored before its fields grew is replayed', () => {
     assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [200, 'true']);
     assert.deepEqual(again.body, first.body);
   });
+  it("a return's answer, and a void's answer with the sale's returns, stored without after_void (added by 1340): filled in as false, replayed as the first answer", async () => {
+    const sale = await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: tea, quantity: 3, unit_price: 100 }] });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    const returnKey = randomUUID();
+    const returnBody = { items: [{ sku_id: tea, quantity: 1 }], reason: 'back' };
+    const returned = await owner.post(`/v1/sales/${sale.body.id}/returns`, returnBody, { idempotencyKey: returnKey });
+    assert.equal(returned.status, 201, JSON.stringify(returned.body));
+    assert.equal(returned.body.after_void, false);
+    const voidKey = randomUUID();
+    const voided = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'rest' }, { idempotencyKey: voidKey });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    assert.equal(voided.body.returns[0].after_void, false);
+    // as an earlier release stored them
+    const { rowCount: returns } = await t.admin.query(`UPDATE idempotency_keys SET response_body = response_body - 'after_void' WHERE tenant_id = $1 AND key = $2`, [tenantId, returnKey]);
+    const { rowCount: voids } = await t.admin.query(
+      `UPDATE idempotency_keys SET response_body = jsonb_set(response_body, '{returns,0}', (response_body #> '{returns,0}') - 'after_void') WHERE tenant_id = $1 AND key = $2`,
+      [tenantId, voidKey],
+    );
+    assert.deepEqual([returns, voids], [1, 1]);
+    await t.admin.query(await readFile(new URL('../../migrations/1340_sale_returns_after_void.sql', import.meta.url), 'utf8').then((text) => text.replace(/^ALTER TABLE[\s\S]*?;$/gm, '')));
+    const stored = (await t.admin.query(`SELECT key, response_body FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY($2::text[])`, [tenantId, [returnKey, voidKey]])).rows;
+    assert.deepEqual(stored.find((row) => row.key === returnKey).response_body.after_void, false);
+    assert.deepEqual(stored.find((row) => row.key === voidKey).response_body.returns[0].after_void, false);
+    const returnedAgain = await owner.post(`/v1/sales/${sale.body.id}/returns`, returnBody, { idempotencyKey: returnKey });
+    assert.deepEqual([returnedAgain.status, returnedAgain.headers.get('idempotent-replayed')], [201, 'true']);
+    assert.deepEqual(returnedAgain.body, returned.body);
+    const voidedAgain = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'rest' }, { idempotencyKey: voidKey });
+    assert.deepEqual([voidedAgain.status, voidedAgain.headers.get('idempotent-replayed')], [200, 'true']);
+    assert.deepEqual(voidedAgain.body, voided.body);
+  });
 });
