@@ -129,7 +129,8 @@ export function afterVoidReviewItem(sale: SaleView, saleReturn: SaleReturnView):
  * took back, and concurrent returns can never take back more than was sold.
  * Refused, nothing written: the token that made the sale when the tenant's
  * require_second_approver_for_reversals is on (403 second_approver_required,
- * assertSecondPersonToUndo), a voided sale (409 invalid_transition), a SKU the
+ * assertSecondPersonToUndo), a voided sale (409 invalid_transition — but see
+ * "after the void" below), a SKU the
  * sale did not sell, a SKU sold as workshop pieces without its pieces named
  * or pieces named for one that was not, a piece named twice, a piece line's
  * quantity that is not its pieces' sum (400), a named piece the sale did not
@@ -163,6 +164,19 @@ export function afterVoidReviewItem(sale: SaleView, saleReturn: SaleReturnView):
  * shelf: a `count_correction` row (reason `count <id>`) after the `return`
  * row takes them out again (net 0; correctCountedGiveBacks). Without it the
  * return is "now".
+ *
+ * After the void: a return of a voided sale whose `clientCreatedAt` is
+ * strictly before the void's moment (VOID_MOMENT_SQL: the till's time of a
+ * queued void, else voided_at) was made on the till before the void — the
+ * goods came back and the refund was handed out — and is recorded as a fact
+ * (`after_void`, migration 1340): its row and lines, planned and validated
+ * as any return (pieces read, not locked: the void put them back, and only
+ * their being on the line and not taken back counts), and nothing else. The
+ * void already gave back all the sale held and reversed all its money, so no
+ * piece, stock, count correction, returned_total or journal entry moves; a
+ * `sale_return_after_void` review item (afterVoidReviewItem) asks someone to
+ * check the till's cash. Without the till's time, or with one at or after
+ * the void's moment, it stays 409 invalid_transition.
  */
 export async function recordReturn(cmd: Command, saleId: string, input: ReturnInput): Promise<ReturnAnswer> {
   const { tx, tenantId, opId } = cmd;

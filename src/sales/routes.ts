@@ -163,7 +163,13 @@ const RETURN_SUMMARY =
   'cash drawer, the card or mobile clearing account, the customer\'s receivable for credit) through a `sale_return` journal entry booked ' +
   'like a void\'s (today, or the till\'s day of `client_created_at`, never before the sale\'s day). The receipt number stays. Returns and ' +
   'voids of one sale take turns on the sale row: more than the sale sold minus what earlier returns took back is 409 ' +
-  '`return_exceeds_sale` with every requested SKU\'s `returnable` quantity, nothing written; a voided sale is 409 `invalid_transition`; ' +
+  '`return_exceeds_sale` with every requested SKU\'s `returnable` quantity, nothing written; a voided sale is 409 `invalid_transition` — unless ' +
+  'the return carries `client_created_at` strictly before the void\'s moment (its `void_client_created_at` when a till queued the void, else ' +
+  'its `voided_at`): the till made it before the void and handed out the refund, so it is recorded as a fact, `after_void: true`, with ' +
+  'no stock or money effect (the void already gave back all the sale held and reversed its money: no `return` ledger row, no `sale_return` ' +
+  'entry, the sale\'s returned_total unchanged; pieces left as the void left them) and a `sale_return_after_void` review item so someone ' +
+  'checks the till\'s cash — held to the same validation (quantities within what the sale sold minus every return, before or after the void; ' +
+  'pieces on the sale\'s line and not taken back by an earlier return); ' +
   'a SKU the sale did not sell is 400 at its line. A line of an offline sale that synced short (shortfall_quantity) is returned like any other, ' +
   'up to all it sold (its pieces: the ones the sale sold, not the ones missing when it synced): the return puts back all it takes back, and a ' +
   'later void gives back only what the sale took and its returns did not put back, never below 0; its review item stays. A SKU the sale sold as workshop pieces is returned by naming the pieces (`piece_ids`, as a sale line names them; ' +
@@ -351,7 +357,8 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
         permission: 'sales.return',
         refusals: {
           return_exceeds_sale: 'a SKU asked for beyond what the sale sold of it minus what earlier returns took back: `returnable` lists every requested SKU (`sku_id`, `requested`, `returnable`), nothing written',
-          invalid_transition: 'the sale is voided',
+          invalid_transition:
+            "the sale is voided and the return carries no `client_created_at`, or one at or after the void's moment (its `void_client_created_at`, else its `voided_at`): nothing written",
           piece_not_returnable:
             'a named piece is not one the sale sold of its line\'s SKU (on an offline line that synced short, a piece missing then), or an earlier return of the sale took it back: `pieces` lists every such piece (`id`, `sku_id`, `reason`: not_sold_by_sale | already_returned), nothing written',
           limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
@@ -394,7 +401,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
               Type.String({
                 format: 'date-time',
                 description:
-                  "when the till took the return back — send it with a return queued offline: the refund is booked on that day by the rule of a void's client_created_at (the store's day, never before the sale's own day, nor before the store's latest count, never after today unless the sale's own day is: its store's zone moved back since the sale; without it, today, again never before the sale's own day). At or before the counted_at of a stock count of a SKU already recorded, the count saw the goods on the shelf: the `return` ledger row is followed by a `count_correction` row taking them out again (reason `count <count id>`): the SKU's balance moves by 0",
+                  "when the till took the return back — send it with a return queued offline: the refund is booked on that day by the rule of a void's client_created_at (the store's day, never before the sale's own day, nor before the store's latest count, never after today unless the sale's own day is: its store's zone moved back since the sale; without it, today, again never before the sale's own day). At or before the counted_at of a stock count of a SKU already recorded, the count saw the goods on the shelf: the `return` ledger row is followed by a `count_correction` row taking them out again (reason `count <count id>`): the SKU's balance moves by 0. Strictly before the moment of the sale's void (its `void_client_created_at`, else its `voided_at`) of a sale voided since: recorded with `after_void: true` and no stock or money effect (see the summary)",
               }),
             ),
           },
