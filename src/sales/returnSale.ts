@@ -82,7 +82,7 @@ async function assertMadeBeforeVoid(cmd: Command, sale: SaleView, tillTime: stri
   if (!before) {
     throw new AppError(
       'invalid_transition',
-      `sale ${sale.id} is voided (at ${moment.toISOString()}${sale.void_client_created_at === null ? '' : ", the till's time of the void"}) and the till made this return at ${new Date(tillTime).toISOString()}, not before it: nothing is left to return`,
+      `sale ${sale.id} is voided (at ${moment.toISOString()}${sale.void_client_created_at === null ? '' : ", the till's time of the void"}) and the till made this return at ${tillTime}, not before it: nothing is left to return`,
     );
   }
 }
