@@ -158,4 +158,48 @@ describe('an answer stored before its fields grew is replayed', () => {
     assert.deepEqual([voidedAgain.status, voidedAgain.headers.get('idempotent-replayed')], [200, 'true']);
     assert.deepEqual(voidedAgain.body, voided.body);
   });
+
+  it("return answers stored without remaining[].returnable_piece_ids (added with returns of short lines): filled in as the return answered them then, replayed as the first answer", async () => {
+    // Given: cloth sold as three pieces with tea; two returns, one of a piece, one of tea
+    const cloth = (await owner.post('/v1/skus', { code: 'CLOTH-OLD', name: 'Cloth', unit: 'metre', price: 300, tracks_pieces: true })).body.id as string;
+    const received = await owner.post('/v1/pieces', { store_id: storeId, sku_id: cloth, pieces: [1000, 2000, 3000].map((quantity) => ({ kind: 'roll', quantity })) });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const pieces = (received.body.pieces as Array<{ id: string }>).map((piece) => piece.id);
+    const sale = await owner.post('/v1/sales', {
+      store_id: storeId,
+      payment_method: 'cash',
+      items: [{ sku_id: cloth, piece_ids: pieces, unit_price: 300 }, { sku_id: tea, quantity: 2, unit_price: 100 }],
+    });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    const sent = [
+      { key: randomUUID(), body: { items: [{ sku_id: cloth, piece_ids: [pieces[1]] }], reason: 'one roll back' } },
+      { key: randomUUID(), body: { items: [{ sku_id: tea, quantity: 1 }], reason: 'one tea back' } },
+    ];
+    const first = [];
+    for (const { key, body } of sent) {
+      const returned = await owner.post(`/v1/sales/${sale.body.id}/returns`, body, { idempotencyKey: key });
+      assert.equal(returned.status, 201, JSON.stringify(returned.body));
+      first.push(returned.body);
+    }
+    const left = [...pieces].filter((id) => id !== pieces[1]).sort();
+    assert.deepEqual(first.map((answer) => answer.remaining.map((entry: { returnable_piece_ids: string[] }) => entry.returnable_piece_ids)), [[left, []], [left, []]]);
+    // as an earlier release stored them: no returnable_piece_ids
+    for (const { key } of sent) {
+      const { rowCount } = await t.admin.query(
+        `UPDATE idempotency_keys SET response_body = jsonb_set(response_body, '{remaining}',
+           (SELECT jsonb_agg(e - 'returnable_piece_ids' ORDER BY n) FROM jsonb_array_elements(response_body -> 'remaining') WITH ORDINALITY AS x(e, n)))
+         WHERE tenant_id = $1 AND key = $2`,
+        [tenantId, key],
+      );
+      assert.equal(rowCount, 1);
+    }
+    // When: the upgrade's migration, then the replays
+    await t.admin.query(await readFile(new URL('../../migrations/1350_stored_returns_returnable_piece_ids.sql', import.meta.url), 'utf8'));
+    // Then
+    for (const [index, { key, body }] of sent.entries()) {
+      const again = await owner.post(`/v1/sales/${sale.body.id}/returns`, body, { idempotencyKey: key });
+      assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [201, 'true'], JSON.stringify(again.body));
+      assert.deepEqual(again.body, first[index]);
+    }
+  });
 });
