@@ -39,6 +39,23 @@ export const commandRetries = new client.Counter({
   registers: [registry],
 });
 
+/**
+ * Requests, and synced sales, answered 503 because of a database wait:
+ * `row_held` — a row the request needs was held by another transaction and
+ * it was refused at once, without waiting (group commit's sales, while a
+ * count or a receipt holds a balance: expected, not reported to Sentry);
+ * `lock_timeout` / `statement_timeout` — PostgreSQL gave up waiting (reported,
+ * at most once per kind and relation a minute: src/http/problem.ts).
+ */
+export const databaseWaitRefusals = new client.Counter({
+  name: 'storekeep_database_wait_refusals_total',
+  help: 'Requests and synced sales answered 503 because of a database wait, by kind: row_held (refused at once, a row held elsewhere), lock_timeout, statement_timeout',
+  labelNames: ['kind'] as const,
+  registers: [apiRegistry],
+});
+// Served at 0 before the first one: an alert on the rate finds the series.
+for (const kind of ['row_held', 'lock_timeout', 'statement_timeout']) databaseWaitRefusals.inc({ kind }, 0);
+
 export { client as prometheus };
 
 /**

@@ -78,6 +78,39 @@ export function isDatabaseTimeout(error: unknown): boolean {
 }
 
 /**
+ * A lock that was not waited for: a row another transaction held, found so
+ * by a lock taken without waiting (group commit's SKIP LOCKED:
+ * RowHeldElsewhere, src/sales/saleRows.ts) and refused at once. SQLSTATE
+ * lock_not_available, as a lock wait that timed out, and answered the same
+ * way (503 with Retry-After, nothing written) — but nothing waited its limit:
+ * it is what a long stock count or receipt holding a balance means for the
+ * sales of that SKU meanwhile, an expected refusal, counted and logged
+ * briefly, never reported as an error (logAnsweredError, src/http/problem.ts).
+ */
+export class LockNotWaitedFor extends Error {
+  readonly code = PG.LOCK_NOT_AVAILABLE;
+}
+
+/**
+ * What a database wait answered 503 was, for the log and the metrics:
+ * `row_held` (LockNotWaitedFor), `lock_timeout` (a lock waited for past
+ * lock_timeout), `statement_timeout` (a statement cancelled: past
+ * statement_timeout, or cancelled by an operator); undefined for any other
+ * error. `relation`: the table whose row a lock wait was for, when
+ * PostgreSQL names it in the error's context (`while locking tuple (0,3) in
+ * relation "stock_balances"`; a wait for a table lock names none).
+ */
+export function databaseWaitOf(error: unknown): { kind: 'row_held' | 'lock_timeout' | 'statement_timeout'; relation?: string } | undefined {
+  if (error instanceof LockNotWaitedFor) return { kind: 'row_held' };
+  const code = pgCode(error);
+  if (code === PG.QUERY_CANCELED) return { kind: 'statement_timeout' };
+  if (code !== PG.LOCK_NOT_AVAILABLE) return undefined;
+  const where = (error as { where?: unknown }).where;
+  const relation = typeof where === 'string' ? /\bin relation "((?:[^"]|"")+)"/.exec(where)?.[1]?.replace(/""/g, '"') : undefined;
+  return relation === undefined ? { kind: 'lock_timeout' } : { kind: 'lock_timeout', relation };
+}
+
+/**
  * A statement whose answer did not come within the connection's answer
  * timeout (createPool's `answerTimeoutMs`, src/core/db.ts): the network to
  * PostgreSQL stopped passing data, or the server froze. The connection was

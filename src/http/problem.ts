@@ -3,7 +3,8 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionError, FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_STATUS, type ErrorCode, type FieldError } from '../core/errors.js';
-import { isConnectionFailure, isDatabaseTimeout, isDataException, isRetryableTransactionError, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { databaseWaitOf, isConnectionFailure, isDatabaseTimeout, isDataException, isRetryableTransactionError, LIMIT_CONSTRAINTS, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { databaseWaitRefusals } from '../core/metrics.js';
 import { briefly } from '../core/logger.js';
 import { PATTERN_MESSAGE } from './schemas.js';
 
@@ -235,12 +236,50 @@ export function toAppError(error: unknown): { appError: AppError; unexpected: bo
   return { appError: new AppError('internal_error', 'an unexpected error occurred; it has been logged'), unexpected: true };
 }
 
+/** How long after a database timeout is reported another of its kind and relation is not (per reporting function: one per process). */
+export const TIMEOUT_REPORT_WINDOW_MS = 60_000;
+
+/** The clock of the report windows (tests move it). */
+export const timeoutReportClock = { now: (): number => Date.now() };
+
+/** The windows of a process that reports nothing (no SENTRY_DSN): they still decide which timeouts are logged with their stack. */
+const NO_REPORTER = (): void => undefined;
+
+/** Per reporting function, per kind and relation: when one was last reported, and how many since were not. */
+const timeoutReports = new WeakMap<(error: unknown) => void, Map<string, { reportedAt: number; unreported: number }>>();
+
+/**
+ * Whether a database timeout of this kind and relation is to be reported now
+ * — the first, or the first once TIMEOUT_REPORT_WINDOW_MS has passed since
+ * the last report — and how many went unreported before it (or, when not
+ * reported, in the window so far, this one included).
+ */
+function admitReport(reportError: (error: unknown) => void, key: string): { report: boolean; unreported: number } {
+  let windows = timeoutReports.get(reportError);
+  if (!windows) timeoutReports.set(reportError, (windows = new Map()));
+  const now = timeoutReportClock.now();
+  const window = windows.get(key);
+  if (window === undefined || now - window.reportedAt >= TIMEOUT_REPORT_WINDOW_MS) {
+    windows.set(key, { reportedAt: now, unreported: 0 });
+    return { report: true, unreported: window?.unreported ?? 0 };
+  }
+  window.unreported++;
+  return { report: false, unreported: window.unreported };
+}
+
 /**
  * Logs, and reports where someone must act, an error answered as a problem
  * (toAppError), by what it is: unexpected (error, reported); a value the
  * database refused (warn, reported: a schema gap to close); the database
- * unreachable (warn, brief); a conflict left after the retries (warn); a lock
- * or statement timeout (warn, reported: something held a row). The request
+ * unreachable (warn, brief); a conflict left after the retries (warn); a row
+ * held by another transaction, refused at once without waiting
+ * (LockNotWaitedFor: info, brief, counted, never reported — a long stock
+ * count or receipt holding a balance refuses every sale of that SKU
+ * meanwhile, and each was a Sentry event); a lock or statement timeout
+ * (warn, counted, and reported — something waited its full limit — but once
+ * per kind and relation per TIMEOUT_REPORT_WINDOW_MS and reporting function,
+ * so an incident is one alert: the others are logged briefly, `reported:
+ * false`, and the next report's line says how many were not). The request
  * error handler and the sync route — whose synced sales' errors are answered
  * inside a 200, never reaching that handler — both log through it; `fields`
  * names what failed (a synced sale's key).
@@ -252,6 +291,7 @@ export function logAnsweredError(
   reportError: ((error: unknown) => void) | undefined,
   fields: Record<string, unknown> = {},
 ): void {
+  const wait = unexpected ? undefined : databaseWaitOf(error);
   if (unexpected) {
     log.error({ err: error, ...fields }, 'unexpected error');
     reportError?.(error);
@@ -263,9 +303,20 @@ export function logAnsweredError(
     log.warn({ error: briefly(error), ...fields }, 'the database is unavailable');
   } else if (isRetryableTransactionError(error)) {
     log.warn({ err: error, ...fields }, 'a transaction still conflicted after its retries');
-  } else if (isDatabaseTimeout(error)) {
-    log.warn({ err: error, ...fields }, 'the database gave up waiting for this request');
-    reportError?.(error);
+  } else if (wait?.kind === 'row_held') {
+    databaseWaitRefusals.inc({ kind: wait.kind });
+    log.info({ error: briefly(error), kind: wait.kind, ...fields }, 'a row the request needs is held by another transaction: refused at once');
+  } else if (wait !== undefined && isDatabaseTimeout(error)) {
+    databaseWaitRefusals.inc({ kind: wait.kind });
+    const about = { kind: wait.kind, ...(wait.relation === undefined ? {} : { relation: wait.relation }) };
+    // Without a reporter (no SENTRY_DSN) the log is the record: the first of a window with its stack, the others brief.
+    const admitted = admitReport(reportError ?? NO_REPORTER, `${wait.kind}/${wait.relation ?? ''}`);
+    if (admitted.report) {
+      log.warn({ err: error, ...about, reported: reportError !== undefined, unreported_before: admitted.unreported, ...fields }, 'the database gave up waiting for this request');
+      reportError?.(error);
+    } else {
+      log.warn({ error: briefly(error), ...about, reported: false, unreported_in_window: admitted.unreported, ...fields }, 'the database gave up waiting for this request');
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { maybeOne, one, utcMicros, utcMicrosWithinYears, type Tx } from '../core/db.js';
 import { assert } from '../core/errors.js';
-import { PG, pgCode, pgConstraint } from '../core/pgErrors.js';
+import { LockNotWaitedFor, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 import { openReviewItems } from '../core/review.js';
 import { postJournals } from '../money/postJournal.js';
 import type { CatalogSku, PlannedSale, SaleState } from './salePlan.js';
@@ -229,11 +229,12 @@ export class PlannedStateMoved extends Error {
  * it without waiting (loadSaleStates' `withoutWaiting`). Nothing of the sale
  * was written. SQLSTATE lock_not_available, what PostgreSQL itself raises
  * when a lock is not to be waited for (NOWAIT) or waited for too long
- * (lock_timeout): answered the same way (503 service_unavailable, Retry-After).
+ * (lock_timeout): answered the same way (503 service_unavailable, Retry-After)
+ * — but, waited for by nobody, an expected refusal while the row is held (a
+ * long count or receipt): counted and logged briefly, not reported as an
+ * error (LockNotWaitedFor).
  */
-export class RowHeldElsewhere extends Error {
-  readonly code = PG.LOCK_NOT_AVAILABLE;
-}
+export class RowHeldElsewhere extends LockNotWaitedFor {}
 
 /** The refusal of a sale that needs a row its store's state says is held (see SaleState.held), or null. */
 export function heldRowRefusal(state: SaleState, sale: SaleInput): RowHeldElsewhere | null {
