@@ -200,7 +200,7 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate': {
       const database = await openDatabase(config, logger);
       try {
-        const applied = await migrate(database.url, logger);
+        const applied = await migrate(database.url, logger, { lockTimeoutMs: config.startupLockTimeoutMs });
         process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
       } finally {
         await database.stop();
@@ -211,7 +211,7 @@ async function main(argv: string[]): Promise<number> {
       return runUntilSignalled(logger, async () => {
         const database = await openDatabase(config, logger, { attach: true });
         try {
-          await migrate(database.url, logger);
+          await migrate(database.url, logger, { lockTimeoutMs: config.startupLockTimeoutMs });
           setIdempotencyTtlHours(config.idempotencyTtlHours);
           const worker = await startWorker({ databaseUrl: database.url, appDatabaseUrl: await appDatabaseUrl(config, database, logger), config, logger });
           return {

@@ -34,6 +34,8 @@ export interface Config {
   databasePoolSize: number;
   /** /readyz answers 503 when the database has not answered its check within this. */
   readinessTimeoutMs: number;
+  /** lock_timeout of a start's migrations (ms; 0: none): past it the start fails, naming the lock and its holder. */
+  startupLockTimeoutMs: number;
   /** Jobs one worker process runs at once. */
   workerConcurrency: number;
   /** Port of the worker's own /metrics endpoint (0: none). */
@@ -223,7 +225,7 @@ function corsOrigins(env: Env, name: string): string[] {
 /** Every setting loadConfig reads (the README's Configuration table: config.unit.spec.ts holds them equal). */
 export const SETTINGS = [
   'PORT', 'HOST', 'DATABASE_URL', 'DATABASE_APP_URL', 'STOREKEEP_DATA_DIR', 'STOREKEEP_PG_LOG_FILE_MB', 'STOREKEEP_PG_LOG_FILES', 'STOREKEEP_ROOT_TOKEN', 'REDIS_URL', 'READINESS_TIMEOUT_MS',
-  'SENTRY_DSN', 'LOG_LEVEL', 'RATE_LIMIT_PER_MINUTE', 'METRICS_TOKEN', 'AUTH_FAILURES_PER_MINUTE', 'IDEMPOTENCY_TTL_HOURS', 'CORS_ORIGINS',
+  'STARTUP_LOCK_TIMEOUT_MS', 'SENTRY_DSN', 'LOG_LEVEL', 'RATE_LIMIT_PER_MINUTE', 'METRICS_TOKEN', 'AUTH_FAILURES_PER_MINUTE', 'IDEMPOTENCY_TTL_HOURS', 'CORS_ORIGINS',
   'BODY_LIMIT_BYTES', 'DATABASE_POOL_SIZE', 'WORKER_CONCURRENCY', 'WORKER_METRICS_PORT', 'JOB_RETRY_BASE_MS', 'JOB_RETRY_MAX_MS',
   'JOB_MAX_ATTEMPTS', 'FULFILMENT_PROVIDER_URL', 'FULFILMENT_API_KEY', 'FULFILMENT_WEBHOOK_SECRET', 'FULFILMENT_WEBHOOK_SECRET_PREVIOUS',
   'FULFILMENT_TIMEOUT_MS', 'FULFILMENT_WEBHOOK_TOLERANCE_SECONDS', 'ORDERS_STUCK_AFTER_SECONDS', 'ORDERS_POLL_AFTER_SECONDS',
@@ -343,6 +345,7 @@ export function loadConfig(env: Env = process.env): Config {
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 20, 2, 500),
     readinessTimeoutMs: integer(env, 'READINESS_TIMEOUT_MS', 5_000, 10, 600_000),
+    startupLockTimeoutMs: integer(env, 'STARTUP_LOCK_TIMEOUT_MS', 60_000, 0, 86_400_000),
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 4, 1, 100),
     workerMetricsPort: integer(env, 'WORKER_METRICS_PORT', 9464, 0, 65535),
     jobRetryBaseMs,

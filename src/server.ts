@@ -18,7 +18,7 @@ export interface RunningServer {
 export async function serve(config: Config, logger: Logger): Promise<RunningServer> {
   const database = await openDatabase(config, logger);
   try {
-    await migrate(database.url, logger);
+    await migrate(database.url, logger, { lockTimeoutMs: config.startupLockTimeoutMs });
     const operator = await operatorTokenHashes(config, database.url, logger);
     setIdempotencyTtlHours(config.idempotencyTtlHours);
 

@@ -217,6 +217,51 @@ describe('storekeep with a database that refuses the login, or a port it cannot 
       await holder.end();
     }
   });
+
+});
+
+describe('storekeep whose migration waits for a lock another session holds', { timeout: 120_000 }, () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await createTestDatabase();
+  });
+  after(async () => {
+    await t.drop();
+  });
+
+  it('a migration blocked behind a lock another session holds: migrate stops after STARTUP_LOCK_TIMEOUT_MS with one line naming the migration, the relation and the holder — it waited for ever — and nothing of it is applied', async () => {
+    // Given the last migration pending again, and a session in psql holding a transaction open on the table it indexes
+    const last = '1300_till_timed_void_return_op_idx';
+    const admin = new pg.Client(t.url);
+    const holder = new pg.Client({ connectionString: t.url, application_name: 'psql' });
+    await admin.connect();
+    await holder.connect();
+    try {
+      await admin.query(`DROP INDEX sales_till_void_op_idx; DROP INDEX sale_returns_till_op_idx; DELETE FROM schema_migrations WHERE name = '${last}'`);
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE sale_returns IN ROW EXCLUSIVE MODE');
+      const pid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      // When it is migrated, with a lock timeout of 1 s
+      const result = await runCli(['migrate'], { DATABASE_URL: t.url, STARTUP_LOCK_TIMEOUT_MS: '1000' }, 30_000);
+      // Then it exits non-zero with one line saying what waited for what, and who holds it
+      assert.notEqual(result.code, 0, result.output);
+      assertOneClearLine(
+        result.output,
+        new RegExp(`^storekeep: migration ${last} waited more than 1 s \\(STARTUP_LOCK_TIMEOUT_MS\\) for a ShareLock lock on relation sale_returns held by pid ${pid} \\(application psql,.*nothing of it was applied`, 'm'),
+      );
+      const left = await admin.query(`SELECT to_regclass('sales_till_void_op_idx') AS sales_index, EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1) AS recorded`, [last]);
+      assert.deepEqual(left.rows[0], { sales_index: null, recorded: false }, 'nothing of it applied');
+      // and once the session is gone, it is applied
+      await holder.query('ROLLBACK');
+      const again = await runCli(['migrate'], { DATABASE_URL: t.url, STARTUP_LOCK_TIMEOUT_MS: '1000' }, 60_000);
+      assert.equal(again.code, 0, again.output);
+      assert.match(again.output, new RegExp(`applied: ${last}`));
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+      await admin.end();
+    }
+  });
 });
 
 describe('storekeep whose STOREKEEP_DATA_DIR cannot be a folder', { timeout: 120_000 }, () => {

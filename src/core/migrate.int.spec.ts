@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
 import { migrate, migrationFiles } from './migrate.js';
+import { StartupRefused } from './startupFailure.js';
 
 describe('migrate', () => {
   const server = process.env.STOREKEEP_TEST_SERVER_URL!;
@@ -152,6 +154,82 @@ describe('migrate', () => {
     } finally {
       pg.Pool.prototype.end = end;
       await admin.end();
+    }
+  });
+
+  it('a migration blocked behind a lock another session holds gives up after the lock timeout: a start-up failure naming the migration, the relation, the lock and its holder; nothing of it applied; applied once the lock is gone', async () => {
+    // Given a migrated database whose last migration is pending again (its two indexes dropped)
+    await migrate(url.toString());
+    const last = '1300_till_timed_void_return_op_idx';
+    const client = new pg.Client(url.toString());
+    const holder = new pg.Client({ connectionString: url.toString(), application_name: 'psql-by-hand' });
+    await client.connect();
+    await holder.connect();
+    const state = async () =>
+      (
+        await client.query(
+          `SELECT to_regclass('sales_till_void_op_idx') IS NOT NULL AS sales_index, to_regclass('sale_returns_till_op_idx') IS NOT NULL AS returns_index,
+                  EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1) AS recorded`,
+          [last],
+        )
+      ).rows[0];
+    try {
+      await client.query(`DROP INDEX sales_till_void_op_idx; DROP INDEX sale_returns_till_op_idx; DELETE FROM schema_migrations WHERE name = '${last}'`);
+      // and a session in a transaction that wrote to sale_returns (ROW EXCLUSIVE, as any request's), left open
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE sale_returns IN ROW EXCLUSIVE MODE');
+      const holderPid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      // (a start that never gives up would wait for ever: the holder lets go after 20 s, and the test fails instead of hanging)
+      const letGo = setTimeout(() => void holder.query('ROLLBACK').catch(() => undefined), 20_000);
+      // When a start migrates meanwhile, with a lock timeout of 1.5 s
+      const started = Date.now();
+      const failure = await migrate(url.toString(), undefined, { lockTimeoutMs: 1_500 }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const took = Date.now() - started;
+      clearTimeout(letGo);
+      // Then it gives up after about that long, with one line naming the migration, what it waited for and who holds it
+      assert.ok(failure instanceof StartupRefused, String((failure as Error | undefined)?.stack ?? failure));
+      assert.ok(took >= 1_400 && took < 15_000, `gave up after ${took} ms`);
+      const message = failure.message;
+      assert.match(message, new RegExp(`migration ${last}`));
+      assert.match(message, /waited more than 1\.5 s \(STARTUP_LOCK_TIMEOUT_MS\)/);
+      assert.match(message, /ShareLock lock on relation sale_returns/);
+      assert.match(message, new RegExp(`held by pid ${holderPid} \\(application psql-by-hand`));
+      assert.match(message, /nothing of it was applied/);
+      assert.doesNotMatch(message, /\n/, 'one line');
+      // and nothing of that migration is there: its first index (on a table nobody held) rolled back with it
+      assert.deepEqual(await state(), { sales_index: false, returns_index: false, recorded: false });
+      // and the holder's transaction was left alone
+      assert.equal((await holder.query('SELECT 1 AS one')).rows[0].one, 1);
+      await holder.query('ROLLBACK');
+      // Once the lock is gone, the next start applies it
+      assert.deepEqual(await migrate(url.toString(), undefined, { lockTimeoutMs: 1_500 }), [last]);
+      assert.deepEqual(await state(), { sales_index: true, returns_index: true, recorded: true });
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+      await client.end();
+    }
+  });
+
+  it("waits as long as it takes for another process's migration (the advisory lock), whatever the lock timeout", async () => {
+    // Given another process migrating: it holds node-pg-migrate's advisory lock for 2.5 s
+    const other = new pg.Client(url.toString());
+    await other.connect();
+    try {
+      await other.query('SELECT pg_advisory_lock($1)', [PG_MIGRATE_LOCK_ID]);
+      const released = new Promise<void>((resolve) => setTimeout(() => void other.query('SELECT pg_advisory_unlock($1)', [PG_MIGRATE_LOCK_ID]).then(() => resolve()), 2_500));
+      // When this one starts with a lock timeout of 0.5 s
+      const started = Date.now();
+      const applied = await migrate(url.toString(), undefined, { lockTimeoutMs: 500 });
+      await released;
+      // Then it waited for the other, and found nothing to do
+      assert.ok(Date.now() - started >= 2_400, 'waited for the other process');
+      assert.deepEqual(applied, []);
+    } finally {
+      await other.end();
     }
   });
 });
