@@ -196,25 +196,40 @@ export async function holdBalanceRows(tx: Tx, tenantId: string, pairs: ReadonlyA
  * a sale waits: bench/countHold.ts). Lines of one pair are summed first, as
  * by changeStock; the balances, ledger rows (ids ascending in (store, sku)
  * order) and answer are the same as changeStock's. Adding cannot fall short.
+ * `created`: the balance rows it made (the store never held the SKU), for
+ * touchStockMoves to name as created.
  */
-export async function addStock(tx: Tx, tenantId: string, opId: string, changes: StockChange[]): Promise<StockChangeResult & { ok: true }> {
+export async function addStock(
+  tx: Tx,
+  tenantId: string,
+  opId: string,
+  changes: StockChange[],
+): Promise<StockChangeResult & { ok: true; created: Array<{ store_id: string; sku_id: string }> }> {
   const ordered = mergedInOrder(changes);
   assert(ordered.every((change) => change.quantityChange > 0), 'addStock only adds stock');
-  await holdBalanceRows(tx, tenantId, ordered);
+  const created = await holdBalanceRows(tx, tenantId, ordered);
   const result = await changeHeldStock(tx, tenantId, opId, ordered);
   assert(result.ok, 'adding stock to a held row always succeeds');
-  return result;
+  return { ...result, created };
 }
 
 /**
  * Names what a stock move touched in the command's effects (GET
  * /v1/operations/{op_id}): each new ledger row by its id, each balance by
- * `store/sku` — as sales and voids do.
+ * `store/sku` — as sales and voids do —, `updated`, or `created` for one of
+ * `created` (the balance rows the command made: holdBalanceRows, addStock),
+ * named once.
  */
-export function touchStockMoves(cmd: Pick<Command, 'touch'>, balances: ReadonlyArray<{ store_id: string; sku_id: string; ledger_id: number }>): void {
+export function touchStockMoves(
+  cmd: Pick<Command, 'touch'>,
+  balances: ReadonlyArray<{ store_id: string; sku_id: string; ledger_id: number }>,
+  created: ReadonlyArray<{ store_id: string; sku_id: string }> = [],
+): void {
+  const made = new Set(created.map((row) => `${row.store_id}/${row.sku_id}`.toLowerCase()));
   for (const balance of balances) {
+    const pair = `${balance.store_id}/${balance.sku_id}`;
     cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
-    cmd.touch('stock_balances', `${balance.store_id}/${balance.sku_id}`, 'updated');
+    cmd.touch('stock_balances', pair, made.has(pair.toLowerCase()) ? 'created' : 'updated');
   }
 }
 

@@ -320,8 +320,10 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
 
   cmd.storeId = storeId;
   cmd.touch('stock_counts', id, 'created');
-  for (const row of created) cmd.touch('stock_balances', `${storeId}/${row.sku_id}`, 'created');
-  touchStockMoves(cmd, result.balances);
+  // A balance row the count made is named once, as created (moved by the variance or left at 0).
+  const moves = new Set(result.balances.map((balance) => balance.sku_id));
+  for (const row of created) if (!moves.has(row.sku_id)) cmd.touch('stock_balances', `${storeId}/${row.sku_id}`, 'created');
+  touchStockMoves(cmd, result.balances, created);
   const view: CountView = { id, op_id: cmd.opId, store_id: storeId, counted_at: new Date(countedAt), counted_at_exact: countedAt, reference: input.reference ?? null, created_at: header.created_at, items };
   // Before: each SKU's balance as the count found it (locked); after: the count as answered.
   cmd.audit({ subjectType: 'stock_count', subjectId: id, payload: input, before: { store_id: storeId, balances: planned.map((line) => ({ sku_id: line.sku_id, quantity: line.current })) }, after: view });

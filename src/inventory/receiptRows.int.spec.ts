@@ -76,7 +76,7 @@ describe('a receipt writes its rows at once', () => {
     const balances = (await t.admin.query(`SELECT sku_id, quantity::int FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 ORDER BY sku_id`, [tenantId, store])).rows;
     assert.deepEqual(balances, expected.map(({ sku_id, quantity_after }) => ({ sku_id, quantity: quantity_after })));
 
-    // The audit event names every balance moved with its ledger row; the operation, each ledger row created and each balance updated.
+    // The audit event names every balance moved with its ledger row; the operation, each ledger row created and each balance updated (created, for a row the receipt made).
     const events = (await t.admin.query(`SELECT subject_type, subject_id, payload, after FROM events WHERE tenant_id = $1 AND op_id = $2 AND subject_type IS NOT NULL`, [tenantId, opId])).rows;
     assert.deepEqual(events, [
       {
@@ -94,9 +94,48 @@ describe('a receipt writes its rows at once', () => {
       sortEffects(effects),
       sortEffects([
         ...ledger.map((row) => ({ table: 'stock_ledger', id: row.id as string, action: 'created' })),
-        ...expected.map(({ sku_id }) => ({ table: 'stock_balances', id: `${store}/${sku_id}`, action: 'updated' })),
+        // The 300 SKUs new to the store: their balance rows were made by the receipt.
+        ...expected.map(({ sku_id }) => ({ table: 'stock_balances', id: `${store}/${sku_id}`, action: held.has(sku_id) ? 'updated' : 'created' })),
       ]),
     );
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
+  });
+
+  it('GET /v1/operations/{op_id} names a balance row a receipt, a purchase or a transfer\'s receipt made as created, one it moved as updated', async () => {
+    const store = await newStore('NEW');
+    const [fresh, held, bought, moved] = await newSkus(4);
+    const balanceEffects = async (opId: string) => {
+      const operation = await owner.get(`/v1/operations/${opId}`);
+      assert.equal(operation.status, 200, JSON.stringify(operation.body));
+      return (operation.body.effects as Array<{ table: string; id: string; action: string }>)
+        .filter((effect) => effect.table === 'stock_balances')
+        .map((effect) => `${effect.id} ${effect.action}`)
+        .sort();
+    };
+    const receive = async (items: Array<{ sku_id: string; quantity: number; unit_cost?: number }>, extra: Record<string, unknown> = {}) => {
+      const answer = await owner.post(`/v1/stores/${store}/stock/receipts`, { items, ...extra }, { idempotencyKey: randomUUID() });
+      assert.equal(answer.status, 201, JSON.stringify(answer.body));
+      return answer.body.op_id as string;
+    };
+    // A SKU the store never held: its row is made by the receipt, once ("created", not "updated" as well).
+    assert.deepEqual(await balanceEffects(await receive([{ sku_id: held!, quantity: 5 }])), [`${store}/${held} created`]);
+    // A second receipt of it, with one of a SKU new to the store: the one row moved, the other made.
+    assert.deepEqual(await balanceEffects(await receive([{ sku_id: held!, quantity: 2 }, { sku_id: fresh!, quantity: 3 }])), [`${store}/${fresh} created`, `${store}/${held} updated`].sort());
+    // A purchase (a receipt naming its supplier and costs) of a held SKU and a new one.
+    const supplier = await owner.post('/v1/parties', { kind: 'supplier', code: `SUP-${randomUUID().slice(0, 8)}`, name: 'Mill' });
+    assert.equal(supplier.status, 201, JSON.stringify(supplier.body));
+    const purchase = await receive([{ sku_id: held!, quantity: 1, unit_cost: 10 }, { sku_id: bought!, quantity: 1, unit_cost: 10 }], { supplier_id: supplier.body.id });
+    assert.deepEqual(await balanceEffects(purchase), [`${store}/${bought} created`, `${store}/${held} updated`].sort());
+    // A transfer received: the destination's row of a SKU it never held is made; the source's was moved at approval.
+    const source = await newStore('SRC');
+    assert.equal((await owner.post(`/v1/stores/${source}/stock/receipts`, { items: [{ sku_id: moved!, quantity: 10 }, { sku_id: held!, quantity: 10 }] })).status, 201);
+    const transfer = await owner.post('/v1/transfers', { source_store_id: source, destination_store_id: store, items: [{ sku_id: moved!, quantity: 4 }, { sku_id: held!, quantity: 4 }] });
+    assert.equal(transfer.status, 201, JSON.stringify(transfer.body));
+    assert.equal((await owner.post(`/v1/transfers/${transfer.body.id}/approve`, {}, { idempotencyKey: randomUUID() })).status, 200);
+    const received = await owner.post(`/v1/transfers/${transfer.body.id}/receive`, {}, { idempotencyKey: randomUUID() });
+    assert.equal(received.status, 200, JSON.stringify(received.body));
+    const receivedOp = (await t.admin.query(`SELECT received_op FROM stock_transfers WHERE tenant_id = $1 AND id = $2`, [tenantId, transfer.body.id])).rows[0].received_op as string;
+    assert.deepEqual(await balanceEffects(receivedOp), [`${store}/${held} updated`, `${store}/${moved} created`].sort());
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 

@@ -91,7 +91,7 @@ export async function receiveStock(cmd: Command, storeId: string, input: Receipt
   // the tills selling these SKUs wait for the first rows (bench/countHold.ts).
   const result = await addStock(cmd.tx, cmd.tenantId, cmd.opId, changes);
   cmd.storeId = storeId;
-  touchStockMoves(cmd, result.balances);
+  touchStockMoves(cmd, result.balances, result.created);
   const answer: ReceiptAnswer = { op_id: cmd.opId, items: result.balances.map(({ sku_id, quantity_after }) => ({ sku_id, quantity_after })) };
   if (purchase) {
     answer.purchase = await recordPurchase(cmd, { storeId, reference: input.reference ?? null, ...purchase });

@@ -152,6 +152,9 @@ describe('stock counts: a stocktake while the shop stays open', () => {
     const effects = (operation.body.effects as Array<{ table: string; id: string; action: string }>).map((effect) => `${effect.table} ${effect.id} ${effect.action}`);
     for (const sku of [fresh, none]) assert.ok(effects.includes(`stock_balances ${store}/${sku} created`), JSON.stringify(effects));
     assert.ok(!effects.includes(`stock_balances ${store}/${exact} created`));
+    // Each balance once: one it made and moved is created (not updated as well), one it found and moved is updated.
+    const balances = effects.filter((effect) => effect.startsWith('stock_balances ')).sort();
+    assert.deepEqual(balances, [`stock_balances ${store}/${fresh} created`, `stock_balances ${store}/${found} updated`, `stock_balances ${store}/${none} created`].sort());
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 

@@ -20,7 +20,9 @@ const OperationAnswer = Type.Object({
     Type.Object({
       table: Type.String(),
       id: Type.String({ description: 'the row: its id; a stock ledger row, a posting or an order status history row by its number, a balance as store/sku' }),
-      action: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('consumed'), Type.Literal('reversed'), Type.Literal('deleted')]),
+      action: Type.Union([Type.Literal('created'), Type.Literal('updated'), Type.Literal('consumed'), Type.Literal('reversed'), Type.Literal('deleted')], {
+        description: 'a stock balance row the operation made (a receipt, a purchase, a transfer received or a count of a SKU the store never held) is created, once; one it moved is updated',
+      }),
     }),
   ),
   events: Type.Array(

@@ -73,7 +73,7 @@ export async function receiveTransfer(cmd: Command, principal: TenantPrincipal, 
   if (!after) throw new Error('received transfer is missing');
   cmd.touch('stock_transfers', id, 'updated');
   for (const line of itemRows) cmd.touch('stock_transfer_items', line.id, 'updated');
-  touchStockMoves(cmd, stock.balances);
+  touchStockMoves(cmd, stock.balances, stock.created);
   cmd.audit({ subjectType: 'stock_transfer', subjectId: id, before: current, after });
   return after;
 }
