@@ -279,7 +279,7 @@ describe('integrity checks find nothing in legitimate flows at their edges', () 
     assert.deepEqual(found, [], JSON.stringify(found));
   });
 
-  it('count_correction_matches_sale and stock_count_matches_ledger: till sales synced late on both sides of counts, in far zones, with an offset and in capitals, two lines of a SKU, a SKU not counted, then voided or partly returned', async () => {
+  it('count_correction_matches_sale, covered_sale_has_count_correction and stock_count_matches_ledger: till sales synced late on both sides of counts, in far zones, with an offset and in capitals, two lines of a SKU, a SKU not counted, then voided or partly returned', async () => {
     const { owner } = await t.newTenant();
     const flour = ok(await owner.post('/v1/skus', { code: 'FLOUR', name: 'Flour', unit: 'kg', price: 300 })).body.id;
     const jars = ok(await owner.post('/v1/skus', { code: 'JAR', name: 'Jar', unit: 'piece', price: 120 })).body.id;

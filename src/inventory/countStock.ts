@@ -171,10 +171,15 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   );
   // From here every pair is ours until commit; a new statement, so a new
   // snapshot: every ledger row committed before the locks were granted.
+  // `held_at`: the clock now that every row is held — a ledger row of these
+  // pairs stamped before it was written before the count, one stamped after
+  // it after the count (its writer waited for our commit). Kept on the count
+  // (stock_counts.held_at) for the integrity check covered_sale_has_count_correction.
   const moment = await one(
     tx,
-    sql<{ counted_at: string }>`
-      SELECT ${utcMicros(sql`least(${requested}::timestamptz, clock_timestamp() - interval '1 microsecond')`)} AS counted_at`,
+    sql<{ counted_at: string; held_at: string }>`
+      SELECT ${utcMicros(sql`least(${requested}::timestamptz, h.at - interval '1 microsecond')`)} AS counted_at, ${utcMicros(sql.ref('h.at'))} AS held_at
+      FROM (SELECT clock_timestamp() AS at) h`,
   );
   const countedAt = moment.counted_at;
   const id = newId();
@@ -308,8 +313,8 @@ export async function countStock(cmd: Command, storeId: string, input: CountInpu
   const header = await one(
     tx,
     sql<{ created_at: Date }>`
-      INSERT INTO stock_counts (tenant_id, id, store_id, counted_at, reference, op_id)
-      VALUES (${tenantId}, ${id}, ${storeId}, ${countedAt}::timestamptz, ${input.reference ?? null}, ${cmd.opId})
+      INSERT INTO stock_counts (tenant_id, id, store_id, counted_at, reference, op_id, held_at)
+      VALUES (${tenantId}, ${id}, ${storeId}, ${countedAt}::timestamptz, ${input.reference ?? null}, ${cmd.opId}, ${moment.held_at}::timestamptz)
       RETURNING created_at`,
   );
   await sql`

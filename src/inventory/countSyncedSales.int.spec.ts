@@ -659,4 +659,65 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
     );
     assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['stock_count_matches_ledger', counted.id]]);
   });
+  // covered_sale_has_count_correction: an operation a count covers (made by the till at or before its counted_at,
+  // recorded after the count) whose count_correction row is missing. The row is deleted and every later row of the
+  // pair and the balance follow (the ledger still sums to the balance, its running totals hold): the operation now
+  // moves the balance by what its own row moved, which the count's arithmetic sees too (stock_count_matches_ledger).
+  const dropCorrection = (sku: string, correctionId: number, change: number) =>
+    withTriggersOff(t.admin, [
+      [`DELETE FROM stock_ledger WHERE tenant_id = $1 AND id = $2`, [tenantId, correctionId]],
+      [`UPDATE stock_ledger SET quantity_after = quantity_after - $5 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 AND id > $4`, [tenantId, store, sku, correctionId, change]],
+      [`UPDATE stock_balances SET quantity = quantity - $4 WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, sku, change]],
+    ]);
+
+  it('a synced sale a count covers, recorded after the count, without its count_correction row is reported', async () => {
+    const one = await corrected();
+    const found = await newFindings(() => dropCorrection(one.sku, one.correctionId, 5));
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]).sort(), [
+      ['covered_sale_has_count_correction', subjectOf(one.sale.op_id, one.sku)],
+      ['stock_count_matches_ledger', one.countId],
+    ]);
+    const finding = found.find((entry) => entry.check === 'covered_sale_has_count_correction')!;
+    const { op_id, operation, store_id, sku_id, quantity_change, count_id } = finding.detail as Record<string, unknown>;
+    assert.deepEqual({ op_id, operation, store_id, sku_id, quantity_change, count_id }, { op_id: one.sale.op_id, operation: 'sale', store_id: store, sku_id: one.sku, quantity_change: -5, count_id: one.countId });
+  });
+
+  it('a void and a return with the till\'s time a count covers, recorded after it, without their count_correction rows are reported', async () => {
+    const one = await voidCorrected();
+    const found = await newFindings(() => dropCorrection(one.sku, one.correctionId, -5));
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]).sort(), [
+      ['covered_sale_has_count_correction', subjectOf(one.voidOp, one.sku)],
+      ['stock_count_matches_ledger', one.countId],
+    ]);
+
+    const sku = await newSku(20);
+    const sale = await sell(sku, 5);
+    const tillReturned = await dbNow();
+    const countedAt = await dbNow();
+    const counted = await count(sku, 17, countedAt);
+    const returned = await returnOf(sale.id, sku, 2, tillReturned);
+    const correction = (await ledgerOf(sku)).find((entry) => entry.kind === 'count_correction' && entry.op_id === returned.op_id);
+    assert.ok(correction);
+    const more = await newFindings(() => dropCorrection(sku, correction.id, -2));
+    assert.deepEqual(more.map((finding) => [finding.check, finding.subject]).sort(), [
+      ['covered_sale_has_count_correction', subjectOf(returned.op_id, sku)],
+      ['stock_count_matches_ledger', counted.id],
+    ]);
+  });
+  it('a count keeps when it held its balance rows: after its counted_at, before its own ledger rows and audit events, after the rows written before it and before those written after it', async () => {
+    const sku = await newSku(20);
+    const before = await sell(sku, 1);
+    const counted = await count(sku, 10);
+    const later = await sell(sku, 1);
+    const { rows } = await t.admin.query(
+      `SELECT c.held_at > c.counted_at AS after_counted_at,
+              c.held_at < (SELECT min(l.created_at) FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = c.op_id) AS before_own_rows,
+              c.held_at < (SELECT min(e.created_at) FROM events e WHERE e.tenant_id = c.tenant_id AND e.op_id = c.op_id) AS before_own_events,
+              c.held_at > (SELECT l.created_at FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = $3) AS after_earlier_sale,
+              c.held_at < (SELECT l.created_at FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = $4) AS before_later_sale
+       FROM stock_counts c WHERE c.tenant_id = $1 AND c.id = $2`,
+      [tenantId, counted.id, before.op_id, later.op_id],
+    );
+    assert.deepEqual(rows, [{ after_counted_at: true, before_own_rows: true, before_own_events: true, after_earlier_sale: true, before_later_sale: true }]);
+  });
 });

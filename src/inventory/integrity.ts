@@ -190,4 +190,42 @@ export const inventoryChecks: IntegrityCheck[] = [
       WHERE r.rows <> 1 OR o.kind IS NULL OR r.change = 0 OR (o.kind = 'sale') <> (r.change > 0) OR t.change IS DISTINCT FROM -r.change
          OR c.id IS NULL OR NOT n.counted OR o.till_at > c.counted_at OR c.created_at > r.created_at`,
   },
+  {
+    name: 'covered_sale_has_count_correction',
+    severity: 'critical',
+    description:
+      "Every operation a stock count covers has its count_correction row: a sale synced with a client_created_at (source offline), a void with void_client_created_at or a return with client_created_at, whose till time is at or before the counted_at of a count of its store with a line of the SKU, and whose own stock ledger row of the SKU (its sale, void or return row) was written after that count was recorded (the count's held_at, the moment it held the SKU's balance row, before the row's created_at: the operation read the count on the balance row), has a count_correction row of its operation, store and SKU (count_correction_matches_sale holds that row to its operation and count). One finding per operation, store and SKU, naming the earliest such count. A count recorded before migration 1320 with neither an audit event nor a count ledger row has no held_at and covers nothing here.",
+    // From the till-timed operations alone, each through its partial index (sales_offline_op_idx,
+    // sales_till_void_op_idx, sale_returns_till_op_idx: operation and till time, read from the index); their rows of
+    // their kind (stock_ledger_op_idx); per row, the counts of its store whose counted_at lies between the till's time
+    // and the row's stamp (stock_counts_store_counted_idx: a count recorded before the row has counted_at < held_at <
+    // the row's created_at, so the range is as long as the till was offline, not the store's history), the count's
+    // line of the SKU by its primary key; then the operation's count_correction row (stock_ledger_count_correction_idx).
+    sql: `
+      SELECT o.tenant_id, o.op_id || '/' || l.store_id || '/' || l.sku_id AS subject,
+             jsonb_build_object('op_id', o.op_id, 'operation', o.kind, 'store_id', l.store_id, 'sku_id', l.sku_id, 'ledger_id', l.id,
+                                'quantity_change', l.quantity_change, 'recorded_at', l.created_at, 'till_time', o.till_at,
+                                'count_id', c.id, 'counted_at', c.counted_at, 'count_held_at', c.held_at) AS detail
+      FROM (
+        SELECT tenant_id, 'sale' AS kind, op_id, client_created_at AS till_at FROM sales
+        WHERE source = 'offline' AND client_created_at IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1)
+        UNION ALL
+        SELECT tenant_id, 'void', voided_by_op, void_client_created_at FROM sales
+        WHERE void_client_created_at IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1)
+        UNION ALL
+        SELECT tenant_id, 'return', op_id, client_created_at FROM sale_returns
+        WHERE client_created_at IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1)
+      ) o
+      JOIN stock_ledger l ON l.tenant_id = o.tenant_id AND l.op_id = o.op_id AND l.kind = o.kind
+      CROSS JOIN LATERAL (
+        SELECT c.id, c.counted_at, c.held_at FROM stock_counts c
+        WHERE c.tenant_id = l.tenant_id AND c.store_id = l.store_id
+          AND c.counted_at >= o.till_at AND c.counted_at < l.created_at AND c.held_at < l.created_at
+          -- OFFSET 0: asked of each count in the window by its primary key, not joined to every line of the SKU
+          AND EXISTS (SELECT 1 FROM stock_count_lines y WHERE y.tenant_id = c.tenant_id AND y.count_id = c.id AND y.sku_id = l.sku_id OFFSET 0)
+        ORDER BY c.counted_at LIMIT 1
+      ) c
+      WHERE NOT EXISTS (SELECT 1 FROM stock_ledger k
+                        WHERE k.kind = 'count_correction' AND k.tenant_id = l.tenant_id AND k.op_id = l.op_id AND k.store_id = l.store_id AND k.sku_id = l.sku_id)`,
+  },
 ];
