@@ -720,4 +720,37 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
     );
     assert.deepEqual(rows, [{ after_counted_at: true, before_own_rows: true, before_own_events: true, after_earlier_sale: true, before_later_sale: true }]);
   });
+  // The same check against a count's held_at moved back before an operation that was in fact recorded first (so,
+  // rightly, without a correction): the rows now say the count was recorded before the operation read its balance
+  // row — a covered operation without its correction —, while every other check (which do not read held_at) is quiet.
+  const heldAtCountedAt = (countId: string) =>
+    withTriggersOff(t.admin, [[`UPDATE stock_counts SET held_at = counted_at + interval '1 microsecond' WHERE tenant_id = $1 AND id = $2`, [tenantId, countId]]]);
+
+  it('a synced sale recorded between counted_at and a count whose held_at says it was recorded first is reported, with its row and without', async () => {
+    // With a sale row: stock was there.
+    const sku = await newSku(20);
+    const tillSold = await dbNow();
+    const countedAt = await dbNow();
+    const between = await sync(sku, 5, tillSold);
+    const counted = await count(sku, 15, countedAt);
+    assert.deepEqual(counted.items.map((line) => [line.expected_quantity, line.variance]), [[15, 0]]);
+    const found = await newFindings(() => heldAtCountedAt(counted.id));
+    assert.deepEqual(found.map((finding) => [finding.check, finding.subject]), [['covered_sale_has_count_correction', subjectOf(between.op_id, sku)]]);
+
+    // Without one: the store held none of the SKU, so the sale recorded all 5 short (review item, no ledger row); a
+    // sale the count covered would have taken them (its correction giving them back).
+    const empty = await newSku(0);
+    const tillShort = await dbNow();
+    const emptyAt = await dbNow();
+    const short = await sync(empty, 5, tillShort);
+    assert.deepEqual(short.items.map((item) => item.shortfall_quantity), [5]);
+    assert.deepEqual(await reviewItemsOf(short.id), ['offline_sale_shortage']);
+    const none = await count(empty, 0, emptyAt);
+    assert.deepEqual(none.items.map((line) => [line.expected_quantity, line.variance]), [[0, 0]]);
+    assert.deepEqual(await ledgerOf(empty), []);
+    const more = await newFindings(() => heldAtCountedAt(none.id));
+    assert.deepEqual(more.map((finding) => [finding.check, finding.subject]), [['covered_sale_has_count_correction', subjectOf(short.op_id, empty)]]);
+    const { quantity_change, shortfall, count_id } = more[0]!.detail as Record<string, unknown>;
+    assert.deepEqual({ quantity_change, shortfall, count_id }, { quantity_change: 0, shortfall: 5, count_id: none.id });
+  });
 });

@@ -194,13 +194,14 @@ export const inventoryChecks: IntegrityCheck[] = [
     name: 'covered_sale_has_count_correction',
     severity: 'critical',
     description:
-      "Every operation a stock count covers has its count_correction row: a sale synced with a client_created_at (source offline), a void with void_client_created_at or a return with client_created_at, whose till time is at or before the counted_at of a count of its store with a line of the SKU, and whose own stock ledger row of the SKU (its sale, void or return row) was written after that count was recorded (the count's held_at, the moment it held the SKU's balance row, before the row's created_at: the operation read the count on the balance row), has a count_correction row of its operation, store and SKU (count_correction_matches_sale holds that row to its operation and count). One finding per operation, store and SKU, naming the earliest such count. A count recorded before migration 1320 with neither an audit event nor a count ledger row has no held_at and covers nothing here.",
+      "Every operation a stock count covers has its count_correction row: a sale synced with a client_created_at (source offline), a void with void_client_created_at or a return with client_created_at, whose till time is at or before the counted_at of a count of its store with a line of the SKU, and whose own stock ledger row of the SKU (its sale, void or return row) was written after that count was recorded (the count's held_at, the moment it held the SKU's balance row, before the row's created_at: the operation read the count on the balance row), has a count_correction row of its operation, store and SKU (count_correction_matches_sale holds that row to its operation and count); and a synced sale that took none of a SKU (all of it recorded short: no sale row) is not one such a count covered, judged by the sale's transaction start (sales.created_at) after the count's held_at — a covered sale takes what it sold. One finding per operation, store and SKU, naming the earliest such count. A count recorded before migration 1320 with neither an audit event nor a count ledger row has no held_at and covers nothing here.",
     // From the till-timed operations alone, each through its partial index (sales_offline_op_idx,
     // sales_till_void_op_idx, sale_returns_till_op_idx: operation and till time, read from the index); their rows of
     // their kind (stock_ledger_op_idx); per row, the counts of its store whose counted_at lies between the till's time
     // and the row's stamp (stock_counts_store_counted_idx: a count recorded before the row has counted_at < held_at <
     // the row's created_at, so the range is as long as the till was offline, not the store's history), the count's
     // line of the SKU by its primary key; then the operation's count_correction row (stock_ledger_count_correction_idx).
+    // Then the synced sales recorded all short of a SKU, from their offline_sale_shortage review items.
     sql: `
       SELECT o.tenant_id, o.op_id || '/' || l.store_id || '/' || l.sku_id AS subject,
              jsonb_build_object('op_id', o.op_id, 'operation', o.kind, 'store_id', l.store_id, 'sku_id', l.sku_id, 'ledger_id', l.id,
@@ -226,6 +227,34 @@ export const inventoryChecks: IntegrityCheck[] = [
         ORDER BY c.counted_at LIMIT 1
       ) c
       WHERE NOT EXISTS (SELECT 1 FROM stock_ledger k
-                        WHERE k.kind = 'count_correction' AND k.tenant_id = l.tenant_id AND k.op_id = l.op_id AND k.store_id = l.store_id AND k.sku_id = l.sku_id)`,
+                        WHERE k.kind = 'count_correction' AND k.tenant_id = l.tenant_id AND k.op_id = l.op_id AND k.store_id = l.store_id AND k.sku_id = l.sku_id)
+      UNION ALL
+      -- A synced sale that took none of a SKU (all of it recorded short, as an uncovered sale finding the shelf empty
+      -- does: no sale row, no count_correction row) though a count covered it: a covered sale takes what it sold.
+      -- Such a sale opened an offline_sale_shortage review item (sale_shortfall_matches_review_item): read from those,
+      -- the sale by its id. Without a row, its moment is its transaction's start (sales.created_at): one begun after
+      -- the count held the balance row locked that row after the count's commit, and read the count; one begun
+      -- earlier is not judged.
+      SELECT v.tenant_id, v.op_id || '/' || v.store_id || '/' || i.sku_id AS subject,
+             jsonb_build_object('op_id', v.op_id, 'operation', 'sale', 'store_id', v.store_id, 'sku_id', i.sku_id, 'ledger_id', NULL,
+                                'quantity_change', 0, 'shortfall', i.shortfall, 'recorded_at', v.created_at, 'till_time', v.client_created_at,
+                                'count_id', c.id, 'counted_at', c.counted_at, 'count_held_at', c.held_at) AS detail
+      FROM review_items r
+      JOIN sales v ON v.tenant_id = r.tenant_id
+        AND v.id = CASE WHEN r.subject_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN r.subject_id::uuid END
+        AND v.source = 'offline' AND v.client_created_at IS NOT NULL
+      CROSS JOIN LATERAL (
+        SELECT x.sku_id, sum(x.shortfall_quantity) AS shortfall FROM sale_items x
+        WHERE x.tenant_id = v.tenant_id AND x.sale_id = v.id
+        GROUP BY x.sku_id HAVING sum(x.shortfall_quantity) = sum(x.quantity)
+      ) i
+      CROSS JOIN LATERAL (
+        SELECT c.id, c.counted_at, c.held_at FROM stock_counts c
+        WHERE c.tenant_id = v.tenant_id AND c.store_id = v.store_id
+          AND c.counted_at >= v.client_created_at AND c.counted_at < v.created_at AND c.held_at < v.created_at
+          AND EXISTS (SELECT 1 FROM stock_count_lines y WHERE y.tenant_id = c.tenant_id AND y.count_id = c.id AND y.sku_id = i.sku_id OFFSET 0)
+        ORDER BY c.counted_at LIMIT 1
+      ) c
+      WHERE r.kind = 'offline_sale_shortage' AND r.subject_type = 'sale' AND ($1::uuid IS NULL OR r.tenant_id = $1)`,
   },
 ];
