@@ -200,13 +200,16 @@ export const inventoryChecks: IntegrityCheck[] = [
     // their kind (stock_ledger_op_idx); per row, the counts of its store whose counted_at lies between the till's time
     // and the row's stamp (stock_counts_store_counted_idx: a count recorded before the row has counted_at < held_at <
     // the row's created_at, so the range is as long as the till was offline, not the store's history), the count's
-    // line of the SKU by its primary key; then the operation's count_correction row (stock_ledger_count_correction_idx).
-    // Then the synced sales recorded all short of a SKU, from their offline_sale_shortage review items.
+    // line of the SKU by its primary key; then, for the rows a count covers alone, the operation's count_correction
+    // row (stock_ledger_count_correction_idx). Then the synced sales recorded all short of a SKU, from their offline_sale_shortage review items.
     sql: `
-      SELECT o.tenant_id, o.op_id || '/' || l.store_id || '/' || l.sku_id AS subject,
-             jsonb_build_object('op_id', o.op_id, 'operation', o.kind, 'store_id', l.store_id, 'sku_id', l.sku_id, 'ledger_id', l.id,
-                                'quantity_change', l.quantity_change, 'recorded_at', l.created_at, 'till_time', o.till_at,
-                                'count_id', c.id, 'counted_at', c.counted_at, 'count_held_at', c.held_at) AS detail
+      SELECT q.tenant_id, q.op_id || '/' || q.store_id || '/' || q.sku_id AS subject,
+             jsonb_build_object('op_id', q.op_id, 'operation', q.kind, 'store_id', q.store_id, 'sku_id', q.sku_id, 'ledger_id', q.ledger_id,
+                                'quantity_change', q.quantity_change, 'recorded_at', q.recorded_at, 'till_time', q.till_at,
+                                'count_id', q.count_id, 'counted_at', q.counted_at, 'count_held_at', q.held_at) AS detail
+      FROM (
+      SELECT o.tenant_id, o.op_id, o.kind, o.till_at, l.store_id, l.sku_id, l.id AS ledger_id, l.quantity_change, l.created_at AS recorded_at,
+             c.id AS count_id, c.counted_at, c.held_at
       FROM (
         SELECT tenant_id, 'sale' AS kind, op_id, client_created_at AS till_at FROM sales
         WHERE source = 'offline' AND client_created_at IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1)
@@ -226,8 +229,11 @@ export const inventoryChecks: IntegrityCheck[] = [
           AND EXISTS (SELECT 1 FROM stock_count_lines y WHERE y.tenant_id = c.tenant_id AND y.count_id = c.id AND y.sku_id = l.sku_id OFFSET 0)
         ORDER BY c.counted_at LIMIT 1
       ) c
+      -- OFFSET 0: the correction is looked for only for the rows a count covers (few), not for every row read
+      OFFSET 0
+      ) q
       WHERE NOT EXISTS (SELECT 1 FROM stock_ledger k
-                        WHERE k.kind = 'count_correction' AND k.tenant_id = l.tenant_id AND k.op_id = l.op_id AND k.store_id = l.store_id AND k.sku_id = l.sku_id)
+                        WHERE k.kind = 'count_correction' AND k.tenant_id = q.tenant_id AND k.op_id = q.op_id AND k.store_id = q.store_id AND k.sku_id = q.sku_id)
       UNION ALL
       -- A synced sale that took none of a SKU (all of it recorded short, as an uncovered sale finding the shelf empty
       -- does: no sale row, no count_correction row) though a count covered it: a covered sale takes what it sold.
