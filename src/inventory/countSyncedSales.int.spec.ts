@@ -714,11 +714,15 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
               c.held_at < (SELECT min(l.created_at) FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = c.op_id) AS before_own_rows,
               c.held_at < (SELECT min(e.created_at) FROM events e WHERE e.tenant_id = c.tenant_id AND e.op_id = c.op_id) AS before_own_events,
               c.held_at > (SELECT l.created_at FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = $3) AS after_earlier_sale,
-              c.held_at < (SELECT l.created_at FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = $4) AS before_later_sale
+              c.held_at < (SELECT l.created_at FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = $4) AS before_later_sale,
+              -- what migration 1320 gave the counts recorded before it (their first audit event): between the same two rows
+              (SELECT min(e.created_at) FROM events e WHERE e.tenant_id = c.tenant_id AND e.op_id = c.op_id)
+                BETWEEN (SELECT l.created_at FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = $3)
+                    AND (SELECT l.created_at FROM stock_ledger l WHERE l.tenant_id = c.tenant_id AND l.op_id = $4) AS backfill_between
        FROM stock_counts c WHERE c.tenant_id = $1 AND c.id = $2`,
       [tenantId, counted.id, before.op_id, later.op_id],
     );
-    assert.deepEqual(rows, [{ after_counted_at: true, before_own_rows: true, before_own_events: true, after_earlier_sale: true, before_later_sale: true }]);
+    assert.deepEqual(rows, [{ after_counted_at: true, before_own_rows: true, before_own_events: true, after_earlier_sale: true, before_later_sale: true, backfill_between: true }]);
   });
   // The same check against a count's held_at moved back before an operation that was in fact recorded first (so,
   // rightly, without a correction): the rows now say the count was recorded before the operation read its balance
