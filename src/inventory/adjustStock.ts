@@ -39,7 +39,7 @@ export async function adjustStock(cmd: Command, storeId: string, input: Adjustme
     subjectId: `${storeId}/${input.sku_id}`,
     payload: input,
     before: balance ? { store_id: storeId, sku_id: input.sku_id, quantity: balance.quantity_after - input.quantity_change } : null,
-    after: balance ? { ...balance, quantity: balance.quantity_after } : null,
+    after: balance ? { store_id: balance.store_id, sku_id: balance.sku_id, quantity_after: balance.quantity_after, ledger_id: balance.ledger_id, quantity: balance.quantity_after } : null,
   });
   return { op_id: cmd.opId, sku_id: input.sku_id, quantity_change: input.quantity_change, quantity_after: balance?.quantity_after ?? 0, reason: input.reason };
 }

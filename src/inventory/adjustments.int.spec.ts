@@ -34,6 +34,23 @@ describe('stock adjustments', () => {
       ])
     ).rows as Array<{ kind: string; change: number; after: number }>;
 
+  it('GET /v1/operations/{op_id} names a balance row an adjustment made (a SKU the store never held) as created, one it moved as updated; a void of a sale too', async () => {
+    const sku = (await owner.post('/v1/skus', { code: `N-${randomUUID().slice(0, 8)}`, name: 'new thing', unit: 'piece', price: 100 })).body as { id: string };
+    const effectsOf = async (opId: string) =>
+      ((await owner.get(`/v1/operations/${opId}`)).body.effects as Array<{ table: string; id: string; action: string }>).filter((effect) => effect.table === 'stock_balances');
+    const first = await owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 5, reason: 'found on the shelf' });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const second = await owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: 2, reason: 'found more' });
+    assert.equal(second.status, 201, JSON.stringify(second.body));
+    assert.deepEqual(await effectsOf(first.body.op_id), [{ table: 'stock_balances', id: `${store.id}/${sku.id}`, action: 'created' }]);
+    assert.deepEqual(await effectsOf(second.body.op_id), [{ table: 'stock_balances', id: `${store.id}/${sku.id}`, action: 'updated' }]);
+    const sale = await owner.post('/v1/sales', { store_id: store.id, payment_method: 'cash', items: [{ sku_id: sku.id, quantity: 3, unit_price: 100 }] });
+    assert.equal(sale.status, 201, JSON.stringify(sale.body));
+    const voided = await owner.post(`/v1/sales/${sale.body.id}/void`, { reason: 'mistake' });
+    assert.equal(voided.status, 200, JSON.stringify(voided.body));
+    assert.deepEqual(await effectsOf(voided.body.voided_by_op), [{ table: 'stock_balances', id: `${store.id}/${sku.id}`, action: 'updated' }]);
+  });
+
   it('the audit event of an adjustment records the balance before and after it', async () => {
     const sku = await newSku(10);
     const response = await owner.post(`/v1/stores/${store.id}/stock/adjustments`, { sku_id: sku.id, quantity_change: -3, reason: 'damaged' });

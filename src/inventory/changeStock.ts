@@ -20,7 +20,7 @@ export interface StockShortage {
 }
 
 export type StockChangeResult =
-  | { ok: true; balances: Array<{ store_id: string; sku_id: string; quantity_after: number; ledger_id: number }> }
+  | { ok: true; balances: Array<{ store_id: string; sku_id: string; quantity_after: number; ledger_id: number; created?: boolean }> }
   | { ok: false; shortages: StockShortage[] };
 
 /**
@@ -41,7 +41,7 @@ export async function changeStock(tx: Tx, tenantId: string, opId: string, change
   const ordered = mergedInOrder(changes);
 
   const shortages: StockShortage[] = [];
-  const after: Array<{ store_id: string; sku_id: string; quantity_after: number; ledger_id: number }> = [];
+  const after: Array<{ store_id: string; sku_id: string; quantity_after: number; ledger_id: number; created: boolean }> = [];
   for (const change of ordered) {
     // The balance change and its ledger row are ONE statement (a data-modifying
     // CTE): one round trip per line, and the ledger row exists exactly when the
@@ -54,23 +54,26 @@ export async function changeStock(tx: Tx, tenantId: string, opId: string, change
           VALUES (${tenantId}, ${change.storeId}, ${change.skuId}, ${change.quantityChange})
           ON CONFLICT (tenant_id, store_id, sku_id)
           DO UPDATE SET quantity = stock_balances.quantity + EXCLUDED.quantity, updated_at = now()
-          RETURNING quantity`
+          -- xmax 0: the row was inserted by this statement, not updated (the store never held the SKU)
+          RETURNING quantity, xmax = 0 AS created`
         : sql`
           UPDATE stock_balances SET quantity = quantity + ${change.quantityChange}, updated_at = now()
           WHERE tenant_id = ${tenantId} AND store_id = ${change.storeId} AND sku_id = ${change.skuId}
             AND quantity + ${change.quantityChange} >= 0
-          RETURNING quantity`;
+          RETURNING quantity, false AS created`;
     const row = await maybeOne(
       tx,
-      sql<{ id: number; quantity_after: number }>`
-        WITH changed AS (${balance})
-        INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
-        SELECT ${tenantId}, ${change.storeId}, ${change.skuId}, ${opId}, ${change.quantityChange}, changed.quantity, ${change.kind}, ${change.reason ?? null}
-        FROM changed
-        RETURNING id, quantity_after`,
+      sql<{ id: number; quantity_after: number; created: boolean }>`
+        WITH changed AS (${balance}), ledger AS (
+          INSERT INTO stock_ledger (tenant_id, store_id, sku_id, op_id, quantity_change, quantity_after, kind, reason)
+          SELECT ${tenantId}, ${change.storeId}, ${change.skuId}, ${opId}, ${change.quantityChange}, changed.quantity, ${change.kind}, ${change.reason ?? null}
+          FROM changed
+          RETURNING id, quantity_after
+        )
+        SELECT ledger.id, ledger.quantity_after, changed.created FROM ledger, changed`,
     );
     if (row) {
-      after.push({ store_id: change.storeId, sku_id: change.skuId, quantity_after: row.quantity_after, ledger_id: row.id });
+      after.push({ store_id: change.storeId, sku_id: change.skuId, quantity_after: row.quantity_after, ledger_id: row.id, created: row.created });
     } else {
       assert(change.quantityChange < 0, 'adding stock always succeeds');
       // Short (or no balance row yet). Read what is there for the report; the
@@ -222,14 +225,14 @@ export async function addStock(
  */
 export function touchStockMoves(
   cmd: Pick<Command, 'touch'>,
-  balances: ReadonlyArray<{ store_id: string; sku_id: string; ledger_id: number }>,
+  balances: ReadonlyArray<{ store_id: string; sku_id: string; ledger_id: number; created?: boolean }>,
   created: ReadonlyArray<{ store_id: string; sku_id: string }> = [],
 ): void {
   const made = new Set(created.map((row) => `${row.store_id}/${row.sku_id}`.toLowerCase()));
   for (const balance of balances) {
     const pair = `${balance.store_id}/${balance.sku_id}`;
     cmd.touch('stock_ledger', String(balance.ledger_id), 'created');
-    cmd.touch('stock_balances', pair, made.has(pair.toLowerCase()) ? 'created' : 'updated');
+    cmd.touch('stock_balances', pair, balance.created === true || made.has(pair.toLowerCase()) ? 'created' : 'updated');
   }
 }
 
