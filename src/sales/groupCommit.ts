@@ -28,7 +28,18 @@ import { SALE_RETURN_OP } from './returnSale.js';
 import { SALE_VOID_OP } from './voidSale.js';
 import type { SaleInput, SaleSource } from './sale.table.js';
 import { planSale, saleEffects, validateSale, type PlannedSale, type SaleRequest, type SaleState } from './salePlan.js';
-import { balanceKey, heldRowRefusal, loadSaleStates, RowHeldElsewhere, rowWaitedFor, writeSales, type LockWithoutWaiting } from './saleRows.js';
+import {
+  balanceKey,
+  heldAccountRefusal,
+  heldAccountsOf,
+  heldRowRefusal,
+  loadSaleStates,
+  RowHeldElsewhere,
+  rowWaitedFor,
+  saleAccountKeys,
+  writeSales,
+  type LockWithoutWaiting,
+} from './saleRows.js';
 
 /**
  * Group commit for the sale path.
@@ -197,10 +208,15 @@ interface Lane {
 
 type Settled = { ok: true; outcome: CommandOutcome } | { ok: false; error: unknown };
 
-/** Rows of a tenant another transaction was found holding (balances by balanceKey, counters by lowercase store id), oldest first. */
+/**
+ * Rows of a tenant another transaction was found holding (balances by
+ * balanceKey, counters by lowercase store id, journal accounts by their
+ * lowercase key), oldest first.
+ */
 interface HeldRows {
   balances: Set<string>;
   counters: Set<string>;
+  accounts: Set<string>;
 }
 
 /** The rows a run of sales locks, and those of them found held (each kind keyed as in HeldRows). */
@@ -419,28 +435,71 @@ export class GroupCommitter {
    * every row locked without waiting (`all`): what is held at that moment is
    * taken as held.
    */
-  private async runSales(trx: Tx, tenantId: string, sales: Pending[], units: Savepoints, mode: 'wait' | 'all' = 'wait', rounds = 0): Promise<Settled[]> {
+  private async runSales(
+    trx: Tx,
+    tenantId: string,
+    sales: Pending[],
+    units: Savepoints,
+    mode: 'wait' | 'all' = 'wait',
+    rounds = 0,
+    heldAccounts: ReadonlySet<string> = new Set(),
+  ): Promise<Settled[]> {
     await units.open();
     try {
-      const { settled, rows } = await writeSaleRun(trx, tenantId, sales, mode === 'all' ? 'all' : this.knownHeld(tenantId));
+      const accounts = await this.accountsStillHeld(trx, tenantId, sales, heldAccounts);
+      const { settled, rows } = await writeSaleRun(trx, tenantId, sales, mode === 'all' ? 'all' : this.knownHeld(tenantId), accounts);
       if (rows) this.noteHeld(tenantId, rows);
       return settled;
     } catch (error) {
       if (isRetryableTransactionError(error)) throw error;
       await units.rollback();
-      if (mode === 'wait' && pgCode(error) === PG.LOCK_NOT_AVAILABLE) {
+      if (pgCode(error) === PG.LOCK_NOT_AVAILABLE) {
         const waitedFor = await this.rowWaitedFor(trx, tenantId, error, sales, units);
-        if (waitedFor === null || rounds >= MAX_HELD_ROUNDS) return await this.runSales(trx, tenantId, sales, units, 'all');
-        if (waitedFor !== 'other' && !this.heldRows.get(tenantId)?.[waitedFor.kind].has(waitedFor.key)) {
-          this.remember(tenantId, waitedFor.kind, waitedFor.key);
-          return await this.runSales(trx, tenantId, sales, units, 'wait', rounds + 1);
+        // An account (locked late, by postJournals, however the run locked its balances and counters): the run
+        // once more, the sales posting to it refused (heldAccountRefusal) — not its sales one by one, each
+        // waiting the lock wait again. Remembered for the tenant: later runs find it held or free without
+        // waiting (accountsStillHeld).
+        if (waitedFor !== null && waitedFor !== 'other' && waitedFor.kind === 'accounts' && !heldAccounts.has(waitedFor.key) && rounds < MAX_HELD_ROUNDS) {
+          this.remember(tenantId, 'accounts', waitedFor.key);
+          return await this.runSales(trx, tenantId, sales, units, mode, rounds + 1, new Set([...heldAccounts, waitedFor.key]));
+        }
+        if (mode === 'wait') {
+          if (waitedFor === null || rounds >= MAX_HELD_ROUNDS) return await this.runSales(trx, tenantId, sales, units, 'all', 0, heldAccounts);
+          if (waitedFor !== 'other' && waitedFor.kind !== 'accounts' && !this.heldRows.get(tenantId)?.[waitedFor.kind].has(waitedFor.key)) {
+            this.remember(tenantId, waitedFor.kind, waitedFor.key);
+            return await this.runSales(trx, tenantId, sales, units, 'wait', rounds + 1, heldAccounts);
+          }
         }
       }
       if (sales.length === 1) return [{ ok: false, error }];
       const settled: Settled[] = [];
-      for (const sale of sales) settled.push(...(await this.runSales(trx, tenantId, [sale], units, mode)));
+      for (const sale of sales) settled.push(...(await this.runSales(trx, tenantId, [sale], units, mode, 0, heldAccounts)));
       return settled;
     }
+  }
+
+  /**
+   * The accounts a run's sales are refused for (heldAccountRefusal): those
+   * this run found held (`known`) and, of the accounts the tenant's runs
+   * found held before that the sales post to, those still held — found so
+   * without waiting, by a lock taken in a savepoint of its own and given back
+   * at once (heldAccountsOf): taken after nothing and kept during no wait,
+   * it leaves the lock order as it is. One found free is forgotten. Nothing
+   * remembered (the usual case): no statement.
+   */
+  private async accountsStillHeld(trx: Tx, tenantId: string, sales: Pending[], known: ReadonlySet<string>): Promise<ReadonlySet<string>> {
+    const remembered = this.heldRows.get(tenantId)?.accounts;
+    if (!remembered || remembered.size === 0) return known;
+    const posted = new Set(sales.flatMap((item) => saleAccountKeys(item.sale!.sale)));
+    const toProbe = [...remembered].filter((key) => posted.has(key) && !known.has(key));
+    if (toProbe.length === 0) return known;
+    const held = await heldAccountsOf(trx, tenantId, toProbe);
+    for (const key of toProbe) {
+      if (held.has(key)) this.remember(tenantId, 'accounts', key);
+      else remembered.delete(key);
+    }
+    this.forgetIfNone(tenantId);
+    return new Set([...known, ...held]);
   }
 
   /** rowWaitedFor, in the unit's savepoint (rolled back again if the lookup fails: then no row is known). */
@@ -463,7 +522,7 @@ export class GroupCommitter {
   /** Remembers a row of a tenant as held (the most recent last; beyond MAX_HELD_ROWS of its kind, the oldest is forgotten). */
   private remember(tenantId: string, kind: keyof HeldRows, key: string): void {
     let known = this.heldRows.get(tenantId);
-    if (!known) this.heldRows.set(tenantId, (known = { balances: new Set(), counters: new Set() }));
+    if (!known) this.heldRows.set(tenantId, (known = { balances: new Set(), counters: new Set(), accounts: new Set() }));
     const rows = known[kind];
     rows.delete(key);
     rows.add(key);
@@ -481,8 +540,12 @@ export class GroupCommitter {
         else this.heldRows.get(tenantId)?.[kind].delete(row);
       }
     }
+    this.forgetIfNone(tenantId);
+  }
+
+  private forgetIfNone(tenantId: string): void {
     const known = this.heldRows.get(tenantId);
-    if (known && known.balances.size === 0 && known.counters.size === 0) this.heldRows.delete(tenantId);
+    if (known && known.balances.size === 0 && known.counters.size === 0 && known.accounts.size === 0) this.heldRows.delete(tenantId);
   }
 }
 
@@ -530,7 +593,13 @@ async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settle
  * statements (see the overview above). Refusals, replays and keys in flight
  * are outcomes; only an unexpected failure throws.
  */
-async function writeSaleRun(trx: Tx, tenantId: string, items: Pending[], withoutWaiting: LockWithoutWaiting): Promise<{ settled: Settled[]; rows: RunRows | null }> {
+async function writeSaleRun(
+  trx: Tx,
+  tenantId: string,
+  items: Pending[],
+  withoutWaiting: LockWithoutWaiting,
+  heldAccounts: ReadonlySet<string>,
+): Promise<{ settled: Settled[]; rows: RunRows | null }> {
   const settled: Array<Settled | undefined> = items.map(() => undefined);
   // Each key with its former forms (idempotencyKeyForms): all locked, the key's own record first.
   const keyed = items.flatMap((item, index) => (item.input.idempotencyKey === undefined ? [] : [{ index, forms: idempotencyKeyForms(item.input) }]));
@@ -561,7 +630,7 @@ async function writeSaleRun(trx: Tx, tenantId: string, items: Pending[], without
     const accepted: Array<{ index: number; plan: PlannedSale }> = [];
     for (const { index, request } of open) {
       const state = states.get(request.sale.store_id)!;
-      const invalid = validateSale(state, request) ?? heldRowRefusal(state, request.sale);
+      const invalid = validateSale(state, request) ?? heldRowRefusal(state, request.sale) ?? heldAccountRefusal(state, request.sale, heldAccounts);
       if (invalid instanceof RowHeldElsewhere) heldRowRefusals.inc();
       const planned = invalid ? ({ ok: false, error: invalid } as const) : planSale(state, request, newId());
       if (planned.ok) accepted.push({ index, plan: planned.plan });

@@ -1,9 +1,12 @@
 import { sql } from 'kysely';
-import { maybeOne, one, utcMicros, utcMicrosWithinYears, type Tx } from '../core/db.js';
+import { all, maybeOne, one, utcMicros, utcMicrosWithinYears, type Tx } from '../core/db.js';
 import { assert } from '../core/errors.js';
 import { LockNotWaitedFor, PG, pgCode, pgConstraint } from '../core/pgErrors.js';
 import { openReviewItems } from '../core/review.js';
+import { accountKey } from '../money/journal.js';
+import { storeAccountForMethod } from '../money/money.table.js';
 import { postJournals } from '../money/postJournal.js';
+import { amountErrors, lineTotal } from './lineTotal.js';
 import type { CatalogSku, PlannedSale, SaleState } from './salePlan.js';
 import { ledgerKey, shortageReviewItem } from './salePlan.js';
 import type { SaleInput } from './sale.table.js';
@@ -245,28 +248,87 @@ export function heldRowRefusal(state: SaleState, sale: SaleInput): RowHeldElsewh
 }
 
 /**
+ * The journal accounts a sale's entry posts to, as postJournals keys them
+ * (accountKey), lowercase: where its money goes (its store's drawer or
+ * clearing account, or its customer's receivable for a credit sale) and its
+ * store's sales revenue (saleJournalEntry) — whether or not its total is 0.
+ */
+export function saleAccountKeys(sale: SaleInput): string[] {
+  const kind = storeAccountForMethod(sale.payment_method);
+  const debit = kind !== null ? accountKey({ storeId: sale.store_id, kind }) : sale.customer_id ? accountKey({ partyId: sale.customer_id }) : null;
+  return [...(debit === null ? [] : [debit]), accountKey({ storeId: sale.store_id, kind: 'sales_revenue' })].map((key) => key.toLowerCase());
+}
+
+/**
+ * The refusal of a sale (valid: validateSale passed) whose journal entry
+ * would post to an account found held by another transaction (`held`,
+ * lowercase keys: a lock wait of its run timed out on it, see runSales in
+ * groupCommit.ts), or null. A sale that moves no money (total 0) posts
+ * nothing and is not refused; one whose amounts are out of range neither
+ * (planSale refuses it for that).
+ */
+export function heldAccountRefusal(state: SaleState, sale: SaleInput, held: ReadonlySet<string>): RowHeldElsewhere | null {
+  if (held.size === 0) return null;
+  const keys = saleAccountKeys(sale).filter((key) => held.has(key));
+  if (keys.length === 0) return null;
+  const amounts = sale.items.map((item) => ({ unit: state.skus.get(item.sku_id)!.unit, quantity: item.quantity!, unit_price: item.unit_price }));
+  if (amountErrors(amounts).length > 0 || amounts.every((line) => lineTotal(line.unit, line.quantity, line.unit_price) === 0)) return null;
+  return new RowHeldElsewhere(`${keys.map((key) => `the account ${key}`).join(' and ')} held by another transaction: the sale was not written`);
+}
+
+/**
+ * Of the journal accounts `keys` (lowercase, as saleAccountKeys keys them),
+ * those another transaction holds now, found without waiting: each is
+ * locked with SKIP LOCKED (FOR NO KEY UPDATE, what postJournals' update
+ * takes; not hindered by the key-share locks of other postings' foreign
+ * keys) in a savepoint of its own that is rolled back at once, giving back
+ * the locks taken — so it is no lock of the caller's lock order. An account
+ * that does not exist (or whose key is not lowercase) is not held.
+ */
+export async function heldAccountsOf(tx: Tx, tenantId: string, keys: readonly string[]): Promise<Set<string>> {
+  await sql.raw('SAVEPOINT account_probe').execute(tx);
+  const rows = await all(
+    tx,
+    sql<{ key: string }>`
+      WITH free AS (
+        SELECT key FROM accounts WHERE tenant_id = ${tenantId} AND key = ANY(${keys}::text[]) FOR NO KEY UPDATE SKIP LOCKED
+      )
+      SELECT key FROM accounts WHERE tenant_id = ${tenantId} AND key = ANY(${keys}::text[]) AND key NOT IN (SELECT key FROM free)`,
+  );
+  await sql.raw('ROLLBACK TO SAVEPOINT account_probe; RELEASE SAVEPOINT account_probe').execute(tx);
+  return new Set(rows.map((row) => row.key));
+}
+
+/**
  * The row a lock wait that timed out (lock_not_available) was waiting for,
  * among the rows `sales` lock: PostgreSQL names it in the error's context —
  * `while locking tuple (0,3) in relation "stock_balances"` (the tuple's
  * place; the relation's name whatever the server's language) — and, read by
  * that place in a new statement, the row is still there as this transaction
- * sees it while its holder has not committed. `other`: a row of another
- * table (an account…); null: the error names no row (a wait for a place in
- * line behind another waiter of the same row has no context), or the row is
- * not one of these sales' or was released meanwhile.
+ * sees it while its holder has not committed. A journal account (postJournals
+ * locks it, late in the run) is keyed as saleAccountKeys keys it, if one of
+ * the sales posts to it. `other`: a row of another table; null: the error
+ * names no row (a wait for a place in line behind another waiter of the same
+ * row has no context), or the row is not one of these sales' or was released
+ * meanwhile.
  */
 export async function rowWaitedFor(
   tx: Tx,
   tenantId: string,
   error: unknown,
   sales: readonly SaleInput[],
-): Promise<{ kind: 'balances'; key: string } | { kind: 'counters'; key: string } | 'other' | null> {
+): Promise<{ kind: 'balances'; key: string } | { kind: 'counters'; key: string } | { kind: 'accounts'; key: string } | 'other' | null> {
   const where = typeof error === 'object' && error !== null ? (error as { where?: unknown }).where : undefined;
   const tuple = typeof where === 'string' ? /\((\d+),(\d+)\)/.exec(where) : null;
   if (tuple === null) return null;
-  const relation = /\bstock_balances\b|\bstore_receipt_counters\b/.exec(where as string)?.[0];
+  const relation = /\bstock_balances\b|\bstore_receipt_counters\b|\baccounts\b/.exec(where as string)?.[0];
   if (relation === undefined) return 'other';
   const ctid = `(${tuple[1]},${tuple[2]})`;
+  if (relation === 'accounts') {
+    const row = await maybeOne(tx, sql<{ key: string }>`SELECT key FROM accounts WHERE ctid = ${ctid}::tid AND tenant_id = ${tenantId}`);
+    const key = row?.key.toLowerCase();
+    return key !== undefined && sales.some((sale) => saleAccountKeys(sale).includes(key)) ? { kind: 'accounts', key } : null;
+  }
   if (relation === 'stock_balances') {
     const row = await maybeOne(tx, sql<{ store_id: string; sku_id: string }>`SELECT store_id, sku_id FROM stock_balances WHERE ctid = ${ctid}::tid AND tenant_id = ${tenantId}`);
     const key = row && balanceKey(row.store_id, row.sku_id);
