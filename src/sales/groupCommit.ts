@@ -144,8 +144,13 @@ import {
  *   batch and then per sale (measured before: 60–90 s before the tenant's
  *   other sales went through, heldRow.int.spec.ts). The lock order stays
  *   deadlock-free: rows locked without waiting come after the rows waited for
- *   of their kind. A void, a partial return or a sale naming pieces (a batch
- *   of its own) that meets a held row waits the lock wait each time (a void or
+ *   of their kind. A journal account (locked last, by postJournals) found so
+ *   is handled alike: the run is decided again once with the sales posting
+ *   to it refused 503, and later runs whose sales post to it probe it without
+ *   waiting, in a savepoint rolled back at once (no lock of the run's order;
+ *   before, the run was re-run sale by sale, each waiting 2 s again:
+ *   heldAccount.int.spec.ts). A void, a partial return or a sale naming
+ *   pieces (a batch of its own) that meets a held row waits the lock wait each time (a void or
  *   a return 2 s; a sale naming pieces, which may wait for a piece behind a
  *   reservation's end, as long as any command: 15 s).
  * - A COMMIT that fails with a PostgreSQL error rolled everything back: a
@@ -179,7 +184,7 @@ const MAX_WAITING = 20_000;
 
 const heldRowRefusals = new prometheus.Counter({
   name: 'storekeep_sales_row_held_total',
-  help: 'Sales answered 503 at once because a stock balance or receipt counter they need was held by another transaction',
+  help: 'Sales answered 503 at once because a stock balance, receipt counter or journal account they need was held by another transaction',
   registers: [apiRegistry],
 });
 

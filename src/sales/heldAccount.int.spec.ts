@@ -9,7 +9,7 @@ import { integrityFindings } from '../../test/support/integrity.js';
 import { setTenant } from '../core/command.js';
 import { postJournals } from '../money/postJournal.js';
 import { SALE_LOCK_WAIT_MS } from './groupCommit.js';
-import { rowWaitedFor } from './saleRows.js';
+import { heldAccountsOf, rowWaitedFor } from './saleRows.js';
 import type { SaleInput } from './sale.table.js';
 import { balanceAndLedger, givenSku, givenStock, givenStore, saleRowCounts } from './testkit.js';
 
@@ -200,6 +200,30 @@ describe('a journal account row held locked from outside does not make the lane 
     const retried = await Promise.all(heldOnes.map((sent) => send(sent.body, sent.key)));
     for (const sent of retried) assert.equal(sent.answer.status, 201, JSON.stringify(sent.answer.body));
     await assertConsistent();
+  });
+
+  it('heldAccountsOf finds a held account without waiting, and gives back the lock it took of a free one at once (the transaction goes on, holding nothing)', async () => {
+    const heldKey = `store/${storeB}/sales_revenue`;
+    const freeKey = `store/${storeB}/cash_drawer`;
+    const hold = await holdAccount(heldKey);
+    const other: pg.PoolClient = await t.admin.connect();
+    const trx = await t.db.startTransaction().execute();
+    try {
+      await setTenant(trx, tenantId);
+      await sql.raw(`SET LOCAL lock_timeout = '300ms'`).execute(trx);
+      assert.deepEqual([...(await heldAccountsOf(trx, tenantId, [heldKey, freeKey, `party/${randomUUID()}`]))], [heldKey]);
+      // The transaction still open: another one locks the free account without waiting.
+      await other.query('BEGIN');
+      const locked = await other.query(`SELECT 1 FROM accounts WHERE tenant_id = $1 AND key = $2 FOR UPDATE NOWAIT`, [tenantId, freeKey]);
+      assert.equal(locked.rowCount, 1);
+      await other.query('ROLLBACK');
+      // …and the transaction itself goes on (its savepoint given back).
+      assert.equal((await sql<{ one: number }>`SELECT 1 AS one`.execute(trx)).rows[0]!.one, 1);
+    } finally {
+      await trx.rollback().execute();
+      other.release();
+      await hold.release();
+    }
   });
 
   it('rowWaitedFor names the account a timed-out lock wait waited for, when one of the sales posts to it', async () => {
