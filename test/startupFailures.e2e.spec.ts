@@ -229,17 +229,18 @@ describe('storekeep whose migration waits for a lock another session holds', { t
     await t.drop();
   });
 
-  it('a migration blocked behind a lock another session holds: migrate stops after STARTUP_LOCK_TIMEOUT_MS with one line naming the migration, the relation and the holder — it waited for ever — and nothing of it is applied', async () => {
-    // Given the last migration pending again, and a session in psql holding a transaction open on the table it indexes
-    const last = '1300_till_timed_void_return_op_idx';
+  it('migrate blocked behind a lock another session holds stops after STARTUP_LOCK_TIMEOUT_MS with one line naming the relation and the holder — it waited for ever — and applies nothing', async () => {
+    // Given a session in psql holding a transaction open with the migration record locked (whatever the migrations are:
+    // every start reads that table first). The lock wait of a migration itself, with its name: src/core/migrate.int.spec.ts.
     const admin = new pg.Client(t.url);
     const holder = new pg.Client({ connectionString: t.url, application_name: 'psql' });
     await admin.connect();
     await holder.connect();
     try {
-      await admin.query(`DROP INDEX sales_till_void_op_idx; DROP INDEX sale_returns_till_op_idx; DELETE FROM schema_migrations WHERE name = '${last}'`);
+      const recorded = async () => (await admin.query('SELECT count(*)::int AS n FROM schema_migrations')).rows[0].n as number;
+      const before = await recorded();
       await holder.query('BEGIN');
-      await holder.query('LOCK TABLE sale_returns IN ROW EXCLUSIVE MODE');
+      await holder.query('LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE');
       const pid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
       // When it is migrated, with a lock timeout of 1 s
       const result = await runCli(['migrate'], { DATABASE_URL: t.url, STARTUP_LOCK_TIMEOUT_MS: '1000' }, 30_000);
@@ -247,15 +248,13 @@ describe('storekeep whose migration waits for a lock another session holds', { t
       assert.notEqual(result.code, 0, result.output);
       assertOneClearLine(
         result.output,
-        new RegExp(`^storekeep: migration ${last} waited more than 1 s \\(STARTUP_LOCK_TIMEOUT_MS\\) for a ShareLock lock on relation sale_returns held by pid ${pid} \\(application psql,.*nothing of it was applied`, 'm'),
+        new RegExp(`^storekeep: a migration waited more than 1 s \\(STARTUP_LOCK_TIMEOUT_MS\\) for an? \\w+ lock on relation schema_migrations held by pid ${pid} \\(application psql,.*nothing of it was applied`, 'm'),
       );
-      const left = await admin.query(`SELECT to_regclass('sales_till_void_op_idx') AS sales_index, EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1) AS recorded`, [last]);
-      assert.deepEqual(left.rows[0], { sales_index: null, recorded: false }, 'nothing of it applied');
-      // and once the session is gone, it is applied
+      // and once the session is gone, it runs (nothing left to apply) and the record is as it was
       await holder.query('ROLLBACK');
       const again = await runCli(['migrate'], { DATABASE_URL: t.url, STARTUP_LOCK_TIMEOUT_MS: '1000' }, 60_000);
       assert.equal(again.code, 0, again.output);
-      assert.match(again.output, new RegExp(`applied: ${last}`));
+      assert.equal(await recorded(), before);
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
       await holder.end();

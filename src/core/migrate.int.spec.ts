@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
-import { migrate, migrationFiles } from './migrate.js';
+import { migrate, migrationFiles, MIGRATIONS_DIR } from './migrate.js';
 import { StartupRefused } from './startupFailure.js';
 
 describe('migrate', () => {
@@ -158,9 +161,16 @@ describe('migrate', () => {
   });
 
   it('a migration blocked behind a lock another session holds gives up after the lock timeout: a start-up failure naming the migration, the relation, the lock and its holder; nothing of it applied; applied once the lock is gone', async () => {
-    // Given a migrated database whose last migration is pending again (its two indexes dropped)
+    // Given a migrated database and, pending, a migration of its own after the last (in a copy of the folder):
+    // an index on sales, then one on sale_returns
     await migrate(url.toString());
-    const last = '1300_till_timed_void_return_op_idx';
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-migrations-'));
+    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    const last = '99990_probe_lock_wait';
+    writeFileSync(
+      path.join(dir, `${last}.sql`),
+      '-- Up Migration\nCREATE INDEX probe_sales_idx ON sales (tenant_id, created_at);\nCREATE INDEX probe_returns_idx ON sale_returns (tenant_id, created_at);\n',
+    );
     const client = new pg.Client(url.toString());
     const holder = new pg.Client({ connectionString: url.toString(), application_name: 'psql-by-hand' });
     await client.connect();
@@ -168,13 +178,12 @@ describe('migrate', () => {
     const state = async () =>
       (
         await client.query(
-          `SELECT to_regclass('sales_till_void_op_idx') IS NOT NULL AS sales_index, to_regclass('sale_returns_till_op_idx') IS NOT NULL AS returns_index,
+          `SELECT to_regclass('probe_sales_idx') IS NOT NULL AS sales_index, to_regclass('probe_returns_idx') IS NOT NULL AS returns_index,
                   EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1) AS recorded`,
           [last],
         )
       ).rows[0];
     try {
-      await client.query(`DROP INDEX sales_till_void_op_idx; DROP INDEX sale_returns_till_op_idx; DELETE FROM schema_migrations WHERE name = '${last}'`);
       // and a session in a transaction that wrote to sale_returns (ROW EXCLUSIVE, as any request's), left open
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE sale_returns IN ROW EXCLUSIVE MODE');
@@ -183,7 +192,7 @@ describe('migrate', () => {
       const letGo = setTimeout(() => void holder.query('ROLLBACK').catch(() => undefined), 20_000);
       // When a start migrates meanwhile, with a lock timeout of 1.5 s
       const started = Date.now();
-      const failure = await migrate(url.toString(), undefined, { lockTimeoutMs: 1_500 }).then(
+      const failure = await migrate(url.toString(), undefined, { lockTimeoutMs: 1_500, dir }).then(
         () => undefined,
         (error: unknown) => error,
       );
@@ -205,12 +214,15 @@ describe('migrate', () => {
       assert.equal((await holder.query('SELECT 1 AS one')).rows[0].one, 1);
       await holder.query('ROLLBACK');
       // Once the lock is gone, the next start applies it
-      assert.deepEqual(await migrate(url.toString(), undefined, { lockTimeoutMs: 1_500 }), [last]);
+      assert.deepEqual(await migrate(url.toString(), undefined, { lockTimeoutMs: 1_500, dir }), [last]);
       assert.deepEqual(await state(), { sales_index: true, returns_index: true, recorded: true });
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
       await holder.end();
+      // This database now has a migration the folder lacks: drop it from the record (and its indexes), as the other tests expect the folder's.
+      await client.query(`DROP INDEX IF EXISTS probe_sales_idx; DROP INDEX IF EXISTS probe_returns_idx; DELETE FROM schema_migrations WHERE name = '${last}'`);
       await client.end();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

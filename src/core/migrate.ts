@@ -28,6 +28,8 @@ export const STARTUP_LOCK_TIMEOUT_MS = 60_000;
 export interface MigrateOptions {
   /** lock_timeout of the migrations' sessions (ms; 0: none). Default STARTUP_LOCK_TIMEOUT_MS. */
   lockTimeoutMs?: number;
+  /** The folder of numbered SQL files (default MIGRATIONS_DIR; tests give a copy with a migration of their own added). */
+  dir?: string;
 }
 
 /**
@@ -38,7 +40,7 @@ export interface MigrateOptions {
  * (STARTUP_LOCK_TIMEOUT_MS): past it, the migration is rolled back and this
  * fails with a StartupRefused naming what it waited for.
  */
-export async function migrate(databaseUrl: string, logger?: Logger, { lockTimeoutMs = STARTUP_LOCK_TIMEOUT_MS }: MigrateOptions = {}): Promise<string[]> {
+export async function migrate(databaseUrl: string, logger?: Logger, { lockTimeoutMs = STARTUP_LOCK_TIMEOUT_MS, dir = MIGRATIONS_DIR }: MigrateOptions = {}): Promise<string[]> {
   await keepDefaultPrivileges(databaseUrl, lockTimeoutMs).catch((error: unknown) => {
     throw startupLockTimeout(error, 'the refresh of the default privileges (ALTER DEFAULT PRIVILEGES)', lockTimeoutMs);
   });
@@ -59,7 +61,7 @@ export async function migrate(databaseUrl: string, logger?: Logger, { lockTimeou
     try {
       applied = await runner({
         dbClient: client,
-        dir: MIGRATIONS_DIR,
+        dir,
         migrationsTable: MIGRATIONS_TABLE,
         direction: 'up',
         count: Infinity,
@@ -73,7 +75,7 @@ export async function migrate(databaseUrl: string, logger?: Logger, { lockTimeou
       // A migration that failed left its transaction open and aborted on this session (ours, not node-pg-migrate's to close).
       await client.query('ROLLBACK').catch(() => undefined);
       if (pgCode(error) !== PG.LOCK_NOT_AVAILABLE) throw error;
-      const pending = await pendingMigrations(client).catch(() => []);
+      const pending = await pendingMigrations(client, dir).catch(() => []);
       throw new MigrationLockTimeout(pending[0], lockTimeoutMs, await watch.lastWait(), { cause: error });
     } finally {
       await watch.stop();
@@ -325,13 +327,13 @@ async function ensureTenantTurnIndex(pool: pg.Pool): Promise<void> {
   if (present.rows[0]?.old) await pool.query(`DROP INDEX IF EXISTS graphile_worker.storekeep_jobs_tenant_turn_idx`);
 }
 
-export async function migrationFiles(): Promise<string[]> {
-  return (await readdir(MIGRATIONS_DIR)).filter((name) => name.endsWith('.sql')).map((name) => name.slice(0, -4)).sort();
+export async function migrationFiles(dir = MIGRATIONS_DIR): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => name.endsWith('.sql')).map((name) => name.slice(0, -4)).sort();
 }
 
 /** Names of migrations on disk that the database has not applied. */
-export async function pendingMigrations(client: pg.Pool | pg.Client): Promise<string[]> {
-  const files = await migrationFiles();
+export async function pendingMigrations(client: pg.Pool | pg.Client, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const files = await migrationFiles(dir);
   const exists = await client.query<{ exists: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS exists`, [
     `public.${MIGRATIONS_TABLE}`,
   ]);
