@@ -606,6 +606,19 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
     return { sku, countId: counted.id, countedAt, sale, voidOp: voided.voided_by_op, correctionId: row.id };
   };
 
+  /** A return of 2 of a sale of 5 the till made before a count's counted_at, recorded after the count: its count_correction row. */
+  const returnCorrected = async () => {
+    const sku = await newSku(20);
+    const sale = await sell(sku, 5);
+    const tillReturned = await dbNow();
+    const countedAt = await dbNow();
+    const counted = await count(sku, 17, countedAt);
+    const returned = await returnOf(sale.id, sku, 2, tillReturned);
+    const correction = (await ledgerOf(sku)).find((entry) => entry.kind === 'count_correction' && entry.op_id === returned.op_id);
+    assert.ok(correction, 'the return wrote its count_correction row');
+    return { sku, counted, returned, correction };
+  };
+
   it('a correction of a void the till made after the count\'s counted_at is reported', async () => {
     const one = await voidCorrected();
     const found = await newFindings(() =>
@@ -615,14 +628,7 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
   });
 
   it('a return\'s correction taking out more than the return put back, and a correction in an online void\'s operation, are reported', async () => {
-    const sku = await newSku(20);
-    const sale = await sell(sku, 5);
-    const tillReturned = await dbNow();
-    const countedAt = await dbNow();
-    const counted = await count(sku, 17, countedAt);
-    const returned = await returnOf(sale.id, sku, 2, tillReturned);
-    const correction = (await ledgerOf(sku)).find((entry) => entry.kind === 'count_correction' && entry.op_id === returned.op_id);
-    assert.ok(correction);
+    const { sku, counted, returned, correction } = await returnCorrected();
     // −1 on the correction and on every row after it of the pair, and on the balance: the ledger still sums to it.
     const found = await newFindings(() =>
       withTriggersOff(t.admin, [
@@ -696,14 +702,7 @@ describe('stock counts and sales synced late: each sale is taken out once', () =
       ['stock_count_matches_ledger', one.countId],
     ]);
 
-    const sku = await newSku(20);
-    const sale = await sell(sku, 5);
-    const tillReturned = await dbNow();
-    const countedAt = await dbNow();
-    const counted = await count(sku, 17, countedAt);
-    const returned = await returnOf(sale.id, sku, 2, tillReturned);
-    const correction = (await ledgerOf(sku)).find((entry) => entry.kind === 'count_correction' && entry.op_id === returned.op_id);
-    assert.ok(correction);
+    const { sku, counted, returned, correction } = await returnCorrected();
     const more = await newFindings(() => dropCorrection(sku, correction.id, -2));
     assert.deepEqual(more.map((finding) => [finding.check, finding.subject]).sort(), [
       ['covered_sale_has_count_correction', subjectOf(returned.op_id, sku)],

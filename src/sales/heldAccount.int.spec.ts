@@ -11,7 +11,7 @@ import { postJournals } from '../money/postJournal.js';
 import { SALE_LOCK_WAIT_MS } from './groupCommit.js';
 import { heldAccountsOf, rowWaitedFor } from './saleRows.js';
 import type { SaleInput } from './sale.table.js';
-import { balanceAndLedger, givenSku, givenStock, givenStore, saleRowCounts } from './testkit.js';
+import { assertGaplessReceipts, balanceAndLedger, givenSku, givenStock, givenStore, holdLocked, saleRowCounts } from './testkit.js';
 
 /**
  * A journal account row held locked from outside (a psql session, a stuck
@@ -77,31 +77,8 @@ describe('a journal account row held locked from outside does not make the lane 
   };
 
   /** Holds an account row locked (FOR UPDATE, as a psql session would) until `release`. */
-  const holdAccount = async (key: string) => {
-    const holder: pg.PoolClient = await t.admin.connect();
-    await holder.query('BEGIN');
-    const locked = await holder.query(`SELECT 1 FROM accounts WHERE tenant_id = $1 AND key = $2 FOR UPDATE`, [tenantId, key]);
-    assert.equal(locked.rowCount, 1, `the account ${key} exists`);
-    let released = false;
-    return {
-      async release() {
-        if (released) return;
-        released = true;
-        await holder.query('ROLLBACK');
-        holder.release();
-      },
-    };
-  };
-
-  const assertGaplessReceipts = async () => {
-    const { rows } = await t.admin.query(
-      `SELECT store_id, count(*)::int AS n, min(receipt_number)::int AS lo, max(receipt_number)::int AS hi, count(DISTINCT receipt_number)::int AS distinct_numbers,
-              (SELECT last_number::int FROM store_receipt_counters c WHERE c.tenant_id = s.tenant_id AND c.store_id = s.store_id) AS counter
-       FROM sales s WHERE tenant_id = $1 GROUP BY tenant_id, store_id`,
-      [tenantId],
-    );
-    for (const row of rows) assert.deepEqual({ lo: row.lo, hi: row.hi, distinct: row.distinct_numbers, counter: row.counter }, { lo: 1, hi: row.n, distinct: row.n, counter: row.n }, `store ${row.store_id}`);
-  };
+  const holdAccount = (key: string) =>
+    holdLocked(t, `SELECT 1 FROM accounts WHERE tenant_id = $1 AND key = $2 FOR UPDATE`, [tenantId, key], `the account ${key}`);
 
   /** Balances = ledgers, receipts gapless, account balances = their postings, no integrity finding. */
   const assertConsistent = async () => {
@@ -109,7 +86,7 @@ describe('a journal account row held locked from outside does not make the lane 
       const { balance, ledger } = await balanceAndLedger(t, tenantId, store, sku);
       assert.equal(balance, ledger, `balance = ledger sum for ${store}`);
     }
-    await assertGaplessReceipts();
+    await assertGaplessReceipts(t, tenantId);
     const { rows } = await t.admin.query(
       `SELECT a.key, a.balance::bigint AS balance, coalesce((SELECT sum(p.amount) FROM postings p WHERE p.tenant_id = a.tenant_id AND p.account_id = a.id), 0)::bigint AS posted
        FROM accounts a WHERE a.tenant_id = $1`,

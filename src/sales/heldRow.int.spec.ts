@@ -10,7 +10,7 @@ import { setTenant } from '../core/command.js';
 import { SALE_LOCK_WAIT_MS } from './groupCommit.js';
 import { balanceKey, loadSaleStates, rowWaitedFor } from './saleRows.js';
 import type { SaleInput } from './sale.table.js';
-import { balanceAndLedger, givenSku, givenStock, givenStore, saleRowCounts } from './testkit.js';
+import { assertGaplessReceipts, balanceAndLedger, givenSku, givenStock, givenStore, holdLocked, saleRowCounts } from './testkit.js';
 
 /**
  * One balance row (or receipt counter) held locked from outside — a psql
@@ -64,34 +64,6 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     return { key, body, answer, ms: performance.now() - started };
   };
 
-  /** Holds rows locked from a connection of its own (as a psql session would) until `release`. */
-  const holdLocked = async (statement: string, params: unknown[]) => {
-    const holder: pg.PoolClient = await t.admin.connect();
-    await holder.query('BEGIN');
-    const locked = await holder.query(statement, params);
-    assert.equal(locked.rowCount, 1, 'the row to hold exists');
-    let released = false;
-    return {
-      async release() {
-        if (released) return;
-        released = true;
-        await holder.query('ROLLBACK');
-        holder.release();
-      },
-    };
-  };
-
-  /** Every store's receipt numbers are 1..n without a gap or a repeat. */
-  const assertGaplessReceipts = async () => {
-    const { rows } = await t.admin.query(
-      `SELECT store_id, count(*)::int AS n, min(receipt_number)::int AS lo, max(receipt_number)::int AS hi, count(DISTINCT receipt_number)::int AS distinct_numbers,
-              (SELECT last_number::int FROM store_receipt_counters c WHERE c.tenant_id = s.tenant_id AND c.store_id = s.store_id) AS counter
-       FROM sales s WHERE tenant_id = $1 GROUP BY tenant_id, store_id`,
-      [tenantId],
-    );
-    for (const row of rows) assert.deepEqual({ lo: row.lo, hi: row.hi, distinct: row.distinct_numbers, counter: row.counter }, { lo: 1, hi: row.n, distinct: row.n, counter: row.n }, `store ${row.store_id}`);
-  };
-
   const assertBalancesEqualLedgers = async () => {
     for (const store of [storeA, storeB]) {
       for (const sku of [held, other, third]) {
@@ -123,7 +95,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
 
   it('a held stock balance: the other SKUs and stores sell within the bound; the held one is 503 at once, nothing written; once released, the same keys sell it exactly once', async () => {
     const before = await saleRowCounts(t, tenantId);
-    const hold = await holdLocked(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, held]);
+    const hold = await holdLocked(t, `SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, held]);
     let first: Sent[];
     let second: Sent[];
     let third_: Sent[];
@@ -190,7 +162,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
       for (const sku of [held, other, third]) assert.equal((await balanceAndLedger(t, tenantId, store, sku)).balance, expected(store, sku), `stock of ${store}/${sku}`);
     }
     await assertBalancesEqualLedgers();
-    await assertGaplessReceipts();
+    await assertGaplessReceipts(t, tenantId);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
@@ -202,7 +174,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
       const sold = await send(saleOf(storeB, other));
       assert.equal(sold.answer.status, 201);
       const before = await saleRowCounts(t, tenantId);
-      const hold = await holdLocked(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeB, other]);
+      const hold = await holdLocked(t, `SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeB, other]);
       const voidKey = randomUUID();
       let voided: { answer: ApiResponse; ms: number };
       let first: Sent[];
@@ -255,7 +227,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
       assert.equal(afterAll.sales, Number(before.sales) + answers.length);
       assert.equal((await balanceAndLedger(t, tenantId, storeB, other)).balance, STOCK - (await soldOf(storeB, other)) + 1, 'the voided unit returned');
       await assertBalancesEqualLedgers();
-      await assertGaplessReceipts();
+      await assertGaplessReceipts(t, tenantId);
       assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
     } finally {
       await second.close();
@@ -267,7 +239,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     const sold = await send({ ...saleOf(storeA, other), items: [{ sku_id: other, quantity: 3, unit_price: 10 }] });
     assert.equal(sold.answer.status, 201, JSON.stringify(sold.answer.body));
     const before = await saleRowCounts(t, tenantId);
-    const hold = await holdLocked(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, other]);
+    const hold = await holdLocked(t, `SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, other]);
     const returnKey = randomUUID();
     const giveBack = () => owner.post(`/v1/sales/${sold.answer.body.id}/returns`, { items: [{ sku_id: other, quantity: 1 }], reason: 'held row' }, { idempotencyKey: returnKey });
     let returned: { answer: ApiResponse; ms: number };
@@ -305,13 +277,13 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     const made = await t.admin.query(`SELECT count(*)::int AS n FROM sale_returns WHERE tenant_id = $1 AND sale_id = $2`, [tenantId, sold.answer.body.id]);
     assert.deepEqual(made.rows, [{ n: 1 }]);
     await assertBalancesEqualLedgers();
-    await assertGaplessReceipts();
+    await assertGaplessReceipts(t, tenantId);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
   it('a held receipt counter: the other store sells within the bound; the held store\'s sales are 503, nothing written, and take no number', async () => {
     const before = await saleRowCounts(t, tenantId);
-    const hold = await holdLocked(`SELECT 1 FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2 FOR UPDATE`, [tenantId, storeB]);
+    const hold = await holdLocked(t, `SELECT 1 FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2 FOR UPDATE`, [tenantId, storeB]);
     let answers: Sent[];
     let again: Sent[];
     try {
@@ -341,13 +313,13 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     const afterAll = await saleRowCounts(t, tenantId);
     assert.equal(afterAll.sales, Number(before.sales) + otherOnes.length + heldOnes.length);
     await assertBalancesEqualLedgers();
-    await assertGaplessReceipts();
+    await assertGaplessReceipts(t, tenantId);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
   it('a held row with another transaction already waiting for it (the lane\'s wait names no row): the run is decided again with every row locked without waiting; the others sell, the held one is 503', async () => {
     const before = await saleRowCounts(t, tenantId);
-    const hold = await holdLocked(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeB, third]);
+    const hold = await holdLocked(t, `SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeB, third]);
     // Another transaction (an adjustment, a psql session) already waits for the row: the lane queues behind it.
     const waiter: pg.PoolClient = await t.admin.connect();
     let answers: Sent[];
@@ -385,7 +357,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     const retried = await Promise.all([...answers, ...again].filter(needsHeld).map((sent) => send(sent.body, sent.key)));
     for (const sent of retried) assert.equal(sent.answer.status, 201, JSON.stringify(sent.answer.body));
     await assertBalancesEqualLedgers();
-    await assertGaplessReceipts();
+    await assertGaplessReceipts(t, tenantId);
     assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 
@@ -407,7 +379,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
         await trx.rollback().execute();
       }
     };
-    const balance = await holdLocked(`SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, third]);
+    const balance = await holdLocked(t, `SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, third]);
     try {
       assert.deepEqual(await waitFor(300), { code: '55P03', waitedFor: { kind: 'balances', key: balanceKey(storeA, third) } });
       // A second waiter for the row queues for its place in line behind the first: its error names no row.
@@ -419,7 +391,7 @@ describe('a row held locked from outside does not stall the tenant\'s sale lane'
     } finally {
       await balance.release();
     }
-    const counter = await holdLocked(`SELECT 1 FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2 FOR UPDATE`, [tenantId, storeB]);
+    const counter = await holdLocked(t, `SELECT 1 FROM store_receipt_counters WHERE tenant_id = $1 AND store_id = $2 FOR UPDATE`, [tenantId, storeB]);
     try {
       assert.deepEqual(await waitFor(300), { code: '55P03', waitedFor: { kind: 'counters', key: storeB.toLowerCase() } });
     } finally {

@@ -92,3 +92,34 @@ export async function saleMoney(t: TestApp, tenantId: string, storeId: string, s
   );
   return Object.fromEntries(rows.map((row) => [row.key.replace(`store/${storeId}/`, ''), row.net]));
 }
+
+/**
+ * Holds a row locked from a connection of its own (as a psql session would)
+ * until `release`: `statement` locks exactly one row (FOR UPDATE).
+ */
+export async function holdLocked(t: TestApp, statement: string, params: unknown[], what = 'the row to hold'): Promise<{ release(): Promise<void> }> {
+  const holder = await t.admin.connect();
+  await holder.query('BEGIN');
+  const locked = await holder.query(statement, params);
+  assert.equal(locked.rowCount, 1, `${what} exists`);
+  let released = false;
+  return {
+    async release() {
+      if (released) return;
+      released = true;
+      await holder.query('ROLLBACK');
+      holder.release();
+    },
+  };
+}
+
+/** Every store of the tenant has receipt numbers 1..n without a gap or a repeat, and its counter at n. */
+export async function assertGaplessReceipts(t: TestApp, tenantId: string): Promise<void> {
+  const { rows } = await t.admin.query(
+    `SELECT store_id, count(*)::int AS n, min(receipt_number)::int AS lo, max(receipt_number)::int AS hi, count(DISTINCT receipt_number)::int AS distinct_numbers,
+            (SELECT last_number::int FROM store_receipt_counters c WHERE c.tenant_id = s.tenant_id AND c.store_id = s.store_id) AS counter
+     FROM sales s WHERE tenant_id = $1 GROUP BY tenant_id, store_id`,
+    [tenantId],
+  );
+  for (const row of rows) assert.deepEqual({ lo: row.lo, hi: row.hi, distinct: row.distinct_numbers, counter: row.counter }, { lo: 1, hi: row.n, distinct: row.n, counter: row.n }, `store ${row.store_id}`);
+}
