@@ -53,6 +53,9 @@ export const Uuid = Type.String({ format: 'uuid', [LOWERCASE]: true, description
 
 export const IdParams = Type.Object({ id: Uuid });
 
+/** The path of a store's records: `/v1/stores/{store_id}/…`. */
+export const StoreParams = Type.Object({ store_id: Uuid });
+
 /** The Idempotency-Key header of every mutating request (documented in OpenAPI). */
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(

@@ -4,7 +4,7 @@ import { holdingIdempotencyKey, inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, StoreParams, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { COUNT_CLOCK_SKEW, COUNT_MAX_AGE_DAYS, countStock, findStockCount, listStockCounts } from './countStock.js';
 import { createSku, updateSku } from './createSku.js';
@@ -36,7 +36,6 @@ const Sku = Type.Object({
   op_id: Uuid,
   created_at: Timestamp,
 });
-const StoreParams = Type.Object({ store_id: Uuid });
 const UnitCost = Type.Integer({
   minimum: 0,
   maximum: 9_000_000_000_000,

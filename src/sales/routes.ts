@@ -33,6 +33,7 @@ import {
   Money,
   Page,
   pageOf,
+  StoreParams,
   Timestamp,
   Uuid,
 } from '../http/schemas.js';
@@ -112,7 +113,6 @@ export const SaleReturn = Type.Object({
   lines: Type.Array(ReturnLine, { description: 'per sale line, in line order: a SKU is taken back from its lines in line order' }),
 });
 
-const StoreParams = Type.Object({ store_id: Uuid });
 
 /** Where a page of a store's sales list ends: its last sale's created_at to the microsecond and receipt number. */
 const isSaleListCursor = isCursorOf<{ created_at: string; receipt_number: number }>({
