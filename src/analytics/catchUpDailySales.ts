@@ -91,7 +91,7 @@ export async function catchUpDailySales(cmd: Command): Promise<CatchUpResult> {
   const { tx, tenantId, opId } = cmd;
   await lockNamed(tx, `daily-sales-rollup-catch-up/${tenantId}`);
   // The tenant's stores FOR SHARE, held until this run commits, before the
-  // changes are read: a change of a store's zone (updateStoreTimeZone, which
+  // changes are read: a change of a store's zone (changeTimeZone in src/inventory/createStore.ts, which
   // holds the store row FOR NO KEY UPDATE) and this run take turns. Sales
   // run on during a zone change (they need only FOR KEY SHARE), so a sale
   // without money (its day is its store's, in the store's zone) may commit

@@ -63,8 +63,8 @@ const SKU_COLUMNS = sql`id, code, name, unit, price, tracks_pieces, op_id, creat
 export async function updateSku(cmd: Command, skuId: string, input: UpdateSkuInput): Promise<SkuRow> {
   const before = await maybeOne(cmd.tx, sql<SkuRow>`SELECT ${SKU_COLUMNS} FROM skus WHERE tenant_id = ${cmd.tenantId} AND id = ${skuId} FOR NO KEY UPDATE`);
   if (!before) throw notFound('SKU');
-  const after = { code: input.code ?? before.code, name: input.name ?? before.name, price: input.price ?? Number(before.price) };
-  if (after.code === before.code && after.name === before.name && after.price === Number(before.price)) return before;
+  const after = { code: input.code ?? before.code, name: input.name ?? before.name, price: input.price ?? before.price };
+  if (after.code === before.code && after.name === before.name && after.price === before.price) return before;
   try {
     const sku = await one(
       cmd.tx,

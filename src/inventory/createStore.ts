@@ -107,11 +107,8 @@ async function assertTodayNotBeforeLatestCount(cmd: Command, storeId: string, ti
  * (FOR SHARE: the catch-up reads the changes in the new zone and sees these
  * figures), another change of the zone (FOR NO KEY UPDATE).
  */
-export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZone: string): Promise<StoreRow> {
-  await assertKnownTimeZone(cmd.tx, timeZone, '/body/time_zone');
-  const before = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR NO KEY UPDATE`);
-  if (!before) throw notFound('store');
-  cmd.storeId = before.id;
+async function changeTimeZone(cmd: Command, before: StoreRow, timeZone: string): Promise<StoreRow> {
+  const storeId = before.id;
   if (before.time_zone === timeZone) return before;
   await assertTodayNotBeforeLatestCount(cmd, storeId, timeZone);
   const store = await one(
@@ -152,12 +149,14 @@ export async function updateStoreTimeZone(cmd: Command, storeId: string, timeZon
 }
 
 /**
- * PATCH /v1/stores/{id}: its name and/or its time zone (updateStoreTimeZone),
- * in one transaction — a zone refused (409) changes the name neither. Each
+ * PATCH /v1/stores/{id}: its name and/or its time zone (changeTimeZone), in
+ * one transaction under the store row's lock (FOR NO KEY UPDATE: see
+ * changeTimeZone) — a zone refused (409) changes the name neither. Each
  * change is audited on its own (`before`, `after`); the same values change
  * nothing.
  */
 export async function updateStore(cmd: Command, storeId: string, input: { name?: string | undefined; time_zone?: string | undefined }): Promise<StoreRow> {
+  if (input.time_zone !== undefined) await assertKnownTimeZone(cmd.tx, input.time_zone, '/body/time_zone');
   let store = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR NO KEY UPDATE`);
   if (!store) throw notFound('store');
   cmd.storeId = store.id;
@@ -167,5 +166,5 @@ export async function updateStore(cmd: Command, storeId: string, input: { name?:
     cmd.touch('stores', storeId, 'updated');
     cmd.audit({ subjectType: 'store', subjectId: storeId, before, after: store });
   }
-  return input.time_zone === undefined ? store : updateStoreTimeZone(cmd, storeId, input.time_zone);
+  return input.time_zone === undefined ? store : changeTimeZone(cmd, store, input.time_zone);
 }
