@@ -377,7 +377,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     app.addHook('onSend', async (request, reply, payload) => {
       const route = request.routeOptions.url;
       const type = reply.getHeader('content-type');
-      if (route === undefined || typeof payload !== 'string' || typeof type !== 'string' || !type.startsWith('application/problem+json')) return payload;
+      // A request no route of ours serves (404, 405) is no route's refusal.
+      if (route === undefined || reachesNoRoute(request) || typeof payload !== 'string' || typeof type !== 'string' || !type.startsWith('application/problem+json')) return payload;
       const method = request.method === 'HEAD' ? 'GET' : request.method;
       const refusals = refusalsByOperation.get(`${method.toLowerCase()} ${openApiPath(route)}`);
       if (refusals === undefined) return payload;
@@ -427,12 +428,23 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // catch-all that lets CORS preflights through (src/http/cors.ts) serves no
   // path: an OPTIONS that is not a preflight from an allowed origin is
   // answered here, as it is with CORS off.
-  const serves = (method: (typeof ROUTABLE_METHODS)[number], path: string) => {
-    const route = app.findRoute({ method, url: path });
-    return route !== null && !(method === 'OPTIONS' && isCorsCatchAll(route.params));
+  //
+  // A path serves the methods whose routes match it most closely: those that
+  // read the fewest of its segments as parameters. A GET of
+  // `/v1/stores/{id}/stock/receipts`, a path only POST serves, is a 405
+  // though `GET /v1/stores/{id}/stock/{sku_id}` would take `receipts` for a SKU id.
+  const closestRoutes = (path: string): (typeof ROUTABLE_METHODS)[number][] => {
+    if (!path.startsWith('/')) return [];
+    const routes = ROUTABLE_METHODS.flatMap((method) => {
+      const route = app.findRoute({ method, url: path });
+      if (route === null || (method === 'OPTIONS' && isCorsCatchAll(route.params))) return [];
+      return [{ method, parameters: Object.keys(route.params ?? {}).length }];
+    });
+    const fewest = Math.min(...routes.map((route) => route.parameters));
+    return routes.filter((route) => route.parameters === fewest).map((route) => route.method);
   };
   noRouteFor = (method, path) => {
-    const allowed = path.startsWith('/') ? ROUTABLE_METHODS.filter((routable) => serves(routable, path)) : [];
+    const allowed = closestRoutes(path);
     if (allowed.length === 0) return { error: new AppError('not_found', `no route for ${method} ${path}`) };
     return { error: new AppError('method_not_allowed', `${path} does not serve ${method}; it serves ${allowed.join(', ')}`), allow: allowed.join(', ') };
   };
@@ -445,11 +457,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   /**
    * Whether a request reaches no route of ours: none matched, or only the
    * OPTIONS catch-all CORS registers (a preflight the CORS hook answered
-   * never gets this far, so this one is none, and the catch-all serves no path).
+   * never gets this far, so this one is none, and the catch-all serves no
+   * path), or a route with parameters took a word of another method's path.
    */
   const reachesNoRoute = (request: FastifyRequest): boolean => {
     const url = request.routeOptions.url;
-    return url === undefined || isCorsCatchAllRoute({ method: request.method, url });
+    if (url === undefined || isCorsCatchAllRoute({ method: request.method, url })) return true;
+    // A route with parameters may have matched a path another method's route
+    // names word for word (closestRoutes): that path is not this route's.
+    return url.includes(':') && !closestRoutes(request.url.split('?')[0] ?? request.url).includes(request.method as (typeof ROUTABLE_METHODS)[number]);
   };
 
   // Shutting down: requests in flight finish; one that arrives now (on a

@@ -339,6 +339,26 @@ describe('methods a path does not serve', () => {
       assert.equal(unknown.body.code, 'not_found');
     }
   });
+
+  it('a path one method names word for word is not another method\'s parameter: GET …/stock/receipts is 405 Allow POST, not a SKU id refused', async () => {
+    const { owner } = await t.newTenant();
+    const store = (await owner.post('/v1/stores', { code: 'W1', name: 'Words' })).body;
+    const sku = (await owner.post('/v1/skus', { code: 'W-SKU', name: 'Word', unit: 'piece', price: 100 })).body;
+    for (const word of ['receipts', 'adjustments']) {
+      for (const method of ['GET', 'HEAD', 'DELETE']) {
+        const response = await owner.request(method, `/v1/stores/${store.id}/stock/${word}`);
+        assert.equal(response.status, 405, `${method} ${word}: got ${response.status} ${JSON.stringify(response.body)}`);
+        assert.equal(response.headers.get('allow'), 'POST');
+        if (method !== 'HEAD') assert.equal(response.body.code, 'method_not_allowed');
+      }
+    }
+    // The parameter route still serves what is not another route's word, and its own refusals stand.
+    assert.equal((await owner.get(`/v1/stores/${store.id}/stock/${sku.id}`)).status, 200);
+    const notId = await owner.get(`/v1/stores/${store.id}/stock/receipt`);
+    assert.deepEqual([notId.status, notId.body.errors?.[0]?.path], [400, '/params/sku_id']);
+    const posted = await owner.post(`/v1/stores/${store.id}/stock/${sku.id}`, {});
+    assert.deepEqual([posted.status, posted.headers.get('allow')], [405, 'GET, HEAD']);
+  });
 });
 
 /** What a raw HTTP/1.1 exchange returned: status, lower-cased headers, parsed body. */
