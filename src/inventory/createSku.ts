@@ -2,9 +2,12 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { maybeOne, one } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
+import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
 import type { SkuRow, Unit } from './inventory.table.js';
+
+const SKU_COLUMNS = sql`id, code, name, unit, price, tracks_pieces, version, op_id, created_at`;
 
 export interface CreateSkuInput {
   code: string;
@@ -29,7 +32,7 @@ export async function createSku(cmd: Command, input: CreateSkuInput): Promise<Sk
       sql<SkuRow>`
         INSERT INTO skus (tenant_id, id, code, name, unit, price, tracks_pieces, op_id)
         VALUES (${cmd.tenantId}, ${id}, ${input.code}, ${input.name}, ${input.unit}, ${input.price}, ${input.tracks_pieces ?? false}, ${cmd.opId})
-        RETURNING id, code, name, unit, price, tracks_pieces, op_id, created_at`,
+        RETURNING ${SKU_COLUMNS}`,
     );
     cmd.touch('skus', id);
     cmd.audit({ subjectType: 'sku', subjectId: id, after: sku });
@@ -48,28 +51,33 @@ export interface UpdateSkuInput {
   price?: number | undefined;
 }
 
-const SKU_COLUMNS = sql`id, code, name, unit, price, tracks_pieces, op_id, created_at`;
-
 /**
  * Changes a SKU's code, name or default price (a merge patch: what is sent
  * changes, the rest stays). Its unit and whether it tracks pieces never
  * change (the database refuses it: the sale path caches them). What is
  * recorded keeps what it was recorded with: a sale line its unit_price, a
  * consignment line the price agreed then. The row is locked, so two changes
- * of one SKU take turns (the later one applies to what the earlier left).
- * Nothing changed (the same values, or an empty patch): answered as it is,
- * no event. A code another SKU has: 409 already_exists.
+ * of one SKU take turns (the later one applies to what the earlier left, or
+ * is refused when it names the version the earlier one moved on from:
+ * `expected`, the If-Match, 412 version_conflict). Nothing changed (the same
+ * values, or an empty patch): answered as it is, no event, the version
+ * unchanged. A code another SKU has: 409 already_exists.
  */
-export async function updateSku(cmd: Command, skuId: string, input: UpdateSkuInput): Promise<SkuRow> {
+export async function updateSku(cmd: Command, skuId: string, input: UpdateSkuInput, expected?: ExpectedVersions): Promise<SkuRow> {
   const before = await maybeOne(cmd.tx, sql<SkuRow>`SELECT ${SKU_COLUMNS} FROM skus WHERE tenant_id = ${cmd.tenantId} AND id = ${skuId} FOR NO KEY UPDATE`);
   if (!before) throw notFound('SKU');
+  if (expected !== undefined && !matchesExpected(expected, before.version)) {
+    throw new AppError('version_conflict', `the SKU is at version ${before.version}, not ${describeExpected(expected)}; reload it and change it again`, {
+      extra: { current_version: before.version },
+    });
+  }
   const after = { code: input.code ?? before.code, name: input.name ?? before.name, price: input.price ?? before.price };
   if (after.code === before.code && after.name === before.name && after.price === before.price) return before;
   try {
     const sku = await one(
       cmd.tx,
       sql<SkuRow>`
-        UPDATE skus SET code = ${after.code}, name = ${after.name}, price = ${after.price}
+        UPDATE skus SET code = ${after.code}, name = ${after.name}, price = ${after.price}, version = version + 1
         WHERE tenant_id = ${cmd.tenantId} AND id = ${skuId}
         RETURNING ${SKU_COLUMNS}`,
     );

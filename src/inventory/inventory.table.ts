@@ -18,6 +18,8 @@ export interface SkuRow {
   unit: Unit;
   price: number;
   tracks_pieces: boolean;
+  /** Starts at 1; each change that changes something adds 1 (its ETag). */
+  version: number;
   op_id: string;
   created_at: Date;
 }

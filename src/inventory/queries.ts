@@ -22,7 +22,7 @@ export async function listStores(tx: Tx, tenantId: string, storeIds: readonly st
 export async function findSku(tx: Tx, tenantId: string, id: string): Promise<SkuRow | undefined> {
   return maybeOne(
     tx,
-    sql<SkuRow>`SELECT id, code, name, unit, price, tracks_pieces, op_id, created_at FROM skus WHERE tenant_id = ${tenantId} AND id = ${id}`,
+    sql<SkuRow>`SELECT id, code, name, unit, price, tracks_pieces, version, op_id, created_at FROM skus WHERE tenant_id = ${tenantId} AND id = ${id}`,
   );
 }
 
@@ -30,7 +30,7 @@ export async function listSkus(tx: Tx, tenantId: string, after: string | undefin
   return all(
     tx,
     sql<SkuRow>`
-      SELECT id, code, name, unit, price, tracks_pieces, op_id, created_at FROM skus
+      SELECT id, code, name, unit, price, tracks_pieces, version, op_id, created_at FROM skus
       WHERE tenant_id = ${tenantId} ${andIf(after, (code) => sql`code > ${code}`)}
       ORDER BY code LIMIT ${limit}`,
   );

@@ -4,12 +4,13 @@ import { holdingIdempotencyKey, inTenantTransaction } from '../core/command.js';
 import { notFound } from '../core/errors.js';
 import type { App, AppDeps } from '../http/app.js';
 import { command, commandInputOf, sendOutcome, tenantOf } from '../http/command.js';
-import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, StoreParams, Timestamp, Uuid } from '../http/schemas.js';
+import { Code, cursorField, decodeCursor, IdempotencyHeaders, IdParams, IfMatchHeaders, isCursorOf, limitOf, ListCursor, ListLimit, ListQuery, Money, Name, Page, listOf, pageOf, PositiveQuantity, StoreParams, Timestamp, Uuid } from '../http/schemas.js';
 import { adjustStock } from './adjustStock.js';
 import { COUNT_CLOCK_SKEW, COUNT_MAX_AGE_DAYS, countStock, findStockCount, listStockCounts } from './countStock.js';
 import { createSku, updateSku } from './createSku.js';
 import { createStore, updateStore } from './createStore.js';
 import { MERGE_PATCH_CONSUMES } from '../http/json.js';
+import { etagOf, optionalExpectedVersion, versionedCommand } from '../http/etag.js';
 import { findSku, findStore, listSkus, listStock, listStores } from './queries.js';
 import { receiveStock } from './receiveStock.js';
 import { listStockLedger } from './listStockLedger.js';
@@ -33,6 +34,7 @@ const Sku = Type.Object({
   unit: Type.Union([Type.Literal('kg'), Type.Literal('piece'), Type.Literal('metre')]),
   price: Money,
   tracks_pieces: Type.Boolean(),
+  version: Type.Integer({ minimum: 1, description: 'starts at 1, one more at each change; sent as the ETag of GET /v1/skus/{id} and of a change (If-Match on PATCH)' }),
   op_id: Uuid,
   created_at: Timestamp,
 });
@@ -177,7 +179,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           "From the change on, moments become days in the new zone; the store's daily sales figures, derived from its sales, are recomputed in the new zone by the same command (a day left without sales gets zeros). " +
           "Sales do not wait for the change: one that reads the zone before the change commits is booked in the old zone, and one that commits after the recompute read the sales is counted by the next catch-up of the figures. A count of the store waits for the change. " +
           'The same zone again changes nothing. An unknown zone is 400 at `/body/time_zone`.',
-        headers: IdempotencyHeaders,
+        headers: IfMatchHeaders('SKU'),
         consumes: MERGE_PATCH_CONSUMES,
         params: IdParams,
         body: Type.Object({ name: Type.Optional(Name(200)), time_zone: Type.Optional(TimeZone) }, { additionalProperties: false }),
@@ -214,7 +216,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         response: { 201: Sku },
       },
     },
-    async (request, reply) => command(db, request, reply, { type: 'sku.create' }, async (cmd) => ({ status: 201, body: await createSku(cmd, request.body) })),
+    async (request, reply) => versionedCommand(db, request, reply, { type: 'sku.create' }, async (cmd) => ({ status: 201, body: await createSku(cmd, request.body) })),
   );
 
   app.get(
@@ -231,11 +233,12 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
 
   app.get(
     '/v1/skus/:id',
-    { config: { permission: 'skus.read' }, schema: { tags: ['inventory'], summary: 'A SKU', params: IdParams, response: { 200: Sku } } },
-    async (request) => {
+    { config: { permission: 'skus.read' }, schema: { tags: ['inventory'], summary: 'A SKU; its `version` is sent as the ETag (If-Match on PATCH)', params: IdParams, response: { 200: Sku } } },
+    async (request, reply) => {
       const principal = tenantOf(request);
       const sku = await inTenantTransaction(db, principal.tenantId, (tx) => findSku(tx, principal.tenantId, request.params.id));
       if (!sku) throw notFound('SKU');
+      reply.header('etag', etagOf(sku.version));
       return sku;
     },
   );
@@ -254,10 +257,12 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         description:
           'The price is the default a till, an order or a visit proposes; what was recorded keeps what it was recorded with (a sale line its `unit_price`, a consignment line the price agreed when it was left). ' +
           "A SKU's `unit` and `tracks_pieces` never change (its quantities are in that unit's base, and its stock moves as pieces or not): sent, they are 400 like any other unknown member. " +
-          'Two changes of one SKU take turns: the later one applies to what the earlier left. The same values again, or an empty patch, change nothing (answered the SKU as it is, no audit event). ' +
+          'Two changes of one SKU take turns: the later one applies to what the earlier left. The same values again, or an empty patch, change nothing (answered the SKU as it is, no audit event, its version unchanged). ' +
+          'Optional `If-Match` with the ETag of GET (the SKU\'s `version`): a SKU changed since → `412 version_conflict` with `current_version`, nothing changed — two managers repricing from what each saw: the second is told, not overwritten unseen. ' +
+          'Each change that changes something adds 1 to the version; the answer carries the new ETag, a replay (same Idempotency-Key) the ETag its first answer carried. ' +
           'A code another SKU of the tenant has: 409 already_exists, nothing changed. A SKU is sold in every store: a token limited to some stores may not change it (403). An unknown SKU: 404. ' +
           'The change is audited (`sku.update`, before and after).',
-        headers: IdempotencyHeaders,
+        headers: IfMatchHeaders('SKU'),
         consumes: MERGE_PATCH_CONSUMES,
         params: IdParams,
         body: Type.Object(
@@ -273,7 +278,8 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     },
     async (request, reply) => {
       assertAllStores(tenantOf(request), 'SKUs');
-      return command(db, request, reply, { type: 'sku.update' }, async (cmd) => ({ status: 200, body: await updateSku(cmd, request.params.id, request.body) }));
+      const expected = optionalExpectedVersion(request, 'SKU');
+      return versionedCommand(db, request, reply, { type: 'sku.update' }, async (cmd) => ({ status: 200, body: await updateSku(cmd, request.params.id, request.body, expected) }));
     },
   );
 

@@ -38,9 +38,9 @@ describe('PATCH /v1/skus/{id}', () => {
     const renamed = await manager.request('PATCH', `/v1/skus/${cheese}`, { name: 'Aged cheese', code: 'CHEESE-AGED' }, { headers: { 'content-type': 'application/merge-patch+json' } });
     // Then
     assert.equal(priced.status, 200, JSON.stringify(priced.body));
-    assert.deepEqual(priced.body, { ...created, price: 1650 });
+    assert.deepEqual(priced.body, { ...created, price: 1650, version: 2 });
     assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
-    assert.deepEqual(renamed.body, { ...created, price: 1650, name: 'Aged cheese', code: 'CHEESE-AGED' });
+    assert.deepEqual(renamed.body, { ...created, price: 1650, name: 'Aged cheese', code: 'CHEESE-AGED', version: 3 });
     assert.deepEqual((await owner.get(`/v1/skus/${cheese}`)).body, renamed.body);
     const events = await skuEvents(cheese);
     assert.deepEqual(events.map((event) => event.type), ['sku.create', 'sku.update', 'sku.update']);
@@ -106,6 +106,55 @@ describe('PATCH /v1/skus/{id}', () => {
     assert.equal((await stranger.patch(`/v1/skus/${bread}`, { price: 1 })).status, 404);
     assert.deepEqual(await row(), before);
     assert.deepEqual((await skuEvents(bread)).map((event) => event.type), ['sku.create']);
+  });
+
+  it("the SKU's version is its ETag: If-Match names what a change was made from, a stale one is 412 with current_version and changes nothing; a replay carries its first ETag", async () => {
+    const tea = await givenSku(owner, 'TEA', 'piece', 400);
+    const read = await owner.get(`/v1/skus/${tea}`);
+    assert.deepEqual([read.status, read.body.version, read.headers.get('etag')], [200, 1, '"1"']);
+    // A change from version 1: applied, version 2
+    const key = randomUUID();
+    const first = await manager.patch(`/v1/skus/${tea}`, { price: 450 }, { idempotencyKey: key, headers: { 'if-match': '"1"' } });
+    assert.deepEqual([first.status, first.body.version, first.body.price, first.headers.get('etag')], [200, 2, 450, '"2"'], JSON.stringify(first.body));
+    // Another manager still looking at version 1: refused, told the current version, nothing changed
+    const stale = await owner.patch(`/v1/skus/${tea}`, { price: 420, name: 'Green tea' }, { headers: { 'if-match': '"1"' } });
+    assert.deepEqual([stale.status, stale.body.code, stale.body.current_version], [412, 'version_conflict', 2], JSON.stringify(stale.body));
+    assert.deepEqual((await owner.get(`/v1/skus/${tea}`)).body, first.body);
+    // If-Match naming no version of ours is 412 too; `*` and a list holding the current version go through
+    assert.equal((await owner.patch(`/v1/skus/${tea}`, { price: 1 }, { headers: { 'if-match': '"abc"' } })).status, 412);
+    const listed = await owner.patch(`/v1/skus/${tea}`, { price: 460 }, { headers: { 'if-match': '"1", W/"2"' } });
+    assert.deepEqual([listed.status, listed.body.version, listed.headers.get('etag')], [200, 3, '"3"']);
+    const any = await owner.patch(`/v1/skus/${tea}`, { name: 'Black tea' }, { headers: { 'if-match': '*' } });
+    assert.deepEqual([any.status, any.body.version], [200, 4]);
+    // Nothing changed: the version stays
+    const same = await owner.patch(`/v1/skus/${tea}`, { name: 'Black tea' }, { headers: { 'if-match': '"4"' } });
+    assert.deepEqual([same.status, same.body.version, same.headers.get('etag')], [200, 4, '"4"']);
+    // The first change retried with its key: its own answer and ETag, though the SKU moved on; nothing written
+    const again = await manager.patch(`/v1/skus/${tea}`, { price: 450 }, { idempotencyKey: key, headers: { 'if-match': '"1"' } });
+    assert.deepEqual([again.status, again.headers.get('idempotent-replayed'), again.headers.get('etag')], [200, 'true', '"2"']);
+    assert.deepEqual(again.body, first.body);
+    const events = await skuEvents(tea);
+    assert.deepEqual(events.map((event) => [event.type, event.after.version]), [['sku.create', 1], ['sku.update', 2], ['sku.update', 3], ['sku.update', 4]]);
+    // A new SKU's answer carries its ETag
+    const created = await owner.post('/v1/skus', { code: 'COFFEE', name: 'Coffee', unit: 'kg', price: 2000 });
+    assert.deepEqual([created.status, created.body.version, created.headers.get('etag')], [201, 1, '"1"']);
+  });
+
+  it('changes sent at once from one version: exactly one applies, the others are 412 and leave no trace', async () => {
+    // Given
+    const salt = await givenSku(owner, 'SALT', 'piece', 80);
+    const clients = [owner, manager, await givenToken(t, owner, 'admin'), await givenToken(t, owner, 'manager')];
+    // When: 16 managers reprice from version 1 at once
+    const sent = await Promise.all(Array.from({ length: 16 }, (_, i) => clients[i % 4]!.patch(`/v1/skus/${salt}`, { price: 81 + i }, { headers: { 'if-match': '"1"' } })));
+    // Then: one 200, fifteen 412 naming version 2; the row is the winner's
+    const applied = sent.filter((response) => response.status === 200);
+    assert.equal(applied.length, 1, JSON.stringify(sent.map((response) => response.status)));
+    assert.ok(sent.every((response) => response.status === 200 || (response.status === 412 && response.body.current_version === 2)));
+    const row = (await t.admin.query(`SELECT price, version FROM skus WHERE tenant_id = $1 AND id = $2`, [tenantId, salt])).rows[0];
+    assert.deepEqual(row, { price: applied[0]!.body.price, version: 2 });
+    const events = await skuEvents(salt);
+    assert.deepEqual(events.map((event) => event.type), ['sku.create', 'sku.update']);
+    assert.equal(events[1]!.after.price, applied[0]!.body.price);
   });
 
   it('changes of one SKU sent at once take turns: each event starts from the one before, and the row ends as the last one left it', async () => {
