@@ -606,6 +606,12 @@ export async function recordAlreadyDone(tx: Tx, input: CommandInput, spec: Comma
 
 export interface RetryOptions {
   maxAttempts?: number;
+  /**
+   * `repeatable read`: every statement of `fn` reads one snapshot — a read
+   * made of several statements that must agree (a sale and its return
+   * lines). Default: PostgreSQL's read committed.
+   */
+  isolation?: 'repeatable read';
 }
 
 /**
@@ -617,7 +623,8 @@ export async function inTenantTransaction<T>(db: Db, tenantId: string, fn: (tx: 
   const maxAttempts = options.maxAttempts ?? 5;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await db.transaction().execute(async (tx) => {
+      const transaction = options.isolation === undefined ? db.transaction() : db.transaction().setIsolationLevel(options.isolation);
+      return await transaction.execute(async (tx) => {
         await setTenant(tx, tenantId);
         return fn(tx);
       });

@@ -39,7 +39,8 @@ import {
 } from '../http/schemas.js';
 import { findSale, findSaleStore, listSales } from './getSale.js';
 import { groupCommitterFor } from './groupCommit.js';
-import { recordReturn, SALE_RETURN_OP } from './returnSale.js';
+import { recordReturn, returnableLines, SALE_RETURN_OP } from './returnSale.js';
+import { remainingOf } from './returnPlan.js';
 import { recordVoid, SALE_VOID_OP } from './voidSale.js';
 
 const PaymentMethod = Type.Union([Type.Literal('cash'), Type.Literal('card'), Type.Literal('mobile'), Type.Literal('credit')]);
@@ -155,6 +156,26 @@ export const Sale = Type.Object({
   returns: Type.Array(SaleReturn, { description: "the sale's partial returns (POST /v1/sales/{id}/returns), oldest first ([] for a new sale)" }),
 });
 
+/** Per SKU of a sale, what a return may still take back (a return's answer, after it; GET /v1/sales/{id}, now). */
+function Remaining(description: string) {
+  return Type.Array(
+    Type.Object({
+      sku_id: Uuid,
+      sold: Type.Integer({ description: 'base units the sale sold of the SKU' }),
+      returned: Type.Integer({ description: 'base units its returns took back (a return\'s answer: this one included)' }),
+      returnable: Type.Integer({
+        description:
+          'base units a return may still take back: what the sale sold less what its returns took back (a line of an offline sale that synced short too); a SKU sold as workshop pieces: the sum of the pieces the sale still holds (returnable_piece_ids)',
+      }),
+      returnable_piece_ids: Type.Array(Uuid, {
+        description:
+          'a SKU the sale sold as workshop pieces: the pieces a return may still take back — sold by the sale (not those missing when an offline sale synced short) and taken back by no return (a return\'s answer: this one included) — sorted; [] for other SKUs',
+      }),
+    }),
+    { description },
+  );
+}
+
 const RETURN_SUMMARY =
   'Take back part of a sale (the customer brings back one of three items, or 200 g of 600 g): lines of one SKU are summed, and a SKU is ' +
   'taken back from the sale\'s lines of that SKU in line order. Stock comes back through new ledger rows (kind `return`); the refund of each line is ' +
@@ -247,6 +268,39 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
       const sale = await inTenantTransaction(db, principal.tenantId, (tx) => findSale(tx, principal.tenantId, request.params.id));
       if (!sale || !inStoreScope(principal, sale.store_id)) throw notFound('sale');
       return sale;
+    },
+  );
+
+  app.get(
+    '/v1/sales/:id/returnable',
+    {
+      config: { permission: 'sales.read' },
+      schema: {
+        tags: ['sales'],
+        summary: "What a return may still take back of a sale, per SKU: the return screen's figures, as POST /v1/sales/{id}/returns answers them after each return",
+        description:
+          'Read with the sale from one snapshot: `remaining` is what the next return is held to (more is 409 `return_exceeds_sale`; a piece not listed is 409 `piece_not_returnable`), unless another return or a void commits first. ' +
+          'Of a voided sale (`status: voided`), what a return the till made before the void (recorded `after_void`) may still take back; the void put the pieces back in stock, so none is listed. ' +
+          'Another store\'s (outside the token\'s stores) or tenant\'s sale, or a made-up id: 404.',
+        params: IdParams,
+        response: {
+          200: Type.Object({
+            sale_id: Uuid,
+            status: Sale.properties.status,
+            returned_total: Sale.properties.returned_total,
+            remaining: Remaining('per SKU of the sale, in line order'),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      return await inTenantTransaction(db, principal.tenantId, async (tx) => {
+        const sale = await findSale(tx, principal.tenantId, request.params.id);
+        if (!sale || !inStoreScope(principal, sale.store_id)) throw notFound('sale');
+        const remaining = remainingOf(await returnableLines(tx, principal.tenantId, sale.id));
+        return { sale_id: sale.id, status: sale.status, returned_total: sale.returned_total, remaining };
+      }, { isolation: 'repeatable read' });
     },
   );
 
@@ -411,22 +465,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
           201: Type.Object({
             ...SaleReturn.properties,
             sale_returned_total: Type.Integer({ minimum: 0, maximum: 9_000_000_000_000, description: "minor units: the sale's returned_total after this return" }),
-            remaining: Type.Array(
-              Type.Object({
-                sku_id: Uuid,
-                sold: Type.Integer({ description: 'base units the sale sold of the SKU' }),
-                returned: Type.Integer({ description: 'base units its returns took back, this one included' }),
-                returnable: Type.Integer({
-                  description:
-                    'base units a return may still take back: what the sale sold less what its returns took back (a line of an offline sale that synced short too); a SKU sold as workshop pieces: the sum of the pieces the sale still holds (returnable_piece_ids)',
-                }),
-                returnable_piece_ids: Type.Array(Uuid, {
-                  description:
-                    'a SKU the sale sold as workshop pieces: the pieces a return may still take back — sold by the sale (not those missing when an offline sale synced short) and taken back by no return, this one included — sorted; [] for other SKUs',
-                }),
-              }),
-              { description: "per SKU of the sale, in line order, after this return" },
-            ),
+            remaining: Remaining("per SKU of the sale, in line order, after this return"),
           }),
         },
       },

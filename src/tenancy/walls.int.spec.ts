@@ -125,6 +125,7 @@ describe('tenants and stores are walls, on every route', () => {
       '/v1/pieces/reservations/:op_id/release': { op_id: ids.reservation },
       '/v1/sales/:id': { id: ids.sale },
       '/v1/sales/:id/void': { id: ids.sale },
+      '/v1/sales/:id/returnable': { id: ids.sale },
       '/v1/sales/:id/returns': { id: ids.sale },
       '/v1/settlements/:id': { id: ids.settlement },
       '/v1/settlements/:id/approve': { id: ids.settlement },
