@@ -128,7 +128,7 @@ describe('an answer stored before its fields grew is replayed', () => {
     assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [200, 'true']);
     assert.deepEqual(again.body, first.body);
   });
-  it('SKU answers stored without version (added by 1380): filled in as 1, the version every SKU then is at; replayed with ETag "1"', async () => {
+  it('SKU answers stored without version (added by 1400): filled in as 1, the version every SKU then is at; replayed with ETag "1"', async () => {
     const createKey = randomUUID();
     const createBody = { code: 'OLD-SKU', name: 'Old', unit: 'piece', price: 10 };
     const created = await owner.post('/v1/skus', createBody, { idempotencyKey: createKey });
@@ -140,7 +140,7 @@ describe('an answer stored before its fields grew is replayed', () => {
     const { rowCount } = await t.admin.query(`UPDATE idempotency_keys SET response_body = response_body - 'version' WHERE tenant_id = $1 AND key = ANY($2::text[])`, [tenantId, [createKey, changeKey]]);
     assert.equal(rowCount, 2);
     await t.admin.query(`UPDATE skus SET version = 1 WHERE tenant_id = $1 AND id = $2`, [tenantId, created.body.id]);
-    await t.admin.query(await readFile(new URL('../../migrations/1380_sku_versions.sql', import.meta.url), 'utf8').then((text) => text.replace(/^ALTER TABLE[\s\S]*?;$/gm, '')));
+    await t.admin.query(await readFile(new URL('../../migrations/1400_sku_versions.sql', import.meta.url), 'utf8').then((text) => text.replace(/^ALTER TABLE[\s\S]*?;$/gm, '')));
     const createdAgain = await owner.post('/v1/skus', createBody, { idempotencyKey: createKey });
     assert.deepEqual([createdAgain.status, createdAgain.headers.get('idempotent-replayed'), createdAgain.headers.get('etag')], [201, 'true', '"1"']);
     assert.deepEqual(createdAgain.body, created.body);
