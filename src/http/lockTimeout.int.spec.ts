@@ -20,6 +20,11 @@ import { capturingLogger } from '../../test/support/logs.js';
  * at once because group commit found its row held (RowHeldElsewhere: it
  * waited for nothing) is an expected refusal: counted, logged briefly, never
  * reported.
+ *
+ * What a wait past lock_timeout does does not depend on its length: the app's
+ * pool here waits LOCK_WAIT_MS (createPool's lockTimeoutMs), not 15 s, so the
+ * file does not sit idle for 15 s. A synced sale's wait is the lane's own
+ * (SALE_LOCK_WAIT_MS), unchanged.
  */
 describe('a command that waited past lock_timeout', () => {
   let t: TestApp;
@@ -31,6 +36,8 @@ describe('a command that waited past lock_timeout', () => {
   let otherSkuId: string;
   const logs = capturingLogger('info');
   const reported: unknown[] = [];
+  /** The app pool's lock_timeout in this file (ms): long enough that both requests below are waiting before either gives up. */
+  const LOCK_WAIT_MS = 1_500;
   /** storekeep_database_wait_refusals_total{kind}, as the API's /metrics serves it. */
   const refusals = async (kind: string) => {
     const text = (await owner.get('/metrics')).body as string;
@@ -39,7 +46,7 @@ describe('a command that waited past lock_timeout', () => {
   };
 
   before(async () => {
-    t = await startTestApp({}, { logger: logs.logger, reportError: (error) => reported.push(error) });
+    t = await startTestApp({}, { logger: logs.logger, reportError: (error) => reported.push(error), lockTimeoutMs: LOCK_WAIT_MS });
     ({ owner, tenantId } = await t.newTenant());
     storeId = (await owner.post('/v1/stores', { code: 'LOCK', name: 'Locked' })).body.id;
     skuId = (await owner.post('/v1/skus', { code: `S-${randomUUID().slice(0, 8)}`, name: 'flour', unit: 'piece', price: 100 })).body.id;

@@ -31,9 +31,12 @@ export function undeclaredRefusalsError(found: readonly UndeclaredRefusal[]): Er
   return new Error(`refusals not declared by their route (config.refusals, src/http/refusals.ts), so missing from the OpenAPI document:\n  ${distinct.join('\n  ')}`);
 }
 
-/** The real HTTP app on a loopback port, on this test file's own database. */
-export async function startTestApp(overrides: Partial<Config> = {}, options: { logger?: Logger; reportError?: (error: unknown) => void } = {}): Promise<TestApp> {
-  const database = await createTestDatabase();
+/**
+ * The real HTTP app on a loopback port, on this test file's own database.
+ * `lockTimeoutMs`: its pool's lock_timeout (createPool's default, 15 s, when unset).
+ */
+export async function startTestApp(overrides: Partial<Config> = {}, options: { logger?: Logger; reportError?: (error: unknown) => void; lockTimeoutMs?: number } = {}): Promise<TestApp> {
+  const database = await createTestDatabase({ lockTimeoutMs: options.lockTimeoutMs });
   const operatorToken = `test-operator-${randomUUID()}`;
   const config: Config = { ...loadConfig({ LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' }), port: 0, rateLimitPerMinute: 1_000_000, ...overrides };
   const logger = options.logger ?? createLogger(config.logLevel);

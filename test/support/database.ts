@@ -25,8 +25,11 @@ function serverUrl(): { server: string; template: string; appRole: string; appPa
   return { server, template, appRole, appPassword };
 }
 
-/** A fresh database cloned from the migrated template: one per test file. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+/**
+ * A fresh database cloned from the migrated template: one per test file.
+ * `lockTimeoutMs`: the app pool's lock_timeout (createPool's default, 15 s, when unset).
+ */
+export async function createTestDatabase(options: { lockTimeoutMs?: number } = {}): Promise<TestDatabase> {
   const { server, template, appRole, appPassword } = serverUrl();
   const name = `${template}_${randomBytes(5).toString('hex')}`;
   const control = new pg.Client(server);
@@ -41,7 +44,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const admin = new pg.Pool({ connectionString: url.toString(), max: 5 });
   admin.on('error', () => undefined);
   const appUrl = loggedInAs(url.toString(), appRole, appPassword);
-  const appPool = createPool(appUrl, { max: 30, asAppRole: true });
+  const appPool = createPool(appUrl, { max: 30, asAppRole: true, lockTimeoutMs: options.lockTimeoutMs });
   const db = createDb(appPool);
   let dropped = false;
   return {
