@@ -12,8 +12,12 @@ import { runStorekeepCheck } from './support/processes.js';
  * stops answering mid-run (a network that drops packets, a frozen host) ends
  * the run with exit 2 once `--timeout` plus 15 s has passed without an answer
  * — before, the CLI waited on the socket for as long as TCP kept it open.
+ *
+ * The tests run side by side (they share no rows or locks: the second's check
+ * never gets past its first BEGIN, the third's never reaches a database), so
+ * the others run while the second waits out its 16 s.
  */
-describe('storekeep check is bounded in time', { timeout: 180_000 }, () => {
+describe('storekeep check is bounded in time', { timeout: 180_000, concurrency: true }, () => {
   let t: TestDatabase;
 
   before(async () => {
