@@ -88,17 +88,32 @@ export function postmasterPid(dataDir: string): number | undefined {
   return existsSync(file) ? Number(readFileSync(file, 'utf8').split('\n')[0]) : undefined;
 }
 
+/** Polls `done` every 50 ms until it is true or `limitMs` has passed. */
+async function within(limitMs: number, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!done() && Date.now() < deadline) await sleep(50);
+}
+
 /**
  * After an e2e test: SIGTERM every child still running, stop an embedded
- * PostgreSQL left behind under the data folder, and remove the folder.
+ * PostgreSQL left behind under the data folder, and remove the folder. It
+ * gives the children up to 2 s to exit (and stop the PostgreSQL they own),
+ * then SIGINTs a postmaster still running and gives it up to 1 s — each wait
+ * ending as soon as what it waits for is done (they were fixed 2 s and 1 s
+ * sleeps, most of them waiting for nothing).
  */
 export async function cleanUpProcesses(dataDir: string, children: ChildProcess[]): Promise<void> {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-  await sleep(2000);
+  const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+  const postmasterGone = () => {
+    const pid = postmasterPid(dataDir);
+    return pid === undefined || !processAlive(pid);
+  };
+  await within(2000, () => children.every(exited) && postmasterGone());
   const pid = postmasterPid(dataDir);
   if (pid && processAlive(pid)) {
     process.kill(pid, 'SIGINT');
-    await sleep(1000);
+    await within(1000, () => !processAlive(pid));
   }
   rmSync(dataDir, { recursive: true, force: true });
 }
