@@ -9,6 +9,12 @@ import pg from 'pg';
 import { createLogger } from './logger.js';
 import { EmbeddedDatabaseInUse, postmasterAlive, processAlive, startEmbeddedPostgres, withPrivateTmpdir } from './embeddedPostgres.js';
 
+/**
+ * The owner's watch period in the tests that wait on the watch (its default is
+ * 1 s): they wait a number of periods, which need not be seconds.
+ */
+const WATCH_MS = 250;
+
 describe('embedded PostgreSQL: the superuser password never sits where others can read it', () => {
   it('withPrivateTmpdir: os.tmpdir() is a directory others cannot list, cleared of what a killed start left, removed after', async () => {
     const root = mkdtempSync(path.join(os.tmpdir(), 'storekeep-tmpdir-'));
@@ -199,7 +205,7 @@ describe('embedded PostgreSQL: a server that stops under the service', () => {
     it(`one whose postmaster was ${how} is started again on its port by its owner, and pools reconnect — it stayed down, the API answering 503 with /healthz 200, until someone restarted the whole service`, { timeout: 120_000 }, async () => {
       const dataDir = mkdtempSync(path.join(os.tmpdir(), 'storekeep-heal-'));
       try {
-        const server = await startEmbeddedPostgres({ dataDir });
+        const server = await startEmbeddedPostgres({ dataDir, watchIntervalMs: WATCH_MS });
         const pool = new pg.Pool({ connectionString: server.url, max: 1 });
         pool.on('error', () => undefined);
         try {
@@ -226,7 +232,7 @@ describe('embedded PostgreSQL: a server that stops under the service', () => {
           await pool.end();
           await server.stop();
           assert.equal(processAlive(next), false, 'stopped');
-          await new Promise((resolve) => setTimeout(resolve, 3_000)); // longer than the watch's period
+          await new Promise((resolve) => setTimeout(resolve, 4 * WATCH_MS)); // longer than the watch's period
           assert.equal(existsSync(path.join(dataDir, 'pg', 'postmaster.pid')), false, 'not started again after the stop');
         } finally {
           await pool.end().catch(() => undefined);
@@ -254,7 +260,7 @@ describe('embedded PostgreSQL: stopped while its owner starts it again', () => {
       });
       const keepAlive = setInterval(() => undefined, 1_000); // the watch's own timer does not keep a process alive
       try {
-        const server = await startEmbeddedPostgres({ dataDir, logger });
+        const server = await startEmbeddedPostgres({ dataDir, logger, watchIntervalMs: WATCH_MS });
         try {
           const killed = postmasterPid()!;
           process.kill(killed, signal);
@@ -264,7 +270,7 @@ describe('embedded PostgreSQL: stopped while its owner starts it again', () => {
         }
         const left = postmasterPid();
         assert.ok(left === undefined || !processAlive(left), `no postmaster left running (${left})`);
-        await new Promise((resolve) => setTimeout(resolve, 3_000)); // longer than the watch's period
+        await new Promise((resolve) => setTimeout(resolve, 4 * WATCH_MS)); // longer than the watch's period
         const later = postmasterPid();
         assert.ok(later === undefined || !processAlive(later), `none started after the stop (${later})`);
         assert.equal(existsSync(path.join(dataDir, 'pg-owner')), false, 'the claim is released');
@@ -351,7 +357,7 @@ describe('embedded PostgreSQL: its log is bounded', () => {
     const keepAlive = setInterval(() => undefined, 1_000); // the watch's own timer does not keep a process alive
     let immutable = false;
     try {
-      const server = await startEmbeddedPostgres({ dataDir, logger, logFiles: 2 });
+      const server = await startEmbeddedPostgres({ dataDir, logger, logFiles: 2, watchIntervalMs: WATCH_MS });
       try {
         // Given three files, the oldest one no one may remove (chattr +i)
         writeFileSync(stuck, 'old\n');
@@ -363,8 +369,8 @@ describe('embedded PostgreSQL: its log is bounded', () => {
           t.skip('no chattr here (not root, or a file system without it): no file can be made unremovable');
           return;
         }
-        // When the owner looks at its server for 4 seconds
-        await new Promise((resolve) => setTimeout(resolve, 4_000));
+        // When the owner looks at its server for 8 watch periods (it looked 4 times in the 4 s this waited with the default 1 s period)
+        await new Promise((resolve) => setTimeout(resolve, 8 * WATCH_MS));
         // Then one warning, and the server runs on
         assert.equal(warnings.filter((line) => line.includes('could not remove old log files')).length, 1, warnings.join(''));
         const client = new pg.Client(server.url);

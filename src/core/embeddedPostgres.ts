@@ -32,6 +32,8 @@ export interface EmbeddedOptions {
   logFileSizeKb?: number;
   /** Log files kept under `<pgData>/log`, the newest; older ones are removed (default 10). */
   logFiles?: number;
+  /** How often the owner looks whether its server still runs (ms; default WATCH_INTERVAL_MS, 1 s; tests shorten it). */
+  watchIntervalMs?: number;
 }
 
 export const DEFAULT_LOG_FILE_SIZE_KB = 10 * 1024;
@@ -599,6 +601,7 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
   let failedStarts = 0;
   let nextStartAt = 0;
   let pruneFailing = false;
+  const watchIntervalMs = options.watchIntervalMs ?? WATCH_INTERVAL_MS;
   const heal = async () => {
     if (stopping) return;
     if ((await livePostmaster(pgData)) !== undefined) {
@@ -620,7 +623,7 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
       options.logger?.warn({ port }, 'embedded PostgreSQL started again');
     } catch (error) {
       failedStarts++;
-      const pauseMs = Math.min(WATCH_INTERVAL_MS * 2 ** failedStarts, 60_000);
+      const pauseMs = Math.min(watchIntervalMs * 2 ** failedStarts, 60_000);
       nextStartAt = Date.now() + pauseMs;
       options.logger?.error({ err: error, port, retry_in_ms: pauseMs }, 'could not start the embedded PostgreSQL again');
     }
@@ -629,7 +632,7 @@ async function startOwnedServer(options: EmbeddedOptions, root: string, pgData: 
     healing ??= heal()
       .catch((error: unknown) => options.logger?.error({ err: error }, 'watching the embedded PostgreSQL failed'))
       .finally(() => (healing = undefined));
-  }, WATCH_INTERVAL_MS);
+  }, watchIntervalMs);
   watch.unref();
 
   const server: EmbeddedServer = {
