@@ -60,8 +60,10 @@ describe('storekeep given an option it does not take', { timeout: 120_000 }, () 
       [['provider-sim', '--fail-rat', '0.5'], /^storekeep provider-sim: unknown option "--fail-rat" \(it takes --port, --webhook-url, --latency-ms, --fail-rate, --duplicate-webhooks, --out-of-order-webhooks, --no-webhooks\)$/m],
       [['provider-sim', '--port'], /^storekeep provider-sim: --port needs a value$/m],
     ];
-    for (const [args, pattern] of cases) {
-      const result = await runCli(args, { DATABASE_URL: url, FULFILMENT_WEBHOOK_SECRET: 'dev-secret' });
+    // (the commands run side by side: each is a process of its own, refused before any database)
+    const results = await Promise.all(cases.map(([args]) => runCli(args, { DATABASE_URL: url, FULFILMENT_WEBHOOK_SECRET: 'dev-secret' })));
+    for (const [i, [args, pattern]] of cases.entries()) {
+      const result = results[i]!;
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.output}`);
       assertOneClearLine(result.output, pattern);
       assert.equal(result.output.trim().split('\n').length, 1, `one line: ${result.output}`);
@@ -73,8 +75,11 @@ describe('storekeep given an option it does not take', { timeout: 120_000 }, () 
 describe('storekeep asked for help after a command', { timeout: 60_000 }, () => {
   it('prints the usage and exits 0 (`storekeep check --help` was refused as an unknown option)', async () => {
     const url = `postgres://storekeep:${PASSWORD}@127.0.0.1:${await closedPort()}/storekeep`;
-    for (const args of [['check', '--help'], ['start', '-h'], ['provider-sim', '--help']]) {
-      const result = await runCli(args, { DATABASE_URL: url, FULFILMENT_WEBHOOK_SECRET: 'dev-secret' });
+    const commands = [['check', '--help'], ['start', '-h'], ['provider-sim', '--help']];
+    // (side by side: each is a process of its own)
+    const results = await Promise.all(commands.map((args) => runCli(args, { DATABASE_URL: url, FULFILMENT_WEBHOOK_SECRET: 'dev-secret' })));
+    for (const [i, args] of commands.entries()) {
+      const result = results[i]!;
       assert.equal(result.code, 0, `${args.join(' ')}: ${result.output}`);
       assert.match(result.output, /^usage: storekeep <command>/m, `${args.join(' ')}: ${result.output}`);
     }
@@ -84,19 +89,24 @@ describe('storekeep asked for help after a command', { timeout: 60_000 }, () => 
 describe('storekeep cannot reach its database', { timeout: 120_000 }, () => {
   it('check exits 2 (1 means findings), serve, migrate and worker exit non-zero — each with one line naming the database problem', async () => {
     const url = `postgres://storekeep:${PASSWORD}@127.0.0.1:${await closedPort()}/storekeep`;
-    const check = await runCli(['check'], { DATABASE_URL: url });
-    assert.equal(check.code, 2, check.output);
-    assertOneClearLine(check.output, /^storekeep: cannot reach the database: .*ECONNREFUSED/m);
-    const json = await runCli(['check', '--json'], { DATABASE_URL: url });
-    assert.equal(json.code, 2, json.output);
-    for (const command of ['serve', 'migrate', 'worker']) {
-      const result = await runCli([command], { DATABASE_URL: url });
+    // (the commands run side by side: each is a process of its own, and none reaches a database)
+    const commands = ['serve', 'migrate', 'worker'];
+    const [check, json, unknownHost, ...others] = await Promise.all([
+      runCli(['check'], { DATABASE_URL: url }),
+      runCli(['check', '--json'], { DATABASE_URL: url }),
+      runCli(['check'], { DATABASE_URL: `postgres://storekeep:${PASSWORD}@no-such-host.invalid:5432/storekeep` }),
+      ...commands.map((command) => runCli([command], { DATABASE_URL: url })),
+    ]);
+    assert.equal(check!.code, 2, check!.output);
+    assertOneClearLine(check!.output, /^storekeep: cannot reach the database: .*ECONNREFUSED/m);
+    assert.equal(json!.code, 2, json!.output);
+    for (const [i, command] of commands.entries()) {
+      const result = others[i]!;
       assert.notEqual(result.code, 0, `${command}: ${result.output}`);
       assertOneClearLine(result.output, /^storekeep: cannot reach the database: .*ECONNREFUSED/m);
     }
-    const unknownHost = await runCli(['check'], { DATABASE_URL: `postgres://storekeep:${PASSWORD}@no-such-host.invalid:5432/storekeep` });
-    assert.equal(unknownHost.code, 2, unknownHost.output);
-    assertOneClearLine(unknownHost.output, /^storekeep: cannot reach the database: .*no-such-host\.invalid/m);
+    assert.equal(unknownHost!.code, 2, unknownHost!.output);
+    assertOneClearLine(unknownHost!.output, /^storekeep: cannot reach the database: .*no-such-host\.invalid/m);
   });
 });
 
