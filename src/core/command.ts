@@ -127,11 +127,28 @@ export interface Effect {
   action: 'created' | 'updated' | 'consumed' | 'reversed' | 'deleted';
 }
 
+/**
+ * Rows a command is about to lock that a tenant's sale lane may know held by
+ * another transaction (src/sales/groupCommit.ts), keyed as the lane keys
+ * them, lowercase: stock balances `store/sku`, receipt counters by store id,
+ * journal accounts by their key.
+ */
+export interface RowsToLock {
+  balances?: readonly string[];
+  counters?: readonly string[];
+  accounts?: readonly string[];
+}
+
 /** What the caller's function gets: the transaction and the operation it belongs to. */
 export class Command {
   readonly events: AuditEvent[] = [];
   readonly effects: Effect[] = [];
   storeId: string | undefined;
+  /**
+   * Set by group commit for a command run in a tenant's sale lane (a void, a
+   * partial return, a sale naming pieces): see beforeLocking. Unset elsewhere.
+   */
+  heldRowCheck: ((rows: RowsToLock) => Promise<void>) | undefined;
 
   constructor(
     readonly tx: Tx,
@@ -155,6 +172,18 @@ export class Command {
   /** Records a before/after audit event for one subject (a sale, a piece …). */
   audit(event: AuditEvent): void {
     this.events.push(event);
+  }
+
+  /**
+   * Called before the command locks `rows`: in a tenant's sale lane, a row
+   * of them the lane found held by another transaction and still held (found
+   * so without waiting) refuses the command at once (503, lock_not_available:
+   * the caller rolls back, nothing written) instead of its waiting the lane's
+   * lock wait again; the rows named are also what a lock wait of the command
+   * that times out is remembered as (group commit). Elsewhere: nothing.
+   */
+  async beforeLocking(rows: RowsToLock): Promise<void> {
+    await this.heldRowCheck?.(rows);
   }
 
   /** Records a row this operation created or changed (listed by GET /v1/operations/{id}). */

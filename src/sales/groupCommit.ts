@@ -16,13 +16,14 @@ import {
   type CommandInput,
   type CommandOutcome,
   type CommandSpec,
+  type RowsToLock,
 } from '../core/command.js';
 import type { Db, Tx } from '../core/db.js';
 import { AppError } from '../core/errors.js';
 import { DATABASE_RETRY_AFTER_SECONDS } from '../http/problem.js';
 import { newId } from '../core/ids.js';
 import { apiRegistry, commandRetries, prometheus } from '../core/metrics.js';
-import { isRetryableTransactionError, PG, pgCode } from '../core/pgErrors.js';
+import { isRetryableTransactionError, LockNotWaitedFor, PG, pgCode } from '../core/pgErrors.js';
 import { saleCommand } from './createSale.js';
 import { SALE_RETURN_OP } from './returnSale.js';
 import { SALE_VOID_OP } from './voidSale.js';
@@ -33,8 +34,10 @@ import {
   heldAccountRefusal,
   heldAccountsOf,
   heldRowRefusal,
+  heldRowsOf,
   loadSaleStates,
   RowHeldElsewhere,
+  rowNamedBy,
   rowWaitedFor,
   saleAccountKeys,
   writeSales,
@@ -406,7 +409,7 @@ export class GroupCommitter {
         let end = start + 1;
         if (batch[start]!.sale) while (end < batch.length && batch[end]!.sale) end++;
         const unit = batch.slice(start, end);
-        settled.push(...(unit[0]!.sale ? await this.runSales(trx, tenantId, unit, units) : [await runOne(trx, unit[0]!, units)]));
+        settled.push(...(unit[0]!.sale ? await this.runSales(trx, tenantId, unit, units) : [await this.runOne(trx, tenantId, unit[0]!, units)]));
         start = end;
       }
       committing = true;
@@ -480,6 +483,96 @@ export class GroupCommitter {
       const settled: Settled[] = [];
       for (const sale of sales) settled.push(...(await this.runSales(trx, tenantId, [sale], units, mode, 0, heldAccounts)));
       return settled;
+    }
+  }
+
+  /**
+   * One command (a void, a partial return, a sale naming pieces) under its
+   * own savepoint, through executeCommand (the path of a lone command).
+   *
+   * A row held from outside must not cost each such command the lock wait
+   * again: before it locks rows a held one may be among, the command names
+   * them (Command.beforeLocking: stock balances, counters, journal accounts);
+   * those of them the tenant's runs found held are probed without waiting
+   * (heldRowsOf: a savepoint of its own, given back at once, so no lock of
+   * the command's order) and, one still held, the command is refused at once
+   * (RowHeldElsewhere, 503, nothing written); one found free is forgotten.
+   * A lock wait of the command that times out on a row it named is
+   * remembered for the tenant as held, as a run of sales remembers one: the
+   * lane's later commands and runs of sales needing it do not wait for it.
+   */
+  private async runOne(trx: Tx, tenantId: string, item: Pending, units: Savepoints): Promise<Settled> {
+    await units.open();
+    const named: HeldRows = { balances: new Set(), counters: new Set(), accounts: new Set() };
+    const fn: CommandFn = (cmd) => {
+      cmd.heldRowCheck = (rows) => this.refuseHeld(trx, tenantId, rows, named);
+      return item.fn!(cmd);
+    };
+    try {
+      return { ok: true, outcome: await executeCommand(trx, item.input, item.spec, fn) };
+    } catch (error) {
+      if (isRetryableTransactionError(error)) throw error;
+      await units.rollback();
+      if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: false, opId: null } };
+      if (error instanceof AlreadyDone) {
+        // Its key is kept in the batch's transaction; a failure there is this command's alone.
+        try {
+          return { ok: true, outcome: await recordAlreadyDone(trx, item.input, item.spec, error) };
+        } catch (recordError) {
+          if (isRetryableTransactionError(recordError)) throw recordError;
+          await units.rollback();
+          return { ok: false, error: recordError };
+        }
+      }
+      if (pgCode(error) === PG.LOCK_NOT_AVAILABLE && !(error instanceof LockNotWaitedFor)) await this.rememberWaitedFor(trx, tenantId, error, named, units);
+      return { ok: false, error };
+    }
+  }
+
+  /**
+   * Command.beforeLocking in the lane: notes the rows a command named, and
+   * refuses it (RowHeldElsewhere) if one of them the tenant's runs found held
+   * still is — found so without waiting. Nothing remembered of them (the
+   * usual case): no statement.
+   */
+  private async refuseHeld(trx: Tx, tenantId: string, rows: RowsToLock, named: HeldRows): Promise<void> {
+    const kinds = ['balances', 'counters', 'accounts'] as const;
+    for (const kind of kinds) for (const key of rows[kind] ?? []) named[kind].add(key);
+    const known = this.heldRows.get(tenantId);
+    if (!known) return;
+    const toProbe = { balances: [] as string[], counters: [] as string[], accounts: [] as string[] };
+    for (const kind of kinds) toProbe[kind] = [...new Set(rows[kind] ?? [])].filter((key) => known[kind].has(key));
+    if (kinds.every((kind) => toProbe[kind].length === 0)) return;
+    const held = await heldRowsOf(trx, tenantId, toProbe);
+    for (const kind of kinds) {
+      for (const key of toProbe[kind]) {
+        if (held[kind].has(key)) this.remember(tenantId, kind, key);
+        else this.heldRows.get(tenantId)?.[kind].delete(key);
+      }
+    }
+    this.forgetIfNone(tenantId);
+    const names = [
+      ...[...held.balances].map((key) => `the stock balance ${key}`),
+      ...[...held.counters].map((key) => `the receipt counter of store ${key}`),
+      ...[...held.accounts].map((key) => `the account ${key}`),
+    ];
+    if (names.length > 0) throw new RowHeldElsewhere(`${names.join(' and ')} held by another transaction: nothing was written`);
+  }
+
+  /**
+   * After a command's lock wait timed out (its unit rolled back): the row it
+   * waited for, if one it named (Command.beforeLocking), is remembered for
+   * the tenant as held. A lookup that fails is rolled back, and nothing is
+   * remembered.
+   */
+  private async rememberWaitedFor(trx: Tx, tenantId: string, error: unknown, named: HeldRows, units: Savepoints): Promise<void> {
+    if (named.balances.size + named.counters.size + named.accounts.size === 0) return;
+    try {
+      const row = await rowNamedBy(trx, tenantId, error);
+      if (row !== null && row !== 'other' && named[row.kind].has(row.key)) this.remember(tenantId, row.kind, row.key);
+    } catch (lookupError) {
+      if (isRetryableTransactionError(lookupError)) throw lookupError;
+      await units.rollback();
     }
   }
 
@@ -567,29 +660,6 @@ class Savepoints {
 
   async rollback(): Promise<void> {
     await sql.raw('ROLLBACK TO SAVEPOINT unit').execute(this.trx);
-  }
-}
-
-/** One command under its own savepoint, through executeCommand (the path of a lone command). */
-async function runOne(trx: Tx, item: Pending, units: Savepoints): Promise<Settled> {
-  await units.open();
-  try {
-    return { ok: true, outcome: await executeCommand(trx, item.input, item.spec, item.fn!) };
-  } catch (error) {
-    if (isRetryableTransactionError(error)) throw error;
-    await units.rollback();
-    if (error instanceof CommandRefused) return { ok: true, outcome: { ...error.result, replayed: false, opId: null } };
-    if (error instanceof AlreadyDone) {
-      // Its key is kept in the batch's transaction; a failure there is this command's alone.
-      try {
-        return { ok: true, outcome: await recordAlreadyDone(trx, item.input, item.spec, error) };
-      } catch (recordError) {
-        if (isRetryableTransactionError(recordError)) throw recordError;
-        await units.rollback();
-        return { ok: false, error: recordError };
-      }
-    }
-    return { ok: false, error };
   }
 }
 

@@ -253,7 +253,7 @@ export function heldRowRefusal(state: SaleState, sale: SaleInput): RowHeldElsewh
  * clearing account, or its customer's receivable for a credit sale) and its
  * store's sales revenue (saleJournalEntry) — whether or not its total is 0.
  */
-export function saleAccountKeys(sale: SaleInput): string[] {
+export function saleAccountKeys(sale: Pick<SaleInput, 'store_id' | 'payment_method'> & { customer_id?: string | null | undefined }): string[] {
   const kind = storeAccountForMethod(sale.payment_method);
   const debit = kind !== null ? accountKey({ storeId: sale.store_id, kind }) : sale.customer_id ? accountKey({ partyId: sale.customer_id }) : null;
   return [...(debit === null ? [] : [debit]), accountKey({ storeId: sale.store_id, kind: 'sales_revenue' })].map((key) => key.toLowerCase());
@@ -286,38 +286,25 @@ export function heldAccountRefusal(state: SaleState, sale: SaleInput, held: Read
  * that does not exist (or whose key is not lowercase) is not held.
  */
 export async function heldAccountsOf(tx: Tx, tenantId: string, keys: readonly string[]): Promise<Set<string>> {
-  await sql.raw('SAVEPOINT account_probe').execute(tx);
-  const rows = await all(
-    tx,
-    sql<{ key: string }>`
-      WITH free AS (
-        SELECT key FROM accounts WHERE tenant_id = ${tenantId} AND key = ANY(${keys}::text[]) FOR NO KEY UPDATE SKIP LOCKED
-      )
-      SELECT key FROM accounts WHERE tenant_id = ${tenantId} AND key = ANY(${keys}::text[]) AND key NOT IN (SELECT key FROM free)`,
-  );
-  await sql.raw('ROLLBACK TO SAVEPOINT account_probe; RELEASE SAVEPOINT account_probe').execute(tx);
-  return new Set(rows.map((row) => row.key));
+  return (await heldRowsOf(tx, tenantId, { accounts: keys })).accounts;
 }
 
+/** A row of the kinds group commit remembers held, keyed as it keys them (lowercase). */
+export type HeldRowKey = { kind: 'balances'; key: string } | { kind: 'counters'; key: string } | { kind: 'accounts'; key: string };
+
 /**
- * The row a lock wait that timed out (lock_not_available) was waiting for,
- * among the rows `sales` lock: PostgreSQL names it in the error's context —
- * `while locking tuple (0,3) in relation "stock_balances"` (the tuple's
- * place; the relation's name whatever the server's language) — and, read by
- * that place in a new statement, the row is still there as this transaction
- * sees it while its holder has not committed. A journal account (postJournals
- * locks it, late in the run) is keyed as saleAccountKeys keys it, if one of
- * the sales posts to it. `other`: a row of another table; null: the error
- * names no row (a wait for a place in line behind another waiter of the same
- * row has no context), or the row is not one of these sales' or was released
- * meanwhile.
+ * The row a lock wait that timed out (lock_not_available) was waiting for:
+ * PostgreSQL names it in the error's context — `while locking tuple (0,3) in
+ * relation "stock_balances"` (the tuple's place; the relation's name
+ * whatever the server's language) — and, read by that place in a new
+ * statement, the row is still there as this transaction sees it while its
+ * holder has not committed. A stock balance (by balanceKey), a receipt
+ * counter (by lowercase store id) or a journal account (by its lowercase
+ * key); `other`: a row of another table; null: the error names no row (a
+ * wait for a place in line behind another waiter of the same row has no
+ * context), or the row is not the tenant's or was released meanwhile.
  */
-export async function rowWaitedFor(
-  tx: Tx,
-  tenantId: string,
-  error: unknown,
-  sales: readonly SaleInput[],
-): Promise<{ kind: 'balances'; key: string } | { kind: 'counters'; key: string } | { kind: 'accounts'; key: string } | 'other' | null> {
+export async function rowNamedBy(tx: Tx, tenantId: string, error: unknown): Promise<HeldRowKey | 'other' | null> {
   const where = typeof error === 'object' && error !== null ? (error as { where?: unknown }).where : undefined;
   const tuple = typeof where === 'string' ? /\((\d+),(\d+)\)/.exec(where) : null;
   if (tuple === null) return null;
@@ -326,17 +313,87 @@ export async function rowWaitedFor(
   const ctid = `(${tuple[1]},${tuple[2]})`;
   if (relation === 'accounts') {
     const row = await maybeOne(tx, sql<{ key: string }>`SELECT key FROM accounts WHERE ctid = ${ctid}::tid AND tenant_id = ${tenantId}`);
-    const key = row?.key.toLowerCase();
-    return key !== undefined && sales.some((sale) => saleAccountKeys(sale).includes(key)) ? { kind: 'accounts', key } : null;
+    return row ? { kind: 'accounts', key: row.key.toLowerCase() } : null;
   }
   if (relation === 'stock_balances') {
     const row = await maybeOne(tx, sql<{ store_id: string; sku_id: string }>`SELECT store_id, sku_id FROM stock_balances WHERE ctid = ${ctid}::tid AND tenant_id = ${tenantId}`);
-    const key = row && balanceKey(row.store_id, row.sku_id);
-    return key !== undefined && sales.some((sale) => sale.items.some((item) => balanceKey(sale.store_id, item.sku_id) === key)) ? { kind: 'balances', key } : null;
+    return row ? { kind: 'balances', key: balanceKey(row.store_id, row.sku_id) } : null;
   }
   const row = await maybeOne(tx, sql<{ store_id: string }>`SELECT store_id FROM store_receipt_counters WHERE ctid = ${ctid}::tid AND tenant_id = ${tenantId}`);
-  const key = row?.store_id.toLowerCase();
-  return key !== undefined && sales.some((sale) => sale.store_id.toLowerCase() === key) ? { kind: 'counters', key } : null;
+  return row ? { kind: 'counters', key: row.store_id.toLowerCase() } : null;
+}
+
+/**
+ * The row a lock wait that timed out was waiting for (rowNamedBy), among the
+ * rows `sales` lock: their stores' balances of their SKUs, their stores'
+ * receipt counters, and the journal accounts they post to (postJournals
+ * locks those late in the run), keyed as saleAccountKeys keys them. Null
+ * also when the row named is none of these sales' rows.
+ */
+export async function rowWaitedFor(tx: Tx, tenantId: string, error: unknown, sales: readonly SaleInput[]): Promise<HeldRowKey | 'other' | null> {
+  const row = await rowNamedBy(tx, tenantId, error);
+  if (row === null || row === 'other') return row;
+  const theirs =
+    row.kind === 'accounts'
+      ? sales.some((sale) => saleAccountKeys(sale).includes(row.key))
+      : row.kind === 'balances'
+        ? sales.some((sale) => sale.items.some((item) => balanceKey(sale.store_id, item.sku_id) === row.key))
+        : sales.some((sale) => sale.store_id.toLowerCase() === row.key);
+  return theirs ? row : null;
+}
+
+/**
+ * Of the rows `rows` (keyed as HeldRowKey keys them), those another
+ * transaction holds now, found without waiting, in one statement: each is
+ * locked with SKIP LOCKED — FOR NO KEY UPDATE, what the writes of a balance,
+ * a counter or an account take (not hindered by the key-share locks of
+ * foreign keys) — in a savepoint of its own that is rolled back at once,
+ * giving back the locks taken, so it is no lock of the caller's lock order
+ * and waits for nothing. A row that does not exist is not held. Each kind
+ * not asked for costs nothing (its part reads no row).
+ */
+export async function heldRowsOf(
+  tx: Tx,
+  tenantId: string,
+  rows: { balances?: readonly string[]; counters?: readonly string[]; accounts?: readonly string[] },
+): Promise<{ balances: Set<string>; counters: Set<string>; accounts: Set<string> }> {
+  const balances = [...(rows.balances ?? [])];
+  const pairs = balances.map((key) => key.split('/'));
+  const storeIds = [...new Set(pairs.map(([storeId]) => storeId!))];
+  const skuIds = [...new Set(pairs.map(([, skuId]) => skuId!))];
+  const counters = [...(rows.counters ?? [])];
+  const accounts = [...(rows.accounts ?? [])];
+  await sql.raw('SAVEPOINT row_probe').execute(tx);
+  const found = await all(
+    tx,
+    sql<{ kind: 'balances' | 'counters' | 'accounts'; key: string }>`
+      WITH balances_free AS (
+        SELECT store_id, sku_id FROM stock_balances
+        WHERE ${balances.length > 0} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
+          AND store_id::text || '/' || sku_id::text = ANY(${balances}::text[])
+        FOR NO KEY UPDATE SKIP LOCKED
+      ), counters_free AS (
+        SELECT store_id FROM store_receipt_counters
+        WHERE ${counters.length > 0} AND tenant_id = ${tenantId} AND store_id::text = ANY(${counters}::text[])
+        FOR NO KEY UPDATE SKIP LOCKED
+      ), accounts_free AS (
+        SELECT key FROM accounts WHERE ${accounts.length > 0} AND tenant_id = ${tenantId} AND key = ANY(${accounts}::text[]) FOR NO KEY UPDATE SKIP LOCKED
+      )
+      SELECT 'balances' AS kind, store_id::text || '/' || sku_id::text AS key FROM stock_balances
+      WHERE ${balances.length > 0} AND tenant_id = ${tenantId} AND store_id = ANY(${storeIds}::uuid[]) AND sku_id = ANY(${skuIds}::uuid[])
+        AND store_id::text || '/' || sku_id::text = ANY(${balances}::text[])
+        AND (store_id, sku_id) NOT IN (SELECT store_id, sku_id FROM balances_free)
+      UNION ALL
+      SELECT 'counters', store_id::text FROM store_receipt_counters
+      WHERE ${counters.length > 0} AND tenant_id = ${tenantId} AND store_id::text = ANY(${counters}::text[]) AND store_id NOT IN (SELECT store_id FROM counters_free)
+      UNION ALL
+      SELECT 'accounts', key FROM accounts
+      WHERE ${accounts.length > 0} AND tenant_id = ${tenantId} AND key = ANY(${accounts}::text[]) AND key NOT IN (SELECT key FROM accounts_free)`,
+  );
+  await sql.raw('ROLLBACK TO SAVEPOINT row_probe; RELEASE SAVEPOINT row_probe').execute(tx);
+  const held = { balances: new Set<string>(), counters: new Set<string>(), accounts: new Set<string>() };
+  for (const row of found) held[row.kind].add(row.key);
+  return held;
 }
 
 /**

@@ -9,6 +9,7 @@ import { returnSoldPieces } from '../pieces/sellPieces.js';
 import { assertSecondPersonToUndo } from '../tenancy/secondApprover.js';
 import { lockSaleForUpdate } from './getSale.js';
 import { returnableLines } from './returnSale.js';
+import { balanceKey, saleAccountKeys } from './saleRows.js';
 import type { SaleView } from './sale.table.js';
 
 /**
@@ -65,12 +66,11 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
   await assertSecondPersonToUndo(cmd, before.op_id, `sale ${saleId}`, 'void');
   if (before.status === 'voided') throw new AlreadyDone(before, before.voided_by_op);
 
-  await returnSoldPieces(cmd, before.op_id);
   // Per SKU, what the sale took (quantity minus any offline shortfall), less what its partial returns already put
   // back, never below 0. A return puts back all it takes back, beyond what the sale took too: a line that synced
   // short is returned up to all it sold (the goods are on the shelf), so its returns may have put back more than
   // the sale took — then the void gives none back. Of a line of pieces, the sum of the pieces its returns took
-  // back (no longer sold by the sale, so returnSoldPieces above left them alone): never more than it took.
+  // back (no longer sold by the sale, so returnSoldPieces below leaves them alone): never more than it took.
   const returnedBefore = new Map((await returnableLines(tx, tenantId, saleId)).map((line) => [line.sale_item_id, line.returned_quantity]));
   const left = new Map<string, number>();
   for (const item of before.items) {
@@ -78,6 +78,15 @@ export async function recordVoid(cmd: Command, saleId: string, reason: string, c
   }
   const returned = new Map([...left].filter(([, quantity]) => quantity > 0));
   const changes = [...returned].map(([skuId, quantity]) => ({ storeId: before.store_id, skuId, quantityChange: quantity, kind: 'void', reason: `void of sale ${saleId}` }));
+  // The rows the void locks after its pieces that a row held from outside may be among (a balance a long count
+  // holds, an account): in the tenant's sale lane, one found held before and still held refuses it at once (503,
+  // nothing written) instead of its waiting the lock wait again. The reversing entry posts to the sale's accounts
+  // unless its returns refunded it all (or it moved no money).
+  await cmd.beforeLocking({
+    balances: changes.map((change) => balanceKey(change.storeId, change.skuId)),
+    accounts: before.total - before.returned_total !== 0 ? saleAccountKeys(before) : [],
+  });
+  await returnSoldPieces(cmd, before.op_id);
   const stock = await changeStock(tx, tenantId, opId, changes);
   assert(stock.ok, 'returning stock always succeeds');
   // Voided on the till at or before a stock count of a SKU, sent after it: the count saw the goods on the shelf
