@@ -2,7 +2,7 @@ import type { Command, CommandFn } from '../core/command.js';
 import { lockPiecesForSale, markPiecesSold, type PieceSaleLineResult } from '../pieces/sellPieces.js';
 import type { SaleInput, SaleSource, SaleView } from './sale.table.js';
 import { planSale, saleEffects, validateSale, type SaleRequest } from './salePlan.js';
-import { loadSaleState, writeSales } from './saleRows.js';
+import { balanceKey, loadSaleState, saleAccountKeys, writeSales } from './saleRows.js';
 
 /**
  * One sale inside its command's transaction (`cmd.tx`): POST /v1/sales with
@@ -36,6 +36,9 @@ export async function recordSale(cmd: Command, input: SaleInput, source: SaleSou
     // Validate before locking pieces (their checks assume known SKUs of this store).
     const invalid = validateSale(await loadSaleState(tx, tenantId, storeId, [input], { lock: false }), request);
     if (invalid) throw invalid;
+    // In the tenant's sale lane: a balance or the receipt counter it locks after its pieces that the lane found held
+    // by another transaction, and still held, refuses it at once (503, nothing written) — not after the lock wait.
+    await cmd.beforeLocking({ balances: input.items.map((item) => balanceKey(storeId, item.sku_id)), counters: [storeId.toLowerCase()] });
     for (const result of await lockPiecesForSale(cmd, storeId, pieceLines, input.reservation_op_id)) pieces.set(result.index, result);
   }
 
@@ -46,6 +49,8 @@ export async function recordSale(cmd: Command, input: SaleInput, source: SaleSou
   const planned = planSale(state, request, opId, pieces);
   if (!planned.ok) throw planned.error;
   const { plan } = planned;
+  // …and so does a journal account its entry posts to (none for a sale of total 0), locked last.
+  if (pieceLines.length > 0 && plan.entry) await cmd.beforeLocking({ accounts: saleAccountKeys(input) });
 
   const [ledgerIds] = await writeSales(tx, tenantId, [plan], locked);
   const sold = [...pieces.values()].flatMap((result) => result.available);

@@ -248,4 +248,49 @@ describe('a void or a partial return that meets a held row does not make the lan
     assert.deepEqual(rows, [{ n: 2 }]);
     await assertConsistent();
   });
+
+  it("a sale naming workshop pieces whose balance a void found held is 503 at once, not after its 15 s lock wait; released, the same keys sell and void once", async () => {
+    // Given: a piece-tracked SKU with pieces in store A, and a sale of two of them to void.
+    const cloth = (await owner.post('/v1/skus', { code: 'HV-CLOTH', name: 'Cloth', unit: 'metre', price: 500, tracks_pieces: true })).body.id as string;
+    const received = await owner.post('/v1/pieces', { store_id: storeA, sku_id: cloth, pieces: [1000, 2000, 3000].map((quantity) => ({ kind: 'roll', quantity })) }, { idempotencyKey: randomUUID() });
+    assert.equal(received.status, 201, JSON.stringify(received.body));
+    const [p1, p2, p3] = received.body.pieces as Array<{ id: string }>;
+    const pieceSale = (ids: string[]) => ({ store_id: storeA, payment_method: 'cash', items: [{ sku_id: cloth, piece_ids: ids, unit_price: 500 }] });
+    const soldPieces = await owner.post('/v1/sales', pieceSale([p1!.id, p2!.id]), { idempotencyKey: randomUUID() });
+    assert.equal(soldPieces.status, 201, JSON.stringify(soldPieces.body));
+    const before = await returnRowCounts(t, tenantId);
+    const stockBefore = (await balanceAndLedger(t, tenantId, storeA, cloth)).balance;
+    const timeoutsBefore = await refusals('lock_timeout');
+    const heldBefore = await refusals('row_held');
+    const hold = await holdLocked(t, `SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, cloth], 'the balance of the cloth');
+    const [voidKey, saleKey] = [randomUUID(), randomUUID()];
+    let voided: Sent;
+    let selling: Sent;
+    try {
+      // When: the void meets the held balance (one lock wait), then a sale naming another piece of it.
+      voided = await voidOf(soldPieces.body.id, voidKey);
+      selling = await timed(saleKey, () => owner.post('/v1/sales', pieceSale([p3!.id]), { idempotencyKey: saleKey }));
+    } finally {
+      await hold.release();
+    }
+    assertUnavailable(voided, 'the void');
+    assertUnavailable(selling, 'the sale naming pieces');
+    assert.ok(selling.ms < SALE_LOCK_WAIT_MS, `the sale naming pieces answered in ${Math.round(selling.ms)} ms, not under the lock wait ${SALE_LOCK_WAIT_MS} ms`);
+    assert.equal((await refusals('lock_timeout')) - timeoutsBefore, 1, 'only the void waited');
+    assert.equal((await refusals('row_held')) - heldBefore, 1, 'the sale refused at once');
+    const during = await returnRowCounts(t, tenantId);
+    assert.deepEqual({ sales: during.sales, operations: during.operations, keys: during.keys, entries: during.entries }, { sales: before.sales, operations: before.operations, keys: before.keys, entries: before.entries });
+    const pieces = await t.admin.query(`SELECT id, status FROM pieces WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY quantity`, [tenantId, [p1!.id, p2!.id, p3!.id]]);
+    assert.deepEqual(pieces.rows.map((row) => row.status), ['sold', 'sold', 'in_stock']);
+
+    // Released: each with its key, once.
+    const again = await voidOf(soldPieces.body.id, voidKey);
+    assert.equal(again.answer.status, 200, JSON.stringify(again.answer.body));
+    const soldAgain = await owner.post('/v1/sales', pieceSale([p3!.id]), { idempotencyKey: saleKey });
+    assert.equal(soldAgain.status, 201, JSON.stringify(soldAgain.body));
+    assert.equal((await balanceAndLedger(t, tenantId, storeA, cloth)).balance, stockBefore + 3000 - 3000);
+    const after = await t.admin.query(`SELECT status FROM pieces WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY quantity`, [tenantId, [p1!.id, p2!.id, p3!.id]]);
+    assert.deepEqual(after.rows.map((row) => row.status), ['in_stock', 'in_stock', 'sold']);
+    await assertConsistent();
+  });
 });
