@@ -153,9 +153,22 @@ import {
  *   waiting, in a savepoint rolled back at once (no lock of the run's order;
  *   before, the run was re-run sale by sale, each waiting 2 s again:
  *   heldAccount.int.spec.ts). A void, a partial return or a sale naming
- *   pieces (a batch of its own) that meets a held row waits the lock wait each time (a void or
- *   a return 2 s; a sale naming pieces, which may wait for a piece behind a
- *   reservation's end, as long as any command: 15 s).
+ *   pieces (a batch of its own, runOne) names the rows a held one may be
+ *   among before it locks them (Command.beforeLocking: a void or a return
+ *   its balances and the sale's accounts after locking the sale row and
+ *   before its pieces; a sale naming pieces its balances and counter before
+ *   its pieces, its accounts before it posts): those the tenant's runs
+ *   found held are probed without waiting (heldRowsOf, a savepoint rolled
+ *   back at once: no lock of its order), and one still held refuses it at
+ *   once (RowHeldElsewhere, 503, nothing written; one found free is
+ *   forgotten). A lock wait of such a command that times out on a row it
+ *   named (a void or a return after 2 s; a sale naming pieces, which may
+ *   wait for a piece behind a reservation's end, after 15 s, as any
+ *   command) is remembered for the tenant as held, as a run's is: the
+ *   lane's later voids, returns and runs of sales needing it do not wait
+ *   for it again (before, each void or return waited 2 s, and the tenant's
+ *   sales queued behind it: heldVoid.int.spec.ts). A row none of them names
+ *   — the sale row, a piece — is waited for each time, as before.
  * - A COMMIT that fails with a PostgreSQL error rolled everything back: a
  *   retryable one re-runs the batch, any other fails every caller. A COMMIT
  *   whose connection dies is ambiguous (it may have committed): nothing is
@@ -174,6 +187,8 @@ const MAX_ATTEMPTS = 5;
  * (milliseconds).
  */
 export const SALE_LOCK_WAIT_MS = 2_000;
+/** The operation type of a sale (POST /v1/sales, a synced sale). */
+const SALE_CREATE_OP = 'sale.create';
 /** The commands of the lane, besides a run of sales, whose batch waits SALE_LOCK_WAIT_MS for a lock (not a sale naming pieces). */
 const LANE_LOCK_WAIT_TYPES: ReadonlySet<string> = new Set([SALE_VOID_OP, SALE_RETURN_OP]);
 /** Rows found held per tenant and kind (balances, counters) that a process remembers; beyond, the oldest is forgotten. */
@@ -255,7 +270,7 @@ export class GroupCommitter {
   private readonly lockWaitMs: number;
   /** Commands queued in all lanes, not yet taken into a batch. */
   private waiting = 0;
-  /** Per tenant: rows found held by another transaction, locked without waiting until found free (see runSales). */
+  /** Per tenant: rows found held by another transaction, locked or probed without waiting until found free (see runSales, runOne). */
   private readonly heldRows = new Map<string, HeldRows>();
 
   constructor(
@@ -286,7 +301,7 @@ export class GroupCommitter {
   sale(input: CommandInput, body: SaleInput, source: SaleSource): Promise<CommandOutcome> {
     // A sale's key is kept as long as the sale: a till that never got the
     // answer may send it again days later, from its offline queue.
-    const spec: CommandSpec = { type: 'sale.create', storeId: body.store_id, ttlHours: 'forever' };
+    const spec: CommandSpec = { type: SALE_CREATE_OP, storeId: body.store_id, ttlHours: 'forever' };
     if (body.items.some((item) => item.piece_ids !== undefined)) return this.run(input, spec, saleCommand(body, source));
     return this.enqueue({ input, spec, sale: { input, sale: body, source } });
   }
@@ -505,7 +520,7 @@ export class GroupCommitter {
     await units.open();
     const named: HeldRows = { balances: new Set(), counters: new Set(), accounts: new Set() };
     const fn: CommandFn = (cmd) => {
-      cmd.heldRowCheck = (rows) => this.refuseHeld(trx, tenantId, rows, named);
+      cmd.heldRowCheck = (rows) => this.refuseHeld(trx, tenantId, rows, named, item.spec.type === SALE_CREATE_OP);
       return item.fn!(cmd);
     };
     try {
@@ -531,11 +546,12 @@ export class GroupCommitter {
 
   /**
    * Command.beforeLocking in the lane: notes the rows a command named, and
-   * refuses it (RowHeldElsewhere) if one of them the tenant's runs found held
-   * still is — found so without waiting. Nothing remembered of them (the
-   * usual case): no statement.
+   * refuses it (RowHeldElsewhere; a sale naming pieces counted as the sales
+   * refused so are) if one of them the tenant's runs found held still is —
+   * found so without waiting. Nothing remembered of them (the usual case): no
+   * statement.
    */
-  private async refuseHeld(trx: Tx, tenantId: string, rows: RowsToLock, named: HeldRows): Promise<void> {
+  private async refuseHeld(trx: Tx, tenantId: string, rows: RowsToLock, named: HeldRows, isSale: boolean): Promise<void> {
     const kinds = ['balances', 'counters', 'accounts'] as const;
     for (const kind of kinds) for (const key of rows[kind] ?? []) named[kind].add(key);
     const known = this.heldRows.get(tenantId);
@@ -556,7 +572,9 @@ export class GroupCommitter {
       ...[...held.counters].map((key) => `the receipt counter of store ${key}`),
       ...[...held.accounts].map((key) => `the account ${key}`),
     ];
-    if (names.length > 0) throw new RowHeldElsewhere(`${names.join(' and ')} held by another transaction: nothing was written`);
+    if (names.length === 0) return;
+    if (isSale) heldRowRefusals.inc();
+    throw new RowHeldElsewhere(`${names.join(' and ')} held by another transaction: nothing was written`);
   }
 
   /**

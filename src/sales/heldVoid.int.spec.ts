@@ -68,11 +68,12 @@ describe('a void or a partial return that meets a held row does not make the lan
   };
 
   /** storekeep_database_wait_refusals_total{kind}, as the API's /metrics serves it. */
-  const refusals = async (kind: 'row_held' | 'lock_timeout') => {
+  const metric = async (name: string) => {
     const text = (await owner.get('/metrics')).body as string;
-    const line = text.split('\n').find((each) => each.startsWith(`storekeep_database_wait_refusals_total{kind="${kind}"}`));
+    const line = text.split('\n').find((each) => each.startsWith(`${name} `) || each.startsWith(`${name}{`));
     return line === undefined ? 0 : Number(line.split(' ').at(-1));
   };
+  const refusals = (kind: 'row_held' | 'lock_timeout') => metric(`storekeep_database_wait_refusals_total{kind="${kind}"}`);
 
   const assertUnavailable = (sent: Sent, what: string) => {
     assert.equal(sent.answer.status, 503, `${what}: ${JSON.stringify(sent.answer.body)}`);
@@ -262,6 +263,7 @@ describe('a void or a partial return that meets a held row does not make the lan
     const stockBefore = (await balanceAndLedger(t, tenantId, storeA, cloth)).balance;
     const timeoutsBefore = await refusals('lock_timeout');
     const heldBefore = await refusals('row_held');
+    const salesHeldBefore = await metric('storekeep_sales_row_held_total');
     const hold = await holdLocked(t, `SELECT 1 FROM stock_balances WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3 FOR UPDATE`, [tenantId, storeA, cloth], 'the balance of the cloth');
     const [voidKey, saleKey] = [randomUUID(), randomUUID()];
     let voided: Sent;
@@ -278,6 +280,7 @@ describe('a void or a partial return that meets a held row does not make the lan
     assert.ok(selling.ms < SALE_LOCK_WAIT_MS, `the sale naming pieces answered in ${Math.round(selling.ms)} ms, not under the lock wait ${SALE_LOCK_WAIT_MS} ms`);
     assert.equal((await refusals('lock_timeout')) - timeoutsBefore, 1, 'only the void waited');
     assert.equal((await refusals('row_held')) - heldBefore, 1, 'the sale refused at once');
+    assert.equal((await metric('storekeep_sales_row_held_total')) - salesHeldBefore, 1, 'counted as a sale refused so');
     const during = await returnRowCounts(t, tenantId);
     assert.deepEqual({ sales: during.sales, operations: during.operations, keys: during.keys, entries: during.entries }, { sales: before.sales, operations: before.operations, keys: before.keys, entries: before.entries });
     const pieces = await t.admin.query(`SELECT id, status FROM pieces WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY quantity`, [tenantId, [p1!.id, p2!.id, p3!.id]]);

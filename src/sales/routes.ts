@@ -248,7 +248,7 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
   app.post(
     '/v1/sales',
     {
-      config: { permission: 'sales.create', refusals: { insufficient_stock: 'every short line in `shortages` (`sku_id`, `requested`, `available`), nothing written', forbidden: 'a bulk sale (sale_type bulk, or a SKU quantity at or above bulk_sale_threshold) without `sales.bulk`', not_found: 'the store does not exist or is outside the token stores', piece_unavailable: 'a named piece is sold, consumed, deleted or reserved (under another reservation)', limit_exceeded: 'an account total would exceed 9 × 10^15 minor units' } },
+      config: { permission: 'sales.create', refusals: { insufficient_stock: 'every short line in `shortages` (`sku_id`, `requested`, `available`), nothing written', forbidden: 'a bulk sale (sale_type bulk, or a SKU quantity at or above bulk_sale_threshold) without `sales.bulk`', not_found: 'the store does not exist or is outside the token stores', piece_unavailable: 'a named piece is sold, consumed, deleted or reserved (under another reservation)', limit_exceeded: 'an account total would exceed 9 × 10^15 minor units', service_unavailable: "a stock balance, the store's receipt counter or a journal account the sale needs is held by another transaction: after the lane's lock wait (2 s; 15 s for a sale naming workshop pieces), or at once while the tenant's sale lane knows it held (a sale, void or return waited for it before); with `Retry-After`, nothing written, no receipt number taken" } },
       schema: { tags: ['sales'], summary: SALE_SUMMARY, headers: IdempotencyHeaders, body: SaleBody, response: { 201: Sale } },
     },
     async (request, reply) => {
@@ -367,6 +367,8 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
         refusals: {
           limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
           forbidden: 'the token made the sale (sold it, or synced it from a till) and the tenant requires a second person to undo it (`reason`: second_approver_required; setting require_second_approver_for_reversals), voided already or not; nothing written',
+          service_unavailable:
+            "a stock balance or journal account the void needs is held by another transaction: after the lane's lock wait (2 s), or at once while the tenant's sale lane knows it held (a void, return or sale waited for it before); with `Retry-After`, nothing written, the Idempotency-Key not kept",
         },
       },
       schema: {
@@ -417,6 +419,8 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
             'a named piece is not one the sale sold of its line\'s SKU (on an offline line that synced short, a piece missing then), or an earlier return of the sale took it back: `pieces` lists every such piece (`id`, `sku_id`, `reason`: not_sold_by_sale | already_returned), nothing written',
           limit_exceeded: 'the stock returned, or an account total, would exceed its limit',
           forbidden: 'the token made the sale (sold it, or synced it from a till) and the tenant requires a second person to undo it (`reason`: second_approver_required; setting require_second_approver_for_reversals); nothing written',
+          service_unavailable:
+            "a stock balance or journal account the return needs is held by another transaction: after the lane's lock wait (2 s), or at once while the tenant's sale lane knows it held (a void, return or sale waited for it before); with `Retry-After`, nothing written, the Idempotency-Key not kept",
         },
       },
       schema: {

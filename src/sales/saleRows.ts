@@ -228,9 +228,10 @@ export class PlannedStateMoved extends Error {
 
 /**
  * A row a sale needs — its store's balance of one of its SKUs, or its store's
- * receipt counter — was held by another transaction when group commit locked
- * it without waiting (loadSaleStates' `withoutWaiting`). Nothing of the sale
- * was written. SQLSTATE lock_not_available, what PostgreSQL itself raises
+ * receipt counter, or an account it posts to — was held by another
+ * transaction when group commit locked it without waiting (loadSaleStates'
+ * `withoutWaiting`), or found it so (heldRowsOf) for a sale, a void or a
+ * partial return (Command.beforeLocking). Nothing of it was written. SQLSTATE lock_not_available, what PostgreSQL itself raises
  * when a lock is not to be waited for (NOWAIT) or waited for too long
  * (lock_timeout): answered the same way (503 service_unavailable, Retry-After)
  * — but, waited for by nobody, an expected refusal while the row is held (a
@@ -252,6 +253,7 @@ export function heldRowRefusal(state: SaleState, sale: SaleInput): RowHeldElsewh
  * (accountKey), lowercase: where its money goes (its store's drawer or
  * clearing account, or its customer's receivable for a credit sale) and its
  * store's sales revenue (saleJournalEntry) — whether or not its total is 0.
+ * Its returns' and its void's entries post to the same accounts.
  */
 export function saleAccountKeys(sale: Pick<SaleInput, 'store_id' | 'payment_method'> & { customer_id?: string | null | undefined }): string[] {
   const kind = storeAccountForMethod(sale.payment_method);
