@@ -14,6 +14,8 @@ import { etagOf, optionalExpectedVersion, versionedCommand } from '../http/etag.
 import { findSku, findStore, listSkus, listStock, listStores } from './queries.js';
 import { receiveStock } from './receiveStock.js';
 import { listStockLedger } from './listStockLedger.js';
+import { findReorderLevel, listLowStock } from './listLowStock.js';
+import { setReorderLevel } from './setReorderLevel.js';
 import { readAsOf, stockAsOf } from './stockAsOf.js';
 import { SNAPSHOT_COMMAND, SNAPSHOT_SETTLE_MINUTES, SNAPSHOT_STEP_DAYS, takeStockSnapshotsInSteps } from './takeStockSnapshots.js';
 
@@ -111,6 +113,17 @@ const isUuidCursor = isCursorOf<{ id: string }>({ id: cursorField.uuid });
 
 const isCodeCursor = isCursorOf<{ code: string }>({ code: cursorField.text });
 const isSkuCursor = isCursorOf<{ sku_id: string }>({ sku_id: cursorField.uuid });
+const ReorderLevel = Type.Union([Type.Integer({ minimum: 0, maximum: 1_000_000_000_000_000 }), Type.Null()], {
+  description: "the store's reorder level of the SKU, in its base units (grams, pieces, millimetres): at or below it, the SKU is on the store's low-stock list (GET …/stock/low); null: none",
+});
+const LowStockItem = Type.Object({
+  sku_id: Uuid,
+  code: Type.String(),
+  name: Type.String(),
+  quantity: Type.Integer({ description: "the store's stock of the SKU now (0 when the store never held it)" }),
+  reorder_level: Type.Integer(),
+  shortfall: Type.Integer({ minimum: 0, description: 'reorder_level − quantity: what brings the stock back up to the level' }),
+});
 
 export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> {
   app.post(
@@ -480,13 +493,76 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
   );
 
   app.get(
+    '/v1/stores/:store_id/stock/low',
+    {
+      config: { permission: 'stock.read' },
+      schema: {
+        tags: ['inventory'],
+        summary:
+          "A store's low stock: every SKU whose stock is at or below the store's reorder level of it (PUT …/stock/{sku_id}/reorder-level), " +
+          'with `quantity` (0 when the store never held it), `reorder_level` and `shortfall` (level − quantity), in `sku_id` order (cursor pagination).',
+        description:
+          "A page is a range of the store's reorder levels from the cursor's `sku_id`, each joined to its balance and SKU by their keys: it reads the levels " +
+          'after the cursor until it has a page of low ones (levels only, never the ledger). Each SKU is read when its page is: a walk while sales and receipts go on ' +
+          'lists a SKU by its stock when its page was read. A limit outside 1–500, a cursor this list did not write, or any other query parameter: 400 ' +
+          "(at `/querystring/<name>`). A store that is not there or outside the token's stores: 404.",
+        params: StoreParams,
+        querystring: ListQuery,
+        response: { 200: Page(LowStockItem) },
+      },
+    },
+    async (request) => {
+      const principal = tenantOf(request);
+      const storeId = request.params.store_id;
+      assertStoreInScope(principal, storeId);
+      const list = listOf(request);
+      const after = decodeCursor(request.query.cursor, isSkuCursor, list)?.sku_id;
+      const limit = limitOf(request);
+      return inTenantTransaction(db, principal.tenantId, async (tx) => {
+        if (!(await findStore(tx, principal.tenantId, storeId))) throw notFound('store');
+        return pageOf(await listLowStock(tx, principal.tenantId, storeId, after, limit + 1), limit, (last) => ({ sku_id: last.sku_id }), list);
+      });
+    },
+  );
+
+  app.put(
+    '/v1/stores/:store_id/stock/:sku_id/reorder-level',
+    {
+      config: { permission: 'stock.adjust' },
+      schema: {
+        tags: ['inventory'],
+        summary:
+          "Set a store's reorder level of a SKU (`{ quantity }`, base units, 0 to 10^15), or remove it (`{ quantity: null }`): at or below it the SKU is on the store's low-stock list (GET …/stock/low). " +
+          'Answered `{ store_id, sku_id, reorder_level }`.',
+        description:
+          'Each change is audited (`stock.reorder_level.set`, subject `reorder_level` `<store_id>/<sku_id>`, with the level before and after). Changes of one level take turns: ' +
+          "the later applies to what the earlier left, so each event's `before` is the previous event's `after`. The same level again, or removing a level there is not, changes nothing (answered, no event). " +
+          'A quantity that is negative, not an integer, above 10^15 or missing: 400 at `/body/quantity`. An unknown SKU, or a store that is not there or outside the token\'s stores: 404. Needs `stock.adjust`. ' +
+          'Nothing is written on a refusal.',
+        headers: IdempotencyHeaders,
+        params: Type.Object({ store_id: Uuid, sku_id: Uuid }),
+        body: Type.Object({ quantity: ReorderLevel }, { additionalProperties: false }),
+        response: { 200: Type.Object({ store_id: Uuid, sku_id: Uuid, reorder_level: ReorderLevel }) },
+      },
+    },
+    async (request, reply) => {
+      const { store_id: storeId, sku_id: skuId } = request.params;
+      assertStoreInScope(tenantOf(request), storeId);
+      return command(db, request, reply, { type: 'stock.reorder_level.set', storeId }, async (cmd) => ({
+        status: 200,
+        body: await setReorderLevel(cmd, storeId, skuId, request.body.quantity),
+      }));
+    },
+  );
+
+  app.get(
     '/v1/stores/:store_id/stock/:sku_id',
     {
       config: { permission: 'stock.read' },
       schema: {
         tags: ['inventory'],
         summary:
-          "One SKU's stock in a store: now (`{ sku_id, quantity, updated_at }`), or with `?as_of=` at that moment (`{ as_of, sku_id, quantity }`), " +
+          "One SKU's stock in a store: now (`{ sku_id, quantity, updated_at, reorder_level }`; `reorder_level` the store's level of the SKU, null when none), or with `?as_of=` at that moment (`{ as_of, sku_id, quantity }`), " +
           'as the store\'s stock list gives it (one primary-key read; with `as_of`, its daily snapshot plus the ledger since). ' +
           'A SKU the store never held: quantity 0 (`updated_at` null).',
         description:
@@ -499,6 +575,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
             sku_id: Uuid,
             quantity: Type.Integer(),
             updated_at: Type.Optional(Type.Union([Timestamp, Type.Null()], { description: 'when the balance last moved (null: never held); absent with as_of' })),
+            reorder_level: Type.Optional(ReorderLevel),
           }),
         },
       },
@@ -517,7 +594,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           return { as_of: new Date(asOf), sku_id: skuId, quantity: row?.quantity ?? 0 };
         }
         const [row] = await listStock(tx, principal.tenantId, storeId, page);
-        return { sku_id: skuId, quantity: row?.quantity ?? 0, updated_at: row?.updated_at ?? null };
+        return { sku_id: skuId, quantity: row?.quantity ?? 0, updated_at: row?.updated_at ?? null, reorder_level: await findReorderLevel(tx, principal.tenantId, storeId, skuId) };
       });
     },
   );
