@@ -7,6 +7,7 @@ import type { Tx } from '../core/db.js';
 import { listReviewItems } from '../integrity/listReviewItems.js';
 import { listStockLedger } from '../inventory/listStockLedger.js';
 import { listSkus } from '../inventory/queries.js';
+import { listLowStock } from '../inventory/listLowStock.js';
 import { listPointsOfSale } from '../field/queries.js';
 import { listParties } from '../money/queries.js';
 import { listSales } from '../sales/getSale.js';
@@ -64,7 +65,12 @@ describe('every list page is an index range from its cursor, in a generic plan t
        FROM sales, generate_series(1, $3::int) n WHERE tenant_id = $1 AND id = $2`,
       [tenantId, sale.body.id, ROWS],
     );
-    await t.admin.query('ANALYZE skus, parties, points_of_sale, review_items, stock_ledger, sales');
+    // A reorder level of every SKU in the store, above its stock (none but P-SKU's 5 held): every one low.
+    await q(
+      `INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id) SELECT tenant_id, $2, id, 1000, op_id FROM skus WHERE tenant_id = $1`,
+      [tenantId, store],
+    );
+    await t.admin.query('ANALYZE skus, parties, points_of_sale, review_items, stock_ledger, sales, stock_reorder_levels, stock_balances');
     const middle = async (text: string) => String((await q(text, [tenantId])).rows[0].v);
     last.skus = await middle(`SELECT code AS v FROM skus WHERE tenant_id = $1 ORDER BY code OFFSET ${ROWS / 2} LIMIT 1`);
     last.parties = await middle(`SELECT id AS v FROM parties WHERE tenant_id = $1 ORDER BY id OFFSET ${ROWS / 2} LIMIT 1`);
@@ -74,6 +80,7 @@ describe('every list page is an index range from its cursor, in a generic plan t
       `SELECT json_build_object('created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'receipt_number', receipt_number)::text AS v
        FROM sales WHERE tenant_id = $1 ORDER BY created_at DESC, receipt_number DESC OFFSET ${ROWS / 2} LIMIT 1`,
     );
+    last.low = await middle(`SELECT sku_id AS v FROM stock_reorder_levels WHERE tenant_id = $1 ORDER BY sku_id OFFSET ${ROWS / 2} LIMIT 1`);
     last.ledger = await middle(`SELECT id AS v FROM stock_ledger WHERE tenant_id = $1 ORDER BY id DESC OFFSET ${ROWS / 2} LIMIT 1`);
   });
   after(() => t.close());
@@ -88,8 +95,20 @@ describe('every list page is an index range from its cursor, in a generic plan t
     ['points', 'points_of_sale', /id > /, (tx, after) => listPointsOfSale(tx, tenantId, null, {}, after, 51)],
     ['review', 'review_items', /id < /, (tx, after) => listReviewItems(tx, tenantId, { storeIds: null, beforeId: after, limit: 51 })],
     ['ledger', 'stock_ledger', /id < /, (tx, after) => listStockLedger(tx, tenantId, store, sku, after, 51)],
+    ['low', 'stock_reorder_levels', /sku_id > /, (tx, after) => listLowStock(tx, tenantId, store, after, 51)],
     ['sales', 'sales', /created_at <= /, (tx, after) => listSales(tx, tenantId, store, {}, after === undefined ? undefined : JSON.parse(after), 51)],
   ];
+
+  it('the low-stock list reads each SKU and balance of its page by key, never a scan of the tenant\'s SKUs or the store\'s balances', async () => {
+    for (const after of [undefined, last.low]) {
+      const nodes = await genericPlan((tx) => listLowStock(tx, tenantId, store, after, 51));
+      const label = JSON.stringify(nodes.map((node) => [node['Node Type'], node['Relation Name'], node['Index Name'], node['Actual Rows'], node['Actual Loops']]));
+      for (const node of nodes.filter((node) => node['Relation Name'] === 'skus' || node['Relation Name'] === 'stock_balances')) {
+        assert.match(node['Node Type'], /^Index (Only )?Scan$/, label);
+        assert.ok((node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 1) <= 52, label);
+      }
+    }
+  });
 
   for (const [name, table, cursorCondition, read] of lists) {
     it(`${table}: the first page and one from the middle of ${ROWS} rows read the page (51 rows), not the rows before it`, async () => {

@@ -36,7 +36,7 @@ describe('role × write endpoint matrix', () => {
 
   it('collects the write endpoints of every part, and each tenant one names a permission', () => {
     const urls = routes.map((route) => `${route.method} ${route.url}`);
-    for (const expected of ['POST /v1/stores', 'POST /v1/payments', 'POST /v1/transfers/:id/approve', 'POST /v1/settlements/:id/approve', 'POST /v1/parties']) {
+    for (const expected of ['POST /v1/stores', 'POST /v1/payments', 'POST /v1/transfers/:id/approve', 'POST /v1/settlements/:id/approve', 'POST /v1/parties', 'PUT /v1/stores/:store_id/stock/:sku_id/reorder-level']) {
       assert.ok(urls.includes(expected), `${expected} is collected`);
     }
     const withoutPermission = routes.filter((route) => route.auth === 'tenant' && route.permission === undefined);
@@ -77,5 +77,6 @@ describe('role × write endpoint matrix', () => {
     }
     assert.deepEqual(mismatches, []);
     assert.ok(reads.length >= 20, `walked ${reads.length} read endpoints`);
+    assert.ok(reads.some((route) => route.url === '/v1/stores/:store_id/stock/low'), 'the low-stock list is walked');
   });
 });

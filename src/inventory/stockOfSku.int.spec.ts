@@ -42,7 +42,8 @@ describe('GET /v1/stores/{store_id}/stock/{sku_id}', () => {
     // When / Then: now
     const now = await owner.get(`/v1/stores/${store}/stock/${milk}`);
     assert.equal(now.status, 200, JSON.stringify(now.body));
-    assert.deepEqual(now.body, (await listed()).items.find((item: { sku_id: string }) => item.sku_id === milk));
+    // What the list has for it, and the store's reorder level of it (none here: null).
+    assert.deepEqual(now.body, { ...(await listed()).items.find((item: { sku_id: string }) => item.sku_id === milk), reorder_level: null });
     assert.equal(now.body.quantity, 75);
     // As of each moment: 0, 100, 70 — as the list has them
     const expected = [0, 100, 70];
@@ -54,7 +55,7 @@ describe('GET /v1/stores/{store_id}/stock/{sku_id}', () => {
       assert.equal(one.body.quantity, expected[index], moment);
     }
     // Never held in this store: 0, now and as of now.
-    assert.deepEqual((await owner.get(`/v1/stores/${store}/stock/${bread}`)).body, { sku_id: bread, quantity: 0, updated_at: null });
+    assert.deepEqual((await owner.get(`/v1/stores/${store}/stock/${bread}`)).body, { sku_id: bread, quantity: 0, updated_at: null, reorder_level: null });
     assert.equal((await owner.get(`/v1/stores/${store}/stock/${bread}?as_of=${encodeURIComponent(new Date().toISOString())}`)).body.quantity, 0);
   });
 

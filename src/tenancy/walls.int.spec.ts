@@ -57,6 +57,8 @@ describe('tenants and stores are walls, on every route', () => {
     const sale = ok(await owner.post('/v1/sales', { store_id: foreign.store, payment_method: 'cash', items: [{ sku_id: tenantWide.sku, quantity: 1, unit_price: 120 }] }));
     foreign.sale = sale.id;
     foreign.stockCount = ok(await owner.post(`/v1/stores/${foreign.store}/stock/counts`, { items: [{ sku_id: tenantWide.sku, counted_quantity: 99 }] })).id;
+    // A level above the store's stock: its low-stock list is not empty.
+    ok(await owner.put(`/v1/stores/${foreign.store}/stock/${tenantWide.sku}/reorder-level`, { quantity: 1000 }), 200);
     foreign.saleOp = sale.op_id;
     foreign.payment = ok(await owner.post('/v1/payments', { party_id: tenantWide.party, store_id: foreign.store, method: 'cash', amount: 50 })).id;
     // from a supplier of its own: the party's postings below are the payment's alone
@@ -101,6 +103,8 @@ describe('tenants and stores are walls, on every route', () => {
       '/v1/stores/:store_id/stock': { store_id: ids.store },
       '/v1/stores/:store_id/stock/:sku_id': { store_id: ids.store, sku_id: ids.sku },
       '/v1/stores/:store_id/stock/:sku_id/ledger': { store_id: ids.store, sku_id: ids.sku },
+      '/v1/stores/:store_id/stock/:sku_id/reorder-level': { store_id: ids.store, sku_id: ids.sku },
+      '/v1/stores/:store_id/stock/low': { store_id: ids.store },
       '/v1/stores/:store_id/stock/receipts': { store_id: ids.store },
       '/v1/stores/:store_id/stock/adjustments': { store_id: ids.store },
       '/v1/stores/:store_id/stock/counts': { store_id: ids.store },
@@ -159,6 +163,7 @@ describe('tenants and stores are walls, on every route', () => {
       'POST /v1/stores/:store_id/stock/receipts': { items: [{ sku_id: ids.sku, quantity: 1 }] },
       'POST /v1/stores/:store_id/stock/adjustments': { sku_id: ids.sku, quantity_change: -1, reason: 'probe' },
       'POST /v1/stores/:store_id/stock/counts': { items: [{ sku_id: ids.sku, counted_quantity: 1 }] },
+      'PUT /v1/stores/:store_id/stock/:sku_id/reorder-level': { quantity: 1 },
       'POST /v1/sales/:id/void': { reason: 'probe' },
       'POST /v1/sales/:id/returns': { items: [{ sku_id: ids.sku, quantity: 1 }], reason: 'probe' },
       'POST /v1/purchases/:id/returns': { items: [{ sku_id: ids.sku, quantity: 1 }], reason: 'probe' },
