@@ -92,6 +92,11 @@ describe('reorder levels and the low-stock list', () => {
     assert.equal(operation.status, 200, JSON.stringify(operation.body));
     assert.deepEqual(operation.body.effects, [{ table: 'stock_reorder_levels', id: `${store}/${rice}`, action: 'created' }]);
     assert.deepEqual((await owner.get(`/v1/operations/${events[1]!.op_id}`)).body.effects, [{ table: 'stock_reorder_levels', id: `${store}/${rice}`, action: 'updated' }]);
+    // Not revertible: the earlier level is set again instead.
+    const revert = await owner.post(`/v1/operations/${events[1]!.op_id}/revert`, {});
+    assert.equal(revert.status, 422, JSON.stringify(revert.body));
+    assert.equal(revert.body.code, 'unprocessable');
+    assert.equal((await levelEvents(store, rice)).length, 3);
     // The as_of answer is as it was: no reorder_level.
     const asOf = await owner.get(`/v1/stores/${store}/stock/${rice}?as_of=${encodeURIComponent(new Date().toISOString())}`);
     assert.equal(asOf.status, 200, JSON.stringify(asOf.body));
