@@ -75,6 +75,11 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
       `INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity) SELECT tenant_id, $2, id, 5 FROM skus WHERE tenant_id = $1 AND id <> $3 AND NOT tracks_pieces`,
       [tenantId, store, sku],
     );
+    // Reorder levels: of every SKU, 5 (each of those balances at its level: low), and A-SKU's 10 (1000 held: not low).
+    await t.admin.query(
+      `INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id) SELECT tenant_id, $2, id, CASE WHEN id = $3 THEN 10 ELSE 5 END, op_id FROM skus WHERE tenant_id = $1 AND NOT tracks_pieces`,
+      [tenantId, store, sku],
+    );
     const ledgerRow = (await t.admin.query(`SELECT id FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, sku])).rows[0].id;
     await copies('stock_ledger', ledgerRow, MANY, {});
     // Sales of the other store (its own stock and ledger): one through the API, MANY more with SQL (a receipt number each; some sharing a moment, as a batch's do).
@@ -138,6 +143,7 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
       { name: 'stock as of', path: `/v1/stores/${store}/stock`, query: `as_of=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`, key: (item) => String(item.sku_id), count: MANY + 2 },
       { name: 'stock ledger', path: `/v1/stores/${store}/stock/${sku}/ledger`, key: byId, count: MANY + 1 },
       { name: 'stock counts', path: `/v1/stores/${store}/stock/counts`, key: byId, count: MANY },
+      { name: 'low stock', path: `/v1/stores/${store}/stock/low`, key: (item) => String(item.sku_id), count: MANY },
       { name: 'sales', path: `/v1/stores/${otherStore}/sales`, key: byId, count: MANY + 1 },
       { name: 'parties', path: '/v1/parties', key: byId, count: MANY + 4 }, // and the point of sale's party
       { name: 'supplier balances', path: '/v1/ledger/suppliers', key: (item) => String(item.party_id), count: 2 },
