@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { integrityFindings } from '../../test/support/integrity.js';
 import { givenSku, givenStock, givenStore, givenToken } from '../sales/testkit.js';
 
 /**
@@ -259,5 +260,9 @@ describe('reorder levels and the low-stock list', () => {
     assert.equal((await owner.get(`/v1/stores/${store}/stock/${soap}`)).body.reorder_level, Number(rows[0].quantity));
     // Each answer is what its own change set.
     assert.deepEqual(answers.map((answer) => answer.body.reorder_level).sort((a, b) => a - b), levels);
+  });
+
+  it('after all of the above, the integrity checks find nothing: every level change, a no-op one too, is a whole operation', async () => {
+    assert.deepEqual(await integrityFindings(t.admin, tenantId), []);
   });
 });
