@@ -563,7 +563,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
         tags: ['inventory'],
         summary:
           "One SKU's stock in a store: now (`{ sku_id, quantity, updated_at, reorder_level }`; `reorder_level` the store's level of the SKU, null when none), or with `?as_of=` at that moment (`{ as_of, sku_id, quantity }`), " +
-          'as the store\'s stock list gives it (one primary-key read; with `as_of`, its daily snapshot plus the ledger since). ' +
+          'as the store\'s stock list gives it (one primary-key read, and one of the reorder level; with `as_of`, its daily snapshot plus the ledger since, and no `reorder_level`). ' +
           'A SKU the store never held: quantity 0 (`updated_at` null).',
         description:
           'An unknown SKU, or a store that is not there or outside the token\'s stores: 404. An `as_of` PostgreSQL cannot read, or outside the years 0001–9999 in UTC: 400 at `/querystring/as_of`.',
