@@ -19,16 +19,19 @@ CREATE TABLE stock_reorder_levels (
   sku_id uuid NOT NULL,
   -- Base units (grams, pieces, millimetres); NULL: no level (removed).
   quantity bigint CHECK (quantity BETWEEN 0 AND 1000000000000000),
-  -- The operation that last changed it.
+  -- The operation that made the row (immutable, as every row's op_id), and
+  -- the one that last changed its level.
   op_id uuid NOT NULL,
+  changed_by_op uuid NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now(),
   -- The store's levels in SKU order: the low-stock list walks this key from its cursor.
   PRIMARY KEY (tenant_id, store_id, sku_id),
   FOREIGN KEY (tenant_id, store_id) REFERENCES stores (tenant_id, id),
   FOREIGN KEY (tenant_id, sku_id) REFERENCES skus (tenant_id, id),
-  FOREIGN KEY (tenant_id, op_id) REFERENCES operations (tenant_id, id)
+  FOREIGN KEY (tenant_id, op_id) REFERENCES operations (tenant_id, id),
+  FOREIGN KEY (tenant_id, changed_by_op) REFERENCES operations (tenant_id, id)
 );
 SELECT enable_tenant_rls('stock_reorder_levels');
 REVOKE DELETE ON stock_reorder_levels FROM storekeep_app;
 CREATE TRIGGER stock_reorder_levels_immutable BEFORE UPDATE ON stock_reorder_levels
-  FOR EACH ROW EXECUTE FUNCTION forbid_column_change('tenant_id', 'store_id', 'sku_id');
+  FOR EACH ROW EXECUTE FUNCTION forbid_column_change('tenant_id', 'store_id', 'sku_id', 'op_id');

@@ -67,7 +67,7 @@ describe('every list page is an index range from its cursor, in a generic plan t
     );
     // A reorder level of every SKU in the store, above its stock (none but P-SKU's 5 held): every one low.
     await q(
-      `INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id) SELECT tenant_id, $2, id, 1000, op_id FROM skus WHERE tenant_id = $1`,
+      `INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id, changed_by_op) SELECT tenant_id, $2, id, 1000, op_id, op_id FROM skus WHERE tenant_id = $1`,
       [tenantId, store],
     );
     await t.admin.query('ANALYZE skus, parties, points_of_sale, review_items, stock_ledger, sales, stock_reorder_levels, stock_balances');

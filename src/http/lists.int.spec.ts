@@ -77,7 +77,7 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
     );
     // Reorder levels: of every SKU, 5 (each of those balances at its level: low), and A-SKU's 10 (1000 held: not low).
     await t.admin.query(
-      `INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id) SELECT tenant_id, $2, id, CASE WHEN id = $3 THEN 10 ELSE 5 END, op_id FROM skus WHERE tenant_id = $1 AND NOT tracks_pieces`,
+      `INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id, changed_by_op) SELECT tenant_id, $2, id, CASE WHEN id = $3 THEN 10 ELSE 5 END, op_id, op_id FROM skus WHERE tenant_id = $1 AND NOT tracks_pieces`,
       [tenantId, store, sku],
     );
     const ledgerRow = (await t.admin.query(`SELECT id FROM stock_ledger WHERE tenant_id = $1 AND store_id = $2 AND sku_id = $3`, [tenantId, store, sku])).rows[0].id;

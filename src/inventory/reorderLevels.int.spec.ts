@@ -93,6 +93,10 @@ describe('reorder levels and the low-stock list', () => {
     assert.equal(operation.status, 200, JSON.stringify(operation.body));
     assert.deepEqual(operation.body.effects, [{ table: 'stock_reorder_levels', id: `${store}/${rice}`, action: 'created' }]);
     assert.deepEqual((await owner.get(`/v1/operations/${events[1]!.op_id}`)).body.effects, [{ table: 'stock_reorder_levels', id: `${store}/${rice}`, action: 'updated' }]);
+    // The row keeps the operation that made it (op_id never changes) and names the one that last changed it.
+    const row = (await t.admin.query(`SELECT op_id, changed_by_op FROM stock_reorder_levels WHERE store_id = $1 AND sku_id = $2`, [store, rice])).rows[0];
+    assert.deepEqual(row, { op_id: events[0]!.op_id, changed_by_op: events[2]!.op_id });
+    await assert.rejects(t.admin.query(`UPDATE stock_reorder_levels SET op_id = $3 WHERE store_id = $1 AND sku_id = $2`, [store, rice, events[1]!.op_id]));
     // Not revertible: the earlier level is set again instead.
     const revert = await owner.post(`/v1/operations/${events[1]!.op_id}/revert`, {});
     assert.equal(revert.status, 422, JSON.stringify(revert.body));

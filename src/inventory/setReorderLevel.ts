@@ -45,8 +45,8 @@ export async function setReorderLevel(cmd: Command, storeId: string, skuId: stri
     const inserted = await maybeOne(
       cmd.tx,
       sql<{ quantity: number }>`
-        INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id)
-        VALUES (${cmd.tenantId}, ${storeId}, ${skuId}, ${quantity}, ${cmd.opId})
+        INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id, changed_by_op)
+        VALUES (${cmd.tenantId}, ${storeId}, ${skuId}, ${quantity}, ${cmd.opId}, ${cmd.opId})
         ON CONFLICT (tenant_id, store_id, sku_id) DO NOTHING
         RETURNING quantity`,
     );
@@ -62,7 +62,7 @@ export async function setReorderLevel(cmd: Command, storeId: string, skuId: stri
   if (!created) {
     if (before === quantity) return view(before);
     await sql`
-      UPDATE stock_reorder_levels SET quantity = ${quantity}, op_id = ${cmd.opId}, updated_at = now()
+      UPDATE stock_reorder_levels SET quantity = ${quantity}, changed_by_op = ${cmd.opId}, updated_at = now()
       WHERE tenant_id = ${cmd.tenantId} AND store_id = ${storeId} AND sku_id = ${skuId}`.execute(cmd.tx);
   }
   cmd.touch('stock_reorder_levels', `${storeId}/${skuId}`, created ? 'created' : 'updated');
