@@ -141,6 +141,61 @@ describe('GET /v1/stores/{store_id}/sales', () => {
     );
   });
 
+  it('?status=voided keeps the voided sales (a manager looking for the day\'s voids), ?status=completed the others; with from/to, receipt number and the cursor', async () => {
+    // Given: six sales, two of them voided
+    const made: Array<{ id: string; receipt_number: number }> = [];
+    for (let i = 0; i < 6; i++) made.push((await sell()).body);
+    for (const index of [1, 4]) assert.equal((await owner.post(`/v1/sales/${made[index]!.id}/void`, { reason: 'wrong item' })).status, 200);
+    // When / Then: walked a page of one at a time, each list is the table's, in its order
+    const voided = await walk('status=voided&limit=1');
+    assert.deepEqual(voided.receipts, await expectedOrder(store, `status = 'voided'`));
+    assert.ok(voided.receipts.includes(made[1]!.receipt_number) && voided.receipts.includes(made[4]!.receipt_number));
+    assert.ok(voided.pages.every((page) => page.body.items.every((sale: { status: string }) => sale.status === 'voided')));
+    const completed = await walk('status=completed&limit=7');
+    assert.deepEqual(completed.receipts, await expectedOrder(store, `status = 'completed'`));
+    assert.ok(!completed.receipts.includes(made[1]!.receipt_number));
+    // With the other filters: from the first of the six on, and one receipt
+    const since = (await t.admin.query(`SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at FROM sales WHERE tenant_id = $1 AND id = $2`, [tenantId, made[0]!.id])).rows[0].at as string;
+    assert.deepEqual((await walk(`status=voided&from=${encodeURIComponent(since)}&limit=1`)).receipts, [made[4]!.receipt_number, made[1]!.receipt_number]);
+    assert.deepEqual((await walk(`status=completed&from=${encodeURIComponent(since)}`)).receipts, [5, 3, 2, 0].map((index) => made[index]!.receipt_number));
+    assert.deepEqual((await walk(`status=voided&receipt_number=${made[4]!.receipt_number}`)).receipts, [made[4]!.receipt_number]);
+    assert.deepEqual((await walk(`status=completed&receipt_number=${made[4]!.receipt_number}`)).receipts, []);
+  });
+
+  it('?customer_id= keeps a customer\'s purchases at this store (any letter case), with status and the cursor; a customer with none here, or no customer at all, lists nothing', async () => {
+    // Given: two customers; Ann buys three times here (one voided) and once elsewhere, Bob only elsewhere
+    const customer = async (name: string) => (await owner.post('/v1/parties', { kind: 'customer', name }, { idempotencyKey: randomUUID() })).body.id as string;
+    const ann = await customer('Ann');
+    const bob = await customer('Bob');
+    const buy = async (customerId: string, storeId = store) => {
+      const response = await owner.post(
+        '/v1/sales',
+        { store_id: storeId, payment_method: 'credit', customer_id: customerId, items: [{ sku_id: milk, quantity: 1, unit_price: 120 }] },
+        { idempotencyKey: randomUUID() },
+      );
+      assert.equal(response.status, 201, JSON.stringify(response.body));
+      return response.body as { id: string; receipt_number: number };
+    };
+    const anns = [await buy(ann), (await sell()).body, await buy(ann), await buy(ann)];
+    await buy(ann, otherStore);
+    await buy(bob, otherStore);
+    assert.equal((await owner.post(`/v1/sales/${anns[2]!.id}/void`, { reason: 'returned at once' })).status, 200);
+    // When / Then
+    const all = await walk(`customer_id=${ann}&limit=1`);
+    assert.deepEqual(all.receipts, [anns[3]!, anns[2]!, anns[0]!].map((sale) => sale.receipt_number));
+    assert.deepEqual(all.receipts, await expectedOrder(store, `customer_id = $3`, [ann]));
+    assert.deepEqual((await walk(`customer_id=${ann.toUpperCase()}`)).receipts, all.receipts);
+    assert.deepEqual((await walk(`customer_id=${ann}&status=voided`)).receipts, [anns[2]!.receipt_number]);
+    assert.deepEqual((await walk(`customer_id=${ann}&status=completed&limit=1`)).receipts, [anns[3]!.receipt_number, anns[0]!.receipt_number]);
+    assert.deepEqual((await walk(`customer_id=${ann}&receipt_number=${anns[1]!.receipt_number}`)).receipts, []);
+    // Bob bought only elsewhere; a made-up id is no customer: both an empty page, as ?sku_id= of GET /v1/pieces is
+    for (const id of [bob, randomUUID()]) {
+      const none = await owner.get(`/v1/stores/${store}/sales?customer_id=${id}`);
+      assert.equal(none.status, 200, JSON.stringify(none.body));
+      assert.deepEqual(none.body, { items: [], next_cursor: null });
+    }
+  });
+
   it('a sale synced from a till is listed by when it arrived, with its till time; a walk during sales lists no sale twice', async () => {
     // Given: a till's sale made yesterday, synced now
     const tillTime = new Date(Date.now() - 86_400_000).toISOString();
@@ -197,7 +252,7 @@ describe('GET /v1/stores/{store_id}/sales', () => {
     assert.equal((await limited.get(`/v1/stores/${otherStore}/sales`)).status, 200);
   });
 
-  it('bad queries are 400 at their parameter: from/to not a moment PostgreSQL reads, receipt number below 1, a cursor of another list, an unknown parameter', async () => {
+  it('bad queries are 400 at their parameter: from/to not a moment PostgreSQL reads, receipt number below 1, a status not completed or voided, a customer id not a UUID, a cursor of another list, an unknown parameter', async () => {
     const page = await owner.get(`/v1/stores/${store}/sales?limit=1`);
     const cursor = page.body.next_cursor as string;
     assert.ok(cursor);
@@ -208,7 +263,12 @@ describe('GET /v1/stores/{store_id}/sales', () => {
       [`receipt_number=0`, '/querystring/receipt_number'],
       [`receipt_number=abc`, '/querystring/receipt_number'],
       [`limit=501`, '/querystring/limit'],
-      [`status=voided`, '/querystring/status'],
+      [`status=foo`, '/querystring/status'],
+      [`status=VOIDED`, '/querystring/status'],
+      [`status=`, '/querystring/status'],
+      [`customer_id=not-a-uuid`, '/querystring/customer_id'],
+      [`customer_id=`, '/querystring/customer_id'],
+      [`customer=${randomUUID()}`, '/querystring/customer'],
     ];
     for (const [query, path] of cases) {
       const response = await owner.get(`/v1/stores/${store}/sales?${query}`);
