@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
-import { planOf } from '../../test/support/plans.js';
+import { nestedPlansOf, planOf, type PlanNode } from '../../test/support/plans.js';
 import type { Tx } from '../core/db.js';
 import { listReviewItems } from '../integrity/listReviewItems.js';
 import { listStockLedger } from '../inventory/listStockLedger.js';
@@ -89,8 +89,15 @@ describe('every list page is an index range from its cursor, in a generic plan t
       [tenantId, sale.body.id, ROWS, RARE, party],
     );
     customer = party;
-    // SKUs whose name holds a word few have: one every 25.
+    // SKUs whose name holds a word few have: one every 25. The table holds another tenant's SKUs too (ten
+    // times as many here), as many needles among them: a search of this tenant's reads none of them.
     await q(`UPDATE skus SET name = 'Blue needle ' || code WHERE tenant_id = $1 AND code LIKE 'K%' AND substr(code, 2)::int % 25 = 0`, [tenantId]);
+    const other = await t.newTenant();
+    const otherSku = await givenSku(other.owner, 'O-SKU');
+    await q(
+      `INSERT INTO skus (tenant_id, id, code, name, unit, price, op_id) SELECT tenant_id, gen_random_uuid(), 'K' || lpad(n::text, 5, '0'), CASE WHEN n % 25 = 0 THEN 'Needle no. ' ELSE 'Thread no. ' END || n, unit, price, op_id FROM skus, generate_series(1, $3::int) n WHERE tenant_id = $1 AND id = $2`,
+      [other.tenantId, otherSku, ROWS * 10],
+    );
     await t.admin.query('ANALYZE skus, parties, points_of_sale, review_items, stock_ledger, sales, stock_reorder_levels, stock_balances');
     const middle = async (text: string) => String((await q(text, [tenantId])).rows[0].v);
     last.skus = await middle(`SELECT code AS v FROM skus WHERE tenant_id = $1 ORDER BY code OFFSET ${ROWS / 2} LIMIT 1`);
@@ -178,19 +185,31 @@ describe('every list page is an index range from its cursor, in a generic plan t
     }
   });
 
-  it(`skus by text (?q=): the trigram index reads the tenant's SKUs that hold the text (${ROWS / 25} of ${ROWS + 1}), not the others, first page and middle, generic plan too`, async () => {
+  it(`skus by text (?q=): skus_matching reads the tenant's SKUs that hold the text (${ROWS / 25} of ${ROWS + 1}) through the trigram index, not the others nor other tenants', first page and middle, generic plan too`, async () => {
     const matches = ROWS / 25;
     const middle = String((await t.admin.query(`SELECT code FROM skus WHERE tenant_id = $1 AND name ILIKE '%needle%' ORDER BY code OFFSET ${matches / 2} LIMIT 1`, [tenantId])).rows[0].code);
-    for (const [text, after] of [['NEEDLE', undefined], ['needle', middle], ['Blue N', undefined]] as const) {
+    // The text, the cursor, and how many of the tenant's SKUs hold it after the cursor (the middle one is the 61st of 120).
+    for (const [text, after, found] of [['NEEDLE', undefined, matches], ['needle', middle, matches / 2 - 1], ['Blue N', undefined, matches]] as const) {
       for (const plan of ['generic', 'auto'] as const) {
-        const nodes = await planOf(t.db, tenantId, (tx) => listSkus(tx, tenantId, after, 51, { q: text }), plan);
-        const label = `${plan} ${text} after ${after ?? 'nothing'}: ${JSON.stringify(nodes.map((node) => [node['Node Type'], node['Relation Name'], node['Index Name'], node['Index Cond'], node['Actual Rows'], node['Rows Removed by Filter']]))}`;
-        const heap = nodes.filter((node) => node['Relation Name'] === 'skus');
-        assert.equal(heap.length, 1, label);
-        assert.equal(heap[0]!['Node Type'], 'Bitmap Heap Scan', label);
-        assert.ok(nodes.some((node) => node['Node Type'] === 'Bitmap Index Scan' && node['Index Name'] === 'skus_search_idx'), label);
-        const read = (heap[0]!['Actual Rows'] ?? 0) + (heap[0]!['Rows Removed by Filter'] ?? 0) + ((heap[0] as { 'Rows Removed by Index Recheck'?: number })['Rows Removed by Index Recheck'] ?? 0);
-        assert.ok(read <= matches, `${label}: read ${read} rows for ${matches} SKUs holding the text`);
+        const read = (tx: Tx) => listSkus(tx, tenantId, after, 51, { q: text });
+        // The query the code sends: the function's matches, the page of them by code.
+        const outer = await planOf(t.db, tenantId, read, plan);
+        const label = `${plan} ${text} after ${after ?? 'nothing'}`;
+        assert.deepEqual(outer.filter((node) => node['Relation Name'] === 'skus'), [], `${label}: the page is read by skus_matching only`);
+        const outerLabel = `${label}: ${JSON.stringify(outer.map((node) => [node['Node Type'], node['Actual Rows']]))}`;
+        assert.equal(outer[0]!['Actual Rows'], 51, outerLabel);
+        assert.equal(outer.find((node) => node['Node Type'] === 'Function Scan')?.['Actual Rows'], found, outerLabel);
+        // The function's own statement, as the app role in the tenant.
+        const inner = await nestedPlansOf(t.admin, t.db, tenantId, read, plan);
+        const scans = inner.flat().filter((node) => node['Relation Name'] === 'skus');
+        const described = `${label}: ${JSON.stringify(inner.flat().map((node) => [node['Node Type'], node['Relation Name'], node['Index Name'], node['Actual Rows'], node['Rows Removed by Filter']]))}`;
+        assert.equal(scans.length, 1, described);
+        assert.equal(scans[0]!['Node Type'], 'Bitmap Heap Scan', described);
+        const trigrams = inner.flat().filter((node) => node['Node Type'] === 'Bitmap Index Scan').map((node) => node['Index Name']);
+        assert.deepEqual(trigrams.sort(), ['skus_code_search_idx', 'skus_name_search_idx'], described);
+        const heap = scans[0] as PlanNode & { 'Rows Removed by Index Recheck'?: number };
+        const rowsRead = (heap['Actual Rows'] ?? 0) + (heap['Rows Removed by Filter'] ?? 0) + (heap['Rows Removed by Index Recheck'] ?? 0);
+        assert.ok(rowsRead <= matches, `${described}: read ${rowsRead} rows for ${matches} SKUs holding the text`);
       }
     }
   });

@@ -26,12 +26,44 @@ export async function findSku(tx: Tx, tenantId: string, id: string): Promise<Sku
   );
 }
 
-export async function listSkus(tx: Tx, tenantId: string, after: string | undefined, limit: number): Promise<SkuRow[]> {
+/** What the SKU list is narrowed to: the SKU of exactly this code; the SKUs whose code or name contains `q` in any letter case. */
+export interface SkuListFilter {
+  code?: string | undefined;
+  q?: string | undefined;
+}
+
+/** `text` as an ILIKE pattern that matches it anywhere, its `%`, `_` and `\` plain characters (ILIKE's default escape is `\`). */
+export const containsPattern = (text: string): string => `%${text.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+
+/**
+ * The tenant's SKUs by code, after a code. `code`: the unique (tenant_id,
+ * code) entry. `q`: the function skus_matching (migration 1360) reads the
+ * tenant's SKUs whose code or name holds the text, through the trigram
+ * indexes on (tenant_id, code) and (tenant_id, name), then the page of them
+ * by code — a page reads the tenant's SKUs that hold the text after the
+ * cursor, not the others (nor other tenants').
+ */
+export async function listSkus(tx: Tx, tenantId: string, after: string | undefined, limit: number, filter: SkuListFilter = {}): Promise<SkuRow[]> {
+  const { q } = filter;
+  if (q !== undefined) {
+    // The matches through skus_matching (migration 1360): as the app role, under row-level security,
+    // ILIKE is no index condition and the search read every SKU of the table; and as one query with
+    // ORDER BY code LIMIT, the planner walked the tenant's codes from the cursor until the page was full.
+    return all(
+      tx,
+      sql<SkuRow>`
+        SELECT id, code, name, unit, price, tracks_pieces, op_id, created_at
+        FROM skus_matching(${containsPattern(q)}, ${after ?? null})
+        WHERE tenant_id = ${tenantId} ${andIf(filter.code, (code) => sql`code = ${code}`)}
+        ORDER BY code LIMIT ${limit}`,
+    );
+  }
   return all(
     tx,
     sql<SkuRow>`
       SELECT id, code, name, unit, price, tracks_pieces, version, op_id, created_at FROM skus
       WHERE tenant_id = ${tenantId} ${andIf(after, (code) => sql`code > ${code}`)}
+        ${andIf(filter.code, (code) => sql`code = ${code}`)}
       ORDER BY code LIMIT ${limit}`,
   );
 }

@@ -234,12 +234,43 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
 
   app.get(
     '/v1/skus',
-    { config: { permission: 'skus.read' }, schema: { tags: ['inventory'], summary: 'List SKUs', querystring: ListQuery, response: { 200: Page(Sku) } } },
+    {
+      config: { permission: 'skus.read' },
+      schema: {
+        tags: ['inventory'],
+        summary:
+          "List SKUs by code; `?code=` is the SKU of exactly that code (a till scanning a label: one item or none), `?q=` the SKUs whose code or name contains the text in any letter case (a back office searching). Pages with `?limit=` (1–500, default 50) and `?cursor=` like every list.",
+        description:
+          'Both filters keep the plain list\'s order (code) and cursor, combine with each other, and are sent again with every cursor. ' +
+          '`code` is read like a stored code (Unicode NFC; no whitespace at its ends, no control or invisible characters, 1–100 characters) and compared exactly (letter case too); a code no SKU has is an empty page. ' +
+          '`q` (3–200 characters, not only whitespace; `%` and `_` are plain characters) is looked up by its trigrams (PostgreSQL pg_trgm): a page reads the SKUs of the tenant that hold the text, not the others — ' +
+          'a text of two characters would match most SKUs and is refused; one whose letters and digits come in runs shorter than three (`a-b`) finds what it should but reads every SKU of the tenant. ' +
+          'An empty `q` or `code`, a `q` longer than 200 characters, a `code` no SKU could have, any other query parameter: 400 at `/querystring/<name>`.',
+        querystring: Type.Object(
+          {
+            code: Type.Optional(Code(100)),
+            q: Type.Optional(
+              Type.String({
+                minLength: 3,
+                maxLength: 200,
+                pattern: '\\S',
+                description: 'SKUs whose code or name contains this text, any letter case (3–200 characters, not only whitespace)',
+              }),
+            ),
+            limit: ListLimit,
+            cursor: ListCursor,
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(Sku) },
+      },
+    },
     async (request) => {
       const principal = tenantOf(request);
       const limit = request.query.limit ?? 50;
       const after = decodeCursor(request.query.cursor, isCodeCursor, listOf(request))?.code;
-      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listSkus(tx, principal.tenantId, after, limit + 1));
+      const filter = { code: request.query.code, q: request.query.q };
+      const rows = await inTenantTransaction(db, principal.tenantId, (tx) => listSkus(tx, principal.tenantId, after, limit + 1, filter));
       return pageOf(rows, limit, (last) => ({ code: last.code }), listOf(request));
     },
   );

@@ -42,11 +42,17 @@ export interface SaleListPosition {
   receipt_number: number;
 }
 
-/** What a store's sales list is narrowed to: one receipt number, and recorded at or after `from`, before `to` (RFC 3339). */
+/**
+ * What a store's sales list is narrowed to: one receipt number, recorded at
+ * or after `from`, before `to` (RFC 3339), completed or voided, of one
+ * customer (a party id; one with no sale here lists nothing).
+ */
 export interface SaleListFilter {
   receiptNumber?: number | undefined;
   from?: string | undefined;
   to?: string | undefined;
+  status?: 'completed' | 'voided' | undefined;
+  customerId?: string | undefined;
 }
 
 /**
@@ -56,6 +62,11 @@ export interface SaleListFilter {
  * microsecond, for the next page's cursor). A range of the index on
  * (tenant, store, created_at) whatever the store's history; sales recorded
  * by one transaction share a created_at and are ordered by receipt number.
+ * The voided ones, and a customer's, are ranges of partial indexes of their
+ * own (migration 1360), also in a generic plan: the status is written into
+ * the statement as a literal (a parameter would not match the partial
+ * index's `status = 'voided'`), the customer `customer_id = $n` implies the
+ * other's `customer_id IS NOT NULL`.
  */
 export async function listSales(
   tx: Tx,
@@ -74,6 +85,8 @@ export async function listSales(
         ${andIf(filter.receiptNumber, (number) => sql`s.receipt_number = ${number}::bigint`)}
         ${andIf(filter.from, (from) => sql`s.created_at >= ${from}::timestamptz`)}
         ${andIf(filter.to, (to) => sql`s.created_at < ${to}::timestamptz`)}
+        ${andIf(filter.status, (status) => sql`s.status = ${sql.lit(status === 'voided' ? 'voided' : 'completed')}`)}
+        ${andIf(filter.customerId, (customerId) => sql`s.customer_id = ${customerId}::uuid`)}
         ${andIf(after, (position) => sql`(s.created_at, s.receipt_number) < (${position.created_at}::timestamptz, ${position.receipt_number}::bigint)`)}
       ORDER BY s.created_at DESC, s.receipt_number DESC
       LIMIT ${limit}`,

@@ -327,6 +327,10 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
             receipt_number: Type.Optional(Type.Integer({ minimum: 1, maximum: 9_007_199_254_740_991, description: 'only the sale with this receipt number' })),
             from: Type.Optional(Type.String({ format: 'date-time', description: 'recorded at or after this moment' })),
             to: Type.Optional(Type.String({ format: 'date-time', description: 'recorded before this moment' })),
+            status: Type.Optional(
+              Type.Union([Type.Literal('completed'), Type.Literal('voided')], { description: 'only the sales still standing (`completed`), or only the voided ones (`voided`)' }),
+            ),
+            customer_id: Type.Optional(Type.String({ format: 'uuid', [LOWERCASE]: true, description: 'only the sales made to this customer (a party id, any letter case); a party with no sale at this store, or no party at all, lists nothing' })),
             limit: ListLimit,
             cursor: ListCursor,
           },
@@ -344,9 +348,11 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
       const after = decodeCursor(request.query.cursor, isSaleListCursor, list);
       const rows = await inTenantTransaction(db, principal.tenantId, async (tx) => {
         if (!(await findStore(tx, principal.tenantId, storeId))) throw notFound('store');
-        const { from, to, receipt_number: receiptNumber } = request.query;
+        const { from, to, receipt_number: receiptNumber, status, customer_id: customerId } = request.query;
         const filter = {
           receiptNumber,
+          status,
+          customerId,
           from: from === undefined ? undefined : await readClientMoment(tx, from, { name: 'from', path: '/querystring/from' }),
           to: to === undefined ? undefined : await readClientMoment(tx, to, { name: 'to', path: '/querystring/to' }),
         };
