@@ -12,6 +12,7 @@ import { givenToken } from '../sales/testkit.js';
 describe('GET /v1/skus?code= and ?q=', () => {
   let t: TestApp;
   let owner: ApiClient;
+  let tenantId: string;
   const ids: Record<string, string> = {};
 
   const sku = async (code: string, name: string) => {
@@ -22,7 +23,7 @@ describe('GET /v1/skus?code= and ?q=', () => {
 
   before(async () => {
     t = await startTestApp();
-    ({ owner } = await t.newTenant());
+    ({ owner, tenantId } = await t.newTenant());
     await sku('MILK-1L', 'Whole milk 1 l');
     await sku('MILK-05', 'Skimmed milk half litre');
     await sku('BUTTER', 'Butter from MILK of the farm');
@@ -85,6 +86,23 @@ describe('GET /v1/skus?code= and ?q=', () => {
     const plain = await walk('limit=4');
     assert.equal(plain.codes.length, 13);
     assert.deepEqual(plain.codes, [...plain.codes].sort());
+  });
+
+  it("skus_matching, the search run as its owner (past row-level security), answers the SKUs of the transaction's tenant only, and none outside a tenant", async () => {
+    const outside = await t.appPool.query(`SELECT count(*)::int AS n FROM skus_matching('%milk%', NULL)`);
+    assert.equal(outside.rows[0].n, 0);
+    const client = await t.appPool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
+      const inside = await client.query(`SELECT code FROM skus_matching('%milk%', NULL) ORDER BY code`);
+      assert.deepEqual(inside.rows.map((row: { code: string }) => row.code), ['BUTTER', 'MILK-05', 'MILK-1L']);
+      const after = await client.query(`SELECT code FROM skus_matching('%milk%', 'MILK-05') ORDER BY code`);
+      assert.deepEqual(after.rows.map((row: { code: string }) => row.code), ['MILK-1L']);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
   });
 
   it('roles that read SKUs (a cashier at a till too) look them up', async () => {

@@ -313,13 +313,17 @@ export async function salesRoutes(app: App, { db, reportError }: AppDeps): Promi
         summary:
           "A store's sales, newest first (by when each was recorded, then receipt number), each as GET /v1/sales/{id} answers it; " +
           '`?receipt_number=` finds the sale of a receipt, `?from=` / `?to=` (RFC 3339 date-times) keep those recorded at or after `from` ' +
-          'and before `to`. Pages with `?limit=` (1–500, default 50) and `?cursor=` like every list.',
+          'and before `to`, `?status=voided` the voided sales (`completed`: the others), `?customer_id=` the sales made to that customer. ' +
+          'Filters combine. Pages with `?limit=` (1–500, default 50) and `?cursor=` like every list.',
         description:
           'A synced sale (POST /v1/sync/sales) is listed by when it arrived (`created_at`); `client_created_at` is when the till made it. ' +
-          'Voided sales are listed with `status: voided`. Each page is read when asked: sales recorded while the list is walked are on the ' +
+          'Voided sales are listed with `status: voided`. Send the same filters with every cursor. ' +
+          'A page is one index range whatever the store\'s history: of its sales by `created_at`, of its voided ones (`?status=voided`), of a customer\'s at this store (`?customer_id=`); ' +
+          '`?status=completed` walks the store\'s sales past the voided ones among them. ' +
+          'A `customer_id` of a party with no sale at this store, or of no party at all, is an empty page (not 404), as `?sku_id=` of GET /v1/pieces is. Each page is read when asked: sales recorded while the list is walked are on the ' +
           'first pages, never on a later one, and no sale is on two pages. The shop\'s takings are for those who run and audit it: needs ' +
           '`sales.history.read` (owner, admin, manager, auditor), not a cashier\'s or a field agent\'s `sales.read` (a sale by its id). ' +
-          'A store that is not there, or outside the token\'s stores: 404. A `from` or `to` PostgreSQL cannot read, a limit outside 1–500, ' +
+          'A store that is not there, or outside the token\'s stores: 404. A `from` or `to` PostgreSQL cannot read, a `status` other than `completed` or `voided`, a `customer_id` not a UUID, a limit outside 1–500, ' +
           'a cursor this list did not write, or any other query parameter: 400 at `/querystring/<name>`.',
         params: StoreParams,
         querystring: Type.Object(
