@@ -139,12 +139,15 @@ describe('every list: ?limit= (default 50, max 500), ?cursor= of that list only,
       { name: 'tokens', path: '/v1/tokens', key: byId, count: MANY + 2 }, // and the owner's and the agent's
       { name: 'stores', path: '/v1/stores', key: byId, count: MANY + 2 },
       { name: 'skus', path: '/v1/skus', key: byId, count: MANY + 2 },
+      { name: 'skus by text', path: '/v1/skus', query: 'q=k-0', key: byId, count: MANY }, // K-0001 … K-0120
+      { name: 'sku by code', path: '/v1/skus', query: 'code=K-0001', key: byId, count: 1 },
       { name: 'stock', path: `/v1/stores/${store}/stock`, key: (item) => String(item.sku_id), count: MANY + 2 },
       { name: 'stock as of', path: `/v1/stores/${store}/stock`, query: `as_of=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`, key: (item) => String(item.sku_id), count: MANY + 2 },
       { name: 'stock ledger', path: `/v1/stores/${store}/stock/${sku}/ledger`, key: byId, count: MANY + 1 },
       { name: 'stock counts', path: `/v1/stores/${store}/stock/counts`, key: byId, count: MANY },
       { name: 'low stock', path: `/v1/stores/${store}/stock/low`, key: (item) => String(item.sku_id), count: MANY },
       { name: 'sales', path: `/v1/stores/${otherStore}/sales`, key: byId, count: MANY + 1 },
+      { name: 'completed sales', path: `/v1/stores/${otherStore}/sales`, query: 'status=completed', key: byId, count: MANY + 1 },
       { name: 'parties', path: '/v1/parties', key: byId, count: MANY + 4 }, // and the point of sale's party
       { name: 'supplier balances', path: '/v1/ledger/suppliers', key: (item) => String(item.party_id), count: 2 },
       { name: 'customer balances', path: '/v1/ledger/customers', key: (item) => String(item.party_id), count: 2 }, // and the point of sale's party
