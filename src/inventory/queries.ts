@@ -45,24 +45,16 @@ export const containsPattern = (text: string): string => `%${text.replace(/[\\%_
  */
 export async function listSkus(tx: Tx, tenantId: string, after: string | undefined, limit: number, filter: SkuListFilter = {}): Promise<SkuRow[]> {
   const { q } = filter;
-  if (q !== undefined) {
-    // The matches through skus_matching (migration 1360): as the app role, under row-level security,
-    // ILIKE is no index condition and the search read every SKU of the table; and as one query with
-    // ORDER BY code LIMIT, the planner walked the tenant's codes from the cursor until the page was full.
-    return all(
-      tx,
-      sql<SkuRow>`
-        SELECT id, code, name, unit, price, tracks_pieces, op_id, created_at
-        FROM skus_matching(${containsPattern(q)}, ${after ?? null})
-        WHERE tenant_id = ${tenantId} ${andIf(filter.code, (code) => sql`code = ${code}`)}
-        ORDER BY code LIMIT ${limit}`,
-    );
-  }
+  // With `q`, the rows are skus_matching's (migration 1360), the cursor applied inside it: as the app role, under
+  // row-level security, ILIKE is no index condition and the search read every SKU of the table; and as one query
+  // with ORDER BY code LIMIT, the planner walked the tenant's codes from the cursor until the page was full.
+  const rows = q === undefined ? sql`skus` : sql`skus_matching(${containsPattern(q)}, ${after ?? null}) AS skus`;
+  const start = q === undefined ? andIf(after, (code) => sql`code > ${code}`) : sql``;
   return all(
     tx,
     sql<SkuRow>`
-      SELECT id, code, name, unit, price, tracks_pieces, version, op_id, created_at FROM skus
-      WHERE tenant_id = ${tenantId} ${andIf(after, (code) => sql`code > ${code}`)}
+      SELECT id, code, name, unit, price, tracks_pieces, version, op_id, created_at FROM ${rows}
+      WHERE tenant_id = ${tenantId} ${start}
         ${andIf(filter.code, (code) => sql`code = ${code}`)}
       ORDER BY code LIMIT ${limit}`,
   );
