@@ -71,6 +71,12 @@ describe('every list page is an index range from its cursor, in a generic plan t
       `INSERT INTO stock_reorder_levels (tenant_id, store_id, sku_id, quantity, op_id, changed_by_op) SELECT tenant_id, $2, id, 1000, op_id, op_id FROM skus WHERE tenant_id = $1`,
       [tenantId, store],
     );
+    // A balance row of every SKU in the store (at 0, as a count of none leaves one): a page's balances are found
+    // by key among the store's thousands, as in a shop — with one row the planner rightly read the table whole.
+    await q(
+      `INSERT INTO stock_balances (tenant_id, store_id, sku_id, quantity) SELECT tenant_id, $2, id, 0 FROM skus WHERE tenant_id = $1 ON CONFLICT DO NOTHING`,
+      [tenantId, store],
+    );
     // Sales a filter keeps that are rare among the store's: RARE voided ones, one every 20 of the copies, and
     // RARE completed ones of a customer, between them (a receipt number each, after the copies').
     const RARE = ROWS / 20;

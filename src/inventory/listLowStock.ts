@@ -26,12 +26,16 @@ export async function listLowStock(tx: Tx, tenantId: string, storeId: string, af
   return all(
     tx,
     sql<LowStockRow>`
-      SELECT r.sku_id, s.code, s.name, coalesce(b.quantity, 0) AS quantity, r.quantity AS reorder_level, r.quantity - coalesce(b.quantity, 0) AS shortfall
+      SELECT r.sku_id, s.code, s.name, b.quantity, r.quantity AS reorder_level, r.quantity - b.quantity AS shortfall
       FROM stock_reorder_levels r
+      -- each level's balance looked up by its key (a scalar subquery: never turned into a join, which a plan may
+      -- make a merge join reading the store's balances from its first SKU, not from the cursor)
+      CROSS JOIN LATERAL (
+        SELECT coalesce((SELECT x.quantity FROM stock_balances x WHERE x.tenant_id = r.tenant_id AND x.store_id = r.store_id AND x.sku_id = r.sku_id), 0) AS quantity
+      ) b
       JOIN skus s ON s.tenant_id = r.tenant_id AND s.id = r.sku_id
-      LEFT JOIN stock_balances b ON b.tenant_id = r.tenant_id AND b.store_id = r.store_id AND b.sku_id = r.sku_id
       WHERE r.tenant_id = ${tenantId} AND r.store_id = ${storeId} ${andIf(after, (sku) => sql`r.sku_id > ${sku}::uuid`)}
-        AND r.quantity IS NOT NULL AND coalesce(b.quantity, 0) <= r.quantity
+        AND r.quantity IS NOT NULL AND b.quantity <= r.quantity
       ORDER BY r.sku_id LIMIT ${limit}`,
   );
 }
