@@ -2,12 +2,13 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { all, maybeOne, one, type Tx } from '../core/db.js';
 import { AppError, notFound, validationFailed } from '../core/errors.js';
+import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
 import { SALE_DAY, SALE_FIGURES } from '../analytics/rollupDailySales.js';
 import type { StoreRow } from './inventory.table.js';
 
-const STORE_COLUMNS = sql.raw('id, code, name, time_zone, op_id, created_at');
+const STORE_COLUMNS = sql.raw('id, code, name, time_zone, version, op_id, created_at');
 
 /**
  * A time zone a store may take: a name in PostgreSQL's own zone list
@@ -107,13 +108,13 @@ async function assertTodayNotBeforeLatestCount(cmd: Command, storeId: string, ti
  * (FOR SHARE: the catch-up reads the changes in the new zone and sees these
  * figures), another change of the zone (FOR NO KEY UPDATE).
  */
-async function changeTimeZone(cmd: Command, before: StoreRow, timeZone: string): Promise<StoreRow> {
+async function changeTimeZone(cmd: Command, before: StoreRow, timeZone: string, version: number): Promise<StoreRow> {
   const storeId = before.id;
   if (before.time_zone === timeZone) return before;
   await assertTodayNotBeforeLatestCount(cmd, storeId, timeZone);
   const store = await one(
     cmd.tx,
-    sql<StoreRow>`UPDATE stores SET time_zone = ${timeZone} WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} RETURNING ${STORE_COLUMNS}`,
+    sql<StoreRow>`UPDATE stores SET time_zone = ${timeZone}, version = ${version} WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} RETURNING ${STORE_COLUMNS}`,
   );
   // st: the store row as updated above (its new zone). (This comment is kept
   // out of the statement: pg_stat_activity shows a statement's first 1 kB,
@@ -153,18 +154,31 @@ async function changeTimeZone(cmd: Command, before: StoreRow, timeZone: string):
  * one transaction under the store row's lock (FOR NO KEY UPDATE: see
  * changeTimeZone) — a zone refused (409) changes the name neither. Each
  * change is audited on its own (`before`, `after`); the same values change
- * nothing.
+ * nothing. `expected` (If-Match): the versions the caller changes it from —
+ * another is 412 version_conflict, nothing changed. A PATCH that changes
+ * something moves the version on by 1, whether it changes one field or both.
  */
-export async function updateStore(cmd: Command, storeId: string, input: { name?: string | undefined; time_zone?: string | undefined }): Promise<StoreRow> {
+export async function updateStore(
+  cmd: Command,
+  storeId: string,
+  input: { name?: string | undefined; time_zone?: string | undefined },
+  expected?: ExpectedVersions,
+): Promise<StoreRow> {
   if (input.time_zone !== undefined) await assertKnownTimeZone(cmd.tx, input.time_zone, '/body/time_zone');
   let store = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR NO KEY UPDATE`);
   if (!store) throw notFound('store');
   cmd.storeId = store.id;
+  if (expected !== undefined && !matchesExpected(expected, store.version)) {
+    throw new AppError('version_conflict', `the store is at version ${store.version}, not ${describeExpected(expected)}; reload it and change it again`, {
+      extra: { current_version: store.version },
+    });
+  }
+  const next = store.version + 1;
   if (input.name !== undefined && input.name !== store.name) {
     const before = store;
-    store = await one(cmd.tx, sql<StoreRow>`UPDATE stores SET name = ${input.name} WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} RETURNING ${STORE_COLUMNS}`);
+    store = await one(cmd.tx, sql<StoreRow>`UPDATE stores SET name = ${input.name}, version = ${next} WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} RETURNING ${STORE_COLUMNS}`);
     cmd.touch('stores', storeId, 'updated');
     cmd.audit({ subjectType: 'store', subjectId: storeId, before, after: store });
   }
-  return input.time_zone === undefined ? store : changeTimeZone(cmd, store, input.time_zone);
+  return input.time_zone === undefined ? store : changeTimeZone(cmd, store, input.time_zone, next);
 }

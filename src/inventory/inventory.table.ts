@@ -7,6 +7,8 @@ export interface StoreRow {
   name: string;
   /** IANA time zone of the store's business day ('UTC' unless set). */
   time_zone: string;
+  /** Starts at 1; each change that changes something adds 1 (its ETag). */
+  version: number;
   op_id: string;
   created_at: Date;
 }

@@ -3,7 +3,7 @@ import { all, andIf, maybeOne, type Tx } from '../core/db.js';
 import type { SkuRow, StoreRow } from './inventory.table.js';
 
 export async function findStore(tx: Tx, tenantId: string, id: string): Promise<StoreRow | undefined> {
-  return maybeOne(tx, sql<StoreRow>`SELECT id, code, name, time_zone, op_id, created_at FROM stores WHERE tenant_id = ${tenantId} AND id = ${id}`);
+  return maybeOne(tx, sql<StoreRow>`SELECT id, code, name, time_zone, version, op_id, created_at FROM stores WHERE tenant_id = ${tenantId} AND id = ${id}`);
 }
 
 /** Stores in code order; `storeIds` limits to a token's scope (null = all). */
@@ -11,7 +11,7 @@ export async function listStores(tx: Tx, tenantId: string, storeIds: readonly st
   return all(
     tx,
     sql<StoreRow>`
-      SELECT id, code, name, time_zone, op_id, created_at FROM stores
+      SELECT id, code, name, time_zone, version, op_id, created_at FROM stores
       WHERE tenant_id = ${tenantId}
         ${andIf(storeIds, (ids) => sql`id = ANY(${ids}::uuid[])`)}
         ${andIf(after, (code) => sql`code > ${code}`)}

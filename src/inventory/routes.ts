@@ -28,7 +28,15 @@ const TimeZone = Type.String({
     'A day when the clocks change has 23 or 25 hours. An unknown name is 400 at this field.',
   examples: ['America/New_York'],
 });
-const Store = Type.Object({ id: Uuid, code: Type.String(), name: Type.String(), time_zone: TimeZone, op_id: Uuid, created_at: Timestamp });
+const Store = Type.Object({
+  id: Uuid,
+  code: Type.String(),
+  name: Type.String(),
+  time_zone: TimeZone,
+  version: Type.Integer({ minimum: 1, description: 'starts at 1, one more at each change; sent as the ETag of GET /v1/stores/{id} and of a change (If-Match on PATCH)' }),
+  op_id: Uuid,
+  created_at: Timestamp,
+});
 const Sku = Type.Object({
   id: Uuid,
   code: Type.String(),
@@ -144,7 +152,7 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
       // use it), and its code clashing with a store it cannot see would tell
       // it that store exists (409): like other tenant-wide acts, 403 first.
       assertAllStores(tenantOf(request), 'new stores');
-      return command(db, request, reply, { type: 'store.create' }, async (cmd) => ({ status: 201, body: await createStore(cmd, request.body) }));
+      return versionedCommand(db, request, reply, { type: 'store.create' }, async (cmd) => ({ status: 201, body: await createStore(cmd, request.body) }));
     },
   );
 
@@ -162,12 +170,13 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
 
   app.get(
     '/v1/stores/:id',
-    { config: { permission: 'stores.read' }, schema: { tags: ['inventory'], summary: 'A store', params: IdParams, response: { 200: Store } } },
-    async (request) => {
+    { config: { permission: 'stores.read' }, schema: { tags: ['inventory'], summary: 'A store; its `version` is sent as the ETag (If-Match on PATCH)', params: IdParams, response: { 200: Store } } },
+    async (request, reply) => {
       const principal = tenantOf(request);
       assertStoreInScope(principal, request.params.id);
       const store = await inTenantTransaction(db, principal.tenantId, (tx) => findStore(tx, principal.tenantId, request.params.id));
       if (!store) throw notFound('store');
+      reply.header('etag', etagOf(store.version));
       return store;
     },
   );
@@ -191,8 +200,10 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
           "The problem names `latest_counted_day`, `today_in_time_zone` (the new zone's) and `allowed_from`, the first moment of the counted day in the new zone, from which the change is allowed. " +
           "From the change on, moments become days in the new zone; the store's daily sales figures, derived from its sales, are recomputed in the new zone by the same command (a day left without sales gets zeros). " +
           "Sales do not wait for the change: one that reads the zone before the change commits is booked in the old zone, and one that commits after the recompute read the sales is counted by the next catch-up of the figures. A count of the store waits for the change. " +
-          'The same zone again changes nothing. An unknown zone is 400 at `/body/time_zone`.',
-        headers: IfMatchHeaders('SKU'),
+          'The same zone again changes nothing. An unknown zone is 400 at `/body/time_zone`. ' +
+          "Optional `If-Match` with the ETag of GET (the store's `version`): a store changed since → `412 version_conflict` with `current_version`, nothing changed. " +
+          'A change that changes something (the name, the zone, or both) adds 1 to the version; the answer carries the new ETag, a replay (same Idempotency-Key) the ETag its first answer carried.',
+        headers: IfMatchHeaders('store'),
         consumes: MERGE_PATCH_CONSUMES,
         params: IdParams,
         body: Type.Object({ name: Type.Optional(Name(200)), time_zone: Type.Optional(TimeZone) }, { additionalProperties: false }),
@@ -201,9 +212,10 @@ export async function inventoryRoutes(app: App, { db }: AppDeps): Promise<void> 
     },
     async (request, reply) => {
       assertStoreInScope(tenantOf(request), request.params.id);
-      return command(db, request, reply, { type: 'store.update' }, async (cmd) => ({
+      const expected = optionalExpectedVersion(request, 'store');
+      return versionedCommand(db, request, reply, { type: 'store.update' }, async (cmd) => ({
         status: 200,
-        body: await updateStore(cmd, request.params.id, request.body),
+        body: await updateStore(cmd, request.params.id, request.body, expected),
       }));
     },
   );

@@ -25,10 +25,11 @@ describe('PATCH /v1/stores/{id}: the name', () => {
     const created = (await owner.get(`/v1/stores/${store}`)).body;
     const renamed = await owner.patch(`/v1/stores/${store}`, { name: 'Harbour Street' });
     assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
-    assert.deepEqual(renamed.body, { ...created, name: 'Harbour Street' });
+    assert.deepEqual(renamed.body, { ...created, name: 'Harbour Street', version: 2 });
     const both = await owner.patch(`/v1/stores/${store}`, { name: 'Harbour St.', time_zone: 'Europe/Lisbon' });
     assert.equal(both.status, 200, JSON.stringify(both.body));
-    assert.deepEqual(both.body, { ...created, name: 'Harbour St.', time_zone: 'Europe/Lisbon' });
+    // one change of both: one version more
+    assert.deepEqual(both.body, { ...created, name: 'Harbour St.', time_zone: 'Europe/Lisbon', version: 3 });
     assert.equal((await owner.patch(`/v1/stores/${store}`, { name: 'Harbour St.' })).status, 200);
     assert.equal((await owner.patch(`/v1/stores/${store}`, {})).status, 200);
     const events = await storeEvents(store);
@@ -40,6 +41,32 @@ describe('PATCH /v1/stores/{id}: the name', () => {
     ]);
     assert.equal(events[3]!.after.time_zone, 'Europe/Lisbon');
     assert.deepEqual((await owner.get(`/v1/stores/${store}`)).body, both.body);
+  });
+
+  it("the store's version is its ETag: If-Match names what a change was made from, a stale one is 412 with current_version and changes nothing; changes sent at once from one version: one applies", async () => {
+    const store = await givenStore(owner, 'V1');
+    const read = await owner.get(`/v1/stores/${store}`);
+    assert.deepEqual([read.body.version, read.headers.get('etag')], [1, '"1"']);
+    const moved = await owner.patch(`/v1/stores/${store}`, { time_zone: 'Europe/Paris' }, { headers: { 'if-match': '"1"' } });
+    assert.deepEqual([moved.status, moved.body.version, moved.headers.get('etag')], [200, 2, '"2"'], JSON.stringify(moved.body));
+    // A manager who still sees version 1 renames it: refused, told the current version, nothing changed, no event
+    const stale = await owner.patch(`/v1/stores/${store}`, { name: 'Old view', time_zone: 'UTC' }, { headers: { 'if-match': '"1"' } });
+    assert.deepEqual([stale.status, stale.body.code, stale.body.current_version], [412, 'version_conflict', 2], JSON.stringify(stale.body));
+    assert.deepEqual((await owner.get(`/v1/stores/${store}`)).body, moved.body);
+    // The same values again: answered as it is, the version unchanged
+    const same = await owner.patch(`/v1/stores/${store}`, { time_zone: 'Europe/Paris' }, { headers: { 'if-match': '"2"' } });
+    assert.deepEqual([same.status, same.body.version, same.headers.get('etag')], [200, 2, '"2"']);
+    // Eight renames at once from version 2: one applies, seven are 412
+    const sent = await Promise.all(Array.from({ length: 8 }, (_, i) => owner.patch(`/v1/stores/${store}`, { name: `Name ${i}` }, { headers: { 'if-match': '"2"' } })));
+    const applied = sent.filter((response) => response.status === 200);
+    assert.equal(applied.length, 1, JSON.stringify(sent.map((response) => response.status)));
+    assert.ok(sent.every((response) => response.status === 200 || (response.status === 412 && response.body.current_version === 3)));
+    const row = (await t.admin.query(`SELECT name, time_zone, version FROM stores WHERE tenant_id = $1 AND id = $2`, [tenantId, store])).rows[0];
+    assert.deepEqual(row, { name: applied[0]!.body.name, time_zone: 'Europe/Paris', version: 3 });
+    assert.deepEqual((await storeEvents(store)).map((event) => event.type), ['store.create', 'store.update', 'store.update']);
+    // A new store's answer carries its ETag
+    const created = await owner.post('/v1/stores', { code: 'V2', name: 'Second' });
+    assert.deepEqual([created.status, created.body.version, created.headers.get('etag')], [201, 1, '"1"']);
   });
 
   it('refused, nothing changes: an empty or too long name, an unknown member (400); a zone refused (409) leaves the name too; another store of a limited token (404); a cashier (403)', async () => {
