@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { maybeOne, one } from '../core/db.js';
 import { AppError, notFound } from '../core/errors.js';
-import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
+import { assertExpectedVersion, type ExpectedVersions } from '../core/expectedVersions.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
 import type { SkuRow, Unit } from './inventory.table.js';
@@ -66,11 +66,7 @@ export interface UpdateSkuInput {
 export async function updateSku(cmd: Command, skuId: string, input: UpdateSkuInput, expected?: ExpectedVersions): Promise<SkuRow> {
   const before = await maybeOne(cmd.tx, sql<SkuRow>`SELECT ${SKU_COLUMNS} FROM skus WHERE tenant_id = ${cmd.tenantId} AND id = ${skuId} FOR NO KEY UPDATE`);
   if (!before) throw notFound('SKU');
-  if (expected !== undefined && !matchesExpected(expected, before.version)) {
-    throw new AppError('version_conflict', `the SKU is at version ${before.version}, not ${describeExpected(expected)}; reload it and change it again`, {
-      extra: { current_version: before.version },
-    });
-  }
+  assertExpectedVersion(expected, before.version, 'SKU');
   const after = { code: input.code ?? before.code, name: input.name ?? before.name, price: input.price ?? before.price };
   if (after.code === before.code && after.name === before.name && after.price === before.price) return before;
   try {

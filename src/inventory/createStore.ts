@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { all, maybeOne, one, type Tx } from '../core/db.js';
 import { AppError, notFound, validationFailed } from '../core/errors.js';
-import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
+import { assertExpectedVersion, type ExpectedVersions } from '../core/expectedVersions.js';
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
 import { SALE_DAY, SALE_FIGURES } from '../analytics/rollupDailySales.js';
@@ -168,11 +168,7 @@ export async function updateStore(
   let store = await maybeOne(cmd.tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${cmd.tenantId} AND id = ${storeId} FOR NO KEY UPDATE`);
   if (!store) throw notFound('store');
   cmd.storeId = store.id;
-  if (expected !== undefined && !matchesExpected(expected, store.version)) {
-    throw new AppError('version_conflict', `the store is at version ${store.version}, not ${describeExpected(expected)}; reload it and change it again`, {
-      extra: { current_version: store.version },
-    });
-  }
+  assertExpectedVersion(expected, store.version, 'store');
   const next = store.version + 1;
   if (input.name !== undefined && input.name !== store.name) {
     const before = store;
