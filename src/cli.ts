@@ -1,19 +1,25 @@
 import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
 import { loadConfig, ConfigError, misspelledSettings, numberFlag, type Config } from './config.js';
-import { AppLoginRefused } from './core/appLogin.js';
-import { EmbeddedDatabaseInUse, stopOwnedEmbeddedServers } from './core/embeddedPostgres.js';
 import { runInScope } from './core/context.js';
 import { createLogger, type Logger } from './core/logger.js';
-import { databaseFailureMessage, StartupRefused } from './core/startupFailure.js';
-import { migrate, pendingMigrations } from './core/migrate.js';
-import { appDatabaseUrl, openDatabase } from './runtime.js';
-import { serve } from './server.js';
-import { setIdempotencyTtlHours } from './core/command.js';
-import { startWorker } from './jobs/worker.js';
-import { pino } from 'pino';
-import { allChecks } from './integrity/registry.js';
-import { startProviderSim } from './providerSim/providerSim.js';
-import { CHECK_STATEMENT_TIMEOUT_MS, checkSettingsOf, createCheckPool, runChecksAsOwner } from './integrity/runChecks.js';
+import type { StartupRefused } from './core/startupFailure.js';
+
+// Only what parsing the arguments and the configuration needs is imported
+// up front: `storekeep --help`, an unknown option or command, a bad option
+// value or a configuration error answer without loading the service (the
+// HTTP app and its routes, graphile-worker, pg: over a second of CPU). Each
+// command imports the modules it runs when it runs (`import()` below).
+
+/** The modules that tell a refusal's message from a bug's stack (failureText): imported when an error is to be printed. */
+async function failureModules() {
+  const [{ AppLoginRefused }, { EmbeddedDatabaseInUse }, { databaseFailureMessage, StartupRefused }] = await Promise.all([
+    import('./core/appLogin.js'),
+    import('./core/embeddedPostgres.js'),
+    import('./core/startupFailure.js'),
+  ]);
+  return { AppLoginRefused, EmbeddedDatabaseInUse, databaseFailureMessage, StartupRefused };
+}
 
 const USAGE = `usage: storekeep <command>
 
@@ -76,7 +82,7 @@ const STOP_NOW_GRACE_MS = 10_000;
  * exits 1 — an operator who signals twice does not want to wait for a hung
  * request; a third exits at once.
  */
-function onSignals(logger: Logger, close: (signal: string) => Promise<void>, closeNow: () => Promise<void>): void {
+function onSignals(logger: Logger, refusal: typeof StartupRefused, close: (signal: string) => Promise<void>, closeNow: () => Promise<void>): void {
   let signals = 0;
   const stop = (signal: string) => {
     signals++;
@@ -87,7 +93,7 @@ function onSignals(logger: Logger, close: (signal: string) => Promise<void>, clo
         // database stopped under the requests in flight): exit 1 like closeNow.
         () => process.exit(signals > 1 ? 1 : 0),
         (error: unknown) => {
-          if (error instanceof StartupRefused) process.stderr.write(`storekeep: ${error.message}\n`);
+          if (error instanceof refusal) process.stderr.write(`storekeep: ${error.message}\n`);
           else logger.error({ err: error }, 'shutdown failed');
           process.exit(1);
         },
@@ -135,10 +141,12 @@ interface Running {
  * (onSignals).
  */
 async function runUntilSignalled(logger: Logger, start: () => Promise<Running>): Promise<number> {
+  const [{ StartupRefused }, { stopOwnedEmbeddedServers }] = await Promise.all([import('./core/startupFailure.js'), import('./core/embeddedPostgres.js')]);
   let running: Running | undefined;
   const starting = start().then((started) => (running = started));
   onSignals(
     logger,
+    StartupRefused,
     async (signal) => {
       let timer: NodeJS.Timeout | undefined;
       const abandoned = new Promise<undefined>((resolve) => {
@@ -196,8 +204,12 @@ async function main(argv: string[]): Promise<number> {
   switch (commandName) {
     case 'serve':
     case 'start':
+    {
+      const { serve } = await import('./server.js');
       return runUntilSignalled(logger, async () => ({ stop: (await serve(config, logger)).close }));
+    }
     case 'migrate': {
+      const [{ openDatabase }, { migrate }] = await Promise.all([import('./runtime.js'), import('./core/migrate.js')]);
       const database = await openDatabase(config, logger);
       try {
         const applied = await migrate(database.url, logger, { lockTimeoutMs: config.startupLockTimeoutMs });
@@ -207,7 +219,13 @@ async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    case 'worker':
+    case 'worker': {
+      const [{ appDatabaseUrl, openDatabase }, { migrate }, { setIdempotencyTtlHours }, { startWorker }] = await Promise.all([
+        import('./runtime.js'),
+        import('./core/migrate.js'),
+        import('./core/command.js'),
+        import('./jobs/worker.js'),
+      ]);
       return runUntilSignalled(logger, async () => {
         const database = await openDatabase(config, logger, { attach: true });
         try {
@@ -226,6 +244,7 @@ async function main(argv: string[]): Promise<number> {
           throw error;
         }
       });
+    }
     case 'provider-sim': {
       const flag = (name: string) => {
         const index = argv.indexOf(`--${name}`);
@@ -248,6 +267,7 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`storekeep provider-sim: ${error.message}\n`);
         return 2;
       }
+      const { startProviderSim } = await import('./providerSim/providerSim.js');
       return runUntilSignalled(logger, async () => {
         const sim = await startProviderSim({
           port,
@@ -269,16 +289,23 @@ async function main(argv: string[]): Promise<number> {
     case 'check': {
       // Exit 1 means findings: a check that could not run at all exits 2, so
       // a script or a cron job tells "the data is wrong" from "we do not know".
-      const statementTimeoutMs = checkTimeoutOf(argv);
-      if (typeof statementTimeoutMs === 'string') {
-        process.stderr.write(`storekeep check: ${statementTimeoutMs}\n`);
+      const timeout = checkTimeoutOf(argv);
+      if (typeof timeout === 'string') {
+        process.stderr.write(`storekeep check: ${timeout}\n`);
         return 2;
       }
+      const [{ openDatabase }, { pendingMigrations }, { allChecks }, { CHECK_STATEMENT_TIMEOUT_MS, checkSettingsOf, createCheckPool, runChecksAsOwner }] = await Promise.all([
+        import('./runtime.js'),
+        import('./core/migrate.js'),
+        import('./integrity/registry.js'),
+        import('./integrity/runChecks.js'),
+      ]);
+      const statementTimeoutMs = timeout ?? CHECK_STATEMENT_TIMEOUT_MS;
       let database: Awaited<ReturnType<typeof openDatabase>>;
       try {
         database = await openDatabase(config, logger, { attach: true });
       } catch (error) {
-        process.stderr.write(`storekeep: ${failureText(error)}\n`);
+        process.stderr.write(`storekeep: ${await failureText(error)}\n`);
         return 2;
       }
       // Bounded like the nightly run's pool: a connect that hangs, a check past
@@ -316,7 +343,7 @@ async function main(argv: string[]): Promise<number> {
         }
         return run.findings.length === 0 ? 0 : 1;
       } catch (error) {
-        process.stderr.write(`storekeep: ${failureText(error)}\n`);
+        process.stderr.write(`storekeep: ${await failureText(error)}\n`);
         return 2;
       } finally {
         await pool.end();
@@ -329,10 +356,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** `check --timeout <seconds>` in ms (default: the nightly run's CHECK_STATEMENT_TIMEOUT_MS), or why the value is refused. */
-function checkTimeoutOf(argv: string[]): number | string {
+/** `check --timeout <seconds>` in ms (undefined without it: the nightly run's CHECK_STATEMENT_TIMEOUT_MS), or why the value is refused. */
+function checkTimeoutOf(argv: string[]): number | undefined | string {
   const at = argv.indexOf('--timeout');
-  if (at < 0) return CHECK_STATEMENT_TIMEOUT_MS;
+  if (at < 0) return undefined;
   const text = argv[at + 1]!;
   const seconds = /^[0-9]{1,5}$/.test(text) ? Number(text) : Number.NaN;
   if (!(seconds >= 1 && seconds <= 86_400)) return `--timeout takes whole seconds from 1 to 86400 (each check's time limit), not "${text}"`;
@@ -344,7 +371,8 @@ function checkTimeoutOf(argv: string[]): number | string {
  * to do (a setting, the machine, the database unreachable or refusing the
  * login) as its one line; anything else — a bug — with its stack.
  */
-function failureText(error: unknown): string {
+async function failureText(error: unknown): Promise<string> {
+  const { AppLoginRefused, EmbeddedDatabaseInUse, databaseFailureMessage, StartupRefused } = await failureModules();
   if (error instanceof EmbeddedDatabaseInUse || error instanceof AppLoginRefused || error instanceof StartupRefused) return error.message;
   return databaseFailureMessage(error) ?? (error instanceof Error ? (error.stack ?? error.message) : String(error));
 }
@@ -353,8 +381,14 @@ main(process.argv.slice(2)).then(
   (code) => {
     if (code >= 0) process.exit(code);
   },
-  (error: unknown) => {
-    process.stderr.write(`storekeep: ${failureText(error)}\n`);
+  async (error: unknown) => {
+    let text: string;
+    try {
+      text = await failureText(error);
+    } catch {
+      text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    }
+    process.stderr.write(`storekeep: ${text}\n`);
     process.exit(1);
   },
 );
