@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type { TestApp } from '../../test/support/app.js';
 import type { ApiClient } from '../../test/support/client.js';
+import { SALE_LOCK_WAIT_MS } from './groupCommit.js';
 
 /** Given-steps shared by the sales tests: a store, SKUs and stock, through the API. */
 export async function givenStore(owner: ApiClient, code: string): Promise<string> {
@@ -92,6 +93,9 @@ export async function saleMoney(t: TestApp, tenantId: string, storeId: string, s
   );
   return Object.fromEntries(rows.map((row) => [row.key.replace(`store/${storeId}/`, ''), row.net]));
 }
+
+/** The bound a sale (or a void, a return) a held row does not concern is answered within, beside one: the lane's lock wait, plus slack for a busy shared machine. */
+export const LANE_ANSWER_BOUND_MS = SALE_LOCK_WAIT_MS + 2_000;
 
 /**
  * Holds a row locked from a connection of its own (as a psql session would)
