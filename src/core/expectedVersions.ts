@@ -25,7 +25,7 @@ export function describeExpected(expected: ExpectedVersions): string {
  */
 export function assertExpectedVersion(expected: ExpectedVersions | undefined, current: number, what: string): void {
   if (expected === undefined || matchesExpected(expected, current)) return;
-  throw new AppError('version_conflict', `the ${what} is at version ${current}, not ${describeExpected(expected)}; reload it and change it again`, {
+  throw new AppError('version_conflict', `version ${current} of the ${what} is current, not ${describeExpected(expected)}: reload and change again`, {
     extra: { current_version: current },
   });
 }

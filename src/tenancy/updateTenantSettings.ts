@@ -1,8 +1,7 @@
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { one, type Executor } from '../core/db.js';
-import { AppError } from '../core/errors.js';
-import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
+import { assertExpectedVersion, type ExpectedVersions } from '../core/expectedVersions.js';
 
 /** Settings a tenant can change; each module documents and defaults its own keys. */
 export interface TenantSettings {
@@ -47,11 +46,7 @@ export async function updateTenantSettings(
     cmd.tx,
     sql<{ settings: TenantSettings; version: number }>`SELECT settings, settings_version AS version FROM tenants WHERE id = ${cmd.tenantId} FOR NO KEY UPDATE`,
   );
-  if (expected !== undefined && !matchesExpected(expected, before.version)) {
-    throw new AppError('version_conflict', `the settings are at version ${before.version}, not ${describeExpected(expected)}; reload them and change again`, {
-      extra: { current_version: before.version },
-    });
-  }
+  assertExpectedVersion(expected, before.version, 'settings');
   const entries = Object.entries(changes);
   const set = Object.fromEntries(entries.filter(([, value]) => value !== null));
   const removed = entries.filter(([, value]) => value === null).map(([key]) => key);
