@@ -1,4 +1,4 @@
-import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
+import { assertExpectedVersion, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql } from 'kysely';
 import type { Command } from '../core/command.js';
 import { maybeOne, one } from '../core/db.js';
@@ -36,11 +36,7 @@ export async function applyOrderEvent(cmd: Command, orderId: string, event: Orde
   for (let round = 0; round < 10; round++) {
     const before = await findOrder(cmd.tx, cmd.tenantId, orderId);
     if (!before) throw notFound('order');
-    if (patch.expectedVersion !== undefined && !matchesExpected(patch.expectedVersion, before.version)) {
-      throw new AppError('version_conflict', `the order is at version ${before.version}, not ${describeExpected(patch.expectedVersion)} (If-Match)`, {
-        extra: { current_version: before.version },
-      });
-    }
+    assertExpectedVersion(patch.expectedVersion, before.version, 'order');
     const decision = decide(before.status, event);
     if (decision.kind === 'refuse') return { ok: false, reason: decision.reason, order: before };
     const to = decision.kind === 'move' ? decision.to : before.status;

@@ -1,4 +1,4 @@
-import { describeExpected, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
+import { assertExpectedVersion, matchesExpected, type ExpectedVersions } from '../core/expectedVersions.js';
 import { sql, type RawBuilder } from 'kysely';
 import { actionTakenOn, AlreadyDone, type Command } from '../core/command.js';
 import { maybeOne } from '../core/db.js';
@@ -42,11 +42,7 @@ export async function transitionTransfer(
   if (moved) return;
   // Not in `from` (any more): report the transition from the status it is in now.
   const now = (await findTransfer(cmd.tx, cmd.tenantId, current.id)) ?? current;
-  if (expectedVersion !== undefined && !matchesExpected(expectedVersion, now.version)) {
-    throw new AppError('version_conflict', `the transfer is at version ${now.version}, not ${describeExpected(expectedVersion)} (If-Match)`, {
-      extra: { current_version: now.version },
-    });
-  }
+  assertExpectedVersion(expectedVersion, now.version, 'transfer');
   const verdict = transferTransition(now.status, action);
   throw new AppError('invalid_transition', verdict.ok ? `the transfer changed during ${action}; retry` : verdict.reason, {
     extra: { current_status: now.status },
