@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../src/core/embeddedPostgres.js';
+import { buildForTests, builtPath } from './build.js';
 import { dropAppLogin, provisionAppLogin } from '../src/core/appLogin.js';
 import { migrate } from '../src/core/migrate.js';
 
@@ -29,6 +30,30 @@ function findSpecs(dir: string): string[] {
     else if (entry.endsWith('.spec.ts')) found.push(full);
   }
   return found;
+}
+
+/** A run killed before its clean-up leaves its folder of JavaScript behind: removed when its process is gone. */
+function removeBuildsOfEndedRuns(dir: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = /^test-(\d+)$/.exec(entry)?.[1];
+    if (pid === undefined || isRunning(Number(pid))) continue;
+    rmSync(path.join(dir, entry), { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function main(): Promise<number> {
@@ -70,6 +95,9 @@ async function main(): Promise<number> {
   }
 
   const template = `sk_tpl_${randomBytes(4).toString('hex')}`;
+  // Inside the repository, so that bare imports resolve from its node_modules.
+  const buildDir = path.join(root, '.build', `test-${process.pid}`);
+  removeBuildsOfEndedRuns(path.dirname(buildDir));
   const admin = new pg.Client(serverUrl);
   await admin.connect();
   let exitCode = 1;
@@ -86,10 +114,13 @@ async function main(): Promise<number> {
     await provisionAppLogin(templateUrl.toString(), appPassword, appRole);
     dropRole = () => dropAppLogin(serverUrl, appRole);
 
+    const built = Date.now();
+    const count = await buildForTests(root, buildDir);
+    process.stdout.write(`tests run as JavaScript (${count} files transformed in ${Date.now() - built} ms)\n`);
     const concurrency = process.env.TEST_CONCURRENCY ?? '3';
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', path.join(root, 'test', 'runFiles.ts'), concurrency, ...specs],
+      ['--enable-source-maps', builtPath(root, buildDir, 'test/runFiles.ts'), concurrency, ...specs.map((spec) => builtPath(root, buildDir, spec))],
       {
         cwd: root,
         stdio: 'inherit',
@@ -113,6 +144,7 @@ async function main(): Promise<number> {
     await dropRole().catch(() => undefined);
     await admin.end();
     await stopServer();
+    rmSync(buildDir, { recursive: true, force: true });
   }
   return exitCode;
 }

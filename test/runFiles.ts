@@ -6,7 +6,10 @@
  * reporter and exits 1 when any test failed — or a file failed outside its
  * tests.
  *
- *   node --import tsx test/runFiles.ts <concurrency> <file> …
+ *   node --enable-source-maps .build/test-<pid>/test/runFiles.js <concurrency> <file.js> …
+ *
+ * (as JavaScript, transformed by test/build.ts; the test files' processes
+ * inherit its flags, so they load JavaScript too.)
  */
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
