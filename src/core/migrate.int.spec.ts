@@ -106,6 +106,9 @@ describe('migrate', () => {
       await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM storekeep_app`);
       await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM storekeep_app`);
       await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON FUNCTIONS FROM storekeep_app`);
+      // and a server hardened as many are: a new function is not executable by
+      // everyone (PostgreSQL's default), so only a grant to storekeep_app opens it
+      await client.query(`ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`);
       // When this version starts (and migrates), then a later migration makes a table, as 0830 and 1070 did
       await migrate(url.toString());
       await client.query(`CREATE TABLE restored_then_added (tenant_id uuid, n bigserial)`);
@@ -123,6 +126,7 @@ describe('migrate', () => {
       await client.query('ROLLBACK').catch(() => undefined);
       await client.query(`DROP TABLE IF EXISTS restored_then_added`);
       await client.query(`DROP FUNCTION IF EXISTS restored_then_added_fn()`);
+      await client.query(`ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC`);
       await client.end();
     }
   });
