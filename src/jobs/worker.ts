@@ -25,6 +25,13 @@ export interface WorkerDeps {
   checkPool: pg.Pool;
 }
 
+/**
+ * How long a runner whose pool has stopped its workers may take to finish
+ * stopping (flushing the outcomes of its last jobs: one statement each, tried
+ * once) before it is given up on and a new one started (see supervise).
+ */
+export const RUNNER_FINISH_LIMIT_MS = 10_000;
+
 export function backoffOf(config: Config): BackoffPolicy {
   return { baseMs: config.jobRetryBaseMs, maxMs: config.jobRetryMaxMs };
 }
@@ -149,8 +156,11 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
         resolve();
       };
     });
+  /** The pool whose runner was stopped here because it could take no job again (see 'worker:getJob:error' below). */
+  let wedgedPoolId: string | undefined;
   const restart = async (stoppedPoolId: string | undefined) => {
-    logger.error({ worker_pool: stoppedPoolId }, 'the job runner stopped by itself (it could not record a job\'s outcome: the database went away?); starting it again');
+    if (stoppedPoolId !== undefined && stoppedPoolId === wedgedPoolId) logger.warn({ worker_pool: stoppedPoolId }, 'the job runner was stopped (it could take no job again); starting it again');
+    else logger.error({ worker_pool: stoppedPoolId }, 'the job runner stopped by itself (it could not record a job\'s outcome: the database went away?); starting it again');
     for (let attempt = 0; !closing; attempt++) {
       await pause(Math.min(1_000 * 2 ** attempt, 30_000));
       if (closing) return;
@@ -165,13 +175,72 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       }
     }
   };
+  // A pool that stopped by itself may also never finish stopping. Its last
+  // step flushes graphile-worker's (0.17) completion and failure batchers, and
+  // a batcher whose batch failed counts that batch's backpressure once but
+  // releases it after every later batch: after two outcomes it could not
+  // record (two jobs ending while the database is away), its count of
+  // batches in flight is below zero, and its release waits for zero for
+  // ever. The runner's promise then never settled, and the runner was never
+  // started again. So once its pool has stopped its workers (nothing can
+  // run there any more), a runner whose promise has not settled within
+  // RUNNER_FINISH_LIMIT_MS is given up on: its cron is stopped, and a new
+  // runner started as for one that stopped by itself. A flush still under
+  // way then (a completion that was not recorded in time) means a job that
+  // may run twice, as one whose completion was lost does.
   const supervise = (current: Runner) => {
     const poolId = workerPool?.id;
-    void current.promise.then(() => {
+    let handled = false;
+    let finishTimer: NodeJS.Timeout | undefined;
+    const startAgain = () => {
+      if (handled) return;
+      handled = true;
+      clearTimeout(finishTimer);
+      events.off('pool:gracefulShutdown:complete', onPoolStopped);
       if (!closing) restarting = restart(poolId).finally(() => (restarting = undefined));
-    });
+    };
+    const onPoolStopped = ({ workerPool: stopped }: { workerPool: WorkerPool }) => {
+      if (stopped.id !== poolId || closing || handled) return;
+      finishTimer = setTimeout(() => {
+        if (handled || closing) return;
+        logger.error({ worker_pool: poolId }, 'the job runner did not finish stopping (graphile-worker could not flush its record of job outcomes); giving it up');
+        // Stops its cron (its pool is the part that cannot finish).
+        void current.stop().catch(() => undefined);
+        startAgain();
+      }, RUNNER_FINISH_LIMIT_MS);
+      finishTimer.unref();
+    };
+    events.on('pool:gracefulShutdown:complete', onPoolStopped);
+    void current.promise.then(startAgain, startAgain);
   };
   supervise(runner);
+
+  // A runner can also stop taking jobs without stopping. graphile-worker
+  // (0.17) looks its tasks up once per runner, at its first attempt to take a
+  // job, and keeps that lookup's promise as the answer: when the database
+  // goes away during it — PostgreSQL killed just as the runner was started
+  // again after an earlier crash — every later attempt fails with that same
+  // error, the pool goes on trying every pollInterval (logged at debug), and
+  // the worker ran no job again, silently, until someone restarted it. Only a
+  // kept answer fails with the very same error object twice: such a runner is
+  // stopped, and started again like one that stopped by itself (a new runner
+  // looks its tasks up again).
+  const getJobErrors = new WeakMap<object, Set<unknown>>();
+  events.on('worker:getJob:error', ({ worker: poolWorker, error }) => {
+    const pool = poolWorker.workerPool;
+    if (closing || pool.id !== workerPool?.id || pool.id === wedgedPoolId) return;
+    const seen = getJobErrors.get(pool) ?? new Set<unknown>();
+    getJobErrors.set(pool, seen);
+    if (!seen.has(error)) {
+      // Each failure of a real attempt is a new error; a few are enough to recognise a kept one.
+      if (seen.size < 16) seen.add(error);
+      return;
+    }
+    wedgedPoolId = pool.id;
+    logger.error({ worker_pool: pool.id, error: briefly(error) }, 'the job runner can take no job again (graphile-worker kept the failure of its look at the task list); stopping it to start it again');
+    const wedged = runner;
+    void wedged.stop().catch((stopError: unknown) => logger.warn({ error: briefly(stopError) }, 'could not stop the job runner that can take no job'));
+  });
 
   let metricsServer: http.Server | undefined;
   let metricsUrl: string | undefined;
