@@ -6,8 +6,7 @@ import { assertExpectedVersion, type ExpectedVersions } from '../core/expectedVe
 import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
 import type { SkuRow, Unit } from './inventory.table.js';
-
-const SKU_COLUMNS = sql`id, code, name, unit, price, tracks_pieces, version, op_id, created_at`;
+import { SKU_COLUMNS } from './queries.js';
 
 export interface CreateSkuInput {
   code: string;

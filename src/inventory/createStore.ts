@@ -7,8 +7,7 @@ import { newId } from '../core/ids.js';
 import { PG, pgCode } from '../core/pgErrors.js';
 import { SALE_DAY, SALE_FIGURES } from '../analytics/rollupDailySales.js';
 import type { StoreRow } from './inventory.table.js';
-
-const STORE_COLUMNS = sql.raw('id, code, name, time_zone, version, op_id, created_at');
+import { STORE_COLUMNS } from './queries.js';
 
 /**
  * A time zone a store may take: a name in PostgreSQL's own zone list

@@ -2,8 +2,13 @@ import { sql, type RawBuilder } from 'kysely';
 import { all, andIf, maybeOne, type Tx } from '../core/db.js';
 import type { SkuRow, StoreRow } from './inventory.table.js';
 
+/** A store's answer (StoreRow), as every statement reading or changing a store returns it. */
+export const STORE_COLUMNS = sql.raw('id, code, name, time_zone, version, op_id, created_at');
+/** A SKU's answer (SkuRow), as every statement reading or changing a SKU returns it. */
+export const SKU_COLUMNS = sql.raw('id, code, name, unit, price, tracks_pieces, version, op_id, created_at');
+
 export async function findStore(tx: Tx, tenantId: string, id: string): Promise<StoreRow | undefined> {
-  return maybeOne(tx, sql<StoreRow>`SELECT id, code, name, time_zone, version, op_id, created_at FROM stores WHERE tenant_id = ${tenantId} AND id = ${id}`);
+  return maybeOne(tx, sql<StoreRow>`SELECT ${STORE_COLUMNS} FROM stores WHERE tenant_id = ${tenantId} AND id = ${id}`);
 }
 
 /** Stores in code order; `storeIds` limits to a token's scope (null = all). */
@@ -11,7 +16,7 @@ export async function listStores(tx: Tx, tenantId: string, storeIds: readonly st
   return all(
     tx,
     sql<StoreRow>`
-      SELECT id, code, name, time_zone, version, op_id, created_at FROM stores
+      SELECT ${STORE_COLUMNS} FROM stores
       WHERE tenant_id = ${tenantId}
         ${andIf(storeIds, (ids) => sql`id = ANY(${ids}::uuid[])`)}
         ${andIf(after, (code) => sql`code > ${code}`)}
@@ -22,7 +27,7 @@ export async function listStores(tx: Tx, tenantId: string, storeIds: readonly st
 export async function findSku(tx: Tx, tenantId: string, id: string): Promise<SkuRow | undefined> {
   return maybeOne(
     tx,
-    sql<SkuRow>`SELECT id, code, name, unit, price, tracks_pieces, version, op_id, created_at FROM skus WHERE tenant_id = ${tenantId} AND id = ${id}`,
+    sql<SkuRow>`SELECT ${SKU_COLUMNS} FROM skus WHERE tenant_id = ${tenantId} AND id = ${id}`,
   );
 }
 
@@ -53,7 +58,7 @@ export async function listSkus(tx: Tx, tenantId: string, after: string | undefin
   return all(
     tx,
     sql<SkuRow>`
-      SELECT id, code, name, unit, price, tracks_pieces, version, op_id, created_at FROM ${rows}
+      SELECT ${SKU_COLUMNS} FROM ${rows}
       WHERE tenant_id = ${tenantId} ${start}
         ${andIf(filter.code, (code) => sql`code = ${code}`)}
       ORDER BY code LIMIT ${limit}`,
