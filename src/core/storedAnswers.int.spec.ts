@@ -128,47 +128,32 @@ describe('an answer stored before its fields grew is replayed', () => {
     assert.deepEqual([again.status, again.headers.get('idempotent-replayed')], [200, 'true']);
     assert.deepEqual(again.body, first.body);
   });
-  it('SKU answers stored without version (added by 1400): filled in as 1, the version every SKU then is at; replayed with ETag "1"', async () => {
-    const createKey = randomUUID();
-    const createBody = { code: 'OLD-SKU', name: 'Old', unit: 'piece', price: 10 };
-    const created = await owner.post('/v1/skus', createBody, { idempotencyKey: createKey });
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    const changeKey = randomUUID();
-    const changed = await owner.patch(`/v1/skus/${created.body.id}`, { price: 11 }, { idempotencyKey: changeKey });
-    assert.equal(changed.status, 200, JSON.stringify(changed.body));
-    // as an earlier release stored them and left the row: no version
-    const { rowCount } = await t.admin.query(`UPDATE idempotency_keys SET response_body = response_body - 'version' WHERE tenant_id = $1 AND key = ANY($2::text[])`, [tenantId, [createKey, changeKey]]);
-    assert.equal(rowCount, 2);
-    await t.admin.query(`UPDATE skus SET version = 1 WHERE tenant_id = $1 AND id = $2`, [tenantId, created.body.id]);
-    await t.admin.query(await readFile(new URL('../../migrations/1400_sku_versions.sql', import.meta.url), 'utf8').then((text) => text.replace(/^ALTER TABLE[\s\S]*?;$/gm, '')));
-    const createdAgain = await owner.post('/v1/skus', createBody, { idempotencyKey: createKey });
-    assert.deepEqual([createdAgain.status, createdAgain.headers.get('idempotent-replayed'), createdAgain.headers.get('etag')], [201, 'true', '"1"']);
-    assert.deepEqual(createdAgain.body, created.body);
-    const changedAgain = await owner.patch(`/v1/skus/${created.body.id}`, { price: 11 }, { idempotencyKey: changeKey });
-    assert.deepEqual([changedAgain.status, changedAgain.headers.get('idempotent-replayed'), changedAgain.headers.get('etag')], [200, 'true', '"1"']);
-    assert.deepEqual(changedAgain.body, { ...changed.body, version: 1 });
-  });
-
-  it('store answers stored without version (added by 1410): filled in as 1, the version every store then is at; replayed with ETag "1"', async () => {
-    const createKey = randomUUID();
-    const createBody = { code: 'OLD-STORE', name: 'Old' };
-    const created = await owner.post('/v1/stores', createBody, { idempotencyKey: createKey });
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    const changeKey = randomUUID();
-    const changed = await owner.patch(`/v1/stores/${created.body.id}`, { name: 'Older' }, { idempotencyKey: changeKey });
-    assert.equal(changed.status, 200, JSON.stringify(changed.body));
-    // as an earlier release stored them and left the row: no version
-    const { rowCount } = await t.admin.query(`UPDATE idempotency_keys SET response_body = response_body - 'version' WHERE tenant_id = $1 AND key = ANY($2::text[])`, [tenantId, [createKey, changeKey]]);
-    assert.equal(rowCount, 2);
-    await t.admin.query(`UPDATE stores SET version = 1 WHERE tenant_id = $1 AND id = $2`, [tenantId, created.body.id]);
-    await t.admin.query(await readFile(new URL('../../migrations/1410_store_versions.sql', import.meta.url), 'utf8').then((text) => text.replace(/^ALTER TABLE[\s\S]*?;$/gm, '')));
-    const createdAgain = await owner.post('/v1/stores', createBody, { idempotencyKey: createKey });
-    assert.deepEqual([createdAgain.status, createdAgain.headers.get('idempotent-replayed'), createdAgain.headers.get('etag')], [201, 'true', '"1"']);
-    assert.deepEqual(createdAgain.body, created.body);
-    const changedAgain = await owner.patch(`/v1/stores/${created.body.id}`, { name: 'Older' }, { idempotencyKey: changeKey });
-    assert.deepEqual([changedAgain.status, changedAgain.headers.get('idempotent-replayed'), changedAgain.headers.get('etag')], [200, 'true', '"1"']);
-    assert.deepEqual(changedAgain.body, { ...changed.body, version: 1 });
-  });
+  // SKUs (1400) and stores (1410) gained a version: their stored answers had none.
+  const versioned = [
+    { record: 'SKU', migration: '1400_sku_versions.sql', path: '/v1/skus', table: 'skus', createBody: { code: 'OLD-SKU', name: 'Old', unit: 'piece', price: 10 }, change: { price: 11 } },
+    { record: 'store', migration: '1410_store_versions.sql', path: '/v1/stores', table: 'stores', createBody: { code: 'OLD-STORE', name: 'Old' }, change: { name: 'Older' } },
+  ];
+  for (const { record, migration, path, table, createBody, change } of versioned) {
+    it(`${record} answers stored without version (added by ${migration.slice(0, 4)}): filled in as 1, the version every ${record} then is at; replayed with ETag "1"`, async () => {
+      const createKey = randomUUID();
+      const created = await owner.post(path, createBody, { idempotencyKey: createKey });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const changeKey = randomUUID();
+      const changed = await owner.patch(`${path}/${created.body.id}`, change, { idempotencyKey: changeKey });
+      assert.equal(changed.status, 200, JSON.stringify(changed.body));
+      // as an earlier release stored them and left the row: no version
+      const { rowCount } = await t.admin.query(`UPDATE idempotency_keys SET response_body = response_body - 'version' WHERE tenant_id = $1 AND key = ANY($2::text[])`, [tenantId, [createKey, changeKey]]);
+      assert.equal(rowCount, 2);
+      await t.admin.query(`UPDATE ${table} SET version = 1 WHERE tenant_id = $1 AND id = $2`, [tenantId, created.body.id]);
+      await t.admin.query(await readFile(new URL(`../../migrations/${migration}`, import.meta.url), 'utf8').then((text) => text.replace(/^ALTER TABLE[\s\S]*?;$/gm, '')));
+      const createdAgain = await owner.post(path, createBody, { idempotencyKey: createKey });
+      assert.deepEqual([createdAgain.status, createdAgain.headers.get('idempotent-replayed'), createdAgain.headers.get('etag')], [201, 'true', '"1"']);
+      assert.deepEqual(createdAgain.body, created.body);
+      const changedAgain = await owner.patch(`${path}/${created.body.id}`, change, { idempotencyKey: changeKey });
+      assert.deepEqual([changedAgain.status, changedAgain.headers.get('idempotent-replayed'), changedAgain.headers.get('etag')], [200, 'true', '"1"']);
+      assert.deepEqual(changedAgain.body, { ...changed.body, version: 1 });
+    });
+  }
 
   it("a return's answer, and a void's answer with the sale's returns, stored without after_void (added by 1340): filled in as false, replayed as the first answer", async () => {
     const sale = await owner.post('/v1/sales', { store_id: storeId, payment_method: 'cash', items: [{ sku_id: tea, quantity: 3, unit_price: 100 }] });
